@@ -1,0 +1,1561 @@
+/*  =========================================================================
+    br_broker - the Parley broker: peers, routes, sessions, delivery
+
+    One actor owns everything here: the ROUTER socket, the peer registry, the
+    route table, the session registry and the table of requests in flight.
+    Nothing is shared with other threads and nothing blocks: every send is
+    ZMQ_DONTWAIT and a message that cannot be queued is dropped and counted.
+
+    The peer protocol is proto/ENVELOPE.md. The shape of the state:
+
+        peers       routing id (hex) -> peer_t          (owns the peers)
+        instances   instance name    -> peer_t          (live plugin/gateway instances)
+        gateways    gateway name     -> peer_t          (live gateway nonces)
+        routes      prefix           -> route_t         (kept after its last instance
+                                                          dies: unavailable, not unknown)
+        sessions    sid              -> session_t       (owns the sessions)
+        users       user name        -> user_t          (the bound sessions of a user)
+        pending     broker rid       -> pending_t       (owns the requests in flight)
+        fifo        pending_t in deadline order         (all share one timeout)
+
+    Every cross reference has a handle in the list it sits in, so that a
+    session close, a reply or a peer's death costs only what it touches.
+
+    Commands on the actor pipe: "$TERM" ends it; "STATUS" is answered with
+    zsock_signal 0 (bound and running) or -1 (could not bind): zactor_new
+    swallows the actor's first signal, so br_broker_start asks again.
+    =========================================================================
+*/
+
+#include "br_broker.h"
+#include "parley_plugin.h"
+#include "pl_envelope.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+//  Bounds: nothing in the broker grows without one
+#define BR_HWM                  100000      //  messages queued per peer, each way
+#define BR_MAX_MSGSIZE          (PL_ENVELOPE_MAX_BODY + PL_ENVELOPE_MAX_HEADER)
+#define BR_MAX_PEERS            4096
+#define BR_MAX_ROUTES           4096
+#define BR_MAX_PENDING          262144
+#define BR_MAX_SESSIONS         (4 * 1024 * 1024)
+#define BR_MAX_TYPE             256         //  longest message type we route
+#define BR_MAX_BATCH            1024        //  messages handled between timer checks
+#define BR_LOG_INTERVAL         5000        //  ms between two "dropped" summaries
+
+//  The protocol's own prefixes: a type under one of these is never
+//  unknown_type, only unavailable while no plugin serves it
+static const char *s_protocol_prefixes [] = {
+    "auth.", "room.", "msg.", "pm.", "presence.", NULL
+};
+
+typedef struct _peer_t peer_t;
+typedef struct _route_t route_t;
+typedef struct _session_t session_t;
+typedef struct _user_t user_t;
+typedef struct _pending_t pending_t;
+
+typedef enum {
+    PEER_GATEWAY = 1,
+    PEER_PLUGIN = 2
+} peer_kind_t;
+
+struct _peer_t {
+    char *key;                  //  routing id in hex: the registry key
+    zframe_t *routing_id;       //  the ROUTER address of the peer
+    peer_kind_t kind;           //  gateway or plugin
+    char *name;                 //  plugin name, or gateway name (its nonce)
+    char *instance;             //  unique instance name, may be NULL for a gateway
+    uint32_t flags;             //  PARLEY_PLUGIN_*
+    uint32_t heartbeat_ms;      //  the interval the peer announced
+    int64_t last_heard;         //  monotonic ms of the last message from it
+    int64_t last_sent;          //  monotonic ms of the last message to it
+    char **prefixes;            //  the route prefixes this peer serves
+    size_t prefix_count;        //  entries in prefixes
+    zlistx_t *sessions;         //  gateway: its session_t (borrowed)
+    zlistx_t *pending_to;       //  pending_t this peer has to answer (borrowed)
+    zlistx_t *pending_from;     //  pending_t this peer waits for (borrowed)
+    void *subscriber_handle;    //  handle in broker->subscribers, or NULL
+    uint64_t deliver_mark;      //  the deliver pass that last touched this gateway
+    uint64_t *deliver_sids;     //  that pass's sids for this gateway
+    size_t deliver_count;       //  sids in deliver_sids
+    size_t deliver_size;        //  allocated entries of deliver_sids
+};
+
+struct _route_t {
+    char *prefix;               //  "room."
+    char *service;              //  name of the plugin that serves it, for messages
+    uint32_t flags;             //  PARLEY_ROUTE_*
+    uint32_t shard;             //  parley_shard_t
+    char *shard_field;          //  body field of the shard key, or NULL
+    peer_t **instances;         //  live instances (borrowed)
+    size_t instance_count;      //  entries in instances
+    size_t instance_size;       //  allocated entries
+    size_t next_instance;       //  round-robin cursor
+};
+
+struct _session_t {
+    uint64_t sid;               //  the key in broker->sessions (points here)
+    peer_t *gateway;            //  the gateway that hosts it
+    void *gateway_handle;       //  handle in gateway->sessions
+    char *addr;                 //  client address, or NULL
+    user_t *user;               //  bound user, or NULL
+    void *user_handle;          //  handle in user->sessions
+    uint64_t deliver_mark;      //  the deliver pass that last listed it
+};
+
+struct _user_t {
+    char *name;                 //  the user's name, the key in broker->users
+    zlistx_t *sessions;         //  session_t bound to this user (borrowed)
+};
+
+struct _pending_t {
+    uint64_t rid;               //  the broker's rid: the key in broker->pending
+    uint64_t requester_rid;     //  the rid the requester chose
+    uint64_t sid;               //  the requester's session, or 0
+    uint8_t *cid;               //  the client's id, one msgpack value, or NULL
+    size_t cid_size;            //  bytes in cid
+    route_t *route;             //  the route it went to (routes are never freed)
+    peer_t *requester;          //  who waits for the answer
+    peer_t *target;             //  who has to answer
+    void *requester_handle;     //  handle in requester->pending_from
+    void *target_handle;        //  handle in target->pending_to
+    void *fifo_handle;          //  handle in broker->fifo
+    int64_t deadline;           //  monotonic ms when it is answered unavailable
+};
+
+typedef struct {
+    zsock_t *pipe;              //  actor pipe
+    zsock_t *router;            //  the one ROUTER socket
+    zpoller_t *poller;          //  pipe and router
+    bool inproc_bound;          //  BR_BROKER_INPROC is ours, to unbind at the end
+    bool terminated;            //  $TERM received
+    uint32_t heartbeat_ms;      //  our interval, sent in welcome
+    uint32_t request_timeout_ms;    //  unanswered requests fail after this
+    int64_t tick_ms;            //  how often heartbeats and deaths are checked
+    int64_t next_tick;          //  monotonic ms of the next check
+    zhashx_t *peers;            //  routing id hex -> peer_t (owned)
+    zhashx_t *instances;        //  instance name -> peer_t
+    zhashx_t *gateways;         //  gateway name -> peer_t
+    zhashx_t *routes;           //  prefix -> route_t (owned)
+    zhashx_t *sessions;         //  sid -> session_t (owned)
+    zhashx_t *users;            //  user name -> user_t (owned)
+    zhashx_t *pending;          //  broker rid -> pending_t (owned)
+    zlistx_t *fifo;             //  pending_t in deadline order
+    zlistx_t *subscribers;      //  plugin peer_t with PARLEY_PLUGIN_SESSIONS
+    uint64_t next_rid;          //  the broker's next request id
+    uint64_t deliver_mark;      //  counter of deliver passes
+    uint64_t dropped;           //  messages we could not queue, ever
+    uint64_t dropped_logged;    //  value of dropped at the last summary
+    int64_t next_drop_log;      //  monotonic ms before which we stay quiet
+} broker_t;
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+//  A 64-bit finalizer (splitmix64): spreads FNV's weak low bits
+static uint64_t
+s_mix64 (uint64_t value)
+{
+    value ^= value >> 30;
+    value *= 0xbf58476d1ce4e5b9ULL;
+    value ^= value >> 27;
+    value *= 0x94d049bb133111ebULL;
+    value ^= value >> 31;
+    return value;
+}
+
+static uint64_t
+s_fnv1a (uint64_t hash, const void *data, size_t size, bool lower)
+{
+    const uint8_t *bytes = (const uint8_t *) data;
+    for (size_t index = 0; index < size; index++) {
+        uint8_t byte = bytes [index];
+        if (lower && byte >= 'A' && byte <= 'Z')
+            byte = (uint8_t) (byte - 'A' + 'a');
+        hash ^= byte;
+        hash *= 0x100000001b3ULL;
+    }
+    return hash;
+}
+
+//  zhashx callbacks for uint64 keys stored inside the items themselves
+static size_t
+s_u64_hash (const void *key)
+{
+    return (size_t) s_mix64 (*(const uint64_t *) key);
+}
+
+static int
+s_u64_compare (const void *key1, const void *key2)
+{
+    uint64_t value1 = *(const uint64_t *) key1;
+    uint64_t value2 = *(const uint64_t *) key2;
+    return value1 < value2 ? -1 : value1 > value2 ? 1 : 0;
+}
+
+static zhashx_t *
+s_u64_hash_new (void)
+{
+    zhashx_t *hash = zhashx_new ();
+    if (hash) {
+        zhashx_set_key_hasher (hash, s_u64_hash);
+        zhashx_set_key_comparator (hash, s_u64_compare);
+        zhashx_set_key_duplicator (hash, NULL);
+        zhashx_set_key_destructor (hash, NULL);
+    }
+    return hash;
+}
+
+//  Writes the routing id as hex into key (at least 2 * 255 + 1 bytes)
+static void
+s_routing_key (zframe_t *routing_id, char *key, size_t key_size)
+{
+    static const char hex [] = "0123456789abcdef";
+    const uint8_t *data = zframe_data (routing_id);
+    size_t size = zframe_size (routing_id);
+    size_t out = 0;
+    for (size_t index = 0; index < size && out + 2 < key_size; index++) {
+        key [out++] = hex [data [index] >> 4];
+        key [out++] = hex [data [index] & 15];
+    }
+    key [out] = 0;
+}
+
+#define BR_ROUTING_KEY_SIZE 520
+
+
+//  --------------------------------------------------------------------------
+//  A light msgpack reader: finds one string field of the body's top-level
+//  map without decoding or copying anything. Never trusts a length.
+
+//  Reads the header of the value at *pos. Sets *items_p to the number of
+//  values it contains (2n for a map, n for an array) and *skip_p to the
+//  bytes of payload after the header. Returns -1 on malformed input.
+static int
+s_mp_header (const uint8_t *data, size_t size, size_t *pos, uint64_t *items_p,
+             uint64_t *skip_p, bool *is_str_p, bool *is_map_p)
+{
+    if (*pos >= size)
+        return -1;
+    uint8_t byte = data [(*pos)++];
+    uint64_t items = 0, skip = 0;
+    size_t length_bytes = 0;        //  big-endian length that follows
+    int length_kind = 0;            //  0 none, 1 payload bytes, 2 array, 3 map
+    uint64_t extra = 0;             //  fixed payload bytes after a length
+    *is_str_p = false;
+    *is_map_p = false;
+
+    if (byte <= 0x7f || byte >= 0xe0 || byte == 0xc0 || byte == 0xc2 || byte == 0xc3)
+        ;
+    else
+    if (byte >= 0x80 && byte <= 0x8f) {
+        items = 2 * (uint64_t) (byte & 0x0f);
+        *is_map_p = true;
+    }
+    else
+    if (byte >= 0x90 && byte <= 0x9f)
+        items = byte & 0x0f;
+    else
+    if (byte >= 0xa0 && byte <= 0xbf) {
+        skip = byte & 0x1f;
+        *is_str_p = true;
+    }
+    else {
+        switch (byte) {
+            case 0xc4: length_bytes = 1; length_kind = 1; break;
+            case 0xc5: length_bytes = 2; length_kind = 1; break;
+            case 0xc6: length_bytes = 4; length_kind = 1; break;
+            case 0xc7: length_bytes = 1; length_kind = 1; extra = 1; break;
+            case 0xc8: length_bytes = 2; length_kind = 1; extra = 1; break;
+            case 0xc9: length_bytes = 4; length_kind = 1; extra = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: skip = 1; break;
+            case 0xcd: skip = 2; break;
+            case 0xce: skip = 4; break;
+            case 0xcf: skip = 8; break;
+            case 0xd0: skip = 1; break;
+            case 0xd1: skip = 2; break;
+            case 0xd2: skip = 4; break;
+            case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xd9: length_bytes = 1; length_kind = 1; *is_str_p = true; break;
+            case 0xda: length_bytes = 2; length_kind = 1; *is_str_p = true; break;
+            case 0xdb: length_bytes = 4; length_kind = 1; *is_str_p = true; break;
+            case 0xdc: length_bytes = 2; length_kind = 2; break;
+            case 0xdd: length_bytes = 4; length_kind = 2; break;
+            case 0xde: length_bytes = 2; length_kind = 3; *is_map_p = true; break;
+            case 0xdf: length_bytes = 4; length_kind = 3; *is_map_p = true; break;
+            default: return -1;        //  0xc1, never used
+        }
+    }
+    if (length_bytes) {
+        if (size - *pos < length_bytes)
+            return -1;
+        uint64_t length = 0;
+        for (size_t index = 0; index < length_bytes; index++)
+            length = (length << 8) | data [(*pos)++];
+        if (length_kind == 1)
+            skip = length + extra;
+        else
+        if (length_kind == 2)
+            items = length;
+        else
+            items = 2 * length;
+    }
+    if (skip > size - *pos)
+        return -1;
+    //  Every contained value takes at least one byte: refuse lying counts
+    if (items > size - *pos)
+        return -1;
+    *items_p = items;
+    *skip_p = skip;
+    return 0;
+}
+
+//  Skips one complete value at *pos. Returns -1 on malformed input.
+static int
+s_mp_skip (const uint8_t *data, size_t size, size_t *pos)
+{
+    uint64_t remaining = 1;
+    while (remaining > 0) {
+        uint64_t items, skip;
+        bool is_str, is_map;
+        if (s_mp_header (data, size, pos, &items, &skip, &is_str, &is_map))
+            return -1;
+        *pos += (size_t) skip;
+        remaining--;
+        if (items > size - *pos || remaining > size - *pos)
+            return -1;
+        remaining += items;
+    }
+    return 0;
+}
+
+//  Finds the string value of field in the msgpack map body. Returns 0 with
+//  *value_p (borrowed, not terminated) and *length_p, or -1 if the body is
+//  not a map, has no such field, or the field is not a string.
+static int
+s_mp_find_string (const uint8_t *data, size_t size, const char *field,
+                  const char **value_p, size_t *length_p)
+{
+    size_t pos = 0;
+    uint64_t items, skip;
+    bool is_str, is_map;
+    if (!data || s_mp_header (data, size, &pos, &items, &skip, &is_str, &is_map)
+    ||  !is_map)
+        return -1;
+    size_t field_length = strlen (field);
+    for (uint64_t pair = 0; pair < items / 2; pair++) {
+        uint64_t key_items, key_skip;
+        if (s_mp_header (data, size, &pos, &key_items, &key_skip, &is_str, &is_map))
+            return -1;
+        bool match = is_str && key_skip == field_length
+                  && memcmp (data + pos, field, field_length) == 0;
+        if (!is_str) {
+            //  A non-string key: skip its payload and contents
+            pos += (size_t) key_skip;
+            uint64_t remaining = key_items;
+            while (remaining-- > 0)
+                if (s_mp_skip (data, size, &pos))
+                    return -1;
+        }
+        else
+            pos += (size_t) key_skip;
+        if (match) {
+            uint64_t value_items, value_skip;
+            if (s_mp_header (data, size, &pos, &value_items, &value_skip, &is_str, &is_map)
+            ||  !is_str)
+                return -1;
+            *value_p = (const char *) data + pos;
+            *length_p = (size_t) value_skip;
+            return 0;
+        }
+        if (s_mp_skip (data, size, &pos))
+            return -1;
+    }
+    return -1;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Destructors (also used by the hashes at teardown)
+
+static void
+s_peer_destroy (peer_t **self_p)
+{
+    if (*self_p) {
+        peer_t *self = *self_p;
+        free (self->key);
+        zframe_destroy (&self->routing_id);
+        free (self->name);
+        free (self->instance);
+        for (size_t index = 0; index < self->prefix_count; index++)
+            free (self->prefixes [index]);
+        free (self->prefixes);
+        zlistx_destroy (&self->sessions);
+        zlistx_destroy (&self->pending_to);
+        zlistx_destroy (&self->pending_from);
+        free (self->deliver_sids);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_route_destroy (route_t **self_p)
+{
+    if (*self_p) {
+        route_t *self = *self_p;
+        free (self->prefix);
+        free (self->service);
+        free (self->shard_field);
+        free (self->instances);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_session_destroy (session_t **self_p)
+{
+    if (*self_p) {
+        session_t *self = *self_p;
+        free (self->addr);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_user_destroy (user_t **self_p)
+{
+    if (*self_p) {
+        user_t *self = *self_p;
+        free (self->name);
+        zlistx_destroy (&self->sessions);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_pending_destroy (pending_t **self_p)
+{
+    if (*self_p) {
+        pending_t *self = *self_p;
+        free (self->cid);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Sending
+
+//  Sends the envelope to peer and destroys it. A message that cannot be
+//  queued is dropped and counted: the broker never waits for a peer.
+static int
+s_send (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
+{
+    pl_envelope_set_routing_id (*envelope_p, zframe_dup (peer->routing_id));
+    int rc = pl_envelope_send (envelope_p, self->router);
+    pl_envelope_destroy (envelope_p);
+    if (rc == 0)
+        peer->last_sent = zclock_mono ();
+    else
+        self->dropped++;
+    return rc;
+}
+
+//  Sends to a routing id we hold no peer for (WHO, REFUSE)
+static int
+s_send_to_routing_id (broker_t *self, zframe_t *routing_id, pl_envelope_t **envelope_p)
+{
+    pl_envelope_set_routing_id (*envelope_p, zframe_dup (routing_id));
+    int rc = pl_envelope_send (envelope_p, self->router);
+    pl_envelope_destroy (envelope_p);
+    if (rc)
+        self->dropped++;
+    return rc;
+}
+
+//  Answers a request with an error, echoing the requester's rid, sid, cid
+static void
+s_reply_error (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
+               const uint8_t *cid, size_t cid_size, const char *code, const char *message)
+{
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    if (!reply)
+        return;
+    pl_envelope_set_rid (reply, rid);
+    if (sid)
+        pl_envelope_set_sid (reply, sid);
+    if (cid && cid_size)
+        pl_envelope_set_cid (reply, cid, cid_size);
+    pl_envelope_set_error (reply, code, message);
+    s_send (self, requester, &reply);
+}
+
+//  The service name for messages: the plugin's name, else the type's
+//  first segment ("room" for "room.join")
+static void
+s_service_name (route_t *route, const char *type, char *name, size_t name_size)
+{
+    if (route && route->service)
+        snprintf (name, name_size, "%s", route->service);
+    else {
+        size_t length = strcspn (type, ".");
+        snprintf (name, name_size, "%.*s", (int) length, type);
+    }
+}
+
+static void
+s_reply_unavailable (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
+                     const uint8_t *cid, size_t cid_size, route_t *route, const char *type)
+{
+    char service [128];
+    s_service_name (route, type ? type : "", service, sizeof service);
+    char message [256];
+    snprintf (message, sizeof message,
+              "The %s service is unavailable; try again later.", service);
+    s_reply_error (self, requester, rid, sid, cid, cid_size, "unavailable", message);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Pending requests
+
+static void
+s_pending_remove (broker_t *self, pending_t *pending)
+{
+    if (pending->requester)
+        zlistx_detach (pending->requester->pending_from, pending->requester_handle);
+    if (pending->target)
+        zlistx_detach (pending->target->pending_to, pending->target_handle);
+    zlistx_detach (self->fifo, pending->fifo_handle);
+    zhashx_delete (self->pending, &pending->rid);
+}
+
+//  Answers the pending request unavailable (if its requester still lives)
+//  and forgets it
+static void
+s_pending_fail (broker_t *self, pending_t *pending)
+{
+    if (pending->requester)
+        s_reply_unavailable (self, pending->requester, pending->requester_rid,
+                             pending->sid, pending->cid, pending->cid_size,
+                             pending->route, pending->route ? pending->route->prefix : "");
+    s_pending_remove (self, pending);
+}
+
+static void
+s_pending_expire (broker_t *self, int64_t now)
+{
+    size_t expired = 0;
+    pending_t *pending;
+    while ((pending = (pending_t *) zlistx_first (self->fifo))
+       &&  pending->deadline <= now) {
+        s_pending_fail (self, pending);
+        expired++;
+    }
+    if (expired)
+        zsys_warning ("broker: %zu request(s) unanswered after %" PRIu32 " ms; "
+                      "answered unavailable", expired, self->request_timeout_ms);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Sessions and users
+
+//  Tells every SESSIONS plugin instance that session was bound or closed
+static void
+s_session_event (broker_t *self, session_t *session, uint32_t event)
+{
+    if (!session->user)
+        return;
+    peer_t *subscriber = (peer_t *) zlistx_first (self->subscribers);
+    while (subscriber) {
+        pl_envelope_t *envelope = pl_envelope_new (PL_OP_SESSION_EVENT);
+        if (envelope) {
+            pl_envelope_set_event (envelope, event);
+            pl_envelope_set_sid (envelope, session->sid);
+            pl_envelope_set_user (envelope, session->user->name);
+            s_send (self, subscriber, &envelope);
+        }
+        subscriber = (peer_t *) zlistx_next (self->subscribers);
+    }
+}
+
+static void
+s_session_unbind (broker_t *self, session_t *session)
+{
+    if (!session->user)
+        return;
+    s_session_event (self, session, PARLEY_SESSION_CLOSED);
+    user_t *user = session->user;
+    zlistx_detach (user->sessions, session->user_handle);
+    session->user = NULL;
+    session->user_handle = NULL;
+    if (zlistx_size (user->sessions) == 0)
+        zhashx_delete (self->users, user->name);
+}
+
+static int
+s_session_bind (broker_t *self, session_t *session, const char *name)
+{
+    if (session->user && streq (session->user->name, name))
+        return 0;
+    s_session_unbind (self, session);
+    user_t *user = (user_t *) zhashx_lookup (self->users, name);
+    if (!user) {
+        user = (user_t *) zmalloc (sizeof (user_t));
+        if (!user)
+            return -1;
+        user->name = strdup (name);
+        user->sessions = zlistx_new ();
+        if (!user->name || !user->sessions) {
+            s_user_destroy (&user);
+            return -1;
+        }
+        zhashx_insert (self->users, user->name, user);
+    }
+    session->user_handle = zlistx_add_end (user->sessions, session);
+    session->user = user;
+    s_session_event (self, session, PARLEY_SESSION_BOUND);
+    return 0;
+}
+
+static void
+s_session_remove (broker_t *self, session_t *session)
+{
+    s_session_unbind (self, session);
+    zlistx_detach (session->gateway->sessions, session->gateway_handle);
+    zhashx_delete (self->sessions, &session->sid);
+}
+
+static void
+s_session_open (broker_t *self, peer_t *gateway, pl_envelope_t *envelope)
+{
+    uint64_t sid = pl_envelope_sid (envelope);
+    if (!sid) {
+        zsys_warning ("broker: gateway '%s' opened a session without a sid; ignored",
+                      gateway->name);
+        return;
+    }
+    const char *addr = pl_envelope_addr (envelope);
+    session_t *session = (session_t *) zhashx_lookup (self->sessions, &sid);
+    if (session && session->gateway != gateway) {
+        zsys_warning ("broker: gateway '%s' opened session %" PRIx64 " held by gateway '%s';"
+                      " moved it", gateway->name, sid, session->gateway->name);
+        s_session_remove (self, session);
+        session = NULL;
+    }
+    if (session) {
+        //  Announced again (after WHO): keep the binding, refresh the address
+        free (session->addr);
+        session->addr = addr ? strdup (addr) : NULL;
+        return;
+    }
+    if (zhashx_size (self->sessions) >= BR_MAX_SESSIONS) {
+        zsys_error ("broker: session limit (%d) reached; session %" PRIx64
+                    " of gateway '%s' not registered", BR_MAX_SESSIONS, sid, gateway->name);
+        return;
+    }
+    session = (session_t *) zmalloc (sizeof (session_t));
+    if (!session)
+        return;
+    session->sid = sid;
+    session->gateway = gateway;
+    session->addr = addr ? strdup (addr) : NULL;
+    session->gateway_handle = zlistx_add_end (gateway->sessions, session);
+    zhashx_insert (self->sessions, &session->sid, session);
+}
+
+static void
+s_session_close (broker_t *self, peer_t *gateway, pl_envelope_t *envelope)
+{
+    uint64_t sid = pl_envelope_sid (envelope);
+    session_t *session = (session_t *) zhashx_lookup (self->sessions, &sid);
+    if (session && session->gateway == gateway)
+        s_session_remove (self, session);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Routes
+
+static route_t *
+s_route_lookup (broker_t *self, const char *type)
+{
+    size_t length = strlen (type);
+    if (length >= BR_MAX_TYPE)
+        return NULL;
+    char prefix [BR_MAX_TYPE];
+    memcpy (prefix, type, length + 1);
+    //  Longest prefix first: at most BR_MAX_TYPE lookups, usually a few
+    while (length > 0) {
+        prefix [length] = 0;
+        route_t *route = (route_t *) zhashx_lookup (self->routes, prefix);
+        if (route)
+            return route;
+        length--;
+    }
+    return NULL;
+}
+
+static bool
+s_is_protocol_type (const char *type)
+{
+    for (int index = 0; s_protocol_prefixes [index]; index++)
+        if (strncmp (type, s_protocol_prefixes [index],
+                     strlen (s_protocol_prefixes [index])) == 0)
+            return true;
+    return false;
+}
+
+static void
+s_route_remove_instance (route_t *route, peer_t *peer)
+{
+    for (size_t index = 0; index < route->instance_count; index++)
+        if (route->instances [index] == peer) {
+            memmove (route->instances + index, route->instances + index + 1,
+                     (route->instance_count - index - 1) * sizeof (peer_t *));
+            route->instance_count--;
+            return;
+        }
+}
+
+static int
+s_route_add_instance (broker_t *self, peer_t *peer, const pl_route_t *announced)
+{
+    route_t *route = (route_t *) zhashx_lookup (self->routes, announced->prefix);
+    if (!route) {
+        if (zhashx_size (self->routes) >= BR_MAX_ROUTES)
+            return -1;
+        route = (route_t *) zmalloc (sizeof (route_t));
+        if (!route)
+            return -1;
+        route->prefix = strdup (announced->prefix);
+        if (!route->prefix) {
+            s_route_destroy (&route);
+            return -1;
+        }
+        zhashx_insert (self->routes, route->prefix, route);
+    }
+    //  The newest registration defines the route's behaviour
+    free (route->service);
+    route->service = strdup (peer->name);
+    free (route->shard_field);
+    route->shard_field = announced->shard_field ? strdup (announced->shard_field) : NULL;
+    route->flags = announced->flags;
+    route->shard = announced->shard;
+    if (route->instance_count == route->instance_size) {
+        size_t size = route->instance_size ? route->instance_size * 2 : 4;
+        peer_t **instances = (peer_t **) realloc (route->instances, size * sizeof (peer_t *));
+        if (!instances)
+            return -1;
+        route->instances = instances;
+        route->instance_size = size;
+    }
+    route->instances [route->instance_count++] = peer;
+    return 0;
+}
+
+//  Picks the instance for a request: rendezvous hashing of the shard key
+//  (highest hash of instance name + lower-cased key wins), or round-robin
+static peer_t *
+s_route_pick (route_t *route, const char *user, zframe_t *body)
+{
+    if (route->instance_count == 0)
+        return NULL;
+    if (route->instance_count == 1)
+        return route->instances [0];
+
+    const char *key = NULL;
+    size_t key_length = 0;
+    bool keyed = false;
+    if (route->shard != PARLEY_SHARD_NONE && route->shard_field && body)
+        keyed = s_mp_find_string (zframe_data (body), zframe_size (body),
+                                  route->shard_field, &key, &key_length) == 0;
+    if (!keyed) {
+        //  No key (stateless, or the plugin will answer bad_request)
+        peer_t *peer = route->instances [route->next_instance % route->instance_count];
+        route->next_instance++;
+        return peer;
+    }
+    //  The pair's order must not depend on who asks: sort case-insensitively
+    const char *first = key, *second = NULL;
+    size_t first_length = key_length, second_length = 0;
+    if (route->shard == PARLEY_SHARD_USER_PAIR && user) {
+        size_t user_length = strlen (user);
+        size_t common = user_length < key_length ? user_length : key_length;
+        int order = strncasecmp (user, key, common);
+        if (order == 0)
+            order = user_length < key_length ? -1 : user_length > key_length ? 1 : 0;
+        if (order <= 0) {
+            first = user; first_length = user_length;
+            second = key; second_length = key_length;
+        }
+        else {
+            second = user; second_length = user_length;
+        }
+    }
+    peer_t *best = NULL;
+    uint64_t best_score = 0;
+    for (size_t index = 0; index < route->instance_count; index++) {
+        peer_t *peer = route->instances [index];
+        const char *instance = peer->instance ? peer->instance : peer->key;
+        uint64_t hash = 0xcbf29ce484222325ULL;
+        hash = s_fnv1a (hash, instance, strlen (instance) + 1, false);
+        hash = s_fnv1a (hash, first, first_length, true);
+        if (second) {
+            hash = s_fnv1a (hash, "\n", 1, false);
+            hash = s_fnv1a (hash, second, second_length, true);
+        }
+        uint64_t score = s_mix64 (hash);
+        if (!best || score > best_score) {
+            best = peer;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Peers
+
+//  Forgets a peer: its routes, its pending requests (answered unavailable
+//  at once), its sessions if a gateway. Destroys the peer.
+static void
+s_peer_remove (broker_t *self, peer_t *peer, const char *why)
+{
+    size_t failed = zlistx_size (peer->pending_to);
+    size_t sessions = zlistx_size (peer->sessions);
+    zsys_info ("broker: %s '%s' (%s) %s; dropped its routes, %zu pending request(s)"
+               " answered unavailable, %zu session(s) closed",
+               peer->kind == PEER_GATEWAY ? "gateway" : "plugin", peer->name,
+               peer->instance ? peer->instance : peer->key, why, failed, sessions);
+
+    for (size_t index = 0; index < peer->prefix_count; index++) {
+        route_t *route = (route_t *) zhashx_lookup (self->routes, peer->prefixes [index]);
+        if (route)
+            s_route_remove_instance (route, peer);
+    }
+    if (peer->subscriber_handle) {
+        zlistx_detach (self->subscribers, peer->subscriber_handle);
+        peer->subscriber_handle = NULL;
+    }
+    pending_t *pending;
+    while ((pending = (pending_t *) zlistx_first (peer->pending_to))) {
+        //  Detach from us first so that the reply goes nowhere near us
+        zlistx_detach (peer->pending_to, pending->target_handle);
+        pending->target = NULL;
+        s_pending_fail (self, pending);
+    }
+    while ((pending = (pending_t *) zlistx_first (peer->pending_from))) {
+        //  Nobody waits for it now: a late answer is dropped as unknown
+        zlistx_detach (peer->pending_from, pending->requester_handle);
+        pending->requester = NULL;
+        s_pending_remove (self, pending);
+    }
+    session_t *session;
+    while ((session = (session_t *) zlistx_first (peer->sessions)))
+        s_session_remove (self, session);
+
+    if (peer->instance && zhashx_lookup (self->instances, peer->instance) == peer)
+        zhashx_delete (self->instances, peer->instance);
+    if (peer->kind == PEER_GATEWAY && zhashx_lookup (self->gateways, peer->name) == peer)
+        zhashx_delete (self->gateways, peer->name);
+    zhashx_delete (self->peers, peer->key);    //  destroys the peer
+}
+
+static void
+s_refuse (broker_t *self, zframe_t *routing_id, const char *code, const char *message)
+{
+    zsys_warning ("broker: refused a peer: %s", message);
+    pl_envelope_t *refuse = pl_envelope_new (PL_OP_REFUSE);
+    if (!refuse)
+        return;
+    pl_envelope_set_error (refuse, code, message);
+    s_send_to_routing_id (self, routing_id, &refuse);
+}
+
+static void
+s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
+{
+    zframe_t *routing_id = pl_envelope_routing_id (envelope);
+    //  A known peer that says HELLO again decided we were dead: start over
+    peer_t *old = (peer_t *) zhashx_lookup (self->peers, key);
+    if (old)
+        s_peer_remove (self, old, "registered again");
+
+    char message [512];
+    const char *kind = pl_envelope_kind (envelope);
+    const char *name = pl_envelope_name (envelope);
+    const char *instance = pl_envelope_instance (envelope);
+    peer_kind_t peer_kind;
+    if (kind && streq (kind, "gateway"))
+        peer_kind = PEER_GATEWAY;
+    else
+    if (kind && streq (kind, "plugin"))
+        peer_kind = PEER_PLUGIN;
+    else {
+        snprintf (message, sizeof message, "a peer said hello with kind '%s'; "
+                  "expected 'gateway' or 'plugin'", kind ? kind : "");
+        s_refuse (self, routing_id, "bad_request", message);
+        return;
+    }
+    if (!name || !*name) {
+        s_refuse (self, routing_id, "bad_request",
+                  "a peer said hello without a name");
+        return;
+    }
+    if (peer_kind == PEER_PLUGIN) {
+        uint32_t major = 0, minor = 0;
+        pl_envelope_abi (envelope, &major, &minor);
+        if (major != PARLEY_ABI_MAJOR) {
+            snprintf (message, sizeof message,
+                      "plugin '%s' speaks plugin ABI %" PRIu32 ".%" PRIu32
+                      "; this broker supports ABI %d (%d.%d)",
+                      name, major, minor, PARLEY_ABI_MAJOR, PARLEY_ABI_MAJOR,
+                      PARLEY_ABI_MINOR);
+            s_refuse (self, routing_id, "unsupported_abi", message);
+            return;
+        }
+        if (!instance || !*instance) {
+            snprintf (message, sizeof message,
+                      "plugin '%s' said hello without an instance name", name);
+            s_refuse (self, routing_id, "bad_request", message);
+            return;
+        }
+    }
+    if (instance && *instance && zhashx_lookup (self->instances, instance)) {
+        snprintf (message, sizeof message,
+                  "%s '%s': instance '%s' is already registered and alive",
+                  kind, name, instance);
+        s_refuse (self, routing_id, "duplicate_instance", message);
+        return;
+    }
+    if (peer_kind == PEER_GATEWAY && zhashx_lookup (self->gateways, name)) {
+        snprintf (message, sizeof message,
+                  "gateway '%s' is already registered and alive", name);
+        s_refuse (self, routing_id, "duplicate_gateway", message);
+        return;
+    }
+    size_t route_count = 0;
+    const pl_route_t *routes = pl_envelope_routes (envelope, &route_count);
+    if (peer_kind == PEER_PLUGIN) {
+        for (size_t index = 0; index < route_count; index++) {
+            const pl_route_t *route = &routes [index];
+            const char *problem = NULL;
+            if (!route->prefix || !*route->prefix)
+                problem = "a route with an empty prefix";
+            else
+            if (strlen (route->prefix) >= BR_MAX_TYPE)
+                problem = "a route prefix that is too long";
+            else
+            if (route->shard > PARLEY_SHARD_USER_PAIR)
+                problem = "a route with an unknown shard kind";
+            else
+            if (route->shard != PARLEY_SHARD_NONE
+            && (!route->shard_field || !*route->shard_field))
+                problem = "a sharded route without a shard field";
+            if (problem) {
+                snprintf (message, sizeof message, "plugin '%s' announced %s ('%s')",
+                          name, problem, route->prefix ? route->prefix : "");
+                s_refuse (self, routing_id, "bad_request", message);
+                return;
+            }
+        }
+    }
+    if (zhashx_size (self->peers) >= BR_MAX_PEERS) {
+        snprintf (message, sizeof message,
+                  "%s '%s' refused: the broker already has %d peers", kind, name,
+                  BR_MAX_PEERS);
+        s_refuse (self, routing_id, "unavailable", message);
+        return;
+    }
+
+    peer_t *peer = (peer_t *) zmalloc (sizeof (peer_t));
+    if (!peer)
+        return;
+    peer->key = strdup (key);
+    peer->routing_id = zframe_dup (routing_id);
+    peer->kind = peer_kind;
+    peer->name = strdup (name);
+    peer->instance = instance && *instance ? strdup (instance) : NULL;
+    peer->flags = pl_envelope_flags (envelope);
+    peer->heartbeat_ms = pl_envelope_heartbeat (envelope);
+    peer->last_heard = zclock_mono ();
+    peer->sessions = zlistx_new ();
+    peer->pending_to = zlistx_new ();
+    peer->pending_from = zlistx_new ();
+    if (peer_kind == PEER_PLUGIN && route_count) {
+        peer->prefixes = (char **) calloc (route_count, sizeof (char *));
+        if (peer->prefixes)
+            for (size_t index = 0; index < route_count; index++) {
+                peer->prefixes [index] = strdup (routes [index].prefix);
+                if (peer->prefixes [index])
+                    peer->prefix_count++;
+            }
+    }
+    if (!peer->key || !peer->routing_id || !peer->name || !peer->sessions
+    ||  !peer->pending_to || !peer->pending_from
+    ||  (route_count && peer_kind == PEER_PLUGIN && peer->prefix_count != route_count)) {
+        zsys_error ("broker: out of memory registering '%s'", name);
+        s_peer_destroy (&peer);
+        return;
+    }
+    zhashx_insert (self->peers, peer->key, peer);
+    if (peer->instance)
+        zhashx_insert (self->instances, peer->instance, peer);
+    if (peer_kind == PEER_GATEWAY)
+        zhashx_insert (self->gateways, peer->name, peer);
+    for (size_t index = 0; index < peer->prefix_count; index++)
+        if (s_route_add_instance (self, peer, &routes [index]))
+            zsys_error ("broker: could not add route '%s' of plugin '%s'",
+                        routes [index].prefix, name);
+    if (peer_kind == PEER_PLUGIN && (peer->flags & PARLEY_PLUGIN_SESSIONS))
+        peer->subscriber_handle = zlistx_add_end (self->subscribers, peer);
+
+    pl_envelope_t *welcome = pl_envelope_new (PL_OP_WELCOME);
+    if (welcome) {
+        pl_envelope_set_heartbeat (welcome, self->heartbeat_ms);
+        s_send (self, peer, &welcome);
+    }
+    char route_list [256] = "";
+    size_t used = 0;
+    for (size_t index = 0; index < peer->prefix_count && used < sizeof route_list; index++)
+        used += (size_t) snprintf (route_list + used, sizeof route_list - used, "%s%s",
+                                   index ? " " : "", peer->prefixes [index]);
+    zsys_info ("broker: welcomed %s '%s' (%s)%s%s", kind, name,
+               peer->instance ? peer->instance : peer->key,
+               peer->prefix_count ? " serving " : "", route_list);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests, replies, deliveries
+
+static void
+s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
+{
+    pl_envelope_t *envelope = *envelope_p;
+    uint64_t rid = pl_envelope_rid (envelope);
+    uint64_t sid = requester->kind == PEER_GATEWAY ? pl_envelope_sid (envelope) : 0;
+    size_t cid_size = 0;
+    const uint8_t *cid = pl_envelope_cid (envelope, &cid_size);
+    const char *type = pl_envelope_type (envelope);
+    char message [BR_MAX_TYPE + 128];
+
+    if (!type || !*type) {
+        s_reply_error (self, requester, rid, sid, cid, cid_size, "bad_request",
+                       "The request has no type.");
+        return;
+    }
+    route_t *route = s_route_lookup (self, type);
+    bool gateway = requester->kind == PEER_GATEWAY;
+    if ((!route && !s_is_protocol_type (type))
+    ||  (route && gateway && (route->flags & PARLEY_ROUTE_INTERNAL))) {
+        snprintf (message, sizeof message, "Unknown message type '%.*s'.",
+                  BR_MAX_TYPE, type);
+        s_reply_error (self, requester, rid, sid, cid, cid_size, "unknown_type", message);
+        return;
+    }
+    session_t *session = NULL;
+    if (gateway) {
+        session = sid ? (session_t *) zhashx_lookup (self->sessions, &sid) : NULL;
+        if (session && session->gateway != requester)
+            session = NULL;
+        //  With no route registered yet, PROTOCOL.md decides: only auth.*
+        //  is served before login
+        bool public_route = route ? (route->flags & PARLEY_ROUTE_PUBLIC) != 0
+                                  : strncmp (type, "auth.", 5) == 0;
+        if (!public_route && !(session && session->user)) {
+            snprintf (message, sizeof message,
+                      "Log in first: '%.*s' needs an authenticated session.",
+                      BR_MAX_TYPE, type);
+            s_reply_error (self, requester, rid, sid, cid, cid_size,
+                           "unauthenticated", message);
+            return;
+        }
+    }
+    const char *user = session && session->user ? session->user->name : NULL;
+    peer_t *target = route ? s_route_pick (route, user, pl_envelope_body (envelope)) : NULL;
+    if (!target) {
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+        return;
+    }
+    if (zhashx_size (self->pending) >= BR_MAX_PENDING) {
+        zsys_warning ("broker: %d requests in flight; '%s' answered unavailable",
+                      BR_MAX_PENDING, type);
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+        return;
+    }
+    pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
+    if (!pending)
+        return;
+    pending->rid = self->next_rid++;
+    pending->requester_rid = rid;
+    pending->sid = sid;
+    if (cid && cid_size) {
+        pending->cid = (uint8_t *) malloc (cid_size);
+        if (!pending->cid) {
+            s_pending_destroy (&pending);
+            return;
+        }
+        memcpy (pending->cid, cid, cid_size);
+        pending->cid_size = cid_size;
+    }
+    pending->route = route;
+    pending->requester = requester;
+    pending->target = target;
+    pending->deadline = zclock_mono () + self->request_timeout_ms;
+    pending->requester_handle = zlistx_add_end (requester->pending_from, pending);
+    pending->target_handle = zlistx_add_end (target->pending_to, pending);
+    pending->fifo_handle = zlistx_add_end (self->fifo, pending);
+    zhashx_insert (self->pending, &pending->rid, pending);
+
+    //  Identity is stamped, never trusted: whatever the gateway sent goes
+    pl_envelope_set_rid (envelope, pending->rid);
+    pl_envelope_set_user (envelope, user);
+    pl_envelope_set_addr (envelope, session ? session->addr : NULL);
+    if (!gateway)
+        pl_envelope_set_sid (envelope, 0);
+    s_send (self, target, envelope_p);
+}
+
+static void
+s_reply (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
+{
+    pl_envelope_t *envelope = *envelope_p;
+    uint64_t rid = pl_envelope_rid (envelope);
+    pending_t *pending = (pending_t *) zhashx_lookup (self->pending, &rid);
+    if (!pending || pending->target != peer)
+        return;                 //  late, or not theirs to answer: dropped
+    session_t *session = pending->sid
+                       ? (session_t *) zhashx_lookup (self->sessions, &pending->sid) : NULL;
+    if (session && pending->requester && session->gateway != pending->requester)
+        session = NULL;
+    if (!pl_envelope_code (envelope) && session) {
+        const char *bind = pl_envelope_bind (envelope);
+        if (bind && *bind) {
+            if (s_session_bind (self, session, bind))
+                zsys_error ("broker: out of memory binding session %" PRIx64, session->sid);
+        }
+        else
+        if (pl_envelope_unbind (envelope) && session->user) {
+            s_session_unbind (self, session);
+            pl_envelope_t *close = pl_envelope_new (PL_OP_SESSION_CLOSE);
+            if (close) {
+                pl_envelope_set_sid (close, session->sid);
+                s_send (self, session->gateway, &close);
+            }
+        }
+    }
+    peer_t *requester = pending->requester;
+    if (requester) {
+        pl_envelope_set_rid (envelope, pending->requester_rid);
+        pl_envelope_set_sid (envelope, pending->sid);
+        pl_envelope_set_cid (envelope, pending->cid, pending->cid_size);
+        s_send (self, requester, envelope_p);
+    }
+    s_pending_remove (self, pending);
+}
+
+//  Adds session to its gateway's list for this deliver pass (once)
+static void
+s_deliver_collect (broker_t *self, session_t *session, zlistx_t *gateways)
+{
+    if (session->deliver_mark == self->deliver_mark)
+        return;
+    session->deliver_mark = self->deliver_mark;
+    peer_t *gateway = session->gateway;
+    if (gateway->deliver_mark != self->deliver_mark) {
+        gateway->deliver_mark = self->deliver_mark;
+        gateway->deliver_count = 0;
+        zlistx_add_end (gateways, gateway);
+    }
+    if (gateway->deliver_count == gateway->deliver_size) {
+        size_t size = gateway->deliver_size ? gateway->deliver_size * 2 : 16;
+        uint64_t *sids = (uint64_t *) realloc (gateway->deliver_sids, size * sizeof (uint64_t));
+        if (!sids)
+            return;
+        gateway->deliver_sids = sids;
+        gateway->deliver_size = size;
+    }
+    gateway->deliver_sids [gateway->deliver_count++] = session->sid;
+}
+
+static void
+s_deliver (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
+{
+    pl_envelope_t *envelope = *envelope_p;
+    zframe_t *body = pl_envelope_body (envelope);
+    if (!body) {
+        zsys_warning ("broker: plugin '%s' sent a delivery without a body; dropped",
+                      peer->name);
+        return;
+    }
+    zlistx_t *gateways = zlistx_new ();
+    if (!gateways)
+        return;
+    self->deliver_mark++;
+    size_t count = 0;
+    char **users = pl_envelope_users (envelope, &count);
+    for (size_t index = 0; index < count; index++) {
+        user_t *user = users [index] ? (user_t *) zhashx_lookup (self->users, users [index])
+                                     : NULL;
+        if (!user)
+            continue;
+        session_t *session = (session_t *) zlistx_first (user->sessions);
+        while (session) {
+            s_deliver_collect (self, session, gateways);
+            session = (session_t *) zlistx_next (user->sessions);
+        }
+    }
+    const uint64_t *sids = pl_envelope_sids (envelope, &count);
+    for (size_t index = 0; index < count; index++) {
+        session_t *session = (session_t *) zhashx_lookup (self->sessions, &sids [index]);
+        if (session)
+            s_deliver_collect (self, session, gateways);
+    }
+    //  One frame per gateway: the body bytes as the plugin encoded them
+    peer_t *gateway = (peer_t *) zlistx_first (gateways);
+    while (gateway) {
+        pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
+        zframe_t *frame = zframe_dup (body);
+        if (deliver && frame) {
+            pl_envelope_set_sids (deliver, gateway->deliver_sids, gateway->deliver_count);
+            pl_envelope_set_body (deliver, &frame);
+            s_send (self, gateway, &deliver);
+        }
+        zframe_destroy (&frame);
+        pl_envelope_destroy (&deliver);
+        gateway = (peer_t *) zlistx_next (gateways);
+    }
+    zlistx_destroy (&gateways);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The loop
+
+static void
+s_log_drops (broker_t *self, int64_t now)
+{
+    if (self->dropped != self->dropped_logged && now >= self->next_drop_log) {
+        zsys_warning ("broker: dropped %" PRIu64 " message(s) for peers that were gone or"
+                      " full (%" PRIu64 " in all)", self->dropped - self->dropped_logged,
+                      self->dropped);
+        self->dropped_logged = self->dropped;
+        self->next_drop_log = now + BR_LOG_INTERVAL;
+    }
+}
+
+//  Heartbeats idle peers, buries silent ones
+static void
+s_tick (broker_t *self, int64_t now)
+{
+    zlistx_t *dead = NULL;
+    peer_t *peer = (peer_t *) zhashx_first (self->peers);
+    while (peer) {
+        uint32_t their_interval = peer->heartbeat_ms ? peer->heartbeat_ms : self->heartbeat_ms;
+        uint32_t our_interval = self->heartbeat_ms < their_interval
+                              ? self->heartbeat_ms : their_interval;
+        if (now - peer->last_heard > 3 * (int64_t) their_interval) {
+            if (!dead)
+                dead = zlistx_new ();
+            if (dead)
+                zlistx_add_end (dead, peer);
+        }
+        else
+        if (now - peer->last_sent >= (int64_t) our_interval) {
+            pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
+            if (heartbeat)
+                s_send (self, peer, &heartbeat);
+        }
+        peer = (peer_t *) zhashx_next (self->peers);
+    }
+    if (dead) {
+        while ((peer = (peer_t *) zlistx_first (dead))) {
+            zlistx_detach_cur (dead);
+            s_peer_remove (self, peer, "went silent");
+        }
+        zlistx_destroy (&dead);
+    }
+    s_log_drops (self, now);
+}
+
+static void
+s_handle_router (broker_t *self)
+{
+    pl_envelope_t *envelope = pl_envelope_recv (self->router);
+    if (!envelope)
+        return;                 //  malformed (dropped by the codec) or interrupted
+    zframe_t *routing_id = pl_envelope_routing_id (envelope);
+    if (!routing_id) {
+        pl_envelope_destroy (&envelope);
+        return;
+    }
+    char key [BR_ROUTING_KEY_SIZE];
+    s_routing_key (routing_id, key, sizeof key);
+    pl_op_t op = pl_envelope_op (envelope);
+    if (op == PL_OP_HELLO) {
+        s_hello (self, envelope, key);
+        pl_envelope_destroy (&envelope);
+        return;
+    }
+    peer_t *peer = (peer_t *) zhashx_lookup (self->peers, key);
+    if (!peer) {
+        if (op != PL_OP_BYE) {
+            pl_envelope_t *who = pl_envelope_new (PL_OP_WHO);
+            if (who)
+                s_send_to_routing_id (self, routing_id, &who);
+        }
+        pl_envelope_destroy (&envelope);
+        return;
+    }
+    peer->last_heard = zclock_mono ();
+    switch (op) {
+        case PL_OP_HEARTBEAT:
+            break;
+        case PL_OP_BYE:
+            s_peer_remove (self, peer, "said bye");
+            break;
+        case PL_OP_REQUEST:
+            s_request (self, peer, &envelope);
+            break;
+        case PL_OP_REPLY:
+            if (peer->kind == PEER_PLUGIN)
+                s_reply (self, peer, &envelope);
+            break;
+        case PL_OP_DELIVER:
+            if (peer->kind == PEER_PLUGIN)
+                s_deliver (self, peer, &envelope);
+            break;
+        case PL_OP_SESSION_OPEN:
+            if (peer->kind == PEER_GATEWAY)
+                s_session_open (self, peer, envelope);
+            break;
+        case PL_OP_SESSION_CLOSE:
+            if (peer->kind == PEER_GATEWAY)
+                s_session_close (self, peer, envelope);
+            break;
+        default:
+            break;              //  ops only the broker sends: ignored
+    }
+    pl_envelope_destroy (&envelope);
+}
+
+static void
+s_handle_pipe (broker_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    if (!msg) {
+        self->terminated = true;
+        return;
+    }
+    char *command = zmsg_popstr (msg);
+    if (command && streq (command, "$TERM"))
+        self->terminated = true;
+    else
+    if (command && streq (command, "STATUS"))
+        zsock_signal (self->pipe, 0);
+    free (command);
+    zmsg_destroy (&msg);
+}
+
+static void
+s_broker_destroy (broker_t **self_p)
+{
+    if (*self_p) {
+        broker_t *self = *self_p;
+        zpoller_destroy (&self->poller);
+        //  Closing a socket frees its inproc name only later, in ZeroMQ's
+        //  reaper thread; unbinding frees it now, for the next broker
+        if (self->router && self->inproc_bound)
+            zsock_unbind (self->router, "%s", BR_BROKER_INPROC);
+        zsock_destroy (&self->router);
+        //  Lists and secondary indexes borrow; the owning hashes free
+        zlistx_destroy (&self->fifo);
+        zlistx_destroy (&self->subscribers);
+        zhashx_destroy (&self->pending);
+        zhashx_destroy (&self->users);
+        zhashx_destroy (&self->sessions);
+        zhashx_destroy (&self->routes);
+        zhashx_destroy (&self->instances);
+        zhashx_destroy (&self->gateways);
+        zhashx_destroy (&self->peers);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static broker_t *
+s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
+{
+    broker_t *self = (broker_t *) zmalloc (sizeof (broker_t));
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->heartbeat_ms = config && config->heartbeat_ms
+                       ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
+    self->request_timeout_ms = config && config->request_timeout_ms
+                             ? config->request_timeout_ms : BR_BROKER_REQUEST_TIMEOUT_DEFAULT;
+    self->tick_ms = self->heartbeat_ms / 4;
+    if (self->tick_ms < 5)
+        self->tick_ms = 5;
+    if (self->tick_ms > 250)
+        self->tick_ms = 250;
+    self->next_rid = 1;
+    self->peers = zhashx_new ();
+    self->instances = zhashx_new ();
+    self->gateways = zhashx_new ();
+    self->routes = zhashx_new ();
+    self->users = zhashx_new ();
+    self->sessions = s_u64_hash_new ();
+    self->pending = s_u64_hash_new ();
+    self->fifo = zlistx_new ();
+    self->subscribers = zlistx_new ();
+    if (!self->peers || !self->instances || !self->gateways || !self->routes || !self->users
+    ||  !self->sessions || !self->pending || !self->fifo || !self->subscribers) {
+        s_broker_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_peer_destroy);
+    zhashx_set_destructor (self->routes, (zhashx_destructor_fn *) s_route_destroy);
+    zhashx_set_destructor (self->users, (zhashx_destructor_fn *) s_user_destroy);
+    zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) s_session_destroy);
+    zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) s_pending_destroy);
+    return self;
+}
+
+//  Creates and binds the ROUTER. Returns -1 after logging which endpoint
+//  failed and why.
+static int
+s_broker_bind (broker_t *self, const br_broker_config_t *config)
+{
+    self->router = zsock_new (ZMQ_ROUTER);
+    if (!self->router) {
+        zsys_error ("broker: could not create the ROUTER socket: %s", zmq_strerror (errno));
+        return -1;
+    }
+    zsock_set_router_mandatory (self->router, 1);
+    zsock_set_sndhwm (self->router, BR_HWM);
+    zsock_set_rcvhwm (self->router, BR_HWM);
+    zsock_set_maxmsgsize (self->router, BR_MAX_MSGSIZE);
+    zsock_set_linger (self->router, 0);
+    if (zsock_bind (self->router, "%s", BR_BROKER_INPROC) == -1) {
+        zsys_error ("broker: could not bind %s: %s", BR_BROKER_INPROC, zmq_strerror (errno));
+        return -1;
+    }
+    self->inproc_bound = true;
+    size_t count = config ? config->endpoint_count : 0;
+    for (size_t index = 0; index < count; index++) {
+        const char *endpoint = config->endpoints [index];
+        if (!endpoint || zsock_bind (self->router, "%s", endpoint) == -1) {
+            zsys_error ("broker: could not bind %s: %s", endpoint ? endpoint : "(null)",
+                        zmq_strerror (errno));
+            return -1;
+        }
+        zsys_info ("broker: listening on %s", endpoint);
+    }
+    self->poller = zpoller_new (self->pipe, self->router, NULL);
+    if (!self->poller)
+        return -1;
+    //  Signals are the program's business, not ours: only $TERM ends us
+    zpoller_set_nonstop (self->poller, true);
+    return 0;
+}
+
+//  After a failed start: answer STATUS with -1 until $TERM
+static void
+s_broker_failed (zsock_t *pipe)
+{
+    while (true) {
+        zmsg_t *msg = zmsg_recv (pipe);
+        if (!msg)
+            continue;
+        char *command = zmsg_popstr (msg);
+        bool terminate = command && streq (command, "$TERM");
+        if (command && streq (command, "STATUS"))
+            zsock_signal (pipe, (byte) -1);
+        free (command);
+        zmsg_destroy (&msg);
+        if (terminate)
+            return;
+    }
+}
+
+void
+br_broker_actor (zsock_t *pipe, void *args)
+{
+    const br_broker_config_t *config = (const br_broker_config_t *) args;
+    broker_t *self = s_broker_new (pipe, config);
+    if (!self || s_broker_bind (self, config)) {
+        s_broker_destroy (&self);
+        zsock_signal (pipe, (byte) -1);
+        s_broker_failed (pipe);
+        return;
+    }
+    zsock_signal (pipe, 0);
+    self->next_tick = zclock_mono () + self->tick_ms;
+
+    while (!self->terminated) {
+        int64_t now = zclock_mono ();
+        int64_t wake = self->next_tick;
+        pending_t *oldest = (pending_t *) zlistx_first (self->fifo);
+        if (oldest && oldest->deadline < wake)
+            wake = oldest->deadline;
+        int timeout = wake > now ? (int) (wake - now) : 0;
+        void *which = zpoller_wait (self->poller, timeout);
+        if (which == self->pipe)
+            s_handle_pipe (self);
+        else
+        if (which == self->router) {
+            //  Drain a batch, then look at the clock again
+            for (int count = 0; count < BR_MAX_BATCH; count++) {
+                s_handle_router (self);
+                if (!(zsock_events (self->router) & ZMQ_POLLIN))
+                    break;
+            }
+        }
+        now = zclock_mono ();
+        s_pending_expire (self, now);
+        if (now >= self->next_tick) {
+            s_tick (self, now);
+            self->next_tick = now + self->tick_ms;
+        }
+    }
+    s_broker_destroy (&self);
+}
+
+zactor_t *
+br_broker_start (const br_broker_config_t *config)
+{
+    zactor_t *actor = zactor_new (br_broker_actor, (void *) config);
+    if (!actor)
+        return NULL;
+    int status = -1;
+    if (zstr_send (actor, "STATUS") == 0)
+        status = zsock_wait (actor);
+    if (status != 0) {
+        zactor_destroy (&actor);
+        return NULL;
+    }
+    return actor;
+}

@@ -1,0 +1,188 @@
+/*  =========================================================================
+    parley-broker - the Parley broker as a program
+
+    Binds the broker on its endpoints, starts the in-process plugins given
+    with --plugin (each connected over BR_BROKER_INPROC), and runs until
+    SIGINT or SIGTERM. Then it stops the plugins first, the broker last.
+
+    The signals are blocked in every thread before the first one starts and
+    taken with sigwait by the main thread, so neither czmq's handler nor a
+    plugin's thread ever sees them.
+    =========================================================================
+*/
+
+#include "br_broker.h"
+#include "br_host.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ARGS 256            //  of each repeatable option
+
+static void
+s_usage (FILE *stream)
+{
+    fprintf (stream,
+        "Usage: parley-broker [OPTION]...\n"
+        "Runs the Parley broker and, in its process, the plugins given.\n"
+        "\n"
+        "  --bind ENDPOINT           listen on ENDPOINT (tcp://HOST:PORT or ipc://PATH);\n"
+        "                            repeatable; default tcp://127.0.0.1:7700\n"
+        "  --plugin PATH             run the plugin PATH (a .so) in this process;\n"
+        "                            repeatable\n"
+        "  --option NAME.KEY=VALUE   give plugin NAME the option KEY=VALUE; repeatable\n"
+        "  --heartbeat MS            heartbeat interval; a peer silent 3 x MS is dead\n"
+        "                            (default %d)\n"
+        "  --request-timeout MS      a request unanswered this long is answered\n"
+        "                            unavailable (default %d)\n"
+        "  --help                    show this help and exit\n",
+        BR_BROKER_HEARTBEAT_DEFAULT, BR_BROKER_REQUEST_TIMEOUT_DEFAULT);
+}
+
+//  Parses a positive number of milliseconds; returns 0 on error
+static uint32_t
+s_parse_ms (const char *text)
+{
+    char *end = NULL;
+    unsigned long value = strtoul (text, &end, 10);
+    if (!end || *end || value == 0 || value > INT_MAX / 4 || text [0] == '-')
+        return 0;
+    return (uint32_t) value;
+}
+
+int
+main (int argc, char *argv [])
+{
+    const char *endpoints [MAX_ARGS];
+    size_t endpoint_count = 0;
+    const char *plugins [MAX_ARGS];
+    size_t plugin_count = 0;
+    const char *options [MAX_ARGS];
+    size_t option_count = 0;
+    uint32_t heartbeat_ms = 0;
+    uint32_t request_timeout_ms = 0;
+
+    static const struct option long_options [] = {
+        { "bind",            required_argument, NULL, 'b' },
+        { "plugin",          required_argument, NULL, 'p' },
+        { "option",          required_argument, NULL, 'o' },
+        { "heartbeat",       required_argument, NULL, 'H' },
+        { "request-timeout", required_argument, NULL, 'T' },
+        { "help",            no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int option;
+    while ((option = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
+        switch (option) {
+            case 'b':
+            case 'p':
+            case 'o': {
+                const char **list = option == 'b' ? endpoints
+                                  : option == 'p' ? plugins : options;
+                size_t *count = option == 'b' ? &endpoint_count
+                              : option == 'p' ? &plugin_count : &option_count;
+                if (*count == MAX_ARGS) {
+                    fprintf (stderr, "parley-broker: too many --%s options (at most %d)\n",
+                             option == 'b' ? "bind" : option == 'p' ? "plugin" : "option",
+                             MAX_ARGS);
+                    return 2;
+                }
+                if (option == 'o' && (!strchr (optarg, '.') || !strchr (optarg, '='))) {
+                    fprintf (stderr, "parley-broker: --option '%s' is not NAME.KEY=VALUE\n",
+                             optarg);
+                    return 2;
+                }
+                list [(*count)++] = optarg;
+                break;
+            }
+            case 'H':
+                heartbeat_ms = s_parse_ms (optarg);
+                if (!heartbeat_ms) {
+                    fprintf (stderr, "parley-broker: --heartbeat '%s' is not a positive"
+                             " number of milliseconds\n", optarg);
+                    return 2;
+                }
+                break;
+            case 'T':
+                request_timeout_ms = s_parse_ms (optarg);
+                if (!request_timeout_ms) {
+                    fprintf (stderr, "parley-broker: --request-timeout '%s' is not a"
+                             " positive number of milliseconds\n", optarg);
+                    return 2;
+                }
+                break;
+            case 'h':
+                s_usage (stdout);
+                return 0;
+            default:
+                s_usage (stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "parley-broker: unexpected argument '%s'\n", argv [optind]);
+        s_usage (stderr);
+        return 2;
+    }
+    if (endpoint_count == 0)
+        endpoints [endpoint_count++] = "tcp://127.0.0.1:7700";
+
+    //  Before any thread exists: every thread inherits the blocked signals
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    zsys_handler_set (NULL);
+    zsys_set_logstream (stderr);
+
+    br_broker_config_t broker_config = {
+        .endpoints = endpoints,
+        .endpoint_count = endpoint_count,
+        .heartbeat_ms = heartbeat_ms,
+        .request_timeout_ms = request_timeout_ms
+    };
+    zactor_t *broker = br_broker_start (&broker_config);
+    if (!broker) {
+        fprintf (stderr, "parley-broker: could not start the broker: an endpoint"
+                 " could not be bound (see above)\n");
+        return 1;
+    }
+    zactor_t *hosts [MAX_ARGS] = { NULL };
+    int status = 0;
+    for (size_t index = 0; index < plugin_count; index++) {
+        br_host_config_t host_config = {
+            .plugin_path = plugins [index],
+            .endpoint = BR_BROKER_INPROC,
+            .options = options,
+            .option_count = option_count,
+            .heartbeat_ms = heartbeat_ms,
+            .call_timeout_ms = request_timeout_ms ? 2 * request_timeout_ms : 0
+        };
+        char error [512] = "";
+        hosts [index] = br_host_start (&host_config, error, sizeof error);
+        if (!hosts [index]) {
+            fprintf (stderr, "parley-broker: could not load plugin %s: %s\n",
+                     plugins [index], *error ? error : "unknown error");
+            status = 1;
+            break;
+        }
+    }
+    if (status == 0) {
+        zsys_info ("parley-broker: running with %zu plugin(s); SIGINT or SIGTERM stops it",
+                   plugin_count);
+        int caught = 0;
+        while (sigwait (&signals, &caught) != 0)
+            ;
+        zsys_info ("parley-broker: %s received; stopping", strsignal (caught));
+    }
+    //  Plugins first, so that they can still say bye to a live broker
+    for (size_t index = plugin_count; index-- > 0;)
+        zactor_destroy (&hosts [index]);
+    zactor_destroy (&broker);
+    return status;
+}
