@@ -1,0 +1,1002 @@
+/*  =========================================================================
+    br_host - runs one plugin instance: loads the .so, connects to a broker
+
+    One actor per plugin instance. Everything the plugin sees happens on the
+    actor's thread: its init, every callback, every host function it calls,
+    its timers and its destroy. The plugin never sees ZeroMQ; the actor owns
+    one DEALER connected to the broker and speaks proto/ENVELOPE.md on it.
+
+    The actor's loop is a plain zmq_poll over the pipe and the DEALER whose
+    timeout is the nearest of: the next plugin timer, the next heartbeat to
+    send, the moment the broker counts as silent, and the next call deadline.
+    =========================================================================
+*/
+
+#include "br_host.h"
+#include "br_broker.h"
+#include "pl_envelope.h"
+
+#include <dlfcn.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+const parley_abi_t br_host_supported_abi [] = {
+    { 1, PARLEY_ABI_MINOR }
+};
+const size_t br_host_supported_abi_count
+    = sizeof br_host_supported_abi / sizeof br_host_supported_abi [0];
+
+//  The fields of a 1.0 descriptor, through on_session: a smaller one was
+//  built against a header this host never knew
+#define S_DESCRIPTOR_MIN_SIZE \
+    (offsetof (parley_plugin_t, on_session) + sizeof (((parley_plugin_t *) 0)->on_session))
+
+//  A broker that says nothing for this many heartbeats is dead
+#define S_LIVENESS              3
+//  Most messages handled before looking at the pipe and timers again
+#define S_BATCH_MAX             1024
+//  Bounded queues both ways: a stuck broker costs memory up to here, no more
+#define S_SOCKET_HWM            10000
+//  Time ZeroMQ keeps trying to deliver our BYE after the socket is closed
+#define S_LINGER_MS             100
+//  How soon a hello that found no connection is tried again
+#define S_HELLO_RETRY_MS        100
+//  The shortest timer interval: a 0 would spin the actor
+#define S_TIMER_MIN_MS          1
+
+//  Instances in this process, for unique instance names
+static atomic_uint s_instance_count;
+
+//  A plugin's request, lent to it until it replies
+struct parley_request_s {
+    pl_envelope_t *envelope;        //  owned: the REQUEST as received
+    void *handle;                   //  in the host's outstanding list
+};
+
+//  A host->call waiting for its REPLY
+typedef struct {
+    uint64_t rid;                   //  the rid we sent
+    void *cookie;                   //  the plugin's, given back in on_reply
+    int64_t deadline;               //  zclock_mono; answered unavailable after
+    void *handle;                   //  in the host's call list
+} s_call_t;
+
+//  A plugin timer
+typedef struct {
+    int id;                         //  > 0, as returned by timer_add
+    uint32_t interval;              //  msecs
+    int64_t due;                    //  zclock_mono of the next run
+    void (*handler) (void *state);  //  the plugin's
+} s_timer_t;
+
+//  Values the caller of br_host_start hands the actor and reads back.
+//  Lives on the caller's stack until the actor has signalled.
+typedef struct {
+    const br_host_config_t *config; //  the caller's, read before signalling
+    char *error;                    //  the caller's buffer, written on failure
+    size_t error_size;
+    bool started;                   //  true once the plugin is initialized
+} s_start_t;
+
+//  One plugin instance: the opaque parley_ctx_t the plugin is handed
+struct parley_ctx_s {
+    zsock_t *pipe;                  //  actor's pipe
+    zsock_t *dealer;                //  to the broker
+    char *plugin_path;              //  the .so we loaded
+    char *endpoint;                 //  the broker's
+    void *library;                  //  dlopen handle
+    const parley_plugin_t *plugin;  //  the plugin's descriptor (its memory)
+    parley_host_t host;             //  the table the plugin is given
+    void *state;                    //  the plugin's state
+    bool initialized;               //  init succeeded, destroy is owed
+    char *instance;                 //  "name@hostname:pid:n"
+    zhash_t *options;               //  KEY -> VALUE for this plugin's name
+    uint32_t heartbeat;             //  msecs between our heartbeats
+    uint32_t broker_heartbeat;      //  msecs, as the broker's welcome said
+    uint32_t call_timeout;          //  msecs a call may wait for its reply
+    bool welcomed;                  //  the broker accepted our hello
+    bool refused;                   //  the broker refused us: serve no more
+    bool terminated;                //  $TERM received
+    int64_t last_sent;              //  zclock_mono of our last message out
+    int64_t last_heard;             //  zclock_mono of the broker's last message
+    int64_t next_hello;             //  zclock_mono of the next hello retry
+    bool hello_unsent;              //  the last hello found no connection
+    zlistx_t *requests;             //  parley_request_t * the plugin holds
+    zlistx_t *calls;                //  s_call_t *, in deadline order
+    zhashx_t *calls_by_rid;         //  "rid" -> s_call_t *
+    uint64_t next_rid;              //  last rid used by a call
+    zlistx_t *timers;               //  s_timer_t *
+    int next_timer_id;              //  last id handed out
+};
+
+static void s_host_table_fill (parley_host_t *host);
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static void
+s_request_destroy (parley_request_t **self_p)
+{
+    assert (self_p);
+    parley_request_t *self = *self_p;
+    if (self) {
+        pl_envelope_destroy (&self->envelope);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_call_destroy (s_call_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  Formats the ABI versions this host supports, "1 (1.0)", for messages
+static void
+s_format_supported (char *buffer, size_t size)
+{
+    size_t used = 0;
+    buffer [0] = 0;
+    for (size_t index = 0; index < br_host_supported_abi_count && used < size; index++) {
+        int written = snprintf (buffer + used, size - used, "%s%" PRIu32 " (%" PRIu32 ".%" PRIu32 ")",
+                                index ? ", " : "",
+                                br_host_supported_abi [index].major,
+                                br_host_supported_abi [index].major,
+                                br_host_supported_abi [index].minor);
+        if (written < 0)
+            break;
+        used += (size_t) written;
+    }
+}
+
+static bool
+s_abi_major_supported (uint32_t major)
+{
+    for (size_t index = 0; index < br_host_supported_abi_count; index++)
+        if (br_host_supported_abi [index].major == major)
+            return true;
+    return false;
+}
+
+//  Sends and destroys the envelope, and remembers that we spoke
+static int
+s_send (parley_ctx_t *self, pl_envelope_t **envelope_p)
+{
+    int rc = pl_envelope_send (envelope_p, zsock_resolve (self->dealer));
+    if (rc == 0)
+        self->last_sent = zclock_mono ();
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Loading: everything that can refuse a plugin, before the actor signals
+
+//  Loads the .so and checks its descriptor. Returns 0, or -1 with a sentence
+//  in error.
+static int
+s_host_load (parley_ctx_t *self, char *error, size_t error_size)
+{
+    //  RTLD_LOCAL: two plugins may carry the same symbol names (or different
+    //  versions of one library) without one binding to the other's.
+    //  RTLD_NOW: an unresolved symbol fails here, not at the first request.
+    self->library = dlopen (self->plugin_path, RTLD_NOW | RTLD_LOCAL);
+    if (!self->library) {
+        const char *reason = dlerror ();
+        //  dlerror names the file already
+        if (reason)
+            snprintf (error, error_size, "cannot load plugin: %s", reason);
+        else
+            snprintf (error, error_size, "cannot load plugin %s", self->plugin_path);
+        return -1;
+    }
+    dlerror ();
+    parley_plugin_describe_fn *describe
+        = (parley_plugin_describe_fn *) dlsym (self->library, PARLEY_PLUGIN_DESCRIBE_SYMBOL);
+    if (!describe) {
+        const char *reason = dlerror ();
+        snprintf (error, error_size, "%s is not a Parley plugin: %s",
+                  self->plugin_path, reason ? reason : "no " PARLEY_PLUGIN_DESCRIBE_SYMBOL);
+        return -1;
+    }
+    const parley_plugin_t *plugin = describe (br_host_supported_abi, br_host_supported_abi_count);
+    if (!plugin) {
+        snprintf (error, error_size, "plugin %s returned no descriptor", self->plugin_path);
+        return -1;
+    }
+    //  abi_major, abi_minor and size lead every descriptor of every ABI; the
+    //  name follows them in ABI 1, and we read it only if it is there
+    const char *name = "?";
+    if (plugin->size >= offsetof (parley_plugin_t, name) + sizeof plugin->name && plugin->name)
+        name = plugin->name;
+    if (!s_abi_major_supported (plugin->abi_major)) {
+        char supported [128];
+        s_format_supported (supported, sizeof supported);
+        snprintf (error, error_size,
+                  "plugin '%s' (%s) was built for plugin ABI %" PRIu32 ".%" PRIu32
+                  "; this host supports plugin ABI %s",
+                  name, self->plugin_path, plugin->abi_major, plugin->abi_minor, supported);
+        return -1;
+    }
+    if (plugin->size < S_DESCRIPTOR_MIN_SIZE) {
+        snprintf (error, error_size,
+                  "plugin '%s' (%s) has a descriptor of %" PRIu32 " bytes; ABI 1 needs at least %zu",
+                  name, self->plugin_path, plugin->size, (size_t) S_DESCRIPTOR_MIN_SIZE);
+        return -1;
+    }
+    const char *missing = !plugin->name? "name"
+                        : !plugin->routes? "routes"
+                        : !plugin->init? "init"
+                        : !plugin->on_request? "on_request": NULL;
+    if (missing) {
+        snprintf (error, error_size, "plugin '%s' (%s) has no %s in its descriptor",
+                  name, self->plugin_path, missing);
+        return -1;
+    }
+    if (!plugin->routes [0].prefix) {
+        snprintf (error, error_size, "plugin '%s' (%s) serves no routes", name, self->plugin_path);
+        return -1;
+    }
+    self->plugin = plugin;
+    return 0;
+}
+
+//  Keeps the options meant for this plugin: "NAME.KEY=VALUE" -> KEY, VALUE
+static void
+s_host_take_options (parley_ctx_t *self, const br_host_config_t *config)
+{
+    size_t name_length = strlen (self->plugin->name);
+    for (size_t index = 0; index < config->option_count; index++) {
+        const char *option = config->options [index];
+        if (!option
+        ||  strncmp (option, self->plugin->name, name_length) != 0
+        ||  option [name_length] != '.')
+            continue;
+        const char *key = option + name_length + 1;
+        const char *equals = strchr (key, '=');
+        if (!equals || equals == key)
+            continue;
+        char *key_copy = strndup (key, (size_t) (equals - key));
+        if (key_copy) {
+            //  autofree: the hash keeps its own copy of the value
+            zhash_update (self->options, key_copy, (void *) (equals + 1));
+            free (key_copy);
+        }
+    }
+}
+
+//  Creates the instance, loads the plugin and initializes it. Returns the
+//  instance, or NULL with a sentence in error.
+static parley_ctx_t *
+s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t error_size)
+{
+    parley_ctx_t *self = (parley_ctx_t *) zmalloc (sizeof (parley_ctx_t));
+    assert (self);
+    self->pipe = pipe;
+    self->plugin_path = strdup (config->plugin_path);
+    self->endpoint = strdup (config->endpoint);
+    self->heartbeat = config->heartbeat_ms ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
+    self->broker_heartbeat = self->heartbeat;
+    self->call_timeout = config->call_timeout_ms
+                       ? config->call_timeout_ms : 2 * BR_BROKER_REQUEST_TIMEOUT_DEFAULT;
+    self->options = zhash_new ();
+    zhash_autofree (self->options);
+    self->requests = zlistx_new ();
+    self->calls = zlistx_new ();
+    self->calls_by_rid = zhashx_new ();
+    self->timers = zlistx_new ();
+    assert (self->plugin_path && self->endpoint && self->options && self->requests
+            && self->calls && self->calls_by_rid && self->timers);
+    s_host_table_fill (&self->host);
+
+    if (s_host_load (self, error, error_size))
+        return self;            //  caller destroys: self->initialized is false
+
+    s_host_take_options (self, config);
+    char hostname [256] = "localhost";
+    gethostname (hostname, sizeof hostname - 1);
+    hostname [sizeof hostname - 1] = 0;
+    self->instance = zsys_sprintf ("%s@%s:%d:%u", self->plugin->name, hostname,
+                                   (int) getpid (), atomic_fetch_add (&s_instance_count, 1) + 1);
+    assert (self->instance);
+
+    self->dealer = zsock_new (ZMQ_DEALER);
+    assert (self->dealer);
+    zsock_set_sndhwm (self->dealer, S_SOCKET_HWM);
+    zsock_set_rcvhwm (self->dealer, S_SOCKET_HWM);
+    zsock_set_maxmsgsize (self->dealer, PL_ENVELOPE_MAX_HEADER + PL_ENVELOPE_MAX_BODY);
+    zsock_set_linger (self->dealer, S_LINGER_MS);
+    //  Queue only on a live connection: what we would send a broker that is
+    //  down (hellos, heartbeats, replies to its forgotten rids) is worthless
+    //  to the broker that comes back, and would arrive as a burst of stale
+    //  registrations
+    zsock_set_immediate (self->dealer, 1);
+    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+        snprintf (error, error_size, "plugin '%s' (%s): cannot connect to broker at %s: %s",
+                  self->plugin->name, self->plugin_path, self->endpoint, zmq_strerror (zmq_errno ()));
+        return self;
+    }
+    if (self->plugin->init (self, &self->host, &self->state)) {
+        snprintf (error, error_size, "plugin '%s' (%s) refused to start (see its log)",
+                  self->plugin->name, self->plugin_path);
+        return self;
+    }
+    self->initialized = true;
+    return self;
+}
+
+//  Destroys the instance: the plugin first, then what it left us holding,
+//  then the library and the socket
+static void
+s_host_destroy (parley_ctx_t **self_p)
+{
+    assert (self_p);
+    parley_ctx_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->initialized && self->plugin->destroy)
+        self->plugin->destroy (&self->state);
+
+    //  The plugin may not touch requests after its destroy; those it still
+    //  held are freed here, and the broker answers them unavailable
+    parley_request_t *request = (parley_request_t *) zlistx_first (self->requests);
+    while (request) {
+        s_request_destroy (&request);
+        request = (parley_request_t *) zlistx_next (self->requests);
+    }
+    zlistx_destroy (&self->requests);
+    //  Calls still waiting are dropped: the plugin that made them is gone
+    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
+    while (call) {
+        s_call_destroy (&call);
+        call = (s_call_t *) zlistx_next (self->calls);
+    }
+    zlistx_destroy (&self->calls);
+    zhashx_destroy (&self->calls_by_rid);
+    s_timer_t *timer = (s_timer_t *) zlistx_first (self->timers);
+    while (timer) {
+        free (timer);
+        timer = (s_timer_t *) zlistx_next (self->timers);
+    }
+    zlistx_destroy (&self->timers);
+    zhash_destroy (&self->options);
+
+    if (self->dealer && self->initialized && !self->refused) {
+        //  Lets the broker drop our routes now rather than after 3 heartbeats
+        pl_envelope_t *bye = pl_envelope_new (PL_OP_BYE);
+        if (bye)
+            s_send (self, &bye);
+    }
+    zsock_destroy (&self->dealer);
+    if (self->library)
+        dlclose (self->library);
+    free (self->instance);
+    free (self->plugin_path);
+    free (self->endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Talking to the broker
+
+static void
+s_host_send_hello (parley_ctx_t *self)
+{
+    pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+    if (!hello)
+        return;
+    pl_envelope_set_kind (hello, "plugin");
+    pl_envelope_set_name (hello, self->plugin->name);
+    pl_envelope_set_instance (hello, self->instance);
+    pl_envelope_set_abi (hello, self->plugin->abi_major, self->plugin->abi_minor);
+    pl_envelope_set_flags (hello, self->plugin->flags);
+    pl_envelope_set_heartbeat (hello, self->heartbeat);
+    for (const parley_route_t *route = self->plugin->routes; route->prefix; route++)
+        pl_envelope_add_route (hello, route->prefix, route->flags, route->shard,
+                               route->shard_field);
+    //  With ZMQ_IMMEDIATE a hello finds no queue while the connection is
+    //  down; we retry it soon rather than wait out the broker's silence
+    self->hello_unsent = s_send (self, &hello) != 0;
+    self->next_hello = zclock_mono ()
+                     + (self->hello_unsent && self->heartbeat > S_HELLO_RETRY_MS
+                        ? S_HELLO_RETRY_MS : self->heartbeat);
+}
+
+//  The broker counts as silent after this long without a word from it
+static int64_t
+s_host_silence_limit (parley_ctx_t *self)
+{
+    uint32_t heartbeat = self->broker_heartbeat > self->heartbeat
+                       ? self->broker_heartbeat : self->heartbeat;
+    return (int64_t) S_LIVENESS * heartbeat;
+}
+
+//  Our heartbeat interval: never slower than the broker's, so that it never
+//  thinks us dead while we think ourselves punctual
+static uint32_t
+s_host_heartbeat_interval (parley_ctx_t *self)
+{
+    return self->broker_heartbeat && self->broker_heartbeat < self->heartbeat
+         ? self->broker_heartbeat : self->heartbeat;
+}
+
+static void
+s_host_on_welcome (parley_ctx_t *self, pl_envelope_t *envelope)
+{
+    uint32_t heartbeat = pl_envelope_heartbeat (envelope);
+    self->broker_heartbeat = heartbeat ? heartbeat : self->heartbeat;
+    if (!self->welcomed)
+        zsys_info ("%s: registered with broker at %s", self->instance, self->endpoint);
+    self->welcomed = true;
+}
+
+static void
+s_host_on_refuse (parley_ctx_t *self, pl_envelope_t *envelope)
+{
+    const char *code = pl_envelope_code (envelope);
+    const char *message = pl_envelope_message (envelope);
+    zsys_error ("%s: broker at %s refused this plugin (%s): %s; it serves nothing until restarted",
+                self->instance, self->endpoint, code ? code : "no code",
+                message ? message : "no reason given");
+    self->welcomed = false;
+    self->refused = true;
+}
+
+static void
+s_host_on_request (parley_ctx_t *self, pl_envelope_t **envelope_p)
+{
+    parley_request_t *request = (parley_request_t *) zmalloc (sizeof (parley_request_t));
+    assert (request);
+    request->envelope = *envelope_p;
+    *envelope_p = NULL;
+    request->handle = zlistx_add_end (self->requests, request);
+    assert (request->handle);
+    self->plugin->on_request (self->state, request);
+}
+
+static void
+s_host_on_reply (parley_ctx_t *self, pl_envelope_t *envelope)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, pl_envelope_rid (envelope));
+    s_call_t *call = (s_call_t *) zhashx_lookup (self->calls_by_rid, key);
+    if (!call)
+        return;                 //  answered unavailable already; too late now
+    zhashx_delete (self->calls_by_rid, key);
+    zlistx_delete (self->calls, call->handle);
+    void *cookie = call->cookie;
+    s_call_destroy (&call);
+
+    const char *code = pl_envelope_code (envelope);
+    zframe_t *body = pl_envelope_body (envelope);
+    static const uint8_t empty_map [] = { 0x80 };
+    const uint8_t *data = body ? zframe_data (body) : empty_map;
+    size_t size = body ? zframe_size (body) : sizeof empty_map;
+    if (self->plugin->on_reply)
+        self->plugin->on_reply (self->state, cookie, code,
+                                code ? pl_envelope_message (envelope) : NULL,
+                                code ? NULL : data, code ? 0 : size);
+}
+
+static void
+s_host_on_session (parley_ctx_t *self, pl_envelope_t *envelope)
+{
+    if (self->plugin->on_session)
+        self->plugin->on_session (self->state, (int) pl_envelope_event (envelope),
+                                  pl_envelope_sid (envelope), pl_envelope_user (envelope));
+}
+
+//  Handles one message from the broker. Returns true if it reached the
+//  plugin (so that on_batch_end is owed).
+static bool
+s_host_handle_broker (parley_ctx_t *self, pl_envelope_t **envelope_p)
+{
+    pl_envelope_t *envelope = *envelope_p;
+    self->last_heard = zclock_mono ();
+    if (self->refused)
+        return false;
+
+    bool reached_plugin = false;
+    switch (pl_envelope_op (envelope)) {
+        case PL_OP_WELCOME:
+            s_host_on_welcome (self, envelope);
+            break;
+        case PL_OP_REFUSE:
+            s_host_on_refuse (self, envelope);
+            break;
+        case PL_OP_WHO:
+            //  The broker restarted or forgot us: register again
+            self->welcomed = false;
+            s_host_send_hello (self);
+            break;
+        case PL_OP_HEARTBEAT:
+            break;
+        case PL_OP_REQUEST:
+            if (pl_envelope_type (envelope)) {
+                s_host_on_request (self, envelope_p);
+                reached_plugin = true;
+            }
+            else {
+                //  Plugins may rely on a request having a type
+                pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+                if (reply) {
+                    pl_envelope_set_rid (reply, pl_envelope_rid (envelope));
+                    pl_envelope_set_error (reply, "bad_request", "The request has no type.");
+                    s_send (self, &reply);
+                }
+            }
+            break;
+        case PL_OP_REPLY:
+            s_host_on_reply (self, envelope);
+            reached_plugin = true;
+            break;
+        case PL_OP_SESSION_EVENT:
+            s_host_on_session (self, envelope);
+            reached_plugin = true;
+            break;
+        default:
+            zsys_debug ("%s: ignored '%s' from broker", self->instance,
+                        pl_op_name (pl_envelope_op (envelope)));
+            break;
+    }
+    return reached_plugin;
+}
+
+//  Handles what is waiting on the DEALER, at most S_BATCH_MAX messages, then
+//  lets the plugin commit the batch
+static void
+s_host_drain_broker (parley_ctx_t *self)
+{
+    bool batch_handled = false;
+    for (int count = 0; count < S_BATCH_MAX; count++) {
+        if (!(zsock_events (self->dealer) & ZMQ_POLLIN))
+            break;
+        pl_envelope_t *envelope = pl_envelope_recv (zsock_resolve (self->dealer));
+        if (!envelope)
+            continue;           //  malformed, dropped by the codec
+        if (s_host_handle_broker (self, &envelope))
+            batch_handled = true;
+        pl_envelope_destroy (&envelope);
+    }
+    if (batch_handled && self->plugin->on_batch_end)
+        self->plugin->on_batch_end (self->state);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Time: heartbeats, broker liveness, call deadlines, plugin timers
+
+static void
+s_host_expire_calls (parley_ctx_t *self, int64_t now)
+{
+    bool answered = false;
+    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
+    //  Calls all have the same timeout, so the list is in deadline order
+    while (call && call->deadline <= now) {
+        char key [24];
+        snprintf (key, sizeof key, "%" PRIu64, call->rid);
+        zhashx_delete (self->calls_by_rid, key);
+        zlistx_delete (self->calls, call->handle);
+        void *cookie = call->cookie;
+        s_call_destroy (&call);
+        if (self->plugin->on_reply)
+            self->plugin->on_reply (self->state, cookie, "unavailable",
+                                    "The service did not answer in time.", NULL, 0);
+        answered = true;
+        call = (s_call_t *) zlistx_first (self->calls);
+    }
+    if (answered && self->plugin->on_batch_end)
+        self->plugin->on_batch_end (self->state);
+}
+
+static void
+s_host_run_timers (parley_ctx_t *self, int64_t now)
+{
+    //  A handler may add or cancel timers, itself included, so we look the
+    //  next due timer up afresh each time; each runs at most once per pass
+    //  because running it moves its due time past now.
+    while (true) {
+        s_timer_t *due = NULL;
+        s_timer_t *timer = (s_timer_t *) zlistx_first (self->timers);
+        while (timer) {
+            if (timer->due <= now && (!due || timer->due < due->due))
+                due = timer;
+            timer = (s_timer_t *) zlistx_next (self->timers);
+        }
+        if (!due)
+            break;
+        due->due = now + due->interval;
+        due->handler (self->state);
+    }
+}
+
+static void
+s_host_keep_alive (parley_ctx_t *self, int64_t now)
+{
+    if (self->refused)
+        return;
+    if (now - self->last_heard >= s_host_silence_limit (self)) {
+        if (self->welcomed) {
+            zsys_warning ("%s: broker at %s silent for %" PRId64 " ms; saying hello again",
+                          self->instance, self->endpoint, now - self->last_heard);
+            self->welcomed = false;
+            self->broker_heartbeat = self->heartbeat;
+            s_host_send_hello (self);
+        }
+        else
+        if (now >= self->next_hello)
+            s_host_send_hello (self);
+    }
+    else
+    if (!self->welcomed && self->hello_unsent && now >= self->next_hello)
+        s_host_send_hello (self);
+    if (self->welcomed && now - self->last_sent >= s_host_heartbeat_interval (self)) {
+        pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
+        //  A full queue means the broker is not reading: we try again next
+        //  interval rather than at once, and liveness decides its fate
+        if (!heartbeat || s_send (self, &heartbeat))
+            self->last_sent = now;
+    }
+}
+
+//  Msecs until the next thing the loop must do on time
+static long
+s_host_poll_timeout (parley_ctx_t *self, int64_t now)
+{
+    int64_t next = now + 60 * 1000;
+    if (!self->refused) {
+        int64_t silent_at = self->last_heard + s_host_silence_limit (self);
+        if (self->welcomed) {
+            if (silent_at < next)
+                next = silent_at;
+            int64_t heartbeat_at = self->last_sent + s_host_heartbeat_interval (self);
+            if (heartbeat_at < next)
+                next = heartbeat_at;
+        }
+        else {
+            int64_t hello_at = self->hello_unsent || silent_at < self->next_hello
+                             ? self->next_hello : silent_at;
+            if (hello_at < next)
+                next = hello_at;
+        }
+    }
+    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
+    if (call && call->deadline < next)
+        next = call->deadline;
+    s_timer_t *timer = (s_timer_t *) zlistx_first (self->timers);
+    while (timer) {
+        if (timer->due < next)
+            next = timer->due;
+        timer = (s_timer_t *) zlistx_next (self->timers);
+    }
+    return next > now ? (long) (next - now) : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The actor
+
+static void
+s_host_actor (zsock_t *pipe, void *args)
+{
+    s_start_t *start = (s_start_t *) args;
+    parley_ctx_t *self = s_host_new (pipe, start->config, start->error, start->error_size);
+    if (!self->initialized) {
+        s_host_destroy (&self);
+        zsock_signal (pipe, 1);
+        return;
+    }
+    start->started = true;
+    zsys_info ("%s: plugin '%s' %s loaded from %s, connecting to broker at %s",
+               self->instance, self->plugin->name,
+               self->plugin->version ? self->plugin->version : "",
+               self->plugin_path, self->endpoint);
+    self->last_heard = zclock_mono ();
+    s_host_send_hello (self);
+    start = NULL;               //  the caller's stack frame is gone after this
+    zsock_signal (pipe, 0);
+
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 }
+    };
+    while (!self->terminated) {
+        long timeout = s_host_poll_timeout (self, zclock_mono ());
+        if (zmq_poll (items, 2, timeout) == -1) {
+            if (zmq_errno () == EINTR)
+                continue;       //  a signal for the process, not for us
+            break;              //  context terminated
+        }
+        if (items [0].revents & ZMQ_POLLIN) {
+            zmsg_t *message = zmsg_recv (pipe);
+            char *command = message ? zmsg_popstr (message) : NULL;
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+            zmsg_destroy (&message);
+            if (self->terminated)
+                break;
+        }
+        //  ZMQ_FD is edge-like: drain by events, not by the poll's revents
+        s_host_drain_broker (self);
+        int64_t now = zclock_mono ();
+        s_host_expire_calls (self, now);
+        s_host_run_timers (self, now);
+        s_host_keep_alive (self, zclock_mono ());
+    }
+    s_host_destroy (&self);
+}
+
+zactor_t *
+br_host_start (const br_host_config_t *config, char *error, size_t error_size)
+{
+    assert (config);
+    assert (error && error_size > 0);
+    error [0] = 0;
+    if (!config->plugin_path || !config->endpoint) {
+        snprintf (error, error_size, "a plugin needs a plugin path and a broker endpoint");
+        return NULL;
+    }
+    s_start_t start = { .config = config, .error = error, .error_size = error_size };
+    //  zactor_new returns after the actor's first signal: the plugin is
+    //  loaded and initialized by then, or refused with the reason in error
+    zactor_t *actor = zactor_new (s_host_actor, &start);
+    if (actor && !start.started) {
+        zactor_destroy (&actor);
+        if (!error [0])
+            snprintf (error, error_size, "plugin %s could not be started", config->plugin_path);
+    }
+    else
+    if (!actor)
+        snprintf (error, error_size, "plugin %s: cannot start its thread", config->plugin_path);
+    return actor;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The host function table
+
+static const char *
+s_request_type (const parley_request_t *request)
+{
+    return pl_envelope_type (request->envelope);
+}
+
+static const char *
+s_request_user (const parley_request_t *request)
+{
+    return pl_envelope_user (request->envelope);
+}
+
+static uint64_t
+s_request_session (const parley_request_t *request)
+{
+    return pl_envelope_sid (request->envelope);
+}
+
+static const char *
+s_request_address (const parley_request_t *request)
+{
+    return pl_envelope_addr (request->envelope);
+}
+
+static const uint8_t *
+s_request_body (const parley_request_t *request, size_t *size_p)
+{
+    static const uint8_t empty_map [] = { 0x80 };
+    zframe_t *body = pl_envelope_body (request->envelope);
+    if (!body || zframe_size (body) == 0) {
+        if (size_p)
+            *size_p = sizeof empty_map;
+        return empty_map;
+    }
+    if (size_p)
+        *size_p = zframe_size (body);
+    return zframe_data (body);
+}
+
+//  Sends the reply to request, then takes the request back
+static int
+s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code,
+              const char *message, const char *bind, bool unbind,
+              const void *body, size_t size)
+{
+    assert (self);
+    assert (request_p);
+    parley_request_t *request = *request_p;
+    if (!request)
+        return -1;
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    int rc = -1;
+    if (reply) {
+        pl_envelope_set_rid (reply, pl_envelope_rid (request->envelope));
+        pl_envelope_set_sid (reply, pl_envelope_sid (request->envelope));
+        if (code)
+            pl_envelope_set_error (reply, code, message ? message : code);
+        if (bind)
+            pl_envelope_set_bind (reply, bind);
+        if (unbind)
+            pl_envelope_set_unbind (reply, true);
+        if (body && size)
+            pl_envelope_set_body_copy (reply, body, size);
+        rc = s_send (self, &reply);
+        if (rc)
+            zsys_warning ("%s: reply to '%s' dropped: the broker's queue is full",
+                          self->instance, pl_envelope_type (request->envelope));
+    }
+    zlistx_delete (self->requests, request->handle);
+    s_request_destroy (request_p);
+    return rc;
+}
+
+static int
+s_reply (parley_ctx_t *self, parley_request_t **request_p, const void *body, size_t size)
+{
+    return s_reply_send (self, request_p, NULL, NULL, NULL, false, body, size);
+}
+
+static int
+s_reply_error (parley_ctx_t *self, parley_request_t **request_p,
+               const char *code, const char *message)
+{
+    return s_reply_send (self, request_p, code ? code : "internal", message,
+                         NULL, false, NULL, 0);
+}
+
+static int
+s_reply_bind (parley_ctx_t *self, parley_request_t **request_p,
+              const char *user, const void *body, size_t size)
+{
+    return s_reply_send (self, request_p, NULL, NULL, user, user == NULL, body, size);
+}
+
+static int
+s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, void *cookie)
+{
+    assert (self);
+    if (!type)
+        return -1;
+    pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
+    if (!request)
+        return -1;
+    uint64_t rid = ++self->next_rid;
+    pl_envelope_set_rid (request, rid);
+    pl_envelope_set_type (request, type);
+    if (body && size)
+        pl_envelope_set_body_copy (request, body, size);
+    if (s_send (self, &request))
+        return -1;              //  never sent: no answer will come
+
+    s_call_t *call = (s_call_t *) zmalloc (sizeof (s_call_t));
+    assert (call);
+    call->rid = rid;
+    call->cookie = cookie;
+    call->deadline = zclock_mono () + self->call_timeout;
+    call->handle = zlistx_add_end (self->calls, call);
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, rid);
+    zhashx_insert (self->calls_by_rid, key, call);
+    return 0;
+}
+
+static int
+s_deliver_users (parley_ctx_t *self, const char *const *users, size_t count,
+                 const void *body, size_t size)
+{
+    assert (self);
+    if (!users || count == 0 || !body || size == 0)
+        return -1;
+    pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
+    if (!deliver)
+        return -1;
+    pl_envelope_set_users (deliver, users, count);
+    pl_envelope_set_body_copy (deliver, body, size);
+    return s_send (self, &deliver);
+}
+
+static int
+s_deliver_sessions (parley_ctx_t *self, const uint64_t *sessions, size_t count,
+                    const void *body, size_t size)
+{
+    assert (self);
+    if (!sessions || count == 0 || !body || size == 0)
+        return -1;
+    pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
+    if (!deliver)
+        return -1;
+    pl_envelope_set_sids (deliver, sessions, count);
+    pl_envelope_set_body_copy (deliver, body, size);
+    return s_send (self, &deliver);
+}
+
+static const char *
+s_option (parley_ctx_t *self, const char *name)
+{
+    assert (self);
+    return name ? (const char *) zhash_lookup (self->options, name) : NULL;
+}
+
+static void
+s_log (parley_ctx_t *self, int level, const char *format, ...)
+{
+    assert (self);
+    char line [1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    const char *instance = self->instance ? self->instance : self->plugin->name;
+    switch (level) {
+        case PARLEY_LOG_ERROR:   zsys_error ("%s: %s", instance, line);   break;
+        case PARLEY_LOG_WARNING: zsys_warning ("%s: %s", instance, line); break;
+        case PARLEY_LOG_INFO:    zsys_info ("%s: %s", instance, line);    break;
+        default:                 zsys_debug ("%s: %s", instance, line);   break;
+    }
+}
+
+static int
+s_timer_add (parley_ctx_t *self, uint32_t interval_ms, void (*handler) (void *state))
+{
+    assert (self);
+    if (!handler || self->next_timer_id == INT_MAX)
+        return -1;
+    s_timer_t *timer = (s_timer_t *) zmalloc (sizeof (s_timer_t));
+    assert (timer);
+    timer->id = ++self->next_timer_id;
+    timer->interval = interval_ms < S_TIMER_MIN_MS ? S_TIMER_MIN_MS : interval_ms;
+    timer->due = zclock_mono () + timer->interval;
+    timer->handler = handler;
+    zlistx_add_end (self->timers, timer);
+    return timer->id;
+}
+
+static int
+s_timer_cancel (parley_ctx_t *self, int timer_id)
+{
+    assert (self);
+    s_timer_t *timer = (s_timer_t *) zlistx_first (self->timers);
+    while (timer) {
+        if (timer->id == timer_id) {
+            zlistx_delete (self->timers, zlistx_cursor (self->timers));
+            free (timer);
+            return 0;
+        }
+        timer = (s_timer_t *) zlistx_next (self->timers);
+    }
+    return -1;
+}
+
+static void
+s_host_table_fill (parley_host_t *host)
+{
+    memset (host, 0, sizeof *host);
+    host->abi_major = br_host_supported_abi [0].major;
+    host->abi_minor = br_host_supported_abi [0].minor;
+    host->size = sizeof (parley_host_t);
+    host->request_type = s_request_type;
+    host->request_user = s_request_user;
+    host->request_session = s_request_session;
+    host->request_address = s_request_address;
+    host->request_body = s_request_body;
+    host->reply = s_reply;
+    host->reply_error = s_reply_error;
+    host->reply_bind = s_reply_bind;
+    host->call = s_call;
+    host->deliver_users = s_deliver_users;
+    host->deliver_sessions = s_deliver_sessions;
+    host->option = s_option;
+    host->log = s_log;
+    host->timer_add = s_timer_add;
+    host->timer_cancel = s_timer_cancel;
+}

@@ -1,0 +1,314 @@
+/*  =========================================================================
+    parley - the whole system in one process
+
+    The embedded default that `make run` starts: the broker as an actor, the
+    default plugins in-process (one actor each, over inproc), and the gateway
+    on the main thread. Every part is the same code that parley-broker,
+    parley-plugin and parley-gw run as separate processes.
+    =========================================================================
+*/
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "br_broker.h"
+#include "br_host.h"
+#include "gw_server.h"
+#include "pl_paths.h"
+
+//  What `parley` loads when no --no-default-plugins is given, by name
+static const char *default_plugins [] = { "example", NULL };
+
+#define MAX_LIST 64
+
+typedef struct {
+    char listen_host [256];                 //  gateway's address
+    int listen_port;                        //  gateway's port
+    const char *data_dir;                   //  where the store keeps its files
+    const char *web_root;                   //  NULL: beside the build
+    const char *plugins [MAX_LIST];         //  names or paths, in load order
+    size_t plugin_count;
+    const char *options [MAX_LIST];         //  NAME.KEY=VALUE for plugins
+    size_t option_count;
+    const char *endpoints [MAX_LIST];       //  extra broker endpoints
+    size_t endpoint_count;
+    bool default_plugins;                   //  load default_plugins first
+    uint32_t heartbeat_ms;
+    uint32_t request_timeout_ms;
+    size_t max_frame;
+} parley_options_t;
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: parley [OPTIONS]\n"
+        "Runs all of Parley in one process: the broker, the default plugins and the\n"
+        "gateway that serves the web UI and the client protocol on one port.\n"
+        "\n"
+        "  --listen HOST:PORT      where the gateway listens (default 127.0.0.1:8080)\n"
+        "  --data DIR              where data is kept (default ./data; created if missing)\n"
+        "  --web DIR               the web UI to serve (default: web/ of the source tree)\n"
+        "  --plugin NAME|PATH      load another plugin in-process (repeatable); a bare\n"
+        "                          name is looked up in the plugins folder of the build\n"
+        "  --no-default-plugins    load only the plugins given with --plugin\n"
+        "  --option NAME.KEY=VALUE an option for the plugin NAME (repeatable)\n"
+        "  --bind ENDPOINT         also accept peers (parley-plugin, parley-gw) on this\n"
+        "                          tcp:// or ipc:// endpoint (repeatable)\n"
+        "  --heartbeat MS          heartbeat between broker and peers (default %d)\n"
+        "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
+        "                          (default %d)\n"
+        "  --max-frame BYTES       largest client frame (default %d)\n"
+        "  --help                  this text\n"
+        "\n"
+        "Default plugins:",
+        BR_BROKER_HEARTBEAT_DEFAULT, BR_BROKER_REQUEST_TIMEOUT_DEFAULT, GW_MAX_FRAME_DEFAULT);
+    for (const char **name = default_plugins; *name; name++)
+        fprintf (out, " %s", *name);
+    fprintf (out, "\n");
+}
+
+//  Parses a positive number no larger than max; -1 when it is not one
+static long long
+s_number (const char *text, long long max)
+{
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (errno || end == text || *end || value <= 0 || value > max)
+        return -1;
+    return value;
+}
+
+static int
+s_parse_listen (const char *text, parley_options_t *options)
+{
+    const char *colon = strrchr (text, ':');
+    if (!colon || colon == text || (size_t) (colon - text) >= sizeof options->listen_host)
+        return -1;
+    long long port = s_number (colon + 1, 65535);
+    if (port < 0)
+        return -1;
+    memcpy (options->listen_host, text, colon - text);
+    options->listen_host [colon - text] = 0;
+    options->listen_port = (int) port;
+    return 0;
+}
+
+static int
+s_append (const char **list, size_t *count, const char *value, const char *what)
+{
+    if (*count >= MAX_LIST) {
+        fprintf (stderr, "parley: too many %s (at most %d)\n", what, MAX_LIST);
+        return -1;
+    }
+    list [(*count)++] = value;
+    return 0;
+}
+
+//  Returns 0 to run, 1 to exit with success (--help), -1 on a usage error
+static int
+s_parse (int argc, char **argv, parley_options_t *options)
+{
+    enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
+           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_HELP };
+    static const struct option long_options [] = {
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "data", required_argument, NULL, OPT_DATA },
+        { "web", required_argument, NULL, OPT_WEB },
+        { "plugin", required_argument, NULL, OPT_PLUGIN },
+        { "no-default-plugins", no_argument, NULL, OPT_NO_DEFAULTS },
+        { "option", required_argument, NULL, OPT_OPTION },
+        { "bind", required_argument, NULL, OPT_BIND },
+        { "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
+        { "request-timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+        { "help", no_argument, NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 }
+    };
+    int option;
+    long long number;
+    while ((option = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
+        switch (option) {
+            case OPT_LISTEN:
+                if (s_parse_listen (optarg, options)) {
+                    fprintf (stderr, "parley: --listen wants HOST:PORT, not '%s'\n", optarg);
+                    return -1;
+                }
+                break;
+            case OPT_DATA:
+                options->data_dir = optarg;
+                break;
+            case OPT_WEB:
+                options->web_root = optarg;
+                break;
+            case OPT_PLUGIN:
+                if (s_append (options->plugins, &options->plugin_count, optarg, "plugins"))
+                    return -1;
+                break;
+            case OPT_NO_DEFAULTS:
+                options->default_plugins = false;
+                break;
+            case OPT_OPTION:
+                if (!strchr (optarg, '.') || !strchr (optarg, '=')) {
+                    fprintf (stderr, "parley: --option wants NAME.KEY=VALUE, not '%s'\n", optarg);
+                    return -1;
+                }
+                if (s_append (options->options, &options->option_count, optarg, "options"))
+                    return -1;
+                break;
+            case OPT_BIND:
+                if (s_append (options->endpoints, &options->endpoint_count, optarg, "endpoints"))
+                    return -1;
+                break;
+            case OPT_HEARTBEAT:
+            case OPT_TIMEOUT:
+                number = s_number (optarg, 3600 * 1000);
+                if (number < 0) {
+                    fprintf (stderr, "parley: %s wants milliseconds, not '%s'\n",
+                             option == OPT_HEARTBEAT? "--heartbeat": "--request-timeout", optarg);
+                    return -1;
+                }
+                if (option == OPT_HEARTBEAT)
+                    options->heartbeat_ms = (uint32_t) number;
+                else
+                    options->request_timeout_ms = (uint32_t) number;
+                break;
+            case OPT_MAX_FRAME:
+                number = s_number (optarg, 16 * 1024 * 1024);
+                if (number < 0) {
+                    fprintf (stderr, "parley: --max-frame wants bytes (at most 16 MiB), not '%s'\n",
+                             optarg);
+                    return -1;
+                }
+                options->max_frame = (size_t) number;
+                break;
+            case OPT_HELP:
+                s_usage (stdout);
+                return 1;
+            default:
+                s_usage (stderr);
+                return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "parley: unexpected argument '%s'\n", argv [optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_make_data_dir (const char *path)
+{
+    if (mkdir (path, 0750) == 0 || errno == EEXIST) {
+        struct stat info;
+        if (stat (path, &info) == 0 && S_ISDIR (info.st_mode))
+            return 0;
+        fprintf (stderr, "parley: --data %s is not a folder\n", path);
+        return -1;
+    }
+    fprintf (stderr, "parley: cannot create the data folder %s: %s\n", path, strerror (errno));
+    return -1;
+}
+
+int
+main (int argc, char **argv)
+{
+    parley_options_t options = {
+        .listen_host = "127.0.0.1",
+        .listen_port = 8080,
+        .data_dir = "./data",
+        .default_plugins = true
+    };
+    int parsed = s_parse (argc, argv, &options);
+    if (parsed)
+        return parsed > 0? EXIT_SUCCESS: EXIT_FAILURE;
+    if (s_make_data_dir (options.data_dir))
+        return EXIT_FAILURE;
+
+    //  The gateway's loop owns SIGINT/SIGTERM, not czmq
+    zsys_handler_set (NULL);
+
+    int rc = EXIT_FAILURE;
+    zactor_t *hosts [MAX_LIST * 2] = { NULL };
+    size_t host_count = 0;
+    char *web_root = NULL;
+    gw_server_t *gateway = NULL;
+
+    br_broker_config_t broker_config = {
+        .endpoints = options.endpoints,
+        .endpoint_count = options.endpoint_count,
+        .heartbeat_ms = options.heartbeat_ms,
+        .request_timeout_ms = options.request_timeout_ms
+    };
+    zactor_t *broker = br_broker_start (&broker_config);
+    if (!broker) {
+        fprintf (stderr, "parley: the broker could not start (see above)\n");
+        goto cleanup;
+    }
+
+    //  Default plugins first, then the ones asked for
+    const char *to_load [MAX_LIST * 2];
+    size_t load_count = 0;
+    if (options.default_plugins)
+        for (const char **name = default_plugins; *name; name++)
+            to_load [load_count++] = *name;
+    for (size_t index = 0; index < options.plugin_count; index++)
+        to_load [load_count++] = options.plugins [index];
+
+    for (size_t index = 0; index < load_count; index++) {
+        char *path = pl_paths_plugin (to_load [index]);
+        br_host_config_t host_config = {
+            .plugin_path = path,
+            .endpoint = BR_BROKER_INPROC,
+            .options = options.options,
+            .option_count = options.option_count,
+            .heartbeat_ms = options.heartbeat_ms
+        };
+        char error [512];
+        hosts [host_count] = br_host_start (&host_config, error, sizeof error);
+        free (path);
+        if (!hosts [host_count]) {
+            fprintf (stderr, "parley: %s\n", error);
+            goto cleanup;
+        }
+        host_count++;
+    }
+
+    web_root = options.web_root? strdup (options.web_root): pl_paths_web ();
+    gw_config_t gateway_config = {
+        .listen_host = options.listen_host,
+        .port = options.listen_port,
+        .broker_endpoint = BR_BROKER_INPROC,
+        .web_root = web_root,
+        .max_frame = options.max_frame,
+        .heartbeat_ms = options.heartbeat_ms,
+        .request_timeout_ms = options.request_timeout_ms? options.request_timeout_ms * 2: 0
+    };
+    gateway = gw_server_new (&gateway_config);
+    if (!gateway) {
+        fprintf (stderr, "parley: the gateway could not listen on %s:%d (see above)\n",
+                 options.listen_host, options.listen_port);
+        goto cleanup;
+    }
+    printf ("parley: listening on http://%s:%d (data in %s, web from %s)\n",
+            options.listen_host, gw_server_port (gateway), options.data_dir, web_root);
+    fflush (stdout);
+    gw_server_run (gateway);
+    rc = EXIT_SUCCESS;
+
+cleanup:
+    //  Sessions first, then the plugins, then the post office they talk through
+    gw_server_destroy (&gateway);
+    while (host_count)
+        zactor_destroy (&hosts [--host_count]);
+    zactor_destroy (&broker);
+    free (web_root);
+    return rc;
+}

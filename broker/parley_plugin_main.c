@@ -1,0 +1,154 @@
+/*  =========================================================================
+    parley-plugin - hosts plugins in their own process, connected to a broker
+
+    parley-plugin --broker ENDPOINT [--option NAME.KEY=VALUE]... [--heartbeat MS]
+                  PLUGIN.so [PLUGIN.so...]
+
+    One host actor per plugin, exactly as the broker runs them in-process;
+    only the endpoint differs. The process keeps no state of its own, so
+    restarting it (or the broker) is always safe: the hosts say hello again.
+    =========================================================================
+*/
+
+#include "br_host.h"
+#include "pl_paths.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+s_usage (FILE *stream)
+{
+    fprintf (stream,
+        "usage: parley-plugin --broker ENDPOINT [--option NAME.KEY=VALUE]...\n"
+        "                     [--heartbeat MS] PLUGIN [PLUGIN...]\n"
+        "\n"
+        "Runs Parley plugins in this process and connects each to the broker.\n"
+        "\n"
+        "  --broker ENDPOINT        the broker's endpoint, tcp://HOST:PORT or ipc://PATH\n"
+        "  --option NAME.KEY=VALUE  an option for the plugin named NAME (repeatable);\n"
+        "                           e.g. --option example.greeting=Hello\n"
+        "  --heartbeat MS           heartbeat interval (default 1000); the broker is\n"
+        "                           taken for dead after 3 silent intervals\n"
+        "  --help                   this text\n"
+        "\n"
+        "PLUGIN is the path of a plugin's .so (with a '/': ./my.so), or a bare name\n"
+        "such as 'example', which means <this program's folder>/../plugins/example.so.\n"
+        "Runs until SIGINT or SIGTERM. Exits 1 if any plugin fails to load.\n");
+}
+
+int
+main (int argc, char *argv [])
+{
+    const char *endpoint = NULL;
+    uint32_t heartbeat = 0;
+    const char **options = (const char **) calloc ((size_t) argc, sizeof (char *));
+    char **plugins = (char **) calloc ((size_t) argc, sizeof (char *));
+    assert (options && plugins);
+    size_t option_count = 0;
+    size_t plugin_count = 0;
+    int rc = 0;
+
+    for (int index = 1; index < argc && rc == 0; index++) {
+        const char *argument = argv [index];
+        const char *value = index + 1 < argc ? argv [index + 1] : NULL;
+        if (streq (argument, "--help") || streq (argument, "-h")) {
+            s_usage (stdout);
+            rc = -1;
+        }
+        else
+        if (streq (argument, "--broker") && value) {
+            endpoint = value;
+            index++;
+        }
+        else
+        if (streq (argument, "--option") && value) {
+            const char *dot = strchr (value, '.');
+            const char *equals = strchr (value, '=');
+            if (!dot || !equals || dot > equals || dot == value || equals == dot + 1) {
+                fprintf (stderr, "parley-plugin: option '%s' is not NAME.KEY=VALUE\n", value);
+                rc = 1;
+            }
+            options [option_count++] = value;
+            index++;
+        }
+        else
+        if (streq (argument, "--heartbeat") && value) {
+            char *end;
+            errno = 0;
+            unsigned long msecs = strtoul (value, &end, 10);
+            if (errno || *end || msecs == 0 || msecs > 3600 * 1000) {
+                fprintf (stderr, "parley-plugin: --heartbeat needs milliseconds, not '%s'\n", value);
+                rc = 1;
+            }
+            heartbeat = (uint32_t) msecs;
+            index++;
+        }
+        else
+        if (argument [0] == '-') {
+            fprintf (stderr, "parley-plugin: unknown or incomplete option '%s' (see --help)\n",
+                     argument);
+            rc = 1;
+        }
+        else {
+            //  The same lookup as parley and parley-broker: a bare name is
+            //  <this program's folder>/../plugins/NAME.so
+            plugins [plugin_count] = pl_paths_plugin (argument);
+            if (!plugins [plugin_count++]) {
+                fprintf (stderr, "parley-plugin: out of memory\n");
+                rc = 1;
+            }
+        }
+    }
+    if (rc == 0 && (!endpoint || plugin_count == 0)) {
+        fprintf (stderr, "parley-plugin: needs --broker ENDPOINT and at least one plugin"
+                         " (see --help)\n");
+        rc = 1;
+    }
+
+    zactor_t **hosts = (zactor_t **) calloc (plugin_count + 1, sizeof (zactor_t *));
+    assert (hosts);
+    if (rc == 0) {
+        char *names = NULL;
+        for (size_t index = 0; index < plugin_count && rc == 0; index++) {
+            br_host_config_t config = {
+                .plugin_path = plugins [index],
+                .endpoint = endpoint,
+                .options = options,
+                .option_count = option_count,
+                .heartbeat_ms = heartbeat
+            };
+            char error [512];
+            hosts [index] = br_host_start (&config, error, sizeof error);
+            if (!hosts [index]) {
+                fprintf (stderr, "parley-plugin: %s\n", error);
+                rc = 1;
+            }
+            char *joined = zsys_sprintf ("%s%s%s", names ? names : "", names ? ", " : "",
+                                         plugins [index]);
+            free (names);
+            names = joined;
+        }
+        if (rc == 0) {
+            zsys_info ("parley-plugin: hosting %s for the broker at %s", names, endpoint);
+            //  czmq's own handler sets zsys_interrupted on SIGINT and SIGTERM.
+            //  The signal may land on any thread (the hosts' included), so we
+            //  watch the flag instead of waiting for an interrupted call.
+            while (!zsys_interrupted)
+                zclock_sleep (100);
+            zsys_info ("parley-plugin: stopping");
+        }
+        free (names);
+    }
+
+    for (size_t index = 0; index < plugin_count; index++) {
+        zactor_destroy (&hosts [index]);
+        free (plugins [index]);
+    }
+    free (hosts);
+    free (plugins);
+    free (options);
+    return rc == -1 ? 0 : rc;
+}

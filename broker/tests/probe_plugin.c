@@ -1,0 +1,194 @@
+/*  =========================================================================
+    probe_plugin - exercises the host functions the example plugin does not
+
+    probe.call     calls "store.probe" with the request's body; answers the
+                   request with the call's outcome: {"code": str|nil,
+                   "result": <the call's result map>|nil}
+    probe.hold     keeps the request and never answers (the host frees it)
+    probe.deliver  delivers {"type": "probe.event"} to users ["alice","bob"]
+                   and to session 77, then answers ok
+    probe.timer    starts a 20 ms timer; answers {"ticks": 3} after the third
+                   tick and cancels the timer
+    probe.batches  answers {"batches": n, "sessions": n}: on_batch_end and
+                   on_session calls so far
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's table
+    parley_request_t *held;         //  probe.hold's request, never answered
+    parley_request_t *ticking;      //  probe.timer's request, until 3 ticks
+    int timer;                      //  probe.timer's timer id
+    int ticks;                      //  ticks so far
+    int batches;                    //  on_batch_end calls
+    int sessions;                   //  on_session calls
+} probe_t;
+
+//  Answers request with a one-field map {key: value}
+static void
+s_reply_int (probe_t *self, parley_request_t **request_p, const char *key, int64_t value)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    msgpack_pack_str_with_body (&packer, key, strlen (key));
+    msgpack_pack_int64 (&packer, value);
+    self->host->reply (self->ctx, request_p, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+static void
+s_on_tick (void *state)
+{
+    probe_t *self = (probe_t *) state;
+    if (++self->ticks == 3) {
+        self->host->timer_cancel (self->ctx, self->timer);
+        s_reply_int (self, &self->ticking, "ticks", self->ticks);
+    }
+}
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    probe_t *self = (probe_t *) calloc (1, sizeof (probe_t));
+    if (!self)
+        return -1;
+    self->ctx = ctx;
+    self->host = host;
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    //  The held request is the host's to free, not ours
+    free (*state_p);
+    *state_p = NULL;
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    probe_t *self = (probe_t *) state;
+    const parley_host_t *host = self->host;
+    const char *type = host->request_type (request);
+
+    if (strcmp (type, "probe.call") == 0) {
+        size_t size;
+        const uint8_t *body = host->request_body (request, &size);
+        if (host->call (self->ctx, "store.probe", body, size, request))
+            host->reply_error (self->ctx, &request, "internal", "call failed");
+    }
+    else
+    if (strcmp (type, "probe.hold") == 0)
+        self->held = request;
+    else
+    if (strcmp (type, "probe.deliver") == 0) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        msgpack_pack_str_with_body (&packer, "type", 4);
+        msgpack_pack_str_with_body (&packer, "probe.event", 11);
+        const char *users [] = { "alice", "bob" };
+        uint64_t sessions [] = { 77 };
+        int rc = host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
+        rc |= host->deliver_sessions (self->ctx, sessions, 1, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+        s_reply_int (self, &request, "rc", rc);
+    }
+    else
+    if (strcmp (type, "probe.timer") == 0) {
+        self->ticking = request;
+        self->ticks = 0;
+        self->timer = host->timer_add (self->ctx, 20, s_on_tick);
+    }
+    else
+    if (strcmp (type, "probe.batches") == 0) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        msgpack_pack_str_with_body (&packer, "batches", 7);
+        msgpack_pack_int (&packer, self->batches);
+        msgpack_pack_str_with_body (&packer, "sessions", 8);
+        msgpack_pack_int (&packer, self->sessions);
+        host->reply (self->ctx, &request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    else
+        host->reply_error (self->ctx, &request, "unknown_type", "not a probe");
+}
+
+static void
+s_on_reply (void *state, void *cookie, const char *code, const char *message,
+            const uint8_t *body, size_t size)
+{
+    probe_t *self = (probe_t *) state;
+    parley_request_t *request = (parley_request_t *) cookie;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    msgpack_pack_str_with_body (&packer, "code", 4);
+    if (code)
+        msgpack_pack_str_with_body (&packer, code, strlen (code));
+    else
+        msgpack_pack_nil (&packer);
+    msgpack_pack_str_with_body (&packer, "result", 6);
+    if (body && size)
+        msgpack_sbuffer_write (&buffer, (const char *) body, size);
+    else
+        msgpack_pack_nil (&packer);
+    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+static void
+s_on_batch_end (void *state)
+{
+    ((probe_t *) state)->batches++;
+}
+
+static void
+s_on_session (void *state, int event, uint64_t session, const char *user)
+{
+    ((probe_t *) state)->sessions++;
+}
+
+static const parley_route_t s_routes [] = {
+    { .prefix = "probe.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = PARLEY_PLUGIN_SESSIONS,
+    .name = "probe",
+    .version = "0.0.1",
+    .description = "exercises host functions for test_host",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = s_on_reply,
+    .on_batch_end = s_on_batch_end,
+    .on_session = s_on_session
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)
