@@ -1,0 +1,1191 @@
+/*  =========================================================================
+    gw_server - parley-gw: the WebSocket and HTTP front end
+
+    One libwebsockets context, one service thread, no locks. The DEALER to
+    the broker lives in the same loop: a dup () of its ZMQ_FD is adopted as a
+    raw file descriptor, and the bridge drains the socket whenever that
+    descriptor fires and after every send (ZMQ_FD is edge-like: it can fire
+    for internal commands, and a send can swallow the edge of a message that
+    arrived meanwhile).
+
+    Sessions are the per-session data of the chat protocol. A frame for the
+    client is encoded once into a refcounted buffer with LWS_PRE headroom and
+    queued by reference on each session it is for; lws_write happens only in
+    the WRITEABLE callback. Every queue is bounded.
+    =========================================================================
+*/
+
+#include "gw_server.h"
+
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "pl_envelope.h"
+#include "pl_transcode.h"
+
+//  A session with this many requests in flight gets rate_limited for more
+#define GW_SESSION_MAX_INFLIGHT     256
+//  A session whose outgoing queue would pass either bound is cut off (1008)
+#define GW_SESSION_MAX_QUEUED       4096
+#define GW_SESSION_MAX_QUEUED_BYTES (16 * 1024 * 1024)
+//  Frames written per WRITEABLE callback, so one busy session cannot starve others
+#define GW_WRITES_PER_CALLBACK      32
+//  Sockets' high-water marks toward and from the broker (never 0)
+#define GW_BROKER_HWM               10000
+
+#define GW_PROTOCOL_CHAT    "parley.v1"
+#define GW_PROTOCOL_HTTP    "parley-http"
+#define GW_PROTOCOL_BRIDGE  "parley-zmq-bridge"
+
+
+//  ---------------------------------------------------------------------
+//  A frame for clients: JSON with LWS_PRE bytes free in front, shared by
+//  every session it is queued on.
+
+typedef struct {
+    size_t refs;                    //  one per queue holding it, plus the maker's
+    size_t size;                    //  JSON length, not counting LWS_PRE
+    uint8_t *buffer;                //  LWS_PRE headroom + JSON; from pl_transcode
+} gw_frame_t;
+
+//  Takes ownership of buffer. Returns a frame with one reference.
+static gw_frame_t *
+s_frame_new (uint8_t *buffer, size_t size)
+{
+    gw_frame_t *self = (gw_frame_t *) zmalloc (sizeof (gw_frame_t));
+    self->refs = 1;
+    self->size = size;
+    self->buffer = buffer;
+    return self;
+}
+
+static gw_frame_t *
+s_frame_ref (gw_frame_t *self)
+{
+    self->refs++;
+    return self;
+}
+
+static void
+s_frame_unref (gw_frame_t **self_p)
+{
+    gw_frame_t *self = *self_p;
+    if (self && --self->refs == 0) {
+        free (self->buffer);
+        free (self);
+    }
+    *self_p = NULL;
+}
+
+
+//  ---------------------------------------------------------------------
+//  A WebSocket session: the chat protocol's per-session data, zeroed by lws
+
+typedef struct _gw_session_t gw_session_t;
+
+//  One request sent to the broker and not yet answered
+typedef struct {
+    uint64_t rid;                   //  our request id; the pending table's key
+    gw_session_t *session;          //  who asked
+    uint8_t *cid;                   //  the client's id as msgpack, or NULL
+    size_t cid_size;                //  its size in bytes
+    int64_t deadline;               //  zclock_mono () after which we answer unavailable
+    void *fifo_handle;              //  in server->pending_fifo
+    void *session_handle;           //  in session->pending
+} gw_pending_t;
+
+struct _gw_session_t {
+    gw_server_t *server;            //  the server this session belongs to
+    struct lws *wsi;                //  its connection
+    uint64_t sid;                   //  session id; the sessions table's key
+    char addr [64];                 //  the client's IP address
+    bool live;                      //  registered in server->sessions
+    //  Inbound message being assembled from fragments
+    uint8_t *rx;                    //  bytes so far (text messages only)
+    size_t rx_size;                 //  bytes so far, text or binary
+    size_t rx_capacity;             //  allocated size of rx
+    bool rx_active;                 //  inside a message
+    bool rx_binary;                 //  the message is binary: counted, not kept
+    //  Outbound queue, a ring of frame references
+    gw_frame_t **queue;             //  ring of queue_capacity slots
+    size_t queue_capacity;          //  slots allocated
+    size_t queue_head;              //  index of the oldest frame
+    size_t queue_count;             //  frames queued
+    size_t queue_bytes;             //  JSON bytes queued
+    //  Requests in flight
+    zlistx_t *pending;              //  gw_pending_t *, not owned (server owns them)
+    //  Closing
+    bool closing;                   //  no more input; close after the queue drains
+    bool close_now;                 //  the queue has drained: close at next WRITEABLE
+    enum lws_close_status close_status;     //  status of the close frame
+    const char *close_reason;       //  static string
+};
+
+//  Per-session data of the HTTP protocol (/healthz)
+typedef struct {
+    bool healthy;                   //  what the headers said, for the body
+} gw_http_t;
+
+
+//  ---------------------------------------------------------------------
+//  The server
+
+struct _gw_server_t {
+    char *listen_host;              //  NULL = all interfaces
+    int port;                       //  the real listening port
+    char *broker_endpoint;          //  where the DEALER connects
+    char *web_root;                 //  folder served at /
+    char *vendor_root;              //  <web_root>/node_modules/bootstrap/dist
+    size_t max_frame;               //  largest client message
+    uint32_t heartbeat_ms;          //  our heartbeat interval
+    uint32_t request_timeout_ms;    //  backstop for unanswered requests
+    //  libwebsockets
+    struct lws_context *context;    //  the one context
+    struct lws_vhost *vhost;        //  its one vhost
+    struct lws *bridge;             //  the adopted dup of the DEALER's ZMQ_FD
+    struct lws_protocols protocols [4];     //  chat (first), http, bridge, end
+    struct lws_http_mount mounts [3];       //  /healthz, /vendor/bootstrap, /
+    struct lws_protocol_vhost_options mimetypes [5];    //  beyond lws' own
+    lws_sorted_usec_list_t tick;    //  heartbeats, liveness, request timeouts
+    int64_t tick_ms;                //  interval of tick
+    //  The broker
+    zsock_t *dealer;                //  to the broker
+    uint32_t nonce;                 //  random, the high half of every sid
+    char name [16];                 //  the nonce in hex: our HELLO name
+    char instance [128];            //  gateway-NAME@host:pid
+    bool welcomed;                  //  the broker accepted our HELLO
+    bool resync;                    //  on WELCOME, announce every live session
+    uint32_t broker_heartbeat_ms;   //  the broker's interval, from WELCOME
+    int64_t last_heard;             //  zclock_mono () of the last message from the broker
+    int64_t last_sent;              //  ... of the last message we sent it
+    int64_t last_hello;             //  ... of the last HELLO we sent
+    bool draining;                  //  inside s_bridge_drain
+    //  Sessions and requests
+    uint32_t session_counter;       //  low half of sids
+    uint64_t rid_counter;           //  our request ids
+    zhashx_t *sessions;             //  sid -> gw_session_t * (not owned)
+    zhashx_t *pending;              //  rid -> gw_pending_t * (owned)
+    zlistx_t *pending_fifo;         //  gw_pending_t * by deadline (not owned)
+    atomic_bool stopping;           //  gw_server_stop was called
+};
+
+//  The server gw_server_run serves, for the signal handler
+static gw_server_t *volatile s_running = NULL;
+
+static void s_bridge_drain (gw_server_t *self);
+static int s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p);
+
+
+//  ---------------------------------------------------------------------
+//  Hash tables keyed by a uint64_t that lives inside the item
+
+static size_t
+s_u64_hash (const void *key)
+{
+    uint64_t value = *(const uint64_t *) key;
+    value ^= value >> 33;
+    value *= 0xff51afd7ed558ccdULL;
+    value ^= value >> 33;
+    return (size_t) value;
+}
+
+static int
+s_u64_compare (const void *item1, const void *item2)
+{
+    uint64_t a = *(const uint64_t *) item1;
+    uint64_t b = *(const uint64_t *) item2;
+    return a < b? -1: a > b? 1: 0;
+}
+
+static zhashx_t *
+s_u64_table_new (void)
+{
+    zhashx_t *table = zhashx_new ();
+    assert (table);
+    zhashx_set_key_hasher (table, s_u64_hash);
+    zhashx_set_key_comparator (table, s_u64_compare);
+    zhashx_set_key_duplicator (table, NULL);
+    zhashx_set_key_destructor (table, NULL);
+    return table;
+}
+
+
+//  ---------------------------------------------------------------------
+//  libwebsockets' own log lines, in our log's style
+
+static void
+s_lws_emit (int level, const char *line)
+{
+    size_t length = strlen (line);
+    while (length > 0 && (line [length - 1] == '\n' || line [length - 1] == '\r'))
+        length--;
+    if (level & LLL_ERR)
+        zsys_error ("gateway: libwebsockets: %.*s", (int) length, line);
+    else
+        zsys_warning ("gateway: libwebsockets: %.*s", (int) length, line);
+}
+
+
+//  The client's IP address, as a person writes it
+static void
+s_peer_address (struct lws *wsi, char *address, size_t size)
+{
+    address [0] = 0;
+    lws_get_peer_simple (wsi, address, size);
+    //  An IPv4 client of a dual-stack socket reads as ::ffff:a.b.c.d
+    if (strncmp (address, "::ffff:", 7) == 0 && strchr (address + 7, '.'))
+        memmove (address, address + 7, strlen (address + 7) + 1);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Session output
+
+static gw_frame_t *
+s_session_queue_pop (gw_session_t *session)
+{
+    if (session->queue_count == 0)
+        return NULL;
+    gw_frame_t *frame = session->queue [session->queue_head];
+    session->queue [session->queue_head] = NULL;
+    session->queue_head = (session->queue_head + 1) % session->queue_capacity;
+    session->queue_count--;
+    session->queue_bytes -= frame->size;
+    return frame;
+}
+
+static void
+s_session_queue_clear (gw_session_t *session)
+{
+    gw_frame_t *frame;
+    while ((frame = s_session_queue_pop (session)))
+        s_frame_unref (&frame);
+}
+
+//  Ends the session with status and reason (a static string) once what is
+//  queued has been written, or at once when discard is true.
+static void
+s_session_close_with (gw_session_t *session, enum lws_close_status status,
+                      const char *reason, bool discard)
+{
+    if (session->closing)
+        return;
+    session->closing = true;
+    session->close_status = status;
+    session->close_reason = reason;
+    if (discard) {
+        //  A client that does not read never gives us WRITEABLE again: set
+        //  the close frame's status and kill the connection from the loop.
+        s_session_queue_clear (session);
+        lws_close_reason (session->wsi, status, (unsigned char *) reason, strlen (reason));
+        lws_set_timeout (session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (session->queue_count == 0)
+        session->close_now = true;
+    lws_callback_on_writable (session->wsi);
+    //  Backstop, should the client stop reading before the last frame left
+    lws_set_timeout (session->wsi, PENDING_TIMEOUT_USER_OK, 5);
+}
+
+//  Queues a reference to frame. A bounded push over the session's bound
+//  closes the session as too slow instead.
+static void
+s_session_push (gw_session_t *session, gw_frame_t *frame, bool bounded)
+{
+    if (session->closing && bounded)
+        return;
+    if (bounded
+    && (session->queue_count >= GW_SESSION_MAX_QUEUED
+        || session->queue_bytes + frame->size > GW_SESSION_MAX_QUEUED_BYTES)) {
+        zsys_warning ("gateway: session %016" PRIx64 " (%s) has %zu frames (%zu bytes) "
+                      "unsent; closing it as too slow (1008)",
+                      session->sid, session->addr, session->queue_count, session->queue_bytes);
+        s_session_close_with (session, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow", true);
+        return;
+    }
+    if (session->queue_count == session->queue_capacity) {
+        size_t capacity = session->queue_capacity? session->queue_capacity * 2: 16;
+        gw_frame_t **queue = (gw_frame_t **) zmalloc (capacity * sizeof (gw_frame_t *));
+        for (size_t index = 0; index < session->queue_count; index++)
+            queue [index] = session->queue [(session->queue_head + index) % session->queue_capacity];
+        free (session->queue);
+        session->queue = queue;
+        session->queue_capacity = capacity;
+        session->queue_head = 0;
+    }
+    size_t tail = (session->queue_head + session->queue_count) % session->queue_capacity;
+    session->queue [tail] = s_frame_ref (frame);
+    session->queue_count++;
+    session->queue_bytes += frame->size;
+    lws_callback_on_writable (session->wsi);
+}
+
+//  Queues a frame made from buffer (taking ownership); NULL buffer is a no-op
+static void
+s_session_push_buffer (gw_session_t *session, uint8_t *buffer, size_t size, bool bounded)
+{
+    if (!buffer)
+        return;
+    gw_frame_t *frame = s_frame_new (buffer, size);
+    s_session_push (session, frame, bounded);
+    s_frame_unref (&frame);
+}
+
+static void
+s_session_send_error (gw_session_t *session, const uint8_t *id, size_t id_size,
+                      const char *code, const char *message)
+{
+    size_t size = 0;
+    uint8_t *buffer = pl_transcode_error (id, id_size, code, message, LWS_PRE, &size);
+    if (!buffer)
+        zsys_error ("gateway: could not encode a '%s' error for session %016" PRIx64,
+                    code, session->sid);
+    s_session_push_buffer (session, buffer, size, true);
+}
+
+//  WRITEABLE: writes queued frames, then closes if asked to. Returns -1 to
+//  have lws close the connection.
+static int
+s_session_write (gw_session_t *session)
+{
+    if (session->close_now) {
+        lws_close_reason (session->wsi, session->close_status,
+                          (unsigned char *) session->close_reason,
+                          strlen (session->close_reason));
+        return -1;
+    }
+    int written = 0;
+    while (session->queue_count > 0 && written < GW_WRITES_PER_CALLBACK) {
+        gw_frame_t *frame = s_session_queue_pop (session);
+        int rc = lws_write (session->wsi, frame->buffer + LWS_PRE, frame->size, LWS_WRITE_TEXT);
+        bool failed = rc < (int) frame->size;
+        s_frame_unref (&frame);
+        if (failed) {
+            zsys_info ("gateway: session %016" PRIx64 " (%s): write failed; closing it",
+                       session->sid, session->addr);
+            return -1;
+        }
+        written++;
+        if (lws_send_pipe_choked (session->wsi))
+            break;
+    }
+    if (session->queue_count == 0 && session->closing)
+        //  Close at the next WRITEABLE, which lws gives only once what we
+        //  wrote has left: the last frame (an error) reaches the client.
+        session->close_now = true;
+    if (session->queue_count > 0 || session->close_now)
+        lws_callback_on_writable (session->wsi);
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Pending requests
+
+static void
+s_pending_destroy (gw_server_t *self, gw_pending_t **pending_p)
+{
+    gw_pending_t *pending = *pending_p;
+    if (!pending)
+        return;
+    zhashx_delete (self->pending, &pending->rid);
+    zlistx_delete (self->pending_fifo, pending->fifo_handle);
+    zlistx_delete (pending->session->pending, pending->session_handle);
+    free (pending->cid);
+    free (pending);
+    *pending_p = NULL;
+}
+
+//  Answers requests whose deadline has passed with unavailable
+static void
+s_pending_expire (gw_server_t *self, int64_t now)
+{
+    gw_pending_t *pending;
+    while ((pending = (gw_pending_t *) zlistx_first (self->pending_fifo))
+    &&     pending->deadline <= now) {
+        gw_session_t *session = pending->session;
+        zsys_warning ("gateway: request %" PRIu64 " of session %016" PRIx64 " (%s) had no "
+                      "reply in %u ms; answering unavailable",
+                      pending->rid, session->sid, session->addr, self->request_timeout_ms);
+        s_session_send_error (session, pending->cid, pending->cid_size, "unavailable",
+                              "The service did not answer in time; try again later.");
+        s_pending_destroy (self, &pending);
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Session lifecycle
+
+static void
+s_session_announce (gw_server_t *self, gw_session_t *session)
+{
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_SESSION_OPEN);
+    pl_envelope_set_sid (envelope, session->sid);
+    pl_envelope_set_addr (envelope, session->addr);
+    if (s_bridge_send (self, &envelope))
+        zsys_warning ("gateway: could not announce session %016" PRIx64 " (%s) to the broker",
+                      session->sid, session->addr);
+}
+
+static void
+s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
+{
+    session->server = self;
+    session->wsi = wsi;
+    if (++self->session_counter == 0)
+        ++self->session_counter;
+    session->sid = ((uint64_t) self->nonce << 32) | self->session_counter;
+    s_peer_address (wsi, session->addr, sizeof (session->addr));
+    session->pending = zlistx_new ();
+    assert (session->pending);
+    zhashx_insert (self->sessions, &session->sid, session);
+    session->live = true;
+    zsys_info ("gateway: session %016" PRIx64 " opened from %s", session->sid, session->addr);
+    if (self->welcomed)
+        s_session_announce (self, session);
+    else
+        self->resync = true;
+}
+
+static void
+s_session_close (gw_server_t *self, gw_session_t *session)
+{
+    if (!session->live)
+        return;
+    session->live = false;
+    zhashx_delete (self->sessions, &session->sid);
+    gw_pending_t *pending;
+    size_t dropped = zlistx_size (session->pending);
+    while ((pending = (gw_pending_t *) zlistx_first (session->pending)))
+        s_pending_destroy (self, &pending);
+    zlistx_destroy (&session->pending);
+    s_session_queue_clear (session);
+    free (session->queue);
+    session->queue = NULL;
+    free (session->rx);
+    session->rx = NULL;
+    zsys_info ("gateway: session %016" PRIx64 " (%s) closed%s",
+               session->sid, session->addr,
+               dropped? "; dropped its requests in flight": "");
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_SESSION_CLOSE);
+    pl_envelope_set_sid (envelope, session->sid);
+    s_bridge_send (self, &envelope);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Session input: one whole client message
+
+static void
+s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *request)
+{
+    if (streq (request->type, "ping")) {
+        size_t size = 0;
+        uint8_t *buffer = pl_transcode_frame ("ok", request->id, request->id_size,
+                                              NULL, 0, LWS_PRE, &size);
+        s_session_push_buffer (session, buffer, size, true);
+        return;
+    }
+    if (!self->welcomed) {
+        s_session_send_error (session, request->id, request->id_size, "unavailable",
+                              "The server is not ready yet; try again in a moment.");
+        return;
+    }
+    if (zlistx_size (session->pending) >= GW_SESSION_MAX_INFLIGHT) {
+        s_session_send_error (session, request->id, request->id_size, "rate_limited",
+                              "Too many requests in flight; wait for replies first.");
+        return;
+    }
+    //  The pending entry goes in before the send: sending drains the
+    //  socket, and the reply may already be there.
+    gw_pending_t *pending = (gw_pending_t *) zmalloc (sizeof (gw_pending_t));
+    pending->rid = ++self->rid_counter;
+    pending->session = session;
+    if (request->id) {
+        pending->cid = (uint8_t *) malloc (request->id_size);
+        assert (pending->cid);
+        memcpy (pending->cid, request->id, request->id_size);
+        pending->cid_size = request->id_size;
+    }
+    pending->deadline = zclock_mono () + self->request_timeout_ms;
+    pending->fifo_handle = zlistx_add_end (self->pending_fifo, pending);
+    pending->session_handle = zlistx_add_end (session->pending, pending);
+    zhashx_insert (self->pending, &pending->rid, pending);
+
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_REQUEST);
+    pl_envelope_set_rid (envelope, pending->rid);
+    pl_envelope_set_sid (envelope, session->sid);
+    pl_envelope_set_type (envelope, request->type);
+    if (request->id)
+        pl_envelope_set_cid (envelope, request->id, request->id_size);
+    if (request->body)
+        pl_envelope_set_body_copy (envelope, request->body, request->body_size);
+    uint64_t rid = pending->rid;
+    if (s_bridge_send (self, &envelope)) {
+        zsys_warning ("gateway: could not pass a '%s' request of session %016" PRIx64
+                      " (%s) to the broker; answering unavailable",
+                      request->type, session->sid, session->addr);
+        pending = (gw_pending_t *) zhashx_lookup (self->pending, &rid);
+        if (pending)
+            s_pending_destroy (self, &pending);
+        s_session_send_error (session, request->id, request->id_size, "unavailable",
+                              "The server is busy or reconnecting; try again later.");
+    }
+}
+
+static void
+s_session_message (gw_server_t *self, gw_session_t *session)
+{
+    if (session->rx_binary) {
+        s_session_send_error (session, NULL, 0, "bad_request",
+                              "Binary frames are not accepted; send JSON text.");
+        return;
+    }
+    pl_request_t request;
+    memset (&request, 0, sizeof (request));
+    pl_transcode_request ((const char *) session->rx, session->rx_size, self->max_frame,
+                          PL_TRANSCODE_MAX_DEPTH, &request);
+    switch (request.status) {
+        case PL_TRANSCODE_OK:
+            s_session_request (self, session, &request);
+            break;
+        case PL_TRANSCODE_BAD_JSON:
+            s_session_send_error (session, request.id, request.id_size, "bad_json", request.error);
+            break;
+        case PL_TRANSCODE_BAD_REQUEST:
+            s_session_send_error (session, request.id, request.id_size, "bad_request",
+                                  request.error);
+            break;
+        case PL_TRANSCODE_TOO_LARGE:
+            s_session_send_error (session, request.id, request.id_size, "too_large",
+                                  request.error);
+            s_session_close_with (session, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                                  "frame too large", false);
+            break;
+    }
+    pl_request_reset (&request);
+}
+
+//  RECEIVE: one piece of a message (a fragment, or part of one)
+static void
+s_session_receive (gw_server_t *self, gw_session_t *session, const uint8_t *data, size_t size)
+{
+    struct lws *wsi = session->wsi;
+    if (session->closing)
+        return;                 //  what follows a fatal error is not read
+    if (!session->rx_active) {
+        session->rx_active = true;
+        session->rx_binary = lws_frame_is_binary (wsi) != 0;
+        session->rx_size = 0;
+    }
+    if (session->rx_size + size > self->max_frame) {
+        zsys_info ("gateway: session %016" PRIx64 " (%s) sent a message over %zu bytes; "
+                   "answering too_large and closing it (1009)",
+                   session->sid, session->addr, self->max_frame);
+        session->rx_active = false;
+        session->rx_size = 0;
+        char message [128];
+        snprintf (message, sizeof (message),
+                  "The frame is larger than %zu bytes; the connection is closed.",
+                  self->max_frame);
+        s_session_send_error (session, NULL, 0, "too_large", message);
+        s_session_close_with (session, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                              "frame too large", false);
+        return;
+    }
+    if (!session->rx_binary && size > 0) {
+        if (session->rx_size + size > session->rx_capacity) {
+            size_t capacity = session->rx_capacity? session->rx_capacity: 1024;
+            while (capacity < session->rx_size + size)
+                capacity *= 2;
+            if (capacity > self->max_frame)
+                capacity = self->max_frame;
+            uint8_t *rx = (uint8_t *) realloc (session->rx, capacity);
+            assert (rx);
+            session->rx = rx;
+            session->rx_capacity = capacity;
+        }
+        memcpy (session->rx + session->rx_size, data, size);
+    }
+    session->rx_size += size;
+    if (lws_is_final_fragment (wsi) && lws_remaining_packet_payload (wsi) == 0) {
+        session->rx_active = false;
+        s_session_message (self, session);
+        session->rx_size = 0;
+        //  Don't keep a large buffer around for an idle session
+        if (session->rx_capacity > 16 * 1024) {
+            free (session->rx);
+            session->rx = NULL;
+            session->rx_capacity = 0;
+        }
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  The broker side
+
+static int
+s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p)
+{
+    int rc = pl_envelope_send (envelope_p, zsock_resolve (self->dealer));
+    if (rc == 0)
+        self->last_sent = zclock_mono ();
+    s_bridge_drain (self);
+    return rc;
+}
+
+static void
+s_bridge_hello (gw_server_t *self)
+{
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_HELLO);
+    pl_envelope_set_kind (envelope, "gateway");
+    pl_envelope_set_name (envelope, self->name);
+    pl_envelope_set_instance (envelope, self->instance);
+    pl_envelope_set_heartbeat (envelope, self->heartbeat_ms);
+    if (s_bridge_send (self, &envelope) == 0)
+        self->last_hello = zclock_mono ();
+}
+
+static void
+s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
+{
+    uint64_t rid = pl_envelope_rid (envelope);
+    gw_pending_t *pending = (gw_pending_t *) zhashx_lookup (self->pending, &rid);
+    if (!pending) {
+        zsys_debug ("gateway: reply to request %" PRIu64 " came after it was answered or "
+                    "its session closed; dropped", rid);
+        return;
+    }
+    gw_session_t *session = pending->session;
+    const char *code = pl_envelope_code (envelope);
+    uint8_t *buffer = NULL;
+    size_t size = 0;
+    if (code) {
+        const char *message = pl_envelope_message (envelope);
+        buffer = pl_transcode_error (pending->cid, pending->cid_size, code,
+                                     message? message: code, LWS_PRE, &size);
+    }
+    else {
+        zframe_t *body = pl_envelope_body (envelope);
+        buffer = pl_transcode_frame ("ok", pending->cid, pending->cid_size,
+                                     body? zframe_data (body): NULL,
+                                     body? zframe_size (body): 0, LWS_PRE, &size);
+    }
+    if (buffer)
+        s_session_push_buffer (session, buffer, size, true);
+    else {
+        zsys_error ("gateway: reply to request %" PRIu64 " of session %016" PRIx64
+                    " has a body that is not a msgpack map; answering internal", rid, session->sid);
+        s_session_send_error (session, pending->cid, pending->cid_size, "internal",
+                              "The server sent a reply the gateway could not read.");
+    }
+    s_pending_destroy (self, &pending);
+}
+
+static void
+s_bridge_deliver (gw_server_t *self, pl_envelope_t *envelope)
+{
+    zframe_t *body = pl_envelope_body (envelope);
+    size_t count = 0;
+    const uint64_t *sids = pl_envelope_sids (envelope, &count);
+    if (!body) {
+        zsys_warning ("gateway: broker delivered an event without a body to %zu sessions; "
+                      "dropped", count);
+        return;
+    }
+    size_t size = 0;
+    uint8_t *buffer = pl_transcode_frame (NULL, NULL, 0, zframe_data (body), zframe_size (body),
+                                          LWS_PRE, &size);
+    if (!buffer) {
+        zsys_warning ("gateway: broker delivered an event that is not a msgpack map to %zu "
+                      "sessions; dropped", count);
+        return;
+    }
+    gw_frame_t *frame = s_frame_new (buffer, size);
+    for (size_t index = 0; index < count; index++) {
+        gw_session_t *session = (gw_session_t *) zhashx_lookup (self->sessions, &sids [index]);
+        if (session)
+            s_session_push (session, frame, true);
+    }
+    s_frame_unref (&frame);
+}
+
+static void
+s_bridge_welcome (gw_server_t *self, pl_envelope_t *envelope)
+{
+    uint32_t heartbeat = pl_envelope_heartbeat (envelope);
+    self->broker_heartbeat_ms = heartbeat? heartbeat: self->heartbeat_ms;
+    if (self->welcomed)
+        return;                 //  a second WELCOME to a repeated HELLO
+    self->welcomed = true;
+    zsys_info ("gateway %s: welcomed by the broker at %s (heartbeat %u ms)",
+               self->name, self->broker_endpoint, self->broker_heartbeat_ms);
+    if (self->resync) {
+        self->resync = false;
+        size_t count = zhashx_size (self->sessions);
+        if (count)
+            zsys_info ("gateway %s: announcing %zu live sessions to the broker",
+                       self->name, count);
+        //  Collect first: announcing sends, and sending drains, which may
+        //  close sessions and change the table under an iteration.
+        zlistx_t *sessions = zhashx_values (self->sessions);
+        gw_session_t *session = (gw_session_t *) zlistx_first (sessions);
+        while (session) {
+            if (session->live)
+                s_session_announce (self, session);
+            session = (gw_session_t *) zlistx_next (sessions);
+        }
+        zlistx_destroy (&sessions);
+    }
+}
+
+static void
+s_bridge_handle (gw_server_t *self, pl_envelope_t *envelope)
+{
+    switch (pl_envelope_op (envelope)) {
+        case PL_OP_WELCOME:
+            s_bridge_welcome (self, envelope);
+            break;
+        case PL_OP_REFUSE:
+            zsys_error ("gateway %s: the broker refused our hello: %s (%s); trying again",
+                        self->name,
+                        pl_envelope_message (envelope)? pl_envelope_message (envelope): "",
+                        pl_envelope_code (envelope)? pl_envelope_code (envelope): "no code");
+            self->welcomed = false;
+            break;
+        case PL_OP_WHO:
+            zsys_warning ("gateway %s: the broker does not know us (did it restart?); "
+                          "saying hello again", self->name);
+            self->welcomed = false;
+            self->resync = true;
+            s_bridge_hello (self);
+            break;
+        case PL_OP_HEARTBEAT:
+            break;
+        case PL_OP_REPLY:
+            s_bridge_reply (self, envelope);
+            break;
+        case PL_OP_DELIVER:
+            s_bridge_deliver (self, envelope);
+            break;
+        case PL_OP_SESSION_CLOSE:
+            zsys_debug ("gateway %s: the broker unbound session %016" PRIx64,
+                        self->name, pl_envelope_sid (envelope));
+            break;
+        default:
+            zsys_debug ("gateway %s: ignored a '%s' from the broker",
+                        self->name, pl_op_name (pl_envelope_op (envelope)));
+            break;
+    }
+}
+
+//  Reads every message the DEALER has. Nested calls (a handler that sends
+//  drains too) return at once: the outer loop checks ZMQ_EVENTS again.
+static void
+s_bridge_drain (gw_server_t *self)
+{
+    if (self->draining || !self->dealer)
+        return;
+    self->draining = true;
+    while (zsock_events (self->dealer) & ZMQ_POLLIN) {
+        pl_envelope_t *envelope = pl_envelope_recv (zsock_resolve (self->dealer));
+        if (!envelope)
+            continue;           //  malformed, consumed and dropped
+        self->last_heard = zclock_mono ();
+        s_bridge_handle (self, envelope);
+        pl_envelope_destroy (&envelope);
+    }
+    self->draining = false;
+}
+
+static void
+s_tick (lws_sorted_usec_list_t *sul)
+{
+    gw_server_t *self = lws_container_of (sul, gw_server_t, tick);
+    int64_t now = zclock_mono ();
+    if (self->welcomed && now - self->last_heard > 3 * (int64_t) self->broker_heartbeat_ms) {
+        zsys_warning ("gateway %s: the broker has been silent for %" PRId64 " ms; taking it "
+                      "for dead and saying hello again", self->name, now - self->last_heard);
+        self->welcomed = false;
+        self->resync = true;
+        self->last_hello = 0;
+    }
+    if (!self->welcomed) {
+        if (now - self->last_hello >= self->heartbeat_ms)
+            s_bridge_hello (self);
+    }
+    else
+    if (now - self->last_sent >= self->heartbeat_ms) {
+        pl_envelope_t *envelope = pl_envelope_new (PL_OP_HEARTBEAT);
+        s_bridge_send (self, &envelope);
+    }
+    s_pending_expire (self, now);
+    s_bridge_drain (self);
+    lws_sul_schedule (self->context, 0, &self->tick, s_tick, self->tick_ms * LWS_US_PER_MS);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Protocol callbacks
+
+static int
+s_chat_callback (struct lws *wsi, enum lws_callback_reasons reason,
+                 void *user, void *in, size_t len)
+{
+    gw_server_t *self = (gw_server_t *) lws_context_user (lws_get_context (wsi));
+    gw_session_t *session = (gw_session_t *) user;
+    switch (reason) {
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+            char uri [64];
+            int length = lws_hdr_copy (wsi, uri, sizeof (uri), WSI_TOKEN_GET_URI);
+            if (length <= 0 || strcmp (uri, "/ws") != 0) {
+                char peer [64];
+                s_peer_address (wsi, peer, sizeof (peer));
+                zsys_info ("gateway: refused a WebSocket upgrade on '%s' from %s "
+                           "(only /ws serves the protocol)", length > 0? uri: "?", peer);
+                lws_return_http_status (wsi, HTTP_STATUS_NOT_FOUND,
+                                        "WebSocket connections are served on /ws only.");
+                return -1;
+            }
+            return 0;
+        }
+        case LWS_CALLBACK_ESTABLISHED:
+            s_session_open (self, session, wsi);
+            return 0;
+        case LWS_CALLBACK_RECEIVE:
+            s_session_receive (self, session, (const uint8_t *) in, len);
+            return 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+            return s_session_write (session);
+        case LWS_CALLBACK_CLOSED:
+            s_session_close (self, session);
+            return 0;
+        default:
+            return lws_callback_http_dummy (wsi, reason, user, in, len);
+    }
+}
+
+static int
+s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
+                 void *user, void *in, size_t len)
+{
+    gw_server_t *self = (gw_server_t *) lws_context_user (lws_get_context (wsi));
+    gw_http_t *http = (gw_http_t *) user;
+    switch (reason) {
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+            return -1;          //  not a WebSocket protocol
+        case LWS_CALLBACK_HTTP: {
+            uint8_t buffer [LWS_PRE + 512];
+            uint8_t *start = buffer + LWS_PRE, *cursor = start;
+            uint8_t *end = buffer + sizeof (buffer) - 1;
+            http->healthy = self->welcomed;
+            const char *body = http->healthy? "ok": "unavailable";
+            if (lws_add_http_common_headers (wsi, http->healthy? HTTP_STATUS_OK:
+                                             HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                             "text/plain", strlen (body), &cursor, end)
+            ||  lws_add_http_header_by_token (wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                              (const unsigned char *) "no-store", 8,
+                                              &cursor, end)
+            ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
+                return 1;
+            lws_callback_on_writable (wsi);
+            return 0;
+        }
+        case LWS_CALLBACK_HTTP_WRITEABLE: {
+            const char *body = http->healthy? "ok": "unavailable";
+            uint8_t buffer [LWS_PRE + 32];
+            size_t size = strlen (body);
+            memcpy (buffer + LWS_PRE, body, size);
+            if (lws_write (wsi, buffer + LWS_PRE, size, LWS_WRITE_HTTP_FINAL) < (int) size)
+                return 1;
+            if (lws_http_transaction_completed (wsi))
+                return -1;
+            return 0;
+        }
+        default:
+            return lws_callback_http_dummy (wsi, reason, user, in, len);
+    }
+}
+
+static int
+s_bridge_callback (struct lws *wsi, enum lws_callback_reasons reason,
+                   void *user, void *in, size_t len)
+{
+    gw_server_t *self = (gw_server_t *) lws_context_user (lws_get_context (wsi));
+    switch (reason) {
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+            return -1;          //  not a WebSocket protocol
+        case LWS_CALLBACK_RAW_RX_FILE:
+            s_bridge_drain (self);
+            return 0;
+        case LWS_CALLBACK_RAW_CLOSE_FILE:
+            if (wsi == self->bridge)
+                self->bridge = NULL;
+            return 0;
+        default:
+            return 0;
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Signals
+
+static void
+s_signal_handler (int signum)
+{
+    gw_server_t *server = s_running;
+    if (server)
+        gw_server_stop (server);
+}
+
+
+//  ---------------------------------------------------------------------
+//  The class
+
+gw_server_t *
+gw_server_new (const gw_config_t *config)
+{
+    assert (config);
+    //  Our loop owns SIGINT and SIGTERM; czmq must not install its handler
+    zsys_handler_set (NULL);
+
+    gw_server_t *self = (gw_server_t *) zmalloc (sizeof (gw_server_t));
+    if (config->listen_host && *config->listen_host)
+        self->listen_host = strdup (streq (config->listen_host, "localhost")?
+                                    "127.0.0.1": config->listen_host);
+    self->port = config->port;
+    self->broker_endpoint = strdup (config->broker_endpoint? config->broker_endpoint:
+                                    "tcp://127.0.0.1:7700");
+    self->web_root = strdup (config->web_root? config->web_root: "web");
+    self->vendor_root = zsys_sprintf ("%s/node_modules/bootstrap/dist", self->web_root);
+    self->max_frame = config->max_frame? config->max_frame: GW_MAX_FRAME_DEFAULT;
+    self->heartbeat_ms = config->heartbeat_ms? config->heartbeat_ms: GW_HEARTBEAT_DEFAULT;
+    self->broker_heartbeat_ms = self->heartbeat_ms;
+    self->request_timeout_ms = config->request_timeout_ms? config->request_timeout_ms:
+                               GW_REQUEST_TIMEOUT_DEFAULT;
+    self->tick_ms = self->heartbeat_ms / 4;
+    if (self->tick_ms < 10)
+        self->tick_ms = 10;
+    if (self->tick_ms > 250)
+        self->tick_ms = 250;
+    atomic_init (&self->stopping, false);
+
+    while (self->nonce == 0)
+        if (getrandom (&self->nonce, sizeof (self->nonce), 0) != sizeof (self->nonce))
+            self->nonce = (uint32_t) randof (UINT32_MAX) + 1;
+    snprintf (self->name, sizeof (self->name), "%08x", self->nonce);
+    char *hostname = zsys_hostname ();
+    snprintf (self->instance, sizeof (self->instance), "gateway-%s@%s:%d",
+              self->name, hostname? hostname: "localhost", (int) getpid ());
+    zstr_free (&hostname);
+
+    self->sessions = s_u64_table_new ();
+    self->pending = s_u64_table_new ();
+    self->pending_fifo = zlistx_new ();
+
+    //  The DEALER to the broker. IMMEDIATE: while there is no connection a
+    //  send fails and we retry, rather than queueing stale HELLOs.
+    self->dealer = zsock_new (ZMQ_DEALER);
+    assert (self->dealer);
+    zsock_set_sndhwm (self->dealer, GW_BROKER_HWM);
+    zsock_set_rcvhwm (self->dealer, GW_BROKER_HWM);
+    zsock_set_maxmsgsize (self->dealer, PL_ENVELOPE_MAX_HEADER + PL_ENVELOPE_MAX_BODY);
+    zsock_set_immediate (self->dealer, 1);
+    zsock_set_reconnect_ivl (self->dealer, 100);
+    zsock_set_reconnect_ivl_max (self->dealer, 1000);
+    zsock_set_linger (self->dealer, 0);
+    if (zsock_connect (self->dealer, "%s", self->broker_endpoint)) {
+        zsys_error ("gateway: cannot connect to the broker at '%s': %s",
+                    self->broker_endpoint, zmq_strerror (zmq_errno ()));
+        gw_server_destroy (&self);
+        return NULL;
+    }
+
+    //  libwebsockets: errors and warnings only, in our log's style
+    lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_emit);
+
+    self->protocols [0] = (struct lws_protocols) {
+        .name = GW_PROTOCOL_CHAT,       //  first: a browser offering none binds here
+        .callback = s_chat_callback,
+        .per_session_data_size = sizeof (gw_session_t),
+    };
+    self->protocols [1] = (struct lws_protocols) {
+        .name = GW_PROTOCOL_HTTP,
+        .callback = s_http_callback,
+        .per_session_data_size = sizeof (gw_http_t),
+    };
+    self->protocols [2] = (struct lws_protocols) {
+        .name = GW_PROTOCOL_BRIDGE,
+        .callback = s_bridge_callback,
+    };
+    //  protocols [3] stays zeroed: the terminator
+
+    self->mimetypes [0] = (struct lws_protocol_vhost_options)
+        { &self->mimetypes [1], NULL, ".map", "application/json" };
+    self->mimetypes [1] = (struct lws_protocol_vhost_options)
+        { &self->mimetypes [2], NULL, ".json", "application/json" };
+    self->mimetypes [2] = (struct lws_protocol_vhost_options)
+        { &self->mimetypes [3], NULL, ".mjs", "text/javascript" };
+    self->mimetypes [3] = (struct lws_protocol_vhost_options)
+        { &self->mimetypes [4], NULL, ".woff2", "font/woff2" };
+    self->mimetypes [4] = (struct lws_protocol_vhost_options)
+        { NULL, NULL, ".webmanifest", "application/manifest+json" };
+
+    self->mounts [0] = (struct lws_http_mount) {
+        .mount_next = &self->mounts [1],
+        .mountpoint = "/healthz",
+        .origin = GW_PROTOCOL_HTTP,
+        .origin_protocol = LWSMPRO_CALLBACK,
+        .mountpoint_len = 8,
+    };
+    self->mounts [1] = (struct lws_http_mount) {
+        .mount_next = &self->mounts [2],
+        .mountpoint = "/vendor/bootstrap",
+        .origin = self->vendor_root,
+        .origin_protocol = LWSMPRO_FILE,
+        .extra_mimetypes = &self->mimetypes [0],
+        .mountpoint_len = 17,
+    };
+    self->mounts [2] = (struct lws_http_mount) {
+        .mountpoint = "/",
+        .origin = self->web_root,
+        .def = "index.html",
+        .origin_protocol = LWSMPRO_FILE,
+        .extra_mimetypes = &self->mimetypes [0],
+        .mountpoint_len = 1,
+    };
+
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof (info));
+    info.port = self->port;
+    info.iface = self->listen_host;
+    info.protocols = self->protocols;
+    info.mounts = &self->mounts [0];
+    info.vhost_name = "parley";
+    info.server_string = "parley-gw";
+    info.user = self;
+    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    //  lws 4.1 on a dual-stack socket ignores an IPv4 address in iface and
+    //  listens on every interface: an IPv4 host gets an IPv4 socket.
+    struct in_addr ipv4;
+    if (self->listen_host && inet_pton (AF_INET, self->listen_host, &ipv4) == 1)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    self->context = lws_create_context (&info);
+    if (!self->context) {
+        zsys_error ("gateway: cannot listen on %s:%d (see the libwebsockets error above)",
+                    self->listen_host? self->listen_host: "*", self->port);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    self->vhost = lws_get_vhost_by_name (self->context, "parley");
+    int port = self->vhost? lws_get_vhost_listen_port (self->vhost): -1;
+    if (port <= 0) {
+        zsys_error ("gateway: cannot listen on %s:%d",
+                    self->listen_host? self->listen_host: "*", self->port);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    self->port = port;
+
+    //  The broker's messages wake the lws loop through a dup of ZMQ_FD:
+    //  lws closes what it adopted, and ZeroMQ must keep its own descriptor.
+    lws_sock_file_fd_type descriptor;
+    descriptor.filefd = dup (zsock_fd (self->dealer));
+    if (descriptor.filefd >= 0)
+        self->bridge = lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC,
+                                                   descriptor, GW_PROTOCOL_BRIDGE, NULL);
+    if (!self->bridge) {
+        zsys_error ("gateway: cannot watch the broker socket in the event loop");
+        if (descriptor.filefd >= 0)
+            close (descriptor.filefd);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    lws_sul_schedule (self->context, 0, &self->tick, s_tick, 1);
+    return self;
+}
+
+void
+gw_server_destroy (gw_server_t **self_p)
+{
+    assert (self_p);
+    gw_server_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->context) {
+        lws_sul_cancel (&self->tick);
+        //  Closes every session (each tells the broker) and the bridge
+        lws_context_destroy (self->context);
+        self->context = NULL;
+    }
+    zsock_destroy (&self->dealer);
+    //  Sessions removed their pending requests as they closed
+    gw_pending_t *pending;
+    while (self->pending_fifo && (pending = (gw_pending_t *) zlistx_first (self->pending_fifo))) {
+        zlistx_delete (self->pending_fifo, pending->fifo_handle);
+        free (pending->cid);
+        free (pending);
+    }
+    zlistx_destroy (&self->pending_fifo);
+    zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->sessions);
+    free (self->listen_host);
+    free (self->broker_endpoint);
+    free (self->web_root);
+    zstr_free (&self->vendor_root);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+gw_server_port (gw_server_t *self)
+{
+    assert (self);
+    return self->port;
+}
+
+int
+gw_server_run (gw_server_t *self)
+{
+    assert (self);
+    struct sigaction action, old_int, old_term;
+    memset (&action, 0, sizeof (action));
+    action.sa_handler = s_signal_handler;
+    sigemptyset (&action.sa_mask);
+    s_running = self;
+    sigaction (SIGINT, &action, &old_int);
+    sigaction (SIGTERM, &action, &old_term);
+
+    while (!atomic_load (&self->stopping))
+        if (lws_service (self->context, 0) < 0)
+            break;
+
+    sigaction (SIGINT, &old_int, NULL);
+    sigaction (SIGTERM, &old_term, NULL);
+    s_running = NULL;
+    zsys_info ("gateway %s: stopping (%zu sessions open)", self->name,
+               zhashx_size (self->sessions));
+    return 0;
+}
+
+void
+gw_server_stop (gw_server_t *self)
+{
+    assert (self);
+    atomic_store (&self->stopping, true);
+    if (self->context)
+        lws_cancel_service (self->context);
+}

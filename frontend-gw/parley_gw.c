@@ -1,0 +1,164 @@
+/*  =========================================================================
+    parley-gw - the gateway as a program of its own
+
+    Serves the web UI and the client protocol on one port and connects to a
+    broker (parley-broker, or parley with --bind). Run several behind a TCP
+    load balancer; each registers with the broker under a random name.
+    =========================================================================
+*/
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gw_server.h"
+#include "pl_paths.h"
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: parley-gw [OPTIONS]\n"
+        "Serves the Parley web UI and the client protocol (WebSocket on /ws) on one\n"
+        "port, and passes requests to a Parley broker.\n"
+        "\n"
+        "  --listen HOST:PORT      where to listen (default 127.0.0.1:8080; port 0 = any)\n"
+        "  --broker ENDPOINT       the broker's endpoint (default tcp://127.0.0.1:7700)\n"
+        "  --web DIR               the web UI to serve (default: web/ of the source tree\n"
+        "                          beside the build, else ./web)\n"
+        "  --max-frame BYTES       largest client frame (default %d)\n"
+        "  --heartbeat MS          heartbeat toward the broker (default %d)\n"
+        "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
+        "                          (default %d; the broker's own timeout comes first)\n"
+        "  --help                  this text\n",
+        GW_MAX_FRAME_DEFAULT, GW_HEARTBEAT_DEFAULT, GW_REQUEST_TIMEOUT_DEFAULT);
+}
+
+//  Parses a number from min to max; -1 when it is not one
+static long long
+s_number (const char *text, long long min, long long max)
+{
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max)
+        return -1;
+    return value;
+}
+
+static bool
+s_is_folder (const char *path)
+{
+    struct stat status;
+    return stat (path, &status) == 0 && S_ISDIR (status.st_mode);
+}
+
+int
+main (int argc, char *argv [])
+{
+    enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_HEARTBEAT,
+           OPT_REQUEST_TIMEOUT, OPT_HELP };
+    static const struct option options [] = {
+        { "listen",          required_argument, NULL, OPT_LISTEN },
+        { "broker",          required_argument, NULL, OPT_BROKER },
+        { "web",             required_argument, NULL, OPT_WEB },
+        { "max-frame",       required_argument, NULL, OPT_MAX_FRAME },
+        { "heartbeat",       required_argument, NULL, OPT_HEARTBEAT },
+        { "request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT },
+        { "help",            no_argument,       NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 }
+    };
+    char listen_host [256] = "127.0.0.1";
+    int listen_port = 8080;
+    const char *broker = "tcp://127.0.0.1:7700";
+    const char *web = NULL;
+    long long max_frame = 0, heartbeat = 0, request_timeout = 0;
+
+    int option;
+    while ((option = getopt_long (argc, argv, "", options, NULL)) != -1) {
+        switch (option) {
+            case OPT_LISTEN: {
+                const char *colon = strrchr (optarg, ':');
+                long long port = colon? s_number (colon + 1, 0, 65535): -1;
+                size_t host_size = colon? (size_t) (colon - optarg): 0;
+                if (port < 0 || host_size == 0 || host_size >= sizeof (listen_host)) {
+                    fprintf (stderr, "parley-gw: --listen wants HOST:PORT, "
+                                     "as 127.0.0.1:8080, not '%s'\n", optarg);
+                    return 2;
+                }
+                memcpy (listen_host, optarg, host_size);
+                listen_host [host_size] = 0;
+                listen_port = (int) port;
+                break;
+            }
+            case OPT_BROKER:
+                broker = optarg;
+                break;
+            case OPT_WEB:
+                web = optarg;
+                break;
+            case OPT_MAX_FRAME:
+                if ((max_frame = s_number (optarg, 16, 1024 * 1024)) < 0) {
+                    fprintf (stderr, "parley-gw: --max-frame wants 16 to 1048576 bytes, "
+                                     "not '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            case OPT_HEARTBEAT:
+                if ((heartbeat = s_number (optarg, 10, 60000)) < 0) {
+                    fprintf (stderr, "parley-gw: --heartbeat wants 10 to 60000 ms, "
+                                     "not '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            case OPT_REQUEST_TIMEOUT:
+                if ((request_timeout = s_number (optarg, 10, 600000)) < 0) {
+                    fprintf (stderr, "parley-gw: --request-timeout wants 10 to 600000 ms, "
+                                     "not '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            case OPT_HELP:
+                s_usage (stdout);
+                return 0;
+            default:
+                s_usage (stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "parley-gw: unexpected argument '%s'\n", argv [optind]);
+        s_usage (stderr);
+        return 2;
+    }
+
+    char *web_root = web? strdup (web): pl_paths_web ();
+    if (!s_is_folder (web_root))
+        zsys_warning ("parley-gw: the web UI folder '%s' does not exist; "
+                      "only /healthz and /ws will work", web_root);
+    gw_config_t config = {
+        .listen_host = listen_host,
+        .port = listen_port,
+        .broker_endpoint = broker,
+        .web_root = web_root,
+        .max_frame = (size_t) max_frame,
+        .heartbeat_ms = (uint32_t) heartbeat,
+        .request_timeout_ms = (uint32_t) request_timeout,
+    };
+    gw_server_t *server = gw_server_new (&config);
+    if (!server) {
+        free (web_root);
+        return 1;
+    }
+    printf ("parley-gw: listening on http://%s:%d\n", listen_host, gw_server_port (server));
+    fflush (stdout);
+    gw_server_run (server);
+    gw_server_destroy (&server);
+    free (web_root);
+    return 0;
+}
