@@ -1,0 +1,1029 @@
+/*  =========================================================================
+    store-conformance - one suite for every store plugin (proto/STORE.md)
+
+    Usage: store-conformance PLUGIN.so [NAME.KEY=VALUE...]
+
+    Loads the store plugin through the real plugin host (br_host_start) and
+    plays the broker itself (sc_broker), so the plugin sees exactly what it
+    sees in production: HELLO/WELCOME, then REQUEST envelopes, answered by
+    REPLY envelopes. Every test gets a fresh store: in option values,
+    @TMPDIR@ becomes a new temporary folder and @UNIQUE@ a new token (for a
+    Mongo database name), so store-sqlite runs with
+        store-sqlite.path=@TMPDIR@/parley.db
+
+    Cases marked REAL_DB need a real database's behaviour (unique indexes
+    enforced, data that survives a restart). Set STORE_CONFORMANCE_SKIP_REAL_DB=1
+    to skip them against a stand-in server that lacks it (NOTES.md: the
+    JavaScript Mongo stand-in does not enforce unique indexes).
+    =========================================================================
+*/
+
+//  nftw
+#define _GNU_SOURCE
+#include "sc_broker.h"
+#include "parley_plugin.h"
+
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+static const char *s_plugin_path;           //  argv [1]
+static const char *const *s_option_templates;   //  argv [2..]
+static size_t s_option_count;
+static bool s_skip_real_db;                 //  STORE_CONFORMANCE_SKIP_REAL_DB
+static unsigned s_fixture_count;            //  for @UNIQUE@
+
+#define REAL_DB() do { if (s_skip_real_db) skip (); } while (0)
+
+//  One test's store
+typedef struct {
+    sc_broker_t *broker;            //  the fake broker, plugin started
+    char folder [256];              //  @TMPDIR@
+    char **options;                 //  expanded options
+} fixture_t;
+
+//  A request body being built
+typedef struct {
+    msgpack_sbuffer buffer;         //  the bytes
+    msgpack_packer packer;          //  writing into buffer
+} body_t;
+
+
+//  --------------------------------------------------------------------------
+//  Fixture
+
+//  Replaces every @TMPDIR@ and @UNIQUE@ in text. Caller owns return value.
+static char *
+s_expand (const char *text, const char *folder, const char *unique)
+{
+    char *result = strdup (text);
+    const char *names [] = { "@TMPDIR@", "@UNIQUE@" };
+    const char *values [] = { folder, unique };
+    for (int index = 0; index < 2; index++) {
+        char *at;
+        while ((at = strstr (result, names [index]))) {
+            *at = 0;
+            char *next = zsys_sprintf ("%s%s%s", result, values [index],
+                                       at + strlen (names [index]));
+            free (result);
+            result = next;
+        }
+    }
+    return result;
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *status, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static void
+s_fixture_start (fixture_t *fixture)
+{
+    char error [512];
+    int rc = sc_broker_start (fixture->broker, s_plugin_path,
+                              (const char *const *) fixture->options, s_option_count,
+                              error, sizeof error);
+    if (rc)
+        fail_msg ("cannot start %s: %s", s_plugin_path, error);
+}
+
+static int
+s_setup (void **state)
+{
+    fixture_t *fixture = (fixture_t *) zmalloc (sizeof (fixture_t));
+    const char *tmp = getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp";
+    snprintf (fixture->folder, sizeof fixture->folder, "%s/store-conformance-XXXXXX", tmp);
+    if (!mkdtemp (fixture->folder)) {
+        free (fixture);
+        return -1;
+    }
+    char unique [64];
+    snprintf (unique, sizeof unique, "parley_conformance_%d_%u", (int) getpid (),
+              ++s_fixture_count);
+    fixture->options = (char **) calloc (s_option_count + 1, sizeof (char *));
+    for (size_t index = 0; index < s_option_count; index++)
+        fixture->options [index] = s_expand (s_option_templates [index], fixture->folder, unique);
+    fixture->broker = sc_broker_new ();
+    *state = fixture;
+    s_fixture_start (fixture);
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_destroy (&fixture->broker);
+    nftw (fixture->folder, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (size_t index = 0; index < s_option_count; index++)
+        free (fixture->options [index]);
+    free (fixture->options);
+    free (fixture);
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests
+
+static void
+s_body_init (body_t *body, uint32_t fields)
+{
+    msgpack_sbuffer_init (&body->buffer);
+    msgpack_packer_init (&body->packer, &body->buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&body->packer, fields);
+}
+
+//  Sends the body and destroys it; returns the reply (asserted present)
+static sc_reply_t *
+s_call (fixture_t *fixture, const char *type, body_t *body)
+{
+    sc_reply_t *reply = sc_broker_call (fixture->broker, type,
+                                        body ? body->buffer.data : NULL,
+                                        body ? body->buffer.size : 0);
+    if (body)
+        msgpack_sbuffer_destroy (&body->buffer);
+    assert_non_null (reply);
+    return reply;
+}
+
+static uint64_t
+s_send (fixture_t *fixture, const char *type, body_t *body)
+{
+    uint64_t rid = sc_broker_send (fixture->broker, type, body->buffer.data, body->buffer.size);
+    msgpack_sbuffer_destroy (&body->buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+static void
+s_assert_ok (sc_reply_t *reply)
+{
+    if (reply->code)
+        fail_msg ("expected ok, got %s: %s", reply->code, reply->message);
+    assert_true (reply->body_valid);
+}
+
+static void
+s_assert_error (sc_reply_t *reply, const char *code)
+{
+    if (!reply->code)
+        fail_msg ("expected %s, got ok", code);
+    assert_string_equal (reply->code, code);
+    assert_non_null (reply->message);
+    assert_true (strlen (reply->message) > 0);
+}
+
+static void
+s_assert_str (const msgpack_object *object, const char *value)
+{
+    assert_non_null (object);
+    if (!sc_object_streq (object, value))
+        fail_msg ("expected string '%s'", value);
+}
+
+static void
+s_assert_int (const msgpack_object *object, int64_t value)
+{
+    assert_non_null (object);
+    assert_true (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+              || object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER);
+    assert_int_equal (object->via.i64, value);
+}
+
+static void
+s_assert_nil (const msgpack_object *object)
+{
+    assert_non_null (object);
+    assert_int_equal (object->type, MSGPACK_OBJECT_NIL);
+}
+
+static void
+s_user_create_body (body_t *body, const char *name, const char *hash, int64_t created_at)
+{
+    s_body_init (body, 3);
+    sc_pack_kstr (&body->packer, "name", name);
+    sc_pack_kstr (&body->packer, "password_hash", hash);
+    sc_pack_kint (&body->packer, "created_at", created_at);
+}
+
+static sc_reply_t *
+s_user_create (fixture_t *fixture, const char *name, const char *hash, int64_t created_at)
+{
+    body_t body;
+    s_user_create_body (&body, name, hash, created_at);
+    return s_call (fixture, "store.user.create", &body);
+}
+
+static void
+s_user_create_ok (fixture_t *fixture, const char *name)
+{
+    sc_reply_t *reply = s_user_create (fixture, name, "$argon2id$v=19$m=65536,t=2,p=1$x$y", 1000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static sc_reply_t *
+s_by_name (fixture_t *fixture, const char *type, const char *key, const char *value)
+{
+    body_t body;
+    s_body_init (&body, 1);
+    sc_pack_kstr (&body.packer, key, value);
+    return s_call (fixture, type, &body);
+}
+
+static void
+s_token_put_body (body_t *body, const char *hash, const char *user, int64_t created_at,
+                  int64_t expires_at)
+{
+    s_body_init (body, 4);
+    sc_pack_kstr (&body->packer, "token_hash", hash);
+    sc_pack_kstr (&body->packer, "user", user);
+    sc_pack_kint (&body->packer, "created_at", created_at);
+    sc_pack_kint (&body->packer, "expires_at", expires_at);
+}
+
+static sc_reply_t *
+s_token_put (fixture_t *fixture, const char *hash, const char *user, int64_t expires_at)
+{
+    body_t body;
+    s_token_put_body (&body, hash, user, 2000, expires_at);
+    return s_call (fixture, "store.token.put", &body);
+}
+
+//  store.user.seen with count (name, last_seen) pairs
+static void
+s_seen_body (body_t *body, size_t count, const char *const *names, const int64_t *times)
+{
+    s_body_init (body, 1);
+    sc_pack_key (&body->packer, "users");
+    msgpack_pack_array (&body->packer, count);
+    for (size_t index = 0; index < count; index++) {
+        msgpack_pack_map (&body->packer, 2);
+        sc_pack_kstr (&body->packer, "name", names [index]);
+        sc_pack_kint (&body->packer, "last_seen", times [index]);
+    }
+}
+
+//  store.user.list; after may be NULL, limit 0 for none
+static sc_reply_t *
+s_user_list (fixture_t *fixture, const char *after, int64_t limit)
+{
+    body_t body;
+    s_body_init (&body, (after ? 1 : 0) + (limit ? 1 : 0));
+    if (after)
+        sc_pack_kstr (&body.packer, "after", after);
+    if (limit)
+        sc_pack_kint (&body.packer, "limit", limit);
+    return s_call (fixture, "store.user.list", &body);
+}
+
+static const msgpack_object *
+s_users (sc_reply_t *reply)
+{
+    const msgpack_object *users = sc_reply_field (reply, "users");
+    assert_non_null (users);
+    assert_int_equal (users->type, MSGPACK_OBJECT_ARRAY);
+    return users;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The plugin and store.info
+
+static void
+test_store_route_is_internal_store_prefix (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    assert_non_null (sc_broker_route_prefix (fixture->broker));
+    assert_string_equal (sc_broker_route_prefix (fixture->broker), "store.");
+    assert_true (sc_broker_route_flags (fixture->broker) & PARLEY_ROUTE_INTERNAL);
+    assert_false (sc_broker_route_flags (fixture->broker) & PARLEY_ROUTE_PUBLIC);
+}
+
+static void
+test_store_info_names_backend_and_schema (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_call (fixture, "store.info", NULL);
+    s_assert_ok (reply);
+    const msgpack_object *backend = sc_reply_field (reply, "backend");
+    assert_non_null (backend);
+    assert_int_equal (backend->type, MSGPACK_OBJECT_STR);
+    const msgpack_object *version = sc_reply_field (reply, "schema_version");
+    assert_non_null (version);
+    assert_int_equal (version->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_true (version->via.u64 >= 1);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_unknown_store_type_gets_unknown_type (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_call (fixture, "store.nothing.here", NULL);
+    s_assert_error (reply, "unknown_type");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_body_not_a_map_gets_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *types [] = { "store.user.create", "store.user.get", "store.user.seen",
+                             "store.token.put", "store.token.get", "store.token.delete" };
+    static const uint8_t array [] = { 0x91, 0x01 };         //  [1]
+    static const uint8_t truncated [] = { 0x82, 0xa4, 'n' };
+    for (size_t index = 0; index < sizeof types / sizeof types [0]; index++) {
+        sc_reply_t *reply = sc_broker_call (fixture->broker, types [index], array, sizeof array);
+        assert_non_null (reply);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+        reply = sc_broker_call (fixture->broker, types [index], truncated, sizeof truncated);
+        assert_non_null (reply);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Users
+
+static void
+test_user_create_then_get_by_any_case (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_user_create (fixture, "Alice", "hash-of-alice", 1700000000123);
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "Alice");
+    s_assert_int (sc_reply_field (reply, "created_at"), 1700000000123);
+    sc_reply_destroy (&reply);
+
+    const char *spellings [] = { "Alice", "alice", "ALICE", "aLiCe" };
+    for (size_t index = 0; index < 4; index++) {
+        reply = s_by_name (fixture, "store.user.get", "name", spellings [index]);
+        s_assert_ok (reply);
+        s_assert_str (sc_reply_field (reply, "name"), "Alice");
+        s_assert_str (sc_reply_field (reply, "password_hash"), "hash-of-alice");
+        s_assert_int (sc_reply_field (reply, "created_at"), 1700000000123);
+        s_assert_nil (sc_reply_field (reply, "last_seen"));
+        sc_reply_destroy (&reply);
+    }
+}
+
+static void
+test_user_create_taken_name_in_other_case_conflicts (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    const char *spellings [] = { "Alice", "ALICE", "alice" };
+    for (size_t index = 0; index < 3; index++) {
+        sc_reply_t *reply = s_user_create (fixture, spellings [index], "other-hash", 5);
+        s_assert_error (reply, "conflict");
+        sc_reply_destroy (&reply);
+    }
+    //  The first registration stands, untouched
+    sc_reply_t *reply = s_by_name (fixture, "store.user.get", "name", "alice");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "Alice");
+    s_assert_str (sc_reply_field (reply, "password_hash"),
+                  "$argon2id$v=19$m=65536,t=2,p=1$x$y");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_get_unknown_name_is_not_found (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_by_name (fixture, "store.user.get", "name", "nobody");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    body_t body;
+    sc_reply_t *reply;
+
+    s_body_init (&body, 2);                         //  no name
+    sc_pack_kstr (&body.packer, "password_hash", "h");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.user.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 3);                         //  name is a number
+    sc_pack_kint (&body.packer, "name", 42);
+    sc_pack_kstr (&body.packer, "password_hash", "h");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.user.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_user_create (fixture, "", "h", 1);    //  empty name
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    char long_name [300];
+    memset (long_name, 'a', sizeof long_name - 1);
+    long_name [sizeof long_name - 1] = 0;
+    reply = s_user_create (fixture, long_name, "h", 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_user_create (fixture, "bob", "h", -1);    //  negative time
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 3);                         //  time is a string
+    sc_pack_kstr (&body.packer, "name", "bob");
+    sc_pack_kstr (&body.packer, "password_hash", "h");
+    sc_pack_kstr (&body.packer, "created_at", "2026-01-01T00:00:00.000Z");
+    reply = s_call (fixture, "store.user.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                         //  no password_hash
+    sc_pack_kstr (&body.packer, "name", "bob");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.user.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_user_list (fixture, NULL, 0);
+    s_assert_ok (reply);
+    assert_int_equal (s_users (reply)->via.array.size, 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_list_of_empty_store_is_empty (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_user_list (fixture, NULL, 0);
+    s_assert_ok (reply);
+    assert_int_equal (s_users (reply)->via.array.size, 0);
+    const msgpack_object *more = sc_reply_field (reply, "more");
+    assert_non_null (more);
+    assert_int_equal (more->type, MSGPACK_OBJECT_BOOLEAN);
+    assert_false (more->via.boolean);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_list_sorted_by_lower_cased_name_with_last_seen (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *created [] = { "carol", "Dave", "bob", "Alice", "_under" };
+    for (size_t index = 0; index < 5; index++)
+        s_user_create_ok (fixture, created [index]);
+    body_t body;
+    const char *names [] = { "BOB" };
+    const int64_t times [] = { 1700000000999 };
+    s_seen_body (&body, 1, names, times);
+    sc_reply_t *reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_user_list (fixture, NULL, 0);
+    s_assert_ok (reply);
+    const msgpack_object *users = s_users (reply);
+    //  Byte order of the lower-cased names: '_' (0x5f) sorts before 'a'
+    const char *expected [] = { "_under", "Alice", "bob", "carol", "Dave" };
+    assert_int_equal (users->via.array.size, 5);
+    for (size_t index = 0; index < 5; index++) {
+        const msgpack_object *user = &users->via.array.ptr [index];
+        s_assert_str (sc_map_field (user, "name"), expected [index]);
+        s_assert_int (sc_map_field (user, "created_at"), 1000);
+        if (strcmp (expected [index], "bob") == 0)
+            s_assert_int (sc_map_field (user, "last_seen"), 1700000000999);
+        else
+            s_assert_nil (sc_map_field (user, "last_seen"));
+    }
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_list_pages_with_after_and_limit (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *created [] = { "e5", "A1", "c3", "B2", "d4" };
+    for (size_t index = 0; index < 5; index++)
+        s_user_create_ok (fixture, created [index]);
+    const char *expected [] = { "A1", "B2", "c3", "d4", "e5" };
+    const char *after = NULL;
+    char last [16] = "";
+    size_t seen = 0;
+    for (int page = 0; page < 3; page++) {
+        sc_reply_t *reply = s_user_list (fixture, after, 2);
+        s_assert_ok (reply);
+        const msgpack_object *users = s_users (reply);
+        assert_int_equal (users->via.array.size, page < 2 ? 2 : 1);
+        for (uint32_t index = 0; index < users->via.array.size; index++) {
+            const msgpack_object *name = sc_map_field (&users->via.array.ptr [index], "name");
+            s_assert_str (name, expected [seen++]);
+            snprintf (last, sizeof last, "%.*s", (int) name->via.str.size, name->via.str.ptr);
+        }
+        const msgpack_object *more = sc_reply_field (reply, "more");
+        assert_non_null (more);
+        assert_int_equal (more->type, MSGPACK_OBJECT_BOOLEAN);
+        assert_int_equal (more->via.boolean, page < 2);
+        sc_reply_destroy (&reply);
+        after = last;
+    }
+    assert_int_equal (seen, 5);
+
+    //  'after' compares without regard to case too
+    sc_reply_t *reply = s_user_list (fixture, "b2", 0);
+    s_assert_ok (reply);
+    assert_int_equal (s_users (reply)->via.array.size, 3);
+    sc_reply_destroy (&reply);
+
+    const int64_t bad_limits [] = { -1, 1001 };
+    for (size_t index = 0; index < 2; index++) {
+        reply = s_user_list (fixture, NULL, bad_limits [index]);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    body_t body;
+    s_body_init (&body, 1);
+    sc_pack_kint (&body.packer, "limit", 0);
+    reply = s_call (fixture, "store.user.list", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_seen_sets_many_and_skips_unknown_names (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    body_t body;
+    const char *names [] = { "ALICE", "bob", "ghost" };
+    const int64_t times [] = { 100, 200, 300 };
+    s_seen_body (&body, 3, names, times);
+    sc_reply_t *reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "updated"), 2);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.user.get", "name", "alice");
+    s_assert_int (sc_reply_field (reply, "last_seen"), 100);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "bob");
+    s_assert_int (sc_reply_field (reply, "last_seen"), 200);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "ghost");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+
+    //  The value given is set, even an earlier one; a name listed twice
+    //  takes the later entry
+    const char *again [] = { "alice", "bob", "BOB" };
+    const int64_t later [] = { 50, 7, 9 };
+    s_seen_body (&body, 3, again, later);
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "alice");
+    s_assert_int (sc_reply_field (reply, "last_seen"), 50);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "bob");
+    s_assert_int (sc_reply_field (reply, "last_seen"), 9);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    body_t body;
+    sc_reply_t *reply;
+
+    s_body_init (&body, 0);                         //  no users
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_seen_body (&body, 0, NULL, NULL);             //  empty array
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    //  A valid entry, then one without last_seen: neither is applied
+    s_body_init (&body, 1);
+    sc_pack_key (&body.packer, "users");
+    msgpack_pack_array (&body.packer, 2);
+    msgpack_pack_map (&body.packer, 2);
+    sc_pack_kstr (&body.packer, "name", "alice");
+    sc_pack_kint (&body.packer, "last_seen", 77);
+    msgpack_pack_map (&body.packer, 1);
+    sc_pack_kstr (&body.packer, "name", "alice");
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 1);                         //  an entry that is not a map
+    sc_pack_key (&body.packer, "users");
+    msgpack_pack_array (&body.packer, 1);
+    msgpack_pack_str_with_body (&body.packer, "alice", 5);
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.user.get", "name", "alice");
+    s_assert_ok (reply);
+    s_assert_nil (sc_reply_field (reply, "last_seen"));
+    sc_reply_destroy (&reply);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Tokens
+
+static void
+test_token_put_get_delete_round_trip (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    sc_reply_t *reply = s_token_put (fixture, "token-hash-1", "alice", 1700000000000);
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "token-hash-1");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "token_hash"), "token-hash-1");
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    s_assert_int (sc_reply_field (reply, "created_at"), 2000);
+    s_assert_int (sc_reply_field (reply, "expires_at"), 1700000000000);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.delete", "token_hash", "token-hash-1");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "token-hash-1");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.delete", "token_hash", "token-hash-1");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_get_returns_expired_token (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    sc_reply_t *reply = s_token_put (fixture, "old", "alice", 1);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "old");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "expires_at"), 1);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_put_for_unknown_user_is_not_found (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_token_put (fixture, "token-hash-1", "nobody", 5000);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "token-hash-1");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_put_same_hash_twice_conflicts (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    sc_reply_t *reply = s_token_put (fixture, "same", "alice", 5000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_token_put (fixture, "same", "bob", 6000);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "same");
+    s_assert_str (sc_reply_field (reply, "user"), "alice");
+    s_assert_int (sc_reply_field (reply, "expires_at"), 5000);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_invalid_fields_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    body_t body;
+    sc_reply_t *reply;
+
+    s_body_init (&body, 3);                         //  no expires_at
+    sc_pack_kstr (&body.packer, "token_hash", "t");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.token.put", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 1);                         //  token_hash is a number
+    sc_pack_kint (&body.packer, "token_hash", 7);
+    reply = s_call (fixture, "store.token.get", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 0);
+    reply = s_call (fixture, "store.token.delete", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 0);
+    reply = s_call (fixture, "store.token.delete_user", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 1);
+    sc_pack_kstr (&body.packer, "before", "yesterday");
+    reply = s_call (fixture, "store.token.purge", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "t");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_delete_user_deletes_only_that_users_tokens (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    const char *alice_tokens [] = { "a1", "a2", "a3" };
+    for (size_t index = 0; index < 3; index++) {
+        sc_reply_t *reply = s_token_put (fixture, alice_tokens [index], "alice", 9000);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_token_put (fixture, "b1", "BOB", 9000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.delete_user", "user", "ALICE");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "deleted"), 3);
+    sc_reply_destroy (&reply);
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_by_name (fixture, "store.token.get", "token_hash", alice_tokens [index]);
+        s_assert_error (reply, "not_found");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "b1");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.token.delete_user", "user", "ghost");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "deleted"), 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_purge_deletes_expired_tokens_only (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    const char *hashes [] = { "t100", "t200", "t300" };
+    const int64_t expiries [] = { 100, 200, 300 };
+    for (size_t index = 0; index < 3; index++) {
+        sc_reply_t *reply = s_token_put (fixture, hashes [index], "alice", expiries [index]);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    body_t body;
+    s_body_init (&body, 1);
+    sc_pack_kint (&body.packer, "before", 200);
+    sc_reply_t *reply = s_call (fixture, "store.token.purge", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "deleted"), 2);
+    sc_reply_destroy (&reply);
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_by_name (fixture, "store.token.get", "token_hash", hashes [index]);
+        if (index < 2)
+            s_assert_error (reply, "not_found");
+        else
+            s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Ordering, batches, durability
+
+static void
+test_pipelined_requests_applied_and_answered_in_order (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    body_t body;
+    uint64_t rids [7];
+    s_user_create_body (&body, "Zed", "h", 1);
+    rids [0] = s_send (fixture, "store.user.create", &body);
+    s_token_put_body (&body, "zt", "zed", 1, 99);
+    rids [1] = s_send (fixture, "store.token.put", &body);
+    s_body_init (&body, 1);
+    sc_pack_kstr (&body.packer, "token_hash", "zt");
+    rids [2] = s_send (fixture, "store.token.delete", &body);
+    s_body_init (&body, 1);
+    sc_pack_kstr (&body.packer, "token_hash", "zt");
+    rids [3] = s_send (fixture, "store.token.get", &body);
+    const char *names [] = { "ZED" };
+    const int64_t times [] = { 5 };
+    s_seen_body (&body, 1, names, times);
+    rids [4] = s_send (fixture, "store.user.seen", &body);
+    s_body_init (&body, 1);
+    sc_pack_kstr (&body.packer, "name", "zed");
+    rids [5] = s_send (fixture, "store.user.get", &body);
+    s_token_put_body (&body, "zt", "zed", 1, 99);      //  free again after the delete
+    rids [6] = s_send (fixture, "store.token.put", &body);
+
+    const char *codes [] = { NULL, NULL, NULL, "not_found", NULL, NULL, NULL };
+    for (size_t index = 0; index < 7; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 10000);
+        assert_non_null (reply);
+        assert_int_equal (reply->rid, rids [index]);
+        if (codes [index])
+            s_assert_error (reply, codes [index]);
+        else
+            s_assert_ok (reply);
+        if (index == 2)
+            s_assert_str (sc_reply_field (reply, "user"), "Zed");
+        if (index == 4)
+            s_assert_int (sc_reply_field (reply, "updated"), 1);
+        if (index == 5)
+            s_assert_int (sc_reply_field (reply, "last_seen"), 5);
+        sc_reply_destroy (&reply);
+    }
+}
+
+#define S_BURST 2000
+
+static void
+test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    //  Sent without waiting, so that they arrive together; the duplicate in
+    //  the middle fails alone (on a real database)
+    uint64_t duplicate_rid = 0;
+    for (int index = 0; index < S_BURST; index++) {
+        char name [32];
+        snprintf (name, sizeof name, "user%04d", index);
+        body_t body;
+        s_user_create_body (&body, name, "h", index);
+        s_send (fixture, "store.user.create", &body);
+        if (index == S_BURST / 2 && !s_skip_real_db) {
+            s_user_create_body (&body, "USER0500", "h", 0);
+            duplicate_rid = s_send (fixture, "store.user.create", &body);
+        }
+    }
+    int answers = S_BURST + (duplicate_rid ? 1 : 0);
+    uint64_t last_rid = 0;
+    for (int index = 0; index < answers; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 30000);
+        assert_non_null (reply);
+        assert_true (reply->rid > last_rid);
+        last_rid = reply->rid;
+        if (reply->rid == duplicate_rid)
+            s_assert_error (reply, "conflict");
+        else
+            s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    //  Every one of them is there
+    size_t count = 0;
+    char after [32] = "";
+    bool more = true;
+    while (more) {
+        sc_reply_t *reply = s_user_list (fixture, count ? after : NULL, 0);
+        s_assert_ok (reply);
+        const msgpack_object *users = s_users (reply);
+        for (uint32_t index = 0; index < users->via.array.size; index++) {
+            char expected [32];
+            snprintf (expected, sizeof expected, "user%04zu", count++);
+            s_assert_str (sc_map_field (&users->via.array.ptr [index], "name"), expected);
+            snprintf (after, sizeof after, "%s", expected);
+        }
+        more = sc_reply_field (reply, "more")->via.boolean;
+        sc_reply_destroy (&reply);
+    }
+    assert_int_equal (count, S_BURST);
+}
+
+static void
+test_acknowledged_writes_survive_plugin_restart (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Durable");
+    sc_reply_t *reply = s_token_put (fixture, "kept", "durable", 123456);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_token_put (fixture, "revoked", "durable", 123456);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.delete", "token_hash", "revoked");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    body_t body;
+    const char *names [] = { "durable" };
+    const int64_t times [] = { 424242 };
+    s_seen_body (&body, 1, names, times);
+    reply = s_call (fixture, "store.user.seen", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    sc_broker_stop (fixture->broker);
+    s_fixture_start (fixture);
+
+    reply = s_by_name (fixture, "store.user.get", "name", "DURABLE");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "Durable");
+    s_assert_int (sc_reply_field (reply, "last_seen"), 424242);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "kept");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Durable");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "revoked");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_user_create (fixture, "durable", "h", 1);
+    if (!s_skip_real_db)
+        s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+}
+
+
+int
+main (int argc, char *argv [])
+{
+    if (argc < 2) {
+        fprintf (stderr, "usage: %s PLUGIN.so [NAME.KEY=VALUE...]\n"
+                 "  option values may use @TMPDIR@ (a fresh folder per test) and @UNIQUE@\n"
+                 "  STORE_CONFORMANCE_SKIP_REAL_DB=1 skips the cases that need a real database\n",
+                 argv [0]);
+        return 2;
+    }
+    s_plugin_path = argv [1];
+    s_option_templates = (const char *const *) (argv + 2);
+    s_option_count = (size_t) (argc - 2);
+    const char *skip_real = getenv ("STORE_CONFORMANCE_SKIP_REAL_DB");
+    s_skip_real_db = skip_real && *skip_real && strcmp (skip_real, "0") != 0;
+    //  The suite's own signal handling is cmocka's
+    zsys_handler_set (NULL);
+
+#define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
+    const struct CMUnitTest tests [] = {
+        S_TEST (test_store_route_is_internal_store_prefix),
+        S_TEST (test_store_info_names_backend_and_schema),
+        S_TEST (test_unknown_store_type_gets_unknown_type),
+        S_TEST (test_body_not_a_map_gets_bad_request),
+        S_TEST (test_user_create_then_get_by_any_case),
+        S_TEST (test_user_create_taken_name_in_other_case_conflicts),
+        S_TEST (test_user_get_unknown_name_is_not_found),
+        S_TEST (test_user_create_invalid_fields_get_bad_request_and_change_nothing),
+        S_TEST (test_user_list_of_empty_store_is_empty),
+        S_TEST (test_user_list_sorted_by_lower_cased_name_with_last_seen),
+        S_TEST (test_user_list_pages_with_after_and_limit),
+        S_TEST (test_user_seen_sets_many_and_skips_unknown_names),
+        S_TEST (test_user_seen_invalid_entries_get_bad_request_and_set_nothing),
+        S_TEST (test_token_put_get_delete_round_trip),
+        S_TEST (test_token_get_returns_expired_token),
+        S_TEST (test_token_put_for_unknown_user_is_not_found),
+        S_TEST (test_token_put_same_hash_twice_conflicts),
+        S_TEST (test_token_invalid_fields_get_bad_request),
+        S_TEST (test_token_delete_user_deletes_only_that_users_tokens),
+        S_TEST (test_token_purge_deletes_expired_tokens_only),
+        S_TEST (test_pipelined_requests_applied_and_answered_in_order),
+        S_TEST (test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest),
+        S_TEST (test_acknowledged_writes_survive_plugin_restart),
+    };
+    return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
+}

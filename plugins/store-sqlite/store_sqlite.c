@@ -1,0 +1,1160 @@
+/*  =========================================================================
+    store-sqlite - the embedded store: proto/STORE.md on one SQLite file
+
+    Serves the store.* requests of proto/STORE.md from a database file in WAL
+    mode with synchronous=FULL, so that an ok is a committed, fsync'ed write.
+
+    Group commit: on_request only validates a request and queues it; when the
+    host has no more input waiting it calls on_batch_end, and the whole queue
+    runs in ONE transaction (BEGIN IMMEDIATE ... COMMIT), each write inside a
+    savepoint of its own so that one request failing (a conflict) does not
+    undo the others. Answers go out only after COMMIT returned: a request is
+    never acknowledged before it is durable. A queue that reaches S_BATCH_MAX
+    is committed at once, which bounds both memory and latency.
+
+    If COMMIT itself fails (disk full, I/O error), the transaction is rolled
+    back and every request of the batch is answered unavailable.
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  The newest schema this code knows; see s_migrations
+#define S_SCHEMA_VERSION        1
+//  Most requests committed in one transaction
+#define S_BATCH_MAX             1024
+//  Bounds of the values of proto/STORE.md
+#define S_NAME_MAX              256
+#define S_HASH_MAX              1024
+#define S_SEEN_MAX              1024
+#define S_LIST_LIMIT_MAX        1000
+#define S_BUSY_TIMEOUT_DEFAULT  5000
+
+//  The requests we serve
+typedef enum {
+    S_OP_INFO,
+    S_OP_USER_CREATE,
+    S_OP_USER_GET,
+    S_OP_USER_LIST,
+    S_OP_USER_SEEN,
+    S_OP_TOKEN_PUT,
+    S_OP_TOKEN_GET,
+    S_OP_TOKEN_DELETE,
+    S_OP_TOKEN_DELETE_USER,
+    S_OP_TOKEN_PURGE
+} s_op_t;
+
+static const struct {
+    const char *type;               //  the request type
+    s_op_t op;                      //  what it does
+    bool writes;                    //  needs a savepoint
+} s_ops [] = {
+    { "store.info",              S_OP_INFO,              false },
+    { "store.user.create",       S_OP_USER_CREATE,       true },
+    { "store.user.get",          S_OP_USER_GET,          false },
+    { "store.user.list",         S_OP_USER_LIST,         false },
+    { "store.user.seen",         S_OP_USER_SEEN,         true },
+    { "store.token.put",         S_OP_TOKEN_PUT,         true },
+    { "store.token.get",         S_OP_TOKEN_GET,         false },
+    { "store.token.delete",      S_OP_TOKEN_DELETE,      true },
+    { "store.token.delete_user", S_OP_TOKEN_DELETE_USER, true },
+    { "store.token.purge",       S_OP_TOKEN_PURGE,       true }
+};
+#define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
+
+//  The prepared statements, prepared once after migrations
+typedef enum {
+    S_SQL_BEGIN,
+    S_SQL_COMMIT,
+    S_SQL_ROLLBACK,
+    S_SQL_SAVEPOINT,
+    S_SQL_RELEASE,
+    S_SQL_ROLLBACK_TO,
+    S_SQL_USER_INSERT,
+    S_SQL_USER_GET,
+    S_SQL_USER_LIST,
+    S_SQL_USER_SEEN,
+    S_SQL_TOKEN_INSERT,
+    S_SQL_TOKEN_GET,
+    S_SQL_TOKEN_DELETE,
+    S_SQL_TOKEN_DELETE_USER,
+    S_SQL_TOKEN_PURGE,
+    S_SQL_COUNT
+} s_sql_t;
+
+static const char *s_sql_text [S_SQL_COUNT] = {
+    [S_SQL_BEGIN]        = "BEGIN IMMEDIATE",
+    [S_SQL_COMMIT]       = "COMMIT",
+    [S_SQL_ROLLBACK]     = "ROLLBACK",
+    [S_SQL_SAVEPOINT]    = "SAVEPOINT request",
+    [S_SQL_RELEASE]      = "RELEASE request",
+    [S_SQL_ROLLBACK_TO]  = "ROLLBACK TO request",
+    [S_SQL_USER_INSERT]  = "INSERT INTO users (name, name_key, password_hash, created_at)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+    [S_SQL_USER_GET]     = "SELECT id, name, password_hash, created_at, last_seen"
+                           " FROM users WHERE name_key = ?1",
+    [S_SQL_USER_LIST]    = "SELECT name, created_at, last_seen FROM users"
+                           " WHERE name_key > ?1 ORDER BY name_key LIMIT ?2",
+    [S_SQL_USER_SEEN]    = "UPDATE users SET last_seen = ?2 WHERE name_key = ?1",
+    [S_SQL_TOKEN_INSERT] = "INSERT INTO tokens (token_hash, user_id, created_at, expires_at)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+    [S_SQL_TOKEN_GET]    = "SELECT users.name, tokens.created_at, tokens.expires_at"
+                           " FROM tokens JOIN users ON users.id = tokens.user_id"
+                           " WHERE tokens.token_hash = ?1",
+    [S_SQL_TOKEN_DELETE] = "DELETE FROM tokens WHERE token_hash = ?1",
+    [S_SQL_TOKEN_DELETE_USER]
+                         = "DELETE FROM tokens WHERE user_id ="
+                           " (SELECT id FROM users WHERE name_key = ?1)",
+    [S_SQL_TOKEN_PURGE]  = "DELETE FROM tokens WHERE expires_at <= ?1"
+};
+
+//  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
+//  to n. Never edit a released one; add the next.
+static const char *s_migrations [S_SCHEMA_VERSION] = {
+    //  1: accounts. name_key is the ASCII-lower-cased name: unique without
+    //  regard to case, and the sort order of store.user.list.
+    "CREATE TABLE users ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    password_hash TEXT NOT NULL,"
+    "    created_at INTEGER NOT NULL,"
+    "    last_seen INTEGER"
+    ");"
+    "CREATE TABLE tokens ("
+    "    token_hash TEXT PRIMARY KEY,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    created_at INTEGER NOT NULL,"
+    "    expires_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX tokens_by_user ON tokens (user_id);"
+    "CREATE INDEX tokens_by_expiry ON tokens (expires_at);"
+};
+
+//  A string borrowed from a request's body
+typedef struct {
+    const char *data;               //  not NUL-terminated
+    uint32_t size;                  //  bytes
+} s_text_t;
+
+//  One queued request, validated, waiting for the batch to run
+typedef struct {
+    parley_request_t *request;      //  lent by the host until we reply
+    s_op_t op;                      //  what it asks
+    bool writes;                    //  runs in a savepoint
+    msgpack_unpacked fields;        //  owns what the fields below point into
+    s_text_t name;                  //  name, or user for the token requests
+    s_text_t hash;                  //  password_hash or token_hash
+    int64_t created_at;             //  time fields
+    int64_t expires_at;
+    int64_t before;
+    uint32_t limit;                 //  user.list
+    const msgpack_object *users;    //  user.seen: the array, in fields
+    const char *code;               //  error code after running, NULL for ok
+    char message [160];             //  error sentence
+    msgpack_sbuffer result;         //  ok result map after running
+} s_pending_t;
+
+//  Per-instance state
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's function table
+    char *path;                     //  database file
+    sqlite3 *db;                    //  the open database
+    sqlite3_stmt *sql [S_SQL_COUNT];    //  prepared statements
+    bool group_commit;              //  one transaction per batch (else per request)
+    s_pending_t *pending;           //  S_BATCH_MAX slots
+    size_t pending_count;           //  slots in use
+    uint64_t batches;               //  transactions committed, for the log
+    uint64_t requests;              //  requests answered, for the log
+} store_t;
+
+
+//  --------------------------------------------------------------------------
+//  Helpers
+
+//  SQLite results that mean the database cannot take writes now: the whole
+//  batch fails with unavailable
+static bool
+s_is_fatal (int rc)
+{
+    switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+        case SQLITE_IOERR:
+        case SQLITE_FULL:
+        case SQLITE_READONLY:
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+        case SQLITE_CANTOPEN:
+        case SQLITE_PROTOCOL:
+            return true;
+        default:
+            return false;
+    }
+}
+
+//  The ASCII-lower-cased copy of a name, into key (S_NAME_MAX + 1 bytes)
+static void
+s_name_key (const s_text_t *name, char *key)
+{
+    for (uint32_t index = 0; index < name->size; index++) {
+        char c = name->data [index];
+        key [index] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+    }
+    key [name->size] = 0;
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *string)
+{
+    size_t size = strlen (string);
+    msgpack_pack_str_with_body (packer, string, size);
+}
+
+static void
+s_pack_text_column (msgpack_packer *packer, sqlite3_stmt *stmt, int column)
+{
+    const unsigned char *text = sqlite3_column_text (stmt, column);
+    int size = sqlite3_column_bytes (stmt, column);
+    msgpack_pack_str_with_body (packer, text ? (const char *) text : "", text ? (size_t) size : 0);
+}
+
+static void
+s_pack_time_column (msgpack_packer *packer, sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type (stmt, column) == SQLITE_NULL)
+        msgpack_pack_nil (packer);
+    else
+        msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, column));
+}
+
+static void
+s_fail (s_pending_t *pending, const char *code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_fail (s_pending_t *pending, const char *code, const char *format, ...)
+{
+    pending->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (pending->message, sizeof pending->message, format, args);
+    va_end (args);
+}
+
+static void
+s_pending_reset (s_pending_t *pending)
+{
+    msgpack_unpacked_destroy (&pending->fields);
+    msgpack_sbuffer_destroy (&pending->result);
+    memset (pending, 0, sizeof *pending);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Validation: reads a request's fields into its pending slot, or says why not
+
+//  The value of key in map, or NULL
+static const msgpack_object *
+s_field (const msgpack_object *map, const char *key)
+{
+    size_t key_size = strlen (key);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *pair = &map->via.map.ptr [index];
+        if (pair->key.type == MSGPACK_OBJECT_STR
+        &&  pair->key.via.str.size == key_size
+        &&  memcmp (pair->key.via.str.ptr, key, key_size) == 0)
+            return &pair->val;
+    }
+    return NULL;
+}
+
+//  Reads a string field of 1 to max bytes without NUL. Returns 0, or -1
+//  after failing pending with bad_request.
+static int
+s_read_text (s_pending_t *pending, const msgpack_object *map, const char *key,
+             uint32_t max, bool required, s_text_t *text)
+{
+    const msgpack_object *value = s_field (map, key);
+    if (!value) {
+        if (!required)
+            return 0;
+        s_fail (pending, "bad_request", "The field '%s' is missing.", key);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_STR) {
+        s_fail (pending, "bad_request", "The field '%s' must be a string.", key);
+        return -1;
+    }
+    if (value->via.str.size == 0 || value->via.str.size > max
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size)) {
+        s_fail (pending, "bad_request",
+                "The field '%s' must have 1 to %u bytes and no NUL.", key, max);
+        return -1;
+    }
+    text->data = value->via.str.ptr;
+    text->size = value->via.str.size;
+    return 0;
+}
+
+//  Reads a time: an integer, 0 or more, that fits int64
+static int
+s_read_time_object (s_pending_t *pending, const msgpack_object *value, const char *key,
+                    int64_t *time_p)
+{
+    if (!value) {
+        s_fail (pending, "bad_request", "The field '%s' is missing.", key);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER || value->via.u64 > INT64_MAX) {
+        s_fail (pending, "bad_request",
+                "The field '%s' must be an integer of milliseconds since 1970, 0 or more.", key);
+        return -1;
+    }
+    *time_p = (int64_t) value->via.u64;
+    return 0;
+}
+
+static int
+s_read_time (s_pending_t *pending, const msgpack_object *map, const char *key, int64_t *time_p)
+{
+    return s_read_time_object (pending, s_field (map, key), key, time_p);
+}
+
+//  Validates store.user.seen's users array in place
+static int
+s_read_seen (s_pending_t *pending, const msgpack_object *map)
+{
+    const msgpack_object *users = s_field (map, "users");
+    if (!users || users->type != MSGPACK_OBJECT_ARRAY
+    ||  users->via.array.size == 0 || users->via.array.size > S_SEEN_MAX) {
+        s_fail (pending, "bad_request",
+                "The field 'users' must be an array of 1 to %d maps {name, last_seen}.",
+                S_SEEN_MAX);
+        return -1;
+    }
+    for (uint32_t index = 0; index < users->via.array.size; index++) {
+        const msgpack_object *entry = &users->via.array.ptr [index];
+        if (entry->type != MSGPACK_OBJECT_MAP) {
+            s_fail (pending, "bad_request", "Entry %u of 'users' is not a map.", index);
+            return -1;
+        }
+        s_text_t name;
+        int64_t last_seen;
+        if (s_read_text (pending, entry, "name", S_NAME_MAX, true, &name)
+        ||  s_read_time (pending, entry, "last_seen", &last_seen)) {
+            //  Say which entry: prefix the sentence we were given
+            char reason [sizeof pending->message];
+            memcpy (reason, pending->message, sizeof reason);
+            snprintf (pending->message, sizeof pending->message, "Entry %u of 'users': %.120s",
+                      index, reason);
+            return -1;
+        }
+    }
+    pending->users = users;
+    return 0;
+}
+
+//  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
+static int
+s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
+{
+    size_t offset = 0;
+    msgpack_unpack_return unpacked
+        = msgpack_unpack_next (&pending->fields, (const char *) body, size, &offset);
+    if (unpacked != MSGPACK_UNPACK_SUCCESS || pending->fields.data.type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request", "The request's fields are not a msgpack map.");
+        return -1;
+    }
+    const msgpack_object *map = &pending->fields.data;
+    switch (pending->op) {
+        case S_OP_INFO:
+            return 0;
+        case S_OP_USER_CREATE:
+            if (s_read_text (pending, map, "name", S_NAME_MAX, true, &pending->name)
+            ||  s_read_text (pending, map, "password_hash", S_HASH_MAX, true, &pending->hash)
+            ||  s_read_time (pending, map, "created_at", &pending->created_at))
+                return -1;
+            return 0;
+        case S_OP_USER_GET:
+            return s_read_text (pending, map, "name", S_NAME_MAX, true, &pending->name);
+        case S_OP_USER_LIST: {
+            if (s_read_text (pending, map, "after", S_NAME_MAX, false, &pending->name))
+                return -1;
+            pending->limit = S_LIST_LIMIT_MAX;
+            const msgpack_object *limit = s_field (map, "limit");
+            if (limit) {
+                if (limit->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+                ||  limit->via.u64 < 1 || limit->via.u64 > S_LIST_LIMIT_MAX) {
+                    s_fail (pending, "bad_request",
+                            "The field 'limit' must be an integer from 1 to %d.",
+                            S_LIST_LIMIT_MAX);
+                    return -1;
+                }
+                pending->limit = (uint32_t) limit->via.u64;
+            }
+            return 0;
+        }
+        case S_OP_USER_SEEN:
+            return s_read_seen (pending, map);
+        case S_OP_TOKEN_PUT:
+            if (s_read_text (pending, map, "token_hash", S_HASH_MAX, true, &pending->hash)
+            ||  s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+            ||  s_read_time (pending, map, "created_at", &pending->created_at)
+            ||  s_read_time (pending, map, "expires_at", &pending->expires_at))
+                return -1;
+            return 0;
+        case S_OP_TOKEN_GET:
+        case S_OP_TOKEN_DELETE:
+            return s_read_text (pending, map, "token_hash", S_HASH_MAX, true, &pending->hash);
+        case S_OP_TOKEN_DELETE_USER:
+            return s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name);
+        case S_OP_TOKEN_PURGE:
+            return s_read_time (pending, map, "before", &pending->before);
+    }
+    s_fail (pending, "internal", "The store has no handler for this request.");
+    return -1;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Running one request inside the open transaction. Each returns the SQLite
+//  result that ended it: SQLITE_OK/DONE/ROW for success or a request error
+//  (pending->code is set), or a fatal code that fails the whole batch.
+
+//  Steps a statement that returns no rows; resets it
+static int
+s_step_done (sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void
+s_finish_stmt (sqlite3_stmt *stmt)
+{
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+}
+
+static int
+s_run_info (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    msgpack_pack_map (packer, 2);
+    s_pack_str (packer, "backend");
+    s_pack_str (packer, "sqlite");
+    s_pack_str (packer, "schema_version");
+    msgpack_pack_uint32 (packer, S_SCHEMA_VERSION);
+    return SQLITE_OK;
+}
+
+static int
+s_run_user_create (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_INSERT];
+    sqlite3_bind_text (stmt, 1, pending->name.data, (int) pending->name.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, key, (int) pending->name.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 4, pending->created_at);
+    int rc = s_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        s_fail (pending, "conflict", "The name '%.*s' is taken (names ignore case).",
+                (int) pending->name.size, pending->name.data);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 2);
+    s_pack_str (packer, "name");
+    msgpack_pack_str_with_body (packer, pending->name.data, pending->name.size);
+    s_pack_str (packer, "created_at");
+    msgpack_pack_int64 (packer, pending->created_at);
+    return SQLITE_OK;
+}
+
+static int
+s_run_user_get (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_GET];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        msgpack_pack_map (packer, 4);
+        s_pack_str (packer, "name");
+        s_pack_text_column (packer, stmt, 1);
+        s_pack_str (packer, "password_hash");
+        s_pack_text_column (packer, stmt, 2);
+        s_pack_str (packer, "created_at");
+        s_pack_time_column (packer, stmt, 3);
+        s_pack_str (packer, "last_seen");
+        s_pack_time_column (packer, stmt, 4);
+        rc = SQLITE_OK;
+    }
+    else
+    if (rc == SQLITE_DONE) {
+        s_fail (pending, "not_found", "No user is named '%.*s'.",
+                (int) pending->name.size, pending->name.data);
+        rc = SQLITE_OK;
+    }
+    s_finish_stmt (stmt);
+    return rc;
+}
+
+static int
+s_run_user_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);       //  "" when no 'after': every name sorts after
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_LIST];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    //  One more than asked, to know whether more remain
+    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->limit + 1);
+
+    //  Rows are packed into a buffer of their own: the count comes first
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (count == pending->limit) {
+            more = true;
+            continue;
+        }
+        msgpack_pack_map (&row_packer, 3);
+        s_pack_str (&row_packer, "name");
+        s_pack_text_column (&row_packer, stmt, 0);
+        s_pack_str (&row_packer, "created_at");
+        s_pack_time_column (&row_packer, stmt, 1);
+        s_pack_str (&row_packer, "last_seen");
+        s_pack_time_column (&row_packer, stmt, 2);
+        count++;
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "users");
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        s_pack_str (packer, "more");
+        if (more)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_run_user_seen (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_SEEN];
+    uint32_t updated = 0;
+    for (uint32_t index = 0; index < pending->users->via.array.size; index++) {
+        //  Validated in s_read_seen
+        const msgpack_object *entry = &pending->users->via.array.ptr [index];
+        const msgpack_object *name = s_field (entry, "name");
+        const msgpack_object *last_seen = s_field (entry, "last_seen");
+        s_text_t text = { name->via.str.ptr, name->via.str.size };
+        char key [S_NAME_MAX + 1];
+        s_name_key (&text, key);
+        sqlite3_bind_text (stmt, 1, key, (int) text.size, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 2, (int64_t) last_seen->via.u64);
+        int rc = s_step_done (stmt);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (sqlite3_changes (self->db) > 0)
+            updated++;
+    }
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "updated");
+    msgpack_pack_uint32 (packer, updated);
+    return SQLITE_OK;
+}
+
+static int
+s_run_token_put (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    //  The user first: not_found is the caller's to know, and we answer
+    //  with the name as registered
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_GET];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_DONE) {
+        s_finish_stmt (stmt);
+        s_fail (pending, "not_found", "No user is named '%.*s'.",
+                (int) pending->name.size, pending->name.data);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW) {
+        s_finish_stmt (stmt);
+        return rc;
+    }
+    int64_t user_id = sqlite3_column_int64 (stmt, 0);
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "user");
+    s_pack_text_column (packer, stmt, 1);
+    s_finish_stmt (stmt);
+
+    stmt = self->sql [S_SQL_TOKEN_INSERT];
+    sqlite3_bind_text (stmt, 1, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    sqlite3_bind_int64 (stmt, 3, pending->created_at);
+    sqlite3_bind_int64 (stmt, 4, pending->expires_at);
+    rc = s_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        s_fail (pending, "conflict", "This token hash is stored already.");
+        return SQLITE_OK;
+    }
+    return rc;
+}
+
+static int
+s_run_token_get (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_TOKEN_GET];
+    sqlite3_bind_text (stmt, 1, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        msgpack_pack_map (packer, 4);
+        s_pack_str (packer, "token_hash");
+        msgpack_pack_str_with_body (packer, pending->hash.data, pending->hash.size);
+        s_pack_str (packer, "user");
+        s_pack_text_column (packer, stmt, 0);
+        s_pack_str (packer, "created_at");
+        s_pack_time_column (packer, stmt, 1);
+        s_pack_str (packer, "expires_at");
+        s_pack_time_column (packer, stmt, 2);
+        rc = SQLITE_OK;
+    }
+    else
+    if (rc == SQLITE_DONE) {
+        s_fail (pending, "not_found", "No such token.");
+        rc = SQLITE_OK;
+    }
+    s_finish_stmt (stmt);
+    return rc;
+}
+
+static int
+s_run_token_delete (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    //  The owner first: the caller needs it to unbind its sessions
+    sqlite3_stmt *get = self->sql [S_SQL_TOKEN_GET];
+    sqlite3_bind_text (get, 1, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    int rc = sqlite3_step (get);
+    if (rc == SQLITE_DONE) {
+        s_finish_stmt (get);
+        s_fail (pending, "not_found", "No such token.");
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW) {
+        s_finish_stmt (get);
+        return rc;
+    }
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "user");
+    s_pack_text_column (packer, get, 0);
+    s_finish_stmt (get);
+
+    sqlite3_stmt *stmt = self->sql [S_SQL_TOKEN_DELETE];
+    sqlite3_bind_text (stmt, 1, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    return s_step_done (stmt);
+}
+
+static int
+s_run_delete_count (store_t *self, s_pending_t *pending, msgpack_packer *packer, s_sql_t sql)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    char key [S_NAME_MAX + 1];
+    if (sql == S_SQL_TOKEN_DELETE_USER) {
+        s_name_key (&pending->name, key);
+        sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    }
+    else
+        sqlite3_bind_int64 (stmt, 1, pending->before);
+    int rc = s_step_done (stmt);
+    if (rc != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "deleted");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_changes (self->db));
+    return SQLITE_OK;
+}
+
+static int
+s_run_one (store_t *self, s_pending_t *pending)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
+    switch (pending->op) {
+        case S_OP_INFO:              return s_run_info (self, pending, &packer);
+        case S_OP_USER_CREATE:       return s_run_user_create (self, pending, &packer);
+        case S_OP_USER_GET:          return s_run_user_get (self, pending, &packer);
+        case S_OP_USER_LIST:         return s_run_user_list (self, pending, &packer);
+        case S_OP_USER_SEEN:         return s_run_user_seen (self, pending, &packer);
+        case S_OP_TOKEN_PUT:         return s_run_token_put (self, pending, &packer);
+        case S_OP_TOKEN_GET:         return s_run_token_get (self, pending, &packer);
+        case S_OP_TOKEN_DELETE:      return s_run_token_delete (self, pending, &packer);
+        case S_OP_TOKEN_DELETE_USER:
+            return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_DELETE_USER);
+        case S_OP_TOKEN_PURGE:
+            return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_PURGE);
+    }
+    return SQLITE_INTERNAL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The batch: one transaction, a savepoint per write, answers after COMMIT
+
+static void
+s_reply (store_t *self, s_pending_t *pending)
+{
+    if (pending->code)
+        self->host->reply_error (self->ctx, &pending->request, pending->code, pending->message);
+    else
+        self->host->reply (self->ctx, &pending->request, pending->result.data,
+                           pending->result.size);
+    self->requests++;
+    s_pending_reset (pending);
+}
+
+//  A request's own failure that is not the batch's: its savepoint is undone
+//  and it alone answers internal
+static void
+s_fail_internal (store_t *self, s_pending_t *pending, int rc)
+{
+    s_fail (pending, "internal", "The store failed: %s.", sqlite3_errstr (rc));
+    self->host->log (self->ctx, PARLEY_LOG_ERROR, "%s on %s: %s (%d)",
+                     s_ops [pending->op].type, self->path, sqlite3_errmsg (self->db), rc);
+}
+
+//  Runs pending [first .. first + count) in one transaction and answers each
+static void
+s_run_batch (store_t *self, size_t first, size_t count)
+{
+    int fatal = SQLITE_OK;
+    const char *fatal_where = "BEGIN";
+    int rc = s_step_done (self->sql [S_SQL_BEGIN]);
+    if (rc != SQLITE_OK)
+        fatal = rc;
+
+    for (size_t index = first; index < first + count && fatal == SQLITE_OK; index++) {
+        s_pending_t *pending = &self->pending [index];
+        if (pending->code)
+            continue;           //  refused at validation
+        if (pending->writes && (rc = s_step_done (self->sql [S_SQL_SAVEPOINT])) != SQLITE_OK) {
+            fatal = rc;
+            fatal_where = "SAVEPOINT";
+            break;
+        }
+        rc = s_run_one (self, pending);
+        if (rc != SQLITE_OK) {
+            if (s_is_fatal (rc)) {
+                fatal = rc;
+                fatal_where = s_ops [pending->op].type;
+                break;
+            }
+            msgpack_sbuffer_clear (&pending->result);
+            s_fail_internal (self, pending, rc);
+        }
+        if (pending->writes) {
+            //  A request that failed leaves nothing behind
+            if (pending->code)
+                s_step_done (self->sql [S_SQL_ROLLBACK_TO]);
+            if ((rc = s_step_done (self->sql [S_SQL_RELEASE])) != SQLITE_OK) {
+                fatal = rc;
+                fatal_where = "RELEASE";
+            }
+        }
+    }
+    if (fatal == SQLITE_OK) {
+        rc = s_step_done (self->sql [S_SQL_COMMIT]);
+        if (rc != SQLITE_OK) {
+            fatal = rc;
+            fatal_where = "COMMIT";
+        }
+    }
+    if (fatal != SQLITE_OK) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "%s failed on %s: %s; %zu requests answered unavailable, none applied",
+                         fatal_where, self->path, sqlite3_errstr (fatal), count);
+        if (!sqlite3_get_autocommit (self->db))
+            s_step_done (self->sql [S_SQL_ROLLBACK]);
+        for (size_t index = first; index < first + count; index++) {
+            s_pending_t *pending = &self->pending [index];
+            if (pending->code && strcmp (pending->code, "bad_request") == 0)
+                continue;       //  never ran; its answer stands
+            msgpack_sbuffer_clear (&pending->result);
+            s_fail (pending, "unavailable", "The store could not commit: %s.",
+                    sqlite3_errstr (fatal));
+        }
+    }
+    else
+        self->batches++;
+    for (size_t index = first; index < first + count; index++)
+        s_reply (self, &self->pending [index]);
+}
+
+//  Commits and answers everything queued
+static void
+s_flush (store_t *self)
+{
+    if (self->pending_count == 0)
+        return;
+    if (self->group_commit)
+        s_run_batch (self, 0, self->pending_count);
+    else
+        for (size_t index = 0; index < self->pending_count; index++)
+            s_run_batch (self, index, 1);
+    self->pending_count = 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Opening the database: every reason to refuse it, said once with the path
+
+static int
+s_exec (store_t *self, const char *sql, const char *why)
+{
+    char *error = NULL;
+    int rc = sqlite3_exec (self->db, sql, NULL, NULL, &error);
+    if (rc != SQLITE_OK) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: %s: %s",
+                         self->path, why, error ? error : sqlite3_errstr (rc));
+        sqlite3_free (error);
+        return -1;
+    }
+    return 0;
+}
+
+//  Reads one integer from a query; -1 and a log line on failure
+static int
+s_query_int (store_t *self, const char *sql, int64_t *value_p, const char *why)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (stmt);
+        if (rc == SQLITE_ROW) {
+            *value_p = sqlite3_column_int64 (stmt, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    if (rc != SQLITE_OK)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: %s: %s%s",
+                         self->path, why, sqlite3_errmsg (self->db),
+                         (rc & 0xff) == SQLITE_CORRUPT
+                         ? " (the database is corrupt: restore a backup)" : "");
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int
+s_migrate (store_t *self)
+{
+    if (s_exec (self, "CREATE TABLE IF NOT EXISTS schema_version ("
+                      "    version INTEGER PRIMARY KEY,"
+                      "    applied_at INTEGER NOT NULL)",
+                "cannot create the schema_version table"))
+        return -1;
+    int64_t version = 0;
+    if (s_query_int (self, "SELECT COALESCE (MAX (version), 0) FROM schema_version",
+                     &version, "cannot read the schema version"))
+        return -1;
+    if (version > S_SCHEMA_VERSION) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: its schema version is %" PRId64 ", newer than the %d "
+                         "this store-sqlite knows; it was written by a newer Parley: run that "
+                         "version, or restore a backup", self->path, version, S_SCHEMA_VERSION);
+        return -1;
+    }
+    for (int64_t next = version + 1; next <= S_SCHEMA_VERSION; next++) {
+        char why [64];
+        snprintf (why, sizeof why, "migration to schema version %" PRId64, next);
+        char record [160];
+        snprintf (record, sizeof record,
+                  "INSERT INTO schema_version (version, applied_at)"
+                  " VALUES (%" PRId64 ", CAST ((julianday ('now') - 2440587.5) * 86400000 AS INTEGER))",
+                  next);
+        if (s_exec (self, "BEGIN IMMEDIATE", why))
+            return -1;
+        if (s_exec (self, s_migrations [next - 1], why) || s_exec (self, record, why)
+        ||  s_exec (self, "COMMIT", why)) {
+            sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "%s: migrated to schema version %" PRId64,
+                         self->path, next);
+    }
+    return 0;
+}
+
+static int
+s_open (store_t *self, int busy_timeout)
+{
+    int rc = sqlite3_open_v2 (self->path, &self->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: %s (does its folder exist and is it writable?)",
+                         self->path, self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (rc));
+        return -1;
+    }
+    sqlite3_extended_result_codes (self->db, 1);
+    //  SQLite falls back to read-only when the file is write-protected: we
+    //  could serve no write, so we refuse now rather than fail each later
+    if (sqlite3_db_readonly (self->db, "main") == 1) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: the file is read-only; the store needs to write it",
+                         self->path);
+        return -1;
+    }
+    sqlite3_busy_timeout (self->db, busy_timeout);
+
+    //  The first statement reads the file: a file that is not a database
+    //  fails here
+    int64_t ignored;
+    if (s_query_int (self, "SELECT count (*) FROM sqlite_schema", &ignored,
+                     "the file is not a usable SQLite database"))
+        return -1;
+
+    sqlite3_stmt *stmt = NULL;
+    const unsigned char *mode = NULL;
+    rc = sqlite3_prepare_v2 (self->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL);
+    if (rc == SQLITE_OK && sqlite3_step (stmt) == SQLITE_ROW)
+        mode = sqlite3_column_text (stmt, 0);
+    bool wal = mode && strcmp ((const char *) mode, "wal") == 0;
+    if (!wal)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: cannot switch it to WAL mode (%s); is its folder "
+                         "writable?", self->path, mode ? (const char *) mode : sqlite3_errmsg (self->db));
+    sqlite3_finalize (stmt);
+    if (!wal)
+        return -1;
+
+    //  FULL: in WAL mode NORMAL may lose the last commits on power loss, and
+    //  an acknowledged write must survive (proto/STORE.md)
+    if (s_exec (self, "PRAGMA synchronous = FULL", "cannot set synchronous")
+    ||  s_exec (self, "PRAGMA foreign_keys = ON", "cannot enable foreign keys")
+    ||  s_migrate (self))
+        return -1;
+
+    //  Checks the file's pages once: a damaged database is refused at start
+    //  rather than half-served. Cheap for accounts; revisit when messages
+    //  make the file large.
+    sqlite3_stmt *check = NULL;
+    rc = sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &check, NULL);
+    const unsigned char *verdict = NULL;
+    if (rc == SQLITE_OK && sqlite3_step (check) == SQLITE_ROW)
+        verdict = sqlite3_column_text (check, 0);
+    bool healthy = verdict && strcmp ((const char *) verdict, "ok") == 0;
+    if (!healthy)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: the database is corrupt: %s",
+                         self->path, verdict ? (const char *) verdict : sqlite3_errmsg (self->db));
+    sqlite3_finalize (check);
+    if (!healthy)
+        return -1;
+
+    for (int index = 0; index < S_SQL_COUNT; index++) {
+        rc = sqlite3_prepare_v3 (self->db, s_sql_text [index], -1, SQLITE_PREPARE_PERSISTENT,
+                                 &self->sql [index], NULL);
+        if (rc != SQLITE_OK) {
+            self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: cannot prepare '%s': %s",
+                             self->path, s_sql_text [index], sqlite3_errmsg (self->db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The callbacks
+
+static void
+s_store_free (store_t **self_p)
+{
+    store_t *self = *self_p;
+    if (!self)
+        return;
+    for (int index = 0; index < S_SQL_COUNT; index++)
+        sqlite3_finalize (self->sql [index]);
+    if (self->db)
+        sqlite3_close (self->db);
+    free (self->pending);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+}
+
+static bool
+s_option_bool (const char *value, bool fallback, bool *valid_p)
+{
+    *valid_p = true;
+    if (!value)
+        return fallback;
+    if (strcmp (value, "true") == 0 || strcmp (value, "1") == 0 || strcmp (value, "on") == 0)
+        return true;
+    if (strcmp (value, "false") == 0 || strcmp (value, "0") == 0 || strcmp (value, "off") == 0)
+        return false;
+    *valid_p = false;
+    return fallback;
+}
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    store_t *self = (store_t *) calloc (1, sizeof (store_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    const char *path = host->option (ctx, "path");
+    self->path = strdup (path ? path : "parley.db");
+    self->pending = (s_pending_t *) calloc (S_BATCH_MAX, sizeof (s_pending_t));
+    if (!self->path || !self->pending) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        s_store_free (&self);
+        return -1;
+    }
+    bool valid;
+    const char *group_commit = host->option (ctx, "group_commit");
+    self->group_commit = s_option_bool (group_commit, true, &valid);
+    if (!valid) {
+        host->log (ctx, PARLEY_LOG_ERROR, "option group_commit must be true or false, not '%s'",
+                   group_commit);
+        s_store_free (&self);
+        return -1;
+    }
+    int busy_timeout = S_BUSY_TIMEOUT_DEFAULT;
+    const char *busy = host->option (ctx, "busy_timeout_ms");
+    if (busy) {
+        char *end;
+        errno = 0;
+        long value = strtol (busy, &end, 10);
+        if (errno || *end || end == busy || value < 0 || value > 600000) {
+            host->log (ctx, PARLEY_LOG_ERROR,
+                       "option busy_timeout_ms must be 0 to 600000 milliseconds, not '%s'", busy);
+            s_store_free (&self);
+            return -1;
+        }
+        busy_timeout = (int) value;
+    }
+    if (s_open (self, busy_timeout)) {
+        s_store_free (&self);
+        return -1;
+    }
+    host->log (ctx, PARLEY_LOG_INFO, "serving %s (schema version %d, WAL, synchronous=FULL, %s)",
+               self->path, S_SCHEMA_VERSION,
+               self->group_commit ? "group commit" : "one transaction per request");
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    store_t *self = (store_t *) *state_p;
+    if (!self)
+        return;
+    //  What was queued still gets its commit and its answer
+    s_flush (self);
+    self->host->log (self->ctx, PARLEY_LOG_INFO,
+                     "closing %s after %" PRIu64 " requests in %" PRIu64 " transactions",
+                     self->path, self->requests, self->batches);
+    s_store_free (&self);
+    *state_p = NULL;
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    store_t *self = (store_t *) state;
+    if (self->pending_count == S_BATCH_MAX)
+        s_flush (self);
+
+    const char *type = self->host->request_type (request);
+    size_t op_index = 0;
+    while (op_index < S_OP_COUNT && !(type && strcmp (type, s_ops [op_index].type) == 0))
+        op_index++;
+    if (op_index == S_OP_COUNT) {
+        char message [160];
+        snprintf (message, sizeof message, "store-sqlite does not serve '%.64s'.",
+                  type ? type : "");
+        self->host->reply_error (self->ctx, &request, "unknown_type", message);
+        return;
+    }
+    //  Queued even when invalid, so that answers keep the order received
+    s_pending_t *pending = &self->pending [self->pending_count++];
+    memset (pending, 0, sizeof *pending);
+    pending->request = request;
+    pending->op = s_ops [op_index].op;
+    pending->writes = s_ops [op_index].writes;
+    msgpack_unpacked_init (&pending->fields);
+    msgpack_sbuffer_init (&pending->result);
+    size_t size;
+    const uint8_t *body = self->host->request_body (request, &size);
+    s_validate (pending, body, size);
+}
+
+static void
+s_on_batch_end (void *state)
+{
+    s_flush ((store_t *) state);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The descriptor
+
+static const parley_route_t s_routes [] = {
+    //  INTERNAL: only plugins call the store. SHARD_NONE: one instance per
+    //  database file (proto/STORE.md, Ordering).
+    { .prefix = "store.", .flags = PARLEY_ROUTE_INTERNAL, .shard = PARLEY_SHARD_NONE },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = 0,
+    .name = "store-sqlite",
+    .version = "1.0.0",
+    .description = "the embedded store: proto/STORE.md on one SQLite file, WAL, group commit",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = NULL,
+    .on_batch_end = s_on_batch_end,
+    .on_session = NULL
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)

@@ -1,0 +1,429 @@
+/*  =========================================================================
+    test_store_sqlite - what only store-sqlite does
+
+    The shared suite (plugins/store-conformance) checks the contract; these
+    tests check the SQLite side of it: the file it creates (WAL, schema
+    version 1), the files it refuses at start and what it says about them,
+    group commit versus one transaction per request, and a batch that cannot
+    commit answered unavailable as a whole.
+
+    Read-only files do not stop root, and these tests may run as root: the
+    read-only cases then run in a child process that drops to nobody first
+    (this program re-executed with --probe).
+    =========================================================================
+*/
+
+#include "sc_broker.h"
+
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
+
+static zsock_t *s_log;              //  SUB to every log line of this process
+
+//  A fresh folder per test
+typedef struct {
+    char folder [256];              //  the temporary folder
+    char path [300];                //  folder/parley.db
+    char option [340];              //  store-sqlite.path=...
+} fixture_t;
+
+static int
+s_setup (void **state)
+{
+    fixture_t *fixture = (fixture_t *) zmalloc (sizeof (fixture_t));
+    snprintf (fixture->folder, sizeof fixture->folder, "/tmp/test-store-sqlite-XXXXXX");
+    if (!mkdtemp (fixture->folder))
+        return -1;
+    snprintf (fixture->path, sizeof fixture->path, "%s/parley.db", fixture->folder);
+    snprintf (fixture->option, sizeof fixture->option, "store-sqlite.path=%s", fixture->path);
+    *state = fixture;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    chmod (fixture->folder, 0700);
+    char *command = zsys_sprintf ("rm -rf '%s'", fixture->folder);
+    if (system (command) != 0)
+        fprintf (stderr, "could not remove %s\n", fixture->folder);
+    zstr_free (&command);
+    free (fixture);
+    return 0;
+}
+
+//  Drops log lines that came before
+static void
+s_log_clear (void)
+{
+    char *line;
+    while ((zsock_events (s_log) & ZMQ_POLLIN) && (line = zstr_recv (s_log)))
+        zstr_free (&line);
+}
+
+//  True if a log line received within a second contains all of the words
+static bool
+s_log_says (const char *first, const char *second)
+{
+    int64_t deadline = zclock_mono () + 1000;
+    zpoller_t *poller = zpoller_new (s_log, NULL);
+    bool found = false;
+    while (!found && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
+            break;
+        char *line = zstr_recv (s_log);
+        if (line && strstr (line, first) && (!second || strstr (line, second)))
+            found = true;
+        zstr_free (&line);
+    }
+    zpoller_destroy (&poller);
+    return found;
+}
+
+//  Starts the plugin with these options; returns the broker (plugin running)
+//  or NULL if the plugin refused to start
+static sc_broker_t *
+s_start (const char *first, const char *second)
+{
+    const char *options [] = { first, second };
+    sc_broker_t *broker = sc_broker_new ();
+    char error [512];
+    if (sc_broker_start (broker, STORE_SQLITE_PLUGIN, options, second ? 2 : 1,
+                         error, sizeof error)) {
+        sc_broker_destroy (&broker);
+        return NULL;
+    }
+    return broker;
+}
+
+static void
+s_create_user (sc_broker_t *broker, const char *name)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 3);
+    sc_pack_kstr (&packer, "name", name);
+    sc_pack_kstr (&packer, "password_hash", "h");
+    sc_pack_kint (&packer, "created_at", 1);
+    sc_reply_t *reply = sc_broker_call (broker, "store.user.create", buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_non_null (reply);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+}
+
+//  Runs SQL on the file directly, as another process would
+static void
+s_sql (const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    char *error = NULL;
+    if (sqlite3_exec (db, sql, NULL, NULL, &error) != SQLITE_OK)
+        fail_msg ("%s: %s", sql, error);
+    sqlite3_close (db);
+}
+
+static int64_t
+s_sql_int (const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    assert_int_equal (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal (sqlite3_step (stmt), SQLITE_ROW);
+    int64_t value = sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+    return value;
+}
+
+//  Runs this program as "--probe OPTION WORD" in a child (as nobody when we
+//  are root): true if the plugin refused to start and logged WORD
+static bool
+s_refused_in_child (const char *option, const char *word)
+{
+    pid_t child = fork ();
+    if (child == 0) {
+        if (geteuid () == 0 && (setgid (65534) || setuid (65534)))
+            _exit (3);
+        char *args [] = { "test_store_sqlite", "--probe", (char *) option, (char *) word, NULL };
+        execv ("/proc/self/exe", args);
+        _exit (4);
+    }
+    int status = 0;
+    waitpid (child, &status, 0);
+    return WIFEXITED (status) && WEXITSTATUS (status) == 0;
+}
+
+static int
+s_probe (const char *option, const char *word)
+{
+    zsys_set_logsender (S_LOG_ENDPOINT);
+    s_log = zsock_new_sub (S_LOG_ENDPOINT, "");
+    zclock_sleep (50);
+    sc_broker_t *broker = s_start (option, NULL);
+    int rc = broker ? 1 : s_log_says ("cannot open", word) ? 0 : 2;
+    sc_broker_destroy (&broker);
+    zsock_destroy (&s_log);
+    zsys_set_logsender (NULL);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+
+static void
+test_new_database_is_wal_at_schema_version_1 (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    sc_broker_destroy (&broker);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 1);
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM users"), 1);
+}
+
+static void
+test_missing_folder_refused_naming_the_path (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char option [400];
+    snprintf (option, sizeof option, "store-sqlite.path=%s/no/such/folder/parley.db",
+              fixture->folder);
+    s_log_clear ();
+    assert_null (s_start (option, NULL));
+    assert_true (s_log_says ("cannot open", "/no/such/folder/parley.db"));
+}
+
+static void
+test_file_that_is_not_a_database_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    FILE *file = fopen (fixture->path, "w");
+    assert_non_null (file);
+    for (int index = 0; index < 500; index++)
+        fprintf (file, "this is a chat log, not a database %d\n", index);
+    fclose (file);
+    s_log_clear ();
+    assert_null (s_start (fixture->option, NULL));
+    assert_true (s_log_says (fixture->path, "not a database"));
+}
+
+static void
+test_corrupt_database_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    for (int index = 0; index < 300; index++) {
+        char name [32];
+        snprintf (name, sizeof name, "user%d", index);
+        s_create_user (broker, name);
+    }
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint (TRUNCATE)");
+    //  Scribble over the pages after the first: the header still says SQLite
+    FILE *file = fopen (fixture->path, "r+");
+    assert_non_null (file);
+    fseek (file, 4096, SEEK_SET);
+    for (int index = 0; index < 8192; index++)
+        fputc (0x5a, file);
+    fclose (file);
+    s_log_clear ();
+    assert_null (s_start (fixture->option, NULL));
+    assert_true (s_log_says (fixture->path, "malformed") || s_log_says (fixture->path, "corrupt"));
+}
+
+static void
+test_read_only_file_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint (TRUNCATE)");
+    chmod (fixture->folder, 0777);
+    chmod (fixture->path, 0444);
+    assert_true (s_refused_in_child (fixture->option, "read-only"));
+}
+
+static void
+test_read_only_folder_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    chmod (fixture->folder, 0555);
+    assert_true (s_refused_in_child (fixture->option, fixture->path));
+}
+
+static void
+test_database_of_newer_schema_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)");
+    s_log_clear ();
+    assert_null (s_start (fixture->option, NULL));
+    assert_true (s_log_says (fixture->path, "schema version is 99"));
+}
+
+static void
+test_invalid_option_refused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_log_clear ();
+    assert_null (s_start (fixture->option, "store-sqlite.group_commit=maybe"));
+    assert_true (s_log_says ("group_commit", "maybe"));
+}
+
+//  Sends count creates at once, waits for every answer, stops the plugin and
+//  returns the transactions it says it committed
+static void
+s_burst (fixture_t *fixture, const char *mode, int count, uint64_t *transactions_p)
+{
+    sc_broker_t *broker = s_start (fixture->option, mode);
+    assert_non_null (broker);
+    for (int index = 0; index < count; index++) {
+        char name [32];
+        snprintf (name, sizeof name, "user%d", index);
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 3);
+        sc_pack_kstr (&packer, "name", name);
+        sc_pack_kstr (&packer, "password_hash", "h");
+        sc_pack_kint (&packer, "created_at", 1);
+        assert_true (sc_broker_send (broker, "store.user.create", buffer.data, buffer.size) > 0);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    for (int index = 0; index < count; index++) {
+        sc_reply_t *reply = sc_broker_recv (broker, 30000);
+        assert_non_null (reply);
+        assert_null (reply->code);
+        sc_reply_destroy (&reply);
+    }
+    s_log_clear ();
+    sc_broker_destroy (&broker);
+    //  "closing PATH after N requests in M transactions"
+    int64_t deadline = zclock_mono () + 1000;
+    *transactions_p = 0;
+    while (zclock_mono () < deadline) {
+        char *line = zstr_recv (s_log);
+        const char *at = line ? strstr (line, " requests in ") : NULL;
+        if (at) {
+            *transactions_p = strtoull (at + strlen (" requests in "), NULL, 10);
+            zstr_free (&line);
+            break;
+        }
+        zstr_free (&line);
+    }
+}
+
+static void
+test_group_commit_commits_a_burst_in_few_transactions (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    uint64_t transactions;
+    s_burst (fixture, NULL, 1000, &transactions);
+    assert_true (transactions >= 1);
+    assert_true (transactions < 1000);
+}
+
+static void
+test_group_commit_off_commits_each_request_alone (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    uint64_t transactions;
+    s_burst (fixture, "store-sqlite.group_commit=false", 200, &transactions);
+    assert_int_equal (transactions, 200);
+}
+
+static void
+test_batch_that_cannot_commit_answered_unavailable_and_applied_later (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, "store-sqlite.busy_timeout_ms=50");
+    assert_non_null (broker);
+    s_create_user (broker, "first");
+
+    //  Another process holds the write lock: the store cannot commit
+    sqlite3 *other;
+    assert_int_equal (sqlite3_open (fixture->path, &other), SQLITE_OK);
+    assert_int_equal (sqlite3_exec (other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 3);
+    sc_pack_kstr (&packer, "name", "second");
+    sc_pack_kstr (&packer, "password_hash", "h");
+    sc_pack_kint (&packer, "created_at", 1);
+    for (int index = 0; index < 3; index++)
+        sc_broker_send (broker, "store.user.create", buffer.data, buffer.size);
+    for (int index = 0; index < 3; index++) {
+        sc_reply_t *reply = sc_broker_recv (broker, 10000);
+        assert_non_null (reply);
+        assert_non_null (reply->code);
+        assert_string_equal (reply->code, "unavailable");
+        sc_reply_destroy (&reply);
+    }
+    assert_int_equal (sqlite3_exec (other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close (other);
+
+    //  Nothing was applied: the retry succeeds
+    sc_reply_t *reply = sc_broker_call (broker, "store.user.create", buffer.data, buffer.size);
+    assert_non_null (reply);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+    msgpack_sbuffer_destroy (&buffer);
+    sc_broker_destroy (&broker);
+}
+
+
+int
+main (int argc, char *argv [])
+{
+    if (argc == 4 && strcmp (argv [1], "--probe") == 0)
+        return s_probe (argv [2], argv [3]);
+
+    zsys_handler_set (NULL);
+    zsys_set_logsender (S_LOG_ENDPOINT);
+    s_log = zsock_new_sub (S_LOG_ENDPOINT, "");
+    assert (s_log);
+    zclock_sleep (50);          //  let the subscription reach the publisher
+
+#define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
+    const struct CMUnitTest tests [] = {
+        S_TEST (test_new_database_is_wal_at_schema_version_1),
+        S_TEST (test_missing_folder_refused_naming_the_path),
+        S_TEST (test_file_that_is_not_a_database_refused),
+        S_TEST (test_corrupt_database_refused),
+        S_TEST (test_read_only_file_refused),
+        S_TEST (test_read_only_folder_refused),
+        S_TEST (test_database_of_newer_schema_refused),
+        S_TEST (test_invalid_option_refused),
+        S_TEST (test_group_commit_commits_a_burst_in_few_transactions),
+        S_TEST (test_group_commit_off_commits_each_request_alone),
+        S_TEST (test_batch_that_cannot_commit_answered_unavailable_and_applied_later),
+    };
+    int rc = cmocka_run_group_tests (tests, NULL, NULL);
+    zsock_destroy (&s_log);
+    zsys_set_logsender (NULL);
+    return rc;
+}
