@@ -1,0 +1,66 @@
+# Parley: `make run` and `make test` do all the setup on a fresh Debian 12 machine.
+#   make run     install what is missing, build, start everything on http://127.0.0.1:8080
+#   make test    install what is missing, build with sanitizers, run every test
+#   make build   only build (into build/)
+#   make fuzz    run each libFuzzer target for FUZZ_SECONDS (clang)
+
+BUILD_DIR   ?= build
+TEST_DIR    ?= build-test
+FUZZ_DIR    ?= build-fuzz
+LISTEN      ?= 127.0.0.1:8080
+DATA        ?= ./data
+FUZZ_SECONDS ?= 60
+JOBS        ?= $(shell nproc)
+
+.PHONY: all deps system-deps npm-deps build run test unit-tests integration-tests fuzz clean
+
+all: build
+
+deps: system-deps npm-deps
+
+system-deps:
+	@bash deploy/install-deps.sh
+
+# npm ci only when the lock file changed since the last install
+npm-deps: web/node_modules/.package-lock.json integration-tests/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+integration-tests/node_modules/.package-lock.json: integration-tests/package-lock.json
+	cd integration-tests && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+build:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: deps build
+	@mkdir -p $(DATA)
+	$(BUILD_DIR)/bin/parley --listen $(LISTEN) --data $(DATA)
+
+test: deps
+	cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
+	cmake --build $(TEST_DIR) -j $(JOBS)
+	$(MAKE) unit-tests integration-tests
+
+unit-tests:
+	ctest --test-dir $(TEST_DIR) --output-on-failure
+
+integration-tests:
+	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
+
+fuzz:
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARLEY_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_transcode fuzz_envelope
+	@for target in fuzz_transcode fuzz_envelope; do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$target; \
+	    echo "== $$target for $(FUZZ_SECONDS) s"; \
+	    ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/bin/$$target \
+	        -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+	        $(FUZZ_DIR)/corpus/$$target proto/fuzz/corpus/$$target || exit 1; \
+	done
+
+clean:
+	rm -rf $(BUILD_DIR) $(TEST_DIR) $(FUZZ_DIR)

@@ -1,0 +1,315 @@
+// Real processes on free loopback ports, and a WebSocket client that speaks
+// the client protocol: everything the end-to-end tests share.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '..', '..');
+export const buildDir = process.env.PARLEY_BUILD
+    ? path.resolve(process.env.PARLEY_BUILD)
+    : path.join(repoRoot, 'build');
+export const binDir = path.join(buildDir, 'bin');
+export const pluginDir = path.join(buildDir, 'plugins');
+export const testPluginDir = path.join(buildDir, 'tests');
+
+// Short beats so that dead peers are found in well under a second
+export const HEARTBEAT_MS = 200;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep };
+
+// A port nobody listens on now (the kernel picks it)
+export async function freePort() {
+    return new Promise((resolve, reject) => {
+        const server = net.createServer();
+        server.unref();
+        server.on('error', reject);
+        server.listen(0, '127.0.0.1', () => {
+            const { port } = server.address();
+            server.close(() => resolve(port));
+        });
+    });
+}
+
+export function tempDir(prefix = 'parley-test-') {
+    return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// One child process with its output kept for assertions and for failures
+export class Proc {
+    constructor(name, file, args, options = {}) {
+        this.name = name;
+        this.file = file;
+        this.args = args;
+        this.output = '';
+        this.exited = new Promise((resolve) => { this.resolveExit = resolve; });
+        this.child = spawn(file, args, {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, ...options.env },
+        });
+        const keep = (chunk) => {
+            this.output += chunk.toString();
+            if (process.env.PARLEY_TEST_VERBOSE)
+                process.stderr.write(`[${name}] ${chunk}`);
+        };
+        this.child.stdout.on('data', keep);
+        this.child.stderr.on('data', keep);
+        this.child.on('exit', (code, signal) => {
+            this.exitCode = code;
+            this.exitSignal = signal;
+            this.resolveExit({ code, signal });
+        });
+    }
+
+    get running() {
+        return this.exitCode === undefined && this.exitSignal === undefined;
+    }
+
+    signal(sig) {
+        if (this.running)
+            this.child.kill(sig);
+    }
+
+    // Ends the process politely and returns its exit status; SIGKILL after a grace period
+    async stop(graceMs = 10000) {
+        if (this.running) {
+            this.child.kill('SIGTERM');
+            const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+            await this.exited;
+            clearTimeout(timer);
+        }
+        return { code: this.exitCode, signal: this.exitSignal };
+    }
+
+    // Waits until the output matches pattern, or the process exits, or the time is up
+    async waitForOutput(pattern, timeoutMs = 10000) {
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+            if (pattern.test(this.output))
+                return true;
+            if (!this.running)
+                return pattern.test(this.output);
+            await sleep(25);
+        }
+        return false;
+    }
+}
+
+// Sanitizer reports in a process's output mean a memory or UB bug: a test failure
+export function sanitizerReports(output) {
+    return output.split('\n').filter((line) =>
+        /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.test(line));
+}
+
+export async function waitForHealth(port, timeoutMs = 15000) {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+        try {
+            const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+            if (response.status === 200)
+                return;
+            last = `status ${response.status}`;
+        } catch (error) {
+            last = error.message;
+        }
+        await sleep(50);
+    }
+    throw new Error(`gateway on port ${port} never became healthy (${last})`);
+}
+
+function bin(name) {
+    const file = path.join(binDir, name);
+    if (!existsSync(file))
+        throw new Error(`${file} is missing: build first (make build, or PARLEY_BUILD=...)`);
+    return file;
+}
+
+const commonArgs = ['--heartbeat', String(HEARTBEAT_MS)];
+
+// The all-in-one server on a free port, ready when /healthz answers 200
+export async function startParley({ args = [], dataDir, port: wantedPort } = {}) {
+    const port = wantedPort ?? await freePort();
+    const data = dataDir ?? tempDir('parley-data-');
+    const proc = new Proc('parley', bin('parley'),
+        ['--listen', `127.0.0.1:${port}`, '--data', data, ...commonArgs, ...args]);
+    try {
+        await waitForHealth(port);
+    } catch (error) {
+        await proc.stop();
+        throw new Error(`${error.message}\n--- parley output ---\n${proc.output}`);
+    }
+    return {
+        proc, port, data,
+        url: `ws://127.0.0.1:${port}/ws`,
+        http: `http://127.0.0.1:${port}`,
+        async stop() {
+            const status = await proc.stop();
+            if (!dataDir)
+                rmSync(data, { recursive: true, force: true });
+            return status;
+        },
+    };
+}
+
+// parley-broker on a free tcp port (plus in-process plugins if asked)
+export async function startBroker({ args = [] } = {}) {
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const proc = new Proc('parley-broker', bin('parley-broker'),
+        ['--bind', endpoint, ...commonArgs, ...args]);
+    if (!await proc.waitForOutput(/listening|bound|ready/i, 10000)) {
+        await proc.stop();
+        throw new Error(`parley-broker did not start\n${proc.output}`);
+    }
+    return { proc, endpoint, stop: () => proc.stop() };
+}
+
+export async function startGateway(brokerEndpoint, { args = [] } = {}) {
+    const port = await freePort();
+    const proc = new Proc('parley-gw', bin('parley-gw'),
+        ['--listen', `127.0.0.1:${port}`, '--broker', brokerEndpoint, ...commonArgs, ...args]);
+    try {
+        await waitForHealth(port);
+    } catch (error) {
+        await proc.stop();
+        throw new Error(`${error.message}\n--- parley-gw output ---\n${proc.output}`);
+    }
+    return {
+        proc, port,
+        url: `ws://127.0.0.1:${port}/ws`,
+        http: `http://127.0.0.1:${port}`,
+        stop: () => proc.stop(),
+    };
+}
+
+export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {
+    return new Proc('parley-plugin', bin('parley-plugin'),
+        ['--broker', brokerEndpoint, ...commonArgs, ...args, ...plugins]);
+}
+
+export function pluginPath(name) {
+    return path.join(pluginDir, `${name}.so`);
+}
+
+// A client of the protocol: request() resolves with the reply carrying its id,
+// events are queued for nextEvent().
+export class Client {
+    static async connect(url, { protocols } = {}) {
+        const client = new Client(url, protocols);
+        await client.opened;
+        return client;
+    }
+
+    constructor(url, protocols) {
+        this.ws = new WebSocket(url, protocols);
+        this.nextId = 1;
+        this.pending = new Map();
+        this.events = [];
+        this.eventWaiters = [];
+        this.replies = [];          // every reply and error, in order
+        this.closed = new Promise((resolve) => {
+            this.ws.on('close', (code, reason) => {
+                this.closeCode = code;
+                resolve({ code, reason: reason.toString() });
+                for (const { reject } of this.pending.values())
+                    reject(new Error(`connection closed (${code}) before the reply`));
+                this.pending.clear();
+            });
+        });
+        this.opened = new Promise((resolve, reject) => {
+            this.ws.once('open', resolve);
+            this.ws.once('error', reject);
+        });
+        this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    }
+
+    onMessage(data, isBinary) {
+        const frame = JSON.parse(data.toString());
+        frame.__binary = isBinary;
+        if (frame.type === 'ok' || frame.type === 'error') {
+            this.replies.push(frame);
+            const key = JSON.stringify(frame.id ?? null);
+            const waiter = this.pending.get(key);
+            if (waiter) {
+                this.pending.delete(key);
+                waiter.resolve(frame);
+            }
+            return;
+        }
+        const index = this.eventWaiters.findIndex((waiter) => waiter.match(frame));
+        if (index >= 0) {
+            const [waiter] = this.eventWaiters.splice(index, 1);
+            waiter.resolve(frame);
+        } else {
+            this.events.push(frame);
+        }
+    }
+
+    // Sends a request and resolves with its reply (ok or error). An explicit id
+    // in fields is kept as is.
+    request(fields, timeoutMs = 15000) {
+        const frame = { ...fields };
+        if (!('id' in frame))
+            frame.id = this.nextId++;
+        return this.sendAwaiting(JSON.stringify(frame), frame.id, timeoutMs);
+    }
+
+    // Sends raw text (or a Buffer as a binary frame) and resolves with the reply
+    // whose id is `expectedId` (undefined: the reply without id).
+    sendAwaiting(data, expectedId, timeoutMs = 15000, options = {}) {
+        const key = JSON.stringify(expectedId ?? null);
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                this.pending.delete(key);
+                reject(new Error(`no reply with id ${key} within ${timeoutMs} ms`));
+            }, timeoutMs);
+            this.pending.set(key, {
+                resolve: (frame) => { clearTimeout(timer); resolve(frame); },
+                reject: (error) => { clearTimeout(timer); reject(error); },
+            });
+            this.ws.send(data, options);
+        });
+    }
+
+    nextEvent(match = () => true, timeoutMs = 10000) {
+        const index = this.events.findIndex(match);
+        if (index >= 0)
+            return Promise.resolve(this.events.splice(index, 1)[0]);
+        return new Promise((resolve, reject) => {
+            const waiter = { match, resolve };
+            const timer = setTimeout(() => {
+                const at = this.eventWaiters.indexOf(waiter);
+                if (at >= 0)
+                    this.eventWaiters.splice(at, 1);
+                reject(new Error(`no matching event within ${timeoutMs} ms`));
+            }, timeoutMs);
+            waiter.resolve = (frame) => { clearTimeout(timer); resolve(frame); };
+            this.eventWaiters.push(waiter);
+        });
+    }
+
+    close() {
+        this.ws.close();
+        return this.closed;
+    }
+}
+
+// Polls fn until it returns a truthy value or the time is up
+export async function eventually(fn, timeoutMs = 10000, stepMs = 50) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    while (Date.now() < deadline) {
+        last = await fn();
+        if (last)
+            return last;
+        await sleep(stepMs);
+    }
+    return last;
+}

@@ -1,0 +1,218 @@
+// PROTOCOL.md "Transport" and "Frames", through the real all-in-one server.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { startParley, Client, sanitizerReports } from '../lib/harness.js';
+
+let server;
+
+before(async () => {
+    server = await startParley();
+});
+
+after(async () => {
+    const status = await server.stop();
+    assert.deepEqual(sanitizerReports(server.proc.output), []);
+    assert.equal(status.code, 0, `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
+});
+
+// A value of `levels` nested arrays and objects; inside the frame's own object
+// it makes a frame of levels + 1
+function containers(levels) {
+    let value = 1;
+    for (let level = 0; level < levels; level++)
+        value = level % 2 ? { k: value } : [value];
+    return value;
+}
+
+test('healthz answers 200 once the gateway is connected to the broker', async () => {
+    const response = await fetch(`${server.http}/healthz`);
+    assert.equal(response.status, 200);
+});
+
+test('the web page is served on the same port as the websocket', async () => {
+    const response = await fetch(`${server.http}/`);
+    assert.equal(response.status, 200);
+    const html = await response.text();
+    assert.match(html, /Parley/);
+    assert.match(html, /app\.js/);
+    const bootstrap = await fetch(`${server.http}/vendor/bootstrap/css/bootstrap.min.css`);
+    assert.equal(bootstrap.status, 200, 'Bootstrap is served from the project, not a CDN');
+});
+
+test('ping is answered with the id carried back unchanged', async () => {
+    const client = await Client.connect(server.url);
+    assert.deepEqual(stripMeta(await client.request({ type: 'ping', id: 7 })), { type: 'ok', id: 7 });
+    assert.deepEqual(stripMeta(await client.request({ type: 'ping', id: 'a-string-id' })),
+        { type: 'ok', id: 'a-string-id' });
+    const noId = await client.sendAwaiting(JSON.stringify({ type: 'ping' }), undefined);
+    assert.deepEqual(stripMeta(noId), { type: 'ok' });
+    await client.close();
+});
+
+test('the subprotocol parley.v1 is accepted when offered', async () => {
+    const client = await Client.connect(server.url, { protocols: ['parley.v1'] });
+    assert.equal(client.ws.protocol, 'parley.v1');
+    assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+    await client.close();
+});
+
+test('bad JSON gets bad_json, with the id only if it was read before the fault, and the connection stays usable', async () => {
+    const client = await Client.connect(server.url);
+    const early = await client.sendAwaiting('{"id": 3, "type": "ping"', 3);
+    assert.equal(early.type, 'error');
+    assert.equal(early.code, 'bad_json');
+    assert.equal(typeof early.message, 'string');
+    const late = await client.sendAwaiting('{"type": ping, "id": 4}', undefined);
+    assert.equal(late.code, 'bad_json');
+    assert.equal('id' in late, false);
+    assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+    await client.close();
+});
+
+test('invalid UTF-8 gets bad_json', async () => {
+    const client = await Client.connect(server.url);
+    const bytes = Buffer.concat([Buffer.from('{"type":"ping","x":"'), Buffer.from([0xc3, 0x28]),
+        Buffer.from('"}')]);
+    const reply = await client.sendAwaiting(bytes, undefined, 15000, { binary: false });
+    assert.equal(reply.code, 'bad_json');
+    assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+    await client.close();
+});
+
+test('a frame that is not an object gets bad_request', async () => {
+    const client = await Client.connect(server.url);
+    for (const text of ['[1,2,3]', '"ping"', '42', 'null']) {
+        const reply = await client.sendAwaiting(text, undefined);
+        assert.equal(reply.code, 'bad_request', text);
+    }
+    await client.close();
+});
+
+test('a missing or mistyped type gets bad_request with the id', async () => {
+    const client = await Client.connect(server.url);
+    let reply = await client.request({ id: 11 });
+    assert.equal(reply.code, 'bad_request');
+    assert.equal(reply.id, 11);
+    reply = await client.request({ type: 5, id: 12 });
+    assert.equal(reply.code, 'bad_request');
+    assert.equal(reply.id, 12);
+    await client.close();
+});
+
+test('an id that is neither an integer nor a short string gets bad_request without an id', async () => {
+    const client = await Client.connect(server.url);
+    for (const id of ['x'.repeat(65), { a: 1 }, [1], 1.5, true]) {
+        const reply = await client.sendAwaiting(JSON.stringify({ type: 'ping', id }), undefined);
+        assert.equal(reply.code, 'bad_request', JSON.stringify(id));
+        assert.equal('id' in reply, false);
+    }
+    const longest = 'y'.repeat(64);
+    assert.equal((await client.request({ type: 'ping', id: longest })).type, 'ok');
+    await client.close();
+});
+
+test('an unknown type gets unknown_type', async () => {
+    const client = await Client.connect(server.url);
+    const reply = await client.request({ type: 'nosuch.thing', id: 21 });
+    assert.equal(reply.type, 'error');
+    assert.equal(reply.code, 'unknown_type');
+    assert.equal(reply.id, 21);
+    await client.close();
+});
+
+test('a protocol request before login gets unauthenticated', async () => {
+    const client = await Client.connect(server.url);
+    const reply = await client.request({ type: 'room.list', id: 22 });
+    assert.equal(reply.code, 'unauthenticated');
+    assert.equal(reply.id, 22);
+    await client.close();
+});
+
+test('16 levels of nesting are accepted and 17 get bad_request', async () => {
+    const client = await Client.connect(server.url);
+    const ok = await client.request({ type: 'example.echo', id: 31, deep: containers(15) });
+    assert.equal(ok.type, 'ok', JSON.stringify(ok));
+    assert.deepEqual(ok.echo.deep, containers(15));
+    const refused = await client.request({ type: 'example.echo', id: 32, deep: containers(16) });
+    assert.equal(refused.code, 'bad_request');
+    assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+    await client.close();
+});
+
+test('a binary frame is refused with an error and the connection stays usable', async () => {
+    const client = await Client.connect(server.url);
+    const reply = await client.sendAwaiting(Buffer.from('{"type":"ping","id":1}'), undefined,
+        15000, { binary: true });
+    assert.equal(reply.type, 'error');
+    assert.equal(reply.code, 'bad_request');
+    assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+    await client.close();
+});
+
+test('a frame over 64 KiB gets too_large and close 1009', async () => {
+    const client = await Client.connect(server.url);
+    const big = JSON.stringify({ type: 'example.echo', id: 41, text: 'x'.repeat(70 * 1024) });
+    const reply = await client.sendAwaiting(big, undefined).catch((error) => error);
+    const closed = await client.closed;
+    assert.equal(closed.code, 1009);
+    const errors = client.replies.filter((frame) => frame.type === 'error');
+    assert.equal(errors.length, 1, `expected one error frame, got ${JSON.stringify(client.replies)}`);
+    assert.equal(errors[0].code, 'too_large');
+    assert.ok(reply);
+});
+
+test('a frame just under the limit is served', async () => {
+    const client = await Client.connect(server.url);
+    const text = 'z'.repeat(60 * 1024);
+    const reply = await client.request({ type: 'example.echo', id: 42, text });
+    assert.equal(reply.type, 'ok');
+    assert.equal(reply.echo.text.length, text.length);
+    await client.close();
+});
+
+test('every request gets exactly one reply, told apart by id', async () => {
+    const client = await Client.connect(server.url);
+    const count = 200;
+    const replies = await Promise.all(Array.from({ length: count }, (_, i) =>
+        client.request({ type: i % 2 ? 'ping' : 'example.echo', id: `r${i}`, n: i })));
+    replies.forEach((reply, i) => {
+        assert.equal(reply.type, 'ok');
+        assert.equal(reply.id, `r${i}`);
+        if (i % 2 === 0)
+            assert.equal(reply.echo.n, i);
+    });
+    assert.equal(client.replies.length, count);
+    await client.close();
+});
+
+test('a websocket upgrade on another path than /ws is refused', async () => {
+    const port = server.port;
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/elsewhere`);
+    const outcome = await new Promise((resolve) => {
+        ws.once('open', () => resolve('open'));
+        ws.once('error', () => resolve('error'));
+        ws.once('unexpected-response', () => resolve('refused'));
+    });
+    assert.notEqual(outcome, 'open');
+    ws.terminate();
+});
+
+test('a client that drops the TCP connection mid-frame does not disturb others', async () => {
+    const watcher = await Client.connect(server.url);
+    const socket = net.connect(server.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    socket.write(Buffer.from([0x81, 0xfe, 0x10]));   // a text frame header cut short
+    socket.destroy();
+    assert.equal((await watcher.request({ type: 'ping' })).type, 'ok');
+    await watcher.close();
+});
+
+function stripMeta(frame) {
+    const { __binary, ...rest } = frame;
+    return rest;
+}
