@@ -637,6 +637,60 @@ s_session_bind (broker_t *self, session_t *session, const char *name)
     return 0;
 }
 
+//  Unbinds a session and tells its gateway, so that it forgets the user too
+static void
+s_session_unbind_and_tell (broker_t *self, session_t *session)
+{
+    if (!session->user)
+        return;
+    s_session_unbind (self, session);
+    pl_envelope_t *close = pl_envelope_new (PL_OP_SESSION_CLOSE);
+    if (close) {
+        pl_envelope_set_sid (close, session->sid);
+        s_send (self, session->gateway, &close);
+    }
+}
+
+//  A plugin unbinds sessions (auth's logout on every session of a token)
+static void
+s_sessions_unbind (broker_t *self, peer_t *plugin, pl_envelope_t *envelope)
+{
+    size_t count = 0;
+    const uint64_t *sids = pl_envelope_sids (envelope, &count);
+    for (size_t index = 0; index < count; index++) {
+        session_t *session = (session_t *) zhashx_lookup (self->sessions, &sids [index]);
+        if (session && session->user) {
+            zsys_info ("broker: plugin '%s' unbound session %" PRIx64 " of '%s'",
+                       plugin->name, session->sid, session->user->name);
+            s_session_unbind_and_tell (self, session);
+        }
+    }
+}
+
+//  A SESSIONS plugin just welcomed starts from the registry as it is now
+static void
+s_sessions_snapshot (broker_t *self, peer_t *subscriber)
+{
+    pl_envelope_t *reset = pl_envelope_new (PL_OP_SESSION_EVENT);
+    if (!reset)
+        return;
+    pl_envelope_set_event (reset, PARLEY_SESSION_RESET);
+    s_send (self, subscriber, &reset);
+    session_t *session = (session_t *) zhashx_first (self->sessions);
+    while (session) {
+        if (session->user) {
+            pl_envelope_t *bound = pl_envelope_new (PL_OP_SESSION_EVENT);
+            if (bound) {
+                pl_envelope_set_event (bound, PARLEY_SESSION_BOUND);
+                pl_envelope_set_sid (bound, session->sid);
+                pl_envelope_set_user (bound, session->user->name);
+                s_send (self, subscriber, &bound);
+            }
+        }
+        session = (session_t *) zhashx_next (self->sessions);
+    }
+}
+
 static void
 s_session_remove (broker_t *self, session_t *session)
 {
@@ -662,10 +716,13 @@ s_session_open (broker_t *self, peer_t *gateway, pl_envelope_t *envelope)
         s_session_remove (self, session);
         session = NULL;
     }
+    const char *user = pl_envelope_user (envelope);
     if (session) {
-        //  Announced again (after WHO): keep the binding, refresh the address
+        //  Announced again (after WHO): refresh the address and the binding
         free (session->addr);
         session->addr = addr ? strdup (addr) : NULL;
+        if (user && *user && s_session_bind (self, session, user))
+            zsys_error ("broker: out of memory binding session %" PRIx64, sid);
         return;
     }
     if (zhashx_size (self->sessions) >= BR_MAX_SESSIONS) {
@@ -681,6 +738,10 @@ s_session_open (broker_t *self, peer_t *gateway, pl_envelope_t *envelope)
     session->addr = addr ? strdup (addr) : NULL;
     session->gateway_handle = zlistx_add_end (gateway->sessions, session);
     zhashx_insert (self->sessions, &session->sid, session);
+    //  A gateway re-announcing its sessions after a broker restart says who
+    //  each was bound to: gateways are trusted peers
+    if (user && *user && s_session_bind (self, session, user))
+        zsys_error ("broker: out of memory binding session %" PRIx64, sid);
 }
 
 static void
@@ -1036,6 +1097,8 @@ s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
         pl_envelope_set_heartbeat (welcome, self->heartbeat_ms);
         s_send (self, peer, &welcome);
     }
+    if (peer->subscriber_handle)
+        s_sessions_snapshot (self, peer);
     char route_list [256] = "";
     size_t used = 0;
     for (size_t index = 0; index < peer->prefix_count && used < sizeof route_list; index++)
@@ -1157,14 +1220,8 @@ s_reply (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
                 zsys_error ("broker: out of memory binding session %" PRIx64, session->sid);
         }
         else
-        if (pl_envelope_unbind (envelope) && session->user) {
-            s_session_unbind (self, session);
-            pl_envelope_t *close = pl_envelope_new (PL_OP_SESSION_CLOSE);
-            if (close) {
-                pl_envelope_set_sid (close, session->sid);
-                s_send (self, session->gateway, &close);
-            }
-        }
+        if (pl_envelope_unbind (envelope))
+            s_session_unbind_and_tell (self, session);
     }
     peer_t *requester = pending->requester;
     if (requester) {
@@ -1354,6 +1411,8 @@ s_handle_router (broker_t *self)
         case PL_OP_SESSION_CLOSE:
             if (peer->kind == PEER_GATEWAY)
                 s_session_close (self, peer, envelope);
+            else
+                s_sessions_unbind (self, peer, envelope);
             break;
         default:
             break;              //  ops only the broker sends: ignored

@@ -920,6 +920,19 @@ s_deliver_sessions (parley_ctx_t *self, const uint64_t *sessions, size_t count,
     return s_send (self, &deliver);
 }
 
+static int
+s_unbind_sessions (parley_ctx_t *self, const uint64_t *sessions, size_t count)
+{
+    assert (self);
+    if (!sessions || count == 0)
+        return -1;
+    pl_envelope_t *close = pl_envelope_new (PL_OP_SESSION_CLOSE);
+    if (!close)
+        return -1;
+    pl_envelope_set_sids (close, sessions, count);
+    return s_send (self, &close);
+}
+
 static const char *
 s_option (parley_ctx_t *self, const char *name)
 {
@@ -999,4 +1012,5 @@ s_host_table_fill (parley_host_t *host)
     host->log = s_log;
     host->timer_add = s_timer_add;
     host->timer_cancel = s_timer_cancel;
+    host->unbind_sessions = s_unbind_sessions;
 }

@@ -109,6 +109,8 @@ struct _gw_session_t {
     uint64_t sid;                   //  session id; the sessions table's key
     char addr [64];                 //  the client's IP address
     bool live;                      //  registered in server->sessions
+    char *user;                     //  the user the broker bound it to, or NULL;
+                                    //  said again when re-announcing the session
     //  Inbound message being assembled from fragments
     uint8_t *rx;                    //  bytes so far (text messages only)
     size_t rx_size;                 //  bytes so far, text or binary
@@ -433,6 +435,7 @@ s_session_announce (gw_server_t *self, gw_session_t *session)
     pl_envelope_t *envelope = pl_envelope_new (PL_OP_SESSION_OPEN);
     pl_envelope_set_sid (envelope, session->sid);
     pl_envelope_set_addr (envelope, session->addr);
+    pl_envelope_set_user (envelope, session->user);
     if (s_bridge_send (self, &envelope))
         zsys_warning ("gateway: could not announce session %016" PRIx64 " (%s) to the broker",
                       session->sid, session->addr);
@@ -475,6 +478,7 @@ s_session_close (gw_server_t *self, gw_session_t *session)
     session->queue = NULL;
     free (session->rx);
     session->rx = NULL;
+    zstr_free (&session->user);
     zsys_info ("gateway: session %016" PRIx64 " (%s) closed%s",
                session->sid, session->addr,
                dropped? "; dropped its requests in flight": "");
@@ -670,6 +674,14 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
     }
     gw_session_t *session = pending->session;
     const char *code = pl_envelope_code (envelope);
+    const char *bind = pl_envelope_bind (envelope);
+    if (!code && bind && *bind) {
+        zstr_free (&session->user);
+        session->user = strdup (bind);
+    }
+    else
+    if (!code && pl_envelope_unbind (envelope))
+        zstr_free (&session->user);
     uint8_t *buffer = NULL;
     size_t size = 0;
     if (code) {
@@ -780,10 +792,16 @@ s_bridge_handle (gw_server_t *self, pl_envelope_t *envelope)
         case PL_OP_DELIVER:
             s_bridge_deliver (self, envelope);
             break;
-        case PL_OP_SESSION_CLOSE:
-            zsys_debug ("gateway %s: the broker unbound session %016" PRIx64,
-                        self->name, pl_envelope_sid (envelope));
+        case PL_OP_SESSION_CLOSE: {
+            //  Unbound (logout, here or elsewhere): forget the user, so a
+            //  re-announce after a broker restart does not bind it again
+            uint64_t sid = pl_envelope_sid (envelope);
+            gw_session_t *session = (gw_session_t *) zhashx_lookup (self->sessions, &sid);
+            if (session)
+                zstr_free (&session->user);
+            zsys_debug ("gateway %s: the broker unbound session %016" PRIx64, self->name, sid);
             break;
+        }
         default:
             zsys_debug ("gateway %s: ignored a '%s' from the broker",
                         self->name, pl_op_name (pl_envelope_op (envelope)));

@@ -83,7 +83,10 @@ typedef struct {
 //  Session events, for plugins that set PARLEY_PLUGIN_SESSIONS
 typedef enum {
     PARLEY_SESSION_BOUND = 1,       //  a session was bound to a user (login)
-    PARLEY_SESSION_CLOSED = 2       //  a bound session closed or was unbound
+    PARLEY_SESSION_CLOSED = 2,      //  a bound session closed or was unbound
+    PARLEY_SESSION_RESET = 3        //  the broker (re)registered this instance:
+                                    //  forget every session; a BOUND event for
+                                    //  each session bound now follows
 } parley_session_event_t;
 
 //  Plugin wants on_session calls for every bound/closed session
@@ -160,7 +163,12 @@ typedef struct {
     int (*timer_add) (parley_ctx_t *ctx, uint32_t interval_ms, void (*handler) (void *state));
     int (*timer_cancel) (parley_ctx_t *ctx, int timer_id);
 
-    void *reserved [16];            //  NULL; later minors fill these in order
+    //  Unbinds these sessions (auth's logout on every session of a token):
+    //  they become unauthenticated; their gateways are told. Sessions that
+    //  are gone or unbound already are skipped.
+    int (*unbind_sessions) (parley_ctx_t *ctx, const uint64_t *sessions, size_t count);
+
+    void *reserved [15];            //  NULL; later minors fill these in order
 } parley_host_t;
 
 //  --------------------------------------------------------------------------

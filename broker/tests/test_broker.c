@@ -722,6 +722,74 @@ test_deliver_to_users_sends_one_frame_per_gateway (void **state)
 }
 
 static void
+test_sessions_plugin_welcomed_late_gets_reset_then_bound_sessions (void **state)
+{
+    s_broker (0);
+    zsock_t *auth = s_plugin ("auth", "auth.", PARLEY_ROUTE_PUBLIC);
+    zsock_t *gateway = s_gateway ("gw-1");
+    s_session_open (gateway, 51, "192.0.2.7");
+    s_session_open (gateway, 52, "192.0.2.7");
+    s_login (gateway, auth, 51, "alice");
+
+    zsock_t *presence = s_plugin_at (BR_BROKER_INPROC, "presence", "presence@test:2",
+                                     "presence.", 0, PARLEY_SHARD_NONE, NULL,
+                                     PARLEY_PLUGIN_SESSIONS, TEST_LONG_HEARTBEAT);
+    pl_envelope_t *event = s_recv_op (presence, PL_OP_SESSION_EVENT);
+    assert_int_equal (pl_envelope_event (event), PARLEY_SESSION_RESET);
+    pl_envelope_destroy (&event);
+    event = s_recv_op (presence, PL_OP_SESSION_EVENT);
+    assert_int_equal (pl_envelope_event (event), PARLEY_SESSION_BOUND);
+    assert_int_equal (pl_envelope_sid (event), 51);
+    assert_string_equal (pl_envelope_user (event), "alice");
+    pl_envelope_destroy (&event);
+    assert_true (s_quiet (presence, 100));
+}
+
+static void
+test_plugin_unbinds_sessions_and_gateway_is_told (void **state)
+{
+    s_broker (0);
+    zsock_t *auth = s_plugin ("auth", "auth.", PARLEY_ROUTE_PUBLIC);
+    s_plugin ("rooms", "room.", 0);
+    zsock_t *gateway = s_gateway ("gw-1");
+    s_session_open (gateway, 61, "192.0.2.7");
+    s_session_open (gateway, 62, "192.0.2.7");
+    s_login (gateway, auth, 61, "alice");
+    s_login (gateway, auth, 62, "alice");
+
+    pl_envelope_t *unbind = pl_envelope_new (PL_OP_SESSION_CLOSE);
+    uint64_t sids [] = { 62, 999 };
+    pl_envelope_set_sids (unbind, sids, 2);
+    s_send (auth, unbind);
+    pl_envelope_t *close = s_recv_op (gateway, PL_OP_SESSION_CLOSE);
+    assert_int_equal (pl_envelope_sid (close), 62);
+    pl_envelope_destroy (&close);
+    s_request (gateway, 7, 62, "room.list", NULL, NULL);
+    s_expect_error (gateway, 7, 62, "unauthenticated");
+}
+
+static void
+test_session_reannounced_with_user_is_bound_again (void **state)
+{
+    s_broker (0);
+    zsock_t *rooms = s_plugin ("rooms", "room.", 0);
+    zsock_t *gateway = s_gateway ("gw-1");
+    pl_envelope_t *open = pl_envelope_new (PL_OP_SESSION_OPEN);
+    pl_envelope_set_sid (open, 71);
+    pl_envelope_set_addr (open, "192.0.2.7");
+    pl_envelope_set_user (open, "alice");
+    s_send (gateway, open);
+    s_session_open (gateway, 72, "192.0.2.7");
+    s_request (gateway, 8, 72, "room.list", NULL, NULL);
+    s_expect_error (gateway, 8, 72, "unauthenticated");
+    //  The bound session's request reaches the plugin stamped with its user
+    s_request (gateway, 9, 71, "room.list", NULL, NULL);
+    pl_envelope_t *forwarded = s_recv_op (rooms, PL_OP_REQUEST);
+    assert_string_equal (pl_envelope_user (forwarded), "alice");
+    pl_envelope_destroy (&forwarded);
+}
+
+static void
 test_session_events_reach_sessions_plugin (void **state)
 {
     s_broker (0);
@@ -729,12 +797,16 @@ test_session_events_reach_sessions_plugin (void **state)
     zsock_t *presence = s_plugin_at (BR_BROKER_INPROC, "presence", "presence@test:1",
                                      "presence.", 0, PARLEY_SHARD_NONE, NULL,
                                      PARLEY_PLUGIN_SESSIONS, TEST_LONG_HEARTBEAT);
+    //  Welcomed with an empty registry: a RESET and nothing else
+    pl_envelope_t *event = s_recv_op (presence, PL_OP_SESSION_EVENT);
+    assert_int_equal (pl_envelope_event (event), PARLEY_SESSION_RESET);
+    pl_envelope_destroy (&event);
     zsock_t *gateway = s_gateway ("gw-1");
     s_session_open (gateway, 42, "192.0.2.7");
     s_session_open (gateway, 43, "192.0.2.7");
     s_login (gateway, auth, 42, "alice");
 
-    pl_envelope_t *event = s_recv_op (presence, PL_OP_SESSION_EVENT);
+    event = s_recv_op (presence, PL_OP_SESSION_EVENT);
     assert_int_equal (pl_envelope_event (event), PARLEY_SESSION_BOUND);
     assert_int_equal (pl_envelope_sid (event), 42);
     assert_string_equal (pl_envelope_user (event), "alice");
@@ -867,6 +939,10 @@ main (void)
         cmocka_unit_test_teardown (test_deliver_to_users_sends_one_frame_per_gateway, s_teardown),
         cmocka_unit_test_teardown (test_session_events_reach_sessions_plugin, s_teardown),
         cmocka_unit_test_teardown (test_unbind_reply_unbinds_and_tells_gateway, s_teardown),
+        cmocka_unit_test_teardown (test_sessions_plugin_welcomed_late_gets_reset_then_bound_sessions,
+                                   s_teardown),
+        cmocka_unit_test_teardown (test_plugin_unbinds_sessions_and_gateway_is_told, s_teardown),
+        cmocka_unit_test_teardown (test_session_reannounced_with_user_is_bound_again, s_teardown),
         cmocka_unit_test_teardown (test_broker_on_tcp_routes_like_inproc, s_teardown),
         cmocka_unit_test_teardown (test_bind_failure_returns_null, s_teardown),
     };
