@@ -21,8 +21,9 @@
 #include "gw_server.h"
 #include "pl_paths.h"
 
-//  What `parley` loads when no --no-default-plugins is given, by name
-static const char *default_plugins [] = { "example", NULL };
+//  What `parley` loads when no --no-default-plugins is given, by name, after
+//  the store that --store chooses
+static const char *default_plugins [] = { "auth", "presence", NULL };
 
 #define MAX_LIST 64
 
@@ -31,6 +32,7 @@ typedef struct {
     int listen_port;                        //  gateway's port
     const char *data_dir;                   //  where the store keeps its files
     const char *web_root;                   //  NULL: beside the build
+    const char *store;                      //  "sqlite" or a mongodb:// URI
     const char *plugins [MAX_LIST];         //  names or paths, in load order
     size_t plugin_count;
     const char *options [MAX_LIST];         //  NAME.KEY=VALUE for plugins
@@ -54,6 +56,8 @@ s_usage (FILE *out)
         "  --listen HOST:PORT      where the gateway listens (default 127.0.0.1:8080)\n"
         "  --data DIR              where data is kept (default ./data; created if missing)\n"
         "  --web DIR               the web UI to serve (default: web/ of the source tree)\n"
+        "  --store sqlite|URI      where accounts and messages live: sqlite (default: the\n"
+        "                          file parley.db in --data) or a mongodb:// URI\n"
         "  --plugin NAME|PATH      load another plugin in-process (repeatable); a bare\n"
         "                          name is looked up in the plugins folder of the build\n"
         "  --no-default-plugins    load only the plugins given with --plugin\n"
@@ -66,7 +70,7 @@ s_usage (FILE *out)
         "  --max-frame BYTES       largest client frame (default %d)\n"
         "  --help                  this text\n"
         "\n"
-        "Default plugins:",
+        "Default plugins: the store (store-sqlite or store-mongo),",
         BR_BROKER_HEARTBEAT_DEFAULT, BR_BROKER_REQUEST_TIMEOUT_DEFAULT, GW_MAX_FRAME_DEFAULT);
     for (const char **name = default_plugins; *name; name++)
         fprintf (out, " %s", *name);
@@ -115,12 +119,13 @@ s_append (const char **list, size_t *count, const char *value, const char *what)
 static int
 s_parse (int argc, char **argv, parley_options_t *options)
 {
-    enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
+    enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
            OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
         { "web", required_argument, NULL, OPT_WEB },
+        { "store", required_argument, NULL, OPT_STORE },
         { "plugin", required_argument, NULL, OPT_PLUGIN },
         { "no-default-plugins", no_argument, NULL, OPT_NO_DEFAULTS },
         { "option", required_argument, NULL, OPT_OPTION },
@@ -146,6 +151,15 @@ s_parse (int argc, char **argv, parley_options_t *options)
                 break;
             case OPT_WEB:
                 options->web_root = optarg;
+                break;
+            case OPT_STORE:
+                if (!streq (optarg, "sqlite") && strncmp (optarg, "mongodb://", 10)
+                &&  strncmp (optarg, "mongodb+srv://", 14)) {
+                    fprintf (stderr, "parley: --store wants sqlite or a mongodb:// URI, "
+                             "not '%s'\n", optarg);
+                    return -1;
+                }
+                options->store = optarg;
                 break;
             case OPT_PLUGIN:
                 if (s_append (options->plugins, &options->plugin_count, optarg, "plugins"))
@@ -224,6 +238,7 @@ main (int argc, char **argv)
         .listen_host = "127.0.0.1",
         .listen_port = 8080,
         .data_dir = "./data",
+        .store = "sqlite",
         .default_plugins = true
     };
     int parsed = s_parse (argc, argv, &options);
@@ -239,6 +254,7 @@ main (int argc, char **argv)
     zactor_t *hosts [MAX_LIST * 2] = { NULL };
     size_t host_count = 0;
     char *web_root = NULL;
+    char *store_option = NULL;
     gw_server_t *gateway = NULL;
 
     br_broker_config_t broker_config = {
@@ -253,12 +269,29 @@ main (int argc, char **argv)
         goto cleanup;
     }
 
-    //  Default plugins first, then the ones asked for
+    //  The store first (the others call it), then the default plugins, then
+    //  the ones asked for. The store's location is an option of its own,
+    //  unless the command line already gave one.
     const char *to_load [MAX_LIST * 2];
     size_t load_count = 0;
-    if (options.default_plugins)
+    if (options.default_plugins) {
+        bool sqlite = streq (options.store, "sqlite");
+        to_load [load_count++] = sqlite? "store-sqlite": "store-mongo";
+        const char *key = sqlite? "store-sqlite.path=": "store-mongo.uri=";
+        bool given = false;
+        for (size_t index = 0; index < options.option_count; index++)
+            if (strncmp (options.options [index], key, strlen (key)) == 0)
+                given = true;
+        if (!given) {
+            store_option = sqlite? zsys_sprintf ("%s%s/parley.db", key, options.data_dir)
+                                 : zsys_sprintf ("%s%s", key, options.store);
+            if (!store_option
+            ||  s_append (options.options, &options.option_count, store_option, "options"))
+                goto cleanup;
+        }
         for (const char **name = default_plugins; *name; name++)
             to_load [load_count++] = *name;
+    }
     for (size_t index = 0; index < options.plugin_count; index++)
         to_load [load_count++] = options.plugins [index];
 
@@ -310,5 +343,6 @@ cleanup:
         zactor_destroy (&hosts [--host_count]);
     zactor_destroy (&broker);
     free (web_root);
+    zstr_free (&store_option);
     return rc;
 }

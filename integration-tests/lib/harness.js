@@ -133,8 +133,11 @@ function bin(name) {
 
 const commonArgs = ['--heartbeat', String(HEARTBEAT_MS)];
 
-// The all-in-one server on a free port, ready when /healthz answers 200
-export async function startParley({ args = [], dataDir, port: wantedPort } = {}) {
+// The all-in-one server on a free port, ready when /healthz answers 200. The
+// example plugin is loaded too (example.echo), unless withExample is false.
+export async function startParley({ args = [], dataDir, port: wantedPort, withExample = true } = {}) {
+    if (withExample)
+        args = ['--plugin', 'example', ...args];
     const port = wantedPort ?? await freePort();
     const data = dataDir ?? tempDir('parley-data-');
     const proc = new Proc('parley', bin('parley'),
