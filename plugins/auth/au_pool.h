@@ -1,0 +1,101 @@
+/*  =========================================================================
+    au_pool - worker threads that hash and verify passwords (argon2id)
+
+    Hashing a password costs tens of milliseconds by design. The auth plugin's
+    own thread must not spend them: it hands each job to this pool and
+    collects the finished jobs later (from a timer). A job is handed over
+    whole, as a message would be: once submitted, only the pool touches it,
+    until au_pool_done gives it back. Both queues are bounded: submit refuses
+    a job when queue_max jobs are waiting or running or finished uncollected.
+
+    Jobs keep the password in memory of their own and wipe it when destroyed.
+
+        au_pool_t *pool = au_pool_new (2, 256, 2, 19 << 20);
+        au_job_t *job = au_job_new_hash (password, size, cookie);
+        if (au_pool_submit (pool, &job)) ... busy: job is still ours ...
+        ...
+        while ((job = au_pool_done (pool))) { ...; au_job_destroy (&job); }
+        au_pool_destroy (&pool);
+    =========================================================================
+*/
+
+#ifndef AU_POOL_H_INCLUDED
+#define AU_POOL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    AU_JOB_HASH = 1,                //  password -> encoded argon2id string
+    AU_JOB_VERIFY = 2               //  password, encoded string -> match or not
+} au_job_kind_t;
+
+typedef struct {
+    au_job_kind_t kind;             //  what to do
+    char *password;                 //  owned, wiped at destroy
+    size_t password_size;           //  bytes in password (may hold NULs)
+    char *hash;                     //  owned: VERIFY's input, HASH's result
+    bool ok;                        //  result: HASH succeeded, or VERIFY matched
+    void *cookie;                   //  the submitter's, untouched by the pool
+} au_job_t;
+
+typedef struct _au_pool_t au_pool_t;
+
+//  A job that hashes password. Copies password. Returns NULL when out of
+//  memory. Caller owns return value.
+au_job_t *
+    au_job_new_hash (const char *password, size_t password_size, void *cookie);
+
+//  A job that verifies password against an encoded hash. Copies both.
+//  Returns NULL when out of memory. Caller owns return value.
+au_job_t *
+    au_job_new_verify (const char *password, size_t password_size, const char *hash,
+                       void *cookie);
+
+//  Wipes the password, destroys the job; nullifies the reference.
+void
+    au_job_destroy (au_job_t **self_p);
+
+//  Starts workers threads (1 to 64) hashing with these argon2id costs
+//  (opslimit, memlimit as libsodium's crypto_pwhash_str takes them). Returns
+//  NULL when a thread could not start or out of memory. Caller owns return
+//  value.
+au_pool_t *
+    au_pool_new (size_t workers, size_t queue_max, unsigned long long opslimit,
+                 size_t memlimit);
+
+//  Stops the workers (a running job finishes first), destroys every job
+//  still inside, nullifies the reference.
+void
+    au_pool_destroy (au_pool_t **self_p);
+
+//  Hands a job to the workers. Returns 0 and nullifies the reference, or -1
+//  when the pool is full (the job stays the caller's).
+int
+    au_pool_submit (au_pool_t *self, au_job_t **job_p);
+
+//  The next finished job, or NULL if none is finished. Never blocks.
+//  Caller owns return value.
+au_job_t *
+    au_pool_done (au_pool_t *self);
+
+//  Jobs submitted and not yet collected with au_pool_done
+size_t
+    au_pool_busy (au_pool_t *self);
+
+//  Hashes password now, on the caller's thread, with the pool's costs (the
+//  plugin's dummy hash at start). Returns 0 and writes a NUL-terminated
+//  string of at most size bytes into hash, or -1.
+int
+    au_pool_hash_now (au_pool_t *self, const char *password, size_t password_size,
+                      char *hash, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

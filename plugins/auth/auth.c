@@ -1,0 +1,1349 @@
+/*  =========================================================================
+    auth - accounts and sessions: auth.register, auth.login, auth.resume,
+    auth.logout (PROTOCOL.md, "Authentication")
+
+    Passwords are hashed with argon2id (libsodium) on a small pool of worker
+    threads (au_pool), never on this instance's thread; a timer collects the
+    finished jobs. Accounts and tokens live in the store (store.user.*,
+    store.token.*, proto/STORE.md); a token is 32 random bytes sent as
+    base64url and stored only as the hex BLAKE2b-256 of that text.
+
+    To revoke a token on every session that uses it, the plugin remembers
+    which session it bound with which token (a binding). The broker confirms
+    each bind with a BOUND session event and reports CLOSED when a session
+    goes; after a RESET (the broker (re)welcomed this instance) the bindings
+    are kept but must be confirmed again by the BOUND snapshot that follows,
+    and the ones that are not are dropped a little later. A session bound
+    while another auth instance (or an earlier run of this one) was serving
+    has no binding here: we do not know its token, so its logout only unbinds
+    it (see README.md). Run exactly one auth instance.
+
+    Failed logins are limited per lower-cased username and per client
+    address (au_limiter), checked before any work is spent.
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+#include "au_limiter.h"
+#include "au_pool.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <sodium.h>
+
+//  --------------------------------------------------------------------------
+//  Limits and defaults
+
+#define AUTH_WORKERS_DEFAULT        2
+#define AUTH_QUEUE_DEFAULT          256         //  hash jobs in the pool at once
+#define AUTH_OPS_LIMIT_DEFAULT      2           //  argon2id passes
+#define AUTH_MEM_LIMIT_DEFAULT      (19u << 20) //  argon2id memory: 19 MiB
+#define AUTH_MAX_FAILURES_USER      5
+#define AUTH_MAX_FAILURES_ADDRESS   20
+#define AUTH_FAILURE_WINDOW_MS      60000
+#define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
+#define AUTH_TOKEN_TTL_DAYS         30
+#define AUTH_POLL_MS                5           //  how often finished jobs are collected
+#define AUTH_HOUSEKEEPING_MS        5000
+#define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
+#define AUTH_PURGE_EVERY_MS         (3600 * 1000)
+
+#define USERNAME_MIN                3
+#define USERNAME_MAX                32
+#define PASSWORD_MIN                8
+#define PASSWORD_MAX                1024
+#define TOKEN_BYTES                 32
+#define TOKEN_TEXT                  43          //  base64url of 32 bytes, no padding
+#define TOKEN_HASH_HEX              64
+
+#define DAY_MS                      (24LL * 3600 * 1000)
+
+//  --------------------------------------------------------------------------
+//  State
+
+//  What a session was bound with, so that a logout can find every session
+//  that uses the same token
+typedef struct {
+    char sid_key [17];              //  the session id in hex: the table's key
+    uint64_t sid;                   //  the session
+    char *user;                     //  the user it was bound to, as registered
+    char token_hash [TOKEN_HASH_HEX + 1];
+    bool confirmed;                 //  the broker said BOUND for it since
+    int64_t since;                  //  monotonic ms: recorded, or last RESET
+    void *token_handle;             //  this binding's place in its token's list
+} binding_t;
+
+//  The sessions that use one token
+typedef struct {
+    char token_hash [TOKEN_HASH_HEX + 1];
+    zlistx_t *bindings;             //  binding_t *, not owned
+} token_t;
+
+typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT } op_kind_t;
+
+//  Where an operation waits
+typedef enum {
+    STEP_USER_GET = 1,              //  store.user.get (register: is it taken? login: the hash)
+    STEP_HASH,                      //  the pool hashes the new password
+    STEP_USER_CREATE,               //  store.user.create
+    STEP_VERIFY,                    //  the pool verifies a password
+    STEP_TOKEN_PUT,                 //  store.token.put
+    STEP_TOKEN_GET,                 //  store.token.get (resume)
+    STEP_TOKEN_DELETE               //  store.token.delete (logout)
+} op_step_t;
+
+//  One request being served, across store calls and pool jobs
+typedef struct {
+    op_kind_t kind;                 //  which request
+    op_step_t step;                 //  what it waits for
+    parley_request_t *request;      //  lent by the host until we reply
+    uint64_t session;               //  the requesting session
+    char *address;                  //  the client's address, or NULL
+    char *name;                     //  username as given, then as registered
+    char *name_key;                 //  lower-cased username for the limiter, or
+                                    //  NULL when it is not a valid username
+    char *password;                 //  owned until a pool job takes a copy
+    size_t password_size;           //  bytes in password
+    bool unknown_user;              //  login: verifying only to spend the time
+    char token [TOKEN_TEXT + 1];    //  issued or resumed token
+    char token_hash [TOKEN_HASH_HEX + 1];
+    void *handle;                   //  place in auth_t.ops
+} op_t;
+
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's function table
+    au_pool_t *pool;                //  argon2id workers
+    au_limiter_t *user_failures;    //  failed logins per lower-cased username
+    au_limiter_t *address_failures; //  failed logins per client address
+    char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
+    int64_t token_ttl_ms;           //  validity of a new token
+    int poll_timer;                 //  collects pool jobs while any run; 0 if none
+    int housekeeping_timer;         //  expiry of limiter keys and bindings
+    int64_t next_purge;             //  monotonic ms of the next store.token.purge
+    zlistx_t *ops;                  //  op_t *, owned: every request in progress
+    zhashx_t *bindings;             //  sid_key -> binding_t *, owned
+    zhashx_t *tokens;               //  token_hash -> token_t *, owned
+} auth_t;
+
+//  The cookie of the housekeeping store.token.purge calls
+static char s_purge_cookie;
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static const char *
+s_addr (const char *address)
+{
+    return address ? address : "(no address)";
+}
+
+static bool
+s_username_valid (const char *name, size_t size)
+{
+    if (size < USERNAME_MIN || size > USERNAME_MAX)
+        return false;
+    for (size_t index = 0; index < size; index++) {
+        char c = name [index];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_token_text_valid (const char *token, size_t size)
+{
+    if (size != TOKEN_TEXT)
+        return false;
+    for (size_t index = 0; index < size; index++) {
+        char c = token [index];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  A NUL-terminated copy of a msgpack string. Caller owns return value.
+static char *
+s_strndup (const char *text, size_t size)
+{
+    char *copy = (char *) malloc (size + 1);
+    if (copy) {
+        if (size)
+            memcpy (copy, text, size);
+        copy [size] = 0;
+    }
+    return copy;
+}
+
+//  The hex BLAKE2b-256 of a token's text: all the store ever sees of it
+static void
+s_token_hash (const char *token, size_t size, char *hex)
+{
+    uint8_t digest [32];
+    crypto_generichash (digest, sizeof digest, (const uint8_t *) token, size, NULL, 0);
+    sodium_bin2hex (hex, TOKEN_HASH_HEX + 1, digest, sizeof digest);
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text)
+{
+    size_t size = strlen (text);
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+static const msgpack_object *
+s_field (const msgpack_object *map, const char *name)
+{
+    size_t name_size = strlen (name);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *pair = &map->via.map.ptr [index];
+        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == name_size
+            && memcmp (pair->key.via.str.ptr, name, name_size) == 0)
+            return &pair->val;
+    }
+    return NULL;
+}
+
+//  A string field: returns 0 and sets text/size, or -1 when absent or not a string
+static int
+s_field_str (const msgpack_object *map, const char *name, const char **text, size_t *size)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (!value || value->type != MSGPACK_OBJECT_STR)
+        return -1;
+    *text = value->via.str.ptr;
+    *size = value->via.str.size;
+    return 0;
+}
+
+//  An integer field: returns 0 and sets number, or -1
+static int
+s_field_int (const msgpack_object *map, const char *name, int64_t *number)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (!value)
+        return -1;
+    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER && value->via.u64 <= INT64_MAX)
+        *number = (int64_t) value->via.u64;
+    else
+    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *number = value->via.i64;
+    else
+        return -1;
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Bindings: which session uses which token
+
+static void
+s_binding_remove (auth_t *self, binding_t *binding)
+{
+    token_t *token = (token_t *) zhashx_lookup (self->tokens, binding->token_hash);
+    if (token) {
+        zlistx_delete (token->bindings, binding->token_handle);
+        if (zlistx_size (token->bindings) == 0) {
+            zlistx_destroy (&token->bindings);
+            zhashx_delete (self->tokens, token->token_hash);
+            free (token);
+        }
+    }
+    zhashx_delete (self->bindings, binding->sid_key);
+    free (binding->user);
+    free (binding);
+}
+
+static binding_t *
+s_binding_lookup (auth_t *self, uint64_t sid)
+{
+    char key [17];
+    snprintf (key, sizeof key, "%016" PRIx64, sid);
+    return (binding_t *) zhashx_lookup (self->bindings, key);
+}
+
+//  Remembers that we are binding session to user with token_hash. Returns
+//  0, or -1 when out of memory (the session then logs out without revoking
+//  the token on its other sessions; logged by the caller).
+static int
+s_binding_record (auth_t *self, uint64_t sid, const char *user, const char *token_hash)
+{
+    if (!sid)
+        return 0;
+    bool confirmed = false;
+    binding_t *old = s_binding_lookup (self, sid);
+    if (old) {
+        //  The broker sends no new BOUND when a session is bound again to
+        //  the same user, so such a binding stays confirmed
+        confirmed = old->confirmed && streq (old->user, user);
+        s_binding_remove (self, old);
+    }
+    binding_t *binding = (binding_t *) calloc (1, sizeof (binding_t));
+    if (!binding)
+        return -1;
+    snprintf (binding->sid_key, sizeof binding->sid_key, "%016" PRIx64, sid);
+    binding->sid = sid;
+    binding->user = strdup (user);
+    binding->confirmed = confirmed;
+    binding->since = zclock_mono ();
+    memcpy (binding->token_hash, token_hash, sizeof binding->token_hash);
+    if (!binding->user) {
+        free (binding);
+        return -1;
+    }
+    token_t *token = (token_t *) zhashx_lookup (self->tokens, token_hash);
+    if (!token) {
+        token = (token_t *) calloc (1, sizeof (token_t));
+        if (token) {
+            memcpy (token->token_hash, token_hash, sizeof token->token_hash);
+            token->bindings = zlistx_new ();
+        }
+        if (!token || !token->bindings
+            || zhashx_insert (self->tokens, token->token_hash, token)) {
+            if (token)
+                zlistx_destroy (&token->bindings);
+            free (token);
+            free (binding->user);
+            free (binding);
+            return -1;
+        }
+    }
+    binding->token_handle = zlistx_add_end (token->bindings, binding);
+    if (!binding->token_handle || zhashx_insert (self->bindings, binding->sid_key, binding)) {
+        if (binding->token_handle)
+            zlistx_delete (token->bindings, binding->token_handle);
+        binding->token_handle = NULL;
+        if (zlistx_size (token->bindings) == 0) {
+            zlistx_destroy (&token->bindings);
+            zhashx_delete (self->tokens, token->token_hash);
+            free (token);
+        }
+        free (binding->user);
+        free (binding);
+        return -1;
+    }
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Operations in progress
+
+static op_t *
+s_op_new (auth_t *self, op_kind_t kind, parley_request_t *request)
+{
+    op_t *op = (op_t *) calloc (1, sizeof (op_t));
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->request = request;
+    op->session = self->host->request_session (request);
+    const char *address = self->host->request_address (request);
+    if (address)
+        op->address = strdup (address);
+    op->handle = zlistx_add_end (self->ops, op);
+    if ((address && !op->address) || !op->handle) {
+        if (op->handle)
+            zlistx_delete (self->ops, op->handle);
+        free (op->address);
+        free (op);
+        return NULL;
+    }
+    return op;
+}
+
+static void
+s_op_free (op_t *op)
+{
+    if (op->password) {
+        sodium_memzero (op->password, op->password_size);
+        free (op->password);
+    }
+    free (op->address);
+    free (op->name);
+    free (op->name_key);
+    sodium_memzero (op->token, sizeof op->token);
+    free (op);
+}
+
+//  Forgets an operation whose request has been answered
+static void
+s_op_finish (auth_t *self, op_t *op)
+{
+    zlistx_delete (self->ops, op->handle);
+    s_op_free (op);
+}
+
+static void
+s_op_fail (auth_t *self, op_t *op, const char *code, const char *message)
+{
+    self->host->reply_error (self->ctx, &op->request, code, message);
+    s_op_finish (self, op);
+}
+
+//  The store answered an error we do not expect from it
+static void
+s_op_store_failed (auth_t *self, op_t *op, const char *type, const char *code,
+                   const char *message)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)", type,
+                     code ? code : "an unreadable body", message ? message : "");
+    s_op_fail (self, op, "unavailable",
+               "The account service is unavailable right now; try again in a moment.");
+}
+
+//  Sends a store request for op, which then waits in step
+static void
+s_op_call (auth_t *self, op_t *op, op_step_t step, const char *type, msgpack_sbuffer *body)
+{
+    op->step = step;
+    if (self->host->call (self->ctx, type, body->data, body->size, op))
+        s_op_fail (self, op, "unavailable",
+                   "The account service is unavailable right now; try again in a moment.");
+}
+
+static void s_poll (void *state);
+
+//  Hands a job to the pool for op, which then waits in step
+static void
+s_op_submit (auth_t *self, op_t *op, op_step_t step, au_job_t *job)
+{
+    if (!job) {
+        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        return;
+    }
+    if (!self->poll_timer) {
+        int timer = self->host->timer_add (self->ctx, AUTH_POLL_MS, s_poll);
+        if (timer < 0) {
+            au_job_destroy (&job);
+            s_op_fail (self, op, "internal", "The server could not schedule the work; try again.");
+            return;
+        }
+        self->poll_timer = timer;
+    }
+    op->step = step;
+    if (au_pool_submit (self->pool, &job)) {
+        au_job_destroy (&job);
+        s_op_fail (self, op, "unavailable",
+                   "The server is busy checking passwords; try again in a moment.");
+    }
+}
+
+//  Creates a token for op->name and stores its hash
+static void
+s_op_issue_token (auth_t *self, op_t *op)
+{
+    uint8_t raw [TOKEN_BYTES];
+    randombytes_buf (raw, sizeof raw);
+    sodium_bin2base64 (op->token, sizeof op->token, raw, sizeof raw,
+                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero (raw, sizeof raw);
+    s_token_hash (op->token, strlen (op->token), op->token_hash);
+
+    int64_t now = zclock_time ();
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 4);
+    s_pack_str (&packer, "token_hash");
+    s_pack_str (&packer, op->token_hash);
+    s_pack_str (&packer, "user");
+    s_pack_str (&packer, op->name);
+    s_pack_str (&packer, "created_at");
+    msgpack_pack_int64 (&packer, now);
+    s_pack_str (&packer, "expires_at");
+    msgpack_pack_int64 (&packer, now + self->token_ttl_ms);
+    s_op_call (self, op, STEP_TOKEN_PUT, "store.token.put", &buffer);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  Answers ok {user, token} and binds the session to user
+static void
+s_op_bind (auth_t *self, op_t *op, const char *user)
+{
+    if (s_binding_record (self, op->session, user, op->token_hash))
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "out of memory: a logout will not find the token of session "
+                         "%016" PRIx64 " ('%s')", op->session, user);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    s_pack_str (&packer, "user");
+    s_pack_str (&packer, user);
+    s_pack_str (&packer, "token");
+    s_pack_str (&packer, op->token);
+    self->host->reply_bind (self->ctx, &op->request, user, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    s_op_finish (self, op);
+}
+
+//  Sends a store request with one string field
+static void
+s_op_call_one (auth_t *self, op_t *op, op_step_t step, const char *type,
+               const char *field, const char *value)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    s_pack_str (&packer, field);
+    s_pack_str (&packer, value);
+    s_op_call (self, op, step, type, &buffer);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Reading requests
+
+//  Unpacks the request's body into fields; on failure answers bad_request
+//  and returns -1 (the request is then answered)
+static int
+s_body (auth_t *self, parley_request_t **request_p, msgpack_unpacked *fields)
+{
+    size_t size;
+    const uint8_t *body = self->host->request_body (*request_p, &size);
+    size_t offset = 0;
+    msgpack_unpacked_init (fields);
+    if (msgpack_unpack_next (fields, (const char *) body, size, &offset) != MSGPACK_UNPACK_SUCCESS
+        || fields->data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (fields);
+        self->host->reply_error (self->ctx, request_p, "bad_request",
+                                 "The request's fields are not a map.");
+        return -1;
+    }
+    return 0;
+}
+
+//  Reads username and password (register, login). Returns 0, or answers
+//  bad_request and returns -1.
+static int
+s_credentials (auth_t *self, parley_request_t **request_p, const char *type,
+               const msgpack_object *map, const char **name, size_t *name_size,
+               const char **password, size_t *password_size)
+{
+    const char *missing = NULL;
+    if (s_field_str (map, "username", name, name_size))
+        missing = "username";
+    else
+    if (s_field_str (map, "password", password, password_size))
+        missing = "password";
+    if (missing) {
+        char message [160];
+        snprintf (message, sizeof message, "%s needs the field '%s', a string.", type, missing);
+        self->host->reply_error (self->ctx, request_p, "bad_request", message);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_already (auth_t *self, parley_request_t **request_p, const char *user)
+{
+    char message [160];
+    snprintf (message, sizeof message,
+              "This session is already logged in as %s; log out first.", user);
+    self->host->reply_error (self->ctx, request_p, "already_authenticated", message);
+}
+
+
+//  --------------------------------------------------------------------------
+//  auth.register {username, password} -> {user, token}
+
+static void
+s_register (auth_t *self, parley_request_t *request)
+{
+    msgpack_unpacked fields;
+    if (s_body (self, &request, &fields))
+        return;
+    const char *name, *password;
+    size_t name_size, password_size;
+    if (s_credentials (self, &request, "auth.register", &fields.data, &name, &name_size,
+                       &password, &password_size)) {
+        msgpack_unpacked_destroy (&fields);
+        return;
+    }
+    const char *user = self->host->request_user (request);
+    if (!s_username_valid (name, name_size))
+        self->host->reply_error (self->ctx, &request, "invalid_username",
+                                 "A username has 3 to 32 characters: letters, digits, "
+                                 "'_', '.' or '-'.");
+    else
+    if (password_size < PASSWORD_MIN || password_size > PASSWORD_MAX)
+        self->host->reply_error (self->ctx, &request, "weak_password",
+                                 password_size < PASSWORD_MIN
+                                 ? "A password has at least 8 bytes."
+                                 : "A password has at most 1024 bytes.");
+    else
+    if (user)
+        s_already (self, &request, user);
+    else {
+        op_t *op = s_op_new (self, OP_REGISTER, request);
+        if (op) {
+            op->name = s_strndup (name, name_size);
+            op->password = s_strndup (password, password_size);
+            op->password_size = password_size;
+        }
+        if (!op || !op->name || !op->password) {
+            if (op)
+                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            else
+                self->host->reply_error (self->ctx, &request, "internal",
+                                         "The server ran out of memory; try again.");
+        }
+        else
+            //  Asking first answers username_taken without spending a hash;
+            //  store.user.create's conflict still settles a race
+            s_op_call_one (self, op, STEP_USER_GET, "store.user.get", "name", op->name);
+    }
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_register_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
+                     const msgpack_object *map)
+{
+    if (op->step == STEP_USER_GET) {
+        if (!code)
+            s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+        else
+        if (streq (code, "not_found")) {
+            au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
+            sodium_memzero (op->password, op->password_size);
+            s_op_submit (self, op, STEP_HASH, job);
+        }
+        else
+            s_op_store_failed (self, op, "store.user.get", code, message);
+    }
+    else
+    if (op->step == STEP_USER_CREATE) {
+        const char *name;
+        size_t name_size;
+        if (code && streq (code, "conflict"))
+            s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+        else
+        if (code || !map || s_field_str (map, "name", &name, &name_size))
+            s_op_store_failed (self, op, "store.user.create", code, message);
+        else {
+            char *registered = s_strndup (name, name_size);
+            if (!registered) {
+                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+                return;
+            }
+            free (op->name);
+            op->name = registered;
+            self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' registered from %s",
+                             op->name, s_addr (op->address));
+            s_op_issue_token (self, op);
+        }
+    }
+    else
+    if (op->step == STEP_TOKEN_PUT) {
+        if (code) {
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "store.token.put for new user '%s' answered %s (%s)",
+                             op->name, code, message ? message : "");
+            s_op_fail (self, op, "unavailable",
+                       "Your account was created, but the session could not be opened; "
+                       "log in in a moment.");
+        }
+        else
+            s_op_bind (self, op, op->name);
+    }
+}
+
+static void
+s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
+{
+    if (!job->ok) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "hashing the password of new user '%s' failed (out of memory?)",
+                         op->name);
+        s_op_fail (self, op, "internal", "The server could not store the password; try again.");
+        return;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 3);
+    s_pack_str (&packer, "name");
+    s_pack_str (&packer, op->name);
+    s_pack_str (&packer, "password_hash");
+    s_pack_str (&packer, job->hash);
+    s_pack_str (&packer, "created_at");
+    msgpack_pack_int64 (&packer, zclock_time ());
+    s_op_call (self, op, STEP_USER_CREATE, "store.user.create", &buffer);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  auth.login {username, password} -> {user, token}
+
+//  Answers rate_limited and returns true when the address or the name has
+//  failed too often lately
+static bool
+s_login_limited (auth_t *self, parley_request_t **request_p, const char *address,
+                 const char *name_key)
+{
+    int64_t now = zclock_mono ();
+    int64_t wait_ms = 0;
+    const char *whose = NULL;
+    if (address && (wait_ms = au_limiter_check (self->address_failures, address, now)) > 0)
+        whose = "from your address";
+    else
+    if (name_key && (wait_ms = au_limiter_check (self->user_failures, name_key, now)) > 0)
+        whose = "for this username";
+    if (!whose)
+        return false;
+    char message [200];
+    long long seconds = (wait_ms + 999) / 1000;
+    snprintf (message, sizeof message,
+              "Too many failed logins %s; try again in %lld second%s.",
+              whose, seconds, seconds == 1 ? "" : "s");
+    self->host->reply_error (self->ctx, request_p, "rate_limited", message);
+    return true;
+}
+
+//  Hands op's password to the pool to check against an encoded hash; op's
+//  own copy is wiped, as the job holds one now
+static void
+s_op_verify (auth_t *self, op_t *op, const char *hash)
+{
+    au_job_t *job = au_job_new_verify (op->password, op->password_size, hash, op);
+    sodium_memzero (op->password, op->password_size);
+    s_op_submit (self, op, STEP_VERIFY, job);
+}
+
+static void
+s_login (auth_t *self, parley_request_t *request)
+{
+    msgpack_unpacked fields;
+    if (s_body (self, &request, &fields))
+        return;
+    const char *name, *password;
+    size_t name_size, password_size;
+    if (s_credentials (self, &request, "auth.login", &fields.data, &name, &name_size,
+                       &password, &password_size)) {
+        msgpack_unpacked_destroy (&fields);
+        return;
+    }
+    const char *user = self->host->request_user (request);
+    if (user) {
+        s_already (self, &request, user);
+        msgpack_unpacked_destroy (&fields);
+        return;
+    }
+    bool valid = s_username_valid (name, name_size);
+    char key [USERNAME_MAX + 1] = "";
+    if (valid) {
+        for (size_t index = 0; index < name_size; index++)
+            key [index] = (char) tolower ((unsigned char) name [index]);
+        key [name_size] = 0;
+    }
+    if (s_login_limited (self, &request, self->host->request_address (request),
+                         valid ? key : NULL)) {
+        msgpack_unpacked_destroy (&fields);
+        return;
+    }
+    op_t *op = s_op_new (self, OP_LOGIN, request);
+    if (op) {
+        op->password = s_strndup (password, password_size);
+        op->password_size = password_size;
+        if (valid) {
+            op->name = s_strndup (name, name_size);
+            op->name_key = strdup (key);
+        }
+    }
+    if (!op || !op->password || (valid && (!op->name || !op->name_key))) {
+        if (op)
+            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        else
+            self->host->reply_error (self->ctx, &request, "internal",
+                                     "The server ran out of memory; try again.");
+    }
+    else
+    if (!valid || password_size < PASSWORD_MIN || password_size > PASSWORD_MAX) {
+        //  No such account can exist; answer as for any unknown user,
+        //  after the same time
+        op->unknown_user = true;
+        s_op_verify (self, op, self->dummy_hash);
+    }
+    else
+        s_op_call_one (self, op, STEP_USER_GET, "store.user.get", "name", op->name);
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_login_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
+                  const msgpack_object *map)
+{
+    if (op->step == STEP_USER_GET) {
+        const char *name, *hash;
+        size_t name_size, hash_size;
+        if (code && streq (code, "not_found")) {
+            op->unknown_user = true;
+            s_op_verify (self, op, self->dummy_hash);
+        }
+        else
+        if (code || !map || s_field_str (map, "name", &name, &name_size)
+            || s_field_str (map, "password_hash", &hash, &hash_size))
+            s_op_store_failed (self, op, "store.user.get", code, message);
+        else {
+            char *registered = s_strndup (name, name_size);
+            char *encoded = s_strndup (hash, hash_size);
+            if (!registered || !encoded) {
+                free (registered);
+                free (encoded);
+                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+                return;
+            }
+            free (op->name);
+            op->name = registered;
+            s_op_verify (self, op, encoded);
+            free (encoded);
+        }
+    }
+    else
+    if (op->step == STEP_TOKEN_PUT) {
+        if (code)
+            s_op_store_failed (self, op, "store.token.put", code, message);
+        else {
+            self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
+                             s_addr (op->address));
+            s_op_bind (self, op, op->name);
+        }
+    }
+}
+
+static void
+s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
+{
+    if (job->ok && !op->unknown_user) {
+        au_limiter_clear (self->user_failures, op->name_key);
+        s_op_issue_token (self, op);
+        return;
+    }
+    int64_t now = zclock_mono ();
+    if (op->address)
+        au_limiter_fail (self->address_failures, op->address, now);
+    if (op->name_key)
+        au_limiter_fail (self->user_failures, op->name_key, now);
+    if (op->name)
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "failed login as '%s' from %s (%s)",
+                         op->name, s_addr (op->address),
+                         op->unknown_user ? "no such user" : "wrong password");
+    else
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "failed login from %s (not a valid username)", s_addr (op->address));
+    s_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
+}
+
+
+//  --------------------------------------------------------------------------
+//  auth.resume {token} -> {user, token}
+
+static void
+s_resume (auth_t *self, parley_request_t *request)
+{
+    msgpack_unpacked fields;
+    if (s_body (self, &request, &fields))
+        return;
+    const char *token;
+    size_t token_size;
+    const char *user = self->host->request_user (request);
+    if (s_field_str (&fields.data, "token", &token, &token_size))
+        self->host->reply_error (self->ctx, &request, "bad_request",
+                                 "auth.resume needs the field 'token', a string.");
+    else
+    if (user)
+        s_already (self, &request, user);
+    else
+    if (!s_token_text_valid (token, token_size))
+        self->host->reply_error (self->ctx, &request, "invalid_token",
+                                 "This token is not valid (unknown, expired or revoked); "
+                                 "log in again.");
+    else {
+        op_t *op = s_op_new (self, OP_RESUME, request);
+        if (!op)
+            self->host->reply_error (self->ctx, &request, "internal",
+                                     "The server ran out of memory; try again.");
+        else {
+            memcpy (op->token, token, token_size);
+            op->token [token_size] = 0;
+            s_token_hash (op->token, token_size, op->token_hash);
+            s_op_call_one (self, op, STEP_TOKEN_GET, "store.token.get", "token_hash",
+                           op->token_hash);
+        }
+    }
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
+                   const msgpack_object *map)
+{
+    const char *name;
+    size_t name_size;
+    int64_t expires_at;
+    if (code && streq (code, "not_found"))
+        s_op_fail (self, op, "invalid_token",
+                   "This token is not valid (unknown, expired or revoked); log in again.");
+    else
+    if (code || !map || s_field_str (map, "user", &name, &name_size)
+        || s_field_int (map, "expires_at", &expires_at))
+        s_op_store_failed (self, op, "store.token.get", code, message);
+    else
+    if (expires_at <= zclock_time ())
+        s_op_fail (self, op, "invalid_token",
+                   "This token has expired; log in again.");
+    else {
+        op->name = s_strndup (name, name_size);
+        if (!op->name) {
+            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            return;
+        }
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' resumed a session from %s",
+                         op->name, s_addr (op->address));
+        s_op_bind (self, op, op->name);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  auth.logout -> {}: revokes the session's token on every session using it
+
+static void
+s_logout (auth_t *self, parley_request_t *request)
+{
+    const char *user = self->host->request_user (request);
+    if (!user) {
+        //  Nothing to log out of: ok, and nothing changes
+        self->host->reply (self->ctx, &request, NULL, 0);
+        return;
+    }
+    op_t *op = s_op_new (self, OP_LOGOUT, request);
+    if (!op) {
+        self->host->reply_error (self->ctx, &request, "internal",
+                                 "The server ran out of memory; try again.");
+        return;
+    }
+    op->name = strdup (user);
+    if (!op->name) {
+        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        return;
+    }
+    binding_t *binding = s_binding_lookup (self, op->session);
+    if (binding && streq (binding->user, user)) {
+        memcpy (op->token_hash, binding->token_hash, sizeof op->token_hash);
+        s_op_call_one (self, op, STEP_TOKEN_DELETE, "store.token.delete", "token_hash",
+                       op->token_hash);
+    }
+    else {
+        //  Bound before this instance knew it (see README): unbind only
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "'%s' logged out from %s (token of this session unknown here: "
+                         "only this session is unbound)", user, s_addr (op->address));
+        self->host->reply_bind (self->ctx, &op->request, NULL, NULL, 0);
+        s_op_finish (self, op);
+    }
+}
+
+static void
+s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message)
+{
+    if (code && !streq (code, "not_found")) {
+        s_op_store_failed (self, op, "store.token.delete", code, message);
+        return;
+    }
+    //  Every other session of the token hears why, then is unbound; the
+    //  deliver goes first so that the event reaches them while bound
+    uint64_t *others = NULL;
+    size_t other_count = 0;
+    token_t *token = (token_t *) zhashx_lookup (self->tokens, op->token_hash);
+    if (token) {
+        others = (uint64_t *) calloc (zlistx_size (token->bindings), sizeof (uint64_t));
+        binding_t *binding = (binding_t *) zlistx_first (token->bindings);
+        while (binding) {
+            if (others && binding->sid != op->session)
+                others [other_count++] = binding->sid;
+            binding = (binding_t *) zlistx_next (token->bindings);
+        }
+        //  Removing the last binding frees the token
+        binding_t *next = (binding_t *) zlistx_first (token->bindings);
+        while (next) {
+            bool last = zlistx_size (token->bindings) == 1;
+            s_binding_remove (self, next);
+            if (last)
+                break;
+            next = (binding_t *) zlistx_first (token->bindings);
+        }
+    }
+    if (other_count) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        s_pack_str (&packer, "type");
+        s_pack_str (&packer, "logged_out");
+        self->host->deliver_sessions (self->ctx, others, other_count, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+        self->host->unbind_sessions (self->ctx, others, other_count);
+    }
+    free (others);
+    self->host->log (self->ctx, PARLEY_LOG_INFO,
+                     "'%s' logged out from %s; token revoked, %zu other session%s unbound",
+                     op->name, s_addr (op->address), other_count, other_count == 1 ? "" : "s");
+    self->host->reply_bind (self->ctx, &op->request, NULL, NULL, 0);
+    s_op_finish (self, op);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Timers
+
+//  Collects finished pool jobs; runs every AUTH_POLL_MS while any are busy
+static void
+s_poll (void *state)
+{
+    auth_t *self = (auth_t *) state;
+    au_job_t *job;
+    while ((job = au_pool_done (self->pool))) {
+        op_t *op = (op_t *) job->cookie;
+        if (op->kind == OP_REGISTER)
+            s_register_on_job (self, op, job);
+        else
+            s_login_on_job (self, op, job);
+        au_job_destroy (&job);
+    }
+    if (au_pool_busy (self->pool) == 0 && self->poll_timer) {
+        self->host->timer_cancel (self->ctx, self->poll_timer);
+        self->poll_timer = 0;
+    }
+}
+
+static void
+s_housekeeping (void *state)
+{
+    auth_t *self = (auth_t *) state;
+    int64_t now = zclock_mono ();
+    au_limiter_expire (self->user_failures, now);
+    au_limiter_expire (self->address_failures, now);
+
+    //  Bindings the broker never confirmed: the session went before the
+    //  bind, or it was not re-bound after a RESET
+    zlistx_t *stale = zlistx_new ();
+    if (stale) {
+        binding_t *binding = (binding_t *) zhashx_first (self->bindings);
+        while (binding) {
+            if (!binding->confirmed && binding->since + AUTH_UNCONFIRMED_MS <= now)
+                zlistx_add_end (stale, binding);
+            binding = (binding_t *) zhashx_next (self->bindings);
+        }
+        binding = (binding_t *) zlistx_first (stale);
+        while (binding) {
+            s_binding_remove (self, binding);
+            binding = (binding_t *) zlistx_next (stale);
+        }
+        zlistx_destroy (&stale);
+    }
+
+    if (now >= self->next_purge) {
+        self->next_purge = now + AUTH_PURGE_EVERY_MS;
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        s_pack_str (&packer, "before");
+        msgpack_pack_int64 (&packer, zclock_time ());
+        self->host->call (self->ctx, "store.token.purge", buffer.data, buffer.size,
+                          &s_purge_cookie);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Options
+
+//  Reads an unsigned option within [low, high]. Returns 0, or -1 after
+//  logging why it is refused.
+static int
+s_option_uint (auth_t *self, const char *name, uint64_t fallback, uint64_t low, uint64_t high,
+               uint64_t *value)
+{
+    const char *text = self->host->option (self->ctx, name);
+    *value = fallback;
+    if (!text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long parsed = strtoull (text, &end, 10);
+    if (errno || end == text || *end || *text == '-' || parsed < low || parsed > high) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "option auth.%s=%s refused: want a whole number from %llu to %llu",
+                         name, text, (unsigned long long) low, (unsigned long long) high);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The callbacks
+
+static void s_destroy (void **state_p);
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    if (sodium_init () < 0) {
+        host->log (ctx, PARLEY_LOG_ERROR, "libsodium could not start");
+        return -1;
+    }
+    auth_t *self = (auth_t *) calloc (1, sizeof (auth_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+
+    uint64_t workers, queue, ops_limit, mem_limit, max_user, max_address, window_ms;
+    uint64_t ttl_days, ttl_ms;
+    if (s_option_uint (self, "workers", AUTH_WORKERS_DEFAULT, 1, 64, &workers)
+        || s_option_uint (self, "queue", AUTH_QUEUE_DEFAULT, 1, 100000, &queue)
+        || s_option_uint (self, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
+                          crypto_pwhash_OPSLIMIT_MIN, 100, &ops_limit)
+        || s_option_uint (self, "mem_limit", AUTH_MEM_LIMIT_DEFAULT,
+                          crypto_pwhash_MEMLIMIT_MIN, 4ULL << 30, &mem_limit)
+        || s_option_uint (self, "max_failures_user", AUTH_MAX_FAILURES_USER, 0, 1000000,
+                          &max_user)
+        || s_option_uint (self, "max_failures_address", AUTH_MAX_FAILURES_ADDRESS, 0, 1000000,
+                          &max_address)
+        || s_option_uint (self, "failure_window_ms", AUTH_FAILURE_WINDOW_MS, 1, DAY_MS,
+                          &window_ms)
+        || s_option_uint (self, "token_ttl_days", AUTH_TOKEN_TTL_DAYS, 1, 3650, &ttl_days)
+        || s_option_uint (self, "token_ttl_ms", 0, 0, 3650 * DAY_MS, &ttl_ms)) {
+        free (self);
+        return -1;
+    }
+    self->token_ttl_ms = ttl_ms ? (int64_t) ttl_ms : (int64_t) ttl_days * DAY_MS;
+
+    self->pool = au_pool_new (workers, queue, ops_limit, mem_limit);
+    self->user_failures = au_limiter_new (max_user, window_ms, AUTH_LIMITER_KEYS);
+    self->address_failures = au_limiter_new (max_address, window_ms, AUTH_LIMITER_KEYS);
+    self->ops = zlistx_new ();
+    self->bindings = zhashx_new ();
+    self->tokens = zhashx_new ();
+    if (!self->pool || !self->user_failures || !self->address_failures || !self->ops
+        || !self->bindings || !self->tokens) {
+        host->log (ctx, PARLEY_LOG_ERROR, "could not start %llu password workers (out of memory?)",
+                   (unsigned long long) workers);
+        s_destroy ((void **) &self);
+        return -1;
+    }
+
+    //  An unknown user's login verifies against this, so that it takes as
+    //  long as a wrong password does. Costs one hash at start.
+    char secret [32];
+    randombytes_buf (secret, sizeof secret);
+    int hashed = au_pool_hash_now (self->pool, secret, sizeof secret, self->dummy_hash,
+                                   sizeof self->dummy_hash);
+    sodium_memzero (secret, sizeof secret);
+    if (hashed) {
+        host->log (ctx, PARLEY_LOG_ERROR,
+                   "argon2id with ops_limit %llu and mem_limit %llu bytes failed "
+                   "(out of memory?)", (unsigned long long) ops_limit,
+                   (unsigned long long) mem_limit);
+        s_destroy ((void **) &self);
+        return -1;
+    }
+
+    self->housekeeping_timer = host->timer_add (ctx, AUTH_HOUSEKEEPING_MS, s_housekeeping);
+    self->next_purge = zclock_mono ();
+    host->log (ctx, PARLEY_LOG_INFO,
+               "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
+               "%llu failed logins per username and %llu per address in %llu ms; tokens "
+               "valid %lld s", (unsigned long long) ops_limit,
+               (unsigned long long) (mem_limit >> 10), (unsigned long long) workers,
+               (unsigned long long) max_user, (unsigned long long) max_address,
+               (unsigned long long) window_ms, (long long) (self->token_ttl_ms / 1000));
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    auth_t *self = (auth_t *) *state_p;
+    if (!self)
+        return;
+    //  Workers first: they may hold jobs whose cookies are our ops
+    au_pool_destroy (&self->pool);
+    au_limiter_destroy (&self->user_failures);
+    au_limiter_destroy (&self->address_failures);
+    if (self->ops) {
+        //  Their requests and calls are the host's to drop now
+        op_t *op = (op_t *) zlistx_first (self->ops);
+        while (op) {
+            s_op_free (op);
+            op = (op_t *) zlistx_next (self->ops);
+        }
+        zlistx_destroy (&self->ops);
+    }
+    if (self->bindings) {
+        binding_t *binding = (binding_t *) zhashx_first (self->bindings);
+        while (binding) {
+            free (binding->user);
+            free (binding);
+            binding = (binding_t *) zhashx_next (self->bindings);
+        }
+        zhashx_destroy (&self->bindings);
+    }
+    if (self->tokens) {
+        token_t *token = (token_t *) zhashx_first (self->tokens);
+        while (token) {
+            zlistx_destroy (&token->bindings);
+            free (token);
+            token = (token_t *) zhashx_next (self->tokens);
+        }
+        zhashx_destroy (&self->tokens);
+    }
+    free (self);
+    *state_p = NULL;
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    auth_t *self = (auth_t *) state;
+    const char *type = self->host->request_type (request);
+    if (type && streq (type, "auth.register"))
+        s_register (self, request);
+    else
+    if (type && streq (type, "auth.login"))
+        s_login (self, request);
+    else
+    if (type && streq (type, "auth.resume"))
+        s_resume (self, request);
+    else
+    if (type && streq (type, "auth.logout"))
+        s_logout (self, request);
+    else {
+        char message [160];
+        snprintf (message, sizeof message,
+                  "auth serves auth.register, auth.login, auth.resume and auth.logout, "
+                  "not '%.64s'.", type ? type : "");
+        self->host->reply_error (self->ctx, &request, "unknown_type", message);
+    }
+}
+
+static void
+s_on_reply (void *state, void *cookie, const char *code, const char *message,
+            const uint8_t *body, size_t size)
+{
+    auth_t *self = (auth_t *) state;
+    if (cookie == &s_purge_cookie) {
+        if (code)
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "store.token.purge answered %s (%s); will try again later", code,
+                             message ? message : "");
+        return;
+    }
+    op_t *op = (op_t *) cookie;
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    const msgpack_object *map = NULL;
+    size_t offset = 0;
+    if (!code && body
+        && msgpack_unpack_next (&result, (const char *) body, size, &offset)
+               == MSGPACK_UNPACK_SUCCESS
+        && result.data.type == MSGPACK_OBJECT_MAP)
+        map = &result.data;
+    switch (op->kind) {
+        case OP_REGISTER: s_register_on_reply (self, op, code, message, map); break;
+        case OP_LOGIN:    s_login_on_reply (self, op, code, message, map);    break;
+        case OP_RESUME:   s_resume_on_reply (self, op, code, message, map);   break;
+        case OP_LOGOUT:   s_logout_on_reply (self, op, code, message);        break;
+    }
+    msgpack_unpacked_destroy (&result);
+}
+
+static void
+s_on_session (void *state, int event, uint64_t session, const char *user)
+{
+    auth_t *self = (auth_t *) state;
+    if (event == PARLEY_SESSION_RESET) {
+        //  Kept, but each must be confirmed by the BOUND snapshot that follows
+        int64_t now = zclock_mono ();
+        binding_t *binding = (binding_t *) zhashx_first (self->bindings);
+        while (binding) {
+            binding->confirmed = false;
+            binding->since = now;
+            binding = (binding_t *) zhashx_next (self->bindings);
+        }
+        return;
+    }
+    binding_t *binding = s_binding_lookup (self, session);
+    if (!binding)
+        return;
+    if (event == PARLEY_SESSION_BOUND) {
+        if (user && streq (binding->user, user))
+            binding->confirmed = true;
+        else
+            s_binding_remove (self, binding);
+    }
+    else
+    if (event == PARLEY_SESSION_CLOSED && binding->confirmed)
+        //  An unconfirmed binding belongs to a bind still on its way; this
+        //  CLOSED is about the session's previous one
+        s_binding_remove (self, binding);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The descriptor
+
+static const parley_route_t s_routes [] = {
+    //  Public: auth.* is what a session uses before it has a user. One
+    //  instance (PARLEY_SHARD_NONE with one instance): the bindings and the
+    //  failure counters live in its memory.
+    { .prefix = "auth.", .flags = PARLEY_ROUTE_PUBLIC, .shard = PARLEY_SHARD_NONE },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = PARLEY_PLUGIN_SESSIONS,
+    .name = "auth",
+    .version = "1.0.0",
+    .description = "accounts and sessions: register, login, resume and logout with argon2id "
+                   "and revocable tokens",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = s_on_reply,
+    .on_batch_end = NULL,
+    .on_session = s_on_session
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)
