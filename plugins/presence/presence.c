@@ -1,0 +1,1169 @@
+/*  =========================================================================
+    presence - who is online: presence.list and the coalesced "presence"
+    events (PROTOCOL.md, "Presence")
+
+    The state comes from the broker's session events only: BOUND counts a
+    session for its user, CLOSED uncounts it, RESET forgets every session
+    (the BOUND snapshot follows). A user is online while the count is above
+    zero; going offline records last_seen, written to the store in batches
+    (store.user.seen).
+
+    Events are cheap however many sessions there are. Every change of a
+    user's published state takes the next position of a change log, and the
+    user moves to the log's tail (so the log holds each user once, in the
+    order of their last change). A session remembers the position it was
+    last sent up to and when it may be sent again; sessions that share both
+    form a group, and a group gets one event, encoded once, delivered with
+    one deliver_sessions call. After the send the group sits at the log's
+    tail, merged with every other group sent in the same pass. A storm of N
+    logins thus costs each session one event per second, and costs the
+    plugin one encoding per group, not per session.
+
+    Run exactly one instance: every instance hears every session event and
+    would send every event again.
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <time.h>
+
+//  --------------------------------------------------------------------------
+//  Limits and defaults
+
+#define PRESENCE_INTERVAL_MS        1000        //  at most one event per session per this
+#define PRESENCE_TICK_MS            100         //  the timer that sends delayed events
+#define PRESENCE_GRACE_MS           3000        //  after a RESET, time for users to come back
+#define PRESENCE_CHECKPOINT_S       60          //  last_seen of online users written this often
+#define PRESENCE_EVENT_USERS_MAX    10000       //  users in one event (bodies stay < 1 MiB)
+#define PRESENCE_DELIVER_SIDS_MAX   10000       //  sessions in one deliver_sessions call
+#define PRESENCE_SEEN_BATCH_MAX     1024        //  users in one store.user.seen (STORE.md)
+#define PRESENCE_WRITES_MAX         8           //  store.user.seen calls in flight
+#define PRESENCE_RETRY_MS           2000        //  after a failed write
+#define PRESENCE_LIST_PAGE          1000        //  store.user.list limit
+#define PRESENCE_LIST_BYTES_MAX     (900 * 1024)  //  a reply must fit one envelope body
+#define PRESENCE_NAME_MAX           256         //  a stored name (STORE.md)
+
+
+//  --------------------------------------------------------------------------
+//  State
+
+typedef struct group_s group_t;
+
+//  A user who has had a bound session since this instance started
+typedef struct user_s user_t;
+struct user_s {
+    char *name;                     //  as bound: as registered
+    char *key;                      //  lower-cased name: the users table's key
+    size_t sessions;                //  bound sessions now
+    bool online;                    //  the state last published
+    bool held;                      //  online when the state was RESET, not back yet
+    uint64_t change;                //  log position of the last change; 0: none
+    user_t *log_prev;               //  neighbours in the change log, oldest first
+    user_t *log_next;
+    int64_t last_seen;              //  wall-clock ms the user went offline; 0: not here
+    bool seen_dirty;                //  seen_value waits to be written
+    int64_t seen_value;             //  the last_seen to write
+    user_t *seen_next;              //  next in the write queue
+};
+
+//  A bound session
+typedef struct session_s session_t;
+struct session_s {
+    uint64_t sid;                   //  the table's key, stored here
+    user_t *user;                   //  its user, not owned
+    group_t *group;                 //  its group, not owned
+    session_t *prev;                //  neighbours in the group
+    session_t *next;
+};
+
+//  Sessions sent up to the same position that may be sent again at the same time
+struct group_s {
+    uint64_t position;              //  the change log position they have seen
+    int64_t not_before;             //  monotonic ms of their next allowed event
+    size_t size;                    //  sessions in it
+    session_t *first;               //  the sessions, not owned
+    group_t *prev;                  //  neighbours in presence_t.groups
+    group_t *next;
+};
+
+typedef enum { COOKIE_LIST = 1, COOKIE_WRITE } cookie_kind_t;
+
+//  A presence.list in progress: store.user.list pages merged with the state
+typedef struct list_s list_t;
+struct list_s {
+    cookie_kind_t kind;             //  COOKIE_LIST: the first field of every cookie
+    parley_request_t *request;      //  lent by the host until we reply
+    msgpack_sbuffer entries;        //  the users packed so far
+    size_t count;                   //  entries packed
+    char after [PRESENCE_NAME_MAX + 1];  //  the last name of the last page
+    list_t *prev;                   //  neighbours in presence_t.lists
+    list_t *next;
+};
+
+//  A store.user.seen in flight: what to put back if it fails
+typedef struct write_s write_t;
+struct write_s {
+    cookie_kind_t kind;             //  COOKIE_WRITE
+    size_t count;                   //  entries
+    user_t *users [PRESENCE_SEEN_BATCH_MAX];    //  not owned: users live as long as we do
+    int64_t values [PRESENCE_SEEN_BATCH_MAX];   //  the last_seen sent for each
+    write_t *prev;                  //  neighbours in presence_t.writes
+    write_t *next;
+};
+
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's function table
+    int64_t interval_ms;            //  least time between two events to a session
+    int64_t grace_ms;               //  after a RESET, time for users to come back
+    int64_t checkpoint_ms;          //  last_seen of online users written this often; 0 never
+    int64_t tick_ms;                //  the timer's interval
+    int timer;                      //  the tick timer
+    zhashx_t *users;                //  key -> user_t *, owned
+    zhashx_t *sessions;             //  &sid -> session_t *, owned
+    uint64_t position;              //  the change log's last position
+    user_t *log_head;               //  the change log: oldest change first
+    user_t *log_tail;
+    group_t *groups;                //  every group, owned
+    group_t *fresh;                 //  where sessions bound since the last flush go
+    bool holding;                   //  users are held after a RESET
+    int64_t held_until;             //  monotonic ms: when held users go offline
+    int64_t next_checkpoint;        //  monotonic ms
+    user_t *seen_head;              //  the write queue of last_seen values
+    user_t *seen_tail;
+    int64_t retry_at;               //  monotonic ms: no writes before, after a failure
+    bool store_failing;             //  a write failed and none succeeded since
+    size_t writes_in_flight;        //  store.user.seen calls not answered yet
+    write_t *writes;                //  those calls, owned
+    list_t *lists;                  //  presence.list in progress, owned
+    uint64_t events_sent;           //  presence events delivered (calls), for the log
+    uint64_t changes;               //  state changes published, for the log
+} presence_t;
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static int64_t
+s_clock (clockid_t clock)
+{
+    struct timespec now;
+    clock_gettime (clock, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static int64_t s_mono (void) { return s_clock (CLOCK_MONOTONIC); }
+static int64_t s_wall (void) { return s_clock (CLOCK_REALTIME); }
+
+//  ISO 8601 UTC with milliseconds: "2026-11-25T02:45:51.123Z"
+static void
+s_iso8601 (int64_t ms, char *text, size_t size)
+{
+    time_t seconds = (time_t) (ms / 1000);
+    struct tm parts;
+    gmtime_r (&seconds, &parts);
+    snprintf (text, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+              parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+              parts.tm_hour, parts.tm_min, parts.tm_sec, (int) (ms % 1000));
+}
+
+static void
+s_lower (char *text)
+{
+    for (; *text; text++)
+        if (*text >= 'A' && *text <= 'Z')
+            *text = (char) (*text - 'A' + 'a');
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text, size_t size)
+{
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+static const msgpack_object *
+s_field (const msgpack_object *map, const char *name)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t size = strlen (name);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object *key = &map->via.map.ptr [index].key;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
+        &&  memcmp (key->via.str.ptr, name, size) == 0)
+            return &map->via.map.ptr [index].val;
+    }
+    return NULL;
+}
+
+static size_t
+s_u64_hash (const void *key)
+{
+    uint64_t value = *(const uint64_t *) key;
+    value ^= value >> 33;
+    value *= 0xff51afd7ed558ccdULL;
+    value ^= value >> 33;
+    return (size_t) value;
+}
+
+static int
+s_u64_compare (const void *key1, const void *key2)
+{
+    uint64_t value1 = *(const uint64_t *) key1;
+    uint64_t value2 = *(const uint64_t *) key2;
+    return value1 < value2 ? -1 : value1 > value2 ? 1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Users and the change log
+
+static void
+s_user_destroy (user_t **self_p)
+{
+    user_t *self = *self_p;
+    if (self) {
+        free (self->name);
+        free (self->key);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Finds the user, or creates them. Returns NULL only when out of memory.
+static user_t *
+s_user_require (presence_t *self, const char *name)
+{
+    char *key = strdup (name);
+    if (!key)
+        return NULL;
+    s_lower (key);
+    user_t *user = (user_t *) zhashx_lookup (self->users, key);
+    if (user) {
+        free (key);
+        return user;
+    }
+    user = (user_t *) calloc (1, sizeof (user_t));
+    if (!user || !(user->name = strdup (name))) {
+        free (user);
+        free (key);
+        return NULL;
+    }
+    user->key = key;
+    zhashx_insert (self->users, user->key, user);
+    return user;
+}
+
+//  Queues user's last_seen for the next store.user.seen
+static void
+s_seen_queue (presence_t *self, user_t *user, int64_t value)
+{
+    user->seen_value = value;
+    if (user->seen_dirty)
+        return;
+    user->seen_dirty = true;
+    user->seen_next = NULL;
+    if (self->seen_tail)
+        self->seen_tail->seen_next = user;
+    else
+        self->seen_head = user;
+    self->seen_tail = user;
+}
+
+//  Publishes the user's state if it differs from the sessions they have.
+//  A user held after a RESET stays online until the grace ends.
+static void
+s_user_update (presence_t *self, user_t *user)
+{
+    bool online = user->sessions > 0;
+    if (online)
+        user->held = false;
+    if (online == user->online || (!online && user->held))
+        return;
+
+    user->online = online;
+    if (!online) {
+        user->last_seen = s_wall ();
+        s_seen_queue (self, user, user->last_seen);
+    }
+    //  To the tail of the change log
+    if (user->change) {
+        if (user->log_prev)
+            user->log_prev->log_next = user->log_next;
+        else
+            self->log_head = user->log_next;
+        if (user->log_next)
+            user->log_next->log_prev = user->log_prev;
+        else
+            self->log_tail = user->log_prev;
+    }
+    user->log_prev = self->log_tail;
+    user->log_next = NULL;
+    if (self->log_tail)
+        self->log_tail->log_next = user;
+    else
+        self->log_head = user;
+    self->log_tail = user;
+    user->change = ++self->position;
+    self->changes++;
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "'%s' is %s", user->name,
+                     online ? "online" : "offline");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Groups of sessions
+
+static group_t *
+s_group_new (presence_t *self, uint64_t position, int64_t not_before)
+{
+    group_t *group = (group_t *) calloc (1, sizeof (group_t));
+    if (!group)
+        return NULL;
+    group->position = position;
+    group->not_before = not_before;
+    group->next = self->groups;
+    if (self->groups)
+        self->groups->prev = group;
+    self->groups = group;
+    return group;
+}
+
+//  Unlinks an empty group and frees it
+static void
+s_group_destroy (presence_t *self, group_t **group_p)
+{
+    group_t *group = *group_p;
+    assert (group->size == 0);
+    if (group == self->fresh)
+        self->fresh = NULL;
+    if (group->prev)
+        group->prev->next = group->next;
+    else
+        self->groups = group->next;
+    if (group->next)
+        group->next->prev = group->prev;
+    free (group);
+    *group_p = NULL;
+}
+
+static void
+s_group_add (group_t *group, session_t *session)
+{
+    session->group = group;
+    session->prev = NULL;
+    session->next = group->first;
+    if (group->first)
+        group->first->prev = session;
+    group->first = session;
+    group->size++;
+}
+
+static void
+s_group_remove (presence_t *self, session_t *session)
+{
+    group_t *group = session->group;
+    if (session->prev)
+        session->prev->next = session->next;
+    else
+        group->first = session->next;
+    if (session->next)
+        session->next->prev = session->prev;
+    session->group = NULL;
+    session->prev = session->next = NULL;
+    if (--group->size == 0)
+        s_group_destroy (self, &group);
+}
+
+//  Moves every session of from into into, and frees from
+static void
+s_group_merge (presence_t *self, group_t *into, group_t **from_p)
+{
+    group_t *from = *from_p;
+    session_t *last = NULL;
+    for (session_t *session = from->first; session; session = session->next) {
+        session->group = into;
+        last = session;
+    }
+    if (last) {
+        last->next = into->first;
+        if (into->first)
+            into->first->prev = last;
+        into->first = from->first;
+        into->size += from->size;
+    }
+    from->first = NULL;
+    from->size = 0;
+    s_group_destroy (self, from_p);
+}
+
+//  Where a session bound now starts: with the sessions bound since the last
+//  flush, or else at the log's tail, free to be sent. Sessions bound in one
+//  batch thus share one group and one event, at the price of hearing of the
+//  logins of that batch that came before theirs (their own included).
+static group_t *
+s_group_for_new (presence_t *self, int64_t now)
+{
+    if (self->fresh)
+        return self->fresh;
+    for (group_t *group = self->groups; group; group = group->next)
+        if (group->position == self->position && group->not_before <= now) {
+            self->fresh = group;
+            return group;
+        }
+    self->fresh = s_group_new (self, self->position, 0);
+    return self->fresh;
+}
+
+//  Encodes the event for a group at position (every user changed since, with
+//  the state now) and delivers it to the group's sessions. Large changes are
+//  split into several events, so that each body fits an envelope.
+static void
+s_group_send (presence_t *self, group_t *group)
+{
+    //  The users changed since position are the log's tail after it
+    user_t *first = NULL;
+    size_t count = 0;
+    for (user_t *user = self->log_tail; user && user->change > group->position;
+         user = user->log_prev) {
+        first = user;
+        count++;
+    }
+    if (count == 0)
+        return;
+
+    uint64_t *sids = (uint64_t *) malloc (group->size * sizeof (uint64_t));
+    if (!sids) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "out of memory: a presence event to %zu sessions was dropped",
+                         group->size);
+        return;
+    }
+    size_t sid_count = 0;
+    for (session_t *session = group->first; session; session = session->next)
+        sids [sid_count++] = session->sid;
+
+    user_t *user = first;
+    while (count) {
+        size_t chunk = count < PRESENCE_EVENT_USERS_MAX ? count : PRESENCE_EVENT_USERS_MAX;
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        s_pack_str (&packer, "type", 4);
+        s_pack_str (&packer, "presence", 8);
+        s_pack_str (&packer, "users", 5);
+        msgpack_pack_array (&packer, chunk);
+        for (size_t index = 0; index < chunk; index++, user = user->log_next) {
+            msgpack_pack_map (&packer, 2);
+            s_pack_str (&packer, "user", 4);
+            s_pack_str (&packer, user->name, strlen (user->name));
+            s_pack_str (&packer, "online", 6);
+            if (user->online)
+                msgpack_pack_true (&packer);
+            else
+                msgpack_pack_false (&packer);
+        }
+        count -= chunk;
+        for (size_t from = 0; from < sid_count; from += PRESENCE_DELIVER_SIDS_MAX) {
+            size_t some = sid_count - from < PRESENCE_DELIVER_SIDS_MAX
+                        ? sid_count - from : PRESENCE_DELIVER_SIDS_MAX;
+            if (self->host->deliver_sessions (self->ctx, sids + from, some,
+                                              buffer.data, buffer.size))
+                self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                                 "a presence event to %zu sessions could not be queued",
+                                 some);
+            else
+                self->events_sent++;
+        }
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    free (sids);
+}
+
+//  Sends every group that has something new and may be sent now; afterwards
+//  they form one group at the log's tail. Idle groups free to be sent merge
+//  too, so that the number of groups stays small.
+static void
+s_groups_flush (presence_t *self)
+{
+    int64_t now = s_mono ();
+    group_t *sent = NULL;
+    group_t *idle = NULL;
+    group_t *group = self->groups;
+    while (group) {
+        if (group->not_before > now) {
+            group = group->next;
+            continue;
+        }
+        if (group->position == self->position) {
+            group_t *next = group->next;
+            if (group != sent) {
+                if (idle)
+                    s_group_merge (self, idle, &group);
+                else
+                    idle = group;
+            }
+            group = next;
+            continue;
+        }
+        //  Groups free now at the same position would get the same event
+        for (group_t *other = group->next; other; ) {
+            group_t *next = other->next;
+            if (other->position == group->position && other->not_before <= now)
+                s_group_merge (self, group, &other);
+            other = next;
+        }
+        s_group_send (self, group);
+        group->position = self->position;
+        //  Rounded up to a whole tick, so that groups sent at different
+        //  moments of one tick are free again together, get the same event
+        //  and merge: the number of groups stays about one per tick
+        int64_t free_at = now + self->interval_ms;
+        group->not_before = (free_at + self->tick_ms - 1) / self->tick_ms * self->tick_ms;
+        group_t *next = group->next;
+        if (sent)
+            s_group_merge (self, sent, &group);
+        else
+            sent = group;
+        group = next;
+    }
+    //  Sessions bound from now on start at the log's tail again
+    self->fresh = NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Sessions
+
+//  The sessions table's destructor
+static void
+s_session_free (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+static void
+s_session_close (presence_t *self, session_t *session)
+{
+    user_t *user = session->user;
+    s_group_remove (self, session);
+    zhashx_delete (self->sessions, &session->sid);      //  frees session
+    if (user->sessions)
+        user->sessions--;
+    s_user_update (self, user);
+}
+
+static void
+s_session_bound (presence_t *self, uint64_t sid, const char *name)
+{
+    session_t *session = (session_t *) zhashx_lookup (self->sessions, &sid);
+    if (session) {
+        if (strcmp (session->user->name, name) == 0)
+            return;             //  told twice
+        s_session_close (self, session);
+    }
+    user_t *user = s_user_require (self, name);
+    session = user ? (session_t *) calloc (1, sizeof (session_t)) : NULL;
+    if (!session) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "out of memory: session %" PRIx64 " of '%s' is not counted", sid, name);
+        return;
+    }
+    //  The change first, then the session joins (presence.list gives it the
+    //  picture up to now)
+    user->sessions++;
+    s_user_update (self, user);
+    group_t *group = s_group_for_new (self, s_mono ());
+    if (!group) {
+        free (session);
+        user->sessions--;
+        s_user_update (self, user);
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "out of memory: session %" PRIx64 " of '%s' is not counted", sid, name);
+        return;
+    }
+    session->sid = sid;
+    session->user = user;
+    zhashx_insert (self->sessions, &session->sid, session);
+    s_group_add (group, session);
+}
+
+static void
+s_sessions_reset (presence_t *self)
+{
+    //  Every session goes; the users online now are held until they come
+    //  back with the BOUND snapshot, or the grace ends
+    while (self->groups) {
+        group_t *group = self->groups;
+        self->groups = group->next;
+        free (group);
+    }
+    self->fresh = NULL;
+    zhashx_purge (self->sessions);
+    size_t held = 0;
+    for (user_t *user = (user_t *) zhashx_first (self->users); user;
+         user = (user_t *) zhashx_next (self->users)) {
+        user->sessions = 0;
+        if (user->online) {
+            user->held = true;
+            held++;
+        }
+    }
+    self->holding = held > 0;
+    self->held_until = s_mono () + self->grace_ms;
+    self->host->log (self->ctx, held ? PARLEY_LOG_INFO : PARLEY_LOG_DEBUG,
+                     "session registry reset: %zu users online are held for %lld ms",
+                     held, (long long) self->grace_ms);
+}
+
+static void
+s_release_held (presence_t *self)
+{
+    size_t gone = 0;
+    for (user_t *user = (user_t *) zhashx_first (self->users); user;
+         user = (user_t *) zhashx_next (self->users)) {
+        if (user->held) {
+            user->held = false;
+            s_user_update (self, user);
+            if (!user->online)
+                gone++;
+        }
+    }
+    self->holding = false;
+    if (gone)
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "%zu users did not come back after the reset: offline", gone);
+}
+
+
+//  --------------------------------------------------------------------------
+//  last_seen writes (store.user.seen)
+
+//  Sends the queued last_seen values, PRESENCE_SEEN_BATCH_MAX per request
+static void
+s_seen_flush (presence_t *self, bool force)
+{
+    if (!self->seen_head)
+        return;
+    if (!force && s_mono () < self->retry_at)
+        return;
+    while (self->seen_head && (force || self->writes_in_flight < PRESENCE_WRITES_MAX)) {
+        write_t *write = (write_t *) calloc (1, sizeof (write_t));
+        if (!write) {
+            self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                             "out of memory: last_seen writes postponed");
+            return;
+        }
+        write->kind = COOKIE_WRITE;
+        while (self->seen_head && write->count < PRESENCE_SEEN_BATCH_MAX) {
+            user_t *user = self->seen_head;
+            self->seen_head = user->seen_next;
+            if (!self->seen_head)
+                self->seen_tail = NULL;
+            user->seen_dirty = false;
+            user->seen_next = NULL;
+            write->users [write->count] = user;
+            write->values [write->count] = user->seen_value;
+            write->count++;
+        }
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        s_pack_str (&packer, "users", 5);
+        msgpack_pack_array (&packer, write->count);
+        for (size_t index = 0; index < write->count; index++) {
+            msgpack_pack_map (&packer, 2);
+            s_pack_str (&packer, "name", 4);
+            s_pack_str (&packer, write->users [index]->name, strlen (write->users [index]->name));
+            s_pack_str (&packer, "last_seen", 9);
+            msgpack_pack_int64 (&packer, write->values [index]);
+        }
+        int rc = self->host->call (self->ctx, "store.user.seen", buffer.data, buffer.size, write);
+        msgpack_sbuffer_destroy (&buffer);
+        if (rc) {
+            //  Nothing was sent: back into the queue, tried again later
+            for (size_t index = 0; index < write->count; index++)
+                if (!write->users [index]->seen_dirty)
+                    s_seen_queue (self, write->users [index], write->values [index]);
+            free (write);
+            self->retry_at = s_mono () + PRESENCE_RETRY_MS;
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "store.user.seen could not be sent; retrying in %d ms",
+                             PRESENCE_RETRY_MS);
+            return;
+        }
+        write->next = self->writes;
+        if (self->writes)
+            self->writes->prev = write;
+        self->writes = write;
+        self->writes_in_flight++;
+    }
+}
+
+static void
+s_seen_on_reply (presence_t *self, write_t *write, const char *code, const char *message)
+{
+    if (write->prev)
+        write->prev->next = write->next;
+    else
+        self->writes = write->next;
+    if (write->next)
+        write->next->prev = write->prev;
+    self->writes_in_flight--;
+
+    if (code) {
+        //  Put back what no newer value replaced, and try again later
+        for (size_t index = 0; index < write->count; index++)
+            if (!write->users [index]->seen_dirty)
+                s_seen_queue (self, write->users [index], write->values [index]);
+        self->retry_at = s_mono () + PRESENCE_RETRY_MS;
+        if (!self->store_failing)
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "last_seen of %zu users not written (%s: %s); retrying every %d ms",
+                             write->count, code, message ? message : "", PRESENCE_RETRY_MS);
+        self->store_failing = true;
+    }
+    else
+    if (self->store_failing) {
+        self->store_failing = false;
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "last_seen writes succeed again");
+    }
+    free (write);
+}
+
+//  Queues the last_seen of every user online now (a restart or a crash then
+//  loses at most one checkpoint interval)
+static void
+s_seen_checkpoint (presence_t *self)
+{
+    int64_t now = s_wall ();
+    for (user_t *user = (user_t *) zhashx_first (self->users); user;
+         user = (user_t *) zhashx_next (self->users))
+        if (user->online)
+            s_seen_queue (self, user, now);
+}
+
+
+//  --------------------------------------------------------------------------
+//  presence.list
+
+static void
+s_list_unlink (presence_t *self, list_t *list)
+{
+    if (list->prev)
+        list->prev->next = list->next;
+    else
+        self->lists = list->next;
+    if (list->next)
+        list->next->prev = list->prev;
+}
+
+static void
+s_list_destroy (list_t **list_p)
+{
+    list_t *list = *list_p;
+    if (list) {
+        msgpack_sbuffer_destroy (&list->entries);
+        free (list);
+        *list_p = NULL;
+    }
+}
+
+//  Fails the request and frees the list
+static void
+s_list_fail (presence_t *self, list_t *list, const char *code, const char *message)
+{
+    s_list_unlink (self, list);
+    self->host->reply_error (self->ctx, &list->request, code, message);
+    s_list_destroy (&list);
+}
+
+//  Asks the store for the page after list->after. Returns 0, or -1 when the
+//  call could not be sent (the list is answered and freed then).
+static int
+s_list_ask (presence_t *self, list_t *list)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    bool first = list->after [0] == 0;
+    msgpack_pack_map (&packer, first ? 1 : 2);
+    s_pack_str (&packer, "limit", 5);
+    msgpack_pack_uint32 (&packer, PRESENCE_LIST_PAGE);
+    if (!first) {
+        s_pack_str (&packer, "after", 5);
+        s_pack_str (&packer, list->after, strlen (list->after));
+    }
+    int rc = self->host->call (self->ctx, "store.user.list", buffer.data, buffer.size, list);
+    msgpack_sbuffer_destroy (&buffer);
+    if (rc) {
+        s_list_fail (self, list, "unavailable",
+                     "The user directory cannot be reached now; try again later.");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_list_request (presence_t *self, parley_request_t *request)
+{
+    list_t *list = (list_t *) calloc (1, sizeof (list_t));
+    if (!list) {
+        self->host->reply_error (self->ctx, &request, "internal",
+                                 "The server is out of memory; try again.");
+        return;
+    }
+    list->kind = COOKIE_LIST;
+    list->request = request;
+    msgpack_sbuffer_init (&list->entries);
+    list->next = self->lists;
+    if (self->lists)
+        self->lists->prev = list;
+    self->lists = list;
+    s_list_ask (self, list);
+}
+
+static void
+s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *message,
+                 const msgpack_object *result)
+{
+    if (code) {
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "presence.list failed: store.user.list answered %s (%s)",
+                         code, message ? message : "");
+        s_list_fail (self, list, "unavailable",
+                     "The user directory is unavailable now; try again later.");
+        return;
+    }
+    const msgpack_object *users = s_field (result, "users");
+    const msgpack_object *more = s_field (result, "more");
+    if (!users || users->type != MSGPACK_OBJECT_ARRAY
+    ||  (more && more->type != MSGPACK_OBJECT_BOOLEAN)) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "store.user.list answered without a users array");
+        s_list_fail (self, list, "internal", "The user directory gave a malformed answer.");
+        return;
+    }
+
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &list->entries, msgpack_sbuffer_write);
+    int64_t now = s_wall ();
+    const msgpack_object *last_name = NULL;
+    for (uint32_t index = 0; index < users->via.array.size; index++) {
+        const msgpack_object *entry = &users->via.array.ptr [index];
+        const msgpack_object *name = s_field (entry, "name");
+        const msgpack_object *stored = s_field (entry, "last_seen");
+        if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0
+        ||  name->via.str.size > PRESENCE_NAME_MAX)
+            continue;
+        last_name = name;
+
+        char key [PRESENCE_NAME_MAX + 1];
+        memcpy (key, name->via.str.ptr, name->via.str.size);
+        key [name->via.str.size] = 0;
+        s_lower (key);
+        user_t *user = (user_t *) zhashx_lookup (self->users, key);
+
+        int64_t last_seen = 0;
+        if (stored && stored->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+        &&  stored->via.u64 <= INT64_MAX)
+            last_seen = (int64_t) stored->via.u64;
+        bool online = user && user->online;
+        if (online)
+            last_seen = now;
+        else
+        if (user && user->last_seen > last_seen)
+            last_seen = user->last_seen;       //  not written yet, or newer
+
+        msgpack_pack_map (&packer, 3);
+        s_pack_str (&packer, "user", 4);
+        s_pack_str (&packer, name->via.str.ptr, name->via.str.size);
+        s_pack_str (&packer, "online", 6);
+        if (online)
+            msgpack_pack_true (&packer);
+        else
+            msgpack_pack_false (&packer);
+        s_pack_str (&packer, "last_seen", 9);
+        if (last_seen > 0) {
+            char text [40];
+            s_iso8601 (last_seen, text, sizeof text);
+            s_pack_str (&packer, text, strlen (text));
+        }
+        else
+            msgpack_pack_nil (&packer);
+        list->count++;
+    }
+    if (list->entries.size > PRESENCE_LIST_BYTES_MAX) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "presence.list: %zu users do not fit one reply", list->count);
+        s_list_fail (self, list, "internal",
+                     "There are too many users to list in one reply.");
+        return;
+    }
+    if (more && more->via.boolean && last_name) {
+        memcpy (list->after, last_name->via.str.ptr, last_name->via.str.size);
+        list->after [last_name->via.str.size] = 0;
+        s_list_ask (self, list);
+        return;
+    }
+
+    msgpack_sbuffer reply;
+    msgpack_sbuffer_init (&reply);
+    msgpack_packer_init (&packer, &reply, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    s_pack_str (&packer, "users", 5);
+    msgpack_pack_array (&packer, list->count);
+    if (list->entries.size)
+        msgpack_sbuffer_write (&reply, list->entries.data, list->entries.size);
+    s_list_unlink (self, list);
+    self->host->reply (self->ctx, &list->request, reply.data, reply.size);
+    msgpack_sbuffer_destroy (&reply);
+    s_list_destroy (&list);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The callbacks the host calls, all on this instance's own thread
+
+static void
+s_on_tick (void *state)
+{
+    presence_t *self = (presence_t *) state;
+    int64_t now = s_mono ();
+    if (self->holding && now >= self->held_until)
+        s_release_held (self);
+    if (self->checkpoint_ms && now >= self->next_checkpoint) {
+        s_seen_checkpoint (self);
+        self->next_checkpoint = now + self->checkpoint_ms;
+    }
+    s_groups_flush (self);
+    s_seen_flush (self, false);
+}
+
+static void
+s_on_batch_end (void *state)
+{
+    presence_t *self = (presence_t *) state;
+    s_groups_flush (self);
+    s_seen_flush (self, false);
+}
+
+static void
+s_on_session (void *state, int event, uint64_t session, const char *user)
+{
+    presence_t *self = (presence_t *) state;
+    if (event == PARLEY_SESSION_RESET)
+        s_sessions_reset (self);
+    else
+    if (event == PARLEY_SESSION_BOUND) {
+        if (user && *user)
+            s_session_bound (self, session, user);
+    }
+    else
+    if (event == PARLEY_SESSION_CLOSED) {
+        session_t *found = (session_t *) zhashx_lookup (self->sessions, &session);
+        if (found)
+            s_session_close (self, found);
+    }
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    presence_t *self = (presence_t *) state;
+    const char *type = self->host->request_type (request);
+    if (type && strcmp (type, "presence.list") == 0)
+        s_list_request (self, request);
+    else {
+        char message [160];
+        snprintf (message, sizeof message,
+                  "The presence service serves presence.list only, not '%.64s'.",
+                  type ? type : "");
+        self->host->reply_error (self->ctx, &request, "unknown_type", message);
+    }
+}
+
+static void
+s_on_reply (void *state, void *cookie, const char *code, const char *message,
+            const uint8_t *body, size_t size)
+{
+    presence_t *self = (presence_t *) state;
+    cookie_kind_t kind = *(cookie_kind_t *) cookie;
+    if (kind == COOKIE_WRITE) {
+        s_seen_on_reply (self, (write_t *) cookie, code, message);
+        return;
+    }
+    list_t *list = (list_t *) cookie;
+    if (code) {
+        s_list_on_reply (self, list, code, message, NULL);
+        return;
+    }
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    if (body && msgpack_unpack_next (&result, (const char *) body, size, &offset)
+                    == MSGPACK_UNPACK_SUCCESS
+    &&  result.data.type == MSGPACK_OBJECT_MAP)
+        s_list_on_reply (self, list, NULL, NULL, &result.data);
+    else
+        s_list_on_reply (self, list, "internal", "not a map", NULL);
+    msgpack_unpacked_destroy (&result);
+}
+
+//  A positive integer option, or the default when absent; -1 when malformed
+static int64_t
+s_option_number (presence_t *self, const char *name, int64_t fallback, int64_t minimum)
+{
+    const char *text = self->host->option (self->ctx, name);
+    if (!text)
+        return fallback;
+    char *end = NULL;
+    long long value = strtoll (text, &end, 10);
+    if (!*text || *end || value < minimum || value > 24LL * 3600 * 1000) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "option presence.%s=%s: want a whole number from %lld", name, text,
+                         (long long) minimum);
+        return -1;
+    }
+    return value;
+}
+
+static void s_destroy (void **state_p);
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    presence_t *self = (presence_t *) calloc (1, sizeof (presence_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    self->users = zhashx_new ();
+    self->sessions = zhashx_new ();
+    if (!self->users || !self->sessions) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        void *state = self;
+        s_destroy (&state);
+        return -1;
+    }
+    zhashx_set_destructor (self->users, (zhashx_destructor_fn *) s_user_destroy);
+    zhashx_set_key_duplicator (self->users, NULL);     //  the key lives in the user
+    zhashx_set_key_destructor (self->users, NULL);
+    zhashx_set_key_hasher (self->sessions, s_u64_hash);
+    zhashx_set_key_comparator (self->sessions, s_u64_compare);
+    zhashx_set_key_duplicator (self->sessions, NULL);  //  the key lives in the session
+    zhashx_set_key_destructor (self->sessions, NULL);
+    zhashx_set_destructor (self->sessions, s_session_free);
+
+    self->interval_ms = s_option_number (self, "interval_ms", PRESENCE_INTERVAL_MS, 1);
+    self->grace_ms = s_option_number (self, "grace_ms", PRESENCE_GRACE_MS, 0);
+    int64_t checkpoint_s = s_option_number (self, "checkpoint_s", PRESENCE_CHECKPOINT_S, 0);
+    int64_t tick_ms = s_option_number (self, "tick_ms", PRESENCE_TICK_MS, 10);
+    if (self->interval_ms < 0 || self->grace_ms < 0 || checkpoint_s < 0 || tick_ms < 0) {
+        void *state = self;
+        s_destroy (&state);
+        return -1;
+    }
+    self->checkpoint_ms = checkpoint_s * 1000;
+    self->tick_ms = tick_ms;
+    self->next_checkpoint = s_mono () + self->checkpoint_ms;
+    self->timer = host->timer_add (ctx, (uint32_t) tick_ms, s_on_tick);
+    if (self->timer < 0) {
+        host->log (ctx, PARLEY_LOG_ERROR, "no timer");
+        void *state = self;
+        s_destroy (&state);
+        return -1;
+    }
+    host->log (ctx, PARLEY_LOG_INFO,
+               "ready: at most one event per %lld ms per session, last_seen of online "
+               "users written every %lld s", (long long) self->interval_ms,
+               (long long) checkpoint_s);
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    presence_t *self = (presence_t *) *state_p;
+    if (!self)
+        return;
+    //  Best effort: whoever is online now was seen now
+    if (self->users) {
+        s_seen_checkpoint (self);
+        size_t queued = 0;
+        for (user_t *user = self->seen_head; user; user = user->seen_next)
+            queued++;
+        if (queued)
+            s_seen_flush (self, true);
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "stopping: %zu users known, %llu changes, %llu events sent, "
+                         "last_seen of %zu users written on the way out", zhashx_size (self->users),
+                         (unsigned long long) self->changes,
+                         (unsigned long long) self->events_sent, queued);
+    }
+    //  Requests and calls still waiting are the host's to drop now
+    while (self->lists) {
+        list_t *list = self->lists;
+        self->lists = list->next;
+        s_list_destroy (&list);
+    }
+    while (self->writes) {
+        write_t *write = self->writes;
+        self->writes = write->next;
+        free (write);
+    }
+    while (self->groups) {
+        group_t *group = self->groups;
+        self->groups = group->next;
+        free (group);
+    }
+    zhashx_destroy (&self->sessions);
+    zhashx_destroy (&self->users);
+    free (self);
+    *state_p = NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The descriptor
+
+static const parley_route_t s_routes [] = {
+    //  Private: the broker answers unauthenticated before login. One
+    //  instance holds all the state, so no sharding.
+    { .prefix = "presence.", .flags = 0, .shard = PARLEY_SHARD_NONE },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = PARLEY_PLUGIN_SESSIONS,
+    .name = "presence",
+    .version = "1.0.0",
+    .description = "who is online: presence.list and coalesced presence events",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = s_on_reply,
+    .on_batch_end = s_on_batch_end,
+    .on_session = s_on_session
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)
