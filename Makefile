@@ -22,7 +22,8 @@ system-deps:
 	@bash deploy/install-deps.sh
 
 # npm ci only when the lock file changed since the last install
-npm-deps: web/node_modules/.package-lock.json integration-tests/node_modules/.package-lock.json
+npm-deps: web/node_modules/.package-lock.json integration-tests/node_modules/.package-lock.json \
+          plugins/store-mongo/test-server/node_modules/.package-lock.json
 
 web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
@@ -30,6 +31,11 @@ web/node_modules/.package-lock.json: web/package-lock.json
 
 integration-tests/node_modules/.package-lock.json: integration-tests/package-lock.json
 	cd integration-tests && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+# The MongoDB wire-compatible server the store-mongo tests run against
+plugins/store-mongo/test-server/node_modules/.package-lock.json: plugins/store-mongo/test-server/package-lock.json
+	cd plugins/store-mongo/test-server && npm ci --no-audit --no-fund
 	@touch $@
 
 build:
