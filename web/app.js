@@ -1,105 +1,347 @@
-// Parley web client: connection status for now; the chat UI comes later.
-// Speaks the client protocol (PROTOCOL.md) over the WebSocket at /ws.
+// Parley web client: the connection status, signing in (log in, register,
+// resume, log out) and who is online. Speaks PROTOCOL.md through protocol.js.
+
+import { ProtocolClient } from './protocol.js';
+import { PresencePanel } from './presence.js';
 
 const PING_INTERVAL_MS = 15000;
-const RETRY_FIRST_MS = 500;
-const RETRY_MAX_MS = 15000;
+const RESUME_RETRY_MS = 3000;
+const TOKEN_KEY = 'parley.token';
 
-const statusBadge = document.getElementById('status');
-const latencyText = document.getElementById('latency');
-const statusDetail = document.getElementById('status-detail');
+// The server's rules (PROTOCOL.md "Names, limits, times"), checked here first
+// so that a person learns of a typo without a round trip
+const USERNAME_PATTERN = /^[A-Za-z0-9_.-]{3,32}$/;
+const PASSWORD_MIN_BYTES = 8;
+const PASSWORD_MAX_BYTES = 1024;
 
-let socket = null;
-let nextId = 1;
-let retryDelay = RETRY_FIRST_MS;
+const $ = (id) => document.getElementById(id);
+
+const client = new ProtocolClient();
+const presence = new PresencePanel({
+    list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
+});
+
+// Where the page is: 'signin', 'resuming' or 'dashboard'
+let view = null;
+let currentUser = null;         // the signed-in user's name, while on the dashboard
+let busy = false;               // a sign-in request is in flight
+let loggingOut = false;         // our own auth.logout is in flight
 let pingTimer = null;
-const pending = new Map();   // request id -> { resolve, reject }
+let resumeTimer = null;
 
-function showStatus(text, tone, detail) {
-  statusBadge.textContent = text;
-  statusBadge.className = `badge text-bg-${tone}`;
-  statusDetail.textContent = detail;
-}
+// --- token, kept across reloads ---------------------------------------------
 
-function socketUrl() {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws`;
-}
-
-// Sends one request; resolves with the ok frame, rejects with the error frame.
-function request(type, fields = {}) {
-  return new Promise((resolve, reject) => {
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
-      reject(new Error('not connected'));
-      return;
+function storedToken() {
+    try {
+        return localStorage.getItem(TOKEN_KEY);
+    } catch {
+        return null;    // storage disabled: sessions last as long as the page
     }
-    const id = nextId++;
-    pending.set(id, { resolve, reject });
-    socket.send(JSON.stringify({ type, id, ...fields }));
-  });
 }
 
-async function ping() {
-  const started = performance.now();
-  await request('ping');
-  return performance.now() - started;
+function storeToken(token) {
+    try {
+        if (token)
+            localStorage.setItem(TOKEN_KEY, token);
+        else
+            localStorage.removeItem(TOKEN_KEY);
+    } catch {
+        // storage disabled: nothing to keep
+    }
 }
 
-async function measure() {
-  try {
-    const elapsed = await ping();
-    latencyText.textContent = `${elapsed.toFixed(1)} ms`;
+// --- connection status ------------------------------------------------------
+
+function showStatus(text, tone) {
+    const badge = $('status');
+    badge.textContent = text;
+    badge.className = `badge text-bg-${tone}`;
+}
+
+function showConnectionDetail(text) {
+    const detail = $('status-detail');
+    detail.textContent = text ?? '';
+    detail.hidden = !text;
+}
+
+async function measureLatency() {
+    const started = performance.now();
+    try {
+        await client.request('ping', {}, { timeoutMs: 10000 });
+    } catch {
+        return false;
+    }
+    $('latency').textContent = `${(performance.now() - started).toFixed(1)} ms`;
     return true;
-  } catch (error) {
-    return false;
-  }
 }
 
-function handleFrame(event) {
-  let frame;
-  try {
-    frame = JSON.parse(event.data);
-  } catch {
-    return;
-  }
-  if (frame.id !== undefined && pending.has(frame.id)) {
-    const waiter = pending.get(frame.id);
-    pending.delete(frame.id);
-    if (frame.type === 'error') {
-      waiter.reject(frame);
-    } else {
-      waiter.resolve(frame);
-    }
-  }
-  // Events (frames without an id) are for the chat UI, which comes later.
-}
+client.on(':connecting', () => {
+    if ($('status').textContent !== 'Disconnected — retrying')
+        showStatus('Connecting…', 'secondary');
+});
 
-function connect() {
-  showStatus('Connecting…', 'secondary', 'Connecting to the server…');
-  socket = new WebSocket(socketUrl(), 'parley.v1');
-  socket.addEventListener('open', async () => {
-    if (await measure()) {
-      retryDelay = RETRY_FIRST_MS;
-      showStatus('Connected', 'success', 'Connected to the server.');
-      pingTimer = setInterval(measure, PING_INTERVAL_MS);
+client.on(':open', async () => {
+    showConnectionDetail(null);
+    if (await measureLatency()) {
+        showStatus('Connected', 'success');
+        clearInterval(pingTimer);
+        pingTimer = setInterval(measureLatency, PING_INTERVAL_MS);
     }
-  });
-  socket.addEventListener('message', handleFrame);
-  socket.addEventListener('close', () => {
+    // A new connection is a new, unauthenticated session: sign it in again
+    if (storedToken())
+        resume();
+});
+
+client.on(':close', ({ retryInMs }) => {
     clearInterval(pingTimer);
+    clearTimeout(resumeTimer);
     pingTimer = null;
-    for (const waiter of pending.values()) {
-      waiter.reject(new Error('disconnected'));
-    }
-    pending.clear();
-    latencyText.textContent = '';
-    const seconds = Math.round(retryDelay / 100) / 10;
-    showStatus('Disconnected — retrying', 'danger',
-      `The connection to the server was lost; trying again in ${seconds} s.`);
-    setTimeout(connect, retryDelay);
-    // Back off, with jitter so that many clients do not return at once.
-    retryDelay = Math.min(RETRY_MAX_MS, retryDelay * 2) * (0.8 + Math.random() * 0.4);
-  });
+    $('latency').textContent = '';
+    showStatus('Disconnected — retrying', 'danger');
+    const seconds = Math.max(1, Math.round(retryInMs / 1000));
+    showConnectionDetail(`The connection to the server was lost; trying again in ${seconds} s.`);
+    presence.markStale();
+});
+
+// --- views ------------------------------------------------------------------
+
+function showView(next, { focus = true } = {}) {
+    const changed = view !== next;
+    view = next;
+    $('signin-view').hidden = next !== 'signin';
+    $('resuming-view').hidden = next !== 'resuming';
+    $('dashboard-view').hidden = next !== 'dashboard';
+    $('account').hidden = next !== 'dashboard';
+    document.body.classList.toggle('signed-in', next === 'dashboard');
+    if (!changed || !focus)
+        return;
+    if (next === 'signin')
+        $('username').focus();
+    else if (next === 'dashboard')
+        $('dashboard-title').focus();
 }
 
-connect();
+function showSignin(notice = null) {
+    currentUser = null;
+    presence.clear();
+    setNotice(notice);
+    showView('signin');
+}
+
+async function enterDashboard(user, token) {
+    currentUser = user;
+    storeToken(token);
+    $('account-name').textContent = user;
+    document.title = `${user} · Parley`;
+    presence.setSelf(user);
+    showView('dashboard');
+    await refreshPresence();
+}
+
+async function refreshPresence() {
+    try {
+        const reply = await client.request('presence.list');
+        presence.setAll(reply.users ?? []);
+    } catch (error) {
+        if (error.code !== 'disconnected')
+            presence.showError(error.message);
+    }
+}
+
+// Signs a fresh connection in again with the stored token
+async function resume() {
+    const token = storedToken();
+    if (!token)
+        return;
+    clearTimeout(resumeTimer);
+    if (view !== 'dashboard')
+        showView('resuming');
+    try {
+        const reply = await client.request('auth.resume', { token });
+        await enterDashboard(reply.user, reply.token ?? token);
+    } catch (error) {
+        if (error.code === 'invalid_token') {
+            storeToken(null);
+            document.title = 'Parley';
+            showSignin('Your session has ended; please log in again.');
+        } else if (error.code === 'already_authenticated') {
+            // A sign-in on this connection won the race; nothing to do
+        } else if (error.code !== 'disconnected' && client.connected) {
+            // The service is down or slow: keep the token and try again
+            showConnectionDetail(`Could not resume your session: ${error.message} Trying again…`);
+            resumeTimer = setTimeout(resume, RESUME_RETRY_MS);
+        }
+        // disconnected: the next ':open' resumes
+    }
+}
+
+// --- signing in -------------------------------------------------------------
+
+function mode() {
+    return $('mode-register').checked ? 'register' : 'login';
+}
+
+function setNotice(text) {
+    const notice = $('signin-notice');
+    notice.textContent = text ?? '';
+    notice.hidden = !text;
+}
+
+function setFormError(text) {
+    const alert = $('signin-error');
+    alert.textContent = text ?? '';
+    alert.hidden = !text;
+}
+
+function setFieldError(input, text) {
+    input.classList.toggle('is-invalid', Boolean(text));
+    input.setAttribute('aria-invalid', text ? 'true' : 'false');
+    $(`${input.id}-error`).textContent = text ?? '';
+}
+
+function applyMode() {
+    const registering = mode() === 'register';
+    $('signin-title').textContent = registering ? 'Create a Parley account' : 'Log in to Parley';
+    $('signin-submit').textContent = registering ? 'Register' : 'Log in';
+    $('password').autocomplete = registering ? 'new-password' : 'current-password';
+    $('username-hint').hidden = !registering;
+    $('password-hint').hidden = !registering;
+    setFormError(null);
+    setFieldError($('username'), null);
+    setFieldError($('password'), null);
+}
+
+function usernameProblem(name) {
+    if (name.length === 0)
+        return 'Enter a username.';
+    if (!USERNAME_PATTERN.test(name))
+        return 'A username has 3 to 32 characters: letters, digits, dots, dashes or underscores.';
+    return null;
+}
+
+function passwordProblem(password) {
+    const bytes = new TextEncoder().encode(password).length;
+    if (bytes === 0)
+        return 'Enter a password.';
+    if (bytes < PASSWORD_MIN_BYTES)
+        return `A password has at least ${PASSWORD_MIN_BYTES} characters.`;
+    if (bytes > PASSWORD_MAX_BYTES)
+        return `A password has at most ${PASSWORD_MAX_BYTES} bytes.`;
+    return null;
+}
+
+// Which field a server error is about, so that the focus goes there
+const ERROR_FIELD = {
+    invalid_username: 'username',
+    username_taken: 'username',
+    weak_password: 'password',
+    bad_credentials: 'password',
+};
+
+async function submitSignin(event) {
+    event.preventDefault();
+    if (busy)
+        return;
+    const usernameInput = $('username');
+    const passwordInput = $('password');
+    const username = usernameInput.value.trim();
+    const password = passwordInput.value;
+    const registering = mode() === 'register';
+
+    setFormError(null);
+    const nameError = usernameProblem(username);
+    // Logging in only needs a password; its length rules are for new accounts
+    const passwordError = registering ? passwordProblem(password)
+        : password.length === 0 ? 'Enter your password.' : null;
+    setFieldError(usernameInput, nameError);
+    setFieldError(passwordInput, passwordError);
+    if (nameError || passwordError) {
+        (nameError ? usernameInput : passwordInput).focus();
+        return;
+    }
+
+    busy = true;
+    const button = $('signin-submit');
+    button.disabled = true;
+    button.textContent = registering ? 'Creating your account…' : 'Logging in…';
+    try {
+        const reply = await client.request(registering ? 'auth.register' : 'auth.login',
+            { username, password });
+        passwordInput.value = '';
+        setNotice(null);
+        await enterDashboard(reply.user, reply.token);
+    } catch (error) {
+        setFormError(error.message || 'Something went wrong; try again.');
+        const field = ERROR_FIELD[error.code];
+        if (field) {
+            $(field).classList.add('is-invalid');
+            $(field).setAttribute('aria-invalid', 'true');
+            $(field).focus();
+            $(field).select();
+        }
+    } finally {
+        busy = false;
+        button.disabled = false;
+        button.textContent = registering ? 'Register' : 'Log in';
+    }
+}
+
+async function logout() {
+    loggingOut = true;
+    $('logout').disabled = true;
+    try {
+        await client.request('auth.logout');
+    } catch (error) {
+        // Even when the server could not be told, this browser forgets the session
+        if (error.code !== 'disconnected')
+            console.warn('Parley: auth.logout failed:', error.message);
+    } finally {
+        loggingOut = false;
+        $('logout').disabled = false;
+    }
+    storeToken(null);
+    document.title = 'Parley';
+    showSignin('You have logged out.');
+}
+
+// Another tab or device logged this token out: this session is signed out too
+client.on('logged_out', () => {
+    if (loggingOut || view === 'signin')
+        return;
+    storeToken(null);
+    document.title = 'Parley';
+    showSignin('You were logged out from another tab or window.');
+});
+
+// Another tab of this browser signed in: this one joins that session
+window.addEventListener('storage', (event) => {
+    if (event.key === TOKEN_KEY && event.newValue && view === 'signin' && !busy && client.connected)
+        resume();
+});
+
+client.on('presence', (event) => {
+    if (view === 'dashboard')
+        presence.update(event.users ?? []);
+});
+
+// --- start ------------------------------------------------------------------
+
+$('signin-form').addEventListener('submit', submitSignin);
+$('mode-login').addEventListener('change', applyMode);
+$('mode-register').addEventListener('change', applyMode);
+$('logout').addEventListener('click', logout);
+for (const input of [$('username'), $('password')]) {
+    input.addEventListener('input', () => {
+        if (input.classList.contains('is-invalid'))
+            setFieldError(input, null);
+    });
+}
+
+applyMode();
+// With a token, the page waits for the connection to resume the session;
+// without one, the sign-in card can be filled in while it connects.
+if (storedToken())
+    showView('resuming', { focus: false });
+else
+    showSignin();
+client.start();
