@@ -131,6 +131,10 @@ main (int argc, char *argv [])
     if (endpoint_count == 0)
         endpoints [endpoint_count++] = "tcp://127.0.0.1:7700";
 
+    //  A shell starts background jobs with SIGINT ignored, and an ignored
+    //  signal never reaches sigwait: take both back first
+    signal (SIGINT, SIG_DFL);
+    signal (SIGTERM, SIG_DFL);
     //  Before any thread exists: every thread inherits the blocked signals
     sigset_t signals;
     sigemptyset (&signals);

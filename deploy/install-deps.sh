@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config git
     libzmq3-dev libczmq-dev libwebsockets-dev libmsgpack-dev
-    libsodium-dev libsqlite3-dev libyajl-dev
+    libsodium-dev libsqlite3-dev sqlite3 libyajl-dev
     libmongoc-dev libbson-dev
     libcmocka-dev
     clang libclang-rt-14-dev

@@ -47,7 +47,7 @@ async function measure(url, label) {
 }
 
 if (values.mode === 'inprocess' || values.mode === 'both') {
-    const server = await startParley();
+    const server = await startParley({ args: ['--no-default-plugins'] });
     try {
         await measure(server.url, 'in-process (parley)');
     } finally {
