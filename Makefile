@@ -46,7 +46,9 @@ run: deps build
 	@mkdir -p $(DATA)
 	$(BUILD_DIR)/bin/parley --listen $(LISTEN) --data $(DATA)
 
-test: deps
+# The optimized build too: it is what `make run` starts, and gcc warns about
+# some things (format truncation) only when optimizing
+test: deps build
 	cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
 	cmake --build $(TEST_DIR) -j $(JOBS)
 	$(MAKE) unit-tests integration-tests

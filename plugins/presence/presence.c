@@ -25,6 +25,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_time.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -148,28 +149,7 @@ typedef struct {
 //  --------------------------------------------------------------------------
 //  Small helpers
 
-static int64_t
-s_clock (clockid_t clock)
-{
-    struct timespec now;
-    clock_gettime (clock, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
-static int64_t s_mono (void) { return s_clock (CLOCK_MONOTONIC); }
-static int64_t s_wall (void) { return s_clock (CLOCK_REALTIME); }
-
-//  ISO 8601 UTC with milliseconds: "2026-11-25T02:45:51.123Z"
-static void
-s_iso8601 (int64_t ms, char *text, size_t size)
-{
-    time_t seconds = (time_t) (ms / 1000);
-    struct tm parts;
-    gmtime_r (&seconds, &parts);
-    snprintf (text, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-              parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-              parts.tm_hour, parts.tm_min, parts.tm_sec, (int) (ms % 1000));
-}
 
 static void
 s_lower (char *text)
@@ -289,7 +269,7 @@ s_user_update (presence_t *self, user_t *user)
 
     user->online = online;
     if (!online) {
-        user->last_seen = s_wall ();
+        user->last_seen = pl_time_now ();
         s_seen_queue (self, user, user->last_seen);
     }
     //  To the tail of the change log
@@ -494,7 +474,7 @@ s_group_send (presence_t *self, group_t *group)
 static void
 s_groups_flush (presence_t *self)
 {
-    int64_t now = s_mono ();
+    int64_t now = pl_time_mono ();
     group_t *sent = NULL;
     group_t *idle = NULL;
     group_t *group = self->groups;
@@ -582,7 +562,7 @@ s_session_bound (presence_t *self, uint64_t sid, const char *name)
     //  picture up to now)
     user->sessions++;
     s_user_update (self, user);
-    group_t *group = s_group_for_new (self, s_mono ());
+    group_t *group = s_group_for_new (self, pl_time_mono ());
     if (!group) {
         free (session);
         user->sessions--;
@@ -619,7 +599,7 @@ s_sessions_reset (presence_t *self)
         }
     }
     self->holding = held > 0;
-    self->held_until = s_mono () + self->grace_ms;
+    self->held_until = pl_time_mono () + self->grace_ms;
     self->host->log (self->ctx, held ? PARLEY_LOG_INFO : PARLEY_LOG_DEBUG,
                      "session registry reset: %zu users online are held for %lld ms",
                      held, (long long) self->grace_ms);
@@ -654,7 +634,7 @@ s_seen_flush (presence_t *self, bool force)
 {
     if (!self->seen_head)
         return;
-    if (!force && s_mono () < self->retry_at)
+    if (!force && pl_time_mono () < self->retry_at)
         return;
     while (self->seen_head && (force || self->writes_in_flight < PRESENCE_WRITES_MAX)) {
         write_t *write = (write_t *) calloc (1, sizeof (write_t));
@@ -697,7 +677,7 @@ s_seen_flush (presence_t *self, bool force)
                 if (!write->users [index]->seen_dirty)
                     s_seen_queue (self, write->users [index], write->values [index]);
             free (write);
-            self->retry_at = s_mono () + PRESENCE_RETRY_MS;
+            self->retry_at = pl_time_mono () + PRESENCE_RETRY_MS;
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "store.user.seen could not be sent; retrying in %d ms",
                              PRESENCE_RETRY_MS);
@@ -727,7 +707,7 @@ s_seen_on_reply (presence_t *self, write_t *write, const char *code, const char 
         for (size_t index = 0; index < write->count; index++)
             if (!write->users [index]->seen_dirty)
                 s_seen_queue (self, write->users [index], write->values [index]);
-        self->retry_at = s_mono () + PRESENCE_RETRY_MS;
+        self->retry_at = pl_time_mono () + PRESENCE_RETRY_MS;
         if (!self->store_failing)
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "last_seen of %zu users not written (%s: %s); retrying every %d ms",
@@ -747,7 +727,7 @@ s_seen_on_reply (presence_t *self, write_t *write, const char *code, const char 
 static void
 s_seen_checkpoint (presence_t *self)
 {
-    int64_t now = s_wall ();
+    int64_t now = pl_time_now ();
     for (user_t *user = (user_t *) zhashx_first (self->users); user;
          user = (user_t *) zhashx_next (self->users))
         if (user->online)
@@ -859,7 +839,7 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
 
     msgpack_packer packer;
     msgpack_packer_init (&packer, &list->entries, msgpack_sbuffer_write);
-    int64_t now = s_wall ();
+    int64_t now = pl_time_now ();
     const msgpack_object *last_name = NULL;
     for (uint32_t index = 0; index < users->via.array.size; index++) {
         const msgpack_object *entry = &users->via.array.ptr [index];
@@ -897,8 +877,8 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
             msgpack_pack_false (&packer);
         s_pack_str (&packer, "last_seen", 9);
         if (last_seen > 0) {
-            char text [40];
-            s_iso8601 (last_seen, text, sizeof text);
+            char text [PL_TIME_ISO8601_SIZE];
+            pl_time_iso8601 (last_seen, text, sizeof text);
             s_pack_str (&packer, text, strlen (text));
         }
         else
@@ -941,7 +921,7 @@ static void
 s_on_tick (void *state)
 {
     presence_t *self = (presence_t *) state;
-    int64_t now = s_mono ();
+    int64_t now = pl_time_mono ();
     if (self->holding && now >= self->held_until)
         s_release_held (self);
     if (self->checkpoint_ms && now >= self->next_checkpoint) {
@@ -1080,7 +1060,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->checkpoint_ms = checkpoint_s * 1000;
     self->tick_ms = tick_ms;
-    self->next_checkpoint = s_mono () + self->checkpoint_ms;
+    self->next_checkpoint = pl_time_mono () + self->checkpoint_ms;
     self->timer = host->timer_add (ctx, (uint32_t) tick_ms, s_on_tick);
     if (self->timer < 0) {
         host->log (ctx, PARLEY_LOG_ERROR, "no timer");
