@@ -65,7 +65,7 @@ fuzz:
 	@for target in fuzz_transcode fuzz_envelope; do \
 	    mkdir -p $(FUZZ_DIR)/corpus/$$target; \
 	    echo "== $$target for $(FUZZ_SECONDS) s"; \
-	    ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/bin/$$target \
+	    ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/fuzz/$$target \
 	        -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
 	        $(FUZZ_DIR)/corpus/$$target proto/fuzz/corpus/$$target || exit 1; \
 	done
