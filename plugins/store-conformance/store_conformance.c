@@ -24,6 +24,7 @@
 #include "parley_plugin.h"
 
 #include <ftw.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -981,6 +982,1179 @@ test_acknowledged_writes_survive_plugin_restart (void **state)
 }
 
 
+//  --------------------------------------------------------------------------
+//  Rooms, members, invitations and timelines
+
+#define S_NO_CURSOR (-1)
+
+static sc_reply_t *
+s_room_create (fixture_t *fixture, const char *name, const char *description,
+               bool is_private, int64_t max_participants, const char *owner, int64_t created_at)
+{
+    body_t body;
+    s_body_init (&body, 6);
+    sc_pack_kstr (&body.packer, "name", name);
+    sc_pack_kstr (&body.packer, "description", description);
+    sc_pack_key (&body.packer, "private");
+    if (is_private)
+        msgpack_pack_true (&body.packer);
+    else
+        msgpack_pack_false (&body.packer);
+    sc_pack_kint (&body.packer, "max_participants", max_participants);
+    sc_pack_kstr (&body.packer, "owner", owner);
+    sc_pack_kint (&body.packer, "created_at", created_at);
+    return s_call (fixture, "store.room.create", &body);
+}
+
+static void
+s_room_create_ok (fixture_t *fixture, const char *name, bool is_private,
+                  int64_t max_participants, const char *owner)
+{
+    sc_reply_t *reply = s_room_create (fixture, name, "", is_private, max_participants,
+                                       owner, 5000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+//  Packs an entry: a message when text is given, else a system entry with event
+static void
+s_pack_entry (msgpack_packer *packer, int64_t seq, const char *user, const char *text,
+              const char *event)
+{
+    msgpack_pack_map (packer, 5);
+    sc_pack_kint (packer, "seq", seq);
+    sc_pack_kstr (packer, "kind", text ? "message" : "system");
+    sc_pack_kstr (packer, "user", user);
+    sc_pack_kint (packer, "ts", 1700000000000 + seq);
+    if (text)
+        sc_pack_kstr (packer, "text", text);
+    else
+        sc_pack_kstr (packer, "event", event);
+}
+
+//  store.member.add or .remove; seq 0 for no entry
+static void
+s_member_body (body_t *body, const char *room, const char *user, int64_t seq,
+               const char *event)
+{
+    s_body_init (body, seq ? 3 : 2);
+    sc_pack_kstr (&body->packer, "room", room);
+    sc_pack_kstr (&body->packer, "user", user);
+    if (seq) {
+        sc_pack_key (&body->packer, "entry");
+        s_pack_entry (&body->packer, seq, user, NULL, event);
+    }
+}
+
+static sc_reply_t *
+s_member_add (fixture_t *fixture, const char *room, const char *user, int64_t seq)
+{
+    body_t body;
+    s_member_body (&body, room, user, seq, "join");
+    return s_call (fixture, "store.member.add", &body);
+}
+
+static sc_reply_t *
+s_member_remove (fixture_t *fixture, const char *room, const char *user, int64_t seq)
+{
+    body_t body;
+    s_member_body (&body, room, user, seq, "leave");
+    return s_call (fixture, "store.member.remove", &body);
+}
+
+static void
+s_member_add_ok (fixture_t *fixture, const char *room, const char *user, int64_t seq)
+{
+    sc_reply_t *reply = s_member_add (fixture, room, user, seq);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static sc_reply_t *
+s_invite (fixture_t *fixture, const char *room, const char *user, const char *from)
+{
+    body_t body;
+    s_body_init (&body, 3);
+    sc_pack_kstr (&body.packer, "room", room);
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kstr (&body.packer, "from", from);
+    return s_call (fixture, "store.invite.add", &body);
+}
+
+static void
+s_append_body (body_t *body, const char *room, int64_t seq, const char *user, const char *text)
+{
+    s_body_init (body, 2);
+    sc_pack_kstr (&body->packer, "room", room);
+    sc_pack_key (&body->packer, "entry");
+    s_pack_entry (&body->packer, seq, user, text, NULL);
+}
+
+static sc_reply_t *
+s_append (fixture_t *fixture, const char *room, int64_t seq, const char *user, const char *text)
+{
+    body_t body;
+    s_append_body (&body, room, seq, user, text);
+    return s_call (fixture, "store.msg.append", &body);
+}
+
+static void
+s_append_ok (fixture_t *fixture, const char *room, int64_t seq, const char *user,
+             const char *text)
+{
+    sc_reply_t *reply = s_append (fixture, room, seq, user, text);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), seq);
+    sc_reply_destroy (&reply);
+}
+
+//  store.msg.history; before/after S_NO_CURSOR for none, limit 0 for none
+static sc_reply_t *
+s_history (fixture_t *fixture, const char *room, int64_t before, int64_t after, int64_t limit)
+{
+    body_t body;
+    s_body_init (&body, 1 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
+    sc_pack_kstr (&body.packer, "room", room);
+    if (before != S_NO_CURSOR)
+        sc_pack_kint (&body.packer, "before", before);
+    if (after != S_NO_CURSOR)
+        sc_pack_kint (&body.packer, "after", after);
+    if (limit)
+        sc_pack_kint (&body.packer, "limit", limit);
+    return s_call (fixture, "store.msg.history", &body);
+}
+
+static const msgpack_object *
+s_array_field (sc_reply_t *reply, const char *key)
+{
+    const msgpack_object *array = sc_reply_field (reply, key);
+    assert_non_null (array);
+    assert_int_equal (array->type, MSGPACK_OBJECT_ARRAY);
+    return array;
+}
+
+static bool
+s_more (sc_reply_t *reply)
+{
+    const msgpack_object *more = sc_reply_field (reply, "more");
+    assert_non_null (more);
+    assert_int_equal (more->type, MSGPACK_OBJECT_BOOLEAN);
+    return more->via.boolean;
+}
+
+static bool
+s_bool (const msgpack_object *object)
+{
+    assert_non_null (object);
+    assert_int_equal (object->type, MSGPACK_OBJECT_BOOLEAN);
+    return object->via.boolean;
+}
+
+//  Asserts a history answer holds exactly seqs first..last (none if last < first) and more
+static void
+s_assert_history (fixture_t *fixture, const char *room, int64_t before, int64_t after,
+                  int64_t limit, int64_t first, int64_t last, bool more)
+{
+    sc_reply_t *reply = s_history (fixture, room, before, after, limit);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    int64_t expected = last >= first ? last - first + 1 : 0;
+    if ((int64_t) messages->via.array.size != expected)
+        fail_msg ("history of %s (before %" PRId64 ", after %" PRId64 ", limit %" PRId64
+                  "): %u entries, expected %" PRId64, room, before, after, limit,
+                  messages->via.array.size, expected);
+    for (uint32_t index = 0; index < messages->via.array.size; index++)
+        s_assert_int (sc_map_field (&messages->via.array.ptr [index], "seq"),
+                      first + index);
+    if (s_more (reply) != more)
+        fail_msg ("history of %s (before %" PRId64 ", after %" PRId64 ", limit %" PRId64
+                  "): more is %s", room, before, after, limit, more ? "false" : "true");
+    sc_reply_destroy (&reply);
+}
+
+//  Asserts the member list of room is exactly names, in that order
+static void
+s_assert_members (fixture_t *fixture, const char *room, size_t count, const char *const *names)
+{
+    sc_reply_t *reply = s_by_name (fixture, "store.member.list", "room", room);
+    s_assert_ok (reply);
+    const msgpack_object *members = s_array_field (reply, "members");
+    assert_int_equal (members->via.array.size, count);
+    for (size_t index = 0; index < count; index++)
+        s_assert_str (&members->via.array.ptr [index], names [index]);
+    sc_reply_destroy (&reply);
+}
+
+//  Asserts a room map's fields; description NULL to skip it
+static void
+s_assert_room (const msgpack_object *room, const char *name, const char *description,
+               bool is_private, int64_t max_participants, const char *owner,
+               int64_t created_at, int64_t members, int64_t last_seq)
+{
+    assert_non_null (room);
+    assert_int_equal (room->type, MSGPACK_OBJECT_MAP);
+    s_assert_str (sc_map_field (room, "name"), name);
+    if (description)
+        s_assert_str (sc_map_field (room, "description"), description);
+    assert_int_equal (s_bool (sc_map_field (room, "private")), is_private);
+    s_assert_int (sc_map_field (room, "max_participants"), max_participants);
+    s_assert_str (sc_map_field (room, "owner"), owner);
+    s_assert_int (sc_map_field (room, "created_at"), created_at);
+    s_assert_int (sc_map_field (room, "members"), members);
+    s_assert_int (sc_map_field (room, "last_seq"), last_seq);
+}
+
+static void
+s_assert_room_counts (fixture_t *fixture, const char *name, int64_t members, int64_t last_seq)
+{
+    sc_reply_t *reply = s_by_name (fixture, "store.room.get", "name", name);
+    s_assert_ok (reply);
+    const msgpack_object *room = sc_reply_field (reply, "room");
+    assert_non_null (room);
+    s_assert_int (sc_map_field (room, "members"), members);
+    s_assert_int (sc_map_field (room, "last_seq"), last_seq);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_types_with_body_not_a_map_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *types [] = { "store.room.create", "store.room.get", "store.room.list",
+                             "store.room.delete", "store.member.add", "store.member.remove",
+                             "store.member.list", "store.invite.add", "store.msg.append",
+                             "store.msg.history" };
+    static const uint8_t array [] = { 0x91, 0x01 };         //  [1]
+    for (size_t index = 0; index < sizeof types / sizeof types [0]; index++) {
+        sc_reply_t *reply = sc_broker_call (fixture->broker, types [index], array, sizeof array);
+        assert_non_null (reply);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+}
+
+static void
+test_store_info_schema_version_is_at_least_two (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_call (fixture, "store.info", NULL);
+    s_assert_ok (reply);
+    assert_true (sc_reply_field (reply, "schema_version")->via.u64 >= 2);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_create_then_get_by_any_case (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    sc_reply_t *reply = s_room_create (fixture, "General", "Talk about anything", false, 50,
+                                       "alice", 1700000000456);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "General", "Talk about anything", false, 50,
+                   "Alice", 1700000000456, 1, 0);
+    sc_reply_destroy (&reply);
+
+    const char *spellings [] = { "General", "general", "GENERAL" };
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_by_name (fixture, "store.room.get", "name", spellings [index]);
+        s_assert_ok (reply);
+        s_assert_room (sc_reply_field (reply, "room"), "General", "Talk about anything", false,
+                       50, "Alice", 1700000000456, 1, 0);
+        sc_reply_destroy (&reply);
+    }
+    //  The owner is the first member; an empty description and a private room
+    const char *owner [] = { "Alice" };
+    s_assert_members (fixture, "general", 1, owner);
+    reply = s_room_create (fixture, "hideout", "", true, 2, "ALICE", 7);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "hideout", "", true, 2, "Alice", 7, 1, 0);
+    sc_reply_destroy (&reply);
+    //  No timeline entry for creating
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+}
+
+static void
+test_room_create_taken_name_in_other_case_conflicts (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    sc_reply_t *reply = s_room_create (fixture, "General", "first", false, 50, "alice", 1);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    const char *spellings [] = { "General", "general", "GENERAL" };
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_room_create (fixture, spellings [index], "second", true, 3, "bob", 2);
+        s_assert_error (reply, "conflict");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_by_name (fixture, "store.room.get", "name", "general");
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "General", "first", false, 50, "alice", 1,
+                   1, 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_create_with_unknown_owner_is_not_found_and_creates_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_room_create (fixture, "general", "", false, 50, "ghost", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "general");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_get_unknown_name_is_not_found (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_by_name (fixture, "store.room.get", "name", "nowhere");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_create_invalid_fields_get_bad_request_and_change_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    sc_reply_t *reply;
+    char long_name [66];
+    memset (long_name, 'r', 65);
+    long_name [65] = 0;
+    reply = s_room_create (fixture, long_name, "", false, 5, "alice", 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    long_name [64] = 0;                     //  64 bytes is the most
+    reply = s_room_create (fixture, long_name, "", false, 5, "alice", 1);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_room_create (fixture, "", "", false, 5, "alice", 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    char *long_description = (char *) malloc (2002);
+    memset (long_description, 'd', 2001);
+    long_description [2001] = 0;
+    reply = s_room_create (fixture, "room", long_description, false, 5, "alice", 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    free (long_description);
+
+    reply = s_room_create (fixture, "room", "", false, 5, "alice", -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_room_create (fixture, "room", "", false, -5, "alice", 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    body_t body;
+    s_body_init (&body, 6);                 //  private is a string
+    sc_pack_kstr (&body.packer, "name", "room");
+    sc_pack_kstr (&body.packer, "description", "");
+    sc_pack_kstr (&body.packer, "private", "yes");
+    sc_pack_kint (&body.packer, "max_participants", 5);
+    sc_pack_kstr (&body.packer, "owner", "alice");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.room.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 5);                 //  no owner
+    sc_pack_kstr (&body.packer, "name", "room");
+    sc_pack_kstr (&body.packer, "description", "");
+    sc_pack_key (&body.packer, "private");
+    msgpack_pack_false (&body.packer);
+    sc_pack_kint (&body.packer, "max_participants", 5);
+    sc_pack_kint (&body.packer, "created_at", 1);
+    reply = s_call (fixture, "store.room.create", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.room.get", "name", "room");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_list_shows_public_rooms_and_own_private_ones_with_joined (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "Alpha", false, 10, "alice");
+    s_room_create_ok (fixture, "secret", true, 10, "alice");
+    s_room_create_ok (fixture, "beta", true, 10, "bob");
+    s_room_create_ok (fixture, "Gamma", false, 10, "bob");
+    s_member_add_ok (fixture, "gamma", "alice", 1);
+
+    struct {
+        const char *user;
+        size_t count;
+        const char *names [4];
+        bool joined [4];
+        int64_t members [4];
+    } cases [] = {
+        { "ALICE", 3, { "Alpha", "Gamma", "secret" }, { true, true, true }, { 1, 2, 1 } },
+        { "bob",   3, { "Alpha", "beta", "Gamma" },   { false, true, true }, { 1, 1, 2 } },
+        { "carol", 2, { "Alpha", "Gamma" },           { false, false }, { 1, 2 } },
+        { "ghost", 2, { "Alpha", "Gamma" },           { false, false }, { 1, 2 } }
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases [0]; index++) {
+        sc_reply_t *reply = s_by_name (fixture, "store.room.list", "user", cases [index].user);
+        s_assert_ok (reply);
+        const msgpack_object *rooms = s_array_field (reply, "rooms");
+        if (rooms->via.array.size != cases [index].count)
+            fail_msg ("%s sees %u rooms, expected %zu", cases [index].user,
+                      rooms->via.array.size, cases [index].count);
+        for (size_t room = 0; room < cases [index].count; room++) {
+            const msgpack_object *map = &rooms->via.array.ptr [room];
+            s_assert_str (sc_map_field (map, "name"), cases [index].names [room]);
+            assert_int_equal (s_bool (sc_map_field (map, "joined")), cases [index].joined [room]);
+            s_assert_int (sc_map_field (map, "members"), cases [index].members [room]);
+            assert_non_null (sc_map_field (map, "owner"));
+            assert_non_null (sc_map_field (map, "private"));
+            assert_non_null (sc_map_field (map, "max_participants"));
+            assert_non_null (sc_map_field (map, "last_seq"));
+        }
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_by_name (fixture, "store.room.list", "user", "");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_list_of_store_without_rooms_is_empty (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    sc_reply_t *reply = s_by_name (fixture, "store.room.list", "user", "alice");
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "rooms")->via.array.size, 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_delete_removes_members_and_timeline_and_frees_the_name (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "General", true, 10, "alice");
+    sc_reply_t *reply = s_invite (fixture, "general", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "general", "bob", 1);
+    s_append_ok (fixture, "general", 2, "bob", "hello");
+    s_user_create_ok (fixture, "carol");
+    reply = s_invite (fixture, "general", "carol", "alice");    //  a pending invitation
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.room.delete", "name", "GENERAL");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "General");
+    const msgpack_object *members = s_array_field (reply, "members");
+    assert_int_equal (members->via.array.size, 2);
+    bool alice = false, bob = false;
+    for (uint32_t index = 0; index < 2; index++) {
+        alice = alice || sc_object_streq (&members->via.array.ptr [index], "Alice");
+        bob = bob || sc_object_streq (&members->via.array.ptr [index], "Bob");
+    }
+    assert_true (alice && bob);
+    sc_reply_destroy (&reply);
+
+    reply = s_by_name (fixture, "store.room.get", "name", "general");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.member.list", "room", "general");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.list", "user", "alice");
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "rooms")->via.array.size, 0);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.delete", "name", "general");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+
+    //  The name is free: a new room of that name starts empty, and the old
+    //  room's members and invitations do not carry over
+    reply = s_room_create (fixture, "GENERAL", "again", true, 10, "carol", 9);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "GENERAL", "again", true, 10, "carol", 9,
+                   1, 0);
+    sc_reply_destroy (&reply);
+    const char *owner [] = { "carol" };
+    s_assert_members (fixture, "general", 1, owner);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    reply = s_member_add (fixture, "general", "bob", 1);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "general", 1, "carol", "a fresh start");
+}
+
+static void
+test_member_add_joins_once_and_appends_its_entry (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+
+    sc_reply_t *reply = s_member_add (fixture, "GENERAL", "bob", 1);
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_reply_field (reply, "added")));
+    s_assert_int (sc_reply_field (reply, "members"), 2);
+    s_assert_room (sc_reply_field (reply, "room"), "general", "", false, 10, "alice", 5000, 2, 1);
+    sc_reply_destroy (&reply);
+
+    //  Again, in any case: ok, not added, and no second entry
+    reply = s_member_add (fixture, "general", "BOB", 2);
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "added")));
+    s_assert_int (sc_reply_field (reply, "members"), 2);
+    s_assert_room (sc_reply_field (reply, "room"), "general", "", false, 10, "alice", 5000, 2, 1);
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "general", "alice", 0);      //  the owner, without entry
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "added")));
+    sc_reply_destroy (&reply);
+
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    const msgpack_object *entry = &messages->via.array.ptr [0];
+    s_assert_int (sc_map_field (entry, "seq"), 1);
+    s_assert_str (sc_map_field (entry, "kind"), "system");
+    s_assert_str (sc_map_field (entry, "user"), "bob");
+    s_assert_int (sc_map_field (entry, "ts"), 1700000000001);
+    s_assert_str (sc_map_field (entry, "event"), "join");
+    assert_null (sc_map_field (entry, "text"));
+    assert_false (s_more (reply));
+    sc_reply_destroy (&reply);
+
+    //  A join without entry appends nothing
+    s_user_create_ok (fixture, "carol");
+    reply = s_member_add (fixture, "general", "carol", 0);
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_reply_field (reply, "added")));
+    s_assert_int (sc_reply_field (reply, "members"), 3);
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 3, 1);
+}
+
+static void
+test_member_add_unknown_room_or_user_is_not_found (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    sc_reply_t *reply = s_member_add (fixture, "nowhere", "alice", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "general", "ghost", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 0);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+}
+
+static void
+test_member_add_to_full_room_is_refused_and_changes_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "tiny", false, 2, "alice");
+    s_member_add_ok (fixture, "tiny", "bob", 1);
+
+    sc_reply_t *reply = s_member_add (fixture, "tiny", "carol", 2);
+    s_assert_error (reply, "full");
+    sc_reply_destroy (&reply);
+    const char *two [] = { "alice", "bob" };
+    s_assert_members (fixture, "tiny", 2, two);
+    s_assert_room_counts (fixture, "tiny", 2, 1);
+
+    //  A member of a full room joining again is ok, not full
+    reply = s_member_add (fixture, "tiny", "bob", 0);
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "added")));
+    sc_reply_destroy (&reply);
+
+    //  A place freed is a place taken
+    reply = s_member_remove (fixture, "tiny", "bob", 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "tiny", "carol", 3);
+    const char *now [] = { "alice", "carol" };
+    s_assert_members (fixture, "tiny", 2, now);
+}
+
+static void
+test_member_add_to_private_room_needs_an_invitation (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "hideout", true, 10, "alice");
+
+    sc_reply_t *reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "hideout", 1, 0);
+
+    reply = s_invite (fixture, "HIDEOUT", "bob", "alice");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Bob");
+    assert_false (s_bool (sc_reply_field (reply, "already_member")));
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "hideout", "BOB", "alice");      //  twice is ok
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "already_member")));
+    sc_reply_destroy (&reply);
+
+    //  The room lists it for the invitee only once joined
+    reply = s_by_name (fixture, "store.room.list", "user", "bob");
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "rooms")->via.array.size, 0);
+    sc_reply_destroy (&reply);
+
+    reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_reply_field (reply, "added")));
+    s_assert_int (sc_reply_field (reply, "members"), 2);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.list", "user", "bob");
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "rooms")->via.array.size, 1);
+    sc_reply_destroy (&reply);
+
+    //  Joining consumed the invitation: after leaving, bob needs another
+    reply = s_member_remove (fixture, "hideout", "bob", 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "hideout", "bob", 3);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+
+    //  The owner is always allowed back
+    reply = s_member_remove (fixture, "hideout", "alice", 3);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "members"), 0);
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "hideout", "alice", 4);
+    s_assert_room_counts (fixture, "hideout", 1, 4);
+}
+
+static void
+test_member_add_checks_forbidden_before_full (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "solo", true, 1, "alice");
+    sc_reply_t *reply = s_member_add (fixture, "solo", "bob", 1);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "solo", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "solo", "bob", 1);
+    s_assert_error (reply, "full");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "solo", 1, 0);
+}
+
+static void
+test_member_add_with_taken_seq_conflicts_and_adds_nobody (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "hideout", true, 10, "alice");
+    s_append_ok (fixture, "hideout", 1, "alice", "first");
+    sc_reply_t *reply = s_invite (fixture, "hideout", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    const char *alone [] = { "alice" };
+    s_assert_members (fixture, "hideout", 1, alone);
+    s_assert_room_counts (fixture, "hideout", 1, 1);
+    reply = s_history (fixture, "hideout", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_str (sc_map_field (&messages->via.array.ptr [0], "text"), "first");
+    sc_reply_destroy (&reply);
+
+    //  The invitation was not consumed by the failed join
+    s_member_add_ok (fixture, "hideout", "bob", 2);
+    const char *both [] = { "alice", "bob" };
+    s_assert_members (fixture, "hideout", 2, both);
+
+    //  Leaving with a taken seq leaves the member in
+    reply = s_member_remove (fixture, "hideout", "bob", 2);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    s_assert_members (fixture, "hideout", 2, both);
+}
+
+static void
+test_member_remove_appends_entry_and_refuses_non_members (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+
+    sc_reply_t *reply = s_member_remove (fixture, "GENERAL", "BOB", 2);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "members"), 1);
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 2);
+    const msgpack_object *entry = &messages->via.array.ptr [1];
+    s_assert_int (sc_map_field (entry, "seq"), 2);
+    s_assert_str (sc_map_field (entry, "kind"), "system");
+    s_assert_str (sc_map_field (entry, "event"), "leave");
+    s_assert_str (sc_map_field (entry, "user"), "BOB");
+    sc_reply_destroy (&reply);
+
+    reply = s_member_remove (fixture, "general", "bob", 3);
+    s_assert_error (reply, "not_member");
+    sc_reply_destroy (&reply);
+    reply = s_member_remove (fixture, "general", "ghost", 3);
+    s_assert_error (reply, "not_member");
+    sc_reply_destroy (&reply);
+    reply = s_member_remove (fixture, "nowhere", "bob", 3);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 2);
+
+    //  Without an entry
+    s_member_add_ok (fixture, "general", "bob", 0);
+    reply = s_member_remove (fixture, "general", "bob", 0);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "members"), 1);
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 2);
+}
+
+static void
+test_member_list_sorted_by_lower_cased_name (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *users [] = { "carol", "Bob", "alice", "Dave", "_eve" };
+    for (size_t index = 0; index < 5; index++)
+        s_user_create_ok (fixture, users [index]);
+    s_room_create_ok (fixture, "general", false, 10, "carol");
+    for (size_t index = 1; index < 5; index++)
+        s_member_add_ok (fixture, "general", users [index], 0);
+    //  '_' (0x5f) sorts after 'D' but before 'a': lower-cased byte order
+    const char *sorted [] = { "_eve", "alice", "Bob", "carol", "Dave" };
+    s_assert_members (fixture, "GENERAL", 5, sorted);
+    sc_reply_t *reply = s_by_name (fixture, "store.member.list", "room", "nowhere");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_invite_add_member_is_already_member_and_unknowns_are_not_found (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "hideout", true, 10, "alice");
+    sc_reply_t *reply = s_invite (fixture, "hideout", "ALICE", "bob");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    assert_true (s_bool (sc_reply_field (reply, "already_member")));
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "hideout", "ghost", "alice");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "nowhere", "bob", "alice");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    body_t body;
+    s_body_init (&body, 2);                 //  no from
+    sc_pack_kstr (&body.packer, "room", "hideout");
+    sc_pack_kstr (&body.packer, "user", "bob");
+    reply = s_call (fixture, "store.invite.add", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  None of these let bob in
+    reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_append_then_history_returns_the_entry (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_append_ok (fixture, "GENERAL", 1, "alice", "hello, world");
+    s_assert_room_counts (fixture, "general", 1, 1);
+    sc_reply_t *reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    const msgpack_object *entry = &messages->via.array.ptr [0];
+    s_assert_int (sc_map_field (entry, "seq"), 1);
+    s_assert_str (sc_map_field (entry, "kind"), "message");
+    s_assert_str (sc_map_field (entry, "user"), "alice");
+    s_assert_int (sc_map_field (entry, "ts"), 1700000000001);
+    s_assert_str (sc_map_field (entry, "text"), "hello, world");
+    assert_null (sc_map_field (entry, "event"));
+    sc_reply_destroy (&reply);
+
+    //  The longest text there may be
+    char *longest = (char *) malloc (16001);
+    memset (longest, 'x', 16000);
+    longest [16000] = 0;
+    s_append_ok (fixture, "general", 2, "alice", longest);
+    reply = s_history (fixture, "general", S_NO_CURSOR, 1, 0);
+    s_assert_ok (reply);
+    messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_str (sc_map_field (&messages->via.array.ptr [0], "text"), longest);
+    sc_reply_destroy (&reply);
+    free (longest);
+
+    reply = s_append (fixture, "nowhere", 1, "alice", "hello");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_append_with_taken_seq_conflicts_and_keeps_the_first (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_room_create_ok (fixture, "other", false, 10, "alice");
+    s_append_ok (fixture, "general", 1, "alice", "first");
+    sc_reply_t *reply = s_append (fixture, "general", 1, "alice", "second");
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    //  Seqs are per room
+    s_append_ok (fixture, "other", 1, "alice", "elsewhere");
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_str (sc_map_field (&messages->via.array.ptr [0], "text"), "first");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_append_invalid_entries_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    sc_reply_t *reply = s_append (fixture, "general", 0, "alice", "seq 0");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    char *too_long = (char *) malloc (16002);
+    memset (too_long, 'x', 16001);
+    too_long [16001] = 0;
+    reply = s_append (fixture, "general", 1, "alice", too_long);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    free (too_long);
+
+    body_t body;
+    s_body_init (&body, 1);                 //  no entry
+    sc_pack_kstr (&body.packer, "room", "general");
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                 //  a kind that does not exist
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entry");
+    msgpack_pack_map (&body.packer, 5);
+    sc_pack_kint (&body.packer, "seq", 1);
+    sc_pack_kstr (&body.packer, "kind", "shout");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "ts", 1);
+    sc_pack_kstr (&body.packer, "text", "hey");
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                 //  seq is a string
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entry");
+    msgpack_pack_map (&body.packer, 5);
+    sc_pack_kstr (&body.packer, "seq", "1");
+    sc_pack_kstr (&body.packer, "kind", "message");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "ts", 1);
+    sc_pack_kstr (&body.packer, "text", "hey");
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_assert_room_counts (fixture, "general", 1, 0);
+}
+
+static void
+test_msg_history_pages_with_exact_more_flags (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_room_create_ok (fixture, "empty", false, 10, "alice");
+    for (int64_t seq = 1; seq <= 10; seq++)
+        s_append_ok (fixture, "general", seq, "alice", "hi");
+
+    //  Without a cursor: the newest
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 10, false);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 3, 8, 10, true);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 9, 2, 10, true);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 10, 1, 10, false);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 11, 1, 10, false);
+    //  before: older than the cursor, more when older still remain
+    s_assert_history (fixture, "general", 5, S_NO_CURSOR, 3, 2, 4, true);
+    s_assert_history (fixture, "general", 4, S_NO_CURSOR, 3, 1, 3, false);
+    s_assert_history (fixture, "general", 3, S_NO_CURSOR, 3, 1, 2, false);
+    s_assert_history (fixture, "general", 1, S_NO_CURSOR, 3, 1, 0, false);
+    s_assert_history (fixture, "general", 100, S_NO_CURSOR, 2, 9, 10, true);
+    s_assert_history (fixture, "general", 11, S_NO_CURSOR, 10, 1, 10, false);
+    //  after: newer than the cursor, oldest first, more when newer remain
+    s_assert_history (fixture, "general", S_NO_CURSOR, 0, 2, 1, 2, true);
+    s_assert_history (fixture, "general", S_NO_CURSOR, 6, 3, 7, 9, true);
+    s_assert_history (fixture, "general", S_NO_CURSOR, 7, 3, 8, 10, false);
+    s_assert_history (fixture, "general", S_NO_CURSOR, 8, 3, 9, 10, false);
+    s_assert_history (fixture, "general", S_NO_CURSOR, 10, 3, 1, 0, false);
+    s_assert_history (fixture, "general", S_NO_CURSOR, 0, 0, 1, 10, false);
+    //  Limit bounds
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 1, 10, 10, true);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 1000, 1, 10, false);
+    s_assert_history (fixture, "empty", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_history (fixture, "empty", 5, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_history (fixture, "empty", S_NO_CURSOR, 0, 0, 1, 0, false);
+
+    sc_reply_t *reply;
+    body_t body;
+    s_body_init (&body, 2);                 //  limit 0
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_kint (&body.packer, "limit", 0);
+    reply = s_call (fixture, "store.msg.history", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 1001);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", 5, 2, 0);        //  both cursors
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 2);                 //  a cursor that is not a seq
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_kstr (&body.packer, "before", "5");
+    reply = s_call (fixture, "store.msg.history", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "nowhere", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pipelined_room_writes_one_conflict_spares_the_rest (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    //  Sent without waiting, so that they arrive together: bob's join takes
+    //  a seq that the message before it took, and fails alone
+    body_t body;
+    uint64_t rids [5];
+    s_append_body (&body, "general", 1, "alice", "one");
+    rids [0] = s_send (fixture, "store.msg.append", &body);
+    s_member_body (&body, "general", "bob", 1, "join");
+    rids [1] = s_send (fixture, "store.member.add", &body);
+    s_member_body (&body, "general", "carol", 2, "join");
+    rids [2] = s_send (fixture, "store.member.add", &body);
+    s_append_body (&body, "general", 3, "carol", "three");
+    rids [3] = s_send (fixture, "store.msg.append", &body);
+    s_member_body (&body, "general", "bob", 4, "join");
+    rids [4] = s_send (fixture, "store.member.add", &body);
+    for (size_t index = 0; index < 5; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 10000);
+        assert_non_null (reply);
+        assert_int_equal (reply->rid, rids [index]);
+        if (index == 1)
+            s_assert_error (reply, "conflict");
+        else
+            s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    const char *members [] = { "alice", "bob", "carol" };
+    s_assert_members (fixture, "general", 3, members);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 4, false);
+}
+
+#define S_BIG_TIMELINE 5000
+#define S_WINDOW 250
+
+static void
+test_msg_history_pages_a_big_timeline_correctly (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "big", false, 10, "alice");
+    s_room_create_ok (fixture, "small", false, 10, "alice");
+    //  Pipelined in windows, the small room's entries interleaved
+    int64_t small_seq = 0;
+    for (int64_t first = 1; first <= S_BIG_TIMELINE; first += S_WINDOW) {
+        size_t sent = 0;
+        for (int64_t seq = first; seq < first + S_WINDOW && seq <= S_BIG_TIMELINE; seq++) {
+            char text [32];
+            snprintf (text, sizeof text, "message %" PRId64, seq);
+            body_t body;
+            s_append_body (&body, "big", seq, "alice", text);
+            s_send (fixture, "store.msg.append", &body);
+            sent++;
+            if (seq % 50 == 0) {
+                s_append_body (&body, "small", ++small_seq, "alice", "aside");
+                s_send (fixture, "store.msg.append", &body);
+                sent++;
+            }
+        }
+        for (size_t index = 0; index < sent; index++) {
+            sc_reply_t *reply = sc_broker_recv (fixture->broker, 30000);
+            assert_non_null (reply);
+            s_assert_ok (reply);
+            sc_reply_destroy (&reply);
+        }
+    }
+    s_assert_room_counts (fixture, "big", 1, S_BIG_TIMELINE);
+    s_assert_room_counts (fixture, "small", 1, small_seq);
+
+    //  Backward from the newest, 50 at a time, to the very first
+    int64_t before = S_NO_CURSOR;
+    int64_t expected_last = S_BIG_TIMELINE;
+    size_t pages = 0;
+    while (true) {
+        sc_reply_t *reply = s_history (fixture, "big", before, S_NO_CURSOR, 50);
+        s_assert_ok (reply);
+        const msgpack_object *messages = s_array_field (reply, "messages");
+        assert_int_equal (messages->via.array.size, 50);
+        for (uint32_t index = 0; index < 50; index++) {
+            const msgpack_object *entry = &messages->via.array.ptr [index];
+            int64_t seq = expected_last - 49 + index;
+            s_assert_int (sc_map_field (entry, "seq"), seq);
+            char text [32];
+            snprintf (text, sizeof text, "message %" PRId64, seq);
+            s_assert_str (sc_map_field (entry, "text"), text);
+        }
+        bool more = s_more (reply);
+        sc_reply_destroy (&reply);
+        pages++;
+        before = expected_last - 49;
+        expected_last -= 50;
+        assert_int_equal (more, expected_last > 0);
+        if (!more)
+            break;
+    }
+    assert_int_equal (pages, S_BIG_TIMELINE / 50);
+
+    //  Forward from the start, 1000 at a time
+    s_assert_history (fixture, "big", S_NO_CURSOR, 0, 1000, 1, 1000, true);
+    s_assert_history (fixture, "big", S_NO_CURSOR, 3000, 1000, 3001, 4000, true);
+    s_assert_history (fixture, "big", S_NO_CURSOR, 4000, 1000, 4001, 5000, false);
+    s_assert_history (fixture, "big", 2501, S_NO_CURSOR, 7, 2494, 2500, true);
+    s_assert_history (fixture, "big", S_NO_CURSOR, S_NO_CURSOR, 1000, 4001, 5000, true);
+    s_assert_history (fixture, "small", S_NO_CURSOR, S_NO_CURSOR, 1000, 1, small_seq, false);
+}
+
+static void
+test_rooms_members_invitations_and_timelines_survive_plugin_restart (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    sc_reply_t *reply = s_room_create (fixture, "Hideout", "our place", true, 7, "alice", 42);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_room_create_ok (fixture, "gone", false, 7, "alice");
+    reply = s_invite (fixture, "hideout", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "hideout", "carol", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "hideout", "bob", 1);
+    s_append_ok (fixture, "hideout", 2, "bob", "remember me");
+    reply = s_by_name (fixture, "store.room.delete", "name", "gone");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    sc_broker_stop (fixture->broker);
+    s_fixture_start (fixture);
+
+    reply = s_by_name (fixture, "store.room.get", "name", "HIDEOUT");
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "Hideout", "our place", true, 7, "Alice", 42,
+                   2, 2);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "gone");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    const char *members [] = { "Alice", "bob" };
+    s_assert_members (fixture, "hideout", 2, members);
+    reply = s_history (fixture, "hideout", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 2);
+    s_assert_str (sc_map_field (&messages->via.array.ptr [0], "event"), "join");
+    s_assert_str (sc_map_field (&messages->via.array.ptr [1], "text"), "remember me");
+    sc_reply_destroy (&reply);
+    //  carol's invitation is still there; the timeline goes on where it stopped
+    s_member_add_ok (fixture, "hideout", "carol", 3);
+    reply = s_append (fixture, "hideout", 2, "carol", "taken");
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "hideout", 4, "carol", "next");
+    s_assert_history (fixture, "hideout", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 4, false);
+}
+
+
 int
 main (int argc, char *argv [])
 {
@@ -1024,6 +2198,32 @@ main (int argc, char *argv [])
         S_TEST (test_pipelined_requests_applied_and_answered_in_order),
         S_TEST (test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest),
         S_TEST (test_acknowledged_writes_survive_plugin_restart),
+        S_TEST (test_room_types_with_body_not_a_map_get_bad_request),
+        S_TEST (test_store_info_schema_version_is_at_least_two),
+        S_TEST (test_room_create_then_get_by_any_case),
+        S_TEST (test_room_create_taken_name_in_other_case_conflicts),
+        S_TEST (test_room_create_with_unknown_owner_is_not_found_and_creates_nothing),
+        S_TEST (test_room_get_unknown_name_is_not_found),
+        S_TEST (test_room_create_invalid_fields_get_bad_request_and_change_nothing),
+        S_TEST (test_room_list_shows_public_rooms_and_own_private_ones_with_joined),
+        S_TEST (test_room_list_of_store_without_rooms_is_empty),
+        S_TEST (test_room_delete_removes_members_and_timeline_and_frees_the_name),
+        S_TEST (test_member_add_joins_once_and_appends_its_entry),
+        S_TEST (test_member_add_unknown_room_or_user_is_not_found),
+        S_TEST (test_member_add_to_full_room_is_refused_and_changes_nothing),
+        S_TEST (test_member_add_to_private_room_needs_an_invitation),
+        S_TEST (test_member_add_checks_forbidden_before_full),
+        S_TEST (test_member_add_with_taken_seq_conflicts_and_adds_nobody),
+        S_TEST (test_member_remove_appends_entry_and_refuses_non_members),
+        S_TEST (test_member_list_sorted_by_lower_cased_name),
+        S_TEST (test_invite_add_member_is_already_member_and_unknowns_are_not_found),
+        S_TEST (test_msg_append_then_history_returns_the_entry),
+        S_TEST (test_msg_append_with_taken_seq_conflicts_and_keeps_the_first),
+        S_TEST (test_msg_append_invalid_entries_get_bad_request),
+        S_TEST (test_msg_history_pages_with_exact_more_flags),
+        S_TEST (test_pipelined_room_writes_one_conflict_spares_the_rest),
+        S_TEST (test_msg_history_pages_a_big_timeline_correctly),
+        S_TEST (test_rooms_members_invitations_and_timelines_survive_plugin_restart),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }

@@ -27,9 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 //  The newest schema this code knows; see s_migrations
-#define S_SCHEMA_VERSION        1
+#define S_SCHEMA_VERSION        2
 //  Most requests committed in one transaction
 #define S_BATCH_MAX             1024
 //  Bounds of the values of proto/STORE.md
@@ -38,6 +39,10 @@
 #define S_SEEN_MAX              1024
 #define S_LIST_LIMIT_MAX        1000
 #define S_BUSY_TIMEOUT_DEFAULT  5000
+#define S_ROOM_MAX              64
+#define S_DESCRIPTION_MAX       2000
+#define S_TEXT_MAX              16000
+#define S_HISTORY_DEFAULT       50
 
 //  The requests we serve
 typedef enum {
@@ -50,7 +55,17 @@ typedef enum {
     S_OP_TOKEN_GET,
     S_OP_TOKEN_DELETE,
     S_OP_TOKEN_DELETE_USER,
-    S_OP_TOKEN_PURGE
+    S_OP_TOKEN_PURGE,
+    S_OP_ROOM_CREATE,
+    S_OP_ROOM_GET,
+    S_OP_ROOM_LIST,
+    S_OP_ROOM_DELETE,
+    S_OP_MEMBER_ADD,
+    S_OP_MEMBER_REMOVE,
+    S_OP_MEMBER_LIST,
+    S_OP_INVITE_ADD,
+    S_OP_MSG_APPEND,
+    S_OP_MSG_HISTORY
 } s_op_t;
 
 static const struct {
@@ -67,7 +82,17 @@ static const struct {
     { "store.token.get",         S_OP_TOKEN_GET,         false },
     { "store.token.delete",      S_OP_TOKEN_DELETE,      true },
     { "store.token.delete_user", S_OP_TOKEN_DELETE_USER, true },
-    { "store.token.purge",       S_OP_TOKEN_PURGE,       true }
+    { "store.token.purge",       S_OP_TOKEN_PURGE,       true },
+    { "store.room.create",       S_OP_ROOM_CREATE,       true },
+    { "store.room.get",          S_OP_ROOM_GET,          false },
+    { "store.room.list",         S_OP_ROOM_LIST,         false },
+    { "store.room.delete",       S_OP_ROOM_DELETE,       true },
+    { "store.member.add",        S_OP_MEMBER_ADD,        true },
+    { "store.member.remove",     S_OP_MEMBER_REMOVE,     true },
+    { "store.member.list",       S_OP_MEMBER_LIST,       false },
+    { "store.invite.add",        S_OP_INVITE_ADD,        true },
+    { "store.msg.append",        S_OP_MSG_APPEND,        true },
+    { "store.msg.history",       S_OP_MSG_HISTORY,       false }
 };
 #define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
 
@@ -88,6 +113,21 @@ typedef enum {
     S_SQL_TOKEN_DELETE,
     S_SQL_TOKEN_DELETE_USER,
     S_SQL_TOKEN_PURGE,
+    S_SQL_ROOM_INSERT,
+    S_SQL_ROOM_GET,
+    S_SQL_ROOM_LIST,
+    S_SQL_ROOM_DELETE,
+    S_SQL_MEMBER_NAMES,
+    S_SQL_MEMBER_IS,
+    S_SQL_MEMBER_INSERT,
+    S_SQL_MEMBER_DELETE,
+    S_SQL_MEMBER_COUNT,
+    S_SQL_INVITE_IS,
+    S_SQL_INVITE_PUT,
+    S_SQL_INVITE_DELETE,
+    S_SQL_ENTRY_INSERT,
+    S_SQL_HISTORY_BEFORE,
+    S_SQL_HISTORY_AFTER,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -114,7 +154,53 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_TOKEN_DELETE_USER]
                          = "DELETE FROM tokens WHERE user_id ="
                            " (SELECT id FROM users WHERE name_key = ?1)",
-    [S_SQL_TOKEN_PURGE]  = "DELETE FROM tokens WHERE expires_at <= ?1"
+    [S_SQL_TOKEN_PURGE]  = "DELETE FROM tokens WHERE expires_at <= ?1",
+    //  The room map's columns, in the order s_pack_room reads them; the
+    //  counts are lookups on the primary keys of members and entries
+#define S_ROOM_COLUMNS \
+    "SELECT rooms.id, rooms.name, rooms.description, rooms.private, rooms.max_participants," \
+    " users.name, rooms.created_at," \
+    " (SELECT count (*) FROM members WHERE members.room_id = rooms.id)," \
+    " (SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = rooms.id)," \
+    " rooms.owner_id"
+    [S_SQL_ROOM_INSERT]  = "INSERT INTO rooms (name, name_key, description, private,"
+                           " max_participants, owner_id, created_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_SQL_ROOM_GET]     = S_ROOM_COLUMNS
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.name_key = ?1",
+    [S_SQL_ROOM_LIST]    = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
+                           " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " WHERE rooms.private = 0 OR mine.user_id IS NOT NULL"
+                           " ORDER BY rooms.name_key",
+    [S_SQL_ROOM_DELETE]  = "DELETE FROM rooms WHERE id = ?1",
+    [S_SQL_MEMBER_NAMES] = "SELECT users.name FROM members JOIN users ON users.id = members.user_id"
+                           " WHERE members.room_id = ?1 ORDER BY users.name_key",
+    [S_SQL_MEMBER_IS]    = "SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_MEMBER_INSERT]
+                         = "INSERT INTO members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+    [S_SQL_MEMBER_DELETE]
+                         = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_MEMBER_COUNT] = "SELECT count (*) FROM members WHERE room_id = ?1",
+    [S_SQL_INVITE_IS]    = "SELECT 1 FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_INVITE_PUT]   = "INSERT INTO invitations (room_id, user_id, invited_by, invited_at)"
+                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (room_id, user_id)"
+                           " DO UPDATE SET invited_by = excluded.invited_by,"
+                           " invited_at = excluded.invited_at",
+    [S_SQL_INVITE_DELETE]
+                         = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    //  Both walk the primary key (room_id, seq) from the cursor: one more
+    //  row than asked tells whether more remain
+    [S_SQL_HISTORY_BEFORE]
+                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                           " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    [S_SQL_HISTORY_AFTER]
+                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                           " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
 };
 
 //  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
@@ -137,7 +223,48 @@ static const char *s_migrations [S_SCHEMA_VERSION] = {
     "    expires_at INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "CREATE INDEX tokens_by_user ON tokens (user_id);"
-    "CREATE INDEX tokens_by_expiry ON tokens (expires_at);"
+    "CREATE INDEX tokens_by_expiry ON tokens (expires_at);",
+
+    //  2: rooms, members, invitations and timelines. A room's rows go with
+    //  it (ON DELETE CASCADE). entries is clustered on (room_id, seq), so
+    //  that a history page is one range of the primary key and a taken seq
+    //  is a constraint error, never a scan.
+    "CREATE TABLE rooms ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    description TEXT NOT NULL,"
+    "    private INTEGER NOT NULL,"
+    "    max_participants INTEGER NOT NULL,"
+    "    owner_id INTEGER NOT NULL REFERENCES users (id),"
+    "    created_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX rooms_by_owner ON rooms (owner_id);"
+    "CREATE TABLE members ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    joined_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX members_by_user ON members (user_id);"
+    "CREATE TABLE invitations ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    invited_by TEXT NOT NULL,"
+    "    invited_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX invitations_by_user ON invitations (user_id);"
+    "CREATE TABLE entries ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    kind TEXT NOT NULL,"
+    "    user TEXT NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    text TEXT,"
+    "    event TEXT,"
+    "    PRIMARY KEY (room_id, seq)"
+    ") WITHOUT ROWID;"
 };
 
 //  A string borrowed from a request's body
@@ -157,8 +284,23 @@ typedef struct {
     int64_t created_at;             //  time fields
     int64_t expires_at;
     int64_t before;
-    uint32_t limit;                 //  user.list
+    uint32_t limit;                 //  user.list, msg.history
     const msgpack_object *users;    //  user.seen: the array, in fields
+    s_text_t room;                  //  a room's name
+    s_text_t description;           //  room.create; may be empty
+    s_text_t from;                  //  invite.add: the inviter
+    bool is_private;                //  room.create
+    uint64_t max_participants;      //  room.create
+    bool has_entry;                 //  member.add/remove: an entry given
+    uint64_t seq;                   //  the entry's fields
+    s_text_t kind;
+    s_text_t entry_user;
+    int64_t ts;
+    s_text_t text;                  //  a message's text, else size 0
+    s_text_t event;                 //  a system entry's event, else size 0
+    bool has_before;                //  msg.history cursors
+    bool has_after;
+    uint64_t cursor;
     const char *code;               //  error code after running, NULL for ok
     char message [160];             //  error sentence
     msgpack_sbuffer result;         //  ok result map after running
@@ -279,11 +421,15 @@ s_field (const msgpack_object *map, const char *key)
     return NULL;
 }
 
-//  Reads a string field of 1 to max bytes without NUL. Returns 0, or -1
-//  after failing pending with bad_request.
 static int
-s_read_text (s_pending_t *pending, const msgpack_object *map, const char *key,
-             uint32_t max, bool required, s_text_t *text)
+    s_read_time (s_pending_t *pending, const msgpack_object *map, const char *key,
+                 int64_t *time_p);
+
+//  Reads a string field of min to max bytes; NUL refused unless allow_nul.
+//  Returns 0, or -1 after failing pending with bad_request.
+static int
+s_read_string (s_pending_t *pending, const msgpack_object *map, const char *key,
+               uint32_t min, uint32_t max, bool allow_nul, bool required, s_text_t *text)
 {
     const msgpack_object *value = s_field (map, key);
     if (!value) {
@@ -296,14 +442,113 @@ s_read_text (s_pending_t *pending, const msgpack_object *map, const char *key,
         s_fail (pending, "bad_request", "The field '%s' must be a string.", key);
         return -1;
     }
-    if (value->via.str.size == 0 || value->via.str.size > max
-    ||  memchr (value->via.str.ptr, 0, value->via.str.size)) {
-        s_fail (pending, "bad_request",
-                "The field '%s' must have 1 to %u bytes and no NUL.", key, max);
+    if (value->via.str.size < min || value->via.str.size > max
+    ||  (!allow_nul && memchr (value->via.str.ptr, 0, value->via.str.size))) {
+        s_fail (pending, "bad_request", "The field '%s' must have %u to %u bytes%s.",
+                key, min, max, allow_nul ? "" : " and no NUL");
         return -1;
     }
     text->data = value->via.str.ptr;
     text->size = value->via.str.size;
+    return 0;
+}
+
+//  Reads a string field of 1 to max bytes without NUL (names, hashes)
+static int
+s_read_text (s_pending_t *pending, const msgpack_object *map, const char *key,
+             uint32_t max, bool required, s_text_t *text)
+{
+    return s_read_string (pending, map, key, 1, max, false, required, text);
+}
+
+//  Reads an unsigned integer field of min to max; absent is an error only if required
+static int
+s_read_uint (s_pending_t *pending, const msgpack_object *map, const char *key,
+             uint64_t min, uint64_t max, bool required, bool *present_p, uint64_t *value_p)
+{
+    const msgpack_object *value = s_field (map, key);
+    if (present_p)
+        *present_p = value != NULL;
+    if (!value) {
+        if (!required)
+            return 0;
+        s_fail (pending, "bad_request", "The field '%s' is missing.", key);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+    ||  value->via.u64 < min || value->via.u64 > max) {
+        s_fail (pending, "bad_request", "The field '%s' must be an integer from %" PRIu64
+                " to %" PRIu64 ".", key, min, max);
+        return -1;
+    }
+    *value_p = value->via.u64;
+    return 0;
+}
+
+static bool
+s_text_is (const s_text_t *text, const char *value)
+{
+    return text->size == strlen (value) && memcmp (text->data, value, text->size) == 0;
+}
+
+//  Reads the 'entry' map: required or optional. Returns 0, or -1 failed.
+static int
+s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
+{
+    const msgpack_object *entry = s_field (map, "entry");
+    if (!entry) {
+        if (!required)
+            return 0;
+        s_fail (pending, "bad_request", "The field 'entry' is missing.");
+        return -1;
+    }
+    if (entry->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request", "The field 'entry' must be a map.");
+        return -1;
+    }
+    pending->has_entry = true;
+    if (s_read_uint (pending, entry, "seq", 1, INT64_MAX, true, NULL, &pending->seq)
+    ||  s_read_text (pending, entry, "kind", 16, true, &pending->kind)
+    ||  s_read_text (pending, entry, "user", S_NAME_MAX, true, &pending->entry_user)
+    ||  s_read_time (pending, entry, "ts", &pending->ts))
+        goto refused;
+    if (s_text_is (&pending->kind, "message")) {
+        //  A message's text is stored as sent, NUL and all
+        if (s_read_string (pending, entry, "text", 0, S_TEXT_MAX, true, true, &pending->text))
+            goto refused;
+    }
+    else
+    if (s_text_is (&pending->kind, "system")) {
+        if (s_read_text (pending, entry, "event", 16, true, &pending->event))
+            goto refused;
+        if (!s_text_is (&pending->event, "join") && !s_text_is (&pending->event, "leave")) {
+            s_fail (pending, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
+            return -1;
+        }
+    }
+    else {
+        s_fail (pending, "bad_request", "The entry's 'kind' must be \"message\" or \"system\".");
+        return -1;
+    }
+    return 0;
+refused: {
+        //  Say that it is the entry's field: prefix the sentence we were given
+        char reason [sizeof pending->message];
+        memcpy (reason, pending->message, sizeof reason);
+        snprintf (pending->message, sizeof pending->message, "In 'entry': %.140s", reason);
+        return -1;
+    }
+}
+
+static int
+s_read_bool (s_pending_t *pending, const msgpack_object *map, const char *key, bool *value_p)
+{
+    const msgpack_object *value = s_field (map, key);
+    if (!value || value->type != MSGPACK_OBJECT_BOOLEAN) {
+        s_fail (pending, "bad_request", "The field '%s' must be true or false.", key);
+        return -1;
+    }
+    *value_p = value->via.boolean;
     return 0;
 }
 
@@ -421,6 +666,58 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name);
         case S_OP_TOKEN_PURGE:
             return s_read_time (pending, map, "before", &pending->before);
+        case S_OP_ROOM_CREATE:
+            if (s_read_text (pending, map, "name", S_ROOM_MAX, true, &pending->room)
+            ||  s_read_string (pending, map, "description", 0, S_DESCRIPTION_MAX, false, true,
+                               &pending->description)
+            ||  s_read_bool (pending, map, "private", &pending->is_private)
+            ||  s_read_uint (pending, map, "max_participants", 1, INT64_MAX, true, NULL,
+                             &pending->max_participants)
+            ||  s_read_text (pending, map, "owner", S_NAME_MAX, true, &pending->name)
+            ||  s_read_time (pending, map, "created_at", &pending->created_at))
+                return -1;
+            return 0;
+        case S_OP_ROOM_GET:
+        case S_OP_ROOM_DELETE:
+            return s_read_text (pending, map, "name", S_ROOM_MAX, true, &pending->room);
+        case S_OP_ROOM_LIST:
+            return s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name);
+        case S_OP_MEMBER_ADD:
+        case S_OP_MEMBER_REMOVE:
+            if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
+            ||  s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+            ||  s_read_entry (pending, map, false))
+                return -1;
+            return 0;
+        case S_OP_MEMBER_LIST:
+            return s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room);
+        case S_OP_INVITE_ADD:
+            if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
+            ||  s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+            ||  s_read_text (pending, map, "from", S_NAME_MAX, true, &pending->from))
+                return -1;
+            return 0;
+        case S_OP_MSG_APPEND:
+            if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
+            ||  s_read_entry (pending, map, true))
+                return -1;
+            return 0;
+        case S_OP_MSG_HISTORY: {
+            uint64_t limit = S_HISTORY_DEFAULT;
+            if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
+            ||  s_read_uint (pending, map, "before", 0, INT64_MAX, false, &pending->has_before,
+                             &pending->cursor)
+            ||  s_read_uint (pending, map, "after", 0, INT64_MAX, false, &pending->has_after,
+                             &pending->cursor)
+            ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, NULL, &limit))
+                return -1;
+            if (pending->has_before && pending->has_after) {
+                s_fail (pending, "bad_request", "Give 'before' or 'after', not both.");
+                return -1;
+            }
+            pending->limit = (uint32_t) limit;
+            return 0;
+        }
     }
     s_fail (pending, "internal", "The store has no handler for this request.");
     return -1;
@@ -704,6 +1001,554 @@ s_run_delete_count (store_t *self, s_pending_t *pending, msgpack_packer *packer,
     return SQLITE_OK;
 }
 
+//  --------------------------------------------------------------------------
+//  Rooms, members, invitations and timelines
+
+static void
+s_pack_bool (msgpack_packer *packer, bool value)
+{
+    if (value)
+        msgpack_pack_true (packer);
+    else
+        msgpack_pack_false (packer);
+}
+
+//  Packs the room map from a row of S_ROOM_COLUMNS, with 'joined' if asked
+static void
+s_pack_room (msgpack_packer *packer, sqlite3_stmt *stmt, bool with_joined)
+{
+    msgpack_pack_map (packer, with_joined ? 9 : 8);
+    s_pack_str (packer, "name");
+    s_pack_text_column (packer, stmt, 1);
+    s_pack_str (packer, "description");
+    s_pack_text_column (packer, stmt, 2);
+    s_pack_str (packer, "private");
+    s_pack_bool (packer, sqlite3_column_int (stmt, 3) != 0);
+    s_pack_str (packer, "max_participants");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 4));
+    s_pack_str (packer, "owner");
+    s_pack_text_column (packer, stmt, 5);
+    s_pack_str (packer, "created_at");
+    msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, 6));
+    s_pack_str (packer, "members");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
+    s_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 8));
+    if (with_joined) {
+        s_pack_str (packer, "joined");
+        s_pack_bool (packer, sqlite3_column_int (stmt, 10) != 0);
+    }
+}
+
+//  Looks the room up: its row stays on S_SQL_ROOM_GET for the caller, who
+//  must s_finish_stmt it. Returns SQLITE_ROW, or SQLITE_DONE after failing
+//  pending with not_found, or a fatal code.
+static int
+s_room_find (store_t *self, s_pending_t *pending, char *key)
+{
+    s_name_key (&pending->room, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_GET];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->room.size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_DONE)
+        s_fail (pending, "not_found", "No room is named '%.*s'.",
+                (int) pending->room.size, pending->room.data);
+    return rc;
+}
+
+//  The room's id, or 0 after failing pending with not_found; rc_p gets a fatal code
+static int64_t
+s_room_id (store_t *self, s_pending_t *pending, int *rc_p)
+{
+    char key [S_NAME_MAX + 1];
+    int rc = s_room_find (self, pending, key);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64 (self->sql [S_SQL_ROOM_GET], 0) : 0;
+    s_finish_stmt (self->sql [S_SQL_ROOM_GET]);
+    *rc_p = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+    return id;
+}
+
+//  The user's id (name any case), 0 if there is none; the name as
+//  registered into registered (S_NAME_MAX + 1) if not NULL
+static int64_t
+s_user_id (store_t *self, const s_text_t *name, char *registered, int *rc_p)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_USER_GET];
+    sqlite3_bind_text (stmt, 1, key, (int) name->size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    int64_t id = 0;
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64 (stmt, 0);
+        if (registered)
+            snprintf (registered, S_NAME_MAX + 1, "%s", (const char *) sqlite3_column_text (stmt, 1));
+    }
+    s_finish_stmt (stmt);
+    *rc_p = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+    return id;
+}
+
+//  Runs a statement with (room_id, user_id) and says whether it gave a row
+static int
+s_pair_exists (store_t *self, s_sql_t sql, int64_t room_id, int64_t user_id, bool *exists_p)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    int rc = sqlite3_step (stmt);
+    *exists_p = rc == SQLITE_ROW;
+    s_finish_stmt (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+static int
+s_pair_run (store_t *self, s_sql_t sql, int64_t room_id, int64_t user_id)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    return s_step_done (stmt);
+}
+
+//  Appends pending's entry to the room; a taken seq fails pending with conflict
+static int
+s_entry_insert (store_t *self, s_pending_t *pending, int64_t room_id)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ENTRY_INSERT];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
+    sqlite3_bind_text (stmt, 3, pending->kind.data, (int) pending->kind.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 4, pending->entry_user.data, (int) pending->entry_user.size,
+                       SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, pending->ts);
+    if (pending->event.size == 0)
+        sqlite3_bind_text (stmt, 6, pending->text.data ? pending->text.data : "",
+                           (int) pending->text.size, SQLITE_STATIC);
+    else
+        sqlite3_bind_text (stmt, 7, pending->event.data, (int) pending->event.size,
+                           SQLITE_STATIC);
+    int rc = s_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64 " already.",
+                (int) pending->room.size, pending->room.data, pending->seq);
+        return SQLITE_OK;
+    }
+    return rc;
+}
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+//  Packs 'room' (the room map, as it is now) as the next key of an open map
+static int
+s_pack_room_field (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    int rc = s_room_find (self, pending, key);
+    if (rc == SQLITE_ROW) {
+        s_pack_str (packer, "room");
+        s_pack_room (packer, self->sql [S_SQL_ROOM_GET], false);
+    }
+    s_finish_stmt (self->sql [S_SQL_ROOM_GET]);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+static int
+s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t owner_id = s_user_id (self, &pending->name, NULL, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!owner_id) {
+        s_fail (pending, "not_found", "No user is named '%.*s' to own the room.",
+                (int) pending->name.size, pending->name.data);
+        return SQLITE_OK;
+    }
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->room, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_INSERT];
+    sqlite3_bind_text (stmt, 1, pending->room.data, (int) pending->room.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, key, (int) pending->room.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, pending->description.data ? pending->description.data : "",
+                       (int) pending->description.size, SQLITE_STATIC);
+    sqlite3_bind_int (stmt, 4, pending->is_private ? 1 : 0);
+    sqlite3_bind_int64 (stmt, 5, (int64_t) pending->max_participants);
+    sqlite3_bind_int64 (stmt, 6, owner_id);
+    sqlite3_bind_int64 (stmt, 7, pending->created_at);
+    rc = s_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        s_fail (pending, "conflict", "A room named '%.*s' exists (room names ignore case).",
+                (int) pending->room.size, pending->room.data);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *member = self->sql [S_SQL_MEMBER_INSERT];
+    sqlite3_bind_int64 (member, 1, sqlite3_last_insert_rowid (self->db));
+    sqlite3_bind_int64 (member, 2, owner_id);
+    sqlite3_bind_int64 (member, 3, pending->created_at);
+    if ((rc = s_step_done (member)) != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    return s_pack_room_field (self, pending, packer);
+}
+
+static int
+s_run_room_get (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    msgpack_pack_map (packer, 1);
+    return s_pack_room_field (self, pending, packer);
+}
+
+static int
+s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        s_pack_room (&row_packer, stmt, true);
+        count++;
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+//  Packs the member names of a room, sorted, as an array
+static int
+s_pack_member_names (store_t *self, int64_t room_id, msgpack_packer *packer,
+                     msgpack_sbuffer *into)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_MEMBER_NAMES];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        s_pack_text_column (&row_packer, stmt, 0);
+        count++;
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE) {
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (into, rows.data, rows.size);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_run_room_delete (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    int rc = s_room_find (self, pending, key);
+    if (rc != SQLITE_ROW) {
+        s_finish_stmt (self->sql [S_SQL_ROOM_GET]);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
+    int64_t room_id = sqlite3_column_int64 (room, 0);
+    msgpack_pack_map (packer, 2);
+    s_pack_str (packer, "name");
+    s_pack_text_column (packer, room, 1);
+    s_finish_stmt (room);
+    s_pack_str (packer, "members");
+    if ((rc = s_pack_member_names (self, room_id, packer, &pending->result)) != SQLITE_OK)
+        return rc;
+    //  Members, invitations and the timeline go by ON DELETE CASCADE
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_DELETE];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    return s_step_done (stmt);
+}
+
+static int
+s_member_count (store_t *self, int64_t room_id, int64_t *count_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_MEMBER_COUNT];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *count_p = sqlite3_column_int64 (stmt, 0);
+        rc = SQLITE_OK;
+    }
+    s_finish_stmt (stmt);
+    return rc;
+}
+
+static int
+s_run_member_add (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    //  The checks in the order of proto/STORE.md
+    char key [S_NAME_MAX + 1];
+    int rc = s_room_find (self, pending, key);
+    if (rc != SQLITE_ROW) {
+        s_finish_stmt (self->sql [S_SQL_ROOM_GET]);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
+    int64_t room_id = sqlite3_column_int64 (room, 0);
+    bool is_private = sqlite3_column_int (room, 3) != 0;
+    int64_t max_participants = sqlite3_column_int64 (room, 4);
+    int64_t members = sqlite3_column_int64 (room, 7);
+    int64_t owner_id = sqlite3_column_int64 (room, 9);
+    s_finish_stmt (room);
+
+    int64_t user_id = s_user_id (self, &pending->name, NULL, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!user_id) {
+        s_fail (pending, "not_found", "No user is named '%.*s'.",
+                (int) pending->name.size, pending->name.data);
+        return SQLITE_OK;
+    }
+    bool member, invited = false;
+    if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room_id, user_id, &member)) != SQLITE_OK)
+        return rc;
+    if (!member) {
+        //  The owner, who may have left, is always let back in
+        if (is_private && (rc = s_pair_exists (self, S_SQL_INVITE_IS, room_id, user_id,
+                                               &invited)) != SQLITE_OK)
+            return rc;
+        bool is_owner = user_id == owner_id;
+        if (is_private && !invited && !is_owner) {
+            s_fail (pending, "forbidden", "The room '%.*s' is private and '%.*s' is not invited.",
+                    (int) pending->room.size, pending->room.data,
+                    (int) pending->name.size, pending->name.data);
+            return SQLITE_OK;
+        }
+        if (members >= max_participants) {
+            s_fail (pending, "full", "The room '%.*s' is full (%" PRId64 " members).",
+                    (int) pending->room.size, pending->room.data, max_participants);
+            return SQLITE_OK;
+        }
+        sqlite3_stmt *insert = self->sql [S_SQL_MEMBER_INSERT];
+        sqlite3_bind_int64 (insert, 1, room_id);
+        sqlite3_bind_int64 (insert, 2, user_id);
+        sqlite3_bind_int64 (insert, 3, pending->has_entry ? pending->ts : s_now_ms ());
+        if ((rc = s_step_done (insert)) != SQLITE_OK)
+            return rc;
+        //  Joining consumes the invitation
+        if (invited && (rc = s_pair_run (self, S_SQL_INVITE_DELETE, room_id, user_id)) != SQLITE_OK)
+            return rc;
+        if (pending->has_entry) {
+            if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
+                return rc;
+        }
+        members++;
+    }
+    msgpack_pack_map (packer, 3);
+    s_pack_str (packer, "added");
+    s_pack_bool (packer, !member);
+    s_pack_str (packer, "members");
+    msgpack_pack_uint64 (packer, (uint64_t) members);
+    return s_pack_room_field (self, pending, packer);
+}
+
+static int
+s_run_member_remove (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, pending, &rc);
+    if (!room_id)
+        return rc;
+    int64_t user_id = s_user_id (self, &pending->name, NULL, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (user_id) {
+        if ((rc = s_pair_run (self, S_SQL_MEMBER_DELETE, room_id, user_id)) != SQLITE_OK)
+            return rc;
+    }
+    if (!user_id || sqlite3_changes (self->db) == 0) {
+        s_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                (int) pending->name.size, pending->name.data,
+                (int) pending->room.size, pending->room.data);
+        return SQLITE_OK;
+    }
+    if (pending->has_entry) {
+        if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
+            return rc;
+    }
+    int64_t members = 0;
+    if ((rc = s_member_count (self, room_id, &members)) != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "members");
+    msgpack_pack_uint64 (packer, (uint64_t) members);
+    return SQLITE_OK;
+}
+
+static int
+s_run_member_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, pending, &rc);
+    if (!room_id)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "members");
+    return s_pack_member_names (self, room_id, packer, &pending->result);
+}
+
+static int
+s_run_invite_add (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, pending, &rc);
+    if (!room_id)
+        return rc;
+    char registered [S_NAME_MAX + 1];
+    int64_t user_id = s_user_id (self, &pending->name, registered, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!user_id) {
+        s_fail (pending, "not_found", "No user is named '%.*s'.",
+                (int) pending->name.size, pending->name.data);
+        return SQLITE_OK;
+    }
+    bool member;
+    if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room_id, user_id, &member)) != SQLITE_OK)
+        return rc;
+    if (!member) {
+        sqlite3_stmt *stmt = self->sql [S_SQL_INVITE_PUT];
+        sqlite3_bind_int64 (stmt, 1, room_id);
+        sqlite3_bind_int64 (stmt, 2, user_id);
+        sqlite3_bind_text (stmt, 3, pending->from.data, (int) pending->from.size, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 4, s_now_ms ());
+        if ((rc = s_step_done (stmt)) != SQLITE_OK)
+            return rc;
+    }
+    msgpack_pack_map (packer, 2);
+    s_pack_str (packer, "user");
+    s_pack_str (packer, registered);
+    s_pack_str (packer, "already_member");
+    s_pack_bool (packer, member);
+    return SQLITE_OK;
+}
+
+static int
+s_run_msg_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, pending, &rc);
+    if (!room_id)
+        return rc;
+    if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, pending->seq);
+    return SQLITE_OK;
+}
+
+static void
+s_pack_entry_row (msgpack_packer *packer, sqlite3_stmt *stmt)
+{
+    bool is_message = sqlite3_column_type (stmt, 4) != SQLITE_NULL;
+    msgpack_pack_map (packer, 5);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 0));
+    s_pack_str (packer, "kind");
+    s_pack_text_column (packer, stmt, 1);
+    s_pack_str (packer, "user");
+    s_pack_text_column (packer, stmt, 2);
+    s_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, 3));
+    if (is_message) {
+        s_pack_str (packer, "text");
+        const void *text = sqlite3_column_blob (stmt, 4);
+        int size = sqlite3_column_bytes (stmt, 4);
+        msgpack_pack_str_with_body (packer, text ? text : "", (size_t) size);
+    }
+    else {
+        s_pack_str (packer, "event");
+        s_pack_text_column (packer, stmt, 5);
+    }
+}
+
+static int
+s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, pending, &rc);
+    if (!room_id)
+        return rc;
+    bool forward = pending->has_after;
+    sqlite3_stmt *stmt = self->sql [forward ? S_SQL_HISTORY_AFTER : S_SQL_HISTORY_BEFORE];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, pending->has_before || forward
+                                 ? (int64_t) pending->cursor : INT64_MAX);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) pending->limit + 1);
+
+    //  Backward pages come newest first: each row is packed apart and the
+    //  rows are written out in reverse, oldest first
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    size_t *starts = (size_t *) malloc ((pending->limit + 1) * sizeof (size_t));
+    if (!starts) {
+        s_finish_stmt (stmt);
+        msgpack_sbuffer_destroy (&rows);
+        return SQLITE_NOMEM;
+    }
+    uint32_t count = 0;
+    bool more = false;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (count == pending->limit) {
+            more = true;
+            break;
+        }
+        starts [count++] = rows.size;
+        s_pack_entry_row (&row_packer, stmt);
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "messages");
+        msgpack_pack_array (packer, count);
+        if (forward)
+            msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        else
+            for (uint32_t index = count; index-- > 0;) {
+                size_t end = index + 1 < count ? starts [index + 1] : rows.size;
+                msgpack_sbuffer_write (&pending->result, rows.data + starts [index],
+                                       end - starts [index]);
+            }
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, more);
+        rc = SQLITE_OK;
+    }
+    free (starts);
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
 static int
 s_run_one (store_t *self, s_pending_t *pending)
 {
@@ -722,6 +1567,16 @@ s_run_one (store_t *self, s_pending_t *pending)
             return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_DELETE_USER);
         case S_OP_TOKEN_PURGE:
             return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_PURGE);
+        case S_OP_ROOM_CREATE:       return s_run_room_create (self, pending, &packer);
+        case S_OP_ROOM_GET:          return s_run_room_get (self, pending, &packer);
+        case S_OP_ROOM_LIST:         return s_run_room_list (self, pending, &packer);
+        case S_OP_ROOM_DELETE:       return s_run_room_delete (self, pending, &packer);
+        case S_OP_MEMBER_ADD:        return s_run_member_add (self, pending, &packer);
+        case S_OP_MEMBER_REMOVE:     return s_run_member_remove (self, pending, &packer);
+        case S_OP_MEMBER_LIST:       return s_run_member_list (self, pending, &packer);
+        case S_OP_INVITE_ADD:        return s_run_invite_add (self, pending, &packer);
+        case S_OP_MSG_APPEND:        return s_run_msg_append (self, pending, &packer);
+        case S_OP_MSG_HISTORY:       return s_run_msg_history (self, pending, &packer);
     }
     return SQLITE_INTERNAL;
 }

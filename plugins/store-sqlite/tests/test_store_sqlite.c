@@ -3,7 +3,8 @@
 
     The shared suite (plugins/store-conformance) checks the contract; these
     tests check the SQLite side of it: the file it creates (WAL, schema
-    version 1), the files it refuses at start and what it says about them,
+    version 2), the migration of a version-1 file in place, history pages
+    served by the primary key of entries, the files it refuses at start and what it says about them,
     group commit versus one transaction per request, and a batch that cannot
     commit answered unavailable as a whole.
 
@@ -184,17 +185,182 @@ s_probe (const char *option, const char *word)
 //  --------------------------------------------------------------------------
 
 static void
-test_new_database_is_wal_at_schema_version_1 (void **state)
+test_new_database_is_wal_at_schema_version_2 (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     s_create_user (broker, "alice");
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 1);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 2);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM users"), 1);
+}
+
+//  Sends one request with a body built by the caller; asserts ok
+static void
+s_call_ok (sc_broker_t *broker, const char *type, msgpack_sbuffer *buffer)
+{
+    sc_reply_t *reply = sc_broker_call (broker, type, buffer->data, buffer->size);
+    msgpack_sbuffer_destroy (buffer);
+    assert_non_null (reply);
+    if (reply->code)
+        fail_msg ("%s: %s: %s", type, reply->code, reply->message);
+    sc_reply_destroy (&reply);
+}
+
+static void
+s_create_room (sc_broker_t *broker, const char *name, const char *owner)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 6);
+    sc_pack_kstr (&packer, "name", name);
+    sc_pack_kstr (&packer, "description", "");
+    sc_pack_key (&packer, "private");
+    msgpack_pack_false (&packer);
+    sc_pack_kint (&packer, "max_participants", 50);
+    sc_pack_kstr (&packer, "owner", owner);
+    sc_pack_kint (&packer, "created_at", 1);
+    s_call_ok (broker, "store.room.create", &buffer);
+}
+
+static void
+s_append_message (sc_broker_t *broker, const char *room, int64_t seq)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    sc_pack_kstr (&packer, "room", room);
+    sc_pack_key (&packer, "entry");
+    msgpack_pack_map (&packer, 5);
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "kind", "message");
+    sc_pack_kstr (&packer, "user", "alice");
+    sc_pack_kint (&packer, "ts", 1);
+    sc_pack_kstr (&packer, "text", "hello");
+    s_call_ok (broker, "store.msg.append", &buffer);
+}
+
+//  The accounts schema as version 1 wrote it, with one user and one token
+static const char *s_version_1_file =
+    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);"
+    "INSERT INTO schema_version VALUES (1, 0);"
+    "CREATE TABLE users ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    password_hash TEXT NOT NULL,"
+    "    created_at INTEGER NOT NULL,"
+    "    last_seen INTEGER"
+    ");"
+    "CREATE TABLE tokens ("
+    "    token_hash TEXT PRIMARY KEY,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    created_at INTEGER NOT NULL,"
+    "    expires_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX tokens_by_user ON tokens (user_id);"
+    "CREATE INDEX tokens_by_expiry ON tokens (expires_at);"
+    "INSERT INTO users VALUES (1, 'Alice', 'alice', 'hash', 5, 77);"
+    "INSERT INTO tokens VALUES ('kept', 1, 6, 999);";
+
+static void
+test_version_1_file_migrated_in_place_keeping_accounts (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_sql (fixture->path, s_version_1_file);
+    s_log_clear ();
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (s_log_says (fixture->path, "migrated to schema version 2"));
+    //  The accounts are there, and rooms can be had
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    sc_pack_kstr (&packer, "token_hash", "kept");
+    s_call_ok (broker, "store.token.get", &buffer);
+    s_create_room (broker, "general", "ALICE");
+    s_append_message (broker, "general", 1);
+    sc_broker_destroy (&broker);
+
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT last_seen FROM users"), 77);
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT count (*) FROM members JOIN rooms ON rooms.id = room_id"
+                                 " WHERE rooms.name = 'general' AND user_id = 1"), 1);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"), 1);
+
+    //  Opened again: nothing more to migrate
+    s_log_clear ();
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    sc_broker_destroy (&broker);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 2);
+}
+
+//  The plan SQLite chooses for sql, all its lines joined
+static char *
+s_query_plan (const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    char *explain = zsys_sprintf ("EXPLAIN QUERY PLAN %s", sql);
+    assert_int_equal (sqlite3_prepare_v2 (db, explain, -1, &stmt, NULL), SQLITE_OK);
+    char *plan = strdup ("");
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
+        char *next = zsys_sprintf ("%s%s; ", plan, (const char *) sqlite3_column_text (stmt, 3));
+        free (plan);
+        plan = next;
+    }
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+    zstr_free (&explain);
+    return plan;
+}
+
+static void
+test_history_and_counts_are_searches_of_primary_keys_not_scans (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_room (broker, "big", "alice");
+    s_create_room (broker, "other", "alice");
+    for (int64_t seq = 1; seq <= 300; seq++) {
+        s_append_message (broker, "big", seq);
+        if (seq <= 10)
+            s_append_message (broker, "other", seq);
+    }
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "ANALYZE");
+
+    //  The statements of store_sqlite.c that touch a timeline
+    const char *queries [] = {
+        "SELECT seq, kind, user, ts, text, event FROM entries"
+        " WHERE room_id = 1 AND seq < 100 ORDER BY seq DESC LIMIT 51",
+        "SELECT seq, kind, user, ts, text, event FROM entries"
+        " WHERE room_id = 1 AND seq > 100 ORDER BY seq ASC LIMIT 51",
+        "SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = 1",
+        "SELECT count (*) FROM members WHERE room_id = 1"
+    };
+    for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
+        char *plan = s_query_plan (fixture->path, queries [index]);
+        if (strstr (plan, "SCAN") || !strstr (plan, "SEARCH")
+        ||  !strstr (plan, "PRIMARY KEY") || strstr (plan, "TEMP B-TREE"))
+            fail_msg ("'%s' is planned as '%s'", queries [index], plan);
+        free (plan);
+    }
 }
 
 static void
@@ -410,7 +576,9 @@ main (int argc, char *argv [])
 
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
-        S_TEST (test_new_database_is_wal_at_schema_version_1),
+        S_TEST (test_new_database_is_wal_at_schema_version_2),
+        S_TEST (test_version_1_file_migrated_in_place_keeping_accounts),
+        S_TEST (test_history_and_counts_are_searches_of_primary_keys_not_scans),
         S_TEST (test_missing_folder_refused_naming_the_path),
         S_TEST (test_file_that_is_not_a_database_refused),
         S_TEST (test_corrupt_database_refused),
