@@ -1,0 +1,90 @@
+// What the rooms tests share: a server with the rooms plugin, users, and
+// small assertions over replies and room events.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { startParley, Client, binDir, sanitizerReports } from './harness.js';
+
+export const PASSWORD = 'correct horse';
+// Quick argon2id: these tests are about rooms, not password hashing
+export const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=65536'];
+
+// parley loads rooms by default once the lead adds it there; until then it
+// must be asked for (asking twice would fail: an instance name is unique)
+let roomsDefault;
+export function roomsLoadedByDefault() {
+    if (roomsDefault === undefined) {
+        const help = spawnSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
+        const text = `${help.stdout ?? ''}${help.stderr ?? ''}`;
+        const line = text.split('\n').find((each) => /^Default plugins/i.test(each)) ?? '';
+        roomsDefault = /\brooms\b/.test(line);
+    }
+    return roomsDefault;
+}
+
+export function roomsArgs() {
+    return roomsLoadedByDefault() ? [] : ['--plugin', 'rooms'];
+}
+
+// parley with the rooms plugin; stop() checks a clean exit and no sanitizer report
+export async function startRoomsParley({ dataDir, args = [] } = {}) {
+    const server = await startParley({ dataDir, args: [...roomsArgs(), ...FAST_AUTH, ...args] });
+    return {
+        ...server,
+        async stop() {
+            const status = await server.stop();
+            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
+            assert.equal(status.code, 0,
+                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
+            return status;
+        },
+    };
+}
+
+// A logged-in client: registers the user (or logs in when register says taken)
+export async function connectUser(url, username, clients) {
+    const client = await Client.connect(url);
+    clients?.push(client);
+    let reply = await client.request({ type: 'auth.register', username, password: PASSWORD });
+    if (reply.type === 'error' && reply.code === 'username_taken')
+        reply = await client.request({ type: 'auth.login', username, password: PASSWORD });
+    assert.equal(reply.type, 'ok', `${username}: ${JSON.stringify(reply)}`);
+    client.user = reply.user;
+    return client;
+}
+
+export async function ok(client, fields) {
+    const reply = await client.request(fields);
+    assert.equal(reply.type, 'ok', `${JSON.stringify(fields)} -> ${JSON.stringify(reply)}`);
+    return reply;
+}
+
+export async function fails(client, fields, code) {
+    const reply = await client.request(fields);
+    assert.equal(reply.type, 'error', `${JSON.stringify(fields)} -> ${JSON.stringify(reply)}`);
+    assert.equal(reply.code, code, `${JSON.stringify(fields)} -> ${JSON.stringify(reply)}`);
+    assert.equal(typeof reply.message, 'string');
+    assert.ok(reply.message.length > 0);
+    return reply;
+}
+
+export const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+// Timeline entries and room events of a client, in arrival order, kept apart
+// from the harness's queue so that tests can look at everything received
+export function recordRoomEvents(client) {
+    const log = [];
+    client.ws.on('message', (data) => {
+        const frame = JSON.parse(data.toString());
+        if (frame.type === 'message' || frame.type === 'system' || frame.type === 'invite')
+            log.push(frame);
+    });
+    return log;
+}
+
+export function nextEntry(client, room, predicate = () => true, timeoutMs = 10000) {
+    return client.nextEvent((frame) =>
+        (frame.type === 'message' || frame.type === 'system') && frame.room === room
+        && predicate(frame), timeoutMs);
+}

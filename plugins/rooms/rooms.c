@@ -1,0 +1,1853 @@
+/*  =========================================================================
+    rooms - rooms and group chat: room.* and msg.* (PROTOCOL.md, "Rooms")
+
+    Sharded by room name: the broker sends every request about a room to the
+    one instance that owns it (rendezvous hash of the lower-cased name), so
+    that instance is the one place the room's seq is assigned. room.list has
+    no room field; any instance answers it from the store.
+
+    Each room the instance has touched is cached: its settings, its last seq
+    and its members, loaded from the store on first touch. Requests about a
+    room go through the room's queue and are served one at a time; a request
+    that writes (join, leave, send) holds the queue until the store has
+    acknowledged it, and only then is the entry delivered and the request
+    answered. So seq N+1 is handed out only after N is stored: a failed
+    write can never leave a gap. A write whose outcome is unknown (unavailable,
+    a timeout) or refused for its seq (conflict) makes the room reload its
+    last seq from the store before the next write.
+
+    Entries go to the room's members with one deliver_users call each,
+    encoded once; the broker sends one frame per gateway.
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+#include "pl_time.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <strings.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <time.h>
+
+//  --------------------------------------------------------------------------
+//  Limits and defaults (PROTOCOL.md, "Names, limits, times")
+
+#define ROOMS_NAME_MAX              64          //  room name, characters (ASCII)
+#define ROOMS_DESCRIPTION_MAX       500         //  characters
+#define ROOMS_TEXT_MAX              4000        //  characters
+#define ROOMS_MAX_PARTICIPANTS_MIN  2
+#define ROOMS_MAX_PARTICIPANTS_MAX  10000
+#define ROOMS_MAX_PARTICIPANTS_DEF  50
+#define ROOMS_HISTORY_DEFAULT       50
+#define ROOMS_HISTORY_MAX           200
+#define ROOMS_JOIN_HISTORY          50
+#define ROOMS_QUEUE_MAX             10000       //  requests waiting for one room
+#define ROOMS_DELIVER_SIDS_MAX      10000       //  sessions in one deliver_sessions call
+#define ROOMS_TICK_MS               5000        //  the housekeeping timer
+#define ROOMS_IDLE_MS_DEFAULT       60000       //  an idle room leaves the cache after this
+#define ROOMS_RATE_DEFAULT          20.0        //  msg.send per user per second
+#define ROOMS_BURST_DEFAULT         40.0        //  msg.send burst per user
+
+
+//  --------------------------------------------------------------------------
+//  State
+
+typedef enum {
+    OP_CREATE, OP_JOIN, OP_LEAVE, OP_DELETE, OP_INVITE, OP_MEMBERS, OP_HISTORY, OP_SEND
+} op_kind_t;
+
+//  Which store answer an operation waits for
+typedef enum {
+    STAGE_NONE, STAGE_LOAD_ROOM, STAGE_LOAD_MEMBERS, STAGE_WRITE, STAGE_HISTORY
+} stage_t;
+
+typedef enum { COOKIE_ROOM = 1, COOKIE_LIST } cookie_kind_t;
+
+//  One client request about a room, waiting in the room's queue
+typedef struct op_s op_t;
+struct op_s {
+    op_kind_t kind;                 //  what was asked
+    parley_request_t *request;      //  lent by the host until we reply
+    char *user;                     //  the stamped user, as registered
+    char *argument;                 //  send: the text; invite: the invitee; create: description
+    bool is_private;                //  create
+    uint32_t max_participants;      //  create
+    int64_t before;                 //  history: seq cursor, -1 for none
+    int64_t after;                  //  history: seq cursor, -1 for none
+    uint32_t limit;                 //  history
+    uint64_t seq;                   //  the seq of the entry being written
+    int64_t ts;                     //  its time, wall-clock ms
+    bool retried;                   //  resent once after a reload already
+    op_t *next;                     //  next in the room's queue
+};
+
+//  A room this instance has touched
+typedef struct {
+    cookie_kind_t cookie;           //  COOKIE_ROOM: the room is the cookie of its calls
+    char *key;                      //  lower-cased name: the rooms table's key
+    char *name;                     //  as created (as asked until loaded)
+    bool loaded;                    //  the fields below come from the store
+    bool exists;                    //  the store has this room (when loaded)
+    char *description;              //  may be empty
+    bool is_private;
+    uint32_t max_participants;
+    char *owner;                    //  as registered
+    int64_t created_at;             //  wall-clock ms
+    uint64_t last_seq;              //  the newest stored entry's seq
+    zlistx_t *members;              //  char * names as registered, sorted lower-cased
+    stage_t stage;                  //  the store answer the head op waits for
+    op_t *head;                     //  queued requests, owned; head is being served
+    op_t *tail;
+    size_t queued;                  //  requests in the queue
+    int64_t touched;                //  monotonic ms of the last request
+} room_t;
+
+//  A room.list in progress
+typedef struct list_s list_t;
+struct list_s {
+    cookie_kind_t cookie;           //  COOKIE_LIST
+    parley_request_t *request;      //  lent by the host until we reply
+    list_t *prev;                   //  neighbours in rooms_t.lists
+    list_t *next;
+};
+
+//  A user's msg.send allowance
+typedef struct {
+    double tokens;                  //  messages that may be sent now
+    int64_t refilled;               //  monotonic ms of the last refill
+} bucket_t;
+
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's function table
+    zhashx_t *rooms;                //  key -> room_t *, owned
+    zhashx_t *sessions;             //  "sid" -> user name (char *), owned
+    zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
+    zhashx_t *buckets;              //  lower-cased user -> bucket_t *, owned
+    list_t *lists;                  //  room.list in progress, owned
+    double rate;                    //  msg.send per user per second; 0 turns limits off
+    double burst;                   //  msg.send burst per user
+    int64_t idle_ms;                //  idle rooms leave the cache after this
+    int timer;                      //  the housekeeping timer
+    uint64_t messages;              //  messages stored, for the log at exit
+} rooms_t;
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+//  Caller owns the returned copy, lower-cased; NULL when out of memory
+static char *
+s_lower_dup (const char *text)
+{
+    char *copy = strdup (text);
+    if (copy)
+        for (char *cursor = copy; *cursor; cursor++)
+            if (*cursor >= 'A' && *cursor <= 'Z')
+                *cursor = (char) (*cursor - 'A' + 'a');
+    return copy;
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text)
+{
+    size_t size = strlen (text);
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+static void
+s_pack_time (msgpack_packer *packer, int64_t ms)
+{
+    char text [PL_TIME_ISO8601_SIZE];
+    pl_time_iso8601 (ms, text, sizeof text);
+    s_pack_str (packer, text);
+}
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+static const msgpack_object *
+s_field (const msgpack_object *map, const char *name)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t size = strlen (name);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object *key = &map->via.map.ptr [index].key;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
+        &&  memcmp (key->via.str.ptr, name, size) == 0)
+            return &map->via.map.ptr [index].val;
+    }
+    return NULL;
+}
+
+//  A string field as a new C string. Returns 1 and sets *text_p (caller
+//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
+//  of memory.
+static int
+s_field_str (const msgpack_object *map, const char *name, char **text_p)
+{
+    *text_p = NULL;
+    const msgpack_object *value = s_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_STR
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
+        return -1;
+    char *text = (char *) malloc (value->via.str.size + 1);
+    if (!text)
+        return -1;
+    memcpy (text, value->via.str.ptr, value->via.str.size);
+    text [value->via.str.size] = 0;
+    *text_p = text;
+    return 1;
+}
+
+//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
+//  nil, -1 when mistyped or negative.
+static int
+s_field_uint (const msgpack_object *map, const char *name, uint64_t *value_p)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    *value_p = value->via.u64;
+    return 1;
+}
+
+static int64_t
+s_field_int (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t) value->via.u64;
+    if (value && value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return value->via.i64;
+    return 0;
+}
+
+static bool
+s_field_bool (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = s_field (map, name);
+    return value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
+}
+
+//  Copies a string field into text (at most size - 1 bytes); "" when absent
+static void
+s_field_copy (const msgpack_object *map, const char *name, char *text, size_t size)
+{
+    const msgpack_object *value = s_field (map, name);
+    text [0] = 0;
+    if (value && value->type == MSGPACK_OBJECT_STR) {
+        size_t length = value->via.str.size < size - 1? value->via.str.size: size - 1;
+        memcpy (text, value->via.str.ptr, length);
+        text [length] = 0;
+    }
+}
+
+//  Unicode characters in valid UTF-8 text (the gateway checked validity)
+static size_t
+s_utf8_length (const char *text)
+{
+    size_t count = 0;
+    for (const unsigned char *cursor = (const unsigned char *) text; *cursor; cursor++)
+        if ((*cursor & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+//  True when the text holds something other than white space (ASCII and
+//  the Unicode space characters)
+static bool
+s_has_content (const char *text)
+{
+    const unsigned char *cursor = (const unsigned char *) text;
+    while (*cursor) {
+        uint32_t code = *cursor;
+        int extra = code >= 0xF0? 3: code >= 0xE0? 2: code >= 0xC0? 1: 0;
+        if (extra)
+            code &= 0x3F >> extra;
+        cursor++;
+        for (int index = 0; index < extra && *cursor; index++, cursor++)
+            code = (code << 6) | (*cursor & 0x3F);
+        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
+                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
+                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
+                  || code == 0x3000 || code == 0xFEFF;
+        if (!space)
+            return true;
+    }
+    return false;
+}
+
+static bool
+s_room_name_valid (const char *name)
+{
+    size_t length = strlen (name);
+    if (length < 1 || length > ROOMS_NAME_MAX)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '-')
+            return false;
+    return true;
+}
+
+static bool
+s_username_valid (const char *name)
+{
+    size_t length = strlen (name);
+    if (length < 3 || length > 32)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'
+        &&  *cursor != '-')
+            return false;
+    return true;
+}
+
+static bool
+s_same_name (const char *one, const char *two)
+{
+    return strcasecmp (one, two) == 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Sessions: who is online, and every authenticated session
+
+static bool
+s_online (rooms_t *self, const char *user)
+{
+    char *key = s_lower_dup (user);
+    bool online = key && zhashx_lookup (self->online, key) != NULL;
+    free (key);
+    return online;
+}
+
+static void
+s_online_add (rooms_t *self, const char *user, int delta)
+{
+    char *key = s_lower_dup (user);
+    if (!key)
+        return;
+    uintptr_t count = (uintptr_t) zhashx_lookup (self->online, key);
+    if (delta > 0)
+        count++;
+    else
+    if (count > 0)
+        count--;
+    if (count)
+        zhashx_update (self->online, key, (void *) count);
+    else
+        zhashx_delete (self->online, key);
+    free (key);
+}
+
+static void
+s_on_session (void *state, int event, uint64_t session, const char *user)
+{
+    rooms_t *self = (rooms_t *) state;
+    char sid [24];
+    snprintf (sid, sizeof sid, "%" PRIu64, session);
+    if (event == PARLEY_SESSION_RESET) {
+        zhashx_purge (self->sessions);
+        zhashx_purge (self->online);
+    }
+    else
+    if (event == PARLEY_SESSION_BOUND && user && *user) {
+        char *previous = (char *) zhashx_lookup (self->sessions, sid);
+        if (previous)
+            s_online_add (self, previous, -1);
+        char *copy = strdup (user);
+        if (!copy)
+            return;
+        zhashx_update (self->sessions, sid, copy);
+        s_online_add (self, user, +1);
+    }
+    else
+    if (event == PARLEY_SESSION_CLOSED) {
+        char *previous = (char *) zhashx_lookup (self->sessions, sid);
+        if (previous) {
+            s_online_add (self, previous, -1);
+            zhashx_delete (self->sessions, sid);
+        }
+    }
+}
+
+//  Delivers an event to every authenticated session (a public room's
+//  lifecycle events)
+static void
+s_deliver_everyone (rooms_t *self, const void *body, size_t size)
+{
+    size_t count = zhashx_size (self->sessions);
+    if (count == 0)
+        return;
+    uint64_t *sids = (uint64_t *) malloc (count * sizeof (uint64_t));
+    if (!sids)
+        return;
+    size_t used = 0;
+    for (void *user = zhashx_first (self->sessions); user && used < count;
+         user = zhashx_next (self->sessions))
+        sids [used++] = strtoull ((const char *) zhashx_cursor (self->sessions), NULL, 10);
+    for (size_t start = 0; start < used; start += ROOMS_DELIVER_SIDS_MAX) {
+        size_t chunk = used - start < ROOMS_DELIVER_SIDS_MAX? used - start: ROOMS_DELIVER_SIDS_MAX;
+        self->host->deliver_sessions (self->ctx, sids + start, chunk, body, size);
+    }
+    free (sids);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Rooms and their members
+
+static void
+s_op_destroy (op_t **self_p)
+{
+    op_t *self = *self_p;
+    if (self) {
+        free (self->user);
+        free (self->argument);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_room_forget_fields (room_t *room)
+{
+    free (room->description);
+    room->description = NULL;
+    free (room->owner);
+    room->owner = NULL;
+    zlistx_purge (room->members);
+    room->loaded = false;
+    room->exists = false;
+    room->last_seq = 0;
+}
+
+static void
+s_room_destroy (room_t **self_p)
+{
+    room_t *self = *self_p;
+    if (self) {
+        //  Requests still queued belong to the host after destroy
+        op_t *op = self->head;
+        while (op) {
+            op_t *next = op->next;
+            s_op_destroy (&op);
+            op = next;
+        }
+        s_room_forget_fields (self);
+        zlistx_destroy (&self->members);
+        free (self->key);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static int
+s_member_compare (const void *one, const void *two)
+{
+    return strcasecmp ((const char *) one, (const char *) two);
+}
+
+static bool
+s_is_member (room_t *room, const char *user)
+{
+    for (const char *name = (const char *) zlistx_first (room->members); name;
+         name = (const char *) zlistx_next (room->members))
+        if (s_same_name (name, user))
+            return true;
+    return false;
+}
+
+static void
+s_member_remove (room_t *room, const char *user)
+{
+    for (const char *name = (const char *) zlistx_first (room->members); name;
+         name = (const char *) zlistx_next (room->members))
+        if (s_same_name (name, user)) {
+            zlistx_delete (room->members, zlistx_cursor (room->members));
+            return;
+        }
+}
+
+static void
+s_member_add (room_t *room, const char *user)
+{
+    if (!s_is_member (room, user))
+        zlistx_insert (room->members, (void *) user, false);    //  the list copies
+}
+
+//  The names of the members, for deliver_users. Caller frees the array.
+static const char **
+s_member_array (room_t *room, size_t *count_p)
+{
+    size_t count = zlistx_size (room->members);
+    const char **names = (const char **) calloc (count? count: 1, sizeof (char *));
+    size_t used = 0;
+    if (names)
+        for (const char *name = (const char *) zlistx_first (room->members);
+             name && used < count; name = (const char *) zlistx_next (room->members))
+            names [used++] = name;
+    *count_p = used;
+    return names;
+}
+
+static void
+s_deliver_members (rooms_t *self, room_t *room, const void *body, size_t size)
+{
+    size_t count;
+    const char **names = s_member_array (room, &count);
+    if (names && count)
+        self->host->deliver_users (self->ctx, names, count, body, size);
+    free (names);
+}
+
+//  The client's room map: name, description, private, max_participants,
+//  owner, created_at, members
+static void
+s_pack_room (msgpack_packer *packer, room_t *room)
+{
+    msgpack_pack_map (packer, 7);
+    s_pack_str (packer, "name");
+    s_pack_str (packer, room->name);
+    s_pack_str (packer, "description");
+    s_pack_str (packer, room->description? room->description: "");
+    s_pack_str (packer, "private");
+    room->is_private? msgpack_pack_true (packer): msgpack_pack_false (packer);
+    s_pack_str (packer, "max_participants");
+    msgpack_pack_uint32 (packer, room->max_participants);
+    s_pack_str (packer, "owner");
+    s_pack_str (packer, room->owner? room->owner: "");
+    s_pack_str (packer, "created_at");
+    s_pack_time (packer, room->created_at);
+    s_pack_str (packer, "members");
+    msgpack_pack_uint64 (packer, zlistx_size (room->members));
+}
+
+//  Fills the room's fields from the store's room map
+static int
+s_room_fill (room_t *room, const msgpack_object *map)
+{
+    char *name = NULL, *description = NULL, *owner = NULL;
+    if (s_field_str (map, "name", &name) != 1
+    ||  s_field_str (map, "owner", &owner) != 1
+    ||  s_field_str (map, "description", &description) < 0) {
+        free (name);
+        free (owner);
+        free (description);
+        return -1;
+    }
+    free (room->name);
+    room->name = name;
+    free (room->owner);
+    room->owner = owner;
+    free (room->description);
+    room->description = description? description: strdup ("");
+    room->is_private = s_field_bool (map, "private");
+    room->max_participants = (uint32_t) s_field_int (map, "max_participants");
+    room->created_at = s_field_int (map, "created_at");
+    room->last_seq = (uint64_t) s_field_int (map, "last_seq");
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Timeline entries
+
+//  Packs an entry as clients see it, from its parts
+static void
+s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
+              const char *user, int64_t ts, const char *text, const char *event)
+{
+    if (strcmp (kind, "message") == 0) {
+        msgpack_pack_map (packer, 6);
+        s_pack_str (packer, "type");
+        s_pack_str (packer, "message");
+        s_pack_str (packer, "room");
+        s_pack_str (packer, room);
+        s_pack_str (packer, "seq");
+        msgpack_pack_uint64 (packer, seq);
+        s_pack_str (packer, "from");
+        s_pack_str (packer, user);
+        s_pack_str (packer, "text");
+        s_pack_str (packer, text? text: "");
+        s_pack_str (packer, "ts");
+        s_pack_time (packer, ts);
+    }
+    else {
+        bool join = event && strcmp (event, "join") == 0;
+        char message [256];
+        snprintf (message, sizeof message, join? "%s has joined the room %s."
+                                               : "%s has left the room %s.", user, room);
+        msgpack_pack_map (packer, 7);
+        s_pack_str (packer, "type");
+        s_pack_str (packer, "system");
+        s_pack_str (packer, "event");
+        s_pack_str (packer, join? "join": "leave");
+        s_pack_str (packer, "room");
+        s_pack_str (packer, room);
+        s_pack_str (packer, "seq");
+        msgpack_pack_uint64 (packer, seq);
+        s_pack_str (packer, "user");
+        s_pack_str (packer, user);
+        s_pack_str (packer, "ts");
+        s_pack_time (packer, ts);
+        s_pack_str (packer, "message");
+        s_pack_str (packer, message);
+    }
+}
+
+//  Packs the store's entries (an array) as the client's array of entries
+static void
+s_pack_store_entries (msgpack_packer *packer, const char *room, const msgpack_object *array)
+{
+    uint32_t count = array && array->type == MSGPACK_OBJECT_ARRAY? array->via.array.size: 0;
+    msgpack_pack_array (packer, count);
+    for (uint32_t index = 0; index < count; index++) {
+        const msgpack_object *entry = &array->via.array.ptr [index];
+        char kind [16], user [260], event [16];
+        s_field_copy (entry, "kind", kind, sizeof kind);
+        s_field_copy (entry, "user", user, sizeof user);
+        s_field_copy (entry, "event", event, sizeof event);
+        char *text = NULL;
+        s_field_str (entry, "text", &text);
+        s_pack_entry (packer, room, (uint64_t) s_field_int (entry, "seq"), kind, user,
+                      s_field_int (entry, "ts"), text, event);
+        free (text);
+    }
+}
+
+//  Packs the store's entry map for an op's entry
+static void
+s_pack_store_entry (msgpack_packer *packer, op_t *op, const char *kind, const char *event)
+{
+    msgpack_pack_map (packer, 5);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    s_pack_str (packer, "kind");
+    s_pack_str (packer, kind);
+    s_pack_str (packer, "user");
+    s_pack_str (packer, op->user);
+    s_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
+    s_pack_str (packer, event? "event": "text");
+    s_pack_str (packer, event? event: op->argument);
+}
+
+//  Delivers the op's entry (now stored) to the room's members
+static void
+s_deliver_entry (rooms_t *self, room_t *room, op_t *op, const char *kind, const char *event)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, op->argument, event);
+    s_deliver_members (self, room, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The room's queue
+
+static void s_room_kick (rooms_t *self, room_t *room);
+
+static void
+s_reply_error (rooms_t *self, op_t *op, const char *code, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_reply_error (rooms_t *self, op_t *op, const char *code, const char *format, ...)
+{
+    char message [512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    self->host->reply_error (self->ctx, &op->request, code, message);
+}
+
+//  Takes the head op off the queue and destroys it (it has been answered)
+static void
+s_room_pop (room_t *room)
+{
+    op_t *op = room->head;
+    if (!op)
+        return;
+    room->head = op->next;
+    if (!room->head)
+        room->tail = NULL;
+    room->queued--;
+    room->stage = STAGE_NONE;
+    s_op_destroy (&op);
+}
+
+//  Sends a store call for the room's head op. Returns 0, or -1 when nothing
+//  was sent (the head has been answered unavailable and popped).
+static int
+s_room_call (rooms_t *self, room_t *room, stage_t stage, const char *type,
+             msgpack_sbuffer *buffer)
+{
+    room->stage = stage;
+    int rc = self->host->call (self->ctx, type, buffer->data, buffer->size, room);
+    msgpack_sbuffer_destroy (buffer);
+    if (rc != 0) {
+        room->stage = STAGE_NONE;
+        if (stage == STAGE_LOAD_ROOM || stage == STAGE_LOAD_MEMBERS)
+            room->loaded = false;
+        s_reply_error (self, room->head, "unavailable",
+                       "The room service could not reach its store; try again later.");
+        s_room_pop (room);
+    }
+    return rc;
+}
+
+//  Starts a map with n fields and the room's name
+static void
+s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
+              const char *field, const char *room)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (packer, fields);
+    s_pack_str (packer, field);
+    s_pack_str (packer, room);
+}
+
+static void
+s_history_call (rooms_t *self, room_t *room, op_t *op)
+{
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    size_t fields = 2 + (op->before >= 0) + (op->after >= 0);
+    s_call_begin (&buffer, &packer, fields, "room", room->name);
+    s_pack_str (&packer, "limit");
+    msgpack_pack_uint32 (&packer, op->limit);
+    if (op->before >= 0) {
+        s_pack_str (&packer, "before");
+        msgpack_pack_int64 (&packer, op->before);
+    }
+    if (op->after >= 0) {
+        s_pack_str (&packer, "after");
+        msgpack_pack_int64 (&packer, op->after);
+    }
+    s_room_call (self, room, STAGE_HISTORY, "store.msg.history", &buffer);
+}
+
+//  Starts serving the head op of a loaded, existing room (or a create).
+//  Either answers it at once (and pops it) or sends one store call.
+static void
+s_op_start (rooms_t *self, room_t *room, op_t *op)
+{
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    switch (op->kind) {
+        case OP_CREATE:
+            if (room->loaded && room->exists) {
+                s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 6, "name", room->name);
+            s_pack_str (&packer, "description");
+            s_pack_str (&packer, op->argument? op->argument: "");
+            s_pack_str (&packer, "private");
+            op->is_private? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
+            s_pack_str (&packer, "max_participants");
+            msgpack_pack_uint32 (&packer, op->max_participants);
+            s_pack_str (&packer, "owner");
+            s_pack_str (&packer, op->user);
+            s_pack_str (&packer, "created_at");
+            msgpack_pack_int64 (&packer, op->ts);
+            s_room_call (self, room, STAGE_WRITE, "store.room.create", &buffer);
+            return;
+
+        case OP_JOIN:
+            if (s_is_member (room, op->user)) {
+                s_history_call (self, room, op);
+                return;
+            }
+            if (zlistx_size (room->members) >= room->max_participants) {
+                s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).",
+                               room->name, zlistx_size (room->members),
+                               room->max_participants);
+                s_room_pop (room);
+                return;
+            }
+            op->seq = room->last_seq + 1;
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 3, "room", room->name);
+            s_pack_str (&packer, "user");
+            s_pack_str (&packer, op->user);
+            s_pack_str (&packer, "entry");
+            s_pack_store_entry (&packer, op, "system", "join");
+            s_room_call (self, room, STAGE_WRITE, "store.member.add", &buffer);
+            return;
+
+        case OP_LEAVE:
+            if (!s_is_member (room, op->user)) {
+                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            op->seq = room->last_seq + 1;
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 3, "room", room->name);
+            s_pack_str (&packer, "user");
+            s_pack_str (&packer, op->user);
+            s_pack_str (&packer, "entry");
+            s_pack_store_entry (&packer, op, "system", "leave");
+            s_room_call (self, room, STAGE_WRITE, "store.member.remove", &buffer);
+            return;
+
+        case OP_DELETE:
+            if (!room->owner || !s_same_name (room->owner, op->user)) {
+                s_reply_error (self, op, "forbidden",
+                               "Only the owner of the room '%s' (%s) can delete it.",
+                               room->name, room->owner? room->owner: "");
+                s_room_pop (room);
+                return;
+            }
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 1, "name", room->name);
+            s_room_call (self, room, STAGE_WRITE, "store.room.delete", &buffer);
+            return;
+
+        case OP_INVITE:
+            if (room->is_private && !s_is_member (room, op->user)) {
+                s_reply_error (self, op, "forbidden",
+                               "Only members of the private room '%s' can invite to it.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            if (s_is_member (room, op->argument)) {
+                //  Nothing to record or tell: the invitee is in the room
+                self->host->reply (self->ctx, &op->request, NULL, 0);
+                s_room_pop (room);
+                return;
+            }
+            if (zlistx_size (room->members) >= room->max_participants) {
+                s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).",
+                               room->name, zlistx_size (room->members),
+                               room->max_participants);
+                s_room_pop (room);
+                return;
+            }
+            s_call_begin (&buffer, &packer, 3, "room", room->name);
+            s_pack_str (&packer, "user");
+            s_pack_str (&packer, op->argument);
+            s_pack_str (&packer, "from");
+            s_pack_str (&packer, op->user);
+            s_room_call (self, room, STAGE_WRITE, "store.invite.add", &buffer);
+            return;
+
+        case OP_MEMBERS:
+            if (!s_is_member (room, op->user)) {
+                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            msgpack_sbuffer_init (&buffer);
+            msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+            msgpack_pack_map (&packer, 1);
+            s_pack_str (&packer, "members");
+            msgpack_pack_array (&packer, zlistx_size (room->members));
+            for (const char *name = (const char *) zlistx_first (room->members); name;
+                 name = (const char *) zlistx_next (room->members)) {
+                msgpack_pack_map (&packer, 2);
+                s_pack_str (&packer, "user");
+                s_pack_str (&packer, name);
+                s_pack_str (&packer, "online");
+                s_online (self, name)? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
+            }
+            self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+            msgpack_sbuffer_destroy (&buffer);
+            s_room_pop (room);
+            return;
+
+        case OP_HISTORY:
+            if (!s_is_member (room, op->user)) {
+                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            s_history_call (self, room, op);
+            return;
+
+        case OP_SEND:
+            if (!s_is_member (room, op->user)) {
+                s_reply_error (self, op, "not_member",
+                               "You are not a member of the room '%s'; join it first.",
+                               room->name);
+                s_room_pop (room);
+                return;
+            }
+            op->seq = room->last_seq + 1;
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 2, "room", room->name);
+            s_pack_str (&packer, "entry");
+            s_pack_store_entry (&packer, op, "message", NULL);
+            s_room_call (self, room, STAGE_WRITE, "store.msg.append", &buffer);
+            return;
+    }
+}
+
+//  Serves the room's queue until an op waits for the store or it is empty
+static void
+s_room_kick (rooms_t *self, room_t *room)
+{
+    while (room->head && room->stage == STAGE_NONE) {
+        op_t *op = room->head;
+        if (op->kind == OP_CREATE) {
+            s_op_start (self, room, op);
+            continue;
+        }
+        if (!room->loaded) {
+            msgpack_sbuffer buffer;
+            msgpack_packer packer;
+            s_call_begin (&buffer, &packer, 1, "name", room->name);
+            s_room_call (self, room, STAGE_LOAD_ROOM, "store.room.get", &buffer);
+            continue;
+        }
+        if (!room->exists) {
+            s_reply_error (self, op, "no_such_room", "There is no room named '%s'.", room->name);
+            s_room_pop (room);
+            continue;
+        }
+        s_op_start (self, room, op);
+    }
+    //  A room the store does not have is not worth keeping
+    if (!room->head && room->loaded && !room->exists)
+        zhashx_delete (self->rooms, room->key);
+}
+
+//  Answers every queued op with the error (the store could not load the room)
+static void
+s_room_fail_all (rooms_t *self, room_t *room, const char *code, const char *message)
+{
+    while (room->head) {
+        self->host->reply_error (self->ctx, &room->head->request, code, message);
+        s_room_pop (room);
+    }
+}
+
+//  Maps a store error to the client's code for an unexpected failure
+static const char *
+s_failure_code (const char *code)
+{
+    return strcmp (code, "unavailable") == 0? "unavailable": "internal";
+}
+
+static void
+s_failure (rooms_t *self, op_t *op, const char *code, const char *message)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "store refused a request of '%s': %s (%s)",
+                     op->user, code, message? message: "");
+    if (strcmp (code, "unavailable") == 0)
+        s_reply_error (self, op, "unavailable",
+                       "The room service cannot reach its storage now; try again later.");
+    else
+        s_reply_error (self, op, "internal", "The room service failed; try again.");
+}
+
+//  The store answered a call of the room's head op
+static void
+s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message,
+              const msgpack_object *body)
+{
+    stage_t stage = room->stage;
+    room->stage = STAGE_NONE;
+    op_t *op = room->head;
+    if (!op)
+        return;
+
+    if (stage == STAGE_LOAD_ROOM) {
+        if (code && strcmp (code, "not_found") == 0) {
+            room->loaded = true;
+            room->exists = false;
+        }
+        else
+        if (code || s_room_fill (room, s_field (body, "room")) != 0) {
+            self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load room '%s': %s",
+                             room->name, code? code: "malformed answer");
+            s_room_fail_all (self, room, code? s_failure_code (code): "internal",
+                             "The room service cannot reach its storage now; try again later.");
+        }
+        else {
+            msgpack_sbuffer buffer;
+            msgpack_packer packer;
+            s_call_begin (&buffer, &packer, 1, "room", room->name);
+            s_room_call (self, room, STAGE_LOAD_MEMBERS, "store.member.list", &buffer);
+        }
+        s_room_kick (self, room);
+        return;
+    }
+    if (stage == STAGE_LOAD_MEMBERS) {
+        const msgpack_object *members = s_field (body, "members");
+        if (code && strcmp (code, "not_found") == 0) {
+            room->loaded = true;
+            room->exists = false;
+        }
+        else
+        if (code || !members || members->type != MSGPACK_OBJECT_ARRAY)
+            s_room_fail_all (self, room, code? s_failure_code (code): "internal",
+                             "The room service cannot reach its storage now; try again later.");
+        else {
+            zlistx_purge (room->members);
+            for (uint32_t index = 0; index < members->via.array.size; index++) {
+                const msgpack_object *name = &members->via.array.ptr [index];
+                if (name->type == MSGPACK_OBJECT_STR && name->via.str.size < 260) {
+                    char text [260];
+                    memcpy (text, name->via.str.ptr, name->via.str.size);
+                    text [name->via.str.size] = 0;
+                    zlistx_add_end (room->members, text);
+                }
+            }
+            room->loaded = true;
+            room->exists = true;
+        }
+        s_room_kick (self, room);
+        return;
+    }
+
+    //  A write or a history read of the head op
+    if (code && strcmp (code, "conflict") == 0 && op->kind != OP_CREATE) {
+        //  Our seq was taken: the store knows better. Reload, then try once more.
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "seq %" PRIu64 " of room '%s' is taken; reloading the room",
+                         op->seq, room->name);
+        s_room_forget_fields (room);
+        if (op->retried)
+            s_failure (self, op, code, message), s_room_pop (room);
+        else
+            op->retried = true;
+        s_room_kick (self, room);
+        return;
+    }
+    if (code && strcmp (code, "unavailable") == 0 && stage == STAGE_WRITE
+    &&  op->kind != OP_CREATE && op->kind != OP_INVITE)
+        //  The write may have happened: learn the last seq again before the next
+        s_room_forget_fields (room);
+
+    switch (op->kind) {
+        case OP_CREATE:
+            if (code && strcmp (code, "conflict") == 0)
+                s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+                               room->name);
+            else
+            if (code)
+                s_failure (self, op, code, message);
+            else
+            if (s_room_fill (room, s_field (body, "room")) != 0)
+                s_failure (self, op, "internal", "malformed answer");
+            else {
+                room->loaded = true;
+                room->exists = true;
+                zlistx_purge (room->members);
+                zlistx_add_end (room->members, room->owner);
+                self->host->log (self->ctx, PARLEY_LOG_INFO, "%s created the %s room '%s'",
+                                 op->user, room->is_private? "private": "public", room->name);
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                char notice [256];
+                snprintf (notice, sizeof notice, "%s has created the room %s.",
+                          op->user, room->name);
+                msgpack_pack_map (&packer, 6);
+                s_pack_str (&packer, "type");
+                s_pack_str (&packer, "system");
+                s_pack_str (&packer, "event");
+                s_pack_str (&packer, "create");
+                s_pack_str (&packer, "room");
+                s_pack_room (&packer, room);
+                s_pack_str (&packer, "user");
+                s_pack_str (&packer, op->user);
+                s_pack_str (&packer, "ts");
+                s_pack_time (&packer, op->ts);
+                s_pack_str (&packer, "message");
+                s_pack_str (&packer, notice);
+                if (room->is_private)
+                    s_deliver_members (self, room, buffer.data, buffer.size);
+                else
+                    s_deliver_everyone (self, buffer.data, buffer.size);
+                msgpack_sbuffer_clear (&buffer);
+                msgpack_pack_map (&packer, 1);
+                s_pack_str (&packer, "room");
+                s_pack_room (&packer, room);
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+            }
+            break;
+
+        case OP_JOIN:
+            if (stage == STAGE_WRITE) {
+                if (!code) {
+                    if (s_field_bool (body, "added")) {
+                        room->last_seq = op->seq;
+                        s_member_add (room, op->user);
+                        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s joined '%s'",
+                                         op->user, room->name);
+                        s_deliver_entry (self, room, op, "system", "join");
+                    }
+                    else    //  a member already, as the store knows
+                        s_member_add (room, op->user);
+                    s_history_call (self, room, op);
+                    s_room_kick (self, room);   //  in case the call could not be sent
+                    return;     //  the op waits for its history
+                }
+                if (strcmp (code, "forbidden") == 0)
+                    s_reply_error (self, op, "forbidden",
+                                   "The room '%s' is private: you need an invitation to join it.",
+                                   room->name);
+                else
+                if (strcmp (code, "full") == 0)
+                    s_reply_error (self, op, "room_full", "Room '%s' is full (%u of %u).",
+                                   room->name, room->max_participants, room->max_participants);
+                else
+                if (strcmp (code, "not_found") == 0) {
+                    s_room_forget_fields (room);
+                    s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
+                                   room->name);
+                }
+                else
+                    s_failure (self, op, code, message);
+                break;
+            }
+            //  STAGE_HISTORY
+            if (code)
+                s_failure (self, op, code, message);
+            else {
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                msgpack_pack_map (&packer, 3);
+                s_pack_str (&packer, "room");
+                s_pack_room (&packer, room);
+                s_pack_str (&packer, "members");
+                msgpack_pack_array (&packer, zlistx_size (room->members));
+                for (const char *name = (const char *) zlistx_first (room->members); name;
+                     name = (const char *) zlistx_next (room->members)) {
+                    msgpack_pack_map (&packer, 2);
+                    s_pack_str (&packer, "user");
+                    s_pack_str (&packer, name);
+                    s_pack_str (&packer, "online");
+                    s_online (self, name)? msgpack_pack_true (&packer)
+                                         : msgpack_pack_false (&packer);
+                }
+                s_pack_str (&packer, "history");
+                s_pack_store_entries (&packer, room->name, s_field (body, "messages"));
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+            }
+            break;
+
+        case OP_LEAVE:
+            if (!code) {
+                room->last_seq = op->seq;
+                //  The leaver hears of it too, on every session
+                s_deliver_entry (self, room, op, "system", "leave");
+                s_member_remove (room, op->user);
+                self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s left '%s'",
+                                 op->user, room->name);
+                self->host->reply (self->ctx, &op->request, NULL, 0);
+            }
+            else
+            if (strcmp (code, "not_member") == 0) {
+                s_member_remove (room, op->user);
+                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+                               room->name);
+            }
+            else
+            if (strcmp (code, "not_found") == 0) {
+                s_room_forget_fields (room);
+                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
+                               room->name);
+            }
+            else
+                s_failure (self, op, code, message);
+            break;
+
+        case OP_DELETE:
+            if (!code) {
+                self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
+                                 op->user, room->name);
+                //  The members the store names, in case the cache missed one
+                const msgpack_object *members = s_field (body, "members");
+                if (members && members->type == MSGPACK_OBJECT_ARRAY)
+                    for (uint32_t index = 0; index < members->via.array.size; index++) {
+                        const msgpack_object *name = &members->via.array.ptr [index];
+                        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size < 260) {
+                            char text [260];
+                            memcpy (text, name->via.str.ptr, name->via.str.size);
+                            text [name->via.str.size] = 0;
+                            s_member_add (room, text);
+                        }
+                    }
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                char notice [256];
+                snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
+                msgpack_pack_map (&packer, 6);
+                s_pack_str (&packer, "type");
+                s_pack_str (&packer, "system");
+                s_pack_str (&packer, "event");
+                s_pack_str (&packer, "delete");
+                s_pack_str (&packer, "room");
+                s_pack_str (&packer, room->name);
+                s_pack_str (&packer, "user");
+                s_pack_str (&packer, op->user);
+                s_pack_str (&packer, "ts");
+                s_pack_time (&packer, op->ts);
+                s_pack_str (&packer, "message");
+                s_pack_str (&packer, notice);
+                if (room->is_private)
+                    s_deliver_members (self, room, buffer.data, buffer.size);
+                else
+                    s_deliver_everyone (self, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+                s_room_forget_fields (room);
+                room->loaded = true;        //  known not to exist
+                self->host->reply (self->ctx, &op->request, NULL, 0);
+            }
+            else
+            if (strcmp (code, "not_found") == 0) {
+                s_room_forget_fields (room);
+                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
+                               room->name);
+            }
+            else
+                s_failure (self, op, code, message);
+            break;
+
+        case OP_INVITE:
+            if (!code) {
+                char invitee [260];
+                s_field_copy (body, "user", invitee, sizeof invitee);
+                if (!*invitee)
+                    snprintf (invitee, sizeof invitee, "%s", op->argument);
+                if (!s_field_bool (body, "already_member")) {
+                    msgpack_sbuffer buffer;
+                    msgpack_sbuffer_init (&buffer);
+                    msgpack_packer packer;
+                    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                    msgpack_pack_map (&packer, 3);
+                    s_pack_str (&packer, "type");
+                    s_pack_str (&packer, "invite");
+                    s_pack_str (&packer, "room");
+                    s_pack_str (&packer, room->name);
+                    s_pack_str (&packer, "from");
+                    s_pack_str (&packer, op->user);
+                    const char *users [1] = { invitee };
+                    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
+                    msgpack_sbuffer_destroy (&buffer);
+                    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
+                                     op->user, invitee, room->name);
+                }
+                self->host->reply (self->ctx, &op->request, NULL, 0);
+            }
+            else
+            if (strcmp (code, "not_found") == 0)
+                s_reply_error (self, op, "no_such_user", "There is no user named '%s'.",
+                               op->argument);
+            else
+                s_failure (self, op, code, message);
+            break;
+
+        case OP_HISTORY:
+            if (code)
+                s_failure (self, op, code, message);
+            else {
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                msgpack_pack_map (&packer, 2);
+                s_pack_str (&packer, "messages");
+                s_pack_store_entries (&packer, room->name, s_field (body, "messages"));
+                s_pack_str (&packer, "more");
+                s_field_bool (body, "more")? msgpack_pack_true (&packer)
+                                           : msgpack_pack_false (&packer);
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+            }
+            break;
+
+        case OP_SEND:
+            if (!code) {
+                room->last_seq = op->seq;
+                self->messages++;
+                s_deliver_entry (self, room, op, "message", NULL);
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                msgpack_pack_map (&packer, 2);
+                s_pack_str (&packer, "seq");
+                msgpack_pack_uint64 (&packer, op->seq);
+                s_pack_str (&packer, "ts");
+                s_pack_time (&packer, op->ts);
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+            }
+            else
+            if (strcmp (code, "not_found") == 0) {
+                s_room_forget_fields (room);
+                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
+                               room->name);
+            }
+            else
+                s_failure (self, op, code, message);
+            break;
+
+        case OP_MEMBERS:
+            break;      //  answered without the store
+    }
+    s_room_pop (room);
+    s_room_kick (self, room);
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.list: from the store, any instance
+
+static void
+s_list_request (rooms_t *self, parley_request_t *request)
+{
+    list_t *list = (list_t *) calloc (1, sizeof (list_t));
+    if (!list) {
+        self->host->reply_error (self->ctx, &request, "internal", "Out of memory; try again.");
+        return;
+    }
+    list->cookie = COOKIE_LIST;
+    list->request = request;
+    const char *user = self->host->request_user (request);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 1, "user", user? user: "");
+    int rc = self->host->call (self->ctx, "store.room.list", buffer.data, buffer.size, list);
+    msgpack_sbuffer_destroy (&buffer);
+    if (rc != 0) {
+        self->host->reply_error (self->ctx, &list->request, "unavailable",
+                                 "The room service cannot reach its storage now; try again later.");
+        free (list);
+        return;
+    }
+    list->next = self->lists;
+    if (self->lists)
+        self->lists->prev = list;
+    self->lists = list;
+}
+
+static void
+s_list_reply (rooms_t *self, list_t *list, const char *code, const msgpack_object *body)
+{
+    if (list->prev)
+        list->prev->next = list->next;
+    else
+        self->lists = list->next;
+    if (list->next)
+        list->next->prev = list->prev;
+
+    const msgpack_object *rooms = s_field (body, "rooms");
+    if (code || !rooms || rooms->type != MSGPACK_OBJECT_ARRAY)
+        self->host->reply_error (self->ctx, &list->request,
+                                 code? s_failure_code (code): "internal",
+                                 "The room service cannot reach its storage now; try again later.");
+    else {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        s_pack_str (&packer, "rooms");
+        msgpack_pack_array (&packer, rooms->via.array.size);
+        for (uint32_t index = 0; index < rooms->via.array.size; index++) {
+            const msgpack_object *room = &rooms->via.array.ptr [index];
+            char name [260], description [2048], owner [260];
+            s_field_copy (room, "name", name, sizeof name);
+            s_field_copy (room, "description", description, sizeof description);
+            s_field_copy (room, "owner", owner, sizeof owner);
+            msgpack_pack_map (&packer, 8);
+            s_pack_str (&packer, "name");
+            s_pack_str (&packer, name);
+            s_pack_str (&packer, "description");
+            s_pack_str (&packer, description);
+            s_pack_str (&packer, "private");
+            s_field_bool (room, "private")? msgpack_pack_true (&packer)
+                                          : msgpack_pack_false (&packer);
+            s_pack_str (&packer, "max_participants");
+            msgpack_pack_int64 (&packer, s_field_int (room, "max_participants"));
+            s_pack_str (&packer, "owner");
+            s_pack_str (&packer, owner);
+            s_pack_str (&packer, "created_at");
+            s_pack_time (&packer, s_field_int (room, "created_at"));
+            s_pack_str (&packer, "members");
+            msgpack_pack_int64 (&packer, s_field_int (room, "members"));
+            s_pack_str (&packer, "joined");
+            s_field_bool (room, "joined")? msgpack_pack_true (&packer)
+                                         : msgpack_pack_false (&packer);
+        }
+        self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    free (list);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests: shape and values first, then the room's queue
+
+//  A user's msg.send allowance: true if one more message may go now
+static bool
+s_rate_allows (rooms_t *self, const char *user)
+{
+    if (self->rate <= 0)
+        return true;
+    char *key = s_lower_dup (user);
+    if (!key)
+        return true;
+    int64_t now = pl_time_mono ();
+    bucket_t *bucket = (bucket_t *) zhashx_lookup (self->buckets, key);
+    if (!bucket) {
+        bucket = (bucket_t *) calloc (1, sizeof (bucket_t));
+        if (!bucket) {
+            free (key);
+            return true;
+        }
+        bucket->tokens = self->burst;
+        bucket->refilled = now;
+        zhashx_insert (self->buckets, key, bucket);
+    }
+    free (key);
+    bucket->tokens += (double) (now - bucket->refilled) * self->rate / 1000.0;
+    if (bucket->tokens > self->burst)
+        bucket->tokens = self->burst;
+    bucket->refilled = now;
+    if (bucket->tokens < 1.0)
+        return false;
+    bucket->tokens -= 1.0;
+    return true;
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    rooms_t *self = (rooms_t *) state;
+    const parley_host_t *host = self->host;
+    const char *type = host->request_type (request);
+    const char *user = host->request_user (request);
+    type = type? type: "";
+
+    op_kind_t kind;
+    if (strcmp (type, "room.list") == 0) {
+        if (!user)
+            host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
+        else
+            s_list_request (self, request);
+        return;
+    }
+    else if (strcmp (type, "room.create") == 0)  kind = OP_CREATE;
+    else if (strcmp (type, "room.join") == 0)    kind = OP_JOIN;
+    else if (strcmp (type, "room.leave") == 0)   kind = OP_LEAVE;
+    else if (strcmp (type, "room.delete") == 0)  kind = OP_DELETE;
+    else if (strcmp (type, "room.invite") == 0)  kind = OP_INVITE;
+    else if (strcmp (type, "room.members") == 0) kind = OP_MEMBERS;
+    else if (strcmp (type, "room.history") == 0) kind = OP_HISTORY;
+    else if (strcmp (type, "msg.send") == 0)     kind = OP_SEND;
+    else {
+        char message [160];
+        snprintf (message, sizeof message, "There is no request '%.64s'.", type);
+        host->reply_error (self->ctx, &request, "unknown_type", message);
+        return;
+    }
+    if (!user) {
+        host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
+        return;
+    }
+
+    size_t body_size;
+    const uint8_t *body = host->request_body (request, &body_size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    size_t offset = 0;
+    if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
+            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (&fields);
+        host->reply_error (self->ctx, &request, "bad_request", "The request's fields are not a map.");
+        return;
+    }
+    const msgpack_object *map = &fields.data;
+    const char *code = NULL;
+    char message [256] = "";
+    char *room_name = NULL;
+    op_t *op = (op_t *) calloc (1, sizeof (op_t));
+    if (!op || !(op->user = strdup (user))) {
+        code = "internal";
+        snprintf (message, sizeof message, "Out of memory; try again.");
+        goto done;
+    }
+    op->kind = kind;
+    op->before = -1;
+    op->after = -1;
+    op->limit = ROOMS_HISTORY_DEFAULT;
+    op->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
+
+    //  Shape: every field present and of its type
+    if (s_field_str (map, "room", &room_name) != 1) {
+        code = "bad_request";
+        snprintf (message, sizeof message, "The field 'room' must be a string: the room's name.");
+        goto done;
+    }
+    if (kind == OP_CREATE) {
+        const msgpack_object *value = s_field (map, "private");
+        if (value && value->type != MSGPACK_OBJECT_NIL) {
+            if (value->type != MSGPACK_OBJECT_BOOLEAN) {
+                code = "bad_request";
+                snprintf (message, sizeof message, "The field 'private' must be true or false.");
+                goto done;
+            }
+            op->is_private = value->via.boolean;
+        }
+        uint64_t max;
+        int found = s_field_uint (map, "max_participants", &max);
+        if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
+                                      || max > ROOMS_MAX_PARTICIPANTS_MAX))) {
+            code = "bad_request";
+            snprintf (message, sizeof message,
+                      "The field 'max_participants' must be a whole number from %d to %d.",
+                      ROOMS_MAX_PARTICIPANTS_MIN, ROOMS_MAX_PARTICIPANTS_MAX);
+            goto done;
+        }
+        if (found == 1)
+            op->max_participants = (uint32_t) max;
+        if (s_field_str (map, "description", &op->argument) < 0
+        ||  (op->argument && s_utf8_length (op->argument) > ROOMS_DESCRIPTION_MAX)) {
+            code = "bad_request";
+            snprintf (message, sizeof message,
+                      "The field 'description' must be a text of at most %d characters.",
+                      ROOMS_DESCRIPTION_MAX);
+            goto done;
+        }
+    }
+    else
+    if (kind == OP_INVITE) {
+        if (s_field_str (map, "user", &op->argument) != 1) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'user' must be a string: who to invite.");
+            goto done;
+        }
+    }
+    else
+    if (kind == OP_HISTORY) {
+        uint64_t value;
+        int found = s_field_uint (map, "limit", &value);
+        if (found < 0 || (found == 1 && (value < 1 || value > ROOMS_HISTORY_MAX))) {
+            code = "bad_request";
+            snprintf (message, sizeof message,
+                      "The field 'limit' must be a whole number from 1 to %d.", ROOMS_HISTORY_MAX);
+            goto done;
+        }
+        if (found == 1)
+            op->limit = (uint32_t) value;
+        found = s_field_uint (map, "before", &value);
+        if (found < 0 || value > INT64_MAX) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
+            goto done;
+        }
+        if (found == 1)
+            op->before = (int64_t) value;
+        found = s_field_uint (map, "after", &value);
+        if (found < 0 || value > INT64_MAX) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
+            goto done;
+        }
+        if (found == 1)
+            op->after = (int64_t) value;
+        if (op->before >= 0 && op->after >= 0) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "Give 'before' or 'after', not both.");
+            goto done;
+        }
+    }
+    else
+    if (kind == OP_SEND) {
+        if (s_field_str (map, "text", &op->argument) != 1) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'text' must be a string.");
+            goto done;
+        }
+    }
+
+    //  Values
+    if (!s_room_name_valid (room_name)) {
+        if (kind == OP_CREATE) {
+            code = "invalid_room";
+            snprintf (message, sizeof message,
+                      "A room name is 1 to 64 letters, digits, '_' or '-'.");
+        }
+        else {
+            code = "no_such_room";
+            snprintf (message, sizeof message, "There is no room with that name.");
+        }
+        goto done;
+    }
+    if (kind == OP_SEND) {
+        size_t length = s_utf8_length (op->argument);
+        if (length < 1 || length > ROOMS_TEXT_MAX || !s_has_content (op->argument)) {
+            code = "invalid_text";
+            snprintf (message, sizeof message,
+                      "A message is 1 to %d characters and not only white space.", ROOMS_TEXT_MAX);
+            goto done;
+        }
+        if (!s_rate_allows (self, user)) {
+            code = "rate_limited";
+            snprintf (message, sizeof message,
+                      "You are sending messages too fast; wait a moment and try again.");
+            goto done;
+        }
+    }
+    if (kind == OP_INVITE && !s_username_valid (op->argument)) {
+        code = "no_such_user";
+        snprintf (message, sizeof message, "There is no user named '%.40s'.", op->argument);
+        goto done;
+    }
+
+    //  Into the room's queue
+    {
+        char *key = s_lower_dup (room_name);
+        room_t *room = key? (room_t *) zhashx_lookup (self->rooms, key): NULL;
+        if (key && !room) {
+            room = (room_t *) calloc (1, sizeof (room_t));
+            if (room) {
+                room->cookie = COOKIE_ROOM;
+                room->key = key;
+                key = NULL;
+                room->name = strdup (room_name);
+                room->members = zlistx_new ();
+                if (!room->name || !room->members)
+                    s_room_destroy (&room);
+                else {
+                    zlistx_set_duplicator (room->members, (zlistx_duplicator_fn *) strdup);
+                    zlistx_set_destructor (room->members, (zlistx_destructor_fn *) zstr_free);
+                    zlistx_set_comparator (room->members, s_member_compare);
+                    zhashx_insert (self->rooms, room->key, room);
+                }
+            }
+        }
+        free (key);
+        if (!room) {
+            code = "internal";
+            snprintf (message, sizeof message, "Out of memory; try again.");
+            goto done;
+        }
+        if (room->queued >= ROOMS_QUEUE_MAX) {
+            code = "unavailable";
+            snprintf (message, sizeof message,
+                      "The room '%s' is too busy now; try again shortly.", room->name);
+            goto done;
+        }
+        op->request = request;
+        request = NULL;
+        if (room->tail)
+            room->tail->next = op;
+        else
+            room->head = op;
+        room->tail = op;
+        room->queued++;
+        room->touched = pl_time_mono ();
+        op = NULL;
+        s_room_kick (self, room);
+    }
+
+done:
+    if (code)
+        host->reply_error (self->ctx, &request, code, message);
+    s_op_destroy (&op);
+    free (room_name);
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_on_reply (void *state, void *cookie, const char *code, const char *message,
+            const uint8_t *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) state;
+    msgpack_unpacked answer;
+    msgpack_unpacked_init (&answer);
+    size_t offset = 0;
+    const msgpack_object *map = NULL;
+    if (body && size
+    &&  msgpack_unpack_next (&answer, (const char *) body, size, &offset) == MSGPACK_UNPACK_SUCCESS
+    &&  answer.data.type == MSGPACK_OBJECT_MAP)
+        map = &answer.data;
+    if (!code && !map)
+        code = "internal", message = "the store's answer is not a map";
+
+    if (*(cookie_kind_t *) cookie == COOKIE_LIST)
+        s_list_reply (self, (list_t *) cookie, code, map);
+    else
+        s_room_reply (self, (room_t *) cookie, code, message, map);
+    msgpack_unpacked_destroy (&answer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Housekeeping: idle rooms leave the cache, so that a room that moved to
+//  another instance and back is loaded fresh
+
+static void
+s_tick (void *state)
+{
+    rooms_t *self = (rooms_t *) state;
+    int64_t now = pl_time_mono ();
+    zlistx_t *idle = zlistx_new ();
+    if (!idle)
+        return;
+    for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
+         room = (room_t *) zhashx_next (self->rooms))
+        if (!room->head && room->stage == STAGE_NONE && now - room->touched >= self->idle_ms)
+            zlistx_add_end (idle, room->key);
+    for (char *key = (char *) zlistx_first (idle); key; key = (char *) zlistx_next (idle))
+        zhashx_delete (self->rooms, key);
+    zlistx_destroy (&idle);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Init and destroy
+
+static double
+s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name, double fallback)
+{
+    const char *value = host->option (ctx, name);
+    if (!value)
+        return fallback;
+    char *end;
+    double number = strtod (value, &end);
+    if (end == value || *end || number < 0) {
+        host->log (ctx, PARLEY_LOG_WARNING, "option %s=%s is not a number; using %g",
+                   name, value, fallback);
+        return fallback;
+    }
+    return number;
+}
+
+static void
+s_room_free (void **item_p)
+{
+    s_room_destroy ((room_t **) item_p);
+}
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    rooms_t *self = (rooms_t *) calloc (1, sizeof (rooms_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    self->rooms = zhashx_new ();
+    self->sessions = zhashx_new ();
+    self->online = zhashx_new ();
+    self->buckets = zhashx_new ();
+    if (!self->rooms || !self->sessions || !self->online || !self->buckets) {
+        zhashx_destroy (&self->rooms);
+        zhashx_destroy (&self->sessions);
+        zhashx_destroy (&self->online);
+        zhashx_destroy (&self->buckets);
+        free (self);
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    zhashx_set_destructor (self->rooms, s_room_free);
+    zhashx_set_key_duplicator (self->rooms, NULL);      //  the key lives in the room
+    zhashx_set_key_destructor (self->rooms, NULL);
+    zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
+
+    self->rate = s_option_number (ctx, host, "msg_rate", ROOMS_RATE_DEFAULT);
+    self->burst = s_option_number (ctx, host, "msg_burst", ROOMS_BURST_DEFAULT);
+    if (self->burst < 1)
+        self->burst = 1;
+    self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", ROOMS_IDLE_MS_DEFAULT);
+    self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
+    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send limited to %g a second (burst %g) per user",
+               self->rate, self->burst);
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    rooms_t *self = (rooms_t *) *state_p;
+    if (self) {
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
+                         self->messages);
+        if (self->timer > 0)
+            self->host->timer_cancel (self->ctx, self->timer);
+        zhashx_destroy (&self->rooms);
+        zhashx_destroy (&self->sessions);
+        zhashx_destroy (&self->online);
+        zhashx_destroy (&self->buckets);
+        //  Requests still held belong to the host after destroy
+        while (self->lists) {
+            list_t *next = self->lists->next;
+            free (self->lists);
+            self->lists = next;
+        }
+        free (self);
+        *state_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  The descriptor
+
+static const parley_route_t s_routes [] = {
+    { .prefix = "room.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
+    { .prefix = "msg.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = PARLEY_PLUGIN_SESSIONS,
+    .name = "rooms",
+    .version = "1.0.0",
+    .description = "rooms and group chat: room.* and msg.*, sharded by room",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = s_on_reply,
+    .on_batch_end = NULL,
+    .on_session = s_on_session
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)
