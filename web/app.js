@@ -3,6 +3,7 @@
 
 import { ProtocolClient } from './protocol.js';
 import { PresencePanel } from './presence.js';
+import { RoomsController } from './rooms.js';
 
 const PING_INTERVAL_MS = 15000;
 const RESUME_RETRY_MS = 3000;
@@ -20,6 +21,7 @@ const client = new ProtocolClient();
 const presence = new PresencePanel({
     list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
 });
+const rooms = new RoomsController(client, { users: () => [...presence.users.keys()] });
 
 // Where the page is: 'signin', 'resuming' or 'dashboard'
 let view = null;
@@ -101,6 +103,7 @@ client.on(':close', ({ retryInMs }) => {
     const seconds = Math.max(1, Math.round(retryInMs / 1000));
     showConnectionDetail(`The connection to the server was lost; trying again in ${seconds} s.`);
     presence.markStale();
+    rooms.markStale();
 });
 
 // --- views ------------------------------------------------------------------
@@ -124,6 +127,7 @@ function showView(next, { focus = true } = {}) {
 function showSignin(notice = null) {
     currentUser = null;
     presence.clear();
+    rooms.leaveDashboard();
     setNotice(notice);
     showView('signin');
 }
@@ -135,13 +139,14 @@ async function enterDashboard(user, token) {
     document.title = `${user} · Parley`;
     presence.setSelf(user);
     showView('dashboard');
-    await refreshPresence();
+    await Promise.all([refreshPresence(), rooms.enter(user)]);
 }
 
 async function refreshPresence() {
     try {
         const reply = await client.request('presence.list');
         presence.setAll(reply.users ?? []);
+        rooms.updatePresence(reply.users ?? []);
     } catch (error) {
         if (error.code !== 'disconnected')
             presence.showError(error.message);
@@ -320,8 +325,10 @@ window.addEventListener('storage', (event) => {
 });
 
 client.on('presence', (event) => {
-    if (view === 'dashboard')
+    if (view === 'dashboard') {
         presence.update(event.users ?? []);
+        rooms.updatePresence(event.users ?? []);
+    }
 });
 
 // --- start ------------------------------------------------------------------

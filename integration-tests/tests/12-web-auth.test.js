@@ -91,7 +91,7 @@ describe('the web sign-in and users panel', () => {
         await signIn(alice, 'register', 'alice', PASSWORD);
         await waitForDashboard(alice, 'alice');
         await userRow(alice, 'alice', true).waitFor({ timeout: TIMEOUT });
-        assert.match(await alice.locator('#main').textContent(), /Rooms arrive in the next release/);
+        assert.match(await alice.locator('#main').textContent(), /Pick a room from the list, or create a new one/);
         assert.ok(await alice.evaluate(() => localStorage.getItem('parley.token')));
 
         const bobContext = await newContext(browser, 1100);
