@@ -1,7 +1,7 @@
 /*  =========================================================================
     store-mongo - the store for clusters: proto/STORE.md on MongoDB
 
-    Serves the store.* requests of proto/STORE.md from two collections of
+    Serves the store.* requests of proto/STORE.md from four collections of
     one MongoDB database, through one mongoc_client_t used only on this
     instance's own thread (calls block that thread, which exists for it):
 
@@ -9,6 +9,7 @@
                  last_seen}                       unique index on name_lower
         tokens  {_id: ObjectId, token_hash, user, created_at, expires_at}
                  unique index on token_hash; indexes on user and expires_at
+        rooms, messages: see "Rooms, members, invitations and timelines"
 
     tokens.user is the owner's name as registered (names never change), so
     that store.token.get, the hot path of every login by token, is one find.
@@ -51,7 +52,7 @@
 #include <string.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define S_SCHEMA_VERSION        1
+#define S_SCHEMA_VERSION        2
 //  Most requests queued before they are applied
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
@@ -61,6 +62,15 @@
 #define S_HASH_MAX              1024
 #define S_SEEN_MAX              1024
 #define S_LIST_LIMIT_MAX        1000
+#define S_ROOM_MAX              64
+#define S_DESCRIPTION_MAX       2000
+#define S_TEXT_MAX              16000
+#define S_HISTORY_DEFAULT       50
+//  How often member.add re-reads a room that changed between its checks
+//  and its conditional update (another writer joined, left, deleted)
+#define S_JOIN_ATTEMPTS         3
+//  The index that serves every timeline read and guards (room, seq)
+#define S_TIMELINE_INDEX        "room_seq_unique"
 //  Defaults for what the URI does not set: a cluster client that answers
 //  unavailable within seconds rather than hang while the server is away.
 //  Each blocking call stays under the 3 s after which the broker declares
@@ -86,7 +96,17 @@ typedef enum {
     S_OP_TOKEN_GET,
     S_OP_TOKEN_DELETE,
     S_OP_TOKEN_DELETE_USER,
-    S_OP_TOKEN_PURGE
+    S_OP_TOKEN_PURGE,
+    S_OP_ROOM_CREATE,
+    S_OP_ROOM_GET,
+    S_OP_ROOM_LIST,
+    S_OP_ROOM_DELETE,
+    S_OP_MEMBER_ADD,
+    S_OP_MEMBER_REMOVE,
+    S_OP_MEMBER_LIST,
+    S_OP_INVITE_ADD,
+    S_OP_MSG_APPEND,
+    S_OP_MSG_HISTORY
 } s_op_t;
 
 static const struct {
@@ -102,7 +122,17 @@ static const struct {
     { "store.token.get",         S_OP_TOKEN_GET },
     { "store.token.delete",      S_OP_TOKEN_DELETE },
     { "store.token.delete_user", S_OP_TOKEN_DELETE_USER },
-    { "store.token.purge",       S_OP_TOKEN_PURGE }
+    { "store.token.purge",       S_OP_TOKEN_PURGE },
+    { "store.room.create",       S_OP_ROOM_CREATE },
+    { "store.room.get",          S_OP_ROOM_GET },
+    { "store.room.list",         S_OP_ROOM_LIST },
+    { "store.room.delete",       S_OP_ROOM_DELETE },
+    { "store.member.add",        S_OP_MEMBER_ADD },
+    { "store.member.remove",     S_OP_MEMBER_REMOVE },
+    { "store.member.list",       S_OP_MEMBER_LIST },
+    { "store.invite.add",        S_OP_INVITE_ADD },
+    { "store.msg.append",        S_OP_MSG_APPEND },
+    { "store.msg.history",       S_OP_MSG_HISTORY }
 };
 #define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
 
@@ -111,6 +141,24 @@ typedef struct {
     const char *data;               //  not NUL-terminated
     uint32_t size;                  //  bytes
 } s_text_t;
+
+//  A timeline entry of a request, validated (proto/STORE.md, entry)
+typedef struct {
+    bool present;                   //  the request carries one
+    uint64_t seq;                   //  1 or more
+    bool system;                    //  kind "system", else "message"
+    s_text_t user;                  //  the sender, or whom a system entry is about
+    int64_t ts;                     //  milliseconds since 1970
+    s_text_t text;                  //  a message's text, may be empty
+    s_text_t event;                 //  a system entry's event: join or leave
+} s_entry_t;
+
+//  Where msg.history starts
+typedef enum {
+    S_CURSOR_NONE,                  //  the newest entries
+    S_CURSOR_BEFORE,                //  the newest with seq < cursor
+    S_CURSOR_AFTER                  //  the oldest with seq > cursor
+} s_cursor_t;
 
 //  One queued request, validated, waiting for the batch to run
 typedef struct {
@@ -127,6 +175,16 @@ typedef struct {
     const msgpack_object *users;    //  user.seen: the array, in fields
     uint32_t updated;               //  user.seen: entries that named a user
     char owner [S_NAME_MAX + 1];    //  token.put: the user as registered
+    s_text_t room;                  //  the room's name (name in room.*, room elsewhere)
+    char room_key [S_ROOM_MAX + 1]; //  the room's name, lower-cased
+    s_text_t description;           //  room.create, may be empty
+    bool is_private;                //  room.create
+    uint32_t max_participants;      //  room.create
+    s_entry_t entry;                //  msg.append, member.add/remove
+    char pair [S_ROOM_MAX + 24];    //  msg.append: "room_key/seq", for duplicates in a run
+    bool room_found;                //  msg.append: its room exists
+    s_cursor_t cursor;              //  msg.history
+    uint64_t cursor_seq;            //  msg.history: before or after
     const char *code;               //  error code, NULL for ok
     char message [200];             //  error sentence
     msgpack_sbuffer result;         //  ok result map
@@ -140,6 +198,8 @@ typedef struct {
     mongoc_client_t *client;        //  the one connection, this thread only
     mongoc_collection_t *users;     //  the users collection
     mongoc_collection_t *tokens;    //  the tokens collection
+    mongoc_collection_t *rooms;     //  the rooms collection
+    mongoc_collection_t *messages;  //  the messages collection: every room's timeline
     char *database;                 //  the database's name
     bool prepared;                  //  indexes created
     bool reachable;                 //  last we knew, for logging changes once
@@ -419,6 +479,118 @@ s_read_seen (s_pending_t *pending, const msgpack_object *map)
     return 0;
 }
 
+//  Reads a string of 0 to max bytes without NUL (a description, a text)
+static int
+s_read_string (s_pending_t *pending, const msgpack_object *map, const char *key,
+               uint32_t max, bool required, s_text_t *text)
+{
+    const msgpack_object *value = s_field (map, key);
+    if (!value) {
+        if (!required)
+            return 0;
+        s_fail (pending, "bad_request", "The field '%s' is missing.", key);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_STR || value->via.str.size > max
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size)) {
+        s_fail (pending, "bad_request",
+                "The field '%s' must be a string of at most %u bytes and no NUL.", key, max);
+        return -1;
+    }
+    text->data = value->via.str.ptr;
+    text->size = value->via.str.size;
+    return 0;
+}
+
+//  Reads a room's name and its lower-cased key
+static int
+s_read_room (s_pending_t *pending, const msgpack_object *map, const char *key)
+{
+    if (s_read_text (pending, map, key, S_ROOM_MAX, true, &pending->room))
+        return -1;
+    s_lower (pending->room.data, pending->room.size, pending->room_key);
+    return 0;
+}
+
+//  Reads an unsigned integer from min to max; absent: fallback if optional
+static int
+s_read_uint (s_pending_t *pending, const msgpack_object *map, const char *key,
+             uint64_t min, uint64_t max, bool required, uint64_t fallback, uint64_t *value_p)
+{
+    const msgpack_object *value = s_field (map, key);
+    if (!value && !required) {
+        *value_p = fallback;
+        return 0;
+    }
+    if (!value) {
+        s_fail (pending, "bad_request", "The field '%s' is missing.", key);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+    ||  value->via.u64 < min || value->via.u64 > max) {
+        s_fail (pending, "bad_request", "The field '%s' must be an integer from %" PRIu64
+                " to %" PRIu64 ".", key, min, max);
+        return -1;
+    }
+    *value_p = value->via.u64;
+    return 0;
+}
+
+//  Reads the optional timeline entry of msg.append, member.add/remove
+static int
+s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
+{
+    const msgpack_object *value = s_field (map, "entry");
+    if (!value || value->type == MSGPACK_OBJECT_NIL) {
+        if (!required)
+            return 0;
+        s_fail (pending, "bad_request", "The field 'entry' is missing.");
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request",
+                "The field 'entry' must be a map {seq, kind, user, ts, text or event}.");
+        return -1;
+    }
+    s_entry_t *entry = &pending->entry;
+    s_text_t kind = { NULL, 0 };
+    if (s_read_uint (pending, value, "seq", 1, INT64_MAX, true, 0, &entry->seq)
+    ||  s_read_text (pending, value, "kind", 16, true, &kind)
+    ||  s_read_text (pending, value, "user", S_NAME_MAX, true, &entry->user)
+    ||  s_read_time (pending, value, "ts", &entry->ts))
+        goto refused;
+    if (kind.size == 7 && memcmp (kind.data, "message", 7) == 0) {
+        if (s_read_string (pending, value, "text", S_TEXT_MAX, true, &entry->text))
+            goto refused;
+    }
+    else
+    if (kind.size == 6 && memcmp (kind.data, "system", 6) == 0) {
+        entry->system = true;
+        if (s_read_text (pending, value, "event", 16, true, &entry->event))
+            goto refused;
+        if (!((entry->event.size == 4 && memcmp (entry->event.data, "join", 4) == 0)
+        ||    (entry->event.size == 5 && memcmp (entry->event.data, "leave", 5) == 0))) {
+            s_fail (pending, "bad_request", "The field 'event' must be \"join\" or \"leave\".");
+            goto refused;
+        }
+    }
+    else {
+        s_fail (pending, "bad_request", "The field 'kind' must be \"message\" or \"system\".");
+        goto refused;
+    }
+    entry->present = true;
+    snprintf (pending->pair, sizeof pending->pair, "%s/%" PRIu64, pending->room_key, entry->seq);
+    return 0;
+
+refused: {
+        //  Say that it is the entry's field
+        char reason [sizeof pending->message];
+        memcpy (reason, pending->message, sizeof reason);
+        snprintf (pending->message, sizeof pending->message, "In 'entry': %.150s", reason);
+    }
+    return -1;
+}
+
 //  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
 static int
 s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
@@ -475,6 +647,71 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_name (pending, map, "user", true);
         case S_OP_TOKEN_PURGE:
             return s_read_time (pending, map, "before", &pending->before);
+        case S_OP_ROOM_CREATE: {
+            uint64_t max_participants;
+            if (s_read_room (pending, map, "name")
+            ||  s_read_string (pending, map, "description", S_DESCRIPTION_MAX, false,
+                               &pending->description)
+            ||  s_read_uint (pending, map, "max_participants", 1, UINT32_MAX, true, 0,
+                             &max_participants)
+            ||  s_read_name (pending, map, "owner", true)
+            ||  s_read_time (pending, map, "created_at", &pending->created_at))
+                return -1;
+            pending->max_participants = (uint32_t) max_participants;
+            const msgpack_object *is_private = s_field (map, "private");
+            if (is_private && is_private->type != MSGPACK_OBJECT_BOOLEAN) {
+                s_fail (pending, "bad_request", "The field 'private' must be true or false.");
+                return -1;
+            }
+            pending->is_private = is_private && is_private->via.boolean;
+            return 0;
+        }
+        case S_OP_ROOM_GET:
+        case S_OP_ROOM_DELETE:
+            return s_read_room (pending, map, "name");
+        case S_OP_ROOM_LIST:
+            return s_read_name (pending, map, "user", true);
+        case S_OP_MEMBER_ADD:
+        case S_OP_MEMBER_REMOVE:
+            return s_read_room (pending, map, "room")
+                || s_read_name (pending, map, "user", true)
+                || s_read_entry (pending, map, false) ? -1 : 0;
+        case S_OP_MEMBER_LIST:
+            return s_read_room (pending, map, "room");
+        case S_OP_INVITE_ADD: {
+            s_text_t from = { NULL, 0 };
+            return s_read_room (pending, map, "room")
+                || s_read_name (pending, map, "user", true)
+                || s_read_text (pending, map, "from", S_NAME_MAX, true, &from) ? -1 : 0;
+        }
+        case S_OP_MSG_APPEND:
+            return s_read_room (pending, map, "room") || s_read_entry (pending, map, true)
+                   ? -1 : 0;
+        case S_OP_MSG_HISTORY: {
+            uint64_t limit;
+            if (s_read_room (pending, map, "room")
+            ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false,
+                             S_HISTORY_DEFAULT, &limit))
+                return -1;
+            pending->limit = (uint32_t) limit;
+            const msgpack_object *before = s_field (map, "before");
+            const msgpack_object *after = s_field (map, "after");
+            if (before && before->type == MSGPACK_OBJECT_NIL)
+                before = NULL;
+            if (after && after->type == MSGPACK_OBJECT_NIL)
+                after = NULL;
+            if (before && after) {
+                s_fail (pending, "bad_request", "Give 'before' or 'after', not both.");
+                return -1;
+            }
+            if (before || after) {
+                pending->cursor = before ? S_CURSOR_BEFORE : S_CURSOR_AFTER;
+                if (s_read_uint (pending, map, before ? "before" : "after", 0, INT64_MAX, true,
+                                 0, &pending->cursor_seq))
+                    return -1;
+            }
+            return 0;
+        }
     }
     s_fail (pending, "internal", "The store has no handler for this request.");
     return -1;
@@ -586,23 +823,67 @@ s_prepare (store_t *self, bson_error_t *error)
             "{", "key", "{", "expires_at", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("expires_at"), "}",
         "]");
-    self->round_trips += 2;
+    //  users: the rooms a user belongs to, for room.list (multikey)
+    bson_t *rooms = BCON_NEW (
+        "createIndexes", BCON_UTF8 ("rooms"),
+        "indexes", "[",
+            "{", "key", "{", "name_lower", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("name_lower_unique"), "unique", BCON_BOOL (true), "}",
+            "{", "key", "{", "users", BCON_INT32 (1), "}", "name", BCON_UTF8 ("users"), "}",
+        "]");
+    bson_t *messages = BCON_NEW (
+        "createIndexes", BCON_UTF8 ("messages"),
+        "indexes", "[",
+            "{", "key", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (S_TIMELINE_INDEX), "unique", BCON_BOOL (true), "}",
+        "]");
+    self->round_trips += 4;
     ok = mongoc_database_write_command_with_opts (database, users, NULL, NULL, error)
-      && mongoc_database_write_command_with_opts (database, tokens, NULL, NULL, error);
+      && mongoc_database_write_command_with_opts (database, tokens, NULL, NULL, error)
+      && mongoc_database_write_command_with_opts (database, rooms, NULL, NULL, error)
+      && mongoc_database_write_command_with_opts (database, messages, NULL, NULL, error);
     bson_destroy (users);
     bson_destroy (tokens);
+    bson_destroy (rooms);
+    bson_destroy (messages);
     mongoc_database_destroy (database);
     if (!ok)
         return -1;
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
-                     "MongoDB at %s: indexes on users and tokens are in place", self->where);
+                     "MongoDB at %s: indexes on users, tokens, rooms and messages are in place", self->where);
     return 0;
 }
 
 
 //  --------------------------------------------------------------------------
 //  Runs of writes that go to the server together
+
+//  A unique key of pending's is taken: says which
+static void
+s_fail_conflict (s_pending_t *pending)
+{
+    switch (pending->op) {
+        case S_OP_USER_CREATE:
+            s_fail (pending, "conflict", "The name '%.*s' is taken (names ignore case).",
+                    (int) pending->name.size, pending->name.data);
+            break;
+        case S_OP_ROOM_CREATE:
+            s_fail (pending, "conflict", "A room named '%.*s' exists (room names ignore case).",
+                    (int) pending->room.size, pending->room.data);
+            break;
+        case S_OP_MSG_APPEND:
+        case S_OP_MEMBER_ADD:
+        case S_OP_MEMBER_REMOVE:
+            s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
+                    " already.", (int) pending->room.size, pending->room.data,
+                    pending->entry.seq);
+            break;
+        default:
+            s_fail (pending, "conflict", "This token hash is stored already.");
+            break;
+    }
+}
 
 //  Marks, among the live requests of [first, end), every one whose key
 //  (from key_of) equals key as failed with code and message
@@ -647,13 +928,8 @@ s_on_match (void *arg, const bson_t *document)
         const char *key = match->key_of (pending, &key_size);
         if (key_size != size || memcmp (key, value, size) != 0)
             continue;
-        if (match->code && strcmp (match->code, "conflict") == 0) {
-            if (pending->op == S_OP_USER_CREATE)
-                s_fail (pending, "conflict", "The name '%.*s' is taken (names ignore case).",
-                        (int) pending->name.size, pending->name.data);
-            else
-                s_fail (pending, "conflict", "This token hash is stored already.");
-        }
+        if (match->code && strcmp (match->code, "conflict") == 0)
+            s_fail_conflict (pending);
         else
             //  token.put: the owner, as registered
             s_copy_bson_str (document, "name", pending->owner, sizeof pending->owner);
@@ -705,11 +981,7 @@ s_settle_duplicates (s_pending_t *first, s_pending_t *end, s_key_of_fn *key_of)
             uint32_t earlier_size;
             const char *earlier_key = s_is_live (earlier) ? key_of (earlier, &earlier_size) : NULL;
             if (earlier_key && earlier_size == size && memcmp (earlier_key, key, size) == 0) {
-                if (pending->op == S_OP_USER_CREATE)
-                    s_fail (pending, "conflict", "The name '%.*s' is taken (names ignore case).",
-                            (int) pending->name.size, pending->name.data);
-                else
-                    s_fail (pending, "conflict", "This token hash is stored already.");
+                s_fail_conflict (pending);
                 break;
             }
         }
@@ -777,14 +1049,8 @@ s_insert_run (store_t *self, mongoc_collection_t *collection, s_pending_t *first
                     s_pending_t *pending = owners [index];
                     bson_error_t own = { .domain = MONGOC_ERROR_SERVER, .code = (uint32_t) code };
                     s_copy_bson_str (&entry, "errmsg", own.message, sizeof own.message);
-                    if (s_is_duplicate_key (&own)) {
-                        if (pending->op == S_OP_USER_CREATE)
-                            s_fail (pending, "conflict",
-                                    "The name '%.*s' is taken (names ignore case).",
-                                    (int) pending->name.size, pending->name.data);
-                        else
-                            s_fail (pending, "conflict", "This token hash is stored already.");
-                    }
+                    if (s_is_duplicate_key (&own))
+                        s_fail_conflict (pending);
                     else {
                         s_note_failure (self, what, &own);
                         s_fail_unavailable (self, pending, &own);
@@ -1277,6 +1543,1095 @@ s_run_token_purge (store_t *self, s_pending_t *pending, msgpack_packer *packer,
     return rc;
 }
 
+//  --------------------------------------------------------------------------
+//  Rooms, members, invitations and timelines
+//
+//  rooms     {_id: ObjectId, name, name_lower, created_at (BSON date),
+//             users: [member names as registered], owner,
+//             metadata: {description, settings: {is_private, max_participants}},
+//             invited: [names as registered], last_seq}
+//                                  unique index on name_lower; index on users
+//  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
+//             ts (BSON date), text | event}
+//                                  unique index on (room, seq)
+//
+//  A membership change is one conditional update of the room's document,
+//  atomic on any server: the filter carries the checks (not a member yet,
+//  fewer than max_participants members, still invited), so concurrent
+//  joins can never exceed the limit. Its timeline entry is a second
+//  document: see README.md for what that means without transactions.
+
+//  Two names equal without regard to ASCII case
+static bool
+s_same_name (const char *left, uint32_t left_size, const char *right, uint32_t right_size)
+{
+    if (left_size != right_size)
+        return false;
+    for (uint32_t index = 0; index < left_size; index++) {
+        char a = left [index], b = right [index];
+        if (a >= 'A' && a <= 'Z')
+            a = (char) (a - 'A' + 'a');
+        if (b >= 'A' && b <= 'Z')
+            b = (char) (b - 'A' + 'a');
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
+//  The field at a dotted path of a document
+static bool
+s_bson_at (const bson_t *document, const char *path, bson_iter_t *found)
+{
+    bson_iter_t iter;
+    return bson_iter_init (&iter, document) && bson_iter_find_descendant (&iter, path, found);
+}
+
+//  An integer or date at path, or fallback
+static int64_t
+s_bson_int (const bson_t *document, const char *path, int64_t fallback)
+{
+    bson_iter_t iter;
+    if (!s_bson_at (document, path, &iter))
+        return fallback;
+    if (BSON_ITER_HOLDS_DATE_TIME (&iter))
+        return bson_iter_date_time (&iter);
+    if (BSON_ITER_HOLDS_INT64 (&iter) || BSON_ITER_HOLDS_INT32 (&iter)
+    ||  BSON_ITER_HOLDS_DOUBLE (&iter))
+        return bson_iter_as_int64 (&iter);
+    return fallback;
+}
+
+static bool
+s_bson_bool (const bson_t *document, const char *path)
+{
+    bson_iter_t iter;
+    return s_bson_at (document, path, &iter) && BSON_ITER_HOLDS_BOOL (&iter)
+        && bson_iter_bool (&iter);
+}
+
+//  The string at path, "" if absent; size into *size_p
+static const char *
+s_bson_text (const bson_t *document, const char *path, uint32_t *size_p)
+{
+    bson_iter_t iter;
+    if (s_bson_at (document, path, &iter) && BSON_ITER_HOLDS_UTF8 (&iter))
+        return bson_iter_utf8 (&iter, size_p);
+    *size_p = 0;
+    return "";
+}
+
+static void
+s_pack_bson_text (msgpack_packer *packer, const bson_t *document, const char *path)
+{
+    uint32_t size;
+    const char *text = s_bson_text (document, path, &size);
+    msgpack_pack_str_with_body (packer, text, size);
+}
+
+//  The elements of an array field that are strings, counted
+static uint32_t
+s_bson_array_count (const bson_t *document, const char *key)
+{
+    bson_iter_t iter, element;
+    uint32_t count = 0;
+    if (bson_iter_init_find (&iter, document, key) && BSON_ITER_HOLDS_ARRAY (&iter)
+    &&  bson_iter_recurse (&iter, &element))
+        while (bson_iter_next (&element))
+            if (BSON_ITER_HOLDS_UTF8 (&element))
+                count++;
+    return count;
+}
+
+//  Whether the array field holds name without regard to case; the element
+//  as stored goes into found (S_NAME_MAX + 1 bytes) if given
+static bool
+s_bson_array_has (const bson_t *document, const char *key, const char *name, uint32_t size,
+                  char *found)
+{
+    bson_iter_t iter, element;
+    if (!bson_iter_init_find (&iter, document, key) || !BSON_ITER_HOLDS_ARRAY (&iter)
+    ||  !bson_iter_recurse (&iter, &element))
+        return false;
+    while (bson_iter_next (&element)) {
+        if (!BSON_ITER_HOLDS_UTF8 (&element))
+            continue;
+        uint32_t length;
+        const char *value = bson_iter_utf8 (&element, &length);
+        if (s_same_name (value, length, name, size)) {
+            if (found)
+                snprintf (found, S_NAME_MAX + 1, "%.*s", (int) length, value);
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+s_compare_lower (const void *left, const void *right)
+{
+    const char *a = *(char *const *) left, *b = *(char *const *) right;
+    for (;; a++, b++) {
+        unsigned char x = (unsigned char) *a, y = (unsigned char) *b;
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char) (x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char) (y - 'A' + 'a');
+        if (x != y || x == 0)
+            return (int) x - (int) y;
+    }
+}
+
+//  Packs the strings of an array field, sorted by lower-cased name
+static void
+s_pack_sorted_names (msgpack_packer *packer, const bson_t *document, const char *key)
+{
+    uint32_t count = s_bson_array_count (document, key);
+    const char **names = count ? (const char **) calloc (count, sizeof (char *)) : NULL;
+    uint32_t used = 0;
+    bson_iter_t iter, element;
+    if (names && bson_iter_init_find (&iter, document, key) && BSON_ITER_HOLDS_ARRAY (&iter)
+    &&  bson_iter_recurse (&iter, &element))
+        while (bson_iter_next (&element) && used < count)
+            if (BSON_ITER_HOLDS_UTF8 (&element))
+                names [used++] = bson_iter_utf8 (&element, NULL);
+    //  Names hold no NUL (validated), so the BSON strings end where they should
+    qsort (names, used, sizeof (char *), s_compare_lower);
+    msgpack_pack_array (packer, used);
+    for (uint32_t index = 0; index < used; index++)
+        s_pack_str (packer, names [index]);
+    free (names);
+}
+
+//  Packs the room map of proto/STORE.md from a room's document; joined is
+//  added when given; last_seq < 0 takes the document's
+static void
+s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int64_t last_seq)
+{
+    if (last_seq < 0)
+        last_seq = s_bson_int (room, "last_seq", 0);
+    int64_t max_participants = s_bson_int (room, "metadata.settings.max_participants", 0);
+    msgpack_pack_map (packer, joined ? 9 : 8);
+    s_pack_str (packer, "name");
+    s_pack_bson_text (packer, room, "name");
+    s_pack_str (packer, "description");
+    s_pack_bson_text (packer, room, "metadata.description");
+    s_pack_str (packer, "private");
+    if (s_bson_bool (room, "metadata.settings.is_private"))
+        msgpack_pack_true (packer);
+    else
+        msgpack_pack_false (packer);
+    s_pack_str (packer, "max_participants");
+    msgpack_pack_uint64 (packer, max_participants > 0 ? (uint64_t) max_participants : 0);
+    s_pack_str (packer, "owner");
+    s_pack_bson_text (packer, room, "owner");
+    s_pack_str (packer, "created_at");
+    msgpack_pack_int64 (packer, s_bson_int (room, "created_at", 0));
+    s_pack_str (packer, "members");
+    msgpack_pack_uint32 (packer, s_bson_array_count (room, "users"));
+    s_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, last_seq > 0 ? (uint64_t) last_seq : 0);
+    if (joined) {
+        s_pack_str (packer, "joined");
+        if (*joined)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+    }
+}
+
+//  Packs a timeline entry from its document
+static void
+s_pack_entry (msgpack_packer *packer, const bson_t *document)
+{
+    uint32_t kind_size;
+    const char *kind = s_bson_text (document, "kind", &kind_size);
+    bool system = kind_size == 6 && memcmp (kind, "system", 6) == 0;
+    msgpack_pack_map (packer, 5);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, (uint64_t) s_bson_int (document, "seq", 0));
+    s_pack_str (packer, "kind");
+    msgpack_pack_str_with_body (packer, kind, kind_size);
+    s_pack_str (packer, "user");
+    s_pack_bson_text (packer, document, "user");
+    s_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, s_bson_int (document, "ts", 0));
+    s_pack_str (packer, system ? "event" : "text");
+    s_pack_bson_text (packer, document, system ? "event" : "text");
+}
+
+static void
+s_build_entry (const s_pending_t *pending, bson_t *document)
+{
+    const s_entry_t *entry = &pending->entry;
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_OID (document, "_id", &oid);
+    BSON_APPEND_UTF8 (document, "room", pending->room_key);
+    BSON_APPEND_INT64 (document, "seq", (int64_t) entry->seq);
+    BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
+    bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
+    BSON_APPEND_DATE_TIME (document, "ts", entry->ts);
+    if (entry->system)
+        bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
+    else
+        bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+}
+
+//  The room's document, the seed's shape
+static void
+s_build_room (const s_pending_t *pending, const char *owner, bson_t *room)
+{
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_OID (room, "_id", &oid);
+    bson_append_utf8 (room, "name", 4, pending->room.data, (int) pending->room.size);
+    BSON_APPEND_UTF8 (room, "name_lower", pending->room_key);
+    //  A BSON date: exact to the millisecond of the contract's time, ordered,
+    //  and shown by every MongoDB tool as ISODate("2024-06-15T12:34:56Z")
+    BSON_APPEND_DATE_TIME (room, "created_at", pending->created_at);
+    bson_t users, metadata, settings, invited;
+    BSON_APPEND_ARRAY_BEGIN (room, "users", &users);
+    BSON_APPEND_UTF8 (&users, "0", owner);
+    bson_append_array_end (room, &users);
+    BSON_APPEND_UTF8 (room, "owner", owner);
+    BSON_APPEND_DOCUMENT_BEGIN (room, "metadata", &metadata);
+    bson_append_utf8 (&metadata, "description", 11,
+                      pending->description.data ? pending->description.data : "",
+                      (int) pending->description.size);
+    BSON_APPEND_DOCUMENT_BEGIN (&metadata, "settings", &settings);
+    BSON_APPEND_BOOL (&settings, "is_private", pending->is_private);
+    BSON_APPEND_INT64 (&settings, "max_participants", (int64_t) pending->max_participants);
+    bson_append_document_end (&metadata, &settings);
+    bson_append_document_end (room, &metadata);
+    BSON_APPEND_ARRAY_BEGIN (room, "invited", &invited);
+    bson_append_array_end (room, &invited);
+    BSON_APPEND_INT64 (room, "last_seq", 0);
+}
+
+//  The room whose lower-cased name is key, into room (empty). Returns 1 if
+//  found, 0 if not, -1 with error set.
+static int
+s_find_room (store_t *self, const char *key, bson_t *room, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
+    int rc = s_find_one (self, self->rooms, filter, NULL, room, error);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  The user's name as registered, into name (S_NAME_MAX + 1 bytes)
+static int
+s_find_user_name (store_t *self, const char *key, char *name, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
+    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->users, filter, projection, &found, error);
+    if (rc == 1)
+        s_copy_bson_str (&found, "name", name, S_NAME_MAX + 1);
+    bson_destroy (&found);
+    bson_destroy (projection);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Whether the room's timeline holds the entry's seq: 1, 0, or -1
+static int
+s_seq_taken (store_t *self, const s_pending_t *pending, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("room", BCON_UTF8 (pending->room_key),
+                               "seq", BCON_INT64 ((int64_t) pending->entry.seq));
+    bson_t *projection = BCON_NEW ("seq", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->messages, filter, projection, &found, error);
+    bson_destroy (&found);
+    bson_destroy (projection);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  The seq of the room's newest entry, 0 for none, from the timeline's
+//  index (one key read). Returns 0, or -1 with error set.
+static int
+s_newest_seq (store_t *self, const char *key, int64_t *seq_p, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("room", BCON_UTF8 (key));
+    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (-1), "}",
+                             "limit", BCON_INT64 (1), "singleBatch", BCON_BOOL (true),
+                             "hint", BCON_UTF8 (S_TIMELINE_INDEX),
+                             "projection", "{", "seq", BCON_INT32 (1), "}");
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find (self, self->messages, filter, opts, s_keep_first, &found, error);
+    *seq_p = s_bson_int (&found, "seq", 0);
+    bson_destroy (&found);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Inserts the entry of pending. Returns 0, 1 if its seq is taken, -1 with
+//  error set.
+static int
+s_insert_entry (store_t *self, const s_pending_t *pending, bson_error_t *error)
+{
+    bson_t document = BSON_INITIALIZER;
+    s_build_entry (pending, &document);
+    self->round_trips++;
+    bool ok = mongoc_collection_insert_one (self->messages, &document, NULL, NULL, error);
+    bson_destroy (&document);
+    if (ok)
+        return 0;
+    return s_is_duplicate_key (error) ? 1 : -1;
+}
+
+//  Runs findAndModify on the rooms; the document after the update, if one
+//  matched, goes into room (emptied first). Returns 1 if one matched, 0 if
+//  none, -1 with error set.
+static int
+s_modify_room (store_t *self, const bson_t *query, const bson_t *update, bson_t *room,
+               bson_error_t *error)
+{
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new ();
+    mongoc_find_and_modify_opts_set_update (opts, update);
+    mongoc_find_and_modify_opts_set_flags (opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    bson_t reply;
+    self->round_trips++;
+    bool ok = mongoc_collection_find_and_modify_with_opts (self->rooms, query, opts, &reply,
+                                                           error);
+    int rc = ok ? 0 : -1;
+    bson_iter_t iter;
+    if (ok && bson_iter_init_find (&iter, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+        uint32_t size;
+        const uint8_t *data;
+        bson_t value;
+        bson_iter_document (&iter, &size, &data);
+        if (bson_init_static (&value, data, size)) {
+            bson_reinit (room);
+            bson_concat (room, &value);
+            rc = 1;
+        }
+    }
+    bson_destroy (&reply);
+    mongoc_find_and_modify_opts_destroy (opts);
+    return rc;
+}
+
+static void
+s_fail_no_room (s_pending_t *pending)
+{
+    s_fail (pending, "not_found", "No room is named '%.*s'.",
+            (int) pending->room.size, pending->room.data);
+}
+
+static void
+s_fail_no_user (s_pending_t *pending)
+{
+    s_fail (pending, "not_found", "No user is named '%.*s'.",
+            (int) pending->name.size, pending->name.data);
+}
+
+static int
+s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    char owner [S_NAME_MAX + 1];
+    int rc = s_find_user_name (self, pending->key, owner, error);
+    if (rc <= 0) {
+        if (rc == 0)
+            s_fail (pending, "not_found", "No user is named '%.*s' (the owner).",
+                    (int) pending->name.size, pending->name.data);
+        return rc;
+    }
+    //  Looked for before inserting: the unique index on name_lower is the
+    //  guarantee, but the JavaScript test server does not enforce it
+    bson_t found = BSON_INITIALIZER;
+    rc = s_find_room (self, pending->room_key, &found, error);
+    bson_destroy (&found);
+    if (rc != 0) {
+        if (rc == 1)
+            s_fail_conflict (pending);
+        return rc < 0 ? -1 : 0;
+    }
+    //  A timeline that a delete interrupted midway left behind is not this
+    //  room's: cleared first (one index range, usually empty)
+    bson_t *stale = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
+    self->round_trips++;
+    bool ok = mongoc_collection_delete_many (self->messages, stale, NULL, NULL, error);
+    bson_destroy (stale);
+    if (!ok)
+        return -1;
+    bson_t room = BSON_INITIALIZER;
+    s_build_room (pending, owner, &room);
+    self->round_trips++;
+    ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
+    if (ok) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "room");
+        s_pack_room (packer, &room, NULL, -1);
+    }
+    else
+    if (s_is_duplicate_key (error)) {
+        s_fail_conflict (pending);
+        ok = true;
+    }
+    bson_destroy (&room);
+    return ok ? 0 : -1;
+}
+
+static int
+s_run_room_get (store_t *self, s_pending_t *pending, msgpack_packer *packer, bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 1) {
+        //  The timeline is the authority on last_seq: the document's copy
+        //  can lag behind an append whose second write failed (README.md)
+        int64_t newest = 0;
+        rc = s_newest_seq (self, pending->room_key, &newest, error);
+        if (rc == 0) {
+            int64_t stored = s_bson_int (&room, "last_seq", 0);
+            msgpack_pack_map (packer, 1);
+            s_pack_str (packer, "room");
+            s_pack_room (packer, &room, NULL, newest > stored ? newest : stored);
+        }
+    }
+    else
+    if (rc == 0)
+        s_fail_no_room (pending);
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+//  Packs the rooms of a list into a buffer of their own: the count comes first
+typedef struct {
+    msgpack_packer packer;          //  writing into rows
+    msgpack_sbuffer rows;           //  the packed rooms
+    uint32_t count;                 //  rooms packed
+    const char *user;               //  the user as registered, "" for none
+} s_room_list_t;
+
+static void
+s_on_listed_room (void *arg, const bson_t *document)
+{
+    s_room_list_t *list = (s_room_list_t *) arg;
+    bool joined = list->user [0]
+               && s_bson_array_has (document, "users", list->user,
+                                    (uint32_t) strlen (list->user), NULL);
+    s_pack_room (&list->packer, document, &joined, -1);
+    list->count++;
+}
+
+static int
+s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer, bson_error_t *error)
+{
+    //  A user that does not exist sees the public rooms
+    char user [S_NAME_MAX + 1] = "";
+    int rc = s_find_user_name (self, pending->key, user, error);
+    if (rc < 0)
+        return -1;
+    bson_t *filter = user [0]
+        ? BCON_NEW ("$or", "[", "{", "metadata.settings.is_private", BCON_BOOL (false), "}",
+                                "{", "users", BCON_UTF8 (user), "}", "]")
+        : BCON_NEW ("metadata.settings.is_private", BCON_BOOL (false));
+    bson_t *opts = BCON_NEW ("sort", "{", "name_lower", BCON_INT32 (1), "}",
+                             "projection", "{", "invited", BCON_INT32 (0), "}");
+    s_room_list_t list = { .user = user };
+    msgpack_sbuffer_init (&list.rows);
+    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
+    rc = s_find (self, self->rooms, filter, opts, s_on_listed_room, &list, error);
+    if (rc == 0) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, list.count);
+        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
+    }
+    msgpack_sbuffer_destroy (&list.rows);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+static int
+s_run_room_delete (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    //  The room's document first, in one findAndModify that also gives its
+    //  members; then its timeline. A timeline left behind by a failure
+    //  between the two is invisible (history asks for the room) and cleared
+    //  by the next room.create of the name.
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new ();
+    mongoc_find_and_modify_opts_set_flags (opts, MONGOC_FIND_AND_MODIFY_REMOVE);
+    bson_t reply;
+    self->round_trips++;
+    bool ok = mongoc_collection_find_and_modify_with_opts (self->rooms, filter, opts, &reply,
+                                                           error);
+    mongoc_find_and_modify_opts_destroy (opts);
+    bson_destroy (filter);
+    bson_iter_t iter;
+    if (ok && bson_iter_init_find (&iter, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+        uint32_t size;
+        const uint8_t *data;
+        bson_t removed;
+        bson_iter_document (&iter, &size, &data);
+        if (bson_init_static (&removed, data, size)) {
+            msgpack_pack_map (packer, 2);
+            s_pack_str (packer, "name");
+            s_pack_bson_text (packer, &removed, "name");
+            s_pack_str (packer, "members");
+            s_pack_sorted_names (packer, &removed, "users");
+        }
+        bson_t *timeline = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
+        bson_error_t timeline_error;
+        self->round_trips++;
+        if (!mongoc_collection_delete_many (self->messages, timeline, NULL, NULL,
+                                            &timeline_error))
+            //  The room is gone, which is what the caller asked: ok stands
+            s_note_failure (self, "deleting a deleted room's timeline", &timeline_error);
+        bson_destroy (timeline);
+    }
+    else
+    if (ok)
+        s_fail_no_room (pending);
+    bson_destroy (&reply);
+    return ok ? 0 : -1;
+}
+
+static int
+s_run_member_add (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    char user [S_NAME_MAX + 1] = "";
+    bson_t room = BSON_INITIALIZER;
+    bool added = false;             //  our conditional update matched
+    bool decided = false;           //  answered without adding
+    bool consumed = false;          //  the update took an invitation
+    int rc = 0;
+    for (int attempt = 0; attempt < S_JOIN_ATTEMPTS && !added && !decided; attempt++) {
+        bson_reinit (&room);
+        rc = s_find_room (self, pending->room_key, &room, error);
+        if (rc <= 0) {
+            if (rc == 0)
+                s_fail_no_room (pending);
+            break;
+        }
+        if (user [0] == 0) {
+            rc = s_find_user_name (self, pending->key, user, error);
+            if (rc <= 0) {
+                if (rc == 0)
+                    s_fail_no_user (pending);
+                break;
+            }
+        }
+        uint32_t user_size = (uint32_t) strlen (user);
+        if (s_bson_array_has (&room, "users", user, user_size, NULL)) {
+            decided = true;         //  a member already: ok, nothing appended
+            break;
+        }
+        uint32_t owner_size;
+        const char *owner = s_bson_text (&room, "owner", &owner_size);
+        bool is_owner = s_same_name (owner, owner_size, user, user_size);
+        bool is_private = s_bson_bool (&room, "metadata.settings.is_private");
+        bool needs_invitation = is_private && !is_owner;
+        if (needs_invitation && !s_bson_array_has (&room, "invited", user, user_size, NULL)) {
+            s_fail (pending, "forbidden", "The room '%.*s' is private and '%s' is not invited.",
+                    (int) pending->room.size, pending->room.data, user);
+            rc = 0;
+            break;
+        }
+        uint32_t members = s_bson_array_count (&room, "users");
+        int64_t max_participants = s_bson_int (&room, "metadata.settings.max_participants", 0);
+        if ((int64_t) members >= max_participants) {
+            s_fail (pending, "full", "The room '%.*s' is full (%u of %" PRId64 ").",
+                    (int) pending->room.size, pending->room.data, members, max_participants);
+            rc = 0;
+            break;
+        }
+        if (pending->entry.present && attempt == 0) {
+            rc = s_seq_taken (self, pending, error);
+            if (rc != 0) {
+                if (rc == 1) {
+                    s_fail_conflict (pending);
+                    rc = 0;
+                }
+                break;
+            }
+        }
+        //  The checks again, in the filter, so that the update applies only
+        //  to the room as we judged it: no concurrent join can pass the
+        //  limit (the element at index max - 1 exists once the room is full)
+        char full_key [32];
+        snprintf (full_key, sizeof full_key, "users.%" PRId64, max_participants - 1);
+        bson_t query = BSON_INITIALIZER, condition;
+        BSON_APPEND_UTF8 (&query, "name_lower", pending->room_key);
+        BSON_APPEND_DOCUMENT_BEGIN (&query, "users", &condition);
+        BSON_APPEND_UTF8 (&condition, "$ne", user);
+        bson_append_document_end (&query, &condition);
+        BSON_APPEND_DOCUMENT_BEGIN (&query, full_key, &condition);
+        BSON_APPEND_BOOL (&condition, "$exists", false);
+        bson_append_document_end (&query, &condition);
+        if (needs_invitation)
+            BSON_APPEND_UTF8 (&query, "invited", user);
+        bson_t update = BSON_INITIALIZER, operation;
+        BSON_APPEND_DOCUMENT_BEGIN (&update, "$push", &operation);
+        BSON_APPEND_UTF8 (&operation, "users", user);
+        bson_append_document_end (&update, &operation);
+        //  An invitation is consumed by joining
+        BSON_APPEND_DOCUMENT_BEGIN (&update, "$pull", &operation);
+        BSON_APPEND_UTF8 (&operation, "invited", user);
+        bson_append_document_end (&update, &operation);
+        if (pending->entry.present) {
+            BSON_APPEND_DOCUMENT_BEGIN (&update, "$max", &operation);
+            BSON_APPEND_INT64 (&operation, "last_seq", (int64_t) pending->entry.seq);
+            bson_append_document_end (&update, &operation);
+        }
+        consumed = s_bson_array_has (&room, "invited", user, user_size, NULL);
+        rc = s_modify_room (self, &query, &update, &room, error);
+        bson_destroy (&query);
+        bson_destroy (&update);
+        if (rc < 0)
+            break;
+        added = rc == 1;
+        if (!added)
+            //  Not matched: the room changed since we read it; judge it again
+            self->host->log (self->ctx, PARLEY_LOG_DEBUG,
+                             "room '%s' changed while %s was joining it; judging again",
+                             pending->room_key, user);
+    }
+    if (rc >= 0 && !added && !decided && !pending->code) {
+        s_fail (pending, "unavailable", "The room '%.*s' kept changing; try again.",
+                (int) pending->room.size, pending->room.data);
+        rc = 0;
+    }
+    if (added && pending->entry.present) {
+        rc = s_insert_entry (self, pending, error);
+        if (rc != 0) {
+            //  Not appended: the membership goes too, so that the request
+            //  changed nothing (best effort when the server is away)
+            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = consumed
+                ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (user), "}",
+                            "$addToSet", "{", "invited", BCON_UTF8 (user), "}")
+                : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (user), "}");
+            bson_error_t undo_error;
+            self->round_trips++;
+            if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL,
+                                               &undo_error))
+                s_note_failure (self, "undoing a join whose notice failed", &undo_error);
+            bson_destroy (query);
+            bson_destroy (update);
+            if (rc == 1) {
+                s_fail_conflict (pending);
+                rc = 0;
+            }
+            added = false;
+            decided = false;
+        }
+    }
+    if (rc >= 0 && (added || decided) && !pending->code) {
+        msgpack_pack_map (packer, 3);
+        s_pack_str (packer, "added");
+        if (added)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+        s_pack_str (packer, "members");
+        msgpack_pack_uint32 (packer, s_bson_array_count (&room, "users"));
+        s_pack_str (packer, "room");
+        s_pack_room (packer, &room, NULL, -1);
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+s_run_member_remove (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                     bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    char member [S_NAME_MAX + 1];
+    if (rc == 0)
+        s_fail_no_room (pending);
+    else
+    if (rc == 1 && !s_bson_array_has (&room, "users", pending->name.data, pending->name.size,
+                                      member)) {
+        s_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                (int) pending->name.size, pending->name.data,
+                (int) pending->room.size, pending->room.data);
+        rc = 0;
+    }
+    else
+    if (rc == 1 && pending->entry.present) {
+        rc = s_seq_taken (self, pending, error);
+        if (rc == 1) {
+            s_fail_conflict (pending);
+            rc = 0;
+        }
+        else
+        if (rc == 0)
+            rc = 1;
+    }
+    if (rc == 1) {
+        bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key),
+                                  "users", BCON_UTF8 (member));
+        bson_t *update = pending->entry.present
+            ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}",
+                        "$max", "{", "last_seq", BCON_INT64 ((int64_t) pending->entry.seq), "}")
+            : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}");
+        rc = s_modify_room (self, query, update, &room, error);
+        bson_destroy (query);
+        bson_destroy (update);
+        if (rc == 0)
+            //  Left meanwhile, or the room went
+            s_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                    (int) pending->name.size, pending->name.data,
+                    (int) pending->room.size, pending->room.data);
+    }
+    if (rc == 1 && pending->entry.present) {
+        int inserted = s_insert_entry (self, pending, error);
+        if (inserted != 0) {
+            //  Not appended: the member stays, so that nothing changed
+            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = BCON_NEW ("$addToSet", "{", "users", BCON_UTF8 (member), "}");
+            bson_error_t undo_error;
+            self->round_trips++;
+            if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL,
+                                               &undo_error))
+                s_note_failure (self, "undoing a leave whose notice failed", &undo_error);
+            bson_destroy (query);
+            bson_destroy (update);
+            if (inserted == 1) {
+                s_fail_conflict (pending);
+                rc = 0;
+            }
+            else
+                rc = -1;
+        }
+    }
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "members");
+        msgpack_pack_uint32 (packer, s_bson_array_count (&room, "users"));
+        rc = 0;
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+s_run_member_list (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "members");
+        s_pack_sorted_names (packer, &room, "users");
+    }
+    else
+    if (rc == 0)
+        s_fail_no_room (pending);
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+s_run_invite_add (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    char user [S_NAME_MAX + 1] = "";
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    else
+    if (rc == 1) {
+        rc = s_find_user_name (self, pending->key, user, error);
+        if (rc == 0)
+            s_fail_no_user (pending);
+    }
+    if (rc == 1) {
+        bool already_member
+            = s_bson_array_has (&room, "users", user, (uint32_t) strlen (user), NULL);
+        if (!already_member) {
+            //  $addToSet: inviting twice records one invitation
+            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = BCON_NEW ("$addToSet", "{", "invited", BCON_UTF8 (user), "}");
+            bson_t reply;
+            self->round_trips++;
+            bool ok = mongoc_collection_update_one (self->rooms, query, update, NULL, &reply,
+                                                    error);
+            bson_iter_t iter;
+            if (ok && bson_iter_init_find (&iter, &reply, "matchedCount")
+            &&  bson_iter_as_int64 (&iter) == 0) {
+                s_fail_no_room (pending);       //  deleted meanwhile
+                rc = 0;
+            }
+            else
+            if (!ok)
+                rc = -1;
+            bson_destroy (&reply);
+            bson_destroy (query);
+            bson_destroy (update);
+        }
+        if (rc == 1) {
+            msgpack_pack_map (packer, 2);
+            s_pack_str (packer, "user");
+            s_pack_str (packer, user);
+            s_pack_str (packer, "already_member");
+            if (already_member)
+                msgpack_pack_true (packer);
+            else
+                msgpack_pack_false (packer);
+        }
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+//  Entries read for msg.history, in the order found
+typedef struct {
+    bson_t **documents;             //  owned copies
+    uint32_t count;
+    uint32_t capacity;              //  limit + 1
+} s_entries_t;
+
+static void
+s_on_entry (void *arg, const bson_t *document)
+{
+    s_entries_t *entries = (s_entries_t *) arg;
+    if (entries->count < entries->capacity)
+        entries->documents [entries->count++] = bson_copy (document);
+}
+
+static int
+s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    bson_t *room_filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *room_projection = BCON_NEW ("_id", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->rooms, room_filter, room_projection, &found, error);
+    bson_destroy (&found);
+    bson_destroy (room_projection);
+    bson_destroy (room_filter);
+    if (rc <= 0) {
+        if (rc == 0)
+            s_fail_no_room (pending);
+        return rc;
+    }
+    //  One range of the (room, seq) index, read from the cursor's side, one
+    //  entry more than asked to tell whether more remain
+    bson_t filter = BSON_INITIALIZER, range;
+    BSON_APPEND_UTF8 (&filter, "room", pending->room_key);
+    if (pending->cursor != S_CURSOR_NONE) {
+        BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &range);
+        BSON_APPEND_INT64 (&range, pending->cursor == S_CURSOR_AFTER ? "$gt" : "$lt",
+                           (int64_t) pending->cursor_seq);
+        bson_append_document_end (&filter, &range);
+    }
+    bool oldest_first = pending->cursor == S_CURSOR_AFTER;
+    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (oldest_first ? 1 : -1), "}",
+                             "limit", BCON_INT64 ((int64_t) pending->limit + 1),
+                             "hint", BCON_UTF8 (S_TIMELINE_INDEX),
+                             "projection", "{", "_id", BCON_INT32 (0), "}");
+    s_entries_t entries = { .capacity = pending->limit + 1 };
+    entries.documents = (bson_t **) calloc (entries.capacity, sizeof (bson_t *));
+    if (!entries.documents) {
+        s_fail (pending, "internal", "The store ran out of memory.");
+        rc = 0;
+    }
+    else {
+        rc = s_find (self, self->messages, &filter, opts, s_on_entry, &entries, error);
+        if (rc == 0) {
+            bool more = entries.count > pending->limit;
+            uint32_t count = more ? pending->limit : entries.count;
+            msgpack_pack_map (packer, 2);
+            s_pack_str (packer, "messages");
+            msgpack_pack_array (packer, count);
+            for (uint32_t index = 0; index < count; index++)
+                s_pack_entry (packer, entries.documents [oldest_first ? index
+                                                                      : count - 1 - index]);
+            s_pack_str (packer, "more");
+            if (more)
+                msgpack_pack_true (packer);
+            else
+                msgpack_pack_false (packer);
+        }
+        for (uint32_t index = 0; index < entries.count; index++)
+            bson_destroy (entries.documents [index]);
+        free (entries.documents);
+    }
+    bson_destroy (opts);
+    bson_destroy (&filter);
+    return rc;
+}
+
+//  msg.append, a run: one find of the rooms, one of the seqs taken, one
+//  unordered insert_many, one bulk of $max on the rooms' last_seq
+static const char *
+s_pair_key_of (const s_pending_t *pending, uint32_t *size_p)
+{
+    *size_p = (uint32_t) strlen (pending->pair);
+    return pending->pair;
+}
+
+typedef struct {
+    s_pending_t *first;             //  the run
+    s_pending_t *end;
+} s_span_t;
+
+static void
+s_on_room_exists (void *arg, const bson_t *document)
+{
+    s_span_t *span = (s_span_t *) arg;
+    uint32_t size;
+    const char *key = s_bson_text (document, "name_lower", &size);
+    for (s_pending_t *pending = span->first; pending < span->end; pending++)
+        if (s_is_live (pending) && strlen (pending->room_key) == size
+        &&  memcmp (pending->room_key, key, size) == 0)
+            pending->room_found = true;
+}
+
+static void
+s_on_seq_taken (void *arg, const bson_t *document)
+{
+    s_span_t *span = (s_span_t *) arg;
+    uint32_t size;
+    const char *room = s_bson_text (document, "room", &size);
+    char pair [S_ROOM_MAX + 24];
+    snprintf (pair, sizeof pair, "%.*s/%" PRId64, (int) size, room,
+              s_bson_int (document, "seq", 0));
+    for (s_pending_t *pending = span->first; pending < span->end; pending++)
+        if (s_is_live (pending) && strcmp (pending->pair, pair) == 0)
+            s_fail_conflict (pending);
+}
+
+static int
+s_run_msg_append (store_t *self, s_pending_t *first, s_pending_t *end)
+{
+    s_span_t span = { first, end };
+    bson_error_t error;
+    bson_t filter, condition, array;
+    s_in_begin (&filter, "name_lower", &condition, &array);
+    uint32_t count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending))
+            s_array_append_text (&array, &count, pending->room_key,
+                                 (uint32_t) strlen (pending->room_key));
+    s_in_end (&filter, &condition, &array);
+    bson_t *opts = BCON_NEW ("projection", "{", "name_lower", BCON_INT32 (1), "}");
+    int rc = s_find (self, self->rooms, &filter, opts, s_on_room_exists, &span, &error);
+    bson_destroy (opts);
+    bson_destroy (&filter);
+    if (rc) {
+        s_note_failure (self, "looking up the rooms of appends", &error);
+        s_fail_run (self, first, end, &error);
+        return s_is_unreachable (&error) ? -1 : 0;
+    }
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending) && !pending->room_found)
+            s_fail_no_room (pending);
+    s_settle_duplicates (first, end, s_pair_key_of);
+
+    //  The seqs taken: looked for before inserting, as the JavaScript test
+    //  server does not enforce the unique index. {room: $in, seq: $in} is a
+    //  superset of the pairs; the callback matches them exactly.
+    bson_t rooms, seqs;
+    bson_init (&filter);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "room", &condition);
+    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &rooms);
+    uint32_t room_count = 0, seq_count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending))
+            s_array_append_text (&rooms, &room_count, pending->room_key,
+                                 (uint32_t) strlen (pending->room_key));
+    bson_append_array_end (&condition, &rooms);
+    bson_append_document_end (&filter, &condition);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &condition);
+    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &seqs);
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending)) {
+            char index_key [16];
+            const char *key;
+            size_t key_size = bson_uint32_to_string (seq_count++, &key, index_key,
+                                                     sizeof index_key);
+            bson_append_int64 (&seqs, key, (int) key_size, (int64_t) pending->entry.seq);
+        }
+    bson_append_array_end (&condition, &seqs);
+    bson_append_document_end (&filter, &condition);
+    if (room_count > 0) {
+        opts = BCON_NEW ("projection", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
+                         "hint", BCON_UTF8 (S_TIMELINE_INDEX));
+        rc = s_find (self, self->messages, &filter, opts, s_on_seq_taken, &span, &error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    if (rc) {
+        s_note_failure (self, "looking for taken seqs", &error);
+        s_fail_run (self, first, end, &error);
+        return s_is_unreachable (&error) ? -1 : 0;
+    }
+    rc = s_insert_run (self, self->messages, first, end, s_build_entry, "appending entries");
+
+    //  The rooms' last_seq, one update per room: a copy for the room map
+    //  (room.get reads the timeline itself). Its failure leaves the entries
+    //  appended, and their ok stands.
+    if (rc == 0) {
+        bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
+        mongoc_bulk_operation_t *bulk
+            = mongoc_collection_create_bulk_operation_with_opts (self->rooms, bulk_opts);
+        bson_destroy (bulk_opts);
+        size_t updates = 0;
+        for (s_pending_t *pending = first; pending < end; pending++) {
+            if (!s_is_live (pending))
+                continue;
+            //  The highest seq of this room in the run, once per room
+            bool seen_before = false;
+            uint64_t highest = pending->entry.seq;
+            for (s_pending_t *other = first; other < end; other++) {
+                if (other == pending || !s_is_live (other)
+                ||  strcmp (other->room_key, pending->room_key) != 0)
+                    continue;
+                if (other < pending)
+                    seen_before = true;
+                if (other->entry.seq > highest)
+                    highest = other->entry.seq;
+            }
+            if (seen_before)
+                continue;
+            bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest),
+                                       "}");
+            mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
+            bson_destroy (selector);
+            bson_destroy (update);
+            updates++;
+        }
+        if (updates > 0) {
+            bson_t reply;
+            self->round_trips++;
+            if (!mongoc_bulk_operation_execute (bulk, &reply, &error))
+                s_note_failure (self, "updating the rooms' last_seq", &error);
+            bson_destroy (&reply);
+        }
+        mongoc_bulk_operation_destroy (bulk);
+    }
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending)) {
+            msgpack_packer packer;
+            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
+            msgpack_pack_map (&packer, 1);
+            s_pack_str (&packer, "seq");
+            msgpack_pack_uint64 (&packer, pending->entry.seq);
+        }
+    return rc;
+}
+
+
 //  Runs one request that is a round trip of its own. Returns 0, or -1 if
 //  the server could not be reached.
 static int
@@ -1308,9 +2663,37 @@ s_run_single (store_t *self, s_pending_t *pending)
         case S_OP_TOKEN_PURGE:
             rc = s_run_token_purge (self, pending, &packer, &error);
             break;
+        case S_OP_ROOM_CREATE:
+            rc = s_run_room_create (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_GET:
+            rc = s_run_room_get (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_LIST:
+            rc = s_run_room_list (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_DELETE:
+            rc = s_run_room_delete (self, pending, &packer, &error);
+            break;
+        case S_OP_MEMBER_ADD:
+            rc = s_run_member_add (self, pending, &packer, &error);
+            break;
+        case S_OP_MEMBER_REMOVE:
+            rc = s_run_member_remove (self, pending, &packer, &error);
+            break;
+        case S_OP_MEMBER_LIST:
+            rc = s_run_member_list (self, pending, &packer, &error);
+            break;
+        case S_OP_INVITE_ADD:
+            rc = s_run_invite_add (self, pending, &packer, &error);
+            break;
+        case S_OP_MSG_HISTORY:
+            rc = s_run_msg_history (self, pending, &packer, &error);
+            break;
         case S_OP_USER_CREATE:
         case S_OP_USER_SEEN:
         case S_OP_TOKEN_PUT:
+        case S_OP_MSG_APPEND:
             assert (false);     //  runs, see s_flush
             break;
     }
@@ -1403,6 +2786,10 @@ s_flush (store_t *self)
                 end = s_run_end (pending, limit);
                 s_run_user_seen (self, pending, end);
                 break;
+            case S_OP_MSG_APPEND:
+                end = s_run_end (pending, limit);
+                s_run_msg_append (self, pending, end);
+                break;
             default:
                 s_run_single (self, pending);
                 break;
@@ -1459,6 +2846,10 @@ s_store_free (store_t **self_p)
         mongoc_collection_destroy (self->users);
     if (self->tokens)
         mongoc_collection_destroy (self->tokens);
+    if (self->rooms)
+        mongoc_collection_destroy (self->rooms);
+    if (self->messages)
+        mongoc_collection_destroy (self->messages);
     if (self->client)
         mongoc_client_destroy (self->client);
     free (self->pending);
@@ -1581,6 +2972,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     mongoc_client_set_error_api (self->client, MONGOC_ERROR_API_VERSION_2);
     self->users = mongoc_client_get_collection (self->client, self->database, "users");
     self->tokens = mongoc_client_get_collection (self->client, self->database, "tokens");
+    self->rooms = mongoc_client_get_collection (self->client, self->database, "rooms");
+    self->messages = mongoc_client_get_collection (self->client, self->database, "messages");
 
     //  A server that is down now may be up in a minute: serve unavailable
     //  meanwhile. A server that answers with an error (a login refused, an

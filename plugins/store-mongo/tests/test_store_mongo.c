@@ -5,8 +5,10 @@
     checks the contract; these tests check the MongoDB side of it: a URI it
     cannot use refused at start with a sentence that says why, a server that
     is not there answered unavailable within seconds (never a hang, never a
-    crash), service that starts once the server comes up or comes back, and
-    duplicates inside one batch settled by the store itself.
+    crash), service that starts once the server comes up or comes back,
+    duplicates inside one batch settled by the store itself, joins from two
+    instances at once that never pass a room's max_participants, and the
+    seed's document shapes as MongoDB holds them.
 
     The server is the JavaScript stand-in (test-server/serve.mjs), started
     by the tests on a port they pick; its npm packages must be installed.
@@ -15,6 +17,7 @@
 
 #include "sc_broker.h"
 
+#include <mongoc/mongoc.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -413,6 +416,272 @@ test_duplicates_inside_one_batch_conflict_and_spare_the_rest (void **state)
 }
 
 
+//  --------------------------------------------------------------------------
+//  Rooms
+
+//  Sends a request whose body is a map of string fields (then one int
+//  field if int_key is given)
+static uint64_t
+s_send_fields (sc_broker_t *broker, const char *type, size_t count, const char *const *pairs,
+               const char *int_key, int64_t int_value)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, count + (int_key ? 1 : 0));
+    for (size_t index = 0; index < count; index++)
+        sc_pack_kstr (&packer, pairs [2 * index], pairs [2 * index + 1]);
+    if (int_key)
+        sc_pack_kint (&packer, int_key, int_value);
+    uint64_t rid = sc_broker_send (broker, type, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+static uint64_t
+s_send_room_create (sc_broker_t *broker, const char *name, bool is_private,
+                    int64_t max_participants, const char *owner)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 6);
+    sc_pack_kstr (&packer, "name", name);
+    sc_pack_kstr (&packer, "description", "A place to talk");
+    sc_pack_key (&packer, "private");
+    if (is_private)
+        msgpack_pack_true (&packer);
+    else
+        msgpack_pack_false (&packer);
+    sc_pack_kint (&packer, "max_participants", max_participants);
+    sc_pack_kstr (&packer, "owner", owner);
+    sc_pack_kint (&packer, "created_at", 1718454896000);    //  2024-06-15T12:34:56Z
+    uint64_t rid = sc_broker_send (broker, "store.room.create", buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+//  store.member.add, with a join entry when seq > 0
+static uint64_t
+s_send_member_add (sc_broker_t *broker, const char *room, const char *user, int64_t seq)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, seq > 0 ? 3 : 2);
+    sc_pack_kstr (&packer, "room", room);
+    sc_pack_kstr (&packer, "user", user);
+    if (seq > 0) {
+        sc_pack_key (&packer, "entry");
+        msgpack_pack_map (&packer, 5);
+        sc_pack_kint (&packer, "seq", seq);
+        sc_pack_kstr (&packer, "kind", "system");
+        sc_pack_kstr (&packer, "user", user);
+        sc_pack_kint (&packer, "ts", 1718454897000);
+        sc_pack_kstr (&packer, "event", "join");
+    }
+    uint64_t rid = sc_broker_send (broker, "store.member.add", buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+static void
+test_joins_from_two_instances_at_once_never_pass_max_participants (void **state)
+{
+    //  Two store-mongo instances on one database, as two processes of a
+    //  cluster would be: each checks the room, then both update it. The
+    //  conditional update is what keeps the fifth place the last.
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *first = s_start (option);
+    sc_broker_t *second = s_start (option);
+    assert_non_null (first);
+    assert_non_null (second);
+    #define S_JOINERS 24
+    #define S_ROOMS 8
+    #define S_ROOM_SIZE 4
+    uint64_t rids [S_ROOMS][S_JOINERS + 1];
+    char names [S_JOINERS + 1][16];
+    for (int index = 0; index <= S_JOINERS; index++) {
+        snprintf (names [index], sizeof names [index], "user%02d", index);
+        rids [0][index] = s_send_user_create (first, names [index]);
+    }
+    for (int index = 0; index <= S_JOINERS; index++)
+        s_expect (first, rids [0][index], NULL);
+    char rooms [S_ROOMS][16];
+    for (int room = 0; room < S_ROOMS; room++) {
+        snprintf (rooms [room], sizeof rooms [room], "Crowd%d", room);
+        s_expect (first, s_send_room_create (first, rooms [room], false, S_ROOM_SIZE, "user00"),
+                  NULL);
+    }
+    //  Everyone into every room at once, half through each instance, each
+    //  pipelined: every room fills while both instances are joining it
+    for (int room = 0; room < S_ROOMS; room++)
+        for (int index = 1; index <= S_JOINERS; index++)
+            rids [room][index] = s_send_member_add (index % 2 ? first : second, rooms [room],
+                                                    names [index], 0);
+    size_t added [S_ROOMS] = { 0 }, full [S_ROOMS] = { 0 };
+    for (int parity = 1; parity >= 0; parity--)
+        for (int room = 0; room < S_ROOMS; room++)
+            for (int index = 1; index <= S_JOINERS; index++) {
+                if (index % 2 != parity)
+                    continue;
+                sc_reply_t *reply = sc_broker_recv (parity ? first : second, 15000);
+                assert_non_null (reply);
+                assert_int_equal (reply->rid, rids [room][index]);
+                if (reply->code) {
+                    assert_string_equal (reply->code, "full");
+                    full [room]++;
+                }
+                else {
+                    assert_true (sc_reply_field (reply, "added")->via.boolean);
+                    assert_true (sc_reply_field (reply, "members")->via.u64 <= S_ROOM_SIZE);
+                    added [room]++;
+                }
+                sc_reply_destroy (&reply);
+            }
+    for (int room = 0; room < S_ROOMS; room++) {
+        assert_int_equal (added [room], S_ROOM_SIZE - 1);
+        assert_int_equal (full [room], S_JOINERS - (S_ROOM_SIZE - 1));
+        const char *pairs [] = { "room", rooms [room] };
+        s_send_fields (second, "store.member.list", 1, pairs, NULL, 0);
+        sc_reply_t *reply = sc_broker_recv (second, 15000);
+        assert_non_null (reply);
+        assert_null (reply->code);
+        assert_int_equal (sc_reply_field (reply, "members")->via.array.size, S_ROOM_SIZE);
+        sc_reply_destroy (&reply);
+    }
+
+    sc_broker_destroy (&first);
+    sc_broker_destroy (&second);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
+//  Asserts the type of a field at a dotted path of document
+static void
+s_assert_bson_type (const bson_t *document, const char *path, bson_type_t type)
+{
+    bson_iter_t iter, found;
+    assert_true (bson_iter_init (&iter, document));
+    if (!bson_iter_find_descendant (&iter, path, &found))
+        fail_msg ("the document has no '%s'", path);
+    if (bson_iter_type (&found) != type)
+        fail_msg ("'%s' has BSON type 0x%02x, expected 0x%02x", path, bson_iter_type (&found),
+                  type);
+}
+
+static void
+test_room_and_timeline_documents_have_the_seed_shape_and_indexes (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start (option);
+    assert_non_null (broker);
+    s_expect (broker, s_send_user_create (broker, "Alice"), NULL);
+    s_expect (broker, s_send_user_create (broker, "bob"), NULL);
+    s_expect (broker, s_send_user_create (broker, "carol"), NULL);
+    s_expect (broker, s_send_room_create (broker, "General", true, 7, "alice"), NULL);
+    const char *invite_bob [] = { "room", "general", "user", "bob", "from", "Alice" };
+    s_expect (broker, s_send_fields (broker, "store.invite.add", 3, invite_bob, NULL, 0), NULL);
+    const char *invite_carol [] = { "room", "general", "user", "CAROL", "from", "Alice" };
+    s_expect (broker, s_send_fields (broker, "store.invite.add", 3, invite_carol, NULL, 0),
+              NULL);
+    s_expect (broker, s_send_member_add (broker, "general", "BOB", 1), NULL);
+
+    //  Read back as MongoDB holds it
+    const char *uri_text = strchr (option, '=') + 1;
+    mongoc_client_t *client = mongoc_client_new (uri_text);
+    assert_non_null (client);
+    const char *database = strrchr (uri_text, '/') + 1;
+    mongoc_collection_t *rooms = mongoc_client_get_collection (client, database, "rooms");
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 ("general"));
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (rooms, filter, NULL, NULL);
+    const bson_t *room;
+    assert_true (mongoc_cursor_next (cursor, &room));
+    s_assert_bson_type (room, "_id", BSON_TYPE_OID);
+    s_assert_bson_type (room, "name", BSON_TYPE_UTF8);
+    s_assert_bson_type (room, "created_at", BSON_TYPE_DATE_TIME);
+    s_assert_bson_type (room, "users", BSON_TYPE_ARRAY);
+    s_assert_bson_type (room, "owner", BSON_TYPE_UTF8);
+    s_assert_bson_type (room, "metadata.description", BSON_TYPE_UTF8);
+    s_assert_bson_type (room, "metadata.settings.is_private", BSON_TYPE_BOOL);
+    s_assert_bson_type (room, "invited", BSON_TYPE_ARRAY);
+    bson_iter_t iter;
+    assert_true (bson_iter_init_find (&iter, room, "created_at"));
+    assert_int_equal (bson_iter_date_time (&iter), 1718454896000);
+    char *json = bson_as_relaxed_extended_json (room, NULL);
+    //  Members and invitations as registered; bob's invitation consumed
+    assert_non_null (strstr (json, "\"users\" : [ \"Alice\", \"bob\" ]"));
+    assert_non_null (strstr (json, "\"invited\" : [ \"carol\" ]"));
+    assert_non_null (strstr (json, "\"max_participants\" : 7"));
+    assert_non_null (strstr (json, "\"last_seq\" : 1"));
+    bson_free (json);
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (filter);
+
+    mongoc_collection_t *messages = mongoc_client_get_collection (client, database, "messages");
+    filter = BCON_NEW ("room", BCON_UTF8 ("general"), "seq", BCON_INT64 (1));
+    cursor = mongoc_collection_find_with_opts (messages, filter, NULL, NULL);
+    const bson_t *entry;
+    assert_true (mongoc_cursor_next (cursor, &entry));
+    s_assert_bson_type (entry, "_id", BSON_TYPE_OID);
+    s_assert_bson_type (entry, "ts", BSON_TYPE_DATE_TIME);
+    json = bson_as_relaxed_extended_json (entry, NULL);
+    assert_non_null (strstr (json, "\"kind\" : \"system\""));
+    assert_non_null (strstr (json, "\"event\" : \"join\""));
+    bson_free (json);
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (filter);
+
+    //  The unique indexes: rooms by lower-cased name, timelines by (room, seq)
+    struct {
+        mongoc_collection_t *collection;
+        const char *key;
+    } expected [] = {
+        { rooms, "{ \"name_lower\" : 1 }" },
+        { messages, "{ \"room\" : 1, \"seq\" : 1 }" }
+    };
+    for (size_t index = 0; index < 2; index++) {
+        cursor = mongoc_collection_find_indexes_with_opts (expected [index].collection, NULL);
+        const bson_t *description;
+        bool found = false;
+        while (mongoc_cursor_next (cursor, &description)) {
+            bson_iter_t key, unique;
+            if (!bson_iter_init_find (&key, description, "key")
+            ||  !bson_iter_init_find (&unique, description, "unique") || !bson_iter_bool (&unique))
+                continue;
+            uint32_t size;
+            const uint8_t *data;
+            bson_t key_document;
+            bson_iter_document (&key, &size, &data);
+            bson_init_static (&key_document, data, size);
+            char *text = bson_as_relaxed_extended_json (&key_document, NULL);
+            found = found || strcmp (text, expected [index].key) == 0;
+            bson_free (text);
+        }
+        mongoc_cursor_destroy (cursor);
+        if (!found)
+            fail_msg ("no unique index %s", expected [index].key);
+    }
+    mongoc_collection_destroy (messages);
+    mongoc_collection_destroy (rooms);
+    mongoc_client_destroy (client);
+
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
+
 int
 main (void)
 {
@@ -428,6 +697,8 @@ main (void)
         cmocka_unit_test (test_server_that_comes_up_later_is_served),
         cmocka_unit_test (test_server_that_stops_is_answered_unavailable_then_served_again),
         cmocka_unit_test (test_duplicates_inside_one_batch_conflict_and_spare_the_rest),
+        cmocka_unit_test (test_joins_from_two_instances_at_once_never_pass_max_participants),
+        cmocka_unit_test (test_room_and_timeline_documents_have_the_seed_shape_and_indexes),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     zsock_destroy (&s_log);
