@@ -23,7 +23,7 @@
 
 //  What `parley` loads when no --no-default-plugins is given, by name, after
 //  the store that --store chooses
-static const char *default_plugins [] = { "auth", "presence", "rooms", NULL };
+static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", NULL };
 
 #define MAX_LIST 64
 

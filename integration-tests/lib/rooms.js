@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startParley, Client, binDir, sanitizerReports } from './harness.js';
+import { startParley, Client, binDir, sanitizerReports, eventually } from './harness.js';
 
 export const PASSWORD = 'correct horse';
 // Quick argon2id: these tests are about rooms, not password hashing
@@ -87,4 +87,16 @@ export function nextEntry(client, room, predicate = () => true, timeoutMs = 1000
     return client.nextEvent((frame) =>
         (frame.type === 'message' || frame.type === 'system') && frame.room === room
         && predicate(frame), timeoutMs);
+}
+
+// The store may have been declared dead while it was stopped: until it has
+// registered again its requests answer unavailable, and a client retries
+export async function untilServed(client, request) {
+    const reply = await eventually(async () => {
+        const answer = await client.request(request);
+        assert.ok(answer.type === 'ok' || answer.code === 'unavailable', JSON.stringify(answer));
+        return answer.type === 'ok' ? answer : null;
+    }, 15000);
+    assert.ok(reply, `${JSON.stringify(request)} was never served`);
+    return reply;
 }

@@ -11,7 +11,7 @@ import {
     startBroker, startGateway, startPluginProcess, pluginPath, sanitizerReports, tempDir,
     eventually, sleep,
 } from '../lib/harness.js';
-import { startRoomsParley, connectUser, ok, FAST_AUTH, nextEntry } from '../lib/rooms.js';
+import { startRoomsParley, connectUser, ok, FAST_AUTH, nextEntry, untilServed } from '../lib/rooms.js';
 
 // Every timeline entry of room a client receives, in arrival order
 function recordEntries(client, room) {
@@ -211,7 +211,7 @@ test('a store that stalls past the request timeout leaves no gap and no repeated
         // Afterwards the room's timeline goes on without a gap or a repeat
         const sent = [];
         for (let index = 0; index < 3; index++)
-            sent.push((await ok(alice, { type: 'msg.send', room: 'st-room', text: `after ${index}` })).seq);
+            sent.push((await untilServed(alice, { type: 'msg.send', room: 'st-room', text: `after ${index}` })).seq);
         const { messages } = await ok(alice, { type: 'room.history', room: 'st-room', limit: 200 });
         const seqs = messages.map((entry) => entry.seq);
         assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => 1 + i), JSON.stringify(messages));

@@ -1,0 +1,1269 @@
+/*  =========================================================================
+    pm - private messages: pm.* (PROTOCOL.md, "Private messages")
+
+    Sharded by the pair of users: the broker sends pm.send (pair of the
+    stamped user and "to"), pm.history and pm.read (pair of the stamped user
+    and "with") to the one instance that owns the pair (rendezvous hash of
+    the sorted, lower-cased names), so that instance is the one place the
+    conversation's seq is assigned. pm.conversations has no pair: any
+    instance answers it from the store.
+
+    Each conversation the instance has touched is cached with its last seq,
+    loaded from the store (store.pm.last_seq) on first touch. Requests about
+    a conversation go through its queue and are served one at a time; a
+    pm.send holds the queue until the store has acknowledged the append,
+    and only then is the message delivered to both users and the request
+    answered. So seq N+1 is handed out only after N is stored: a failed
+    write never leaves a gap. A write whose outcome is unknown (unavailable,
+    a timeout) or refused for its seq (conflict) makes the conversation
+    reload its last seq before the next write. This is rooms.c's design,
+    applied to pairs of users.
+    =========================================================================
+*/
+
+#include "parley_plugin.h"
+#include "pl_time.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <strings.h>
+#include <inttypes.h>
+#include <msgpack.h>
+
+//  --------------------------------------------------------------------------
+//  Limits and defaults (PROTOCOL.md, "Names, limits, times")
+
+#define PM_TEXT_MAX             4000        //  characters
+#define PM_HISTORY_DEFAULT      50
+#define PM_HISTORY_MAX          200
+#define PM_CONVERSATIONS_MAX    1000        //  the store's largest page
+#define PM_QUEUE_MAX            10000       //  requests waiting for one conversation
+#define PM_USERS_CACHED_MAX     100000      //  names known to exist, cached
+#define PM_TICK_MS              5000        //  the housekeeping timer
+#define PM_IDLE_MS_DEFAULT      60000       //  an idle conversation leaves the cache
+#define PM_RATE_DEFAULT         20.0        //  pm.send per user per second
+#define PM_BURST_DEFAULT        40.0        //  pm.send burst per user
+#define PM_NAME_MAX             260         //  bytes of a name read from the store
+
+
+//  --------------------------------------------------------------------------
+//  State
+
+typedef enum { OP_SEND, OP_HISTORY, OP_READ } op_kind_t;
+
+//  Which store answer the conversation's head op waits for
+typedef enum {
+    STAGE_NONE, STAGE_LOAD, STAGE_USER, STAGE_WRITE, STAGE_HISTORY
+} stage_t;
+
+typedef enum { COOKIE_CONV = 1, COOKIE_LIST } cookie_kind_t;
+
+//  One client request about a conversation, waiting in its queue
+typedef struct op_s op_t;
+struct op_s {
+    op_kind_t kind;                 //  what was asked
+    parley_request_t *request;      //  lent by the host until we reply
+    char *user;                     //  the stamped user, as registered
+    char *other;                    //  "to" or "with", as the client wrote it
+    char *text;                     //  send: the message
+    int64_t before;                 //  history: seq cursor, -1 for none
+    int64_t after;                  //  history: seq cursor, -1 for none
+    uint32_t limit;                 //  history
+    uint64_t seq;                   //  send: the seq being written; read: the marker
+    int64_t ts;                     //  send: its time, wall-clock ms
+    bool retried;                   //  resent once after a reload already
+    op_t *next;                     //  next in the conversation's queue
+};
+
+//  A conversation this instance has touched
+typedef struct {
+    cookie_kind_t cookie;           //  COOKIE_CONV: the conversation is its calls' cookie
+    char *key;                      //  "lower(a)\nlower(b)", a < b: the table's key
+    bool loaded;                    //  last_seq comes from the store
+    uint64_t last_seq;              //  the newest stored message's seq
+    stage_t stage;                  //  the store answer the head op waits for
+    op_t *head;                     //  queued requests, owned; head is being served
+    op_t *tail;
+    size_t queued;                  //  requests in the queue
+    int64_t touched;                //  monotonic ms of the last request
+} conv_t;
+
+//  A pm.conversations in progress
+typedef struct list_s list_t;
+struct list_s {
+    cookie_kind_t cookie;           //  COOKIE_LIST
+    parley_request_t *request;      //  lent by the host until we reply
+    list_t *prev;                   //  neighbours in pm_t.lists
+    list_t *next;
+};
+
+//  A user's pm.send allowance
+typedef struct {
+    double tokens;                  //  messages that may be sent now
+    int64_t refilled;               //  monotonic ms of the last refill
+} bucket_t;
+
+typedef struct {
+    parley_ctx_t *ctx;              //  the host's handle
+    const parley_host_t *host;      //  the host's function table
+    zhashx_t *convs;                //  key -> conv_t *, owned
+    zhashx_t *users;                //  lower-cased name -> name as registered, owned
+    zhashx_t *buckets;              //  lower-cased user -> bucket_t *, owned
+    list_t *lists;                  //  pm.conversations in progress, owned
+    double rate;                    //  pm.send per user per second; 0 turns limits off
+    double burst;                   //  pm.send burst per user
+    int64_t idle_ms;                //  idle conversations leave the cache after this
+    int timer;                      //  the housekeeping timer
+    uint64_t messages;              //  messages stored, for the log at exit
+} pm_t;
+
+
+//  --------------------------------------------------------------------------
+//  Small helpers (the msgpack readers, packers and text checks are rooms.c's)
+
+//  Caller owns the returned copy, lower-cased; NULL when out of memory
+static char *
+s_lower_dup (const char *text)
+{
+    char *copy = strdup (text);
+    if (copy)
+        for (char *cursor = copy; *cursor; cursor++)
+            if (*cursor >= 'A' && *cursor <= 'Z')
+                *cursor = (char) (*cursor - 'A' + 'a');
+    return copy;
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text)
+{
+    size_t size = strlen (text);
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+static void
+s_pack_time (msgpack_packer *packer, int64_t ms)
+{
+    char text [PL_TIME_ISO8601_SIZE];
+    pl_time_iso8601 (ms, text, sizeof text);
+    s_pack_str (packer, text);
+}
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+static const msgpack_object *
+s_field (const msgpack_object *map, const char *name)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t size = strlen (name);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object *key = &map->via.map.ptr [index].key;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
+        &&  memcmp (key->via.str.ptr, name, size) == 0)
+            return &map->via.map.ptr [index].val;
+    }
+    return NULL;
+}
+
+//  A string field as a new C string. Returns 1 and sets *text_p (caller
+//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
+//  of memory.
+static int
+s_field_str (const msgpack_object *map, const char *name, char **text_p)
+{
+    *text_p = NULL;
+    const msgpack_object *value = s_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_STR
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
+        return -1;
+    char *text = (char *) malloc (value->via.str.size + 1);
+    if (!text)
+        return -1;
+    memcpy (text, value->via.str.ptr, value->via.str.size);
+    text [value->via.str.size] = 0;
+    *text_p = text;
+    return 1;
+}
+
+//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
+//  nil, -1 when mistyped or negative.
+static int
+s_field_uint (const msgpack_object *map, const char *name, uint64_t *value_p)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    *value_p = value->via.u64;
+    return 1;
+}
+
+static int64_t
+s_field_int (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = s_field (map, name);
+    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t) value->via.u64;
+    if (value && value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return value->via.i64;
+    return 0;
+}
+
+static bool
+s_field_bool (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = s_field (map, name);
+    return value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
+}
+
+//  Copies a string field into text (at most size - 1 bytes); "" when absent
+static void
+s_field_copy (const msgpack_object *map, const char *name, char *text, size_t size)
+{
+    const msgpack_object *value = s_field (map, name);
+    text [0] = 0;
+    if (value && value->type == MSGPACK_OBJECT_STR) {
+        size_t length = value->via.str.size < size - 1? value->via.str.size: size - 1;
+        memcpy (text, value->via.str.ptr, length);
+        text [length] = 0;
+    }
+}
+
+//  Unicode characters in valid UTF-8 text (the gateway checked validity)
+static size_t
+s_utf8_length (const char *text)
+{
+    size_t count = 0;
+    for (const unsigned char *cursor = (const unsigned char *) text; *cursor; cursor++)
+        if ((*cursor & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+//  True when the text holds something other than white space (ASCII and
+//  the Unicode space characters)
+static bool
+s_has_content (const char *text)
+{
+    const unsigned char *cursor = (const unsigned char *) text;
+    while (*cursor) {
+        uint32_t code = *cursor;
+        int extra = code >= 0xF0? 3: code >= 0xE0? 2: code >= 0xC0? 1: 0;
+        if (extra)
+            code &= 0x3F >> extra;
+        cursor++;
+        for (int index = 0; index < extra && *cursor; index++, cursor++)
+            code = (code << 6) | (*cursor & 0x3F);
+        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
+                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
+                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
+                  || code == 0x3000 || code == 0xFEFF;
+        if (!space)
+            return true;
+    }
+    return false;
+}
+
+static bool
+s_username_valid (const char *name)
+{
+    size_t length = strlen (name);
+    if (length < 3 || length > 32)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'
+        &&  *cursor != '-')
+            return false;
+    return true;
+}
+
+static bool
+s_same_name (const char *one, const char *two)
+{
+    return strcasecmp (one, two) == 0;
+}
+
+//  The conversation's key: both names lower-cased, in order, joined by a
+//  newline (names never hold one). Caller owns it; NULL when out of memory.
+static char *
+s_pair_key (const char *one, const char *two)
+{
+    char *first = s_lower_dup (one);
+    char *second = s_lower_dup (two);
+    char *key = NULL;
+    if (first && second) {
+        if (strcmp (first, second) > 0) {
+            char *swap = first;
+            first = second;
+            second = swap;
+        }
+        size_t size = strlen (first) + strlen (second) + 2;
+        key = (char *) malloc (size);
+        if (key)
+            snprintf (key, size, "%s\n%s", first, second);
+    }
+    free (first);
+    free (second);
+    return key;
+}
+
+//  Starts a store call's map with n fields and its first string field
+static void
+s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
+              const char *field, const char *value)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (packer, fields);
+    s_pack_str (packer, field);
+    s_pack_str (packer, value);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Users known to exist, with their names as registered: users are never
+//  deleted, so a name seen once stays true; the cache is only bounded
+
+static const char *
+s_user_known (pm_t *self, const char *name)
+{
+    char *key = s_lower_dup (name);
+    const char *registered = key? (const char *) zhashx_lookup (self->users, key): NULL;
+    free (key);
+    return registered;
+}
+
+static void
+s_user_remember (pm_t *self, const char *name)
+{
+    if (!*name)
+        return;
+    char *key = s_lower_dup (name);
+    char *copy = strdup (name);
+    if (key && copy) {
+        if (zhashx_size (self->users) >= PM_USERS_CACHED_MAX)
+            zhashx_purge (self->users);
+        zhashx_update (self->users, key, copy);
+        copy = NULL;
+    }
+    free (key);
+    free (copy);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Messages
+
+//  Packs a message as clients see it: the "pm" event, or an entry of
+//  pm.history and pm.conversations (without type)
+static void
+s_pack_message (msgpack_packer *packer, bool event, const char *from, const char *to,
+                uint64_t seq, const char *text, int64_t ts)
+{
+    msgpack_pack_map (packer, event? 6: 5);
+    if (event) {
+        s_pack_str (packer, "type");
+        s_pack_str (packer, "pm");
+    }
+    s_pack_str (packer, "from");
+    s_pack_str (packer, from);
+    s_pack_str (packer, "to");
+    s_pack_str (packer, to);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+    s_pack_str (packer, "text");
+    s_pack_str (packer, text);
+    s_pack_str (packer, "ts");
+    s_pack_time (packer, ts);
+}
+
+//  Packs one of the store's pm entries as the client's message
+static void
+s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
+{
+    char from [PM_NAME_MAX], to [PM_NAME_MAX];
+    s_field_copy (entry, "from", from, sizeof from);
+    s_field_copy (entry, "to", to, sizeof to);
+    char *text = NULL;
+    s_field_str (entry, "text", &text);
+    s_pack_message (packer, false, from, to, (uint64_t) s_field_int (entry, "seq"),
+                    text? text: "", s_field_int (entry, "ts"));
+    free (text);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The conversation's queue
+
+static void
+s_op_destroy (op_t **self_p)
+{
+    op_t *self = *self_p;
+    if (self) {
+        free (self->user);
+        free (self->other);
+        free (self->text);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_conv_destroy (conv_t **self_p)
+{
+    conv_t *self = *self_p;
+    if (self) {
+        //  Requests still queued belong to the host after destroy
+        op_t *op = self->head;
+        while (op) {
+            op_t *next = op->next;
+            s_op_destroy (&op);
+            op = next;
+        }
+        free (self->key);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_reply_error (pm_t *self, op_t *op, const char *code, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_reply_error (pm_t *self, op_t *op, const char *code, const char *format, ...)
+{
+    char message [512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    self->host->reply_error (self->ctx, &op->request, code, message);
+}
+
+//  Takes the head op off the queue and destroys it (it has been answered)
+static void
+s_conv_pop (conv_t *conv)
+{
+    op_t *op = conv->head;
+    if (!op)
+        return;
+    conv->head = op->next;
+    if (!conv->head)
+        conv->tail = NULL;
+    conv->queued--;
+    conv->stage = STAGE_NONE;
+    s_op_destroy (&op);
+}
+
+//  Sends a store call for the conversation's head op. Returns 0, or -1 when
+//  nothing was sent (the head has been answered unavailable and popped).
+static int
+s_conv_call (pm_t *self, conv_t *conv, stage_t stage, const char *type,
+             msgpack_sbuffer *buffer)
+{
+    conv->stage = stage;
+    int rc = self->host->call (self->ctx, type, buffer->data, buffer->size, conv);
+    msgpack_sbuffer_destroy (buffer);
+    if (rc != 0) {
+        conv->stage = STAGE_NONE;
+        s_reply_error (self, conv->head, "unavailable",
+                       "The private message service could not reach its store; "
+                       "try again later.");
+        s_conv_pop (conv);
+    }
+    return rc;
+}
+
+static void
+s_no_such_user (pm_t *self, op_t *op)
+{
+    s_reply_error (self, op, "no_such_user", "There is no user named '%.40s'.", op->other);
+}
+
+static void
+s_failure (pm_t *self, op_t *op, const char *code, const char *message)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                     "store refused a request of '%s' about '%s': %s (%s)",
+                     op->user, op->other, code, message? message: "");
+    if (strcmp (code, "unavailable") == 0)
+        s_reply_error (self, op, "unavailable",
+                       "The private message service cannot reach its storage now; "
+                       "try again later.");
+    else
+        s_reply_error (self, op, "internal", "The private message service failed; try again.");
+}
+
+//  Starts serving the head op of a conversation whose last seq is loaded.
+//  Either answers it at once (and pops it) or sends one store call.
+static void
+s_op_start (pm_t *self, conv_t *conv, op_t *op)
+{
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    switch (op->kind) {
+        case OP_SEND:
+            op->seq = conv->last_seq + 1;
+            op->ts = pl_time_now ();
+            s_call_begin (&buffer, &packer, 5, "from", op->user);
+            s_pack_str (&packer, "to");
+            s_pack_str (&packer, op->other);
+            s_pack_str (&packer, "seq");
+            msgpack_pack_uint64 (&packer, op->seq);
+            s_pack_str (&packer, "text");
+            s_pack_str (&packer, op->text);
+            s_pack_str (&packer, "ts");
+            msgpack_pack_int64 (&packer, op->ts);
+            s_conv_call (self, conv, STAGE_WRITE, "store.pm.append", &buffer);
+            return;
+
+        case OP_READ:
+            //  A marker beyond the newest message would hide messages not
+            //  sent yet: it stops at the last seq
+            if (op->seq > conv->last_seq)
+                op->seq = conv->last_seq;
+            if (op->seq == 0) {
+                //  No message yet: nothing to mark, nothing unread
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                msgpack_pack_map (&packer, 1);
+                s_pack_str (&packer, "unread");
+                msgpack_pack_uint64 (&packer, 0);
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+                s_conv_pop (conv);
+                return;
+            }
+            s_call_begin (&buffer, &packer, 3, "user", op->user);
+            s_pack_str (&packer, "with");
+            s_pack_str (&packer, op->other);
+            s_pack_str (&packer, "seq");
+            msgpack_pack_uint64 (&packer, op->seq);
+            s_conv_call (self, conv, STAGE_WRITE, "store.pm.read", &buffer);
+            return;
+
+        case OP_HISTORY: {
+            size_t fields = 3 + (op->before >= 0) + (op->after >= 0);
+            s_call_begin (&buffer, &packer, fields, "user", op->user);
+            s_pack_str (&packer, "with");
+            s_pack_str (&packer, op->other);
+            s_pack_str (&packer, "limit");
+            msgpack_pack_uint32 (&packer, op->limit);
+            if (op->before >= 0) {
+                s_pack_str (&packer, "before");
+                msgpack_pack_int64 (&packer, op->before);
+            }
+            if (op->after >= 0) {
+                s_pack_str (&packer, "after");
+                msgpack_pack_int64 (&packer, op->after);
+            }
+            s_conv_call (self, conv, STAGE_HISTORY, "store.pm.history", &buffer);
+            return;
+        }
+    }
+}
+
+//  Serves the conversation's queue until an op waits for the store or it
+//  is empty
+static void
+s_conv_kick (pm_t *self, conv_t *conv)
+{
+    while (conv->head && conv->stage == STAGE_NONE) {
+        op_t *op = conv->head;
+        if (op->kind != OP_SEND && !s_user_known (self, op->other)) {
+            //  History and markers need the other user to exist (a send
+            //  learns it from the append); the answer gives the name as
+            //  registered too
+            msgpack_sbuffer buffer;
+            msgpack_packer packer;
+            s_call_begin (&buffer, &packer, 1, "name", op->other);
+            s_conv_call (self, conv, STAGE_USER, "store.user.get", &buffer);
+            continue;
+        }
+        if (!conv->loaded && op->kind != OP_HISTORY) {
+            msgpack_sbuffer buffer;
+            msgpack_packer packer;
+            s_call_begin (&buffer, &packer, 2, "user", op->user);
+            s_pack_str (&packer, "with");
+            s_pack_str (&packer, op->other);
+            s_conv_call (self, conv, STAGE_LOAD, "store.pm.last_seq", &buffer);
+            continue;
+        }
+        s_op_start (self, conv, op);
+    }
+}
+
+//  Answers every queued op with the error (the store could not load the
+//  conversation)
+static void
+s_conv_fail_all (pm_t *self, conv_t *conv, const char *code, const char *message)
+{
+    while (conv->head) {
+        self->host->reply_error (self->ctx, &conv->head->request, code, message);
+        s_conv_pop (conv);
+    }
+}
+
+//  The "pm" event to every session of both users, then the sender's ok
+static void
+s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
+{
+    char from [PM_NAME_MAX], to [PM_NAME_MAX];
+    s_field_copy (body, "from", from, sizeof from);
+    s_field_copy (body, "to", to, sizeof to);
+    if (!*from)
+        snprintf (from, sizeof from, "%s", op->user);
+    if (!*to)
+        snprintf (to, sizeof to, "%s", op->other);
+    s_user_remember (self, to);
+    conv->last_seq = op->seq;
+    self->messages++;
+
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    s_pack_message (&packer, true, from, to, op->seq, op->text, op->ts);
+    const char *users [2] = { from, to };
+    self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
+    msgpack_sbuffer_clear (&buffer);
+    msgpack_pack_map (&packer, 2);
+    s_pack_str (&packer, "seq");
+    msgpack_pack_uint64 (&packer, op->seq);
+    s_pack_str (&packer, "ts");
+    s_pack_time (&packer, op->ts);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  The ok of pm.read, and a "pm_read" event to the reader's sessions, so that
+//  their other tabs and devices clear the conversation's badge too
+static void
+s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
+{
+    const char *with = s_user_known (self, op->other);
+    uint64_t unread = (uint64_t) s_field_int (body, "unread");
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 4);
+    s_pack_str (&packer, "type");
+    s_pack_str (&packer, "pm_read");
+    s_pack_str (&packer, "with");
+    s_pack_str (&packer, with? with: op->other);
+    s_pack_str (&packer, "seq");
+    msgpack_pack_uint64 (&packer, op->seq);
+    s_pack_str (&packer, "unread");
+    msgpack_pack_uint64 (&packer, unread);
+    const char *users [1] = { op->user };
+    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
+    msgpack_sbuffer_clear (&buffer);
+    msgpack_pack_map (&packer, 1);
+    s_pack_str (&packer, "unread");
+    msgpack_pack_uint64 (&packer, unread);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  The store answered a call of the conversation's head op
+static void
+s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
+              const msgpack_object *body)
+{
+    stage_t stage = conv->stage;
+    conv->stage = STAGE_NONE;
+    op_t *op = conv->head;
+    if (!op)
+        return;
+
+    if (stage == STAGE_LOAD) {
+        const msgpack_object *last = s_field (body, "last_seq");
+        if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "could not load the conversation of '%s' and '%s': %s",
+                             op->user, op->other, code? code: "malformed answer");
+            s_conv_fail_all (self, conv,
+                             code && strcmp (code, "unavailable") == 0? "unavailable"
+                                                                      : "internal",
+                             "The private message service cannot reach its storage now; "
+                             "try again later.");
+        }
+        else {
+            conv->last_seq = last->via.u64;
+            conv->loaded = true;
+        }
+        s_conv_kick (self, conv);
+        return;
+    }
+    if (stage == STAGE_USER) {
+        if (code && strcmp (code, "not_found") == 0)
+            s_no_such_user (self, op);
+        else
+        if (code)
+            s_failure (self, op, code, message);
+        else {
+            char name [PM_NAME_MAX];
+            s_field_copy (body, "name", name, sizeof name);
+            s_user_remember (self, *name? name: op->other);
+            s_conv_kick (self, conv);       //  the op goes on to its history
+            return;
+        }
+        s_conv_pop (conv);
+        s_conv_kick (self, conv);
+        return;
+    }
+
+    switch (op->kind) {
+        case OP_SEND:
+            if (!code) {
+                s_send_done (self, conv, op, body);
+                break;
+            }
+            if (strcmp (code, "conflict") == 0) {
+                //  Our seq was taken: the store knows better. Reload, then
+                //  try once more.
+                self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                                 "seq %" PRIu64 " of the conversation of '%s' and '%s' "
+                                 "is taken; reloading it", op->seq, op->user, op->other);
+                conv->loaded = false;
+                if (!op->retried) {
+                    op->retried = true;
+                    s_conv_kick (self, conv);
+                    return;
+                }
+                s_failure (self, op, code, message);
+            }
+            else
+            if (strcmp (code, "not_found") == 0)
+                s_no_such_user (self, op);
+            else {
+                if (strcmp (code, "unavailable") == 0)
+                    //  The write may have happened: learn the last seq again
+                    conv->loaded = false;
+                s_failure (self, op, code, message);
+            }
+            break;
+
+        case OP_READ:
+            if (!code)
+                s_read_done (self, op, body);
+            else
+            if (strcmp (code, "not_found") == 0)
+                s_no_such_user (self, op);
+            else
+                s_failure (self, op, code, message);
+            break;
+
+        case OP_HISTORY:
+            if (code)
+                s_failure (self, op, code, message);
+            else {
+                const msgpack_object *messages = s_field (body, "messages");
+                uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
+                               ? messages->via.array.size: 0;
+                msgpack_sbuffer buffer;
+                msgpack_sbuffer_init (&buffer);
+                msgpack_packer packer;
+                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+                msgpack_pack_map (&packer, 2);
+                s_pack_str (&packer, "messages");
+                msgpack_pack_array (&packer, count);
+                for (uint32_t index = 0; index < count; index++)
+                    s_pack_store_message (&packer, &messages->via.array.ptr [index]);
+                s_pack_str (&packer, "more");
+                s_field_bool (body, "more")? msgpack_pack_true (&packer)
+                                           : msgpack_pack_false (&packer);
+                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+                msgpack_sbuffer_destroy (&buffer);
+            }
+            break;
+    }
+    s_conv_pop (conv);
+    s_conv_kick (self, conv);
+}
+
+
+//  --------------------------------------------------------------------------
+//  pm.conversations: from the store, any instance
+
+static void
+s_list_request (pm_t *self, parley_request_t *request)
+{
+    list_t *list = (list_t *) calloc (1, sizeof (list_t));
+    if (!list) {
+        self->host->reply_error (self->ctx, &request, "internal", "Out of memory; try again.");
+        return;
+    }
+    list->cookie = COOKIE_LIST;
+    list->request = request;
+    const char *user = self->host->request_user (request);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 2, "user", user? user: "");
+    s_pack_str (&packer, "limit");
+    msgpack_pack_uint32 (&packer, PM_CONVERSATIONS_MAX);
+    int rc = self->host->call (self->ctx, "store.pm.conversations", buffer.data, buffer.size,
+                               list);
+    msgpack_sbuffer_destroy (&buffer);
+    if (rc != 0) {
+        self->host->reply_error (self->ctx, &list->request, "unavailable",
+                                 "The private message service cannot reach its storage now; "
+                                 "try again later.");
+        free (list);
+        return;
+    }
+    list->next = self->lists;
+    if (self->lists)
+        self->lists->prev = list;
+    self->lists = list;
+}
+
+static void
+s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
+              const msgpack_object *body)
+{
+    if (list->prev)
+        list->prev->next = list->next;
+    else
+        self->lists = list->next;
+    if (list->next)
+        list->next->prev = list->prev;
+
+    const msgpack_object *convs = s_field (body, "conversations");
+    if (code || !convs || convs->type != MSGPACK_OBJECT_ARRAY) {
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "could not list conversations: %s (%s)",
+                         code? code: "malformed answer", message? message: "");
+        self->host->reply_error (self->ctx, &list->request,
+                                 code && strcmp (code, "unavailable") == 0? "unavailable"
+                                                                          : "internal",
+                                 "The private message service cannot reach its storage now; "
+                                 "try again later.");
+    }
+    else {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        s_pack_str (&packer, "conversations");
+        msgpack_pack_array (&packer, convs->via.array.size);
+        for (uint32_t index = 0; index < convs->via.array.size; index++) {
+            const msgpack_object *conv = &convs->via.array.ptr [index];
+            char with [PM_NAME_MAX];
+            s_field_copy (conv, "with", with, sizeof with);
+            msgpack_pack_map (&packer, 3);
+            s_pack_str (&packer, "with");
+            s_pack_str (&packer, with);
+            s_pack_str (&packer, "last");
+            s_pack_store_message (&packer, s_field (conv, "last"));
+            s_pack_str (&packer, "unread");
+            msgpack_pack_uint64 (&packer, (uint64_t) s_field_int (conv, "unread"));
+        }
+        self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    free (list);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests: shape and values first, then the conversation's queue
+
+//  A user's pm.send allowance: true if one more message may go now
+//  (rooms.c's token bucket)
+static bool
+s_rate_allows (pm_t *self, const char *user)
+{
+    if (self->rate <= 0)
+        return true;
+    char *key = s_lower_dup (user);
+    if (!key)
+        return true;
+    int64_t now = pl_time_mono ();
+    bucket_t *bucket = (bucket_t *) zhashx_lookup (self->buckets, key);
+    if (!bucket) {
+        bucket = (bucket_t *) calloc (1, sizeof (bucket_t));
+        if (!bucket) {
+            free (key);
+            return true;
+        }
+        bucket->tokens = self->burst;
+        bucket->refilled = now;
+        zhashx_insert (self->buckets, key, bucket);
+    }
+    free (key);
+    bucket->tokens += (double) (now - bucket->refilled) * self->rate / 1000.0;
+    if (bucket->tokens > self->burst)
+        bucket->tokens = self->burst;
+    bucket->refilled = now;
+    if (bucket->tokens < 1.0)
+        return false;
+    bucket->tokens -= 1.0;
+    return true;
+}
+
+static void
+s_on_request (void *state, parley_request_t *request)
+{
+    pm_t *self = (pm_t *) state;
+    const parley_host_t *host = self->host;
+    const char *type = host->request_type (request);
+    const char *user = host->request_user (request);
+    type = type? type: "";
+
+    op_kind_t kind;
+    if (strcmp (type, "pm.conversations") == 0) {
+        if (!user)
+            host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
+        else
+            s_list_request (self, request);
+        return;
+    }
+    else if (strcmp (type, "pm.send") == 0)      kind = OP_SEND;
+    else if (strcmp (type, "pm.history") == 0)   kind = OP_HISTORY;
+    else if (strcmp (type, "pm.read") == 0)      kind = OP_READ;
+    else {
+        char message [160];
+        snprintf (message, sizeof message, "There is no request '%.64s'.", type);
+        host->reply_error (self->ctx, &request, "unknown_type", message);
+        return;
+    }
+    if (!user) {
+        host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
+        return;
+    }
+
+    size_t body_size;
+    const uint8_t *body = host->request_body (request, &body_size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    size_t offset = 0;
+    if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
+            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (&fields);
+        host->reply_error (self->ctx, &request, "bad_request",
+                           "The request's fields are not a map.");
+        return;
+    }
+    const msgpack_object *map = &fields.data;
+    const char *code = NULL;
+    char message [256] = "";
+    const char *other_field = kind == OP_SEND? "to": "with";
+    op_t *op = (op_t *) calloc (1, sizeof (op_t));
+    if (!op || !(op->user = strdup (user))) {
+        code = "internal";
+        snprintf (message, sizeof message, "Out of memory; try again.");
+        goto done;
+    }
+    op->kind = kind;
+    op->before = -1;
+    op->after = -1;
+    op->limit = PM_HISTORY_DEFAULT;
+
+    //  Shape: every field present and of its type
+    if (s_field_str (map, other_field, &op->other) != 1) {
+        code = "bad_request";
+        snprintf (message, sizeof message, "The field '%s' must be a string: a user's name.",
+                  other_field);
+        goto done;
+    }
+    if (kind == OP_SEND) {
+        if (s_field_str (map, "text", &op->text) != 1) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'text' must be a string.");
+            goto done;
+        }
+    }
+    else
+    if (kind == OP_READ) {
+        if (s_field_uint (map, "seq", &op->seq) != 1 || op->seq < 1 || op->seq > INT64_MAX) {
+            code = "bad_request";
+            snprintf (message, sizeof message,
+                      "The field 'seq' must be a seq (a whole number from 1): "
+                      "the newest message read.");
+            goto done;
+        }
+    }
+    else {
+        uint64_t value;
+        int found = s_field_uint (map, "limit", &value);
+        if (found < 0 || (found == 1 && (value < 1 || value > PM_HISTORY_MAX))) {
+            code = "bad_request";
+            snprintf (message, sizeof message,
+                      "The field 'limit' must be a whole number from 1 to %d.", PM_HISTORY_MAX);
+            goto done;
+        }
+        if (found == 1)
+            op->limit = (uint32_t) value;
+        found = s_field_uint (map, "before", &value);
+        if (found < 0 || (found == 1 && value > INT64_MAX)) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
+            goto done;
+        }
+        if (found == 1)
+            op->before = (int64_t) value;
+        found = s_field_uint (map, "after", &value);
+        if (found < 0 || (found == 1 && value > INT64_MAX)) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
+            goto done;
+        }
+        if (found == 1)
+            op->after = (int64_t) value;
+        if (op->before >= 0 && op->after >= 0) {
+            code = "bad_request";
+            snprintf (message, sizeof message, "Give 'before' or 'after', not both.");
+            goto done;
+        }
+    }
+
+    //  Values
+    if (s_same_name (op->other, user)) {
+        code = "bad_request";
+        snprintf (message, sizeof message, kind == OP_SEND
+                  ? "You cannot send a private message to yourself."
+                  : "There is no conversation with yourself.");
+        goto done;
+    }
+    if (kind == OP_SEND) {
+        size_t length = s_utf8_length (op->text);
+        if (length < 1 || length > PM_TEXT_MAX || !s_has_content (op->text)) {
+            code = "invalid_text";
+            snprintf (message, sizeof message,
+                      "A message is 1 to %d characters and not only white space.", PM_TEXT_MAX);
+            goto done;
+        }
+    }
+    if (!s_username_valid (op->other)) {
+        code = "no_such_user";
+        snprintf (message, sizeof message, "There is no user named '%.40s'.", op->other);
+        goto done;
+    }
+    if (kind == OP_SEND && !s_rate_allows (self, user)) {
+        code = "rate_limited";
+        snprintf (message, sizeof message,
+                  "You are sending messages too fast; wait a moment and try again.");
+        goto done;
+    }
+
+    //  Into the conversation's queue
+    {
+        char *key = s_pair_key (user, op->other);
+        conv_t *conv = key? (conv_t *) zhashx_lookup (self->convs, key): NULL;
+        if (key && !conv) {
+            conv = (conv_t *) calloc (1, sizeof (conv_t));
+            if (conv) {
+                conv->cookie = COOKIE_CONV;
+                conv->key = key;
+                key = NULL;
+                zhashx_insert (self->convs, conv->key, conv);
+            }
+        }
+        free (key);
+        if (!conv) {
+            code = "internal";
+            snprintf (message, sizeof message, "Out of memory; try again.");
+            goto done;
+        }
+        if (conv->queued >= PM_QUEUE_MAX) {
+            code = "unavailable";
+            snprintf (message, sizeof message,
+                      "The conversation with '%.40s' is too busy now; try again shortly.",
+                      op->other);
+            goto done;
+        }
+        op->request = request;
+        request = NULL;
+        if (conv->tail)
+            conv->tail->next = op;
+        else
+            conv->head = op;
+        conv->tail = op;
+        conv->queued++;
+        conv->touched = pl_time_mono ();
+        op = NULL;
+        s_conv_kick (self, conv);
+    }
+
+done:
+    if (code)
+        host->reply_error (self->ctx, &request, code, message);
+    s_op_destroy (&op);
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_on_reply (void *state, void *cookie, const char *code, const char *message,
+            const uint8_t *body, size_t size)
+{
+    pm_t *self = (pm_t *) state;
+    msgpack_unpacked answer;
+    msgpack_unpacked_init (&answer);
+    size_t offset = 0;
+    const msgpack_object *map = NULL;
+    if (body && size
+    &&  msgpack_unpack_next (&answer, (const char *) body, size, &offset) == MSGPACK_UNPACK_SUCCESS
+    &&  answer.data.type == MSGPACK_OBJECT_MAP)
+        map = &answer.data;
+    if (!code && !map)
+        code = "internal", message = "the store's answer is not a map";
+
+    if (*(cookie_kind_t *) cookie == COOKIE_LIST)
+        s_list_reply (self, (list_t *) cookie, code, message, map);
+    else
+        s_conv_reply (self, (conv_t *) cookie, code, message, map);
+    msgpack_unpacked_destroy (&answer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Housekeeping: idle conversations leave the cache, so that one that moved
+//  to another instance and back is loaded fresh
+
+static void
+s_tick (void *state)
+{
+    pm_t *self = (pm_t *) state;
+    int64_t now = pl_time_mono ();
+    zlistx_t *idle = zlistx_new ();
+    if (!idle)
+        return;
+    for (conv_t *conv = (conv_t *) zhashx_first (self->convs); conv;
+         conv = (conv_t *) zhashx_next (self->convs))
+        if (!conv->head && conv->stage == STAGE_NONE && now - conv->touched >= self->idle_ms)
+            zlistx_add_end (idle, conv->key);
+    for (char *key = (char *) zlistx_first (idle); key; key = (char *) zlistx_next (idle))
+        zhashx_delete (self->convs, key);
+    zlistx_destroy (&idle);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Init and destroy
+
+static double
+s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name, double fallback)
+{
+    const char *value = host->option (ctx, name);
+    if (!value)
+        return fallback;
+    char *end;
+    double number = strtod (value, &end);
+    if (end == value || *end || number < 0) {
+        host->log (ctx, PARLEY_LOG_WARNING, "option %s=%s is not a number; using %g",
+                   name, value, fallback);
+        return fallback;
+    }
+    return number;
+}
+
+static void
+s_conv_free (void **item_p)
+{
+    s_conv_destroy ((conv_t **) item_p);
+}
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    pm_t *self = (pm_t *) calloc (1, sizeof (pm_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    self->convs = zhashx_new ();
+    self->users = zhashx_new ();
+    self->buckets = zhashx_new ();
+    if (!self->convs || !self->users || !self->buckets) {
+        zhashx_destroy (&self->convs);
+        zhashx_destroy (&self->users);
+        zhashx_destroy (&self->buckets);
+        free (self);
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    zhashx_set_destructor (self->convs, s_conv_free);
+    zhashx_set_key_duplicator (self->convs, NULL);      //  the key lives in the conversation
+    zhashx_set_key_destructor (self->convs, NULL);
+    zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
+
+    self->rate = s_option_number (ctx, host, "msg_rate", PM_RATE_DEFAULT);
+    self->burst = s_option_number (ctx, host, "msg_burst", PM_BURST_DEFAULT);
+    if (self->burst < 1)
+        self->burst = 1;
+    self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", PM_IDLE_MS_DEFAULT);
+    self->timer = host->timer_add (ctx, PM_TICK_MS, s_tick);
+    host->log (ctx, PARLEY_LOG_INFO, "ready: pm.send limited to %g a second (burst %g) per user",
+               self->rate, self->burst);
+    *state_p = self;
+    return 0;
+}
+
+static void
+s_destroy (void **state_p)
+{
+    pm_t *self = (pm_t *) *state_p;
+    if (self) {
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
+                         self->messages);
+        if (self->timer > 0)
+            self->host->timer_cancel (self->ctx, self->timer);
+        zhashx_destroy (&self->convs);
+        zhashx_destroy (&self->users);
+        zhashx_destroy (&self->buckets);
+        //  Requests still held belong to the host after destroy
+        while (self->lists) {
+            list_t *next = self->lists->next;
+            free (self->lists);
+            self->lists = next;
+        }
+        free (self);
+        *state_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  The descriptor. The broker shards a route by one field, and the pair's
+//  other name is "to" in pm.send but "with" in pm.history and pm.read: so
+//  one route per type (the longest prefix wins). Both fields hash the same
+//  sorted pair, so one conversation lands on one instance whichever type
+//  asks. "pm." catches other pm.* types, answered unknown_type here.
+
+static const parley_route_t s_routes [] = {
+    { .prefix = "pm.send", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "to" },
+    { .prefix = "pm.history", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR,
+      .shard_field = "with" },
+    { .prefix = "pm.read", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "with" },
+    { .prefix = "pm.", .flags = 0, .shard = PARLEY_SHARD_NONE, .shard_field = NULL },
+    { .prefix = NULL }
+};
+
+static const parley_plugin_t s_descriptor = {
+    .abi_major = PARLEY_ABI_MAJOR,
+    .abi_minor = PARLEY_ABI_MINOR,
+    .size = sizeof (parley_plugin_t),
+    .flags = 0,
+    .name = "pm",
+    .version = "1.0.0",
+    .description = "private messages: pm.*, sharded by the pair of users",
+    .routes = s_routes,
+    .init = s_init,
+    .destroy = s_destroy,
+    .on_request = s_on_request,
+    .on_reply = s_on_reply,
+    .on_batch_end = NULL,
+    .on_session = NULL
+};
+
+PARLEY_PLUGIN_DEFINE (s_descriptor)
