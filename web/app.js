@@ -4,6 +4,7 @@
 import { ProtocolClient } from './protocol.js';
 import { PresencePanel } from './presence.js';
 import { RoomsController } from './rooms.js';
+import { PmController } from './pm.js';
 
 const PING_INTERVAL_MS = 15000;
 const RESUME_RETRY_MS = 3000;
@@ -21,7 +22,19 @@ const client = new ProtocolClient();
 const presence = new PresencePanel({
     list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
 });
-const rooms = new RoomsController(client, { users: () => [...presence.users.keys()] });
+// Rooms and private conversations share the main area: opening one closes the other
+let pm = null;
+const rooms = new RoomsController(client, {
+    users: () => [...presence.users.keys()],
+    onOpen: () => pm.close(),
+    otherOpen: () => pm.isOpen,
+});
+pm = new PmController(client, {
+    onOpen: () => rooms.close(),
+    presenceOf: (name) => presence.users.get(name) ?? [...presence.users.values()]
+        .find((entry) => entry.user.toLowerCase() === name.toLowerCase()),
+});
+presence.onMessage = (user) => pm.open(user);
 
 // Where the page is: 'signin', 'resuming' or 'dashboard'
 let view = null;
@@ -104,6 +117,7 @@ client.on(':close', ({ retryInMs }) => {
     showConnectionDetail(`The connection to the server was lost; trying again in ${seconds} s.`);
     presence.markStale();
     rooms.markStale();
+    pm.markStale();
 });
 
 // --- views ------------------------------------------------------------------
@@ -128,6 +142,7 @@ function showSignin(notice = null) {
     currentUser = null;
     presence.clear();
     rooms.leaveDashboard();
+    pm.leaveDashboard();
     setNotice(notice);
     showView('signin');
 }
@@ -136,10 +151,10 @@ async function enterDashboard(user, token) {
     currentUser = user;
     storeToken(token);
     $('account-name').textContent = user;
-    document.title = `${user} · Parley`;
+    pm.setBaseTitle(`${user} · Parley`);
     presence.setSelf(user);
     showView('dashboard');
-    await Promise.all([refreshPresence(), rooms.enter(user)]);
+    await Promise.all([refreshPresence(), rooms.enter(user), pm.enter(user)]);
 }
 
 async function refreshPresence() {
@@ -147,6 +162,7 @@ async function refreshPresence() {
         const reply = await client.request('presence.list');
         presence.setAll(reply.users ?? []);
         rooms.updatePresence(reply.users ?? []);
+        pm.updatePresence();
     } catch (error) {
         if (error.code !== 'disconnected')
             presence.showError(error.message);
@@ -167,7 +183,7 @@ async function resume() {
     } catch (error) {
         if (error.code === 'invalid_token') {
             storeToken(null);
-            document.title = 'Parley';
+            pm.setBaseTitle('Parley');
             showSignin('Your session has ended; please log in again.');
         } else if (error.code === 'already_authenticated') {
             // A sign-in on this connection won the race; nothing to do
@@ -305,7 +321,7 @@ async function logout() {
         $('logout').disabled = false;
     }
     storeToken(null);
-    document.title = 'Parley';
+    pm.setBaseTitle('Parley');
     showSignin('You have logged out.');
 }
 
@@ -314,7 +330,7 @@ client.on('logged_out', () => {
     if (loggingOut || view === 'signin')
         return;
     storeToken(null);
-    document.title = 'Parley';
+    pm.setBaseTitle('Parley');
     showSignin('You were logged out from another tab or window.');
 });
 
@@ -328,6 +344,7 @@ client.on('presence', (event) => {
     if (view === 'dashboard') {
         presence.update(event.users ?? []);
         rooms.updatePresence(event.users ?? []);
+        pm.updatePresence();
     }
 });
 

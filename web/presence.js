@@ -34,8 +34,10 @@ function byName(a, b) {
 }
 
 export class PresencePanel {
-    constructor({ list, count, empty, panel }) {
+    // onMessage(user): the "Message" button beside someone else was pressed
+    constructor({ list, count, empty, panel, onMessage = null }) {
         this.list = list;
+        this.onMessage = onMessage;
         this.count = count;
         this.empty = empty;
         this.panel = panel;
@@ -98,7 +100,12 @@ export class PresencePanel {
         this.count.textContent = names.length ? `${online} of ${names.length} online` : '';
         this.empty.hidden = names.length > 0;
         const items = names.map((name) => this.item(this.users.get(name)));
+        // A re-render must not take the focus from a Message button
+        const focused = this.list.contains(document.activeElement)
+            ? document.activeElement.closest('li')?.dataset.user : null;
         this.list.replaceChildren(...items);
+        if (focused)
+            this.list.querySelector(`li[data-user="${CSS.escape(focused)}"] .pm-start`)?.focus();
     }
 
     item({ user, online, last_seen: lastSeen }) {
@@ -125,7 +132,7 @@ export class PresencePanel {
         who.append(name);
         if (!online) {
             const seen = document.createElement('small');
-            seen.className = 'd-block text-body-secondary text-truncate last-seen';
+            seen.className = 'd-block text-body-secondary last-seen';
             seen.textContent = lastSeenText(lastSeen);
             if (lastSeen)
                 seen.title = absolute.format(new Date(lastSeen));
@@ -136,6 +143,15 @@ export class PresencePanel {
         state.className = `badge presence-state ${online ? 'text-bg-success' : 'text-bg-secondary'}`;
         state.textContent = online ? 'online' : 'offline';
         item.append(dot, who, state);
+        if (this.onMessage && this.self && user !== this.self) {
+            const button = document.createElement('button');
+            button.type = 'button';
+            button.className = 'btn btn-sm btn-outline-primary pm-start';
+            button.textContent = 'Message';
+            button.setAttribute('aria-label', `Message ${user}`);
+            button.addEventListener('click', () => this.onMessage(user));
+            item.append(button);
+        }
         return item;
     }
 }

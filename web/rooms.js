@@ -63,9 +63,9 @@ export function participantsProblem(text) {
     return null;
 }
 
-// One room's timeline as far as this page knows it: entries by seq, and
-// whether older ones exist on the server
-class Timeline {
+// One timeline (a room's, or a private conversation's in pm.js) as far as
+// this page knows it: entries by seq, and whether older ones exist on the server
+export class Timeline {
     constructor() {
         this.entries = new Map();       // seq -> entry
         this.loaded = false;            // the newest page has arrived
@@ -109,9 +109,12 @@ class Timeline {
 }
 
 export class RoomsController {
-    constructor(client, { users = () => [] } = {}) {
+    // onOpen(): a room takes the main area; otherOpen(): something else has it
+    constructor(client, { users = () => [], onOpen = () => {}, otherOpen = () => false } = {}) {
         this.client = client;
         this.knownUsers = users;            // the names the users panel knows, for invitations
+        this.onOpen = onOpen;
+        this.otherOpen = otherOpen;
         this.self = null;
         this.rooms = new Map();             // key(name) -> room, with `joined`
         this.timelines = new Map();         // key(name) -> Timeline, for rooms this page has opened
@@ -276,8 +279,21 @@ export class RoomsController {
         return this.current ? this.rooms.get(this.current) ?? null : null;
     }
 
+    // The main area goes to a private conversation: no room is shown
+    close() {
+        if (this.current === null)
+            return;
+        this.current = null;
+        this.deleted = null;
+        this.members.clear();
+        this.membersKnown = false;
+        this.renderList();
+        this.renderChat();
+    }
+
     async open(name, { focus = true } = {}) {
         const roomKey = key(name);
+        this.onOpen();
         this.current = roomKey;
         this.deleted = null;
         this.unread.delete(roomKey);
@@ -378,7 +394,7 @@ export class RoomsController {
 
     renderChat() {
         const open = this.current !== null;
-        $('chat-placeholder').hidden = open;
+        $('chat-placeholder').hidden = open || this.otherOpen();
         $('chat-view').hidden = !open;
         if (!open)
             return;

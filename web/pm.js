@@ -1,0 +1,614 @@
+// Private messages: the conversations list (newest first, last message, unread
+// badge), the conversation view (timeline, composer, scroll-back, gap repair),
+// read markers while a conversation is on screen, and the unread count in the
+// tab's title (PROTOCOL.md "Private messages"). Speaks through a ProtocolClient.
+
+import { Timeline, TEXT_MAX } from './rooms.js';
+
+const HISTORY_PAGE = 50;
+const CATCH_UP_PAGE = 200;
+const CATCH_UP_ROUNDS = 20;         // at most this many pm.history pages to fill one gap
+const NEAR_BOTTOM_PX = 80;          // closer than this to the end, new messages scroll into view
+const NEAR_TOP_PX = 40;             // closer than this to the top, older messages are fetched
+const PREVIEW_MAX = 80;             // characters of the last message shown in the list
+
+const $ = (id) => document.getElementById(id);
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+// User names are unique without regard to case
+const key = (name) => String(name).toLowerCase();
+
+// Unicode characters, as the server counts them
+const characters = (text) => [...text].length;
+
+function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className)
+        node.className = className;
+    if (text !== undefined)
+        node.textContent = text;
+    return node;
+}
+
+function timeOf(entry) {
+    const time = new Date(entry?.ts ?? 0).getTime();
+    return Number.isNaN(time) ? 0 : time;
+}
+
+function isMessage(entry) {
+    return entry !== null && typeof entry === 'object' && Number.isInteger(entry.seq)
+        && typeof entry.from === 'string' && typeof entry.to === 'string';
+}
+
+export class PmController {
+    // onOpen(): a conversation takes the main area (the rooms give it up);
+    // presenceOf(name): { online, last_seen } or undefined, for the header
+    constructor(client, { onOpen = () => {}, presenceOf = () => undefined } = {}) {
+        this.client = client;
+        this.onOpen = onOpen;
+        this.presenceOf = presenceOf;
+        this.self = null;
+        this.conversations = new Map();     // key(with) -> { with, last, unread }
+        this.names = new Map();             // key(with) -> the name as the server spells it
+        this.timelines = new Map();         // key(with) -> Timeline, for conversations this page opened
+        this.current = null;                // key(with) of the conversation on screen
+        this.readSent = new Map();          // key(with) -> the highest seq this page sent pm.read for
+        this.readRequests = new Map();      // key(with) -> number of the newest pm.read on its way
+        this.baseTitle = document.title;
+        this.wire();
+    }
+
+    // --- lifecycle, called by app.js ------------------------------------------
+
+    // Signed in (again): the list, and the open conversation caught up
+    async enter(user) {
+        if (this.self !== user) {
+            this.self = user;
+            this.reset();
+        } else {
+            // Only the open conversation is kept; the others load when opened
+            for (const conversationKey of [...this.timelines.keys()])
+                if (conversationKey !== this.current)
+                    this.timelines.delete(conversationKey);
+        }
+        this.readSent.clear();
+        await this.refreshList();
+        if (this.current) {
+            const timeline = this.timelines.get(this.current);
+            if (timeline?.loaded)
+                await this.catchUp(this.current);
+            else
+                await this.loadNewest(this.current);
+        }
+    }
+
+    reset() {
+        this.conversations.clear();
+        this.names.clear();
+        this.timelines.clear();
+        this.readSent.clear();
+        this.readRequests.clear();
+        this.current = null;
+        this.renderList();
+        this.renderView();
+    }
+
+    leaveDashboard() {
+        this.self = null;
+        this.reset();
+    }
+
+    markStale() {
+        $('conversations-panel').classList.add('stale');
+    }
+
+    // The title without the unread count ("alice · Parley"), set by app.js
+    setBaseTitle(text) {
+        this.baseTitle = text;
+        this.renderTitle();
+    }
+
+    get isOpen() {
+        return this.current !== null;
+    }
+
+    nameOf(conversationKey) {
+        return this.names.get(conversationKey) ?? this.conversations.get(conversationKey)?.with
+            ?? conversationKey;
+    }
+
+    // Presence changed: the header of the open conversation says so
+    updatePresence() {
+        if (this.current)
+            this.renderHeader();
+    }
+
+    // --- the conversations list -----------------------------------------------
+
+    async refreshList() {
+        try {
+            const reply = await this.client.request('pm.conversations');
+            const fresh = new Map();
+            for (const conversation of reply.conversations ?? []) {
+                if (typeof conversation?.with !== 'string')
+                    continue;
+                const conversationKey = key(conversation.with);
+                fresh.set(conversationKey, {
+                    with: conversation.with,
+                    last: isMessage(conversation.last) ? conversation.last : null,
+                    unread: Number(conversation.unread) || 0,
+                });
+                this.names.set(conversationKey, conversation.with);
+            }
+            this.conversations = fresh;
+            $('conversations-error').hidden = true;
+            $('conversations-panel').classList.remove('stale');
+        } catch (error) {
+            if (error.code === 'disconnected')
+                return;
+            $('conversations-error').textContent = `The conversations could not be listed: ${error.message}`;
+            $('conversations-error').hidden = false;
+        }
+        this.renderList();
+        this.markRead();
+    }
+
+    get totalUnread() {
+        let total = 0;
+        for (const conversation of this.conversations.values())
+            total += conversation.unread;
+        return total;
+    }
+
+    renderTitle() {
+        const total = this.self ? this.totalUnread : 0;
+        document.title = total > 0 ? `(${total}) ${this.baseTitle}` : this.baseTitle;
+    }
+
+    renderList() {
+        const conversations = [...this.conversations.values()]
+            .sort((a, b) => timeOf(b.last) - timeOf(a.last) || key(a.with).localeCompare(key(b.with)));
+        const unread = this.totalUnread;
+        $('conversations-count').textContent = unread > 0 ? `${unread} unread` : '';
+        $('conversations-empty').hidden = conversations.length > 0 || !$('conversations-error').hidden;
+        $('conversations').replaceChildren(...conversations.map((each) => this.listItem(each)));
+        this.renderTitle();
+    }
+
+    listItem(conversation) {
+        const conversationKey = key(conversation.with);
+        const item = element('li', 'list-group-item p-0');
+        item.dataset.with = conversation.with;
+        item.dataset.unread = String(conversation.unread);
+        const button = element('button', 'conversation-item btn w-100 text-start d-flex align-items-start gap-2 rounded-0');
+        button.type = 'button';
+        const selected = conversationKey === this.current;
+        button.classList.toggle('active', selected);
+        if (selected)
+            button.setAttribute('aria-current', 'true');
+
+        const text = element('span', 'flex-grow-1 conversation-text');
+        const name = element('span', 'd-block text-truncate conversation-name');
+        name.append(element('span', 'visually-hidden', 'Conversation with '), document.createTextNode(conversation.with));
+        text.append(name);
+        const last = conversation.last;
+        if (last) {
+            const preview = element('small', 'd-block text-truncate conversation-preview');
+            const body = last.text.length > PREVIEW_MAX ? `${last.text.slice(0, PREVIEW_MAX)}…` : last.text;
+            if (key(last.from) === key(this.self ?? ''))
+                preview.append(element('span', 'text-body-secondary', 'You: '));
+            preview.append(document.createTextNode(body));
+            text.append(preview);
+        }
+
+        const side = element('span', 'd-flex flex-column align-items-end gap-1 flex-none');
+        if (last)
+            side.append(this.shortTime(last.ts));
+        if (conversation.unread > 0) {
+            const badge = element('span', 'badge rounded-pill text-bg-primary unread-badge', String(conversation.unread));
+            badge.append(element('span', 'visually-hidden', ' unread'));
+            side.append(badge);
+        }
+        button.append(text, side);
+        button.addEventListener('click', () => this.open(conversation.with));
+        item.append(button);
+        return item;
+    }
+
+    shortTime(ts) {
+        const time = element('time', 'small text-body-secondary conversation-time');
+        const date = new Date(ts);
+        if (Number.isNaN(date.getTime()))
+            return time;
+        const today = new Date().toDateString() === date.toDateString();
+        time.dateTime = ts;
+        time.textContent = (today ? timeFormat : dayFormat).format(date);
+        time.title = fullFormat.format(date);
+        return time;
+    }
+
+    // --- the conversation view ------------------------------------------------
+
+    async open(name, { focus = true } = {}) {
+        const conversationKey = key(name);
+        if (!this.names.has(conversationKey))
+            this.names.set(conversationKey, name);
+        this.onOpen();
+        this.current = conversationKey;
+        this.showError(null);
+        $('pm-composer-error').textContent = '';
+        this.renderList();
+        this.renderView();
+        if (focus)
+            $('pm-text').focus();
+        const timeline = this.timelines.get(conversationKey);
+        if (timeline?.loaded) {
+            this.markRead();
+            await this.catchUp(conversationKey);
+        } else if (!timeline) {
+            await this.loadNewest(conversationKey);
+        }
+    }
+
+    // The main area goes to a room
+    close() {
+        if (this.current === null)
+            return;
+        this.current = null;
+        this.renderList();
+        this.renderView();
+    }
+
+    async loadNewest(conversationKey) {
+        const timeline = new Timeline();
+        this.timelines.set(conversationKey, timeline);
+        try {
+            const reply = await this.client.request('pm.history',
+                { with: this.nameOf(conversationKey), limit: HISTORY_PAGE });
+            if (this.timelines.get(conversationKey) !== timeline)
+                return;
+            timeline.add(reply.messages ?? []);
+            timeline.more = Boolean(reply.more);
+            timeline.loaded = true;
+            const buffered = timeline.buffered;
+            timeline.buffered = [];
+            if (conversationKey === this.current)
+                this.renderTimeline({ toBottom: true });
+            for (const entry of buffered)
+                this.receive(entry);
+            this.markRead();
+        } catch (error) {
+            if (this.timelines.get(conversationKey) === timeline)
+                this.timelines.delete(conversationKey);
+            this.failed(conversationKey, error);
+        }
+    }
+
+    failed(conversationKey, error) {
+        if (error.code === 'disconnected')
+            return;
+        if (conversationKey === this.current)
+            this.showError(error.message);
+    }
+
+    showError(text) {
+        $('pm-error').textContent = text ?? '';
+        $('pm-error').hidden = !text;
+    }
+
+    renderView() {
+        const open = this.current !== null;
+        $('pm-view').hidden = !open;
+        if (open) {
+            $('chat-placeholder').hidden = true;
+            $('chat-view').hidden = true;
+            this.renderHeader();
+            this.renderTimeline({ toBottom: true });
+        } else if ($('chat-view').hidden) {
+            $('chat-placeholder').hidden = false;
+        }
+    }
+
+    renderHeader() {
+        const name = this.nameOf(this.current);
+        $('pm-title').textContent = name;
+        const state = this.presenceOf(name);
+        $('pm-facts').textContent = state === undefined ? 'Private conversation'
+            : `Private conversation · ${state.online ? 'online' : 'offline'}`;
+        const input = $('pm-text');
+        input.placeholder = `Message ${name}`;
+        this.renderCounter();
+    }
+
+    renderTimeline({ toBottom = false, keepFromBottom = null } = {}) {
+        const box = $('pm-timeline');
+        const timeline = this.current ? this.timelines.get(this.current) : null;
+        const entries = timeline?.loaded ? timeline.sorted() : [];
+        const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+        $('pm-entries').replaceChildren(...entries.map((entry) => this.entryItem(entry)));
+
+        const notice = $('pm-notice');
+        if (!timeline?.loaded) {
+            notice.textContent = 'Loading…';
+            notice.hidden = false;
+        } else if (entries.length === 0) {
+            notice.textContent = `No messages yet: say hello to ${this.nameOf(this.current)}.`;
+            notice.hidden = false;
+        } else {
+            notice.hidden = true;
+        }
+
+        const top = $('pm-top');
+        if (timeline?.loaded && entries.length > 0) {
+            top.hidden = false;
+            top.replaceChildren();
+            if (timeline.loadingOlder) {
+                top.textContent = 'Loading older messages…';
+            } else if (timeline.more) {
+                const button = element('button', 'btn btn-link btn-sm', 'Load older messages');
+                button.type = 'button';
+                button.id = 'pm-load-older';
+                button.addEventListener('click', () => this.loadOlder());
+                top.append(button);
+            } else {
+                top.textContent = 'The beginning of the conversation.';
+            }
+        } else {
+            top.hidden = true;
+        }
+
+        if (keepFromBottom !== null)
+            box.scrollTop = box.scrollHeight - keepFromBottom;
+        else if (toBottom || nearBottom)
+            box.scrollTop = box.scrollHeight;
+    }
+
+    entryItem(entry) {
+        const own = key(entry.from) === key(this.self ?? '');
+        const item = element('li', `entry entry-message${own ? ' own' : ''}`);
+        item.dataset.seq = String(entry.seq);
+        const bubble = element('div', 'bubble');
+        const meta = element('div', 'meta small');
+        const from = element('span', 'from fw-semibold', own ? 'You' : entry.from);
+        if (own)
+            from.title = entry.from;
+        meta.append(from, document.createTextNode(' '), this.timeElement(entry.ts));
+        bubble.append(meta, element('div', 'text', entry.text));
+        item.append(bubble);
+        return item;
+    }
+
+    timeElement(ts) {
+        const time = element('time', 'text-body-secondary');
+        const date = new Date(ts);
+        if (Number.isNaN(date.getTime()))
+            return time;
+        time.dateTime = ts;
+        time.textContent = timeFormat.format(date);
+        time.title = fullFormat.format(date);
+        return time;
+    }
+
+    announce(text) {
+        const live = $('pm-announcer');
+        live.append(element('p', null, text));
+        while (live.childElementCount > 5)
+            live.firstElementChild.remove();
+    }
+
+    // --- read markers ---------------------------------------------------------
+
+    get onScreen() {
+        return this.current !== null && document.visibilityState === 'visible';
+    }
+
+    // The open conversation, on a visible tab, is read up to its newest message
+    async markRead() {
+        if (!this.onScreen)
+            return;
+        const conversationKey = this.current;
+        const timeline = this.timelines.get(conversationKey);
+        const newest = timeline?.loaded ? timeline.newest : null;
+        if (newest === null || newest <= (this.readSent.get(conversationKey) ?? 0))
+            return;
+        const conversation = this.conversations.get(conversationKey);
+        // One's own message needs no marker when nothing else is unread
+        if (conversation?.unread === 0 && key(timeline.entries.get(newest).from) === key(this.self))
+            return;
+        this.readSent.set(conversationKey, newest);
+        if (conversation && conversation.unread > 0) {
+            conversation.unread = 0;
+            this.renderList();
+        }
+        const number = (this.readRequests.get(conversationKey) ?? 0) + 1;
+        this.readRequests.set(conversationKey, number);
+        try {
+            const reply = await this.client.request('pm.read',
+                { with: this.nameOf(conversationKey), seq: newest });
+            // Only the answer to the newest pm.read is current
+            if (this.readRequests.get(conversationKey) === number && conversation
+                && Number.isInteger(reply.unread) && this.conversations.get(conversationKey) === conversation) {
+                conversation.unread = reply.unread;
+                this.renderList();
+            }
+        } catch (error) {
+            if (this.readSent.get(conversationKey) === newest)
+                this.readSent.delete(conversationKey);
+            if (error.code !== 'disconnected')
+                console.warn('Parley: pm.read failed:', error.message);
+        }
+    }
+
+    // Another tab or device of this user read a conversation
+    readElsewhere(event) {
+        if (typeof event.with !== 'string')
+            return;
+        const conversation = this.conversations.get(key(event.with));
+        if (!conversation || !Number.isInteger(event.unread))
+            return;
+        conversation.unread = event.unread;
+        this.renderList();
+    }
+
+    // --- scroll-back and gaps -------------------------------------------------
+
+    async loadOlder() {
+        const conversationKey = this.current;
+        const timeline = conversationKey ? this.timelines.get(conversationKey) : null;
+        if (!timeline?.loaded || !timeline.more || timeline.loadingOlder || timeline.oldest === null)
+            return;
+        timeline.loadingOlder = true;
+        const box = $('pm-timeline');
+        this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+        try {
+            const reply = await this.client.request('pm.history',
+                { with: this.nameOf(conversationKey), before: timeline.oldest, limit: HISTORY_PAGE });
+            timeline.add(reply.messages ?? []);
+            timeline.more = Boolean(reply.more);
+        } catch (error) {
+            this.failed(conversationKey, error);
+        } finally {
+            timeline.loadingOlder = false;
+        }
+        if (conversationKey === this.current && this.timelines.get(conversationKey) === timeline)
+            this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+    }
+
+    // Fetches what came after the newest message this page has, page by page
+    async catchUp(conversationKey) {
+        const timeline = this.timelines.get(conversationKey);
+        if (!timeline?.loaded || timeline.catchingUp)
+            return;
+        timeline.catchingUp = true;
+        try {
+            for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
+                const reply = await this.client.request('pm.history',
+                    { with: this.nameOf(conversationKey), after: timeline.newest ?? 0, limit: CATCH_UP_PAGE });
+                timeline.add(reply.messages ?? []);
+                if (!reply.more)
+                    break;
+            }
+        } catch (error) {
+            this.failed(conversationKey, error);
+        } finally {
+            timeline.catchingUp = false;
+        }
+        if (conversationKey === this.current) {
+            this.renderTimeline();
+            this.markRead();
+        }
+    }
+
+    // --- events ---------------------------------------------------------------
+
+    wire() {
+        this.client.on('pm', (event) => this.receive(event));
+        this.client.on('pm_read', (event) => this.readElsewhere(event));
+        document.addEventListener('visibilitychange', () => this.markRead());
+        $('pm-close').addEventListener('click', () => {
+            this.close();
+            $('dashboard-title').focus();
+        });
+        $('pm-composer').addEventListener('submit', (event) => { event.preventDefault(); this.send(); });
+        $('pm-text').addEventListener('keydown', (event) => {
+            if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+                event.preventDefault();
+                this.send();
+            }
+        });
+        $('pm-text').addEventListener('input', () => {
+            this.renderCounter();
+            $('pm-composer-error').textContent = '';
+        });
+        $('pm-timeline').addEventListener('scroll', () => {
+            if ($('pm-timeline').scrollTop < NEAR_TOP_PX)
+                this.loadOlder();
+        });
+    }
+
+    // A private message to or from this user, from any of their sessions
+    receive(event) {
+        if (!this.self || !isMessage(event))
+            return;
+        const own = key(event.from) === key(this.self);
+        const other = own ? event.to : event.from;
+        const conversationKey = key(other);
+        this.names.set(conversationKey, other);
+
+        let conversation = this.conversations.get(conversationKey);
+        const known = conversation?.last?.seq ?? 0;
+        if (!conversation) {
+            conversation = { with: other, last: null, unread: 0 };
+            this.conversations.set(conversationKey, conversation);
+        }
+        if (event.seq > known) {
+            conversation.last = event;
+            if (!own)
+                conversation.unread += 1;
+        }
+
+        const timeline = this.timelines.get(conversationKey);
+        if (timeline && !timeline.loaded) {
+            timeline.buffered.push(event);
+        } else if (timeline) {
+            const newest = timeline.newest;
+            if (timeline.add([event]) > 0) {
+                if (newest !== null && event.seq > newest + 1)
+                    this.catchUp(conversationKey);      // a gap: something was missed
+                if (conversationKey === this.current) {
+                    this.renderTimeline({ toBottom: own });
+                    if (!own)
+                        this.announce(`${event.from}: ${event.text}`);
+                }
+            }
+        }
+        if (!own && conversationKey !== this.current && event.seq > known)
+            this.announce(`New message from ${event.from}.`);
+        this.renderList();
+        if (conversationKey === this.current)
+            this.markRead();
+    }
+
+    // --- the composer ---------------------------------------------------------
+
+    renderCounter() {
+        const count = characters($('pm-text').value);
+        const hint = $('pm-hint');
+        hint.textContent = count > TEXT_MAX - 500 ? `${count} / ${TEXT_MAX}`
+            : 'Enter sends · Shift+Enter: new line';
+        hint.classList.toggle('text-danger', count > TEXT_MAX);
+    }
+
+    async send() {
+        const conversationKey = this.current;
+        const input = $('pm-text');
+        if (!conversationKey || $('pm-send').disabled)
+            return;
+        const text = input.value;
+        const error = $('pm-composer-error');
+        if (text.trim().length === 0) {
+            error.textContent = 'Write something first.';
+            return;
+        }
+        if (characters(text) > TEXT_MAX) {
+            error.textContent = `A message has at most ${TEXT_MAX} characters.`;
+            return;
+        }
+        error.textContent = '';
+        $('pm-send').disabled = true;
+        try {
+            await this.client.request('pm.send', { to: this.nameOf(conversationKey), text });
+            if (input.value === text)
+                input.value = '';
+            this.renderCounter();
+        } catch (failure) {
+            error.textContent = failure.message;
+        } finally {
+            $('pm-send').disabled = false;
+            input.focus();
+        }
+    }
+}
