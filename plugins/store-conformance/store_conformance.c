@@ -2155,6 +2155,1016 @@ test_rooms_members_invitations_and_timelines_survive_plugin_restart (void **stat
 }
 
 
+//  --------------------------------------------------------------------------
+//  Private messages: conversations, read markers
+
+//  The ts of every pm these cases append, unless a case says otherwise: the
+//  order of conversations follows it
+#define S_PM_TS(seq) (1710000000000 + (seq) * 1000)
+
+static void
+s_pm_append_body (body_t *body, const char *from, const char *to, int64_t seq,
+                  const char *text, int64_t ts)
+{
+    s_body_init (body, 5);
+    sc_pack_kstr (&body->packer, "from", from);
+    sc_pack_kstr (&body->packer, "to", to);
+    sc_pack_kint (&body->packer, "seq", seq);
+    sc_pack_kstr (&body->packer, "text", text);
+    sc_pack_kint (&body->packer, "ts", ts);
+}
+
+static sc_reply_t *
+s_pm_append (fixture_t *fixture, const char *from, const char *to, int64_t seq,
+             const char *text, int64_t ts)
+{
+    body_t body;
+    s_pm_append_body (&body, from, to, seq, text, ts);
+    return s_call (fixture, "store.pm.append", &body);
+}
+
+static void
+s_pm_append_ok (fixture_t *fixture, const char *from, const char *to, int64_t seq,
+                const char *text, int64_t ts)
+{
+    sc_reply_t *reply = s_pm_append (fixture, from, to, seq, text, ts);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), seq);
+    sc_reply_destroy (&reply);
+}
+
+//  A request of fields {user, with}
+static sc_reply_t *
+s_pm_pair (fixture_t *fixture, const char *type, const char *user, const char *with)
+{
+    body_t body;
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kstr (&body.packer, "with", with);
+    return s_call (fixture, type, &body);
+}
+
+static void
+s_assert_pm_last_seq (fixture_t *fixture, const char *user, const char *with, int64_t last_seq)
+{
+    sc_reply_t *reply = s_pm_pair (fixture, "store.pm.last_seq", user, with);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "last_seq"), last_seq);
+    sc_reply_destroy (&reply);
+}
+
+//  store.pm.history; before/after S_NO_CURSOR for none, limit 0 for none
+static sc_reply_t *
+s_pm_history (fixture_t *fixture, const char *user, const char *with, int64_t before,
+              int64_t after, int64_t limit)
+{
+    body_t body;
+    s_body_init (&body, 2 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kstr (&body.packer, "with", with);
+    if (before != S_NO_CURSOR)
+        sc_pack_kint (&body.packer, "before", before);
+    if (after != S_NO_CURSOR)
+        sc_pack_kint (&body.packer, "after", after);
+    if (limit)
+        sc_pack_kint (&body.packer, "limit", limit);
+    return s_call (fixture, "store.pm.history", &body);
+}
+
+//  Asserts a pm history answer holds exactly seqs first..last (none if
+//  last < first) and more
+static void
+s_assert_pm_history (fixture_t *fixture, const char *user, const char *with, int64_t before,
+                     int64_t after, int64_t limit, int64_t first, int64_t last, bool more)
+{
+    sc_reply_t *reply = s_pm_history (fixture, user, with, before, after, limit);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    int64_t expected = last >= first ? last - first + 1 : 0;
+    if ((int64_t) messages->via.array.size != expected)
+        fail_msg ("pm history of %s with %s (before %" PRId64 ", after %" PRId64 ", limit %"
+                  PRId64 "): %u entries, expected %" PRId64, user, with, before, after, limit,
+                  messages->via.array.size, expected);
+    for (uint32_t index = 0; index < messages->via.array.size; index++)
+        s_assert_int (sc_map_field (&messages->via.array.ptr [index], "seq"), first + index);
+    if (s_more (reply) != more)
+        fail_msg ("pm history of %s with %s (before %" PRId64 ", after %" PRId64 ", limit %"
+                  PRId64 "): more is %s", user, with, before, after, limit,
+                  more ? "false" : "true");
+    sc_reply_destroy (&reply);
+}
+
+//  Asserts a pm entry's fields; text NULL to skip it
+static void
+s_assert_pm_entry (const msgpack_object *entry, int64_t seq, const char *from, const char *to,
+                   const char *text, int64_t ts)
+{
+    assert_non_null (entry);
+    assert_int_equal (entry->type, MSGPACK_OBJECT_MAP);
+    s_assert_int (sc_map_field (entry, "seq"), seq);
+    s_assert_str (sc_map_field (entry, "from"), from);
+    s_assert_str (sc_map_field (entry, "to"), to);
+    if (text)
+        s_assert_str (sc_map_field (entry, "text"), text);
+    s_assert_int (sc_map_field (entry, "ts"), ts);
+}
+
+//  store.pm.conversations; limit 0 for none
+static sc_reply_t *
+s_pm_conversations (fixture_t *fixture, const char *user, int64_t limit)
+{
+    body_t body;
+    s_body_init (&body, limit ? 2 : 1);
+    sc_pack_kstr (&body.packer, "user", user);
+    if (limit)
+        sc_pack_kint (&body.packer, "limit", limit);
+    return s_call (fixture, "store.pm.conversations", &body);
+}
+
+//  One expected row of store.pm.conversations
+typedef struct {
+    const char *with;               //  the other user, as registered
+    int64_t last_seq;               //  seq of the newest entry
+    const char *last_from;          //  its sender, as registered
+    int64_t unread;                 //  the expected count
+} s_conversation_t;
+
+//  Asserts user's conversations are exactly rows, in that order
+static void
+s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, size_t count,
+                        const s_conversation_t *rows)
+{
+    sc_reply_t *reply = s_pm_conversations (fixture, user, limit);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    if (conversations->via.array.size != count)
+        fail_msg ("conversations of %s: %u, expected %zu", user,
+                  conversations->via.array.size, count);
+    for (size_t index = 0; index < count; index++) {
+        const msgpack_object *row = &conversations->via.array.ptr [index];
+        assert_int_equal (row->type, MSGPACK_OBJECT_MAP);
+        const msgpack_object *with = sc_map_field (row, "with");
+        if (!with || !sc_object_streq (with, rows [index].with))
+            fail_msg ("conversation %zu of %s: expected with '%s'", index, user,
+                      rows [index].with);
+        const msgpack_object *last = sc_map_field (row, "last");
+        assert_non_null (last);
+        assert_int_equal (last->type, MSGPACK_OBJECT_MAP);
+        s_assert_int (sc_map_field (last, "seq"), rows [index].last_seq);
+        s_assert_str (sc_map_field (last, "from"), rows [index].last_from);
+        const msgpack_object *to = sc_map_field (last, "to");
+        assert_non_null (to);
+        assert_int_equal (to->type, MSGPACK_OBJECT_STR);
+        assert_non_null (sc_map_field (last, "text"));
+        assert_non_null (sc_map_field (last, "ts"));
+        const msgpack_object *unread = sc_map_field (row, "unread");
+        assert_non_null (unread);
+        assert_int_equal (unread->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+        if ((int64_t) unread->via.u64 != rows [index].unread)
+            fail_msg ("conversation of %s with %s: unread %" PRIu64 ", expected %" PRId64,
+                      user, rows [index].with, unread->via.u64, rows [index].unread);
+    }
+    sc_reply_destroy (&reply);
+}
+
+static sc_reply_t *
+s_pm_read (fixture_t *fixture, const char *user, const char *with, int64_t seq)
+{
+    body_t body;
+    s_body_init (&body, 3);
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kstr (&body.packer, "with", with);
+    sc_pack_kint (&body.packer, "seq", seq);
+    return s_call (fixture, "store.pm.read", &body);
+}
+
+//  store.pm.read, asserting ok and the unread count it answers
+static void
+s_pm_read_ok (fixture_t *fixture, const char *user, const char *with, int64_t seq,
+              int64_t unread)
+{
+    sc_reply_t *reply = s_pm_read (fixture, user, with, seq);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "unread"), unread);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_types_with_body_not_a_map_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *types [] = { "store.pm.append", "store.pm.last_seq", "store.pm.history",
+                             "store.pm.conversations", "store.pm.read" };
+    static const uint8_t array [] = { 0x91, 0x01 };         //  [1]
+    static const uint8_t truncated [] = { 0x82, 0xa4, 'u' };
+    for (size_t index = 0; index < sizeof types / sizeof types [0]; index++) {
+        sc_reply_t *reply = sc_broker_call (fixture->broker, types [index], array, sizeof array);
+        assert_non_null (reply);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+        reply = sc_broker_call (fixture->broker, types [index], truncated, sizeof truncated);
+        assert_non_null (reply);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+}
+
+static void
+test_store_info_schema_version_is_at_least_three (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_reply_t *reply = s_call (fixture, "store.info", NULL);
+    s_assert_ok (reply);
+    assert_true (sc_reply_field (reply, "schema_version")->via.u64 >= 3);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_append_then_history_returns_entries_with_names_as_registered (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    sc_reply_t *reply = s_pm_append (fixture, "ALICE", "BOB", 1, "hello bob", S_PM_TS (1));
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 1);
+    s_assert_str (sc_reply_field (reply, "from"), "Alice");
+    s_assert_str (sc_reply_field (reply, "to"), "bob");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "bob", "alice", 2, "hi Alice", S_PM_TS (2));
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 2);
+    s_assert_str (sc_reply_field (reply, "from"), "bob");
+    s_assert_str (sc_reply_field (reply, "to"), "Alice");
+    sc_reply_destroy (&reply);
+
+    //  The same conversation from either side, in any case
+    const char *users [] = { "alice", "Bob", "ALICE", "bob" };
+    const char *withs [] = { "BOB", "alice", "bob", "Alice" };
+    for (size_t index = 0; index < 4; index++) {
+        reply = s_pm_history (fixture, users [index], withs [index], S_NO_CURSOR, S_NO_CURSOR, 0);
+        s_assert_ok (reply);
+        const msgpack_object *messages = s_array_field (reply, "messages");
+        assert_int_equal (messages->via.array.size, 2);
+        s_assert_pm_entry (&messages->via.array.ptr [0], 1, "Alice", "bob", "hello bob",
+                           S_PM_TS (1));
+        s_assert_pm_entry (&messages->via.array.ptr [1], 2, "bob", "Alice", "hi Alice",
+                           S_PM_TS (2));
+        assert_false (s_more (reply));
+        sc_reply_destroy (&reply);
+        s_assert_pm_last_seq (fixture, users [index], withs [index], 2);
+    }
+    //  Text is kept as sent: UTF-8, and the longest allowed
+    s_pm_append_ok (fixture, "alice", "bob", 3, "gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93", S_PM_TS (3));
+    char *longest = (char *) malloc (16001);
+    memset (longest, 'x', 16000);
+    longest [16000] = 0;
+    s_pm_append_ok (fixture, "bob", "alice", 4, longest, S_PM_TS (4));
+    reply = s_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 2, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 2);
+    s_assert_pm_entry (&messages->via.array.ptr [0], 3, "Alice", "bob",
+                       "gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93", S_PM_TS (3));
+    s_assert_pm_entry (&messages->via.array.ptr [1], 4, "bob", "Alice", longest, S_PM_TS (4));
+    sc_reply_destroy (&reply);
+    free (longest);
+}
+
+static void
+test_pm_conversation_is_the_unordered_pair_without_regard_to_case (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    //  One seq space, whoever sends and however the names are spelled
+    s_pm_append_ok (fixture, "alice", "bob", 1, "a1", S_PM_TS (1));
+    s_pm_append_ok (fixture, "BOB", "ALICE", 2, "b2", S_PM_TS (2));
+    s_pm_append_ok (fixture, "aLiCe", "bOb", 3, "a3", S_PM_TS (3));
+    //  Other pairs have seqs of their own
+    s_pm_append_ok (fixture, "carol", "alice", 1, "c1", S_PM_TS (4));
+    s_pm_append_ok (fixture, "bob", "carol", 1, "b1", S_PM_TS (5));
+    s_assert_pm_last_seq (fixture, "bob", "alice", 3);
+    s_assert_pm_last_seq (fixture, "ALICE", "BOB", 3);
+    s_assert_pm_last_seq (fixture, "alice", "carol", 1);
+    s_assert_pm_last_seq (fixture, "Carol", "Bob", 1);
+    s_assert_pm_history (fixture, "Bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 3, false);
+    s_assert_pm_history (fixture, "alice", "carol", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 1, false);
+
+    const s_conversation_t of_alice [] = {
+        { "carol", 1, "carol", 1 },
+        { "Bob", 3, "Alice", 1 },
+    };
+    s_assert_conversations (fixture, "ALICE", 0, 2, of_alice);
+    const s_conversation_t of_bob [] = {
+        { "carol", 1, "Bob", 0 },
+        { "Alice", 3, "Alice", 2 },
+    };
+    s_assert_conversations (fixture, "bob", 0, 2, of_bob);
+}
+
+static void
+test_pm_append_with_unknown_user_is_not_found_and_stores_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    sc_reply_t *reply = s_pm_append (fixture, "alice", "ghost", 1, "anyone?", S_PM_TS (1));
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "ghost", "alice", 1, "boo", S_PM_TS (1));
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "ghost", "phantom", 1, "boo", S_PM_TS (1));
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    s_assert_pm_last_seq (fixture, "alice", "ghost", 0);
+    s_assert_pm_history (fixture, "alice", "ghost", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+    //  The user named later exists: the conversation starts empty
+    s_user_create_ok (fixture, "ghost");
+    s_assert_pm_last_seq (fixture, "alice", "ghost", 0);
+    s_pm_append_ok (fixture, "alice", "ghost", 1, "welcome", S_PM_TS (2));
+    s_assert_pm_history (fixture, "ghost", "alice", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 1, false);
+}
+
+static void
+test_pm_append_to_oneself_is_bad_request_in_any_case (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    const char *spellings [] = { "Alice", "alice", "ALICE" };
+    for (size_t index = 0; index < 3; index++) {
+        sc_reply_t *reply = s_pm_append (fixture, "Alice", spellings [index], 1, "me",
+                                         S_PM_TS (1));
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+}
+
+static void
+test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    body_t body;
+    sc_reply_t *reply;
+    //  Each body lacks or spoils one field of a valid append
+    const char *fields [] = { "from", "to", "seq", "text", "ts" };
+    for (size_t missing = 0; missing < 5; missing++) {
+        s_body_init (&body, 4);
+        for (size_t index = 0; index < 5; index++) {
+            if (index == missing)
+                continue;
+            if (index == 0)
+                sc_pack_kstr (&body.packer, "from", "alice");
+            else
+            if (index == 1)
+                sc_pack_kstr (&body.packer, "to", "bob");
+            else
+            if (index == 2)
+                sc_pack_kint (&body.packer, "seq", 1);
+            else
+            if (index == 3)
+                sc_pack_kstr (&body.packer, "text", "hi");
+            else
+                sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+        }
+        reply = s_call (fixture, "store.pm.append", &body);
+        if (!reply->code)
+            fail_msg ("an append without '%s' was accepted", fields [missing]);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_pm_append (fixture, "alice", "bob", 0, "seq 0", S_PM_TS (1));
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "alice", "bob", -3, "negative", S_PM_TS (1));
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "alice", "bob", 1, "negative ts", -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "", "bob", 1, "empty name", S_PM_TS (1));
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    char *too_long = (char *) malloc (16002);
+    memset (too_long, 'x', 16001);
+    too_long [16001] = 0;
+    reply = s_pm_append (fixture, "alice", "bob", 1, too_long, S_PM_TS (1));
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    free (too_long);
+
+    s_body_init (&body, 5);                 //  seq is a string
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kstr (&body.packer, "to", "bob");
+    sc_pack_kstr (&body.packer, "seq", "1");
+    sc_pack_kstr (&body.packer, "text", "hi");
+    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 5);                 //  text is a number, to an array
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_key (&body.packer, "to");
+    msgpack_pack_array (&body.packer, 1);
+    msgpack_pack_str_with_body (&body.packer, "bob", 3);
+    sc_pack_kint (&body.packer, "seq", 1);
+    sc_pack_kint (&body.packer, "text", 42);
+    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_assert_pm_last_seq (fixture, "alice", "bob", 0);
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+    s_assert_conversations (fixture, "bob", 0, 0, NULL);
+}
+
+static void
+test_pm_append_with_taken_seq_conflicts_and_keeps_the_first (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    s_pm_append_ok (fixture, "alice", "bob", 1, "first", S_PM_TS (1));
+    //  Taken from the other side too: the pair is one conversation
+    sc_reply_t *reply = s_pm_append (fixture, "bob", "alice", 1, "second", S_PM_TS (2));
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_pm_append (fixture, "ALICE", "BOB", 1, "third", S_PM_TS (3));
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    //  Seqs are per conversation
+    s_pm_append_ok (fixture, "alice", "carol", 1, "elsewhere", S_PM_TS (4));
+
+    reply = s_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_pm_entry (&messages->via.array.ptr [0], 1, "alice", "bob", "first", S_PM_TS (1));
+    sc_reply_destroy (&reply);
+    //  The refused appends neither moved the conversation nor counted as unread
+    const s_conversation_t of_bob [] = { { "alice", 1, "alice", 1 } };
+    s_assert_conversations (fixture, "bob", 0, 1, of_bob);
+    const s_conversation_t of_alice [] = {
+        { "carol", 1, "alice", 0 },
+        { "bob", 1, "alice", 0 },
+    };
+    s_assert_conversations (fixture, "alice", 0, 2, of_alice);
+}
+
+static void
+test_pm_last_seq_follows_appends_and_is_zero_without_messages (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    s_assert_pm_last_seq (fixture, "alice", "bob", 0);
+    s_assert_pm_last_seq (fixture, "alice", "nobody", 0);
+    s_assert_pm_last_seq (fixture, "nobody", "noone", 0);
+    for (int64_t seq = 1; seq <= 5; seq++) {
+        s_pm_append_ok (fixture, seq % 2 ? "alice" : "bob", seq % 2 ? "bob" : "alice", seq,
+                        "tick", S_PM_TS (seq));
+        s_assert_pm_last_seq (fixture, "bob", "alice", seq);
+    }
+    s_assert_pm_last_seq (fixture, "alice", "carol", 0);
+
+    sc_reply_t *reply;
+    body_t body;
+    s_body_init (&body, 1);                 //  no 'with'
+    sc_pack_kstr (&body.packer, "user", "alice");
+    reply = s_call (fixture, "store.pm.last_seq", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 1);                 //  no 'user'
+    sc_pack_kstr (&body.packer, "with", "bob");
+    reply = s_call (fixture, "store.pm.last_seq", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 2);                 //  'with' is a number
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "with", 7);
+    reply = s_call (fixture, "store.pm.last_seq", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_history_pages_with_exact_more_flags (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    for (int64_t seq = 1; seq <= 10; seq++)
+        s_pm_append_ok (fixture, seq % 3 ? "alice" : "bob", seq % 3 ? "bob" : "alice", seq,
+                        "hi", S_PM_TS (seq));
+    s_pm_append_ok (fixture, "carol", "alice", 1, "aside", S_PM_TS (11));
+
+    //  Without a cursor: the newest
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 10, false);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 3, 8, 10, true);
+    s_assert_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 9, 2, 10, true);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 10, 1, 10, false);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 11, 1, 10, false);
+    //  before: older than the cursor, more when older still remain
+    s_assert_pm_history (fixture, "alice", "bob", 5, S_NO_CURSOR, 3, 2, 4, true);
+    s_assert_pm_history (fixture, "alice", "bob", 4, S_NO_CURSOR, 3, 1, 3, false);
+    s_assert_pm_history (fixture, "alice", "bob", 3, S_NO_CURSOR, 3, 1, 2, false);
+    s_assert_pm_history (fixture, "alice", "bob", 1, S_NO_CURSOR, 3, 1, 0, false);
+    s_assert_pm_history (fixture, "alice", "bob", 100, S_NO_CURSOR, 2, 9, 10, true);
+    s_assert_pm_history (fixture, "alice", "bob", 11, S_NO_CURSOR, 10, 1, 10, false);
+    //  after: newer than the cursor, oldest first, more when newer remain
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 0, 2, 1, 2, true);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 6, 3, 7, 9, true);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 7, 3, 8, 10, false);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 8, 3, 9, 10, false);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 10, 3, 1, 0, false);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, 0, 0, 1, 10, false);
+    //  Limit bounds
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 1, 10, 10, true);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 1000, 1, 10, false);
+    //  The other conversation of alice is apart
+    s_assert_pm_history (fixture, "alice", "carol", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 1, false);
+    //  Empty and unknown conversations are empty, not errors
+    s_assert_pm_history (fixture, "bob", "carol", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_pm_history (fixture, "bob", "carol", 5, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_pm_history (fixture, "bob", "carol", S_NO_CURSOR, 0, 0, 1, 0, false);
+    s_assert_pm_history (fixture, "bob", "nobody", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_pm_history (fixture, "nobody", "noone", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+
+    sc_reply_t *reply;
+    body_t body;
+    s_body_init (&body, 3);                 //  limit 0
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kstr (&body.packer, "with", "bob");
+    sc_pack_kint (&body.packer, "limit", 0);
+    reply = s_call (fixture, "store.pm.history", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 1001);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_history (fixture, "alice", "bob", 5, 2, 0);      //  both cursors
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 3);                 //  a cursor that is not a seq
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kstr (&body.packer, "with", "bob");
+    sc_pack_kstr (&body.packer, "after", "5");
+    reply = s_call (fixture, "store.pm.history", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 1);                 //  no 'with'
+    sc_pack_kstr (&body.packer, "user", "alice");
+    reply = s_call (fixture, "store.pm.history", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_conversations_newest_first_with_last_entry_and_unread (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *names [] = { "Alice", "bob", "Carol", "dave", "erin" };
+    for (size_t index = 0; index < 5; index++)
+        s_user_create_ok (fixture, names [index]);
+    //  A user without conversations, and one who does not exist
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+    s_assert_conversations (fixture, "nobody", 0, 0, NULL);
+
+    //  ts rises with every append, whatever the conversation
+    int64_t clock = 0;
+    s_pm_append_ok (fixture, "bob", "alice", 1, "b1", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "bob", "alice", 2, "b2", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "carol", "alice", 1, "c1", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "alice", "dave", 1, "a1", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "dave", "alice", 2, "d2", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "alice", "dave", 3, "a3", S_PM_TS (++clock));
+    s_pm_append_ok (fixture, "bob", "carol", 1, "not alice's", S_PM_TS (++clock));
+
+    const s_conversation_t first [] = {
+        { "dave", 3, "Alice", 1 },
+        { "Carol", 1, "Carol", 1 },
+        { "bob", 2, "bob", 2 },
+    };
+    s_assert_conversations (fixture, "ALICE", 0, 3, first);
+    //  The last entry is whole
+    sc_reply_t *reply = s_pm_conversations (fixture, "alice", 1);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    assert_int_equal (conversations->via.array.size, 1);
+    s_assert_pm_entry (sc_map_field (&conversations->via.array.ptr [0], "last"), 3, "Alice",
+                       "dave", "a3", S_PM_TS (6));
+    sc_reply_destroy (&reply);
+
+    //  A new message moves its conversation to the front
+    s_pm_append_ok (fixture, "BOB", "alice", 3, "b3", S_PM_TS (++clock));
+    const s_conversation_t second [] = {
+        { "bob", 3, "bob", 3 },
+        { "dave", 3, "Alice", 1 },
+        { "Carol", 1, "Carol", 1 },
+    };
+    s_assert_conversations (fixture, "alice", 0, 3, second);
+    //  limit keeps the newest
+    s_assert_conversations (fixture, "alice", 2, 2, second);
+    s_assert_conversations (fixture, "alice", 1000, 3, second);
+    //  The other sides see the same conversations with their own counts
+    const s_conversation_t of_bob [] = {
+        { "Alice", 3, "bob", 0 },
+        { "Carol", 1, "bob", 0 },
+    };
+    s_assert_conversations (fixture, "bob", 0, 2, of_bob);
+    const s_conversation_t of_dave [] = { { "Alice", 3, "Alice", 2 } };
+    s_assert_conversations (fixture, "Dave", 0, 1, of_dave);
+    const s_conversation_t of_carol [] = {
+        { "bob", 1, "bob", 1 },
+        { "Alice", 1, "Carol", 0 },
+    };
+    s_assert_conversations (fixture, "carol", 0, 2, of_carol);
+    s_assert_conversations (fixture, "erin", 0, 0, NULL);
+
+    body_t body;
+    s_body_init (&body, 2);                 //  limit 0
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "limit", 0);
+    reply = s_call (fixture, "store.pm.conversations", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_conversations (fixture, "alice", 1001);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 0);                 //  no user
+    reply = s_call (fixture, "store.pm.conversations", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_conversations_default_limit_is_two_hundred (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "hub");
+    //  201 correspondents, each with one message to hub, pipelined
+    char name [32];
+    for (int index = 0; index < 201; index++) {
+        snprintf (name, sizeof name, "user%03d", index);
+        body_t body;
+        s_user_create_body (&body, name, "h", 1000);
+        s_send (fixture, "store.user.create", &body);
+        s_pm_append_body (&body, name, "hub", 1, "hello hub", S_PM_TS (index));
+        s_send (fixture, "store.pm.append", &body);
+    }
+    for (int index = 0; index < 402; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 30000);
+        assert_non_null (reply);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_pm_conversations (fixture, "hub", 0);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    assert_int_equal (conversations->via.array.size, 200);
+    //  Newest first: user200 down to user001; user000's is the oldest, left out
+    for (int index = 0; index < 200; index++) {
+        snprintf (name, sizeof name, "user%03d", 200 - index);
+        s_assert_str (sc_map_field (&conversations->via.array.ptr [index], "with"), name);
+        s_assert_int (sc_map_field (&conversations->via.array.ptr [index], "unread"), 1);
+    }
+    sc_reply_destroy (&reply);
+    reply = s_pm_conversations (fixture, "hub", 1000);
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "conversations")->via.array.size, 201);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_pm_read_marker_counts_unread_and_never_goes_back (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    //  bob sends 1-5, alice 6, bob 7-8
+    for (int64_t seq = 1; seq <= 8; seq++)
+        s_pm_append_ok (fixture, seq == 6 ? "alice" : "bob", seq == 6 ? "bob" : "alice", seq,
+                        "m", S_PM_TS (seq));
+    const s_conversation_t none_read [] = { { "bob", 8, "bob", 7 } };
+    s_assert_conversations (fixture, "alice", 0, 1, none_read);
+
+    s_pm_read_ok (fixture, "alice", "bob", 3, 4);
+    s_pm_read_ok (fixture, "ALICE", "BOB", 3, 4);       //  the same again: no change
+    s_pm_read_ok (fixture, "alice", "bob", 1, 4);       //  never goes back
+    s_pm_read_ok (fixture, "alice", "bob", 0, 4);
+    //  alice's own message 6 is never unread to her
+    s_pm_read_ok (fixture, "alice", "Bob", 5, 2);
+    s_pm_read_ok (fixture, "alice", "bob", 7, 1);
+    const s_conversation_t some_read [] = { { "bob", 8, "bob", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, some_read);
+    s_pm_read_ok (fixture, "alice", "bob", 2, 1);       //  still never goes back
+    s_pm_read_ok (fixture, "alice", "bob", 8, 0);
+
+    //  Each side has its own marker: bob has not read alice's 6
+    const s_conversation_t of_bob [] = { { "Alice", 8, "bob", 1 } };
+    s_assert_conversations (fixture, "bob", 0, 1, of_bob);
+    s_pm_read_ok (fixture, "bob", "alice", 5, 1);
+    s_pm_read_ok (fixture, "bob", "alice", 6, 0);
+
+    //  New messages above the marker are unread again
+    s_pm_append_ok (fixture, "bob", "alice", 9, "again", S_PM_TS (9));
+    s_pm_append_ok (fixture, "alice", "bob", 10, "reply", S_PM_TS (10));
+    const s_conversation_t alice_after [] = { { "bob", 10, "Alice", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, alice_after);
+    const s_conversation_t bob_after [] = { { "Alice", 10, "Alice", 1 } };
+    s_assert_conversations (fixture, "bob", 0, 1, bob_after);
+    s_pm_read_ok (fixture, "alice", "bob", 10, 0);
+    s_pm_read_ok (fixture, "bob", "alice", 10, 0);
+}
+
+static void
+test_pm_read_on_conversation_without_messages_creates_no_conversation (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_pm_read_ok (fixture, "alice", "bob", 0, 0);
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+    s_assert_conversations (fixture, "bob", 0, 0, NULL);
+    s_assert_pm_last_seq (fixture, "alice", "bob", 0);
+    //  The first message starts it, unread
+    s_pm_append_ok (fixture, "bob", "alice", 1, "hi", S_PM_TS (1));
+    const s_conversation_t of_alice [] = { { "bob", 1, "bob", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, of_alice);
+}
+
+static void
+test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_pm_append_ok (fixture, "bob", "alice", 1, "hi", S_PM_TS (1));
+    sc_reply_t *reply = s_pm_read (fixture, "alice", "ghost", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_pm_read (fixture, "ghost", "alice", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+
+    body_t body;
+    s_body_init (&body, 2);                 //  no seq
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kstr (&body.packer, "with", "bob");
+    reply = s_call (fixture, "store.pm.read", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 3);                 //  seq is a string
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kstr (&body.packer, "with", "bob");
+    sc_pack_kstr (&body.packer, "seq", "1");
+    reply = s_call (fixture, "store.pm.read", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_read (fixture, "alice", "bob", -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 2);                 //  no with
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "seq", 1);
+    reply = s_call (fixture, "store.pm.read", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    //  None of them moved the marker
+    const s_conversation_t of_alice [] = { { "bob", 1, "bob", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, of_alice);
+}
+
+static void
+test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    //  Sent without waiting, so that they arrive together: the third takes
+    //  a seq the first took, and fails alone
+    body_t body;
+    uint64_t rids [5];
+    s_pm_append_body (&body, "alice", "bob", 1, "one", S_PM_TS (1));
+    rids [0] = s_send (fixture, "store.pm.append", &body);
+    s_pm_append_body (&body, "bob", "alice", 2, "two", S_PM_TS (2));
+    rids [1] = s_send (fixture, "store.pm.append", &body);
+    s_pm_append_body (&body, "bob", "alice", 1, "taken", S_PM_TS (3));
+    rids [2] = s_send (fixture, "store.pm.append", &body);
+    s_body_init (&body, 3);
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kstr (&body.packer, "with", "bob");
+    sc_pack_kint (&body.packer, "seq", 2);
+    rids [3] = s_send (fixture, "store.pm.read", &body);
+    s_pm_append_body (&body, "bob", "alice", 3, "three", S_PM_TS (4));
+    rids [4] = s_send (fixture, "store.pm.append", &body);
+    for (size_t index = 0; index < 5; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 10000);
+        assert_non_null (reply);
+        assert_int_equal (reply->rid, rids [index]);
+        if (index == 2)
+            s_assert_error (reply, "conflict");
+        else
+            s_assert_ok (reply);
+        if (index == 3)
+            s_assert_int (sc_reply_field (reply, "unread"), 0);
+        sc_reply_destroy (&reply);
+    }
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 3, false);
+    const s_conversation_t of_alice [] = { { "bob", 3, "bob", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, of_alice);
+}
+
+static void
+test_pm_conversations_and_read_markers_survive_plugin_restart (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    for (int64_t seq = 1; seq <= 4; seq++)
+        s_pm_append_ok (fixture, "bob", "alice", seq, "from bob", S_PM_TS (seq));
+    s_pm_append_ok (fixture, "alice", "carol", 1, "to carol", S_PM_TS (5));
+    s_pm_read_ok (fixture, "alice", "bob", 2, 2);
+
+    sc_broker_stop (fixture->broker);
+    s_fixture_start (fixture);
+
+    const s_conversation_t of_alice [] = {
+        { "carol", 1, "Alice", 0 },
+        { "bob", 4, "bob", 2 },
+    };
+    s_assert_conversations (fixture, "alice", 0, 2, of_alice);
+    const s_conversation_t of_carol [] = { { "Alice", 1, "Alice", 1 } };
+    s_assert_conversations (fixture, "carol", 0, 1, of_carol);
+    s_assert_pm_last_seq (fixture, "alice", "bob", 4);
+    s_assert_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 4, false);
+    //  The marker still never goes back; the conversation goes on where it stopped
+    s_pm_read_ok (fixture, "alice", "bob", 1, 2);
+    sc_reply_t *reply = s_pm_append (fixture, "alice", "bob", 4, "taken", S_PM_TS (6));
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    s_pm_append_ok (fixture, "bob", "alice", 5, "next", S_PM_TS (7));
+    s_pm_read_ok (fixture, "alice", "bob", 3, 2);
+}
+
+//  The larger case: S_PM_MESSAGES messages over S_PM_PAIRS conversations of
+//  S_PM_USERS users, pipelined in windows, with interleaved ts
+#define S_PM_USERS 8
+#define S_PM_PAIRS 20
+#define S_PM_MESSAGES 3000
+#define S_PM_WINDOW 250
+
+typedef struct {
+    int first;                      //  index of one user
+    int second;                     //  index of the other
+    int64_t last_seq;               //  messages so far
+    int64_t last_ts;                //  ts of the newest
+    int64_t to_first;               //  messages to first above its marker
+    int64_t to_second;
+} s_pm_pair_t;
+
+static void
+test_pm_many_messages_across_twenty_conversations (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char names [S_PM_USERS][16];
+    for (int index = 0; index < S_PM_USERS; index++) {
+        snprintf (names [index], sizeof names [index], "User%d", index);
+        s_user_create_ok (fixture, names [index]);
+    }
+    //  The first 20 pairs (i < j) in order
+    s_pm_pair_t pairs [S_PM_PAIRS];
+    int count = 0;
+    for (int first = 0; first < S_PM_USERS && count < S_PM_PAIRS; first++)
+        for (int second = first + 1; second < S_PM_USERS && count < S_PM_PAIRS; second++)
+            pairs [count++] = (s_pm_pair_t) { first, second, 0, 0, 0, 0 };
+
+    //  Message n goes to pair (n * 7) % 20, alternately each way; every
+    //  send is acknowledged before the window moves on
+    for (int64_t first = 0; first < S_PM_MESSAGES; first += S_PM_WINDOW) {
+        size_t sent = 0;
+        for (int64_t n = first; n < first + S_PM_WINDOW && n < S_PM_MESSAGES; n++) {
+            s_pm_pair_t *pair = &pairs [(n * 7 + n / 20) % S_PM_PAIRS];
+            bool forward = (n / 3) % 2 == 0;
+            int64_t seq = ++pair->last_seq;
+            pair->last_ts = S_PM_TS (n);
+            if (forward)
+                pair->to_second++;
+            else
+                pair->to_first++;
+            char text [48];
+            snprintf (text, sizeof text, "%s says %" PRId64,
+                      names [forward ? pair->first : pair->second], seq);
+            body_t body;
+            s_pm_append_body (&body, names [forward ? pair->first : pair->second],
+                              names [forward ? pair->second : pair->first], seq, text,
+                              S_PM_TS (n));
+            s_send (fixture, "store.pm.append", &body);
+            sent++;
+        }
+        for (size_t index = 0; index < sent; index++) {
+            sc_reply_t *reply = sc_broker_recv (fixture->broker, 30000);
+            assert_non_null (reply);
+            s_assert_ok (reply);
+            sc_reply_destroy (&reply);
+        }
+    }
+    int64_t total = 0;
+    for (int index = 0; index < S_PM_PAIRS; index++) {
+        s_pm_pair_t *pair = &pairs [index];
+        total += pair->last_seq;
+        s_assert_pm_last_seq (fixture, names [pair->second], names [pair->first], pair->last_seq);
+    }
+    assert_int_equal (total, S_PM_MESSAGES);
+
+    //  Every conversation pages back whole, gap-free, texts as sent
+    for (int index = 0; index < S_PM_PAIRS; index++) {
+        s_pm_pair_t *pair = &pairs [index];
+        int64_t before = S_NO_CURSOR;
+        int64_t expected_last = pair->last_seq;
+        while (expected_last > 0) {
+            sc_reply_t *reply = s_pm_history (fixture, names [pair->first],
+                                              names [pair->second], before, S_NO_CURSOR, 40);
+            s_assert_ok (reply);
+            const msgpack_object *messages = s_array_field (reply, "messages");
+            int64_t expected_count = expected_last < 40 ? expected_last : 40;
+            assert_int_equal (messages->via.array.size, expected_count);
+            for (uint32_t at = 0; at < messages->via.array.size; at++) {
+                const msgpack_object *entry = &messages->via.array.ptr [at];
+                int64_t seq = expected_last - expected_count + 1 + at;
+                s_assert_int (sc_map_field (entry, "seq"), seq);
+                const msgpack_object *from = sc_map_field (entry, "from");
+                assert_non_null (from);
+                char text [48];
+                snprintf (text, sizeof text, "%.*s says %" PRId64,
+                          (int) from->via.str.size, from->via.str.ptr, seq);
+                s_assert_str (sc_map_field (entry, "text"), text);
+            }
+            assert_int_equal (s_more (reply), expected_last > expected_count);
+            sc_reply_destroy (&reply);
+            before = expected_last - expected_count + 1;
+            expected_last -= expected_count;
+        }
+    }
+
+    //  Each user's conversations: newest first, with exact unread counts;
+    //  then half of them read, and the counts follow
+    for (int round = 0; round < 2; round++) {
+        for (int user = 0; user < S_PM_USERS; user++) {
+            s_conversation_t rows [S_PM_PAIRS];
+            int64_t stamps [S_PM_PAIRS];
+            size_t mine = 0;
+            for (int index = 0; index < S_PM_PAIRS; index++) {
+                s_pm_pair_t *pair = &pairs [index];
+                if (pair->first != user && pair->second != user)
+                    continue;
+                //  Insertion sort by last_ts, newest first
+                size_t at = mine++;
+                while (at > 0 && stamps [at - 1] < pair->last_ts) {
+                    rows [at] = rows [at - 1];
+                    stamps [at] = stamps [at - 1];
+                    at--;
+                }
+                int other = pair->first == user ? pair->second : pair->first;
+                //  The sender of the newest: the last message's direction
+                int64_t n = (pair->last_ts - S_PM_TS (0)) / 1000;
+                bool forward = (n / 3) % 2 == 0;
+                rows [at] = (s_conversation_t) {
+                    names [other], pair->last_seq,
+                    names [forward ? pair->first : pair->second],
+                    pair->first == user ? pair->to_first : pair->to_second
+                };
+                stamps [at] = pair->last_ts;
+            }
+            s_assert_conversations (fixture, names [user], 0, mine, rows);
+        }
+        if (round == 0)
+            for (int index = 0; index < S_PM_PAIRS; index += 2) {
+                //  The first user of every other pair reads it all
+                s_pm_pair_t *pair = &pairs [index];
+                s_pm_read_ok (fixture, names [pair->first], names [pair->second],
+                              pair->last_seq, 0);
+                pair->to_first = 0;
+            }
+    }
+}
+
+
 int
 main (int argc, char *argv [])
 {
@@ -2224,6 +3234,24 @@ main (int argc, char *argv [])
         S_TEST (test_pipelined_room_writes_one_conflict_spares_the_rest),
         S_TEST (test_msg_history_pages_a_big_timeline_correctly),
         S_TEST (test_rooms_members_invitations_and_timelines_survive_plugin_restart),
+        S_TEST (test_pm_types_with_body_not_a_map_get_bad_request),
+        S_TEST (test_store_info_schema_version_is_at_least_three),
+        S_TEST (test_pm_append_then_history_returns_entries_with_names_as_registered),
+        S_TEST (test_pm_conversation_is_the_unordered_pair_without_regard_to_case),
+        S_TEST (test_pm_append_with_unknown_user_is_not_found_and_stores_nothing),
+        S_TEST (test_pm_append_to_oneself_is_bad_request_in_any_case),
+        S_TEST (test_pm_append_invalid_fields_get_bad_request_and_store_nothing),
+        S_TEST (test_pm_append_with_taken_seq_conflicts_and_keeps_the_first),
+        S_TEST (test_pm_last_seq_follows_appends_and_is_zero_without_messages),
+        S_TEST (test_pm_history_pages_with_exact_more_flags),
+        S_TEST (test_pm_conversations_newest_first_with_last_entry_and_unread),
+        S_TEST (test_pm_conversations_default_limit_is_two_hundred),
+        S_TEST (test_pm_read_marker_counts_unread_and_never_goes_back),
+        S_TEST (test_pm_read_on_conversation_without_messages_creates_no_conversation),
+        S_TEST (test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request),
+        S_TEST (test_pipelined_pm_writes_one_conflict_spares_the_rest),
+        S_TEST (test_pm_conversations_and_read_markers_survive_plugin_restart),
+        S_TEST (test_pm_many_messages_across_twenty_conversations),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@
 #include <time.h>
 
 //  The newest schema this code knows; see s_migrations
-#define S_SCHEMA_VERSION        2
+#define S_SCHEMA_VERSION        3
 //  Most requests committed in one transaction
 #define S_BATCH_MAX             1024
 //  Bounds of the values of proto/STORE.md
@@ -43,6 +43,7 @@
 #define S_DESCRIPTION_MAX       2000
 #define S_TEXT_MAX              16000
 #define S_HISTORY_DEFAULT       50
+#define S_CONVERSATIONS_DEFAULT 200
 
 //  The requests we serve
 typedef enum {
@@ -65,7 +66,12 @@ typedef enum {
     S_OP_MEMBER_LIST,
     S_OP_INVITE_ADD,
     S_OP_MSG_APPEND,
-    S_OP_MSG_HISTORY
+    S_OP_MSG_HISTORY,
+    S_OP_PM_APPEND,
+    S_OP_PM_LAST_SEQ,
+    S_OP_PM_HISTORY,
+    S_OP_PM_CONVERSATIONS,
+    S_OP_PM_READ
 } s_op_t;
 
 static const struct {
@@ -92,7 +98,12 @@ static const struct {
     { "store.member.list",       S_OP_MEMBER_LIST,       false },
     { "store.invite.add",        S_OP_INVITE_ADD,        true },
     { "store.msg.append",        S_OP_MSG_APPEND,        true },
-    { "store.msg.history",       S_OP_MSG_HISTORY,       false }
+    { "store.msg.history",       S_OP_MSG_HISTORY,       false },
+    { "store.pm.append",         S_OP_PM_APPEND,         true },
+    { "store.pm.last_seq",       S_OP_PM_LAST_SEQ,       false },
+    { "store.pm.history",        S_OP_PM_HISTORY,        false },
+    { "store.pm.conversations",  S_OP_PM_CONVERSATIONS,  false },
+    { "store.pm.read",           S_OP_PM_READ,           true }
 };
 #define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
 
@@ -128,6 +139,15 @@ typedef enum {
     S_SQL_ENTRY_INSERT,
     S_SQL_HISTORY_BEFORE,
     S_SQL_HISTORY_AFTER,
+    S_SQL_CONV_GET,
+    S_SQL_CONV_INSERT,
+    S_SQL_CONV_ADVANCE,
+    S_SQL_CONV_READ,
+    S_SQL_CONV_LIST,
+    S_SQL_PM_INSERT,
+    S_SQL_PM_BEFORE,
+    S_SQL_PM_AFTER,
+    S_SQL_PM_UNREAD,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -200,7 +220,46 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_HISTORY_AFTER]
                          = "SELECT seq, kind, user, ts, text, event FROM entries"
-                           " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
+                           " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+    //  A conversation is keyed by its two user ids, the lower first
+    [S_SQL_CONV_GET]     = "SELECT id, last_seq, read_a, read_b FROM conversations"
+                           " WHERE user_a = ?1 AND user_b = ?2",
+    [S_SQL_CONV_INSERT]  = "INSERT INTO conversations (user_a, user_b, last_seq, last_ts,"
+                           " read_a, read_b) VALUES (?1, ?2, 0, 0, 0, 0)",
+    //  An append below last_seq (the pm plugin filling a seq it skipped)
+    //  leaves the newest as it is
+    [S_SQL_CONV_ADVANCE] = "UPDATE conversations SET last_seq = ?2, last_ts = ?3"
+                           " WHERE id = ?1 AND last_seq < ?2",
+    //  Markers never go back: MAX of the old and the new
+    [S_SQL_CONV_READ]    = "UPDATE conversations"
+                           " SET read_a = CASE WHEN user_a = ?2 THEN MAX (read_a, ?3) ELSE read_a END,"
+                           " read_b = CASE WHEN user_b = ?2 THEN MAX (read_b, ?3) ELSE read_b END"
+                           " WHERE id = ?1",
+    //  The user's conversations, newest first: the two arms walk
+    //  conversations_by_a and conversations_by_b from their newest end and
+    //  SQLite merges them, so the LIMIT stops both early (no sort, no scan
+    //  of the user's messages). Per row: the other's name, the newest entry
+    //  and the unread count are searches of primary keys.
+#define S_CONV_ARM(me, other, marker) \
+    "SELECT c.id, u.name, c.last_seq, c.last_ts, e.from_id, e.text, e.ts," \
+    " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
+    "  AND n.seq > c." marker " AND n.from_id <> c." me ")" \
+    " FROM conversations AS c JOIN users AS u ON u.id = c." other \
+    " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_seq" \
+    " WHERE c." me " = ?1"
+    [S_SQL_CONV_LIST]    = S_CONV_ARM ("user_a", "user_b", "read_a")
+                           " UNION ALL "
+                           S_CONV_ARM ("user_b", "user_a", "read_b")
+                           " ORDER BY 4 DESC, 1 DESC LIMIT ?2",
+    [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_SQL_PM_BEFORE]    = "SELECT seq, from_id, ts, text FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    [S_SQL_PM_AFTER]     = "SELECT seq, from_id, ts, text FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+    //  Messages to ?3's user above the marker ?2: a range of the primary key
+    [S_SQL_PM_UNREAD]    = "SELECT count (*) FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3"
 };
 
 //  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
@@ -264,6 +323,35 @@ static const char *s_migrations [S_SCHEMA_VERSION] = {
     "    text TEXT,"
     "    event TEXT,"
     "    PRIMARY KEY (room_id, seq)"
+    ") WITHOUT ROWID;",
+
+    //  3: private messages. A conversation is the pair of user ids, the
+    //  lower in user_a; it carries its newest seq and ts and each side's
+    //  read marker, so that the conversation list of a user is a walk of
+    //  conversations_by_a and conversations_by_b by last_ts, never a scan
+    //  of messages. pm_entries is clustered on (conversation_id, seq): a
+    //  history page and an unread count are ranges of that key, and a taken
+    //  seq is a constraint error.
+    "CREATE TABLE conversations ("
+    "    id INTEGER PRIMARY KEY,"
+    "    user_a INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    user_b INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    last_seq INTEGER NOT NULL,"
+    "    last_ts INTEGER NOT NULL,"
+    "    read_a INTEGER NOT NULL,"
+    "    read_b INTEGER NOT NULL,"
+    "    UNIQUE (user_a, user_b),"
+    "    CHECK (user_a < user_b)"
+    ");"
+    "CREATE INDEX conversations_by_a ON conversations (user_a, last_ts);"
+    "CREATE INDEX conversations_by_b ON conversations (user_b, last_ts);"
+    "CREATE TABLE pm_entries ("
+    "    conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    from_id INTEGER NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    text TEXT NOT NULL,"
+    "    PRIMARY KEY (conversation_id, seq)"
     ") WITHOUT ROWID;"
 };
 
@@ -288,7 +376,8 @@ typedef struct {
     const msgpack_object *users;    //  user.seen: the array, in fields
     s_text_t room;                  //  a room's name
     s_text_t description;           //  room.create; may be empty
-    s_text_t from;                  //  invite.add: the inviter
+    s_text_t from;                  //  invite.add: the inviter; pm.append: the sender
+    s_text_t peer;                  //  pm.append: 'to'; other pm requests: 'with'
     bool is_private;                //  room.create
     uint64_t max_participants;      //  room.create
     bool has_entry;                 //  member.add/remove: an entry given
@@ -610,6 +699,34 @@ s_read_seen (s_pending_t *pending, const msgpack_object *map)
     return 0;
 }
 
+//  True if two names are the same user: equal without regard to ASCII case
+static bool
+s_same_name (const s_text_t *one, const s_text_t *other)
+{
+    if (one->size != other->size)
+        return false;
+    for (uint32_t index = 0; index < one->size; index++) {
+        char a = one->data [index], b = other->data [index];
+        if (a >= 'A' && a <= 'Z')
+            a = (char) (a - 'A' + 'a');
+        if (b >= 'A' && b <= 'Z')
+            b = (char) (b - 'A' + 'a');
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
+//  Reads 'user' and 'with', the two sides of a conversation
+static int
+s_read_pair (s_pending_t *pending, const msgpack_object *map)
+{
+    if (s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+    ||  s_read_text (pending, map, "with", S_NAME_MAX, true, &pending->peer))
+        return -1;
+    return 0;
+}
+
 //  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
 static int
 s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
@@ -718,6 +835,50 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             pending->limit = (uint32_t) limit;
             return 0;
         }
+        case S_OP_PM_APPEND:
+            if (s_read_text (pending, map, "from", S_NAME_MAX, true, &pending->from)
+            ||  s_read_text (pending, map, "to", S_NAME_MAX, true, &pending->peer)
+            ||  s_read_uint (pending, map, "seq", 1, INT64_MAX, true, NULL, &pending->seq)
+            ||  s_read_string (pending, map, "text", 0, S_TEXT_MAX, true, true, &pending->text)
+            ||  s_read_time (pending, map, "ts", &pending->ts))
+                return -1;
+            if (s_same_name (&pending->from, &pending->peer)) {
+                s_fail (pending, "bad_request",
+                        "'from' and 'to' are the same user: a conversation needs two.");
+                return -1;
+            }
+            return 0;
+        case S_OP_PM_LAST_SEQ:
+            return s_read_pair (pending, map);
+        case S_OP_PM_HISTORY: {
+            uint64_t limit = S_HISTORY_DEFAULT;
+            if (s_read_pair (pending, map)
+            ||  s_read_uint (pending, map, "before", 0, INT64_MAX, false, &pending->has_before,
+                             &pending->cursor)
+            ||  s_read_uint (pending, map, "after", 0, INT64_MAX, false, &pending->has_after,
+                             &pending->cursor)
+            ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, NULL, &limit))
+                return -1;
+            if (pending->has_before && pending->has_after) {
+                s_fail (pending, "bad_request", "Give 'before' or 'after', not both.");
+                return -1;
+            }
+            pending->limit = (uint32_t) limit;
+            return 0;
+        }
+        case S_OP_PM_CONVERSATIONS: {
+            uint64_t limit = S_CONVERSATIONS_DEFAULT;
+            if (s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+            ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, NULL, &limit))
+                return -1;
+            pending->limit = (uint32_t) limit;
+            return 0;
+        }
+        case S_OP_PM_READ:
+            if (s_read_pair (pending, map)
+            ||  s_read_uint (pending, map, "seq", 0, INT64_MAX, true, NULL, &pending->seq))
+                return -1;
+            return 0;
     }
     s_fail (pending, "internal", "The store has no handler for this request.");
     return -1;
@@ -1549,6 +1710,315 @@ s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     return rc;
 }
 
+//  --------------------------------------------------------------------------
+//  Private messages: conversations, read markers
+
+//  The two sides of a private-message request, looked up
+typedef struct {
+    int64_t me;                     //  user id of 'from' or 'user', 0 if none
+    int64_t peer;                   //  user id of 'to' or 'with', 0 if none
+    char me_name [S_NAME_MAX + 1];      //  as registered
+    char peer_name [S_NAME_MAX + 1];    //  as registered
+    int64_t conversation;           //  conversations.id, 0 if none yet
+    int64_t last_seq;               //  of the conversation
+    int64_t my_marker;              //  me's read marker
+} s_pm_pair_t;
+
+//  Looks up both users and their conversation. Returns SQLITE_OK (the ids
+//  are 0 for what does not exist) or a fatal code.
+static int
+s_pm_pair_find (store_t *self, const s_text_t *me, const s_text_t *peer, s_pm_pair_t *pair)
+{
+    memset (pair, 0, sizeof *pair);
+    int rc;
+    pair->me = s_user_id (self, me, pair->me_name, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    pair->peer = s_user_id (self, peer, pair->peer_name, &rc);
+    if (rc != SQLITE_OK || !pair->me || !pair->peer || pair->me == pair->peer)
+        return rc;
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_GET];
+    bool me_first = pair->me < pair->peer;
+    sqlite3_bind_int64 (stmt, 1, me_first ? pair->me : pair->peer);
+    sqlite3_bind_int64 (stmt, 2, me_first ? pair->peer : pair->me);
+    rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        pair->conversation = sqlite3_column_int64 (stmt, 0);
+        pair->last_seq = sqlite3_column_int64 (stmt, 1);
+        pair->my_marker = sqlite3_column_int64 (stmt, me_first ? 2 : 3);
+    }
+    s_finish_stmt (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+//  Fails pending with not_found if either side does not exist; true if so
+static bool
+s_pm_pair_missing (s_pending_t *pending, const s_text_t *me, const s_pm_pair_t *pair)
+{
+    if (pair->me && pair->peer)
+        return false;
+    const s_text_t *missing = pair->me ? &pending->peer : me;
+    s_fail (pending, "not_found", "No user is named '%.*s'.",
+            (int) missing->size, missing->data);
+    return true;
+}
+
+//  Counts the messages to me above marker in the conversation
+static int
+s_pm_unread (store_t *self, const s_pm_pair_t *pair, int64_t marker, int64_t *unread_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_PM_UNREAD];
+    sqlite3_bind_int64 (stmt, 1, pair->conversation);
+    sqlite3_bind_int64 (stmt, 2, marker);
+    sqlite3_bind_int64 (stmt, 3, pair->me);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *unread_p = sqlite3_column_int64 (stmt, 0);
+        rc = SQLITE_OK;
+    }
+    s_finish_stmt (stmt);
+    return rc;
+}
+
+//  Packs a pm entry: seq, from_id, ts and text at columns first.. of stmt
+static void
+s_pack_pm_entry (msgpack_packer *packer, sqlite3_stmt *stmt, int first, int64_t me_id,
+                 const char *me_name, const char *peer_name)
+{
+    bool from_me = sqlite3_column_int64 (stmt, first + 1) == me_id;
+    msgpack_pack_map (packer, 5);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, first));
+    s_pack_str (packer, "from");
+    s_pack_str (packer, from_me ? me_name : peer_name);
+    s_pack_str (packer, "to");
+    s_pack_str (packer, from_me ? peer_name : me_name);
+    s_pack_str (packer, "text");
+    //  Stored as sent, NUL and all
+    const void *text = sqlite3_column_blob (stmt, first + 3);
+    int size = sqlite3_column_bytes (stmt, first + 3);
+    msgpack_pack_str_with_body (packer, text ? text : "", (size_t) size);
+    s_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, first + 2));
+}
+
+static int
+s_run_pm_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    s_pm_pair_t pair;
+    int rc = s_pm_pair_find (self, &pending->from, &pending->peer, &pair);
+    if (rc != SQLITE_OK || s_pm_pair_missing (pending, &pending->from, &pair))
+        return rc;
+    if (!pair.conversation) {
+        //  The first message starts the conversation; a conflict cannot
+        //  follow, but the request's savepoint would undo it if one did
+        sqlite3_stmt *insert = self->sql [S_SQL_CONV_INSERT];
+        sqlite3_bind_int64 (insert, 1, pair.me < pair.peer ? pair.me : pair.peer);
+        sqlite3_bind_int64 (insert, 2, pair.me < pair.peer ? pair.peer : pair.me);
+        if ((rc = s_step_done (insert)) != SQLITE_OK)
+            return rc;
+        pair.conversation = sqlite3_last_insert_rowid (self->db);
+    }
+    sqlite3_stmt *stmt = self->sql [S_SQL_PM_INSERT];
+    sqlite3_bind_int64 (stmt, 1, pair.conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
+    sqlite3_bind_int64 (stmt, 3, pair.me);
+    sqlite3_bind_int64 (stmt, 4, pending->ts);
+    sqlite3_bind_text (stmt, 5, pending->text.data ? pending->text.data : "",
+                       (int) pending->text.size, SQLITE_STATIC);
+    rc = s_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        s_fail (pending, "conflict",
+                "The conversation of '%s' and '%s' has a message with seq %" PRIu64 " already.",
+                pair.me_name, pair.peer_name, pending->seq);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    stmt = self->sql [S_SQL_CONV_ADVANCE];
+    sqlite3_bind_int64 (stmt, 1, pair.conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
+    sqlite3_bind_int64 (stmt, 3, pending->ts);
+    if ((rc = s_step_done (stmt)) != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 3);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, pending->seq);
+    s_pack_str (packer, "from");
+    s_pack_str (packer, pair.me_name);
+    s_pack_str (packer, "to");
+    s_pack_str (packer, pair.peer_name);
+    return SQLITE_OK;
+}
+
+static int
+s_run_pm_last_seq (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    s_pm_pair_t pair;
+    int rc = s_pm_pair_find (self, &pending->name, &pending->peer, &pair);
+    if (rc != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, (uint64_t) pair.last_seq);
+    return SQLITE_OK;
+}
+
+static int
+s_run_pm_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    s_pm_pair_t pair;
+    int rc = s_pm_pair_find (self, &pending->name, &pending->peer, &pair);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!pair.conversation) {
+        //  Unknown users, or no message yet: an empty conversation
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "messages");
+        msgpack_pack_array (packer, 0);
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, false);
+        return SQLITE_OK;
+    }
+    bool forward = pending->has_after;
+    sqlite3_stmt *stmt = self->sql [forward ? S_SQL_PM_AFTER : S_SQL_PM_BEFORE];
+    sqlite3_bind_int64 (stmt, 1, pair.conversation);
+    sqlite3_bind_int64 (stmt, 2, pending->has_before || forward
+                                 ? (int64_t) pending->cursor : INT64_MAX);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) pending->limit + 1);
+
+    //  Backward pages come newest first: each row is packed apart and the
+    //  rows are written out in reverse, oldest first
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    size_t *starts = (size_t *) malloc ((pending->limit + 1) * sizeof (size_t));
+    if (!starts) {
+        s_finish_stmt (stmt);
+        msgpack_sbuffer_destroy (&rows);
+        return SQLITE_NOMEM;
+    }
+    uint32_t count = 0;
+    bool more = false;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (count == pending->limit) {
+            more = true;
+            break;
+        }
+        starts [count++] = rows.size;
+        s_pack_pm_entry (&row_packer, stmt, 0, pair.me, pair.me_name, pair.peer_name);
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "messages");
+        msgpack_pack_array (packer, count);
+        if (forward)
+            msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        else
+            for (uint32_t index = count; index-- > 0;) {
+                size_t end = index + 1 < count ? starts [index + 1] : rows.size;
+                msgpack_sbuffer_write (&pending->result, rows.data + starts [index],
+                                       end - starts [index]);
+            }
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, more);
+        rc = SQLITE_OK;
+    }
+    free (starts);
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char me_name [S_NAME_MAX + 1];
+    int rc;
+    int64_t me = s_user_id (self, &pending->name, me_name, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    if (me) {
+        sqlite3_stmt *stmt = self->sql [S_SQL_CONV_LIST];
+        sqlite3_bind_int64 (stmt, 1, me);
+        sqlite3_bind_int64 (stmt, 2, pending->limit);
+        //  Columns: id, other's name, last_seq, last_ts, then the newest
+        //  entry's from_id, text, ts, then the unread count
+        while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+            const char *peer_name = (const char *) sqlite3_column_text (stmt, 1);
+            bool from_me = sqlite3_column_int64 (stmt, 4) == me;
+            msgpack_pack_map (&row_packer, 3);
+            s_pack_str (&row_packer, "with");
+            s_pack_str (&row_packer, peer_name ? peer_name : "");
+            s_pack_str (&row_packer, "last");
+            msgpack_pack_map (&row_packer, 5);
+            s_pack_str (&row_packer, "seq");
+            msgpack_pack_uint64 (&row_packer, (uint64_t) sqlite3_column_int64 (stmt, 2));
+            s_pack_str (&row_packer, "from");
+            s_pack_str (&row_packer, from_me ? me_name : peer_name);
+            s_pack_str (&row_packer, "to");
+            s_pack_str (&row_packer, from_me ? peer_name : me_name);
+            s_pack_str (&row_packer, "text");
+            const void *text = sqlite3_column_blob (stmt, 5);
+            int size = sqlite3_column_bytes (stmt, 5);
+            msgpack_pack_str_with_body (&row_packer, text ? text : "", (size_t) size);
+            s_pack_str (&row_packer, "ts");
+            msgpack_pack_int64 (&row_packer, sqlite3_column_int64 (stmt, 6));
+            s_pack_str (&row_packer, "unread");
+            msgpack_pack_uint64 (&row_packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
+            count++;
+        }
+        s_finish_stmt (stmt);
+    }
+    else
+        rc = SQLITE_DONE;       //  no such user: no conversations
+    if (rc == SQLITE_DONE) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "conversations");
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_run_pm_read (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    s_pm_pair_t pair;
+    int rc = s_pm_pair_find (self, &pending->name, &pending->peer, &pair);
+    if (rc != SQLITE_OK || s_pm_pair_missing (pending, &pending->name, &pair))
+        return rc;
+    int64_t unread = 0;
+    //  Without a conversation there is nothing to mark: it exists from its
+    //  first message, and a marker alone would not make one
+    if (pair.conversation) {
+        int64_t marker = pair.my_marker;
+        if ((int64_t) pending->seq > marker) {
+            sqlite3_stmt *stmt = self->sql [S_SQL_CONV_READ];
+            sqlite3_bind_int64 (stmt, 1, pair.conversation);
+            sqlite3_bind_int64 (stmt, 2, pair.me);
+            sqlite3_bind_int64 (stmt, 3, (int64_t) pending->seq);
+            if ((rc = s_step_done (stmt)) != SQLITE_OK)
+                return rc;
+            marker = (int64_t) pending->seq;
+        }
+        if ((rc = s_pm_unread (self, &pair, marker, &unread)) != SQLITE_OK)
+            return rc;
+    }
+    msgpack_pack_map (packer, 1);
+    s_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, (uint64_t) unread);
+    return SQLITE_OK;
+}
+
 static int
 s_run_one (store_t *self, s_pending_t *pending)
 {
@@ -1577,6 +2047,11 @@ s_run_one (store_t *self, s_pending_t *pending)
         case S_OP_INVITE_ADD:        return s_run_invite_add (self, pending, &packer);
         case S_OP_MSG_APPEND:        return s_run_msg_append (self, pending, &packer);
         case S_OP_MSG_HISTORY:       return s_run_msg_history (self, pending, &packer);
+        case S_OP_PM_APPEND:         return s_run_pm_append (self, pending, &packer);
+        case S_OP_PM_LAST_SEQ:       return s_run_pm_last_seq (self, pending, &packer);
+        case S_OP_PM_HISTORY:        return s_run_pm_history (self, pending, &packer);
+        case S_OP_PM_CONVERSATIONS:  return s_run_pm_conversations (self, pending, &packer);
+        case S_OP_PM_READ:           return s_run_pm_read (self, pending, &packer);
     }
     return SQLITE_INTERNAL;
 }

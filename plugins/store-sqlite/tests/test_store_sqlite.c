@@ -3,8 +3,9 @@
 
     The shared suite (plugins/store-conformance) checks the contract; these
     tests check the SQLite side of it: the file it creates (WAL, schema
-    version 2), the migration of a version-1 file in place, history pages
-    served by the primary key of entries, the files it refuses at start and what it says about them,
+    version 3), the migrations of version-1 and version-2 files in place,
+    history pages served by primary keys, the conversation list served by
+    the per-user indexes, the files it refuses at start and what it says about them,
     group commit versus one transaction per request, and a batch that cannot
     commit answered unavailable as a whole.
 
@@ -185,14 +186,14 @@ s_probe (const char *option, const char *word)
 //  --------------------------------------------------------------------------
 
 static void
-test_new_database_is_wal_at_schema_version_2 (void **state)
+test_new_database_is_wal_at_schema_version_3 (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     s_create_user (broker, "alice");
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM users"), 1);
@@ -279,6 +280,7 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     assert_true (s_log_says (fixture->path, "migrated to schema version 2"));
+    assert_true (s_log_says (fixture->path, "migrated to schema version 3"));
     //  The accounts are there, and rooms can be had
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -291,8 +293,8 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     s_append_message (broker, "general", 1);
     sc_broker_destroy (&broker);
 
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 2);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
     assert_int_equal (s_sql_int (fixture->path, "SELECT last_seen FROM users"), 77);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM members JOIN rooms ON rooms.id = room_id"
@@ -304,7 +306,7 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
 }
 
 //  The plan SQLite chooses for sql, all its lines joined
@@ -362,6 +364,156 @@ test_history_and_counts_are_searches_of_primary_keys_not_scans (void **state)
         free (plan);
     }
 }
+static void
+s_append_pm (sc_broker_t *broker, const char *from, const char *to, int64_t seq)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 5);
+    sc_pack_kstr (&packer, "from", from);
+    sc_pack_kstr (&packer, "to", to);
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "text", "psst");
+    sc_pack_kint (&packer, "ts", seq);
+    s_call_ok (broker, "store.pm.append", &buffer);
+}
+
+//  The rooms schema as version 2 wrote it (migration 2 verbatim), with a
+//  room, its owner as member and one entry
+static const char *s_version_2_schema =
+    "INSERT INTO schema_version VALUES (2, 0);"
+    "CREATE TABLE rooms ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    description TEXT NOT NULL,"
+    "    private INTEGER NOT NULL,"
+    "    max_participants INTEGER NOT NULL,"
+    "    owner_id INTEGER NOT NULL REFERENCES users (id),"
+    "    created_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX rooms_by_owner ON rooms (owner_id);"
+    "CREATE TABLE members ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    joined_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX members_by_user ON members (user_id);"
+    "CREATE TABLE invitations ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    invited_by TEXT NOT NULL,"
+    "    invited_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX invitations_by_user ON invitations (user_id);"
+    "CREATE TABLE entries ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    kind TEXT NOT NULL,"
+    "    user TEXT NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    text TEXT,"
+    "    event TEXT,"
+    "    PRIMARY KEY (room_id, seq)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO users VALUES (2, 'bob', 'bob', 'hash', 5, NULL);"
+    "INSERT INTO rooms VALUES (1, 'General', 'general', '', 0, 50, 1, 5);"
+    "INSERT INTO members VALUES (1, 1, 5);"
+    "INSERT INTO entries VALUES (1, 1, 'message', 'Alice', 6, 'before pm', NULL);";
+
+static void
+test_version_2_file_migrated_in_place_keeping_rooms (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_sql (fixture->path, s_version_1_file);
+    s_sql (fixture->path, s_version_2_schema);
+    s_log_clear ();
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (s_log_says (fixture->path, "migrated to schema version 3"));
+    assert_false (s_log_says (fixture->path, "migrated to schema version 2"));
+    //  The room goes on where it stopped, and private messages can be had
+    s_append_message (broker, "general", 2);
+    s_append_pm (broker, "alice", "BOB", 1);
+    s_append_pm (broker, "bob", "alice", 2);
+    sc_broker_destroy (&broker);
+
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM tokens"), 1);
+    //  One conversation, the lower user id first, at seq 2
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT last_seq FROM conversations"
+                                 " WHERE user_a = 1 AND user_b = 2"), 2);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pm_entries"), 2);
+
+    //  Opened again: nothing more to migrate
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    sc_broker_destroy (&broker);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+}
+
+static void
+test_pm_history_unread_and_conversation_list_never_scan (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    const char *names [] = { "alice", "bob", "carol", "dave" };
+    for (size_t index = 0; index < 4; index++)
+        s_create_user (broker, names [index]);
+    for (int64_t seq = 1; seq <= 300; seq++) {
+        s_append_pm (broker, seq % 2 ? "alice" : "bob", seq % 2 ? "bob" : "alice", seq);
+        if (seq <= 10) {
+            s_append_pm (broker, "carol", "alice", seq);
+            s_append_pm (broker, "dave", "bob", seq);
+        }
+    }
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "ANALYZE");
+
+    //  The statements of store_sqlite.c that read private messages
+    const char *queries [] = {
+        "SELECT seq, from_id, ts, text FROM pm_entries"
+        " WHERE conversation_id = 1 AND seq < 100 ORDER BY seq DESC LIMIT 51",
+        "SELECT seq, from_id, ts, text FROM pm_entries"
+        " WHERE conversation_id = 1 AND seq > 100 ORDER BY seq ASC LIMIT 51",
+        "SELECT count (*) FROM pm_entries"
+        " WHERE conversation_id = 1 AND seq > 150 AND from_id <> 1",
+        "SELECT id, last_seq, read_a, read_b FROM conversations WHERE user_a = 1 AND user_b = 2"
+    };
+    for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
+        char *plan = s_query_plan (fixture->path, queries [index]);
+        if (strstr (plan, "SCAN") || !strstr (plan, "SEARCH") || strstr (plan, "TEMP B-TREE"))
+            fail_msg ("'%s' is planned as '%s'", queries [index], plan);
+        free (plan);
+    }
+    //  The conversation list: both per-user indexes walked in last_ts
+    //  order and merged, no sort, no scan
+#define S_CONV_ARM(me, other, marker) \
+    "SELECT c.id, u.name, c.last_seq, c.last_ts, e.from_id, e.text, e.ts," \
+    " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
+    "  AND n.seq > c." marker " AND n.from_id <> c." me ")" \
+    " FROM conversations AS c JOIN users AS u ON u.id = c." other \
+    " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_seq" \
+    " WHERE c." me " = 1"
+    const char *list = S_CONV_ARM ("user_a", "user_b", "read_a")
+                       " UNION ALL "
+                       S_CONV_ARM ("user_b", "user_a", "read_b")
+                       " ORDER BY 4 DESC, 1 DESC LIMIT 200";
+    char *plan = s_query_plan (fixture->path, list);
+    if (strstr (plan, "SCAN") || strstr (plan, "TEMP B-TREE")
+    ||  !strstr (plan, "conversations_by_a") || !strstr (plan, "conversations_by_b"))
+        fail_msg ("the conversation list is planned as '%s'", plan);
+    free (plan);
+}
+
 
 static void
 test_missing_folder_refused_naming_the_path (void **state)
@@ -576,9 +728,11 @@ main (int argc, char *argv [])
 
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
-        S_TEST (test_new_database_is_wal_at_schema_version_2),
+        S_TEST (test_new_database_is_wal_at_schema_version_3),
         S_TEST (test_version_1_file_migrated_in_place_keeping_accounts),
         S_TEST (test_history_and_counts_are_searches_of_primary_keys_not_scans),
+        S_TEST (test_version_2_file_migrated_in_place_keeping_rooms),
+        S_TEST (test_pm_history_unread_and_conversation_list_never_scan),
         S_TEST (test_missing_folder_refused_naming_the_path),
         S_TEST (test_file_that_is_not_a_database_refused),
         S_TEST (test_corrupt_database_refused),
