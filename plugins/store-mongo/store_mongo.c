@@ -1,7 +1,7 @@
 /*  =========================================================================
     store-mongo - the store for clusters: proto/STORE.md on MongoDB
 
-    Serves the store.* requests of proto/STORE.md from four collections of
+    Serves the store.* requests of proto/STORE.md from six collections of
     one MongoDB database, through one mongoc_client_t used only on this
     instance's own thread (calls block that thread, which exists for it):
 
@@ -10,13 +10,15 @@
         tokens  {_id: ObjectId, token_hash, user, created_at, expires_at}
                  unique index on token_hash; indexes on user and expires_at
         rooms, messages: see "Rooms, members, invitations and timelines"
+        pm_messages, conversations: see "Private messages"
 
     tokens.user is the owner's name as registered (names never change), so
     that store.token.get, the hot path of every login by token, is one find.
 
     Batching: on_request validates a request and queues it; on_batch_end
     applies the queue in the order received. A run of consecutive
-    user.create, of token.put or of user.seen requests goes to the server
+    user.create, of token.put, of user.seen, of msg.append or of pm.append
+    requests goes to the server
     together: one find for what the run needs to know (taken names, owners,
     known users), then one insert_many (unordered: each document's error
     comes back with its index, so every request gets its own answer) or one
@@ -52,7 +54,7 @@
 #include <string.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define S_SCHEMA_VERSION        2
+#define S_SCHEMA_VERSION        3
 //  Most requests queued before they are applied
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
@@ -66,11 +68,16 @@
 #define S_DESCRIPTION_MAX       2000
 #define S_TEXT_MAX              16000
 #define S_HISTORY_DEFAULT       50
+#define S_CONVERSATIONS_DEFAULT 200
 //  How often member.add re-reads a room that changed between its checks
 //  and its conditional update (another writer joined, left, deleted)
 #define S_JOIN_ATTEMPTS         3
 //  The index that serves every timeline read and guards (room, seq)
 #define S_TIMELINE_INDEX        "room_seq_unique"
+//  The index that serves every pm history page and unread count, and
+//  guards (conv, seq); the one that serves pm.conversations
+#define S_PM_INDEX              "conv_seq_unique"
+#define S_CONVERSATIONS_INDEX   "users_last_ts"
 //  Defaults for what the URI does not set: a cluster client that answers
 //  unavailable within seconds rather than hang while the server is away.
 //  Each blocking call stays under the 3 s after which the broker declares
@@ -106,7 +113,12 @@ typedef enum {
     S_OP_MEMBER_LIST,
     S_OP_INVITE_ADD,
     S_OP_MSG_APPEND,
-    S_OP_MSG_HISTORY
+    S_OP_MSG_HISTORY,
+    S_OP_PM_APPEND,
+    S_OP_PM_LAST_SEQ,
+    S_OP_PM_HISTORY,
+    S_OP_PM_CONVERSATIONS,
+    S_OP_PM_READ
 } s_op_t;
 
 static const struct {
@@ -132,7 +144,12 @@ static const struct {
     { "store.member.list",       S_OP_MEMBER_LIST },
     { "store.invite.add",        S_OP_INVITE_ADD },
     { "store.msg.append",        S_OP_MSG_APPEND },
-    { "store.msg.history",       S_OP_MSG_HISTORY }
+    { "store.msg.history",       S_OP_MSG_HISTORY },
+    { "store.pm.append",         S_OP_PM_APPEND },
+    { "store.pm.last_seq",       S_OP_PM_LAST_SEQ },
+    { "store.pm.history",        S_OP_PM_HISTORY },
+    { "store.pm.conversations",  S_OP_PM_CONVERSATIONS },
+    { "store.pm.read",           S_OP_PM_READ }
 };
 #define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
 
@@ -165,7 +182,7 @@ typedef struct {
     parley_request_t *request;      //  lent by the host until we reply
     s_op_t op;                      //  what it asks
     msgpack_unpacked fields;        //  owns what the fields below point into
-    s_text_t name;                  //  name, after, or user for the token requests
+    s_text_t name;                  //  name, after, user; pm: from or user
     char key [S_NAME_MAX + 1];      //  name, lower-cased, NUL-terminated
     s_text_t hash;                  //  password_hash or token_hash
     int64_t created_at;             //  time fields
@@ -181,10 +198,18 @@ typedef struct {
     bool is_private;                //  room.create
     uint32_t max_participants;      //  room.create
     s_entry_t entry;                //  msg.append, member.add/remove
-    char pair [S_ROOM_MAX + 24];    //  msg.append: "room_key/seq", for duplicates in a run
-    bool room_found;                //  msg.append: its room exists
-    s_cursor_t cursor;              //  msg.history
-    uint64_t cursor_seq;            //  msg.history: before or after
+    char pair [2 * S_NAME_MAX + 24];    //  "room_key/seq" or "conv/seq", for duplicates in a run
+    bool room_found;                //  msg.append: its room exists; pm.append: its conversation
+    s_cursor_t cursor;              //  msg.history, pm.history
+    uint64_t cursor_seq;            //  before or after
+    s_text_t peer;                  //  pm: to or with
+    char peer_key [S_NAME_MAX + 1]; //  peer, lower-cased
+    char conv [2 * S_NAME_MAX + 2]; //  pm: the conversation's key (see "Private messages")
+    uint64_t seq;                   //  pm.append, pm.read
+    int64_t ts;                     //  pm.append
+    s_text_t text;                  //  pm.append, may be empty
+    char from_name [S_NAME_MAX + 1];    //  pm.append: the sender as registered
+    char to_name [S_NAME_MAX + 1];      //  pm.append: the recipient as registered
     const char *code;               //  error code, NULL for ok
     char message [200];             //  error sentence
     msgpack_sbuffer result;         //  ok result map
@@ -200,6 +225,8 @@ typedef struct {
     mongoc_collection_t *tokens;    //  the tokens collection
     mongoc_collection_t *rooms;     //  the rooms collection
     mongoc_collection_t *messages;  //  the messages collection: every room's timeline
+    mongoc_collection_t *pm_messages;   //  every conversation's messages
+    mongoc_collection_t *conversations; //  one document per conversation
     char *database;                 //  the database's name
     bool prepared;                  //  indexes created
     bool reachable;                 //  last we knew, for logging changes once
@@ -591,6 +618,51 @@ refused: {
     return -1;
 }
 
+//  Reads the page of a history request: limit, and before or after
+static int
+s_read_page (s_pending_t *pending, const msgpack_object *map)
+{
+    uint64_t limit;
+    if (s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, S_HISTORY_DEFAULT,
+                     &limit))
+        return -1;
+    pending->limit = (uint32_t) limit;
+    const msgpack_object *before = s_field (map, "before");
+    const msgpack_object *after = s_field (map, "after");
+    if (before && before->type == MSGPACK_OBJECT_NIL)
+        before = NULL;
+    if (after && after->type == MSGPACK_OBJECT_NIL)
+        after = NULL;
+    if (before && after) {
+        s_fail (pending, "bad_request", "Give 'before' or 'after', not both.");
+        return -1;
+    }
+    if (before || after) {
+        pending->cursor = before ? S_CURSOR_BEFORE : S_CURSOR_AFTER;
+        if (s_read_uint (pending, map, before ? "before" : "after", 0, INT64_MAX, true, 0,
+                         &pending->cursor_seq))
+            return -1;
+    }
+    return 0;
+}
+
+//  Reads the two sides of a pm request: me into name and key, other into
+//  peer and peer_key, and makes the conversation's key
+static int
+s_read_pm_pair (s_pending_t *pending, const msgpack_object *map, const char *me,
+                const char *other)
+{
+    if (s_read_name (pending, map, me, true)
+    ||  s_read_text (pending, map, other, S_NAME_MAX, true, &pending->peer))
+        return -1;
+    s_lower (pending->peer.data, pending->peer.size, pending->peer_key);
+    bool me_first = strcmp (pending->key, pending->peer_key) < 0;
+    snprintf (pending->conv, sizeof pending->conv, "%s\n%s",
+              me_first ? pending->key : pending->peer_key,
+              me_first ? pending->peer_key : pending->key);
+    return 0;
+}
+
 //  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
 static int
 s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
@@ -687,31 +759,40 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
         case S_OP_MSG_APPEND:
             return s_read_room (pending, map, "room") || s_read_entry (pending, map, true)
                    ? -1 : 0;
-        case S_OP_MSG_HISTORY: {
+        case S_OP_MSG_HISTORY:
+            return s_read_room (pending, map, "room") || s_read_page (pending, map) ? -1 : 0;
+        case S_OP_PM_APPEND:
+            if (s_read_pm_pair (pending, map, "from", "to")
+            ||  s_read_uint (pending, map, "seq", 1, INT64_MAX, true, 0, &pending->seq)
+            ||  s_read_string (pending, map, "text", S_TEXT_MAX, true, &pending->text)
+            ||  s_read_time (pending, map, "ts", &pending->ts))
+                return -1;
+            if (strcmp (pending->key, pending->peer_key) == 0) {
+                s_fail (pending, "bad_request",
+                        "'from' and 'to' are the same user: a conversation needs two.");
+                return -1;
+            }
+            snprintf (pending->pair, sizeof pending->pair, "%s/%" PRIu64, pending->conv,
+                      pending->seq);
+            return 0;
+        case S_OP_PM_LAST_SEQ:
+            return s_read_pm_pair (pending, map, "user", "with");
+        case S_OP_PM_HISTORY:
+            return s_read_pm_pair (pending, map, "user", "with") || s_read_page (pending, map)
+                   ? -1 : 0;
+        case S_OP_PM_CONVERSATIONS: {
             uint64_t limit;
-            if (s_read_room (pending, map, "room")
+            if (s_read_name (pending, map, "user", true)
             ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false,
-                             S_HISTORY_DEFAULT, &limit))
+                             S_CONVERSATIONS_DEFAULT, &limit))
                 return -1;
             pending->limit = (uint32_t) limit;
-            const msgpack_object *before = s_field (map, "before");
-            const msgpack_object *after = s_field (map, "after");
-            if (before && before->type == MSGPACK_OBJECT_NIL)
-                before = NULL;
-            if (after && after->type == MSGPACK_OBJECT_NIL)
-                after = NULL;
-            if (before && after) {
-                s_fail (pending, "bad_request", "Give 'before' or 'after', not both.");
-                return -1;
-            }
-            if (before || after) {
-                pending->cursor = before ? S_CURSOR_BEFORE : S_CURSOR_AFTER;
-                if (s_read_uint (pending, map, before ? "before" : "after", 0, INT64_MAX, true,
-                                 0, &pending->cursor_seq))
-                    return -1;
-            }
             return 0;
         }
+        case S_OP_PM_READ:
+            return s_read_pm_pair (pending, map, "user", "with")
+                || s_read_uint (pending, map, "seq", 0, INT64_MAX, true, 0, &pending->seq)
+                   ? -1 : 0;
     }
     s_fail (pending, "internal", "The store has no handler for this request.");
     return -1;
@@ -837,11 +918,31 @@ s_prepare (store_t *self, bson_error_t *error)
             "{", "key", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 (S_TIMELINE_INDEX), "unique", BCON_BOOL (true), "}",
         "]");
-    self->round_trips += 4;
+    bson_t *pm_messages = BCON_NEW (
+        "createIndexes", BCON_UTF8 ("pm_messages"),
+        "indexes", "[",
+            "{", "key", "{", "conv", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (S_PM_INDEX), "unique", BCON_BOOL (true), "}",
+        "]");
+    //  users: a user's conversations, newest first (multikey)
+    bson_t *conversations = BCON_NEW (
+        "createIndexes", BCON_UTF8 ("conversations"),
+        "indexes", "[",
+            "{", "key", "{", "conv", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("conv_unique"), "unique", BCON_BOOL (true), "}",
+            "{", "key", "{", "users", BCON_INT32 (1), "last_ts", BCON_INT32 (-1),
+                              "_id", BCON_INT32 (-1), "}",
+                 "name", BCON_UTF8 (S_CONVERSATIONS_INDEX), "}",
+        "]");
+    self->round_trips += 6;
     ok = mongoc_database_write_command_with_opts (database, users, NULL, NULL, error)
       && mongoc_database_write_command_with_opts (database, tokens, NULL, NULL, error)
       && mongoc_database_write_command_with_opts (database, rooms, NULL, NULL, error)
-      && mongoc_database_write_command_with_opts (database, messages, NULL, NULL, error);
+      && mongoc_database_write_command_with_opts (database, messages, NULL, NULL, error)
+      && mongoc_database_write_command_with_opts (database, pm_messages, NULL, NULL, error)
+      && mongoc_database_write_command_with_opts (database, conversations, NULL, NULL, error);
+    bson_destroy (pm_messages);
+    bson_destroy (conversations);
     bson_destroy (users);
     bson_destroy (tokens);
     bson_destroy (rooms);
@@ -851,7 +952,8 @@ s_prepare (store_t *self, bson_error_t *error)
         return -1;
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
-                     "MongoDB at %s: indexes on users, tokens, rooms and messages are in place", self->where);
+                     "MongoDB at %s: indexes on users, tokens, rooms, messages, pm_messages "
+                     "and conversations are in place", self->where);
     return 0;
 }
 
@@ -878,6 +980,11 @@ s_fail_conflict (s_pending_t *pending)
             s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
                     " already.", (int) pending->room.size, pending->room.data,
                     pending->entry.seq);
+            break;
+        case S_OP_PM_APPEND:
+            s_fail (pending, "conflict", "The conversation of '%s' and '%s' has a message with"
+                    " seq %" PRIu64 " already.", pending->from_name, pending->to_name,
+                    pending->seq);
             break;
         default:
             s_fail (pending, "conflict", "This token hash is stored already.");
@@ -2407,6 +2514,59 @@ s_on_entry (void *arg, const bson_t *document)
         entries->documents [entries->count++] = bson_copy (document);
 }
 
+//  A page of a timeline: one range of its (key, seq) index, read from the
+//  cursor's side, one entry more than asked to tell whether more remain.
+//  Packs {messages, more} with pack. Returns 0, or -1 with error set.
+typedef void (s_pack_fn) (msgpack_packer *packer, const bson_t *document);
+
+static int
+s_run_page (store_t *self, s_pending_t *pending, mongoc_collection_t *collection,
+            const char *field, const char *key, const char *hint, s_pack_fn *pack,
+            msgpack_packer *packer, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, range;
+    BSON_APPEND_UTF8 (&filter, field, key);
+    if (pending->cursor != S_CURSOR_NONE) {
+        BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &range);
+        BSON_APPEND_INT64 (&range, pending->cursor == S_CURSOR_AFTER ? "$gt" : "$lt",
+                           (int64_t) pending->cursor_seq);
+        bson_append_document_end (&filter, &range);
+    }
+    bool oldest_first = pending->cursor == S_CURSOR_AFTER;
+    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (oldest_first ? 1 : -1), "}",
+                             "limit", BCON_INT64 ((int64_t) pending->limit + 1),
+                             "hint", BCON_UTF8 (hint),
+                             "projection", "{", "_id", BCON_INT32 (0), "}");
+    s_entries_t entries = { .capacity = pending->limit + 1 };
+    entries.documents = (bson_t **) calloc (entries.capacity, sizeof (bson_t *));
+    int rc = 0;
+    if (!entries.documents)
+        s_fail (pending, "internal", "The store ran out of memory.");
+    else {
+        rc = s_find (self, collection, &filter, opts, s_on_entry, &entries, error);
+        if (rc == 0) {
+            bool more = entries.count > pending->limit;
+            uint32_t count = more ? pending->limit : entries.count;
+            msgpack_pack_map (packer, 2);
+            s_pack_str (packer, "messages");
+            msgpack_pack_array (packer, count);
+            for (uint32_t index = 0; index < count; index++)
+                pack (packer, entries.documents [oldest_first ? index : count - 1 - index]);
+            s_pack_str (packer, "more");
+            if (more)
+                msgpack_pack_true (packer);
+            else
+                msgpack_pack_false (packer);
+        }
+        for (uint32_t index = 0; index < entries.count; index++)
+            bson_destroy (entries.documents [index]);
+        free (entries.documents);
+    }
+    bson_destroy (opts);
+    bson_destroy (&filter);
+    return rc;
+}
+
 static int
 s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                    bson_error_t *error)
@@ -2423,51 +2583,8 @@ s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer,
             s_fail_no_room (pending);
         return rc;
     }
-    //  One range of the (room, seq) index, read from the cursor's side, one
-    //  entry more than asked to tell whether more remain
-    bson_t filter = BSON_INITIALIZER, range;
-    BSON_APPEND_UTF8 (&filter, "room", pending->room_key);
-    if (pending->cursor != S_CURSOR_NONE) {
-        BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &range);
-        BSON_APPEND_INT64 (&range, pending->cursor == S_CURSOR_AFTER ? "$gt" : "$lt",
-                           (int64_t) pending->cursor_seq);
-        bson_append_document_end (&filter, &range);
-    }
-    bool oldest_first = pending->cursor == S_CURSOR_AFTER;
-    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (oldest_first ? 1 : -1), "}",
-                             "limit", BCON_INT64 ((int64_t) pending->limit + 1),
-                             "hint", BCON_UTF8 (S_TIMELINE_INDEX),
-                             "projection", "{", "_id", BCON_INT32 (0), "}");
-    s_entries_t entries = { .capacity = pending->limit + 1 };
-    entries.documents = (bson_t **) calloc (entries.capacity, sizeof (bson_t *));
-    if (!entries.documents) {
-        s_fail (pending, "internal", "The store ran out of memory.");
-        rc = 0;
-    }
-    else {
-        rc = s_find (self, self->messages, &filter, opts, s_on_entry, &entries, error);
-        if (rc == 0) {
-            bool more = entries.count > pending->limit;
-            uint32_t count = more ? pending->limit : entries.count;
-            msgpack_pack_map (packer, 2);
-            s_pack_str (packer, "messages");
-            msgpack_pack_array (packer, count);
-            for (uint32_t index = 0; index < count; index++)
-                s_pack_entry (packer, entries.documents [oldest_first ? index
-                                                                      : count - 1 - index]);
-            s_pack_str (packer, "more");
-            if (more)
-                msgpack_pack_true (packer);
-            else
-                msgpack_pack_false (packer);
-        }
-        for (uint32_t index = 0; index < entries.count; index++)
-            bson_destroy (entries.documents [index]);
-        free (entries.documents);
-    }
-    bson_destroy (opts);
-    bson_destroy (&filter);
-    return rc;
+    return s_run_page (self, pending, self->messages, "room", pending->room_key,
+                       S_TIMELINE_INDEX, s_pack_entry, packer, error);
 }
 
 //  msg.append, a run: one find of the rooms, one of the seqs taken, one
@@ -2632,6 +2749,640 @@ s_run_msg_append (store_t *self, s_pending_t *first, s_pending_t *end)
 }
 
 
+//  --------------------------------------------------------------------------
+//  Private messages: conversations, read markers
+//
+//  pm_messages    {_id: ObjectId, conv, seq, from, to (names as registered),
+//                  text, ts (BSON date)}
+//                                  unique index on (conv, seq)
+//  conversations  {_id: ObjectId, conv, users: [a, b] (lower-cased),
+//                  names: [a, b] (as registered), last_seq,
+//                  last_ts (BSON date), last: {seq, from, to, text, ts},
+//                  read_a, read_b}
+//                                  unique index on conv; index on
+//                                  (users, last_ts desc, _id desc)
+//
+//  conv is the pair's key: the two lower-cased names in byte order, joined
+//  by a newline ("alice\nbob"); a is the first of them. The read markers are
+//  fields of their own, not keys named after users, since a name may hold a
+//  '.' or begin with '$'. The conversation document is a copy of the
+//  newest entry, advanced by a conditional update (last_seq below the new
+//  one) so that it never goes back; pm.conversations is one range of its
+//  index, and the unread counts are one aggregation over ranges of
+//  (conv, seq). A message is stored before its conversation document is
+//  advanced: see README.md for what that means without transactions.
+
+//  A user of a pm request: lower-cased key and name as registered
+typedef struct {
+    char key [S_NAME_MAX + 1];      //  name_lower
+    char name [S_NAME_MAX + 1];     //  name
+} s_user_name_t;
+
+//  The users a run names that exist, sorted by key once found
+typedef struct {
+    s_user_name_t *users;           //  capacity entries
+    size_t count;                   //  entries found
+    size_t capacity;                //  entries allocated
+} s_user_names_t;
+
+static void
+s_on_user_name (void *arg, const bson_t *document)
+{
+    s_user_names_t *names = (s_user_names_t *) arg;
+    if (names->count == names->capacity)
+        return;
+    s_user_name_t *user = &names->users [names->count++];
+    s_copy_bson_str (document, "name_lower", user->key, sizeof user->key);
+    s_copy_bson_str (document, "name", user->name, sizeof user->name);
+}
+
+static int
+s_compare_user_names (const void *left, const void *right)
+{
+    return strcmp (((const s_user_name_t *) left)->key, ((const s_user_name_t *) right)->key);
+}
+
+static int
+s_compare_key_to_user_name (const void *key, const void *user)
+{
+    return strcmp ((const char *) key, ((const s_user_name_t *) user)->key);
+}
+
+//  The name as registered of the user whose key this is, or NULL
+static const char *
+s_user_name_of (const s_user_names_t *names, const char *key)
+{
+    const s_user_name_t *user = (const s_user_name_t *) bsearch (
+        key, names->users, names->count, sizeof (s_user_name_t), s_compare_key_to_user_name);
+    return user ? user->name : NULL;
+}
+
+//  Finds both sides of every live request of [first, end) in one find;
+//  names->users holds room for two per request. Returns 0, or -1 with
+//  error set.
+static int
+s_find_pm_users (store_t *self, s_pending_t *first, s_pending_t *end, s_user_names_t *names,
+                 bson_error_t *error)
+{
+    bson_t filter, condition, array;
+    s_in_begin (&filter, "name_lower", &condition, &array);
+    uint32_t count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending)) {
+            s_array_append_text (&array, &count, pending->key, (uint32_t) strlen (pending->key));
+            s_array_append_text (&array, &count, pending->peer_key,
+                                 (uint32_t) strlen (pending->peer_key));
+        }
+    s_in_end (&filter, &condition, &array);
+    int rc = 0;
+    if (count > 0) {
+        bson_t *opts = BCON_NEW ("projection", "{", "name_lower", BCON_INT32 (1),
+                                 "name", BCON_INT32 (1), "}");
+        rc = s_find (self, self->users, &filter, opts, s_on_user_name, names, error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    qsort (names->users, names->count, sizeof (s_user_name_t), s_compare_user_names);
+    return rc;
+}
+
+//  Fails pending with not_found, naming the side that does not exist
+static void
+s_fail_no_pm_user (s_pending_t *pending, bool me_missing)
+{
+    const s_text_t *missing = me_missing ? &pending->name : &pending->peer;
+    s_fail (pending, "not_found", "No user is named '%.*s'.", (int) missing->size,
+            missing->data);
+}
+
+//  Packs a pm entry from a document that holds seq, from, to, text, ts
+static void
+s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
+{
+    msgpack_pack_map (packer, 5);
+    s_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, (uint64_t) s_bson_int (document, "seq", 0));
+    s_pack_str (packer, "from");
+    s_pack_bson_text (packer, document, "from");
+    s_pack_str (packer, "to");
+    s_pack_bson_text (packer, document, "to");
+    s_pack_str (packer, "text");
+    s_pack_bson_text (packer, document, "text");
+    s_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, s_bson_int (document, "ts", 0));
+}
+
+//  The entry's fields, as in pm_messages and in a conversation's last
+static void
+s_append_pm_fields (const s_pending_t *pending, bson_t *document)
+{
+    BSON_APPEND_INT64 (document, "seq", (int64_t) pending->seq);
+    BSON_APPEND_UTF8 (document, "from", pending->from_name);
+    BSON_APPEND_UTF8 (document, "to", pending->to_name);
+    bson_append_utf8 (document, "text", 4, pending->text.data ? pending->text.data : "",
+                      (int) pending->text.size);
+    BSON_APPEND_DATE_TIME (document, "ts", pending->ts);
+}
+
+static void
+s_build_pm_message (const s_pending_t *pending, bson_t *document)
+{
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_OID (document, "_id", &oid);
+    BSON_APPEND_UTF8 (document, "conv", pending->conv);
+    s_append_pm_fields (pending, document);
+}
+
+static void
+s_on_pm_seq_taken (void *arg, const bson_t *document)
+{
+    s_span_t *span = (s_span_t *) arg;
+    uint32_t size;
+    const char *conv = s_bson_text (document, "conv", &size);
+    char pair [sizeof ((s_pending_t *) NULL)->pair];
+    snprintf (pair, sizeof pair, "%.*s/%" PRId64, (int) size, conv,
+              s_bson_int (document, "seq", 0));
+    for (s_pending_t *pending = span->first; pending < span->end; pending++)
+        if (s_is_live (pending) && strcmp (pending->pair, pair) == 0)
+            s_fail_conflict (pending);
+}
+
+static void
+s_on_conversation_exists (void *arg, const bson_t *document)
+{
+    s_span_t *span = (s_span_t *) arg;
+    uint32_t size;
+    const char *conv = s_bson_text (document, "conv", &size);
+    for (s_pending_t *pending = span->first; pending < span->end; pending++)
+        if (s_is_live (pending) && strlen (pending->conv) == size
+        &&  memcmp (pending->conv, conv, size) == 0)
+            pending->room_found = true;
+}
+
+//  Moves the conversation documents of the run's appends to their newest
+//  entry, creating those that do not exist: one find, one bulk. Returns 0,
+//  or -1 with error set.
+static int
+s_advance_conversations (store_t *self, s_pending_t *first, s_pending_t *end,
+                         bson_error_t *error)
+{
+    s_span_t span = { first, end };
+    bson_t filter, condition, array;
+    s_in_begin (&filter, "conv", &condition, &array);
+    uint32_t count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending))
+            s_array_append_text (&array, &count, pending->conv,
+                                 (uint32_t) strlen (pending->conv));
+    s_in_end (&filter, &condition, &array);
+    int rc = 0;
+    if (count > 0) {
+        bson_t *opts = BCON_NEW ("projection", "{", "conv", BCON_INT32 (1), "}");
+        rc = s_find (self, self->conversations, &filter, opts, s_on_conversation_exists, &span,
+                     error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    if (rc || count == 0)
+        return rc;
+
+    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
+    mongoc_bulk_operation_t *bulk
+        = mongoc_collection_create_bulk_operation_with_opts (self->conversations, bulk_opts);
+    bson_destroy (bulk_opts);
+    for (s_pending_t *pending = first; pending < end; pending++) {
+        if (!s_is_live (pending))
+            continue;
+        //  The newest entry of this conversation in the run, once per conversation
+        bool seen_before = false;
+        s_pending_t *newest = pending;
+        for (s_pending_t *other = first; other < end; other++) {
+            if (other == pending || !s_is_live (other) || strcmp (other->conv, pending->conv))
+                continue;
+            if (other < pending)
+                seen_before = true;
+            if (other->seq > newest->seq)
+                newest = other;
+        }
+        if (seen_before)
+            continue;
+        //  The filter carries the condition: the newest never goes back.
+        //  A conversation not found is upserted; if a concurrent writer
+        //  created it with a newer entry, the upsert's insert meets the
+        //  unique index on conv and changes nothing.
+        bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
+                                     "last_seq", "{", "$lt", BCON_INT64 ((int64_t) newest->seq),
+                                     "}");
+        bson_t update = BSON_INITIALIZER, set, last;
+        BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
+        BSON_APPEND_INT64 (&set, "last_seq", (int64_t) newest->seq);
+        BSON_APPEND_DATE_TIME (&set, "last_ts", newest->ts);
+        BSON_APPEND_DOCUMENT_BEGIN (&set, "last", &last);
+        s_append_pm_fields (newest, &last);
+        bson_append_document_end (&set, &last);
+        bson_append_document_end (&update, &set);
+        bson_t *update_opts = NULL;
+        if (!pending->room_found) {
+            //  users and names in the order of conv: a, then b
+            bool from_first = strcmp (newest->key, newest->peer_key) < 0;
+            const char *a_name = from_first ? newest->from_name : newest->to_name;
+            const char *b_name = from_first ? newest->to_name : newest->from_name;
+            bson_t insert, users, names;
+            bson_oid_t oid;
+            bson_oid_init (&oid, NULL);
+            BSON_APPEND_DOCUMENT_BEGIN (&update, "$setOnInsert", &insert);
+            BSON_APPEND_OID (&insert, "_id", &oid);
+            BSON_APPEND_ARRAY_BEGIN (&insert, "users", &users);
+            BSON_APPEND_UTF8 (&users, "0", from_first ? newest->key : newest->peer_key);
+            BSON_APPEND_UTF8 (&users, "1", from_first ? newest->peer_key : newest->key);
+            bson_append_array_end (&insert, &users);
+            BSON_APPEND_ARRAY_BEGIN (&insert, "names", &names);
+            BSON_APPEND_UTF8 (&names, "0", a_name);
+            BSON_APPEND_UTF8 (&names, "1", b_name);
+            bson_append_array_end (&insert, &names);
+            BSON_APPEND_INT64 (&insert, "read_a", 0);
+            BSON_APPEND_INT64 (&insert, "read_b", 0);
+            bson_append_document_end (&update, &insert);
+            update_opts = BCON_NEW ("upsert", BCON_BOOL (true));
+        }
+        mongoc_bulk_operation_update_one_with_opts (bulk, selector, &update, update_opts, NULL);
+        bson_destroy (update_opts);
+        bson_destroy (&update);
+        bson_destroy (selector);
+    }
+    bson_t reply;
+    self->round_trips++;
+    if (!mongoc_bulk_operation_execute (bulk, &reply, error) && !s_is_duplicate_key (error))
+        rc = -1;
+    bson_destroy (&reply);
+    mongoc_bulk_operation_destroy (bulk);
+    return rc;
+}
+
+//  pm.append, a run: one find of the users, one of the seqs taken, one
+//  unordered insert_many, then s_advance_conversations
+static int
+s_run_pm_append (store_t *self, s_pending_t *first, s_pending_t *end)
+{
+    s_span_t span = { first, end };
+    bson_error_t error;
+    size_t live = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        live += s_is_live (pending);
+    s_user_names_t names = { NULL, 0, 2 * live };
+    names.users = (s_user_name_t *) calloc (names.capacity ? names.capacity : 1,
+                                            sizeof (s_user_name_t));
+    if (!names.users) {
+        for (s_pending_t *pending = first; pending < end; pending++)
+            if (s_is_live (pending))
+                s_fail (pending, "internal", "The store ran out of memory.");
+        return 0;
+    }
+    int rc = s_find_pm_users (self, first, end, &names, &error);
+    if (rc == 0)
+        for (s_pending_t *pending = first; pending < end; pending++) {
+            if (!s_is_live (pending))
+                continue;
+            const char *from = s_user_name_of (&names, pending->key);
+            const char *to = s_user_name_of (&names, pending->peer_key);
+            if (!from || !to)
+                s_fail_no_pm_user (pending, !from);
+            else {
+                snprintf (pending->from_name, sizeof pending->from_name, "%s", from);
+                snprintf (pending->to_name, sizeof pending->to_name, "%s", to);
+            }
+        }
+    free (names.users);
+    if (rc) {
+        s_note_failure (self, "looking up the users of private messages", &error);
+        s_fail_run (self, first, end, &error);
+        return s_is_unreachable (&error) ? -1 : 0;
+    }
+    s_settle_duplicates (first, end, s_pair_key_of);
+
+    //  The seqs taken, looked for before inserting (the test server does not
+    //  enforce the unique index): {conv: $in, seq: $in} is a superset of the
+    //  pairs; the callback matches them exactly
+    bson_t filter = BSON_INITIALIZER, condition, convs, seqs;
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "conv", &condition);
+    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &convs);
+    uint32_t conv_count = 0, seq_count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending))
+            s_array_append_text (&convs, &conv_count, pending->conv,
+                                 (uint32_t) strlen (pending->conv));
+    bson_append_array_end (&condition, &convs);
+    bson_append_document_end (&filter, &condition);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &condition);
+    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &seqs);
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending)) {
+            char index_key [16];
+            const char *key;
+            size_t key_size = bson_uint32_to_string (seq_count++, &key, index_key,
+                                                     sizeof index_key);
+            bson_append_int64 (&seqs, key, (int) key_size, (int64_t) pending->seq);
+        }
+    bson_append_array_end (&condition, &seqs);
+    bson_append_document_end (&filter, &condition);
+    if (conv_count > 0) {
+        bson_t *opts = BCON_NEW ("projection", "{", "conv", BCON_INT32 (1),
+                                 "seq", BCON_INT32 (1), "}",
+                                 "hint", BCON_UTF8 (S_PM_INDEX));
+        rc = s_find (self, self->pm_messages, &filter, opts, s_on_pm_seq_taken, &span, &error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    if (rc) {
+        s_note_failure (self, "looking for taken seqs of private messages", &error);
+        s_fail_run (self, first, end, &error);
+        return s_is_unreachable (&error) ? -1 : 0;
+    }
+    rc = s_insert_run (self, self->pm_messages, first, end, s_build_pm_message,
+                       "appending private messages");
+    //  The conversation documents: their failure leaves the messages
+    //  stored, and their ok stands (README.md)
+    if (rc == 0 && s_advance_conversations (self, first, end, &error))
+        s_note_failure (self, "advancing the conversations", &error);
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending)) {
+            msgpack_packer packer;
+            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
+            msgpack_pack_map (&packer, 3);
+            s_pack_str (&packer, "seq");
+            msgpack_pack_uint64 (&packer, pending->seq);
+            s_pack_str (&packer, "from");
+            s_pack_str (&packer, pending->from_name);
+            s_pack_str (&packer, "to");
+            s_pack_str (&packer, pending->to_name);
+        }
+    return rc;
+}
+
+static int
+s_run_pm_last_seq (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    //  From the messages' index, one key read: unknown users have none
+    bson_t *filter = BCON_NEW ("conv", BCON_UTF8 (pending->conv));
+    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (-1), "}",
+                             "limit", BCON_INT64 (1), "singleBatch", BCON_BOOL (true),
+                             "hint", BCON_UTF8 (S_PM_INDEX),
+                             "projection", "{", "seq", BCON_INT32 (1), "}");
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find (self, self->pm_messages, filter, opts, s_keep_first, &found, error);
+    if (rc == 0) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "last_seq");
+        msgpack_pack_uint64 (packer, (uint64_t) s_bson_int (&found, "seq", 0));
+    }
+    bson_destroy (&found);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+static int
+s_run_pm_history (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    //  Names as registered are in the entries: no look-up of the users
+    return s_run_page (self, pending, self->pm_messages, "conv", pending->conv, S_PM_INDEX,
+                       s_pack_pm_entry, packer, error);
+}
+
+//  The conversations of pm.conversations, in the order found, and what
+//  their unread counts need
+typedef struct {
+    bson_t **documents;             //  owned copies
+    int64_t *unread;                //  per document
+    uint32_t count;
+    uint32_t capacity;              //  the limit
+    const char *key;                //  the user's key
+} s_conversations_t;
+
+static void
+s_on_conversation (void *arg, const bson_t *document)
+{
+    s_conversations_t *list = (s_conversations_t *) arg;
+    if (list->count < list->capacity)
+        list->documents [list->count++] = bson_copy (document);
+}
+
+//  Whether the user is a (the first of conv) in this conversation document
+static bool
+s_is_first_user (const bson_t *conversation, const char *key)
+{
+    uint32_t size;
+    const char *first = s_bson_text (conversation, "users.0", &size);
+    return strlen (key) == size && memcmp (first, key, size) == 0;
+}
+
+static void
+s_on_unread_group (void *arg, const bson_t *document)
+{
+    s_conversations_t *list = (s_conversations_t *) arg;
+    uint32_t size;
+    const char *conv = s_bson_text (document, "_id", &size);
+    for (uint32_t index = 0; index < list->count; index++) {
+        uint32_t other_size;
+        const char *other = s_bson_text (list->documents [index], "conv", &other_size);
+        if (other_size == size && memcmp (other, conv, size) == 0)
+            list->unread [index] = s_bson_int (document, "n", 0);
+    }
+}
+
+//  Counts the messages to the user above the user's marker in each listed
+//  conversation that has any: one aggregation, a range of (conv, seq) per
+//  conversation. Returns 0, or -1 with error set.
+static int
+s_count_unread (store_t *self, s_conversations_t *list, bson_error_t *error)
+{
+    bson_t pipeline = BSON_INITIALIZER, stages, stage, match, any, group, sum;
+    BSON_APPEND_ARRAY_BEGIN (&pipeline, "pipeline", &stages);
+    BSON_APPEND_DOCUMENT_BEGIN (&stages, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN (&stage, "$match", &match);
+    BSON_APPEND_ARRAY_BEGIN (&match, "$or", &any);
+    uint32_t ranges = 0;
+    for (uint32_t index = 0; index < list->count; index++) {
+        const bson_t *conversation = list->documents [index];
+        bool first = s_is_first_user (conversation, list->key);
+        int64_t marker = s_bson_int (conversation, first ? "read_a" : "read_b", 0);
+        if (s_bson_int (conversation, "last_seq", 0) <= marker)
+            continue;           //  nothing above the marker
+        uint32_t size, name_size;
+        const char *conv = s_bson_text (conversation, "conv", &size);
+        const char *name = s_bson_text (conversation, first ? "names.0" : "names.1",
+                                        &name_size);
+        char index_key [16];
+        const char *key;
+        size_t key_size = bson_uint32_to_string (ranges++, &key, index_key, sizeof index_key);
+        bson_t range, above;
+        bson_append_document_begin (&any, key, (int) key_size, &range);
+        bson_append_utf8 (&range, "conv", 4, conv, (int) size);
+        BSON_APPEND_DOCUMENT_BEGIN (&range, "seq", &above);
+        BSON_APPEND_INT64 (&above, "$gt", marker);
+        bson_append_document_end (&range, &above);
+        bson_append_utf8 (&range, "to", 2, name, (int) name_size);
+        bson_append_document_end (&any, &range);
+    }
+    bson_append_array_end (&match, &any);
+    bson_append_document_end (&stage, &match);
+    bson_append_document_end (&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN (&stages, "1", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN (&stage, "$group", &group);
+    BSON_APPEND_UTF8 (&group, "_id", "$conv");
+    BSON_APPEND_DOCUMENT_BEGIN (&group, "n", &sum);
+    BSON_APPEND_INT32 (&sum, "$sum", 1);
+    bson_append_document_end (&group, &sum);
+    bson_append_document_end (&stage, &group);
+    bson_append_document_end (&stages, &stage);
+    bson_append_array_end (&pipeline, &stages);
+    int rc = 0;
+    if (ranges > 0) {
+        self->round_trips++;
+        mongoc_cursor_t *cursor = mongoc_collection_aggregate (
+            self->pm_messages, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
+        const bson_t *document;
+        while (mongoc_cursor_next (cursor, &document))
+            s_on_unread_group (list, document);
+        if (mongoc_cursor_error (cursor, error))
+            rc = -1;
+        mongoc_cursor_destroy (cursor);
+    }
+    bson_destroy (&pipeline);
+    return rc;
+}
+
+static int
+s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                        bson_error_t *error)
+{
+    //  One range of the (users, last_ts, _id) index, newest first; a user
+    //  who does not exist has none
+    bson_t *filter = BCON_NEW ("users", BCON_UTF8 (pending->key));
+    bson_t *opts = BCON_NEW ("sort", "{", "last_ts", BCON_INT32 (-1), "_id", BCON_INT32 (-1), "}",
+                             "limit", BCON_INT64 ((int64_t) pending->limit),
+                             "hint", BCON_UTF8 (S_CONVERSATIONS_INDEX));
+    s_conversations_t list = { .capacity = pending->limit, .key = pending->key };
+    list.documents = (bson_t **) calloc (list.capacity, sizeof (bson_t *));
+    list.unread = (int64_t *) calloc (list.capacity, sizeof (int64_t));
+    int rc = 0;
+    if (!list.documents || !list.unread)
+        s_fail (pending, "internal", "The store ran out of memory.");
+    else {
+        rc = s_find (self, self->conversations, filter, opts, s_on_conversation, &list, error);
+        if (rc == 0)
+            rc = s_count_unread (self, &list, error);
+        if (rc == 0) {
+            msgpack_pack_map (packer, 1);
+            s_pack_str (packer, "conversations");
+            msgpack_pack_array (packer, list.count);
+            for (uint32_t index = 0; index < list.count; index++) {
+                const bson_t *conversation = list.documents [index];
+                bool first = s_is_first_user (conversation, pending->key);
+                bson_iter_t iter;
+                bson_t last = BSON_INITIALIZER;
+                if (s_bson_at (conversation, "last", &iter) && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+                    uint32_t size;
+                    const uint8_t *data;
+                    bson_iter_document (&iter, &size, &data);
+                    bson_destroy (&last);
+                    bson_init_static (&last, data, size);
+                }
+                msgpack_pack_map (packer, 3);
+                s_pack_str (packer, "with");
+                s_pack_bson_text (packer, conversation, first ? "names.1" : "names.0");
+                s_pack_str (packer, "last");
+                s_pack_pm_entry (packer, &last);
+                s_pack_str (packer, "unread");
+                msgpack_pack_uint64 (packer, (uint64_t) list.unread [index]);
+                bson_destroy (&last);
+            }
+        }
+    }
+    for (uint32_t index = 0; index < list.count; index++)
+        bson_destroy (list.documents [index]);
+    free (list.documents);
+    free (list.unread);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+static int
+s_run_pm_read (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+               bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("conv", BCON_UTF8 (pending->conv));
+    bson_t conversation = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->conversations, filter, NULL, &conversation, error);
+    int64_t unread = 0;
+    if (rc == 0) {
+        //  Without a conversation there is nothing to mark (a marker alone
+        //  would not make one), but both users must exist
+        s_user_name_t found [2];
+        s_user_names_t names = { found, 0, 2 };
+        rc = s_find_pm_users (self, pending, pending + 1, &names, error);
+        if (rc == 0) {
+            bool me = s_user_name_of (&names, pending->key) != NULL;
+            if (!me || !s_user_name_of (&names, pending->peer_key))
+                s_fail_no_pm_user (pending, !me);
+        }
+    }
+    else
+    if (rc == 1) {
+        //  The conversation's two users exist: it was made with them
+        rc = 0;
+        bool first = s_is_first_user (&conversation, pending->key);
+        const char *field = first ? "read_a" : "read_b";
+        int64_t marker = s_bson_int (&conversation, field, 0);
+        if ((int64_t) pending->seq > marker) {
+            //  Conditional: a marker never goes back, whoever wrote last
+            bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
+                                         field, "{", "$lt", BCON_INT64 ((int64_t) pending->seq),
+                                         "}");
+            bson_t *update = BCON_NEW ("$set", "{", field,
+                                       BCON_INT64 ((int64_t) pending->seq), "}");
+            self->round_trips++;
+            if (!mongoc_collection_update_one (self->conversations, selector, update, NULL,
+                                               NULL, error))
+                rc = -1;
+            bson_destroy (update);
+            bson_destroy (selector);
+            marker = (int64_t) pending->seq;
+        }
+        if (rc == 0 && s_bson_int (&conversation, "last_seq", 0) > marker) {
+            uint32_t name_size;
+            const char *name = s_bson_text (&conversation, first ? "names.0" : "names.1",
+                                            &name_size);
+            bson_t count_filter = BSON_INITIALIZER, above;
+            BSON_APPEND_UTF8 (&count_filter, "conv", pending->conv);
+            BSON_APPEND_DOCUMENT_BEGIN (&count_filter, "seq", &above);
+            BSON_APPEND_INT64 (&above, "$gt", marker);
+            bson_append_document_end (&count_filter, &above);
+            bson_append_utf8 (&count_filter, "to", 2, name, (int) name_size);
+            self->round_trips++;
+            unread = mongoc_collection_count_documents (self->pm_messages, &count_filter, NULL,
+                                                        NULL, NULL, error);
+            bson_destroy (&count_filter);
+            if (unread < 0)
+                rc = -1;
+        }
+    }
+    if (rc == 0 && s_is_live (pending)) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "unread");
+        msgpack_pack_uint64 (packer, (uint64_t) unread);
+    }
+    bson_destroy (&conversation);
+    bson_destroy (filter);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Runs one request that is a round trip of its own. Returns 0, or -1 if
 //  the server could not be reached.
 static int
@@ -2690,10 +3441,23 @@ s_run_single (store_t *self, s_pending_t *pending)
         case S_OP_MSG_HISTORY:
             rc = s_run_msg_history (self, pending, &packer, &error);
             break;
+        case S_OP_PM_LAST_SEQ:
+            rc = s_run_pm_last_seq (self, pending, &packer, &error);
+            break;
+        case S_OP_PM_HISTORY:
+            rc = s_run_pm_history (self, pending, &packer, &error);
+            break;
+        case S_OP_PM_CONVERSATIONS:
+            rc = s_run_pm_conversations (self, pending, &packer, &error);
+            break;
+        case S_OP_PM_READ:
+            rc = s_run_pm_read (self, pending, &packer, &error);
+            break;
         case S_OP_USER_CREATE:
         case S_OP_USER_SEEN:
         case S_OP_TOKEN_PUT:
         case S_OP_MSG_APPEND:
+        case S_OP_PM_APPEND:
             assert (false);     //  runs, see s_flush
             break;
     }
@@ -2790,6 +3554,10 @@ s_flush (store_t *self)
                 end = s_run_end (pending, limit);
                 s_run_msg_append (self, pending, end);
                 break;
+            case S_OP_PM_APPEND:
+                end = s_run_end (pending, limit);
+                s_run_pm_append (self, pending, end);
+                break;
             default:
                 s_run_single (self, pending);
                 break;
@@ -2850,6 +3618,10 @@ s_store_free (store_t **self_p)
         mongoc_collection_destroy (self->rooms);
     if (self->messages)
         mongoc_collection_destroy (self->messages);
+    if (self->pm_messages)
+        mongoc_collection_destroy (self->pm_messages);
+    if (self->conversations)
+        mongoc_collection_destroy (self->conversations);
     if (self->client)
         mongoc_client_destroy (self->client);
     free (self->pending);
@@ -2974,6 +3746,10 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->tokens = mongoc_client_get_collection (self->client, self->database, "tokens");
     self->rooms = mongoc_client_get_collection (self->client, self->database, "rooms");
     self->messages = mongoc_client_get_collection (self->client, self->database, "messages");
+    self->pm_messages = mongoc_client_get_collection (self->client, self->database,
+                                                      "pm_messages");
+    self->conversations = mongoc_client_get_collection (self->client, self->database,
+                                                        "conversations");
 
     //  A server that is down now may be up in a minute: serve unavailable
     //  meanwhile. A server that answers with an error (a login refused, an

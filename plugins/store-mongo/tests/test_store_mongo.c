@@ -8,7 +8,9 @@
     crash), service that starts once the server comes up or comes back,
     duplicates inside one batch settled by the store itself, joins from two
     instances at once that never pass a room's max_participants, and the
-    seed's document shapes as MongoDB holds them.
+    seed's document shapes as MongoDB holds them; for private messages, the
+    message and conversation documents, their indexes, and a batch of
+    appends that settles its own duplicates.
 
     The server is the JavaScript stand-in (test-server/serve.mjs), started
     by the tests on a port they pick; its npm packages must be installed.
@@ -681,6 +683,161 @@ test_room_and_timeline_documents_have_the_seed_shape_and_indexes (void **state)
     zstr_free (&option);
 }
 
+//  --------------------------------------------------------------------------
+//  Private messages
+
+static uint64_t
+s_send_pm_append (sc_broker_t *broker, const char *from, const char *to, int64_t seq,
+                  const char *text)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 5);
+    sc_pack_kstr (&packer, "from", from);
+    sc_pack_kstr (&packer, "to", to);
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "text", text);
+    sc_pack_kint (&packer, "ts", 1718454900000 + seq * 1000);
+    uint64_t rid = sc_broker_send (broker, "store.pm.append", buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+//  The one document of collection that filter selects, as relaxed JSON
+//  (bson_free it); fails unless there is exactly one
+static char *
+s_only_document (mongoc_collection_t *collection, const bson_t *filter, bson_t *copy)
+{
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (collection, filter, NULL, NULL);
+    const bson_t *document;
+    assert_true (mongoc_cursor_next (cursor, &document));
+    char *json = bson_as_relaxed_extended_json (document, NULL);
+    if (copy)
+        bson_copy_to (document, copy);
+    if (mongoc_cursor_next (cursor, &document))
+        fail_msg ("more than one document: %s", json);
+    mongoc_cursor_destroy (cursor);
+    return json;
+}
+
+//  Whether collection has an index on key (relaxed JSON), unique if asked
+static bool
+s_has_index (mongoc_collection_t *collection, const char *key, bool unique)
+{
+    mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts (collection, NULL);
+    const bson_t *description;
+    bool found = false;
+    while (mongoc_cursor_next (cursor, &description)) {
+        bson_iter_t key_iter, unique_iter;
+        if (!bson_iter_init_find (&key_iter, description, "key"))
+            continue;
+        bool is_unique = bson_iter_init_find (&unique_iter, description, "unique")
+                      && bson_iter_bool (&unique_iter);
+        uint32_t size;
+        const uint8_t *data;
+        bson_t key_document;
+        bson_iter_document (&key_iter, &size, &data);
+        bson_init_static (&key_document, data, size);
+        char *text = bson_as_relaxed_extended_json (&key_document, NULL);
+        found = found || (strcmp (text, key) == 0 && (is_unique || !unique));
+        bson_free (text);
+    }
+    mongoc_cursor_destroy (cursor);
+    return found;
+}
+
+static void
+test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start (option);
+    assert_non_null (broker);
+    s_expect (broker, s_send_user_create (broker, "Alice"), NULL);
+    s_expect (broker, s_send_user_create (broker, "bob"), NULL);
+    s_expect (broker, s_send_user_create (broker, "carol"), NULL);
+
+    //  Sent without waiting: one run of appends. The third takes the seq
+    //  of the first in the same conversation, spelled the other way round.
+    uint64_t rids [6];
+    rids [0] = s_send_pm_append (broker, "alice", "bob", 1, "one");
+    rids [1] = s_send_pm_append (broker, "BOB", "Alice", 2, "two");
+    rids [2] = s_send_pm_append (broker, "bob", "alice", 1, "taken");
+    rids [3] = s_send_pm_append (broker, "carol", "alice", 1, "aside");
+    rids [4] = s_send_pm_append (broker, "alice", "ghost", 1, "anyone?");
+    rids [5] = s_send_pm_append (broker, "Alice", "ALICE", 1, "me");
+    const char *codes [] = { NULL, NULL, "conflict", NULL, "not_found", "bad_request" };
+    for (size_t index = 0; index < 6; index++)
+        s_expect (broker, rids [index], codes [index]);
+    const char *read [] = { "user", "alice", "with", "BOB" };
+    s_expect (broker, s_send_fields (broker, "store.pm.read", 2, read, "seq", 2), NULL);
+
+    const char *uri_text = strchr (option, '=') + 1;
+    mongoc_client_t *client = mongoc_client_new (uri_text);
+    assert_non_null (client);
+    const char *database = strrchr (uri_text, '/') + 1;
+    mongoc_collection_t *pm_messages
+        = mongoc_client_get_collection (client, database, "pm_messages");
+    mongoc_collection_t *conversations
+        = mongoc_client_get_collection (client, database, "conversations");
+
+    //  A message: names as registered, a BSON date, the first of a seq kept
+    bson_t *filter = BCON_NEW ("conv", BCON_UTF8 ("alice\nbob"), "seq", BCON_INT64 (1));
+    bson_t message = BSON_INITIALIZER;
+    char *json = s_only_document (pm_messages, filter, &message);
+    s_assert_bson_type (&message, "_id", BSON_TYPE_OID);
+    s_assert_bson_type (&message, "ts", BSON_TYPE_DATE_TIME);
+    assert_non_null (strstr (json, "\"from\" : \"Alice\""));
+    assert_non_null (strstr (json, "\"to\" : \"bob\""));
+    assert_non_null (strstr (json, "\"text\" : \"one\""));
+    bson_free (json);
+    bson_destroy (&message);
+    bson_destroy (filter);
+
+    //  One conversation document per pair, on its newest entry, with the
+    //  markers of both sides
+    filter = BCON_NEW ("conv", BCON_UTF8 ("alice\nbob"));
+    bson_t conversation = BSON_INITIALIZER;
+    json = s_only_document (conversations, filter, &conversation);
+    s_assert_bson_type (&conversation, "_id", BSON_TYPE_OID);
+    s_assert_bson_type (&conversation, "last_ts", BSON_TYPE_DATE_TIME);
+    s_assert_bson_type (&conversation, "last.ts", BSON_TYPE_DATE_TIME);
+    assert_non_null (strstr (json, "\"users\" : [ \"alice\", \"bob\" ]"));
+    assert_non_null (strstr (json, "\"names\" : [ \"Alice\", \"bob\" ]"));
+    assert_non_null (strstr (json, "\"last_seq\" : 2"));
+    assert_non_null (strstr (json, "\"from\" : \"bob\""));
+    assert_non_null (strstr (json, "\"read_a\" : 2"));
+    assert_non_null (strstr (json, "\"read_b\" : 0"));
+    bson_free (json);
+    bson_destroy (&conversation);
+    bson_destroy (filter);
+    filter = bson_new ();
+    bson_error_t error;
+    assert_int_equal (mongoc_collection_count_documents (conversations, filter, NULL, NULL,
+                                                         NULL, &error), 2);
+    assert_int_equal (mongoc_collection_count_documents (pm_messages, filter, NULL, NULL,
+                                                         NULL, &error), 3);
+    bson_destroy (filter);
+
+    //  The indexes: history and unread counts by (conv, seq), one document
+    //  per conversation, a user's conversations newest first
+    assert_true (s_has_index (pm_messages, "{ \"conv\" : 1, \"seq\" : 1 }", true));
+    assert_true (s_has_index (conversations, "{ \"conv\" : 1 }", true));
+    assert_true (s_has_index (conversations,
+                              "{ \"users\" : 1, \"last_ts\" : -1, \"_id\" : -1 }", false));
+    mongoc_collection_destroy (conversations);
+    mongoc_collection_destroy (pm_messages);
+    mongoc_client_destroy (client);
+
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
 
 int
 main (void)
@@ -699,6 +856,7 @@ main (void)
         cmocka_unit_test (test_duplicates_inside_one_batch_conflict_and_spare_the_rest),
         cmocka_unit_test (test_joins_from_two_instances_at_once_never_pass_max_participants),
         cmocka_unit_test (test_room_and_timeline_documents_have_the_seed_shape_and_indexes),
+        cmocka_unit_test (test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     zsock_destroy (&s_log);
