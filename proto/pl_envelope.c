@@ -280,6 +280,13 @@ pl_envelope_encode (pl_envelope_t *self, size_t *size_p)
         pl_buf_free (&buffer);
         return NULL;
     }
+    //  A peer would drop it: say so here, where the sender can be named
+    if (buffer.size > PL_ENVELOPE_MAX_HEADER) {
+        zsys_warning ("pl_envelope: a '%s' header of %zu bytes is over the %d-byte limit; "
+                      "not sent", pl_op_name (self->op), buffer.size, PL_ENVELOPE_MAX_HEADER);
+        pl_buf_free (&buffer);
+        return NULL;
+    }
     *size_p = buffer.size;
     return buffer.data;
 }
@@ -721,7 +728,7 @@ pl_envelope_recv (void *socket)
         if (!routing_id)
             return NULL;
         if (!zframe_more (routing_id)) {
-            zsys_debug ("pl_envelope: dropped a message with no header");
+            zsys_warning ("pl_envelope: dropped a message with no header");
             zframe_destroy (&routing_id);
             return NULL;
         }
@@ -742,12 +749,12 @@ pl_envelope_recv (void *socket)
         else
         if (zframe_more (body)) {
             s_drain (handle);
-            zsys_debug ("pl_envelope: dropped a message of more than two frames");
+            zsys_warning ("pl_envelope: dropped a message of more than two frames");
             malformed = true;
         }
         else
         if (zframe_size (body) > PL_ENVELOPE_MAX_BODY) {
-            zsys_debug ("pl_envelope: dropped a body of %zu bytes", zframe_size (body));
+            zsys_warning ("pl_envelope: dropped a body of %zu bytes", zframe_size (body));
             malformed = true;
         }
     }
@@ -757,7 +764,7 @@ pl_envelope_recv (void *socket)
         self = pl_envelope_decode ((const uint8_t *) zmq_msg_data (&header),
                                    zmq_msg_size (&header), reason, sizeof (reason));
         if (!self)
-            zsys_debug ("pl_envelope: dropped a message: %s", reason);
+            zsys_warning ("pl_envelope: dropped a message: %s", reason);
     }
     zmq_msg_close (&header);
     if (self) {

@@ -657,6 +657,47 @@ test_encode_and_decode_of_a_small_header_is_fast (void **state)
     pl_envelope_destroy (&envelope);
 }
 
+//  A delivery to a full room (10,000 members, the protocol's most) with the
+//  longest names fits; a header over the limit is refused at the sender
+static void
+test_delivery_to_a_full_room_of_longest_names_round_trips (void **state)
+{
+    enum { MEMBERS = 10000 };
+    char **names = (char **) calloc (MEMBERS, sizeof (char *));
+    assert_non_null (names);
+    for (size_t index = 0; index < MEMBERS; index++) {
+        names [index] = (char *) malloc (33);
+        assert_non_null (names [index]);
+        snprintf (names [index], 33, "user_%027zu", index);
+    }
+    pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
+    pl_envelope_set_users (deliver, (const char *const *) names, MEMBERS);
+    size_t size = 0;
+    uint8_t *data = pl_envelope_encode (deliver, &size);
+    assert_non_null (data);
+    pl_envelope_t *decoded = pl_envelope_decode (data, size, NULL, 0);
+    assert_non_null (decoded);
+    size_t count = 0;
+    char **users = pl_envelope_users (decoded, &count);
+    assert_int_equal (count, MEMBERS);
+    assert_string_equal (users [MEMBERS - 1], names [MEMBERS - 1]);
+    pl_envelope_destroy (&decoded);
+    free (data);
+
+    //  Twenty times as many sessions would not fit: not encoded at all
+    uint64_t *sids = (uint64_t *) calloc (MEMBERS * 20, sizeof (uint64_t));
+    assert_non_null (sids);
+    for (size_t index = 0; index < MEMBERS * 20; index++)
+        sids [index] = UINT64_MAX - index;
+    pl_envelope_set_sids (deliver, sids, MEMBERS * 20);
+    assert_null (pl_envelope_encode (deliver, &size));
+    free (sids);
+    pl_envelope_destroy (&deliver);
+    for (size_t index = 0; index < MEMBERS; index++)
+        free (names [index]);
+    free (names);
+}
+
 int
 main (void)
 {
@@ -664,6 +705,7 @@ main (void)
     zsys_handler_set (NULL);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_every_op_round_trips_by_name),
+        cmocka_unit_test (test_delivery_to_a_full_room_of_longest_names_round_trips),
         cmocka_unit_test (test_invalid_op_does_not_encode),
         cmocka_unit_test (test_every_field_round_trips),
         cmocka_unit_test (test_unset_fields_read_as_unset),
