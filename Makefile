@@ -2,6 +2,7 @@
 #   make run     install what is missing, build, start everything on http://127.0.0.1:8080
 #   make test    install what is missing, build with sanitizers, run every test
 #   make build   only build (into build/)
+#   make bench   the standard load suite (a few minutes) against build/; results in build/bench-results
 #   make fuzz    run each libFuzzer target for FUZZ_SECONDS (clang)
 
 BUILD_DIR   ?= build
@@ -12,7 +13,7 @@ DATA        ?= ./data
 FUZZ_SECONDS ?= 60
 JOBS        ?= $(shell nproc)
 
-.PHONY: all deps system-deps npm-deps build run test unit-tests integration-tests fuzz clean
+.PHONY: all deps system-deps npm-deps build run test unit-tests integration-tests bench fuzz clean
 
 all: build
 
@@ -56,8 +57,16 @@ test: deps build
 unit-tests:
 	ctest --test-dir $(TEST_DIR) --output-on-failure
 
+# Everything on the embedded default, then the account, presence, rooms and
+# private-message suites again on store-mongo against its wire-compatible test server
 integration-tests:
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
+	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) PARLEY_TEST_STORE=mongo \
+	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js \
+	    tests/20-rooms.test.js tests/30-pm.test.js
+
+bench: deps build
+	BUILD_DIR=$(abspath $(BUILD_DIR)) bash integration-tests/bench/run-bench.sh
 
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARLEY_FUZZ=ON

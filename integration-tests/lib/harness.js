@@ -133,6 +133,27 @@ function bin(name) {
 
 const commonArgs = ['--heartbeat', String(HEARTBEAT_MS)];
 
+// PARLEY_TEST_STORE=mongo runs every startParley() on store-mongo against one
+// wire-compatible test server per test process (plugins/store-mongo/test-server),
+// with a database per data folder, so a restart on the same folder finds its data.
+let mongoTestServer;
+
+async function mongoUriFor(data) {
+    if (!mongoTestServer) {
+        const proc = new Proc('mongo-test-server', process.execPath,
+            [path.join(repoRoot, 'plugins', 'store-mongo', 'test-server', 'serve.mjs'), '0']);
+        if (!await proc.waitForOutput(/listening on \d+/, 15000))
+            throw new Error(`the MongoDB test server did not start\n${proc.output}`);
+        // It lives as long as the test process and must not keep it alive
+        for (const handle of [proc.child, proc.child.stdout, proc.child.stderr])
+            handle.unref();
+        process.once('exit', () => proc.signal('SIGTERM'));
+        mongoTestServer = { proc, port: Number(/listening on (\d+)/.exec(proc.output)[1]) };
+    }
+    const database = path.basename(data).replace(/[^A-Za-z0-9_]/g, '_');
+    return `mongodb://127.0.0.1:${mongoTestServer.port}/${database}`;
+}
+
 // The all-in-one server on a free port, ready when /healthz answers 200. The
 // example plugin is loaded too (example.echo), unless withExample is false.
 export async function startParley({ args = [], dataDir, port: wantedPort, withExample = true } = {}) {
@@ -140,6 +161,9 @@ export async function startParley({ args = [], dataDir, port: wantedPort, withEx
         args = ['--plugin', 'example', ...args];
     const port = wantedPort ?? await freePort();
     const data = dataDir ?? tempDir('parley-data-');
+    if (process.env.PARLEY_TEST_STORE === 'mongo' && !args.includes('--store')
+    &&  !args.includes('--no-default-plugins'))
+        args = ['--store', await mongoUriFor(data), ...args];
     const proc = new Proc('parley', bin('parley'),
         ['--listen', `127.0.0.1:${port}`, '--data', data, ...commonArgs, ...args]);
     try {
