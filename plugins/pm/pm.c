@@ -22,10 +22,11 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_body.h"
+#include "pl_text.h"
 #include "pl_time.h"
 
 #include <czmq.h>
-#include <ctype.h>
 #include <strings.h>
 #include <inttypes.h>
 #include <msgpack.h>
@@ -119,180 +120,15 @@ typedef struct {
 
 
 //  --------------------------------------------------------------------------
-//  Small helpers (the msgpack readers, packers and text checks are rooms.c's)
-
-//  Caller owns the returned copy, lower-cased; NULL when out of memory
-static char *
-s_lower_dup (const char *text)
-{
-    char *copy = strdup (text);
-    if (copy)
-        for (char *cursor = copy; *cursor; cursor++)
-            if (*cursor >= 'A' && *cursor <= 'Z')
-                *cursor = (char) (*cursor - 'A' + 'a');
-    return copy;
-}
-
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t size = strlen (text);
-    msgpack_pack_str (packer, size);
-    msgpack_pack_str_body (packer, text, size);
-}
-
-static void
-s_pack_time (msgpack_packer *packer, int64_t ms)
-{
-    char text [PL_TIME_ISO8601_SIZE];
-    pl_time_iso8601 (ms, text, sizeof text);
-    s_pack_str (packer, text);
-}
-
-//  Finds a field of a msgpack map. Returns it, or NULL if absent.
-static const msgpack_object *
-s_field (const msgpack_object *map, const char *name)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t size = strlen (name);
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object *key = &map->via.map.ptr [index].key;
-        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
-        &&  memcmp (key->via.str.ptr, name, size) == 0)
-            return &map->via.map.ptr [index].val;
-    }
-    return NULL;
-}
-
-//  A string field as a new C string. Returns 1 and sets *text_p (caller
-//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
-//  of memory.
-static int
-s_field_str (const msgpack_object *map, const char *name, char **text_p)
-{
-    *text_p = NULL;
-    const msgpack_object *value = s_field (map, name);
-    if (!value || value->type == MSGPACK_OBJECT_NIL)
-        return 0;
-    if (value->type != MSGPACK_OBJECT_STR
-    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
-        return -1;
-    char *text = (char *) malloc (value->via.str.size + 1);
-    if (!text)
-        return -1;
-    memcpy (text, value->via.str.ptr, value->via.str.size);
-    text [value->via.str.size] = 0;
-    *text_p = text;
-    return 1;
-}
-
-//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
-//  nil, -1 when mistyped or negative.
-static int
-s_field_uint (const msgpack_object *map, const char *name, uint64_t *value_p)
-{
-    const msgpack_object *value = s_field (map, name);
-    if (!value || value->type == MSGPACK_OBJECT_NIL)
-        return 0;
-    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return -1;
-    *value_p = value->via.u64;
-    return 1;
-}
-
-static int64_t
-s_field_int (const msgpack_object *map, const char *name)
-{
-    const msgpack_object *value = s_field (map, name);
-    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return (int64_t) value->via.u64;
-    if (value && value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return value->via.i64;
-    return 0;
-}
-
-static bool
-s_field_bool (const msgpack_object *map, const char *name)
-{
-    const msgpack_object *value = s_field (map, name);
-    return value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
-}
-
-//  Copies a string field into text (at most size - 1 bytes); "" when absent
-static void
-s_field_copy (const msgpack_object *map, const char *name, char *text, size_t size)
-{
-    const msgpack_object *value = s_field (map, name);
-    text [0] = 0;
-    if (value && value->type == MSGPACK_OBJECT_STR) {
-        size_t length = value->via.str.size < size - 1? value->via.str.size: size - 1;
-        memcpy (text, value->via.str.ptr, length);
-        text [length] = 0;
-    }
-}
-
-//  Unicode characters in valid UTF-8 text (the gateway checked validity)
-static size_t
-s_utf8_length (const char *text)
-{
-    size_t count = 0;
-    for (const unsigned char *cursor = (const unsigned char *) text; *cursor; cursor++)
-        if ((*cursor & 0xC0) != 0x80)
-            count++;
-    return count;
-}
-
-//  True when the text holds something other than white space (ASCII and
-//  the Unicode space characters)
-static bool
-s_has_content (const char *text)
-{
-    const unsigned char *cursor = (const unsigned char *) text;
-    while (*cursor) {
-        uint32_t code = *cursor;
-        int extra = code >= 0xF0? 3: code >= 0xE0? 2: code >= 0xC0? 1: 0;
-        if (extra)
-            code &= 0x3F >> extra;
-        cursor++;
-        for (int index = 0; index < extra && *cursor; index++, cursor++)
-            code = (code << 6) | (*cursor & 0x3F);
-        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
-                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
-                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
-                  || code == 0x3000 || code == 0xFEFF;
-        if (!space)
-            return true;
-    }
-    return false;
-}
-
-static bool
-s_username_valid (const char *name)
-{
-    size_t length = strlen (name);
-    if (length < 3 || length > 32)
-        return false;
-    for (const char *cursor = name; *cursor; cursor++)
-        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'
-        &&  *cursor != '-')
-            return false;
-    return true;
-}
-
-static bool
-s_same_name (const char *one, const char *two)
-{
-    return strcasecmp (one, two) == 0;
-}
+//  Small helpers (body fields and text rules are proto/pl_body and pl_text)
 
 //  The conversation's key: both names lower-cased, in order, joined by a
 //  newline (names never hold one). Caller owns it; NULL when out of memory.
 static char *
 s_pair_key (const char *one, const char *two)
 {
-    char *first = s_lower_dup (one);
-    char *second = s_lower_dup (two);
+    char *first = pl_text_lower_dup (one);
+    char *second = pl_text_lower_dup (two);
     char *key = NULL;
     if (first && second) {
         if (strcmp (first, second) > 0) {
@@ -318,8 +154,8 @@ s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
     msgpack_sbuffer_init (buffer);
     msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (packer, fields);
-    s_pack_str (packer, field);
-    s_pack_str (packer, value);
+    pl_body_pack_str (packer, field);
+    pl_body_pack_str (packer, value);
 }
 
 
@@ -330,7 +166,7 @@ s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
 static const char *
 s_user_known (pm_t *self, const char *name)
 {
-    char *key = s_lower_dup (name);
+    char *key = pl_text_lower_dup (name);
     const char *registered = key? (const char *) zhashx_lookup (self->users, key): NULL;
     free (key);
     return registered;
@@ -341,7 +177,7 @@ s_user_remember (pm_t *self, const char *name)
 {
     if (!*name)
         return;
-    char *key = s_lower_dup (name);
+    char *key = pl_text_lower_dup (name);
     char *copy = strdup (name);
     if (key && copy) {
         if (zhashx_size (self->users) >= PM_USERS_CACHED_MAX)
@@ -365,19 +201,19 @@ s_pack_message (msgpack_packer *packer, bool event, const char *from, const char
 {
     msgpack_pack_map (packer, event? 6: 5);
     if (event) {
-        s_pack_str (packer, "type");
-        s_pack_str (packer, "pm");
+        pl_body_pack_str (packer, "type");
+        pl_body_pack_str (packer, "pm");
     }
-    s_pack_str (packer, "from");
-    s_pack_str (packer, from);
-    s_pack_str (packer, "to");
-    s_pack_str (packer, to);
-    s_pack_str (packer, "seq");
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, from);
+    pl_body_pack_str (packer, "to");
+    pl_body_pack_str (packer, to);
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, seq);
-    s_pack_str (packer, "text");
-    s_pack_str (packer, text);
-    s_pack_str (packer, "ts");
-    s_pack_time (packer, ts);
+    pl_body_pack_str (packer, "text");
+    pl_body_pack_str (packer, text);
+    pl_body_pack_str (packer, "ts");
+    pl_body_pack_time (packer, ts);
 }
 
 //  Packs one of the store's pm entries as the client's message
@@ -385,12 +221,12 @@ static void
 s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
 {
     char from [PM_NAME_MAX], to [PM_NAME_MAX];
-    s_field_copy (entry, "from", from, sizeof from);
-    s_field_copy (entry, "to", to, sizeof to);
+    pl_body_copy (entry, "from", from, sizeof from);
+    pl_body_copy (entry, "to", to, sizeof to);
     char *text = NULL;
-    s_field_str (entry, "text", &text);
-    s_pack_message (packer, false, from, to, (uint64_t) s_field_int (entry, "seq"),
-                    text? text: "", s_field_int (entry, "ts"));
+    pl_body_str (entry, "text", &text);
+    s_pack_message (packer, false, from, to, (uint64_t) pl_body_int (entry, "seq"),
+                    text? text: "", pl_body_int (entry, "ts"));
     free (text);
 }
 
@@ -510,13 +346,13 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
             op->seq = conv->last_seq + 1;
             op->ts = pl_time_now ();
             s_call_begin (&buffer, &packer, 5, "from", op->user);
-            s_pack_str (&packer, "to");
-            s_pack_str (&packer, op->other);
-            s_pack_str (&packer, "seq");
+            pl_body_pack_str (&packer, "to");
+            pl_body_pack_str (&packer, op->other);
+            pl_body_pack_str (&packer, "seq");
             msgpack_pack_uint64 (&packer, op->seq);
-            s_pack_str (&packer, "text");
-            s_pack_str (&packer, op->text);
-            s_pack_str (&packer, "ts");
+            pl_body_pack_str (&packer, "text");
+            pl_body_pack_str (&packer, op->text);
+            pl_body_pack_str (&packer, "ts");
             msgpack_pack_int64 (&packer, op->ts);
             s_conv_call (self, conv, STAGE_WRITE, "store.pm.append", &buffer);
             return;
@@ -531,7 +367,7 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
                 msgpack_sbuffer_init (&buffer);
                 msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                 msgpack_pack_map (&packer, 1);
-                s_pack_str (&packer, "unread");
+                pl_body_pack_str (&packer, "unread");
                 msgpack_pack_uint64 (&packer, 0);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
@@ -539,9 +375,9 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
                 return;
             }
             s_call_begin (&buffer, &packer, 3, "user", op->user);
-            s_pack_str (&packer, "with");
-            s_pack_str (&packer, op->other);
-            s_pack_str (&packer, "seq");
+            pl_body_pack_str (&packer, "with");
+            pl_body_pack_str (&packer, op->other);
+            pl_body_pack_str (&packer, "seq");
             msgpack_pack_uint64 (&packer, op->seq);
             s_conv_call (self, conv, STAGE_WRITE, "store.pm.read", &buffer);
             return;
@@ -549,16 +385,16 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
         case OP_HISTORY: {
             size_t fields = 3 + (op->before >= 0) + (op->after >= 0);
             s_call_begin (&buffer, &packer, fields, "user", op->user);
-            s_pack_str (&packer, "with");
-            s_pack_str (&packer, op->other);
-            s_pack_str (&packer, "limit");
+            pl_body_pack_str (&packer, "with");
+            pl_body_pack_str (&packer, op->other);
+            pl_body_pack_str (&packer, "limit");
             msgpack_pack_uint32 (&packer, op->limit);
             if (op->before >= 0) {
-                s_pack_str (&packer, "before");
+                pl_body_pack_str (&packer, "before");
                 msgpack_pack_int64 (&packer, op->before);
             }
             if (op->after >= 0) {
-                s_pack_str (&packer, "after");
+                pl_body_pack_str (&packer, "after");
                 msgpack_pack_int64 (&packer, op->after);
             }
             s_conv_call (self, conv, STAGE_HISTORY, "store.pm.history", &buffer);
@@ -588,8 +424,8 @@ s_conv_kick (pm_t *self, conv_t *conv)
             msgpack_sbuffer buffer;
             msgpack_packer packer;
             s_call_begin (&buffer, &packer, 2, "user", op->user);
-            s_pack_str (&packer, "with");
-            s_pack_str (&packer, op->other);
+            pl_body_pack_str (&packer, "with");
+            pl_body_pack_str (&packer, op->other);
             s_conv_call (self, conv, STAGE_LOAD, "store.pm.last_seq", &buffer);
             continue;
         }
@@ -613,8 +449,8 @@ static void
 s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
 {
     char from [PM_NAME_MAX], to [PM_NAME_MAX];
-    s_field_copy (body, "from", from, sizeof from);
-    s_field_copy (body, "to", to, sizeof to);
+    pl_body_copy (body, "from", from, sizeof from);
+    pl_body_copy (body, "to", to, sizeof to);
     if (!*from)
         snprintf (from, sizeof from, "%s", op->user);
     if (!*to)
@@ -632,10 +468,10 @@ s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
     self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
     msgpack_pack_map (&packer, 2);
-    s_pack_str (&packer, "seq");
+    pl_body_pack_str (&packer, "seq");
     msgpack_pack_uint64 (&packer, op->seq);
-    s_pack_str (&packer, "ts");
-    s_pack_time (&packer, op->ts);
+    pl_body_pack_str (&packer, "ts");
+    pl_body_pack_time (&packer, op->ts);
     self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -646,25 +482,25 @@ static void
 s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
 {
     const char *with = s_user_known (self, op->other);
-    uint64_t unread = (uint64_t) s_field_int (body, "unread");
+    uint64_t unread = (uint64_t) pl_body_int (body, "unread");
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, 4);
-    s_pack_str (&packer, "type");
-    s_pack_str (&packer, "pm_read");
-    s_pack_str (&packer, "with");
-    s_pack_str (&packer, with? with: op->other);
-    s_pack_str (&packer, "seq");
+    pl_body_pack_str (&packer, "type");
+    pl_body_pack_str (&packer, "pm_read");
+    pl_body_pack_str (&packer, "with");
+    pl_body_pack_str (&packer, with? with: op->other);
+    pl_body_pack_str (&packer, "seq");
     msgpack_pack_uint64 (&packer, op->seq);
-    s_pack_str (&packer, "unread");
+    pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
     const char *users [1] = { op->user };
     self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
     msgpack_pack_map (&packer, 1);
-    s_pack_str (&packer, "unread");
+    pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
     self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
@@ -682,7 +518,7 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
         return;
 
     if (stage == STAGE_LOAD) {
-        const msgpack_object *last = s_field (body, "last_seq");
+        const msgpack_object *last = pl_body_field (body, "last_seq");
         if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "could not load the conversation of '%s' and '%s': %s",
@@ -708,7 +544,7 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
             s_failure (self, op, code, message);
         else {
             char name [PM_NAME_MAX];
-            s_field_copy (body, "name", name, sizeof name);
+            pl_body_copy (body, "name", name, sizeof name);
             s_user_remember (self, *name? name: op->other);
             s_conv_kick (self, conv);       //  the op goes on to its history
             return;
@@ -763,7 +599,7 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
             if (code)
                 s_failure (self, op, code, message);
             else {
-                const msgpack_object *messages = s_field (body, "messages");
+                const msgpack_object *messages = pl_body_field (body, "messages");
                 uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
                                ? messages->via.array.size: 0;
                 msgpack_sbuffer buffer;
@@ -771,12 +607,12 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
                 msgpack_packer packer;
                 msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                 msgpack_pack_map (&packer, 2);
-                s_pack_str (&packer, "messages");
+                pl_body_pack_str (&packer, "messages");
                 msgpack_pack_array (&packer, count);
                 for (uint32_t index = 0; index < count; index++)
                     s_pack_store_message (&packer, &messages->via.array.ptr [index]);
-                s_pack_str (&packer, "more");
-                s_field_bool (body, "more")? msgpack_pack_true (&packer)
+                pl_body_pack_str (&packer, "more");
+                pl_body_bool (body, "more")? msgpack_pack_true (&packer)
                                            : msgpack_pack_false (&packer);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
@@ -805,7 +641,7 @@ s_list_request (pm_t *self, parley_request_t *request)
     msgpack_sbuffer buffer;
     msgpack_packer packer;
     s_call_begin (&buffer, &packer, 2, "user", user? user: "");
-    s_pack_str (&packer, "limit");
+    pl_body_pack_str (&packer, "limit");
     msgpack_pack_uint32 (&packer, PM_CONVERSATIONS_MAX);
     int rc = self->host->call (self->ctx, "store.pm.conversations", buffer.data, buffer.size,
                                list);
@@ -834,7 +670,7 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
     if (list->next)
         list->next->prev = list->prev;
 
-    const msgpack_object *convs = s_field (body, "conversations");
+    const msgpack_object *convs = pl_body_field (body, "conversations");
     if (code || !convs || convs->type != MSGPACK_OBJECT_ARRAY) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "could not list conversations: %s (%s)",
@@ -851,19 +687,19 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
         msgpack_packer packer;
         msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
         msgpack_pack_map (&packer, 1);
-        s_pack_str (&packer, "conversations");
+        pl_body_pack_str (&packer, "conversations");
         msgpack_pack_array (&packer, convs->via.array.size);
         for (uint32_t index = 0; index < convs->via.array.size; index++) {
             const msgpack_object *conv = &convs->via.array.ptr [index];
             char with [PM_NAME_MAX];
-            s_field_copy (conv, "with", with, sizeof with);
+            pl_body_copy (conv, "with", with, sizeof with);
             msgpack_pack_map (&packer, 3);
-            s_pack_str (&packer, "with");
-            s_pack_str (&packer, with);
-            s_pack_str (&packer, "last");
-            s_pack_store_message (&packer, s_field (conv, "last"));
-            s_pack_str (&packer, "unread");
-            msgpack_pack_uint64 (&packer, (uint64_t) s_field_int (conv, "unread"));
+            pl_body_pack_str (&packer, "with");
+            pl_body_pack_str (&packer, with);
+            pl_body_pack_str (&packer, "last");
+            s_pack_store_message (&packer, pl_body_field (conv, "last"));
+            pl_body_pack_str (&packer, "unread");
+            msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (conv, "unread"));
         }
         self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
@@ -882,7 +718,7 @@ s_rate_allows (pm_t *self, const char *user)
 {
     if (self->rate <= 0)
         return true;
-    char *key = s_lower_dup (user);
+    char *key = pl_text_lower_dup (user);
     if (!key)
         return true;
     int64_t now = pl_time_mono ();
@@ -967,14 +803,14 @@ s_on_request (void *state, parley_request_t *request)
     op->limit = PM_HISTORY_DEFAULT;
 
     //  Shape: every field present and of its type
-    if (s_field_str (map, other_field, &op->other) != 1) {
+    if (pl_body_str (map, other_field, &op->other) != 1) {
         code = "bad_request";
         snprintf (message, sizeof message, "The field '%s' must be a string: a user's name.",
                   other_field);
         goto done;
     }
     if (kind == OP_SEND) {
-        if (s_field_str (map, "text", &op->text) != 1) {
+        if (pl_body_str (map, "text", &op->text) != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'text' must be a string.");
             goto done;
@@ -982,7 +818,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     else
     if (kind == OP_READ) {
-        if (s_field_uint (map, "seq", &op->seq) != 1 || op->seq < 1 || op->seq > INT64_MAX) {
+        if (pl_body_uint (map, "seq", &op->seq) != 1 || op->seq < 1 || op->seq > INT64_MAX) {
             code = "bad_request";
             snprintf (message, sizeof message,
                       "The field 'seq' must be a seq (a whole number from 1): "
@@ -992,7 +828,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     else {
         uint64_t value;
-        int found = s_field_uint (map, "limit", &value);
+        int found = pl_body_uint (map, "limit", &value);
         if (found < 0 || (found == 1 && (value < 1 || value > PM_HISTORY_MAX))) {
             code = "bad_request";
             snprintf (message, sizeof message,
@@ -1001,7 +837,7 @@ s_on_request (void *state, parley_request_t *request)
         }
         if (found == 1)
             op->limit = (uint32_t) value;
-        found = s_field_uint (map, "before", &value);
+        found = pl_body_uint (map, "before", &value);
         if (found < 0 || (found == 1 && value > INT64_MAX)) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
@@ -1009,7 +845,7 @@ s_on_request (void *state, parley_request_t *request)
         }
         if (found == 1)
             op->before = (int64_t) value;
-        found = s_field_uint (map, "after", &value);
+        found = pl_body_uint (map, "after", &value);
         if (found < 0 || (found == 1 && value > INT64_MAX)) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
@@ -1025,7 +861,7 @@ s_on_request (void *state, parley_request_t *request)
     }
 
     //  Values
-    if (s_same_name (op->other, user)) {
+    if (pl_text_same_name (op->other, user)) {
         code = "bad_request";
         snprintf (message, sizeof message, kind == OP_SEND
                   ? "You cannot send a private message to yourself."
@@ -1033,15 +869,15 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     if (kind == OP_SEND) {
-        size_t length = s_utf8_length (op->text);
-        if (length < 1 || length > PM_TEXT_MAX || !s_has_content (op->text)) {
+        size_t length = pl_text_utf8_length (op->text);
+        if (length < 1 || length > PM_TEXT_MAX || !pl_text_has_content (op->text)) {
             code = "invalid_text";
             snprintf (message, sizeof message,
                       "A message is 1 to %d characters and not only white space.", PM_TEXT_MAX);
             goto done;
         }
     }
-    if (!s_username_valid (op->other)) {
+    if (!pl_text_username_valid (op->other)) {
         code = "no_such_user";
         snprintf (message, sizeof message, "There is no user named '%.40s'.", op->other);
         goto done;

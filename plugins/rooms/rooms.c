@@ -22,6 +22,8 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_body.h"
+#include "pl_text.h"
 #include "pl_time.h"
 
 #include <czmq.h>
@@ -136,153 +138,7 @@ typedef struct {
 
 
 //  --------------------------------------------------------------------------
-//  Small helpers
-
-//  Caller owns the returned copy, lower-cased; NULL when out of memory
-static char *
-s_lower_dup (const char *text)
-{
-    char *copy = strdup (text);
-    if (copy)
-        for (char *cursor = copy; *cursor; cursor++)
-            if (*cursor >= 'A' && *cursor <= 'Z')
-                *cursor = (char) (*cursor - 'A' + 'a');
-    return copy;
-}
-
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t size = strlen (text);
-    msgpack_pack_str (packer, size);
-    msgpack_pack_str_body (packer, text, size);
-}
-
-static void
-s_pack_time (msgpack_packer *packer, int64_t ms)
-{
-    char text [PL_TIME_ISO8601_SIZE];
-    pl_time_iso8601 (ms, text, sizeof text);
-    s_pack_str (packer, text);
-}
-
-//  Finds a field of a msgpack map. Returns it, or NULL if absent.
-static const msgpack_object *
-s_field (const msgpack_object *map, const char *name)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t size = strlen (name);
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object *key = &map->via.map.ptr [index].key;
-        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
-        &&  memcmp (key->via.str.ptr, name, size) == 0)
-            return &map->via.map.ptr [index].val;
-    }
-    return NULL;
-}
-
-//  A string field as a new C string. Returns 1 and sets *text_p (caller
-//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
-//  of memory.
-static int
-s_field_str (const msgpack_object *map, const char *name, char **text_p)
-{
-    *text_p = NULL;
-    const msgpack_object *value = s_field (map, name);
-    if (!value || value->type == MSGPACK_OBJECT_NIL)
-        return 0;
-    if (value->type != MSGPACK_OBJECT_STR
-    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
-        return -1;
-    char *text = (char *) malloc (value->via.str.size + 1);
-    if (!text)
-        return -1;
-    memcpy (text, value->via.str.ptr, value->via.str.size);
-    text [value->via.str.size] = 0;
-    *text_p = text;
-    return 1;
-}
-
-//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
-//  nil, -1 when mistyped or negative.
-static int
-s_field_uint (const msgpack_object *map, const char *name, uint64_t *value_p)
-{
-    const msgpack_object *value = s_field (map, name);
-    if (!value || value->type == MSGPACK_OBJECT_NIL)
-        return 0;
-    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return -1;
-    *value_p = value->via.u64;
-    return 1;
-}
-
-static int64_t
-s_field_int (const msgpack_object *map, const char *name)
-{
-    const msgpack_object *value = s_field (map, name);
-    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return (int64_t) value->via.u64;
-    if (value && value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return value->via.i64;
-    return 0;
-}
-
-static bool
-s_field_bool (const msgpack_object *map, const char *name)
-{
-    const msgpack_object *value = s_field (map, name);
-    return value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
-}
-
-//  Copies a string field into text (at most size - 1 bytes); "" when absent
-static void
-s_field_copy (const msgpack_object *map, const char *name, char *text, size_t size)
-{
-    const msgpack_object *value = s_field (map, name);
-    text [0] = 0;
-    if (value && value->type == MSGPACK_OBJECT_STR) {
-        size_t length = value->via.str.size < size - 1? value->via.str.size: size - 1;
-        memcpy (text, value->via.str.ptr, length);
-        text [length] = 0;
-    }
-}
-
-//  Unicode characters in valid UTF-8 text (the gateway checked validity)
-static size_t
-s_utf8_length (const char *text)
-{
-    size_t count = 0;
-    for (const unsigned char *cursor = (const unsigned char *) text; *cursor; cursor++)
-        if ((*cursor & 0xC0) != 0x80)
-            count++;
-    return count;
-}
-
-//  True when the text holds something other than white space (ASCII and
-//  the Unicode space characters)
-static bool
-s_has_content (const char *text)
-{
-    const unsigned char *cursor = (const unsigned char *) text;
-    while (*cursor) {
-        uint32_t code = *cursor;
-        int extra = code >= 0xF0? 3: code >= 0xE0? 2: code >= 0xC0? 1: 0;
-        if (extra)
-            code &= 0x3F >> extra;
-        cursor++;
-        for (int index = 0; index < extra && *cursor; index++, cursor++)
-            code = (code << 6) | (*cursor & 0x3F);
-        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
-                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
-                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
-                  || code == 0x3000 || code == 0xFEFF;
-        if (!space)
-            return true;
-    }
-    return false;
-}
+//  Small helpers (body fields and text rules are proto/pl_body and pl_text)
 
 static bool
 s_room_name_valid (const char *name)
@@ -296,25 +152,6 @@ s_room_name_valid (const char *name)
     return true;
 }
 
-static bool
-s_username_valid (const char *name)
-{
-    size_t length = strlen (name);
-    if (length < 3 || length > 32)
-        return false;
-    for (const char *cursor = name; *cursor; cursor++)
-        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'
-        &&  *cursor != '-')
-            return false;
-    return true;
-}
-
-static bool
-s_same_name (const char *one, const char *two)
-{
-    return strcasecmp (one, two) == 0;
-}
-
 
 //  --------------------------------------------------------------------------
 //  Sessions: who is online, and every authenticated session
@@ -322,7 +159,7 @@ s_same_name (const char *one, const char *two)
 static bool
 s_online (rooms_t *self, const char *user)
 {
-    char *key = s_lower_dup (user);
+    char *key = pl_text_lower_dup (user);
     bool online = key && zhashx_lookup (self->online, key) != NULL;
     free (key);
     return online;
@@ -331,7 +168,7 @@ s_online (rooms_t *self, const char *user)
 static void
 s_online_add (rooms_t *self, const char *user, int delta)
 {
-    char *key = s_lower_dup (user);
+    char *key = pl_text_lower_dup (user);
     if (!key)
         return;
     uintptr_t count = (uintptr_t) zhashx_lookup (self->online, key);
@@ -461,7 +298,7 @@ s_is_member (room_t *room, const char *user)
 {
     for (const char *name = (const char *) zlistx_first (room->members); name;
          name = (const char *) zlistx_next (room->members))
-        if (s_same_name (name, user))
+        if (pl_text_same_name (name, user))
             return true;
     return false;
 }
@@ -471,7 +308,7 @@ s_member_remove (room_t *room, const char *user)
 {
     for (const char *name = (const char *) zlistx_first (room->members); name;
          name = (const char *) zlistx_next (room->members))
-        if (s_same_name (name, user)) {
+        if (pl_text_same_name (name, user)) {
             zlistx_delete (room->members, zlistx_cursor (room->members));
             return;
         }
@@ -515,19 +352,19 @@ static void
 s_pack_room (msgpack_packer *packer, room_t *room)
 {
     msgpack_pack_map (packer, 7);
-    s_pack_str (packer, "name");
-    s_pack_str (packer, room->name);
-    s_pack_str (packer, "description");
-    s_pack_str (packer, room->description? room->description: "");
-    s_pack_str (packer, "private");
+    pl_body_pack_str (packer, "name");
+    pl_body_pack_str (packer, room->name);
+    pl_body_pack_str (packer, "description");
+    pl_body_pack_str (packer, room->description? room->description: "");
+    pl_body_pack_str (packer, "private");
     room->is_private? msgpack_pack_true (packer): msgpack_pack_false (packer);
-    s_pack_str (packer, "max_participants");
+    pl_body_pack_str (packer, "max_participants");
     msgpack_pack_uint32 (packer, room->max_participants);
-    s_pack_str (packer, "owner");
-    s_pack_str (packer, room->owner? room->owner: "");
-    s_pack_str (packer, "created_at");
-    s_pack_time (packer, room->created_at);
-    s_pack_str (packer, "members");
+    pl_body_pack_str (packer, "owner");
+    pl_body_pack_str (packer, room->owner? room->owner: "");
+    pl_body_pack_str (packer, "created_at");
+    pl_body_pack_time (packer, room->created_at);
+    pl_body_pack_str (packer, "members");
     msgpack_pack_uint64 (packer, zlistx_size (room->members));
 }
 
@@ -536,9 +373,9 @@ static int
 s_room_fill (room_t *room, const msgpack_object *map)
 {
     char *name = NULL, *description = NULL, *owner = NULL;
-    if (s_field_str (map, "name", &name) != 1
-    ||  s_field_str (map, "owner", &owner) != 1
-    ||  s_field_str (map, "description", &description) < 0) {
+    if (pl_body_str (map, "name", &name) != 1
+    ||  pl_body_str (map, "owner", &owner) != 1
+    ||  pl_body_str (map, "description", &description) < 0) {
         free (name);
         free (owner);
         free (description);
@@ -550,10 +387,10 @@ s_room_fill (room_t *room, const msgpack_object *map)
     room->owner = owner;
     free (room->description);
     room->description = description? description: strdup ("");
-    room->is_private = s_field_bool (map, "private");
-    room->max_participants = (uint32_t) s_field_int (map, "max_participants");
-    room->created_at = s_field_int (map, "created_at");
-    room->last_seq = (uint64_t) s_field_int (map, "last_seq");
+    room->is_private = pl_body_bool (map, "private");
+    room->max_participants = (uint32_t) pl_body_int (map, "max_participants");
+    room->created_at = pl_body_int (map, "created_at");
+    room->last_seq = (uint64_t) pl_body_int (map, "last_seq");
     return 0;
 }
 
@@ -568,18 +405,18 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
 {
     if (strcmp (kind, "message") == 0) {
         msgpack_pack_map (packer, 6);
-        s_pack_str (packer, "type");
-        s_pack_str (packer, "message");
-        s_pack_str (packer, "room");
-        s_pack_str (packer, room);
-        s_pack_str (packer, "seq");
+        pl_body_pack_str (packer, "type");
+        pl_body_pack_str (packer, "message");
+        pl_body_pack_str (packer, "room");
+        pl_body_pack_str (packer, room);
+        pl_body_pack_str (packer, "seq");
         msgpack_pack_uint64 (packer, seq);
-        s_pack_str (packer, "from");
-        s_pack_str (packer, user);
-        s_pack_str (packer, "text");
-        s_pack_str (packer, text? text: "");
-        s_pack_str (packer, "ts");
-        s_pack_time (packer, ts);
+        pl_body_pack_str (packer, "from");
+        pl_body_pack_str (packer, user);
+        pl_body_pack_str (packer, "text");
+        pl_body_pack_str (packer, text? text: "");
+        pl_body_pack_str (packer, "ts");
+        pl_body_pack_time (packer, ts);
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
@@ -587,20 +424,20 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         snprintf (message, sizeof message, join? "%s has joined the room %s."
                                                : "%s has left the room %s.", user, room);
         msgpack_pack_map (packer, 7);
-        s_pack_str (packer, "type");
-        s_pack_str (packer, "system");
-        s_pack_str (packer, "event");
-        s_pack_str (packer, join? "join": "leave");
-        s_pack_str (packer, "room");
-        s_pack_str (packer, room);
-        s_pack_str (packer, "seq");
+        pl_body_pack_str (packer, "type");
+        pl_body_pack_str (packer, "system");
+        pl_body_pack_str (packer, "event");
+        pl_body_pack_str (packer, join? "join": "leave");
+        pl_body_pack_str (packer, "room");
+        pl_body_pack_str (packer, room);
+        pl_body_pack_str (packer, "seq");
         msgpack_pack_uint64 (packer, seq);
-        s_pack_str (packer, "user");
-        s_pack_str (packer, user);
-        s_pack_str (packer, "ts");
-        s_pack_time (packer, ts);
-        s_pack_str (packer, "message");
-        s_pack_str (packer, message);
+        pl_body_pack_str (packer, "user");
+        pl_body_pack_str (packer, user);
+        pl_body_pack_str (packer, "ts");
+        pl_body_pack_time (packer, ts);
+        pl_body_pack_str (packer, "message");
+        pl_body_pack_str (packer, message);
     }
 }
 
@@ -613,13 +450,13 @@ s_pack_store_entries (msgpack_packer *packer, const char *room, const msgpack_ob
     for (uint32_t index = 0; index < count; index++) {
         const msgpack_object *entry = &array->via.array.ptr [index];
         char kind [16], user [260], event [16];
-        s_field_copy (entry, "kind", kind, sizeof kind);
-        s_field_copy (entry, "user", user, sizeof user);
-        s_field_copy (entry, "event", event, sizeof event);
+        pl_body_copy (entry, "kind", kind, sizeof kind);
+        pl_body_copy (entry, "user", user, sizeof user);
+        pl_body_copy (entry, "event", event, sizeof event);
         char *text = NULL;
-        s_field_str (entry, "text", &text);
-        s_pack_entry (packer, room, (uint64_t) s_field_int (entry, "seq"), kind, user,
-                      s_field_int (entry, "ts"), text, event);
+        pl_body_str (entry, "text", &text);
+        s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
+                      pl_body_int (entry, "ts"), text, event);
         free (text);
     }
 }
@@ -629,16 +466,16 @@ static void
 s_pack_store_entry (msgpack_packer *packer, op_t *op, const char *kind, const char *event)
 {
     msgpack_pack_map (packer, 5);
-    s_pack_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
-    s_pack_str (packer, "kind");
-    s_pack_str (packer, kind);
-    s_pack_str (packer, "user");
-    s_pack_str (packer, op->user);
-    s_pack_str (packer, "ts");
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, kind);
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, op->user);
+    pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, op->ts);
-    s_pack_str (packer, event? "event": "text");
-    s_pack_str (packer, event? event: op->argument);
+    pl_body_pack_str (packer, event? "event": "text");
+    pl_body_pack_str (packer, event? event: op->argument);
 }
 
 //  Delivers the op's entry (now stored) to the room's members
@@ -718,8 +555,8 @@ s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
     msgpack_sbuffer_init (buffer);
     msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (packer, fields);
-    s_pack_str (packer, field);
-    s_pack_str (packer, room);
+    pl_body_pack_str (packer, field);
+    pl_body_pack_str (packer, room);
 }
 
 static void
@@ -729,14 +566,14 @@ s_history_call (rooms_t *self, room_t *room, op_t *op)
     msgpack_packer packer;
     size_t fields = 2 + (op->before >= 0) + (op->after >= 0);
     s_call_begin (&buffer, &packer, fields, "room", room->name);
-    s_pack_str (&packer, "limit");
+    pl_body_pack_str (&packer, "limit");
     msgpack_pack_uint32 (&packer, op->limit);
     if (op->before >= 0) {
-        s_pack_str (&packer, "before");
+        pl_body_pack_str (&packer, "before");
         msgpack_pack_int64 (&packer, op->before);
     }
     if (op->after >= 0) {
-        s_pack_str (&packer, "after");
+        pl_body_pack_str (&packer, "after");
         msgpack_pack_int64 (&packer, op->after);
     }
     s_room_call (self, room, STAGE_HISTORY, "store.msg.history", &buffer);
@@ -759,15 +596,15 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             }
             op->ts = pl_time_now ();
             s_call_begin (&buffer, &packer, 6, "name", room->name);
-            s_pack_str (&packer, "description");
-            s_pack_str (&packer, op->argument? op->argument: "");
-            s_pack_str (&packer, "private");
+            pl_body_pack_str (&packer, "description");
+            pl_body_pack_str (&packer, op->argument? op->argument: "");
+            pl_body_pack_str (&packer, "private");
             op->is_private? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-            s_pack_str (&packer, "max_participants");
+            pl_body_pack_str (&packer, "max_participants");
             msgpack_pack_uint32 (&packer, op->max_participants);
-            s_pack_str (&packer, "owner");
-            s_pack_str (&packer, op->user);
-            s_pack_str (&packer, "created_at");
+            pl_body_pack_str (&packer, "owner");
+            pl_body_pack_str (&packer, op->user);
+            pl_body_pack_str (&packer, "created_at");
             msgpack_pack_int64 (&packer, op->ts);
             s_room_call (self, room, STAGE_WRITE, "store.room.create", &buffer);
             return;
@@ -787,9 +624,9 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             op->seq = room->last_seq + 1;
             op->ts = pl_time_now ();
             s_call_begin (&buffer, &packer, 3, "room", room->name);
-            s_pack_str (&packer, "user");
-            s_pack_str (&packer, op->user);
-            s_pack_str (&packer, "entry");
+            pl_body_pack_str (&packer, "user");
+            pl_body_pack_str (&packer, op->user);
+            pl_body_pack_str (&packer, "entry");
             s_pack_store_entry (&packer, op, "system", "join");
             s_room_call (self, room, STAGE_WRITE, "store.member.add", &buffer);
             return;
@@ -804,15 +641,15 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             op->seq = room->last_seq + 1;
             op->ts = pl_time_now ();
             s_call_begin (&buffer, &packer, 3, "room", room->name);
-            s_pack_str (&packer, "user");
-            s_pack_str (&packer, op->user);
-            s_pack_str (&packer, "entry");
+            pl_body_pack_str (&packer, "user");
+            pl_body_pack_str (&packer, op->user);
+            pl_body_pack_str (&packer, "entry");
             s_pack_store_entry (&packer, op, "system", "leave");
             s_room_call (self, room, STAGE_WRITE, "store.member.remove", &buffer);
             return;
 
         case OP_DELETE:
-            if (!room->owner || !s_same_name (room->owner, op->user)) {
+            if (!room->owner || !pl_text_same_name (room->owner, op->user)) {
                 s_reply_error (self, op, "forbidden",
                                "Only the owner of the room '%s' (%s) can delete it.",
                                room->name, room->owner? room->owner: "");
@@ -846,10 +683,10 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
                 return;
             }
             s_call_begin (&buffer, &packer, 3, "room", room->name);
-            s_pack_str (&packer, "user");
-            s_pack_str (&packer, op->argument);
-            s_pack_str (&packer, "from");
-            s_pack_str (&packer, op->user);
+            pl_body_pack_str (&packer, "user");
+            pl_body_pack_str (&packer, op->argument);
+            pl_body_pack_str (&packer, "from");
+            pl_body_pack_str (&packer, op->user);
             s_room_call (self, room, STAGE_WRITE, "store.invite.add", &buffer);
             return;
 
@@ -863,14 +700,14 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             msgpack_sbuffer_init (&buffer);
             msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
             msgpack_pack_map (&packer, 1);
-            s_pack_str (&packer, "members");
+            pl_body_pack_str (&packer, "members");
             msgpack_pack_array (&packer, zlistx_size (room->members));
             for (const char *name = (const char *) zlistx_first (room->members); name;
                  name = (const char *) zlistx_next (room->members)) {
                 msgpack_pack_map (&packer, 2);
-                s_pack_str (&packer, "user");
-                s_pack_str (&packer, name);
-                s_pack_str (&packer, "online");
+                pl_body_pack_str (&packer, "user");
+                pl_body_pack_str (&packer, name);
+                pl_body_pack_str (&packer, "online");
                 s_online (self, name)? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
             }
             self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
@@ -899,7 +736,7 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             op->seq = room->last_seq + 1;
             op->ts = pl_time_now ();
             s_call_begin (&buffer, &packer, 2, "room", room->name);
-            s_pack_str (&packer, "entry");
+            pl_body_pack_str (&packer, "entry");
             s_pack_store_entry (&packer, op, "message", NULL);
             s_room_call (self, room, STAGE_WRITE, "store.msg.append", &buffer);
             return;
@@ -981,7 +818,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             room->exists = false;
         }
         else
-        if (code || s_room_fill (room, s_field (body, "room")) != 0) {
+        if (code || s_room_fill (room, pl_body_field (body, "room")) != 0) {
             self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load room '%s': %s",
                              room->name, code? code: "malformed answer");
             s_room_fail_all (self, room, code? s_failure_code (code): "internal",
@@ -997,7 +834,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
         return;
     }
     if (stage == STAGE_LOAD_MEMBERS) {
-        const msgpack_object *members = s_field (body, "members");
+        const msgpack_object *members = pl_body_field (body, "members");
         if (code && strcmp (code, "not_found") == 0) {
             room->loaded = true;
             room->exists = false;
@@ -1052,7 +889,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             if (code)
                 s_failure (self, op, code, message);
             else
-            if (s_room_fill (room, s_field (body, "room")) != 0)
+            if (s_room_fill (room, pl_body_field (body, "room")) != 0)
                 s_failure (self, op, "internal", "malformed answer");
             else {
                 room->loaded = true;
@@ -1069,25 +906,25 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 snprintf (notice, sizeof notice, "%s has created the room %s.",
                           op->user, room->name);
                 msgpack_pack_map (&packer, 6);
-                s_pack_str (&packer, "type");
-                s_pack_str (&packer, "system");
-                s_pack_str (&packer, "event");
-                s_pack_str (&packer, "create");
-                s_pack_str (&packer, "room");
+                pl_body_pack_str (&packer, "type");
+                pl_body_pack_str (&packer, "system");
+                pl_body_pack_str (&packer, "event");
+                pl_body_pack_str (&packer, "create");
+                pl_body_pack_str (&packer, "room");
                 s_pack_room (&packer, room);
-                s_pack_str (&packer, "user");
-                s_pack_str (&packer, op->user);
-                s_pack_str (&packer, "ts");
-                s_pack_time (&packer, op->ts);
-                s_pack_str (&packer, "message");
-                s_pack_str (&packer, notice);
+                pl_body_pack_str (&packer, "user");
+                pl_body_pack_str (&packer, op->user);
+                pl_body_pack_str (&packer, "ts");
+                pl_body_pack_time (&packer, op->ts);
+                pl_body_pack_str (&packer, "message");
+                pl_body_pack_str (&packer, notice);
                 if (room->is_private)
                     s_deliver_members (self, room, buffer.data, buffer.size);
                 else
                     s_deliver_everyone (self, buffer.data, buffer.size);
                 msgpack_sbuffer_clear (&buffer);
                 msgpack_pack_map (&packer, 1);
-                s_pack_str (&packer, "room");
+                pl_body_pack_str (&packer, "room");
                 s_pack_room (&packer, room);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
@@ -1097,7 +934,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
         case OP_JOIN:
             if (stage == STAGE_WRITE) {
                 if (!code) {
-                    if (s_field_bool (body, "added")) {
+                    if (pl_body_bool (body, "added")) {
                         room->last_seq = op->seq;
                         s_member_add (room, op->user);
                         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s joined '%s'",
@@ -1137,21 +974,21 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 msgpack_packer packer;
                 msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                 msgpack_pack_map (&packer, 3);
-                s_pack_str (&packer, "room");
+                pl_body_pack_str (&packer, "room");
                 s_pack_room (&packer, room);
-                s_pack_str (&packer, "members");
+                pl_body_pack_str (&packer, "members");
                 msgpack_pack_array (&packer, zlistx_size (room->members));
                 for (const char *name = (const char *) zlistx_first (room->members); name;
                      name = (const char *) zlistx_next (room->members)) {
                     msgpack_pack_map (&packer, 2);
-                    s_pack_str (&packer, "user");
-                    s_pack_str (&packer, name);
-                    s_pack_str (&packer, "online");
+                    pl_body_pack_str (&packer, "user");
+                    pl_body_pack_str (&packer, name);
+                    pl_body_pack_str (&packer, "online");
                     s_online (self, name)? msgpack_pack_true (&packer)
                                          : msgpack_pack_false (&packer);
                 }
-                s_pack_str (&packer, "history");
-                s_pack_store_entries (&packer, room->name, s_field (body, "messages"));
+                pl_body_pack_str (&packer, "history");
+                s_pack_store_entries (&packer, room->name, pl_body_field (body, "messages"));
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
             }
@@ -1188,7 +1025,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
                                  op->user, room->name);
                 //  The members the store names, in case the cache missed one
-                const msgpack_object *members = s_field (body, "members");
+                const msgpack_object *members = pl_body_field (body, "members");
                 if (members && members->type == MSGPACK_OBJECT_ARRAY)
                     for (uint32_t index = 0; index < members->via.array.size; index++) {
                         const msgpack_object *name = &members->via.array.ptr [index];
@@ -1206,18 +1043,18 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 char notice [256];
                 snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
                 msgpack_pack_map (&packer, 6);
-                s_pack_str (&packer, "type");
-                s_pack_str (&packer, "system");
-                s_pack_str (&packer, "event");
-                s_pack_str (&packer, "delete");
-                s_pack_str (&packer, "room");
-                s_pack_str (&packer, room->name);
-                s_pack_str (&packer, "user");
-                s_pack_str (&packer, op->user);
-                s_pack_str (&packer, "ts");
-                s_pack_time (&packer, op->ts);
-                s_pack_str (&packer, "message");
-                s_pack_str (&packer, notice);
+                pl_body_pack_str (&packer, "type");
+                pl_body_pack_str (&packer, "system");
+                pl_body_pack_str (&packer, "event");
+                pl_body_pack_str (&packer, "delete");
+                pl_body_pack_str (&packer, "room");
+                pl_body_pack_str (&packer, room->name);
+                pl_body_pack_str (&packer, "user");
+                pl_body_pack_str (&packer, op->user);
+                pl_body_pack_str (&packer, "ts");
+                pl_body_pack_time (&packer, op->ts);
+                pl_body_pack_str (&packer, "message");
+                pl_body_pack_str (&packer, notice);
                 if (room->is_private)
                     s_deliver_members (self, room, buffer.data, buffer.size);
                 else
@@ -1240,21 +1077,21 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
         case OP_INVITE:
             if (!code) {
                 char invitee [260];
-                s_field_copy (body, "user", invitee, sizeof invitee);
+                pl_body_copy (body, "user", invitee, sizeof invitee);
                 if (!*invitee)
                     snprintf (invitee, sizeof invitee, "%s", op->argument);
-                if (!s_field_bool (body, "already_member")) {
+                if (!pl_body_bool (body, "already_member")) {
                     msgpack_sbuffer buffer;
                     msgpack_sbuffer_init (&buffer);
                     msgpack_packer packer;
                     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                     msgpack_pack_map (&packer, 3);
-                    s_pack_str (&packer, "type");
-                    s_pack_str (&packer, "invite");
-                    s_pack_str (&packer, "room");
-                    s_pack_str (&packer, room->name);
-                    s_pack_str (&packer, "from");
-                    s_pack_str (&packer, op->user);
+                    pl_body_pack_str (&packer, "type");
+                    pl_body_pack_str (&packer, "invite");
+                    pl_body_pack_str (&packer, "room");
+                    pl_body_pack_str (&packer, room->name);
+                    pl_body_pack_str (&packer, "from");
+                    pl_body_pack_str (&packer, op->user);
                     const char *users [1] = { invitee };
                     self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
                     msgpack_sbuffer_destroy (&buffer);
@@ -1280,10 +1117,10 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 msgpack_packer packer;
                 msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                 msgpack_pack_map (&packer, 2);
-                s_pack_str (&packer, "messages");
-                s_pack_store_entries (&packer, room->name, s_field (body, "messages"));
-                s_pack_str (&packer, "more");
-                s_field_bool (body, "more")? msgpack_pack_true (&packer)
+                pl_body_pack_str (&packer, "messages");
+                s_pack_store_entries (&packer, room->name, pl_body_field (body, "messages"));
+                pl_body_pack_str (&packer, "more");
+                pl_body_bool (body, "more")? msgpack_pack_true (&packer)
                                            : msgpack_pack_false (&packer);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
@@ -1300,10 +1137,10 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 msgpack_packer packer;
                 msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
                 msgpack_pack_map (&packer, 2);
-                s_pack_str (&packer, "seq");
+                pl_body_pack_str (&packer, "seq");
                 msgpack_pack_uint64 (&packer, op->seq);
-                s_pack_str (&packer, "ts");
-                s_pack_time (&packer, op->ts);
+                pl_body_pack_str (&packer, "ts");
+                pl_body_pack_time (&packer, op->ts);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
             }
@@ -1366,7 +1203,7 @@ s_list_reply (rooms_t *self, list_t *list, const char *code, const msgpack_objec
     if (list->next)
         list->next->prev = list->prev;
 
-    const msgpack_object *rooms = s_field (body, "rooms");
+    const msgpack_object *rooms = pl_body_field (body, "rooms");
     if (code || !rooms || rooms->type != MSGPACK_OBJECT_ARRAY)
         self->host->reply_error (self->ctx, &list->request,
                                  code? s_failure_code (code): "internal",
@@ -1377,32 +1214,32 @@ s_list_reply (rooms_t *self, list_t *list, const char *code, const msgpack_objec
         msgpack_packer packer;
         msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
         msgpack_pack_map (&packer, 1);
-        s_pack_str (&packer, "rooms");
+        pl_body_pack_str (&packer, "rooms");
         msgpack_pack_array (&packer, rooms->via.array.size);
         for (uint32_t index = 0; index < rooms->via.array.size; index++) {
             const msgpack_object *room = &rooms->via.array.ptr [index];
             char name [260], description [2048], owner [260];
-            s_field_copy (room, "name", name, sizeof name);
-            s_field_copy (room, "description", description, sizeof description);
-            s_field_copy (room, "owner", owner, sizeof owner);
+            pl_body_copy (room, "name", name, sizeof name);
+            pl_body_copy (room, "description", description, sizeof description);
+            pl_body_copy (room, "owner", owner, sizeof owner);
             msgpack_pack_map (&packer, 8);
-            s_pack_str (&packer, "name");
-            s_pack_str (&packer, name);
-            s_pack_str (&packer, "description");
-            s_pack_str (&packer, description);
-            s_pack_str (&packer, "private");
-            s_field_bool (room, "private")? msgpack_pack_true (&packer)
+            pl_body_pack_str (&packer, "name");
+            pl_body_pack_str (&packer, name);
+            pl_body_pack_str (&packer, "description");
+            pl_body_pack_str (&packer, description);
+            pl_body_pack_str (&packer, "private");
+            pl_body_bool (room, "private")? msgpack_pack_true (&packer)
                                           : msgpack_pack_false (&packer);
-            s_pack_str (&packer, "max_participants");
-            msgpack_pack_int64 (&packer, s_field_int (room, "max_participants"));
-            s_pack_str (&packer, "owner");
-            s_pack_str (&packer, owner);
-            s_pack_str (&packer, "created_at");
-            s_pack_time (&packer, s_field_int (room, "created_at"));
-            s_pack_str (&packer, "members");
-            msgpack_pack_int64 (&packer, s_field_int (room, "members"));
-            s_pack_str (&packer, "joined");
-            s_field_bool (room, "joined")? msgpack_pack_true (&packer)
+            pl_body_pack_str (&packer, "max_participants");
+            msgpack_pack_int64 (&packer, pl_body_int (room, "max_participants"));
+            pl_body_pack_str (&packer, "owner");
+            pl_body_pack_str (&packer, owner);
+            pl_body_pack_str (&packer, "created_at");
+            pl_body_pack_time (&packer, pl_body_int (room, "created_at"));
+            pl_body_pack_str (&packer, "members");
+            msgpack_pack_int64 (&packer, pl_body_int (room, "members"));
+            pl_body_pack_str (&packer, "joined");
+            pl_body_bool (room, "joined")? msgpack_pack_true (&packer)
                                          : msgpack_pack_false (&packer);
         }
         self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
@@ -1421,7 +1258,7 @@ s_rate_allows (rooms_t *self, const char *user)
 {
     if (self->rate <= 0)
         return true;
-    char *key = s_lower_dup (user);
+    char *key = pl_text_lower_dup (user);
     if (!key)
         return true;
     int64_t now = pl_time_mono ();
@@ -1511,13 +1348,13 @@ s_on_request (void *state, parley_request_t *request)
     op->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
 
     //  Shape: every field present and of its type
-    if (s_field_str (map, "room", &room_name) != 1) {
+    if (pl_body_str (map, "room", &room_name) != 1) {
         code = "bad_request";
         snprintf (message, sizeof message, "The field 'room' must be a string: the room's name.");
         goto done;
     }
     if (kind == OP_CREATE) {
-        const msgpack_object *value = s_field (map, "private");
+        const msgpack_object *value = pl_body_field (map, "private");
         if (value && value->type != MSGPACK_OBJECT_NIL) {
             if (value->type != MSGPACK_OBJECT_BOOLEAN) {
                 code = "bad_request";
@@ -1527,7 +1364,7 @@ s_on_request (void *state, parley_request_t *request)
             op->is_private = value->via.boolean;
         }
         uint64_t max;
-        int found = s_field_uint (map, "max_participants", &max);
+        int found = pl_body_uint (map, "max_participants", &max);
         if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
                                       || max > ROOMS_MAX_PARTICIPANTS_MAX))) {
             code = "bad_request";
@@ -1538,8 +1375,8 @@ s_on_request (void *state, parley_request_t *request)
         }
         if (found == 1)
             op->max_participants = (uint32_t) max;
-        if (s_field_str (map, "description", &op->argument) < 0
-        ||  (op->argument && s_utf8_length (op->argument) > ROOMS_DESCRIPTION_MAX)) {
+        if (pl_body_str (map, "description", &op->argument) < 0
+        ||  (op->argument && pl_text_utf8_length (op->argument) > ROOMS_DESCRIPTION_MAX)) {
             code = "bad_request";
             snprintf (message, sizeof message,
                       "The field 'description' must be a text of at most %d characters.",
@@ -1549,7 +1386,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     else
     if (kind == OP_INVITE) {
-        if (s_field_str (map, "user", &op->argument) != 1) {
+        if (pl_body_str (map, "user", &op->argument) != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'user' must be a string: who to invite.");
             goto done;
@@ -1558,7 +1395,7 @@ s_on_request (void *state, parley_request_t *request)
     else
     if (kind == OP_HISTORY) {
         uint64_t value;
-        int found = s_field_uint (map, "limit", &value);
+        int found = pl_body_uint (map, "limit", &value);
         if (found < 0 || (found == 1 && (value < 1 || value > ROOMS_HISTORY_MAX))) {
             code = "bad_request";
             snprintf (message, sizeof message,
@@ -1567,7 +1404,7 @@ s_on_request (void *state, parley_request_t *request)
         }
         if (found == 1)
             op->limit = (uint32_t) value;
-        found = s_field_uint (map, "before", &value);
+        found = pl_body_uint (map, "before", &value);
         if (found < 0 || value > INT64_MAX) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
@@ -1575,7 +1412,7 @@ s_on_request (void *state, parley_request_t *request)
         }
         if (found == 1)
             op->before = (int64_t) value;
-        found = s_field_uint (map, "after", &value);
+        found = pl_body_uint (map, "after", &value);
         if (found < 0 || value > INT64_MAX) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
@@ -1591,7 +1428,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     else
     if (kind == OP_SEND) {
-        if (s_field_str (map, "text", &op->argument) != 1) {
+        if (pl_body_str (map, "text", &op->argument) != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'text' must be a string.");
             goto done;
@@ -1612,8 +1449,8 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     if (kind == OP_SEND) {
-        size_t length = s_utf8_length (op->argument);
-        if (length < 1 || length > ROOMS_TEXT_MAX || !s_has_content (op->argument)) {
+        size_t length = pl_text_utf8_length (op->argument);
+        if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (op->argument)) {
             code = "invalid_text";
             snprintf (message, sizeof message,
                       "A message is 1 to %d characters and not only white space.", ROOMS_TEXT_MAX);
@@ -1626,7 +1463,7 @@ s_on_request (void *state, parley_request_t *request)
             goto done;
         }
     }
-    if (kind == OP_INVITE && !s_username_valid (op->argument)) {
+    if (kind == OP_INVITE && !pl_text_username_valid (op->argument)) {
         code = "no_such_user";
         snprintf (message, sizeof message, "There is no user named '%.40s'.", op->argument);
         goto done;
@@ -1634,7 +1471,7 @@ s_on_request (void *state, parley_request_t *request)
 
     //  Into the room's queue
     {
-        char *key = s_lower_dup (room_name);
+        char *key = pl_text_lower_dup (room_name);
         room_t *room = key? (room_t *) zhashx_lookup (self->rooms, key): NULL;
         if (key && !room) {
             room = (room_t *) calloc (1, sizeof (room_t));

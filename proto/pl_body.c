@@ -1,0 +1,109 @@
+/*  =========================================================================
+    pl_body - reading and writing the msgpack maps of request and reply bodies
+    =========================================================================
+*/
+
+#include "pl_body.h"
+#include "pl_time.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+pl_body_pack_str (msgpack_packer *packer, const char *text)
+{
+    size_t size = strlen (text);
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+void
+pl_body_pack_time (msgpack_packer *packer, int64_t ms)
+{
+    char text [PL_TIME_ISO8601_SIZE];
+    pl_time_iso8601 (ms, text, sizeof text);
+    pl_body_pack_str (packer, text);
+}
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+const msgpack_object *
+pl_body_field (const msgpack_object *map, const char *name)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t size = strlen (name);
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object *key = &map->via.map.ptr [index].key;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
+        &&  memcmp (key->via.str.ptr, name, size) == 0)
+            return &map->via.map.ptr [index].val;
+    }
+    return NULL;
+}
+
+//  A string field as a new C string. Returns 1 and sets *text_p (caller
+//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
+//  of memory.
+int
+pl_body_str (const msgpack_object *map, const char *name, char **text_p)
+{
+    *text_p = NULL;
+    const msgpack_object *value = pl_body_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_STR
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
+        return -1;
+    char *text = (char *) malloc (value->via.str.size + 1);
+    if (!text)
+        return -1;
+    memcpy (text, value->via.str.ptr, value->via.str.size);
+    text [value->via.str.size] = 0;
+    *text_p = text;
+    return 1;
+}
+
+//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
+//  nil, -1 when mistyped or negative.
+int
+pl_body_uint (const msgpack_object *map, const char *name, uint64_t *value_p)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    *value_p = value->via.u64;
+    return 1;
+}
+
+int64_t
+pl_body_int (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    if (value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t) value->via.u64;
+    if (value && value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return value->via.i64;
+    return 0;
+}
+
+bool
+pl_body_bool (const msgpack_object *map, const char *name)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    return value && value->type == MSGPACK_OBJECT_BOOLEAN && value->via.boolean;
+}
+
+//  Copies a string field into text (at most size - 1 bytes); "" when absent
+void
+pl_body_copy (const msgpack_object *map, const char *name, char *text, size_t size)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    text [0] = 0;
+    if (value && value->type == MSGPACK_OBJECT_STR) {
+        size_t length = value->via.str.size < size - 1? value->via.str.size: size - 1;
+        memcpy (text, value->via.str.ptr, length);
+        text [length] = 0;
+    }
+}

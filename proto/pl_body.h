@@ -1,0 +1,56 @@
+/*  =========================================================================
+    pl_body - reading and writing the msgpack maps of request and reply bodies
+
+    For plugins: a body arrives as a msgpack map (host->request_body, the
+    body of on_reply) and answers are packed with msgpack-c. These read one
+    field with its type checked, never asserting on what came from outside.
+    =========================================================================
+*/
+
+#ifndef PL_BODY_H_INCLUDED
+#define PL_BODY_H_INCLUDED
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void
+pl_body_pack_str (msgpack_packer *packer, const char *text);
+
+void
+pl_body_pack_time (msgpack_packer *packer, int64_t ms);
+
+//  Finds a field of a msgpack map. Returns it, or NULL if absent.
+const msgpack_object *
+pl_body_field (const msgpack_object *map, const char *name);
+
+//  A string field as a new C string. Returns 1 and sets *text_p (caller
+//  owns it), 0 when absent or nil, -1 when mistyped, holding a NUL, or out
+//  of memory.
+int
+pl_body_str (const msgpack_object *map, const char *name, char **text_p);
+
+//  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
+//  nil, -1 when mistyped or negative.
+int
+pl_body_uint (const msgpack_object *map, const char *name, uint64_t *value_p);
+
+int64_t
+pl_body_int (const msgpack_object *map, const char *name);
+
+bool
+pl_body_bool (const msgpack_object *map, const char *name);
+
+//  Copies a string field into text (at most size - 1 bytes); "" when absent
+void
+pl_body_copy (const msgpack_object *map, const char *name, char *text, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

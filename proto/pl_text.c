@@ -1,0 +1,78 @@
+/*  =========================================================================
+    pl_text - the protocol's rules for names and texts, for plugins
+    =========================================================================
+*/
+
+#include "pl_text.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+//  Caller owns the returned copy, lower-cased; NULL when out of memory
+char *
+pl_text_lower_dup (const char *text)
+{
+    char *copy = strdup (text);
+    if (copy)
+        for (char *cursor = copy; *cursor; cursor++)
+            if (*cursor >= 'A' && *cursor <= 'Z')
+                *cursor = (char) (*cursor - 'A' + 'a');
+    return copy;
+}
+
+//  Unicode characters in valid UTF-8 text (the gateway checked validity)
+size_t
+pl_text_utf8_length (const char *text)
+{
+    size_t count = 0;
+    for (const unsigned char *cursor = (const unsigned char *) text; *cursor; cursor++)
+        if ((*cursor & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+//  True when the text holds something other than white space (ASCII and
+//  the Unicode space characters)
+bool
+pl_text_has_content (const char *text)
+{
+    const unsigned char *cursor = (const unsigned char *) text;
+    while (*cursor) {
+        uint32_t code = *cursor;
+        int extra = code >= 0xF0? 3: code >= 0xE0? 2: code >= 0xC0? 1: 0;
+        if (extra)
+            code &= 0x3F >> extra;
+        cursor++;
+        for (int index = 0; index < extra && *cursor; index++, cursor++)
+            code = (code << 6) | (*cursor & 0x3F);
+        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
+                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
+                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
+                  || code == 0x3000 || code == 0xFEFF;
+        if (!space)
+            return true;
+    }
+    return false;
+}
+
+bool
+pl_text_username_valid (const char *name)
+{
+    size_t length = strlen (name);
+    if (length < 3 || length > 32)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'
+        &&  *cursor != '-')
+            return false;
+    return true;
+}
+
+bool
+pl_text_same_name (const char *one, const char *two)
+{
+    return strcasecmp (one, two) == 0;
+}

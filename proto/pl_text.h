@@ -1,0 +1,45 @@
+/*  =========================================================================
+    pl_text - the protocol's rules for names and texts, for plugins
+
+    Shared by the plugins that check what users send (rooms, pm): one place
+    for PROTOCOL.md's username pattern and its "1 to 4000 Unicode characters,
+    not only white space". Depends on nothing but libc.
+    =========================================================================
+*/
+
+#ifndef PL_TEXT_H_INCLUDED
+#define PL_TEXT_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Caller owns the returned copy, lower-cased; NULL when out of memory
+char *
+pl_text_lower_dup (const char *text);
+
+//  Unicode characters in valid UTF-8 text (the gateway checked validity)
+size_t
+pl_text_utf8_length (const char *text);
+
+//  True when the text holds something other than white space (ASCII and
+//  the Unicode space characters)
+bool
+pl_text_has_content (const char *text);
+
+//  True for a username of PROTOCOL.md: ^[A-Za-z0-9_.-]{3,32}$
+bool
+pl_text_username_valid (const char *name);
+
+//  True when two names are the same without regard to ASCII case
+bool
+pl_text_same_name (const char *one, const char *two);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
