@@ -555,12 +555,14 @@ export class RoomsController {
             const dot = element('span', `presence-dot ${isOnline ? 'online' : 'offline'}`);
             dot.setAttribute('aria-hidden', 'true');
             const label = element('span', 'flex-grow-1 text-truncate', name);
+            label.title = name;
             if (name === this.self)
                 label.append(element('span', 'text-body-secondary', ' (you)'));
-            if (name === room.owner)
-                label.append(element('span', 'badge text-bg-light border ms-1', 'owner'));
             const state = element('span', 'visually-hidden', isOnline ? ', online' : ', offline');
             item.append(dot, label, state);
+            // Outside the truncated name, so a long name never hides it
+            if (name === room.owner)
+                item.append(element('span', 'badge text-bg-light border flex-shrink-0', 'owner'));
             return item;
         }));
         const names_ = new Set(names);
