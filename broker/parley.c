@@ -43,6 +43,7 @@ typedef struct {
     uint32_t heartbeat_ms;
     uint32_t request_timeout_ms;
     size_t max_frame;
+    size_t send_buffer;
 } parley_options_t;
 
 static void
@@ -68,6 +69,8 @@ s_usage (FILE *out)
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
         "                          (default %d)\n"
         "  --max-frame BYTES       largest client frame (default %d)\n"
+        "  --send-buffer BYTES     the kernel's send buffer per client connection\n"
+        "                          (default: the kernel's own, which grows as needed)\n"
         "  --help                  this text\n"
         "\n"
         "Default plugins: the store (store-sqlite or store-mongo),",
@@ -120,7 +123,7 @@ static int
 s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
-           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_HELP };
+           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
@@ -133,6 +136,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "heartbeat", required_argument, NULL, OPT_HEARTBEAT },
         { "request-timeout", required_argument, NULL, OPT_TIMEOUT },
         { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+        { "send-buffer", required_argument, NULL, OPT_SEND_BUFFER },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -201,6 +205,15 @@ s_parse (int argc, char **argv, parley_options_t *options)
                     return -1;
                 }
                 options->max_frame = (size_t) number;
+                break;
+            case OPT_SEND_BUFFER:
+                number = s_number (optarg, 64 * 1024 * 1024);
+                if (number < 4096) {
+                    fprintf (stderr, "parley: --send-buffer wants 4096 to 67108864 bytes, not '%s'\n",
+                             optarg);
+                    return -1;
+                }
+                options->send_buffer = (size_t) number;
                 break;
             case OPT_HELP:
                 s_usage (stdout);
@@ -321,6 +334,7 @@ main (int argc, char **argv)
         .broker_endpoint = BR_BROKER_INPROC,
         .web_root = web_root,
         .max_frame = options.max_frame,
+        .send_buffer = options.send_buffer,
         .heartbeat_ms = options.heartbeat_ms,
         .request_timeout_ms = options.request_timeout_ms? options.request_timeout_ms * 2: 0
     };

@@ -9,9 +9,15 @@
     arrived meanwhile).
 
     Sessions are the per-session data of the chat protocol. A frame for the
-    client is encoded once into a refcounted buffer with LWS_PRE headroom and
-    queued by reference on each session it is for; lws_write happens only in
-    the WRITEABLE callback. Every queue is bounded.
+    client is encoded once, WebSocket header included, into a refcounted
+    buffer and queued by reference on each session it is for. Output never
+    copies per session: in the WRITEABLE callback a session hands the kernel
+    its queued frames straight from the shared buffers (one sendmsg for many
+    frames) and keeps an offset into the first one when the socket takes
+    only part. lws_write would copy the rest of a partial write into a
+    buffer of that session's own, and a login storm of 10,000 sessions each
+    left holding most of a 50 KB presence event costs half a gigabyte.
+    Every queue is bounded.
     =========================================================================
 */
 
@@ -27,6 +33,8 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pl_envelope.h"
@@ -37,8 +45,9 @@
 //  A session whose outgoing queue would pass either bound is cut off (1008)
 #define GW_SESSION_MAX_QUEUED       4096
 #define GW_SESSION_MAX_QUEUED_BYTES (16 * 1024 * 1024)
-//  Frames written per WRITEABLE callback, so one busy session cannot starve others
-#define GW_WRITES_PER_CALLBACK      32
+//  Frames and bytes handed to one sendmsg, so one busy session cannot starve others
+#define GW_WRITE_FRAMES_MAX         64
+#define GW_WRITE_BYTES_MAX          (256 * 1024)
 //  Sockets' high-water marks toward and from the broker (never 0)
 #define GW_BROKER_HWM               10000
 
@@ -48,16 +57,20 @@
 
 
 //  ---------------------------------------------------------------------
-//  A frame for clients: JSON with LWS_PRE bytes free in front, shared by
-//  every session it is queued on.
+//  A frame for clients: one unmasked RFC 6455 text frame, header and JSON,
+//  the same bytes for every session it is queued on.
 
 typedef struct {
     size_t refs;                    //  one per queue holding it, plus the maker's
-    size_t size;                    //  JSON length, not counting LWS_PRE
+    size_t size;                    //  JSON length
     uint8_t *buffer;                //  LWS_PRE headroom + JSON; from pl_transcode
+    uint8_t *wire;                  //  the frame as sent: header, then the JSON
+    size_t wire_size;               //  header and JSON
 } gw_frame_t;
 
-//  Takes ownership of buffer. Returns a frame with one reference.
+//  Takes ownership of buffer, which has LWS_PRE bytes free in front of size
+//  bytes of JSON; the frame's header goes there. Returns a frame with one
+//  reference.
 static gw_frame_t *
 s_frame_new (uint8_t *buffer, size_t size)
 {
@@ -65,6 +78,26 @@ s_frame_new (uint8_t *buffer, size_t size)
     self->refs = 1;
     self->size = size;
     self->buffer = buffer;
+    //  FIN and opcode 1 (text); server frames carry no mask
+    size_t header = size < 126? 2: size <= 0xFFFF? 4: 10;
+    static_assert (LWS_PRE >= 10, "the longest frame header fits LWS_PRE");
+    uint8_t *wire = buffer + LWS_PRE - header;
+    wire [0] = 0x81;
+    if (header == 2)
+        wire [1] = (uint8_t) size;
+    else
+    if (header == 4) {
+        wire [1] = 126;
+        wire [2] = (uint8_t) (size >> 8);
+        wire [3] = (uint8_t) size;
+    }
+    else {
+        wire [1] = 127;
+        for (int index = 0; index < 8; index++)
+            wire [2 + index] = (uint8_t) ((uint64_t) size >> (56 - 8 * index));
+    }
+    self->wire = wire;
+    self->wire_size = header + size;
     return self;
 }
 
@@ -123,6 +156,8 @@ struct _gw_session_t {
     size_t queue_head;              //  index of the oldest frame
     size_t queue_count;             //  frames queued
     size_t queue_bytes;             //  JSON bytes queued
+    size_t queue_offset;            //  bytes of the oldest frame already written
+    bool rx_paused;                 //  input held while a frame is half written
     //  Requests in flight
     zlistx_t *pending;              //  gw_pending_t *, not owned (server owns them)
     //  Closing
@@ -148,6 +183,7 @@ struct _gw_server_t {
     char *web_root;                 //  folder served at /
     char *vendor_root;              //  <web_root>/node_modules/bootstrap/dist
     size_t max_frame;               //  largest client message
+    size_t send_buffer;             //  SO_SNDBUF of client sockets, 0 = kernel's choice
     uint32_t heartbeat_ms;          //  our heartbeat interval
     uint32_t request_timeout_ms;    //  backstop for unanswered requests
     //  libwebsockets
@@ -262,6 +298,7 @@ s_session_queue_pop (gw_session_t *session)
     session->queue_head = (session->queue_head + 1) % session->queue_capacity;
     session->queue_count--;
     session->queue_bytes -= frame->size;
+    session->queue_offset = 0;
     return frame;
 }
 
@@ -287,8 +324,12 @@ s_session_close_with (gw_session_t *session, enum lws_close_status status,
     if (discard) {
         //  A client that does not read never gives us WRITEABLE again: set
         //  the close frame's status and kill the connection from the loop.
+        //  Half a frame written already: a close frame would land inside
+        //  it, so the connection just ends.
+        bool half_written = session->queue_offset > 0;
         s_session_queue_clear (session);
-        lws_close_reason (session->wsi, status, (unsigned char *) reason, strlen (reason));
+        if (!half_written)
+            lws_close_reason (session->wsi, status, (unsigned char *) reason, strlen (reason));
         lws_set_timeout (session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }
@@ -357,6 +398,13 @@ s_session_send_error (gw_session_t *session, const uint8_t *id, size_t id_size,
 
 //  WRITEABLE: writes queued frames, then closes if asked to. Returns -1 to
 //  have lws close the connection.
+//
+//  The frames go to the socket straight from their shared buffers, so lws
+//  never sees them; what lws writes on its own (a pong, a close frame) must
+//  then never fall inside one of ours. lws sends a pending pong before it
+//  calls us, so none is pending here; while our oldest frame is half
+//  written we stop reading, so no ping can arrive to make one. We close
+//  (which sends a close frame) only with nothing half written.
 static int
 s_session_write (gw_session_t *session)
 {
@@ -366,20 +414,52 @@ s_session_write (gw_session_t *session)
                           strlen (session->close_reason));
         return -1;
     }
-    int written = 0;
-    while (session->queue_count > 0 && written < GW_WRITES_PER_CALLBACK) {
-        gw_frame_t *frame = s_session_queue_pop (session);
-        int rc = lws_write (session->wsi, frame->buffer + LWS_PRE, frame->size, LWS_WRITE_TEXT);
-        bool failed = rc < (int) frame->size;
-        s_frame_unref (&frame);
-        if (failed) {
-            zsys_info ("gateway: session %016" PRIx64 " (%s): write failed; closing it",
-                       session->sid, session->addr);
-            return -1;
+    if (lws_partial_buffered (session->wsi)) {
+        //  lws has bytes of its own to finish first
+        lws_callback_on_writable (session->wsi);
+        return 0;
+    }
+    struct iovec parts [GW_WRITE_FRAMES_MAX];
+    size_t part_count = 0;
+    size_t part_bytes = 0;
+    for (size_t index = 0; index < session->queue_count && part_count < GW_WRITE_FRAMES_MAX
+                           && part_bytes < GW_WRITE_BYTES_MAX; index++) {
+        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
+        size_t skip = index == 0? session->queue_offset: 0;
+        parts [part_count].iov_base = frame->wire + skip;
+        parts [part_count].iov_len = frame->wire_size - skip;
+        part_bytes += frame->wire_size - skip;
+        part_count++;
+    }
+    if (part_count > 0) {
+        struct msghdr message = { .msg_iov = parts, .msg_iovlen = part_count };
+        ssize_t sent = sendmsg (lws_get_socket_fd (session->wsi), &message,
+                                MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                zsys_info ("gateway: session %016" PRIx64 " (%s): write failed (%s); closing it",
+                           session->sid, session->addr, strerror (errno));
+                return -1;
+            }
+            sent = 0;
         }
-        written++;
-        if (lws_send_pipe_choked (session->wsi))
-            break;
+        size_t left = (size_t) sent;
+        while (left > 0) {
+            gw_frame_t *frame = session->queue [session->queue_head];
+            size_t rest = frame->wire_size - session->queue_offset;
+            if (left < rest) {
+                session->queue_offset += left;
+                break;
+            }
+            left -= rest;
+            frame = s_session_queue_pop (session);
+            s_frame_unref (&frame);
+        }
+    }
+    bool half_written = session->queue_offset > 0;
+    if (half_written != session->rx_paused) {
+        session->rx_paused = half_written;
+        lws_rx_flow_control (session->wsi, half_written? 0: 1);
     }
     if (session->queue_count == 0 && session->closing)
         //  Close at the next WRITEABLE, which lws gives only once what we
@@ -450,6 +530,14 @@ s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
         ++self->session_counter;
     session->sid = ((uint64_t) self->nonce << 32) | self->session_counter;
     s_peer_address (wsi, session->addr, sizeof (session->addr));
+    if (self->send_buffer) {
+        //  Fixing it turns off the kernel's autotuning, which on loopback
+        //  grows a socket's buffer to megabytes: ops trade that for memory
+        int size = (int) self->send_buffer;
+        if (setsockopt (lws_get_socket_fd (wsi), SOL_SOCKET, SO_SNDBUF, &size, sizeof size))
+            zsys_warning ("gateway: session %016" PRIx64 ": SO_SNDBUF %d: %s",
+                          session->sid, size, strerror (errno));
+    }
     session->pending = zlistx_new ();
     assert (session->pending);
     zhashx_insert (self->sessions, &session->sid, session);
@@ -990,6 +1078,7 @@ gw_server_new (const gw_config_t *config)
     self->web_root = strdup (config->web_root? config->web_root: "web");
     self->vendor_root = zsys_sprintf ("%s/node_modules/bootstrap/dist", self->web_root);
     self->max_frame = config->max_frame? config->max_frame: GW_MAX_FRAME_DEFAULT;
+    self->send_buffer = config->send_buffer;
     self->heartbeat_ms = config->heartbeat_ms? config->heartbeat_ms: GW_HEARTBEAT_DEFAULT;
     self->broker_heartbeat_ms = self->heartbeat_ms;
     self->request_timeout_ms = config->request_timeout_ms? config->request_timeout_ms:

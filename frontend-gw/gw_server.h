@@ -40,6 +40,7 @@ typedef struct {
     const char *broker_endpoint;    //  "inproc://parley-broker", "tcp://..."
     const char *web_root;           //  folder served over HTTP
     size_t max_frame;               //  0 = GW_MAX_FRAME_DEFAULT
+    size_t send_buffer;             //  SO_SNDBUF of each client socket; 0 = the kernel's
     uint32_t heartbeat_ms;          //  0 = GW_HEARTBEAT_DEFAULT
     uint32_t request_timeout_ms;    //  0 = GW_REQUEST_TIMEOUT_DEFAULT
 } gw_config_t;

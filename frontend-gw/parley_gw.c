@@ -32,6 +32,8 @@ s_usage (FILE *out)
         "  --web DIR               the web UI to serve (default: web/ of the source tree\n"
         "                          beside the build, else ./web)\n"
         "  --max-frame BYTES       largest client frame (default %d)\n"
+        "  --send-buffer BYTES     the kernel's send buffer per client connection\n"
+        "                          (default: the kernel's own, which grows as needed)\n"
         "  --heartbeat MS          heartbeat toward the broker (default %d)\n"
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
         "                          (default %d; the broker's own timeout comes first)\n"
@@ -61,13 +63,14 @@ s_is_folder (const char *path)
 int
 main (int argc, char *argv [])
 {
-    enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_HEARTBEAT,
+    enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HEARTBEAT,
            OPT_REQUEST_TIMEOUT, OPT_HELP };
     static const struct option options [] = {
         { "listen",          required_argument, NULL, OPT_LISTEN },
         { "broker",          required_argument, NULL, OPT_BROKER },
         { "web",             required_argument, NULL, OPT_WEB },
         { "max-frame",       required_argument, NULL, OPT_MAX_FRAME },
+        { "send-buffer",     required_argument, NULL, OPT_SEND_BUFFER },
         { "heartbeat",       required_argument, NULL, OPT_HEARTBEAT },
         { "request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT },
         { "help",            no_argument,       NULL, OPT_HELP },
@@ -77,7 +80,7 @@ main (int argc, char *argv [])
     int listen_port = 8080;
     const char *broker = "tcp://127.0.0.1:7700";
     const char *web = NULL;
-    long long max_frame = 0, heartbeat = 0, request_timeout = 0;
+    long long max_frame = 0, send_buffer = 0, heartbeat = 0, request_timeout = 0;
 
     int option;
     while ((option = getopt_long (argc, argv, "", options, NULL)) != -1) {
@@ -105,6 +108,13 @@ main (int argc, char *argv [])
             case OPT_MAX_FRAME:
                 if ((max_frame = s_number (optarg, 16, 1024 * 1024)) < 0) {
                     fprintf (stderr, "parley-gw: --max-frame wants 16 to 1048576 bytes, "
+                                     "not '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            case OPT_SEND_BUFFER:
+                if ((send_buffer = s_number (optarg, 4096, 64 * 1024 * 1024)) < 0) {
+                    fprintf (stderr, "parley-gw: --send-buffer wants 4096 to 67108864 bytes, "
                                      "not '%s'\n", optarg);
                     return 2;
                 }
@@ -147,6 +157,7 @@ main (int argc, char *argv [])
         .broker_endpoint = broker,
         .web_root = web_root,
         .max_frame = (size_t) max_frame,
+        .send_buffer = (size_t) send_buffer,
         .heartbeat_ms = (uint32_t) heartbeat,
         .request_timeout_ms = (uint32_t) request_timeout,
     };
