@@ -10,7 +10,12 @@
     Scenarios (several may be named in one run; see --help):
       baseline  the same fan-out from a built-in server that only writes ready
                 frames to N loopback sockets: what this machine's kernel allows
-      fanout    one room of N members, S of them sending R messages a second
+      fanout    one room of N members, S of them sending R messages a second;
+                with --max, R raised step by step until p99 passes a bound
+      rooms     M rooms of K members, all talking at once, at R or closed-loop
+      pm        P pairs of users exchanging private messages
+      history   a room of H entries paged backwards by C clients, every page checked
+      latency   one message at a time through the whole path of an idle server
       connect   a storm of N connections that register, then N that resume
     =========================================================================
 */
@@ -40,7 +45,9 @@
 #include <unistd.h>
 
 #define MAX_CONNS        19000      //  the process may hold 20,000 descriptors
-#define SEND_ID_BASE     1000000    //  msg.send ids: SEND_ID_BASE + message index
+#define SEND_ID_BASE     1000000000 //  msg.send/pm.send ids: SEND_ID_BASE + message index
+#define HISTORY_PAGE     200        //  room.history's largest limit (PROTOCOL.md)
+#define MAX_INFLIGHT     256        //  a session may have 256 requests in flight
 #define TOKEN_MAX        64
 #define ERROR_KINDS      16
 #define WS_KEY           "dGhlIHNhbXBsZSBub25jZQ=="
@@ -80,7 +87,15 @@ typedef struct {
     size_t tx_size;                 //  bytes in tx
     size_t tx_cap;                  //  tx's allocation
     int64_t pending_id;             //  id of the setup request awaiting a reply, 0 none
-    int64_t last_seq;               //  last room seq seen in the measured phase
+    int64_t last_seq;               //  last seq seen in the measured phase (room or pair)
+    int group;                      //  the room (or the pm pair) this user belongs to
+    int inflight;                   //  messages sent, not yet settled (closed loop)
+    bool page_pending;              //  history: a room.history is outstanding
+    int64_t page_id;                //  its id
+    int64_t page_before;            //  its cursor, 0 for the newest page
+    uint64_t page_sent_ns;          //  when it was written
+    int64_t pass_entries;           //  entries read since the newest page
+    int64_t pass_messages;          //  of which message entries
 } conn_t;
 
 typedef struct {
@@ -101,6 +116,8 @@ typedef struct {
     field_t seq;                    //  room seq
     field_t room;                   //  room name (a string in message events)
     field_t token;                  //  from auth.register
+    field_t messages;               //  room.history's entries (an array, raw)
+    field_t more;                   //  room.history: true or false
 } reply_t;
 
 typedef struct {
@@ -120,9 +137,21 @@ typedef struct {
     int port;                       //  server port
     char path [128];                //  WebSocket path
     int members;                    //  N
-    int senders;                    //  S
-    double rate;                    //  R, messages a second in total
+    int senders;                    //  S (rooms: per room)
+    double rate;                    //  R, messages a second in total; 0 closed loop
     double duration;                //  seconds of sending
+    int inflight;                   //  W: closed loop, sends outstanding per sender
+    uint64_t count;                 //  messages to send in all, 0 by duration
+    int rooms;                      //  M, rooms scenario
+    int room_members;               //  K, members of each room
+    int pairs;                      //  P, pm scenario
+    int entries;                    //  H, history entries
+    int readers;                    //  C, history readers
+    bool max;                       //  fanout: search the highest rate that holds
+    double p99_bound_ms;            //  --max: a step passes while p99 stays under this
+    double step_seconds;            //  --max: sending time per step
+    double max_rate;                //  --max: never above this rate
+    int max_steps;                  //  --max: at most this many steps
     int window;                     //  connections in setup at once
     int sources;                    //  127.0.0.1 .. 127.0.0.<sources> as source addresses
     double timeout;                 //  seconds a setup phase may take
@@ -133,9 +162,15 @@ typedef struct {
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user
     user_t *users;                  //  one per user
+    int capacity;                   //  conns and users allocated
     int user_count;                 //  users made in this scenario
     char prefix [32];               //  username prefix, unique per scenario
-    char room [64];                 //  the fanout room
+    char room [64];                 //  room name prefix: room G is room + G
+    int group_size;                 //  members of each room (2 per pm pair)
+    int recipients;                 //  sessions that must get each message
+    bool private_messages;          //  pm.send to the partner, not msg.send
+    int *sender_list;               //  users that send, round-robin at a rate
+    int sender_count;               //  entries in sender_list
     uint32_t rng;                   //  xorshift state (mask keys)
     //  Current phase
     const action_t *script;         //  what each connection does
@@ -148,15 +183,37 @@ typedef struct {
     bool measuring;                 //  message events are deliveries
     uint64_t messages_sent;         //  msg.send written (or frames by baseline server)
     uint64_t messages_acked;        //  msg.send answered ok
+    uint64_t messages_failed;       //  msg.send answered error, or never written
     uint64_t deliveries;            //  message events received for our messages
-    uint64_t duplicates;            //  a member got a message twice
+    uint64_t duplicates;            //  a member got a message (a seq) twice
     uint64_t gaps;                  //  a member saw a seq jump
-    uint8_t *acked;                 //  per message: ok received
+    uint8_t *acked;                 //  per message: 1 ok received, 2 error received
     uint16_t *delivered;            //  per message: members that got it
-    size_t message_cap;             //  size of acked and delivered
-    samples_t latency;              //  send to delivery
+    uint32_t *message_sender;       //  per message: sending user + 1, 0 none (baseline)
+    uint64_t *message_sent_ns;      //  per message: when msg.send was written
+    size_t message_cap;             //  size of the per-message arrays
+    samples_t latency;              //  send to each other member's delivery
+    samples_t reply_latency;        //  send to ok (a page's request to its reply)
+    uint64_t send_started_ns;       //  first send of the measured phase
+    uint64_t last_ack_ns;           //  last ok of the measured phase
+    int64_t max_acked_seq;          //  highest seq an ok carried
     uint64_t first_delivery_ns;     //  baseline flood: window of deliveries
     uint64_t last_delivery_ns;      //  same
+    //  Closed loop: each sender keeps `inflight` messages outstanding
+    bool closed_loop;               //  send the next as each one settles
+    bool wait_delivery;             //  settled = acked and delivered to all (latency)
+    bool sending;                   //  the sending window is open
+    uint64_t send_until_ns;         //  the window closes then
+    uint64_t send_limit;            //  or after this many messages, 0 no limit
+    //  History paging
+    bool paging;                    //  oks are room.history pages
+    bool paging_open;               //  readers ask for the next page
+    int64_t page_ids;               //  last page id used
+    uint64_t pages;                 //  pages received and checked
+    uint64_t page_entries;          //  entries in good pages
+    uint64_t bad_pages;             //  pages with a wrong count, order or cursor
+    uint64_t passes;                //  full walks from the newest entry to seq 1
+    uint64_t fill_acked;            //  messages stored by the fill
     //  Errors, all kinds
     error_kind_t errors [ERROR_KINDS];  //  by name
     uint64_t error_total;           //  sum
@@ -348,6 +405,12 @@ s_scan (const char *json, size_t size, reply_t *reply)
         else
         if (key_size == 5 && memcmp (key, "token", 5) == 0)
             slot = &reply->token;
+        else
+        if (key_size == 8 && memcmp (key, "messages", 8) == 0)
+            slot = &reply->messages;
+        else
+        if (key_size == 4 && memcmp (key, "more", 4) == 0)
+            slot = &reply->more;
         if (slot)
             *slot = value;
         cursor = s_skip_space (value_end, end);
@@ -528,6 +591,8 @@ s_connect (bench_t *self, conn_t *conn, const char *host, int port, bool raw)
     conn->step = 0;
     conn->done = false;
     conn->last_seq = 0;
+    conn->inflight = 0;
+    conn->page_pending = false;
     struct epoll_event event = { .events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t) conn->user };
     epoll_ctl (self->epoll_fd, EPOLL_CTL_ADD, fd, &event);
     return 0;
@@ -731,6 +796,13 @@ s_lost (bench_t *self, conn_t *conn, const char *why)
         s_step_done (self, conn);
 }
 
+//  Room G of this scenario is the room prefix followed by G
+static void
+s_room_name (bench_t *self, int group, char *name, size_t size)
+{
+    snprintf (name, size, "%s%d", self->room, group);
+}
+
 static void
 s_run_step (bench_t *self, conn_t *conn)
 {
@@ -740,6 +812,8 @@ s_run_step (bench_t *self, conn_t *conn)
     const char *name_format = "%s%d";
     char username [64];
     snprintf (username, sizeof username, name_format, self->prefix, conn->user);
+    char room [96];
+    s_room_name (self, conn->group, room, sizeof room);
     switch (action) {
         case ACT_REGISTER:
             s_send_json (self, conn,
@@ -753,11 +827,11 @@ s_run_step (bench_t *self, conn_t *conn)
         case ACT_CREATE:
             s_send_json (self, conn,
                 "{\"type\":\"room.create\",\"id\":%" PRId64 ",\"room\":\"%s\",\"max_participants\":%d}",
-                id, self->room, self->members < 2? 2: self->members);
+                id, room, self->group_size < 2? 2: self->group_size);
             break;
         case ACT_JOIN:
             s_send_json (self, conn, "{\"type\":\"room.join\",\"id\":%" PRId64 ",\"room\":\"%s\"}",
-                         id, self->room);
+                         id, room);
             break;
         case ACT_CLOSE:
             conn->pending_id = 0;
@@ -813,7 +887,315 @@ s_on_setup_reply (bench_t *self, conn_t *conn, const reply_t *reply, const char 
     s_run_step (self, conn);
 }
 
-static void s_on_delivery (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size);
+//  ---------------------------------------------------------------------------
+//  The measured phase: messages out, acks and deliveries in, pages checked
+
+//  Grows the per-message arrays to hold at least `needed` messages
+static void
+s_reserve_messages (bench_t *self, size_t needed)
+{
+    if (needed <= self->message_cap)
+        return;
+    size_t old_cap = self->message_cap;
+    size_t new_cap = old_cap? old_cap: 4096;
+    while (new_cap < needed)
+        new_cap *= 2;
+    self->acked = realloc (self->acked, new_cap);
+    self->delivered = realloc (self->delivered, new_cap * sizeof (uint16_t));
+    self->message_sender = realloc (self->message_sender, new_cap * sizeof (uint32_t));
+    self->message_sent_ns = realloc (self->message_sent_ns, new_cap * sizeof (uint64_t));
+    if (!self->acked || !self->delivered || !self->message_sender || !self->message_sent_ns) {
+        fprintf (stderr, "parley-bench: out of memory (%zu messages)\n", new_cap);
+        exit (2);
+    }
+    size_t added = new_cap - old_cap;
+    memset (self->acked + old_cap, 0, added);
+    memset (self->delivered + old_cap, 0, added * sizeof (uint16_t));
+    memset (self->message_sender + old_cap, 0, added * sizeof (uint32_t));
+    memset (self->message_sent_ns + old_cap, 0, added * sizeof (uint64_t));
+    self->message_cap = new_cap;
+}
+
+static void
+s_add_sample (samples_t *samples, uint64_t from_ns, uint64_t to_ns)
+{
+    if (samples->size == samples->cap) {
+        samples->cap = samples->cap? samples->cap * 2: 1 << 16;
+        samples->values = realloc (samples->values, samples->cap * sizeof (uint32_t));
+        if (!samples->values) {
+            fprintf (stderr, "parley-bench: out of memory (%zu samples)\n", samples->cap);
+            exit (2);
+        }
+    }
+    uint64_t micros = to_ns > from_ns? (to_ns - from_ns) / 1000: 0;
+    samples->values [samples->size++] = micros > UINT32_MAX? UINT32_MAX: (uint32_t) micros;
+}
+
+static bool
+s_may_send (bench_t *self)
+{
+    return self->sending && !s_interrupted && s_now_ns () < self->send_until_ns
+        && (!self->send_limit || self->messages_sent < self->send_limit);
+}
+
+//  One msg.send into the sender's room, or one pm.send to its partner. The
+//  text carries the message's index and the send time, so that each delivery
+//  names its message and its latency.
+static void
+s_send_message (bench_t *self, conn_t *conn)
+{
+    uint64_t index = self->messages_sent++;
+    s_reserve_messages (self, index + 1);
+    uint64_t now = s_now_ns ();
+    self->message_sender [index] = (uint32_t) conn->user + 1;
+    self->message_sent_ns [index] = now;
+    if (!self->send_started_ns)
+        self->send_started_ns = now;
+    if (conn->fd < 0) {
+        //  Its connection was lost (counted then): the message fails unsent
+        self->acked [index] = 2;
+        self->messages_failed++;
+        return;
+    }
+    conn->inflight++;
+    if (self->private_messages)
+        s_send_json (self, conn,
+            "{\"type\":\"pm.send\",\"id\":%" PRIu64 ",\"to\":\"%s%d\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"}",
+            SEND_ID_BASE + index, self->prefix, conn->user ^ 1, index, now);
+    else {
+        char room [96];
+        s_room_name (self, conn->group, room, sizeof room);
+        s_send_json (self, conn,
+            "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"}",
+            SEND_ID_BASE + index, room, index, now);
+    }
+}
+
+//  Closed loop: tops the sender up to `inflight` outstanding messages
+static void
+s_refill (bench_t *self, conn_t *conn)
+{
+    while (conn->fd >= 0 && conn->inflight < self->inflight && s_may_send (self))
+        s_send_message (self, conn);
+}
+
+//  A message is settled when its ok (or error) came and, in the latency
+//  scenario, every member has it too; the sender may then send the next
+static void
+s_settle_if_done (bench_t *self, uint64_t index)
+{
+    if (self->acked [index] == 0)
+        return;
+    if (self->acked [index] == 1 && self->wait_delivery && self->delivered [index] < self->recipients)
+        return;
+    uint32_t sender = self->message_sender [index];
+    if (!sender)
+        return;
+    conn_t *conn = &self->conns [sender - 1];
+    conn->inflight--;
+    if (self->closed_loop)
+        s_refill (self, conn);
+}
+
+static void
+s_on_ack (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
+{
+    uint64_t now = s_now_ns ();
+    int64_t id = s_integer (reply->id) - SEND_ID_BASE;
+    if (id < 0 || (uint64_t) id >= self->messages_sent || self->acked [id]
+    ||  self->message_sender [id] != (uint32_t) conn->user + 1) {
+        s_error (self, "wrong_id", text, size);
+        return;
+    }
+    self->acked [id] = 1;
+    self->messages_acked++;
+    self->last_ack_ns = now;
+    s_add_sample (&self->reply_latency, self->message_sent_ns [id], now);
+    int64_t seq = s_integer (reply->seq);
+    if (seq > self->max_acked_seq)
+        self->max_acked_seq = seq;
+    s_settle_if_done (self, (uint64_t) id);
+}
+
+static void s_request_page (bench_t *self, conn_t *conn);
+
+//  An error reply: counted by code; a refused send settles its message, a
+//  refused page is followed by the next one
+static void
+s_on_refused (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
+{
+    char code [48];
+    snprintf (code, sizeof code, "%.*s", (int) (reply->code.size > 40? 40: reply->code.size),
+              reply->code.ptr);
+    s_error (self, code, text, size);
+    int64_t id = s_integer (reply->id);
+    if (id >= SEND_ID_BASE && (uint64_t) (id - SEND_ID_BASE) < self->messages_sent
+    &&  self->acked [id - SEND_ID_BASE] == 0) {
+        self->acked [id - SEND_ID_BASE] = 2;
+        self->messages_failed++;
+        s_settle_if_done (self, (uint64_t) (id - SEND_ID_BASE));
+    }
+    else
+    if (self->paging && conn->page_pending && id == conn->page_id) {
+        //  Start the walk again from the newest entry
+        conn->page_pending = false;
+        conn->page_before = conn->pass_entries = conn->pass_messages = 0;
+        if (self->paging_open)
+            s_request_page (self, conn);
+    }
+}
+
+static void
+s_on_delivery (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
+{
+    uint64_t now = s_now_ns ();
+    //  text: "pb <index> <ns>"
+    unsigned long long index, sent_ns;
+    char body [96];
+    snprintf (body, sizeof body, "%.*s", (int) (reply->text.size > 90? 90: reply->text.size),
+              reply->text.ptr);
+    if (sscanf (body, "pb %llu %llu", &index, &sent_ns) != 2 || index >= self->message_cap) {
+        s_error (self, "unexpected_message", text, size);
+        return;
+    }
+    //  The message must come from this member's room (or pair): the sender's
+    uint32_t sender = self->message_sender [index];
+    int group = sender? self->conns [sender - 1].group: 0;
+    char room [96];
+    s_room_name (self, group, room, sizeof room);
+    if (group != conn->group || (!self->private_messages && !s_is (reply->room, room))) {
+        s_error (self, "wrong_recipient", text, size);
+        return;
+    }
+    //  Each member sees its room's (its conversation's) seqs once, in order
+    int64_t seq = s_integer (reply->seq);
+    if (seq <= conn->last_seq) {
+        self->duplicates++;
+        return;
+    }
+    if (conn->last_seq && seq != conn->last_seq + 1)
+        self->gaps++;
+    conn->last_seq = seq;
+    if (self->delivered [index] >= self->recipients) {
+        self->duplicates++;
+        return;
+    }
+    self->delivered [index]++;
+    self->deliveries++;
+    if (!self->first_delivery_ns)
+        self->first_delivery_ns = now;
+    self->last_delivery_ns = now;
+    //  The sender's own copy is counted for loss, not timed: its ok says that
+    if (sender != (uint32_t) conn->user + 1)
+        s_add_sample (&self->latency, sent_ns, now);
+    if (self->wait_delivery)
+        s_settle_if_done (self, index);
+}
+
+//  History: asks for the page below the reader's cursor (the newest without)
+static void
+s_request_page (bench_t *self, conn_t *conn)
+{
+    if (conn->fd < 0)
+        return;
+    char room [96];
+    s_room_name (self, conn->group, room, sizeof room);
+    conn->page_id = ++self->page_ids;
+    conn->page_pending = true;
+    conn->page_sent_ns = s_now_ns ();
+    if (conn->page_before)
+        s_send_json (self, conn,
+            "{\"type\":\"room.history\",\"id\":%" PRId64 ",\"room\":\"%s\",\"limit\":%d,\"before\":%" PRId64 "}",
+            conn->page_id, room, HISTORY_PAGE, conn->page_before);
+    else
+        s_send_json (self, conn,
+            "{\"type\":\"room.history\",\"id\":%" PRId64 ",\"room\":\"%s\",\"limit\":%d}",
+            conn->page_id, room, HISTORY_PAGE);
+}
+
+//  Checks one page: the right count, seqs consecutive and ending just below
+//  the cursor (at the room's last seq for the newest page), `more` exactly
+//  when older entries remain. A full walk down to seq 1 must have read every
+//  entry and every message the fill stored. Returns NULL or what was wrong;
+//  sets first_seq and entries.
+static const char *
+s_check_page (bench_t *self, conn_t *conn, const reply_t *reply, int64_t *first_seq, int64_t *entries)
+{
+    int64_t expected_last = conn->page_before? conn->page_before - 1: self->max_acked_seq;
+    int64_t expected_count = expected_last < HISTORY_PAGE? expected_last: HISTORY_PAGE;
+    if (reply->messages.size < 2 || reply->messages.ptr [0] != '[')
+        return "no messages array";
+    const char *cursor = reply->messages.ptr + 1;
+    const char *end = reply->messages.ptr + reply->messages.size;
+    int64_t count = 0, previous = 0, messages = 0;
+    *first_seq = *entries = 0;
+    for (cursor = s_skip_space (cursor, end); cursor < end && *cursor != ']'; ) {
+        const char *entry_end = s_skip_value (cursor, end);
+        reply_t entry;
+        if (!entry_end || s_scan (cursor, (size_t) (entry_end - cursor), &entry))
+            return "an unreadable entry";
+        int64_t seq = s_integer (entry.seq);
+        if (count == 0)
+            *first_seq = seq;
+        else
+        if (seq != previous + 1)
+            return "seqs not consecutive";
+        previous = seq;
+        count++;
+        messages += s_is (entry.type, "message");
+        cursor = s_skip_space (entry_end, end);
+        if (cursor < end && *cursor == ',')
+            cursor = s_skip_space (cursor + 1, end);
+    }
+    if (count != expected_count)
+        return "wrong number of entries";
+    if (count && previous != expected_last)
+        return "not contiguous with the cursor";
+    if (s_is (reply->more, "true") != (*first_seq > 1))
+        return "wrong 'more'";
+    *entries = count;
+    conn->pass_entries += count;
+    conn->pass_messages += messages;
+    if (*first_seq <= 1) {
+        bool complete = conn->pass_entries == self->max_acked_seq
+                     && (uint64_t) conn->pass_messages == self->fill_acked;
+        conn->pass_entries = conn->pass_messages = 0;
+        if (!complete)
+            return "a walk to seq 1 missed entries";
+        self->passes++;
+    }
+    return NULL;
+}
+
+static void
+s_on_page (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
+{
+    uint64_t now = s_now_ns ();
+    if (!conn->page_pending || s_integer (reply->id) != conn->page_id) {
+        s_error (self, "wrong_id", text, size);
+        return;
+    }
+    conn->page_pending = false;
+    s_add_sample (&self->reply_latency, conn->page_sent_ns, now);
+    self->pages++;
+    int64_t first_seq = 0, entries = 0;
+    const char *wrong = s_check_page (self, conn, reply, &first_seq, &entries);
+    if (wrong) {
+        self->bad_pages++;
+        char detail [320];
+        int length = snprintf (detail, sizeof detail, "before %" PRId64 ": %s: %.*s", conn->page_before,
+                               wrong, (int) (size > 200? 200: size), text);
+        s_error (self, "bad_page", detail, length > 0? (size_t) length: 0);
+        conn->pass_entries = conn->pass_messages = 0;
+        conn->page_before = 0;
+    }
+    else {
+        self->page_entries += (uint64_t) entries;
+        conn->page_before = first_seq > 1? first_seq: 0;
+    }
+    if (self->paging_open)
+        s_request_page (self, conn);
+}
 
 static void
 s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size)
@@ -829,63 +1211,18 @@ s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size)
     }
     if (!self->measuring)
         return;
-    if (s_is (reply.type, "message"))
+    if (s_is (reply.type, "message") || s_is (reply.type, "pm"))
         s_on_delivery (self, conn, &reply, text, size);
     else
     if (s_is (reply.type, "ok")) {
-        int64_t id = s_integer (reply.id) - SEND_ID_BASE;
-        if (id < 0 || (uint64_t) id >= self->messages_sent || self->acked [id])
-            s_error (self, "wrong_id", text, size);
-        else {
-            self->acked [id] = 1;
-            self->messages_acked++;
-        }
+        if (self->paging)
+            s_on_page (self, conn, &reply, text, size);
+        else
+            s_on_ack (self, conn, &reply, text, size);
     }
     else
-    if (s_is (reply.type, "error")) {
-        char code [48];
-        snprintf (code, sizeof code, "%.*s", (int) (reply.code.size > 40? 40: reply.code.size),
-                  reply.code.ptr);
-        s_error (self, code, text, size);
-    }
-}
-
-static void
-s_on_delivery (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
-{
-    uint64_t now = s_now_ns ();
-    if (!s_is (reply->room, self->room))
-        return;
-    //  text: "pb <index> <ns>"
-    unsigned long long index, sent_ns;
-    char body [96];
-    snprintf (body, sizeof body, "%.*s", (int) (reply->text.size > 90? 90: reply->text.size),
-              reply->text.ptr);
-    if (sscanf (body, "pb %llu %llu", &index, &sent_ns) != 2 || index >= self->message_cap) {
-        s_error (self, "unexpected_message", text, size);
-        return;
-    }
-    int64_t seq = s_integer (reply->seq);
-    if (conn->last_seq && seq != conn->last_seq + 1)
-        self->gaps++;
-    conn->last_seq = seq;
-    if (self->delivered [index] == UINT16_MAX || (int) self->delivered [index] >= self->members) {
-        self->duplicates++;
-        return;
-    }
-    self->delivered [index]++;
-    self->deliveries++;
-    if (!self->first_delivery_ns)
-        self->first_delivery_ns = now;
-    self->last_delivery_ns = now;
-    samples_t *samples = &self->latency;
-    if (samples->size == samples->cap) {
-        samples->cap = samples->cap? samples->cap * 2: 1 << 16;
-        samples->values = realloc (samples->values, samples->cap * sizeof (uint32_t));
-        assert (samples->values);
-    }
-    uint64_t micros = now > sent_ns? (now - sent_ns) / 1000: 0;
-    samples->values [samples->size++] = micros > UINT32_MAX? UINT32_MAX: (uint32_t) micros;
+    if (s_is (reply.type, "error"))
+        s_on_refused (self, conn, &reply, text, size);
 }
 
 //  Runs one phase over users [first, end); returns seconds it took, or -1 on timeout
@@ -944,18 +1281,26 @@ s_percentiles (samples_t *samples)
     return result;
 }
 
+//  Forgets the previous measured phase; room for `message_cap` messages
 static void
 s_reset_measure (bench_t *self, size_t message_cap)
 {
     free (self->acked);
     free (self->delivered);
-    self->message_cap = message_cap;
-    self->acked = s_alloc (message_cap);
-    self->delivered = s_alloc (message_cap * sizeof (uint16_t));
-    self->messages_sent = self->messages_acked = self->deliveries = 0;
+    free (self->message_sender);
+    free (self->message_sent_ns);
+    self->acked = NULL;
+    self->delivered = NULL;
+    self->message_sender = NULL;
+    self->message_sent_ns = NULL;
+    self->message_cap = 0;
+    s_reserve_messages (self, message_cap);
+    self->messages_sent = self->messages_acked = self->messages_failed = self->deliveries = 0;
     self->duplicates = self->gaps = 0;
-    self->latency.size = 0;
+    self->latency.size = self->reply_latency.size = 0;
     self->first_delivery_ns = self->last_delivery_ns = 0;
+    self->send_started_ns = self->last_ack_ns = 0;
+    self->max_acked_seq = 0;
 }
 
 static void
@@ -1041,8 +1386,18 @@ static void
 s_new_users (bench_t *self, int count, const char *scenario)
 {
     s_close_all (self);
+    assert (count <= self->capacity);
     self->user_count = count;
     memset (self->users, 0, sizeof (user_t) * (size_t) count);
+    for (int index = 0; index < count; index++) {
+        conn_t *conn = &self->conns [index];
+        conn->group = conn->inflight = 0;
+        conn->last_seq = conn->page_before = conn->pass_entries = conn->pass_messages = 0;
+        conn->page_pending = false;
+    }
+    self->group_size = self->recipients = count;
+    self->private_messages = false;
+    self->sender_count = 0;
     //  Unique per run and scenario, so a data directory can be reused
     snprintf (self->prefix, sizeof self->prefix, "pb%05x%c_", s_random (self) & 0xfffff, scenario [0]);
     snprintf (self->room, sizeof self->room, "%sroom", self->prefix);
@@ -1053,44 +1408,384 @@ s_new_users (bench_t *self, int count, const char *scenario)
 }
 
 //  ---------------------------------------------------------------------------
-//  fanout: one room, N members, S senders, R messages a second
+//  fanout, rooms, pm, latency, history: messages into rooms or pairs, counted
 
-//  Sends and drains; returns the seconds the sending took
-static double
-s_send_at_rate (bench_t *self, size_t total)
+//  The figures of one measured phase, for the summary line and the JSON
+typedef struct {
+    uint64_t sent;                  //  messages written
+    uint64_t acked;                 //  answered ok
+    uint64_t failed;                //  answered error, or never written
+    uint64_t deliveries;            //  events received for them
+    uint64_t expected;              //  acked x recipients
+    uint64_t loss;                  //  expected - deliveries
+    uint64_t duplicates;            //  a seq or a message twice to one member
+    uint64_t gaps;                  //  seq jumps seen by members
+    double send_seconds;            //  the sending window
+    double acked_per_second;        //  oks from the first send to the last ok
+    double deliveries_per_second;   //  from the first delivery to the last
+    percentiles_t ack;              //  send to ok
+    percentiles_t delivery;         //  send to each other member's event
+} tally_t;
+
+static tally_t
+s_tally (bench_t *self, double send_seconds)
 {
-    uint64_t started = s_now_ns ();
-    while (self->messages_sent < total && !s_interrupted) {
-        double elapsed = s_seconds_since (started);
-        uint64_t due = (uint64_t) (elapsed * self->rate) + 1;
-        if (due > total)
-            due = total;
-        while (self->messages_sent < due) {
-            uint64_t index = self->messages_sent++;
-            conn_t *sender = &self->conns [index % (uint64_t) self->senders];
-            if (sender->fd < 0)
-                continue;
-            s_send_json (self, sender,
-                "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"}",
-                SEND_ID_BASE + index, self->room, index, s_now_ns ());
-        }
-        s_poll (self, 1);
-    }
-    return s_seconds_since (started);
+    tally_t tally;
+    memset (&tally, 0, sizeof tally);
+    tally.sent = self->messages_sent;
+    tally.acked = self->messages_acked;
+    tally.failed = self->messages_sent - self->messages_acked;
+    tally.deliveries = self->deliveries;
+    tally.expected = self->messages_acked * (uint64_t) self->recipients;
+    tally.loss = tally.expected > tally.deliveries? tally.expected - tally.deliveries: 0;
+    tally.duplicates = self->duplicates;
+    tally.gaps = self->gaps;
+    tally.send_seconds = send_seconds;
+    double ack_span = self->last_ack_ns > self->send_started_ns
+                    ? (double) (self->last_ack_ns - self->send_started_ns) / 1e9: 0;
+    tally.acked_per_second = ack_span > 0? (double) tally.acked / ack_span: 0;
+    double span = (double) (self->last_delivery_ns - self->first_delivery_ns) / 1e9;
+    tally.deliveries_per_second = span > 0? (double) tally.deliveries / span: 0;
+    tally.ack = s_percentiles (&self->reply_latency);
+    tally.delivery = s_percentiles (&self->latency);
+    return tally;
+}
+
+static bool
+s_tally_clean (const tally_t *tally)
+{
+    return !tally->loss && !tally->failed && !tally->duplicates && !tally->gaps;
 }
 
 static void
-s_drain (bench_t *self, uint64_t expected_acks, uint64_t members, double seconds)
+s_tally_add (tally_t *total, const tally_t *step)
+{
+    total->sent += step->sent;
+    total->acked += step->acked;
+    total->failed += step->failed;
+    total->deliveries += step->deliveries;
+    total->expected += step->expected;
+    total->loss += step->loss;
+    total->duplicates += step->duplicates;
+    total->gaps += step->gaps;
+    total->send_seconds += step->send_seconds;
+}
+
+//  Rates only for one phase: a sum over steps has none
+static void
+s_print_counts (const tally_t *tally, bool with_rates)
+{
+    printf ("sent %" PRIu64 " acked %" PRIu64, tally->sent, tally->acked);
+    if (with_rates)
+        printf (" (%.0f/s)", tally->acked_per_second);
+    printf (", deliveries %" PRIu64, tally->deliveries);
+    if (with_rates)
+        printf (" (%.0f/s)", tally->deliveries_per_second);
+    printf (", loss %" PRIu64 ", dup %" PRIu64 ", gaps %" PRIu64, tally->loss, tally->duplicates,
+            tally->gaps);
+}
+
+static void
+s_print_latency (const char *what, percentiles_t latency)
+{
+    printf (", %s us p50 %.0f p99 %.0f p99.9 %.0f max %.0f", what, latency.p50, latency.p99,
+            latency.p999, latency.max);
+}
+
+//  Four keys: PREFIX_p50_us, PREFIX_p99_us, PREFIX_p999_us, PREFIX_max_us
+static void
+s_json_latency (bench_t *self, const char *prefix, percentiles_t latency)
+{
+    char key [64];
+    snprintf (key, sizeof key, "%s_p50_us", prefix);
+    s_json_number (self, key, latency.p50);
+    snprintf (key, sizeof key, "%s_p99_us", prefix);
+    s_json_number (self, key, latency.p99);
+    snprintf (key, sizeof key, "%s_p999_us", prefix);
+    s_json_number (self, key, latency.p999);
+    snprintf (key, sizeof key, "%s_max_us", prefix);
+    s_json_number (self, key, latency.max);
+}
+
+static void
+s_json_counts (bench_t *self, const tally_t *tally)
+{
+    s_json_number (self, "messages", (double) tally->sent);
+    s_json_number (self, "acked", (double) tally->acked);
+    s_json_number (self, "failed_sends", (double) tally->failed);
+    s_json_number (self, "deliveries", (double) tally->deliveries);
+    s_json_number (self, "expected_deliveries", (double) tally->expected);
+    s_json_number (self, "loss", (double) tally->loss);
+    s_json_number (self, "duplicates", (double) tally->duplicates);
+    s_json_number (self, "gaps", (double) tally->gaps);
+}
+
+//  The shared summary: "LABEL: counts, latencies, errors" and the same
+//  figures as JSON. The caller may print and write more, then calls
+//  s_report_end, which ends the line and says whether the run failed.
+static void
+s_report_begin (bench_t *self, const char *scenario, const char *label, const tally_t *tally)
+{
+    printf ("%s: ", label);
+    s_print_counts (tally, true);
+    s_print_latency ("ack", tally->ack);
+    s_print_latency ("delivery", tally->delivery);
+    printf (", errors %" PRIu64, self->error_total);
+    s_json_begin (self, scenario);
+    s_json_number (self, "rate", self->rate);
+    s_json_number (self, "inflight", self->rate > 0? 0: self->inflight);
+    s_json_number (self, "send_seconds", tally->send_seconds);
+    s_json_counts (self, tally);
+    s_json_number (self, "acked_per_second", tally->acked_per_second);
+    s_json_number (self, "deliveries_per_second", tally->deliveries_per_second);
+    s_json_latency (self, "latency", tally->delivery);
+    s_json_latency (self, "ack_latency", tally->ack);
+}
+
+static int
+s_report_end (bench_t *self, const tally_t *tally)
+{
+    printf ("\n");
+    s_print_errors (self);
+    s_json_end (self);
+    s_close_all (self);
+    return s_tally_clean (tally) && !self->error_total? 0: -1;
+}
+
+//  A scenario whose setup failed still says so, in words and in its JSON
+static int
+s_setup_failed (bench_t *self, const char *scenario)
+{
+    printf ("%s: setup failed, errors %" PRIu64 "\n", scenario, self->error_total);
+    s_print_errors (self);
+    s_json_begin (self, scenario);
+    s_json_number (self, "setup_failed", 1);
+    s_json_end (self);
+    s_close_all (self);
+    return -1;
+}
+
+static void
+s_settle (bench_t *self, double seconds)
+{
+    uint64_t started = s_now_ns ();
+    while (s_seconds_since (started) < seconds && !s_interrupted)
+        s_poll (self, 20);
+}
+
+//  "R=100/s" or "closed loop W=4"
+static void
+s_mode_label (bench_t *self, char *label, size_t size)
+{
+    if (self->rate > 0)
+        snprintf (label, size, "R=%.0f/s", self->rate);
+    else
+        snprintf (label, size, "closed loop W=%d", self->inflight);
+}
+
+//  Users 0..rooms-1 each create room G = user; the others join room
+//  (user - rooms) / (per_room - 1), then every connection closes, so that N
+//  joins cost O(N) notices rather than O(N^2). Returns 0 or -1 (timed out).
+static int
+s_enroll_rooms (bench_t *self, int rooms, int per_room)
+{
+    int users = rooms * per_room;
+    self->group_size = self->recipients = per_room;
+    self->private_messages = false;
+    for (int user = 0; user < users; user++)
+        self->conns [user].group = user < rooms? user: (user - rooms) / (per_room - 1);
+    static const action_t creator [] = { ACT_REGISTER, ACT_CREATE, ACT_CLOSE };
+    static const action_t joiner [] = { ACT_REGISTER, ACT_JOIN, ACT_CLOSE };
+    if (s_run_phase (self, creator, 0, rooms, "create") < 0
+    ||  s_run_phase (self, joiner, rooms, users, "enroll") < 0)
+        return -1;
+    return 0;
+}
+
+//  The first `per_room` members of each room send: its creator, then its
+//  joiners in order
+static void
+s_pick_room_senders (bench_t *self, int rooms, int per_room, int senders_per_room)
+{
+    self->sender_count = 0;
+    for (int user = 0; user < rooms * per_room; user++) {
+        int rank = user < rooms? 0: 1 + (user - rooms) % (per_room - 1);
+        if (rank < senders_per_room)
+            self->sender_list [self->sender_count++] = user;
+    }
+}
+
+//  Sends `total` messages at `rate` a second, round-robin over the senders;
+//  returns the seconds the sending took
+static double
+s_send_at_rate (bench_t *self, double rate, uint64_t total)
+{
+    uint64_t started = s_now_ns ();
+    self->sending = true;
+    self->send_until_ns = UINT64_MAX;
+    self->send_limit = 0;
+    while (self->messages_sent < total && !s_interrupted) {
+        double elapsed = s_seconds_since (started);
+        uint64_t due = (uint64_t) (elapsed * rate) + 1;
+        if (due > total)
+            due = total;
+        while (self->messages_sent < due) {
+            int sender = self->sender_list [self->messages_sent % (uint64_t) self->sender_count];
+            s_send_message (self, &self->conns [sender]);
+        }
+        s_poll (self, 1);
+    }
+    self->sending = false;
+    return s_seconds_since (started);
+}
+
+//  Each sender keeps `inflight` messages outstanding and sends the next as one
+//  settles, until `seconds` pass or `limit` messages (0 none) were sent
+static double
+s_send_closed_loop (bench_t *self, double seconds, uint64_t limit)
+{
+    uint64_t started = s_now_ns ();
+    self->closed_loop = true;
+    self->sending = true;
+    self->send_until_ns = started + (uint64_t) (seconds * 1e9);
+    self->send_limit = limit;
+    for (int index = 0; index < self->sender_count; index++)
+        s_refill (self, &self->conns [self->sender_list [index]]);
+    while (s_may_send (self))
+        s_poll (self, 5);
+    self->sending = false;
+    self->closed_loop = false;
+    return s_seconds_since (started);
+}
+
+//  Waits (up to `seconds`) for every reply, delivery and page still due
+static void
+s_drain (bench_t *self, double seconds)
 {
     uint64_t started = s_now_ns ();
     while (s_seconds_since (started) < seconds && !s_interrupted) {
-        uint64_t errors_now = self->error_total;
-        if (self->messages_acked + errors_now >= expected_acks
-        &&  self->deliveries >= self->messages_acked * members)
+        bool pages_due = false;
+        for (int index = 0; index < self->user_count && self->paging; index++)
+            pages_due |= self->conns [index].page_pending && self->conns [index].fd >= 0;
+        if (self->messages_acked + self->messages_failed >= self->messages_sent
+        &&  self->deliveries >= self->messages_acked * (uint64_t) self->recipients && !pages_due)
             break;
         s_poll (self, 10);
     }
 }
+
+//  One measured phase over the chosen senders: at --rate, or closed loop
+//  when --rate is 0 (and always for latency, one message at a time)
+static tally_t
+s_measure (bench_t *self)
+{
+    uint64_t total = self->count? self->count: (uint64_t) (self->rate * self->duration);
+    s_reset_measure (self, total? total: 1);
+    self->measuring = true;
+    double seconds;
+    if (self->rate > 0)
+        seconds = s_send_at_rate (self, self->rate, total? total: 1);
+    else
+        //  With --count, the count ends the run; the timeout is only a backstop
+        seconds = s_send_closed_loop (self, self->count? self->timeout: self->duration, self->count);
+    s_drain (self, 15);
+    self->measuring = false;
+    self->wait_delivery = false;
+    return s_tally (self, seconds);
+}
+
+//  --max: raise the rate step by step (doubling, then bisecting) while p99
+//  stays under the bound with nothing lost; the highest such rate is
+//  fanout's sustained ceiling
+static int
+s_fanout_max (bench_t *self, double attach_seconds)
+{
+    double bound_us = self->p99_bound_ms * 1000;
+    double rate = self->rate > 0? self->rate: 100;
+    if (rate > self->max_rate)
+        rate = self->max_rate;
+    double best_rate = 0, failing_rate = 0, best_per_second = 0;
+    percentiles_t best_delivery = { 0, 0, 0, 0 }, best_ack = { 0, 0, 0, 0 };
+    tally_t total;
+    memset (&total, 0, sizeof total);
+    int steps = 0;
+    bool broken = false;    //  loss, duplicates, gaps or errors: stop, the run fails
+    while (steps < self->max_steps && !s_interrupted) {
+        uint64_t errors_before = self->error_total;
+        uint64_t count = (uint64_t) (rate * self->step_seconds);
+        s_reset_measure (self, count? count: 1);
+        self->measuring = true;
+        double seconds = s_send_at_rate (self, rate, count? count: 1);
+        s_drain (self, 15);
+        self->measuring = false;
+        tally_t step = s_tally (self, seconds);
+        s_tally_add (&total, &step);
+        steps++;
+        broken = !s_tally_clean (&step) || self->error_total > errors_before;
+        bool held = !broken && step.delivery.p99 <= bound_us;
+        if (!self->quiet)
+            fprintf (stderr, "  fanout --max step %d: R=%.0f/s, %.0f deliveries/s, p99 %.1f ms: %s\n",
+                     steps, rate, step.deliveries_per_second, step.delivery.p99 / 1000,
+                     broken? "loss or errors": held? "held": "over the bound");
+        if (broken)
+            break;
+        if (held) {
+            best_rate = rate;
+            best_per_second = step.deliveries_per_second;
+            best_delivery = step.delivery;
+            best_ack = step.ack;
+        }
+        else
+            failing_rate = rate;
+        //  Next rate: double until one fails, halve until one holds, then bisect
+        if (!failing_rate) {
+            if (rate >= self->max_rate)
+                break;
+            rate = rate * 2 < self->max_rate? rate * 2: self->max_rate;
+        }
+        else
+        if (!best_rate) {
+            rate /= 2;
+            if (rate < 1)
+                break;
+        }
+        else {
+            if (failing_rate <= best_rate * 1.1)
+                break;
+            rate = (best_rate + failing_rate) / 2;
+        }
+    }
+    double fraction = self->baseline_ceiling > 0? best_per_second / self->baseline_ceiling: 0;
+    printf ("fanout --max N=%d S=%d p99 bound %.0f ms: highest sustained R=%.0f messages/s,"
+            " %.0f deliveries/s", self->members, self->senders, self->p99_bound_ms, best_rate,
+            best_per_second);
+    if (fraction > 0)
+        printf (" (%.2f of baseline's ceiling)", fraction);
+    s_print_latency ("delivery", best_delivery);
+    printf (", first over the bound R=%.0f/s, %d steps, ", failing_rate, steps);
+    s_print_counts (&total, false);
+    printf (", errors %" PRIu64, self->error_total);
+    s_json_begin (self, "fanout_max");
+    s_json_number (self, "members", self->members);
+    s_json_number (self, "senders", self->senders);
+    s_json_number (self, "p99_bound_ms", self->p99_bound_ms);
+    s_json_number (self, "step_seconds", self->step_seconds);
+    s_json_number (self, "steps", steps);
+    s_json_number (self, "max_rate", best_rate);
+    s_json_number (self, "max_deliveries_per_second", best_per_second);
+    s_json_number (self, "failing_rate", failing_rate);
+    if (fraction > 0)
+        s_json_number (self, "baseline_fraction", fraction);
+    s_json_counts (self, &total);
+    s_json_latency (self, "latency", best_delivery);
+    s_json_latency (self, "ack_latency", best_ack);
+    s_json_number (self, "attach_seconds", attach_seconds);
+    int status = s_report_end (self, &total);
+    return status || broken || best_rate == 0? -1: 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  fanout: one room, N members, S senders, R messages a second (or --max)
 
 static int
 s_fanout (bench_t *self)
@@ -1099,75 +1794,210 @@ s_fanout (bench_t *self)
     if (self->senders > members)
         self->senders = members;
     s_new_users (self, members, "fanout");
-    static const action_t creator [] = { ACT_REGISTER, ACT_CREATE, ACT_CLOSE };
-    static const action_t joiner [] = { ACT_REGISTER, ACT_JOIN, ACT_CLOSE };
-    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
     if (!self->quiet)
-        fprintf (stderr, "fanout: enrolling %d members in %s\n", members, self->room);
-    if (s_run_phase (self, creator, 0, 1, "create") < 0
-    ||  s_run_phase (self, joiner, 1, members, "enroll") < 0)
-        return -1;
-    uint64_t setup_errors = self->error_total;
+        fprintf (stderr, "fanout: enrolling %d members in %s0\n", members, self->room);
+    if (s_enroll_rooms (self, 1, members))
+        return s_setup_failed (self, "fanout");
+    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
     double attach_seconds = s_run_phase (self, attach, 0, members, "attach");
-    if (attach_seconds < 0)
-        return -1;
-    if (setup_errors || self->error_total) {
-        printf ("fanout: setup failed\n");
-        s_print_errors (self);
-        return -1;
-    }
+    if (attach_seconds < 0 || self->error_total)
+        return s_setup_failed (self, "fanout");
+    s_pick_room_senders (self, 1, members, self->senders);
     //  Let presence events and join notices settle before measuring
-    uint64_t settle = s_now_ns ();
-    while (s_seconds_since (settle) < 1.5)
-        s_poll (self, 20);
-    size_t total = (size_t) (self->rate * self->duration);
-    if (total < 1)
-        total = 1;
-    s_reset_measure (self, total);
-    self->measuring = true;
-    double send_seconds = s_send_at_rate (self, total);
-    s_drain (self, total, (uint64_t) members, 15);
-    self->measuring = false;
-    double span = (double) (self->last_delivery_ns - self->first_delivery_ns) / 1e9;
-    double per_second = span > 0? (double) self->deliveries / span: 0;
-    uint64_t expected = self->messages_acked * (uint64_t) members;
-    uint64_t loss = expected > self->deliveries? expected - self->deliveries: 0;
-    uint64_t failed_sends = self->messages_sent - self->messages_acked;
-    percentiles_t latency = s_percentiles (&self->latency);
-    printf ("fanout N=%d S=%d R=%.0f/s %.1fs: sent %" PRIu64 " acked %" PRIu64 ", deliveries %" PRIu64
-            " (%.0f/s), loss %" PRIu64 ", dup %" PRIu64 ", gaps %" PRIu64 ", latency us p50 %.0f"
-            " p99 %.0f p99.9 %.0f max %.0f, errors %" PRIu64,
-            members, self->senders, self->rate, send_seconds, self->messages_sent, self->messages_acked,
-            self->deliveries, per_second, loss, self->duplicates, self->gaps, latency.p50, latency.p99,
-            latency.p999, latency.max, self->error_total);
+    s_settle (self, 1.5);
+    if (self->max)
+        return s_fanout_max (self, attach_seconds);
+    tally_t tally = s_measure (self);
+    char mode [48], label [128];
+    s_mode_label (self, mode, sizeof mode);
+    snprintf (label, sizeof label, "fanout N=%d S=%d %s %.1fs", members, self->senders, mode,
+              tally.send_seconds);
+    s_report_begin (self, "fanout", label, &tally);
     if (self->baseline_p50 > 0)
-        printf (", p50 %.1fx baseline", latency.p50 / self->baseline_p50);
-    printf ("\n");
-    s_print_errors (self);
-    s_json_begin (self, "fanout");
+        printf (", p50 %.1fx baseline", tally.delivery.p50 / self->baseline_p50);
     s_json_number (self, "members", members);
     s_json_number (self, "senders", self->senders);
-    s_json_number (self, "rate", self->rate);
     s_json_number (self, "duration", self->duration);
-    s_json_number (self, "messages", (double) self->messages_sent);
-    s_json_number (self, "acked", (double) self->messages_acked);
-    s_json_number (self, "failed_sends", (double) failed_sends);
-    s_json_number (self, "deliveries", (double) self->deliveries);
-    s_json_number (self, "expected_deliveries", (double) expected);
-    s_json_number (self, "loss", (double) loss);
-    s_json_number (self, "duplicates", (double) self->duplicates);
-    s_json_number (self, "gaps", (double) self->gaps);
-    s_json_number (self, "deliveries_per_second", per_second);
-    s_json_number (self, "latency_p50_us", latency.p50);
-    s_json_number (self, "latency_p99_us", latency.p99);
-    s_json_number (self, "latency_p999_us", latency.p999);
-    s_json_number (self, "latency_max_us", latency.max);
     s_json_number (self, "attach_seconds", attach_seconds);
     if (self->baseline_p50 > 0)
-        s_json_number (self, "p50_vs_baseline", latency.p50 / self->baseline_p50);
-    s_json_end (self);
-    s_close_all (self);
-    return loss || failed_sends || self->error_total || self->gaps || self->duplicates? -1: 0;
+        s_json_number (self, "p50_vs_baseline", tally.delivery.p50 / self->baseline_p50);
+    return s_report_end (self, &tally);
+}
+
+//  ---------------------------------------------------------------------------
+//  rooms: M rooms of K members, all talking at once
+
+static int
+s_rooms (bench_t *self)
+{
+    int rooms = self->rooms, per_room = self->room_members;
+    int senders = self->senders < per_room? self->senders: per_room;
+    s_new_users (self, rooms * per_room, "rooms");
+    if (!self->quiet)
+        fprintf (stderr, "rooms: enrolling %d rooms of %d members\n", rooms, per_room);
+    if (s_enroll_rooms (self, rooms, per_room))
+        return s_setup_failed (self, "rooms");
+    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
+    double attach_seconds = s_run_phase (self, attach, 0, rooms * per_room, "attach");
+    if (attach_seconds < 0 || self->error_total)
+        return s_setup_failed (self, "rooms");
+    s_pick_room_senders (self, rooms, per_room, senders);
+    s_settle (self, 1.5);
+    tally_t tally = s_measure (self);
+    char mode [48], label [128];
+    s_mode_label (self, mode, sizeof mode);
+    snprintf (label, sizeof label, "rooms M=%d K=%d S=%d %s %.1fs", rooms, per_room, senders, mode,
+              tally.send_seconds);
+    s_report_begin (self, "rooms", label, &tally);
+    s_json_number (self, "rooms", rooms);
+    s_json_number (self, "room_members", per_room);
+    s_json_number (self, "senders_per_room", senders);
+    s_json_number (self, "attach_seconds", attach_seconds);
+    return s_report_end (self, &tally);
+}
+
+//  ---------------------------------------------------------------------------
+//  pm: P pairs; both users of each pair send to the other
+
+static int
+s_pm (bench_t *self)
+{
+    int users = self->pairs * 2;
+    s_new_users (self, users, "pm");
+    self->group_size = self->recipients = 2;
+    self->private_messages = true;
+    self->sender_count = 0;
+    for (int user = 0; user < users; user++) {
+        self->conns [user].group = user / 2;
+        self->sender_list [self->sender_count++] = user;
+    }
+    if (!self->quiet)
+        fprintf (stderr, "pm: registering %d users\n", users);
+    static const action_t registering [] = { ACT_REGISTER, ACT_STAY };
+    double register_seconds = s_run_phase (self, registering, 0, users, "register");
+    if (register_seconds < 0 || self->error_total)
+        return s_setup_failed (self, "pm");
+    s_settle (self, 1.5);
+    tally_t tally = s_measure (self);
+    char mode [48], label [128];
+    s_mode_label (self, mode, sizeof mode);
+    snprintf (label, sizeof label, "pm P=%d %s %.1fs", self->pairs, mode, tally.send_seconds);
+    s_report_begin (self, "pm", label, &tally);
+    s_json_number (self, "pairs", self->pairs);
+    return s_report_end (self, &tally);
+}
+
+//  ---------------------------------------------------------------------------
+//  latency: two members of a room, one message at a time, on an idle server
+
+static int
+s_latency (bench_t *self)
+{
+    s_new_users (self, 2, "latency");
+    if (s_enroll_rooms (self, 1, 2))
+        return s_setup_failed (self, "latency");
+    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
+    if (s_run_phase (self, attach, 0, 2, "attach") < 0 || self->error_total)
+        return s_setup_failed (self, "latency");
+    s_pick_room_senders (self, 1, 2, 1);
+    s_settle (self, 1.5);
+    //  Closed loop, one at a time: the next goes when the other member has
+    //  the message and the sender its ok
+    double rate = self->rate;
+    int inflight = self->inflight;
+    self->rate = 0;
+    self->inflight = 1;
+    self->wait_delivery = true;
+    tally_t tally = s_measure (self);
+    char label [96];
+    snprintf (label, sizeof label, "latency %" PRIu64 " messages in %.1fs", tally.sent, tally.send_seconds);
+    s_report_begin (self, "latency", label, &tally);
+    self->rate = rate;
+    self->inflight = inflight;
+    return s_report_end (self, &tally);
+}
+
+//  ---------------------------------------------------------------------------
+//  history: a room of H entries, filled fast, then paged backwards by C readers
+
+static int
+s_history (bench_t *self)
+{
+    int fillers = self->senders, readers = self->readers, users = fillers + readers;
+    s_new_users (self, users, "history");
+    if (!self->quiet)
+        fprintf (stderr, "history: %d fillers, %d readers\n", fillers, readers);
+    if (s_enroll_rooms (self, 1, users))
+        return s_setup_failed (self, "history");
+    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
+    if (s_run_phase (self, attach, 0, fillers, "attach fillers") < 0 || self->error_total)
+        return s_setup_failed (self, "history");
+    s_pick_room_senders (self, 1, users, fillers);
+    s_settle (self, 0.5);
+    //  1. Fill: every filler pipelines `inflight` msg.send; only they are
+    //  online, so each entry goes to them alone
+    self->recipients = fillers;
+    s_reset_measure (self, (size_t) self->entries);
+    self->measuring = true;
+    double fill_window = s_send_closed_loop (self, self->timeout, (uint64_t) self->entries);
+    s_drain (self, 15);
+    self->measuring = false;
+    tally_t fill = s_tally (self, fill_window);
+    self->fill_acked = fill.acked;
+    if (!self->quiet)
+        fprintf (stderr, "history: filled %" PRIu64 " entries at %.0f/s, last seq %" PRId64 "\n",
+                 fill.acked, fill.acked_per_second, self->max_acked_seq);
+    //  2. Page: each reader walks from the newest entry to seq 1, again and
+    //  again, for the duration; every page is checked
+    if (s_run_phase (self, attach, fillers, users, "attach readers") < 0)
+        return s_setup_failed (self, "history");
+    s_settle (self, 0.5);
+    self->reply_latency.size = 0;
+    self->pages = self->page_entries = self->bad_pages = self->passes = 0;
+    self->measuring = self->paging = self->paging_open = true;
+    uint64_t started = s_now_ns ();
+    for (int user = fillers; user < users; user++) {
+        self->conns [user].page_before = 0;
+        self->conns [user].pass_entries = self->conns [user].pass_messages = 0;
+        s_request_page (self, &self->conns [user]);
+    }
+    while (s_seconds_since (started) < self->duration && !s_interrupted)
+        s_poll (self, 5);
+    self->paging_open = false;
+    double seconds = s_seconds_since (started);
+    s_drain (self, 15);
+    self->measuring = self->paging = false;
+    percentiles_t page = s_percentiles (&self->reply_latency);
+    printf ("history H=%d F=%d C=%d %.1fs: fill %" PRIu64 " of %d acked (%.0f/s), ", self->entries,
+            fillers, readers, seconds, fill.acked, self->entries, fill.acked_per_second);
+    s_print_counts (&fill, true);
+    s_print_latency ("fill ack", fill.ack);
+    printf ("; pages %" PRIu64 " (%.0f/s), entries %" PRIu64 " (%.0f/s), page us p50 %.0f p99 %.0f"
+            " max %.0f, walks %" PRIu64 ", bad pages %" PRIu64 ", errors %" PRIu64,
+            self->pages, self->pages / seconds, self->page_entries, self->page_entries / seconds,
+            page.p50, page.p99, page.max, self->passes, self->bad_pages, self->error_total);
+    s_json_begin (self, "history");
+    s_json_number (self, "entries", self->entries);
+    s_json_number (self, "fillers", fillers);
+    s_json_number (self, "readers", readers);
+    s_json_number (self, "inflight", self->inflight);
+    s_json_counts (self, &fill);
+    s_json_number (self, "fill_per_second", fill.acked_per_second);
+    s_json_latency (self, "latency", fill.delivery);
+    s_json_latency (self, "ack_latency", fill.ack);
+    s_json_number (self, "last_seq", (double) self->max_acked_seq);
+    s_json_number (self, "duration", seconds);
+    s_json_number (self, "pages", (double) self->pages);
+    s_json_number (self, "pages_per_second", self->pages / seconds);
+    s_json_number (self, "page_entries", (double) self->page_entries);
+    s_json_number (self, "entries_per_second", self->page_entries / seconds);
+    s_json_number (self, "page_latency_p50_us", page.p50);
+    s_json_number (self, "page_latency_p99_us", page.p99);
+    s_json_number (self, "page_latency_max_us", page.max);
+    s_json_number (self, "walks", (double) self->passes);
+    s_json_number (self, "bad_pages", (double) self->bad_pages);
+    int status = s_report_end (self, &fill);
+    return status || fill.acked != (uint64_t) self->entries || self->pages == 0 || self->bad_pages? -1: 0;
 }
 
 //  ---------------------------------------------------------------------------
@@ -1306,7 +2136,10 @@ static int
 s_baseline (bench_t *self)
 {
     int members = self->members;
+    double rate = self->rate > 0? self->rate: 100;     //  a rate even when fanout runs closed loop
     s_new_users (self, members, "baseline");
+    char room [96];
+    s_room_name (self, 0, room, sizeof room);
     int listener = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt (listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -1327,7 +2160,7 @@ s_baseline (bench_t *self)
         close (commands [1]);
         close (results [0]);
         close (self->epoll_fd);
-        s_raw_server (listener, members, commands [0], results [1], self->room);
+        s_raw_server (listener, members, commands [0], results [1], room);
     }
     close (listener);
     close (commands [0]);
@@ -1349,10 +2182,10 @@ s_baseline (bench_t *self)
     uint64_t rate_loss = 0, flood_loss = 0, rate_sent = 0, flood_sent = 0;
     if (open == members) {
         //  1. At the fanout's rate: latency from the kernel alone
-        size_t cap = (size_t) (self->rate * self->duration) + 16;
+        size_t cap = (size_t) (rate * self->duration) + 16;
         s_reset_measure (self, cap);
         self->measuring = true;
-        baseline_command_t command = { self->rate, self->duration };
+        baseline_command_t command = { rate, self->duration };
         if (write (commands [1], &command, sizeof command) != sizeof command)
             return -1;
         //  Keep reading while the server writes, as fanout does
@@ -1362,7 +2195,7 @@ s_baseline (bench_t *self)
         if (read (results [0], &rate_sent, sizeof rate_sent) != sizeof rate_sent)
             return -1;
         self->messages_sent = self->messages_acked = rate_sent;
-        s_drain (self, rate_sent, (uint64_t) members, 15);
+        s_drain (self, 15);
         latency = s_percentiles (&self->latency);
         double span = (double) (self->last_delivery_ns - self->first_delivery_ns) / 1e9;
         latency_rate_deliveries = span > 0? (double) self->deliveries / span: 0;
@@ -1381,7 +2214,7 @@ s_baseline (bench_t *self)
         if (read (results [0], &flood_sent, sizeof flood_sent) != sizeof flood_sent)
             return -1;
         self->messages_sent = self->messages_acked = flood_sent;
-        s_drain (self, flood_sent, (uint64_t) members, 15);
+        s_drain (self, 15);
         double flood_span = (double) (self->last_delivery_ns - flood_started) / 1e9;
         ceiling = flood_span > 0? (double) self->deliveries / flood_span: 0;
         flood_loss = flood_sent * (uint64_t) members - self->deliveries;
@@ -1398,13 +2231,13 @@ s_baseline (bench_t *self)
     printf ("baseline N=%d R=%.0f/s %.1fs: deliveries %.0f/s, loss %" PRIu64 ", latency us p50 %.0f p99 %.0f"
             " p99.9 %.0f max %.0f; flood ceiling %.0f deliveries/s (%" PRIu64 " messages), loss %" PRIu64
             ", gaps %" PRIu64 ", errors %" PRIu64 "\n",
-            members, self->rate, self->duration, latency_rate_deliveries, rate_loss, latency.p50,
+            members, rate, self->duration, latency_rate_deliveries, rate_loss, latency.p50,
             latency.p99, latency.p999, latency.max, ceiling, flood_sent, flood_loss, self->gaps,
             self->error_total);
     s_print_errors (self);
     s_json_begin (self, "baseline");
     s_json_number (self, "members", members);
-    s_json_number (self, "rate", self->rate);
+    s_json_number (self, "rate", rate);
     s_json_number (self, "duration", self->duration);
     s_json_number (self, "messages", (double) rate_sent);
     s_json_number (self, "loss", (double) rate_loss);
@@ -1443,10 +2276,40 @@ s_usage (FILE *stream)
 "  fanout    Registers N users (a few at a time, each joins one new room and\n"
 "            disconnects, so joins cost O(N)), then N connections resume and stay.\n"
 "            S of them send --rate messages a second in total for --duration\n"
-"            seconds. Each message text carries the sender's clock; every member\n"
-"            must receive every acknowledged message once, in seq order: loss,\n"
-"            duplicates and seq gaps are counted. Reports deliveries/s and the\n"
-"            latency from send to each delivery (p50, p99, p99.9, max).\n"
+"            seconds (or closed loop, --rate 0). Each message text carries the\n"
+"            sender's clock; every member must receive every acknowledged message\n"
+"            once, in seq order: loss, duplicates and seq gaps are counted.\n"
+"            Reports deliveries/s and the latency from send to each other\n"
+"            member's delivery and to the ok (p50, p99, p99.9, max).\n"
+"            With --max, R is raised step by step instead (--step seconds each,\n"
+"            doubling from --rate, then bisecting) while the delivery p99 stays\n"
+"            under --p99-bound with nothing lost; reports the highest rate that\n"
+"            held, in messages/s and deliveries/s, and as a fraction of baseline's\n"
+"            ceiling when baseline ran first.\n"
+"  rooms     M rooms (--rooms) of K members (--room-members), set up like fanout;\n"
+"            the first S members of each room (--senders, all K by default) send\n"
+"            at once: --rate R in total, or with --rate 0 closed loop, each sender\n"
+"            keeping --inflight W msg.send outstanding and sending the next as\n"
+"            each ok arrives. Reports acked msg.send/s (durable: ok comes after\n"
+"            the store's commit), deliveries/s, ack latency (send to ok) and\n"
+"            delivery latency (send to each other member's event), loss (every\n"
+"            member of a room must get every acked message of its room),\n"
+"            duplicates, seq gaps per member, errors by code.\n"
+"  pm        P pairs of users (--pairs) send each other pm.send, both ways, at\n"
+"            --rate or closed loop; both users get every message once, in the\n"
+"            conversation's seq order. Same figures as rooms.\n"
+"  history   One room of H entries (--entries): S members (--senders) fill it,\n"
+"            closed loop with --inflight W each (the fill rate is its own\n"
+"            figure); then C readers (--readers) page room.history backwards,\n"
+"            200 entries a page (the protocol's limit), from the newest to seq 1\n"
+"            and again, for --duration. Every page is checked: its count, seqs\n"
+"            consecutive and contiguous with the previous page, 'more', and each\n"
+"            walk to seq 1 must have read every entry. Reports pages/s,\n"
+"            entries/s, page latency, walks, bad pages.\n"
+"  latency   Two members of a room on an idle server; one sends a msg.send, waits\n"
+"            for the other's delivery and its own ok, then sends the next, for\n"
+"            --duration (or --count messages). Reports send-to-delivery and\n"
+"            send-to-ok p50, p99, p99.9, max.\n"
 "  connect   N connections register and stay (register storm, connections/s),\n"
 "            then the server's RSS (--server-pid) gives memory per idle\n"
 "            authenticated session; all close, and N connections resume the same\n"
@@ -1454,23 +2317,37 @@ s_usage (FILE *stream)
 "\n"
 "Options:\n"
 "  --url URL          ws://HOST:PORT/PATH of parley (numeric host), default ws://127.0.0.1:8080/ws\n"
-"  --members N        N connections / room members (default 100; at most %d;\n"
-"                     a room holds at most 10000)\n"
-"  --senders S        fanout: members that send (default 10)\n"
-"  --rate R           messages a second, all senders together (default 100)\n"
-"  --duration SEC     seconds of sending (default 10)\n"
+"  --members N        fanout, baseline, connect: connections / room members (default 100;\n"
+"                     at most %d; a room holds at most 10000)\n"
+"  --senders S        fanout: members that send (default 10); rooms: senders per room\n"
+"                     (at most K); history: members that fill the room\n"
+"  --rate R           messages a second, all senders together (default 100); 0: closed\n"
+"                     loop (fanout, rooms, pm), as fast as the oks allow\n"
+"  --inflight W       closed loop: sends outstanding per sender, 1..%d (default 4)\n"
+"  --duration SEC     seconds of sending, or of paging for history (default 10)\n"
+"  --count N          send N messages in all and stop (instead of --duration)\n"
+"  --rooms M          rooms: how many rooms (default 100)\n"
+"  --room-members K   rooms: members of each room, 2..10000 (default 5)\n"
+"  --pairs P          pm: pairs of users (default 100)\n"
+"  --entries H        history: entries to fill the room with (default 100000)\n"
+"  --readers C        history: clients that page (default 10)\n"
+"  --max              fanout: search the highest rate that holds (see fanout)\n"
+"  --p99-bound MS     --max: a step holds while delivery p99 <= MS (default 50)\n"
+"  --step SEC         --max: seconds of sending per step (default 3)\n"
+"  --max-rate R       --max: never try more than R messages a second (default 1000000)\n"
+"  --max-steps N      --max: at most N steps (default 12)\n"
 "  --window W         connections in setup at once (default 200; auth.queue is 256)\n"
 "  --sources K        spread source addresses over 127.0.0.1..K (default: 1 per 10000)\n"
 "  --server-pid PID   parley's process, for its RSS (connect)\n"
-"  --timeout SEC      a setup phase may take this long (default 300)\n"
+"  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
 "  --quiet            no progress lines on stderr\n"
 "  --help\n"
 "\n"
 "Start parley with cheap hashes and no message rate limit, e.g.:\n"
 "  parley --listen 127.0.0.1:8080 --data DIR --option auth.ops_limit=1 \\\n"
-"         --option auth.mem_limit=8192 --option rooms.msg_rate=0\n",
-        MAX_CONNS);
+"         --option auth.mem_limit=8192 --option rooms.msg_rate=0 --option pm.msg_rate=0\n",
+        MAX_CONNS, MAX_INFLIGHT);
 }
 
 static int
@@ -1496,7 +2373,9 @@ main (int argc, char **argv)
 {
     bench_t bench = {
         .members = 100, .senders = 10, .rate = 100, .duration = 10, .window = 200,
-        .timeout = 300, .epoll_fd = -1
+        .timeout = 300, .epoll_fd = -1, .inflight = 4, .rooms = 100, .room_members = 5,
+        .pairs = 100, .entries = 100000, .readers = 10, .p99_bound_ms = 50, .step_seconds = 3,
+        .max_rate = 1e6, .max_steps = 12
     };
     bench_t *self = &bench;
     s_parse_url (self, "ws://127.0.0.1:8080/ws");
@@ -1511,6 +2390,18 @@ main (int argc, char **argv)
         { "server-pid", required_argument, NULL, 'p' },
         { "timeout", required_argument, NULL, 't' },
         { "json", required_argument, NULL, 'j' },
+        { "inflight", required_argument, NULL, 'W' },
+        { "count", required_argument, NULL, 'c' },
+        { "rooms", required_argument, NULL, 'M' },
+        { "room-members", required_argument, NULL, 'K' },
+        { "pairs", required_argument, NULL, 'P' },
+        { "entries", required_argument, NULL, 'H' },
+        { "readers", required_argument, NULL, 'C' },
+        { "max", no_argument, NULL, 'x' },
+        { "p99-bound", required_argument, NULL, 'b' },
+        { "step", required_argument, NULL, 'e' },
+        { "max-rate", required_argument, NULL, 'X' },
+        { "max-steps", required_argument, NULL, 'S' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -1533,6 +2424,18 @@ main (int argc, char **argv)
             case 'p': self->server_pid = atoi (optarg); break;
             case 't': self->timeout = atof (optarg); break;
             case 'j': self->json_path = optarg; break;
+            case 'W': self->inflight = atoi (optarg); break;
+            case 'c': self->count = strtoull (optarg, NULL, 10); break;
+            case 'M': self->rooms = atoi (optarg); break;
+            case 'K': self->room_members = atoi (optarg); break;
+            case 'P': self->pairs = atoi (optarg); break;
+            case 'H': self->entries = atoi (optarg); break;
+            case 'C': self->readers = atoi (optarg); break;
+            case 'x': self->max = true; break;
+            case 'b': self->p99_bound_ms = atof (optarg); break;
+            case 'e': self->step_seconds = atof (optarg); break;
+            case 'X': self->max_rate = atof (optarg); break;
+            case 'S': self->max_steps = atoi (optarg); break;
             case 'q': self->quiet = true; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
@@ -1542,37 +2445,62 @@ main (int argc, char **argv)
         s_usage (stderr);
         return 2;
     }
-    if (self->members < 1 || self->members > MAX_CONNS || self->senders < 1 || self->rate <= 0
-    ||  self->duration <= 0 || self->window < 1 || self->sources < 0 || self->sources > 250) {
-        fprintf (stderr, "parley-bench: --members 1..%d, --senders >= 1, --rate > 0, --duration > 0,"
-                         " --window >= 1, --sources 0..250\n", MAX_CONNS);
+    if (self->members < 1 || self->members > MAX_CONNS || self->senders < 1 || self->rate < 0
+    ||  self->duration <= 0 || self->window < 1 || self->sources < 0 || self->sources > 250
+    ||  self->inflight < 1 || self->inflight > MAX_INFLIGHT || self->rooms < 1
+    ||  self->room_members < 2 || self->room_members > 10000 || self->pairs < 1
+    ||  self->entries < 1 || self->readers < 1 || self->p99_bound_ms <= 0
+    ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1) {
+        fprintf (stderr, "parley-bench: --members 1..%d, --senders >= 1, --rate >= 0, --duration > 0,"
+                         " --window >= 1, --sources 0..250, --inflight 1..%d, --rooms >= 1,"
+                         " --room-members 2..10000, --pairs >= 1, --entries >= 1, --readers >= 1,"
+                         " --p99-bound > 0, --step > 0, --max-rate >= 1, --max-steps >= 1\n",
+                 MAX_CONNS, MAX_INFLIGHT);
         return 2;
     }
-    for (int index = optind; index < argc; index++)
-        if (!streq (argv [index], "fanout") && !streq (argv [index], "baseline")
-        &&  !streq (argv [index], "connect")) {
-            fprintf (stderr, "parley-bench: unknown scenario '%s' (fanout, baseline, connect)\n",
-                     argv [index]);
+    //  Connections each scenario needs: the largest sizes the arrays
+    int capacity = 0;
+    for (int index = optind; index < argc; index++) {
+        const char *name = argv [index];
+        long needed = streq (name, "fanout") || streq (name, "baseline") || streq (name, "connect")
+                    ? self->members:
+                      streq (name, "rooms")? (long) self->rooms * self->room_members:
+                      streq (name, "pm")? (long) self->pairs * 2:
+                      streq (name, "history")? (long) self->senders + self->readers:
+                      streq (name, "latency")? 2: -1;
+        if (needed < 0) {
+            fprintf (stderr, "parley-bench: unknown scenario '%s' (baseline, fanout, rooms, pm,"
+                             " history, latency, connect)\n", name);
             return 2;
         }
+        if (needed > MAX_CONNS) {
+            fprintf (stderr, "parley-bench: %s needs %ld connections, at most %d\n", name, needed,
+                     MAX_CONNS);
+            return 2;
+        }
+        if (needed > capacity)
+            capacity = (int) needed;
+    }
     if (self->sources == 0)
-        self->sources = self->members / 10000 + 1;
+        self->sources = capacity / 10000 + 1;
     struct rlimit limit;
     getrlimit (RLIMIT_NOFILE, &limit);
     limit.rlim_cur = limit.rlim_max;
     setrlimit (RLIMIT_NOFILE, &limit);
-    if ((rlim_t) self->members + 64 > limit.rlim_cur) {
+    if ((rlim_t) capacity + 64 > limit.rlim_cur) {
         fprintf (stderr, "parley-bench: %d connections need more descriptors than the limit (%lu)\n",
-                 self->members, (unsigned long) limit.rlim_cur);
+                 capacity, (unsigned long) limit.rlim_cur);
         return 2;
     }
     signal (SIGPIPE, SIG_IGN);
     signal (SIGINT, s_on_signal);
     self->rng = (uint32_t) (s_now_ns () ^ (uint64_t) getpid () << 16) | 1;
     self->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
-    self->conns = s_alloc (sizeof (conn_t) * (size_t) self->members);
-    self->users = s_alloc (sizeof (user_t) * (size_t) self->members);
-    for (int index = 0; index < self->members; index++) {
+    self->capacity = capacity;
+    self->conns = s_alloc (sizeof (conn_t) * (size_t) capacity);
+    self->users = s_alloc (sizeof (user_t) * (size_t) capacity);
+    self->sender_list = s_alloc (sizeof (int) * (size_t) capacity);
+    for (int index = 0; index < capacity; index++) {
         self->conns [index].fd = -1;
         self->conns [index].user = index;
     }
@@ -1586,8 +2514,13 @@ main (int argc, char **argv)
     }
     int failures = 0;
     for (int index = optind; index < argc && !s_interrupted; index++) {
-        int rc = streq (argv [index], "fanout")? s_fanout (self):
-                 streq (argv [index], "baseline")? s_baseline (self): s_connect_storm (self);
+        const char *name = argv [index];
+        int rc = streq (name, "fanout")? s_fanout (self):
+                 streq (name, "baseline")? s_baseline (self):
+                 streq (name, "rooms")? s_rooms (self):
+                 streq (name, "pm")? s_pm (self):
+                 streq (name, "history")? s_history (self):
+                 streq (name, "latency")? s_latency (self): s_connect_storm (self);
         if (rc)
             failures++;
         fflush (stdout);
@@ -1599,9 +2532,13 @@ main (int argc, char **argv)
     s_close_all (self);
     free (self->conns);
     free (self->users);
+    free (self->sender_list);
     free (self->acked);
     free (self->delivered);
+    free (self->message_sender);
+    free (self->message_sent_ns);
     free (self->latency.values);
+    free (self->reply_latency.values);
     close (self->epoll_fd);
     return failures? 1: 0;
 }

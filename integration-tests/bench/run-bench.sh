@@ -2,8 +2,11 @@
 # The standard benchmark suite, a few minutes: `make bench` runs this.
 # Builds nothing: it uses BUILD_DIR (default build/, which `make build` makes as
 # RelWithDebInfo). Starts parley on a temporary --data with cheap password
-# hashes and no message rate limit, runs
-#   baseline N=1000, fanout N=1000 R=100 for 10 s, connect N=2000
+# hashes and no message rate limits, runs
+#   baseline N=1000, fanout N=1000 R=100 for 10 s, connect N=2000,
+#   latency 5 s, history H=20000 C=10 for 5 s,
+#   rooms M=100 K=5 and pm P=100, closed loop W=4, 10 s each,
+#   baseline and fanout --max N=1000 S=10 (2 s steps, at most 6)
 # and writes the summary lines, the JSON and the machine's description to
 # OUT (default BUILD_DIR/bench-results/bench-YYYYmmdd-HHMMSS.txt and .json).
 set -euo pipefail
@@ -39,7 +42,7 @@ log=$data/parley.log
 mkdir -p "$(dirname "$out")"
 "$parley" --listen "127.0.0.1:$port" --data "$data" \
     --option auth.ops_limit=1 --option auth.mem_limit=8192 --option rooms.msg_rate=0 \
-    >"$log" 2>&1 &
+    --option pm.msg_rate=0 >"$log" 2>&1 &
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
@@ -68,14 +71,25 @@ done
 } >"$out"
 
 status=0
-"$bench" --quiet --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" --json "$json.part1" \
-    --members 1000 --senders 10 --rate 100 --duration 10 baseline fanout | tee -a "$out" || status=1
-"$bench" --quiet --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" --json "$json.part2" \
-    --members 2000 connect | tee -a "$out" || status=1
+parts=()
+# One parley-bench invocation per line of the suite; each writes a JSON part
+run() {
+    local part="$json.part${#parts[@]}"
+    parts+=("$part")
+    "$bench" --quiet --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" --json "$part" "$@" \
+        | tee -a "$out" || status=1
+}
+run --members 1000 --senders 10 --rate 100 --duration 10 baseline fanout
+run --members 2000 connect
+run --duration 5 --entries 20000 --senders 10 --readers 10 latency history
+run --rooms 100 --room-members 5 --pairs 100 --rate 0 --inflight 4 --duration 10 rooms pm
+# --max after a short baseline, so that its ceiling is a fraction of baseline's
+run --members 1000 --senders 10 --rate 100 --duration 3 --max --step 2 --max-steps 6 \
+    --p99-bound 50 baseline fanout
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out"
 
 # One JSON file: the machine and every scenario
-python3 - "$json" "$out" "$json.part1" "$json.part2" <<'PY'
+python3 - "$json" "$out" "${parts[@]}" <<'PY'
 import json, sys
 target, text, *parts = sys.argv[1:]
 machine = [line[2:].rstrip('\n') for line in open(text) if line.startswith('# ')]
@@ -87,6 +101,6 @@ for part in parts:
         pass
 json.dump({'machine': machine, 'scenarios': scenarios}, open(target, 'w'), indent=2)
 PY
-rm -f "$json.part1" "$json.part2"
+rm -f "${parts[@]}"
 echo "run-bench: results in $out and $json"
 exit $status

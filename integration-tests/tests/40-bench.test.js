@@ -13,7 +13,22 @@ import { binDir, startParley, tempDir } from '../lib/harness.js';
 const bench = process.env.PARLEY_BENCH ?? path.join(binDir, 'parley-bench');
 
 const CHEAP = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=8192',
-    '--option', 'rooms.msg_rate=0'];
+    '--option', 'rooms.msg_rate=0', '--option', 'pm.msg_rate=0'];
+
+// The counts every message scenario must get exactly right
+function assertCounted(result, recipients) {
+    assert.ok(result.messages > 0);
+    assert.equal(result.acked, result.messages);
+    assert.equal(result.failed_sends, 0);
+    assert.equal(result.expected_deliveries, result.acked * recipients);
+    assert.equal(result.deliveries, result.expected_deliveries);
+    assert.equal(result.loss, 0);
+    assert.equal(result.duplicates, 0);
+    assert.equal(result.gaps, 0);
+    assert.equal(result.errors, 0, result.first_error);
+    assert.ok(result.latency_p50_us <= result.latency_max_us);
+    assert.ok(result.ack_latency_p50_us <= result.ack_latency_max_us);
+}
 
 function runBench(args, timeoutMs = 120000) {
     return new Promise((resolve, reject) => {
@@ -90,6 +105,134 @@ test('fanout against a server that refuses the sends reports errors and fails, n
     }
 });
 
+test('rooms: closed loop into 3 rooms of 4, every member gets every acked message of its room', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--rooms', '3',
+            '--room-members', '4', '--rate', '0', '--inflight', '2', '--duration', '1', 'rooms']);
+        assert.equal(code, 0, output);
+        assert.equal(result.failures, 0);
+        const [rooms] = result.scenarios;
+        assert.equal(rooms.scenario, 'rooms');
+        assert.equal(rooms.rooms, 3);
+        assert.equal(rooms.room_members, 4);
+        assertCounted(rooms, 4);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('rooms at a fixed rate sends exactly rate x duration messages', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--rooms', '2',
+            '--room-members', '3', '--senders', '2', '--rate', '30', '--duration', '1', 'rooms']);
+        assert.equal(code, 0, output);
+        const [rooms] = result.scenarios;
+        assert.equal(rooms.messages, 30);
+        assert.equal(rooms.senders_per_room, 2);
+        assertCounted(rooms, 3);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('pm: both users of each pair get every message once, in order', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--pairs', '3',
+            '--rate', '0', '--inflight', '3', '--count', '300', 'pm']);
+        assert.equal(code, 0, output);
+        const [pm] = result.scenarios;
+        assert.equal(pm.scenario, 'pm');
+        assert.equal(pm.pairs, 3);
+        assert.equal(pm.messages, 300);
+        assertCounted(pm, 2);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('history: every page of a 500-entry room is checked and walks reach seq 1', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const fillers = 3, readers = 2, entries = 500;
+        const { code, output, result } = await benchJson(['--url', server.url, '--entries', String(entries),
+            '--senders', String(fillers), '--readers', String(readers), '--duration', '1', 'history']);
+        assert.equal(code, 0, output);
+        const [history] = result.scenarios;
+        assert.equal(history.scenario, 'history');
+        assert.equal(history.messages, entries);
+        assertCounted(history, fillers);
+        // The room's timeline: a join notice per member but the creator, then the entries
+        assert.equal(history.last_seq, entries + fillers + readers - 1);
+        assert.ok(history.pages > 0);
+        assert.equal(history.bad_pages, 0);
+        assert.ok(history.walks > 0);
+        assert.ok(history.page_entries >= history.walks * history.last_seq);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('latency: 50 messages one at a time, each delivered to both members', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--count', '50', 'latency']);
+        assert.equal(code, 0, output);
+        const [latency] = result.scenarios;
+        assert.equal(latency.scenario, 'latency');
+        assert.equal(latency.messages, 50);
+        assertCounted(latency, 2);
+        assert.equal(latency.inflight, 1);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('fanout --max raises the rate up to the cap and counts every step', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const members = 10;
+        const { code, output, result } = await benchJson(['--url', server.url, '--members', String(members),
+            '--senders', '2', '--rate', '10', '--max', '--step', '1', '--max-rate', '40',
+            '--p99-bound', '5000', 'fanout']);
+        assert.equal(code, 0, output);
+        const [max] = result.scenarios;
+        assert.equal(max.scenario, 'fanout_max');
+        // 10, 20, 40 a second for 1 s each, all within a 5 s bound
+        assert.equal(max.steps, 3);
+        assert.equal(max.max_rate, 40);
+        assert.equal(max.failing_rate, 0);
+        assert.equal(max.messages, 70);
+        assertCounted(max, members);
+    } finally {
+        await server.stop();
+    }
+});
+
+test('pm against a server that limits pm.send reports the refusals and fails', async () => {
+    // Default pm.msg_rate (20 a second, bursts of 40): one pair sending as fast
+    // as the oks come is refused within the second
+    const server = await startParley({
+        args: ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=8192'], withExample: false,
+    });
+    try {
+        const { code, result } = await benchJson(['--url', server.url, '--pairs', '1', '--rate', '0',
+            '--duration', '1', 'pm']);
+        assert.equal(code, 1);
+        const [pm] = result.scenarios;
+        assert.ok(pm.failed_sends > 0);
+        assert.equal(pm.failed_sends + pm.acked, pm.messages);
+        assert.equal(pm.error_kinds.rate_limited, pm.failed_sends);
+        assert.equal(pm.deliveries, pm.acked * 2);
+        assert.equal(pm.loss, 0);
+        assert.equal(result.failures, 1);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('connect: every connection registers, then resumes, and stays open', async () => {
     const server = await startParley({ args: CHEAP, withExample: false });
     try {
@@ -127,4 +270,7 @@ test('a bad scenario name or option is refused with a sentence', async () => {
     assert.match(help.output, /fanout/);
     assert.match(help.output, /baseline/);
     assert.match(help.output, /connect/);
+    for (const word of ['rooms', 'pm', 'history', 'latency', '--max', '--inflight', '--rooms',
+        '--room-members', '--pairs', '--entries', '--readers', '--p99-bound', '--count'])
+        assert.ok(help.output.includes(word), `--help says nothing of ${word}`);
 });
