@@ -99,6 +99,7 @@ struct parley_ctx_s {
     uint32_t heartbeat;             //  msecs between our heartbeats
     uint32_t broker_heartbeat;      //  msecs, as the broker's welcome said
     uint32_t call_timeout;          //  msecs a call may wait for its reply
+    bool verbose;                   //  debug lines are logged, not dropped
     bool welcomed;                  //  the broker accepted our hello
     bool refused;                   //  the broker refused us: serve no more
     bool terminated;                //  $TERM received
@@ -285,6 +286,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     self->plugin_path = strdup (config->plugin_path);
     self->endpoint = strdup (config->endpoint);
     self->heartbeat = config->heartbeat_ms ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
+    self->verbose = config->verbose;
     self->broker_heartbeat = self->heartbeat;
     self->call_timeout = config->call_timeout_ms
                        ? config->call_timeout_ms : 2 * BR_BROKER_REQUEST_TIMEOUT_DEFAULT;
@@ -944,6 +946,9 @@ static void
 s_log (parley_ctx_t *self, int level, const char *format, ...)
 {
     assert (self);
+    //  czmq logs every level: a storm of 10,000 logins would write a line each
+    if (level == PARLEY_LOG_DEBUG && !self->verbose)
+        return;
     char line [1024];
     va_list args;
     va_start (args, format);

@@ -36,6 +36,7 @@ typedef struct {
     const char *const *options;     //  "NAME.KEY=VALUE" strings; the plugin sees
     size_t option_count;            //  KEY for those whose NAME is its own name
     uint32_t heartbeat_ms;          //  0 = BR_BROKER_HEARTBEAT_DEFAULT
+    bool verbose;                   //  log the plugin's PARLEY_LOG_DEBUG lines too
     uint32_t call_timeout_ms;       //  0 = 2 x BR_BROKER_REQUEST_TIMEOUT_DEFAULT:
                                     //  a host->call unanswered this long gets
                                     //  unavailable even if the broker is gone

@@ -44,6 +44,7 @@ typedef struct {
     uint32_t request_timeout_ms;
     size_t max_frame;
     size_t send_buffer;
+    bool verbose;
 } parley_options_t;
 
 static void
@@ -71,6 +72,7 @@ s_usage (FILE *out)
         "  --max-frame BYTES       largest client frame (default %d)\n"
         "  --send-buffer BYTES     the kernel's send buffer per client connection\n"
         "                          (default: the kernel's own, which grows as needed)\n"
+        "  --verbose               also log the plugins' debug lines (each login, join...)\n"
         "  --help                  this text\n"
         "\n"
         "Default plugins: the store (store-sqlite or store-mongo),",
@@ -123,7 +125,8 @@ static int
 s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
-           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HELP };
+           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_VERBOSE,
+           OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
@@ -137,6 +140,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "request-timeout", required_argument, NULL, OPT_TIMEOUT },
         { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
         { "send-buffer", required_argument, NULL, OPT_SEND_BUFFER },
+        { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -214,6 +218,9 @@ s_parse (int argc, char **argv, parley_options_t *options)
                     return -1;
                 }
                 options->send_buffer = (size_t) number;
+                break;
+            case OPT_VERBOSE:
+                options->verbose = true;
                 break;
             case OPT_HELP:
                 s_usage (stdout);
@@ -314,6 +321,7 @@ main (int argc, char **argv)
             .plugin_path = path,
             .endpoint = BR_BROKER_INPROC,
             .options = options.options,
+            .verbose = options.verbose,
             .option_count = options.option_count,
             .heartbeat_ms = options.heartbeat_ms
         };

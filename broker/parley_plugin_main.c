@@ -23,7 +23,7 @@ s_usage (FILE *stream)
 {
     fprintf (stream,
         "usage: parley-plugin --broker ENDPOINT [--option NAME.KEY=VALUE]...\n"
-        "                     [--heartbeat MS] PLUGIN [PLUGIN...]\n"
+        "                     [--heartbeat MS] [--verbose] PLUGIN [PLUGIN...]\n"
         "\n"
         "Runs Parley plugins in this process and connects each to the broker.\n"
         "\n"
@@ -32,6 +32,7 @@ s_usage (FILE *stream)
         "                           e.g. --option example.greeting=Hello\n"
         "  --heartbeat MS           heartbeat interval (default 1000); the broker is\n"
         "                           taken for dead after 3 silent intervals\n"
+        "  --verbose                also log the plugins' debug lines\n"
         "  --help                   this text\n"
         "\n"
         "PLUGIN is the path of a plugin's .so (with a '/': ./my.so), or a bare name\n"
@@ -44,6 +45,7 @@ main (int argc, char *argv [])
 {
     const char *endpoint = NULL;
     uint32_t heartbeat = 0;
+    bool verbose = false;
     const char **options = (const char **) calloc ((size_t) argc, sizeof (char *));
     char **plugins = (char **) calloc ((size_t) argc, sizeof (char *));
     assert (options && plugins);
@@ -58,6 +60,9 @@ main (int argc, char *argv [])
             s_usage (stdout);
             rc = -1;
         }
+        else
+        if (streq (argument, "--verbose"))
+            verbose = true;
         else
         if (streq (argument, "--broker") && value) {
             endpoint = value;
@@ -117,6 +122,7 @@ main (int argc, char *argv [])
                 .plugin_path = plugins [index],
                 .endpoint = endpoint,
                 .options = options,
+                .verbose = verbose,
                 .option_count = option_count,
                 .heartbeat_ms = heartbeat
             };
