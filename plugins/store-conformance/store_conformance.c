@@ -1108,6 +1108,54 @@ s_append_ok (fixture_t *fixture, const char *room, int64_t seq, const char *user
     sc_reply_destroy (&reply);
 }
 
+//  store.msg.append with 'entries': count messages from alice, the one at
+//  index i with seq seqs [i] and text "entry <seq>"
+static void
+s_append_entries_body (body_t *body, const char *room, uint32_t count, const int64_t *seqs)
+{
+    s_body_init (body, 2);
+    sc_pack_kstr (&body->packer, "room", room);
+    sc_pack_key (&body->packer, "entries");
+    msgpack_pack_array (&body->packer, count);
+    for (uint32_t index = 0; index < count; index++) {
+        char text [32];
+        snprintf (text, sizeof text, "entry %" PRId64, seqs [index]);
+        s_pack_entry (&body->packer, seqs [index], "alice", text, NULL);
+    }
+}
+
+//  The most entries one store.msg.append may carry (proto/STORE.md)
+#define S_RUN_MAX 256
+
+//  store.msg.append with 'entries': the run of seqs first .. first + count - 1
+static void
+s_append_run_body (body_t *body, const char *room, int64_t first, uint32_t count)
+{
+    int64_t seqs [S_RUN_MAX + 1] = { 0 };
+    assert_true (count <= S_RUN_MAX + 1);
+    for (uint32_t index = 0; index < count; index++)
+        seqs [index] = first + index;
+    s_append_entries_body (body, room, count, seqs);
+}
+
+static sc_reply_t *
+s_append_run (fixture_t *fixture, const char *room, int64_t first, uint32_t count)
+{
+    body_t body;
+    s_append_run_body (&body, room, first, count);
+    return s_call (fixture, "store.msg.append", &body);
+}
+
+//  Appends the run and asserts ok with seq, the run's last
+static void
+s_append_run_ok (fixture_t *fixture, const char *room, int64_t first, uint32_t count)
+{
+    sc_reply_t *reply = s_append_run (fixture, room, first, count);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), first + count - 1);
+    sc_reply_destroy (&reply);
+}
+
 //  store.msg.history; before/after S_NO_CURSOR for none, limit 0 for none
 static sc_reply_t *
 s_history (fixture_t *fixture, const char *room, int64_t before, int64_t after, int64_t limit)
@@ -1169,6 +1217,27 @@ s_assert_history (fixture_t *fixture, const char *room, int64_t before, int64_t 
     if (s_more (reply) != more)
         fail_msg ("history of %s (before %" PRId64 ", after %" PRId64 ", limit %" PRId64
                   "): more is %s", room, before, after, limit, more ? "false" : "true");
+    sc_reply_destroy (&reply);
+}
+
+//  Asserts the history after 'after' holds the texts "entry <seq>" for
+//  seqs first .. last, in order
+static void
+s_assert_run_texts (fixture_t *fixture, const char *room, int64_t after, int64_t first,
+                    int64_t last)
+{
+    sc_reply_t *reply = s_history (fixture, room, S_NO_CURSOR, after, 1000);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, last - first + 1);
+    for (uint32_t index = 0; index < messages->via.array.size; index++) {
+        const msgpack_object *entry = &messages->via.array.ptr [index];
+        char text [32];
+        snprintf (text, sizeof text, "entry %" PRId64, first + index);
+        s_assert_int (sc_map_field (entry, "seq"), first + index);
+        s_assert_str (sc_map_field (entry, "kind"), "message");
+        s_assert_str (sc_map_field (entry, "text"), text);
+    }
     sc_reply_destroy (&reply);
 }
 
@@ -1925,6 +1994,228 @@ test_msg_append_invalid_entries_get_bad_request (void **state)
     sc_reply_destroy (&reply);
 
     s_assert_room_counts (fixture, "general", 1, 0);
+}
+
+static void
+test_msg_append_entries_appends_the_whole_run_in_order (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_append_run_ok (fixture, "GENERAL", 1, 5);
+    s_assert_run_texts (fixture, "general", 0, 1, 5);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 5, false);
+    s_assert_room_counts (fixture, "general", 1, 5);
+
+    //  A run mixes messages and system entries
+    body_t body;
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entries");
+    msgpack_pack_array (&body.packer, 3);
+    s_pack_entry (&body.packer, 6, "alice", "before bob", NULL);
+    s_pack_entry (&body.packer, 7, "bob", NULL, "join");
+    s_pack_entry (&body.packer, 8, "alice", "after bob", NULL);
+    sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 8);
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", S_NO_CURSOR, 5, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 3);
+    const msgpack_object *join = &messages->via.array.ptr [1];
+    s_assert_int (sc_map_field (join, "seq"), 7);
+    s_assert_str (sc_map_field (join, "kind"), "system");
+    s_assert_str (sc_map_field (join, "user"), "bob");
+    s_assert_int (sc_map_field (join, "ts"), 1700000000007);
+    s_assert_str (sc_map_field (join, "event"), "join");
+    assert_null (sc_map_field (join, "text"));
+    s_assert_str (sc_map_field (&messages->via.array.ptr [2], "text"), "after bob");
+    sc_reply_destroy (&reply);
+
+    //  The longest run there may be
+    s_append_run_ok (fixture, "general", 9, S_RUN_MAX);
+    s_assert_run_texts (fixture, "general", 8, 9, 8 + S_RUN_MAX);
+    s_assert_room_counts (fixture, "general", 1, 8 + S_RUN_MAX);
+
+    reply = s_append_run (fixture, "nowhere", 1, 5);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_append_entries_with_a_taken_seq_conflicts_and_appends_none (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_append_ok (fixture, "general", 3, "alice", "taken");
+    //  The middle seq of the run is taken: none of the run is stored
+    sc_reply_t *reply = s_append_run (fixture, "general", 1, 5);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    //  And so are its first and its last
+    reply = s_append_run (fixture, "general", 3, 4);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_append_run (fixture, "general", 1, 3);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_int (sc_map_field (&messages->via.array.ptr [0], "seq"), 3);
+    s_assert_str (sc_map_field (&messages->via.array.ptr [0], "text"), "taken");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 3);
+    //  The seqs around it are still free
+    s_append_run_ok (fixture, "general", 1, 2);
+    s_append_run_ok (fixture, "general", 4, 2);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 5, false);
+}
+
+static void
+test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    //  Seqs that do not follow one another: a gap, a repeat, backwards
+    const int64_t gap [] = { 1, 2, 4 };
+    const int64_t repeat [] = { 1, 2, 2 };
+    const int64_t backwards [] = { 3, 2, 1 };
+    const int64_t *runs [] = { gap, repeat, backwards };
+    for (size_t index = 0; index < 3; index++) {
+        body_t body;
+        s_append_entries_body (&body, "general", 3, runs [index]);
+        sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    //  Empty, and one longer than the longest
+    sc_reply_t *reply = s_append_run (fixture, "general", 1, 0);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_append_run (fixture, "general", 1, S_RUN_MAX + 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    body_t body;
+    s_body_init (&body, 3);                 //  both 'entry' and 'entries'
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entry");
+    s_pack_entry (&body.packer, 1, "alice", "one", NULL);
+    sc_pack_key (&body.packer, "entries");
+    msgpack_pack_array (&body.packer, 1);
+    s_pack_entry (&body.packer, 2, "alice", "two", NULL);
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 1);                 //  neither
+    sc_pack_kstr (&body.packer, "room", "general");
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                 //  'entries' that is not an array
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entries");
+    s_pack_entry (&body.packer, 1, "alice", "one", NULL);
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    //  One bad element refuses the whole run, and the answer says which
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entries");
+    msgpack_pack_array (&body.packer, 4);
+    s_pack_entry (&body.packer, 1, "alice", "one", NULL);
+    s_pack_entry (&body.packer, 2, "alice", "two", NULL);
+    msgpack_pack_map (&body.packer, 5);     //  a kind that does not exist
+    sc_pack_kint (&body.packer, "seq", 3);
+    sc_pack_kstr (&body.packer, "kind", "shout");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "ts", 1);
+    sc_pack_kstr (&body.packer, "text", "three");
+    s_pack_entry (&body.packer, 4, "alice", "four", NULL);
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    if (!strstr (reply->message, "[2]"))
+        fail_msg ("the answer does not name the element [2]: %s", reply->message);
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                 //  an element that is not a map
+    sc_pack_kstr (&body.packer, "room", "general");
+    sc_pack_key (&body.packer, "entries");
+    msgpack_pack_array (&body.packer, 2);
+    s_pack_entry (&body.packer, 1, "alice", "one", NULL);
+    msgpack_pack_int64 (&body.packer, 2);
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_assert_room_counts (fixture, "general", 1, 0);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+}
+
+static void
+test_msg_append_entries_continue_the_timeline_after_single_appends (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_append_ok (fixture, "general", 1, "alice", "entry 1");
+    s_append_ok (fixture, "general", 2, "alice", "entry 2");
+    s_append_run_ok (fixture, "general", 3, 5);
+    s_assert_room_counts (fixture, "general", 1, 7);
+    s_append_ok (fixture, "general", 8, "alice", "entry 8");
+    s_assert_run_texts (fixture, "general", 0, 1, 8);
+    s_assert_history (fixture, "general", 6, S_NO_CURSOR, 3, 3, 5, true);
+    s_assert_room_counts (fixture, "general", 1, 8);
+}
+
+static void
+test_pipelined_runs_one_conflict_spares_the_rest (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_room_create_ok (fixture, "other", false, 10, "alice");
+    s_append_ok (fixture, "general", 4, "alice", "entry 4");
+    //  Sent without waiting, so that they arrive together. The second run
+    //  takes seq 3, which the first took, and fails alone: the third, whose
+    //  seq 5 the failed run had asked for too, stands
+    body_t body;
+    uint64_t rids [4];
+    s_append_run_body (&body, "general", 1, 3);
+    rids [0] = s_send (fixture, "store.msg.append", &body);
+    s_append_run_body (&body, "general", 3, 3);
+    rids [1] = s_send (fixture, "store.msg.append", &body);
+    s_append_run_body (&body, "other", 1, 4);
+    rids [2] = s_send (fixture, "store.msg.append", &body);
+    s_append_run_body (&body, "general", 5, 2);
+    rids [3] = s_send (fixture, "store.msg.append", &body);
+    const int64_t last_seqs [] = { 3, 0, 4, 6 };
+    for (size_t index = 0; index < 4; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 10000);
+        assert_non_null (reply);
+        assert_int_equal (reply->rid, rids [index]);
+        if (index == 1)
+            s_assert_error (reply, "conflict");
+        else {
+            s_assert_ok (reply);
+            s_assert_int (sc_reply_field (reply, "seq"), last_seqs [index]);
+        }
+        sc_reply_destroy (&reply);
+    }
+    s_assert_run_texts (fixture, "general", 0, 1, 6);
+    s_assert_run_texts (fixture, "other", 0, 1, 4);
+    s_assert_room_counts (fixture, "general", 1, 6);
+    s_assert_room_counts (fixture, "other", 1, 4);
 }
 
 static void
@@ -3230,6 +3521,11 @@ main (int argc, char *argv [])
         S_TEST (test_msg_append_then_history_returns_the_entry),
         S_TEST (test_msg_append_with_taken_seq_conflicts_and_keeps_the_first),
         S_TEST (test_msg_append_invalid_entries_get_bad_request),
+        S_TEST (test_msg_append_entries_appends_the_whole_run_in_order),
+        S_TEST (test_msg_append_entries_with_a_taken_seq_conflicts_and_appends_none),
+        S_TEST (test_msg_append_invalid_runs_get_bad_request_and_store_nothing),
+        S_TEST (test_msg_append_entries_continue_the_timeline_after_single_appends),
+        S_TEST (test_pipelined_runs_one_conflict_spares_the_rest),
         S_TEST (test_msg_history_pages_with_exact_more_flags),
         S_TEST (test_pipelined_room_writes_one_conflict_spares_the_rest),
         S_TEST (test_msg_history_pages_a_big_timeline_correctly),

@@ -20,10 +20,12 @@
     user.create, of token.put, of user.seen, of msg.append or of pm.append
     requests goes to the server
     together: one find for what the run needs to know (taken names, owners,
-    known users), then one insert_many (unordered: each document's error
-    comes back with its index, so every request gets its own answer) or one
-    ordered bulk of updates. Every other request is one round trip. Answers
-    go out in order, each after the server acknowledged its write.
+    known users, taken seqs), then one insert_many (unordered: each
+    document's error comes back with its index, so every request gets its
+    own answer; msg.append's is ordered, so that a request's entries never
+    leave a gap: see s_run_msg_append) or one ordered bulk of updates. Every
+    other request is one round trip. Answers go out in order, each after
+    the server acknowledged its write.
 
     Uniqueness: the unique indexes are the guarantee (a duplicate key, error
     11000, answers conflict). The run also looks for taken names and token
@@ -59,6 +61,9 @@
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
 #define S_SEEN_RUN_MAX          4096
+//  Most timeline entries sent to the server in one insert (up to 16 MB of
+//  text): a run of msg.append requests ends before it would pass this
+#define S_APPEND_RUN_MAX        1024
 //  Bounds of the values of proto/STORE.md
 #define S_NAME_MAX              256
 #define S_HASH_MAX              1024
@@ -67,6 +72,7 @@
 #define S_ROOM_MAX              64
 #define S_DESCRIPTION_MAX       2000
 #define S_TEXT_MAX              16000
+#define S_ENTRIES_MAX           256
 #define S_HISTORY_DEFAULT       50
 #define S_CONVERSATIONS_DEFAULT 200
 //  How often member.add re-reads a room that changed between its checks
@@ -197,8 +203,10 @@ typedef struct {
     s_text_t description;           //  room.create, may be empty
     bool is_private;                //  room.create
     uint32_t max_participants;      //  room.create
-    s_entry_t entry;                //  msg.append, member.add/remove
-    char pair [2 * S_NAME_MAX + 24];    //  "room_key/seq" or "conv/seq", for duplicates in a run
+    s_entry_t entry;                //  member.add/remove; msg.append: the run's first
+    const msgpack_object *entries;  //  msg.append: the run's entry maps, in fields
+    uint32_t entry_count;           //  msg.append: how many, 1 to S_ENTRIES_MAX
+    char pair [2 * S_NAME_MAX + 24];    //  pm.append: "conv/seq", for duplicates in a run
     bool room_found;                //  msg.append: its room exists; pm.append: its conversation
     s_cursor_t cursor;              //  msg.history, pm.history
     uint64_t cursor_seq;            //  before or after
@@ -410,6 +418,16 @@ s_field (const msgpack_object *map, const char *key)
     return NULL;
 }
 
+//  Puts where in front of pending's sentence, to say which part of the
+//  request was refused ("In 'entries' [3]: The field 'ts' is missing.")
+static void
+s_fail_where (s_pending_t *pending, const char *where)
+{
+    char reason [sizeof pending->message];
+    memcpy (reason, pending->message, sizeof reason);
+    snprintf (pending->message, sizeof pending->message, "%.32s: %.160s", where, reason);
+}
+
 //  Reads a string field of 1 to max bytes without NUL. Returns 0, or -1
 //  after failing pending with bad_request.
 static int
@@ -494,11 +512,9 @@ s_read_seen (s_pending_t *pending, const msgpack_object *map)
         int64_t last_seen;
         if (s_read_text (pending, entry, "name", S_NAME_MAX, true, &name)
         ||  s_read_time (pending, entry, "last_seen", &last_seen)) {
-            //  Say which entry: prefix the sentence we were given
-            char reason [sizeof pending->message];
-            memcpy (reason, pending->message, sizeof reason);
-            snprintf (pending->message, sizeof pending->message, "Entry %u of 'users': %.120s",
-                      index, reason);
+            char where [32];
+            snprintf (where, sizeof where, "Entry %u of 'users'", index);
+            s_fail_where (pending, where);
             return -1;
         }
     }
@@ -563,7 +579,50 @@ s_read_uint (s_pending_t *pending, const msgpack_object *map, const char *key,
     return 0;
 }
 
-//  Reads the optional timeline entry of msg.append, member.add/remove
+//  Reads one timeline entry map (msg.append's 'entry' or an element of its
+//  'entries', member.add/remove's 'entry') into entry. Returns 0, or -1
+//  after failing pending with a sentence that does not say where the entry
+//  was: the caller puts that in front (s_fail_where).
+static int
+s_entry_read (s_pending_t *pending, const msgpack_object *value, s_entry_t *entry)
+{
+    memset (entry, 0, sizeof *entry);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request",
+                "The entry must be a map {seq, kind, user, ts, text or event}.");
+        return -1;
+    }
+    s_text_t kind = { NULL, 0 };
+    if (s_read_uint (pending, value, "seq", 1, INT64_MAX, true, 0, &entry->seq)
+    ||  s_read_text (pending, value, "kind", 16, true, &kind)
+    ||  s_read_text (pending, value, "user", S_NAME_MAX, true, &entry->user)
+    ||  s_read_time (pending, value, "ts", &entry->ts))
+        return -1;
+    if (kind.size == 7 && memcmp (kind.data, "message", 7) == 0) {
+        if (s_read_string (pending, value, "text", S_TEXT_MAX, true, &entry->text))
+            return -1;
+    }
+    else
+    if (kind.size == 6 && memcmp (kind.data, "system", 6) == 0) {
+        entry->system = true;
+        if (s_read_text (pending, value, "event", 16, true, &entry->event))
+            return -1;
+        if (!((entry->event.size == 4 && memcmp (entry->event.data, "join", 4) == 0)
+        ||    (entry->event.size == 5 && memcmp (entry->event.data, "leave", 5) == 0))) {
+            s_fail (pending, "bad_request", "The field 'event' must be \"join\" or \"leave\".");
+            return -1;
+        }
+    }
+    else {
+        s_fail (pending, "bad_request", "The field 'kind' must be \"message\" or \"system\".");
+        return -1;
+    }
+    entry->present = true;
+    return 0;
+}
+
+//  Reads the timeline entry of msg.append, member.add/remove (optional
+//  there; nil is absent)
 static int
 s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
 {
@@ -579,43 +638,75 @@ s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
                 "The field 'entry' must be a map {seq, kind, user, ts, text or event}.");
         return -1;
     }
-    s_entry_t *entry = &pending->entry;
-    s_text_t kind = { NULL, 0 };
-    if (s_read_uint (pending, value, "seq", 1, INT64_MAX, true, 0, &entry->seq)
-    ||  s_read_text (pending, value, "kind", 16, true, &kind)
-    ||  s_read_text (pending, value, "user", S_NAME_MAX, true, &entry->user)
-    ||  s_read_time (pending, value, "ts", &entry->ts))
-        goto refused;
-    if (kind.size == 7 && memcmp (kind.data, "message", 7) == 0) {
-        if (s_read_string (pending, value, "text", S_TEXT_MAX, true, &entry->text))
-            goto refused;
+    if (s_entry_read (pending, value, &pending->entry)) {
+        s_fail_where (pending, "In 'entry'");
+        return -1;
     }
-    else
-    if (kind.size == 6 && memcmp (kind.data, "system", 6) == 0) {
-        entry->system = true;
-        if (s_read_text (pending, value, "event", 16, true, &entry->event))
-            goto refused;
-        if (!((entry->event.size == 4 && memcmp (entry->event.data, "join", 4) == 0)
-        ||    (entry->event.size == 5 && memcmp (entry->event.data, "leave", 5) == 0))) {
-            s_fail (pending, "bad_request", "The field 'event' must be \"join\" or \"leave\".");
-            goto refused;
+    return 0;
+}
+
+//  Reads msg.append's run: 'entry' (a run of one) or 'entries' (1 to
+//  S_ENTRIES_MAX entries whose seqs follow one another), not both. Every
+//  entry is checked now, so that a run is never refused half way. The run
+//  stays in fields, where s_insert_entries reads it again.
+static int
+s_read_run (s_pending_t *pending, const msgpack_object *map)
+{
+    const msgpack_object *single = s_field (map, "entry");
+    const msgpack_object *entries = s_field (map, "entries");
+    if (single && single->type == MSGPACK_OBJECT_NIL)
+        single = NULL;
+    if (entries && entries->type == MSGPACK_OBJECT_NIL)
+        entries = NULL;
+    if (single && entries) {
+        s_fail (pending, "bad_request", "Give 'entry' or 'entries', not both.");
+        return -1;
+    }
+    if (!single && !entries) {
+        s_fail (pending, "bad_request", "The field 'entry' or 'entries' is missing.");
+        return -1;
+    }
+    if (single) {
+        if (s_read_entry (pending, map, true))
+            return -1;
+        pending->entries = single;
+        pending->entry_count = 1;
+        return 0;
+    }
+    if (entries->type != MSGPACK_OBJECT_ARRAY
+    ||  entries->via.array.size == 0 || entries->via.array.size > S_ENTRIES_MAX) {
+        s_fail (pending, "bad_request",
+                "The field 'entries' must be an array of 1 to %d entries.", S_ENTRIES_MAX);
+        return -1;
+    }
+    for (uint32_t index = 0; index < entries->via.array.size; index++) {
+        s_entry_t entry;
+        int rc = s_entry_read (pending, &entries->via.array.ptr [index], &entry);
+        if (rc == 0 && index == 0)
+            pending->entry = entry;
+        else
+        if (rc == 0 && entry.seq != pending->entry.seq + index) {
+            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
+                    " entry before's.", pending->entry.seq + index);
+            rc = -1;
+        }
+        if (rc) {
+            char where [32];
+            snprintf (where, sizeof where, "In 'entries' [%u]", index);
+            s_fail_where (pending, where);
+            return -1;
         }
     }
-    else {
-        s_fail (pending, "bad_request", "The field 'kind' must be \"message\" or \"system\".");
-        goto refused;
-    }
-    entry->present = true;
-    snprintf (pending->pair, sizeof pending->pair, "%s/%" PRIu64, pending->room_key, entry->seq);
+    pending->entries = entries->via.array.ptr;
+    pending->entry_count = entries->via.array.size;
     return 0;
+}
 
-refused: {
-        //  Say that it is the entry's field
-        char reason [sizeof pending->message];
-        memcpy (reason, pending->message, sizeof reason);
-        snprintf (pending->message, sizeof pending->message, "In 'entry': %.150s", reason);
-    }
-    return -1;
+//  The seq of the last entry of msg.append's run
+static uint64_t
+s_last_seq (const s_pending_t *pending)
+{
+    return pending->entry.seq + pending->entry_count - 1;
 }
 
 //  Reads the page of a history request: limit, and before or after
@@ -757,8 +848,7 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
                 || s_read_text (pending, map, "from", S_NAME_MAX, true, &from) ? -1 : 0;
         }
         case S_OP_MSG_APPEND:
-            return s_read_room (pending, map, "room") || s_read_entry (pending, map, true)
-                   ? -1 : 0;
+            return s_read_room (pending, map, "room") || s_read_run (pending, map) ? -1 : 0;
         case S_OP_MSG_HISTORY:
             return s_read_room (pending, map, "room") || s_read_page (pending, map) ? -1 : 0;
         case S_OP_PM_APPEND:
@@ -961,6 +1051,14 @@ s_prepare (store_t *self, bson_error_t *error)
 //  --------------------------------------------------------------------------
 //  Runs of writes that go to the server together
 
+//  The room of pending (msg.append, member.add/remove) has an entry with seq
+static void
+s_fail_seq_taken (s_pending_t *pending, uint64_t seq)
+{
+    s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64 " already.",
+            (int) pending->room.size, pending->room.data, seq);
+}
+
 //  A unique key of pending's is taken: says which
 static void
 s_fail_conflict (s_pending_t *pending)
@@ -977,9 +1075,7 @@ s_fail_conflict (s_pending_t *pending)
         case S_OP_MSG_APPEND:
         case S_OP_MEMBER_ADD:
         case S_OP_MEMBER_REMOVE:
-            s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
-                    " already.", (int) pending->room.size, pending->room.data,
-                    pending->entry.seq);
+            s_fail_seq_taken (pending, pending->entry.seq);
             break;
         case S_OP_PM_APPEND:
             s_fail (pending, "conflict", "The conversation of '%s' and '%s' has a message with"
@@ -1095,6 +1191,43 @@ s_settle_duplicates (s_pending_t *first, s_pending_t *end, s_key_of_fn *key_of)
     }
 }
 
+//  The writeErrors of an insert's reply, to step through with
+//  bson_iter_next. False if it has none.
+static bool
+s_write_errors (const bson_t *reply, bson_iter_t *errors)
+{
+    bson_iter_t iter;
+    return bson_iter_init_find (&iter, reply, "writeErrors")
+        && BSON_ITER_HOLDS_ARRAY (&iter) && bson_iter_recurse (&iter, errors);
+}
+
+//  The write error at errors: the index of its document, below count, and
+//  the server's error. False if it is not one we can read.
+static bool
+s_write_error (const bson_iter_t *errors, size_t count, size_t *index_p, bson_error_t *own)
+{
+    bson_t entry;
+    uint32_t size;
+    const uint8_t *data;
+    if (!BSON_ITER_HOLDS_DOCUMENT (errors))
+        return false;
+    bson_iter_document (errors, &size, &data);
+    if (!bson_init_static (&entry, data, size))
+        return false;
+    bson_iter_t field;
+    int64_t index = -1, code = 0;
+    if (bson_iter_init_find (&field, &entry, "index"))
+        index = bson_iter_as_int64 (&field);
+    if (bson_iter_init_find (&field, &entry, "code"))
+        code = bson_iter_as_int64 (&field);
+    if (index < 0 || (uint64_t) index >= count)
+        return false;
+    *index_p = (size_t) index;
+    *own = (bson_error_t) { .domain = MONGOC_ERROR_SERVER, .code = (uint32_t) code };
+    s_copy_bson_str (&entry, "errmsg", own->message, sizeof own->message);
+    return true;
+}
+
 //  Inserts one document per live request of [first, end), built by
 //  build (pending, document), unordered, and answers each from the server's
 //  verdict on it. Returns 0, or -1 if the server could not be reached.
@@ -1133,29 +1266,14 @@ s_insert_run (store_t *self, mongoc_collection_t *collection, s_pending_t *first
         bson_destroy (opts);
         if (!ok && !s_is_unreachable (&error)) {
             //  Each failed document names its index; the others are in
-            bson_iter_t iter, errors;
-            if (bson_iter_init_find (&iter, &reply, "writeErrors")
-            &&  BSON_ITER_HOLDS_ARRAY (&iter) && bson_iter_recurse (&iter, &errors)) {
+            bson_iter_t errors;
+            if (s_write_errors (&reply, &errors)) {
                 while (bson_iter_next (&errors)) {
-                    bson_t entry;
-                    uint32_t size;
-                    const uint8_t *data;
-                    if (!BSON_ITER_HOLDS_DOCUMENT (&errors))
-                        continue;
-                    bson_iter_document (&errors, &size, &data);
-                    if (!bson_init_static (&entry, data, size))
-                        continue;
-                    bson_iter_t field;
-                    int64_t index = -1, code = 0;
-                    if (bson_iter_init_find (&field, &entry, "index"))
-                        index = bson_iter_as_int64 (&field);
-                    if (bson_iter_init_find (&field, &entry, "code"))
-                        code = bson_iter_as_int64 (&field);
-                    if (index < 0 || (size_t) index >= count)
+                    size_t index;
+                    bson_error_t own;
+                    if (!s_write_error (&errors, count, &index, &own))
                         continue;
                     s_pending_t *pending = owners [index];
-                    bson_error_t own = { .domain = MONGOC_ERROR_SERVER, .code = (uint32_t) code };
-                    s_copy_bson_str (&entry, "errmsg", own.message, sizeof own.message);
                     if (s_is_duplicate_key (&own))
                         s_fail_conflict (pending);
                     else {
@@ -1867,14 +1985,15 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
     s_pack_bson_text (packer, document, system ? "event" : "text");
 }
 
+//  The document of a timeline entry of the room whose lower-cased name is
+//  room_key
 static void
-s_build_entry (const s_pending_t *pending, bson_t *document)
+s_build_entry (const char *room_key, const s_entry_t *entry, bson_t *document)
 {
-    const s_entry_t *entry = &pending->entry;
     bson_oid_t oid;
     bson_oid_init (&oid, NULL);
     BSON_APPEND_OID (document, "_id", &oid);
-    BSON_APPEND_UTF8 (document, "room", pending->room_key);
+    BSON_APPEND_UTF8 (document, "room", room_key);
     BSON_APPEND_INT64 (document, "seq", (int64_t) entry->seq);
     BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
     bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
@@ -1983,7 +2102,7 @@ static int
 s_insert_entry (store_t *self, const s_pending_t *pending, bson_error_t *error)
 {
     bson_t document = BSON_INITIALIZER;
-    s_build_entry (pending, &document);
+    s_build_entry (pending->room_key, &pending->entry, &document);
     self->round_trips++;
     bool ok = mongoc_collection_insert_one (self->messages, &document, NULL, NULL, error);
     bson_destroy (&document);
@@ -2587,14 +2706,23 @@ s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                        S_TIMELINE_INDEX, s_pack_entry, packer, error);
 }
 
-//  msg.append, a run: one find of the rooms, one of the seqs taken, one
-//  unordered insert_many, one bulk of $max on the rooms' last_seq
-static const char *
-s_pair_key_of (const s_pending_t *pending, uint32_t *size_p)
-{
-    *size_p = (uint32_t) strlen (pending->pair);
-    return pending->pair;
-}
+//  msg.append, a run of requests, each appending a run of 1 to
+//  S_ENTRIES_MAX entries to one room: one find of the rooms, one of the
+//  seqs taken, one ordered insert_many of every entry of the run, one bulk
+//  of $max on the rooms' last_seq.
+//
+//  A request is applied whole or not at all (proto/STORE.md, Atomicity) as
+//  far as a server without transactions allows. Every reason to refuse one
+//  is found before anything is inserted: no such room, a seq of its run
+//  taken in the timeline or by an earlier request of the same run. Its
+//  entries then go in one ordered insert, in seq order: the server stores
+//  them in that order and stops at the first that fails, so that a failure
+//  part way (the server lost, a write concern not met, a seq taken
+//  meanwhile by another writer) can leave a first part of a request's run
+//  stored, never a gap. That request answers unavailable, and its outcome
+//  is unknown as any lost answer's: a retry answers conflict if its first
+//  seq was stored. Requests whose entries all came before the failure are
+//  ok; those after it are inserted again from the first of them.
 
 typedef struct {
     s_pending_t *first;             //  the run
@@ -2613,18 +2741,222 @@ s_on_room_exists (void *arg, const bson_t *document)
             pending->room_found = true;
 }
 
+//  An entry of the timeline holds a seq that the appends of its room in the
+//  run would take
 static void
 s_on_seq_taken (void *arg, const bson_t *document)
 {
     s_span_t *span = (s_span_t *) arg;
     uint32_t size;
     const char *room = s_bson_text (document, "room", &size);
-    char pair [S_ROOM_MAX + 24];
-    snprintf (pair, sizeof pair, "%.*s/%" PRId64, (int) size, room,
-              s_bson_int (document, "seq", 0));
+    int64_t seq = s_bson_int (document, "seq", 0);
+    if (seq <= 0)
+        return;
     for (s_pending_t *pending = span->first; pending < span->end; pending++)
-        if (s_is_live (pending) && strcmp (pending->pair, pair) == 0)
-            s_fail_conflict (pending);
+        if (s_is_live (pending) && strlen (pending->room_key) == size
+        &&  memcmp (pending->room_key, room, size) == 0
+        &&  pending->entry.seq <= (uint64_t) seq && (uint64_t) seq <= s_last_seq (pending))
+            s_fail_seq_taken (pending, (uint64_t) seq);
+}
+
+//  Looks for entries of the timeline with a seq that a live request of the
+//  run would append: {$or: [{room, seq: {$gte: first, $lte: last}}, ...]},
+//  one range of the (room, seq) index per request. Returns 0 or -1.
+static int
+s_find_seqs_taken (store_t *self, s_pending_t *first, s_pending_t *end, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, clauses;
+    BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &clauses);
+    uint32_t count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++) {
+        if (!s_is_live (pending))
+            continue;
+        char index_key [16];
+        const char *key;
+        size_t key_size = bson_uint32_to_string (count++, &key, index_key, sizeof index_key);
+        bson_t clause, range;
+        bson_append_document_begin (&clauses, key, (int) key_size, &clause);
+        BSON_APPEND_UTF8 (&clause, "room", pending->room_key);
+        BSON_APPEND_DOCUMENT_BEGIN (&clause, "seq", &range);
+        BSON_APPEND_INT64 (&range, "$gte", (int64_t) pending->entry.seq);
+        BSON_APPEND_INT64 (&range, "$lte", (int64_t) s_last_seq (pending));
+        bson_append_document_end (&clause, &range);
+        bson_append_document_end (&clauses, &clause);
+    }
+    bson_append_array_end (&filter, &clauses);
+    int rc = 0;
+    if (count > 0) {
+        s_span_t span = { first, end };
+        bson_t *opts = BCON_NEW ("projection", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1),
+                                 "}", "hint", BCON_UTF8 (S_TIMELINE_INDEX));
+        rc = s_find (self, self->messages, &filter, opts, s_on_seq_taken, &span, error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    return rc;
+}
+
+//  Two live requests of the run whose runs share a seq of one room: the
+//  later one conflicts, as it would have had they come in separate batches
+static void
+s_settle_overlaps (s_pending_t *first, s_pending_t *end)
+{
+    for (s_pending_t *pending = first + 1; pending < end; pending++) {
+        if (!s_is_live (pending))
+            continue;
+        for (s_pending_t *earlier = first; earlier < pending; earlier++)
+            if (s_is_live (earlier) && strcmp (earlier->room_key, pending->room_key) == 0
+            &&  earlier->entry.seq <= s_last_seq (pending)
+            &&  pending->entry.seq <= s_last_seq (earlier)) {
+                //  The first seq they share
+                s_fail_seq_taken (pending, earlier->entry.seq > pending->entry.seq
+                                           ? earlier->entry.seq : pending->entry.seq);
+                break;
+            }
+    }
+}
+
+//  Inserts the entries of the live requests of [first, end), in order, with
+//  ordered insert_many (see above for a failure part way) and answers the
+//  requests it could not append. Returns 0, or -1 if the server could not
+//  be reached.
+static int
+s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
+{
+    size_t capacity = 0;
+    for (s_pending_t *pending = first; pending < end; pending++)
+        if (s_is_live (pending))
+            capacity += pending->entry_count;
+    bson_t **documents = (bson_t **) calloc (capacity ? capacity : 1, sizeof (bson_t *));
+    s_pending_t **owners = (s_pending_t **) calloc (capacity ? capacity : 1,
+                                                    sizeof (s_pending_t *));
+    if (!documents || !owners) {
+        free (documents);
+        free (owners);
+        for (s_pending_t *pending = first; pending < end; pending++)
+            if (s_is_live (pending))
+                s_fail (pending, "internal", "The store ran out of memory.");
+        return 0;
+    }
+    size_t count = 0;
+    for (s_pending_t *pending = first; pending < end; pending++) {
+        for (uint32_t index = 0; index < pending->entry_count && s_is_live (pending); index++) {
+            //  Read again from fields, as s_read_run read it: it cannot fail
+            s_entry_t entry;
+            if (s_entry_read (pending, &pending->entries [index], &entry))
+                break;
+            documents [count] = bson_new ();
+            s_build_entry (pending->room_key, &entry, documents [count]);
+            owners [count++] = pending;
+        }
+        //  A request refused while its documents were built sends none
+        while (count > 0 && owners [count - 1] == pending && !s_is_live (pending))
+            bson_destroy (documents [--count]);
+    }
+    int rc = 0;
+    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (true));
+    size_t start = 0;               //  the first document not yet inserted
+    while (start < count) {
+        bson_t reply;
+        bson_error_t error;
+        self->round_trips++;
+        if (mongoc_collection_insert_many (self->messages, (const bson_t **) documents + start,
+                                           count - start, opts, &reply, &error)) {
+            s_mark_reachable (self);
+            bson_destroy (&reply);
+            break;
+        }
+        //  An ordered insert reports its one failed document: those before
+        //  it are stored, those after it are not
+        bson_iter_t errors;
+        size_t index;
+        bson_error_t own;
+        if (s_is_unreachable (&error) || bson_has_field (&reply, "writeConcernErrors")
+        ||  !s_write_errors (&reply, &errors) || !bson_iter_next (&errors)
+        ||  !s_write_error (&errors, count - start, &index, &own)) {
+            //  What the server stored of the rest is unknown
+            s_note_failure (self, "appending entries", &error);
+            for (size_t rest = start; rest < count; rest++)
+                if (s_is_live (owners [rest]))
+                    s_fail_unavailable (self, owners [rest], &error);
+            rc = s_is_unreachable (&error) ? -1 : 0;
+            bson_destroy (&reply);
+            break;
+        }
+        bson_destroy (&reply);
+        size_t failed = start + index;
+        s_pending_t *owner = owners [failed];
+        bool first_of_its_run = failed == 0 || owners [failed - 1] != owner;
+        if (s_is_duplicate_key (&own) && first_of_its_run)
+            //  Nothing of its run is stored: a plain conflict
+            s_fail_seq_taken (owner, (uint64_t) s_bson_int (documents [failed], "seq", 0));
+        else
+        if (s_is_duplicate_key (&own))
+            s_fail (owner, "unavailable", "Seq %" PRId64 " of the room '%.*s' was taken"
+                    " meanwhile: the entries before it are appended, the rest not.",
+                    s_bson_int (documents [failed], "seq", 0),
+                    (int) owner->room.size, owner->room.data);
+        else {
+            s_note_failure (self, "appending entries", &own);
+            s_fail_unavailable (self, owner, &own);
+        }
+        //  The requests after it, again
+        start = failed;
+        while (start < count && owners [start] == owner)
+            start++;
+    }
+    bson_destroy (opts);
+    for (size_t index = 0; index < count; index++)
+        bson_destroy (documents [index]);
+    free (documents);
+    free (owners);
+    return rc;
+}
+
+//  The rooms' last_seq, one $max per room: a copy for the room map
+//  (room.get reads the timeline itself). Its failure leaves the entries
+//  appended, and their ok stands.
+static void
+s_advance_rooms (store_t *self, s_pending_t *first, s_pending_t *end)
+{
+    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
+    mongoc_bulk_operation_t *bulk
+        = mongoc_collection_create_bulk_operation_with_opts (self->rooms, bulk_opts);
+    bson_destroy (bulk_opts);
+    size_t updates = 0;
+    for (s_pending_t *pending = first; pending < end; pending++) {
+        if (!s_is_live (pending))
+            continue;
+        //  The highest seq of this room in the run, once per room
+        bool seen_before = false;
+        uint64_t highest = s_last_seq (pending);
+        for (s_pending_t *other = first; other < end; other++) {
+            if (other == pending || !s_is_live (other)
+            ||  strcmp (other->room_key, pending->room_key) != 0)
+                continue;
+            if (other < pending)
+                seen_before = true;
+            if (s_last_seq (other) > highest)
+                highest = s_last_seq (other);
+        }
+        if (seen_before)
+            continue;
+        bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+        bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest), "}");
+        mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
+        bson_destroy (selector);
+        bson_destroy (update);
+        updates++;
+    }
+    if (updates > 0) {
+        bson_t reply;
+        bson_error_t error;
+        self->round_trips++;
+        if (!mongoc_bulk_operation_execute (bulk, &reply, &error))
+            s_note_failure (self, "updating the rooms' last_seq", &error);
+        bson_destroy (&reply);
+    }
+    mongoc_bulk_operation_destroy (bulk);
 }
 
 static int
@@ -2652,98 +2984,26 @@ s_run_msg_append (store_t *self, s_pending_t *first, s_pending_t *end)
     for (s_pending_t *pending = first; pending < end; pending++)
         if (s_is_live (pending) && !pending->room_found)
             s_fail_no_room (pending);
-    s_settle_duplicates (first, end, s_pair_key_of);
 
     //  The seqs taken: looked for before inserting, as the JavaScript test
-    //  server does not enforce the unique index. {room: $in, seq: $in} is a
-    //  superset of the pairs; the callback matches them exactly.
-    bson_t rooms, seqs;
-    bson_init (&filter);
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "room", &condition);
-    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &rooms);
-    uint32_t room_count = 0, seq_count = 0;
-    for (s_pending_t *pending = first; pending < end; pending++)
-        if (s_is_live (pending))
-            s_array_append_text (&rooms, &room_count, pending->room_key,
-                                 (uint32_t) strlen (pending->room_key));
-    bson_append_array_end (&condition, &rooms);
-    bson_append_document_end (&filter, &condition);
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &condition);
-    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &seqs);
-    for (s_pending_t *pending = first; pending < end; pending++)
-        if (s_is_live (pending)) {
-            char index_key [16];
-            const char *key;
-            size_t key_size = bson_uint32_to_string (seq_count++, &key, index_key,
-                                                     sizeof index_key);
-            bson_append_int64 (&seqs, key, (int) key_size, (int64_t) pending->entry.seq);
-        }
-    bson_append_array_end (&condition, &seqs);
-    bson_append_document_end (&filter, &condition);
-    if (room_count > 0) {
-        opts = BCON_NEW ("projection", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
-                         "hint", BCON_UTF8 (S_TIMELINE_INDEX));
-        rc = s_find (self, self->messages, &filter, opts, s_on_seq_taken, &span, &error);
-        bson_destroy (opts);
-    }
-    bson_destroy (&filter);
-    if (rc) {
+    //  server does not enforce the unique index. Then the run's own overlaps,
+    //  among the requests still live, as if each came alone in order.
+    if (s_find_seqs_taken (self, first, end, &error)) {
         s_note_failure (self, "looking for taken seqs", &error);
         s_fail_run (self, first, end, &error);
         return s_is_unreachable (&error) ? -1 : 0;
     }
-    rc = s_insert_run (self, self->messages, first, end, s_build_entry, "appending entries");
-
-    //  The rooms' last_seq, one update per room: a copy for the room map
-    //  (room.get reads the timeline itself). Its failure leaves the entries
-    //  appended, and their ok stands.
-    if (rc == 0) {
-        bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
-        mongoc_bulk_operation_t *bulk
-            = mongoc_collection_create_bulk_operation_with_opts (self->rooms, bulk_opts);
-        bson_destroy (bulk_opts);
-        size_t updates = 0;
-        for (s_pending_t *pending = first; pending < end; pending++) {
-            if (!s_is_live (pending))
-                continue;
-            //  The highest seq of this room in the run, once per room
-            bool seen_before = false;
-            uint64_t highest = pending->entry.seq;
-            for (s_pending_t *other = first; other < end; other++) {
-                if (other == pending || !s_is_live (other)
-                ||  strcmp (other->room_key, pending->room_key) != 0)
-                    continue;
-                if (other < pending)
-                    seen_before = true;
-                if (other->entry.seq > highest)
-                    highest = other->entry.seq;
-            }
-            if (seen_before)
-                continue;
-            bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
-            bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest),
-                                       "}");
-            mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
-            bson_destroy (selector);
-            bson_destroy (update);
-            updates++;
-        }
-        if (updates > 0) {
-            bson_t reply;
-            self->round_trips++;
-            if (!mongoc_bulk_operation_execute (bulk, &reply, &error))
-                s_note_failure (self, "updating the rooms' last_seq", &error);
-            bson_destroy (&reply);
-        }
-        mongoc_bulk_operation_destroy (bulk);
-    }
+    s_settle_overlaps (first, end);
+    rc = s_insert_entries (self, first, end);
+    if (rc == 0)
+        s_advance_rooms (self, first, end);
     for (s_pending_t *pending = first; pending < end; pending++)
         if (s_is_live (pending)) {
             msgpack_packer packer;
             msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
             msgpack_pack_map (&packer, 1);
             s_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, pending->entry.seq);
+            msgpack_pack_uint64 (&packer, s_last_seq (pending));
         }
     return rc;
 }
@@ -2892,6 +3152,14 @@ s_build_pm_message (const s_pending_t *pending, bson_t *document)
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "conv", pending->conv);
     s_append_pm_fields (pending, document);
+}
+
+//  A pm.append's key among the run's: its conversation and seq
+static const char *
+s_pair_key_of (const s_pending_t *pending, uint32_t *size_p)
+{
+    *size_p = (uint32_t) strlen (pending->pair);
+    return pending->pair;
 }
 
 static void
@@ -3486,23 +3754,41 @@ s_reply (store_t *self, s_pending_t *pending)
     s_pending_reset (pending);
 }
 
+//  What a request adds to the documents its run sends, into the most a run
+//  may send (bound_p): user.seen's and msg.append's entries; 0 for the
+//  runs that only the batch bounds
+static size_t
+s_run_weight (const s_pending_t *pending, size_t *bound_p)
+{
+    switch (pending->op) {
+        case S_OP_USER_SEEN:
+            *bound_p = S_SEEN_RUN_MAX;
+            return pending->users->via.array.size;
+        case S_OP_MSG_APPEND:
+            *bound_p = S_APPEND_RUN_MAX;
+            return pending->entry_count;
+        default:
+            *bound_p = SIZE_MAX;
+            return 0;
+    }
+}
+
 //  The end of the run that starts at first: requests of the same kind, with
 //  requests refused at validation among them (they touch nothing)
 static s_pending_t *
 s_run_end (s_pending_t *first, s_pending_t *limit)
 {
     s_pending_t *end = first + 1;
-    size_t entries = first->op == S_OP_USER_SEEN ? first->users->via.array.size : 0;
+    size_t bound;
+    size_t weight = s_run_weight (first, &bound);
     for (; end < limit; end++) {
         if (!s_is_live (end))
             continue;
         if (end->op != first->op)
             break;
-        if (end->op == S_OP_USER_SEEN) {
-            entries += end->users->via.array.size;
-            if (entries > S_SEEN_RUN_MAX)
-                break;
-        }
+        weight += s_run_weight (end, &bound);
+        if (weight > bound)
+            break;
     }
     return end;
 }

@@ -42,6 +42,7 @@
 #define S_ROOM_MAX              64
 #define S_DESCRIPTION_MAX       2000
 #define S_TEXT_MAX              16000
+#define S_ENTRIES_MAX           256
 #define S_HISTORY_DEFAULT       50
 #define S_CONVERSATIONS_DEFAULT 200
 
@@ -361,6 +362,16 @@ typedef struct {
     uint32_t size;                  //  bytes
 } s_text_t;
 
+//  A timeline entry of a request, validated (proto/STORE.md, entry)
+typedef struct {
+    uint64_t seq;                   //  1 or more
+    s_text_t kind;                  //  "message" or "system"
+    s_text_t user;                  //  the sender, or whom a system entry is about
+    int64_t ts;                     //  milliseconds since 1970
+    s_text_t text;                  //  a message's text, else size 0
+    s_text_t event;                 //  a system entry's event, else size 0
+} s_entry_t;
+
 //  One queued request, validated, waiting for the batch to run
 typedef struct {
     parley_request_t *request;      //  lent by the host until we reply
@@ -381,12 +392,12 @@ typedef struct {
     bool is_private;                //  room.create
     uint64_t max_participants;      //  room.create
     bool has_entry;                 //  member.add/remove: an entry given
-    uint64_t seq;                   //  the entry's fields
-    s_text_t kind;
-    s_text_t entry_user;
-    int64_t ts;
-    s_text_t text;                  //  a message's text, else size 0
-    s_text_t event;                 //  a system entry's event, else size 0
+    s_entry_t entry;                //  member.add/remove: it; msg.append: the run's first
+    const msgpack_object *entries;  //  msg.append: the run's entry maps, in fields
+    uint32_t entry_count;           //  msg.append: how many, 1 to S_ENTRIES_MAX
+    uint64_t seq;                   //  pm.append, pm.read
+    int64_t ts;                     //  pm.append
+    s_text_t text;                  //  pm.append, may be empty
     bool has_before;                //  msg.history cursors
     bool has_after;
     uint64_t cursor;
@@ -580,6 +591,49 @@ s_text_is (const s_text_t *text, const char *value)
     return text->size == strlen (value) && memcmp (text->data, value, text->size) == 0;
 }
 
+//  Puts where in front of pending's sentence, to say which part of the
+//  request was refused ("In 'entries' [3]: The field 'ts' is missing.")
+static void
+s_fail_where (s_pending_t *pending, const char *where)
+{
+    char reason [sizeof pending->message];
+    memcpy (reason, pending->message, sizeof reason);
+    snprintf (pending->message, sizeof pending->message, "%.32s: %.120s", where, reason);
+}
+
+//  Reads one entry map (msg.append's 'entry' or an element of its
+//  'entries', member.add/remove's 'entry') into entry. Returns 0, or -1
+//  after failing pending with a sentence that does not say where the entry
+//  was: the caller puts that in front (s_fail_where).
+static int
+s_entry_read (s_pending_t *pending, const msgpack_object *value, s_entry_t *entry)
+{
+    memset (entry, 0, sizeof *entry);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request", "The entry must be a map.");
+        return -1;
+    }
+    if (s_read_uint (pending, value, "seq", 1, INT64_MAX, true, NULL, &entry->seq)
+    ||  s_read_text (pending, value, "kind", 16, true, &entry->kind)
+    ||  s_read_text (pending, value, "user", S_NAME_MAX, true, &entry->user)
+    ||  s_read_time (pending, value, "ts", &entry->ts))
+        return -1;
+    if (s_text_is (&entry->kind, "message"))
+        //  A message's text is stored as sent, NUL and all
+        return s_read_string (pending, value, "text", 0, S_TEXT_MAX, true, true, &entry->text);
+    if (s_text_is (&entry->kind, "system")) {
+        if (s_read_text (pending, value, "event", 16, true, &entry->event))
+            return -1;
+        if (!s_text_is (&entry->event, "join") && !s_text_is (&entry->event, "leave")) {
+            s_fail (pending, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
+            return -1;
+        }
+        return 0;
+    }
+    s_fail (pending, "bad_request", "The entry's 'kind' must be \"message\" or \"system\".");
+    return -1;
+}
+
 //  Reads the 'entry' map: required or optional. Returns 0, or -1 failed.
 static int
 s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
@@ -595,38 +649,65 @@ s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
         s_fail (pending, "bad_request", "The field 'entry' must be a map.");
         return -1;
     }
-    pending->has_entry = true;
-    if (s_read_uint (pending, entry, "seq", 1, INT64_MAX, true, NULL, &pending->seq)
-    ||  s_read_text (pending, entry, "kind", 16, true, &pending->kind)
-    ||  s_read_text (pending, entry, "user", S_NAME_MAX, true, &pending->entry_user)
-    ||  s_read_time (pending, entry, "ts", &pending->ts))
-        goto refused;
-    if (s_text_is (&pending->kind, "message")) {
-        //  A message's text is stored as sent, NUL and all
-        if (s_read_string (pending, entry, "text", 0, S_TEXT_MAX, true, true, &pending->text))
-            goto refused;
+    if (s_entry_read (pending, entry, &pending->entry)) {
+        s_fail_where (pending, "In 'entry'");
+        return -1;
     }
-    else
-    if (s_text_is (&pending->kind, "system")) {
-        if (s_read_text (pending, entry, "event", 16, true, &pending->event))
-            goto refused;
-        if (!s_text_is (&pending->event, "join") && !s_text_is (&pending->event, "leave")) {
-            s_fail (pending, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
+    pending->has_entry = true;
+    return 0;
+}
+
+//  Reads msg.append's run: 'entry' (a run of one) or 'entries' (1 to
+//  S_ENTRIES_MAX entries whose seqs follow one another), not both. Every
+//  entry is checked now, so that a run once started is not refused half
+//  way. The run stays in fields, where s_run_msg_append reads it again.
+static int
+s_read_run (s_pending_t *pending, const msgpack_object *map)
+{
+    const msgpack_object *single = s_field (map, "entry");
+    const msgpack_object *entries = s_field (map, "entries");
+    if (single && entries) {
+        s_fail (pending, "bad_request", "Give 'entry' or 'entries', not both.");
+        return -1;
+    }
+    if (!single && !entries) {
+        s_fail (pending, "bad_request", "The field 'entry' or 'entries' is missing.");
+        return -1;
+    }
+    if (single) {
+        if (s_read_entry (pending, map, true))
+            return -1;
+        pending->entries = single;
+        pending->entry_count = 1;
+        return 0;
+    }
+    if (entries->type != MSGPACK_OBJECT_ARRAY
+    ||  entries->via.array.size == 0 || entries->via.array.size > S_ENTRIES_MAX) {
+        s_fail (pending, "bad_request",
+                "The field 'entries' must be an array of 1 to %d entries.", S_ENTRIES_MAX);
+        return -1;
+    }
+    for (uint32_t index = 0; index < entries->via.array.size; index++) {
+        s_entry_t entry;
+        int rc = s_entry_read (pending, &entries->via.array.ptr [index], &entry);
+        if (rc == 0 && index == 0)
+            pending->entry = entry;
+        else
+        if (rc == 0 && entry.seq != pending->entry.seq + index) {
+            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
+                    " entry before's.", pending->entry.seq + index);
+            rc = -1;
+        }
+        if (rc) {
+            char where [32];
+            snprintf (where, sizeof where, "In 'entries' [%u]", index);
+            s_fail_where (pending, where);
             return -1;
         }
     }
-    else {
-        s_fail (pending, "bad_request", "The entry's 'kind' must be \"message\" or \"system\".");
-        return -1;
-    }
+    pending->entries = entries->via.array.ptr;
+    pending->entry_count = entries->via.array.size;
     return 0;
-refused: {
-        //  Say that it is the entry's field: prefix the sentence we were given
-        char reason [sizeof pending->message];
-        memcpy (reason, pending->message, sizeof reason);
-        snprintf (pending->message, sizeof pending->message, "In 'entry': %.140s", reason);
-        return -1;
-    }
 }
 
 static int
@@ -687,11 +768,9 @@ s_read_seen (s_pending_t *pending, const msgpack_object *map)
         int64_t last_seen;
         if (s_read_text (pending, entry, "name", S_NAME_MAX, true, &name)
         ||  s_read_time (pending, entry, "last_seen", &last_seen)) {
-            //  Say which entry: prefix the sentence we were given
-            char reason [sizeof pending->message];
-            memcpy (reason, pending->message, sizeof reason);
-            snprintf (pending->message, sizeof pending->message, "Entry %u of 'users': %.120s",
-                      index, reason);
+            char where [32];
+            snprintf (where, sizeof where, "Entry %u of 'users'", index);
+            s_fail_where (pending, where);
             return -1;
         }
     }
@@ -816,7 +895,7 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return 0;
         case S_OP_MSG_APPEND:
             if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
-            ||  s_read_entry (pending, map, true))
+            ||  s_read_run (pending, map))
                 return -1;
             return 0;
         case S_OP_MSG_HISTORY: {
@@ -1272,27 +1351,26 @@ s_pair_run (store_t *self, s_sql_t sql, int64_t room_id, int64_t user_id)
     return s_step_done (stmt);
 }
 
-//  Appends pending's entry to the room; a taken seq fails pending with conflict
+//  Appends an entry of pending's to the room; a taken seq fails pending
+//  with conflict
 static int
-s_entry_insert (store_t *self, s_pending_t *pending, int64_t room_id)
+s_entry_insert (store_t *self, s_pending_t *pending, int64_t room_id, const s_entry_t *entry)
 {
     sqlite3_stmt *stmt = self->sql [S_SQL_ENTRY_INSERT];
     sqlite3_bind_int64 (stmt, 1, room_id);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
-    sqlite3_bind_text (stmt, 3, pending->kind.data, (int) pending->kind.size, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 4, pending->entry_user.data, (int) pending->entry_user.size,
-                       SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 5, pending->ts);
-    if (pending->event.size == 0)
-        sqlite3_bind_text (stmt, 6, pending->text.data ? pending->text.data : "",
-                           (int) pending->text.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) entry->seq);
+    sqlite3_bind_text (stmt, 3, entry->kind.data, (int) entry->kind.size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 4, entry->user.data, (int) entry->user.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, entry->ts);
+    if (entry->event.size == 0)
+        sqlite3_bind_text (stmt, 6, entry->text.data ? entry->text.data : "",
+                           (int) entry->text.size, SQLITE_STATIC);
     else
-        sqlite3_bind_text (stmt, 7, pending->event.data, (int) pending->event.size,
-                           SQLITE_STATIC);
+        sqlite3_bind_text (stmt, 7, entry->event.data, (int) entry->event.size, SQLITE_STATIC);
     int rc = s_step_done (stmt);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64 " already.",
-                (int) pending->room.size, pending->room.data, pending->seq);
+                (int) pending->room.size, pending->room.data, entry->seq);
         return SQLITE_OK;
     }
     return rc;
@@ -1511,14 +1589,15 @@ s_run_member_add (store_t *self, s_pending_t *pending, msgpack_packer *packer)
         sqlite3_stmt *insert = self->sql [S_SQL_MEMBER_INSERT];
         sqlite3_bind_int64 (insert, 1, room_id);
         sqlite3_bind_int64 (insert, 2, user_id);
-        sqlite3_bind_int64 (insert, 3, pending->has_entry ? pending->ts : s_now_ms ());
+        sqlite3_bind_int64 (insert, 3, pending->has_entry ? pending->entry.ts : s_now_ms ());
         if ((rc = s_step_done (insert)) != SQLITE_OK)
             return rc;
         //  Joining consumes the invitation
         if (invited && (rc = s_pair_run (self, S_SQL_INVITE_DELETE, room_id, user_id)) != SQLITE_OK)
             return rc;
         if (pending->has_entry) {
-            if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
+            rc = s_entry_insert (self, pending, room_id, &pending->entry);
+            if (rc != SQLITE_OK || pending->code)
                 return rc;
         }
         members++;
@@ -1552,7 +1631,8 @@ s_run_member_remove (store_t *self, s_pending_t *pending, msgpack_packer *packer
         return SQLITE_OK;
     }
     if (pending->has_entry) {
-        if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
+        rc = s_entry_insert (self, pending, room_id, &pending->entry);
+        if (rc != SQLITE_OK || pending->code)
             return rc;
     }
     int64_t members = 0;
@@ -1619,11 +1699,21 @@ s_run_msg_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     int64_t room_id = s_room_id (self, pending, &rc);
     if (!room_id)
         return rc;
-    if ((rc = s_entry_insert (self, pending, room_id)) != SQLITE_OK || pending->code)
-        return rc;
+    //  Every entry of the run inside the request's savepoint: a taken seq
+    //  fails the request, and s_run_batch then rolls the savepoint back, so
+    //  that none of the run stays (proto/STORE.md, Atomicity)
+    s_entry_t entry = pending->entry;
+    for (uint32_t index = 0; index < pending->entry_count; index++) {
+        //  Read again from fields, as s_read_run read it: it cannot fail
+        if (s_entry_read (pending, &pending->entries [index], &entry))
+            return SQLITE_OK;
+        rc = s_entry_insert (self, pending, room_id, &entry);
+        if (rc != SQLITE_OK || pending->code)
+            return rc;
+    }
     msgpack_pack_map (packer, 1);
     s_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, pending->seq);
+    msgpack_pack_uint64 (packer, entry.seq);
     return SQLITE_OK;
 }
 
