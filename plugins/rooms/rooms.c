@@ -12,7 +12,10 @@
     that writes (join, leave, send) holds the queue until the store has
     acknowledged it, and only then is the entry delivered and the request
     answered. So seq N+1 is handed out only after N is stored: a failed
-    write can never leave a gap. A write whose outcome is unknown (unavailable,
+    write can never leave a gap. The sends waiting at the head of the queue
+    go to the store together, as one store.msg.append of their entries that
+    is stored whole or not at all: a busy room stores a run of messages per
+    round trip, not one. A write whose outcome is unknown (unavailable,
     a timeout) or refused for its seq (conflict) makes the room reload its
     last seq from the store before the next write.
 
@@ -46,6 +49,7 @@
 #define ROOMS_HISTORY_MAX           200
 #define ROOMS_JOIN_HISTORY          50
 #define ROOMS_QUEUE_MAX             10000       //  requests waiting for one room
+#define ROOMS_APPEND_MAX            256         //  entries in one store.msg.append (STORE.md)
 #define ROOMS_DELIVER_SIDS_MAX      10000       //  sessions in one deliver_sessions call
 #define ROOMS_TICK_MS               5000        //  the housekeeping timer
 #define ROOMS_IDLE_MS_DEFAULT       60000       //  an idle room leaves the cache after this
@@ -100,6 +104,7 @@ typedef struct {
     uint64_t last_seq;              //  the newest stored entry's seq
     zlistx_t *members;              //  char * names as registered, sorted lower-cased
     stage_t stage;                  //  the store answer the head op waits for
+    size_t writing;                 //  sends at the head in the store write, when > 1
     op_t *head;                     //  queued requests, owned; head is being served
     op_t *tail;
     size_t queued;                  //  requests in the queue
@@ -540,9 +545,13 @@ s_room_call (rooms_t *self, room_t *room, stage_t stage, const char *type,
         room->stage = STAGE_NONE;
         if (stage == STAGE_LOAD_ROOM || stage == STAGE_LOAD_MEMBERS)
             room->loaded = false;
-        s_reply_error (self, room->head, "unavailable",
-                       "The room service could not reach its store; try again later.");
-        s_room_pop (room);
+        size_t count = room->writing? room->writing: 1;
+        room->writing = 0;
+        while (count-- && room->head) {
+            s_reply_error (self, room->head, "unavailable",
+                           "The room service could not reach its store; try again later.");
+            s_room_pop (room);
+        }
     }
     return rc;
 }
@@ -733,11 +742,29 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
                 s_room_pop (room);
                 return;
             }
-            op->seq = room->last_seq + 1;
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 2, "room", room->name);
-            pl_body_pack_str (&packer, "entry");
-            s_pack_store_entry (&packer, op, "message", NULL);
+            {
+                //  The sends queued behind this one, up to the first that
+                //  is not a member's, are stored with it
+                size_t count = 0;
+                for (op_t *next = op; next && next->kind == OP_SEND && count < ROOMS_APPEND_MAX
+                                      && (next == op || s_is_member (room, next->user));
+                     next = next->next) {
+                    next->seq = room->last_seq + 1 + count;
+                    next->ts = pl_time_now ();
+                    count++;
+                }
+                s_call_begin (&buffer, &packer, 2, "room", room->name);
+                if (count == 1)
+                    pl_body_pack_str (&packer, "entry");
+                else {
+                    pl_body_pack_str (&packer, "entries");
+                    msgpack_pack_array (&packer, (uint32_t) count);
+                }
+                op_t *next = op;
+                for (size_t index = 0; index < count; index++, next = next->next)
+                    s_pack_store_entry (&packer, next, "message", NULL);
+                room->writing = count;
+            }
             s_room_call (self, room, STAGE_WRITE, "store.msg.append", &buffer);
             return;
     }
@@ -801,6 +828,36 @@ s_failure (rooms_t *self, op_t *op, const char *code, const char *message)
         s_reply_error (self, op, "internal", "The room service failed; try again.");
 }
 
+//  The store answered the write of a send
+static void
+s_send_reply (rooms_t *self, room_t *room, op_t *op, const char *code, const char *message)
+{
+    if (!code) {
+        room->last_seq = op->seq;
+        self->messages++;
+        s_deliver_entry (self, room, op, "message", NULL);
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        pl_body_pack_str (&packer, "seq");
+        msgpack_pack_uint64 (&packer, op->seq);
+        pl_body_pack_str (&packer, "ts");
+        pl_body_pack_time (&packer, op->ts);
+        self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    else
+    if (strcmp (code, "not_found") == 0) {
+        s_room_forget_fields (room);
+        s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
+                       room->name);
+    }
+    else
+        s_failure (self, op, code, message);
+}
+
 //  The store answered a call of the room's head op
 static void
 s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message,
@@ -861,17 +918,24 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
         return;
     }
 
-    //  A write or a history read of the head op
+    //  A write or a history read of the head op, or a write of the sends
+    //  at the head
+    size_t writing = room->writing? room->writing: 1;
+    room->writing = 0;
     if (code && strcmp (code, "conflict") == 0 && op->kind != OP_CREATE) {
-        //  Our seq was taken: the store knows better. Reload, then try once more.
+        //  Our seq was taken: the store knows better. Reload, then try once
+        //  more. Those tried once already come first in the run.
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "seq %" PRIu64 " of room '%s' is taken; reloading the room",
                          op->seq, room->name);
         s_room_forget_fields (room);
-        if (op->retried)
-            s_failure (self, op, code, message), s_room_pop (room);
-        else
-            op->retried = true;
+        while (writing && room->head && room->head->retried) {
+            s_failure (self, room->head, code, message);
+            s_room_pop (room);
+            writing--;
+        }
+        for (op_t *next = room->head; writing && next; next = next->next, writing--)
+            next->retried = true;
         s_room_kick (self, room);
         return;
     }
@@ -1128,31 +1192,12 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             break;
 
         case OP_SEND:
-            if (!code) {
-                room->last_seq = op->seq;
-                self->messages++;
-                s_deliver_entry (self, room, op, "message", NULL);
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                msgpack_pack_map (&packer, 2);
-                pl_body_pack_str (&packer, "seq");
-                msgpack_pack_uint64 (&packer, op->seq);
-                pl_body_pack_str (&packer, "ts");
-                pl_body_pack_time (&packer, op->ts);
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
+            while (writing-- && room->head) {
+                s_send_reply (self, room, room->head, code, message);
+                s_room_pop (room);
             }
-            else
-            if (strcmp (code, "not_found") == 0) {
-                s_room_forget_fields (room);
-                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
-                               room->name);
-            }
-            else
-                s_failure (self, op, code, message);
-            break;
+            s_room_kick (self, room);
+            return;
 
         case OP_MEMBERS:
             break;      //  answered without the store
