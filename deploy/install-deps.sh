@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config git
     libzmq3-dev libczmq-dev libwebsockets-dev libmsgpack-dev
+    libev-dev libwebsockets-evlib-ev
     libsodium-dev libsqlite3-dev sqlite3 libyajl-dev
     libmongoc-dev libbson-dev
     libcmocka-dev

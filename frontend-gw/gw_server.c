@@ -1,7 +1,10 @@
 /*  =========================================================================
     gw_server - parley-gw: the WebSocket and HTTP front end
 
-    One libwebsockets context, one service thread, no locks. The DEALER to
+    One libwebsockets context, one service thread, no locks, on a libev loop
+    of its own: lws' own loop is poll (), which walks every connection on
+    every wake-up, so that with 9,000 idle sessions one message took 14 ms
+    instead of 0.4; libev uses epoll. The DEALER to
     the broker lives in the same loop: a dup () of its ZMQ_FD is adopted as a
     raw file descriptor, and the bridge drains the socket whenever that
     descriptor fires and after every send (ZMQ_FD is edge-like: it can fire
@@ -26,6 +29,7 @@
 #include <arpa/inet.h>
 #include <czmq.h>
 #include <errno.h>
+#include <ev.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
 #include <signal.h>
@@ -188,6 +192,7 @@ struct _gw_server_t {
     uint32_t request_timeout_ms;    //  backstop for unanswered requests
     //  libwebsockets
     struct lws_context *context;    //  the one context
+    struct ev_loop *loop;           //  the loop it runs on, ours
     struct lws_vhost *vhost;        //  its one vhost
     struct lws *bridge;             //  the adopted dup of the DEALER's ZMQ_FD
     struct lws_protocols protocols [4];     //  chat (first), http, bridge, end
@@ -1036,6 +1041,12 @@ s_bridge_callback (struct lws *wsi, enum lws_callback_reasons reason,
         case LWS_CALLBACK_RAW_RX_FILE:
             s_bridge_drain (self);
             return 0;
+        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+            //  gw_server_stop's lws_cancel_service, from any thread or a
+            //  signal handler: only this thread may break the loop
+            if (self && atomic_load (&self->stopping))
+                ev_break (self->loop, EVBREAK_ALL);
+            return 0;
         case LWS_CALLBACK_RAW_CLOSE_FILE:
             if (wsi == self->bridge)
                 self->bridge = NULL;
@@ -1175,8 +1186,16 @@ gw_server_new (const gw_config_t *config)
         .mountpoint_len = 1,
     };
 
+    self->loop = ev_loop_new (EVFLAG_AUTO);
+    if (!self->loop) {
+        zsys_error ("gateway: cannot create an event loop");
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    void *loops [1] = { self->loop };
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof (info));
+    info.foreign_loops = loops;
     info.port = self->port;
     info.iface = self->listen_host;
     info.protocols = self->protocols;
@@ -1184,7 +1203,8 @@ gw_server_new (const gw_config_t *config)
     info.vhost_name = "parley";
     info.server_string = "parley-gw";
     info.user = self;
-    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE
+                 | LWS_SERVER_OPTION_LIBEV;
     //  lws 4.1 on a dual-stack socket ignores an IPv4 address in iface and
     //  listens on every interface: an IPv4 host gets an IPv4 socket.
     struct in_addr ipv4;
@@ -1238,6 +1258,8 @@ gw_server_destroy (gw_server_t **self_p)
         lws_context_destroy (self->context);
         self->context = NULL;
     }
+    if (self->loop)
+        ev_loop_destroy (self->loop);
     zsock_destroy (&self->dealer);
     //  Sessions removed their pending requests as they closed
     gw_pending_t *pending;
@@ -1277,8 +1299,7 @@ gw_server_run (gw_server_t *self)
     sigaction (SIGTERM, &action, &old_term);
 
     while (!atomic_load (&self->stopping))
-        if (lws_service (self->context, 0) < 0)
-            break;
+        ev_run (self->loop, 0);
 
     sigaction (SIGINT, &old_int, NULL);
     sigaction (SIGTERM, &old_term, NULL);
