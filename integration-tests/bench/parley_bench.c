@@ -17,6 +17,9 @@
       history   a room of H entries paged backwards by C clients, every page checked
       latency   one message at a time through the whole path of an idle server
       connect   a storm of N connections that register, then N that resume
+
+    With --idle N, N more users register before the scenarios and stay online
+    and quiet through all of them: the other users of a real server.
     =========================================================================
 */
 
@@ -156,13 +159,16 @@ typedef struct {
     int sources;                    //  127.0.0.1 .. 127.0.0.<sources> as source addresses
     double timeout;                 //  seconds a setup phase may take
     int server_pid;                 //  for RSS, 0 unknown
+    int idle;                       //  --idle N: connections held open through every scenario
     const char *json_path;          //  --json FILE
     bool quiet;                     //  no progress lines
     //  Run state
     int epoll_fd;                   //  the one loop
-    conn_t *conns;                  //  one per user
-    user_t *users;                  //  one per user
-    int capacity;                   //  conns and users allocated
+    conn_t *conns;                  //  one per user, then one per idle connection
+    user_t *users;                  //  the same
+    int capacity;                   //  users a scenario may have
+    int idle_first;                 //  first idle connection: capacity
+    uint64_t idle_frames;           //  frames the idle connections got in this scenario
     int user_count;                 //  users made in this scenario
     char prefix [32];               //  username prefix, unique per scenario
     char room [64];                 //  room name prefix: room G is room + G
@@ -444,8 +450,34 @@ s_integer (field_t field)
     return field.size? value: -1;
 }
 
+//  Counts an error reply under its code, after `prefix`
+static void
+s_count_refusal (bench_t *self, const char *prefix, const reply_t *reply, const char *text, size_t size)
+{
+    char kind [48];
+    snprintf (kind, sizeof kind, "%s%.*s", prefix, (int) (reply->code.size > 40? 40: reply->code.size),
+              reply->code.ptr);
+    s_error (self, kind, text, size);
+}
+
 //  ---------------------------------------------------------------------------
 //  Connections: sockets, handshake, frames
+
+//  The idle connections (--idle) follow the scenarios' users in conns
+static bool
+s_is_idle (bench_t *self, const conn_t *conn)
+{
+    return conn->user >= self->idle_first;
+}
+
+static int
+s_idle_open (bench_t *self)
+{
+    int open = 0;
+    for (int index = self->idle_first; index < self->idle_first + self->idle; index++)
+        open += self->conns [index].state == CONN_OPEN;
+    return open;
+}
 
 static void
 s_arm (bench_t *self, conn_t *conn, bool want_out)
@@ -789,7 +821,7 @@ s_step_done (bench_t *self, conn_t *conn)
 static void
 s_lost (bench_t *self, conn_t *conn, const char *why)
 {
-    s_error (self, "connection_lost", why, strlen (why));
+    s_error (self, s_is_idle (self, conn)? "idle_connection_lost": "connection_lost", why, strlen (why));
     bool counted = conn->done;
     s_close (self, conn);
     if (self->script && !counted && conn->user >= self->phase_first && conn->user < self->phase_end)
@@ -802,6 +834,9 @@ s_room_name (bench_t *self, int group, char *name, size_t size)
 {
     snprintf (name, size, "%s%d", self->room, group);
 }
+
+//  A connection that registers a new user and stays: connect, pm, --idle
+static const action_t s_register_and_stay [] = { ACT_REGISTER, ACT_STAY };
 
 static void
 s_run_step (bench_t *self, conn_t *conn)
@@ -859,10 +894,7 @@ s_on_setup_reply (bench_t *self, conn_t *conn, const reply_t *reply, const char 
 {
     if (!s_is (reply->type, "ok")) {
         if (s_is (reply->type, "error") && s_integer (reply->id) == conn->pending_id) {
-            char code [48];
-            snprintf (code, sizeof code, "%.*s", (int) (reply->code.size > 40? 40: reply->code.size),
-                      reply->code.ptr);
-            s_error (self, code, text, size);
+            s_count_refusal (self, "", reply, text, size);
             conn->done = true;
             s_close (self, conn);
             conn->done = false;
@@ -1024,10 +1056,7 @@ static void s_request_page (bench_t *self, conn_t *conn);
 static void
 s_on_refused (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, size_t size)
 {
-    char code [48];
-    snprintf (code, sizeof code, "%.*s", (int) (reply->code.size > 40? 40: reply->code.size),
-              reply->code.ptr);
-    s_error (self, code, text, size);
+    s_count_refusal (self, "", reply, text, size);
     int64_t id = s_integer (reply->id);
     if (id >= SEND_ID_BASE && (uint64_t) (id - SEND_ID_BASE) < self->messages_sent
     &&  self->acked [id - SEND_ID_BASE] == 0) {
@@ -1197,6 +1226,16 @@ s_on_page (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, 
         s_request_page (self, conn);
 }
 
+//  An idle connection only listens: the presence events it gets as the
+//  scenarios' users come and go are counted, not checked; an error is one
+static void
+s_on_idle_event (bench_t *self, const reply_t *reply, const char *text, size_t size)
+{
+    self->idle_frames++;
+    if (s_is (reply->type, "error"))
+        s_count_refusal (self, "idle_", reply, text, size);
+}
+
 static void
 s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size)
 {
@@ -1207,6 +1246,10 @@ s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size)
     }
     if (conn->pending_id) {
         s_on_setup_reply (self, conn, &reply, text, size);
+        return;
+    }
+    if (s_is_idle (self, conn)) {
+        s_on_idle_event (self, &reply, text, size);
         return;
     }
     if (!self->measuring)
@@ -1312,14 +1355,6 @@ s_reset_errors (bench_t *self)
 }
 
 static void
-s_json_begin (bench_t *self, const char *scenario)
-{
-    if (!self->json)
-        return;
-    fprintf (self->json, "%s\n    {\"scenario\": \"%s\"", self->json_count++? ",": "", scenario);
-}
-
-static void
 s_json_number (bench_t *self, const char *key, double value)
 {
     if (self->json)
@@ -1327,10 +1362,22 @@ s_json_number (bench_t *self, const char *key, double value)
 }
 
 static void
+s_json_begin (bench_t *self, const char *scenario)
+{
+    if (!self->json)
+        return;
+    fprintf (self->json, "%s\n    {\"scenario\": \"%s\"", self->json_count++? ",": "", scenario);
+    s_json_number (self, "idle", self->idle);
+}
+
+static void
 s_json_end (bench_t *self)
 {
     if (!self->json)
         return;
+    //  How the idle connections came through the scenario
+    s_json_number (self, "idle_open", s_idle_open (self));
+    s_json_number (self, "idle_frames", (double) self->idle_frames);
     fprintf (self->json, ", \"errors\": %" PRIu64 ", \"error_kinds\": {", self->error_total);
     for (int index = 0; index < ERROR_KINDS && self->errors [index].count; index++)
         fprintf (self->json, "%s\"%s\": %" PRIu64, index? ", ": "", self->errors [index].name,
@@ -1343,6 +1390,16 @@ s_json_end (bench_t *self)
         if ((unsigned char) *cursor >= 0x20)
             fputc (*cursor, self->json);
     fprintf (self->json, "\"}");
+}
+
+//  Ends a summary line: ", idle N (O open, F frames)" when --idle holds connections
+static void
+s_print_line_end (bench_t *self)
+{
+    if (self->idle)
+        printf (", idle %d (%d open, %" PRIu64 " frames)", self->idle, s_idle_open (self),
+                self->idle_frames);
+    printf ("\n");
 }
 
 static void
@@ -1375,11 +1432,30 @@ s_server_rss_kb (bench_t *self)
 }
 
 static void
-s_close_all (bench_t *self)
+s_close_range (bench_t *self, int first, int end)
 {
-    for (int index = 0; index < self->user_count; index++)
+    for (int index = first; index < end; index++)
         if (self->conns [index].fd >= 0)
             s_close (self, &self->conns [index]);
+}
+
+//  Closes the scenario's users; the idle connections stay
+static void
+s_close_all (bench_t *self)
+{
+    s_close_range (self, 0, self->user_count);
+}
+
+//  Usernames and rooms unique per run and scenario, so a data directory can
+//  be reused
+static void
+s_new_prefix (bench_t *self, const char *scenario)
+{
+    snprintf (self->prefix, sizeof self->prefix, "pb%05x%c_", s_random (self) & 0xfffff, scenario [0]);
+    snprintf (self->room, sizeof self->room, "%sroom", self->prefix);
+    for (char *cursor = self->room; *cursor; cursor++)
+        if (*cursor == '_')
+            *cursor = '-';
 }
 
 static void
@@ -1398,12 +1474,8 @@ s_new_users (bench_t *self, int count, const char *scenario)
     self->group_size = self->recipients = count;
     self->private_messages = false;
     self->sender_count = 0;
-    //  Unique per run and scenario, so a data directory can be reused
-    snprintf (self->prefix, sizeof self->prefix, "pb%05x%c_", s_random (self) & 0xfffff, scenario [0]);
-    snprintf (self->room, sizeof self->room, "%sroom", self->prefix);
-    for (char *cursor = self->room; *cursor; cursor++)
-        if (*cursor == '_')
-            *cursor = '-';
+    self->idle_frames = 0;
+    s_new_prefix (self, scenario);
     s_reset_errors (self);
 }
 
@@ -1545,7 +1617,7 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
 static int
 s_report_end (bench_t *self, const tally_t *tally)
 {
-    printf ("\n");
+    s_print_line_end (self);
     s_print_errors (self);
     s_json_end (self);
     s_close_all (self);
@@ -1556,7 +1628,8 @@ s_report_end (bench_t *self, const tally_t *tally)
 static int
 s_setup_failed (bench_t *self, const char *scenario)
 {
-    printf ("%s: setup failed, errors %" PRIu64 "\n", scenario, self->error_total);
+    printf ("%s: setup failed, errors %" PRIu64, scenario, self->error_total);
+    s_print_line_end (self);
     s_print_errors (self);
     s_json_begin (self, scenario);
     s_json_number (self, "setup_failed", 1);
@@ -1873,8 +1946,7 @@ s_pm (bench_t *self)
     }
     if (!self->quiet)
         fprintf (stderr, "pm: registering %d users\n", users);
-    static const action_t registering [] = { ACT_REGISTER, ACT_STAY };
-    double register_seconds = s_run_phase (self, registering, 0, users, "register");
+    double register_seconds = s_run_phase (self, s_register_and_stay, 0, users, "register");
     if (register_seconds < 0 || self->error_total)
         return s_setup_failed (self, "pm");
     s_settle (self, 1.5);
@@ -2009,11 +2081,10 @@ s_connect_storm (bench_t *self)
     int count = self->members;
     s_new_users (self, count, "connect");
     long rss_before = s_server_rss_kb (self);
-    static const action_t registering [] = { ACT_REGISTER, ACT_STAY };
     static const action_t resuming [] = { ACT_RESUME, ACT_STAY };
     if (!self->quiet)
         fprintf (stderr, "connect: %d connections that register\n", count);
-    double register_seconds = s_run_phase (self, registering, 0, count, "register");
+    double register_seconds = s_run_phase (self, s_register_and_stay, 0, count, "register");
     if (register_seconds < 0)
         return -1;
     int open = 0;
@@ -2043,7 +2114,8 @@ s_connect_storm (bench_t *self)
     if (per_session >= 0)
         printf (", server RSS %.1f -> %.1f MiB, %.1f KiB per idle session", rss_before / 1024.0,
                 rss_after / 1024.0, per_session / 1024);
-    printf (", errors %" PRIu64 "\n", self->error_total);
+    printf (", errors %" PRIu64, self->error_total);
+    s_print_line_end (self);
     s_print_errors (self);
     s_json_begin (self, "connect");
     s_json_number (self, "connections", count);
@@ -2060,6 +2132,32 @@ s_connect_storm (bench_t *self)
     s_json_end (self);
     s_close_all (self);
     return self->error_total || open != count || resumed != count? -1: 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  --idle: N users online and quiet through every scenario, as on a real
+//  server; they register like connect's storm, before the first scenario
+
+//  Returns 0, or -1 (said, and written as the scenario "idle") if any of them
+//  did not register and stay
+static int
+s_idle_start (bench_t *self)
+{
+    s_new_prefix (self, "idle");
+    s_reset_errors (self);
+    self->idle_frames = 0;
+    if (!self->quiet)
+        fprintf (stderr, "idle: %d connections that register and stay\n", self->idle);
+    int first = self->idle_first, end = self->idle_first + self->idle;
+    double seconds = s_run_phase (self, s_register_and_stay, first, end, "idle register");
+    //  The storm's presence events pass before the scenarios measure
+    s_settle (self, 2);
+    if (seconds < 0 || s_idle_open (self) < self->idle || self->error_total)
+        return s_setup_failed (self, "idle");
+    if (!self->quiet)
+        fprintf (stderr, "idle: %d open, registered at %.0f conn/s, %" PRIu64 " frames since\n",
+                 s_idle_open (self), self->idle / seconds, self->idle_frames);
+    return 0;
 }
 
 //  ---------------------------------------------------------------------------
@@ -2230,10 +2328,11 @@ s_baseline (bench_t *self)
     waitpid (child, NULL, 0);
     printf ("baseline N=%d R=%.0f/s %.1fs: deliveries %.0f/s, loss %" PRIu64 ", latency us p50 %.0f p99 %.0f"
             " p99.9 %.0f max %.0f; flood ceiling %.0f deliveries/s (%" PRIu64 " messages), loss %" PRIu64
-            ", gaps %" PRIu64 ", errors %" PRIu64 "\n",
+            ", gaps %" PRIu64 ", errors %" PRIu64,
             members, rate, self->duration, latency_rate_deliveries, rate_loss, latency.p50,
             latency.p99, latency.p999, latency.max, ceiling, flood_sent, flood_loss, self->gaps,
             self->error_total);
+    s_print_line_end (self);
     s_print_errors (self);
     s_json_begin (self, "baseline");
     s_json_number (self, "members", members);
@@ -2338,6 +2437,13 @@ s_usage (FILE *stream)
 "  --max-steps N      --max: at most N steps (default 12)\n"
 "  --window W         connections in setup at once (default 200; auth.queue is 256)\n"
 "  --sources K        spread source addresses over 127.0.0.1..K (default: 1 per 10000)\n"
+"  --idle N           before the first scenario, N more connections register (like\n"
+"                     connect's, --window at a time) and stay open, authenticated and\n"
+"                     quiet, through every scenario: the other users online. The tool\n"
+"                     reads and counts what they get (presence events); an error reply\n"
+"                     or a close fails the scenario it happens in. Summary lines say\n"
+"                     'idle N (O open, F frames)'; the JSON has idle, idle_open and\n"
+"                     idle_frames. A scenario's connections plus N: at most %d\n"
 "  --server-pid PID   parley's process, for its RSS (connect)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
@@ -2347,7 +2453,7 @@ s_usage (FILE *stream)
 "Start parley with cheap hashes and no message rate limit, e.g.:\n"
 "  parley --listen 127.0.0.1:8080 --data DIR --option auth.ops_limit=1 \\\n"
 "         --option auth.mem_limit=8192 --option rooms.msg_rate=0 --option pm.msg_rate=0\n",
-        MAX_CONNS, MAX_INFLIGHT);
+        MAX_CONNS, MAX_INFLIGHT, MAX_CONNS);
 }
 
 static int
@@ -2387,6 +2493,7 @@ main (int argc, char **argv)
         { "duration", required_argument, NULL, 'd' },
         { "window", required_argument, NULL, 'w' },
         { "sources", required_argument, NULL, 'a' },
+        { "idle", required_argument, NULL, 'I' },
         { "server-pid", required_argument, NULL, 'p' },
         { "timeout", required_argument, NULL, 't' },
         { "json", required_argument, NULL, 'j' },
@@ -2421,6 +2528,7 @@ main (int argc, char **argv)
             case 'd': self->duration = atof (optarg); break;
             case 'w': self->window = atoi (optarg); break;
             case 'a': self->sources = atoi (optarg); break;
+            case 'I': self->idle = atoi (optarg); break;
             case 'p': self->server_pid = atoi (optarg); break;
             case 't': self->timeout = atof (optarg); break;
             case 'j': self->json_path = optarg; break;
@@ -2450,15 +2558,19 @@ main (int argc, char **argv)
     ||  self->inflight < 1 || self->inflight > MAX_INFLIGHT || self->rooms < 1
     ||  self->room_members < 2 || self->room_members > 10000 || self->pairs < 1
     ||  self->entries < 1 || self->readers < 1 || self->p99_bound_ms <= 0
-    ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1) {
+    ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1
+    ||  self->idle < 0 || self->idle > MAX_CONNS) {
         fprintf (stderr, "parley-bench: --members 1..%d, --senders >= 1, --rate >= 0, --duration > 0,"
                          " --window >= 1, --sources 0..250, --inflight 1..%d, --rooms >= 1,"
                          " --room-members 2..10000, --pairs >= 1, --entries >= 1, --readers >= 1,"
-                         " --p99-bound > 0, --step > 0, --max-rate >= 1, --max-steps >= 1\n",
-                 MAX_CONNS, MAX_INFLIGHT);
+                         " --p99-bound > 0, --step > 0, --max-rate >= 1, --max-steps >= 1,"
+                         " --idle 0..%d\n",
+                 MAX_CONNS, MAX_INFLIGHT, MAX_CONNS);
         return 2;
     }
-    //  Connections each scenario needs: the largest sizes the arrays
+    //  Connections each scenario needs: the largest sizes the arrays. The
+    //  idle connections are held through every scenario, so each one's
+    //  connections and the idle ones must fit together.
     int capacity = 0;
     for (int index = optind; index < argc; index++) {
         const char *name = argv [index];
@@ -2473,34 +2585,38 @@ main (int argc, char **argv)
                              " history, latency, connect)\n", name);
             return 2;
         }
-        if (needed > MAX_CONNS) {
-            fprintf (stderr, "parley-bench: %s needs %ld connections, at most %d\n", name, needed,
-                     MAX_CONNS);
+        if (needed + self->idle > MAX_CONNS) {
+            fprintf (stderr, "parley-bench: %s needs %ld connections", name, needed);
+            if (self->idle)
+                fprintf (stderr, " and --idle %d more, %ld at once", self->idle, needed + self->idle);
+            fprintf (stderr, "; at most %d (the process may hold 20,000 descriptors)\n", MAX_CONNS);
             return 2;
         }
         if (needed > capacity)
             capacity = (int) needed;
     }
+    int connections = capacity + self->idle;
     if (self->sources == 0)
-        self->sources = capacity / 10000 + 1;
+        self->sources = connections / 10000 + 1;
     struct rlimit limit;
     getrlimit (RLIMIT_NOFILE, &limit);
     limit.rlim_cur = limit.rlim_max;
     setrlimit (RLIMIT_NOFILE, &limit);
-    if ((rlim_t) capacity + 64 > limit.rlim_cur) {
-        fprintf (stderr, "parley-bench: %d connections need more descriptors than the limit (%lu)\n",
-                 capacity, (unsigned long) limit.rlim_cur);
+    if ((rlim_t) connections + 64 > limit.rlim_cur) {
+        fprintf (stderr, "parley-bench: %d connections (%d of them idle) need more descriptors"
+                         " than the limit (%lu)\n",
+                 connections, self->idle, (unsigned long) limit.rlim_cur);
         return 2;
     }
     signal (SIGPIPE, SIG_IGN);
     signal (SIGINT, s_on_signal);
     self->rng = (uint32_t) (s_now_ns () ^ (uint64_t) getpid () << 16) | 1;
     self->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
-    self->capacity = capacity;
-    self->conns = s_alloc (sizeof (conn_t) * (size_t) capacity);
-    self->users = s_alloc (sizeof (user_t) * (size_t) capacity);
+    self->capacity = self->idle_first = capacity;
+    self->conns = s_alloc (sizeof (conn_t) * (size_t) connections);
+    self->users = s_alloc (sizeof (user_t) * (size_t) connections);
     self->sender_list = s_alloc (sizeof (int) * (size_t) capacity);
-    for (int index = 0; index < capacity; index++) {
+    for (int index = 0; index < connections; index++) {
         self->conns [index].fd = -1;
         self->conns [index].user = index;
     }
@@ -2512,8 +2628,10 @@ main (int argc, char **argv)
         }
         fprintf (self->json, "{\"scenarios\": [");
     }
-    int failures = 0;
-    for (int index = optind; index < argc && !s_interrupted; index++) {
+    //  Without all the idle users online, no scenario would measure what was asked
+    bool idle_failed = self->idle && s_idle_start (self) != 0;
+    int failures = idle_failed;
+    for (int index = optind; index < argc && !idle_failed && !s_interrupted; index++) {
         const char *name = argv [index];
         int rc = streq (name, "fanout")? s_fanout (self):
                  streq (name, "baseline")? s_baseline (self):
@@ -2529,7 +2647,7 @@ main (int argc, char **argv)
         fprintf (self->json, "\n], \"failures\": %d}\n", failures);
         fclose (self->json);
     }
-    s_close_all (self);
+    s_close_range (self, 0, connections);
     free (self->conns);
     free (self->users);
     free (self->sender_list);

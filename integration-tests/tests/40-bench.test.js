@@ -190,6 +190,27 @@ test('latency: 50 messages one at a time, each delivered to both members', async
     }
 });
 
+test('--idle: 30 more users register first and stay online, read, through latency', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--idle', '30',
+            '--window', '8', '--sources', '3', '--count', '20', 'latency']);
+        assert.equal(code, 0, output);
+        assert.equal(result.failures, 0);
+        const [latency] = result.scenarios;
+        assert.equal(latency.scenario, 'latency');
+        assert.equal(latency.idle, 30);
+        assert.equal(latency.idle_open, 30);
+        // Every authenticated session hears of the latency users coming online
+        assert.ok(latency.idle_frames > 0);
+        assert.equal(latency.messages, 20);
+        assertCounted(latency, 2);
+        assert.match(output, /latency .*, idle 30 \(30 open, \d+ frames\)/);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('fanout --max raises the rate up to the cap and counts every step', async () => {
     const server = await startParley({ args: CHEAP, withExample: false });
     try {
@@ -265,12 +286,16 @@ test('a bad scenario name or option is refused with a sentence', async () => {
     const { code, output } = await runBench(['fanin']);
     assert.equal(code, 2);
     assert.match(output, /unknown scenario 'fanin'/);
+    // The idle connections are held through every scenario: both must fit
+    const crowded = await runBench(['--idle', '18500', '--members', '501', 'latency', 'fanout']);
+    assert.equal(crowded.code, 2);
+    assert.match(crowded.output, /fanout needs 501 connections and --idle 18500 more, 19001 at once; at most 19000/);
     const help = await runBench(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.output, /fanout/);
     assert.match(help.output, /baseline/);
     assert.match(help.output, /connect/);
     for (const word of ['rooms', 'pm', 'history', 'latency', '--max', '--inflight', '--rooms',
-        '--room-members', '--pairs', '--entries', '--readers', '--p99-bound', '--count'])
+        '--room-members', '--pairs', '--entries', '--readers', '--p99-bound', '--count', '--idle'])
         assert.ok(help.output.includes(word), `--help says nothing of ${word}`);
 });
