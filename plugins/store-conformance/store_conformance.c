@@ -2640,6 +2640,167 @@ s_pm_read_ok (fixture_t *fixture, const char *user, const char *with, int64_t se
     sc_reply_destroy (&reply);
 }
 
+//  store.pm.append from 'from' to 'to' with 'messages': count messages with
+//  seqs seqs [i], text "pm <seq>" and ts S_PM_TS (seq), the one at index i
+//  sent by senders [i] (any case)
+static void
+s_pm_messages_body (body_t *body, const char *from, const char *to, uint32_t count,
+                    const int64_t *seqs, const char *const *senders)
+{
+    s_body_init (body, 3);
+    sc_pack_kstr (&body->packer, "from", from);
+    sc_pack_kstr (&body->packer, "to", to);
+    sc_pack_key (&body->packer, "messages");
+    msgpack_pack_array (&body->packer, count);
+    for (uint32_t index = 0; index < count; index++) {
+        char text [32];
+        snprintf (text, sizeof text, "pm %" PRId64, seqs [index]);
+        msgpack_pack_map (&body->packer, 4);
+        sc_pack_kstr (&body->packer, "from", senders [index]);
+        sc_pack_kint (&body->packer, "seq", seqs [index]);
+        sc_pack_kstr (&body->packer, "text", text);
+        sc_pack_kint (&body->packer, "ts", S_PM_TS (seqs [index]));
+    }
+}
+
+//  The sender of seq in the runs these cases append: 'to' sends the seqs
+//  that are multiples of three, 'from' the others, so a run goes both ways
+static const char *
+s_pm_run_sender (const char *from, const char *to, int64_t seq)
+{
+    return seq % 3 == 0 ? to : from;
+}
+
+//  store.pm.append with 'messages': the run of seqs first .. first + count - 1
+static void
+s_pm_run_body (body_t *body, const char *from, const char *to, int64_t first, uint32_t count)
+{
+    int64_t seqs [S_RUN_MAX + 1] = { 0 };
+    const char *senders [S_RUN_MAX + 1] = { NULL };
+    assert_true (count <= S_RUN_MAX + 1);
+    for (uint32_t index = 0; index < count; index++) {
+        seqs [index] = first + index;
+        senders [index] = s_pm_run_sender (from, to, first + index);
+    }
+    s_pm_messages_body (body, from, to, count, seqs, senders);
+}
+
+static sc_reply_t *
+s_pm_run (fixture_t *fixture, const char *from, const char *to, int64_t first, uint32_t count)
+{
+    body_t body;
+    s_pm_run_body (&body, from, to, first, count);
+    return s_call (fixture, "store.pm.append", &body);
+}
+
+//  Appends the run and asserts ok with seq, the run's last
+static void
+s_pm_run_ok (fixture_t *fixture, const char *from, const char *to, int64_t first,
+             uint32_t count)
+{
+    sc_reply_t *reply = s_pm_run (fixture, from, to, first, count);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), first + count - 1);
+    sc_reply_destroy (&reply);
+}
+
+//  Appends the messages of s_pm_run_ok one single append each
+static void
+s_pm_singles_ok (fixture_t *fixture, const char *from, const char *to, int64_t first,
+                 uint32_t count)
+{
+    for (int64_t seq = first; seq < first + count; seq++) {
+        char text [32];
+        snprintf (text, sizeof text, "pm %" PRId64, seq);
+        const char *sender = s_pm_run_sender (from, to, seq);
+        s_pm_append_ok (fixture, sender, sender == from ? to : from, seq, text, S_PM_TS (seq));
+    }
+}
+
+//  True if both are present and hold the same value
+static bool
+s_objects_equal (const msgpack_object *one, const msgpack_object *other)
+{
+    return one && other && msgpack_object_equal (*one, *other);
+}
+
+//  True if the string object names the user name, without regard to case
+static bool
+s_names (const msgpack_object *object, const char *name)
+{
+    return object && object->type == MSGPACK_OBJECT_STR && object->via.str.size == strlen (name)
+        && strncasecmp (object->via.str.ptr, name, object->via.str.size) == 0;
+}
+
+//  Asserts that two pm entries are the same message: seq, text, ts, and sent
+//  by the first of its pair (one, three) in both or in neither
+static void
+s_assert_pm_entries_match (const msgpack_object *entry, const char *one,
+                           const msgpack_object *other, const char *three)
+{
+    assert_true (s_objects_equal (sc_map_field (entry, "seq"), sc_map_field (other, "seq")));
+    assert_true (s_objects_equal (sc_map_field (entry, "text"), sc_map_field (other, "text")));
+    assert_true (s_objects_equal (sc_map_field (entry, "ts"), sc_map_field (other, "ts")));
+    if (s_names (sc_map_field (entry, "from"), one) != s_names (sc_map_field (other, "from"), three))
+        fail_msg ("seq %" PRIu64 ": not sent the same way", sc_map_field (entry, "seq")->via.u64);
+}
+
+//  The row of user's conversations with with, asserted present; in reply
+static const msgpack_object *
+s_conversation_row (sc_reply_t *reply, const char *user, const char *with)
+{
+    s_assert_ok (reply);
+    const msgpack_object *rows = s_array_field (reply, "conversations");
+    for (uint32_t index = 0; index < rows->via.array.size; index++)
+        if (s_names (sc_map_field (&rows->via.array.ptr [index], "with"), with))
+            return &rows->via.array.ptr [index];
+    fail_msg ("%s has no conversation with %s", user, with);
+    return NULL;
+}
+
+//  Asserts that the conversation of one and two and that of three and four
+//  are alike, with one in the place of three and two in that of four: the
+//  same messages, last seq, conversation rows (last message, unread) from
+//  either side
+static void
+s_assert_pm_conversations_match (fixture_t *fixture, const char *one, const char *two,
+                                 const char *three, const char *four)
+{
+    sc_reply_t *reply = s_pm_history (fixture, one, two, S_NO_CURSOR, S_NO_CURSOR, 1000);
+    sc_reply_t *other = s_pm_history (fixture, three, four, S_NO_CURSOR, S_NO_CURSOR, 1000);
+    s_assert_ok (reply);
+    s_assert_ok (other);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    const msgpack_object *others = s_array_field (other, "messages");
+    assert_int_equal (messages->via.array.size, others->via.array.size);
+    for (uint32_t index = 0; index < messages->via.array.size; index++)
+        s_assert_pm_entries_match (&messages->via.array.ptr [index], one,
+                                   &others->via.array.ptr [index], three);
+    int64_t last_seq = (int64_t) sc_map_field (&messages->via.array.ptr
+                                               [messages->via.array.size - 1], "seq")->via.u64;
+    sc_reply_destroy (&reply);
+    sc_reply_destroy (&other);
+    s_assert_pm_last_seq (fixture, one, two, last_seq);
+    s_assert_pm_last_seq (fixture, three, four, last_seq);
+
+    const char *sides [2][2] = { { one, two }, { two, one } };
+    const char *like [2][2] = { { three, four }, { four, three } };
+    for (size_t side = 0; side < 2; side++) {
+        reply = s_pm_conversations (fixture, sides [side][0], 0);
+        other = s_pm_conversations (fixture, like [side][0], 0);
+        const msgpack_object *row = s_conversation_row (reply, sides [side][0], sides [side][1]);
+        const msgpack_object *like_row = s_conversation_row (other, like [side][0],
+                                                             like [side][1]);
+        assert_true (s_objects_equal (sc_map_field (row, "unread"),
+                                      sc_map_field (like_row, "unread")));
+        s_assert_pm_entries_match (sc_map_field (row, "last"), one,
+                                   sc_map_field (like_row, "last"), three);
+        s_assert_int (sc_map_field (sc_map_field (row, "last"), "seq"), last_seq);
+        sc_reply_destroy (&reply);
+        sc_reply_destroy (&other);
+    }
+}
+
 static void
 test_pm_types_with_body_not_a_map_get_bad_request (void **state)
 {
@@ -3280,6 +3441,271 @@ test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
 }
 
 static void
+test_pm_append_messages_appends_the_run_both_ways_as_single_appends_would (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *names [] = { "Alice", "bob", "carol", "Dave", "erin" };
+    for (size_t index = 0; index < 5; index++)
+        s_user_create_ok (fixture, names [index]);
+    //  The answer names the top-level pair as registered, whoever sent last
+    sc_reply_t *reply = s_pm_run (fixture, "ALICE", "BOB", 1, 6);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 6);
+    s_assert_str (sc_reply_field (reply, "from"), "Alice");
+    s_assert_str (sc_reply_field (reply, "to"), "bob");
+    sc_reply_destroy (&reply);
+    reply = s_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 6);
+    s_assert_pm_entry (&messages->via.array.ptr [0], 1, "Alice", "bob", "pm 1", S_PM_TS (1));
+    s_assert_pm_entry (&messages->via.array.ptr [2], 3, "bob", "Alice", "pm 3", S_PM_TS (3));
+    s_assert_pm_entry (&messages->via.array.ptr [5], 6, "bob", "Alice", "pm 6", S_PM_TS (6));
+    sc_reply_destroy (&reply);
+
+    //  The same messages one append each, between Dave and erin: history,
+    //  last seq, conversation rows and unread counts are alike
+    s_pm_singles_ok (fixture, "dave", "erin", 1, 6);
+    s_assert_pm_conversations_match (fixture, "alice", "bob", "dave", "erin");
+    const s_conversation_t of_alice [] = { { "bob", 6, "bob", 2 } };
+    s_assert_conversations (fixture, "alice", 0, 1, of_alice);
+    const s_conversation_t of_bob [] = { { "Alice", 6, "bob", 4 } };
+    s_assert_conversations (fixture, "bob", 0, 1, of_bob);
+    //  And after markers, and the longest run there may be
+    s_pm_read_ok (fixture, "bob", "alice", 4, 1);
+    s_pm_read_ok (fixture, "erin", "dave", 4, 1);
+    s_pm_run_ok (fixture, "bob", "alice", 7, S_RUN_MAX);
+    s_pm_singles_ok (fixture, "erin", "dave", 7, S_RUN_MAX);
+    s_assert_pm_conversations_match (fixture, "bob", "alice", "erin", "dave");
+    //  Above 100, up to 262: 162 messages, 54 of them (the multiples of
+    //  three) sent by alice and dave
+    s_pm_read_ok (fixture, "alice", "bob", 100, 108);
+    s_pm_read_ok (fixture, "dave", "erin", 100, 108);
+    s_assert_pm_conversations_match (fixture, "alice", "bob", "dave", "erin");
+
+    //  A conversation's first run starts it; unknown users store nothing
+    s_pm_run_ok (fixture, "carol", "alice", 1, 3);
+    const s_conversation_t of_carol [] = { { "Alice", 3, "Alice", 1 } };
+    s_assert_conversations (fixture, "carol", 0, 1, of_carol);
+    reply = s_pm_run (fixture, "alice", "ghost", 1, 3);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_pm_run (fixture, "ghost", "alice", 1, 3);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    s_assert_pm_last_seq (fixture, "alice", "ghost", 0);
+}
+
+static void
+test_pm_append_messages_with_a_taken_seq_conflicts_and_appends_none (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_pm_append_ok (fixture, "bob", "alice", 3, "taken", S_PM_TS (3));
+    //  The middle seq of the run is taken: none of the run is stored
+    sc_reply_t *reply = s_pm_run (fixture, "alice", "bob", 1, 5);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    //  And so are its first and its last, from either side
+    reply = s_pm_run (fixture, "bob", "alice", 3, 4);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_pm_run (fixture, "alice", "bob", 1, 3);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    s_assert_pm_entry (&messages->via.array.ptr [0], 3, "bob", "alice", "taken", S_PM_TS (3));
+    sc_reply_destroy (&reply);
+    //  The refused runs neither moved the conversation nor counted as unread
+    const s_conversation_t of_alice [] = { { "bob", 3, "bob", 1 } };
+    s_assert_conversations (fixture, "alice", 0, 1, of_alice);
+    const s_conversation_t of_bob [] = { { "alice", 3, "bob", 0 } };
+    s_assert_conversations (fixture, "bob", 0, 1, of_bob);
+    s_assert_pm_last_seq (fixture, "alice", "bob", 3);
+    //  The seqs around it are still free
+    s_pm_run_ok (fixture, "alice", "bob", 1, 2);
+    s_pm_run_ok (fixture, "alice", "bob", 4, 2);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 5, false);
+    s_assert_pm_last_seq (fixture, "bob", "alice", 5);
+}
+
+static void
+test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    //  Seqs that do not follow one another: a gap, a repeat, backwards
+    const int64_t gap [] = { 1, 2, 4 };
+    const int64_t repeat [] = { 1, 2, 2 };
+    const int64_t backwards [] = { 3, 2, 1 };
+    const int64_t *runs [] = { gap, repeat, backwards };
+    const char *senders [] = { "alice", "bob", "alice" };
+    for (size_t index = 0; index < 3; index++) {
+        body_t body;
+        s_pm_messages_body (&body, "alice", "bob", 3, runs [index], senders);
+        sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    //  A sender who is neither of the pair, though a user, and the answer
+    //  says which message
+    const int64_t seqs [] = { 1, 2, 3 };
+    const char *intruder [] = { "alice", "Carol", "bob" };
+    body_t body;
+    s_pm_messages_body (&body, "alice", "bob", 3, seqs, intruder);
+    sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    if (!strstr (reply->message, "[1]"))
+        fail_msg ("the answer does not name the element [1]: %s", reply->message);
+    sc_reply_destroy (&reply);
+    //  Empty, and one longer than the longest
+    reply = s_pm_run (fixture, "alice", "bob", 1, 0);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_pm_run (fixture, "alice", "bob", 1, S_RUN_MAX + 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 6);                 //  both forms
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kstr (&body.packer, "to", "bob");
+    sc_pack_kint (&body.packer, "seq", 1);
+    sc_pack_kstr (&body.packer, "text", "one");
+    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+    sc_pack_key (&body.packer, "messages");
+    msgpack_pack_array (&body.packer, 1);
+    msgpack_pack_map (&body.packer, 4);
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kint (&body.packer, "seq", 2);
+    sc_pack_kstr (&body.packer, "text", "two");
+    sc_pack_kint (&body.packer, "ts", S_PM_TS (2));
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 2);                 //  neither
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kstr (&body.packer, "to", "bob");
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 3);                 //  'messages' that is not an array
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kstr (&body.packer, "to", "bob");
+    sc_pack_kstr (&body.packer, "messages", "hi");
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_body_init (&body, 3);                 //  an element that is not a map,
+    sc_pack_kstr (&body.packer, "from", "alice");   //  one without ts
+    sc_pack_kstr (&body.packer, "to", "bob");
+    sc_pack_key (&body.packer, "messages");
+    msgpack_pack_array (&body.packer, 2);
+    msgpack_pack_int64 (&body.packer, 1);
+    msgpack_pack_map (&body.packer, 3);
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kint (&body.packer, "seq", 2);
+    sc_pack_kstr (&body.packer, "text", "two");
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_body_init (&body, 3);
+    sc_pack_kstr (&body.packer, "from", "alice");
+    sc_pack_kstr (&body.packer, "to", "bob");
+    sc_pack_key (&body.packer, "messages");
+    msgpack_pack_array (&body.packer, 1);
+    msgpack_pack_map (&body.packer, 3);
+    sc_pack_kstr (&body.packer, "from", "bob");
+    sc_pack_kint (&body.packer, "seq", 1);
+    sc_pack_kstr (&body.packer, "text", "one");
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    //  A run to oneself, in another case
+    reply = s_pm_run (fixture, "alice", "ALICE", 1, 3);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+
+    s_assert_pm_last_seq (fixture, "alice", "bob", 0);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    s_assert_conversations (fixture, "alice", 0, 0, NULL);
+    s_assert_conversations (fixture, "bob", 0, 0, NULL);
+}
+
+static void
+test_pm_append_messages_continue_the_conversation_after_single_appends (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *names [] = { "alice", "bob", "dave", "erin" };
+    for (size_t index = 0; index < 4; index++)
+        s_user_create_ok (fixture, names [index]);
+    s_pm_singles_ok (fixture, "alice", "bob", 1, 2);
+    s_pm_run_ok (fixture, "alice", "bob", 3, 5);
+    s_pm_singles_ok (fixture, "alice", "bob", 8, 1);
+    s_pm_run_ok (fixture, "bob", "alice", 9, 4);
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 12, false);
+    s_assert_pm_history (fixture, "alice", "bob", 7, S_NO_CURSOR, 3, 4, 6, true);
+    //  As if each had come alone
+    s_pm_singles_ok (fixture, "dave", "erin", 1, 8);
+    s_pm_singles_ok (fixture, "erin", "dave", 9, 4);
+    s_assert_pm_conversations_match (fixture, "alice", "bob", "dave", "erin");
+}
+
+static void
+test_pipelined_pm_runs_one_conflict_spares_the_rest (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    s_pm_append_ok (fixture, "alice", "bob", 4, "pm 4", S_PM_TS (4));
+    //  Sent without waiting, so that they arrive together. The second run
+    //  takes seq 3, which the first took, and fails alone: the third, of
+    //  another conversation, and the fourth, whose seq 5 the failed run had
+    //  asked for too, stand
+    body_t body;
+    uint64_t rids [4];
+    s_pm_run_body (&body, "alice", "bob", 1, 3);
+    rids [0] = s_send (fixture, "store.pm.append", &body);
+    s_pm_run_body (&body, "bob", "alice", 3, 3);
+    rids [1] = s_send (fixture, "store.pm.append", &body);
+    s_pm_run_body (&body, "alice", "carol", 1, 4);
+    rids [2] = s_send (fixture, "store.pm.append", &body);
+    s_pm_run_body (&body, "alice", "bob", 5, 2);
+    rids [3] = s_send (fixture, "store.pm.append", &body);
+    const int64_t last_seqs [] = { 3, 0, 4, 6 };
+    for (size_t index = 0; index < 4; index++) {
+        sc_reply_t *reply = sc_broker_recv (fixture->broker, 10000);
+        assert_non_null (reply);
+        assert_int_equal (reply->rid, rids [index]);
+        if (index == 1)
+            s_assert_error (reply, "conflict");
+        else {
+            s_assert_ok (reply);
+            s_assert_int (sc_reply_field (reply, "seq"), last_seqs [index]);
+        }
+        sc_reply_destroy (&reply);
+    }
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 6, false);
+    s_assert_pm_history (fixture, "carol", "alice", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 4, false);
+    //  Seqs 3 and 6 came from bob, 3 from carol (s_pm_run_sender)
+    const s_conversation_t of_alice [] = {
+        { "bob", 6, "bob", 2 },
+        { "carol", 4, "alice", 1 },
+    };
+    s_assert_conversations (fixture, "alice", 0, 2, of_alice);
+}
+
+static void
 test_pm_conversations_and_read_markers_survive_plugin_restart (void **state)
 {
     REAL_DB ();
@@ -3546,6 +3972,11 @@ main (int argc, char *argv [])
         S_TEST (test_pm_read_on_conversation_without_messages_creates_no_conversation),
         S_TEST (test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request),
         S_TEST (test_pipelined_pm_writes_one_conflict_spares_the_rest),
+        S_TEST (test_pm_append_messages_appends_the_run_both_ways_as_single_appends_would),
+        S_TEST (test_pm_append_messages_with_a_taken_seq_conflicts_and_appends_none),
+        S_TEST (test_pm_append_invalid_runs_get_bad_request_and_store_nothing),
+        S_TEST (test_pm_append_messages_continue_the_conversation_after_single_appends),
+        S_TEST (test_pipelined_pm_runs_one_conflict_spares_the_rest),
         S_TEST (test_pm_conversations_and_read_markers_survive_plugin_restart),
         S_TEST (test_pm_many_messages_across_twenty_conversations),
     };

@@ -22,8 +22,9 @@
     together: one find for what the run needs to know (taken names, owners,
     known users, taken seqs), then one insert_many (unordered: each
     document's error comes back with its index, so every request gets its
-    own answer; msg.append's is ordered, so that a request's entries never
-    leave a gap: see s_run_msg_append) or one ordered bulk of updates. Every
+    own answer; msg.append's and pm.append's are ordered, so that a
+    request's run never leaves a gap: see s_run_msg_append) or one ordered
+    bulk of updates. Every
     other request is one round trip. Answers go out in order, each after
     the server acknowledged its write.
 
@@ -61,8 +62,9 @@
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
 #define S_SEEN_RUN_MAX          4096
-//  Most timeline entries sent to the server in one insert (up to 16 MB of
-//  text): a run of msg.append requests ends before it would pass this
+//  Most timeline entries or private messages sent to the server in one
+//  insert (up to 16 MB of text): a run of msg.append or of pm.append
+//  requests ends before it would pass this
 #define S_APPEND_RUN_MAX        1024
 //  Bounds of the values of proto/STORE.md
 #define S_NAME_MAX              256
@@ -176,6 +178,14 @@ typedef struct {
     s_text_t event;                 //  a system entry's event: join or leave
 } s_entry_t;
 
+//  A private message of pm.append, validated (proto/STORE.md)
+typedef struct {
+    uint64_t seq;                   //  1 or more
+    bool from_peer;                 //  sent by 'to', not 'from': a run may go both ways
+    int64_t ts;                     //  milliseconds since 1970
+    s_text_t text;                  //  may be empty
+} s_pm_message_t;
+
 //  Where msg.history starts
 typedef enum {
     S_CURSOR_NONE,                  //  the newest entries
@@ -204,20 +214,18 @@ typedef struct {
     bool is_private;                //  room.create
     uint32_t max_participants;      //  room.create
     s_entry_t entry;                //  member.add/remove; msg.append: the run's first
-    const msgpack_object *entries;  //  msg.append: the run's entry maps, in fields
-    uint32_t entry_count;           //  msg.append: how many, 1 to S_ENTRIES_MAX
-    char pair [2 * S_NAME_MAX + 24];    //  pm.append: "conv/seq", for duplicates in a run
+    const msgpack_object *entries;  //  msg.append's entry maps, pm.append's message maps
+                                    //  (its own map for one message), in fields
+    uint32_t entry_count;           //  msg.append, pm.append: how many, 1 to S_ENTRIES_MAX
     bool room_found;                //  msg.append: its room exists; pm.append: its conversation
     s_cursor_t cursor;              //  msg.history, pm.history
     uint64_t cursor_seq;            //  before or after
     s_text_t peer;                  //  pm: to or with
     char peer_key [S_NAME_MAX + 1]; //  peer, lower-cased
     char conv [2 * S_NAME_MAX + 2]; //  pm: the conversation's key (see "Private messages")
-    uint64_t seq;                   //  pm.append, pm.read
-    int64_t ts;                     //  pm.append
-    s_text_t text;                  //  pm.append, may be empty
-    char from_name [S_NAME_MAX + 1];    //  pm.append: the sender as registered
-    char to_name [S_NAME_MAX + 1];      //  pm.append: the recipient as registered
+    uint64_t seq;                   //  pm.append: the run's first; pm.read
+    char from_name [S_NAME_MAX + 1];    //  pm.append: 'from' as registered
+    char to_name [S_NAME_MAX + 1];      //  pm.append: 'to' as registered
     const char *code;               //  error code, NULL for ok
     char message [200];             //  error sentence
     msgpack_sbuffer result;         //  ok result map
@@ -416,6 +424,14 @@ s_field (const msgpack_object *map, const char *key)
             return &pair->val;
     }
     return NULL;
+}
+
+//  The value of key in map unless absent or nil, else NULL
+static const msgpack_object *
+s_given (const msgpack_object *map, const char *key)
+{
+    const msgpack_object *value = s_field (map, key);
+    return value && value->type != MSGPACK_OBJECT_NIL ? value : NULL;
 }
 
 //  Puts where in front of pending's sentence, to say which part of the
@@ -645,19 +661,67 @@ s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
     return 0;
 }
 
-//  Reads msg.append's run: 'entry' (a run of one) or 'entries' (1 to
-//  S_ENTRIES_MAX entries whose seqs follow one another), not both. Every
-//  entry is checked now, so that a run is never refused half way. The run
-//  stays in fields, where s_insert_entries reads it again.
+//  Reads one element of a run (an entry of msg.append, a message of
+//  pm.append) and gives its seq. Returns 0, or -1 after failing pending
+//  with a sentence that does not say where the element was.
+typedef int (s_element_fn) (s_pending_t *pending, const msgpack_object *value,
+                            uint64_t *seq_p);
+
+//  Reads the run in the array field key: 1 to S_ENTRIES_MAX elements, each
+//  read by read, whose seqs follow one another. Every element is checked
+//  now, so that a run is never refused half way; the run stays in fields,
+//  where s_insert_entries reads it again. Returns 0, or -1 failed with a
+//  sentence that names the element ("In 'entries' [3]: ...").
+static int
+s_read_run_array (s_pending_t *pending, const msgpack_object *array, const char *key,
+                  s_element_fn *read)
+{
+    if (array->type != MSGPACK_OBJECT_ARRAY
+    ||  array->via.array.size == 0 || array->via.array.size > S_ENTRIES_MAX) {
+        s_fail (pending, "bad_request", "The field '%s' must be an array of 1 to %d %s.",
+                key, S_ENTRIES_MAX, key);
+        return -1;
+    }
+    uint64_t first = 0;
+    for (uint32_t index = 0; index < array->via.array.size; index++) {
+        uint64_t seq = 0;
+        int rc = read (pending, &array->via.array.ptr [index], &seq);
+        if (rc == 0 && index == 0)
+            first = seq;
+        else
+        if (rc == 0 && seq != first + index) {
+            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
+                    " seq before.", first + index);
+            rc = -1;
+        }
+        if (rc) {
+            char where [32];
+            snprintf (where, sizeof where, "In '%s' [%u]", key, index);
+            s_fail_where (pending, where);
+            return -1;
+        }
+    }
+    pending->entries = array->via.array.ptr;
+    pending->entry_count = array->via.array.size;
+    return 0;
+}
+
+static int
+s_entry_seq_read (s_pending_t *pending, const msgpack_object *value, uint64_t *seq_p)
+{
+    s_entry_t entry;
+    if (s_entry_read (pending, value, &entry))
+        return -1;
+    *seq_p = entry.seq;
+    return 0;
+}
+
+//  Reads msg.append's run: 'entry' (a run of one) or 'entries', not both
 static int
 s_read_run (s_pending_t *pending, const msgpack_object *map)
 {
-    const msgpack_object *single = s_field (map, "entry");
-    const msgpack_object *entries = s_field (map, "entries");
-    if (single && single->type == MSGPACK_OBJECT_NIL)
-        single = NULL;
-    if (entries && entries->type == MSGPACK_OBJECT_NIL)
-        entries = NULL;
+    const msgpack_object *single = s_given (map, "entry");
+    const msgpack_object *entries = s_given (map, "entries");
     if (single && entries) {
         s_fail (pending, "bad_request", "Give 'entry' or 'entries', not both.");
         return -1;
@@ -673,40 +737,111 @@ s_read_run (s_pending_t *pending, const msgpack_object *map)
         pending->entry_count = 1;
         return 0;
     }
-    if (entries->type != MSGPACK_OBJECT_ARRAY
-    ||  entries->via.array.size == 0 || entries->via.array.size > S_ENTRIES_MAX) {
-        s_fail (pending, "bad_request",
-                "The field 'entries' must be an array of 1 to %d entries.", S_ENTRIES_MAX);
+    if (s_read_run_array (pending, entries, "entries", s_entry_seq_read))
+        return -1;
+    //  The run's first, read again: it cannot fail
+    return s_entry_read (pending, &pending->entries [0], &pending->entry);
+}
+
+//  Reads one private message (pm.append's own fields, or an element of its
+//  'messages') into message: its 'from' must be one of the request's two
+//  users, read before. Returns 0, or -1 after failing pending with a
+//  sentence that does not say where the message was.
+static int
+s_pm_message_read (s_pending_t *pending, const msgpack_object *value, s_pm_message_t *message)
+{
+    memset (message, 0, sizeof *message);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request", "The message must be a map {from, seq, text, ts}.");
         return -1;
     }
-    for (uint32_t index = 0; index < entries->via.array.size; index++) {
-        s_entry_t entry;
-        int rc = s_entry_read (pending, &entries->via.array.ptr [index], &entry);
-        if (rc == 0 && index == 0)
-            pending->entry = entry;
-        else
-        if (rc == 0 && entry.seq != pending->entry.seq + index) {
-            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
-                    " entry before's.", pending->entry.seq + index);
-            rc = -1;
-        }
-        if (rc) {
-            char where [32];
-            snprintf (where, sizeof where, "In 'entries' [%u]", index);
-            s_fail_where (pending, where);
-            return -1;
-        }
+    s_text_t from;
+    if (s_read_text (pending, value, "from", S_NAME_MAX, true, &from)
+    ||  s_read_uint (pending, value, "seq", 1, INT64_MAX, true, 0, &message->seq)
+    ||  s_read_string (pending, value, "text", S_TEXT_MAX, true, &message->text)
+    ||  s_read_time (pending, value, "ts", &message->ts))
+        return -1;
+    char key [S_NAME_MAX + 1];
+    s_lower (from.data, from.size, key);
+    if (strcmp (key, pending->key) == 0)
+        return 0;
+    if (strcmp (key, pending->peer_key) == 0) {
+        message->from_peer = true;
+        return 0;
     }
-    pending->entries = entries->via.array.ptr;
-    pending->entry_count = entries->via.array.size;
+    s_fail (pending, "bad_request", "The message's 'from' must be '%.*s' or '%.*s'.",
+            (int) (pending->name.size < 40 ? pending->name.size : 40), pending->name.data,
+            (int) (pending->peer.size < 40 ? pending->peer.size : 40), pending->peer.data);
+    return -1;
+}
+
+static int
+s_pm_message_seq_read (s_pending_t *pending, const msgpack_object *value, uint64_t *seq_p)
+{
+    s_pm_message_t message;
+    if (s_pm_message_read (pending, value, &message))
+        return -1;
+    *seq_p = message.seq;
     return 0;
 }
 
-//  The seq of the last entry of msg.append's run
+//  Reads pm.append's run: one message in the request's own fields (seq,
+//  text, ts, from 'from') or 'messages', not both
+static int
+s_read_pm_run (s_pending_t *pending, const msgpack_object *map)
+{
+    const msgpack_object *messages = s_given (map, "messages");
+    bool single = s_given (map, "seq") || s_given (map, "text") || s_given (map, "ts");
+    if (single && messages) {
+        s_fail (pending, "bad_request", "Give 'seq', 'text' and 'ts', or 'messages', not both.");
+        return -1;
+    }
+    if (!single && !messages) {
+        s_fail (pending, "bad_request",
+                "The fields 'seq', 'text' and 'ts', or the field 'messages', are missing.");
+        return -1;
+    }
+    if (messages) {
+        if (s_read_run_array (pending, messages, "messages", s_pm_message_seq_read))
+            return -1;
+    }
+    else {
+        pending->entries = map;
+        pending->entry_count = 1;
+    }
+    //  The run's first (read again for 'messages': it cannot fail)
+    s_pm_message_t message;
+    if (s_pm_message_read (pending, &pending->entries [0], &message))
+        return -1;
+    pending->seq = message.seq;
+    return 0;
+}
+
+//  The seqs of msg.append's and pm.append's runs: the first, the last
+static uint64_t
+s_first_seq (const s_pending_t *pending)
+{
+    return pending->op == S_OP_PM_APPEND ? pending->seq : pending->entry.seq;
+}
+
 static uint64_t
 s_last_seq (const s_pending_t *pending)
 {
-    return pending->entry.seq + pending->entry_count - 1;
+    return s_first_seq (pending) + pending->entry_count - 1;
+}
+
+//  The timeline a msg.append or pm.append request appends to: a room's, in
+//  messages by 'room', or a conversation's, in pm_messages by 'conv'
+static const char *
+s_timeline_key (const s_pending_t *pending)
+{
+    return pending->op == S_OP_PM_APPEND ? pending->conv : pending->room_key;
+}
+
+static const char *
+s_timeline_field (const s_pending_t *pending)
+{
+    return pending->op == S_OP_PM_APPEND ? "conv" : "room";
 }
 
 //  Reads the page of a history request: limit, and before or after
@@ -852,19 +987,14 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
         case S_OP_MSG_HISTORY:
             return s_read_room (pending, map, "room") || s_read_page (pending, map) ? -1 : 0;
         case S_OP_PM_APPEND:
-            if (s_read_pm_pair (pending, map, "from", "to")
-            ||  s_read_uint (pending, map, "seq", 1, INT64_MAX, true, 0, &pending->seq)
-            ||  s_read_string (pending, map, "text", S_TEXT_MAX, true, &pending->text)
-            ||  s_read_time (pending, map, "ts", &pending->ts))
+            if (s_read_pm_pair (pending, map, "from", "to"))
                 return -1;
             if (strcmp (pending->key, pending->peer_key) == 0) {
                 s_fail (pending, "bad_request",
                         "'from' and 'to' are the same user: a conversation needs two.");
                 return -1;
             }
-            snprintf (pending->pair, sizeof pending->pair, "%s/%" PRIu64, pending->conv,
-                      pending->seq);
-            return 0;
+            return s_read_pm_run (pending, map);
         case S_OP_PM_LAST_SEQ:
             return s_read_pm_pair (pending, map, "user", "with");
         case S_OP_PM_HISTORY:
@@ -1051,12 +1181,28 @@ s_prepare (store_t *self, bson_error_t *error)
 //  --------------------------------------------------------------------------
 //  Runs of writes that go to the server together
 
-//  The room of pending (msg.append, member.add/remove) has an entry with seq
+//  A seq of pending's run is taken in its timeline (msg.append,
+//  member.add/remove: the room's; pm.append: the conversation's): conflict,
+//  or unavailable when a first part of the run was stored before the seq
+//  was found taken (the outcome is unknown, as any lost answer's)
 static void
-s_fail_seq_taken (s_pending_t *pending, uint64_t seq)
+s_fail_seq_taken (s_pending_t *pending, uint64_t seq, bool part_stored)
 {
-    s_fail (pending, "conflict", "The room '%.*s' has an entry with seq %" PRIu64 " already.",
-            (int) pending->room.size, pending->room.data, seq);
+    bool pm = pending->op == S_OP_PM_APPEND;
+    char timeline [2 * S_NAME_MAX + 32];
+    if (pm)
+        snprintf (timeline, sizeof timeline, "The conversation of '%s' and '%s'",
+                  pending->from_name, pending->to_name);
+    else
+        snprintf (timeline, sizeof timeline, "The room '%.*s'", (int) pending->room.size,
+                  pending->room.data);
+    if (part_stored)
+        s_fail (pending, "unavailable", "%s: seq %" PRIu64 " was taken meanwhile; the run's"
+                " %s before it are appended, the rest not.", timeline, seq,
+                pm ? "messages" : "entries");
+    else
+        s_fail (pending, "conflict", "%s has %s with seq %" PRIu64 " already.", timeline,
+                pm ? "a message" : "an entry", seq);
 }
 
 //  A unique key of pending's is taken: says which
@@ -1075,12 +1221,8 @@ s_fail_conflict (s_pending_t *pending)
         case S_OP_MSG_APPEND:
         case S_OP_MEMBER_ADD:
         case S_OP_MEMBER_REMOVE:
-            s_fail_seq_taken (pending, pending->entry.seq);
-            break;
         case S_OP_PM_APPEND:
-            s_fail (pending, "conflict", "The conversation of '%s' and '%s' has a message with"
-                    " seq %" PRIu64 " already.", pending->from_name, pending->to_name,
-                    pending->seq);
+            s_fail_seq_taken (pending, s_first_seq (pending), false);
             break;
         default:
             s_fail (pending, "conflict", "This token hash is stored already.");
@@ -2741,30 +2883,32 @@ s_on_room_exists (void *arg, const bson_t *document)
             pending->room_found = true;
 }
 
-//  An entry of the timeline holds a seq that the appends of its room in the
-//  run would take
+//  An entry of a timeline (a room's or a conversation's) holds a seq that
+//  the appends of a run of msg.append or pm.append to it would take
 static void
 s_on_seq_taken (void *arg, const bson_t *document)
 {
     s_span_t *span = (s_span_t *) arg;
     uint32_t size;
-    const char *room = s_bson_text (document, "room", &size);
+    const char *key = s_bson_text (document, s_timeline_field (span->first), &size);
     int64_t seq = s_bson_int (document, "seq", 0);
     if (seq <= 0)
         return;
     for (s_pending_t *pending = span->first; pending < span->end; pending++)
-        if (s_is_live (pending) && strlen (pending->room_key) == size
-        &&  memcmp (pending->room_key, room, size) == 0
-        &&  pending->entry.seq <= (uint64_t) seq && (uint64_t) seq <= s_last_seq (pending))
-            s_fail_seq_taken (pending, (uint64_t) seq);
+        if (s_is_live (pending) && strlen (s_timeline_key (pending)) == size
+        &&  memcmp (s_timeline_key (pending), key, size) == 0
+        &&  s_first_seq (pending) <= (uint64_t) seq && (uint64_t) seq <= s_last_seq (pending))
+            s_fail_seq_taken (pending, (uint64_t) seq, false);
 }
 
-//  Looks for entries of the timeline with a seq that a live request of the
-//  run would append: {$or: [{room, seq: {$gte: first, $lte: last}}, ...]},
-//  one range of the (room, seq) index per request. Returns 0 or -1.
+//  Looks for entries of the timelines with a seq that a live request of the
+//  run (msg.append or pm.append, from first) would append:
+//  {$or: [{room, seq: {$gte: first, $lte: last}}, ...]}, one range of the
+//  (room, seq) or (conv, seq) index per request. Returns 0 or -1.
 static int
 s_find_seqs_taken (store_t *self, s_pending_t *first, s_pending_t *end, bson_error_t *error)
 {
+    bool pm = first->op == S_OP_PM_APPEND;
     bson_t filter = BSON_INITIALIZER, clauses;
     BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &clauses);
     uint32_t count = 0;
@@ -2776,9 +2920,9 @@ s_find_seqs_taken (store_t *self, s_pending_t *first, s_pending_t *end, bson_err
         size_t key_size = bson_uint32_to_string (count++, &key, index_key, sizeof index_key);
         bson_t clause, range;
         bson_append_document_begin (&clauses, key, (int) key_size, &clause);
-        BSON_APPEND_UTF8 (&clause, "room", pending->room_key);
+        BSON_APPEND_UTF8 (&clause, s_timeline_field (pending), s_timeline_key (pending));
         BSON_APPEND_DOCUMENT_BEGIN (&clause, "seq", &range);
-        BSON_APPEND_INT64 (&range, "$gte", (int64_t) pending->entry.seq);
+        BSON_APPEND_INT64 (&range, "$gte", (int64_t) s_first_seq (pending));
         BSON_APPEND_INT64 (&range, "$lte", (int64_t) s_last_seq (pending));
         bson_append_document_end (&clause, &range);
         bson_append_document_end (&clauses, &clause);
@@ -2787,16 +2931,18 @@ s_find_seqs_taken (store_t *self, s_pending_t *first, s_pending_t *end, bson_err
     int rc = 0;
     if (count > 0) {
         s_span_t span = { first, end };
-        bson_t *opts = BCON_NEW ("projection", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1),
-                                 "}", "hint", BCON_UTF8 (S_TIMELINE_INDEX));
-        rc = s_find (self, self->messages, &filter, opts, s_on_seq_taken, &span, error);
+        bson_t *opts = BCON_NEW ("projection", "{", s_timeline_field (first), BCON_INT32 (1),
+                                 "seq", BCON_INT32 (1), "}",
+                                 "hint", BCON_UTF8 (pm ? S_PM_INDEX : S_TIMELINE_INDEX));
+        rc = s_find (self, pm ? self->pm_messages : self->messages, &filter, opts,
+                     s_on_seq_taken, &span, error);
         bson_destroy (opts);
     }
     bson_destroy (&filter);
     return rc;
 }
 
-//  Two live requests of the run whose runs share a seq of one room: the
+//  Two live requests of the run whose runs share a seq of one timeline: the
 //  later one conflicts, as it would have had they come in separate batches
 static void
 s_settle_overlaps (s_pending_t *first, s_pending_t *end)
@@ -2805,24 +2951,55 @@ s_settle_overlaps (s_pending_t *first, s_pending_t *end)
         if (!s_is_live (pending))
             continue;
         for (s_pending_t *earlier = first; earlier < pending; earlier++)
-            if (s_is_live (earlier) && strcmp (earlier->room_key, pending->room_key) == 0
-            &&  earlier->entry.seq <= s_last_seq (pending)
-            &&  pending->entry.seq <= s_last_seq (earlier)) {
+            if (s_is_live (earlier)
+            &&  strcmp (s_timeline_key (earlier), s_timeline_key (pending)) == 0
+            &&  s_first_seq (earlier) <= s_last_seq (pending)
+            &&  s_first_seq (pending) <= s_last_seq (earlier)) {
                 //  The first seq they share
-                s_fail_seq_taken (pending, earlier->entry.seq > pending->entry.seq
-                                           ? earlier->entry.seq : pending->entry.seq);
+                uint64_t shared = s_first_seq (earlier) > s_first_seq (pending)
+                                ? s_first_seq (earlier) : s_first_seq (pending);
+                s_fail_seq_taken (pending, shared, false);
                 break;
             }
     }
 }
 
-//  Inserts the entries of the live requests of [first, end), in order, with
-//  ordered insert_many (see above for a failure part way) and answers the
-//  requests it could not append. Returns 0, or -1 if the server could not
-//  be reached.
+static void
+    s_build_pm_message (const s_pending_t *pending, const s_pm_message_t *message,
+                        bson_t *document);
+
+//  Builds the document of element index of pending's run (msg.append: an
+//  entry; pm.append: a message), read again from fields as validation read
+//  it. Returns 0, or -1 if it could not be read (it cannot).
+static int
+s_build_run_document (s_pending_t *pending, uint32_t index, bson_t *document)
+{
+    const msgpack_object *value = &pending->entries [index];
+    if (pending->op == S_OP_PM_APPEND) {
+        s_pm_message_t message;
+        if (s_pm_message_read (pending, value, &message))
+            return -1;
+        s_build_pm_message (pending, &message, document);
+    }
+    else {
+        s_entry_t entry;
+        if (s_entry_read (pending, value, &entry))
+            return -1;
+        s_build_entry (pending->room_key, &entry, document);
+    }
+    return 0;
+}
+
+//  Inserts the entries (or private messages) of the live requests of
+//  [first, end), in order, with ordered insert_many (see above for a
+//  failure part way) and answers the requests it could not append.
+//  Returns 0, or -1 if the server could not be reached.
 static int
 s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
 {
+    bool pm = first->op == S_OP_PM_APPEND;
+    mongoc_collection_t *collection = pm ? self->pm_messages : self->messages;
+    const char *what = pm ? "appending private messages" : "appending entries";
     size_t capacity = 0;
     for (s_pending_t *pending = first; pending < end; pending++)
         if (s_is_live (pending))
@@ -2841,13 +3018,10 @@ s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
     size_t count = 0;
     for (s_pending_t *pending = first; pending < end; pending++) {
         for (uint32_t index = 0; index < pending->entry_count && s_is_live (pending); index++) {
-            //  Read again from fields, as s_read_run read it: it cannot fail
-            s_entry_t entry;
-            if (s_entry_read (pending, &pending->entries [index], &entry))
-                break;
             documents [count] = bson_new ();
-            s_build_entry (pending->room_key, &entry, documents [count]);
             owners [count++] = pending;
+            if (s_build_run_document (pending, index, documents [count - 1]))
+                break;
         }
         //  A request refused while its documents were built sends none
         while (count > 0 && owners [count - 1] == pending && !s_is_live (pending))
@@ -2860,7 +3034,7 @@ s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
         bson_t reply;
         bson_error_t error;
         self->round_trips++;
-        if (mongoc_collection_insert_many (self->messages, (const bson_t **) documents + start,
+        if (mongoc_collection_insert_many (collection, (const bson_t **) documents + start,
                                            count - start, opts, &reply, &error)) {
             s_mark_reachable (self);
             bson_destroy (&reply);
@@ -2875,7 +3049,7 @@ s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
         ||  !s_write_errors (&reply, &errors) || !bson_iter_next (&errors)
         ||  !s_write_error (&errors, count - start, &index, &own)) {
             //  What the server stored of the rest is unknown
-            s_note_failure (self, "appending entries", &error);
+            s_note_failure (self, what, &error);
             for (size_t rest = start; rest < count; rest++)
                 if (s_is_live (owners [rest]))
                     s_fail_unavailable (self, owners [rest], &error);
@@ -2887,17 +3061,13 @@ s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
         size_t failed = start + index;
         s_pending_t *owner = owners [failed];
         bool first_of_its_run = failed == 0 || owners [failed - 1] != owner;
-        if (s_is_duplicate_key (&own) && first_of_its_run)
-            //  Nothing of its run is stored: a plain conflict
-            s_fail_seq_taken (owner, (uint64_t) s_bson_int (documents [failed], "seq", 0));
-        else
         if (s_is_duplicate_key (&own))
-            s_fail (owner, "unavailable", "Seq %" PRId64 " of the room '%.*s' was taken"
-                    " meanwhile: the entries before it are appended, the rest not.",
-                    s_bson_int (documents [failed], "seq", 0),
-                    (int) owner->room.size, owner->room.data);
+            //  Nothing of its run is stored if it failed first: a plain
+            //  conflict; else its outcome is unknown
+            s_fail_seq_taken (owner, (uint64_t) s_bson_int (documents [failed], "seq", 0),
+                              !first_of_its_run);
         else {
-            s_note_failure (self, "appending entries", &own);
+            s_note_failure (self, what, &own);
             s_fail_unavailable (self, owner, &own);
         }
         //  The requests after it, again
@@ -3132,48 +3302,31 @@ s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
     msgpack_pack_int64 (packer, s_bson_int (document, "ts", 0));
 }
 
-//  The entry's fields, as in pm_messages and in a conversation's last
+//  A message's fields, as in pm_messages and in a conversation's last: from
+//  and to as registered, by the message's direction
 static void
-s_append_pm_fields (const s_pending_t *pending, bson_t *document)
+s_append_pm_fields (const s_pending_t *pending, const s_pm_message_t *message,
+                    bson_t *document)
 {
-    BSON_APPEND_INT64 (document, "seq", (int64_t) pending->seq);
-    BSON_APPEND_UTF8 (document, "from", pending->from_name);
-    BSON_APPEND_UTF8 (document, "to", pending->to_name);
-    bson_append_utf8 (document, "text", 4, pending->text.data ? pending->text.data : "",
-                      (int) pending->text.size);
-    BSON_APPEND_DATE_TIME (document, "ts", pending->ts);
+    BSON_APPEND_INT64 (document, "seq", (int64_t) message->seq);
+    BSON_APPEND_UTF8 (document, "from", message->from_peer ? pending->to_name
+                                                           : pending->from_name);
+    BSON_APPEND_UTF8 (document, "to", message->from_peer ? pending->from_name
+                                                         : pending->to_name);
+    bson_append_utf8 (document, "text", 4, message->text.data ? message->text.data : "",
+                      (int) message->text.size);
+    BSON_APPEND_DATE_TIME (document, "ts", message->ts);
 }
 
 static void
-s_build_pm_message (const s_pending_t *pending, bson_t *document)
+s_build_pm_message (const s_pending_t *pending, const s_pm_message_t *message,
+                    bson_t *document)
 {
     bson_oid_t oid;
     bson_oid_init (&oid, NULL);
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "conv", pending->conv);
-    s_append_pm_fields (pending, document);
-}
-
-//  A pm.append's key among the run's: its conversation and seq
-static const char *
-s_pair_key_of (const s_pending_t *pending, uint32_t *size_p)
-{
-    *size_p = (uint32_t) strlen (pending->pair);
-    return pending->pair;
-}
-
-static void
-s_on_pm_seq_taken (void *arg, const bson_t *document)
-{
-    s_span_t *span = (s_span_t *) arg;
-    uint32_t size;
-    const char *conv = s_bson_text (document, "conv", &size);
-    char pair [sizeof ((s_pending_t *) NULL)->pair];
-    snprintf (pair, sizeof pair, "%.*s/%" PRId64, (int) size, conv,
-              s_bson_int (document, "seq", 0));
-    for (s_pending_t *pending = span->first; pending < span->end; pending++)
-        if (s_is_live (pending) && strcmp (pending->pair, pair) == 0)
-            s_fail_conflict (pending);
+    s_append_pm_fields (pending, message, document);
 }
 
 static void
@@ -3222,7 +3375,8 @@ s_advance_conversations (store_t *self, s_pending_t *first, s_pending_t *end,
     for (s_pending_t *pending = first; pending < end; pending++) {
         if (!s_is_live (pending))
             continue;
-        //  The newest entry of this conversation in the run, once per conversation
+        //  The newest message of this conversation in the run, once per
+        //  conversation: the last of the request whose run ends highest
         bool seen_before = false;
         s_pending_t *newest = pending;
         for (s_pending_t *other = first; other < end; other++) {
@@ -3230,24 +3384,28 @@ s_advance_conversations (store_t *self, s_pending_t *first, s_pending_t *end,
                 continue;
             if (other < pending)
                 seen_before = true;
-            if (other->seq > newest->seq)
+            if (s_last_seq (other) > s_last_seq (newest))
                 newest = other;
         }
         if (seen_before)
+            continue;
+        //  Read again from fields, as validation read it: it cannot fail
+        s_pm_message_t message;
+        if (s_pm_message_read (newest, &newest->entries [newest->entry_count - 1], &message))
             continue;
         //  The filter carries the condition: the newest never goes back.
         //  A conversation not found is upserted; if a concurrent writer
         //  created it with a newer entry, the upsert's insert meets the
         //  unique index on conv and changes nothing.
         bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
-                                     "last_seq", "{", "$lt", BCON_INT64 ((int64_t) newest->seq),
+                                     "last_seq", "{", "$lt", BCON_INT64 ((int64_t) message.seq),
                                      "}");
         bson_t update = BSON_INITIALIZER, set, last;
         BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
-        BSON_APPEND_INT64 (&set, "last_seq", (int64_t) newest->seq);
-        BSON_APPEND_DATE_TIME (&set, "last_ts", newest->ts);
+        BSON_APPEND_INT64 (&set, "last_seq", (int64_t) message.seq);
+        BSON_APPEND_DATE_TIME (&set, "last_ts", message.ts);
         BSON_APPEND_DOCUMENT_BEGIN (&set, "last", &last);
-        s_append_pm_fields (newest, &last);
+        s_append_pm_fields (newest, &message, &last);
         bson_append_document_end (&set, &last);
         bson_append_document_end (&update, &set);
         bson_t *update_opts = NULL;
@@ -3288,12 +3446,14 @@ s_advance_conversations (store_t *self, s_pending_t *first, s_pending_t *end,
     return rc;
 }
 
-//  pm.append, a run: one find of the users, one of the seqs taken, one
-//  unordered insert_many, then s_advance_conversations
+//  pm.append, a run of requests, each appending a run of 1 to S_ENTRIES_MAX
+//  messages to one conversation: one find of the users, then as msg.append
+//  (see above, also for a failure part way): one find of the seqs taken,
+//  one ordered insert_many of every message of the run; then
+//  s_advance_conversations
 static int
 s_run_pm_append (store_t *self, s_pending_t *first, s_pending_t *end)
 {
-    s_span_t span = { first, end };
     bson_error_t error;
     size_t live = 0;
     for (s_pending_t *pending = first; pending < end; pending++)
@@ -3327,48 +3487,15 @@ s_run_pm_append (store_t *self, s_pending_t *first, s_pending_t *end)
         s_fail_run (self, first, end, &error);
         return s_is_unreachable (&error) ? -1 : 0;
     }
-    s_settle_duplicates (first, end, s_pair_key_of);
-
-    //  The seqs taken, looked for before inserting (the test server does not
-    //  enforce the unique index): {conv: $in, seq: $in} is a superset of the
-    //  pairs; the callback matches them exactly
-    bson_t filter = BSON_INITIALIZER, condition, convs, seqs;
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "conv", &condition);
-    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &convs);
-    uint32_t conv_count = 0, seq_count = 0;
-    for (s_pending_t *pending = first; pending < end; pending++)
-        if (s_is_live (pending))
-            s_array_append_text (&convs, &conv_count, pending->conv,
-                                 (uint32_t) strlen (pending->conv));
-    bson_append_array_end (&condition, &convs);
-    bson_append_document_end (&filter, &condition);
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &condition);
-    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &seqs);
-    for (s_pending_t *pending = first; pending < end; pending++)
-        if (s_is_live (pending)) {
-            char index_key [16];
-            const char *key;
-            size_t key_size = bson_uint32_to_string (seq_count++, &key, index_key,
-                                                     sizeof index_key);
-            bson_append_int64 (&seqs, key, (int) key_size, (int64_t) pending->seq);
-        }
-    bson_append_array_end (&condition, &seqs);
-    bson_append_document_end (&filter, &condition);
-    if (conv_count > 0) {
-        bson_t *opts = BCON_NEW ("projection", "{", "conv", BCON_INT32 (1),
-                                 "seq", BCON_INT32 (1), "}",
-                                 "hint", BCON_UTF8 (S_PM_INDEX));
-        rc = s_find (self, self->pm_messages, &filter, opts, s_on_pm_seq_taken, &span, &error);
-        bson_destroy (opts);
-    }
-    bson_destroy (&filter);
-    if (rc) {
+    //  The seqs taken: looked for before inserting, as the test server does
+    //  not enforce the unique index. Then the run's own overlaps.
+    if (s_find_seqs_taken (self, first, end, &error)) {
         s_note_failure (self, "looking for taken seqs of private messages", &error);
         s_fail_run (self, first, end, &error);
         return s_is_unreachable (&error) ? -1 : 0;
     }
-    rc = s_insert_run (self, self->pm_messages, first, end, s_build_pm_message,
-                       "appending private messages");
+    s_settle_overlaps (first, end);
+    rc = s_insert_entries (self, first, end);
     //  The conversation documents: their failure leaves the messages
     //  stored, and their ok stands (README.md)
     if (rc == 0 && s_advance_conversations (self, first, end, &error))
@@ -3379,7 +3506,7 @@ s_run_pm_append (store_t *self, s_pending_t *first, s_pending_t *end)
             msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
             msgpack_pack_map (&packer, 3);
             s_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, pending->seq);
+            msgpack_pack_uint64 (&packer, s_last_seq (pending));
             s_pack_str (&packer, "from");
             s_pack_str (&packer, pending->from_name);
             s_pack_str (&packer, "to");
@@ -3755,8 +3882,8 @@ s_reply (store_t *self, s_pending_t *pending)
 }
 
 //  What a request adds to the documents its run sends, into the most a run
-//  may send (bound_p): user.seen's and msg.append's entries; 0 for the
-//  runs that only the batch bounds
+//  may send (bound_p): user.seen's entries, msg.append's entries and
+//  pm.append's messages; 0 for the runs that only the batch bounds
 static size_t
 s_run_weight (const s_pending_t *pending, size_t *bound_p)
 {
@@ -3765,6 +3892,7 @@ s_run_weight (const s_pending_t *pending, size_t *bound_p)
             *bound_p = S_SEEN_RUN_MAX;
             return pending->users->via.array.size;
         case S_OP_MSG_APPEND:
+        case S_OP_PM_APPEND:
             *bound_p = S_APPEND_RUN_MAX;
             return pending->entry_count;
         default:

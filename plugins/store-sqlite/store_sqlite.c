@@ -372,6 +372,14 @@ typedef struct {
     s_text_t event;                 //  a system entry's event, else size 0
 } s_entry_t;
 
+//  A private message of store.pm.append, validated (proto/STORE.md)
+typedef struct {
+    uint64_t seq;                   //  1 or more
+    bool from_peer;                 //  sent by 'to', not 'from': a run may go both ways
+    int64_t ts;                     //  milliseconds since 1970
+    s_text_t text;                  //  stored as sent, may be empty
+} s_pm_message_t;
+
 //  One queued request, validated, waiting for the batch to run
 typedef struct {
     parley_request_t *request;      //  lent by the host until we reply
@@ -387,17 +395,16 @@ typedef struct {
     const msgpack_object *users;    //  user.seen: the array, in fields
     s_text_t room;                  //  a room's name
     s_text_t description;           //  room.create; may be empty
-    s_text_t from;                  //  invite.add: the inviter; pm.append: the sender
+    s_text_t from;                  //  invite.add: the inviter; pm.append: 'from'
     s_text_t peer;                  //  pm.append: 'to'; other pm requests: 'with'
     bool is_private;                //  room.create
     uint64_t max_participants;      //  room.create
     bool has_entry;                 //  member.add/remove: an entry given
-    s_entry_t entry;                //  member.add/remove: it; msg.append: the run's first
-    const msgpack_object *entries;  //  msg.append: the run's entry maps, in fields
-    uint32_t entry_count;           //  msg.append: how many, 1 to S_ENTRIES_MAX
-    uint64_t seq;                   //  pm.append, pm.read
-    int64_t ts;                     //  pm.append
-    s_text_t text;                  //  pm.append, may be empty
+    s_entry_t entry;                //  member.add/remove, msg.append's 'entry': it
+    const msgpack_object *entries;  //  msg.append's entry maps, pm.append's message maps
+                                    //  (its own map for one message), in fields
+    uint32_t entry_count;           //  msg.append, pm.append: how many, 1 to S_ENTRIES_MAX
+    uint64_t seq;                   //  pm.read
     bool has_before;                //  msg.history cursors
     bool has_after;
     uint64_t cursor;
@@ -657,10 +664,62 @@ s_read_entry (s_pending_t *pending, const msgpack_object *map, bool required)
     return 0;
 }
 
-//  Reads msg.append's run: 'entry' (a run of one) or 'entries' (1 to
-//  S_ENTRIES_MAX entries whose seqs follow one another), not both. Every
-//  entry is checked now, so that a run once started is not refused half
-//  way. The run stays in fields, where s_run_msg_append reads it again.
+//  Reads one element of a run (an entry of msg.append, a message of
+//  pm.append) and gives its seq. Returns 0, or -1 after failing pending
+//  with a sentence that does not say where the element was.
+typedef int (s_element_fn) (s_pending_t *pending, const msgpack_object *value,
+                            uint64_t *seq_p);
+
+//  Reads the run in the array field key: 1 to S_ENTRIES_MAX elements, each
+//  read by read, whose seqs follow one another. Every element is checked
+//  now, so that a run once started is not refused half way; the run stays
+//  in fields, where the request's runner reads it again. Returns 0, or -1
+//  failed with a sentence that names the element ("In 'entries' [3]: ...").
+static int
+s_read_run_array (s_pending_t *pending, const msgpack_object *array, const char *key,
+                  s_element_fn *read)
+{
+    if (array->type != MSGPACK_OBJECT_ARRAY
+    ||  array->via.array.size == 0 || array->via.array.size > S_ENTRIES_MAX) {
+        s_fail (pending, "bad_request", "The field '%s' must be an array of 1 to %d %s.",
+                key, S_ENTRIES_MAX, key);
+        return -1;
+    }
+    uint64_t first = 0;
+    for (uint32_t index = 0; index < array->via.array.size; index++) {
+        uint64_t seq = 0;
+        int rc = read (pending, &array->via.array.ptr [index], &seq);
+        if (rc == 0 && index == 0)
+            first = seq;
+        else
+        if (rc == 0 && seq != first + index) {
+            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
+                    " seq before.", first + index);
+            rc = -1;
+        }
+        if (rc) {
+            char where [32];
+            snprintf (where, sizeof where, "In '%s' [%u]", key, index);
+            s_fail_where (pending, where);
+            return -1;
+        }
+    }
+    pending->entries = array->via.array.ptr;
+    pending->entry_count = array->via.array.size;
+    return 0;
+}
+
+static int
+s_entry_seq_read (s_pending_t *pending, const msgpack_object *value, uint64_t *seq_p)
+{
+    s_entry_t entry;
+    if (s_entry_read (pending, value, &entry))
+        return -1;
+    *seq_p = entry.seq;
+    return 0;
+}
+
+//  Reads msg.append's run: 'entry' (a run of one) or 'entries', not both
 static int
 s_read_run (s_pending_t *pending, const msgpack_object *map)
 {
@@ -674,39 +733,12 @@ s_read_run (s_pending_t *pending, const msgpack_object *map)
         s_fail (pending, "bad_request", "The field 'entry' or 'entries' is missing.");
         return -1;
     }
-    if (single) {
-        if (s_read_entry (pending, map, true))
-            return -1;
-        pending->entries = single;
-        pending->entry_count = 1;
-        return 0;
-    }
-    if (entries->type != MSGPACK_OBJECT_ARRAY
-    ||  entries->via.array.size == 0 || entries->via.array.size > S_ENTRIES_MAX) {
-        s_fail (pending, "bad_request",
-                "The field 'entries' must be an array of 1 to %d entries.", S_ENTRIES_MAX);
+    if (entries)
+        return s_read_run_array (pending, entries, "entries", s_entry_seq_read);
+    if (s_read_entry (pending, map, true))
         return -1;
-    }
-    for (uint32_t index = 0; index < entries->via.array.size; index++) {
-        s_entry_t entry;
-        int rc = s_entry_read (pending, &entries->via.array.ptr [index], &entry);
-        if (rc == 0 && index == 0)
-            pending->entry = entry;
-        else
-        if (rc == 0 && entry.seq != pending->entry.seq + index) {
-            s_fail (pending, "bad_request", "The seq must be %" PRIu64 ", one more than the"
-                    " entry before's.", pending->entry.seq + index);
-            rc = -1;
-        }
-        if (rc) {
-            char where [32];
-            snprintf (where, sizeof where, "In 'entries' [%u]", index);
-            s_fail_where (pending, where);
-            return -1;
-        }
-    }
-    pending->entries = entries->via.array.ptr;
-    pending->entry_count = entries->via.array.size;
+    pending->entries = single;
+    pending->entry_count = 1;
     return 0;
 }
 
@@ -803,6 +835,73 @@ s_read_pair (s_pending_t *pending, const msgpack_object *map)
     if (s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
     ||  s_read_text (pending, map, "with", S_NAME_MAX, true, &pending->peer))
         return -1;
+    return 0;
+}
+
+//  Reads one private message (store.pm.append's own fields, or an element
+//  of its 'messages') into message: its 'from' must be one of the
+//  request's two users, read before. Returns 0, or -1 after failing
+//  pending with a sentence that does not say where the message was.
+static int
+s_pm_message_read (s_pending_t *pending, const msgpack_object *value, s_pm_message_t *message)
+{
+    memset (message, 0, sizeof *message);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        s_fail (pending, "bad_request", "The message must be a map {from, seq, text, ts}.");
+        return -1;
+    }
+    s_text_t from;
+    //  A message's text is stored as sent, NUL and all
+    if (s_read_text (pending, value, "from", S_NAME_MAX, true, &from)
+    ||  s_read_uint (pending, value, "seq", 1, INT64_MAX, true, NULL, &message->seq)
+    ||  s_read_string (pending, value, "text", 0, S_TEXT_MAX, true, true, &message->text)
+    ||  s_read_time (pending, value, "ts", &message->ts))
+        return -1;
+    if (s_same_name (&from, &pending->from))
+        return 0;
+    if (s_same_name (&from, &pending->peer)) {
+        message->from_peer = true;
+        return 0;
+    }
+    s_fail (pending, "bad_request", "The message's 'from' must be '%.*s' or '%.*s'.",
+            (int) (pending->from.size < 40 ? pending->from.size : 40), pending->from.data,
+            (int) (pending->peer.size < 40 ? pending->peer.size : 40), pending->peer.data);
+    return -1;
+}
+
+static int
+s_pm_message_seq_read (s_pending_t *pending, const msgpack_object *value, uint64_t *seq_p)
+{
+    s_pm_message_t message;
+    if (s_pm_message_read (pending, value, &message))
+        return -1;
+    *seq_p = message.seq;
+    return 0;
+}
+
+//  Reads pm.append's run: one message in the request's own fields (seq,
+//  text, ts, from 'from') or 'messages', not both
+static int
+s_read_pm_run (s_pending_t *pending, const msgpack_object *map)
+{
+    const msgpack_object *messages = s_field (map, "messages");
+    bool single = s_field (map, "seq") || s_field (map, "text") || s_field (map, "ts");
+    if (single && messages) {
+        s_fail (pending, "bad_request", "Give 'seq', 'text' and 'ts', or 'messages', not both.");
+        return -1;
+    }
+    if (!single && !messages) {
+        s_fail (pending, "bad_request",
+                "The fields 'seq', 'text' and 'ts', or the field 'messages', are missing.");
+        return -1;
+    }
+    if (messages)
+        return s_read_run_array (pending, messages, "messages", s_pm_message_seq_read);
+    s_pm_message_t message;
+    if (s_pm_message_read (pending, map, &message))
+        return -1;
+    pending->entries = map;
+    pending->entry_count = 1;
     return 0;
 }
 
@@ -916,17 +1015,14 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
         }
         case S_OP_PM_APPEND:
             if (s_read_text (pending, map, "from", S_NAME_MAX, true, &pending->from)
-            ||  s_read_text (pending, map, "to", S_NAME_MAX, true, &pending->peer)
-            ||  s_read_uint (pending, map, "seq", 1, INT64_MAX, true, NULL, &pending->seq)
-            ||  s_read_string (pending, map, "text", 0, S_TEXT_MAX, true, true, &pending->text)
-            ||  s_read_time (pending, map, "ts", &pending->ts))
+            ||  s_read_text (pending, map, "to", S_NAME_MAX, true, &pending->peer))
                 return -1;
             if (s_same_name (&pending->from, &pending->peer)) {
                 s_fail (pending, "bad_request",
                         "'from' and 'to' are the same user: a conversation needs two.");
                 return -1;
             }
-            return 0;
+            return s_read_pm_run (pending, map);
         case S_OP_PM_LAST_SEQ:
             return s_read_pair (pending, map);
         case S_OP_PM_HISTORY: {
@@ -1702,7 +1798,7 @@ s_run_msg_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     //  Every entry of the run inside the request's savepoint: a taken seq
     //  fails the request, and s_run_batch then rolls the savepoint back, so
     //  that none of the run stays (proto/STORE.md, Atomicity)
-    s_entry_t entry = pending->entry;
+    s_entry_t entry = { 0 };
     for (uint32_t index = 0; index < pending->entry_count; index++) {
         //  Read again from fields, as s_read_run read it: it cannot fail
         if (s_entry_read (pending, &pending->entries [index], &entry))
@@ -1909,31 +2005,42 @@ s_run_pm_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
             return rc;
         pair.conversation = sqlite3_last_insert_rowid (self->db);
     }
-    sqlite3_stmt *stmt = self->sql [S_SQL_PM_INSERT];
-    sqlite3_bind_int64 (stmt, 1, pair.conversation);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
-    sqlite3_bind_int64 (stmt, 3, pair.me);
-    sqlite3_bind_int64 (stmt, 4, pending->ts);
-    sqlite3_bind_text (stmt, 5, pending->text.data ? pending->text.data : "",
-                       (int) pending->text.size, SQLITE_STATIC);
-    rc = s_step_done (stmt);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        s_fail (pending, "conflict",
-                "The conversation of '%s' and '%s' has a message with seq %" PRIu64 " already.",
-                pair.me_name, pair.peer_name, pending->seq);
-        return SQLITE_OK;
+    //  Every message of the run inside the request's savepoint: a taken seq
+    //  fails the request, and s_run_batch then rolls the savepoint back, so
+    //  that none of the run stays, nor the conversation it started
+    s_pm_message_t message = { 0 };
+    for (uint32_t index = 0; index < pending->entry_count; index++) {
+        //  Read again from fields, as s_read_pm_run read it: it cannot fail
+        if (s_pm_message_read (pending, &pending->entries [index], &message))
+            return SQLITE_OK;
+        sqlite3_stmt *stmt = self->sql [S_SQL_PM_INSERT];
+        sqlite3_bind_int64 (stmt, 1, pair.conversation);
+        sqlite3_bind_int64 (stmt, 2, (int64_t) message.seq);
+        sqlite3_bind_int64 (stmt, 3, message.from_peer ? pair.peer : pair.me);
+        sqlite3_bind_int64 (stmt, 4, message.ts);
+        sqlite3_bind_text (stmt, 5, message.text.data ? message.text.data : "",
+                           (int) message.text.size, SQLITE_STATIC);
+        rc = s_step_done (stmt);
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+            s_fail (pending, "conflict", "The conversation of '%s' and '%s' has a message with"
+                    " seq %" PRIu64 " already.", pair.me_name, pair.peer_name, message.seq);
+            return SQLITE_OK;
+        }
+        if (rc != SQLITE_OK)
+            return rc;
     }
-    if (rc != SQLITE_OK)
-        return rc;
-    stmt = self->sql [S_SQL_CONV_ADVANCE];
+    //  The run's seqs rise, so its last is the newest: one advance leaves
+    //  what one per message would (the unread counts are counted from
+    //  pm_entries, each row with its sender)
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_ADVANCE];
     sqlite3_bind_int64 (stmt, 1, pair.conversation);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->seq);
-    sqlite3_bind_int64 (stmt, 3, pending->ts);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) message.seq);
+    sqlite3_bind_int64 (stmt, 3, message.ts);
     if ((rc = s_step_done (stmt)) != SQLITE_OK)
         return rc;
     msgpack_pack_map (packer, 3);
     s_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, pending->seq);
+    msgpack_pack_uint64 (packer, message.seq);
     s_pack_str (packer, "from");
     s_pack_str (packer, pair.me_name);
     s_pack_str (packer, "to");
