@@ -14,10 +14,13 @@
     pm.send holds the queue until the store has acknowledged the append,
     and only then is the message delivered to both users and the request
     answered. So seq N+1 is handed out only after N is stored: a failed
-    write never leaves a gap. A write whose outcome is unknown (unavailable,
-    a timeout) or refused for its seq (conflict) makes the conversation
-    reload its last seq before the next write. This is rooms.c's design,
-    applied to pairs of users.
+    write never leaves a gap. The sends waiting at the head of the queue,
+    from either user, go to the store together, as one store.pm.append of
+    their messages that is stored whole or not at all: a busy conversation
+    stores a run of messages per round trip, not one. A write whose outcome
+    is unknown (unavailable, a timeout) or refused for its seq (conflict)
+    makes the conversation reload its last seq before the next write. This
+    is rooms.c's design, applied to pairs of users.
     =========================================================================
 */
 
@@ -39,6 +42,7 @@
 #define PM_HISTORY_MAX          200
 #define PM_CONVERSATIONS_MAX    1000        //  the store's largest page
 #define PM_QUEUE_MAX            10000       //  requests waiting for one conversation
+#define PM_APPEND_MAX           256         //  messages in one store.pm.append (STORE.md)
 #define PM_USERS_CACHED_MAX     100000      //  names known to exist, cached
 #define PM_TICK_MS              5000        //  the housekeeping timer
 #define PM_IDLE_MS_DEFAULT      60000       //  an idle conversation leaves the cache
@@ -83,6 +87,7 @@ typedef struct {
     bool loaded;                    //  last_seq comes from the store
     uint64_t last_seq;              //  the newest stored message's seq
     stage_t stage;                  //  the store answer the head op waits for
+    size_t writing;                 //  sends at the head in the store write, when > 1
     op_t *head;                     //  queued requests, owned; head is being served
     op_t *tail;
     size_t queued;                  //  requests in the queue
@@ -295,8 +300,9 @@ s_conv_pop (conv_t *conv)
     s_op_destroy (&op);
 }
 
-//  Sends a store call for the conversation's head op. Returns 0, or -1 when
-//  nothing was sent (the head has been answered unavailable and popped).
+//  Sends a store call for the conversation's head op (or for the sends at
+//  the head, conv->writing of them). Returns 0, or -1 when nothing was sent
+//  (those ops have been answered unavailable and popped).
 static int
 s_conv_call (pm_t *self, conv_t *conv, stage_t stage, const char *type,
              msgpack_sbuffer *buffer)
@@ -306,10 +312,14 @@ s_conv_call (pm_t *self, conv_t *conv, stage_t stage, const char *type,
     msgpack_sbuffer_destroy (buffer);
     if (rc != 0) {
         conv->stage = STAGE_NONE;
-        s_reply_error (self, conv->head, "unavailable",
-                       "The private message service could not reach its store; "
-                       "try again later.");
-        s_conv_pop (conv);
+        size_t count = conv->writing? conv->writing: 1;
+        conv->writing = 0;
+        while (count-- && conv->head) {
+            s_reply_error (self, conv->head, "unavailable",
+                           "The private message service could not reach its store; "
+                           "try again later.");
+            s_conv_pop (conv);
+        }
     }
     return rc;
 }
@@ -334,6 +344,19 @@ s_failure (pm_t *self, op_t *op, const char *code, const char *message)
         s_reply_error (self, op, "internal", "The private message service failed; try again.");
 }
 
+//  Packs a send's seq, text and ts, as store.pm.append has them: in its own
+//  fields for one message, in each element of 'messages' for a run
+static void
+s_pack_store_fields (msgpack_packer *packer, const op_t *op)
+{
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    pl_body_pack_str (packer, "text");
+    pl_body_pack_str (packer, op->text);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
+}
+
 //  Starts serving the head op of a conversation whose last seq is loaded.
 //  Either answers it at once (and pops it) or sends one store call.
 static void
@@ -342,20 +365,36 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
     msgpack_sbuffer buffer;
     msgpack_packer packer;
     switch (op->kind) {
-        case OP_SEND:
-            op->seq = conv->last_seq + 1;
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 5, "from", op->user);
+        case OP_SEND: {
+            //  The sends queued behind this one, from either user, are
+            //  stored with it: seqs last + 1 .. last + count
+            size_t count = 0;
+            for (op_t *next = op; next && next->kind == OP_SEND && count < PM_APPEND_MAX;
+                 next = next->next) {
+                next->seq = conv->last_seq + 1 + count;
+                next->ts = pl_time_now ();
+                count++;
+            }
+            s_call_begin (&buffer, &packer, count == 1? 5: 3, "from", op->user);
             pl_body_pack_str (&packer, "to");
             pl_body_pack_str (&packer, op->other);
-            pl_body_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, op->seq);
-            pl_body_pack_str (&packer, "text");
-            pl_body_pack_str (&packer, op->text);
-            pl_body_pack_str (&packer, "ts");
-            msgpack_pack_int64 (&packer, op->ts);
+            if (count == 1)
+                s_pack_store_fields (&packer, op);
+            else {
+                pl_body_pack_str (&packer, "messages");
+                msgpack_pack_array (&packer, (uint32_t) count);
+                op_t *next = op;
+                for (size_t index = 0; index < count; index++, next = next->next) {
+                    msgpack_pack_map (&packer, 4);
+                    pl_body_pack_str (&packer, "from");
+                    pl_body_pack_str (&packer, next->user);
+                    s_pack_store_fields (&packer, next);
+                }
+            }
+            conv->writing = count;
             s_conv_call (self, conv, STAGE_WRITE, "store.pm.append", &buffer);
             return;
+        }
 
         case OP_READ:
             //  A marker beyond the newest message would hide messages not
@@ -444,13 +483,21 @@ s_conv_fail_all (pm_t *self, conv_t *conv, const char *code, const char *message
     }
 }
 
-//  The "pm" event to every session of both users, then the sender's ok
+//  The "pm" event to every session of both users, then the sender's ok.
+//  The store's answer names the run's pair as registered, 'from' being the
+//  sender of its first message: a send the other way swaps them.
 static void
 s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
 {
     char from [PM_NAME_MAX], to [PM_NAME_MAX];
     pl_body_copy (body, "from", from, sizeof from);
     pl_body_copy (body, "to", to, sizeof to);
+    if (*from && *to && !pl_text_same_name (op->user, from)) {
+        char swap [PM_NAME_MAX];
+        memcpy (swap, from, sizeof swap);
+        memcpy (from, to, sizeof from);
+        memcpy (to, swap, sizeof to);
+    }
     if (!*from)
         snprintf (from, sizeof from, "%s", op->user);
     if (!*to)
@@ -506,7 +553,22 @@ s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
     msgpack_sbuffer_destroy (&buffer);
 }
 
-//  The store answered a call of the conversation's head op
+//  The store answered the write of a send
+static void
+s_send_reply (pm_t *self, conv_t *conv, op_t *op, const char *code, const char *message,
+              const msgpack_object *body)
+{
+    if (!code)
+        s_send_done (self, conv, op, body);
+    else
+    if (strcmp (code, "not_found") == 0)
+        s_no_such_user (self, op);
+    else
+        s_failure (self, op, code, message);
+}
+
+//  The store answered a call of the conversation's head op, or the write of
+//  the sends at the head
 static void
 s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
               const msgpack_object *body)
@@ -554,36 +616,37 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
         return;
     }
 
+    size_t writing = conv->writing? conv->writing: 1;
+    conv->writing = 0;
     switch (op->kind) {
         case OP_SEND:
-            if (!code) {
-                s_send_done (self, conv, op, body);
-                break;
-            }
-            if (strcmp (code, "conflict") == 0) {
+            if (code && strcmp (code, "conflict") == 0) {
                 //  Our seq was taken: the store knows better. Reload, then
-                //  try once more.
+                //  try once more. Those tried once already come first in
+                //  the run.
                 self->host->log (self->ctx, PARLEY_LOG_WARNING,
                                  "seq %" PRIu64 " of the conversation of '%s' and '%s' "
                                  "is taken; reloading it", op->seq, op->user, op->other);
                 conv->loaded = false;
-                if (!op->retried) {
-                    op->retried = true;
-                    s_conv_kick (self, conv);
-                    return;
+                while (writing && conv->head && conv->head->retried) {
+                    s_failure (self, conv->head, code, message);
+                    s_conv_pop (conv);
+                    writing--;
                 }
-                s_failure (self, op, code, message);
+                for (op_t *next = conv->head; writing && next; next = next->next, writing--)
+                    next->retried = true;
+                s_conv_kick (self, conv);
+                return;
             }
-            else
-            if (strcmp (code, "not_found") == 0)
-                s_no_such_user (self, op);
-            else {
-                if (strcmp (code, "unavailable") == 0)
-                    //  The write may have happened: learn the last seq again
-                    conv->loaded = false;
-                s_failure (self, op, code, message);
+            if (code && strcmp (code, "unavailable") == 0)
+                //  The write may have happened: learn the last seq again
+                conv->loaded = false;
+            while (writing-- && conv->head) {
+                s_send_reply (self, conv, conv->head, code, message, body);
+                s_conv_pop (conv);
             }
-            break;
+            s_conv_kick (self, conv);
+            return;
 
         case OP_READ:
             if (!code)
