@@ -4,6 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
     startParley, startBroker, startGateway, startPluginProcess, pluginPath, testPluginDir,
@@ -11,6 +12,16 @@ import {
 } from '../lib/harness.js';
 
 const echo = (client, fields = {}) => client.request({ type: 'example.echo', ...fields });
+
+// The state letter of /proc/PID/stat: R, S, T (stopped)...
+function processState(pid) {
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    } catch {
+        return '?';
+    }
+}
 
 function assertCleanExit(proc, status) {
     assert.deepEqual(sanitizerReports(proc.output), [], proc.output);
@@ -80,9 +91,13 @@ test('a silent plugin process gets its callers unavailable in bounded time, and 
         assert.ok(await eventually(async () => (await echo(client)).type === 'ok', 15000));
 
         plugin.signal('SIGSTOP');
+        // kill() only queues the stop: wait until every thread has stopped
+        assert.ok(await eventually(() => processState(plugin.child.pid) === 'T', 5000),
+            `the plugin process never stopped (state ${processState(plugin.child.pid)})`);
         const started = Date.now();
         const silent = await echo(client, { text: 'hello?' });
-        assert.equal(silent.code, 'unavailable');
+        assert.equal(silent.code, 'unavailable', `a stopped plugin answered ${JSON.stringify(silent)}\n` +
+            `plugin:\n${plugin.output}\nbroker:\n${broker.proc.output}`);
         assert.ok(Date.now() - started < 15000, 'answered within the bounded time');
 
         plugin.signal('SIGCONT');
