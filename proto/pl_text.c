@@ -34,6 +34,43 @@ pl_text_utf8_length (const char *text)
     return count;
 }
 
+//  Length of the valid UTF-8 sequence at bytes, or 0 when it is not one
+//  (overlong forms, surrogates and code points over U+10FFFF are invalid)
+size_t
+pl_text_utf8_sequence (const uint8_t *bytes, size_t remaining)
+{
+    uint8_t lead = bytes [0];
+    if (lead < 0x80)
+        return 1;
+    if (lead < 0xc2)
+        return 0;
+    if (lead < 0xe0) {
+        if (remaining < 2 || (bytes [1] & 0xc0) != 0x80)
+            return 0;
+        return 2;
+    }
+    if (lead < 0xf0) {
+        if (remaining < 3 || (bytes [1] & 0xc0) != 0x80 || (bytes [2] & 0xc0) != 0x80)
+            return 0;
+        if (lead == 0xe0 && bytes [1] < 0xa0)
+            return 0;           //  overlong
+        if (lead == 0xed && bytes [1] > 0x9f)
+            return 0;           //  a UTF-16 surrogate
+        return 3;
+    }
+    if (lead < 0xf5) {
+        if (remaining < 4 || (bytes [1] & 0xc0) != 0x80 || (bytes [2] & 0xc0) != 0x80
+        ||  (bytes [3] & 0xc0) != 0x80)
+            return 0;
+        if (lead == 0xf0 && bytes [1] < 0x90)
+            return 0;           //  overlong
+        if (lead == 0xf4 && bytes [1] > 0x8f)
+            return 0;           //  over U+10FFFF
+        return 4;
+    }
+    return 0;
+}
+
 //  True when the text holds something other than white space (ASCII and
 //  the Unicode space characters)
 bool

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,13 @@ pl_text_lower_dup (const char *text);
 //  Unicode characters in valid UTF-8 text (the gateway checked validity)
 size_t
 pl_text_utf8_length (const char *text);
+
+//  Length of the valid UTF-8 sequence at bytes (remaining > 0), or 0 when
+//  it is not one: overlong forms, surrogates and code points over U+10FFFF
+//  are invalid. The transcoder's check, shared so that plugins measure text
+//  exactly as the gateway writes it.
+size_t
+pl_text_utf8_sequence (const uint8_t *bytes, size_t remaining);
 
 //  True when the text holds something other than white space (ASCII and
 //  the Unicode space characters)

@@ -15,6 +15,7 @@
 
 #include "pl_transcode.h"
 #include "pl_mp.h"
+#include "pl_text.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -33,43 +34,6 @@
 //  --------------------------------------------------------------------------
 //  UTF-8
 
-//  Length of the valid UTF-8 sequence at bytes, or 0 when it is not one
-//  (overlong forms, surrogates and code points over U+10FFFF are invalid)
-static size_t
-s_utf8_sequence (const uint8_t *bytes, size_t remaining)
-{
-    uint8_t lead = bytes [0];
-    if (lead < 0x80)
-        return 1;
-    if (lead < 0xc2)
-        return 0;
-    if (lead < 0xe0) {
-        if (remaining < 2 || (bytes [1] & 0xc0) != 0x80)
-            return 0;
-        return 2;
-    }
-    if (lead < 0xf0) {
-        if (remaining < 3 || (bytes [1] & 0xc0) != 0x80 || (bytes [2] & 0xc0) != 0x80)
-            return 0;
-        if (lead == 0xe0 && bytes [1] < 0xa0)
-            return 0;           //  overlong
-        if (lead == 0xed && bytes [1] > 0x9f)
-            return 0;           //  a UTF-16 surrogate
-        return 3;
-    }
-    if (lead < 0xf5) {
-        if (remaining < 4 || (bytes [1] & 0xc0) != 0x80 || (bytes [2] & 0xc0) != 0x80
-        ||  (bytes [3] & 0xc0) != 0x80)
-            return 0;
-        if (lead == 0xf0 && bytes [1] < 0x90)
-            return 0;           //  overlong
-        if (lead == 0xf4 && bytes [1] > 0x8f)
-            return 0;           //  over U+10FFFF
-        return 4;
-    }
-    return 0;
-}
-
 static bool
 s_utf8_valid (const uint8_t *bytes, size_t size)
 {
@@ -79,7 +43,7 @@ s_utf8_valid (const uint8_t *bytes, size_t size)
             pos++;
             continue;
         }
-        size_t length = s_utf8_sequence (bytes + pos, size - pos);
+        size_t length = pl_text_utf8_sequence (bytes + pos, size - pos);
         if (length == 0)
             return false;
         pos += length;
@@ -754,7 +718,7 @@ s_write_string (pl_buf_t *output, const uint8_t *bytes, size_t length)
         }
         uint8_t byte = bytes [pos];
         if (byte >= 0x80) {
-            size_t sequence = s_utf8_sequence (bytes + pos, length - pos);
+            size_t sequence = pl_text_utf8_sequence (bytes + pos, length - pos);
             if (sequence) {
                 pl_buf_append (output, bytes + pos, sequence);
                 pos += sequence;

@@ -1,0 +1,118 @@
+/*  =========================================================================
+    pl_reply - the reply size limit, and what a reply will weigh as JSON
+    =========================================================================
+*/
+
+#include "pl_reply.h"
+#include "pl_text.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+
+pl_reply_budget_t
+pl_reply_budget (size_t limit)
+{
+    pl_reply_budget_t budget = { .limit = limit, .used = 0, .items = 0 };
+    return budget;
+}
+
+bool
+pl_reply_budget_take (pl_reply_budget_t *self, size_t size)
+{
+    size_t cost = size + (self->items? 1: 0);      //  the comma before it
+    if (cost > self->limit - self->used)
+        return false;
+    self->used += cost;
+    self->items++;
+    return true;
+}
+
+//  The gateway's writer copies valid UTF-8 as it is, writes U+FFFD (three
+//  bytes) for a byte that starts no valid sequence, and escapes the ASCII
+//  control characters, '"' and '\\'
+size_t
+pl_reply_json_str_size (const char *bytes, size_t length)
+{
+    const uint8_t *cursor = (const uint8_t *) bytes;
+    size_t size = 2;
+    size_t pos = 0;
+    while (pos < length) {
+        uint8_t byte = cursor [pos];
+        if (byte >= 0x80) {
+            size_t sequence = pl_text_utf8_sequence (cursor + pos, length - pos);
+            size += sequence? sequence: 3;
+            pos += sequence? sequence: 1;
+            continue;
+        }
+        if (byte == '"' || byte == '\\' || byte == '\b' || byte == '\f'
+        ||  byte == '\n' || byte == '\r' || byte == '\t')
+            size += 2;
+        else
+        if (byte < 0x20)
+            size += 6;
+        else
+            size += 1;
+        pos++;
+    }
+    return size;
+}
+
+static size_t
+s_printed (int length)
+{
+    return length > 0? (size_t) length: 0;
+}
+
+//  A key that is not a string is written as the string of its JSON: a
+//  number, true, false or null needs no escape; a map or an array as a key
+//  is counted as if every character were escaped (an upper bound)
+static size_t
+s_key_size (const msgpack_object *key)
+{
+    if (key->type == MSGPACK_OBJECT_STR)
+        return pl_reply_json_str_size (key->via.str.ptr, key->via.str.size);
+    if (key->type == MSGPACK_OBJECT_ARRAY || key->type == MSGPACK_OBJECT_MAP)
+        return 2 * pl_reply_json_size (key) + 2;
+    return pl_reply_json_size (key) + 2;
+}
+
+size_t
+pl_reply_json_size (const msgpack_object *object)
+{
+    if (!object)
+        return 4;
+    char text [40];
+    switch (object->type) {
+        case MSGPACK_OBJECT_BOOLEAN:
+            return object->via.boolean? 4: 5;
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+            return s_printed (snprintf (text, sizeof (text), "%" PRIu64, object->via.u64));
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+            return s_printed (snprintf (text, sizeof (text), "%" PRId64, object->via.i64));
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64:
+            //  At most 17 significant digits, a sign, a point and an
+            //  exponent: an upper bound is enough for a float
+            return isfinite (object->via.f64)? 26: 4;
+        case MSGPACK_OBJECT_STR:
+            return pl_reply_json_str_size (object->via.str.ptr, object->via.str.size);
+        case MSGPACK_OBJECT_ARRAY: {
+            size_t size = 2;
+            for (uint32_t index = 0; index < object->via.array.size; index++)
+                size += (index? 1: 0) + pl_reply_json_size (&object->via.array.ptr [index]);
+            return size;
+        }
+        case MSGPACK_OBJECT_MAP: {
+            size_t size = 2;
+            for (uint32_t index = 0; index < object->via.map.size; index++) {
+                const msgpack_object_kv *pair = &object->via.map.ptr [index];
+                size_t key = s_key_size (&pair->key);
+                size += (index? 1: 0) + key + 1 + pl_reply_json_size (&pair->val);
+            }
+            return size;
+        }
+        default:
+            return 4;               //  nil, bin and ext are written as null
+    }
+}

@@ -1,0 +1,67 @@
+/*  =========================================================================
+    pl_reply - the reply size limit, and what a reply will weigh as JSON
+
+    PROTOCOL.md 1.1 ("Outcomes"): no reply is lost for its size; every reply
+    a client receives stays under 1 MiB, and a list that could pass that
+    stops early at a whole item and says so (`more`, `next`). The gateway
+    writes a plugin's msgpack reply as JSON, which can be larger than the
+    msgpack (quotes, key names, escapes: a control character takes six
+    bytes), so a plugin measures a list by the JSON it will become, with
+    the same rules as the gateway's writer (proto/pl_transcode.c).
+
+    A budget is a plain value on the caller's stack: no allocation.
+
+        pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+        for (each item)
+            if (!pl_reply_budget_take (&budget, pl_reply_json_size (item)))
+                break;          //  and answer more/next
+    =========================================================================
+*/
+
+#ifndef PL_REPLY_H_INCLUDED
+#define PL_REPLY_H_INCLUDED
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  A reply a client receives stays under this, as JSON (PROTOCOL.md 1.1)
+#define PL_REPLY_MAX            (1024 * 1024)
+
+//  What the list of one reply may take, in JSON bytes: the limit less room
+//  for the rest of the reply (type, id, the other fields, the envelope)
+#define PL_REPLY_LIST_BUDGET    (PL_REPLY_MAX - 64 * 1024)
+
+typedef struct {
+    size_t limit;                   //  bytes the items may take in all
+    size_t used;                    //  bytes taken so far
+    size_t items;                   //  items taken so far
+} pl_reply_budget_t;
+
+//  A budget of limit bytes, nothing taken
+pl_reply_budget_t
+pl_reply_budget (size_t limit);
+
+//  Takes an item of size bytes (and its separator) if it fits. Returns
+//  true when taken, false when it would pass the limit (nothing taken).
+bool
+pl_reply_budget_take (pl_reply_budget_t *self, size_t size);
+
+//  Bytes of a string written as a JSON string, quotes included
+size_t
+pl_reply_json_str_size (const char *bytes, size_t length);
+
+//  Bytes of a msgpack object written as JSON by the gateway; NULL is 4
+//  ("null"). Nesting is bounded by the unpacked object itself.
+size_t
+pl_reply_json_size (const msgpack_object *object);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,113 @@
+/*  test_reply - a reply's JSON size, measured as the gateway writes it */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pl_reply.h"
+#include "pl_transcode.h"
+
+//  The gateway writes an event body (a map) as it is: its JSON size must be
+//  exactly what pl_reply_json_size says
+static size_t
+s_written_size (const msgpack_sbuffer *buffer)
+{
+    size_t size = 0;
+    uint8_t *json = pl_transcode_frame (NULL, NULL, 0, (const uint8_t *) buffer->data,
+                                        buffer->size, 0, &size);
+    assert_non_null (json);
+    free (json);
+    return size;
+}
+
+static size_t
+s_measured_size (const msgpack_sbuffer *buffer)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    assert_int_equal (msgpack_unpack_next (&unpacked, buffer->data, buffer->size, NULL),
+                      MSGPACK_UNPACK_SUCCESS);
+    size_t size = pl_reply_json_size (&unpacked.data);
+    msgpack_unpacked_destroy (&unpacked);
+    return size;
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text, size_t length)
+{
+    msgpack_pack_str (packer, length);
+    msgpack_pack_str_body (packer, text, length);
+}
+
+static void
+test_json_size_matches_the_gateways_writer (void **state)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    const char awkward [] = "quote \" back \\ nl \n tab \t bell \x07 nul-less \x1f "
+                            "\xc3\xa9 \xf0\x9f\x98\x80 bad \xff\xfe end";
+    msgpack_pack_map (&packer, 8);
+    s_pack_str (&packer, "text", 4);
+    s_pack_str (&packer, awkward, sizeof (awkward) - 1);
+    s_pack_str (&packer, "seq", 3);
+    msgpack_pack_uint64 (&packer, 18446744073709551615ULL);
+    s_pack_str (&packer, "neg", 3);
+    msgpack_pack_int64 (&packer, -42);
+    s_pack_str (&packer, "yes", 3);
+    msgpack_pack_true (&packer);
+    s_pack_str (&packer, "no", 2);
+    msgpack_pack_false (&packer);
+    s_pack_str (&packer, "none", 4);
+    msgpack_pack_nil (&packer);
+    s_pack_str (&packer, "list", 4);
+    msgpack_pack_array (&packer, 3);
+    msgpack_pack_uint8 (&packer, 1);
+    msgpack_pack_map (&packer, 0);
+    msgpack_pack_array (&packer, 0);
+    msgpack_pack_uint8 (&packer, 7);            //  a key that is not a string
+    s_pack_str (&packer, "seven", 5);
+    assert_int_equal (s_measured_size (&buffer), s_written_size (&buffer));
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+static void
+test_budget_stops_at_a_whole_item (void **state)
+{
+    pl_reply_budget_t budget = pl_reply_budget (10);
+    assert_true (pl_reply_budget_take (&budget, 4));        //  4
+    assert_true (pl_reply_budget_take (&budget, 4));        //  4 + 1 + 4 = 9
+    assert_false (pl_reply_budget_take (&budget, 1));       //  would be 11
+    assert_int_equal (budget.used, 9);
+    assert_int_equal (budget.items, 2);
+    pl_reply_budget_t small = pl_reply_budget (3);
+    assert_false (pl_reply_budget_take (&small, 4));
+    assert_int_equal (small.items, 0);
+}
+
+static void
+test_string_size_counts_escapes (void **state)
+{
+    assert_int_equal (pl_reply_json_str_size ("", 0), 2);
+    assert_int_equal (pl_reply_json_str_size ("ab", 2), 4);
+    assert_int_equal (pl_reply_json_str_size ("\x01", 1), 8);
+    assert_int_equal (pl_reply_json_str_size ("\"", 1), 4);
+    assert_int_equal (pl_reply_json_str_size ("\xf0\x9f\x98\x80", 4), 6);
+    assert_int_equal (pl_reply_json_str_size ("\xff", 1), 5);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_json_size_matches_the_gateways_writer),
+        cmocka_unit_test (test_budget_stops_at_a_whole_item),
+        cmocka_unit_test (test_string_size_counts_escapes),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
