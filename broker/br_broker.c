@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 //  Bounds: nothing in the broker grows without one
 #define BR_HWM                  100000      //  messages queued per peer, each way
@@ -133,6 +134,7 @@ typedef struct {
     zsock_t *router;            //  the one ROUTER socket
     zpoller_t *poller;          //  pipe and router
     bool inproc_bound;          //  BR_BROKER_INPROC is ours, to unbind at the end
+    bool insecure;              //  tcp:// without keys, as the operator asked
     bool terminated;            //  $TERM received
     uint32_t heartbeat_ms;      //  our interval, sent in welcome
     uint32_t request_timeout_ms;    //  unanswered requests fail after this
@@ -1475,6 +1477,7 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
                        ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
     self->request_timeout_ms = config && config->request_timeout_ms
                              ? config->request_timeout_ms : BR_BROKER_REQUEST_TIMEOUT_DEFAULT;
+    self->insecure = config && !config->curve && config->insecure_peers;
     self->tick_ms = self->heartbeat_ms / 4;
     if (self->tick_ms < 5)
         self->tick_ms = 5;
@@ -1503,6 +1506,78 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     return self;
 }
 
+//  A tcp:// endpoint takes any peer that can reach it unless the broker has
+//  keys: refused, unless the operator said so. Returns -1 after logging.
+static int
+s_broker_check_keys (const br_broker_config_t *config)
+{
+    size_t count = config ? config->endpoint_count : 0;
+    for (size_t index = 0; index < count; index++) {
+        const char *endpoint = config->endpoints [index];
+        if (!pl_curve_endpoint_needs_keys (endpoint) || config->curve)
+            continue;
+        if (!config->insecure_peers) {
+            zsys_error ("broker: refusing to listen on %s without peer keys: anyone who"
+                        " reaches it could act as any user. Give the broker's certificate"
+                        " and the folder of allowed peer certificates (parley-keygen makes"
+                        " them), or --insecure-peers to accept any peer", endpoint);
+            return -1;
+        }
+        zsys_warning ("broker: INSECURE: %s accepts any peer without a key"
+                      " (--insecure-peers): anyone who reaches it can act as any user",
+                      endpoint);
+    }
+    return 0;
+}
+
+//  Creates the folder of an ipc:// socket file, owner-only, if it is missing
+static int
+s_ipc_folder (const char *path)
+{
+    char *folder = strdup (path);
+    if (!folder)
+        return -1;
+    char *slash = strrchr (folder, '/');
+    int rc = 0;
+    if (slash && slash != folder) {
+        *slash = 0;
+        if (mkdir (folder, 0700) == 0)
+            zsys_info ("broker: created %s (mode 0700) for its ipc socket", folder);
+        else
+        if (errno != EEXIST) {
+            zsys_error ("broker: cannot create the folder %s: %s", folder, strerror (errno));
+            rc = -1;
+        }
+    }
+    free (folder);
+    return rc;
+}
+
+//  Binds one extra endpoint; an ipc:// socket file is made owner-only (a
+//  peer needs write permission on it to connect). Returns -1 after logging.
+static int
+s_broker_bind_endpoint (broker_t *self, const char *endpoint)
+{
+    bool ipc = endpoint && strncmp (endpoint, "ipc://", 6) == 0;
+    bool abstract = ipc && (endpoint [6] == '@' || endpoint [6] == '*');
+    if (ipc && !abstract && s_ipc_folder (endpoint + 6))
+        return -1;
+    if (!endpoint || zsock_bind (self->router, "%s", endpoint) == -1) {
+        zsys_error ("broker: could not bind %s: %s", endpoint ? endpoint : "(null)",
+                    zmq_strerror (errno));
+        return -1;
+    }
+    if (ipc && !abstract && chmod (endpoint + 6, 0600)) {
+        zsys_error ("broker: cannot make %s owner-only: %s", endpoint + 6, strerror (errno));
+        return -1;
+    }
+    zsys_info ("broker: listening on %s%s", endpoint,
+               ipc && !abstract ? " (socket file mode 0600)"
+               : pl_curve_endpoint_needs_keys (endpoint) && !self->insecure
+               ? " (CURVE: allowed peer keys only)" : "");
+    return 0;
+}
+
 //  Creates and binds the ROUTER. Returns -1 after logging which endpoint
 //  failed and why.
 static int
@@ -1523,15 +1598,22 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
         return -1;
     }
     self->inproc_bound = true;
+    if (s_broker_check_keys (config))
+        return -1;
+    //  ZeroMQ takes a socket's security options when it binds an endpoint:
+    //  ipc:// first, without CURVE (its file's permissions guard it), then
+    //  the keys, then tcp://
     size_t count = config ? config->endpoint_count : 0;
-    for (size_t index = 0; index < count; index++) {
-        const char *endpoint = config->endpoints [index];
-        if (!endpoint || zsock_bind (self->router, "%s", endpoint) == -1) {
-            zsys_error ("broker: could not bind %s: %s", endpoint ? endpoint : "(null)",
-                        zmq_strerror (errno));
-            return -1;
+    for (size_t pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            pl_curve_apply (config ? config->curve : NULL, self->router, "tcp://");
+        for (size_t index = 0; index < count; index++) {
+            const char *endpoint = config->endpoints [index];
+            if (pl_curve_endpoint_needs_keys (endpoint) != (pass == 1))
+                continue;
+            if (s_broker_bind_endpoint (self, endpoint))
+                return -1;
         }
-        zsys_info ("broker: listening on %s", endpoint);
     }
     self->poller = zpoller_new (self->pipe, self->router, NULL);
     if (!self->poller)

@@ -20,6 +20,7 @@
 #define BR_BROKER_H_INCLUDED
 
 #include <czmq.h>
+#include "pl_curve.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,11 +37,18 @@ typedef struct {
     size_t endpoint_count;
     uint32_t heartbeat_ms;          //  0 = default; a peer silent 3 x this is dead
     uint32_t request_timeout_ms;    //  0 = default; unanswered -> unavailable
+    const pl_curve_t *curve;        //  the broker's keys (pl_curve_broker_new), borrowed;
+                                    //  every tcp:// endpoint then takes only the peers
+                                    //  whose public certificates it allows
+    bool insecure_peers;            //  without curve, bind tcp:// anyway (logs a warning);
+                                    //  otherwise a tcp:// endpoint without keys is refused
 } br_broker_config_t;
 
 //  The actor. args is a br_broker_config_t *, copied before the actor signals.
-//  Signals 0 on the pipe once bound, or -1 if an endpoint could not be bound
-//  (it logs which and why); zactor_new returns either way, so a caller
+//  Binds inproc, then the ipc:// endpoints (socket file made owner-only,
+//  0600, in a folder made 0700 if it had to be created), then the tcp://
+//  ones with CURVE. Signals 0 on the pipe once bound, or -1 if an endpoint
+//  could not be bound or a tcp:// one has no keys (it logs which and why); zactor_new returns either way, so a caller
 //  checks with br_broker_start below. Ends on $TERM.
 void
     br_broker_actor (zsock_t *pipe, void *args);

@@ -322,6 +322,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     //  to the broker that comes back, and would arrive as a burst of stale
     //  registrations
     zsock_set_immediate (self->dealer, 1);
+    pl_curve_apply (config->curve, self->dealer, self->endpoint);
     if (zsock_connect (self->dealer, "%s", self->endpoint)) {
         snprintf (error, error_size, "plugin '%s' (%s): cannot connect to broker at %s: %s",
                   self->plugin->name, self->plugin_path, self->endpoint, zmq_strerror (zmq_errno ()));

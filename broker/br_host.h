@@ -25,6 +25,7 @@
 
 #include <czmq.h>
 #include "parley_plugin.h"
+#include "pl_curve.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +41,9 @@ typedef struct {
     uint32_t call_timeout_ms;       //  0 = 2 x BR_BROKER_REQUEST_TIMEOUT_DEFAULT:
                                     //  a host->call unanswered this long gets
                                     //  unavailable even if the broker is gone
+    const pl_curve_t *curve;        //  this peer's keys (pl_curve_peer_new), borrowed
+                                    //  until br_host_start returns; used for a tcp://
+                                    //  endpoint, NULL = no keys
 } br_host_config_t;
 
 //  Starts one plugin instance as an actor. Returns the actor once the plugin

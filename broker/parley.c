@@ -39,6 +39,9 @@ typedef struct {
     size_t option_count;
     const char *endpoints [MAX_LIST];       //  extra broker endpoints
     size_t endpoint_count;
+    const char *curve_cert;                 //  the broker's certificate, for tcp://
+    const char *curve_allow;                //  allowed peer certificates
+    bool insecure_peers;                    //  tcp:// without keys, knowingly
     bool default_plugins;                   //  load default_plugins first
     uint32_t heartbeat_ms;
     uint32_t request_timeout_ms;
@@ -65,7 +68,11 @@ s_usage (FILE *out)
         "  --no-default-plugins    load only the plugins given with --plugin\n"
         "  --option NAME.KEY=VALUE an option for the plugin NAME (repeatable)\n"
         "  --bind ENDPOINT         also accept peers (parley-plugin, parley-gw) on this\n"
-        "                          tcp:// or ipc:// endpoint (repeatable)\n"
+        "                          tcp:// or ipc:// endpoint (repeatable); tcp:// needs\n"
+        "                          --curve-cert and --curve-allow, or --insecure-peers\n"
+        "  --curve-cert FILE       the broker's certificate (parley-keygen FILE)\n"
+        "  --curve-allow DIR       the public certificates of the peers allowed in\n"
+        "  --insecure-peers        let tcp:// take any peer without a key (a warning)\n"
         "  --heartbeat MS          heartbeat between broker and peers (default %d)\n"
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
         "                          (default %d)\n"
@@ -126,7 +133,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
            OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_VERBOSE,
-           OPT_HELP };
+           OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
@@ -141,6 +148,9 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
         { "send-buffer", required_argument, NULL, OPT_SEND_BUFFER },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
+        { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
+        { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
+        { "insecure-peers", no_argument, NULL, OPT_INSECURE_PEERS },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -222,6 +232,15 @@ s_parse (int argc, char **argv, parley_options_t *options)
             case OPT_VERBOSE:
                 options->verbose = true;
                 break;
+            case OPT_CURVE_CERT:
+                options->curve_cert = optarg;
+                break;
+            case OPT_CURVE_ALLOW:
+                options->curve_allow = optarg;
+                break;
+            case OPT_INSECURE_PEERS:
+                options->insecure_peers = true;
+                break;
             case OPT_HELP:
                 s_usage (stdout);
                 return 1;
@@ -232,6 +251,10 @@ s_parse (int argc, char **argv, parley_options_t *options)
     }
     if (optind < argc) {
         fprintf (stderr, "parley: unexpected argument '%s'\n", argv [optind]);
+        return -1;
+    }
+    if (!options->curve_cert != !options->curve_allow) {
+        fprintf (stderr, "parley: --curve-cert and --curve-allow go together\n");
         return -1;
     }
     return 0;
@@ -276,14 +299,25 @@ main (int argc, char **argv)
     char *web_root = NULL;
     char *store_option = NULL;
     gw_server_t *gateway = NULL;
-
+    zactor_t *broker = NULL;
+    pl_curve_t *curve = NULL;
+    if (options.curve_cert) {
+        char error [512];
+        curve = pl_curve_broker_new (options.curve_cert, options.curve_allow, error, sizeof error);
+        if (!curve) {
+            fprintf (stderr, "parley: %s\n", error);
+            goto cleanup;
+        }
+    }
     br_broker_config_t broker_config = {
         .endpoints = options.endpoints,
         .endpoint_count = options.endpoint_count,
         .heartbeat_ms = options.heartbeat_ms,
-        .request_timeout_ms = options.request_timeout_ms
+        .request_timeout_ms = options.request_timeout_ms,
+        .curve = curve,
+        .insecure_peers = options.insecure_peers
     };
-    zactor_t *broker = br_broker_start (&broker_config);
+    broker = br_broker_start (&broker_config);
     if (!broker) {
         fprintf (stderr, "parley: the broker could not start (see above)\n");
         goto cleanup;
@@ -364,6 +398,7 @@ cleanup:
     while (host_count)
         zactor_destroy (&hosts [--host_count]);
     zactor_destroy (&broker);
+    pl_curve_destroy (&curve);
     free (web_root);
     zstr_free (&store_option);
     return rc;

@@ -35,6 +35,14 @@ s_usage (FILE *stream)
         "  --plugin PATH             run the plugin PATH (a .so) in this process;\n"
         "                            repeatable\n"
         "  --option NAME.KEY=VALUE   give plugin NAME the option KEY=VALUE; repeatable\n"
+        "  --curve-cert FILE         the broker's certificate (parley-keygen FILE: FILE\n"
+        "                            and FILE_secret); with --curve-allow, every tcp://\n"
+        "                            endpoint takes only peers with an allowed key\n"
+        "  --curve-allow DIR         the folder of the public certificates of the peers\n"
+        "                            allowed in (parley-keygen --allow DIR)\n"
+        "  --insecure-peers          bind tcp:// without keys: any peer that reaches it\n"
+        "                            can act as any user (logs a warning); without it, a\n"
+        "                            tcp:// endpoint without keys is refused\n"
         "  --heartbeat MS            heartbeat interval; a peer silent 3 x MS is dead\n"
         "                            (default %d)\n"
         "  --request-timeout MS      a request unanswered this long is answered\n"
@@ -65,6 +73,9 @@ main (int argc, char *argv [])
     size_t option_count = 0;
     uint32_t heartbeat_ms = 0;
     uint32_t request_timeout_ms = 0;
+    const char *curve_cert = NULL;
+    const char *curve_allow = NULL;
+    bool insecure_peers = false;
 
     static const struct option long_options [] = {
         { "bind",            required_argument, NULL, 'b' },
@@ -72,6 +83,9 @@ main (int argc, char *argv [])
         { "option",          required_argument, NULL, 'o' },
         { "heartbeat",       required_argument, NULL, 'H' },
         { "request-timeout", required_argument, NULL, 'T' },
+        { "curve-cert",      required_argument, NULL, 'C' },
+        { "curve-allow",     required_argument, NULL, 'A' },
+        { "insecure-peers",  no_argument,       NULL, 'I' },
         { "help",            no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -115,6 +129,15 @@ main (int argc, char *argv [])
                     return 2;
                 }
                 break;
+            case 'C':
+                curve_cert = optarg;
+                break;
+            case 'A':
+                curve_allow = optarg;
+                break;
+            case 'I':
+                insecure_peers = true;
+                break;
             case 'h':
                 s_usage (stdout);
                 return 0;
@@ -130,6 +153,10 @@ main (int argc, char *argv [])
     }
     if (endpoint_count == 0)
         endpoints [endpoint_count++] = "tcp://127.0.0.1:7700";
+    if (!curve_cert != !curve_allow) {
+        fprintf (stderr, "parley-broker: --curve-cert and --curve-allow go together\n");
+        return 2;
+    }
 
     //  A shell starts background jobs with SIGINT ignored, and an ignored
     //  signal never reaches sigwait: take both back first
@@ -144,16 +171,28 @@ main (int argc, char *argv [])
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr);
 
+    pl_curve_t *curve = NULL;
+    if (curve_cert) {
+        char error [512];
+        curve = pl_curve_broker_new (curve_cert, curve_allow, error, sizeof error);
+        if (!curve) {
+            fprintf (stderr, "parley-broker: %s\n", error);
+            return 1;
+        }
+    }
     br_broker_config_t broker_config = {
         .endpoints = endpoints,
         .endpoint_count = endpoint_count,
         .heartbeat_ms = heartbeat_ms,
-        .request_timeout_ms = request_timeout_ms
+        .request_timeout_ms = request_timeout_ms,
+        .curve = curve,
+        .insecure_peers = insecure_peers
     };
     zactor_t *broker = br_broker_start (&broker_config);
     if (!broker) {
         fprintf (stderr, "parley-broker: could not start the broker: an endpoint"
-                 " could not be bound (see above)\n");
+                 " could not be bound or has no keys (see above)\n");
+        pl_curve_destroy (&curve);
         return 1;
     }
     zactor_t *hosts [MAX_ARGS] = { NULL };
@@ -188,5 +227,6 @@ main (int argc, char *argv [])
     for (size_t index = plugin_count; index-- > 0;)
         zactor_destroy (&hosts [index]);
     zactor_destroy (&broker);
+    pl_curve_destroy (&curve);
     return status;
 }

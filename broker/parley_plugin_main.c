@@ -1,8 +1,8 @@
 /*  =========================================================================
     parley-plugin - hosts plugins in their own process, connected to a broker
 
-    parley-plugin --broker ENDPOINT [--option NAME.KEY=VALUE]... [--heartbeat MS]
-                  PLUGIN.so [PLUGIN.so...]
+    parley-plugin --broker ENDPOINT [--curve-cert FILE --curve-broker FILE]
+                  [--option NAME.KEY=VALUE]... [--heartbeat MS] PLUGIN.so [PLUGIN.so...]
 
     One host actor per plugin, exactly as the broker runs them in-process;
     only the endpoint differs. The process keeps no state of its own, so
@@ -22,7 +22,8 @@ static void
 s_usage (FILE *stream)
 {
     fprintf (stream,
-        "usage: parley-plugin --broker ENDPOINT [--option NAME.KEY=VALUE]...\n"
+        "usage: parley-plugin --broker ENDPOINT [--curve-cert FILE --curve-broker FILE]\n"
+        "                     [--option NAME.KEY=VALUE]...\n"
         "                     [--heartbeat MS] [--verbose] PLUGIN [PLUGIN...]\n"
         "\n"
         "Runs Parley plugins in this process and connects each to the broker.\n"
@@ -30,6 +31,11 @@ s_usage (FILE *stream)
         "  --broker ENDPOINT        the broker's endpoint, tcp://HOST:PORT or ipc://PATH\n"
         "  --option NAME.KEY=VALUE  an option for the plugin named NAME (repeatable);\n"
         "                           e.g. --option example.greeting=Hello\n"
+        "  --curve-cert FILE        this process's certificate (parley-keygen FILE:\n"
+        "                           FILE and FILE_secret); its public part must be in\n"
+        "                           the broker's --curve-allow folder\n"
+        "  --curve-broker FILE      the broker's public certificate; with --curve-cert,\n"
+        "                           needed to reach a broker on tcp://\n"
         "  --heartbeat MS           heartbeat interval (default 1000); the broker is\n"
         "                           taken for dead after 3 silent intervals\n"
         "  --verbose                also log the plugins' debug lines\n"
@@ -44,6 +50,8 @@ int
 main (int argc, char *argv [])
 {
     const char *endpoint = NULL;
+    const char *curve_cert = NULL;
+    const char *curve_broker = NULL;
     uint32_t heartbeat = 0;
     bool verbose = false;
     const char **options = (const char **) calloc ((size_t) argc, sizeof (char *));
@@ -66,6 +74,11 @@ main (int argc, char *argv [])
         else
         if (streq (argument, "--broker") && value) {
             endpoint = value;
+            index++;
+        }
+        else
+        if ((streq (argument, "--curve-cert") || streq (argument, "--curve-broker")) && value) {
+            *(streq (argument, "--curve-cert") ? &curve_cert : &curve_broker) = value;
             index++;
         }
         else
@@ -113,6 +126,19 @@ main (int argc, char *argv [])
         rc = 1;
     }
 
+    if (rc == 0 && !curve_cert != !curve_broker) {
+        fprintf (stderr, "parley-plugin: --curve-cert and --curve-broker go together\n");
+        rc = 1;
+    }
+    pl_curve_t *curve = NULL;
+    if (rc == 0 && curve_cert) {
+        char error [512];
+        curve = pl_curve_peer_new (curve_cert, curve_broker, error, sizeof error);
+        if (!curve) {
+            fprintf (stderr, "parley-plugin: %s\n", error);
+            rc = 1;
+        }
+    }
     zactor_t **hosts = (zactor_t **) calloc (plugin_count + 1, sizeof (zactor_t *));
     assert (hosts);
     if (rc == 0) {
@@ -124,7 +150,8 @@ main (int argc, char *argv [])
                 .options = options,
                 .verbose = verbose,
                 .option_count = option_count,
-                .heartbeat_ms = heartbeat
+                .heartbeat_ms = heartbeat,
+                .curve = curve
             };
             char error [512];
             hosts [index] = br_host_start (&config, error, sizeof error);
@@ -154,6 +181,7 @@ main (int argc, char *argv [])
         free (plugins [index]);
     }
     free (hosts);
+    pl_curve_destroy (&curve);
     free (plugins);
     free (options);
     return rc == -1 ? 0 : rc;

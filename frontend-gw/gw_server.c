@@ -1125,6 +1125,7 @@ gw_server_new (const gw_config_t *config)
     zsock_set_reconnect_ivl (self->dealer, 100);
     zsock_set_reconnect_ivl_max (self->dealer, 1000);
     zsock_set_linger (self->dealer, 0);
+    pl_curve_apply (config->curve, self->dealer, self->broker_endpoint);
     if (zsock_connect (self->dealer, "%s", self->broker_endpoint)) {
         zsys_error ("gateway: cannot connect to the broker at '%s': %s",
                     self->broker_endpoint, zmq_strerror (zmq_errno ()));

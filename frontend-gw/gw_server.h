@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "pl_curve.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +44,8 @@ typedef struct {
     size_t send_buffer;             //  SO_SNDBUF of each client socket; 0 = the kernel's
     uint32_t heartbeat_ms;          //  0 = GW_HEARTBEAT_DEFAULT
     uint32_t request_timeout_ms;    //  0 = GW_REQUEST_TIMEOUT_DEFAULT
+    const pl_curve_t *curve;        //  keys for a tcp:// broker (borrowed; read in
+                                    //  gw_server_new only); NULL = none
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;

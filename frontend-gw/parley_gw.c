@@ -29,6 +29,10 @@ s_usage (FILE *out)
         "\n"
         "  --listen HOST:PORT      where to listen (default 127.0.0.1:8080; port 0 = any)\n"
         "  --broker ENDPOINT       the broker's endpoint (default tcp://127.0.0.1:7700)\n"
+        "  --curve-cert FILE       this gateway's certificate (parley-keygen FILE: FILE\n"
+        "                          and FILE_secret), allowed by the broker\n"
+        "  --curve-broker FILE     the broker's public certificate (both needed for a\n"
+        "                          broker on tcp:// that checks keys)\n"
         "  --web DIR               the web UI to serve (default: web/ of the source tree\n"
         "                          beside the build, else ./web)\n"
         "  --max-frame BYTES       largest client frame (default %d)\n"
@@ -64,7 +68,7 @@ int
 main (int argc, char *argv [])
 {
     enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HEARTBEAT,
-           OPT_REQUEST_TIMEOUT, OPT_HELP };
+           OPT_REQUEST_TIMEOUT, OPT_CURVE_CERT, OPT_CURVE_BROKER, OPT_HELP };
     static const struct option options [] = {
         { "listen",          required_argument, NULL, OPT_LISTEN },
         { "broker",          required_argument, NULL, OPT_BROKER },
@@ -73,6 +77,8 @@ main (int argc, char *argv [])
         { "send-buffer",     required_argument, NULL, OPT_SEND_BUFFER },
         { "heartbeat",       required_argument, NULL, OPT_HEARTBEAT },
         { "request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT },
+        { "curve-cert",      required_argument, NULL, OPT_CURVE_CERT },
+        { "curve-broker",    required_argument, NULL, OPT_CURVE_BROKER },
         { "help",            no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -80,6 +86,7 @@ main (int argc, char *argv [])
     int listen_port = 8080;
     const char *broker = "tcp://127.0.0.1:7700";
     const char *web = NULL;
+    const char *curve_paths [2] = { NULL, NULL };   //  --curve-cert, --curve-broker
     long long max_frame = 0, send_buffer = 0, heartbeat = 0, request_timeout = 0;
 
     int option;
@@ -133,6 +140,10 @@ main (int argc, char *argv [])
                     return 2;
                 }
                 break;
+            case OPT_CURVE_CERT:
+            case OPT_CURVE_BROKER:
+                curve_paths [option == OPT_CURVE_BROKER] = optarg;
+                break;
             case OPT_HELP:
                 s_usage (stdout);
                 return 0;
@@ -147,6 +158,16 @@ main (int argc, char *argv [])
         return 2;
     }
 
+    pl_curve_t *curve = NULL;
+    if (curve_paths [0] || curve_paths [1]) {
+        char error [512] = "--curve-cert and --curve-broker go together";
+        if (curve_paths [0] && curve_paths [1])
+            curve = pl_curve_peer_new (curve_paths [0], curve_paths [1], error, sizeof error);
+        if (!curve) {
+            fprintf (stderr, "parley-gw: %s\n", error);
+            return 2;
+        }
+    }
     char *web_root = web? strdup (web): pl_paths_web ();
     if (!s_is_folder (web_root))
         zsys_warning ("parley-gw: the web UI folder '%s' does not exist; "
@@ -160,8 +181,10 @@ main (int argc, char *argv [])
         .send_buffer = (size_t) send_buffer,
         .heartbeat_ms = (uint32_t) heartbeat,
         .request_timeout_ms = (uint32_t) request_timeout,
+        .curve = curve,
     };
     gw_server_t *server = gw_server_new (&config);
+    pl_curve_destroy (&curve);
     if (!server) {
         free (web_root);
         return 1;
