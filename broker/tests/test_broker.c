@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "br_broker.h"
@@ -36,6 +37,8 @@
 
 static zactor_t *s_the_broker;
 static zlist_t *s_dealers;
+static const pl_curve_t *s_dealer_keys;     //  keys the next dealers connect with
+static pl_curve_t *s_keys [3];              //  a test's keys, destroyed after its broker
 
 static void
 s_stop (void)
@@ -44,6 +47,9 @@ s_stop (void)
     while (s_dealers && (dealer = (zsock_t *) zlist_pop (s_dealers)))
         zsock_destroy (&dealer);
     zactor_destroy (&s_the_broker);
+    s_dealer_keys = NULL;
+    for (size_t index = 0; index < 3; index++)
+        pl_curve_destroy (&s_keys [index]);
 }
 
 static int
@@ -73,6 +79,7 @@ s_dealer (const char *endpoint)
     assert_non_null (dealer);
     zsock_set_linger (dealer, 0);
     zsock_set_rcvtimeo (dealer, TEST_WAIT);
+    pl_curve_apply (s_dealer_keys, dealer, endpoint);
     assert_int_equal (zsock_connect (dealer, "%s", endpoint), 0);
     if (!s_dealers)
         s_dealers = zlist_new ();
@@ -884,8 +891,10 @@ test_broker_on_tcp_routes_like_inproc (void **state)
     char endpoint [64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     const char *endpoints [] = { endpoint };
+    //  Without keys, as the operator may ask (the keys have their own test)
     br_broker_config_t config = {
-        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT
+        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT,
+        .insecure_peers = true
     };
     s_the_broker = br_broker_start (&config);
     assert_non_null (s_the_broker);
@@ -913,10 +922,170 @@ static void
 test_bind_failure_returns_null (void **state)
 {
     const char *endpoints [] = { "tcp://256.1.1.1:1" };
-    br_broker_config_t config = { .endpoints = endpoints, .endpoint_count = 1 };
+    br_broker_config_t config = { .endpoints = endpoints, .endpoint_count = 1,
+                                  .insecure_peers = true };
     assert_null (br_broker_start (&config));
     //  And the inproc endpoint is free again for the next broker
     s_broker (0);
+}
+
+
+//  A tcp:// endpoint without keys: refused, unless insecure_peers
+static void
+test_tcp_without_keys_is_refused (void **state)
+{
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    const char *endpoints [] = { endpoint };
+    br_broker_config_t config = { .endpoints = endpoints, .endpoint_count = 1 };
+    assert_null (br_broker_start (&config));
+    //  Nothing listens there: it was refused before binding
+    zsock_t *probe = zsock_new (ZMQ_ROUTER);
+    assert_int_equal (zsock_bind (probe, "%s", endpoint), (int) strtol (strrchr (endpoint, ':') + 1, NULL, 10));
+    zsock_destroy (&probe);
+    //  And the inproc endpoint is free again for the next broker
+    s_broker (0);
+}
+
+//  Writes a new key pair under folder as NAME (public) and NAME_secret
+static char *
+s_make_cert (const char *folder, const char *name)
+{
+    char *path = zsys_sprintf ("%s/%s", folder, name);
+    zcert_t *cert = zcert_new ();
+    assert_int_equal (zcert_save (cert, path), 0);
+    zcert_destroy (&cert);
+    return path;
+}
+
+static void
+s_remove_tree (const char *folder)
+{
+    zdir_t *dir = zdir_new (folder, NULL);
+    if (dir) {
+        zdir_remove (dir, true);
+        zdir_destroy (&dir);
+    }
+}
+
+static void
+test_curve_peers_need_an_allowed_key (void **state)
+{
+    char folder [] = "/tmp/parley-test-curve-XXXXXX";
+    assert_non_null (mkdtemp (folder));
+    char *allow = zsys_sprintf ("%s/allowed", folder);
+    assert_int_equal (mkdir (allow, 0700), 0);
+    char *broker_cert = s_make_cert (folder, "broker");
+    char *good_cert = s_make_cert (allow, "good");      //  its public part is allowed
+    char *bad_cert = s_make_cert (folder, "bad");
+    char error [256];
+    pl_curve_t *broker_keys = s_keys [0]
+                            = pl_curve_broker_new (broker_cert, allow, error, sizeof error);
+    assert_non_null (broker_keys);
+    pl_curve_t *good = s_keys [1] = pl_curve_peer_new (good_cert, broker_cert, error, sizeof error);
+    pl_curve_t *bad = s_keys [2] = pl_curve_peer_new (bad_cert, broker_cert, error, sizeof error);
+    assert_non_null (good);
+    assert_non_null (bad);
+    //  A public certificate alone is not a peer's key
+    char *public_only = zsys_sprintf ("%s/public", folder);
+    zcert_t *cert = zcert_new ();
+    zcert_save_public (cert, public_only);
+    zcert_destroy (&cert);
+    assert_null (pl_curve_peer_new (public_only, broker_cert, error, sizeof error));
+    assert_non_null (strstr (error, "no secret key"));
+
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    const char *endpoints [] = { endpoint };
+    br_broker_config_t config = {
+        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT,
+        .curve = broker_keys
+    };
+    s_the_broker = br_broker_start (&config);
+    assert_non_null (s_the_broker);
+
+    //  The right key: registered, routed, answered
+    s_dealer_keys = good;
+    zsock_t *gateway = s_gateway_at (endpoint, "gw-good");
+    zsock_t *example = s_plugin_at (endpoint, "example", "example@good:1", "example.",
+                                    PARLEY_ROUTE_PUBLIC, PARLEY_SHARD_NONE, NULL, 0,
+                                    TEST_LONG_HEARTBEAT);
+    zsock_t *auth = s_plugin_at (endpoint, "auth", "auth@good:1", "auth.",
+                                 PARLEY_ROUTE_PUBLIC, PARLEY_SHARD_NONE, NULL, 0,
+                                 TEST_LONG_HEARTBEAT);
+    s_session_open (gateway, 42, "192.0.2.7");
+    s_login (gateway, auth, 42, "alice");
+    s_request (gateway, 3, 42, "example.echo", "text", "hi");
+    s_plugin_answer (example, NULL, false);
+    s_expect_error (gateway, 3, 42, NULL);
+
+    //  A key the broker does not allow, and no key at all: their HELLOs
+    //  never reach the broker, their route is never served
+    const pl_curve_t *intruders [] = { bad, NULL };
+    for (size_t index = 0; index < 2; index++) {
+        s_dealer_keys = intruders [index];
+        zsock_t *intruder = s_dealer (endpoint);
+        pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+        pl_envelope_set_kind (hello, "plugin");
+        pl_envelope_set_name (hello, "rooms");
+        pl_envelope_set_instance (hello, index ? "rooms@nokey:1" : "rooms@badkey:1");
+        pl_envelope_set_abi (hello, PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR);
+        pl_envelope_set_heartbeat (hello, TEST_LONG_HEARTBEAT);
+        pl_envelope_add_route (hello, "room.", PARLEY_ROUTE_PUBLIC, PARLEY_SHARD_NONE, NULL);
+        pl_envelope_send (&hello, intruder);     //  may find no connection to queue on
+        assert_true (s_quiet (intruder, 500));
+        s_request (gateway, 4 + index, 42, "room.list", NULL, NULL);
+        s_expect_error (gateway, 4 + index, 42, "unavailable");
+        //  Nor can it act as a gateway: its session never exists
+        pl_envelope_t *open = pl_envelope_new (PL_OP_SESSION_OPEN);
+        pl_envelope_set_sid (open, 77);
+        pl_envelope_set_user (open, "alice");
+        pl_envelope_send (&open, intruder);
+        pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
+        pl_envelope_set_rid (request, 9);
+        pl_envelope_set_sid (request, 77);
+        pl_envelope_set_type (request, "example.echo");
+        pl_envelope_send (&request, intruder);
+        assert_true (s_quiet (intruder, 300));
+        assert_true (s_quiet (example, 1));
+    }
+    s_stop ();
+    s_remove_tree (folder);
+    zstr_free (&public_only);
+    zstr_free (&allow);
+    zstr_free (&broker_cert);
+    zstr_free (&good_cert);
+    zstr_free (&bad_cert);
+}
+
+//  An ipc:// socket file is owner-only, in a folder made owner-only
+static void
+test_ipc_endpoint_is_owner_only (void **state)
+{
+    char folder [] = "/tmp/parley-test-ipc-XXXXXX";
+    assert_non_null (mkdtemp (folder));
+    char *endpoint = zsys_sprintf ("ipc://%s/run/broker.sock", folder);
+    const char *endpoints [] = { endpoint };
+    br_broker_config_t config = {
+        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT
+    };
+    mode_t old_mask = umask (0);        //  the most careless umask there is
+    s_the_broker = br_broker_start (&config);
+    umask (old_mask);
+    assert_non_null (s_the_broker);
+    struct stat status;
+    assert_int_equal (stat (endpoint + 6, &status), 0);
+    assert_int_equal (status.st_mode & 0777, 0600);
+    char *run = zsys_sprintf ("%s/run", folder);
+    assert_int_equal (stat (run, &status), 0);
+    assert_int_equal (status.st_mode & 0777, 0700);
+    //  The owner still connects
+    zsock_t *gateway = s_gateway_at (endpoint, "gw-ipc");
+    assert_non_null (gateway);
+    s_stop ();
+    s_remove_tree (folder);
+    zstr_free (&run);
+    zstr_free (&endpoint);
 }
 
 int
@@ -945,6 +1114,9 @@ main (void)
         cmocka_unit_test_teardown (test_session_reannounced_with_user_is_bound_again, s_teardown),
         cmocka_unit_test_teardown (test_broker_on_tcp_routes_like_inproc, s_teardown),
         cmocka_unit_test_teardown (test_bind_failure_returns_null, s_teardown),
+        cmocka_unit_test_teardown (test_tcp_without_keys_is_refused, s_teardown),
+        cmocka_unit_test_teardown (test_curve_peers_need_an_allowed_key, s_teardown),
+        cmocka_unit_test_teardown (test_ipc_endpoint_is_owner_only, s_teardown),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     zlist_destroy (&s_dealers);
