@@ -1,7 +1,7 @@
 // Real processes on free loopback ports, and a WebSocket client that speaks
 // the client protocol: everything the end-to-end tests share.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -185,12 +185,52 @@ export async function startParley({ args = [], dataDir, port: wantedPort, withEx
     };
 }
 
-// parley-broker on a free tcp port (plus in-process plugins if asked)
-export async function startBroker({ args = [] } = {}) {
+// CURVE keys made once per test process with parley-keygen, as an operator
+// would: the broker's pair, a peer's pair whose public half is in the allowed
+// folder, and a stranger's pair that is not
+let curveKeys;
+
+export function testKeys() {
+    if (!curveKeys) {
+        const dir = tempDir('parley-keys-');
+        const keygen = bin('parley-keygen');
+        const allow = path.join(dir, 'allowed');
+        const file = (name) => path.join(dir, `${name}.cert`);
+        execFileSync(keygen, [file('broker')]);
+        execFileSync(keygen, ['--allow', allow, file('peer')]);
+        execFileSync(keygen, [file('stranger')]);
+        curveKeys = { dir, allow, broker: file('broker'), peer: file('peer'), stranger: file('stranger') };
+        process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    }
+    return curveKeys;
+}
+
+// The arguments a peer (parley-plugin, parley-gw) needs to reach a broker
+// started by startBroker: its keys, or nothing for an insecure one
+const peerArgsByEndpoint = new Map();
+
+export function peerArgs(brokerEndpoint) {
+    return peerArgsByEndpoint.get(brokerEndpoint) ?? [];
+}
+
+// The peer's own arguments, unless the test gave keys of its own
+function withPeerArgs(brokerEndpoint, args) {
+    return args.includes('--curve-cert') ? args : [...peerArgs(brokerEndpoint), ...args];
+}
+
+// parley-broker on a free tcp port (plus in-process plugins if asked), with
+// CURVE on: peers started by startGateway and startPluginProcess get the keys.
+// curve: false starts it with --insecure-peers instead.
+export async function startBroker({ args = [], curve = true } = {}) {
     const port = await freePort();
     const endpoint = `tcp://127.0.0.1:${port}`;
+    const keys = testKeys();
+    const keyArgs = curve
+        ? ['--curve-cert', keys.broker, '--curve-allow', keys.allow]
+        : ['--insecure-peers'];
+    peerArgsByEndpoint.set(endpoint, curve ? ['--curve-cert', keys.peer, '--curve-broker', keys.broker] : []);
     const proc = new Proc('parley-broker', bin('parley-broker'),
-        ['--bind', endpoint, ...commonArgs, ...args]);
+        ['--bind', endpoint, ...keyArgs, ...commonArgs, ...args]);
     if (!await proc.waitForOutput(/listening|bound|ready/i, 10000)) {
         await proc.stop();
         throw new Error(`parley-broker did not start\n${proc.output}`);
@@ -201,7 +241,8 @@ export async function startBroker({ args = [] } = {}) {
 export async function startGateway(brokerEndpoint, { args = [] } = {}) {
     const port = await freePort();
     const proc = new Proc('parley-gw', bin('parley-gw'),
-        ['--listen', `127.0.0.1:${port}`, '--broker', brokerEndpoint, ...commonArgs, ...args]);
+        ['--listen', `127.0.0.1:${port}`, '--broker', brokerEndpoint, ...commonArgs,
+            ...withPeerArgs(brokerEndpoint, args)]);
     try {
         await waitForHealth(port);
     } catch (error) {
@@ -218,7 +259,7 @@ export async function startGateway(brokerEndpoint, { args = [] } = {}) {
 
 export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {
     return new Proc('parley-plugin', bin('parley-plugin'),
-        ['--broker', brokerEndpoint, ...commonArgs, ...args, ...plugins]);
+        ['--broker', brokerEndpoint, ...commonArgs, ...withPeerArgs(brokerEndpoint, args), ...plugins]);
 }
 
 export function pluginPath(name) {
