@@ -17,6 +17,7 @@
 #include "pl_envelope.h"
 
 #include <dlfcn.h>
+#include <msgpack.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -48,6 +49,9 @@ const size_t br_host_supported_abi_count
 #define S_HELLO_RETRY_MS        100
 //  The shortest timer interval: a 0 would spin the actor
 #define S_TIMER_MIN_MS          1
+//  Types whose oversized replies or events were logged, at most: past that
+//  every one is logged again (a bug that varied that much deserves it)
+#define S_OVERSIZED_TYPES_MAX   256
 
 //  Instances in this process, for unique instance names
 static atomic_uint s_instance_count;
@@ -113,6 +117,7 @@ struct parley_ctx_s {
     uint64_t next_rid;              //  last rid used by a call
     zlistx_t *timers;               //  s_timer_t *
     int next_timer_id;              //  last id handed out
+    zhashx_t *oversized;            //  types already logged for a body over the limit
 };
 
 static void s_host_table_fill (parley_host_t *host);
@@ -296,8 +301,9 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     self->calls = zlistx_new ();
     self->calls_by_rid = zhashx_new ();
     self->timers = zlistx_new ();
+    self->oversized = zhashx_new ();
     assert (self->plugin_path && self->endpoint && self->options && self->requests
-            && self->calls && self->calls_by_rid && self->timers);
+            && self->calls && self->calls_by_rid && self->timers && self->oversized);
     s_host_table_fill (&self->host);
 
     if (s_host_load (self, error, error_size))
@@ -372,6 +378,7 @@ s_host_destroy (parley_ctx_t **self_p)
     }
     zlistx_destroy (&self->timers);
     zhash_destroy (&self->options);
+    zhashx_destroy (&self->oversized);
 
     if (self->dealer && self->initialized && !self->refused) {
         //  Lets the broker drop our routes now rather than after 3 heartbeats
@@ -809,6 +816,62 @@ s_request_body (const parley_request_t *request, size_t *size_p)
     return zframe_data (body);
 }
 
+//  A body past PL_ENVELOPE_MAX_BODY would be dropped on the way (the
+//  broker's codec, or ZeroMQ's ZMQ_MAXMSGSIZE that cuts the connection): it
+//  is a bug of the plugin, logged once per type with what it was
+static bool
+s_oversized (parley_ctx_t *self, const char *what, const char *type, size_t size,
+             const char *consequence)
+{
+    if (size <= PL_ENVELOPE_MAX_BODY)
+        return false;
+    char key [300];
+    snprintf (key, sizeof key, "%s %s", what, type ? type : "?");
+    if (!zhashx_lookup (self->oversized, key)) {
+        zsys_error ("%s: plugin '%s' made %s '%s' of %zu bytes, over the %d-byte limit of"
+                    " a body: a bug of the plugin; %s (logged once per type)",
+                    self->instance, self->plugin->name, what, type ? type : "?", size,
+                    PL_ENVELOPE_MAX_BODY, consequence);
+        if (zhashx_size (self->oversized) < S_OVERSIZED_TYPES_MAX)
+            zhashx_insert (self->oversized, key, (void *) "logged");
+    }
+    return true;
+}
+
+//  The "type" of an event body, for the log; "?" when it has none
+static void
+s_event_type (const void *body, size_t size, char *type, size_t type_size)
+{
+    snprintf (type, type_size, "?");
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    if (msgpack_unpack_next (&result, (const char *) body, size, &offset)
+        == MSGPACK_UNPACK_SUCCESS && result.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t index = 0; index < result.data.via.map.size; index++) {
+            msgpack_object *key = &result.data.via.map.ptr [index].key;
+            msgpack_object *value = &result.data.via.map.ptr [index].val;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
+            &&  memcmp (key->via.str.ptr, "type", 4) == 0 && value->type == MSGPACK_OBJECT_STR) {
+                snprintf (type, type_size, "%.*s", (int) value->via.str.size, value->via.str.ptr);
+                break;
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&result);
+}
+
+//  Refuses an event too large to send. Returns true if it is.
+static bool
+s_event_oversized (parley_ctx_t *self, const void *body, size_t size)
+{
+    if (size <= PL_ENVELOPE_MAX_BODY)
+        return false;
+    char type [128];
+    s_event_type (body, size, type, sizeof type);
+    return s_oversized (self, "an event", type, size, "not sent");
+}
+
 //  Sends the reply to request, then takes the request back
 static int
 s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code,
@@ -825,14 +888,24 @@ s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code
     if (reply) {
         pl_envelope_set_rid (reply, pl_envelope_rid (request->envelope));
         pl_envelope_set_sid (reply, pl_envelope_sid (request->envelope));
-        if (code)
-            pl_envelope_set_error (reply, code, message ? message : code);
-        if (bind)
-            pl_envelope_set_bind (reply, bind);
-        if (unbind)
-            pl_envelope_set_unbind (reply, true);
-        if (body && size)
-            pl_envelope_set_body_copy (reply, body, size);
+        if (body && s_oversized (self, "a reply to", pl_envelope_type (request->envelope), size,
+                                 "answered internal, outcome unknown")) {
+            //  Never left to time out: the client learns at once that the
+            //  request failed, and that it may have taken effect
+            pl_envelope_set_error (reply, "internal", "The reply was too large to send; the"
+                                   " request may or may not have taken effect.");
+            pl_envelope_set_outcome (reply, "unknown");
+        }
+        else {
+            if (code)
+                pl_envelope_set_error (reply, code, message ? message : code);
+            if (bind)
+                pl_envelope_set_bind (reply, bind);
+            if (unbind)
+                pl_envelope_set_unbind (reply, true);
+            if (body && size)
+                pl_envelope_set_body_copy (reply, body, size);
+        }
         rc = s_send (self, &reply);
         if (rc)
             zsys_warning ("%s: reply to '%s' dropped: the broker's queue is full",
@@ -870,6 +943,8 @@ s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, voi
     assert (self);
     if (!type)
         return -1;
+    if (body && s_oversized (self, "a call of", type, size, "not sent"))
+        return -1;              //  never sent: no answer will come
     pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
     if (!request)
         return -1;
@@ -898,7 +973,7 @@ s_deliver_users (parley_ctx_t *self, const char *const *users, size_t count,
                  const void *body, size_t size)
 {
     assert (self);
-    if (!users || count == 0 || !body || size == 0)
+    if (!users || count == 0 || !body || size == 0 || s_event_oversized (self, body, size))
         return -1;
     pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
     if (!deliver)
@@ -913,7 +988,7 @@ s_deliver_sessions (parley_ctx_t *self, const uint64_t *sessions, size_t count,
                     const void *body, size_t size)
 {
     assert (self);
-    if (!sessions || count == 0 || !body || size == 0)
+    if (!sessions || count == 0 || !body || size == 0 || s_event_oversized (self, body, size))
         return -1;
     pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
     if (!deliver)

@@ -779,8 +779,9 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
     size_t size = 0;
     if (code) {
         const char *message = pl_envelope_message (envelope);
-        buffer = pl_transcode_error (pending->cid, pending->cid_size, code,
-                                     message? message: code, LWS_PRE, &size);
+        buffer = pl_transcode_error_outcome (pending->cid, pending->cid_size, code,
+                                             message? message: code,
+                                             pl_envelope_outcome (envelope), LWS_PRE, &size);
     }
     else {
         zframe_t *body = pl_envelope_body (envelope);

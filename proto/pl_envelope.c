@@ -31,6 +31,7 @@ struct _pl_envelope_t {
     size_t cid_size;            //  its size
     char *code;                 //  owned: error code, NULL = ok
     char *message;              //  owned: error sentence
+    char *outcome;              //  owned: "unknown" when an error may have taken effect
     char *bind;                 //  owned: bind the session to this user
     bool unbind;                //  unbind the session
     uint64_t *sids;             //  owned: deliver targets
@@ -114,6 +115,7 @@ pl_envelope_destroy (pl_envelope_t **self_p)
     free (self->code);
     free (self->message);
     free (self->bind);
+    free (self->outcome);
     free (self->sids);
     s_free_users (self);
     free (self->kind);
@@ -161,7 +163,7 @@ pl_envelope_encode (pl_envelope_t *self, size_t *size_p)
     size_t pairs = 2
         + (self->rid != 0) + (self->sid != 0) + (self->type != NULL) + (self->user != NULL)
         + (self->addr != NULL) + (self->cid != NULL) + (self->code != NULL)
-        + (self->message != NULL) + (self->bind != NULL) + self->unbind
+        + (self->message != NULL) + (self->outcome != NULL) + (self->bind != NULL) + self->unbind
         + (self->sids_count > 0) + (self->users_count > 0) + (self->event != 0)
         + (self->kind != NULL) + (self->name != NULL) + (self->instance != NULL)
         + self->abi_set + (self->flags != 0) + (self->routes_count > 0)
@@ -207,6 +209,10 @@ pl_envelope_encode (pl_envelope_t *self, size_t *size_p)
     if (self->message) {
         PACK_KEY (&packer, "message");
         s_pack_string (&packer, self->message);
+    }
+    if (self->outcome) {
+        PACK_KEY (&packer, "outcome");
+        s_pack_string (&packer, self->outcome);
     }
     if (self->bind) {
         PACK_KEY (&packer, "bind");
@@ -606,6 +612,8 @@ s_read_field (s_decoder_t *decoder, pl_envelope_t *self, const pl_mp_item_t *key
         case 7:
             if (KEY_IS (key, "message"))
                 return s_read_string (decoder, "message", &self->message);
+            if (KEY_IS (key, "outcome"))
+                return s_read_string (decoder, "outcome", &self->outcome);
             break;
         case 8:
             if (KEY_IS (key, "instance"))
@@ -873,6 +881,7 @@ pl_envelope_dup (pl_envelope_t *self)
     copy->code = s_strdup (self->code);
     copy->message = s_strdup (self->message);
     copy->bind = s_strdup (self->bind);
+    copy->outcome = s_strdup (self->outcome);
     copy->unbind = self->unbind;
     pl_envelope_set_sids (copy, self->sids, self->sids_count);
     pl_envelope_set_users (copy, (const char *const *) self->users, self->users_count);
@@ -1071,6 +1080,20 @@ pl_envelope_set_error (pl_envelope_t *self, const char *code, const char *messag
     assert (self);
     s_set_string (&self->code, code);
     s_set_string (&self->message, message);
+}
+
+const char *
+pl_envelope_outcome (pl_envelope_t *self)
+{
+    assert (self);
+    return self->outcome;
+}
+
+void
+pl_envelope_set_outcome (pl_envelope_t *self, const char *outcome)
+{
+    assert (self);
+    s_set_string (&self->outcome, outcome);
 }
 
 const char *

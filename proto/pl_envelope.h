@@ -42,7 +42,8 @@ typedef enum {
     PL_OP_HEARTBEAT = 4,        //  both ways, when idle
     PL_OP_BYE = 5,              //  peer -> broker: leaving now
     PL_OP_REQUEST = 6,          //  rid, type, [sid], [cid], [user], [addr], body
-    PL_OP_REPLY = 7,            //  rid, [sid], [cid], [code, message] | body, [bind|unbind]
+    PL_OP_REPLY = 7,            //  rid, [sid], [cid], [code, message, [outcome]] | body,
+                                //  [bind|unbind]
     PL_OP_DELIVER = 8,          //  plugin -> broker: users or sids + body;
                                 //  broker -> gateway: sids + body
     PL_OP_SESSION_OPEN = 9,     //  gateway -> broker: sid, addr
@@ -145,6 +146,11 @@ void        pl_envelope_set_cid (pl_envelope_t *self, const uint8_t *cid, size_t
 const char *pl_envelope_code (pl_envelope_t *self);
 const char *pl_envelope_message (pl_envelope_t *self);
 void        pl_envelope_set_error (pl_envelope_t *self, const char *code, const char *message);
+
+//  Error reply: "unknown" when the request may have taken effect although it
+//  failed (PROTOCOL.md 1.1 Outcomes); the gateway adds it to the client's error
+const char *pl_envelope_outcome (pl_envelope_t *self);
+void        pl_envelope_set_outcome (pl_envelope_t *self, const char *outcome);
 
 //  Reply: bind the requesting session to this user (auth)
 const char *pl_envelope_bind (pl_envelope_t *self);

@@ -1003,6 +1003,14 @@ uint8_t *
 pl_transcode_error (const uint8_t *id, size_t id_size, const char *code,
                     const char *message, size_t headroom, size_t *json_size_p)
 {
+    return pl_transcode_error_outcome (id, id_size, code, message, NULL, headroom, json_size_p);
+}
+
+uint8_t *
+pl_transcode_error_outcome (const uint8_t *id, size_t id_size, const char *code,
+                            const char *message, const char *outcome, size_t headroom,
+                            size_t *json_size_p)
+{
     assert (json_size_p);
     pl_buf_t output = {0};
     s_start (&output, headroom);
@@ -1020,6 +1028,10 @@ pl_transcode_error (const uint8_t *id, size_t id_size, const char *code,
     if (message) {
         pl_buf_append (&output, ",\"message\":", 11);
         s_write_string (&output, (const uint8_t *) message, strlen (message));
+    }
+    if (outcome) {
+        pl_buf_append (&output, ",\"outcome\":", 11);
+        s_write_string (&output, (const uint8_t *) outcome, strlen (outcome));
     }
     pl_buf_append_byte (&output, '}');
     return s_finish (&output, headroom, json_size_p);

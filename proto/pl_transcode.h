@@ -79,6 +79,13 @@ uint8_t *
     pl_transcode_error (const uint8_t *id, size_t id_size, const char *code,
                         const char *message, size_t headroom, size_t *json_size_p);
 
+//  The same with "outcome": outcome after the message when outcome is not
+//  NULL ("unknown": the request may have taken effect). Caller frees.
+uint8_t *
+    pl_transcode_error_outcome (const uint8_t *id, size_t id_size, const char *code,
+                                const char *message, const char *outcome, size_t headroom,
+                                size_t *json_size_p);
+
 #ifdef __cplusplus
 }
 #endif

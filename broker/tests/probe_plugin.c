@@ -11,6 +11,10 @@
                    tick and cancels the timer
     probe.batches  answers {"batches": n, "sessions": n}: on_batch_end and
                    on_session calls so far
+    probe.huge     answers with a 2 MiB body, past the envelope's limit (a bug
+                   the host must answer internal, outcome unknown)
+    probe.huge_event  delivers a 2 MiB {"type": "probe.huge"} event to
+                   "alice", then answers {"rc": what deliver_users returned}
     =========================================================================
 */
 
@@ -113,6 +117,31 @@ s_on_request (void *state, parley_request_t *request)
         self->ticking = request;
         self->ticks = 0;
         self->timer = host->timer_add (self->ctx, 20, s_on_tick);
+    }
+    else
+    if (strcmp (type, "probe.huge") == 0 || strcmp (type, "probe.huge_event") == 0) {
+        //  {"type": "probe.huge", "blob": <2 MiB of bin>}
+        size_t blob = 2 * 1024 * 1024;
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        msgpack_pack_str_with_body (&packer, "type", 4);
+        msgpack_pack_str_with_body (&packer, "probe.huge", 10);
+        msgpack_pack_str_with_body (&packer, "blob", 4);
+        char *bytes = (char *) calloc (1, blob);
+        if (bytes)
+            msgpack_pack_bin_with_body (&packer, bytes, blob);
+        free (bytes);
+        if (strcmp (type, "probe.huge") == 0)
+            host->reply (self->ctx, &request, buffer.data, buffer.size);
+        else {
+            const char *users [] = { "alice" };
+            int rc = host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
+            s_reply_int (self, &request, "rc", rc);
+        }
+        msgpack_sbuffer_destroy (&buffer);
     }
     else
     if (strcmp (type, "probe.batches") == 0) {

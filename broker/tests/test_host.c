@@ -782,6 +782,41 @@ test_requests_held_at_destroy_are_freed_by_host (void **state)
     broker_destroy (&broker);
 }
 
+
+//  A reply past the body limit is answered internal with outcome unknown at
+//  once, never left to time out; an event past it is not sent
+static void
+test_oversized_reply_is_answered_internal_outcome_unknown (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    for (uint64_t rid = 20; rid < 22; rid++) {
+        broker_send_request (broker, rid, "probe.huge", "alice", "x");
+        pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+        assert_int_equal (pl_envelope_rid (reply), rid);
+        assert_string_equal (pl_envelope_code (reply), "internal");
+        assert_string_equal (pl_envelope_outcome (reply), "unknown");
+        assert_non_null (strstr (pl_envelope_message (reply), "too large"));
+        assert_null (pl_envelope_body (reply));
+        pl_envelope_destroy (&reply);
+    }
+
+    broker_send_request (broker, 22, "probe.huge_event", "alice", "x");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 22);
+    assert_null (pl_envelope_code (reply));
+    msgpack_unpacked outcome;
+    unpack_body (reply, &outcome);
+    assert_int_equal (map_get (&outcome.data, "rc")->via.i64, -1);
+    msgpack_unpacked_destroy (&outcome);
+    pl_envelope_destroy (&reply);
+    broker_expect_silence (broker, 200);
+
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
 int
 main (void)
 {
@@ -809,6 +844,7 @@ main (void)
         cmocka_unit_test (test_plugin_timer_ticks_until_cancelled),
         cmocka_unit_test (test_session_events_and_batch_end_reach_plugin),
         cmocka_unit_test (test_requests_held_at_destroy_are_freed_by_host),
+        cmocka_unit_test (test_oversized_reply_is_answered_internal_outcome_unknown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -108,6 +108,7 @@ test_every_field_round_trips (void **state)
     pl_envelope_set_addr (envelope, "127.0.0.1:5555");
     pl_envelope_set_cid (envelope, (const uint8_t *) "\xa3" "r-7", 4);
     pl_envelope_set_error (envelope, "room_full", "Room 'general' is full (50 of 50).");
+    pl_envelope_set_outcome (envelope, "unknown");
     pl_envelope_set_bind (envelope, "bob");
     pl_envelope_set_unbind (envelope, true);
     uint64_t sids [] = {1, 0, UINT64_MAX, 1ULL << 40};
@@ -137,6 +138,7 @@ test_every_field_round_trips (void **state)
     assert_memory_equal (cid, "\xa3" "r-7", 4);
     assert_string_equal (pl_envelope_code (copy), "room_full");
     assert_string_equal (pl_envelope_message (copy), "Room 'general' is full (50 of 50).");
+    assert_string_equal (pl_envelope_outcome (copy), "unknown");
     assert_string_equal (pl_envelope_bind (copy), "bob");
     assert_true (pl_envelope_unbind (copy));
     size_t count;

@@ -610,6 +610,14 @@ test_error_frame_escapes_its_message (void **state)
     expected = "{\"type\":\"error\",\"code\":\"too_large\",\"message\":\"Too large.\"}";
     assert_memory_equal (frame, expected, size);
     free (frame);
+    //  An error whose request may have taken effect says so
+    frame = pl_transcode_error_outcome ((const uint8_t *) "\x07", 1, "internal", "Lost.",
+                                        "unknown", 0, &size);
+    expected = "{\"type\":\"error\",\"id\":7,\"code\":\"internal\",\"message\":\"Lost.\","
+               "\"outcome\":\"unknown\"}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
 }
 
 static void
