@@ -100,6 +100,8 @@ struct parley_ctx_s {
     bool initialized;               //  init succeeded, destroy is owed
     char *instance;                 //  "name@hostname:pid:n"
     zhash_t *options;               //  KEY -> VALUE for this plugin's name
+    zhashx_t *asked;                //  the KEYs the plugin asked host->option for
+    bool options_refused;           //  an option it never asked for: not started
     uint32_t heartbeat;             //  msecs between our heartbeats
     uint32_t broker_heartbeat;      //  msecs, as the broker's welcome said
     uint32_t call_timeout;          //  msecs a call may wait for its reply
@@ -269,6 +271,8 @@ s_host_take_options (parley_ctx_t *self, const br_host_config_t *config)
             continue;
         const char *key = option + name_length + 1;
         const char *equals = strchr (key, '=');
+        if (config->options_taken)
+            config->options_taken [index] = true;
         if (!equals || equals == key)
             continue;
         char *key_copy = strndup (key, (size_t) (equals - key));
@@ -278,6 +282,48 @@ s_host_take_options (parley_ctx_t *self, const br_host_config_t *config)
             free (key_copy);
         }
     }
+}
+
+//  zlistx comparator for the sorted list of known keys
+static int
+s_compare_keys (const void *item1, const void *item2)
+{
+    return strcmp ((const char *) item1, (const char *) item2);
+}
+
+//  Every option given to this plugin must be one it asked for in its init:
+//  a misspelt key would otherwise be ignored in silence. Returns 0, or -1
+//  with a sentence naming the key and the keys the plugin knows.
+static int
+s_host_check_options (parley_ctx_t *self, char *error, size_t error_size)
+{
+    const char *unknown = NULL;
+    for (const char *value = (const char *) zhash_first (self->options); value && !unknown;
+         value = (const char *) zhash_next (self->options))
+        if (!zhashx_lookup (self->asked, zhash_cursor (self->options)))
+            unknown = zhash_cursor (self->options);
+    if (!unknown)
+        return 0;
+    zlistx_t *keys = zhashx_keys (self->asked);
+    assert (keys);
+    zlistx_set_comparator (keys, s_compare_keys);
+    zlistx_sort (keys);
+    char known [768] = "";
+    size_t used = 0;
+    for (const char *key = (const char *) zlistx_first (keys); key && used < sizeof known;
+         key = (const char *) zlistx_next (keys)) {
+        int written = snprintf (known + used, sizeof known - used, "%s%s",
+                                used ? ", " : "", key);
+        if (written < 0)
+            break;
+        used += (size_t) written;
+    }
+    snprintf (error, error_size, "plugin '%s' (%s) has no option '%s' (--option %s.%s=...);"
+              " %s%s", self->plugin->name, self->plugin_path, unknown, self->plugin->name,
+              unknown, zlistx_size (keys) ? "its options are: " : "it takes no options",
+              known);
+    zlistx_destroy (&keys);
+    return -1;
 }
 
 //  Creates the instance, loads the plugin and initializes it. Returns the
@@ -302,6 +348,8 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     self->calls_by_rid = zhashx_new ();
     self->timers = zlistx_new ();
     self->oversized = zhashx_new ();
+    self->asked = zhashx_new ();
+    assert (self->asked);
     assert (self->plugin_path && self->endpoint && self->options && self->requests
             && self->calls && self->calls_by_rid && self->timers && self->oversized);
     s_host_table_fill (&self->host);
@@ -340,6 +388,10 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
         return self;
     }
     self->initialized = true;
+    if (s_host_check_options (self, error, error_size)) {
+        self->options_refused = true;
+        self->refused = true;   //  the broker never heard of us: no bye
+    }
     return self;
 }
 
@@ -379,6 +431,7 @@ s_host_destroy (parley_ctx_t **self_p)
     zlistx_destroy (&self->timers);
     zhash_destroy (&self->options);
     zhashx_destroy (&self->oversized);
+    zhashx_destroy (&self->asked);
 
     if (self->dealer && self->initialized && !self->refused) {
         //  Lets the broker drop our routes now rather than after 3 heartbeats
@@ -702,7 +755,7 @@ s_host_actor (zsock_t *pipe, void *args)
 {
     s_start_t *start = (s_start_t *) args;
     parley_ctx_t *self = s_host_new (pipe, start->config, start->error, start->error_size);
-    if (!self->initialized) {
+    if (!self->initialized || self->options_refused) {
         s_host_destroy (&self);
         zsock_signal (pipe, 1);
         return;
@@ -746,6 +799,23 @@ s_host_actor (zsock_t *pipe, void *args)
         s_host_keep_alive (self, zclock_mono ());
     }
     s_host_destroy (&self);
+}
+
+int
+br_host_check_options_taken (const char *const *options, const bool *taken,
+                             size_t count, char *error, size_t error_size)
+{
+    assert (error && error_size);
+    for (size_t index = 0; index < count; index++) {
+        if (taken [index] || !options [index])
+            continue;
+        const char *dot = strchr (options [index], '.');
+        int name_length = dot ? (int) (dot - options [index]) : (int) strlen (options [index]);
+        snprintf (error, error_size, "--option %s: no plugin named '%.*s' is loaded here",
+                  options [index], name_length, options [index]);
+        return -1;
+    }
+    return 0;
 }
 
 zactor_t *
@@ -1015,7 +1085,12 @@ static const char *
 s_option (parley_ctx_t *self, const char *name)
 {
     assert (self);
-    return name ? (const char *) zhash_lookup (self->options, name) : NULL;
+    if (!name)
+        return NULL;
+    //  Remembered for s_host_check_options (keys, not values: nothing grows)
+    if (!zhashx_lookup (self->asked, name))
+        zhashx_insert (self->asked, name, (void *) "asked");
+    return (const char *) zhash_lookup (self->options, name);
 }
 
 static void

@@ -41,6 +41,9 @@ typedef struct {
     uint32_t call_timeout_ms;       //  0 = 2 x BR_BROKER_REQUEST_TIMEOUT_DEFAULT:
                                     //  a host->call unanswered this long gets
                                     //  unavailable even if the broker is gone
+    bool *options_taken;            //  optional, option_count flags: the host sets
+                                    //  those whose NAME is its plugin's (for
+                                    //  br_host_check_options_taken)
     const pl_curve_t *curve;        //  this peer's keys (pl_curve_peer_new), borrowed
                                     //  until br_host_start returns; used for a tcp://
                                     //  endpoint, NULL = no keys
@@ -48,11 +51,20 @@ typedef struct {
 
 //  Starts one plugin instance as an actor. Returns the actor once the plugin
 //  is loaded and initialized (before the broker has welcomed it), or NULL
-//  with a sentence in error (ABI refused, missing symbol, init failed).
+//  with a sentence in error (ABI refused, missing symbol, init failed, or an
+//  option for this plugin whose KEY the plugin did not ask for during its
+//  init: the sentence names the key and lists the keys it asked for).
 //  Caller owns return value; destroy with zactor_destroy, which calls the
 //  plugin's destroy and unloads it.
 zactor_t *
     br_host_start (const br_host_config_t *config, char *error, size_t error_size);
+
+//  After a program has started all its plugins with options_taken: an option
+//  no plugin took names a plugin that is not loaded. Returns 0, or -1 with a
+//  sentence in error naming the first such option.
+int
+    br_host_check_options_taken (const char *const *options, const bool *taken,
+                                 size_t count, char *error, size_t error_size);
 
 //  The ABI versions this host supports, newest first, for messages and tests
 extern const parley_abi_t br_host_supported_abi [];

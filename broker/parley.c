@@ -295,6 +295,7 @@ main (int argc, char **argv)
 
     int rc = EXIT_FAILURE;
     zactor_t *hosts [MAX_LIST * 2] = { NULL };
+    bool options_taken [MAX_LIST] = { false };
     size_t host_count = 0;
     char *web_root = NULL;
     char *store_option = NULL;
@@ -357,6 +358,7 @@ main (int argc, char **argv)
             .options = options.options,
             .verbose = options.verbose,
             .option_count = options.option_count,
+            .options_taken = options_taken,
             .heartbeat_ms = options.heartbeat_ms
         };
         char error [512];
@@ -369,6 +371,12 @@ main (int argc, char **argv)
         host_count++;
     }
 
+    char error [512];
+    if (br_host_check_options_taken (options.options, options_taken, options.option_count,
+                                     error, sizeof error)) {
+        fprintf (stderr, "parley: %s\n", error);
+        goto cleanup;
+    }
     web_root = options.web_root? strdup (options.web_root): pl_paths_web ();
     gw_config_t gateway_config = {
         .listen_host = options.listen_host,

@@ -196,6 +196,7 @@ main (int argc, char *argv [])
         return 1;
     }
     zactor_t *hosts [MAX_ARGS] = { NULL };
+    bool options_taken [MAX_ARGS] = { false };
     int status = 0;
     for (size_t index = 0; index < plugin_count; index++) {
         br_host_config_t host_config = {
@@ -203,6 +204,7 @@ main (int argc, char *argv [])
             .endpoint = BR_BROKER_INPROC,
             .options = options,
             .option_count = option_count,
+            .options_taken = options_taken,
             .heartbeat_ms = heartbeat_ms,
             .call_timeout_ms = request_timeout_ms ? 2 * request_timeout_ms : 0
         };
@@ -214,6 +216,12 @@ main (int argc, char *argv [])
             status = 1;
             break;
         }
+    }
+    char error [512];
+    if (status == 0
+    &&  br_host_check_options_taken (options, options_taken, option_count, error, sizeof error)) {
+        fprintf (stderr, "parley-broker: %s\n", error);
+        status = 1;
     }
     if (status == 0) {
         zsys_info ("parley-broker: running with %zu plugin(s); SIGINT or SIGTERM stops it",

@@ -55,8 +55,9 @@ main (int argc, char *argv [])
     uint32_t heartbeat = 0;
     bool verbose = false;
     const char **options = (const char **) calloc ((size_t) argc, sizeof (char *));
+    bool *options_taken = (bool *) calloc ((size_t) argc, sizeof (bool));
     char **plugins = (char **) calloc ((size_t) argc, sizeof (char *));
-    assert (options && plugins);
+    assert (options && options_taken && plugins);
     size_t option_count = 0;
     size_t plugin_count = 0;
     int rc = 0;
@@ -150,6 +151,7 @@ main (int argc, char *argv [])
                 .options = options,
                 .verbose = verbose,
                 .option_count = option_count,
+                .options_taken = options_taken,
                 .heartbeat_ms = heartbeat,
                 .curve = curve
             };
@@ -163,6 +165,12 @@ main (int argc, char *argv [])
                                          plugins [index]);
             free (names);
             names = joined;
+        }
+        char error [512];
+        if (rc == 0 && br_host_check_options_taken (options, options_taken, option_count,
+                                                    error, sizeof error)) {
+            fprintf (stderr, "parley-plugin: %s\n", error);
+            rc = 1;
         }
         if (rc == 0) {
             zsys_info ("parley-plugin: hosting %s for the broker at %s", names, endpoint);
@@ -184,5 +192,6 @@ main (int argc, char *argv [])
     pl_curve_destroy (&curve);
     free (plugins);
     free (options);
+    free (options_taken);
     return rc == -1 ? 0 : rc;
 }

@@ -150,7 +150,9 @@ typedef struct {
                              const void *body, size_t size);
 
     //  An option given to this instance ("name=value" on the command line),
-    //  or NULL. Borrowed, valid for the instance's lifetime.
+    //  or NULL. Borrowed, valid for the instance's lifetime. Ask for every
+    //  key the plugin has during init: a key given but never asked for by
+    //  then stops the instance from starting (a misspelling, not ignored).
     const char *(*option) (parley_ctx_t *ctx, const char *name);
     //  Logs one line, prefixed with the instance's name.
     void (*log) (parley_ctx_t *ctx, int level, const char *format, ...)

@@ -817,6 +817,43 @@ test_oversized_reply_is_answered_internal_outcome_unknown (void **state)
     broker_destroy (&broker);
 }
 
+//  An option key the plugin never asks for stops it from starting, with the
+//  keys it knows; an option for another plugin is left for the program
+static void
+test_unknown_option_key_is_refused_with_the_known_keys (void **state)
+{
+    broker_t *broker = broker_new ();
+    const char *options [] = { "example.greeting=Hi", "example.greetin=Hi", "rooms.msg_rate=0" };
+    bool taken [3] = { false, false, false };
+    br_host_config_t config = {
+        .plugin_path = EXAMPLE_PLUGIN,
+        .endpoint = broker->endpoint,
+        .options = options,
+        .option_count = 3,
+        .options_taken = taken
+    };
+    char error [512];
+    zactor_t *host = br_host_start (&config, error, sizeof error);
+    assert_null (host);
+    assert_non_null (strstr (error, "has no option 'greetin'"));
+    assert_non_null (strstr (error, "its options are: greeting"));
+    //  It never said hello: the broker heard nothing
+    broker_expect_silence (broker, 200);
+
+    //  The right key starts it; the option no plugin took names the missing one
+    config.option_count = 1;
+    options [1] = NULL;
+    host = br_host_start (&config, error, sizeof error);
+    assert_non_null (host);
+    assert_true (taken [0]);
+    assert_false (taken [2]);
+    assert_int_equal (br_host_check_options_taken (options, taken, 1, error, sizeof error), 0);
+    assert_int_equal (br_host_check_options_taken (options, taken, 3, error, sizeof error), -1);
+    assert_non_null (strstr (error, "no plugin named 'rooms' is loaded"));
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
 int
 main (void)
 {
@@ -845,6 +882,7 @@ main (void)
         cmocka_unit_test (test_session_events_and_batch_end_reach_plugin),
         cmocka_unit_test (test_requests_held_at_destroy_are_freed_by_host),
         cmocka_unit_test (test_oversized_reply_is_answered_internal_outcome_unknown),
+        cmocka_unit_test (test_unknown_option_key_is_refused_with_the_known_keys),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -193,3 +193,35 @@ test('a gateway survives a broker restart and serves again', async () => {
             assertCleanExit(restarted, await restarted.stop());
     }
 });
+
+test('an --option key no plugin asks for, or for a plugin not loaded, stops parley, parley-broker and parley-plugin with the known keys', async () => {
+    const data = tempDir();
+    const run = async (name, args) => {
+        const proc = new Proc(name, path.join(binDir, name), args);
+        const status = await proc.exited;
+        assert.equal(status.code, 1, `${name} ${args.join(' ')} exited ${JSON.stringify(status)}\n${proc.output}`);
+        assert.deepEqual(sanitizerReports(proc.output), [], proc.output);
+        return proc.output;
+    };
+    const listen = ['--listen', `127.0.0.1:${await freePort()}`, '--data', data];
+    let output = await run('parley', [...listen, '--option', 'auth.worker=2']);
+    assert.match(output, /plugin 'auth' .* has no option 'worker'/);
+    assert.match(output, /its options are: .*\bops_limit\b.*\bworkers\b/);
+    output = await run('parley', [...listen, '--option', 'romos.msg_rate=0']);
+    assert.match(output, /--option romos\.msg_rate=0: no plugin named 'romos' is loaded/);
+
+    const broker = await startBroker();
+    try {
+        output = await run('parley-broker', ['--bind', `tcp://127.0.0.1:${await freePort()}`,
+            '--insecure-peers', '--plugin', pluginPath('example'), '--option', 'example.greting=Hi']);
+        assert.match(output, /has no option 'greting'.*its options are: greeting/);
+        const plugin = startPluginProcess(broker.endpoint, [pluginPath('example')],
+            { args: ['--option', 'example.greeting=Hi', '--option', 'pm.msg_rate=0'] });
+        const status = await plugin.exited;
+        assert.equal(status.code, 1);
+        assert.match(plugin.output, /no plugin named 'pm' is loaded/);
+        assert.doesNotMatch(broker.proc.output, /welcomed plugin/);
+    } finally {
+        assertCleanExit(broker.proc, await broker.stop());
+    }
+});
