@@ -106,6 +106,16 @@ s_make (const char *file, const char *dir, const char *name, bool force)
         zstr_free (&secret);
         return 1;
     }
+    //  A missing folder for the pair is made owner-only
+    char *folder = strdup (file);
+    assert (folder);
+    char *slash = strrchr (folder, '/');
+    if (slash && slash != folder) {
+        *slash = 0;
+        if (mkdir (folder, 0700) && errno != EEXIST)
+            fprintf (stderr, "parley-keygen: cannot create %s: %s\n", folder, strerror (errno));
+    }
+    free (folder);
     zcert_t *cert = zcert_new ();
     assert (cert);
     zcert_set_meta (cert, "name", "%s", name);
