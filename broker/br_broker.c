@@ -154,6 +154,12 @@ typedef struct {
     uint64_t dropped;           //  messages we could not queue, ever
     uint64_t dropped_logged;    //  value of dropped at the last summary
     int64_t next_drop_log;      //  monotonic ms before which we stay quiet
+    zsock_t *monitor;           //  the ROUTER's failed handshakes, with keys only
+    char *monitor_endpoint;     //  its inproc name, unique per broker
+    uint64_t refused;           //  handshakes refused (no key, key not allowed), ever
+    uint64_t refused_logged;    //  value of refused at the last summary
+    int64_t next_refused_log;   //  monotonic ms before which we stay quiet
+    char *refused_at;           //  the endpoint of the last refusal
 } broker_t;
 
 
@@ -1325,6 +1331,41 @@ s_log_drops (broker_t *self, int64_t now)
     }
 }
 
+//  Peers refused at the handshake, summed up at most every BR_LOG_INTERVAL:
+//  the operator learns of a peer with a wrong key, and a scanner cannot
+//  flood the log
+static void
+s_log_refused (broker_t *self, int64_t now)
+{
+    if (self->refused != self->refused_logged && now >= self->next_refused_log) {
+        zsys_warning ("broker: refused %" PRIu64 " peer connection(s) on %s: no CURVE key, or"
+                      " a key not in the allowed folder (%" PRIu64 " in all)",
+                      self->refused - self->refused_logged,
+                      self->refused_at ? self->refused_at : "tcp", self->refused);
+        self->refused_logged = self->refused;
+        self->next_refused_log = now + BR_LOG_INTERVAL;
+    }
+}
+
+static void
+s_handle_monitor (broker_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->monitor);
+    if (!msg)
+        return;
+    zframe_t *event = zmsg_first (msg);
+    zframe_t *address = zmsg_next (msg);
+    if (event && zframe_size (event) >= 2) {
+        self->refused++;
+        if (address) {
+            zstr_free (&self->refused_at);
+            self->refused_at = zframe_strdup (address);
+        }
+    }
+    zmsg_destroy (&msg);
+    s_log_refused (self, zclock_mono ());
+}
+
 //  Heartbeats idle peers, buries silent ones
 static void
 s_tick (broker_t *self, int64_t now)
@@ -1357,6 +1398,7 @@ s_tick (broker_t *self, int64_t now)
         zlistx_destroy (&dead);
     }
     s_log_drops (self, now);
+    s_log_refused (self, now);
 }
 
 static void
@@ -1446,6 +1488,12 @@ s_broker_destroy (broker_t **self_p)
     if (*self_p) {
         broker_t *self = *self_p;
         zpoller_destroy (&self->poller);
+        if (self->monitor) {
+            zmq_socket_monitor (zsock_resolve (self->router), NULL, 0);
+            zsock_destroy (&self->monitor);
+        }
+        zstr_free (&self->monitor_endpoint);
+        zstr_free (&self->refused_at);
         //  Closing a socket frees its inproc name only later, in ZeroMQ's
         //  reaper thread; unbinding frees it now, for the next broker
         if (self->router && self->inproc_bound)
@@ -1578,6 +1626,25 @@ s_broker_bind_endpoint (broker_t *self, const char *endpoint)
     return 0;
 }
 
+//  With keys, the handshakes ZeroMQ refuses never reach us as messages: a
+//  socket monitor tells us of them, for the log
+static int
+s_broker_watch_handshakes (broker_t *self)
+{
+    self->monitor_endpoint = zsys_sprintf ("inproc://parley-broker-monitor-%p", (void *) self);
+    if (!self->monitor_endpoint
+    ||  zmq_socket_monitor (zsock_resolve (self->router), self->monitor_endpoint,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+        zsys_error ("broker: cannot watch the handshakes of peers: %s", zmq_strerror (errno));
+        return -1;
+    }
+    self->monitor = zsock_new (ZMQ_PAIR);
+    if (!self->monitor || zsock_connect (self->monitor, "%s", self->monitor_endpoint))
+        return -1;
+    return 0;
+}
+
 //  Creates and binds the ROUTER. Returns -1 after logging which endpoint
 //  failed and why.
 static int
@@ -1603,6 +1670,8 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
     //  ZeroMQ takes a socket's security options when it binds an endpoint:
     //  ipc:// first, without CURVE (its file's permissions guard it), then
     //  the keys, then tcp://
+    if (config && config->curve && s_broker_watch_handshakes (self))
+        return -1;
     size_t count = config ? config->endpoint_count : 0;
     for (size_t pass = 0; pass < 2; pass++) {
         if (pass == 1)
@@ -1616,7 +1685,7 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
         }
     }
     self->poller = zpoller_new (self->pipe, self->router, NULL);
-    if (!self->poller)
+    if (!self->poller || (self->monitor && zpoller_add (self->poller, self->monitor)))
         return -1;
     //  Signals are the program's business, not ours: only $TERM ends us
     zpoller_set_nonstop (self->poller, true);
@@ -1666,6 +1735,9 @@ br_broker_actor (zsock_t *pipe, void *args)
         void *which = zpoller_wait (self->poller, timeout);
         if (which == self->pipe)
             s_handle_pipe (self);
+        else
+        if (which && which == self->monitor)
+            s_handle_monitor (self);
         else
         if (which == self->router) {
             //  Drain a batch, then look at the clock again

@@ -58,6 +58,10 @@ test('a plugin process with a key the broker does not allow never serves; with a
         }
         assert.doesNotMatch(strangers[0].output, /registered with broker/);
         assert.doesNotMatch(broker.proc.output, /welcomed plugin 'example'/);
+        // The operator hears of it, summed up
+        assert.ok(await broker.proc.waitForOutput(
+            /refused \d+ peer connection\(s\) on tcp:\/\/127\.0\.0\.1:\d+: no CURVE key, or a key not in the allowed folder/,
+            10000), broker.proc.output);
 
         plugin = startPluginProcess(broker.endpoint, [pluginPath('example')]);
         const served = await eventually(async () => {
@@ -109,6 +113,9 @@ test('a gateway without an allowed key never becomes healthy; with one it does',
             await client.close();
         }
         assert.doesNotMatch(broker.proc.output, /welcomed gateway/);
+        assert.match(broker.proc.output, /refused \d+ peer connection\(s\)/);
+        assert.ok(broker.proc.output.split('\n').filter((line) => /refused \d+ peer/.test(line)).length < 10,
+            'refusals are summed up, not logged one by one');
 
         const gateway = await startGateway(broker.endpoint);
         const client = await Client.connect(gateway.url);
