@@ -1667,11 +1667,11 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
     self->inproc_bound = true;
     if (s_broker_check_keys (config))
         return -1;
+    if (config && config->curve && s_broker_watch_handshakes (self))
+        return -1;
     //  ZeroMQ takes a socket's security options when it binds an endpoint:
     //  ipc:// first, without CURVE (its file's permissions guard it), then
     //  the keys, then tcp://
-    if (config && config->curve && s_broker_watch_handshakes (self))
-        return -1;
     size_t count = config ? config->endpoint_count : 0;
     for (size_t pass = 0; pass < 2; pass++) {
         if (pass == 1)

@@ -419,8 +419,8 @@ test('after a broker restart, users who come back cause no events and the others
         broker.proc.signal('SIGKILL');
         await broker.proc.exited;
         await bob.close();
-        broker = new Proc('parley-broker', path.join(binDir, 'parley-broker'),
-                          ['--bind', endpoint, '--heartbeat', String(HEARTBEAT_MS)]);
+        // The same command line: the same endpoint and the same keys
+        broker = new Proc('parley-broker', path.join(binDir, 'parley-broker'), [...broker.proc.args]);
         const back = await eventually(async () => {
             const reply = await alice.request({ type: 'presence.list' }, 2000).catch(() => null);
             return reply?.type === 'ok' ? reply : null;
