@@ -225,3 +225,30 @@ test('an --option key no plugin asks for, or for a plugin not loaded, stops parl
         assertCleanExit(broker.proc, await broker.stop());
     }
 });
+
+test('a plugin reply over the 1 MiB body limit is answered internal with outcome unknown at once, and logged', async () => {
+    const server = await startParley({
+        withExample: false,
+        // The broker's timeout far away: only the host's answer can come in time
+        args: ['--plugin', path.join(testPluginDir, 'probe.so'), '--request-timeout', '120000',
+            '--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=65536'],
+    });
+    try {
+        const client = await Client.connect(server.url);
+        const registered = await client.request({ type: 'auth.register', username: 'alice', password: 'correct horse' });
+        assert.equal(registered.type, 'ok', JSON.stringify(registered));
+        for (const id of [10, 11]) {
+            const reply = await client.request({ type: 'probe.huge', id }, 30000);
+            assert.deepEqual(reply, {
+                type: 'error', id, code: 'internal', outcome: 'unknown', __binary: false,
+                message: 'The reply was too large to send; the request may or may not have taken effect.',
+            });
+        }
+        const lines = server.proc.output.split('\n')
+            .filter((line) => /plugin 'probe' made a reply to 'probe\.huge' of \d+ bytes, over the 1048576-byte limit/.test(line));
+        assert.equal(lines.length, 1, `logged once per type\n${server.proc.output}`);
+        await client.close();
+    } finally {
+        assertCleanExit(server.proc, await server.stop());
+    }
+});
