@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
-    startBroker, startGateway, startPluginProcess, pluginPath, testKeys, Client, Proc,
+    startParley, startBroker, startGateway, startPluginProcess, pluginPath, testKeys, Client, Proc,
     binDir, eventually, sanitizerReports, tempDir, freePort, sleep, HEARTBEAT_MS,
 } from '../lib/harness.js';
 
@@ -228,5 +228,29 @@ test('a broker on ipc:// makes its socket owner-only, and a plugin process reach
         assertCleanExit(gateway.proc, await gateway.stop());
         assertCleanExit(broker, await broker.stop());
         rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test('parley --bind tcp with keys takes a plugin process with an allowed key', async () => {
+    const keys = testKeys();
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const server = await startParley({
+        withExample: false,
+        args: ['--bind', endpoint, '--curve-cert', keys.broker, '--curve-allow', keys.allow],
+    });
+    const plugin = startPluginProcess(endpoint, [pluginPath('example')],
+        { args: ['--curve-cert', keys.peer, '--curve-broker', keys.broker] });
+    try {
+        assert.match(server.proc.output, /listening on tcp:\/\/127\.0\.0\.1:\d+ \(CURVE: allowed peer keys only\)/);
+        const client = await Client.connect(server.url);
+        const reply = await eventually(async () => {
+            const answer = await echo(client, { text: 'into parley' });
+            return answer.type === 'ok' ? answer : null;
+        }, 15000);
+        assert.ok(reply, `${plugin.output}\n${server.proc.output}`);
+        await client.close();
+    } finally {
+        assertCleanExit(plugin, await plugin.stop());
+        assertCleanExit(server.proc, await server.stop());
     }
 });
