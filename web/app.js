@@ -5,8 +5,10 @@ import { ProtocolClient } from './protocol.js';
 import { PresencePanel } from './presence.js';
 import { RoomsController } from './rooms.js';
 import { PmController } from './pm.js';
+import { Navigator } from './nav.js';
+import { ConnectionStatus } from './connection.js';
+import { toast } from './toast.js';
 
-const PING_INTERVAL_MS = 15000;
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
 
@@ -22,27 +24,25 @@ const client = new ProtocolClient();
 const presence = new PresencePanel({
     list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
 });
-// Rooms and private conversations share the main area: opening one closes the other
-let pm = null;
-const rooms = new RoomsController(client, {
-    users: () => [...presence.users.keys()],
-    onOpen: () => pm.close(),
-    otherOpen: () => pm.isOpen,
-});
-pm = new PmController(client, {
-    onOpen: () => rooms.close(),
+const nav = new Navigator();
+const rooms = new RoomsController(client, { nav, toast, users: () => [...presence.users.keys()] });
+const pm = new PmController(client, {
+    nav,
     presenceOf: (name) => presence.users.get(name) ?? [...presence.users.values()]
         .find((entry) => entry.user.toLowerCase() === name.toLowerCase()),
 });
+nav.attach({ rooms, pm, people: () => [...presence.users.keys()] });
 presence.onMessage = (user) => pm.open(user);
 
 // Where the page is: 'signin', 'resuming' or 'dashboard'
 let view = null;
 let currentUser = null;         // the signed-in user's name, while on the dashboard
+let sessionReady = false;       // this connection is signed in and the dashboard loaded
 let busy = false;               // a sign-in request is in flight
 let loggingOut = false;         // our own auth.logout is in flight
-let pingTimer = null;
 let resumeTimer = null;
+
+const status = new ConnectionStatus(client, { online: (connected) => setOnline(connected && sessionReady) });
 
 // --- token, kept across reloads ---------------------------------------------
 
@@ -65,60 +65,32 @@ function storeToken(token) {
     }
 }
 
-// --- connection status ------------------------------------------------------
+// --- connection ---------------------------------------------------------------
 
-function showStatus(text, tone) {
-    const badge = $('status');
-    badge.textContent = text;
-    badge.className = `badge text-bg-${tone}`;
+// Online: Send enabled, presence believed; offline: the page says it may be old
+function setOnline(online) {
+    presence.markStale(!online);
+    rooms.setOnline(online);
+    pm.setOnline(online);
 }
 
-function showConnectionDetail(text) {
-    const detail = $('status-detail');
-    detail.textContent = text ?? '';
-    detail.hidden = !text;
-}
-
-async function measureLatency() {
-    const started = performance.now();
-    try {
-        await client.request('ping', {}, { timeoutMs: 10000 });
-    } catch {
-        return false;
-    }
-    $('latency').textContent = `${(performance.now() - started).toFixed(1)} ms`;
-    return true;
-}
-
-client.on(':connecting', () => {
-    if ($('status').textContent !== 'Disconnected — retrying')
-        showStatus('Connecting…', 'secondary');
-});
-
-client.on(':open', async () => {
-    showConnectionDetail(null);
-    if (await measureLatency()) {
-        showStatus('Connected', 'success');
-        clearInterval(pingTimer);
-        pingTimer = setInterval(measureLatency, PING_INTERVAL_MS);
-    }
+client.on(':open', () => {
     // A new connection is a new, unauthenticated session: sign it in again
     if (storedToken())
         resume();
 });
 
-client.on(':close', ({ retryInMs }) => {
-    clearInterval(pingTimer);
+client.on(':close', () => {
     clearTimeout(resumeTimer);
-    pingTimer = null;
-    $('latency').textContent = '';
-    showStatus('Disconnected — retrying', 'danger');
-    const seconds = Math.max(1, Math.round(retryInMs / 1000));
-    showConnectionDetail(`The connection to the server was lost; trying again in ${seconds} s.`);
-    presence.markStale();
-    rooms.markStale();
-    pm.markStale();
+    sessionReady = false;
+    status.setReady(false);
+    setOnline(false);
 });
+
+function showConnectionDetail(text) {
+    $('resume-error').textContent = text ?? '';
+    $('resume-error').hidden = !text;
+}
 
 // --- views ------------------------------------------------------------------
 
@@ -138,8 +110,15 @@ function showView(next, { focus = true } = {}) {
         $('dashboard-title').focus();
 }
 
+// Signed out: the socket closes (an unauthenticated one would be closed by the
+// server after 30 s anyway) and nothing of the last user stays on the page
 function showSignin(notice = null) {
     currentUser = null;
+    sessionReady = false;
+    status.setReady(false);
+    client.stop();
+    status.setActive(false);
+    nav.leave();
     presence.clear();
     rooms.leaveDashboard();
     pm.leaveDashboard();
@@ -154,7 +133,15 @@ async function enterDashboard(user, token) {
     pm.setBaseTitle(`${user} · Parley`);
     presence.setSelf(user);
     showView('dashboard');
+    status.setActive(true);
+    showConnectionDetail(null);
     await Promise.all([refreshPresence(), rooms.enter(user), pm.enter(user)]);
+    if (!client.connected || currentUser !== user)
+        return;
+    sessionReady = true;
+    status.setReady(true);
+    setOnline(true);
+    await nav.restore(user);
 }
 
 async function refreshPresence() {
@@ -286,12 +273,16 @@ async function submitSignin(event) {
     button.disabled = true;
     button.textContent = registering ? 'Creating your account…' : 'Logging in…';
     try {
+        // The socket opens now, to be signed in at once
+        await client.ready();
         const reply = await client.request(registering ? 'auth.register' : 'auth.login',
             { username, password });
         passwordInput.value = '';
         setNotice(null);
         await enterDashboard(reply.user, reply.token);
     } catch (error) {
+        if (view === 'signin')
+            client.stop();      // not left open unauthenticated
         setFormError(error.message || 'Something went wrong; try again.');
         const field = ERROR_FIELD[error.code];
         if (field) {
@@ -336,8 +327,8 @@ client.on('logged_out', () => {
 
 // Another tab of this browser signed in: this one joins that session
 window.addEventListener('storage', (event) => {
-    if (event.key === TOKEN_KEY && event.newValue && view === 'signin' && !busy && client.connected)
-        resume();
+    if (event.key === TOKEN_KEY && event.newValue && view === 'signin' && !busy)
+        startSession();
 });
 
 client.on('presence', (event) => {
@@ -361,11 +352,16 @@ for (const input of [$('username'), $('password')]) {
     });
 }
 
-applyMode();
-// With a token, the page waits for the connection to resume the session;
-// without one, the sign-in card can be filled in while it connects.
-if (storedToken())
+// With a token, the socket opens and the session resumes on ':open'
+function startSession() {
     showView('resuming', { focus: false });
+    status.setActive(true);
+    client.start();
+}
+
+applyMode();
+// Without a token no socket opens until the user signs in
+if (storedToken())
+    startSession();
 else
     showSignin();
-client.start();

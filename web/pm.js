@@ -1,15 +1,13 @@
 // Private messages: the conversations list (newest first, last message, unread
-// badge), the conversation view (timeline, composer, scroll-back, gap repair),
-// read markers while a conversation is on screen, and the unread count in the
-// tab's title (PROTOCOL.md "Private messages"). Speaks through a ProtocolClient.
+// badge), the conversation's chat (through the shared ChatView), read markers
+// while a conversation is on screen, and the unread count in the tab's title
+// (PROTOCOL.md "Private messages"). Speaks through a ProtocolClient.
 
-import { Timeline, TEXT_MAX } from './rooms.js';
+import { ChatView, Timeline, element } from './chatview.js';
 
 const HISTORY_PAGE = 50;
 const CATCH_UP_PAGE = 200;
 const CATCH_UP_ROUNDS = 20;         // at most this many pm.history pages to fill one gap
-const NEAR_BOTTOM_PX = 80;          // closer than this to the end, new messages scroll into view
-const NEAR_TOP_PX = 40;             // closer than this to the top, older messages are fetched
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
 const $ = (id) => document.getElementById(id);
@@ -20,18 +18,6 @@ const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', tim
 
 // User names are unique without regard to case
 const key = (name) => String(name).toLowerCase();
-
-// Unicode characters, as the server counts them
-const characters = (text) => [...text].length;
-
-function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className)
-        node.className = className;
-    if (text !== undefined)
-        node.textContent = text;
-    return node;
-}
 
 function timeOf(entry) {
     const time = new Date(entry?.ts ?? 0).getTime();
@@ -44,11 +30,11 @@ function isMessage(entry) {
 }
 
 export class PmController {
-    // onOpen(): a conversation takes the main area (the rooms give it up);
+    // nav: the Navigator (which chat is open, the phone layout);
     // presenceOf(name): { online, last_seen } or undefined, for the header
-    constructor(client, { onOpen = () => {}, presenceOf = () => undefined } = {}) {
+    constructor(client, { nav, presenceOf = () => undefined }) {
         this.client = client;
-        this.onOpen = onOpen;
+        this.nav = nav;
         this.presenceOf = presenceOf;
         this.self = null;
         this.conversations = new Map();     // key(with) -> { with, last, unread }
@@ -58,6 +44,16 @@ export class PmController {
         this.readSent = new Map();          // key(with) -> the highest seq this page sent pm.read for
         this.readRequests = new Map();      // key(with) -> number of the newest pm.read on its way
         this.baseTitle = document.title;
+        this.view = new ChatView({
+            box: 'pm-timeline', entries: 'pm-entries', top: 'pm-top', notice: 'pm-notice',
+            announcer: 'pm-announcer', form: 'pm-composer', input: 'pm-text', send: 'pm-send',
+            error: 'pm-composer-error', hint: 'pm-hint', jump: 'pm-jump', olderButton: 'pm-load-older',
+        }, {
+            self: () => this.self,
+            send: (text) => this.client.request('pm.send', { to: this.nameOf(this.current), text }),
+            loadOlder: () => this.loadOlder(),
+            beginning: 'The beginning of the conversation.',
+        });
         this.wire();
     }
 
@@ -78,10 +74,14 @@ export class PmController {
         await this.refreshList();
         if (this.current) {
             const timeline = this.timelines.get(this.current);
-            if (timeline?.loaded)
+            if (timeline?.loaded) {
                 await this.catchUp(this.current);
-            else
-                await this.loadNewest(this.current);
+            } else {
+                const fresh = new Timeline();
+                this.timelines.set(this.current, fresh);
+                this.view.show(this.current, fresh);
+                await this.loadNewest(this.current, fresh);
+            }
         }
     }
 
@@ -92,6 +92,8 @@ export class PmController {
         this.readSent.clear();
         this.readRequests.clear();
         this.current = null;
+        this.view.hide();
+        this.view.forgetDrafts();
         this.renderList();
         this.renderView();
     }
@@ -101,8 +103,13 @@ export class PmController {
         this.reset();
     }
 
-    markStale() {
-        $('conversations-panel').classList.add('stale');
+    setOnline(online) {
+        $('conversations-panel').classList.toggle('stale', !online);
+        this.view.setOnline(online);
+    }
+
+    partners() {
+        return [...this.conversations.values()].map((conversation) => conversation.with);
     }
 
     // The title without the unread count ("alice · Parley"), set by app.js
@@ -145,7 +152,6 @@ export class PmController {
             }
             this.conversations = fresh;
             $('conversations-error').hidden = true;
-            $('conversations-panel').classList.remove('stale');
         } catch (error) {
             if (error.code === 'disconnected')
                 return;
@@ -236,35 +242,40 @@ export class PmController {
         const conversationKey = key(name);
         if (!this.names.has(conversationKey))
             this.names.set(conversationKey, name);
-        this.onOpen();
+        this.nav.opened('pm', this.nameOf(conversationKey));
         this.current = conversationKey;
         this.showError(null);
-        $('pm-composer-error').textContent = '';
+        let timeline = this.timelines.get(conversationKey);
+        const fresh = !timeline;
+        if (fresh) {
+            timeline = new Timeline();
+            this.timelines.set(conversationKey, timeline);
+        }
+        this.view.show(conversationKey, timeline,
+            { unread: this.conversations.get(conversationKey)?.unread ?? 0 });
         this.renderList();
         this.renderView();
         if (focus)
             $('pm-text').focus();
-        const timeline = this.timelines.get(conversationKey);
-        if (timeline?.loaded) {
+        if (timeline.loaded) {
             this.markRead();
             await this.catchUp(conversationKey);
-        } else if (!timeline) {
-            await this.loadNewest(conversationKey);
+        } else if (fresh) {
+            await this.loadNewest(conversationKey, timeline);
         }
     }
 
-    // The main area goes to a room
+    // The main area goes to a room, or back to the list
     close() {
         if (this.current === null)
             return;
         this.current = null;
+        this.view.hide();
         this.renderList();
         this.renderView();
     }
 
-    async loadNewest(conversationKey) {
-        const timeline = new Timeline();
-        this.timelines.set(conversationKey, timeline);
+    async loadNewest(conversationKey, timeline) {
         try {
             const reply = await this.client.request('pm.history',
                 { with: this.nameOf(conversationKey), limit: HISTORY_PAGE });
@@ -302,13 +313,10 @@ export class PmController {
     renderView() {
         const open = this.current !== null;
         $('pm-view').hidden = !open;
+        this.nav.renderPlaceholder();
         if (open) {
-            $('chat-placeholder').hidden = true;
-            $('chat-view').hidden = true;
             this.renderHeader();
             this.renderTimeline({ toBottom: true });
-        } else if ($('chat-view').hidden) {
-            $('chat-placeholder').hidden = false;
         }
     }
 
@@ -318,85 +326,14 @@ export class PmController {
         const state = this.presenceOf(name);
         $('pm-facts').textContent = state === undefined ? 'Private conversation'
             : `Private conversation · ${state.online ? 'online' : 'offline'}`;
-        const input = $('pm-text');
-        input.placeholder = `Message ${name}`;
-        this.renderCounter();
+        this.view.setWritable(true, `Message ${name}`);
     }
 
-    renderTimeline({ toBottom = false, keepFromBottom = null } = {}) {
-        const box = $('pm-timeline');
-        const timeline = this.current ? this.timelines.get(this.current) : null;
-        const entries = timeline?.loaded ? timeline.sorted() : [];
-        const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
-        $('pm-entries').replaceChildren(...entries.map((entry) => this.entryItem(entry)));
-
-        const notice = $('pm-notice');
-        if (!timeline?.loaded) {
-            notice.textContent = 'Loading…';
-            notice.hidden = false;
-        } else if (entries.length === 0) {
-            notice.textContent = `No messages yet: say hello to ${this.nameOf(this.current)}.`;
-            notice.hidden = false;
-        } else {
-            notice.hidden = true;
-        }
-
-        const top = $('pm-top');
-        if (timeline?.loaded && entries.length > 0) {
-            top.hidden = false;
-            top.replaceChildren();
-            if (timeline.loadingOlder) {
-                top.textContent = 'Loading older messages…';
-            } else if (timeline.more) {
-                const button = element('button', 'btn btn-link btn-sm', 'Load older messages');
-                button.type = 'button';
-                button.id = 'pm-load-older';
-                button.addEventListener('click', () => this.loadOlder());
-                top.append(button);
-            } else {
-                top.textContent = 'The beginning of the conversation.';
-            }
-        } else {
-            top.hidden = true;
-        }
-
-        if (keepFromBottom !== null)
-            box.scrollTop = box.scrollHeight - keepFromBottom;
-        else if (toBottom || nearBottom)
-            box.scrollTop = box.scrollHeight;
-    }
-
-    entryItem(entry) {
-        const own = key(entry.from) === key(this.self ?? '');
-        const item = element('li', `entry entry-message${own ? ' own' : ''}`);
-        item.dataset.seq = String(entry.seq);
-        const bubble = element('div', 'bubble');
-        const meta = element('div', 'meta small');
-        const from = element('span', 'from fw-semibold', own ? 'You' : entry.from);
-        if (own)
-            from.title = entry.from;
-        meta.append(from, document.createTextNode(' '), this.timeElement(entry.ts));
-        bubble.append(meta, element('div', 'text', entry.text));
-        item.append(bubble);
-        return item;
-    }
-
-    timeElement(ts) {
-        const time = element('time', 'text-body-secondary');
-        const date = new Date(ts);
-        if (Number.isNaN(date.getTime()))
-            return time;
-        time.dateTime = ts;
-        time.textContent = timeFormat.format(date);
-        time.title = fullFormat.format(date);
-        return time;
-    }
-
-    announce(text) {
-        const live = $('pm-announcer');
-        live.append(element('p', null, text));
-        while (live.childElementCount > 5)
-            live.firstElementChild.remove();
+    renderTimeline(options = {}) {
+        const timeline = this.timelines.get(this.current);
+        const empty = timeline?.loaded && timeline.entries.size === 0;
+        this.view.render({ ...options,
+            notice: empty ? `No messages yet: say hello to ${this.nameOf(this.current)}.` : null });
     }
 
     // --- read markers ---------------------------------------------------------
@@ -508,25 +445,6 @@ export class PmController {
         this.client.on('pm', (event) => this.receive(event));
         this.client.on('pm_read', (event) => this.readElsewhere(event));
         document.addEventListener('visibilitychange', () => this.markRead());
-        $('pm-close').addEventListener('click', () => {
-            this.close();
-            $('dashboard-title').focus();
-        });
-        $('pm-composer').addEventListener('submit', (event) => { event.preventDefault(); this.send(); });
-        $('pm-text').addEventListener('keydown', (event) => {
-            if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-                event.preventDefault();
-                this.send();
-            }
-        });
-        $('pm-text').addEventListener('input', () => {
-            this.renderCounter();
-            $('pm-composer-error').textContent = '';
-        });
-        $('pm-timeline').addEventListener('scroll', () => {
-            if ($('pm-timeline').scrollTop < NEAR_TOP_PX)
-                this.loadOlder();
-        });
     }
 
     // A private message to or from this user, from any of their sessions
@@ -559,56 +477,16 @@ export class PmController {
                 if (newest !== null && event.seq > newest + 1)
                     this.catchUp(conversationKey);      // a gap: something was missed
                 if (conversationKey === this.current) {
-                    this.renderTimeline({ toBottom: own });
+                    this.view.arrived([event]);
                     if (!own)
-                        this.announce(`${event.from}: ${event.text}`);
+                        this.view.announce(`${event.from}: ${event.text}`);
                 }
             }
         }
         if (!own && conversationKey !== this.current && event.seq > known)
-            this.announce(`New message from ${event.from}.`);
+            this.view.announce(`New message from ${event.from}.`);
         this.renderList();
         if (conversationKey === this.current)
             this.markRead();
-    }
-
-    // --- the composer ---------------------------------------------------------
-
-    renderCounter() {
-        const count = characters($('pm-text').value);
-        const hint = $('pm-hint');
-        hint.textContent = count > TEXT_MAX - 500 ? `${count} / ${TEXT_MAX}`
-            : 'Enter sends · Shift+Enter: new line';
-        hint.classList.toggle('text-danger', count > TEXT_MAX);
-    }
-
-    async send() {
-        const conversationKey = this.current;
-        const input = $('pm-text');
-        if (!conversationKey || $('pm-send').disabled)
-            return;
-        const text = input.value;
-        const error = $('pm-composer-error');
-        if (text.trim().length === 0) {
-            error.textContent = 'Write something first.';
-            return;
-        }
-        if (characters(text) > TEXT_MAX) {
-            error.textContent = `A message has at most ${TEXT_MAX} characters.`;
-            return;
-        }
-        error.textContent = '';
-        $('pm-send').disabled = true;
-        try {
-            await this.client.request('pm.send', { to: this.nameOf(conversationKey), text });
-            if (input.value === text)
-                input.value = '';
-            this.renderCounter();
-        } catch (failure) {
-            error.textContent = failure.message;
-        } finally {
-            $('pm-send').disabled = false;
-            input.focus();
-        }
     }
 }

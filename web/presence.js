@@ -64,8 +64,6 @@ export class PresencePanel {
                 user: entry.user, online: Boolean(entry.online), last_seen: entry.last_seen ?? null,
             });
         }
-        this.panel.classList.remove('stale');
-        this.panel.removeAttribute('aria-busy');
         this.render();
     }
 
@@ -84,10 +82,14 @@ export class PresencePanel {
         this.render();
     }
 
-    // The connection is gone: what the panel shows may be out of date
-    markStale() {
-        this.panel.classList.add('stale');
-        this.panel.setAttribute('aria-busy', 'true');
+    // The connection is gone (stale): what the panel shows may be out of date,
+    // so nobody is shown online
+    markStale(stale = true) {
+        this.panel.classList.toggle('stale', stale);
+        if (stale)
+            this.panel.setAttribute('aria-busy', 'true');
+        else
+            this.panel.removeAttribute('aria-busy');
     }
 
     showError(message) {

@@ -33,7 +33,7 @@ async function startServer(dataDir) {
     return startParley({ dataDir, args: roomsArgs(), withExample: false });
 }
 
-function newContext(browser, width = 1100) {
+function newContext(browser, width = 1280) {
     return browser.newContext({ viewport: { width, height: 760 }, reducedMotion: 'reduce' });
 }
 
@@ -45,7 +45,9 @@ async function openPage(context, server, consoleErrors) {
     });
     page.on('pageerror', (error) => consoleErrors.push(error.message));
     await page.goto(server.http + '/');
-    await page.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
+    // No socket is opened before signing in: the page is ready when a view shows
+    await page.locator('#signin-view:visible, #dashboard-view:visible, #resuming-view:visible')
+        .first().waitFor({ timeout: TIMEOUT });
     return page;
 }
 
@@ -223,23 +225,33 @@ describe('the rooms dashboard', () => {
     it('bob leaves and alice sees it; alice deletes the room and bob sees it go', async () => {
         const { alice, bob } = pages;
         await bob.locator('#room-leave').click();
-        await bob.locator('#room-join').waitFor({ state: 'visible', timeout: TIMEOUT });
+        // Back to the room list, the focus on the room just left
+        await bob.locator('#chat-placeholder').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await roomItem(bob, 'lobby').and(bob.locator('[data-joined="false"]')).waitFor({ timeout: TIMEOUT });
+        assert.equal(await bob.evaluate(() => document.activeElement?.closest('li')?.dataset.room), 'lobby');
         await notice(alice, 'bob has left the room lobby.').waitFor({ timeout: TIMEOUT });
-        assert.equal(await bob.locator('#composer-text').isDisabled(), true);
         await alice.locator('#members li[data-user="bob"]').waitFor({ state: 'detached', timeout: TIMEOUT });
 
+        // bob looks at the room again, without joining, when alice deletes it
+        await openRoom(bob, 'lobby');
         await alice.locator('#room-delete').click();
-        await alice.locator('#delete-room-modal.show').waitFor({ timeout: TIMEOUT });
-        assert.match(await alice.locator('#delete-room-text').textContent(), /lobby/);
+        await alice.locator('#confirm-modal.show').waitFor({ timeout: TIMEOUT });
+        assert.match(await alice.locator('#confirm-text').textContent(), /lobby/);
         await screenshot(alice, '22-web-rooms-delete-confirm');
-        await alice.locator('#delete-room-confirm').click();
-        await alice.locator('#delete-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+        await alice.locator('#confirm-ok').click();
+        await alice.locator('#confirm-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+        // The owner is back at the room list, not at a dead end
+        await alice.locator('#chat-placeholder').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await roomItem(alice, 'lobby').waitFor({ state: 'detached', timeout: TIMEOUT });
+        await alice.waitForFunction(() => document.activeElement?.id === 'rooms-title', null, { timeout: TIMEOUT });
 
         await roomItem(bob, 'lobby').waitFor({ state: 'detached', timeout: TIMEOUT });
         await notice(bob, 'The room lobby has been deleted.').waitFor({ timeout: TIMEOUT });
-        await roomItem(alice, 'lobby').waitFor({ state: 'detached', timeout: TIMEOUT });
         assert.equal(await bob.locator('#room-join').isVisible(), false);
         await screenshot(bob, '22-web-rooms-deleted-bob');
+        // and a way back
+        await bob.locator('#room-gone-back').click();
+        await bob.locator('#chat-placeholder').waitFor({ state: 'visible', timeout: TIMEOUT });
     });
 
     it('refuses a third user in a room for two, with the server\'s message', async () => {
@@ -275,7 +287,9 @@ describe('the rooms dashboard', () => {
 
         await carol.locator('#join-name').fill('secret');
         await carol.locator('#join-name-submit').click();
-        await carol.locator('#chat-error', { hasText: refused.message }).waitFor({ timeout: TIMEOUT });
+        await carol.locator('#join-name-error', { hasText: refused.message }).waitFor({ timeout: TIMEOUT });
+        // A refused join by name opens no room page
+        assert.equal(await carol.locator('#chat-title', { hasText: 'secret' }).count(), 0);
         await screenshot(carol, '22-web-rooms-private-refused');
 
         await alice.locator('#invite-user').fill('carol');
@@ -318,7 +332,7 @@ describe('the rooms dashboard', () => {
         await alice.locator('#dashboard-view').waitFor({ state: 'visible', timeout: TIMEOUT });
         await openRoom(alice, 'archive');
         await message(alice, 'note 120').waitFor({ timeout: TIMEOUT });
-        const firstPage = await alice.locator('#entries li').count();
+        const firstPage = await alice.locator('#entries li[data-seq]').count();
         assert.equal(firstPage, 50);
         assert.equal(await alice.locator('#entries li[data-seq="1"]').count(), 0);
 
@@ -326,9 +340,9 @@ describe('the rooms dashboard', () => {
         for (let round = 0; round < 10; round++) {
             if (await alice.locator('#entries li[data-seq="1"]').count() > 0)
                 break;
-            const before = await alice.locator('#entries li').count();
+            const before = await alice.locator('#entries li[data-seq]').count();
             await alice.locator('#timeline').evaluate((box) => { box.scrollTop = 0; });
-            await alice.waitForFunction((count) => document.querySelectorAll('#entries li').length > count,
+            await alice.waitForFunction((count) => document.querySelectorAll('#entries li[data-seq]').length > count,
                 before, { timeout: TIMEOUT });
         }
         await alice.locator('#entries li[data-seq="1"]').waitFor({ timeout: TIMEOUT });
@@ -341,19 +355,20 @@ describe('the rooms dashboard', () => {
         await screenshot(alice, '22-web-rooms-scrollback');
     });
 
-    it('fits a phone screen: the panels stack and the room list folds away', async () => {
+    it('fits a phone screen: the list, then the chat with a back button', async () => {
         const { bob } = pages;
-        await bob.setViewportSize({ width: 375, height: 760 });
+        await bob.setViewportSize({ width: 390, height: 844 });
+        await bob.locator('#chat-back').click();
+        await bob.locator('#rooms').waitFor({ state: 'visible', timeout: TIMEOUT });
+        assert.equal(await bob.locator('#chat-view').isVisible(), false, 'the list or the chat, one at a time');
         await openRoom(bob, 'duo');
-        // Picking a room on a phone folds the list
-        await bob.locator('#rooms-collapse').waitFor({ state: 'hidden', timeout: TIMEOUT });
-        assert.equal(await bob.locator('#rooms-toggle').getAttribute('aria-expanded'), 'false');
+        await bob.locator('#rooms').waitFor({ state: 'hidden', timeout: TIMEOUT });
         const overflow = await bob.evaluate(() =>
             document.documentElement.scrollWidth - document.documentElement.clientWidth);
-        assert.equal(overflow, 0, 'the dashboard fits a 375 px screen');
+        assert.equal(overflow, 0, 'the dashboard fits a 390 px screen');
         await screenshot(bob, '22-web-rooms-phone-chat');
-        await bob.locator('#rooms-toggle').click();
-        await bob.locator('#rooms-collapse').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await bob.locator('#chat-back').click();
+        await bob.locator('#rooms').waitFor({ state: 'visible', timeout: TIMEOUT });
         await screenshot(bob, '22-web-rooms-phone-list');
     });
 });

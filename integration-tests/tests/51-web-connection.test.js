@@ -1,0 +1,188 @@
+// The connection told truthfully, in headless Chromium against a real parley
+// that is stopped, frozen and restarted: no socket before signing in, the round
+// trip in a tooltip, Send disabled with the draft kept while offline, presence
+// greyed, a live countdown and "Reconnect now", back within 2 s of the server
+// returning after a 20 s outage, and a ping that is not answered (a frozen
+// server) closing the socket and reconnecting.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { sanitizerReports, tempDir, sleep } from '../lib/harness.js';
+import {
+    launchBrowser, screenshot, startChatServer, newContext, openPage, signIn, TIMEOUT,
+} from '../lib/browser.js';
+
+const OUTAGE_MS = 20000;
+
+function countdownSeconds(text) {
+    const match = /trying again in (\d+) s/.exec(text ?? '');
+    return match ? Number(match[1]) : null;
+}
+
+describe('the connection in the browser', () => {
+    const data = tempDir();
+    let server;
+    let port;
+    let browser;
+    let alice;
+    const sockets = [];
+    let closed = 0;
+    const consoleErrors = [];
+
+    before(async () => {
+        server = await startChatServer({ dataDir: data });
+        port = server.port;
+        browser = await launchBrowser();
+    });
+
+    after(async () => {
+        await browser?.close();
+        if (server) {
+            const status = await server.stop();
+            assert.deepEqual(sanitizerReports(server.proc.output), []);
+            assert.equal(status.code, 0);
+        }
+        rmSync(data, { recursive: true, force: true });
+        assert.deepEqual(consoleErrors, []);
+    });
+
+    it('opens no socket until the user signs in, and shows the round trip in a tooltip', async () => {
+        const context = await newContext(browser);
+        alice = await openPage(context, server, consoleErrors);
+        alice.on('websocket', (socket) => {
+            sockets.push(socket.url());
+            socket.on('close', () => closed++);
+        });
+        await alice.locator('#signin-view').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await sleep(1500);
+        assert.deepEqual(sockets, [], 'the sign-in page keeps no socket open');
+        assert.equal(await alice.locator('#status').isVisible(), false);
+
+        // A refused sign-in does not leave an unauthenticated socket open either
+        await alice.locator('label[for="mode-login"]').click();
+        await alice.locator('#username').fill('nobody');
+        await alice.locator('#password').fill('not the password');
+        await alice.locator('#signin-submit').click();
+        await alice.locator('#signin-error').waitFor({ state: 'visible', timeout: TIMEOUT });
+        assert.equal(sockets.length, 1);
+        await alice.waitForFunction(() => true);
+        for (let n = 0; n < 50 && closed < 1; n++)
+            await sleep(100);
+        assert.equal(closed, 1, 'the socket of the refused sign-in is closed');
+        assert.equal(await alice.locator('#status').isVisible(), false);
+
+        await signIn(alice, 'alice', { registering: true });
+        await alice.locator('#status[title*="round trip"]').waitFor({ timeout: TIMEOUT });
+        assert.match(await alice.locator('#status').getAttribute('title'), /round trip \d+(\.\d+)? ms/);
+        assert.doesNotMatch(await alice.locator('header').innerText(), /\d ms/, 'no latency figure in sight');
+
+        // A room to write in, and bob's row in the users panel
+        const bobPage = await openPage(await newContext(browser), server, consoleErrors);
+        await signIn(bobPage, 'bob', { registering: true });
+        await alice.locator('#users li[data-user="bob"][data-online="true"]').waitFor({ timeout: TIMEOUT });
+        await bobPage.context().close();
+        await alice.locator('#room-new').click();
+        await alice.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#room-name').fill('ops');
+        await alice.locator('#create-room-submit').click();
+        await alice.locator('#chat-title', { hasText: 'ops' }).waitFor({ timeout: TIMEOUT });
+    });
+
+    it('while the server is down: Send disabled, the draft kept, presence greyed, a live countdown', async () => {
+        const status = await server.stop();
+        assert.equal(status.code, 0);
+        assert.deepEqual(sanitizerReports(server.proc.output), []);
+        server = null;
+        const stoppedAt = Date.now();
+
+        await alice.locator('#status', { hasText: 'Disconnected' }).waitFor({ timeout: TIMEOUT });
+        await alice.locator('#status-detail').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await alice.locator('#composer-text').fill('written while offline');
+        assert.equal(await alice.locator('#composer-send').isDisabled(), true, 'Send is disabled offline');
+        assert.equal(await alice.locator('#composer-text').isDisabled(), false, 'the draft can still be written');
+        await alice.locator('#composer-text').press('Enter');
+        await alice.locator('#composer-error', { hasText: 'Not connected' }).waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#composer-text').inputValue(), 'written while offline');
+        assert.match(await alice.locator('#composer-hint').textContent(), /Offline/);
+
+        // Nobody shows online while the page cannot know
+        await alice.locator('#users-panel.stale').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#members-panel.stale').waitFor({ timeout: TIMEOUT });
+        const dot = await alice.locator('#users li[data-user="alice"] .presence-dot').evaluate((node) =>
+            getComputedStyle(node).backgroundColor);
+        const green = await alice.evaluate(() => getComputedStyle(document.body).getPropertyValue('--bs-success-rgb'));
+        assert.notEqual(dot, `rgb(${green.split(',').map((each) => each.trim()).join(', ')})`, 'the online dot is greyed');
+
+        // The countdown moves; "Reconnect now" tries at once
+        const seen = new Set();
+        for (let n = 0; n < 12 && seen.size < 2; n++) {
+            seen.add(await alice.locator('#status-detail-text').textContent());
+            await sleep(400);
+        }
+        assert.ok(seen.size >= 2, `the countdown is live: ${[...seen].join(' | ')}`);
+        assert.ok([...seen].some((text) => countdownSeconds(text) !== null));
+        await screenshot(alice, '51-web-offline');
+        const before = sockets.length;
+        await alice.locator('#status-detail-text', { hasText: 'trying again in' }).waitFor({ timeout: TIMEOUT });
+        await alice.locator('#reconnect-now').click();
+        await sleep(300);
+        assert.ok(sockets.length > before, 'Reconnect now opened a socket');
+
+        // The rest of a 20 s outage; the next attempt is never far away
+        await sleep(Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt)));
+        await alice.locator('#status-detail-text', { hasText: 'trying again in' }).waitFor({ timeout: TIMEOUT });
+        const next = countdownSeconds(await alice.locator('#status-detail-text').textContent());
+        assert.ok(next !== null && next <= 2, `after ${OUTAGE_MS / 1000} s down the next try is within 2 s (${next} s)`);
+    });
+
+    it('comes back within 2 s of the server returning, the draft still there and Send enabled', async () => {
+        server = await startChatServer({ dataDir: data, port });
+        const ready = Date.now();
+        await alice.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
+        const took = Date.now() - ready;
+        console.log(`back ${took} ms after the server answered /healthz`);
+        // The client's schedule (retries at most ~1.9 s apart in the first minute) makes it under 2 s;
+        // the bound here leaves room for a loaded machine
+        assert.ok(took < 6000, `reconnected ${took} ms after the server came back`);
+
+        await alice.locator('#status-detail').waitFor({ state: 'hidden', timeout: TIMEOUT });
+        await alice.locator('#users-panel:not(.stale)').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#composer-send:not([disabled])').waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#composer-text').inputValue(), 'written while offline');
+        assert.equal((await alice.locator('#composer-error').textContent()).trim(), '', 'the "Not connected" note is gone');
+        await alice.locator('#composer-text').press('Enter');
+        await alice.locator('#entries li.entry-message', { hasText: 'written while offline' }).waitFor({ timeout: TIMEOUT });
+        await screenshot(alice, '51-web-back');
+    });
+
+    it('a ping that is not answered closes the socket, and it reconnects once the server answers', async () => {
+        server.proc.signal('SIGSTOP');
+        try {
+            // The tab coming back into view checks the connection with a ping
+            await alice.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+            await alice.locator('#status', { hasText: /Disconnected|Reconnecting/ }).waitFor({ timeout: TIMEOUT });
+            assert.equal(await alice.locator('#composer-send').isDisabled(), true);
+            await screenshot(alice, '51-web-ping-unanswered');
+        } finally {
+            server.proc.signal('SIGCONT');
+        }
+        await alice.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: 30000 });
+        await alice.locator('#composer-text').fill('after the freeze');
+        await alice.locator('#composer-text').press('Enter');
+        await alice.locator('#entries li.entry-message', { hasText: 'after the freeze' }).waitFor({ timeout: TIMEOUT });
+    });
+
+    it('reconnects when the browser comes back online', async () => {
+        const status = await server.stop();
+        assert.equal(status.code, 0);
+        server = null;
+        await alice.locator('#status', { hasText: 'Disconnected' }).waitFor({ timeout: TIMEOUT });
+        server = await startChatServer({ dataDir: data, port });
+        const before = sockets.length;
+        await alice.evaluate(() => window.dispatchEvent(new Event('online')));
+        await alice.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
+        assert.ok(sockets.length > before);
+        await alice.locator('#composer-send:not([disabled])').waitFor({ timeout: TIMEOUT });
+    });
+});

@@ -1,0 +1,453 @@
+// The chat view shared by rooms and private conversations: one timeline on
+// screen (messages grouped by author, day separators, a "New messages" line, a
+// "Jump to newest" button when scrolled up, older pages on scrolling to the
+// top) and its composer (grows with the draft, Enter sends, Shift+Enter is a
+// new line, Escape leaves it, counts characters as the server does, Send
+// disabled while offline with the draft kept). What is specific to a room or a
+// conversation (who may write, what to fetch) stays in rooms.js and pm.js.
+
+import { formatMessage } from './format.js';
+
+export const TEXT_MAX = 4000;
+const NEAR_BOTTOM_PX = 80;          // closer than this to the end, new entries scroll into view
+const NEAR_TOP_PX = 40;             // closer than this to the top, older entries are fetched
+const GROUP_MS = 5 * 60 * 1000;     // a message this close to the one before by the same author joins its group
+const WARN_FROM = TEXT_MAX - 500;   // the count shows from this many characters
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+const yearDayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
+
+// Unicode characters (code points), as the server counts them
+export const characters = (text) => [...text].length;
+
+export function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className)
+        node.className = className;
+    if (text !== undefined)
+        node.textContent = text;
+    return node;
+}
+
+function dateOf(ts) {
+    const date = new Date(ts ?? NaN);
+    return Number.isNaN(date.getTime()) ? null : date;
+}
+
+export function timeElement(ts, className = 'text-body-secondary') {
+    const time = element('time', className);
+    const date = dateOf(ts);
+    if (!date)
+        return time;
+    time.dateTime = ts;
+    time.textContent = timeFormat.format(date);
+    time.title = fullFormat.format(date);
+    return time;
+}
+
+function dayLabel(date, now = new Date()) {
+    const day = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+    const days = Math.round((day(now) - day(date)) / 86400000);
+    if (days === 0)
+        return 'Today';
+    if (days === 1)
+        return 'Yesterday';
+    return (date.getFullYear() === now.getFullYear() ? dayFormat : yearDayFormat).format(date);
+}
+
+// A coloured initial beside the first message of a group (decoration only)
+function avatar(name) {
+    let hash = 0;
+    for (const char of String(name))
+        hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+    const node = element('span', `avatar avatar-${hash % 8}`, [...String(name)][0]?.toUpperCase() ?? '?');
+    node.setAttribute('aria-hidden', 'true');
+    return node;
+}
+
+// One timeline (a room's or a conversation's) as far as this page knows it:
+// entries by seq, and whether older ones exist on the server
+export class Timeline {
+    constructor() {
+        this.entries = new Map();       // seq -> entry
+        this.loaded = false;            // the newest page has arrived
+        this.buffered = [];             // entries that arrived while the first page was on its way
+        this.more = false;              // older entries exist before oldest
+        this.loadingOlder = false;
+        this.catchingUp = false;
+    }
+
+    get oldest() {
+        let low = null;
+        for (const seq of this.entries.keys())
+            if (low === null || seq < low)
+                low = seq;
+        return low;
+    }
+
+    get newest() {
+        let high = null;
+        for (const seq of this.entries.keys())
+            if (high === null || seq > high)
+                high = seq;
+        return high;
+    }
+
+    // Adds entries; returns how many were new
+    add(entries) {
+        let added = 0;
+        for (const entry of entries) {
+            if (!Number.isInteger(entry?.seq) || this.entries.has(entry.seq))
+                continue;
+            this.entries.set(entry.seq, entry);
+            added++;
+        }
+        return added;
+    }
+
+    sorted() {
+        return [...this.entries.values()].sort((a, b) => a.seq - b.seq);
+    }
+}
+
+export class ChatView {
+    // ids: the elements' ids (box, entries, top, notice, announcer, form, input,
+    // send, error, hint, jump, olderButton); self(): the signed-in user;
+    // send(text): resolves when sent, rejects with a ProtocolError;
+    // loadOlder(): fetch the page before the oldest; beginning: the sentence
+    // at the top of a timeline that has nothing older
+    constructor(ids, { self, send, loadOlder, beginning }) {
+        this.el = Object.fromEntries(Object.entries(ids).map(([name, id]) =>
+            [name, name === 'olderButton' ? id : document.getElementById(id)]));
+        this.self = self;
+        this.onSend = send;
+        this.onLoadOlder = loadOlder;
+        this.beginning = beginning;
+        this.timeline = null;
+        this.key = null;                // which room or conversation is shown
+        this.drafts = new Map();        // key -> the draft left there
+        this.unreadOnOpen = 0;          // messages unread when it was opened: the line goes above them
+        this.newFrom = null;            // seq of the first message that arrived unseen
+        this.unseen = 0;                // messages below the visible part
+        this.writable = false;
+        this.online = true;
+        this.sending = false;
+        this.wire();
+    }
+
+    // --- what is shown ----------------------------------------------------------
+
+    // Another room or conversation takes the view (timeline may still be loading)
+    show(key, timeline, { unread = 0 } = {}) {
+        if (key !== this.key) {
+            if (this.key !== null)
+                this.drafts.set(this.key, this.el.input.value);
+            this.el.input.value = this.drafts.get(key) ?? '';
+            this.el.error.textContent = '';
+            this.newFrom = null;
+            this.unseen = 0;
+            this.unreadOnOpen = unread;
+            this.grow();
+        }
+        this.key = key;
+        this.timeline = timeline;
+    }
+
+    hide() {
+        if (this.key !== null)
+            this.drafts.set(this.key, this.el.input.value);
+        this.key = null;
+        this.timeline = null;
+    }
+
+    forgetDrafts() {
+        this.drafts.clear();
+        this.el.input.value = '';
+        this.grow();
+    }
+
+    get nearBottom() {
+        const box = this.el.box;
+        return box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+    }
+
+    // notice: a sentence instead of the timeline's own ("Join this room…"), or
+    // null; after: nodes shown after the entries (a deletion notice)
+    render({ toBottom = false, keepFromBottom = null, notice = null, after = [] } = {}) {
+        const box = this.el.box;
+        const timeline = this.timeline;
+        const entries = timeline?.loaded ? timeline.sorted() : [];
+        const wasNearBottom = this.nearBottom;
+        if (this.unreadOnOpen > 0 && timeline?.loaded) {
+            this.markUnreadOnOpen(entries);
+            toBottom = false;
+        }
+        this.el.entries.replaceChildren(...this.items(entries), ...after);
+
+        const text = notice ?? (!timeline || !timeline.loaded ? 'Loading…'
+            : entries.length === 0 && after.length === 0 ? 'No messages yet: say hello.' : null);
+        this.el.notice.textContent = text ?? '';
+        this.el.notice.hidden = !text;
+        this.renderTop(timeline, entries.length > 0 && notice === null);
+
+        const line = this.el.entries.querySelector('.new-line');
+        if (keepFromBottom !== null)
+            box.scrollTop = box.scrollHeight - keepFromBottom;
+        else if (toBottom || wasNearBottom)
+            box.scrollTop = box.scrollHeight;
+        else if (line && this.placeLine)
+            box.scrollTop = Math.max(0, line.offsetTop - 8);
+        this.placeLine = false;
+        if (this.nearBottom)
+            this.unseen = 0;
+        this.renderJump();
+    }
+
+    // The line goes above the last `unreadOnOpen` messages of others
+    markUnreadOnOpen(entries) {
+        const others = entries.filter((entry) => entry.type !== 'system' && entry.from !== this.self());
+        const first = others[Math.max(0, others.length - this.unreadOnOpen)];
+        this.newFrom = first?.seq ?? null;
+        this.unreadOnOpen = 0;
+        this.placeLine = true;
+    }
+
+    renderTop(timeline, show) {
+        const top = this.el.top;
+        top.hidden = !show;
+        if (!show)
+            return;
+        top.replaceChildren();
+        if (timeline.loadingOlder) {
+            top.textContent = 'Loading older messages…';
+        } else if (timeline.more) {
+            const button = element('button', 'btn btn-link btn-sm', 'Load older messages');
+            button.type = 'button';
+            button.id = this.el.olderButton;
+            button.addEventListener('click', () => this.onLoadOlder());
+            top.append(button);
+        } else {
+            top.textContent = this.beginning;
+        }
+    }
+
+    items(entries) {
+        const items = [];
+        let previous = null;
+        for (const entry of entries) {
+            const date = dateOf(entry.ts);
+            const prevDate = dateOf(previous?.ts);
+            const newDay = date && (!prevDate || date.toDateString() !== prevDate.toDateString());
+            if (newDay)
+                items.push(this.dayItem(date));
+            const newLine = entry.seq === this.newFrom;
+            if (newLine)
+                items.push(this.newLineItem());
+            const grouped = !newDay && !newLine && previous?.type !== 'system' && entry.type !== 'system'
+                && previous?.from === entry.from && date && prevDate && date - prevDate < GROUP_MS;
+            items.push(entry.type === 'system' ? this.noticeItem(entry.message ?? '', `entry-${entry.event ?? 'system'}`, entry)
+                : this.messageItem(entry, grouped));
+            previous = entry;
+        }
+        return items;
+    }
+
+    dayItem(date) {
+        const item = element('li', 'day-separator');
+        item.append(element('span', 'day-label', dayLabel(date)));
+        return item;
+    }
+
+    newLineItem() {
+        const item = element('li', 'new-line');
+        item.append(element('span', 'new-line-label', 'New messages'));
+        return item;
+    }
+
+    messageItem(entry, grouped) {
+        const own = entry.from === this.self();
+        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}`);
+        item.dataset.seq = String(entry.seq);
+        item.dataset.from = entry.from;
+        const body = element('div', 'entry-body');
+        if (grouped) {
+            // The name and time of a grouped message, for screen readers and on hover
+            body.append(element('span', 'visually-hidden', `${entry.from}: `));
+            item.append(timeElement(entry.ts, 'side-time'));
+        } else {
+            item.append(avatar(entry.from));
+            const meta = element('div', 'meta');
+            const from = element('span', 'from', own ? 'You' : entry.from);
+            if (own)
+                from.title = entry.from;
+            meta.append(from, document.createTextNode(' '), timeElement(entry.ts, 'meta-time'));
+            body.append(meta);
+        }
+        const text = element('div', 'text');
+        text.append(...formatMessage(entry.text));
+        body.append(text);
+        item.append(body);
+        return item;
+    }
+
+    noticeItem(message, className, entry = null) {
+        const item = element('li', `entry entry-system ${className}`);
+        if (entry?.seq)
+            item.dataset.seq = String(entry.seq);
+        item.append(element('span', 'notice-text', message));
+        if (entry?.ts)
+            item.append(document.createTextNode(' '), timeElement(entry.ts));
+        return item;
+    }
+
+    // --- new entries while scrolled up ------------------------------------------
+
+    // Live entries were added to the timeline on screen
+    arrived(entries) {
+        const fromOthers = entries.filter((entry) => entry.type !== 'system' && entry.from !== this.self());
+        const own = entries.some((entry) => entry.type !== 'system' && entry.from === this.self());
+        const away = !this.nearBottom || document.visibilityState !== 'visible';
+        if (own) {
+            this.newFrom = null;        // one's own message: everything above is seen
+        } else if (fromOthers.length > 0 && away) {
+            this.newFrom ??= fromOthers[0].seq;
+            if (!this.nearBottom)
+                this.unseen += fromOthers.length;
+        }
+        this.render({ toBottom: own });
+    }
+
+    renderJump() {
+        const jump = this.el.jump;
+        const show = Boolean(this.timeline?.loaded) && this.el.box.scrollHeight - this.el.box.scrollTop
+            - this.el.box.clientHeight > this.el.box.clientHeight / 2;
+        jump.hidden = !show;
+        jump.textContent = this.unseen > 0
+            ? `${this.unseen} new message${this.unseen === 1 ? '' : 's'} below` : 'Jump to newest';
+    }
+
+    jumpToNewest() {
+        this.el.box.scrollTop = this.el.box.scrollHeight;
+        this.unseen = 0;
+        this.renderJump();
+        this.el.input.focus();
+    }
+
+    announce(text) {
+        const live = this.el.announcer;
+        live.append(element('p', null, text));
+        while (live.childElementCount > 5)
+            live.firstElementChild.remove();
+    }
+
+    // --- the composer -------------------------------------------------------------
+
+    // Whether one may write here; placeholder says why not
+    setWritable(writable, placeholder) {
+        this.writable = writable;
+        this.el.input.disabled = !writable;
+        this.el.input.placeholder = placeholder;
+        this.renderComposer();
+    }
+
+    // The connection: while offline Send is disabled and the draft stays
+    setOnline(online) {
+        this.online = online;
+        if (online && /connect/i.test(this.el.error.textContent))
+            this.el.error.textContent = '';
+        this.renderComposer();
+    }
+
+    renderComposer() {
+        const count = characters(this.el.input.value);
+        const hint = this.el.hint;
+        const over = count - TEXT_MAX;
+        hint.classList.toggle('text-danger', over > 0);
+        hint.classList.toggle('text-body-secondary', over <= 0);
+        if (!this.online && this.writable)
+            hint.textContent = 'Offline: your draft waits here until the connection is back.';
+        else if (over > 0)
+            hint.textContent = `${over} character${over === 1 ? '' : 's'} over the limit of ${TEXT_MAX}`;
+        else if (count > WARN_FROM)
+            hint.textContent = `${count} / ${TEXT_MAX}`;
+        else
+            hint.textContent = 'Enter sends · Shift+Enter: new line';
+        hint.hidden = !this.writable;
+        this.el.input.setAttribute('aria-invalid', over > 0 ? 'true' : 'false');
+        this.el.send.disabled = !this.writable || !this.online || this.sending || over > 0;
+    }
+
+    // The composer grows with the draft, up to its CSS max-height
+    grow() {
+        const input = this.el.input;
+        input.style.height = 'auto';
+        if (input.value)
+            input.style.height = `${input.scrollHeight + 2}px`;
+    }
+
+    async submit() {
+        const input = this.el.input;
+        const text = input.value;
+        const error = this.el.error;
+        if (!this.writable || this.sending)
+            return;
+        if (!this.online) {
+            error.textContent = 'Not connected: the message is kept here until the connection is back.';
+            return;
+        }
+        if (text.trim().length === 0) {
+            error.textContent = 'Write something first.';
+            return;
+        }
+        const over = characters(text) - TEXT_MAX;
+        if (over > 0) {
+            error.textContent = `This message is ${over} character${over === 1 ? '' : 's'} too long: shorten it or send it in parts.`;
+            return;
+        }
+        error.textContent = '';
+        this.sending = true;
+        this.renderComposer();
+        try {
+            await this.onSend(text);
+            if (input.value === text)
+                input.value = '';
+            this.grow();
+        } catch (failure) {
+            error.textContent = failure.message;
+        } finally {
+            this.sending = false;
+            this.renderComposer();
+            if (!input.disabled)
+                input.focus();
+        }
+    }
+
+    wire() {
+        const { form, input, box, jump } = this.el;
+        form.addEventListener('submit', (event) => { event.preventDefault(); this.submit(); });
+        input.addEventListener('keydown', (event) => {
+            if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+                event.preventDefault();
+                this.submit();
+            } else if (event.key === 'Escape') {
+                event.preventDefault();
+                box.focus();
+            }
+        });
+        input.addEventListener('input', () => {
+            this.grow();
+            this.renderComposer();
+            this.el.error.textContent = '';
+        });
+        box.addEventListener('scroll', () => {
+            if (box.scrollTop < NEAR_TOP_PX)
+                this.onLoadOlder();
+            if (this.nearBottom)
+                this.unseen = 0;
+            this.renderJump();
+        });
+        jump.addEventListener('click', () => this.jumpToNewest());
+    }
+}
