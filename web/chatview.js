@@ -367,7 +367,7 @@ export class ChatView {
         hint.classList.toggle('text-danger', over > 0);
         hint.classList.toggle('text-body-secondary', over <= 0);
         if (!this.online && this.writable)
-            hint.textContent = 'Offline: your draft waits here until the connection is back.';
+            hint.textContent = 'Offline: the draft stays here';
         else if (over > 0)
             hint.textContent = `${over} character${over === 1 ? '' : 's'} over the limit of ${TEXT_MAX}`;
         else if (count > WARN_FROM)
@@ -394,7 +394,7 @@ export class ChatView {
         if (!this.writable || this.sending)
             return;
         if (!this.online) {
-            error.textContent = 'Not connected: the message is kept here until the connection is back.';
+            error.textContent = 'Not connected: not sent yet.';
             return;
         }
         if (text.trim().length === 0) {

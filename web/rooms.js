@@ -26,6 +26,22 @@ function byName(a, b) {
     return left < right ? -1 : left > right ? 1 : 0;
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+// A padlock beside a private room's name (decoration: the name says it too)
+function lockIcon() {
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('viewBox', '0 0 16 16');
+    svg.setAttribute('width', '12');
+    svg.setAttribute('height', '12');
+    svg.setAttribute('class', 'lock-icon');
+    const path = document.createElementNS(SVG, 'path');
+    path.setAttribute('d', 'M8 1a3 3 0 0 0-3 3v3H4a1 1 0 0 0-1 1v6a1 1 0 0 0 1 1h8a1 1 0 0 0 1-1V8a1 1 0 0 0-1-1h-1V4a3 3 0 0 0-3-3zm-2 6V4a2 2 0 1 1 4 0v3H6z');
+    path.setAttribute('fill', 'currentColor');
+    svg.append(path);
+    return svg;
+}
+
 export class RoomsController {
     // nav: the Navigator (which chat is open, the phone layout); toast(text, options)
     constructor(client, { nav, toast, users = () => [] }) {
@@ -173,8 +189,10 @@ export class RoomsController {
         if (selected)
             button.setAttribute('aria-current', 'true');
 
-        const hash = element('span', 'room-hash flex-none', room.private ? '🔒' : '#');
+        const hash = element('span', 'room-hash flex-none', room.private ? undefined : '#');
         hash.setAttribute('aria-hidden', 'true');
+        if (room.private)
+            hash.append(lockIcon());
         const text = element('span', 'flex-grow-1 room-item-text');
         const name = element('span', 'd-block text-truncate room-item-name');
         name.title = room.name;
@@ -530,7 +548,9 @@ export class RoomsController {
         const message = event.message ?? `The room ${name} has been deleted.`;
         const wasKnown = this.rooms.has(roomKey);
         this.forget(roomKey);
-        if (roomKey === this.current && event.user !== this.self) {
+        if (roomKey === this.current && event.user === this.self) {
+            this.backToList();      // deleted here or in another tab of this user
+        } else if (roomKey === this.current) {
             this.deleted = message;
             this.members.clear();
             this.renderChat();
