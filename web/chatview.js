@@ -9,6 +9,9 @@
 import { formatMessage } from './format.js';
 
 export const TEXT_MAX = 4000;
+export const HISTORY_PAGE = 50;     // entries per history page
+const CATCH_UP_PAGE = 200;
+const CATCH_UP_ROUNDS = 20;         // at most this many pages to fill one gap
 const NEAR_BOTTOM_PX = 80;          // closer than this to the end, new entries scroll into view
 const NEAR_TOP_PX = 40;             // closer than this to the top, older entries are fetched
 const GROUP_MS = 5 * 60 * 1000;     // a message this close to the one before by the same author joins its group
@@ -109,6 +112,44 @@ export class Timeline {
 
     sorted() {
         return [...this.entries.values()].sort((a, b) => a.seq - b.seq);
+    }
+
+    get canLoadOlder() {
+        return this.loaded && this.more && !this.loadingOlder && this.oldest !== null;
+    }
+
+    // The page before the oldest entry. fetch({ before, limit }) resolves with
+    // a history reply ({ messages, more }); its failure is thrown
+    async loadOlder(fetch, limit = HISTORY_PAGE) {
+        this.loadingOlder = true;
+        try {
+            const reply = await fetch({ before: this.oldest, limit });
+            this.add(reply.messages ?? []);
+            this.more = Boolean(reply.more);
+        } finally {
+            this.loadingOlder = false;
+        }
+    }
+
+    // What came after the newest entry, page by page (a gap, or a reconnection);
+    // fetch({ after, limit }) as above. Returns how many entries were new, or
+    // null when a catch-up is already on its way
+    async catchUp(fetch) {
+        if (!this.loaded || this.catchingUp)
+            return null;
+        this.catchingUp = true;
+        let added = 0;
+        try {
+            for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
+                const reply = await fetch({ after: this.newest ?? 0, limit: CATCH_UP_PAGE });
+                added += this.add(reply.messages ?? []);
+                if (!reply.more)
+                    break;
+            }
+        } finally {
+            this.catchingUp = false;
+        }
+        return added;
     }
 }
 

@@ -3,11 +3,8 @@
 // while a conversation is on screen, and the unread count in the tab's title
 // (PROTOCOL.md "Private messages"). Speaks through a ProtocolClient.
 
-import { ChatView, Timeline, element } from './chatview.js';
+import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 
-const HISTORY_PAGE = 50;
-const CATCH_UP_PAGE = 200;
-const CATCH_UP_ROUNDS = 20;         // at most this many pm.history pages to fill one gap
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
 const $ = (id) => document.getElementById(id);
@@ -277,8 +274,7 @@ export class PmController {
 
     async loadNewest(conversationKey, timeline) {
         try {
-            const reply = await this.client.request('pm.history',
-                { with: this.nameOf(conversationKey), limit: HISTORY_PAGE });
+            const reply = await this.history(conversationKey, { limit: HISTORY_PAGE });
             if (this.timelines.get(conversationKey) !== timeline)
                 return;
             timeline.add(reply.messages ?? []);
@@ -395,48 +391,38 @@ export class PmController {
     async loadOlder() {
         const conversationKey = this.current;
         const timeline = conversationKey ? this.timelines.get(conversationKey) : null;
-        if (!timeline?.loaded || !timeline.more || timeline.loadingOlder || timeline.oldest === null)
+        if (!timeline?.canLoadOlder)
             return;
-        timeline.loadingOlder = true;
         const box = $('pm-timeline');
-        this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+        const render = () => this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+        const loading = timeline.loadOlder((page) => this.history(conversationKey, page));
+        render();       // "Loading older messages…"
         try {
-            const reply = await this.client.request('pm.history',
-                { with: this.nameOf(conversationKey), before: timeline.oldest, limit: HISTORY_PAGE });
-            timeline.add(reply.messages ?? []);
-            timeline.more = Boolean(reply.more);
+            await loading;
         } catch (error) {
             this.failed(conversationKey, error);
-        } finally {
-            timeline.loadingOlder = false;
         }
         if (conversationKey === this.current && this.timelines.get(conversationKey) === timeline)
-            this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+            render();
     }
 
-    // Fetches what came after the newest message this page has, page by page
+    // Fetches what came after the newest message this page has
     async catchUp(conversationKey) {
         const timeline = this.timelines.get(conversationKey);
-        if (!timeline?.loaded || timeline.catchingUp)
-            return;
-        timeline.catchingUp = true;
         try {
-            for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
-                const reply = await this.client.request('pm.history',
-                    { with: this.nameOf(conversationKey), after: timeline.newest ?? 0, limit: CATCH_UP_PAGE });
-                timeline.add(reply.messages ?? []);
-                if (!reply.more)
-                    break;
+            const added = await timeline?.catchUp((page) => this.history(conversationKey, page));
+            if (conversationKey === this.current && added !== null) {
+                if (added > 0)
+                    this.renderTimeline();
+                this.markRead();
             }
         } catch (error) {
             this.failed(conversationKey, error);
-        } finally {
-            timeline.catchingUp = false;
         }
-        if (conversationKey === this.current) {
-            this.renderTimeline();
-            this.markRead();
-        }
+    }
+
+    history(conversationKey, page) {
+        return this.client.request('pm.history', { with: this.nameOf(conversationKey), ...page });
     }
 
     // --- events ---------------------------------------------------------------

@@ -3,15 +3,13 @@
 // shared ChatView), members and invitations (PROTOCOL.md "Rooms"). The dialogs
 // are in room-dialogs.js, the members panel in members.js.
 
-import { ChatView, Timeline, element } from './chatview.js';
+import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
+import { RoomList, byName } from './room-list.js';
 
 export { TEXT_MAX } from './chatview.js';
 
-const HISTORY_PAGE = 50;
-const CATCH_UP_PAGE = 200;
-const CATCH_UP_ROUNDS = 20;         // at most this many room.history pages to fill one gap
 const LIST_REFRESH_MS = 300;        // membership changes arrive in bursts: one room.list for each
 const LEAVE_GUARD_MS = 500;         // Leave ignores clicks this soon after Join: a double-click's second half
 
@@ -19,28 +17,6 @@ const $ = (id) => document.getElementById(id);
 
 // Room names are unique without regard to case
 const key = (name) => String(name).toLowerCase();
-
-function byName(a, b) {
-    const left = a.name.toLowerCase();
-    const right = b.name.toLowerCase();
-    return left < right ? -1 : left > right ? 1 : 0;
-}
-
-const SVG = 'http://www.w3.org/2000/svg';
-
-// A padlock beside a private room's name (decoration: the name says it too)
-function lockIcon() {
-    const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('viewBox', '0 0 16 16');
-    svg.setAttribute('width', '12');
-    svg.setAttribute('height', '12');
-    svg.setAttribute('class', 'lock-icon');
-    const path = document.createElementNS(SVG, 'path');
-    path.setAttribute('d', 'M8 1a3 3 0 0 0-3 3v3H4a1 1 0 0 0-1 1v6a1 1 0 0 0 1 1h8a1 1 0 0 0 1-1V8a1 1 0 0 0-1-1h-1V4a3 3 0 0 0-3-3zm-2 6V4a2 2 0 1 1 4 0v3H6z');
-    path.setAttribute('fill', 'currentColor');
-    svg.append(path);
-    return svg;
-}
 
 export class RoomsController {
     // nav: the Navigator (which chat is open, the phone layout); toast(text, options)
@@ -58,6 +34,7 @@ export class RoomsController {
         this.joining = false;               // a room.join is on its way
         this.joinedAt = 0;
         this.members = new MembersPanel({ knownUsers: users });
+        this.list = new RoomList($('rooms'), { pick: (name) => this.open(name) });
         this.view = new ChatView({
             box: 'timeline', entries: 'entries', top: 'timeline-top', notice: 'timeline-notice',
             announcer: 'chat-announcer', form: 'composer', input: 'composer-text', send: 'composer-send',
@@ -162,66 +139,13 @@ export class RoomsController {
     }
 
     renderList() {
-        const rooms = [...this.rooms.values()].sort(byName);
-        $('rooms-count').textContent = rooms.length ? `(${rooms.length})` : '';
-        $('rooms-empty').hidden = rooms.length > 0 || !$('rooms-error').hidden;
-        const focused = $('rooms').contains(document.activeElement)
-            ? document.activeElement.closest('li')?.dataset.room : null;
-        $('rooms').replaceChildren(...rooms.map((room) => this.listItem(room)));
-        if (focused)
-            this.focusListItem(focused);
+        $('rooms-count').textContent = this.rooms.size ? `(${this.rooms.size})` : '';
+        $('rooms-empty').hidden = this.rooms.size > 0 || !$('rooms-error').hidden;
+        this.list.render([...this.rooms.values()], this.current, this.unread);
     }
 
     focusListItem(name) {
-        const button = $('rooms').querySelector(`li[data-room="${CSS.escape(name)}"] button`);
-        button?.focus();
-        return Boolean(button);
-    }
-
-    listItem(room) {
-        const item = element('li', 'list-group-item p-0');
-        item.dataset.room = room.name;
-        item.dataset.joined = String(Boolean(room.joined));
-        const button = element('button', 'room-item btn w-100 text-start d-flex align-items-center gap-2 rounded-0');
-        button.type = 'button';
-        const selected = key(room.name) === this.current;
-        button.classList.toggle('active', selected);
-        if (selected)
-            button.setAttribute('aria-current', 'true');
-
-        const hash = element('span', 'room-hash flex-none', room.private ? undefined : '#');
-        hash.setAttribute('aria-hidden', 'true');
-        if (room.private)
-            hash.append(lockIcon());
-        const text = element('span', 'flex-grow-1 room-item-text');
-        const name = element('span', 'd-block text-truncate room-item-name');
-        name.title = room.name;
-        name.append(element('span', 'visually-hidden', room.private ? 'Private room ' : 'Room '),
-            document.createTextNode(room.name));
-        text.append(name);
-        if (room.description)
-            text.append(element('small', 'd-block text-truncate room-item-description', room.description));
-
-        const side = element('span', 'd-flex align-items-center gap-1 flex-none');
-        const unread = this.unread.get(key(room.name)) ?? 0;
-        if (unread > 0 && !selected) {
-            const badge = element('span', 'badge rounded-pill text-bg-primary unread-badge', String(unread));
-            badge.append(element('span', 'visually-hidden', ' new'));
-            side.append(badge);
-        }
-        if (room.joined)
-            side.append(element('span', 'visually-hidden joined-badge', ', joined'));
-        else
-            side.append(element('span', 'badge text-bg-light border not-joined', 'join'));
-        const count = element('small', 'member-count', `${room.members} / ${room.max_participants}`);
-        count.title = `${room.members} of at most ${room.max_participants} members`;
-        count.append(element('span', 'visually-hidden', ' members'));
-        side.append(count);
-
-        button.append(hash, text, side);
-        button.addEventListener('click', () => this.open(room.name));
-        item.append(button);
-        return item;
+        return this.list.focus(name);
     }
 
     // --- the chat view --------------------------------------------------------
@@ -268,8 +192,7 @@ export class RoomsController {
 
     async loadNewest(roomKey, timeline) {
         try {
-            const reply = await this.client.request('room.history',
-                { room: this.rooms.get(roomKey)?.name ?? roomKey, limit: HISTORY_PAGE });
+            const reply = await this.history(roomKey, { limit: HISTORY_PAGE });
             if (this.timelines.get(roomKey) !== timeline)
                 return;
             this.startTimeline(roomKey, timeline, reply.messages ?? [], Boolean(reply.more));
@@ -402,47 +325,35 @@ export class RoomsController {
     async loadOlder() {
         const roomKey = this.current;
         const timeline = roomKey ? this.timelines.get(roomKey) : null;
-        if (!timeline?.loaded || !timeline.more || timeline.loadingOlder || timeline.oldest === null)
+        if (!timeline?.canLoadOlder)
             return;
-        timeline.loadingOlder = true;
         const box = $('timeline');
-        this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+        const render = () => this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+        const loading = timeline.loadOlder((page) => this.history(roomKey, page));
+        render();       // "Loading older messages…"
         try {
-            const reply = await this.client.request('room.history',
-                { room: this.room?.name ?? roomKey, before: timeline.oldest, limit: HISTORY_PAGE });
-            timeline.add(reply.messages ?? []);
-            timeline.more = Boolean(reply.more);
+            await loading;
         } catch (error) {
             this.failed(roomKey, error);
-        } finally {
-            timeline.loadingOlder = false;
         }
         if (roomKey === this.current && this.timelines.get(roomKey) === timeline)
-            this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
+            render();
     }
 
-    // Fetches what came after the newest entry this page has, page by page
+    // Fetches what came after the newest entry this page has
     async catchUp(roomKey) {
         const timeline = this.timelines.get(roomKey);
-        if (!timeline?.loaded || timeline.catchingUp)
-            return;
-        timeline.catchingUp = true;
-        const before = timeline.entries.size;
         try {
-            for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
-                const reply = await this.client.request('room.history',
-                    { room: this.rooms.get(roomKey)?.name ?? roomKey, after: timeline.newest ?? 0, limit: CATCH_UP_PAGE });
-                timeline.add(reply.messages ?? []);
-                if (!reply.more)
-                    break;
-            }
+            const added = await timeline?.catchUp((page) => this.history(roomKey, page));
+            if (added > 0 && roomKey === this.current)
+                this.renderTimeline();
         } catch (error) {
             this.failed(roomKey, error);
-        } finally {
-            timeline.catchingUp = false;
         }
-        if (roomKey === this.current && timeline.entries.size > before)
-            this.renderTimeline();
+    }
+
+    history(roomKey, page) {
+        return this.client.request('room.history', { room: this.rooms.get(roomKey)?.name ?? roomKey, ...page });
     }
 
     // --- events ---------------------------------------------------------------
