@@ -157,12 +157,14 @@ test('one session sees another user come online and go offline', async () => {
         await sleep(1200);                  // a quiet period: the next change goes at once
 
         const bob = await connect();
-        const sent = Date.now();
         await bob.request({ type: 'auth.register', username: 'bob', password: PASSWORD });
+        const bound = Date.now();           // after the password hash, whatever the load
         const online = await alice.nextEvent((frame) => frame.type === 'presence');
         const { __binary, ...frame } = online;
         assert.deepEqual(frame, { type: 'presence', users: [{ user: 'bob', online: true }] });
-        assert.ok(events[0].at - sent < 900, `the first change took ${events[0].at - sent} ms`);
+        // Not held for the one-second window: it comes with the bind, well before a
+        // second event could be due (a bound in events, not in a wall-clock figure)
+        assert.ok(events[0].at - bound < 900, `the first change came ${events[0].at - bound} ms after the bind`);
 
         await bob.close();
         const offline = await alice.nextEvent((frame) => frame.type === 'presence');
@@ -237,7 +239,9 @@ test('a storm of 30 logins costs an observer a few events, at most one a second'
 
         const events = recordPresence(observer);
         const started = Date.now();
-        await Promise.all(names.map((name) => loggedIn(connect, name)));
+        let firstBound = Infinity;
+        await Promise.all(names.map((name) => loggedIn(connect, name)
+            .then((client) => { firstBound = Math.min(firstBound, Date.now()); return client; })));
         const loggedAt = Date.now();
         const allOnline = await eventually(() => {
             const states = latestStates(events);
@@ -247,7 +251,8 @@ test('a storm of 30 logins costs an observer a few events, at most one a second'
         await sleep(1500);              // nothing more should come
 
         const span = events.at(-1).at - started;
-        assert.ok(events[0].at - started < 900, `the first change took ${events[0].at - started} ms`);
+        assert.ok(events[0].at - firstBound < 900,
+                  `the first change came ${events[0].at - firstBound} ms after the first login`);
         const allowed = 1 + Math.ceil((loggedAt - started) / 1000);
         console.log(`storm: 30 logins in ${loggedAt - started} ms, ${events.length} events ` +
                     `(${events.map((event) => event.users.length).join(', ')} users) over ${span} ms`);
