@@ -1290,6 +1290,7 @@ test_room_types_with_body_not_a_map_get_bad_request (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     const char *types [] = { "store.room.create", "store.room.get", "store.room.list",
+                             "store.room.joined", "store.room.public", "store.room.directory",
                              "store.room.delete", "store.member.add", "store.member.remove",
                              "store.member.list", "store.invite.add", "store.msg.append",
                              "store.msg.history" };
@@ -1496,6 +1497,7 @@ test_room_list_shows_public_rooms_and_own_private_ones_with_joined (void **state
             assert_non_null (sc_map_field (map, "max_participants"));
             assert_non_null (sc_map_field (map, "last_seq"));
         }
+        assert_false (s_more (reply));
         sc_reply_destroy (&reply);
     }
     sc_reply_t *reply = s_by_name (fixture, "store.room.list", "user", "");
@@ -3882,6 +3884,340 @@ test_pm_many_messages_across_twenty_conversations (void **state)
 }
 
 
+
+//  --------------------------------------------------------------------------
+//  Rooms in pages, quotas, answers bounded by bytes (proto/STORE.md)
+
+//  The most bytes of packed list one answer may carry, as the stores cut
+//  (proto/STORE.md, "Answers bounded by bytes"): under the envelope's body
+#define S_ANSWER_MAX    (1024 * 1024)
+
+//  A room list request: user, after (NULL for none), limit (0 for none)
+static sc_reply_t *
+s_room_page (fixture_t *fixture, const char *type, const char *user, const char *after,
+             int64_t limit, const char *extra_key, const char *extra_str,
+             int64_t after_active)
+{
+    body_t body;
+    s_body_init (&body, 1 + (after != NULL) + (limit != 0) + (extra_key != NULL)
+                      + (after_active >= 0));
+    sc_pack_kstr (&body.packer, "user", user);
+    if (after)
+        sc_pack_kstr (&body.packer, "after", after);
+    if (limit)
+        sc_pack_kint (&body.packer, "limit", limit);
+    if (extra_key)
+        sc_pack_kstr (&body.packer, extra_key, extra_str);
+    if (after_active >= 0)
+        sc_pack_kint (&body.packer, "after_active", after_active);
+    return s_call (fixture, type, &body);
+}
+
+//  Asserts a page of rooms holds exactly names, in order, each with joined
+//  as given ('y' or 'n'), and more
+static void
+s_assert_room_page (sc_reply_t *reply, const char *const *names, const char *joined,
+                    bool more)
+{
+    s_assert_ok (reply);
+    const msgpack_object *rooms = s_array_field (reply, "rooms");
+    size_t count = 0;
+    while (names [count])
+        count++;
+    if (rooms->via.array.size != count)
+        fail_msg ("%u rooms, expected %zu", rooms->via.array.size, count);
+    for (size_t index = 0; index < count; index++) {
+        const msgpack_object *room = &rooms->via.array.ptr [index];
+        s_assert_str (sc_map_field (room, "name"), names [index]);
+        assert_int_equal (s_bool (sc_map_field (room, "joined")), joined [index] == 'y');
+        assert_non_null (sc_map_field (room, "active_at"));
+    }
+    assert_int_equal (s_more (reply), more);
+    sc_reply_destroy (&reply);
+}
+
+static sc_reply_t *
+s_room_create_quota (fixture_t *fixture, const char *name, const char *owner,
+                     int64_t max_owned, int64_t max_joined)
+{
+    body_t body;
+    s_body_init (&body, 8);
+    sc_pack_kstr (&body.packer, "name", name);
+    sc_pack_kstr (&body.packer, "description", "");
+    sc_pack_key (&body.packer, "private");
+    msgpack_pack_false (&body.packer);
+    sc_pack_kint (&body.packer, "max_participants", 10);
+    sc_pack_kstr (&body.packer, "owner", owner);
+    sc_pack_kint (&body.packer, "created_at", 5000);
+    sc_pack_kint (&body.packer, "max_owned", max_owned);
+    sc_pack_kint (&body.packer, "max_joined", max_joined);
+    return s_call (fixture, "store.room.create", &body);
+}
+
+static sc_reply_t *
+s_member_add_quota (fixture_t *fixture, const char *room, const char *user, int64_t seq,
+                    int64_t max_joined)
+{
+    body_t body;
+    s_body_init (&body, 4);
+    sc_pack_kstr (&body.packer, "room", room);
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_key (&body.packer, "entry");
+    s_pack_entry (&body.packer, seq, user, NULL, "join");
+    sc_pack_kint (&body.packer, "max_joined", max_joined);
+    return s_call (fixture, "store.member.add", &body);
+}
+
+static void
+test_room_joined_lists_the_users_rooms_by_name_in_pages (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "Delta", false, 10, "alice");
+    s_room_create_ok (fixture, "beta", true, 10, "alice");
+    s_room_create_ok (fixture, "Charlie", false, 10, "bob");
+    s_room_create_ok (fixture, "alpha", false, 10, "bob");
+    s_member_add_ok (fixture, "charlie", "Alice", 1);
+
+    s_assert_room_page (s_room_page (fixture, "store.room.joined", "ALICE", NULL, 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "beta", "Charlie", "Delta", NULL }, "yyy", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.joined", "alice", NULL, 2, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "beta", "Charlie", NULL }, "yy", true);
+    s_assert_room_page (s_room_page (fixture, "store.room.joined", "alice", "CHARLIE", 2, NULL,
+                                     NULL, -1),
+                        (const char *[]) { "Delta", NULL }, "y", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.joined", "bob", NULL, 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "alpha", "Charlie", NULL }, "yy", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.joined", "ghost", NULL, 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { NULL }, "", false);
+    sc_reply_t *reply = s_room_page (fixture, "store.room.joined", "alice", NULL, 1001, NULL,
+                                     NULL, -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_public_lists_other_public_rooms_most_recently_active_first (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    //  Created at 1000 .. 5000; then messages make 'old' and 'Mid' the newest
+    const char *names [] = { "old", "Mid", "new", "Mine", "hidden" };
+    for (int index = 0; index < 5; index++) {
+        sc_reply_t *reply = s_room_create (fixture, names [index], "", index == 4, 10,
+                                           index == 3 ? "alice" : "bob", 1000 * (index + 1));
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    body_t body;
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "room", "mid");
+    sc_pack_key (&body.packer, "entry");
+    s_pack_entry (&body.packer, 1, "bob", "hello", NULL);      //  ts 1700000000001
+    sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "old", 1, "bob", "first");
+    s_append_ok (fixture, "old", 2, "bob", "second");           //  ts 1700000000002
+
+    //  alice: not her own room, not the private one
+    s_assert_room_page (s_room_page (fixture, "store.room.public", "alice", NULL, 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "old", "Mid", "new", NULL }, "nnn", false);
+    reply = s_room_page (fixture, "store.room.public", "alice", NULL, 1, NULL, NULL, -1);
+    s_assert_ok (reply);
+    const msgpack_object *first = &s_array_field (reply, "rooms")->via.array.ptr [0];
+    s_assert_int (sc_map_field (first, "active_at"), 1700000000002);
+    sc_reply_destroy (&reply);
+    //  The cursor is (active_at, name) of the last room seen
+    s_assert_room_page (s_room_page (fixture, "store.room.public", "alice", "old", 1, NULL, NULL,
+                                     1700000000002),
+                        (const char *[]) { "Mid", NULL }, "n", true);
+    s_assert_room_page (s_room_page (fixture, "store.room.public", "alice", "mid", 5, NULL, NULL,
+                                     1700000000001),
+                        (const char *[]) { "new", NULL }, "n", false);
+    //  bob belongs to all of them but alice's
+    s_assert_room_page (s_room_page (fixture, "store.room.public", "bob", NULL, 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "Mine", NULL }, "n", false);
+    reply = s_room_page (fixture, "store.room.public", "alice", "old", 1, NULL, NULL, -1);
+    s_assert_error (reply, "bad_request");          //  after without after_active
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_directory_pages_public_rooms_by_name_from_a_prefix (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "Alpha", false, 10, "bob");
+    s_room_create_ok (fixture, "al", false, 10, "alice");
+    s_room_create_ok (fixture, "alps", false, 10, "bob");
+    s_room_create_ok (fixture, "Alsecret", true, 10, "alice");
+    s_room_create_ok (fixture, "beta", false, 10, "bob");
+    s_room_create_ok (fixture, "ak", false, 10, "bob");
+
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "alice", NULL, 0, NULL,
+                                     NULL, -1),
+                        (const char *[]) { "ak", "al", "Alpha", "alps", "beta", NULL }, "nynnn",
+                        false);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "alice", NULL, 0, "prefix",
+                                     "AL", -1),
+                        (const char *[]) { "al", "Alpha", "alps", NULL }, "ynn", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "alice", NULL, 2, "prefix",
+                                     "al", -1),
+                        (const char *[]) { "al", "Alpha", NULL }, "yn", true);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "alice", "alpha", 2,
+                                     "prefix", "al", -1),
+                        (const char *[]) { "alps", NULL }, "n", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "bob", "AL", 0, "prefix",
+                                     "al", -1),
+                        (const char *[]) { "Alpha", "alps", NULL }, "yy", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "bob", "a", 0, NULL, NULL,
+                                     -1),
+                        (const char *[]) { "ak", "al", "Alpha", "alps", "beta", NULL }, "ynyyy",
+                        false);
+    s_assert_room_page (s_room_page (fixture, "store.room.directory", "bob", NULL, 0, "prefix",
+                                     "zz", -1),
+                        (const char *[]) { NULL }, "", false);
+    sc_reply_t *reply = s_room_page (fixture, "store.room.directory", "bob", NULL, 0, "prefix",
+                                     "a%", -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_create_quotas_come_after_a_taken_name (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    for (int index = 0; index < 3; index++) {
+        char name [16];
+        snprintf (name, sizeof name, "room%d", index);
+        sc_reply_t *reply = s_room_create_quota (fixture, name, "alice", 3, 0);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_room_create_quota (fixture, "room3", "ALICE", 3, 0);
+    s_assert_error (reply, "quota_owned");
+    sc_reply_destroy (&reply);
+    reply = s_room_create_quota (fixture, "ROOM1", "alice", 3, 0);
+    s_assert_error (reply, "conflict");             //  a repeat, not a quota
+    sc_reply_destroy (&reply);
+    reply = s_room_create_quota (fixture, "room3", "alice", 4, 0);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    //  The owner joins what she creates: the joined quota counts it
+    s_member_add_ok (fixture, "room0", "bob", 1);
+    reply = s_room_create_quota (fixture, "bobs", "bob", 0, 1);
+    s_assert_error (reply, "quota_joined");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "bobs");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_room_create_quota (fixture, "bobs", "bob", 0, 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_member_add_joined_quota_comes_after_membership (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "one", false, 10, "alice");
+    s_room_create_ok (fixture, "two", false, 10, "alice");
+    s_room_create_ok (fixture, "three", false, 10, "alice");
+    sc_reply_t *reply = s_member_add_quota (fixture, "one", "bob", 1, 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_add_quota (fixture, "two", "bob", 1, 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_add_quota (fixture, "three", "Bob", 1, 2);
+    s_assert_error (reply, "quota_joined");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "three", 1, 0);      //  nobody added, nothing appended
+    //  A member already: ok, whatever the quota
+    reply = s_member_add_quota (fixture, "one", "bob", 2, 1);
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "added")));
+    sc_reply_destroy (&reply);
+    reply = s_member_add_quota (fixture, "three", "bob", 1, 0);     //  0: no quota
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+//  Texts of 16,000 bytes (4,000 four-byte characters): 200 of them are
+//  three times what one answer may carry
+static void
+s_append_big (fixture_t *fixture, const char *room, int64_t count)
+{
+    static char text [16001];
+    for (int index = 0; index < 16000; index += 4)
+        memcpy (text + index, "\xf0\x9f\x98\x80", 4);      //  U+1F600
+    text [16000] = 0;
+    for (int64_t first = 1; first <= count; first += 20) {
+        body_t body;
+        s_body_init (&body, 2);
+        sc_pack_kstr (&body.packer, "room", room);
+        sc_pack_key (&body.packer, "entries");
+        int64_t run = count - first + 1 < 20 ? count - first + 1 : 20;
+        msgpack_pack_array (&body.packer, (uint32_t) run);
+        for (int64_t seq = first; seq < first + run; seq++)
+            s_pack_entry (&body.packer, seq, "alice", text, NULL);
+        sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+}
+
+//  Asserts a history page is a run of seqs ending at last (or starting at
+//  first when last is 0), cut short of limit, with more; returns its size
+static uint32_t
+s_assert_cut_page (fixture_t *fixture, int64_t before, int64_t after, int64_t first,
+                   int64_t last)
+{
+    sc_reply_t *reply = s_history (fixture, "big", before, after, 200);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    uint32_t count = messages->via.array.size;
+    assert_true (count > 10 && count < 200);
+    int64_t start = last ? last - count + 1 : first;
+    for (uint32_t index = 0; index < count; index++)
+        s_assert_int (sc_map_field (&messages->via.array.ptr [index], "seq"), start + index);
+    assert_true (s_more (reply));
+    sc_reply_destroy (&reply);
+    return count;
+}
+
+static void
+test_msg_history_cut_for_its_bytes_keeps_the_entries_next_to_the_cursor (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "big", false, 10, "alice");
+    s_append_big (fixture, "big", 200);
+    //  The newest, the newest before 150, the oldest after 0 and after 100
+    uint32_t count = s_assert_cut_page (fixture, S_NO_CURSOR, S_NO_CURSOR, 0, 200);
+    assert_true (count * 16000 < S_ANSWER_MAX);
+    s_assert_cut_page (fixture, 150, S_NO_CURSOR, 0, 149);
+    s_assert_cut_page (fixture, S_NO_CURSOR, 0, 1, 0);
+    s_assert_cut_page (fixture, S_NO_CURSOR, 100, 101, 0);
+    //  A page that fits is not cut
+    s_assert_history (fixture, "big", S_NO_CURSOR, 190, 200, 191, 200, false);
+    s_assert_history (fixture, "big", 11, S_NO_CURSOR, 200, 1, 10, false);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -3979,6 +4315,12 @@ main (int argc, char *argv [])
         S_TEST (test_pipelined_pm_runs_one_conflict_spares_the_rest),
         S_TEST (test_pm_conversations_and_read_markers_survive_plugin_restart),
         S_TEST (test_pm_many_messages_across_twenty_conversations),
+        S_TEST (test_room_joined_lists_the_users_rooms_by_name_in_pages),
+        S_TEST (test_room_public_lists_other_public_rooms_most_recently_active_first),
+        S_TEST (test_room_directory_pages_public_rooms_by_name_from_a_prefix),
+        S_TEST (test_room_create_quotas_come_after_a_taken_name),
+        S_TEST (test_member_add_joined_quota_comes_after_membership),
+        S_TEST (test_msg_history_cut_for_its_bytes_keeps_the_entries_next_to_the_cursor),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }

@@ -44,6 +44,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_envelope.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -57,7 +58,7 @@
 #include <string.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define S_SCHEMA_VERSION        3
+#define S_SCHEMA_VERSION        4
 //  Most requests queued before they are applied
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
@@ -77,6 +78,12 @@
 #define S_ENTRIES_MAX           256
 #define S_HISTORY_DEFAULT       50
 #define S_CONVERSATIONS_DEFAULT 200
+//  What the list of one answer may take, packed: an answer stays under the
+//  envelope's body limit, with room for the rest of it (proto/STORE.md,
+//  "Answers bounded by bytes")
+#define S_REPLY_BUDGET          (PL_ENVELOPE_MAX_BODY - 64 * 1024)
+#define S_PUBLIC_DEFAULT        200
+#define S_DIRECTORY_DEFAULT     50
 //  How often member.add re-reads a room that changed between its checks
 //  and its conditional update (another writer joined, left, deleted)
 #define S_JOIN_ATTEMPTS         3
@@ -115,6 +122,9 @@ typedef enum {
     S_OP_ROOM_CREATE,
     S_OP_ROOM_GET,
     S_OP_ROOM_LIST,
+    S_OP_ROOM_JOINED,
+    S_OP_ROOM_PUBLIC,
+    S_OP_ROOM_DIRECTORY,
     S_OP_ROOM_DELETE,
     S_OP_MEMBER_ADD,
     S_OP_MEMBER_REMOVE,
@@ -146,6 +156,9 @@ static const struct {
     { "store.room.create",       S_OP_ROOM_CREATE },
     { "store.room.get",          S_OP_ROOM_GET },
     { "store.room.list",         S_OP_ROOM_LIST },
+    { "store.room.joined",       S_OP_ROOM_JOINED },
+    { "store.room.public",       S_OP_ROOM_PUBLIC },
+    { "store.room.directory",    S_OP_ROOM_DIRECTORY },
     { "store.room.delete",       S_OP_ROOM_DELETE },
     { "store.member.add",        S_OP_MEMBER_ADD },
     { "store.member.remove",     S_OP_MEMBER_REMOVE },
@@ -226,6 +239,13 @@ typedef struct {
     uint64_t seq;                   //  pm.append: the run's first; pm.read
     char from_name [S_NAME_MAX + 1];    //  pm.append: 'from' as registered
     char to_name [S_NAME_MAX + 1];      //  pm.append: 'to' as registered
+    char after_key [S_ROOM_MAX + 1];    //  room.joined/public/directory: the cursor's
+                                        //  room, lower-cased; "" for none
+    char prefix_key [S_ROOM_MAX + 1];   //  room.directory: lower-cased; "" for none
+    bool has_after_active;          //  room.public: the cursor's active_at is given
+    int64_t after_active;
+    uint64_t max_owned;             //  room.create: the owner's quota, 0 for none
+    uint64_t max_joined;            //  room.create, member.add: the user's quota, 0 for none
     const char *code;               //  error code, NULL for ok
     char message [200];             //  error sentence
     msgpack_sbuffer result;         //  ok result map
@@ -889,6 +909,71 @@ s_read_pm_pair (s_pending_t *pending, const msgpack_object *map, const char *me,
     return 0;
 }
 
+//  The quotas of room.create and member.add: absent or 0 for none
+static int
+s_read_quotas (s_pending_t *pending, const msgpack_object *map, bool owned)
+{
+    if (owned && s_read_uint (pending, map, "max_owned", 0, INT64_MAX, false, 0,
+                              &pending->max_owned))
+        return -1;
+    return s_read_uint (pending, map, "max_joined", 0, INT64_MAX, false, 0,
+                        &pending->max_joined);
+}
+
+//  A room list's page: user, after (a room name), limit 1 .. 1000
+static int
+s_read_room_page (s_pending_t *pending, const msgpack_object *map, uint64_t fallback)
+{
+    uint64_t limit;
+    s_text_t after = { NULL, 0 };
+    if (s_read_name (pending, map, "user", true)
+    ||  s_read_text (pending, map, "after", S_ROOM_MAX, false, &after)
+    ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, fallback, &limit))
+        return -1;
+    s_lower (after.data, after.size, pending->after_key);
+    pending->limit = (uint32_t) limit;
+    return 0;
+}
+
+//  store.room.public: the page and its cursor, (after_active, after) both or neither
+static int
+s_read_room_public (s_pending_t *pending, const msgpack_object *map)
+{
+    if (s_read_room_page (pending, map, S_PUBLIC_DEFAULT))
+        return -1;
+    pending->has_after_active = s_field (map, "after_active") != NULL;
+    if (pending->has_after_active
+    &&  s_read_time (pending, map, "after_active", &pending->after_active))
+        return -1;
+    if (pending->has_after_active != (pending->after_key [0] != 0)) {
+        s_fail (pending, "bad_request", "Give 'after_active' and 'after' together, or neither.");
+        return -1;
+    }
+    return 0;
+}
+
+//  store.room.directory: the page and a prefix of ASCII letters, digits,
+//  '_' and '-' (the names of rooms), so that its range has an end
+static int
+s_read_room_directory (s_pending_t *pending, const msgpack_object *map)
+{
+    s_text_t prefix = { NULL, 0 };
+    if (s_read_room_page (pending, map, S_DIRECTORY_DEFAULT)
+    ||  s_read_text (pending, map, "prefix", S_ROOM_MAX, false, &prefix))
+        return -1;
+    for (uint32_t index = 0; index < prefix.size; index++) {
+        char c = prefix.data [index];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_' || c == '-')) {
+            s_fail (pending, "bad_request",
+                    "The field 'prefix' must hold only letters, digits, '_' and '-'.");
+            return -1;
+        }
+    }
+    s_lower (prefix.data, prefix.size, pending->prefix_key);
+    return 0;
+}
+
 //  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
 static int
 s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
@@ -953,7 +1038,8 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             ||  s_read_uint (pending, map, "max_participants", 1, UINT32_MAX, true, 0,
                              &max_participants)
             ||  s_read_name (pending, map, "owner", true)
-            ||  s_read_time (pending, map, "created_at", &pending->created_at))
+            ||  s_read_time (pending, map, "created_at", &pending->created_at)
+            ||  s_read_quotas (pending, map, true))
                 return -1;
             pending->max_participants = (uint32_t) max_participants;
             const msgpack_object *is_private = s_field (map, "private");
@@ -969,11 +1055,19 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_room (pending, map, "name");
         case S_OP_ROOM_LIST:
             return s_read_name (pending, map, "user", true);
+        case S_OP_ROOM_JOINED:
+            return s_read_room_page (pending, map, S_LIST_LIMIT_MAX);
+        case S_OP_ROOM_PUBLIC:
+            return s_read_room_public (pending, map);
+        case S_OP_ROOM_DIRECTORY:
+            return s_read_room_directory (pending, map);
         case S_OP_MEMBER_ADD:
         case S_OP_MEMBER_REMOVE:
             return s_read_room (pending, map, "room")
                 || s_read_name (pending, map, "user", true)
-                || s_read_entry (pending, map, false) ? -1 : 0;
+                || s_read_entry (pending, map, false)
+                || (pending->op == S_OP_MEMBER_ADD && s_read_quotas (pending, map, false))
+                   ? -1 : 0;
         case S_OP_MEMBER_LIST:
             return s_read_room (pending, map, "room");
         case S_OP_INVITE_ADD: {
@@ -1094,6 +1188,20 @@ s_array_append_text (bson_t *array, uint32_t *count, const char *data, uint32_t 
     (*count)++;
 }
 
+//  Rooms stored before schema 4 have no active_at: they take the epoch, so
+//  that they sort after every room active since (until their next message)
+static int
+s_prepare_active_at (store_t *self, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("active_at", "{", "$exists", BCON_BOOL (false), "}");
+    bson_t *update = BCON_NEW ("$set", "{", "active_at", BCON_DATE_TIME (0), "}");
+    self->round_trips++;
+    bool ok = mongoc_collection_update_many (self->rooms, filter, update, NULL, NULL, error);
+    bson_destroy (update);
+    bson_destroy (filter);
+    return ok ? 0 : -1;
+}
+
 //  Pings the server and creates the indexes, once. Returns 0, or -1 with
 //  error set.
 static int
@@ -1124,13 +1232,24 @@ s_prepare (store_t *self, bson_error_t *error)
             "{", "key", "{", "expires_at", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("expires_at"), "}",
         "]");
-    //  users: the rooms a user belongs to, for room.list (multikey)
+    //  users: the rooms a user belongs to, by name, for room.list and the
+    //  joined quota (multikey); owner: the owned quota; the public rooms
+    //  by activity (room.list) and by name (room.directory)
     bson_t *rooms = BCON_NEW (
         "createIndexes", BCON_UTF8 ("rooms"),
         "indexes", "[",
             "{", "key", "{", "name_lower", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("name_lower_unique"), "unique", BCON_BOOL (true), "}",
             "{", "key", "{", "users", BCON_INT32 (1), "}", "name", BCON_UTF8 ("users"), "}",
+            "{", "key", "{", "users", BCON_INT32 (1), "name_lower", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("users_name_lower"), "}",
+            "{", "key", "{", "owner", BCON_INT32 (1), "}", "name", BCON_UTF8 ("owner"), "}",
+            "{", "key", "{", "metadata.settings.is_private", BCON_INT32 (1),
+                              "active_at", BCON_INT32 (-1), "name_lower", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("public_by_active"), "}",
+            "{", "key", "{", "metadata.settings.is_private", BCON_INT32 (1),
+                              "name_lower", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("public_by_name"), "}",
         "]");
     bson_t *messages = BCON_NEW (
         "createIndexes", BCON_UTF8 ("messages"),
@@ -1168,7 +1287,7 @@ s_prepare (store_t *self, bson_error_t *error)
     bson_destroy (rooms);
     bson_destroy (messages);
     mongoc_database_destroy (database);
-    if (!ok)
+    if (!ok || s_prepare_active_at (self, error))
         return -1;
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
@@ -2078,7 +2197,7 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
     if (last_seq < 0)
         last_seq = s_bson_int (room, "last_seq", 0);
     int64_t max_participants = s_bson_int (room, "metadata.settings.max_participants", 0);
-    msgpack_pack_map (packer, joined ? 9 : 8);
+    msgpack_pack_map (packer, joined ? 10 : 9);
     s_pack_str (packer, "name");
     s_pack_bson_text (packer, room, "name");
     s_pack_str (packer, "description");
@@ -2098,6 +2217,8 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
     msgpack_pack_uint32 (packer, s_bson_array_count (room, "users"));
     s_pack_str (packer, "last_seq");
     msgpack_pack_uint64 (packer, last_seq > 0 ? (uint64_t) last_seq : 0);
+    s_pack_str (packer, "active_at");
+    msgpack_pack_int64 (packer, s_bson_int (room, "active_at", 0));
     if (joined) {
         s_pack_str (packer, "joined");
         if (*joined)
@@ -2175,6 +2296,7 @@ s_build_room (const s_pending_t *pending, const char *owner, bson_t *room)
     BSON_APPEND_ARRAY_BEGIN (room, "invited", &invited);
     bson_append_array_end (room, &invited);
     BSON_APPEND_INT64 (room, "last_seq", 0);
+    BSON_APPEND_DATE_TIME (room, "active_at", pending->created_at);
 }
 
 //  The room whose lower-cased name is key, into room (empty). Returns 1 if
@@ -2299,6 +2421,46 @@ s_fail_no_user (s_pending_t *pending)
             (int) pending->name.size, pending->name.data);
 }
 
+//  Counts the rooms whose field holds name (as registered): the owner or
+//  users index. Returns the count, or -1 with error set.
+static int64_t
+s_count_rooms (store_t *self, const char *field, const char *name, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW (field, BCON_UTF8 (name));
+    self->round_trips++;
+    int64_t count = mongoc_collection_count_documents (self->rooms, filter, NULL, NULL, NULL,
+                                                       error);
+    bson_destroy (filter);
+    return count;
+}
+
+//  Fails pending with quota_owned or quota_joined when user (as registered)
+//  has reached a quota (0 for none): owns max_owned rooms, or belongs to
+//  max_joined. Returns 0, or -1 with error set.
+static int
+s_check_quotas (store_t *self, s_pending_t *pending, const char *user, bson_error_t *error)
+{
+    if (pending->max_owned) {
+        int64_t count = s_count_rooms (self, "owner", user, error);
+        if (count < 0)
+            return -1;
+        if (count >= (int64_t) pending->max_owned) {
+            s_fail (pending, "quota_owned", "'%s' owns %" PRId64 " rooms, the most allowed.",
+                    user, count);
+            return 0;
+        }
+    }
+    if (pending->max_joined) {
+        int64_t count = s_count_rooms (self, "users", user, error);
+        if (count < 0)
+            return -1;
+        if (count >= (int64_t) pending->max_joined)
+            s_fail (pending, "quota_joined", "'%s' belongs to %" PRId64 " rooms, the most"
+                    " allowed.", user, count);
+    }
+    return 0;
+}
+
 static int
 s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                    bson_error_t *error)
@@ -2321,6 +2483,11 @@ s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer,
             s_fail_conflict (pending);
         return rc < 0 ? -1 : 0;
     }
+    //  The quotas after the name: a repeated create answers conflict
+    if (s_check_quotas (self, pending, owner, error))
+        return -1;
+    if (pending->code)
+        return 0;
     //  A timeline that a delete interrupted midway left behind is not this
     //  room's: cleared first (one index range, usually empty)
     bson_t *stale = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
@@ -2377,17 +2544,155 @@ typedef struct {
     msgpack_sbuffer rows;           //  the packed rooms
     uint32_t count;                 //  rooms packed
     const char *user;               //  the user as registered, "" for none
+    uint32_t limit;                 //  rooms to pack at most (0: no limit)
+    bool more;                      //  rooms were left out: past limit or budget
 } s_room_list_t;
 
+//  Packs a room found, with joined, unless the list is full: past its
+//  limit, or past S_REPLY_BUDGET bytes (the answer stops at a whole room)
 static void
 s_on_listed_room (void *arg, const bson_t *document)
 {
     s_room_list_t *list = (s_room_list_t *) arg;
+    if (list->more || (list->limit && list->count == list->limit)) {
+        list->more = true;
+        return;
+    }
     bool joined = list->user [0]
                && s_bson_array_has (document, "users", list->user,
                                     (uint32_t) strlen (list->user), NULL);
+    size_t before = list->rows.size;
     s_pack_room (&list->packer, document, &joined, -1);
+    if (list->rows.size > S_REPLY_BUDGET) {
+        list->rows.size = before;
+        list->more = true;
+        return;
+    }
     list->count++;
+}
+
+//  Finds rooms into {rooms, more}: at most pending->limit (one more is
+//  asked for, to tell whether more remain), each with joined for user
+static int
+s_find_room_page (store_t *self, s_pending_t *pending, const bson_t *filter,
+                  const bson_t *sort, const char *user, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_DOCUMENT (&opts, "sort", sort);
+    BSON_APPEND_INT64 (&opts, "limit", (int64_t) pending->limit + 1);
+    bson_t projection;
+    BSON_APPEND_DOCUMENT_BEGIN (&opts, "projection", &projection);
+    BSON_APPEND_INT32 (&projection, "invited", 0);
+    bson_append_document_end (&opts, &projection);
+    s_room_list_t list = { .user = user, .limit = pending->limit };
+    msgpack_sbuffer_init (&list.rows);
+    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
+    int rc = s_find (self, self->rooms, filter, &opts, s_on_listed_room, &list, error);
+    if (rc == 0) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, list.count);
+        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
+        s_pack_str (packer, "more");
+        if (list.more)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+    }
+    msgpack_sbuffer_destroy (&list.rows);
+    bson_destroy (&opts);
+    return rc;
+}
+
+//  The rooms the user belongs to, by lower-cased name, after the cursor:
+//  the users_name_lower index
+static int
+s_run_room_joined (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    char user [S_NAME_MAX + 1] = "";
+    int rc = s_find_user_name (self, pending->key, user, error);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, 0);
+        s_pack_str (packer, "more");
+        msgpack_pack_false (packer);
+        return 0;
+    }
+    bson_t *filter = BCON_NEW ("users", BCON_UTF8 (user),
+                               "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}");
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    rc = s_find_room_page (self, pending, filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Public rooms the user is not in, most recently active first, after the
+//  cursor (after_active, after): the public_by_active index
+static int
+s_run_room_public (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    char user [S_NAME_MAX + 1] = "";
+    if (s_find_user_name (self, pending->key, user, error) < 0)
+        return -1;
+    bson_t filter = BSON_INITIALIZER, condition;
+    BSON_APPEND_BOOL (&filter, "metadata.settings.is_private", false);
+    if (user [0]) {
+        BSON_APPEND_DOCUMENT_BEGIN (&filter, "users", &condition);
+        BSON_APPEND_UTF8 (&condition, "$ne", user);
+        bson_append_document_end (&filter, &condition);
+    }
+    if (pending->has_after_active) {
+        bson_t *after = BCON_NEW ("$or", "[",
+            "{", "active_at", "{", "$lt", BCON_DATE_TIME (pending->after_active), "}", "}",
+            "{", "active_at", BCON_DATE_TIME (pending->after_active),
+                 "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}", "}",
+            "]");
+        bson_concat (&filter, after);
+        bson_destroy (after);
+    }
+    bson_t *sort = BCON_NEW ("active_at", BCON_INT32 (-1), "name_lower", BCON_INT32 (1));
+    int rc = s_find_room_page (self, pending, &filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (&filter);
+    return rc;
+}
+
+//  Public rooms by lower-cased name, from a prefix, after the cursor: one
+//  range of the public_by_name index (names are ASCII: every name that
+//  starts with the prefix sorts below the prefix followed by DEL)
+static int
+s_run_room_directory (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                      bson_error_t *error)
+{
+    char user [S_NAME_MAX + 1] = "";
+    if (s_find_user_name (self, pending->key, user, error) < 0)
+        return -1;
+    char end [S_ROOM_MAX + 2];
+    snprintf (end, sizeof end, "%s\x7f", pending->prefix_key);
+    bool from_after = pending->after_key [0]
+                   && strcmp (pending->after_key, pending->prefix_key) >= 0;
+    bson_t filter = BSON_INITIALIZER, range;
+    BSON_APPEND_BOOL (&filter, "metadata.settings.is_private", false);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "name_lower", &range);
+    if (from_after)
+        BSON_APPEND_UTF8 (&range, "$gt", pending->after_key);
+    else
+        BSON_APPEND_UTF8 (&range, "$gte", pending->prefix_key);
+    if (pending->prefix_key [0])
+        BSON_APPEND_UTF8 (&range, "$lt", end);
+    bson_append_document_end (&filter, &range);
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    int rc = s_find_room_page (self, pending, &filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (&filter);
+    return rc;
 }
 
 static int
@@ -2409,10 +2714,15 @@ s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer, bs
     msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
     rc = s_find (self, self->rooms, filter, opts, s_on_listed_room, &list, error);
     if (rc == 0) {
-        msgpack_pack_map (packer, 1);
+        msgpack_pack_map (packer, 2);
         s_pack_str (packer, "rooms");
         msgpack_pack_array (packer, list.count);
         msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
+        s_pack_str (packer, "more");
+        if (list.more)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
     }
     msgpack_sbuffer_destroy (&list.rows);
     bson_destroy (opts);
@@ -2515,6 +2825,11 @@ s_run_member_add (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                     (int) pending->room.size, pending->room.data, members, max_participants);
             rc = 0;
             break;
+        }
+        if (attempt == 0) {
+            rc = s_check_quotas (self, pending, user, error);
+            if (rc < 0 || pending->code)
+                break;
         }
         if (pending->entry.present && attempt == 0) {
             rc = s_seq_taken (self, pending, error);
@@ -2780,6 +3095,28 @@ s_on_entry (void *arg, const bson_t *document)
 //  Packs {messages, more} with pack. Returns 0, or -1 with error set.
 typedef void (s_pack_fn) (msgpack_packer *packer, const bson_t *document);
 
+//  Cuts *count_p so that the first *count_p documents, packed, take at most
+//  S_REPLY_BUDGET bytes. Returns true if it cut.
+static bool
+s_page_cut (bson_t **documents, uint32_t *count_p, s_pack_fn *pack)
+{
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
+    bool cut = false;
+    for (uint32_t index = 0; index < *count_p; index++) {
+        pack (&packer, documents [index]);
+        if (scratch.size > S_REPLY_BUDGET) {
+            *count_p = index;
+            cut = true;
+            break;
+        }
+    }
+    msgpack_sbuffer_destroy (&scratch);
+    return cut;
+}
+
 static int
 s_run_page (store_t *self, s_pending_t *pending, mongoc_collection_t *collection,
             const char *field, const char *key, const char *hint, s_pack_fn *pack,
@@ -2808,6 +3145,10 @@ s_run_page (store_t *self, s_pending_t *pending, mongoc_collection_t *collection
         if (rc == 0) {
             bool more = entries.count > pending->limit;
             uint32_t count = more ? pending->limit : entries.count;
+            //  The documents came from the cursor's side: a page cut for
+            //  its bytes keeps the entries next to the cursor
+            if (s_page_cut (entries.documents, &count, pack))
+                more = true;
             msgpack_pack_map (packer, 2);
             s_pack_str (packer, "messages");
             msgpack_pack_array (packer, count);
@@ -3083,6 +3424,19 @@ s_insert_entries (store_t *self, s_pending_t *first, s_pending_t *end)
     return rc;
 }
 
+//  The newest ts of a msg.append's run (the entries were validated)
+static int64_t
+s_newest_ts (const s_pending_t *pending)
+{
+    int64_t newest = 0;
+    for (uint32_t index = 0; index < pending->entry_count; index++) {
+        const msgpack_object *ts = s_field (&pending->entries [index], "ts");
+        if (ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && (int64_t) ts->via.u64 > newest)
+            newest = (int64_t) ts->via.u64;
+    }
+    return newest;
+}
+
 //  The rooms' last_seq, one $max per room: a copy for the room map
 //  (room.get reads the timeline itself). Its failure leaves the entries
 //  appended, and their ok stands.
@@ -3111,8 +3465,16 @@ s_advance_rooms (store_t *self, s_pending_t *first, s_pending_t *end)
         }
         if (seen_before)
             continue;
+        //  The room's activity too, for room.list's public rooms: the
+        //  newest ts of the room's requests in the run, in the same update
+        int64_t active = s_newest_ts (pending);
+        for (s_pending_t *other = pending + 1; other < end; other++)
+            if (s_is_live (other) && strcmp (other->room_key, pending->room_key) == 0
+            &&  s_newest_ts (other) > active)
+                active = s_newest_ts (other);
         bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
-        bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest), "}");
+        bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest),
+                                               "active_at", BCON_DATE_TIME (active), "}");
         mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
         bson_destroy (selector);
         bson_destroy (update);
@@ -3817,6 +4179,15 @@ s_run_single (store_t *self, s_pending_t *pending)
             break;
         case S_OP_ROOM_LIST:
             rc = s_run_room_list (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_JOINED:
+            rc = s_run_room_joined (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_PUBLIC:
+            rc = s_run_room_public (self, pending, &packer, &error);
+            break;
+        case S_OP_ROOM_DIRECTORY:
+            rc = s_run_room_directory (self, pending, &packer, &error);
             break;
         case S_OP_ROOM_DELETE:
             rc = s_run_room_delete (self, pending, &packer, &error);

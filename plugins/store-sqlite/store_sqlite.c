@@ -18,6 +18,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_envelope.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,7 +31,7 @@
 #include <time.h>
 
 //  The newest schema this code knows; see s_migrations
-#define S_SCHEMA_VERSION        3
+#define S_SCHEMA_VERSION        4
 //  Most requests committed in one transaction
 #define S_BATCH_MAX             1024
 //  Bounds of the values of proto/STORE.md
@@ -45,6 +46,12 @@
 #define S_ENTRIES_MAX           256
 #define S_HISTORY_DEFAULT       50
 #define S_CONVERSATIONS_DEFAULT 200
+//  What the list of one answer may take, packed: an answer stays under the
+//  envelope's body limit, with room for the rest of it (proto/STORE.md,
+//  "Answers bounded by bytes")
+#define S_REPLY_BUDGET          (PL_ENVELOPE_MAX_BODY - 64 * 1024)
+#define S_PUBLIC_DEFAULT        200
+#define S_DIRECTORY_DEFAULT     50
 
 //  The requests we serve
 typedef enum {
@@ -61,6 +68,9 @@ typedef enum {
     S_OP_ROOM_CREATE,
     S_OP_ROOM_GET,
     S_OP_ROOM_LIST,
+    S_OP_ROOM_JOINED,
+    S_OP_ROOM_PUBLIC,
+    S_OP_ROOM_DIRECTORY,
     S_OP_ROOM_DELETE,
     S_OP_MEMBER_ADD,
     S_OP_MEMBER_REMOVE,
@@ -93,6 +103,9 @@ static const struct {
     { "store.room.create",       S_OP_ROOM_CREATE,       true },
     { "store.room.get",          S_OP_ROOM_GET,          false },
     { "store.room.list",         S_OP_ROOM_LIST,         false },
+    { "store.room.joined",       S_OP_ROOM_JOINED,       false },
+    { "store.room.public",       S_OP_ROOM_PUBLIC,       false },
+    { "store.room.directory",    S_OP_ROOM_DIRECTORY,    false },
     { "store.room.delete",       S_OP_ROOM_DELETE,       true },
     { "store.member.add",        S_OP_MEMBER_ADD,        true },
     { "store.member.remove",     S_OP_MEMBER_REMOVE,     true },
@@ -128,6 +141,12 @@ typedef enum {
     S_SQL_ROOM_INSERT,
     S_SQL_ROOM_GET,
     S_SQL_ROOM_LIST,
+    S_SQL_ROOM_JOINED,
+    S_SQL_ROOM_PUBLIC,
+    S_SQL_ROOM_DIRECTORY,
+    S_SQL_ROOM_ACTIVE,
+    S_SQL_OWNED_COUNT,
+    S_SQL_JOINED_COUNT,
     S_SQL_ROOM_DELETE,
     S_SQL_MEMBER_NAMES,
     S_SQL_MEMBER_IS,
@@ -183,10 +202,10 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     " users.name, rooms.created_at," \
     " (SELECT count (*) FROM members WHERE members.room_id = rooms.id)," \
     " (SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = rooms.id)," \
-    " rooms.owner_id"
+    " rooms.owner_id, rooms.active_at"
     [S_SQL_ROOM_INSERT]  = "INSERT INTO rooms (name, name_key, description, private,"
-                           " max_participants, owner_id, created_at)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           " max_participants, owner_id, created_at, active_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     [S_SQL_ROOM_GET]     = S_ROOM_COLUMNS
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " WHERE rooms.name_key = ?1",
@@ -196,6 +215,36 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
                            " WHERE rooms.private = 0 OR mine.user_id IS NOT NULL"
                            " ORDER BY rooms.name_key",
+    //  The user's rooms: members_by_user, then a sort of at most the
+    //  user's quota of rooms
+    [S_SQL_ROOM_JOINED]  = S_ROOM_COLUMNS ", 1"
+                           " FROM members AS mine JOIN rooms ON rooms.id = mine.room_id"
+                           " JOIN users ON users.id = rooms.owner_id"
+                           " WHERE mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " AND rooms.name_key > ?2 ORDER BY rooms.name_key LIMIT ?3",
+    //  Public rooms, most recently active first: a walk of
+    //  rooms_public_by_active from the cursor (?2, ?3), skipping the user's
+    //  own rooms (a primary-key search each)
+    [S_SQL_ROOM_PUBLIC]  = S_ROOM_COLUMNS ", 0"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.private = 0 AND (rooms.active_at < ?2"
+                           " OR (rooms.active_at = ?2 AND rooms.name_key > ?3))"
+                           " AND NOT EXISTS (SELECT 1 FROM members WHERE members.room_id = rooms.id"
+                           " AND members.user_id = (SELECT id FROM users WHERE name_key = ?1))"
+                           " ORDER BY rooms.active_at DESC, rooms.name_key LIMIT ?4",
+    //  Public rooms by name, from a prefix: one range of rooms_public_by_name
+    [S_SQL_ROOM_DIRECTORY]
+                         = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
+                           " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " WHERE rooms.private = 0 AND rooms.name_key > ?2"
+                           " AND rooms.name_key >= ?3 AND rooms.name_key < ?4"
+                           " ORDER BY rooms.name_key LIMIT ?5",
+    [S_SQL_ROOM_ACTIVE]  = "UPDATE rooms SET active_at = MAX (active_at, ?2) WHERE id = ?1",
+    //  The quotas: ranges of rooms_by_owner and members_by_user
+    [S_SQL_OWNED_COUNT]  = "SELECT count (*) FROM rooms WHERE owner_id = ?1",
+    [S_SQL_JOINED_COUNT] = "SELECT count (*) FROM members WHERE user_id = ?1",
     [S_SQL_ROOM_DELETE]  = "DELETE FROM rooms WHERE id = ?1",
     [S_SQL_MEMBER_NAMES] = "SELECT users.name FROM members JOIN users ON users.id = members.user_id"
                            " WHERE members.room_id = ?1 ORDER BY users.name_key",
@@ -353,7 +402,19 @@ static const char *s_migrations [S_SCHEMA_VERSION] = {
     "    ts INTEGER NOT NULL,"
     "    text TEXT NOT NULL,"
     "    PRIMARY KEY (conversation_id, seq)"
-    ") WITHOUT ROWID;"
+    ") WITHOUT ROWID;",
+
+    //  4: room.list and room.directory in pages. active_at is the time of
+    //  a room's newest message (its creation before any), kept by
+    //  msg.append in the same transaction; public rooms are walked by it
+    //  (most recently active first) and by name (the directory), each an
+    //  index range. The quotas count ranges of rooms_by_owner and
+    //  members_by_user.
+    "ALTER TABLE rooms ADD COLUMN active_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE rooms SET active_at = MAX (created_at, COALESCE ((SELECT MAX (ts) FROM entries"
+    "    WHERE entries.room_id = rooms.id AND entries.kind = 'message'), 0));"
+    "CREATE INDEX rooms_public_by_active ON rooms (private, active_at DESC, name_key);"
+    "CREATE INDEX rooms_public_by_name ON rooms (private, name_key);"
 };
 
 //  A string borrowed from a request's body
@@ -408,6 +469,12 @@ typedef struct {
     bool has_before;                //  msg.history cursors
     bool has_after;
     uint64_t cursor;
+    s_text_t after;                 //  room.joined/public/directory: a room name cursor
+    s_text_t prefix;                //  room.directory
+    bool has_after_active;          //  room.public: the cursor's active_at is given
+    int64_t after_active;
+    uint64_t max_owned;             //  room.create: the owner's quota, 0 for none
+    uint64_t max_joined;            //  room.create, member.add: the user's quota, 0 for none
     const char *code;               //  error code after running, NULL for ok
     char message [160];             //  error sentence
     msgpack_sbuffer result;         //  ok result map after running
@@ -905,6 +972,67 @@ s_read_pm_run (s_pending_t *pending, const msgpack_object *map)
     return 0;
 }
 
+//  The quotas of room.create and member.add: absent or 0 for none
+static int
+s_read_quotas (s_pending_t *pending, const msgpack_object *map, bool owned)
+{
+    if (owned && s_read_uint (pending, map, "max_owned", 0, INT64_MAX, false, NULL,
+                              &pending->max_owned))
+        return -1;
+    return s_read_uint (pending, map, "max_joined", 0, INT64_MAX, false, NULL,
+                        &pending->max_joined);
+}
+
+//  A room list's page: user, after (a room name), limit 1 .. 1000
+static int
+s_read_room_page (s_pending_t *pending, const msgpack_object *map, uint64_t fallback)
+{
+    uint64_t limit = fallback;
+    if (s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+    ||  s_read_text (pending, map, "after", S_ROOM_MAX, false, &pending->after)
+    ||  s_read_uint (pending, map, "limit", 1, S_LIST_LIMIT_MAX, false, NULL, &limit))
+        return -1;
+    pending->limit = (uint32_t) limit;
+    return 0;
+}
+
+//  store.room.public: the page and its cursor, (after_active, after) both or neither
+static int
+s_read_room_public (s_pending_t *pending, const msgpack_object *map)
+{
+    if (s_read_room_page (pending, map, S_PUBLIC_DEFAULT))
+        return -1;
+    pending->has_after_active = s_field (map, "after_active") != NULL;
+    if (pending->has_after_active
+    &&  s_read_time (pending, map, "after_active", &pending->after_active))
+        return -1;
+    if (pending->has_after_active != (pending->after.data != NULL)) {
+        s_fail (pending, "bad_request", "Give 'after_active' and 'after' together, or neither.");
+        return -1;
+    }
+    return 0;
+}
+
+//  store.room.directory: the page and a prefix of ASCII letters, digits,
+//  '_' and '-' (the names of rooms), so that its range has an end
+static int
+s_read_room_directory (s_pending_t *pending, const msgpack_object *map)
+{
+    if (s_read_room_page (pending, map, S_DIRECTORY_DEFAULT)
+    ||  s_read_text (pending, map, "prefix", S_ROOM_MAX, false, &pending->prefix))
+        return -1;
+    for (uint32_t index = 0; index < pending->prefix.size; index++) {
+        char c = pending->prefix.data [index];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_' || c == '-')) {
+            s_fail (pending, "bad_request",
+                    "The field 'prefix' must hold only letters, digits, '_' and '-'.");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  Validates the fields of pending->op. Returns 0, or -1 with pending failed.
 static int
 s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
@@ -969,7 +1097,8 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             ||  s_read_uint (pending, map, "max_participants", 1, INT64_MAX, true, NULL,
                              &pending->max_participants)
             ||  s_read_text (pending, map, "owner", S_NAME_MAX, true, &pending->name)
-            ||  s_read_time (pending, map, "created_at", &pending->created_at))
+            ||  s_read_time (pending, map, "created_at", &pending->created_at)
+            ||  s_read_quotas (pending, map, true))
                 return -1;
             return 0;
         case S_OP_ROOM_GET:
@@ -977,11 +1106,18 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_text (pending, map, "name", S_ROOM_MAX, true, &pending->room);
         case S_OP_ROOM_LIST:
             return s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name);
+        case S_OP_ROOM_JOINED:
+            return s_read_room_page (pending, map, S_LIST_LIMIT_MAX);
+        case S_OP_ROOM_PUBLIC:
+            return s_read_room_public (pending, map);
+        case S_OP_ROOM_DIRECTORY:
+            return s_read_room_directory (pending, map);
         case S_OP_MEMBER_ADD:
         case S_OP_MEMBER_REMOVE:
             if (s_read_text (pending, map, "room", S_ROOM_MAX, true, &pending->room)
             ||  s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
-            ||  s_read_entry (pending, map, false))
+            ||  s_read_entry (pending, map, false)
+            ||  (pending->op == S_OP_MEMBER_ADD && s_read_quotas (pending, map, false)))
                 return -1;
             return 0;
         case S_OP_MEMBER_LIST:
@@ -1353,7 +1489,7 @@ s_pack_bool (msgpack_packer *packer, bool value)
 static void
 s_pack_room (msgpack_packer *packer, sqlite3_stmt *stmt, bool with_joined)
 {
-    msgpack_pack_map (packer, with_joined ? 9 : 8);
+    msgpack_pack_map (packer, with_joined ? 10 : 9);
     s_pack_str (packer, "name");
     s_pack_text_column (packer, stmt, 1);
     s_pack_str (packer, "description");
@@ -1370,9 +1506,11 @@ s_pack_room (msgpack_packer *packer, sqlite3_stmt *stmt, bool with_joined)
     msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
     s_pack_str (packer, "last_seq");
     msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 8));
+    s_pack_str (packer, "active_at");
+    msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, 10));
     if (with_joined) {
         s_pack_str (packer, "joined");
-        s_pack_bool (packer, sqlite3_column_int (stmt, 10) != 0);
+        s_pack_bool (packer, sqlite3_column_int (stmt, 11) != 0);
     }
 }
 
@@ -1494,6 +1632,70 @@ s_pack_room_field (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
 }
 
+//  Binds a name (user or room) lower-cased, as a transient copy
+static void
+s_bind_key (sqlite3_stmt *stmt, int param, const s_text_t *name)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (name, key);
+    sqlite3_bind_text (stmt, param, key, (int) name->size, SQLITE_TRANSIENT);
+}
+
+//  Counts the rows of a count statement bound to one id
+static int
+s_count_by_id (store_t *self, s_sql_t sql, int64_t id, int64_t *count_p)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, id);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *count_p = sqlite3_column_int64 (stmt, 0);
+        rc = SQLITE_OK;
+    }
+    s_finish_stmt (stmt);
+    return rc;
+}
+
+//  Fails pending with quota_owned or quota_joined when the user has
+//  reached a quota (0 for none): owns max_owned rooms, or belongs to
+//  max_joined. Counted by index, before the new room or membership.
+static int
+s_check_quotas (store_t *self, s_pending_t *pending, int64_t user_id)
+{
+    int64_t count = 0;
+    int rc;
+    if (pending->max_owned) {
+        if ((rc = s_count_by_id (self, S_SQL_OWNED_COUNT, user_id, &count)) != SQLITE_OK)
+            return rc;
+        if (count >= (int64_t) pending->max_owned) {
+            s_fail (pending, "quota_owned", "'%.*s' owns %" PRId64 " rooms, the most allowed.",
+                    (int) pending->name.size, pending->name.data, count);
+            return SQLITE_OK;
+        }
+    }
+    if (pending->max_joined) {
+        if ((rc = s_count_by_id (self, S_SQL_JOINED_COUNT, user_id, &count)) != SQLITE_OK)
+            return rc;
+        if (count >= (int64_t) pending->max_joined)
+            s_fail (pending, "quota_joined", "'%.*s' belongs to %" PRId64 " rooms, the most"
+                    " allowed.", (int) pending->name.size, pending->name.data, count);
+    }
+    return SQLITE_OK;
+}
+
+//  Whether a room named as pending's exists: a taken name answers conflict
+//  before any quota (a repeated create is recognised first)
+static int
+s_room_taken (store_t *self, s_pending_t *pending, bool *taken_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_GET];
+    s_bind_key (stmt, 1, &pending->room);
+    int rc = sqlite3_step (stmt);
+    s_finish_stmt (stmt);
+    *taken_p = rc == SQLITE_ROW;
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
 static int
 s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer)
 {
@@ -1505,6 +1707,14 @@ s_run_room_create (store_t *self, s_pending_t *pending, msgpack_packer *packer)
         s_fail (pending, "not_found", "No user is named '%.*s' to own the room.",
                 (int) pending->name.size, pending->name.data);
         return SQLITE_OK;
+    }
+    if (pending->max_owned || pending->max_joined) {
+        bool taken = false;
+        if ((rc = s_room_taken (self, pending, &taken)) != SQLITE_OK)
+            return rc;
+        if (!taken && ((rc = s_check_quotas (self, pending, owner_id)) != SQLITE_OK
+                       || pending->code))
+            return rc;
     }
     char key [S_NAME_MAX + 1];
     s_name_key (&pending->room, key);
@@ -1554,21 +1764,110 @@ s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     msgpack_packer row_packer;
     msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
     uint32_t count = 0;
+    bool more = false;
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        size_t before = rows.size;
         s_pack_room (&row_packer, stmt, true);
+        if (rows.size > S_REPLY_BUDGET) {
+            rows.size = before;         //  the answer stops at a whole room
+            more = true;
+            rc = SQLITE_DONE;
+            break;
+        }
         count++;
     }
     s_finish_stmt (stmt);
     if (rc == SQLITE_DONE) {
-        msgpack_pack_map (packer, 1);
+        msgpack_pack_map (packer, 2);
         s_pack_str (packer, "rooms");
         msgpack_pack_array (packer, count);
         msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, more);
         rc = SQLITE_OK;
     }
     msgpack_sbuffer_destroy (&rows);
     return rc;
+}
+
+//  Packs {rooms, more} from a statement bound but for its LIMIT, the
+//  parameter limit_param (bound here to one more room than asked, to tell
+//  whether more remain). The page stops early, with more, at a whole room
+//  before the answer would pass S_REPLY_BUDGET.
+static int
+s_pack_room_page (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                  sqlite3_stmt *stmt, int limit_param)
+{
+    (void) self;
+    sqlite3_bind_int64 (stmt, limit_param, (int64_t) pending->limit + 1);
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        size_t before = rows.size;
+        if (count < pending->limit)
+            s_pack_room (&row_packer, stmt, true);
+        if (count == pending->limit || rows.size > S_REPLY_BUDGET) {
+            rows.size = before;
+            more = true;
+            rc = SQLITE_DONE;
+            break;
+        }
+        count++;
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE) {
+        msgpack_pack_map (packer, 2);
+        s_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, more);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_run_room_joined (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_JOINED];
+    s_bind_key (stmt, 1, &pending->name);
+    s_bind_key (stmt, 2, &pending->after);
+    return s_pack_room_page (self, pending, packer, stmt, 3);
+}
+
+static int
+s_run_room_public (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_PUBLIC];
+    s_bind_key (stmt, 1, &pending->name);
+    sqlite3_bind_int64 (stmt, 2, pending->has_after_active ? pending->after_active : INT64_MAX);
+    s_bind_key (stmt, 3, &pending->after);
+    return s_pack_room_page (self, pending, packer, stmt, 4);
+}
+
+static int
+s_run_room_directory (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    //  Room names are ASCII (the prefix is checked so): every name that
+    //  starts with the prefix sorts below the prefix followed by DEL
+    char end [S_ROOM_MAX + 2];
+    s_name_key (&pending->prefix, end);
+    end [pending->prefix.size] = 0x7f;
+    end [pending->prefix.size + 1] = 0;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_DIRECTORY];
+    s_bind_key (stmt, 1, &pending->name);
+    s_bind_key (stmt, 2, &pending->after);
+    s_bind_key (stmt, 3, &pending->prefix);
+    sqlite3_bind_text (stmt, 4, end, (int) pending->prefix.size + 1, SQLITE_TRANSIENT);
+    return s_pack_room_page (self, pending, packer, stmt, 5);
 }
 
 //  Packs the member names of a room, sorted, as an array
@@ -1682,6 +1981,8 @@ s_run_member_add (store_t *self, s_pending_t *pending, msgpack_packer *packer)
                     (int) pending->room.size, pending->room.data, max_participants);
             return SQLITE_OK;
         }
+        if ((rc = s_check_quotas (self, pending, user_id)) != SQLITE_OK || pending->code)
+            return rc;
         sqlite3_stmt *insert = self->sql [S_SQL_MEMBER_INSERT];
         sqlite3_bind_int64 (insert, 1, room_id);
         sqlite3_bind_int64 (insert, 2, user_id);
@@ -1807,6 +2108,13 @@ s_run_msg_append (store_t *self, s_pending_t *pending, msgpack_packer *packer)
         if (rc != SQLITE_OK || pending->code)
             return rc;
     }
+    //  The room's activity, for room.list's public rooms: one row, in the
+    //  same transaction (no round trip of its own)
+    sqlite3_stmt *active = self->sql [S_SQL_ROOM_ACTIVE];
+    sqlite3_bind_int64 (active, 1, room_id);
+    sqlite3_bind_int64 (active, 2, entry.ts);
+    if ((rc = s_step_done (active)) != SQLITE_OK)
+        return rc;
     msgpack_pack_map (packer, 1);
     s_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry.seq);
@@ -1871,8 +2179,16 @@ s_run_msg_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
             more = true;
             break;
         }
-        starts [count++] = rows.size;
+        //  Rows come from the cursor's side: a page cut for its bytes
+        //  keeps the entries next to the cursor
+        size_t start = rows.size;
         s_pack_entry_row (&row_packer, stmt);
+        if (rows.size > S_REPLY_BUDGET) {
+            rows.size = start;
+            more = true;
+            break;
+        }
+        starts [count++] = start;
     }
     s_finish_stmt (stmt);
     if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
@@ -2237,6 +2553,9 @@ s_run_one (store_t *self, s_pending_t *pending)
         case S_OP_ROOM_CREATE:       return s_run_room_create (self, pending, &packer);
         case S_OP_ROOM_GET:          return s_run_room_get (self, pending, &packer);
         case S_OP_ROOM_LIST:         return s_run_room_list (self, pending, &packer);
+        case S_OP_ROOM_JOINED:       return s_run_room_joined (self, pending, &packer);
+        case S_OP_ROOM_PUBLIC:       return s_run_room_public (self, pending, &packer);
+        case S_OP_ROOM_DIRECTORY:    return s_run_room_directory (self, pending, &packer);
         case S_OP_ROOM_DELETE:       return s_run_room_delete (self, pending, &packer);
         case S_OP_MEMBER_ADD:        return s_run_member_add (self, pending, &packer);
         case S_OP_MEMBER_REMOVE:     return s_run_member_remove (self, pending, &packer);

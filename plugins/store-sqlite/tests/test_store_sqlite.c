@@ -3,9 +3,9 @@
 
     The shared suite (plugins/store-conformance) checks the contract; these
     tests check the SQLite side of it: the file it creates (WAL, schema
-    version 3), the migrations of version-1 and version-2 files in place,
-    history pages served by primary keys, the conversation list served by
-    the per-user indexes, the files it refuses at start and what it says about them,
+    version S_SCHEMA_NOW), the migrations of version-1 and version-2 files in
+    place, history pages served by primary keys, the conversation list and
+    the room lists and quotas served by indexes, the files it refuses at start and what it says about them,
     group commit versus one transaction per request, and a batch that cannot
     commit answered unavailable as a whole.
 
@@ -26,6 +26,8 @@
 #include <cmocka.h>
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
+//  The newest schema version store_sqlite.c knows
+#define S_SCHEMA_NOW    4
 
 static zsock_t *s_log;              //  SUB to every log line of this process
 
@@ -186,14 +188,14 @@ s_probe (const char *option, const char *word)
 //  --------------------------------------------------------------------------
 
 static void
-test_new_database_is_wal_at_schema_version_3 (void **state)
+test_new_database_is_wal_at_the_newest_schema_version (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     s_create_user (broker, "alice");
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), S_SCHEMA_NOW);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM users"), 1);
@@ -293,8 +295,8 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     s_append_message (broker, "general", 1);
     sc_broker_destroy (&broker);
 
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), S_SCHEMA_NOW);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
     assert_int_equal (s_sql_int (fixture->path, "SELECT last_seen FROM users"), 77);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM members JOIN rooms ON rooms.id = room_id"
@@ -306,7 +308,7 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
 }
 
 //  The plan SQLite chooses for sql, all its lines joined
@@ -435,6 +437,7 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     assert_true (s_log_says (fixture->path, "migrated to schema version 3"));
+    assert_true (s_log_says (fixture->path, "migrated to schema version 4"));
     assert_false (s_log_says (fixture->path, "migrated to schema version 2"));
     //  The room goes on where it stopped, and private messages can be had
     s_append_message (broker, "general", 2);
@@ -442,10 +445,14 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     s_append_pm (broker, "bob", "alice", 2);
     sc_broker_destroy (&broker);
 
-    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), 3);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), S_SCHEMA_NOW);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"), 2);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM tokens"), 1);
+    //  Schema 4: the room's activity, from its newest message (the one
+    //  appended since, ts 1, is older than the one before the migration)
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT active_at FROM rooms WHERE name_key = 'general'"), 6);
     //  One conversation, the lower user id first, at seq 2
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT last_seq FROM conversations"
@@ -456,7 +463,7 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     sc_broker_destroy (&broker);
-    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), 3);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
 }
 
 static void
@@ -514,6 +521,44 @@ test_pm_history_unread_and_conversation_list_never_scan (void **state)
     free (plan);
 }
 
+
+static void
+test_room_lists_and_quotas_are_index_ranges_not_scans (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    for (int index = 0; index < 200; index++) {
+        char name [16];
+        snprintf (name, sizeof name, "room%d", index);
+        s_create_room (broker, name, "alice");
+    }
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "ANALYZE");
+
+    struct {
+        const char *sql;                //  as store_sqlite.c asks, values inlined
+        const char *index;              //  the index it must walk
+    } queries [] = {
+        { "SELECT rooms.id FROM rooms WHERE rooms.private = 0 AND (rooms.active_at < 9"
+          " OR (rooms.active_at = 9 AND rooms.name_key > 'x'))"
+          " ORDER BY rooms.active_at DESC, rooms.name_key LIMIT 201", "rooms_public_by_active" },
+        { "SELECT rooms.id FROM rooms WHERE rooms.private = 0 AND rooms.name_key > ''"
+          " AND rooms.name_key >= 'ro' AND rooms.name_key < 'ro~'"
+          " ORDER BY rooms.name_key LIMIT 51", "rooms_public_by_name" },
+        { "SELECT rooms.id FROM members AS mine JOIN rooms ON rooms.id = mine.room_id"
+          " WHERE mine.user_id = 1 AND rooms.name_key > '' LIMIT 1001", "members_by_user" },
+        { "SELECT count (*) FROM rooms WHERE owner_id = 1", "rooms_by_owner" },
+        { "SELECT count (*) FROM members WHERE user_id = 1", "members_by_user" }
+    };
+    for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
+        char *plan = s_query_plan (fixture->path, queries [index].sql);
+        if (strstr (plan, "SCAN") || !strstr (plan, queries [index].index))
+            fail_msg ("'%s' is planned as '%s'", queries [index].sql, plan);
+        free (plan);
+    }
+}
 
 static void
 test_missing_folder_refused_naming_the_path (void **state)
@@ -728,7 +773,8 @@ main (int argc, char *argv [])
 
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
-        S_TEST (test_new_database_is_wal_at_schema_version_3),
+        S_TEST (test_new_database_is_wal_at_the_newest_schema_version),
+        S_TEST (test_room_lists_and_quotas_are_index_ranges_not_scans),
         S_TEST (test_version_1_file_migrated_in_place_keeping_accounts),
         S_TEST (test_history_and_counts_are_searches_of_primary_keys_not_scans),
         S_TEST (test_version_2_file_migrated_in_place_keeping_rooms),
