@@ -63,6 +63,17 @@ pl_body_str (const msgpack_object *map, const char *name, char **text_p)
     return 1;
 }
 
+int
+pl_body_text (const msgpack_object *map, const char *name, char **text_p)
+{
+    *text_p = NULL;
+    const msgpack_object *value = pl_body_field (map, name);
+    if (value && value->type == MSGPACK_OBJECT_STR
+    &&  memchr (value->via.str.ptr, 0, value->via.str.size))
+        return -2;
+    return pl_body_str (map, name, text_p);
+}
+
 //  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
 //  nil, -1 when mistyped or negative.
 int

@@ -34,6 +34,14 @@ pl_body_field (const msgpack_object *map, const char *name);
 int
 pl_body_str (const msgpack_object *map, const char *name, char **text_p);
 
+//  A client's text field (a message, an edit): as pl_body_str, but a string
+//  holding a NUL returns -2 rather than -1, so that the caller answers it
+//  as a text it refuses (invalid_text), not as a mistyped field
+//  (bad_request). Returns 1 and sets *text_p (caller owns it), 0 when
+//  absent or nil, -1 when not a string or out of memory, -2 with a NUL.
+int
+pl_body_text (const msgpack_object *map, const char *name, char **text_p);
+
 //  An unsigned integer field. Returns 1 and sets *value_p, 0 when absent or
 //  nil, -1 when mistyped or negative.
 int

@@ -91,6 +91,40 @@ test_body_fields_are_read_with_their_types_checked (void **state)
     msgpack_sbuffer_destroy (&buffer);
 }
 
+static void
+test_body_text_tells_a_nul_apart_from_a_wrong_type (void **state)
+{
+    (void) state;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 3);
+    pl_body_pack_str (&packer, "text");
+    msgpack_pack_str_with_body (&packer, "a\0b", 3);
+    pl_body_pack_str (&packer, "good");
+    pl_body_pack_str (&packer, "hello");
+    pl_body_pack_str (&packer, "number");
+    msgpack_pack_uint32 (&packer, 7);
+
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    assert_int_equal (msgpack_unpack_next (&unpacked, buffer.data, buffer.size, NULL),
+                      MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *body = &unpacked.data;
+    char *text = NULL;
+    assert_int_equal (pl_body_text (body, "text", &text), -2);
+    assert_null (text);
+    assert_int_equal (pl_body_str (body, "text", &text), -1);
+    assert_int_equal (pl_body_text (body, "number", &text), -1);
+    assert_int_equal (pl_body_text (body, "absent", &text), 0);
+    assert_int_equal (pl_body_text (body, "good", &text), 1);
+    assert_string_equal (text, "hello");
+    free (text);
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
 int
 main (void)
 {
@@ -100,6 +134,7 @@ main (void)
         cmocka_unit_test (test_text_length_counts_unicode_characters),
         cmocka_unit_test (test_names_compare_without_case),
         cmocka_unit_test (test_body_fields_are_read_with_their_types_checked),
+        cmocka_unit_test (test_body_text_tells_a_nul_apart_from_a_wrong_type),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
