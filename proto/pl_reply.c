@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 
 pl_reply_budget_t
@@ -115,4 +116,17 @@ pl_reply_json_size (const msgpack_object *object)
         default:
             return 4;               //  nil, bin and ext are written as null
     }
+}
+
+size_t
+pl_reply_json_size_packed (const void *data, size_t size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t json = SIZE_MAX;
+    if (msgpack_unpack_next (&unpacked, (const char *) data, size, NULL)
+            == MSGPACK_UNPACK_SUCCESS)
+        json = pl_reply_json_size (&unpacked.data);
+    msgpack_unpacked_destroy (&unpacked);
+    return json;
 }

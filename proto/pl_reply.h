@@ -60,6 +60,12 @@ pl_reply_json_str_size (const char *bytes, size_t length);
 size_t
 pl_reply_json_size (const msgpack_object *object);
 
+//  Bytes of one packed msgpack object (the first of data) written as JSON
+//  by the gateway; SIZE_MAX when data does not unpack, so that a budget
+//  never takes it. For an item a plugin has just packed into its reply.
+size_t
+pl_reply_json_size_packed (const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

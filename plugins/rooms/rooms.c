@@ -26,8 +26,10 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
+#include "rm_list.h"
 
 #include <czmq.h>
 #include <ctype.h>
@@ -55,6 +57,13 @@
 #define ROOMS_IDLE_MS_DEFAULT       60000       //  an idle room leaves the cache after this
 #define ROOMS_RATE_DEFAULT          20.0        //  msg.send per user per second
 #define ROOMS_BURST_DEFAULT         40.0        //  msg.send burst per user
+//  PROTOCOL.md 1.1, "Directory and limits": each an option
+#define ROOMS_MAX_OWNED_DEFAULT     100         //  rooms a user owns, at most
+#define ROOMS_MAX_JOINED_DEFAULT    1000        //  rooms a user belongs to, at most
+#define ROOMS_JOIN_MEMBERS_DEFAULT  500         //  members room.join lists, at most
+#define ROOMS_MEMBERS_PAGE_DEFAULT  1000        //  members per room.members page
+#define ROOMS_LIST_PUBLIC_DEFAULT   200         //  other public rooms room.list gives
+#define ROOMS_CURSOR_MAX            64          //  a room.members cursor's bytes
 
 
 //  --------------------------------------------------------------------------
@@ -69,7 +78,7 @@ typedef enum {
     STAGE_NONE, STAGE_LOAD_ROOM, STAGE_LOAD_MEMBERS, STAGE_WRITE, STAGE_HISTORY
 } stage_t;
 
-typedef enum { COOKIE_ROOM = 1, COOKIE_LIST } cookie_kind_t;
+typedef enum { COOKIE_ROOM = 1, COOKIE_LIST = RM_LIST_COOKIE } cookie_kind_t;
 
 //  One client request about a room, waiting in the room's queue
 typedef struct op_s op_t;
@@ -77,7 +86,8 @@ struct op_s {
     op_kind_t kind;                 //  what was asked
     parley_request_t *request;      //  lent by the host until we reply
     char *user;                     //  the stamped user, as registered
-    char *argument;                 //  send: the text; invite: the invitee; create: description
+    char *argument;                 //  send: the text; invite: the invitee; create:
+                                    //  description; members: the cursor's name, lower-cased
     bool is_private;                //  create
     uint32_t max_participants;      //  create
     int64_t before;                 //  history: seq cursor, -1 for none
@@ -111,15 +121,6 @@ typedef struct {
     int64_t touched;                //  monotonic ms of the last request
 } room_t;
 
-//  A room.list in progress
-typedef struct list_s list_t;
-struct list_s {
-    cookie_kind_t cookie;           //  COOKIE_LIST
-    parley_request_t *request;      //  lent by the host until we reply
-    list_t *prev;                   //  neighbours in rooms_t.lists
-    list_t *next;
-};
-
 //  A user's msg.send allowance
 typedef struct {
     double tokens;                  //  messages that may be sent now
@@ -133,10 +134,15 @@ typedef struct {
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
     zhashx_t *buckets;              //  lower-cased user -> bucket_t *, owned
-    list_t *lists;                  //  room.list in progress, owned
-    double rate;                    //  msg.send per user per second; 0 turns limits off
+    rm_list_t *lists;               //  room.list and room.directory, owned
+    double rate;                    //  msg.send and room.invite per user per second;
+                                    //  0 turns limits off
     double burst;                   //  msg.send burst per user
     int64_t idle_ms;                //  idle rooms leave the cache after this
+    uint64_t max_owned;             //  rooms a user owns, at most; 0 for no limit
+    uint64_t max_joined;            //  rooms a user belongs to, at most; 0 for no limit
+    size_t join_members;            //  members room.join lists, at most
+    size_t members_page;            //  members per room.members page, at most
     int timer;                      //  the housekeeping timer
     uint64_t messages;              //  messages stored, for the log at exit
 } rooms_t;
@@ -351,6 +357,97 @@ s_deliver_members (rooms_t *self, room_t *room, const void *body, size_t size)
     free (names);
 }
 
+//  Packs one member, {user, online}, into scratch if the budget takes it
+static bool
+s_member_take (rooms_t *self, msgpack_sbuffer *scratch, pl_reply_budget_t *budget,
+               const char *name)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, scratch, msgpack_sbuffer_write);
+    size_t start = scratch->size;
+    msgpack_pack_map (&packer, 2);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, name);
+    pl_body_pack_str (&packer, "online");
+    s_online (self, name)? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
+    if (pl_reply_budget_take (budget, pl_reply_json_size_packed (scratch->data + start,
+                                                                  scratch->size - start)))
+        return true;
+    scratch->size = start;
+    return false;
+}
+
+//  Packs room.join's members into buffer: at most join_members of them,
+//  the online ones first, then the others, each part by name, while the
+//  budget lasts. Returns true when some were left out (more_members).
+static bool
+s_pack_join_members (rooms_t *self, room_t *room, msgpack_sbuffer *buffer,
+                     pl_reply_budget_t *budget)
+{
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    size_t taken = 0;
+    bool cut = false;
+    for (int online = 1; online >= 0 && !cut; online--)
+        for (const char *name = (const char *) zlistx_first (room->members); name && !cut;
+             name = (const char *) zlistx_next (room->members)) {
+            if (s_online (self, name) != (online == 1))
+                continue;
+            if (taken < self->join_members && s_member_take (self, &scratch, budget, name))
+                taken++;
+            else
+                cut = true;
+        }
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_array (&packer, (uint32_t) taken);
+    msgpack_sbuffer_write (buffer, scratch.data, scratch.size);
+    msgpack_sbuffer_destroy (&scratch);
+    return cut;
+}
+
+//  Answers room.members: a page of members by name, after the cursor's
+//  name (op->argument) if given, at most members_page of them and what
+//  the budget takes; next ("m.<name>", lower-cased) when more follow
+static void
+s_members_reply (rooms_t *self, room_t *room, op_t *op)
+{
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+    const char *last = NULL;
+    bool more = false;
+    for (const char *name = (const char *) zlistx_first (room->members); name;
+         name = (const char *) zlistx_next (room->members)) {
+        if (op->argument && strcasecmp (name, op->argument) <= 0)
+            continue;
+        if (budget.items >= self->members_page || !s_member_take (self, &scratch, &budget, name)) {
+            more = true;
+            break;
+        }
+        last = name;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, more && last? 2: 1);
+    pl_body_pack_str (&packer, "members");
+    msgpack_pack_array (&packer, (uint32_t) budget.items);
+    msgpack_sbuffer_write (&buffer, scratch.data, scratch.size);
+    if (more && last) {
+        char next [ROOMS_CURSOR_MAX];
+        snprintf (next, sizeof next, "m.%s", last);
+        for (char *cursor = next; *cursor; cursor++)
+            *cursor = (char) tolower ((unsigned char) *cursor);
+        pl_body_pack_str (&packer, "next");
+        pl_body_pack_str (&packer, next);
+    }
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    msgpack_sbuffer_destroy (&scratch);
+}
+
 //  The client's room map: name, description, private, max_participants,
 //  owner, created_at, members
 static void
@@ -446,24 +543,62 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
     }
 }
 
-//  Packs the store's entries (an array) as the client's array of entries
+//  Packs one of the store's entries as the client's entry
 static void
-s_pack_store_entries (msgpack_packer *packer, const char *room, const msgpack_object *array)
+s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
+                              const msgpack_object *entry)
+{
+    char kind [16], user [260], event [16];
+    pl_body_copy (entry, "kind", kind, sizeof kind);
+    pl_body_copy (entry, "user", user, sizeof user);
+    pl_body_copy (entry, "event", event, sizeof event);
+    char *text = NULL;
+    pl_body_str (entry, "text", &text);
+    s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
+                  pl_body_int (entry, "ts"), text, event);
+    free (text);
+}
+
+//  Packs the store's entries (an array, oldest first) into buffer as the
+//  client's array, oldest first: as many as the budget takes from the
+//  cursor's side, the newest ones when newest_side, else the oldest
+//  (PROTOCOL.md 1.1: a cut page keeps the entries next to its cursor).
+//  Returns true when some were left out.
+static bool
+s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_object *array,
+                      pl_reply_budget_t *budget, bool newest_side)
 {
     uint32_t count = array && array->type == MSGPACK_OBJECT_ARRAY? array->via.array.size: 0;
-    msgpack_pack_array (packer, count);
-    for (uint32_t index = 0; index < count; index++) {
-        const msgpack_object *entry = &array->via.array.ptr [index];
-        char kind [16], user [260], event [16];
-        pl_body_copy (entry, "kind", kind, sizeof kind);
-        pl_body_copy (entry, "user", user, sizeof user);
-        pl_body_copy (entry, "event", event, sizeof event);
-        char *text = NULL;
-        pl_body_str (entry, "text", &text);
-        s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                      pl_body_int (entry, "ts"), text, event);
-        free (text);
+    size_t *starts = (size_t *) malloc ((count + 1) * sizeof (size_t));
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
+    uint32_t taken = 0;
+    for (; starts && taken < count; taken++) {
+        uint32_t index = newest_side? count - 1 - taken: taken;
+        size_t start = scratch.size;
+        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index]);
+        if (!pl_reply_budget_take (budget, pl_reply_json_size_packed (scratch.data + start,
+                                                                       scratch.size - start))) {
+            scratch.size = start;
+            break;
+        }
+        starts [taken] = start;
     }
+    if (starts)
+        starts [taken] = scratch.size;
+    //  The entries taken, oldest first
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_array (&packer, taken);
+    for (uint32_t slot = 0; slot < taken; slot++) {
+        uint32_t index = newest_side? taken - 1 - slot: slot;
+        msgpack_sbuffer_write (buffer, scratch.data + starts [index],
+                               starts [index + 1] - starts [index]);
+    }
+    msgpack_sbuffer_destroy (&scratch);
+    free (starts);
+    return taken < count;
 }
 
 //  Packs the store's entry map for an op's entry
@@ -604,7 +739,7 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
                 return;
             }
             op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 6, "name", room->name);
+            s_call_begin (&buffer, &packer, 8, "name", room->name);
             pl_body_pack_str (&packer, "description");
             pl_body_pack_str (&packer, op->argument? op->argument: "");
             pl_body_pack_str (&packer, "private");
@@ -615,6 +750,11 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             pl_body_pack_str (&packer, op->user);
             pl_body_pack_str (&packer, "created_at");
             msgpack_pack_int64 (&packer, op->ts);
+            //  The store counts the quotas by index, after the name
+            pl_body_pack_str (&packer, "max_owned");
+            msgpack_pack_uint64 (&packer, self->max_owned);
+            pl_body_pack_str (&packer, "max_joined");
+            msgpack_pack_uint64 (&packer, self->max_joined);
             s_room_call (self, room, STAGE_WRITE, "store.room.create", &buffer);
             return;
 
@@ -632,11 +772,13 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             }
             op->seq = room->last_seq + 1;
             op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 3, "room", room->name);
+            s_call_begin (&buffer, &packer, 4, "room", room->name);
             pl_body_pack_str (&packer, "user");
             pl_body_pack_str (&packer, op->user);
             pl_body_pack_str (&packer, "entry");
             s_pack_store_entry (&packer, op, "system", "join");
+            pl_body_pack_str (&packer, "max_joined");
+            msgpack_pack_uint64 (&packer, self->max_joined);
             s_room_call (self, room, STAGE_WRITE, "store.member.add", &buffer);
             return;
 
@@ -706,21 +848,7 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
                 s_room_pop (room);
                 return;
             }
-            msgpack_sbuffer_init (&buffer);
-            msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 1);
-            pl_body_pack_str (&packer, "members");
-            msgpack_pack_array (&packer, zlistx_size (room->members));
-            for (const char *name = (const char *) zlistx_first (room->members); name;
-                 name = (const char *) zlistx_next (room->members)) {
-                msgpack_pack_map (&packer, 2);
-                pl_body_pack_str (&packer, "user");
-                pl_body_pack_str (&packer, name);
-                pl_body_pack_str (&packer, "online");
-                s_online (self, name)? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-            }
-            self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-            msgpack_sbuffer_destroy (&buffer);
+            s_members_reply (self, room, op);
             s_room_pop (room);
             return;
 
@@ -828,6 +956,23 @@ s_failure (rooms_t *self, op_t *op, const char *code, const char *message)
         s_reply_error (self, op, "internal", "The room service failed; try again.");
 }
 
+//  Answers quota_exceeded when the store's code is one of its quotas.
+//  Returns true if it answered.
+static bool
+s_quota_reply (rooms_t *self, op_t *op, const char *code)
+{
+    if (strcmp (code, "quota_owned") == 0)
+        s_reply_error (self, op, "quota_exceeded", "You own %" PRIu64 " rooms, the most one"
+                       " user may; delete one to create another.", self->max_owned);
+    else
+    if (strcmp (code, "quota_joined") == 0)
+        s_reply_error (self, op, "quota_exceeded", "You belong to %" PRIu64 " rooms, the most"
+                       " one user may; leave one first.", self->max_joined);
+    else
+        return false;
+    return true;
+}
+
 //  The store answered the write of a send
 static void
 s_send_reply (rooms_t *self, room_t *room, op_t *op, const char *code, const char *message)
@@ -856,6 +1001,59 @@ s_send_reply (rooms_t *self, room_t *room, op_t *op, const char *code, const cha
     }
     else
         s_failure (self, op, code, message);
+}
+
+//  Answers room.join: the room, its members (at most join_members, and
+//  more_members when there are more) and as many of the newest entries of
+//  its history as fit in what the members left of the budget
+static void
+s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body)
+{
+    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+    msgpack_sbuffer members;
+    msgpack_sbuffer_init (&members);
+    bool more_members = s_pack_join_members (self, room, &members, &budget);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, more_members? 4: 3);
+    pl_body_pack_str (&packer, "room");
+    s_pack_room (&packer, room);
+    pl_body_pack_str (&packer, "members");
+    msgpack_sbuffer_write (&buffer, members.data, members.size);
+    if (more_members) {
+        pl_body_pack_str (&packer, "more_members");
+        msgpack_pack_true (&packer);
+    }
+    //  The members and the history share one budget
+    pl_body_pack_str (&packer, "history");
+    s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"), &budget, true);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    msgpack_sbuffer_destroy (&members);
+}
+
+//  Answers room.history: the store's page, cut further if the client's
+//  reply would pass its limit (keeping the entries next to the cursor),
+//  with more when older (or, with after, newer) entries exist
+static void
+s_history_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body)
+{
+    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    pl_body_pack_str (&packer, "messages");
+    bool cut = s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"),
+                                     &budget, op->after < 0);
+    pl_body_pack_str (&packer, "more");
+    cut || pl_body_bool (body, "more")? msgpack_pack_true (&packer)
+                                      : msgpack_pack_false (&packer);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
 }
 
 //  The store answered a call of the room's head op
@@ -950,6 +1148,9 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                 s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
                                room->name);
             else
+            if (code && s_quota_reply (self, op, code))
+                ;
+            else
             if (code)
                 s_failure (self, op, code, message);
             else
@@ -1016,6 +1217,9 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
                                    "The room '%s' is private: you need an invitation to join it.",
                                    room->name);
                 else
+                if (s_quota_reply (self, op, code))
+                    ;
+                else
                 if (strcmp (code, "full") == 0)
                     s_reply_error (self, op, "room_full", "Room '%s' is full (%u of %u).",
                                    room->name, room->max_participants, room->max_participants);
@@ -1032,30 +1236,8 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             //  STAGE_HISTORY
             if (code)
                 s_failure (self, op, code, message);
-            else {
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                msgpack_pack_map (&packer, 3);
-                pl_body_pack_str (&packer, "room");
-                s_pack_room (&packer, room);
-                pl_body_pack_str (&packer, "members");
-                msgpack_pack_array (&packer, zlistx_size (room->members));
-                for (const char *name = (const char *) zlistx_first (room->members); name;
-                     name = (const char *) zlistx_next (room->members)) {
-                    msgpack_pack_map (&packer, 2);
-                    pl_body_pack_str (&packer, "user");
-                    pl_body_pack_str (&packer, name);
-                    pl_body_pack_str (&packer, "online");
-                    s_online (self, name)? msgpack_pack_true (&packer)
-                                         : msgpack_pack_false (&packer);
-                }
-                pl_body_pack_str (&packer, "history");
-                s_pack_store_entries (&packer, room->name, pl_body_field (body, "messages"));
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-            }
+            else
+                s_join_reply (self, room, op, body);
             break;
 
         case OP_LEAVE:
@@ -1175,20 +1357,8 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
         case OP_HISTORY:
             if (code)
                 s_failure (self, op, code, message);
-            else {
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                msgpack_pack_map (&packer, 2);
-                pl_body_pack_str (&packer, "messages");
-                s_pack_store_entries (&packer, room->name, pl_body_field (body, "messages"));
-                pl_body_pack_str (&packer, "more");
-                pl_body_bool (body, "more")? msgpack_pack_true (&packer)
-                                           : msgpack_pack_false (&packer);
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-            }
+            else
+                s_history_reply (self, room, op, body);
             break;
 
         case OP_SEND:
@@ -1204,93 +1374,6 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
     }
     s_room_pop (room);
     s_room_kick (self, room);
-}
-
-
-//  --------------------------------------------------------------------------
-//  room.list: from the store, any instance
-
-static void
-s_list_request (rooms_t *self, parley_request_t *request)
-{
-    list_t *list = (list_t *) calloc (1, sizeof (list_t));
-    if (!list) {
-        self->host->reply_error (self->ctx, &request, "internal", "Out of memory; try again.");
-        return;
-    }
-    list->cookie = COOKIE_LIST;
-    list->request = request;
-    const char *user = self->host->request_user (request);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 1, "user", user? user: "");
-    int rc = self->host->call (self->ctx, "store.room.list", buffer.data, buffer.size, list);
-    msgpack_sbuffer_destroy (&buffer);
-    if (rc != 0) {
-        self->host->reply_error (self->ctx, &list->request, "unavailable",
-                                 "The room service cannot reach its storage now; try again later.");
-        free (list);
-        return;
-    }
-    list->next = self->lists;
-    if (self->lists)
-        self->lists->prev = list;
-    self->lists = list;
-}
-
-static void
-s_list_reply (rooms_t *self, list_t *list, const char *code, const msgpack_object *body)
-{
-    if (list->prev)
-        list->prev->next = list->next;
-    else
-        self->lists = list->next;
-    if (list->next)
-        list->next->prev = list->prev;
-
-    const msgpack_object *rooms = pl_body_field (body, "rooms");
-    if (code || !rooms || rooms->type != MSGPACK_OBJECT_ARRAY)
-        self->host->reply_error (self->ctx, &list->request,
-                                 code? s_failure_code (code): "internal",
-                                 "The room service cannot reach its storage now; try again later.");
-    else {
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
-        pl_body_pack_str (&packer, "rooms");
-        msgpack_pack_array (&packer, rooms->via.array.size);
-        for (uint32_t index = 0; index < rooms->via.array.size; index++) {
-            const msgpack_object *room = &rooms->via.array.ptr [index];
-            char name [260], description [2048], owner [260];
-            pl_body_copy (room, "name", name, sizeof name);
-            pl_body_copy (room, "description", description, sizeof description);
-            pl_body_copy (room, "owner", owner, sizeof owner);
-            msgpack_pack_map (&packer, 8);
-            pl_body_pack_str (&packer, "name");
-            pl_body_pack_str (&packer, name);
-            pl_body_pack_str (&packer, "description");
-            pl_body_pack_str (&packer, description);
-            pl_body_pack_str (&packer, "private");
-            pl_body_bool (room, "private")? msgpack_pack_true (&packer)
-                                          : msgpack_pack_false (&packer);
-            pl_body_pack_str (&packer, "max_participants");
-            msgpack_pack_int64 (&packer, pl_body_int (room, "max_participants"));
-            pl_body_pack_str (&packer, "owner");
-            pl_body_pack_str (&packer, owner);
-            pl_body_pack_str (&packer, "created_at");
-            pl_body_pack_time (&packer, pl_body_int (room, "created_at"));
-            pl_body_pack_str (&packer, "members");
-            msgpack_pack_int64 (&packer, pl_body_int (room, "members"));
-            pl_body_pack_str (&packer, "joined");
-            pl_body_bool (room, "joined")? msgpack_pack_true (&packer)
-                                         : msgpack_pack_false (&packer);
-        }
-        self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
-    }
-    free (list);
 }
 
 
@@ -1329,6 +1412,27 @@ s_rate_allows (rooms_t *self, const char *user)
     return true;
 }
 
+//  room.members' cursor: "m." and a user name, lower-cased, into *name_p
+//  (caller owns it; NULL when absent). Returns 0, or -1 when the cursor is
+//  not one this plugin gives.
+static int
+s_members_cursor (const msgpack_object *map, char **name_p)
+{
+    char *cursor = NULL;
+    int found = pl_body_str (map, "cursor", &cursor);
+    int rc = found < 0? -1: 0;
+    if (found == 1) {
+        bool valid = strncmp (cursor, "m.", 2) == 0 && pl_text_username_valid (cursor + 2);
+        for (char *c = cursor + 2; valid && *c; c++)
+            valid = !isupper ((unsigned char) *c);
+        if (valid)
+            *name_p = strdup (cursor + 2);
+        rc = valid && *name_p? 0: -1;
+    }
+    free (cursor);
+    return rc;
+}
+
 static void
 s_on_request (void *state, parley_request_t *request)
 {
@@ -1339,11 +1443,8 @@ s_on_request (void *state, parley_request_t *request)
     type = type? type: "";
 
     op_kind_t kind;
-    if (strcmp (type, "room.list") == 0) {
-        if (!user)
-            host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
-        else
-            s_list_request (self, request);
+    if (strcmp (type, "room.list") == 0 || strcmp (type, "room.directory") == 0) {
+        rm_list_request (self->lists, request, type);
         return;
     }
     else if (strcmp (type, "room.create") == 0)  kind = OP_CREATE;
@@ -1380,6 +1481,7 @@ s_on_request (void *state, parley_request_t *request)
     const char *code = NULL;
     char message [256] = "";
     char *room_name = NULL;
+    bool text_has_nul = false;
     op_t *op = (op_t *) calloc (1, sizeof (op_t));
     if (!op || !(op->user = strdup (user))) {
         code = "internal";
@@ -1473,11 +1575,21 @@ s_on_request (void *state, parley_request_t *request)
     }
     else
     if (kind == OP_SEND) {
-        if (pl_body_str (map, "text", &op->argument) != 1) {
+        int found = pl_body_text (map, "text", &op->argument);
+        if (found == -2)
+            text_has_nul = true;        //  a value the server refuses: invalid_text below
+        else
+        if (found != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'text' must be a string.");
             goto done;
         }
+    }
+    else
+    if (kind == OP_MEMBERS && s_members_cursor (map, &op->argument) != 0) {
+        code = "bad_request";
+        snprintf (message, sizeof message, "The field 'cursor' must be a 'next' this server gave.");
+        goto done;
     }
 
     //  Values
@@ -1494,7 +1606,7 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     if (kind == OP_SEND) {
-        size_t length = pl_text_utf8_length (op->argument);
+        size_t length = text_has_nul? 0: pl_text_utf8_length (op->argument);
         if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (op->argument)) {
             code = "invalid_text";
             snprintf (message, sizeof message,
@@ -1511,6 +1623,13 @@ s_on_request (void *state, parley_request_t *request)
     if (kind == OP_INVITE && !pl_text_username_valid (op->argument)) {
         code = "no_such_user";
         snprintf (message, sizeof message, "There is no user named '%.40s'.", op->argument);
+        goto done;
+    }
+    //  Invitations count against the message rate (PROTOCOL.md 1.1)
+    if (kind == OP_INVITE && !s_rate_allows (self, user)) {
+        code = "rate_limited";
+        snprintf (message, sizeof message,
+                  "You are sending invitations too fast; wait a moment and try again.");
         goto done;
     }
 
@@ -1586,7 +1705,7 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
         code = "internal", message = "the store's answer is not a map";
 
     if (*(cookie_kind_t *) cookie == COOKIE_LIST)
-        s_list_reply (self, (list_t *) cookie, code, map);
+        rm_list_reply (self->lists, cookie, code, map);
     else
         s_room_reply (self, (room_t *) cookie, code, message, map);
     msgpack_unpacked_destroy (&answer);
@@ -1654,7 +1773,10 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
     self->buckets = zhashx_new ();
-    if (!self->rooms || !self->sessions || !self->online || !self->buckets) {
+    self->lists = rm_list_new (ctx, host, (uint32_t) s_option_number (ctx, host, "list_public",
+                                                                      ROOMS_LIST_PUBLIC_DEFAULT));
+    if (!self->rooms || !self->sessions || !self->online || !self->buckets || !self->lists) {
+        rm_list_destroy (&self->lists);
         zhashx_destroy (&self->rooms);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
@@ -1674,9 +1796,21 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     if (self->burst < 1)
         self->burst = 1;
     self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", ROOMS_IDLE_MS_DEFAULT);
+    self->max_owned = (uint64_t) s_option_number (ctx, host, "max_owned",
+                                                  ROOMS_MAX_OWNED_DEFAULT);
+    self->max_joined = (uint64_t) s_option_number (ctx, host, "max_joined",
+                                                   ROOMS_MAX_JOINED_DEFAULT);
+    self->join_members = (size_t) s_option_number (ctx, host, "join_members",
+                                                   ROOMS_JOIN_MEMBERS_DEFAULT);
+    self->members_page = (size_t) s_option_number (ctx, host, "members_page",
+                                                   ROOMS_MEMBERS_PAGE_DEFAULT);
+    if (self->members_page < 1)
+        self->members_page = 1;
     self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
-    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send limited to %g a second (burst %g) per user",
-               self->rate, self->burst);
+    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
+               " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
+               " most %" PRIu64 " (0: no limit)", self->rate, self->burst, self->max_owned,
+               self->max_joined);
     *state_p = self;
     return 0;
 }
@@ -1694,12 +1828,7 @@ s_destroy (void **state_p)
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
         zhashx_destroy (&self->buckets);
-        //  Requests still held belong to the host after destroy
-        while (self->lists) {
-            list_t *next = self->lists->next;
-            free (self->lists);
-            self->lists = next;
-        }
+        rm_list_destroy (&self->lists);
         free (self);
         *state_p = NULL;
     }

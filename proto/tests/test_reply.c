@@ -101,6 +101,22 @@ test_string_size_counts_escapes (void **state)
     assert_int_equal (pl_reply_json_str_size ("\xff", 1), 5);
 }
 
+static void
+test_packed_size_is_the_objects_and_garbage_never_fits (void **state)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    s_pack_str (&packer, "room", 4);
+    s_pack_str (&packer, "general \"x\"", 11);
+    assert_int_equal (pl_reply_json_size_packed (buffer.data, buffer.size),
+                      s_written_size (&buffer));
+    assert_int_equal (pl_reply_json_size_packed (buffer.data, 3), SIZE_MAX);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
 int
 main (void)
 {
@@ -108,6 +124,7 @@ main (void)
         cmocka_unit_test (test_json_size_matches_the_gateways_writer),
         cmocka_unit_test (test_budget_stops_at_a_whole_item),
         cmocka_unit_test (test_string_size_counts_escapes),
+        cmocka_unit_test (test_packed_size_is_the_objects_and_garbage_never_fits),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
