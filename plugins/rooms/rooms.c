@@ -503,7 +503,8 @@ s_room_fill (room_t *room, const msgpack_object *map)
 //  Packs an entry as clients see it, from its parts
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
-              const char *user, int64_t ts, const char *text, const char *event)
+              const char *user, int64_t ts, const char *text, size_t text_size,
+              const char *event)
 {
     if (strcmp (kind, "message") == 0) {
         msgpack_pack_map (packer, 6);
@@ -516,7 +517,7 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         pl_body_pack_str (packer, "from");
         pl_body_pack_str (packer, user);
         pl_body_pack_str (packer, "text");
-        pl_body_pack_str (packer, text? text: "");
+        msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
         pl_body_pack_str (packer, "ts");
         pl_body_pack_time (packer, ts);
     }
@@ -543,61 +544,81 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
     }
 }
 
-//  Packs one of the store's entries as the client's entry
+//  The text of one of the store's entries, in place (NULL for none)
+static const char *
+s_entry_text (const msgpack_object *entry, size_t *size_p)
+{
+    const msgpack_object *text = pl_body_field (entry, "text");
+    if (!text || text->type != MSGPACK_OBJECT_STR) {
+        *size_p = 0;
+        return NULL;
+    }
+    *size_p = text->via.str.size;
+    return text->via.str.ptr;
+}
+
+//  Packs one of the store's entries as the client's entry; with_text false
+//  packs the text empty (to measure the rest)
 static void
 s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
-                              const msgpack_object *entry)
+                              const msgpack_object *entry, bool with_text)
 {
     char kind [16], user [260], event [16];
     pl_body_copy (entry, "kind", kind, sizeof kind);
     pl_body_copy (entry, "user", user, sizeof user);
     pl_body_copy (entry, "event", event, sizeof event);
-    char *text = NULL;
-    pl_body_str (entry, "text", &text);
+    size_t text_size;
+    const char *text = s_entry_text (entry, &text_size);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, event);
-    free (text);
+                  pl_body_int (entry, "ts"), with_text? text: NULL, text_size, event);
+}
+
+//  The JSON size of one of the store's entries as the client will get it:
+//  the entry with an empty text, measured, and the text's own JSON size
+//  (the text is not copied: a page of big messages is measured cheaply)
+static size_t
+s_entry_json_size (msgpack_sbuffer *scratch, const char *room, const msgpack_object *entry)
+{
+    msgpack_sbuffer_clear (scratch);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, scratch, msgpack_sbuffer_write);
+    s_pack_store_entry_as_client (&packer, room, entry, false);
+    size_t size = pl_reply_json_size_packed (scratch->data, scratch->size);
+    size_t text_size;
+    const char *text = s_entry_text (entry, &text_size);
+    if (text && size != SIZE_MAX)
+        size += pl_reply_json_str_size (text, text_size) - 2;      //  less ""
+    return size;
 }
 
 //  Packs the store's entries (an array, oldest first) into buffer as the
 //  client's array, oldest first: as many as the budget takes from the
 //  cursor's side, the newest ones when newest_side, else the oldest
 //  (PROTOCOL.md 1.1: a cut page keeps the entries next to its cursor).
+//  Measures first, then packs the entries taken straight into buffer.
 //  Returns true when some were left out.
 static bool
 s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_object *array,
                       pl_reply_budget_t *budget, bool newest_side)
 {
     uint32_t count = array && array->type == MSGPACK_OBJECT_ARRAY? array->via.array.size: 0;
-    size_t *starts = (size_t *) malloc ((count + 1) * sizeof (size_t));
     msgpack_sbuffer scratch;
     msgpack_sbuffer_init (&scratch);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
     uint32_t taken = 0;
-    for (; starts && taken < count; taken++) {
+    while (taken < count) {
         uint32_t index = newest_side? count - 1 - taken: taken;
-        size_t start = scratch.size;
-        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index]);
-        if (!pl_reply_budget_take (budget, pl_reply_json_size_packed (scratch.data + start,
-                                                                       scratch.size - start))) {
-            scratch.size = start;
+        if (!pl_reply_budget_take (budget, s_entry_json_size (&scratch, room,
+                                                              &array->via.array.ptr [index])))
             break;
-        }
-        starts [taken] = start;
-    }
-    if (starts)
-        starts [taken] = scratch.size;
-    //  The entries taken, oldest first
-    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_array (&packer, taken);
-    for (uint32_t slot = 0; slot < taken; slot++) {
-        uint32_t index = newest_side? taken - 1 - slot: slot;
-        msgpack_sbuffer_write (buffer, scratch.data + starts [index],
-                               starts [index + 1] - starts [index]);
+        taken++;
     }
     msgpack_sbuffer_destroy (&scratch);
-    free (starts);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_array (&packer, taken);
+    for (uint32_t index = newest_side? count - taken: 0;
+         index < (newest_side? count: taken); index++)
+        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index], true);
     return taken < count;
 }
 
@@ -626,7 +647,8 @@ s_deliver_entry (rooms_t *self, room_t *room, op_t *op, const char *kind, const 
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, op->argument, event);
+    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, op->argument,
+                  op->argument? strlen (op->argument): 0, event);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1003,18 +1025,31 @@ s_send_reply (rooms_t *self, room_t *room, op_t *op, const char *code, const cha
         s_failure (self, op, code, message);
 }
 
+//  A reply buffer sized for about hint bytes at once: a page of big entries
+//  grows it in one allocation rather than by doubling (each a copy)
+static void
+s_buffer_init (msgpack_sbuffer *buffer, size_t hint)
+{
+    msgpack_sbuffer_init (buffer);
+    size_t alloc = hint + 4096;
+    buffer->data = (char *) malloc (alloc);
+    if (buffer->data)
+        buffer->alloc = alloc;
+}
+
 //  Answers room.join: the room, its members (at most join_members, and
 //  more_members when there are more) and as many of the newest entries of
 //  its history as fit in what the members left of the budget
 static void
-s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body)
+s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body,
+              size_t body_size)
 {
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
     msgpack_sbuffer members;
     msgpack_sbuffer_init (&members);
     bool more_members = s_pack_join_members (self, room, &members, &budget);
     msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
+    s_buffer_init (&buffer, body_size + members.size);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, more_members? 4: 3);
@@ -1038,11 +1073,12 @@ s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body)
 //  reply would pass its limit (keeping the entries next to the cursor),
 //  with more when older (or, with after, newer) entries exist
 static void
-s_history_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body)
+s_history_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body,
+                 size_t body_size)
 {
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
     msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
+    s_buffer_init (&buffer, body_size);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, 2);
@@ -1059,7 +1095,7 @@ s_history_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *bo
 //  The store answered a call of the room's head op
 static void
 s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message,
-              const msgpack_object *body)
+              const msgpack_object *body, size_t body_size)
 {
     stage_t stage = room->stage;
     room->stage = STAGE_NONE;
@@ -1237,7 +1273,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             if (code)
                 s_failure (self, op, code, message);
             else
-                s_join_reply (self, room, op, body);
+                s_join_reply (self, room, op, body, body_size);
             break;
 
         case OP_LEAVE:
@@ -1358,7 +1394,7 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
             if (code)
                 s_failure (self, op, code, message);
             else
-                s_history_reply (self, room, op, body);
+                s_history_reply (self, room, op, body, body_size);
             break;
 
         case OP_SEND:
@@ -1707,7 +1743,7 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
     if (*(cookie_kind_t *) cookie == COOKIE_LIST)
         rm_list_reply (self->lists, cookie, code, map);
     else
-        s_room_reply (self, (room_t *) cookie, code, message, map);
+        s_room_reply (self, (room_t *) cookie, code, message, map, size);
     msgpack_unpacked_destroy (&answer);
 }
 
