@@ -12,6 +12,7 @@ export { TEXT_MAX } from './chatview.js';
 
 const LIST_REFRESH_MS = 300;        // membership changes arrive in bursts: one room.list for each
 const LEAVE_GUARD_MS = 500;         // Leave ignores clicks this soon after Join: a double-click's second half
+const LIST_PAGES_MAX = 20;          // room.list pages followed at most (1,200 rooms need ~4)
 
 const $ = (id) => document.getElementById(id);
 
@@ -115,10 +116,17 @@ export class RoomsController {
 
     async refreshList() {
         try {
-            const reply = await this.client.request('room.list');
+            // 1.1: the list comes in pages when long; follow next to its end
             const fresh = new Map();
-            for (const room of reply.rooms ?? [])
-                fresh.set(key(room.name), room);
+            let cursor;
+            for (let page = 0; page < LIST_PAGES_MAX; page++) {
+                const reply = await this.client.request('room.list', cursor ? { cursor } : {});
+                for (const room of reply.rooms ?? [])
+                    fresh.set(key(room.name), room);
+                cursor = reply.next;
+                if (!cursor)
+                    break;
+            }
             this.rooms = fresh;
             $('rooms-error').hidden = true;
         } catch (error) {
