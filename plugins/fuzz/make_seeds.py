@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the plugin fuzz targets: corpus/fuzz_<plugin>/.
+
+Each seed is a script in the harness's input format (fuzz_plugin.c, README.md):
+valid requests of every type a plugin serves, and for the plugins that call
+the store, plausible store answers (proto/STORE.md) so that the reply
+handlers start from shapes they accept. Run it again after changing the
+seeds below; the fuzzer finds the rest. Needs only Python 3.
+"""
+
+import os
+import struct
+import sys
+
+# ---------------------------------------------------------------------------
+# A small msgpack encoder: maps, arrays, str, int, bool, nil
+
+def mp(value):
+    if value is None:
+        return b"\xc0"
+    if value is True:
+        return b"\xc3"
+    if value is False:
+        return b"\xc2"
+    if isinstance(value, int):
+        if 0 <= value < 128:
+            return bytes([value])
+        if -32 <= value < 0:
+            return struct.pack("b", value)
+        if value >= 0:
+            return b"\xcf" + struct.pack(">Q", value)
+        return b"\xd3" + struct.pack(">q", value)
+    if isinstance(value, str):
+        data = value.encode()
+        if len(data) < 32:
+            return bytes([0xa0 | len(data)]) + data
+        if len(data) < 256:
+            return b"\xd9" + bytes([len(data)]) + data
+        return b"\xda" + struct.pack(">H", len(data)) + data
+    if isinstance(value, (list, tuple)):
+        head = bytes([0x90 | len(value)]) if len(value) < 16 else b"\xdc" + struct.pack(">H", len(value))
+        return head + b"".join(mp(item) for item in value)
+    if isinstance(value, dict):
+        head = bytes([0x80 | len(value)]) if len(value) < 16 else b"\xde" + struct.pack(">H", len(value))
+        return head + b"".join(mp(key) + mp(item) for key, item in value.items())
+    raise TypeError(value)
+
+# ---------------------------------------------------------------------------
+# The harness's operations
+
+USERS = ["alice", "bob", "carol", "dave", "Erin", "f.g-h_9", "mallory"]
+EVENTS = {"bound": 0, "closed": 1, "reset": 2}      # + 1 = parley_session_event_t
+
+def str8(text):
+    data = text.encode()
+    return bytes([len(data)]) + data
+
+def bin16(data):
+    return struct.pack("<H", len(data)) + data
+
+def request(type_, body=None, user=None, session=1):
+    """user: a name of USERS or None; session 0-7 (internal routes ignore both)"""
+    flags = (USERS.index(user) + 1 if user else 0) | (session << 3)
+    return b"\x00" + bytes([flags]) + str8(type_) + bin16(mp(body if body is not None else {}))
+
+def answer(body=None, code="", message="", pick=0):
+    return b"\x01" + bytes([pick]) + str8(code) + str8(message) + bin16(mp(body if body is not None else {}))
+
+def timers(rounds=8):
+    return b"\x02" + bytes([rounds - 1])
+
+def session(event, sid=1, user="alice"):
+    return b"\x03" + bytes([EVENTS[event], sid, USERS.index(user) + 1])
+
+def batch_end():
+    return b"\x04"
+
+# ---------------------------------------------------------------------------
+# Values
+
+NOW = 1764000000000
+HASH = "$argon2id$v=19$m=8,t=1,p=1$FJbgZZdsWm5sunCcWce3lw$1NwohQihWeivu32Fu/Yi5oSS2mEkPENzoYTklUW7VjU"
+TOKEN = "NeXRORhV5AkrZyPMeeZR8WG7EfWn7z0vLmpTwA6Cr0k"
+TOKEN_HASH = "ab" * 32
+
+def room_map(name="general", private=False, members=1, last_seq=0, owner="alice"):
+    return {"name": name, "description": "talk", "private": private, "max_participants": 50,
+            "owner": owner, "created_at": NOW, "members": members, "last_seq": last_seq}
+
+def entry(seq, kind="message", user="alice", text="hi"):
+    value = {"seq": seq, "kind": kind, "user": user, "ts": NOW}
+    if kind == "message":
+        value["text"] = text
+    else:
+        value["event"] = "join"
+    return value
+
+def pm_entry(seq, sender="alice", to="bob", text="hi"):
+    return {"seq": seq, "from": sender, "to": to, "text": text, "ts": NOW}
+
+# ---------------------------------------------------------------------------
+# The seeds, per plugin
+
+SEEDS = {
+    "example": {
+        "echo": request("example.echo", {"text": "hi", "n": [1, 2]}, user="alice"),
+        "echo-anonymous": request("example.echo", {"text": "hi"}),
+        "unknown": request("example.nope", {}, user="bob"),
+    },
+    "auth": {
+        "register": request("auth.register", {"username": "Alice", "password": "correct horse"})
+            + answer(code="not_found", message="No such user.") + timers()
+            + answer({"name": "Alice", "created_at": NOW}, pick=1)
+            + answer({"user": "Alice"}, pick=1) + session("bound", 1, "alice"),
+        "login": request("auth.login", {"username": "alice", "password": "correct horse"}, session=2)
+            + answer({"name": "Alice", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + timers() + answer({"user": "Alice"}, pick=1),
+        "login-wrong": request("auth.login", {"username": "alice", "password": "wrong horse"})
+            + answer({"name": "Alice", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + timers(),
+        "resume": request("auth.resume", {"token": TOKEN}, session=3)
+            + answer({"token_hash": TOKEN_HASH, "user": "Alice", "created_at": NOW,
+                      "expires_at": NOW + 10 ** 12}),
+        "logout": request("auth.resume", {"token": TOKEN}, session=3)
+            + answer({"token_hash": TOKEN_HASH, "user": "Alice", "created_at": NOW,
+                      "expires_at": NOW + 10 ** 12})
+            + session("bound", 3, "alice") + request("auth.logout", {}, user="alice", session=3)
+            + answer({"user": "Alice"}),
+        "sessions": session("bound", 1, "alice") + session("closed", 1, "alice")
+            + session("reset") + timers(),
+        "unknown": request("auth.nope", {}),
+    },
+    "presence": {
+        "list": session("bound", 1, "alice") + session("bound", 2, "bob") + timers()
+            + request("presence.list", {}, user="alice")
+            + answer({"users": [{"name": "alice", "created_at": NOW, "last_seen": None},
+                                {"name": "bob", "created_at": NOW, "last_seen": NOW}],
+                      "more": False}),
+        "seen": session("bound", 1, "alice") + session("closed", 1, "alice") + timers()
+            + answer({"updated": 1}),
+        "reset": session("bound", 1, "alice") + session("reset") + session("bound", 1, "alice")
+            + timers(),
+        "unknown": request("presence.nope", {}, user="alice"),
+    },
+    "rooms": {
+        "create": request("room.create", {"room": "general", "description": "talk"}, user="alice")
+            + answer({"room": room_map()}),
+        "create-taken": request("room.create", {"room": "General"}, user="bob")
+            + answer(code="conflict", message="A room with this name exists."),
+        "join": request("room.join", {"room": "general"}, user="bob")
+            + answer({"room": room_map(last_seq=2)}) + answer({"members": ["alice"]})
+            + answer({"added": True, "members": 2, "room": room_map(members=2, last_seq=3)})
+            + answer({"messages": [entry(1), entry(2, "system"), entry(3, "system", "bob")],
+                      "more": False}),
+        "send": request("msg.send", {"room": "general", "text": "hi @bob"}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}) + answer({"seq": 4}),
+        "history": request("room.history", {"room": "general", "limit": 10}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + answer({"messages": [entry(1), entry(2, "system"), entry(3)], "more": False}),
+        "list": request("room.list", {}, user="alice")
+            + answer({"rooms": [dict(room_map(), joined=True),
+                                dict(room_map("random", owner="bob"), joined=False)]}),
+        "leave": request("room.leave", {"room": "general"}, user="bob")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}) + answer({"members": 1}),
+        "invite": request("room.invite", {"room": "secret", "user": "carol"}, user="alice")
+            + answer({"room": room_map("secret", private=True)}) + answer({"members": ["alice"]})
+            + answer({"user": "carol", "already_member": False}),
+        "members": request("room.members", {"room": "general"}, user="alice")
+            + answer({"room": room_map(members=2)}) + answer({"members": ["alice", "bob"]}),
+        "delete": request("room.delete", {"room": "general"}, user="alice")
+            + answer({"room": room_map(members=2)}) + answer({"members": ["alice", "bob"]})
+            + answer({"name": "general", "members": ["alice", "bob"]}),
+        "sessions": session("bound", 1, "alice") + session("bound", 2, "bob")
+            + session("closed", 2, "bob") + session("reset") + timers(),
+        "unknown": request("room.nope", {"room": "general"}, user="alice"),
+    },
+    "pm": {
+        "send": request("pm.send", {"to": "bob", "text": "hi"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"seq": 5, "from": "alice", "to": "bob"}),
+        "history": request("pm.history", {"with": "bob", "limit": 10}, user="alice")
+            + answer({"name": "bob", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + answer({"messages": [pm_entry(1), pm_entry(2, "bob", "alice")], "more": False}),
+        "read": request("pm.read", {"with": "bob", "seq": 2}, user="alice")
+            + answer({"name": "bob", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + answer({"last_seq": 2}) + answer({"unread": 0}),
+        "conversations": request("pm.conversations", {}, user="alice")
+            + answer({"conversations": [{"with": "bob", "last": pm_entry(2, "bob", "alice"),
+                                         "unread": 1}]}),
+        "unknown": request("pm.nope", {}, user="alice"),
+    },
+}
+
+STORE = {
+    "info": request("store.info"),
+    "user": request("store.user.create", {"name": "Alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.get", {"name": "alice"})
+        + request("store.user.list", {"after": "a", "limit": 10})
+        + request("store.user.seen", {"users": [{"name": "alice", "last_seen": NOW}]}) + batch_end(),
+    "token": request("store.user.create", {"name": "Alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.token.put", {"token_hash": TOKEN_HASH, "user": "alice", "created_at": NOW,
+                                      "expires_at": NOW + 1000})
+        + request("store.token.get", {"token_hash": TOKEN_HASH})
+        + request("store.token.delete", {"token_hash": TOKEN_HASH})
+        + request("store.token.delete_user", {"user": "alice"})
+        + request("store.token.purge", {"before": NOW}) + batch_end(),
+    "rooms": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "talk", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + batch_end()
+        + request("store.member.add", {"room": "general", "user": "bob",
+                                       "entry": {"seq": 1, "kind": "system", "user": "bob",
+                                                 "ts": NOW, "event": "join"}})
+        + request("store.invite.add", {"room": "general", "user": "bob", "from": "alice"})
+        + request("store.msg.append", {"room": "general", "entry": entry(2, user="bob")})
+        + request("store.msg.append", {"room": "general", "entries": [entry(3), entry(4)]})
+        + request("store.msg.history", {"room": "general", "before": 4, "limit": 2})
+        + request("store.room.get", {"name": "GENERAL"})
+        + request("store.room.list", {"user": "bob"})
+        + request("store.member.list", {"room": "general"})
+        + request("store.member.remove", {"room": "general", "user": "bob"})
+        + request("store.room.delete", {"name": "general"}) + batch_end(),
+    "pm": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + batch_end()
+        + request("store.pm.append", {"from": "alice", "to": "bob", "seq": 1, "text": "hi", "ts": NOW})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "messages": [
+            {"from": "bob", "seq": 2, "text": "yo", "ts": NOW},
+            {"from": "alice", "seq": 3, "text": "ok", "ts": NOW}]})
+        + request("store.pm.last_seq", {"user": "alice", "with": "bob"})
+        + request("store.pm.history", {"user": "alice", "with": "bob", "after": 1, "limit": 5})
+        + request("store.pm.conversations", {"user": "bob", "limit": 10})
+        + request("store.pm.read", {"user": "bob", "with": "alice", "seq": 3}) + batch_end(),
+    "unknown": request("store.nope"),
+    "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
+}
+SEEDS["store-sqlite"] = STORE
+SEEDS["store-mongo"] = STORE
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for plugin, seeds in SEEDS.items():
+        folder = os.path.join(here, "corpus", "fuzz_" + plugin.replace("-", "_"))
+        os.makedirs(folder, exist_ok=True)
+        for name, data in seeds.items():
+            with open(os.path.join(folder, name + ".bin"), "wb") as seed:
+                seed.write(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
