@@ -3,7 +3,8 @@
 #   make test    install what is missing, build with sanitizers, run every test
 #   make build   only build (into build/)
 #   make bench   the standard load suite (a few minutes) against build/; results in build/bench-results
-#   make fuzz    run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make fuzz    run each libFuzzer target (FUZZ_TARGETS) for FUZZ_SECONDS (clang, into build-fuzz);
+#                `make test` runs each for FUZZ_SMOKE_SECONDS (make fuzz-smoke)
 
 BUILD_DIR   ?= build
 TEST_DIR    ?= build-test
@@ -13,7 +14,8 @@ DATA        ?= ./data
 FUZZ_SECONDS ?= 60
 JOBS        ?= $(shell nproc)
 
-.PHONY: all deps system-deps npm-deps build run test unit-tests integration-tests bench fuzz clean
+.PHONY: all deps system-deps npm-deps build run test unit-tests integration-tests bench fuzz \
+        fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -52,7 +54,7 @@ run: deps build
 test: deps build
 	cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
 	cmake --build $(TEST_DIR) -j $(JOBS)
-	$(MAKE) unit-tests integration-tests
+	$(MAKE) unit-tests integration-tests fuzz-smoke
 
 unit-tests:
 	ctest --test-dir $(TEST_DIR) --output-on-failure
@@ -68,16 +70,47 @@ integration-tests:
 bench: deps build
 	BUILD_DIR=$(abspath $(BUILD_DIR)) bash integration-tests/bench/run-bench.sh
 
-fuzz:
+# Every libFuzzer target, one word each. A target is built by CMake into
+# $(FUZZ_DIR)/fuzz/<target> and its seeds live in <component>/fuzz/corpus/<target>/
+# (found by that pattern); new inputs go to $(FUZZ_DIR)/corpus/<target>, never
+# into the repository. A crash fails the run and leaves its input in
+# $(FUZZ_DIR)/artifacts/.
+FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
+                fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_store_sqlite fuzz_store_mongo \
+                fuzz_example
+FUZZ_SMOKE_SECONDS ?= 15
+
+fuzz-build:
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARLEY_FUZZ=ON
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_transcode fuzz_envelope
-	@for target in fuzz_transcode fuzz_envelope; do \
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+# Runs every target for $(1) seconds; each one's whole output goes to
+# $(FUZZ_DIR)/logs/<target>.log (msgpack-c sizes allocations from declared
+# counts: let a huge one fail instead of aborting, see proto/README.md)
+define fuzz-run
+	@mkdir -p $(FUZZ_DIR)/artifacts $(FUZZ_DIR)/logs
+	@for target in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_DIR)/corpus/$$target; \
-	    echo "== $$target for $(FUZZ_SECONDS) s"; \
-	    ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/fuzz/$$target \
-	        -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
-	        $(FUZZ_DIR)/corpus/$$target proto/fuzz/corpus/$$target || exit 1; \
+	    seeds=; for dir in */fuzz/corpus/$$target; do test -d "$$dir" && seeds="$$seeds $$dir"; done; \
+	    log=$(FUZZ_DIR)/logs/$$target.log; \
+	    echo "== $$target for $(1) s (seeds:$${seeds:- none})"; \
+	    if ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/fuzz/$$target \
+	           -max_total_time=$(1) -max_len=70000 -print_final_stats=1 \
+	           -artifact_prefix=$(abspath $(FUZZ_DIR))/artifacts/$$target- \
+	           $(FUZZ_DIR)/corpus/$$target $$seeds >$$log 2>&1; then \
+	        grep -E '^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units' $$log; \
+	    else \
+	        tail -n 60 $$log; echo "$$target FAILED: $$log, input in $(FUZZ_DIR)/artifacts/"; exit 1; \
+	    fi; \
 	done
+endef
+
+fuzz: fuzz-build
+	$(call fuzz-run,$(FUZZ_SECONDS))
+
+# The short run of every target that `make test` does
+fuzz-smoke: fuzz-build
+	$(call fuzz-run,$(FUZZ_SMOKE_SECONDS))
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_DIR) $(FUZZ_DIR)
