@@ -95,7 +95,7 @@ define fuzz-run
 	    log=$(FUZZ_DIR)/logs/$$target.log; \
 	    echo "== $$target for $(1) s (seeds:$${seeds:- none})"; \
 	    if ASAN_OPTIONS=allocator_may_return_null=1 $(FUZZ_DIR)/fuzz/$$target \
-	           -max_total_time=$(1) -max_len=70000 -print_final_stats=1 \
+	           -max_total_time=$(1) -max_len=70000 -timeout=30 -print_final_stats=1 \
 	           -artifact_prefix=$(abspath $(FUZZ_DIR))/artifacts/$$target- \
 	           $(FUZZ_DIR)/corpus/$$target $$seeds >$$log 2>&1; then \
 	        grep -E '^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units' $$log; \

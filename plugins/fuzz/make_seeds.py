@@ -141,6 +141,10 @@ SEEDS = {
         "reset": session("bound", 1, "alice") + session("reset") + session("bound", 1, "alice")
             + timers(),
         "unknown": request("presence.nope", {}, user="alice"),
+        "page": session("bound", 1, "alice") + request("presence.list", {"cursor": "alice"},
+                                                       user="alice")
+            + answer({"users": [{"name": "bob", "created_at": NOW, "last_seen": NOW}],
+                      "more": True}),
     },
     "rooms": {
         "create": request("room.create", {"room": "general", "description": "talk"}, user="alice")
@@ -176,6 +180,26 @@ SEEDS = {
         "sessions": session("bound", 1, "alice") + session("bound", 2, "bob")
             + session("closed", 2, "bob") + session("reset") + timers(),
         "unknown": request("room.nope", {"room": "general"}, user="alice"),
+        # Protocol 1.1 (PROTOCOL.md): served once the rooms plugin has them
+        "directory": request("room.directory", {"query": "gen", "limit": 10}, user="alice")
+            + answer({"rooms": [dict(room_map(), joined=True)], "next": "general"}),
+        "read": request("room.read", {"room": "general", "seq": 3}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}),
+        "edit": request("msg.edit", {"room": "general", "seq": 1, "text": "new"}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}),
+        "delete-message": request("msg.delete", {"room": "general", "seq": 1}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}),
+        "react": request("msg.react", {"room": "general", "seq": 1, "emoji": "+1", "on": True},
+                         user="bob")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}),
+        "send-reply": request("msg.send", {"room": "general", "text": "yes", "reply_to": 1,
+                                           "nonce": "n-1"}, user="bob"),
+        "page": request("room.members", {"room": "general", "cursor": "bob"}, user="alice")
+            + request("room.list", {"cursor": "general"}, user="alice"),
     },
     "pm": {
         "send": request("pm.send", {"to": "bob", "text": "hi"}, user="alice")
