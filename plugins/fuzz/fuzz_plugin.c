@@ -27,6 +27,9 @@
         op 2 timers    rounds:u8   fires every timer, up to (rounds % 8) + 1 times
         op 3 session   event:u8 session:u8 user:u8
         op 4 batch end
+        op 5 failures  which:u8    bit 0: the next call fails (returns -1, no
+                                   answer comes); bit 1: the next reply returns
+                                   -1 (not queued; the request is taken back)
     str8 is a length byte and the bytes; bin16 a little-endian 16-bit length
     and the bytes. A field cut short by the end of the input is what is left.
     =========================================================================
@@ -120,6 +123,8 @@ struct parley_ctx_s {
     fuzz_timer_t *timers;
     size_t timer_count, timer_max;
     size_t answered;                //  requests replied to
+    bool fail_call;                 //  the next call returns -1
+    bool fail_reply;                //  the next reply returns -1
     size_t progress;                //  replies, calls and events so far
 };
 
@@ -272,7 +277,8 @@ s_lent (parley_ctx_t *ctx, parley_request_t **request_p, const char *how)
     return request;
 }
 
-static void
+//  Returns what the reply function returns: -1 once when op 5 asked for it
+static int
 s_take_back (parley_ctx_t *ctx, parley_request_t **request_p)
 {
     if (s_verbose)
@@ -281,6 +287,9 @@ s_take_back (parley_ctx_t *ctx, parley_request_t **request_p)
     ctx->answered++;
     ctx->progress++;
     *request_p = NULL;
+    int rc = ctx->fail_reply ? -1 : 0;
+    ctx->fail_reply = false;
+    return rc;
 }
 
 static int
@@ -290,8 +299,7 @@ s_reply (parley_ctx_t *ctx, parley_request_t **request_p, const void *body, size
     if ((body || size) && !s_is_map (body, size))
         s_fail ("reply to '%s' with a body that is not one msgpack map (%zu bytes)",
                 request->type, size);
-    s_take_back (ctx, request_p);
-    return 0;
+    return s_take_back (ctx, request_p);
 }
 
 static int
@@ -303,8 +311,7 @@ s_reply_error (parley_ctx_t *ctx, parley_request_t **request_p, const char *code
         s_fail ("reply_error to '%s' without a code", request->type);
     if (message)
         (void) strlen (message);
-    s_take_back (ctx, request_p);
-    return 0;
+    return s_take_back (ctx, request_p);
 }
 
 static int
@@ -326,6 +333,10 @@ s_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size, void
         s_fail ("call without a type");
     if (!s_is_map (body, size))
         s_fail ("call '%s' with a body that is not one msgpack map (%zu bytes)", type, size);
+    if (ctx->fail_call) {
+        ctx->fail_call = false;
+        return -1;              //  nothing sent, no answer will come
+    }
     if (ctx->call_count == ctx->call_max)
         ctx->calls = s_grow (ctx->calls, &ctx->call_max, sizeof (fuzz_call_t));
     ctx->calls [ctx->call_count++].cookie = cookie;
@@ -741,12 +752,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_fail ("init refused to start (FUZZ_VERBOSE=1 shows its log)");
     fuzz_input_t input = { data, size, 0 };
     while (input.at < input.size) {
-        switch (s_u8 (&input) % 5) {
+        switch (s_u8 (&input) % 6) {
             case 0: s_op_request (&ctx, &input); break;
             case 1: s_op_answer (&ctx, &input);  break;
             case 2: s_op_timers (&ctx, &input);  break;
             case 3: s_op_session (&ctx, &input); break;
             case 4: s_batch_end (&ctx);          break;
+            case 5: {
+                uint8_t which = s_u8 (&input);
+                ctx.fail_call = which & 1;
+                ctx.fail_reply = (which & 2) != 0;
+                break;
+            }
         }
     }
     s_drain (&ctx);
