@@ -70,11 +70,12 @@ integration-tests:
 bench: deps build
 	BUILD_DIR=$(abspath $(BUILD_DIR)) bash integration-tests/bench/run-bench.sh
 
-# Every libFuzzer target, one word each. A target is built by CMake into
-# $(FUZZ_DIR)/fuzz/<target> and its seeds live in <component>/fuzz/corpus/<target>/
-# (found by that pattern); new inputs go to $(FUZZ_DIR)/corpus/<target>, never
-# into the repository. A crash fails the run and leaves its input in
-# $(FUZZ_DIR)/artifacts/.
+# Every libFuzzer target, one word each: a new target is its word here, a CMake
+# target built into $(FUZZ_DIR)/fuzz/<target> (RUNTIME_OUTPUT_DIRECTORY
+# ${CMAKE_BINARY_DIR}/fuzz) and seeds in <component>/fuzz/corpus/<target>/ (found
+# by that pattern). New inputs go to $(FUZZ_DIR)/corpus/<target>, never into the
+# repository. A crash, a leak or a 30 s hang fails the run and leaves its input
+# in $(FUZZ_DIR)/artifacts/.
 FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
                 fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_store_sqlite fuzz_store_mongo \
                 fuzz_example

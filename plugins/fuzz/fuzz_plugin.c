@@ -710,7 +710,7 @@ s_tmpdir_remove (void)
 //  msgpack-c sizes allocations from declared counts: let a huge one fail
 //  rather than abort (proto/README.md, NOTES.md). A smaller quarantine
 //  than the 256 MiB default: each input starts an instance afresh, and
-//  fresh pages for every allocation made store-sqlite five times slower.
+//  fresh pages for every allocation made store-sqlite three times slower.
 const char *
 __asan_default_options (void)
 {
