@@ -164,8 +164,9 @@ SEEDS = {
             + answer({"members": ["alice", "bob"]})
             + answer({"messages": [entry(1), entry(2, "system"), entry(3)], "more": False}),
         "list": request("room.list", {}, user="alice")
-            + answer({"rooms": [dict(room_map(), joined=True),
-                                dict(room_map("random", owner="bob"), joined=False)]}),
+            + answer({"rooms": [dict(room_map(), joined=True)], "more": False})
+            + answer({"rooms": [dict(room_map("random", owner="bob"), joined=False)],
+                      "more": False}),
         "leave": request("room.leave", {"room": "general"}, user="bob")
             + answer({"room": room_map(members=2, last_seq=3)})
             + answer({"members": ["alice", "bob"]}) + answer({"members": 1}),
@@ -182,7 +183,7 @@ SEEDS = {
         "unknown": request("room.nope", {"room": "general"}, user="alice"),
         # Protocol 1.1 (PROTOCOL.md): served once the rooms plugin has them
         "directory": request("room.directory", {"query": "gen", "limit": 10}, user="alice")
-            + answer({"rooms": [dict(room_map(), joined=True)], "next": "general"}),
+            + answer({"rooms": [dict(room_map(), joined=True)], "more": True}),
         "read": request("room.read", {"room": "general", "seq": 3}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
             + answer({"members": ["alice", "bob"]}),
@@ -244,6 +245,10 @@ STORE = {
         + request("store.msg.history", {"room": "general", "before": 4, "limit": 2})
         + request("store.room.get", {"name": "GENERAL"})
         + request("store.room.list", {"user": "bob"})
+        + request("store.room.joined", {"user": "bob", "after": "a", "limit": 10})
+        + request("store.room.public", {"user": "carol", "limit": 10})
+        + request("store.room.public", {"user": "carol", "after_active": NOW, "after": "general"})
+        + request("store.room.directory", {"user": "carol", "prefix": "gen", "limit": 10})
         + request("store.member.list", {"room": "general"})
         + request("store.member.remove", {"room": "general", "user": "bob"})
         + request("store.room.delete", {"name": "general"}) + batch_end(),
