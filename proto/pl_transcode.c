@@ -158,6 +158,8 @@ typedef struct {
     s_slot_t slot;              //  role of the next top-level value
     bool type_seen;             //  "type" key seen
     bool id_seen;               //  "id" key seen
+    const char *json;           //  the text parsed, for what follows a number
+    size_t json_size;
     char *type;                 //  owned: the type, once read
     pl_buf_t id;                //  the id as one msgpack value, once read
     s_container_t stack [PL_TRANSCODE_DEPTH_LIMIT + 1];    //  open containers, 1-based
@@ -380,10 +382,29 @@ s_pack_number (msgpack_packer *packer, const s_number_t *number)
         msgpack_pack_uint64 (packer, number->uint);
 }
 
+//  yajl hands over a number as soon as it ends, before it checks what
+//  follows: "051" is 0, then a syntax error. Only whitespace, ',', ']' or
+//  '}' (or the end) may follow a number in JSON.
+static bool
+s_number_ends_well (s_parser_t *self, const char *text, size_t length)
+{
+    if (!self->json || text < self->json || text + length > self->json + self->json_size)
+        return true;            //  not in our text (yajl copied it): nothing to check
+    if (text + length == self->json + self->json_size)
+        return true;
+    char next = text [length];
+    return next == ' ' || next == '\t' || next == '\n' || next == '\r'
+        || next == ',' || next == ']' || next == '}';
+}
+
 static int
 s_on_number (void *context, const char *text, size_t length)
 {
     s_parser_t *self = (s_parser_t *) context;
+    if (!s_number_ends_well (self, text, length)) {
+        s_error (self, PL_TRANSCODE_BAD_JSON, "The frame is not valid JSON.");
+        return 0;
+    }
     s_slot_t slot;
     if (!s_scalar_slot (self, &slot))
         return 1;
@@ -635,6 +656,8 @@ pl_transcode_request (const char *json, size_t size, size_t max_size, int max_de
 
     if (!json)
         size = 0;
+    self->json = json;
+    self->json_size = size;
     if (!s_surrogate_escapes_valid (json ? json : "", size))
         s_utf8_error (self);
     yajl_handle parser = yajl_alloc (&s_callbacks, NULL, self);

@@ -143,6 +143,42 @@ test_invalid_json_is_bad_json (void **state)
 }
 
 static void
+test_id_with_leading_zero_is_bad_json_without_id (void **state)
+{
+    //  yajl reads "051" as the number 0 and only then fails on "51": the
+    //  id was never valid JSON, so the reply must not carry 0
+    const char *cases [] = {
+        "{\"type\":\"ping\",\"id\":051}",
+        "{\"id\":051,\"type\":\"ping\"}",
+        "{\"id\":-051,\"type\":\"ping\"}",
+        "{\"id\":0x1,\"type\":\"ping\"}",
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
+        pl_request_t request;
+        assert_int_equal (s_parse (cases [index], &request), PL_TRANSCODE_BAD_JSON);
+        assert_null (request.id);
+        pl_request_reset (&request);
+    }
+    //  0 itself, and numbers ended by each character JSON allows, are fine
+    const char *good [] = {
+        "{\"id\":0,\"type\":\"ping\"}",
+        "{\"id\":0}", "{\"type\":\"x\",\"id\":0 }", "{\"type\":\"x\",\"n\":[1,2]}",
+        "{\"type\":\"x\",\"n\":1\n}", "{\"type\":\"x\",\"n\":-1.5e3\t}",
+    };
+    for (size_t index = 0; index < sizeof (good) / sizeof (good [0]); index++) {
+        pl_request_t request;
+        s_parse (good [index], &request);
+        assert_int_not_equal (request.status, PL_TRANSCODE_BAD_JSON);
+        pl_request_reset (&request);
+    }
+    pl_request_t request;
+    assert_int_equal (s_parse ("{\"id\":7,\"type\":\"x\",\"n\":012}", &request),
+                      PL_TRANSCODE_BAD_JSON);
+    assert_non_null (request.id);       //  read whole before the fault: carried
+    pl_request_reset (&request);
+}
+
+static void
 test_non_object_is_bad_request (void **state)
 {
     s_assert_status ("[]", PL_TRANSCODE_BAD_REQUEST);
@@ -653,6 +689,7 @@ main (void)
         cmocka_unit_test (test_valid_frame_gives_type_id_and_body),
         cmocka_unit_test (test_frame_without_id_has_no_id),
         cmocka_unit_test (test_invalid_json_is_bad_json),
+        cmocka_unit_test (test_id_with_leading_zero_is_bad_json_without_id),
         cmocka_unit_test (test_non_object_is_bad_request),
         cmocka_unit_test (test_depth_16_accepted_and_17_refused),
         cmocka_unit_test (test_frame_over_max_size_is_too_large),
