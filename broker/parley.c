@@ -47,6 +47,7 @@ typedef struct {
     uint32_t request_timeout_ms;
     size_t max_frame;
     size_t send_buffer;
+    gw_config_t gateway_limits;             //  the gateway's limit options only
     bool verbose;
 } parley_options_t;
 
@@ -79,6 +80,7 @@ s_usage (FILE *out)
         "  --max-frame BYTES       largest client frame (default %d)\n"
         "  --send-buffer BYTES     the kernel's send buffer per client connection\n"
         "                          (default: the kernel's own, which grows as needed)\n"
+        GW_LIMIT_OPTIONS_HELP
         "  --verbose               also log the plugins' debug lines (each login, join...)\n"
         "  --help                  this text\n"
         "\n"
@@ -132,8 +134,8 @@ static int
 s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
-           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_VERBOSE,
-           OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_HELP };
+           OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_LIMIT,
+           OPT_VERBOSE, OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
@@ -147,6 +149,10 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "request-timeout", required_argument, NULL, OPT_TIMEOUT },
         { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
         { "send-buffer", required_argument, NULL, OPT_SEND_BUFFER },
+        { "max-connections", required_argument, NULL, OPT_LIMIT },
+        { "max-per-address", required_argument, NULL, OPT_LIMIT },
+        { "max-unauthenticated-per-address", required_argument, NULL, OPT_LIMIT },
+        { "auth-timeout", required_argument, NULL, OPT_LIMIT },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
         { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
@@ -155,8 +161,10 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { NULL, 0, NULL, 0 }
     };
     int option;
+    int index = 0;
     long long number;
-    while ((option = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
+    char error [160];
+    while ((option = getopt_long (argc, argv, "", long_options, &index)) != -1) {
         switch (option) {
             case OPT_LISTEN:
                 if (s_parse_listen (optarg, options)) {
@@ -228,6 +236,13 @@ s_parse (int argc, char **argv, parley_options_t *options)
                     return -1;
                 }
                 options->send_buffer = (size_t) number;
+                break;
+            case OPT_LIMIT:
+                if (gw_config_set_limit (&options->gateway_limits, long_options [index].name,
+                                         optarg, error, sizeof error)) {
+                    fprintf (stderr, "parley: %s\n", error);
+                    return -1;
+                }
                 break;
             case OPT_VERBOSE:
                 options->verbose = true;
@@ -386,7 +401,11 @@ main (int argc, char **argv)
         .max_frame = options.max_frame,
         .send_buffer = options.send_buffer,
         .heartbeat_ms = options.heartbeat_ms,
-        .request_timeout_ms = options.request_timeout_ms? options.request_timeout_ms * 2: 0
+        .request_timeout_ms = options.request_timeout_ms? options.request_timeout_ms * 2: 0,
+        .max_connections = options.gateway_limits.max_connections,
+        .max_per_address = options.gateway_limits.max_per_address,
+        .max_unauthenticated = options.gateway_limits.max_unauthenticated,
+        .auth_timeout_ms = options.gateway_limits.auth_timeout_ms,
     };
     gateway = gw_server_new (&gateway_config);
     if (!gateway) {

@@ -28,8 +28,10 @@
 
 #include <arpa/inet.h>
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
 #include <signal.h>
@@ -37,10 +39,14 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "gw_limits.h"
+#include "gw_web.h"
 #include "pl_envelope.h"
 #include "pl_transcode.h"
 
@@ -58,6 +64,10 @@
 #define GW_PROTOCOL_CHAT    "parley.v1"
 #define GW_PROTOCOL_HTTP    "parley-http"
 #define GW_PROTOCOL_BRIDGE  "parley-zmq-bridge"
+
+//  The longest message type the broker routes (its BR_MAX_TYPE less one):
+//  a longer one can never be served, whatever its prefix
+#define GW_MAX_TYPE         255
 
 
 //  ---------------------------------------------------------------------
@@ -125,6 +135,31 @@ s_frame_unref (gw_frame_t **self_p)
 
 
 //  ---------------------------------------------------------------------
+//  A log line that may come in floods (refusals, accept errors): at most
+//  one a second, saying how many were left out since the last
+
+typedef struct {
+    int64_t last;                   //  zclock_mono () of the last line logged
+    size_t skipped;                 //  lines not logged since
+} gw_throttle_t;
+
+//  True when a line may be logged now; then *skipped_p is how many were not
+static bool
+s_throttle (gw_throttle_t *self, size_t *skipped_p)
+{
+    int64_t now = zclock_mono ();
+    if (self->last && now - self->last < 1000) {
+        self->skipped++;
+        return false;
+    }
+    *skipped_p = self->skipped;
+    self->skipped = 0;
+    self->last = now;
+    return true;
+}
+
+
+//  ---------------------------------------------------------------------
 //  A WebSocket session: the chat protocol's per-session data, zeroed by lws
 
 typedef struct _gw_session_t gw_session_t;
@@ -148,6 +183,9 @@ struct _gw_session_t {
     bool live;                      //  registered in server->sessions
     char *user;                     //  the user the broker bound it to, or NULL;
                                     //  said again when re-announcing the session
+    gw_limits_conn_t *conn;         //  its connection in server->limits (not owned)
+    void *unauth_handle;            //  in server->unauthenticated while not signed in
+    int64_t auth_deadline;          //  zclock_mono () past which it is closed (1008)
     //  Inbound message being assembled from fragments
     uint8_t *rx;                    //  bytes so far (text messages only)
     size_t rx_size;                 //  bytes so far, text or binary
@@ -184,20 +222,28 @@ struct _gw_server_t {
     char *listen_host;              //  NULL = all interfaces
     int port;                       //  the real listening port
     char *broker_endpoint;          //  where the DEALER connects
-    char *web_root;                 //  folder served at /
-    char *vendor_root;              //  <web_root>/node_modules/bootstrap/dist
+    char *web_root;                 //  folder the UI's files are served from (gw_web)
     size_t max_frame;               //  largest client message
     size_t send_buffer;             //  SO_SNDBUF of client sockets, 0 = kernel's choice
     uint32_t heartbeat_ms;          //  our heartbeat interval
     uint32_t request_timeout_ms;    //  backstop for unanswered requests
+    uint32_t auth_timeout_ms;       //  a session not signed in this long is closed
+    //  Connection limits
+    gw_limits_t *limits;            //  connections in all and per address
+    gw_limits_conn_t *admitted;     //  admitted at accept, not yet on its wsi
+    int admitted_fd;                //  its descriptor
+    zlistx_t *unauthenticated;      //  gw_session_t * not signed in, by deadline (not owned)
+    int listen_fd;                  //  the listening socket, -1 if not found
+    int spare_fd;                   //  kept open to accept and refuse at EMFILE
+    gw_throttle_t refused_full;     //  log lines about refusals, at most 1/s
+    gw_throttle_t refused_address;
     //  libwebsockets
     struct lws_context *context;    //  the one context
     struct ev_loop *loop;           //  the loop it runs on, ours
     struct lws_vhost *vhost;        //  its one vhost
     struct lws *bridge;             //  the adopted dup of the DEALER's ZMQ_FD
     struct lws_protocols protocols [4];     //  chat (first), http, bridge, end
-    struct lws_http_mount mounts [3];       //  /healthz, /vendor/bootstrap, /
-    struct lws_protocol_vhost_options mimetypes [5];    //  beyond lws' own
+    struct lws_http_mount mount;    //  every HTTP request to s_http_callback
     lws_sorted_usec_list_t tick;    //  heartbeats, liveness, request timeouts
     int64_t tick_ms;                //  interval of tick
     //  The broker
@@ -263,7 +309,93 @@ s_u64_table_new (void)
 
 
 //  ---------------------------------------------------------------------
+//  Refusing a connection before lws has read anything from it
+
+//  Whole HTTP responses, written straight to the socket at accept
+static const char s_response_full [] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 37\r\n"
+    "Cache-Control: no-store\r\n"
+    "Retry-After: 5\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "The server is full; try again later.\n";
+static const char s_response_address [] =
+    "HTTP/1.1 429 Too Many Requests\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 59\r\n"
+    "Cache-Control: no-store\r\n"
+    "Retry-After: 5\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "Too many connections from your address; close some first.\n";
+
+//  Answers the connection on fd with response and ends our side of it. The
+//  caller closes it. What the client sent already is read away first: a
+//  close with unread input would reset the connection, and the client could
+//  lose the answer.
+static void
+s_refuse_raw (int fd, const char *response, size_t size)
+{
+    char sink [4096];
+    while (recv (fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+        ;
+    if (send (fd, response, size, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        return;                 //  it could not be answered: just closed
+    shutdown (fd, SHUT_WR);
+}
+
+//  The address of the peer on fd, as a person writes it
+static void
+s_fd_address (int fd, char *address, size_t size)
+{
+    struct sockaddr_storage peer;
+    socklen_t length = sizeof peer;
+    snprintf (address, size, "?");
+    if (getpeername (fd, (struct sockaddr *) &peer, &length))
+        return;
+    if (peer.ss_family == AF_INET)
+        inet_ntop (AF_INET, &((struct sockaddr_in *) &peer)->sin_addr, address, (socklen_t) size);
+    else
+    if (peer.ss_family == AF_INET6) {
+        struct in6_addr *ip = &((struct sockaddr_in6 *) &peer)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED (ip))
+            inet_ntop (AF_INET, ip->s6_addr + 12, address, (socklen_t) size);
+        else
+            inet_ntop (AF_INET6, ip, address, (socklen_t) size);
+    }
+}
+
+
+//  ---------------------------------------------------------------------
 //  libwebsockets' own log lines, in our log's style
+
+//  The server whose lws logs we see (lws' log hook has no user pointer;
+//  one gateway per process)
+static gw_server_t *s_log_server = NULL;
+
+//  lws could not accept: out of descriptors, past our cap and its reserve
+//  (something else took them). The listening socket stays readable and lws
+//  would try again at once, forever: take the spare descriptor to accept
+//  one waiting connection, refuse it, and keep the spare again.
+static void
+s_accept_failed (gw_server_t *self, const char *line)
+{
+    if (!self || self->listen_fd < 0 || !strstr (line, "open files"))
+        return;
+    if (self->spare_fd >= 0) {
+        close (self->spare_fd);
+        self->spare_fd = -1;
+    }
+    int fd = accept (self->listen_fd, NULL, NULL);
+    if (fd >= 0) {
+        fcntl (fd, F_SETFL, O_NONBLOCK);
+        s_refuse_raw (fd, s_response_full, sizeof s_response_full - 1);
+        close (fd);
+    }
+    self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 static void
 s_lws_emit (int level, const char *line)
@@ -271,6 +403,15 @@ s_lws_emit (int level, const char *line)
     size_t length = strlen (line);
     while (length > 0 && (line [length - 1] == '\n' || line [length - 1] == '\r'))
         length--;
+    if (strncmp (line, "accept:", 7) == 0) {
+        static gw_throttle_t throttle;
+        size_t skipped = 0;
+        s_accept_failed (s_log_server, line);
+        if (s_throttle (&throttle, &skipped))
+            zsys_error ("gateway: libwebsockets: %.*s (and %zu more since the last report)",
+                        (int) length, line, skipped);
+        return;
+    }
     if (level & LLL_ERR)
         zsys_error ("gateway: libwebsockets: %.*s", (int) length, line);
     else
@@ -526,6 +667,46 @@ s_session_announce (gw_server_t *self, gw_session_t *session)
                       session->sid, session->addr);
 }
 
+//  Binds the session to user, or unbinds it (NULL). A session not signed
+//  in is counted against its address and closed auth_timeout_ms from now
+//  unless it signs in first.
+static void
+s_session_set_user (gw_server_t *self, gw_session_t *session, const char *user)
+{
+    zstr_free (&session->user);
+    if (user) {
+        session->user = strdup (user);
+        assert (session->user);
+    }
+    bool unauthenticated = session->user == NULL;
+    gw_limits_set_unauthenticated (self->limits, session->conn, unauthenticated);
+    if (!unauthenticated && session->unauth_handle) {
+        zlistx_delete (self->unauthenticated, session->unauth_handle);
+        session->unauth_handle = NULL;
+    }
+    else
+    if (unauthenticated && !session->unauth_handle && session->live && !session->closing) {
+        session->auth_deadline = zclock_mono () + self->auth_timeout_ms;
+        session->unauth_handle = zlistx_add_end (self->unauthenticated, session);
+    }
+}
+
+//  Closes the sessions that did not sign in in time (PROTOCOL.md 1.1)
+static void
+s_sessions_expire (gw_server_t *self, int64_t now)
+{
+    gw_session_t *session;
+    while ((session = (gw_session_t *) zlistx_first (self->unauthenticated))
+    &&     session->auth_deadline <= now) {
+        zlistx_delete (self->unauthenticated, session->unauth_handle);
+        session->unauth_handle = NULL;
+        zsys_info ("gateway: session %016" PRIx64 " (%s) did not sign in within %u ms; "
+                   "closing it (1008)", session->sid, session->addr, self->auth_timeout_ms);
+        s_session_close_with (session, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                              "authenticate first", false);
+    }
+}
+
 static void
 s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
 {
@@ -547,6 +728,8 @@ s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
     assert (session->pending);
     zhashx_insert (self->sessions, &session->sid, session);
     session->live = true;
+    session->conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
+    s_session_set_user (self, session, NULL);
     zsys_info ("gateway: session %016" PRIx64 " opened from %s", session->sid, session->addr);
     if (self->welcomed)
         s_session_announce (self, session);
@@ -561,6 +744,10 @@ s_session_close (gw_server_t *self, gw_session_t *session)
         return;
     session->live = false;
     zhashx_delete (self->sessions, &session->sid);
+    if (session->unauth_handle) {
+        zlistx_delete (self->unauthenticated, session->unauth_handle);
+        session->unauth_handle = NULL;
+    }
     gw_pending_t *pending;
     size_t dropped = zlistx_size (session->pending);
     while ((pending = (gw_pending_t *) zlistx_first (session->pending)))
@@ -587,6 +774,15 @@ s_session_close (gw_server_t *self, gw_session_t *session)
 static void
 s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *request)
 {
+    if (strlen (request->type) > GW_MAX_TYPE) {
+        //  The broker routes no type this long: it is unknown whatever its
+        //  prefix, not a service that is down
+        char message [128];
+        snprintf (message, sizeof message, "Unknown message type '%.40s...' (longer than "
+                  "%d bytes).", request->type, GW_MAX_TYPE);
+        s_session_send_error (session, request->id, request->id_size, "unknown_type", message);
+        return;
+    }
     if (streq (request->type, "ping")) {
         size_t size = 0;
         uint8_t *buffer = pl_transcode_frame ("ok", request->id, request->id_size,
@@ -768,13 +964,11 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
     gw_session_t *session = pending->session;
     const char *code = pl_envelope_code (envelope);
     const char *bind = pl_envelope_bind (envelope);
-    if (!code && bind && *bind) {
-        zstr_free (&session->user);
-        session->user = strdup (bind);
-    }
+    if (!code && bind && *bind)
+        s_session_set_user (self, session, bind);
     else
     if (!code && pl_envelope_unbind (envelope))
-        zstr_free (&session->user);
+        s_session_set_user (self, session, NULL);
     uint8_t *buffer = NULL;
     size_t size = 0;
     if (code) {
@@ -892,7 +1086,7 @@ s_bridge_handle (gw_server_t *self, pl_envelope_t *envelope)
             uint64_t sid = pl_envelope_sid (envelope);
             gw_session_t *session = (gw_session_t *) zhashx_lookup (self->sessions, &sid);
             if (session)
-                zstr_free (&session->user);
+                s_session_set_user (self, session, NULL);
             zsys_debug ("gateway %s: the broker unbound session %016" PRIx64, self->name, sid);
             break;
         }
@@ -944,8 +1138,172 @@ s_tick (lws_sorted_usec_list_t *sul)
         s_bridge_send (self, &envelope);
     }
     s_pending_expire (self, now);
+    s_sessions_expire (self, now);
     s_bridge_drain (self);
     lws_sul_schedule (self->context, 0, &self->tick, s_tick, self->tick_ms * LWS_US_PER_MS);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Admission: every client connection is counted from accept to close
+
+//  FILTER_NETWORK_CONNECTION, on the listening socket: lws has accepted fd
+//  and has no wsi for it yet. Returns 0 to serve it, 1 (after answering
+//  503 or 429 straight on the socket) to have lws close it.
+static int
+s_accept_filter (gw_server_t *self, int fd)
+{
+    //  One admitted but never adopted: lws failed and closed it
+    gw_limits_release (self->limits, &self->admitted);
+    char address [INET6_ADDRSTRLEN + 8];
+    s_fd_address (fd, address, sizeof address);
+    gw_admit_t verdict;
+    gw_limits_conn_t *conn = gw_limits_admit (self->limits, address, &verdict);
+    if (conn) {
+        self->admitted = conn;
+        self->admitted_fd = fd;
+        return 0;
+    }
+    size_t skipped = 0;
+    if (verdict == GW_ADMIT_FULL) {
+        s_refuse_raw (fd, s_response_full, sizeof s_response_full - 1);
+        if (s_throttle (&self->refused_full, &skipped))
+            zsys_warning ("gateway: %zu connections open, the most allowed "
+                          "(--max-connections); refused one from %s with 503 "
+                          "(and %zu more since the last report)",
+                          gw_limits_connections (self->limits), address, skipped);
+    }
+    else {
+        s_refuse_raw (fd, s_response_address, sizeof s_response_address - 1);
+        if (s_throttle (&self->refused_address, &skipped))
+            zsys_warning ("gateway: %s has %zu connections open, the most allowed "
+                          "(--max-per-address); refused one more with 429 "
+                          "(and %zu more since the last report)", address,
+                          gw_limits_address_connections (self->limits, address), skipped);
+    }
+    return 1;
+}
+
+//  SERVER_NEW_CLIENT_INSTANTIATED: the wsi of the connection just admitted
+static void
+s_accept_adopted (gw_server_t *self, struct lws *wsi)
+{
+    if (self->admitted && lws_get_socket_fd (wsi) == self->admitted_fd) {
+        lws_set_opaque_user_data (wsi, self->admitted);
+        self->admitted = NULL;
+    }
+}
+
+//  WSI_DESTROY, for every wsi: uncounts a client connection
+static void
+s_accept_released (gw_server_t *self, struct lws *wsi)
+{
+    gw_limits_conn_t *conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
+    if (conn) {
+        lws_set_opaque_user_data (wsi, NULL);
+        gw_limits_release (self->limits, &conn);
+    }
+}
+
+//  FILTER_PROTOCOL_CONNECTION: may this upgrade become a session? Returns 0
+//  if so, -1 after answering with an HTTP error.
+static int
+s_upgrade_filter (gw_server_t *self, struct lws *wsi)
+{
+    char uri [128];
+    int length = lws_hdr_copy (wsi, uri, sizeof (uri), WSI_TOKEN_GET_URI);
+    char file [GW_WEB_FILE_MAX];
+    const char *content_type;
+    char peer [64];
+    s_peer_address (wsi, peer, sizeof (peer));
+    if (length <= 0 || gw_web_route (uri, (size_t) length, file, &content_type) != GW_WEB_SOCKET) {
+        zsys_info ("gateway: refused a WebSocket upgrade on '%s' from %s "
+                   "(only /ws serves the protocol)", length > 0? uri: "?", peer);
+        lws_return_http_status (wsi, HTTP_STATUS_NOT_FOUND,
+                                "WebSocket connections are served on /ws only.");
+        return -1;
+    }
+    gw_limits_conn_t *conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
+    if (gw_limits_health_only (conn)) {
+        lws_return_http_status (wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                "The server is full; try again later.");
+        return -1;
+    }
+    if (!gw_limits_session_allowed (self->limits, conn)) {
+        size_t skipped = 0;
+        if (s_throttle (&self->refused_address, &skipped))
+            zsys_warning ("gateway: %s has too many sessions not signed in "
+                          "(--max-unauthenticated-per-address); refused one more with 429 "
+                          "(and %zu more since the last report)", peer, skipped);
+        lws_return_http_status (wsi, 429, "Too many connections from your address are "
+                                "not signed in; sign in on one of them first.");
+        return -1;
+    }
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  HTTP: /healthz and the web UI's files (gw_web says which)
+
+static int
+s_http_healthz (gw_server_t *self, struct lws *wsi, gw_http_t *http)
+{
+    uint8_t buffer [LWS_PRE + 512];
+    uint8_t *start = buffer + LWS_PRE, *cursor = start;
+    uint8_t *end = buffer + sizeof (buffer) - 1;
+    http->healthy = self->welcomed;
+    const char *body = http->healthy? "ok": "unavailable";
+    if (lws_add_http_common_headers (wsi, http->healthy? HTTP_STATUS_OK:
+                                     HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                     "text/plain", strlen (body), &cursor, end)
+    ||  lws_add_http_header_by_token (wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                      (const unsigned char *) "no-store", 8,
+                                      &cursor, end)
+    ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
+        return 1;
+    lws_callback_on_writable (wsi);
+    return 0;
+}
+
+//  Serves a file of the UI, or answers an error and closes
+static int
+s_http_request (gw_server_t *self, struct lws *wsi, gw_http_t *http)
+{
+    char uri [256];
+    int length = lws_hdr_copy (wsi, uri, sizeof (uri), WSI_TOKEN_GET_URI);
+    if (length <= 0)
+        length = lws_hdr_copy (wsi, uri, sizeof (uri), WSI_TOKEN_HEAD_URI);
+    if (length <= 0) {
+        lws_return_http_status (wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "Only GET is served.");
+        return -1;
+    }
+    char file [GW_WEB_FILE_MAX];
+    const char *content_type = NULL;
+    gw_web_route_t route = gw_web_route (uri, (size_t) length, file, &content_type);
+    if (route == GW_WEB_HEALTHZ)
+        return s_http_healthz (self, wsi, http);
+    if (gw_limits_health_only ((gw_limits_conn_t *) lws_get_opaque_user_data (wsi))) {
+        lws_return_http_status (wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                "The server is full; try again later.");
+        return -1;
+    }
+    if (route == GW_WEB_FILE) {
+        char *path = zsys_sprintf ("%s/%s", self->web_root, file);
+        struct stat status;
+        if (path && stat (path, &status) == 0 && S_ISREG (status.st_mode)) {
+            int rc = lws_serve_http_file (wsi, path, content_type, NULL, 0);
+            zstr_free (&path);
+            if (rc < 0)
+                return -1;
+            if (rc == 0)
+                return 0;       //  lws sends the rest of the file
+            return lws_http_transaction_completed (wsi)? -1: 0;
+        }
+        zstr_free (&path);
+    }
+    lws_return_http_status (wsi, HTTP_STATUS_NOT_FOUND, NULL);
+    return -1;
 }
 
 
@@ -959,20 +1317,28 @@ s_chat_callback (struct lws *wsi, enum lws_callback_reasons reason,
     gw_server_t *self = (gw_server_t *) lws_context_user (lws_get_context (wsi));
     gw_session_t *session = (gw_session_t *) user;
     switch (reason) {
-        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-            char uri [64];
-            int length = lws_hdr_copy (wsi, uri, sizeof (uri), WSI_TOKEN_GET_URI);
-            if (length <= 0 || strcmp (uri, "/ws") != 0) {
-                char peer [64];
-                s_peer_address (wsi, peer, sizeof (peer));
-                zsys_info ("gateway: refused a WebSocket upgrade on '%s' from %s "
-                           "(only /ws serves the protocol)", length > 0? uri: "?", peer);
-                lws_return_http_status (wsi, HTTP_STATUS_NOT_FOUND,
-                                        "WebSocket connections are served on /ws only.");
-                return -1;
+        //  protocols [0] sees every connection's birth and death
+        case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+            return self? s_accept_filter (self, (int) (intptr_t) in): 0;
+        case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+            if (self)
+                s_accept_adopted (self, wsi);
+            return 0;
+        case LWS_CALLBACK_WSI_DESTROY:
+            if (self)
+                s_accept_released (self, wsi);
+            return 0;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+            return s_upgrade_filter (self, wsi);
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+            //  lws answers a close with its own status, and passes as valid
+            //  every status from 3000 up; RFC 6455 7.4 ends at 4999. The
+            //  payload is echoed from this buffer: say 1002 instead.
+            if (len >= 2 && ((((uint8_t *) in) [0] << 8) | ((uint8_t *) in) [1]) >= 5000) {
+                ((uint8_t *) in) [0] = (uint8_t) (LWS_CLOSE_STATUS_PROTOCOL_ERR >> 8);
+                ((uint8_t *) in) [1] = (uint8_t) LWS_CLOSE_STATUS_PROTOCOL_ERR;
             }
             return 0;
-        }
         case LWS_CALLBACK_ESTABLISHED:
             s_session_open (self, session, wsi);
             return 0;
@@ -998,23 +1364,8 @@ s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
     switch (reason) {
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             return -1;          //  not a WebSocket protocol
-        case LWS_CALLBACK_HTTP: {
-            uint8_t buffer [LWS_PRE + 512];
-            uint8_t *start = buffer + LWS_PRE, *cursor = start;
-            uint8_t *end = buffer + sizeof (buffer) - 1;
-            http->healthy = self->welcomed;
-            const char *body = http->healthy? "ok": "unavailable";
-            if (lws_add_http_common_headers (wsi, http->healthy? HTTP_STATUS_OK:
-                                             HTTP_STATUS_SERVICE_UNAVAILABLE,
-                                             "text/plain", strlen (body), &cursor, end)
-            ||  lws_add_http_header_by_token (wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                              (const unsigned char *) "no-store", 8,
-                                              &cursor, end)
-            ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
-                return 1;
-            lws_callback_on_writable (wsi);
-            return 0;
-        }
+        case LWS_CALLBACK_HTTP:
+            return s_http_request (self, wsi, http);
         case LWS_CALLBACK_HTTP_WRITEABLE: {
             const char *body = http->healthy? "ok": "unavailable";
             uint8_t buffer [LWS_PRE + 32];
@@ -1071,7 +1422,115 @@ s_signal_handler (int signum)
 
 
 //  ---------------------------------------------------------------------
+//  The descriptors
+
+//  Descriptors the process has open now (0 if it cannot tell)
+static size_t
+s_open_descriptors (void)
+{
+    DIR *folder = opendir ("/proc/self/fd");
+    if (!folder)
+        return 0;
+    size_t count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (folder)))
+        if (entry->d_name [0] != '.')
+            count++;
+    closedir (folder);
+    return count > 0? count - 1: 0;     //  less the folder's own
+}
+
+//  The global cap: the descriptor limit less what the process holds now
+//  (the broker link, in parley the plugins' and stores' files) and a
+//  reserve for what it opens later (files served, reconnects, /healthz past
+//  the cap). A configured cap above that is lowered to it: past it lws
+//  would spin on accept errors instead of answering 503.
+static void
+s_limits_new (gw_server_t *self, const gw_config_t *config)
+{
+    struct rlimit limit;
+    size_t descriptors = 1024 * 1024;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+    &&  limit.rlim_cur < descriptors)
+        descriptors = (size_t) limit.rlim_cur;
+    size_t held = s_open_descriptors () + GW_FD_RESERVE + GW_LIMITS_HEALTH_SLOTS;
+    size_t most = descriptors > held + 16? descriptors - held: 16;
+    size_t max_connections = config->max_connections? config->max_connections: most;
+    if (max_connections > most) {
+        zsys_warning ("gateway: --max-connections %zu is more than the descriptor limit "
+                      "(%zu) allows; using %zu", max_connections, descriptors, most);
+        max_connections = most;
+    }
+    size_t per_address = config->max_per_address? config->max_per_address:
+                         GW_MAX_PER_ADDRESS_DEFAULT;
+    size_t unauthenticated = config->max_unauthenticated? config->max_unauthenticated:
+                             GW_MAX_UNAUTH_DEFAULT;
+    self->limits = gw_limits_new (max_connections, per_address, unauthenticated);
+    zsys_info ("gateway: at most %zu connections (descriptor limit %zu), %zu per address, "
+               "%zu of them not signed in, each for at most %u ms", max_connections,
+               descriptors, per_address, unauthenticated, self->auth_timeout_ms);
+}
+
+//  The listening socket lws made on port, found among our descriptors
+static int
+s_listen_fd (int port)
+{
+    for (int fd = 0; fd < 4096; fd++) {
+        int listening = 0;
+        socklen_t size = sizeof listening;
+        struct sockaddr_storage address;
+        socklen_t length = sizeof address;
+        if (getsockopt (fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) || !listening
+        ||  getsockname (fd, (struct sockaddr *) &address, &length))
+            continue;
+        int bound = address.ss_family == AF_INET?
+                    ntohs (((struct sockaddr_in *) &address)->sin_port):
+                    address.ss_family == AF_INET6?
+                    ntohs (((struct sockaddr_in6 *) &address)->sin6_port): -1;
+        if (bound == port)
+            return fd;
+    }
+    return -1;
+}
+
+
+//  ---------------------------------------------------------------------
 //  The class
+
+int
+gw_config_set_limit (gw_config_t *config, const char *name, const char *value,
+                     char *error, size_t error_size)
+{
+    assert (config);
+    char *end = NULL;
+    errno = 0;
+    long long number = value? strtoll (value, &end, 10): -1;
+    bool valid = value && errno == 0 && end != value && *end == 0;
+    if (streq (name, "auth-timeout")) {
+        if (!valid || number < 100 || number > 3600000) {
+            snprintf (error, error_size, "--auth-timeout wants 100 to 3600000 ms, not '%s'",
+                      value? value: "");
+            return -1;
+        }
+        config->auth_timeout_ms = (uint32_t) number;
+        return 0;
+    }
+    size_t *target = streq (name, "max-connections")? &config->max_connections:
+                     streq (name, "max-per-address")? &config->max_per_address:
+                     streq (name, "max-unauthenticated-per-address")?
+                         &config->max_unauthenticated: NULL;
+    if (!target) {
+        snprintf (error, error_size, "--%s is not a gateway limit", name);
+        return -1;
+    }
+    if (!valid || number < 1 || number > 10000000) {
+        snprintf (error, error_size, "--%s wants 1 to 10000000, not '%s'", name,
+                  value? value: "");
+        return -1;
+    }
+    *target = (size_t) number;
+    return 0;
+}
 
 gw_server_t *
 gw_server_new (const gw_config_t *config)
@@ -1088,13 +1547,18 @@ gw_server_new (const gw_config_t *config)
     self->broker_endpoint = strdup (config->broker_endpoint? config->broker_endpoint:
                                     "tcp://127.0.0.1:7700");
     self->web_root = strdup (config->web_root? config->web_root: "web");
-    self->vendor_root = zsys_sprintf ("%s/node_modules/bootstrap/dist", self->web_root);
     self->max_frame = config->max_frame? config->max_frame: GW_MAX_FRAME_DEFAULT;
     self->send_buffer = config->send_buffer;
     self->heartbeat_ms = config->heartbeat_ms? config->heartbeat_ms: GW_HEARTBEAT_DEFAULT;
     self->broker_heartbeat_ms = self->heartbeat_ms;
     self->request_timeout_ms = config->request_timeout_ms? config->request_timeout_ms:
                                GW_REQUEST_TIMEOUT_DEFAULT;
+    self->auth_timeout_ms = config->auth_timeout_ms? config->auth_timeout_ms:
+                            GW_AUTH_TIMEOUT_DEFAULT;
+    s_limits_new (self, config);
+    self->unauthenticated = zlistx_new ();
+    self->listen_fd = -1;
+    self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     self->tick_ms = self->heartbeat_ms / 4;
     if (self->tick_ms < 10)
         self->tick_ms = 10;
@@ -1153,38 +1617,12 @@ gw_server_new (const gw_config_t *config)
     };
     //  protocols [3] stays zeroed: the terminator
 
-    self->mimetypes [0] = (struct lws_protocol_vhost_options)
-        { &self->mimetypes [1], NULL, ".map", "application/json" };
-    self->mimetypes [1] = (struct lws_protocol_vhost_options)
-        { &self->mimetypes [2], NULL, ".json", "application/json" };
-    self->mimetypes [2] = (struct lws_protocol_vhost_options)
-        { &self->mimetypes [3], NULL, ".mjs", "text/javascript" };
-    self->mimetypes [3] = (struct lws_protocol_vhost_options)
-        { &self->mimetypes [4], NULL, ".woff2", "font/woff2" };
-    self->mimetypes [4] = (struct lws_protocol_vhost_options)
-        { NULL, NULL, ".webmanifest", "application/manifest+json" };
-
-    self->mounts [0] = (struct lws_http_mount) {
-        .mount_next = &self->mounts [1],
-        .mountpoint = "/healthz",
+    //  Every HTTP request, /healthz and the UI's files, goes to one
+    //  callback, where gw_web's allow-list decides what is served
+    self->mount = (struct lws_http_mount) {
+        .mountpoint = "/",
         .origin = GW_PROTOCOL_HTTP,
         .origin_protocol = LWSMPRO_CALLBACK,
-        .mountpoint_len = 8,
-    };
-    self->mounts [1] = (struct lws_http_mount) {
-        .mount_next = &self->mounts [2],
-        .mountpoint = "/vendor/bootstrap",
-        .origin = self->vendor_root,
-        .origin_protocol = LWSMPRO_FILE,
-        .extra_mimetypes = &self->mimetypes [0],
-        .mountpoint_len = 17,
-    };
-    self->mounts [2] = (struct lws_http_mount) {
-        .mountpoint = "/",
-        .origin = self->web_root,
-        .def = "index.html",
-        .origin_protocol = LWSMPRO_FILE,
-        .extra_mimetypes = &self->mimetypes [0],
         .mountpoint_len = 1,
     };
 
@@ -1201,7 +1639,7 @@ gw_server_new (const gw_config_t *config)
     info.port = self->port;
     info.iface = self->listen_host;
     info.protocols = self->protocols;
-    info.mounts = &self->mounts [0];
+    info.mounts = &self->mount;
     info.vhost_name = "parley";
     info.server_string = "parley-gw";
     info.user = self;
@@ -1228,6 +1666,8 @@ gw_server_new (const gw_config_t *config)
         return NULL;
     }
     self->port = port;
+    self->listen_fd = s_listen_fd (port);
+    s_log_server = self;
 
     //  The broker's messages wake the lws loop through a dup of ZMQ_FD:
     //  lws closes what it adopted, and ZeroMQ must keep its own descriptor.
@@ -1260,8 +1700,16 @@ gw_server_destroy (gw_server_t **self_p)
         lws_context_destroy (self->context);
         self->context = NULL;
     }
+    if (s_log_server == self)
+        s_log_server = NULL;
     if (self->loop)
         ev_loop_destroy (self->loop);
+    if (self->limits)
+        gw_limits_release (self->limits, &self->admitted);
+    gw_limits_destroy (&self->limits);
+    zlistx_destroy (&self->unauthenticated);
+    if (self->spare_fd >= 0)
+        close (self->spare_fd);
     zsock_destroy (&self->dealer);
     //  Sessions removed their pending requests as they closed
     gw_pending_t *pending;
@@ -1276,7 +1724,6 @@ gw_server_destroy (gw_server_t **self_p)
     free (self->listen_host);
     free (self->broker_endpoint);
     free (self->web_root);
-    zstr_free (&self->vendor_root);
     free (self);
     *self_p = NULL;
 }

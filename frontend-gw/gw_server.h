@@ -34,6 +34,10 @@ extern "C" {
 #define GW_HEARTBEAT_DEFAULT        1000            //  ms, as the broker's
 #define GW_REQUEST_TIMEOUT_DEFAULT  10000           //  ms, a backstop behind
                                                     //  the broker's own timeout
+#define GW_MAX_PER_ADDRESS_DEFAULT  1000            //  connections from one address
+#define GW_MAX_UNAUTH_DEFAULT       64              //  sessions not signed in, per address
+#define GW_AUTH_TIMEOUT_DEFAULT     30000           //  ms: PROTOCOL.md 1.1 Transport
+#define GW_FD_RESERVE               128             //  descriptors kept beyond the cap
 
 typedef struct {
     const char *listen_host;        //  "127.0.0.1"; NULL = all interfaces
@@ -46,9 +50,35 @@ typedef struct {
     uint32_t request_timeout_ms;    //  0 = GW_REQUEST_TIMEOUT_DEFAULT
     const pl_curve_t *curve;        //  keys for a tcp:// broker (borrowed; read in
                                     //  gw_server_new only); NULL = none
+    size_t max_per_address;         //  0 = GW_MAX_PER_ADDRESS_DEFAULT
+    size_t max_unauthenticated;     //  per address; 0 = GW_MAX_UNAUTH_DEFAULT
+    uint32_t auth_timeout_ms;       //  0 = GW_AUTH_TIMEOUT_DEFAULT
+    size_t max_connections;         //  client connections in all; 0 = the
+                                    //  descriptor limit less those open at
+                                    //  start and GW_FD_RESERVE
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;
+
+//  The connection limits' command-line options, the same in parley-gw and
+//  parley: --max-connections, --max-per-address,
+//  --max-unauthenticated-per-address, --auth-timeout
+#define GW_LIMIT_OPTIONS_HELP \
+    "  --max-connections N     client connections in all; past them 503 (default:\n" \
+    "                          the descriptor limit less those open and a reserve)\n" \
+    "  --max-per-address N     connections from one address; past them 429\n" \
+    "                          (default 1000)\n" \
+    "  --max-unauthenticated-per-address N\n" \
+    "                          WebSocket sessions not signed in from one address;\n" \
+    "                          past them the upgrade gets 429 (default 64)\n" \
+    "  --auth-timeout MS       a session not signed in this long is closed with\n" \
+    "                          1008 'authenticate first' (default 30000)\n"
+
+//  Sets the limit option name (one of those above, without "--")
+//  from its value. Returns 0, or -1 with a sentence for the user in error.
+int
+    gw_config_set_limit (gw_config_t *config, const char *name, const char *value,
+                         char *error, size_t error_size);
 
 //  Creates the server: listens, connects to the broker. Returns NULL (after
 //  logging why) if it cannot listen. Caller owns return value. The config's

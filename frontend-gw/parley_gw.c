@@ -41,6 +41,7 @@ s_usage (FILE *out)
         "  --heartbeat MS          heartbeat toward the broker (default %d)\n"
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
         "                          (default %d; the broker's own timeout comes first)\n"
+        GW_LIMIT_OPTIONS_HELP
         "  --help                  this text\n",
         GW_MAX_FRAME_DEFAULT, GW_HEARTBEAT_DEFAULT, GW_REQUEST_TIMEOUT_DEFAULT);
 }
@@ -68,7 +69,7 @@ int
 main (int argc, char *argv [])
 {
     enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HEARTBEAT,
-           OPT_REQUEST_TIMEOUT, OPT_CURVE_CERT, OPT_CURVE_BROKER, OPT_HELP };
+           OPT_REQUEST_TIMEOUT, OPT_CURVE_CERT, OPT_CURVE_BROKER, OPT_LIMIT, OPT_HELP };
     static const struct option options [] = {
         { "listen",          required_argument, NULL, OPT_LISTEN },
         { "broker",          required_argument, NULL, OPT_BROKER },
@@ -79,6 +80,10 @@ main (int argc, char *argv [])
         { "request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT },
         { "curve-cert",      required_argument, NULL, OPT_CURVE_CERT },
         { "curve-broker",    required_argument, NULL, OPT_CURVE_BROKER },
+        { "max-connections", required_argument, NULL, OPT_LIMIT },
+        { "max-per-address", required_argument, NULL, OPT_LIMIT },
+        { "max-unauthenticated-per-address", required_argument, NULL, OPT_LIMIT },
+        { "auth-timeout",    required_argument, NULL, OPT_LIMIT },
         { "help",            no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -88,9 +93,12 @@ main (int argc, char *argv [])
     const char *web = NULL;
     const char *curve_paths [2] = { NULL, NULL };   //  --curve-cert, --curve-broker
     long long max_frame = 0, send_buffer = 0, heartbeat = 0, request_timeout = 0;
+    gw_config_t limits = { 0 };     //  the limit options, set by gw_config_set_limit
+    char error [160];
+    int index = 0;
 
     int option;
-    while ((option = getopt_long (argc, argv, "", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, "", options, &index)) != -1) {
         switch (option) {
             case OPT_LISTEN: {
                 const char *colon = strrchr (optarg, ':');
@@ -144,6 +152,13 @@ main (int argc, char *argv [])
             case OPT_CURVE_BROKER:
                 curve_paths [option == OPT_CURVE_BROKER] = optarg;
                 break;
+            case OPT_LIMIT:
+                if (gw_config_set_limit (&limits, options [index].name, optarg,
+                                         error, sizeof error)) {
+                    fprintf (stderr, "parley-gw: %s\n", error);
+                    return 2;
+                }
+                break;
             case OPT_HELP:
                 s_usage (stdout);
                 return 0;
@@ -182,6 +197,10 @@ main (int argc, char *argv [])
         .heartbeat_ms = (uint32_t) heartbeat,
         .request_timeout_ms = (uint32_t) request_timeout,
         .curve = curve,
+        .max_connections = limits.max_connections,
+        .max_per_address = limits.max_per_address,
+        .max_unauthenticated = limits.max_unauthenticated,
+        .auth_timeout_ms = limits.auth_timeout_ms,
     };
     gw_server_t *server = gw_server_new (&config);
     pl_curve_destroy (&curve);
