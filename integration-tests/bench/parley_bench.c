@@ -2436,7 +2436,9 @@ s_usage (FILE *stream)
 "  --max-rate R       --max: never try more than R messages a second (default 1000000)\n"
 "  --max-steps N      --max: at most N steps (default 12)\n"
 "  --window W         connections in setup at once (default 200; auth.queue is 256)\n"
-"  --sources K        spread source addresses over 127.0.0.1..K (default: 1 per 10000)\n"
+"  --sources K        spread source addresses over 127.0.0.1..K (default: enough for\n"
+"                     the gateway's limits per address: at most 900 connections and\n"
+"                     40 of the setup window on each)\n"
 "  --idle N           before the first scenario, N more connections register (like\n"
 "                     connect's, --window at a time) and stay open, authenticated and\n"
 "                     quiet, through every scenario: the other users online. The tool\n"
@@ -2596,8 +2598,16 @@ main (int argc, char **argv)
             capacity = (int) needed;
     }
     int connections = capacity + self->idle;
-    if (self->sources == 0)
-        self->sources = connections / 10000 + 1;
+    if (self->sources == 0) {
+        //  The gateway takes at most 1,000 connections from one address, 64
+        //  of them not signed in (--max-per-address, ...-unauthenticated-...):
+        //  stay well below both, since a setup window is not signed in yet
+        int for_total = connections / 900 + 1;
+        int for_window = self->window / 40 + 1;
+        self->sources = for_total > for_window? for_total: for_window;
+        if (self->sources > 250)
+            self->sources = 250;
+    }
     struct rlimit limit;
     getrlimit (RLIMIT_NOFILE, &limit);
     limit.rlim_cur = limit.rlim_max;

@@ -84,6 +84,30 @@ test('fanout: every member gets every message exactly once, counted', async () =
     }
 });
 
+test('parley-bench spreads its connections over 127.0.0.x: a gateway that takes 12 from one address serves 60 members', async () => {
+    const server = await startParley({ args: [...CHEAP, '--max-per-address', '12',
+        '--max-unauthenticated-per-address', '4'], withExample: false });
+    try {
+        const members = 60;
+        const { code, output, result } = await benchJson(['--url', server.url, '--members', String(members),
+            '--senders', '2', '--rate', '20', '--duration', '1', '--window', '16', '--sources', '8',
+            'fanout']);
+        assert.equal(code, 0, output);
+        const [fanout] = result.scenarios;
+        assert.equal(fanout.errors, 0, fanout.first_error);
+        assert.equal(fanout.deliveries, fanout.messages * members);
+        assert.doesNotMatch(server.proc.output, /refused one/);
+        // From one address, the same run is refused
+        const crowded = await benchJson(['--url', server.url, '--members', String(members),
+            '--senders', '2', '--rate', '20', '--duration', '1', '--window', '16', '--sources', '1',
+            'fanout']);
+        assert.equal(crowded.code, 1, 'one address cannot hold them all');
+        assert.match(server.proc.output, /refused one more with 429/);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('fanout against a server that refuses the sends reports errors and fails, not a result', async () => {
     // With the default rate limit (20 a second per user, bursts of 40) one
     // sender asked for 200 a second is refused: the tool must say so
