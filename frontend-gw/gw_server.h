@@ -7,7 +7,9 @@
     transcoded to msgpack once (pl_transcode) and sent to the broker in an
     envelope over one DEALER socket whose ZMQ_FD is adopted into the lws loop;
     replies and deliveries come back the same way and are queued, bounded,
-    on their sessions.
+    on their sessions. Connections are limited in all and per address
+    (gw_limits), a session not signed in is closed after auth_timeout_ms,
+    and HTTP serves only what gw_web's allow-list names.
 
         gw_config_t config = { .listen_host = "127.0.0.1", .port = 8080,
                                .broker_endpoint = "tcp://127.0.0.1:7700",
