@@ -382,7 +382,10 @@ static gw_server_t *s_log_server = NULL;
 static void
 s_accept_failed (gw_server_t *self, const char *line)
 {
-    if (!self || self->listen_fd < 0 || !strstr (line, "open files"))
+    //  lws 4.1.6 says "accept: errno 24" (EMFILE); others "Too many open files"
+    bool out_of_descriptors = strstr (line, "errno 24") || strstr (line, "errno 23")
+                           || strstr (line, "open files");
+    if (!self || self->listen_fd < 0 || !out_of_descriptors)
         return;
     if (self->spare_fd >= 0) {
         close (self->spare_fd);

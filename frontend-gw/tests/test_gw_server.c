@@ -20,6 +20,9 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -618,6 +621,38 @@ test_client_that_does_not_read_is_closed_as_too_slow (void **state)
     s_fixture_destroy (&fixture);
 }
 
+static void
+test_out_of_descriptors_a_waiting_connection_gets_503_not_a_spin (void **state)
+{
+    //  Something else in the process takes every descriptor, the gateway's
+    //  reserve too: lws cannot accept, and the gateway answers the waiting
+    //  connection from its spare descriptor instead of spinning on it
+    struct rlimit saved, limit;
+    assert_int_equal (getrlimit (RLIMIT_NOFILE, &saved), 0);
+    limit = saved;
+    if (limit.rlim_cur > 512)
+        limit.rlim_cur = 512;
+    assert_int_equal (setrlimit (RLIMIT_NOFILE, &limit), 0);
+    fixture_t *fixture = s_fixture_new (0, 0);
+    int fillers [1024];
+    size_t filled = 0;
+    int fd;
+    while (filled < 1024 && (fd = open ("/dev/null", O_RDONLY)) >= 0)
+        fillers [filled++] = fd;
+    assert_int_equal (errno, EMFILE);
+    close (fillers [--filled]);         //  one for our client's socket
+    char body [256];
+    assert_int_equal (s_http_get (fixture->port, "/healthz", body, sizeof (body)), 503);
+    assert_string_equal (body, "The server is full; try again later.\n");
+    while (filled > 0)
+        close (fillers [--filled]);
+    //  Descriptors back: served again (not welcomed, so 503 'unavailable')
+    assert_int_equal (s_http_get (fixture->port, "/healthz", body, sizeof (body)), 503);
+    assert_string_equal (body, "unavailable");
+    s_fixture_destroy (&fixture);
+    assert_int_equal (setrlimit (RLIMIT_NOFILE, &saved), 0);
+}
+
 int
 main (void)
 {
@@ -633,6 +668,7 @@ main (void)
         cmocka_unit_test (test_too_large_frame_gets_error_then_close_1009),
         cmocka_unit_test (test_sessions_are_announced_again_after_who),
         cmocka_unit_test (test_client_that_does_not_read_is_closed_as_too_slow),
+        cmocka_unit_test (test_out_of_descriptors_a_waiting_connection_gets_503_not_a_spin),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
