@@ -1139,7 +1139,10 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     }
     route_t *route = s_route_lookup (self, type);
     bool gateway = requester->kind == PEER_GATEWAY;
-    if ((!route && !s_is_protocol_type (type))
+    //  A type too long to route is unknown whatever its prefix: no plugin
+    //  can serve it, so "unavailable" would send the client retrying forever
+    bool routable = strlen (type) < BR_MAX_TYPE;
+    if ((!route && (!routable || !s_is_protocol_type (type)))
     ||  (route && gateway && (route->flags & PARLEY_ROUTE_INTERNAL))) {
         snprintf (message, sizeof message, "Unknown message type '%.*s'.",
                   BR_MAX_TYPE, type);

@@ -437,6 +437,14 @@ test_unknown_type_for_unserved_prefix_and_internal_route (void **state)
     s_request (gateway, 2, 42, "store.user.get", NULL, NULL);
     s_expect_error (gateway, 2, 42, "unknown_type");
 
+    //  A type too long to route is unknown, even under a protocol prefix
+    char long_type [301];
+    memset (long_type, 'x', sizeof long_type - 1);
+    memcpy (long_type, "room.", 5);
+    long_type [sizeof long_type - 1] = 0;
+    s_request (gateway, 3, 42, long_type, NULL, NULL);
+    s_expect_error (gateway, 3, 42, "unknown_type");
+
     //  ... and a plugin may call it
     zsock_t *rooms = s_plugin ("rooms", "room.", 0);
     pl_envelope_t *call = pl_envelope_new (PL_OP_REQUEST);
