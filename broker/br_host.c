@@ -1001,6 +1001,14 @@ s_reply_error (parley_ctx_t *self, parley_request_t **request_p,
 }
 
 static int
+s_reply_error_body (parley_ctx_t *self, parley_request_t **request_p,
+                    const char *code, const char *message, const void *body, size_t size)
+{
+    return s_reply_send (self, request_p, code ? code : "internal", message,
+                         NULL, false, body, size);
+}
+
+static int
 s_reply_bind (parley_ctx_t *self, parley_request_t **request_p,
               const char *user, const void *body, size_t size)
 {
@@ -1169,4 +1177,5 @@ s_host_table_fill (parley_host_t *host)
     host->timer_add = s_timer_add;
     host->timer_cancel = s_timer_cancel;
     host->unbind_sessions = s_unbind_sessions;
+    host->reply_error_body = s_reply_error_body;
 }

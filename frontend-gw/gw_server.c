@@ -975,10 +975,14 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
     uint8_t *buffer = NULL;
     size_t size = 0;
     if (code) {
+        //  An error may carry more fields (retry_after_ms) in its body
         const char *message = pl_envelope_message (envelope);
-        buffer = pl_transcode_error_outcome (pending->cid, pending->cid_size, code,
-                                             message? message: code,
-                                             pl_envelope_outcome (envelope), LWS_PRE, &size);
+        zframe_t *body = pl_envelope_body (envelope);
+        buffer = pl_transcode_error_body (pending->cid, pending->cid_size, code,
+                                          message? message: code,
+                                          pl_envelope_outcome (envelope),
+                                          body? zframe_data (body): NULL,
+                                          body? zframe_size (body): 0, LWS_PRE, &size);
     }
     else {
         zframe_t *body = pl_envelope_body (envelope);

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 0
+#define PARLEY_ABI_MINOR 1
 
 //  The one symbol a plugin exports
 #define PARLEY_PLUGIN_DESCRIBE_SYMBOL "parley_plugin_describe"
@@ -170,7 +170,17 @@ typedef struct {
     //  are gone or unbound already are skipped.
     int (*unbind_sessions) (parley_ctx_t *ctx, const uint64_t *sessions, size_t count);
 
-    void *reserved [15];            //  NULL; later minors fill these in order
+    //  Minor 1. An error reply that carries more fields than code and
+    //  message: body is a msgpack map (e.g. {"retry_after_ms": 1500}) whose
+    //  fields the client receives beside them; its "type", "id", "code" and
+    //  "message" are ignored. A plugin checks host->abi_minor >= 1 before
+    //  calling it (an older host has NULL here). Takes the request back as
+    //  reply_error does.
+    int (*reply_error_body) (parley_ctx_t *ctx, parley_request_t **request_p,
+                             const char *code, const char *message,
+                             const void *body, size_t size);
+
+    void *reserved [14];            //  NULL; later minors fill these in order
 } parley_host_t;
 
 //  --------------------------------------------------------------------------

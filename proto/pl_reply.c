@@ -130,3 +130,23 @@ pl_reply_json_size_packed (const void *data, size_t size)
     msgpack_unpacked_destroy (&unpacked);
     return json;
 }
+
+int
+pl_reply_error_retry (const parley_host_t *host, parley_ctx_t *ctx,
+                      parley_request_t **request_p, const char *code, const char *message,
+                      int64_t retry_after_ms)
+{
+    if (host->abi_minor < 1 || !host->reply_error_body)
+        return host->reply_error (ctx, request_p, code, message);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    msgpack_pack_str (&packer, 14);
+    msgpack_pack_str_body (&packer, "retry_after_ms", 14);
+    msgpack_pack_int64 (&packer, retry_after_ms > 0 ? retry_after_ms : 1);
+    int rc = host->reply_error_body (ctx, request_p, code, message, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}

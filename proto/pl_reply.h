@@ -21,9 +21,12 @@
 #ifndef PL_REPLY_H_INCLUDED
 #define PL_REPLY_H_INCLUDED
 
+#include "parley_plugin.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,6 +68,16 @@ pl_reply_json_size (const msgpack_object *object);
 //  never takes it. For an item a plugin has just packed into its reply.
 size_t
 pl_reply_json_size_packed (const void *data, size_t size);
+
+//  Answers an error that tells the client when to try again (PROTOCOL.md
+//  1.1 "Outcomes": rate_limited and unavailable carry retry_after_ms, an
+//  integer). Sends {"retry_after_ms": N} through host->reply_error_body
+//  (ABI minor 1); on an older host, a plain reply_error. Takes the request
+//  back as reply_error does; returns what the host returned.
+int
+pl_reply_error_retry (const parley_host_t *host, parley_ctx_t *ctx,
+                      parley_request_t **request_p, const char *code, const char *message,
+                      int64_t retry_after_ms);
 
 #ifdef __cplusplus
 }

@@ -965,6 +965,44 @@ s_write_head (pl_buf_t *output, const char *type, const uint8_t *id, size_t id_s
 }
 
 
+//  Writes the fields of the msgpack map body after what output holds,
+//  skipping "type" and "id" when skip_head, and "code", "message" and
+//  "outcome" too when skip_error. Returns 0, or -1 when body is not one well-formed map.
+static int
+s_write_fields (pl_buf_t *output, const uint8_t *body, size_t body_size, bool skip_head,
+                bool skip_error, bool *first_p)
+{
+    pl_mp_reader_t reader;
+    pl_mp_reader_init (&reader, body, body_size);
+    pl_mp_item_t map;
+    if (pl_mp_next (&reader, &map) || map.kind != PL_MP_MAP)
+        return -1;
+    for (uint32_t index = 0; index < map.length; index++) {
+        size_t key_start = reader.pos;
+        pl_mp_item_t key;
+        if (pl_mp_next (&reader, &key))
+            return -1;
+        if ((skip_head && (s_is_key (&key, "type") || s_is_key (&key, "id")))
+        ||  (skip_error && (s_is_key (&key, "code") || s_is_key (&key, "message")
+                            || s_is_key (&key, "outcome")))) {
+            if (pl_mp_skip (&reader))
+                return -1;
+            continue;
+        }
+        reader.pos = key_start;
+        if (!*first_p)
+            pl_buf_append_byte (output, ',');
+        *first_p = false;
+        if (s_write_key (output, &reader, 1))
+            return -1;
+        pl_buf_append_byte (output, ':');
+        if (s_write_value (output, &reader, 1))
+            return -1;
+    }
+    return reader.pos == body_size ? 0 : -1;
+}
+
+
 //  --------------------------------------------------------------------------
 //  Write one JSON frame into a new buffer with headroom bytes free in front.
 //  Caller frees the return value.
@@ -981,35 +1019,8 @@ pl_transcode_frame (const char *type, const uint8_t *id, size_t id_size,
     if (s_write_head (&output, type, id, id_size, &first))
         goto failed;
 
-    if (body) {
-        pl_mp_reader_t reader;
-        pl_mp_reader_init (&reader, body, body_size);
-        pl_mp_item_t map;
-        if (pl_mp_next (&reader, &map) || map.kind != PL_MP_MAP)
-            goto failed;
-        for (uint32_t index = 0; index < map.length; index++) {
-            size_t key_start = reader.pos;
-            pl_mp_item_t key;
-            if (pl_mp_next (&reader, &key))
-                goto failed;
-            if (type && (s_is_key (&key, "type") || s_is_key (&key, "id"))) {
-                if (pl_mp_skip (&reader))
-                    goto failed;
-                continue;
-            }
-            reader.pos = key_start;
-            if (!first)
-                pl_buf_append_byte (&output, ',');
-            first = false;
-            if (s_write_key (&output, &reader, 1))
-                goto failed;
-            pl_buf_append_byte (&output, ':');
-            if (s_write_value (&output, &reader, 1))
-                goto failed;
-        }
-        if (reader.pos != body_size)
-            goto failed;
-    }
+    if (body && s_write_fields (&output, body, body_size, type != NULL, false, &first))
+        goto failed;
     pl_buf_append_byte (&output, '}');
     return s_finish (&output, headroom, json_size_p);
 
@@ -1055,6 +1066,35 @@ pl_transcode_error_outcome (const uint8_t *id, size_t id_size, const char *code,
     if (outcome) {
         pl_buf_append (&output, ",\"outcome\":", 11);
         s_write_string (&output, (const uint8_t *) outcome, strlen (outcome));
+    }
+    pl_buf_append_byte (&output, '}');
+    return s_finish (&output, headroom, json_size_p);
+}
+
+
+//  --------------------------------------------------------------------------
+//  An error frame with more fields. Caller frees.
+
+uint8_t *
+pl_transcode_error_body (const uint8_t *id, size_t id_size, const char *code,
+                         const char *message, const char *outcome,
+                         const uint8_t *body, size_t body_size,
+                         size_t headroom, size_t *json_size_p)
+{
+    uint8_t *frame = pl_transcode_error_outcome (id, id_size, code, message, outcome,
+                                                 headroom, json_size_p);
+    if (!frame || !body || !body_size)
+        return frame;
+    //  Reopen the finished object: its closing brace is the last byte
+    pl_buf_t output = { .data = frame, .size = headroom + *json_size_p,
+                        .capacity = headroom + *json_size_p };
+    output.size--;
+    bool first = false;
+    if (s_write_fields (&output, body, body_size, true, true, &first)) {
+        //  A body that is not a map loses its fields, never the error
+        pl_buf_free (&output);
+        return pl_transcode_error_outcome (id, id_size, code, message, outcome, headroom,
+                                           json_size_p);
     }
     pl_buf_append_byte (&output, '}');
     return s_finish (&output, headroom, json_size_p);

@@ -86,6 +86,16 @@ uint8_t *
                                 const char *message, const char *outcome, size_t headroom,
                                 size_t *json_size_p);
 
+//  The same error frame (with outcome when not NULL) followed by the fields
+//  of the msgpack map body (e.g. "retry_after_ms"), less any named type,
+//  id, code, message or outcome. A body that is not one well-formed map is
+//  left out: the error is never lost. body may be NULL. Caller frees.
+uint8_t *
+    pl_transcode_error_body (const uint8_t *id, size_t id_size, const char *code,
+                             const char *message, const char *outcome,
+                             const uint8_t *body, size_t body_size,
+                             size_t headroom, size_t *json_size_p);
+
 #ifdef __cplusplus
 }
 #endif
