@@ -18,12 +18,16 @@
     has no binding here: we do not know its token, so its logout only unbinds
     it (see README.md). Run exactly one auth instance.
 
-    Failed logins are limited per lower-cased username and per client
-    address (au_limiter), checked before any work is spent.
+    Failed logins are limited per (lower-cased username, client address)
+    pair, per address, and per username only at a much higher threshold, so
+    that failures from a few other addresses never lock the owner out
+    (au_limiter); registrations are limited per address. Both are checked
+    before any work is spent and answer rate_limited with retry_after_ms.
     =========================================================================
 */
 
 #include "parley_plugin.h"
+#include "pl_reply.h"
 #include "au_limiter.h"
 #include "au_pool.h"
 
@@ -38,8 +42,12 @@
 #define AUTH_QUEUE_DEFAULT          256         //  hash jobs in the pool at once
 #define AUTH_OPS_LIMIT_DEFAULT      2           //  argon2id passes
 #define AUTH_MEM_LIMIT_DEFAULT      (19u << 20) //  argon2id memory: 19 MiB
-#define AUTH_MAX_FAILURES_USER      5
+#define AUTH_MAX_FAILURES_PAIR      5           //  per (username, address)
+#define AUTH_MAX_FAILURES_USER      200         //  per username, from every address
 #define AUTH_MAX_FAILURES_ADDRESS   20
+#define AUTH_REGISTER_RATE          30          //  registrations per address per minute
+#define AUTH_REGISTER_WINDOW_MS     60000
+#define AUTH_BUSY_RETRY_MS          1000        //  retry_after_ms of a full pool
 #define AUTH_FAILURE_WINDOW_MS      60000
 #define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
 #define AUTH_TOKEN_TTL_DAYS         30
@@ -102,6 +110,7 @@ typedef struct {
     char *name;                     //  username as given, then as registered
     char *name_key;                 //  lower-cased username for the limiter, or
                                     //  NULL when it is not a valid username
+    char *pair_key;                 //  "name_key address" for the limiter, or NULL
     char *password;                 //  owned until a pool job takes a copy
     size_t password_size;           //  bytes in password
     bool unknown_user;              //  login: verifying only to spend the time
@@ -114,8 +123,10 @@ typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
     au_pool_t *pool;                //  argon2id workers
+    au_limiter_t *pair_failures;    //  failed logins per "username address"
     au_limiter_t *user_failures;    //  failed logins per lower-cased username
     au_limiter_t *address_failures; //  failed logins per client address
+    au_limiter_t *registrations;    //  registrations per client address
     char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
     int64_t token_ttl_ms;           //  validity of a new token
     int poll_timer;                 //  collects pool jobs while any run; 0 if none
@@ -369,6 +380,7 @@ s_op_free (op_t *op)
     free (op->address);
     free (op->name);
     free (op->name_key);
+    free (op->pair_key);
     sodium_memzero (op->token, sizeof op->token);
     free (op);
 }
@@ -431,8 +443,10 @@ s_op_submit (auth_t *self, op_t *op, op_step_t step, au_job_t *job)
     op->step = step;
     if (au_pool_submit (self->pool, &job)) {
         au_job_destroy (&job);
-        s_op_fail (self, op, "unavailable",
-                   "The server is busy checking passwords; try again in a moment.");
+        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable",
+                              "The server is busy checking passwords; try again in a moment.",
+                              AUTH_BUSY_RETRY_MS);
+        s_op_finish (self, op);
     }
 }
 
@@ -559,6 +573,42 @@ s_already (auth_t *self, parley_request_t **request_p, const char *user)
 
 
 //  --------------------------------------------------------------------------
+//  Rate limits: rate_limited with retry_after_ms (PROTOCOL.md 1.1 "Outcomes")
+
+//  Answers rate_limited, saying whose limit and when to try again
+static void
+s_rate_limited (auth_t *self, parley_request_t **request_p, const char *what,
+                int64_t wait_ms)
+{
+    char message [200];
+    long long seconds = (wait_ms + 999) / 1000;
+    snprintf (message, sizeof message, "%s; try again in %lld second%s.",
+              what, seconds, seconds == 1 ? "" : "s");
+    pl_reply_error_retry (self->host, self->ctx, request_p, "rate_limited", message, wait_ms);
+}
+
+//  Answers rate_limited and returns true when address has registered
+//  register_rate accounts within the last minute; else counts this one
+static bool
+s_register_limited (auth_t *self, parley_request_t **request_p, const char *address)
+{
+    if (!address)
+        return false;           //  another plugin: not a client's address
+    int64_t now = zclock_mono ();
+    int64_t wait_ms = au_limiter_check (self->registrations, address, now);
+    if (wait_ms > 0) {
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "registration from %s refused: too many from this address", address);
+        s_rate_limited (self, request_p, "Too many accounts were registered from your "
+                        "address lately", wait_ms);
+        return true;
+    }
+    au_limiter_fail (self->registrations, address, now);
+    return false;
+}
+
+
+//  --------------------------------------------------------------------------
 //  auth.register {username, password} -> {user, token}
 
 static void
@@ -588,6 +638,9 @@ s_register (auth_t *self, parley_request_t *request)
     else
     if (user)
         s_already (self, &request, user);
+    else
+    if (s_register_limited (self, &request, self->host->request_address (request)))
+        ;                       //  answered
     else {
         op_t *op = s_op_new (self, OP_REGISTER, request);
         if (op) {
@@ -692,28 +745,28 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
 //  --------------------------------------------------------------------------
 //  auth.login {username, password} -> {user, token}
 
-//  Answers rate_limited and returns true when the address or the name has
-//  failed too often lately
+//  Answers rate_limited and returns true when this name from this address,
+//  the address, or (at a much higher threshold) the name has failed too
+//  often lately. pair_key is NULL when the name is not valid or there is
+//  no address.
 static bool
 s_login_limited (auth_t *self, parley_request_t **request_p, const char *address,
-                 const char *name_key)
+                 const char *name_key, const char *pair_key)
 {
     int64_t now = zclock_mono ();
     int64_t wait_ms = 0;
-    const char *whose = NULL;
+    const char *what = NULL;
+    if (pair_key && (wait_ms = au_limiter_check (self->pair_failures, pair_key, now)) > 0)
+        what = "Too many failed logins for this username from your address";
+    else
     if (address && (wait_ms = au_limiter_check (self->address_failures, address, now)) > 0)
-        whose = "from your address";
+        what = "Too many failed logins from your address";
     else
     if (name_key && (wait_ms = au_limiter_check (self->user_failures, name_key, now)) > 0)
-        whose = "for this username";
-    if (!whose)
+        what = "Too many failed logins for this username";
+    if (!what)
         return false;
-    char message [200];
-    long long seconds = (wait_ms + 999) / 1000;
-    snprintf (message, sizeof message,
-              "Too many failed logins %s; try again in %lld second%s.",
-              whose, seconds, seconds == 1 ? "" : "s");
-    self->host->reply_error (self->ctx, request_p, "rate_limited", message);
+    s_rate_limited (self, request_p, what, wait_ms);
     return true;
 }
 
@@ -747,14 +800,19 @@ s_login (auth_t *self, parley_request_t *request)
         return;
     }
     bool valid = s_username_valid (name, name_size);
+    const char *address = self->host->request_address (request);
     char key [USERNAME_MAX + 1] = "";
+    char *pair = NULL;
     if (valid) {
         for (size_t index = 0; index < name_size; index++)
             key [index] = (char) tolower ((unsigned char) name [index]);
         key [name_size] = 0;
+        //  A username holds no space, so "name address" is unambiguous
+        if (address)
+            pair = zsys_sprintf ("%s %s", key, address);
     }
-    if (s_login_limited (self, &request, self->host->request_address (request),
-                         valid ? key : NULL)) {
+    if (s_login_limited (self, &request, address, valid ? key : NULL, pair)) {
+        zstr_free (&pair);
         msgpack_unpacked_destroy (&fields);
         return;
     }
@@ -766,7 +824,10 @@ s_login (auth_t *self, parley_request_t *request)
             op->name = s_strndup (name, name_size);
             op->name_key = strdup (key);
         }
+        op->pair_key = pair;
+        pair = NULL;
     }
+    zstr_free (&pair);
     if (!op || !op->password || (valid && (!op->name || !op->name_key))) {
         if (op)
             s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
@@ -833,6 +894,8 @@ s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
     if (job->ok && !op->unknown_user) {
         au_limiter_clear (self->user_failures, op->name_key);
+        if (op->pair_key)
+            au_limiter_clear (self->pair_failures, op->pair_key);
         s_op_issue_token (self, op);
         return;
     }
@@ -841,6 +904,8 @@ s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
         au_limiter_fail (self->address_failures, op->address, now);
     if (op->name_key)
         au_limiter_fail (self->user_failures, op->name_key, now);
+    if (op->pair_key)
+        au_limiter_fail (self->pair_failures, op->pair_key, now);
     if (op->name)
         self->host->log (self->ctx, PARLEY_LOG_INFO, "failed login as '%s' from %s (%s)",
                          op->name, s_addr (op->address),
@@ -1040,8 +1105,10 @@ s_housekeeping (void *state)
 {
     auth_t *self = (auth_t *) state;
     int64_t now = zclock_mono ();
+    au_limiter_expire (self->pair_failures, now);
     au_limiter_expire (self->user_failures, now);
     au_limiter_expire (self->address_failures, now);
+    au_limiter_expire (self->registrations, now);
 
     //  Bindings the broker never confirmed: the session went before the
     //  bind, or it was not re-bound after a RESET
@@ -1124,16 +1191,20 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->ctx = ctx;
     self->host = host;
 
-    uint64_t workers, queue, ops_limit, mem_limit, max_user, max_address, window_ms;
-    uint64_t ttl_days, ttl_ms;
+    uint64_t workers, queue, ops_limit, mem_limit, max_pair, max_user, max_address, window_ms;
+    uint64_t ttl_days, ttl_ms, register_rate;
     if (s_option_uint (self, "workers", AUTH_WORKERS_DEFAULT, 1, 64, &workers)
         || s_option_uint (self, "queue", AUTH_QUEUE_DEFAULT, 1, 100000, &queue)
         || s_option_uint (self, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
                           crypto_pwhash_OPSLIMIT_MIN, 100, &ops_limit)
         || s_option_uint (self, "mem_limit", AUTH_MEM_LIMIT_DEFAULT,
                           crypto_pwhash_MEMLIMIT_MIN, 4ULL << 30, &mem_limit)
+        || s_option_uint (self, "max_failures_pair", AUTH_MAX_FAILURES_PAIR, 0, 1000000,
+                          &max_pair)
         || s_option_uint (self, "max_failures_user", AUTH_MAX_FAILURES_USER, 0, 1000000,
                           &max_user)
+        || s_option_uint (self, "register_rate", AUTH_REGISTER_RATE, 0, 1000000,
+                          &register_rate)
         || s_option_uint (self, "max_failures_address", AUTH_MAX_FAILURES_ADDRESS, 0, 1000000,
                           &max_address)
         || s_option_uint (self, "failure_window_ms", AUTH_FAILURE_WINDOW_MS, 1, DAY_MS,
@@ -1146,12 +1217,16 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->token_ttl_ms = ttl_ms ? (int64_t) ttl_ms : (int64_t) ttl_days * DAY_MS;
 
     self->pool = au_pool_new (workers, queue, ops_limit, mem_limit);
+    self->pair_failures = au_limiter_new (max_pair, window_ms, AUTH_LIMITER_KEYS);
     self->user_failures = au_limiter_new (max_user, window_ms, AUTH_LIMITER_KEYS);
     self->address_failures = au_limiter_new (max_address, window_ms, AUTH_LIMITER_KEYS);
+    self->registrations = au_limiter_new (register_rate, AUTH_REGISTER_WINDOW_MS,
+                                          AUTH_LIMITER_KEYS);
     self->ops = zlistx_new ();
     self->bindings = zhashx_new ();
     self->tokens = zhashx_new ();
-    if (!self->pool || !self->user_failures || !self->address_failures || !self->ops
+    if (!self->pool || !self->pair_failures || !self->user_failures
+        || !self->address_failures || !self->registrations || !self->ops
         || !self->bindings || !self->tokens) {
         host->log (ctx, PARLEY_LOG_ERROR, "could not start %llu password workers (out of memory?)",
                    (unsigned long long) workers);
@@ -1179,10 +1254,12 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->next_purge = zclock_mono ();
     host->log (ctx, PARLEY_LOG_INFO,
                "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
-               "%llu failed logins per username and %llu per address in %llu ms; tokens "
+               "%llu failed logins per username and address, %llu per address and %llu per "
+               "username in %llu ms; %llu registrations per address a minute; tokens "
                "valid %lld s", (unsigned long long) ops_limit,
                (unsigned long long) (mem_limit >> 10), (unsigned long long) workers,
-               (unsigned long long) max_user, (unsigned long long) max_address,
+               (unsigned long long) max_pair, (unsigned long long) max_address,
+               (unsigned long long) max_user, (unsigned long long) register_rate,
                (unsigned long long) window_ms, (long long) (self->token_ttl_ms / 1000));
     *state_p = self;
     return 0;
@@ -1196,8 +1273,10 @@ s_destroy (void **state_p)
         return;
     //  Workers first: they may hold jobs whose cookies are our ops
     au_pool_destroy (&self->pool);
+    au_limiter_destroy (&self->pair_failures);
     au_limiter_destroy (&self->user_failures);
     au_limiter_destroy (&self->address_failures);
+    au_limiter_destroy (&self->registrations);
     if (self->ops) {
         //  Their requests and calls are the host's to drop now
         op_t *op = (op_t *) zlistx_first (self->ops);
