@@ -4012,6 +4012,54 @@ s_count_unread (store_t *self, s_conversations_t *list, bson_error_t *error)
     return rc;
 }
 
+//  Packs {conversations, more}: the newest conversations of list whose
+//  entries fit in S_REPLY_BUDGET (each carries its last message), at least one
+static void
+s_pack_conversations (msgpack_packer *packer, s_conversations_t *list)
+{
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    for (; count < list->count; count++) {
+        const bson_t *conversation = list->documents [count];
+        bool first = s_is_first_user (conversation, list->key);
+        bson_iter_t iter;
+        bson_t last = BSON_INITIALIZER;
+        if (s_bson_at (conversation, "last", &iter) && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+            uint32_t size;
+            const uint8_t *data;
+            bson_iter_document (&iter, &size, &data);
+            bson_destroy (&last);
+            bson_init_static (&last, data, size);
+        }
+        size_t start = rows.size;
+        msgpack_pack_map (&row_packer, 3);
+        s_pack_str (&row_packer, "with");
+        s_pack_bson_text (&row_packer, conversation, first ? "names.1" : "names.0");
+        s_pack_str (&row_packer, "last");
+        s_pack_pm_entry (&row_packer, &last);
+        s_pack_str (&row_packer, "unread");
+        msgpack_pack_uint64 (&row_packer, (uint64_t) list->unread [count]);
+        bson_destroy (&last);
+        if (count && rows.size > S_REPLY_BUDGET) {
+            rows.size = start;
+            break;
+        }
+    }
+    msgpack_pack_map (packer, 2);
+    s_pack_str (packer, "conversations");
+    msgpack_pack_array (packer, count);
+    packer->callback (packer->data, rows.data, rows.size);
+    s_pack_str (packer, "more");
+    if (count < list->count)
+        msgpack_pack_true (packer);
+    else
+        msgpack_pack_false (packer);
+    msgpack_sbuffer_destroy (&rows);
+}
+
 static int
 s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                         bson_error_t *error)
@@ -4032,32 +4080,8 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
         rc = s_find (self, self->conversations, filter, opts, s_on_conversation, &list, error);
         if (rc == 0)
             rc = s_count_unread (self, &list, error);
-        if (rc == 0) {
-            msgpack_pack_map (packer, 1);
-            s_pack_str (packer, "conversations");
-            msgpack_pack_array (packer, list.count);
-            for (uint32_t index = 0; index < list.count; index++) {
-                const bson_t *conversation = list.documents [index];
-                bool first = s_is_first_user (conversation, pending->key);
-                bson_iter_t iter;
-                bson_t last = BSON_INITIALIZER;
-                if (s_bson_at (conversation, "last", &iter) && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
-                    uint32_t size;
-                    const uint8_t *data;
-                    bson_iter_document (&iter, &size, &data);
-                    bson_destroy (&last);
-                    bson_init_static (&last, data, size);
-                }
-                msgpack_pack_map (packer, 3);
-                s_pack_str (packer, "with");
-                s_pack_bson_text (packer, conversation, first ? "names.1" : "names.0");
-                s_pack_str (packer, "last");
-                s_pack_pm_entry (packer, &last);
-                s_pack_str (packer, "unread");
-                msgpack_pack_uint64 (packer, (uint64_t) list.unread [index]);
-                bson_destroy (&last);
-            }
-        }
+        if (rc == 0)
+            s_pack_conversations (packer, &list);
     }
     for (uint32_t index = 0; index < list.count; index++)
         bson_destroy (list.documents [index]);
@@ -4067,7 +4091,6 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
     bson_destroy (filter);
     return rc;
 }
-
 static int
 s_run_pm_read (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                bson_error_t *error)

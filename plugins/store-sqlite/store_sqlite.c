@@ -39,6 +39,10 @@
 #define S_HASH_MAX              1024
 #define S_SEEN_MAX              1024
 #define S_LIST_LIMIT_MAX        1000
+//  msgpack bytes of the entries of one pm.history or pm.conversations
+//  answer: under the envelope's frame limit and the client's 1 MiB reply
+//  (proto/STORE.md, "Answers bounded by bytes")
+#define S_PM_REPLY_BUDGET       (768 * 1024)
 #define S_BUSY_TIMEOUT_DEFAULT  5000
 #define S_ROOM_MAX              64
 #define S_DESCRIPTION_MAX       2000
@@ -2414,13 +2418,21 @@ s_run_pm_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     }
     uint32_t count = 0;
     bool more = false;
+    //  Rows come nearest the cursor first, so a page cut for its bytes
+    //  keeps the entries next to its cursor
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         if (count == pending->limit) {
             more = true;
             break;
         }
-        starts [count++] = rows.size;
+        size_t start = rows.size;
         s_pack_pm_entry (&row_packer, stmt, 0, pair.me, pair.me_name, pair.peer_name);
+        if (count && rows.size > S_PM_REPLY_BUDGET) {
+            rows.size = start;
+            more = true;
+            break;
+        }
+        starts [count++] = start;
     }
     s_finish_stmt (stmt);
     if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
@@ -2457,6 +2469,7 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
     msgpack_packer row_packer;
     msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
     uint32_t count = 0;
+    bool more = false;
     if (me) {
         sqlite3_stmt *stmt = self->sql [S_SQL_CONV_LIST];
         sqlite3_bind_int64 (stmt, 1, me);
@@ -2464,6 +2477,7 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
         //  Columns: id, other's name, last_seq, last_ts, then the newest
         //  entry's from_id, text, ts, then the unread count
         while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+            size_t start = rows.size;
             const char *peer_name = (const char *) sqlite3_column_text (stmt, 1);
             bool from_me = sqlite3_column_int64 (stmt, 4) == me;
             msgpack_pack_map (&row_packer, 3);
@@ -2485,6 +2499,12 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
             msgpack_pack_int64 (&row_packer, sqlite3_column_int64 (stmt, 6));
             s_pack_str (&row_packer, "unread");
             msgpack_pack_uint64 (&row_packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
+            if (count && rows.size > S_PM_REPLY_BUDGET) {
+                rows.size = start;
+                more = true;
+                rc = SQLITE_DONE;
+                break;
+            }
             count++;
         }
         s_finish_stmt (stmt);
@@ -2492,10 +2512,12 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
     else
         rc = SQLITE_DONE;       //  no such user: no conversations
     if (rc == SQLITE_DONE) {
-        msgpack_pack_map (packer, 1);
+        msgpack_pack_map (packer, 2);
         s_pack_str (packer, "conversations");
         msgpack_pack_array (packer, count);
         msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
+        s_pack_str (packer, "more");
+        s_pack_bool (packer, more);
         rc = SQLITE_OK;
     }
     msgpack_sbuffer_destroy (&rows);
