@@ -26,6 +26,7 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
 
@@ -43,6 +44,7 @@
 #define PM_CONVERSATIONS_MAX    1000        //  the store's largest page
 #define PM_QUEUE_MAX            10000       //  requests waiting for one conversation
 #define PM_APPEND_MAX           256         //  messages in one store.pm.append (STORE.md)
+#define PM_APPEND_BYTES         (512 * 1024)  //  text bytes in one store.pm.append
 #define PM_USERS_CACHED_MAX     100000      //  names known to exist, cached
 #define PM_TICK_MS              5000        //  the housekeeping timer
 #define PM_IDLE_MS_DEFAULT      60000       //  an idle conversation leaves the cache
@@ -236,6 +238,64 @@ s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
 }
 
 
+//  JSON bytes of one store entry as the client will see it
+static size_t
+s_entry_json_size (msgpack_sbuffer *scratch, const msgpack_object *entry,
+                   const msgpack_object *conversation)
+{
+    scratch->size = 0;
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, scratch, msgpack_sbuffer_write);
+    if (conversation) {
+        char with [PM_NAME_MAX];
+        pl_body_copy (conversation, "with", with, sizeof with);
+        msgpack_pack_map (&packer, 3);
+        pl_body_pack_str (&packer, "with");
+        pl_body_pack_str (&packer, with);
+        pl_body_pack_str (&packer, "last");
+        s_pack_store_message (&packer, entry);
+        pl_body_pack_str (&packer, "unread");
+        msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (conversation, "unread"));
+    }
+    else
+        s_pack_store_message (&packer, entry);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    size_t size = PL_REPLY_MAX;
+    if (msgpack_unpack_next (&unpacked, scratch->data, scratch->size, &offset)
+        == MSGPACK_UNPACK_SUCCESS)
+        size = pl_reply_json_size (&unpacked.data);
+    msgpack_unpacked_destroy (&unpacked);
+    return size;
+}
+
+//  How many items of a store array fit the reply, counted from its start
+//  (from_start) or from its end: the side next to the request's cursor.
+//  entries_field names the message of an item ("last" of a conversation),
+//  NULL when the item is the message.
+static uint32_t
+s_reply_fit (const msgpack_object *items, bool from_start, const char *entries_field)
+{
+    uint32_t count = items->via.array.size;
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+    uint32_t fit = 0;
+    while (fit < count) {
+        const msgpack_object *item = &items->via.array.ptr [from_start ? fit : count - 1 - fit];
+        size_t size = entries_field
+                    ? s_entry_json_size (&scratch, pl_body_field (item, entries_field), item)
+                    : s_entry_json_size (&scratch, item, NULL);
+        if (!pl_reply_budget_take (&budget, size))
+            break;
+        fit++;
+    }
+    msgpack_sbuffer_destroy (&scratch);
+    return fit;
+}
+
+
 //  --------------------------------------------------------------------------
 //  The conversation's queue
 
@@ -368,9 +428,15 @@ s_op_start (pm_t *self, conv_t *conv, op_t *op)
         case OP_SEND: {
             //  The sends queued behind this one, from either user, are
             //  stored with it: seqs last + 1 .. last + count
+            //  A run also stays under PM_APPEND_BYTES of text, so that the
+            //  request stays well under the envelope's frame limit
             size_t count = 0;
+            size_t bytes = 0;
             for (op_t *next = op; next && next->kind == OP_SEND && count < PM_APPEND_MAX;
                  next = next->next) {
+                bytes += strlen (next->text);
+                if (count && bytes > PM_APPEND_BYTES)
+                    break;
                 next->seq = conv->last_seq + 1 + count;
                 next->ts = pl_time_now ();
                 count++;
@@ -665,6 +731,13 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
                 const msgpack_object *messages = pl_body_field (body, "messages");
                 uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
                                ? messages->via.array.size: 0;
+                //  A page cut for its size keeps the entries next to its
+                //  cursor: the oldest after 'after', else the newest
+                bool forward = op->after >= 0;
+                uint32_t fit = count? s_reply_fit (messages, forward, NULL): 0;
+                bool more = pl_body_bool (body, "more") || fit < count;
+                uint32_t first = forward? 0: count - fit;
+                count = fit;
                 msgpack_sbuffer buffer;
                 msgpack_sbuffer_init (&buffer);
                 msgpack_packer packer;
@@ -672,11 +745,10 @@ s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
                 msgpack_pack_map (&packer, 2);
                 pl_body_pack_str (&packer, "messages");
                 msgpack_pack_array (&packer, count);
-                for (uint32_t index = 0; index < count; index++)
+                for (uint32_t index = first; index < first + count; index++)
                     s_pack_store_message (&packer, &messages->via.array.ptr [index]);
                 pl_body_pack_str (&packer, "more");
-                pl_body_bool (body, "more")? msgpack_pack_true (&packer)
-                                           : msgpack_pack_false (&packer);
+                more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
                 self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
                 msgpack_sbuffer_destroy (&buffer);
             }
@@ -749,10 +821,13 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
         msgpack_sbuffer_init (&buffer);
         msgpack_packer packer;
         msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
+        //  The newest that fit; "more" says that older ones were left out
+        uint32_t count = s_reply_fit (convs, true, "last");
+        bool more = pl_body_bool (body, "more") || count < convs->via.array.size;
+        msgpack_pack_map (&packer, 2);
         pl_body_pack_str (&packer, "conversations");
-        msgpack_pack_array (&packer, convs->via.array.size);
-        for (uint32_t index = 0; index < convs->via.array.size; index++) {
+        msgpack_pack_array (&packer, count);
+        for (uint32_t index = 0; index < count; index++) {
             const msgpack_object *conv = &convs->via.array.ptr [index];
             char with [PM_NAME_MAX];
             pl_body_copy (conv, "with", with, sizeof with);
@@ -764,6 +839,8 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
             pl_body_pack_str (&packer, "unread");
             msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (conv, "unread"));
         }
+        pl_body_pack_str (&packer, "more");
+        more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
         self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
     }
@@ -873,6 +950,13 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     if (kind == OP_SEND) {
+        const msgpack_object *text = pl_body_field (map, "text");
+        if (text && text->type == MSGPACK_OBJECT_STR
+            && pl_text_has_nul (text->via.str.ptr, text->via.str.size)) {
+            code = "invalid_text";
+            snprintf (message, sizeof message, "A message cannot hold a NUL character.");
+            goto done;
+        }
         if (pl_body_str (map, "text", &op->text) != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'text' must be a string.");
