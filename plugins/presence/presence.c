@@ -25,6 +25,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_reply.h"
 #include "pl_time.h"
 
 #include <czmq.h>
@@ -45,7 +46,7 @@
 #define PRESENCE_WRITES_MAX         8           //  store.user.seen calls in flight
 #define PRESENCE_RETRY_MS           2000        //  after a failed write
 #define PRESENCE_LIST_PAGE          1000        //  store.user.list limit
-#define PRESENCE_LIST_BYTES_MAX     (900 * 1024)  //  a reply must fit one envelope body
+#define PRESENCE_LIST_BUDGET_MIN    64          //  bytes: the list_budget option's least
 #define PRESENCE_NAME_MAX           256         //  a stored name (STORE.md)
 
 
@@ -101,6 +102,8 @@ struct list_s {
     msgpack_sbuffer entries;        //  the users packed so far
     size_t count;                   //  entries packed
     char after [PRESENCE_NAME_MAX + 1];  //  the last name of the last page
+    pl_reply_budget_t budget;       //  JSON bytes the users may take in the reply
+    bool cut;                       //  the budget is spent: answer with next = after
     list_t *prev;                   //  neighbours in presence_t.lists
     list_t *next;
 };
@@ -123,6 +126,7 @@ typedef struct {
     int64_t grace_ms;               //  after a RESET, time for users to come back
     int64_t checkpoint_ms;          //  last_seen of online users written this often; 0 never
     int64_t tick_ms;                //  the timer's interval
+    int64_t list_budget;            //  JSON bytes of the users of one presence.list
     int timer;                      //  the tick timer
     zhashx_t *users;                //  key -> user_t *, owned
     zhashx_t *sessions;             //  &sid -> session_t *, owned
@@ -796,6 +800,57 @@ s_list_ask (presence_t *self, list_t *list)
     return 0;
 }
 
+//  Reads the request's cursor, the last name of the previous page, into
+//  list->after. Returns 0, or -1 when it is not a name.
+static int
+s_list_cursor (presence_t *self, list_t *list)
+{
+    size_t size;
+    const uint8_t *body = self->host->request_body (list->request, &size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    size_t offset = 0;
+    int rc = 0;
+    if (msgpack_unpack_next (&fields, (const char *) body, size, &offset)
+        == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *cursor = s_field (&fields.data, "cursor");
+        if (cursor && cursor->type != MSGPACK_OBJECT_NIL) {
+            if (cursor->type != MSGPACK_OBJECT_STR || cursor->via.str.size == 0
+            ||  cursor->via.str.size > PRESENCE_NAME_MAX
+            ||  memchr (cursor->via.str.ptr, 0, cursor->via.str.size))
+                rc = -1;
+            else {
+                memcpy (list->after, cursor->via.str.ptr, cursor->via.str.size);
+                list->after [cursor->via.str.size] = 0;
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&fields);
+    return rc;
+}
+
+//  Adds one packed user to the list if the reply's budget has room; sets
+//  list->cut when it has not (the first user always goes in)
+static bool
+s_list_take (list_t *list, msgpack_sbuffer *entry)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    size_t size = PL_REPLY_MAX;
+    if (msgpack_unpack_next (&unpacked, entry->data, entry->size, &offset)
+        == MSGPACK_UNPACK_SUCCESS)
+        size = pl_reply_json_size (&unpacked.data);
+    msgpack_unpacked_destroy (&unpacked);
+    if (!pl_reply_budget_take (&list->budget, size) && list->count > 0) {
+        list->cut = true;
+        return false;
+    }
+    msgpack_sbuffer_write (&list->entries, entry->data, entry->size);
+    list->count++;
+    return true;
+}
+
 static void
 s_list_request (presence_t *self, parley_request_t *request)
 {
@@ -807,13 +862,23 @@ s_list_request (presence_t *self, parley_request_t *request)
     }
     list->kind = COOKIE_LIST;
     list->request = request;
+    list->budget = pl_reply_budget ((size_t) self->list_budget);
     msgpack_sbuffer_init (&list->entries);
+    if (s_list_cursor (self, list)) {
+        self->host->reply_error (self->ctx, &list->request, "bad_request",
+                                 "The field 'cursor' must be the 'next' of an earlier "
+                                 "presence.list.");
+        s_list_destroy (&list);
+        return;
+    }
     list->next = self->lists;
     if (self->lists)
         self->lists->prev = list;
     self->lists = list;
     s_list_ask (self, list);
 }
+
+static void s_list_answer (presence_t *self, list_t *list);
 
 static void
 s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *message,
@@ -837,18 +902,19 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
         return;
     }
 
+    msgpack_sbuffer entry_buffer;
+    msgpack_sbuffer_init (&entry_buffer);
     msgpack_packer packer;
-    msgpack_packer_init (&packer, &list->entries, msgpack_sbuffer_write);
+    msgpack_packer_init (&packer, &entry_buffer, msgpack_sbuffer_write);
     int64_t now = pl_time_now ();
     const msgpack_object *last_name = NULL;
-    for (uint32_t index = 0; index < users->via.array.size; index++) {
+    for (uint32_t index = 0; index < users->via.array.size && !list->cut; index++) {
         const msgpack_object *entry = &users->via.array.ptr [index];
         const msgpack_object *name = s_field (entry, "name");
         const msgpack_object *stored = s_field (entry, "last_seen");
         if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0
         ||  name->via.str.size > PRESENCE_NAME_MAX)
             continue;
-        last_name = name;
 
         char key [PRESENCE_NAME_MAX + 1];
         memcpy (key, name->via.str.ptr, name->via.str.size);
@@ -867,6 +933,7 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
         if (user && user->last_seen > last_seen)
             last_seen = user->last_seen;       //  not written yet, or newer
 
+        entry_buffer.size = 0;
         msgpack_pack_map (&packer, 3);
         s_pack_str (&packer, "user", 4);
         s_pack_str (&packer, name->via.str.ptr, name->via.str.size);
@@ -883,30 +950,39 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
         }
         else
             msgpack_pack_nil (&packer);
-        list->count++;
+        if (s_list_take (list, &entry_buffer))
+            last_name = name;
     }
-    if (list->entries.size > PRESENCE_LIST_BYTES_MAX) {
-        self->host->log (self->ctx, PARLEY_LOG_ERROR,
-                         "presence.list: %zu users do not fit one reply", list->count);
-        s_list_fail (self, list, "internal",
-                     "There are too many users to list in one reply.");
-        return;
-    }
-    if (more && more->via.boolean && last_name) {
+    msgpack_sbuffer_destroy (&entry_buffer);
+    if (last_name) {
         memcpy (list->after, last_name->via.str.ptr, last_name->via.str.size);
         list->after [last_name->via.str.size] = 0;
+    }
+    if (!list->cut && more && more->via.boolean && last_name) {
         s_list_ask (self, list);
         return;
     }
+    s_list_answer (self, list);
+}
 
+//  Answers {users, next?}: next, the last name listed, when the reply's
+//  budget stopped the list before its end
+static void
+s_list_answer (presence_t *self, list_t *list)
+{
     msgpack_sbuffer reply;
     msgpack_sbuffer_init (&reply);
+    msgpack_packer packer;
     msgpack_packer_init (&packer, &reply, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
+    msgpack_pack_map (&packer, list->cut ? 2 : 1);
     s_pack_str (&packer, "users", 5);
     msgpack_pack_array (&packer, list->count);
     if (list->entries.size)
         msgpack_sbuffer_write (&reply, list->entries.data, list->entries.size);
+    if (list->cut) {
+        s_pack_str (&packer, "next", 4);
+        s_pack_str (&packer, list->after, strlen (list->after));
+    }
     s_list_unlink (self, list);
     self->host->reply (self->ctx, &list->request, reply.data, reply.size);
     msgpack_sbuffer_destroy (&reply);
@@ -1053,7 +1129,18 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->grace_ms = s_option_number (self, "grace_ms", PRESENCE_GRACE_MS, 0);
     int64_t checkpoint_s = s_option_number (self, "checkpoint_s", PRESENCE_CHECKPOINT_S, 0);
     int64_t tick_ms = s_option_number (self, "tick_ms", PRESENCE_TICK_MS, 10);
-    if (self->interval_ms < 0 || self->grace_ms < 0 || checkpoint_s < 0 || tick_ms < 0) {
+    self->list_budget = s_option_number (self, "list_budget", PL_REPLY_LIST_BUDGET,
+                                         PRESENCE_LIST_BUDGET_MIN);
+    if (self->interval_ms < 0 || self->grace_ms < 0 || checkpoint_s < 0 || tick_ms < 0
+    ||  self->list_budget < 0) {
+        void *state = self;
+        s_destroy (&state);
+        return -1;
+    }
+    if (self->list_budget > PL_REPLY_LIST_BUDGET) {
+        host->log (ctx, PARLEY_LOG_ERROR, "option presence.list_budget=%lld: want at most %d "
+                   "(a reply stays under 1 MiB)", (long long) self->list_budget,
+                   PL_REPLY_LIST_BUDGET);
         void *state = self;
         s_destroy (&state);
         return -1;
