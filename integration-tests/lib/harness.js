@@ -133,6 +133,23 @@ function bin(name) {
 
 const commonArgs = ['--heartbeat', String(HEARTBEAT_MS)];
 
+// The tests connect from 127.0.0.1 and many register more users a minute
+// than auth.register_rate allows by default (30 per address): wherever the
+// auth plugin runs and a test did not choose a rate itself, the limit is
+// off. The tests of the limit pass their own auth.register_rate.
+function loadsAuth(args, byDefault) {
+    return (byDefault && !args.includes('--no-default-plugins'))
+        || args.some((arg) => arg === 'auth' || /(^|\/)auth\.so$/.test(arg));
+}
+
+// args with auth.register_rate=0 added when auth runs (authRuns) and args
+// do not set it
+export function withRegisterRate(args, authRuns) {
+    if (!authRuns || args.some((arg) => /^auth\.register_rate=/.test(arg)))
+        return args;
+    return [...args, '--option', 'auth.register_rate=0'];
+}
+
 // PARLEY_TEST_STORE=mongo runs every startParley() on store-mongo against one
 // wire-compatible test server per test process (plugins/store-mongo/test-server),
 // with a database per data folder, so a restart on the same folder finds its data.
@@ -156,7 +173,9 @@ async function mongoUriFor(data) {
 
 // The all-in-one server on a free port, ready when /healthz answers 200. The
 // example plugin is loaded too (example.echo), unless withExample is false.
-export async function startParley({ args = [], dataDir, port: wantedPort, withExample = true } = {}) {
+// authDefaults: keep auth's default registration limit (see withRegisterRate)
+export async function startParley({ args = [], dataDir, port: wantedPort, withExample = true,
+                                    authDefaults = false } = {}) {
     if (withExample)
         args = ['--plugin', 'example', ...args];
     const port = wantedPort ?? await freePort();
@@ -164,6 +183,7 @@ export async function startParley({ args = [], dataDir, port: wantedPort, withEx
     if (process.env.PARLEY_TEST_STORE === 'mongo' && !args.includes('--store')
     &&  !args.includes('--no-default-plugins'))
         args = ['--store', await mongoUriFor(data), ...args];
+    args = withRegisterRate(args, !authDefaults && loadsAuth(args, true));
     const proc = new Proc('parley', bin('parley'),
         ['--listen', `127.0.0.1:${port}`, '--data', data, ...commonArgs, ...args]);
     try {
@@ -230,7 +250,8 @@ export async function startBroker({ args = [], curve = true } = {}) {
         : ['--insecure-peers'];
     peerArgsByEndpoint.set(endpoint, curve ? ['--curve-cert', keys.peer, '--curve-broker', keys.broker] : []);
     const proc = new Proc('parley-broker', bin('parley-broker'),
-        ['--bind', endpoint, ...keyArgs, ...commonArgs, ...args]);
+        ['--bind', endpoint, ...keyArgs, ...commonArgs,
+         ...withRegisterRate(args, loadsAuth(args, false))]);
     if (!await proc.waitForOutput(/listening|bound|ready/i, 10000)) {
         await proc.stop();
         throw new Error(`parley-broker did not start\n${proc.output}`);
@@ -259,7 +280,9 @@ export async function startGateway(brokerEndpoint, { args = [] } = {}) {
 
 export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {
     return new Proc('parley-plugin', bin('parley-plugin'),
-        ['--broker', brokerEndpoint, ...commonArgs, ...withPeerArgs(brokerEndpoint, args), ...plugins]);
+        ['--broker', brokerEndpoint, ...commonArgs,
+         ...withPeerArgs(brokerEndpoint, withRegisterRate(args, loadsAuth(plugins, false))),
+         ...plugins]);
 }
 
 export function pluginPath(name) {
@@ -269,14 +292,17 @@ export function pluginPath(name) {
 // A client of the protocol: request() resolves with the reply carrying its id,
 // events are queued for nextEvent().
 export class Client {
-    static async connect(url, { protocols } = {}) {
-        const client = new Client(url, protocols);
+    // localAddress: the source address to connect from (127.0.0.2, ...),
+    // for the limits counted per client address
+    static async connect(url, { protocols, localAddress } = {}) {
+        const client = new Client(url, protocols, localAddress);
         await client.opened;
         return client;
     }
 
-    constructor(url, protocols) {
-        this.ws = new WebSocket(url, protocols);
+    constructor(url, protocols, localAddress) {
+        this.ws = localAddress ? new WebSocket(url, protocols, { localAddress })
+                               : new WebSocket(url, protocols);
         this.nextId = 1;
         this.pending = new Map();
         this.events = [];

@@ -1,0 +1,132 @@
+// The auth plugin's limits per address (PROTOCOL.md 1.1 "Outcomes" and
+// "Authentication"; issue 11): registrations per address, failed logins per
+// (username, address) pair and per address, a per-username limit only at a
+// much higher threshold, and retry_after_ms on every rate_limited. Clients
+// connect from several loopback addresses (127.0.0.x) to be told apart.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startParley, Client, sanitizerReports } from '../lib/harness.js';
+
+const CHEAP = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=8192'];
+const PASSWORD = 'correct horse';
+
+async function withServer({ options = [], authDefaults = false }, body) {
+    const args = [...CHEAP];
+    for (const option of options)
+        args.push('--option', `auth.${option}`);
+    const server = await startParley({ args, authDefaults });
+    const clients = [];
+    const connect = async (localAddress = '127.0.0.1') => {
+        const client = await Client.connect(server.url, { localAddress });
+        clients.push(client);
+        return client;
+    };
+    try {
+        await body({ server, connect });
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        const status = await server.stop();
+        assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
+        assert.equal(status.code, 0, server.proc.output);
+    }
+}
+
+const register = (client, username, password = PASSWORD) =>
+    client.request({ type: 'auth.register', username, password });
+const login = (client, username, password = PASSWORD) =>
+    client.request({ type: 'auth.login', username, password });
+
+function assertRateLimited(reply, what, maxMs) {
+    assert.equal(reply.type, 'error', `${what}: ${JSON.stringify(reply)}`);
+    assert.equal(reply.code, 'rate_limited', `${what}: ${JSON.stringify(reply)}`);
+    assert.ok(Number.isInteger(reply.retry_after_ms), `${what}: retry_after_ms ${JSON.stringify(reply)}`);
+    assert.ok(reply.retry_after_ms > 0 && reply.retry_after_ms <= maxMs,
+              `${what}: retry_after_ms ${reply.retry_after_ms}`);
+    assert.match(reply.message, /try again in \d+ seconds?/);
+}
+
+test('registrations from one address past the default rate are rate_limited with retry_after_ms; another address still registers', async () => {
+    await withServer({ authDefaults: true }, async ({ connect }) => {
+        const client = await connect('127.0.0.1');
+        // The default, 30 a minute, is what a small office behind one NAT may use
+        for (let index = 0; index < 30; index++) {
+            const reply = await register(await connect('127.0.0.1'), `spam${index}`);
+            assert.equal(reply.type, 'ok', `registration ${index}: ${JSON.stringify(reply)}`);
+        }
+        const refused = await register(client, 'spam30');
+        assertRateLimited(refused, 'the 31st registration', 60000);
+        assert.match(refused.message, /address/);
+        // Nothing was created by the refused registration
+        const probe = await login(await connect('127.0.0.3'), 'spam30');
+        assert.equal(probe.code, 'bad_credentials', JSON.stringify(probe));
+        // Another address is not affected
+        const other = await register(await connect('127.0.0.2'), 'colleague');
+        assert.equal(other.type, 'ok', JSON.stringify(other));
+        // Logins from the limited address still work
+        const back = await login(await connect('127.0.0.1'), 'spam3');
+        assert.equal(back.type, 'ok', JSON.stringify(back));
+    });
+});
+
+test('auth.register_rate sets the rate; 0 turns the limit off', async () => {
+    await withServer({ options: ['register_rate=2'] }, async ({ connect }) => {
+        assert.equal((await register(await connect(), 'rate1')).type, 'ok');
+        assert.equal((await register(await connect(), 'rate2')).type, 'ok');
+        assertRateLimited(await register(await connect(), 'rate3'), 'the third', 60000);
+    });
+    await withServer({ options: ['register_rate=0'] }, async ({ connect }) => {
+        for (let index = 0; index < 40; index++)
+            assert.equal((await register(await connect(), `free${index}`)).type, 'ok', `${index}`);
+    });
+});
+
+test('failed logins from five other addresses do not lock the owner out', async () => {
+    await withServer({}, async ({ connect }) => {
+        assert.equal((await register(await connect('127.0.0.1'), 'olivia')).type, 'ok');
+        for (let host = 2; host <= 6; host++) {
+            const attacker = await connect(`127.0.0.${host}`);
+            for (let attempt = 1; attempt <= 5; attempt++) {
+                const reply = await login(attacker, 'olivia', `guess ${attempt}`);
+                assert.equal(reply.code, 'bad_credentials', `127.0.0.${host} attempt ${attempt}`);
+            }
+            // That pair is limited now, with retry_after_ms, even with the right password
+            const limited = await login(attacker, 'olivia');
+            assertRateLimited(limited, `127.0.0.${host} after 5 failures`, 60000);
+            assert.equal(await attacker.request({ type: 'example.echo' })
+                .then((reply) => reply.user ?? null), null);
+        }
+        // 25 failures from five addresses: the owner still logs in from hers
+        const owner = await login(await connect('127.0.0.1'), 'Olivia');
+        assert.equal(owner.type, 'ok', JSON.stringify(owner));
+        assert.equal(owner.user, 'olivia');
+    });
+});
+
+test('failed logins from one address are limited whatever the usernames, with retry_after_ms', async () => {
+    await withServer({ options: ['max_failures_address=4'] }, async ({ connect }) => {
+        assert.equal((await register(await connect('127.0.0.1'), 'pat')).type, 'ok');
+        const sprayer = await connect('127.0.0.2');
+        for (let index = 0; index < 4; index++)
+            assert.equal((await login(sprayer, `nobody${index}`)).code, 'bad_credentials');
+        const limited = await login(await connect('127.0.0.2'), 'pat');
+        assertRateLimited(limited, 'the address past its limit', 60000);
+        assert.match(limited.message, /address/);
+        assert.equal((await login(await connect('127.0.0.1'), 'pat')).type, 'ok', 'another address');
+    });
+});
+
+test('the per-username limit counts every address, at its own (higher) threshold', async () => {
+    await withServer({ options: ['max_failures_user=7'] }, async ({ connect }) => {
+        assert.equal((await register(await connect('127.0.0.1'), 'quinn')).type, 'ok');
+        for (const host of [2, 3]) {
+            const attacker = await connect(`127.0.0.${host}`);
+            for (let attempt = 0; attempt < (host === 2 ? 5 : 2); attempt++)
+                assert.equal((await login(attacker, 'quinn', 'wrong one')).code, 'bad_credentials');
+        }
+        const limited = await login(await connect('127.0.0.1'), 'quinn');
+        assertRateLimited(limited, 'the username past its own limit', 60000);
+        assert.match(limited.message, /username/);
+    });
+});
