@@ -2885,6 +2885,98 @@ test_pm_append_then_history_returns_entries_with_names_as_registered (void **sta
     free (longest);
 }
 
+
+//  Answers bounded by bytes (STORE.md): 16,000-byte texts, more of them
+//  than fit 1 MiB; a cut page keeps the entries next to its cursor
+
+#define S_BIG_TEXT  16000
+#define S_BIG_COUNT 120
+
+static char *
+s_big_text (void)
+{
+    char *text = (char *) malloc (S_BIG_TEXT + 1);
+    assert_non_null (text);
+    memset (text, 'x', S_BIG_TEXT);
+    text [S_BIG_TEXT] = 0;
+    return text;
+}
+
+//  Asserts a history answer under 1 MiB whose seqs run without a gap from
+//  first (or to last), with more; returns how many it holds
+static uint32_t
+s_assert_pm_cut (fixture_t *fixture, int64_t before, int64_t after, int64_t first,
+                 int64_t last)
+{
+    sc_reply_t *reply = s_pm_history (fixture, "alice", "bob", before, after, 1000);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    uint32_t count = messages->via.array.size;
+    if (count == 0 || count >= S_BIG_COUNT || count * S_BIG_TEXT >= 1024 * 1024)
+        fail_msg ("pm history cut to %u entries", count);
+    int64_t start = first ? first : last - (int64_t) count + 1;
+    for (uint32_t index = 0; index < count; index++)
+        s_assert_int (sc_map_field (&messages->via.array.ptr [index], "seq"), start + index);
+    assert_true (s_more (reply));
+    sc_reply_destroy (&reply);
+    return count;
+}
+
+static void
+test_pm_history_is_cut_by_bytes_next_to_its_cursor (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    char *text = s_big_text ();
+    for (int64_t seq = 1; seq <= S_BIG_COUNT; seq++)
+        s_pm_append_ok (fixture, seq % 2 ? "alice" : "bob", seq % 2 ? "bob" : "alice", seq,
+                        text, S_PM_TS (seq));
+    free (text);
+    //  The newest without a cursor and before one, the oldest after one
+    s_assert_pm_cut (fixture, S_NO_CURSOR, S_NO_CURSOR, 0, S_BIG_COUNT);
+    s_assert_pm_cut (fixture, 100, S_NO_CURSOR, 0, 99);
+    s_assert_pm_cut (fixture, S_NO_CURSOR, 0, 1, 0);
+    s_assert_pm_cut (fixture, S_NO_CURSOR, 10, 11, 0);
+    //  A page that fits is not cut
+    s_assert_pm_history (fixture, "alice", "bob", S_NO_CURSOR, S_NO_CURSOR, 10,
+                         S_BIG_COUNT - 9, S_BIG_COUNT, true);
+    s_assert_pm_history (fixture, "alice", "bob", 11, S_NO_CURSOR, 1000, 1, 10, false);
+}
+
+static void
+test_pm_conversations_are_cut_by_bytes_newest_first (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "hub");
+    char *text = s_big_text ();
+    char name [16];
+    for (int index = 0; index < 70; index++) {
+        snprintf (name, sizeof name, "peer%02d", index);
+        s_user_create_ok (fixture, name);
+        s_pm_append_ok (fixture, name, "hub", 1, text, S_PM_TS (index));
+    }
+    free (text);
+    sc_reply_t *reply = s_pm_conversations (fixture, "hub", 0);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    uint32_t count = conversations->via.array.size;
+    if (count == 0 || count >= 70 || count * S_BIG_TEXT >= 1024 * 1024)
+        fail_msg ("pm conversations cut to %u", count);
+    for (uint32_t index = 0; index < count; index++) {
+        snprintf (name, sizeof name, "peer%02u", 69 - index);
+        s_assert_str (sc_map_field (&conversations->via.array.ptr [index], "with"), name);
+    }
+    assert_true (s_more (reply));
+    sc_reply_destroy (&reply);
+    //  A list that fits says more: false
+    reply = s_pm_conversations (fixture, "peer00", 0);
+    s_assert_ok (reply);
+    assert_int_equal (s_array_field (reply, "conversations")->via.array.size, 1);
+    assert_false (s_more (reply));
+    sc_reply_destroy (&reply);
+}
+
 static void
 test_pm_conversation_is_the_unordered_pair_without_regard_to_case (void **state)
 {
@@ -4295,6 +4387,8 @@ main (int argc, char *argv [])
         S_TEST (test_pm_types_with_body_not_a_map_get_bad_request),
         S_TEST (test_store_info_schema_version_is_at_least_three),
         S_TEST (test_pm_append_then_history_returns_entries_with_names_as_registered),
+        S_TEST (test_pm_history_is_cut_by_bytes_next_to_its_cursor),
+        S_TEST (test_pm_conversations_are_cut_by_bytes_newest_first),
         S_TEST (test_pm_conversation_is_the_unordered_pair_without_regard_to_case),
         S_TEST (test_pm_append_with_unknown_user_is_not_found_and_stores_nothing),
         S_TEST (test_pm_append_to_oneself_is_bad_request_in_any_case),
