@@ -836,6 +836,129 @@ test_token_purge_deletes_expired_tokens_only (void **state)
 }
 
 
+static const msgpack_object *s_array_field (sc_reply_t *reply, const char *key);
+
+//  store.token.touch {token_hash, at}
+static sc_reply_t *
+s_token_touch (fixture_t *fixture, const char *hash, int64_t at)
+{
+    body_t body;
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "token_hash", hash);
+    sc_pack_kint (&body.packer, "at", at);
+    return s_call (fixture, "store.token.touch", &body);
+}
+
+static void
+s_token_touch_ok (fixture_t *fixture, const char *hash, int64_t at)
+{
+    sc_reply_t *reply = s_token_touch (fixture, hash, at);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+//  store.token.trim {user, keep}; asserts ok and that exactly the count
+//  hashes given were revoked, in that order (the most recently used first)
+static void
+s_assert_trim (fixture_t *fixture, const char *user, int64_t keep, size_t count,
+               const char *const *hashes)
+{
+    body_t body;
+    s_body_init (&body, 2);
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kint (&body.packer, "keep", keep);
+    sc_reply_t *reply = s_call (fixture, "store.token.trim", &body);
+    s_assert_ok (reply);
+    const msgpack_object *revoked = s_array_field (reply, "revoked");
+    if (revoked->via.array.size != count)
+        fail_msg ("trim of %s keeping %" PRId64 ": %u revoked, expected %zu", user, keep,
+                  revoked->via.array.size, count);
+    for (size_t index = 0; index < count; index++)
+        s_assert_str (&revoked->via.array.ptr [index], hashes [index]);
+    sc_reply_destroy (&reply);
+    for (size_t index = 0; index < count; index++) {
+        reply = s_by_name (fixture, "store.token.get", "token_hash", hashes [index]);
+        s_assert_error (reply, "not_found");
+        sc_reply_destroy (&reply);
+    }
+}
+
+static void
+s_token_put_at (fixture_t *fixture, const char *hash, const char *user, int64_t created_at)
+{
+    body_t body;
+    s_token_put_body (&body, hash, user, created_at, 1700000000000);
+    sc_reply_t *reply = s_call (fixture, "store.token.put", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_token_trim_keeps_the_most_recently_used (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_user_create_ok (fixture, "bob");
+    //  A new token's last use is its creation
+    s_token_put_at (fixture, "t1", "alice", 1000);
+    s_token_put_at (fixture, "t2", "ALICE", 2000);
+    s_token_put_at (fixture, "t3", "alice", 3000);
+    s_token_put_at (fixture, "t4", "alice", 4000);
+    s_token_put_at (fixture, "b1", "bob", 500);
+    //  A touch makes t1 the most recently used; none moves a use back
+    s_token_touch_ok (fixture, "t1", 5000);
+    s_token_touch_ok (fixture, "t1", 10);
+    const char *first [] = { "t3", "t2" };
+    s_assert_trim (fixture, "Alice", 2, 2, first);
+    s_assert_trim (fixture, "alice", 2, 0, NULL);
+    s_token_touch_ok (fixture, "t4", 6000);
+    const char *second [] = { "t1" };
+    s_assert_trim (fixture, "ALICE", 1, 1, second);
+    sc_reply_t *reply = s_by_name (fixture, "store.token.get", "token_hash", "t4");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    sc_reply_destroy (&reply);
+    //  Another user's tokens are not touched; an unknown user has none
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "b1");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_trim (fixture, "nobody", 1, 0, NULL);
+}
+
+static void
+test_token_touch_and_trim_refuse_bad_fields (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_token_put_at (fixture, "t1", "alice", 1000);
+    sc_reply_t *reply = s_token_touch (fixture, "unknown", 2000);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.touch", "token_hash", "t1");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_token_touch (fixture, "t1", -5);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    const int64_t keeps [] = { 0, -1, 1000001 };
+    for (size_t index = 0; index < 3; index++) {
+        body_t body;
+        s_body_init (&body, 2);
+        sc_pack_kstr (&body.packer, "user", "alice");
+        sc_pack_kint (&body.packer, "keep", keeps [index]);
+        reply = s_call (fixture, "store.token.trim", &body);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_by_name (fixture, "store.token.trim", "user", "alice");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  Nothing was changed by the refused requests
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "t1");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
 //  --------------------------------------------------------------------------
 //  Ordering, batches, durability
 
@@ -4350,6 +4473,8 @@ main (int argc, char *argv [])
         S_TEST (test_token_invalid_fields_get_bad_request),
         S_TEST (test_token_delete_user_deletes_only_that_users_tokens),
         S_TEST (test_token_purge_deletes_expired_tokens_only),
+        S_TEST (test_token_trim_keeps_the_most_recently_used),
+        S_TEST (test_token_touch_and_trim_refuse_bad_fields),
         S_TEST (test_pipelined_requests_applied_and_answered_in_order),
         S_TEST (test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest),
         S_TEST (test_acknowledged_writes_survive_plugin_restart),

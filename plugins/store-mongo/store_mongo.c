@@ -7,8 +7,9 @@
 
         users   {_id: ObjectId, name, name_lower, password_hash, created_at,
                  last_seen}                       unique index on name_lower
-        tokens  {_id: ObjectId, token_hash, user, created_at, expires_at}
-                 unique index on token_hash; indexes on user and expires_at
+        tokens  {_id: ObjectId, token_hash, user, created_at, expires_at,
+                 last_used_at}    unique index on token_hash; indexes on user,
+                                  expires_at and (user, last_used_at)
         rooms, messages: see "Rooms, members, invitations and timelines"
         pm_messages, conversations: see "Private messages"
 
@@ -58,7 +59,7 @@
 #include <string.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define S_SCHEMA_VERSION        4
+#define S_SCHEMA_VERSION        5
 //  Most requests queued before they are applied
 #define S_BATCH_MAX             1024
 //  Most user.seen entries sent to the server in one bulk
@@ -72,6 +73,9 @@
 #define S_HASH_MAX              1024
 #define S_SEEN_MAX              1024
 #define S_LIST_LIMIT_MAX        1000
+//  Tokens store.token.trim deletes at most in one request
+#define S_TRIM_MAX              1000
+#define S_KEEP_MAX              1000000
 #define S_ROOM_MAX              64
 #define S_DESCRIPTION_MAX       2000
 #define S_TEXT_MAX              16000
@@ -119,6 +123,8 @@ typedef enum {
     S_OP_TOKEN_DELETE,
     S_OP_TOKEN_DELETE_USER,
     S_OP_TOKEN_PURGE,
+    S_OP_TOKEN_TOUCH,
+    S_OP_TOKEN_TRIM,
     S_OP_ROOM_CREATE,
     S_OP_ROOM_GET,
     S_OP_ROOM_LIST,
@@ -153,6 +159,8 @@ static const struct {
     { "store.token.delete",      S_OP_TOKEN_DELETE },
     { "store.token.delete_user", S_OP_TOKEN_DELETE_USER },
     { "store.token.purge",       S_OP_TOKEN_PURGE },
+    { "store.token.touch",       S_OP_TOKEN_TOUCH },
+    { "store.token.trim",        S_OP_TOKEN_TRIM },
     { "store.room.create",       S_OP_ROOM_CREATE },
     { "store.room.get",          S_OP_ROOM_GET },
     { "store.room.list",         S_OP_ROOM_LIST },
@@ -237,6 +245,7 @@ typedef struct {
     char peer_key [S_NAME_MAX + 1]; //  peer, lower-cased
     char conv [2 * S_NAME_MAX + 2]; //  pm: the conversation's key (see "Private messages")
     uint64_t seq;                   //  pm.append: the run's first; pm.read
+    uint64_t keep;                  //  token.trim
     char from_name [S_NAME_MAX + 1];    //  pm.append: 'from' as registered
     char to_name [S_NAME_MAX + 1];      //  pm.append: 'to' as registered
     char after_key [S_ROOM_MAX + 1];    //  room.joined/public/directory: the cursor's
@@ -1030,6 +1039,16 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_name (pending, map, "user", true);
         case S_OP_TOKEN_PURGE:
             return s_read_time (pending, map, "before", &pending->before);
+        case S_OP_TOKEN_TOUCH:
+            if (s_read_text (pending, map, "token_hash", S_HASH_MAX, true, &pending->hash)
+            ||  s_read_time (pending, map, "at", &pending->before))
+                return -1;
+            return 0;
+        case S_OP_TOKEN_TRIM:
+            if (s_read_name (pending, map, "user", true)
+            ||  s_read_uint (pending, map, "keep", 1, S_KEEP_MAX, true, 0, &pending->keep))
+                return -1;
+            return 0;
         case S_OP_ROOM_CREATE: {
             uint64_t max_participants;
             if (s_read_room (pending, map, "name")
@@ -1231,6 +1250,8 @@ s_prepare (store_t *self, bson_error_t *error)
             "{", "key", "{", "user", BCON_INT32 (1), "}", "name", BCON_UTF8 ("user"), "}",
             "{", "key", "{", "expires_at", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("expires_at"), "}",
+            "{", "key", "{", "user", BCON_INT32 (1), "last_used_at", BCON_INT32 (-1), "}",
+                 "name", BCON_UTF8 ("user_last_used"), "}",
         "]");
     //  users: the rooms a user belongs to, by name, for room.list and the
     //  joined quota (multikey); owner: the owned quota; the public rooms
@@ -1632,6 +1653,7 @@ s_build_token (const s_pending_t *pending, bson_t *document)
     BSON_APPEND_UTF8 (document, "user", pending->owner);
     BSON_APPEND_INT64 (document, "created_at", pending->created_at);
     BSON_APPEND_INT64 (document, "expires_at", pending->expires_at);
+    BSON_APPEND_INT64 (document, "last_used_at", pending->created_at);
 }
 
 static int
@@ -2027,6 +2049,119 @@ s_run_token_purge (store_t *self, s_pending_t *pending, msgpack_packer *packer,
     int rc = s_delete_counted (self, filter, packer, error);
     bson_destroy (filter);
     return rc;
+}
+
+
+//  store.token.touch {token_hash, at}: the token's last use is at least at
+static int
+s_run_token_touch (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER;
+    bson_append_utf8 (&filter, "token_hash", 10, pending->hash.data, (int) pending->hash.size);
+    bson_t *update = BCON_NEW ("$max", "{", "last_used_at", BCON_INT64 (pending->before), "}");
+    bson_t reply;
+    self->round_trips++;
+    bool ok = mongoc_collection_update_one (self->tokens, &filter, update, NULL, &reply, error);
+    if (ok) {
+        bson_iter_t iter;
+        int64_t matched = 0;
+        if (bson_iter_init_find (&iter, &reply, "matchedCount"))
+            matched = bson_iter_as_int64 (&iter);
+        if (matched == 0)
+            s_fail (pending, "not_found", "No such token.");
+        else
+            msgpack_pack_map (packer, 0);
+    }
+    bson_destroy (&reply);
+    bson_destroy (update);
+    bson_destroy (&filter);
+    return ok ? 0 : -1;
+}
+
+//  The hashes of the tokens found by store.token.trim, packed as found
+typedef struct {
+    msgpack_packer packer;          //  into hashes
+    msgpack_sbuffer hashes;         //  msgpack strings, one per token
+    bson_t in;                      //  the array of the same hashes, for $in
+    uint32_t count;
+} s_trim_t;
+
+static void
+s_on_trimmed (void *arg, const bson_t *document)
+{
+    s_trim_t *trim = (s_trim_t *) arg;
+    bson_iter_t iter;
+    if (!bson_iter_init_find (&iter, document, "token_hash") || !BSON_ITER_HOLDS_UTF8 (&iter))
+        return;
+    uint32_t size;
+    const char *hash = bson_iter_utf8 (&iter, &size);
+    msgpack_pack_str_with_body (&trim->packer, hash, size);
+    char index_key [16];
+    const char *key;
+    size_t key_size = bson_uint32_to_string (trim->count++, &key, index_key, sizeof index_key);
+    bson_append_utf8 (&trim->in, key, (int) key_size, hash, (int) size);
+}
+
+//  Deletes the tokens of trim (each of them $in one delete_many)
+static int
+s_trim_delete (store_t *self, s_trim_t *trim, bson_error_t *error)
+{
+    if (trim->count == 0)
+        return 0;
+    bson_t filter = BSON_INITIALIZER, hash;
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "token_hash", &hash);
+    BSON_APPEND_ARRAY (&hash, "$in", &trim->in);
+    bson_append_document_end (&filter, &hash);
+    self->round_trips++;
+    bool ok = mongoc_collection_delete_many (self->tokens, &filter, NULL, NULL, error);
+    bson_destroy (&filter);
+    return ok ? 0 : -1;
+}
+
+//  store.token.trim {user, keep}: deletes the user's tokens past the keep
+//  most recently used (at most S_TRIM_MAX) and answers their hashes. One
+//  range of the (user, last_used_at) index.
+static int
+s_run_token_trim (store_t *self, s_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    //  Tokens hold the name as registered: find it first
+    bson_t *user_filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->key));
+    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->users, user_filter, projection, &found, error);
+    bson_destroy (projection);
+    bson_destroy (user_filter);
+    s_trim_t trim = { .count = 0 };
+    msgpack_sbuffer_init (&trim.hashes);
+    msgpack_packer_init (&trim.packer, &trim.hashes, msgpack_sbuffer_write);
+    bson_init (&trim.in);
+    if (rc == 1) {
+        char owner [S_NAME_MAX + 1];
+        s_copy_bson_str (&found, "name", owner, sizeof owner);
+        bson_t *filter = BCON_NEW ("user", BCON_UTF8 (owner));
+        bson_t *opts = BCON_NEW ("sort", "{", "last_used_at", BCON_INT32 (-1),
+                                 "created_at", BCON_INT32 (-1), "token_hash", BCON_INT32 (-1), "}",
+                                 "skip", BCON_INT64 ((int64_t) pending->keep),
+                                 "limit", BCON_INT64 (S_TRIM_MAX),
+                                 "projection", "{", "token_hash", BCON_INT32 (1), "}");
+        rc = s_find (self, self->tokens, filter, opts, s_on_trimmed, &trim, error);
+        if (rc == 0)
+            rc = s_trim_delete (self, &trim, error);
+        bson_destroy (opts);
+        bson_destroy (filter);
+    }
+    if (rc >= 0) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "revoked");
+        msgpack_pack_array (packer, trim.count);
+        packer->callback (packer->data, trim.hashes.data, trim.hashes.size);
+    }
+    bson_destroy (&trim.in);
+    msgpack_sbuffer_destroy (&trim.hashes);
+    bson_destroy (&found);
+    return rc < 0 ? -1 : 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -4193,6 +4328,12 @@ s_run_single (store_t *self, s_pending_t *pending)
             break;
         case S_OP_TOKEN_PURGE:
             rc = s_run_token_purge (self, pending, &packer, &error);
+            break;
+        case S_OP_TOKEN_TOUCH:
+            rc = s_run_token_touch (self, pending, &packer, &error);
+            break;
+        case S_OP_TOKEN_TRIM:
+            rc = s_run_token_trim (self, pending, &packer, &error);
             break;
         case S_OP_ROOM_CREATE:
             rc = s_run_room_create (self, pending, &packer, &error);

@@ -31,7 +31,7 @@
 #include <time.h>
 
 //  The newest schema this code knows; see s_migrations
-#define S_SCHEMA_VERSION        4
+#define S_SCHEMA_VERSION        5
 //  Most requests committed in one transaction
 #define S_BATCH_MAX             1024
 //  Bounds of the values of proto/STORE.md
@@ -39,6 +39,9 @@
 #define S_HASH_MAX              1024
 #define S_SEEN_MAX              1024
 #define S_LIST_LIMIT_MAX        1000
+//  Tokens store.token.trim deletes at most in one request
+#define S_TRIM_MAX              1000
+#define S_KEEP_MAX              1000000
 //  msgpack bytes of the entries of one pm.history or pm.conversations
 //  answer: under the envelope's frame limit and the client's 1 MiB reply
 //  (proto/STORE.md, "Answers bounded by bytes")
@@ -69,6 +72,8 @@ typedef enum {
     S_OP_TOKEN_DELETE,
     S_OP_TOKEN_DELETE_USER,
     S_OP_TOKEN_PURGE,
+    S_OP_TOKEN_TOUCH,
+    S_OP_TOKEN_TRIM,
     S_OP_ROOM_CREATE,
     S_OP_ROOM_GET,
     S_OP_ROOM_LIST,
@@ -104,6 +109,8 @@ static const struct {
     { "store.token.delete",      S_OP_TOKEN_DELETE,      true },
     { "store.token.delete_user", S_OP_TOKEN_DELETE_USER, true },
     { "store.token.purge",       S_OP_TOKEN_PURGE,       true },
+    { "store.token.touch",       S_OP_TOKEN_TOUCH,       true },
+    { "store.token.trim",        S_OP_TOKEN_TRIM,        true },
     { "store.room.create",       S_OP_ROOM_CREATE,       true },
     { "store.room.get",          S_OP_ROOM_GET,          false },
     { "store.room.list",         S_OP_ROOM_LIST,         false },
@@ -142,6 +149,8 @@ typedef enum {
     S_SQL_TOKEN_DELETE,
     S_SQL_TOKEN_DELETE_USER,
     S_SQL_TOKEN_PURGE,
+    S_SQL_TOKEN_TOUCH,
+    S_SQL_TOKEN_BEYOND,
     S_SQL_ROOM_INSERT,
     S_SQL_ROOM_GET,
     S_SQL_ROOM_LIST,
@@ -189,8 +198,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_USER_LIST]    = "SELECT name, created_at, last_seen FROM users"
                            " WHERE name_key > ?1 ORDER BY name_key LIMIT ?2",
     [S_SQL_USER_SEEN]    = "UPDATE users SET last_seen = ?2 WHERE name_key = ?1",
-    [S_SQL_TOKEN_INSERT] = "INSERT INTO tokens (token_hash, user_id, created_at, expires_at)"
-                           " VALUES (?1, ?2, ?3, ?4)",
+    [S_SQL_TOKEN_INSERT] = "INSERT INTO tokens (token_hash, user_id, created_at, expires_at,"
+                           " last_used_at) VALUES (?1, ?2, ?3, ?4, ?3)",
     [S_SQL_TOKEN_GET]    = "SELECT users.name, tokens.created_at, tokens.expires_at"
                            " FROM tokens JOIN users ON users.id = tokens.user_id"
                            " WHERE tokens.token_hash = ?1",
@@ -199,6 +208,14 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                          = "DELETE FROM tokens WHERE user_id ="
                            " (SELECT id FROM users WHERE name_key = ?1)",
     [S_SQL_TOKEN_PURGE]  = "DELETE FROM tokens WHERE expires_at <= ?1",
+    [S_SQL_TOKEN_TOUCH]  = "UPDATE tokens SET last_used_at = MAX (last_used_at, ?2)"
+                           " WHERE token_hash = ?1",
+    //  A user's tokens past the keep (?2) most recently used, least
+    //  recently used last: one range of tokens_by_use
+    [S_SQL_TOKEN_BEYOND] = "SELECT token_hash FROM tokens WHERE user_id ="
+                           " (SELECT id FROM users WHERE name_key = ?1)"
+                           " ORDER BY last_used_at DESC, created_at DESC, token_hash DESC"
+                           " LIMIT ?3 OFFSET ?2",
     //  The room map's columns, in the order s_pack_room reads them; the
     //  counts are lookups on the primary keys of members and entries
 #define S_ROOM_COLUMNS \
@@ -418,7 +435,13 @@ static const char *s_migrations [S_SCHEMA_VERSION] = {
     "UPDATE rooms SET active_at = MAX (created_at, COALESCE ((SELECT MAX (ts) FROM entries"
     "    WHERE entries.room_id = rooms.id AND entries.kind = 'message'), 0));"
     "CREATE INDEX rooms_public_by_active ON rooms (private, active_at DESC, name_key);"
-    "CREATE INDEX rooms_public_by_name ON rooms (private, name_key);"
+    "CREATE INDEX rooms_public_by_name ON rooms (private, name_key);",
+
+    //  5: a token's last use (login, resume), so that store.token.trim
+    //  keeps a user's most recently used tokens; tokens_by_use serves it
+    "ALTER TABLE tokens ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE tokens SET last_used_at = created_at;"
+    "CREATE INDEX tokens_by_use ON tokens (user_id, last_used_at);"
 };
 
 //  A string borrowed from a request's body
@@ -470,6 +493,7 @@ typedef struct {
                                     //  (its own map for one message), in fields
     uint32_t entry_count;           //  msg.append, pm.append: how many, 1 to S_ENTRIES_MAX
     uint64_t seq;                   //  pm.read
+    uint64_t keep;                  //  token.trim
     bool has_before;                //  msg.history cursors
     bool has_after;
     uint64_t cursor;
@@ -1093,6 +1117,16 @@ s_validate (s_pending_t *pending, const uint8_t *body, size_t size)
             return s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name);
         case S_OP_TOKEN_PURGE:
             return s_read_time (pending, map, "before", &pending->before);
+        case S_OP_TOKEN_TOUCH:
+            if (s_read_text (pending, map, "token_hash", S_HASH_MAX, true, &pending->hash)
+            ||  s_read_time (pending, map, "at", &pending->before))
+                return -1;
+            return 0;
+        case S_OP_TOKEN_TRIM:
+            if (s_read_text (pending, map, "user", S_NAME_MAX, true, &pending->name)
+            ||  s_read_uint (pending, map, "keep", 1, S_KEEP_MAX, true, NULL, &pending->keep))
+                return -1;
+            return 0;
         case S_OP_ROOM_CREATE:
             if (s_read_text (pending, map, "name", S_ROOM_MAX, true, &pending->room)
             ||  s_read_string (pending, map, "description", 0, S_DESCRIPTION_MAX, false, true,
@@ -1475,6 +1509,71 @@ s_run_delete_count (store_t *self, s_pending_t *pending, msgpack_packer *packer,
     s_pack_str (packer, "deleted");
     msgpack_pack_uint64 (packer, (uint64_t) sqlite3_changes (self->db));
     return SQLITE_OK;
+}
+
+//  store.token.touch {token_hash, at}: the token's last use is at least at
+static int
+s_run_token_touch (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_TOKEN_TOUCH];
+    sqlite3_bind_text (stmt, 1, pending->hash.data, (int) pending->hash.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, pending->before);
+    int rc = s_step_done (stmt);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (sqlite3_changes (self->db) == 0)
+        s_fail (pending, "not_found", "No such token.");
+    else
+        msgpack_pack_map (packer, 0);
+    return SQLITE_OK;
+}
+
+//  store.token.trim {user, keep}: deletes the user's tokens past the keep
+//  most recently used (at most S_TRIM_MAX) and answers their hashes
+static int
+s_run_token_trim (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_TOKEN_BEYOND];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) pending->keep);
+    sqlite3_bind_int64 (stmt, 3, S_TRIM_MAX);
+    msgpack_sbuffer hashes;
+    msgpack_sbuffer_init (&hashes);
+    msgpack_packer hash_packer;
+    msgpack_packer_init (&hash_packer, &hashes, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        s_pack_text_column (&hash_packer, stmt, 0);
+        count++;
+    }
+    s_finish_stmt (stmt);
+    if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+        //  Each hash read back from the buffer, to delete it
+        msgpack_unpacked hash;
+        msgpack_unpacked_init (&hash);
+        size_t offset = 0;
+        while (rc == SQLITE_OK
+           &&  msgpack_unpack_next (&hash, hashes.data, hashes.size, &offset)
+               == MSGPACK_UNPACK_SUCCESS) {
+            sqlite3_stmt *delete = self->sql [S_SQL_TOKEN_DELETE];
+            sqlite3_bind_text (delete, 1, hash.data.via.str.ptr, (int) hash.data.via.str.size,
+                               SQLITE_STATIC);
+            rc = s_step_done (delete);
+        }
+        msgpack_unpacked_destroy (&hash);
+    }
+    if (rc == SQLITE_OK) {
+        msgpack_pack_map (packer, 1);
+        s_pack_str (packer, "revoked");
+        msgpack_pack_array (packer, count);
+        msgpack_sbuffer_write (&pending->result, hashes.data, hashes.size);
+    }
+    msgpack_sbuffer_destroy (&hashes);
+    return rc;
 }
 
 //  --------------------------------------------------------------------------
@@ -2572,6 +2671,8 @@ s_run_one (store_t *self, s_pending_t *pending)
             return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_DELETE_USER);
         case S_OP_TOKEN_PURGE:
             return s_run_delete_count (self, pending, &packer, S_SQL_TOKEN_PURGE);
+        case S_OP_TOKEN_TOUCH:       return s_run_token_touch (self, pending, &packer);
+        case S_OP_TOKEN_TRIM:        return s_run_token_trim (self, pending, &packer);
         case S_OP_ROOM_CREATE:       return s_run_room_create (self, pending, &packer);
         case S_OP_ROOM_GET:          return s_run_room_get (self, pending, &packer);
         case S_OP_ROOM_LIST:         return s_run_room_list (self, pending, &packer);

@@ -298,6 +298,9 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     assert_int_equal (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version"), S_SCHEMA_NOW);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
     assert_int_equal (s_sql_int (fixture->path, "SELECT last_seen FROM users"), 77);
+    //  Version 4: a token's last use starts at its creation
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT last_used_at FROM tokens WHERE token_hash = 'kept'"), 6);
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM members JOIN rooms ON rooms.id = room_id"
                                  " WHERE rooms.name = 'general' AND user_id = 1"), 1);
