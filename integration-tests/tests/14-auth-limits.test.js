@@ -130,3 +130,39 @@ test('the per-username limit counts every address, at its own (higher) threshold
         assert.match(limited.message, /username/);
     });
 });
+
+test('past auth.max_tokens live tokens the least recently used is revoked: its sessions get logged_out', async () => {
+    await withServer({ options: ['max_tokens=3'] }, async ({ connect }) => {
+        const pause = () => new Promise((resolve) => setTimeout(resolve, 30));
+        const whoAmI = async (client) => (await client.request({ type: 'example.echo' })).user ?? null;
+        const first = await connect();
+        const { token: token0 } = await register(first, 'rita');
+        await pause();
+        const second = await connect();
+        const { token: token1 } = await login(second, 'rita');
+        await pause();
+        const third = await connect();
+        const { token: token2 } = await login(third, 'rita');
+        await pause();
+        // A resume is a use: token0 is now the most recently used
+        const resumed = await connect();
+        const again = await resumed.request({ type: 'auth.resume', token: token0 });
+        assert.equal(again.type, 'ok', JSON.stringify(again));
+        await pause();
+        // A fourth token: token1, the least recently used, goes
+        const fourth = await connect();
+        const { token: token3 } = await login(fourth, 'rita');
+        const event = await second.nextEvent((frame) => frame.type === 'logged_out', 10000);
+        assert.equal(event.type, 'logged_out');
+        assert.equal(await whoAmI(second), null, 'the session of the revoked token is unbound');
+        const refused = await (await connect()).request({ type: 'auth.resume', token: token1 });
+        assert.equal(refused.code, 'invalid_token', JSON.stringify(refused));
+        // The others stay
+        for (const client of [first, third, resumed, fourth])
+            assert.equal(await whoAmI(client), 'rita');
+        for (const token of [token0, token2, token3]) {
+            const reply = await (await connect()).request({ type: 'auth.resume', token });
+            assert.equal(reply.type, 'ok', JSON.stringify(reply));
+        }
+    });
+});

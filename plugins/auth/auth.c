@@ -51,6 +51,7 @@
 #define AUTH_FAILURE_WINDOW_MS      60000
 #define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
 #define AUTH_TOKEN_TTL_DAYS         30
+#define AUTH_MAX_TOKENS             100         //  live tokens per user
 #define AUTH_POLL_MS                5           //  how often finished jobs are collected
 #define AUTH_HOUSEKEEPING_MS        5000
 #define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
@@ -129,6 +130,8 @@ typedef struct {
     au_limiter_t *registrations;    //  registrations per client address
     char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
     int64_t token_ttl_ms;           //  validity of a new token
+    uint64_t max_tokens;            //  live tokens per user; the least recently
+                                    //  used go past it
     int poll_timer;                 //  collects pool jobs while any run; 0 if none
     int housekeeping_timer;         //  expiry of limiter keys and bindings
     int64_t next_purge;             //  monotonic ms of the next store.token.purge
@@ -137,8 +140,12 @@ typedef struct {
     zhashx_t *tokens;               //  token_hash -> token_t *, owned
 } auth_t;
 
-//  The cookie of the housekeeping store.token.purge calls
+//  The cookies of the calls no request waits for: the housekeeping
+//  store.token.purge, store.token.trim after a login, store.token.touch
+//  after a resume
 static char s_purge_cookie;
+static char s_trim_cookie;
+static char s_touch_cookie;
 
 
 //  --------------------------------------------------------------------------
@@ -479,6 +486,48 @@ s_op_issue_token (auth_t *self, op_t *op)
     msgpack_sbuffer_destroy (&buffer);
 }
 
+//  After a new token of user: asks the store to revoke the user's tokens
+//  past the max_tokens most recently used; s_on_trimmed unbinds their
+//  sessions. Nobody waits for it: a failure is logged, and the next login
+//  trims again.
+static void
+s_trim_tokens (auth_t *self, const char *user)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    s_pack_str (&packer, "user");
+    s_pack_str (&packer, user);
+    s_pack_str (&packer, "keep");
+    msgpack_pack_uint64 (&packer, self->max_tokens);
+    if (self->host->call (self->ctx, "store.token.trim", buffer.data, buffer.size,
+                          &s_trim_cookie))
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "could not ask the store to trim the tokens of '%s'", user);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  After a resume: the token's last use is now (store.token.touch), so that
+//  a trim keeps the tokens in use
+static void
+s_touch_token (auth_t *self, const char *token_hash)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    s_pack_str (&packer, "token_hash");
+    s_pack_str (&packer, token_hash);
+    s_pack_str (&packer, "at");
+    msgpack_pack_int64 (&packer, zclock_time ());
+    self->host->call (self->ctx, "store.token.touch", buffer.data, buffer.size,
+                      &s_touch_cookie);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
 //  Answers ok {user, token} and binds the session to user
 static void
 s_op_bind (auth_t *self, op_t *op, const char *user)
@@ -711,8 +760,10 @@ s_register_on_reply (auth_t *self, op_t *op, const char *code, const char *messa
                        "Your account was created, but the session could not be opened; "
                        "log in in a moment.");
         }
-        else
+        else {
+            s_trim_tokens (self, op->name);
             s_op_bind (self, op, op->name);
+        }
     }
 }
 
@@ -884,6 +935,7 @@ s_login_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
         else {
             self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
                              s_addr (op->address));
+            s_trim_tokens (self, op->name);
             s_op_bind (self, op, op->name);
         }
     }
@@ -982,6 +1034,7 @@ s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message
         }
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' resumed a session from %s",
                          op->name, s_addr (op->address));
+        s_touch_token (self, op->token_hash);
         s_op_bind (self, op, op->name);
     }
 }
@@ -1026,23 +1079,21 @@ s_logout (auth_t *self, parley_request_t *request)
     }
 }
 
-static void
-s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message)
+//  Every session bound with token_hash but except hears that it is logged
+//  out, then is unbound, and its binding is forgotten. Returns how many.
+static size_t
+s_revoke_sessions (auth_t *self, const char *token_hash, uint64_t except)
 {
-    if (code && !streq (code, "not_found")) {
-        s_op_store_failed (self, op, "store.token.delete", code, message);
-        return;
-    }
     //  Every other session of the token hears why, then is unbound; the
     //  deliver goes first so that the event reaches them while bound
     uint64_t *others = NULL;
     size_t other_count = 0;
-    token_t *token = (token_t *) zhashx_lookup (self->tokens, op->token_hash);
+    token_t *token = (token_t *) zhashx_lookup (self->tokens, token_hash);
     if (token) {
         others = (uint64_t *) calloc (zlistx_size (token->bindings), sizeof (uint64_t));
         binding_t *binding = (binding_t *) zlistx_first (token->bindings);
         while (binding) {
-            if (others && binding->sid != op->session)
+            if (others && binding->sid != except)
                 others [other_count++] = binding->sid;
             binding = (binding_t *) zlistx_next (token->bindings);
         }
@@ -1069,6 +1120,17 @@ s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message
         self->host->unbind_sessions (self->ctx, others, other_count);
     }
     free (others);
+    return other_count;
+}
+
+static void
+s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message)
+{
+    if (code && !streq (code, "not_found")) {
+        s_op_store_failed (self, op, "store.token.delete", code, message);
+        return;
+    }
+    size_t other_count = s_revoke_sessions (self, op->token_hash, op->session);
     self->host->log (self->ctx, PARLEY_LOG_INFO,
                      "'%s' logged out from %s; token revoked, %zu other session%s unbound",
                      op->name, s_addr (op->address), other_count, other_count == 1 ? "" : "s");
@@ -1192,7 +1254,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->host = host;
 
     uint64_t workers, queue, ops_limit, mem_limit, max_pair, max_user, max_address, window_ms;
-    uint64_t ttl_days, ttl_ms, register_rate;
+    uint64_t ttl_days, ttl_ms, register_rate, max_tokens;
     if (s_option_uint (self, "workers", AUTH_WORKERS_DEFAULT, 1, 64, &workers)
         || s_option_uint (self, "queue", AUTH_QUEUE_DEFAULT, 1, 100000, &queue)
         || s_option_uint (self, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
@@ -1205,6 +1267,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
                           &max_user)
         || s_option_uint (self, "register_rate", AUTH_REGISTER_RATE, 0, 1000000,
                           &register_rate)
+        || s_option_uint (self, "max_tokens", AUTH_MAX_TOKENS, 1, 1000000, &max_tokens)
         || s_option_uint (self, "max_failures_address", AUTH_MAX_FAILURES_ADDRESS, 0, 1000000,
                           &max_address)
         || s_option_uint (self, "failure_window_ms", AUTH_FAILURE_WINDOW_MS, 1, DAY_MS,
@@ -1215,6 +1278,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
         return -1;
     }
     self->token_ttl_ms = ttl_ms ? (int64_t) ttl_ms : (int64_t) ttl_days * DAY_MS;
+    self->max_tokens = max_tokens;
 
     self->pool = au_pool_new (workers, queue, ops_limit, mem_limit);
     self->pair_failures = au_limiter_new (max_pair, window_ms, AUTH_LIMITER_KEYS);
@@ -1256,11 +1320,12 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
                "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
                "%llu failed logins per username and address, %llu per address and %llu per "
                "username in %llu ms; %llu registrations per address a minute; tokens "
-               "valid %lld s", (unsigned long long) ops_limit,
+               "valid %lld s, %llu per user", (unsigned long long) ops_limit,
                (unsigned long long) (mem_limit >> 10), (unsigned long long) workers,
                (unsigned long long) max_pair, (unsigned long long) max_address,
                (unsigned long long) max_user, (unsigned long long) register_rate,
-               (unsigned long long) window_ms, (long long) (self->token_ttl_ms / 1000));
+               (unsigned long long) window_ms, (long long) (self->token_ttl_ms / 1000),
+               (unsigned long long) max_tokens);
     *state_p = self;
     return 0;
 }
@@ -1333,6 +1398,47 @@ s_on_request (void *state, parley_request_t *request)
     }
 }
 
+//  The store revoked these tokens (store.token.trim): their sessions hear
+//  logged_out and are unbound, as on a logout
+static void
+s_on_trimmed (auth_t *self, const char *code, const char *message, const uint8_t *body,
+              size_t size)
+{
+    if (code) {
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "store.token.trim answered %s (%s); the next login trims again",
+                         code, message ? message : "");
+        return;
+    }
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    const msgpack_object *revoked = NULL;
+    if (body && msgpack_unpack_next (&result, (const char *) body, size, &offset)
+                == MSGPACK_UNPACK_SUCCESS
+        && result.data.type == MSGPACK_OBJECT_MAP)
+        revoked = s_field (&result.data, "revoked");
+    size_t sessions = 0;
+    uint32_t count = revoked && revoked->type == MSGPACK_OBJECT_ARRAY
+                   ? revoked->via.array.size : 0;
+    for (uint32_t index = 0; index < count; index++) {
+        const msgpack_object *hash = &revoked->via.array.ptr [index];
+        char token_hash [TOKEN_HASH_HEX + 1];
+        if (hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != TOKEN_HASH_HEX)
+            continue;
+        memcpy (token_hash, hash->via.str.ptr, TOKEN_HASH_HEX);
+        token_hash [TOKEN_HASH_HEX] = 0;
+        sessions += s_revoke_sessions (self, token_hash, 0);
+    }
+    if (count)
+        self->host->log (self->ctx, PARLEY_LOG_INFO,
+                         "%u least recently used token%s revoked past %llu per user; "
+                         "%zu session%s unbound", count, count == 1 ? "" : "s",
+                         (unsigned long long) self->max_tokens, sessions,
+                         sessions == 1 ? "" : "s");
+    msgpack_unpacked_destroy (&result);
+}
+
 static void
 s_on_reply (void *state, void *cookie, const char *code, const char *message,
             const uint8_t *body, size_t size)
@@ -1343,6 +1449,17 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "store.token.purge answered %s (%s); will try again later", code,
                              message ? message : "");
+        return;
+    }
+    if (cookie == &s_touch_cookie) {
+        //  not_found: logged out meanwhile
+        if (code && !streq (code, "not_found"))
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "store.token.touch answered %s (%s)", code, message ? message : "");
+        return;
+    }
+    if (cookie == &s_trim_cookie) {
+        s_on_trimmed (self, code, message, body, size);
         return;
     }
     op_t *op = (op_t *) cookie;
