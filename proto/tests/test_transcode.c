@@ -657,6 +657,36 @@ test_error_frame_escapes_its_message (void **state)
 }
 
 static void
+test_error_frame_with_a_body_carries_its_fields (void **state)
+{
+    //  {"retry_after_ms": 1500, "code": "x", "type": "y"}: the body may not
+    //  replace code, type, id or message
+    const uint8_t body [] = { 0x83, 0xae, 'r','e','t','r','y','_','a','f','t','e','r','_','m','s',
+                              0xcd, 0x05, 0xdc, 0xa4, 'c','o','d','e', 0xa1, 'x',
+                              0xa4, 't','y','p','e', 0xa1, 'y' };
+    size_t size;
+    uint8_t *frame = pl_transcode_error_body ((const uint8_t *) "\x07", 1, "rate_limited",
+                                              "Slow down.", body, sizeof body, 4, &size);
+    const char *expected = "{\"type\":\"error\",\"id\":7,\"code\":\"rate_limited\","
+                           "\"message\":\"Slow down.\",\"retry_after_ms\":1500}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame + 4, expected, size);
+    free (frame);
+    //  No body, or one that is not a map: the plain error, never lost
+    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", NULL, 0, 0, &size);
+    expected = "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"Oops.\"}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+    const uint8_t not_a_map [] = { 0x91, 0x01 };
+    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", not_a_map,
+                                     sizeof not_a_map, 0, &size);
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+}
+
+static void
 test_body_is_a_msgpack_map_of_the_other_fields (void **state)
 {
     pl_request_t request;
@@ -714,6 +744,7 @@ main (void)
         cmocka_unit_test (test_frame_refuses_malformed_msgpack),
         cmocka_unit_test (test_frame_refuses_msgpack_nested_deeper_than_64),
         cmocka_unit_test (test_error_frame_escapes_its_message),
+        cmocka_unit_test (test_error_frame_with_a_body_carries_its_fields),
         cmocka_unit_test (test_body_is_a_msgpack_map_of_the_other_fields),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
