@@ -42,7 +42,7 @@ log=$data/parley.log
 mkdir -p "$(dirname "$out")"
 "$parley" --listen "127.0.0.1:$port" --data "$data" \
     --option auth.ops_limit=1 --option auth.mem_limit=8192 --option rooms.msg_rate=0 \
-    --option pm.msg_rate=0 >"$log" 2>&1 &
+    --option pm.msg_rate=0 --option auth.register_rate=0 >"$log" 2>&1 &
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
