@@ -325,8 +325,11 @@ test_plugin_with_other_abi_major_is_refused (void **state)
     s_send (dealer, hello);
     pl_envelope_t *refuse = s_recv_op (dealer, PL_OP_REFUSE);
     assert_non_null (pl_envelope_code (refuse));
-    assert_string_equal (pl_envelope_message (refuse),
-        "plugin 'future' speaks plugin ABI 2.0; this broker supports ABI 1 (1.0)");
+    char expected [128];
+    snprintf (expected, sizeof expected,
+              "plugin 'future' speaks plugin ABI 2.0; this broker supports ABI 1 (1.%d)",
+              PARLEY_ABI_MINOR);
+    assert_string_equal (pl_envelope_message (refuse), expected);
     pl_envelope_destroy (&refuse);
 
     //  It was not registered: anything else gets WHO
