@@ -666,21 +666,30 @@ test_error_frame_with_a_body_carries_its_fields (void **state)
                               0xa4, 't','y','p','e', 0xa1, 'y' };
     size_t size;
     uint8_t *frame = pl_transcode_error_body ((const uint8_t *) "\x07", 1, "rate_limited",
-                                              "Slow down.", body, sizeof body, 4, &size);
+                                              "Slow down.", NULL, body, sizeof body, 4, &size);
     const char *expected = "{\"type\":\"error\",\"id\":7,\"code\":\"rate_limited\","
                            "\"message\":\"Slow down.\",\"retry_after_ms\":1500}";
     assert_int_equal (size, strlen (expected));
     assert_memory_equal (frame + 4, expected, size);
     free (frame);
     //  No body, or one that is not a map: the plain error, never lost
-    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", NULL, 0, 0, &size);
+    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", NULL, NULL, 0, 0, &size);
     expected = "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"Oops.\"}";
     assert_int_equal (size, strlen (expected));
     assert_memory_equal (frame, expected, size);
     free (frame);
     const uint8_t not_a_map [] = { 0x91, 0x01 };
-    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", not_a_map,
+    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", NULL, not_a_map,
                                      sizeof not_a_map, 0, &size);
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+    //  With an outcome: it stays, and a body cannot replace it
+    const uint8_t outcome_body [] = { 0x81, 0xa7, 'o','u','t','c','o','m','e', 0xa2, 'n','o' };
+    frame = pl_transcode_error_body (NULL, 0, "internal", "Oops.", "unknown", outcome_body,
+                                     sizeof outcome_body, 0, &size);
+    expected = "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"Oops.\","
+               "\"outcome\":\"unknown\"}";
     assert_int_equal (size, strlen (expected));
     assert_memory_equal (frame, expected, size);
     free (frame);
