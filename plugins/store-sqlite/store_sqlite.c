@@ -42,10 +42,6 @@
 //  Tokens store.token.trim deletes at most in one request
 #define S_TRIM_MAX              1000
 #define S_KEEP_MAX              1000000
-//  msgpack bytes of the entries of one pm.history or pm.conversations
-//  answer: under the envelope's frame limit and the client's 1 MiB reply
-//  (proto/STORE.md, "Answers bounded by bytes")
-#define S_PM_REPLY_BUDGET       (768 * 1024)
 #define S_BUSY_TIMEOUT_DEFAULT  5000
 #define S_ROOM_MAX              64
 #define S_DESCRIPTION_MAX       2000
@@ -2526,7 +2522,7 @@ s_run_pm_history (store_t *self, s_pending_t *pending, msgpack_packer *packer)
         }
         size_t start = rows.size;
         s_pack_pm_entry (&row_packer, stmt, 0, pair.me, pair.me_name, pair.peer_name);
-        if (count && rows.size > S_PM_REPLY_BUDGET) {
+        if (count && rows.size > S_REPLY_BUDGET) {
             rows.size = start;
             more = true;
             break;
@@ -2598,7 +2594,7 @@ s_run_pm_conversations (store_t *self, s_pending_t *pending, msgpack_packer *pac
             msgpack_pack_int64 (&row_packer, sqlite3_column_int64 (stmt, 6));
             s_pack_str (&row_packer, "unread");
             msgpack_pack_uint64 (&row_packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
-            if (count && rows.size > S_PM_REPLY_BUDGET) {
+            if (count && rows.size > S_REPLY_BUDGET) {
                 rows.size = start;
                 more = true;
                 rc = SQLITE_DONE;
