@@ -27,7 +27,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    4
+#define S_SCHEMA_NOW    5
 
 static zsock_t *s_log;              //  SUB to every log line of this process
 
