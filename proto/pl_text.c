@@ -114,8 +114,3 @@ pl_text_same_name (const char *one, const char *two)
     return strcasecmp (one, two) == 0;
 }
 
-bool
-pl_text_has_nul (const char *bytes, size_t size)
-{
-    return size > 0 && memchr (bytes, 0, size) != NULL;
-}

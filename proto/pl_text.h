@@ -42,11 +42,6 @@ pl_text_has_content (const char *text);
 bool
 pl_text_username_valid (const char *name);
 
-//  True when size bytes hold a NUL: a text field that does is not text
-//  (invalid_text), though JSON can carry one as \u0000
-bool
-pl_text_has_nul (const char *bytes, size_t size);
-
 //  True when two names are the same without regard to ASCII case
 bool
 pl_text_same_name (const char *one, const char *two);

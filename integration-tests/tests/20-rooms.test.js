@@ -461,6 +461,10 @@ test('msg.send is rate limited per user', async () => {
         const limitedReplies = replies.filter((reply) => reply.code === 'rate_limited');
         assert.ok(accepted.length >= 5 && accepted.length <= 6, JSON.stringify(replies));
         assert.equal(accepted.length + limitedReplies.length, 10);
+        // Each refusal says when to try again: at 1 msg/s, within a second
+        for (const reply of limitedReplies)
+            assert.ok(Number.isInteger(reply.retry_after_ms) && reply.retry_after_ms >= 1
+                      && reply.retry_after_ms <= 1000, JSON.stringify(reply));
         // Refused messages take no seq; another user has an allowance of their own
         const seqs = accepted.map((reply) => reply.seq).sort((a, b) => a - b);
         assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => 2 + i));

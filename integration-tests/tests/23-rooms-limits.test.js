@@ -117,6 +117,30 @@ test('room.history over 200 messages of 4,000 emoji answers every limit under 1 
     assert.equal(joined.history.at(-1).event, 'join');
 });
 
+test('a burst of 300 messages of 4,000 emoji into one room from three tabs: every one stored, in runs under the frame limit', async () => {
+    // Sent at once, they wait in the room's queue while the first is stored;
+    // one run of all of them would pass the envelope's 1 MiB body and cut
+    // the store's link
+    const carol = await connectBig('hb_carol');
+    await ok(carol, { type: 'room.create', room: 'hb-burst' });
+    const tabs = [carol, await connectBig('hb_carol'), await connectBig('hb_carol')];
+    const send = { type: 'msg.send', room: 'hb-burst', text: BIG_TEXT };
+    const acks = (await Promise.all(tabs.map((tab) => okAll(tab, range(1, 100).map(() => send), 100)))).flat();
+    const acked = acks.map((ack) => ack.seq).sort((a, b) => a - b);
+    assert.deepEqual(acked, range(acked[0], acked[0] + 299));
+    const stored = [];
+    let after = 0;
+    for (;;) {
+        const reply = await ok(carol, { type: 'room.history', room: 'hb-burst', after, limit: 200 });
+        stored.push(...reply.messages.filter((entry) => entry.type === 'message'));
+        if (!reply.more)
+            break;
+        after = reply.messages.at(-1).seq;
+    }
+    assert.deepEqual(stored.map((entry) => entry.seq), acked);
+    assert.ok(stored.every((entry) => entry.text === BIG_TEXT));
+});
+
 // 30 owners create 100 public rooms each (the default quota), then each
 // owner's 101st is refused
 const OWNERS = 30;
@@ -320,6 +344,9 @@ test('invitations count against the message rate: a burst of them gets rate_limi
         alice.request({ type: 'msg.send', room: 'iv-room', text: 'hi' })]);
     const limited = replies.filter((reply) => reply.type === 'error' && reply.code === 'rate_limited');
     assert.ok(limited.length >= 4, JSON.stringify(replies));
+    // rooms.msg_rate=1: the next token is at most a second away
+    assert.ok(limited.every((reply) => Number.isInteger(reply.retry_after_ms)
+                                     && reply.retry_after_ms >= 1 && reply.retry_after_ms <= 1000));
     assert.ok(replies.filter((reply) => reply.type === 'ok').length >= 1);
     assert.equal(replies.at(-1).code, 'rate_limited', 'a message counts against the same allowance');
 });

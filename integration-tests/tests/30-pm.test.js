@@ -250,6 +250,9 @@ test('pm.send is rate limited per user', async () => {
         const limitedReplies = replies.filter((reply) => reply.code === 'rate_limited');
         assert.equal(oks.length, 5, JSON.stringify(replies));
         assert.equal(limitedReplies.length, 3);
+        for (const reply of limitedReplies)
+            assert.ok(Number.isInteger(reply.retry_after_ms) && reply.retry_after_ms >= 1,
+                      JSON.stringify(reply));
         assert.deepEqual(oks.map((reply) => reply.seq).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
         const history = await ok(pat, { type: 'pm.history', with: 'quinn_l' });
         assert.equal(history.messages.length, 5, 'a refused message is not stored');

@@ -26,6 +26,7 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_bucket.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -106,17 +107,13 @@ struct list_s {
 };
 
 //  A user's pm.send allowance
-typedef struct {
-    double tokens;                  //  messages that may be sent now
-    int64_t refilled;               //  monotonic ms of the last refill
-} bucket_t;
 
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
     zhashx_t *convs;                //  key -> conv_t *, owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
-    zhashx_t *buckets;              //  lower-cased user -> bucket_t *, owned
+    zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
     list_t *lists;                  //  pm.conversations in progress, owned
     double rate;                    //  pm.send per user per second; 0 turns limits off
     double burst;                   //  pm.send burst per user
@@ -851,37 +848,29 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
 //  --------------------------------------------------------------------------
 //  Requests: shape and values first, then the conversation's queue
 
-//  A user's pm.send allowance: true if one more message may go now
-//  (rooms.c's token bucket)
-static bool
-s_rate_allows (pm_t *self, const char *user)
+//  A user's allowance of sends (and invitations): 0 when one more may go
+//  now, else the milliseconds until it may (retry_after_ms)
+static int64_t
+s_rate_wait (pm_t *self, const char *user)
 {
     if (self->rate <= 0)
-        return true;
+        return 0;
     char *key = pl_text_lower_dup (user);
     if (!key)
-        return true;
+        return 0;
     int64_t now = pl_time_mono ();
-    bucket_t *bucket = (bucket_t *) zhashx_lookup (self->buckets, key);
+    pl_bucket_t *bucket = (pl_bucket_t *) zhashx_lookup (self->buckets, key);
     if (!bucket) {
-        bucket = (bucket_t *) calloc (1, sizeof (bucket_t));
+        bucket = (pl_bucket_t *) malloc (sizeof (pl_bucket_t));
         if (!bucket) {
             free (key);
-            return true;
+            return 0;
         }
-        bucket->tokens = self->burst;
-        bucket->refilled = now;
+        *bucket = pl_bucket_full (self->burst, now);
         zhashx_insert (self->buckets, key, bucket);
     }
     free (key);
-    bucket->tokens += (double) (now - bucket->refilled) * self->rate / 1000.0;
-    if (bucket->tokens > self->burst)
-        bucket->tokens = self->burst;
-    bucket->refilled = now;
-    if (bucket->tokens < 1.0)
-        return false;
-    bucket->tokens -= 1.0;
-    return true;
+    return pl_bucket_take (bucket, self->rate, self->burst, now);
 }
 
 static void
@@ -929,6 +918,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     const msgpack_object *map = &fields.data;
     const char *code = NULL;
+    int64_t retry_ms = 0;           //  with rate_limited: when to try again
     char message [256] = "";
     const char *other_field = kind == OP_SEND? "to": "with";
     op_t *op = (op_t *) calloc (1, sizeof (op_t));
@@ -950,14 +940,13 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     if (kind == OP_SEND) {
-        const msgpack_object *text = pl_body_field (map, "text");
-        if (text && text->type == MSGPACK_OBJECT_STR
-            && pl_text_has_nul (text->via.str.ptr, text->via.str.size)) {
+        int found = pl_body_text (map, "text", &op->text);
+        if (found == -2) {
             code = "invalid_text";
             snprintf (message, sizeof message, "A message cannot hold a NUL character.");
             goto done;
         }
-        if (pl_body_str (map, "text", &op->text) != 1) {
+        if (found != 1) {
             code = "bad_request";
             snprintf (message, sizeof message, "The field 'text' must be a string.");
             goto done;
@@ -1029,7 +1018,7 @@ s_on_request (void *state, parley_request_t *request)
         snprintf (message, sizeof message, "There is no user named '%.40s'.", op->other);
         goto done;
     }
-    if (kind == OP_SEND && !s_rate_allows (self, user)) {
+    if (kind == OP_SEND && (retry_ms = s_rate_wait (self, user)) > 0) {
         code = "rate_limited";
         snprintf (message, sizeof message,
                   "You are sending messages too fast; wait a moment and try again.");
@@ -1076,6 +1065,9 @@ s_on_request (void *state, parley_request_t *request)
     }
 
 done:
+    if (code && retry_ms > 0)
+        pl_reply_error_retry (host, self->ctx, &request, code, message, retry_ms);
+    else
     if (code)
         host->reply_error (self->ctx, &request, code, message);
     s_op_destroy (&op);

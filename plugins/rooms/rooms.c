@@ -26,6 +26,7 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_bucket.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -52,6 +53,7 @@
 #define ROOMS_JOIN_HISTORY          50
 #define ROOMS_QUEUE_MAX             10000       //  requests waiting for one room
 #define ROOMS_APPEND_MAX            256         //  entries in one store.msg.append (STORE.md)
+#define ROOMS_APPEND_BYTES          (512 * 1024) //  text bytes in one store.msg.append
 #define ROOMS_DELIVER_SIDS_MAX      10000       //  sessions in one deliver_sessions call
 #define ROOMS_TICK_MS               5000        //  the housekeeping timer
 #define ROOMS_IDLE_MS_DEFAULT       60000       //  an idle room leaves the cache after this
@@ -122,10 +124,6 @@ typedef struct {
 } room_t;
 
 //  A user's msg.send allowance
-typedef struct {
-    double tokens;                  //  messages that may be sent now
-    int64_t refilled;               //  monotonic ms of the last refill
-} bucket_t;
 
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
@@ -133,7 +131,7 @@ typedef struct {
     zhashx_t *rooms;                //  key -> room_t *, owned
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
-    zhashx_t *buckets;              //  lower-cased user -> bucket_t *, owned
+    zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
     rm_list_t *lists;               //  room.list and room.directory, owned
     double rate;                    //  msg.send and room.invite per user per second;
                                     //  0 turns limits off
@@ -894,11 +892,18 @@ s_op_start (rooms_t *self, room_t *room, op_t *op)
             }
             {
                 //  The sends queued behind this one, up to the first that
-                //  is not a member's, are stored with it
+                //  is not a member's, are stored with it. A run also stays
+                //  under ROOMS_APPEND_BYTES of text: 256 messages of 4,000
+                //  emoji would pass the envelope's frame limit and cut the
+                //  store's link
                 size_t count = 0;
+                size_t bytes = 0;
                 for (op_t *next = op; next && next->kind == OP_SEND && count < ROOMS_APPEND_MAX
                                       && (next == op || s_is_member (room, next->user));
                      next = next->next) {
+                    bytes += strlen (next->argument);
+                    if (count && bytes > ROOMS_APPEND_BYTES)
+                        break;
                     next->seq = room->last_seq + 1 + count;
                     next->ts = pl_time_now ();
                     count++;
@@ -1416,36 +1421,29 @@ s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message
 //  --------------------------------------------------------------------------
 //  Requests: shape and values first, then the room's queue
 
-//  A user's msg.send allowance: true if one more message may go now
-static bool
-s_rate_allows (rooms_t *self, const char *user)
+//  A user's allowance of sends (and invitations): 0 when one more may go
+//  now, else the milliseconds until it may (retry_after_ms)
+static int64_t
+s_rate_wait (rooms_t *self, const char *user)
 {
     if (self->rate <= 0)
-        return true;
+        return 0;
     char *key = pl_text_lower_dup (user);
     if (!key)
-        return true;
+        return 0;
     int64_t now = pl_time_mono ();
-    bucket_t *bucket = (bucket_t *) zhashx_lookup (self->buckets, key);
+    pl_bucket_t *bucket = (pl_bucket_t *) zhashx_lookup (self->buckets, key);
     if (!bucket) {
-        bucket = (bucket_t *) calloc (1, sizeof (bucket_t));
+        bucket = (pl_bucket_t *) malloc (sizeof (pl_bucket_t));
         if (!bucket) {
             free (key);
-            return true;
+            return 0;
         }
-        bucket->tokens = self->burst;
-        bucket->refilled = now;
+        *bucket = pl_bucket_full (self->burst, now);
         zhashx_insert (self->buckets, key, bucket);
     }
     free (key);
-    bucket->tokens += (double) (now - bucket->refilled) * self->rate / 1000.0;
-    if (bucket->tokens > self->burst)
-        bucket->tokens = self->burst;
-    bucket->refilled = now;
-    if (bucket->tokens < 1.0)
-        return false;
-    bucket->tokens -= 1.0;
-    return true;
+    return pl_bucket_take (bucket, self->rate, self->burst, now);
 }
 
 //  room.members' cursor: "m." and a user name, lower-cased, into *name_p
@@ -1515,6 +1513,7 @@ s_on_request (void *state, parley_request_t *request)
     }
     const msgpack_object *map = &fields.data;
     const char *code = NULL;
+    int64_t retry_ms = 0;           //  with rate_limited: when to try again
     char message [256] = "";
     char *room_name = NULL;
     bool text_has_nul = false;
@@ -1649,7 +1648,7 @@ s_on_request (void *state, parley_request_t *request)
                       "A message is 1 to %d characters and not only white space.", ROOMS_TEXT_MAX);
             goto done;
         }
-        if (!s_rate_allows (self, user)) {
+        if ((retry_ms = s_rate_wait (self, user)) > 0) {
             code = "rate_limited";
             snprintf (message, sizeof message,
                       "You are sending messages too fast; wait a moment and try again.");
@@ -1662,7 +1661,7 @@ s_on_request (void *state, parley_request_t *request)
         goto done;
     }
     //  Invitations count against the message rate (PROTOCOL.md 1.1)
-    if (kind == OP_INVITE && !s_rate_allows (self, user)) {
+    if (kind == OP_INVITE && (retry_ms = s_rate_wait (self, user)) > 0) {
         code = "rate_limited";
         snprintf (message, sizeof message,
                   "You are sending invitations too fast; wait a moment and try again.");
@@ -1717,6 +1716,9 @@ s_on_request (void *state, parley_request_t *request)
     }
 
 done:
+    if (code && retry_ms > 0)
+        pl_reply_error_retry (host, self->ctx, &request, code, message, retry_ms);
+    else
     if (code)
         host->reply_error (self->ctx, &request, code, message);
     s_op_destroy (&op);

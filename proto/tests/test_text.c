@@ -33,16 +33,6 @@ test_text_of_only_white_space_has_no_content (void **state)
 }
 
 static void
-test_text_with_a_nul_is_found (void **state)
-{
-    assert_true (pl_text_has_nul ("a\0b", 3));
-    assert_true (pl_text_has_nul ("\0", 1));
-    assert_false (pl_text_has_nul ("ab", 2));
-    assert_false (pl_text_has_nul ("", 0));
-    assert_false (pl_text_has_nul ("ab\0", 2));        //  only size bytes are read
-}
-
-static void
 test_text_length_counts_unicode_characters (void **state)
 {
     assert_int_equal (pl_text_utf8_length ("abc"), 3);
@@ -143,7 +133,6 @@ main (void)
         cmocka_unit_test (test_text_of_only_white_space_has_no_content),
         cmocka_unit_test (test_text_length_counts_unicode_characters),
         cmocka_unit_test (test_names_compare_without_case),
-        cmocka_unit_test (test_text_with_a_nul_is_found),
         cmocka_unit_test (test_body_fields_are_read_with_their_types_checked),
         cmocka_unit_test (test_body_text_tells_a_nul_apart_from_a_wrong_type),
     };
