@@ -146,9 +146,16 @@ async function enterDashboard(user, token) {
 
 async function refreshPresence() {
     try {
-        const reply = await client.request('presence.list');
-        presence.setAll(reply.users ?? []);
-        rooms.updatePresence(reply.users ?? []);
+        // Every page: a long list comes in pages with next (PROTOCOL.md 1.1)
+        const users = [];
+        let cursor;
+        do {
+            const reply = await client.request('presence.list', cursor ? { cursor } : {});
+            users.push(...(reply.users ?? []));
+            cursor = reply.next;
+        } while (cursor);
+        presence.setAll(users);
+        rooms.updatePresence(users);
         pm.updatePresence();
     } catch (error) {
         if (error.code !== 'disconnected')
