@@ -3,12 +3,14 @@
 // pages that keep their console errors and the paths they requested, signing
 // up, and axe-core's accessibility check.
 
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { repoRoot, binDir, startParley } from './harness.js';
+import { stopCleanly } from './clean-stop.js';
 
 export const screenshotDir = path.join(repoRoot, 'integration-tests', 'screenshots');
 export const PASSWORD = 'correct horse battery';
@@ -37,8 +39,9 @@ export async function screenshot(page, name, { fullPage = false } = {}) {
     return file;
 }
 
-// rooms and pm are loaded by name until parley loads them by default
-export function chatPluginArgs() {
+// rooms and pm (or the plugins named) are loaded by name until parley loads
+// them by default
+export function chatPluginArgs(names = ['rooms', 'pm']) {
     let help = '';
     try {
         help = execFileSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
@@ -47,7 +50,7 @@ export function chatPluginArgs() {
     }
     const defaults = help.split('\n').find((line) => /Default plugins/i.test(line)) ?? '';
     const args = [];
-    for (const name of ['rooms', 'pm'])
+    for (const name of names)
         if (!new RegExp(`\\b${name}\\b`).test(defaults))
             args.push('--plugin', name);
     return args;
@@ -55,6 +58,17 @@ export function chatPluginArgs() {
 
 export function startChatServer({ dataDir, port, args = [] }) {
     return startParley({ dataDir, port, args: [...chatPluginArgs(), ...FAST_AUTH, ...args], withExample: false });
+}
+
+// The end of every browser test: the browser closed, the server stopped
+// cleanly (exit 0, no sanitizer report), its data removed, and no console
+// error seen on any page
+export async function closeChat({ browser, server, dataDir, consoleErrors }) {
+    await browser?.close();
+    if (server)
+        await stopCleanly(server);
+    rmSync(dataDir, { recursive: true, force: true });
+    assert.deepEqual(consoleErrors, []);
 }
 
 // A context is one person (its own localStorage); reduced motion, so that a

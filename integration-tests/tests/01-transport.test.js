@@ -4,7 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { startParley, Client, sanitizerReports } from '../lib/harness.js';
+import { startParley, Client } from '../lib/harness.js';
+import { stopCleanly } from '../lib/clean-stop.js';
 
 let server;
 
@@ -12,11 +13,7 @@ before(async () => {
     server = await startParley();
 });
 
-after(async () => {
-    const status = await server.stop();
-    assert.deepEqual(sanitizerReports(server.proc.output), []);
-    assert.equal(status.code, 0, `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-});
+after(() => stopCleanly(server));
 
 // A value of `levels` nested arrays and objects; inside the frame's own object
 // it makes a frame of levels + 1
@@ -257,9 +254,7 @@ test('pings sent while big replies back up are answered between whole frames, ne
     try {
         await pingsBetweenFrames(small.port);
     } finally {
-        const status = await small.stop();
-        assert.deepEqual(sanitizerReports(small.proc.output), []);
-        assert.equal(status.code, 0, small.proc.output);
+        await stopCleanly(small);
     }
 });
 

@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import crypto from 'node:crypto';
-import { startParley, Client, sanitizerReports } from '../lib/harness.js';
+import { startParley, Client } from '../lib/harness.js';
+import { stopCleanly } from '../lib/clean-stop.js';
 
 let server;
 
@@ -13,11 +14,7 @@ before(async () => {
     server = await startParley();
 });
 
-after(async () => {
-    const status = await server.stop();
-    assert.deepEqual(sanitizerReports(server.proc.output), []);
-    assert.equal(status.code, 0, `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-});
+after(() => stopCleanly(server));
 
 test('the web root serves the UI\'s own files and nothing else', async () => {
     for (const file of ['/', '/index.html', '/app.js', '/app.css', '/favicon.svg',

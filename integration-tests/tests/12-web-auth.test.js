@@ -4,30 +4,13 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { startParley, sanitizerReports, tempDir, Client, sleep } from '../lib/harness.js';
-import { launchBrowser, screenshot } from '../lib/browser.js';
+import { startParley, tempDir, Client, sleep } from '../lib/harness.js';
+import { stopCleanly } from '../lib/clean-stop.js';
+import {
+    launchBrowser, screenshot, closeChat, newContext, openPage, PASSWORD, TIMEOUT,
+} from '../lib/browser.js';
 
-const PASSWORD = 'correct horse battery';
-const TIMEOUT = 15000;
-
-// Errors the page logs that are not the page's fault
-const harmless = /WebSocket|ERR_CONNECTION_REFUSED/;
-
-async function openPage(context, server, consoleErrors) {
-    const page = await context.newPage();
-    page.on('console', (message) => {
-        if (message.type() === 'error' && !harmless.test(message.text()))
-            consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
-    await page.goto(server.http + '/');
-    // No socket is opened before signing in: the page is ready when a view shows
-    await page.locator('#signin-view:visible, #dashboard-view:visible, #resuming-view:visible')
-        .first().waitFor({ timeout: TIMEOUT });
-    return page;
-}
-
+// Submits the sign-in form as it is, without waiting for the outcome
 async function signIn(page, mode, username, password) {
     await page.locator(`label[for="mode-${mode}"]`).click();
     await page.locator('#username').fill(username);
@@ -38,11 +21,6 @@ async function signIn(page, mode, username, password) {
 async function waitForDashboard(page, username) {
     await page.locator('#dashboard-view').waitFor({ state: 'visible', timeout: TIMEOUT });
     await page.locator('#account-name', { hasText: username }).waitFor({ timeout: TIMEOUT });
-}
-
-// Without transitions, a screenshot shows the page as it settled
-function newContext(browser, width) {
-    return browser.newContext({ viewport: { width, height: 700 }, reducedMotion: 'reduce' });
 }
 
 function userRow(page, name, online) {
@@ -60,19 +38,10 @@ describe('the web sign-in and users panel', () => {
     before(async () => {
         server = await startParley({ dataDir: data });
         browser = await launchBrowser();
-        aliceContext = await newContext(browser, 1100);
+        aliceContext = await newContext(browser, { width: 1100, height: 700 });
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('shows the sign-in card first, and checks the form before asking the server', async () => {
         alice = await openPage(aliceContext, server, consoleErrors);
@@ -96,7 +65,7 @@ describe('the web sign-in and users panel', () => {
         assert.match(await alice.locator('#main').textContent(), /Pick a room from the list, or create a new one/);
         assert.ok(await alice.evaluate(() => localStorage.getItem('parley.token')));
 
-        const bobContext = await newContext(browser, 1100);
+        const bobContext = await newContext(browser, { width: 1100, height: 700 });
         const bob = await openPage(bobContext, server, consoleErrors);
         await signIn(bob, 'register', 'bob', PASSWORD);
         await waitForDashboard(bob, 'bob');
@@ -142,7 +111,7 @@ describe('the web sign-in and users panel', () => {
         assert.equal(taken.code, 'username_taken');
         await probe.close();
 
-        const context = await newContext(browser, 375);
+        const context = await newContext(browser, { width: 375, height: 700 });
         const page = await openPage(context, server, consoleErrors);
         await signIn(page, 'login', 'bob', 'not the password');
         const alert = page.locator('#signin-error[role="alert"]');
@@ -165,9 +134,7 @@ describe('the web sign-in and users panel', () => {
 
     it('signs in again by itself and lists the users anew when the server comes back', async () => {
         const port = server.port;
-        const status = await server.stop();
-        assert.equal(status.code, 0);
-        assert.deepEqual(sanitizerReports(server.proc.output), []);
+        await stopCleanly(server);
         server = null;
         await alice.locator('#status', { hasText: /Disconnected/ }).waitFor({ timeout: TIMEOUT });
         await alice.locator('#users-panel.stale').waitFor({ timeout: TIMEOUT });

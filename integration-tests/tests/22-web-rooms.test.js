@@ -5,59 +5,14 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { startParley, sanitizerReports, tempDir, Client, binDir, sleep } from '../lib/harness.js';
-import { launchBrowser, screenshot } from '../lib/browser.js';
+import { startParley, tempDir, Client, sleep } from '../lib/harness.js';
+import {
+    launchBrowser, screenshot, chatPluginArgs, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+} from '../lib/browser.js';
 
-const PASSWORD = 'correct horse battery';
-const TIMEOUT = 15000;
-
-// Errors the page logs that are not the page's fault
-const harmless = /WebSocket|ERR_CONNECTION_REFUSED/;
-
-// rooms is one of parley's default plugins; a build from before that loads it by name
-function roomsArgs() {
-    let help = '';
-    try {
-        help = execFileSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
-    } catch (error) {
-        help = `${error.stdout ?? ''}`;
-    }
-    const defaults = help.split('\n').find((line) => /Default plugins/i.test(line)) ?? '';
-    return /\brooms\b/.test(defaults) ? [] : ['--plugin', 'rooms'];
-}
-
+// rooms alone (loaded by name on a build from before it was a default plugin)
 async function startServer(dataDir) {
-    return startParley({ dataDir, args: roomsArgs(), withExample: false });
-}
-
-function newContext(browser, width = 1280) {
-    return browser.newContext({ viewport: { width, height: 760 }, reducedMotion: 'reduce' });
-}
-
-async function openPage(context, server, consoleErrors) {
-    const page = await context.newPage();
-    page.on('console', (message) => {
-        if (message.type() === 'error' && !harmless.test(message.text()))
-            consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
-    await page.goto(server.http + '/');
-    // No socket is opened before signing in: the page is ready when a view shows
-    await page.locator('#signin-view:visible, #dashboard-view:visible, #resuming-view:visible')
-        .first().waitFor({ timeout: TIMEOUT });
-    return page;
-}
-
-async function register(page, username) {
-    await page.locator('label[for="mode-register"]').click();
-    await page.locator('#username').fill(username);
-    await page.locator('#password').fill(PASSWORD);
-    await page.locator('#signin-submit').click();
-    await page.locator('#dashboard-view').waitFor({ state: 'visible', timeout: TIMEOUT });
-    await page.locator('#account-name', { hasText: username }).waitFor({ timeout: TIMEOUT });
+    return startParley({ dataDir, args: chatPluginArgs(['rooms']), withExample: false });
 }
 
 function roomItem(page, name) {
@@ -122,8 +77,8 @@ describe('the rooms dashboard', () => {
         server = await startServer(data);
         browser = await launchBrowser();
         for (const name of ['alice', 'bob', 'carol']) {
-            const page = await openPage(await newContext(browser), server, consoleErrors);
-            await register(page, name);
+            const page = await openPage(await newContext(browser, { height: 760 }), server, consoleErrors);
+            await signIn(page, name, { registering: true });
             pages[name] = page;
         }
         // dave never opens a browser: he asks the server for its refusals
@@ -133,16 +88,7 @@ describe('the rooms dashboard', () => {
         await dave.close();
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('checks the create-room form, then alice creates a room and bob sees it appear live', async () => {
         const { alice, bob } = pages;

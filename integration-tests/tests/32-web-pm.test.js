@@ -6,63 +6,13 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { startParley, sanitizerReports, tempDir, Client, binDir, sleep, eventually } from '../lib/harness.js';
-import { launchBrowser, screenshot } from '../lib/browser.js';
+import { tempDir, Client, sleep, eventually } from '../lib/harness.js';
+import {
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+} from '../lib/browser.js';
 
-const PASSWORD = 'correct horse battery';
-const TIMEOUT = 15000;
-// Quick argon2id: these tests are about private messages, not password hashing
-const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=65536'];
-
-// Errors the page logs that are not the page's fault
-const harmless = /WebSocket|ERR_CONNECTION_REFUSED/;
-
-// rooms and pm are loaded by name until parley loads them by default
-function pluginArgs() {
-    let help = '';
-    try {
-        help = execFileSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
-    } catch (error) {
-        help = `${error.stdout ?? ''}`;
-    }
-    const defaults = help.split('\n').find((line) => /Default plugins/i.test(line)) ?? '';
-    const args = [];
-    for (const name of ['rooms', 'pm'])
-        if (!new RegExp(`\\b${name}\\b`).test(defaults))
-            args.push('--plugin', name);
-    return args;
-}
-
-function newContext(browser, width = 1100) {
-    return browser.newContext({ viewport: { width, height: 760 }, reducedMotion: 'reduce' });
-}
-
-async function openPage(context, server, consoleErrors) {
-    const page = await context.newPage();
-    page.on('console', (message) => {
-        if (message.type() === 'error' && !harmless.test(message.text()))
-            consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
-    await page.goto(server.http + '/');
-    // No socket is opened before signing in: the page is ready when a view shows
-    await page.locator('#signin-view:visible, #dashboard-view:visible, #resuming-view:visible')
-        .first().waitFor({ timeout: TIMEOUT });
-    return page;
-}
-
-async function signIn(page, username, { registering = false } = {}) {
-    if (registering)
-        await page.locator('label[for="mode-register"]').click();
-    await page.locator('#username').fill(username);
-    await page.locator('#password').fill(PASSWORD);
-    await page.locator('#signin-submit').click();
-    await page.locator('#dashboard-view').waitFor({ state: 'visible', timeout: TIMEOUT });
-    await page.locator('#account-name', { hasText: username }).waitFor({ timeout: TIMEOUT });
-}
+// The window every page opens in (the phone test resizes bob's)
+const WINDOW = { width: 1100, height: 760 };
 
 function conversation(page, user) {
     return page.locator(`#conversations li[data-with="${user}"]`);
@@ -143,26 +93,17 @@ describe('private messages in the browser', () => {
     const consoleErrors = [];
 
     before(async () => {
-        server = await startParley({ dataDir: data, args: [...pluginArgs(), ...FAST_AUTH], withExample: false });
+        server = await startChatServer({ dataDir: data });
         browser = await launchBrowser();
         // bob and carol exist but have never opened a page
         for (const name of ['bob', 'carol'])
             await (await protocolAs(server, name, { registering: true })).close();
-        aliceContext = await newContext(browser);
+        aliceContext = await newContext(browser, WINDOW);
         pages.alice = await openPage(aliceContext, server, consoleErrors);
         await signIn(pages.alice, 'alice', { registering: true });
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('alice writes to bob, who is offline, from the users panel', async () => {
         const { alice } = pages;
@@ -202,7 +143,7 @@ describe('private messages in the browser', () => {
     });
 
     it('bob logs in to an unread badge and a count in the title; reading clears both', async () => {
-        pages.bob = await openPage(await newContext(browser), server, consoleErrors);
+        pages.bob = await openPage(await newContext(browser, WINDOW), server, consoleErrors);
         const { bob } = pages;
         await signIn(bob, 'bob');
         await waitForUnread(bob, 'alice', 2);

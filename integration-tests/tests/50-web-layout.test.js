@@ -7,10 +7,9 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { sanitizerReports, tempDir, Client, sleep } from '../lib/harness.js';
+import { tempDir, Client, sleep } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, startChatServer, newContext, openPage, signIn, seriousViolations,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
     outsideViewport, PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
 
@@ -58,16 +57,7 @@ describe('the chat layout', () => {
         browser = await launchBrowser();
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('passes axe-core on the sign-in page, and three people sign up', async () => {
         pages.alice = await openPage(await newContext(browser), server, consoleErrors);

@@ -7,10 +7,10 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { sanitizerReports, tempDir, sleep } from '../lib/harness.js';
+import { tempDir, sleep } from '../lib/harness.js';
+import { stopCleanly } from '../lib/clean-stop.js';
 import {
-    launchBrowser, screenshot, startChatServer, newContext, openPage, signIn, TIMEOUT,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, TIMEOUT,
 } from '../lib/browser.js';
 
 const OUTAGE_MS = 20000;
@@ -36,16 +36,7 @@ describe('the connection in the browser', () => {
         browser = await launchBrowser();
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('opens no socket until the user signs in, and shows the round trip in a tooltip', async () => {
         const context = await newContext(browser);
@@ -90,9 +81,7 @@ describe('the connection in the browser', () => {
     });
 
     it('while the server is down: Send disabled, the draft kept, presence greyed, a live countdown', async () => {
-        const status = await server.stop();
-        assert.equal(status.code, 0);
-        assert.deepEqual(sanitizerReports(server.proc.output), []);
+        await stopCleanly(server);
         server = null;
         const stoppedAt = Date.now();
 

@@ -6,10 +6,9 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { sanitizerReports, tempDir, Client, sleep } from '../lib/harness.js';
+import { tempDir, Client, sleep } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, startChatServer, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
 
 async function createRoom(page, name, { isPrivate = false } = {}) {
@@ -50,16 +49,7 @@ describe('no dead ends', () => {
         }
     });
 
-    after(async () => {
-        await browser?.close();
-        if (server) {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), []);
-            assert.equal(status.code, 0);
-        }
-        rmSync(data, { recursive: true, force: true });
-        assert.deepEqual(consoleErrors, []);
-    });
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
 
     it('a double-click on Join leaves the user joined', async () => {
         const { alice, bob } = pages;
