@@ -1851,13 +1851,12 @@ s_run_room_get (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     return s_pack_room_field (self, pending, packer);
 }
 
+//  Packs {rooms, more} from a stepped statement: at most limit rooms, and
+//  fewer, with more, at a whole room before the answer would pass
+//  S_REPLY_BUDGET. A statement that yields a room past limit says more too.
 static int
-s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+s_pack_rooms (s_pending_t *pending, msgpack_packer *packer, sqlite3_stmt *stmt, uint32_t limit)
 {
-    char key [S_NAME_MAX + 1];
-    s_name_key (&pending->name, key);
-    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
-    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
     msgpack_sbuffer rows;
     msgpack_sbuffer_init (&rows);
     msgpack_packer row_packer;
@@ -1867,8 +1866,9 @@ s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         size_t before = rows.size;
-        s_pack_room (&row_packer, stmt, true);
-        if (rows.size > S_REPLY_BUDGET) {
+        if (count < limit)
+            s_pack_room (&row_packer, stmt, true);
+        if (count == limit || rows.size > S_REPLY_BUDGET) {
             rows.size = before;         //  the answer stops at a whole room
             more = true;
             rc = SQLITE_DONE;
@@ -1890,47 +1890,26 @@ s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
     return rc;
 }
 
-//  Packs {rooms, more} from a statement bound but for its LIMIT, the
+static int
+s_run_room_list (store_t *self, s_pending_t *pending, msgpack_packer *packer)
+{
+    char key [S_NAME_MAX + 1];
+    s_name_key (&pending->name, key);
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
+    sqlite3_bind_text (stmt, 1, key, (int) pending->name.size, SQLITE_STATIC);
+    return s_pack_rooms (pending, packer, stmt, UINT32_MAX);
+}
+
+//  Packs a page of rooms from a statement bound but for its LIMIT, the
 //  parameter limit_param (bound here to one more room than asked, to tell
-//  whether more remain). The page stops early, with more, at a whole room
-//  before the answer would pass S_REPLY_BUDGET.
+//  whether more remain)
 static int
 s_pack_room_page (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                   sqlite3_stmt *stmt, int limit_param)
 {
     (void) self;
     sqlite3_bind_int64 (stmt, limit_param, (int64_t) pending->limit + 1);
-    msgpack_sbuffer rows;
-    msgpack_sbuffer_init (&rows);
-    msgpack_packer row_packer;
-    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
-    uint32_t count = 0;
-    bool more = false;
-    int rc;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        size_t before = rows.size;
-        if (count < pending->limit)
-            s_pack_room (&row_packer, stmt, true);
-        if (count == pending->limit || rows.size > S_REPLY_BUDGET) {
-            rows.size = before;
-            more = true;
-            rc = SQLITE_DONE;
-            break;
-        }
-        count++;
-    }
-    s_finish_stmt (stmt);
-    if (rc == SQLITE_DONE) {
-        msgpack_pack_map (packer, 2);
-        s_pack_str (packer, "rooms");
-        msgpack_pack_array (packer, count);
-        msgpack_sbuffer_write (&pending->result, rows.data, rows.size);
-        s_pack_str (packer, "more");
-        s_pack_bool (packer, more);
-        rc = SQLITE_OK;
-    }
-    msgpack_sbuffer_destroy (&rows);
-    return rc;
+    return s_pack_rooms (pending, packer, stmt, pending->limit);
 }
 
 static int
