@@ -2013,17 +2013,29 @@ s_delete_counted (store_t *self, const bson_t *filter, msgpack_packer *packer,
     return ok ? 0 : -1;
 }
 
+//  The user's name as registered, into name (S_NAME_MAX + 1 bytes)
+static int
+s_find_user_name (store_t *self, const char *key, char *name, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
+    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = s_find_one (self, self->users, filter, projection, &found, error);
+    if (rc == 1)
+        s_copy_bson_str (&found, "name", name, S_NAME_MAX + 1);
+    bson_destroy (&found);
+    bson_destroy (projection);
+    bson_destroy (filter);
+    return rc;
+}
+
 static int
 s_run_token_delete_user (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                          bson_error_t *error)
 {
     //  Tokens hold the name as registered: find it first
-    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->key));
-    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
-    bson_t found = BSON_INITIALIZER;
-    int rc = s_find_one (self, self->users, filter, projection, &found, error);
-    bson_destroy (projection);
-    bson_destroy (filter);
+    char owner [S_NAME_MAX + 1];
+    int rc = s_find_user_name (self, pending->key, owner, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 1);
         s_pack_str (packer, "deleted");
@@ -2031,13 +2043,10 @@ s_run_token_delete_user (store_t *self, s_pending_t *pending, msgpack_packer *pa
     }
     else
     if (rc == 1) {
-        char owner [S_NAME_MAX + 1];
-        s_copy_bson_str (&found, "name", owner, sizeof owner);
         bson_t *selector = BCON_NEW ("user", BCON_UTF8 (owner));
         rc = s_delete_counted (self, selector, packer, error);
         bson_destroy (selector);
     }
-    bson_destroy (&found);
     return rc < 0 ? -1 : 0;
 }
 
@@ -2127,19 +2136,13 @@ s_run_token_trim (store_t *self, s_pending_t *pending, msgpack_packer *packer,
                   bson_error_t *error)
 {
     //  Tokens hold the name as registered: find it first
-    bson_t *user_filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->key));
-    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
-    bson_t found = BSON_INITIALIZER;
-    int rc = s_find_one (self, self->users, user_filter, projection, &found, error);
-    bson_destroy (projection);
-    bson_destroy (user_filter);
+    char owner [S_NAME_MAX + 1];
+    int rc = s_find_user_name (self, pending->key, owner, error);
     s_trim_t trim = { .count = 0 };
     msgpack_sbuffer_init (&trim.hashes);
     msgpack_packer_init (&trim.packer, &trim.hashes, msgpack_sbuffer_write);
     bson_init (&trim.in);
     if (rc == 1) {
-        char owner [S_NAME_MAX + 1];
-        s_copy_bson_str (&found, "name", owner, sizeof owner);
         bson_t *filter = BCON_NEW ("user", BCON_UTF8 (owner));
         bson_t *opts = BCON_NEW ("sort", "{", "last_used_at", BCON_INT32 (-1),
                                  "created_at", BCON_INT32 (-1), "token_hash", BCON_INT32 (-1), "}",
@@ -2160,7 +2163,6 @@ s_run_token_trim (store_t *self, s_pending_t *pending, msgpack_packer *packer,
     }
     bson_destroy (&trim.in);
     msgpack_sbuffer_destroy (&trim.hashes);
-    bson_destroy (&found);
     return rc < 0 ? -1 : 0;
 }
 
@@ -2441,22 +2443,6 @@ s_find_room (store_t *self, const char *key, bson_t *room, bson_error_t *error)
 {
     bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
     int rc = s_find_one (self, self->rooms, filter, NULL, room, error);
-    bson_destroy (filter);
-    return rc;
-}
-
-//  The user's name as registered, into name (S_NAME_MAX + 1 bytes)
-static int
-s_find_user_name (store_t *self, const char *key, char *name, bson_error_t *error)
-{
-    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
-    bson_t *projection = BCON_NEW ("name", BCON_INT32 (1));
-    bson_t found = BSON_INITIALIZER;
-    int rc = s_find_one (self, self->users, filter, projection, &found, error);
-    if (rc == 1)
-        s_copy_bson_str (&found, "name", name, S_NAME_MAX + 1);
-    bson_destroy (&found);
-    bson_destroy (projection);
     bson_destroy (filter);
     return rc;
 }
