@@ -132,7 +132,8 @@ test('the per-username limit counts every address, at its own (higher) threshold
 });
 
 test('past auth.max_tokens live tokens the least recently used is revoked: its sessions get logged_out', async () => {
-    await withServer({ options: ['max_tokens=3'] }, async ({ connect }) => {
+    // Every resume recorded, so that a resume a few ms after the login counts
+    await withServer({ options: ['max_tokens=3', 'touch_interval_ms=0'] }, async ({ connect }) => {
         const pause = () => new Promise((resolve) => setTimeout(resolve, 30));
         const whoAmI = async (client) => (await client.request({ type: 'example.echo' })).user ?? null;
         const first = await connect();
@@ -164,5 +165,22 @@ test('past auth.max_tokens live tokens the least recently used is revoked: its s
             const reply = await (await connect()).request({ type: 'auth.resume', token });
             assert.equal(reply.type, 'ok', JSON.stringify(reply));
         }
+    });
+});
+
+test('a token resumed within auth.touch_interval_ms of its issue keeps its issue as its last use', async () => {
+    await withServer({ options: ['max_tokens=2'] }, async ({ connect }) => {
+        const { token: token0 } = await register(await connect(), 'sven');
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        const { token: token1 } = await login(await connect(), 'sven');
+        // Within the default minute: the resume is not written as a use
+        const resumed = await connect();
+        assert.equal((await resumed.request({ type: 'auth.resume', token: token0 })).type, 'ok');
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        await login(await connect(), 'sven');
+        const event = await resumed.nextEvent((frame) => frame.type === 'logged_out', 10000);
+        assert.equal(event.type, 'logged_out', 'token0, issued first, is the least recently used');
+        const kept = await (await connect()).request({ type: 'auth.resume', token: token1 });
+        assert.equal(kept.type, 'ok', JSON.stringify(kept));
     });
 });

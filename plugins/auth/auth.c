@@ -52,6 +52,7 @@
 #define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
 #define AUTH_TOKEN_TTL_DAYS         30
 #define AUTH_MAX_TOKENS             100         //  live tokens per user
+#define AUTH_TOUCH_INTERVAL_MS      60000       //  a token's last use, to the minute
 #define AUTH_POLL_MS                5           //  how often finished jobs are collected
 #define AUTH_HOUSEKEEPING_MS        5000
 #define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
@@ -128,6 +129,9 @@ typedef struct {
     au_limiter_t *user_failures;    //  failed logins per lower-cased username
     au_limiter_t *address_failures; //  failed logins per client address
     au_limiter_t *registrations;    //  registrations per client address
+    au_limiter_t *touched;          //  tokens whose use was recorded within
+                                    //  touch_interval_ms (one "failure" each)
+    int64_t touch_interval_ms;      //  0: every resume records its use
     char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
     int64_t token_ttl_ms;           //  validity of a new token
     uint64_t max_tokens;            //  live tokens per user; the least recently
@@ -510,10 +514,18 @@ s_trim_tokens (auth_t *self, const char *user)
 }
 
 //  After a resume: the token's last use is now (store.token.touch), so that
-//  a trim keeps the tokens in use
+//  a trim keeps the tokens in use. Recorded to touch_interval_ms: not when
+//  the token was issued or last recorded within it (a write per reconnect
+//  would cost a reconnect storm a store write each)
 static void
-s_touch_token (auth_t *self, const char *token_hash)
+s_touch_token (auth_t *self, const char *token_hash, int64_t created_at)
 {
+    int64_t now = zclock_mono ();
+    if (self->touch_interval_ms
+        && (created_at + self->touch_interval_ms > zclock_time ()
+            || au_limiter_check (self->touched, token_hash, now) > 0))
+        return;
+    au_limiter_fail (self->touched, token_hash, now);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
@@ -760,10 +772,8 @@ s_register_on_reply (auth_t *self, op_t *op, const char *code, const char *messa
                        "Your account was created, but the session could not be opened; "
                        "log in in a moment.");
         }
-        else {
-            s_trim_tokens (self, op->name);
-            s_op_bind (self, op, op->name);
-        }
+        else
+            s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
     }
 }
 
@@ -1014,13 +1024,14 @@ s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message
 {
     const char *name;
     size_t name_size;
-    int64_t expires_at;
+    int64_t expires_at, created_at;
     if (code && streq (code, "not_found"))
         s_op_fail (self, op, "invalid_token",
                    "This token is not valid (unknown, expired or revoked); log in again.");
     else
     if (code || !map || s_field_str (map, "user", &name, &name_size)
-        || s_field_int (map, "expires_at", &expires_at))
+        || s_field_int (map, "expires_at", &expires_at)
+        || s_field_int (map, "created_at", &created_at))
         s_op_store_failed (self, op, "store.token.get", code, message);
     else
     if (expires_at <= zclock_time ())
@@ -1034,7 +1045,7 @@ s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message
         }
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' resumed a session from %s",
                          op->name, s_addr (op->address));
-        s_touch_token (self, op->token_hash);
+        s_touch_token (self, op->token_hash, created_at);
         s_op_bind (self, op, op->name);
     }
 }
@@ -1171,6 +1182,7 @@ s_housekeeping (void *state)
     au_limiter_expire (self->user_failures, now);
     au_limiter_expire (self->address_failures, now);
     au_limiter_expire (self->registrations, now);
+    au_limiter_expire (self->touched, now);
 
     //  Bindings the broker never confirmed: the session went before the
     //  bind, or it was not re-bound after a RESET
@@ -1254,7 +1266,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->host = host;
 
     uint64_t workers, queue, ops_limit, mem_limit, max_pair, max_user, max_address, window_ms;
-    uint64_t ttl_days, ttl_ms, register_rate, max_tokens;
+    uint64_t ttl_days, ttl_ms, register_rate, max_tokens, touch_interval_ms;
     if (s_option_uint (self, "workers", AUTH_WORKERS_DEFAULT, 1, 64, &workers)
         || s_option_uint (self, "queue", AUTH_QUEUE_DEFAULT, 1, 100000, &queue)
         || s_option_uint (self, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
@@ -1268,6 +1280,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
         || s_option_uint (self, "register_rate", AUTH_REGISTER_RATE, 0, 1000000,
                           &register_rate)
         || s_option_uint (self, "max_tokens", AUTH_MAX_TOKENS, 1, 1000000, &max_tokens)
+        || s_option_uint (self, "touch_interval_ms", AUTH_TOUCH_INTERVAL_MS, 0, DAY_MS,
+                          &touch_interval_ms)
         || s_option_uint (self, "max_failures_address", AUTH_MAX_FAILURES_ADDRESS, 0, 1000000,
                           &max_address)
         || s_option_uint (self, "failure_window_ms", AUTH_FAILURE_WINDOW_MS, 1, DAY_MS,
@@ -1279,6 +1293,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->token_ttl_ms = ttl_ms ? (int64_t) ttl_ms : (int64_t) ttl_days * DAY_MS;
     self->max_tokens = max_tokens;
+    self->touch_interval_ms = (int64_t) touch_interval_ms;
 
     self->pool = au_pool_new (workers, queue, ops_limit, mem_limit);
     self->pair_failures = au_limiter_new (max_pair, window_ms, AUTH_LIMITER_KEYS);
@@ -1286,11 +1301,13 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->address_failures = au_limiter_new (max_address, window_ms, AUTH_LIMITER_KEYS);
     self->registrations = au_limiter_new (register_rate, AUTH_REGISTER_WINDOW_MS,
                                           AUTH_LIMITER_KEYS);
+    self->touched = au_limiter_new (touch_interval_ms? 1: 0, (int64_t) touch_interval_ms,
+                                    AUTH_LIMITER_KEYS);
     self->ops = zlistx_new ();
     self->bindings = zhashx_new ();
     self->tokens = zhashx_new ();
     if (!self->pool || !self->pair_failures || !self->user_failures
-        || !self->address_failures || !self->registrations || !self->ops
+        || !self->address_failures || !self->registrations || !self->touched || !self->ops
         || !self->bindings || !self->tokens) {
         host->log (ctx, PARLEY_LOG_ERROR, "could not start %llu password workers (out of memory?)",
                    (unsigned long long) workers);
@@ -1320,12 +1337,13 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
                "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
                "%llu failed logins per username and address, %llu per address and %llu per "
                "username in %llu ms; %llu registrations per address a minute; tokens "
-               "valid %lld s, %llu per user", (unsigned long long) ops_limit,
+               "valid %lld s, %llu per user, their use recorded to %llu ms",
+               (unsigned long long) ops_limit,
                (unsigned long long) (mem_limit >> 10), (unsigned long long) workers,
                (unsigned long long) max_pair, (unsigned long long) max_address,
-               (unsigned long long) max_user, (unsigned long long) register_rate,
-               (unsigned long long) window_ms, (long long) (self->token_ttl_ms / 1000),
-               (unsigned long long) max_tokens);
+               (unsigned long long) max_user, (unsigned long long) window_ms,
+               (unsigned long long) register_rate, (long long) (self->token_ttl_ms / 1000),
+               (unsigned long long) max_tokens, (unsigned long long) touch_interval_ms);
     *state_p = self;
     return 0;
 }
@@ -1342,6 +1360,7 @@ s_destroy (void **state_p)
     au_limiter_destroy (&self->user_failures);
     au_limiter_destroy (&self->address_failures);
     au_limiter_destroy (&self->registrations);
+    au_limiter_destroy (&self->touched);
     if (self->ops) {
         //  Their requests and calls are the host's to drop now
         op_t *op = (op_t *) zlistx_first (self->ops);
