@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 pl_reply_budget_t
 pl_reply_budget (size_t limit)
@@ -57,6 +58,23 @@ pl_reply_json_str_size (const char *bytes, size_t length)
         pos++;
     }
     return size;
+}
+
+size_t
+pl_reply_json_uint_size (uint64_t value)
+{
+    size_t digits = 1;
+    while (value >= 10) {
+        value /= 10;
+        digits++;
+    }
+    return digits;
+}
+
+size_t
+pl_reply_json_member_size (const char *key, size_t value_size)
+{
+    return pl_reply_json_str_size (key, strlen (key)) + 1 + value_size;
 }
 
 static size_t

@@ -63,6 +63,17 @@ pl_reply_json_str_size (const char *bytes, size_t length);
 size_t
 pl_reply_json_size (const msgpack_object *object);
 
+//  Bytes of an unsigned integer written as JSON
+size_t
+pl_reply_json_uint_size (uint64_t value);
+
+//  Bytes of one member of a JSON object, "key":value, given the value's own
+//  size (no comma: the caller counts one between members). With these two
+//  and pl_reply_json_str_size a plugin measures a reply it builds from
+//  known fields without packing it first.
+size_t
+pl_reply_json_member_size (const char *key, size_t value_size);
+
 //  Bytes of one packed msgpack object (the first of data) written as JSON
 //  by the gateway; SIZE_MAX when data does not unpack, so that a budget
 //  never takes it. For an item a plugin has just packed into its reply.

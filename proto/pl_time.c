@@ -5,6 +5,8 @@
 
 #define _POSIX_C_SOURCE 200809L
 #include "pl_time.h"
+#include <stdbool.h>
+#include <string.h>
 
 #include <stdio.h>
 #include <time.h>
@@ -29,15 +31,26 @@ pl_time_mono (void)
     return s_clock (CLOCK_MONOTONIC);
 }
 
+//  Years 0000 to 9999 only: four digits is what ISO 8601 promises readers
+static bool
+s_iso8601_in_range (int64_t ms)
+{
+    return ms >= -INT64_C (62167219200000) && ms <= INT64_C (253402300799999);
+}
+
+size_t
+pl_time_iso8601_length (int64_t ms)
+{
+    return s_iso8601_in_range (ms)? strlen ("0000-00-00T00:00:00.000Z"): 0;
+}
+
 int
 pl_time_iso8601 (int64_t ms, char *text, size_t size)
 {
-    //  Years 0000 to 9999 only: four digits is what ISO 8601 promises readers
-    const int64_t last = INT64_C (253402300799999);
     if (size == 0)
         return -1;
     text [0] = 0;
-    if (ms < -INT64_C (62167219200000) || ms > last || size < PL_TIME_ISO8601_SIZE)
+    if (!s_iso8601_in_range (ms) || size < PL_TIME_ISO8601_SIZE)
         return -1;
     int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
     unsigned millis = (unsigned) (ms - seconds * 1000);

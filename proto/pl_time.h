@@ -35,6 +35,11 @@ int64_t
 int
     pl_time_iso8601 (int64_t ms, char *text, size_t size);
 
+//  The length pl_time_iso8601 writes for ms (0 when out of its years), with
+//  no formatting: for measuring a reply before it is packed
+size_t
+    pl_time_iso8601_length (int64_t ms);
+
 #ifdef __cplusplus
 }
 #endif

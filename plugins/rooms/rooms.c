@@ -32,6 +32,7 @@
 #include "pl_time.h"
 #include "rm_list.h"
 
+#include <assert.h>
 #include <czmq.h>
 #include <ctype.h>
 #include <strings.h>
@@ -498,6 +499,17 @@ s_room_fill (room_t *room, const msgpack_object *map)
 //  --------------------------------------------------------------------------
 //  Timeline entries
 
+//  The text of a join or leave entry, "ann has joined the room lobby."
+//  (names are at most 64 bytes: the buffer holds any two)
+#define S_SYSTEM_MESSAGE_SIZE 600
+static void
+s_system_message (char *message, const char *user, const char *room, bool join)
+{
+    snprintf (message, S_SYSTEM_MESSAGE_SIZE, join? "%.260s has joined the room %.260s."
+                                                   : "%.260s has left the room %.260s.",
+              user, room);
+}
+
 //  Packs an entry as clients see it, from its parts
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
@@ -521,9 +533,8 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
-        char message [256];
-        snprintf (message, sizeof message, join? "%s has joined the room %s."
-                                               : "%s has left the room %s.", user, room);
+        char message [S_SYSTEM_MESSAGE_SIZE];
+        s_system_message (message, user, room, join);
         msgpack_pack_map (packer, 7);
         pl_body_pack_str (packer, "type");
         pl_body_pack_str (packer, "system");
@@ -555,11 +566,10 @@ s_entry_text (const msgpack_object *entry, size_t *size_p)
     return text->via.str.ptr;
 }
 
-//  Packs one of the store's entries as the client's entry; with_text false
-//  packs the text empty (to measure the rest)
+//  Packs one of the store's entries as the client's entry
 static void
 s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
-                              const msgpack_object *entry, bool with_text)
+                              const msgpack_object *entry)
 {
     char kind [16], user [260], event [16];
     pl_body_copy (entry, "kind", kind, sizeof kind);
@@ -568,26 +578,60 @@ s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), with_text? text: NULL, text_size, event);
+                  pl_body_int (entry, "ts"), text, text_size, event);
 }
 
-//  The JSON size of one of the store's entries as the client will get it:
-//  the entry with an empty text, measured, and the text's own JSON size
-//  (the text is not copied: a page of big messages is measured cheaply)
+//  The JSON size of one of the store's entries as the client will get it
+//  (s_pack_entry's members), added up from its fields: neither packed nor
+//  formatted, so that measuring a page costs little next to sending it
 static size_t
-s_entry_json_size (msgpack_sbuffer *scratch, const char *room, const msgpack_object *entry)
+s_entry_json_size (const char *room, const msgpack_object *entry)
 {
-    msgpack_sbuffer_clear (scratch);
+    char kind [16], user [260], event [16];
+    pl_body_copy (entry, "kind", kind, sizeof kind);
+    pl_body_copy (entry, "user", user, sizeof user);
+    pl_body_copy (entry, "event", event, sizeof event);
+    uint64_t seq = (uint64_t) pl_body_int (entry, "seq");
+    size_t size = 2
+        + pl_reply_json_member_size ("room", pl_reply_json_str_size (room, strlen (room))) + 1
+        + pl_reply_json_member_size ("seq", pl_reply_json_uint_size (seq)) + 1
+        + pl_reply_json_member_size ("ts", pl_time_iso8601_length (pl_body_int (entry, "ts")) + 2);
+    if (strcmp (kind, "message") == 0) {
+        size_t text_size;
+        const char *text = s_entry_text (entry, &text_size);
+        return size + 3
+            + pl_reply_json_member_size ("type", strlen ("\"message\""))
+            + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)))
+            + pl_reply_json_member_size ("text", pl_reply_json_str_size (text? text: "",
+                                                                         text? text_size: 0));
+    }
+    bool join = strcmp (event, "join") == 0;
+    char message [S_SYSTEM_MESSAGE_SIZE];
+    s_system_message (message, user, room, join);
+    return size + 4
+        + pl_reply_json_member_size ("type", strlen ("\"system\""))
+        + pl_reply_json_member_size ("event", strlen (join? "\"join\"": "\"leave\""))
+        + pl_reply_json_member_size ("user", pl_reply_json_str_size (user, strlen (user)))
+        + pl_reply_json_member_size ("message", pl_reply_json_str_size (message,
+                                                                       strlen (message)));
+}
+
+#ifndef NDEBUG
+//  The same size measured the slow way, on the entry as packed: debug builds
+//  (the tests') check every page against it
+static size_t
+s_entry_json_size_packed (const char *room, const msgpack_object *entry)
+{
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
     msgpack_packer packer;
-    msgpack_packer_init (&packer, scratch, msgpack_sbuffer_write);
-    s_pack_store_entry_as_client (&packer, room, entry, false);
-    size_t size = pl_reply_json_size_packed (scratch->data, scratch->size);
-    size_t text_size;
-    const char *text = s_entry_text (entry, &text_size);
-    if (text && size != SIZE_MAX)
-        size += pl_reply_json_str_size (text, text_size) - 2;      //  less ""
+    msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
+    s_pack_store_entry_as_client (&packer, room, entry);
+    size_t size = pl_reply_json_size_packed (scratch.data, scratch.size);
+    msgpack_sbuffer_destroy (&scratch);
     return size;
 }
+#endif
 
 //  Packs the store's entries (an array, oldest first) into buffer as the
 //  client's array, oldest first: as many as the budget takes from the
@@ -600,23 +644,21 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
                       pl_reply_budget_t *budget, bool newest_side)
 {
     uint32_t count = array && array->type == MSGPACK_OBJECT_ARRAY? array->via.array.size: 0;
-    msgpack_sbuffer scratch;
-    msgpack_sbuffer_init (&scratch);
     uint32_t taken = 0;
     while (taken < count) {
-        uint32_t index = newest_side? count - 1 - taken: taken;
-        if (!pl_reply_budget_take (budget, s_entry_json_size (&scratch, room,
-                                                              &array->via.array.ptr [index])))
+        const msgpack_object *entry = &array->via.array.ptr [newest_side? count - 1 - taken: taken];
+        size_t size = s_entry_json_size (room, entry);
+        assert (size == s_entry_json_size_packed (room, entry));
+        if (!pl_reply_budget_take (budget, size))
             break;
         taken++;
     }
-    msgpack_sbuffer_destroy (&scratch);
     msgpack_packer packer;
     msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
     msgpack_pack_array (&packer, taken);
     for (uint32_t index = newest_side? count - taken: 0;
          index < (newest_side? count: taken); index++)
-        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index], true);
+        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index]);
     return taken < count;
 }
 

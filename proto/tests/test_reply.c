@@ -76,6 +76,28 @@ test_json_size_matches_the_gateways_writer (void **state)
     msgpack_sbuffer_destroy (&buffer);
 }
 
+//  A map measured member by member, from its fields, is what the writer writes
+static void
+test_member_sizes_add_up_to_the_writers (void **state)
+{
+    const uint64_t numbers [] = { 0, 9, 10, 99, 100, 18446744073709551615ULL };
+    for (size_t index = 0; index < sizeof numbers / sizeof numbers [0]; index++) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        s_pack_str (&packer, "seq", 3);
+        msgpack_pack_uint64 (&packer, numbers [index]);
+        s_pack_str (&packer, "t\"x", 3);
+        s_pack_str (&packer, "a\nb", 3);
+        size_t measured = 2 + pl_reply_json_member_size ("seq", pl_reply_json_uint_size (numbers [index]))
+                        + 1 + pl_reply_json_member_size ("t\"x", pl_reply_json_str_size ("a\nb", 3));
+        assert_int_equal (measured, s_written_size (&buffer));
+        msgpack_sbuffer_destroy (&buffer);
+    }
+}
+
 static void
 test_budget_stops_at_a_whole_item (void **state)
 {
@@ -122,6 +144,7 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_json_size_matches_the_gateways_writer),
+        cmocka_unit_test (test_member_sizes_add_up_to_the_writers),
         cmocka_unit_test (test_budget_stops_at_a_whole_item),
         cmocka_unit_test (test_string_size_counts_escapes),
         cmocka_unit_test (test_packed_size_is_the_objects_and_garbage_never_fits),

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "pl_time.h"
+#include <string.h>
 
 static void
 test_time_is_iso8601_utc_with_milliseconds (void **state)
@@ -31,6 +32,19 @@ test_time_outside_four_digit_years_is_refused (void **state)
     assert_string_equal (text, "9999-12-31T23:59:59.999Z");
 }
 
+//  The length is what the writer writes, for every year it accepts
+static void
+test_time_length_matches_what_is_written (void **state)
+{
+    int64_t samples [] = { INT64_C (1795574751123), 0, -1, INT64_C (253402300799999),
+                           -INT64_C (62167219200000), INT64_C (253402300800000), INT64_MIN };
+    for (size_t index = 0; index < sizeof samples / sizeof samples [0]; index++) {
+        char text [PL_TIME_ISO8601_SIZE];
+        pl_time_iso8601 (samples [index], text, sizeof text);
+        assert_int_equal (pl_time_iso8601_length (samples [index]), strlen (text));
+    }
+}
+
 static void
 test_time_into_a_short_buffer_is_refused (void **state)
 {
@@ -53,6 +67,7 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_time_is_iso8601_utc_with_milliseconds),
         cmocka_unit_test (test_time_outside_four_digit_years_is_refused),
+        cmocka_unit_test (test_time_length_matches_what_is_written),
         cmocka_unit_test (test_time_into_a_short_buffer_is_refused),
         cmocka_unit_test (test_clocks_move_forward),
     };
