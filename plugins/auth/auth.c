@@ -27,6 +27,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_limits.h"
 #include "pl_reply.h"
 #include "au_limiter.h"
 #include "au_pool.h"
@@ -58,10 +59,6 @@
 #define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
 #define AUTH_PURGE_EVERY_MS         (3600 * 1000)
 
-#define USERNAME_MIN                3
-#define USERNAME_MAX                32
-#define PASSWORD_MIN                8
-#define PASSWORD_MAX                1024
 #define TOKEN_BYTES                 32
 #define TOKEN_TEXT                  43          //  base64url of 32 bytes, no padding
 #define TOKEN_HASH_HEX              64
@@ -164,7 +161,7 @@ s_addr (const char *address)
 static bool
 s_username_valid (const char *name, size_t size)
 {
-    if (size < USERNAME_MIN || size > USERNAME_MAX)
+    if (size < PL_USERNAME_MIN || size > PL_USERNAME_MAX)
         return false;
     for (size_t index = 0; index < size; index++) {
         char c = name [index];
@@ -691,9 +688,9 @@ s_register (auth_t *self, parley_request_t *request)
                                  "A username has 3 to 32 characters: letters, digits, "
                                  "'_', '.' or '-'.");
     else
-    if (password_size < PASSWORD_MIN || password_size > PASSWORD_MAX)
+    if (password_size < PL_PASSWORD_MIN || password_size > PL_PASSWORD_MAX)
         self->host->reply_error (self->ctx, &request, "weak_password",
-                                 password_size < PASSWORD_MIN
+                                 password_size < PL_PASSWORD_MIN
                                  ? "A password has at least 8 bytes."
                                  : "A password has at most 1024 bytes.");
     else
@@ -862,7 +859,7 @@ s_login (auth_t *self, parley_request_t *request)
     }
     bool valid = s_username_valid (name, name_size);
     const char *address = self->host->request_address (request);
-    char key [USERNAME_MAX + 1] = "";
+    char key [PL_USERNAME_MAX + 1] = "";
     char *pair = NULL;
     if (valid) {
         for (size_t index = 0; index < name_size; index++)
@@ -897,7 +894,7 @@ s_login (auth_t *self, parley_request_t *request)
                                      "The server ran out of memory; try again.");
     }
     else
-    if (!valid || password_size < PASSWORD_MIN || password_size > PASSWORD_MAX) {
+    if (!valid || password_size < PL_PASSWORD_MIN || password_size > PL_PASSWORD_MAX) {
         //  No such account can exist; answer as for any unknown user,
         //  after the same time
         op->unknown_user = true;

@@ -25,6 +25,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_limits.h"
 #include "pl_reply.h"
 #include "pl_time.h"
 
@@ -42,12 +43,10 @@
 #define PRESENCE_CHECKPOINT_S       60          //  last_seen of online users written this often
 #define PRESENCE_EVENT_USERS_MAX    10000       //  users in one event (bodies stay < 1 MiB)
 #define PRESENCE_DELIVER_SIDS_MAX   10000       //  sessions in one deliver_sessions call
-#define PRESENCE_SEEN_BATCH_MAX     1024        //  users in one store.user.seen (STORE.md)
 #define PRESENCE_WRITES_MAX         8           //  store.user.seen calls in flight
 #define PRESENCE_RETRY_MS           2000        //  after a failed write
-#define PRESENCE_LIST_PAGE          1000        //  store.user.list limit
+#define PRESENCE_LIST_PAGE          PL_STORE_LIST_MAX   //  store.user.list limit: the largest
 #define PRESENCE_LIST_BUDGET_MIN    64          //  bytes: the list_budget option's least
-#define PRESENCE_NAME_MAX           256         //  a stored name (STORE.md)
 
 
 //  --------------------------------------------------------------------------
@@ -101,7 +100,7 @@ struct list_s {
     parley_request_t *request;      //  lent by the host until we reply
     msgpack_sbuffer entries;        //  the users packed so far
     size_t count;                   //  entries packed
-    char after [PRESENCE_NAME_MAX + 1];  //  the last name of the last page
+    char after [PL_STORE_NAME_MAX + 1];  //  the last name of the last page
     pl_reply_budget_t budget;       //  JSON bytes the users may take in the reply
     bool cut;                       //  the budget is spent: answer with next = after
     list_t *prev;                   //  neighbours in presence_t.lists
@@ -113,8 +112,8 @@ typedef struct write_s write_t;
 struct write_s {
     cookie_kind_t kind;             //  COOKIE_WRITE
     size_t count;                   //  entries
-    user_t *users [PRESENCE_SEEN_BATCH_MAX];    //  not owned: users live as long as we do
-    int64_t values [PRESENCE_SEEN_BATCH_MAX];   //  the last_seen sent for each
+    user_t *users [PL_STORE_SEEN_MAX];    //  not owned: users live as long as we do
+    int64_t values [PL_STORE_SEEN_MAX];   //  the last_seen sent for each
     write_t *prev;                  //  neighbours in presence_t.writes
     write_t *next;
 };
@@ -632,7 +631,7 @@ s_release_held (presence_t *self)
 //  --------------------------------------------------------------------------
 //  last_seen writes (store.user.seen)
 
-//  Sends the queued last_seen values, PRESENCE_SEEN_BATCH_MAX per request
+//  Sends the queued last_seen values, PL_STORE_SEEN_MAX per request
 static void
 s_seen_flush (presence_t *self, bool force)
 {
@@ -648,7 +647,7 @@ s_seen_flush (presence_t *self, bool force)
             return;
         }
         write->kind = COOKIE_WRITE;
-        while (self->seen_head && write->count < PRESENCE_SEEN_BATCH_MAX) {
+        while (self->seen_head && write->count < PL_STORE_SEEN_MAX) {
             user_t *user = self->seen_head;
             self->seen_head = user->seen_next;
             if (!self->seen_head)
@@ -816,7 +815,7 @@ s_list_cursor (presence_t *self, list_t *list)
         const msgpack_object *cursor = s_field (&fields.data, "cursor");
         if (cursor && cursor->type != MSGPACK_OBJECT_NIL) {
             if (cursor->type != MSGPACK_OBJECT_STR || cursor->via.str.size == 0
-            ||  cursor->via.str.size > PRESENCE_NAME_MAX
+            ||  cursor->via.str.size > PL_STORE_NAME_MAX
             ||  memchr (cursor->via.str.ptr, 0, cursor->via.str.size))
                 rc = -1;
             else {
@@ -913,10 +912,10 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
         const msgpack_object *name = s_field (entry, "name");
         const msgpack_object *stored = s_field (entry, "last_seen");
         if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0
-        ||  name->via.str.size > PRESENCE_NAME_MAX)
+        ||  name->via.str.size > PL_STORE_NAME_MAX)
             continue;
 
-        char key [PRESENCE_NAME_MAX + 1];
+        char key [PL_STORE_NAME_MAX + 1];
         memcpy (key, name->via.str.ptr, name->via.str.size);
         key [name->via.str.size] = 0;
         s_lower (key);

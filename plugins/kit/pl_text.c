@@ -4,6 +4,7 @@
 */
 
 #include "pl_text.h"
+#include "pl_limits.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -99,7 +100,7 @@ bool
 pl_text_username_valid (const char *name)
 {
     size_t length = strlen (name);
-    if (length < 3 || length > 32)
+    if (length < PL_USERNAME_MIN || length > PL_USERNAME_MAX)
         return false;
     for (const char *cursor = name; *cursor; cursor++)
         if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '.'

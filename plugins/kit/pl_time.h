@@ -1,10 +1,9 @@
 /*  =========================================================================
-    pl_time - the protocol's times, for the broker, the gateway and plugins
+    pl_time - the protocol's times, for plugins (part of the plugin kit)
 
     PROTOCOL.md: times are UTC, ISO 8601 with milliseconds
     ("2026-11-25T02:45:51.123Z"); on the internal wire (proto/STORE.md) they
-    are int64 milliseconds since the Unix epoch. Depends on nothing but libc,
-    so that plugins link it without pulling in ZeroMQ.
+    are int64 milliseconds since the Unix epoch. Depends on nothing but libc.
     =========================================================================
 */
 
