@@ -118,3 +118,45 @@ pl_body_copy (const msgpack_object *map, const char *name, char *text, size_t si
         text [length] = 0;
     }
 }
+
+int
+pl_body_strn (const msgpack_object *map, const char *name, const char **text_p,
+              size_t *size_p)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_STR)
+        return -1;
+    *text_p = value->via.str.ptr;
+    *size_p = value->via.str.size;
+    return 1;
+}
+
+int
+pl_body_int64 (const msgpack_object *map, const char *name, int64_t *value_p)
+{
+    const msgpack_object *value = pl_body_field (map, name);
+    if (!value || value->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER && value->via.u64 <= INT64_MAX)
+        *value_p = (int64_t) value->via.u64;
+    else
+    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *value_p = value->via.i64;
+    else
+        return -1;
+    return 1;
+}
+
+const msgpack_object *
+pl_body_unpack (msgpack_unpacked *unpacked, const void *data, size_t size)
+{
+    size_t offset = 0;
+    if (!data || !size
+    ||  msgpack_unpack_next (unpacked, (const char *) data, size, &offset)
+        != MSGPACK_UNPACK_SUCCESS
+    ||  unpacked->data.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    return &unpacked->data;
+}

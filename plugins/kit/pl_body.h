@@ -57,6 +57,24 @@ pl_body_bool (const msgpack_object *map, const char *name);
 void
 pl_body_copy (const msgpack_object *map, const char *name, char *text, size_t size);
 
+//  A string field, borrowed from the map: its bytes (not NUL-terminated)
+//  and size. Returns 1 and sets *text_p and *size_p, 0 when absent or nil,
+//  -1 when not a string.
+int
+pl_body_strn (const msgpack_object *map, const char *name, const char **text_p,
+              size_t *size_p);
+
+//  An integer field that fits int64. Returns 1 and sets *value_p, 0 when
+//  absent or nil, -1 when mistyped or out of range.
+int
+pl_body_int64 (const msgpack_object *map, const char *name, int64_t *value_p);
+
+//  Unpacks a body (a request's, an answer's) into unpacked, which the
+//  caller initialized with msgpack_unpacked_init and destroys. Returns the
+//  map, or NULL when data is not one msgpack map.
+const msgpack_object *
+pl_body_unpack (msgpack_unpacked *unpacked, const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,15 +12,21 @@
 #include <string.h>
 #include <strings.h>
 
+void
+pl_text_lower (char *text)
+{
+    for (char *cursor = text; *cursor; cursor++)
+        if (*cursor >= 'A' && *cursor <= 'Z')
+            *cursor = (char) (*cursor - 'A' + 'a');
+}
+
 //  Caller owns the returned copy, lower-cased; NULL when out of memory
 char *
 pl_text_lower_dup (const char *text)
 {
     char *copy = strdup (text);
     if (copy)
-        for (char *cursor = copy; *cursor; cursor++)
-            if (*cursor >= 'A' && *cursor <= 'Z')
-                *cursor = (char) (*cursor - 'A' + 'a');
+        pl_text_lower (copy);
     return copy;
 }
 

@@ -18,6 +18,10 @@
 extern "C" {
 #endif
 
+//  Lower-cases the ASCII letters of text, in place (names are ASCII)
+void
+pl_text_lower (char *text);
+
 //  Caller owns the returned copy, lower-cased; NULL when out of memory
 char *
 pl_text_lower_dup (const char *text);

@@ -48,6 +48,9 @@ test_names_compare_without_case (void **state)
     char *lower = pl_text_lower_dup ("MiXeD_9");
     assert_string_equal (lower, "mixed_9");
     free (lower);
+    char name [] = "Bob.Z";
+    pl_text_lower (name);
+    assert_string_equal (name, "bob.z");
 }
 
 static void

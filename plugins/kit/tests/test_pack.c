@@ -1,0 +1,116 @@
+/*  test_pack - bodies built with pl_pack read back with pl_body */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pl_body.h"
+#include "pl_hash.h"
+#include "pl_pack.h"
+
+static void
+test_a_packed_body_reads_back_field_by_field (void **state)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 7);
+    pl_pack_kstr (&pack, "user", "alice");
+    pl_pack_kstr (&pack, "after", NULL);
+    pl_pack_kint (&pack, "at", -5);
+    pl_pack_kuint (&pack, "keep", 100);
+    pl_pack_kbool (&pack, "private", true);
+    pl_pack_ktime (&pack, "ts", 1764298751123LL);
+    pl_body_pack_str (&pack.packer, "raw");
+    pl_pack_strn (&pack, "a\0b", 3);
+
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = pl_body_unpack (&unpacked, pack.buffer.data, pack.buffer.size);
+    assert_non_null (map);
+    const char *text;
+    size_t size;
+    assert_int_equal (pl_body_strn (map, "user", &text, &size), 1);
+    assert_int_equal (size, 5);
+    assert_memory_equal (text, "alice", 5);
+    assert_int_equal (pl_body_strn (map, "after", &text, &size), 0);     //  nil
+    assert_int_equal (pl_body_strn (map, "absent", &text, &size), 0);
+    assert_int_equal (pl_body_strn (map, "at", &text, &size), -1);
+    assert_int_equal (pl_body_strn (map, "raw", &text, &size), 1);
+    assert_int_equal (size, 3);
+    int64_t number = 0;
+    assert_int_equal (pl_body_int64 (map, "at", &number), 1);
+    assert_int_equal (number, -5);
+    assert_int_equal (pl_body_int64 (map, "keep", &number), 1);
+    assert_int_equal (number, 100);
+    assert_int_equal (pl_body_int64 (map, "user", &number), -1);
+    assert_int_equal (pl_body_int64 (map, "absent", &number), 0);
+    assert_true (pl_body_bool (map, "private"));
+    char ts [40];
+    pl_body_copy (map, "ts", ts, sizeof ts);
+    assert_string_equal (ts, "2025-11-28T02:59:11.123Z");
+    msgpack_unpacked_destroy (&unpacked);
+
+    //  Cleared, the pack builds the next body from nothing
+    pl_pack_clear (&pack);
+    assert_int_equal (pack.buffer.size, 0);
+    pl_pack_release (&pack);
+}
+
+static void
+test_an_integer_past_int64_is_refused (void **state)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kuint (&pack, "big", UINT64_MAX);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = pl_body_unpack (&unpacked, pack.buffer.data, pack.buffer.size);
+    int64_t number = 7;
+    assert_int_equal (pl_body_int64 (map, "big", &number), -1);
+    assert_int_equal (number, 7);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_pack_release (&pack);
+}
+
+static void
+test_only_a_map_unpacks_as_a_body (void **state)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const uint8_t array [] = { 0x91, 0x01 };
+    assert_null (pl_body_unpack (&unpacked, array, sizeof array));
+    const uint8_t cut [] = { 0x81, 0xa1 };          //  a map cut short
+    assert_null (pl_body_unpack (&unpacked, cut, sizeof cut));
+    assert_null (pl_body_unpack (&unpacked, NULL, 0));
+    const uint8_t empty [] = { 0x80 };
+    assert_non_null (pl_body_unpack (&unpacked, empty, sizeof empty));
+    msgpack_unpacked_destroy (&unpacked);
+}
+
+static void
+test_u64_keys_hash_apart_and_compare_in_order (void **state)
+{
+    uint64_t one = 1, two = 2, also_one = 1;
+    assert_int_not_equal (pl_hash_u64 (&one), pl_hash_u64 (&two));
+    assert_int_equal (pl_hash_u64 (&one), pl_hash_u64 (&also_one));
+    assert_int_equal (pl_hash_u64_compare (&one, &two), -1);
+    assert_int_equal (pl_hash_u64_compare (&two, &one), 1);
+    assert_int_equal (pl_hash_u64_compare (&one, &also_one), 0);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_a_packed_body_reads_back_field_by_field),
+        cmocka_unit_test (test_an_integer_past_int64_is_refused),
+        cmocka_unit_test (test_only_a_map_unpacks_as_a_body),
+        cmocka_unit_test (test_u64_keys_hash_apart_and_compare_in_order),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
