@@ -415,7 +415,8 @@ export class ChatView {
             hint.textContent = `${count} / ${TEXT_MAX}`;
         else
             hint.textContent = 'Enter sends · Shift+Enter: new line';
-        hint.hidden = !this.writable;
+        // Offline, a refused send's note says it all: one note, not two
+        hint.hidden = !this.writable || (!this.online && this.el.error.textContent !== '');
         this.el.input.setAttribute('aria-invalid', over > 0 ? 'true' : 'false');
         this.el.send.disabled = !this.writable || !this.online || this.sending || over > 0;
     }
@@ -435,7 +436,8 @@ export class ChatView {
         if (!this.writable || this.sending)
             return;
         if (!this.online) {
-            error.textContent = 'Not connected: not sent yet.';
+            error.textContent = 'Not connected: not sent yet; the draft stays here.';
+            this.renderComposer();
             return;
         }
         if (text.trim().length === 0) {

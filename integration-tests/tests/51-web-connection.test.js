@@ -90,10 +90,13 @@ describe('the connection in the browser', () => {
         await alice.locator('#composer-text').fill('written while offline');
         assert.equal(await alice.locator('#composer-send').isDisabled(), true, 'Send is disabled offline');
         assert.equal(await alice.locator('#composer-text').isDisabled(), false, 'the draft can still be written');
+        assert.match(await alice.locator('#composer-hint').textContent(), /Offline/);
+        assert.equal(await alice.locator('#composer-hint').isVisible(), true, 'the hint says offline');
         await alice.locator('#composer-text').press('Enter');
         await alice.locator('#composer-error', { hasText: 'Not connected' }).waitFor({ timeout: TIMEOUT });
         assert.equal(await alice.locator('#composer-text').inputValue(), 'written while offline');
-        assert.match(await alice.locator('#composer-hint').textContent(), /Offline/);
+        assert.equal(await alice.locator('#composer-hint').isVisible(), false,
+                     'one note under the composer, not two');
 
         // Nobody shows online while the page cannot know
         await alice.locator('#users-panel.stale').waitFor({ timeout: TIMEOUT });
