@@ -48,6 +48,7 @@ typedef struct {
     size_t max_frame;
     size_t send_buffer;
     gw_config_t gateway_limits;             //  the gateway's limit options only
+    gw_config_t gateway_ops;                //  its TLS and stop options only
     bool verbose;
 } parley_options_t;
 
@@ -81,6 +82,7 @@ s_usage (FILE *out)
         "  --send-buffer BYTES     the kernel's send buffer per client connection\n"
         "                          (default: the kernel's own, which grows as needed)\n"
         GW_LIMIT_OPTIONS_HELP
+        GW_OPS_OPTIONS_HELP
         "  --verbose               also log the plugins' debug lines (each login, join...)\n"
         "  --help                  this text\n"
         "\n"
@@ -135,7 +137,8 @@ s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
            OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_LIMIT,
-           OPT_VERBOSE, OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_HELP };
+           OPT_VERBOSE, OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_GW_OPS,
+           OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "data", required_argument, NULL, OPT_DATA },
@@ -153,6 +156,9 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "max-per-address", required_argument, NULL, OPT_LIMIT },
         { "max-unauthenticated-per-address", required_argument, NULL, OPT_LIMIT },
         { "auth-timeout", required_argument, NULL, OPT_LIMIT },
+        { "tls-cert", required_argument, NULL, OPT_GW_OPS },
+        { "tls-key", required_argument, NULL, OPT_GW_OPS },
+        { "stop-timeout", required_argument, NULL, OPT_GW_OPS },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
         { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
@@ -244,6 +250,13 @@ s_parse (int argc, char **argv, parley_options_t *options)
                     return -1;
                 }
                 break;
+            case OPT_GW_OPS:
+                if (gw_config_set_ops (&options->gateway_ops, long_options [index].name,
+                                       optarg, error, sizeof error)) {
+                    fprintf (stderr, "parley: %s\n", error);
+                    return -1;
+                }
+                break;
             case OPT_VERBOSE:
                 options->verbose = true;
                 break;
@@ -270,6 +283,11 @@ s_parse (int argc, char **argv, parley_options_t *options)
     }
     if (!options->curve_cert != !options->curve_allow) {
         fprintf (stderr, "parley: --curve-cert and --curve-allow go together\n");
+        return -1;
+    }
+    char tls_error [512];
+    if (gw_config_check (&options->gateway_ops, tls_error, sizeof tls_error)) {
+        fprintf (stderr, "parley: %s\n", tls_error);
         return -1;
     }
     return 0;
@@ -406,6 +424,9 @@ main (int argc, char **argv)
         .max_per_address = options.gateway_limits.max_per_address,
         .max_unauthenticated = options.gateway_limits.max_unauthenticated,
         .auth_timeout_ms = options.gateway_limits.auth_timeout_ms,
+        .tls_cert = options.gateway_ops.tls_cert,
+        .tls_key = options.gateway_ops.tls_key,
+        .stop_timeout_ms = options.gateway_ops.stop_timeout_ms,
     };
     gateway = gw_server_new (&gateway_config);
     if (!gateway) {
@@ -413,7 +434,8 @@ main (int argc, char **argv)
                  options.listen_host, options.listen_port);
         goto cleanup;
     }
-    printf ("parley: listening on http://%s:%d (data in %s, web from %s)\n",
+    printf ("parley: listening on %s://%s:%d (data in %s, web from %s)\n",
+            gw_server_tls (gateway)? "https": "http",
             options.listen_host, gw_server_port (gateway), options.data_dir, web_root);
     fflush (stdout);
     gw_server_run (gateway);

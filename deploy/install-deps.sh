@@ -7,6 +7,7 @@ packages=(
     build-essential cmake pkg-config git
     libzmq3-dev libczmq-dev libwebsockets-dev libmsgpack-dev
     libev-dev libwebsockets-evlib-ev
+    libssl-dev openssl libnss3-tools
     libsodium-dev libsqlite3-dev sqlite3 libyajl-dev
     libmongoc-dev libbson-dev
     libcmocka-dev

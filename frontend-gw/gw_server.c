@@ -20,7 +20,14 @@
     only part. lws_write would copy the rest of a partial write into a
     buffer of that session's own, and a login storm of 10,000 sessions each
     left holding most of a 50 KB presence event costs half a gigabyte.
-    Every queue is bounded.
+    Every queue is bounded. With TLS the same frames go through the
+    connection's SSL object instead (SSL_write, partial writes on): OpenSSL
+    encrypts from the shared buffer into its own record buffer, so there is
+    still no copy per session beyond the one record being sent.
+
+    Stopping is graceful (SIGTERM): new connections and requests are
+    refused, the requests in flight are answered, then sessions are closed
+    with 1001; the tick moves it along and ends the loop within the bound.
     =========================================================================
 */
 
@@ -44,6 +51,9 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "gw_limits.h"
 #include "gw_web.h"
@@ -199,6 +209,9 @@ struct _gw_session_t {
     size_t queue_count;             //  frames queued
     size_t queue_bytes;             //  JSON bytes queued
     size_t queue_offset;            //  bytes of the oldest frame already written
+    SSL *tls;                       //  its TLS (lws'), or NULL: plain
+    bool tls_retry;                 //  SSL_write wants the oldest frame again,
+                                    //  from queue_offset, before anything else
     bool rx_paused;                 //  input held while a frame is half written
     //  Requests in flight
     zlistx_t *pending;              //  gw_pending_t *, not owned (server owns them)
@@ -217,6 +230,12 @@ typedef struct {
 
 //  ---------------------------------------------------------------------
 //  The server
+
+typedef enum {
+    GW_SERVING,                     //  as usual
+    GW_DRAINING,                    //  refusing new work, answering what is in flight
+    GW_CLOSING                      //  sessions closing with 1001
+} gw_phase_t;
 
 struct _gw_server_t {
     char *listen_host;              //  NULL = all interfaces
@@ -264,7 +283,19 @@ struct _gw_server_t {
     zhashx_t *sessions;             //  sid -> gw_session_t * (not owned)
     zhashx_t *pending;              //  rid -> gw_pending_t * (owned)
     zlistx_t *pending_fifo;         //  gw_pending_t * by deadline (not owned)
-    atomic_bool stopping;           //  gw_server_stop was called
+    //  TLS
+    char *tls_cert;                 //  certificate chain file, NULL = plain
+    char *tls_key;                  //  its private key file
+    SSL_CTX *tls_ctx;               //  the vhost's (lws owns it): new connections
+                                    //  take their certificate from it
+    atomic_bool reload;             //  SIGHUP: load tls_cert and tls_key again
+    //  Stopping
+    uint32_t stop_timeout_ms;       //  the whole graceful stop's bound
+    atomic_int stop_requests;       //  gw_server_stop calls: 1 graceful, 2 at once
+    gw_phase_t phase;               //  where the graceful stop is
+    int64_t drain_deadline;         //  zclock_mono () when in-flight requests give up
+    int64_t stop_deadline;          //  ... when the loop ends, sessions closed or not
+    bool finished;                  //  the loop is to end
 };
 
 //  The server gw_server_run serves, for the signal handler
@@ -330,18 +361,28 @@ static const char s_response_address [] =
     "Connection: close\r\n"
     "\r\n"
     "Too many connections from your address; close some first.\n";
+static const char s_response_stopping [] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 47\r\n"
+    "Cache-Control: no-store\r\n"
+    "Retry-After: 5\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "The server is stopping; try again in a moment.\n";
 
 //  Answers the connection on fd with response and ends our side of it. The
 //  caller closes it. What the client sent already is read away first: a
 //  close with unread input would reset the connection, and the client could
-//  lose the answer.
+//  lose the answer. A TLS client could not read plain HTTP: response NULL
+//  just ends the connection.
 static void
 s_refuse_raw (int fd, const char *response, size_t size)
 {
     char sink [4096];
     while (recv (fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
         ;
-    if (send (fd, response, size, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+    if (!response || send (fd, response, size, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
         return;                 //  it could not be answered: just closed
     shutdown (fd, SHUT_WR);
 }
@@ -475,7 +516,7 @@ s_session_close_with (gw_session_t *session, enum lws_close_status status,
         //  the close frame's status and kill the connection from the loop.
         //  Half a frame written already: a close frame would land inside
         //  it, so the connection just ends.
-        bool half_written = session->queue_offset > 0;
+        bool half_written = session->queue_offset > 0 || session->tls_retry;
         s_session_queue_clear (session);
         if (!half_written)
             lws_close_reason (session->wsi, status, (unsigned char *) reason, strlen (reason));
@@ -545,15 +586,85 @@ s_session_send_error (gw_session_t *session, const uint8_t *id, size_t id_size,
     s_session_push_buffer (session, buffer, size, true);
 }
 
+//  Hands the kernel what it takes of the queued frames, straight from their
+//  shared buffers, in one sendmsg. Returns the bytes taken, or -1 when the
+//  connection failed.
+static ssize_t
+s_session_send_plain (gw_session_t *session)
+{
+    struct iovec parts [GW_WRITE_FRAMES_MAX];
+    size_t part_count = 0;
+    size_t part_bytes = 0;
+    for (size_t index = 0; index < session->queue_count && part_count < GW_WRITE_FRAMES_MAX
+                           && part_bytes < GW_WRITE_BYTES_MAX; index++) {
+        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
+        size_t skip = index == 0? session->queue_offset: 0;
+        parts [part_count].iov_base = frame->wire + skip;
+        parts [part_count].iov_len = frame->wire_size - skip;
+        part_bytes += frame->wire_size - skip;
+        part_count++;
+    }
+    if (part_count == 0)
+        return 0;
+    struct msghdr message = { .msg_iov = parts, .msg_iovlen = part_count };
+    ssize_t sent = sendmsg (lws_get_socket_fd (session->wsi), &message,
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            zsys_info ("gateway: session %016" PRIx64 " (%s): write failed (%s); closing it",
+                       session->sid, session->addr, strerror (errno));
+            return -1;
+        }
+        sent = 0;
+    }
+    return sent;
+}
+
+//  The same through the connection's TLS: one SSL_write per frame (partial
+//  writes on, so a large frame may go in pieces). When OpenSSL wants the
+//  socket, the same bytes must be offered again: tls_retry holds the rest
+//  of the queue (and lws' own writes, see s_session_write) until they are.
+static ssize_t
+s_session_send_tls (gw_session_t *session)
+{
+    size_t sent = 0;
+    for (size_t index = 0; index < session->queue_count && index < GW_WRITE_FRAMES_MAX
+                           && sent < GW_WRITE_BYTES_MAX; index++) {
+        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
+        size_t skip = index == 0? session->queue_offset: 0;
+        size_t rest = frame->wire_size - skip;
+        ERR_clear_error ();
+        int rc = SSL_write (session->tls, frame->wire + skip, (int) rest);
+        if (rc <= 0) {
+            int error = SSL_get_error (session->tls, rc);
+            if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
+                session->tls_retry = true;
+                break;
+            }
+            char text [160];
+            ERR_error_string_n (ERR_get_error (), text, sizeof text);
+            zsys_info ("gateway: session %016" PRIx64 " (%s): TLS write failed (%d, %s); "
+                       "closing it", session->sid, session->addr, error, text);
+            return -1;
+        }
+        session->tls_retry = false;
+        sent += (size_t) rc;
+        if ((size_t) rc < rest)
+            break;
+    }
+    return (ssize_t) sent;
+}
+
 //  WRITEABLE: writes queued frames, then closes if asked to. Returns -1 to
 //  have lws close the connection.
 //
-//  The frames go to the socket straight from their shared buffers, so lws
-//  never sees them; what lws writes on its own (a pong, a close frame) must
-//  then never fall inside one of ours. lws sends a pending pong before it
-//  calls us, so none is pending here; while our oldest frame is half
-//  written we stop reading, so no ping can arrive to make one. We close
-//  (which sends a close frame) only with nothing half written.
+//  The frames go out straight from their shared buffers, so lws never sees
+//  them; what lws writes on its own (a pong, a close frame) must then never
+//  fall inside one of ours (nor, with TLS, between an SSL_write and its
+//  retry). lws sends a pending pong before it calls us, so none is pending
+//  here; while our oldest frame is half written we stop reading, so no ping
+//  can arrive to make one. We close (which sends a close frame) only with
+//  nothing half written.
 static int
 s_session_write (gw_session_t *session)
 {
@@ -568,44 +679,22 @@ s_session_write (gw_session_t *session)
         lws_callback_on_writable (session->wsi);
         return 0;
     }
-    struct iovec parts [GW_WRITE_FRAMES_MAX];
-    size_t part_count = 0;
-    size_t part_bytes = 0;
-    for (size_t index = 0; index < session->queue_count && part_count < GW_WRITE_FRAMES_MAX
-                           && part_bytes < GW_WRITE_BYTES_MAX; index++) {
-        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
-        size_t skip = index == 0? session->queue_offset: 0;
-        parts [part_count].iov_base = frame->wire + skip;
-        parts [part_count].iov_len = frame->wire_size - skip;
-        part_bytes += frame->wire_size - skip;
-        part_count++;
-    }
-    if (part_count > 0) {
-        struct msghdr message = { .msg_iov = parts, .msg_iovlen = part_count };
-        ssize_t sent = sendmsg (lws_get_socket_fd (session->wsi), &message,
-                                MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                zsys_info ("gateway: session %016" PRIx64 " (%s): write failed (%s); closing it",
-                           session->sid, session->addr, strerror (errno));
-                return -1;
-            }
-            sent = 0;
+    ssize_t sent = session->tls? s_session_send_tls (session): s_session_send_plain (session);
+    if (sent < 0)
+        return -1;
+    size_t left = (size_t) sent;
+    while (left > 0) {
+        gw_frame_t *frame = session->queue [session->queue_head];
+        size_t rest = frame->wire_size - session->queue_offset;
+        if (left < rest) {
+            session->queue_offset += left;
+            break;
         }
-        size_t left = (size_t) sent;
-        while (left > 0) {
-            gw_frame_t *frame = session->queue [session->queue_head];
-            size_t rest = frame->wire_size - session->queue_offset;
-            if (left < rest) {
-                session->queue_offset += left;
-                break;
-            }
-            left -= rest;
-            frame = s_session_queue_pop (session);
-            s_frame_unref (&frame);
-        }
+        left -= rest;
+        frame = s_session_queue_pop (session);
+        s_frame_unref (&frame);
     }
-    bool half_written = session->queue_offset > 0;
+    bool half_written = session->queue_offset > 0 || session->tls_retry;
     if (half_written != session->rx_paused) {
         session->rx_paused = half_written;
         lws_rx_flow_control (session->wsi, half_written? 0: 1);
@@ -637,18 +726,21 @@ s_pending_destroy (gw_server_t *self, gw_pending_t **pending_p)
     *pending_p = NULL;
 }
 
-//  Answers requests whose deadline has passed with unavailable
+//  Answers requests whose deadline has passed with unavailable; all of
+//  them when the graceful stop runs out of time (stopping)
 static void
-s_pending_expire (gw_server_t *self, int64_t now)
+s_pending_expire (gw_server_t *self, int64_t now, bool stopping)
 {
     gw_pending_t *pending;
     while ((pending = (gw_pending_t *) zlistx_first (self->pending_fifo))
-    &&     pending->deadline <= now) {
+    &&     (stopping || pending->deadline <= now)) {
         gw_session_t *session = pending->session;
         zsys_warning ("gateway: request %" PRIu64 " of session %016" PRIx64 " (%s) had no "
                       "reply in %u ms; answering unavailable",
-                      pending->rid, session->sid, session->addr, self->request_timeout_ms);
+                      pending->rid, session->sid, session->addr,
+                      stopping? self->stop_timeout_ms * 3 / 4: self->request_timeout_ms);
         s_session_send_error (session, pending->cid, pending->cid_size, "unavailable",
+                              stopping? "The server is stopping; try again in a moment.":
                               "The service did not answer in time; try again later.");
         s_pending_destroy (self, &pending);
     }
@@ -727,6 +819,12 @@ s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
             zsys_warning ("gateway: session %016" PRIx64 ": SO_SNDBUF %d: %s",
                           session->sid, size, strerror (errno));
     }
+    if (self->tls_ctx) {
+        //  Partial writes: a large frame may leave in pieces, as over plain TCP
+        session->tls = (SSL *) lws_get_ssl (wsi);
+        if (session->tls)
+            SSL_set_mode (session->tls, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    }
     session->pending = zlistx_new ();
     assert (session->pending);
     zhashx_insert (self->sessions, &session->sid, session);
@@ -796,6 +894,11 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
     if (!self->welcomed) {
         s_session_send_error (session, request->id, request->id_size, "unavailable",
                               "The server is not ready yet; try again in a moment.");
+        return;
+    }
+    if (self->phase != GW_SERVING) {
+        s_session_send_error (session, request->id, request->id_size, "unavailable",
+                              "The server is stopping; reconnect in a moment.");
         return;
     }
     if (zlistx_size (session->pending) >= GW_SESSION_MAX_INFLIGHT) {
@@ -1123,6 +1226,133 @@ s_bridge_drain (gw_server_t *self)
     self->draining = false;
 }
 
+//  ---------------------------------------------------------------------
+//  The graceful stop and SIGHUP
+
+//  Moves the graceful stop along: once nothing is in flight (or its time
+//  is up, when what is left is answered unavailable) every session is
+//  closed with 1001; once they are gone (or the bound has come) the loop
+//  ends.
+static void
+s_stop_step (gw_server_t *self, int64_t now)
+{
+    if (self->phase == GW_DRAINING
+    && (zhashx_size (self->pending) == 0 || now >= self->drain_deadline)) {
+        s_pending_expire (self, now, true);
+        self->phase = GW_CLOSING;
+        zsys_info ("gateway %s: stopping: closing %zu sessions (1001)", self->name,
+                   zhashx_size (self->sessions));
+        //  Collected first: closing may end a session under an iteration
+        zlistx_t *sessions = zhashx_values (self->sessions);
+        gw_session_t *session = (gw_session_t *) zlistx_first (sessions);
+        while (session) {
+            s_session_close_with (session, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping", false);
+            session = (gw_session_t *) zlistx_next (sessions);
+        }
+        zlistx_destroy (&sessions);
+    }
+    if (self->phase == GW_CLOSING
+    && (zhashx_size (self->sessions) == 0 || now >= self->stop_deadline)) {
+        self->finished = true;
+        ev_break (self->loop, EVBREAK_ALL);
+    }
+}
+
+static void
+s_stop_begin (gw_server_t *self)
+{
+    int64_t now = zclock_mono ();
+    self->phase = GW_DRAINING;
+    //  Three quarters of the bound for replies, the rest for closing
+    self->drain_deadline = now + self->stop_timeout_ms * 3 / 4;
+    self->stop_deadline = now + self->stop_timeout_ms;
+    zsys_info ("gateway %s: stopping within %u ms: refusing new connections and requests, "
+               "answering %zu in flight", self->name, self->stop_timeout_ms,
+               zhashx_size (self->pending));
+    s_stop_step (self, now);
+}
+
+//  Loads cert and key into ctx; 0, or -1 with the reason in error
+static int
+s_tls_load (SSL_CTX *ctx, const char *cert, const char *key, char *error, size_t size)
+{
+    const char *unreadable = access (cert, R_OK)? cert: access (key, R_OK)? key: NULL;
+    if (unreadable) {
+        snprintf (error, size, "cannot read %s: %s", unreadable, strerror (errno));
+        return -1;
+    }
+    ERR_clear_error ();
+    const char *failed =
+        SSL_CTX_use_certificate_chain_file (ctx, cert) != 1? cert:
+        SSL_CTX_use_PrivateKey_file (ctx, key, SSL_FILETYPE_PEM) != 1? key:
+        SSL_CTX_check_private_key (ctx) != 1? key: NULL;
+    if (!failed)
+        return 0;
+    char reason [256];
+    ERR_error_string_n (ERR_peek_last_error (), reason, sizeof reason);
+    snprintf (error, size, "cannot use %s%s: %s", failed,
+              failed == key? " (with the certificate)": "", reason);
+    return -1;
+}
+
+//  The serial number of ctx's certificate in hex, for the log
+static void
+s_tls_serial (SSL_CTX *ctx, char *serial, size_t size)
+{
+    X509 *certificate = SSL_CTX_get0_certificate (ctx);
+    BIGNUM *number = certificate?
+        ASN1_INTEGER_to_BN (X509_get0_serialNumber (certificate), NULL): NULL;
+    char *hex = number? BN_bn2hex (number): NULL;
+    snprintf (serial, size, "%s", hex? hex: "?");
+    OPENSSL_free (hex);
+    BN_free (number);
+}
+
+//  SIGHUP: new connections get the certificate and key the files hold now.
+//  They are read into a context of their own first, then put in the
+//  vhost's at once (SSL_CTX_use_cert_and_key), so a bad pair or a file
+//  half written changes nothing. Open connections keep what they began with.
+static void
+s_tls_reload (gw_server_t *self)
+{
+    if (!self->tls_ctx) {
+        zsys_info ("gateway: SIGHUP: no certificate to reload (plain HTTP)");
+        return;
+    }
+    char error [512] = "out of memory";
+    SSL_CTX *probe = SSL_CTX_new (TLS_server_method ());
+    STACK_OF (X509) *chain = NULL;
+    if (!probe || s_tls_load (probe, self->tls_cert, self->tls_key, error, sizeof error)
+    ||  !SSL_CTX_get0_chain_certs (probe, &chain)
+    ||  SSL_CTX_use_cert_and_key (self->tls_ctx, SSL_CTX_get0_certificate (probe),
+                                  SSL_CTX_get0_privatekey (probe), chain, 1) != 1) {
+        zsys_error ("gateway: SIGHUP: %s; new connections keep the certificate they had",
+                    error);
+        SSL_CTX_free (probe);
+        return;
+    }
+    SSL_CTX_free (probe);
+    char serial [128];
+    s_tls_serial (self->tls_ctx, serial, sizeof serial);
+    zsys_info ("gateway: SIGHUP: new connections get %s (serial %s)", self->tls_cert, serial);
+}
+
+//  lws_cancel_service woke us: a signal, or gw_server_stop from elsewhere
+static void
+s_signalled (gw_server_t *self)
+{
+    if (atomic_exchange (&self->reload, false))
+        s_tls_reload (self);
+    int requests = atomic_load (&self->stop_requests);
+    if (requests > 1) {
+        self->finished = true;
+        ev_break (self->loop, EVBREAK_ALL);
+    }
+    else
+    if (requests == 1 && self->phase == GW_SERVING)
+        s_stop_begin (self);
+}
+
 static void
 s_tick (lws_sorted_usec_list_t *sul)
 {
@@ -1144,9 +1374,11 @@ s_tick (lws_sorted_usec_list_t *sul)
         pl_envelope_t *envelope = pl_envelope_new (PL_OP_HEARTBEAT);
         s_bridge_send (self, &envelope);
     }
-    s_pending_expire (self, now);
+    s_pending_expire (self, now, false);
     s_sessions_expire (self, now);
     s_bridge_drain (self);
+    if (self->phase != GW_SERVING)
+        s_stop_step (self, now);
     lws_sul_schedule (self->context, 0, &self->tick, s_tick, self->tick_ms * LWS_US_PER_MS);
 }
 
@@ -1162,6 +1394,11 @@ s_accept_filter (gw_server_t *self, int fd)
 {
     //  One admitted but never adopted: lws failed and closed it
     gw_limits_release (self->limits, &self->admitted);
+    bool tls = self->tls_ctx != NULL;
+    if (self->phase != GW_SERVING) {
+        s_refuse_raw (fd, tls? NULL: s_response_stopping, sizeof s_response_stopping - 1);
+        return 1;
+    }
     char address [INET6_ADDRSTRLEN + 8];
     s_fd_address (fd, address, sizeof address);
     gw_admit_t verdict;
@@ -1173,7 +1410,7 @@ s_accept_filter (gw_server_t *self, int fd)
     }
     size_t skipped = 0;
     if (verdict == GW_ADMIT_FULL) {
-        s_refuse_raw (fd, s_response_full, sizeof s_response_full - 1);
+        s_refuse_raw (fd, tls? NULL: s_response_full, sizeof s_response_full - 1);
         if (s_throttle (&self->refused_full, &skipped))
             zsys_warning ("gateway: %zu connections open, the most allowed "
                           "(--max-connections); refused one from %s with 503 "
@@ -1181,7 +1418,7 @@ s_accept_filter (gw_server_t *self, int fd)
                           gw_limits_connections (self->limits), address, skipped);
     }
     else {
-        s_refuse_raw (fd, s_response_address, sizeof s_response_address - 1);
+        s_refuse_raw (fd, tls? NULL: s_response_address, sizeof s_response_address - 1);
         if (s_throttle (&self->refused_address, &skipped))
             zsys_warning ("gateway: %s has %zu connections open, the most allowed "
                           "(--max-per-address); refused one more with 429 "
@@ -1231,8 +1468,10 @@ s_upgrade_filter (gw_server_t *self, struct lws *wsi)
         return -1;
     }
     gw_limits_conn_t *conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
-    if (gw_limits_health_only (conn)) {
+    if (gw_limits_health_only (conn) || self->phase != GW_SERVING) {
         lws_return_http_status (wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                self->phase != GW_SERVING?
+                                "The server is stopping; try again in a moment.":
                                 "The server is full; try again later.");
         return -1;
     }
@@ -1259,7 +1498,7 @@ s_http_healthz (gw_server_t *self, struct lws *wsi, gw_http_t *http)
     uint8_t buffer [LWS_PRE + 512];
     uint8_t *start = buffer + LWS_PRE, *cursor = start;
     uint8_t *end = buffer + sizeof (buffer) - 1;
-    http->healthy = self->welcomed;
+    http->healthy = self->welcomed && self->phase == GW_SERVING;
     const char *body = http->healthy? "ok": "unavailable";
     if (lws_add_http_common_headers (wsi, http->healthy? HTTP_STATUS_OK:
                                      HTTP_STATUS_SERVICE_UNAVAILABLE,
@@ -1337,6 +1576,11 @@ s_chat_callback (struct lws *wsi, enum lws_callback_reasons reason,
             return 0;
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             return s_upgrade_filter (self, wsi);
+        case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+            //  The vhost's TLS context, where SIGHUP puts a new certificate
+            if (self)
+                self->tls_ctx = (SSL_CTX *) user;
+            return 0;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             //  lws answers a close with its own status, and passes as valid
             //  every status from 3000 up; RFC 6455 7.4 ends at 4999. The
@@ -1401,10 +1645,10 @@ s_bridge_callback (struct lws *wsi, enum lws_callback_reasons reason,
             s_bridge_drain (self);
             return 0;
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-            //  gw_server_stop's lws_cancel_service, from any thread or a
-            //  signal handler: only this thread may break the loop
-            if (self && atomic_load (&self->stopping))
-                ev_break (self->loop, EVBREAK_ALL);
+            //  lws_cancel_service, from any thread or a signal handler:
+            //  only this thread may act on it
+            if (self)
+                s_signalled (self);
             return 0;
         case LWS_CALLBACK_RAW_CLOSE_FILE:
             if (wsi == self->bridge)
@@ -1423,7 +1667,13 @@ static void
 s_signal_handler (int signum)
 {
     gw_server_t *server = s_running;
-    if (server)
+    if (!server)
+        return;
+    if (signum == SIGHUP) {
+        atomic_store (&server->reload, true);
+        lws_cancel_service (server->context);
+    }
+    else
         gw_server_stop (server);
 }
 
@@ -1539,6 +1789,57 @@ gw_config_set_limit (gw_config_t *config, const char *name, const char *value,
     return 0;
 }
 
+int
+gw_config_set_ops (gw_config_t *config, const char *name, const char *value,
+                   char *error, size_t error_size)
+{
+    assert (config);
+    if (!value || !*value) {
+        snprintf (error, error_size, "--%s wants a value", name);
+        return -1;
+    }
+    if (streq (name, "tls-cert"))
+        config->tls_cert = value;
+    else
+    if (streq (name, "tls-key"))
+        config->tls_key = value;
+    else
+    if (streq (name, "stop-timeout")) {
+        char *end = NULL;
+        errno = 0;
+        long long number = strtoll (value, &end, 10);
+        if (errno || end == value || *end || number < 100 || number > 600000) {
+            snprintf (error, error_size, "--stop-timeout wants 100 to 600000 ms, not '%s'",
+                      value);
+            return -1;
+        }
+        config->stop_timeout_ms = (uint32_t) number;
+    }
+    else {
+        snprintf (error, error_size, "--%s is not a gateway option", name);
+        return -1;
+    }
+    return 0;
+}
+
+int
+gw_config_check (const gw_config_t *config, char *error, size_t error_size)
+{
+    assert (config);
+    if (!config->tls_cert != !config->tls_key) {
+        snprintf (error, error_size, "--tls-cert and --tls-key go together");
+        return -1;
+    }
+    if (!config->tls_cert)
+        return 0;
+    snprintf (error, error_size, "out of memory");
+    SSL_CTX *probe = SSL_CTX_new (TLS_server_method ());
+    int rc = probe? s_tls_load (probe, config->tls_cert, config->tls_key,
+                                error, error_size): -1;
+    SSL_CTX_free (probe);
+    return rc;
+}
+
 gw_server_t *
 gw_server_new (const gw_config_t *config)
 {
@@ -1571,7 +1872,20 @@ gw_server_new (const gw_config_t *config)
         self->tick_ms = 10;
     if (self->tick_ms > 250)
         self->tick_ms = 250;
-    atomic_init (&self->stopping, false);
+    self->stop_timeout_ms = config->stop_timeout_ms? config->stop_timeout_ms:
+                            GW_STOP_TIMEOUT_DEFAULT;
+    atomic_init (&self->stop_requests, 0);
+    atomic_init (&self->reload, false);
+    char error [512];
+    if (gw_config_check (config, error, sizeof error)) {
+        zsys_error ("gateway: %s", error);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    if (config->tls_cert) {
+        self->tls_cert = strdup (config->tls_cert);
+        self->tls_key = strdup (config->tls_key);
+    }
 
     while (self->nonce == 0)
         if (getrandom (&self->nonce, sizeof (self->nonce), 0) != sizeof (self->nonce))
@@ -1657,6 +1971,14 @@ gw_server_new (const gw_config_t *config)
     struct in_addr ipv4;
     if (self->listen_host && inet_pton (AF_INET, self->listen_host, &ipv4) == 1)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (self->tls_cert) {
+        //  https and wss only; HTTP/1.1 only, as HTTP/2 would carry a
+        //  WebSocket inside a stream, where our frames cannot go raw
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = self->tls_cert;
+        info.ssl_private_key_filepath = self->tls_key;
+        info.alpn = "http/1.1";
+    }
     self->context = lws_create_context (&info);
     if (!self->context) {
         zsys_error ("gateway: cannot listen on %s:%d (see the libwebsockets error above)",
@@ -1674,6 +1996,16 @@ gw_server_new (const gw_config_t *config)
     }
     self->port = port;
     self->listen_fd = s_listen_fd (port);
+    if (self->tls_cert && !self->tls_ctx) {
+        zsys_error ("gateway: libwebsockets made no TLS context for %s", self->tls_cert);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    if (self->tls_ctx) {
+        char serial [128];
+        s_tls_serial (self->tls_ctx, serial, sizeof serial);
+        zsys_info ("gateway: serving https and wss with %s (serial %s)", self->tls_cert, serial);
+    }
     s_log_server = self;
 
     //  The broker's messages wake the lws loop through a dup of ZMQ_FD:
@@ -1731,6 +2063,8 @@ gw_server_destroy (gw_server_t **self_p)
     free (self->listen_host);
     free (self->broker_endpoint);
     free (self->web_root);
+    free (self->tls_cert);
+    free (self->tls_key);
     free (self);
     *self_p = NULL;
 }
@@ -1742,26 +2076,35 @@ gw_server_port (gw_server_t *self)
     return self->port;
 }
 
+bool
+gw_server_tls (gw_server_t *self)
+{
+    assert (self);
+    return self->tls_ctx != NULL;
+}
+
 int
 gw_server_run (gw_server_t *self)
 {
     assert (self);
-    struct sigaction action, old_int, old_term;
+    struct sigaction action, old_int, old_term, old_hup;
     memset (&action, 0, sizeof (action));
     action.sa_handler = s_signal_handler;
     sigemptyset (&action.sa_mask);
     s_running = self;
     sigaction (SIGINT, &action, &old_int);
     sigaction (SIGTERM, &action, &old_term);
+    sigaction (SIGHUP, &action, &old_hup);
 
-    while (!atomic_load (&self->stopping))
+    while (!self->finished)
         ev_run (self->loop, 0);
 
     sigaction (SIGINT, &old_int, NULL);
     sigaction (SIGTERM, &old_term, NULL);
+    sigaction (SIGHUP, &old_hup, NULL);
     s_running = NULL;
-    zsys_info ("gateway %s: stopping (%zu sessions open)", self->name,
-               zhashx_size (self->sessions));
+    zsys_info ("gateway %s: stopped (%zu sessions open, %zu requests in flight)", self->name,
+               zhashx_size (self->sessions), zhashx_size (self->pending));
     return 0;
 }
 
@@ -1769,7 +2112,7 @@ void
 gw_server_stop (gw_server_t *self)
 {
     assert (self);
-    atomic_store (&self->stopping, true);
+    atomic_fetch_add (&self->stop_requests, 1);
     if (self->context)
         lws_cancel_service (self->context);
 }

@@ -18,12 +18,21 @@
         if (server)
             gw_server_run (server);     //  until SIGINT/SIGTERM
         gw_server_destroy (&server);
+
+    With tls_cert and tls_key it serves https and wss on that port, and
+    only those: a plain client gets no answer. SIGHUP reloads both files
+    for new connections; open ones keep the certificate they began with.
+    SIGTERM or SIGINT stops gracefully: new connections are refused, the
+    requests in flight get their replies (or 'unavailable' when the bound
+    comes), then every session is closed with 1001 and gw_server_run
+    returns, all within stop_timeout_ms. A second signal stops at once.
     =========================================================================
 */
 
 #ifndef GW_SERVER_H_INCLUDED
 #define GW_SERVER_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "pl_curve.h"
@@ -40,6 +49,7 @@ extern "C" {
 #define GW_MAX_UNAUTH_DEFAULT       64              //  sessions not signed in, per address
 #define GW_AUTH_TIMEOUT_DEFAULT     30000           //  ms: PROTOCOL.md 1.1 Transport
 #define GW_FD_RESERVE               128             //  descriptors kept beyond the cap
+#define GW_STOP_TIMEOUT_DEFAULT     5000            //  ms from SIGTERM to exit
 
 typedef struct {
     const char *listen_host;        //  "127.0.0.1"; NULL = all interfaces
@@ -58,6 +68,9 @@ typedef struct {
     size_t max_connections;         //  client connections in all; 0 = the
                                     //  descriptor limit less those open at
                                     //  start and GW_FD_RESERVE
+    const char *tls_cert;           //  PEM certificate chain; NULL = plain HTTP
+    const char *tls_key;            //  PEM private key, with tls_cert
+    uint32_t stop_timeout_ms;       //  0 = GW_STOP_TIMEOUT_DEFAULT
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;
@@ -75,6 +88,27 @@ typedef struct _gw_server_t gw_server_t;
     "                          past them the upgrade gets 429 (default 64)\n" \
     "  --auth-timeout MS       a session not signed in this long is closed with\n" \
     "                          1008 'authenticate first' (default 30000)\n"
+
+//  TLS and stopping, the same in parley-gw and parley: --tls-cert,
+//  --tls-key, --stop-timeout
+#define GW_OPS_OPTIONS_HELP \
+    "  --tls-cert FILE         serve https and wss (only) with this PEM certificate\n" \
+    "                          chain; SIGHUP reloads it for new connections\n" \
+    "  --tls-key FILE          the certificate's PEM private key (with --tls-cert)\n" \
+    "  --stop-timeout MS       on SIGTERM, at most this long to answer the requests\n" \
+    "                          in flight and close sessions with 1001 (default 5000)\n"
+
+//  Sets the option name (one of GW_OPS_OPTIONS_HELP's, without "--") from
+//  its value, which must outlive config. Returns 0, or -1 with a sentence
+//  for the user in error.
+int
+    gw_config_set_ops (gw_config_t *config, const char *name, const char *value,
+                       char *error, size_t error_size);
+
+//  Checks what the options set together: a certificate and its key, both
+//  readable and matching. Returns 0, or -1 with a sentence in error.
+int
+    gw_config_check (const gw_config_t *config, char *error, size_t error_size);
 
 //  Sets the limit option name (one of those above, without "--")
 //  from its value. Returns 0, or -1 with a sentence for the user in error.
@@ -96,11 +130,18 @@ void
 int
     gw_server_port (gw_server_t *self);
 
-//  Serves until SIGINT or SIGTERM, or gw_server_stop. Returns 0.
+//  True when it serves https and wss
+bool
+    gw_server_tls (gw_server_t *self);
+
+//  Serves until SIGINT or SIGTERM, or gw_server_stop, and the graceful stop
+//  they begin. Returns 0.
 int
     gw_server_run (gw_server_t *self);
 
-//  Makes gw_server_run return soon; safe from a signal handler or another thread.
+//  Begins the graceful stop, after which gw_server_run returns (within
+//  stop_timeout_ms); a second call makes it return at once. Safe from a
+//  signal handler or another thread.
 void
     gw_server_stop (gw_server_t *self);
 

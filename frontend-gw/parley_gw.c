@@ -42,6 +42,7 @@ s_usage (FILE *out)
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
         "                          (default %d; the broker's own timeout comes first)\n"
         GW_LIMIT_OPTIONS_HELP
+        GW_OPS_OPTIONS_HELP
         "  --help                  this text\n",
         GW_MAX_FRAME_DEFAULT, GW_HEARTBEAT_DEFAULT, GW_REQUEST_TIMEOUT_DEFAULT);
 }
@@ -69,7 +70,7 @@ int
 main (int argc, char *argv [])
 {
     enum { OPT_LISTEN = 1, OPT_BROKER, OPT_WEB, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_HEARTBEAT,
-           OPT_REQUEST_TIMEOUT, OPT_CURVE_CERT, OPT_CURVE_BROKER, OPT_LIMIT, OPT_HELP };
+           OPT_REQUEST_TIMEOUT, OPT_CURVE_CERT, OPT_CURVE_BROKER, OPT_LIMIT, OPT_OPS, OPT_HELP };
     static const struct option options [] = {
         { "listen",          required_argument, NULL, OPT_LISTEN },
         { "broker",          required_argument, NULL, OPT_BROKER },
@@ -84,6 +85,9 @@ main (int argc, char *argv [])
         { "max-per-address", required_argument, NULL, OPT_LIMIT },
         { "max-unauthenticated-per-address", required_argument, NULL, OPT_LIMIT },
         { "auth-timeout",    required_argument, NULL, OPT_LIMIT },
+        { "tls-cert",        required_argument, NULL, OPT_OPS },
+        { "tls-key",         required_argument, NULL, OPT_OPS },
+        { "stop-timeout",    required_argument, NULL, OPT_OPS },
         { "help",            no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -94,6 +98,7 @@ main (int argc, char *argv [])
     const char *curve_paths [2] = { NULL, NULL };   //  --curve-cert, --curve-broker
     long long max_frame = 0, send_buffer = 0, heartbeat = 0, request_timeout = 0;
     gw_config_t limits = { 0 };     //  the limit options, set by gw_config_set_limit
+    gw_config_t ops = { 0 };        //  TLS and stopping, set by gw_config_set_ops
     char error [160];
     int index = 0;
 
@@ -159,6 +164,13 @@ main (int argc, char *argv [])
                     return 2;
                 }
                 break;
+            case OPT_OPS:
+                if (gw_config_set_ops (&ops, options [index].name, optarg,
+                                       error, sizeof error)) {
+                    fprintf (stderr, "parley-gw: %s\n", error);
+                    return 2;
+                }
+                break;
             case OPT_HELP:
                 s_usage (stdout);
                 return 0;
@@ -170,6 +182,11 @@ main (int argc, char *argv [])
     if (optind < argc) {
         fprintf (stderr, "parley-gw: unexpected argument '%s'\n", argv [optind]);
         s_usage (stderr);
+        return 2;
+    }
+    char ops_error [512];
+    if (gw_config_check (&ops, ops_error, sizeof ops_error)) {
+        fprintf (stderr, "parley-gw: %s\n", ops_error);
         return 2;
     }
 
@@ -201,6 +218,9 @@ main (int argc, char *argv [])
         .max_per_address = limits.max_per_address,
         .max_unauthenticated = limits.max_unauthenticated,
         .auth_timeout_ms = limits.auth_timeout_ms,
+        .tls_cert = ops.tls_cert,
+        .tls_key = ops.tls_key,
+        .stop_timeout_ms = ops.stop_timeout_ms,
     };
     gw_server_t *server = gw_server_new (&config);
     pl_curve_destroy (&curve);
@@ -208,7 +228,8 @@ main (int argc, char *argv [])
         free (web_root);
         return 1;
     }
-    printf ("parley-gw: listening on http://%s:%d\n", listen_host, gw_server_port (server));
+    printf ("parley-gw: listening on %s://%s:%d\n", gw_server_tls (server)? "https": "http",
+            listen_host, gw_server_port (server));
     fflush (stdout);
     gw_server_run (server);
     gw_server_destroy (&server);

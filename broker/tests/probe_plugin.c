@@ -15,6 +15,9 @@
                    the host must answer internal, outcome unknown)
     probe.huge_event  delivers a 2 MiB {"type": "probe.huge"} event to
                    "alice", then answers {"rc": what deliver_users returned}
+    probe.slow     answers {"slow": n} a second after the first of the slow
+                   requests waiting (at most 64), n their count: requests
+                   in flight for a while, as a graceful stop must answer
     =========================================================================
 */
 
@@ -23,6 +26,8 @@
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PROBE_SLOW_MAX  64
 
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
@@ -33,6 +38,9 @@ typedef struct {
     int ticks;                      //  ticks so far
     int batches;                    //  on_batch_end calls
     int sessions;                   //  on_session calls
+    parley_request_t *slow [PROBE_SLOW_MAX];    //  probe.slow's requests, waiting
+    int slow_count;                 //  how many wait
+    int slow_timer;                 //  their timer's id
 } probe_t;
 
 //  Answers request with a one-field map {key: value}
@@ -58,6 +66,17 @@ s_on_tick (void *state)
         self->host->timer_cancel (self->ctx, self->timer);
         s_reply_int (self, &self->ticking, "ticks", self->ticks);
     }
+}
+
+static void
+s_on_slow (void *state)
+{
+    probe_t *self = (probe_t *) state;
+    self->host->timer_cancel (self->ctx, self->slow_timer);
+    int count = self->slow_count;
+    for (int index = 0; index < count; index++)
+        s_reply_int (self, &self->slow [index], "slow", count);
+    self->slow_count = 0;
 }
 
 static int
@@ -96,6 +115,16 @@ s_on_request (void *state, parley_request_t *request)
     else
     if (strcmp (type, "probe.hold") == 0)
         self->held = request;
+    else
+    if (strcmp (type, "probe.slow") == 0) {
+        if (self->slow_count == PROBE_SLOW_MAX)
+            host->reply_error (self->ctx, &request, "rate_limited", "too many slow probes");
+        else {
+            if (self->slow_count == 0)
+                self->slow_timer = host->timer_add (self->ctx, 1000, s_on_slow);
+            self->slow [self->slow_count++] = request;
+        }
+    }
     else
     if (strcmp (type, "probe.deliver") == 0) {
         msgpack_sbuffer buffer;

@@ -20,10 +20,13 @@ export const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_
 // Errors the page logs that are not the page's fault (a server that is down)
 export const harmless = /WebSocket|ERR_CONNECTION_REFUSED/;
 
-export async function launchBrowser() {
+// home: a HOME folder of its own (where Chromium finds the certificates the
+// user trusts: TestCa.browserHome in tls.js)
+export async function launchBrowser({ home } = {}) {
     return chromium.launch({
         executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
         headless: true,
+        env: home ? { ...process.env, HOME: home } : undefined,
         args: [
             '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
             '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -56,8 +59,8 @@ export function chatPluginArgs(names = ['rooms', 'pm']) {
     return args;
 }
 
-export function startChatServer({ dataDir, port, args = [] }) {
-    return startParley({ dataDir, port, args: [...chatPluginArgs(), ...FAST_AUTH, ...args], withExample: false });
+export function startChatServer({ dataDir, port, args = [], tls = null }) {
+    return startParley({ dataDir, port, args: [...chatPluginArgs(), ...FAST_AUTH, ...args], withExample: false, tls });
 }
 
 // The end of every browser test: the browser closed, the server stopped

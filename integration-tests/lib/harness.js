@@ -3,6 +3,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -107,12 +108,29 @@ export function sanitizerReports(output) {
         /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.test(line));
 }
 
-export async function waitForHealth(port, timeoutMs = 15000) {
+// GET over https, trusting the CA certificate ca (PEM): { status, body,
+// serial } where serial is the server certificate's, as openssl writes it
+export function httpsGet(url, ca) {
+    return new Promise((resolve, reject) => {
+        const request = https.get(url, { ca, agent: false }, (response) => {
+            const serial = response.socket.getPeerCertificate().serialNumber;
+            let body = '';
+            response.on('data', (chunk) => { body += chunk; });
+            response.on('end', () => resolve({ status: response.statusCode, body, serial }));
+        });
+        request.on('error', reject);
+        request.setTimeout(10000, () => request.destroy(new Error('https request timed out')));
+    });
+}
+
+// Until /healthz answers 200; over https when tls ({ ca }) is given
+export async function waitForHealth(port, timeoutMs = 15000, tls = null) {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer';
     while (Date.now() < deadline) {
         try {
-            const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+            const response = tls ? await httpsGet(`https://127.0.0.1:${port}/healthz`, tls.ca)
+                                 : await fetch(`http://127.0.0.1:${port}/healthz`);
             if (response.status === 200)
                 return;
             last = `status ${response.status}`;
@@ -171,11 +189,22 @@ async function mongoUriFor(data) {
     return `mongodb://127.0.0.1:${mongoTestServer.port}/${database}`;
 }
 
+// The arguments and addresses of a server with tls ({ cert, key, ca }: PEM
+// files and the CA's certificate as text), or of a plain one (tls null)
+function served(port, tls) {
+    return {
+        args: tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [],
+        url: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`,
+        http: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    };
+}
+
 // The all-in-one server on a free port, ready when /healthz answers 200. The
 // example plugin is loaded too (example.echo), unless withExample is false.
 // authDefaults: keep auth's default registration limit (see withRegisterRate)
+// tls: serve https and wss (see served)
 export async function startParley({ args = [], dataDir, port: wantedPort, withExample = true,
-                                    authDefaults = false } = {}) {
+                                    authDefaults = false, tls = null } = {}) {
     if (withExample)
         args = ['--plugin', 'example', ...args];
     const port = wantedPort ?? await freePort();
@@ -184,18 +213,19 @@ export async function startParley({ args = [], dataDir, port: wantedPort, withEx
     &&  !args.includes('--no-default-plugins'))
         args = ['--store', await mongoUriFor(data), ...args];
     args = withRegisterRate(args, !authDefaults && loadsAuth(args, true));
+    const where = served(port, tls);
     const proc = new Proc('parley', bin('parley'),
-        ['--listen', `127.0.0.1:${port}`, '--data', data, ...commonArgs, ...args]);
+        ['--listen', `127.0.0.1:${port}`, '--data', data, ...commonArgs, ...where.args, ...args]);
     try {
-        await waitForHealth(port);
+        await waitForHealth(port, 15000, tls);
     } catch (error) {
         await proc.stop();
         throw new Error(`${error.message}\n--- parley output ---\n${proc.output}`);
     }
     return {
         proc, port, data,
-        url: `ws://127.0.0.1:${port}/ws`,
-        http: `http://127.0.0.1:${port}`,
+        url: where.url,
+        http: where.http,
         async stop() {
             const status = await proc.stop();
             if (!dataDir)
@@ -259,21 +289,22 @@ export async function startBroker({ args = [], curve = true } = {}) {
     return { proc, endpoint, stop: () => proc.stop() };
 }
 
-export async function startGateway(brokerEndpoint, { args = [] } = {}) {
+export async function startGateway(brokerEndpoint, { args = [], tls = null } = {}) {
     const port = await freePort();
+    const where = served(port, tls);
     const proc = new Proc('parley-gw', bin('parley-gw'),
         ['--listen', `127.0.0.1:${port}`, '--broker', brokerEndpoint, ...commonArgs,
-            ...withPeerArgs(brokerEndpoint, args)]);
+            ...where.args, ...withPeerArgs(brokerEndpoint, args)]);
     try {
-        await waitForHealth(port);
+        await waitForHealth(port, 15000, tls);
     } catch (error) {
         await proc.stop();
         throw new Error(`${error.message}\n--- parley-gw output ---\n${proc.output}`);
     }
     return {
         proc, port,
-        url: `ws://127.0.0.1:${port}/ws`,
-        http: `http://127.0.0.1:${port}`,
+        url: where.url,
+        http: where.http,
         stop: () => proc.stop(),
     };
 }
@@ -293,16 +324,21 @@ export function pluginPath(name) {
 // events are queued for nextEvent().
 export class Client {
     // localAddress: the source address to connect from (127.0.0.2, ...),
-    // for the limits counted per client address
-    static async connect(url, { protocols, localAddress } = {}) {
-        const client = new Client(url, protocols, localAddress);
+    // for the limits counted per client address; ca: the certificates a
+    // wss:// server's may chain to (PEM), beside the system's
+    static async connect(url, { protocols, localAddress, ca } = {}) {
+        const client = new Client(url, protocols, localAddress, ca);
         await client.opened;
         return client;
     }
 
-    constructor(url, protocols, localAddress) {
-        this.ws = localAddress ? new WebSocket(url, protocols, { localAddress })
-                               : new WebSocket(url, protocols);
+    constructor(url, protocols, localAddress, ca) {
+        const options = {};
+        if (localAddress)
+            options.localAddress = localAddress;
+        if (ca)
+            options.ca = ca;
+        this.ws = new WebSocket(url, protocols, options);
         this.nextId = 1;
         this.pending = new Map();
         this.events = [];
