@@ -46,6 +46,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define MAX_CONNS        19000      //  the process may hold 20,000 descriptors
 #define SEND_ID_BASE     1000000000 //  msg.send/pm.send ids: SEND_ID_BASE + message index
@@ -61,6 +63,7 @@
 typedef enum {
     CONN_FREE,                      //  no socket
     CONN_CONNECTING,                //  connect () in progress
+    CONN_TLS,                       //  wss: TLS handshake in progress
     CONN_HANDSHAKE,                 //  upgrade request sent, waiting for 101
     CONN_OPEN                       //  frames flow
 } conn_state_t;
@@ -77,6 +80,7 @@ typedef enum {
 
 typedef struct {
     int fd;                         //  socket, -1 when free
+    SSL *ssl;                       //  wss: its TLS, NULL for ws
     conn_state_t state;             //  where the connection is
     int user;                       //  the user (and the slot) it serves
     int step;                       //  index into the phase's script
@@ -139,6 +143,7 @@ typedef struct {
     char host [64];                 //  server address (numeric)
     int port;                       //  server port
     char path [128];                //  WebSocket path
+    SSL_CTX *tls;                   //  wss:// (the certificate is not checked), or NULL
     int members;                    //  N
     int senders;                    //  S (rooms: per room)
     double rate;                    //  R, messages a second in total; 0 closed loop
@@ -497,6 +502,8 @@ s_close (bench_t *self, conn_t *conn)
     if (conn->fd >= 0)
         close (conn->fd);     //  epoll forgets a closed descriptor by itself
     conn->fd = -1;
+    SSL_free (conn->ssl);
+    conn->ssl = NULL;
     conn->state = CONN_FREE;
     free (conn->rx);
     free (conn->tx);
@@ -506,12 +513,46 @@ s_close (bench_t *self, conn_t *conn)
     conn->pending_id = 0;
 }
 
+//  write (), or SSL_write for wss: bytes taken, 0 when the socket is full,
+//  -1 on an error. A TLS write the socket could not take is offered again
+//  from the same bytes, which tx keeps (partial writes, moving buffer).
+static ssize_t
+s_write (conn_t *conn, const char *data, size_t size)
+{
+    if (!conn->ssl)
+        return write (conn->fd, data, size);
+    ERR_clear_error ();
+    int rc = SSL_write (conn->ssl, data, (int) size);
+    if (rc > 0)
+        return rc;
+    int error = SSL_get_error (conn->ssl, rc);
+    errno = error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ? EAGAIN: EPROTO;
+    return -1;
+}
+
+//  read (), or SSL_read for wss, the same way
+static ssize_t
+s_read (conn_t *conn, char *data, size_t size)
+{
+    if (!conn->ssl)
+        return read (conn->fd, data, size);
+    ERR_clear_error ();
+    int rc = SSL_read (conn->ssl, data, (int) size);
+    if (rc > 0)
+        return rc;
+    int error = SSL_get_error (conn->ssl, rc);
+    if (error == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE? EAGAIN: EPROTO;
+    return -1;
+}
+
 static void
 s_flush (bench_t *self, conn_t *conn)
 {
     size_t written = 0;
     while (written < conn->tx_size) {
-        ssize_t rc = write (conn->fd, conn->tx + written, conn->tx_size - written);
+        ssize_t rc = s_write (conn, conn->tx + written, conn->tx_size - written);
         if (rc > 0)
             written += (size_t) rc;
         else
@@ -634,10 +675,38 @@ static void s_on_open (bench_t *self, conn_t *conn);
 static void s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size);
 static void s_lost (bench_t *self, conn_t *conn, const char *why);
 
+//  wss: moves the TLS handshake on; once done, the upgrade request follows.
+//  Returns true when it is done.
+static bool
+s_tls_handshake (bench_t *self, conn_t *conn)
+{
+    if (!conn->ssl) {
+        conn->ssl = SSL_new (self->tls);
+        SSL_set_fd (conn->ssl, conn->fd);
+        SSL_set_connect_state (conn->ssl);
+        SSL_set_mode (conn->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE
+                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        conn->state = CONN_TLS;
+    }
+    ERR_clear_error ();
+    int rc = SSL_do_handshake (conn->ssl);
+    if (rc == 1)
+        return true;
+    int error = SSL_get_error (conn->ssl, rc);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE)
+        s_arm (self, conn, error == SSL_ERROR_WANT_WRITE);
+    else {
+        char reason [160];
+        ERR_error_string_n (ERR_get_error (), reason, sizeof reason);
+        s_lost (self, conn, reason);
+    }
+    return false;
+}
+
 static void
 s_on_writable (bench_t *self, conn_t *conn)
 {
-    if (conn->state == CONN_CONNECTING) {
+    if (conn->state == CONN_CONNECTING || conn->state == CONN_TLS) {
         int error = 0;
         socklen_t size = sizeof error;
         getsockopt (conn->fd, SOL_SOCKET, SO_ERROR, &error, &size);
@@ -651,6 +720,8 @@ s_on_writable (bench_t *self, conn_t *conn)
             s_on_open (self, conn);
             return;
         }
+        if (self->tls && !s_tls_handshake (self, conn))
+            return;
         char request [512];
         int length = snprintf (request, sizeof request,
             "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -751,16 +822,22 @@ s_read_frames (bench_t *self, conn_t *conn)
 static void
 s_on_readable (bench_t *self, conn_t *conn)
 {
+    if (conn->state == CONN_TLS) {
+        s_on_writable (self, conn);
+        return;
+    }
     while (conn->fd >= 0) {
         if (conn->rx_cap - conn->rx_size < 4096)
             s_grow (&conn->rx, &conn->rx_cap, conn->rx_size + 16384);
-        ssize_t rc = read (conn->fd, conn->rx + conn->rx_size, conn->rx_cap - conn->rx_size);
+        ssize_t rc = s_read (conn, conn->rx + conn->rx_size, conn->rx_cap - conn->rx_size);
         if (rc > 0) {
             conn->rx_size += (size_t) rc;
             if (s_read_frames (self, conn))
                 return;
-            if ((size_t) rc < 4096)
-                return;     //  drained, most likely: level-triggered epoll calls again
+            //  Drained, most likely: level-triggered epoll calls again. What
+            //  TLS has decrypted already it does not see: read on for that.
+            if ((size_t) rc < 4096 && !(conn->ssl && SSL_pending (conn->ssl)))
+                return;
         }
         else
         if (rc == 0) {
@@ -787,7 +864,7 @@ s_poll (bench_t *self, int timeout_ms)
         if (conn->fd < 0)
             continue;
         if (events [index].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            if (conn->want_out || conn->state == CONN_CONNECTING)
+            if (conn->want_out || conn->state == CONN_CONNECTING || conn->state == CONN_TLS)
                 s_on_writable (self, conn);
         if (conn->fd >= 0 && (events [index].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
             s_on_readable (self, conn);
@@ -2415,7 +2492,8 @@ s_usage (FILE *stream)
 "            tokens (resume storm, connections/s).\n"
 "\n"
 "Options:\n"
-"  --url URL          ws://HOST:PORT/PATH of parley (numeric host), default ws://127.0.0.1:8080/ws\n"
+"  --url URL          ws://HOST:PORT/PATH of parley (numeric host), default ws://127.0.0.1:8080/ws;\n"
+"                     wss:// for TLS (the server's certificate is not checked)\n"
 "  --members N        fanout, baseline, connect: connections / room members (default 100;\n"
 "                     at most %d; a room holds at most 10000)\n"
 "  --senders S        fanout: members that send (default 10); rooms: senders per room\n"
@@ -2461,9 +2539,15 @@ s_usage (FILE *stream)
 static int
 s_parse_url (bench_t *self, const char *url)
 {
-    if (strncmp (url, "ws://", 5) != 0)
+    bool wss = strncmp (url, "wss://", 6) == 0;
+    if (strncmp (url, "ws://", 5) != 0 && !wss)
         return -1;
-    const char *host = url + 5;
+    if (wss && !self->tls) {
+        //  A load generator, not a client to trust: any certificate will do
+        self->tls = SSL_CTX_new (TLS_client_method ());
+        SSL_CTX_set_verify (self->tls, SSL_VERIFY_NONE, NULL);
+    }
+    const char *host = url + (wss? 6: 5);
     const char *colon = strchr (host, ':');
     const char *slash = strchr (host, '/');
     if (!colon || (slash && slash < colon) || (size_t) (colon - host) >= sizeof self->host)
@@ -2520,7 +2604,8 @@ main (int argc, char **argv)
         switch (option) {
             case 'u':
                 if (s_parse_url (self, optarg)) {
-                    fprintf (stderr, "parley-bench: --url %s: expected ws://A.B.C.D:PORT/PATH\n", optarg);
+                    fprintf (stderr, "parley-bench: --url %s: expected ws://A.B.C.D:PORT/PATH "
+                             "(or wss://)\n", optarg);
                     return 2;
                 }
                 break;
@@ -2667,6 +2752,7 @@ main (int argc, char **argv)
     free (self->message_sent_ns);
     free (self->latency.values);
     free (self->reply_latency.values);
+    SSL_CTX_free (self->tls);
     close (self->epoll_fd);
     return failures? 1: 0;
 }

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { binDir, startParley, tempDir } from '../lib/harness.js';
+import { TestCa } from '../lib/tls.js';
 
 const bench = process.env.PARLEY_BENCH ?? path.join(binDir, 'parley-bench');
 
@@ -81,6 +82,25 @@ test('fanout: every member gets every message exactly once, counted', async () =
         assert.ok(fanout.latency_p99_us <= fanout.latency_max_us);
     } finally {
         await server.stop();
+    }
+});
+
+test('fanout over wss:// (a parley with --tls-cert): every member gets every message exactly once', async () => {
+    const ca = new TestCa();
+    const server = await startParley({ args: CHEAP, withExample: false, tls: ca.issue('bench', 'b001') });
+    try {
+        assert.match(server.url, /^wss:/);
+        const members = 20;
+        const { code, output, result } = await benchJson(['--url', server.url, '--members', String(members),
+            '--senders', '2', '--rate', '30', '--duration', '2', 'fanout']);
+        assert.equal(code, 0, output);
+        assert.equal(result.failures, 0);
+        const [fanout] = result.scenarios;
+        assert.equal(fanout.messages, 60);
+        assertCounted(fanout, members);
+    } finally {
+        await server.stop();
+        ca.remove();
     }
 });
 
