@@ -68,6 +68,8 @@
 //  Frames and bytes handed to one sendmsg, so one busy session cannot starve others
 #define GW_WRITE_FRAMES_MAX         64
 #define GW_WRITE_BYTES_MAX          (256 * 1024)
+//  With TLS, small frames are gathered into one SSL_write up to a record's size
+#define GW_TLS_BATCH                (16 * 1024)
 //  Sockets' high-water marks toward and from the broker (never 0)
 #define GW_BROKER_HWM               10000
 
@@ -210,8 +212,9 @@ struct _gw_session_t {
     size_t queue_bytes;             //  JSON bytes queued
     size_t queue_offset;            //  bytes of the oldest frame already written
     SSL *tls;                       //  its TLS (lws'), or NULL: plain
-    bool tls_retry;                 //  SSL_write wants the oldest frame again,
-                                    //  from queue_offset, before anything else
+    bool tls_retry;                 //  SSL_write wants the same bytes again (from
+                                    //  queue_offset) before anything else
+    size_t tls_retry_size;          //  ... this many
     bool rx_paused;                 //  input held while a frame is half written
     //  Requests in flight
     zlistx_t *pending;              //  gw_pending_t *, not owned (server owns them)
@@ -289,6 +292,7 @@ struct _gw_server_t {
     SSL_CTX *tls_ctx;               //  the vhost's (lws owns it): new connections
                                     //  take their certificate from it
     atomic_bool reload;             //  SIGHUP: load tls_cert and tls_key again
+    uint8_t tls_batch [GW_TLS_BATCH];   //  small frames gathered for one SSL_write
     //  Stopping
     uint32_t stop_timeout_ms;       //  the whole graceful stop's bound
     atomic_int stop_requests;       //  gw_server_stop calls: 1 graceful, 2 at once
@@ -620,39 +624,70 @@ s_session_send_plain (gw_session_t *session)
     return sent;
 }
 
-//  The same through the connection's TLS: one SSL_write per frame (partial
-//  writes on, so a large frame may go in pieces). When OpenSSL wants the
-//  socket, the same bytes must be offered again: tls_retry holds the rest
-//  of the queue (and lws' own writes, see s_session_write) until they are.
+//  Copies size bytes of the queue, from queue_offset on, into batch
+static void
+s_session_gather (gw_session_t *session, uint8_t *batch, size_t size)
+{
+    size_t taken = 0;
+    for (size_t index = 0; index < session->queue_count && taken < size; index++) {
+        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
+        size_t skip = index == 0? session->queue_offset: 0;
+        size_t part = frame->wire_size - skip;
+        if (part > size - taken)
+            part = size - taken;
+        memcpy (batch + taken, frame->wire + skip, part);
+        taken += part;
+    }
+}
+
+//  The same through the connection's TLS, one SSL_write (partial writes on):
+//  a frame of a record's size or more straight from its shared buffer, and
+//  smaller ones gathered into one record (a copy, but one write and one
+//  record instead of one per frame). When OpenSSL wants the socket, the
+//  same bytes must be offered again: tls_retry holds the rest of the queue
+//  (and lws' own writes, see s_session_write) until they are.
 static ssize_t
 s_session_send_tls (gw_session_t *session)
 {
-    size_t sent = 0;
-    for (size_t index = 0; index < session->queue_count && index < GW_WRITE_FRAMES_MAX
-                           && sent < GW_WRITE_BYTES_MAX; index++) {
-        gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
-        size_t skip = index == 0? session->queue_offset: 0;
-        size_t rest = frame->wire_size - skip;
-        ERR_clear_error ();
-        int rc = SSL_write (session->tls, frame->wire + skip, (int) rest);
-        if (rc <= 0) {
-            int error = SSL_get_error (session->tls, rc);
-            if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
-                session->tls_retry = true;
-                break;
-            }
-            char text [160];
-            ERR_error_string_n (ERR_get_error (), text, sizeof text);
-            zsys_info ("gateway: session %016" PRIx64 " (%s): TLS write failed (%d, %s); "
-                       "closing it", session->sid, session->addr, error, text);
-            return -1;
+    if (session->queue_count == 0)
+        return 0;
+    gw_frame_t *first = session->queue [session->queue_head];
+    const uint8_t *data = first->wire + session->queue_offset;
+    size_t rest = first->wire_size - session->queue_offset;
+    size_t size = rest;
+    if (session->tls_retry)
+        size = session->tls_retry_size;
+    else
+    if (rest < GW_TLS_BATCH && session->queue_count > 1) {
+        size = 0;
+        for (size_t index = 0; index < session->queue_count && size < GW_TLS_BATCH; index++) {
+            gw_frame_t *frame = session->queue [(session->queue_head + index) % session->queue_capacity];
+            size += frame->wire_size - (index == 0? session->queue_offset: 0);
         }
-        session->tls_retry = false;
-        sent += (size_t) rc;
-        if ((size_t) rc < rest)
-            break;
+        if (size > GW_TLS_BATCH)
+            size = GW_TLS_BATCH;
     }
-    return (ssize_t) sent;
+    if (size > rest) {
+        s_session_gather (session, session->server->tls_batch, size);
+        data = session->server->tls_batch;
+    }
+    ERR_clear_error ();
+    int rc = SSL_write (session->tls, data, (int) size);
+    if (rc > 0) {
+        session->tls_retry = false;
+        return rc;
+    }
+    int error = SSL_get_error (session->tls, rc);
+    if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
+        session->tls_retry = true;
+        session->tls_retry_size = size;
+        return 0;
+    }
+    char text [160];
+    ERR_error_string_n (ERR_get_error (), text, sizeof text);
+    zsys_info ("gateway: session %016" PRIx64 " (%s): TLS write failed (%d, %s); closing it",
+               session->sid, session->addr, error, text);
+    return -1;
 }
 
 //  WRITEABLE: writes queued frames, then closes if asked to. Returns -1 to

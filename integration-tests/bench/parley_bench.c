@@ -834,9 +834,10 @@ s_on_readable (bench_t *self, conn_t *conn)
             conn->rx_size += (size_t) rc;
             if (s_read_frames (self, conn))
                 return;
-            //  Drained, most likely: level-triggered epoll calls again. What
-            //  TLS has decrypted already it does not see: read on for that.
-            if ((size_t) rc < 4096 && !(conn->ssl && SSL_pending (conn->ssl)))
+            //  Drained, most likely: level-triggered epoll calls again. Not
+            //  with TLS, where SSL_read gives one record at a time: read on
+            //  until it wants the socket, or pay a wake-up per record.
+            if ((size_t) rc < 4096 && !conn->ssl)
                 return;
         }
         else
