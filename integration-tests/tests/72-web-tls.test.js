@@ -39,7 +39,7 @@ test('Chromium trusting the CA uses the chat over https and wss, also after a ce
         for (const [page, other] of [[alice, 'tls-bob'], [bob, 'tls-alice']])
             await page.locator(`#users li[data-user="${other}"][data-online="true"]`)
                 .waitFor({ timeout: TIMEOUT });
-        await screenshot(bob, '62-web-tls-connected');
+        await screenshot(bob, '72-web-tls-connected');
     } finally {
         await closeChat({ browser, server, dataDir: data, consoleErrors });
         ca.remove();
