@@ -20,10 +20,11 @@
     only part. lws_write would copy the rest of a partial write into a
     buffer of that session's own, and a login storm of 10,000 sessions each
     left holding most of a 50 KB presence event costs half a gigabyte.
-    Every queue is bounded. With TLS the same frames go through the
-    connection's SSL object instead (SSL_write, partial writes on): OpenSSL
-    encrypts from the shared buffer into its own record buffer, so there is
-    still no copy per session beyond the one record being sent.
+    Every queue is bounded. With TLS the frames go through the connection's
+    SSL object instead (SSL_write, partial writes on): a large frame straight
+    from its shared buffer, small ones gathered into one record in a buffer
+    of the server's; what OpenSSL holds per session is the one record it is
+    sending, never the queue.
 
     Stopping is graceful (SIGTERM): new connections and requests are
     refused, the requests in flight are answered, then sessions are closed
