@@ -1,0 +1,104 @@
+/*  =========================================================================
+    st_reply - the parts of proto/STORE.md's answers, packed once for every
+    backend
+
+    A backend reads a row or a document into one of the plain structs
+    below and packs it with these, so that both stores answer the same
+    maps with the same keys in the same order. Every string is borrowed
+    for the call only (st_text_t, st_request.h): nothing here keeps or
+    frees what it is given. The packer is the request's
+    (st_request_packer) or a list's (st_list.h).
+    =========================================================================
+*/
+
+#ifndef ST_REPLY_H_INCLUDED
+#define ST_REPLY_H_INCLUDED
+
+#include "st_request.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  A user, as store.user.get and store.user.list answer it
+typedef struct {
+    st_text_t name;                 //  as registered
+    st_text_t password_hash;        //  user.get only: data NULL leaves it out
+    int64_t created_at;
+    bool seen;                      //  false: last_seen is nil
+    int64_t last_seen;
+} st_user_t;
+
+//  A room map (proto/STORE.md, "room map")
+typedef struct {
+    st_text_t name;                 //  as created
+    st_text_t description;          //  may be empty
+    bool is_private;
+    uint64_t max_participants;
+    st_text_t owner;                //  as registered
+    int64_t created_at;
+    uint64_t members;               //  the count
+    uint64_t last_seq;              //  0 for none
+    int64_t active_at;
+    int joined;                     //  -1 leaves 'joined' out, else 0 or 1
+} st_room_t;
+
+//  A pm entry as answered (proto/STORE.md, "pm entry")
+typedef struct {
+    uint64_t seq;
+    st_text_t from;                 //  as registered
+    st_text_t to;                   //  as registered
+    st_text_t text;
+    int64_t ts;
+} st_pm_entry_t;
+
+//  A string from a C string; NULL packs ""
+void
+    st_reply_str (msgpack_packer *packer, const char *string);
+
+//  A string from a borrowed text; data NULL packs ""
+void
+    st_reply_text (msgpack_packer *packer, st_text_t text);
+
+void
+    st_reply_bool (msgpack_packer *packer, bool value);
+
+//  {name, [password_hash,] created_at, last_seen}
+void
+    st_reply_user (msgpack_packer *packer, const st_user_t *user);
+
+//  The room map, with 'joined' when room->joined >= 0
+void
+    st_reply_room (msgpack_packer *packer, const st_room_t *room);
+
+//  A timeline entry {seq, kind, user, ts, text or event}
+void
+    st_reply_entry (msgpack_packer *packer, const st_entry_t *entry);
+
+//  A pm entry {seq, from, to, text, ts}
+void
+    st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
+
+//  store.info's answer {backend, schema_version}
+void
+    st_reply_info (st_request_t *request, const char *backend, uint32_t schema_version);
+
+//  The one-field answers: {key: value}
+void
+    st_reply_uint (st_request_t *request, const char *key, uint64_t value);
+void
+    st_reply_name (st_request_t *request, const char *key, st_text_t name);
+
+//  The common not_found sentences, so that both stores say them alike
+void
+    st_reply_no_user (st_request_t *request, st_text_t name);
+void
+    st_reply_no_room (st_request_t *request, st_text_t name);
+void
+    st_reply_no_token (st_request_t *request);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,922 @@
+/*  =========================================================================
+    st_request - one store.* request of proto/STORE.md, parsed and validated
+
+    The readers below are the one copy of proto/STORE.md's rules on values:
+    where the stores disagreed before the front, the file decides, and
+    where it was silent, the stricter rule is written into it ("Values on
+    the wire"): a nil is a mistyped field, never an absent one; a message's
+    text holds no NUL; room.create's description and private are required;
+    max_participants is at most 2^32 - 1.
+    =========================================================================
+*/
+
+#include "st_request.h"
+#include "pl_body.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (s_reader_fn) (st_request_t *self, const msgpack_object *map);
+
+static s_reader_fn
+    s_read_none, s_read_user_create, s_read_user_get, s_read_user_list, s_read_user_seen,
+    s_read_token_put, s_read_token_hash, s_read_token_user, s_read_token_purge,
+    s_read_token_touch, s_read_token_trim, s_read_room_create, s_read_room_name,
+    s_read_room_list, s_read_room_joined, s_read_room_public, s_read_room_directory,
+    s_read_member_add, s_read_member_remove, s_read_member_list, s_read_invite_add,
+    s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
+    s_read_pm_history, s_read_pm_conversations, s_read_pm_read;
+
+static const struct {
+    const char *name;               //  the request type
+    bool writes;                    //  needs a savepoint of its own
+    s_reader_fn *read;              //  reads its fields
+} s_types [ST_TYPE_COUNT] = {
+    [ST_INFO]              = { "store.info",              false, s_read_none },
+    [ST_USER_CREATE]       = { "store.user.create",       true,  s_read_user_create },
+    [ST_USER_GET]          = { "store.user.get",          false, s_read_user_get },
+    [ST_USER_LIST]         = { "store.user.list",         false, s_read_user_list },
+    [ST_USER_SEEN]         = { "store.user.seen",         true,  s_read_user_seen },
+    [ST_TOKEN_PUT]         = { "store.token.put",         true,  s_read_token_put },
+    [ST_TOKEN_GET]         = { "store.token.get",         false, s_read_token_hash },
+    [ST_TOKEN_DELETE]      = { "store.token.delete",      true,  s_read_token_hash },
+    [ST_TOKEN_DELETE_USER] = { "store.token.delete_user", true,  s_read_token_user },
+    [ST_TOKEN_PURGE]       = { "store.token.purge",       true,  s_read_token_purge },
+    [ST_TOKEN_TOUCH]       = { "store.token.touch",       true,  s_read_token_touch },
+    [ST_TOKEN_TRIM]        = { "store.token.trim",        true,  s_read_token_trim },
+    [ST_ROOM_CREATE]       = { "store.room.create",       true,  s_read_room_create },
+    [ST_ROOM_GET]          = { "store.room.get",          false, s_read_room_name },
+    [ST_ROOM_LIST]         = { "store.room.list",         false, s_read_room_list },
+    [ST_ROOM_JOINED]       = { "store.room.joined",       false, s_read_room_joined },
+    [ST_ROOM_PUBLIC]       = { "store.room.public",       false, s_read_room_public },
+    [ST_ROOM_DIRECTORY]    = { "store.room.directory",    false, s_read_room_directory },
+    [ST_ROOM_DELETE]       = { "store.room.delete",       true,  s_read_room_name },
+    [ST_MEMBER_ADD]        = { "store.member.add",        true,  s_read_member_add },
+    [ST_MEMBER_REMOVE]     = { "store.member.remove",     true,  s_read_member_remove },
+    [ST_MEMBER_LIST]       = { "store.member.list",       false, s_read_member_list },
+    [ST_INVITE_ADD]        = { "store.invite.add",        true,  s_read_invite_add },
+    [ST_MSG_APPEND]        = { "store.msg.append",        true,  s_read_msg_append },
+    [ST_MSG_HISTORY]       = { "store.msg.history",       false, s_read_msg_history },
+    [ST_PM_APPEND]         = { "store.pm.append",         true,  s_read_pm_append },
+    [ST_PM_LAST_SEQ]       = { "store.pm.last_seq",       false, s_read_pm_last_seq },
+    [ST_PM_HISTORY]        = { "store.pm.history",        false, s_read_pm_history },
+    [ST_PM_CONVERSATIONS]  = { "store.pm.conversations",  false, s_read_pm_conversations },
+    [ST_PM_READ]           = { "store.pm.read",           true,  s_read_pm_read }
+};
+
+
+//  --------------------------------------------------------------------------
+//  Types
+
+int
+st_type_find (const char *name, st_type_t *type_p)
+{
+    for (int index = 0; name && index < ST_TYPE_COUNT; index++)
+        if (strcmp (name, s_types [index].name) == 0) {
+            *type_p = (st_type_t) index;
+            return 0;
+        }
+    return -1;
+}
+
+const char *
+st_type_name (st_type_t type)
+{
+    return type < ST_TYPE_COUNT ? s_types [type].name : "store.?";
+}
+
+bool
+st_type_writes (st_type_t type)
+{
+    return type < ST_TYPE_COUNT && s_types [type].writes;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Names
+
+void
+st_text_lower (st_text_t text, char *key)
+{
+    for (uint32_t index = 0; index < text.size; index++) {
+        char c = text.data [index];
+        key [index] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+    }
+    key [text.size] = 0;
+}
+
+static char
+s_lower (char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+}
+
+bool
+st_text_same_name (st_text_t one, st_text_t two)
+{
+    if (one.size != two.size)
+        return false;
+    for (uint32_t index = 0; index < one.size; index++)
+        if (s_lower (one.data [index]) != s_lower (two.data [index]))
+            return false;
+    return true;
+}
+
+bool
+st_text_is (st_text_t text, const char *value)
+{
+    size_t size = strlen (value);
+    return text.size == size && (size == 0 || memcmp (text.data, value, size) == 0);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The request
+
+st_request_t *
+st_request_new (st_type_t type, const void *body, size_t size, void *host_request)
+{
+    st_request_t *self = (st_request_t *) calloc (1, sizeof (st_request_t));
+    if (!self)
+        return NULL;
+    self->type = type;
+    self->host_request = host_request;
+    msgpack_unpacked_init (&self->body);
+    msgpack_sbuffer_init (&self->result);
+    msgpack_packer_init (&self->packer, &self->result, msgpack_sbuffer_write);
+    //  The unpacked strings point into the bytes they came from: a copy of
+    //  the request's own keeps them valid whatever the caller does
+    self->raw = (char *) malloc (size ? size : 1);
+    if (!self->raw) {
+        st_request_destroy (&self);
+        return NULL;
+    }
+    if (size)
+        memcpy (self->raw, body, size);
+    size_t offset = 0;
+    msgpack_unpack_return unpacked
+        = msgpack_unpack_next (&self->body, self->raw, size, &offset);
+    if (unpacked != MSGPACK_UNPACK_SUCCESS || self->body.data.type != MSGPACK_OBJECT_MAP)
+        st_request_fail (self, "bad_request", "The request's fields are not a msgpack map.");
+    else
+    if (type >= ST_TYPE_COUNT)
+        st_request_fail (self, "unknown_type", "The store does not serve this request.");
+    else
+        s_types [type].read (self, &self->body.data);
+    return self;
+}
+
+void
+st_request_destroy (st_request_t **self_p)
+{
+    st_request_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->type == ST_USER_SEEN)
+        free (self->as.user_seen.users);
+    else
+    if (self->type == ST_MSG_APPEND)
+        free (self->as.msg_append.entries);
+    else
+    if (self->type == ST_PM_APPEND)
+        free (self->as.pm_append.messages);
+    msgpack_unpacked_destroy (&self->body);
+    msgpack_sbuffer_destroy (&self->result);
+    free (self->raw);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+st_request_live (const st_request_t *self)
+{
+    return self->code == NULL;
+}
+
+void
+st_request_fail (st_request_t *self, const char *code, const char *format, ...)
+{
+    self->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->message, sizeof self->message, format, args);
+    va_end (args);
+    msgpack_sbuffer_clear (&self->result);
+}
+
+msgpack_packer *
+st_request_packer (st_request_t *self)
+{
+    return &self->packer;
+}
+
+void
+st_request_clear (st_request_t *self)
+{
+    msgpack_sbuffer_clear (&self->result);
+}
+
+const char *
+st_request_code (const st_request_t *self)
+{
+    return self->code;
+}
+
+const char *
+st_request_message (const st_request_t *self)
+{
+    return self->code ? self->message : "";
+}
+
+const char *
+st_request_result (const st_request_t *self, size_t *size_p)
+{
+    *size_p = self->result.size;
+    return self->result.data;
+}
+
+void *
+st_request_host (const st_request_t *self)
+{
+    return self->host_request;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Readers of one value. Each returns 0, or -1 after failing the request
+//  with bad_request and a sentence that names the field.
+
+//  Puts where in front of the sentence, to say which part of the request
+//  was refused ("In 'entries' [3]: The field 'ts' is missing.")
+static void
+s_fail_where (st_request_t *self, const char *where)
+{
+    char reason [sizeof self->message];
+    memcpy (reason, self->message, sizeof reason);
+    snprintf (self->message, sizeof self->message, "%.32s: %.160s", where, reason);
+}
+
+static int
+s_missing (st_request_t *self, const char *key)
+{
+    st_request_fail (self, "bad_request", "The field '%s' is missing.", key);
+    return -1;
+}
+
+//  A string of min to max bytes with no NUL; absent is an error if required
+static int
+s_read_string (st_request_t *self, const msgpack_object *map, const char *key,
+               uint32_t min, uint32_t max, bool required, st_text_t *text)
+{
+    const msgpack_object *value = pl_body_field (map, key);
+    if (!value)
+        return required ? s_missing (self, key) : 0;
+    if (value->type != MSGPACK_OBJECT_STR) {
+        st_request_fail (self, "bad_request", "The field '%s' must be a string.", key);
+        return -1;
+    }
+    if (value->via.str.size < min || value->via.str.size > max
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size)) {
+        st_request_fail (self, "bad_request", "The field '%s' must have %u to %u bytes and no NUL.",
+                         key, min, max);
+        return -1;
+    }
+    //  An empty string still has data, so that "given" reads as data != NULL
+    text->data = value->via.str.size ? value->via.str.ptr : "";
+    text->size = value->via.str.size;
+    return 0;
+}
+
+//  A name of 1 to max bytes and its lower-cased key
+static int
+s_read_name (st_request_t *self, const msgpack_object *map, const char *key,
+             uint32_t max, bool required, st_name_t *name)
+{
+    if (s_read_string (self, map, key, 1, max, required, &name->text))
+        return -1;
+    st_text_lower (name->text, name->key);
+    return 0;
+}
+
+static int
+s_read_user (st_request_t *self, const msgpack_object *map, const char *key, st_name_t *name)
+{
+    return s_read_name (self, map, key, ST_NAME_MAX, true, name);
+}
+
+static int
+s_read_room (st_request_t *self, const msgpack_object *map, const char *key, st_name_t *name)
+{
+    return s_read_name (self, map, key, ST_ROOM_MAX, true, name);
+}
+
+static int
+s_read_hash (st_request_t *self, const msgpack_object *map, const char *key, st_text_t *text)
+{
+    return s_read_string (self, map, key, 1, ST_HASH_MAX, true, text);
+}
+
+//  An unsigned integer of min to max; absent gives fallback unless required
+static int
+s_read_uint (st_request_t *self, const msgpack_object *map, const char *key,
+             uint64_t min, uint64_t max, bool required, uint64_t fallback, uint64_t *value_p)
+{
+    const msgpack_object *value = pl_body_field (map, key);
+    if (!value) {
+        *value_p = fallback;
+        return required ? s_missing (self, key) : 0;
+    }
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+    ||  value->via.u64 < min || value->via.u64 > max) {
+        st_request_fail (self, "bad_request", "The field '%s' must be an integer from %" PRIu64
+                         " to %" PRIu64 ".", key, min, max);
+        return -1;
+    }
+    *value_p = value->via.u64;
+    return 0;
+}
+
+//  A list's limit: 1 to ST_LIST_LIMIT_MAX, fallback when absent
+static int
+s_read_limit (st_request_t *self, const msgpack_object *map, uint32_t fallback,
+              uint32_t *limit_p)
+{
+    uint64_t limit;
+    if (s_read_uint (self, map, "limit", 1, ST_LIST_LIMIT_MAX, false, fallback, &limit))
+        return -1;
+    *limit_p = (uint32_t) limit;
+    return 0;
+}
+
+//  A time: an integer, 0 or more, that fits int64; always required
+static int
+s_read_time (st_request_t *self, const msgpack_object *map, const char *key, int64_t *time_p)
+{
+    const msgpack_object *value = pl_body_field (map, key);
+    if (!value)
+        return s_missing (self, key);
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER || value->via.u64 > INT64_MAX) {
+        st_request_fail (self, "bad_request",
+                         "The field '%s' must be an integer of milliseconds since 1970, 0 or more.",
+                         key);
+        return -1;
+    }
+    *time_p = (int64_t) value->via.u64;
+    return 0;
+}
+
+static int
+s_read_bool (st_request_t *self, const msgpack_object *map, const char *key, bool *value_p)
+{
+    const msgpack_object *value = pl_body_field (map, key);
+    if (!value || value->type != MSGPACK_OBJECT_BOOLEAN) {
+        st_request_fail (self, "bad_request", "The field '%s' must be true or false.", key);
+        return -1;
+    }
+    *value_p = value->via.boolean;
+    return 0;
+}
+
+//  A history page: limit, and before or after (not both)
+static int
+s_read_page (st_request_t *self, const msgpack_object *map, st_page_t *page)
+{
+    bool before = pl_body_field (map, "before") != NULL;
+    bool after = pl_body_field (map, "after") != NULL;
+    if (before && after) {
+        st_request_fail (self, "bad_request", "Give 'before' or 'after', not both.");
+        return -1;
+    }
+    page->cursor = before ? ST_CURSOR_BEFORE : after ? ST_CURSOR_AFTER : ST_CURSOR_NONE;
+    if ((before || after)
+    &&  s_read_uint (self, map, before ? "before" : "after", 0, INT64_MAX, true, 0, &page->seq))
+        return -1;
+    return s_read_limit (self, map, ST_HISTORY_DEFAULT, &page->limit);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Runs: msg.append's entries, pm.append's messages
+
+//  Reads one element of a run into item (an st_entry_t or an
+//  st_pm_message_t) and gives its seq. Returns 0, or -1 after failing the
+//  request with a sentence that does not say where the element was.
+typedef int (s_element_fn) (st_request_t *self, const msgpack_object *value, void *item,
+                            uint64_t *seq_p);
+
+//  Reads one timeline entry map into entry
+static int
+s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
+{
+    memset (entry, 0, sizeof *entry);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        st_request_fail (self, "bad_request", "The entry must be a map.");
+        return -1;
+    }
+    st_text_t kind = { NULL, 0 };
+    if (s_read_uint (self, value, "seq", 1, INT64_MAX, true, 0, &entry->seq)
+    ||  s_read_string (self, value, "kind", 1, 16, true, &kind)
+    ||  s_read_string (self, value, "user", 1, ST_NAME_MAX, true, &entry->user)
+    ||  s_read_time (self, value, "ts", &entry->ts))
+        return -1;
+    if (st_text_is (kind, "message"))
+        return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text);
+    if (!st_text_is (kind, "system")) {
+        st_request_fail (self, "bad_request",
+                         "The entry's 'kind' must be \"message\" or \"system\".");
+        return -1;
+    }
+    entry->system = true;
+    if (s_read_string (self, value, "event", 1, 16, true, &entry->event))
+        return -1;
+    if (!st_text_is (entry->event, "join") && !st_text_is (entry->event, "leave")) {
+        st_request_fail (self, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_entry_element (st_request_t *self, const msgpack_object *value, void *item, uint64_t *seq_p)
+{
+    st_entry_t *entry = (st_entry_t *) item;
+    if (s_read_entry_map (self, value, entry))
+        return -1;
+    *seq_p = entry->seq;
+    return 0;
+}
+
+//  Reads the field 'entry' (member.add/remove's notice, msg.append's one)
+static int
+s_read_entry (st_request_t *self, const msgpack_object *map, bool required,
+              bool *has_p, st_entry_t *entry)
+{
+    const msgpack_object *value = pl_body_field (map, "entry");
+    *has_p = value != NULL;
+    if (!value)
+        return required ? s_missing (self, "entry") : 0;
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        st_request_fail (self, "bad_request", "The field 'entry' must be a map.");
+        return -1;
+    }
+    if (s_read_entry_map (self, value, entry)) {
+        s_fail_where (self, "In 'entry'");
+        return -1;
+    }
+    return 0;
+}
+
+//  Reads the run in the array field key: 1 to ST_RUN_MAX elements of
+//  item_size bytes each, read by read, whose seqs follow one another,
+//  into a new array (*items_p, the request's). Returns 0, or -1 failed
+//  with a sentence that names the element ("In 'entries' [3]: ...").
+static int
+s_read_run_array (st_request_t *self, const msgpack_object *array, const char *key,
+                  s_element_fn *read, size_t item_size, void **items_p, uint32_t *count_p)
+{
+    if (array->type != MSGPACK_OBJECT_ARRAY
+    ||  array->via.array.size == 0 || array->via.array.size > ST_RUN_MAX) {
+        st_request_fail (self, "bad_request", "The field '%s' must be an array of 1 to %d %s.",
+                         key, ST_RUN_MAX, key);
+        return -1;
+    }
+    char *items = (char *) calloc (array->via.array.size, item_size);
+    if (!items) {
+        st_request_fail (self, "internal", "The store is out of memory.");
+        return -1;
+    }
+    *items_p = items;               //  the request's now, even if refused
+    uint64_t first = 0;
+    for (uint32_t index = 0; index < array->via.array.size; index++) {
+        uint64_t seq = 0;
+        int rc = read (self, &array->via.array.ptr [index], items + index * item_size, &seq);
+        if (rc == 0 && index == 0)
+            first = seq;
+        else
+        if (rc == 0 && seq != first + index) {
+            st_request_fail (self, "bad_request", "The seq must be %" PRIu64 ", one more than"
+                             " the seq before.", first + index);
+            rc = -1;
+        }
+        if (rc) {
+            char where [32];
+            snprintf (where, sizeof where, "In '%s' [%u]", key, index);
+            s_fail_where (self, where);
+            return -1;
+        }
+    }
+    *count_p = array->via.array.size;
+    return 0;
+}
+
+//  Reads one private message (pm.append's own fields, or an element of
+//  its 'messages'): its 'from' must be one of the request's two users
+static int
+s_read_pm_message (st_request_t *self, const msgpack_object *value, st_pm_message_t *message)
+{
+    memset (message, 0, sizeof *message);
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        st_request_fail (self, "bad_request", "The message must be a map {from, seq, text, ts}.");
+        return -1;
+    }
+    st_text_t from = { NULL, 0 };
+    if (s_read_string (self, value, "from", 1, ST_NAME_MAX, true, &from)
+    ||  s_read_uint (self, value, "seq", 1, INT64_MAX, true, 0, &message->seq)
+    ||  s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &message->text)
+    ||  s_read_time (self, value, "ts", &message->ts))
+        return -1;
+    const st_pm_append_t *append = &self->as.pm_append;
+    if (st_text_same_name (from, append->from.text))
+        return 0;
+    if (st_text_same_name (from, append->to.text)) {
+        message->from_peer = true;
+        return 0;
+    }
+    st_request_fail (self, "bad_request", "The message's 'from' must be '%.*s' or '%.*s'.",
+                     (int) (append->from.text.size < 40 ? append->from.text.size : 40),
+                     append->from.text.data,
+                     (int) (append->to.text.size < 40 ? append->to.text.size : 40),
+                     append->to.text.data);
+    return -1;
+}
+
+static int
+s_pm_element (st_request_t *self, const msgpack_object *value, void *item, uint64_t *seq_p)
+{
+    st_pm_message_t *message = (st_pm_message_t *) item;
+    if (s_read_pm_message (self, value, message))
+        return -1;
+    *seq_p = message->seq;
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The requests' readers
+
+static int
+s_read_none (st_request_t *self, const msgpack_object *map)
+{
+    return 0;
+}
+
+static int
+s_read_user_create (st_request_t *self, const msgpack_object *map)
+{
+    st_user_create_t *create = &self->as.user_create;
+    return s_read_user (self, map, "name", &create->name)
+        || s_read_hash (self, map, "password_hash", &create->password_hash)
+        || s_read_time (self, map, "created_at", &create->created_at) ? -1 : 0;
+}
+
+static int
+s_read_user_get (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_user (self, map, "name", &self->as.user_get.name);
+}
+
+static int
+s_read_user_list (st_request_t *self, const msgpack_object *map)
+{
+    st_user_list_t *list = &self->as.user_list;
+    return s_read_name (self, map, "after", ST_NAME_MAX, false, &list->after)
+        || s_read_limit (self, map, ST_USER_LIST_DEFAULT, &list->limit) ? -1 : 0;
+}
+
+static int
+s_read_seen_entry (st_request_t *self, const msgpack_object *entry, uint32_t index,
+                   st_seen_t *seen)
+{
+    if (entry->type != MSGPACK_OBJECT_MAP) {
+        st_request_fail (self, "bad_request", "Entry %u of 'users' is not a map.", index);
+        return -1;
+    }
+    if (s_read_user (self, entry, "name", &seen->name)
+    ||  s_read_time (self, entry, "last_seen", &seen->last_seen)) {
+        char where [32];
+        snprintf (where, sizeof where, "Entry %u of 'users'", index);
+        s_fail_where (self, where);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_read_user_seen (st_request_t *self, const msgpack_object *map)
+{
+    const msgpack_object *users = pl_body_field (map, "users");
+    if (!users || users->type != MSGPACK_OBJECT_ARRAY
+    ||  users->via.array.size == 0 || users->via.array.size > ST_SEEN_MAX) {
+        st_request_fail (self, "bad_request",
+                         "The field 'users' must be an array of 1 to %d maps {name, last_seen}.",
+                         ST_SEEN_MAX);
+        return -1;
+    }
+    st_user_seen_t *seen = &self->as.user_seen;
+    seen->users = (st_seen_t *) calloc (users->via.array.size, sizeof (st_seen_t));
+    if (!seen->users) {
+        st_request_fail (self, "internal", "The store is out of memory.");
+        return -1;
+    }
+    for (uint32_t index = 0; index < users->via.array.size; index++)
+        if (s_read_seen_entry (self, &users->via.array.ptr [index], index, &seen->users [index]))
+            return -1;
+    seen->count = users->via.array.size;
+    return 0;
+}
+
+static int
+s_read_token_put (st_request_t *self, const msgpack_object *map)
+{
+    st_token_put_t *put = &self->as.token_put;
+    return s_read_hash (self, map, "token_hash", &put->token_hash)
+        || s_read_user (self, map, "user", &put->user)
+        || s_read_time (self, map, "created_at", &put->created_at)
+        || s_read_time (self, map, "expires_at", &put->expires_at) ? -1 : 0;
+}
+
+//  token.get and token.delete share their struct
+static int
+s_read_token_hash (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_hash (self, map, "token_hash", &self->as.token_get.token_hash);
+}
+
+static int
+s_read_token_user (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_user (self, map, "user", &self->as.token_delete_user.user);
+}
+
+static int
+s_read_token_purge (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_time (self, map, "before", &self->as.token_purge.before);
+}
+
+static int
+s_read_token_touch (st_request_t *self, const msgpack_object *map)
+{
+    st_token_touch_t *touch = &self->as.token_touch;
+    return s_read_hash (self, map, "token_hash", &touch->token_hash)
+        || s_read_time (self, map, "at", &touch->at) ? -1 : 0;
+}
+
+static int
+s_read_token_trim (st_request_t *self, const msgpack_object *map)
+{
+    st_token_trim_t *trim = &self->as.token_trim;
+    return s_read_user (self, map, "user", &trim->user)
+        || s_read_uint (self, map, "keep", 1, ST_KEEP_MAX, true, 0, &trim->keep) ? -1 : 0;
+}
+
+static int
+s_read_room_create (st_request_t *self, const msgpack_object *map)
+{
+    st_room_create_t *create = &self->as.room_create;
+    uint64_t max_participants = 0;
+    if (s_read_room (self, map, "name", &create->name)
+    ||  s_read_string (self, map, "description", 0, ST_DESCRIPTION_MAX, true,
+                       &create->description)
+    ||  s_read_bool (self, map, "private", &create->is_private)
+    ||  s_read_uint (self, map, "max_participants", 1, ST_PARTICIPANTS_MAX, true, 0,
+                     &max_participants)
+    ||  s_read_user (self, map, "owner", &create->owner)
+    ||  s_read_time (self, map, "created_at", &create->created_at)
+    ||  s_read_uint (self, map, "max_owned", 0, INT64_MAX, false, 0, &create->max_owned)
+    ||  s_read_uint (self, map, "max_joined", 0, INT64_MAX, false, 0, &create->max_joined))
+        return -1;
+    create->max_participants = (uint32_t) max_participants;
+    return 0;
+}
+
+//  room.get and room.delete share their struct
+static int
+s_read_room_name (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_room (self, map, "name", &self->as.room_get.name);
+}
+
+static int
+s_read_room_list (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_user (self, map, "user", &self->as.room_list.user);
+}
+
+//  A room list's page: user, after (a room name), limit
+static int
+s_read_room_page (st_request_t *self, const msgpack_object *map, uint32_t fallback)
+{
+    st_room_page_t *page = &self->as.room_joined;
+    return s_read_user (self, map, "user", &page->user)
+        || s_read_name (self, map, "after", ST_ROOM_MAX, false, &page->after)
+        || s_read_limit (self, map, fallback, &page->limit) ? -1 : 0;
+}
+
+static int
+s_read_room_joined (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_room_page (self, map, ST_JOINED_DEFAULT);
+}
+
+//  room.public: the page and its cursor, (after_active, after) both or neither
+static int
+s_read_room_public (st_request_t *self, const msgpack_object *map)
+{
+    st_room_page_t *page = &self->as.room_public;
+    if (s_read_room_page (self, map, ST_PUBLIC_DEFAULT))
+        return -1;
+    page->has_after_active = pl_body_field (map, "after_active") != NULL;
+    if (page->has_after_active && s_read_time (self, map, "after_active", &page->after_active))
+        return -1;
+    if (page->has_after_active != (page->after.text.data != NULL)) {
+        st_request_fail (self, "bad_request",
+                         "Give 'after_active' and 'after' together, or neither.");
+        return -1;
+    }
+    return 0;
+}
+
+//  room.directory: the page and a prefix of ASCII letters, digits, '_' and
+//  '-' (the names of rooms), so that its range has an end
+static int
+s_read_room_directory (st_request_t *self, const msgpack_object *map)
+{
+    st_room_page_t *page = &self->as.room_directory;
+    if (s_read_room_page (self, map, ST_DIRECTORY_DEFAULT)
+    ||  s_read_name (self, map, "prefix", ST_ROOM_MAX, false, &page->prefix))
+        return -1;
+    for (const char *c = page->prefix.key; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-')) {
+            st_request_fail (self, "bad_request",
+                             "The field 'prefix' must hold only letters, digits, '_' and '-'.");
+            return -1;
+        }
+    return 0;
+}
+
+static int
+s_read_member (st_request_t *self, const msgpack_object *map, st_member_t *member)
+{
+    return s_read_room (self, map, "room", &member->room)
+        || s_read_user (self, map, "user", &member->user)
+        || s_read_entry (self, map, false, &member->has_entry, &member->entry) ? -1 : 0;
+}
+
+static int
+s_read_member_add (st_request_t *self, const msgpack_object *map)
+{
+    st_member_t *member = &self->as.member_add;
+    return s_read_member (self, map, member)
+        || s_read_uint (self, map, "max_joined", 0, INT64_MAX, false, 0, &member->max_joined)
+           ? -1 : 0;
+}
+
+static int
+s_read_member_remove (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_member (self, map, &self->as.member_remove);
+}
+
+static int
+s_read_member_list (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_room (self, map, "room", &self->as.member_list.name);
+}
+
+static int
+s_read_invite_add (st_request_t *self, const msgpack_object *map)
+{
+    st_invite_add_t *invite = &self->as.invite_add;
+    return s_read_room (self, map, "room", &invite->room)
+        || s_read_user (self, map, "user", &invite->user)
+        || s_read_user (self, map, "from", &invite->from) ? -1 : 0;
+}
+
+//  msg.append's run: 'entry' (a run of one) or 'entries', not both
+static int
+s_read_msg_append (st_request_t *self, const msgpack_object *map)
+{
+    st_msg_append_t *append = &self->as.msg_append;
+    if (s_read_room (self, map, "room", &append->room))
+        return -1;
+    const msgpack_object *entries = pl_body_field (map, "entries");
+    bool single = pl_body_field (map, "entry") != NULL;
+    if (single && entries) {
+        st_request_fail (self, "bad_request", "Give 'entry' or 'entries', not both.");
+        return -1;
+    }
+    if (!single && !entries) {
+        st_request_fail (self, "bad_request", "The field 'entry' or 'entries' is missing.");
+        return -1;
+    }
+    if (entries)
+        return s_read_run_array (self, entries, "entries", s_entry_element, sizeof (st_entry_t),
+                                 (void **) &append->entries, &append->count);
+    append->entries = (st_entry_t *) calloc (1, sizeof (st_entry_t));
+    if (!append->entries) {
+        st_request_fail (self, "internal", "The store is out of memory.");
+        return -1;
+    }
+    bool given;
+    if (s_read_entry (self, map, true, &given, append->entries))
+        return -1;
+    append->count = 1;
+    return 0;
+}
+
+static int
+s_read_msg_history (st_request_t *self, const msgpack_object *map)
+{
+    st_msg_history_t *history = &self->as.msg_history;
+    return s_read_room (self, map, "room", &history->room)
+        || s_read_page (self, map, &history->page) ? -1 : 0;
+}
+
+//  pm.append's run: one message in the request's own fields (seq, text,
+//  ts, from 'from') or 'messages', not both
+static int
+s_read_pm_run (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_append_t *append = &self->as.pm_append;
+    const msgpack_object *messages = pl_body_field (map, "messages");
+    bool single = pl_body_field (map, "seq") || pl_body_field (map, "text")
+               || pl_body_field (map, "ts");
+    if (single && messages) {
+        st_request_fail (self, "bad_request",
+                         "Give 'seq', 'text' and 'ts', or 'messages', not both.");
+        return -1;
+    }
+    if (!single && !messages) {
+        st_request_fail (self, "bad_request",
+                         "The fields 'seq', 'text' and 'ts', or the field 'messages', are missing.");
+        return -1;
+    }
+    if (messages)
+        return s_read_run_array (self, messages, "messages", s_pm_element,
+                                 sizeof (st_pm_message_t), (void **) &append->messages,
+                                 &append->count);
+    append->messages = (st_pm_message_t *) calloc (1, sizeof (st_pm_message_t));
+    if (!append->messages) {
+        st_request_fail (self, "internal", "The store is out of memory.");
+        return -1;
+    }
+    if (s_read_pm_message (self, map, append->messages))
+        return -1;
+    append->count = 1;
+    return 0;
+}
+
+static int
+s_read_pm_append (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_append_t *append = &self->as.pm_append;
+    if (s_read_user (self, map, "from", &append->from)
+    ||  s_read_user (self, map, "to", &append->to))
+        return -1;
+    if (strcmp (append->from.key, append->to.key) == 0) {
+        st_request_fail (self, "bad_request",
+                         "'from' and 'to' are the same user: a conversation needs two.");
+        return -1;
+    }
+    return s_read_pm_run (self, map);
+}
+
+//  'user' and 'with', the two sides of a conversation
+static int
+s_read_pair (st_request_t *self, const msgpack_object *map, st_pm_pair_t *pair)
+{
+    return s_read_user (self, map, "user", &pair->user)
+        || s_read_user (self, map, "with", &pair->with) ? -1 : 0;
+}
+
+static int
+s_read_pm_last_seq (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_pair (self, map, &self->as.pm_last_seq);
+}
+
+static int
+s_read_pm_history (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_pair_t *pair = &self->as.pm_history;
+    return s_read_pair (self, map, pair) || s_read_page (self, map, &pair->page) ? -1 : 0;
+}
+
+static int
+s_read_pm_conversations (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_conversations_t *list = &self->as.pm_conversations;
+    return s_read_user (self, map, "user", &list->user)
+        || s_read_limit (self, map, ST_CONVERSATIONS_DEFAULT, &list->limit) ? -1 : 0;
+}
+
+static int
+s_read_pm_read (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_pair_t *pair = &self->as.pm_read;
+    return s_read_pair (self, map, pair)
+        || s_read_uint (self, map, "seq", 0, INT64_MAX, true, 0, &pair->seq) ? -1 : 0;
+}

@@ -1,0 +1,405 @@
+/*  =========================================================================
+    st_request - one store.* request of proto/STORE.md, parsed and validated
+
+    The store front reads a request's body ONCE, here, into a typed request:
+    one C struct per request type, every field checked against
+    proto/STORE.md (sizes, ranges, required fields, the runs' seqs). A
+    backend (store-sqlite, store-mongo) never reads msgpack: it gets an
+    st_request_t whose fields are valid, runs it, and sets its answer
+    through st_request_fail or st_request_packer (st_reply.h packs the
+    answer's parts). The front answers every request, in the order
+    received, after the backend's run returns.
+
+    Ownership: st_request_new returns a request the caller owns, destroyed
+    with st_request_destroy. It owns the unpacked body: every st_text_t in
+    it borrows from that body and is valid until the request is destroyed.
+    It owns the arrays of runs (user.seen's users, msg.append's entries,
+    pm.append's messages). The parley_request_t it carries is the host's,
+    lent until the front replies.
+
+    A request refused at validation is returned all the same, failed with
+    bad_request (st_request_code is set): it keeps its place in the order
+    of answers. A backend skips it (st_request_live is false).
+    =========================================================================
+*/
+
+#ifndef ST_REQUEST_H_INCLUDED
+#define ST_REQUEST_H_INCLUDED
+
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  The bounds of proto/STORE.md's values
+#define ST_NAME_MAX             256     //  a user name, bytes
+#define ST_HASH_MAX             1024    //  password_hash, token_hash, bytes
+#define ST_ROOM_MAX             64      //  a room name, bytes
+#define ST_DESCRIPTION_MAX      2000    //  a room's description, bytes
+#define ST_TEXT_MAX             16000   //  a message's text, bytes
+#define ST_SEEN_MAX             1024    //  store.user.seen's users
+#define ST_RUN_MAX              256     //  msg.append's entries, pm.append's messages
+#define ST_LIST_LIMIT_MAX       1000    //  every list's limit
+#define ST_KEEP_MAX             1000000 //  store.token.trim's keep
+#define ST_TRIM_MAX             1000    //  tokens token.trim deletes in one request
+#define ST_PARTICIPANTS_MAX     UINT32_MAX  //  room.create's max_participants
+//  The lists' defaults when no limit is given
+#define ST_USER_LIST_DEFAULT    1000
+#define ST_JOINED_DEFAULT       1000
+#define ST_PUBLIC_DEFAULT       200
+#define ST_DIRECTORY_DEFAULT    50
+#define ST_HISTORY_DEFAULT      50
+#define ST_CONVERSATIONS_DEFAULT 200
+//  Room for an error sentence
+#define ST_MESSAGE_MAX          200
+
+//  The request types, in the order of proto/STORE.md
+typedef enum {
+    ST_INFO,
+    ST_USER_CREATE,
+    ST_USER_GET,
+    ST_USER_LIST,
+    ST_USER_SEEN,
+    ST_TOKEN_PUT,
+    ST_TOKEN_GET,
+    ST_TOKEN_DELETE,
+    ST_TOKEN_DELETE_USER,
+    ST_TOKEN_PURGE,
+    ST_TOKEN_TOUCH,
+    ST_TOKEN_TRIM,
+    ST_ROOM_CREATE,
+    ST_ROOM_GET,
+    ST_ROOM_LIST,
+    ST_ROOM_JOINED,
+    ST_ROOM_PUBLIC,
+    ST_ROOM_DIRECTORY,
+    ST_ROOM_DELETE,
+    ST_MEMBER_ADD,
+    ST_MEMBER_REMOVE,
+    ST_MEMBER_LIST,
+    ST_INVITE_ADD,
+    ST_MSG_APPEND,
+    ST_MSG_HISTORY,
+    ST_PM_APPEND,
+    ST_PM_LAST_SEQ,
+    ST_PM_HISTORY,
+    ST_PM_CONVERSATIONS,
+    ST_PM_READ,
+    ST_TYPE_COUNT
+} st_type_t;
+
+//  A string borrowed from the request's body: not NUL-terminated. data
+//  is NULL (and size 0) for an optional field that was not given.
+typedef struct {
+    const char *data;
+    uint32_t size;
+} st_text_t;
+
+//  A name (a user's or a room's) as given, and its ASCII-lower-cased key,
+//  NUL-terminated: the key names compare and sort by. For an optional name
+//  not given, text.data is NULL and key is "".
+typedef struct {
+    st_text_t text;
+    char key [ST_NAME_MAX + 1];
+} st_name_t;
+
+//  A timeline entry (proto/STORE.md, entry)
+typedef struct {
+    uint64_t seq;                   //  1 or more
+    bool system;                    //  kind "system", else "message"
+    st_text_t user;                 //  the sender, or whom a system entry is about
+    int64_t ts;                     //  milliseconds since 1970
+    st_text_t text;                 //  a message's text (may be empty), else data NULL
+    st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
+} st_entry_t;
+
+//  One private message of store.pm.append
+typedef struct {
+    uint64_t seq;                   //  1 or more
+    bool from_peer;                 //  sent by 'to', not 'from': a run may go both ways
+    int64_t ts;                     //  milliseconds since 1970
+    st_text_t text;                 //  may be empty
+} st_pm_message_t;
+
+//  One element of store.user.seen
+typedef struct {
+    st_name_t name;
+    int64_t last_seen;
+} st_seen_t;
+
+//  Where a history page starts
+typedef enum {
+    ST_CURSOR_NONE,                 //  the newest entries
+    ST_CURSOR_BEFORE,               //  the newest with seq < seq
+    ST_CURSOR_AFTER                 //  the oldest with seq > seq
+} st_cursor_t;
+
+typedef struct {
+    st_cursor_t cursor;
+    uint64_t seq;                   //  the cursor's seq (0 with ST_CURSOR_NONE)
+    uint32_t limit;                 //  1 to ST_LIST_LIMIT_MAX
+} st_page_t;
+
+//  --------------------------------------------------------------------------
+//  The typed requests: one struct per type (types with the same fields
+//  share one)
+
+typedef struct {                    //  store.user.create
+    st_name_t name;
+    st_text_t password_hash;
+    int64_t created_at;
+} st_user_create_t;
+
+typedef struct {                    //  store.user.get
+    st_name_t name;
+} st_user_get_t;
+
+typedef struct {                    //  store.user.list
+    st_name_t after;                //  optional: key "" when not given
+    uint32_t limit;
+} st_user_list_t;
+
+typedef struct {                    //  store.user.seen
+    st_seen_t *users;               //  1 to ST_SEEN_MAX, owned by the request
+    uint32_t count;
+} st_user_seen_t;
+
+typedef struct {                    //  store.token.put
+    st_text_t token_hash;
+    st_name_t user;
+    int64_t created_at;
+    int64_t expires_at;
+} st_token_put_t;
+
+typedef struct {                    //  store.token.get, store.token.delete
+    st_text_t token_hash;
+} st_token_hash_t;
+
+typedef struct {                    //  store.token.delete_user
+    st_name_t user;
+} st_token_user_t;
+
+typedef struct {                    //  store.token.purge
+    int64_t before;
+} st_token_purge_t;
+
+typedef struct {                    //  store.token.touch
+    st_text_t token_hash;
+    int64_t at;
+} st_token_touch_t;
+
+typedef struct {                    //  store.token.trim
+    st_name_t user;
+    uint64_t keep;                  //  1 to ST_KEEP_MAX
+} st_token_trim_t;
+
+typedef struct {                    //  store.room.create
+    st_name_t name;                 //  1 to ST_ROOM_MAX bytes
+    st_text_t description;          //  0 to ST_DESCRIPTION_MAX bytes (data may be "")
+    bool is_private;
+    uint32_t max_participants;      //  1 to ST_PARTICIPANTS_MAX
+    st_name_t owner;
+    int64_t created_at;
+    uint64_t max_owned;             //  0 for no limit
+    uint64_t max_joined;            //  0 for no limit
+} st_room_create_t;
+
+typedef struct {                    //  store.room.get, store.room.delete,
+    st_name_t name;                 //  store.member.list ('room')
+} st_room_name_t;
+
+typedef struct {                    //  store.room.list
+    st_name_t user;
+} st_room_list_t;
+
+typedef struct {                    //  store.room.joined, .public, .directory
+    st_name_t user;
+    st_name_t after;                //  a room name; key "" when not given
+    uint32_t limit;
+    bool has_after_active;          //  public: the cursor (after_active, after) given
+    int64_t after_active;
+    st_name_t prefix;               //  directory: key "" when not given; only
+                                    //  ASCII letters, digits, '_', '-'
+} st_room_page_t;
+
+typedef struct {                    //  store.member.add, store.member.remove
+    st_name_t room;
+    st_name_t user;
+    bool has_entry;                 //  the join or leave notice given
+    st_entry_t entry;
+    uint64_t max_joined;            //  add: 0 for no limit
+} st_member_t;
+
+typedef struct {                    //  store.invite.add
+    st_name_t room;
+    st_name_t user;
+    st_name_t from;
+} st_invite_add_t;
+
+typedef struct {                    //  store.msg.append ('entry' is a run of one)
+    st_name_t room;
+    st_entry_t *entries;            //  1 to ST_RUN_MAX, seqs one after the other;
+    uint32_t count;                 //  owned by the request
+} st_msg_append_t;
+
+typedef struct {                    //  store.msg.history
+    st_name_t room;
+    st_page_t page;
+} st_msg_history_t;
+
+typedef struct {                    //  store.pm.append (the single form is a run of one)
+    st_name_t from;
+    st_name_t to;                   //  not the same user as from
+    st_pm_message_t *messages;      //  1 to ST_RUN_MAX, seqs one after the other;
+    uint32_t count;                 //  owned by the request
+} st_pm_append_t;
+
+typedef struct {                    //  store.pm.last_seq, .history, .read
+    st_name_t user;
+    st_name_t with;
+    st_page_t page;                 //  history
+    uint64_t seq;                   //  read
+} st_pm_pair_t;
+
+typedef struct {                    //  store.pm.conversations
+    st_name_t user;
+    uint32_t limit;
+} st_pm_conversations_t;
+
+//  One request. The typed fields are read-only for a backend; the answer
+//  is set through the functions below.
+typedef struct st_request_s st_request_t;
+struct st_request_s {
+    st_type_t type;
+    union {
+        st_user_create_t user_create;
+        st_user_get_t user_get;
+        st_user_list_t user_list;
+        st_user_seen_t user_seen;
+        st_token_put_t token_put;
+        st_token_hash_t token_get;
+        st_token_hash_t token_delete;
+        st_token_user_t token_delete_user;
+        st_token_purge_t token_purge;
+        st_token_touch_t token_touch;
+        st_token_trim_t token_trim;
+        st_room_create_t room_create;
+        st_room_name_t room_get;
+        st_room_list_t room_list;
+        st_room_page_t room_joined;
+        st_room_page_t room_public;
+        st_room_page_t room_directory;
+        st_room_name_t room_delete;
+        st_member_t member_add;
+        st_member_t member_remove;
+        st_room_name_t member_list;
+        st_invite_add_t invite_add;
+        st_msg_append_t msg_append;
+        st_msg_history_t msg_history;
+        st_pm_append_t pm_append;
+        st_pm_pair_t pm_last_seq;
+        st_pm_pair_t pm_history;
+        st_pm_conversations_t pm_conversations;
+        st_pm_pair_t pm_read;
+    } as;
+    //  Private to st_request.c: use the functions below
+    void *host_request;             //  the host's parley_request_t, lent
+    char *raw;                      //  a copy of the body's bytes
+    msgpack_unpacked body;          //  unpacked from raw: what the st_text_t above borrow
+    const char *code;               //  error code, NULL for ok
+    char message [ST_MESSAGE_MAX];  //  error sentence
+    msgpack_sbuffer result;         //  the ok answer, a msgpack map
+    msgpack_packer packer;          //  writes into result
+};
+
+//  --------------------------------------------------------------------------
+//  Types
+
+//  The type of a request type's name ("store.user.get"); returns 0 and
+//  sets *type_p, or -1 for a type this front does not know
+int
+    st_type_find (const char *name, st_type_t *type_p);
+
+//  "store.user.get" for ST_USER_GET
+const char *
+    st_type_name (st_type_t type);
+
+//  True for the types that write (a backend gives each its own savepoint)
+bool
+    st_type_writes (st_type_t type);
+
+//  --------------------------------------------------------------------------
+//  The request
+
+//  Parses and validates body (size bytes, a msgpack map) as a request of
+//  type. host_request is the host's request, carried for the reply (may
+//  be NULL in tests). Returns a new request (caller owns it), failed with
+//  bad_request when the body is refused; NULL only when out of memory.
+st_request_t *
+    st_request_new (st_type_t type, const void *body, size_t size, void *host_request);
+
+//  Destroys the request and nullifies the reference
+void
+    st_request_destroy (st_request_t **self_p);
+
+//  True while the request has no answer set: a backend runs only these
+bool
+    st_request_live (const st_request_t *self);
+
+//  Fails the request with code (a proto/STORE.md error code) and a
+//  sentence; clears any ok answer packed so far. A later fail replaces it.
+void
+    st_request_fail (st_request_t *self, const char *code, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__ ((format (printf, 3, 4)))
+#endif
+    ;
+
+//  The packer of the ok answer: the backend packs the answer map into it
+//  (st_reply.h). Packing nothing answers an empty map.
+msgpack_packer *
+    st_request_packer (st_request_t *self);
+
+//  Clears the ok answer packed so far (a run undone, a retry)
+void
+    st_request_clear (st_request_t *self);
+
+//  The error code, or NULL for ok; the sentence ("" for ok)
+const char *
+    st_request_code (const st_request_t *self);
+const char *
+    st_request_message (const st_request_t *self);
+
+//  The ok answer packed so far, and its size
+const char *
+    st_request_result (const st_request_t *self, size_t *size_p);
+
+//  The host's request (for the front's reply)
+void *
+    st_request_host (const st_request_t *self);
+
+//  --------------------------------------------------------------------------
+//  Names
+
+//  The ASCII-lower-cased copy of text into key (text.size + 1 bytes at least)
+void
+    st_text_lower (st_text_t text, char *key);
+
+//  True when two texts are the same name without regard to ASCII case
+bool
+    st_text_same_name (st_text_t one, st_text_t two);
+
+//  True when text holds exactly value
+bool
+    st_text_is (st_text_t text, const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
