@@ -62,7 +62,8 @@ st_list_packer (st_list_t *self)
 bool
 st_list_push (st_list_t *self)
 {
-    if (self->count == self->limit || self->items.size > ST_LIST_BUDGET
+    //  The first item is always taken: an answer holds at least one
+    if (self->count == self->limit || (self->count && self->items.size > ST_LIST_BUDGET)
     ||  (self->reversed && !self->starts)) {
         self->items.size = self->taken;     //  the answer stops at a whole item
         self->more = true;

@@ -54,7 +54,8 @@ msgpack_packer *
 
 //  Takes the item packed since the last push. Returns true when taken;
 //  false when dropped because it passed the limit or the budget: the list
-//  then says more, and the caller stops. So a caller reads one row more
+//  then says more, and the caller stops. The first item is always taken
+//  for its bytes (an answer holds at least one; proto/STORE.md). So a caller reads one row more
 //  than its limit and pushes each until a push fails.
 bool
     st_list_push (st_list_t *self);

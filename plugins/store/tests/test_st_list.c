@@ -109,6 +109,25 @@ test_budget_stops_at_whole_item (void **state)
     st_list_destroy (&list);
 }
 
+//  One item larger than the budget is taken all the same: an answer holds
+//  at least one (a history page of one long entry)
+static void
+test_first_item_always_taken (void **state)
+{
+    st_list_t *list = st_list_new (10, true);
+    size_t size = ST_LIST_BUDGET + 10;
+    char *text = (char *) calloc (1, size);
+    assert_non_null (text);
+    msgpack_pack_str_with_body (st_list_packer (list), text, size);
+    assert_true (st_list_push (list));
+    msgpack_pack_str_with_body (st_list_packer (list), "x", 1);
+    assert_false (st_list_push (list));
+    assert_int_equal (st_list_count (list), 1);
+    assert_true (st_list_more (list));
+    free (text);
+    st_list_destroy (&list);
+}
+
 static void
 test_answer_has_more (void **state)
 {
@@ -140,6 +159,7 @@ main (void)
         cmocka_unit_test (test_short_list_no_more),
         cmocka_unit_test (test_reversed_writes_oldest_first),
         cmocka_unit_test (test_budget_stops_at_whole_item),
+        cmocka_unit_test (test_first_item_always_taken),
         cmocka_unit_test (test_answer_has_more)
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

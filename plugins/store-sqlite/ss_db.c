@@ -1,0 +1,449 @@
+/*  =========================================================================
+    ss_db - store-sqlite's database file: opening it, its schema and
+    migrations, transactions, and the helpers every statement uses
+    =========================================================================
+*/
+
+#include "ss_db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ss_db_s {
+    parley_ctx_t *ctx;              //  the host's handle, for the log
+    const parley_host_t *host;      //  the host's function table
+    char *path;                     //  the database file
+    sqlite3 *db;                    //  the open connection
+    sqlite3_stmt *steps [SS_DB_STEP_COUNT];    //  the transaction's statements
+};
+
+static const char *s_step_text [SS_DB_STEP_COUNT] = {
+    [SS_DB_BEGIN]       = "BEGIN IMMEDIATE",
+    [SS_DB_COMMIT]      = "COMMIT",
+    [SS_DB_ROLLBACK]    = "ROLLBACK",
+    [SS_DB_SAVEPOINT]   = "SAVEPOINT request",
+    [SS_DB_RELEASE]     = "RELEASE request",
+    [SS_DB_ROLLBACK_TO] = "ROLLBACK TO request"
+};
+
+//  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
+//  to n. Never edit a released one; add the next.
+static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
+    //  1: accounts. name_key is the ASCII-lower-cased name: unique without
+    //  regard to case, and the sort order of store.user.list.
+    "CREATE TABLE users ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    password_hash TEXT NOT NULL,"
+    "    created_at INTEGER NOT NULL,"
+    "    last_seen INTEGER"
+    ");"
+    "CREATE TABLE tokens ("
+    "    token_hash TEXT PRIMARY KEY,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    created_at INTEGER NOT NULL,"
+    "    expires_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX tokens_by_user ON tokens (user_id);"
+    "CREATE INDEX tokens_by_expiry ON tokens (expires_at);",
+
+    //  2: rooms, members, invitations and timelines. A room's rows go with
+    //  it (ON DELETE CASCADE). entries is clustered on (room_id, seq), so
+    //  that a history page is one range of the primary key and a taken seq
+    //  is a constraint error, never a scan.
+    "CREATE TABLE rooms ("
+    "    id INTEGER PRIMARY KEY,"
+    "    name TEXT NOT NULL,"
+    "    name_key TEXT NOT NULL UNIQUE,"
+    "    description TEXT NOT NULL,"
+    "    private INTEGER NOT NULL,"
+    "    max_participants INTEGER NOT NULL,"
+    "    owner_id INTEGER NOT NULL REFERENCES users (id),"
+    "    created_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX rooms_by_owner ON rooms (owner_id);"
+    "CREATE TABLE members ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    joined_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX members_by_user ON members (user_id);"
+    "CREATE TABLE invitations ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    invited_by TEXT NOT NULL,"
+    "    invited_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX invitations_by_user ON invitations (user_id);"
+    "CREATE TABLE entries ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    kind TEXT NOT NULL,"
+    "    user TEXT NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    text TEXT,"
+    "    event TEXT,"
+    "    PRIMARY KEY (room_id, seq)"
+    ") WITHOUT ROWID;",
+
+    //  3: private messages. A conversation is the pair of user ids, the
+    //  lower in user_a; it carries its newest seq and ts and each side's
+    //  read marker, so that the conversation list of a user is a walk of
+    //  conversations_by_a and conversations_by_b by last_ts, never a scan
+    //  of messages. pm_entries is clustered on (conversation_id, seq): a
+    //  history page and an unread count are ranges of that key, and a taken
+    //  seq is a constraint error.
+    "CREATE TABLE conversations ("
+    "    id INTEGER PRIMARY KEY,"
+    "    user_a INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    user_b INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    last_seq INTEGER NOT NULL,"
+    "    last_ts INTEGER NOT NULL,"
+    "    read_a INTEGER NOT NULL,"
+    "    read_b INTEGER NOT NULL,"
+    "    UNIQUE (user_a, user_b),"
+    "    CHECK (user_a < user_b)"
+    ");"
+    "CREATE INDEX conversations_by_a ON conversations (user_a, last_ts);"
+    "CREATE INDEX conversations_by_b ON conversations (user_b, last_ts);"
+    "CREATE TABLE pm_entries ("
+    "    conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    from_id INTEGER NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    text TEXT NOT NULL,"
+    "    PRIMARY KEY (conversation_id, seq)"
+    ") WITHOUT ROWID;",
+
+    //  4: room.list and room.directory in pages. active_at is the time of
+    //  a room's newest message (its creation before any), kept by
+    //  msg.append in the same transaction; public rooms are walked by it
+    //  (most recently active first) and by name (the directory), each an
+    //  index range. The quotas count ranges of rooms_by_owner and
+    //  members_by_user.
+    "ALTER TABLE rooms ADD COLUMN active_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE rooms SET active_at = MAX (created_at, COALESCE ((SELECT MAX (ts) FROM entries"
+    "    WHERE entries.room_id = rooms.id AND entries.kind = 'message'), 0));"
+    "CREATE INDEX rooms_public_by_active ON rooms (private, active_at DESC, name_key);"
+    "CREATE INDEX rooms_public_by_name ON rooms (private, name_key);",
+
+    //  5: a token's last use (login, resume), so that store.token.trim
+    //  keeps a user's most recently used tokens; tokens_by_use serves it
+    "ALTER TABLE tokens ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE tokens SET last_used_at = created_at;"
+    "CREATE INDEX tokens_by_use ON tokens (user_id, last_used_at);"
+};
+
+
+//  --------------------------------------------------------------------------
+//  Opening: every reason to refuse the file, said once with its path
+
+static int
+s_exec (ss_db_t *self, const char *sql, const char *why)
+{
+    char *error = NULL;
+    int rc = sqlite3_exec (self->db, sql, NULL, NULL, &error);
+    if (rc != SQLITE_OK) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: %s: %s",
+                         self->path, why, error ? error : sqlite3_errstr (rc));
+        sqlite3_free (error);
+        return -1;
+    }
+    return 0;
+}
+
+//  Reads one integer from a query; -1 and a log line on failure
+static int
+s_query_int (ss_db_t *self, const char *sql, int64_t *value_p, const char *why)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (stmt);
+        if (rc == SQLITE_ROW) {
+            *value_p = sqlite3_column_int64 (stmt, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    if (rc != SQLITE_OK)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: %s: %s%s",
+                         self->path, why, sqlite3_errmsg (self->db),
+                         (rc & 0xff) == SQLITE_CORRUPT
+                         ? " (the database is corrupt: restore a backup)" : "");
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+//  Runs migration next in its own transaction, recorded in schema_version
+static int
+s_migrate_to (ss_db_t *self, int64_t next)
+{
+    char why [64];
+    snprintf (why, sizeof why, "migration to schema version %" PRId64, next);
+    char record [160];
+    snprintf (record, sizeof record,
+              "INSERT INTO schema_version (version, applied_at)"
+              " VALUES (%" PRId64 ", CAST ((julianday ('now') - 2440587.5) * 86400000 AS INTEGER))",
+              next);
+    if (s_exec (self, "BEGIN IMMEDIATE", why))
+        return -1;
+    if (s_exec (self, s_migrations [next - 1], why) || s_exec (self, record, why)
+    ||  s_exec (self, "COMMIT", why)) {
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    self->host->log (self->ctx, PARLEY_LOG_INFO, "%s: migrated to schema version %" PRId64,
+                     self->path, next);
+    return 0;
+}
+
+static int
+s_migrate (ss_db_t *self)
+{
+    if (s_exec (self, "CREATE TABLE IF NOT EXISTS schema_version ("
+                      "    version INTEGER PRIMARY KEY,"
+                      "    applied_at INTEGER NOT NULL)",
+                "cannot create the schema_version table"))
+        return -1;
+    int64_t version = 0;
+    if (s_query_int (self, "SELECT COALESCE (MAX (version), 0) FROM schema_version",
+                     &version, "cannot read the schema version"))
+        return -1;
+    if (version > SS_DB_SCHEMA_VERSION) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: its schema version is %" PRId64 ", newer than the %d "
+                         "this store-sqlite knows; it was written by a newer Parley: run that "
+                         "version, or restore a backup", self->path, version, SS_DB_SCHEMA_VERSION);
+        return -1;
+    }
+    for (int64_t next = version + 1; next <= SS_DB_SCHEMA_VERSION; next++)
+        if (s_migrate_to (self, next))
+            return -1;
+    return 0;
+}
+
+//  Opens the file read-write: a folder that does not exist or a
+//  write-protected file is refused now rather than at each later write
+static int
+s_open_file (ss_db_t *self, int busy_timeout_ms)
+{
+    int rc = sqlite3_open_v2 (self->path, &self->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: %s (does its folder exist and is it writable?)",
+                         self->path, self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (rc));
+        return -1;
+    }
+    sqlite3_extended_result_codes (self->db, 1);
+    //  SQLite falls back to read-only when the file is write-protected: we
+    //  could serve no write
+    if (sqlite3_db_readonly (self->db, "main") == 1) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "cannot open %s: the file is read-only; the store needs to write it",
+                         self->path);
+        return -1;
+    }
+    sqlite3_busy_timeout (self->db, busy_timeout_ms);
+    //  The first statement reads the file: a file that is not a database
+    //  fails here
+    int64_t ignored;
+    return s_query_int (self, "SELECT count (*) FROM sqlite_schema", &ignored,
+                        "the file is not a usable SQLite database");
+}
+
+//  Runs a pragma that answers one text and checks it is expected; logs
+//  complaint (with the answer) when not
+static int
+s_pragma_is (ss_db_t *self, const char *pragma, const char *expected, const char *complaint)
+{
+    sqlite3_stmt *stmt = NULL;
+    const unsigned char *answer = NULL;
+    if (sqlite3_prepare_v2 (self->db, pragma, -1, &stmt, NULL) == SQLITE_OK
+    &&  sqlite3_step (stmt) == SQLITE_ROW)
+        answer = sqlite3_column_text (stmt, 0);
+    bool as_expected = answer && strcmp ((const char *) answer, expected) == 0;
+    if (!as_expected)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, complaint, self->path,
+                         answer ? (const char *) answer : sqlite3_errmsg (self->db));
+    sqlite3_finalize (stmt);
+    return as_expected ? 0 : -1;
+}
+
+static int
+s_open (ss_db_t *self, int busy_timeout_ms)
+{
+    if (s_open_file (self, busy_timeout_ms)
+    ||  s_pragma_is (self, "PRAGMA journal_mode = WAL", "wal",
+                     "cannot open %s: cannot switch it to WAL mode (%s); is its folder writable?"))
+        return -1;
+    //  FULL: in WAL mode NORMAL may lose the last commits on power loss, and
+    //  an acknowledged write must survive (proto/STORE.md)
+    if (s_exec (self, "PRAGMA synchronous = FULL", "cannot set synchronous")
+    ||  s_exec (self, "PRAGMA foreign_keys = ON", "cannot enable foreign keys")
+    ||  s_migrate (self))
+        return -1;
+    //  Checks the file's pages once: a damaged database is refused at start
+    //  rather than half-served. Cheap for accounts; revisit when messages
+    //  make the file large.
+    return s_pragma_is (self, "PRAGMA quick_check", "ok",
+                        "cannot open %s: the database is corrupt: %s")
+        || ss_db_prepare (self, s_step_text, SS_DB_STEP_COUNT, self->steps) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The database
+
+ss_db_t *
+ss_db_new (const char *path, int busy_timeout_ms, parley_ctx_t *ctx, const parley_host_t *host)
+{
+    ss_db_t *self = (ss_db_t *) calloc (1, sizeof (ss_db_t));
+    if (self)
+        self->path = strdup (path);
+    if (!self || !self->path) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        free (self);
+        return NULL;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    if (s_open (self, busy_timeout_ms))
+        ss_db_destroy (&self);
+    return self;
+}
+
+void
+ss_db_destroy (ss_db_t **self_p)
+{
+    ss_db_t *self = *self_p;
+    if (!self)
+        return;
+    ss_db_finalize (self->steps, SS_DB_STEP_COUNT);
+    if (self->db)
+        sqlite3_close (self->db);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+}
+
+sqlite3 *
+ss_db_handle (ss_db_t *self)
+{
+    return self->db;
+}
+
+const char *
+ss_db_path (ss_db_t *self)
+{
+    return self->path;
+}
+
+int
+ss_db_prepare (ss_db_t *self, const char *const *texts, int count, sqlite3_stmt **stmts)
+{
+    for (int index = 0; index < count; index++) {
+        int rc = sqlite3_prepare_v3 (self->db, texts [index], -1, SQLITE_PREPARE_PERSISTENT,
+                                     &stmts [index], NULL);
+        if (rc != SQLITE_OK) {
+            self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot open %s: cannot prepare '%s': %s",
+                             self->path, texts [index], sqlite3_errmsg (self->db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void
+ss_db_finalize (sqlite3_stmt **stmts, int count)
+{
+    for (int index = 0; index < count; index++) {
+        sqlite3_finalize (stmts [index]);
+        stmts [index] = NULL;
+    }
+}
+
+int
+ss_db_step (ss_db_t *self, ss_db_step_t step)
+{
+    return ss_db_step_done (self->steps [step]);
+}
+
+bool
+ss_db_in_transaction (ss_db_t *self)
+{
+    return !sqlite3_get_autocommit (self->db);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Statements
+
+bool
+ss_db_is_fatal (int rc)
+{
+    switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+        case SQLITE_IOERR:
+        case SQLITE_FULL:
+        case SQLITE_READONLY:
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+        case SQLITE_CANTOPEN:
+        case SQLITE_PROTOCOL:
+            return true;
+        default:
+            return false;
+    }
+}
+
+int
+ss_db_step_done (sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step (stmt);
+    ss_db_finish (stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+void
+ss_db_finish (sqlite3_stmt *stmt)
+{
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+}
+
+void
+ss_db_bind_text (sqlite3_stmt *stmt, int param, st_text_t text)
+{
+    sqlite3_bind_text (stmt, param, text.data ? text.data : "", (int) text.size, SQLITE_STATIC);
+}
+
+void
+ss_db_bind_key (sqlite3_stmt *stmt, int param, const st_name_t *name)
+{
+    sqlite3_bind_text (stmt, param, name->key, -1, SQLITE_STATIC);
+}
+
+st_text_t
+ss_db_column_text (sqlite3_stmt *stmt, int column)
+{
+    //  The blob form: a text is answered as stored, whatever it holds
+    const void *data = sqlite3_column_blob (stmt, column);
+    int size = sqlite3_column_bytes (stmt, column);
+    return (st_text_t) { data ? (const char *) data : "", data ? (uint32_t) size : 0 };
+}
+
+int
+ss_db_count (sqlite3_stmt *stmt, int64_t *value_p)
+{
+    int rc = sqlite3_step (stmt);
+    *value_p = rc == SQLITE_ROW ? sqlite3_column_int64 (stmt, 0) : 0;
+    ss_db_finish (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}

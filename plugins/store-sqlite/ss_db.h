@@ -1,0 +1,116 @@
+/*  =========================================================================
+    ss_db - store-sqlite's database file: opening it, its schema and
+    migrations, transactions, and the helpers every statement uses
+
+    Opens the file in WAL mode with synchronous=FULL (an ok answer is a
+    committed, fsync'ed write: proto/STORE.md, Durability), migrates it to
+    SS_DB_SCHEMA_VERSION, and refuses, with a log line that names the file,
+    anything it could not serve: a folder it cannot write, a read-only or
+    corrupt file, a file that is not a database, a newer schema.
+
+    Ownership: ss_db_new returns a database the caller owns, closed by
+    ss_db_destroy. Statements made by ss_db_prepare are the caller's, to be
+    finalized by ss_db_finalize before the database is destroyed. The host
+    and ctx are borrowed for the database's lifetime (for its log lines).
+    =========================================================================
+*/
+
+#ifndef SS_DB_H_INCLUDED
+#define SS_DB_H_INCLUDED
+
+#include "parley_plugin.h"
+#include "st_request.h"
+
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  The newest schema this code knows (proto/STORE.md, Options of store-sqlite)
+#define SS_DB_SCHEMA_VERSION    5
+
+typedef struct ss_db_s ss_db_t;
+
+//  Opens path, waiting busy_timeout_ms for another process's lock, and
+//  migrates it. Returns NULL after logging why not.
+ss_db_t *
+    ss_db_new (const char *path, int busy_timeout_ms, parley_ctx_t *ctx,
+               const parley_host_t *host);
+
+void
+    ss_db_destroy (ss_db_t **self_p);
+
+//  The open connection and the file's path (borrowed)
+sqlite3 *
+    ss_db_handle (ss_db_t *self);
+const char *
+    ss_db_path (ss_db_t *self);
+
+//  Prepares count statements from texts into stmts (persistent). Returns
+//  0, or -1 after logging which one failed.
+int
+    ss_db_prepare (ss_db_t *self, const char *const *texts, int count, sqlite3_stmt **stmts);
+
+//  Finalizes count statements made by ss_db_prepare
+void
+    ss_db_finalize (sqlite3_stmt **stmts, int count);
+
+//  The batch's transaction: BEGIN IMMEDIATE, COMMIT, ROLLBACK, and a
+//  savepoint per write (SAVEPOINT, RELEASE, ROLLBACK TO). Each returns
+//  SQLITE_OK or the failure's code.
+typedef enum {
+    SS_DB_BEGIN,
+    SS_DB_COMMIT,
+    SS_DB_ROLLBACK,
+    SS_DB_SAVEPOINT,
+    SS_DB_RELEASE,
+    SS_DB_ROLLBACK_TO,
+    SS_DB_STEP_COUNT
+} ss_db_step_t;
+
+int
+    ss_db_step (ss_db_t *self, ss_db_step_t step);
+
+//  True while a transaction is open
+bool
+    ss_db_in_transaction (ss_db_t *self);
+
+//  SQLite results that mean the database cannot take writes now: the whole
+//  batch answers unavailable
+bool
+    ss_db_is_fatal (int rc);
+
+//  Steps a statement that returns no rows and resets it: SQLITE_OK, or
+//  the failure's code
+int
+    ss_db_step_done (sqlite3_stmt *stmt);
+
+//  Resets a statement and clears its bindings
+void
+    ss_db_finish (sqlite3_stmt *stmt);
+
+//  Binds a request's text as it is, or a name's lower-cased key (both
+//  borrowed: valid until the statement is finished)
+void
+    ss_db_bind_text (sqlite3_stmt *stmt, int param, st_text_t text);
+void
+    ss_db_bind_key (sqlite3_stmt *stmt, int param, const st_name_t *name);
+
+//  A text column as a borrowed st_text_t (valid until the next step)
+st_text_t
+    ss_db_column_text (sqlite3_stmt *stmt, int column);
+
+//  Runs a statement that yields one integer, already bound: sets *value_p
+//  (0 without a row). Returns SQLITE_OK or the failure's code.
+int
+    ss_db_count (sqlite3_stmt *stmt, int64_t *value_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

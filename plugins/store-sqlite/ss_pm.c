@@ -1,0 +1,426 @@
+/*  =========================================================================
+    ss_pm - store-sqlite's private messages
+
+    A conversation is the pair of user ids, the lower in user_a; it carries
+    its newest seq and ts and each side's read marker, so that a user's
+    conversation list is a walk of two indexes, never a scan of messages.
+    The pm plugin owns each conversation's seq: a taken seq is the primary
+    key's constraint error, answered conflict.
+    =========================================================================
+*/
+
+#include "ss_pm.h"
+#include "st_list.h"
+#include "st_reply.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+    S_SQL_CONV_GET,
+    S_SQL_CONV_INSERT,
+    S_SQL_CONV_ADVANCE,
+    S_SQL_CONV_READ,
+    S_SQL_CONV_LIST,
+    S_SQL_PM_INSERT,
+    S_SQL_PM_BEFORE,
+    S_SQL_PM_AFTER,
+    S_SQL_PM_UNREAD,
+    S_SQL_COUNT
+} s_sql_t;
+
+static const char *s_sql_text [S_SQL_COUNT] = {
+    //  A conversation is keyed by its two user ids, the lower first
+    [S_SQL_CONV_GET]     = "SELECT id, last_seq, read_a, read_b FROM conversations"
+                           " WHERE user_a = ?1 AND user_b = ?2",
+    [S_SQL_CONV_INSERT]  = "INSERT INTO conversations (user_a, user_b, last_seq, last_ts,"
+                           " read_a, read_b) VALUES (?1, ?2, 0, 0, 0, 0)",
+    //  An append below last_seq (the pm plugin filling a seq it skipped)
+    //  leaves the newest as it is
+    [S_SQL_CONV_ADVANCE] = "UPDATE conversations SET last_seq = ?2, last_ts = ?3"
+                           " WHERE id = ?1 AND last_seq < ?2",
+    //  Markers never go back: MAX of the old and the new
+    [S_SQL_CONV_READ]    = "UPDATE conversations"
+                           " SET read_a = CASE WHEN user_a = ?2 THEN MAX (read_a, ?3) ELSE read_a END,"
+                           " read_b = CASE WHEN user_b = ?2 THEN MAX (read_b, ?3) ELSE read_b END"
+                           " WHERE id = ?1",
+    //  The user's conversations, newest first: the two arms walk
+    //  conversations_by_a and conversations_by_b from their newest end and
+    //  SQLite merges them, so the LIMIT stops both early (no sort, no scan
+    //  of the user's messages). Per row: the other's name, the newest entry
+    //  and the unread count are searches of primary keys.
+#define S_CONV_ARM(me, other, marker) \
+    "SELECT c.id, u.name, c.last_seq, c.last_ts, e.from_id, e.text, e.ts," \
+    " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
+    "  AND n.seq > c." marker " AND n.from_id <> c." me ")" \
+    " FROM conversations AS c JOIN users AS u ON u.id = c." other \
+    " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_seq" \
+    " WHERE c." me " = ?1"
+    [S_SQL_CONV_LIST]    = S_CONV_ARM ("user_a", "user_b", "read_a")
+                           " UNION ALL "
+                           S_CONV_ARM ("user_b", "user_a", "read_b")
+                           " ORDER BY 4 DESC, 1 DESC LIMIT ?2",
+    [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_SQL_PM_BEFORE]    = "SELECT seq, from_id, ts, text FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    [S_SQL_PM_AFTER]     = "SELECT seq, from_id, ts, text FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+    //  Messages to ?3's user above the marker ?2: a range of the primary key
+    [S_SQL_PM_UNREAD]    = "SELECT count (*) FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3"
+};
+
+struct ss_pm_s {
+    ss_db_t *db;                    //  borrowed
+    ss_users_t *users;              //  borrowed: looks users up
+    sqlite3_stmt *sql [S_SQL_COUNT];
+};
+
+//  The two sides of a private-message request, looked up
+typedef struct {
+    int64_t me;                     //  user id of 'from' or 'user', 0 if none
+    int64_t peer;                   //  user id of 'to' or 'with', 0 if none
+    char me_name [ST_NAME_MAX + 1];     //  as registered
+    char peer_name [ST_NAME_MAX + 1];   //  as registered
+    int64_t conversation;           //  conversations.id, 0 if none yet
+    int64_t last_seq;               //  of the conversation
+    int64_t my_marker;              //  me's read marker
+} s_pair_t;
+
+ss_pm_t *
+ss_pm_new (ss_db_t *db, ss_users_t *users)
+{
+    ss_pm_t *self = (ss_pm_t *) calloc (1, sizeof (ss_pm_t));
+    if (!self)
+        return NULL;
+    self->db = db;
+    self->users = users;
+    if (ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
+        ss_pm_destroy (&self);
+    return self;
+}
+
+void
+ss_pm_destroy (ss_pm_t **self_p)
+{
+    ss_pm_t *self = *self_p;
+    if (!self)
+        return;
+    ss_db_finalize (self->sql, S_SQL_COUNT);
+    free (self);
+    *self_p = NULL;
+}
+
+static st_text_t
+s_text (const char *string)
+{
+    return (st_text_t) { string, (uint32_t) strlen (string) };
+}
+
+//  Looks up both users and their conversation. Returns SQLITE_OK (the ids
+//  are 0 for what does not exist) or a fatal code.
+static int
+s_pair_find (ss_pm_t *self, const st_name_t *me, const st_name_t *peer, s_pair_t *pair)
+{
+    memset (pair, 0, sizeof *pair);
+    int rc;
+    pair->me = ss_users_find (self->users, me, pair->me_name, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    pair->peer = ss_users_find (self->users, peer, pair->peer_name, &rc);
+    if (rc != SQLITE_OK || !pair->me || !pair->peer || pair->me == pair->peer)
+        return rc;
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_GET];
+    bool me_first = pair->me < pair->peer;
+    sqlite3_bind_int64 (stmt, 1, me_first ? pair->me : pair->peer);
+    sqlite3_bind_int64 (stmt, 2, me_first ? pair->peer : pair->me);
+    rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        pair->conversation = sqlite3_column_int64 (stmt, 0);
+        pair->last_seq = sqlite3_column_int64 (stmt, 1);
+        pair->my_marker = sqlite3_column_int64 (stmt, me_first ? 2 : 3);
+    }
+    ss_db_finish (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+//  Fails the request with not_found if either side does not exist; true if so
+static bool
+s_pair_missing (st_request_t *request, const st_name_t *me, const st_name_t *peer,
+                const s_pair_t *pair)
+{
+    if (pair->me && pair->peer)
+        return false;
+    st_reply_no_user (request, pair->me ? peer->text : me->text);
+    return true;
+}
+
+//  Counts the messages to me above marker in the conversation
+static int
+s_unread (ss_pm_t *self, const s_pair_t *pair, int64_t marker, int64_t *unread_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_PM_UNREAD];
+    sqlite3_bind_int64 (stmt, 1, pair->conversation);
+    sqlite3_bind_int64 (stmt, 2, marker);
+    sqlite3_bind_int64 (stmt, 3, pair->me);
+    return ss_db_count (stmt, unread_p);
+}
+
+//  A pm entry of a row: seq, from_id, ts and text at columns first..
+static st_pm_entry_t
+s_pm_entry_of_row (sqlite3_stmt *stmt, int first, int64_t me_id, const char *me_name,
+                   const char *peer_name)
+{
+    bool from_me = sqlite3_column_int64 (stmt, first + 1) == me_id;
+    return (st_pm_entry_t) {
+        .seq = (uint64_t) sqlite3_column_int64 (stmt, first),
+        .from = s_text (from_me ? me_name : peer_name),
+        .to = s_text (from_me ? peer_name : me_name),
+        .text = ss_db_column_text (stmt, first + 3),
+        .ts = sqlite3_column_int64 (stmt, first + 2)
+    };
+}
+
+
+//  --------------------------------------------------------------------------
+//  store.pm.append
+
+//  The first message starts the conversation; a conflict cannot follow,
+//  but the request's savepoint would undo it if one did
+static int
+s_conversation_start (ss_pm_t *self, s_pair_t *pair)
+{
+    sqlite3_stmt *insert = self->sql [S_SQL_CONV_INSERT];
+    sqlite3_bind_int64 (insert, 1, pair->me < pair->peer ? pair->me : pair->peer);
+    sqlite3_bind_int64 (insert, 2, pair->me < pair->peer ? pair->peer : pair->me);
+    int rc = ss_db_step_done (insert);
+    if (rc == SQLITE_OK)
+        pair->conversation = sqlite3_last_insert_rowid (ss_db_handle (self->db));
+    return rc;
+}
+
+static int
+s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
+                  const st_pm_message_t *message)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_PM_INSERT];
+    sqlite3_bind_int64 (stmt, 1, pair->conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) message->seq);
+    sqlite3_bind_int64 (stmt, 3, message->from_peer ? pair->peer : pair->me);
+    sqlite3_bind_int64 (stmt, 4, message->ts);
+    ss_db_bind_text (stmt, 5, message->text);
+    int rc = ss_db_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        st_request_fail (request, "conflict", "The conversation of '%s' and '%s' has a message"
+                         " with seq %" PRIu64 " already.", pair->me_name, pair->peer_name,
+                         message->seq);
+        return SQLITE_OK;
+    }
+    return rc;
+}
+
+static int
+s_pm_append (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_append_t *append = &request->as.pm_append;
+    s_pair_t pair;
+    int rc = s_pair_find (self, &append->from, &append->to, &pair);
+    if (rc != SQLITE_OK || s_pair_missing (request, &append->from, &append->to, &pair))
+        return rc;
+    if (!pair.conversation && (rc = s_conversation_start (self, &pair)) != SQLITE_OK)
+        return rc;
+    //  Every message of the run inside the request's savepoint: a taken seq
+    //  fails the request, and the batch then rolls the savepoint back, so
+    //  that none of the run stays, nor the conversation it started
+    for (uint32_t index = 0; index < append->count; index++) {
+        rc = s_message_insert (self, request, &pair, &append->messages [index]);
+        if (rc != SQLITE_OK || !st_request_live (request))
+            return rc;
+    }
+    //  The run's seqs rise, so its last is the newest: one advance leaves
+    //  what one per message would (the unread counts are counted from
+    //  pm_entries, each row with its sender)
+    const st_pm_message_t *last = &append->messages [append->count - 1];
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_ADVANCE];
+    sqlite3_bind_int64 (stmt, 1, pair.conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) last->seq);
+    sqlite3_bind_int64 (stmt, 3, last->ts);
+    if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+        return rc;
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 3);
+    st_reply_str (packer, "seq");
+    msgpack_pack_uint64 (packer, last->seq);
+    st_reply_str (packer, "from");
+    st_reply_str (packer, pair.me_name);
+    st_reply_str (packer, "to");
+    st_reply_str (packer, pair.peer_name);
+    return SQLITE_OK;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The reads, and store.pm.read
+
+static int
+s_pm_last_seq (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_pair_t *ask = &request->as.pm_last_seq;
+    s_pair_t pair;
+    int rc = s_pair_find (self, &ask->user, &ask->with, &pair);
+    if (rc == SQLITE_OK)
+        st_reply_uint (request, "last_seq", (uint64_t) pair.last_seq);
+    return rc;
+}
+
+static int
+s_pm_history (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_pair_t *ask = &request->as.pm_history;
+    s_pair_t pair;
+    int rc = s_pair_find (self, &ask->user, &ask->with, &pair);
+    if (rc != SQLITE_OK)
+        return rc;
+    bool forward = ask->page.cursor == ST_CURSOR_AFTER;
+    st_list_t *messages = st_list_new (ask->page.limit, !forward);
+    if (!messages)
+        return SQLITE_NOMEM;
+    //  Unknown users, or no message yet: an empty conversation
+    sqlite3_stmt *stmt = self->sql [forward ? S_SQL_PM_AFTER : S_SQL_PM_BEFORE];
+    sqlite3_bind_int64 (stmt, 1, pair.conversation);
+    sqlite3_bind_int64 (stmt, 2, ask->page.cursor != ST_CURSOR_NONE
+                                 ? (int64_t) ask->page.seq : INT64_MAX);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) ask->page.limit + 1);
+    //  Rows come nearest the cursor first, so a page cut for its bytes
+    //  keeps the entries next to its cursor
+    while (pair.conversation && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        st_pm_entry_t entry = s_pm_entry_of_row (stmt, 0, pair.me, pair.me_name,
+                                                 pair.peer_name);
+        st_reply_pm_entry (st_list_packer (messages), &entry);
+        if (!st_list_push (messages))
+            break;
+    }
+    ss_db_finish (stmt);
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        st_list_answer (messages, request, "messages");
+        rc = SQLITE_OK;
+    }
+    st_list_destroy (&messages);
+    return rc;
+}
+
+//  Packs one conversation of a S_SQL_CONV_LIST row: id, other's name,
+//  last_seq, last_ts, then the newest entry's from_id, text, ts, then the
+//  unread count
+static void
+s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
+                     const char *me_name)
+{
+    const char *peer_name = (const char *) sqlite3_column_text (stmt, 1);
+    if (!peer_name)
+        peer_name = "";
+    bool from_me = sqlite3_column_int64 (stmt, 4) == me;
+    st_pm_entry_t last = {
+        .seq = (uint64_t) sqlite3_column_int64 (stmt, 2),
+        .from = s_text (from_me ? me_name : peer_name),
+        .to = s_text (from_me ? peer_name : me_name),
+        .text = ss_db_column_text (stmt, 5),
+        .ts = sqlite3_column_int64 (stmt, 6)
+    };
+    msgpack_pack_map (packer, 3);
+    st_reply_str (packer, "with");
+    st_reply_str (packer, peer_name);
+    st_reply_str (packer, "last");
+    st_reply_pm_entry (packer, &last);
+    st_reply_str (packer, "unread");
+    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
+}
+
+static int
+s_pm_conversations (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_conversations_t *ask = &request->as.pm_conversations;
+    char me_name [ST_NAME_MAX + 1];
+    int rc;
+    int64_t me = ss_users_find (self->users, &ask->user, me_name, &rc);
+    if (rc != SQLITE_OK)
+        return rc;
+    //  The statement's LIMIT bounds the list; the list bounds its bytes
+    st_list_t *list = st_list_new (UINT32_MAX, false);
+    if (!list)
+        return SQLITE_NOMEM;
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_LIST];
+    sqlite3_bind_int64 (stmt, 1, me);
+    sqlite3_bind_int64 (stmt, 2, ask->limit);
+    //  No such user: no conversations
+    while (me && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        s_pack_conversation (st_list_packer (list), stmt, me, me_name);
+        if (!st_list_push (list))
+            break;
+    }
+    ss_db_finish (stmt);
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        st_list_answer (list, request, "conversations");
+        rc = SQLITE_OK;
+    }
+    st_list_destroy (&list);
+    return rc;
+}
+
+static int
+s_pm_read (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_pair_t *ask = &request->as.pm_read;
+    s_pair_t pair;
+    int rc = s_pair_find (self, &ask->user, &ask->with, &pair);
+    if (rc != SQLITE_OK || s_pair_missing (request, &ask->user, &ask->with, &pair))
+        return rc;
+    int64_t unread = 0;
+    //  Without a conversation there is nothing to mark: it exists from its
+    //  first message, and a marker alone would not make one
+    if (pair.conversation) {
+        int64_t marker = pair.my_marker;
+        if ((int64_t) ask->seq > marker) {
+            sqlite3_stmt *stmt = self->sql [S_SQL_CONV_READ];
+            sqlite3_bind_int64 (stmt, 1, pair.conversation);
+            sqlite3_bind_int64 (stmt, 2, pair.me);
+            sqlite3_bind_int64 (stmt, 3, (int64_t) ask->seq);
+            if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+                return rc;
+            marker = (int64_t) ask->seq;
+        }
+        if ((rc = s_unread (self, &pair, marker, &unread)) != SQLITE_OK)
+            return rc;
+    }
+    st_reply_uint (request, "unread", (uint64_t) unread);
+    return SQLITE_OK;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Dispatch
+
+typedef int (s_run_fn) (ss_pm_t *self, st_request_t *request);
+
+static s_run_fn *s_runs [ST_TYPE_COUNT] = {
+    [ST_PM_APPEND]        = s_pm_append,
+    [ST_PM_LAST_SEQ]      = s_pm_last_seq,
+    [ST_PM_HISTORY]       = s_pm_history,
+    [ST_PM_CONVERSATIONS] = s_pm_conversations,
+    [ST_PM_READ]          = s_pm_read
+};
+
+bool
+ss_pm_serves (st_type_t type)
+{
+    return type < ST_TYPE_COUNT && s_runs [type] != NULL;
+}
+
+int
+ss_pm_run (ss_pm_t *self, st_request_t *request)
+{
+    return ss_pm_serves (request->type) ? s_runs [request->type] (self, request)
+                                        : SQLITE_INTERNAL;
+}

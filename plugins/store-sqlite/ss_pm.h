@@ -1,0 +1,42 @@
+/*  =========================================================================
+    ss_pm - store-sqlite's private messages: conversations, their messages
+    and read markers, store.pm.* (proto/STORE.md)
+
+    Ownership: ss_pm_new returns an object the caller owns, destroyed with
+    ss_pm_destroy before the database and the users it was made with (both
+    borrowed).
+    =========================================================================
+*/
+
+#ifndef SS_PM_H_INCLUDED
+#define SS_PM_H_INCLUDED
+
+#include "ss_db.h"
+#include "ss_users.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ss_pm_s ss_pm_t;
+
+//  Prepares the statements on db. Returns NULL after logging why not.
+ss_pm_t *
+    ss_pm_new (ss_db_t *db, ss_users_t *users);
+
+void
+    ss_pm_destroy (ss_pm_t **self_p);
+
+//  True for the request types ss_pm_run serves
+bool
+    ss_pm_serves (st_type_t type);
+
+//  Runs one request inside the open transaction, as ss_users_run does
+int
+    ss_pm_run (ss_pm_t *self, st_request_t *request);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

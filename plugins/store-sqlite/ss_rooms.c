@@ -1,0 +1,821 @@
+/*  =========================================================================
+    ss_rooms - store-sqlite's rooms, members, invitations and timelines
+
+    The rooms plugin owns each room's seq (proto/STORE.md): a taken seq is
+    the primary key's constraint error, answered conflict, and the
+    request's savepoint (store_sqlite.c) undoes whatever it wrote before.
+    =========================================================================
+*/
+
+#include "ss_rooms.h"
+#include "st_list.h"
+#include "st_reply.h"
+#include "pl_time.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+    S_SQL_ROOM_INSERT,
+    S_SQL_ROOM_GET,
+    S_SQL_ROOM_LIST,
+    S_SQL_ROOM_JOINED,
+    S_SQL_ROOM_PUBLIC,
+    S_SQL_ROOM_DIRECTORY,
+    S_SQL_ROOM_ACTIVE,
+    S_SQL_OWNED_COUNT,
+    S_SQL_JOINED_COUNT,
+    S_SQL_ROOM_DELETE,
+    S_SQL_MEMBER_NAMES,
+    S_SQL_MEMBER_IS,
+    S_SQL_MEMBER_INSERT,
+    S_SQL_MEMBER_DELETE,
+    S_SQL_MEMBER_COUNT,
+    S_SQL_INVITE_IS,
+    S_SQL_INVITE_PUT,
+    S_SQL_INVITE_DELETE,
+    S_SQL_ENTRY_INSERT,
+    S_SQL_HISTORY_BEFORE,
+    S_SQL_HISTORY_AFTER,
+    S_SQL_COUNT
+} s_sql_t;
+
+static const char *s_sql_text [S_SQL_COUNT] = {
+    //  The room map's columns, in the order s_pack_room reads them; the
+    //  counts are lookups on the primary keys of members and entries
+#define S_ROOM_COLUMNS \
+    "SELECT rooms.id, rooms.name, rooms.description, rooms.private, rooms.max_participants," \
+    " users.name, rooms.created_at," \
+    " (SELECT count (*) FROM members WHERE members.room_id = rooms.id)," \
+    " (SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = rooms.id)," \
+    " rooms.owner_id, rooms.active_at"
+    [S_SQL_ROOM_INSERT]  = "INSERT INTO rooms (name, name_key, description, private,"
+                           " max_participants, owner_id, created_at, active_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    [S_SQL_ROOM_GET]     = S_ROOM_COLUMNS
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.name_key = ?1",
+    [S_SQL_ROOM_LIST]    = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
+                           " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " WHERE rooms.private = 0 OR mine.user_id IS NOT NULL"
+                           " ORDER BY rooms.name_key",
+    //  The user's rooms: members_by_user, then a sort of at most the
+    //  user's quota of rooms
+    [S_SQL_ROOM_JOINED]  = S_ROOM_COLUMNS ", 1"
+                           " FROM members AS mine JOIN rooms ON rooms.id = mine.room_id"
+                           " JOIN users ON users.id = rooms.owner_id"
+                           " WHERE mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " AND rooms.name_key > ?2 ORDER BY rooms.name_key LIMIT ?3",
+    //  Public rooms, most recently active first: a walk of
+    //  rooms_public_by_active from the cursor (?2, ?3), skipping the user's
+    //  own rooms (a primary-key search each)
+    [S_SQL_ROOM_PUBLIC]  = S_ROOM_COLUMNS ", 0"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.private = 0 AND (rooms.active_at < ?2"
+                           " OR (rooms.active_at = ?2 AND rooms.name_key > ?3))"
+                           " AND NOT EXISTS (SELECT 1 FROM members WHERE members.room_id = rooms.id"
+                           " AND members.user_id = (SELECT id FROM users WHERE name_key = ?1))"
+                           " ORDER BY rooms.active_at DESC, rooms.name_key LIMIT ?4",
+    //  Public rooms by name, from a prefix: one range of rooms_public_by_name
+    [S_SQL_ROOM_DIRECTORY]
+                         = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
+                           " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " WHERE rooms.private = 0 AND rooms.name_key > ?2"
+                           " AND rooms.name_key >= ?3 AND rooms.name_key < ?4"
+                           " ORDER BY rooms.name_key LIMIT ?5",
+    [S_SQL_ROOM_ACTIVE]  = "UPDATE rooms SET active_at = MAX (active_at, ?2) WHERE id = ?1",
+    //  The quotas: ranges of rooms_by_owner and members_by_user
+    [S_SQL_OWNED_COUNT]  = "SELECT count (*) FROM rooms WHERE owner_id = ?1",
+    [S_SQL_JOINED_COUNT] = "SELECT count (*) FROM members WHERE user_id = ?1",
+    [S_SQL_ROOM_DELETE]  = "DELETE FROM rooms WHERE id = ?1",
+    [S_SQL_MEMBER_NAMES] = "SELECT users.name FROM members JOIN users ON users.id = members.user_id"
+                           " WHERE members.room_id = ?1 ORDER BY users.name_key",
+    [S_SQL_MEMBER_IS]    = "SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_MEMBER_INSERT]
+                         = "INSERT INTO members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+    [S_SQL_MEMBER_DELETE]
+                         = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_MEMBER_COUNT] = "SELECT count (*) FROM members WHERE room_id = ?1",
+    [S_SQL_INVITE_IS]    = "SELECT 1 FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_INVITE_PUT]   = "INSERT INTO invitations (room_id, user_id, invited_by, invited_at)"
+                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (room_id, user_id)"
+                           " DO UPDATE SET invited_by = excluded.invited_by,"
+                           " invited_at = excluded.invited_at",
+    [S_SQL_INVITE_DELETE]
+                         = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    //  Both walk the primary key (room_id, seq) from the cursor: one more
+    //  row than asked tells whether more remain
+    [S_SQL_HISTORY_BEFORE]
+                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                           " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    [S_SQL_HISTORY_AFTER]
+                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                           " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+};
+
+struct ss_rooms_s {
+    ss_db_t *db;                    //  borrowed
+    ss_users_t *users;              //  borrowed: looks users up
+    sqlite3_stmt *sql [S_SQL_COUNT];
+};
+
+ss_rooms_t *
+ss_rooms_new (ss_db_t *db, ss_users_t *users)
+{
+    ss_rooms_t *self = (ss_rooms_t *) calloc (1, sizeof (ss_rooms_t));
+    if (!self)
+        return NULL;
+    self->db = db;
+    self->users = users;
+    if (ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
+        ss_rooms_destroy (&self);
+    return self;
+}
+
+void
+ss_rooms_destroy (ss_rooms_t **self_p)
+{
+    ss_rooms_t *self = *self_p;
+    if (!self)
+        return;
+    ss_db_finalize (self->sql, S_SQL_COUNT);
+    free (self);
+    *self_p = NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Helpers
+
+//  The room map of a row of S_ROOM_COLUMNS, with 'joined' (column 11) if asked
+static st_room_t
+s_room_of_row (sqlite3_stmt *stmt, bool with_joined)
+{
+    return (st_room_t) {
+        .name = ss_db_column_text (stmt, 1),
+        .description = ss_db_column_text (stmt, 2),
+        .is_private = sqlite3_column_int (stmt, 3) != 0,
+        .max_participants = (uint64_t) sqlite3_column_int64 (stmt, 4),
+        .owner = ss_db_column_text (stmt, 5),
+        .created_at = sqlite3_column_int64 (stmt, 6),
+        .members = (uint64_t) sqlite3_column_int64 (stmt, 7),
+        .last_seq = (uint64_t) sqlite3_column_int64 (stmt, 8),
+        .active_at = sqlite3_column_int64 (stmt, 10),
+        .joined = with_joined ? sqlite3_column_int (stmt, 11) != 0 : -1
+    };
+}
+
+//  Looks the room up: its row stays on S_SQL_ROOM_GET for the caller, who
+//  must finish it. Returns SQLITE_ROW, or SQLITE_DONE after failing the
+//  request with not_found, or a fatal code.
+static int
+s_room_find (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_GET];
+    ss_db_bind_key (stmt, 1, room);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_DONE)
+        st_reply_no_room (request, room->text);
+    return rc;
+}
+
+//  The room's id, or 0 after failing the request with not_found; *rc_p
+//  gets a fatal code
+static int64_t
+s_room_id (ss_rooms_t *self, st_request_t *request, const st_name_t *room, int *rc_p)
+{
+    int rc = s_room_find (self, request, room);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64 (self->sql [S_SQL_ROOM_GET], 0) : 0;
+    ss_db_finish (self->sql [S_SQL_ROOM_GET]);
+    *rc_p = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+    return id;
+}
+
+//  The user's id, or 0 after failing the request with not_found (sentence
+//  followed by why, e.g. " to own the room"); *rc_p gets a fatal code
+static int64_t
+s_user_id (ss_rooms_t *self, st_request_t *request, const st_name_t *user, const char *why,
+           char *registered, int *rc_p)
+{
+    int64_t id = ss_users_find (self->users, user, registered, rc_p);
+    if (!id && *rc_p == SQLITE_OK)
+        st_request_fail (request, "not_found", "No user is named '%.*s'%s.",
+                         (int) user->text.size, user->text.data, why);
+    return id;
+}
+
+//  Runs a statement with (room_id, user_id) and says whether it gave a row
+static int
+s_pair_exists (ss_rooms_t *self, s_sql_t sql, int64_t room_id, int64_t user_id, bool *exists_p)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    int rc = sqlite3_step (stmt);
+    *exists_p = rc == SQLITE_ROW;
+    ss_db_finish (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+static int
+s_pair_run (ss_rooms_t *self, s_sql_t sql, int64_t room_id, int64_t user_id)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    return ss_db_step_done (stmt);
+}
+
+//  Counts with a statement bound to one id
+static int
+s_count_by_id (ss_rooms_t *self, s_sql_t sql, int64_t id, int64_t *count_p)
+{
+    sqlite3_stmt *stmt = self->sql [sql];
+    sqlite3_bind_int64 (stmt, 1, id);
+    return ss_db_count (stmt, count_p);
+}
+
+//  Appends an entry to the room; a taken seq fails the request with conflict
+static int
+s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
+                int64_t room_id, const st_entry_t *entry)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ENTRY_INSERT];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) entry->seq);
+    sqlite3_bind_text (stmt, 3, entry->system ? "system" : "message", -1, SQLITE_STATIC);
+    ss_db_bind_text (stmt, 4, entry->user);
+    sqlite3_bind_int64 (stmt, 5, entry->ts);
+    if (entry->system)
+        ss_db_bind_text (stmt, 7, entry->event);
+    else
+        ss_db_bind_text (stmt, 6, entry->text);
+    int rc = ss_db_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        st_request_fail (request, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
+                         " already.", (int) room->text.size, room->text.data, entry->seq);
+        return SQLITE_OK;
+    }
+    return rc;
+}
+
+//  Packs 'room' (the room map, as it is now) as the next key of an open map
+static int
+s_pack_room_field (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
+{
+    int rc = s_room_find (self, request, room);
+    if (rc == SQLITE_ROW) {
+        st_room_t map = s_room_of_row (self->sql [S_SQL_ROOM_GET], false);
+        st_reply_str (st_request_packer (request), "room");
+        st_reply_room (st_request_packer (request), &map);
+    }
+    ss_db_finish (self->sql [S_SQL_ROOM_GET]);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+//  Fails the request with quota_owned or quota_joined when the user has
+//  reached a quota (0 for none): owns max_owned rooms, or belongs to
+//  max_joined. Counted by index, before the new room or membership.
+static int
+s_check_quotas (ss_rooms_t *self, st_request_t *request, const st_name_t *user,
+                int64_t user_id, uint64_t max_owned, uint64_t max_joined)
+{
+    int64_t count = 0;
+    int rc;
+    if (max_owned) {
+        if ((rc = s_count_by_id (self, S_SQL_OWNED_COUNT, user_id, &count)) != SQLITE_OK)
+            return rc;
+        if (count >= (int64_t) max_owned) {
+            st_request_fail (request, "quota_owned", "'%.*s' owns %" PRId64 " rooms, the most"
+                             " allowed.", (int) user->text.size, user->text.data, count);
+            return SQLITE_OK;
+        }
+    }
+    if (max_joined) {
+        if ((rc = s_count_by_id (self, S_SQL_JOINED_COUNT, user_id, &count)) != SQLITE_OK)
+            return rc;
+        if (count >= (int64_t) max_joined)
+            st_request_fail (request, "quota_joined", "'%.*s' belongs to %" PRId64 " rooms, the"
+                             " most allowed.", (int) user->text.size, user->text.data, count);
+    }
+    return SQLITE_OK;
+}
+
+
+//  --------------------------------------------------------------------------
+//  store.room.*
+
+//  Whether a room of this name exists: a taken name answers conflict
+//  before any quota (a repeated create is recognised first)
+static int
+s_room_taken (ss_rooms_t *self, const st_name_t *room, bool *taken_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_GET];
+    ss_db_bind_key (stmt, 1, room);
+    int rc = sqlite3_step (stmt);
+    ss_db_finish (stmt);
+    *taken_p = rc == SQLITE_ROW;
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+//  Inserts the room and its owner as its first member
+static int
+s_room_insert (ss_rooms_t *self, st_request_t *request, int64_t owner_id)
+{
+    const st_room_create_t *create = &request->as.room_create;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_INSERT];
+    ss_db_bind_text (stmt, 1, create->name.text);
+    ss_db_bind_key (stmt, 2, &create->name);
+    ss_db_bind_text (stmt, 3, create->description);
+    sqlite3_bind_int (stmt, 4, create->is_private ? 1 : 0);
+    sqlite3_bind_int64 (stmt, 5, (int64_t) create->max_participants);
+    sqlite3_bind_int64 (stmt, 6, owner_id);
+    sqlite3_bind_int64 (stmt, 7, create->created_at);
+    int rc = ss_db_step_done (stmt);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        st_request_fail (request, "conflict", "A room named '%.*s' exists (room names ignore"
+                         " case).", (int) create->name.text.size, create->name.text.data);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *member = self->sql [S_SQL_MEMBER_INSERT];
+    sqlite3_bind_int64 (member, 1, sqlite3_last_insert_rowid (ss_db_handle (self->db)));
+    sqlite3_bind_int64 (member, 2, owner_id);
+    sqlite3_bind_int64 (member, 3, create->created_at);
+    return ss_db_step_done (member);
+}
+
+static int
+s_room_create (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_create_t *create = &request->as.room_create;
+    int rc;
+    int64_t owner_id = s_user_id (self, request, &create->owner, " to own the room", NULL, &rc);
+    if (!owner_id)
+        return rc;
+    if (create->max_owned || create->max_joined) {
+        bool taken = false;
+        if ((rc = s_room_taken (self, &create->name, &taken)) != SQLITE_OK)
+            return rc;
+        if (!taken && ((rc = s_check_quotas (self, request, &create->owner, owner_id,
+                                             create->max_owned, create->max_joined))
+                       != SQLITE_OK || !st_request_live (request)))
+            return rc;
+    }
+    if ((rc = s_room_insert (self, request, owner_id)) != SQLITE_OK || !st_request_live (request))
+        return rc;
+    msgpack_pack_map (st_request_packer (request), 1);
+    return s_pack_room_field (self, request, &create->name);
+}
+
+static int
+s_room_get (ss_rooms_t *self, st_request_t *request)
+{
+    msgpack_pack_map (st_request_packer (request), 1);
+    return s_pack_room_field (self, request, &request->as.room_get.name);
+}
+
+//  Answers {rooms, more} from a bound statement: at most limit rooms, and
+//  fewer, with more, at a whole room before the answer would pass its
+//  bytes. A statement that yields a room past limit says more too.
+static int
+s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
+{
+    st_list_t *rooms = st_list_new (limit, false);
+    if (!rooms) {
+        ss_db_finish (stmt);
+        return SQLITE_NOMEM;
+    }
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        st_room_t room = s_room_of_row (stmt, true);
+        st_reply_room (st_list_packer (rooms), &room);
+        if (!st_list_push (rooms))
+            break;
+    }
+    ss_db_finish (stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        st_list_answer (rooms, request, "rooms");
+        rc = SQLITE_OK;
+    }
+    st_list_destroy (&rooms);
+    return rc;
+}
+
+static int
+s_room_list (ss_rooms_t *self, st_request_t *request)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
+    ss_db_bind_key (stmt, 1, &request->as.room_list.user);
+    return s_answer_rooms (request, stmt, UINT32_MAX);
+}
+
+//  A page of rooms from a statement bound but for its LIMIT, the parameter
+//  limit_param (bound here to one more room than asked, to tell whether
+//  more remain)
+static int
+s_answer_room_page (st_request_t *request, sqlite3_stmt *stmt, int limit_param)
+{
+    uint32_t limit = request->as.room_joined.limit;
+    sqlite3_bind_int64 (stmt, limit_param, (int64_t) limit + 1);
+    return s_answer_rooms (request, stmt, limit);
+}
+
+static int
+s_room_joined (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_page_t *page = &request->as.room_joined;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_JOINED];
+    ss_db_bind_key (stmt, 1, &page->user);
+    ss_db_bind_key (stmt, 2, &page->after);
+    return s_answer_room_page (request, stmt, 3);
+}
+
+static int
+s_room_public (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_page_t *page = &request->as.room_public;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_PUBLIC];
+    ss_db_bind_key (stmt, 1, &page->user);
+    sqlite3_bind_int64 (stmt, 2, page->has_after_active ? page->after_active : INT64_MAX);
+    ss_db_bind_key (stmt, 3, &page->after);
+    return s_answer_room_page (request, stmt, 4);
+}
+
+static int
+s_room_directory (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_page_t *page = &request->as.room_directory;
+    //  Room names are ASCII (the prefix is checked so): every name that
+    //  starts with the prefix sorts below the prefix followed by DEL
+    char end [ST_ROOM_MAX + 2];
+    size_t size = strlen (page->prefix.key);
+    memcpy (end, page->prefix.key, size);
+    end [size] = 0x7f;
+    end [size + 1] = 0;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_DIRECTORY];
+    ss_db_bind_key (stmt, 1, &page->user);
+    ss_db_bind_key (stmt, 2, &page->after);
+    ss_db_bind_key (stmt, 3, &page->prefix);
+    sqlite3_bind_text (stmt, 4, end, (int) size + 1, SQLITE_TRANSIENT);
+    return s_answer_room_page (request, stmt, 5);
+}
+
+//  Packs 'members': the member names of a room, sorted, every one at once
+//  (proto/STORE.md bounds them by max_participants: never cut)
+static int
+s_pack_member_names (ss_rooms_t *self, st_request_t *request, int64_t room_id)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_MEMBER_NAMES];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    msgpack_sbuffer rows;
+    msgpack_sbuffer_init (&rows);
+    msgpack_packer row_packer;
+    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
+    uint32_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        st_reply_text (&row_packer, ss_db_column_text (stmt, 0));
+        count++;
+    }
+    ss_db_finish (stmt);
+    if (rc == SQLITE_DONE) {
+        msgpack_packer *packer = st_request_packer (request);
+        st_reply_str (packer, "members");
+        msgpack_pack_array (packer, count);
+        packer->callback (packer->data, rows.data, rows.size);
+        rc = SQLITE_OK;
+    }
+    msgpack_sbuffer_destroy (&rows);
+    return rc;
+}
+
+static int
+s_room_delete (ss_rooms_t *self, st_request_t *request)
+{
+    const st_name_t *name = &request->as.room_delete.name;
+    int rc = s_room_find (self, request, name);
+    sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
+    int64_t room_id = rc == SQLITE_ROW ? sqlite3_column_int64 (room, 0) : 0;
+    if (rc == SQLITE_ROW) {
+        msgpack_packer *packer = st_request_packer (request);
+        msgpack_pack_map (packer, 2);
+        st_reply_str (packer, "name");
+        st_reply_text (packer, ss_db_column_text (room, 1));
+    }
+    ss_db_finish (room);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if ((rc = s_pack_member_names (self, request, room_id)) != SQLITE_OK)
+        return rc;
+    //  Members, invitations and the timeline go by ON DELETE CASCADE
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_DELETE];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    return ss_db_step_done (stmt);
+}
+
+
+//  --------------------------------------------------------------------------
+//  store.member.* and store.invite.add
+
+//  What member.add reads of the room before its checks
+typedef struct {
+    int64_t id;
+    bool is_private;
+    int64_t max_participants;
+    int64_t members;                //  the count
+    int64_t owner_id;
+} s_room_row_t;
+
+static int
+s_room_row (ss_rooms_t *self, st_request_t *request, const st_name_t *name, s_room_row_t *row)
+{
+    int rc = s_room_find (self, request, name);
+    sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
+    if (rc == SQLITE_ROW)
+        *row = (s_room_row_t) {
+            .id = sqlite3_column_int64 (room, 0),
+            .is_private = sqlite3_column_int (room, 3) != 0,
+            .max_participants = sqlite3_column_int64 (room, 4),
+            .members = sqlite3_column_int64 (room, 7),
+            .owner_id = sqlite3_column_int64 (room, 9)
+        };
+    ss_db_finish (room);
+    return rc;
+}
+
+//  The checks of a join, in the order of proto/STORE.md after the room,
+//  the user and the membership: invited (private rooms; the owner, who may
+//  have left, is always let back in), full, the quota. Sets *invited_p.
+static int
+s_member_may_join (ss_rooms_t *self, st_request_t *request, const s_room_row_t *room,
+                   int64_t user_id, bool *invited_p)
+{
+    const st_member_t *add = &request->as.member_add;
+    int rc;
+    *invited_p = false;
+    if (room->is_private && (rc = s_pair_exists (self, S_SQL_INVITE_IS, room->id, user_id,
+                                                 invited_p)) != SQLITE_OK)
+        return rc;
+    if (room->is_private && !*invited_p && user_id != room->owner_id) {
+        st_request_fail (request, "forbidden", "The room '%.*s' is private and '%.*s' is not"
+                         " invited.", (int) add->room.text.size, add->room.text.data,
+                         (int) add->user.text.size, add->user.text.data);
+        return SQLITE_OK;
+    }
+    if (room->members >= room->max_participants) {
+        st_request_fail (request, "full", "The room '%.*s' is full (%" PRId64 " members).",
+                         (int) add->room.text.size, add->room.text.data,
+                         room->max_participants);
+        return SQLITE_OK;
+    }
+    return s_check_quotas (self, request, &add->user, user_id, 0, add->max_joined);
+}
+
+//  Adds the member, consumes the invitation, appends the join notice
+static int
+s_member_join (ss_rooms_t *self, st_request_t *request, int64_t room_id, int64_t user_id,
+               bool invited)
+{
+    const st_member_t *add = &request->as.member_add;
+    sqlite3_stmt *insert = self->sql [S_SQL_MEMBER_INSERT];
+    sqlite3_bind_int64 (insert, 1, room_id);
+    sqlite3_bind_int64 (insert, 2, user_id);
+    sqlite3_bind_int64 (insert, 3, add->has_entry ? add->entry.ts : pl_time_now ());
+    int rc = ss_db_step_done (insert);
+    if (rc == SQLITE_OK && invited)
+        rc = s_pair_run (self, S_SQL_INVITE_DELETE, room_id, user_id);
+    if (rc == SQLITE_OK && add->has_entry)
+        rc = s_entry_insert (self, request, &add->room, room_id, &add->entry);
+    return rc;
+}
+
+static int
+s_member_add (ss_rooms_t *self, st_request_t *request)
+{
+    const st_member_t *add = &request->as.member_add;
+    s_room_row_t room;
+    int rc = s_room_row (self, request, &add->room, &room);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    int64_t user_id = s_user_id (self, request, &add->user, "", NULL, &rc);
+    if (!user_id)
+        return rc;
+    bool member, invited;
+    if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room.id, user_id, &member)) != SQLITE_OK)
+        return rc;
+    if (!member) {
+        if ((rc = s_member_may_join (self, request, &room, user_id, &invited)) != SQLITE_OK
+        ||  !st_request_live (request)
+        ||  (rc = s_member_join (self, request, room.id, user_id, invited)) != SQLITE_OK
+        ||  !st_request_live (request))
+            return rc;
+        room.members++;
+    }
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 3);
+    st_reply_str (packer, "added");
+    st_reply_bool (packer, !member);
+    st_reply_str (packer, "members");
+    msgpack_pack_uint64 (packer, (uint64_t) room.members);
+    return s_pack_room_field (self, request, &add->room);
+}
+
+static int
+s_member_remove (ss_rooms_t *self, st_request_t *request)
+{
+    const st_member_t *remove = &request->as.member_remove;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &remove->room, &rc);
+    if (!room_id)
+        return rc;
+    int64_t user_id = ss_users_find (self->users, &remove->user, NULL, &rc);
+    if (rc == SQLITE_OK && user_id)
+        rc = s_pair_run (self, S_SQL_MEMBER_DELETE, room_id, user_id);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!user_id || sqlite3_changes (ss_db_handle (self->db)) == 0) {
+        st_request_fail (request, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                         (int) remove->user.text.size, remove->user.text.data,
+                         (int) remove->room.text.size, remove->room.text.data);
+        return SQLITE_OK;
+    }
+    if (remove->has_entry
+    &&  ((rc = s_entry_insert (self, request, &remove->room, room_id, &remove->entry))
+         != SQLITE_OK || !st_request_live (request)))
+        return rc;
+    int64_t members = 0;
+    if ((rc = s_count_by_id (self, S_SQL_MEMBER_COUNT, room_id, &members)) == SQLITE_OK)
+        st_reply_uint (request, "members", (uint64_t) members);
+    return rc;
+}
+
+static int
+s_member_list (ss_rooms_t *self, st_request_t *request)
+{
+    int rc;
+    int64_t room_id = s_room_id (self, request, &request->as.member_list.name, &rc);
+    if (!room_id)
+        return rc;
+    msgpack_pack_map (st_request_packer (request), 1);
+    return s_pack_member_names (self, request, room_id);
+}
+
+static int
+s_invite_add (ss_rooms_t *self, st_request_t *request)
+{
+    const st_invite_add_t *invite = &request->as.invite_add;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &invite->room, &rc);
+    if (!room_id)
+        return rc;
+    char registered [ST_NAME_MAX + 1];
+    int64_t user_id = s_user_id (self, request, &invite->user, "", registered, &rc);
+    if (!user_id)
+        return rc;
+    bool member;
+    if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room_id, user_id, &member)) != SQLITE_OK)
+        return rc;
+    if (!member) {
+        sqlite3_stmt *stmt = self->sql [S_SQL_INVITE_PUT];
+        sqlite3_bind_int64 (stmt, 1, room_id);
+        sqlite3_bind_int64 (stmt, 2, user_id);
+        ss_db_bind_text (stmt, 3, invite->from.text);
+        sqlite3_bind_int64 (stmt, 4, pl_time_now ());
+        if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+            return rc;
+    }
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 2);
+    st_reply_str (packer, "user");
+    st_reply_str (packer, registered);
+    st_reply_str (packer, "already_member");
+    st_reply_bool (packer, member);
+    return SQLITE_OK;
+}
+
+
+//  --------------------------------------------------------------------------
+//  store.msg.*
+
+static int
+s_msg_append (ss_rooms_t *self, st_request_t *request)
+{
+    const st_msg_append_t *append = &request->as.msg_append;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &append->room, &rc);
+    if (!room_id)
+        return rc;
+    //  Every entry of the run inside the request's savepoint: a taken seq
+    //  fails the request, and the batch then rolls the savepoint back, so
+    //  that none of the run stays (proto/STORE.md, Atomicity)
+    for (uint32_t index = 0; index < append->count; index++) {
+        rc = s_entry_insert (self, request, &append->room, room_id, &append->entries [index]);
+        if (rc != SQLITE_OK || !st_request_live (request))
+            return rc;
+    }
+    //  The room's activity, for the public rooms' order: one row, in the
+    //  same transaction (no round trip of its own)
+    const st_entry_t *last = &append->entries [append->count - 1];
+    sqlite3_stmt *active = self->sql [S_SQL_ROOM_ACTIVE];
+    sqlite3_bind_int64 (active, 1, room_id);
+    sqlite3_bind_int64 (active, 2, last->ts);
+    if ((rc = ss_db_step_done (active)) == SQLITE_OK)
+        st_reply_uint (request, "seq", last->seq);
+    return rc;
+}
+
+//  A timeline row: seq, kind, user, ts, text, event
+static st_entry_t
+s_entry_of_row (sqlite3_stmt *stmt)
+{
+    bool system = sqlite3_column_type (stmt, 4) == SQLITE_NULL;
+    return (st_entry_t) {
+        .seq = (uint64_t) sqlite3_column_int64 (stmt, 0),
+        .system = system,
+        .user = ss_db_column_text (stmt, 2),
+        .ts = sqlite3_column_int64 (stmt, 3),
+        .text = system ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 4),
+        .event = system ? ss_db_column_text (stmt, 5) : (st_text_t) { NULL, 0 }
+    };
+}
+
+static int
+s_msg_history (ss_rooms_t *self, st_request_t *request)
+{
+    const st_msg_history_t *history = &request->as.msg_history;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &history->room, &rc);
+    if (!room_id)
+        return rc;
+    bool forward = history->page.cursor == ST_CURSOR_AFTER;
+    sqlite3_stmt *stmt = self->sql [forward ? S_SQL_HISTORY_AFTER : S_SQL_HISTORY_BEFORE];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, history->page.cursor != ST_CURSOR_NONE
+                                 ? (int64_t) history->page.seq : INT64_MAX);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) history->page.limit + 1);
+    //  Rows come from the cursor's side, so a page cut for its bytes keeps
+    //  the entries next to the cursor; backward pages are written out
+    //  reversed, oldest first
+    st_list_t *entries = st_list_new (history->page.limit, !forward);
+    if (!entries) {
+        ss_db_finish (stmt);
+        return SQLITE_NOMEM;
+    }
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        st_entry_t entry = s_entry_of_row (stmt);
+        st_reply_entry (st_list_packer (entries), &entry);
+        if (!st_list_push (entries))
+            break;
+    }
+    ss_db_finish (stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        st_list_answer (entries, request, "messages");
+        rc = SQLITE_OK;
+    }
+    st_list_destroy (&entries);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Dispatch
+
+typedef int (s_run_fn) (ss_rooms_t *self, st_request_t *request);
+
+static s_run_fn *s_runs [ST_TYPE_COUNT] = {
+    [ST_ROOM_CREATE]    = s_room_create,
+    [ST_ROOM_GET]       = s_room_get,
+    [ST_ROOM_LIST]      = s_room_list,
+    [ST_ROOM_JOINED]    = s_room_joined,
+    [ST_ROOM_PUBLIC]    = s_room_public,
+    [ST_ROOM_DIRECTORY] = s_room_directory,
+    [ST_ROOM_DELETE]    = s_room_delete,
+    [ST_MEMBER_ADD]     = s_member_add,
+    [ST_MEMBER_REMOVE]  = s_member_remove,
+    [ST_MEMBER_LIST]    = s_member_list,
+    [ST_INVITE_ADD]     = s_invite_add,
+    [ST_MSG_APPEND]     = s_msg_append,
+    [ST_MSG_HISTORY]    = s_msg_history
+};
+
+bool
+ss_rooms_serves (st_type_t type)
+{
+    return type < ST_TYPE_COUNT && s_runs [type] != NULL;
+}
+
+int
+ss_rooms_run (ss_rooms_t *self, st_request_t *request)
+{
+    return ss_rooms_serves (request->type) ? s_runs [request->type] (self, request)
+                                           : SQLITE_INTERNAL;
+}
