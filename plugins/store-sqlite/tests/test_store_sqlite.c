@@ -1,7 +1,7 @@
 /*  =========================================================================
     test_store_sqlite - what only store-sqlite does
 
-    The shared suite (plugins/store-conformance) checks the contract; these
+    The shared suite (plugins/store/tests/conformance) checks the contract; these
     tests check the SQLite side of it: the file it creates (WAL, schema
     version S_SCHEMA_NOW), the migrations of version-1 and version-2 files in
     place, history pages served by primary keys, the conversation list and
@@ -16,6 +16,7 @@
 */
 
 #include "sc_broker.h"
+#include "sc_log.h"
 
 #include <setjmp.h>
 #include <sqlite3.h>
@@ -29,7 +30,7 @@
 //  The newest schema version store_sqlite.c knows
 #define S_SCHEMA_NOW    5
 
-static zsock_t *s_log;              //  SUB to every log line of this process
+static sc_log_t *s_log;             //  every log line of this process
 
 //  A fresh folder per test
 typedef struct {
@@ -64,63 +65,24 @@ s_teardown (void **state)
     return 0;
 }
 
-//  Drops log lines that came before
-static void
-s_log_clear (void)
-{
-    char *line;
-    while ((zsock_events (s_log) & ZMQ_POLLIN) && (line = zstr_recv (s_log)))
-        zstr_free (&line);
-}
-
-//  True if a log line received within a second contains all of the words
-static bool
-s_log_says (const char *first, const char *second)
-{
-    int64_t deadline = zclock_mono () + 1000;
-    zpoller_t *poller = zpoller_new (s_log, NULL);
-    bool found = false;
-    while (!found && zclock_mono () < deadline) {
-        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
-            break;
-        char *line = zstr_recv (s_log);
-        if (line && strstr (line, first) && (!second || strstr (line, second)))
-            found = true;
-        zstr_free (&line);
-    }
-    zpoller_destroy (&poller);
-    return found;
-}
-
 //  Starts the plugin with these options; returns the broker (plugin running)
 //  or NULL if the plugin refused to start
 static sc_broker_t *
 s_start (const char *first, const char *second)
 {
     const char *options [] = { first, second };
-    sc_broker_t *broker = sc_broker_new ();
-    char error [512];
-    if (sc_broker_start (broker, STORE_SQLITE_PLUGIN, options, second ? 2 : 1,
-                         error, sizeof error)) {
-        sc_broker_destroy (&broker);
-        return NULL;
-    }
-    return broker;
+    return sc_broker_new_started (STORE_SQLITE_PLUGIN, options, second ? 2 : 1);
 }
 
 static void
 s_create_user (sc_broker_t *broker, const char *name)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 3);
-    sc_pack_kstr (&packer, "name", name);
-    sc_pack_kstr (&packer, "password_hash", "h");
-    sc_pack_kint (&packer, "created_at", 1);
-    sc_reply_t *reply = sc_broker_call (broker, "store.user.create", buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    sc_body_t body;
+    sc_body_init (&body, 3);
+    sc_pack_kstr (&body.packer, "name", name);
+    sc_pack_kstr (&body.packer, "password_hash", "h");
+    sc_pack_kint (&body.packer, "created_at", 1);
+    sc_reply_t *reply = sc_broker_call_body (broker, "store.user.create", &body);
     assert_non_null (reply);
     assert_null (reply->code);
     sc_reply_destroy (&reply);
@@ -173,14 +135,11 @@ s_refused_in_child (const char *option, const char *word)
 static int
 s_probe (const char *option, const char *word)
 {
-    zsys_set_logsender (S_LOG_ENDPOINT);
-    s_log = zsock_new_sub (S_LOG_ENDPOINT, "");
-    zclock_sleep (50);
+    s_log = sc_log_new (S_LOG_ENDPOINT);
     sc_broker_t *broker = s_start (option, NULL);
-    int rc = broker ? 1 : s_log_says ("cannot open", word) ? 0 : 2;
+    int rc = broker ? 1 : sc_log_says (s_log, "cannot open", word) ? 0 : 2;
     sc_broker_destroy (&broker);
-    zsock_destroy (&s_log);
-    zsys_set_logsender (NULL);
+    sc_log_destroy (&s_log);
     return rc;
 }
 
@@ -278,11 +237,11 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     s_sql (fixture->path, s_version_1_file);
-    s_log_clear ();
+    sc_log_clear (s_log);
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
-    assert_true (s_log_says (fixture->path, "migrated to schema version 2"));
-    assert_true (s_log_says (fixture->path, "migrated to schema version 3"));
+    assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 2"));
+    assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 3"));
     //  The accounts are there, and rooms can be had
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -307,7 +266,7 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"), 1);
 
     //  Opened again: nothing more to migrate
-    s_log_clear ();
+    sc_log_clear (s_log);
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     sc_broker_destroy (&broker);
@@ -436,12 +395,12 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     fixture_t *fixture = (fixture_t *) *state;
     s_sql (fixture->path, s_version_1_file);
     s_sql (fixture->path, s_version_2_schema);
-    s_log_clear ();
+    sc_log_clear (s_log);
     sc_broker_t *broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
-    assert_true (s_log_says (fixture->path, "migrated to schema version 3"));
-    assert_true (s_log_says (fixture->path, "migrated to schema version 4"));
-    assert_false (s_log_says (fixture->path, "migrated to schema version 2"));
+    assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 3"));
+    assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 4"));
+    assert_false (sc_log_says (s_log, fixture->path, "migrated to schema version 2"));
     //  The room goes on where it stopped, and private messages can be had
     s_append_message (broker, "general", 2);
     s_append_pm (broker, "alice", "BOB", 1);
@@ -570,9 +529,9 @@ test_missing_folder_refused_naming_the_path (void **state)
     char option [400];
     snprintf (option, sizeof option, "store-sqlite.path=%s/no/such/folder/parley.db",
               fixture->folder);
-    s_log_clear ();
+    sc_log_clear (s_log);
     assert_null (s_start (option, NULL));
-    assert_true (s_log_says ("cannot open", "/no/such/folder/parley.db"));
+    assert_true (sc_log_says (s_log, "cannot open", "/no/such/folder/parley.db"));
 }
 
 static void
@@ -584,9 +543,9 @@ test_file_that_is_not_a_database_refused (void **state)
     for (int index = 0; index < 500; index++)
         fprintf (file, "this is a chat log, not a database %d\n", index);
     fclose (file);
-    s_log_clear ();
+    sc_log_clear (s_log);
     assert_null (s_start (fixture->option, NULL));
-    assert_true (s_log_says (fixture->path, "not a database"));
+    assert_true (sc_log_says (s_log, fixture->path, "not a database"));
 }
 
 static void
@@ -609,9 +568,9 @@ test_corrupt_database_refused (void **state)
     for (int index = 0; index < 8192; index++)
         fputc (0x5a, file);
     fclose (file);
-    s_log_clear ();
+    sc_log_clear (s_log);
     assert_null (s_start (fixture->option, NULL));
-    assert_true (s_log_says (fixture->path, "malformed") || s_log_says (fixture->path, "corrupt"));
+    assert_true (sc_log_says (s_log, fixture->path, "malformed") || sc_log_says (s_log, fixture->path, "corrupt"));
 }
 
 static void
@@ -643,18 +602,18 @@ test_database_of_newer_schema_refused (void **state)
     assert_non_null (broker);
     sc_broker_destroy (&broker);
     s_sql (fixture->path, "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)");
-    s_log_clear ();
+    sc_log_clear (s_log);
     assert_null (s_start (fixture->option, NULL));
-    assert_true (s_log_says (fixture->path, "schema version is 99"));
+    assert_true (sc_log_says (s_log, fixture->path, "schema version is 99"));
 }
 
 static void
 test_invalid_option_refused (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
-    s_log_clear ();
+    sc_log_clear (s_log);
     assert_null (s_start (fixture->option, "store-sqlite.group_commit=maybe"));
-    assert_true (s_log_says ("group_commit", "maybe"));
+    assert_true (sc_log_says (s_log, "group_commit", "maybe"));
 }
 
 //  Sends count creates at once, waits for every answer, stops the plugin and
@@ -684,21 +643,13 @@ s_burst (fixture_t *fixture, const char *mode, int count, uint64_t *transactions
         assert_null (reply->code);
         sc_reply_destroy (&reply);
     }
-    s_log_clear ();
+    sc_log_clear (s_log);
     sc_broker_destroy (&broker);
     //  "closing PATH after N requests in M transactions"
-    int64_t deadline = zclock_mono () + 1000;
-    *transactions_p = 0;
-    while (zclock_mono () < deadline) {
-        char *line = zstr_recv (s_log);
-        const char *at = line ? strstr (line, " requests in ") : NULL;
-        if (at) {
-            *transactions_p = strtoull (at + strlen (" requests in "), NULL, 10);
-            zstr_free (&line);
-            break;
-        }
-        zstr_free (&line);
-    }
+    char *line = sc_log_line (s_log, " requests in ");
+    assert_non_null (line);
+    *transactions_p = strtoull (strstr (line, " requests in ") + strlen (" requests in "), NULL, 10);
+    zstr_free (&line);
 }
 
 static void
@@ -769,10 +720,8 @@ main (int argc, char *argv [])
         return s_probe (argv [2], argv [3]);
 
     zsys_handler_set (NULL);
-    zsys_set_logsender (S_LOG_ENDPOINT);
-    s_log = zsock_new_sub (S_LOG_ENDPOINT, "");
+    s_log = sc_log_new (S_LOG_ENDPOINT);
     assert (s_log);
-    zclock_sleep (50);          //  let the subscription reach the publisher
 
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
@@ -794,7 +743,6 @@ main (int argc, char *argv [])
         S_TEST (test_batch_that_cannot_commit_answered_unavailable_and_applied_later),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
-    zsock_destroy (&s_log);
-    zsys_set_logsender (NULL);
+    sc_log_destroy (&s_log);
     return rc;
 }

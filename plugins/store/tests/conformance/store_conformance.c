@@ -45,13 +45,6 @@ typedef struct {
     char **options;                 //  expanded options
 } fixture_t;
 
-//  A request body being built
-typedef struct {
-    msgpack_sbuffer buffer;         //  the bytes
-    msgpack_packer packer;          //  writing into buffer
-} body_t;
-
-
 //  --------------------------------------------------------------------------
 //  Fixture
 
@@ -131,32 +124,19 @@ s_teardown (void **state)
 //  --------------------------------------------------------------------------
 //  Requests
 
-static void
-s_body_init (body_t *body, uint32_t fields)
-{
-    msgpack_sbuffer_init (&body->buffer);
-    msgpack_packer_init (&body->packer, &body->buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&body->packer, fields);
-}
-
 //  Sends the body and destroys it; returns the reply (asserted present)
 static sc_reply_t *
-s_call (fixture_t *fixture, const char *type, body_t *body)
+s_call (fixture_t *fixture, const char *type, sc_body_t *body)
 {
-    sc_reply_t *reply = sc_broker_call (fixture->broker, type,
-                                        body ? body->buffer.data : NULL,
-                                        body ? body->buffer.size : 0);
-    if (body)
-        msgpack_sbuffer_destroy (&body->buffer);
+    sc_reply_t *reply = sc_broker_call_body (fixture->broker, type, body);
     assert_non_null (reply);
     return reply;
 }
 
 static uint64_t
-s_send (fixture_t *fixture, const char *type, body_t *body)
+s_send (fixture_t *fixture, const char *type, sc_body_t *body)
 {
-    uint64_t rid = sc_broker_send (fixture->broker, type, body->buffer.data, body->buffer.size);
-    msgpack_sbuffer_destroy (&body->buffer);
+    uint64_t rid = sc_broker_send_body (fixture->broker, type, body);
     assert_true (rid > 0);
     return rid;
 }
@@ -204,9 +184,9 @@ s_assert_nil (const msgpack_object *object)
 }
 
 static void
-s_user_create_body (body_t *body, const char *name, const char *hash, int64_t created_at)
+s_user_create_body (sc_body_t *body, const char *name, const char *hash, int64_t created_at)
 {
-    s_body_init (body, 3);
+    sc_body_init (body, 3);
     sc_pack_kstr (&body->packer, "name", name);
     sc_pack_kstr (&body->packer, "password_hash", hash);
     sc_pack_kint (&body->packer, "created_at", created_at);
@@ -215,7 +195,7 @@ s_user_create_body (body_t *body, const char *name, const char *hash, int64_t cr
 static sc_reply_t *
 s_user_create (fixture_t *fixture, const char *name, const char *hash, int64_t created_at)
 {
-    body_t body;
+    sc_body_t body;
     s_user_create_body (&body, name, hash, created_at);
     return s_call (fixture, "store.user.create", &body);
 }
@@ -231,17 +211,17 @@ s_user_create_ok (fixture_t *fixture, const char *name)
 static sc_reply_t *
 s_by_name (fixture_t *fixture, const char *type, const char *key, const char *value)
 {
-    body_t body;
-    s_body_init (&body, 1);
+    sc_body_t body;
+    sc_body_init (&body, 1);
     sc_pack_kstr (&body.packer, key, value);
     return s_call (fixture, type, &body);
 }
 
 static void
-s_token_put_body (body_t *body, const char *hash, const char *user, int64_t created_at,
+s_token_put_body (sc_body_t *body, const char *hash, const char *user, int64_t created_at,
                   int64_t expires_at)
 {
-    s_body_init (body, 4);
+    sc_body_init (body, 4);
     sc_pack_kstr (&body->packer, "token_hash", hash);
     sc_pack_kstr (&body->packer, "user", user);
     sc_pack_kint (&body->packer, "created_at", created_at);
@@ -251,16 +231,16 @@ s_token_put_body (body_t *body, const char *hash, const char *user, int64_t crea
 static sc_reply_t *
 s_token_put (fixture_t *fixture, const char *hash, const char *user, int64_t expires_at)
 {
-    body_t body;
+    sc_body_t body;
     s_token_put_body (&body, hash, user, 2000, expires_at);
     return s_call (fixture, "store.token.put", &body);
 }
 
 //  store.user.seen with count (name, last_seen) pairs
 static void
-s_seen_body (body_t *body, size_t count, const char *const *names, const int64_t *times)
+s_seen_body (sc_body_t *body, size_t count, const char *const *names, const int64_t *times)
 {
-    s_body_init (body, 1);
+    sc_body_init (body, 1);
     sc_pack_key (&body->packer, "users");
     msgpack_pack_array (&body->packer, count);
     for (size_t index = 0; index < count; index++) {
@@ -274,8 +254,8 @@ s_seen_body (body_t *body, size_t count, const char *const *names, const int64_t
 static sc_reply_t *
 s_user_list (fixture_t *fixture, const char *after, int64_t limit)
 {
-    body_t body;
-    s_body_init (&body, (after ? 1 : 0) + (limit ? 1 : 0));
+    sc_body_t body;
+    sc_body_init (&body, (after ? 1 : 0) + (limit ? 1 : 0));
     if (after)
         sc_pack_kstr (&body.packer, "after", after);
     if (limit)
@@ -411,17 +391,17 @@ static void
 test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
-    body_t body;
+    sc_body_t body;
     sc_reply_t *reply;
 
-    s_body_init (&body, 2);                         //  no name
+    sc_body_init (&body, 2);                         //  no name
     sc_pack_kstr (&body.packer, "password_hash", "h");
     sc_pack_kint (&body.packer, "created_at", 1);
     reply = s_call (fixture, "store.user.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 3);                         //  name is a number
+    sc_body_init (&body, 3);                         //  name is a number
     sc_pack_kint (&body.packer, "name", 42);
     sc_pack_kstr (&body.packer, "password_hash", "h");
     sc_pack_kint (&body.packer, "created_at", 1);
@@ -444,7 +424,7 @@ test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 3);                         //  time is a string
+    sc_body_init (&body, 3);                         //  time is a string
     sc_pack_kstr (&body.packer, "name", "bob");
     sc_pack_kstr (&body.packer, "password_hash", "h");
     sc_pack_kstr (&body.packer, "created_at", "2026-01-01T00:00:00.000Z");
@@ -452,7 +432,7 @@ test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                         //  no password_hash
+    sc_body_init (&body, 2);                         //  no password_hash
     sc_pack_kstr (&body.packer, "name", "bob");
     sc_pack_kint (&body.packer, "created_at", 1);
     reply = s_call (fixture, "store.user.create", &body);
@@ -486,7 +466,7 @@ test_user_list_sorted_by_lower_cased_name_with_last_seen (void **state)
     const char *created [] = { "carol", "Dave", "bob", "Alice", "_under" };
     for (size_t index = 0; index < 5; index++)
         s_user_create_ok (fixture, created [index]);
-    body_t body;
+    sc_body_t body;
     const char *names [] = { "BOB" };
     const int64_t times [] = { 1700000000999 };
     s_seen_body (&body, 1, names, times);
@@ -554,8 +534,8 @@ test_user_list_pages_with_after_and_limit (void **state)
         s_assert_error (reply, "bad_request");
         sc_reply_destroy (&reply);
     }
-    body_t body;
-    s_body_init (&body, 1);
+    sc_body_t body;
+    sc_body_init (&body, 1);
     sc_pack_kint (&body.packer, "limit", 0);
     reply = s_call (fixture, "store.user.list", &body);
     s_assert_error (reply, "bad_request");
@@ -568,7 +548,7 @@ test_user_seen_sets_many_and_skips_unknown_names (void **state)
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
     s_user_create_ok (fixture, "Bob");
-    body_t body;
+    sc_body_t body;
     const char *names [] = { "ALICE", "bob", "ghost" };
     const int64_t times [] = { 100, 200, 300 };
     s_seen_body (&body, 3, names, times);
@@ -608,10 +588,10 @@ test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
-    body_t body;
+    sc_body_t body;
     sc_reply_t *reply;
 
-    s_body_init (&body, 0);                         //  no users
+    sc_body_init (&body, 0);                         //  no users
     reply = s_call (fixture, "store.user.seen", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -622,7 +602,7 @@ test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
     sc_reply_destroy (&reply);
 
     //  A valid entry, then one without last_seen: neither is applied
-    s_body_init (&body, 1);
+    sc_body_init (&body, 1);
     sc_pack_key (&body.packer, "users");
     msgpack_pack_array (&body.packer, 2);
     msgpack_pack_map (&body.packer, 2);
@@ -634,7 +614,7 @@ test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 1);                         //  an entry that is not a map
+    sc_body_init (&body, 1);                         //  an entry that is not a map
     sc_pack_key (&body.packer, "users");
     msgpack_pack_array (&body.packer, 1);
     msgpack_pack_str_with_body (&body.packer, "alice", 5);
@@ -733,10 +713,10 @@ test_token_invalid_fields_get_bad_request (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
-    body_t body;
+    sc_body_t body;
     sc_reply_t *reply;
 
-    s_body_init (&body, 3);                         //  no expires_at
+    sc_body_init (&body, 3);                         //  no expires_at
     sc_pack_kstr (&body.packer, "token_hash", "t");
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kint (&body.packer, "created_at", 1);
@@ -744,23 +724,23 @@ test_token_invalid_fields_get_bad_request (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 1);                         //  token_hash is a number
+    sc_body_init (&body, 1);                         //  token_hash is a number
     sc_pack_kint (&body.packer, "token_hash", 7);
     reply = s_call (fixture, "store.token.get", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 0);
+    sc_body_init (&body, 0);
     reply = s_call (fixture, "store.token.delete", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 0);
+    sc_body_init (&body, 0);
     reply = s_call (fixture, "store.token.delete_user", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 1);
+    sc_body_init (&body, 1);
     sc_pack_kstr (&body.packer, "before", "yesterday");
     reply = s_call (fixture, "store.token.purge", &body);
     s_assert_error (reply, "bad_request");
@@ -818,8 +798,8 @@ test_token_purge_deletes_expired_tokens_only (void **state)
         s_assert_ok (reply);
         sc_reply_destroy (&reply);
     }
-    body_t body;
-    s_body_init (&body, 1);
+    sc_body_t body;
+    sc_body_init (&body, 1);
     sc_pack_kint (&body.packer, "before", 200);
     sc_reply_t *reply = s_call (fixture, "store.token.purge", &body);
     s_assert_ok (reply);
@@ -842,8 +822,8 @@ static const msgpack_object *s_array_field (sc_reply_t *reply, const char *key);
 static sc_reply_t *
 s_token_touch (fixture_t *fixture, const char *hash, int64_t at)
 {
-    body_t body;
-    s_body_init (&body, 2);
+    sc_body_t body;
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "token_hash", hash);
     sc_pack_kint (&body.packer, "at", at);
     return s_call (fixture, "store.token.touch", &body);
@@ -863,8 +843,8 @@ static void
 s_assert_trim (fixture_t *fixture, const char *user, int64_t keep, size_t count,
                const char *const *hashes)
 {
-    body_t body;
-    s_body_init (&body, 2);
+    sc_body_t body;
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_kint (&body.packer, "keep", keep);
     sc_reply_t *reply = s_call (fixture, "store.token.trim", &body);
@@ -886,7 +866,7 @@ s_assert_trim (fixture_t *fixture, const char *user, int64_t keep, size_t count,
 static void
 s_token_put_at (fixture_t *fixture, const char *hash, const char *user, int64_t created_at)
 {
-    body_t body;
+    sc_body_t body;
     s_token_put_body (&body, hash, user, created_at, 1700000000000);
     sc_reply_t *reply = s_call (fixture, "store.token.put", &body);
     s_assert_ok (reply);
@@ -942,8 +922,8 @@ test_token_touch_and_trim_refuse_bad_fields (void **state)
     sc_reply_destroy (&reply);
     const int64_t keeps [] = { 0, -1, 1000001 };
     for (size_t index = 0; index < 3; index++) {
-        body_t body;
-        s_body_init (&body, 2);
+        sc_body_t body;
+        sc_body_init (&body, 2);
         sc_pack_kstr (&body.packer, "user", "alice");
         sc_pack_kint (&body.packer, "keep", keeps [index]);
         reply = s_call (fixture, "store.token.trim", &body);
@@ -966,23 +946,23 @@ static void
 test_pipelined_requests_applied_and_answered_in_order (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
-    body_t body;
+    sc_body_t body;
     uint64_t rids [7];
     s_user_create_body (&body, "Zed", "h", 1);
     rids [0] = s_send (fixture, "store.user.create", &body);
     s_token_put_body (&body, "zt", "zed", 1, 99);
     rids [1] = s_send (fixture, "store.token.put", &body);
-    s_body_init (&body, 1);
+    sc_body_init (&body, 1);
     sc_pack_kstr (&body.packer, "token_hash", "zt");
     rids [2] = s_send (fixture, "store.token.delete", &body);
-    s_body_init (&body, 1);
+    sc_body_init (&body, 1);
     sc_pack_kstr (&body.packer, "token_hash", "zt");
     rids [3] = s_send (fixture, "store.token.get", &body);
     const char *names [] = { "ZED" };
     const int64_t times [] = { 5 };
     s_seen_body (&body, 1, names, times);
     rids [4] = s_send (fixture, "store.user.seen", &body);
-    s_body_init (&body, 1);
+    sc_body_init (&body, 1);
     sc_pack_kstr (&body.packer, "name", "zed");
     rids [5] = s_send (fixture, "store.user.get", &body);
     s_token_put_body (&body, "zt", "zed", 1, 99);      //  free again after the delete
@@ -1019,7 +999,7 @@ test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest (void **st
     for (int index = 0; index < S_BURST; index++) {
         char name [32];
         snprintf (name, sizeof name, "user%04d", index);
-        body_t body;
+        sc_body_t body;
         s_user_create_body (&body, name, "h", index);
         s_send (fixture, "store.user.create", &body);
         if (index == S_BURST / 2 && !s_skip_real_db) {
@@ -1075,7 +1055,7 @@ test_acknowledged_writes_survive_plugin_restart (void **state)
     reply = s_by_name (fixture, "store.token.delete", "token_hash", "revoked");
     s_assert_ok (reply);
     sc_reply_destroy (&reply);
-    body_t body;
+    sc_body_t body;
     const char *names [] = { "durable" };
     const int64_t times [] = { 424242 };
     s_seen_body (&body, 1, names, times);
@@ -1114,8 +1094,8 @@ static sc_reply_t *
 s_room_create (fixture_t *fixture, const char *name, const char *description,
                bool is_private, int64_t max_participants, const char *owner, int64_t created_at)
 {
-    body_t body;
-    s_body_init (&body, 6);
+    sc_body_t body;
+    sc_body_init (&body, 6);
     sc_pack_kstr (&body.packer, "name", name);
     sc_pack_kstr (&body.packer, "description", description);
     sc_pack_key (&body.packer, "private");
@@ -1157,10 +1137,10 @@ s_pack_entry (msgpack_packer *packer, int64_t seq, const char *user, const char 
 
 //  store.member.add or .remove; seq 0 for no entry
 static void
-s_member_body (body_t *body, const char *room, const char *user, int64_t seq,
+s_member_body (sc_body_t *body, const char *room, const char *user, int64_t seq,
                const char *event)
 {
-    s_body_init (body, seq ? 3 : 2);
+    sc_body_init (body, seq ? 3 : 2);
     sc_pack_kstr (&body->packer, "room", room);
     sc_pack_kstr (&body->packer, "user", user);
     if (seq) {
@@ -1172,7 +1152,7 @@ s_member_body (body_t *body, const char *room, const char *user, int64_t seq,
 static sc_reply_t *
 s_member_add (fixture_t *fixture, const char *room, const char *user, int64_t seq)
 {
-    body_t body;
+    sc_body_t body;
     s_member_body (&body, room, user, seq, "join");
     return s_call (fixture, "store.member.add", &body);
 }
@@ -1180,7 +1160,7 @@ s_member_add (fixture_t *fixture, const char *room, const char *user, int64_t se
 static sc_reply_t *
 s_member_remove (fixture_t *fixture, const char *room, const char *user, int64_t seq)
 {
-    body_t body;
+    sc_body_t body;
     s_member_body (&body, room, user, seq, "leave");
     return s_call (fixture, "store.member.remove", &body);
 }
@@ -1196,8 +1176,8 @@ s_member_add_ok (fixture_t *fixture, const char *room, const char *user, int64_t
 static sc_reply_t *
 s_invite (fixture_t *fixture, const char *room, const char *user, const char *from)
 {
-    body_t body;
-    s_body_init (&body, 3);
+    sc_body_t body;
+    sc_body_init (&body, 3);
     sc_pack_kstr (&body.packer, "room", room);
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_kstr (&body.packer, "from", from);
@@ -1205,9 +1185,9 @@ s_invite (fixture_t *fixture, const char *room, const char *user, const char *fr
 }
 
 static void
-s_append_body (body_t *body, const char *room, int64_t seq, const char *user, const char *text)
+s_append_body (sc_body_t *body, const char *room, int64_t seq, const char *user, const char *text)
 {
-    s_body_init (body, 2);
+    sc_body_init (body, 2);
     sc_pack_kstr (&body->packer, "room", room);
     sc_pack_key (&body->packer, "entry");
     s_pack_entry (&body->packer, seq, user, text, NULL);
@@ -1216,7 +1196,7 @@ s_append_body (body_t *body, const char *room, int64_t seq, const char *user, co
 static sc_reply_t *
 s_append (fixture_t *fixture, const char *room, int64_t seq, const char *user, const char *text)
 {
-    body_t body;
+    sc_body_t body;
     s_append_body (&body, room, seq, user, text);
     return s_call (fixture, "store.msg.append", &body);
 }
@@ -1234,9 +1214,9 @@ s_append_ok (fixture_t *fixture, const char *room, int64_t seq, const char *user
 //  store.msg.append with 'entries': count messages from alice, the one at
 //  index i with seq seqs [i] and text "entry <seq>"
 static void
-s_append_entries_body (body_t *body, const char *room, uint32_t count, const int64_t *seqs)
+s_append_entries_body (sc_body_t *body, const char *room, uint32_t count, const int64_t *seqs)
 {
-    s_body_init (body, 2);
+    sc_body_init (body, 2);
     sc_pack_kstr (&body->packer, "room", room);
     sc_pack_key (&body->packer, "entries");
     msgpack_pack_array (&body->packer, count);
@@ -1252,7 +1232,7 @@ s_append_entries_body (body_t *body, const char *room, uint32_t count, const int
 
 //  store.msg.append with 'entries': the run of seqs first .. first + count - 1
 static void
-s_append_run_body (body_t *body, const char *room, int64_t first, uint32_t count)
+s_append_run_body (sc_body_t *body, const char *room, int64_t first, uint32_t count)
 {
     int64_t seqs [S_RUN_MAX + 1] = { 0 };
     assert_true (count <= S_RUN_MAX + 1);
@@ -1264,7 +1244,7 @@ s_append_run_body (body_t *body, const char *room, int64_t first, uint32_t count
 static sc_reply_t *
 s_append_run (fixture_t *fixture, const char *room, int64_t first, uint32_t count)
 {
-    body_t body;
+    sc_body_t body;
     s_append_run_body (&body, room, first, count);
     return s_call (fixture, "store.msg.append", &body);
 }
@@ -1283,8 +1263,8 @@ s_append_run_ok (fixture_t *fixture, const char *room, int64_t first, uint32_t c
 static sc_reply_t *
 s_history (fixture_t *fixture, const char *room, int64_t before, int64_t after, int64_t limit)
 {
-    body_t body;
-    s_body_init (&body, 1 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
+    sc_body_t body;
+    sc_body_init (&body, 1 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
     sc_pack_kstr (&body.packer, "room", room);
     if (before != S_NO_CURSOR)
         sc_pack_kint (&body.packer, "before", before);
@@ -1547,8 +1527,8 @@ test_room_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    body_t body;
-    s_body_init (&body, 6);                 //  private is a string
+    sc_body_t body;
+    sc_body_init (&body, 6);                 //  private is a string
     sc_pack_kstr (&body.packer, "name", "room");
     sc_pack_kstr (&body.packer, "description", "");
     sc_pack_kstr (&body.packer, "private", "yes");
@@ -1559,7 +1539,7 @@ test_room_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 5);                 //  no owner
+    sc_body_init (&body, 5);                 //  no owner
     sc_pack_kstr (&body.packer, "name", "room");
     sc_pack_kstr (&body.packer, "description", "");
     sc_pack_key (&body.packer, "private");
@@ -1994,8 +1974,8 @@ test_invite_add_member_is_already_member_and_unknowns_are_not_found (void **stat
     reply = s_invite (fixture, "nowhere", "bob", "alice");
     s_assert_error (reply, "not_found");
     sc_reply_destroy (&reply);
-    body_t body;
-    s_body_init (&body, 2);                 //  no from
+    sc_body_t body;
+    sc_body_init (&body, 2);                 //  no from
     sc_pack_kstr (&body.packer, "room", "hideout");
     sc_pack_kstr (&body.packer, "user", "bob");
     reply = s_call (fixture, "store.invite.add", &body);
@@ -2085,14 +2065,14 @@ test_msg_append_invalid_entries_get_bad_request (void **state)
     sc_reply_destroy (&reply);
     free (too_long);
 
-    body_t body;
-    s_body_init (&body, 1);                 //  no entry
+    sc_body_t body;
+    sc_body_init (&body, 1);                 //  no entry
     sc_pack_kstr (&body.packer, "room", "general");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                 //  a kind that does not exist
+    sc_body_init (&body, 2);                 //  a kind that does not exist
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entry");
     msgpack_pack_map (&body.packer, 5);
@@ -2105,7 +2085,7 @@ test_msg_append_invalid_entries_get_bad_request (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                 //  seq is a string
+    sc_body_init (&body, 2);                 //  seq is a string
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entry");
     msgpack_pack_map (&body.packer, 5);
@@ -2133,8 +2113,8 @@ test_msg_append_entries_appends_the_whole_run_in_order (void **state)
     s_assert_room_counts (fixture, "general", 1, 5);
 
     //  A run mixes messages and system entries
-    body_t body;
-    s_body_init (&body, 2);
+    sc_body_t body;
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entries");
     msgpack_pack_array (&body.packer, 3);
@@ -2213,7 +2193,7 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     const int64_t backwards [] = { 3, 2, 1 };
     const int64_t *runs [] = { gap, repeat, backwards };
     for (size_t index = 0; index < 3; index++) {
-        body_t body;
+        sc_body_t body;
         s_append_entries_body (&body, "general", 3, runs [index]);
         sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
         s_assert_error (reply, "bad_request");
@@ -2227,8 +2207,8 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    body_t body;
-    s_body_init (&body, 3);                 //  both 'entry' and 'entries'
+    sc_body_t body;
+    sc_body_init (&body, 3);                 //  both 'entry' and 'entries'
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entry");
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
@@ -2239,13 +2219,13 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 1);                 //  neither
+    sc_body_init (&body, 1);                 //  neither
     sc_pack_kstr (&body.packer, "room", "general");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                 //  'entries' that is not an array
+    sc_body_init (&body, 2);                 //  'entries' that is not an array
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entries");
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
@@ -2254,7 +2234,7 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     sc_reply_destroy (&reply);
 
     //  One bad element refuses the whole run, and the answer says which
-    s_body_init (&body, 2);
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entries");
     msgpack_pack_array (&body.packer, 4);
@@ -2273,7 +2253,7 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
         fail_msg ("the answer does not name the element [2]: %s", reply->message);
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                 //  an element that is not a map
+    sc_body_init (&body, 2);                 //  an element that is not a map
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_key (&body.packer, "entries");
     msgpack_pack_array (&body.packer, 2);
@@ -2314,7 +2294,7 @@ test_pipelined_runs_one_conflict_spares_the_rest (void **state)
     //  Sent without waiting, so that they arrive together. The second run
     //  takes seq 3, which the first took, and fails alone: the third, whose
     //  seq 5 the failed run had asked for too, stands
-    body_t body;
+    sc_body_t body;
     uint64_t rids [4];
     s_append_run_body (&body, "general", 1, 3);
     rids [0] = s_send (fixture, "store.msg.append", &body);
@@ -2381,8 +2361,8 @@ test_msg_history_pages_with_exact_more_flags (void **state)
     s_assert_history (fixture, "empty", S_NO_CURSOR, 0, 0, 1, 0, false);
 
     sc_reply_t *reply;
-    body_t body;
-    s_body_init (&body, 2);                 //  limit 0
+    sc_body_t body;
+    sc_body_init (&body, 2);                 //  limit 0
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_kint (&body.packer, "limit", 0);
     reply = s_call (fixture, "store.msg.history", &body);
@@ -2394,7 +2374,7 @@ test_msg_history_pages_with_exact_more_flags (void **state)
     reply = s_history (fixture, "general", 5, 2, 0);        //  both cursors
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 2);                 //  a cursor that is not a seq
+    sc_body_init (&body, 2);                 //  a cursor that is not a seq
     sc_pack_kstr (&body.packer, "room", "general");
     sc_pack_kstr (&body.packer, "before", "5");
     reply = s_call (fixture, "store.msg.history", &body);
@@ -2416,7 +2396,7 @@ test_pipelined_room_writes_one_conflict_spares_the_rest (void **state)
     s_room_create_ok (fixture, "general", false, 10, "alice");
     //  Sent without waiting, so that they arrive together: bob's join takes
     //  a seq that the message before it took, and fails alone
-    body_t body;
+    sc_body_t body;
     uint64_t rids [5];
     s_append_body (&body, "general", 1, "alice", "one");
     rids [0] = s_send (fixture, "store.msg.append", &body);
@@ -2460,7 +2440,7 @@ test_msg_history_pages_a_big_timeline_correctly (void **state)
         for (int64_t seq = first; seq < first + S_WINDOW && seq <= S_BIG_TIMELINE; seq++) {
             char text [32];
             snprintf (text, sizeof text, "message %" PRId64, seq);
-            body_t body;
+            sc_body_t body;
             s_append_body (&body, "big", seq, "alice", text);
             s_send (fixture, "store.msg.append", &body);
             sent++;
@@ -2579,10 +2559,10 @@ test_rooms_members_invitations_and_timelines_survive_plugin_restart (void **stat
 #define S_PM_TS(seq) (1710000000000 + (seq) * 1000)
 
 static void
-s_pm_append_body (body_t *body, const char *from, const char *to, int64_t seq,
+s_pm_append_body (sc_body_t *body, const char *from, const char *to, int64_t seq,
                   const char *text, int64_t ts)
 {
-    s_body_init (body, 5);
+    sc_body_init (body, 5);
     sc_pack_kstr (&body->packer, "from", from);
     sc_pack_kstr (&body->packer, "to", to);
     sc_pack_kint (&body->packer, "seq", seq);
@@ -2594,7 +2574,7 @@ static sc_reply_t *
 s_pm_append (fixture_t *fixture, const char *from, const char *to, int64_t seq,
              const char *text, int64_t ts)
 {
-    body_t body;
+    sc_body_t body;
     s_pm_append_body (&body, from, to, seq, text, ts);
     return s_call (fixture, "store.pm.append", &body);
 }
@@ -2613,8 +2593,8 @@ s_pm_append_ok (fixture_t *fixture, const char *from, const char *to, int64_t se
 static sc_reply_t *
 s_pm_pair (fixture_t *fixture, const char *type, const char *user, const char *with)
 {
-    body_t body;
-    s_body_init (&body, 2);
+    sc_body_t body;
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_kstr (&body.packer, "with", with);
     return s_call (fixture, type, &body);
@@ -2634,8 +2614,8 @@ static sc_reply_t *
 s_pm_history (fixture_t *fixture, const char *user, const char *with, int64_t before,
               int64_t after, int64_t limit)
 {
-    body_t body;
-    s_body_init (&body, 2 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
+    sc_body_t body;
+    sc_body_init (&body, 2 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_kstr (&body.packer, "with", with);
     if (before != S_NO_CURSOR)
@@ -2689,8 +2669,8 @@ s_assert_pm_entry (const msgpack_object *entry, int64_t seq, const char *from, c
 static sc_reply_t *
 s_pm_conversations (fixture_t *fixture, const char *user, int64_t limit)
 {
-    body_t body;
-    s_body_init (&body, limit ? 2 : 1);
+    sc_body_t body;
+    sc_body_init (&body, limit ? 2 : 1);
     sc_pack_kstr (&body.packer, "user", user);
     if (limit)
         sc_pack_kint (&body.packer, "limit", limit);
@@ -2746,8 +2726,8 @@ s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, siz
 static sc_reply_t *
 s_pm_read (fixture_t *fixture, const char *user, const char *with, int64_t seq)
 {
-    body_t body;
-    s_body_init (&body, 3);
+    sc_body_t body;
+    sc_body_init (&body, 3);
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_kstr (&body.packer, "with", with);
     sc_pack_kint (&body.packer, "seq", seq);
@@ -2769,10 +2749,10 @@ s_pm_read_ok (fixture_t *fixture, const char *user, const char *with, int64_t se
 //  seqs seqs [i], text "pm <seq>" and ts S_PM_TS (seq), the one at index i
 //  sent by senders [i] (any case)
 static void
-s_pm_messages_body (body_t *body, const char *from, const char *to, uint32_t count,
+s_pm_messages_body (sc_body_t *body, const char *from, const char *to, uint32_t count,
                     const int64_t *seqs, const char *const *senders)
 {
-    s_body_init (body, 3);
+    sc_body_init (body, 3);
     sc_pack_kstr (&body->packer, "from", from);
     sc_pack_kstr (&body->packer, "to", to);
     sc_pack_key (&body->packer, "messages");
@@ -2798,7 +2778,7 @@ s_pm_run_sender (const char *from, const char *to, int64_t seq)
 
 //  store.pm.append with 'messages': the run of seqs first .. first + count - 1
 static void
-s_pm_run_body (body_t *body, const char *from, const char *to, int64_t first, uint32_t count)
+s_pm_run_body (sc_body_t *body, const char *from, const char *to, int64_t first, uint32_t count)
 {
     int64_t seqs [S_RUN_MAX + 1] = { 0 };
     const char *senders [S_RUN_MAX + 1] = { NULL };
@@ -2813,7 +2793,7 @@ s_pm_run_body (body_t *body, const char *from, const char *to, int64_t first, ui
 static sc_reply_t *
 s_pm_run (fixture_t *fixture, const char *from, const char *to, int64_t first, uint32_t count)
 {
-    body_t body;
+    sc_body_t body;
     s_pm_run_body (&body, from, to, first, count);
     return s_call (fixture, "store.pm.append", &body);
 }
@@ -3178,12 +3158,12 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
     s_user_create_ok (fixture, "bob");
-    body_t body;
+    sc_body_t body;
     sc_reply_t *reply;
     //  Each body lacks or spoils one field of a valid append
     const char *fields [] = { "from", "to", "seq", "text", "ts" };
     for (size_t missing = 0; missing < 5; missing++) {
-        s_body_init (&body, 4);
+        sc_body_init (&body, 4);
         for (size_t index = 0; index < 5; index++) {
             if (index == missing)
                 continue;
@@ -3227,7 +3207,7 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
     sc_reply_destroy (&reply);
     free (too_long);
 
-    s_body_init (&body, 5);                 //  seq is a string
+    sc_body_init (&body, 5);                 //  seq is a string
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_kstr (&body.packer, "to", "bob");
     sc_pack_kstr (&body.packer, "seq", "1");
@@ -3237,7 +3217,7 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 5);                 //  text is a number, to an array
+    sc_body_init (&body, 5);                 //  text is a number, to an array
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_key (&body.packer, "to");
     msgpack_pack_array (&body.packer, 1);
@@ -3307,18 +3287,18 @@ test_pm_last_seq_follows_appends_and_is_zero_without_messages (void **state)
     s_assert_pm_last_seq (fixture, "alice", "carol", 0);
 
     sc_reply_t *reply;
-    body_t body;
-    s_body_init (&body, 1);                 //  no 'with'
+    sc_body_t body;
+    sc_body_init (&body, 1);                 //  no 'with'
     sc_pack_kstr (&body.packer, "user", "alice");
     reply = s_call (fixture, "store.pm.last_seq", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 1);                 //  no 'user'
+    sc_body_init (&body, 1);                 //  no 'user'
     sc_pack_kstr (&body.packer, "with", "bob");
     reply = s_call (fixture, "store.pm.last_seq", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 2);                 //  'with' is a number
+    sc_body_init (&body, 2);                 //  'with' is a number
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kint (&body.packer, "with", 7);
     reply = s_call (fixture, "store.pm.last_seq", &body);
@@ -3371,8 +3351,8 @@ test_pm_history_pages_with_exact_more_flags (void **state)
     s_assert_pm_history (fixture, "nobody", "noone", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
 
     sc_reply_t *reply;
-    body_t body;
-    s_body_init (&body, 3);                 //  limit 0
+    sc_body_t body;
+    sc_body_init (&body, 3);                 //  limit 0
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kstr (&body.packer, "with", "bob");
     sc_pack_kint (&body.packer, "limit", 0);
@@ -3385,14 +3365,14 @@ test_pm_history_pages_with_exact_more_flags (void **state)
     reply = s_pm_history (fixture, "alice", "bob", 5, 2, 0);      //  both cursors
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 3);                 //  a cursor that is not a seq
+    sc_body_init (&body, 3);                 //  a cursor that is not a seq
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kstr (&body.packer, "with", "bob");
     sc_pack_kstr (&body.packer, "after", "5");
     reply = s_call (fixture, "store.pm.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 1);                 //  no 'with'
+    sc_body_init (&body, 1);                 //  no 'with'
     sc_pack_kstr (&body.packer, "user", "alice");
     reply = s_call (fixture, "store.pm.history", &body);
     s_assert_error (reply, "bad_request");
@@ -3461,8 +3441,8 @@ test_pm_conversations_newest_first_with_last_entry_and_unread (void **state)
     s_assert_conversations (fixture, "carol", 0, 2, of_carol);
     s_assert_conversations (fixture, "erin", 0, 0, NULL);
 
-    body_t body;
-    s_body_init (&body, 2);                 //  limit 0
+    sc_body_t body;
+    sc_body_init (&body, 2);                 //  limit 0
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kint (&body.packer, "limit", 0);
     reply = s_call (fixture, "store.pm.conversations", &body);
@@ -3471,7 +3451,7 @@ test_pm_conversations_newest_first_with_last_entry_and_unread (void **state)
     reply = s_pm_conversations (fixture, "alice", 1001);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 0);                 //  no user
+    sc_body_init (&body, 0);                 //  no user
     reply = s_call (fixture, "store.pm.conversations", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3486,7 +3466,7 @@ test_pm_conversations_default_limit_is_two_hundred (void **state)
     char name [32];
     for (int index = 0; index < 201; index++) {
         snprintf (name, sizeof name, "user%03d", index);
-        body_t body;
+        sc_body_t body;
         s_user_create_body (&body, name, "h", 1000);
         s_send (fixture, "store.user.create", &body);
         s_pm_append_body (&body, name, "hub", 1, "hello hub", S_PM_TS (index));
@@ -3587,14 +3567,14 @@ test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request (void **st
     s_assert_error (reply, "not_found");
     sc_reply_destroy (&reply);
 
-    body_t body;
-    s_body_init (&body, 2);                 //  no seq
+    sc_body_t body;
+    sc_body_init (&body, 2);                 //  no seq
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kstr (&body.packer, "with", "bob");
     reply = s_call (fixture, "store.pm.read", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 3);                 //  seq is a string
+    sc_body_init (&body, 3);                 //  seq is a string
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kstr (&body.packer, "with", "bob");
     sc_pack_kstr (&body.packer, "seq", "1");
@@ -3604,7 +3584,7 @@ test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request (void **st
     reply = s_pm_read (fixture, "alice", "bob", -1);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 2);                 //  no with
+    sc_body_init (&body, 2);                 //  no with
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kint (&body.packer, "seq", 1);
     reply = s_call (fixture, "store.pm.read", &body);
@@ -3625,7 +3605,7 @@ test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
     s_user_create_ok (fixture, "bob");
     //  Sent without waiting, so that they arrive together: the third takes
     //  a seq the first took, and fails alone
-    body_t body;
+    sc_body_t body;
     uint64_t rids [5];
     s_pm_append_body (&body, "alice", "bob", 1, "one", S_PM_TS (1));
     rids [0] = s_send (fixture, "store.pm.append", &body);
@@ -3633,7 +3613,7 @@ test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
     rids [1] = s_send (fixture, "store.pm.append", &body);
     s_pm_append_body (&body, "bob", "alice", 1, "taken", S_PM_TS (3));
     rids [2] = s_send (fixture, "store.pm.append", &body);
-    s_body_init (&body, 3);
+    sc_body_init (&body, 3);
     sc_pack_kstr (&body.packer, "user", "alice");
     sc_pack_kstr (&body.packer, "with", "bob");
     sc_pack_kint (&body.packer, "seq", 2);
@@ -3764,7 +3744,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     const int64_t *runs [] = { gap, repeat, backwards };
     const char *senders [] = { "alice", "bob", "alice" };
     for (size_t index = 0; index < 3; index++) {
-        body_t body;
+        sc_body_t body;
         s_pm_messages_body (&body, "alice", "bob", 3, runs [index], senders);
         sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
         s_assert_error (reply, "bad_request");
@@ -3774,7 +3754,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     //  says which message
     const int64_t seqs [] = { 1, 2, 3 };
     const char *intruder [] = { "alice", "Carol", "bob" };
-    body_t body;
+    sc_body_t body;
     s_pm_messages_body (&body, "alice", "bob", 3, seqs, intruder);
     sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
@@ -3789,7 +3769,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 6);                 //  both forms
+    sc_body_init (&body, 6);                 //  both forms
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_kstr (&body.packer, "to", "bob");
     sc_pack_kint (&body.packer, "seq", 1);
@@ -3806,14 +3786,14 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 2);                 //  neither
+    sc_body_init (&body, 2);                 //  neither
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_kstr (&body.packer, "to", "bob");
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 3);                 //  'messages' that is not an array
+    sc_body_init (&body, 3);                 //  'messages' that is not an array
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_kstr (&body.packer, "to", "bob");
     sc_pack_kstr (&body.packer, "messages", "hi");
@@ -3821,7 +3801,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    s_body_init (&body, 3);                 //  an element that is not a map,
+    sc_body_init (&body, 3);                 //  an element that is not a map,
     sc_pack_kstr (&body.packer, "from", "alice");   //  one without ts
     sc_pack_kstr (&body.packer, "to", "bob");
     sc_pack_key (&body.packer, "messages");
@@ -3834,7 +3814,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
-    s_body_init (&body, 3);
+    sc_body_init (&body, 3);
     sc_pack_kstr (&body.packer, "from", "alice");
     sc_pack_kstr (&body.packer, "to", "bob");
     sc_pack_key (&body.packer, "messages");
@@ -3889,7 +3869,7 @@ test_pipelined_pm_runs_one_conflict_spares_the_rest (void **state)
     //  takes seq 3, which the first took, and fails alone: the third, of
     //  another conversation, and the fourth, whose seq 5 the failed run had
     //  asked for too, stand
-    body_t body;
+    sc_body_t body;
     uint64_t rids [4];
     s_pm_run_body (&body, "alice", "bob", 1, 3);
     rids [0] = s_send (fixture, "store.pm.append", &body);
@@ -4004,7 +3984,7 @@ test_pm_many_messages_across_twenty_conversations (void **state)
             char text [48];
             snprintf (text, sizeof text, "%s says %" PRId64,
                       names [forward ? pair->first : pair->second], seq);
-            body_t body;
+            sc_body_t body;
             s_pm_append_body (&body, names [forward ? pair->first : pair->second],
                               names [forward ? pair->second : pair->first], seq, text,
                               S_PM_TS (n));
@@ -4113,8 +4093,8 @@ s_room_page (fixture_t *fixture, const char *type, const char *user, const char 
              int64_t limit, const char *extra_key, const char *extra_str,
              int64_t after_active)
 {
-    body_t body;
-    s_body_init (&body, 1 + (after != NULL) + (limit != 0) + (extra_key != NULL)
+    sc_body_t body;
+    sc_body_init (&body, 1 + (after != NULL) + (limit != 0) + (extra_key != NULL)
                       + (after_active >= 0));
     sc_pack_kstr (&body.packer, "user", user);
     if (after)
@@ -4155,8 +4135,8 @@ static sc_reply_t *
 s_room_create_quota (fixture_t *fixture, const char *name, const char *owner,
                      int64_t max_owned, int64_t max_joined)
 {
-    body_t body;
-    s_body_init (&body, 8);
+    sc_body_t body;
+    sc_body_init (&body, 8);
     sc_pack_kstr (&body.packer, "name", name);
     sc_pack_kstr (&body.packer, "description", "");
     sc_pack_key (&body.packer, "private");
@@ -4173,8 +4153,8 @@ static sc_reply_t *
 s_member_add_quota (fixture_t *fixture, const char *room, const char *user, int64_t seq,
                     int64_t max_joined)
 {
-    body_t body;
-    s_body_init (&body, 4);
+    sc_body_t body;
+    sc_body_init (&body, 4);
     sc_pack_kstr (&body.packer, "room", room);
     sc_pack_kstr (&body.packer, "user", user);
     sc_pack_key (&body.packer, "entry");
@@ -4230,8 +4210,8 @@ test_room_public_lists_other_public_rooms_most_recently_active_first (void **sta
         s_assert_ok (reply);
         sc_reply_destroy (&reply);
     }
-    body_t body;
-    s_body_init (&body, 2);
+    sc_body_t body;
+    sc_body_init (&body, 2);
     sc_pack_kstr (&body.packer, "room", "mid");
     sc_pack_key (&body.packer, "entry");
     s_pack_entry (&body.packer, 1, "bob", "hello", NULL);      //  ts 1700000000001
@@ -4382,8 +4362,8 @@ s_append_big (fixture_t *fixture, const char *room, int64_t count)
         memcpy (text + index, "\xf0\x9f\x98\x80", 4);      //  U+1F600
     text [16000] = 0;
     for (int64_t first = 1; first <= count; first += 20) {
-        body_t body;
-        s_body_init (&body, 2);
+        sc_body_t body;
+        sc_body_init (&body, 2);
         sc_pack_kstr (&body.packer, "room", room);
         sc_pack_key (&body.packer, "entries");
         int64_t run = count - first + 1 < 20 ? count - first + 1 : 20;

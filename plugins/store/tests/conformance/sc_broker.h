@@ -4,9 +4,9 @@
     Binds a ROUTER on an inproc endpoint of its own, starts the plugin with
     br_host_start against it, plays the broker's side of proto/ENVELOPE.md
     (HELLO -> WELCOME, REQUEST out, REPLY back), and nothing more: no routing,
-    no sessions. Used by the store conformance suite, store-sqlite's own tests
-    and its benchmark, so that each speaks to a plugin exactly as plugins do
-    through host->call.
+    no sessions. Used by the store conformance suite, the stores' own tests
+    and store-sqlite's benchmark, so that each speaks to a plugin exactly as
+    plugins do through host->call.
 
         sc_broker_t *broker = sc_broker_new ();
         sc_broker_start (broker, "build/plugins/store-sqlite.so", options, 1, error, sizeof error);
@@ -57,6 +57,12 @@ int
                      const char *const *options, size_t option_count,
                      char *error, size_t error_size);
 
+//  A new broker with the plugin started (sc_broker_new, sc_broker_start),
+//  or NULL when the plugin refused to start. Caller owns return value.
+sc_broker_t *
+    sc_broker_new_started (const char *plugin_path, const char *const *options,
+                           size_t option_count);
+
 //  Stops the plugin (its destroy runs, the host says BYE). Safe if stopped.
 void
     sc_broker_stop (sc_broker_t *self);
@@ -81,6 +87,23 @@ sc_reply_t *
 //  return value; NULL on timeout or a reply to another rid.
 sc_reply_t *
     sc_broker_call (sc_broker_t *self, const char *type, const void *body, size_t size);
+
+//  A request body being built: a msgpack map of fields packed into buffer
+typedef struct {
+    msgpack_sbuffer buffer;         //  the bytes
+    msgpack_packer packer;          //  writing into buffer
+} sc_body_t;
+
+//  Starts a body: a map of fields, packed next with sc_pack_*
+void
+    sc_body_init (sc_body_t *body, uint32_t fields);
+
+//  Sends the body (NULL for none) as sc_broker_send/sc_broker_call do, and
+//  destroys it
+uint64_t
+    sc_broker_send_body (sc_broker_t *self, const char *type, sc_body_t *body);
+sc_reply_t *
+    sc_broker_call_body (sc_broker_t *self, const char *type, sc_body_t *body);
 
 //  Destroys a reply and nullifies the reference
 void

@@ -109,6 +109,16 @@ sc_broker_start (sc_broker_t *self, const char *plugin_path,
     return -1;
 }
 
+sc_broker_t *
+sc_broker_new_started (const char *plugin_path, const char *const *options, size_t option_count)
+{
+    sc_broker_t *self = sc_broker_new ();
+    char error [512];
+    if (sc_broker_start (self, plugin_path, options, option_count, error, sizeof error))
+        sc_broker_destroy (&self);
+    return self;
+}
+
 void
 sc_broker_stop (sc_broker_t *self)
 {
@@ -197,6 +207,34 @@ sc_broker_call (sc_broker_t *self, const char *type, const void *body, size_t si
     sc_reply_t *reply = sc_broker_recv (self, 10000);
     if (reply && reply->rid != rid)
         sc_reply_destroy (&reply);
+    return reply;
+}
+
+void
+sc_body_init (sc_body_t *body, uint32_t fields)
+{
+    msgpack_sbuffer_init (&body->buffer);
+    msgpack_packer_init (&body->packer, &body->buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&body->packer, fields);
+}
+
+uint64_t
+sc_broker_send_body (sc_broker_t *self, const char *type, sc_body_t *body)
+{
+    uint64_t rid = sc_broker_send (self, type, body ? body->buffer.data : NULL,
+                                   body ? body->buffer.size : 0);
+    if (body)
+        msgpack_sbuffer_destroy (&body->buffer);
+    return rid;
+}
+
+sc_reply_t *
+sc_broker_call_body (sc_broker_t *self, const char *type, sc_body_t *body)
+{
+    sc_reply_t *reply = sc_broker_call (self, type, body ? body->buffer.data : NULL,
+                                        body ? body->buffer.size : 0);
+    if (body)
+        msgpack_sbuffer_destroy (&body->buffer);
     return reply;
 }
 
