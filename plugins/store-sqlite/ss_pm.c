@@ -12,6 +12,7 @@
 #include "ss_pm.h"
 #include "st_list.h"
 #include "st_reply.h"
+#include "pl_body.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -251,12 +252,12 @@ s_pm_append (ss_pm_t *self, st_request_t *request)
         return rc;
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 3);
-    st_reply_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, last->seq);
-    st_reply_str (packer, "from");
-    st_reply_str (packer, pair.me_name);
-    st_reply_str (packer, "to");
-    st_reply_str (packer, pair.peer_name);
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, pair.me_name);
+    pl_body_pack_str (packer, "to");
+    pl_body_pack_str (packer, pair.peer_name);
     return SQLITE_OK;
 }
 
@@ -330,11 +331,11 @@ s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
         .ts = sqlite3_column_int64 (stmt, 6)
     };
     msgpack_pack_map (packer, 3);
-    st_reply_str (packer, "with");
-    st_reply_str (packer, peer_name);
-    st_reply_str (packer, "last");
+    pl_body_pack_str (packer, "with");
+    pl_body_pack_str (packer, peer_name);
+    pl_body_pack_str (packer, "last");
     st_reply_pm_entry (packer, &last);
-    st_reply_str (packer, "unread");
+    pl_body_pack_str (packer, "unread");
     msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
 }
 

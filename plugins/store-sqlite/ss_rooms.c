@@ -10,6 +10,7 @@
 #include "ss_rooms.h"
 #include "st_list.h"
 #include "st_reply.h"
+#include "pl_body.h"
 #include "pl_time.h"
 
 #include <inttypes.h>
@@ -273,7 +274,7 @@ s_pack_room_field (ss_rooms_t *self, st_request_t *request, const st_name_t *roo
     int rc = s_room_find (self, request, room);
     if (rc == SQLITE_ROW) {
         st_room_t map = s_room_of_row (self->sql [S_SQL_ROOM_GET], false);
-        st_reply_str (st_request_packer (request), "room");
+        pl_body_pack_str (st_request_packer (request), "room");
         st_reply_room (st_request_packer (request), &map);
     }
     ss_db_finish (self->sql [S_SQL_ROOM_GET]);
@@ -489,7 +490,7 @@ s_pack_member_names (ss_rooms_t *self, st_request_t *request, int64_t room_id)
     ss_db_finish (stmt);
     if (rc == SQLITE_DONE) {
         msgpack_packer *packer = st_request_packer (request);
-        st_reply_str (packer, "members");
+        pl_body_pack_str (packer, "members");
         msgpack_pack_array (packer, count);
         packer->callback (packer->data, rows.data, rows.size);
         rc = SQLITE_OK;
@@ -508,7 +509,7 @@ s_room_delete (ss_rooms_t *self, st_request_t *request)
     if (rc == SQLITE_ROW) {
         msgpack_packer *packer = st_request_packer (request);
         msgpack_pack_map (packer, 2);
-        st_reply_str (packer, "name");
+        pl_body_pack_str (packer, "name");
         st_reply_text (packer, ss_db_column_text (room, 1));
     }
     ss_db_finish (room);
@@ -622,9 +623,9 @@ s_member_add (ss_rooms_t *self, st_request_t *request)
     }
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 3);
-    st_reply_str (packer, "added");
+    pl_body_pack_str (packer, "added");
     st_reply_bool (packer, !member);
-    st_reply_str (packer, "members");
+    pl_body_pack_str (packer, "members");
     msgpack_pack_uint64 (packer, (uint64_t) room.members);
     return s_pack_room_field (self, request, &add->room);
 }
@@ -695,9 +696,9 @@ s_invite_add (ss_rooms_t *self, st_request_t *request)
     }
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 2);
-    st_reply_str (packer, "user");
-    st_reply_str (packer, registered);
-    st_reply_str (packer, "already_member");
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, registered);
+    pl_body_pack_str (packer, "already_member");
     st_reply_bool (packer, member);
     return SQLITE_OK;
 }

@@ -6,6 +6,7 @@
 #include "ss_users.h"
 #include "st_list.h"
 #include "st_reply.h"
+#include "pl_body.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,9 +138,9 @@ s_user_create (ss_users_t *self, st_request_t *request)
         return rc;
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 2);
-    st_reply_str (packer, "name");
+    pl_body_pack_str (packer, "name");
     st_reply_text (packer, create->name.text);
-    st_reply_str (packer, "created_at");
+    pl_body_pack_str (packer, "created_at");
     msgpack_pack_int64 (packer, create->created_at);
     return SQLITE_OK;
 }
@@ -257,13 +258,13 @@ s_token_get (ss_users_t *self, st_request_t *request)
     if (rc == SQLITE_ROW) {
         msgpack_packer *packer = st_request_packer (request);
         msgpack_pack_map (packer, 4);
-        st_reply_str (packer, "token_hash");
+        pl_body_pack_str (packer, "token_hash");
         st_reply_text (packer, hash);
-        st_reply_str (packer, "user");
+        pl_body_pack_str (packer, "user");
         st_reply_text (packer, ss_db_column_text (stmt, 0));
-        st_reply_str (packer, "created_at");
+        pl_body_pack_str (packer, "created_at");
         msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, 1));
-        st_reply_str (packer, "expires_at");
+        pl_body_pack_str (packer, "expires_at");
         msgpack_pack_int64 (packer, sqlite3_column_int64 (stmt, 2));
         rc = SQLITE_OK;
     }
@@ -379,7 +380,7 @@ s_token_trim (ss_users_t *self, st_request_t *request)
     if (rc == SQLITE_OK) {
         msgpack_packer *answer = st_request_packer (request);
         msgpack_pack_map (answer, 1);
-        st_reply_str (answer, "revoked");
+        pl_body_pack_str (answer, "revoked");
         msgpack_pack_array (answer, count);
         answer->callback (answer->data, hashes.data, hashes.size);
     }

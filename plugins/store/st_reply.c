@@ -5,15 +5,9 @@
 */
 
 #include "st_reply.h"
+#include "pl_body.h"
 
 #include <string.h>
-
-void
-st_reply_str (msgpack_packer *packer, const char *string)
-{
-    size_t size = string ? strlen (string) : 0;
-    msgpack_pack_str_with_body (packer, string ? string : "", size);
-}
 
 void
 st_reply_text (msgpack_packer *packer, st_text_t text)
@@ -35,15 +29,15 @@ st_reply_user (msgpack_packer *packer, const st_user_t *user)
 {
     bool with_hash = user->password_hash.data != NULL;
     msgpack_pack_map (packer, with_hash ? 4 : 3);
-    st_reply_str (packer, "name");
+    pl_body_pack_str (packer, "name");
     st_reply_text (packer, user->name);
     if (with_hash) {
-        st_reply_str (packer, "password_hash");
+        pl_body_pack_str (packer, "password_hash");
         st_reply_text (packer, user->password_hash);
     }
-    st_reply_str (packer, "created_at");
+    pl_body_pack_str (packer, "created_at");
     msgpack_pack_int64 (packer, user->created_at);
-    st_reply_str (packer, "last_seen");
+    pl_body_pack_str (packer, "last_seen");
     if (user->seen)
         msgpack_pack_int64 (packer, user->last_seen);
     else
@@ -54,26 +48,26 @@ void
 st_reply_room (msgpack_packer *packer, const st_room_t *room)
 {
     msgpack_pack_map (packer, room->joined >= 0 ? 10 : 9);
-    st_reply_str (packer, "name");
+    pl_body_pack_str (packer, "name");
     st_reply_text (packer, room->name);
-    st_reply_str (packer, "description");
+    pl_body_pack_str (packer, "description");
     st_reply_text (packer, room->description);
-    st_reply_str (packer, "private");
+    pl_body_pack_str (packer, "private");
     st_reply_bool (packer, room->is_private);
-    st_reply_str (packer, "max_participants");
+    pl_body_pack_str (packer, "max_participants");
     msgpack_pack_uint64 (packer, room->max_participants);
-    st_reply_str (packer, "owner");
+    pl_body_pack_str (packer, "owner");
     st_reply_text (packer, room->owner);
-    st_reply_str (packer, "created_at");
+    pl_body_pack_str (packer, "created_at");
     msgpack_pack_int64 (packer, room->created_at);
-    st_reply_str (packer, "members");
+    pl_body_pack_str (packer, "members");
     msgpack_pack_uint64 (packer, room->members);
-    st_reply_str (packer, "last_seq");
+    pl_body_pack_str (packer, "last_seq");
     msgpack_pack_uint64 (packer, room->last_seq);
-    st_reply_str (packer, "active_at");
+    pl_body_pack_str (packer, "active_at");
     msgpack_pack_int64 (packer, room->active_at);
     if (room->joined >= 0) {
-        st_reply_str (packer, "joined");
+        pl_body_pack_str (packer, "joined");
         st_reply_bool (packer, room->joined != 0);
     }
 }
@@ -82,15 +76,15 @@ void
 st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 {
     msgpack_pack_map (packer, 5);
-    st_reply_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
-    st_reply_str (packer, "kind");
-    st_reply_str (packer, entry->system ? "system" : "message");
-    st_reply_str (packer, "user");
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, entry->system ? "system" : "message");
+    pl_body_pack_str (packer, "user");
     st_reply_text (packer, entry->user);
-    st_reply_str (packer, "ts");
+    pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, entry->ts);
-    st_reply_str (packer, entry->system ? "event" : "text");
+    pl_body_pack_str (packer, entry->system ? "event" : "text");
     st_reply_text (packer, entry->system ? entry->event : entry->text);
 }
 
@@ -98,15 +92,15 @@ void
 st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
 {
     msgpack_pack_map (packer, 5);
-    st_reply_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
-    st_reply_str (packer, "from");
+    pl_body_pack_str (packer, "from");
     st_reply_text (packer, entry->from);
-    st_reply_str (packer, "to");
+    pl_body_pack_str (packer, "to");
     st_reply_text (packer, entry->to);
-    st_reply_str (packer, "text");
+    pl_body_pack_str (packer, "text");
     st_reply_text (packer, entry->text);
-    st_reply_str (packer, "ts");
+    pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, entry->ts);
 }
 
@@ -115,9 +109,9 @@ st_reply_info (st_request_t *request, const char *backend, uint32_t schema_versi
 {
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 2);
-    st_reply_str (packer, "backend");
-    st_reply_str (packer, backend);
-    st_reply_str (packer, "schema_version");
+    pl_body_pack_str (packer, "backend");
+    pl_body_pack_str (packer, backend);
+    pl_body_pack_str (packer, "schema_version");
     msgpack_pack_uint32 (packer, schema_version);
 }
 
@@ -126,7 +120,7 @@ st_reply_uint (st_request_t *request, const char *key, uint64_t value)
 {
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 1);
-    st_reply_str (packer, key);
+    pl_body_pack_str (packer, key);
     msgpack_pack_uint64 (packer, value);
 }
 
@@ -135,7 +129,7 @@ st_reply_name (st_request_t *request, const char *key, st_text_t name)
 {
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 1);
-    st_reply_str (packer, key);
+    pl_body_pack_str (packer, key);
     st_reply_text (packer, name);
 }
 

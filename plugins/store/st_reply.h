@@ -7,7 +7,8 @@
     maps with the same keys in the same order. Every string is borrowed
     for the call only (st_text_t, st_request.h): nothing here keeps or
     frees what it is given. The packer is the request's
-    (st_request_packer) or a list's (st_list.h).
+    (st_request_packer) or a list's (st_list.h). A C string is packed with
+    the kit's pl_body_pack_str.
     =========================================================================
 */
 
@@ -51,10 +52,6 @@ typedef struct {
     st_text_t text;
     int64_t ts;
 } st_pm_entry_t;
-
-//  A string from a C string; NULL packs ""
-void
-    st_reply_str (msgpack_packer *packer, const char *string);
 
 //  A string from a borrowed text; data NULL packs ""
 void

@@ -107,23 +107,6 @@ st_text_lower (st_text_t text, char *key)
     key [text.size] = 0;
 }
 
-static char
-s_lower (char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
-}
-
-bool
-st_text_same_name (st_text_t one, st_text_t two)
-{
-    if (one.size != two.size)
-        return false;
-    for (uint32_t index = 0; index < one.size; index++)
-        if (s_lower (one.data [index]) != s_lower (two.data [index]))
-            return false;
-    return true;
-}
-
 bool
 st_text_is (st_text_t text, const char *value)
 {
@@ -528,9 +511,11 @@ s_read_pm_message (st_request_t *self, const msgpack_object *value, st_pm_messag
     ||  s_read_time (self, value, "ts", &message->ts))
         return -1;
     const st_pm_append_t *append = &self->as.pm_append;
-    if (st_text_same_name (from, append->from.text))
+    char key [ST_NAME_MAX + 1];
+    st_text_lower (from, key);
+    if (strcmp (key, append->from.key) == 0)
         return 0;
-    if (st_text_same_name (from, append->to.text)) {
+    if (strcmp (key, append->to.key) == 0) {
         message->from_peer = true;
         return 0;
     }

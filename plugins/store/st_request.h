@@ -390,10 +390,6 @@ void *
 void
     st_text_lower (st_text_t text, char *key);
 
-//  True when two texts are the same name without regard to ASCII case
-bool
-    st_text_same_name (st_text_t one, st_text_t two);
-
 //  True when text holds exactly value
 bool
     st_text_is (st_text_t text, const char *value);
