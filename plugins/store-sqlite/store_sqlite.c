@@ -18,6 +18,7 @@
     =========================================================================
 */
 
+#include "pl_options.h"
 #include "st_front.h"
 #include "st_reply.h"
 #include "ss_db.h"
@@ -25,7 +26,6 @@
 #include "ss_rooms.h"
 #include "ss_users.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,50 +45,6 @@ typedef struct {
     uint64_t batches;               //  transactions committed, for the log
     uint64_t requests;              //  requests run, for the log
 } s_store_t;
-
-
-//  --------------------------------------------------------------------------
-//  Options
-
-static int
-s_option_bool (s_store_t *self, const char *name, bool fallback, bool *value_p)
-{
-    const char *value = self->host->option (self->ctx, name);
-    *value_p = fallback;
-    if (!value)
-        return 0;
-    if (strcmp (value, "true") == 0 || strcmp (value, "1") == 0 || strcmp (value, "on") == 0)
-        *value_p = true;
-    else
-    if (strcmp (value, "false") == 0 || strcmp (value, "0") == 0 || strcmp (value, "off") == 0)
-        *value_p = false;
-    else {
-        self->host->log (self->ctx, PARLEY_LOG_ERROR, "option %s must be true or false, not '%s'",
-                         name, value);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-s_option_busy_timeout (s_store_t *self, int *value_p)
-{
-    const char *busy = self->host->option (self->ctx, "busy_timeout_ms");
-    *value_p = S_BUSY_TIMEOUT_DEFAULT;
-    if (!busy)
-        return 0;
-    char *end;
-    errno = 0;
-    long value = strtol (busy, &end, 10);
-    if (errno || *end || end == busy || value < 0 || value > S_BUSY_TIMEOUT_MAX) {
-        self->host->log (self->ctx, PARLEY_LOG_ERROR,
-                         "option busy_timeout_ms must be 0 to %d milliseconds, not '%s'",
-                         S_BUSY_TIMEOUT_MAX, busy);
-        return -1;
-    }
-    *value_p = (int) value;
-    return 0;
-}
 
 
 //  --------------------------------------------------------------------------
@@ -122,11 +78,13 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-    const char *path = host->option (ctx, "path");
-    int busy_timeout;
-    if (s_option_bool (self, "group_commit", true, &self->group_commit)
-    ||  s_option_busy_timeout (self, &busy_timeout)
-    ||  !(self->db = ss_db_new (path ? path : "parley.db", busy_timeout, ctx, host))
+    pl_options_t options = pl_options (host, ctx, "store-sqlite");
+    const char *path = pl_options_str (&options, "path", "parley.db");
+    self->group_commit = pl_options_bool (&options, "group_commit", true);
+    int busy_timeout = (int) pl_options_uint (&options, "busy_timeout_ms",
+                                              S_BUSY_TIMEOUT_DEFAULT, 0, S_BUSY_TIMEOUT_MAX);
+    if (pl_options_refused (&options)
+    ||  !(self->db = ss_db_new (path, busy_timeout, ctx, host))
     ||  !(self->users = ss_users_new (self->db))
     ||  !(self->rooms = ss_rooms_new (self->db, self->users))
     ||  !(self->pm = ss_pm_new (self->db, self->users))) {

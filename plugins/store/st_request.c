@@ -12,6 +12,7 @@
 
 #include "st_request.h"
 #include "pl_body.h"
+#include "pl_text.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -100,11 +101,11 @@ st_type_writes (st_type_t type)
 void
 st_text_lower (st_text_t text, char *key)
 {
-    for (uint32_t index = 0; index < text.size; index++) {
-        char c = text.data [index];
-        key [index] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
-    }
+    if (text.size)
+        memcpy (key, text.data, text.size);
     key [text.size] = 0;
+    //  A request's names hold no NUL (st_request checks): all of it is lowered
+    pl_text_lower (key);
 }
 
 bool
@@ -138,16 +139,14 @@ st_request_new (st_type_t type, const void *body, size_t size, void *host_reques
     }
     if (size)
         memcpy (self->raw, body, size);
-    size_t offset = 0;
-    msgpack_unpack_return unpacked
-        = msgpack_unpack_next (&self->body, self->raw, size, &offset);
-    if (unpacked != MSGPACK_UNPACK_SUCCESS || self->body.data.type != MSGPACK_OBJECT_MAP)
+    const msgpack_object *map = pl_body_unpack (&self->body, self->raw, size);
+    if (!map)
         st_request_fail (self, "bad_request", "The request's fields are not a msgpack map.");
     else
     if (type >= ST_TYPE_COUNT)
         st_request_fail (self, "unknown_type", "The store does not serve this request.");
     else
-        s_types [type].read (self, &self->body.data);
+        s_types [type].read (self, map);
     return self;
 }
 

@@ -26,6 +26,8 @@
 #ifndef ST_REQUEST_H_INCLUDED
 #define ST_REQUEST_H_INCLUDED
 
+#include "pl_limits.h"
+
 #include <msgpack.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -36,15 +38,16 @@
 extern "C" {
 #endif
 
-//  The bounds of proto/STORE.md's values
-#define ST_NAME_MAX             256     //  a user name, bytes
-#define ST_HASH_MAX             1024    //  password_hash, token_hash, bytes
-#define ST_ROOM_MAX             64      //  a room name, bytes
-#define ST_DESCRIPTION_MAX      2000    //  a room's description, bytes
-#define ST_TEXT_MAX             16000   //  a message's text, bytes
-#define ST_SEEN_MAX             1024    //  store.user.seen's users
-#define ST_RUN_MAX              256     //  msg.append's entries, pm.append's messages
-#define ST_LIST_LIMIT_MAX       1000    //  every list's limit
+//  The bounds of proto/STORE.md's values: the kit's protocol limits
+//  (pl_limits.h), under the names the stores use
+#define ST_NAME_MAX             PL_STORE_NAME_MAX           //  a user name, bytes
+#define ST_HASH_MAX             PL_STORE_HASH_MAX           //  password_hash, token_hash
+#define ST_ROOM_MAX             PL_ROOM_NAME_MAX            //  a room name, bytes
+#define ST_DESCRIPTION_MAX      PL_STORE_DESCRIPTION_MAX    //  a room's description, bytes
+#define ST_TEXT_MAX             PL_STORE_TEXT_MAX           //  a message's text, bytes
+#define ST_SEEN_MAX             PL_STORE_SEEN_MAX           //  store.user.seen's users
+#define ST_RUN_MAX              PL_STORE_APPEND_MAX         //  msg.append's entries, pm.append's
+#define ST_LIST_LIMIT_MAX       PL_STORE_LIST_MAX           //  every list's limit
 #define ST_KEEP_MAX             1000000 //  store.token.trim's keep
 #define ST_TRIM_MAX             1000    //  tokens token.trim deletes in one request
 #define ST_PARTICIPANTS_MAX     UINT32_MAX  //  room.create's max_participants
@@ -386,7 +389,8 @@ void *
 //  --------------------------------------------------------------------------
 //  Names
 
-//  The ASCII-lower-cased copy of text into key (text.size + 1 bytes at least)
+//  The ASCII-lower-cased copy of text (which holds no NUL, as every text
+//  of a validated request) into key (text.size + 1 bytes at least)
 void
     st_text_lower (st_text_t text, char *key);
 

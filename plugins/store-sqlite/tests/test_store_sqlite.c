@@ -77,11 +77,11 @@ s_start (const char *first, const char *second)
 static void
 s_create_user (sc_broker_t *broker, const char *name)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 3);
-    sc_pack_kstr (&body.packer, "name", name);
-    sc_pack_kstr (&body.packer, "password_hash", "h");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kstr (&body, "name", name);
+    pl_pack_kstr (&body, "password_hash", "h");
+    pl_pack_kint (&body, "created_at", 1);
     sc_reply_t *reply = sc_broker_call_body (broker, "store.user.create", &body);
     assert_non_null (reply);
     assert_null (reply->code);

@@ -211,30 +211,29 @@ sc_broker_call (sc_broker_t *self, const char *type, const void *body, size_t si
 }
 
 void
-sc_body_init (sc_body_t *body, uint32_t fields)
+sc_body_init (pl_pack_t *body, uint32_t fields)
 {
-    msgpack_sbuffer_init (&body->buffer);
-    msgpack_packer_init (&body->packer, &body->buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&body->packer, fields);
+    pl_pack_init (body);
+    pl_pack_map (body, fields);
 }
 
 uint64_t
-sc_broker_send_body (sc_broker_t *self, const char *type, sc_body_t *body)
+sc_broker_send_body (sc_broker_t *self, const char *type, pl_pack_t *body)
 {
     uint64_t rid = sc_broker_send (self, type, body ? body->buffer.data : NULL,
                                    body ? body->buffer.size : 0);
     if (body)
-        msgpack_sbuffer_destroy (&body->buffer);
+        pl_pack_release (body);
     return rid;
 }
 
 sc_reply_t *
-sc_broker_call_body (sc_broker_t *self, const char *type, sc_body_t *body)
+sc_broker_call_body (sc_broker_t *self, const char *type, pl_pack_t *body)
 {
     sc_reply_t *reply = sc_broker_call (self, type, body ? body->buffer.data : NULL,
                                         body ? body->buffer.size : 0);
     if (body)
-        msgpack_sbuffer_destroy (&body->buffer);
+        pl_pack_release (body);
     return reply;
 }
 

@@ -20,6 +20,8 @@
 #ifndef SC_BROKER_H_INCLUDED
 #define SC_BROKER_H_INCLUDED
 
+#include "pl_pack.h"
+
 #include <czmq.h>
 #include <msgpack.h>
 #include <stdbool.h>
@@ -88,22 +90,17 @@ sc_reply_t *
 sc_reply_t *
     sc_broker_call (sc_broker_t *self, const char *type, const void *body, size_t size);
 
-//  A request body being built: a msgpack map of fields packed into buffer
-typedef struct {
-    msgpack_sbuffer buffer;         //  the bytes
-    msgpack_packer packer;          //  writing into buffer
-} sc_body_t;
-
-//  Starts a body: a map of fields, packed next with sc_pack_*
+//  Starts a request body (the kit's pl_pack_t): a map of fields, packed
+//  next with pl_pack_k* (or msgpack-c on body->packer)
 void
-    sc_body_init (sc_body_t *body, uint32_t fields);
+    sc_body_init (pl_pack_t *body, uint32_t fields);
 
 //  Sends the body (NULL for none) as sc_broker_send/sc_broker_call do, and
 //  destroys it
 uint64_t
-    sc_broker_send_body (sc_broker_t *self, const char *type, sc_body_t *body);
+    sc_broker_send_body (sc_broker_t *self, const char *type, pl_pack_t *body);
 sc_reply_t *
-    sc_broker_call_body (sc_broker_t *self, const char *type, sc_body_t *body);
+    sc_broker_call_body (sc_broker_t *self, const char *type, pl_pack_t *body);
 
 //  Destroys a reply and nullifies the reference
 void

@@ -126,7 +126,7 @@ s_teardown (void **state)
 
 //  Sends the body and destroys it; returns the reply (asserted present)
 static sc_reply_t *
-s_call (fixture_t *fixture, const char *type, sc_body_t *body)
+s_call (fixture_t *fixture, const char *type, pl_pack_t *body)
 {
     sc_reply_t *reply = sc_broker_call_body (fixture->broker, type, body);
     assert_non_null (reply);
@@ -134,7 +134,7 @@ s_call (fixture_t *fixture, const char *type, sc_body_t *body)
 }
 
 static uint64_t
-s_send (fixture_t *fixture, const char *type, sc_body_t *body)
+s_send (fixture_t *fixture, const char *type, pl_pack_t *body)
 {
     uint64_t rid = sc_broker_send_body (fixture->broker, type, body);
     assert_true (rid > 0);
@@ -184,18 +184,18 @@ s_assert_nil (const msgpack_object *object)
 }
 
 static void
-s_user_create_body (sc_body_t *body, const char *name, const char *hash, int64_t created_at)
+s_user_create_body (pl_pack_t *body, const char *name, const char *hash, int64_t created_at)
 {
     sc_body_init (body, 3);
-    sc_pack_kstr (&body->packer, "name", name);
-    sc_pack_kstr (&body->packer, "password_hash", hash);
-    sc_pack_kint (&body->packer, "created_at", created_at);
+    pl_pack_kstr (body, "name", name);
+    pl_pack_kstr (body, "password_hash", hash);
+    pl_pack_kint (body, "created_at", created_at);
 }
 
 static sc_reply_t *
 s_user_create (fixture_t *fixture, const char *name, const char *hash, int64_t created_at)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_user_create_body (&body, name, hash, created_at);
     return s_call (fixture, "store.user.create", &body);
 }
@@ -211,42 +211,42 @@ s_user_create_ok (fixture_t *fixture, const char *name)
 static sc_reply_t *
 s_by_name (fixture_t *fixture, const char *type, const char *key, const char *value)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1);
-    sc_pack_kstr (&body.packer, key, value);
+    pl_pack_kstr (&body, key, value);
     return s_call (fixture, type, &body);
 }
 
 static void
-s_token_put_body (sc_body_t *body, const char *hash, const char *user, int64_t created_at,
+s_token_put_body (pl_pack_t *body, const char *hash, const char *user, int64_t created_at,
                   int64_t expires_at)
 {
     sc_body_init (body, 4);
-    sc_pack_kstr (&body->packer, "token_hash", hash);
-    sc_pack_kstr (&body->packer, "user", user);
-    sc_pack_kint (&body->packer, "created_at", created_at);
-    sc_pack_kint (&body->packer, "expires_at", expires_at);
+    pl_pack_kstr (body, "token_hash", hash);
+    pl_pack_kstr (body, "user", user);
+    pl_pack_kint (body, "created_at", created_at);
+    pl_pack_kint (body, "expires_at", expires_at);
 }
 
 static sc_reply_t *
 s_token_put (fixture_t *fixture, const char *hash, const char *user, int64_t expires_at)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_token_put_body (&body, hash, user, 2000, expires_at);
     return s_call (fixture, "store.token.put", &body);
 }
 
 //  store.user.seen with count (name, last_seen) pairs
 static void
-s_seen_body (sc_body_t *body, size_t count, const char *const *names, const int64_t *times)
+s_seen_body (pl_pack_t *body, size_t count, const char *const *names, const int64_t *times)
 {
     sc_body_init (body, 1);
-    sc_pack_key (&body->packer, "users");
+    pl_pack_str (body, "users");
     msgpack_pack_array (&body->packer, count);
     for (size_t index = 0; index < count; index++) {
         msgpack_pack_map (&body->packer, 2);
-        sc_pack_kstr (&body->packer, "name", names [index]);
-        sc_pack_kint (&body->packer, "last_seen", times [index]);
+        pl_pack_kstr (body, "name", names [index]);
+        pl_pack_kint (body, "last_seen", times [index]);
     }
 }
 
@@ -254,12 +254,12 @@ s_seen_body (sc_body_t *body, size_t count, const char *const *names, const int6
 static sc_reply_t *
 s_user_list (fixture_t *fixture, const char *after, int64_t limit)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, (after ? 1 : 0) + (limit ? 1 : 0));
     if (after)
-        sc_pack_kstr (&body.packer, "after", after);
+        pl_pack_kstr (&body, "after", after);
     if (limit)
-        sc_pack_kint (&body.packer, "limit", limit);
+        pl_pack_kint (&body, "limit", limit);
     return s_call (fixture, "store.user.list", &body);
 }
 
@@ -391,20 +391,20 @@ static void
 test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
-    sc_body_t body;
+    pl_pack_t body;
     sc_reply_t *reply;
 
     sc_body_init (&body, 2);                         //  no name
-    sc_pack_kstr (&body.packer, "password_hash", "h");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kstr (&body, "password_hash", "h");
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.user.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 3);                         //  name is a number
-    sc_pack_kint (&body.packer, "name", 42);
-    sc_pack_kstr (&body.packer, "password_hash", "h");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kint (&body, "name", 42);
+    pl_pack_kstr (&body, "password_hash", "h");
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.user.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -425,16 +425,16 @@ test_user_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 3);                         //  time is a string
-    sc_pack_kstr (&body.packer, "name", "bob");
-    sc_pack_kstr (&body.packer, "password_hash", "h");
-    sc_pack_kstr (&body.packer, "created_at", "2026-01-01T00:00:00.000Z");
+    pl_pack_kstr (&body, "name", "bob");
+    pl_pack_kstr (&body, "password_hash", "h");
+    pl_pack_kstr (&body, "created_at", "2026-01-01T00:00:00.000Z");
     reply = s_call (fixture, "store.user.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                         //  no password_hash
-    sc_pack_kstr (&body.packer, "name", "bob");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kstr (&body, "name", "bob");
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.user.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -466,7 +466,7 @@ test_user_list_sorted_by_lower_cased_name_with_last_seen (void **state)
     const char *created [] = { "carol", "Dave", "bob", "Alice", "_under" };
     for (size_t index = 0; index < 5; index++)
         s_user_create_ok (fixture, created [index]);
-    sc_body_t body;
+    pl_pack_t body;
     const char *names [] = { "BOB" };
     const int64_t times [] = { 1700000000999 };
     s_seen_body (&body, 1, names, times);
@@ -534,9 +534,9 @@ test_user_list_pages_with_after_and_limit (void **state)
         s_assert_error (reply, "bad_request");
         sc_reply_destroy (&reply);
     }
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1);
-    sc_pack_kint (&body.packer, "limit", 0);
+    pl_pack_kint (&body, "limit", 0);
     reply = s_call (fixture, "store.user.list", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -548,7 +548,7 @@ test_user_seen_sets_many_and_skips_unknown_names (void **state)
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
     s_user_create_ok (fixture, "Bob");
-    sc_body_t body;
+    pl_pack_t body;
     const char *names [] = { "ALICE", "bob", "ghost" };
     const int64_t times [] = { 100, 200, 300 };
     s_seen_body (&body, 3, names, times);
@@ -588,7 +588,7 @@ test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
-    sc_body_t body;
+    pl_pack_t body;
     sc_reply_t *reply;
 
     sc_body_init (&body, 0);                         //  no users
@@ -603,19 +603,19 @@ test_user_seen_invalid_entries_get_bad_request_and_set_nothing (void **state)
 
     //  A valid entry, then one without last_seen: neither is applied
     sc_body_init (&body, 1);
-    sc_pack_key (&body.packer, "users");
+    pl_pack_str (&body, "users");
     msgpack_pack_array (&body.packer, 2);
     msgpack_pack_map (&body.packer, 2);
-    sc_pack_kstr (&body.packer, "name", "alice");
-    sc_pack_kint (&body.packer, "last_seen", 77);
+    pl_pack_kstr (&body, "name", "alice");
+    pl_pack_kint (&body, "last_seen", 77);
     msgpack_pack_map (&body.packer, 1);
-    sc_pack_kstr (&body.packer, "name", "alice");
+    pl_pack_kstr (&body, "name", "alice");
     reply = s_call (fixture, "store.user.seen", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 1);                         //  an entry that is not a map
-    sc_pack_key (&body.packer, "users");
+    pl_pack_str (&body, "users");
     msgpack_pack_array (&body.packer, 1);
     msgpack_pack_str_with_body (&body.packer, "alice", 5);
     reply = s_call (fixture, "store.user.seen", &body);
@@ -713,19 +713,19 @@ test_token_invalid_fields_get_bad_request (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
-    sc_body_t body;
+    pl_pack_t body;
     sc_reply_t *reply;
 
     sc_body_init (&body, 3);                         //  no expires_at
-    sc_pack_kstr (&body.packer, "token_hash", "t");
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kstr (&body, "token_hash", "t");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.token.put", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 1);                         //  token_hash is a number
-    sc_pack_kint (&body.packer, "token_hash", 7);
+    pl_pack_kint (&body, "token_hash", 7);
     reply = s_call (fixture, "store.token.get", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -741,7 +741,7 @@ test_token_invalid_fields_get_bad_request (void **state)
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 1);
-    sc_pack_kstr (&body.packer, "before", "yesterday");
+    pl_pack_kstr (&body, "before", "yesterday");
     reply = s_call (fixture, "store.token.purge", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -798,9 +798,9 @@ test_token_purge_deletes_expired_tokens_only (void **state)
         s_assert_ok (reply);
         sc_reply_destroy (&reply);
     }
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1);
-    sc_pack_kint (&body.packer, "before", 200);
+    pl_pack_kint (&body, "before", 200);
     sc_reply_t *reply = s_call (fixture, "store.token.purge", &body);
     s_assert_ok (reply);
     s_assert_int (sc_reply_field (reply, "deleted"), 2);
@@ -822,10 +822,10 @@ static const msgpack_object *s_array_field (sc_reply_t *reply, const char *key);
 static sc_reply_t *
 s_token_touch (fixture_t *fixture, const char *hash, int64_t at)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "token_hash", hash);
-    sc_pack_kint (&body.packer, "at", at);
+    pl_pack_kstr (&body, "token_hash", hash);
+    pl_pack_kint (&body, "at", at);
     return s_call (fixture, "store.token.touch", &body);
 }
 
@@ -843,10 +843,10 @@ static void
 s_assert_trim (fixture_t *fixture, const char *user, int64_t keep, size_t count,
                const char *const *hashes)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_kint (&body.packer, "keep", keep);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kint (&body, "keep", keep);
     sc_reply_t *reply = s_call (fixture, "store.token.trim", &body);
     s_assert_ok (reply);
     const msgpack_object *revoked = s_array_field (reply, "revoked");
@@ -866,7 +866,7 @@ s_assert_trim (fixture_t *fixture, const char *user, int64_t keep, size_t count,
 static void
 s_token_put_at (fixture_t *fixture, const char *hash, const char *user, int64_t created_at)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_token_put_body (&body, hash, user, created_at, 1700000000000);
     sc_reply_t *reply = s_call (fixture, "store.token.put", &body);
     s_assert_ok (reply);
@@ -922,10 +922,10 @@ test_token_touch_and_trim_refuse_bad_fields (void **state)
     sc_reply_destroy (&reply);
     const int64_t keeps [] = { 0, -1, 1000001 };
     for (size_t index = 0; index < 3; index++) {
-        sc_body_t body;
+        pl_pack_t body;
         sc_body_init (&body, 2);
-        sc_pack_kstr (&body.packer, "user", "alice");
-        sc_pack_kint (&body.packer, "keep", keeps [index]);
+        pl_pack_kstr (&body, "user", "alice");
+        pl_pack_kint (&body, "keep", keeps [index]);
         reply = s_call (fixture, "store.token.trim", &body);
         s_assert_error (reply, "bad_request");
         sc_reply_destroy (&reply);
@@ -946,24 +946,24 @@ static void
 test_pipelined_requests_applied_and_answered_in_order (void **state)
 {
     fixture_t *fixture = (fixture_t *) *state;
-    sc_body_t body;
+    pl_pack_t body;
     uint64_t rids [7];
     s_user_create_body (&body, "Zed", "h", 1);
     rids [0] = s_send (fixture, "store.user.create", &body);
     s_token_put_body (&body, "zt", "zed", 1, 99);
     rids [1] = s_send (fixture, "store.token.put", &body);
     sc_body_init (&body, 1);
-    sc_pack_kstr (&body.packer, "token_hash", "zt");
+    pl_pack_kstr (&body, "token_hash", "zt");
     rids [2] = s_send (fixture, "store.token.delete", &body);
     sc_body_init (&body, 1);
-    sc_pack_kstr (&body.packer, "token_hash", "zt");
+    pl_pack_kstr (&body, "token_hash", "zt");
     rids [3] = s_send (fixture, "store.token.get", &body);
     const char *names [] = { "ZED" };
     const int64_t times [] = { 5 };
     s_seen_body (&body, 1, names, times);
     rids [4] = s_send (fixture, "store.user.seen", &body);
     sc_body_init (&body, 1);
-    sc_pack_kstr (&body.packer, "name", "zed");
+    pl_pack_kstr (&body, "name", "zed");
     rids [5] = s_send (fixture, "store.user.get", &body);
     s_token_put_body (&body, "zt", "zed", 1, 99);      //  free again after the delete
     rids [6] = s_send (fixture, "store.token.put", &body);
@@ -999,7 +999,7 @@ test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest (void **st
     for (int index = 0; index < S_BURST; index++) {
         char name [32];
         snprintf (name, sizeof name, "user%04d", index);
-        sc_body_t body;
+        pl_pack_t body;
         s_user_create_body (&body, name, "h", index);
         s_send (fixture, "store.user.create", &body);
         if (index == S_BURST / 2 && !s_skip_real_db) {
@@ -1055,7 +1055,7 @@ test_acknowledged_writes_survive_plugin_restart (void **state)
     reply = s_by_name (fixture, "store.token.delete", "token_hash", "revoked");
     s_assert_ok (reply);
     sc_reply_destroy (&reply);
-    sc_body_t body;
+    pl_pack_t body;
     const char *names [] = { "durable" };
     const int64_t times [] = { 424242 };
     s_seen_body (&body, 1, names, times);
@@ -1094,18 +1094,18 @@ static sc_reply_t *
 s_room_create (fixture_t *fixture, const char *name, const char *description,
                bool is_private, int64_t max_participants, const char *owner, int64_t created_at)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 6);
-    sc_pack_kstr (&body.packer, "name", name);
-    sc_pack_kstr (&body.packer, "description", description);
-    sc_pack_key (&body.packer, "private");
+    pl_pack_kstr (&body, "name", name);
+    pl_pack_kstr (&body, "description", description);
+    pl_pack_str (&body, "private");
     if (is_private)
         msgpack_pack_true (&body.packer);
     else
         msgpack_pack_false (&body.packer);
-    sc_pack_kint (&body.packer, "max_participants", max_participants);
-    sc_pack_kstr (&body.packer, "owner", owner);
-    sc_pack_kint (&body.packer, "created_at", created_at);
+    pl_pack_kint (&body, "max_participants", max_participants);
+    pl_pack_kstr (&body, "owner", owner);
+    pl_pack_kint (&body, "created_at", created_at);
     return s_call (fixture, "store.room.create", &body);
 }
 
@@ -1137,14 +1137,14 @@ s_pack_entry (msgpack_packer *packer, int64_t seq, const char *user, const char 
 
 //  store.member.add or .remove; seq 0 for no entry
 static void
-s_member_body (sc_body_t *body, const char *room, const char *user, int64_t seq,
+s_member_body (pl_pack_t *body, const char *room, const char *user, int64_t seq,
                const char *event)
 {
     sc_body_init (body, seq ? 3 : 2);
-    sc_pack_kstr (&body->packer, "room", room);
-    sc_pack_kstr (&body->packer, "user", user);
+    pl_pack_kstr (body, "room", room);
+    pl_pack_kstr (body, "user", user);
     if (seq) {
-        sc_pack_key (&body->packer, "entry");
+        pl_pack_str (body, "entry");
         s_pack_entry (&body->packer, seq, user, NULL, event);
     }
 }
@@ -1152,7 +1152,7 @@ s_member_body (sc_body_t *body, const char *room, const char *user, int64_t seq,
 static sc_reply_t *
 s_member_add (fixture_t *fixture, const char *room, const char *user, int64_t seq)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_member_body (&body, room, user, seq, "join");
     return s_call (fixture, "store.member.add", &body);
 }
@@ -1160,7 +1160,7 @@ s_member_add (fixture_t *fixture, const char *room, const char *user, int64_t se
 static sc_reply_t *
 s_member_remove (fixture_t *fixture, const char *room, const char *user, int64_t seq)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_member_body (&body, room, user, seq, "leave");
     return s_call (fixture, "store.member.remove", &body);
 }
@@ -1176,27 +1176,27 @@ s_member_add_ok (fixture_t *fixture, const char *room, const char *user, int64_t
 static sc_reply_t *
 s_invite (fixture_t *fixture, const char *room, const char *user, const char *from)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 3);
-    sc_pack_kstr (&body.packer, "room", room);
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_kstr (&body.packer, "from", from);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kstr (&body, "from", from);
     return s_call (fixture, "store.invite.add", &body);
 }
 
 static void
-s_append_body (sc_body_t *body, const char *room, int64_t seq, const char *user, const char *text)
+s_append_body (pl_pack_t *body, const char *room, int64_t seq, const char *user, const char *text)
 {
     sc_body_init (body, 2);
-    sc_pack_kstr (&body->packer, "room", room);
-    sc_pack_key (&body->packer, "entry");
+    pl_pack_kstr (body, "room", room);
+    pl_pack_str (body, "entry");
     s_pack_entry (&body->packer, seq, user, text, NULL);
 }
 
 static sc_reply_t *
 s_append (fixture_t *fixture, const char *room, int64_t seq, const char *user, const char *text)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_append_body (&body, room, seq, user, text);
     return s_call (fixture, "store.msg.append", &body);
 }
@@ -1214,11 +1214,11 @@ s_append_ok (fixture_t *fixture, const char *room, int64_t seq, const char *user
 //  store.msg.append with 'entries': count messages from alice, the one at
 //  index i with seq seqs [i] and text "entry <seq>"
 static void
-s_append_entries_body (sc_body_t *body, const char *room, uint32_t count, const int64_t *seqs)
+s_append_entries_body (pl_pack_t *body, const char *room, uint32_t count, const int64_t *seqs)
 {
     sc_body_init (body, 2);
-    sc_pack_kstr (&body->packer, "room", room);
-    sc_pack_key (&body->packer, "entries");
+    pl_pack_kstr (body, "room", room);
+    pl_pack_str (body, "entries");
     msgpack_pack_array (&body->packer, count);
     for (uint32_t index = 0; index < count; index++) {
         char text [32];
@@ -1232,7 +1232,7 @@ s_append_entries_body (sc_body_t *body, const char *room, uint32_t count, const 
 
 //  store.msg.append with 'entries': the run of seqs first .. first + count - 1
 static void
-s_append_run_body (sc_body_t *body, const char *room, int64_t first, uint32_t count)
+s_append_run_body (pl_pack_t *body, const char *room, int64_t first, uint32_t count)
 {
     int64_t seqs [S_RUN_MAX + 1] = { 0 };
     assert_true (count <= S_RUN_MAX + 1);
@@ -1244,7 +1244,7 @@ s_append_run_body (sc_body_t *body, const char *room, int64_t first, uint32_t co
 static sc_reply_t *
 s_append_run (fixture_t *fixture, const char *room, int64_t first, uint32_t count)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_append_run_body (&body, room, first, count);
     return s_call (fixture, "store.msg.append", &body);
 }
@@ -1263,15 +1263,15 @@ s_append_run_ok (fixture_t *fixture, const char *room, int64_t first, uint32_t c
 static sc_reply_t *
 s_history (fixture_t *fixture, const char *room, int64_t before, int64_t after, int64_t limit)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
-    sc_pack_kstr (&body.packer, "room", room);
+    pl_pack_kstr (&body, "room", room);
     if (before != S_NO_CURSOR)
-        sc_pack_kint (&body.packer, "before", before);
+        pl_pack_kint (&body, "before", before);
     if (after != S_NO_CURSOR)
-        sc_pack_kint (&body.packer, "after", after);
+        pl_pack_kint (&body, "after", after);
     if (limit)
-        sc_pack_kint (&body.packer, "limit", limit);
+        pl_pack_kint (&body, "limit", limit);
     return s_call (fixture, "store.msg.history", &body);
 }
 
@@ -1527,25 +1527,25 @@ test_room_create_invalid_fields_get_bad_request_and_change_nothing (void **state
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 6);                 //  private is a string
-    sc_pack_kstr (&body.packer, "name", "room");
-    sc_pack_kstr (&body.packer, "description", "");
-    sc_pack_kstr (&body.packer, "private", "yes");
-    sc_pack_kint (&body.packer, "max_participants", 5);
-    sc_pack_kstr (&body.packer, "owner", "alice");
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kstr (&body, "name", "room");
+    pl_pack_kstr (&body, "description", "");
+    pl_pack_kstr (&body, "private", "yes");
+    pl_pack_kint (&body, "max_participants", 5);
+    pl_pack_kstr (&body, "owner", "alice");
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.room.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 5);                 //  no owner
-    sc_pack_kstr (&body.packer, "name", "room");
-    sc_pack_kstr (&body.packer, "description", "");
-    sc_pack_key (&body.packer, "private");
+    pl_pack_kstr (&body, "name", "room");
+    pl_pack_kstr (&body, "description", "");
+    pl_pack_str (&body, "private");
     msgpack_pack_false (&body.packer);
-    sc_pack_kint (&body.packer, "max_participants", 5);
-    sc_pack_kint (&body.packer, "created_at", 1);
+    pl_pack_kint (&body, "max_participants", 5);
+    pl_pack_kint (&body, "created_at", 1);
     reply = s_call (fixture, "store.room.create", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -1974,10 +1974,10 @@ test_invite_add_member_is_already_member_and_unknowns_are_not_found (void **stat
     reply = s_invite (fixture, "nowhere", "bob", "alice");
     s_assert_error (reply, "not_found");
     sc_reply_destroy (&reply);
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);                 //  no from
-    sc_pack_kstr (&body.packer, "room", "hideout");
-    sc_pack_kstr (&body.packer, "user", "bob");
+    pl_pack_kstr (&body, "room", "hideout");
+    pl_pack_kstr (&body, "user", "bob");
     reply = s_call (fixture, "store.invite.add", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -2065,35 +2065,35 @@ test_msg_append_invalid_entries_get_bad_request (void **state)
     sc_reply_destroy (&reply);
     free (too_long);
 
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1);                 //  no entry
-    sc_pack_kstr (&body.packer, "room", "general");
+    pl_pack_kstr (&body, "room", "general");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                 //  a kind that does not exist
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entry");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
     msgpack_pack_map (&body.packer, 5);
-    sc_pack_kint (&body.packer, "seq", 1);
-    sc_pack_kstr (&body.packer, "kind", "shout");
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "ts", 1);
-    sc_pack_kstr (&body.packer, "text", "hey");
+    pl_pack_kint (&body, "seq", 1);
+    pl_pack_kstr (&body, "kind", "shout");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "ts", 1);
+    pl_pack_kstr (&body, "text", "hey");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                 //  seq is a string
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entry");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
     msgpack_pack_map (&body.packer, 5);
-    sc_pack_kstr (&body.packer, "seq", "1");
-    sc_pack_kstr (&body.packer, "kind", "message");
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "ts", 1);
-    sc_pack_kstr (&body.packer, "text", "hey");
+    pl_pack_kstr (&body, "seq", "1");
+    pl_pack_kstr (&body, "kind", "message");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "ts", 1);
+    pl_pack_kstr (&body, "text", "hey");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -2113,10 +2113,10 @@ test_msg_append_entries_appends_the_whole_run_in_order (void **state)
     s_assert_room_counts (fixture, "general", 1, 5);
 
     //  A run mixes messages and system entries
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entries");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
     msgpack_pack_array (&body.packer, 3);
     s_pack_entry (&body.packer, 6, "alice", "before bob", NULL);
     s_pack_entry (&body.packer, 7, "bob", NULL, "join");
@@ -2193,7 +2193,7 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     const int64_t backwards [] = { 3, 2, 1 };
     const int64_t *runs [] = { gap, repeat, backwards };
     for (size_t index = 0; index < 3; index++) {
-        sc_body_t body;
+        pl_pack_t body;
         s_append_entries_body (&body, "general", 3, runs [index]);
         sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
         s_assert_error (reply, "bad_request");
@@ -2207,12 +2207,12 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 3);                 //  both 'entry' and 'entries'
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entry");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
-    sc_pack_key (&body.packer, "entries");
+    pl_pack_str (&body, "entries");
     msgpack_pack_array (&body.packer, 1);
     s_pack_entry (&body.packer, 2, "alice", "two", NULL);
     reply = s_call (fixture, "store.msg.append", &body);
@@ -2220,14 +2220,14 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 1);                 //  neither
-    sc_pack_kstr (&body.packer, "room", "general");
+    pl_pack_kstr (&body, "room", "general");
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                 //  'entries' that is not an array
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entries");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
@@ -2235,17 +2235,17 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
 
     //  One bad element refuses the whole run, and the answer says which
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entries");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
     msgpack_pack_array (&body.packer, 4);
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
     s_pack_entry (&body.packer, 2, "alice", "two", NULL);
     msgpack_pack_map (&body.packer, 5);     //  a kind that does not exist
-    sc_pack_kint (&body.packer, "seq", 3);
-    sc_pack_kstr (&body.packer, "kind", "shout");
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "ts", 1);
-    sc_pack_kstr (&body.packer, "text", "three");
+    pl_pack_kint (&body, "seq", 3);
+    pl_pack_kstr (&body, "kind", "shout");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "ts", 1);
+    pl_pack_kstr (&body, "text", "three");
     s_pack_entry (&body.packer, 4, "alice", "four", NULL);
     reply = s_call (fixture, "store.msg.append", &body);
     s_assert_error (reply, "bad_request");
@@ -2254,8 +2254,8 @@ test_msg_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                 //  an element that is not a map
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_key (&body.packer, "entries");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
     msgpack_pack_array (&body.packer, 2);
     s_pack_entry (&body.packer, 1, "alice", "one", NULL);
     msgpack_pack_int64 (&body.packer, 2);
@@ -2294,7 +2294,7 @@ test_pipelined_runs_one_conflict_spares_the_rest (void **state)
     //  Sent without waiting, so that they arrive together. The second run
     //  takes seq 3, which the first took, and fails alone: the third, whose
     //  seq 5 the failed run had asked for too, stands
-    sc_body_t body;
+    pl_pack_t body;
     uint64_t rids [4];
     s_append_run_body (&body, "general", 1, 3);
     rids [0] = s_send (fixture, "store.msg.append", &body);
@@ -2361,10 +2361,10 @@ test_msg_history_pages_with_exact_more_flags (void **state)
     s_assert_history (fixture, "empty", S_NO_CURSOR, 0, 0, 1, 0, false);
 
     sc_reply_t *reply;
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);                 //  limit 0
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_kint (&body.packer, "limit", 0);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_kint (&body, "limit", 0);
     reply = s_call (fixture, "store.msg.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -2375,8 +2375,8 @@ test_msg_history_pages_with_exact_more_flags (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 2);                 //  a cursor that is not a seq
-    sc_pack_kstr (&body.packer, "room", "general");
-    sc_pack_kstr (&body.packer, "before", "5");
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_kstr (&body, "before", "5");
     reply = s_call (fixture, "store.msg.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -2396,7 +2396,7 @@ test_pipelined_room_writes_one_conflict_spares_the_rest (void **state)
     s_room_create_ok (fixture, "general", false, 10, "alice");
     //  Sent without waiting, so that they arrive together: bob's join takes
     //  a seq that the message before it took, and fails alone
-    sc_body_t body;
+    pl_pack_t body;
     uint64_t rids [5];
     s_append_body (&body, "general", 1, "alice", "one");
     rids [0] = s_send (fixture, "store.msg.append", &body);
@@ -2440,7 +2440,7 @@ test_msg_history_pages_a_big_timeline_correctly (void **state)
         for (int64_t seq = first; seq < first + S_WINDOW && seq <= S_BIG_TIMELINE; seq++) {
             char text [32];
             snprintf (text, sizeof text, "message %" PRId64, seq);
-            sc_body_t body;
+            pl_pack_t body;
             s_append_body (&body, "big", seq, "alice", text);
             s_send (fixture, "store.msg.append", &body);
             sent++;
@@ -2559,22 +2559,22 @@ test_rooms_members_invitations_and_timelines_survive_plugin_restart (void **stat
 #define S_PM_TS(seq) (1710000000000 + (seq) * 1000)
 
 static void
-s_pm_append_body (sc_body_t *body, const char *from, const char *to, int64_t seq,
+s_pm_append_body (pl_pack_t *body, const char *from, const char *to, int64_t seq,
                   const char *text, int64_t ts)
 {
     sc_body_init (body, 5);
-    sc_pack_kstr (&body->packer, "from", from);
-    sc_pack_kstr (&body->packer, "to", to);
-    sc_pack_kint (&body->packer, "seq", seq);
-    sc_pack_kstr (&body->packer, "text", text);
-    sc_pack_kint (&body->packer, "ts", ts);
+    pl_pack_kstr (body, "from", from);
+    pl_pack_kstr (body, "to", to);
+    pl_pack_kint (body, "seq", seq);
+    pl_pack_kstr (body, "text", text);
+    pl_pack_kint (body, "ts", ts);
 }
 
 static sc_reply_t *
 s_pm_append (fixture_t *fixture, const char *from, const char *to, int64_t seq,
              const char *text, int64_t ts)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_pm_append_body (&body, from, to, seq, text, ts);
     return s_call (fixture, "store.pm.append", &body);
 }
@@ -2593,10 +2593,10 @@ s_pm_append_ok (fixture_t *fixture, const char *from, const char *to, int64_t se
 static sc_reply_t *
 s_pm_pair (fixture_t *fixture, const char *type, const char *user, const char *with)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_kstr (&body.packer, "with", with);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kstr (&body, "with", with);
     return s_call (fixture, type, &body);
 }
 
@@ -2614,16 +2614,16 @@ static sc_reply_t *
 s_pm_history (fixture_t *fixture, const char *user, const char *with, int64_t before,
               int64_t after, int64_t limit)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2 + (before != S_NO_CURSOR) + (after != S_NO_CURSOR) + (limit != 0));
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_kstr (&body.packer, "with", with);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kstr (&body, "with", with);
     if (before != S_NO_CURSOR)
-        sc_pack_kint (&body.packer, "before", before);
+        pl_pack_kint (&body, "before", before);
     if (after != S_NO_CURSOR)
-        sc_pack_kint (&body.packer, "after", after);
+        pl_pack_kint (&body, "after", after);
     if (limit)
-        sc_pack_kint (&body.packer, "limit", limit);
+        pl_pack_kint (&body, "limit", limit);
     return s_call (fixture, "store.pm.history", &body);
 }
 
@@ -2669,11 +2669,11 @@ s_assert_pm_entry (const msgpack_object *entry, int64_t seq, const char *from, c
 static sc_reply_t *
 s_pm_conversations (fixture_t *fixture, const char *user, int64_t limit)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, limit ? 2 : 1);
-    sc_pack_kstr (&body.packer, "user", user);
+    pl_pack_kstr (&body, "user", user);
     if (limit)
-        sc_pack_kint (&body.packer, "limit", limit);
+        pl_pack_kint (&body, "limit", limit);
     return s_call (fixture, "store.pm.conversations", &body);
 }
 
@@ -2726,11 +2726,11 @@ s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, siz
 static sc_reply_t *
 s_pm_read (fixture_t *fixture, const char *user, const char *with, int64_t seq)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 3);
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_kstr (&body.packer, "with", with);
-    sc_pack_kint (&body.packer, "seq", seq);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kstr (&body, "with", with);
+    pl_pack_kint (&body, "seq", seq);
     return s_call (fixture, "store.pm.read", &body);
 }
 
@@ -2749,22 +2749,22 @@ s_pm_read_ok (fixture_t *fixture, const char *user, const char *with, int64_t se
 //  seqs seqs [i], text "pm <seq>" and ts S_PM_TS (seq), the one at index i
 //  sent by senders [i] (any case)
 static void
-s_pm_messages_body (sc_body_t *body, const char *from, const char *to, uint32_t count,
+s_pm_messages_body (pl_pack_t *body, const char *from, const char *to, uint32_t count,
                     const int64_t *seqs, const char *const *senders)
 {
     sc_body_init (body, 3);
-    sc_pack_kstr (&body->packer, "from", from);
-    sc_pack_kstr (&body->packer, "to", to);
-    sc_pack_key (&body->packer, "messages");
+    pl_pack_kstr (body, "from", from);
+    pl_pack_kstr (body, "to", to);
+    pl_pack_str (body, "messages");
     msgpack_pack_array (&body->packer, count);
     for (uint32_t index = 0; index < count; index++) {
         char text [32];
         snprintf (text, sizeof text, "pm %" PRId64, seqs [index]);
         msgpack_pack_map (&body->packer, 4);
-        sc_pack_kstr (&body->packer, "from", senders [index]);
-        sc_pack_kint (&body->packer, "seq", seqs [index]);
-        sc_pack_kstr (&body->packer, "text", text);
-        sc_pack_kint (&body->packer, "ts", S_PM_TS (seqs [index]));
+        pl_pack_kstr (body, "from", senders [index]);
+        pl_pack_kint (body, "seq", seqs [index]);
+        pl_pack_kstr (body, "text", text);
+        pl_pack_kint (body, "ts", S_PM_TS (seqs [index]));
     }
 }
 
@@ -2778,7 +2778,7 @@ s_pm_run_sender (const char *from, const char *to, int64_t seq)
 
 //  store.pm.append with 'messages': the run of seqs first .. first + count - 1
 static void
-s_pm_run_body (sc_body_t *body, const char *from, const char *to, int64_t first, uint32_t count)
+s_pm_run_body (pl_pack_t *body, const char *from, const char *to, int64_t first, uint32_t count)
 {
     int64_t seqs [S_RUN_MAX + 1] = { 0 };
     const char *senders [S_RUN_MAX + 1] = { NULL };
@@ -2793,7 +2793,7 @@ s_pm_run_body (sc_body_t *body, const char *from, const char *to, int64_t first,
 static sc_reply_t *
 s_pm_run (fixture_t *fixture, const char *from, const char *to, int64_t first, uint32_t count)
 {
-    sc_body_t body;
+    pl_pack_t body;
     s_pm_run_body (&body, from, to, first, count);
     return s_call (fixture, "store.pm.append", &body);
 }
@@ -3158,7 +3158,7 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
     fixture_t *fixture = (fixture_t *) *state;
     s_user_create_ok (fixture, "alice");
     s_user_create_ok (fixture, "bob");
-    sc_body_t body;
+    pl_pack_t body;
     sc_reply_t *reply;
     //  Each body lacks or spoils one field of a valid append
     const char *fields [] = { "from", "to", "seq", "text", "ts" };
@@ -3168,18 +3168,18 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
             if (index == missing)
                 continue;
             if (index == 0)
-                sc_pack_kstr (&body.packer, "from", "alice");
+                pl_pack_kstr (&body, "from", "alice");
             else
             if (index == 1)
-                sc_pack_kstr (&body.packer, "to", "bob");
+                pl_pack_kstr (&body, "to", "bob");
             else
             if (index == 2)
-                sc_pack_kint (&body.packer, "seq", 1);
+                pl_pack_kint (&body, "seq", 1);
             else
             if (index == 3)
-                sc_pack_kstr (&body.packer, "text", "hi");
+                pl_pack_kstr (&body, "text", "hi");
             else
-                sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+                pl_pack_kint (&body, "ts", S_PM_TS (1));
         }
         reply = s_call (fixture, "store.pm.append", &body);
         if (!reply->code)
@@ -3208,23 +3208,23 @@ test_pm_append_invalid_fields_get_bad_request_and_store_nothing (void **state)
     free (too_long);
 
     sc_body_init (&body, 5);                 //  seq is a string
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kstr (&body.packer, "to", "bob");
-    sc_pack_kstr (&body.packer, "seq", "1");
-    sc_pack_kstr (&body.packer, "text", "hi");
-    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_kstr (&body, "seq", "1");
+    pl_pack_kstr (&body, "text", "hi");
+    pl_pack_kint (&body, "ts", S_PM_TS (1));
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 5);                 //  text is a number, to an array
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_key (&body.packer, "to");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_str (&body, "to");
     msgpack_pack_array (&body.packer, 1);
     msgpack_pack_str_with_body (&body.packer, "bob", 3);
-    sc_pack_kint (&body.packer, "seq", 1);
-    sc_pack_kint (&body.packer, "text", 42);
-    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
+    pl_pack_kint (&body, "seq", 1);
+    pl_pack_kint (&body, "text", 42);
+    pl_pack_kint (&body, "ts", S_PM_TS (1));
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3287,20 +3287,20 @@ test_pm_last_seq_follows_appends_and_is_zero_without_messages (void **state)
     s_assert_pm_last_seq (fixture, "alice", "carol", 0);
 
     sc_reply_t *reply;
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1);                 //  no 'with'
-    sc_pack_kstr (&body.packer, "user", "alice");
+    pl_pack_kstr (&body, "user", "alice");
     reply = s_call (fixture, "store.pm.last_seq", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 1);                 //  no 'user'
-    sc_pack_kstr (&body.packer, "with", "bob");
+    pl_pack_kstr (&body, "with", "bob");
     reply = s_call (fixture, "store.pm.last_seq", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 2);                 //  'with' is a number
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "with", 7);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "with", 7);
     reply = s_call (fixture, "store.pm.last_seq", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3351,11 +3351,11 @@ test_pm_history_pages_with_exact_more_flags (void **state)
     s_assert_pm_history (fixture, "nobody", "noone", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
 
     sc_reply_t *reply;
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 3);                 //  limit 0
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kstr (&body.packer, "with", "bob");
-    sc_pack_kint (&body.packer, "limit", 0);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kstr (&body, "with", "bob");
+    pl_pack_kint (&body, "limit", 0);
     reply = s_call (fixture, "store.pm.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3366,14 +3366,14 @@ test_pm_history_pages_with_exact_more_flags (void **state)
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 3);                 //  a cursor that is not a seq
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kstr (&body.packer, "with", "bob");
-    sc_pack_kstr (&body.packer, "after", "5");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kstr (&body, "with", "bob");
+    pl_pack_kstr (&body, "after", "5");
     reply = s_call (fixture, "store.pm.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 1);                 //  no 'with'
-    sc_pack_kstr (&body.packer, "user", "alice");
+    pl_pack_kstr (&body, "user", "alice");
     reply = s_call (fixture, "store.pm.history", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3441,10 +3441,10 @@ test_pm_conversations_newest_first_with_last_entry_and_unread (void **state)
     s_assert_conversations (fixture, "carol", 0, 2, of_carol);
     s_assert_conversations (fixture, "erin", 0, 0, NULL);
 
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);                 //  limit 0
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "limit", 0);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "limit", 0);
     reply = s_call (fixture, "store.pm.conversations", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3466,7 +3466,7 @@ test_pm_conversations_default_limit_is_two_hundred (void **state)
     char name [32];
     for (int index = 0; index < 201; index++) {
         snprintf (name, sizeof name, "user%03d", index);
-        sc_body_t body;
+        pl_pack_t body;
         s_user_create_body (&body, name, "h", 1000);
         s_send (fixture, "store.user.create", &body);
         s_pm_append_body (&body, name, "hub", 1, "hello hub", S_PM_TS (index));
@@ -3567,17 +3567,17 @@ test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request (void **st
     s_assert_error (reply, "not_found");
     sc_reply_destroy (&reply);
 
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);                 //  no seq
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kstr (&body.packer, "with", "bob");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kstr (&body, "with", "bob");
     reply = s_call (fixture, "store.pm.read", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 3);                 //  seq is a string
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kstr (&body.packer, "with", "bob");
-    sc_pack_kstr (&body.packer, "seq", "1");
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kstr (&body, "with", "bob");
+    pl_pack_kstr (&body, "seq", "1");
     reply = s_call (fixture, "store.pm.read", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3585,8 +3585,8 @@ test_pm_read_unknown_user_is_not_found_and_bad_fields_are_bad_request (void **st
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 2);                 //  no with
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kint (&body.packer, "seq", 1);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kint (&body, "seq", 1);
     reply = s_call (fixture, "store.pm.read", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3605,7 +3605,7 @@ test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
     s_user_create_ok (fixture, "bob");
     //  Sent without waiting, so that they arrive together: the third takes
     //  a seq the first took, and fails alone
-    sc_body_t body;
+    pl_pack_t body;
     uint64_t rids [5];
     s_pm_append_body (&body, "alice", "bob", 1, "one", S_PM_TS (1));
     rids [0] = s_send (fixture, "store.pm.append", &body);
@@ -3614,9 +3614,9 @@ test_pipelined_pm_writes_one_conflict_spares_the_rest (void **state)
     s_pm_append_body (&body, "bob", "alice", 1, "taken", S_PM_TS (3));
     rids [2] = s_send (fixture, "store.pm.append", &body);
     sc_body_init (&body, 3);
-    sc_pack_kstr (&body.packer, "user", "alice");
-    sc_pack_kstr (&body.packer, "with", "bob");
-    sc_pack_kint (&body.packer, "seq", 2);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_kstr (&body, "with", "bob");
+    pl_pack_kint (&body, "seq", 2);
     rids [3] = s_send (fixture, "store.pm.read", &body);
     s_pm_append_body (&body, "bob", "alice", 3, "three", S_PM_TS (4));
     rids [4] = s_send (fixture, "store.pm.append", &body);
@@ -3744,7 +3744,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     const int64_t *runs [] = { gap, repeat, backwards };
     const char *senders [] = { "alice", "bob", "alice" };
     for (size_t index = 0; index < 3; index++) {
-        sc_body_t body;
+        pl_pack_t body;
         s_pm_messages_body (&body, "alice", "bob", 3, runs [index], senders);
         sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
         s_assert_error (reply, "bad_request");
@@ -3754,7 +3754,7 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     //  says which message
     const int64_t seqs [] = { 1, 2, 3 };
     const char *intruder [] = { "alice", "Carol", "bob" };
-    sc_body_t body;
+    pl_pack_t body;
     s_pm_messages_body (&body, "alice", "bob", 3, seqs, intruder);
     sc_reply_t *reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
@@ -3770,59 +3770,59 @@ test_pm_append_invalid_runs_get_bad_request_and_store_nothing (void **state)
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 6);                 //  both forms
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kstr (&body.packer, "to", "bob");
-    sc_pack_kint (&body.packer, "seq", 1);
-    sc_pack_kstr (&body.packer, "text", "one");
-    sc_pack_kint (&body.packer, "ts", S_PM_TS (1));
-    sc_pack_key (&body.packer, "messages");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_kint (&body, "seq", 1);
+    pl_pack_kstr (&body, "text", "one");
+    pl_pack_kint (&body, "ts", S_PM_TS (1));
+    pl_pack_str (&body, "messages");
     msgpack_pack_array (&body.packer, 1);
     msgpack_pack_map (&body.packer, 4);
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kint (&body.packer, "seq", 2);
-    sc_pack_kstr (&body.packer, "text", "two");
-    sc_pack_kint (&body.packer, "ts", S_PM_TS (2));
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kint (&body, "seq", 2);
+    pl_pack_kstr (&body, "text", "two");
+    pl_pack_kint (&body, "ts", S_PM_TS (2));
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 2);                 //  neither
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kstr (&body.packer, "to", "bob");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 3);                 //  'messages' that is not an array
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kstr (&body.packer, "to", "bob");
-    sc_pack_kstr (&body.packer, "messages", "hi");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_kstr (&body, "messages", "hi");
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
 
     sc_body_init (&body, 3);                 //  an element that is not a map,
-    sc_pack_kstr (&body.packer, "from", "alice");   //  one without ts
-    sc_pack_kstr (&body.packer, "to", "bob");
-    sc_pack_key (&body.packer, "messages");
+    pl_pack_kstr (&body, "from", "alice");   //  one without ts
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_str (&body, "messages");
     msgpack_pack_array (&body.packer, 2);
     msgpack_pack_int64 (&body.packer, 1);
     msgpack_pack_map (&body.packer, 3);
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kint (&body.packer, "seq", 2);
-    sc_pack_kstr (&body.packer, "text", "two");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kint (&body, "seq", 2);
+    pl_pack_kstr (&body, "text", "two");
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
     sc_body_init (&body, 3);
-    sc_pack_kstr (&body.packer, "from", "alice");
-    sc_pack_kstr (&body.packer, "to", "bob");
-    sc_pack_key (&body.packer, "messages");
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_str (&body, "messages");
     msgpack_pack_array (&body.packer, 1);
     msgpack_pack_map (&body.packer, 3);
-    sc_pack_kstr (&body.packer, "from", "bob");
-    sc_pack_kint (&body.packer, "seq", 1);
-    sc_pack_kstr (&body.packer, "text", "one");
+    pl_pack_kstr (&body, "from", "bob");
+    pl_pack_kint (&body, "seq", 1);
+    pl_pack_kstr (&body, "text", "one");
     reply = s_call (fixture, "store.pm.append", &body);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
@@ -3869,7 +3869,7 @@ test_pipelined_pm_runs_one_conflict_spares_the_rest (void **state)
     //  takes seq 3, which the first took, and fails alone: the third, of
     //  another conversation, and the fourth, whose seq 5 the failed run had
     //  asked for too, stand
-    sc_body_t body;
+    pl_pack_t body;
     uint64_t rids [4];
     s_pm_run_body (&body, "alice", "bob", 1, 3);
     rids [0] = s_send (fixture, "store.pm.append", &body);
@@ -3984,7 +3984,7 @@ test_pm_many_messages_across_twenty_conversations (void **state)
             char text [48];
             snprintf (text, sizeof text, "%s says %" PRId64,
                       names [forward ? pair->first : pair->second], seq);
-            sc_body_t body;
+            pl_pack_t body;
             s_pm_append_body (&body, names [forward ? pair->first : pair->second],
                               names [forward ? pair->second : pair->first], seq, text,
                               S_PM_TS (n));
@@ -4093,18 +4093,18 @@ s_room_page (fixture_t *fixture, const char *type, const char *user, const char 
              int64_t limit, const char *extra_key, const char *extra_str,
              int64_t after_active)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 1 + (after != NULL) + (limit != 0) + (extra_key != NULL)
                       + (after_active >= 0));
-    sc_pack_kstr (&body.packer, "user", user);
+    pl_pack_kstr (&body, "user", user);
     if (after)
-        sc_pack_kstr (&body.packer, "after", after);
+        pl_pack_kstr (&body, "after", after);
     if (limit)
-        sc_pack_kint (&body.packer, "limit", limit);
+        pl_pack_kint (&body, "limit", limit);
     if (extra_key)
-        sc_pack_kstr (&body.packer, extra_key, extra_str);
+        pl_pack_kstr (&body, extra_key, extra_str);
     if (after_active >= 0)
-        sc_pack_kint (&body.packer, "after_active", after_active);
+        pl_pack_kint (&body, "after_active", after_active);
     return s_call (fixture, type, &body);
 }
 
@@ -4135,17 +4135,17 @@ static sc_reply_t *
 s_room_create_quota (fixture_t *fixture, const char *name, const char *owner,
                      int64_t max_owned, int64_t max_joined)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 8);
-    sc_pack_kstr (&body.packer, "name", name);
-    sc_pack_kstr (&body.packer, "description", "");
-    sc_pack_key (&body.packer, "private");
+    pl_pack_kstr (&body, "name", name);
+    pl_pack_kstr (&body, "description", "");
+    pl_pack_str (&body, "private");
     msgpack_pack_false (&body.packer);
-    sc_pack_kint (&body.packer, "max_participants", 10);
-    sc_pack_kstr (&body.packer, "owner", owner);
-    sc_pack_kint (&body.packer, "created_at", 5000);
-    sc_pack_kint (&body.packer, "max_owned", max_owned);
-    sc_pack_kint (&body.packer, "max_joined", max_joined);
+    pl_pack_kint (&body, "max_participants", 10);
+    pl_pack_kstr (&body, "owner", owner);
+    pl_pack_kint (&body, "created_at", 5000);
+    pl_pack_kint (&body, "max_owned", max_owned);
+    pl_pack_kint (&body, "max_joined", max_joined);
     return s_call (fixture, "store.room.create", &body);
 }
 
@@ -4153,13 +4153,13 @@ static sc_reply_t *
 s_member_add_quota (fixture_t *fixture, const char *room, const char *user, int64_t seq,
                     int64_t max_joined)
 {
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 4);
-    sc_pack_kstr (&body.packer, "room", room);
-    sc_pack_kstr (&body.packer, "user", user);
-    sc_pack_key (&body.packer, "entry");
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_str (&body, "entry");
     s_pack_entry (&body.packer, seq, user, NULL, "join");
-    sc_pack_kint (&body.packer, "max_joined", max_joined);
+    pl_pack_kint (&body, "max_joined", max_joined);
     return s_call (fixture, "store.member.add", &body);
 }
 
@@ -4210,10 +4210,10 @@ test_room_public_lists_other_public_rooms_most_recently_active_first (void **sta
         s_assert_ok (reply);
         sc_reply_destroy (&reply);
     }
-    sc_body_t body;
+    pl_pack_t body;
     sc_body_init (&body, 2);
-    sc_pack_kstr (&body.packer, "room", "mid");
-    sc_pack_key (&body.packer, "entry");
+    pl_pack_kstr (&body, "room", "mid");
+    pl_pack_str (&body, "entry");
     s_pack_entry (&body.packer, 1, "bob", "hello", NULL);      //  ts 1700000000001
     sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
     s_assert_ok (reply);
@@ -4362,10 +4362,10 @@ s_append_big (fixture_t *fixture, const char *room, int64_t count)
         memcpy (text + index, "\xf0\x9f\x98\x80", 4);      //  U+1F600
     text [16000] = 0;
     for (int64_t first = 1; first <= count; first += 20) {
-        sc_body_t body;
+        pl_pack_t body;
         sc_body_init (&body, 2);
-        sc_pack_kstr (&body.packer, "room", room);
-        sc_pack_key (&body.packer, "entries");
+        pl_pack_kstr (&body, "room", room);
+        pl_pack_str (&body, "entries");
         int64_t run = count - first + 1 < 20 ? count - first + 1 : 20;
         msgpack_pack_array (&body.packer, (uint32_t) run);
         for (int64_t seq = first; seq < first + run; seq++)
