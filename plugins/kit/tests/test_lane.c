@@ -1,0 +1,441 @@
+/*  test_lane - the per-key serial lane: one request at a time, runs of
+    writes, reloads after conflicts and unknown outcomes, bounds, eviction.
+    A host of its own records the calls and replies; a small plugin of
+    writes (a run each) and reads (answered from the loaded seq) runs on it. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pl_lane.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  A host that records
+
+#define CALLS_MAX   32
+#define REPLIES_MAX 64
+
+typedef struct {
+    char type [64];                 //  the call's type
+    void *cookie;
+    size_t size;                    //  its body's size
+} call_t;
+
+typedef struct {
+    int request;                    //  which request (its index)
+    char code [32];                 //  "" for ok
+    uint64_t seq;                   //  the ok's seq, when it has one
+} reply_t;
+
+static call_t s_calls [CALLS_MAX];
+static size_t s_call_count;
+static reply_t s_replies [REPLIES_MAX];
+static size_t s_reply_count;
+static bool s_call_refused;         //  host->call fails
+static int s_requests [REPLIES_MAX];     //  a request is a pointer to one of these
+
+static parley_request_t *
+s_request (int index)
+{
+    s_requests [index] = index;
+    return (parley_request_t *) &s_requests [index];
+}
+
+static int
+s_host_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size, void *cookie)
+{
+    (void) ctx, (void) body;
+    if (s_call_refused)
+        return -1;
+    assert_true (s_call_count < CALLS_MAX);
+    snprintf (s_calls [s_call_count].type, sizeof s_calls [0].type, "%s", type);
+    s_calls [s_call_count].cookie = cookie;
+    s_calls [s_call_count].size = size;
+    s_call_count++;
+    return 0;
+}
+
+static void
+s_record (parley_request_t **request_p, const char *code, uint64_t seq)
+{
+    assert_non_null (*request_p);
+    assert_true (s_reply_count < REPLIES_MAX);
+    s_replies [s_reply_count].request = *(int *) *request_p;
+    snprintf (s_replies [s_reply_count].code, sizeof s_replies [0].code, "%s", code);
+    s_replies [s_reply_count].seq = seq;
+    s_reply_count++;
+    *request_p = NULL;
+}
+
+static int
+s_host_reply_error (parley_ctx_t *ctx, parley_request_t **request_p, const char *code,
+                    const char *message)
+{
+    (void) ctx, (void) message;
+    s_record (request_p, code, 0);
+    return 0;
+}
+
+static void
+s_host_log (parley_ctx_t *ctx, int level, const char *format, ...)
+{
+    (void) ctx, (void) level, (void) format;
+}
+
+static parley_host_t s_host = {
+    .call = s_host_call,
+    .reply_error = s_host_reply_error,
+    .log = s_host_log,
+};
+
+
+//  --------------------------------------------------------------------------
+//  A small plugin on the lane
+
+typedef struct {
+    int loads;                      //  loads started
+    int states;                     //  states alive
+    int forgets;                    //  forget calls
+} plugin_t;
+
+static plugin_t s_plugin;
+static pl_lane_t *s_lane;
+
+static void *
+s_state_new (void *plugin, const char *key, const void *args)
+{
+    (void) key, (void) args;
+    ((plugin_t *) plugin)->states++;
+    return malloc (1);
+}
+
+static void
+s_state_destroy (void **state_p)
+{
+    s_plugin.states--;
+    free (*state_p);
+    *state_p = NULL;
+}
+
+static void
+s_args_destroy (void **args_p)
+{
+    free (*args_p);
+    *args_p = NULL;
+}
+
+static void
+s_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+          const char *message, const msgpack_object *body, size_t size)
+{
+    (void) plugin, (void) op, (void) message, (void) body;
+    if (code)
+        pl_lane_fail_all (s_lane, key, code, "could not load");
+    else
+        pl_lane_loaded (s_lane, key, (uint64_t) size);  //  the test's answer size is the seq
+}
+
+static void
+s_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) op;
+    ((plugin_t *) plugin)->loads++;
+    pl_lane_call (s_lane, key, "store.load", "", 0, s_loaded);
+}
+
+static void
+s_forget (void *plugin, pl_lane_key_t *key)
+{
+    (void) key;
+    ((plugin_t *) plugin)->forgets++;
+}
+
+static void
+s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+           const char *message, const msgpack_object *body, size_t size)
+{
+    (void) plugin, (void) key, (void) message, (void) body, (void) size;
+    s_record (&op->request, code, 0);
+}
+
+static const pl_lane_class_t s_class = {
+    .state_new = s_state_new,
+    .state_destroy = s_state_destroy,
+    .args_destroy = s_args_destroy,
+    .load = s_load,
+    .forget = s_forget,
+    .failure = s_failure,
+    .unreachable = "unreachable"
+};
+
+static void
+s_write_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body, size_t size)
+{
+    if (code)
+        s_failure (plugin, key, op, code, message, body, size);
+    else {
+        pl_lane_stored (key, op);
+        s_record (&op->request, "", op->seq);
+    }
+}
+
+//  A write: a run of at most 3, of at most 10 bytes
+static void
+s_write_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) plugin, (void) op;
+    if (!pl_lane_ready (s_lane, key))
+        return;
+    size_t count = pl_lane_run (s_lane, key, 3, 10, NULL);
+    pl_lane_write (s_lane, key, "store.write", "", count, count, s_write_answer);
+}
+
+//  A read: answered at once with the loaded seq
+static void
+s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) plugin;
+    if (pl_lane_ready (s_lane, key))
+        s_record (&op->request, "", pl_lane_last_seq (key));
+}
+
+static void
+s_submit (const char *name, int request, pl_lane_action_fn *start, size_t bytes)
+{
+    pl_lane_key_t *key = pl_lane_key (s_lane, name, NULL);
+    assert_non_null (key);
+    parley_request_t *held = s_request (request);
+    assert_int_equal (pl_lane_submit (s_lane, key, &held, start, malloc (4), bytes), 0);
+    assert_null (held);
+}
+
+//  The store answers the oldest call still out; size stands for the body
+static void
+s_store_answers (size_t call, const char *code, size_t size)
+{
+    static msgpack_object map = { .type = MSGPACK_OBJECT_MAP };
+    pl_lane_answer (s_lane, s_calls [call].cookie, code, code? "refused": NULL,
+                    code? NULL: &map, size);
+}
+
+static int
+s_setup (void **state)
+{
+    (void) state;
+    memset (&s_plugin, 0, sizeof s_plugin);
+    s_call_count = s_reply_count = 0;
+    s_call_refused = false;
+    s_lane = pl_lane_new (NULL, &s_host, &s_class, &s_plugin, 5);
+    return s_lane? 0: -1;
+}
+
+static int
+s_teardown (void **state)
+{
+    (void) state;
+    pl_lane_destroy (&s_lane);
+    assert_int_equal (s_plugin.states, 0);
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Tests
+
+static void
+test_lane_loads_a_key_once_then_serves_its_requests (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);
+    s_submit ("general", 2, s_read_start, 0);
+    assert_int_equal (s_call_count, 1);
+    assert_string_equal (s_calls [0].type, "store.load");
+    assert_int_equal (s_reply_count, 0);
+    s_store_answers (0, NULL, 41);
+    assert_int_equal (s_reply_count, 2);
+    assert_int_equal (s_replies [0].request, 1);
+    assert_int_equal (s_replies [0].seq, 41);
+    assert_int_equal (s_replies [1].request, 2);
+    assert_int_equal (s_plugin.loads, 1);
+    s_submit ("general", 3, s_read_start, 0);
+    assert_int_equal (s_call_count, 1);        //  loaded: no store call
+    assert_int_equal (s_reply_count, 3);
+}
+
+static void
+test_lane_batches_the_writes_at_the_head_into_one_run (void **state)
+{
+    s_submit ("general", 1, s_write_start, 1);     //  waits for the load
+    s_submit ("general", 2, s_write_start, 1);
+    s_submit ("general", 3, s_write_start, 1);
+    s_submit ("general", 4, s_write_start, 1);     //  past the run's 3
+    s_store_answers (0, NULL, 10);
+    assert_int_equal (s_call_count, 2);
+    assert_string_equal (s_calls [1].type, "store.write");
+    assert_int_equal (s_calls [1].size, 3);        //  a run of three
+    s_store_answers (1, NULL, 0);
+    //  Seqs 11, 12, 13 in order; then the fourth alone, seq 14
+    assert_int_equal (s_reply_count, 3);
+    for (int index = 0; index < 3; index++) {
+        assert_int_equal (s_replies [index].request, index + 1);
+        assert_int_equal (s_replies [index].seq, 11 + index);
+    }
+    assert_int_equal (s_call_count, 3);
+    assert_int_equal (s_calls [2].size, 1);
+    s_store_answers (2, NULL, 0);
+    assert_int_equal (s_replies [3].seq, 14);
+}
+
+static void
+test_lane_run_stops_at_its_bytes_and_at_another_kind (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);      //  holds the queue: the load
+    s_submit ("general", 2, s_write_start, 6);
+    s_submit ("general", 3, s_write_start, 6);     //  12 bytes: a run of its own
+    s_submit ("general", 4, s_read_start, 0);
+    s_submit ("general", 5, s_write_start, 1);
+    s_store_answers (0, NULL, 0);
+    assert_int_equal (s_calls [1].size, 1);
+    s_store_answers (1, NULL, 0);
+    assert_int_equal (s_calls [2].size, 1);
+    s_store_answers (2, NULL, 0);
+    //  The read between writes is answered in its place, then the last write
+    assert_int_equal (s_reply_count, 4);
+    assert_int_equal (s_replies [3].request, 4);
+    assert_int_equal (s_replies [3].seq, 2);
+    assert_int_equal (s_calls [3].size, 1);
+}
+
+static void
+test_lane_conflict_reloads_and_sends_the_run_once_more (void **state)
+{
+    s_submit ("general", 1, s_write_start, 1);
+    s_submit ("general", 2, s_write_start, 1);
+    s_store_answers (0, NULL, 5);
+    s_store_answers (1, "conflict", 0);            //  seqs 6, 7 taken
+    assert_int_equal (s_reply_count, 0);
+    assert_int_equal (s_plugin.forgets, 1);
+    assert_string_equal (s_calls [2].type, "store.load");
+    s_store_answers (2, NULL, 7);
+    assert_int_equal (s_calls [3].size, 2);
+    s_store_answers (3, "conflict", 0);            //  again: both fail now
+    assert_int_equal (s_reply_count, 2);
+    assert_string_equal (s_replies [0].code, "conflict");
+    assert_string_equal (s_replies [1].code, "conflict");
+    assert_int_equal (pl_lane_size (s_lane), 1);
+}
+
+static void
+test_lane_unknown_outcome_reloads_before_the_next_write (void **state)
+{
+    s_submit ("general", 1, s_write_start, 1);
+    s_store_answers (0, NULL, 5);
+    s_store_answers (1, "unavailable", 0);
+    assert_int_equal (s_reply_count, 1);
+    assert_string_equal (s_replies [0].code, "unavailable");
+    s_submit ("general", 2, s_write_start, 1);
+    assert_string_equal (s_calls [2].type, "store.load");
+    s_store_answers (2, NULL, 6);                  //  the write had happened
+    s_store_answers (3, NULL, 0);
+    assert_int_equal (s_replies [1].seq, 7);
+}
+
+static void
+test_lane_queue_has_a_bound (void **state)
+{
+    for (int index = 0; index < 5; index++)
+        s_submit ("general", index, s_read_start, 0);
+    pl_lane_key_t *key = pl_lane_key (s_lane, "general", NULL);
+    assert_true (pl_lane_full (s_lane, key));
+    assert_false (pl_lane_full (s_lane, pl_lane_key (s_lane, "other", NULL)));
+    s_store_answers (0, NULL, 0);
+    assert_false (pl_lane_full (s_lane, key));
+}
+
+static void
+test_lane_call_that_cannot_go_answers_unavailable (void **state)
+{
+    s_submit ("general", 1, s_write_start, 1);
+    s_store_answers (0, NULL, 0);
+    s_store_answers (1, NULL, 0);
+    assert_int_equal (s_reply_count, 1);           //  the write's ok
+    s_call_refused = true;
+    s_submit ("general", 2, s_write_start, 1);
+    s_submit ("other", 3, s_read_start, 0);
+    assert_int_equal (s_reply_count, 3);
+    assert_string_equal (s_replies [1].code, "unavailable");
+    assert_string_equal (s_replies [2].code, "unavailable");
+}
+
+static void
+test_lane_failed_load_answers_every_queued_request (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);
+    s_submit ("general", 2, s_write_start, 1);
+    s_store_answers (0, "internal", 0);
+    assert_int_equal (s_reply_count, 2);
+    assert_string_equal (s_replies [0].code, "internal");
+    assert_string_equal (s_replies [1].code, "internal");
+    s_submit ("general", 3, s_read_start, 0);      //  loads again
+    assert_int_equal (s_call_count, 2);
+}
+
+static void
+test_lane_evicts_idle_keys_only (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);      //  waits for its load
+    s_submit ("other", 2, s_read_start, 0);
+    s_store_answers (1, NULL, 0);                  //  "other" is idle now
+    pl_lane_evict (s_lane, 3600 * 1000);
+    assert_int_equal (pl_lane_size (s_lane), 2);
+    pl_lane_evict (s_lane, 0);
+    assert_int_equal (pl_lane_size (s_lane), 1);
+    assert_int_equal (s_plugin.states, 1);
+    s_store_answers (0, NULL, 0);
+    pl_lane_evict (s_lane, 0);
+    assert_int_equal (pl_lane_size (s_lane), 0);
+}
+
+static void
+test_lane_keys_grow_the_table (void **state)
+{
+    char name [16];
+    for (int index = 0; index < 1000; index++) {
+        snprintf (name, sizeof name, "key%d", index);
+        assert_non_null (pl_lane_key (s_lane, name, NULL));
+    }
+    assert_int_equal (pl_lane_size (s_lane), 1000);
+    assert_string_equal (pl_lane_name (pl_lane_key (s_lane, "key500", NULL)), "key500");
+    assert_int_equal (pl_lane_size (s_lane), 1000);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test_setup_teardown (test_lane_loads_a_key_once_then_serves_its_requests,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_batches_the_writes_at_the_head_into_one_run,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_run_stops_at_its_bytes_and_at_another_kind,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_conflict_reloads_and_sends_the_run_once_more,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_unknown_outcome_reloads_before_the_next_write,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_queue_has_a_bound, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_call_that_cannot_go_answers_unavailable,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_failed_load_answers_every_queued_request,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_evicts_idle_keys_only, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_keys_grow_the_table, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
