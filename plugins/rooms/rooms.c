@@ -3,21 +3,22 @@
 
     Sharded by room name: the broker sends every request about a room to the
     one instance that owns it (rendezvous hash of the lower-cased name), so
-    that instance is the one place the room's seq is assigned. room.list has
-    no room field; any instance answers it from the store.
+    that instance is the one place the room's seq is assigned. room.list and
+    room.directory have no room field; any instance answers them from the
+    store (rm_list).
 
-    Each room the instance has touched is cached: its settings, its last seq
-    and its members, loaded from the store on first touch. Requests about a
-    room go through the room's queue and are served one at a time; a request
-    that writes (join, leave, send) holds the queue until the store has
-    acknowledged it, and only then is the entry delivered and the request
-    answered. So seq N+1 is handed out only after N is stored: a failed
-    write can never leave a gap. The sends waiting at the head of the queue
-    go to the store together, as one store.msg.append of their entries that
-    is stored whole or not at all: a busy room stores a run of messages per
-    round trip, not one. A write whose outcome is unknown (unavailable,
-    a timeout) or refused for its seq (conflict) makes the room reload its
-    last seq from the store before the next write.
+    The rooms are keys of a lane (pl_lane): each room the instance has
+    touched is cached (its settings and members, its last seq in the lane),
+    loaded from the store on first need, and its requests are served one at
+    a time. A write (join, leave, send) takes the next seq and holds the
+    room until the store has acknowledged it; only then is the entry
+    delivered and the request answered, so a failed write never leaves a
+    gap. The sends waiting at the head go to the store as one
+    store.msg.append; a conflict or an unknown outcome reloads the room.
+
+    Each request type is a row of s_types: how its fields are read, what is
+    checked before the room's queue, and its action on the lane; an action
+    is a few small steps, each an answer or one store call.
 
     Entries go to the room's members with one deliver_users call each,
     encoded once; the broker sends one frame per gateway.
@@ -27,6 +28,7 @@
 #include "parley_plugin.h"
 #include "pl_body.h"
 #include "pl_bucket.h"
+#include "pl_lane.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -51,8 +53,6 @@
 #define ROOMS_MAX_PARTICIPANTS_DEF  50
 #define ROOMS_HISTORY_DEFAULT       50
 #define ROOMS_HISTORY_MAX           200
-#define ROOMS_JOIN_HISTORY          50
-#define ROOMS_QUEUE_MAX             10000       //  requests waiting for one room
 #define ROOMS_APPEND_MAX            256         //  entries in one store.msg.append (STORE.md)
 #define ROOMS_APPEND_BYTES          (512 * 1024) //  text bytes in one store.msg.append
 #define ROOMS_DELIVER_SIDS_MAX      10000       //  sessions in one deliver_sessions call
@@ -67,69 +67,44 @@
 #define ROOMS_MEMBERS_PAGE_DEFAULT  1000        //  members per room.members page
 #define ROOMS_LIST_PUBLIC_DEFAULT   200         //  other public rooms room.list gives
 #define ROOMS_CURSOR_MAX            64          //  a room.members cursor's bytes
+#define ROOMS_NAME_BYTES            260         //  a member's name read from the store
 
 
 //  --------------------------------------------------------------------------
 //  State
 
-typedef enum {
-    OP_CREATE, OP_JOIN, OP_LEAVE, OP_DELETE, OP_INVITE, OP_MEMBERS, OP_HISTORY, OP_SEND
-} op_kind_t;
-
-//  Which store answer an operation waits for
-typedef enum {
-    STAGE_NONE, STAGE_LOAD_ROOM, STAGE_LOAD_MEMBERS, STAGE_WRITE, STAGE_HISTORY
-} stage_t;
-
-typedef enum { COOKIE_ROOM = 1, COOKIE_LIST = RM_LIST_COOKIE } cookie_kind_t;
-
-//  One client request about a room, waiting in the room's queue
-typedef struct op_s op_t;
-struct op_s {
-    op_kind_t kind;                 //  what was asked
-    parley_request_t *request;      //  lent by the host until we reply
+//  One client request's fields, read before it enters the room's queue
+typedef struct {
+    char *room;                     //  the room's name, as asked
     char *user;                     //  the stamped user, as registered
     char *argument;                 //  send: the text; invite: the invitee; create:
                                     //  description; members: the cursor's name, lower-cased
+    bool text_has_nul;              //  send: the text held a NUL (invalid_text)
     bool is_private;                //  create
     uint32_t max_participants;      //  create
     int64_t before;                 //  history: seq cursor, -1 for none
     int64_t after;                  //  history: seq cursor, -1 for none
     uint32_t limit;                 //  history
-    uint64_t seq;                   //  the seq of the entry being written
-    int64_t ts;                     //  its time, wall-clock ms
-    bool retried;                   //  resent once after a reload already
-    op_t *next;                     //  next in the room's queue
-};
+} args_t;
 
-//  A room this instance has touched
+//  A room this instance has touched: the lane's state for its key
 typedef struct {
-    cookie_kind_t cookie;           //  COOKIE_ROOM: the room is the cookie of its calls
-    char *key;                      //  lower-cased name: the rooms table's key
     char *name;                     //  as created (as asked until loaded)
-    bool loaded;                    //  the fields below come from the store
-    bool exists;                    //  the store has this room (when loaded)
+    bool exists;                    //  the store has this room (once loaded)
     char *description;              //  may be empty
     bool is_private;
     uint32_t max_participants;
     char *owner;                    //  as registered
     int64_t created_at;             //  wall-clock ms
-    uint64_t last_seq;              //  the newest stored entry's seq
+    uint64_t loading_seq;           //  the last seq store.room.get gave, until the
+                                    //  members are loaded too
     zlistx_t *members;              //  char * names as registered, sorted lower-cased
-    stage_t stage;                  //  the store answer the head op waits for
-    size_t writing;                 //  sends at the head in the store write, when > 1
-    op_t *head;                     //  queued requests, owned; head is being served
-    op_t *tail;
-    size_t queued;                  //  requests in the queue
-    int64_t touched;                //  monotonic ms of the last request
 } room_t;
-
-//  A user's msg.send allowance
 
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
-    zhashx_t *rooms;                //  key -> room_t *, owned
+    pl_lane_t *lane;                //  the rooms, by lower-cased name, owned
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
     zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
@@ -145,7 +120,6 @@ typedef struct {
     int timer;                      //  the housekeeping timer
     uint64_t messages;              //  messages stored, for the log at exit
 } rooms_t;
-
 
 //  --------------------------------------------------------------------------
 //  Small helpers (body fields and text rules are proto/pl_body and pl_text)
@@ -249,52 +223,78 @@ s_deliver_everyone (rooms_t *self, const void *body, size_t size)
 
 
 //  --------------------------------------------------------------------------
-//  Rooms and their members
+//  Rooms and their members: the lane's state of a key, and the request's
+//  fields it carries
 
 static void
-s_op_destroy (op_t **self_p)
+s_args_destroy (void **args_p)
 {
-    op_t *self = *self_p;
-    if (self) {
-        free (self->user);
-        free (self->argument);
-        free (self);
-        *self_p = NULL;
+    args_t *args = (args_t *) *args_p;
+    if (args) {
+        free (args->room);
+        free (args->user);
+        free (args->argument);
+        free (args);
+        *args_p = NULL;
     }
 }
 
+//  Forgets what was loaded: the room is loaded again before it is used
 static void
-s_room_forget_fields (room_t *room)
+s_room_forget (void *plugin, pl_lane_key_t *key)
 {
+    (void) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
     free (room->description);
     room->description = NULL;
     free (room->owner);
     room->owner = NULL;
     zlistx_purge (room->members);
-    room->loaded = false;
     room->exists = false;
-    room->last_seq = 0;
 }
 
 static void
-s_room_destroy (room_t **self_p)
+s_room_destroy (void **state_p)
 {
-    room_t *self = *self_p;
+    room_t *self = (room_t *) *state_p;
     if (self) {
-        //  Requests still queued belong to the host after destroy
-        op_t *op = self->head;
-        while (op) {
-            op_t *next = op->next;
-            s_op_destroy (&op);
-            op = next;
-        }
-        s_room_forget_fields (self);
+        free (self->description);
+        free (self->owner);
         zlistx_destroy (&self->members);
-        free (self->key);
         free (self->name);
         free (self);
-        *self_p = NULL;
+        *state_p = NULL;
     }
+}
+
+static int s_member_compare (const void *one, const void *two);
+
+//  A room first touched by a request: its name as asked, nothing loaded
+static void *
+s_room_new (void *plugin, const char *key, const void *args)
+{
+    (void) plugin, (void) key;
+    room_t *self = (room_t *) calloc (1, sizeof (room_t));
+    if (self) {
+        self->name = strdup (((const args_t *) args)->room);
+        self->members = zlistx_new ();
+    }
+    if (!self || !self->name || !self->members) {
+        s_room_destroy ((void **) &self);
+        return NULL;
+    }
+    zlistx_set_duplicator (self->members, (zlistx_duplicator_fn *) strdup);
+    zlistx_set_destructor (self->members, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_comparator (self->members, s_member_compare);
+    return self;
+}
+
+//  A room the store does not have is not worth keeping
+static bool
+s_room_keep (void *plugin, pl_lane_key_t *key)
+{
+    (void) plugin;
+    return ((room_t *) pl_lane_state (key))->exists;
 }
 
 static int
@@ -406,11 +406,12 @@ s_pack_join_members (rooms_t *self, room_t *room, msgpack_sbuffer *buffer,
 }
 
 //  Answers room.members: a page of members by name, after the cursor's
-//  name (op->argument) if given, at most members_page of them and what
+//  name (args->argument) if given, at most members_page of them and what
 //  the budget takes; next ("m.<name>", lower-cased) when more follow
 static void
-s_members_reply (rooms_t *self, room_t *room, op_t *op)
+s_members_reply (rooms_t *self, room_t *room, pl_lane_op_t *op)
 {
+    const args_t *args = (const args_t *) op->args;
     msgpack_sbuffer scratch;
     msgpack_sbuffer_init (&scratch);
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
@@ -418,7 +419,7 @@ s_members_reply (rooms_t *self, room_t *room, op_t *op)
     bool more = false;
     for (const char *name = (const char *) zlistx_first (room->members); name;
          name = (const char *) zlistx_next (room->members)) {
-        if (op->argument && strcasecmp (name, op->argument) <= 0)
+        if (args->argument && strcasecmp (name, args->argument) <= 0)
             continue;
         if (budget.items >= self->members_page || !s_member_take (self, &scratch, &budget, name)) {
             more = true;
@@ -468,33 +469,6 @@ s_pack_room (msgpack_packer *packer, room_t *room)
     pl_body_pack_str (packer, "members");
     msgpack_pack_uint64 (packer, zlistx_size (room->members));
 }
-
-//  Fills the room's fields from the store's room map
-static int
-s_room_fill (room_t *room, const msgpack_object *map)
-{
-    char *name = NULL, *description = NULL, *owner = NULL;
-    if (pl_body_str (map, "name", &name) != 1
-    ||  pl_body_str (map, "owner", &owner) != 1
-    ||  pl_body_str (map, "description", &description) < 0) {
-        free (name);
-        free (owner);
-        free (description);
-        return -1;
-    }
-    free (room->name);
-    room->name = name;
-    free (room->owner);
-    room->owner = owner;
-    free (room->description);
-    room->description = description? description: strdup ("");
-    room->is_private = pl_body_bool (map, "private");
-    room->max_participants = (uint32_t) pl_body_int (map, "max_participants");
-    room->created_at = pl_body_int (map, "created_at");
-    room->last_seq = (uint64_t) pl_body_int (map, "last_seq");
-    return 0;
-}
-
 
 //  --------------------------------------------------------------------------
 //  Timeline entries
@@ -662,49 +636,62 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
     return taken < count;
 }
 
-//  Packs the store's entry map for an op's entry
+//  Packs the store's entry map for the entry op writes
 static void
-s_pack_store_entry (msgpack_packer *packer, op_t *op, const char *kind, const char *event)
+s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
+                    const char *event)
 {
+    const args_t *args = (const args_t *) op->args;
     msgpack_pack_map (packer, 5);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
     pl_body_pack_str (packer, "kind");
     pl_body_pack_str (packer, kind);
     pl_body_pack_str (packer, "user");
-    pl_body_pack_str (packer, op->user);
+    pl_body_pack_str (packer, args->user);
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, op->ts);
     pl_body_pack_str (packer, event? "event": "text");
-    pl_body_pack_str (packer, event? event: op->argument);
+    pl_body_pack_str (packer, event? event: args->argument);
 }
 
-//  Delivers the op's entry (now stored) to the room's members
+//  Delivers the entry op wrote (now stored) to the room's members
 static void
-s_deliver_entry (rooms_t *self, room_t *room, op_t *op, const char *kind, const char *event)
+s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind,
+                 const char *event)
 {
+    const args_t *args = (const args_t *) op->args;
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, op->argument,
-                  op->argument? strlen (op->argument): 0, event);
+    s_pack_entry (&packer, room->name, op->seq, kind, args->user, op->ts, args->argument,
+                  args->argument? strlen (args->argument): 0, event);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
 
+//  A lifecycle event of the room (created, deleted): to its members when it
+//  is private, else to every authenticated session
+static void
+s_deliver_lifecycle (rooms_t *self, room_t *room, const void *body, size_t size)
+{
+    if (room->is_private)
+        s_deliver_members (self, room, body, size);
+    else
+        s_deliver_everyone (self, body, size);
+}
+
 
 //  --------------------------------------------------------------------------
-//  The room's queue
-
-static void s_room_kick (rooms_t *self, room_t *room);
+//  Answers
 
 static void
-s_reply_error (rooms_t *self, op_t *op, const char *code, const char *format, ...)
+s_reply_error (rooms_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
     __attribute__ ((format (printf, 4, 5)));
 
 static void
-s_reply_error (rooms_t *self, op_t *op, const char *code, const char *format, ...)
+s_reply_error (rooms_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
 {
     char message [512];
     va_list args;
@@ -714,310 +701,24 @@ s_reply_error (rooms_t *self, op_t *op, const char *code, const char *format, ..
     self->host->reply_error (self->ctx, &op->request, code, message);
 }
 
-//  Takes the head op off the queue and destroys it (it has been answered)
+//  An ok whose body is packed into buffer, which it destroys
 static void
-s_room_pop (room_t *room)
+s_reply_packed (rooms_t *self, pl_lane_op_t *op, msgpack_sbuffer *buffer)
 {
-    op_t *op = room->head;
-    if (!op)
-        return;
-    room->head = op->next;
-    if (!room->head)
-        room->tail = NULL;
-    room->queued--;
-    room->stage = STAGE_NONE;
-    s_op_destroy (&op);
-}
-
-//  Sends a store call for the room's head op. Returns 0, or -1 when nothing
-//  was sent (the head has been answered unavailable and popped).
-static int
-s_room_call (rooms_t *self, room_t *room, stage_t stage, const char *type,
-             msgpack_sbuffer *buffer)
-{
-    room->stage = stage;
-    int rc = self->host->call (self->ctx, type, buffer->data, buffer->size, room);
+    self->host->reply (self->ctx, &op->request, buffer->data, buffer->size);
     msgpack_sbuffer_destroy (buffer);
-    if (rc != 0) {
-        room->stage = STAGE_NONE;
-        if (stage == STAGE_LOAD_ROOM || stage == STAGE_LOAD_MEMBERS)
-            room->loaded = false;
-        size_t count = room->writing? room->writing: 1;
-        room->writing = 0;
-        while (count-- && room->head) {
-            s_reply_error (self, room->head, "unavailable",
-                           "The room service could not reach its store; try again later.");
-            s_room_pop (room);
-        }
-    }
-    return rc;
 }
 
-//  Starts a map with n fields and the room's name
+//  The store failed a request in a way its action has no answer for: the
+//  lane's class failure
 static void
-s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
-              const char *field, const char *room)
+s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+           const char *message, const msgpack_object *body, size_t size)
 {
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (packer, fields);
-    pl_body_pack_str (packer, field);
-    pl_body_pack_str (packer, room);
-}
-
-static void
-s_history_call (rooms_t *self, room_t *room, op_t *op)
-{
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    size_t fields = 2 + (op->before >= 0) + (op->after >= 0);
-    s_call_begin (&buffer, &packer, fields, "room", room->name);
-    pl_body_pack_str (&packer, "limit");
-    msgpack_pack_uint32 (&packer, op->limit);
-    if (op->before >= 0) {
-        pl_body_pack_str (&packer, "before");
-        msgpack_pack_int64 (&packer, op->before);
-    }
-    if (op->after >= 0) {
-        pl_body_pack_str (&packer, "after");
-        msgpack_pack_int64 (&packer, op->after);
-    }
-    s_room_call (self, room, STAGE_HISTORY, "store.msg.history", &buffer);
-}
-
-//  Starts serving the head op of a loaded, existing room (or a create).
-//  Either answers it at once (and pops it) or sends one store call.
-static void
-s_op_start (rooms_t *self, room_t *room, op_t *op)
-{
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    switch (op->kind) {
-        case OP_CREATE:
-            if (room->loaded && room->exists) {
-                s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 8, "name", room->name);
-            pl_body_pack_str (&packer, "description");
-            pl_body_pack_str (&packer, op->argument? op->argument: "");
-            pl_body_pack_str (&packer, "private");
-            op->is_private? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-            pl_body_pack_str (&packer, "max_participants");
-            msgpack_pack_uint32 (&packer, op->max_participants);
-            pl_body_pack_str (&packer, "owner");
-            pl_body_pack_str (&packer, op->user);
-            pl_body_pack_str (&packer, "created_at");
-            msgpack_pack_int64 (&packer, op->ts);
-            //  The store counts the quotas by index, after the name
-            pl_body_pack_str (&packer, "max_owned");
-            msgpack_pack_uint64 (&packer, self->max_owned);
-            pl_body_pack_str (&packer, "max_joined");
-            msgpack_pack_uint64 (&packer, self->max_joined);
-            s_room_call (self, room, STAGE_WRITE, "store.room.create", &buffer);
-            return;
-
-        case OP_JOIN:
-            if (s_is_member (room, op->user)) {
-                s_history_call (self, room, op);
-                return;
-            }
-            if (zlistx_size (room->members) >= room->max_participants) {
-                s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).",
-                               room->name, zlistx_size (room->members),
-                               room->max_participants);
-                s_room_pop (room);
-                return;
-            }
-            op->seq = room->last_seq + 1;
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 4, "room", room->name);
-            pl_body_pack_str (&packer, "user");
-            pl_body_pack_str (&packer, op->user);
-            pl_body_pack_str (&packer, "entry");
-            s_pack_store_entry (&packer, op, "system", "join");
-            pl_body_pack_str (&packer, "max_joined");
-            msgpack_pack_uint64 (&packer, self->max_joined);
-            s_room_call (self, room, STAGE_WRITE, "store.member.add", &buffer);
-            return;
-
-        case OP_LEAVE:
-            if (!s_is_member (room, op->user)) {
-                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            op->seq = room->last_seq + 1;
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 3, "room", room->name);
-            pl_body_pack_str (&packer, "user");
-            pl_body_pack_str (&packer, op->user);
-            pl_body_pack_str (&packer, "entry");
-            s_pack_store_entry (&packer, op, "system", "leave");
-            s_room_call (self, room, STAGE_WRITE, "store.member.remove", &buffer);
-            return;
-
-        case OP_DELETE:
-            if (!room->owner || !pl_text_same_name (room->owner, op->user)) {
-                s_reply_error (self, op, "forbidden",
-                               "Only the owner of the room '%s' (%s) can delete it.",
-                               room->name, room->owner? room->owner: "");
-                s_room_pop (room);
-                return;
-            }
-            op->ts = pl_time_now ();
-            s_call_begin (&buffer, &packer, 1, "name", room->name);
-            s_room_call (self, room, STAGE_WRITE, "store.room.delete", &buffer);
-            return;
-
-        case OP_INVITE:
-            if (room->is_private && !s_is_member (room, op->user)) {
-                s_reply_error (self, op, "forbidden",
-                               "Only members of the private room '%s' can invite to it.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            if (s_is_member (room, op->argument)) {
-                //  Nothing to record or tell: the invitee is in the room
-                self->host->reply (self->ctx, &op->request, NULL, 0);
-                s_room_pop (room);
-                return;
-            }
-            if (zlistx_size (room->members) >= room->max_participants) {
-                s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).",
-                               room->name, zlistx_size (room->members),
-                               room->max_participants);
-                s_room_pop (room);
-                return;
-            }
-            s_call_begin (&buffer, &packer, 3, "room", room->name);
-            pl_body_pack_str (&packer, "user");
-            pl_body_pack_str (&packer, op->argument);
-            pl_body_pack_str (&packer, "from");
-            pl_body_pack_str (&packer, op->user);
-            s_room_call (self, room, STAGE_WRITE, "store.invite.add", &buffer);
-            return;
-
-        case OP_MEMBERS:
-            if (!s_is_member (room, op->user)) {
-                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            s_members_reply (self, room, op);
-            s_room_pop (room);
-            return;
-
-        case OP_HISTORY:
-            if (!s_is_member (room, op->user)) {
-                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            s_history_call (self, room, op);
-            return;
-
-        case OP_SEND:
-            if (!s_is_member (room, op->user)) {
-                s_reply_error (self, op, "not_member",
-                               "You are not a member of the room '%s'; join it first.",
-                               room->name);
-                s_room_pop (room);
-                return;
-            }
-            {
-                //  The sends queued behind this one, up to the first that
-                //  is not a member's, are stored with it. A run also stays
-                //  under ROOMS_APPEND_BYTES of text: 256 messages of 4,000
-                //  emoji would pass the envelope's frame limit and cut the
-                //  store's link
-                size_t count = 0;
-                size_t bytes = 0;
-                for (op_t *next = op; next && next->kind == OP_SEND && count < ROOMS_APPEND_MAX
-                                      && (next == op || s_is_member (room, next->user));
-                     next = next->next) {
-                    bytes += strlen (next->argument);
-                    if (count && bytes > ROOMS_APPEND_BYTES)
-                        break;
-                    next->seq = room->last_seq + 1 + count;
-                    next->ts = pl_time_now ();
-                    count++;
-                }
-                s_call_begin (&buffer, &packer, 2, "room", room->name);
-                if (count == 1)
-                    pl_body_pack_str (&packer, "entry");
-                else {
-                    pl_body_pack_str (&packer, "entries");
-                    msgpack_pack_array (&packer, (uint32_t) count);
-                }
-                op_t *next = op;
-                for (size_t index = 0; index < count; index++, next = next->next)
-                    s_pack_store_entry (&packer, next, "message", NULL);
-                room->writing = count;
-            }
-            s_room_call (self, room, STAGE_WRITE, "store.msg.append", &buffer);
-            return;
-    }
-}
-
-//  Serves the room's queue until an op waits for the store or it is empty
-static void
-s_room_kick (rooms_t *self, room_t *room)
-{
-    while (room->head && room->stage == STAGE_NONE) {
-        op_t *op = room->head;
-        if (op->kind == OP_CREATE) {
-            s_op_start (self, room, op);
-            continue;
-        }
-        if (!room->loaded) {
-            msgpack_sbuffer buffer;
-            msgpack_packer packer;
-            s_call_begin (&buffer, &packer, 1, "name", room->name);
-            s_room_call (self, room, STAGE_LOAD_ROOM, "store.room.get", &buffer);
-            continue;
-        }
-        if (!room->exists) {
-            s_reply_error (self, op, "no_such_room", "There is no room named '%s'.", room->name);
-            s_room_pop (room);
-            continue;
-        }
-        s_op_start (self, room, op);
-    }
-    //  A room the store does not have is not worth keeping
-    if (!room->head && room->loaded && !room->exists)
-        zhashx_delete (self->rooms, room->key);
-}
-
-//  Answers every queued op with the error (the store could not load the room)
-static void
-s_room_fail_all (rooms_t *self, room_t *room, const char *code, const char *message)
-{
-    while (room->head) {
-        self->host->reply_error (self->ctx, &room->head->request, code, message);
-        s_room_pop (room);
-    }
-}
-
-//  Maps a store error to the client's code for an unexpected failure
-static const char *
-s_failure_code (const char *code)
-{
-    return strcmp (code, "unavailable") == 0? "unavailable": "internal";
-}
-
-static void
-s_failure (rooms_t *self, op_t *op, const char *code, const char *message)
-{
+    (void) key, (void) body, (void) size;
+    rooms_t *self = (rooms_t *) plugin;
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "store refused a request of '%s': %s (%s)",
-                     op->user, code, message? message: "");
+                     ((const args_t *) op->args)->user, code, message? message: "");
     if (strcmp (code, "unavailable") == 0)
         s_reply_error (self, op, "unavailable",
                        "The room service cannot reach its storage now; try again later.");
@@ -1025,10 +726,38 @@ s_failure (rooms_t *self, op_t *op, const char *code, const char *message)
         s_reply_error (self, op, "internal", "The room service failed; try again.");
 }
 
+static void
+s_no_such_room (rooms_t *self, room_t *room, pl_lane_op_t *op)
+{
+    s_reply_error (self, op, "no_such_room", "There is no room named '%s'.", room->name);
+}
+
+static void
+s_not_member (rooms_t *self, room_t *room, pl_lane_op_t *op)
+{
+    s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+                   room->name);
+}
+
+//  The store says the room is gone: forget it, and say so
+static void
+s_room_gone (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pl_lane_forget (self->lane, key);
+    s_no_such_room (self, (room_t *) pl_lane_state (key), op);
+}
+
+static void
+s_room_full (rooms_t *self, room_t *room, pl_lane_op_t *op)
+{
+    s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).", room->name,
+                   zlistx_size (room->members), room->max_participants);
+}
+
 //  Answers quota_exceeded when the store's code is one of its quotas.
 //  Returns true if it answered.
 static bool
-s_quota_reply (rooms_t *self, op_t *op, const char *code)
+s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
 {
     if (strcmp (code, "quota_owned") == 0)
         s_reply_error (self, op, "quota_exceeded", "You own %" PRIu64 " rooms, the most one"
@@ -1042,35 +771,267 @@ s_quota_reply (rooms_t *self, op_t *op, const char *code)
     return true;
 }
 
-//  The store answered the write of a send
+//  A store call's body: a map with n fields and the room's name first
 static void
-s_send_reply (rooms_t *self, room_t *room, op_t *op, const char *code, const char *message)
+s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
+              const char *field, const char *room)
 {
-    if (!code) {
-        room->last_seq = op->seq;
-        self->messages++;
-        s_deliver_entry (self, room, op, "message", NULL);
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 2);
-        pl_body_pack_str (&packer, "seq");
-        msgpack_pack_uint64 (&packer, op->seq);
-        pl_body_pack_str (&packer, "ts");
-        pl_body_pack_time (&packer, op->ts);
-        self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
-    }
-    else
-    if (strcmp (code, "not_found") == 0) {
-        s_room_forget_fields (room);
-        s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
-                       room->name);
-    }
-    else
-        s_failure (self, op, code, message);
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (packer, fields);
+    pl_body_pack_str (packer, field);
+    pl_body_pack_str (packer, room);
 }
+
+//  Sends the call for the head op and lets go of its body
+static void
+s_call (rooms_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
+        pl_lane_answer_fn *answer)
+{
+    pl_lane_call (self->lane, key, type, buffer->data, buffer->size, answer);
+    msgpack_sbuffer_destroy (buffer);
+}
+
+//  Sends the write of the count ops at the head and lets go of its body
+static void
+s_write (rooms_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
+         size_t count, pl_lane_answer_fn *answer)
+{
+    pl_lane_write (self->lane, key, type, buffer->data, buffer->size, count, answer);
+    msgpack_sbuffer_destroy (buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Loading a room: its settings and last seq (store.room.get), then its
+//  members (store.member.list)
+
+//  Fills the room's fields from the store's room map
+static int
+s_room_fill (room_t *room, const msgpack_object *map)
+{
+    char *name = NULL, *description = NULL, *owner = NULL;
+    if (pl_body_str (map, "name", &name) != 1
+    ||  pl_body_str (map, "owner", &owner) != 1
+    ||  pl_body_str (map, "description", &description) < 0) {
+        free (name);
+        free (owner);
+        free (description);
+        return -1;
+    }
+    free (room->name);
+    room->name = name;
+    free (room->owner);
+    room->owner = owner;
+    free (room->description);
+    room->description = description? description: strdup ("");
+    room->is_private = pl_body_bool (map, "private");
+    room->max_participants = (uint32_t) pl_body_int (map, "max_participants");
+    room->created_at = pl_body_int (map, "created_at");
+    room->loading_seq = (uint64_t) pl_body_int (map, "last_seq");
+    return 0;
+}
+
+//  Adds the names of a store array to the room's members: at the end, in
+//  the store's order, into an empty list; else each in its place
+static void
+s_members_add_from (room_t *room, const msgpack_object *members)
+{
+    bool empty = zlistx_size (room->members) == 0;
+    for (uint32_t index = 0; index < members->via.array.size; index++) {
+        const msgpack_object *name = &members->via.array.ptr [index];
+        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size < ROOMS_NAME_BYTES) {
+            char text [ROOMS_NAME_BYTES];
+            memcpy (text, name->via.str.ptr, name->via.str.size);
+            text [name->via.str.size] = 0;
+            if (empty)
+                zlistx_add_end (room->members, text);
+            else
+                s_member_add (room, text);
+        }
+    }
+}
+
+//  The room could not be loaded: every request waiting for it hears so
+static void
+s_load_failed (rooms_t *self, pl_lane_key_t *key, const char *code)
+{
+    room_t *room = (room_t *) pl_lane_state (key);
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load room '%s': %s",
+                     room->name, code? code: "malformed answer");
+    pl_lane_fail_all (self->lane, key,
+                      code && strcmp (code, "unavailable") == 0? "unavailable": "internal",
+                      "The room service cannot reach its storage now; try again later.");
+}
+
+static void
+s_members_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  const char *message, const msgpack_object *body, size_t size)
+{
+    (void) op, (void) message, (void) size;
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const msgpack_object *members = pl_body_field (body, "members");
+    if (code && strcmp (code, "not_found") == 0)
+        pl_lane_loaded (self->lane, key, 0);        //  room->exists stays false
+    else
+    if (code || !members || members->type != MSGPACK_OBJECT_ARRAY)
+        s_load_failed (self, key, code);
+    else {
+        zlistx_purge (room->members);
+        s_members_add_from (room, members);
+        room->exists = true;
+        pl_lane_loaded (self->lane, key, room->loading_seq);
+    }
+}
+
+static void
+s_room_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body, size_t size)
+{
+    (void) op, (void) message, (void) size;
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code && strcmp (code, "not_found") == 0)
+        pl_lane_loaded (self->lane, key, 0);        //  room->exists stays false
+    else
+    if (code || s_room_fill (room, pl_body_field (body, "room")) != 0)
+        s_load_failed (self, key, code);
+    else {
+        msgpack_sbuffer buffer;
+        msgpack_packer packer;
+        s_call_begin (&buffer, &packer, 1, "room", room->name);
+        s_call (self, key, "store.member.list", &buffer, s_members_loaded);
+    }
+}
+
+//  The lane's class load
+static void
+s_room_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) op;
+    room_t *room = (room_t *) pl_lane_state (key);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 1, "name", room->name);
+    s_call ((rooms_t *) plugin, key, "store.room.get", &buffer, s_room_loaded);
+}
+
+//  For an action on an existing room: true when the room is loaded and
+//  exists; else it is being loaded (false), or op is answered no_such_room
+static bool
+s_room_ready (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    if (!pl_lane_ready (self->lane, key))
+        return false;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!room->exists)
+        s_no_such_room (self, room, op);
+    return room->exists;
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.create: the one action that needs no loaded room
+
+//  The room is stored: it is loaded as the store has it, with its owner as
+//  its member; the lifecycle event goes out and the creator gets the room
+static void
+s_create_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    room->exists = true;
+    zlistx_purge (room->members);
+    zlistx_add_end (room->members, room->owner);
+    pl_lane_loaded (self->lane, key, room->loading_seq);
+    self->host->log (self->ctx, PARLEY_LOG_INFO, "%s created the %s room '%s'",
+                     args->user, room->is_private? "private": "public", room->name);
+    char notice [256];
+    snprintf (notice, sizeof notice, "%s has created the room %s.", args->user, room->name);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 6);
+    pl_body_pack_str (&packer, "type");
+    pl_body_pack_str (&packer, "system");
+    pl_body_pack_str (&packer, "event");
+    pl_body_pack_str (&packer, "create");
+    pl_body_pack_str (&packer, "room");
+    s_pack_room (&packer, room);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "ts");
+    pl_body_pack_time (&packer, op->ts);
+    pl_body_pack_str (&packer, "message");
+    pl_body_pack_str (&packer, notice);
+    s_deliver_lifecycle (self, room, buffer.data, buffer.size);
+    msgpack_sbuffer_clear (&buffer);
+    msgpack_pack_map (&packer, 1);
+    pl_body_pack_str (&packer, "room");
+    s_pack_room (&packer, room);
+    s_reply_packed (self, op, &buffer);
+}
+
+static void
+s_create_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                 const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code && strcmp (code, "conflict") == 0)
+        s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+                       room->name);
+    else
+    if (code && s_quota_reply (self, op, code))
+        ;
+    else
+    if (code)
+        s_failure (self, key, op, code, message, body, size);
+    else
+    if (s_room_fill (room, pl_body_field (body, "room")) != 0)
+        s_failure (self, key, op, "internal", "malformed answer", body, size);
+    else
+        s_create_done (self, key, op);
+}
+
+static void
+s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    if (room->exists) {
+        s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+                       room->name);
+        return;
+    }
+    op->ts = pl_time_now ();
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 8, "name", room->name);
+    pl_body_pack_str (&packer, "description");
+    pl_body_pack_str (&packer, args->argument? args->argument: "");
+    pl_body_pack_str (&packer, "private");
+    args->is_private? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
+    pl_body_pack_str (&packer, "max_participants");
+    msgpack_pack_uint32 (&packer, args->max_participants);
+    pl_body_pack_str (&packer, "owner");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "created_at");
+    msgpack_pack_int64 (&packer, op->ts);
+    //  The store counts the quotas by index, after the name
+    pl_body_pack_str (&packer, "max_owned");
+    msgpack_pack_uint64 (&packer, self->max_owned);
+    pl_body_pack_str (&packer, "max_joined");
+    msgpack_pack_uint64 (&packer, self->max_joined);
+    s_call (self, key, "store.room.create", &buffer, s_create_answer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.history, and the history room.join answers with
 
 //  A reply buffer sized for about hint bytes at once: a page of big entries
 //  grows it in one allocation rather than by doubling (each a copy)
@@ -1084,19 +1045,95 @@ s_buffer_init (msgpack_sbuffer *buffer, size_t hint)
         buffer->alloc = alloc;
 }
 
+//  Asks the store for the op's page of history; answer gets it
+static void
+s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                pl_lane_answer_fn *answer)
+{
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    size_t fields = 2 + (args->before >= 0) + (args->after >= 0);
+    s_call_begin (&buffer, &packer, fields, "room", room->name);
+    pl_body_pack_str (&packer, "limit");
+    msgpack_pack_uint32 (&packer, args->limit);
+    if (args->before >= 0) {
+        pl_body_pack_str (&packer, "before");
+        msgpack_pack_int64 (&packer, args->before);
+    }
+    if (args->after >= 0) {
+        pl_body_pack_str (&packer, "after");
+        msgpack_pack_int64 (&packer, args->after);
+    }
+    s_call (self, key, "store.msg.history", &buffer, answer);
+}
+
+//  Answers room.history: the store's page, cut further if the client's
+//  reply would pass its limit (keeping the entries next to the cursor),
+//  with more when older (or, with after, newer) entries exist
+static void
+s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code) {
+        s_failure (self, key, op, code, message, body, size);
+        return;
+    }
+    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
+    msgpack_sbuffer buffer;
+    s_buffer_init (&buffer, size);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    pl_body_pack_str (&packer, "messages");
+    bool cut = s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"),
+                                     &budget, ((const args_t *) op->args)->after < 0);
+    pl_body_pack_str (&packer, "more");
+    cut || pl_body_bool (body, "more")? msgpack_pack_true (&packer)
+                                      : msgpack_pack_false (&packer);
+    s_reply_packed (self, op, &buffer);
+}
+
+static void
+s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!s_is_member (room, ((const args_t *) op->args)->user))
+        s_not_member (self, room, op);
+    else
+        s_history_call (self, key, op, s_history_answer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.join: the member's entry written, then the room with its members
+//  and its newest history
+
 //  Answers room.join: the room, its members (at most join_members, and
 //  more_members when there are more) and as many of the newest entries of
 //  its history as fit in what the members left of the budget
 static void
-s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body,
-              size_t body_size)
+s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body, size_t size)
 {
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code) {
+        s_failure (self, key, op, code, message, body, size);
+        return;
+    }
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
     msgpack_sbuffer members;
     msgpack_sbuffer_init (&members);
     bool more_members = s_pack_join_members (self, room, &members, &budget);
     msgpack_sbuffer buffer;
-    s_buffer_init (&buffer, body_size + members.size);
+    s_buffer_init (&buffer, size + members.size);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, more_members? 4: 3);
@@ -1111,357 +1148,402 @@ s_join_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body,
     //  The members and the history share one budget
     pl_body_pack_str (&packer, "history");
     s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"), &budget, true);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    s_reply_packed (self, op, &buffer);
     msgpack_sbuffer_destroy (&members);
 }
 
-//  Answers room.history: the store's page, cut further if the client's
-//  reply would pass its limit (keeping the entries next to the cursor),
-//  with more when older (or, with after, newer) entries exist
+//  The store answered the join's write. Ok leaves the op to run again: a
+//  member now, it asks for its history.
 static void
-s_history_reply (rooms_t *self, room_t *room, op_t *op, const msgpack_object *body,
-                 size_t body_size)
+s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body, size_t size)
 {
-    pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
-    msgpack_sbuffer buffer;
-    s_buffer_init (&buffer, body_size);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 2);
-    pl_body_pack_str (&packer, "messages");
-    bool cut = s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"),
-                                     &budget, op->after < 0);
-    pl_body_pack_str (&packer, "more");
-    cut || pl_body_bool (body, "more")? msgpack_pack_true (&packer)
-                                      : msgpack_pack_false (&packer);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const char *user = ((const args_t *) op->args)->user;
+    if (!code && pl_body_bool (body, "added")) {
+        pl_lane_stored (key, op);
+        s_member_add (room, user);
+        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s joined '%s'", user, room->name);
+        s_deliver_entry (self, room, op, "system", "join");
+    }
+    else
+    if (!code)      //  a member already, as the store knows
+        s_member_add (room, user);
+    else
+    if (strcmp (code, "forbidden") == 0)
+        s_reply_error (self, op, "forbidden",
+                       "The room '%s' is private: you need an invitation to join it.",
+                       room->name);
+    else
+    if (s_quota_reply (self, op, code))
+        ;
+    else
+    if (strcmp (code, "full") == 0)
+        s_reply_error (self, op, "room_full", "Room '%s' is full (%u of %u).",
+                       room->name, room->max_participants, room->max_participants);
+    else
+    if (strcmp (code, "not_found") == 0)
+        s_room_gone (self, key, op);
+    else
+        s_failure (self, key, op, code, message, body, size);
 }
 
-//  The store answered a call of the room's head op
 static void
-s_room_reply (rooms_t *self, room_t *room, const char *code, const char *message,
-              const msgpack_object *body, size_t body_size)
+s_join_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
-    stage_t stage = room->stage;
-    room->stage = STAGE_NONE;
-    op_t *op = room->head;
-    if (!op)
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    if (!s_room_ready (self, key, op))
         return;
-
-    if (stage == STAGE_LOAD_ROOM) {
-        if (code && strcmp (code, "not_found") == 0) {
-            room->loaded = true;
-            room->exists = false;
-        }
-        else
-        if (code || s_room_fill (room, pl_body_field (body, "room")) != 0) {
-            self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load room '%s': %s",
-                             room->name, code? code: "malformed answer");
-            s_room_fail_all (self, room, code? s_failure_code (code): "internal",
-                             "The room service cannot reach its storage now; try again later.");
-        }
-        else {
-            msgpack_sbuffer buffer;
-            msgpack_packer packer;
-            s_call_begin (&buffer, &packer, 1, "room", room->name);
-            s_room_call (self, room, STAGE_LOAD_MEMBERS, "store.member.list", &buffer);
-        }
-        s_room_kick (self, room);
+    if (s_is_member (room, args->user)) {
+        s_history_call (self, key, op, s_join_answer);
         return;
     }
-    if (stage == STAGE_LOAD_MEMBERS) {
-        const msgpack_object *members = pl_body_field (body, "members");
-        if (code && strcmp (code, "not_found") == 0) {
-            room->loaded = true;
-            room->exists = false;
-        }
-        else
-        if (code || !members || members->type != MSGPACK_OBJECT_ARRAY)
-            s_room_fail_all (self, room, code? s_failure_code (code): "internal",
-                             "The room service cannot reach its storage now; try again later.");
-        else {
-            zlistx_purge (room->members);
-            for (uint32_t index = 0; index < members->via.array.size; index++) {
-                const msgpack_object *name = &members->via.array.ptr [index];
-                if (name->type == MSGPACK_OBJECT_STR && name->via.str.size < 260) {
-                    char text [260];
-                    memcpy (text, name->via.str.ptr, name->via.str.size);
-                    text [name->via.str.size] = 0;
-                    zlistx_add_end (room->members, text);
-                }
-            }
-            room->loaded = true;
-            room->exists = true;
-        }
-        s_room_kick (self, room);
+    if (zlistx_size (room->members) >= room->max_participants) {
+        s_room_full (self, room, op);
         return;
     }
-
-    //  A write or a history read of the head op, or a write of the sends
-    //  at the head
-    size_t writing = room->writing? room->writing: 1;
-    room->writing = 0;
-    if (code && strcmp (code, "conflict") == 0 && op->kind != OP_CREATE) {
-        //  Our seq was taken: the store knows better. Reload, then try once
-        //  more. Those tried once already come first in the run.
-        self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                         "seq %" PRIu64 " of room '%s' is taken; reloading the room",
-                         op->seq, room->name);
-        s_room_forget_fields (room);
-        while (writing && room->head && room->head->retried) {
-            s_failure (self, room->head, code, message);
-            s_room_pop (room);
-            writing--;
-        }
-        for (op_t *next = room->head; writing && next; next = next->next, writing--)
-            next->retried = true;
-        s_room_kick (self, room);
-        return;
-    }
-    if (code && strcmp (code, "unavailable") == 0 && stage == STAGE_WRITE
-    &&  op->kind != OP_CREATE && op->kind != OP_INVITE)
-        //  The write may have happened: learn the last seq again before the next
-        s_room_forget_fields (room);
-
-    switch (op->kind) {
-        case OP_CREATE:
-            if (code && strcmp (code, "conflict") == 0)
-                s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
-                               room->name);
-            else
-            if (code && s_quota_reply (self, op, code))
-                ;
-            else
-            if (code)
-                s_failure (self, op, code, message);
-            else
-            if (s_room_fill (room, pl_body_field (body, "room")) != 0)
-                s_failure (self, op, "internal", "malformed answer");
-            else {
-                room->loaded = true;
-                room->exists = true;
-                zlistx_purge (room->members);
-                zlistx_add_end (room->members, room->owner);
-                self->host->log (self->ctx, PARLEY_LOG_INFO, "%s created the %s room '%s'",
-                                 op->user, room->is_private? "private": "public", room->name);
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                char notice [256];
-                snprintf (notice, sizeof notice, "%s has created the room %s.",
-                          op->user, room->name);
-                msgpack_pack_map (&packer, 6);
-                pl_body_pack_str (&packer, "type");
-                pl_body_pack_str (&packer, "system");
-                pl_body_pack_str (&packer, "event");
-                pl_body_pack_str (&packer, "create");
-                pl_body_pack_str (&packer, "room");
-                s_pack_room (&packer, room);
-                pl_body_pack_str (&packer, "user");
-                pl_body_pack_str (&packer, op->user);
-                pl_body_pack_str (&packer, "ts");
-                pl_body_pack_time (&packer, op->ts);
-                pl_body_pack_str (&packer, "message");
-                pl_body_pack_str (&packer, notice);
-                if (room->is_private)
-                    s_deliver_members (self, room, buffer.data, buffer.size);
-                else
-                    s_deliver_everyone (self, buffer.data, buffer.size);
-                msgpack_sbuffer_clear (&buffer);
-                msgpack_pack_map (&packer, 1);
-                pl_body_pack_str (&packer, "room");
-                s_pack_room (&packer, room);
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-            }
-            break;
-
-        case OP_JOIN:
-            if (stage == STAGE_WRITE) {
-                if (!code) {
-                    if (pl_body_bool (body, "added")) {
-                        room->last_seq = op->seq;
-                        s_member_add (room, op->user);
-                        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s joined '%s'",
-                                         op->user, room->name);
-                        s_deliver_entry (self, room, op, "system", "join");
-                    }
-                    else    //  a member already, as the store knows
-                        s_member_add (room, op->user);
-                    s_history_call (self, room, op);
-                    s_room_kick (self, room);   //  in case the call could not be sent
-                    return;     //  the op waits for its history
-                }
-                if (strcmp (code, "forbidden") == 0)
-                    s_reply_error (self, op, "forbidden",
-                                   "The room '%s' is private: you need an invitation to join it.",
-                                   room->name);
-                else
-                if (s_quota_reply (self, op, code))
-                    ;
-                else
-                if (strcmp (code, "full") == 0)
-                    s_reply_error (self, op, "room_full", "Room '%s' is full (%u of %u).",
-                                   room->name, room->max_participants, room->max_participants);
-                else
-                if (strcmp (code, "not_found") == 0) {
-                    s_room_forget_fields (room);
-                    s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
-                                   room->name);
-                }
-                else
-                    s_failure (self, op, code, message);
-                break;
-            }
-            //  STAGE_HISTORY
-            if (code)
-                s_failure (self, op, code, message);
-            else
-                s_join_reply (self, room, op, body, body_size);
-            break;
-
-        case OP_LEAVE:
-            if (!code) {
-                room->last_seq = op->seq;
-                //  The leaver hears of it too, on every session
-                s_deliver_entry (self, room, op, "system", "leave");
-                s_member_remove (room, op->user);
-                self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s left '%s'",
-                                 op->user, room->name);
-                self->host->reply (self->ctx, &op->request, NULL, 0);
-            }
-            else
-            if (strcmp (code, "not_member") == 0) {
-                s_member_remove (room, op->user);
-                s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
-                               room->name);
-            }
-            else
-            if (strcmp (code, "not_found") == 0) {
-                s_room_forget_fields (room);
-                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
-                               room->name);
-            }
-            else
-                s_failure (self, op, code, message);
-            break;
-
-        case OP_DELETE:
-            if (!code) {
-                self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
-                                 op->user, room->name);
-                //  The members the store names, in case the cache missed one
-                const msgpack_object *members = pl_body_field (body, "members");
-                if (members && members->type == MSGPACK_OBJECT_ARRAY)
-                    for (uint32_t index = 0; index < members->via.array.size; index++) {
-                        const msgpack_object *name = &members->via.array.ptr [index];
-                        if (name->type == MSGPACK_OBJECT_STR && name->via.str.size < 260) {
-                            char text [260];
-                            memcpy (text, name->via.str.ptr, name->via.str.size);
-                            text [name->via.str.size] = 0;
-                            s_member_add (room, text);
-                        }
-                    }
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                char notice [256];
-                snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
-                msgpack_pack_map (&packer, 6);
-                pl_body_pack_str (&packer, "type");
-                pl_body_pack_str (&packer, "system");
-                pl_body_pack_str (&packer, "event");
-                pl_body_pack_str (&packer, "delete");
-                pl_body_pack_str (&packer, "room");
-                pl_body_pack_str (&packer, room->name);
-                pl_body_pack_str (&packer, "user");
-                pl_body_pack_str (&packer, op->user);
-                pl_body_pack_str (&packer, "ts");
-                pl_body_pack_time (&packer, op->ts);
-                pl_body_pack_str (&packer, "message");
-                pl_body_pack_str (&packer, notice);
-                if (room->is_private)
-                    s_deliver_members (self, room, buffer.data, buffer.size);
-                else
-                    s_deliver_everyone (self, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-                s_room_forget_fields (room);
-                room->loaded = true;        //  known not to exist
-                self->host->reply (self->ctx, &op->request, NULL, 0);
-            }
-            else
-            if (strcmp (code, "not_found") == 0) {
-                s_room_forget_fields (room);
-                s_reply_error (self, op, "no_such_room", "There is no room named '%s'.",
-                               room->name);
-            }
-            else
-                s_failure (self, op, code, message);
-            break;
-
-        case OP_INVITE:
-            if (!code) {
-                char invitee [260];
-                pl_body_copy (body, "user", invitee, sizeof invitee);
-                if (!*invitee)
-                    snprintf (invitee, sizeof invitee, "%s", op->argument);
-                if (!pl_body_bool (body, "already_member")) {
-                    msgpack_sbuffer buffer;
-                    msgpack_sbuffer_init (&buffer);
-                    msgpack_packer packer;
-                    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                    msgpack_pack_map (&packer, 3);
-                    pl_body_pack_str (&packer, "type");
-                    pl_body_pack_str (&packer, "invite");
-                    pl_body_pack_str (&packer, "room");
-                    pl_body_pack_str (&packer, room->name);
-                    pl_body_pack_str (&packer, "from");
-                    pl_body_pack_str (&packer, op->user);
-                    const char *users [1] = { invitee };
-                    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
-                    msgpack_sbuffer_destroy (&buffer);
-                    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
-                                     op->user, invitee, room->name);
-                }
-                self->host->reply (self->ctx, &op->request, NULL, 0);
-            }
-            else
-            if (strcmp (code, "not_found") == 0)
-                s_reply_error (self, op, "no_such_user", "There is no user named '%s'.",
-                               op->argument);
-            else
-                s_failure (self, op, code, message);
-            break;
-
-        case OP_HISTORY:
-            if (code)
-                s_failure (self, op, code, message);
-            else
-                s_history_reply (self, room, op, body, body_size);
-            break;
-
-        case OP_SEND:
-            while (writing-- && room->head) {
-                s_send_reply (self, room, room->head, code, message);
-                s_room_pop (room);
-            }
-            s_room_kick (self, room);
-            return;
-
-        case OP_MEMBERS:
-            break;      //  answered without the store
-    }
-    s_room_pop (room);
-    s_room_kick (self, room);
+    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 4, "room", room->name);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "entry");
+    s_pack_store_entry (&packer, op, "system", "join");
+    pl_body_pack_str (&packer, "max_joined");
+    msgpack_pack_uint64 (&packer, self->max_joined);
+    s_write (self, key, "store.member.add", &buffer, 1, s_join_written);
 }
 
 
 //  --------------------------------------------------------------------------
-//  Requests: shape and values first, then the room's queue
+//  room.leave
+
+static void
+s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                 const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const char *user = ((const args_t *) op->args)->user;
+    if (!code) {
+        pl_lane_stored (key, op);
+        //  The leaver hears of it too, on every session
+        s_deliver_entry (self, room, op, "system", "leave");
+        s_member_remove (room, user);
+        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s left '%s'", user, room->name);
+        self->host->reply (self->ctx, &op->request, NULL, 0);
+    }
+    else
+    if (strcmp (code, "not_member") == 0) {
+        s_member_remove (room, user);
+        s_not_member (self, room, op);
+    }
+    else
+    if (strcmp (code, "not_found") == 0)
+        s_room_gone (self, key, op);
+    else
+        s_failure (self, key, op, code, message, body, size);
+}
+
+static void
+s_leave_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!s_is_member (room, args->user)) {
+        s_not_member (self, room, op);
+        return;
+    }
+    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 3, "room", room->name);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "entry");
+    s_pack_store_entry (&packer, op, "system", "leave");
+    s_write (self, key, "store.member.remove", &buffer, 1, s_leave_written);
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.delete
+
+//  The room is deleted: its members (the store names them, in case the
+//  cache missed one) or everyone hear of it; the room is known not to exist
+static void
+s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+               const msgpack_object *body)
+{
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
+                     args->user, room->name);
+    const msgpack_object *members = pl_body_field (body, "members");
+    if (members && members->type == MSGPACK_OBJECT_ARRAY)
+        s_members_add_from (room, members);
+    char notice [256];
+    snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 6);
+    pl_body_pack_str (&packer, "type");
+    pl_body_pack_str (&packer, "system");
+    pl_body_pack_str (&packer, "event");
+    pl_body_pack_str (&packer, "delete");
+    pl_body_pack_str (&packer, "room");
+    pl_body_pack_str (&packer, room->name);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "ts");
+    pl_body_pack_time (&packer, op->ts);
+    pl_body_pack_str (&packer, "message");
+    pl_body_pack_str (&packer, notice);
+    s_deliver_lifecycle (self, room, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    pl_lane_forget (self->lane, key);
+    pl_lane_loaded (self->lane, key, 0);            //  known not to exist
+    self->host->reply (self->ctx, &op->request, NULL, 0);
+}
+
+static void
+s_delete_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    if (!code)
+        s_delete_done (self, key, op, body);
+    else
+    if (strcmp (code, "not_found") == 0)
+        s_room_gone (self, key, op);
+    else
+        s_failure (self, key, op, code, message, body, size);
+}
+
+static void
+s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!room->owner || !pl_text_same_name (room->owner, ((const args_t *) op->args)->user)) {
+        s_reply_error (self, op, "forbidden", "Only the owner of the room '%s' (%s) can"
+                       " delete it.", room->name, room->owner? room->owner: "");
+        return;
+    }
+    op->ts = pl_time_now ();
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 1, "name", room->name);
+    //  A write of the room's state: an unknown outcome reloads it
+    s_write (self, key, "store.room.delete", &buffer, 1, s_delete_written);
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.invite
+
+//  The invitation is stored: the invitee hears of it, unless a member
+static void
+s_invite_done (rooms_t *self, room_t *room, pl_lane_op_t *op, const msgpack_object *body)
+{
+    const args_t *args = (const args_t *) op->args;
+    char invitee [ROOMS_NAME_BYTES];
+    pl_body_copy (body, "user", invitee, sizeof invitee);
+    if (!*invitee)
+        snprintf (invitee, sizeof invitee, "%s", args->argument);
+    if (!pl_body_bool (body, "already_member")) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 3);
+        pl_body_pack_str (&packer, "type");
+        pl_body_pack_str (&packer, "invite");
+        pl_body_pack_str (&packer, "room");
+        pl_body_pack_str (&packer, room->name);
+        pl_body_pack_str (&packer, "from");
+        pl_body_pack_str (&packer, args->user);
+        const char *users [1] = { invitee };
+        self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
+                         args->user, invitee, room->name);
+    }
+    self->host->reply (self->ctx, &op->request, NULL, 0);
+}
+
+static void
+s_invite_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                 const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    if (code && strcmp (code, "not_found") == 0)
+        s_reply_error (self, op, "no_such_user", "There is no user named '%s'.",
+                       ((const args_t *) op->args)->argument);
+    else
+    if (code)
+        s_failure (self, key, op, code, message, body, size);
+    else
+        s_invite_done (self, (room_t *) pl_lane_state (key), op, body);
+}
+
+static void
+s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    if (!s_room_ready (self, key, op))
+        return;
+    if (room->is_private && !s_is_member (room, args->user))
+        s_reply_error (self, op, "forbidden",
+                       "Only members of the private room '%s' can invite to it.", room->name);
+    else
+    if (s_is_member (room, args->argument))
+        //  Nothing to record or tell: the invitee is in the room
+        self->host->reply (self->ctx, &op->request, NULL, 0);
+    else
+    if (zlistx_size (room->members) >= room->max_participants)
+        s_room_full (self, room, op);
+    else {
+        msgpack_sbuffer buffer;
+        msgpack_packer packer;
+        s_call_begin (&buffer, &packer, 3, "room", room->name);
+        pl_body_pack_str (&packer, "user");
+        pl_body_pack_str (&packer, args->argument);
+        pl_body_pack_str (&packer, "from");
+        pl_body_pack_str (&packer, args->user);
+        s_call (self, key, "store.invite.add", &buffer, s_invite_answer);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  room.members: from the cache
+
+static void
+s_members_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!s_is_member (room, ((const args_t *) op->args)->user))
+        s_not_member (self, room, op);
+    else
+        s_members_reply (self, room, op);
+}
+
+
+//  --------------------------------------------------------------------------
+//  msg.send: the sends at the head of the room, one store.msg.append
+
+//  The store answered the run's write, for one send of it
+static void
+s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body, size_t size)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code && strcmp (code, "not_found") == 0)
+        s_room_gone (self, key, op);
+    else
+    if (code)
+        s_failure (self, key, op, code, message, body, size);
+    else {
+        pl_lane_stored (key, op);
+        self->messages++;
+        s_deliver_entry (self, room, op, "message", NULL);
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        pl_body_pack_str (&packer, "seq");
+        msgpack_pack_uint64 (&packer, op->seq);
+        pl_body_pack_str (&packer, "ts");
+        pl_body_pack_time (&packer, op->ts);
+        s_reply_packed (self, op, &buffer);
+    }
+}
+
+//  A send queued behind the head joins its run when it is a member's
+static bool
+s_send_joins (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    return s_is_member (room, ((const args_t *) op->args)->user);
+}
+
+static void
+s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!s_is_member (room, ((const args_t *) op->args)->user)) {
+        s_reply_error (self, op, "not_member",
+                       "You are not a member of the room '%s'; join it first.", room->name);
+        return;
+    }
+    //  A run stays under ROOMS_APPEND_BYTES of text: 256 messages of 4,000
+    //  emoji would pass the envelope's frame limit and cut the store's link
+    size_t count = pl_lane_run (self->lane, key, ROOMS_APPEND_MAX, ROOMS_APPEND_BYTES,
+                                s_send_joins);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 2, "room", room->name);
+    if (count == 1)
+        pl_body_pack_str (&packer, "entry");
+    else {
+        pl_body_pack_str (&packer, "entries");
+        msgpack_pack_array (&packer, (uint32_t) count);
+    }
+    pl_lane_op_t *next = op;
+    for (size_t index = 0; index < count; index++, next = next->next)
+        s_pack_store_entry (&packer, next, "message", NULL);
+    s_write (self, key, "store.msg.append", &buffer, count, s_send_written);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests: each type's fields and checks, then the room's queue
+
+//  What is wrong with a request, if anything: its answer
+typedef struct {
+    const char *code;               //  NULL while nothing is
+    char message [256];
+    int64_t retry_ms;               //  with rate_limited: when to try again
+} verdict_t;
+
+//  Sets the verdict. Returns false, for the reader to return.
+static bool
+s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static bool
+s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
+{
+    verdict->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (verdict->message, sizeof verdict->message, format, args);
+    va_end (args);
+    return false;
+}
 
 //  A user's allowance of sends (and invitations): 0 when one more may go
 //  now, else the milliseconds until it may (retry_after_ms)
@@ -1488,25 +1570,231 @@ s_rate_wait (rooms_t *self, const char *user)
     return pl_bucket_take (bucket, self->rate, self->burst, now);
 }
 
-//  room.members' cursor: "m." and a user name, lower-cased, into *name_p
-//  (caller owns it; NULL when absent). Returns 0, or -1 when the cursor is
-//  not one this plugin gives.
-static int
-s_members_cursor (const msgpack_object *map, char **name_p)
+static bool
+s_read_create (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    const msgpack_object *value = pl_body_field (map, "private");
+    if (value && value->type != MSGPACK_OBJECT_NIL) {
+        if (value->type != MSGPACK_OBJECT_BOOLEAN)
+            return s_refuse (verdict, "bad_request", "The field 'private' must be true or false.");
+        args->is_private = value->via.boolean;
+    }
+    uint64_t max;
+    int found = pl_body_uint (map, "max_participants", &max);
+    if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
+                                  || max > ROOMS_MAX_PARTICIPANTS_MAX)))
+        return s_refuse (verdict, "bad_request",
+                         "The field 'max_participants' must be a whole number from %d to %d.",
+                         ROOMS_MAX_PARTICIPANTS_MIN, ROOMS_MAX_PARTICIPANTS_MAX);
+    if (found == 1)
+        args->max_participants = (uint32_t) max;
+    if (pl_body_str (map, "description", &args->argument) < 0
+    ||  (args->argument && pl_text_utf8_length (args->argument) > ROOMS_DESCRIPTION_MAX))
+        return s_refuse (verdict, "bad_request",
+                         "The field 'description' must be a text of at most %d characters.",
+                         ROOMS_DESCRIPTION_MAX);
+    return true;
+}
+
+static bool
+s_read_invite (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    if (pl_body_str (map, "user", &args->argument) != 1)
+        return s_refuse (verdict, "bad_request", "The field 'user' must be a string: who to invite.");
+    return true;
+}
+
+//  A seq cursor field into *seq_p (-1 when absent)
+static bool
+s_read_seq (const msgpack_object *map, const char *name, int64_t *seq_p, verdict_t *verdict)
+{
+    uint64_t value;
+    int found = pl_body_uint (map, name, &value);
+    if (found < 0 || value > INT64_MAX)
+        return s_refuse (verdict, "bad_request",
+                         "The field '%s' must be a seq (a whole number).", name);
+    if (found == 1)
+        *seq_p = (int64_t) value;
+    return true;
+}
+
+static bool
+s_read_history (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    uint64_t value;
+    int found = pl_body_uint (map, "limit", &value);
+    if (found < 0 || (found == 1 && (value < 1 || value > ROOMS_HISTORY_MAX)))
+        return s_refuse (verdict, "bad_request",
+                         "The field 'limit' must be a whole number from 1 to %d.",
+                         ROOMS_HISTORY_MAX);
+    if (found == 1)
+        args->limit = (uint32_t) value;
+    if (!s_read_seq (map, "before", &args->before, verdict)
+    ||  !s_read_seq (map, "after", &args->after, verdict))
+        return false;
+    if (args->before >= 0 && args->after >= 0)
+        return s_refuse (verdict, "bad_request", "Give 'before' or 'after', not both.");
+    return true;
+}
+
+static bool
+s_read_send (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    int found = pl_body_text (map, "text", &args->argument);
+    if (found == -2)
+        args->text_has_nul = true;      //  a value the server refuses: invalid_text
+    else
+    if (found != 1)
+        return s_refuse (verdict, "bad_request", "The field 'text' must be a string.");
+    return true;
+}
+
+//  room.members' cursor: "m." and a user name, lower-cased, into
+//  args->argument; absent is the first page
+static bool
+s_read_members (args_t *args, const msgpack_object *map, verdict_t *verdict)
 {
     char *cursor = NULL;
     int found = pl_body_str (map, "cursor", &cursor);
-    int rc = found < 0? -1: 0;
+    bool valid = found == 0;
     if (found == 1) {
-        bool valid = strncmp (cursor, "m.", 2) == 0 && pl_text_username_valid (cursor + 2);
+        valid = strncmp (cursor, "m.", 2) == 0 && pl_text_username_valid (cursor + 2);
         for (char *c = cursor + 2; valid && *c; c++)
             valid = !isupper ((unsigned char) *c);
         if (valid)
-            *name_p = strdup (cursor + 2);
-        rc = valid && *name_p? 0: -1;
+            valid = (args->argument = strdup (cursor + 2)) != NULL;
     }
     free (cursor);
-    return rc;
+    if (!valid)
+        return s_refuse (verdict, "bad_request",
+                         "The field 'cursor' must be a 'next' this server gave.");
+    return true;
+}
+
+static bool
+s_check_send (rooms_t *self, args_t *args, verdict_t *verdict)
+{
+    size_t length = args->text_has_nul? 0: pl_text_utf8_length (args->argument);
+    if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (args->argument))
+        return s_refuse (verdict, "invalid_text", "A message is 1 to %d characters and not"
+                         " only white space.", ROOMS_TEXT_MAX);
+    if ((verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
+        return s_refuse (verdict, "rate_limited",
+                         "You are sending messages too fast; wait a moment and try again.");
+    return true;
+}
+
+static bool
+s_check_invite (rooms_t *self, args_t *args, verdict_t *verdict)
+{
+    if (!pl_text_username_valid (args->argument))
+        return s_refuse (verdict, "no_such_user", "There is no user named '%.40s'.",
+                         args->argument);
+    //  Invitations count against the message rate (PROTOCOL.md 1.1)
+    if ((verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
+        return s_refuse (verdict, "rate_limited",
+                         "You are sending invitations too fast; wait a moment and try again.");
+    return true;
+}
+
+//  The request types about one room: how each is read (its fields' shape),
+//  checked (their values, after the room's name) and served (its action)
+typedef struct {
+    const char *type;
+    bool (*read) (args_t *args, const msgpack_object *map, verdict_t *verdict);
+    bool (*check) (rooms_t *self, args_t *args, verdict_t *verdict);
+    pl_lane_action_fn *start;
+} request_type_t;
+
+static const request_type_t s_types [] = {
+    { "room.create",  s_read_create,  NULL,           s_create_start },
+    { "room.join",    NULL,           NULL,           s_join_start },
+    { "room.leave",   NULL,           NULL,           s_leave_start },
+    { "room.delete",  NULL,           NULL,           s_delete_start },
+    { "room.invite",  s_read_invite,  s_check_invite, s_invite_start },
+    { "room.members", s_read_members, NULL,           s_members_start },
+    { "room.history", s_read_history, NULL,           s_history_start },
+    { "msg.send",     s_read_send,    s_check_send,   s_send_start },
+};
+
+//  A request's fields, read and checked. Returns true when it may go into
+//  the room's queue, else false with the verdict.
+static bool
+s_read (rooms_t *self, const request_type_t *type, args_t *args, const msgpack_object *map,
+        verdict_t *verdict)
+{
+    if (pl_body_str (map, "room", &args->room) != 1)
+        return s_refuse (verdict, "bad_request",
+                         "The field 'room' must be a string: the room's name.");
+    if (type->read && !type->read (args, map, verdict))
+        return false;
+    if (!s_room_name_valid (args->room)) {
+        if (type->start == s_create_start)
+            return s_refuse (verdict, "invalid_room",
+                             "A room name is 1 to 64 letters, digits, '_' or '-'.");
+        return s_refuse (verdict, "no_such_room", "There is no room with that name.");
+    }
+    return !type->check || type->check (self, args, verdict);
+}
+
+//  Into the room's queue: takes the request and the args, unless refused
+static void
+s_enqueue (rooms_t *self, const request_type_t *type, parley_request_t **request_p,
+           args_t **args_p, verdict_t *verdict)
+{
+    args_t *args = *args_p;
+    char *name = pl_text_lower_dup (args->room);
+    pl_lane_key_t *key = name? pl_lane_key (self->lane, name, args): NULL;
+    free (name);
+    if (!key)
+        s_refuse (verdict, "internal", "Out of memory; try again.");
+    else
+    if (pl_lane_full (self->lane, key))
+        s_refuse (verdict, "unavailable", "The room '%s' is too busy now; try again shortly.",
+                  ((room_t *) pl_lane_state (key))->name);
+    else
+    if (pl_lane_submit (self->lane, key, request_p, type->start, args,
+                        args->argument? strlen (args->argument): 0) != 0)
+        s_refuse (verdict, "internal", "Out of memory; try again.");
+    else
+        *args_p = NULL;
+}
+
+static args_t *
+s_args_new (const char *user)
+{
+    args_t *args = (args_t *) calloc (1, sizeof (args_t));
+    if (args) {
+        args->user = strdup (user);
+        args->before = -1;
+        args->after = -1;
+        args->limit = ROOMS_HISTORY_DEFAULT;
+        args->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
+    }
+    if (args && !args->user)
+        s_args_destroy ((void **) &args);
+    return args;
+}
+
+//  Reads and checks a request about a room, and queues it
+static void
+s_room_request (rooms_t *self, const request_type_t *type, parley_request_t *request,
+                const char *user, const msgpack_object *map)
+{
+    verdict_t verdict = { NULL };
+    args_t *args = s_args_new (user);
+    if (!args)
+        s_refuse (&verdict, "internal", "Out of memory; try again.");
+    else
+    if (s_read (self, type, args, map, &verdict))
+        s_enqueue (self, type, &request, &args, &verdict);
+    if (verdict.code && verdict.retry_ms > 0)
+        pl_reply_error_retry (self->host, self->ctx, &request, verdict.code, verdict.message,
+                              verdict.retry_ms);
+    else
+    if (verdict.code)
+        self->host->reply_error (self->ctx, &request, verdict.code, verdict.message);
+    s_args_destroy ((void **) &args);
 }
 
 static void
@@ -1517,21 +1805,15 @@ s_on_request (void *state, parley_request_t *request)
     const char *type = host->request_type (request);
     const char *user = host->request_user (request);
     type = type? type: "";
-
-    op_kind_t kind;
     if (strcmp (type, "room.list") == 0 || strcmp (type, "room.directory") == 0) {
         rm_list_request (self->lists, request, type);
         return;
     }
-    else if (strcmp (type, "room.create") == 0)  kind = OP_CREATE;
-    else if (strcmp (type, "room.join") == 0)    kind = OP_JOIN;
-    else if (strcmp (type, "room.leave") == 0)   kind = OP_LEAVE;
-    else if (strcmp (type, "room.delete") == 0)  kind = OP_DELETE;
-    else if (strcmp (type, "room.invite") == 0)  kind = OP_INVITE;
-    else if (strcmp (type, "room.members") == 0) kind = OP_MEMBERS;
-    else if (strcmp (type, "room.history") == 0) kind = OP_HISTORY;
-    else if (strcmp (type, "msg.send") == 0)     kind = OP_SEND;
-    else {
+    const request_type_t *entry = NULL;
+    for (size_t index = 0; index < sizeof s_types / sizeof s_types [0] && !entry; index++)
+        if (strcmp (type, s_types [index].type) == 0)
+            entry = &s_types [index];
+    if (!entry) {
         char message [160];
         snprintf (message, sizeof message, "There is no request '%.64s'.", type);
         host->reply_error (self->ctx, &request, "unknown_type", message);
@@ -1541,230 +1823,17 @@ s_on_request (void *state, parley_request_t *request)
         host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
         return;
     }
-
     size_t body_size;
     const uint8_t *body = host->request_body (request, &body_size);
     msgpack_unpacked fields;
     msgpack_unpacked_init (&fields);
     size_t offset = 0;
     if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
-            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP) {
-        msgpack_unpacked_destroy (&fields);
-        host->reply_error (self->ctx, &request, "bad_request", "The request's fields are not a map.");
-        return;
-    }
-    const msgpack_object *map = &fields.data;
-    const char *code = NULL;
-    int64_t retry_ms = 0;           //  with rate_limited: when to try again
-    char message [256] = "";
-    char *room_name = NULL;
-    bool text_has_nul = false;
-    op_t *op = (op_t *) calloc (1, sizeof (op_t));
-    if (!op || !(op->user = strdup (user))) {
-        code = "internal";
-        snprintf (message, sizeof message, "Out of memory; try again.");
-        goto done;
-    }
-    op->kind = kind;
-    op->before = -1;
-    op->after = -1;
-    op->limit = ROOMS_HISTORY_DEFAULT;
-    op->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
-
-    //  Shape: every field present and of its type
-    if (pl_body_str (map, "room", &room_name) != 1) {
-        code = "bad_request";
-        snprintf (message, sizeof message, "The field 'room' must be a string: the room's name.");
-        goto done;
-    }
-    if (kind == OP_CREATE) {
-        const msgpack_object *value = pl_body_field (map, "private");
-        if (value && value->type != MSGPACK_OBJECT_NIL) {
-            if (value->type != MSGPACK_OBJECT_BOOLEAN) {
-                code = "bad_request";
-                snprintf (message, sizeof message, "The field 'private' must be true or false.");
-                goto done;
-            }
-            op->is_private = value->via.boolean;
-        }
-        uint64_t max;
-        int found = pl_body_uint (map, "max_participants", &max);
-        if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
-                                      || max > ROOMS_MAX_PARTICIPANTS_MAX))) {
-            code = "bad_request";
-            snprintf (message, sizeof message,
-                      "The field 'max_participants' must be a whole number from %d to %d.",
-                      ROOMS_MAX_PARTICIPANTS_MIN, ROOMS_MAX_PARTICIPANTS_MAX);
-            goto done;
-        }
-        if (found == 1)
-            op->max_participants = (uint32_t) max;
-        if (pl_body_str (map, "description", &op->argument) < 0
-        ||  (op->argument && pl_text_utf8_length (op->argument) > ROOMS_DESCRIPTION_MAX)) {
-            code = "bad_request";
-            snprintf (message, sizeof message,
-                      "The field 'description' must be a text of at most %d characters.",
-                      ROOMS_DESCRIPTION_MAX);
-            goto done;
-        }
-    }
+            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP)
+        host->reply_error (self->ctx, &request, "bad_request",
+                           "The request's fields are not a map.");
     else
-    if (kind == OP_INVITE) {
-        if (pl_body_str (map, "user", &op->argument) != 1) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'user' must be a string: who to invite.");
-            goto done;
-        }
-    }
-    else
-    if (kind == OP_HISTORY) {
-        uint64_t value;
-        int found = pl_body_uint (map, "limit", &value);
-        if (found < 0 || (found == 1 && (value < 1 || value > ROOMS_HISTORY_MAX))) {
-            code = "bad_request";
-            snprintf (message, sizeof message,
-                      "The field 'limit' must be a whole number from 1 to %d.", ROOMS_HISTORY_MAX);
-            goto done;
-        }
-        if (found == 1)
-            op->limit = (uint32_t) value;
-        found = pl_body_uint (map, "before", &value);
-        if (found < 0 || value > INT64_MAX) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
-            goto done;
-        }
-        if (found == 1)
-            op->before = (int64_t) value;
-        found = pl_body_uint (map, "after", &value);
-        if (found < 0 || value > INT64_MAX) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
-            goto done;
-        }
-        if (found == 1)
-            op->after = (int64_t) value;
-        if (op->before >= 0 && op->after >= 0) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "Give 'before' or 'after', not both.");
-            goto done;
-        }
-    }
-    else
-    if (kind == OP_SEND) {
-        int found = pl_body_text (map, "text", &op->argument);
-        if (found == -2)
-            text_has_nul = true;        //  a value the server refuses: invalid_text below
-        else
-        if (found != 1) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'text' must be a string.");
-            goto done;
-        }
-    }
-    else
-    if (kind == OP_MEMBERS && s_members_cursor (map, &op->argument) != 0) {
-        code = "bad_request";
-        snprintf (message, sizeof message, "The field 'cursor' must be a 'next' this server gave.");
-        goto done;
-    }
-
-    //  Values
-    if (!s_room_name_valid (room_name)) {
-        if (kind == OP_CREATE) {
-            code = "invalid_room";
-            snprintf (message, sizeof message,
-                      "A room name is 1 to 64 letters, digits, '_' or '-'.");
-        }
-        else {
-            code = "no_such_room";
-            snprintf (message, sizeof message, "There is no room with that name.");
-        }
-        goto done;
-    }
-    if (kind == OP_SEND) {
-        size_t length = text_has_nul? 0: pl_text_utf8_length (op->argument);
-        if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (op->argument)) {
-            code = "invalid_text";
-            snprintf (message, sizeof message,
-                      "A message is 1 to %d characters and not only white space.", ROOMS_TEXT_MAX);
-            goto done;
-        }
-        if ((retry_ms = s_rate_wait (self, user)) > 0) {
-            code = "rate_limited";
-            snprintf (message, sizeof message,
-                      "You are sending messages too fast; wait a moment and try again.");
-            goto done;
-        }
-    }
-    if (kind == OP_INVITE && !pl_text_username_valid (op->argument)) {
-        code = "no_such_user";
-        snprintf (message, sizeof message, "There is no user named '%.40s'.", op->argument);
-        goto done;
-    }
-    //  Invitations count against the message rate (PROTOCOL.md 1.1)
-    if (kind == OP_INVITE && (retry_ms = s_rate_wait (self, user)) > 0) {
-        code = "rate_limited";
-        snprintf (message, sizeof message,
-                  "You are sending invitations too fast; wait a moment and try again.");
-        goto done;
-    }
-
-    //  Into the room's queue
-    {
-        char *key = pl_text_lower_dup (room_name);
-        room_t *room = key? (room_t *) zhashx_lookup (self->rooms, key): NULL;
-        if (key && !room) {
-            room = (room_t *) calloc (1, sizeof (room_t));
-            if (room) {
-                room->cookie = COOKIE_ROOM;
-                room->key = key;
-                key = NULL;
-                room->name = strdup (room_name);
-                room->members = zlistx_new ();
-                if (!room->name || !room->members)
-                    s_room_destroy (&room);
-                else {
-                    zlistx_set_duplicator (room->members, (zlistx_duplicator_fn *) strdup);
-                    zlistx_set_destructor (room->members, (zlistx_destructor_fn *) zstr_free);
-                    zlistx_set_comparator (room->members, s_member_compare);
-                    zhashx_insert (self->rooms, room->key, room);
-                }
-            }
-        }
-        free (key);
-        if (!room) {
-            code = "internal";
-            snprintf (message, sizeof message, "Out of memory; try again.");
-            goto done;
-        }
-        if (room->queued >= ROOMS_QUEUE_MAX) {
-            code = "unavailable";
-            snprintf (message, sizeof message,
-                      "The room '%s' is too busy now; try again shortly.", room->name);
-            goto done;
-        }
-        op->request = request;
-        request = NULL;
-        if (room->tail)
-            room->tail->next = op;
-        else
-            room->head = op;
-        room->tail = op;
-        room->queued++;
-        room->touched = pl_time_mono ();
-        op = NULL;
-        s_room_kick (self, room);
-    }
-
-done:
-    if (code && retry_ms > 0)
-        pl_reply_error_retry (host, self->ctx, &request, code, message, retry_ms);
-    else
-    if (code)
-        host->reply_error (self->ctx, &request, code, message);
-    s_op_destroy (&op);
-    free (room_name);
+        s_room_request (self, entry, request, user, &fields.data);
     msgpack_unpacked_destroy (&fields);
 }
 
@@ -1784,10 +1853,10 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
     if (!code && !map)
         code = "internal", message = "the store's answer is not a map";
 
-    if (*(cookie_kind_t *) cookie == COOKIE_LIST)
+    if (*(int *) cookie == RM_LIST_COOKIE)
         rm_list_reply (self->lists, cookie, code, map);
     else
-        s_room_reply (self, (room_t *) cookie, code, message, map, size);
+        pl_lane_answer (self->lane, cookie, code, message, map, size);
     msgpack_unpacked_destroy (&answer);
 }
 
@@ -1800,17 +1869,7 @@ static void
 s_tick (void *state)
 {
     rooms_t *self = (rooms_t *) state;
-    int64_t now = pl_time_mono ();
-    zlistx_t *idle = zlistx_new ();
-    if (!idle)
-        return;
-    for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
-         room = (room_t *) zhashx_next (self->rooms))
-        if (!room->head && room->stage == STAGE_NONE && now - room->touched >= self->idle_ms)
-            zlistx_add_end (idle, room->key);
-    for (char *key = (char *) zlistx_first (idle); key; key = (char *) zlistx_next (idle))
-        zhashx_delete (self->rooms, key);
-    zlistx_destroy (&idle);
+    pl_lane_evict (self->lane, self->idle_ms);
 }
 
 
@@ -1833,44 +1892,22 @@ s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name,
     return number;
 }
 
+static const pl_lane_class_t s_room_class = {
+    .state_new = s_room_new,
+    .state_destroy = s_room_destroy,
+    .args_destroy = s_args_destroy,
+    .load = s_room_load,
+    .forget = s_room_forget,
+    .keep = s_room_keep,
+    .failure = s_failure,
+    .unreachable = "The room service could not reach its store; try again later."
+};
+
 static void
-s_room_free (void **item_p)
+s_options (rooms_t *self)
 {
-    s_room_destroy ((room_t **) item_p);
-}
-
-static int
-s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
-{
-    rooms_t *self = (rooms_t *) calloc (1, sizeof (rooms_t));
-    if (!self) {
-        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
-        return -1;
-    }
-    self->ctx = ctx;
-    self->host = host;
-    self->rooms = zhashx_new ();
-    self->sessions = zhashx_new ();
-    self->online = zhashx_new ();
-    self->buckets = zhashx_new ();
-    self->lists = rm_list_new (ctx, host, (uint32_t) s_option_number (ctx, host, "list_public",
-                                                                      ROOMS_LIST_PUBLIC_DEFAULT));
-    if (!self->rooms || !self->sessions || !self->online || !self->buckets || !self->lists) {
-        rm_list_destroy (&self->lists);
-        zhashx_destroy (&self->rooms);
-        zhashx_destroy (&self->sessions);
-        zhashx_destroy (&self->online);
-        zhashx_destroy (&self->buckets);
-        free (self);
-        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
-        return -1;
-    }
-    zhashx_set_destructor (self->rooms, s_room_free);
-    zhashx_set_key_duplicator (self->rooms, NULL);      //  the key lives in the room
-    zhashx_set_key_destructor (self->rooms, NULL);
-    zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
-    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
-
+    parley_ctx_t *ctx = self->ctx;
+    const parley_host_t *host = self->host;
     self->rate = s_option_number (ctx, host, "msg_rate", ROOMS_RATE_DEFAULT);
     self->burst = s_option_number (ctx, host, "msg_burst", ROOMS_BURST_DEFAULT);
     if (self->burst < 1)
@@ -1886,6 +1923,34 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
                                                    ROOMS_MEMBERS_PAGE_DEFAULT);
     if (self->members_page < 1)
         self->members_page = 1;
+}
+
+static void s_destroy (void **state_p);
+
+static int
+s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+{
+    rooms_t *self = (rooms_t *) calloc (1, sizeof (rooms_t));
+    if (!self) {
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    self->ctx = ctx;
+    self->host = host;
+    s_options (self);
+    self->lane = pl_lane_new (ctx, host, &s_room_class, self, PL_LANE_QUEUE_MAX);
+    self->sessions = zhashx_new ();
+    self->online = zhashx_new ();
+    self->buckets = zhashx_new ();
+    self->lists = rm_list_new (ctx, host, (uint32_t) s_option_number (ctx, host, "list_public",
+                                                                      ROOMS_LIST_PUBLIC_DEFAULT));
+    if (!self->lane || !self->sessions || !self->online || !self->buckets || !self->lists) {
+        s_destroy ((void **) &self);
+        host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
     self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
     host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
@@ -1900,11 +1965,12 @@ s_destroy (void **state_p)
 {
     rooms_t *self = (rooms_t *) *state_p;
     if (self) {
-        self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
-                         self->messages);
-        if (self->timer > 0)
+        if (self->timer > 0) {
+            self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
+                             self->messages);
             self->host->timer_cancel (self->ctx, self->timer);
-        zhashx_destroy (&self->rooms);
+        }
+        pl_lane_destroy (&self->lane);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
         zhashx_destroy (&self->buckets);
