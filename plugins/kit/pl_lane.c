@@ -115,7 +115,7 @@ s_key_destroy (pl_lane_t *self, pl_lane_key_t **key_p)
             key->head = op->next;
             s_op_destroy (self, &op);
         }
-        if (key->state)
+        if (key->state && self->cls->state_destroy)
             self->cls->state_destroy (&key->state);
         free (key->name);
         free (key);
@@ -142,7 +142,7 @@ pl_lane_t *
 pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, const pl_lane_class_t *cls,
              void *plugin, size_t queue_max)
 {
-    assert (host && cls && cls->state_new && cls->state_destroy && cls->args_destroy);
+    assert (host && cls && cls->args_destroy);
     assert (cls->load && cls->failure && cls->unreachable);
     pl_lane_t *self = (pl_lane_t *) calloc (1, sizeof (pl_lane_t));
     if (self)
@@ -187,9 +187,10 @@ pl_lane_key (pl_lane_t *self, const char *name, const void *args)
     if (key) {
         key->cookie = PL_LANE_COOKIE;
         key->name = strdup (name);
-        key->state = key->name? self->cls->state_new (self->plugin, name, args): NULL;
+        if (key->name && self->cls->state_new)
+            key->state = self->cls->state_new (self->plugin, name, args);
     }
-    if (!key || !key->state) {
+    if (!key || !key->name || (self->cls->state_new && !key->state)) {
         s_key_destroy (self, &key);
         return NULL;
     }

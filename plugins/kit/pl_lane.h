@@ -92,7 +92,8 @@ typedef void (pl_lane_answer_fn) (void *plugin, pl_lane_key_t *key, pl_lane_op_t
 //  What a plugin tells the lane about its keys
 typedef struct {
     //  The plugin's state for a new key, from the arguments of its first
-    //  request. Caller (the lane) owns it; NULL when out of memory.
+    //  request. Caller (the lane) owns it; NULL when out of memory. May be
+    //  NULL for a plugin with no state but the key's seq.
     void *(*state_new) (void *plugin, const char *key, const void *args);
     void (*state_destroy) (void **state_p);
     //  Destroys a request's arguments and nullifies the reference

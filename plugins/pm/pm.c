@@ -8,25 +8,24 @@
     conversation's seq is assigned. pm.conversations has no pair: any
     instance answers it from the store.
 
-    Each conversation the instance has touched is cached with its last seq,
-    loaded from the store (store.pm.last_seq) on first touch. Requests about
-    a conversation go through its queue and are served one at a time; a
-    pm.send holds the queue until the store has acknowledged the append,
-    and only then is the message delivered to both users and the request
-    answered. So seq N+1 is handed out only after N is stored: a failed
-    write never leaves a gap. The sends waiting at the head of the queue,
-    from either user, go to the store together, as one store.pm.append of
-    their messages that is stored whole or not at all: a busy conversation
-    stores a run of messages per round trip, not one. A write whose outcome
-    is unknown (unavailable, a timeout) or refused for its seq (conflict)
-    makes the conversation reload its last seq before the next write. This
-    is rooms.c's design, applied to pairs of users.
+    The conversations are keys of a lane (pl_lane): each one the instance
+    has touched has its last seq, loaded from the store (store.pm.last_seq)
+    on first need, and its requests are served one at a time. A pm.send
+    takes the next seq and holds the conversation until the store has
+    acknowledged the append; only then is the message delivered to both
+    users and the request answered, so a failed write never leaves a gap.
+    The sends waiting at the head, from either user, go to the store as one
+    store.pm.append; a conflict or an unknown outcome reloads the seq.
+
+    Each request type is a row of s_types: its fields, its checks before
+    the queue, and its action on the lane.
     =========================================================================
 */
 
 #include "parley_plugin.h"
 #include "pl_body.h"
 #include "pl_bucket.h"
+#include "pl_lane.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -43,7 +42,6 @@
 #define PM_HISTORY_DEFAULT      50
 #define PM_HISTORY_MAX          200
 #define PM_CONVERSATIONS_MAX    1000        //  the store's largest page
-#define PM_QUEUE_MAX            10000       //  requests waiting for one conversation
 #define PM_APPEND_MAX           256         //  messages in one store.pm.append (STORE.md)
 #define PM_APPEND_BYTES         (512 * 1024)  //  text bytes in one store.pm.append
 #define PM_USERS_CACHED_MAX     100000      //  names known to exist, cached
@@ -52,66 +50,37 @@
 #define PM_RATE_DEFAULT         20.0        //  pm.send per user per second
 #define PM_BURST_DEFAULT        40.0        //  pm.send burst per user
 #define PM_NAME_MAX             260         //  bytes of a name read from the store
+#define PM_LIST_COOKIE          2           //  the first int of a list_t
 
 
 //  --------------------------------------------------------------------------
 //  State
 
-typedef enum { OP_SEND, OP_HISTORY, OP_READ } op_kind_t;
-
-//  Which store answer the conversation's head op waits for
-typedef enum {
-    STAGE_NONE, STAGE_LOAD, STAGE_USER, STAGE_WRITE, STAGE_HISTORY
-} stage_t;
-
-typedef enum { COOKIE_CONV = 1, COOKIE_LIST } cookie_kind_t;
-
-//  One client request about a conversation, waiting in its queue
-typedef struct op_s op_t;
-struct op_s {
-    op_kind_t kind;                 //  what was asked
-    parley_request_t *request;      //  lent by the host until we reply
+//  One client request's fields, read before it enters the conversation's
+//  queue
+typedef struct {
     char *user;                     //  the stamped user, as registered
     char *other;                    //  "to" or "with", as the client wrote it
     char *text;                     //  send: the message
     int64_t before;                 //  history: seq cursor, -1 for none
     int64_t after;                  //  history: seq cursor, -1 for none
     uint32_t limit;                 //  history
-    uint64_t seq;                   //  send: the seq being written; read: the marker
-    int64_t ts;                     //  send: its time, wall-clock ms
-    bool retried;                   //  resent once after a reload already
-    op_t *next;                     //  next in the conversation's queue
-};
-
-//  A conversation this instance has touched
-typedef struct {
-    cookie_kind_t cookie;           //  COOKIE_CONV: the conversation is its calls' cookie
-    char *key;                      //  "lower(a)\nlower(b)", a < b: the table's key
-    bool loaded;                    //  last_seq comes from the store
-    uint64_t last_seq;              //  the newest stored message's seq
-    stage_t stage;                  //  the store answer the head op waits for
-    size_t writing;                 //  sends at the head in the store write, when > 1
-    op_t *head;                     //  queued requests, owned; head is being served
-    op_t *tail;
-    size_t queued;                  //  requests in the queue
-    int64_t touched;                //  monotonic ms of the last request
-} conv_t;
+    uint64_t mark;                  //  read: the newest message read
+} args_t;
 
 //  A pm.conversations in progress
 typedef struct list_s list_t;
 struct list_s {
-    cookie_kind_t cookie;           //  COOKIE_LIST
+    int cookie;                     //  PM_LIST_COOKIE
     parley_request_t *request;      //  lent by the host until we reply
     list_t *prev;                   //  neighbours in pm_t.lists
     list_t *next;
 };
 
-//  A user's pm.send allowance
-
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
-    zhashx_t *convs;                //  key -> conv_t *, owned
+    pl_lane_t *lane;                //  the conversations, by pair key, owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
     list_t *lists;                  //  pm.conversations in progress, owned
@@ -126,8 +95,9 @@ typedef struct {
 //  --------------------------------------------------------------------------
 //  Small helpers (body fields and text rules are proto/pl_body and pl_text)
 
-//  The conversation's key: both names lower-cased, in order, joined by a
-//  newline (names never hold one). Caller owns it; NULL when out of memory.
+//  The conversation's key: both names lower-cased, in order, joined by
+//  " and " (names never hold a space). Caller owns it; NULL when out of
+//  memory.
 static char *
 s_pair_key (const char *one, const char *two)
 {
@@ -140,27 +110,16 @@ s_pair_key (const char *one, const char *two)
             first = second;
             second = swap;
         }
-        size_t size = strlen (first) + strlen (second) + 2;
+        size_t size = strlen (first) + strlen (second) + 6;
         key = (char *) malloc (size);
         if (key)
-            snprintf (key, size, "%s\n%s", first, second);
+            snprintf (key, size, "%s and %s", first, second);
     }
     free (first);
     free (second);
     return key;
 }
 
-//  Starts a store call's map with n fields and its first string field
-static void
-s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
-              const char *field, const char *value)
-{
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (packer, fields);
-    pl_body_pack_str (packer, field);
-    pl_body_pack_str (packer, value);
-}
 
 
 //  --------------------------------------------------------------------------
@@ -293,46 +252,56 @@ s_reply_fit (const msgpack_object *items, bool from_start, const char *entries_f
 }
 
 
-//  --------------------------------------------------------------------------
-//  The conversation's queue
+//  Starts a store call's map with n fields and its first string field
+static void
+s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
+              const char *field, const char *value)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (packer, fields);
+    pl_body_pack_str (packer, field);
+    pl_body_pack_str (packer, value);
+}
+
+//  Starts a store call's map with n fields: user (the requester) and with
+static void
+s_call_pair (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
+             const args_t *args)
+{
+    s_call_begin (buffer, packer, fields, "user", args->user);
+    pl_body_pack_str (packer, "with");
+    pl_body_pack_str (packer, args->other);
+}
+
+//  Sends the call for the head op and lets go of its body
+static void
+s_call (pm_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
+        pl_lane_answer_fn *answer)
+{
+    pl_lane_call (self->lane, key, type, buffer->data, buffer->size, answer);
+    msgpack_sbuffer_destroy (buffer);
+}
 
 static void
-s_op_destroy (op_t **self_p)
+s_args_destroy (void **args_p)
 {
-    op_t *self = *self_p;
-    if (self) {
-        free (self->user);
-        free (self->other);
-        free (self->text);
-        free (self);
-        *self_p = NULL;
+    args_t *args = (args_t *) *args_p;
+    if (args) {
+        free (args->user);
+        free (args->other);
+        free (args->text);
+        free (args);
+        *args_p = NULL;
     }
 }
 
 static void
-s_conv_destroy (conv_t **self_p)
-{
-    conv_t *self = *self_p;
-    if (self) {
-        //  Requests still queued belong to the host after destroy
-        op_t *op = self->head;
-        while (op) {
-            op_t *next = op->next;
-            s_op_destroy (&op);
-            op = next;
-        }
-        free (self->key);
-        free (self);
-        *self_p = NULL;
-    }
-}
-
-static void
-s_reply_error (pm_t *self, op_t *op, const char *code, const char *format, ...)
+s_reply_error (pm_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
     __attribute__ ((format (printf, 4, 5)));
 
 static void
-s_reply_error (pm_t *self, op_t *op, const char *code, const char *format, ...)
+s_reply_error (pm_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
 {
     char message [512];
     va_list args;
@@ -342,57 +311,25 @@ s_reply_error (pm_t *self, op_t *op, const char *code, const char *format, ...)
     self->host->reply_error (self->ctx, &op->request, code, message);
 }
 
-//  Takes the head op off the queue and destroys it (it has been answered)
 static void
-s_conv_pop (conv_t *conv)
+s_no_such_user (pm_t *self, pl_lane_op_t *op)
 {
-    op_t *op = conv->head;
-    if (!op)
-        return;
-    conv->head = op->next;
-    if (!conv->head)
-        conv->tail = NULL;
-    conv->queued--;
-    conv->stage = STAGE_NONE;
-    s_op_destroy (&op);
+    s_reply_error (self, op, "no_such_user", "There is no user named '%.40s'.",
+                   ((const args_t *) op->args)->other);
 }
 
-//  Sends a store call for the conversation's head op (or for the sends at
-//  the head, conv->writing of them). Returns 0, or -1 when nothing was sent
-//  (those ops have been answered unavailable and popped).
-static int
-s_conv_call (pm_t *self, conv_t *conv, stage_t stage, const char *type,
-             msgpack_sbuffer *buffer)
-{
-    conv->stage = stage;
-    int rc = self->host->call (self->ctx, type, buffer->data, buffer->size, conv);
-    msgpack_sbuffer_destroy (buffer);
-    if (rc != 0) {
-        conv->stage = STAGE_NONE;
-        size_t count = conv->writing? conv->writing: 1;
-        conv->writing = 0;
-        while (count-- && conv->head) {
-            s_reply_error (self, conv->head, "unavailable",
-                           "The private message service could not reach its store; "
-                           "try again later.");
-            s_conv_pop (conv);
-        }
-    }
-    return rc;
-}
-
+//  The store failed a request in a way its action has no answer for: the
+//  lane's class failure
 static void
-s_no_such_user (pm_t *self, op_t *op)
+s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+           const char *message, const msgpack_object *body, size_t size)
 {
-    s_reply_error (self, op, "no_such_user", "There is no user named '%.40s'.", op->other);
-}
-
-static void
-s_failure (pm_t *self, op_t *op, const char *code, const char *message)
-{
+    (void) key, (void) body, (void) size;
+    pm_t *self = (pm_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
     self->host->log (self->ctx, PARLEY_LOG_WARNING,
                      "store refused a request of '%s' about '%s': %s (%s)",
-                     op->user, op->other, code, message? message: "");
+                     args->user, args->other, code, message? message: "");
     if (strcmp (code, "unavailable") == 0)
         s_reply_error (self, op, "unavailable",
                        "The private message service cannot reach its storage now; "
@@ -401,179 +338,114 @@ s_failure (pm_t *self, op_t *op, const char *code, const char *message)
         s_reply_error (self, op, "internal", "The private message service failed; try again.");
 }
 
-//  Packs a send's seq, text and ts, as store.pm.append has them: in its own
-//  fields for one message, in each element of 'messages' for a run
+//  The store answered an ok, or not_found for the other user
 static void
-s_pack_store_fields (msgpack_packer *packer, const op_t *op)
+s_answer_or_no_user (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                     const char *message)
 {
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, op->seq);
-    pl_body_pack_str (packer, "text");
-    pl_body_pack_str (packer, op->text);
-    pl_body_pack_str (packer, "ts");
-    msgpack_pack_int64 (packer, op->ts);
+    if (strcmp (code, "not_found") == 0)
+        s_no_such_user (self, op);
+    else
+        s_failure (self, key, op, code, message, NULL, 0);
 }
 
-//  Starts serving the head op of a conversation whose last seq is loaded.
-//  Either answers it at once (and pops it) or sends one store call.
+
+//  --------------------------------------------------------------------------
+//  Loading a conversation: its last seq
+
 static void
-s_op_start (pm_t *self, conv_t *conv, op_t *op)
+s_conv_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body, size_t size)
+{
+    (void) message, (void) size;
+    pm_t *self = (pm_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
+    const msgpack_object *last = pl_body_field (body, "last_seq");
+    if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "could not load the conversation of '%s' and '%s': %s",
+                         args->user, args->other, code? code: "malformed answer");
+        pl_lane_fail_all (self->lane, key,
+                          code && strcmp (code, "unavailable") == 0? "unavailable": "internal",
+                          "The private message service cannot reach its storage now; "
+                          "try again later.");
+    }
+    else
+        pl_lane_loaded (self->lane, key, last->via.u64);
+}
+
+//  The lane's class load
+static void
+s_conv_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     msgpack_sbuffer buffer;
     msgpack_packer packer;
-    switch (op->kind) {
-        case OP_SEND: {
-            //  The sends queued behind this one, from either user, are
-            //  stored with it: seqs last + 1 .. last + count
-            //  A run also stays under PM_APPEND_BYTES of text, so that the
-            //  request stays well under the envelope's frame limit
-            size_t count = 0;
-            size_t bytes = 0;
-            for (op_t *next = op; next && next->kind == OP_SEND && count < PM_APPEND_MAX;
-                 next = next->next) {
-                bytes += strlen (next->text);
-                if (count && bytes > PM_APPEND_BYTES)
-                    break;
-                next->seq = conv->last_seq + 1 + count;
-                next->ts = pl_time_now ();
-                count++;
-            }
-            s_call_begin (&buffer, &packer, count == 1? 5: 3, "from", op->user);
-            pl_body_pack_str (&packer, "to");
-            pl_body_pack_str (&packer, op->other);
-            if (count == 1)
-                s_pack_store_fields (&packer, op);
-            else {
-                pl_body_pack_str (&packer, "messages");
-                msgpack_pack_array (&packer, (uint32_t) count);
-                op_t *next = op;
-                for (size_t index = 0; index < count; index++, next = next->next) {
-                    msgpack_pack_map (&packer, 4);
-                    pl_body_pack_str (&packer, "from");
-                    pl_body_pack_str (&packer, next->user);
-                    s_pack_store_fields (&packer, next);
-                }
-            }
-            conv->writing = count;
-            s_conv_call (self, conv, STAGE_WRITE, "store.pm.append", &buffer);
-            return;
-        }
-
-        case OP_READ:
-            //  A marker beyond the newest message would hide messages not
-            //  sent yet: it stops at the last seq
-            if (op->seq > conv->last_seq)
-                op->seq = conv->last_seq;
-            if (op->seq == 0) {
-                //  No message yet: nothing to mark, nothing unread
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                msgpack_pack_map (&packer, 1);
-                pl_body_pack_str (&packer, "unread");
-                msgpack_pack_uint64 (&packer, 0);
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-                s_conv_pop (conv);
-                return;
-            }
-            s_call_begin (&buffer, &packer, 3, "user", op->user);
-            pl_body_pack_str (&packer, "with");
-            pl_body_pack_str (&packer, op->other);
-            pl_body_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, op->seq);
-            s_conv_call (self, conv, STAGE_WRITE, "store.pm.read", &buffer);
-            return;
-
-        case OP_HISTORY: {
-            size_t fields = 3 + (op->before >= 0) + (op->after >= 0);
-            s_call_begin (&buffer, &packer, fields, "user", op->user);
-            pl_body_pack_str (&packer, "with");
-            pl_body_pack_str (&packer, op->other);
-            pl_body_pack_str (&packer, "limit");
-            msgpack_pack_uint32 (&packer, op->limit);
-            if (op->before >= 0) {
-                pl_body_pack_str (&packer, "before");
-                msgpack_pack_int64 (&packer, op->before);
-            }
-            if (op->after >= 0) {
-                pl_body_pack_str (&packer, "after");
-                msgpack_pack_int64 (&packer, op->after);
-            }
-            s_conv_call (self, conv, STAGE_HISTORY, "store.pm.history", &buffer);
-            return;
-        }
-    }
+    s_call_pair (&buffer, &packer, 2, (const args_t *) op->args);
+    s_call ((pm_t *) plugin, key, "store.pm.last_seq", &buffer, s_conv_loaded);
 }
 
-//  Serves the conversation's queue until an op waits for the store or it
-//  is empty
 static void
-s_conv_kick (pm_t *self, conv_t *conv)
+s_user_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body, size_t size)
 {
-    while (conv->head && conv->stage == STAGE_NONE) {
-        op_t *op = conv->head;
-        if (op->kind != OP_SEND && !s_user_known (self, op->other)) {
-            //  History and markers need the other user to exist (a send
-            //  learns it from the append); the answer gives the name as
-            //  registered too
-            msgpack_sbuffer buffer;
-            msgpack_packer packer;
-            s_call_begin (&buffer, &packer, 1, "name", op->other);
-            s_conv_call (self, conv, STAGE_USER, "store.user.get", &buffer);
-            continue;
-        }
-        if (!conv->loaded && op->kind != OP_HISTORY) {
-            msgpack_sbuffer buffer;
-            msgpack_packer packer;
-            s_call_begin (&buffer, &packer, 2, "user", op->user);
-            pl_body_pack_str (&packer, "with");
-            pl_body_pack_str (&packer, op->other);
-            s_conv_call (self, conv, STAGE_LOAD, "store.pm.last_seq", &buffer);
-            continue;
-        }
-        s_op_start (self, conv, op);
+    (void) size;
+    pm_t *self = (pm_t *) plugin;
+    if (code)
+        s_answer_or_no_user (self, key, op, code, message);
+    else {
+        //  The op runs again, the name known now
+        char name [PM_NAME_MAX];
+        pl_body_copy (body, "name", name, sizeof name);
+        s_user_remember (self, *name? name: ((const args_t *) op->args)->other);
     }
 }
 
-//  Answers every queued op with the error (the store could not load the
-//  conversation)
-static void
-s_conv_fail_all (pm_t *self, conv_t *conv, const char *code, const char *message)
+//  For the actions that need the other user to exist (history, markers; a
+//  send learns it from the append): true when known; else asks the store
+//  (the answer gives the name as registered too) and returns false
+static bool
+s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 {
-    while (conv->head) {
-        self->host->reply_error (self->ctx, &conv->head->request, code, message);
-        s_conv_pop (conv);
-    }
+    const args_t *args = (const args_t *) op->args;
+    if (s_user_known (self, args->other))
+        return true;
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, 1, "name", args->other);
+    s_call (self, key, "store.user.get", &buffer, s_user_answer);
+    return false;
 }
+
 
 //  The "pm" event to every session of both users, then the sender's ok.
 //  The store's answer names the run's pair as registered, 'from' being the
 //  sender of its first message: a send the other way swaps them.
 static void
-s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
+s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_object *body)
 {
+    const args_t *args = (const args_t *) op->args;
     char from [PM_NAME_MAX], to [PM_NAME_MAX];
     pl_body_copy (body, "from", from, sizeof from);
     pl_body_copy (body, "to", to, sizeof to);
-    if (*from && *to && !pl_text_same_name (op->user, from)) {
+    if (*from && *to && !pl_text_same_name (args->user, from)) {
         char swap [PM_NAME_MAX];
         memcpy (swap, from, sizeof swap);
         memcpy (from, to, sizeof from);
         memcpy (to, swap, sizeof to);
     }
     if (!*from)
-        snprintf (from, sizeof from, "%s", op->user);
+        snprintf (from, sizeof from, "%s", args->user);
     if (!*to)
-        snprintf (to, sizeof to, "%s", op->other);
+        snprintf (to, sizeof to, "%s", args->other);
     s_user_remember (self, to);
-    conv->last_seq = op->seq;
+    pl_lane_stored (key, op);
     self->messages++;
 
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_message (&packer, true, from, to, op->seq, op->text, op->ts);
+    s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts);
     const char *users [2] = { from, to };
     self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
@@ -589,9 +461,10 @@ s_send_done (pm_t *self, conv_t *conv, op_t *op, const msgpack_object *body)
 //  The ok of pm.read, and a "pm_read" event to the reader's sessions, so that
 //  their other tabs and devices clear the conversation's badge too
 static void
-s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
+s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
 {
-    const char *with = s_user_known (self, op->other);
+    const args_t *args = (const args_t *) op->args;
+    const char *with = s_user_known (self, args->other);
     uint64_t unread = (uint64_t) pl_body_int (body, "unread");
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -601,12 +474,12 @@ s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
     pl_body_pack_str (&packer, "type");
     pl_body_pack_str (&packer, "pm_read");
     pl_body_pack_str (&packer, "with");
-    pl_body_pack_str (&packer, with? with: op->other);
+    pl_body_pack_str (&packer, with? with: args->other);
     pl_body_pack_str (&packer, "seq");
-    msgpack_pack_uint64 (&packer, op->seq);
+    msgpack_pack_uint64 (&packer, args->mark);
     pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
-    const char *users [1] = { op->user };
+    const char *users [1] = { args->user };
     self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
     msgpack_pack_map (&packer, 1);
@@ -616,143 +489,173 @@ s_read_done (pm_t *self, op_t *op, const msgpack_object *body)
     msgpack_sbuffer_destroy (&buffer);
 }
 
-//  The store answered the write of a send
+//  --------------------------------------------------------------------------
+//  pm.send: the sends at the head of the conversation, one store.pm.append
+
+//  Packs a send's seq, text and ts, as store.pm.append has them: in its own
+//  fields for one message, in each element of 'messages' for a run
 static void
-s_send_reply (pm_t *self, conv_t *conv, op_t *op, const char *code, const char *message,
-              const msgpack_object *body)
+s_pack_store_fields (msgpack_packer *packer, const pl_lane_op_t *op)
 {
-    if (!code)
-        s_send_done (self, conv, op, body);
-    else
-    if (strcmp (code, "not_found") == 0)
-        s_no_such_user (self, op);
-    else
-        s_failure (self, op, code, message);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    pl_body_pack_str (packer, "text");
+    pl_body_pack_str (packer, ((const args_t *) op->args)->text);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
 }
 
-//  The store answered a call of the conversation's head op, or the write of
-//  the sends at the head
+//  The store answered the run's write, for one send of it; not_found: one
+//  of the users does not exist
 static void
-s_conv_reply (pm_t *self, conv_t *conv, const char *code, const char *message,
-              const msgpack_object *body)
+s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body, size_t size)
 {
-    stage_t stage = conv->stage;
-    conv->stage = STAGE_NONE;
-    op_t *op = conv->head;
-    if (!op)
-        return;
+    (void) size;
+    if (code)
+        s_answer_or_no_user ((pm_t *) plugin, key, op, code, message);
+    else
+        s_send_done ((pm_t *) plugin, key, op, body);
+}
 
-    if (stage == STAGE_LOAD) {
-        const msgpack_object *last = pl_body_field (body, "last_seq");
-        if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                             "could not load the conversation of '%s' and '%s': %s",
-                             op->user, op->other, code? code: "malformed answer");
-            s_conv_fail_all (self, conv,
-                             code && strcmp (code, "unavailable") == 0? "unavailable"
-                                                                      : "internal",
-                             "The private message service cannot reach its storage now; "
-                             "try again later.");
+static void
+s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pm_t *self = (pm_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
+    if (!pl_lane_ready (self->lane, key))
+        return;
+    //  The sends queued behind this one, from either user, are stored with
+    //  it; a run stays under PM_APPEND_BYTES of text, so that the request
+    //  stays well under the envelope's frame limit
+    size_t count = pl_lane_run (self->lane, key, PM_APPEND_MAX, PM_APPEND_BYTES, NULL);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, count == 1? 5: 3, "from", args->user);
+    pl_body_pack_str (&packer, "to");
+    pl_body_pack_str (&packer, args->other);
+    if (count == 1)
+        s_pack_store_fields (&packer, op);
+    else {
+        pl_body_pack_str (&packer, "messages");
+        msgpack_pack_array (&packer, (uint32_t) count);
+        pl_lane_op_t *next = op;
+        for (size_t index = 0; index < count; index++, next = next->next) {
+            msgpack_pack_map (&packer, 4);
+            pl_body_pack_str (&packer, "from");
+            pl_body_pack_str (&packer, ((const args_t *) next->args)->user);
+            s_pack_store_fields (&packer, next);
         }
-        else {
-            conv->last_seq = last->via.u64;
-            conv->loaded = true;
-        }
-        s_conv_kick (self, conv);
+    }
+    pl_lane_write (self->lane, key, "store.pm.append", buffer.data, buffer.size, count,
+                   s_send_written);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  pm.read: a read marker, at most the last seq
+
+static void
+s_read_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body, size_t size)
+{
+    (void) size;
+    if (code)
+        s_answer_or_no_user ((pm_t *) plugin, key, op, code, message);
+    else
+        s_read_done ((pm_t *) plugin, op, body);
+}
+
+static void
+s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pm_t *self = (pm_t *) plugin;
+    args_t *args = (args_t *) op->args;
+    if (!s_user_ready (self, key, op) || !pl_lane_ready (self->lane, key))
+        return;
+    //  A marker beyond the newest message would hide messages not sent
+    //  yet: it stops at the last seq
+    if (args->mark > pl_lane_last_seq (key))
+        args->mark = pl_lane_last_seq (key);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    if (args->mark == 0) {
+        //  No message yet: nothing to mark, nothing unread
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        pl_body_pack_str (&packer, "unread");
+        msgpack_pack_uint64 (&packer, 0);
+        self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
         return;
     }
-    if (stage == STAGE_USER) {
-        if (code && strcmp (code, "not_found") == 0)
-            s_no_such_user (self, op);
-        else
-        if (code)
-            s_failure (self, op, code, message);
-        else {
-            char name [PM_NAME_MAX];
-            pl_body_copy (body, "name", name, sizeof name);
-            s_user_remember (self, *name? name: op->other);
-            s_conv_kick (self, conv);       //  the op goes on to its history
-            return;
-        }
-        s_conv_pop (conv);
-        s_conv_kick (self, conv);
+    s_call_pair (&buffer, &packer, 3, args);
+    pl_body_pack_str (&packer, "seq");
+    msgpack_pack_uint64 (&packer, args->mark);
+    s_call (self, key, "store.pm.read", &buffer, s_read_answer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  pm.history
+
+//  Answers pm.history: the store's page, cut further if the client's reply
+//  would pass its limit; a cut page keeps the entries next to its cursor
+//  (the oldest after 'after', else the newest)
+static void
+s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  const char *message, const msgpack_object *body, size_t size)
+{
+    pm_t *self = (pm_t *) plugin;
+    if (code) {
+        s_failure (self, key, op, code, message, body, size);
         return;
     }
+    const msgpack_object *messages = pl_body_field (body, "messages");
+    uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
+                   ? messages->via.array.size: 0;
+    bool forward = ((const args_t *) op->args)->after >= 0;
+    uint32_t fit = count? s_reply_fit (messages, forward, NULL): 0;
+    bool more = pl_body_bool (body, "more") || fit < count;
+    uint32_t first = forward? 0: count - fit;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    pl_body_pack_str (&packer, "messages");
+    msgpack_pack_array (&packer, fit);
+    for (uint32_t index = first; index < first + fit; index++)
+        s_pack_store_message (&packer, &messages->via.array.ptr [index]);
+    pl_body_pack_str (&packer, "more");
+    more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
 
-    size_t writing = conv->writing? conv->writing: 1;
-    conv->writing = 0;
-    switch (op->kind) {
-        case OP_SEND:
-            if (code && strcmp (code, "conflict") == 0) {
-                //  Our seq was taken: the store knows better. Reload, then
-                //  try once more. Those tried once already come first in
-                //  the run.
-                self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                                 "seq %" PRIu64 " of the conversation of '%s' and '%s' "
-                                 "is taken; reloading it", op->seq, op->user, op->other);
-                conv->loaded = false;
-                while (writing && conv->head && conv->head->retried) {
-                    s_failure (self, conv->head, code, message);
-                    s_conv_pop (conv);
-                    writing--;
-                }
-                for (op_t *next = conv->head; writing && next; next = next->next, writing--)
-                    next->retried = true;
-                s_conv_kick (self, conv);
-                return;
-            }
-            if (code && strcmp (code, "unavailable") == 0)
-                //  The write may have happened: learn the last seq again
-                conv->loaded = false;
-            while (writing-- && conv->head) {
-                s_send_reply (self, conv, conv->head, code, message, body);
-                s_conv_pop (conv);
-            }
-            s_conv_kick (self, conv);
-            return;
-
-        case OP_READ:
-            if (!code)
-                s_read_done (self, op, body);
-            else
-            if (strcmp (code, "not_found") == 0)
-                s_no_such_user (self, op);
-            else
-                s_failure (self, op, code, message);
-            break;
-
-        case OP_HISTORY:
-            if (code)
-                s_failure (self, op, code, message);
-            else {
-                const msgpack_object *messages = pl_body_field (body, "messages");
-                uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
-                               ? messages->via.array.size: 0;
-                //  A page cut for its size keeps the entries next to its
-                //  cursor: the oldest after 'after', else the newest
-                bool forward = op->after >= 0;
-                uint32_t fit = count? s_reply_fit (messages, forward, NULL): 0;
-                bool more = pl_body_bool (body, "more") || fit < count;
-                uint32_t first = forward? 0: count - fit;
-                count = fit;
-                msgpack_sbuffer buffer;
-                msgpack_sbuffer_init (&buffer);
-                msgpack_packer packer;
-                msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-                msgpack_pack_map (&packer, 2);
-                pl_body_pack_str (&packer, "messages");
-                msgpack_pack_array (&packer, count);
-                for (uint32_t index = first; index < first + count; index++)
-                    s_pack_store_message (&packer, &messages->via.array.ptr [index]);
-                pl_body_pack_str (&packer, "more");
-                more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-                self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-                msgpack_sbuffer_destroy (&buffer);
-            }
-            break;
+static void
+s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pm_t *self = (pm_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
+    if (!s_user_ready (self, key, op))
+        return;
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_pair (&buffer, &packer, 3 + (args->before >= 0) + (args->after >= 0), args);
+    pl_body_pack_str (&packer, "limit");
+    msgpack_pack_uint32 (&packer, args->limit);
+    if (args->before >= 0) {
+        pl_body_pack_str (&packer, "before");
+        msgpack_pack_int64 (&packer, args->before);
     }
-    s_conv_pop (conv);
-    s_conv_kick (self, conv);
+    if (args->after >= 0) {
+        pl_body_pack_str (&packer, "after");
+        msgpack_pack_int64 (&packer, args->after);
+    }
+    s_call (self, key, "store.pm.history", &buffer, s_history_answer);
 }
 
 
@@ -767,7 +670,7 @@ s_list_request (pm_t *self, parley_request_t *request)
         self->host->reply_error (self->ctx, &request, "internal", "Out of memory; try again.");
         return;
     }
-    list->cookie = COOKIE_LIST;
+    list->cookie = PM_LIST_COOKIE;
     list->request = request;
     const char *user = self->host->request_user (request);
     msgpack_sbuffer buffer;
@@ -846,10 +749,33 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
 
 
 //  --------------------------------------------------------------------------
-//  Requests: shape and values first, then the conversation's queue
+//  Requests: each type's fields and checks, then the conversation's queue
 
-//  A user's allowance of sends (and invitations): 0 when one more may go
-//  now, else the milliseconds until it may (retry_after_ms)
+//  What is wrong with a request, if anything: its answer
+typedef struct {
+    const char *code;               //  NULL while nothing is
+    char message [256];
+    int64_t retry_ms;               //  with rate_limited: when to try again
+} verdict_t;
+
+//  Sets the verdict. Returns false, for the reader to return.
+static bool
+s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static bool
+s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
+{
+    verdict->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (verdict->message, sizeof verdict->message, format, args);
+    va_end (args);
+    return false;
+}
+
+//  A user's allowance of sends: 0 when one more may go now, else the
+//  milliseconds until it may (retry_after_ms)
 static int64_t
 s_rate_wait (pm_t *self, const char *user)
 {
@@ -873,6 +799,175 @@ s_rate_wait (pm_t *self, const char *user)
     return pl_bucket_take (bucket, self->rate, self->burst, now);
 }
 
+static bool
+s_read_send (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    int found = pl_body_text (map, "text", &args->text);
+    if (found == -2)
+        return s_refuse (verdict, "invalid_text", "A message cannot hold a NUL character.");
+    if (found != 1)
+        return s_refuse (verdict, "bad_request", "The field 'text' must be a string.");
+    return true;
+}
+
+static bool
+s_read_read (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    if (pl_body_uint (map, "seq", &args->mark) != 1 || args->mark < 1
+    ||  args->mark > INT64_MAX)
+        return s_refuse (verdict, "bad_request", "The field 'seq' must be a seq (a whole"
+                         " number from 1): the newest message read.");
+    return true;
+}
+
+//  A seq cursor field into *seq_p (-1 when absent)
+static bool
+s_read_seq (const msgpack_object *map, const char *name, int64_t *seq_p, verdict_t *verdict)
+{
+    uint64_t value = 0;
+    int found = pl_body_uint (map, name, &value);
+    if (found < 0 || value > INT64_MAX)
+        return s_refuse (verdict, "bad_request",
+                         "The field '%s' must be a seq (a whole number).", name);
+    if (found == 1)
+        *seq_p = (int64_t) value;
+    return true;
+}
+
+static bool
+s_read_history (args_t *args, const msgpack_object *map, verdict_t *verdict)
+{
+    uint64_t value;
+    int found = pl_body_uint (map, "limit", &value);
+    if (found < 0 || (found == 1 && (value < 1 || value > PM_HISTORY_MAX)))
+        return s_refuse (verdict, "bad_request",
+                         "The field 'limit' must be a whole number from 1 to %d.",
+                         PM_HISTORY_MAX);
+    if (found == 1)
+        args->limit = (uint32_t) value;
+    if (!s_read_seq (map, "before", &args->before, verdict)
+    ||  !s_read_seq (map, "after", &args->after, verdict))
+        return false;
+    if (args->before >= 0 && args->after >= 0)
+        return s_refuse (verdict, "bad_request", "Give 'before' or 'after', not both.");
+    return true;
+}
+
+static bool
+s_check_send (pm_t *self, args_t *args, verdict_t *verdict)
+{
+    (void) self;
+    size_t length = pl_text_utf8_length (args->text);
+    if (length < 1 || length > PM_TEXT_MAX || !pl_text_has_content (args->text))
+        return s_refuse (verdict, "invalid_text", "A message is 1 to %d characters and not"
+                         " only white space.", PM_TEXT_MAX);
+    return true;
+}
+
+//  The request types about one conversation: the field that names the
+//  other user, how the fields are read (their shape) and checked (their
+//  values), and the action
+typedef struct {
+    const char *type;
+    const char *other;              //  "to" or "with"
+    bool (*read) (args_t *args, const msgpack_object *map, verdict_t *verdict);
+    bool (*check) (pm_t *self, args_t *args, verdict_t *verdict);
+    pl_lane_action_fn *start;
+} request_type_t;
+
+static const request_type_t s_types [] = {
+    { "pm.send",    "to",   s_read_send,    s_check_send, s_send_start },
+    { "pm.history", "with", s_read_history, NULL,         s_history_start },
+    { "pm.read",    "with", s_read_read,    NULL,         s_read_start },
+};
+
+//  A request's fields, read and checked. Returns true when it may go into
+//  the conversation's queue, else false with the verdict.
+static bool
+s_read (pm_t *self, const request_type_t *type, args_t *args, const msgpack_object *map,
+        verdict_t *verdict)
+{
+    if (pl_body_str (map, type->other, &args->other) != 1)
+        return s_refuse (verdict, "bad_request",
+                         "The field '%s' must be a string: a user's name.", type->other);
+    if (!type->read (args, map, verdict))
+        return false;
+    bool send = type->start == s_send_start;
+    if (pl_text_same_name (args->other, args->user))
+        return s_refuse (verdict, "bad_request", send
+                         ? "You cannot send a private message to yourself."
+                         : "There is no conversation with yourself.");
+    if (type->check && !type->check (self, args, verdict))
+        return false;
+    if (!pl_text_username_valid (args->other))
+        return s_refuse (verdict, "no_such_user", "There is no user named '%.40s'.",
+                         args->other);
+    if (send && (verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
+        return s_refuse (verdict, "rate_limited",
+                         "You are sending messages too fast; wait a moment and try again.");
+    return true;
+}
+
+//  Into the conversation's queue: takes the request and the args, unless
+//  refused
+static void
+s_enqueue (pm_t *self, const request_type_t *type, parley_request_t **request_p,
+           args_t **args_p, verdict_t *verdict)
+{
+    args_t *args = *args_p;
+    char *name = s_pair_key (args->user, args->other);
+    pl_lane_key_t *key = name? pl_lane_key (self->lane, name, args): NULL;
+    free (name);
+    if (!key)
+        s_refuse (verdict, "internal", "Out of memory; try again.");
+    else
+    if (pl_lane_full (self->lane, key))
+        s_refuse (verdict, "unavailable", "The conversation with '%.40s' is too busy now;"
+                  " try again shortly.", args->other);
+    else
+    if (pl_lane_submit (self->lane, key, request_p, type->start, args,
+                        args->text? strlen (args->text): 0) != 0)
+        s_refuse (verdict, "internal", "Out of memory; try again.");
+    else
+        *args_p = NULL;
+}
+
+static args_t *
+s_args_new (const char *user)
+{
+    args_t *args = (args_t *) calloc (1, sizeof (args_t));
+    if (args) {
+        args->user = strdup (user);
+        args->before = -1;
+        args->after = -1;
+        args->limit = PM_HISTORY_DEFAULT;
+    }
+    if (args && !args->user)
+        s_args_destroy ((void **) &args);
+    return args;
+}
+
+//  Reads and checks a request about a conversation, and queues it
+static void
+s_conv_request (pm_t *self, const request_type_t *type, parley_request_t *request,
+                const char *user, const msgpack_object *map)
+{
+    verdict_t verdict = { NULL };
+    args_t *args = s_args_new (user);
+    if (!args)
+        s_refuse (&verdict, "internal", "Out of memory; try again.");
+    else
+    if (s_read (self, type, args, map, &verdict))
+        s_enqueue (self, type, &request, &args, &verdict);
+    if (verdict.code && verdict.retry_ms > 0)
+        pl_reply_error_retry (self->host, self->ctx, &request, verdict.code, verdict.message,
+                              verdict.retry_ms);
+    else
+    if (verdict.code)
+        self->host->reply_error (self->ctx, &request, verdict.code, verdict.message);
+    s_args_destroy ((void **) &args);
+}
+
 static void
 s_on_request (void *state, parley_request_t *request)
 {
@@ -881,19 +976,11 @@ s_on_request (void *state, parley_request_t *request)
     const char *type = host->request_type (request);
     const char *user = host->request_user (request);
     type = type? type: "";
-
-    op_kind_t kind;
-    if (strcmp (type, "pm.conversations") == 0) {
-        if (!user)
-            host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
-        else
-            s_list_request (self, request);
-        return;
-    }
-    else if (strcmp (type, "pm.send") == 0)      kind = OP_SEND;
-    else if (strcmp (type, "pm.history") == 0)   kind = OP_HISTORY;
-    else if (strcmp (type, "pm.read") == 0)      kind = OP_READ;
-    else {
+    const request_type_t *entry = NULL;
+    for (size_t index = 0; index < sizeof s_types / sizeof s_types [0] && !entry; index++)
+        if (strcmp (type, s_types [index].type) == 0)
+            entry = &s_types [index];
+    if (!entry && strcmp (type, "pm.conversations") != 0) {
         char message [160];
         snprintf (message, sizeof message, "There is no request '%.64s'.", type);
         host->reply_error (self->ctx, &request, "unknown_type", message);
@@ -903,174 +990,21 @@ s_on_request (void *state, parley_request_t *request)
         host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
         return;
     }
-
+    if (!entry) {
+        s_list_request (self, request);
+        return;
+    }
     size_t body_size;
     const uint8_t *body = host->request_body (request, &body_size);
     msgpack_unpacked fields;
     msgpack_unpacked_init (&fields);
     size_t offset = 0;
     if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
-            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP) {
-        msgpack_unpacked_destroy (&fields);
+            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP)
         host->reply_error (self->ctx, &request, "bad_request",
                            "The request's fields are not a map.");
-        return;
-    }
-    const msgpack_object *map = &fields.data;
-    const char *code = NULL;
-    int64_t retry_ms = 0;           //  with rate_limited: when to try again
-    char message [256] = "";
-    const char *other_field = kind == OP_SEND? "to": "with";
-    op_t *op = (op_t *) calloc (1, sizeof (op_t));
-    if (!op || !(op->user = strdup (user))) {
-        code = "internal";
-        snprintf (message, sizeof message, "Out of memory; try again.");
-        goto done;
-    }
-    op->kind = kind;
-    op->before = -1;
-    op->after = -1;
-    op->limit = PM_HISTORY_DEFAULT;
-
-    //  Shape: every field present and of its type
-    if (pl_body_str (map, other_field, &op->other) != 1) {
-        code = "bad_request";
-        snprintf (message, sizeof message, "The field '%s' must be a string: a user's name.",
-                  other_field);
-        goto done;
-    }
-    if (kind == OP_SEND) {
-        int found = pl_body_text (map, "text", &op->text);
-        if (found == -2) {
-            code = "invalid_text";
-            snprintf (message, sizeof message, "A message cannot hold a NUL character.");
-            goto done;
-        }
-        if (found != 1) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'text' must be a string.");
-            goto done;
-        }
-    }
     else
-    if (kind == OP_READ) {
-        if (pl_body_uint (map, "seq", &op->seq) != 1 || op->seq < 1 || op->seq > INT64_MAX) {
-            code = "bad_request";
-            snprintf (message, sizeof message,
-                      "The field 'seq' must be a seq (a whole number from 1): "
-                      "the newest message read.");
-            goto done;
-        }
-    }
-    else {
-        uint64_t value;
-        int found = pl_body_uint (map, "limit", &value);
-        if (found < 0 || (found == 1 && (value < 1 || value > PM_HISTORY_MAX))) {
-            code = "bad_request";
-            snprintf (message, sizeof message,
-                      "The field 'limit' must be a whole number from 1 to %d.", PM_HISTORY_MAX);
-            goto done;
-        }
-        if (found == 1)
-            op->limit = (uint32_t) value;
-        found = pl_body_uint (map, "before", &value);
-        if (found < 0 || (found == 1 && value > INT64_MAX)) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'before' must be a seq (a whole number).");
-            goto done;
-        }
-        if (found == 1)
-            op->before = (int64_t) value;
-        found = pl_body_uint (map, "after", &value);
-        if (found < 0 || (found == 1 && value > INT64_MAX)) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "The field 'after' must be a seq (a whole number).");
-            goto done;
-        }
-        if (found == 1)
-            op->after = (int64_t) value;
-        if (op->before >= 0 && op->after >= 0) {
-            code = "bad_request";
-            snprintf (message, sizeof message, "Give 'before' or 'after', not both.");
-            goto done;
-        }
-    }
-
-    //  Values
-    if (pl_text_same_name (op->other, user)) {
-        code = "bad_request";
-        snprintf (message, sizeof message, kind == OP_SEND
-                  ? "You cannot send a private message to yourself."
-                  : "There is no conversation with yourself.");
-        goto done;
-    }
-    if (kind == OP_SEND) {
-        size_t length = pl_text_utf8_length (op->text);
-        if (length < 1 || length > PM_TEXT_MAX || !pl_text_has_content (op->text)) {
-            code = "invalid_text";
-            snprintf (message, sizeof message,
-                      "A message is 1 to %d characters and not only white space.", PM_TEXT_MAX);
-            goto done;
-        }
-    }
-    if (!pl_text_username_valid (op->other)) {
-        code = "no_such_user";
-        snprintf (message, sizeof message, "There is no user named '%.40s'.", op->other);
-        goto done;
-    }
-    if (kind == OP_SEND && (retry_ms = s_rate_wait (self, user)) > 0) {
-        code = "rate_limited";
-        snprintf (message, sizeof message,
-                  "You are sending messages too fast; wait a moment and try again.");
-        goto done;
-    }
-
-    //  Into the conversation's queue
-    {
-        char *key = s_pair_key (user, op->other);
-        conv_t *conv = key? (conv_t *) zhashx_lookup (self->convs, key): NULL;
-        if (key && !conv) {
-            conv = (conv_t *) calloc (1, sizeof (conv_t));
-            if (conv) {
-                conv->cookie = COOKIE_CONV;
-                conv->key = key;
-                key = NULL;
-                zhashx_insert (self->convs, conv->key, conv);
-            }
-        }
-        free (key);
-        if (!conv) {
-            code = "internal";
-            snprintf (message, sizeof message, "Out of memory; try again.");
-            goto done;
-        }
-        if (conv->queued >= PM_QUEUE_MAX) {
-            code = "unavailable";
-            snprintf (message, sizeof message,
-                      "The conversation with '%.40s' is too busy now; try again shortly.",
-                      op->other);
-            goto done;
-        }
-        op->request = request;
-        request = NULL;
-        if (conv->tail)
-            conv->tail->next = op;
-        else
-            conv->head = op;
-        conv->tail = op;
-        conv->queued++;
-        conv->touched = pl_time_mono ();
-        op = NULL;
-        s_conv_kick (self, conv);
-    }
-
-done:
-    if (code && retry_ms > 0)
-        pl_reply_error_retry (host, self->ctx, &request, code, message, retry_ms);
-    else
-    if (code)
-        host->reply_error (self->ctx, &request, code, message);
-    s_op_destroy (&op);
+        s_conv_request (self, entry, request, user, &fields.data);
     msgpack_unpacked_destroy (&fields);
 }
 
@@ -1090,10 +1024,10 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
     if (!code && !map)
         code = "internal", message = "the store's answer is not a map";
 
-    if (*(cookie_kind_t *) cookie == COOKIE_LIST)
+    if (*(int *) cookie == PM_LIST_COOKIE)
         s_list_reply (self, (list_t *) cookie, code, message, map);
     else
-        s_conv_reply (self, (conv_t *) cookie, code, message, map);
+        pl_lane_answer (self->lane, cookie, code, message, map, size);
     msgpack_unpacked_destroy (&answer);
 }
 
@@ -1106,17 +1040,7 @@ static void
 s_tick (void *state)
 {
     pm_t *self = (pm_t *) state;
-    int64_t now = pl_time_mono ();
-    zlistx_t *idle = zlistx_new ();
-    if (!idle)
-        return;
-    for (conv_t *conv = (conv_t *) zhashx_first (self->convs); conv;
-         conv = (conv_t *) zhashx_next (self->convs))
-        if (!conv->head && conv->stage == STAGE_NONE && now - conv->touched >= self->idle_ms)
-            zlistx_add_end (idle, conv->key);
-    for (char *key = (char *) zlistx_first (idle); key; key = (char *) zlistx_next (idle))
-        zhashx_delete (self->convs, key);
-    zlistx_destroy (&idle);
+    pl_lane_evict (self->lane, self->idle_ms);
 }
 
 
@@ -1139,11 +1063,14 @@ s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name,
     return number;
 }
 
-static void
-s_conv_free (void **item_p)
-{
-    s_conv_destroy ((conv_t **) item_p);
-}
+static const pl_lane_class_t s_conv_class = {
+    .args_destroy = s_args_destroy,
+    .load = s_conv_load,
+    .failure = s_failure,
+    .unreachable = "The private message service could not reach its store; try again later."
+};
+
+static void s_destroy (void **state_p);
 
 static int
 s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
@@ -1155,23 +1082,16 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-    self->convs = zhashx_new ();
+    self->lane = pl_lane_new (ctx, host, &s_conv_class, self, PL_LANE_QUEUE_MAX);
     self->users = zhashx_new ();
     self->buckets = zhashx_new ();
-    if (!self->convs || !self->users || !self->buckets) {
-        zhashx_destroy (&self->convs);
-        zhashx_destroy (&self->users);
-        zhashx_destroy (&self->buckets);
-        free (self);
+    if (!self->lane || !self->users || !self->buckets) {
+        s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
     }
-    zhashx_set_destructor (self->convs, s_conv_free);
-    zhashx_set_key_duplicator (self->convs, NULL);      //  the key lives in the conversation
-    zhashx_set_key_destructor (self->convs, NULL);
     zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
     zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
-
     self->rate = s_option_number (ctx, host, "msg_rate", PM_RATE_DEFAULT);
     self->burst = s_option_number (ctx, host, "msg_burst", PM_BURST_DEFAULT);
     if (self->burst < 1)
@@ -1189,11 +1109,12 @@ s_destroy (void **state_p)
 {
     pm_t *self = (pm_t *) *state_p;
     if (self) {
-        self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
-                         self->messages);
-        if (self->timer > 0)
+        if (self->timer > 0) {
+            self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
+                             self->messages);
             self->host->timer_cancel (self->ctx, self->timer);
-        zhashx_destroy (&self->convs);
+        }
+        pl_lane_destroy (&self->lane);
         zhashx_destroy (&self->users);
         zhashx_destroy (&self->buckets);
         //  Requests still held belong to the host after destroy
