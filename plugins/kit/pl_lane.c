@@ -1,26 +1,48 @@
 /*  =========================================================================
     pl_lane - a per-key serial lane (see pl_lane.h)
 
-    Map of the state: a table of keys (chained hash on the key's name); each
-    key holds the plugin's state, its last stored seq and a singly linked
-    queue of ops. A key has at most one store call out (busy), for its head
-    op, with the answer handler and the run's length (writing) it was sent
-    with. Nothing grows without a bound: the queue stops at queue_max and
-    idle keys leave (pl_lane_evict).
+    Map of the state: two tables of names (chained hashes): the keys, and
+    the users' token buckets. Each key holds the plugin's state, its last
+    stored seq and a singly linked queue of ops. A key has at most one
+    store call out (busy), for its head op, with the answer handler and the
+    run's length (writing) it was sent with. Nothing grows without a bound:
+    a queue stops at queue_max, idle keys leave and so do the buckets that
+    have filled up again (pl_lane_evict): a full bucket is a new one.
     =========================================================================
 */
 
 #include "pl_lane.h"
+#include "pl_body.h"
+#include "pl_bucket.h"
+#include "pl_reply.h"
+#include "pl_text.h"
 #include "pl_time.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define S_SLOTS_MIN     64              //  a table's first size
+
+//  A named entry of a table; it sits inside what it names
+typedef struct s_entry_s s_entry_t;
+struct s_entry_s {
+    char *name;                     //  owned
+    s_entry_t *chain;               //  next entry in the same slot
+};
+
+typedef struct {
+    s_entry_t **slots;              //  owned
+    size_t count;                   //  slots, a power of two
+    size_t size;                    //  entries
+} s_table_t;
+
 struct _pl_lane_key_t {
     int cookie;                     //  PL_LANE_COOKIE: the key is its calls' cookie
-    char *name;                     //  the table's key, owned
+    s_entry_t entry;                //  in the lane's keys; its name
     void *state;                    //  the plugin's, owned (class state_destroy)
     bool loaded;                    //  last_seq (and the plugin's state) are loaded
     uint64_t last_seq;              //  the newest stored write's seq
@@ -31,8 +53,13 @@ struct _pl_lane_key_t {
     pl_lane_op_t *tail;
     size_t queued;                  //  ops in the queue
     int64_t touched;                //  monotonic ms of the last request
-    pl_lane_key_t *chain;           //  next key in the same bucket
 };
+
+//  A user's allowance, in the lane's buckets
+typedef struct {
+    s_entry_t entry;                //  the lower-cased user
+    pl_bucket_t bucket;
+} s_allowance_t;
 
 struct _pl_lane_t {
     parley_ctx_t *ctx;              //  the host's handle
@@ -40,16 +67,25 @@ struct _pl_lane_t {
     const pl_lane_class_t *cls;     //  the plugin's callbacks, borrowed
     void *plugin;                   //  the plugin's state, borrowed
     size_t queue_max;               //  ops one key may queue
-    pl_lane_key_t **buckets;        //  the table, owned
-    size_t bucket_count;            //  a power of two
-    size_t size;                    //  keys in the table
+    s_table_t keys;                 //  pl_lane_key_t, owned
+    s_table_t allowances;           //  s_allowance_t, owned
+    double rate;                    //  tokens a second; 0: no rate
+    double burst;                   //  a bucket's size
 };
 
-#define S_BUCKETS_MIN   64
+//  What a sweep of the keys goes by
+typedef struct {
+    pl_lane_t *lane;
+    int64_t now;                    //  monotonic ms
+    int64_t idle_ms;                //  a key idle this long goes
+} s_sweep_t;
+
+#define S_KEY(entry_p)        ((pl_lane_key_t *) ((char *) (entry_p) \
+                                - offsetof (pl_lane_key_t, entry)))
 
 
 //  --------------------------------------------------------------------------
-//  The table of keys
+//  Tables of names
 
 static size_t
 s_hash (const char *name)
@@ -60,38 +96,83 @@ s_hash (const char *name)
     return (size_t) hash;
 }
 
-static pl_lane_key_t **
-s_slot (pl_lane_t *self, const char *name)
+static int
+s_table_init (s_table_t *self)
 {
-    pl_lane_key_t **slot = &self->buckets [s_hash (name) & (self->bucket_count - 1)];
+    self->slots = (s_entry_t **) calloc (S_SLOTS_MIN, sizeof (s_entry_t *));
+    self->count = S_SLOTS_MIN;
+    self->size = 0;
+    return self->slots? 0: -1;
+}
+
+//  Where name is, or would go
+static s_entry_t **
+s_table_slot (s_table_t *self, const char *name)
+{
+    s_entry_t **slot = &self->slots [s_hash (name) & (self->count - 1)];
     while (*slot && strcmp ((*slot)->name, name) != 0)
         slot = &(*slot)->chain;
     return slot;
 }
 
-//  Doubles the table when it holds as many keys as buckets; a failed
+//  Doubles the table when it holds as many entries as slots; a failed
 //  allocation leaves it as it is (longer chains, still right)
 static void
-s_grow (pl_lane_t *self)
+s_table_grow (s_table_t *self)
 {
-    if (self->size < self->bucket_count)
+    if (self->size < self->count)
         return;
-    size_t count = self->bucket_count * 2;
-    pl_lane_key_t **buckets = (pl_lane_key_t **) calloc (count, sizeof (pl_lane_key_t *));
-    if (!buckets)
+    size_t count = self->count * 2;
+    s_entry_t **slots = (s_entry_t **) calloc (count, sizeof (s_entry_t *));
+    if (!slots)
         return;
-    for (size_t index = 0; index < self->bucket_count; index++)
-        while (self->buckets [index]) {
-            pl_lane_key_t *key = self->buckets [index];
-            self->buckets [index] = key->chain;
-            size_t target = s_hash (key->name) & (count - 1);
-            key->chain = buckets [target];
-            buckets [target] = key;
+    for (size_t index = 0; index < self->count; index++)
+        while (self->slots [index]) {
+            s_entry_t *entry = self->slots [index];
+            self->slots [index] = entry->chain;
+            size_t target = s_hash (entry->name) & (count - 1);
+            entry->chain = slots [target];
+            slots [target] = entry;
         }
-    free (self->buckets);
-    self->buckets = buckets;
-    self->bucket_count = count;
+    free (self->slots);
+    self->slots = slots;
+    self->count = count;
 }
+
+//  Puts entry (its name set, not in the table) where slot says
+static void
+s_table_put (s_table_t *self, s_entry_t **slot, s_entry_t *entry)
+{
+    entry->chain = NULL;
+    *slot = entry;
+    self->size++;
+    s_table_grow (self);
+}
+
+//  Takes out each entry that gone says is gone, and hands it to destroy;
+//  gone NULL takes out all
+static void
+s_table_sweep (s_table_t *self, void *context, bool (*gone) (void *context, s_entry_t *entry),
+               void (*destroy) (void *context, s_entry_t *entry))
+{
+    for (size_t index = 0; index < self->count; index++) {
+        s_entry_t **slot = &self->slots [index];
+        while (*slot) {
+            s_entry_t *entry = *slot;
+            if (!gone || gone (context, entry)) {
+                *slot = entry->chain;
+                self->size--;
+                destroy (context, entry);
+            }
+            else
+                slot = &entry->chain;
+        }
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Keys and ops
 
 static void
 s_op_destroy (pl_lane_t *self, pl_lane_op_t **op_p)
@@ -117,20 +198,35 @@ s_key_destroy (pl_lane_t *self, pl_lane_key_t **key_p)
         }
         if (key->state && self->cls->state_destroy)
             self->cls->state_destroy (&key->state);
-        free (key->name);
+        free (key->entry.name);
         free (key);
         *key_p = NULL;
     }
+}
+
+static void
+s_key_sweep_destroy (void *context, s_entry_t *entry)
+{
+    pl_lane_key_t *key = S_KEY (entry);
+    s_key_destroy (((s_sweep_t *) context)->lane, &key);
+}
+
+static void
+s_free_entry (void *context, s_entry_t *entry)
+{
+    (void) context;
+    free (entry->name);
+    free (entry);           //  the entry is the allowance's first field
 }
 
 //  Takes the key out of the table and destroys it
 static void
 s_key_remove (pl_lane_t *self, pl_lane_key_t *key)
 {
-    pl_lane_key_t **slot = s_slot (self, key->name);
-    assert (*slot == key);
-    *slot = key->chain;
-    self->size--;
+    s_entry_t **slot = s_table_slot (&self->keys, key->entry.name);
+    assert (*slot == &key->entry);
+    *slot = key->entry.chain;
+    self->keys.size--;
     s_key_destroy (self, &key);
 }
 
@@ -142,21 +238,18 @@ pl_lane_t *
 pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, const pl_lane_class_t *cls,
              void *plugin, size_t queue_max)
 {
-    assert (host && cls && cls->args_destroy);
-    assert (cls->load && cls->failure && cls->unreachable);
+    assert (host && cls && cls->types && cls->read && cls->busy && cls->args_destroy);
+    assert (cls->load && cls->service);
     pl_lane_t *self = (pl_lane_t *) calloc (1, sizeof (pl_lane_t));
-    if (self)
-        self->buckets = (pl_lane_key_t **) calloc (S_BUCKETS_MIN, sizeof (pl_lane_key_t *));
-    if (!self || !self->buckets) {
-        free (self);
+    if (!self)
         return NULL;
-    }
     self->ctx = ctx;
     self->host = host;
     self->cls = cls;
     self->plugin = plugin;
     self->queue_max = queue_max;
-    self->bucket_count = S_BUCKETS_MIN;
+    if (s_table_init (&self->keys) || s_table_init (&self->allowances))
+        pl_lane_destroy (&self);
     return self;
 }
 
@@ -165,39 +258,44 @@ pl_lane_destroy (pl_lane_t **self_p)
 {
     pl_lane_t *self = *self_p;
     if (self) {
-        for (size_t index = 0; index < self->bucket_count; index++)
-            while (self->buckets [index]) {
-                pl_lane_key_t *key = self->buckets [index];
-                self->buckets [index] = key->chain;
-                s_key_destroy (self, &key);
-            }
-        free (self->buckets);
+        s_sweep_t sweep = { self, 0, 0 };
+        if (self->keys.slots)
+            s_table_sweep (&self->keys, &sweep, NULL, s_key_sweep_destroy);
+        if (self->allowances.slots)
+            s_table_sweep (&self->allowances, self, NULL, s_free_entry);
+        free (self->keys.slots);
+        free (self->allowances.slots);
         free (self);
         *self_p = NULL;
     }
 }
 
+void
+pl_lane_set_rate (pl_lane_t *self, double rate, double burst)
+{
+    self->rate = rate > 0? rate: 0;
+    self->burst = burst < 1? 1: burst;
+}
+
 pl_lane_key_t *
 pl_lane_key (pl_lane_t *self, const char *name, const void *args)
 {
-    pl_lane_key_t **slot = s_slot (self, name);
+    s_entry_t **slot = s_table_slot (&self->keys, name);
     if (*slot)
-        return *slot;
+        return S_KEY (*slot);
     pl_lane_key_t *key = (pl_lane_key_t *) calloc (1, sizeof (pl_lane_key_t));
     if (key) {
         key->cookie = PL_LANE_COOKIE;
-        key->name = strdup (name);
-        if (key->name && self->cls->state_new)
+        key->entry.name = strdup (name);
+        if (key->entry.name && self->cls->state_new)
             key->state = self->cls->state_new (self->plugin, name, args);
     }
-    if (!key || !key->name || (self->cls->state_new && !key->state)) {
+    if (!key || !key->entry.name || (self->cls->state_new && !key->state)) {
         s_key_destroy (self, &key);
         return NULL;
     }
     key->touched = pl_time_mono ();
-    *slot = key;
-    self->size++;
-    s_grow (self);
+    s_table_put (&self->keys, slot, &key->entry);
     return key;
 }
 
@@ -205,6 +303,53 @@ bool
 pl_lane_full (pl_lane_t *self, pl_lane_key_t *key)
 {
     return key->queued >= self->queue_max;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Answers
+
+void
+pl_lane_error (pl_lane_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
+{
+    char message [512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    self->host->reply_error (self->ctx, &op->request, code, message);
+}
+
+void
+pl_lane_ok (pl_lane_t *self, pl_lane_op_t *op, const void *body, size_t size)
+{
+    self->host->reply (self->ctx, &op->request, body, size);
+}
+
+void
+pl_lane_failure (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                 const char *message)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "store refused a request about '%s': %s"
+                     " (%s)", key->entry.name, code, message? message: "");
+    if (strcmp (code, "unavailable") == 0)
+        pl_lane_error (self, op, "unavailable", "The %s service cannot reach its storage now;"
+                       " try again later.", self->cls->service);
+    else
+        pl_lane_error (self, op, "internal", "The %s service failed; try again.",
+                       self->cls->service);
+}
+
+void
+pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load '%s': %s",
+                     key->entry.name, code? code: "malformed answer");
+    code = code && strcmp (code, "unavailable") == 0? "unavailable": "internal";
+    for (pl_lane_op_t *op = key->head; op; op = op->next)
+        if (op->request)
+            pl_lane_error (self, op, code, "The %s service cannot reach its storage now;"
+                           " try again later.", self->cls->service);
 }
 
 
@@ -233,11 +378,8 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
 {
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
-        if (!op->request) {
-            s_pop (self, key);
-            continue;
-        }
-        op->start (self->plugin, key, op);
+        if (op->request)
+            op->start (self->plugin, key, op);
         if (key->head == op && op->request == NULL)
             s_pop (self, key);
     }
@@ -294,14 +436,6 @@ pl_lane_forget (pl_lane_t *self, pl_lane_key_t *key)
         self->cls->forget (self->plugin, key);
 }
 
-void
-pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code, const char *message)
-{
-    for (pl_lane_op_t *op = key->head; op; op = op->next)
-        if (op->request)
-            self->host->reply_error (self->ctx, &op->request, code, message);
-}
-
 size_t
 pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_bytes,
              bool (*joins) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op))
@@ -345,8 +479,8 @@ s_send (pl_lane_t *self, pl_lane_key_t *key, const char *type, const void *body,
     size_t count = writing? writing: 1;
     for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--)
         if (op->request)
-            self->host->reply_error (self->ctx, &op->request, "unavailable",
-                                     self->cls->unreachable);
+            pl_lane_error (self, op, "unavailable", "The %s service could not reach its"
+                           " store; try again later.", self->cls->service);
     return -1;
 }
 
@@ -371,10 +505,10 @@ s_conflict (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const char *cod
             const char *message)
 {
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "seq %" PRIu64 " of '%s' is taken;"
-                     " reloading it", key->head->seq, key->name);
+                     " reloading it", key->head->seq, key->entry.name);
     pl_lane_forget (self, key);
     while (writing && key->head && key->head->retried) {
-        self->cls->failure (self->plugin, key, key->head, code, message, NULL, 0);
+        pl_lane_failure (self, key, key->head, code, message);
         s_pop (self, key);
         writing--;
     }
@@ -429,33 +563,148 @@ pl_lane_answer (pl_lane_t *self, void *cookie, const char *code, const char *mes
     s_kick (self, key);
 }
 
-void
-pl_lane_evict (pl_lane_t *self, int64_t idle_ms)
+
+//  --------------------------------------------------------------------------
+//  Requests coming in
+
+bool
+pl_lane_refuse (pl_lane_intake_t *intake, const char *code, const char *format, ...)
 {
+    intake->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (intake->message, sizeof intake->message, format, args);
+    va_end (args);
+    return false;
+}
+
+//  A user's allowance: 0 when one more request may go now, else the
+//  milliseconds until it may (retry_after_ms)
+static int64_t
+s_rate_wait (pl_lane_t *self, const char *user)
+{
+    if (self->rate <= 0)
+        return 0;
+    char *name = pl_text_lower_dup (user);
+    if (!name)
+        return 0;
     int64_t now = pl_time_mono ();
-    for (size_t index = 0; index < self->bucket_count; index++) {
-        pl_lane_key_t **slot = &self->buckets [index];
-        while (*slot) {
-            pl_lane_key_t *key = *slot;
-            if (!key->head && !key->busy && now - key->touched >= idle_ms) {
-                *slot = key->chain;
-                self->size--;
-                s_key_destroy (self, &key);
-            }
-            else
-                slot = &key->chain;
-        }
+    s_entry_t **slot = s_table_slot (&self->allowances, name);
+    s_allowance_t *allowance = (s_allowance_t *) *slot;
+    if (!allowance && (allowance = (s_allowance_t *) calloc (1, sizeof *allowance))) {
+        allowance->entry.name = name;
+        name = NULL;
+        allowance->bucket = pl_bucket_full (self->burst, now);
+        s_table_put (&self->allowances, slot, &allowance->entry);
     }
+    free (name);
+    return allowance? pl_bucket_take (&allowance->bucket, self->rate, self->burst, now): 0;
+}
+
+//  Reads, checks and queues a request of type; sets intake's refusal
+//  when it is refused. Takes the request when it is queued.
+static void
+s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **request_p,
+          const char *user, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (!self->cls->read (self->plugin, type, user, map, intake))
+        return;
+    if (type->rate_limited && (intake->retry_ms = s_rate_wait (self, user)) > 0) {
+        pl_lane_refuse (intake, "rate_limited", "%s", type->rate_limited);
+        return;
+    }
+    pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
+    if (!key)
+        pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+    else
+    if (pl_lane_full (self, key))
+        self->cls->busy (self->plugin, key, intake->args, intake);
+    else
+    if (pl_lane_submit (self, key, request_p, type->start, intake->args, intake->bytes) != 0)
+        pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+    else
+        intake->args = NULL;
+}
+
+static const pl_lane_type_t *
+s_type (pl_lane_t *self, const char *name)
+{
+    for (const pl_lane_type_t *type = self->cls->types; type->type; type++)
+        if (strcmp (type->type, name) == 0)
+            return type;
+    return NULL;
+}
+
+int
+pl_lane_request (pl_lane_t *self, parley_request_t **request_p)
+{
+    const parley_host_t *host = self->host;
+    const char *name = host->request_type (*request_p);
+    const pl_lane_type_t *type = s_type (self, name? name: "");
+    if (!type)
+        return -1;
+    const char *user = host->request_user (*request_p);
+    size_t size;
+    const uint8_t *body = host->request_body (*request_p, &size);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    pl_lane_intake_t intake = { NULL };
+    if (!user)
+        pl_lane_refuse (&intake, "unauthenticated", "Log in first.");
+    else
+    if (msgpack_unpack_next (&unpacked, (const char *) body, size, &offset)
+            != MSGPACK_UNPACK_SUCCESS || unpacked.data.type != MSGPACK_OBJECT_MAP)
+        pl_lane_refuse (&intake, "bad_request", "The request's fields are not a map.");
+    else
+        s_intake (self, type, request_p, user, &unpacked.data, &intake);
+    if (intake.code && intake.retry_ms > 0)
+        pl_reply_error_retry (host, self->ctx, request_p, intake.code, intake.message,
+                              intake.retry_ms);
+    else
+    if (intake.code)
+        host->reply_error (self->ctx, request_p, intake.code, intake.message);
+    if (intake.args)
+        self->cls->args_destroy (&intake.args);
+    free (intake.key);
+    msgpack_unpacked_destroy (&unpacked);
+    return 0;
 }
 
 
 //  --------------------------------------------------------------------------
-//  Accessors
+//  Housekeeping and accessors
+
+static bool
+s_key_idle (void *context, s_entry_t *entry)
+{
+    pl_lane_key_t *key = S_KEY (entry);
+    s_sweep_t *sweep = (s_sweep_t *) context;
+    return !key->head && !key->busy && sweep->now - key->touched >= sweep->idle_ms;
+}
+
+//  A bucket that has filled up again is as good as a new one
+static bool
+s_allowance_full (void *context, s_entry_t *entry)
+{
+    pl_lane_t *self = (pl_lane_t *) context;
+    pl_bucket_t bucket = ((s_allowance_t *) entry)->bucket;
+    int64_t refill_ms = self->rate > 0? (int64_t) (self->burst * 1000 / self->rate): 0;
+    return pl_time_mono () - bucket.refilled >= refill_ms;
+}
+
+void
+pl_lane_evict (pl_lane_t *self, int64_t idle_ms)
+{
+    s_sweep_t sweep = { self, pl_time_mono (), idle_ms };
+    s_table_sweep (&self->keys, &sweep, s_key_idle, s_key_sweep_destroy);
+    s_table_sweep (&self->allowances, self, s_allowance_full, s_free_entry);
+}
 
 const char *
 pl_lane_name (pl_lane_key_t *key)
 {
-    return key->name;
+    return key->entry.name;
 }
 
 void *
@@ -479,5 +728,62 @@ pl_lane_stored (pl_lane_key_t *key, pl_lane_op_t *op)
 size_t
 pl_lane_size (pl_lane_t *self)
 {
-    return self->size;
+    return self->keys.size;
+}
+
+
+//  --------------------------------------------------------------------------
+//  A page of a timeline
+
+//  A seq cursor field into *seq_p (-1 when absent)
+static bool
+s_page_seq (const msgpack_object *map, const char *name, int64_t *seq_p,
+            pl_lane_intake_t *intake)
+{
+    uint64_t value = 0;
+    int found = pl_body_uint (map, name, &value);
+    if (found < 0 || value > INT64_MAX)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field '%s' must be a seq (a whole number).", name);
+    *seq_p = found == 1? (int64_t) value: -1;
+    return true;
+}
+
+bool
+pl_lane_page_read (const msgpack_object *map, uint32_t fallback, uint32_t max,
+                   pl_lane_page_t *page, pl_lane_intake_t *intake)
+{
+    uint64_t value = fallback;
+    int found = pl_body_uint (map, "limit", &value);
+    if (found < 0 || value < 1 || value > max)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'limit' must be a whole number from 1 to %u.", max);
+    page->limit = (uint32_t) value;
+    if (!s_page_seq (map, "before", &page->before, intake)
+    ||  !s_page_seq (map, "after", &page->after, intake))
+        return false;
+    if (page->before >= 0 && page->after >= 0)
+        return pl_lane_refuse (intake, "bad_request", "Give 'before' or 'after', not both.");
+    return true;
+}
+
+uint32_t
+pl_lane_page_fields (const pl_lane_page_t *page)
+{
+    return 1 + (page->before >= 0) + (page->after >= 0);
+}
+
+void
+pl_lane_page_pack (msgpack_packer *packer, const pl_lane_page_t *page)
+{
+    pl_body_pack_str (packer, "limit");
+    msgpack_pack_uint32 (packer, page->limit);
+    if (page->before >= 0) {
+        pl_body_pack_str (packer, "before");
+        msgpack_pack_int64 (packer, page->before);
+    }
+    if (page->after >= 0) {
+        pl_body_pack_str (packer, "after");
+        msgpack_pack_int64 (packer, page->after);
+    }
 }

@@ -21,8 +21,14 @@
       last + k (pl_lane_run) and go to the store as one call; each request
       of the run is handed the answer in order. A conflict (a seq taken)
       reloads the key and sends the run again once; those of it tried once
-      already get the class's failure. An unavailable answer (the outcome
-      unknown) reloads the key before the next write.
+      already are answered as failures (pl_lane_failure). An unavailable
+      answer (the outcome unknown) reloads the key before the next write.
+
+    Requests come in through pl_lane_request: the class's table of request
+    types names each type's action; the class's read takes its fields (a
+    refusal: pl_lane_refuse) and names its key; a type with a
+    rate counts against its user's token bucket (rate_limited, with
+    retry_after_ms); then the key's queue, or unavailable when it is full.
 
     Idle keys leave the lane (pl_lane_evict), so that a key that moved to
     another instance and back is loaded fresh.
@@ -33,9 +39,8 @@
     op->request; requests still queued at destroy belong to the host again.
 
         pl_lane_t *lane = pl_lane_new (ctx, host, &s_class, self, PL_LANE_QUEUE_MAX);
-        pl_lane_key_t *key = pl_lane_key (lane, "general", args);
-        if (key && !pl_lane_full (lane, key))
-            pl_lane_submit (lane, key, &request, s_send_start, args, bytes);
+        pl_lane_set_rate (lane, 20, 40);
+        ...on_request: if (pl_lane_request (lane, &request) != 0) (not a lane type)
         ...on_reply, cookie is a key: pl_lane_answer (lane, cookie, code, message, body, size);
         ...each tick: pl_lane_evict (lane, idle_ms);
         pl_lane_destroy (&lane);
@@ -89,8 +94,37 @@ typedef void (pl_lane_answer_fn) (void *plugin, pl_lane_key_t *key, pl_lane_op_t
                                   const char *code, const char *message,
                                   const msgpack_object *body, size_t size);
 
+//  What is wrong with a request, if anything, as it comes in; and what it
+//  is when nothing is: its fields, its key, its weight in a run
+typedef struct {
+    const char *code;               //  NULL while nothing is wrong
+    char message [256];             //  the refusal's sentence
+    int64_t retry_ms;               //  with code: when to try again (0: not said)
+    void *args;                     //  the fields read; the lane owns them
+    char *key;                      //  the key's name; the lane owns it
+    size_t bytes;                   //  what the request adds to a run (its text)
+} pl_lane_intake_t;
+
+//  One request type served on the lane
+typedef struct {
+    const char *type;               //  "msg.send"; NULL ends a table
+    pl_lane_action_fn *start;       //  its action
+    const char *rate_limited;       //  the refusal when its user's bucket is
+                                    //  empty; NULL: no rate
+    const void *extra;              //  the plugin's own, for read
+} pl_lane_type_t;
+
 //  What a plugin tells the lane about its keys
 typedef struct {
+    //  The request types, ending with a NULL type
+    const pl_lane_type_t *types;
+    //  Reads a request of type from user: sets intake's args, key and bytes
+    //  and returns true, or returns false with the refusal (pl_lane_refuse)
+    bool (*read) (void *plugin, const pl_lane_type_t *type, const char *user,
+                  const msgpack_object *map, pl_lane_intake_t *intake);
+    //  The refusal when the key's queue is full (unavailable)
+    void (*busy) (void *plugin, pl_lane_key_t *key, const void *args,
+                  pl_lane_intake_t *intake);
     //  The plugin's state for a new key, from the arguments of its first
     //  request. Caller (the lane) owns it; NULL when out of memory. May be
     //  NULL for a plugin with no state but the key's seq.
@@ -106,10 +140,8 @@ typedef struct {
     //  Whether a loaded key whose queue is empty stays (NULL: always, until
     //  idle); a room the store does not have is not worth keeping
     bool (*keep) (void *plugin, pl_lane_key_t *key);
-    //  Answers op for a store error its action has no answer of its own for
-    pl_lane_answer_fn *failure;
-    //  The message of unavailable when a store call cannot be sent
-    const char *unreachable;
+    //  What users are told is failing: "room" for "The room service failed"
+    const char *service;
 } pl_lane_class_t;
 
 //  Creates a lane. cls and plugin are borrowed for the lane's lifetime;
@@ -123,6 +155,26 @@ pl_lane_t *
 //  belong to the host again. Nullifies the reference.
 void
     pl_lane_destroy (pl_lane_t **self_p);
+
+//  The types with a rate take a token of their user's bucket: rate a
+//  second, burst at once (at least 1); a rate of 0 (the default) is no limit
+void
+    pl_lane_set_rate (pl_lane_t *self, double rate, double burst);
+
+//  Takes a request from the host when its type is one of the class's:
+//  reads it, checks its rate, queues it (then serves the queue) or answers
+//  the refusal. Returns 0 when taken (*request_p nullified), -1 when the
+//  type is not the lane's (the request is left to the caller).
+int
+    pl_lane_request (pl_lane_t *self, parley_request_t **request_p);
+
+//  Sets intake's refusal. Returns false, for a reader to return.
+bool
+    pl_lane_refuse (pl_lane_intake_t *intake, const char *code, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__ ((format (printf, 3, 4)))
+#endif
+    ;
 
 //  The key's lane entry, made (with state_new (args)) if new. Returns it
 //  (borrowed), or NULL if out of memory.
@@ -142,6 +194,24 @@ int
     pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
                     pl_lane_action_fn *start, void *args, size_t bytes);
 
+//  Answers op with an error (takes its request)
+void
+    pl_lane_error (pl_lane_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__ ((format (printf, 4, 5)))
+#endif
+    ;
+
+//  Answers op ok with body (a msgpack map, copied; NULL for none)
+void
+    pl_lane_ok (pl_lane_t *self, pl_lane_op_t *op, const void *body, size_t size);
+
+//  Answers op for a store error its action has no answer of its own for:
+//  logged, then unavailable ("cannot reach its storage") or internal
+void
+    pl_lane_failure (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                     const char *message);
+
 //  For an action: true when the key is loaded; else starts the class's
 //  load (the action runs again once it is) and returns false
 bool
@@ -155,10 +225,11 @@ void
 void
     pl_lane_forget (pl_lane_t *self, pl_lane_key_t *key);
 
-//  Answers every queued request with the error (the key could not load)
+//  The key could not load (code: the store's error, NULL for a malformed
+//  answer): logged, and every queued request answered unavailable or
+//  internal
 void
-    pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code,
-                      const char *message);
+    pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code);
 
 //  Takes the run of requests at the head of the queue: those with the
 //  head's action, at most max_count, whose bytes stay within max_bytes
@@ -170,7 +241,7 @@ size_t
 
 //  Sends a store call for the head request; its answer goes to answer.
 //  Returns 0, or -1 when it could not be sent (the head has been answered
-//  unavailable with the class's message).
+//  unavailable).
 int
     pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type,
                   const void *body, size_t size, pl_lane_answer_fn *answer);
@@ -213,6 +284,31 @@ void
 //  The number of keys in the lane
 size_t
     pl_lane_size (pl_lane_t *self);
+
+//  --------------------------------------------------------------------------
+//  A page of a key's timeline, as clients ask for one (room.history,
+//  pm.history): limit, and a seq cursor before or after
+
+typedef struct {
+    uint32_t limit;                 //  entries, 1 to the reader's max
+    int64_t before;                 //  seq cursor, -1 for none
+    int64_t after;                  //  seq cursor, -1 for none
+} pl_lane_page_t;
+
+//  Reads limit (default fallback, at most max), before and after from a
+//  request's map into page. Returns true, or false with the refusal
+//  (bad_request).
+bool
+    pl_lane_page_read (const msgpack_object *map, uint32_t fallback, uint32_t max,
+                       pl_lane_page_t *page, pl_lane_intake_t *intake);
+
+//  The fields pl_lane_page_pack packs (1 to 2)
+uint32_t
+    pl_lane_page_fields (const pl_lane_page_t *page);
+
+//  Packs the page as a store call has it: limit, and before or after
+void
+    pl_lane_page_pack (msgpack_packer *packer, const pl_lane_page_t *page);
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,6 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
-#include "pl_bucket.h"
 #include "pl_lane.h"
 #include "pl_reply.h"
 #include "pl_text.h"
@@ -62,9 +61,7 @@ typedef struct {
     char *user;                     //  the stamped user, as registered
     char *other;                    //  "to" or "with", as the client wrote it
     char *text;                     //  send: the message
-    int64_t before;                 //  history: seq cursor, -1 for none
-    int64_t after;                  //  history: seq cursor, -1 for none
-    uint32_t limit;                 //  history
+    pl_lane_page_t page;            //  history
     uint64_t mark;                  //  read: the newest message read
 } args_t;
 
@@ -82,10 +79,7 @@ typedef struct {
     const parley_host_t *host;      //  the host's function table
     pl_lane_t *lane;                //  the conversations, by pair key, owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
-    zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
     list_t *lists;                  //  pm.conversations in progress, owned
-    double rate;                    //  pm.send per user per second; 0 turns limits off
-    double burst;                   //  pm.send burst per user
     int64_t idle_ms;                //  idle conversations leave the cache after this
     int timer;                      //  the housekeeping timer
     uint64_t messages;              //  messages stored, for the log at exit
@@ -297,45 +291,10 @@ s_args_destroy (void **args_p)
 }
 
 static void
-s_reply_error (pm_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
-    __attribute__ ((format (printf, 4, 5)));
-
-static void
-s_reply_error (pm_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
-{
-    char message [512];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (message, sizeof message, format, args);
-    va_end (args);
-    self->host->reply_error (self->ctx, &op->request, code, message);
-}
-
-static void
 s_no_such_user (pm_t *self, pl_lane_op_t *op)
 {
-    s_reply_error (self, op, "no_such_user", "There is no user named '%.40s'.",
+    pl_lane_error (self->lane, op, "no_such_user", "There is no user named '%.40s'.",
                    ((const args_t *) op->args)->other);
-}
-
-//  The store failed a request in a way its action has no answer for: the
-//  lane's class failure
-static void
-s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-           const char *message, const msgpack_object *body, size_t size)
-{
-    (void) key, (void) body, (void) size;
-    pm_t *self = (pm_t *) plugin;
-    const args_t *args = (const args_t *) op->args;
-    self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                     "store refused a request of '%s' about '%s': %s (%s)",
-                     args->user, args->other, code, message? message: "");
-    if (strcmp (code, "unavailable") == 0)
-        s_reply_error (self, op, "unavailable",
-                       "The private message service cannot reach its storage now; "
-                       "try again later.");
-    else
-        s_reply_error (self, op, "internal", "The private message service failed; try again.");
 }
 
 //  The store answered an ok, or not_found for the other user
@@ -346,7 +305,7 @@ s_answer_or_no_user (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const cha
     if (strcmp (code, "not_found") == 0)
         s_no_such_user (self, op);
     else
-        s_failure (self, key, op, code, message, NULL, 0);
+        pl_lane_failure (self->lane, key, op, code, message);
 }
 
 
@@ -359,17 +318,10 @@ s_conv_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
 {
     (void) message, (void) size;
     pm_t *self = (pm_t *) plugin;
-    const args_t *args = (const args_t *) op->args;
+    (void) op;
     const msgpack_object *last = pl_body_field (body, "last_seq");
-    if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                         "could not load the conversation of '%s' and '%s': %s",
-                         args->user, args->other, code? code: "malformed answer");
-        pl_lane_fail_all (self->lane, key,
-                          code && strcmp (code, "unavailable") == 0? "unavailable": "internal",
-                          "The private message service cannot reach its storage now; "
-                          "try again later.");
-    }
+    if (code || !last || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        pl_lane_fail_all (self->lane, key, code);
     else
         pl_lane_loaded (self->lane, key, last->via.u64);
 }
@@ -454,7 +406,7 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
     msgpack_pack_uint64 (&packer, op->seq);
     pl_body_pack_str (&packer, "ts");
     pl_body_pack_time (&packer, op->ts);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    pl_lane_ok (self->lane, op, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
 
@@ -485,7 +437,7 @@ s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
     msgpack_pack_map (&packer, 1);
     pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    pl_lane_ok (self->lane, op, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
 
@@ -587,7 +539,7 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         msgpack_pack_map (&packer, 1);
         pl_body_pack_str (&packer, "unread");
         msgpack_pack_uint64 (&packer, 0);
-        self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+        pl_lane_ok (self->lane, op, buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
         return;
     }
@@ -610,13 +562,13 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
 {
     pm_t *self = (pm_t *) plugin;
     if (code) {
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
         return;
     }
     const msgpack_object *messages = pl_body_field (body, "messages");
     uint32_t count = messages && messages->type == MSGPACK_OBJECT_ARRAY
                    ? messages->via.array.size: 0;
-    bool forward = ((const args_t *) op->args)->after >= 0;
+    bool forward = ((const args_t *) op->args)->page.after >= 0;
     uint32_t fit = count? s_reply_fit (messages, forward, NULL): 0;
     bool more = pl_body_bool (body, "more") || fit < count;
     uint32_t first = forward? 0: count - fit;
@@ -631,7 +583,7 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
         s_pack_store_message (&packer, &messages->via.array.ptr [index]);
     pl_body_pack_str (&packer, "more");
     more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    pl_lane_ok (self->lane, op, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
 
@@ -644,17 +596,8 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         return;
     msgpack_sbuffer buffer;
     msgpack_packer packer;
-    s_call_pair (&buffer, &packer, 3 + (args->before >= 0) + (args->after >= 0), args);
-    pl_body_pack_str (&packer, "limit");
-    msgpack_pack_uint32 (&packer, args->limit);
-    if (args->before >= 0) {
-        pl_body_pack_str (&packer, "before");
-        msgpack_pack_int64 (&packer, args->before);
-    }
-    if (args->after >= 0) {
-        pl_body_pack_str (&packer, "after");
-        msgpack_pack_int64 (&packer, args->after);
-    }
+    s_call_pair (&buffer, &packer, 2 + pl_lane_page_fields (&args->page), args);
+    pl_lane_page_pack (&packer, &args->page);
     s_call (self, key, "store.pm.history", &buffer, s_history_answer);
 }
 
@@ -750,222 +693,115 @@ s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
 
 //  --------------------------------------------------------------------------
 //  Requests: each type's fields and checks, then the conversation's queue
-
-//  What is wrong with a request, if anything: its answer
-typedef struct {
-    const char *code;               //  NULL while nothing is
-    char message [256];
-    int64_t retry_ms;               //  with rate_limited: when to try again
-} verdict_t;
-
-//  Sets the verdict. Returns false, for the reader to return.
-static bool
-s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
+//  (the lane's intake)
 
 static bool
-s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
-{
-    verdict->code = code;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (verdict->message, sizeof verdict->message, format, args);
-    va_end (args);
-    return false;
-}
-
-//  A user's allowance of sends: 0 when one more may go now, else the
-//  milliseconds until it may (retry_after_ms)
-static int64_t
-s_rate_wait (pm_t *self, const char *user)
-{
-    if (self->rate <= 0)
-        return 0;
-    char *key = pl_text_lower_dup (user);
-    if (!key)
-        return 0;
-    int64_t now = pl_time_mono ();
-    pl_bucket_t *bucket = (pl_bucket_t *) zhashx_lookup (self->buckets, key);
-    if (!bucket) {
-        bucket = (pl_bucket_t *) malloc (sizeof (pl_bucket_t));
-        if (!bucket) {
-            free (key);
-            return 0;
-        }
-        *bucket = pl_bucket_full (self->burst, now);
-        zhashx_insert (self->buckets, key, bucket);
-    }
-    free (key);
-    return pl_bucket_take (bucket, self->rate, self->burst, now);
-}
-
-static bool
-s_read_send (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     int found = pl_body_text (map, "text", &args->text);
     if (found == -2)
-        return s_refuse (verdict, "invalid_text", "A message cannot hold a NUL character.");
+        return pl_lane_refuse (intake, "invalid_text", "A message cannot hold a NUL character.");
     if (found != 1)
-        return s_refuse (verdict, "bad_request", "The field 'text' must be a string.");
+        return pl_lane_refuse (intake, "bad_request", "The field 'text' must be a string.");
     return true;
 }
 
 static bool
-s_read_read (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_read (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     if (pl_body_uint (map, "seq", &args->mark) != 1 || args->mark < 1
     ||  args->mark > INT64_MAX)
-        return s_refuse (verdict, "bad_request", "The field 'seq' must be a seq (a whole"
-                         " number from 1): the newest message read.");
-    return true;
-}
-
-//  A seq cursor field into *seq_p (-1 when absent)
-static bool
-s_read_seq (const msgpack_object *map, const char *name, int64_t *seq_p, verdict_t *verdict)
-{
-    uint64_t value = 0;
-    int found = pl_body_uint (map, name, &value);
-    if (found < 0 || value > INT64_MAX)
-        return s_refuse (verdict, "bad_request",
-                         "The field '%s' must be a seq (a whole number).", name);
-    if (found == 1)
-        *seq_p = (int64_t) value;
+        return pl_lane_refuse (intake, "bad_request", "The field 'seq' must be a seq (a whole"
+                               " number from 1): the newest message read.");
     return true;
 }
 
 static bool
-s_read_history (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    uint64_t value;
-    int found = pl_body_uint (map, "limit", &value);
-    if (found < 0 || (found == 1 && (value < 1 || value > PM_HISTORY_MAX)))
-        return s_refuse (verdict, "bad_request",
-                         "The field 'limit' must be a whole number from 1 to %d.",
-                         PM_HISTORY_MAX);
-    if (found == 1)
-        args->limit = (uint32_t) value;
-    if (!s_read_seq (map, "before", &args->before, verdict)
-    ||  !s_read_seq (map, "after", &args->after, verdict))
-        return false;
-    if (args->before >= 0 && args->after >= 0)
-        return s_refuse (verdict, "bad_request", "Give 'before' or 'after', not both.");
-    return true;
+    return pl_lane_page_read (map, PM_HISTORY_DEFAULT, PM_HISTORY_MAX, &args->page, intake);
 }
 
 static bool
-s_check_send (pm_t *self, args_t *args, verdict_t *verdict)
+s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
-    (void) self;
     size_t length = pl_text_utf8_length (args->text);
     if (length < 1 || length > PM_TEXT_MAX || !pl_text_has_content (args->text))
-        return s_refuse (verdict, "invalid_text", "A message is 1 to %d characters and not"
-                         " only white space.", PM_TEXT_MAX);
+        return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
+                               " not only white space.", PM_TEXT_MAX);
     return true;
 }
 
-//  The request types about one conversation: the field that names the
-//  other user, how the fields are read (their shape) and checked (their
-//  values), and the action
+//  A request type's field that names the other user, how its fields are
+//  read (their shape) and checked (their values)
 typedef struct {
-    const char *type;
     const char *other;              //  "to" or "with"
-    bool (*read) (args_t *args, const msgpack_object *map, verdict_t *verdict);
-    bool (*check) (pm_t *self, args_t *args, verdict_t *verdict);
-    pl_lane_action_fn *start;
-} request_type_t;
+    bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
+    bool (*check) (args_t *args, pl_lane_intake_t *intake);
+} fields_t;
 
-static const request_type_t s_types [] = {
-    { "pm.send",    "to",   s_read_send,    s_check_send, s_send_start },
-    { "pm.history", "with", s_read_history, NULL,         s_history_start },
-    { "pm.read",    "with", s_read_read,    NULL,         s_read_start },
+static const fields_t s_send_fields = { "to", s_read_send, s_check_send };
+static const fields_t s_history_fields = { "with", s_read_history, NULL };
+static const fields_t s_read_fields = { "with", s_read_read, NULL };
+
+//  The request types about one conversation
+static const pl_lane_type_t s_types [] = {
+    { "pm.send",    s_send_start,
+      "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    { "pm.history", s_history_start, NULL, &s_history_fields },
+    { "pm.read",    s_read_start,    NULL, &s_read_fields },
+    { NULL }
 };
-
-//  A request's fields, read and checked. Returns true when it may go into
-//  the conversation's queue, else false with the verdict.
-static bool
-s_read (pm_t *self, const request_type_t *type, args_t *args, const msgpack_object *map,
-        verdict_t *verdict)
-{
-    if (pl_body_str (map, type->other, &args->other) != 1)
-        return s_refuse (verdict, "bad_request",
-                         "The field '%s' must be a string: a user's name.", type->other);
-    if (!type->read (args, map, verdict))
-        return false;
-    bool send = type->start == s_send_start;
-    if (pl_text_same_name (args->other, args->user))
-        return s_refuse (verdict, "bad_request", send
-                         ? "You cannot send a private message to yourself."
-                         : "There is no conversation with yourself.");
-    if (type->check && !type->check (self, args, verdict))
-        return false;
-    if (!pl_text_username_valid (args->other))
-        return s_refuse (verdict, "no_such_user", "There is no user named '%.40s'.",
-                         args->other);
-    if (send && (verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
-        return s_refuse (verdict, "rate_limited",
-                         "You are sending messages too fast; wait a moment and try again.");
-    return true;
-}
-
-//  Into the conversation's queue: takes the request and the args, unless
-//  refused
-static void
-s_enqueue (pm_t *self, const request_type_t *type, parley_request_t **request_p,
-           args_t **args_p, verdict_t *verdict)
-{
-    args_t *args = *args_p;
-    char *name = s_pair_key (args->user, args->other);
-    pl_lane_key_t *key = name? pl_lane_key (self->lane, name, args): NULL;
-    free (name);
-    if (!key)
-        s_refuse (verdict, "internal", "Out of memory; try again.");
-    else
-    if (pl_lane_full (self->lane, key))
-        s_refuse (verdict, "unavailable", "The conversation with '%.40s' is too busy now;"
-                  " try again shortly.", args->other);
-    else
-    if (pl_lane_submit (self->lane, key, request_p, type->start, args,
-                        args->text? strlen (args->text): 0) != 0)
-        s_refuse (verdict, "internal", "Out of memory; try again.");
-    else
-        *args_p = NULL;
-}
 
 static args_t *
 s_args_new (const char *user)
 {
     args_t *args = (args_t *) calloc (1, sizeof (args_t));
-    if (args) {
+    if (args)
         args->user = strdup (user);
-        args->before = -1;
-        args->after = -1;
-        args->limit = PM_HISTORY_DEFAULT;
-    }
     if (args && !args->user)
         s_args_destroy ((void **) &args);
     return args;
 }
 
-//  Reads and checks a request about a conversation, and queues it
-static void
-s_conv_request (pm_t *self, const request_type_t *type, parley_request_t *request,
-                const char *user, const msgpack_object *map)
+//  The lane's class read: the other user, the type's fields, then their
+//  values; the key is the sorted pair
+static bool
+s_read (void *plugin, const pl_lane_type_t *type, const char *user,
+        const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    verdict_t verdict = { NULL };
+    (void) plugin;
+    const fields_t *fields = (const fields_t *) type->extra;
     args_t *args = s_args_new (user);
+    intake->args = args;
     if (!args)
-        s_refuse (&verdict, "internal", "Out of memory; try again.");
-    else
-    if (s_read (self, type, args, map, &verdict))
-        s_enqueue (self, type, &request, &args, &verdict);
-    if (verdict.code && verdict.retry_ms > 0)
-        pl_reply_error_retry (self->host, self->ctx, &request, verdict.code, verdict.message,
-                              verdict.retry_ms);
-    else
-    if (verdict.code)
-        self->host->reply_error (self->ctx, &request, verdict.code, verdict.message);
-    s_args_destroy ((void **) &args);
+        return pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+    if (pl_body_str (map, fields->other, &args->other) != 1)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field '%s' must be a string: a user's name.", fields->other);
+    if (!fields->read (args, map, intake))
+        return false;
+    if (pl_text_same_name (args->other, args->user))
+        return pl_lane_refuse (intake, "bad_request", "%s", type->start == s_send_start
+                               ? "You cannot send a private message to yourself."
+                               : "There is no conversation with yourself.");
+    if (fields->check && !fields->check (args, intake))
+        return false;
+    if (!pl_text_username_valid (args->other))
+        return pl_lane_refuse (intake, "no_such_user", "There is no user named '%.40s'.",
+                               args->other);
+    intake->key = s_pair_key (args->user, args->other);
+    intake->bytes = args->text? strlen (args->text): 0;
+    return intake->key || pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+}
+
+//  The lane's class busy: the conversation's queue is full
+static void
+s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *intake)
+{
+    (void) plugin, (void) key;
+    pl_lane_refuse (intake, "unavailable", "The conversation with '%.40s' is too busy now;"
+                    " try again shortly.", ((const args_t *) args)->other);
 }
 
 static void
@@ -974,38 +810,19 @@ s_on_request (void *state, parley_request_t *request)
     pm_t *self = (pm_t *) state;
     const parley_host_t *host = self->host;
     const char *type = host->request_type (request);
-    const char *user = host->request_user (request);
     type = type? type: "";
-    const request_type_t *entry = NULL;
-    for (size_t index = 0; index < sizeof s_types / sizeof s_types [0] && !entry; index++)
-        if (strcmp (type, s_types [index].type) == 0)
-            entry = &s_types [index];
-    if (!entry && strcmp (type, "pm.conversations") != 0) {
+    if (pl_lane_request (self->lane, &request) == 0)
+        return;
+    if (strcmp (type, "pm.conversations") != 0) {
         char message [160];
         snprintf (message, sizeof message, "There is no request '%.64s'.", type);
         host->reply_error (self->ctx, &request, "unknown_type", message);
-        return;
     }
-    if (!user) {
-        host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
-        return;
-    }
-    if (!entry) {
-        s_list_request (self, request);
-        return;
-    }
-    size_t body_size;
-    const uint8_t *body = host->request_body (request, &body_size);
-    msgpack_unpacked fields;
-    msgpack_unpacked_init (&fields);
-    size_t offset = 0;
-    if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
-            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP)
-        host->reply_error (self->ctx, &request, "bad_request",
-                           "The request's fields are not a map.");
     else
-        s_conv_request (self, entry, request, user, &fields.data);
-    msgpack_unpacked_destroy (&fields);
+    if (!host->request_user (request))
+        host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
+    else
+        s_list_request (self, request);
 }
 
 static void
@@ -1064,10 +881,12 @@ s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name,
 }
 
 static const pl_lane_class_t s_conv_class = {
+    .types = s_types,
+    .read = s_read,
+    .busy = s_busy,
     .args_destroy = s_args_destroy,
     .load = s_conv_load,
-    .failure = s_failure,
-    .unreachable = "The private message service could not reach its store; try again later."
+    .service = "private message"
 };
 
 static void s_destroy (void **state_p);
@@ -1084,22 +903,19 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->host = host;
     self->lane = pl_lane_new (ctx, host, &s_conv_class, self, PL_LANE_QUEUE_MAX);
     self->users = zhashx_new ();
-    self->buckets = zhashx_new ();
-    if (!self->lane || !self->users || !self->buckets) {
+    if (!self->lane || !self->users) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
     }
     zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
-    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
-    self->rate = s_option_number (ctx, host, "msg_rate", PM_RATE_DEFAULT);
-    self->burst = s_option_number (ctx, host, "msg_burst", PM_BURST_DEFAULT);
-    if (self->burst < 1)
-        self->burst = 1;
+    double rate = s_option_number (ctx, host, "msg_rate", PM_RATE_DEFAULT);
+    double burst = s_option_number (ctx, host, "msg_burst", PM_BURST_DEFAULT);
+    pl_lane_set_rate (self->lane, rate, burst);
     self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", PM_IDLE_MS_DEFAULT);
     self->timer = host->timer_add (ctx, PM_TICK_MS, s_tick);
     host->log (ctx, PARLEY_LOG_INFO, "ready: pm.send limited to %g a second (burst %g) per user",
-               self->rate, self->burst);
+               rate, burst < 1? 1: burst);
     *state_p = self;
     return 0;
 }
@@ -1116,7 +932,6 @@ s_destroy (void **state_p)
         }
         pl_lane_destroy (&self->lane);
         zhashx_destroy (&self->users);
-        zhashx_destroy (&self->buckets);
         //  Requests still held belong to the host after destroy
         while (self->lists) {
             list_t *next = self->lists->next;

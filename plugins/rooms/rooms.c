@@ -27,7 +27,6 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
-#include "pl_bucket.h"
 #include "pl_lane.h"
 #include "pl_reply.h"
 #include "pl_text.h"
@@ -82,9 +81,7 @@ typedef struct {
     bool text_has_nul;              //  send: the text held a NUL (invalid_text)
     bool is_private;                //  create
     uint32_t max_participants;      //  create
-    int64_t before;                 //  history: seq cursor, -1 for none
-    int64_t after;                  //  history: seq cursor, -1 for none
-    uint32_t limit;                 //  history
+    pl_lane_page_t page;            //  history
 } args_t;
 
 //  A room this instance has touched: the lane's state for its key
@@ -107,11 +104,7 @@ typedef struct {
     pl_lane_t *lane;                //  the rooms, by lower-cased name, owned
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
-    zhashx_t *buckets;              //  lower-cased user -> pl_bucket_t *, owned
     rm_list_t *lists;               //  room.list and room.directory, owned
-    double rate;                    //  msg.send and room.invite per user per second;
-                                    //  0 turns limits off
-    double burst;                   //  msg.send burst per user
     int64_t idle_ms;                //  idle rooms leave the cache after this
     uint64_t max_owned;             //  rooms a user owns, at most; 0 for no limit
     uint64_t max_joined;            //  rooms a user belongs to, at most; 0 for no limit
@@ -686,56 +679,24 @@ s_deliver_lifecycle (rooms_t *self, room_t *room, const void *body, size_t size)
 //  --------------------------------------------------------------------------
 //  Answers
 
-static void
-s_reply_error (rooms_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
-    __attribute__ ((format (printf, 4, 5)));
-
-static void
-s_reply_error (rooms_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
-{
-    char message [512];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (message, sizeof message, format, args);
-    va_end (args);
-    self->host->reply_error (self->ctx, &op->request, code, message);
-}
-
 //  An ok whose body is packed into buffer, which it destroys
 static void
 s_reply_packed (rooms_t *self, pl_lane_op_t *op, msgpack_sbuffer *buffer)
 {
-    self->host->reply (self->ctx, &op->request, buffer->data, buffer->size);
+    pl_lane_ok (self->lane, op, buffer->data, buffer->size);
     msgpack_sbuffer_destroy (buffer);
-}
-
-//  The store failed a request in a way its action has no answer for: the
-//  lane's class failure
-static void
-s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-           const char *message, const msgpack_object *body, size_t size)
-{
-    (void) key, (void) body, (void) size;
-    rooms_t *self = (rooms_t *) plugin;
-    self->host->log (self->ctx, PARLEY_LOG_WARNING, "store refused a request of '%s': %s (%s)",
-                     ((const args_t *) op->args)->user, code, message? message: "");
-    if (strcmp (code, "unavailable") == 0)
-        s_reply_error (self, op, "unavailable",
-                       "The room service cannot reach its storage now; try again later.");
-    else
-        s_reply_error (self, op, "internal", "The room service failed; try again.");
 }
 
 static void
 s_no_such_room (rooms_t *self, room_t *room, pl_lane_op_t *op)
 {
-    s_reply_error (self, op, "no_such_room", "There is no room named '%s'.", room->name);
+    pl_lane_error (self->lane, op, "no_such_room", "There is no room named '%s'.", room->name);
 }
 
 static void
 s_not_member (rooms_t *self, room_t *room, pl_lane_op_t *op)
 {
-    s_reply_error (self, op, "not_member", "You are not a member of the room '%s'.",
+    pl_lane_error (self->lane, op, "not_member", "You are not a member of the room '%s'.",
                    room->name);
 }
 
@@ -750,7 +711,7 @@ s_room_gone (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 static void
 s_room_full (rooms_t *self, room_t *room, pl_lane_op_t *op)
 {
-    s_reply_error (self, op, "room_full", "Room '%s' is full (%zu of %u).", room->name,
+    pl_lane_error (self->lane, op, "room_full", "Room '%s' is full (%zu of %u).", room->name,
                    zlistx_size (room->members), room->max_participants);
 }
 
@@ -760,11 +721,11 @@ static bool
 s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
 {
     if (strcmp (code, "quota_owned") == 0)
-        s_reply_error (self, op, "quota_exceeded", "You own %" PRIu64 " rooms, the most one"
+        pl_lane_error (self->lane, op, "quota_exceeded", "You own %" PRIu64 " rooms, the most one"
                        " user may; delete one to create another.", self->max_owned);
     else
     if (strcmp (code, "quota_joined") == 0)
-        s_reply_error (self, op, "quota_exceeded", "You belong to %" PRIu64 " rooms, the most"
+        pl_lane_error (self->lane, op, "quota_exceeded", "You belong to %" PRIu64 " rooms, the most"
                        " one user may; leave one first.", self->max_joined);
     else
         return false;
@@ -852,18 +813,6 @@ s_members_add_from (room_t *room, const msgpack_object *members)
     }
 }
 
-//  The room could not be loaded: every request waiting for it hears so
-static void
-s_load_failed (rooms_t *self, pl_lane_key_t *key, const char *code)
-{
-    room_t *room = (room_t *) pl_lane_state (key);
-    self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load room '%s': %s",
-                     room->name, code? code: "malformed answer");
-    pl_lane_fail_all (self->lane, key,
-                      code && strcmp (code, "unavailable") == 0? "unavailable": "internal",
-                      "The room service cannot reach its storage now; try again later.");
-}
-
 static void
 s_members_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
                   const char *message, const msgpack_object *body, size_t size)
@@ -876,7 +825,7 @@ s_members_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
         pl_lane_loaded (self->lane, key, 0);        //  room->exists stays false
     else
     if (code || !members || members->type != MSGPACK_OBJECT_ARRAY)
-        s_load_failed (self, key, code);
+        pl_lane_fail_all (self->lane, key, code);
     else {
         zlistx_purge (room->members);
         s_members_add_from (room, members);
@@ -896,7 +845,7 @@ s_room_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
         pl_lane_loaded (self->lane, key, 0);        //  room->exists stays false
     else
     if (code || s_room_fill (room, pl_body_field (body, "room")) != 0)
-        s_load_failed (self, key, code);
+        pl_lane_fail_all (self->lane, key, code);
     else {
         msgpack_sbuffer buffer;
         msgpack_packer packer;
@@ -981,17 +930,17 @@ s_create_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
     if (code && strcmp (code, "conflict") == 0)
-        s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+        pl_lane_error (self->lane, op, "room_exists", "A room named '%s' exists already.",
                        room->name);
     else
     if (code && s_quota_reply (self, op, code))
         ;
     else
     if (code)
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
     else
     if (s_room_fill (room, pl_body_field (body, "room")) != 0)
-        s_failure (self, key, op, "internal", "malformed answer", body, size);
+        pl_lane_failure (self->lane, key, op, "internal", "malformed answer");
     else
         s_create_done (self, key, op);
 }
@@ -1003,7 +952,7 @@ s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     room_t *room = (room_t *) pl_lane_state (key);
     const args_t *args = (const args_t *) op->args;
     if (room->exists) {
-        s_reply_error (self, op, "room_exists", "A room named '%s' exists already.",
+        pl_lane_error (self->lane, op, "room_exists", "A room named '%s' exists already.",
                        room->name);
         return;
     }
@@ -1054,18 +1003,8 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
     const args_t *args = (const args_t *) op->args;
     msgpack_sbuffer buffer;
     msgpack_packer packer;
-    size_t fields = 2 + (args->before >= 0) + (args->after >= 0);
-    s_call_begin (&buffer, &packer, fields, "room", room->name);
-    pl_body_pack_str (&packer, "limit");
-    msgpack_pack_uint32 (&packer, args->limit);
-    if (args->before >= 0) {
-        pl_body_pack_str (&packer, "before");
-        msgpack_pack_int64 (&packer, args->before);
-    }
-    if (args->after >= 0) {
-        pl_body_pack_str (&packer, "after");
-        msgpack_pack_int64 (&packer, args->after);
-    }
+    s_call_begin (&buffer, &packer, 1 + pl_lane_page_fields (&args->page), "room", room->name);
+    pl_lane_page_pack (&packer, &args->page);
     s_call (self, key, "store.msg.history", &buffer, answer);
 }
 
@@ -1079,7 +1018,7 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
     if (code) {
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
         return;
     }
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
@@ -1090,7 +1029,7 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     msgpack_pack_map (&packer, 2);
     pl_body_pack_str (&packer, "messages");
     bool cut = s_pack_store_entries (&buffer, room->name, pl_body_field (body, "messages"),
-                                     &budget, ((const args_t *) op->args)->after < 0);
+                                     &budget, ((const args_t *) op->args)->page.after < 0);
     pl_body_pack_str (&packer, "more");
     cut || pl_body_bool (body, "more")? msgpack_pack_true (&packer)
                                       : msgpack_pack_false (&packer);
@@ -1125,7 +1064,7 @@ s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
     if (code) {
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
         return;
     }
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
@@ -1172,7 +1111,7 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         s_member_add (room, user);
     else
     if (strcmp (code, "forbidden") == 0)
-        s_reply_error (self, op, "forbidden",
+        pl_lane_error (self->lane, op, "forbidden",
                        "The room '%s' is private: you need an invitation to join it.",
                        room->name);
     else
@@ -1180,13 +1119,13 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         ;
     else
     if (strcmp (code, "full") == 0)
-        s_reply_error (self, op, "room_full", "Room '%s' is full (%u of %u).",
+        pl_lane_error (self->lane, op, "room_full", "Room '%s' is full (%u of %u).",
                        room->name, room->max_participants, room->max_participants);
     else
     if (strcmp (code, "not_found") == 0)
         s_room_gone (self, key, op);
     else
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
 }
 
 static void
@@ -1235,7 +1174,7 @@ s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
         s_deliver_entry (self, room, op, "system", "leave");
         s_member_remove (room, user);
         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s left '%s'", user, room->name);
-        self->host->reply (self->ctx, &op->request, NULL, 0);
+        pl_lane_ok (self->lane, op, NULL, 0);
     }
     else
     if (strcmp (code, "not_member") == 0) {
@@ -1246,7 +1185,7 @@ s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
     if (strcmp (code, "not_found") == 0)
         s_room_gone (self, key, op);
     else
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
 }
 
 static void
@@ -1312,7 +1251,7 @@ s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
     msgpack_sbuffer_destroy (&buffer);
     pl_lane_forget (self->lane, key);
     pl_lane_loaded (self->lane, key, 0);            //  known not to exist
-    self->host->reply (self->ctx, &op->request, NULL, 0);
+    pl_lane_ok (self->lane, op, NULL, 0);
 }
 
 static void
@@ -1326,7 +1265,7 @@ s_delete_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     if (strcmp (code, "not_found") == 0)
         s_room_gone (self, key, op);
     else
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
 }
 
 static void
@@ -1337,7 +1276,7 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!s_room_ready (self, key, op))
         return;
     if (!room->owner || !pl_text_same_name (room->owner, ((const args_t *) op->args)->user)) {
-        s_reply_error (self, op, "forbidden", "Only the owner of the room '%s' (%s) can"
+        pl_lane_error (self->lane, op, "forbidden", "Only the owner of the room '%s' (%s) can"
                        " delete it.", room->name, room->owner? room->owner: "");
         return;
     }
@@ -1380,7 +1319,7 @@ s_invite_done (rooms_t *self, room_t *room, pl_lane_op_t *op, const msgpack_obje
         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
                          args->user, invitee, room->name);
     }
-    self->host->reply (self->ctx, &op->request, NULL, 0);
+    pl_lane_ok (self->lane, op, NULL, 0);
 }
 
 static void
@@ -1389,11 +1328,11 @@ s_invite_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
 {
     rooms_t *self = (rooms_t *) plugin;
     if (code && strcmp (code, "not_found") == 0)
-        s_reply_error (self, op, "no_such_user", "There is no user named '%s'.",
+        pl_lane_error (self->lane, op, "no_such_user", "There is no user named '%s'.",
                        ((const args_t *) op->args)->argument);
     else
     if (code)
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
     else
         s_invite_done (self, (room_t *) pl_lane_state (key), op, body);
 }
@@ -1407,12 +1346,12 @@ s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!s_room_ready (self, key, op))
         return;
     if (room->is_private && !s_is_member (room, args->user))
-        s_reply_error (self, op, "forbidden",
+        pl_lane_error (self->lane, op, "forbidden",
                        "Only members of the private room '%s' can invite to it.", room->name);
     else
     if (s_is_member (room, args->argument))
         //  Nothing to record or tell: the invitee is in the room
-        self->host->reply (self->ctx, &op->request, NULL, 0);
+        pl_lane_ok (self->lane, op, NULL, 0);
     else
     if (zlistx_size (room->members) >= room->max_participants)
         s_room_full (self, room, op);
@@ -1460,7 +1399,7 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         s_room_gone (self, key, op);
     else
     if (code)
-        s_failure (self, key, op, code, message, body, size);
+        pl_lane_failure (self->lane, key, op, code, message);
     else {
         pl_lane_stored (key, op);
         self->messages++;
@@ -1495,7 +1434,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!s_room_ready (self, key, op))
         return;
     if (!s_is_member (room, ((const args_t *) op->args)->user)) {
-        s_reply_error (self, op, "not_member",
+        pl_lane_error (self->lane, op, "not_member",
                        "You are not a member of the room '%s'; join it first.", room->name);
         return;
     }
@@ -1520,139 +1459,67 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 
 //  --------------------------------------------------------------------------
-//  Requests: each type's fields and checks, then the room's queue
-
-//  What is wrong with a request, if anything: its answer
-typedef struct {
-    const char *code;               //  NULL while nothing is
-    char message [256];
-    int64_t retry_ms;               //  with rate_limited: when to try again
-} verdict_t;
-
-//  Sets the verdict. Returns false, for the reader to return.
-static bool
-s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
+//  Requests: each type's fields and checks, then the room's queue (the
+//  lane's intake)
 
 static bool
-s_refuse (verdict_t *verdict, const char *code, const char *format, ...)
-{
-    verdict->code = code;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (verdict->message, sizeof verdict->message, format, args);
-    va_end (args);
-    return false;
-}
-
-//  A user's allowance of sends (and invitations): 0 when one more may go
-//  now, else the milliseconds until it may (retry_after_ms)
-static int64_t
-s_rate_wait (rooms_t *self, const char *user)
-{
-    if (self->rate <= 0)
-        return 0;
-    char *key = pl_text_lower_dup (user);
-    if (!key)
-        return 0;
-    int64_t now = pl_time_mono ();
-    pl_bucket_t *bucket = (pl_bucket_t *) zhashx_lookup (self->buckets, key);
-    if (!bucket) {
-        bucket = (pl_bucket_t *) malloc (sizeof (pl_bucket_t));
-        if (!bucket) {
-            free (key);
-            return 0;
-        }
-        *bucket = pl_bucket_full (self->burst, now);
-        zhashx_insert (self->buckets, key, bucket);
-    }
-    free (key);
-    return pl_bucket_take (bucket, self->rate, self->burst, now);
-}
-
-static bool
-s_read_create (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_create (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     const msgpack_object *value = pl_body_field (map, "private");
     if (value && value->type != MSGPACK_OBJECT_NIL) {
         if (value->type != MSGPACK_OBJECT_BOOLEAN)
-            return s_refuse (verdict, "bad_request", "The field 'private' must be true or false.");
+            return pl_lane_refuse (intake, "bad_request",
+                                   "The field 'private' must be true or false.");
         args->is_private = value->via.boolean;
     }
     uint64_t max;
     int found = pl_body_uint (map, "max_participants", &max);
     if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
                                   || max > ROOMS_MAX_PARTICIPANTS_MAX)))
-        return s_refuse (verdict, "bad_request",
-                         "The field 'max_participants' must be a whole number from %d to %d.",
-                         ROOMS_MAX_PARTICIPANTS_MIN, ROOMS_MAX_PARTICIPANTS_MAX);
+        return pl_lane_refuse (intake, "bad_request", "The field 'max_participants' must be"
+                               " a whole number from %d to %d.", ROOMS_MAX_PARTICIPANTS_MIN,
+                               ROOMS_MAX_PARTICIPANTS_MAX);
     if (found == 1)
         args->max_participants = (uint32_t) max;
     if (pl_body_str (map, "description", &args->argument) < 0
     ||  (args->argument && pl_text_utf8_length (args->argument) > ROOMS_DESCRIPTION_MAX))
-        return s_refuse (verdict, "bad_request",
-                         "The field 'description' must be a text of at most %d characters.",
-                         ROOMS_DESCRIPTION_MAX);
+        return pl_lane_refuse (intake, "bad_request", "The field 'description' must be a"
+                               " text of at most %d characters.", ROOMS_DESCRIPTION_MAX);
     return true;
 }
 
 static bool
-s_read_invite (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_invite (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     if (pl_body_str (map, "user", &args->argument) != 1)
-        return s_refuse (verdict, "bad_request", "The field 'user' must be a string: who to invite.");
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'user' must be a string: who to invite.");
     return true;
 }
 
-//  A seq cursor field into *seq_p (-1 when absent)
 static bool
-s_read_seq (const msgpack_object *map, const char *name, int64_t *seq_p, verdict_t *verdict)
+s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    uint64_t value;
-    int found = pl_body_uint (map, name, &value);
-    if (found < 0 || value > INT64_MAX)
-        return s_refuse (verdict, "bad_request",
-                         "The field '%s' must be a seq (a whole number).", name);
-    if (found == 1)
-        *seq_p = (int64_t) value;
-    return true;
+    return pl_lane_page_read (map, ROOMS_HISTORY_DEFAULT, ROOMS_HISTORY_MAX, &args->page,
+                              intake);
 }
 
 static bool
-s_read_history (args_t *args, const msgpack_object *map, verdict_t *verdict)
-{
-    uint64_t value;
-    int found = pl_body_uint (map, "limit", &value);
-    if (found < 0 || (found == 1 && (value < 1 || value > ROOMS_HISTORY_MAX)))
-        return s_refuse (verdict, "bad_request",
-                         "The field 'limit' must be a whole number from 1 to %d.",
-                         ROOMS_HISTORY_MAX);
-    if (found == 1)
-        args->limit = (uint32_t) value;
-    if (!s_read_seq (map, "before", &args->before, verdict)
-    ||  !s_read_seq (map, "after", &args->after, verdict))
-        return false;
-    if (args->before >= 0 && args->after >= 0)
-        return s_refuse (verdict, "bad_request", "Give 'before' or 'after', not both.");
-    return true;
-}
-
-static bool
-s_read_send (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     int found = pl_body_text (map, "text", &args->argument);
     if (found == -2)
         args->text_has_nul = true;      //  a value the server refuses: invalid_text
     else
     if (found != 1)
-        return s_refuse (verdict, "bad_request", "The field 'text' must be a string.");
+        return pl_lane_refuse (intake, "bad_request", "The field 'text' must be a string.");
     return true;
 }
 
 //  room.members' cursor: "m." and a user name, lower-cased, into
 //  args->argument; absent is the first page
 static bool
-s_read_members (args_t *args, const msgpack_object *map, verdict_t *verdict)
+s_read_members (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     char *cursor = NULL;
     int found = pl_body_str (map, "cursor", &cursor);
@@ -1666,99 +1533,58 @@ s_read_members (args_t *args, const msgpack_object *map, verdict_t *verdict)
     }
     free (cursor);
     if (!valid)
-        return s_refuse (verdict, "bad_request",
-                         "The field 'cursor' must be a 'next' this server gave.");
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'cursor' must be a 'next' this server gave.");
     return true;
 }
 
 static bool
-s_check_send (rooms_t *self, args_t *args, verdict_t *verdict)
+s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
     size_t length = args->text_has_nul? 0: pl_text_utf8_length (args->argument);
     if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (args->argument))
-        return s_refuse (verdict, "invalid_text", "A message is 1 to %d characters and not"
-                         " only white space.", ROOMS_TEXT_MAX);
-    if ((verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
-        return s_refuse (verdict, "rate_limited",
-                         "You are sending messages too fast; wait a moment and try again.");
+        return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
+                               " not only white space.", ROOMS_TEXT_MAX);
     return true;
 }
 
 static bool
-s_check_invite (rooms_t *self, args_t *args, verdict_t *verdict)
+s_check_invite (args_t *args, pl_lane_intake_t *intake)
 {
     if (!pl_text_username_valid (args->argument))
-        return s_refuse (verdict, "no_such_user", "There is no user named '%.40s'.",
-                         args->argument);
-    //  Invitations count against the message rate (PROTOCOL.md 1.1)
-    if ((verdict->retry_ms = s_rate_wait (self, args->user)) > 0)
-        return s_refuse (verdict, "rate_limited",
-                         "You are sending invitations too fast; wait a moment and try again.");
+        return pl_lane_refuse (intake, "no_such_user", "There is no user named '%.40s'.",
+                               args->argument);
     return true;
 }
 
-//  The request types about one room: how each is read (its fields' shape),
-//  checked (their values, after the room's name) and served (its action)
+//  How a request type's fields are read (their shape) and checked (their
+//  values, after the room's name); NULL for none
 typedef struct {
-    const char *type;
-    bool (*read) (args_t *args, const msgpack_object *map, verdict_t *verdict);
-    bool (*check) (rooms_t *self, args_t *args, verdict_t *verdict);
-    pl_lane_action_fn *start;
-} request_type_t;
+    bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
+    bool (*check) (args_t *args, pl_lane_intake_t *intake);
+} fields_t;
 
-static const request_type_t s_types [] = {
-    { "room.create",  s_read_create,  NULL,           s_create_start },
-    { "room.join",    NULL,           NULL,           s_join_start },
-    { "room.leave",   NULL,           NULL,           s_leave_start },
-    { "room.delete",  NULL,           NULL,           s_delete_start },
-    { "room.invite",  s_read_invite,  s_check_invite, s_invite_start },
-    { "room.members", s_read_members, NULL,           s_members_start },
-    { "room.history", s_read_history, NULL,           s_history_start },
-    { "msg.send",     s_read_send,    s_check_send,   s_send_start },
+static const fields_t s_create_fields = { s_read_create, NULL };
+static const fields_t s_invite_fields = { s_read_invite, s_check_invite };
+static const fields_t s_members_fields = { s_read_members, NULL };
+static const fields_t s_history_fields = { s_read_history, NULL };
+static const fields_t s_send_fields = { s_read_send, s_check_send };
+
+//  The request types about one room. Sends and invitations count against
+//  the user's message rate (PROTOCOL.md 1.1).
+static const pl_lane_type_t s_types [] = {
+    { "room.create",  s_create_start,  NULL, &s_create_fields },
+    { "room.join",    s_join_start,    NULL, NULL },
+    { "room.leave",   s_leave_start,   NULL, NULL },
+    { "room.delete",  s_delete_start,  NULL, NULL },
+    { "room.invite",  s_invite_start,
+      "You are sending invitations too fast; wait a moment and try again.", &s_invite_fields },
+    { "room.members", s_members_start, NULL, &s_members_fields },
+    { "room.history", s_history_start, NULL, &s_history_fields },
+    { "msg.send",     s_send_start,
+      "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    { NULL }
 };
-
-//  A request's fields, read and checked. Returns true when it may go into
-//  the room's queue, else false with the verdict.
-static bool
-s_read (rooms_t *self, const request_type_t *type, args_t *args, const msgpack_object *map,
-        verdict_t *verdict)
-{
-    if (pl_body_str (map, "room", &args->room) != 1)
-        return s_refuse (verdict, "bad_request",
-                         "The field 'room' must be a string: the room's name.");
-    if (type->read && !type->read (args, map, verdict))
-        return false;
-    if (!s_room_name_valid (args->room)) {
-        if (type->start == s_create_start)
-            return s_refuse (verdict, "invalid_room",
-                             "A room name is 1 to 64 letters, digits, '_' or '-'.");
-        return s_refuse (verdict, "no_such_room", "There is no room with that name.");
-    }
-    return !type->check || type->check (self, args, verdict);
-}
-
-//  Into the room's queue: takes the request and the args, unless refused
-static void
-s_enqueue (rooms_t *self, const request_type_t *type, parley_request_t **request_p,
-           args_t **args_p, verdict_t *verdict)
-{
-    args_t *args = *args_p;
-    char *name = pl_text_lower_dup (args->room);
-    pl_lane_key_t *key = name? pl_lane_key (self->lane, name, args): NULL;
-    free (name);
-    if (!key)
-        s_refuse (verdict, "internal", "Out of memory; try again.");
-    else
-    if (pl_lane_full (self->lane, key))
-        s_refuse (verdict, "unavailable", "The room '%s' is too busy now; try again shortly.",
-                  ((room_t *) pl_lane_state (key))->name);
-    else
-    if (pl_lane_submit (self->lane, key, request_p, type->start, args,
-                        args->argument? strlen (args->argument): 0) != 0)
-        s_refuse (verdict, "internal", "Out of memory; try again.");
-    else
-        *args_p = NULL;
-}
 
 static args_t *
 s_args_new (const char *user)
@@ -1766,75 +1592,68 @@ s_args_new (const char *user)
     args_t *args = (args_t *) calloc (1, sizeof (args_t));
     if (args) {
         args->user = strdup (user);
-        args->before = -1;
-        args->after = -1;
-        args->limit = ROOMS_HISTORY_DEFAULT;
         args->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
+        //  room.join's history: the newest page
+        args->page = (pl_lane_page_t) { ROOMS_HISTORY_DEFAULT, -1, -1 };
     }
     if (args && !args->user)
         s_args_destroy ((void **) &args);
     return args;
 }
 
-//  Reads and checks a request about a room, and queues it
-static void
-s_room_request (rooms_t *self, const request_type_t *type, parley_request_t *request,
-                const char *user, const msgpack_object *map)
+//  The lane's class read: the room's name, the type's fields, then the
+//  name's value; the key is the name lower-cased
+static bool
+s_read (void *plugin, const pl_lane_type_t *type, const char *user,
+        const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    verdict_t verdict = { NULL };
+    (void) plugin;
+    const fields_t *fields = (const fields_t *) type->extra;
     args_t *args = s_args_new (user);
+    intake->args = args;
     if (!args)
-        s_refuse (&verdict, "internal", "Out of memory; try again.");
-    else
-    if (s_read (self, type, args, map, &verdict))
-        s_enqueue (self, type, &request, &args, &verdict);
-    if (verdict.code && verdict.retry_ms > 0)
-        pl_reply_error_retry (self->host, self->ctx, &request, verdict.code, verdict.message,
-                              verdict.retry_ms);
-    else
-    if (verdict.code)
-        self->host->reply_error (self->ctx, &request, verdict.code, verdict.message);
-    s_args_destroy ((void **) &args);
+        return pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+    if (pl_body_str (map, "room", &args->room) != 1)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'room' must be a string: the room's name.");
+    if (fields && !fields->read (args, map, intake))
+        return false;
+    if (!s_room_name_valid (args->room)) {
+        if (type->start == s_create_start)
+            return pl_lane_refuse (intake, "invalid_room",
+                                   "A room name is 1 to 64 letters, digits, '_' or '-'.");
+        return pl_lane_refuse (intake, "no_such_room", "There is no room with that name.");
+    }
+    if (fields && fields->check && !fields->check (args, intake))
+        return false;
+    intake->key = pl_text_lower_dup (args->room);
+    intake->bytes = args->argument? strlen (args->argument): 0;
+    return intake->key || pl_lane_refuse (intake, "internal", "Out of memory; try again.");
+}
+
+//  The lane's class busy: the room's queue is full
+static void
+s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *intake)
+{
+    (void) plugin, (void) args;
+    pl_lane_refuse (intake, "unavailable", "The room '%s' is too busy now; try again shortly.",
+                    ((room_t *) pl_lane_state (key))->name);
 }
 
 static void
 s_on_request (void *state, parley_request_t *request)
 {
     rooms_t *self = (rooms_t *) state;
-    const parley_host_t *host = self->host;
-    const char *type = host->request_type (request);
-    const char *user = host->request_user (request);
+    const char *type = self->host->request_type (request);
     type = type? type: "";
-    if (strcmp (type, "room.list") == 0 || strcmp (type, "room.directory") == 0) {
+    if (strcmp (type, "room.list") == 0 || strcmp (type, "room.directory") == 0)
         rm_list_request (self->lists, request, type);
-        return;
-    }
-    const request_type_t *entry = NULL;
-    for (size_t index = 0; index < sizeof s_types / sizeof s_types [0] && !entry; index++)
-        if (strcmp (type, s_types [index].type) == 0)
-            entry = &s_types [index];
-    if (!entry) {
+    else
+    if (pl_lane_request (self->lane, &request) != 0) {
         char message [160];
         snprintf (message, sizeof message, "There is no request '%.64s'.", type);
-        host->reply_error (self->ctx, &request, "unknown_type", message);
-        return;
+        self->host->reply_error (self->ctx, &request, "unknown_type", message);
     }
-    if (!user) {
-        host->reply_error (self->ctx, &request, "unauthenticated", "Log in first.");
-        return;
-    }
-    size_t body_size;
-    const uint8_t *body = host->request_body (request, &body_size);
-    msgpack_unpacked fields;
-    msgpack_unpacked_init (&fields);
-    size_t offset = 0;
-    if (msgpack_unpack_next (&fields, (const char *) body, body_size, &offset)
-            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP)
-        host->reply_error (self->ctx, &request, "bad_request",
-                           "The request's fields are not a map.");
-    else
-        s_room_request (self, entry, request, user, &fields.data);
-    msgpack_unpacked_destroy (&fields);
 }
 
 static void
@@ -1893,14 +1712,16 @@ s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name,
 }
 
 static const pl_lane_class_t s_room_class = {
+    .types = s_types,
+    .read = s_read,
+    .busy = s_busy,
     .state_new = s_room_new,
     .state_destroy = s_room_destroy,
     .args_destroy = s_args_destroy,
     .load = s_room_load,
     .forget = s_room_forget,
     .keep = s_room_keep,
-    .failure = s_failure,
-    .unreachable = "The room service could not reach its store; try again later."
+    .service = "room"
 };
 
 static void
@@ -1908,10 +1729,6 @@ s_options (rooms_t *self)
 {
     parley_ctx_t *ctx = self->ctx;
     const parley_host_t *host = self->host;
-    self->rate = s_option_number (ctx, host, "msg_rate", ROOMS_RATE_DEFAULT);
-    self->burst = s_option_number (ctx, host, "msg_burst", ROOMS_BURST_DEFAULT);
-    if (self->burst < 1)
-        self->burst = 1;
     self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", ROOMS_IDLE_MS_DEFAULT);
     self->max_owned = (uint64_t) s_option_number (ctx, host, "max_owned",
                                                   ROOMS_MAX_OWNED_DEFAULT);
@@ -1941,20 +1758,21 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->lane = pl_lane_new (ctx, host, &s_room_class, self, PL_LANE_QUEUE_MAX);
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
-    self->buckets = zhashx_new ();
     self->lists = rm_list_new (ctx, host, (uint32_t) s_option_number (ctx, host, "list_public",
                                                                       ROOMS_LIST_PUBLIC_DEFAULT));
-    if (!self->lane || !self->sessions || !self->online || !self->buckets || !self->lists) {
+    if (!self->lane || !self->sessions || !self->online || !self->lists) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
     }
     zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
-    zhashx_set_destructor (self->buckets, (zhashx_destructor_fn *) zstr_free);
+    double rate = s_option_number (ctx, host, "msg_rate", ROOMS_RATE_DEFAULT);
+    double burst = s_option_number (ctx, host, "msg_burst", ROOMS_BURST_DEFAULT);
+    pl_lane_set_rate (self->lane, rate, burst);
     self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
     host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
-               " most %" PRIu64 " (0: no limit)", self->rate, self->burst, self->max_owned,
+               " most %" PRIu64 " (0: no limit)", rate, burst < 1? 1: burst, self->max_owned,
                self->max_joined);
     *state_p = self;
     return 0;
@@ -1973,7 +1791,6 @@ s_destroy (void **state_p)
         pl_lane_destroy (&self->lane);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
-        zhashx_destroy (&self->buckets);
         rm_list_destroy (&self->lists);
         free (self);
         *state_p = NULL;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "pl_body.h"
 #include "pl_lane.h"
 
 #include <stdio.h>
@@ -38,13 +39,68 @@ static size_t s_call_count;
 static reply_t s_replies [REPLIES_MAX];
 static size_t s_reply_count;
 static bool s_call_refused;         //  host->call fails
-static int s_requests [REPLIES_MAX];     //  a request is a pointer to one of these
+
+//  A request, as the host lends it
+typedef struct {
+    int index;                      //  which request
+    const char *type;
+    const char *user;
+    char body [64];                 //  msgpack
+    size_t size;
+} request_t;
+
+static request_t s_requests [REPLIES_MAX];
 
 static parley_request_t *
 s_request (int index)
 {
-    s_requests [index] = index;
+    s_requests [index].index = index;
     return (parley_request_t *) &s_requests [index];
+}
+
+//  A request of type from user whose body is a map with key: text (or, with
+//  key NULL, the body text itself)
+static parley_request_t *
+s_request_of (int index, const char *type, const char *user, const char *key,
+              const char *text)
+{
+    request_t *request = &s_requests [index];
+    request->index = index;
+    request->type = type;
+    request->user = user;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    if (key) {
+        msgpack_pack_map (&packer, 1);
+        msgpack_pack_str_with_body (&packer, key, strlen (key));
+    }
+    msgpack_pack_str_with_body (&packer, text, strlen (text));
+    assert_true (buffer.size <= sizeof request->body);
+    memcpy (request->body, buffer.data, buffer.size);
+    request->size = buffer.size;
+    msgpack_sbuffer_destroy (&buffer);
+    return (parley_request_t *) request;
+}
+
+static const char *
+s_host_request_type (const parley_request_t *request)
+{
+    return ((const request_t *) request)->type;
+}
+
+static const char *
+s_host_request_user (const parley_request_t *request)
+{
+    return ((const request_t *) request)->user;
+}
+
+static const uint8_t *
+s_host_request_body (const parley_request_t *request, size_t *size_p)
+{
+    *size_p = ((const request_t *) request)->size;
+    return (const uint8_t *) ((const request_t *) request)->body;
 }
 
 static int
@@ -66,7 +122,7 @@ s_record (parley_request_t **request_p, const char *code, uint64_t seq)
 {
     assert_non_null (*request_p);
     assert_true (s_reply_count < REPLIES_MAX);
-    s_replies [s_reply_count].request = *(int *) *request_p;
+    s_replies [s_reply_count].request = ((request_t *) *request_p)->index;
     snprintf (s_replies [s_reply_count].code, sizeof s_replies [0].code, "%s", code);
     s_replies [s_reply_count].seq = seq;
     s_reply_count++;
@@ -88,7 +144,19 @@ s_host_log (parley_ctx_t *ctx, int level, const char *format, ...)
     (void) ctx, (void) level, (void) format;
 }
 
+static int
+s_host_reply (parley_ctx_t *ctx, parley_request_t **request_p, const void *body, size_t size)
+{
+    (void) ctx, (void) body, (void) size;
+    s_record (request_p, "", 0);
+    return 0;
+}
+
 static parley_host_t s_host = {
+    .request_type = s_host_request_type,
+    .request_user = s_host_request_user,
+    .request_body = s_host_request_body,
+    .reply = s_host_reply,
     .call = s_host_call,
     .reply_error = s_host_reply_error,
     .log = s_host_log,
@@ -136,7 +204,7 @@ s_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
 {
     (void) plugin, (void) op, (void) message, (void) body;
     if (code)
-        pl_lane_fail_all (s_lane, key, code, "could not load");
+        pl_lane_fail_all (s_lane, key, code);
     else
         pl_lane_loaded (s_lane, key, (uint64_t) size);  //  the test's answer size is the seq
 }
@@ -156,30 +224,55 @@ s_forget (void *plugin, pl_lane_key_t *key)
     ((plugin_t *) plugin)->forgets++;
 }
 
-static void
-s_failure (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-           const char *message, const msgpack_object *body, size_t size)
+static void s_write_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
+static void s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
+
+//  The test's requests: write and read, whose body names the key
+static const pl_lane_type_t s_types [] = {
+    { "test.write", s_write_start, "Too fast.", NULL },
+    { "test.read", s_read_start, NULL, NULL },
+    { NULL }
+};
+
+//  A request's body is {"key": name}; "bad" is refused
+static bool
+s_read (void *plugin, const pl_lane_type_t *type, const char *user,
+        const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    (void) plugin, (void) key, (void) message, (void) body, (void) size;
-    s_record (&op->request, code, 0);
+    (void) plugin, (void) type, (void) user;
+    if (pl_body_str (map, "key", &intake->key) != 1 || strcmp (intake->key, "bad") == 0)
+        return pl_lane_refuse (intake, "bad_request", "The key must be a good string.");
+    intake->args = malloc (4);
+    intake->bytes = 1;
+    return intake->args != NULL;
+}
+
+static void
+s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *intake)
+{
+    (void) plugin, (void) args;
+    pl_lane_refuse (intake, "unavailable", "'%s' is busy.", pl_lane_name (key));
 }
 
 static const pl_lane_class_t s_class = {
+    .types = s_types,
+    .read = s_read,
+    .busy = s_busy,
     .state_new = s_state_new,
     .state_destroy = s_state_destroy,
     .args_destroy = s_args_destroy,
     .load = s_load,
     .forget = s_forget,
-    .failure = s_failure,
-    .unreachable = "unreachable"
+    .service = "test"
 };
 
 static void
 s_write_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
                 const char *message, const msgpack_object *body, size_t size)
 {
+    (void) plugin, (void) body, (void) size;
     if (code)
-        s_failure (plugin, key, op, code, message, body, size);
+        pl_lane_failure (s_lane, key, op, code, message);
     else {
         pl_lane_stored (key, op);
         s_record (&op->request, "", op->seq);
@@ -326,8 +419,8 @@ test_lane_conflict_reloads_and_sends_the_run_once_more (void **state)
     assert_int_equal (s_calls [3].size, 2);
     s_store_answers (3, "conflict", 0);            //  again: both fail now
     assert_int_equal (s_reply_count, 2);
-    assert_string_equal (s_replies [0].code, "conflict");
-    assert_string_equal (s_replies [1].code, "conflict");
+    assert_string_equal (s_replies [0].code, "internal");
+    assert_string_equal (s_replies [1].code, "internal");
     assert_int_equal (pl_lane_size (s_lane), 1);
 }
 
@@ -415,6 +508,123 @@ test_lane_keys_grow_the_table (void **state)
     assert_int_equal (pl_lane_size (s_lane), 1000);
 }
 
+static void
+test_lane_request_refuses_before_the_queue (void **state)
+{
+    parley_request_t *request = s_request_of (1, "test.other", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), -1);
+    assert_non_null (request);                     //  not the lane's: left to the caller
+    request = s_request_of (2, "test.read", NULL, "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    request = s_request_of (3, "test.read", "alice", NULL, "not a map");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    request = s_request_of (4, "test.read", "alice", "key", "bad");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_null (request);
+    assert_int_equal (s_reply_count, 3);
+    assert_string_equal (s_replies [0].code, "unauthenticated");
+    assert_string_equal (s_replies [1].code, "bad_request");
+    assert_string_equal (s_replies [2].code, "bad_request");
+    assert_int_equal (pl_lane_size (s_lane), 0);   //  nothing queued, no key made
+    assert_int_equal (s_call_count, 0);
+}
+
+static void
+test_lane_request_is_queued_under_its_key (void **state)
+{
+    parley_request_t *request = s_request_of (1, "test.read", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_null (request);
+    assert_int_equal (s_call_count, 1);            //  the key loads
+    assert_string_equal (pl_lane_name (s_calls [0].cookie), "general");
+    s_store_answers (0, NULL, 3);
+    assert_int_equal (s_reply_count, 1);
+    assert_int_equal (s_replies [0].seq, 3);
+}
+
+static void
+test_lane_request_full_queue_is_refused_busy (void **state)
+{
+    for (int index = 0; index < 6; index++) {
+        parley_request_t *request = s_request_of (index, "test.read", "alice", "key", "general");
+        assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    }
+    assert_int_equal (s_reply_count, 1);           //  the sixth: past the 5 queued
+    assert_int_equal (s_replies [0].request, 5);
+    assert_string_equal (s_replies [0].code, "unavailable");
+}
+
+static void
+test_lane_rate_limits_the_rated_types_per_user (void **state)
+{
+    pl_lane_set_rate (s_lane, 0.001, 2);           //  two at once, then one in 1000 s
+    int index = 0;
+    for (; index < 3; index++) {
+        parley_request_t *request = s_request_of (index, "test.write", "Alice", "key", "a");
+        pl_lane_request (s_lane, &request);
+    }
+    parley_request_t *request = s_request_of (index++, "test.write", "alice", "key", "b");
+    pl_lane_request (s_lane, &request);            //  the same user, in any case
+    request = s_request_of (index++, "test.write", "bob", "key", "b");
+    pl_lane_request (s_lane, &request);
+    request = s_request_of (index++, "test.read", "alice", "key", "b");
+    pl_lane_request (s_lane, &request);            //  reads have no rate
+    assert_int_equal (s_reply_count, 2);
+    assert_int_equal (s_replies [0].request, 2);
+    assert_string_equal (s_replies [0].code, "rate_limited");
+    assert_int_equal (s_replies [1].request, 3);
+    assert_string_equal (s_replies [1].code, "rate_limited");
+    pl_lane_evict (s_lane, 0);                     //  buckets still empty stay
+    request = s_request_of (index++, "test.write", "alice", "key", "c");
+    pl_lane_request (s_lane, &request);
+    assert_int_equal (s_reply_count, 3);
+    assert_string_equal (s_replies [2].code, "rate_limited");
+}
+
+//  A map of one field, unpacked into unpacked
+static const msgpack_object *
+s_map (msgpack_unpacked *unpacked, msgpack_sbuffer *buffer, const char *key, int64_t value)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    msgpack_pack_str_with_body (&packer, key, strlen (key));
+    msgpack_pack_int64 (&packer, value);
+    msgpack_unpacked_init (unpacked);
+    size_t offset = 0;
+    msgpack_unpack_next (unpacked, buffer->data, buffer->size, &offset);
+    return &unpacked->data;
+}
+
+static void
+test_lane_page_reads_limit_and_one_cursor (void **state)
+{
+    pl_lane_page_t page;
+    pl_lane_intake_t intake = { NULL };
+    msgpack_unpacked unpacked;
+    msgpack_sbuffer buffer;
+    assert_true (pl_lane_page_read (s_map (&unpacked, &buffer, "before", 7), 50, 200,
+                                    &page, &intake));
+    assert_int_equal (page.limit, 50);
+    assert_int_equal (page.before, 7);
+    assert_int_equal (page.after, -1);
+    assert_int_equal (pl_lane_page_fields (&page), 2);
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_false (pl_lane_page_read (s_map (&unpacked, &buffer, "limit", 201), 50, 200,
+                                     &page, &intake));
+    assert_string_equal (intake.code, "bad_request");
+    assert_string_equal (intake.message, "The field 'limit' must be a whole number from 1 to 200.");
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_false (pl_lane_page_read (s_map (&unpacked, &buffer, "after", -1), 50, 200,
+                                     &page, &intake));
+    assert_string_equal (intake.message, "The field 'after' must be a seq (a whole number).");
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
 int
 main (void)
 {
@@ -436,6 +646,16 @@ main (void)
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_evicts_idle_keys_only, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_keys_grow_the_table, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_request_refuses_before_the_queue,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_request_is_queued_under_its_key,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_request_full_queue_is_refused_busy,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_rate_limits_the_rated_types_per_user,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_page_reads_limit_and_one_cursor,
+                                         s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
