@@ -664,15 +664,40 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     msgpack_sbuffer_destroy (&buffer);
 }
 
-//  A lifecycle event of the room (created, deleted): to its members when it
-//  is private, else to every authenticated session
+static void s_pack_room (msgpack_packer *packer, room_t *room);
+
+//  A lifecycle event of the room by op's user at op->ts, with its notice
+//  ("create" carries the room's map, "delete" its name): to its members
+//  when it is private, else to every authenticated session
 static void
-s_deliver_lifecycle (rooms_t *self, room_t *room, const void *body, size_t size)
+s_deliver_lifecycle (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *event,
+                     const char *notice)
 {
-    if (room->is_private)
-        s_deliver_members (self, room, body, size);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 6);
+    pl_body_pack_str (&packer, "type");
+    pl_body_pack_str (&packer, "system");
+    pl_body_pack_str (&packer, "event");
+    pl_body_pack_str (&packer, event);
+    pl_body_pack_str (&packer, "room");
+    if (strcmp (event, "create") == 0)
+        s_pack_room (&packer, room);
     else
-        s_deliver_everyone (self, body, size);
+        pl_body_pack_str (&packer, room->name);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, ((const args_t *) op->args)->user);
+    pl_body_pack_str (&packer, "ts");
+    pl_body_pack_time (&packer, op->ts);
+    pl_body_pack_str (&packer, "message");
+    pl_body_pack_str (&packer, notice);
+    if (room->is_private)
+        s_deliver_members (self, room, buffer.data, buffer.size);
+    else
+        s_deliver_everyone (self, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
 }
 
 
@@ -879,6 +904,32 @@ s_room_ready (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
     return room->exists;
 }
 
+//  For an action of a member's: as s_room_ready, and op's user must be a
+//  member (else not_member, with the hint after the sentence)
+static bool
+s_member_ready (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *hint)
+{
+    if (!s_room_ready (self, key, op))
+        return false;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (s_is_member (room, ((const args_t *) op->args)->user))
+        return true;
+    pl_lane_error (self->lane, op, "not_member", "You are not a member of the room '%s'%s.",
+                   room->name, hint);
+    return false;
+}
+
+//  The store refused a write about the room: gone (not_found), or a failure
+static void
+s_room_refused (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message)
+{
+    if (strcmp (code, "not_found") == 0)
+        s_room_gone (self, key, op);
+    else
+        pl_lane_failure (self->lane, key, op, code, message);
+}
+
 
 //  --------------------------------------------------------------------------
 //  room.create: the one action that needs no loaded room
@@ -898,25 +949,11 @@ s_create_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
                      args->user, room->is_private? "private": "public", room->name);
     char notice [256];
     snprintf (notice, sizeof notice, "%s has created the room %s.", args->user, room->name);
+    s_deliver_lifecycle (self, room, op, "create", notice);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 6);
-    pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "system");
-    pl_body_pack_str (&packer, "event");
-    pl_body_pack_str (&packer, "create");
-    pl_body_pack_str (&packer, "room");
-    s_pack_room (&packer, room);
-    pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "ts");
-    pl_body_pack_time (&packer, op->ts);
-    pl_body_pack_str (&packer, "message");
-    pl_body_pack_str (&packer, notice);
-    s_deliver_lifecycle (self, room, buffer.data, buffer.size);
-    msgpack_sbuffer_clear (&buffer);
     msgpack_pack_map (&packer, 1);
     pl_body_pack_str (&packer, "room");
     s_pack_room (&packer, room);
@@ -1040,12 +1077,7 @@ static void
 s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
-    room_t *room = (room_t *) pl_lane_state (key);
-    if (!s_room_ready (self, key, op))
-        return;
-    if (!s_is_member (room, ((const args_t *) op->args)->user))
-        s_not_member (self, room, op);
-    else
+    if (s_member_ready (self, key, op, ""))
         s_history_call (self, key, op, s_history_answer);
 }
 
@@ -1122,10 +1154,34 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         pl_lane_error (self->lane, op, "room_full", "Room '%s' is full (%u of %u).",
                        room->name, room->max_participants, room->max_participants);
     else
-    if (strcmp (code, "not_found") == 0)
-        s_room_gone (self, key, op);
-    else
-        pl_lane_failure (self->lane, key, op, code, message);
+        s_room_refused (self, key, op, code, message);
+}
+
+static void s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op,
+                             const char *code, const char *message,
+                             const msgpack_object *body, size_t size);
+
+//  Writes op's user in or out of the room with the entry that says so, at
+//  the next seq: store.member.add (with the quota) or store.member.remove
+static void
+s_member_write (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, bool join)
+{
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    s_call_begin (&buffer, &packer, join? 4: 3, "room", room->name);
+    pl_body_pack_str (&packer, "user");
+    pl_body_pack_str (&packer, args->user);
+    pl_body_pack_str (&packer, "entry");
+    s_pack_store_entry (&packer, op, "system", join? "join": "leave");
+    if (join) {
+        pl_body_pack_str (&packer, "max_joined");
+        msgpack_pack_uint64 (&packer, self->max_joined);
+    }
+    s_write (self, key, join? "store.member.add": "store.member.remove", &buffer, 1,
+             join? s_join_written: s_leave_written);
 }
 
 static void
@@ -1144,17 +1200,7 @@ s_join_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         s_room_full (self, room, op);
         return;
     }
-    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 4, "room", room->name);
-    pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "entry");
-    s_pack_store_entry (&packer, op, "system", "join");
-    pl_body_pack_str (&packer, "max_joined");
-    msgpack_pack_uint64 (&packer, self->max_joined);
-    s_write (self, key, "store.member.add", &buffer, 1, s_join_written);
+    s_member_write (self, key, op, true);
 }
 
 
@@ -1182,33 +1228,15 @@ s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
         s_not_member (self, room, op);
     }
     else
-    if (strcmp (code, "not_found") == 0)
-        s_room_gone (self, key, op);
-    else
-        pl_lane_failure (self->lane, key, op, code, message);
+        s_room_refused (self, key, op, code, message);
 }
 
 static void
 s_leave_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
-    room_t *room = (room_t *) pl_lane_state (key);
-    const args_t *args = (const args_t *) op->args;
-    if (!s_room_ready (self, key, op))
-        return;
-    if (!s_is_member (room, args->user)) {
-        s_not_member (self, room, op);
-        return;
-    }
-    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 3, "room", room->name);
-    pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "entry");
-    s_pack_store_entry (&packer, op, "system", "leave");
-    s_write (self, key, "store.member.remove", &buffer, 1, s_leave_written);
+    if (s_member_ready (self, key, op, ""))
+        s_member_write (self, key, op, false);
 }
 
 
@@ -1230,25 +1258,7 @@ s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
         s_members_add_from (room, members);
     char notice [256];
     snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 6);
-    pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "system");
-    pl_body_pack_str (&packer, "event");
-    pl_body_pack_str (&packer, "delete");
-    pl_body_pack_str (&packer, "room");
-    pl_body_pack_str (&packer, room->name);
-    pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "ts");
-    pl_body_pack_time (&packer, op->ts);
-    pl_body_pack_str (&packer, "message");
-    pl_body_pack_str (&packer, notice);
-    s_deliver_lifecycle (self, room, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    s_deliver_lifecycle (self, room, op, "delete", notice);
     pl_lane_forget (self->lane, key);
     pl_lane_loaded (self->lane, key, 0);            //  known not to exist
     pl_lane_ok (self->lane, op, NULL, 0);
@@ -1262,10 +1272,7 @@ s_delete_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     if (!code)
         s_delete_done (self, key, op, body);
     else
-    if (strcmp (code, "not_found") == 0)
-        s_room_gone (self, key, op);
-    else
-        pl_lane_failure (self->lane, key, op, code, message);
+        s_room_refused (self, key, op, code, message);
 }
 
 static void
@@ -1375,13 +1382,8 @@ static void
 s_members_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
-    room_t *room = (room_t *) pl_lane_state (key);
-    if (!s_room_ready (self, key, op))
-        return;
-    if (!s_is_member (room, ((const args_t *) op->args)->user))
-        s_not_member (self, room, op);
-    else
-        s_members_reply (self, room, op);
+    if (s_member_ready (self, key, op, ""))
+        s_members_reply (self, (room_t *) pl_lane_state (key), op);
 }
 
 
@@ -1395,11 +1397,8 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    if (code && strcmp (code, "not_found") == 0)
-        s_room_gone (self, key, op);
-    else
     if (code)
-        pl_lane_failure (self->lane, key, op, code, message);
+        s_room_refused (self, key, op, code, message);
     else {
         pl_lane_stored (key, op);
         self->messages++;
@@ -1431,13 +1430,8 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    if (!s_room_ready (self, key, op))
+    if (!s_member_ready (self, key, op, "; join it first"))
         return;
-    if (!s_is_member (room, ((const args_t *) op->args)->user)) {
-        pl_lane_error (self->lane, op, "not_member",
-                       "You are not a member of the room '%s'; join it first.", room->name);
-        return;
-    }
     //  A run stays under ROOMS_APPEND_BYTES of text: 256 messages of 4,000
     //  emoji would pass the envelope's frame limit and cut the store's link
     size_t count = pl_lane_run (self->lane, key, ROOMS_APPEND_MAX, ROOMS_APPEND_BYTES,
