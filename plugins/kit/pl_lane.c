@@ -41,8 +41,8 @@ typedef struct {
 } s_table_t;
 
 struct _pl_lane_key_t {
-    int cookie;                     //  PL_LANE_COOKIE: the key is its calls' cookie
     s_entry_t entry;                //  in the lane's keys; its name
+    pl_lane_t *lane;                //  the lane it is in: its calls' context
     void *state;                    //  the plugin's, owned (class state_destroy)
     bool loaded;                    //  last_seq (and the plugin's state) are loaded
     uint64_t last_seq;              //  the newest stored write's seq
@@ -64,6 +64,7 @@ typedef struct {
 struct _pl_lane_t {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  the plugin's, borrowed: every store call
     const pl_lane_class_t *cls;     //  the plugin's callbacks, borrowed
     void *plugin;                   //  the plugin's state, borrowed
     size_t queue_max;               //  ops one key may queue
@@ -235,16 +236,18 @@ s_key_remove (pl_lane_t *self, pl_lane_key_t *key)
 //  Lifecycle
 
 pl_lane_t *
-pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, const pl_lane_class_t *cls,
-             void *plugin, size_t queue_max)
+pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
+             const pl_lane_class_t *cls, void *plugin, size_t queue_max)
 {
-    assert (host && cls && cls->types && cls->read && cls->busy && cls->args_destroy);
+    assert (host && calls && cls && cls->types && cls->read && cls->busy);
+    assert (cls->args_destroy);
     assert (cls->load && cls->service);
     pl_lane_t *self = (pl_lane_t *) calloc (1, sizeof (pl_lane_t));
     if (!self)
         return NULL;
     self->ctx = ctx;
     self->host = host;
+    self->calls = calls;
     self->cls = cls;
     self->plugin = plugin;
     self->queue_max = queue_max;
@@ -285,7 +288,7 @@ pl_lane_key (pl_lane_t *self, const char *name, const void *args)
         return S_KEY (*slot);
     pl_lane_key_t *key = (pl_lane_key_t *) calloc (1, sizeof (pl_lane_key_t));
     if (key) {
-        key->cookie = PL_LANE_COOKIE;
+        key->lane = self;
         key->entry.name = strdup (name);
         if (key->entry.name && self->cls->state_new)
             key->state = self->cls->state_new (self->plugin, name, args);
@@ -463,16 +466,22 @@ pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_b
 //  --------------------------------------------------------------------------
 //  Store calls and their answers
 
-//  Sends the call; when it cannot go, answers the ops it was for
+static void s_answered (void *state, void *arg, const pl_call_reply_t *reply);
+
+//  Sends the call and releases the pack; when it cannot go, answers the
+//  ops it was for
 static int
-s_send (pl_lane_t *self, pl_lane_key_t *key, const char *type, const void *body,
-        size_t size, size_t writing, pl_lane_answer_fn *answer)
+s_send (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+        size_t writing, pl_lane_answer_fn *answer)
 {
     assert (key->head && !key->busy);
     key->busy = true;
     key->answer = answer;
     key->writing = writing;
-    if (self->host->call (self->ctx, type, body, size, key) == 0)
+    int rc = pl_call_send (self->calls, type, pack->buffer.data, pack->buffer.size,
+                           s_answered, key);
+    pl_pack_release (pack);
+    if (rc == 0)
         return 0;
     key->busy = false;
     key->writing = 0;
@@ -485,17 +494,17 @@ s_send (pl_lane_t *self, pl_lane_key_t *key, const char *type, const void *body,
 }
 
 int
-pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type,
-              const void *body, size_t size, pl_lane_answer_fn *answer)
+pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+              pl_lane_answer_fn *answer)
 {
-    return s_send (self, key, type, body, size, 0, answer);
+    return s_send (self, key, type, pack, 0, answer);
 }
 
 int
-pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type,
-               const void *body, size_t size, size_t count, pl_lane_answer_fn *answer)
+pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+               size_t count, pl_lane_answer_fn *answer)
 {
-    return s_send (self, key, type, body, size, count? count: 1, answer);
+    return s_send (self, key, type, pack, count? count: 1, answer);
 }
 
 //  A write's seq was taken: the store knows better. Reload, then send the
@@ -522,25 +531,32 @@ s_conflict (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const char *cod
 static void
 s_write_answered (pl_lane_t *self, pl_lane_key_t *key, pl_lane_answer_fn *answer,
                   size_t writing, const char *code, const char *message,
-                  const msgpack_object *body, size_t size)
+                  const msgpack_object *body)
 {
     if (code && strcmp (code, "unavailable") == 0)
         pl_lane_forget (self, key);       //  the write may have happened
     while (writing-- && key->head) {
         pl_lane_op_t *op = key->head;
-        answer (self->plugin, key, op, code, message, body, size);
+        answer (self->plugin, key, op, code, message, body);
         if (key->busy || op->request)
             return;
         s_pop (self, key);
     }
 }
 
-void
-pl_lane_answer (pl_lane_t *self, void *cookie, const char *code, const char *message,
-                const msgpack_object *body, size_t size)
+//  The store answered a key's call (pl_call's handler; arg is the key):
+//  hands it to its answer, then serves the queue on
+static void
+s_answered (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    pl_lane_key_t *key = (pl_lane_key_t *) cookie;
-    assert (key && key->cookie == PL_LANE_COOKIE && key->busy);
+    (void) state;
+    pl_lane_key_t *key = (pl_lane_key_t *) arg;
+    pl_lane_t *self = key->lane;
+    assert (key->busy);
+    const char *code = reply->code;
+    const char *message = reply->message;
+    if (!code && !reply->body)
+        code = "internal", message = "the store's answer is not a map";
     pl_lane_answer_fn *answer = key->answer;
     size_t writing = key->writing;
     key->busy = false;
@@ -553,10 +569,10 @@ pl_lane_answer (pl_lane_t *self, void *cookie, const char *code, const char *mes
         s_conflict (self, key, writing, code, message);
     else
     if (writing)
-        s_write_answered (self, key, answer, writing, code, message, body, size);
+        s_write_answered (self, key, answer, writing, code, message, reply->body);
     else {
         pl_lane_op_t *op = key->head;
-        answer (self->plugin, key, op, code, message, body, size);
+        answer (self->plugin, key, op, code, message, reply->body);
         if (key->head == op && !op->request && !key->busy)
             s_pop (self, key);
     }
@@ -774,16 +790,11 @@ pl_lane_page_fields (const pl_lane_page_t *page)
 }
 
 void
-pl_lane_page_pack (msgpack_packer *packer, const pl_lane_page_t *page)
+pl_lane_page_pack (pl_pack_t *pack, const pl_lane_page_t *page)
 {
-    pl_body_pack_str (packer, "limit");
-    msgpack_pack_uint32 (packer, page->limit);
-    if (page->before >= 0) {
-        pl_body_pack_str (packer, "before");
-        msgpack_pack_int64 (packer, page->before);
-    }
-    if (page->after >= 0) {
-        pl_body_pack_str (packer, "after");
-        msgpack_pack_int64 (packer, page->after);
-    }
+    pl_pack_kuint (pack, "limit", page->limit);
+    if (page->before >= 0)
+        pl_pack_kint (pack, "before", page->before);
+    if (page->after >= 0)
+        pl_pack_kint (pack, "after", page->after);
 }

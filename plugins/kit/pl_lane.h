@@ -33,17 +33,23 @@
     Idle keys leave the lane (pl_lane_evict), so that a key that moved to
     another instance and back is loaded fresh.
 
-    Ownership: the lane owns its keys, their states (class state_destroy)
-    and the queued requests' arguments (class args_destroy). A request the
-    host lent is held in the queue until an action answers it through
-    op->request; requests still queued at destroy belong to the host again.
+    Store calls go through the plugin's pl_call, each with its key as its
+    context: the plugin's on_reply is pl_call_reply, for the lane's calls
+    and its own alike.
 
-        pl_lane_t *lane = pl_lane_new (ctx, host, &s_class, self, PL_LANE_QUEUE_MAX);
-        pl_lane_set_rate (lane, 20, 40);
-        ...on_request: if (pl_lane_request (lane, &request) != 0) (not a lane type)
-        ...on_reply, cookie is a key: pl_lane_answer (lane, cookie, code, message, body, size);
-        ...each tick: pl_lane_evict (lane, idle_ms);
-        pl_lane_destroy (&lane);
+    Ownership: the lane owns its keys, their states (class state_destroy)
+    and the queued requests' arguments (class args_destroy); it borrows the
+    plugin's pl_call, which must outlive it. A request the host lent is held
+    in the queue until an action answers it through op->request; requests
+    still queued at destroy belong to the host again.
+
+        self->calls = pl_call_new (host, ctx, self);
+        self->lane = pl_lane_new (ctx, host, self->calls, &s_class, self, PL_LANE_QUEUE_MAX);
+        pl_lane_set_rate (self->lane, 20, 40);
+        ...on_request: if (pl_lane_request (self->lane, &request) != 0) (not a lane type)
+        ...on_reply: pl_call_reply (self->calls, cookie, code, message, body, size);
+        ...each tick: pl_lane_evict (self->lane, idle_ms);
+        pl_lane_destroy (&self->lane);      //  then pl_call_destroy (&self->calls)
     =========================================================================
 */
 
@@ -51,6 +57,8 @@
 #define PL_LANE_H_INCLUDED
 
 #include "parley_plugin.h"
+#include "pl_call.h"
+#include "pl_pack.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -63,10 +71,6 @@ extern "C" {
 
 //  Requests waiting for one key, by default; one more is refused
 #define PL_LANE_QUEUE_MAX       10000
-
-//  The first int of every key, the cookie of its store calls, so that a
-//  plugin's on_reply tells them from its other cookies
-#define PL_LANE_COOKIE          0x6c616e65
 
 typedef struct _pl_lane_t pl_lane_t;
 typedef struct _pl_lane_key_t pl_lane_key_t;
@@ -89,10 +93,11 @@ struct _pl_lane_op_t {
 //  A request type's action: serves op, the head of key's queue
 typedef void (pl_lane_action_fn) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
 
-//  A store answer for op (code NULL: ok, with body, a map, never NULL then)
+//  A store answer for op (code NULL: ok, with body, a map, never NULL then;
+//  an ok that is not a map comes as the code internal)
 typedef void (pl_lane_answer_fn) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op,
                                   const char *code, const char *message,
-                                  const msgpack_object *body, size_t size);
+                                  const msgpack_object *body);
 
 //  What is wrong with a request, if anything, as it comes in; and what it
 //  is when nothing is: its fields, its key, its weight in a run
@@ -144,12 +149,12 @@ typedef struct {
     const char *service;
 } pl_lane_class_t;
 
-//  Creates a lane. cls and plugin are borrowed for the lane's lifetime;
-//  queue_max bounds each key's queue. Caller owns return value; NULL if out
-//  of memory.
+//  Creates a lane. calls (made with the plugin's state), cls and plugin are
+//  borrowed for the lane's lifetime; queue_max bounds each key's queue.
+//  Caller owns return value; NULL if out of memory.
 pl_lane_t *
-    pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, const pl_lane_class_t *cls,
-                 void *plugin, size_t queue_max);
+    pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
+                 const pl_lane_class_t *cls, void *plugin, size_t queue_max);
 
 //  Destroys the lane, its keys and their queues; the requests still queued
 //  belong to the host again. Nullifies the reference.
@@ -239,12 +244,12 @@ size_t
     pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_bytes,
                  bool (*joins) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op));
 
-//  Sends a store call for the head request; its answer goes to answer.
-//  Returns 0, or -1 when it could not be sent (the head has been answered
-//  unavailable).
+//  Sends a store call for the head request, the body packed in pack (which
+//  it releases); its answer goes to answer. Returns 0, or -1 when it could
+//  not be sent (the head has been answered unavailable).
 int
-    pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type,
-                  const void *body, size_t size, pl_lane_answer_fn *answer);
+    pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+                  pl_lane_answer_fn *answer);
 
 //  Sends the store write of the count requests at the head (a run, or one
 //  write that changes the key's state): answer is handed each of them in
@@ -254,14 +259,8 @@ int
 //  Returns 0, or -1 when it could not be sent (the count requests have
 //  been answered unavailable).
 int
-    pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type,
-                   const void *body, size_t size, size_t count, pl_lane_answer_fn *answer);
-
-//  The store answered a call whose cookie is one of this lane's keys:
-//  hands it to its answer, then serves the queue on
-void
-    pl_lane_answer (pl_lane_t *self, void *cookie, const char *code, const char *message,
-                    const msgpack_object *body, size_t size);
+    pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+                   size_t count, pl_lane_answer_fn *answer);
 
 //  Removes the keys whose queue is empty and that were last used idle_ms
 //  ago or more
@@ -308,7 +307,7 @@ uint32_t
 
 //  Packs the page as a store call has it: limit, and before or after
 void
-    pl_lane_page_pack (msgpack_packer *packer, const pl_lane_page_t *page);
+    pl_lane_page_pack (pl_pack_t *pack, const pl_lane_page_t *page);
 
 #ifdef __cplusplus
 }

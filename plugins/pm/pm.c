@@ -24,7 +24,10 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_call.h"
 #include "pl_lane.h"
+#include "pl_options.h"
+#include "pl_pack.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -49,7 +52,6 @@
 #define PM_RATE_DEFAULT         20.0        //  pm.send per user per second
 #define PM_BURST_DEFAULT        40.0        //  pm.send burst per user
 #define PM_NAME_MAX             260         //  bytes of a name read from the store
-#define PM_LIST_COOKIE          2           //  the first int of a list_t
 
 
 //  --------------------------------------------------------------------------
@@ -68,7 +70,6 @@ typedef struct {
 //  A pm.conversations in progress
 typedef struct list_s list_t;
 struct list_s {
-    int cookie;                     //  PM_LIST_COOKIE
     parley_request_t *request;      //  lent by the host until we reply
     list_t *prev;                   //  neighbours in pm_t.lists
     list_t *next;
@@ -77,6 +78,7 @@ struct list_s {
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  every store call, owned
     pl_lane_t *lane;                //  the conversations, by pair key, owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     list_t *lists;                  //  pm.conversations in progress, owned
@@ -248,33 +250,19 @@ s_reply_fit (const msgpack_object *items, bool from_start, const char *entries_f
 
 //  Starts a store call's map with n fields and its first string field
 static void
-s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
-              const char *field, const char *value)
+s_call_begin (pl_pack_t *pack, uint32_t fields, const char *field, const char *value)
 {
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (packer, fields);
-    pl_body_pack_str (packer, field);
-    pl_body_pack_str (packer, value);
+    pl_pack_init (pack);
+    pl_pack_map (pack, fields);
+    pl_pack_kstr (pack, field, value);
 }
 
 //  Starts a store call's map with n fields: user (the requester) and with
 static void
-s_call_pair (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
-             const args_t *args)
+s_call_pair (pl_pack_t *pack, uint32_t fields, const args_t *args)
 {
-    s_call_begin (buffer, packer, fields, "user", args->user);
-    pl_body_pack_str (packer, "with");
-    pl_body_pack_str (packer, args->other);
-}
-
-//  Sends the call for the head op and lets go of its body
-static void
-s_call (pm_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
-        pl_lane_answer_fn *answer)
-{
-    pl_lane_call (self->lane, key, type, buffer->data, buffer->size, answer);
-    msgpack_sbuffer_destroy (buffer);
+    s_call_begin (pack, fields, "user", args->user);
+    pl_pack_kstr (pack, "with", args->other);
 }
 
 static void
@@ -314,9 +302,9 @@ s_answer_or_no_user (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const cha
 
 static void
 s_conv_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-               const char *message, const msgpack_object *body, size_t size)
+               const char *message, const msgpack_object *body)
 {
-    (void) message, (void) size;
+    (void) message;
     pm_t *self = (pm_t *) plugin;
     (void) op;
     const msgpack_object *last = pl_body_field (body, "last_seq");
@@ -330,17 +318,15 @@ s_conv_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
 static void
 s_conv_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_pair (&buffer, &packer, 2, (const args_t *) op->args);
-    s_call ((pm_t *) plugin, key, "store.pm.last_seq", &buffer, s_conv_loaded);
+    pl_pack_t pack;
+    s_call_pair (&pack, 2, (const args_t *) op->args);
+    pl_lane_call (((pm_t *) plugin)->lane, key, "store.pm.last_seq", &pack, s_conv_loaded);
 }
 
 static void
 s_user_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-               const char *message, const msgpack_object *body, size_t size)
+               const char *message, const msgpack_object *body)
 {
-    (void) size;
     pm_t *self = (pm_t *) plugin;
     if (code)
         s_answer_or_no_user (self, key, op, code, message);
@@ -361,10 +347,9 @@ s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
     const args_t *args = (const args_t *) op->args;
     if (s_user_known (self, args->other))
         return true;
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 1, "name", args->other);
-    s_call (self, key, "store.user.get", &buffer, s_user_answer);
+    pl_pack_t pack;
+    s_call_begin (&pack, 1, "name", args->other);
+    pl_lane_call (self->lane, key, "store.user.get", &pack, s_user_answer);
     return false;
 }
 
@@ -461,9 +446,8 @@ s_pack_store_fields (msgpack_packer *packer, const pl_lane_op_t *op)
 //  of the users does not exist
 static void
 s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                const char *message, const msgpack_object *body, size_t size)
+                const char *message, const msgpack_object *body)
 {
-    (void) size;
     if (code)
         s_answer_or_no_user ((pm_t *) plugin, key, op, code, message);
     else
@@ -481,27 +465,22 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  it; a run stays under PM_APPEND_BYTES of text, so that the request
     //  stays well under the envelope's frame limit
     size_t count = pl_lane_run (self->lane, key, PM_APPEND_MAX, PM_APPEND_BYTES, NULL);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, count == 1? 5: 3, "from", args->user);
-    pl_body_pack_str (&packer, "to");
-    pl_body_pack_str (&packer, args->other);
+    pl_pack_t pack;
+    s_call_begin (&pack, count == 1? 5: 3, "from", args->user);
+    pl_pack_kstr (&pack, "to", args->other);
     if (count == 1)
-        s_pack_store_fields (&packer, op);
+        s_pack_store_fields (&pack.packer, op);
     else {
-        pl_body_pack_str (&packer, "messages");
-        msgpack_pack_array (&packer, (uint32_t) count);
+        pl_body_pack_str (&pack.packer, "messages");
+        msgpack_pack_array (&pack.packer, (uint32_t) count);
         pl_lane_op_t *next = op;
         for (size_t index = 0; index < count; index++, next = next->next) {
-            msgpack_pack_map (&packer, 4);
-            pl_body_pack_str (&packer, "from");
-            pl_body_pack_str (&packer, ((const args_t *) next->args)->user);
-            s_pack_store_fields (&packer, next);
+            msgpack_pack_map (&pack.packer, 4);
+            pl_pack_kstr (&pack, "from", ((const args_t *) next->args)->user);
+            s_pack_store_fields (&pack.packer, next);
         }
     }
-    pl_lane_write (self->lane, key, "store.pm.append", buffer.data, buffer.size, count,
-                   s_send_written);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_lane_write (self->lane, key, "store.pm.append", &pack, count, s_send_written);
 }
 
 
@@ -510,9 +489,8 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 static void
 s_read_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-               const char *message, const msgpack_object *body, size_t size)
+               const char *message, const msgpack_object *body)
 {
-    (void) size;
     if (code)
         s_answer_or_no_user ((pm_t *) plugin, key, op, code, message);
     else
@@ -530,23 +508,19 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  yet: it stops at the last seq
     if (args->mark > pl_lane_last_seq (key))
         args->mark = pl_lane_last_seq (key);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
+    pl_pack_t pack;
     if (args->mark == 0) {
         //  No message yet: nothing to mark, nothing unread
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
-        pl_body_pack_str (&packer, "unread");
-        msgpack_pack_uint64 (&packer, 0);
-        pl_lane_ok (self->lane, op, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
+        pl_pack_init (&pack);
+        pl_pack_map (&pack, 1);
+        pl_pack_kuint (&pack, "unread", 0);
+        pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
+        pl_pack_release (&pack);
         return;
     }
-    s_call_pair (&buffer, &packer, 3, args);
-    pl_body_pack_str (&packer, "seq");
-    msgpack_pack_uint64 (&packer, args->mark);
-    s_call (self, key, "store.pm.read", &buffer, s_read_answer);
+    s_call_pair (&pack, 3, args);
+    pl_pack_kuint (&pack, "seq", args->mark);
+    pl_lane_call (self->lane, key, "store.pm.read", &pack, s_read_answer);
 }
 
 
@@ -558,7 +532,7 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  (the oldest after 'after', else the newest)
 static void
 s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                  const char *message, const msgpack_object *body, size_t size)
+                  const char *message, const msgpack_object *body)
 {
     pm_t *self = (pm_t *) plugin;
     if (code) {
@@ -594,16 +568,17 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     const args_t *args = (const args_t *) op->args;
     if (!s_user_ready (self, key, op))
         return;
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_pair (&buffer, &packer, 2 + pl_lane_page_fields (&args->page), args);
-    pl_lane_page_pack (&packer, &args->page);
-    s_call (self, key, "store.pm.history", &buffer, s_history_answer);
+    pl_pack_t pack;
+    s_call_pair (&pack, 2 + pl_lane_page_fields (&args->page), args);
+    pl_lane_page_pack (&pack, &args->page);
+    pl_lane_call (self->lane, key, "store.pm.history", &pack, s_history_answer);
 }
 
 
 //  --------------------------------------------------------------------------
 //  pm.conversations: from the store, any instance
+
+static void s_list_answered (void *state, void *arg, const pl_call_reply_t *reply);
 
 static void
 s_list_request (pm_t *self, parley_request_t *request)
@@ -613,17 +588,14 @@ s_list_request (pm_t *self, parley_request_t *request)
         self->host->reply_error (self->ctx, &request, "internal", "Out of memory; try again.");
         return;
     }
-    list->cookie = PM_LIST_COOKIE;
     list->request = request;
     const char *user = self->host->request_user (request);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 2, "user", user? user: "");
-    pl_body_pack_str (&packer, "limit");
-    msgpack_pack_uint32 (&packer, PM_CONVERSATIONS_MAX);
-    int rc = self->host->call (self->ctx, "store.pm.conversations", buffer.data, buffer.size,
-                               list);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    s_call_begin (&pack, 2, "user", user? user: "");
+    pl_pack_kuint (&pack, "limit", PM_CONVERSATIONS_MAX);
+    int rc = pl_call_send (self->calls, "store.pm.conversations", pack.buffer.data,
+                           pack.buffer.size, s_list_answered, list);
+    pl_pack_release (&pack);
     if (rc != 0) {
         self->host->reply_error (self->ctx, &list->request, "unavailable",
                                  "The private message service cannot reach its storage now; "
@@ -637,10 +609,15 @@ s_list_request (pm_t *self, parley_request_t *request)
     self->lists = list;
 }
 
+//  The store answered a pm.conversations (pl_call's handler; arg is the list)
 static void
-s_list_reply (pm_t *self, list_t *list, const char *code, const char *message,
-              const msgpack_object *body)
+s_list_answered (void *state, void *arg, const pl_call_reply_t *reply)
 {
+    pm_t *self = (pm_t *) state;
+    list_t *list = (list_t *) arg;
+    const char *code = reply->code;
+    const char *message = reply->message;
+    const msgpack_object *body = reply->body;
     if (list->prev)
         list->prev->next = list->next;
     else
@@ -825,27 +802,13 @@ s_on_request (void *state, parley_request_t *request)
         s_list_request (self, request);
 }
 
+//  Every store call, the lane's and pm.conversations', goes through pl_call
 static void
 s_on_reply (void *state, void *cookie, const char *code, const char *message,
             const uint8_t *body, size_t size)
 {
     pm_t *self = (pm_t *) state;
-    msgpack_unpacked answer;
-    msgpack_unpacked_init (&answer);
-    size_t offset = 0;
-    const msgpack_object *map = NULL;
-    if (body && size
-    &&  msgpack_unpack_next (&answer, (const char *) body, size, &offset) == MSGPACK_UNPACK_SUCCESS
-    &&  answer.data.type == MSGPACK_OBJECT_MAP)
-        map = &answer.data;
-    if (!code && !map)
-        code = "internal", message = "the store's answer is not a map";
-
-    if (*(int *) cookie == PM_LIST_COOKIE)
-        s_list_reply (self, (list_t *) cookie, code, message, map);
-    else
-        pl_lane_answer (self->lane, cookie, code, message, map, size);
-    msgpack_unpacked_destroy (&answer);
+    pl_call_reply (self->calls, cookie, code, message, body, size);
 }
 
 
@@ -863,22 +826,6 @@ s_tick (void *state)
 
 //  --------------------------------------------------------------------------
 //  Init and destroy
-
-static double
-s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name, double fallback)
-{
-    const char *value = host->option (ctx, name);
-    if (!value)
-        return fallback;
-    char *end;
-    double number = strtod (value, &end);
-    if (end == value || *end || number < 0) {
-        host->log (ctx, PARLEY_LOG_WARNING, "option %s=%s is not a number; using %g",
-                   name, value, fallback);
-        return fallback;
-    }
-    return number;
-}
 
 static const pl_lane_class_t s_conv_class = {
     .types = s_types,
@@ -901,7 +848,18 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-    self->lane = pl_lane_new (ctx, host, &s_conv_class, self, PL_LANE_QUEUE_MAX);
+    //  The options (README.md, "Options"), each in its range
+    pl_options_t options = pl_options (host, ctx, "pm");
+    double rate = pl_options_number (&options, "msg_rate", PM_RATE_DEFAULT, 0, 1e9);
+    double burst = pl_options_number (&options, "msg_burst", PM_BURST_DEFAULT, 0, 1e9);
+    self->idle_ms = pl_options_int (&options, "idle_ms", PM_IDLE_MS_DEFAULT, 0, INT64_MAX);
+    if (pl_options_refused (&options)) {
+        s_destroy ((void **) &self);
+        return -1;
+    }
+    self->calls = pl_call_new (host, ctx, self);
+    self->lane = self->calls? pl_lane_new (ctx, host, self->calls, &s_conv_class, self,
+                                           PL_LANE_QUEUE_MAX): NULL;
     self->users = zhashx_new ();
     if (!self->lane || !self->users) {
         s_destroy ((void **) &self);
@@ -909,10 +867,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
         return -1;
     }
     zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
-    double rate = s_option_number (ctx, host, "msg_rate", PM_RATE_DEFAULT);
-    double burst = s_option_number (ctx, host, "msg_burst", PM_BURST_DEFAULT);
     pl_lane_set_rate (self->lane, rate, burst);
-    self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", PM_IDLE_MS_DEFAULT);
     self->timer = host->timer_add (ctx, PM_TICK_MS, s_tick);
     host->log (ctx, PARLEY_LOG_INFO, "ready: pm.send limited to %g a second (burst %g) per user",
                rate, burst < 1? 1: burst);
@@ -931,6 +886,7 @@ s_destroy (void **state_p)
             self->host->timer_cancel (self->ctx, self->timer);
         }
         pl_lane_destroy (&self->lane);
+        pl_call_destroy (&self->calls);
         zhashx_destroy (&self->users);
         //  Requests still held belong to the host after destroy
         while (self->lists) {

@@ -50,7 +50,7 @@ typedef enum { PHASE_JOINED, PHASE_PUBLIC, PHASE_DIRECTORY } phase_t;
 //  One room.list or room.directory in progress
 typedef struct _page_t page_t;
 struct _page_t {
-    int cookie;                     //  RM_LIST_COOKIE: first, see rm_list.h
+    rm_list_t *pager;               //  the pager it is in: its calls' context
     parley_request_t *request;      //  lent by the host until we reply
     char *user;                     //  the stamped user
     phase_t phase;                  //  which store list is being read
@@ -72,6 +72,7 @@ struct _page_t {
 struct _rm_list_t {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  the plugin's, borrowed: every store call
     uint32_t public_max;            //  room.list's other public rooms, at most
     page_t *pages;                  //  in flight, owned
 };
@@ -115,12 +116,14 @@ s_page_fail (rm_list_t *self, page_t *page, const char *code, const char *messag
 }
 
 rm_list_t *
-rm_list_new (parley_ctx_t *ctx, const parley_host_t *host, uint32_t public_max)
+rm_list_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
+             uint32_t public_max)
 {
     rm_list_t *self = (rm_list_t *) calloc (1, sizeof (rm_list_t));
     if (self) {
         self->ctx = ctx;
         self->host = host;
+        self->calls = calls;
         self->public_max = public_max;
     }
     return self;
@@ -220,6 +223,7 @@ s_pack_kstr (msgpack_packer *packer, const char *key, const char *value)
 //  Asks the store for the page's phase from its cursor. Returns 0, or -1
 //  after answering the request unavailable (the page is gone).
 static void s_page_answer (rm_list_t *self, page_t *page, bool follows);
+static void s_page_answered (void *state, void *arg, const pl_call_reply_t *reply);
 
 static int
 s_page_call (rm_list_t *self, page_t *page)
@@ -252,7 +256,7 @@ s_page_call (rm_list_t *self, page_t *page)
     }
     const char *type = page->phase == PHASE_JOINED? "store.room.joined"
                      : page->phase == PHASE_PUBLIC? "store.room.public": "store.room.directory";
-    int rc = self->host->call (self->ctx, type, buffer.data, buffer.size, page);
+    int rc = pl_call_send (self->calls, type, buffer.data, buffer.size, s_page_answered, page);
     msgpack_sbuffer_destroy (&buffer);
     if (rc != 0)
         s_page_fail (self, page, "unavailable",
@@ -326,7 +330,7 @@ s_page_new (rm_list_t *self, parley_request_t *request, bool directory,
         s_page_destroy (&page);
         return NULL;
     }
-    page->cookie = RM_LIST_COOKIE;
+    page->pager = self;
     page->phase = directory? PHASE_DIRECTORY: PHASE_JOINED;
     msgpack_sbuffer_init (&page->rooms);
     page->budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
@@ -477,10 +481,16 @@ s_page_phase_done (rm_list_t *self, page_t *page)
         s_page_answer (self, page, false);
 }
 
-void
-rm_list_reply (rm_list_t *self, void *cookie, const char *code, const msgpack_object *body)
+//  The store answered the page's call (pl_call's handler; arg is the page):
+//  serves the page on (another call, or the reply)
+static void
+s_page_answered (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    page_t *page = (page_t *) cookie;
+    (void) state;
+    page_t *page = (page_t *) arg;
+    rm_list_t *self = page->pager;
+    const char *code = reply->code;
+    const msgpack_object *body = reply->body;
     const msgpack_object *rooms = pl_body_field (body, "rooms");
     if (code || !rooms || rooms->type != MSGPACK_OBJECT_ARRAY) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not list rooms for '%s': %s",

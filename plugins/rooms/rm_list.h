@@ -9,13 +9,12 @@
     as `cursor` (proto/CLIENT-PROTOCOL.md, "Rooms", for its form and the
     order of room.list).
 
-    The pager owns the pages in flight; each is the cookie of its store
-    call and starts with the int RM_LIST_COOKIE, so that the plugin's
-    on_reply can tell them from its own cookies.
+    The pager owns the pages in flight; each is the context of its store
+    calls, sent through the plugin's pl_call (which the pager borrows and
+    which must outlive it): the plugin's on_reply is pl_call_reply.
 
-        rm_list_t *lists = rm_list_new (ctx, host, 200);
+        rm_list_t *lists = rm_list_new (ctx, host, calls, 200);
         rm_list_request (lists, request, "room.list");      //  takes the request
-        ...on_reply, cookie is a page: rm_list_reply (lists, cookie, code, body);
         rm_list_destroy (&lists);
     =========================================================================
 */
@@ -24,6 +23,7 @@
 #define RM_LIST_H_INCLUDED
 
 #include "parley_plugin.h"
+#include "pl_call.h"
 
 #include <msgpack.h>
 #include <stdint.h>
@@ -32,15 +32,14 @@
 extern "C" {
 #endif
 
-//  The first int of every page, the cookie of its store calls
-#define RM_LIST_COOKIE  2
-
 typedef struct _rm_list_t rm_list_t;
 
-//  Creates a pager. public_max: the other public rooms room.list gives at
-//  most (PROTOCOL.md: 200). Caller owns return value; NULL if out of memory.
+//  Creates a pager whose store calls go through calls (borrowed).
+//  public_max: the other public rooms room.list gives at most (PROTOCOL.md:
+//  200). Caller owns return value; NULL if out of memory.
 rm_list_t *
-    rm_list_new (parley_ctx_t *ctx, const parley_host_t *host, uint32_t public_max);
+    rm_list_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
+                 uint32_t public_max);
 
 //  Destroys the pager and its pages; the requests still held belong to the
 //  host after destroy. Nullifies the reference.
@@ -52,12 +51,6 @@ void
 //  or when the store has answered.
 void
     rm_list_request (rm_list_t *self, parley_request_t *request, const char *type);
-
-//  The store answered a call whose cookie is one of this pager's pages:
-//  serves the page on (another call, or the reply)
-void
-    rm_list_reply (rm_list_t *self, void *cookie, const char *code,
-                   const msgpack_object *body);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,10 @@
 
 #include "parley_plugin.h"
 #include "pl_body.h"
+#include "pl_call.h"
 #include "pl_lane.h"
+#include "pl_options.h"
+#include "pl_pack.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -101,10 +104,15 @@ typedef struct {
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  every store call, owned
     pl_lane_t *lane;                //  the rooms, by lower-cased name, owned
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
     rm_list_t *lists;               //  room.list and room.directory, owned
+    double rate;                    //  msg.send and room.invite per user per second
+                                    //  (0: no limit), for the lane
+    double burst;                   //  a user's sends at once, for the lane
+    uint32_t list_public;           //  other public rooms room.list gives, for rm_list
     int64_t idle_ms;                //  idle rooms leave the cache after this
     uint64_t max_owned;             //  rooms a user owns, at most; 0 for no limit
     uint64_t max_joined;            //  rooms a user belongs to, at most; 0 for no limit
@@ -600,6 +608,22 @@ s_entry_json_size_packed (const char *room, const msgpack_object *entry)
 }
 #endif
 
+//  Makes room for bytes more in buffer in one allocation: a page of big
+//  entries is packed into it at once rather than grown by doubling (each a
+//  copy). Out of memory leaves it to grow as it goes.
+static void
+s_buffer_reserve (msgpack_sbuffer *buffer, size_t bytes)
+{
+    size_t need = buffer->size + bytes;
+    if (need <= buffer->alloc)
+        return;
+    char *data = (char *) realloc (buffer->data, need);
+    if (data) {
+        buffer->data = data;
+        buffer->alloc = need;
+    }
+}
+
 //  Packs the store's entries (an array, oldest first) into buffer as the
 //  client's array, oldest first: as many as the budget takes from the
 //  cursor's side, the newest ones when newest_side, else the oldest
@@ -612,6 +636,7 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
 {
     uint32_t count = array && array->type == MSGPACK_OBJECT_ARRAY? array->via.array.size: 0;
     uint32_t taken = 0;
+    size_t used = budget->used;
     while (taken < count) {
         const msgpack_object *entry = &array->via.array.ptr [newest_side? count - 1 - taken: taken];
         size_t size = s_entry_json_size (room, entry);
@@ -620,6 +645,8 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
             break;
         taken++;
     }
+    //  The JSON size is more than the packed size: room for the page at once
+    s_buffer_reserve (buffer, budget->used - used + 16);
     msgpack_packer packer;
     msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
     msgpack_pack_array (&packer, taken);
@@ -759,32 +786,11 @@ s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
 
 //  A store call's body: a map with n fields and the room's name first
 static void
-s_call_begin (msgpack_sbuffer *buffer, msgpack_packer *packer, size_t fields,
-              const char *field, const char *room)
+s_call_begin (pl_pack_t *pack, uint32_t fields, const char *field, const char *room)
 {
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer_init (packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (packer, fields);
-    pl_body_pack_str (packer, field);
-    pl_body_pack_str (packer, room);
-}
-
-//  Sends the call for the head op and lets go of its body
-static void
-s_call (rooms_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
-        pl_lane_answer_fn *answer)
-{
-    pl_lane_call (self->lane, key, type, buffer->data, buffer->size, answer);
-    msgpack_sbuffer_destroy (buffer);
-}
-
-//  Sends the write of the count ops at the head and lets go of its body
-static void
-s_write (rooms_t *self, pl_lane_key_t *key, const char *type, msgpack_sbuffer *buffer,
-         size_t count, pl_lane_answer_fn *answer)
-{
-    pl_lane_write (self->lane, key, type, buffer->data, buffer->size, count, answer);
-    msgpack_sbuffer_destroy (buffer);
+    pl_pack_init (pack);
+    pl_pack_map (pack, fields);
+    pl_pack_kstr (pack, field, room);
 }
 
 
@@ -840,9 +846,9 @@ s_members_add_from (room_t *room, const msgpack_object *members)
 
 static void
 s_members_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                  const char *message, const msgpack_object *body, size_t size)
+                  const char *message, const msgpack_object *body)
 {
-    (void) op, (void) message, (void) size;
+    (void) op, (void) message;
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
     const msgpack_object *members = pl_body_field (body, "members");
@@ -861,9 +867,9 @@ s_members_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
 
 static void
 s_room_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-               const char *message, const msgpack_object *body, size_t size)
+               const char *message, const msgpack_object *body)
 {
-    (void) op, (void) message, (void) size;
+    (void) op, (void) message;
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
     if (code && strcmp (code, "not_found") == 0)
@@ -872,10 +878,9 @@ s_room_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
     if (code || s_room_fill (room, pl_body_field (body, "room")) != 0)
         pl_lane_fail_all (self->lane, key, code);
     else {
-        msgpack_sbuffer buffer;
-        msgpack_packer packer;
-        s_call_begin (&buffer, &packer, 1, "room", room->name);
-        s_call (self, key, "store.member.list", &buffer, s_members_loaded);
+        pl_pack_t pack;
+        s_call_begin (&pack, 1, "room", room->name);
+        pl_lane_call (self->lane, key, "store.member.list", &pack, s_members_loaded);
     }
 }
 
@@ -885,10 +890,9 @@ s_room_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     (void) op;
     room_t *room = (room_t *) pl_lane_state (key);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 1, "name", room->name);
-    s_call ((rooms_t *) plugin, key, "store.room.get", &buffer, s_room_loaded);
+    pl_pack_t pack;
+    s_call_begin (&pack, 1, "name", room->name);
+    pl_lane_call (((rooms_t *) plugin)->lane, key, "store.room.get", &pack, s_room_loaded);
 }
 
 //  For an action on an existing room: true when the room is loaded and
@@ -962,7 +966,7 @@ s_create_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 
 static void
 s_create_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                 const char *message, const msgpack_object *body, size_t size)
+                 const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -994,42 +998,22 @@ s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         return;
     }
     op->ts = pl_time_now ();
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 8, "name", room->name);
-    pl_body_pack_str (&packer, "description");
-    pl_body_pack_str (&packer, args->argument? args->argument: "");
-    pl_body_pack_str (&packer, "private");
-    args->is_private? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-    pl_body_pack_str (&packer, "max_participants");
-    msgpack_pack_uint32 (&packer, args->max_participants);
-    pl_body_pack_str (&packer, "owner");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "created_at");
-    msgpack_pack_int64 (&packer, op->ts);
+    pl_pack_t pack;
+    s_call_begin (&pack, 8, "name", room->name);
+    pl_pack_kstr (&pack, "description", args->argument? args->argument: "");
+    pl_pack_kbool (&pack, "private", args->is_private);
+    pl_pack_kuint (&pack, "max_participants", args->max_participants);
+    pl_pack_kstr (&pack, "owner", args->user);
+    pl_pack_kint (&pack, "created_at", op->ts);
     //  The store counts the quotas by index, after the name
-    pl_body_pack_str (&packer, "max_owned");
-    msgpack_pack_uint64 (&packer, self->max_owned);
-    pl_body_pack_str (&packer, "max_joined");
-    msgpack_pack_uint64 (&packer, self->max_joined);
-    s_call (self, key, "store.room.create", &buffer, s_create_answer);
+    pl_pack_kuint (&pack, "max_owned", self->max_owned);
+    pl_pack_kuint (&pack, "max_joined", self->max_joined);
+    pl_lane_call (self->lane, key, "store.room.create", &pack, s_create_answer);
 }
 
 
 //  --------------------------------------------------------------------------
 //  room.history, and the history room.join answers with
-
-//  A reply buffer sized for about hint bytes at once: a page of big entries
-//  grows it in one allocation rather than by doubling (each a copy)
-static void
-s_buffer_init (msgpack_sbuffer *buffer, size_t hint)
-{
-    msgpack_sbuffer_init (buffer);
-    size_t alloc = hint + 4096;
-    buffer->data = (char *) malloc (alloc);
-    if (buffer->data)
-        buffer->alloc = alloc;
-}
 
 //  Asks the store for the op's page of history; answer gets it
 static void
@@ -1038,11 +1022,10 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
 {
     room_t *room = (room_t *) pl_lane_state (key);
     const args_t *args = (const args_t *) op->args;
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 1 + pl_lane_page_fields (&args->page), "room", room->name);
-    pl_lane_page_pack (&packer, &args->page);
-    s_call (self, key, "store.msg.history", &buffer, answer);
+    pl_pack_t pack;
+    s_call_begin (&pack, 1 + pl_lane_page_fields (&args->page), "room", room->name);
+    pl_lane_page_pack (&pack, &args->page);
+    pl_lane_call (self->lane, key, "store.msg.history", &pack, answer);
 }
 
 //  Answers room.history: the store's page, cut further if the client's
@@ -1050,7 +1033,7 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
 //  with more when older (or, with after, newer) entries exist
 static void
 s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                  const char *message, const msgpack_object *body, size_t size)
+                  const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -1060,7 +1043,7 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     }
     pl_reply_budget_t budget = pl_reply_budget (PL_REPLY_LIST_BUDGET);
     msgpack_sbuffer buffer;
-    s_buffer_init (&buffer, size);
+    msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, 2);
@@ -1091,7 +1074,7 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  its history as fit in what the members left of the budget
 static void
 s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-               const char *message, const msgpack_object *body, size_t size)
+               const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -1104,7 +1087,7 @@ s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
     msgpack_sbuffer_init (&members);
     bool more_members = s_pack_join_members (self, room, &members, &budget);
     msgpack_sbuffer buffer;
-    s_buffer_init (&buffer, size + members.size);
+    msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&packer, more_members? 4: 3);
@@ -1127,7 +1110,7 @@ s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
 //  member now, it asks for its history.
 static void
 s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                const char *message, const msgpack_object *body, size_t size)
+                const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -1159,7 +1142,7 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
 
 static void s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op,
                              const char *code, const char *message,
-                             const msgpack_object *body, size_t size);
+                             const msgpack_object *body);
 
 //  Writes op's user in or out of the room with the entry that says so, at
 //  the next seq: store.member.add (with the quota) or store.member.remove
@@ -1169,18 +1152,15 @@ s_member_write (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, bool join)
     room_t *room = (room_t *) pl_lane_state (key);
     const args_t *args = (const args_t *) op->args;
     pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, join? 4: 3, "room", room->name);
-    pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, args->user);
-    pl_body_pack_str (&packer, "entry");
-    s_pack_store_entry (&packer, op, "system", join? "join": "leave");
+    pl_pack_t pack;
+    s_call_begin (&pack, join? 4: 3, "room", room->name);
+    pl_pack_kstr (&pack, "user", args->user);
+    pl_body_pack_str (&pack.packer, "entry");
+    s_pack_store_entry (&pack.packer, op, "system", join? "join": "leave");
     if (join) {
-        pl_body_pack_str (&packer, "max_joined");
-        msgpack_pack_uint64 (&packer, self->max_joined);
+        pl_pack_kuint (&pack, "max_joined", self->max_joined);
     }
-    s_write (self, key, join? "store.member.add": "store.member.remove", &buffer, 1,
+    pl_lane_write (self->lane, key, join? "store.member.add": "store.member.remove", &pack, 1,
              join? s_join_written: s_leave_written);
 }
 
@@ -1209,7 +1189,7 @@ s_join_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 static void
 s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                 const char *message, const msgpack_object *body, size_t size)
+                 const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -1266,7 +1246,7 @@ s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
 
 static void
 s_delete_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                  const char *message, const msgpack_object *body, size_t size)
+                  const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     if (!code)
@@ -1288,11 +1268,10 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         return;
     }
     op->ts = pl_time_now ();
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 1, "name", room->name);
+    pl_pack_t pack;
+    s_call_begin (&pack, 1, "name", room->name);
     //  A write of the room's state: an unknown outcome reloads it
-    s_write (self, key, "store.room.delete", &buffer, 1, s_delete_written);
+    pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
 }
 
 
@@ -1331,7 +1310,7 @@ s_invite_done (rooms_t *self, room_t *room, pl_lane_op_t *op, const msgpack_obje
 
 static void
 s_invite_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                 const char *message, const msgpack_object *body, size_t size)
+                 const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     if (code && strcmp (code, "not_found") == 0)
@@ -1363,14 +1342,11 @@ s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (zlistx_size (room->members) >= room->max_participants)
         s_room_full (self, room, op);
     else {
-        msgpack_sbuffer buffer;
-        msgpack_packer packer;
-        s_call_begin (&buffer, &packer, 3, "room", room->name);
-        pl_body_pack_str (&packer, "user");
-        pl_body_pack_str (&packer, args->argument);
-        pl_body_pack_str (&packer, "from");
-        pl_body_pack_str (&packer, args->user);
-        s_call (self, key, "store.invite.add", &buffer, s_invite_answer);
+        pl_pack_t pack;
+        s_call_begin (&pack, 3, "room", room->name);
+        pl_pack_kstr (&pack, "user", args->argument);
+        pl_pack_kstr (&pack, "from", args->user);
+        pl_lane_call (self->lane, key, "store.invite.add", &pack, s_invite_answer);
     }
 }
 
@@ -1393,7 +1369,7 @@ s_members_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  The store answered the run's write, for one send of it
 static void
 s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                const char *message, const msgpack_object *body, size_t size)
+                const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
@@ -1436,19 +1412,18 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  emoji would pass the envelope's frame limit and cut the store's link
     size_t count = pl_lane_run (self->lane, key, ROOMS_APPEND_MAX, ROOMS_APPEND_BYTES,
                                 s_send_joins);
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    s_call_begin (&buffer, &packer, 2, "room", room->name);
+    pl_pack_t pack;
+    s_call_begin (&pack, 2, "room", room->name);
     if (count == 1)
-        pl_body_pack_str (&packer, "entry");
+        pl_body_pack_str (&pack.packer, "entry");
     else {
-        pl_body_pack_str (&packer, "entries");
-        msgpack_pack_array (&packer, (uint32_t) count);
+        pl_body_pack_str (&pack.packer, "entries");
+        msgpack_pack_array (&pack.packer, (uint32_t) count);
     }
     pl_lane_op_t *next = op;
     for (size_t index = 0; index < count; index++, next = next->next)
-        s_pack_store_entry (&packer, next, "message", NULL);
-    s_write (self, key, "store.msg.append", &buffer, count, s_send_written);
+        s_pack_store_entry (&pack.packer, next, "message", NULL);
+    pl_lane_write (self->lane, key, "store.msg.append", &pack, count, s_send_written);
 }
 
 
@@ -1650,27 +1625,13 @@ s_on_request (void *state, parley_request_t *request)
     }
 }
 
+//  Every store call, the lane's and the room lists', goes through pl_call
 static void
 s_on_reply (void *state, void *cookie, const char *code, const char *message,
             const uint8_t *body, size_t size)
 {
     rooms_t *self = (rooms_t *) state;
-    msgpack_unpacked answer;
-    msgpack_unpacked_init (&answer);
-    size_t offset = 0;
-    const msgpack_object *map = NULL;
-    if (body && size
-    &&  msgpack_unpack_next (&answer, (const char *) body, size, &offset) == MSGPACK_UNPACK_SUCCESS
-    &&  answer.data.type == MSGPACK_OBJECT_MAP)
-        map = &answer.data;
-    if (!code && !map)
-        code = "internal", message = "the store's answer is not a map";
-
-    if (*(int *) cookie == RM_LIST_COOKIE)
-        rm_list_reply (self->lists, cookie, code, map);
-    else
-        pl_lane_answer (self->lane, cookie, code, message, map, size);
-    msgpack_unpacked_destroy (&answer);
+    pl_call_reply (self->calls, cookie, code, message, body, size);
 }
 
 
@@ -1689,22 +1650,6 @@ s_tick (void *state)
 //  --------------------------------------------------------------------------
 //  Init and destroy
 
-static double
-s_option_number (parley_ctx_t *ctx, const parley_host_t *host, const char *name, double fallback)
-{
-    const char *value = host->option (ctx, name);
-    if (!value)
-        return fallback;
-    char *end;
-    double number = strtod (value, &end);
-    if (end == value || *end || number < 0) {
-        host->log (ctx, PARLEY_LOG_WARNING, "option %s=%s is not a number; using %g",
-                   name, value, fallback);
-        return fallback;
-    }
-    return number;
-}
-
 static const pl_lane_class_t s_room_class = {
     .types = s_types,
     .read = s_read,
@@ -1718,22 +1663,28 @@ static const pl_lane_class_t s_room_class = {
     .service = "room"
 };
 
-static void
+//  The options (README.md, "Options"), each in its range. Returns false
+//  when one was refused (each refusal is logged).
+static bool
 s_options (rooms_t *self)
 {
-    parley_ctx_t *ctx = self->ctx;
-    const parley_host_t *host = self->host;
-    self->idle_ms = (int64_t) s_option_number (ctx, host, "idle_ms", ROOMS_IDLE_MS_DEFAULT);
-    self->max_owned = (uint64_t) s_option_number (ctx, host, "max_owned",
-                                                  ROOMS_MAX_OWNED_DEFAULT);
-    self->max_joined = (uint64_t) s_option_number (ctx, host, "max_joined",
-                                                   ROOMS_MAX_JOINED_DEFAULT);
-    self->join_members = (size_t) s_option_number (ctx, host, "join_members",
-                                                   ROOMS_JOIN_MEMBERS_DEFAULT);
-    self->members_page = (size_t) s_option_number (ctx, host, "members_page",
-                                                   ROOMS_MEMBERS_PAGE_DEFAULT);
+    pl_options_t options = pl_options (self->host, self->ctx, "rooms");
+    self->rate = pl_options_number (&options, "msg_rate", ROOMS_RATE_DEFAULT, 0, 1e9);
+    self->burst = pl_options_number (&options, "msg_burst", ROOMS_BURST_DEFAULT, 0, 1e9);
+    self->idle_ms = pl_options_int (&options, "idle_ms", ROOMS_IDLE_MS_DEFAULT, 0, INT64_MAX);
+    self->max_owned = pl_options_uint (&options, "max_owned", ROOMS_MAX_OWNED_DEFAULT,
+                                       0, UINT64_MAX);
+    self->max_joined = pl_options_uint (&options, "max_joined", ROOMS_MAX_JOINED_DEFAULT,
+                                        0, UINT64_MAX);
+    self->join_members = pl_options_uint (&options, "join_members",
+                                          ROOMS_JOIN_MEMBERS_DEFAULT, 0, SIZE_MAX);
+    self->members_page = pl_options_uint (&options, "members_page",
+                                          ROOMS_MEMBERS_PAGE_DEFAULT, 0, SIZE_MAX);
     if (self->members_page < 1)
         self->members_page = 1;
+    self->list_public = pl_options_uint (&options, "list_public", ROOMS_LIST_PUBLIC_DEFAULT,
+                                         0, UINT32_MAX);
+    return pl_options_refused (&options) == 0;
 }
 
 static void s_destroy (void **state_p);
@@ -1748,26 +1699,28 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-    s_options (self);
-    self->lane = pl_lane_new (ctx, host, &s_room_class, self, PL_LANE_QUEUE_MAX);
+    if (!s_options (self)) {
+        s_destroy ((void **) &self);
+        return -1;
+    }
+    self->calls = pl_call_new (host, ctx, self);
+    self->lane = self->calls? pl_lane_new (ctx, host, self->calls, &s_room_class, self,
+                                           PL_LANE_QUEUE_MAX): NULL;
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
-    self->lists = rm_list_new (ctx, host, (uint32_t) s_option_number (ctx, host, "list_public",
-                                                                      ROOMS_LIST_PUBLIC_DEFAULT));
+    self->lists = rm_list_new (ctx, host, self->calls, self->list_public);
     if (!self->lane || !self->sessions || !self->online || !self->lists) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
     }
     zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
-    double rate = s_option_number (ctx, host, "msg_rate", ROOMS_RATE_DEFAULT);
-    double burst = s_option_number (ctx, host, "msg_burst", ROOMS_BURST_DEFAULT);
-    pl_lane_set_rate (self->lane, rate, burst);
+    pl_lane_set_rate (self->lane, self->rate, self->burst);
     self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
     host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
-               " most %" PRIu64 " (0: no limit)", rate, burst < 1? 1: burst, self->max_owned,
-               self->max_joined);
+               " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
+               self->max_owned, self->max_joined);
     *state_p = self;
     return 0;
 }
@@ -1783,9 +1736,10 @@ s_destroy (void **state_p)
             self->host->timer_cancel (self->ctx, self->timer);
         }
         pl_lane_destroy (&self->lane);
+        rm_list_destroy (&self->lists);
+        pl_call_destroy (&self->calls);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
-        rm_list_destroy (&self->lists);
         free (self);
         *state_p = NULL;
     }

@@ -173,6 +173,7 @@ typedef struct {
 } plugin_t;
 
 static plugin_t s_plugin;
+static pl_call_t *s_calls_made;     //  the plugin's caller
 static pl_lane_t *s_lane;
 
 static void *
@@ -200,13 +201,13 @@ s_args_destroy (void **args_p)
 
 static void
 s_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-          const char *message, const msgpack_object *body, size_t size)
+          const char *message, const msgpack_object *body)
 {
-    (void) plugin, (void) op, (void) message, (void) body;
+    (void) plugin, (void) op, (void) message;
     if (code)
         pl_lane_fail_all (s_lane, key, code);
     else
-        pl_lane_loaded (s_lane, key, (uint64_t) size);  //  the test's answer size is the seq
+        pl_lane_loaded (s_lane, key, (uint64_t) pl_body_int (body, "seq"));
 }
 
 static void
@@ -214,7 +215,10 @@ s_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     (void) op;
     ((plugin_t *) plugin)->loads++;
-    pl_lane_call (s_lane, key, "store.load", "", 0, s_loaded);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 0);
+    pl_lane_call (s_lane, key, "store.load", &pack, s_loaded);
 }
 
 static void
@@ -268,9 +272,9 @@ static const pl_lane_class_t s_class = {
 
 static void
 s_write_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
-                const char *message, const msgpack_object *body, size_t size)
+                const char *message, const msgpack_object *body)
 {
-    (void) plugin, (void) body, (void) size;
+    (void) plugin, (void) body;
     if (code)
         pl_lane_failure (s_lane, key, op, code, message);
     else {
@@ -287,7 +291,12 @@ s_write_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!pl_lane_ready (s_lane, key))
         return;
     size_t count = pl_lane_run (s_lane, key, 3, 10, NULL);
-    pl_lane_write (s_lane, key, "store.write", "", count, count, s_write_answer);
+    pl_pack_t pack;             //  the call's size is the run's: count fields
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 0);
+    for (size_t index = 1; index < count; index++)
+        pl_pack_str (&pack, "");
+    pl_lane_write (s_lane, key, "store.write", &pack, count, s_write_answer);
 }
 
 //  A read: answered at once with the loaded seq
@@ -309,13 +318,18 @@ s_submit (const char *name, int request, pl_lane_action_fn *start, size_t bytes)
     assert_null (held);
 }
 
-//  The store answers the oldest call still out; size stands for the body
+//  The store answers call; an ok says seq
 static void
-s_store_answers (size_t call, const char *code, size_t size)
+s_store_answers (size_t call, const char *code, uint64_t seq)
 {
-    static msgpack_object map = { .type = MSGPACK_OBJECT_MAP };
-    pl_lane_answer (s_lane, s_calls [call].cookie, code, code? "refused": NULL,
-                    code? NULL: &map, size);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kuint (&pack, "seq", seq);
+    assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, code,
+                                     code? "refused": NULL, (const uint8_t *) pack.buffer.data,
+                                     pack.buffer.size), 0);
+    pl_pack_release (&pack);
 }
 
 static int
@@ -325,7 +339,9 @@ s_setup (void **state)
     memset (&s_plugin, 0, sizeof s_plugin);
     s_call_count = s_reply_count = 0;
     s_call_refused = false;
-    s_lane = pl_lane_new (NULL, &s_host, &s_class, &s_plugin, 5);
+    s_calls_made = pl_call_new (&s_host, NULL, &s_plugin);
+    s_lane = s_calls_made? pl_lane_new (NULL, &s_host, s_calls_made, &s_class, &s_plugin, 5)
+                         : NULL;
     return s_lane? 0: -1;
 }
 
@@ -334,6 +350,7 @@ s_teardown (void **state)
 {
     (void) state;
     pl_lane_destroy (&s_lane);
+    pl_call_destroy (&s_calls_made);
     assert_int_equal (s_plugin.states, 0);
     return 0;
 }
@@ -536,7 +553,7 @@ test_lane_request_is_queued_under_its_key (void **state)
     assert_int_equal (pl_lane_request (s_lane, &request), 0);
     assert_null (request);
     assert_int_equal (s_call_count, 1);            //  the key loads
-    assert_string_equal (pl_lane_name (s_calls [0].cookie), "general");
+    assert_string_equal (s_calls [0].type, "store.load");
     s_store_answers (0, NULL, 3);
     assert_int_equal (s_reply_count, 1);
     assert_int_equal (s_replies [0].seq, 3);
