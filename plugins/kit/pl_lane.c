@@ -72,6 +72,8 @@ struct _pl_lane_t {
     s_table_t allowances;           //  s_allowance_t, owned
     double rate;                    //  tokens a second; 0: no rate
     double burst;                   //  a bucket's size
+    int64_t idle_ms;                //  a key unused this long leaves
+    int64_t swept;                  //  monotonic ms of the last sweep
 };
 
 //  What a sweep of the keys goes by
@@ -251,6 +253,8 @@ pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
     self->cls = cls;
     self->plugin = plugin;
     self->queue_max = queue_max;
+    self->idle_ms = PL_LANE_IDLE_MS;
+    self->swept = pl_time_mono ();
     if (s_table_init (&self->keys) || s_table_init (&self->allowances))
         pl_lane_destroy (&self);
     return self;
@@ -280,12 +284,26 @@ pl_lane_set_rate (pl_lane_t *self, double rate, double burst)
     self->burst = burst < 1? 1: burst;
 }
 
+void
+pl_lane_set_idle (pl_lane_t *self, int64_t idle_ms)
+{
+    self->idle_ms = idle_ms;
+}
+
+static bool s_key_idle (void *context, s_entry_t *entry);
+
 pl_lane_key_t *
 pl_lane_key (pl_lane_t *self, const char *name, const void *args)
 {
     s_entry_t **slot = s_table_slot (&self->keys, name);
-    if (*slot)
+    s_sweep_t sweep = { self, pl_time_mono (), self->idle_ms };
+    if (*slot && !s_key_idle (&sweep, *slot))
         return S_KEY (*slot);
+    if (*slot) {
+        //  Idle: it may have moved to another instance and back
+        s_key_remove (self, S_KEY (*slot));
+        slot = s_table_slot (&self->keys, name);
+    }
     pl_lane_key_t *key = (pl_lane_key_t *) calloc (1, sizeof (pl_lane_key_t));
     if (key) {
         key->lane = self;
@@ -659,6 +677,10 @@ pl_lane_request (pl_lane_t *self, parley_request_t **request_p)
     const pl_lane_type_t *type = s_type (self, name? name: "");
     if (!type)
         return -1;
+    if (pl_time_mono () - self->swept >= PL_LANE_SWEEP_MS) {
+        pl_lane_evict (self);
+        self->swept = pl_time_mono ();
+    }
     const char *user = host->request_user (*request_p);
     size_t size;
     const uint8_t *body = host->request_body (*request_p, &size);
@@ -710,9 +732,9 @@ s_allowance_full (void *context, s_entry_t *entry)
 }
 
 void
-pl_lane_evict (pl_lane_t *self, int64_t idle_ms)
+pl_lane_evict (pl_lane_t *self)
 {
-    s_sweep_t sweep = { self, pl_time_mono (), idle_ms };
+    s_sweep_t sweep = { self, pl_time_mono (), self->idle_ms };
     s_table_sweep (&self->keys, &sweep, s_key_idle, s_key_sweep_destroy);
     s_table_sweep (&self->allowances, self, s_allowance_full, s_free_entry);
 }

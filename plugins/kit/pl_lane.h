@@ -30,8 +30,10 @@
     rate counts against its user's token bucket (rate_limited, with
     retry_after_ms); then the key's queue, or unavailable when it is full.
 
-    Idle keys leave the lane (pl_lane_evict), so that a key that moved to
-    another instance and back is loaded fresh.
+    Idle keys leave the lane, so that a key that moved to another instance
+    and back is loaded fresh: a key idle for idle_ms is loaded again when a
+    request comes for it, and the requests coming in sweep the idle keys
+    out every PL_LANE_SWEEP_MS (no timer: a lane nobody asks holds still).
 
     Store calls go through the plugin's pl_call, each with its key as its
     context: the plugin's on_reply is pl_call_reply, for the lane's calls
@@ -48,7 +50,6 @@
         pl_lane_set_rate (self->lane, 20, 40);
         ...on_request: if (pl_lane_request (self->lane, &request) != 0) (not a lane type)
         ...on_reply: pl_call_reply (self->calls, cookie, code, message, body, size);
-        ...each tick: pl_lane_evict (self->lane, idle_ms);
         pl_lane_destroy (&self->lane);      //  then pl_call_destroy (&self->calls)
     =========================================================================
 */
@@ -71,6 +72,17 @@ extern "C" {
 
 //  Requests waiting for one key, by default; one more is refused
 #define PL_LANE_QUEUE_MAX       10000
+
+//  Text bytes a run of writes carries at most (pl_lane_run's max_bytes), so
+//  that its store request stays well under the envelope's frame limit:
+//  256 messages of 4,000 emoji would pass it
+#define PL_LANE_RUN_BYTES       (512 * 1024)
+
+//  A key unused this long leaves the lane, by default (pl_lane_set_idle)
+#define PL_LANE_IDLE_MS         60000
+
+//  How often the requests coming in sweep the idle keys out
+#define PL_LANE_SWEEP_MS        5000
 
 typedef struct _pl_lane_t pl_lane_t;
 typedef struct _pl_lane_key_t pl_lane_key_t;
@@ -166,6 +178,10 @@ void
 void
     pl_lane_set_rate (pl_lane_t *self, double rate, double burst);
 
+//  A key unused for idle_ms leaves the lane (default PL_LANE_IDLE_MS)
+void
+    pl_lane_set_idle (pl_lane_t *self, int64_t idle_ms);
+
 //  Takes a request from the host when its type is one of the class's:
 //  reads it, checks its rate, queues it (then serves the queue) or answers
 //  the refusal. Returns 0 when taken (*request_p nullified), -1 when the
@@ -181,8 +197,8 @@ bool
 #endif
     ;
 
-//  The key's lane entry, made (with state_new (args)) if new. Returns it
-//  (borrowed), or NULL if out of memory.
+//  The key's lane entry, made (with state_new (args)) if new or idle for
+//  idle_ms. Returns it (borrowed), or NULL if out of memory.
 pl_lane_key_t *
     pl_lane_key (pl_lane_t *self, const char *name, const void *args);
 
@@ -263,9 +279,11 @@ int
                    size_t count, pl_lane_answer_fn *answer);
 
 //  Removes the keys whose queue is empty and that were last used idle_ms
-//  ago or more
+//  ago or more, and the users' buckets that have filled up again (a full
+//  bucket is as good as a new one); pl_lane_request calls it every
+//  PL_LANE_SWEEP_MS
 void
-    pl_lane_evict (pl_lane_t *self, int64_t idle_ms);
+    pl_lane_evict (pl_lane_t *self);
 
 //  The key's name (as given to pl_lane_key), its plugin state, its last
 //  stored seq (0 before the load); all borrowed

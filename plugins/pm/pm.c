@@ -26,6 +26,7 @@
 #include "pl_body.h"
 #include "pl_call.h"
 #include "pl_lane.h"
+#include "pl_limits.h"
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
@@ -38,17 +39,9 @@
 #include <msgpack.h>
 
 //  --------------------------------------------------------------------------
-//  Limits and defaults (PROTOCOL.md, "Names, limits, times")
+//  Defaults and bounds of this plugin (the protocol's limits are pl_limits.h)
 
-#define PM_TEXT_MAX             4000        //  characters
-#define PM_HISTORY_DEFAULT      50
-#define PM_HISTORY_MAX          200
-#define PM_CONVERSATIONS_MAX    1000        //  the store's largest page
-#define PM_APPEND_MAX           256         //  messages in one store.pm.append (STORE.md)
-#define PM_APPEND_BYTES         (512 * 1024)  //  text bytes in one store.pm.append
 #define PM_USERS_CACHED_MAX     100000      //  names known to exist, cached
-#define PM_TICK_MS              5000        //  the housekeeping timer
-#define PM_IDLE_MS_DEFAULT      60000       //  an idle conversation leaves the cache
 #define PM_RATE_DEFAULT         20.0        //  pm.send per user per second
 #define PM_BURST_DEFAULT        40.0        //  pm.send burst per user
 #define PM_NAME_MAX             260         //  bytes of a name read from the store
@@ -83,7 +76,6 @@ typedef struct {
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     list_t *lists;                  //  pm.conversations in progress, owned
     int64_t idle_ms;                //  idle conversations leave the cache after this
-    int timer;                      //  the housekeeping timer
     uint64_t messages;              //  messages stored, for the log at exit
 } pm_t;
 
@@ -462,9 +454,8 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!pl_lane_ready (self->lane, key))
         return;
     //  The sends queued behind this one, from either user, are stored with
-    //  it; a run stays under PM_APPEND_BYTES of text, so that the request
-    //  stays well under the envelope's frame limit
-    size_t count = pl_lane_run (self->lane, key, PM_APPEND_MAX, PM_APPEND_BYTES, NULL);
+    //  it; a run stays under PL_LANE_RUN_BYTES of text (the envelope's limit)
+    size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES, NULL);
     pl_pack_t pack;
     s_call_begin (&pack, count == 1? 5: 3, "from", args->user);
     pl_pack_kstr (&pack, "to", args->other);
@@ -592,7 +583,7 @@ s_list_request (pm_t *self, parley_request_t *request)
     const char *user = self->host->request_user (request);
     pl_pack_t pack;
     s_call_begin (&pack, 2, "user", user? user: "");
-    pl_pack_kuint (&pack, "limit", PM_CONVERSATIONS_MAX);
+    pl_pack_kuint (&pack, "limit", PL_STORE_LIST_MAX);
     int rc = pl_call_send (self->calls, "store.pm.conversations", pack.buffer.data,
                            pack.buffer.size, s_list_answered, list);
     pl_pack_release (&pack);
@@ -696,16 +687,16 @@ s_read_read (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 static bool
 s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    return pl_lane_page_read (map, PM_HISTORY_DEFAULT, PM_HISTORY_MAX, &args->page, intake);
+    return pl_lane_page_read (map, PL_HISTORY_DEFAULT, PL_HISTORY_MAX, &args->page, intake);
 }
 
 static bool
 s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
     size_t length = pl_text_utf8_length (args->text);
-    if (length < 1 || length > PM_TEXT_MAX || !pl_text_has_content (args->text))
+    if (length < 1 || length > PL_TEXT_MAX || !pl_text_has_content (args->text))
         return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
-                               " not only white space.", PM_TEXT_MAX);
+                               " not only white space.", PL_TEXT_MAX);
     return true;
 }
 
@@ -813,18 +804,6 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
 
 
 //  --------------------------------------------------------------------------
-//  Housekeeping: idle conversations leave the cache, so that one that moved
-//  to another instance and back is loaded fresh
-
-static void
-s_tick (void *state)
-{
-    pm_t *self = (pm_t *) state;
-    pl_lane_evict (self->lane, self->idle_ms);
-}
-
-
-//  --------------------------------------------------------------------------
 //  Init and destroy
 
 static const pl_lane_class_t s_conv_class = {
@@ -852,7 +831,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     pl_options_t options = pl_options (host, ctx, "pm");
     double rate = pl_options_number (&options, "msg_rate", PM_RATE_DEFAULT, 0, 1e9);
     double burst = pl_options_number (&options, "msg_burst", PM_BURST_DEFAULT, 0, 1e9);
-    self->idle_ms = pl_options_int (&options, "idle_ms", PM_IDLE_MS_DEFAULT, 0, INT64_MAX);
+    self->idle_ms = pl_options_int (&options, "idle_ms", PL_LANE_IDLE_MS, 0, INT64_MAX);
     if (pl_options_refused (&options)) {
         s_destroy ((void **) &self);
         return -1;
@@ -868,7 +847,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
     pl_lane_set_rate (self->lane, rate, burst);
-    self->timer = host->timer_add (ctx, PM_TICK_MS, s_tick);
+    pl_lane_set_idle (self->lane, self->idle_ms);
     host->log (ctx, PARLEY_LOG_INFO, "ready: pm.send limited to %g a second (burst %g) per user",
                rate, burst < 1? 1: burst);
     *state_p = self;
@@ -880,11 +859,9 @@ s_destroy (void **state_p)
 {
     pm_t *self = (pm_t *) *state_p;
     if (self) {
-        if (self->timer > 0) {
+        if (self->lane)
             self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
                              self->messages);
-            self->host->timer_cancel (self->ctx, self->timer);
-        }
         pl_lane_destroy (&self->lane);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->users);

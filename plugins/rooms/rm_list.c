@@ -29,6 +29,7 @@
 
 #include "rm_list.h"
 #include "pl_body.h"
+#include "pl_limits.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 
@@ -39,10 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RM_ROOM_MAX             64          //  a room name's bytes
-#define RM_JOINED_STORE_LIMIT   1000        //  rooms per store.room.joined
-#define RM_DIRECTORY_DEFAULT    50          //  PROTOCOL.md, "Directory and limits"
-#define RM_DIRECTORY_MAX        200
 #define RM_CURSOR_MAX           128         //  our cursors' bytes, at most
 
 typedef enum { PHASE_JOINED, PHASE_PUBLIC, PHASE_DIRECTORY } phase_t;
@@ -54,12 +51,12 @@ struct _page_t {
     parley_request_t *request;      //  lent by the host until we reply
     char *user;                     //  the stamped user
     phase_t phase;                  //  which store list is being read
-    char after [RM_ROOM_MAX + 1];   //  the cursor's room, lower-cased; "" for none
+    char after [PL_ROOM_NAME_MAX + 1];   //  the cursor's room, lower-cased; "" for none
     bool has_active;                //  PHASE_PUBLIC: the cursor's activity is set
     int64_t active;                 //  ms
     uint32_t given;                 //  PHASE_PUBLIC: public rooms given, earlier pages too
     uint32_t asked;                 //  rooms asked of the store in the call out
-    char prefix [RM_ROOM_MAX + 1];  //  PHASE_DIRECTORY: lower-cased; "" for none
+    char prefix [PL_ROOM_NAME_MAX + 1];  //  PHASE_DIRECTORY: lower-cased; "" for none
     uint32_t limit;                 //  PHASE_DIRECTORY: rooms per page
     msgpack_sbuffer rooms;          //  the client's room maps, packed
     pl_reply_budget_t budget;       //  of rooms, in JSON bytes
@@ -149,12 +146,12 @@ rm_list_destroy (rm_list_t **self_p)
 //  Cursors
 
 //  A lower-cased room name of 1 to 64 letters, digits, '_' or '-', copied
-//  into room (RM_ROOM_MAX + 1 bytes)
+//  into room (PL_ROOM_NAME_MAX + 1 bytes)
 static bool
 s_room_key (const char *text, char *room)
 {
     size_t length = strlen (text);
-    if (length < 1 || length > RM_ROOM_MAX)
+    if (length < 1 || length > PL_ROOM_NAME_MAX)
         return false;
     for (size_t index = 0; index < length; index++) {
         char c = text [index];
@@ -239,7 +236,7 @@ s_page_call (rm_list_t *self, page_t *page)
     bool after = page->after [0] != 0;
     bool prefix = page->phase == PHASE_DIRECTORY && page->prefix [0];
     bool active = page->phase == PHASE_PUBLIC && page->has_active;
-    page->asked = page->phase == PHASE_JOINED? RM_JOINED_STORE_LIMIT
+    page->asked = page->phase == PHASE_JOINED? PL_STORE_LIST_MAX
                 : page->phase == PHASE_PUBLIC? self->public_max - page->given
                 : page->limit - (uint32_t) page->budget.items;
     msgpack_pack_map (&packer, 2 + after + prefix + active);
@@ -282,14 +279,14 @@ s_directory_read (page_t *page, const msgpack_object *map, char *message, size_t
     free (query);
     if (!valid) {
         snprintf (message, size, "The field 'query' must be the start of a room name:"
-                  " up to %d letters, digits, '_' or '-'.", RM_ROOM_MAX);
+                  " up to %d letters, digits, '_' or '-'.", PL_ROOM_NAME_MAX);
         return -1;
     }
-    uint64_t limit = RM_DIRECTORY_DEFAULT;
+    uint64_t limit = PL_DIRECTORY_DEFAULT;
     found = pl_body_uint (map, "limit", &limit);
-    if (found < 0 || limit < 1 || limit > RM_DIRECTORY_MAX) {
+    if (found < 0 || limit < 1 || limit > PL_DIRECTORY_MAX) {
         snprintf (message, size, "The field 'limit' must be a whole number from 1 to %d.",
-                  RM_DIRECTORY_MAX);
+                  PL_DIRECTORY_MAX);
         return -1;
     }
     page->limit = (uint32_t) limit;
@@ -381,7 +378,7 @@ rm_list_request (rm_list_t *self, parley_request_t *request, const char *type)
 static void
 s_pack_room (msgpack_packer *packer, const msgpack_object *room)
 {
-    char name [RM_ROOM_MAX + 1], description [2048], owner [260];
+    char name [PL_ROOM_NAME_MAX + 1], description [2048], owner [260];
     pl_body_copy (room, "name", name, sizeof name);
     pl_body_copy (room, "description", description, sizeof description);
     pl_body_copy (room, "owner", owner, sizeof owner);
@@ -419,7 +416,7 @@ s_page_take (page_t *page, const msgpack_object *rooms)
             page->full = true;
             break;
         }
-        char name [RM_ROOM_MAX + 1];
+        char name [PL_ROOM_NAME_MAX + 1];
         pl_body_copy (room, "name", name, sizeof name);
         for (char *cursor = name; *cursor; cursor++)
             *cursor = (char) tolower ((unsigned char) *cursor);

@@ -29,6 +29,7 @@
 #include "pl_body.h"
 #include "pl_call.h"
 #include "pl_lane.h"
+#include "pl_limits.h"
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
@@ -45,21 +46,9 @@
 #include <time.h>
 
 //  --------------------------------------------------------------------------
-//  Limits and defaults (PROTOCOL.md, "Names, limits, times")
+//  Defaults and bounds of this plugin (the protocol's limits are pl_limits.h)
 
-#define ROOMS_NAME_MAX              64          //  room name, characters (ASCII)
-#define ROOMS_DESCRIPTION_MAX       500         //  characters
-#define ROOMS_TEXT_MAX              4000        //  characters
-#define ROOMS_MAX_PARTICIPANTS_MIN  2
-#define ROOMS_MAX_PARTICIPANTS_MAX  10000
-#define ROOMS_MAX_PARTICIPANTS_DEF  50
-#define ROOMS_HISTORY_DEFAULT       50
-#define ROOMS_HISTORY_MAX           200
-#define ROOMS_APPEND_MAX            256         //  entries in one store.msg.append (STORE.md)
-#define ROOMS_APPEND_BYTES          (512 * 1024) //  text bytes in one store.msg.append
 #define ROOMS_DELIVER_SIDS_MAX      10000       //  sessions in one deliver_sessions call
-#define ROOMS_TICK_MS               5000        //  the housekeeping timer
-#define ROOMS_IDLE_MS_DEFAULT       60000       //  an idle room leaves the cache after this
 #define ROOMS_RATE_DEFAULT          20.0        //  msg.send per user per second
 #define ROOMS_BURST_DEFAULT         40.0        //  msg.send burst per user
 //  PROTOCOL.md 1.1, "Directory and limits": each an option
@@ -118,7 +107,6 @@ typedef struct {
     uint64_t max_joined;            //  rooms a user belongs to, at most; 0 for no limit
     size_t join_members;            //  members room.join lists, at most
     size_t members_page;            //  members per room.members page, at most
-    int timer;                      //  the housekeeping timer
     uint64_t messages;              //  messages stored, for the log at exit
 } rooms_t;
 
@@ -129,7 +117,7 @@ static bool
 s_room_name_valid (const char *name)
 {
     size_t length = strlen (name);
-    if (length < 1 || length > ROOMS_NAME_MAX)
+    if (length < 1 || length > PL_ROOM_NAME_MAX)
         return false;
     for (const char *cursor = name; *cursor; cursor++)
         if (!isalnum ((unsigned char) *cursor) && *cursor != '_' && *cursor != '-')
@@ -1408,9 +1396,8 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     room_t *room = (room_t *) pl_lane_state (key);
     if (!s_member_ready (self, key, op, "; join it first"))
         return;
-    //  A run stays under ROOMS_APPEND_BYTES of text: 256 messages of 4,000
-    //  emoji would pass the envelope's frame limit and cut the store's link
-    size_t count = pl_lane_run (self->lane, key, ROOMS_APPEND_MAX, ROOMS_APPEND_BYTES,
+    //  A run stays under PL_LANE_RUN_BYTES of text (the envelope's frame limit)
+    size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES,
                                 s_send_joins);
     pl_pack_t pack;
     s_call_begin (&pack, 2, "room", room->name);
@@ -1443,17 +1430,17 @@ s_read_create (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake
     }
     uint64_t max;
     int found = pl_body_uint (map, "max_participants", &max);
-    if (found < 0 || (found == 1 && (max < ROOMS_MAX_PARTICIPANTS_MIN
-                                  || max > ROOMS_MAX_PARTICIPANTS_MAX)))
+    if (found < 0 || (found == 1 && (max < PL_PARTICIPANTS_MIN
+                                  || max > PL_PARTICIPANTS_MAX)))
         return pl_lane_refuse (intake, "bad_request", "The field 'max_participants' must be"
-                               " a whole number from %d to %d.", ROOMS_MAX_PARTICIPANTS_MIN,
-                               ROOMS_MAX_PARTICIPANTS_MAX);
+                               " a whole number from %d to %d.", PL_PARTICIPANTS_MIN,
+                               PL_PARTICIPANTS_MAX);
     if (found == 1)
         args->max_participants = (uint32_t) max;
     if (pl_body_str (map, "description", &args->argument) < 0
-    ||  (args->argument && pl_text_utf8_length (args->argument) > ROOMS_DESCRIPTION_MAX))
+    ||  (args->argument && pl_text_utf8_length (args->argument) > PL_DESCRIPTION_MAX))
         return pl_lane_refuse (intake, "bad_request", "The field 'description' must be a"
-                               " text of at most %d characters.", ROOMS_DESCRIPTION_MAX);
+                               " text of at most %d characters.", PL_DESCRIPTION_MAX);
     return true;
 }
 
@@ -1469,7 +1456,7 @@ s_read_invite (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake
 static bool
 s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    return pl_lane_page_read (map, ROOMS_HISTORY_DEFAULT, ROOMS_HISTORY_MAX, &args->page,
+    return pl_lane_page_read (map, PL_HISTORY_DEFAULT, PL_HISTORY_MAX, &args->page,
                               intake);
 }
 
@@ -1511,9 +1498,9 @@ static bool
 s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
     size_t length = args->text_has_nul? 0: pl_text_utf8_length (args->argument);
-    if (length < 1 || length > ROOMS_TEXT_MAX || !pl_text_has_content (args->argument))
+    if (length < 1 || length > PL_TEXT_MAX || !pl_text_has_content (args->argument))
         return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
-                               " not only white space.", ROOMS_TEXT_MAX);
+                               " not only white space.", PL_TEXT_MAX);
     return true;
 }
 
@@ -1561,9 +1548,9 @@ s_args_new (const char *user)
     args_t *args = (args_t *) calloc (1, sizeof (args_t));
     if (args) {
         args->user = strdup (user);
-        args->max_participants = ROOMS_MAX_PARTICIPANTS_DEF;
+        args->max_participants = PL_PARTICIPANTS_DEFAULT;
         //  room.join's history: the newest page
-        args->page = (pl_lane_page_t) { ROOMS_HISTORY_DEFAULT, -1, -1 };
+        args->page = (pl_lane_page_t) { PL_HISTORY_DEFAULT, -1, -1 };
     }
     if (args && !args->user)
         s_args_destroy ((void **) &args);
@@ -1636,18 +1623,6 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
 
 
 //  --------------------------------------------------------------------------
-//  Housekeeping: idle rooms leave the cache, so that a room that moved to
-//  another instance and back is loaded fresh
-
-static void
-s_tick (void *state)
-{
-    rooms_t *self = (rooms_t *) state;
-    pl_lane_evict (self->lane, self->idle_ms);
-}
-
-
-//  --------------------------------------------------------------------------
 //  Init and destroy
 
 static const pl_lane_class_t s_room_class = {
@@ -1671,7 +1646,7 @@ s_options (rooms_t *self)
     pl_options_t options = pl_options (self->host, self->ctx, "rooms");
     self->rate = pl_options_number (&options, "msg_rate", ROOMS_RATE_DEFAULT, 0, 1e9);
     self->burst = pl_options_number (&options, "msg_burst", ROOMS_BURST_DEFAULT, 0, 1e9);
-    self->idle_ms = pl_options_int (&options, "idle_ms", ROOMS_IDLE_MS_DEFAULT, 0, INT64_MAX);
+    self->idle_ms = pl_options_int (&options, "idle_ms", PL_LANE_IDLE_MS, 0, INT64_MAX);
     self->max_owned = pl_options_uint (&options, "max_owned", ROOMS_MAX_OWNED_DEFAULT,
                                        0, UINT64_MAX);
     self->max_joined = pl_options_uint (&options, "max_joined", ROOMS_MAX_JOINED_DEFAULT,
@@ -1716,7 +1691,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
     pl_lane_set_rate (self->lane, self->rate, self->burst);
-    self->timer = host->timer_add (ctx, ROOMS_TICK_MS, s_tick);
+    pl_lane_set_idle (self->lane, self->idle_ms);
     host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
                " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
@@ -1730,11 +1705,9 @@ s_destroy (void **state_p)
 {
     rooms_t *self = (rooms_t *) *state_p;
     if (self) {
-        if (self->timer > 0) {
+        if (self->lane)
             self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
                              self->messages);
-            self->host->timer_cancel (self->ctx, self->timer);
-        }
         pl_lane_destroy (&self->lane);
         rm_list_destroy (&self->lists);
         pl_call_destroy (&self->calls);

@@ -502,14 +502,34 @@ test_lane_evicts_idle_keys_only (void **state)
     s_submit ("general", 1, s_read_start, 0);      //  waits for its load
     s_submit ("other", 2, s_read_start, 0);
     s_store_answers (1, NULL, 0);                  //  "other" is idle now
-    pl_lane_evict (s_lane, 3600 * 1000);
+    pl_lane_set_idle (s_lane, 3600 * 1000);
+    pl_lane_evict (s_lane);
     assert_int_equal (pl_lane_size (s_lane), 2);
-    pl_lane_evict (s_lane, 0);
+    pl_lane_set_idle (s_lane, 0);
+    pl_lane_evict (s_lane);
     assert_int_equal (pl_lane_size (s_lane), 1);
     assert_int_equal (s_plugin.states, 1);
     s_store_answers (0, NULL, 0);
-    pl_lane_evict (s_lane, 0);
+    pl_lane_evict (s_lane);
     assert_int_equal (pl_lane_size (s_lane), 0);
+}
+
+static void
+test_lane_idle_key_is_loaded_afresh (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);
+    s_store_answers (0, NULL, 3);
+    s_submit ("general", 2, s_read_start, 0);      //  not idle yet: no load
+    assert_int_equal (s_call_count, 1);
+    assert_int_equal (s_replies [1].seq, 3);
+    pl_lane_set_idle (s_lane, 0);                  //  idle now
+    s_submit ("general", 3, s_read_start, 0);
+    assert_int_equal (s_call_count, 2);
+    assert_string_equal (s_calls [1].type, "store.load");
+    s_store_answers (1, NULL, 5);
+    assert_int_equal (s_replies [2].seq, 5);
+    assert_int_equal (s_plugin.states, 1);
+    assert_int_equal (pl_lane_size (s_lane), 1);
 }
 
 static void
@@ -591,7 +611,7 @@ test_lane_rate_limits_the_rated_types_per_user (void **state)
     assert_string_equal (s_replies [0].code, "rate_limited");
     assert_int_equal (s_replies [1].request, 3);
     assert_string_equal (s_replies [1].code, "rate_limited");
-    pl_lane_evict (s_lane, 0);                     //  buckets still empty stay
+    pl_lane_evict (s_lane);                        //  buckets still empty stay
     request = s_request_of (index++, "test.write", "alice", "key", "c");
     pl_lane_request (s_lane, &request);
     assert_int_equal (s_reply_count, 3);
@@ -662,6 +682,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_lane_failed_load_answers_every_queued_request,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_evicts_idle_keys_only, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_idle_key_is_loaded_afresh,
+                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_keys_grow_the_table, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_request_refuses_before_the_queue,
                                          s_setup, s_teardown),
