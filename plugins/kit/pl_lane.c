@@ -184,6 +184,7 @@ s_op_destroy (pl_lane_t *self, pl_lane_op_t **op_p)
     if (op) {
         if (op->args)
             self->cls->args_destroy (&op->args);
+        free (op->user);
         free (op);
         *op_p = NULL;
     }
@@ -410,9 +411,11 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
 
 int
 pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
-                pl_lane_action_fn *start, void *args, size_t bytes)
+                const char *user, pl_lane_action_fn *start, void *args, size_t bytes)
 {
     pl_lane_op_t *op = (pl_lane_op_t *) calloc (1, sizeof (pl_lane_op_t));
+    if (op && user && !(op->user = strdup (user)))
+        free (op), op = NULL;
     if (!op)
         return -1;
     op->request = *request_p;
@@ -654,7 +657,8 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
     if (pl_lane_full (self, key))
         self->cls->busy (self->plugin, key, intake->args, intake);
     else
-    if (pl_lane_submit (self, key, request_p, type->start, intake->args, intake->bytes) != 0)
+    if (pl_lane_submit (self, key, request_p, user, type->start, intake->args,
+                        intake->bytes) != 0)
         pl_lane_refuse (intake, "internal", "Out of memory; try again.");
     else
         intake->args = NULL;

@@ -25,9 +25,9 @@
       answer (the outcome unknown) reloads the key before the next write.
 
     Requests come in through pl_lane_request: the class's table of request
-    types names each type's action; the class's read takes its fields (a
-    refusal: pl_lane_refuse) and names its key; a type with a
-    rate counts against its user's token bucket (rate_limited, with
+    types names each type's action; the class's read takes its fields (or
+    refuses them: pl_lane_refuse) and names its key; a type with a rate
+    counts against its user's token bucket (rate_limited, with
     retry_after_ms); then the key's queue, or unavailable when it is full.
 
     Idle keys leave the lane, so that a key that moved to another instance
@@ -89,9 +89,10 @@ typedef struct _pl_lane_key_t pl_lane_key_t;
 typedef struct _pl_lane_op_t pl_lane_op_t;
 
 //  One request in a key's queue. The plugin reads and writes request, seq
-//  and ts, reads args and next; the lane owns the rest.
+//  and ts, reads user, args and next; the lane owns the rest.
 struct _pl_lane_op_t {
     parley_request_t *request;      //  lent by the host; NULL once answered
+    char *user;                     //  the stamped user, as registered, owned
     void *args;                     //  the request's parsed fields, owned
     uint64_t seq;                   //  a write's seq (pl_lane_run)
     int64_t ts;                     //  a write's time, wall-clock ms (pl_lane_run)
@@ -206,14 +207,14 @@ pl_lane_key_t *
 bool
     pl_lane_full (pl_lane_t *self, pl_lane_key_t *key);
 
-//  Queues a request whose action is start; takes the request (nullifies
-//  *request_p) and args (the lane destroys them), then serves the queue
-//  (key may be gone after: see keep). bytes: what it adds to a run.
-//  Returns 0, or -1 if out of memory (the request and args are left to the
-//  caller).
+//  Queues a request of user (copied) whose action is start; takes the
+//  request (nullifies *request_p) and args (the lane destroys them), then
+//  serves the queue (key may be gone after: see keep). bytes: what it adds
+//  to a run. Returns 0, or -1 if out of memory (the request and args are
+//  left to the caller).
 int
     pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
-                    pl_lane_action_fn *start, void *args, size_t bytes);
+                    const char *user, pl_lane_action_fn *start, void *args, size_t bytes);
 
 //  Answers op with an error (takes its request)
 void

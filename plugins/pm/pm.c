@@ -53,7 +53,6 @@
 //  One client request's fields, read before it enters the conversation's
 //  queue
 typedef struct {
-    char *user;                     //  the stamped user, as registered
     char *other;                    //  "to" or "with", as the client wrote it
     char *text;                     //  send: the message
     pl_lane_page_t page;            //  history
@@ -249,12 +248,12 @@ s_call_begin (pl_pack_t *pack, uint32_t fields, const char *field, const char *v
     pl_pack_kstr (pack, field, value);
 }
 
-//  Starts a store call's map with n fields: user (the requester) and with
+//  Starts a store call's map with n fields: user (op's) and with (the other)
 static void
-s_call_pair (pl_pack_t *pack, uint32_t fields, const args_t *args)
+s_call_pair (pl_pack_t *pack, uint32_t fields, const pl_lane_op_t *op)
 {
-    s_call_begin (pack, fields, "user", args->user);
-    pl_pack_kstr (pack, "with", args->other);
+    s_call_begin (pack, fields, "user", op->user);
+    pl_pack_kstr (pack, "with", ((const args_t *) op->args)->other);
 }
 
 static void
@@ -262,7 +261,6 @@ s_args_destroy (void **args_p)
 {
     args_t *args = (args_t *) *args_p;
     if (args) {
-        free (args->user);
         free (args->other);
         free (args->text);
         free (args);
@@ -311,7 +309,7 @@ static void
 s_conv_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     pl_pack_t pack;
-    s_call_pair (&pack, 2, (const args_t *) op->args);
+    s_call_pair (&pack, 2, op);
     pl_lane_call (((pm_t *) plugin)->lane, key, "store.pm.last_seq", &pack, s_conv_loaded);
 }
 
@@ -356,14 +354,14 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
     char from [PM_NAME_MAX], to [PM_NAME_MAX];
     pl_body_copy (body, "from", from, sizeof from);
     pl_body_copy (body, "to", to, sizeof to);
-    if (*from && *to && !pl_text_same_name (args->user, from)) {
+    if (*from && *to && !pl_text_same_name (op->user, from)) {
         char swap [PM_NAME_MAX];
         memcpy (swap, from, sizeof swap);
         memcpy (from, to, sizeof from);
         memcpy (to, swap, sizeof to);
     }
     if (!*from)
-        snprintf (from, sizeof from, "%s", args->user);
+        snprintf (from, sizeof from, "%s", op->user);
     if (!*to)
         snprintf (to, sizeof to, "%s", args->other);
     s_user_remember (self, to);
@@ -408,7 +406,7 @@ s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
     msgpack_pack_uint64 (&packer, args->mark);
     pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
-    const char *users [1] = { args->user };
+    const char *users [1] = { op->user };
     self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
     msgpack_pack_map (&packer, 1);
@@ -457,7 +455,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  it; a run stays under PL_LANE_RUN_BYTES of text (the envelope's limit)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES, NULL);
     pl_pack_t pack;
-    s_call_begin (&pack, count == 1? 5: 3, "from", args->user);
+    s_call_begin (&pack, count == 1? 5: 3, "from", op->user);
     pl_pack_kstr (&pack, "to", args->other);
     if (count == 1)
         s_pack_store_fields (&pack.packer, op);
@@ -467,7 +465,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         pl_lane_op_t *next = op;
         for (size_t index = 0; index < count; index++, next = next->next) {
             msgpack_pack_map (&pack.packer, 4);
-            pl_pack_kstr (&pack, "from", ((const args_t *) next->args)->user);
+            pl_pack_kstr (&pack, "from", next->user);
             s_pack_store_fields (&pack.packer, next);
         }
     }
@@ -509,7 +507,7 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         pl_pack_release (&pack);
         return;
     }
-    s_call_pair (&pack, 3, args);
+    s_call_pair (&pack, 3, op);
     pl_pack_kuint (&pack, "seq", args->mark);
     pl_lane_call (self->lane, key, "store.pm.read", &pack, s_read_answer);
 }
@@ -537,19 +535,16 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     uint32_t fit = count? s_reply_fit (messages, forward, NULL): 0;
     bool more = pl_body_bool (body, "more") || fit < count;
     uint32_t first = forward? 0: count - fit;
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 2);
-    pl_body_pack_str (&packer, "messages");
-    msgpack_pack_array (&packer, fit);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_str (&pack, "messages");
+    msgpack_pack_array (&pack.packer, fit);
     for (uint32_t index = first; index < first + fit; index++)
-        s_pack_store_message (&packer, &messages->via.array.ptr [index]);
-    pl_body_pack_str (&packer, "more");
-    more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
-    pl_lane_ok (self->lane, op, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+        s_pack_store_message (&pack.packer, &messages->via.array.ptr [index]);
+    pl_pack_kbool (&pack, "more", more);
+    pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
 }
 
 static void
@@ -560,7 +555,7 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!s_user_ready (self, key, op))
         return;
     pl_pack_t pack;
-    s_call_pair (&pack, 2 + pl_lane_page_fields (&args->page), args);
+    s_call_pair (&pack, 2 + pl_lane_page_fields (&args->page), op);
     pl_lane_page_pack (&pack, &args->page);
     pl_lane_call (self->lane, key, "store.pm.history", &pack, s_history_answer);
 }
@@ -721,17 +716,6 @@ static const pl_lane_type_t s_types [] = {
     { NULL }
 };
 
-static args_t *
-s_args_new (const char *user)
-{
-    args_t *args = (args_t *) calloc (1, sizeof (args_t));
-    if (args)
-        args->user = strdup (user);
-    if (args && !args->user)
-        s_args_destroy ((void **) &args);
-    return args;
-}
-
 //  The lane's class read: the other user, the type's fields, then their
 //  values; the key is the sorted pair
 static bool
@@ -740,7 +724,7 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
 {
     (void) plugin;
     const fields_t *fields = (const fields_t *) type->extra;
-    args_t *args = s_args_new (user);
+    args_t *args = (args_t *) calloc (1, sizeof (args_t));
     intake->args = args;
     if (!args)
         return pl_lane_refuse (intake, "internal", "Out of memory; try again.");
@@ -749,7 +733,7 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
                                "The field '%s' must be a string: a user's name.", fields->other);
     if (!fields->read (args, map, intake))
         return false;
-    if (pl_text_same_name (args->other, args->user))
+    if (pl_text_same_name (args->other, user))
         return pl_lane_refuse (intake, "bad_request", "%s", type->start == s_send_start
                                ? "You cannot send a private message to yourself."
                                : "There is no conversation with yourself.");
@@ -758,7 +742,7 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (!pl_text_username_valid (args->other))
         return pl_lane_refuse (intake, "no_such_user", "There is no user named '%.40s'.",
                                args->other);
-    intake->key = s_pair_key (args->user, args->other);
+    intake->key = s_pair_key (user, args->other);
     intake->bytes = args->text? strlen (args->text): 0;
     return intake->key || pl_lane_refuse (intake, "internal", "Out of memory; try again.");
 }

@@ -67,7 +67,6 @@
 //  One client request's fields, read before it enters the room's queue
 typedef struct {
     char *room;                     //  the room's name, as asked
-    char *user;                     //  the stamped user, as registered
     char *argument;                 //  send: the text; invite: the invitee; create:
                                     //  description; members: the cursor's name, lower-cased
     bool text_has_nul;              //  send: the text held a NUL (invalid_text)
@@ -221,7 +220,6 @@ s_args_destroy (void **args_p)
     args_t *args = (args_t *) *args_p;
     if (args) {
         free (args->room);
-        free (args->user);
         free (args->argument);
         free (args);
         *args_p = NULL;
@@ -656,7 +654,7 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
     pl_body_pack_str (packer, "kind");
     pl_body_pack_str (packer, kind);
     pl_body_pack_str (packer, "user");
-    pl_body_pack_str (packer, args->user);
+    pl_body_pack_str (packer, op->user);
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, op->ts);
     pl_body_pack_str (packer, event? "event": "text");
@@ -673,7 +671,7 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_entry (&packer, room->name, op->seq, kind, args->user, op->ts, args->argument,
+    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
                   args->argument? strlen (args->argument): 0, event);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
@@ -703,7 +701,7 @@ s_deliver_lifecycle (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *
     else
         pl_body_pack_str (&packer, room->name);
     pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, ((const args_t *) op->args)->user);
+    pl_body_pack_str (&packer, op->user);
     pl_body_pack_str (&packer, "ts");
     pl_body_pack_time (&packer, op->ts);
     pl_body_pack_str (&packer, "message");
@@ -904,7 +902,7 @@ s_member_ready (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char 
     if (!s_room_ready (self, key, op))
         return false;
     room_t *room = (room_t *) pl_lane_state (key);
-    if (s_is_member (room, ((const args_t *) op->args)->user))
+    if (s_is_member (room, op->user))
         return true;
     pl_lane_error (self->lane, op, "not_member", "You are not a member of the room '%s'%s.",
                    room->name, hint);
@@ -932,15 +930,14 @@ static void
 s_create_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     room_t *room = (room_t *) pl_lane_state (key);
-    const args_t *args = (const args_t *) op->args;
     room->exists = true;
     zlistx_purge (room->members);
     zlistx_add_end (room->members, room->owner);
     pl_lane_loaded (self->lane, key, room->loading_seq);
     self->host->log (self->ctx, PARLEY_LOG_INFO, "%s created the %s room '%s'",
-                     args->user, room->is_private? "private": "public", room->name);
+                     op->user, room->is_private? "private": "public", room->name);
     char notice [256];
-    snprintf (notice, sizeof notice, "%s has created the room %s.", args->user, room->name);
+    snprintf (notice, sizeof notice, "%s has created the room %s.", op->user, room->name);
     s_deliver_lifecycle (self, room, op, "create", notice);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -991,7 +988,7 @@ s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_kstr (&pack, "description", args->argument? args->argument: "");
     pl_pack_kbool (&pack, "private", args->is_private);
     pl_pack_kuint (&pack, "max_participants", args->max_participants);
-    pl_pack_kstr (&pack, "owner", args->user);
+    pl_pack_kstr (&pack, "owner", op->user);
     pl_pack_kint (&pack, "created_at", op->ts);
     //  The store counts the quotas by index, after the name
     pl_pack_kuint (&pack, "max_owned", self->max_owned);
@@ -1102,7 +1099,7 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    const char *user = ((const args_t *) op->args)->user;
+    const char *user = op->user;
     if (!code && pl_body_bool (body, "added")) {
         pl_lane_stored (key, op);
         s_member_add (room, user);
@@ -1138,11 +1135,10 @@ static void
 s_member_write (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, bool join)
 {
     room_t *room = (room_t *) pl_lane_state (key);
-    const args_t *args = (const args_t *) op->args;
     pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
     pl_pack_t pack;
     s_call_begin (&pack, join? 4: 3, "room", room->name);
-    pl_pack_kstr (&pack, "user", args->user);
+    pl_pack_kstr (&pack, "user", op->user);
     pl_body_pack_str (&pack.packer, "entry");
     s_pack_store_entry (&pack.packer, op, "system", join? "join": "leave");
     if (join) {
@@ -1157,10 +1153,9 @@ s_join_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    const args_t *args = (const args_t *) op->args;
     if (!s_room_ready (self, key, op))
         return;
-    if (s_is_member (room, args->user)) {
+    if (s_is_member (room, op->user)) {
         s_history_call (self, key, op, s_join_answer);
         return;
     }
@@ -1181,7 +1176,7 @@ s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    const char *user = ((const args_t *) op->args)->user;
+    const char *user = op->user;
     if (!code) {
         pl_lane_stored (key, op);
         //  The leaver hears of it too, on every session
@@ -1218,9 +1213,8 @@ s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
                const msgpack_object *body)
 {
     room_t *room = (room_t *) pl_lane_state (key);
-    const args_t *args = (const args_t *) op->args;
     self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
-                     args->user, room->name);
+                     op->user, room->name);
     const msgpack_object *members = pl_body_field (body, "members");
     if (members && members->type == MSGPACK_OBJECT_ARRAY)
         s_members_add_from (room, members);
@@ -1250,7 +1244,7 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     room_t *room = (room_t *) pl_lane_state (key);
     if (!s_room_ready (self, key, op))
         return;
-    if (!room->owner || !pl_text_same_name (room->owner, ((const args_t *) op->args)->user)) {
+    if (!room->owner || !pl_text_same_name (room->owner, op->user)) {
         pl_lane_error (self->lane, op, "forbidden", "Only the owner of the room '%s' (%s) can"
                        " delete it.", room->name, room->owner? room->owner: "");
         return;
@@ -1286,12 +1280,12 @@ s_invite_done (rooms_t *self, room_t *room, pl_lane_op_t *op, const msgpack_obje
         pl_body_pack_str (&packer, "room");
         pl_body_pack_str (&packer, room->name);
         pl_body_pack_str (&packer, "from");
-        pl_body_pack_str (&packer, args->user);
+        pl_body_pack_str (&packer, op->user);
         const char *users [1] = { invitee };
         self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
-                         args->user, invitee, room->name);
+                         op->user, invitee, room->name);
     }
     pl_lane_ok (self->lane, op, NULL, 0);
 }
@@ -1319,7 +1313,7 @@ s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     const args_t *args = (const args_t *) op->args;
     if (!s_room_ready (self, key, op))
         return;
-    if (room->is_private && !s_is_member (room, args->user))
+    if (room->is_private && !s_is_member (room, op->user))
         pl_lane_error (self->lane, op, "forbidden",
                        "Only members of the private room '%s' can invite to it.", room->name);
     else
@@ -1333,7 +1327,7 @@ s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         pl_pack_t pack;
         s_call_begin (&pack, 3, "room", room->name);
         pl_pack_kstr (&pack, "user", args->argument);
-        pl_pack_kstr (&pack, "from", args->user);
+        pl_pack_kstr (&pack, "from", op->user);
         pl_lane_call (self->lane, key, "store.invite.add", &pack, s_invite_answer);
     }
 }
@@ -1386,7 +1380,7 @@ s_send_joins (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     (void) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    return s_is_member (room, ((const args_t *) op->args)->user);
+    return s_is_member (room, op->user);
 }
 
 static void
@@ -1543,17 +1537,14 @@ static const pl_lane_type_t s_types [] = {
 };
 
 static args_t *
-s_args_new (const char *user)
+s_args_new (void)
 {
     args_t *args = (args_t *) calloc (1, sizeof (args_t));
     if (args) {
-        args->user = strdup (user);
         args->max_participants = PL_PARTICIPANTS_DEFAULT;
         //  room.join's history: the newest page
         args->page = (pl_lane_page_t) { PL_HISTORY_DEFAULT, -1, -1 };
     }
-    if (args && !args->user)
-        s_args_destroy ((void **) &args);
     return args;
 }
 
@@ -1563,9 +1554,9 @@ static bool
 s_read (void *plugin, const pl_lane_type_t *type, const char *user,
         const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    (void) plugin;
+    (void) plugin, (void) user;
     const fields_t *fields = (const fields_t *) type->extra;
-    args_t *args = s_args_new (user);
+    args_t *args = s_args_new ();
     intake->args = args;
     if (!args)
         return pl_lane_refuse (intake, "internal", "Out of memory; try again.");

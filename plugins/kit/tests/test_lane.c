@@ -314,7 +314,8 @@ s_submit (const char *name, int request, pl_lane_action_fn *start, size_t bytes)
     pl_lane_key_t *key = pl_lane_key (s_lane, name, NULL);
     assert_non_null (key);
     parley_request_t *held = s_request (request);
-    assert_int_equal (pl_lane_submit (s_lane, key, &held, start, malloc (4), bytes), 0);
+    assert_int_equal (pl_lane_submit (s_lane, key, &held, "alice", start, malloc (4), bytes),
+                      0);
     assert_null (held);
 }
 
