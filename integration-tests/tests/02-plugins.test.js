@@ -209,6 +209,11 @@ test('an --option key no plugin asks for, or for a plugin not loaded, stops parl
     assert.match(output, /its options are: .*\bops_limit\b.*\bworkers\b/);
     output = await run('parley', [...listen, '--option', 'romos.msg_rate=0']);
     assert.match(output, /--option romos\.msg_rate=0: no plugin named 'romos' is loaded/);
+    // A known key with a value it cannot take stops the start too, naming what it wants
+    output = await run('parley', [...listen, '--option', 'rooms.msg_rate=fast']);
+    assert.match(output, /option rooms\.msg_rate=fast refused: want /);
+    output = await run('parley', [...listen, '--option', 'pm.idle_ms=-5']);
+    assert.match(output, /option pm\.idle_ms=-5 refused: want /);
 
     const broker = await startBroker();
     try {
