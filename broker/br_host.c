@@ -15,6 +15,7 @@
 #include "br_host.h"
 #include "br_broker.h"
 #include "pl_envelope.h"
+#include "pl_log.h"
 
 #include <dlfcn.h>
 #include <msgpack.h>
@@ -1114,12 +1115,9 @@ s_log (parley_ctx_t *self, int level, const char *format, ...)
     vsnprintf (line, sizeof line, format, args);
     va_end (args);
     const char *instance = self->instance ? self->instance : self->plugin->name;
-    switch (level) {
-        case PARLEY_LOG_ERROR:   zsys_error ("%s: %s", instance, line);   break;
-        case PARLEY_LOG_WARNING: zsys_warning ("%s: %s", instance, line); break;
-        case PARLEY_LOG_INFO:    zsys_info ("%s: %s", instance, line);    break;
-        default:                 zsys_debug ("%s: %s", instance, line);   break;
-    }
+    char letter = level == PARLEY_LOG_ERROR ? 'E' : level == PARLEY_LOG_WARNING ? 'W'
+                : level == PARLEY_LOG_INFO ? 'I' : 'D';
+    pl_log_write (letter, "plugin", instance, "%s", line);
 }
 
 static int

@@ -19,6 +19,8 @@
 #include "br_broker.h"
 #include "br_host.h"
 #include "gw_server.h"
+#include "pl_config.h"
+#include "pl_log.h"
 #include "pl_paths.h"
 
 //  What `parley` loads when no --no-default-plugins is given, by name, after
@@ -26,6 +28,10 @@
 static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", NULL };
 
 #define MAX_LIST 64
+
+//  The configuration file and the argument list built from it and the
+//  command line, which the options point into: alive until exit
+static pl_config_t *s_config = NULL;
 
 typedef struct {
     char listen_host [256];                 //  gateway's address
@@ -84,6 +90,7 @@ s_usage (FILE *out)
         GW_LIMIT_OPTIONS_HELP
         GW_OPS_OPTIONS_HELP
         "  --verbose               also log the plugins' debug lines (each login, join...)\n"
+        PL_CONFIG_OPTIONS_HELP
         "  --help                  this text\n"
         "\n"
         "Default plugins: the store (store-sqlite or store-mongo),",
@@ -166,6 +173,11 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
+    s_config = pl_config_new ("parley", long_options);
+    if (pl_config_load (s_config, argc, argv))
+        return -1;
+    argc = pl_config_argc (s_config);
+    argv = pl_config_argv (s_config);
     int option;
     int index = 0;
     long long number;
@@ -290,6 +302,10 @@ s_parse (int argc, char **argv, parley_options_t *options)
         fprintf (stderr, "parley: %s\n", tls_error);
         return -1;
     }
+    if (pl_config_printing (s_config)) {
+        pl_config_print (s_config, stdout);
+        return 1;
+    }
     return 0;
 }
 
@@ -398,7 +414,7 @@ main (int argc, char **argv)
         hosts [host_count] = br_host_start (&host_config, error, sizeof error);
         free (path);
         if (!hosts [host_count]) {
-            fprintf (stderr, "parley: %s\n", error);
+            pl_config_error (s_config, error);
             goto cleanup;
         }
         host_count++;
@@ -407,7 +423,7 @@ main (int argc, char **argv)
     char error [512];
     if (br_host_check_options_taken (options.options, options_taken, options.option_count,
                                      error, sizeof error)) {
-        fprintf (stderr, "parley: %s\n", error);
+        pl_config_error (s_config, error);
         goto cleanup;
     }
     web_root = options.web_root? strdup (options.web_root): pl_paths_web ();
@@ -434,10 +450,9 @@ main (int argc, char **argv)
                  options.listen_host, options.listen_port);
         goto cleanup;
     }
-    printf ("parley: listening on %s://%s:%d (data in %s, web from %s)\n",
-            gw_server_tls (gateway)? "https": "http",
-            options.listen_host, gw_server_port (gateway), options.data_dir, web_root);
-    fflush (stdout);
+    pl_log_announce ("parley: listening on %s://%s:%d (data in %s, web from %s)",
+                     gw_server_tls (gateway)? "https": "http",
+                     options.listen_host, gw_server_port (gateway), options.data_dir, web_root);
     gw_server_run (gateway);
     rc = EXIT_SUCCESS;
 
@@ -450,5 +465,6 @@ cleanup:
     pl_curve_destroy (&curve);
     free (web_root);
     zstr_free (&store_option);
+    pl_config_destroy (&s_config);
     return rc;
 }

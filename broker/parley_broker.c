@@ -13,6 +13,8 @@
 
 #include "br_broker.h"
 #include "br_host.h"
+#include "pl_config.h"
+#include "pl_log.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -22,6 +24,10 @@
 #include <string.h>
 
 #define MAX_ARGS 256            //  of each repeatable option
+
+//  The configuration file and the argument list built from it and the
+//  command line, which the options point into: alive until exit
+static pl_config_t *s_config = NULL;
 
 static void
 s_usage (FILE *stream)
@@ -47,6 +53,7 @@ s_usage (FILE *stream)
         "                            (default %d)\n"
         "  --request-timeout MS      a request unanswered this long is answered\n"
         "                            unavailable (default %d)\n"
+        PL_CONFIG_OPTIONS_HELP
         "  --help                    show this help and exit\n",
         BR_BROKER_HEARTBEAT_DEFAULT, BR_BROKER_REQUEST_TIMEOUT_DEFAULT);
 }
@@ -89,6 +96,11 @@ main (int argc, char *argv [])
         { "help",            no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
+    s_config = pl_config_new ("parley-broker", long_options);
+    if (pl_config_load (s_config, argc, argv))
+        return 2;
+    argc = pl_config_argc (s_config);
+    argv = pl_config_argv (s_config);
     int option;
     while ((option = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
         switch (option) {
@@ -157,6 +169,10 @@ main (int argc, char *argv [])
         fprintf (stderr, "parley-broker: --curve-cert and --curve-allow go together\n");
         return 2;
     }
+    if (pl_config_printing (s_config)) {
+        pl_config_print (s_config, stdout);
+        return 0;
+    }
 
     //  A shell starts background jobs with SIGINT ignored, and an ignored
     //  signal never reaches sigwait: take both back first
@@ -169,7 +185,8 @@ main (int argc, char *argv [])
     sigaddset (&signals, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     zsys_handler_set (NULL);
-    zsys_set_logstream (stderr);
+    if (!pl_log_json ())
+        zsys_set_logstream (stderr);
 
     pl_curve_t *curve = NULL;
     if (curve_cert) {
@@ -211,8 +228,10 @@ main (int argc, char *argv [])
         char error [512] = "";
         hosts [index] = br_host_start (&host_config, error, sizeof error);
         if (!hosts [index]) {
-            fprintf (stderr, "parley-broker: could not load plugin %s: %s\n",
-                     plugins [index], *error ? error : "unknown error");
+            char *failure = zsys_sprintf ("could not load plugin %s: %s", plugins [index],
+                                          *error ? error : "unknown error");
+            pl_config_error (s_config, failure);
+            zstr_free (&failure);
             status = 1;
             break;
         }
@@ -220,7 +239,7 @@ main (int argc, char *argv [])
     char error [512];
     if (status == 0
     &&  br_host_check_options_taken (options, options_taken, option_count, error, sizeof error)) {
-        fprintf (stderr, "parley-broker: %s\n", error);
+        pl_config_error (s_config, error);
         status = 1;
     }
     if (status == 0) {
@@ -236,5 +255,6 @@ main (int argc, char *argv [])
         zactor_destroy (&hosts [index]);
     zactor_destroy (&broker);
     pl_curve_destroy (&curve);
+    pl_config_destroy (&s_config);
     return status;
 }

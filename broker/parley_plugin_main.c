@@ -11,6 +11,8 @@
 */
 
 #include "br_host.h"
+#include "pl_config.h"
+#include "pl_log.h"
 #include "pl_paths.h"
 
 #include <errno.h>
@@ -39,6 +41,7 @@ s_usage (FILE *stream)
         "  --heartbeat MS           heartbeat interval (default 1000); the broker is\n"
         "                           taken for dead after 3 silent intervals\n"
         "  --verbose                also log the plugins' debug lines\n"
+        PL_CONFIG_OPTIONS_HELP
         "  --help                   this text\n"
         "\n"
         "PLUGIN is the path of a plugin's .so (with a '/': ./my.so), or a bare name\n"
@@ -46,9 +49,30 @@ s_usage (FILE *stream)
         "Runs until SIGINT or SIGTERM. Exits 1 if any plugin fails to load.\n");
 }
 
+//  The options the loop in main reads, for the configuration file's keys
+static const struct option s_options [] = {
+    { "broker",       required_argument, NULL, 0 },
+    { "curve-cert",   required_argument, NULL, 0 },
+    { "curve-broker", required_argument, NULL, 0 },
+    { "option",       required_argument, NULL, 0 },
+    { "heartbeat",    required_argument, NULL, 0 },
+    { "verbose",      no_argument,       NULL, 0 },
+    { "help",         no_argument,       NULL, 0 },
+    { NULL, 0, NULL, 0 }
+};
+
+//  The configuration file and the argument list built from it and the
+//  command line, which the options point into: alive until exit
+static pl_config_t *s_config = NULL;
+
 int
 main (int argc, char *argv [])
 {
+    s_config = pl_config_new ("parley-plugin", s_options);
+    if (pl_config_load (s_config, argc, argv))
+        return 1;
+    argc = pl_config_argc (s_config);
+    argv = pl_config_argv (s_config);
     const char *endpoint = NULL;
     const char *curve_cert = NULL;
     const char *curve_broker = NULL;
@@ -131,6 +155,10 @@ main (int argc, char *argv [])
         fprintf (stderr, "parley-plugin: --curve-cert and --curve-broker go together\n");
         rc = 1;
     }
+    if (rc == 0 && pl_config_printing (s_config)) {
+        pl_config_print (s_config, stdout);
+        rc = -1;
+    }
     pl_curve_t *curve = NULL;
     if (rc == 0 && curve_cert) {
         char error [512];
@@ -158,7 +186,7 @@ main (int argc, char *argv [])
             char error [512];
             hosts [index] = br_host_start (&config, error, sizeof error);
             if (!hosts [index]) {
-                fprintf (stderr, "parley-plugin: %s\n", error);
+                pl_config_error (s_config, error);
                 rc = 1;
             }
             char *joined = zsys_sprintf ("%s%s%s", names ? names : "", names ? ", " : "",
@@ -169,7 +197,7 @@ main (int argc, char *argv [])
         char error [512];
         if (rc == 0 && br_host_check_options_taken (options, options_taken, option_count,
                                                     error, sizeof error)) {
-            fprintf (stderr, "parley-plugin: %s\n", error);
+            pl_config_error (s_config, error);
             rc = 1;
         }
         if (rc == 0) {
@@ -193,5 +221,6 @@ main (int argc, char *argv [])
     free (plugins);
     free (options);
     free (options_taken);
+    pl_config_destroy (&s_config);
     return rc == -1 ? 0 : rc;
 }

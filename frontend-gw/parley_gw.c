@@ -17,7 +17,13 @@
 #include <unistd.h>
 
 #include "gw_server.h"
+#include "pl_config.h"
+#include "pl_log.h"
 #include "pl_paths.h"
+
+//  The configuration file and the argument list built from it and the
+//  command line, which the options point into: alive until exit
+static pl_config_t *s_config = NULL;
 
 static void
 s_usage (FILE *out)
@@ -43,6 +49,7 @@ s_usage (FILE *out)
         "                          (default %d; the broker's own timeout comes first)\n"
         GW_LIMIT_OPTIONS_HELP
         GW_OPS_OPTIONS_HELP
+        PL_CONFIG_OPTIONS_HELP
         "  --help                  this text\n",
         GW_MAX_FRAME_DEFAULT, GW_HEARTBEAT_DEFAULT, GW_REQUEST_TIMEOUT_DEFAULT);
 }
@@ -102,6 +109,11 @@ main (int argc, char *argv [])
     char error [160];
     int index = 0;
 
+    s_config = pl_config_new ("parley-gw", options);
+    if (pl_config_load (s_config, argc, argv))
+        return 2;
+    argc = pl_config_argc (s_config);
+    argv = pl_config_argv (s_config);
     int option;
     while ((option = getopt_long (argc, argv, "", options, &index)) != -1) {
         switch (option) {
@@ -189,6 +201,10 @@ main (int argc, char *argv [])
         fprintf (stderr, "parley-gw: %s\n", ops_error);
         return 2;
     }
+    if (pl_config_printing (s_config)) {
+        pl_config_print (s_config, stdout);
+        return 0;
+    }
 
     pl_curve_t *curve = NULL;
     if (curve_paths [0] || curve_paths [1]) {
@@ -228,11 +244,11 @@ main (int argc, char *argv [])
         free (web_root);
         return 1;
     }
-    printf ("parley-gw: listening on %s://%s:%d\n", gw_server_tls (server)? "https": "http",
-            listen_host, gw_server_port (server));
-    fflush (stdout);
+    pl_log_announce ("parley-gw: listening on %s://%s:%d", gw_server_tls (server)? "https": "http",
+                     listen_host, gw_server_port (server));
     gw_server_run (server);
     gw_server_destroy (&server);
     free (web_root);
+    pl_config_destroy (&s_config);
     return 0;
 }

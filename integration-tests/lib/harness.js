@@ -49,6 +49,7 @@ export class Proc {
         this.file = file;
         this.args = args;
         this.output = '';
+        this.stdout = '';           // stdout alone (output holds both streams)
         this.exited = new Promise((resolve) => { this.resolveExit = resolve; });
         this.child = spawn(file, args, {
             stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,7 +60,10 @@ export class Proc {
             if (process.env.PARLEY_TEST_VERBOSE)
                 process.stderr.write(`[${name}] ${chunk}`);
         };
-        this.child.stdout.on('data', keep);
+        this.child.stdout.on('data', (chunk) => {
+            this.stdout += chunk.toString();
+            keep(chunk);
+        });
         this.child.stderr.on('data', keep);
         this.child.on('exit', (code, signal) => {
             this.exitCode = code;
