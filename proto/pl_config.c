@@ -169,17 +169,20 @@ s_take_argument (pl_config_t *self, zlistx_t *command_line, int argc, char **arg
     const char *value = equals ? equals + 1 : NULL;
     if (option && option->has_arg != no_argument && !value && *index + 1 < argc)
         value = argv [++*index];
-    if (!option || (option->has_arg != no_argument && !value)) {
+    bool missing = option && option->has_arg != no_argument && !value;
+    bool extra = option && option->has_arg == no_argument && value;
+    if (!option || missing || extra) {
         //  The program's parser says what is wrong with it
         zlistx_add_end (command_line, strdup (argument));
         return;
     }
     if (option >= s_own_options && option < s_own_options + 3) {
-        if (streq (option->name, "config"))
-            zstr_free (&self->path), self->path = strdup (value);
-        else
-        if (streq (option->name, "log-format"))
-            zstr_free (&self->log_format), self->log_format = strdup (value);
+        char **string = streq (option->name, "config") ? &self->path
+                      : streq (option->name, "log-format") ? &self->log_format : NULL;
+        if (string) {
+            zstr_free (string);
+            *string = strdup (value);
+        }
         else
             self->printing = true;
         return;
