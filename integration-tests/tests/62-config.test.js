@@ -121,6 +121,7 @@ test('one file serves every program: top keys for all, a section for each, parle
         '    listen = 127.0.0.1:8090',
         '    broker = tcp://127.0.0.1:7790',
         '    max-per-address = 7',
+        '    stop-timeout = 3000',
         'parley-plugin',
         '    broker = tcp://127.0.0.1:7790',
         'parley-plugin@rooms',
@@ -131,7 +132,8 @@ test('one file serves every program: top keys for all, a section for each, parle
         'parley-broker': ['log-format = "json"', 'heartbeat = "400"', 'bind = "tcp://127.0.0.1:7790"',
                           'insecure-peers = true'],
         'parley-gw': ['log-format = "json"', 'heartbeat = "400"', 'listen = "127.0.0.1:8090"',
-                      'broker = "tcp://127.0.0.1:7790"', 'max-per-address = "7"'],
+                      'broker = "tcp://127.0.0.1:7790"', 'max-per-address = "7"',
+                      'stop-timeout = "3000"'],
     };
     for (const [program, lines] of Object.entries(expected)) {
         const printed = run(program, ['--config', file, '--print-config']);
