@@ -6,9 +6,11 @@
     its timers and its destroy. The plugin never sees ZeroMQ; the actor owns
     one DEALER connected to the broker and speaks proto/ENVELOPE.md on it.
 
-    The actor's loop is a plain zmq_poll over the pipe and the DEALER whose
-    timeout is the nearest of: the next plugin timer, the next heartbeat to
-    send, the moment the broker counts as silent, and the next call deadline.
+    The actor's loop is a plain zmq_poll over the pipe, the DEALER and the
+    wake pipe (host->wake, the one function the plugin's own threads call),
+    whose timeout is the nearest of: the next plugin timer, the next
+    heartbeat to send, the moment the broker counts as silent, and the next
+    call deadline.
     =========================================================================
 */
 
@@ -18,6 +20,8 @@
 #include "pl_log.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <msgpack.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -121,9 +125,31 @@ struct parley_ctx_s {
     zlistx_t *timers;               //  s_timer_t *
     int next_timer_id;              //  last id handed out
     zhashx_t *oversized;            //  types already logged for a body over the limit
+    int wake_pipe [2];              //  host->wake writes a byte, the loop reads
+    atomic_bool wake_pending;       //  a byte is on its way: later wakes write none
+    void (*on_wake) (void *state);  //  the descriptor's, when its minor has it
 };
 
 static void s_host_table_fill (parley_host_t *host);
+
+//  A pipe whose two ends never block and are not inherited by a child.
+//  Returns 0, or -1 (errno set; both ends closed).
+static int
+s_wake_pipe_open (int *ends)
+{
+    if (pipe (ends))
+        return -1;
+    for (int end = 0; end < 2; end++)
+        if (fcntl (ends [end], F_SETFL, O_NONBLOCK) || fcntl (ends [end], F_SETFD, FD_CLOEXEC)) {
+            int saved = errno;
+            close (ends [0]);
+            close (ends [1]);
+            ends [0] = ends [1] = -1;
+            errno = saved;
+            return -1;
+        }
+    return 0;
+}
 
 
 //  --------------------------------------------------------------------------
@@ -256,6 +282,11 @@ s_host_load (parley_ctx_t *self, char *error, size_t error_size)
         return -1;
     }
     self->plugin = plugin;
+    //  A slot the plugin's minor did not have is reserved: NULL, or past
+    //  its size
+    if (plugin->abi_minor >= 2
+    &&  plugin->size >= offsetof (parley_plugin_t, on_wake) + sizeof plugin->on_wake)
+        self->on_wake = plugin->on_wake;
     return 0;
 }
 
@@ -354,6 +385,13 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     assert (self->plugin_path && self->endpoint && self->options && self->requests
             && self->calls && self->calls_by_rid && self->timers && self->oversized);
     s_host_table_fill (&self->host);
+    //  Before init: a plugin may start its threads there
+    self->wake_pipe [0] = self->wake_pipe [1] = -1;
+    if (s_wake_pipe_open (self->wake_pipe)) {
+        snprintf (error, error_size, "plugin %s: cannot make its wake pipe: %s",
+                  self->plugin_path, strerror (errno));
+        return self;
+    }
 
     if (s_host_load (self, error, error_size))
         return self;            //  caller destroys: self->initialized is false
@@ -441,6 +479,10 @@ s_host_destroy (parley_ctx_t **self_p)
             s_send (self, &bye);
     }
     zsock_destroy (&self->dealer);
+    //  The plugin's destroy has stopped its threads: nobody wakes us now
+    for (int end = 0; end < 2; end++)
+        if (self->wake_pipe [end] >= 0)
+            close (self->wake_pipe [end]);
     if (self->library)
         dlclose (self->library);
     free (self->instance);
@@ -556,9 +598,30 @@ s_host_on_reply (parley_ctx_t *self, pl_envelope_t *envelope)
 static void
 s_host_on_session (parley_ctx_t *self, pl_envelope_t *envelope)
 {
+    int event = (int) pl_envelope_event (envelope);
+    //  RESET came with minor 1: a plugin built for 1.0 never heard of it
+    if (event == PARLEY_SESSION_RESET && self->plugin->abi_minor < 1)
+        return;
     if (self->plugin->on_session)
-        self->plugin->on_session (self->state, (int) pl_envelope_event (envelope),
-                                  pl_envelope_sid (envelope), pl_envelope_user (envelope));
+        self->plugin->on_session (self->state, event, pl_envelope_sid (envelope),
+                                  pl_envelope_user (envelope));
+}
+
+//  The wake pipe is readable: one on_wake for every wake since the last.
+//  The flag drops before the pipe is read and on_wake runs, so a wake that
+//  comes during on_wake writes again and is never lost.
+static void
+s_host_on_wake (parley_ctx_t *self)
+{
+    atomic_store (&self->wake_pending, false);
+    char bytes [64];
+    while (read (self->wake_pipe [0], bytes, sizeof bytes) > 0)
+        ;
+    if (self->on_wake && !self->refused) {
+        self->on_wake (self->state);
+        if (self->plugin->on_batch_end)
+            self->plugin->on_batch_end (self->state);
+    }
 }
 
 //  Handles one message from the broker. Returns true if it reached the
@@ -773,11 +836,12 @@ s_host_actor (zsock_t *pipe, void *args)
 
     zmq_pollitem_t items [] = {
         { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 }
+        { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 },
+        { NULL, self->wake_pipe [0], ZMQ_POLLIN, 0 }
     };
     while (!self->terminated) {
         long timeout = s_host_poll_timeout (self, zclock_mono ());
-        if (zmq_poll (items, 2, timeout) == -1) {
+        if (zmq_poll (items, 3, timeout) == -1) {
             if (zmq_errno () == EINTR)
                 continue;       //  a signal for the process, not for us
             break;              //  context terminated
@@ -792,6 +856,8 @@ s_host_actor (zsock_t *pipe, void *args)
             if (self->terminated)
                 break;
         }
+        if (items [2].revents & ZMQ_POLLIN)
+            s_host_on_wake (self);
         //  ZMQ_FD is edge-like: drain by events, not by the poll's revents
         s_host_drain_broker (self);
         int64_t now = zclock_mono ();
@@ -1090,6 +1156,23 @@ s_unbind_sessions (parley_ctx_t *self, const uint64_t *sessions, size_t count)
     return s_send (self, &close);
 }
 
+//  Any thread: ctx's wake pipe and on_wake never change while the plugin
+//  runs, and the flag is atomic
+static int
+s_wake (parley_ctx_t *self)
+{
+    assert (self);
+    if (!self->on_wake)
+        return -1;
+    if (atomic_exchange (&self->wake_pending, true))
+        return 0;               //  a byte is on its way already
+    //  A full pipe (EAGAIN) holds a wake already; nothing else can fail here
+    //  while the pipe is open
+    ssize_t written = write (self->wake_pipe [1], "w", 1);
+    (void) written;
+    return 0;
+}
+
 static const char *
 s_option (parley_ctx_t *self, const char *name)
 {
@@ -1176,4 +1259,5 @@ s_host_table_fill (parley_host_t *host)
     host->timer_cancel = s_timer_cancel;
     host->unbind_sessions = s_unbind_sessions;
     host->reply_error_body = s_reply_error_body;
+    host->wake = s_wake;
 }

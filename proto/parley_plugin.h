@@ -12,7 +12,10 @@
       versions the host supports.
     - Within one major, minors only add: new host functions and new descriptor
       callbacks go at the end or into reserved slots, and each struct carries its
-      own size, so a plugin built against an older header still loads.
+      own size, so a plugin built against an older header still loads. What
+      each minor added is marked "Minor N" below.
+    - A plugin's callbacks never block: blocking work runs on threads the
+      plugin owns, which hand results back through host->wake (minor 2).
     - Memory never crosses the boundary to be freed on the other side: the host
       copies what the plugin passes it, and the plugin copies what it wants to
       keep. The one exception is parley_request_t, which the host lends to the
@@ -32,7 +35,8 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 1
+#define PARLEY_ABI_MINOR 2         //  1.1: unbind_sessions, SESSION_RESET,
+                                    //  reply_error_body; 1.2: wake, on_wake
 
 //  The one symbol a plugin exports
 #define PARLEY_PLUGIN_DESCRIBE_SYMBOL "parley_plugin_describe"
@@ -84,9 +88,9 @@ typedef struct {
 typedef enum {
     PARLEY_SESSION_BOUND = 1,       //  a session was bound to a user (login)
     PARLEY_SESSION_CLOSED = 2,      //  a bound session closed or was unbound
-    PARLEY_SESSION_RESET = 3        //  the broker (re)registered this instance:
-                                    //  forget every session; a BOUND event for
-                                    //  each session bound now follows
+    PARLEY_SESSION_RESET = 3        //  minor 1: the broker (re)registered this
+                                    //  instance: forget every session; a BOUND
+                                    //  event for each session bound now follows
 } parley_session_event_t;
 
 //  Plugin wants on_session calls for every bound/closed session
@@ -101,8 +105,8 @@ typedef enum {
 } parley_log_level_t;
 
 //  --------------------------------------------------------------------------
-//  The host function table. All functions are called on the plugin instance's
-//  own thread (the one that runs its callbacks); none blocks on the network.
+//  The host function table. All functions but wake are called on the plugin
+//  instance's own thread (the one that runs its callbacks); none blocks.
 //  Bodies are msgpack maps; the host copies every buffer it is given.
 
 typedef struct {
@@ -165,9 +169,9 @@ typedef struct {
     int (*timer_add) (parley_ctx_t *ctx, uint32_t interval_ms, void (*handler) (void *state));
     int (*timer_cancel) (parley_ctx_t *ctx, int timer_id);
 
-    //  Unbinds these sessions (auth's logout on every session of a token):
-    //  they become unauthenticated; their gateways are told. Sessions that
-    //  are gone or unbound already are skipped.
+    //  Minor 1. Unbinds these sessions (auth's logout on every session of a
+    //  token): they become unauthenticated; their gateways are told.
+    //  Sessions that are gone or unbound already are skipped.
     int (*unbind_sessions) (parley_ctx_t *ctx, const uint64_t *sessions, size_t count);
 
     //  Minor 1. An error reply that carries more fields than code and
@@ -180,7 +184,17 @@ typedef struct {
                              const char *code, const char *message,
                              const void *body, size_t size);
 
-    void *reserved [14];            //  NULL; later minors fill these in order
+    //  Minor 2. The one host function that any thread may call, at any time
+    //  from init until the plugin's destroy returns: it asks the host to
+    //  call the descriptor's on_wake soon, on the instance's thread. Wakes
+    //  that come before on_wake runs are one on_wake; a wake that comes
+    //  while on_wake runs gives another. This is how a plugin's own threads
+    //  (a password hash, a database driver) hand results back without a
+    //  polling timer. Never blocks. Returns 0, or -1 when the descriptor
+    //  has no on_wake.
+    int (*wake) (parley_ctx_t *ctx);
+
+    void *reserved [13];            //  NULL; later minors fill these in order
 } parley_host_t;
 
 //  --------------------------------------------------------------------------
@@ -213,8 +227,11 @@ typedef struct {
     void (*on_batch_end) (void *state);
     //  A session event, for plugins with PARLEY_PLUGIN_SESSIONS. May be NULL.
     void (*on_session) (void *state, int event, uint64_t session, const char *user);
+    //  Minor 2. After one or more host->wake calls: collect what the
+    //  plugin's threads finished. on_batch_end follows. May be NULL.
+    void (*on_wake) (void *state);
 
-    const void *reserved [8];       //  NULL
+    const void *reserved [7];       //  NULL
 } parley_plugin_t;
 
 //  Every plugin exports this function. The host passes the ABI versions it

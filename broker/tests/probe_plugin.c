@@ -18,16 +18,25 @@
     probe.slow     answers {"slow": n} a second after the first of the slow
                    requests waiting (at most 64), n their count: requests
                    in flight for a while, as a graceful stop must answer
+    probe.wake     starts PROBE_WAKERS threads that each call host->wake
+                   PROBE_WAKES times, then say they are done and wake once
+                   more; on_wake answers {"wakers": n, "on_wake": calls}
+                   once every thread is done. No timer: the answer can only
+                   come through host->wake.
     =========================================================================
 */
 
 #include "parley_plugin.h"
 
 #include <msgpack.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROBE_SLOW_MAX  64
+#define PROBE_WAKERS    4
+#define PROBE_WAKES     500
 
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
@@ -41,7 +50,35 @@ typedef struct {
     parley_request_t *slow [PROBE_SLOW_MAX];    //  probe.slow's requests, waiting
     int slow_count;                 //  how many wait
     int slow_timer;                 //  their timer's id
+    parley_request_t *waking;       //  probe.wake's request, until every waker is done
+    pthread_t wakers [PROBE_WAKERS];
+    bool wakers_running;            //  wakers started and not joined yet
+    atomic_int wakers_done;         //  written by the wakers
+    int on_wakes;                   //  on_wake calls
 } probe_t;
+
+//  A thread of the plugin's own: what a password hash or a database
+//  driver's thread does when it has a result
+static void *
+s_waker (void *args)
+{
+    probe_t *self = (probe_t *) args;
+    for (int index = 0; index < PROBE_WAKES; index++)
+        self->host->wake (self->ctx);
+    atomic_fetch_add (&self->wakers_done, 1);
+    self->host->wake (self->ctx);
+    return NULL;
+}
+
+static void
+s_wakers_join (probe_t *self)
+{
+    if (!self->wakers_running)
+        return;
+    for (int index = 0; index < PROBE_WAKERS; index++)
+        pthread_join (self->wakers [index], NULL);
+    self->wakers_running = false;
+}
 
 //  Answers request with a one-field map {key: value}
 static void
@@ -94,6 +131,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
 static void
 s_destroy (void **state_p)
 {
+    //  Threads stop before destroy returns: wake is not called after
+    s_wakers_join ((probe_t *) *state_p);
     //  The held request is the host's to free, not ours
     free (*state_p);
     *state_p = NULL;
@@ -124,6 +163,16 @@ s_on_request (void *state, parley_request_t *request)
                 self->slow_timer = host->timer_add (self->ctx, 1000, s_on_slow);
             self->slow [self->slow_count++] = request;
         }
+    }
+    else
+    if (strcmp (type, "probe.wake") == 0 && !self->wakers_running) {
+        self->waking = request;
+        atomic_store (&self->wakers_done, 0);
+        self->on_wakes = 0;
+        self->wakers_running = true;
+        for (int index = 0; index < PROBE_WAKERS; index++)
+            if (pthread_create (&self->wakers [index], NULL, s_waker, self))
+                abort ();       //  a test plugin: fail loudly
     }
     else
     if (strcmp (type, "probe.deliver") == 0) {
@@ -216,6 +265,27 @@ s_on_reply (void *state, void *cookie, const char *code, const char *message,
 }
 
 static void
+s_on_wake (void *state)
+{
+    probe_t *self = (probe_t *) state;
+    self->on_wakes++;
+    if (!self->waking || atomic_load (&self->wakers_done) < PROBE_WAKERS)
+        return;
+    s_wakers_join (self);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    msgpack_pack_str_with_body (&packer, "wakers", 6);
+    msgpack_pack_int (&packer, PROBE_WAKERS);
+    msgpack_pack_str_with_body (&packer, "on_wake", 7);
+    msgpack_pack_int (&packer, self->on_wakes);
+    self->host->reply (self->ctx, &self->waking, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+static void
 s_on_batch_end (void *state)
 {
     ((probe_t *) state)->batches++;
@@ -246,7 +316,8 @@ static const parley_plugin_t s_descriptor = {
     .on_request = s_on_request,
     .on_reply = s_on_reply,
     .on_batch_end = s_on_batch_end,
-    .on_session = s_on_session
+    .on_session = s_on_session,
+    .on_wake = s_on_wake
 };
 
 PARLEY_PLUGIN_DEFINE (s_descriptor)

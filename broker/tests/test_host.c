@@ -769,6 +769,36 @@ test_session_events_and_batch_end_reach_plugin (void **state)
     broker_destroy (&broker);
 }
 
+//  Threads of the plugin's own hand results back through host->wake: the
+//  probe sets no timer, so its answer can only come from on_wake, and it
+//  comes only after the last waker's wake (none is lost between them)
+static void
+test_wake_from_plugin_threads_reaches_on_wake_without_a_timer (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    broker_send_request (broker, 13, "probe.wake", "alice", "x");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 13);
+    msgpack_unpacked result;
+    unpack_body (reply, &result);
+    assert_int_equal (map_get (&result.data, "wakers")->via.u64, 4);
+    //  Wakes coalesce: at least one on_wake, at most one per wake
+    uint64_t on_wakes = map_get (&result.data, "on_wake")->via.u64;
+    assert_true (on_wakes >= 1 && on_wakes <= 4 * 501);
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+
+    //  And again: the pipe and the flag are ready for the next round
+    broker_send_request (broker, 14, "probe.wake", "alice", "x");
+    reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 14);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
 static void
 test_requests_held_at_destroy_are_freed_by_host (void **state)
 {
@@ -882,6 +912,7 @@ main (void)
         cmocka_unit_test (test_deliver_sends_users_and_sessions),
         cmocka_unit_test (test_plugin_timer_ticks_until_cancelled),
         cmocka_unit_test (test_session_events_and_batch_end_reach_plugin),
+        cmocka_unit_test (test_wake_from_plugin_threads_reaches_on_wake_without_a_timer),
         cmocka_unit_test (test_requests_held_at_destroy_are_freed_by_host),
         cmocka_unit_test (test_oversized_reply_is_answered_internal_outcome_unknown),
         cmocka_unit_test (test_unknown_option_key_is_refused_with_the_known_keys),

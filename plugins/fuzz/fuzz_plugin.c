@@ -39,6 +39,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -126,6 +127,7 @@ struct parley_ctx_s {
     bool fail_call;                 //  the next call returns -1
     bool fail_reply;                //  the next reply returns -1
     size_t progress;                //  replies, calls and events so far
+    atomic_bool woken;              //  host->wake since the last on_wake (any thread)
 };
 
 static void *s_library;
@@ -436,6 +438,16 @@ s_unbind_sessions (parley_ctx_t *ctx, const uint64_t *sessions, size_t count)
     return 0;
 }
 
+//  Any thread: the plugin's workers (auth's password hashing)
+static int
+s_wake (parley_ctx_t *ctx)
+{
+    if (!s_plugin->on_wake || s_plugin->abi_minor < 2)
+        return -1;
+    atomic_store (&ctx->woken, true);
+    return 0;
+}
+
 static const parley_host_t s_host = {
     .abi_major = PARLEY_ABI_MAJOR,
     .abi_minor = PARLEY_ABI_MINOR,
@@ -455,7 +467,8 @@ static const parley_host_t s_host = {
     .log = s_log,
     .timer_add = s_timer_add,
     .timer_cancel = s_timer_cancel,
-    .unbind_sessions = s_unbind_sessions
+    .unbind_sessions = s_unbind_sessions,
+    .wake = s_wake
 };
 
 
@@ -606,18 +619,31 @@ s_op_answer (parley_ctx_t *ctx, fuzz_input_t *input)
     free (message);
 }
 
-//  Fires every live timer once; a handler may add or cancel timers
+static void
+s_batch_end (parley_ctx_t *ctx)
+{
+    if (s_plugin->on_batch_end)
+        s_plugin->on_batch_end (ctx->state);
+}
+
+//  Fires every live timer once; a handler may add or cancel timers. A wake
+//  since the last pass runs on_wake first, as the host does when its wake
+//  pipe is readable.
 static void
 s_fire_timers (parley_ctx_t *ctx)
 {
+    if (atomic_exchange (&ctx->woken, false)) {
+        s_plugin->on_wake (ctx->state);
+        s_batch_end (ctx);
+    }
     size_t count = ctx->timer_count;
     for (size_t index = 0; index < count; index++)
         if (ctx->timers [index].live)
             ctx->timers [index].handler (ctx->state);
 }
 
-//  Up to rounds passes over the timers, waiting a little while nothing
-//  happens: auth's password workers finish on threads of their own
+//  Up to rounds passes over the timers and wakes, waiting a little while
+//  nothing happens: auth's password workers finish on threads of their own
 static void
 s_op_timers (parley_ctx_t *ctx, fuzz_input_t *input)
 {
@@ -646,12 +672,6 @@ s_op_session (parley_ctx_t *ctx, fuzz_input_t *input)
                               user ? s_users [user - 1] : s_users [0]);
 }
 
-static void
-s_batch_end (parley_ctx_t *ctx)
-{
-    if (s_plugin->on_batch_end)
-        s_plugin->on_batch_end (ctx->state);
-}
 
 //  At the end of the input: every call answered unavailable (as the host
 //  does when nothing answers in time), timers run, batches ended, until no
