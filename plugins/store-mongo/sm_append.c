@@ -1,0 +1,247 @@
+/*  =========================================================================
+    sm_append - the insert of a run of timeline appends (see sm_append.h)
+    =========================================================================
+*/
+
+#include "sm_store.h"
+#include "sm_append.h"
+#include "sm_common.h"
+#include "sm_conn.h"
+#include "sm_pm.h"
+#include "sm_rooms.h"
+#include "sm_validate.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  msg.append, a run of requests, each appending a run of 1 to
+//  SM_ENTRIES_MAX entries to one room: one find of the rooms, one of the
+//  seqs taken, one ordered insert_many of every entry of the run, one bulk
+//  of $max on the rooms' last_seq.
+//
+//  A request is applied whole or not at all (proto/STORE.md, Atomicity) as
+//  far as a server without transactions allows. Every reason to refuse one
+//  is found before anything is inserted: no such room, a seq of its run
+//  taken in the timeline or by an earlier request of the same run. Its
+//  entries then go in one ordered insert, in seq order: the server stores
+//  them in that order and stops at the first that fails, so that a failure
+//  part way (the server lost, a write concern not met, a seq taken
+//  meanwhile by another writer) can leave a first part of a request's run
+//  stored, never a gap. That request answers unavailable, and its outcome
+//  is unknown as any lost answer's: a retry answers conflict if its first
+//  seq was stored. Requests whose entries all came before the failure are
+//  ok; those after it are inserted again from the first of them.
+
+
+void
+sm_on_room_exists (void *arg, const bson_t *document)
+{
+    sm_span_t *span = (sm_span_t *) arg;
+    uint32_t size;
+    const char *key = sm_bson_text (document, "name_lower", &size);
+    for (sm_pending_t *pending = span->first; pending < span->end; pending++)
+        if (sm_is_live (pending) && strlen (pending->room_key) == size
+        &&  memcmp (pending->room_key, key, size) == 0)
+            pending->room_found = true;
+}
+
+//  An entry of a timeline (a room's or a conversation's) holds a seq that
+//  the appends of a run of msg.append or pm.append to it would take
+static void
+s_on_seq_taken (void *arg, const bson_t *document)
+{
+    sm_span_t *span = (sm_span_t *) arg;
+    uint32_t size;
+    const char *key = sm_bson_text (document, sm_timeline_field (span->first), &size);
+    int64_t seq = sm_bson_int (document, "seq", 0);
+    if (seq <= 0)
+        return;
+    for (sm_pending_t *pending = span->first; pending < span->end; pending++)
+        if (sm_is_live (pending) && strlen (sm_timeline_key (pending)) == size
+        &&  memcmp (sm_timeline_key (pending), key, size) == 0
+        &&  sm_first_seq (pending) <= (uint64_t) seq && (uint64_t) seq <= sm_last_seq (pending))
+            sm_fail_seq_taken (pending, (uint64_t) seq, false);
+}
+
+//  Looks for entries of the timelines with a seq that a live request of the
+//  run (msg.append or pm.append, from first) would append:
+//  {$or: [{room, seq: {$gte: first, $lte: last}}, ...]}, one range of the
+//  (room, seq) or (conv, seq) index per request. Returns 0 or -1.
+int
+sm_find_seqs_taken (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
+{
+    bool pm = first->op == SM_OP_PM_APPEND;
+    bson_t filter = BSON_INITIALIZER, clauses;
+    BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &clauses);
+    uint32_t count = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        if (!sm_is_live (pending))
+            continue;
+        char index_key [16];
+        const char *key;
+        size_t key_size = bson_uint32_to_string (count++, &key, index_key, sizeof index_key);
+        bson_t clause, range;
+        bson_append_document_begin (&clauses, key, (int) key_size, &clause);
+        BSON_APPEND_UTF8 (&clause, sm_timeline_field (pending), sm_timeline_key (pending));
+        BSON_APPEND_DOCUMENT_BEGIN (&clause, "seq", &range);
+        BSON_APPEND_INT64 (&range, "$gte", (int64_t) sm_first_seq (pending));
+        BSON_APPEND_INT64 (&range, "$lte", (int64_t) sm_last_seq (pending));
+        bson_append_document_end (&clause, &range);
+        bson_append_document_end (&clauses, &clause);
+    }
+    bson_append_array_end (&filter, &clauses);
+    int rc = 0;
+    if (count > 0) {
+        sm_span_t span = { first, end };
+        bson_t *opts = BCON_NEW ("projection", "{", sm_timeline_field (first), BCON_INT32 (1),
+                                 "seq", BCON_INT32 (1), "}",
+                                 "hint", BCON_UTF8 (pm ? SM_PM_INDEX : SM_TIMELINE_INDEX));
+        rc = sm_find (self, pm ? self->pm_messages : self->messages, &filter, opts,
+                      s_on_seq_taken, &span, error);
+        bson_destroy (opts);
+    }
+    bson_destroy (&filter);
+    return rc;
+}
+
+//  Two live requests of the run whose runs share a seq of one timeline: the
+//  later one conflicts, as it would have had they come in separate batches
+void
+sm_settle_overlaps (sm_pending_t *first, sm_pending_t *end)
+{
+    for (sm_pending_t *pending = first + 1; pending < end; pending++) {
+        if (!sm_is_live (pending))
+            continue;
+        for (sm_pending_t *earlier = first; earlier < pending; earlier++)
+            if (sm_is_live (earlier)
+            &&  strcmp (sm_timeline_key (earlier), sm_timeline_key (pending)) == 0
+            &&  sm_first_seq (earlier) <= sm_last_seq (pending)
+            &&  sm_first_seq (pending) <= sm_last_seq (earlier)) {
+                //  The first seq they share
+                uint64_t shared = sm_first_seq (earlier) > sm_first_seq (pending)
+                                ? sm_first_seq (earlier) : sm_first_seq (pending);
+                sm_fail_seq_taken (pending, shared, false);
+                break;
+            }
+    }
+}
+
+//  Builds the document of element index of pending's run (msg.append: an
+//  entry; pm.append: a message), read again from fields as validation read
+//  it. Returns 0, or -1 if it could not be read (it cannot).
+static int
+s_build_run_document (sm_pending_t *pending, uint32_t index, bson_t *document)
+{
+    const msgpack_object *value = &pending->entries [index];
+    if (pending->op == SM_OP_PM_APPEND) {
+        sm_pm_message_t message;
+        if (sm_pm_message_read (pending, value, &message))
+            return -1;
+        sm_build_pm_message (pending, &message, document);
+    }
+    else {
+        sm_entry_t entry;
+        if (sm_entry_read (pending, value, &entry))
+            return -1;
+        sm_build_entry (pending->room_key, &entry, document);
+    }
+    return 0;
+}
+
+//  Inserts the entries (or private messages) of the live requests of
+//  [first, end), in order, with ordered insert_many (see above for a
+//  failure part way) and answers the requests it could not append.
+//  Returns 0, or -1 if the server could not be reached.
+int
+sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    bool pm = first->op == SM_OP_PM_APPEND;
+    mongoc_collection_t *collection = pm ? self->pm_messages : self->messages;
+    const char *what = pm ? "appending private messages" : "appending entries";
+    size_t capacity = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending))
+            capacity += pending->entry_count;
+    bson_t **documents = (bson_t **) calloc (capacity ? capacity : 1, sizeof (bson_t *));
+    sm_pending_t **owners = (sm_pending_t **) calloc (capacity ? capacity : 1,
+                                                      sizeof (sm_pending_t *));
+    if (!documents || !owners) {
+        free (documents);
+        free (owners);
+        for (sm_pending_t *pending = first; pending < end; pending++)
+            if (sm_is_live (pending))
+                sm_fail (pending, "internal", "The store ran out of memory.");
+        return 0;
+    }
+    size_t count = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        for (uint32_t index = 0; index < pending->entry_count && sm_is_live (pending); index++) {
+            documents [count] = bson_new ();
+            owners [count++] = pending;
+            if (s_build_run_document (pending, index, documents [count - 1]))
+                break;
+        }
+        //  A request refused while its documents were built sends none
+        while (count > 0 && owners [count - 1] == pending && !sm_is_live (pending))
+            bson_destroy (documents [--count]);
+    }
+    int rc = 0;
+    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (true));
+    size_t start = 0;               //  the first document not yet inserted
+    while (start < count) {
+        bson_t reply;
+        bson_error_t error;
+        self->round_trips++;
+        if (mongoc_collection_insert_many (collection, (const bson_t **) documents + start,
+                                           count - start, opts, &reply, &error)) {
+            sm_mark_reachable (self);
+            bson_destroy (&reply);
+            break;
+        }
+        //  An ordered insert reports its one failed document: those before
+        //  it are stored, those after it are not
+        bson_iter_t errors;
+        size_t index;
+        bson_error_t own;
+        if (sm_is_unreachable (&error) || bson_has_field (&reply, "writeConcernErrors")
+        ||  !sm_write_errors (&reply, &errors) || !bson_iter_next (&errors)
+        ||  !sm_write_error (&errors, count - start, &index, &own)) {
+            //  What the server stored of the rest is unknown
+            sm_note_failure (self, what, &error);
+            for (size_t rest = start; rest < count; rest++)
+                if (sm_is_live (owners [rest]))
+                    sm_fail_unavailable (self, owners [rest], &error);
+            rc = sm_is_unreachable (&error) ? -1 : 0;
+            bson_destroy (&reply);
+            break;
+        }
+        bson_destroy (&reply);
+        size_t failed = start + index;
+        sm_pending_t *owner = owners [failed];
+        bool first_of_its_run = failed == 0 || owners [failed - 1] != owner;
+        if (sm_is_duplicate_key (&own))
+            //  Nothing of its run is stored if it failed first: a plain
+            //  conflict; else its outcome is unknown
+            sm_fail_seq_taken (owner, (uint64_t) sm_bson_int (documents [failed], "seq", 0),
+                               !first_of_its_run);
+        else {
+            sm_note_failure (self, what, &own);
+            sm_fail_unavailable (self, owner, &own);
+        }
+        //  The requests after it, again
+        start = failed;
+        while (start < count && owners [start] == owner)
+            start++;
+    }
+    bson_destroy (opts);
+    for (size_t index = 0; index < count; index++)
+        bson_destroy (documents [index]);
+    free (documents);
+    free (owners);
+    return rc;
+}
+

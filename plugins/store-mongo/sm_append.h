@@ -1,0 +1,44 @@
+/*  =========================================================================
+    sm_append - the insert of a run of timeline appends
+
+    What msg.append and pm.append share: the seqs of a run looked up before
+    anything is inserted, overlaps inside the run settled, then one ordered
+    insert_many of every entry (or private message) of the run. See
+    sm_append.c for what a failure part way leaves.
+    =========================================================================
+*/
+
+#ifndef SM_APPEND_H_INCLUDED
+#define SM_APPEND_H_INCLUDED
+
+#include "sm_store.h"
+
+typedef struct {
+    sm_pending_t *first;             //  the run
+    sm_pending_t *end;
+} sm_span_t;
+
+void
+    sm_on_room_exists (void *arg, const bson_t *document);
+
+//  Looks for entries of the timelines with a seq that a live request of the
+//  run (msg.append or pm.append, from first) would append:
+//  {$or: [{room, seq: {$gte: first, $lte: last}}, ...]}, one range of the
+//  (room, seq) or (conv, seq) index per request. Returns 0 or -1.
+int
+    sm_find_seqs_taken (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                        bson_error_t *error);
+
+//  Two live requests of the run whose runs share a seq of one timeline: the
+//  later one conflicts, as it would have had they come in separate batches
+void
+    sm_settle_overlaps (sm_pending_t *first, sm_pending_t *end);
+
+//  Inserts the entries (or private messages) of the live requests of
+//  [first, end), in order, with ordered insert_many (see above for a
+//  failure part way) and answers the requests it could not append.
+//  Returns 0, or -1 if the server could not be reached.
+int
+    sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end);
+
+#endif

@@ -1,0 +1,1092 @@
+/*  =========================================================================
+    sm_rooms - rooms, members, invitations and room timelines
+    =========================================================================
+*/
+
+#include "sm_store.h"
+#include "sm_append.h"
+#include "sm_common.h"
+#include "sm_conn.h"
+#include "sm_rooms.h"
+#include "sm_users.h"
+#include "sm_validate.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  Rooms, members, invitations and timelines
+//
+//  rooms     {_id: ObjectId, name, name_lower, created_at (BSON date),
+//             users: [member names as registered], owner,
+//             metadata: {description, settings: {is_private, max_participants}},
+//             invited: [names as registered], last_seq}
+//                                  unique index on name_lower; index on users
+//  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
+//             ts (BSON date), text | event}
+//                                  unique index on (room, seq)
+//
+//  A membership change is one conditional update of the room's document,
+//  atomic on any server: the filter carries the checks (not a member yet,
+//  fewer than max_participants members, still invited), so concurrent
+//  joins can never exceed the limit. Its timeline entry is a second
+//  document: see README.md for what that means without transactions.
+
+
+
+//  Packs the room map of proto/STORE.md from a room's document; joined is
+//  added when given; last_seq < 0 takes the document's
+static void
+s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int64_t last_seq)
+{
+    if (last_seq < 0)
+        last_seq = sm_bson_int (room, "last_seq", 0);
+    int64_t max_participants = sm_bson_int (room, "metadata.settings.max_participants", 0);
+    msgpack_pack_map (packer, joined ? 10 : 9);
+    sm_pack_str (packer, "name");
+    sm_pack_bson_text (packer, room, "name");
+    sm_pack_str (packer, "description");
+    sm_pack_bson_text (packer, room, "metadata.description");
+    sm_pack_str (packer, "private");
+    if (sm_bson_bool (room, "metadata.settings.is_private"))
+        msgpack_pack_true (packer);
+    else
+        msgpack_pack_false (packer);
+    sm_pack_str (packer, "max_participants");
+    msgpack_pack_uint64 (packer, max_participants > 0 ? (uint64_t) max_participants : 0);
+    sm_pack_str (packer, "owner");
+    sm_pack_bson_text (packer, room, "owner");
+    sm_pack_str (packer, "created_at");
+    msgpack_pack_int64 (packer, sm_bson_int (room, "created_at", 0));
+    sm_pack_str (packer, "members");
+    msgpack_pack_uint32 (packer, sm_bson_array_count (room, "users"));
+    sm_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, last_seq > 0 ? (uint64_t) last_seq : 0);
+    sm_pack_str (packer, "active_at");
+    msgpack_pack_int64 (packer, sm_bson_int (room, "active_at", 0));
+    if (joined) {
+        sm_pack_str (packer, "joined");
+        if (*joined)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+    }
+}
+
+//  Packs a timeline entry from its document
+static void
+s_pack_entry (msgpack_packer *packer, const bson_t *document)
+{
+    uint32_t kind_size;
+    const char *kind = sm_bson_text (document, "kind", &kind_size);
+    bool system = kind_size == 6 && memcmp (kind, "system", 6) == 0;
+    msgpack_pack_map (packer, 5);
+    sm_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (document, "seq", 0));
+    sm_pack_str (packer, "kind");
+    msgpack_pack_str_with_body (packer, kind, kind_size);
+    sm_pack_str (packer, "user");
+    sm_pack_bson_text (packer, document, "user");
+    sm_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, sm_bson_int (document, "ts", 0));
+    sm_pack_str (packer, system ? "event" : "text");
+    sm_pack_bson_text (packer, document, system ? "event" : "text");
+}
+
+//  The document of a timeline entry of the room whose lower-cased name is
+//  room_key
+void
+sm_build_entry (const char *room_key, const sm_entry_t *entry, bson_t *document)
+{
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_OID (document, "_id", &oid);
+    BSON_APPEND_UTF8 (document, "room", room_key);
+    BSON_APPEND_INT64 (document, "seq", (int64_t) entry->seq);
+    BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
+    bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
+    BSON_APPEND_DATE_TIME (document, "ts", entry->ts);
+    if (entry->system)
+        bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
+    else
+        bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+}
+
+//  The room's document, the seed's shape
+static void
+s_build_room (const sm_pending_t *pending, const char *owner, bson_t *room)
+{
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_OID (room, "_id", &oid);
+    bson_append_utf8 (room, "name", 4, pending->room.data, (int) pending->room.size);
+    BSON_APPEND_UTF8 (room, "name_lower", pending->room_key);
+    //  A BSON date: exact to the millisecond of the contract's time, ordered,
+    //  and shown by every MongoDB tool as ISODate("2024-06-15T12:34:56Z")
+    BSON_APPEND_DATE_TIME (room, "created_at", pending->created_at);
+    bson_t users, metadata, settings, invited;
+    BSON_APPEND_ARRAY_BEGIN (room, "users", &users);
+    BSON_APPEND_UTF8 (&users, "0", owner);
+    bson_append_array_end (room, &users);
+    BSON_APPEND_UTF8 (room, "owner", owner);
+    BSON_APPEND_DOCUMENT_BEGIN (room, "metadata", &metadata);
+    bson_append_utf8 (&metadata, "description", 11,
+                      pending->description.data ? pending->description.data : "",
+                      (int) pending->description.size);
+    BSON_APPEND_DOCUMENT_BEGIN (&metadata, "settings", &settings);
+    BSON_APPEND_BOOL (&settings, "is_private", pending->is_private);
+    BSON_APPEND_INT64 (&settings, "max_participants", (int64_t) pending->max_participants);
+    bson_append_document_end (&metadata, &settings);
+    bson_append_document_end (room, &metadata);
+    BSON_APPEND_ARRAY_BEGIN (room, "invited", &invited);
+    bson_append_array_end (room, &invited);
+    BSON_APPEND_INT64 (room, "last_seq", 0);
+    BSON_APPEND_DATE_TIME (room, "active_at", pending->created_at);
+}
+
+//  The room whose lower-cased name is key, into room (empty). Returns 1 if
+//  found, 0 if not, -1 with error set.
+static int
+s_find_room (sm_store_t *self, const char *key, bson_t *room, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (key));
+    int rc = sm_find_one (self, self->rooms, filter, NULL, room, error);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Whether the room's timeline holds the entry's seq: 1, 0, or -1
+static int
+s_seq_taken (sm_store_t *self, const sm_pending_t *pending, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("room", BCON_UTF8 (pending->room_key),
+                               "seq", BCON_INT64 ((int64_t) pending->entry.seq));
+    bson_t *projection = BCON_NEW ("seq", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find_one (self, self->messages, filter, projection, &found, error);
+    bson_destroy (&found);
+    bson_destroy (projection);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  The seq of the room's newest entry, 0 for none, from the timeline's
+//  index (one key read). Returns 0, or -1 with error set.
+static int
+s_newest_seq (sm_store_t *self, const char *key, int64_t *seq_p, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("room", BCON_UTF8 (key));
+    bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (-1), "}",
+                             "limit", BCON_INT64 (1), "singleBatch", BCON_BOOL (true),
+                             "hint", BCON_UTF8 (SM_TIMELINE_INDEX),
+                             "projection", "{", "seq", BCON_INT32 (1), "}");
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find (self, self->messages, filter, opts, sm_keep_first, &found, error);
+    *seq_p = sm_bson_int (&found, "seq", 0);
+    bson_destroy (&found);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Inserts the entry of pending. Returns 0, 1 if its seq is taken, -1 with
+//  error set.
+static int
+s_insert_entry (sm_store_t *self, const sm_pending_t *pending, bson_error_t *error)
+{
+    bson_t document = BSON_INITIALIZER;
+    sm_build_entry (pending->room_key, &pending->entry, &document);
+    self->round_trips++;
+    bool ok = mongoc_collection_insert_one (self->messages, &document, NULL, NULL, error);
+    bson_destroy (&document);
+    if (ok)
+        return 0;
+    return sm_is_duplicate_key (error) ? 1 : -1;
+}
+
+//  Runs findAndModify on the rooms; the document after the update, if one
+//  matched, goes into room (emptied first). Returns 1 if one matched, 0 if
+//  none, -1 with error set.
+static int
+s_modify_room (sm_store_t *self, const bson_t *query, const bson_t *update, bson_t *room,
+               bson_error_t *error)
+{
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new ();
+    mongoc_find_and_modify_opts_set_update (opts, update);
+    mongoc_find_and_modify_opts_set_flags (opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    bson_t reply;
+    self->round_trips++;
+    bool ok = mongoc_collection_find_and_modify_with_opts (self->rooms, query, opts, &reply,
+                                                           error);
+    int rc = ok ? 0 : -1;
+    bson_iter_t iter;
+    if (ok && bson_iter_init_find (&iter, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+        uint32_t size;
+        const uint8_t *data;
+        bson_t value;
+        bson_iter_document (&iter, &size, &data);
+        if (bson_init_static (&value, data, size)) {
+            bson_reinit (room);
+            bson_concat (room, &value);
+            rc = 1;
+        }
+    }
+    bson_destroy (&reply);
+    mongoc_find_and_modify_opts_destroy (opts);
+    return rc;
+}
+
+static void
+s_fail_no_room (sm_pending_t *pending)
+{
+    sm_fail (pending, "not_found", "No room is named '%.*s'.",
+             (int) pending->room.size, pending->room.data);
+}
+
+static void
+s_fail_no_user (sm_pending_t *pending)
+{
+    sm_fail (pending, "not_found", "No user is named '%.*s'.",
+             (int) pending->name.size, pending->name.data);
+}
+
+//  Counts the rooms whose field holds name (as registered): the owner or
+//  users index. Returns the count, or -1 with error set.
+static int64_t
+s_count_rooms (sm_store_t *self, const char *field, const char *name, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW (field, BCON_UTF8 (name));
+    self->round_trips++;
+    int64_t count = mongoc_collection_count_documents (self->rooms, filter, NULL, NULL, NULL,
+                                                       error);
+    bson_destroy (filter);
+    return count;
+}
+
+//  Fails pending with quota_owned or quota_joined when user (as registered)
+//  has reached a quota (0 for none): owns max_owned rooms, or belongs to
+//  max_joined. Returns 0, or -1 with error set.
+static int
+s_check_quotas (sm_store_t *self, sm_pending_t *pending, const char *user, bson_error_t *error)
+{
+    if (pending->max_owned) {
+        int64_t count = s_count_rooms (self, "owner", user, error);
+        if (count < 0)
+            return -1;
+        if (count >= (int64_t) pending->max_owned) {
+            sm_fail (pending, "quota_owned", "'%s' owns %" PRId64 " rooms, the most allowed.",
+                     user, count);
+            return 0;
+        }
+    }
+    if (pending->max_joined) {
+        int64_t count = s_count_rooms (self, "users", user, error);
+        if (count < 0)
+            return -1;
+        if (count >= (int64_t) pending->max_joined)
+            sm_fail (pending, "quota_joined", "'%s' belongs to %" PRId64 " rooms, the most"
+                     " allowed.", user, count);
+    }
+    return 0;
+}
+
+int
+sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    char owner [SM_NAME_MAX + 1];
+    int rc = sm_find_user_name (self, pending->key, owner, error);
+    if (rc <= 0) {
+        if (rc == 0)
+            sm_fail (pending, "not_found", "No user is named '%.*s' (the owner).",
+                     (int) pending->name.size, pending->name.data);
+        return rc;
+    }
+    //  Looked for before inserting: the unique index on name_lower is the
+    //  guarantee, but the JavaScript test server does not enforce it
+    bson_t found = BSON_INITIALIZER;
+    rc = s_find_room (self, pending->room_key, &found, error);
+    bson_destroy (&found);
+    if (rc != 0) {
+        if (rc == 1)
+            sm_fail_conflict (pending);
+        return rc < 0 ? -1 : 0;
+    }
+    //  The quotas after the name: a repeated create answers conflict
+    if (s_check_quotas (self, pending, owner, error))
+        return -1;
+    if (pending->code)
+        return 0;
+    //  A timeline that a delete interrupted midway left behind is not this
+    //  room's: cleared first (one index range, usually empty)
+    bson_t *stale = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
+    self->round_trips++;
+    bool ok = mongoc_collection_delete_many (self->messages, stale, NULL, NULL, error);
+    bson_destroy (stale);
+    if (!ok)
+        return -1;
+    bson_t room = BSON_INITIALIZER;
+    s_build_room (pending, owner, &room);
+    self->round_trips++;
+    ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
+    if (ok) {
+        msgpack_pack_map (packer, 1);
+        sm_pack_str (packer, "room");
+        s_pack_room (packer, &room, NULL, -1);
+    }
+    else
+    if (sm_is_duplicate_key (error)) {
+        sm_fail_conflict (pending);
+        ok = true;
+    }
+    bson_destroy (&room);
+    return ok ? 0 : -1;
+}
+
+int
+sm_run_room_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                 bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 1) {
+        //  The timeline is the authority on last_seq: the document's copy
+        //  can lag behind an append whose second write failed (README.md)
+        int64_t newest = 0;
+        rc = s_newest_seq (self, pending->room_key, &newest, error);
+        if (rc == 0) {
+            int64_t stored = sm_bson_int (&room, "last_seq", 0);
+            msgpack_pack_map (packer, 1);
+            sm_pack_str (packer, "room");
+            s_pack_room (packer, &room, NULL, newest > stored ? newest : stored);
+        }
+    }
+    else
+    if (rc == 0)
+        s_fail_no_room (pending);
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+//  Packs the rooms of a list into a buffer of their own: the count comes first
+typedef struct {
+    msgpack_packer packer;          //  writing into rows
+    msgpack_sbuffer rows;           //  the packed rooms
+    uint32_t count;                 //  rooms packed
+    const char *user;               //  the user as registered, "" for none
+    uint32_t limit;                 //  rooms to pack at most (0: no limit)
+    bool more;                      //  rooms were left out: past limit or budget
+} s_room_list_t;
+
+//  Packs a room found, with joined, unless the list is full: past its
+//  limit, or past SM_REPLY_BUDGET bytes (the answer stops at a whole room)
+static void
+s_on_listed_room (void *arg, const bson_t *document)
+{
+    s_room_list_t *list = (s_room_list_t *) arg;
+    if (list->more || (list->limit && list->count == list->limit)) {
+        list->more = true;
+        return;
+    }
+    bool joined = list->user [0]
+               && sm_bson_array_has (document, "users", list->user,
+                                     (uint32_t) strlen (list->user), NULL);
+    size_t before = list->rows.size;
+    s_pack_room (&list->packer, document, &joined, -1);
+    if (list->rows.size > SM_REPLY_BUDGET) {
+        list->rows.size = before;
+        list->more = true;
+        return;
+    }
+    list->count++;
+}
+
+//  Finds rooms into {rooms, more}: at most pending->limit (one more is
+//  asked for, to tell whether more remain), each with joined for user
+static int
+s_find_room_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
+                  const bson_t *sort, const char *user, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_DOCUMENT (&opts, "sort", sort);
+    BSON_APPEND_INT64 (&opts, "limit", (int64_t) pending->limit + 1);
+    bson_t projection;
+    BSON_APPEND_DOCUMENT_BEGIN (&opts, "projection", &projection);
+    BSON_APPEND_INT32 (&projection, "invited", 0);
+    bson_append_document_end (&opts, &projection);
+    s_room_list_t list = { .user = user, .limit = pending->limit };
+    msgpack_sbuffer_init (&list.rows);
+    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
+    int rc = sm_find (self, self->rooms, filter, &opts, s_on_listed_room, &list, error);
+    if (rc == 0) {
+        msgpack_pack_map (packer, 2);
+        sm_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, list.count);
+        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
+        sm_pack_str (packer, "more");
+        if (list.more)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+    }
+    msgpack_sbuffer_destroy (&list.rows);
+    bson_destroy (&opts);
+    return rc;
+}
+
+//  The rooms the user belongs to, by lower-cased name, after the cursor:
+//  the users_name_lower index
+int
+sm_run_room_joined (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    char user [SM_NAME_MAX + 1] = "";
+    int rc = sm_find_user_name (self, pending->key, user, error);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        msgpack_pack_map (packer, 2);
+        sm_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, 0);
+        sm_pack_str (packer, "more");
+        msgpack_pack_false (packer);
+        return 0;
+    }
+    bson_t *filter = BCON_NEW ("users", BCON_UTF8 (user),
+                               "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}");
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    rc = s_find_room_page (self, pending, filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Public rooms the user is not in, most recently active first, after the
+//  cursor (after_active, after): the public_by_active index
+int
+sm_run_room_public (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    char user [SM_NAME_MAX + 1] = "";
+    if (sm_find_user_name (self, pending->key, user, error) < 0)
+        return -1;
+    bson_t filter = BSON_INITIALIZER, condition;
+    BSON_APPEND_BOOL (&filter, "metadata.settings.is_private", false);
+    if (user [0]) {
+        BSON_APPEND_DOCUMENT_BEGIN (&filter, "users", &condition);
+        BSON_APPEND_UTF8 (&condition, "$ne", user);
+        bson_append_document_end (&filter, &condition);
+    }
+    if (pending->has_after_active) {
+        bson_t *after = BCON_NEW ("$or", "[",
+            "{", "active_at", "{", "$lt", BCON_DATE_TIME (pending->after_active), "}", "}",
+            "{", "active_at", BCON_DATE_TIME (pending->after_active),
+                 "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}", "}",
+            "]");
+        bson_concat (&filter, after);
+        bson_destroy (after);
+    }
+    bson_t *sort = BCON_NEW ("active_at", BCON_INT32 (-1), "name_lower", BCON_INT32 (1));
+    int rc = s_find_room_page (self, pending, &filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (&filter);
+    return rc;
+}
+
+//  Public rooms by lower-cased name, from a prefix, after the cursor: one
+//  range of the public_by_name index (names are ASCII: every name that
+//  starts with the prefix sorts below the prefix followed by DEL)
+int
+sm_run_room_directory (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                       bson_error_t *error)
+{
+    char user [SM_NAME_MAX + 1] = "";
+    if (sm_find_user_name (self, pending->key, user, error) < 0)
+        return -1;
+    char end [SM_ROOM_MAX + 2];
+    snprintf (end, sizeof end, "%s\x7f", pending->prefix_key);
+    bool from_after = pending->after_key [0]
+                   && strcmp (pending->after_key, pending->prefix_key) >= 0;
+    bson_t filter = BSON_INITIALIZER, range;
+    BSON_APPEND_BOOL (&filter, "metadata.settings.is_private", false);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "name_lower", &range);
+    if (from_after)
+        BSON_APPEND_UTF8 (&range, "$gt", pending->after_key);
+    else
+        BSON_APPEND_UTF8 (&range, "$gte", pending->prefix_key);
+    if (pending->prefix_key [0])
+        BSON_APPEND_UTF8 (&range, "$lt", end);
+    bson_append_document_end (&filter, &range);
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    int rc = s_find_room_page (self, pending, &filter, sort, user, packer, error);
+    bson_destroy (sort);
+    bson_destroy (&filter);
+    return rc;
+}
+
+int
+sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error)
+{
+    //  A user that does not exist sees the public rooms
+    char user [SM_NAME_MAX + 1] = "";
+    int rc = sm_find_user_name (self, pending->key, user, error);
+    if (rc < 0)
+        return -1;
+    bson_t *filter = user [0]
+        ? BCON_NEW ("$or", "[", "{", "metadata.settings.is_private", BCON_BOOL (false), "}",
+                                "{", "users", BCON_UTF8 (user), "}", "]")
+        : BCON_NEW ("metadata.settings.is_private", BCON_BOOL (false));
+    bson_t *opts = BCON_NEW ("sort", "{", "name_lower", BCON_INT32 (1), "}",
+                             "projection", "{", "invited", BCON_INT32 (0), "}");
+    s_room_list_t list = { .user = user };
+    msgpack_sbuffer_init (&list.rows);
+    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
+    rc = sm_find (self, self->rooms, filter, opts, s_on_listed_room, &list, error);
+    if (rc == 0) {
+        msgpack_pack_map (packer, 2);
+        sm_pack_str (packer, "rooms");
+        msgpack_pack_array (packer, list.count);
+        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
+        sm_pack_str (packer, "more");
+        if (list.more)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+    }
+    msgpack_sbuffer_destroy (&list.rows);
+    bson_destroy (opts);
+    bson_destroy (filter);
+    return rc;
+}
+
+int
+sm_run_room_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    //  The room's document first, in one findAndModify that also gives its
+    //  members; then its timeline. A timeline left behind by a failure
+    //  between the two is invisible (history asks for the room) and cleared
+    //  by the next room.create of the name.
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new ();
+    mongoc_find_and_modify_opts_set_flags (opts, MONGOC_FIND_AND_MODIFY_REMOVE);
+    bson_t reply;
+    self->round_trips++;
+    bool ok = mongoc_collection_find_and_modify_with_opts (self->rooms, filter, opts, &reply,
+                                                           error);
+    mongoc_find_and_modify_opts_destroy (opts);
+    bson_destroy (filter);
+    bson_iter_t iter;
+    if (ok && bson_iter_init_find (&iter, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+        uint32_t size;
+        const uint8_t *data;
+        bson_t removed;
+        bson_iter_document (&iter, &size, &data);
+        if (bson_init_static (&removed, data, size)) {
+            msgpack_pack_map (packer, 2);
+            sm_pack_str (packer, "name");
+            sm_pack_bson_text (packer, &removed, "name");
+            sm_pack_str (packer, "members");
+            sm_pack_sorted_names (packer, &removed, "users");
+        }
+        bson_t *timeline = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
+        bson_error_t timeline_error;
+        self->round_trips++;
+        if (!mongoc_collection_delete_many (self->messages, timeline, NULL, NULL,
+                                            &timeline_error))
+            //  The room is gone, which is what the caller asked: ok stands
+            sm_note_failure (self, "deleting a deleted room's timeline", &timeline_error);
+        bson_destroy (timeline);
+    }
+    else
+    if (ok)
+        s_fail_no_room (pending);
+    bson_destroy (&reply);
+    return ok ? 0 : -1;
+}
+
+//  member.add, one attempt at a time: what an attempt came to
+typedef enum {
+    S_JOIN_FAILED = -1,             //  the server failed: error is set
+    S_JOIN_REFUSED,                 //  pending is failed (no room, private, full, ...)
+    S_JOIN_MEMBER,                  //  a member already: ok, nothing appended
+    S_JOIN_ADDED,                   //  our conditional update matched
+    S_JOIN_CHANGED                  //  the room changed since we read it
+} s_join_t;
+
+//  Reads the room into room, and the user's name as registered into user
+//  (once: user is "" until then). Returns 1, 0 with pending failed, or -1
+//  with error set.
+static int
+s_join_read (sm_store_t *self, sm_pending_t *pending, bson_t *room, char *user,
+             bson_error_t *error)
+{
+    bson_reinit (room);
+    int rc = s_find_room (self, pending->room_key, room, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    if (rc <= 0 || user [0])
+        return rc;
+    rc = sm_find_user_name (self, pending->key, user, error);
+    if (rc == 0)
+        s_fail_no_user (pending);
+    return rc;
+}
+
+//  The room is private and user (as registered) is not its owner
+static bool
+s_needs_invitation (const bson_t *room, const char *user)
+{
+    uint32_t owner_size;
+    const char *owner = sm_bson_text (room, "owner", &owner_size);
+    return sm_bson_bool (room, "metadata.settings.is_private")
+        && !sm_same_name (owner, owner_size, user, (uint32_t) strlen (user));
+}
+
+//  The checks of member.add on the room as read; the quotas and the seq
+//  only on the first attempt. Returns 0 to go on, 1 with pending failed,
+//  or -1 with error set.
+static int
+s_join_judge (sm_store_t *self, sm_pending_t *pending, const bson_t *room, const char *user,
+              int attempt, bson_error_t *error)
+{
+    uint32_t user_size = (uint32_t) strlen (user);
+    if (s_needs_invitation (room, user)
+    &&  !sm_bson_array_has (room, "invited", user, user_size, NULL)) {
+        sm_fail (pending, "forbidden", "The room '%.*s' is private and '%s' is not invited.",
+                 (int) pending->room.size, pending->room.data, user);
+        return 1;
+    }
+    uint32_t members = sm_bson_array_count (room, "users");
+    int64_t max_participants = sm_bson_int (room, "metadata.settings.max_participants", 0);
+    if ((int64_t) members >= max_participants) {
+        sm_fail (pending, "full", "The room '%.*s' is full (%u of %" PRId64 ").",
+                 (int) pending->room.size, pending->room.data, members, max_participants);
+        return 1;
+    }
+    if (attempt > 0)
+        return 0;
+    if (s_check_quotas (self, pending, user, error))
+        return -1;
+    if (pending->code)
+        return 1;
+    int taken = pending->entry.present ? s_seq_taken (self, pending, error) : 0;
+    if (taken == 1)
+        sm_fail_conflict (pending);
+    return taken;
+}
+
+//  The conditional update that adds user to the room: the checks again, in
+//  the filter, so that it applies only to the room as we judged it. No
+//  concurrent join can pass the limit (the element at index max - 1 exists
+//  once the room is full). Caller destroys query and update.
+static void
+s_join_change (const sm_pending_t *pending, const bson_t *room, const char *user,
+               bson_t *query, bson_t *update)
+{
+    int64_t max_participants = sm_bson_int (room, "metadata.settings.max_participants", 0);
+    char full_key [32];
+    snprintf (full_key, sizeof full_key, "users.%" PRId64, max_participants - 1);
+    bson_t condition, operation;
+    bson_init (query);
+    BSON_APPEND_UTF8 (query, "name_lower", pending->room_key);
+    BSON_APPEND_DOCUMENT_BEGIN (query, "users", &condition);
+    BSON_APPEND_UTF8 (&condition, "$ne", user);
+    bson_append_document_end (query, &condition);
+    BSON_APPEND_DOCUMENT_BEGIN (query, full_key, &condition);
+    BSON_APPEND_BOOL (&condition, "$exists", false);
+    bson_append_document_end (query, &condition);
+    if (s_needs_invitation (room, user))
+        BSON_APPEND_UTF8 (query, "invited", user);
+    bson_init (update);
+    BSON_APPEND_DOCUMENT_BEGIN (update, "$push", &operation);
+    BSON_APPEND_UTF8 (&operation, "users", user);
+    bson_append_document_end (update, &operation);
+    //  An invitation is consumed by joining
+    BSON_APPEND_DOCUMENT_BEGIN (update, "$pull", &operation);
+    BSON_APPEND_UTF8 (&operation, "invited", user);
+    bson_append_document_end (update, &operation);
+    if (pending->entry.present) {
+        BSON_APPEND_DOCUMENT_BEGIN (update, "$max", &operation);
+        BSON_APPEND_INT64 (&operation, "last_seq", (int64_t) pending->entry.seq);
+        bson_append_document_end (update, &operation);
+    }
+}
+
+//  One attempt: reads the room, judges it, and adds user with a conditional
+//  update; *consumed_p says whether that took an invitation
+static s_join_t
+s_join_attempt (sm_store_t *self, sm_pending_t *pending, bson_t *room, char *user,
+                int attempt, bool *consumed_p, bson_error_t *error)
+{
+    int rc = s_join_read (self, pending, room, user, error);
+    if (rc <= 0)
+        return rc < 0 ? S_JOIN_FAILED : S_JOIN_REFUSED;
+    uint32_t user_size = (uint32_t) strlen (user);
+    if (sm_bson_array_has (room, "users", user, user_size, NULL))
+        return S_JOIN_MEMBER;
+    rc = s_join_judge (self, pending, room, user, attempt, error);
+    if (rc)
+        return rc < 0 ? S_JOIN_FAILED : S_JOIN_REFUSED;
+    bson_t query, update;
+    s_join_change (pending, room, user, &query, &update);
+    *consumed_p = sm_bson_array_has (room, "invited", user, user_size, NULL);
+    rc = s_modify_room (self, &query, &update, room, error);
+    bson_destroy (&query);
+    bson_destroy (&update);
+    if (rc == 0)
+        //  Not matched: the room changed since we read it; judge it again
+        self->host->log (self->ctx, PARLEY_LOG_DEBUG,
+                         "room '%s' changed while %s was joining it; judging again",
+                         pending->room_key, user);
+    return rc < 0 ? S_JOIN_FAILED : rc == 1 ? S_JOIN_ADDED : S_JOIN_CHANGED;
+}
+
+//  Appends the join's entry. If it cannot be, the membership goes too, so
+//  that the request changed nothing (best effort when the server is away).
+static s_join_t
+s_join_notice (sm_store_t *self, sm_pending_t *pending, const char *user, bool consumed,
+               bson_error_t *error)
+{
+    int rc = s_insert_entry (self, pending, error);
+    if (rc == 0)
+        return S_JOIN_ADDED;
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *update = consumed
+        ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (user), "}",
+                    "$addToSet", "{", "invited", BCON_UTF8 (user), "}")
+        : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (user), "}");
+    bson_error_t undo_error;
+    self->round_trips++;
+    if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL, &undo_error))
+        sm_note_failure (self, "undoing a join whose notice failed", &undo_error);
+    bson_destroy (query);
+    bson_destroy (update);
+    if (rc < 0)
+        return S_JOIN_FAILED;
+    sm_fail_conflict (pending);
+    return S_JOIN_REFUSED;
+}
+
+int
+sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    char user [SM_NAME_MAX + 1] = "";
+    bson_t room = BSON_INITIALIZER;
+    bool consumed = false;
+    s_join_t outcome = S_JOIN_CHANGED;
+    for (int attempt = 0; attempt < SM_JOIN_ATTEMPTS && outcome == S_JOIN_CHANGED; attempt++)
+        outcome = s_join_attempt (self, pending, &room, user, attempt, &consumed, error);
+    if (outcome == S_JOIN_CHANGED)
+        sm_fail (pending, "unavailable", "The room '%.*s' kept changing; try again.",
+                 (int) pending->room.size, pending->room.data);
+    if (outcome == S_JOIN_ADDED && pending->entry.present)
+        outcome = s_join_notice (self, pending, user, consumed, error);
+    if (outcome == S_JOIN_ADDED || outcome == S_JOIN_MEMBER) {
+        msgpack_pack_map (packer, 3);
+        sm_pack_str (packer, "added");
+        if (outcome == S_JOIN_ADDED)
+            msgpack_pack_true (packer);
+        else
+            msgpack_pack_false (packer);
+        sm_pack_str (packer, "members");
+        msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
+        sm_pack_str (packer, "room");
+        s_pack_room (packer, &room, NULL, -1);
+    }
+    bson_destroy (&room);
+    return outcome == S_JOIN_FAILED ? -1 : 0;
+}
+
+int
+sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                      bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    char member [SM_NAME_MAX + 1];
+    if (rc == 0)
+        s_fail_no_room (pending);
+    else
+    if (rc == 1 && !sm_bson_array_has (&room, "users", pending->name.data, pending->name.size,
+                                       member)) {
+        sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                 (int) pending->name.size, pending->name.data,
+                 (int) pending->room.size, pending->room.data);
+        rc = 0;
+    }
+    else
+    if (rc == 1 && pending->entry.present) {
+        rc = s_seq_taken (self, pending, error);
+        if (rc == 1) {
+            sm_fail_conflict (pending);
+            rc = 0;
+        }
+        else
+        if (rc == 0)
+            rc = 1;
+    }
+    if (rc == 1) {
+        bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key),
+                                  "users", BCON_UTF8 (member));
+        bson_t *update = pending->entry.present
+            ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}",
+                        "$max", "{", "last_seq", BCON_INT64 ((int64_t) pending->entry.seq), "}")
+            : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}");
+        rc = s_modify_room (self, query, update, &room, error);
+        bson_destroy (query);
+        bson_destroy (update);
+        if (rc == 0)
+            //  Left meanwhile, or the room went
+            sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                     (int) pending->name.size, pending->name.data,
+                     (int) pending->room.size, pending->room.data);
+    }
+    if (rc == 1 && pending->entry.present) {
+        int inserted = s_insert_entry (self, pending, error);
+        if (inserted != 0) {
+            //  Not appended: the member stays, so that nothing changed
+            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = BCON_NEW ("$addToSet", "{", "users", BCON_UTF8 (member), "}");
+            bson_error_t undo_error;
+            self->round_trips++;
+            if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL,
+                                               &undo_error))
+                sm_note_failure (self, "undoing a leave whose notice failed", &undo_error);
+            bson_destroy (query);
+            bson_destroy (update);
+            if (inserted == 1) {
+                sm_fail_conflict (pending);
+                rc = 0;
+            }
+            else
+                rc = -1;
+        }
+    }
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        sm_pack_str (packer, "members");
+        msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
+        rc = 0;
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+sm_run_member_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        sm_pack_str (packer, "members");
+        sm_pack_sorted_names (packer, &room, "users");
+    }
+    else
+    if (rc == 0)
+        s_fail_no_room (pending);
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+sm_run_invite_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    char user [SM_NAME_MAX + 1] = "";
+    int rc = s_find_room (self, pending->room_key, &room, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    else
+    if (rc == 1) {
+        rc = sm_find_user_name (self, pending->key, user, error);
+        if (rc == 0)
+            s_fail_no_user (pending);
+    }
+    if (rc == 1) {
+        bool already_member
+            = sm_bson_array_has (&room, "users", user, (uint32_t) strlen (user), NULL);
+        if (!already_member) {
+            //  $addToSet: inviting twice records one invitation
+            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+            bson_t *update = BCON_NEW ("$addToSet", "{", "invited", BCON_UTF8 (user), "}");
+            bson_t reply;
+            self->round_trips++;
+            bool ok = mongoc_collection_update_one (self->rooms, query, update, NULL, &reply,
+                                                    error);
+            bson_iter_t iter;
+            if (ok && bson_iter_init_find (&iter, &reply, "matchedCount")
+            &&  bson_iter_as_int64 (&iter) == 0) {
+                s_fail_no_room (pending);       //  deleted meanwhile
+                rc = 0;
+            }
+            else
+            if (!ok)
+                rc = -1;
+            bson_destroy (&reply);
+            bson_destroy (query);
+            bson_destroy (update);
+        }
+        if (rc == 1) {
+            msgpack_pack_map (packer, 2);
+            sm_pack_str (packer, "user");
+            sm_pack_str (packer, user);
+            sm_pack_str (packer, "already_member");
+            if (already_member)
+                msgpack_pack_true (packer);
+            else
+                msgpack_pack_false (packer);
+        }
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+
+int
+sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    bson_t *room_filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *room_projection = BCON_NEW ("_id", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find_one (self, self->rooms, room_filter, room_projection, &found, error);
+    bson_destroy (&found);
+    bson_destroy (room_projection);
+    bson_destroy (room_filter);
+    if (rc <= 0) {
+        if (rc == 0)
+            s_fail_no_room (pending);
+        return rc;
+    }
+    return sm_run_page (self, pending, self->messages, "room", pending->room_key,
+                        SM_TIMELINE_INDEX, s_pack_entry, packer, error);
+}
+
+
+//  The newest ts of a msg.append's run (the entries were validated)
+static int64_t
+s_newest_ts (const sm_pending_t *pending)
+{
+    int64_t newest = 0;
+    for (uint32_t index = 0; index < pending->entry_count; index++) {
+        const msgpack_object *ts = sm_field (&pending->entries [index], "ts");
+        if (ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && (int64_t) ts->via.u64 > newest)
+            newest = (int64_t) ts->via.u64;
+    }
+    return newest;
+}
+
+//  The rooms' last_seq, one $max per room: a copy for the room map
+//  (room.get reads the timeline itself). Its failure leaves the entries
+//  appended, and their ok stands.
+static void
+s_advance_rooms (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
+    mongoc_bulk_operation_t *bulk
+        = mongoc_collection_create_bulk_operation_with_opts (self->rooms, bulk_opts);
+    bson_destroy (bulk_opts);
+    size_t updates = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        if (!sm_is_live (pending))
+            continue;
+        //  The highest seq of this room in the run, once per room
+        bool seen_before = false;
+        uint64_t highest = sm_last_seq (pending);
+        for (sm_pending_t *other = first; other < end; other++) {
+            if (other == pending || !sm_is_live (other)
+            ||  strcmp (other->room_key, pending->room_key) != 0)
+                continue;
+            if (other < pending)
+                seen_before = true;
+            if (sm_last_seq (other) > highest)
+                highest = sm_last_seq (other);
+        }
+        if (seen_before)
+            continue;
+        //  The room's activity too, for room.list's public rooms: the
+        //  newest ts of the room's requests in the run, in the same update
+        int64_t active = s_newest_ts (pending);
+        for (sm_pending_t *other = pending + 1; other < end; other++)
+            if (sm_is_live (other) && strcmp (other->room_key, pending->room_key) == 0
+            &&  s_newest_ts (other) > active)
+                active = s_newest_ts (other);
+        bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+        bson_t *update = BCON_NEW ("$max", "{", "last_seq", BCON_INT64 ((int64_t) highest),
+                                               "active_at", BCON_DATE_TIME (active), "}");
+        mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
+        bson_destroy (selector);
+        bson_destroy (update);
+        updates++;
+    }
+    if (updates > 0) {
+        bson_t reply;
+        bson_error_t error;
+        self->round_trips++;
+        if (!mongoc_bulk_operation_execute (bulk, &reply, &error))
+            sm_note_failure (self, "updating the rooms' last_seq", &error);
+        bson_destroy (&reply);
+    }
+    mongoc_bulk_operation_destroy (bulk);
+}
+
+int
+sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    sm_span_t span = { first, end };
+    bson_error_t error;
+    bson_t filter, condition, array;
+    sm_in_begin (&filter, "name_lower", &condition, &array);
+    uint32_t count = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending))
+            sm_array_append_text (&array, &count, pending->room_key,
+                                  (uint32_t) strlen (pending->room_key));
+    sm_in_end (&filter, &condition, &array);
+    bson_t *opts = BCON_NEW ("projection", "{", "name_lower", BCON_INT32 (1), "}");
+    int rc = sm_find (self, self->rooms, &filter, opts, sm_on_room_exists, &span, &error);
+    bson_destroy (opts);
+    bson_destroy (&filter);
+    if (rc) {
+        sm_note_failure (self, "looking up the rooms of appends", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending) && !pending->room_found)
+            s_fail_no_room (pending);
+
+    //  The seqs taken: looked for before inserting, as the JavaScript test
+    //  server does not enforce the unique index. Then the run's own overlaps,
+    //  among the requests still live, as if each came alone in order.
+    if (sm_find_seqs_taken (self, first, end, &error)) {
+        sm_note_failure (self, "looking for taken seqs", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
+    sm_settle_overlaps (first, end);
+    rc = sm_insert_entries (self, first, end);
+    if (rc == 0)
+        s_advance_rooms (self, first, end);
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending)) {
+            msgpack_packer packer;
+            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
+            msgpack_pack_map (&packer, 1);
+            sm_pack_str (&packer, "seq");
+            msgpack_pack_uint64 (&packer, sm_last_seq (pending));
+        }
+    return rc;
+}
+
