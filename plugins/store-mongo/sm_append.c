@@ -9,7 +9,6 @@
 #include "sm_conn.h"
 #include "sm_pm.h"
 #include "sm_rooms.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -18,8 +17,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  The seqs of msg.append's and pm.append's runs: the first, the last
+uint64_t
+sm_first_seq (const sm_pending_t *pending)
+{
+    return pending->op == ST_PM_APPEND ? pending->seq : pending->entry.seq;
+}
+
+uint64_t
+sm_last_seq (const sm_pending_t *pending)
+{
+    return sm_first_seq (pending) + pending->entry_count - 1;
+}
+
+//  The timeline a msg.append or pm.append request appends to: a room's, in
+//  messages by 'room', or a conversation's, in pm_messages by 'conv'
+const char *
+sm_timeline_key (const sm_pending_t *pending)
+{
+    return pending->op == ST_PM_APPEND ? pending->conv : pending->room_key;
+}
+
+const char *
+sm_timeline_field (const sm_pending_t *pending)
+{
+    return pending->op == ST_PM_APPEND ? "conv" : "room";
+}
+
 //  msg.append, a run of requests, each appending a run of 1 to
-//  SM_ENTRIES_MAX entries to one room: one find of the rooms, one of the
+//  ST_RUN_MAX entries to one room: one find of the rooms, one of the
 //  seqs taken, one ordered insert_many of every entry of the run, one bulk
 //  of $max on the rooms' last_seq.
 //
@@ -74,7 +100,7 @@ s_on_seq_taken (void *arg, const bson_t *document)
 int
 sm_find_seqs_taken (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
 {
-    bool pm = first->op == SM_OP_PM_APPEND;
+    bool pm = first->op == ST_PM_APPEND;
     bson_t filter = BSON_INITIALIZER, clauses;
     BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &clauses);
     uint32_t count = 0;
@@ -131,25 +157,14 @@ sm_settle_overlaps (sm_pending_t *first, sm_pending_t *end)
 }
 
 //  Builds the document of element index of pending's run (msg.append: an
-//  entry; pm.append: a message), read again from fields as validation read
-//  it. Returns 0, or -1 if it could not be read (it cannot).
-static int
-s_build_run_document (sm_pending_t *pending, uint32_t index, bson_t *document)
+//  entry; pm.append: a message)
+static void
+s_build_run_document (const sm_pending_t *pending, uint32_t index, bson_t *document)
 {
-    const msgpack_object *value = &pending->entries [index];
-    if (pending->op == SM_OP_PM_APPEND) {
-        sm_pm_message_t message;
-        if (sm_pm_message_read (pending, value, &message))
-            return -1;
-        sm_build_pm_message (pending, &message, document);
-    }
-    else {
-        sm_entry_t entry;
-        if (sm_entry_read (pending, value, &entry))
-            return -1;
-        sm_build_entry (pending->room_key, &entry, document);
-    }
-    return 0;
+    if (pending->op == ST_PM_APPEND)
+        sm_build_pm_message (pending, &pending->messages [index], document);
+    else
+        sm_build_entry (pending->room_key, &pending->entries [index], document);
 }
 
 //  Inserts the entries (or private messages) of the live requests of
@@ -159,7 +174,7 @@ s_build_run_document (sm_pending_t *pending, uint32_t index, bson_t *document)
 int
 sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
 {
-    bool pm = first->op == SM_OP_PM_APPEND;
+    bool pm = first->op == ST_PM_APPEND;
     mongoc_collection_t *collection = pm ? self->pm_messages : self->messages;
     const char *what = pm ? "appending private messages" : "appending entries";
     size_t capacity = 0;
@@ -178,17 +193,12 @@ sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         return 0;
     }
     size_t count = 0;
-    for (sm_pending_t *pending = first; pending < end; pending++) {
+    for (sm_pending_t *pending = first; pending < end; pending++)
         for (uint32_t index = 0; index < pending->entry_count && sm_is_live (pending); index++) {
             documents [count] = bson_new ();
             owners [count++] = pending;
-            if (s_build_run_document (pending, index, documents [count - 1]))
-                break;
+            s_build_run_document (pending, index, documents [count - 1]);
         }
-        //  A request refused while its documents were built sends none
-        while (count > 0 && owners [count - 1] == pending && !sm_is_live (pending))
-            bson_destroy (documents [--count]);
-    }
     int rc = 0;
     bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (true));
     size_t start = 0;               //  the first document not yet inserted

@@ -18,6 +18,21 @@ typedef struct {
     sm_pending_t *end;
 } sm_span_t;
 
+//  The seqs of msg.append's and pm.append's runs: the first, the last
+uint64_t
+    sm_first_seq (const sm_pending_t *pending);
+
+uint64_t
+    sm_last_seq (const sm_pending_t *pending);
+
+//  The timeline a msg.append or pm.append request appends to: a room's, in
+//  messages by 'room', or a conversation's, in pm_messages by 'conv'
+const char *
+    sm_timeline_key (const sm_pending_t *pending);
+
+const char *
+    sm_timeline_field (const sm_pending_t *pending);
+
 void
     sm_on_room_exists (void *arg, const bson_t *document);
 

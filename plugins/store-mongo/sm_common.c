@@ -4,9 +4,12 @@
 */
 
 #include "sm_store.h"
+#include "pl_body.h"
+#include "st_list.h"
+#include "sm_append.h"
 #include "sm_common.h"
+#include "st_reply.h"
 #include "sm_conn.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -18,47 +21,34 @@
 //  --------------------------------------------------------------------------
 //  Helpers
 
-//  The ASCII-lower-cased copy of text, into key (SM_NAME_MAX + 1 bytes)
-void
-sm_lower (const char *data, uint32_t size, char *key)
-{
-    for (uint32_t index = 0; index < size; index++) {
-        char c = data [index];
-        key [index] = (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
-    }
-    key [size] = 0;
-}
-
-void
-sm_pack_str (msgpack_packer *packer, const char *string)
-{
-    msgpack_pack_str_with_body (packer, string, strlen (string));
-}
-
 void
 sm_fail (sm_pending_t *pending, const char *code, const char *format, ...)
 {
-    pending->code = code;
+    char message [ST_MESSAGE_MAX];
     va_list args;
     va_start (args, format);
-    vsnprintf (pending->message, sizeof pending->message, format, args);
+    vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    msgpack_sbuffer_clear (&pending->result);
+    st_request_fail (pending->request, code, "%s", message);
 }
 
-void
-sm_pending_reset (sm_pending_t *pending)
-{
-    msgpack_unpacked_destroy (&pending->fields);
-    msgpack_sbuffer_destroy (&pending->result);
-    memset (pending, 0, sizeof *pending);
-}
-
-//  True for requests that are still to be applied: valid, not answered
 bool
 sm_is_live (const sm_pending_t *pending)
 {
-    return pending->code == NULL;
+    return st_request_live (pending->request);
+}
+
+msgpack_packer *
+sm_packer (sm_pending_t *pending)
+{
+    return st_request_packer (pending->request);
+}
+
+void
+sm_pack_items (msgpack_packer *packer, const msgpack_sbuffer *items)
+{
+    //  The items are msgpack already: their bytes go through as they are
+    msgpack_pack_str_body (packer, items->data, items->size);
 }
 
 //  Packs a string field of a document, "" if absent
@@ -184,8 +174,8 @@ sm_array_append_text (bson_t *array, uint32_t *count, const char *data, uint32_t
 void
 sm_fail_seq_taken (sm_pending_t *pending, uint64_t seq, bool part_stored)
 {
-    bool pm = pending->op == SM_OP_PM_APPEND;
-    char timeline [2 * SM_NAME_MAX + 32];
+    bool pm = pending->op == ST_PM_APPEND;
+    char timeline [2 * ST_NAME_MAX + 32];
     if (pm)
         snprintf (timeline, sizeof timeline, "The conversation of '%s' and '%s'",
                   pending->from_name, pending->to_name);
@@ -206,18 +196,18 @@ void
 sm_fail_conflict (sm_pending_t *pending)
 {
     switch (pending->op) {
-        case SM_OP_USER_CREATE:
+        case ST_USER_CREATE:
             sm_fail (pending, "conflict", "The name '%.*s' is taken (names ignore case).",
                      (int) pending->name.size, pending->name.data);
             break;
-        case SM_OP_ROOM_CREATE:
+        case ST_ROOM_CREATE:
             sm_fail (pending, "conflict", "A room named '%.*s' exists (room names ignore case).",
                      (int) pending->room.size, pending->room.data);
             break;
-        case SM_OP_MSG_APPEND:
-        case SM_OP_MEMBER_ADD:
-        case SM_OP_MEMBER_REMOVE:
-        case SM_OP_PM_APPEND:
+        case ST_MSG_APPEND:
+        case ST_MEMBER_ADD:
+        case ST_MEMBER_REMOVE:
+        case ST_PM_APPEND:
             sm_fail_seq_taken (pending, sm_first_seq (pending), false);
             break;
         default:
@@ -532,7 +522,7 @@ sm_bson_array_count (const bson_t *document, const char *key)
 }
 
 //  Whether the array field holds name without regard to case; the element
-//  as stored goes into found (SM_NAME_MAX + 1 bytes) if given
+//  as stored goes into found (ST_NAME_MAX + 1 bytes) if given
 bool
 sm_bson_array_has (const bson_t *document, const char *key, const char *name, uint32_t size,
                    char *found)
@@ -548,7 +538,7 @@ sm_bson_array_has (const bson_t *document, const char *key, const char *name, ui
         const char *value = bson_iter_utf8 (&element, &length);
         if (sm_same_name (value, length, name, size)) {
             if (found)
-                snprintf (found, SM_NAME_MAX + 1, "%.*s", (int) length, value);
+                snprintf (found, ST_NAME_MAX + 1, "%.*s", (int) length, value);
             return true;
         }
     }
@@ -587,7 +577,7 @@ sm_pack_sorted_names (msgpack_packer *packer, const bson_t *document, const char
     qsort (names, used, sizeof (char *), s_compare_lower);
     msgpack_pack_array (packer, used);
     for (uint32_t index = 0; index < used; index++)
-        sm_pack_str (packer, names [index]);
+        pl_body_pack_str (packer, names [index]);
     free (names);
 }
 
@@ -609,7 +599,7 @@ s_on_entry (void *arg, const bson_t *document)
 
 
 //  Cuts *count_p so that the first *count_p documents, packed, take at most
-//  SM_REPLY_BUDGET bytes. Returns true if it cut.
+//  ST_LIST_BUDGET bytes. Returns true if it cut.
 static bool
 s_page_cut (bson_t **documents, uint32_t *count_p, sm_pack_fn *pack)
 {
@@ -620,7 +610,7 @@ s_page_cut (bson_t **documents, uint32_t *count_p, sm_pack_fn *pack)
     bool cut = false;
     for (uint32_t index = 0; index < *count_p; index++) {
         pack (&packer, documents [index]);
-        if (scratch.size > SM_REPLY_BUDGET) {
+        if (scratch.size > ST_LIST_BUDGET) {
             *count_p = index;
             cut = true;
             break;
@@ -637,13 +627,13 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
 {
     bson_t filter = BSON_INITIALIZER, range;
     BSON_APPEND_UTF8 (&filter, field, key);
-    if (pending->cursor != SM_CURSOR_NONE) {
+    if (pending->cursor != ST_CURSOR_NONE) {
         BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &range);
-        BSON_APPEND_INT64 (&range, pending->cursor == SM_CURSOR_AFTER ? "$gt" : "$lt",
+        BSON_APPEND_INT64 (&range, pending->cursor == ST_CURSOR_AFTER ? "$gt" : "$lt",
                            (int64_t) pending->cursor_seq);
         bson_append_document_end (&filter, &range);
     }
-    bool oldest_first = pending->cursor == SM_CURSOR_AFTER;
+    bool oldest_first = pending->cursor == ST_CURSOR_AFTER;
     bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (oldest_first ? 1 : -1), "}",
                              "limit", BCON_INT64 ((int64_t) pending->limit + 1),
                              "hint", BCON_UTF8 (hint),
@@ -663,11 +653,11 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
             if (s_page_cut (entries.documents, &count, pack))
                 more = true;
             msgpack_pack_map (packer, 2);
-            sm_pack_str (packer, "messages");
+            pl_body_pack_str (packer, "messages");
             msgpack_pack_array (packer, count);
             for (uint32_t index = 0; index < count; index++)
                 pack (packer, entries.documents [oldest_first ? index : count - 1 - index]);
-            sm_pack_str (packer, "more");
+            pl_body_pack_str (packer, "more");
             if (more)
                 msgpack_pack_true (packer);
             else

@@ -35,23 +35,23 @@ typedef struct {
     const char *code;               //  failure for a match, or NULL for token.put owners
 } sm_match_t;
 
-//  The ASCII-lower-cased copy of text, into key (SM_NAME_MAX + 1 bytes)
-void
-    sm_lower (const char *data, uint32_t size, char *key);
-
-void
-    sm_pack_str (msgpack_packer *packer, const char *string);
-
+//  Fails pending's request with code and a sentence (st_request_fail)
 void
     sm_fail (sm_pending_t *pending, const char *code, const char *format, ...)
         __attribute__ ((format (printf, 3, 4)));
 
-void
-    sm_pending_reset (sm_pending_t *pending);
-
 //  True for requests that are still to be applied: valid, not answered
 bool
     sm_is_live (const sm_pending_t *pending);
+
+//  The packer of pending's ok answer (st_request_packer)
+msgpack_packer *
+    sm_packer (sm_pending_t *pending);
+
+//  Writes items, packed already (the elements of an array whose header the
+//  caller packed), into packer
+void
+    sm_pack_items (msgpack_packer *packer, const msgpack_sbuffer *items);
 
 //  Packs a string field of a document, "" if absent
 void
@@ -164,7 +164,7 @@ uint32_t
     sm_bson_array_count (const bson_t *document, const char *key);
 
 //  Whether the array field holds name without regard to case; the element
-//  as stored goes into found (SM_NAME_MAX + 1 bytes) if given
+//  as stored goes into found (ST_NAME_MAX + 1 bytes) if given
 bool
     sm_bson_array_has (const bson_t *document, const char *key, const char *name, uint32_t size,
                        char *found);

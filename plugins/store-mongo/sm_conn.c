@@ -4,7 +4,9 @@
 */
 
 #include "sm_store.h"
+#include "pl_body.h"
 #include "sm_common.h"
+#include "st_reply.h"
 #include "sm_conn.h"
 
 #include <assert.h>
@@ -238,9 +240,9 @@ sm_run_info (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer, bs
     if (!ok)
         return -1;
     msgpack_pack_map (packer, 2);
-    sm_pack_str (packer, "backend");
-    sm_pack_str (packer, "mongo");
-    sm_pack_str (packer, "schema_version");
+    pl_body_pack_str (packer, "backend");
+    pl_body_pack_str (packer, "mongo");
+    pl_body_pack_str (packer, "schema_version");
     msgpack_pack_uint32 (packer, SM_SCHEMA_VERSION);
     return 0;
 }

@@ -4,11 +4,13 @@
 */
 
 #include "sm_store.h"
+#include "pl_body.h"
+#include "st_list.h"
 #include "sm_append.h"
 #include "sm_common.h"
+#include "st_reply.h"
 #include "sm_conn.h"
 #include "sm_pm.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -42,8 +44,8 @@
 
 //  A user of a pm request: lower-cased key and name as registered
 typedef struct {
-    char key [SM_NAME_MAX + 1];      //  name_lower
-    char name [SM_NAME_MAX + 1];     //  name
+    char key [ST_NAME_MAX + 1];      //  name_lower
+    char name [ST_NAME_MAX + 1];     //  name
 } s_user_name_t;
 
 //  The users a run names that exist, sorted by key once found
@@ -118,7 +120,7 @@ s_find_pm_users (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, s_use
 static void
 s_fail_no_pm_user (sm_pending_t *pending, bool me_missing)
 {
-    const sm_text_t *missing = me_missing ? &pending->name : &pending->peer;
+    const st_text_t *missing = me_missing ? &pending->name : &pending->peer;
     sm_fail (pending, "not_found", "No user is named '%.*s'.", (int) missing->size,
              missing->data);
 }
@@ -128,22 +130,22 @@ static void
 s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
 {
     msgpack_pack_map (packer, 5);
-    sm_pack_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (document, "seq", 0));
-    sm_pack_str (packer, "from");
+    pl_body_pack_str (packer, "from");
     sm_pack_bson_text (packer, document, "from");
-    sm_pack_str (packer, "to");
+    pl_body_pack_str (packer, "to");
     sm_pack_bson_text (packer, document, "to");
-    sm_pack_str (packer, "text");
+    pl_body_pack_str (packer, "text");
     sm_pack_bson_text (packer, document, "text");
-    sm_pack_str (packer, "ts");
+    pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, sm_bson_int (document, "ts", 0));
 }
 
 //  A message's fields, as in pm_messages and in a conversation's last: from
 //  and to as registered, by the message's direction
 static void
-s_append_pm_fields (const sm_pending_t *pending, const sm_pm_message_t *message,
+s_append_pm_fields (const sm_pending_t *pending, const st_pm_message_t *message,
                     bson_t *document)
 {
     BSON_APPEND_INT64 (document, "seq", (int64_t) message->seq);
@@ -157,7 +159,7 @@ s_append_pm_fields (const sm_pending_t *pending, const sm_pm_message_t *message,
 }
 
 void
-sm_build_pm_message (const sm_pending_t *pending, const sm_pm_message_t *message,
+sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message,
                      bson_t *document)
 {
     bson_oid_t oid;
@@ -227,10 +229,7 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
         }
         if (seen_before)
             continue;
-        //  Read again from fields, as validation read it: it cannot fail
-        sm_pm_message_t message;
-        if (sm_pm_message_read (newest, &newest->entries [newest->entry_count - 1], &message))
-            continue;
+        const st_pm_message_t message = newest->messages [newest->entry_count - 1];
         //  The filter carries the condition: the newest never goes back.
         //  A conversation not found is upserted; if a concurrent writer
         //  created it with a newer entry, the upsert's insert meets the
@@ -284,7 +283,7 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
     return rc;
 }
 
-//  pm.append, a run of requests, each appending a run of 1 to SM_ENTRIES_MAX
+//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
 //  messages to one conversation: one find of the users, then as msg.append
 //  (see above, also for a failure part way): one find of the seqs taken,
 //  one ordered insert_many of every message of the run; then
@@ -340,15 +339,14 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         sm_note_failure (self, "advancing the conversations", &error);
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
-            msgpack_packer packer;
-            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 3);
-            sm_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, sm_last_seq (pending));
-            sm_pack_str (&packer, "from");
-            sm_pack_str (&packer, pending->from_name);
-            sm_pack_str (&packer, "to");
-            sm_pack_str (&packer, pending->to_name);
+            msgpack_packer *packer = sm_packer (pending);
+            msgpack_pack_map (packer, 3);
+            pl_body_pack_str (packer, "seq");
+            msgpack_pack_uint64 (packer, sm_last_seq (pending));
+            pl_body_pack_str (packer, "from");
+            pl_body_pack_str (packer, pending->from_name);
+            pl_body_pack_str (packer, "to");
+            pl_body_pack_str (packer, pending->to_name);
         }
     return rc;
 }
@@ -367,7 +365,7 @@ sm_run_pm_last_seq (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     int rc = sm_find (self, self->pm_messages, filter, opts, sm_keep_first, &found, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "last_seq");
+        pl_body_pack_str (packer, "last_seq");
         msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (&found, "seq", 0));
     }
     bson_destroy (&found);
@@ -489,7 +487,7 @@ s_count_unread (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
 }
 
 //  Packs {conversations, more}: the newest conversations of list whose
-//  entries fit in SM_REPLY_BUDGET (each carries its last message), at least one
+//  entries fit in ST_LIST_BUDGET (each carries its last message), at least one
 static void
 s_pack_conversations (msgpack_packer *packer, s_conversations_t *list)
 {
@@ -512,23 +510,23 @@ s_pack_conversations (msgpack_packer *packer, s_conversations_t *list)
         }
         size_t start = rows.size;
         msgpack_pack_map (&row_packer, 3);
-        sm_pack_str (&row_packer, "with");
+        pl_body_pack_str (&row_packer, "with");
         sm_pack_bson_text (&row_packer, conversation, first ? "names.1" : "names.0");
-        sm_pack_str (&row_packer, "last");
+        pl_body_pack_str (&row_packer, "last");
         s_pack_pm_entry (&row_packer, &last);
-        sm_pack_str (&row_packer, "unread");
+        pl_body_pack_str (&row_packer, "unread");
         msgpack_pack_uint64 (&row_packer, (uint64_t) list->unread [count]);
         bson_destroy (&last);
-        if (count && rows.size > SM_REPLY_BUDGET) {
+        if (count && rows.size > ST_LIST_BUDGET) {
             rows.size = start;
             break;
         }
     }
     msgpack_pack_map (packer, 2);
-    sm_pack_str (packer, "conversations");
+    pl_body_pack_str (packer, "conversations");
     msgpack_pack_array (packer, count);
     packer->callback (packer->data, rows.data, rows.size);
-    sm_pack_str (packer, "more");
+    pl_body_pack_str (packer, "more");
     if (count < list->count)
         msgpack_pack_true (packer);
     else
@@ -629,7 +627,7 @@ sm_run_pm_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
     }
     if (rc == 0 && sm_is_live (pending)) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "unread");
+        pl_body_pack_str (packer, "unread");
         msgpack_pack_uint64 (packer, (uint64_t) unread);
     }
     bson_destroy (&conversation);

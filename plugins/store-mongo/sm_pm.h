@@ -13,10 +13,10 @@
 #include "sm_store.h"
 
 void
-    sm_build_pm_message (const sm_pending_t *pending, const sm_pm_message_t *message,
+    sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message,
                          bson_t *document);
 
-//  pm.append, a run of requests, each appending a run of 1 to SM_ENTRIES_MAX
+//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
 //  messages to one conversation: one find of the users, then as msg.append
 //  (see above, also for a failure part way): one find of the seqs taken,
 //  one ordered insert_many of every message of the run; then

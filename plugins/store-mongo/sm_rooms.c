@@ -4,12 +4,14 @@
 */
 
 #include "sm_store.h"
+#include "pl_body.h"
+#include "st_list.h"
 #include "sm_append.h"
 #include "sm_common.h"
+#include "st_reply.h"
 #include "sm_conn.h"
 #include "sm_rooms.h"
 #include "sm_users.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -47,29 +49,29 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
         last_seq = sm_bson_int (room, "last_seq", 0);
     int64_t max_participants = sm_bson_int (room, "metadata.settings.max_participants", 0);
     msgpack_pack_map (packer, joined ? 10 : 9);
-    sm_pack_str (packer, "name");
+    pl_body_pack_str (packer, "name");
     sm_pack_bson_text (packer, room, "name");
-    sm_pack_str (packer, "description");
+    pl_body_pack_str (packer, "description");
     sm_pack_bson_text (packer, room, "metadata.description");
-    sm_pack_str (packer, "private");
+    pl_body_pack_str (packer, "private");
     if (sm_bson_bool (room, "metadata.settings.is_private"))
         msgpack_pack_true (packer);
     else
         msgpack_pack_false (packer);
-    sm_pack_str (packer, "max_participants");
+    pl_body_pack_str (packer, "max_participants");
     msgpack_pack_uint64 (packer, max_participants > 0 ? (uint64_t) max_participants : 0);
-    sm_pack_str (packer, "owner");
+    pl_body_pack_str (packer, "owner");
     sm_pack_bson_text (packer, room, "owner");
-    sm_pack_str (packer, "created_at");
+    pl_body_pack_str (packer, "created_at");
     msgpack_pack_int64 (packer, sm_bson_int (room, "created_at", 0));
-    sm_pack_str (packer, "members");
+    pl_body_pack_str (packer, "members");
     msgpack_pack_uint32 (packer, sm_bson_array_count (room, "users"));
-    sm_pack_str (packer, "last_seq");
+    pl_body_pack_str (packer, "last_seq");
     msgpack_pack_uint64 (packer, last_seq > 0 ? (uint64_t) last_seq : 0);
-    sm_pack_str (packer, "active_at");
+    pl_body_pack_str (packer, "active_at");
     msgpack_pack_int64 (packer, sm_bson_int (room, "active_at", 0));
     if (joined) {
-        sm_pack_str (packer, "joined");
+        pl_body_pack_str (packer, "joined");
         if (*joined)
             msgpack_pack_true (packer);
         else
@@ -85,22 +87,22 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
     const char *kind = sm_bson_text (document, "kind", &kind_size);
     bool system = kind_size == 6 && memcmp (kind, "system", 6) == 0;
     msgpack_pack_map (packer, 5);
-    sm_pack_str (packer, "seq");
+    pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (document, "seq", 0));
-    sm_pack_str (packer, "kind");
+    pl_body_pack_str (packer, "kind");
     msgpack_pack_str_with_body (packer, kind, kind_size);
-    sm_pack_str (packer, "user");
+    pl_body_pack_str (packer, "user");
     sm_pack_bson_text (packer, document, "user");
-    sm_pack_str (packer, "ts");
+    pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, sm_bson_int (document, "ts", 0));
-    sm_pack_str (packer, system ? "event" : "text");
+    pl_body_pack_str (packer, system ? "event" : "text");
     sm_pack_bson_text (packer, document, system ? "event" : "text");
 }
 
 //  The document of a timeline entry of the room whose lower-cased name is
 //  room_key
 void
-sm_build_entry (const char *room_key, const sm_entry_t *entry, bson_t *document)
+sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
 {
     bson_oid_t oid;
     bson_oid_init (&oid, NULL);
@@ -298,7 +300,7 @@ int
 sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
 {
-    char owner [SM_NAME_MAX + 1];
+    char owner [ST_NAME_MAX + 1];
     int rc = sm_find_user_name (self, pending->key, owner, error);
     if (rc <= 0) {
         if (rc == 0)
@@ -319,7 +321,7 @@ sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     //  The quotas after the name: a repeated create answers conflict
     if (s_check_quotas (self, pending, owner, error))
         return -1;
-    if (pending->code)
+    if (!sm_is_live (pending))
         return 0;
     //  A timeline that a delete interrupted midway left behind is not this
     //  room's: cleared first (one index range, usually empty)
@@ -335,7 +337,7 @@ sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
     if (ok) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "room");
+        pl_body_pack_str (packer, "room");
         s_pack_room (packer, &room, NULL, -1);
     }
     else
@@ -361,7 +363,7 @@ sm_run_room_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
         if (rc == 0) {
             int64_t stored = sm_bson_int (&room, "last_seq", 0);
             msgpack_pack_map (packer, 1);
-            sm_pack_str (packer, "room");
+            pl_body_pack_str (packer, "room");
             s_pack_room (packer, &room, NULL, newest > stored ? newest : stored);
         }
     }
@@ -383,7 +385,7 @@ typedef struct {
 } s_room_list_t;
 
 //  Packs a room found, with joined, unless the list is full: past its
-//  limit, or past SM_REPLY_BUDGET bytes (the answer stops at a whole room)
+//  limit, or past ST_LIST_BUDGET bytes (the answer stops at a whole room)
 static void
 s_on_listed_room (void *arg, const bson_t *document)
 {
@@ -397,7 +399,7 @@ s_on_listed_room (void *arg, const bson_t *document)
                                      (uint32_t) strlen (list->user), NULL);
     size_t before = list->rows.size;
     s_pack_room (&list->packer, document, &joined, -1);
-    if (list->rows.size > SM_REPLY_BUDGET) {
+    if (list->rows.size > ST_LIST_BUDGET) {
         list->rows.size = before;
         list->more = true;
         return;
@@ -425,10 +427,10 @@ s_find_room_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
     int rc = sm_find (self, self->rooms, filter, &opts, s_on_listed_room, &list, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 2);
-        sm_pack_str (packer, "rooms");
+        pl_body_pack_str (packer, "rooms");
         msgpack_pack_array (packer, list.count);
-        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
-        sm_pack_str (packer, "more");
+        sm_pack_items (packer, &list.rows);
+        pl_body_pack_str (packer, "more");
         if (list.more)
             msgpack_pack_true (packer);
         else
@@ -445,15 +447,15 @@ int
 sm_run_room_joined (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
 {
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     int rc = sm_find_user_name (self, pending->key, user, error);
     if (rc < 0)
         return -1;
     if (rc == 0) {
         msgpack_pack_map (packer, 2);
-        sm_pack_str (packer, "rooms");
+        pl_body_pack_str (packer, "rooms");
         msgpack_pack_array (packer, 0);
-        sm_pack_str (packer, "more");
+        pl_body_pack_str (packer, "more");
         msgpack_pack_false (packer);
         return 0;
     }
@@ -472,7 +474,7 @@ int
 sm_run_room_public (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
 {
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     if (sm_find_user_name (self, pending->key, user, error) < 0)
         return -1;
     bson_t filter = BSON_INITIALIZER, condition;
@@ -505,10 +507,10 @@ int
 sm_run_room_directory (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                        bson_error_t *error)
 {
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     if (sm_find_user_name (self, pending->key, user, error) < 0)
         return -1;
-    char end [SM_ROOM_MAX + 2];
+    char end [ST_ROOM_MAX + 2];
     snprintf (end, sizeof end, "%s\x7f", pending->prefix_key);
     bool from_after = pending->after_key [0]
                    && strcmp (pending->after_key, pending->prefix_key) >= 0;
@@ -534,7 +536,7 @@ sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
                   bson_error_t *error)
 {
     //  A user that does not exist sees the public rooms
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     int rc = sm_find_user_name (self, pending->key, user, error);
     if (rc < 0)
         return -1;
@@ -550,10 +552,10 @@ sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
     rc = sm_find (self, self->rooms, filter, opts, s_on_listed_room, &list, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 2);
-        sm_pack_str (packer, "rooms");
+        pl_body_pack_str (packer, "rooms");
         msgpack_pack_array (packer, list.count);
-        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
-        sm_pack_str (packer, "more");
+        sm_pack_items (packer, &list.rows);
+        pl_body_pack_str (packer, "more");
         if (list.more)
             msgpack_pack_true (packer);
         else
@@ -590,9 +592,9 @@ sm_run_room_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
         bson_iter_document (&iter, &size, &data);
         if (bson_init_static (&removed, data, size)) {
             msgpack_pack_map (packer, 2);
-            sm_pack_str (packer, "name");
+            pl_body_pack_str (packer, "name");
             sm_pack_bson_text (packer, &removed, "name");
-            sm_pack_str (packer, "members");
+            pl_body_pack_str (packer, "members");
             sm_pack_sorted_names (packer, &removed, "users");
         }
         bson_t *timeline = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
@@ -674,9 +676,9 @@ s_join_judge (sm_store_t *self, sm_pending_t *pending, const bson_t *room, const
         return 0;
     if (s_check_quotas (self, pending, user, error))
         return -1;
-    if (pending->code)
+    if (!sm_is_live (pending))
         return 1;
-    int taken = pending->entry.present ? s_seq_taken (self, pending, error) : 0;
+    int taken = pending->has_entry ? s_seq_taken (self, pending, error) : 0;
     if (taken == 1)
         sm_fail_conflict (pending);
     return taken;
@@ -712,7 +714,7 @@ s_join_change (const sm_pending_t *pending, const bson_t *room, const char *user
     BSON_APPEND_DOCUMENT_BEGIN (update, "$pull", &operation);
     BSON_APPEND_UTF8 (&operation, "invited", user);
     bson_append_document_end (update, &operation);
-    if (pending->entry.present) {
+    if (pending->has_entry) {
         BSON_APPEND_DOCUMENT_BEGIN (update, "$max", &operation);
         BSON_APPEND_INT64 (&operation, "last_seq", (int64_t) pending->entry.seq);
         bson_append_document_end (update, &operation);
@@ -778,7 +780,7 @@ int
 sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                    bson_error_t *error)
 {
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     bson_t room = BSON_INITIALIZER;
     bool consumed = false;
     s_join_t outcome = S_JOIN_CHANGED;
@@ -787,18 +789,18 @@ sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
     if (outcome == S_JOIN_CHANGED)
         sm_fail (pending, "unavailable", "The room '%.*s' kept changing; try again.",
                  (int) pending->room.size, pending->room.data);
-    if (outcome == S_JOIN_ADDED && pending->entry.present)
+    if (outcome == S_JOIN_ADDED && pending->has_entry)
         outcome = s_join_notice (self, pending, user, consumed, error);
     if (outcome == S_JOIN_ADDED || outcome == S_JOIN_MEMBER) {
         msgpack_pack_map (packer, 3);
-        sm_pack_str (packer, "added");
+        pl_body_pack_str (packer, "added");
         if (outcome == S_JOIN_ADDED)
             msgpack_pack_true (packer);
         else
             msgpack_pack_false (packer);
-        sm_pack_str (packer, "members");
+        pl_body_pack_str (packer, "members");
         msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
-        sm_pack_str (packer, "room");
+        pl_body_pack_str (packer, "room");
         s_pack_room (packer, &room, NULL, -1);
     }
     bson_destroy (&room);
@@ -811,7 +813,7 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
 {
     bson_t room = BSON_INITIALIZER;
     int rc = s_find_room (self, pending->room_key, &room, error);
-    char member [SM_NAME_MAX + 1];
+    char member [ST_NAME_MAX + 1];
     if (rc == 0)
         s_fail_no_room (pending);
     else
@@ -823,7 +825,7 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
         rc = 0;
     }
     else
-    if (rc == 1 && pending->entry.present) {
+    if (rc == 1 && pending->has_entry) {
         rc = s_seq_taken (self, pending, error);
         if (rc == 1) {
             sm_fail_conflict (pending);
@@ -836,7 +838,7 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
     if (rc == 1) {
         bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key),
                                   "users", BCON_UTF8 (member));
-        bson_t *update = pending->entry.present
+        bson_t *update = pending->has_entry
             ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}",
                         "$max", "{", "last_seq", BCON_INT64 ((int64_t) pending->entry.seq), "}")
             : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}");
@@ -849,7 +851,7 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
                      (int) pending->name.size, pending->name.data,
                      (int) pending->room.size, pending->room.data);
     }
-    if (rc == 1 && pending->entry.present) {
+    if (rc == 1 && pending->has_entry) {
         int inserted = s_insert_entry (self, pending, error);
         if (inserted != 0) {
             //  Not appended: the member stays, so that nothing changed
@@ -872,7 +874,7 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
     }
     if (rc == 1) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "members");
+        pl_body_pack_str (packer, "members");
         msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
         rc = 0;
     }
@@ -888,7 +890,7 @@ sm_run_member_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     int rc = s_find_room (self, pending->room_key, &room, error);
     if (rc == 1) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "members");
+        pl_body_pack_str (packer, "members");
         sm_pack_sorted_names (packer, &room, "users");
     }
     else
@@ -903,7 +905,7 @@ sm_run_invite_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
                    bson_error_t *error)
 {
     bson_t room = BSON_INITIALIZER;
-    char user [SM_NAME_MAX + 1] = "";
+    char user [ST_NAME_MAX + 1] = "";
     int rc = s_find_room (self, pending->room_key, &room, error);
     if (rc == 0)
         s_fail_no_room (pending);
@@ -939,9 +941,9 @@ sm_run_invite_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
         }
         if (rc == 1) {
             msgpack_pack_map (packer, 2);
-            sm_pack_str (packer, "user");
-            sm_pack_str (packer, user);
-            sm_pack_str (packer, "already_member");
+            pl_body_pack_str (packer, "user");
+            pl_body_pack_str (packer, user);
+            pl_body_pack_str (packer, "already_member");
             if (already_member)
                 msgpack_pack_true (packer);
             else
@@ -979,11 +981,9 @@ static int64_t
 s_newest_ts (const sm_pending_t *pending)
 {
     int64_t newest = 0;
-    for (uint32_t index = 0; index < pending->entry_count; index++) {
-        const msgpack_object *ts = sm_field (&pending->entries [index], "ts");
-        if (ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER && (int64_t) ts->via.u64 > newest)
-            newest = (int64_t) ts->via.u64;
-    }
+    for (uint32_t index = 0; index < pending->entry_count; index++)
+        if (pending->entries [index].ts > newest)
+            newest = pending->entries [index].ts;
     return newest;
 }
 
@@ -1081,11 +1081,10 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         s_advance_rooms (self, first, end);
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
-            msgpack_packer packer;
-            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 1);
-            sm_pack_str (&packer, "seq");
-            msgpack_pack_uint64 (&packer, sm_last_seq (pending));
+            msgpack_packer *packer = sm_packer (pending);
+            msgpack_pack_map (packer, 1);
+            pl_body_pack_str (packer, "seq");
+            msgpack_pack_uint64 (packer, sm_last_seq (pending));
         }
     return rc;
 }

@@ -16,7 +16,7 @@
 //  The document of a timeline entry of the room whose lower-cased name is
 //  room_key
 void
-    sm_build_entry (const char *room_key, const sm_entry_t *entry, bson_t *document);
+    sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document);
 
 int
     sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,

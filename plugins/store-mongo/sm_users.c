@@ -4,10 +4,11 @@
 */
 
 #include "sm_store.h"
+#include "pl_body.h"
 #include "sm_common.h"
+#include "st_reply.h"
 #include "sm_conn.h"
 #include "sm_users.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -43,13 +44,12 @@ sm_run_user_create (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
     int rc = sm_insert_run (self, self->users, first, end, s_build_user, "inserting users");
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
-            msgpack_packer packer;
-            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 2);
-            sm_pack_str (&packer, "name");
-            msgpack_pack_str_with_body (&packer, pending->name.data, pending->name.size);
-            sm_pack_str (&packer, "created_at");
-            msgpack_pack_int64 (&packer, pending->created_at);
+            msgpack_packer *packer = sm_packer (pending);
+            msgpack_pack_map (packer, 2);
+            pl_body_pack_str (packer, "name");
+            msgpack_pack_str_with_body (packer, pending->name.data, pending->name.size);
+            pl_body_pack_str (packer, "created_at");
+            msgpack_pack_int64 (packer, pending->created_at);
         }
     return rc;
 }
@@ -94,11 +94,10 @@ sm_run_token_put (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
     int rc = sm_insert_run (self, self->tokens, first, end, s_build_token, "inserting tokens");
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
-            msgpack_packer packer;
-            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 1);
-            sm_pack_str (&packer, "user");
-            sm_pack_str (&packer, pending->owner);
+            msgpack_packer *packer = sm_packer (pending);
+            msgpack_pack_map (packer, 1);
+            pl_body_pack_str (packer, "user");
+            pl_body_pack_str (packer, pending->owner);
         }
     return rc;
 }
@@ -120,7 +119,7 @@ static void
 s_on_known_user (void *arg, const bson_t *document)
 {
     s_keys_t *known = (s_keys_t *) arg;
-    char key [SM_NAME_MAX + 1];
+    char key [ST_NAME_MAX + 1];
     sm_copy_bson_str (document, "name_lower", key, sizeof key);
     if (known->count == known->capacity) {
         size_t capacity = known->capacity ? known->capacity * 2 : 64;
@@ -148,14 +147,12 @@ sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
     bson_t filter, condition, array;
     sm_in_begin (&filter, "name_lower", &condition, &array);
     uint32_t count = 0;
-    char key [SM_NAME_MAX + 1];
     for (sm_pending_t *pending = first; pending < end; pending++) {
         if (!sm_is_live (pending))
             continue;
-        for (uint32_t index = 0; index < pending->users->via.array.size; index++) {
-            const msgpack_object *name = sm_field (&pending->users->via.array.ptr [index], "name");
-            sm_lower (name->via.str.ptr, name->via.str.size, key);
-            sm_array_append_text (&array, &count, key, name->via.str.size);
+        for (uint32_t index = 0; index < pending->user_count; index++) {
+            const st_name_t *name = &pending->users [index].name;
+            sm_array_append_text (&array, &count, name->key, name->text.size);
         }
     }
     sm_in_end (&filter, &condition, &array);
@@ -182,17 +179,15 @@ sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         for (sm_pending_t *pending = first; pending < end; pending++) {
             if (!sm_is_live (pending))
                 continue;
-            for (uint32_t index = 0; index < pending->users->via.array.size; index++) {
-                const msgpack_object *entry = &pending->users->via.array.ptr [index];
-                const msgpack_object *name = sm_field (entry, "name");
-                const msgpack_object *last_seen = sm_field (entry, "last_seen");
-                sm_lower (name->via.str.ptr, name->via.str.size, key);
+            for (uint32_t index = 0; index < pending->user_count; index++) {
+                const char *key = pending->users [index].name.key;
+                int64_t last_seen = pending->users [index].last_seen;
                 if (!s_is_known (&known, key))
                     continue;       //  no such user: skipped, not an error
                 pending->updated++;
                 bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (key));
                 bson_t *update = BCON_NEW ("$set", "{",
-                                           "last_seen", BCON_INT64 ((int64_t) last_seen->via.u64),
+                                           "last_seen", BCON_INT64 (last_seen),
                                            "}");
                 mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
                 bson_destroy (selector);
@@ -223,11 +218,10 @@ sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
 
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
-            msgpack_packer packer;
-            msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
-            msgpack_pack_map (&packer, 1);
-            sm_pack_str (&packer, "updated");
-            msgpack_pack_uint32 (&packer, pending->updated);
+            msgpack_packer *packer = sm_packer (pending);
+            msgpack_pack_map (packer, 1);
+            pl_body_pack_str (packer, "updated");
+            msgpack_pack_uint32 (packer, pending->updated);
         }
     return rc;
 }
@@ -247,13 +241,13 @@ sm_run_user_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
     int rc = sm_find_one (self, self->users, filter, NULL, &found, error);
     if (rc == 1) {
         msgpack_pack_map (packer, 4);
-        sm_pack_str (packer, "name");
+        pl_body_pack_str (packer, "name");
         sm_pack_bson_str (packer, &found, "name");
-        sm_pack_str (packer, "password_hash");
+        pl_body_pack_str (packer, "password_hash");
         sm_pack_bson_str (packer, &found, "password_hash");
-        sm_pack_str (packer, "created_at");
+        pl_body_pack_str (packer, "created_at");
         sm_pack_bson_time (packer, &found, "created_at");
-        sm_pack_str (packer, "last_seen");
+        pl_body_pack_str (packer, "last_seen");
         sm_pack_bson_time (packer, &found, "last_seen");
     }
     else
@@ -283,11 +277,11 @@ s_on_listed_user (void *arg, const bson_t *document)
         return;
     }
     msgpack_pack_map (&list->packer, 3);
-    sm_pack_str (&list->packer, "name");
+    pl_body_pack_str (&list->packer, "name");
     sm_pack_bson_str (&list->packer, document, "name");
-    sm_pack_str (&list->packer, "created_at");
+    pl_body_pack_str (&list->packer, "created_at");
     sm_pack_bson_time (&list->packer, document, "created_at");
-    sm_pack_str (&list->packer, "last_seen");
+    pl_body_pack_str (&list->packer, "last_seen");
     sm_pack_bson_time (&list->packer, document, "last_seen");
     list->count++;
 }
@@ -311,10 +305,10 @@ sm_run_user_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
     int rc = sm_find (self, self->users, filter, opts, s_on_listed_user, &list, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 2);
-        sm_pack_str (packer, "users");
+        pl_body_pack_str (packer, "users");
         msgpack_pack_array (packer, list.count);
-        msgpack_sbuffer_write (&pending->result, list.rows.data, list.rows.size);
-        sm_pack_str (packer, "more");
+        sm_pack_items (packer, &list.rows);
+        pl_body_pack_str (packer, "more");
         if (list.more)
             msgpack_pack_true (packer);
         else
@@ -336,13 +330,13 @@ sm_run_token_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
     int rc = sm_find_one (self, self->tokens, &filter, NULL, &found, error);
     if (rc == 1) {
         msgpack_pack_map (packer, 4);
-        sm_pack_str (packer, "token_hash");
+        pl_body_pack_str (packer, "token_hash");
         msgpack_pack_str_with_body (packer, pending->hash.data, pending->hash.size);
-        sm_pack_str (packer, "user");
+        pl_body_pack_str (packer, "user");
         sm_pack_bson_str (packer, &found, "user");
-        sm_pack_str (packer, "created_at");
+        pl_body_pack_str (packer, "created_at");
         sm_pack_bson_time (packer, &found, "created_at");
-        sm_pack_str (packer, "expires_at");
+        pl_body_pack_str (packer, "expires_at");
         sm_pack_bson_time (packer, &found, "expires_at");
     }
     else
@@ -377,7 +371,7 @@ sm_run_token_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pa
             bson_iter_document (&iter, &size, &data);
             bson_init_static (&removed, data, size);
             msgpack_pack_map (packer, 1);
-            sm_pack_str (packer, "user");
+            pl_body_pack_str (packer, "user");
             sm_pack_bson_str (packer, &removed, "user");
         }
         else
@@ -403,14 +397,14 @@ s_delete_counted (sm_store_t *self, const bson_t *filter, msgpack_packer *packer
         if (bson_iter_init_find (&iter, &reply, "deletedCount"))
             deleted = bson_iter_as_int64 (&iter);
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "deleted");
+        pl_body_pack_str (packer, "deleted");
         msgpack_pack_uint64 (packer, deleted > 0 ? (uint64_t) deleted : 0);
     }
     bson_destroy (&reply);
     return ok ? 0 : -1;
 }
 
-//  The user's name as registered, into name (SM_NAME_MAX + 1 bytes)
+//  The user's name as registered, into name (ST_NAME_MAX + 1 bytes)
 int
 sm_find_user_name (sm_store_t *self, const char *key, char *name, bson_error_t *error)
 {
@@ -419,7 +413,7 @@ sm_find_user_name (sm_store_t *self, const char *key, char *name, bson_error_t *
     bson_t found = BSON_INITIALIZER;
     int rc = sm_find_one (self, self->users, filter, projection, &found, error);
     if (rc == 1)
-        sm_copy_bson_str (&found, "name", name, SM_NAME_MAX + 1);
+        sm_copy_bson_str (&found, "name", name, ST_NAME_MAX + 1);
     bson_destroy (&found);
     bson_destroy (projection);
     bson_destroy (filter);
@@ -431,11 +425,11 @@ sm_run_token_delete_user (sm_store_t *self, sm_pending_t *pending, msgpack_packe
                           bson_error_t *error)
 {
     //  Tokens hold the name as registered: find it first
-    char owner [SM_NAME_MAX + 1];
+    char owner [ST_NAME_MAX + 1];
     int rc = sm_find_user_name (self, pending->key, owner, error);
     if (rc == 0) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "deleted");
+        pl_body_pack_str (packer, "deleted");
         msgpack_pack_uint32 (packer, 0);
     }
     else
@@ -526,14 +520,14 @@ s_trim_delete (sm_store_t *self, s_trim_t *trim, bson_error_t *error)
 }
 
 //  store.token.trim {user, keep}: deletes the user's tokens past the keep
-//  most recently used (at most SM_TRIM_MAX) and answers their hashes. One
+//  most recently used (at most ST_TRIM_MAX) and answers their hashes. One
 //  range of the (user, last_used_at) index.
 int
 sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                    bson_error_t *error)
 {
     //  Tokens hold the name as registered: find it first
-    char owner [SM_NAME_MAX + 1];
+    char owner [ST_NAME_MAX + 1];
     int rc = sm_find_user_name (self, pending->key, owner, error);
     s_trim_t trim = { .count = 0 };
     msgpack_sbuffer_init (&trim.hashes);
@@ -544,7 +538,7 @@ sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
         bson_t *opts = BCON_NEW ("sort", "{", "last_used_at", BCON_INT32 (-1),
                                  "created_at", BCON_INT32 (-1), "token_hash", BCON_INT32 (-1), "}",
                                  "skip", BCON_INT64 ((int64_t) pending->keep),
-                                 "limit", BCON_INT64 (SM_TRIM_MAX),
+                                 "limit", BCON_INT64 (ST_TRIM_MAX),
                                  "projection", "{", "token_hash", BCON_INT32 (1), "}");
         rc = sm_find (self, self->tokens, filter, opts, s_on_trimmed, &trim, error);
         if (rc == 0)
@@ -554,7 +548,7 @@ sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
     }
     if (rc >= 0) {
         msgpack_pack_map (packer, 1);
-        sm_pack_str (packer, "revoked");
+        pl_body_pack_str (packer, "revoked");
         msgpack_pack_array (packer, trim.count);
         packer->callback (packer->data, trim.hashes.data, trim.hashes.size);
     }

@@ -44,7 +44,7 @@ int
     sm_run_token_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                          bson_error_t *error);
 
-//  The user's name as registered, into name (SM_NAME_MAX + 1 bytes)
+//  The user's name as registered, into name (ST_NAME_MAX + 1 bytes)
 int
     sm_find_user_name (sm_store_t *self, const char *key, char *name, bson_error_t *error);
 
@@ -62,7 +62,7 @@ int
                         bson_error_t *error);
 
 //  store.token.trim {user, keep}: deletes the user's tokens past the keep
-//  most recently used (at most SM_TRIM_MAX) and answers their hashes. One
+//  most recently used (at most ST_TRIM_MAX) and answers their hashes. One
 //  range of the (user, last_used_at) index.
 int
     sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,

@@ -4,19 +4,20 @@
     Serves the store.* requests of proto/STORE.md from six collections of
     one MongoDB database, through one mongoc_client_t used only on this
     instance's own thread (calls block that thread, which exists for it).
-    This file queues requests and applies them in batches; the rest is
-    split by what it keeps:
+    It is a backend of the store front (plugins/store), which validates
+    every request once and answers them. This file applies the front's
+    batches; the rest is split by what it keeps:
 
         sm_conn      the client, the indexes, what the server's errors mean
-        sm_validate  a request's fields, read and checked
+        sm_request   a typed request, as the runs read it
         sm_users     users, tokens
         sm_rooms     rooms, messages (a room's members, invitations, timeline)
         sm_pm        pm_messages, conversations
         sm_append    the insert of a run of msg.append or pm.append
         sm_common    finds, BSON readers, runs of inserts, timeline pages
 
-    Batching: on_request validates a request and queues it; on_batch_end
-    applies the queue in the order received. A run of consecutive
+    Batching: the front queues the validated requests and hands the batch
+    to s_run, which applies it in the order received. A run of consecutive
     user.create, of token.put, of user.seen, of msg.append or of pm.append
     requests goes to the server
     together: one find for what the run needs to know (taken names, owners,
@@ -25,8 +26,8 @@
     own answer; msg.append's and pm.append's are ordered, so that a
     request's run never leaves a gap: see sm_run_msg_append) or one ordered
     bulk of updates. Every
-    other request is one round trip. Answers go out in order, each after
-    the server acknowledged its write.
+    other request is one round trip. The front answers in order, once the
+    batch is applied: each ok after the server acknowledged its write.
 
     Uniqueness: the unique indexes are the guarantee (a duplicate key, error
     11000, answers conflict). The run also looks for taken names and token
@@ -48,8 +49,8 @@
 #include "sm_conn.h"
 #include "sm_pm.h"
 #include "sm_rooms.h"
+#include "sm_request.h"
 #include "sm_users.h"
-#include "sm_validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -68,45 +69,42 @@ typedef int (s_single_fn) (sm_store_t *self, sm_pending_t *pending, msgpack_pack
 //  one's answer. Returns 0, or -1 if the server could not be reached.
 typedef int (s_run_fn) (sm_store_t *self, sm_pending_t *first, sm_pending_t *end);
 
-//  The requests we serve, in the order of sm_op_t: s_ops [op] is op's
+//  How store-mongo applies each request type: alone, or in runs
 static const struct {
-    const char *type;               //  the request type
-    sm_op_t op;                     //  what it does
     s_single_fn *single;            //  applies it alone, or NULL
     s_run_fn *run;                  //  applies a run of them, or NULL
-} s_ops [] = {
-    { "store.info",              SM_OP_INFO,              sm_run_info, NULL },
-    { "store.user.create",       SM_OP_USER_CREATE,       NULL, sm_run_user_create },
-    { "store.user.get",          SM_OP_USER_GET,          sm_run_user_get, NULL },
-    { "store.user.list",         SM_OP_USER_LIST,         sm_run_user_list, NULL },
-    { "store.user.seen",         SM_OP_USER_SEEN,         NULL, sm_run_user_seen },
-    { "store.token.put",         SM_OP_TOKEN_PUT,         NULL, sm_run_token_put },
-    { "store.token.get",         SM_OP_TOKEN_GET,         sm_run_token_get, NULL },
-    { "store.token.delete",      SM_OP_TOKEN_DELETE,      sm_run_token_delete, NULL },
-    { "store.token.delete_user", SM_OP_TOKEN_DELETE_USER, sm_run_token_delete_user, NULL },
-    { "store.token.purge",       SM_OP_TOKEN_PURGE,       sm_run_token_purge, NULL },
-    { "store.token.touch",       SM_OP_TOKEN_TOUCH,       sm_run_token_touch, NULL },
-    { "store.token.trim",        SM_OP_TOKEN_TRIM,        sm_run_token_trim, NULL },
-    { "store.room.create",       SM_OP_ROOM_CREATE,       sm_run_room_create, NULL },
-    { "store.room.get",          SM_OP_ROOM_GET,          sm_run_room_get, NULL },
-    { "store.room.list",         SM_OP_ROOM_LIST,         sm_run_room_list, NULL },
-    { "store.room.joined",       SM_OP_ROOM_JOINED,       sm_run_room_joined, NULL },
-    { "store.room.public",       SM_OP_ROOM_PUBLIC,       sm_run_room_public, NULL },
-    { "store.room.directory",    SM_OP_ROOM_DIRECTORY,    sm_run_room_directory, NULL },
-    { "store.room.delete",       SM_OP_ROOM_DELETE,       sm_run_room_delete, NULL },
-    { "store.member.add",        SM_OP_MEMBER_ADD,        sm_run_member_add, NULL },
-    { "store.member.remove",     SM_OP_MEMBER_REMOVE,     sm_run_member_remove, NULL },
-    { "store.member.list",       SM_OP_MEMBER_LIST,       sm_run_member_list, NULL },
-    { "store.invite.add",        SM_OP_INVITE_ADD,        sm_run_invite_add, NULL },
-    { "store.msg.append",        SM_OP_MSG_APPEND,        NULL, sm_run_msg_append },
-    { "store.msg.history",       SM_OP_MSG_HISTORY,       sm_run_msg_history, NULL },
-    { "store.pm.append",         SM_OP_PM_APPEND,         NULL, sm_run_pm_append },
-    { "store.pm.last_seq",       SM_OP_PM_LAST_SEQ,       sm_run_pm_last_seq, NULL },
-    { "store.pm.history",        SM_OP_PM_HISTORY,        sm_run_pm_history, NULL },
-    { "store.pm.conversations",  SM_OP_PM_CONVERSATIONS,  sm_run_pm_conversations, NULL },
-    { "store.pm.read",           SM_OP_PM_READ,           sm_run_pm_read, NULL }
+} s_ops [ST_TYPE_COUNT] = {
+    [ST_INFO]                 = { sm_run_info, NULL },
+    [ST_USER_CREATE]          = { NULL, sm_run_user_create },
+    [ST_USER_GET]             = { sm_run_user_get, NULL },
+    [ST_USER_LIST]            = { sm_run_user_list, NULL },
+    [ST_USER_SEEN]            = { NULL, sm_run_user_seen },
+    [ST_TOKEN_PUT]            = { NULL, sm_run_token_put },
+    [ST_TOKEN_GET]            = { sm_run_token_get, NULL },
+    [ST_TOKEN_DELETE]         = { sm_run_token_delete, NULL },
+    [ST_TOKEN_DELETE_USER]    = { sm_run_token_delete_user, NULL },
+    [ST_TOKEN_PURGE]          = { sm_run_token_purge, NULL },
+    [ST_TOKEN_TOUCH]          = { sm_run_token_touch, NULL },
+    [ST_TOKEN_TRIM]           = { sm_run_token_trim, NULL },
+    [ST_ROOM_CREATE]          = { sm_run_room_create, NULL },
+    [ST_ROOM_GET]             = { sm_run_room_get, NULL },
+    [ST_ROOM_LIST]            = { sm_run_room_list, NULL },
+    [ST_ROOM_JOINED]          = { sm_run_room_joined, NULL },
+    [ST_ROOM_PUBLIC]          = { sm_run_room_public, NULL },
+    [ST_ROOM_DIRECTORY]       = { sm_run_room_directory, NULL },
+    [ST_ROOM_DELETE]          = { sm_run_room_delete, NULL },
+    [ST_MEMBER_ADD]           = { sm_run_member_add, NULL },
+    [ST_MEMBER_REMOVE]        = { sm_run_member_remove, NULL },
+    [ST_MEMBER_LIST]          = { sm_run_member_list, NULL },
+    [ST_INVITE_ADD]           = { sm_run_invite_add, NULL },
+    [ST_MSG_APPEND]           = { NULL, sm_run_msg_append },
+    [ST_MSG_HISTORY]          = { sm_run_msg_history, NULL },
+    [ST_PM_APPEND]            = { NULL, sm_run_pm_append },
+    [ST_PM_LAST_SEQ]          = { sm_run_pm_last_seq, NULL },
+    [ST_PM_HISTORY]           = { sm_run_pm_history, NULL },
+    [ST_PM_CONVERSATIONS]     = { sm_run_pm_conversations, NULL },
+    [ST_PM_READ]              = { sm_run_pm_read, NULL }
 };
-#define S_OP_COUNT (sizeof s_ops / sizeof s_ops [0])
 
 
 //  --------------------------------------------------------------------------
@@ -115,35 +113,21 @@ static const struct {
 static int
 s_run_single (sm_store_t *self, sm_pending_t *pending)
 {
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &pending->result, msgpack_sbuffer_write);
     bson_error_t error;
-    assert (s_ops [pending->op].op == pending->op && s_ops [pending->op].single);
-    int rc = s_ops [pending->op].single (self, pending, &packer, &error);
+    assert (s_ops [pending->op].single);
+    int rc = s_ops [pending->op].single (self, pending, sm_packer (pending), &error);
     if (rc == 0) {
         sm_mark_reachable (self);
         return 0;
     }
-    sm_note_failure (self, s_ops [pending->op].type, &error);
+    sm_note_failure (self, st_type_name (pending->op), &error);
     sm_fail_unavailable (self, pending, &error);
     return sm_is_unreachable (&error) ? -1 : 0;
 }
 
 
 //  --------------------------------------------------------------------------
-//  The batch: runs and single requests in order, answers in order
-
-static void
-s_reply (sm_store_t *self, sm_pending_t *pending)
-{
-    if (pending->code)
-        self->host->reply_error (self->ctx, &pending->request, pending->code, pending->message);
-    else
-        self->host->reply (self->ctx, &pending->request, pending->result.data,
-                           pending->result.size);
-    self->requests++;
-    sm_pending_reset (pending);
-}
+//  The batch: runs and single requests in order
 
 //  What a request adds to the documents its run sends, into the most a run
 //  may send (bound_p): user.seen's entries, msg.append's entries and
@@ -152,11 +136,11 @@ static size_t
 s_run_weight (const sm_pending_t *pending, size_t *bound_p)
 {
     switch (pending->op) {
-        case SM_OP_USER_SEEN:
+        case ST_USER_SEEN:
             *bound_p = SM_SEEN_RUN_MAX;
-            return pending->users->via.array.size;
-        case SM_OP_MSG_APPEND:
-        case SM_OP_PM_APPEND:
+            return pending->user_count;
+        case ST_MSG_APPEND:
+        case ST_PM_APPEND:
             *bound_p = SM_APPEND_RUN_MAX;
             return pending->entry_count;
         default:
@@ -185,7 +169,7 @@ s_run_end (sm_pending_t *first, sm_pending_t *limit)
     return end;
 }
 
-//  Applies and answers everything queued
+//  Applies the requests of the batch and sets each one's answer
 static void
 s_flush (sm_store_t *self)
 {
@@ -202,7 +186,6 @@ s_flush (sm_store_t *self)
         }
     }
     sm_pending_t *limit = self->pending + self->pending_count;
-    sm_pending_t *answered = self->pending;
     sm_pending_t *pending = self->pending;
     while (pending < limit) {
         if (!sm_is_live (pending)) {
@@ -221,22 +204,17 @@ s_flush (sm_store_t *self)
         }
         else
             s_run_single (self, pending);
-        //  What is decided goes out now, in order
-        for (; answered < end; answered++)
-            s_reply (self, answered);
         pending = end;
     }
-    for (; answered < limit; answered++)
-        s_reply (self, answered);
     self->pending_count = 0;
 }
 
 
 //  --------------------------------------------------------------------------
-
+//  The backend of the store front
 
 static int
-s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
+s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
 {
     sm_store_t *self = sm_store_new (ctx, host);
     if (!self)
@@ -246,13 +224,11 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
 }
 
 static void
-s_destroy (void **state_p)
+s_close (void **state_p)
 {
     sm_store_t *self = (sm_store_t *) *state_p;
     if (!self)
         return;
-    //  What was queued still gets applied and answered
-    s_flush (self);
     self->host->log (self->ctx, PARLEY_LOG_INFO,
                      "closing %s after %" PRIu64 " requests in %" PRIu64 " server operations",
                      self->where, self->requests, self->round_trips);
@@ -260,69 +236,30 @@ s_destroy (void **state_p)
     *state_p = NULL;
 }
 
+//  Runs the front's batch, SM_BATCH_MAX requests at a time (the front
+//  hands over no more than that)
 static void
-s_on_request (void *state, parley_request_t *request)
+s_run (void *state, st_request_t **requests, size_t count)
 {
     sm_store_t *self = (sm_store_t *) state;
-    if (self->pending_count == SM_BATCH_MAX)
-        s_flush (self);
-
-    const char *type = self->host->request_type (request);
-    size_t op_index = 0;
-    while (op_index < S_OP_COUNT && !(type && strcmp (type, s_ops [op_index].type) == 0))
-        op_index++;
-    if (op_index == S_OP_COUNT) {
-        char message [160];
-        snprintf (message, sizeof message, "store-mongo does not serve '%.64s'.",
-                  type ? type : "");
-        self->host->reply_error (self->ctx, &request, "unknown_type", message);
-        return;
+    for (size_t index = 0; index < count; index++) {
+        sm_request_load (&self->pending [self->pending_count++], requests [index]);
+        if (self->pending_count == SM_BATCH_MAX)
+            s_flush (self);
     }
-    //  Queued even when invalid, so that answers keep the order received
-    sm_pending_t *pending = &self->pending [self->pending_count++];
-    memset (pending, 0, sizeof *pending);
-    pending->request = request;
-    pending->op = s_ops [op_index].op;
-    msgpack_unpacked_init (&pending->fields);
-    msgpack_sbuffer_init (&pending->result);
-    size_t size;
-    const uint8_t *body = self->host->request_body (request, &size);
-    sm_validate (pending, body, size);
+    s_flush (self);
+    self->requests += count;
 }
 
-static void
-s_on_batch_end (void *state)
-{
-    s_flush ((sm_store_t *) state);
-}
-
-
-//  --------------------------------------------------------------------------
-//  The descriptor
-
-static const parley_route_t s_routes [] = {
-    //  INTERNAL: only plugins call the store. SHARD_NONE: any instance may
-    //  serve any request; per-caller order holds only with one instance
-    //  (proto/STORE.md, Ordering), as for store-sqlite.
-    { .prefix = "store.", .flags = PARLEY_ROUTE_INTERNAL, .shard = PARLEY_SHARD_NONE },
-    { .prefix = NULL }
-};
-
-static const parley_plugin_t s_descriptor = {
-    .abi_major = PARLEY_ABI_MAJOR,
-    .abi_minor = PARLEY_ABI_MINOR,
-    .size = sizeof (parley_plugin_t),
-    .flags = 0,
+//  The front's route is SHARD_NONE: any instance may serve any request;
+//  per-caller order holds only with one instance (proto/STORE.md, Ordering)
+static const st_backend_t s_backend = {
     .name = "store-mongo",
     .version = "1.0.0",
     .description = "the store for clusters: proto/STORE.md on MongoDB, batched writes",
-    .routes = s_routes,
-    .init = s_init,
-    .destroy = s_destroy,
-    .on_request = s_on_request,
-    .on_reply = NULL,
-    .on_batch_end = s_on_batch_end,
-    .on_session = NULL
+    .open = s_open,
+    .close = s_close,
+    .run = s_run
 };
 
-PARLEY_PLUGIN_DEFINE (s_descriptor)
+ST_FRONT_DEFINE (s_backend)
