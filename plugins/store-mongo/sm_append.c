@@ -171,87 +171,89 @@ s_build_run_document (const sm_pending_t *pending, uint32_t index, bson_t *docum
 //  [first, end), in order, with ordered insert_many (see above for a
 //  failure part way) and answers the requests it could not append.
 //  Returns 0, or -1 if the server could not be reached.
+//  The documents of every entry (or message) of the run's live requests
+static int
+s_run_documents (sm_pending_t *first, sm_pending_t *end, sm_docs_t *docs)
+{
+    size_t capacity = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending))
+            capacity += pending->entry_count;
+    if (sm_docs_init (docs, capacity, first, end))
+        return -1;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        for (uint32_t index = 0; index < pending->entry_count && sm_is_live (pending); index++)
+            s_build_run_document (pending, index, sm_docs_add (docs, pending));
+    return 0;
+}
+
+//  One ordered insert_many of the documents from start on. Returns where
+//  the next one starts: after the request whose document failed, answered
+//  here, or docs->count when done; *rc_p is -1 if the server was lost.
+static size_t
+s_insert_from (sm_store_t *self, mongoc_collection_t *collection, const char *what,
+               sm_docs_t *docs, size_t start, int *rc_p)
+{
+    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (true));
+    bson_t reply;
+    bson_error_t error;
+    self->round_trips++;
+    bool ok = mongoc_collection_insert_many (collection, (const bson_t **) docs->documents + start,
+                                             docs->count - start, opts, &reply, &error);
+    bson_destroy (opts);
+    //  An ordered insert reports its one failed document: those before
+    //  it are stored, those after it are not
+    bson_iter_t errors;
+    size_t index = 0;
+    bson_error_t own;
+    bool known = !ok && !sm_is_unreachable (&error)
+              && !bson_has_field (&reply, "writeConcernErrors")
+              && sm_write_errors (&reply, &errors) && bson_iter_next (&errors)
+              && sm_write_error (&errors, docs->count - start, &index, &own);
+    bson_destroy (&reply);
+    if (ok)
+        sm_mark_reachable (self);
+    if (ok || !known) {
+        if (!ok) {
+            //  What the server stored of the rest is unknown
+            sm_note_failure (self, what, &error);
+            sm_docs_fail (self, docs, start, &error);
+            *rc_p = sm_is_unreachable (&error) ? -1 : 0;
+        }
+        return docs->count;
+    }
+    size_t failed = start + index;
+    sm_pending_t *owner = docs->owners [failed];
+    bool first_of_its_run = failed == 0 || docs->owners [failed - 1] != owner;
+    if (sm_is_duplicate_key (&own))
+        //  Nothing of its run is stored if it failed first: a plain
+        //  conflict; else its outcome is unknown
+        sm_fail_seq_taken (owner, (uint64_t) sm_bson_int (docs->documents [failed], "seq", 0),
+                           !first_of_its_run);
+    else {
+        sm_note_failure (self, what, &own);
+        sm_fail_unavailable (self, owner, &own);
+    }
+    //  The requests after it, again
+    while (failed < docs->count && docs->owners [failed] == owner)
+        failed++;
+    return failed;
+}
+
 int
 sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
 {
     bool pm = first->op == ST_PM_APPEND;
     mongoc_collection_t *collection = pm ? self->pm_messages : self->messages;
     const char *what = pm ? "appending private messages" : "appending entries";
-    size_t capacity = 0;
-    for (sm_pending_t *pending = first; pending < end; pending++)
-        if (sm_is_live (pending))
-            capacity += pending->entry_count;
-    bson_t **documents = (bson_t **) calloc (capacity ? capacity : 1, sizeof (bson_t *));
-    sm_pending_t **owners = (sm_pending_t **) calloc (capacity ? capacity : 1,
-                                                      sizeof (sm_pending_t *));
-    if (!documents || !owners) {
-        free (documents);
-        free (owners);
-        for (sm_pending_t *pending = first; pending < end; pending++)
-            if (sm_is_live (pending))
-                sm_fail (pending, "internal", "The store ran out of memory.");
+    sm_docs_t docs;
+    if (s_run_documents (first, end, &docs))
         return 0;
-    }
-    size_t count = 0;
-    for (sm_pending_t *pending = first; pending < end; pending++)
-        for (uint32_t index = 0; index < pending->entry_count && sm_is_live (pending); index++) {
-            documents [count] = bson_new ();
-            owners [count++] = pending;
-            s_build_run_document (pending, index, documents [count - 1]);
-        }
     int rc = 0;
-    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (true));
     size_t start = 0;               //  the first document not yet inserted
-    while (start < count) {
-        bson_t reply;
-        bson_error_t error;
-        self->round_trips++;
-        if (mongoc_collection_insert_many (collection, (const bson_t **) documents + start,
-                                           count - start, opts, &reply, &error)) {
-            sm_mark_reachable (self);
-            bson_destroy (&reply);
-            break;
-        }
-        //  An ordered insert reports its one failed document: those before
-        //  it are stored, those after it are not
-        bson_iter_t errors;
-        size_t index;
-        bson_error_t own;
-        if (sm_is_unreachable (&error) || bson_has_field (&reply, "writeConcernErrors")
-        ||  !sm_write_errors (&reply, &errors) || !bson_iter_next (&errors)
-        ||  !sm_write_error (&errors, count - start, &index, &own)) {
-            //  What the server stored of the rest is unknown
-            sm_note_failure (self, what, &error);
-            for (size_t rest = start; rest < count; rest++)
-                if (sm_is_live (owners [rest]))
-                    sm_fail_unavailable (self, owners [rest], &error);
-            rc = sm_is_unreachable (&error) ? -1 : 0;
-            bson_destroy (&reply);
-            break;
-        }
-        bson_destroy (&reply);
-        size_t failed = start + index;
-        sm_pending_t *owner = owners [failed];
-        bool first_of_its_run = failed == 0 || owners [failed - 1] != owner;
-        if (sm_is_duplicate_key (&own))
-            //  Nothing of its run is stored if it failed first: a plain
-            //  conflict; else its outcome is unknown
-            sm_fail_seq_taken (owner, (uint64_t) sm_bson_int (documents [failed], "seq", 0),
-                               !first_of_its_run);
-        else {
-            sm_note_failure (self, what, &own);
-            sm_fail_unavailable (self, owner, &own);
-        }
-        //  The requests after it, again
-        start = failed;
-        while (start < count && owners [start] == owner)
-            start++;
-    }
-    bson_destroy (opts);
-    for (size_t index = 0; index < count; index++)
-        bson_destroy (documents [index]);
-    free (documents);
-    free (owners);
+    while (start < docs.count)
+        start = s_insert_from (self, collection, what, &docs, start, &rc);
+    sm_docs_destroy (&docs);
     return rc;
 }
 

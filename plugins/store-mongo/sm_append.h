@@ -14,7 +14,7 @@
 #include "sm_store.h"
 
 typedef struct {
-    sm_pending_t *first;             //  the run
+    sm_pending_t *first;            //  the run
     sm_pending_t *end;
 } sm_span_t;
 

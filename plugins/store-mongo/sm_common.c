@@ -44,13 +44,6 @@ sm_packer (sm_pending_t *pending)
     return st_request_packer (pending->request);
 }
 
-void
-sm_pack_items (msgpack_packer *packer, const msgpack_sbuffer *items)
-{
-    //  The items are msgpack already: their bytes go through as they are
-    msgpack_pack_str_body (packer, items->data, items->size);
-}
-
 //  Packs a string field of a document, "" if absent
 void
 sm_pack_bson_str (msgpack_packer *packer, const bson_t *document, const char *key)
@@ -345,88 +338,116 @@ sm_write_error (const bson_iter_t *errors, size_t count, size_t *index_p, bson_e
     return true;
 }
 
+int
+sm_docs_init (sm_docs_t *docs, size_t capacity, sm_pending_t *first, sm_pending_t *end)
+{
+    docs->documents = (bson_t **) calloc (capacity ? capacity : 1, sizeof (bson_t *));
+    docs->owners = (sm_pending_t **) calloc (capacity ? capacity : 1, sizeof (sm_pending_t *));
+    docs->count = 0;
+    if (docs->documents && docs->owners)
+        return 0;
+    sm_docs_destroy (docs);
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending))
+            sm_fail (pending, "internal", "The store ran out of memory.");
+    return -1;
+}
+
+bson_t *
+sm_docs_add (sm_docs_t *docs, sm_pending_t *owner)
+{
+    docs->owners [docs->count] = owner;
+    docs->documents [docs->count] = bson_new ();
+    return docs->documents [docs->count++];
+}
+
+void
+sm_docs_fail (sm_store_t *self, sm_docs_t *docs, size_t start, const bson_error_t *error)
+{
+    for (size_t index = start; index < docs->count; index++)
+        if (sm_is_live (docs->owners [index]))
+            sm_fail_unavailable (self, docs->owners [index], error);
+}
+
+void
+sm_docs_destroy (sm_docs_t *docs)
+{
+    for (size_t index = 0; index < docs->count; index++)
+        bson_destroy (docs->documents [index]);
+    free (docs->documents);
+    free (docs->owners);
+    docs->documents = NULL;
+    docs->owners = NULL;
+    docs->count = 0;
+}
+
+//  An unordered insert failed without losing the server: each failed
+//  document names its index, the others are in. Answers the owners.
+static void
+s_answer_write_errors (sm_store_t *self, sm_docs_t *docs, const bson_t *reply,
+                       const bson_error_t *error, const char *what)
+{
+    bson_iter_t errors;
+    if (!sm_write_errors (reply, &errors)) {
+        sm_note_failure (self, what, error);
+        sm_docs_fail (self, docs, 0, error);
+        return;
+    }
+    while (bson_iter_next (&errors)) {
+        size_t index;
+        bson_error_t own;
+        if (!sm_write_error (&errors, docs->count, &index, &own))
+            continue;
+        sm_pending_t *pending = docs->owners [index];
+        if (sm_is_duplicate_key (&own))
+            sm_fail_conflict (pending);
+        else {
+            sm_note_failure (self, what, &own);
+            sm_fail_unavailable (self, pending, &own);
+        }
+    }
+    //  A write concern not met leaves the rest unacknowledged
+    if (bson_has_field (reply, "writeConcernErrors")) {
+        sm_note_failure (self, what, error);
+        sm_docs_fail (self, docs, 0, error);
+    }
+}
+
 //  Inserts one document per live request of [first, end), built by
 //  build (pending, document), unordered, and answers each from the server's
 //  verdict on it. Returns 0, or -1 if the server could not be reached.
-
 int
 sm_insert_run (sm_store_t *self, mongoc_collection_t *collection, sm_pending_t *first,
                sm_pending_t *end, sm_build_fn *build, const char *what)
 {
-    size_t capacity = (size_t) (end - first);
-    bson_t **documents = (bson_t **) calloc (capacity, sizeof (bson_t *));
-    sm_pending_t **owners = (sm_pending_t **) calloc (capacity, sizeof (sm_pending_t *));
-    if (!documents || !owners) {
-        free (documents);
-        free (owners);
-        for (sm_pending_t *pending = first; pending < end; pending++)
-            if (sm_is_live (pending))
-                sm_fail (pending, "internal", "The store ran out of memory.");
+    sm_docs_t docs;
+    if (sm_docs_init (&docs, (size_t) (end - first), first, end))
         return 0;
-    }
-    size_t count = 0;
     for (sm_pending_t *pending = first; pending < end; pending++)
-        if (sm_is_live (pending)) {
-            documents [count] = bson_new ();
-            build (pending, documents [count]);
-            owners [count++] = pending;
-        }
+        if (sm_is_live (pending))
+            build (pending, sm_docs_add (&docs, pending));
     int rc = 0;
-    if (count > 0) {
+    if (docs.count > 0) {
         bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (false));
         bson_t reply;
         bson_error_t error;
         self->round_trips++;
-        bool ok = mongoc_collection_insert_many (collection, (const bson_t **) documents, count,
-                                                 opts, &reply, &error);
+        bool ok = mongoc_collection_insert_many (collection, (const bson_t **) docs.documents,
+                                                 docs.count, opts, &reply, &error);
         bson_destroy (opts);
-        if (!ok && !sm_is_unreachable (&error)) {
-            //  Each failed document names its index; the others are in
-            bson_iter_t errors;
-            if (sm_write_errors (&reply, &errors)) {
-                while (bson_iter_next (&errors)) {
-                    size_t index;
-                    bson_error_t own;
-                    if (!sm_write_error (&errors, count, &index, &own))
-                        continue;
-                    sm_pending_t *pending = owners [index];
-                    if (sm_is_duplicate_key (&own))
-                        sm_fail_conflict (pending);
-                    else {
-                        sm_note_failure (self, what, &own);
-                        sm_fail_unavailable (self, pending, &own);
-                    }
-                }
-                //  A write concern not met leaves the rest unacknowledged
-                if (bson_has_field (&reply, "writeConcernErrors")) {
-                    sm_note_failure (self, what, &error);
-                    for (size_t index = 0; index < count; index++)
-                        if (sm_is_live (owners [index]))
-                            sm_fail_unavailable (self, owners [index], &error);
-                }
-            }
-            else {
-                sm_note_failure (self, what, &error);
-                for (size_t index = 0; index < count; index++)
-                    if (sm_is_live (owners [index]))
-                        sm_fail_unavailable (self, owners [index], &error);
-            }
-        }
+        if (ok)
+            sm_mark_reachable (self);
         else
-        if (!ok) {
+        if (!sm_is_unreachable (&error))
+            s_answer_write_errors (self, &docs, &reply, &error, what);
+        else {
             sm_note_failure (self, what, &error);
-            for (size_t index = 0; index < count; index++)
-                sm_fail_unavailable (self, owners [index], &error);
+            sm_docs_fail (self, &docs, 0, &error);
             rc = -1;
         }
-        else
-            sm_mark_reachable (self);
         bson_destroy (&reply);
     }
-    for (size_t index = 0; index < count; index++)
-        bson_destroy (documents [index]);
-    free (documents);
-    free (owners);
+    sm_docs_destroy (&docs);
     return rc;
 }
 
@@ -497,6 +518,14 @@ sm_bson_text (const bson_t *document, const char *path, uint32_t *size_p)
         return bson_iter_utf8 (&iter, size_p);
     *size_p = 0;
     return "";
+}
+
+st_text_t
+sm_bson_st_text (const bson_t *document, const char *path)
+{
+    st_text_t text;
+    text.data = sm_bson_text (document, path, &text.size);
+    return text;
 }
 
 void

@@ -26,6 +26,13 @@ typedef const char *(sm_key_of_fn) (const sm_pending_t *pending, uint32_t *size_
 //  Packs one entry of a timeline page (sm_run_page)
 typedef void (sm_pack_fn) (msgpack_packer *packer, const bson_t *document);
 
+//  The documents a run inserts, in order, and the request each comes from
+typedef struct {
+    bson_t **documents;             //  owned
+    sm_pending_t **owners;          //  the run's requests, borrowed
+    size_t count;                   //  documents added
+} sm_docs_t;
+
 //  What a lookup by $in finds: the range of the run and how to fail a match
 typedef struct {
     sm_pending_t *first;            //  the run
@@ -47,11 +54,6 @@ bool
 //  The packer of pending's ok answer (st_request_packer)
 msgpack_packer *
     sm_packer (sm_pending_t *pending);
-
-//  Writes items, packed already (the elements of an array whose header the
-//  caller packed), into packer
-void
-    sm_pack_items (msgpack_packer *packer, const msgpack_sbuffer *items);
 
 //  Packs a string field of a document, "" if absent
 void
@@ -128,6 +130,23 @@ bool
 bool
     sm_write_error (const bson_iter_t *errors, size_t count, size_t *index_p, bson_error_t *own);
 
+//  Room for capacity documents. Returns 0, or -1 after failing every live
+//  request of [first, end) when out of memory.
+int
+    sm_docs_init (sm_docs_t *docs, size_t capacity, sm_pending_t *first, sm_pending_t *end);
+
+//  A new empty document, the next one, inserted for owner
+bson_t *
+    sm_docs_add (sm_docs_t *docs, sm_pending_t *owner);
+
+//  Fails as unavailable the live owners of the documents from start on
+void
+    sm_docs_fail (sm_store_t *self, sm_docs_t *docs, size_t start, const bson_error_t *error);
+
+//  Destroys the documents
+void
+    sm_docs_destroy (sm_docs_t *docs);
+
 int
     sm_insert_run (sm_store_t *self, mongoc_collection_t *collection, sm_pending_t *first,
                    sm_pending_t *end, sm_build_fn *build, const char *what);
@@ -155,6 +174,10 @@ bool
 //  The string at path, "" if absent; size into *size_p
 const char *
     sm_bson_text (const bson_t *document, const char *path, uint32_t *size_p);
+
+//  The string at path as a borrowed text, "" if absent
+st_text_t
+    sm_bson_st_text (const bson_t *document, const char *path);
 
 void
     sm_pack_bson_text (msgpack_packer *packer, const bson_t *document, const char *path);

@@ -4,7 +4,6 @@
 */
 
 #include "sm_store.h"
-#include "pl_body.h"
 #include "sm_common.h"
 #include "st_reply.h"
 #include "sm_conn.h"
@@ -239,11 +238,8 @@ sm_run_info (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer, bs
     bson_destroy (ping);
     if (!ok)
         return -1;
-    msgpack_pack_map (packer, 2);
-    pl_body_pack_str (packer, "backend");
-    pl_body_pack_str (packer, "mongo");
-    pl_body_pack_str (packer, "schema_version");
-    msgpack_pack_uint32 (packer, SM_SCHEMA_VERSION);
+    (void) packer;
+    st_reply_info (pending->request, "mongo", SM_SCHEMA_VERSION);
     return 0;
 }
 

@@ -44,8 +44,8 @@
 
 //  A user of a pm request: lower-cased key and name as registered
 typedef struct {
-    char key [ST_NAME_MAX + 1];      //  name_lower
-    char name [ST_NAME_MAX + 1];     //  name
+    char key [ST_NAME_MAX + 1];     //  name_lower
+    char name [ST_NAME_MAX + 1];    //  name
 } s_user_name_t;
 
 //  The users a run names that exist, sorted by key once found
@@ -129,17 +129,14 @@ s_fail_no_pm_user (sm_pending_t *pending, bool me_missing)
 static void
 s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
 {
-    msgpack_pack_map (packer, 5);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (document, "seq", 0));
-    pl_body_pack_str (packer, "from");
-    sm_pack_bson_text (packer, document, "from");
-    pl_body_pack_str (packer, "to");
-    sm_pack_bson_text (packer, document, "to");
-    pl_body_pack_str (packer, "text");
-    sm_pack_bson_text (packer, document, "text");
-    pl_body_pack_str (packer, "ts");
-    msgpack_pack_int64 (packer, sm_bson_int (document, "ts", 0));
+    st_pm_entry_t entry = {
+        .seq = (uint64_t) sm_bson_int (document, "seq", 0),
+        .from = sm_bson_st_text (document, "from"),
+        .to = sm_bson_st_text (document, "to"),
+        .text = sm_bson_st_text (document, "text"),
+        .ts = sm_bson_int (document, "ts", 0)
+    };
+    st_reply_pm_entry (packer, &entry);
 }
 
 //  A message's fields, as in pm_messages and in a conversation's last: from
@@ -181,12 +178,12 @@ s_on_conversation_exists (void *arg, const bson_t *document)
             pending->room_found = true;
 }
 
-//  Moves the conversation documents of the run's appends to their newest
-//  entry, creating those that do not exist: one find, one bulk. Returns 0,
-//  or -1 with error set.
+//  Marks the live requests of the run whose conversation exists
+//  (room_found): one find. Returns how many requests are live, or -1 with
+//  error set.
 static int
-s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
-                         bson_error_t *error)
+s_find_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                      bson_error_t *error)
 {
     sm_span_t span = { first, end };
     bson_t filter, condition, array;
@@ -205,76 +202,104 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
         bson_destroy (opts);
     }
     bson_destroy (&filter);
-    if (rc || count == 0)
-        return rc;
+    return rc ? -1 : (int) count;
+}
 
+//  The request of the run whose messages end highest in pending's
+//  conversation; NULL if an earlier request of the run has that
+//  conversation (it was handled then: once per conversation)
+static sm_pending_t *
+s_newest_of (sm_pending_t *pending, sm_pending_t *first, sm_pending_t *end)
+{
+    sm_pending_t *newest = pending;
+    for (sm_pending_t *other = first; other < end; other++) {
+        if (other == pending || !sm_is_live (other) || strcmp (other->conv, pending->conv))
+            continue;
+        if (other < pending)
+            return NULL;
+        if (sm_last_seq (other) > sm_last_seq (newest))
+            newest = other;
+    }
+    return newest;
+}
+
+//  A new conversation's own fields, for the upsert: users and names in
+//  the order of conv (a, then b)
+static void
+s_conversation_insert (const sm_pending_t *newest, bson_t *update)
+{
+    bool from_first = strcmp (newest->key, newest->peer_key) < 0;
+    bson_t insert, users, names;
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    BSON_APPEND_DOCUMENT_BEGIN (update, "$setOnInsert", &insert);
+    BSON_APPEND_OID (&insert, "_id", &oid);
+    BSON_APPEND_ARRAY_BEGIN (&insert, "users", &users);
+    BSON_APPEND_UTF8 (&users, "0", from_first ? newest->key : newest->peer_key);
+    BSON_APPEND_UTF8 (&users, "1", from_first ? newest->peer_key : newest->key);
+    bson_append_array_end (&insert, &users);
+    BSON_APPEND_ARRAY_BEGIN (&insert, "names", &names);
+    BSON_APPEND_UTF8 (&names, "0", from_first ? newest->from_name : newest->to_name);
+    BSON_APPEND_UTF8 (&names, "1", from_first ? newest->to_name : newest->from_name);
+    bson_append_array_end (&insert, &names);
+    BSON_APPEND_INT64 (&insert, "read_a", 0);
+    BSON_APPEND_INT64 (&insert, "read_b", 0);
+    bson_append_document_end (update, &insert);
+}
+
+//  Queues the move of pending's conversation to the newest message of
+//  newest's run. The filter carries the condition: the newest never goes
+//  back. A conversation not found is upserted; if a concurrent writer
+//  created it with a newer entry, the upsert's insert meets the unique
+//  index on conv and changes nothing.
+static void
+s_advance_one (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending,
+               const sm_pending_t *newest)
+{
+    const st_pm_message_t message = newest->messages [newest->entry_count - 1];
+    bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
+                                 "last_seq", "{", "$lt", BCON_INT64 ((int64_t) message.seq),
+                                 "}");
+    bson_t update = BSON_INITIALIZER, set, last;
+    BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
+    BSON_APPEND_INT64 (&set, "last_seq", (int64_t) message.seq);
+    BSON_APPEND_DATE_TIME (&set, "last_ts", message.ts);
+    BSON_APPEND_DOCUMENT_BEGIN (&set, "last", &last);
+    s_append_pm_fields (newest, &message, &last);
+    bson_append_document_end (&set, &last);
+    bson_append_document_end (&update, &set);
+    bson_t *update_opts = NULL;
+    if (!pending->room_found) {
+        s_conversation_insert (newest, &update);
+        update_opts = BCON_NEW ("upsert", BCON_BOOL (true));
+    }
+    mongoc_bulk_operation_update_one_with_opts (bulk, selector, &update, update_opts, NULL);
+    bson_destroy (update_opts);
+    bson_destroy (&update);
+    bson_destroy (selector);
+}
+
+//  Moves the conversation documents of the run's appends to their newest
+//  entry, creating those that do not exist: one find, one bulk. Returns 0,
+//  or -1 with error set.
+static int
+s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                         bson_error_t *error)
+{
+    int live = s_find_conversations (self, first, end, error);
+    if (live <= 0)
+        return live;
     bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
     mongoc_bulk_operation_t *bulk
         = mongoc_collection_create_bulk_operation_with_opts (self->conversations, bulk_opts);
     bson_destroy (bulk_opts);
     for (sm_pending_t *pending = first; pending < end; pending++) {
-        if (!sm_is_live (pending))
-            continue;
-        //  The newest message of this conversation in the run, once per
-        //  conversation: the last of the request whose run ends highest
-        bool seen_before = false;
-        sm_pending_t *newest = pending;
-        for (sm_pending_t *other = first; other < end; other++) {
-            if (other == pending || !sm_is_live (other) || strcmp (other->conv, pending->conv))
-                continue;
-            if (other < pending)
-                seen_before = true;
-            if (sm_last_seq (other) > sm_last_seq (newest))
-                newest = other;
-        }
-        if (seen_before)
-            continue;
-        const st_pm_message_t message = newest->messages [newest->entry_count - 1];
-        //  The filter carries the condition: the newest never goes back.
-        //  A conversation not found is upserted; if a concurrent writer
-        //  created it with a newer entry, the upsert's insert meets the
-        //  unique index on conv and changes nothing.
-        bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
-                                     "last_seq", "{", "$lt", BCON_INT64 ((int64_t) message.seq),
-                                     "}");
-        bson_t update = BSON_INITIALIZER, set, last;
-        BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
-        BSON_APPEND_INT64 (&set, "last_seq", (int64_t) message.seq);
-        BSON_APPEND_DATE_TIME (&set, "last_ts", message.ts);
-        BSON_APPEND_DOCUMENT_BEGIN (&set, "last", &last);
-        s_append_pm_fields (newest, &message, &last);
-        bson_append_document_end (&set, &last);
-        bson_append_document_end (&update, &set);
-        bson_t *update_opts = NULL;
-        if (!pending->room_found) {
-            //  users and names in the order of conv: a, then b
-            bool from_first = strcmp (newest->key, newest->peer_key) < 0;
-            const char *a_name = from_first ? newest->from_name : newest->to_name;
-            const char *b_name = from_first ? newest->to_name : newest->from_name;
-            bson_t insert, users, names;
-            bson_oid_t oid;
-            bson_oid_init (&oid, NULL);
-            BSON_APPEND_DOCUMENT_BEGIN (&update, "$setOnInsert", &insert);
-            BSON_APPEND_OID (&insert, "_id", &oid);
-            BSON_APPEND_ARRAY_BEGIN (&insert, "users", &users);
-            BSON_APPEND_UTF8 (&users, "0", from_first ? newest->key : newest->peer_key);
-            BSON_APPEND_UTF8 (&users, "1", from_first ? newest->peer_key : newest->key);
-            bson_append_array_end (&insert, &users);
-            BSON_APPEND_ARRAY_BEGIN (&insert, "names", &names);
-            BSON_APPEND_UTF8 (&names, "0", a_name);
-            BSON_APPEND_UTF8 (&names, "1", b_name);
-            bson_append_array_end (&insert, &names);
-            BSON_APPEND_INT64 (&insert, "read_a", 0);
-            BSON_APPEND_INT64 (&insert, "read_b", 0);
-            bson_append_document_end (&update, &insert);
-            update_opts = BCON_NEW ("upsert", BCON_BOOL (true));
-        }
-        mongoc_bulk_operation_update_one_with_opts (bulk, selector, &update, update_opts, NULL);
-        bson_destroy (update_opts);
-        bson_destroy (&update);
-        bson_destroy (selector);
+        sm_pending_t *newest = sm_is_live (pending) ? s_newest_of (pending, first, end) : NULL;
+        if (newest)
+            s_advance_one (bulk, pending, newest);
     }
     bson_t reply;
+    int rc = 0;
     self->round_trips++;
     if (!mongoc_bulk_operation_execute (bulk, &reply, error) && !sm_is_duplicate_key (error))
         rc = -1;
@@ -565,71 +590,98 @@ sm_run_pm_conversations (sm_store_t *self, sm_pending_t *pending, msgpack_packer
     bson_destroy (filter);
     return rc;
 }
+//  pm.read without a conversation: there is nothing to mark (a marker
+//  alone would not make one), but both users must exist. Returns 0, or -1
+//  with error set.
+static int
+s_read_nothing (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
+{
+    s_user_name_t found [2];
+    s_user_names_t names = { found, 0, 2 };
+    int rc = s_find_pm_users (self, pending, pending + 1, &names, error);
+    if (rc == 0) {
+        bool me = s_user_name_of (&names, pending->key) != NULL;
+        if (!me || !s_user_name_of (&names, pending->peer_key))
+            s_fail_no_pm_user (pending, !me);
+    }
+    return rc;
+}
+
+//  Moves the reader's marker (field) up to pending->seq, conditionally: a
+//  marker never goes back, whoever wrote last. Returns 0, or -1 with error
+//  set.
+static int
+s_move_marker (sm_store_t *self, sm_pending_t *pending, const char *field, bson_error_t *error)
+{
+    bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
+                                 field, "{", "$lt", BCON_INT64 ((int64_t) pending->seq), "}");
+    bson_t *update = BCON_NEW ("$set", "{", field, BCON_INT64 ((int64_t) pending->seq), "}");
+    self->round_trips++;
+    bool ok = mongoc_collection_update_one (self->conversations, selector, update, NULL, NULL,
+                                            error);
+    bson_destroy (update);
+    bson_destroy (selector);
+    return ok ? 0 : -1;
+}
+
+//  The messages to the reader (name as registered) after marker. Returns
+//  the count, or -1 with error set.
+static int64_t
+s_count_unread_after (sm_store_t *self, const sm_pending_t *pending, const char *name,
+                      uint32_t name_size, int64_t marker, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, above;
+    BSON_APPEND_UTF8 (&filter, "conv", pending->conv);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &above);
+    BSON_APPEND_INT64 (&above, "$gt", marker);
+    bson_append_document_end (&filter, &above);
+    bson_append_utf8 (&filter, "to", 2, name, (int) name_size);
+    self->round_trips++;
+    int64_t unread = mongoc_collection_count_documents (self->pm_messages, &filter, NULL, NULL,
+                                                        NULL, error);
+    bson_destroy (&filter);
+    return unread;
+}
+
+//  pm.read on an existing conversation (its two users exist: it was made
+//  with them): moves the marker, counts what remains unread
+static int64_t
+s_read_conversation (sm_store_t *self, sm_pending_t *pending, const bson_t *conversation,
+                     bson_error_t *error)
+{
+    bool first = s_is_first_user (conversation, pending->key);
+    const char *field = first ? "read_a" : "read_b";
+    int64_t marker = sm_bson_int (conversation, field, 0);
+    if ((int64_t) pending->seq > marker) {
+        if (s_move_marker (self, pending, field, error))
+            return -1;
+        marker = (int64_t) pending->seq;
+    }
+    if (sm_bson_int (conversation, "last_seq", 0) <= marker)
+        return 0;
+    uint32_t name_size;
+    const char *name = sm_bson_text (conversation, first ? "names.0" : "names.1", &name_size);
+    return s_count_unread_after (self, pending, name, name_size, marker, error);
+}
+
 int
 sm_run_pm_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                 bson_error_t *error)
 {
+    (void) packer;
     bson_t *filter = BCON_NEW ("conv", BCON_UTF8 (pending->conv));
     bson_t conversation = BSON_INITIALIZER;
     int rc = sm_find_one (self, self->conversations, filter, NULL, &conversation, error);
     int64_t unread = 0;
-    if (rc == 0) {
-        //  Without a conversation there is nothing to mark (a marker alone
-        //  would not make one), but both users must exist
-        s_user_name_t found [2];
-        s_user_names_t names = { found, 0, 2 };
-        rc = s_find_pm_users (self, pending, pending + 1, &names, error);
-        if (rc == 0) {
-            bool me = s_user_name_of (&names, pending->key) != NULL;
-            if (!me || !s_user_name_of (&names, pending->peer_key))
-                s_fail_no_pm_user (pending, !me);
-        }
-    }
+    if (rc == 0)
+        rc = s_read_nothing (self, pending, error);
     else
     if (rc == 1) {
-        //  The conversation's two users exist: it was made with them
-        rc = 0;
-        bool first = s_is_first_user (&conversation, pending->key);
-        const char *field = first ? "read_a" : "read_b";
-        int64_t marker = sm_bson_int (&conversation, field, 0);
-        if ((int64_t) pending->seq > marker) {
-            //  Conditional: a marker never goes back, whoever wrote last
-            bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
-                                         field, "{", "$lt", BCON_INT64 ((int64_t) pending->seq),
-                                         "}");
-            bson_t *update = BCON_NEW ("$set", "{", field,
-                                       BCON_INT64 ((int64_t) pending->seq), "}");
-            self->round_trips++;
-            if (!mongoc_collection_update_one (self->conversations, selector, update, NULL,
-                                               NULL, error))
-                rc = -1;
-            bson_destroy (update);
-            bson_destroy (selector);
-            marker = (int64_t) pending->seq;
-        }
-        if (rc == 0 && sm_bson_int (&conversation, "last_seq", 0) > marker) {
-            uint32_t name_size;
-            const char *name = sm_bson_text (&conversation, first ? "names.0" : "names.1",
-                                             &name_size);
-            bson_t count_filter = BSON_INITIALIZER, above;
-            BSON_APPEND_UTF8 (&count_filter, "conv", pending->conv);
-            BSON_APPEND_DOCUMENT_BEGIN (&count_filter, "seq", &above);
-            BSON_APPEND_INT64 (&above, "$gt", marker);
-            bson_append_document_end (&count_filter, &above);
-            bson_append_utf8 (&count_filter, "to", 2, name, (int) name_size);
-            self->round_trips++;
-            unread = mongoc_collection_count_documents (self->pm_messages, &count_filter, NULL,
-                                                        NULL, NULL, error);
-            bson_destroy (&count_filter);
-            if (unread < 0)
-                rc = -1;
-        }
+        unread = s_read_conversation (self, pending, &conversation, error);
+        rc = unread < 0 ? -1 : 0;
     }
-    if (rc == 0 && sm_is_live (pending)) {
-        msgpack_pack_map (packer, 1);
-        pl_body_pack_str (packer, "unread");
-        msgpack_pack_uint64 (packer, (uint64_t) unread);
-    }
+    if (rc == 0 && sm_is_live (pending))
+        st_reply_uint (pending->request, "unread", (uint64_t) unread);
     bson_destroy (&conversation);
     bson_destroy (filter);
     return rc;

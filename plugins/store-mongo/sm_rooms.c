@@ -48,55 +48,34 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
     if (last_seq < 0)
         last_seq = sm_bson_int (room, "last_seq", 0);
     int64_t max_participants = sm_bson_int (room, "metadata.settings.max_participants", 0);
-    msgpack_pack_map (packer, joined ? 10 : 9);
-    pl_body_pack_str (packer, "name");
-    sm_pack_bson_text (packer, room, "name");
-    pl_body_pack_str (packer, "description");
-    sm_pack_bson_text (packer, room, "metadata.description");
-    pl_body_pack_str (packer, "private");
-    if (sm_bson_bool (room, "metadata.settings.is_private"))
-        msgpack_pack_true (packer);
-    else
-        msgpack_pack_false (packer);
-    pl_body_pack_str (packer, "max_participants");
-    msgpack_pack_uint64 (packer, max_participants > 0 ? (uint64_t) max_participants : 0);
-    pl_body_pack_str (packer, "owner");
-    sm_pack_bson_text (packer, room, "owner");
-    pl_body_pack_str (packer, "created_at");
-    msgpack_pack_int64 (packer, sm_bson_int (room, "created_at", 0));
-    pl_body_pack_str (packer, "members");
-    msgpack_pack_uint32 (packer, sm_bson_array_count (room, "users"));
-    pl_body_pack_str (packer, "last_seq");
-    msgpack_pack_uint64 (packer, last_seq > 0 ? (uint64_t) last_seq : 0);
-    pl_body_pack_str (packer, "active_at");
-    msgpack_pack_int64 (packer, sm_bson_int (room, "active_at", 0));
-    if (joined) {
-        pl_body_pack_str (packer, "joined");
-        if (*joined)
-            msgpack_pack_true (packer);
-        else
-            msgpack_pack_false (packer);
-    }
+    st_room_t map = {
+        .name = sm_bson_st_text (room, "name"),
+        .description = sm_bson_st_text (room, "metadata.description"),
+        .is_private = sm_bson_bool (room, "metadata.settings.is_private"),
+        .max_participants = max_participants > 0 ? (uint64_t) max_participants : 0,
+        .owner = sm_bson_st_text (room, "owner"),
+        .created_at = sm_bson_int (room, "created_at", 0),
+        .members = sm_bson_array_count (room, "users"),
+        .last_seq = last_seq > 0 ? (uint64_t) last_seq : 0,
+        .active_at = sm_bson_int (room, "active_at", 0),
+        .joined = joined ? *joined : -1
+    };
+    st_reply_room (packer, &map);
 }
 
 //  Packs a timeline entry from its document
 static void
 s_pack_entry (msgpack_packer *packer, const bson_t *document)
 {
-    uint32_t kind_size;
-    const char *kind = sm_bson_text (document, "kind", &kind_size);
-    bool system = kind_size == 6 && memcmp (kind, "system", 6) == 0;
-    msgpack_pack_map (packer, 5);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, (uint64_t) sm_bson_int (document, "seq", 0));
-    pl_body_pack_str (packer, "kind");
-    msgpack_pack_str_with_body (packer, kind, kind_size);
-    pl_body_pack_str (packer, "user");
-    sm_pack_bson_text (packer, document, "user");
-    pl_body_pack_str (packer, "ts");
-    msgpack_pack_int64 (packer, sm_bson_int (document, "ts", 0));
-    pl_body_pack_str (packer, system ? "event" : "text");
-    sm_pack_bson_text (packer, document, system ? "event" : "text");
+    st_entry_t entry = {
+        .seq = (uint64_t) sm_bson_int (document, "seq", 0),
+        .user = sm_bson_st_text (document, "user"),
+        .ts = sm_bson_int (document, "ts", 0),
+        .text = sm_bson_st_text (document, "text"),
+        .event = sm_bson_st_text (document, "event")
+    };
+    entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
+    st_reply_entry (packer, &entry);
 }
 
 //  The document of a timeline entry of the room whose lower-cased name is
@@ -245,15 +224,13 @@ s_modify_room (sm_store_t *self, const bson_t *query, const bson_t *update, bson
 static void
 s_fail_no_room (sm_pending_t *pending)
 {
-    sm_fail (pending, "not_found", "No room is named '%.*s'.",
-             (int) pending->room.size, pending->room.data);
+    st_reply_no_room (pending->request, pending->room);
 }
 
 static void
 s_fail_no_user (sm_pending_t *pending)
 {
-    sm_fail (pending, "not_found", "No user is named '%.*s'.",
-             (int) pending->name.size, pending->name.data);
+    st_reply_no_user (pending->request, pending->name);
 }
 
 //  Counts the rooms whose field holds name (as registered): the owner or
@@ -374,41 +351,46 @@ sm_run_room_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
     return rc < 0 ? -1 : 0;
 }
 
-//  Packs the rooms of a list into a buffer of their own: the count comes first
+//  A list of rooms being read: each with joined for user
 typedef struct {
-    msgpack_packer packer;          //  writing into rows
-    msgpack_sbuffer rows;           //  the packed rooms
-    uint32_t count;                 //  rooms packed
+    st_list_t *list;                //  bounded by its limit and bytes
     const char *user;               //  the user as registered, "" for none
-    uint32_t limit;                 //  rooms to pack at most (0: no limit)
-    bool more;                      //  rooms were left out: past limit or budget
+    bool full;                      //  a room was left out: the rest are too
 } s_room_list_t;
 
-//  Packs a room found, with joined, unless the list is full: past its
-//  limit, or past ST_LIST_BUDGET bytes (the answer stops at a whole room)
 static void
 s_on_listed_room (void *arg, const bson_t *document)
 {
-    s_room_list_t *list = (s_room_list_t *) arg;
-    if (list->more || (list->limit && list->count == list->limit)) {
-        list->more = true;
+    s_room_list_t *rooms = (s_room_list_t *) arg;
+    if (rooms->full)
         return;
-    }
-    bool joined = list->user [0]
-               && sm_bson_array_has (document, "users", list->user,
-                                     (uint32_t) strlen (list->user), NULL);
-    size_t before = list->rows.size;
-    s_pack_room (&list->packer, document, &joined, -1);
-    if (list->rows.size > ST_LIST_BUDGET) {
-        list->rows.size = before;
-        list->more = true;
-        return;
-    }
-    list->count++;
+    bool joined = rooms->user [0]
+               && sm_bson_array_has (document, "users", rooms->user,
+                                     (uint32_t) strlen (rooms->user), NULL);
+    s_pack_room (st_list_packer (rooms->list), document, &joined, -1);
+    rooms->full = !st_list_push (rooms->list);
 }
 
-//  Finds rooms into {rooms, more}: at most pending->limit (one more is
-//  asked for, to tell whether more remain), each with joined for user
+//  Finds rooms into pending's answer {rooms, more}: at most limit
+//  (UINT32_MAX: as many as the bytes allow). Returns 0, or -1 with error set.
+static int
+s_find_rooms (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
+              const bson_t *opts, const char *user, uint32_t limit, bson_error_t *error)
+{
+    s_room_list_t rooms = { st_list_new (limit, false), user, false };
+    if (!rooms.list) {
+        sm_fail (pending, "internal", "The store ran out of memory.");
+        return 0;
+    }
+    int rc = sm_find (self, self->rooms, filter, opts, s_on_listed_room, &rooms, error);
+    if (rc == 0)
+        st_list_answer (rooms.list, pending->request, "rooms");
+    st_list_destroy (&rooms.list);
+    return rc;
+}
+
+//  Finds a page of rooms into {rooms, more}: at most pending->limit (one
+//  more is asked for, to tell whether more remain), each with joined for user
 static int
 s_find_room_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
                   const bson_t *sort, const char *user, msgpack_packer *packer,
@@ -421,22 +403,7 @@ s_find_room_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
     BSON_APPEND_DOCUMENT_BEGIN (&opts, "projection", &projection);
     BSON_APPEND_INT32 (&projection, "invited", 0);
     bson_append_document_end (&opts, &projection);
-    s_room_list_t list = { .user = user, .limit = pending->limit };
-    msgpack_sbuffer_init (&list.rows);
-    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
-    int rc = sm_find (self, self->rooms, filter, &opts, s_on_listed_room, &list, error);
-    if (rc == 0) {
-        msgpack_pack_map (packer, 2);
-        pl_body_pack_str (packer, "rooms");
-        msgpack_pack_array (packer, list.count);
-        sm_pack_items (packer, &list.rows);
-        pl_body_pack_str (packer, "more");
-        if (list.more)
-            msgpack_pack_true (packer);
-        else
-            msgpack_pack_false (packer);
-    }
-    msgpack_sbuffer_destroy (&list.rows);
+    int rc = s_find_rooms (self, pending, filter, &opts, user, pending->limit, error);
     bson_destroy (&opts);
     return rc;
 }
@@ -546,22 +513,7 @@ sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
         : BCON_NEW ("metadata.settings.is_private", BCON_BOOL (false));
     bson_t *opts = BCON_NEW ("sort", "{", "name_lower", BCON_INT32 (1), "}",
                              "projection", "{", "invited", BCON_INT32 (0), "}");
-    s_room_list_t list = { .user = user };
-    msgpack_sbuffer_init (&list.rows);
-    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
-    rc = sm_find (self, self->rooms, filter, opts, s_on_listed_room, &list, error);
-    if (rc == 0) {
-        msgpack_pack_map (packer, 2);
-        pl_body_pack_str (packer, "rooms");
-        msgpack_pack_array (packer, list.count);
-        sm_pack_items (packer, &list.rows);
-        pl_body_pack_str (packer, "more");
-        if (list.more)
-            msgpack_pack_true (packer);
-        else
-            msgpack_pack_false (packer);
-    }
-    msgpack_sbuffer_destroy (&list.rows);
+    rc = s_find_rooms (self, pending, filter, opts, user, UINT32_MAX, error);
     bson_destroy (opts);
     bson_destroy (filter);
     return rc;
@@ -807,77 +759,90 @@ sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
     return outcome == S_JOIN_FAILED ? -1 : 0;
 }
 
+//  The checks of member.remove: the room exists, the user is a member
+//  (their name as registered into member), the notice's seq is free.
+//  Returns 1 to go on, 0 with pending failed, or -1 with error set.
+static int
+s_leave_judge (sm_store_t *self, sm_pending_t *pending, bson_t *room, char *member,
+               bson_error_t *error)
+{
+    int rc = s_find_room (self, pending->room_key, room, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    if (rc <= 0)
+        return rc;
+    if (!sm_bson_array_has (room, "users", pending->name.data, pending->name.size, member)) {
+        sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                 (int) pending->name.size, pending->name.data,
+                 (int) pending->room.size, pending->room.data);
+        return 0;
+    }
+    rc = pending->has_entry ? s_seq_taken (self, pending, error) : 0;
+    if (rc == 1)
+        sm_fail_conflict (pending);
+    return rc < 0 ? -1 : rc == 0;
+}
+
+//  Takes member out of the room, conditionally (still a member), with the
+//  notice's seq as the room's last. Returns 1, 0 with pending failed (left
+//  meanwhile, or the room went), or -1 with error set.
+static int
+s_leave (sm_store_t *self, sm_pending_t *pending, bson_t *room, const char *member,
+         bson_error_t *error)
+{
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key),
+                              "users", BCON_UTF8 (member));
+    bson_t *update = pending->has_entry
+        ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}",
+                    "$max", "{", "last_seq", BCON_INT64 ((int64_t) pending->entry.seq), "}")
+        : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}");
+    int rc = s_modify_room (self, query, update, room, error);
+    bson_destroy (query);
+    bson_destroy (update);
+    if (rc == 0)
+        sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                 (int) pending->name.size, pending->name.data,
+                 (int) pending->room.size, pending->room.data);
+    return rc;
+}
+
+//  Appends the leave's notice. If it cannot be, the member stays, so that
+//  nothing changed. Returns 1, 0 with pending failed, or -1 with error set.
+static int
+s_leave_notice (sm_store_t *self, sm_pending_t *pending, const char *member,
+                bson_error_t *error)
+{
+    int inserted = s_insert_entry (self, pending, error);
+    if (inserted == 0)
+        return 1;
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *update = BCON_NEW ("$addToSet", "{", "users", BCON_UTF8 (member), "}");
+    bson_error_t undo_error;
+    self->round_trips++;
+    if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL, &undo_error))
+        sm_note_failure (self, "undoing a leave whose notice failed", &undo_error);
+    bson_destroy (query);
+    bson_destroy (update);
+    if (inserted < 0)
+        return -1;
+    sm_fail_conflict (pending);
+    return 0;
+}
+
 int
 sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                       bson_error_t *error)
 {
+    (void) packer;
     bson_t room = BSON_INITIALIZER;
-    int rc = s_find_room (self, pending->room_key, &room, error);
     char member [ST_NAME_MAX + 1];
-    if (rc == 0)
-        s_fail_no_room (pending);
-    else
-    if (rc == 1 && !sm_bson_array_has (&room, "users", pending->name.data, pending->name.size,
-                                       member)) {
-        sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
-                 (int) pending->name.size, pending->name.data,
-                 (int) pending->room.size, pending->room.data);
-        rc = 0;
-    }
-    else
-    if (rc == 1 && pending->has_entry) {
-        rc = s_seq_taken (self, pending, error);
-        if (rc == 1) {
-            sm_fail_conflict (pending);
-            rc = 0;
-        }
-        else
-        if (rc == 0)
-            rc = 1;
-    }
-    if (rc == 1) {
-        bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key),
-                                  "users", BCON_UTF8 (member));
-        bson_t *update = pending->has_entry
-            ? BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}",
-                        "$max", "{", "last_seq", BCON_INT64 ((int64_t) pending->entry.seq), "}")
-            : BCON_NEW ("$pull", "{", "users", BCON_UTF8 (member), "}");
-        rc = s_modify_room (self, query, update, &room, error);
-        bson_destroy (query);
-        bson_destroy (update);
-        if (rc == 0)
-            //  Left meanwhile, or the room went
-            sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
-                     (int) pending->name.size, pending->name.data,
-                     (int) pending->room.size, pending->room.data);
-    }
-    if (rc == 1 && pending->has_entry) {
-        int inserted = s_insert_entry (self, pending, error);
-        if (inserted != 0) {
-            //  Not appended: the member stays, so that nothing changed
-            bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
-            bson_t *update = BCON_NEW ("$addToSet", "{", "users", BCON_UTF8 (member), "}");
-            bson_error_t undo_error;
-            self->round_trips++;
-            if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL,
-                                               &undo_error))
-                sm_note_failure (self, "undoing a leave whose notice failed", &undo_error);
-            bson_destroy (query);
-            bson_destroy (update);
-            if (inserted == 1) {
-                sm_fail_conflict (pending);
-                rc = 0;
-            }
-            else
-                rc = -1;
-        }
-    }
-    if (rc == 1) {
-        msgpack_pack_map (packer, 1);
-        pl_body_pack_str (packer, "members");
-        msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
-        rc = 0;
-    }
+    int rc = s_leave_judge (self, pending, &room, member, error);
+    if (rc == 1)
+        rc = s_leave (self, pending, &room, member, error);
+    if (rc == 1 && pending->has_entry)
+        rc = s_leave_notice (self, pending, member, error);
+    if (rc == 1)
+        st_reply_uint (pending->request, "members", sm_bson_array_count (&room, "users"));
     bson_destroy (&room);
     return rc < 0 ? -1 : 0;
 }

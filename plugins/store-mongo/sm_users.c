@@ -5,6 +5,7 @@
 
 #include "sm_store.h"
 #include "pl_body.h"
+#include "st_list.h"
 #include "sm_common.h"
 #include "st_reply.h"
 #include "sm_conn.h"
@@ -141,88 +142,94 @@ s_is_known (const s_keys_t *known, const char *key)
         && bsearch (&key, known->keys, known->count, sizeof (char *), s_compare_keys) != NULL;
 }
 
-int
-sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+//  Finds which of the names the run's live requests list are users, into
+//  known (sorted). Returns 0, or -1 with error set.
+static int
+s_find_known (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, s_keys_t *known,
+              bson_error_t *error)
 {
     bson_t filter, condition, array;
     sm_in_begin (&filter, "name_lower", &condition, &array);
     uint32_t count = 0;
-    for (sm_pending_t *pending = first; pending < end; pending++) {
-        if (!sm_is_live (pending))
-            continue;
-        for (uint32_t index = 0; index < pending->user_count; index++) {
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        for (uint32_t index = 0; sm_is_live (pending) && index < pending->user_count; index++) {
             const st_name_t *name = &pending->users [index].name;
             sm_array_append_text (&array, &count, name->key, name->text.size);
         }
-    }
     sm_in_end (&filter, &condition, &array);
-
-    s_keys_t known = { NULL, 0, 0 };
     bson_t *opts = BCON_NEW ("projection", "{", "name_lower", BCON_INT32 (1), "}");
-    bson_error_t error;
-    int rc = sm_find (self, self->users, &filter, opts, s_on_known_user, &known, &error);
+    int rc = sm_find (self, self->users, &filter, opts, s_on_known_user, known, error);
     bson_destroy (opts);
     bson_destroy (&filter);
-    if (rc) {
+    if (rc == 0)
+        qsort (known->keys, known->count, sizeof (char *), s_compare_keys);
+    return rc;
+}
+
+//  Sets last_seen of the known users the run's live requests list, in one
+//  ordered bulk (a name listed twice takes the later entry), and counts
+//  each request's. Returns 0, or -1 with error set.
+static int
+s_set_last_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                 const s_keys_t *known, bson_error_t *error)
+{
+    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (true));
+    mongoc_bulk_operation_t *bulk
+        = mongoc_collection_create_bulk_operation_with_opts (self->users, bulk_opts);
+    bson_destroy (bulk_opts);
+    size_t updates = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        for (uint32_t index = 0; sm_is_live (pending) && index < pending->user_count; index++) {
+            const char *key = pending->users [index].name.key;
+            if (!s_is_known (known, key))
+                continue;           //  no such user: skipped, not an error
+            pending->updated++;
+            bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (key));
+            bson_t *update = BCON_NEW ("$set", "{", "last_seen",
+                                       BCON_INT64 (pending->users [index].last_seen), "}");
+            mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
+            bson_destroy (selector);
+            bson_destroy (update);
+            updates++;
+        }
+    bool ok = true;
+    if (updates > 0) {
+        bson_t reply;
+        self->round_trips++;
+        ok = mongoc_bulk_operation_execute (bulk, &reply, error) != 0;
+        bson_destroy (&reply);
+    }
+    mongoc_bulk_operation_destroy (bulk);
+    if (ok && updates > 0)
+        sm_mark_reachable (self);
+    return ok ? 0 : -1;
+}
+
+int
+sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    s_keys_t known = { NULL, 0, 0 };
+    bson_error_t error;
+    int rc = s_find_known (self, first, end, &known, &error);
+    if (rc)
         sm_note_failure (self, "looking up users seen", &error);
+    else {
+        rc = s_set_last_seen (self, first, end, &known, &error);
+        //  Setting last_seen again is harmless: the caller's retry
+        //  converges on the values it asked for
+        if (rc)
+            sm_note_failure (self, "setting last_seen", &error);
+    }
+    if (rc) {
         sm_fail_run (self, first, end, &error);
         rc = sm_is_unreachable (&error) ? -1 : 0;
-    }
-    else {
-        qsort (known.keys, known.count, sizeof (char *), s_compare_keys);
-        //  Ordered: a name listed twice takes the later entry
-        bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (true));
-        mongoc_bulk_operation_t *bulk
-            = mongoc_collection_create_bulk_operation_with_opts (self->users, bulk_opts);
-        bson_destroy (bulk_opts);
-        size_t updates = 0;
-        for (sm_pending_t *pending = first; pending < end; pending++) {
-            if (!sm_is_live (pending))
-                continue;
-            for (uint32_t index = 0; index < pending->user_count; index++) {
-                const char *key = pending->users [index].name.key;
-                int64_t last_seen = pending->users [index].last_seen;
-                if (!s_is_known (&known, key))
-                    continue;       //  no such user: skipped, not an error
-                pending->updated++;
-                bson_t *selector = BCON_NEW ("name_lower", BCON_UTF8 (key));
-                bson_t *update = BCON_NEW ("$set", "{",
-                                           "last_seen", BCON_INT64 (last_seen),
-                                           "}");
-                mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
-                bson_destroy (selector);
-                bson_destroy (update);
-                updates++;
-            }
-        }
-        if (updates > 0) {
-            bson_t reply;
-            self->round_trips++;
-            bool ok = mongoc_bulk_operation_execute (bulk, &reply, &error) != 0;
-            bson_destroy (&reply);
-            if (!ok) {
-                //  Setting last_seen again is harmless: the caller's retry
-                //  converges on the values it asked for
-                sm_note_failure (self, "setting last_seen", &error);
-                sm_fail_run (self, first, end, &error);
-                rc = sm_is_unreachable (&error) ? -1 : 0;
-            }
-            else
-                sm_mark_reachable (self);
-        }
-        mongoc_bulk_operation_destroy (bulk);
     }
     for (size_t index = 0; index < known.count; index++)
         free (known.keys [index]);
     free (known.keys);
-
     for (sm_pending_t *pending = first; pending < end; pending++)
-        if (sm_is_live (pending)) {
-            msgpack_packer *packer = sm_packer (pending);
-            msgpack_pack_map (packer, 1);
-            pl_body_pack_str (packer, "updated");
-            msgpack_pack_uint32 (packer, pending->updated);
-        }
+        if (sm_is_live (pending))
+            st_reply_uint (pending->request, "updated", pending->updated);
     return rc;
 }
 
@@ -232,6 +239,23 @@ sm_run_user_seen (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
 //  set when the server failed (pending is then failed by the caller).
 
 
+//  The user map of a users document; the password hash only if with_hash
+static void
+s_user_of (const bson_t *document, bool with_hash, st_user_t *user)
+{
+    bson_iter_t iter;
+    *user = (st_user_t) {
+        .name = sm_bson_st_text (document, "name"),
+        .created_at = sm_bson_int (document, "created_at", 0),
+        .last_seen = sm_bson_int (document, "last_seen", 0)
+    };
+    if (with_hash)
+        user->password_hash = sm_bson_st_text (document, "password_hash");
+    user->seen = bson_iter_init_find (&iter, document, "last_seen")
+              && (BSON_ITER_HOLDS_INT64 (&iter) || BSON_ITER_HOLDS_INT32 (&iter)
+              ||  BSON_ITER_HOLDS_DOUBLE (&iter));
+}
+
 int
 sm_run_user_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                  bson_error_t *error)
@@ -240,56 +264,41 @@ sm_run_user_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
     bson_t found = BSON_INITIALIZER;
     int rc = sm_find_one (self, self->users, filter, NULL, &found, error);
     if (rc == 1) {
-        msgpack_pack_map (packer, 4);
-        pl_body_pack_str (packer, "name");
-        sm_pack_bson_str (packer, &found, "name");
-        pl_body_pack_str (packer, "password_hash");
-        sm_pack_bson_str (packer, &found, "password_hash");
-        pl_body_pack_str (packer, "created_at");
-        sm_pack_bson_time (packer, &found, "created_at");
-        pl_body_pack_str (packer, "last_seen");
-        sm_pack_bson_time (packer, &found, "last_seen");
+        st_user_t user;
+        s_user_of (&found, true, &user);
+        st_reply_user (packer, &user);
     }
     else
     if (rc == 0)
-        sm_fail (pending, "not_found", "No user is named '%.*s'.",
-                 (int) pending->name.size, pending->name.data);
+        st_reply_no_user (pending->request, pending->name);
     bson_destroy (&found);
     bson_destroy (filter);
     return rc < 0 ? -1 : 0;
 }
 
-//  Packs the users of a list into a buffer of their own: the count comes first
+//  A list of users being read
 typedef struct {
-    msgpack_packer packer;          //  writing into rows
-    msgpack_sbuffer rows;           //  the packed users
-    uint32_t count;                 //  users packed
-    uint32_t limit;                 //  most to pack
-    bool more;                      //  one more was found
-} s_list_t;
+    st_list_t *list;                //  bounded by its limit and bytes
+    bool full;                      //  a user was left out: the rest are too
+} s_user_list_t;
 
 static void
 s_on_listed_user (void *arg, const bson_t *document)
 {
-    s_list_t *list = (s_list_t *) arg;
-    if (list->count == list->limit) {
-        list->more = true;
+    s_user_list_t *users = (s_user_list_t *) arg;
+    if (users->full)
         return;
-    }
-    msgpack_pack_map (&list->packer, 3);
-    pl_body_pack_str (&list->packer, "name");
-    sm_pack_bson_str (&list->packer, document, "name");
-    pl_body_pack_str (&list->packer, "created_at");
-    sm_pack_bson_time (&list->packer, document, "created_at");
-    pl_body_pack_str (&list->packer, "last_seen");
-    sm_pack_bson_time (&list->packer, document, "last_seen");
-    list->count++;
+    st_user_t user;
+    s_user_of (document, false, &user);
+    st_reply_user (st_list_packer (users->list), &user);
+    users->full = !st_list_push (users->list);
 }
 
 int
 sm_run_user_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                   bson_error_t *error)
 {
+    (void) packer;                  //  the list packs the answer
     //  No 'after': every name sorts after "", as names are not empty. A
     //  string comparison without collation is the byte order STORE.md asks.
     bson_t *filter = BCON_NEW ("name_lower", "{", "$gt", BCON_UTF8 (pending->key), "}");
@@ -299,22 +308,15 @@ sm_run_user_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
                              "projection", "{", "name", BCON_INT32 (1),
                                                 "created_at", BCON_INT32 (1),
                                                 "last_seen", BCON_INT32 (1), "}");
-    s_list_t list = { .limit = pending->limit };
-    msgpack_sbuffer_init (&list.rows);
-    msgpack_packer_init (&list.packer, &list.rows, msgpack_sbuffer_write);
-    int rc = sm_find (self, self->users, filter, opts, s_on_listed_user, &list, error);
-    if (rc == 0) {
-        msgpack_pack_map (packer, 2);
-        pl_body_pack_str (packer, "users");
-        msgpack_pack_array (packer, list.count);
-        sm_pack_items (packer, &list.rows);
-        pl_body_pack_str (packer, "more");
-        if (list.more)
-            msgpack_pack_true (packer);
-        else
-            msgpack_pack_false (packer);
-    }
-    msgpack_sbuffer_destroy (&list.rows);
+    s_user_list_t users = { st_list_new (pending->limit, false), false };
+    int rc = users.list ? sm_find (self, self->users, filter, opts, s_on_listed_user, &users,
+                                   error) : 0;
+    if (!users.list)
+        sm_fail (pending, "internal", "The store ran out of memory.");
+    else
+    if (rc == 0)
+        st_list_answer (users.list, pending->request, "users");
+    st_list_destroy (&users.list);
     bson_destroy (opts);
     bson_destroy (filter);
     return rc;
