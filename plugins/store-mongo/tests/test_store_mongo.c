@@ -18,6 +18,7 @@
 */
 
 #include "sc_broker.h"
+#include "sc_log.h"
 
 #include <mongoc/mongoc.h>
 #include <poll.h>
@@ -32,7 +33,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-mongo-log"
 
-static zsock_t *s_log;              //  SUB to every log line of this process
+static sc_log_t *s_log;             //  every log line of this process
 static unsigned s_database_count;   //  for fresh database names
 
 //  A stand-in server started by a test
@@ -44,33 +45,6 @@ typedef struct {
 
 //  --------------------------------------------------------------------------
 //  Helpers
-
-static void
-s_log_clear (void)
-{
-    char *line;
-    while ((zsock_events (s_log) & ZMQ_POLLIN) && (line = zstr_recv (s_log)))
-        zstr_free (&line);
-}
-
-//  True if a log line received within a second contains both words
-static bool
-s_log_says (const char *first, const char *second)
-{
-    int64_t deadline = zclock_mono () + 1000;
-    zpoller_t *poller = zpoller_new (s_log, NULL);
-    bool found = false;
-    while (!found && zclock_mono () < deadline) {
-        if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
-            break;
-        char *line = zstr_recv (s_log);
-        if (line && strstr (line, first) && (!second || strstr (line, second)))
-            found = true;
-        zstr_free (&line);
-    }
-    zpoller_destroy (&poller);
-    return found;
-}
 
 //  A port on 127.0.0.1 that nothing listens on (bound, then released)
 static int
@@ -265,13 +239,13 @@ test_malformed_uri_refused_at_start_with_the_reason (void **state)
         "store-mongo.uri=mongodb://127.0.0.1/parley?w=0"    //  unacknowledged
     };
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        s_log_clear ();
+        sc_log_clear (s_log);
         sc_broker_t *broker = s_start (bad [index]);
         if (broker) {
             sc_broker_destroy (&broker);
             fail_msg ("store-mongo started with %s", bad [index]);
         }
-        if (!s_log_says ("store-mongo", "option uri"))
+        if (!sc_log_says (s_log, "store-mongo", "option uri"))
             fail_msg ("no log line says why %s was refused", bad [index]);
     }
 }
@@ -280,11 +254,11 @@ static void
 test_unreachable_server_starts_and_answers_unavailable_within_seconds (void **state)
 {
     char *option = s_uri_option (s_closed_port ());
-    s_log_clear ();
+    sc_log_clear (s_log);
     int64_t started = zclock_mono ();
     sc_broker_t *broker = s_start (option);
     assert_non_null (broker);
-    assert_true (s_log_says ("unreachable", "starting all the same"));
+    assert_true (sc_log_says (s_log, "unreachable", "starting all the same"));
 
     //  A batch of several requests: every one answered, in order
     uint64_t rids [4];
@@ -346,12 +320,12 @@ test_server_that_stops_is_answered_unavailable_then_served_again (void **state)
 
     int port = server.port;
     s_server_stop (&server);
-    s_log_clear ();
+    sc_log_clear (s_log);
     uint64_t first = s_send_user_create (broker, "bob");
     uint64_t second = s_send_token_put (broker, "t", "alice");
     s_expect (broker, first, "unavailable");
     s_expect (broker, second, "unavailable");
-    assert_true (s_log_says ("unreachable", "answered unavailable"));
+    assert_true (sc_log_says (s_log, "unreachable", "answered unavailable"));
 
     //  Back on the same port (empty: the stand-in keeps its data in memory)
     s_server_start (&server, port);
@@ -845,8 +819,7 @@ main (void)
     zsys_handler_set (NULL);
     //  A server killed under a test must not kill us with SIGPIPE
     signal (SIGPIPE, SIG_IGN);
-    zsys_set_logsender (S_LOG_ENDPOINT);
-    s_log = zsock_new_sub (S_LOG_ENDPOINT, "");
+    s_log = sc_log_new (S_LOG_ENDPOINT);
     assert (s_log);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_malformed_uri_refused_at_start_with_the_reason),
@@ -859,7 +832,6 @@ main (void)
         cmocka_unit_test (test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
-    zsock_destroy (&s_log);
-    zsys_set_logsender (NULL);
+    sc_log_destroy (&s_log);
     return failed;
 }
