@@ -627,26 +627,25 @@ s_on_entry (void *arg, const bson_t *document)
 }
 
 
-//  Cuts *count_p so that the first *count_p documents, packed, take at most
-//  ST_LIST_BUDGET bytes. Returns true if it cut.
-static bool
-s_page_cut (bson_t **documents, uint32_t *count_p, sm_pack_fn *pack)
+//  The answer {messages, more} from the entries found, read from the
+//  cursor's side: the list keeps the entries next to the cursor when it
+//  cuts for the bytes, and answers them oldest first
+static void
+s_answer_page (sm_pending_t *pending, const s_entries_t *entries, bool oldest_first,
+               sm_pack_fn *pack)
 {
-    msgpack_sbuffer scratch;
-    msgpack_sbuffer_init (&scratch);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
-    bool cut = false;
-    for (uint32_t index = 0; index < *count_p; index++) {
-        pack (&packer, documents [index]);
-        if (scratch.size > ST_LIST_BUDGET) {
-            *count_p = index;
-            cut = true;
-            break;
-        }
+    st_list_t *list = st_list_new (pending->limit, !oldest_first);
+    if (!list) {
+        sm_fail (pending, "internal", "The store ran out of memory.");
+        return;
     }
-    msgpack_sbuffer_destroy (&scratch);
-    return cut;
+    for (uint32_t index = 0; index < entries->count; index++) {
+        pack (st_list_packer (list), entries->documents [index]);
+        if (!st_list_push (list))
+            break;
+    }
+    st_list_answer (list, pending->request, "messages");
+    st_list_destroy (&list);
 }
 
 int
@@ -654,6 +653,7 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
              const char *field, const char *key, const char *hint, sm_pack_fn *pack,
              msgpack_packer *packer, bson_error_t *error)
 {
+    (void) packer;                  //  the list packs the answer
     bson_t filter = BSON_INITIALIZER, range;
     BSON_APPEND_UTF8 (&filter, field, key);
     if (pending->cursor != ST_CURSOR_NONE) {
@@ -674,24 +674,8 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
         sm_fail (pending, "internal", "The store ran out of memory.");
     else {
         rc = sm_find (self, collection, &filter, opts, s_on_entry, &entries, error);
-        if (rc == 0) {
-            bool more = entries.count > pending->limit;
-            uint32_t count = more ? pending->limit : entries.count;
-            //  The documents came from the cursor's side: a page cut for
-            //  its bytes keeps the entries next to the cursor
-            if (s_page_cut (entries.documents, &count, pack))
-                more = true;
-            msgpack_pack_map (packer, 2);
-            pl_body_pack_str (packer, "messages");
-            msgpack_pack_array (packer, count);
-            for (uint32_t index = 0; index < count; index++)
-                pack (packer, entries.documents [oldest_first ? index : count - 1 - index]);
-            pl_body_pack_str (packer, "more");
-            if (more)
-                msgpack_pack_true (packer);
-            else
-                msgpack_pack_false (packer);
-        }
+        if (rc == 0)
+            s_answer_page (pending, &entries, oldest_first, pack);
         for (uint32_t index = 0; index < entries.count; index++)
             bson_destroy (entries.documents [index]);
         free (entries.documents);

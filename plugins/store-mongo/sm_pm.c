@@ -513,56 +513,55 @@ s_count_unread (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
 
 //  Packs {conversations, more}: the newest conversations of list whose
 //  entries fit in ST_LIST_BUDGET (each carries its last message), at least one
+//  Packs one conversation of the list {with, last, unread}
 static void
-s_pack_conversations (msgpack_packer *packer, s_conversations_t *list)
+s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint32_t index)
 {
-    msgpack_sbuffer rows;
-    msgpack_sbuffer_init (&rows);
-    msgpack_packer row_packer;
-    msgpack_packer_init (&row_packer, &rows, msgpack_sbuffer_write);
-    uint32_t count = 0;
-    for (; count < list->count; count++) {
-        const bson_t *conversation = list->documents [count];
-        bool first = s_is_first_user (conversation, list->key);
-        bson_iter_t iter;
-        bson_t last = BSON_INITIALIZER;
-        if (sm_bson_at (conversation, "last", &iter) && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
-            uint32_t size;
-            const uint8_t *data;
-            bson_iter_document (&iter, &size, &data);
-            bson_destroy (&last);
-            bson_init_static (&last, data, size);
-        }
-        size_t start = rows.size;
-        msgpack_pack_map (&row_packer, 3);
-        pl_body_pack_str (&row_packer, "with");
-        sm_pack_bson_text (&row_packer, conversation, first ? "names.1" : "names.0");
-        pl_body_pack_str (&row_packer, "last");
-        s_pack_pm_entry (&row_packer, &last);
-        pl_body_pack_str (&row_packer, "unread");
-        msgpack_pack_uint64 (&row_packer, (uint64_t) list->unread [count]);
+    const bson_t *conversation = list->documents [index];
+    bool first = s_is_first_user (conversation, list->key);
+    bson_iter_t iter;
+    bson_t last = BSON_INITIALIZER;
+    if (sm_bson_at (conversation, "last", &iter) && BSON_ITER_HOLDS_DOCUMENT (&iter)) {
+        uint32_t size;
+        const uint8_t *data;
+        bson_iter_document (&iter, &size, &data);
         bson_destroy (&last);
-        if (count && rows.size > ST_LIST_BUDGET) {
-            rows.size = start;
-            break;
-        }
+        bson_init_static (&last, data, size);
     }
-    msgpack_pack_map (packer, 2);
-    pl_body_pack_str (packer, "conversations");
-    msgpack_pack_array (packer, count);
-    packer->callback (packer->data, rows.data, rows.size);
-    pl_body_pack_str (packer, "more");
-    if (count < list->count)
-        msgpack_pack_true (packer);
-    else
-        msgpack_pack_false (packer);
-    msgpack_sbuffer_destroy (&rows);
+    msgpack_pack_map (packer, 3);
+    pl_body_pack_str (packer, "with");
+    sm_pack_bson_text (packer, conversation, first ? "names.1" : "names.0");
+    pl_body_pack_str (packer, "last");
+    s_pack_pm_entry (packer, &last);
+    pl_body_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, (uint64_t) list->unread [index]);
+    bson_destroy (&last);
+}
+
+//  The answer {conversations, more}: as many as the bytes allow (the
+//  find kept to the limit)
+static void
+s_answer_conversations (sm_pending_t *pending, const s_conversations_t *list)
+{
+    st_list_t *rows = st_list_new (UINT32_MAX, false);
+    if (!rows) {
+        sm_fail (pending, "internal", "The store ran out of memory.");
+        return;
+    }
+    for (uint32_t index = 0; index < list->count; index++) {
+        s_pack_conversation (st_list_packer (rows), list, index);
+        if (!st_list_push (rows))
+            break;
+    }
+    st_list_answer (rows, pending->request, "conversations");
+    st_list_destroy (&rows);
 }
 
 int
 sm_run_pm_conversations (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                          bson_error_t *error)
 {
+    (void) packer;                  //  the list packs the answer
     //  One range of the (users, last_ts, _id) index, newest first; a user
     //  who does not exist has none
     bson_t *filter = BCON_NEW ("users", BCON_UTF8 (pending->key));
@@ -580,7 +579,7 @@ sm_run_pm_conversations (sm_store_t *self, sm_pending_t *pending, msgpack_packer
         if (rc == 0)
             rc = s_count_unread (self, &list, error);
         if (rc == 0)
-            s_pack_conversations (packer, &list);
+            s_answer_conversations (pending, &list);
     }
     for (uint32_t index = 0; index < list.count; index++)
         bson_destroy (list.documents [index]);
