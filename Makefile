@@ -63,6 +63,8 @@ unit-tests:
 # private-message suites again on store-mongo against its wire-compatible test server
 integration-tests:
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
+	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 \
+	    $(wildcard $(abspath plugins)/*/tests/*.test.js)
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) PARLEY_TEST_STORE=mongo \
 	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js \
 	    tests/14-auth-limits.test.js tests/15-presence-pages.test.js \
