@@ -608,15 +608,18 @@ s_host_on_session (parley_ctx_t *self, pl_envelope_t *envelope)
 }
 
 //  The wake pipe is readable: one on_wake for every wake since the last.
-//  The flag drops before the pipe is read and on_wake runs, so a wake that
-//  comes during on_wake writes again and is never lost.
+//  The pipe is emptied first and the flag dropped after, then on_wake runs:
+//  a wake that comes after the flag drops writes a byte for the next round,
+//  and one that came before it is seen by this on_wake. (Dropping the flag
+//  first lost wakes: a byte written between the drop and the read was read
+//  here, and the wakes after it, finding the flag up, wrote none.)
 static void
 s_host_on_wake (parley_ctx_t *self)
 {
-    atomic_store (&self->wake_pending, false);
     char bytes [64];
     while (read (self->wake_pipe [0], bytes, sizeof bytes) > 0)
         ;
+    atomic_store (&self->wake_pending, false);
     if (self->on_wake && !self->refused) {
         self->on_wake (self->state);
         if (self->plugin->on_batch_end)
