@@ -2,7 +2,8 @@
     au_pool - worker threads that hash and verify passwords (argon2id)
 
     Two FIFO queues behind one mutex: jobs to do (workers wait on a condition
-    variable) and jobs done (the owner polls them, never waits). The mutex is
+    variable) and jobs done (the owner collects them when notified, never
+    waits). The mutex is
     held only to link and unlink jobs, never while hashing, so the owner's
     thread is never held up for longer than a few pointer moves.
     =========================================================================
@@ -41,6 +42,8 @@ struct _au_pool_t {
     size_t memlimit;                //  argon2id memory cost, bytes
     pthread_t threads [AU_POOL_MAX_WORKERS];
     size_t thread_count;            //  started threads
+    void (*notify) (void *arg);     //  called when a job is done, or NULL
+    void *notify_arg;
 };
 
 static void
@@ -158,6 +161,14 @@ s_worker (void *argument)
         s_run (self, link->job);
         pthread_mutex_lock (&self->mutex);
         s_push (&self->done, link);
+        //  Told outside the lock: the owner may collect at once
+        void (*notify) (void *arg) = self->notify;
+        void *notify_arg = self->notify_arg;
+        if (notify) {
+            pthread_mutex_unlock (&self->mutex);
+            notify (notify_arg);
+            pthread_mutex_lock (&self->mutex);
+        }
     }
     pthread_mutex_unlock (&self->mutex);
     return NULL;
@@ -223,6 +234,16 @@ au_pool_destroy (au_pool_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+au_pool_set_notify (au_pool_t *self, void (*notify) (void *arg), void *arg)
+{
+    assert (self);
+    pthread_mutex_lock (&self->mutex);
+    self->notify = notify;
+    self->notify_arg = arg;
+    pthread_mutex_unlock (&self->mutex);
 }
 
 int

@@ -2,8 +2,9 @@
     au_pool - worker threads that hash and verify passwords (argon2id)
 
     Hashing a password costs tens of milliseconds by design. The auth plugin's
-    own thread must not spend them: it hands each job to this pool and
-    collects the finished jobs later (from a timer). A job is handed over
+    own thread must not spend them: it hands each job to this pool, and the
+    worker that finishes a job calls the pool's notify (the plugin's
+    host->wake), after which the plugin collects it. A job is handed over
     whole, as a message would be: once submitted, only the pool touches it,
     until au_pool_done gives it back. Both queues are bounded: submit refuses
     a job when queue_max jobs are waiting or running or finished uncollected.
@@ -11,6 +12,7 @@
     Jobs keep the password in memory of their own and wipe it when destroyed.
 
         au_pool_t *pool = au_pool_new (2, 256, 2, 19 << 20);
+        au_pool_set_notify (pool, s_wake, self);
         au_job_t *job = au_job_new_hash (password, size, cookie);
         if (au_pool_submit (pool, &job)) ... busy: job is still ours ...
         ...
@@ -72,6 +74,13 @@ au_pool_t *
 //  still inside, nullifies the reference.
 void
     au_pool_destroy (au_pool_t **self_p);
+
+//  Calls notify (arg) on the worker's thread each time a job is finished and
+//  ready for au_pool_done, outside the pool's lock. notify must be safe to
+//  call from any thread and must not block (host->wake is both). Set it
+//  before the first submit; NULL for none (the owner polls).
+void
+    au_pool_set_notify (au_pool_t *self, void (*notify) (void *arg), void *arg);
 
 //  Hands a job to the workers. Returns 0 and nullifies the reference, or -1
 //  when the pool is full (the job stays the caller's).

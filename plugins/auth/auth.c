@@ -3,8 +3,9 @@
     auth.logout (PROTOCOL.md, "Authentication")
 
     Passwords are hashed with argon2id (libsodium) on a small pool of worker
-    threads (au_pool), never on this instance's thread; a timer collects the
-    finished jobs. Accounts and tokens live in the store (store.user.*,
+    threads (au_pool), never on this instance's thread; a worker that
+    finishes a job wakes the instance (host->wake, plugin ABI 1.2), whose
+    on_wake collects it. Each store call carries its own handler (pl_call). Accounts and tokens live in the store (store.user.*,
     store.token.*, proto/STORE.md); a token is 32 random bytes sent as
     base64url and stored only as the hex BLAKE2b-256 of that text.
 
@@ -27,8 +28,13 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_body.h"
+#include "pl_call.h"
 #include "pl_limits.h"
+#include "pl_options.h"
+#include "pl_pack.h"
 #include "pl_reply.h"
+#include "pl_text.h"
 #include "au_limiter.h"
 #include "au_pool.h"
 
@@ -54,7 +60,6 @@
 #define AUTH_TOKEN_TTL_DAYS         30
 #define AUTH_MAX_TOKENS             100         //  live tokens per user
 #define AUTH_TOUCH_INTERVAL_MS      60000       //  a token's last use, to the minute
-#define AUTH_POLL_MS                5           //  how often finished jobs are collected
 #define AUTH_HOUSEKEEPING_MS        5000
 #define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
 #define AUTH_PURGE_EVERY_MS         (3600 * 1000)
@@ -88,21 +93,11 @@ typedef struct {
 
 typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT } op_kind_t;
 
-//  Where an operation waits
-typedef enum {
-    STEP_USER_GET = 1,              //  store.user.get (register: is it taken? login: the hash)
-    STEP_HASH,                      //  the pool hashes the new password
-    STEP_USER_CREATE,               //  store.user.create
-    STEP_VERIFY,                    //  the pool verifies a password
-    STEP_TOKEN_PUT,                 //  store.token.put
-    STEP_TOKEN_GET,                 //  store.token.get (resume)
-    STEP_TOKEN_DELETE               //  store.token.delete (logout)
-} op_step_t;
-
-//  One request being served, across store calls and pool jobs
+//  One request being served, across store calls and pool jobs. Which store
+//  answer it waits for is the handler of its call (pl_call); which job, its
+//  kind (a register hashes, a login verifies).
 typedef struct {
     op_kind_t kind;                 //  which request
-    op_step_t step;                 //  what it waits for
     parley_request_t *request;      //  lent by the host until we reply
     uint64_t session;               //  the requesting session
     char *address;                  //  the client's address, or NULL
@@ -121,6 +116,7 @@ typedef struct {
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  store calls in flight, each with its handler
     au_pool_t *pool;                //  argon2id workers
     au_limiter_t *pair_failures;    //  failed logins per "username address"
     au_limiter_t *user_failures;    //  failed logins per lower-cased username
@@ -133,20 +129,12 @@ typedef struct {
     int64_t token_ttl_ms;           //  validity of a new token
     uint64_t max_tokens;            //  live tokens per user; the least recently
                                     //  used go past it
-    int poll_timer;                 //  collects pool jobs while any run; 0 if none
     int housekeeping_timer;         //  expiry of limiter keys and bindings
     int64_t next_purge;             //  monotonic ms of the next store.token.purge
     zlistx_t *ops;                  //  op_t *, owned: every request in progress
     zhashx_t *bindings;             //  sid_key -> binding_t *, owned
     zhashx_t *tokens;               //  token_hash -> token_t *, owned
 } auth_t;
-
-//  The cookies of the calls no request waits for: the housekeeping
-//  store.token.purge, store.token.trim after a login, store.token.touch
-//  after a resume
-static char s_purge_cookie;
-static char s_trim_cookie;
-static char s_touch_cookie;
 
 
 //  --------------------------------------------------------------------------
@@ -158,18 +146,16 @@ s_addr (const char *address)
     return address ? address : "(no address)";
 }
 
+//  The protocol's username rule (pl_text) for a msgpack string's bytes
 static bool
 s_username_valid (const char *name, size_t size)
 {
-    if (size < PL_USERNAME_MIN || size > PL_USERNAME_MAX)
+    char text [PL_USERNAME_MAX + 1];
+    if (size > PL_USERNAME_MAX || memchr (name, 0, size))
         return false;
-    for (size_t index = 0; index < size; index++) {
-        char c = name [index];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '.' || c == '-'))
-            return false;
-    }
-    return true;
+    memcpy (text, name, size);
+    text [size] = 0;
+    return pl_text_username_valid (text);
 }
 
 static bool
@@ -208,55 +194,12 @@ s_token_hash (const char *token, size_t size, char *hex)
     sodium_bin2hex (hex, TOKEN_HASH_HEX + 1, digest, sizeof digest);
 }
 
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t size = strlen (text);
-    msgpack_pack_str (packer, size);
-    msgpack_pack_str_body (packer, text, size);
-}
-
-//  Finds a field of a msgpack map. Returns it, or NULL if absent.
-static const msgpack_object *
-s_field (const msgpack_object *map, const char *name)
-{
-    size_t name_size = strlen (name);
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object_kv *pair = &map->via.map.ptr [index];
-        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == name_size
-            && memcmp (pair->key.via.str.ptr, name, name_size) == 0)
-            return &pair->val;
-    }
-    return NULL;
-}
-
-//  A string field: returns 0 and sets text/size, or -1 when absent or not a string
+//  A string field present and a string: its bytes (borrowed) and size.
+//  Returns 0, or -1 when absent, nil or not a string.
 static int
 s_field_str (const msgpack_object *map, const char *name, const char **text, size_t *size)
 {
-    const msgpack_object *value = s_field (map, name);
-    if (!value || value->type != MSGPACK_OBJECT_STR)
-        return -1;
-    *text = value->via.str.ptr;
-    *size = value->via.str.size;
-    return 0;
-}
-
-//  An integer field: returns 0 and sets number, or -1
-static int
-s_field_int (const msgpack_object *map, const char *name, int64_t *number)
-{
-    const msgpack_object *value = s_field (map, name);
-    if (!value)
-        return -1;
-    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER && value->via.u64 <= INT64_MAX)
-        *number = (int64_t) value->via.u64;
-    else
-    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *number = value->via.i64;
-    else
-        return -1;
-    return 0;
+    return pl_body_strn (map, name, text, size) == 1 ? 0 : -1;
 }
 
 
@@ -419,36 +362,36 @@ s_op_store_failed (auth_t *self, op_t *op, const char *type, const char *code,
                "The account service is unavailable right now; try again in a moment.");
 }
 
-//  Sends a store request for op, which then waits in step
+//  Sends a store request for op; handler reads its answer
 static void
-s_op_call (auth_t *self, op_t *op, op_step_t step, const char *type, msgpack_sbuffer *body)
+s_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
 {
-    op->step = step;
-    if (self->host->call (self->ctx, type, body->data, body->size, op))
+    if (pl_call_send (self->calls, type, pack->buffer.data, pack->buffer.size, handler, op))
         s_op_fail (self, op, "unavailable",
                    "The account service is unavailable right now; try again in a moment.");
 }
 
-static void s_poll (void *state);
-
-//  Hands a job to the pool for op, which then waits in step
+//  Sends a store request with one string field
 static void
-s_op_submit (auth_t *self, op_t *op, op_step_t step, au_job_t *job)
+s_op_call_one (auth_t *self, op_t *op, const char *type, const char *field, const char *value,
+               pl_call_fn *handler)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kstr (&pack, field, value);
+    s_op_call (self, op, type, &pack, handler);
+    pl_pack_release (&pack);
+}
+
+//  Hands a job to the pool for op; a worker wakes us when it is done
+static void
+s_op_submit (auth_t *self, op_t *op, au_job_t *job)
 {
     if (!job) {
         s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
-    if (!self->poll_timer) {
-        int timer = self->host->timer_add (self->ctx, AUTH_POLL_MS, s_poll);
-        if (timer < 0) {
-            au_job_destroy (&job);
-            s_op_fail (self, op, "internal", "The server could not schedule the work; try again.");
-            return;
-        }
-        self->poll_timer = timer;
-    }
-    op->step = step;
     if (au_pool_submit (self->pool, &job)) {
         au_job_destroy (&job);
         pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable",
@@ -458,9 +401,10 @@ s_op_submit (auth_t *self, op_t *op, op_step_t step, au_job_t *job)
     }
 }
 
-//  Creates a token for op->name and stores its hash
+//  Creates a token for op->name and stores its hash; handler reads the
+//  store's answer
 static void
-s_op_issue_token (auth_t *self, op_t *op)
+s_op_issue_token (auth_t *self, op_t *op, pl_call_fn *handler)
 {
     uint8_t raw [TOKEN_BYTES];
     randombytes_buf (raw, sizeof raw);
@@ -470,22 +414,18 @@ s_op_issue_token (auth_t *self, op_t *op)
     s_token_hash (op->token, strlen (op->token), op->token_hash);
 
     int64_t now = zclock_time ();
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 4);
-    s_pack_str (&packer, "token_hash");
-    s_pack_str (&packer, op->token_hash);
-    s_pack_str (&packer, "user");
-    s_pack_str (&packer, op->name);
-    s_pack_str (&packer, "created_at");
-    msgpack_pack_int64 (&packer, now);
-    s_pack_str (&packer, "expires_at");
-    msgpack_pack_int64 (&packer, now + self->token_ttl_ms);
-    s_op_call (self, op, STEP_TOKEN_PUT, "store.token.put", &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 4);
+    pl_pack_kstr (&pack, "token_hash", op->token_hash);
+    pl_pack_kstr (&pack, "user", op->name);
+    pl_pack_kint (&pack, "created_at", now);
+    pl_pack_kint (&pack, "expires_at", now + self->token_ttl_ms);
+    s_op_call (self, op, "store.token.put", &pack, handler);
+    pl_pack_release (&pack);
 }
+
+static void s_on_trimmed (void *state, void *arg, const pl_call_reply_t *reply);
 
 //  After a new token of user: asks the store to revoke the user's tokens
 //  past the max_tokens most recently used; s_on_trimmed unbinds their
@@ -494,20 +434,26 @@ s_op_issue_token (auth_t *self, op_t *op)
 static void
 s_trim_tokens (auth_t *self, const char *user)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 2);
-    s_pack_str (&packer, "user");
-    s_pack_str (&packer, user);
-    s_pack_str (&packer, "keep");
-    msgpack_pack_uint64 (&packer, self->max_tokens);
-    if (self->host->call (self->ctx, "store.token.trim", buffer.data, buffer.size,
-                          &s_trim_cookie))
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kstr (&pack, "user", user);
+    pl_pack_kuint (&pack, "keep", self->max_tokens);
+    if (pl_call_send (self->calls, "store.token.trim", pack.buffer.data, pack.buffer.size,
+                      s_on_trimmed, NULL))
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "could not ask the store to trim the tokens of '%s'", user);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_release (&pack);
+}
+
+static void
+s_on_touched (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    //  not_found: logged out meanwhile
+    if (reply->code && !streq (reply->code, "not_found"))
+        self->host->log (self->ctx, PARLEY_LOG_WARNING, "store.token.touch answered %s (%s)",
+                         reply->code, reply->message ? reply->message : "");
 }
 
 //  After a resume: the token's last use is now (store.token.touch), so that
@@ -523,18 +469,14 @@ s_touch_token (auth_t *self, const char *token_hash, int64_t created_at)
             || au_limiter_check (self->touched, token_hash, now) > 0))
         return;
     au_limiter_fail (self->touched, token_hash, now);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 2);
-    s_pack_str (&packer, "token_hash");
-    s_pack_str (&packer, token_hash);
-    s_pack_str (&packer, "at");
-    msgpack_pack_int64 (&packer, zclock_time ());
-    self->host->call (self->ctx, "store.token.touch", buffer.data, buffer.size,
-                      &s_touch_cookie);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kstr (&pack, "token_hash", token_hash);
+    pl_pack_kint (&pack, "at", zclock_time ());
+    pl_call_send (self->calls, "store.token.touch", pack.buffer.data, pack.buffer.size,
+                  s_on_touched, NULL);
+    pl_pack_release (&pack);
 }
 
 //  Answers ok {user, token} and binds the session to user
@@ -545,34 +487,14 @@ s_op_bind (auth_t *self, op_t *op, const char *user)
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "out of memory: a logout will not find the token of session "
                          "%016" PRIx64 " ('%s')", op->session, user);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 2);
-    s_pack_str (&packer, "user");
-    s_pack_str (&packer, user);
-    s_pack_str (&packer, "token");
-    s_pack_str (&packer, op->token);
-    self->host->reply_bind (self->ctx, &op->request, user, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kstr (&pack, "user", user);
+    pl_pack_kstr (&pack, "token", op->token);
+    self->host->reply_bind (self->ctx, &op->request, user, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
     s_op_finish (self, op);
-}
-
-//  Sends a store request with one string field
-static void
-s_op_call_one (auth_t *self, op_t *op, op_step_t step, const char *type,
-               const char *field, const char *value)
-{
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    s_pack_str (&packer, field);
-    s_pack_str (&packer, value);
-    s_op_call (self, op, step, type, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
 }
 
 
@@ -586,10 +508,8 @@ s_body (auth_t *self, parley_request_t **request_p, msgpack_unpacked *fields)
 {
     size_t size;
     const uint8_t *body = self->host->request_body (*request_p, &size);
-    size_t offset = 0;
     msgpack_unpacked_init (fields);
-    if (msgpack_unpack_next (fields, (const char *) body, size, &offset) != MSGPACK_UNPACK_SUCCESS
-        || fields->data.type != MSGPACK_OBJECT_MAP) {
+    if (!pl_body_unpack (fields, body, size)) {
         msgpack_unpacked_destroy (fields);
         self->host->reply_error (self->ctx, request_p, "bad_request",
                                  "The request's fields are not a map.");
@@ -669,6 +589,8 @@ s_register_limited (auth_t *self, parley_request_t **request_p, const char *addr
 //  --------------------------------------------------------------------------
 //  auth.register {username, password} -> {user, token}
 
+static void s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply);
+
 static void
 s_register (auth_t *self, parley_request_t *request)
 {
@@ -716,61 +638,71 @@ s_register (auth_t *self, parley_request_t *request)
         else
             //  Asking first answers username_taken without spending a hash;
             //  store.user.create's conflict still settles a race
-            s_op_call_one (self, op, STEP_USER_GET, "store.user.get", "name", op->name);
+            s_op_call_one (self, op, "store.user.get", "name", op->name,
+                           s_register_on_user_get);
     }
     msgpack_unpacked_destroy (&fields);
 }
 
+//  store.user.get: an answer means the name is taken; not_found, hash
 static void
-s_register_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
-                     const msgpack_object *map)
+s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    if (op->step == STEP_USER_GET) {
-        if (!code)
-            s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
-        else
-        if (streq (code, "not_found")) {
-            au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
-            sodium_memzero (op->password, op->password_size);
-            s_op_submit (self, op, STEP_HASH, job);
-        }
-        else
-            s_op_store_failed (self, op, "store.user.get", code, message);
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    if (!reply->code)
+        s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+    else
+    if (streq (reply->code, "not_found")) {
+        au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
+        sodium_memzero (op->password, op->password_size);
+        s_op_submit (self, op, job);
     }
     else
-    if (op->step == STEP_USER_CREATE) {
-        const char *name;
-        size_t name_size;
-        if (code && streq (code, "conflict"))
-            s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
-        else
-        if (code || !map || s_field_str (map, "name", &name, &name_size))
-            s_op_store_failed (self, op, "store.user.create", code, message);
-        else {
-            char *registered = s_strndup (name, name_size);
-            if (!registered) {
-                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
-                return;
-            }
-            free (op->name);
-            op->name = registered;
-            self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' registered from %s",
-                             op->name, s_addr (op->address));
-            s_op_issue_token (self, op);
-        }
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+}
+
+static void
+s_register_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    if (reply->code) {
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "store.token.put for new user '%s' answered %s (%s)",
+                         op->name, reply->code, reply->message ? reply->message : "");
+        s_op_fail (self, op, "unavailable",
+                   "Your account was created, but the session could not be opened; "
+                   "log in in a moment.");
     }
     else
-    if (op->step == STEP_TOKEN_PUT) {
-        if (code) {
-            self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                             "store.token.put for new user '%s' answered %s (%s)",
-                             op->name, code, message ? message : "");
-            s_op_fail (self, op, "unavailable",
-                       "Your account was created, but the session could not be opened; "
-                       "log in in a moment.");
+        s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
+}
+
+//  store.user.create: the account is there, under the name as registered
+static void
+s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    const char *name;
+    size_t name_size;
+    if (reply->code && streq (reply->code, "conflict"))
+        s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+    else
+    if (reply->code || s_field_str (reply->body, "name", &name, &name_size))
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+    else {
+        char *registered = s_strndup (name, name_size);
+        if (!registered) {
+            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            return;
         }
-        else
-            s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
+        free (op->name);
+        op->name = registered;
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' registered from %s",
+                         op->name, s_addr (op->address));
+        s_op_issue_token (self, op, s_register_on_token_put);
     }
 }
 
@@ -784,19 +716,14 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
         s_op_fail (self, op, "internal", "The server could not store the password; try again.");
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 3);
-    s_pack_str (&packer, "name");
-    s_pack_str (&packer, op->name);
-    s_pack_str (&packer, "password_hash");
-    s_pack_str (&packer, job->hash);
-    s_pack_str (&packer, "created_at");
-    msgpack_pack_int64 (&packer, zclock_time ());
-    s_op_call (self, op, STEP_USER_CREATE, "store.user.create", &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 3);
+    pl_pack_kstr (&pack, "name", op->name);
+    pl_pack_kstr (&pack, "password_hash", job->hash);
+    pl_pack_kint (&pack, "created_at", zclock_time ());
+    s_op_call (self, op, "store.user.create", &pack, s_register_on_created);
+    pl_pack_release (&pack);
 }
 
 
@@ -835,43 +762,67 @@ s_op_verify (auth_t *self, op_t *op, const char *hash)
 {
     au_job_t *job = au_job_new_verify (op->password, op->password_size, hash, op);
     sodium_memzero (op->password, op->password_size);
-    s_op_submit (self, op, STEP_VERIFY, job);
+    s_op_submit (self, op, job);
 }
 
+//  store.user.get: the account's name as registered and its hash to verify
+//  against; an unknown user is verified against the dummy hash, so that it
+//  takes as long as a wrong password does
 static void
-s_login (auth_t *self, parley_request_t *request)
+s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    msgpack_unpacked fields;
-    if (s_body (self, &request, &fields))
-        return;
-    const char *name, *password;
-    size_t name_size, password_size;
-    if (s_credentials (self, &request, "auth.login", &fields.data, &name, &name_size,
-                       &password, &password_size)) {
-        msgpack_unpacked_destroy (&fields);
-        return;
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    const char *name, *hash;
+    size_t name_size, hash_size;
+    if (reply->code && streq (reply->code, "not_found")) {
+        op->unknown_user = true;
+        s_op_verify (self, op, self->dummy_hash);
     }
-    const char *user = self->host->request_user (request);
-    if (user) {
-        s_already (self, &request, user);
-        msgpack_unpacked_destroy (&fields);
-        return;
+    else
+    if (reply->code || s_field_str (reply->body, "name", &name, &name_size)
+        || s_field_str (reply->body, "password_hash", &hash, &hash_size))
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+    else {
+        char *registered = s_strndup (name, name_size);
+        char *encoded = s_strndup (hash, hash_size);
+        if (!registered || !encoded) {
+            free (registered);
+            free (encoded);
+            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            return;
+        }
+        free (op->name);
+        op->name = registered;
+        s_op_verify (self, op, encoded);
+        free (encoded);
     }
+}
+
+//  Lower-cases a valid name into key (PL_USERNAME_MAX + 1 bytes). Returns
+//  "key address" for the pair limiter (caller owns it; a username holds no
+//  space, so it is unambiguous), or NULL without an address.
+static char *
+s_login_keys (const char *name, size_t name_size, const char *address, char *key)
+{
+    for (size_t index = 0; index < name_size; index++)
+        key [index] = (char) tolower ((unsigned char) name [index]);
+    key [name_size] = 0;
+    return address ? zsys_sprintf ("%s %s", key, address) : NULL;
+}
+
+//  A login with its fields read: the limits first, then the store or, for
+//  a name no account can have, the dummy hash
+static void
+s_login_checked (auth_t *self, parley_request_t *request, const char *name, size_t name_size,
+                 const char *password, size_t password_size)
+{
     bool valid = s_username_valid (name, name_size);
     const char *address = self->host->request_address (request);
     char key [PL_USERNAME_MAX + 1] = "";
-    char *pair = NULL;
-    if (valid) {
-        for (size_t index = 0; index < name_size; index++)
-            key [index] = (char) tolower ((unsigned char) name [index]);
-        key [name_size] = 0;
-        //  A username holds no space, so "name address" is unambiguous
-        if (address)
-            pair = zsys_sprintf ("%s %s", key, address);
-    }
+    char *pair = valid ? s_login_keys (name, name_size, address, key) : NULL;
     if (s_login_limited (self, &request, address, valid ? key : NULL, pair)) {
         zstr_free (&pair);
-        msgpack_unpacked_destroy (&fields);
         return;
     }
     op_t *op = s_op_new (self, OP_LOGIN, request);
@@ -901,50 +852,41 @@ s_login (auth_t *self, parley_request_t *request)
         s_op_verify (self, op, self->dummy_hash);
     }
     else
-        s_op_call_one (self, op, STEP_USER_GET, "store.user.get", "name", op->name);
+        s_op_call_one (self, op, "store.user.get", "name", op->name, s_login_on_user_get);
+}
+
+static void
+s_login (auth_t *self, parley_request_t *request)
+{
+    msgpack_unpacked fields;
+    if (s_body (self, &request, &fields))
+        return;
+    const char *name, *password;
+    size_t name_size, password_size;
+    const char *user = self->host->request_user (request);
+    if (s_credentials (self, &request, "auth.login", &fields.data, &name, &name_size,
+                       &password, &password_size))
+        ;                       //  answered
+    else
+    if (user)
+        s_already (self, &request, user);
+    else
+        s_login_checked (self, request, name, name_size, password, password_size);
     msgpack_unpacked_destroy (&fields);
 }
 
 static void
-s_login_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
-                  const msgpack_object *map)
+s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    if (op->step == STEP_USER_GET) {
-        const char *name, *hash;
-        size_t name_size, hash_size;
-        if (code && streq (code, "not_found")) {
-            op->unknown_user = true;
-            s_op_verify (self, op, self->dummy_hash);
-        }
-        else
-        if (code || !map || s_field_str (map, "name", &name, &name_size)
-            || s_field_str (map, "password_hash", &hash, &hash_size))
-            s_op_store_failed (self, op, "store.user.get", code, message);
-        else {
-            char *registered = s_strndup (name, name_size);
-            char *encoded = s_strndup (hash, hash_size);
-            if (!registered || !encoded) {
-                free (registered);
-                free (encoded);
-                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
-                return;
-            }
-            free (op->name);
-            op->name = registered;
-            s_op_verify (self, op, encoded);
-            free (encoded);
-        }
-    }
-    else
-    if (op->step == STEP_TOKEN_PUT) {
-        if (code)
-            s_op_store_failed (self, op, "store.token.put", code, message);
-        else {
-            self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
-                             s_addr (op->address));
-            s_trim_tokens (self, op->name);
-            s_op_bind (self, op, op->name);
-        }
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    if (reply->code)
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+    else {
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
+                         s_addr (op->address));
+        s_trim_tokens (self, op->name);
+        s_op_bind (self, op, op->name);
     }
 }
 
@@ -955,7 +897,7 @@ s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
         au_limiter_clear (self->user_failures, op->name_key);
         if (op->pair_key)
             au_limiter_clear (self->pair_failures, op->pair_key);
-        s_op_issue_token (self, op);
+        s_op_issue_token (self, op, s_login_on_token_put);
         return;
     }
     int64_t now = zclock_mono ();
@@ -978,6 +920,8 @@ s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
 
 //  --------------------------------------------------------------------------
 //  auth.resume {token} -> {user, token}
+
+static void s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply);
 
 static void
 s_resume (auth_t *self, parley_request_t *request)
@@ -1008,28 +952,30 @@ s_resume (auth_t *self, parley_request_t *request)
             memcpy (op->token, token, token_size);
             op->token [token_size] = 0;
             s_token_hash (op->token, token_size, op->token_hash);
-            s_op_call_one (self, op, STEP_TOKEN_GET, "store.token.get", "token_hash",
-                           op->token_hash);
+            s_op_call_one (self, op, "store.token.get", "token_hash", op->token_hash,
+                           s_resume_on_token_get);
         }
     }
     msgpack_unpacked_destroy (&fields);
 }
 
+//  store.token.get: whose token, until when
 static void
-s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message,
-                   const msgpack_object *map)
+s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
 {
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
     const char *name;
     size_t name_size;
     int64_t expires_at, created_at;
-    if (code && streq (code, "not_found"))
+    if (reply->code && streq (reply->code, "not_found"))
         s_op_fail (self, op, "invalid_token",
                    "This token is not valid (unknown, expired or revoked); log in again.");
     else
-    if (code || !map || s_field_str (map, "user", &name, &name_size)
-        || s_field_int (map, "expires_at", &expires_at)
-        || s_field_int (map, "created_at", &created_at))
-        s_op_store_failed (self, op, "store.token.get", code, message);
+    if (reply->code || s_field_str (reply->body, "user", &name, &name_size)
+        || pl_body_int64 (reply->body, "expires_at", &expires_at) != 1
+        || pl_body_int64 (reply->body, "created_at", &created_at) != 1)
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
     else
     if (expires_at <= zclock_time ())
         s_op_fail (self, op, "invalid_token",
@@ -1050,6 +996,8 @@ s_resume_on_reply (auth_t *self, op_t *op, const char *code, const char *message
 
 //  --------------------------------------------------------------------------
 //  auth.logout -> {}: revokes the session's token on every session using it
+
+static void s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply);
 
 static void
 s_logout (auth_t *self, parley_request_t *request)
@@ -1074,8 +1022,8 @@ s_logout (auth_t *self, parley_request_t *request)
     binding_t *binding = s_binding_lookup (self, op->session);
     if (binding && streq (binding->user, user)) {
         memcpy (op->token_hash, binding->token_hash, sizeof op->token_hash);
-        s_op_call_one (self, op, STEP_TOKEN_DELETE, "store.token.delete", "token_hash",
-                       op->token_hash);
+        s_op_call_one (self, op, "store.token.delete", "token_hash", op->token_hash,
+                       s_logout_on_deleted);
     }
     else {
         //  Bound before this instance knew it (see README): unbind only
@@ -1116,26 +1064,27 @@ s_revoke_sessions (auth_t *self, const char *token_hash, uint64_t except)
         }
     }
     if (other_count) {
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
-        s_pack_str (&packer, "type");
-        s_pack_str (&packer, "logged_out");
-        self->host->deliver_sessions (self->ctx, others, other_count, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
+        pl_pack_t pack;
+        pl_pack_init (&pack);
+        pl_pack_map (&pack, 1);
+        pl_pack_kstr (&pack, "type", "logged_out");
+        self->host->deliver_sessions (self->ctx, others, other_count, pack.buffer.data,
+                                      pack.buffer.size);
+        pl_pack_release (&pack);
         self->host->unbind_sessions (self->ctx, others, other_count);
     }
     free (others);
     return other_count;
 }
 
+//  store.token.delete: the token is gone (not_found: gone already)
 static void
-s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message)
+s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    if (code && !streq (code, "not_found")) {
-        s_op_store_failed (self, op, "store.token.delete", code, message);
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    if (reply->code && !streq (reply->code, "not_found")) {
+        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
         return;
     }
     size_t other_count = s_revoke_sessions (self, op->token_hash, op->session);
@@ -1150,9 +1099,9 @@ s_logout_on_reply (auth_t *self, op_t *op, const char *code, const char *message
 //  --------------------------------------------------------------------------
 //  Timers
 
-//  Collects finished pool jobs; runs every AUTH_POLL_MS while any are busy
+//  The descriptor's on_wake: a worker finished jobs (s_pool_notify woke us)
 static void
-s_poll (void *state)
+s_on_wake (void *state)
 {
     auth_t *self = (auth_t *) state;
     au_job_t *job;
@@ -1164,10 +1113,59 @@ s_poll (void *state)
             s_login_on_job (self, op, job);
         au_job_destroy (&job);
     }
-    if (au_pool_busy (self->pool) == 0 && self->poll_timer) {
-        self->host->timer_cancel (self->ctx, self->poll_timer);
-        self->poll_timer = 0;
+}
+
+//  On a pool worker's thread: host->wake is the one host function it may call
+static void
+s_pool_notify (void *arg)
+{
+    auth_t *self = (auth_t *) arg;
+    self->host->wake (self->ctx);
+}
+
+static void
+s_on_purged (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    if (reply->code)
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "store.token.purge answered %s (%s); will try again later",
+                         reply->code, reply->message ? reply->message : "");
+}
+
+//  Asks the store to delete the expired tokens; nobody waits for it
+static void
+s_purge_tokens (auth_t *self)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kint (&pack, "before", zclock_time ());
+    pl_call_send (self->calls, "store.token.purge", pack.buffer.data, pack.buffer.size,
+                  s_on_purged, NULL);
+    pl_pack_release (&pack);
+}
+
+//  Bindings the broker never confirmed: the session went before the bind,
+//  or it was not re-bound after a RESET
+static void
+s_bindings_expire (auth_t *self, int64_t now)
+{
+    zlistx_t *stale = zlistx_new ();
+    if (!stale)
+        return;
+    binding_t *binding = (binding_t *) zhashx_first (self->bindings);
+    while (binding) {
+        if (!binding->confirmed && binding->since + AUTH_UNCONFIRMED_MS <= now)
+            zlistx_add_end (stale, binding);
+        binding = (binding_t *) zhashx_next (self->bindings);
     }
+    binding = (binding_t *) zlistx_first (stale);
+    while (binding) {
+        s_binding_remove (self, binding);
+        binding = (binding_t *) zlistx_next (stale);
+    }
+    zlistx_destroy (&stale);
 }
 
 static void
@@ -1180,80 +1178,140 @@ s_housekeeping (void *state)
     au_limiter_expire (self->address_failures, now);
     au_limiter_expire (self->registrations, now);
     au_limiter_expire (self->touched, now);
-
-    //  Bindings the broker never confirmed: the session went before the
-    //  bind, or it was not re-bound after a RESET
-    zlistx_t *stale = zlistx_new ();
-    if (stale) {
-        binding_t *binding = (binding_t *) zhashx_first (self->bindings);
-        while (binding) {
-            if (!binding->confirmed && binding->since + AUTH_UNCONFIRMED_MS <= now)
-                zlistx_add_end (stale, binding);
-            binding = (binding_t *) zhashx_next (self->bindings);
-        }
-        binding = (binding_t *) zlistx_first (stale);
-        while (binding) {
-            s_binding_remove (self, binding);
-            binding = (binding_t *) zlistx_next (stale);
-        }
-        zlistx_destroy (&stale);
-    }
-
+    s_bindings_expire (self, now);
     if (now >= self->next_purge) {
         self->next_purge = now + AUTH_PURGE_EVERY_MS;
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
-        s_pack_str (&packer, "before");
-        msgpack_pack_int64 (&packer, zclock_time ());
-        self->host->call (self->ctx, "store.token.purge", buffer.data, buffer.size,
-                          &s_purge_cookie);
-        msgpack_sbuffer_destroy (&buffer);
+        s_purge_tokens (self);
     }
-}
-
-
-//  --------------------------------------------------------------------------
-//  Options
-
-//  Reads an unsigned option within [low, high]. Returns 0, or -1 after
-//  logging why it is refused.
-static int
-s_option_uint (auth_t *self, const char *name, uint64_t fallback, uint64_t low, uint64_t high,
-               uint64_t *value)
-{
-    const char *text = self->host->option (self->ctx, name);
-    *value = fallback;
-    if (!text)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long parsed = strtoull (text, &end, 10);
-    if (errno || end == text || *end || *text == '-' || parsed < low || parsed > high) {
-        self->host->log (self->ctx, PARLEY_LOG_ERROR,
-                         "option auth.%s=%s refused: want a whole number from %llu to %llu",
-                         name, text, (unsigned long long) low, (unsigned long long) high);
-        return -1;
-    }
-    *value = parsed;
-    return 0;
 }
 
 
 //  --------------------------------------------------------------------------
 //  The callbacks
 
+//  The options, as init reads them (README.md, "Options")
+typedef struct {
+    uint64_t workers, queue, ops_limit, mem_limit;
+    uint64_t max_pair, max_user, max_address, window_ms, register_rate;
+    uint64_t ttl_days, ttl_ms, max_tokens, touch_interval_ms;
+} settings_t;
+
+//  Reads every option. Returns 0, or -1 after logging each value refused.
+static int
+s_settings_read (const parley_host_t *host, parley_ctx_t *ctx, settings_t *set)
+{
+    pl_options_t options = pl_options (host, ctx, "auth");
+    set->workers = pl_options_uint (&options, "workers", AUTH_WORKERS_DEFAULT, 1, 64);
+    set->queue = pl_options_uint (&options, "queue", AUTH_QUEUE_DEFAULT, 1, 100000);
+    set->ops_limit = pl_options_uint (&options, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
+                                      crypto_pwhash_OPSLIMIT_MIN, 100);
+    set->mem_limit = pl_options_uint (&options, "mem_limit", AUTH_MEM_LIMIT_DEFAULT,
+                                      crypto_pwhash_MEMLIMIT_MIN, 4ULL << 30);
+    set->max_pair = pl_options_uint (&options, "max_failures_pair", AUTH_MAX_FAILURES_PAIR,
+                                     0, 1000000);
+    set->max_user = pl_options_uint (&options, "max_failures_user", AUTH_MAX_FAILURES_USER,
+                                     0, 1000000);
+    set->register_rate = pl_options_uint (&options, "register_rate", AUTH_REGISTER_RATE,
+                                          0, 1000000);
+    set->max_tokens = pl_options_uint (&options, "max_tokens", AUTH_MAX_TOKENS, 1, 1000000);
+    set->touch_interval_ms = pl_options_uint (&options, "touch_interval_ms",
+                                              AUTH_TOUCH_INTERVAL_MS, 0, DAY_MS);
+    set->max_address = pl_options_uint (&options, "max_failures_address",
+                                        AUTH_MAX_FAILURES_ADDRESS, 0, 1000000);
+    set->window_ms = pl_options_uint (&options, "failure_window_ms", AUTH_FAILURE_WINDOW_MS,
+                                      1, DAY_MS);
+    set->ttl_days = pl_options_uint (&options, "token_ttl_days", AUTH_TOKEN_TTL_DAYS, 1, 3650);
+    set->ttl_ms = pl_options_uint (&options, "token_ttl_ms", 0, 0, 3650 * DAY_MS);
+    return pl_options_refused (&options) ? -1 : 0;
+}
+
+//  Creates the pool, the limiters and the tables. Returns 0, or -1 after
+//  logging why (the caller destroys what was made).
+static int
+s_parts_new (auth_t *self, const settings_t *set)
+{
+    self->calls = pl_call_new (self->host, self->ctx, self);
+    self->pool = au_pool_new (set->workers, set->queue, set->ops_limit, set->mem_limit);
+    if (self->pool)
+        au_pool_set_notify (self->pool, s_pool_notify, self);
+    self->pair_failures = au_limiter_new (set->max_pair, set->window_ms, AUTH_LIMITER_KEYS);
+    self->user_failures = au_limiter_new (set->max_user, set->window_ms, AUTH_LIMITER_KEYS);
+    self->address_failures = au_limiter_new (set->max_address, set->window_ms,
+                                             AUTH_LIMITER_KEYS);
+    self->registrations = au_limiter_new (set->register_rate, AUTH_REGISTER_WINDOW_MS,
+                                          AUTH_LIMITER_KEYS);
+    self->touched = au_limiter_new (set->touch_interval_ms ? 1 : 0,
+                                    (int64_t) set->touch_interval_ms, AUTH_LIMITER_KEYS);
+    self->ops = zlistx_new ();
+    self->bindings = zhashx_new ();
+    self->tokens = zhashx_new ();
+    if (!self->calls || !self->pool || !self->pair_failures || !self->user_failures
+        || !self->address_failures || !self->registrations || !self->touched || !self->ops
+        || !self->bindings || !self->tokens) {
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "could not start %llu password workers (out of memory?)",
+                         (unsigned long long) set->workers);
+        return -1;
+    }
+    return 0;
+}
+
+//  An unknown user's login verifies against this, so that it takes as
+//  long as a wrong password does. Costs one hash at start. Returns 0, or
+//  -1 after logging why.
+static int
+s_dummy_hash_make (auth_t *self, const settings_t *set)
+{
+    char secret [32];
+    randombytes_buf (secret, sizeof secret);
+    int hashed = au_pool_hash_now (self->pool, secret, sizeof secret, self->dummy_hash,
+                                   sizeof self->dummy_hash);
+    sodium_memzero (secret, sizeof secret);
+    if (hashed)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR,
+                         "argon2id with ops_limit %llu and mem_limit %llu bytes failed "
+                         "(out of memory?)", (unsigned long long) set->ops_limit,
+                         (unsigned long long) set->mem_limit);
+    return hashed ? -1 : 0;
+}
+
+static void
+s_log_ready (auth_t *self, const settings_t *set)
+{
+    self->host->log (self->ctx, PARLEY_LOG_INFO,
+                     "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
+                     "%llu failed logins per username and address, %llu per address and %llu "
+                     "per username in %llu ms; %llu registrations per address a minute; tokens "
+                     "valid %lld s, %llu per user, their use recorded to %llu ms",
+                     (unsigned long long) set->ops_limit,
+                     (unsigned long long) (set->mem_limit >> 10),
+                     (unsigned long long) set->workers, (unsigned long long) set->max_pair,
+                     (unsigned long long) set->max_address, (unsigned long long) set->max_user,
+                     (unsigned long long) set->window_ms,
+                     (unsigned long long) set->register_rate,
+                     (long long) (self->token_ttl_ms / 1000),
+                     (unsigned long long) set->max_tokens,
+                     (unsigned long long) set->touch_interval_ms);
+}
+
 static void s_destroy (void **state_p);
 
 static int
 s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
 {
+    //  The pool's workers hand their jobs back through host->wake
+    if (host->abi_minor < 2 || !host->wake) {
+        host->log (ctx, PARLEY_LOG_ERROR, "auth needs a host of plugin ABI 1.2 or later "
+                   "(host->wake); this one offers 1.%u", (unsigned) host->abi_minor);
+        return -1;
+    }
     if (sodium_init () < 0) {
         host->log (ctx, PARLEY_LOG_ERROR, "libsodium could not start");
         return -1;
     }
+    settings_t set;
+    if (s_settings_read (host, ctx, &set))
+        return -1;
     auth_t *self = (auth_t *) calloc (1, sizeof (auth_t));
     if (!self) {
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
@@ -1261,86 +1319,16 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-
-    uint64_t workers, queue, ops_limit, mem_limit, max_pair, max_user, max_address, window_ms;
-    uint64_t ttl_days, ttl_ms, register_rate, max_tokens, touch_interval_ms;
-    if (s_option_uint (self, "workers", AUTH_WORKERS_DEFAULT, 1, 64, &workers)
-        || s_option_uint (self, "queue", AUTH_QUEUE_DEFAULT, 1, 100000, &queue)
-        || s_option_uint (self, "ops_limit", AUTH_OPS_LIMIT_DEFAULT,
-                          crypto_pwhash_OPSLIMIT_MIN, 100, &ops_limit)
-        || s_option_uint (self, "mem_limit", AUTH_MEM_LIMIT_DEFAULT,
-                          crypto_pwhash_MEMLIMIT_MIN, 4ULL << 30, &mem_limit)
-        || s_option_uint (self, "max_failures_pair", AUTH_MAX_FAILURES_PAIR, 0, 1000000,
-                          &max_pair)
-        || s_option_uint (self, "max_failures_user", AUTH_MAX_FAILURES_USER, 0, 1000000,
-                          &max_user)
-        || s_option_uint (self, "register_rate", AUTH_REGISTER_RATE, 0, 1000000,
-                          &register_rate)
-        || s_option_uint (self, "max_tokens", AUTH_MAX_TOKENS, 1, 1000000, &max_tokens)
-        || s_option_uint (self, "touch_interval_ms", AUTH_TOUCH_INTERVAL_MS, 0, DAY_MS,
-                          &touch_interval_ms)
-        || s_option_uint (self, "max_failures_address", AUTH_MAX_FAILURES_ADDRESS, 0, 1000000,
-                          &max_address)
-        || s_option_uint (self, "failure_window_ms", AUTH_FAILURE_WINDOW_MS, 1, DAY_MS,
-                          &window_ms)
-        || s_option_uint (self, "token_ttl_days", AUTH_TOKEN_TTL_DAYS, 1, 3650, &ttl_days)
-        || s_option_uint (self, "token_ttl_ms", 0, 0, 3650 * DAY_MS, &ttl_ms)) {
-        free (self);
-        return -1;
-    }
-    self->token_ttl_ms = ttl_ms ? (int64_t) ttl_ms : (int64_t) ttl_days * DAY_MS;
-    self->max_tokens = max_tokens;
-    self->touch_interval_ms = (int64_t) touch_interval_ms;
-
-    self->pool = au_pool_new (workers, queue, ops_limit, mem_limit);
-    self->pair_failures = au_limiter_new (max_pair, window_ms, AUTH_LIMITER_KEYS);
-    self->user_failures = au_limiter_new (max_user, window_ms, AUTH_LIMITER_KEYS);
-    self->address_failures = au_limiter_new (max_address, window_ms, AUTH_LIMITER_KEYS);
-    self->registrations = au_limiter_new (register_rate, AUTH_REGISTER_WINDOW_MS,
-                                          AUTH_LIMITER_KEYS);
-    self->touched = au_limiter_new (touch_interval_ms? 1: 0, (int64_t) touch_interval_ms,
-                                    AUTH_LIMITER_KEYS);
-    self->ops = zlistx_new ();
-    self->bindings = zhashx_new ();
-    self->tokens = zhashx_new ();
-    if (!self->pool || !self->pair_failures || !self->user_failures
-        || !self->address_failures || !self->registrations || !self->touched || !self->ops
-        || !self->bindings || !self->tokens) {
-        host->log (ctx, PARLEY_LOG_ERROR, "could not start %llu password workers (out of memory?)",
-                   (unsigned long long) workers);
+    self->token_ttl_ms = set.ttl_ms ? (int64_t) set.ttl_ms : (int64_t) set.ttl_days * DAY_MS;
+    self->max_tokens = set.max_tokens;
+    self->touch_interval_ms = (int64_t) set.touch_interval_ms;
+    if (s_parts_new (self, &set) || s_dummy_hash_make (self, &set)) {
         s_destroy ((void **) &self);
         return -1;
     }
-
-    //  An unknown user's login verifies against this, so that it takes as
-    //  long as a wrong password does. Costs one hash at start.
-    char secret [32];
-    randombytes_buf (secret, sizeof secret);
-    int hashed = au_pool_hash_now (self->pool, secret, sizeof secret, self->dummy_hash,
-                                   sizeof self->dummy_hash);
-    sodium_memzero (secret, sizeof secret);
-    if (hashed) {
-        host->log (ctx, PARLEY_LOG_ERROR,
-                   "argon2id with ops_limit %llu and mem_limit %llu bytes failed "
-                   "(out of memory?)", (unsigned long long) ops_limit,
-                   (unsigned long long) mem_limit);
-        s_destroy ((void **) &self);
-        return -1;
-    }
-
     self->housekeeping_timer = host->timer_add (ctx, AUTH_HOUSEKEEPING_MS, s_housekeeping);
     self->next_purge = zclock_mono ();
-    host->log (ctx, PARLEY_LOG_INFO,
-               "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
-               "%llu failed logins per username and address, %llu per address and %llu per "
-               "username in %llu ms; %llu registrations per address a minute; tokens "
-               "valid %lld s, %llu per user, their use recorded to %llu ms",
-               (unsigned long long) ops_limit,
-               (unsigned long long) (mem_limit >> 10), (unsigned long long) workers,
-               (unsigned long long) max_pair, (unsigned long long) max_address,
-               (unsigned long long) max_user, (unsigned long long) window_ms,
-               (unsigned long long) register_rate, (long long) (self->token_ttl_ms / 1000),
-               (unsigned long long) max_tokens, (unsigned long long) touch_interval_ms);
+    s_log_ready (self, &set);
     *state_p = self;
     return 0;
 }
@@ -1351,8 +1339,11 @@ s_destroy (void **state_p)
     auth_t *self = (auth_t *) *state_p;
     if (!self)
         return;
-    //  Workers first: they may hold jobs whose cookies are our ops
+    //  Workers first: they may hold jobs whose cookies are our ops, and
+    //  they call host->wake, which they may not once we return
     au_pool_destroy (&self->pool);
+    //  Calls still waiting: the host drops them with us
+    pl_call_destroy (&self->calls);
     au_limiter_destroy (&self->pair_failures);
     au_limiter_destroy (&self->user_failures);
     au_limiter_destroy (&self->address_failures);
@@ -1417,23 +1408,16 @@ s_on_request (void *state, parley_request_t *request)
 //  The store revoked these tokens (store.token.trim): their sessions hear
 //  logged_out and are unbound, as on a logout
 static void
-s_on_trimmed (auth_t *self, const char *code, const char *message, const uint8_t *body,
-              size_t size)
+s_on_trimmed (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    if (code) {
+    auth_t *self = (auth_t *) state;
+    if (reply->code) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "store.token.trim answered %s (%s); the next login trims again",
-                         code, message ? message : "");
+                         reply->code, reply->message ? reply->message : "");
         return;
     }
-    msgpack_unpacked result;
-    msgpack_unpacked_init (&result);
-    size_t offset = 0;
-    const msgpack_object *revoked = NULL;
-    if (body && msgpack_unpack_next (&result, (const char *) body, size, &offset)
-                == MSGPACK_UNPACK_SUCCESS
-        && result.data.type == MSGPACK_OBJECT_MAP)
-        revoked = s_field (&result.data, "revoked");
+    const msgpack_object *revoked = pl_body_field (reply->body, "revoked");
     size_t sessions = 0;
     uint32_t count = revoked && revoked->type == MSGPACK_OBJECT_ARRAY
                    ? revoked->via.array.size : 0;
@@ -1452,49 +1436,15 @@ s_on_trimmed (auth_t *self, const char *code, const char *message, const uint8_t
                          "%zu session%s unbound", count, count == 1 ? "" : "s",
                          (unsigned long long) self->max_tokens, sessions,
                          sessions == 1 ? "" : "s");
-    msgpack_unpacked_destroy (&result);
 }
 
+//  Every answer to a store call runs the handler it was sent with
 static void
 s_on_reply (void *state, void *cookie, const char *code, const char *message,
             const uint8_t *body, size_t size)
 {
     auth_t *self = (auth_t *) state;
-    if (cookie == &s_purge_cookie) {
-        if (code)
-            self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                             "store.token.purge answered %s (%s); will try again later", code,
-                             message ? message : "");
-        return;
-    }
-    if (cookie == &s_touch_cookie) {
-        //  not_found: logged out meanwhile
-        if (code && !streq (code, "not_found"))
-            self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                             "store.token.touch answered %s (%s)", code, message ? message : "");
-        return;
-    }
-    if (cookie == &s_trim_cookie) {
-        s_on_trimmed (self, code, message, body, size);
-        return;
-    }
-    op_t *op = (op_t *) cookie;
-    msgpack_unpacked result;
-    msgpack_unpacked_init (&result);
-    const msgpack_object *map = NULL;
-    size_t offset = 0;
-    if (!code && body
-        && msgpack_unpack_next (&result, (const char *) body, size, &offset)
-               == MSGPACK_UNPACK_SUCCESS
-        && result.data.type == MSGPACK_OBJECT_MAP)
-        map = &result.data;
-    switch (op->kind) {
-        case OP_REGISTER: s_register_on_reply (self, op, code, message, map); break;
-        case OP_LOGIN:    s_login_on_reply (self, op, code, message, map);    break;
-        case OP_RESUME:   s_resume_on_reply (self, op, code, message, map);   break;
-        case OP_LOGOUT:   s_logout_on_reply (self, op, code, message);        break;
-    }
-    msgpack_unpacked_destroy (&result);
+    pl_call_reply (self->calls, cookie, code, message, body, size);
 }
 
 static void
@@ -1555,7 +1505,8 @@ static const parley_plugin_t s_descriptor = {
     .on_request = s_on_request,
     .on_reply = s_on_reply,
     .on_batch_end = NULL,
-    .on_session = s_on_session
+    .on_session = s_on_session,
+    .on_wake = s_on_wake
 };
 
 PARLEY_PLUGIN_DEFINE (s_descriptor)

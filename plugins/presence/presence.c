@@ -25,8 +25,14 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_body.h"
+#include "pl_call.h"
+#include "pl_hash.h"
 #include "pl_limits.h"
+#include "pl_options.h"
+#include "pl_pack.h"
 #include "pl_reply.h"
+#include "pl_text.h"
 #include "pl_time.h"
 
 #include <czmq.h>
@@ -47,6 +53,7 @@
 #define PRESENCE_RETRY_MS           2000        //  after a failed write
 #define PRESENCE_LIST_PAGE          PL_STORE_LIST_MAX   //  store.user.list limit: the largest
 #define PRESENCE_LIST_BUDGET_MIN    64          //  bytes: the list_budget option's least
+#define PRESENCE_OPTION_MS_MAX      (24LL * 3600 * 1000)    //  the options' largest value
 
 
 //  --------------------------------------------------------------------------
@@ -91,12 +98,9 @@ struct group_s {
     group_t *next;
 };
 
-typedef enum { COOKIE_LIST = 1, COOKIE_WRITE } cookie_kind_t;
-
 //  A presence.list in progress: store.user.list pages merged with the state
 typedef struct list_s list_t;
 struct list_s {
-    cookie_kind_t kind;             //  COOKIE_LIST: the first field of every cookie
     parley_request_t *request;      //  lent by the host until we reply
     msgpack_sbuffer entries;        //  the users packed so far
     size_t count;                   //  entries packed
@@ -110,7 +114,6 @@ struct list_s {
 //  A store.user.seen in flight: what to put back if it fails
 typedef struct write_s write_t;
 struct write_s {
-    cookie_kind_t kind;             //  COOKIE_WRITE
     size_t count;                   //  entries
     user_t *users [PL_STORE_SEEN_MAX];    //  not owned: users live as long as we do
     int64_t values [PL_STORE_SEEN_MAX];   //  the last_seen sent for each
@@ -121,6 +124,7 @@ struct write_s {
 typedef struct {
     parley_ctx_t *ctx;              //  the host's handle
     const parley_host_t *host;      //  the host's function table
+    pl_call_t *calls;               //  store calls in flight, each with its handler
     int64_t interval_ms;            //  least time between two events to a session
     int64_t grace_ms;               //  after a RESET, time for users to come back
     int64_t checkpoint_ms;          //  last_seen of online users written this often; 0 never
@@ -150,61 +154,6 @@ typedef struct {
 
 
 //  --------------------------------------------------------------------------
-//  Small helpers
-
-
-
-static void
-s_lower (char *text)
-{
-    for (; *text; text++)
-        if (*text >= 'A' && *text <= 'Z')
-            *text = (char) (*text - 'A' + 'a');
-}
-
-static void
-s_pack_str (msgpack_packer *packer, const char *text, size_t size)
-{
-    msgpack_pack_str (packer, size);
-    msgpack_pack_str_body (packer, text, size);
-}
-
-//  Finds a field of a msgpack map. Returns it, or NULL if absent.
-static const msgpack_object *
-s_field (const msgpack_object *map, const char *name)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t size = strlen (name);
-    for (uint32_t index = 0; index < map->via.map.size; index++) {
-        const msgpack_object *key = &map->via.map.ptr [index].key;
-        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == size
-        &&  memcmp (key->via.str.ptr, name, size) == 0)
-            return &map->via.map.ptr [index].val;
-    }
-    return NULL;
-}
-
-static size_t
-s_u64_hash (const void *key)
-{
-    uint64_t value = *(const uint64_t *) key;
-    value ^= value >> 33;
-    value *= 0xff51afd7ed558ccdULL;
-    value ^= value >> 33;
-    return (size_t) value;
-}
-
-static int
-s_u64_compare (const void *key1, const void *key2)
-{
-    uint64_t value1 = *(const uint64_t *) key1;
-    uint64_t value2 = *(const uint64_t *) key2;
-    return value1 < value2 ? -1 : value1 > value2 ? 1 : 0;
-}
-
-
-//  --------------------------------------------------------------------------
 //  Users and the change log
 
 static void
@@ -226,7 +175,7 @@ s_user_require (presence_t *self, const char *name)
     char *key = strdup (name);
     if (!key)
         return NULL;
-    s_lower (key);
+    pl_text_lower (key);
     user_t *user = (user_t *) zhashx_lookup (self->users, key);
     if (user) {
         free (key);
@@ -404,6 +353,41 @@ s_group_for_new (presence_t *self, int64_t now)
     return self->fresh;
 }
 
+//  Packs {"type": "presence", "users": [{user, online}]} for count users
+//  of the change log from *user_p on; leaves *user_p after the last
+static void
+s_event_pack (pl_pack_t *pack, user_t **user_p, size_t count)
+{
+    pl_pack_map (pack, 2);
+    pl_pack_kstr (pack, "type", "presence");
+    pl_pack_str (pack, "users");
+    msgpack_pack_array (&pack->packer, count);
+    user_t *user = *user_p;
+    for (size_t index = 0; index < count; index++, user = user->log_next) {
+        pl_pack_map (pack, 2);
+        pl_pack_kstr (pack, "user", user->name);
+        pl_pack_kbool (pack, "online", user->online);
+    }
+    *user_p = user;
+}
+
+//  Delivers one encoded event to the sessions, PRESENCE_DELIVER_SIDS_MAX
+//  per call
+static void
+s_event_deliver (presence_t *self, const uint64_t *sids, size_t sid_count, pl_pack_t *pack)
+{
+    for (size_t from = 0; from < sid_count; from += PRESENCE_DELIVER_SIDS_MAX) {
+        size_t some = sid_count - from < PRESENCE_DELIVER_SIDS_MAX
+                    ? sid_count - from : PRESENCE_DELIVER_SIDS_MAX;
+        if (self->host->deliver_sessions (self->ctx, sids + from, some,
+                                          pack->buffer.data, pack->buffer.size))
+            self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                             "a presence event to %zu sessions could not be queued", some);
+        else
+            self->events_sent++;
+    }
+}
+
 //  Encodes the event for a group at position (every user changed since, with
 //  the state now) and delivers it to the group's sessions. Large changes are
 //  split into several events, so that each body fits an envelope.
@@ -433,41 +417,16 @@ s_group_send (presence_t *self, group_t *group)
         sids [sid_count++] = session->sid;
 
     user_t *user = first;
+    pl_pack_t pack;
+    pl_pack_init (&pack);
     while (count) {
         size_t chunk = count < PRESENCE_EVENT_USERS_MAX ? count : PRESENCE_EVENT_USERS_MAX;
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 2);
-        s_pack_str (&packer, "type", 4);
-        s_pack_str (&packer, "presence", 8);
-        s_pack_str (&packer, "users", 5);
-        msgpack_pack_array (&packer, chunk);
-        for (size_t index = 0; index < chunk; index++, user = user->log_next) {
-            msgpack_pack_map (&packer, 2);
-            s_pack_str (&packer, "user", 4);
-            s_pack_str (&packer, user->name, strlen (user->name));
-            s_pack_str (&packer, "online", 6);
-            if (user->online)
-                msgpack_pack_true (&packer);
-            else
-                msgpack_pack_false (&packer);
-        }
+        pl_pack_clear (&pack);
+        s_event_pack (&pack, &user, chunk);
         count -= chunk;
-        for (size_t from = 0; from < sid_count; from += PRESENCE_DELIVER_SIDS_MAX) {
-            size_t some = sid_count - from < PRESENCE_DELIVER_SIDS_MAX
-                        ? sid_count - from : PRESENCE_DELIVER_SIDS_MAX;
-            if (self->host->deliver_sessions (self->ctx, sids + from, some,
-                                              buffer.data, buffer.size))
-                self->host->log (self->ctx, PARLEY_LOG_WARNING,
-                                 "a presence event to %zu sessions could not be queued",
-                                 some);
-            else
-                self->events_sent++;
-        }
-        msgpack_sbuffer_destroy (&buffer);
+        s_event_deliver (self, sids, sid_count, &pack);
     }
+    pl_pack_release (&pack);
     free (sids);
 }
 
@@ -631,6 +590,63 @@ s_release_held (presence_t *self)
 //  --------------------------------------------------------------------------
 //  last_seen writes (store.user.seen)
 
+//  A write of the next PL_STORE_SEEN_MAX queued values, taken off the
+//  queue; NULL when out of memory (the queue is left as it is)
+static write_t *
+s_write_take (presence_t *self)
+{
+    write_t *write = (write_t *) calloc (1, sizeof (write_t));
+    if (!write)
+        return NULL;
+    while (self->seen_head && write->count < PL_STORE_SEEN_MAX) {
+        user_t *user = self->seen_head;
+        self->seen_head = user->seen_next;
+        if (!self->seen_head)
+            self->seen_tail = NULL;
+        user->seen_dirty = false;
+        user->seen_next = NULL;
+        write->users [write->count] = user;
+        write->values [write->count] = user->seen_value;
+        write->count++;
+    }
+    return write;
+}
+
+//  Puts back the values of a write that failed or was never sent, unless a
+//  newer value of the same user is queued already, and waits before trying
+//  again; frees nothing
+static void
+s_write_put_back (presence_t *self, write_t *write)
+{
+    for (size_t index = 0; index < write->count; index++)
+        if (!write->users [index]->seen_dirty)
+            s_seen_queue (self, write->users [index], write->values [index]);
+    self->retry_at = pl_time_mono () + PRESENCE_RETRY_MS;
+}
+
+static void s_seen_on_reply (void *state, void *arg, const pl_call_reply_t *reply);
+
+//  Sends store.user.seen {users: [{name, last_seen}]} for write. Returns 0,
+//  or -1 when it could not be sent (write is still the caller's).
+static int
+s_write_send (presence_t *self, write_t *write)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_str (&pack, "users");
+    msgpack_pack_array (&pack.packer, write->count);
+    for (size_t index = 0; index < write->count; index++) {
+        pl_pack_map (&pack, 2);
+        pl_pack_kstr (&pack, "name", write->users [index]->name);
+        pl_pack_kint (&pack, "last_seen", write->values [index]);
+    }
+    int rc = pl_call_send (self->calls, "store.user.seen", pack.buffer.data, pack.buffer.size,
+                           s_seen_on_reply, write);
+    pl_pack_release (&pack);
+    return rc;
+}
+
 //  Sends the queued last_seen values, PL_STORE_SEEN_MAX per request
 static void
 s_seen_flush (presence_t *self, bool force)
@@ -640,47 +656,16 @@ s_seen_flush (presence_t *self, bool force)
     if (!force && pl_time_mono () < self->retry_at)
         return;
     while (self->seen_head && (force || self->writes_in_flight < PRESENCE_WRITES_MAX)) {
-        write_t *write = (write_t *) calloc (1, sizeof (write_t));
+        write_t *write = s_write_take (self);
         if (!write) {
             self->host->log (self->ctx, PARLEY_LOG_ERROR,
                              "out of memory: last_seen writes postponed");
             return;
         }
-        write->kind = COOKIE_WRITE;
-        while (self->seen_head && write->count < PL_STORE_SEEN_MAX) {
-            user_t *user = self->seen_head;
-            self->seen_head = user->seen_next;
-            if (!self->seen_head)
-                self->seen_tail = NULL;
-            user->seen_dirty = false;
-            user->seen_next = NULL;
-            write->users [write->count] = user;
-            write->values [write->count] = user->seen_value;
-            write->count++;
-        }
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 1);
-        s_pack_str (&packer, "users", 5);
-        msgpack_pack_array (&packer, write->count);
-        for (size_t index = 0; index < write->count; index++) {
-            msgpack_pack_map (&packer, 2);
-            s_pack_str (&packer, "name", 4);
-            s_pack_str (&packer, write->users [index]->name, strlen (write->users [index]->name));
-            s_pack_str (&packer, "last_seen", 9);
-            msgpack_pack_int64 (&packer, write->values [index]);
-        }
-        int rc = self->host->call (self->ctx, "store.user.seen", buffer.data, buffer.size, write);
-        msgpack_sbuffer_destroy (&buffer);
-        if (rc) {
+        if (s_write_send (self, write)) {
             //  Nothing was sent: back into the queue, tried again later
-            for (size_t index = 0; index < write->count; index++)
-                if (!write->users [index]->seen_dirty)
-                    s_seen_queue (self, write->users [index], write->values [index]);
+            s_write_put_back (self, write);
             free (write);
-            self->retry_at = pl_time_mono () + PRESENCE_RETRY_MS;
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "store.user.seen could not be sent; retrying in %d ms",
                              PRESENCE_RETRY_MS);
@@ -695,8 +680,10 @@ s_seen_flush (presence_t *self, bool force)
 }
 
 static void
-s_seen_on_reply (presence_t *self, write_t *write, const char *code, const char *message)
+s_seen_on_reply (void *state, void *arg, const pl_call_reply_t *reply)
 {
+    presence_t *self = (presence_t *) state;
+    write_t *write = (write_t *) arg;
     if (write->prev)
         write->prev->next = write->next;
     else
@@ -705,16 +692,14 @@ s_seen_on_reply (presence_t *self, write_t *write, const char *code, const char 
         write->next->prev = write->prev;
     self->writes_in_flight--;
 
-    if (code) {
+    if (reply->code) {
         //  Put back what no newer value replaced, and try again later
-        for (size_t index = 0; index < write->count; index++)
-            if (!write->users [index]->seen_dirty)
-                s_seen_queue (self, write->users [index], write->values [index]);
-        self->retry_at = pl_time_mono () + PRESENCE_RETRY_MS;
+        s_write_put_back (self, write);
         if (!self->store_failing)
             self->host->log (self->ctx, PARLEY_LOG_WARNING,
                              "last_seen of %zu users not written (%s: %s); retrying every %d ms",
-                             write->count, code, message ? message : "", PRESENCE_RETRY_MS);
+                             write->count, reply->code, reply->message ? reply->message : "",
+                             PRESENCE_RETRY_MS);
         self->store_failing = true;
     }
     else
@@ -772,25 +757,23 @@ s_list_fail (presence_t *self, list_t *list, const char *code, const char *messa
     s_list_destroy (&list);
 }
 
+static void s_list_on_page (void *state, void *arg, const pl_call_reply_t *reply);
+
 //  Asks the store for the page after list->after. Returns 0, or -1 when the
 //  call could not be sent (the list is answered and freed then).
 static int
 s_list_ask (presence_t *self, list_t *list)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
     bool first = list->after [0] == 0;
-    msgpack_pack_map (&packer, first ? 1 : 2);
-    s_pack_str (&packer, "limit", 5);
-    msgpack_pack_uint32 (&packer, PRESENCE_LIST_PAGE);
-    if (!first) {
-        s_pack_str (&packer, "after", 5);
-        s_pack_str (&packer, list->after, strlen (list->after));
-    }
-    int rc = self->host->call (self->ctx, "store.user.list", buffer.data, buffer.size, list);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_map (&pack, first ? 1 : 2);
+    pl_pack_kuint (&pack, "limit", PRESENCE_LIST_PAGE);
+    if (!first)
+        pl_pack_kstr (&pack, "after", list->after);
+    int rc = pl_call_send (self->calls, "store.user.list", pack.buffer.data, pack.buffer.size,
+                           s_list_on_page, list);
+    pl_pack_release (&pack);
     if (rc) {
         s_list_fail (self, list, "unavailable",
                      "The user directory cannot be reached now; try again later.");
@@ -808,20 +791,17 @@ s_list_cursor (presence_t *self, list_t *list)
     const uint8_t *body = self->host->request_body (list->request, &size);
     msgpack_unpacked fields;
     msgpack_unpacked_init (&fields);
-    size_t offset = 0;
+    const msgpack_object *cursor = pl_body_field (pl_body_unpack (&fields, body, size),
+                                                  "cursor");
     int rc = 0;
-    if (msgpack_unpack_next (&fields, (const char *) body, size, &offset)
-        == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *cursor = s_field (&fields.data, "cursor");
-        if (cursor && cursor->type != MSGPACK_OBJECT_NIL) {
-            if (cursor->type != MSGPACK_OBJECT_STR || cursor->via.str.size == 0
-            ||  cursor->via.str.size > PL_STORE_NAME_MAX
-            ||  memchr (cursor->via.str.ptr, 0, cursor->via.str.size))
-                rc = -1;
-            else {
-                memcpy (list->after, cursor->via.str.ptr, cursor->via.str.size);
-                list->after [cursor->via.str.size] = 0;
-            }
+    if (cursor && cursor->type != MSGPACK_OBJECT_NIL) {
+        if (cursor->type != MSGPACK_OBJECT_STR || cursor->via.str.size == 0
+        ||  cursor->via.str.size > PL_STORE_NAME_MAX
+        ||  memchr (cursor->via.str.ptr, 0, cursor->via.str.size))
+            rc = -1;
+        else {
+            memcpy (list->after, cursor->via.str.ptr, cursor->via.str.size);
+            list->after [cursor->via.str.size] = 0;
         }
     }
     msgpack_unpacked_destroy (&fields);
@@ -831,21 +811,14 @@ s_list_cursor (presence_t *self, list_t *list)
 //  Adds one packed user to the list if the reply's budget has room; sets
 //  list->cut when it has not (the first user always goes in)
 static bool
-s_list_take (list_t *list, msgpack_sbuffer *entry)
+s_list_take (list_t *list, pl_pack_t *entry)
 {
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    size_t size = PL_REPLY_MAX;
-    if (msgpack_unpack_next (&unpacked, entry->data, entry->size, &offset)
-        == MSGPACK_UNPACK_SUCCESS)
-        size = pl_reply_json_size (&unpacked.data);
-    msgpack_unpacked_destroy (&unpacked);
+    size_t size = pl_reply_json_size_packed (entry->buffer.data, entry->buffer.size);
     if (!pl_reply_budget_take (&list->budget, size) && list->count > 0) {
         list->cut = true;
         return false;
     }
-    msgpack_sbuffer_write (&list->entries, entry->data, entry->size);
+    msgpack_sbuffer_write (&list->entries, entry->buffer.data, entry->buffer.size);
     list->count++;
     return true;
 }
@@ -859,7 +832,6 @@ s_list_request (presence_t *self, parley_request_t *request)
                                  "The server is out of memory; try again.");
         return;
     }
-    list->kind = COOKIE_LIST;
     list->request = request;
     list->budget = pl_reply_budget ((size_t) self->list_budget);
     msgpack_sbuffer_init (&list->entries);
@@ -877,22 +849,65 @@ s_list_request (presence_t *self, parley_request_t *request)
     s_list_ask (self, list);
 }
 
+//  Packs {user, online, last_seen} for one stored user, as this instance
+//  knows it now, into entry. Returns false for an entry with no usable name.
+static bool
+s_list_entry (presence_t *self, const msgpack_object *stored, int64_t now, pl_pack_t *entry)
+{
+    const char *name;
+    size_t name_size;
+    if (pl_body_strn (stored, "name", &name, &name_size) != 1 || name_size == 0
+    ||  name_size > PL_STORE_NAME_MAX)
+        return false;
+    char key [PL_STORE_NAME_MAX + 1];
+    memcpy (key, name, name_size);
+    key [name_size] = 0;
+    pl_text_lower (key);
+    user_t *user = (user_t *) zhashx_lookup (self->users, key);
+
+    const msgpack_object *seen = pl_body_field (stored, "last_seen");
+    int64_t last_seen = 0;
+    if (seen && seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER && seen->via.u64 <= INT64_MAX)
+        last_seen = (int64_t) seen->via.u64;
+    bool online = user && user->online;
+    if (online)
+        last_seen = now;
+    else
+    if (user && user->last_seen > last_seen)
+        last_seen = user->last_seen;       //  not written yet, or newer
+
+    pl_pack_clear (entry);
+    pl_pack_map (entry, 3);
+    pl_pack_str (entry, "user");
+    pl_pack_strn (entry, name, name_size);
+    pl_pack_kbool (entry, "online", online);
+    if (last_seen > 0)
+        pl_pack_ktime (entry, "last_seen", last_seen);
+    else
+        pl_pack_kstr (entry, "last_seen", NULL);
+    return true;
+}
+
 static void s_list_answer (presence_t *self, list_t *list);
 
+//  store.user.list: one page of users, merged with who is online, then the
+//  next page or the answer
 static void
-s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *message,
-                 const msgpack_object *result)
+s_list_on_page (void *state, void *arg, const pl_call_reply_t *reply)
 {
-    if (code) {
+    presence_t *self = (presence_t *) state;
+    list_t *list = (list_t *) arg;
+    if (reply->code || !reply->body) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "presence.list failed: store.user.list answered %s (%s)",
-                         code, message ? message : "");
+                         reply->code ? reply->code : "internal",
+                         reply->code ? (reply->message ? reply->message : "") : "not a map");
         s_list_fail (self, list, "unavailable",
                      "The user directory is unavailable now; try again later.");
         return;
     }
-    const msgpack_object *users = s_field (result, "users");
-    const msgpack_object *more = s_field (result, "more");
+    const msgpack_object *users = pl_body_field (reply->body, "users");
+    const msgpack_object *more = pl_body_field (reply->body, "more");
     if (!users || users->type != MSGPACK_OBJECT_ARRAY
     ||  (more && more->type != MSGPACK_OBJECT_BOOLEAN)) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
@@ -900,64 +915,19 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
         s_list_fail (self, list, "internal", "The user directory gave a malformed answer.");
         return;
     }
-
-    msgpack_sbuffer entry_buffer;
-    msgpack_sbuffer_init (&entry_buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &entry_buffer, msgpack_sbuffer_write);
+    pl_pack_t entry;
+    pl_pack_init (&entry);
     int64_t now = pl_time_now ();
-    const msgpack_object *last_name = NULL;
+    const msgpack_object *last = NULL;
     for (uint32_t index = 0; index < users->via.array.size && !list->cut; index++) {
-        const msgpack_object *entry = &users->via.array.ptr [index];
-        const msgpack_object *name = s_field (entry, "name");
-        const msgpack_object *stored = s_field (entry, "last_seen");
-        if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0
-        ||  name->via.str.size > PL_STORE_NAME_MAX)
-            continue;
-
-        char key [PL_STORE_NAME_MAX + 1];
-        memcpy (key, name->via.str.ptr, name->via.str.size);
-        key [name->via.str.size] = 0;
-        s_lower (key);
-        user_t *user = (user_t *) zhashx_lookup (self->users, key);
-
-        int64_t last_seen = 0;
-        if (stored && stored->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-        &&  stored->via.u64 <= INT64_MAX)
-            last_seen = (int64_t) stored->via.u64;
-        bool online = user && user->online;
-        if (online)
-            last_seen = now;
-        else
-        if (user && user->last_seen > last_seen)
-            last_seen = user->last_seen;       //  not written yet, or newer
-
-        entry_buffer.size = 0;
-        msgpack_pack_map (&packer, 3);
-        s_pack_str (&packer, "user", 4);
-        s_pack_str (&packer, name->via.str.ptr, name->via.str.size);
-        s_pack_str (&packer, "online", 6);
-        if (online)
-            msgpack_pack_true (&packer);
-        else
-            msgpack_pack_false (&packer);
-        s_pack_str (&packer, "last_seen", 9);
-        if (last_seen > 0) {
-            char text [PL_TIME_ISO8601_SIZE];
-            pl_time_iso8601 (last_seen, text, sizeof text);
-            s_pack_str (&packer, text, strlen (text));
-        }
-        else
-            msgpack_pack_nil (&packer);
-        if (s_list_take (list, &entry_buffer))
-            last_name = name;
+        const msgpack_object *stored = &users->via.array.ptr [index];
+        if (s_list_entry (self, stored, now, &entry) && s_list_take (list, &entry))
+            last = stored;
     }
-    msgpack_sbuffer_destroy (&entry_buffer);
-    if (last_name) {
-        memcpy (list->after, last_name->via.str.ptr, last_name->via.str.size);
-        list->after [last_name->via.str.size] = 0;
-    }
-    if (!list->cut && more && more->via.boolean && last_name) {
+    pl_pack_release (&entry);
+    if (last)
+        pl_body_copy (last, "name", list->after, sizeof list->after);
+    if (!list->cut && more && more->via.boolean && last) {
         s_list_ask (self, list);
         return;
     }
@@ -969,22 +939,18 @@ s_list_on_reply (presence_t *self, list_t *list, const char *code, const char *m
 static void
 s_list_answer (presence_t *self, list_t *list)
 {
-    msgpack_sbuffer reply;
-    msgpack_sbuffer_init (&reply);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &reply, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, list->cut ? 2 : 1);
-    s_pack_str (&packer, "users", 5);
-    msgpack_pack_array (&packer, list->count);
+    pl_pack_t reply;
+    pl_pack_init (&reply);
+    pl_pack_map (&reply, list->cut ? 2 : 1);
+    pl_pack_str (&reply, "users");
+    msgpack_pack_array (&reply.packer, list->count);
     if (list->entries.size)
-        msgpack_sbuffer_write (&reply, list->entries.data, list->entries.size);
-    if (list->cut) {
-        s_pack_str (&packer, "next", 4);
-        s_pack_str (&packer, list->after, strlen (list->after));
-    }
+        msgpack_sbuffer_write (&reply.buffer, list->entries.data, list->entries.size);
+    if (list->cut)
+        pl_pack_kstr (&reply, "next", list->after);
     s_list_unlink (self, list);
-    self->host->reply (self->ctx, &list->request, reply.data, reply.size);
-    msgpack_sbuffer_destroy (&reply);
+    self->host->reply (self->ctx, &list->request, reply.buffer.data, reply.buffer.size);
+    pl_pack_release (&reply);
     s_list_destroy (&list);
 }
 
@@ -1050,49 +1016,54 @@ s_on_request (void *state, parley_request_t *request)
     }
 }
 
+//  Every answer to a store call runs the handler it was sent with
 static void
 s_on_reply (void *state, void *cookie, const char *code, const char *message,
             const uint8_t *body, size_t size)
 {
     presence_t *self = (presence_t *) state;
-    cookie_kind_t kind = *(cookie_kind_t *) cookie;
-    if (kind == COOKIE_WRITE) {
-        s_seen_on_reply (self, (write_t *) cookie, code, message);
-        return;
-    }
-    list_t *list = (list_t *) cookie;
-    if (code) {
-        s_list_on_reply (self, list, code, message, NULL);
-        return;
-    }
-    msgpack_unpacked result;
-    msgpack_unpacked_init (&result);
-    size_t offset = 0;
-    if (body && msgpack_unpack_next (&result, (const char *) body, size, &offset)
-                    == MSGPACK_UNPACK_SUCCESS
-    &&  result.data.type == MSGPACK_OBJECT_MAP)
-        s_list_on_reply (self, list, NULL, NULL, &result.data);
-    else
-        s_list_on_reply (self, list, "internal", "not a map", NULL);
-    msgpack_unpacked_destroy (&result);
+    pl_call_reply (self->calls, cookie, code, message, body, size);
 }
 
-//  A positive integer option, or the default when absent; -1 when malformed
-static int64_t
-s_option_number (presence_t *self, const char *name, int64_t fallback, int64_t minimum)
+//  Reads every option into self. Returns 0, or -1 after logging each value
+//  refused.
+static int
+s_options_read (presence_t *self)
 {
-    const char *text = self->host->option (self->ctx, name);
-    if (!text)
-        return fallback;
-    char *end = NULL;
-    long long value = strtoll (text, &end, 10);
-    if (!*text || *end || value < minimum || value > 24LL * 3600 * 1000) {
-        self->host->log (self->ctx, PARLEY_LOG_ERROR,
-                         "option presence.%s=%s: want a whole number from %lld", name, text,
-                         (long long) minimum);
+    pl_options_t options = pl_options (self->host, self->ctx, "presence");
+    self->interval_ms = pl_options_int (&options, "interval_ms", PRESENCE_INTERVAL_MS, 1,
+                                        PRESENCE_OPTION_MS_MAX);
+    self->grace_ms = pl_options_int (&options, "grace_ms", PRESENCE_GRACE_MS, 0,
+                                     PRESENCE_OPTION_MS_MAX);
+    self->checkpoint_ms = 1000 * pl_options_int (&options, "checkpoint_s",
+                                                 PRESENCE_CHECKPOINT_S, 0,
+                                                 PRESENCE_OPTION_MS_MAX);
+    self->tick_ms = pl_options_int (&options, "tick_ms", PRESENCE_TICK_MS, 10,
+                                    PRESENCE_OPTION_MS_MAX);
+    //  A reply stays under 1 MiB
+    self->list_budget = pl_options_int (&options, "list_budget", PL_REPLY_LIST_BUDGET,
+                                        PRESENCE_LIST_BUDGET_MIN, PL_REPLY_LIST_BUDGET);
+    return pl_options_refused (&options) ? -1 : 0;
+}
+
+//  The tables and the caller. Returns 0, or -1 when out of memory.
+static int
+s_tables_new (presence_t *self)
+{
+    self->calls = pl_call_new (self->host, self->ctx, self);
+    self->users = zhashx_new ();
+    self->sessions = zhashx_new ();
+    if (!self->calls || !self->users || !self->sessions)
         return -1;
-    }
-    return value;
+    zhashx_set_destructor (self->users, (zhashx_destructor_fn *) s_user_destroy);
+    zhashx_set_key_duplicator (self->users, NULL);     //  the key lives in the user
+    zhashx_set_key_destructor (self->users, NULL);
+    zhashx_set_key_hasher (self->sessions, pl_hash_u64);
+    zhashx_set_key_comparator (self->sessions, pl_hash_u64_compare);
+    zhashx_set_key_duplicator (self->sessions, NULL);  //  the key lives in the session
+    zhashx_set_key_destructor (self->sessions, NULL);
+    zhashx_set_destructor (self->sessions, s_session_free);
+    return 0;
 }
 
 static void s_destroy (void **state_p);
@@ -1107,57 +1078,27 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     }
     self->ctx = ctx;
     self->host = host;
-    self->users = zhashx_new ();
-    self->sessions = zhashx_new ();
-    if (!self->users || !self->sessions) {
+    void *state = self;
+    if (s_tables_new (self)) {
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
-        void *state = self;
         s_destroy (&state);
         return -1;
     }
-    zhashx_set_destructor (self->users, (zhashx_destructor_fn *) s_user_destroy);
-    zhashx_set_key_duplicator (self->users, NULL);     //  the key lives in the user
-    zhashx_set_key_destructor (self->users, NULL);
-    zhashx_set_key_hasher (self->sessions, s_u64_hash);
-    zhashx_set_key_comparator (self->sessions, s_u64_compare);
-    zhashx_set_key_duplicator (self->sessions, NULL);  //  the key lives in the session
-    zhashx_set_key_destructor (self->sessions, NULL);
-    zhashx_set_destructor (self->sessions, s_session_free);
-
-    self->interval_ms = s_option_number (self, "interval_ms", PRESENCE_INTERVAL_MS, 1);
-    self->grace_ms = s_option_number (self, "grace_ms", PRESENCE_GRACE_MS, 0);
-    int64_t checkpoint_s = s_option_number (self, "checkpoint_s", PRESENCE_CHECKPOINT_S, 0);
-    int64_t tick_ms = s_option_number (self, "tick_ms", PRESENCE_TICK_MS, 10);
-    self->list_budget = s_option_number (self, "list_budget", PL_REPLY_LIST_BUDGET,
-                                         PRESENCE_LIST_BUDGET_MIN);
-    if (self->interval_ms < 0 || self->grace_ms < 0 || checkpoint_s < 0 || tick_ms < 0
-    ||  self->list_budget < 0) {
-        void *state = self;
+    if (s_options_read (self)) {
         s_destroy (&state);
         return -1;
     }
-    if (self->list_budget > PL_REPLY_LIST_BUDGET) {
-        host->log (ctx, PARLEY_LOG_ERROR, "option presence.list_budget=%lld: want at most %d "
-                   "(a reply stays under 1 MiB)", (long long) self->list_budget,
-                   PL_REPLY_LIST_BUDGET);
-        void *state = self;
-        s_destroy (&state);
-        return -1;
-    }
-    self->checkpoint_ms = checkpoint_s * 1000;
-    self->tick_ms = tick_ms;
     self->next_checkpoint = pl_time_mono () + self->checkpoint_ms;
-    self->timer = host->timer_add (ctx, (uint32_t) tick_ms, s_on_tick);
+    self->timer = host->timer_add (ctx, (uint32_t) self->tick_ms, s_on_tick);
     if (self->timer < 0) {
         host->log (ctx, PARLEY_LOG_ERROR, "no timer");
-        void *state = self;
         s_destroy (&state);
         return -1;
     }
     host->log (ctx, PARLEY_LOG_INFO,
                "ready: at most one event per %lld ms per session, last_seen of online "
                "users written every %lld s", (long long) self->interval_ms,
-               (long long) checkpoint_s);
+               (long long) (self->checkpoint_ms / 1000));
     *state_p = self;
     return 0;
 }
@@ -1200,6 +1141,7 @@ s_destroy (void **state_p)
     }
     zhashx_destroy (&self->sessions);
     zhashx_destroy (&self->users);
+    pl_call_destroy (&self->calls);
     free (self);
     *state_p = NULL;
 }

@@ -13,6 +13,8 @@
 #include "au_pool.h"
 
 #include <czmq.h>
+#include <pthread.h>
+#include <time.h>
 #include <sodium.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -224,6 +226,55 @@ test_pool_refuses_jobs_beyond_queue_bound (void **state)
     au_pool_destroy (&pool);                      //  with jobs inside
 }
 
+//  What the notify of test_pool_notifies_each_finished_job counted
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int count;
+} s_notified_t;
+
+static void
+s_notify (void *arg)
+{
+    s_notified_t *notified = (s_notified_t *) arg;
+    pthread_mutex_lock (&notified->mutex);
+    notified->count++;
+    pthread_cond_signal (&notified->cond);
+    pthread_mutex_unlock (&notified->mutex);
+}
+
+//  The worker tells the owner when a job is done: once told, the job is
+//  there to collect, with no polling
+static void
+test_pool_notifies_each_finished_job (void **state)
+{
+    s_notified_t notified = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    au_pool_t *pool = au_pool_new (2, 8, S_OPS, S_MEM);
+    au_pool_set_notify (pool, s_notify, &notified);
+    for (int index = 0; index < 3; index++) {
+        au_job_t *job = au_job_new_hash ("password1", 9, NULL);
+        assert_int_equal (au_pool_submit (pool, &job), 0);
+    }
+    for (int collected = 0; collected < 3; collected++) {
+        pthread_mutex_lock (&notified.mutex);
+        struct timespec deadline;
+        clock_gettime (CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        while (notified.count <= collected)
+            if (pthread_cond_timedwait (&notified.cond, &notified.mutex, &deadline))
+                break;
+        assert_true (notified.count > collected);
+        pthread_mutex_unlock (&notified.mutex);
+        au_job_t *job = au_pool_done (pool);
+        assert_non_null (job);
+        assert_true (job->ok);
+        au_job_destroy (&job);
+    }
+    assert_int_equal (au_pool_busy (pool), 0);
+    au_pool_destroy (&pool);
+    assert_int_equal (notified.count, 3);
+}
+
 static void
 test_pool_refuses_bad_sizes (void **state)
 {
@@ -246,6 +297,7 @@ main (void)
         cmocka_unit_test (test_pool_verify_of_garbage_hash_fails),
         cmocka_unit_test (test_pool_password_with_nul_bytes_is_whole),
         cmocka_unit_test (test_pool_refuses_jobs_beyond_queue_bound),
+        cmocka_unit_test (test_pool_notifies_each_finished_job),
         cmocka_unit_test (test_pool_refuses_bad_sizes),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
