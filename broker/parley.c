@@ -166,6 +166,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "tls-cert", required_argument, NULL, OPT_GW_OPS },
         { "tls-key", required_argument, NULL, OPT_GW_OPS },
         { "stop-timeout", required_argument, NULL, OPT_GW_OPS },
+        { "metrics", required_argument, NULL, OPT_GW_OPS },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
         { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
@@ -443,6 +444,7 @@ main (int argc, char **argv)
         .tls_cert = options.gateway_ops.tls_cert,
         .tls_key = options.gateway_ops.tls_key,
         .stop_timeout_ms = options.gateway_ops.stop_timeout_ms,
+        .metrics = options.gateway_ops.metrics,
     };
     gateway = gw_server_new (&gateway_config);
     if (!gateway) {

@@ -57,6 +57,7 @@
 #include <openssl/x509.h>
 
 #include "gw_limits.h"
+#include "gw_metrics.h"
 #include "gw_web.h"
 #include "pl_envelope.h"
 #include "pl_transcode.h"
@@ -184,6 +185,8 @@ typedef struct {
     uint8_t *cid;                   //  the client's id as msgpack, or NULL
     size_t cid_size;                //  its size in bytes
     int64_t deadline;               //  zclock_mono () after which we answer unavailable
+    int64_t started;                //  zclock_usecs () when the request was read
+    int type;                       //  its type's gw_metrics_type
     void *fifo_handle;              //  in server->pending_fifo
     void *session_handle;           //  in session->pending
 } gw_pending_t;
@@ -226,9 +229,11 @@ struct _gw_session_t {
     const char *close_reason;       //  static string
 };
 
-//  Per-session data of the HTTP protocol (/healthz)
+//  Per-session data of the HTTP protocol (/healthz, /metrics)
 typedef struct {
     bool healthy;                   //  what the headers said, for the body
+    char *page;                     //  /metrics: LWS_PRE, then the text; owned
+    size_t page_size;               //  the text's length
 } gw_http_t;
 
 
@@ -260,6 +265,9 @@ struct _gw_server_t {
     int spare_fd;                   //  kept open to accept and refuse at EMFILE
     gw_throttle_t refused_full;     //  log lines about refusals, at most 1/s
     gw_throttle_t refused_address;
+    //  Counters, for /metrics
+    gw_metrics_t *metrics;          //  touched by the loop's thread only
+    char *metrics_policy;           //  who may read /metrics (gw_metrics_allowed)
     //  libwebsockets
     struct lws_context *context;    //  the one context
     struct ev_loop *loop;           //  the loop it runs on, ours
@@ -308,6 +316,13 @@ static gw_server_t *volatile s_running = NULL;
 
 static void s_bridge_drain (gw_server_t *self);
 static int s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p);
+
+//  Counts a request of type answered with code, read at started (zclock_usecs)
+static void
+s_count (gw_server_t *self, int type, const char *code, int64_t started)
+{
+    gw_metrics_request (self->metrics, type, code, zclock_usecs () - started);
+}
 
 
 //  ---------------------------------------------------------------------
@@ -442,6 +457,7 @@ s_accept_failed (gw_server_t *self, const char *line)
         fcntl (fd, F_SETFL, O_NONBLOCK);
         s_refuse_raw (fd, s_response_full, sizeof s_response_full - 1);
         close (fd);
+        self->metrics->refused [GW_REFUSED_CAP]++;
     }
     self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
 }
@@ -548,6 +564,7 @@ s_session_push (gw_session_t *session, gw_frame_t *frame, bool bounded)
         zsys_warning ("gateway: session %016" PRIx64 " (%s) has %zu frames (%zu bytes) "
                       "unsent; closing it as too slow (1008)",
                       session->sid, session->addr, session->queue_count, session->queue_bytes);
+        session->server->metrics->slow_consumers++;
         s_session_close_with (session, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow", true);
         return;
     }
@@ -719,6 +736,8 @@ s_session_write (gw_session_t *session)
     if (sent < 0)
         return -1;
     size_t left = (size_t) sent;
+    gw_metrics_t *metrics = session->server->metrics;
+    metrics->bytes_sent += left;
     while (left > 0) {
         gw_frame_t *frame = session->queue [session->queue_head];
         size_t rest = frame->wire_size - session->queue_offset;
@@ -729,6 +748,7 @@ s_session_write (gw_session_t *session)
         left -= rest;
         frame = s_session_queue_pop (session);
         s_frame_unref (&frame);
+        metrics->frames_sent++;
     }
     bool half_written = session->queue_offset > 0 || session->tls_retry;
     if (half_written != session->rx_paused) {
@@ -778,6 +798,7 @@ s_pending_expire (gw_server_t *self, int64_t now, bool stopping)
         s_session_send_error (session, pending->cid, pending->cid_size, "unavailable",
                               stopping? "The server is stopping; try again in a moment.":
                               "The service did not answer in time; try again later.");
+        s_count (self, pending->type, "unavailable", pending->started);
         s_pending_destroy (self, &pending);
     }
 }
@@ -831,6 +852,7 @@ s_sessions_expire (gw_server_t *self, int64_t now)
     &&     session->auth_deadline <= now) {
         zlistx_delete (self->unauthenticated, session->unauth_handle);
         session->unauth_handle = NULL;
+        self->metrics->auth_timeouts++;
         zsys_info ("gateway: session %016" PRIx64 " (%s) did not sign in within %u ms; "
                    "closing it (1008)", session->sid, session->addr, self->auth_timeout_ms);
         s_session_close_with (session, LWS_CLOSE_STATUS_POLICY_VIOLATION,
@@ -867,6 +889,7 @@ s_session_open (gw_server_t *self, gw_session_t *session, struct lws *wsi)
     session->live = true;
     session->conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
     s_session_set_user (self, session, NULL);
+    self->metrics->sessions++;
     zsys_info ("gateway: session %016" PRIx64 " opened from %s", session->sid, session->addr);
     if (self->welcomed)
         s_session_announce (self, session);
@@ -887,8 +910,10 @@ s_session_close (gw_server_t *self, gw_session_t *session)
     }
     gw_pending_t *pending;
     size_t dropped = zlistx_size (session->pending);
-    while ((pending = (gw_pending_t *) zlistx_first (session->pending)))
+    while ((pending = (gw_pending_t *) zlistx_first (session->pending))) {
+        s_count (self, pending->type, "dropped", pending->started);
         s_pending_destroy (self, &pending);
+    }
     zlistx_destroy (&session->pending);
     s_session_queue_clear (session);
     free (session->queue);
@@ -908,16 +933,27 @@ s_session_close (gw_server_t *self, gw_session_t *session)
 //  ---------------------------------------------------------------------
 //  Session input: one whole client message
 
+//  Answers a request with an error at once, and counts it
 static void
-s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *request)
+s_request_refuse (gw_server_t *self, gw_session_t *session, pl_request_t *request,
+                  int type, int64_t started, const char *code, const char *message)
 {
+    s_session_send_error (session, request->id, request->id_size, code, message);
+    s_count (self, type, code, started);
+}
+
+static void
+s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *request,
+                   int64_t started)
+{
+    int type = gw_metrics_type (request->type);
     if (strlen (request->type) > GW_MAX_TYPE) {
         //  The broker routes no type this long: it is unknown whatever its
         //  prefix, not a service that is down
         char message [128];
         snprintf (message, sizeof message, "Unknown message type '%.40s...' (longer than "
                   "%d bytes).", request->type, GW_MAX_TYPE);
-        s_session_send_error (session, request->id, request->id_size, "unknown_type", message);
+        s_request_refuse (self, session, request, type, started, "unknown_type", message);
         return;
     }
     if (streq (request->type, "ping")) {
@@ -925,20 +961,21 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         uint8_t *buffer = pl_transcode_frame ("ok", request->id, request->id_size,
                                               NULL, 0, LWS_PRE, &size);
         s_session_push_buffer (session, buffer, size, true);
+        s_count (self, type, "ok", started);
         return;
     }
     if (!self->welcomed) {
-        s_session_send_error (session, request->id, request->id_size, "unavailable",
+        s_request_refuse (self, session, request, type, started, "unavailable",
                               "The server is not ready yet; try again in a moment.");
         return;
     }
     if (self->phase != GW_SERVING) {
-        s_session_send_error (session, request->id, request->id_size, "unavailable",
+        s_request_refuse (self, session, request, type, started, "unavailable",
                               "The server is stopping; reconnect in a moment.");
         return;
     }
     if (zlistx_size (session->pending) >= GW_SESSION_MAX_INFLIGHT) {
-        s_session_send_error (session, request->id, request->id_size, "rate_limited",
+        s_request_refuse (self, session, request, type, started, "rate_limited",
                               "Too many requests in flight; wait for replies first.");
         return;
     }
@@ -954,6 +991,8 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         pending->cid_size = request->id_size;
     }
     pending->deadline = zclock_mono () + self->request_timeout_ms;
+    pending->started = started;
+    pending->type = type;
     pending->fifo_handle = zlistx_add_end (self->pending_fifo, pending);
     pending->session_handle = zlistx_add_end (session->pending, pending);
     zhashx_insert (self->pending, &pending->rid, pending);
@@ -974,17 +1013,19 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         pending = (gw_pending_t *) zhashx_lookup (self->pending, &rid);
         if (pending)
             s_pending_destroy (self, &pending);
-        s_session_send_error (session, request->id, request->id_size, "unavailable",
-                              "The server is busy or reconnecting; try again later.");
+        s_request_refuse (self, session, request, type, started, "unavailable",
+                          "The server is busy or reconnecting; try again later.");
     }
 }
 
 static void
 s_session_message (gw_server_t *self, gw_session_t *session)
 {
+    int64_t started = zclock_usecs ();
     if (session->rx_binary) {
         s_session_send_error (session, NULL, 0, "bad_request",
                               "Binary frames are not accepted; send JSON text.");
+        s_count (self, gw_metrics_type (NULL), "bad_request", started);
         return;
     }
     pl_request_t request;
@@ -993,7 +1034,7 @@ s_session_message (gw_server_t *self, gw_session_t *session)
                           PL_TRANSCODE_MAX_DEPTH, &request);
     switch (request.status) {
         case PL_TRANSCODE_OK:
-            s_session_request (self, session, &request);
+            s_session_request (self, session, &request, started);
             break;
         case PL_TRANSCODE_BAD_JSON:
             s_session_send_error (session, request.id, request.id_size, "bad_json", request.error);
@@ -1009,6 +1050,10 @@ s_session_message (gw_server_t *self, gw_session_t *session)
                                   "frame too large", false);
             break;
     }
+    if (request.status != PL_TRANSCODE_OK)
+        s_count (self, gw_metrics_type (NULL),
+                 request.status == PL_TRANSCODE_BAD_JSON? "bad_json":
+                 request.status == PL_TRANSCODE_TOO_LARGE? "too_large": "bad_request", started);
     pl_request_reset (&request);
 }
 
@@ -1035,6 +1080,7 @@ s_session_receive (gw_server_t *self, gw_session_t *session, const uint8_t *data
                   "The frame is larger than %zu bytes; the connection is closed.",
                   self->max_frame);
         s_session_send_error (session, NULL, 0, "too_large", message);
+        s_count (self, gw_metrics_type (NULL), "too_large", zclock_usecs ());
         s_session_close_with (session, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                               "frame too large", false);
         return;
@@ -1129,6 +1175,7 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
                                      body? zframe_data (body): NULL,
                                      body? zframe_size (body): 0, LWS_PRE, &size);
     }
+    s_count (self, pending->type, buffer? (code? code: "ok"): "internal", pending->started);
     if (buffer)
         s_session_push_buffer (session, buffer, size, true);
     else {
@@ -1160,11 +1207,16 @@ s_bridge_deliver (gw_server_t *self, pl_envelope_t *envelope)
         return;
     }
     gw_frame_t *frame = s_frame_new (buffer, size);
+    size_t queued = 0;
     for (size_t index = 0; index < count; index++) {
         gw_session_t *session = (gw_session_t *) zhashx_lookup (self->sessions, &sids [index]);
-        if (session)
+        if (session) {
             s_session_push (session, frame, true);
+            queued++;
+        }
     }
+    self->metrics->events++;
+    self->metrics->deliveries += queued;
     s_frame_unref (&frame);
 }
 
@@ -1176,6 +1228,7 @@ s_bridge_welcome (gw_server_t *self, pl_envelope_t *envelope)
     if (self->welcomed)
         return;                 //  a second WELCOME to a repeated HELLO
     self->welcomed = true;
+    self->metrics->broker_welcomes++;
     zsys_info ("gateway %s: welcomed by the broker at %s (heartbeat %u ms)",
                self->name, self->broker_endpoint, self->broker_heartbeat_ms);
     if (self->resync) {
@@ -1214,6 +1267,8 @@ s_bridge_handle (gw_server_t *self, pl_envelope_t *envelope)
         case PL_OP_WHO:
             zsys_warning ("gateway %s: the broker does not know us (did it restart?); "
                           "saying hello again", self->name);
+            if (self->welcomed)     //  not lost already (silent)
+                self->metrics->broker_lost [GW_BROKER_FORGOT]++;
             self->welcomed = false;
             self->resync = true;
             s_bridge_hello (self);
@@ -1397,6 +1452,7 @@ s_tick (lws_sorted_usec_list_t *sul)
     if (self->welcomed && now - self->last_heard > 3 * (int64_t) self->broker_heartbeat_ms) {
         zsys_warning ("gateway %s: the broker has been silent for %" PRId64 " ms; taking it "
                       "for dead and saying hello again", self->name, now - self->last_heard);
+        self->metrics->broker_lost [GW_BROKER_SILENT]++;
         self->welcomed = false;
         self->resync = true;
         self->last_hello = 0;
@@ -1433,6 +1489,7 @@ s_accept_filter (gw_server_t *self, int fd)
     bool tls = self->tls_ctx != NULL;
     if (self->phase != GW_SERVING) {
         s_refuse_raw (fd, tls? NULL: s_response_stopping, sizeof s_response_stopping - 1);
+        self->metrics->refused [GW_REFUSED_STOPPING]++;
         return 1;
     }
     char address [INET6_ADDRSTRLEN + 8];
@@ -1442,8 +1499,10 @@ s_accept_filter (gw_server_t *self, int fd)
     if (conn) {
         self->admitted = conn;
         self->admitted_fd = fd;
+        self->metrics->connections++;
         return 0;
     }
+    self->metrics->refused [verdict == GW_ADMIT_FULL? GW_REFUSED_CAP: GW_REFUSED_ADDRESS]++;
     size_t skipped = 0;
     if (verdict == GW_ADMIT_FULL) {
         s_refuse_raw (fd, tls? NULL: s_response_full, sizeof s_response_full - 1);
@@ -1505,6 +1564,8 @@ s_upgrade_filter (gw_server_t *self, struct lws *wsi)
     }
     gw_limits_conn_t *conn = (gw_limits_conn_t *) lws_get_opaque_user_data (wsi);
     if (gw_limits_health_only (conn) || self->phase != GW_SERVING) {
+        self->metrics->refused [self->phase != GW_SERVING? GW_REFUSED_STOPPING:
+                                GW_REFUSED_CAP]++;
         lws_return_http_status (wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                                 self->phase != GW_SERVING?
                                 "The server is stopping; try again in a moment.":
@@ -1512,6 +1573,7 @@ s_upgrade_filter (gw_server_t *self, struct lws *wsi)
         return -1;
     }
     if (!gw_limits_session_allowed (self->limits, conn)) {
+        self->metrics->refused [GW_REFUSED_UNAUTHENTICATED]++;
         size_t skipped = 0;
         if (s_throttle (&self->refused_address, &skipped))
             zsys_warning ("gateway: %s has too many sessions not signed in "
@@ -1548,6 +1610,87 @@ s_http_healthz (gw_server_t *self, struct lws *wsi, gw_http_t *http)
     return 0;
 }
 
+//  The figures only the loop knows at this moment: a walk over the
+//  sessions, which costs nothing until someone asks
+static void
+s_metrics_gauges (gw_server_t *self, gw_metrics_gauges_t *gauges)
+{
+    memset (gauges, 0, sizeof *gauges);
+    gauges->connections = gw_limits_connections (self->limits);
+    gauges->sessions = zhashx_size (self->sessions);
+    gauges->in_flight = zhashx_size (self->pending);
+    gauges->broker_up = self->welcomed;
+    gauges->stopping = self->phase != GW_SERVING;
+    for (gw_session_t *session = (gw_session_t *) zhashx_first (self->sessions);
+         session; session = (gw_session_t *) zhashx_next (self->sessions)) {
+        gauges->authenticated += session->user != NULL;
+        gauges->queued_frames += session->queue_count;
+        gauges->queued_bytes += session->queue_bytes;
+        if (session->queue_count > gauges->queued_frames_max)
+            gauges->queued_frames_max = session->queue_count;
+    }
+}
+
+//  /metrics, to the addresses --metrics allows: the page is made now and
+//  written at the next HTTP_WRITEABLE
+static int
+s_http_metrics (gw_server_t *self, struct lws *wsi, gw_http_t *http)
+{
+    char peer [64];
+    s_peer_address (wsi, peer, sizeof peer);
+    if (!gw_metrics_allowed (self->metrics_policy, peer)) {
+        lws_return_http_status (wsi, HTTP_STATUS_FORBIDDEN,
+                                "The metrics are not served to your address (--metrics).");
+        return -1;
+    }
+    gw_metrics_gauges_t gauges;
+    s_metrics_gauges (self, &gauges);
+    free (http->page);
+    http->page = gw_metrics_render (self->metrics, &gauges, LWS_PRE, &http->page_size);
+    if (!http->page)
+        return -1;
+    uint8_t buffer [LWS_PRE + 512];
+    uint8_t *start = buffer + LWS_PRE, *cursor = start;
+    uint8_t *end = buffer + sizeof (buffer) - 1;
+    if (lws_add_http_common_headers (wsi, HTTP_STATUS_OK,
+                                     "text/plain; version=0.0.4; charset=utf-8",
+                                     http->page_size, &cursor, end)
+    ||  lws_add_http_header_by_token (wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                      (const unsigned char *) "no-store", 8,
+                                      &cursor, end)
+    ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
+        return 1;
+    lws_callback_on_writable (wsi);
+    return 0;
+}
+
+//  HTTP_WRITEABLE: the body of /healthz or /metrics, whole (lws keeps
+//  what the socket does not take and sends it before anything else)
+static int
+s_http_body (struct lws *wsi, gw_http_t *http)
+{
+    uint8_t small [LWS_PRE + 32];
+    uint8_t *body = small + LWS_PRE;
+    size_t size = 0;
+    if (http->page) {
+        body = (uint8_t *) http->page + LWS_PRE;
+        size = http->page_size;
+    }
+    else {
+        const char *text = http->healthy? "ok": "unavailable";
+        size = strlen (text);
+        memcpy (body, text, size);
+    }
+    int written = lws_write (wsi, body, size, LWS_WRITE_HTTP_FINAL);
+    free (http->page);
+    http->page = NULL;
+    if (written < (int) size)
+        return 1;
+    if (lws_http_transaction_completed (wsi))
+        return -1;
+    return 0;
+}
+
 //  Serves a file of the UI, or answers an error and closes
 static int
 s_http_request (gw_server_t *self, struct lws *wsi, gw_http_t *http)
@@ -1570,6 +1713,8 @@ s_http_request (gw_server_t *self, struct lws *wsi, gw_http_t *http)
                                 "The server is full; try again later.");
         return -1;
     }
+    if (route == GW_WEB_METRICS)
+        return s_http_metrics (self, wsi, http);
     if (route == GW_WEB_FILE) {
         char *path = zsys_sprintf ("%s/%s", self->web_root, file);
         struct stat status;
@@ -1653,17 +1798,15 @@ s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
             return -1;          //  not a WebSocket protocol
         case LWS_CALLBACK_HTTP:
             return s_http_request (self, wsi, http);
-        case LWS_CALLBACK_HTTP_WRITEABLE: {
-            const char *body = http->healthy? "ok": "unavailable";
-            uint8_t buffer [LWS_PRE + 32];
-            size_t size = strlen (body);
-            memcpy (buffer + LWS_PRE, body, size);
-            if (lws_write (wsi, buffer + LWS_PRE, size, LWS_WRITE_HTTP_FINAL) < (int) size)
-                return 1;
-            if (lws_http_transaction_completed (wsi))
-                return -1;
-            return 0;
-        }
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+            return s_http_body (wsi, http);
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        case LWS_CALLBACK_CLOSED_HTTP:
+            if (http) {
+                free (http->page);
+                http->page = NULL;
+            }
+            return lws_callback_http_dummy (wsi, reason, user, in, len);
         default:
             return lws_callback_http_dummy (wsi, reason, user, in, len);
     }
@@ -1840,6 +1983,12 @@ gw_config_set_ops (gw_config_t *config, const char *name, const char *value,
     if (streq (name, "tls-key"))
         config->tls_key = value;
     else
+    if (streq (name, "metrics")) {
+        if (!gw_metrics_policy_valid (value, error, error_size))
+            return -1;
+        config->metrics = value;
+    }
+    else
     if (streq (name, "stop-timeout")) {
         char *end = NULL;
         errno = 0;
@@ -1862,6 +2011,8 @@ int
 gw_config_check (const gw_config_t *config, char *error, size_t error_size)
 {
     assert (config);
+    if (!gw_metrics_policy_valid (config->metrics, error, error_size))
+        return -1;
     if (!config->tls_cert != !config->tls_key) {
         snprintf (error, error_size, "--tls-cert and --tls-key go together");
         return -1;
@@ -1912,6 +2063,8 @@ gw_server_new (const gw_config_t *config)
                             GW_STOP_TIMEOUT_DEFAULT;
     atomic_init (&self->stop_requests, 0);
     atomic_init (&self->reload, false);
+    self->metrics = gw_metrics_new ();
+    assert (self->metrics);
     char error [512];
     if (gw_config_check (config, error, sizeof error)) {
         zsys_error ("gateway: %s", error);
@@ -1922,6 +2075,8 @@ gw_server_new (const gw_config_t *config)
         self->tls_cert = strdup (config->tls_cert);
         self->tls_key = strdup (config->tls_key);
     }
+    self->metrics_policy = strdup (config->metrics? config->metrics: "local");
+    assert (self->metrics_policy);
 
     while (self->nonce == 0)
         if (getrandom (&self->nonce, sizeof (self->nonce), 0) != sizeof (self->nonce))
@@ -2101,6 +2256,8 @@ gw_server_destroy (gw_server_t **self_p)
     free (self->web_root);
     free (self->tls_cert);
     free (self->tls_key);
+    free (self->metrics_policy);
+    gw_metrics_destroy (&self->metrics);
     free (self);
     *self_p = NULL;
 }

@@ -71,6 +71,8 @@ typedef struct {
     const char *tls_cert;           //  PEM certificate chain; NULL = plain HTTP
     const char *tls_key;            //  PEM private key, with tls_cert
     uint32_t stop_timeout_ms;       //  0 = GW_STOP_TIMEOUT_DEFAULT
+    const char *metrics;            //  who may read /metrics: "local" (NULL),
+                                    //  "off", "any", or IP addresses a,b,...
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;
@@ -89,14 +91,16 @@ typedef struct _gw_server_t gw_server_t;
     "  --auth-timeout MS       a session not signed in this long is closed with\n" \
     "                          1008 'authenticate first' (default 30000)\n"
 
-//  TLS and stopping, the same in parley-gw and parley: --tls-cert,
-//  --tls-key, --stop-timeout
+//  TLS, stopping and metrics, the same in parley-gw and parley: --tls-cert,
+//  --tls-key, --stop-timeout, --metrics
 #define GW_OPS_OPTIONS_HELP \
     "  --tls-cert FILE         serve https and wss (only) with this PEM certificate\n" \
     "                          chain; SIGHUP reloads it for new connections\n" \
     "  --tls-key FILE          the certificate's PEM private key (with --tls-cert)\n" \
     "  --stop-timeout MS       on SIGTERM, at most this long to answer the requests\n" \
-    "                          in flight and close sessions with 1001 (default 5000)\n"
+    "                          in flight and close sessions with 1001 (default 5000)\n" \
+    "  --metrics WHO           who may read /metrics: local (loopback, the default),\n" \
+    "                          off, any, or IP addresses separated by commas\n"
 
 //  Sets the option name (one of GW_OPS_OPTIONS_HELP's, without "--") from
 //  its value, which must outlive config. Returns 0, or -1 with a sentence

@@ -107,6 +107,8 @@ gw_web_route (const char *path, size_t length, char *file, const char **content_
         return GW_WEB_NOT_FOUND;
     if (s_equals (path, length, "/healthz"))
         return GW_WEB_HEALTHZ;
+    if (s_equals (path, length, "/metrics"))
+        return GW_WEB_METRICS;
     if (s_equals (path, length, "/ws"))
         return GW_WEB_SOCKET;
     if (s_equals (path, length, "/")) {

@@ -15,6 +15,7 @@
       /vendor/bootstrap/js/bootstrap.bundle.min.js[.map]
                                from node_modules/bootstrap/dist/
       /healthz                 the gateway's health
+      /metrics                 its counters (the server says to whom)
       /ws                      the client protocol (WebSocket only)
 
     Everything else is not found.
@@ -37,6 +38,7 @@ typedef enum {
     GW_WEB_NOT_FOUND = 0,
     GW_WEB_FILE,                //  a file of the UI: file and content type set
     GW_WEB_HEALTHZ,             //  /healthz
+    GW_WEB_METRICS,             //  /metrics
     GW_WEB_SOCKET               //  /ws, the WebSocket endpoint
 } gw_web_route_t;
 

@@ -95,6 +95,7 @@ main (int argc, char *argv [])
         { "tls-cert",        required_argument, NULL, OPT_OPS },
         { "tls-key",         required_argument, NULL, OPT_OPS },
         { "stop-timeout",    required_argument, NULL, OPT_OPS },
+        { "metrics",         required_argument, NULL, OPT_OPS },
         { "help",            no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -237,6 +238,7 @@ main (int argc, char *argv [])
         .tls_cert = ops.tls_cert,
         .tls_key = ops.tls_key,
         .stop_timeout_ms = ops.stop_timeout_ms,
+        .metrics = ops.metrics,
     };
     gw_server_t *server = gw_server_new (&config);
     pl_curve_destroy (&curve);

@@ -57,6 +57,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             if (size != 8 || memcmp (path, "/healthz", 8))
                 abort ();
             break;
+        case GW_WEB_METRICS:
+            if (size != 8 || memcmp (path, "/metrics", 8))
+                abort ();
+            break;
         case GW_WEB_SOCKET:
             if (size != 3 || memcmp (path, "/ws", 3))
                 abort ();

@@ -119,11 +119,13 @@ test_web_serves_only_the_ui_files (void **state)
     assert_string_equal (file, "node_modules/bootstrap/dist/js/bootstrap.bundle.min.js");
     assert_int_equal (s_route ("/healthz", file, &content_type), GW_WEB_HEALTHZ);
     assert_int_equal (s_route ("/ws", file, &content_type), GW_WEB_SOCKET);
+    assert_int_equal (s_route ("/metrics", file, &content_type), GW_WEB_METRICS);
     const char *refused [] = {
         "/package.json", "/package-lock.json", "/README.md", "/.hidden.js", "/a/b.js",
         "/node_modules/bootstrap/dist/css/bootstrap.min.css", "/vendor/bootstrap/scss/x.scss",
         "/vendor/bootstrap/../../package.json", "/..", "/../web/app.js", "//app.js",
         "/app.js/", "/.js", "app.js", "", "/ws/", "/healthz/x", "/index.html%00.js",
+        "/metrics/", "/metrics.txt",
     };
     for (size_t index = 0; index < sizeof refused / sizeof refused [0]; index++) {
         assert_int_equal (s_route (refused [index], file, &content_type), GW_WEB_NOT_FOUND);
