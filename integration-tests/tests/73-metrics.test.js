@@ -1,0 +1,165 @@
+// /metrics: the whole page read by a strict parser of Prometheus' text format,
+// every family the gateway promises present, the ones a small load touches
+// moving, no user data in it, and who may read it (--metrics).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { Client, binDir, httpsGet, startParley } from '../lib/harness.js';
+import { stopCleanly } from '../lib/clean-stop.js';
+import { startRoomsParley, connectUser, ok } from '../lib/rooms.js';
+import { attempt, get } from '../lib/limits.js';
+import { parseExposition, sampleValue } from '../lib/metrics.js';
+import { TestCa } from '../lib/tls.js';
+
+// Every family frontend-gw/README.md lists, with its type
+const FAMILIES = {
+    parley_gateway_connections_total: 'counter',
+    parley_gateway_connections_open: 'gauge',
+    parley_gateway_connections_refused_total: 'counter',
+    parley_gateway_sessions_total: 'counter',
+    parley_gateway_sessions_open: 'gauge',
+    parley_gateway_sessions_authenticated: 'gauge',
+    parley_gateway_auth_timeouts_total: 'counter',
+    parley_gateway_requests_total: 'counter',
+    parley_gateway_request_duration_seconds: 'histogram',
+    parley_gateway_requests_in_flight: 'gauge',
+    parley_gateway_events_total: 'counter',
+    parley_gateway_deliveries_total: 'counter',
+    parley_gateway_frames_sent_total: 'counter',
+    parley_gateway_sent_bytes_total: 'counter',
+    parley_gateway_slow_consumers_total: 'counter',
+    parley_gateway_queued_frames: 'gauge',
+    parley_gateway_queued_bytes: 'gauge',
+    parley_gateway_queued_frames_max: 'gauge',
+    parley_gateway_broker_up: 'gauge',
+    parley_gateway_broker_lost_total: 'counter',
+    parley_gateway_broker_welcomes_total: 'counter',
+    parley_gateway_stopping: 'gauge',
+};
+const LABELS = new Set(['reason', 'type', 'code', 'how', 'le']);
+
+async function scrape(port, localAddress = '127.0.0.1') {
+    const page = await get(port, '/metrics', localAddress);
+    assert.equal(page.status, 200, JSON.stringify(page));
+    assert.match(page.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+    const families = parseExposition(page.body);
+    for (const [name, family] of families) {
+        assert.match(name, /^parley_/, `${name} starts with parley_`);
+        for (const sample of family.samples)
+            for (const label of Object.keys(sample.labels))
+                assert.ok(LABELS.has(label), `${sample.name} has no label ${label}`);
+    }
+    return { families, text: page.body };
+}
+
+const value = (families, name, labels) => sampleValue(families, name, labels) ?? 0;
+
+test('the page parses strictly, has every family, and moves under a small load', async () => {
+    const server = await startRoomsParley({ args: ['--max-unauthenticated-per-address', '2'] });
+    const clients = [];
+    try {
+        const before = (await scrape(server.port)).families;
+        for (const [name, type] of Object.entries(FAMILIES))
+            assert.equal(before.get(name)?.type, type, `${name} is a ${type}`);
+        assert.equal(value(before, 'parley_gateway_broker_up'), 1);
+        assert.ok(value(before, 'parley_gateway_broker_welcomes_total') >= 1);
+
+        // Users sign up one at a time: 127.0.0.1 may hold 2 sessions not signed in
+        const alice = await connectUser(server.url, 'mira', clients);
+        const bob = await connectUser(server.url, 'tobias', clients);
+        await ok(alice, { type: 'room.create', room: 'metrics-room' });
+        await ok(bob, { type: 'room.join', room: 'metrics-room' });
+        for (let index = 0; index < 5; index++)
+            await ok(alice, { type: 'msg.send', room: 'metrics-room', text: `hello ${index}` });
+        await bob.nextEvent((event) => event.type === 'message' && event.text === 'hello 4');
+        await ok(alice, { type: 'ping' });
+        const unknown = await alice.request({ type: 'nosuch.thing' });
+        assert.equal(unknown.type, 'error');
+        const badJson = await alice.sendAwaiting('{"type": ', undefined);
+        assert.equal(badJson.code, 'bad_json');
+        // A refused connection: a third session not signed in from 127.0.0.9
+        const waiting = [await attempt(server.url, '127.0.0.9'), await attempt(server.url, '127.0.0.9')];
+        const refused = await attempt(server.url, '127.0.0.9');
+        assert.equal(refused.status, 429);
+
+        const { families: after, text } = await scrape(server.port);
+        const moved = (name, labels) => assert.ok(value(after, name, labels) > value(before, name, labels),
+            `${name}${JSON.stringify(labels ?? {})} moved: ${value(before, name, labels)} -> ${value(after, name, labels)}`);
+        moved('parley_gateway_connections_total');
+        moved('parley_gateway_connections_refused_total', { reason: 'unauthenticated' });
+        moved('parley_gateway_sessions_total');
+        moved('parley_gateway_requests_total', { type: 'auth.register', code: 'ok' });
+        moved('parley_gateway_requests_total', { type: 'msg.send', code: 'ok' });
+        moved('parley_gateway_requests_total', { type: 'ping', code: 'ok' });
+        moved('parley_gateway_requests_total', { type: 'other', code: 'bad_json' });
+        assert.equal(value(after, 'parley_gateway_requests_total', { type: 'other', code: 'unknown_type' }), 1,
+                     'an unknown type counts as other, not by its name');
+        assert.ok(value(after, 'parley_gateway_request_duration_seconds_count', { type: 'msg.send' }) >= 5);
+        moved('parley_gateway_events_total');
+        moved('parley_gateway_deliveries_total');
+        moved('parley_gateway_frames_sent_total');
+        moved('parley_gateway_sent_bytes_total');
+        assert.ok(value(after, 'parley_gateway_sessions_open') >= 4);
+        assert.ok(value(after, 'parley_gateway_sessions_authenticated') >= 2);
+        assert.ok(value(after, 'parley_gateway_connections_open') >= 4);
+        // Counters only: no user, room or address on the page
+        for (const secret of ['mira', 'tobias', 'metrics-room', 'hello', '127.0.0.9', 'nosuch'])
+            assert.ok(!text.includes(secret), `the page does not say '${secret}'`);
+        for (const each of waiting)
+            each.ws?.close();
+    } finally {
+        for (const client of clients)
+            await client.close();
+        await server.stop();
+    }
+});
+
+test('--metrics says who may read the page; elsewhere it is 403, and a bad value is refused', async () => {
+    const server = await startRoomsParley({ args: ['--metrics', '127.0.0.3,::1'] });
+    try {
+        assert.equal((await get(server.port, '/metrics', '127.0.0.1')).status, 403);
+        assert.equal((await get(server.port, '/metrics', '127.0.0.2')).status, 403);
+        const allowed = await get(server.port, '/metrics', '127.0.0.3');
+        assert.equal(allowed.status, 200);
+        assert.ok(parseExposition(allowed.body).has('parley_gateway_requests_total'));
+        assert.equal((await get(server.port, '/healthz', '127.0.0.2')).status, 200);
+    } finally {
+        await server.stop();
+    }
+    for (const bad of ['nobody', '127.0.0.1,', '10.0.0.0/8'])
+        for (const program of ['parley', 'parley-gw']) {
+            const run = spawnSync(path.join(binDir, program), ['--metrics', bad], { encoding: 'utf8' });
+            assert.ok(run.status === 1 || run.status === 2, `${program} --metrics ${bad}: ${run.status} ${run.stderr}`);
+            assert.match(run.stderr, /--metrics wants local, off, any or IP addresses/);
+        }
+});
+
+test('--metrics off serves the page to nobody; with TLS the page is served over https', async () => {
+    const off = await startRoomsParley({ args: ['--metrics', 'off'] });
+    try {
+        assert.equal((await get(off.port, '/metrics')).status, 403);
+    } finally {
+        await off.stop();
+    }
+    const ca = new TestCa();
+    try {
+        const tls = ca.issue('metrics', '2001');
+        const server = await startParley({ tls });
+        try {
+            const client = await Client.connect(server.url, { ca: tls.ca });
+            assert.equal((await client.request({ type: 'ping' })).type, 'ok');
+            await client.close();
+            const page = await httpsGet(`${server.http}/metrics`, tls.ca);
+            assert.equal(page.status, 200);
+            const families = parseExposition(page.body);
+            assert.ok(sampleValue(families, 'parley_gateway_requests_total', { type: 'ping', code: 'ok' }) >= 1);
+            assert.ok(sampleValue(families, 'parley_gateway_sent_bytes_total') > 0);
+        } finally {
+            await stopCleanly(server);
+        }
+    } finally {
+        ca.remove();
+    }
+});
