@@ -157,6 +157,9 @@ typedef struct {
     zsock_t *monitor;           //  the ROUTER's failed handshakes, with keys only
     char *monitor_endpoint;     //  its inproc name, unique per broker
     uint64_t refused;           //  handshakes refused (no key, key not allowed), ever
+    uint64_t routed;            //  requests forwarded to a plugin, ever (stats)
+    uint64_t unavailable;       //  requests the broker answered unavailable, ever
+    uint64_t timed_out;         //  ... of them because the plugin did not answer in time
     uint64_t refused_logged;    //  value of refused at the last summary
     int64_t next_refused_log;   //  monotonic ms before which we stay quiet
     char *refused_at;           //  the endpoint of the last refusal
@@ -539,6 +542,7 @@ s_reply_unavailable (broker_t *self, peer_t *requester, uint64_t rid, uint64_t s
     snprintf (message, sizeof message,
               "The %s service is unavailable; try again later.", service);
     s_reply_error (self, requester, rid, sid, cid, cid_size, "unavailable", message);
+    self->unavailable++;
 }
 
 
@@ -578,6 +582,7 @@ s_pending_expire (broker_t *self, int64_t now)
         s_pending_fail (self, pending);
         expired++;
     }
+    self->timed_out += expired;
     if (expired)
         zsys_warning ("broker: %zu request(s) unanswered after %" PRIu32 " ms; "
                       "answered unavailable", expired, self->request_timeout_ms);
@@ -1210,6 +1215,69 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     if (!gateway)
         pl_envelope_set_sid (envelope, 0);
     s_send (self, target, envelope_p);
+    self->routed++;
+}
+
+//  A label value as the text format wants it: \, " and newline escaped
+static void
+s_stats_label (FILE *out, const char *value)
+{
+    for (; value && *value; value++) {
+        if (*value == '\\' || *value == '"')
+            fputc ('\\', out);
+        if (*value == '\n')
+            fputs ("\\n", out);
+        else
+            fputc (*value, out);
+    }
+}
+
+//  STATS from a gateway: the broker's figures, as Prometheus text the
+//  gateway puts on its /metrics page as it is (ENVELOPE.md, "Stats")
+static void
+s_stats (broker_t *self, peer_t *gateway)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    if (!out)
+        return;
+    fprintf (out, "# HELP parley_broker_plugin_up Plugin instances registered with the broker "
+                  "and alive, by name and instance.\n# TYPE parley_broker_plugin_up gauge\n");
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        if (peer->kind == PEER_PLUGIN) {
+            fputs ("parley_broker_plugin_up{name=\"", out);
+            s_stats_label (out, peer->name);
+            fputs ("\",instance=\"", out);
+            s_stats_label (out, peer->instance);
+            fputs ("\"} 1\n", out);
+        }
+    fprintf (out, "# HELP parley_broker_requests_routed_total Requests the broker passed to a "
+                  "plugin.\n# TYPE parley_broker_requests_routed_total counter\n"
+                  "parley_broker_requests_routed_total %" PRIu64 "\n"
+                  "# HELP parley_broker_requests_unavailable_total Requests the broker answered "
+                  "unavailable (no live instance, too many in flight, the instance died, or "
+                  "no answer in time).\n"
+                  "# TYPE parley_broker_requests_unavailable_total counter\n"
+                  "parley_broker_requests_unavailable_total %" PRIu64 "\n"
+                  "# HELP parley_broker_requests_timed_out_total Requests answered unavailable "
+                  "by the broker's backstop: the plugin did not answer within the request "
+                  "timeout.\n# TYPE parley_broker_requests_timed_out_total counter\n"
+                  "parley_broker_requests_timed_out_total %" PRIu64 "\n"
+                  "# HELP parley_broker_sessions Sessions the broker knows, of every gateway.\n"
+                  "# TYPE parley_broker_sessions gauge\nparley_broker_sessions %zu\n",
+             self->routed, self->unavailable, self->timed_out, zhashx_size (self->sessions));
+    if (fclose (out)) {
+        free (text);
+        return;
+    }
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_STATS);
+    if (envelope && text)
+        pl_envelope_set_body_copy (envelope, (const uint8_t *) text, size);
+    free (text);
+    if (envelope)
+        s_send (self, gateway, &envelope);
 }
 
 static void
@@ -1454,6 +1522,10 @@ s_handle_router (broker_t *self)
         case PL_OP_SESSION_OPEN:
             if (peer->kind == PEER_GATEWAY)
                 s_session_open (self, peer, envelope);
+            break;
+        case PL_OP_STATS:
+            if (peer->kind == PEER_GATEWAY)
+                s_stats (self, peer);
             break;
         case PL_OP_SESSION_CLOSE:
             if (peer->kind == PEER_GATEWAY)

@@ -223,7 +223,7 @@ s_render_broker (gw_metrics_t *self, const gw_metrics_gauges_t *gauges, FILE *ou
 
 char *
 gw_metrics_render (gw_metrics_t *self, const gw_metrics_gauges_t *gauges,
-                   size_t headroom, size_t *size_p)
+                   const char *broker, size_t broker_size, size_t headroom, size_t *size_p)
 {
     assert (self && gauges && size_p);
     char *page = NULL;
@@ -237,6 +237,9 @@ gw_metrics_render (gw_metrics_t *self, const gw_metrics_gauges_t *gauges,
     s_render_requests (self, gauges, out);
     s_render_output (self, gauges, out);
     s_render_broker (self, gauges, out);
+    //  Whole lines only: a page that ended inside a sample would not parse
+    if (broker && broker_size && broker [broker_size - 1] == '\n')
+        fwrite (broker, 1, broker_size, out);
     if (fclose (out) || size < headroom) {
         free (page);
         return NULL;

@@ -105,10 +105,13 @@ void
     gw_metrics_request (gw_metrics_t *self, int type, const char *code, int64_t usecs);
 
 //  The page in Prometheus' text format 0.0.4, after headroom free bytes
-//  (LWS_PRE, for lws_write); *size_p is the text's length. Returns NULL
-//  when out of memory. Caller owns return value (free).
+//  (LWS_PRE, for lws_write), ending with broker_size bytes of broker
+//  (the broker's own families, as its STATS answer said them; NULL for
+//  none); *size_p is the text's length. Returns NULL when out of memory.
+//  Caller owns return value (free).
 char *
     gw_metrics_render (gw_metrics_t *self, const gw_metrics_gauges_t *gauges,
+                       const char *broker, size_t broker_size,
                        size_t headroom, size_t *size_p);
 
 //  Who may read /metrics: "local" (loopback addresses), "off" (nobody),

@@ -268,6 +268,9 @@ struct _gw_server_t {
     //  Counters, for /metrics
     gw_metrics_t *metrics;          //  touched by the loop's thread only
     char *metrics_policy;           //  who may read /metrics (gw_metrics_allowed)
+    zframe_t *broker_stats;         //  the broker's last STATS answer (text), or NULL
+    int64_t stats_until;            //  zclock_mono () until which STATS is asked for
+    int64_t stats_asked;            //  ... when it was last asked for
     //  libwebsockets
     struct lws_context *context;    //  the one context
     struct ev_loop *loop;           //  the loop it runs on, ours
@@ -1117,6 +1120,33 @@ s_session_receive (gw_server_t *self, gw_session_t *session, const uint8_t *data
 //  ---------------------------------------------------------------------
 //  The broker side
 
+//  Asks the broker for its figures (STATS) while someone reads /metrics:
+//  at once on a scrape, then every heartbeat for a minute after the last,
+//  so that the page carries answers at most a heartbeat old
+static void
+s_stats_ask (gw_server_t *self, int64_t now, bool scraped)
+{
+    if (scraped)
+        self->stats_until = now + 60000;
+    if (!self->welcomed || now >= self->stats_until
+    || (!scraped && now - self->stats_asked < self->heartbeat_ms))
+        return;
+    self->stats_asked = now;
+    pl_envelope_t *envelope = pl_envelope_new (PL_OP_STATS);
+    s_bridge_send (self, &envelope);
+}
+
+//  The broker is gone: what it said is no longer true
+static void
+s_broker_lost (gw_server_t *self, gw_broker_lost_t how)
+{
+    if (self->welcomed)
+        self->metrics->broker_lost [how]++;
+    self->welcomed = false;
+    self->resync = true;
+    zframe_destroy (&self->broker_stats);
+}
+
 static int
 s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p)
 {
@@ -1267,13 +1297,15 @@ s_bridge_handle (gw_server_t *self, pl_envelope_t *envelope)
         case PL_OP_WHO:
             zsys_warning ("gateway %s: the broker does not know us (did it restart?); "
                           "saying hello again", self->name);
-            if (self->welcomed)     //  not lost already (silent)
-                self->metrics->broker_lost [GW_BROKER_FORGOT]++;
-            self->welcomed = false;
-            self->resync = true;
+            s_broker_lost (self, GW_BROKER_FORGOT);
             s_bridge_hello (self);
             break;
         case PL_OP_HEARTBEAT:
+            break;
+        case PL_OP_STATS:
+            zframe_destroy (&self->broker_stats);
+            if (pl_envelope_body (envelope))
+                self->broker_stats = zframe_dup (pl_envelope_body (envelope));
             break;
         case PL_OP_REPLY:
             s_bridge_reply (self, envelope);
@@ -1452,9 +1484,7 @@ s_tick (lws_sorted_usec_list_t *sul)
     if (self->welcomed && now - self->last_heard > 3 * (int64_t) self->broker_heartbeat_ms) {
         zsys_warning ("gateway %s: the broker has been silent for %" PRId64 " ms; taking it "
                       "for dead and saying hello again", self->name, now - self->last_heard);
-        self->metrics->broker_lost [GW_BROKER_SILENT]++;
-        self->welcomed = false;
-        self->resync = true;
+        s_broker_lost (self, GW_BROKER_SILENT);
         self->last_hello = 0;
     }
     if (!self->welcomed) {
@@ -1468,6 +1498,7 @@ s_tick (lws_sorted_usec_list_t *sul)
     }
     s_pending_expire (self, now, false);
     s_sessions_expire (self, now);
+    s_stats_ask (self, now, false);
     s_bridge_drain (self);
     if (self->phase != GW_SERVING)
         s_stop_step (self, now);
@@ -1646,7 +1677,12 @@ s_http_metrics (gw_server_t *self, struct lws *wsi, gw_http_t *http)
     gw_metrics_gauges_t gauges;
     s_metrics_gauges (self, &gauges);
     free (http->page);
-    http->page = gw_metrics_render (self->metrics, &gauges, LWS_PRE, &http->page_size);
+    zframe_t *broker = self->broker_stats;
+    http->page = gw_metrics_render (self->metrics, &gauges,
+                                    broker? (const char *) zframe_data (broker): NULL,
+                                    broker? zframe_size (broker): 0,
+                                    LWS_PRE, &http->page_size);
+    s_stats_ask (self, zclock_mono (), true);
     if (!http->page)
         return -1;
     uint8_t buffer [LWS_PRE + 512];
@@ -2257,6 +2293,7 @@ gw_server_destroy (gw_server_t **self_p)
     free (self->tls_cert);
     free (self->tls_key);
     free (self->metrics_policy);
+    zframe_destroy (&self->broker_stats);
     gw_metrics_destroy (&self->metrics);
     free (self);
     *self_p = NULL;

@@ -55,7 +55,7 @@ struct _pl_envelope_t {
 
 static const char *s_op_names [] = {
     "invalid", "hello", "welcome", "refuse", "heartbeat", "bye", "request", "reply",
-    "deliver", "session-open", "session-close", "session-event", "who"
+    "deliver", "session-open", "session-close", "session-event", "who", "stats"
 };
 #define PL_OP_COUNT ((int) (sizeof (s_op_names) / sizeof (s_op_names [0])))
 

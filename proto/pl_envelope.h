@@ -51,7 +51,9 @@ typedef enum {
                                 //  broker -> gateway: unbind sid (user left empty)
     PL_OP_SESSION_EVENT = 11,   //  broker -> plugin with PARLEY_PLUGIN_SESSIONS:
                                 //  event, sid, user
-    PL_OP_WHO = 12              //  broker -> peer: I don't know you, say HELLO again
+    PL_OP_WHO = 12,             //  broker -> peer: I don't know you, say HELLO again
+    PL_OP_STATS = 13            //  gateway -> broker: asks for the broker's figures;
+                                //  broker -> gateway: body = them as Prometheus text
 } pl_op_t;
 
 //  One route as announced in HELLO

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { Client, binDir, httpsGet, startParley } from '../lib/harness.js';
+import { Client, binDir, eventually, httpsGet, startParley } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
 import { startRoomsParley, connectUser, ok } from '../lib/rooms.js';
 import { attempt, get } from '../lib/limits.js';
@@ -37,8 +37,14 @@ const FAMILIES = {
     parley_gateway_broker_lost_total: 'counter',
     parley_gateway_broker_welcomes_total: 'counter',
     parley_gateway_stopping: 'gauge',
+    // The broker's, from its STATS answer (proto/ENVELOPE.md)
+    parley_broker_plugin_up: 'gauge',
+    parley_broker_requests_routed_total: 'counter',
+    parley_broker_requests_unavailable_total: 'counter',
+    parley_broker_requests_timed_out_total: 'counter',
+    parley_broker_sessions: 'gauge',
 };
-const LABELS = new Set(['reason', 'type', 'code', 'how', 'le']);
+const LABELS = new Set(['reason', 'type', 'code', 'how', 'le', 'name', 'instance']);
 
 async function scrape(port, localAddress = '127.0.0.1') {
     const page = await get(port, '/metrics', localAddress);
@@ -60,7 +66,13 @@ test('the page parses strictly, has every family, and moves under a small load',
     const server = await startRoomsParley({ args: ['--max-unauthenticated-per-address', '2'] });
     const clients = [];
     try {
-        const before = (await scrape(server.port)).families;
+        // The broker's figures come with the scrape after the first (the
+        // gateway asks for them when the page is read, and keeps the answer)
+        const before = await eventually(async () => {
+            const { families } = await scrape(server.port);
+            return families.has('parley_broker_plugin_up') ? families : null;
+        }, 15000, 200);
+        assert.ok(before, 'the broker\'s families reach the page');
         for (const [name, type] of Object.entries(FAMILIES))
             assert.equal(before.get(name)?.type, type, `${name} is a ${type}`);
         assert.equal(value(before, 'parley_gateway_broker_up'), 1);
@@ -84,7 +96,12 @@ test('the page parses strictly, has every family, and moves under a small load',
         const refused = await attempt(server.url, '127.0.0.9');
         assert.equal(refused.status, 429);
 
-        const { families: after, text } = await scrape(server.port);
+        // A page whose broker part has seen the sends (it is at most a heartbeat old)
+        const sent = value(before, 'parley_broker_requests_routed_total') + 9;
+        const { families: after, text } = await eventually(async () => {
+            const page = await scrape(server.port);
+            return value(page.families, 'parley_broker_requests_routed_total') >= sent ? page : null;
+        }, 15000, 200) ?? await scrape(server.port);
         const moved = (name, labels) => assert.ok(value(after, name, labels) > value(before, name, labels),
             `${name}${JSON.stringify(labels ?? {})} moved: ${value(before, name, labels)} -> ${value(after, name, labels)}`);
         moved('parley_gateway_connections_total');
@@ -101,6 +118,11 @@ test('the page parses strictly, has every family, and moves under a small load',
         moved('parley_gateway_deliveries_total');
         moved('parley_gateway_frames_sent_total');
         moved('parley_gateway_sent_bytes_total');
+        moved('parley_broker_requests_routed_total');
+        for (const plugin of ['auth', 'rooms'])
+            assert.ok(after.get('parley_broker_plugin_up').samples.some((sample) =>
+                sample.labels.name === plugin && sample.value === 1), `${plugin} is up`);
+        assert.ok(value(after, 'parley_broker_sessions') >= 4);
         assert.ok(value(after, 'parley_gateway_sessions_open') >= 4);
         assert.ok(value(after, 'parley_gateway_sessions_authenticated') >= 2);
         assert.ok(value(after, 'parley_gateway_connections_open') >= 4);
