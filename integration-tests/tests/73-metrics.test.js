@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { Client, binDir, eventually, httpsGet, startParley } from '../lib/harness.js';
+import { Client, Proc, binDir, eventually, httpsGet, pluginPath, startBroker, startGateway, startParley,
+         sanitizerReports } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
 import { startRoomsParley, connectUser, ok } from '../lib/rooms.js';
 import { attempt, get } from '../lib/limits.js';
@@ -183,5 +184,43 @@ test('--metrics off serves the page to nobody; with TLS the page is served over 
         }
     } finally {
         ca.remove();
+    }
+});
+
+test('a gateway of its own counts the broker it lost and the one that welcomed it again, with its plugins', async () => {
+    let broker = await startBroker({ args: ['--plugin', pluginPath('example')] });
+    const gateway = await startGateway(broker.endpoint);
+    try {
+        const up = (families) => families.get('parley_broker_plugin_up')?.samples
+            .some((sample) => sample.labels.name === 'example' && sample.value === 1);
+        const first = await eventually(async () => {
+            const { families } = await scrape(gateway.port);
+            return up(families) ? families : null;
+        }, 15000, 200);
+        assert.ok(first, 'the example plugin is up');
+        assert.equal(value(first, 'parley_gateway_broker_welcomes_total'), 1);
+        const lost = () => value(first, 'parley_gateway_broker_lost_total', { how: 'silent' })
+                         + value(first, 'parley_gateway_broker_lost_total', { how: 'restarted' });
+        assert.equal(lost(), 0);
+
+        // kill -9 and a new broker on the same endpoint
+        broker.proc.signal('SIGKILL');
+        await broker.proc.exited;
+        const again = new Proc('parley-broker', broker.proc.file, broker.proc.args);
+        broker = { proc: again, stop: () => again.stop() };
+        const after = await eventually(async () => {
+            const { families } = await scrape(gateway.port);
+            const seen = value(families, 'parley_gateway_broker_lost_total', { how: 'silent' })
+                       + value(families, 'parley_gateway_broker_lost_total', { how: 'restarted' });
+            return seen >= 1 && value(families, 'parley_gateway_broker_up') === 1 && up(families)
+                ? families : null;
+        }, 30000, 200);
+        assert.ok(after, 'the loss, the welcome and the plugin again reach the page');
+        assert.equal(value(after, 'parley_gateway_broker_welcomes_total'), 2);
+    } finally {
+        const status = await gateway.stop();
+        await broker.stop();
+        assert.deepEqual(sanitizerReports(gateway.proc.output), []);
+        assert.equal(status.code, 0, gateway.proc.output);
     }
 });
