@@ -555,12 +555,12 @@ s_session_close_with (gw_session_t *session, enum lws_close_status status,
 }
 
 //  Queues a reference to frame. A bounded push over the session's bound
-//  closes the session as too slow instead.
-static void
+//  closes the session as too slow instead. Returns true when queued.
+static bool
 s_session_push (gw_session_t *session, gw_frame_t *frame, bool bounded)
 {
     if (session->closing && bounded)
-        return;
+        return false;
     if (bounded
     && (session->queue_count >= GW_SESSION_MAX_QUEUED
         || session->queue_bytes + frame->size > GW_SESSION_MAX_QUEUED_BYTES)) {
@@ -569,7 +569,7 @@ s_session_push (gw_session_t *session, gw_frame_t *frame, bool bounded)
                       session->sid, session->addr, session->queue_count, session->queue_bytes);
         session->server->metrics->slow_consumers++;
         s_session_close_with (session, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow", true);
-        return;
+        return false;
     }
     if (session->queue_count == session->queue_capacity) {
         size_t capacity = session->queue_capacity? session->queue_capacity * 2: 16;
@@ -586,6 +586,7 @@ s_session_push (gw_session_t *session, gw_frame_t *frame, bool bounded)
     session->queue_count++;
     session->queue_bytes += frame->size;
     lws_callback_on_writable (session->wsi);
+    return true;
 }
 
 //  Queues a frame made from buffer (taking ownership); NULL buffer is a no-op
@@ -1240,10 +1241,8 @@ s_bridge_deliver (gw_server_t *self, pl_envelope_t *envelope)
     size_t queued = 0;
     for (size_t index = 0; index < count; index++) {
         gw_session_t *session = (gw_session_t *) zhashx_lookup (self->sessions, &sids [index]);
-        if (session) {
-            s_session_push (session, frame, true);
+        if (session && s_session_push (session, frame, true))
             queued++;
-        }
     }
     self->metrics->events++;
     self->metrics->deliveries += queued;

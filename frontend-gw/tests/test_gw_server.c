@@ -175,7 +175,7 @@ s_http_get (int port, const char *path, char *body, size_t body_size)
     snprintf (request, sizeof (request),
               "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
     s_write_all (fd, request, strlen (request));
-    char response [4096];
+    char response [16384];          //  /metrics' page too
     size_t size = 0;
     ssize_t rc;
     while (size < sizeof (response) - 1
@@ -618,6 +618,16 @@ test_client_that_does_not_read_is_closed_as_too_slow (void **state)
     assert_int_equal (pl_envelope_sid (closed), sid);
     pl_envelope_destroy (&closed);
     close (fd);
+    //  ... and counts it
+    char *page = (char *) malloc (16384);
+    assert_int_equal (s_http_get (fixture->port, "/metrics", page, 16384), 200);
+    assert_non_null (strstr (page, "\nparley_gateway_slow_consumers_total 1\n"));
+    //  What was cut off was not delivered
+    const char *deliveries = strstr (page, "\nparley_gateway_deliveries_total ");
+    assert_non_null (deliveries);
+    long delivered = atol (deliveries + strlen ("\nparley_gateway_deliveries_total "));
+    assert_true (delivered > 0 && delivered < 200);
+    free (page);
     s_fixture_destroy (&fixture);
 }
 
