@@ -16,7 +16,7 @@
         metrics->deliveries += 12;
         gw_metrics_request (metrics, type, "ok", 830);  //  830 us
         size_t size;
-        char *page = gw_metrics_render (metrics, &gauges, LWS_PRE, &size);
+        char *page = gw_metrics_render (metrics, &gauges, NULL, 0, LWS_PRE, &size);
         ... page + LWS_PRE holds size bytes of text; free (page) ...
         gw_metrics_destroy (&metrics);
     =========================================================================
