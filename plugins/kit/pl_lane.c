@@ -691,7 +691,7 @@ pl_lane_request (pl_lane_t *self, parley_request_t **request_p)
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
-    pl_lane_intake_t intake = { NULL };
+    pl_lane_intake_t intake = { .code = NULL };
     if (!user)
         pl_lane_refuse (&intake, "unauthenticated", "Log in first.");
     else

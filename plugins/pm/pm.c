@@ -713,7 +713,7 @@ static const pl_lane_type_t s_types [] = {
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
     { "pm.history", s_history_start, NULL, &s_history_fields },
     { "pm.read",    s_read_start,    NULL, &s_read_fields },
-    { NULL }
+    { .type = NULL }
 };
 
 //  The lane's class read: the other user, the type's fields, then their

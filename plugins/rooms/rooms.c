@@ -1533,7 +1533,7 @@ static const pl_lane_type_t s_types [] = {
     { "room.history", s_history_start, NULL, &s_history_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
-    { NULL }
+    { .type = NULL }
 };
 
 static args_t *
