@@ -51,6 +51,14 @@ pl_pack_strn (pl_pack_t *self, const char *text, size_t size)
 }
 
 void
+pl_pack_start (pl_pack_t *self, uint32_t fields, const char *key, const char *value)
+{
+    pl_pack_init (self);
+    pl_pack_map (self, fields);
+    pl_pack_kstr (self, key, value);
+}
+
+void
 pl_pack_kstr (pl_pack_t *self, const char *key, const char *value)
 {
     pl_body_pack_str (&self->packer, key);

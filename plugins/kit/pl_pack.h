@@ -58,6 +58,11 @@ void
 void
     pl_pack_strn (pl_pack_t *self, const char *text, size_t size);
 
+//  A fresh body that starts as a map of fields key-value pairs, the first
+//  of them key: value (a store call keyed by its room, its user)
+void
+    pl_pack_start (pl_pack_t *self, uint32_t fields, const char *key, const char *value);
+
 //  Key-value pairs: the key, then the value
 void
     pl_pack_kstr (pl_pack_t *self, const char *key, const char *value);

@@ -239,20 +239,11 @@ s_reply_fit (const msgpack_object *items, bool from_start, const char *entries_f
 }
 
 
-//  Starts a store call's map with n fields and its first string field
-static void
-s_call_begin (pl_pack_t *pack, uint32_t fields, const char *field, const char *value)
-{
-    pl_pack_init (pack);
-    pl_pack_map (pack, fields);
-    pl_pack_kstr (pack, field, value);
-}
-
 //  Starts a store call's map with n fields: user (op's) and with (the other)
 static void
 s_call_pair (pl_pack_t *pack, uint32_t fields, const pl_lane_op_t *op)
 {
-    s_call_begin (pack, fields, "user", op->user);
+    pl_pack_start (pack, fields, "user", op->user);
     pl_pack_kstr (pack, "with", ((const args_t *) op->args)->other);
 }
 
@@ -338,7 +329,7 @@ s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
     if (s_user_known (self, args->other))
         return true;
     pl_pack_t pack;
-    s_call_begin (&pack, 1, "name", args->other);
+    pl_pack_start (&pack, 1, "name", args->other);
     pl_lane_call (self->lane, key, "store.user.get", &pack, s_user_answer);
     return false;
 }
@@ -455,7 +446,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  it; a run stays under PL_LANE_RUN_BYTES of text (the envelope's limit)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES, NULL);
     pl_pack_t pack;
-    s_call_begin (&pack, count == 1? 5: 3, "from", op->user);
+    pl_pack_start (&pack, count == 1? 5: 3, "from", op->user);
     pl_pack_kstr (&pack, "to", args->other);
     if (count == 1)
         s_pack_store_fields (&pack.packer, op);
@@ -577,7 +568,7 @@ s_list_request (pm_t *self, parley_request_t *request)
     list->request = request;
     const char *user = self->host->request_user (request);
     pl_pack_t pack;
-    s_call_begin (&pack, 2, "user", user? user: "");
+    pl_pack_start (&pack, 2, "user", user? user: "");
     pl_pack_kuint (&pack, "limit", PL_STORE_LIST_MAX);
     int rc = pl_call_send (self->calls, "store.pm.conversations", pack.buffer.data,
                            pack.buffer.size, s_list_answered, list);

@@ -770,15 +770,6 @@ s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
     return true;
 }
 
-//  A store call's body: a map with n fields and the room's name first
-static void
-s_call_begin (pl_pack_t *pack, uint32_t fields, const char *field, const char *room)
-{
-    pl_pack_init (pack);
-    pl_pack_map (pack, fields);
-    pl_pack_kstr (pack, field, room);
-}
-
 
 //  --------------------------------------------------------------------------
 //  Loading a room: its settings and last seq (store.room.get), then its
@@ -865,7 +856,7 @@ s_room_loaded (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
         pl_lane_fail_all (self->lane, key, code);
     else {
         pl_pack_t pack;
-        s_call_begin (&pack, 1, "room", room->name);
+        pl_pack_start (&pack, 1, "room", room->name);
         pl_lane_call (self->lane, key, "store.member.list", &pack, s_members_loaded);
     }
 }
@@ -877,7 +868,7 @@ s_room_load (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     (void) op;
     room_t *room = (room_t *) pl_lane_state (key);
     pl_pack_t pack;
-    s_call_begin (&pack, 1, "name", room->name);
+    pl_pack_start (&pack, 1, "name", room->name);
     pl_lane_call (((rooms_t *) plugin)->lane, key, "store.room.get", &pack, s_room_loaded);
 }
 
@@ -984,7 +975,7 @@ s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     }
     op->ts = pl_time_now ();
     pl_pack_t pack;
-    s_call_begin (&pack, 8, "name", room->name);
+    pl_pack_start (&pack, 8, "name", room->name);
     pl_pack_kstr (&pack, "description", args->argument? args->argument: "");
     pl_pack_kbool (&pack, "private", args->is_private);
     pl_pack_kuint (&pack, "max_participants", args->max_participants);
@@ -1008,7 +999,7 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
     room_t *room = (room_t *) pl_lane_state (key);
     const args_t *args = (const args_t *) op->args;
     pl_pack_t pack;
-    s_call_begin (&pack, 1 + pl_lane_page_fields (&args->page), "room", room->name);
+    pl_pack_start (&pack, 1 + pl_lane_page_fields (&args->page), "room", room->name);
     pl_lane_page_pack (&pack, &args->page);
     pl_lane_call (self->lane, key, "store.msg.history", &pack, answer);
 }
@@ -1137,7 +1128,7 @@ s_member_write (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op, bool join)
     room_t *room = (room_t *) pl_lane_state (key);
     pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
     pl_pack_t pack;
-    s_call_begin (&pack, join? 4: 3, "room", room->name);
+    pl_pack_start (&pack, join? 4: 3, "room", room->name);
     pl_pack_kstr (&pack, "user", op->user);
     pl_body_pack_str (&pack.packer, "entry");
     s_pack_store_entry (&pack.packer, op, "system", join? "join": "leave");
@@ -1251,7 +1242,7 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     }
     op->ts = pl_time_now ();
     pl_pack_t pack;
-    s_call_begin (&pack, 1, "name", room->name);
+    pl_pack_start (&pack, 1, "name", room->name);
     //  A write of the room's state: an unknown outcome reloads it
     pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
 }
@@ -1325,7 +1316,7 @@ s_invite_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         s_room_full (self, room, op);
     else {
         pl_pack_t pack;
-        s_call_begin (&pack, 3, "room", room->name);
+        pl_pack_start (&pack, 3, "room", room->name);
         pl_pack_kstr (&pack, "user", args->argument);
         pl_pack_kstr (&pack, "from", op->user);
         pl_lane_call (self->lane, key, "store.invite.add", &pack, s_invite_answer);
@@ -1394,7 +1385,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES,
                                 s_send_joins);
     pl_pack_t pack;
-    s_call_begin (&pack, 2, "room", room->name);
+    pl_pack_start (&pack, 2, "room", room->name);
     if (count == 1)
         pl_body_pack_str (&pack.packer, "entry");
     else {

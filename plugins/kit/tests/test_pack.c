@@ -60,6 +60,27 @@ test_a_packed_body_reads_back_field_by_field (void **state)
     pl_pack_release (&pack);
 }
 
+//  pl_pack_start: a fresh body whose map starts with its key
+static void
+test_a_started_body_reads_back_its_first_field (void **state)
+{
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2, "room", "lobby");
+    pl_pack_kint (&pack, "limit", 5);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = pl_body_unpack (&unpacked, pack.buffer.data, pack.buffer.size);
+    assert_non_null (map);
+    assert_int_equal (map->via.map.size, 2);
+    const char *text;
+    size_t size;
+    assert_int_equal (pl_body_strn (map, "room", &text, &size), 1);
+    assert_int_equal (size, 5);
+    assert_memory_equal (text, "lobby", 5);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_pack_release (&pack);
+}
+
 static void
 test_an_integer_past_int64_is_refused (void **state)
 {
@@ -108,6 +129,7 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_a_packed_body_reads_back_field_by_field),
+        cmocka_unit_test (test_a_started_body_reads_back_its_first_field),
         cmocka_unit_test (test_an_integer_past_int64_is_refused),
         cmocka_unit_test (test_only_a_map_unpacks_as_a_body),
         cmocka_unit_test (test_u64_keys_hash_apart_and_compare_in_order),
