@@ -388,6 +388,13 @@ s_uri_open (sm_store_t *self, char *concern, size_t size)
     s_uri_default (uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, SM_SERVER_SELECTION_MS);
     s_uri_default (uri, MONGOC_URI_CONNECTTIMEOUTMS, SM_CONNECT_MS);
     s_uri_default (uri, MONGOC_URI_SOCKETTIMEOUTMS, SM_SOCKET_MS);
+    //  libmongoc's default already, said here so that a reader of this
+    //  function sees every option a write's fate depends on: on a replica
+    //  set, a write that fails for a primary change is sent once more to the
+    //  new primary (found within serverSelectionTimeoutMS), with the same
+    //  transaction number, so the server applies it at most once.
+    if (!mongoc_uri_has_option (uri, MONGOC_URI_RETRYWRITES))
+        mongoc_uri_set_option_as_bool (uri, MONGOC_URI_RETRYWRITES, true);
     if (!mongoc_uri_get_appname (uri))
         mongoc_uri_set_appname (uri, "parley-store-mongo");
     return uri;
