@@ -24,3 +24,12 @@ pl_hash_u64_compare (const void *key1, const void *key2)
     uint64_t value2 = *(const uint64_t *) key2;
     return value1 < value2 ? -1 : value1 > value2 ? 1 : 0;
 }
+
+size_t
+pl_hash_name (const char *name)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (const unsigned char *cursor = (const unsigned char *) name; *cursor; cursor++)
+        hash = (hash ^ *cursor) * 1099511628211ULL;
+    return (size_t) hash;
+}

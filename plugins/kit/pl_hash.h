@@ -1,5 +1,6 @@
 /*  =========================================================================
-    pl_hash - hash tables keyed by a 64-bit number (a session id)
+    pl_hash - hash tables keyed by a 64-bit number (a session id), and the
+    hash of a name for the kit's own tables
 
     czmq's zhashx hashes strings by default; a table keyed by a uint64_t
     that lives inside its item (a session's id) sets these two instead:
@@ -30,6 +31,10 @@ size_t
 //  Orders two uint64_t keys: -1, 0 or 1
 int
     pl_hash_u64_compare (const void *key1, const void *key2);
+
+//  The hash of a C string (FNV-1a), for the kit's own tables of names
+size_t
+    pl_hash_name (const char *name);
 
 #ifdef __cplusplus
 }

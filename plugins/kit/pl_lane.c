@@ -14,6 +14,8 @@
 #include "pl_lane.h"
 #include "pl_body.h"
 #include "pl_bucket.h"
+#include "pl_hash.h"
+#include "pl_nonce.h"
 #include "pl_reply.h"
 #include "pl_text.h"
 #include "pl_time.h"
@@ -53,6 +55,7 @@ struct _pl_lane_key_t {
     pl_lane_op_t *tail;
     size_t queued;                  //  ops in the queue
     int64_t touched;                //  monotonic ms of the last request
+    pl_nonce_t *nonces;             //  its recent writes' nonces, owned
 };
 
 //  A user's allowance, in the lane's buckets
@@ -73,6 +76,7 @@ struct _pl_lane_t {
     double rate;                    //  tokens a second; 0: no rate
     double burst;                   //  a bucket's size
     int64_t idle_ms;                //  a key unused this long leaves
+    size_t nonces_max;              //  nonces a key remembers
     int64_t swept;                  //  monotonic ms of the last sweep
 };
 
@@ -90,15 +94,6 @@ typedef struct {
 //  --------------------------------------------------------------------------
 //  Tables of names
 
-static size_t
-s_hash (const char *name)
-{
-    uint64_t hash = 14695981039346656037ULL;        //  FNV-1a
-    for (const unsigned char *cursor = (const unsigned char *) name; *cursor; cursor++)
-        hash = (hash ^ *cursor) * 1099511628211ULL;
-    return (size_t) hash;
-}
-
 static int
 s_table_init (s_table_t *self)
 {
@@ -112,7 +107,7 @@ s_table_init (s_table_t *self)
 static s_entry_t **
 s_table_slot (s_table_t *self, const char *name)
 {
-    s_entry_t **slot = &self->slots [s_hash (name) & (self->count - 1)];
+    s_entry_t **slot = &self->slots [pl_hash_name (name) & (self->count - 1)];
     while (*slot && strcmp ((*slot)->name, name) != 0)
         slot = &(*slot)->chain;
     return slot;
@@ -133,7 +128,7 @@ s_table_grow (s_table_t *self)
         while (self->slots [index]) {
             s_entry_t *entry = self->slots [index];
             self->slots [index] = entry->chain;
-            size_t target = s_hash (entry->name) & (count - 1);
+            size_t target = pl_hash_name (entry->name) & (count - 1);
             entry->chain = slots [target];
             slots [target] = entry;
         }
@@ -184,6 +179,8 @@ s_op_destroy (pl_lane_t *self, pl_lane_op_t **op_p)
     if (op) {
         if (op->args)
             self->cls->args_destroy (&op->args);
+        free (op->nonce);
+        free (op->denial);
         free (op->user);
         free (op);
         *op_p = NULL;
@@ -202,6 +199,7 @@ s_key_destroy (pl_lane_t *self, pl_lane_key_t **key_p)
         }
         if (key->state && self->cls->state_destroy)
             self->cls->state_destroy (&key->state);
+        pl_nonce_destroy (&key->nonces);
         free (key->entry.name);
         free (key);
         *key_p = NULL;
@@ -255,6 +253,7 @@ pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
     self->plugin = plugin;
     self->queue_max = queue_max;
     self->idle_ms = PL_LANE_IDLE_MS;
+    self->nonces_max = PL_NONCE_CACHE_DEFAULT;
     self->swept = pl_time_mono ();
     if (s_table_init (&self->keys) || s_table_init (&self->allowances))
         pl_lane_destroy (&self);
@@ -286,6 +285,12 @@ pl_lane_set_rate (pl_lane_t *self, double rate, double burst)
 }
 
 void
+pl_lane_set_nonces (pl_lane_t *self, size_t max)
+{
+    self->nonces_max = max;
+}
+
+void
 pl_lane_set_idle (pl_lane_t *self, int64_t idle_ms)
 {
     self->idle_ms = idle_ms;
@@ -309,10 +314,12 @@ pl_lane_key (pl_lane_t *self, const char *name, const void *args)
     if (key) {
         key->lane = self;
         key->entry.name = strdup (name);
+        key->nonces = pl_nonce_new (self->nonces_max);
         if (key->entry.name && self->cls->state_new)
             key->state = self->cls->state_new (self->plugin, name, args);
     }
-    if (!key || !key->entry.name || (self->cls->state_new && !key->state)) {
+    if (!key || !key->entry.name || !key->nonces
+    ||  (self->cls->state_new && !key->state)) {
         s_key_destroy (self, &key);
         return NULL;
     }
@@ -376,6 +383,121 @@ pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code)
 
 
 //  --------------------------------------------------------------------------
+//  Repeats: requests whose nonce was stored already
+
+//  Answers op as the repeat of the write stored at seq and ts, which the
+//  key then remembers
+static void
+s_reply_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, uint64_t seq,
+                   int64_t ts)
+{
+    if (op->nonce)
+        pl_nonce_put (key->nonces, op->user, op->nonce, seq, ts);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    msgpack_pack_map (&pack.packer, 3);
+    pl_pack_kuint (&pack, "seq", seq);
+    pl_body_pack_str (&pack.packer, "ts");
+    pl_body_pack_time (&pack.packer, ts);
+    pl_pack_kbool (&pack, "duplicate", true);
+    pl_lane_ok (self, op, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
+}
+
+//  True when op's nonce is one the key knows: then op is answered
+static bool
+s_repeat (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    uint64_t seq;
+    int64_t ts;
+    if (!op->nonce || !pl_nonce_get (key->nonces, op->user, op->nonce, &seq, &ts))
+        return false;
+    s_reply_duplicate (self, key, op, seq, ts);
+    return true;
+}
+
+//  Answers op with a refusal, with retry_after_ms when retry_ms > 0
+static void
+s_refuse_now (pl_lane_t *self, pl_lane_op_t *op, const char *code, const char *message,
+              int64_t retry_ms)
+{
+    if (retry_ms > 0)
+        pl_reply_error_retry (self->host, self->ctx, &op->request, code, message, retry_ms);
+    else
+        self->host->reply_error (self->ctx, &op->request, code, message);
+}
+
+void
+pl_lane_deny (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+              int64_t retry_ms, const char *format, ...)
+{
+    char message [512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    if (s_repeat (self, key, op))
+        return;
+    free (op->denial);
+    if (!op->nonce || !self->cls->look_up || !(op->denial = strdup (message))) {
+        s_refuse_now (self, op, code, message, retry_ms);
+        return;
+    }
+    op->denied = code;
+    op->retry_ms = retry_ms;
+    self->cls->look_up (self->plugin, key, op);
+}
+
+void
+pl_lane_looked_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                   const char *message, const msgpack_object *body)
+{
+    (void) plugin;
+    pl_lane_t *self = key->lane;
+    if (code)
+        pl_lane_failure (self, key, op, code, message);
+    else
+    if (pl_body_bool (body, "duplicate"))
+        s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (body, "seq"),
+                           pl_body_int (body, "ts"));
+    else
+        s_refuse_now (self, op, op->denied? op->denied: "internal",
+                      op->denial? op->denial: "", op->retry_ms);
+}
+
+//  A request refused for its rate, with a nonce: at the head, it is looked
+//  up before it is refused (its sentence and wait are in the op)
+static void
+s_deferred_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) plugin;
+    char *denial = op->denial;
+    op->denial = NULL;
+    pl_lane_deny (key->lane, key, op, "rate_limited", op->retry_ms, "%s", denial? denial: "");
+    free (denial);
+}
+
+//  True when op may not join a run that starts at head: the key knows its
+//  nonce, or an earlier request of the run carries it (it waits to be
+//  answered as a repeat at the head)
+static bool
+s_nonce_waits (pl_lane_key_t *key, pl_lane_op_t *head, pl_lane_op_t *op)
+{
+    uint64_t seq;
+    int64_t ts;
+    if (!op->nonce)
+        return false;
+    if (pl_nonce_get (key->nonces, op->user, op->nonce, &seq, &ts))
+        return true;
+    for (pl_lane_op_t *earlier = head; earlier != op; earlier = earlier->next)
+        if (earlier->nonce && strcmp (earlier->nonce, op->nonce) == 0
+        &&  pl_text_same_name (earlier->user, op->user))
+            return true;
+    return false;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Serving the queue
 
 //  Takes the head op off the queue and destroys it (it has been answered)
@@ -400,7 +522,7 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
 {
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
-        if (op->request)
+        if (op->request && !s_repeat (self, key, op))
             op->start (self->plugin, key, op);
         if (key->head == op && op->request == NULL)
             s_pop (self, key);
@@ -409,20 +531,24 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
         s_key_remove (self, key);
 }
 
-int
-pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
-                const char *user, pl_lane_action_fn *start, void *args, size_t bytes)
+//  A new op of user whose action is start. Returns it, or NULL if out of
+//  memory.
+static pl_lane_op_t *
+s_op_new (const char *user, pl_lane_action_fn *start)
 {
     pl_lane_op_t *op = (pl_lane_op_t *) calloc (1, sizeof (pl_lane_op_t));
     if (op && user && !(op->user = strdup (user)))
         free (op), op = NULL;
-    if (!op)
-        return -1;
-    op->request = *request_p;
-    *request_p = NULL;
-    op->args = args;
-    op->bytes = bytes;
-    op->start = start;
+    if (op)
+        op->start = start;
+    return op;
+}
+
+//  Puts op (holding the request, its args) at the end of the key's queue,
+//  then serves the queue
+static void
+s_enqueue (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
     if (key->tail)
         key->tail->next = op;
     else
@@ -431,6 +557,20 @@ pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_
     key->queued++;
     key->touched = pl_time_mono ();
     s_kick (self, key);
+}
+
+int
+pl_lane_submit (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
+                const char *user, pl_lane_action_fn *start, void *args, size_t bytes)
+{
+    pl_lane_op_t *op = s_op_new (user, start);
+    if (!op)
+        return -1;
+    op->request = *request_p;
+    *request_p = NULL;
+    op->args = args;
+    op->bytes = bytes;
+    s_enqueue (self, key, op);
     return 0;
 }
 
@@ -456,6 +596,9 @@ pl_lane_forget (pl_lane_t *self, pl_lane_key_t *key)
 {
     key->loaded = false;
     key->last_seq = 0;
+    //  Only stored writes are in the map, but a room deleted and made again
+    //  starts afresh: the store knows the nonces that still hold
+    pl_nonce_purge (key->nonces);
     if (self->cls->forget)
         self->cls->forget (self->plugin, key);
 }
@@ -471,7 +614,8 @@ pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_b
     int64_t now = pl_time_now ();
     for (pl_lane_op_t *op = head; op && op->start == head->start && count < max_count;
          op = op->next) {
-        if (op != head && joins && !joins (self->plugin, key, op))
+        if (op != head && ((joins && !joins (self->plugin, key, op))
+                        || s_nonce_waits (key, head, op)))
             break;
         bytes += op->bytes;
         if (count && bytes > max_bytes)
@@ -546,6 +690,53 @@ s_conflict (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const char *cod
         op->retried = true;
 }
 
+//  Takes the answered ops among the first count of the queue out of it
+static void
+s_remove_answered (pl_lane_t *self, pl_lane_key_t *key, size_t count)
+{
+    pl_lane_op_t **link = &key->head;
+    pl_lane_op_t *previous = NULL;
+    while (*link && count--) {
+        pl_lane_op_t *op = *link;
+        if (op->request) {
+            previous = op;
+            link = &op->next;
+            continue;
+        }
+        *link = op->next;
+        if (key->tail == op)
+            key->tail = previous;
+        key->queued--;
+        s_op_destroy (self, &op);
+    }
+}
+
+//  A write answered ok with 'duplicates' stored nothing: the requests of
+//  the run it names ({index, seq, ts}) are repeats, answered as such; the
+//  others stay at the head, to go again numbered anew. Returns false when
+//  the answer names none (an ordinary ok).
+static bool
+s_duplicates (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack_object *body)
+{
+    const msgpack_object *list = pl_body_field (body, "duplicates");
+    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+        return false;
+    for (uint32_t item = 0; item < list->via.array.size; item++) {
+        const msgpack_object *duplicate = &list->via.array.ptr [item];
+        int64_t index = pl_body_int (duplicate, "index");
+        pl_lane_op_t *op = key->head;
+        for (int64_t step = 0; op && step < index && (size_t) step < writing; step++)
+            op = op->next;
+        if (op && index >= 0 && (size_t) index < writing && op->request)
+            s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (duplicate, "seq"),
+                               pl_body_int (duplicate, "ts"));
+    }
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%u repeated nonce(s) in a run of '%s'",
+                     list->via.array.size, key->entry.name);
+    s_remove_answered (self, key, writing);
+    return true;
+}
+
 //  Hands the answer to each op of a write, in order, and pops each. An
 //  answer that leaves its op unanswered (a write of one that goes on) or
 //  makes a call of its own ends the run's answers: the op goes on alone.
@@ -556,6 +747,8 @@ s_write_answered (pl_lane_t *self, pl_lane_key_t *key, pl_lane_answer_fn *answer
 {
     if (code && strcmp (code, "unavailable") == 0)
         pl_lane_forget (self, key);       //  the write may have happened
+    if (!code && s_duplicates (self, key, writing, body))
+        return;
     while (writing-- && key->head) {
         pl_lane_op_t *op = key->head;
         answer (self->plugin, key, op, code, message, body);
@@ -646,22 +839,36 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
 {
     if (!self->cls->read (self->plugin, type, user, map, intake))
         return;
-    if (type->rate_limited && (intake->retry_ms = s_rate_wait (self, user)) > 0) {
+    //  A repeat is recognised before any limit: a request with a nonce
+    //  goes to its key's queue all the same, to be looked up at the head
+    int64_t wait = type->rate_limited? s_rate_wait (self, user): 0;
+    bool deferred = wait > 0 && intake->nonce && self->cls->look_up;
+    if (wait > 0 && !deferred) {
+        intake->retry_ms = wait;
         pl_lane_refuse (intake, "rate_limited", "%s", type->rate_limited);
         return;
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
-    if (!key)
-        pl_lane_refuse (intake, "internal", "Out of memory; try again.");
-    else
-    if (pl_lane_full (self, key))
+    pl_lane_op_t *op = key && !pl_lane_full (self, key)
+                     ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
+    if (op && deferred && !(op->denial = strdup (type->rate_limited)))
+        s_op_destroy (self, &op);
+    if (key && pl_lane_full (self, key))
         self->cls->busy (self->plugin, key, intake->args, intake);
     else
-    if (pl_lane_submit (self, key, request_p, user, type->start, intake->args,
-                        intake->bytes) != 0)
+    if (!op)
         pl_lane_refuse (intake, "internal", "Out of memory; try again.");
-    else
+    else {
+        op->request = *request_p;
+        *request_p = NULL;
+        op->args = intake->args;
+        op->bytes = intake->bytes;
+        op->nonce = intake->nonce;
+        op->retry_ms = deferred? wait: 0;
         intake->args = NULL;
+        intake->nonce = NULL;
+        s_enqueue (self, key, op);
+    }
 }
 
 static const pl_lane_type_t *
@@ -709,6 +916,7 @@ pl_lane_request (pl_lane_t *self, parley_request_t **request_p)
     if (intake.args)
         self->cls->args_destroy (&intake.args);
     free (intake.key);
+    free (intake.nonce);
     msgpack_unpacked_destroy (&unpacked);
     return 0;
 }
@@ -765,6 +973,8 @@ void
 pl_lane_stored (pl_lane_key_t *key, pl_lane_op_t *op)
 {
     key->last_seq = op->seq;
+    if (op->nonce)
+        pl_nonce_put (key->nonces, op->user, op->nonce, op->seq, op->ts);
 }
 
 size_t

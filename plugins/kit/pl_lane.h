@@ -30,6 +30,20 @@
     counts against its user's token bucket (rate_limited, with
     retry_after_ms); then the key's queue, or unavailable when it is full.
 
+    Nonces (PROTOCOL.md 1.1, "Outcomes, retries and idempotency"): a
+    request may carry one (intake's nonce). Each key remembers the nonces
+    of its recent stored writes (pl_nonce, at most set_nonces of them), so
+    the lane answers a repeat itself before any action runs: ok with the
+    first write's seq and ts and duplicate: true. A run never takes a
+    request whose nonce the key knows or an earlier request of the run
+    carries (it waits, and is answered as a repeat at the head). After a
+    restart the map is cold and the store finds the repeat: a write's ok
+    answer with 'duplicates' ([{index, seq, ts}], nothing stored) answers
+    those requests as repeats and sends the rest of the run again,
+    numbered anew. A refusal that a repeat must not get (rate_limited,
+    not_member: pl_lane_deny) first looks the nonce up: in the map, then
+    in the store (the class's look_up).
+
     Idle keys leave the lane, so that a key that moved to another instance
     and back is loaded fresh: a key idle for idle_ms is loaded again when a
     request comes for it, and the requests coming in sweep the idle keys
@@ -101,6 +115,11 @@ struct _pl_lane_op_t {
     void (*start) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
                                     //  the request type's action
     bool retried;                   //  sent again once after a conflict
+    char *nonce;                    //  the request's nonce, owned; NULL for none
+    const char *denied;             //  pl_lane_deny's code while its nonce is
+                                    //  looked up (a literal), else NULL
+    char *denial;                   //  its sentence, owned
+    int64_t retry_ms;               //  its retry_after_ms (0: none)
 };
 
 //  A request type's action: serves op, the head of key's queue
@@ -121,6 +140,10 @@ typedef struct {
     void *args;                     //  the fields read; the lane owns them
     char *key;                      //  the key's name; the lane owns it
     size_t bytes;                   //  what the request adds to a run (its text)
+    char *nonce;                    //  the request's nonce (NULL: none); the lane
+                                    //  owns it. A type with a rate does not refuse
+                                    //  a request with a nonce at once: it is
+                                    //  looked up first (pl_lane_deny)
 } pl_lane_intake_t;
 
 //  One request type served on the lane
@@ -160,6 +183,9 @@ typedef struct {
     bool (*keep) (void *plugin, pl_lane_key_t *key);
     //  What users are told is failing: "room" for "The room service failed"
     const char *service;
+    //  Sends the store call that looks op's nonce up, with
+    //  pl_lane_looked_up as its answer (NULL: the class has no nonces)
+    pl_lane_action_fn *look_up;
 } pl_lane_class_t;
 
 //  Creates a lane. calls (made with the plugin's state), cls and plugin are
@@ -178,6 +204,11 @@ void
 //  second, burst at once (at least 1); a rate of 0 (the default) is no limit
 void
     pl_lane_set_rate (pl_lane_t *self, double rate, double burst);
+
+//  Each key remembers the nonces of at most max writes (default
+//  PL_NONCE_CACHE_DEFAULT; 0: none, every repeat is found by the store)
+void
+    pl_lane_set_nonces (pl_lane_t *self, size_t max);
 
 //  A key unused for idle_ms leaves the lane (default PL_LANE_IDLE_MS)
 void
@@ -228,6 +259,25 @@ void
 void
     pl_lane_ok (pl_lane_t *self, pl_lane_op_t *op, const void *body, size_t size);
 
+//  Answers op with a refusal that a repeat must not get (rate_limited with
+//  retry_ms, not_member): when op carries a nonce, the key's map and then
+//  the store (the class's look_up) are asked first, and a repeat is
+//  answered as one. retry_ms 0: no retry_after_ms.
+void
+    pl_lane_deny (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  int64_t retry_ms, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__ ((format (printf, 6, 7)))
+#endif
+    ;
+
+//  The answer of a look_up's store call: ok with duplicate: true, seq and
+//  ts answers op as a repeat; ok without answers pl_lane_deny's refusal;
+//  an error answers as pl_lane_failure
+void
+    pl_lane_looked_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                       const char *message, const msgpack_object *body);
+
 //  Answers op for a store error its action has no answer of its own for:
 //  logged, then unavailable ("cannot reach its storage") or internal
 void
@@ -256,7 +306,9 @@ void
 //  Takes the run of requests at the head of the queue: those with the
 //  head's action, at most max_count, whose bytes stay within max_bytes
 //  (the head always comes), each accepted by joins (NULL: all) after the
-//  head. Gives them seqs last + 1 .. last + k and ts now. Returns k (>= 1).
+//  head, and none whose nonce the key knows or an earlier one of the run
+//  carries (it waits: a repeat). Gives them seqs last + 1 .. last + k and
+//  ts now. Returns k (>= 1).
 size_t
     pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_bytes,
                  bool (*joins) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op));
@@ -295,7 +347,8 @@ void *
 uint64_t
     pl_lane_last_seq (pl_lane_key_t *key);
 
-//  A write of op is stored: the key's last seq moves on to op->seq
+//  A write of op is stored: the key's last seq moves on to op->seq, and the
+//  key remembers op's nonce
 void
     pl_lane_stored (pl_lane_key_t *key, pl_lane_op_t *op);
 

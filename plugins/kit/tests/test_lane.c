@@ -1,5 +1,6 @@
 /*  test_lane - the per-key serial lane: one request at a time, runs of
-    writes, reloads after conflicts and unknown outcomes, bounds, eviction.
+    writes, reloads after conflicts and unknown outcomes, bounds, eviction,
+    repeated nonces.
     A host of its own records the calls and replies; a small plugin of
     writes (a run each) and reads (answered from the loaded seq) runs on it. */
 
@@ -11,6 +12,7 @@
 
 #include "pl_body.h"
 #include "pl_lane.h"
+#include "pl_nonce.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,7 @@ typedef struct {
     int request;                    //  which request (its index)
     char code [32];                 //  "" for ok
     uint64_t seq;                   //  the ok's seq, when it has one
+    bool duplicate;                 //  the ok says duplicate: true
 } reply_t;
 
 static call_t s_calls [CALLS_MAX];
@@ -45,7 +48,7 @@ typedef struct {
     int index;                      //  which request
     const char *type;
     const char *user;
-    char body [64];                 //  msgpack
+    char body [96];                 //  msgpack
     size_t size;
 } request_t;
 
@@ -81,6 +84,27 @@ s_request_of (int index, const char *type, const char *user, const char *key,
     memcpy (request->body, buffer.data, buffer.size);
     request->size = buffer.size;
     msgpack_sbuffer_destroy (&buffer);
+    return (parley_request_t *) request;
+}
+
+//  A request of type from user whose body is {"key": key, "nonce": nonce}
+static parley_request_t *
+s_request_nonce (int index, const char *type, const char *user, const char *key,
+                 const char *nonce)
+{
+    request_t *request = &s_requests [index];
+    request->index = index;
+    request->type = type;
+    request->user = user;
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kstr (&pack, "key", key);
+    pl_pack_kstr (&pack, "nonce", nonce);
+    assert_true (pack.buffer.size <= sizeof request->body);
+    memcpy (request->body, pack.buffer.data, pack.buffer.size);
+    request->size = pack.buffer.size;
+    pl_pack_release (&pack);
     return (parley_request_t *) request;
 }
 
@@ -144,11 +168,17 @@ s_host_log (parley_ctx_t *ctx, int level, const char *format, ...)
     (void) ctx, (void) level, (void) format;
 }
 
+//  An ok: its seq and duplicate, when its body has them
 static int
 s_host_reply (parley_ctx_t *ctx, parley_request_t **request_p, const void *body, size_t size)
 {
-    (void) ctx, (void) body, (void) size;
-    s_record (request_p, "", 0);
+    (void) ctx;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = body? pl_body_unpack (&unpacked, body, size): NULL;
+    s_record (request_p, "", map? (uint64_t) pl_body_int (map, "seq"): 0);
+    s_replies [s_reply_count - 1].duplicate = map && pl_body_bool (map, "duplicate");
+    msgpack_unpacked_destroy (&unpacked);
     return 0;
 }
 
@@ -246,6 +276,8 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     (void) plugin, (void) type, (void) user;
     if (pl_body_str (map, "key", &intake->key) != 1 || strcmp (intake->key, "bad") == 0)
         return pl_lane_refuse (intake, "bad_request", "The key must be a good string.");
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The nonce must be a good one.");
     intake->args = malloc (4);
     intake->bytes = 1;
     return intake->args != NULL;
@@ -258,6 +290,18 @@ s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *in
     pl_lane_refuse (intake, "unavailable", "'%s' is busy.", pl_lane_name (key));
 }
 
+//  Looks a nonce up in the store: the answer goes to the lane
+static void
+s_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    (void) plugin;
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kstr (&pack, "nonce", op->nonce);
+    pl_lane_call (s_lane, key, "store.nonce", &pack, pl_lane_looked_up);
+}
+
 static const pl_lane_class_t s_class = {
     .types = s_types,
     .read = s_read,
@@ -267,7 +311,8 @@ static const pl_lane_class_t s_class = {
     .args_destroy = s_args_destroy,
     .load = s_load,
     .forget = s_forget,
-    .service = "test"
+    .service = "test",
+    .look_up = s_look_up
 };
 
 static void
@@ -619,6 +664,166 @@ test_lane_rate_limits_the_rated_types_per_user (void **state)
     assert_string_equal (s_replies [2].code, "rate_limited");
 }
 
+
+//  --------------------------------------------------------------------------
+//  Nonces: repeats answered by the lane, kept out of runs, found by the store
+
+//  Takes request index, a write to "general" from user with nonce
+static void
+s_write_nonce (int index, const char *user, const char *nonce)
+{
+    parley_request_t *request = s_request_nonce (index, "test.write", user, "general", nonce);
+    pl_lane_request (s_lane, &request);
+    assert_null (request);
+}
+
+//  The store answers a write ok with duplicates: count {index, seq, ts}
+static void
+s_store_answers_repeats (size_t call, uint32_t count, const int64_t *indexes,
+                         const int64_t *seqs)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_str (&pack, "duplicates");
+    msgpack_pack_array (&pack.packer, count);
+    for (uint32_t item = 0; item < count; item++) {
+        pl_pack_map (&pack, 3);
+        pl_pack_kint (&pack, "index", indexes [item]);
+        pl_pack_kint (&pack, "seq", seqs [item]);
+        pl_pack_kint (&pack, "ts", 1000 + seqs [item]);
+    }
+    assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, NULL, NULL,
+                                     (const uint8_t *) pack.buffer.data, pack.buffer.size), 0);
+    pl_pack_release (&pack);
+}
+
+//  The store answers a nonce look-up: found at seq, or not (seq 0)
+static void
+s_store_answers_look_up (size_t call, int64_t seq)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, seq? 3: 1);
+    pl_pack_kbool (&pack, "duplicate", seq > 0);
+    if (seq) {
+        pl_pack_kint (&pack, "seq", seq);
+        pl_pack_kint (&pack, "ts", 1000 + seq);
+    }
+    assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, NULL, NULL,
+                                     (const uint8_t *) pack.buffer.data, pack.buffer.size), 0);
+    pl_pack_release (&pack);
+}
+
+static void
+test_lane_answers_a_known_nonce_itself (void **state)
+{
+    s_write_nonce (1, "alice", "n1");
+    s_store_answers (0, NULL, 10);                 //  the load
+    s_store_answers (1, NULL, 0);                  //  the write: seq 11
+    assert_int_equal (s_replies [0].seq, 11);
+    //  The same sender in any case: answered at once, no store call
+    s_write_nonce (2, "ALICE", "n1");
+    assert_int_equal (s_call_count, 2);
+    assert_int_equal (s_reply_count, 2);
+    assert_string_equal (s_replies [1].code, "");
+    assert_int_equal (s_replies [1].seq, 11);
+    assert_true (s_replies [1].duplicate);
+    //  Another sender's same nonce is a write of its own
+    s_write_nonce (3, "bob", "n1");
+    assert_int_equal (s_call_count, 3);
+    s_store_answers (2, NULL, 0);
+    assert_int_equal (s_replies [2].seq, 12);
+    assert_false (s_replies [2].duplicate);
+}
+
+static void
+test_lane_run_leaves_out_a_nonce_it_carries_already (void **state)
+{
+    s_write_nonce (1, "alice", "n1");              //  wait for the load
+    s_write_nonce (2, "alice", "n2");
+    s_write_nonce (3, "alice", "n1");              //  a repeat of the first
+    s_write_nonce (4, "alice", "n3");
+    s_store_answers (0, NULL, 0);
+    assert_int_equal (s_calls [1].size, 2);        //  the run stops before it
+    s_store_answers (1, NULL, 0);
+    //  1 and 2 stored; 3 answered as 1's repeat; 4 goes alone
+    assert_int_equal (s_reply_count, 3);
+    assert_int_equal (s_replies [2].request, 3);
+    assert_int_equal (s_replies [2].seq, 1);
+    assert_true (s_replies [2].duplicate);
+    assert_int_equal (s_call_count, 3);
+    s_store_answers (2, NULL, 0);
+    assert_int_equal (s_replies [3].request, 4);
+    assert_int_equal (s_replies [3].seq, 3);
+}
+
+static void
+test_lane_store_duplicates_answer_them_and_send_the_rest_anew (void **state)
+{
+    pl_lane_set_nonces (s_lane, 0);                //  as after a restart: cold
+    s_write_nonce (1, "alice", "n1");
+    s_write_nonce (2, "alice", "n2");
+    s_write_nonce (3, "alice", "n3");
+    s_store_answers (0, NULL, 5);
+    assert_int_equal (s_calls [1].size, 3);        //  seqs 6, 7, 8
+    s_store_answers_repeats (1, 1, (int64_t []) { 1 }, (int64_t []) { 2 });
+    //  n2 was stored at seq 2: answered so; the others go again as 6, 7
+    assert_int_equal (s_reply_count, 1);
+    assert_int_equal (s_replies [0].request, 2);
+    assert_int_equal (s_replies [0].seq, 2);
+    assert_true (s_replies [0].duplicate);
+    assert_int_equal (s_call_count, 3);
+    assert_int_equal (s_calls [2].size, 2);
+    s_store_answers (2, NULL, 0);
+    assert_int_equal (s_reply_count, 3);
+    assert_int_equal (s_replies [1].request, 1);
+    assert_int_equal (s_replies [1].seq, 6);
+    assert_int_equal (s_replies [2].request, 3);
+    assert_int_equal (s_replies [2].seq, 7);
+    //  A run whose every request repeats leaves nothing to send
+    s_write_nonce (4, "alice", "n1");
+    s_store_answers_repeats (3, 1, (int64_t []) { 0 }, (int64_t []) { 6 });
+    assert_int_equal (s_reply_count, 4);
+    assert_int_equal (s_replies [3].seq, 6);
+    assert_int_equal (s_call_count, 4);
+}
+
+static void
+test_lane_looks_a_nonce_up_before_refusing_its_rate (void **state)
+{
+    pl_lane_set_rate (s_lane, 0.001, 1);           //  one, then one in 1000 s
+    s_write_nonce (1, "alice", "n1");
+    s_store_answers (0, NULL, 0);
+    s_store_answers (1, NULL, 0);
+    assert_int_equal (s_replies [0].seq, 1);
+    //  Known to the key: a repeat, though the bucket is empty
+    s_write_nonce (2, "alice", "n1");
+    assert_int_equal (s_call_count, 2);
+    assert_true (s_replies [1].duplicate);
+    assert_int_equal (s_replies [1].seq, 1);
+    //  Unknown: the store is asked; not stored, it is refused for its rate
+    s_write_nonce (3, "alice", "n9");
+    assert_string_equal (s_calls [2].type, "store.nonce");
+    s_store_answers_look_up (2, 0);
+    assert_string_equal (s_replies [2].code, "rate_limited");
+    //  Stored before (the key forgot it): answered as a repeat
+    s_write_nonce (4, "alice", "n8");
+    s_store_answers_look_up (3, 42);
+    assert_string_equal (s_replies [3].code, "");
+    assert_int_equal (s_replies [3].seq, 42);
+    assert_true (s_replies [3].duplicate);
+    //  Without a nonce: refused at once, no store call
+    parley_request_t *request = s_request_of (5, "test.write", "alice", "key", "general");
+    pl_lane_request (s_lane, &request);
+    assert_int_equal (s_call_count, 4);
+    assert_string_equal (s_replies [4].code, "rate_limited");
+    //  A bad nonce is refused as the reader says
+    request = s_request_nonce (6, "test.write", "alice", "general", "not one");
+    pl_lane_request (s_lane, &request);
+    assert_string_equal (s_replies [5].code, "bad_request");
+}
+
 //  A map of one field, unpacked into unpacked
 static const msgpack_object *
 s_map (msgpack_unpacked *unpacked, msgpack_sbuffer *buffer, const char *key, int64_t value)
@@ -695,6 +900,14 @@ main (void)
         cmocka_unit_test_setup_teardown (test_lane_rate_limits_the_rated_types_per_user,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_page_reads_limit_and_one_cursor,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_answers_a_known_nonce_itself,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_run_leaves_out_a_nonce_it_carries_already,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_store_duplicates_answer_them_and_send_the_rest_anew,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_looks_a_nonce_up_before_refusing_its_rate,
                                          s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
