@@ -134,6 +134,158 @@ sm_find_seqs_taken (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bs
     return rc;
 }
 
+//  The nonce of element index of pending's run (data NULL: none), and its
+//  sender, lower-cased, into sender
+static st_text_t
+s_nonce_at (const sm_pending_t *pending, uint32_t index, char *sender)
+{
+    if (pending->op == ST_PM_APPEND) {
+        const st_pm_message_t *message = &pending->messages [index];
+        strcpy (sender, message->from_peer ? pending->peer_key : pending->key);
+        return message->nonce;
+    }
+    st_text_lower (pending->entries [index].user, sender);
+    return pending->entries [index].nonce;
+}
+
+//  Notes that element index of pending's run repeats a stored entry
+static void
+s_note_repeat (sm_pending_t *pending, uint32_t index, const bson_t *document)
+{
+    if (!pending->duplicates)
+        pending->duplicates = (st_duplicate_t *) calloc (pending->entry_count,
+                                                         sizeof (st_duplicate_t));
+    for (uint32_t item = 0; pending->duplicates && item < pending->duplicate_count; item++)
+        if (pending->duplicates [item].index == index)
+            return;
+    if (pending->duplicates)
+        pending->duplicates [pending->duplicate_count++] = (st_duplicate_t) {
+            index, (uint64_t) sm_bson_int (document, "seq", 0), sm_bson_int (document, "ts", 0)
+        };
+}
+
+//  A stored entry with a nonce that a live request of the run carries
+static void
+s_on_repeat (void *arg, const bson_t *document)
+{
+    sm_span_t *span = (sm_span_t *) arg;
+    uint32_t key_size, sender_size;
+    const char *key = sm_bson_text (document, sm_timeline_field (span->first), &key_size);
+    const char *sender = sm_bson_text (document, "sender", &sender_size);
+    st_text_t nonce = sm_bson_nonce (document);
+    for (sm_pending_t *pending = span->first; pending < span->end; pending++) {
+        if (!sm_is_live (pending) || strlen (sm_timeline_key (pending)) != key_size
+        ||  memcmp (sm_timeline_key (pending), key, key_size) != 0)
+            continue;
+        for (uint32_t index = 0; index < pending->entry_count; index++) {
+            char own [ST_NAME_MAX + 1];
+            st_text_t mine = s_nonce_at (pending, index, own);
+            if (mine.data && mine.size == nonce.size && nonce.data
+            &&  memcmp (mine.data, nonce.data, mine.size) == 0
+            &&  strlen (own) == sender_size && memcmp (own, sender, sender_size) == 0)
+                s_note_repeat (pending, index, document);
+        }
+    }
+}
+
+//  Adds {field: key, nonce: {$in: [...]}} for pending's nonces to clauses.
+//  Returns false when it has none.
+static bool
+s_repeat_clause (const sm_pending_t *pending, bson_t *clauses, uint32_t at)
+{
+    char index_key [16], sender [ST_NAME_MAX + 1];
+    const char *key;
+    bool any = false;
+    for (uint32_t index = 0; index < pending->entry_count && !any; index++)
+        any = s_nonce_at (pending, index, sender).data != NULL;
+    if (!any)
+        return false;
+    size_t key_size = bson_uint32_to_string (at, &key, index_key, sizeof index_key);
+    bson_t clause, condition, array;
+    bson_append_document_begin (clauses, key, (int) key_size, &clause);
+    BSON_APPEND_UTF8 (&clause, sm_timeline_field (pending), sm_timeline_key (pending));
+    BSON_APPEND_DOCUMENT_BEGIN (&clause, "nonce", &condition);
+    BSON_APPEND_ARRAY_BEGIN (&condition, "$in", &array);
+    uint32_t count = 0;
+    for (uint32_t index = 0; index < pending->entry_count; index++) {
+        st_text_t nonce = s_nonce_at (pending, index, sender);
+        if (nonce.data)
+            sm_array_append_text (&array, &count, nonce.data, nonce.size);
+    }
+    bson_append_array_end (&condition, &array);
+    bson_append_document_end (&clause, &condition);
+    bson_append_document_end (clauses, &clause);
+    return true;
+}
+
+//  The requests with repeats answer them and leave the run
+static void
+s_answer_repeats (sm_pending_t *first, sm_pending_t *end)
+{
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        if (pending->duplicate_count && sm_is_live (pending)) {
+            st_reply_duplicates (pending->request, pending->duplicates,
+                                 pending->duplicate_count);
+            pending->repeated = true;
+        }
+    }
+}
+
+int
+sm_find_repeats (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
+{
+    bool pm = first->op == ST_PM_APPEND;
+    bson_t filter = BSON_INITIALIZER, clauses;
+    BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &clauses);
+    uint32_t count = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending) && s_repeat_clause (pending, &clauses, count))
+            count++;
+    bson_append_array_end (&filter, &clauses);
+    int rc = 0;
+    if (count > 0) {
+        sm_span_t span = { first, end };
+        bson_t *opts = BCON_NEW ("projection", "{", sm_timeline_field (first), BCON_INT32 (1),
+                                 "sender", BCON_INT32 (1), "nonce", BCON_INT32 (1),
+                                 "seq", BCON_INT32 (1), "ts", BCON_INT32 (1), "}");
+        rc = sm_find (self, pm ? self->pm_messages : self->messages, &filter, opts,
+                      s_on_repeat, &span, error);
+        bson_destroy (opts);
+        if (rc == 0)
+            s_answer_repeats (first, end);
+    }
+    bson_destroy (&filter);
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        free (pending->duplicates);
+        pending->duplicates = NULL;
+        pending->duplicate_count = 0;
+    }
+    return rc;
+}
+
+int
+sm_run_nonce (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+              bson_error_t *error)
+{
+    (void) packer;
+    bool pm = pending->op == ST_PM_NONCE;
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8 (&filter, pm ? "conv" : "room", pm ? pending->conv : pending->room_key);
+    BSON_APPEND_UTF8 (&filter, "sender", pending->key);
+    bson_append_utf8 (&filter, "nonce", 5, pending->nonce.data, (int) pending->nonce.size);
+    bson_t *projection = BCON_NEW ("seq", BCON_INT32 (1), "ts", BCON_INT32 (1));
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find_one (self, pm ? self->pm_messages : self->messages, &filter, projection,
+                          &found, error);
+    if (rc >= 0)
+        st_reply_nonce (pending->request, rc == 1, (uint64_t) sm_bson_int (&found, "seq", 0),
+                        sm_bson_int (&found, "ts", 0));
+    bson_destroy (&found);
+    bson_destroy (projection);
+    bson_destroy (&filter);
+    return rc < 0 ? -1 : 0;
+}
+
 //  Two live requests of the run whose runs share a seq of one timeline: the
 //  later one conflicts, as it would have had they come in separate batches
 void

@@ -36,6 +36,21 @@ const char *
 void
     sm_on_room_exists (void *arg, const bson_t *document);
 
+//  Looks for the nonces of the live requests of the run (msg.append or
+//  pm.append, from first) in their timelines: one find, a range of the
+//  nonce index per request. A request with any answers them
+//  (st_reply_duplicates), appends nothing and is no longer live. Returns 0,
+//  or -1 with error set.
+int
+    sm_find_repeats (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                     bson_error_t *error);
+
+//  store.msg.nonce and store.pm.nonce: is the sender's nonce stored in the
+//  room or conversation? Returns 0, or -1 with error set.
+int
+    sm_run_nonce (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                  bson_error_t *error);
+
 //  Looks for entries of the timelines with a seq that a live request of the
 //  run (msg.append or pm.append, from first) would append:
 //  {$or: [{room, seq: {$gte: first, $lte: last}}, ...]}, one range of the

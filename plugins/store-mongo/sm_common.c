@@ -35,7 +35,7 @@ sm_fail (sm_pending_t *pending, const char *code, const char *format, ...)
 bool
 sm_is_live (const sm_pending_t *pending)
 {
-    return st_request_live (pending->request);
+    return st_request_live (pending->request) && !pending->repeated;
 }
 
 msgpack_packer *
@@ -683,4 +683,22 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
     bson_destroy (opts);
     bson_destroy (&filter);
     return rc;
+}
+
+st_text_t
+sm_bson_nonce (const bson_t *document)
+{
+    bson_iter_t iter;
+    if (!bson_iter_init_find (&iter, document, "nonce") || !BSON_ITER_HOLDS_UTF8 (&iter))
+        return (st_text_t) { NULL, 0 };
+    uint32_t size;
+    const char *data = bson_iter_utf8 (&iter, &size);
+    return (st_text_t) { data, size };
+}
+
+void
+sm_append_nonce (bson_t *document, const char *sender, st_text_t nonce)
+{
+    BSON_APPEND_UTF8 (document, "sender", sender);
+    bson_append_utf8 (document, "nonce", 5, nonce.data, (int) nonce.size);
 }

@@ -179,6 +179,15 @@ const char *
 st_text_t
     sm_bson_st_text (const bson_t *document, const char *path);
 
+//  An entry's nonce as a borrowed text; data NULL when it has none
+st_text_t
+    sm_bson_nonce (const bson_t *document);
+
+//  Adds a nonce and its sender (lower-cased) to an entry's document: the
+//  fields of the partial unique indexes SM_NONCE_INDEX, SM_PM_NONCE_INDEX
+void
+    sm_append_nonce (bson_t *document, const char *sender, st_text_t nonce);
+
 void
     sm_pack_bson_text (msgpack_packer *packer, const bson_t *document, const char *path);
 

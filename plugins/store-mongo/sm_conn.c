@@ -152,7 +152,7 @@ s_indexes_rooms (void)
         "]");
 }
 
-//  messages: a room's timeline, (room, seq) unique
+//  messages: a room's timeline, (room, seq) unique, and a sender's nonces
 static bson_t *
 s_indexes_messages (void)
 {
@@ -161,10 +161,15 @@ s_indexes_messages (void)
         "indexes", "[",
             "{", "key", "{", "room", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 (SM_TIMELINE_INDEX), "unique", BCON_BOOL (true), "}",
+            "{", "key", "{", "room", BCON_INT32 (1), "sender", BCON_INT32 (1),
+                              "nonce", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (SM_NONCE_INDEX), "unique", BCON_BOOL (true),
+                 "partialFilterExpression", "{", "nonce", "{", "$exists", BCON_BOOL (true),
+                 "}", "}", "}",
         "]");
 }
 
-//  pm_messages: a conversation's messages, (conv, seq) unique
+//  pm_messages: a conversation's messages, (conv, seq) unique, and a sender's nonces
 static bson_t *
 s_indexes_pm_messages (void)
 {
@@ -173,6 +178,11 @@ s_indexes_pm_messages (void)
         "indexes", "[",
             "{", "key", "{", "conv", BCON_INT32 (1), "seq", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 (SM_PM_INDEX), "unique", BCON_BOOL (true), "}",
+            "{", "key", "{", "conv", BCON_INT32 (1), "sender", BCON_INT32 (1),
+                              "nonce", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (SM_PM_NONCE_INDEX), "unique", BCON_BOOL (true),
+                 "partialFilterExpression", "{", "nonce", "{", "$exists", BCON_BOOL (true),
+                 "}", "}", "}",
         "]");
 }
 

@@ -134,7 +134,8 @@ s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
         .from = sm_bson_st_text (document, "from"),
         .to = sm_bson_st_text (document, "to"),
         .text = sm_bson_st_text (document, "text"),
-        .ts = sm_bson_int (document, "ts", 0)
+        .ts = sm_bson_int (document, "ts", 0),
+        .nonce = sm_bson_nonce (document)
     };
     st_reply_pm_entry (packer, &entry);
 }
@@ -164,6 +165,9 @@ sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "conv", pending->conv);
     s_append_pm_fields (pending, message, document);
+    if (message->nonce.data)
+        sm_append_nonce (document, message->from_peer ? pending->peer_key : pending->key,
+                         message->nonce);
 }
 
 static void
@@ -349,8 +353,14 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         sm_fail_run (self, first, end, &error);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
-    //  The seqs taken: looked for before inserting, as the test server does
+    //  The repeated nonces first (nothing of such a request is appended);
+    //  the seqs taken: looked for before inserting, as the test server does
     //  not enforce the unique index. Then the run's own overlaps.
+    if (sm_find_repeats (self, first, end, &error)) {
+        sm_note_failure (self, "looking for repeated nonces of private messages", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
     if (sm_find_seqs_taken (self, first, end, &error)) {
         sm_note_failure (self, "looking for taken seqs of private messages", &error);
         sm_fail_run (self, first, end, &error);

@@ -206,6 +206,15 @@ s_load_timelines (sm_pending_t *pending, const st_request_t *request)
             s_room (pending, &request->as.msg_history.room);
             s_page (pending, &request->as.msg_history.page);
             break;
+        case ST_MSG_NONCE:
+            s_room (pending, &request->as.msg_nonce.room);
+            s_user (pending, &request->as.msg_nonce.user);
+            pending->nonce = request->as.msg_nonce.nonce;
+            break;
+        case ST_PM_NONCE:
+            s_pair (pending, &request->as.pm_nonce.from, &request->as.pm_nonce.to);
+            pending->nonce = request->as.pm_nonce.nonce;
+            break;
         case ST_PM_APPEND:
             s_pair (pending, &request->as.pm_append.from, &request->as.pm_append.to);
             pending->messages = request->as.pm_append.messages;

@@ -72,7 +72,8 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .user = sm_bson_st_text (document, "user"),
         .ts = sm_bson_int (document, "ts", 0),
         .text = sm_bson_st_text (document, "text"),
-        .event = sm_bson_st_text (document, "event")
+        .event = sm_bson_st_text (document, "event"),
+        .nonce = sm_bson_nonce (document)
     };
     entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
     st_reply_entry (packer, &entry);
@@ -95,6 +96,11 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
         bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
     else
         bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+    if (entry->nonce.data) {
+        char sender [ST_NAME_MAX + 1];
+        st_text_lower (entry->user, sender);
+        sm_append_nonce (document, sender, entry->nonce);
+    }
 }
 
 //  The room's document, the seed's shape
@@ -1032,9 +1038,15 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         if (sm_is_live (pending) && !pending->room_found)
             s_fail_no_room (pending);
 
-    //  The seqs taken: looked for before inserting, as the JavaScript test
+    //  The repeated nonces first: a request with one appends nothing. Then
+    //  the seqs taken: looked for before inserting, as the JavaScript test
     //  server does not enforce the unique index. Then the run's own overlaps,
     //  among the requests still live, as if each came alone in order.
+    if (sm_find_repeats (self, first, end, &error)) {
+        sm_note_failure (self, "looking for repeated nonces", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
     if (sm_find_seqs_taken (self, first, end, &error)) {
         sm_note_failure (self, "looking for taken seqs", &error);
         sm_fail_run (self, first, end, &error);

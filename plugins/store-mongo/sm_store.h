@@ -11,6 +11,7 @@
 
 #include "parley_plugin.h"
 #include "st_front.h"
+#include "st_reply.h"
 #include "st_request.h"
 
 #include <mongoc/mongoc.h>
@@ -20,7 +21,7 @@
 #include <stdint.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define SM_SCHEMA_VERSION        5
+#define SM_SCHEMA_VERSION        6
 //  Most requests run as one batch: the front hands over ST_BATCH_MAX at most
 #define SM_BATCH_MAX             ST_BATCH_MAX
 //  Most user.seen entries sent to the server in one bulk
@@ -38,6 +39,10 @@
 //  guards (conv, seq); the one that serves pm.conversations
 #define SM_PM_INDEX              "conv_seq_unique"
 #define SM_CONVERSATIONS_INDEX   "users_last_ts"
+//  The indexes that keep a sender's nonces unique in a room, and in a
+//  conversation: partial, so that entries without a nonce are not in them
+#define SM_NONCE_INDEX           "room_sender_nonce_unique"
+#define SM_PM_NONCE_INDEX        "conv_sender_nonce_unique"
 //  Defaults for what the URI does not set: a cluster client that answers
 //  unavailable within seconds rather than hang while the server is away.
 //  Each blocking call stays under the 3 s after which the broker declares
@@ -95,6 +100,10 @@ typedef struct {
     int64_t after_active;
     uint64_t max_owned;             //  room.create: the owner's quota, 0 for none
     uint64_t max_joined;            //  room.create, member.add: the user's quota, 0 for none
+    st_text_t nonce;                //  msg.nonce, pm.nonce
+    st_duplicate_t *duplicates;     //  msg.append, pm.append: its repeated nonces, owned
+    uint32_t duplicate_count;       //  until answered
+    bool repeated;                  //  answered with its duplicates: no longer live
 } sm_pending_t;
 
 //  Per-instance state

@@ -45,6 +45,7 @@
 */
 
 #include "sm_store.h"
+#include "sm_append.h"
 #include "sm_common.h"
 #include "sm_conn.h"
 #include "sm_pm.h"
@@ -98,6 +99,8 @@ static const struct {
     [ST_MEMBER_LIST]          = { sm_run_member_list, NULL },
     [ST_INVITE_ADD]           = { sm_run_invite_add, NULL },
     [ST_MSG_APPEND]           = { NULL, sm_run_msg_append },
+    [ST_MSG_NONCE]            = { sm_run_nonce, NULL },
+    [ST_PM_NONCE]             = { sm_run_nonce, NULL },
     [ST_MSG_HISTORY]          = { sm_run_msg_history, NULL },
     [ST_PM_APPEND]            = { NULL, sm_run_pm_append },
     [ST_PM_LAST_SEQ]          = { sm_run_pm_last_seq, NULL },

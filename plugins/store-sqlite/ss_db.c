@@ -136,7 +136,18 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     //  keeps a user's most recently used tokens; tokens_by_use serves it
     "ALTER TABLE tokens ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tokens SET last_used_at = created_at;"
-    "CREATE INDEX tokens_by_use ON tokens (user_id, last_used_at);"
+    "CREATE INDEX tokens_by_use ON tokens (user_id, last_used_at);",
+
+    //  6: nonces (PROTOCOL.md 1.1): a message's nonce is a column of its
+    //  entry, unique per (room, sender) and per (conversation, sender) by a
+    //  partial index, so that entries without one cost the index nothing and
+    //  a repeat is one search of it
+    "ALTER TABLE entries ADD COLUMN nonce TEXT;"
+    "CREATE UNIQUE INDEX entries_by_nonce ON entries (room_id, user COLLATE NOCASE, nonce)"
+    "    WHERE nonce IS NOT NULL;"
+    "ALTER TABLE pm_entries ADD COLUMN nonce TEXT;"
+    "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, from_id, nonce)"
+    "    WHERE nonce IS NOT NULL;"
 };
 
 
@@ -446,4 +457,39 @@ ss_db_count (sqlite3_stmt *stmt, int64_t *value_p)
     *value_p = rc == SQLITE_ROW ? sqlite3_column_int64 (stmt, 0) : 0;
     ss_db_finish (stmt);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+int
+ss_db_nonce_find (sqlite3_stmt *stmt, bool *found_p, st_duplicate_t *duplicate)
+{
+    int rc = sqlite3_step (stmt);
+    *found_p = rc == SQLITE_ROW;
+    if (*found_p) {
+        duplicate->seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        duplicate->ts = sqlite3_column_int64 (stmt, 1);
+    }
+    ss_db_finish (stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int
+ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
+                     ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p)
+{
+    st_duplicate_t duplicates [ST_RUN_MAX];
+    uint32_t repeated = 0;
+    for (uint32_t index = 0; index < count && index < ST_RUN_MAX; index++) {
+        bool found = false;
+        if (!bind (arg, index, stmt))
+            continue;
+        int rc = ss_db_nonce_find (stmt, &found, &duplicates [repeated]);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (found)
+            duplicates [repeated++].index = index;
+    }
+    if (repeated)
+        st_reply_duplicates (request, duplicates, repeated);
+    *repeated_p = repeated;
+    return SQLITE_OK;
 }

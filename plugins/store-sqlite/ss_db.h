@@ -19,6 +19,7 @@
 #define SS_DB_H_INCLUDED
 
 #include "parley_plugin.h"
+#include "st_reply.h"
 #include "st_request.h"
 
 #include <msgpack.h>
@@ -31,7 +32,7 @@ extern "C" {
 #endif
 
 //  The newest schema this code knows (proto/STORE.md, Options of store-sqlite)
-#define SS_DB_SCHEMA_VERSION    5
+#define SS_DB_SCHEMA_VERSION    6
 
 typedef struct ss_db_s ss_db_t;
 
@@ -108,6 +109,23 @@ st_text_t
 //  (0 without a row). Returns SQLITE_OK or the failure's code.
 int
     ss_db_count (sqlite3_stmt *stmt, int64_t *value_p);
+
+//  Binds the look-up of element index of an append's run into stmt (its
+//  timeline, its sender, its nonce). Returns false when the element has no
+//  nonce (nothing bound).
+typedef bool (ss_db_nonce_bind_fn) (void *arg, uint32_t index, sqlite3_stmt *stmt);
+
+//  Runs a bound nonce look-up (a row: seq, ts): *found_p, and the stored
+//  seq and ts into duplicate. Returns SQLITE_OK or the error.
+int
+    ss_db_nonce_find (sqlite3_stmt *stmt, bool *found_p, st_duplicate_t *duplicate);
+
+//  Looks up the nonces of the count elements of an append's run (bind);
+//  when any is stored, answers the request with them (st_reply_duplicates).
+//  *repeated_p: how many. Returns SQLITE_OK or the error.
+int
+    ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
+                         ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p);
 
 #ifdef __cplusplus
 }

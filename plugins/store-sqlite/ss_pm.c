@@ -28,6 +28,7 @@ typedef enum {
     S_SQL_PM_BEFORE,
     S_SQL_PM_AFTER,
     S_SQL_PM_UNREAD,
+    S_SQL_PM_NONCE,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -62,15 +63,18 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " UNION ALL "
                            S_CONV_ARM ("user_b", "user_a", "read_b")
                            " ORDER BY 4 DESC, 1 DESC LIMIT ?2",
-    [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_SQL_PM_BEFORE]    = "SELECT seq, from_id, ts, text FROM pm_entries"
+    [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text,"
+                           " nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_SQL_PM_BEFORE]    = "SELECT seq, from_id, ts, text, nonce FROM pm_entries"
                            " WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-    [S_SQL_PM_AFTER]     = "SELECT seq, from_id, ts, text FROM pm_entries"
+    [S_SQL_PM_AFTER]     = "SELECT seq, from_id, ts, text, nonce FROM pm_entries"
                            " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
     //  Messages to ?3's user above the marker ?2: a range of the primary key
     [S_SQL_PM_UNREAD]    = "SELECT count (*) FROM pm_entries"
-                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3"
+                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3",
+    //  A sender's nonce in the conversation: one search of pm_entries_by_nonce
+    [S_SQL_PM_NONCE]     = "SELECT seq, ts FROM pm_entries"
+                           " WHERE conversation_id = ?1 AND from_id = ?2 AND nonce = ?3"
 };
 
 struct ss_pm_s {
@@ -169,18 +173,21 @@ s_unread (ss_pm_t *self, const s_pair_t *pair, int64_t marker, int64_t *unread_p
     return ss_db_count (stmt, unread_p);
 }
 
-//  A pm entry of a row: seq, from_id, ts and text at columns first..
+//  A pm entry of a row: seq, from_id, ts and text at columns first.., and
+//  the nonce after them when with_nonce
 static st_pm_entry_t
 s_pm_entry_of_row (sqlite3_stmt *stmt, int first, int64_t me_id, const char *me_name,
-                   const char *peer_name)
+                   const char *peer_name, bool with_nonce)
 {
     bool from_me = sqlite3_column_int64 (stmt, first + 1) == me_id;
+    bool nonce = with_nonce && sqlite3_column_type (stmt, first + 4) != SQLITE_NULL;
     return (st_pm_entry_t) {
         .seq = (uint64_t) sqlite3_column_int64 (stmt, first),
         .from = s_text (from_me ? me_name : peer_name),
         .to = s_text (from_me ? peer_name : me_name),
         .text = ss_db_column_text (stmt, first + 3),
-        .ts = sqlite3_column_int64 (stmt, first + 2)
+        .ts = sqlite3_column_int64 (stmt, first + 2),
+        .nonce = nonce ? ss_db_column_text (stmt, first + 4) : (st_text_t) { NULL, 0 }
     };
 }
 
@@ -212,6 +219,8 @@ s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
     sqlite3_bind_int64 (stmt, 3, message->from_peer ? pair->peer : pair->me);
     sqlite3_bind_int64 (stmt, 4, message->ts);
     ss_db_bind_text (stmt, 5, message->text);
+    if (message->nonce.data)
+        ss_db_bind_text (stmt, 6, message->nonce);
     int rc = ss_db_step_done (stmt);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The conversation of '%s' and '%s' has a message"
@@ -222,6 +231,49 @@ s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
     return rc;
 }
 
+//  What binds the nonce look-ups of a pm.append's run
+typedef struct {
+    const st_pm_append_t *append;
+    const s_pair_t *pair;
+} s_run_nonces_t;
+
+//  Binds the look-up of the sender's nonce in the pair's conversation
+static void
+s_bind_nonce (sqlite3_stmt *stmt, const s_pair_t *pair, bool from_peer, st_text_t nonce)
+{
+    sqlite3_bind_int64 (stmt, 1, pair->conversation);
+    sqlite3_bind_int64 (stmt, 2, from_peer ? pair->peer : pair->me);
+    ss_db_bind_text (stmt, 3, nonce);
+}
+
+static bool
+s_bind_message_nonce (void *arg, uint32_t index, sqlite3_stmt *stmt)
+{
+    s_run_nonces_t *run = (s_run_nonces_t *) arg;
+    const st_pm_message_t *message = &run->append->messages [index];
+    if (!message->nonce.data)
+        return false;
+    s_bind_nonce (stmt, run->pair, message->from_peer, message->nonce);
+    return true;
+}
+
+static int
+s_pm_nonce (ss_pm_t *self, st_request_t *request)
+{
+    const st_pm_nonce_t *lookup = &request->as.pm_nonce;
+    s_pair_t pair;
+    bool found = false;
+    st_duplicate_t first = { 0, 0, 0 };
+    int rc = s_pair_find (self, &lookup->from, &lookup->to, &pair);
+    if (rc == SQLITE_OK && pair.conversation) {
+        s_bind_nonce (self->sql [S_SQL_PM_NONCE], &pair, false, lookup->nonce);
+        rc = ss_db_nonce_find (self->sql [S_SQL_PM_NONCE], &found, &first);
+    }
+    if (rc == SQLITE_OK)
+        st_reply_nonce (request, found, first.seq, first.ts);
+    return rc;
+}
+
 static int
 s_pm_append (ss_pm_t *self, st_request_t *request)
 {
@@ -229,6 +281,14 @@ s_pm_append (ss_pm_t *self, st_request_t *request)
     s_pair_t pair;
     int rc = s_pair_find (self, &append->from, &append->to, &pair);
     if (rc != SQLITE_OK || s_pair_missing (request, &append->from, &append->to, &pair))
+        return rc;
+    //  A repeated nonce appends nothing: the answer names the repeats
+    s_run_nonces_t run = { append, &pair };
+    uint32_t repeated = 0;
+    if (pair.conversation
+    &&  ((rc = ss_db_nonce_repeats (self->sql [S_SQL_PM_NONCE], request, append->count,
+                                    s_bind_message_nonce, &run, &repeated)) != SQLITE_OK
+         || repeated > 0))
         return rc;
     if (!pair.conversation && (rc = s_conversation_start (self, &pair)) != SQLITE_OK)
         return rc;
@@ -298,7 +358,7 @@ s_pm_history (ss_pm_t *self, st_request_t *request)
     //  keeps the entries next to its cursor
     while (pair.conversation && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         st_pm_entry_t entry = s_pm_entry_of_row (stmt, 0, pair.me, pair.me_name,
-                                                 pair.peer_name);
+                                                 pair.peer_name, true);
         st_reply_pm_entry (st_list_packer (messages), &entry);
         if (!st_list_push (messages))
             break;
@@ -410,7 +470,8 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_PM_LAST_SEQ]      = s_pm_last_seq,
     [ST_PM_HISTORY]       = s_pm_history,
     [ST_PM_CONVERSATIONS] = s_pm_conversations,
-    [ST_PM_READ]          = s_pm_read
+    [ST_PM_READ]          = s_pm_read,
+    [ST_PM_NONCE]         = s_pm_nonce
 };
 
 bool

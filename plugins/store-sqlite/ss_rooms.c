@@ -39,6 +39,8 @@ typedef enum {
     S_SQL_ENTRY_INSERT,
     S_SQL_HISTORY_BEFORE,
     S_SQL_HISTORY_AFTER,
+    S_SQL_NONCE_GET,
+    S_SQL_NONCE_BY_NAME,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -109,16 +111,24 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " invited_at = excluded.invited_at",
     [S_SQL_INVITE_DELETE]
                          = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
-    [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event,"
+                           " nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     //  Both walk the primary key (room_id, seq) from the cursor: one more
     //  row than asked tells whether more remain
     [S_SQL_HISTORY_BEFORE]
-                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce FROM entries"
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_HISTORY_AFTER]
-                         = "SELECT seq, kind, user, ts, text, event FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce FROM entries"
                            " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+    //  A sender's nonce in the room: one search of entries_by_nonce
+    [S_SQL_NONCE_GET]    = "SELECT seq, ts FROM entries WHERE room_id = ?1"
+                           " AND user = ?2 COLLATE NOCASE AND nonce = ?3",
+    //  The same by the room's name: a room that does not exist has none
+    [S_SQL_NONCE_BY_NAME]
+                         = "SELECT entries.seq, entries.ts FROM rooms JOIN entries"
+                           " ON entries.room_id = rooms.id WHERE rooms.name_key = ?1"
+                           " AND entries.user = ?2 COLLATE NOCASE AND entries.nonce = ?3",
 };
 
 struct ss_rooms_s {
@@ -258,6 +268,8 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
         ss_db_bind_text (stmt, 7, entry->event);
     else
         ss_db_bind_text (stmt, 6, entry->text);
+    if (entry->nonce.data)
+        ss_db_bind_text (stmt, 8, entry->nonce);
     int rc = ss_db_step_done (stmt);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
@@ -707,6 +719,41 @@ s_invite_add (ss_rooms_t *self, st_request_t *request)
 //  --------------------------------------------------------------------------
 //  store.msg.*
 
+//  What binds the nonce look-ups of a msg.append's run
+typedef struct {
+    const st_msg_append_t *append;
+    int64_t room_id;
+} s_run_nonces_t;
+
+static bool
+s_bind_entry_nonce (void *arg, uint32_t index, sqlite3_stmt *stmt)
+{
+    s_run_nonces_t *run = (s_run_nonces_t *) arg;
+    const st_entry_t *entry = &run->append->entries [index];
+    if (!entry->nonce.data)
+        return false;
+    sqlite3_bind_int64 (stmt, 1, run->room_id);
+    ss_db_bind_text (stmt, 2, entry->user);
+    ss_db_bind_text (stmt, 3, entry->nonce);
+    return true;
+}
+
+static int
+s_msg_nonce (ss_rooms_t *self, st_request_t *request)
+{
+    const st_msg_nonce_t *lookup = &request->as.msg_nonce;
+    sqlite3_stmt *stmt = self->sql [S_SQL_NONCE_BY_NAME];
+    ss_db_bind_key (stmt, 1, &lookup->room);
+    ss_db_bind_text (stmt, 2, lookup->user.text);
+    ss_db_bind_text (stmt, 3, lookup->nonce);
+    bool found = false;
+    st_duplicate_t first = { 0, 0, 0 };
+    int rc = ss_db_nonce_find (stmt, &found, &first);
+    if (rc == SQLITE_OK)
+        st_reply_nonce (request, found, first.seq, first.ts);
+    return rc;
+}
+
 static int
 s_msg_append (ss_rooms_t *self, st_request_t *request)
 {
@@ -714,6 +761,13 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     int rc;
     int64_t room_id = s_room_id (self, request, &append->room, &rc);
     if (!room_id)
+        return rc;
+    //  A repeated nonce appends nothing: the answer names the repeats
+    s_run_nonces_t run = { append, room_id };
+    uint32_t repeated = 0;
+    if ((rc = ss_db_nonce_repeats (self->sql [S_SQL_NONCE_GET], request, append->count,
+                                   s_bind_entry_nonce, &run, &repeated)) != SQLITE_OK
+    ||  repeated > 0)
         return rc;
     //  Every entry of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
@@ -734,7 +788,7 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     return rc;
 }
 
-//  A timeline row: seq, kind, user, ts, text, event
+//  A timeline row: seq, kind, user, ts, text, event, nonce
 static st_entry_t
 s_entry_of_row (sqlite3_stmt *stmt)
 {
@@ -745,7 +799,9 @@ s_entry_of_row (sqlite3_stmt *stmt)
         .user = ss_db_column_text (stmt, 2),
         .ts = sqlite3_column_int64 (stmt, 3),
         .text = system ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 4),
-        .event = system ? ss_db_column_text (stmt, 5) : (st_text_t) { NULL, 0 }
+        .event = system ? ss_db_column_text (stmt, 5) : (st_text_t) { NULL, 0 },
+        .nonce = sqlite3_column_type (stmt, 6) == SQLITE_NULL
+               ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 6)
     };
 }
 
@@ -805,7 +861,8 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_MEMBER_LIST]    = s_member_list,
     [ST_INVITE_ADD]     = s_invite_add,
     [ST_MSG_APPEND]     = s_msg_append,
-    [ST_MSG_HISTORY]    = s_msg_history
+    [ST_MSG_HISTORY]    = s_msg_history,
+    [ST_MSG_NONCE]      = s_msg_nonce
 };
 
 bool

@@ -75,7 +75,7 @@ st_reply_room (msgpack_packer *packer, const st_room_t *room)
 void
 st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 {
-    msgpack_pack_map (packer, 5);
+    msgpack_pack_map (packer, entry->nonce.data ? 6 : 5);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
     pl_body_pack_str (packer, "kind");
@@ -86,12 +86,16 @@ st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
     msgpack_pack_int64 (packer, entry->ts);
     pl_body_pack_str (packer, entry->system ? "event" : "text");
     st_reply_text (packer, entry->system ? entry->event : entry->text);
+    if (entry->nonce.data) {
+        pl_body_pack_str (packer, "nonce");
+        st_reply_text (packer, entry->nonce);
+    }
 }
 
 void
 st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
 {
-    msgpack_pack_map (packer, 5);
+    msgpack_pack_map (packer, entry->nonce.data ? 6 : 5);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
     pl_body_pack_str (packer, "from");
@@ -102,6 +106,44 @@ st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
     st_reply_text (packer, entry->text);
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, entry->ts);
+    if (entry->nonce.data) {
+        pl_body_pack_str (packer, "nonce");
+        st_reply_text (packer, entry->nonce);
+    }
+}
+
+void
+st_reply_duplicates (st_request_t *request, const st_duplicate_t *duplicates, uint32_t count)
+{
+    st_request_clear (request);
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 1);
+    pl_body_pack_str (packer, "duplicates");
+    msgpack_pack_array (packer, count);
+    for (uint32_t item = 0; item < count; item++) {
+        msgpack_pack_map (packer, 3);
+        pl_body_pack_str (packer, "index");
+        msgpack_pack_uint32 (packer, duplicates [item].index);
+        pl_body_pack_str (packer, "seq");
+        msgpack_pack_uint64 (packer, duplicates [item].seq);
+        pl_body_pack_str (packer, "ts");
+        msgpack_pack_int64 (packer, duplicates [item].ts);
+    }
+}
+
+void
+st_reply_nonce (st_request_t *request, bool found, uint64_t seq, int64_t ts)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, found ? 3 : 1);
+    pl_body_pack_str (packer, "duplicate");
+    st_reply_bool (packer, found);
+    if (found) {
+        pl_body_pack_str (packer, "seq");
+        msgpack_pack_uint64 (packer, seq);
+        pl_body_pack_str (packer, "ts");
+        msgpack_pack_int64 (packer, ts);
+    }
 }
 
 void

@@ -51,7 +51,16 @@ typedef struct {
     st_text_t to;                   //  as registered
     st_text_t text;
     int64_t ts;
+    st_text_t nonce;                //  data NULL: none
 } st_pm_entry_t;
+
+//  A repeated nonce of an append's run: the run's element at index, and
+//  the seq and ts its nonce was first stored with
+typedef struct {
+    uint32_t index;
+    uint64_t seq;
+    int64_t ts;
+} st_duplicate_t;
 
 //  A string from a borrowed text; data NULL packs ""
 void
@@ -68,11 +77,11 @@ void
 void
     st_reply_room (msgpack_packer *packer, const st_room_t *room);
 
-//  A timeline entry {seq, kind, user, ts, text or event}
+//  A timeline entry {seq, kind, user, ts, text or event, nonce if any}
 void
     st_reply_entry (msgpack_packer *packer, const st_entry_t *entry);
 
-//  A pm entry {seq, from, to, text, ts}
+//  A pm entry {seq, from, to, text, ts, nonce if any}
 void
     st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
 
@@ -85,6 +94,17 @@ void
     st_reply_uint (st_request_t *request, const char *key, uint64_t value);
 void
     st_reply_name (st_request_t *request, const char *key, st_text_t name);
+
+//  An append that stored nothing for its repeated nonces:
+//  {duplicates: [{index, seq, ts}]} (clears what was packed before)
+void
+    st_reply_duplicates (st_request_t *request, const st_duplicate_t *duplicates,
+                         uint32_t count);
+
+//  store.msg.nonce's and store.pm.nonce's answer: {duplicate, seq, ts}
+//  when found, {duplicate: false} when not
+void
+    st_reply_nonce (st_request_t *request, bool found, uint64_t seq, int64_t ts);
 
 //  The common not_found sentences, so that both stores say them alike
 void

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 typedef int (s_reader_fn) (st_request_t *self, const msgpack_object *map);
@@ -28,7 +29,8 @@ static s_reader_fn
     s_read_room_list, s_read_room_joined, s_read_room_public, s_read_room_directory,
     s_read_member_add, s_read_member_remove, s_read_member_list, s_read_invite_add,
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
-    s_read_pm_history, s_read_pm_conversations, s_read_pm_read;
+    s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
+    s_read_pm_nonce;
 
 static const struct {
     const char *name;               //  the request type
@@ -60,11 +62,13 @@ static const struct {
     [ST_INVITE_ADD]        = { "store.invite.add",        true,  s_read_invite_add },
     [ST_MSG_APPEND]        = { "store.msg.append",        true,  s_read_msg_append },
     [ST_MSG_HISTORY]       = { "store.msg.history",       false, s_read_msg_history },
+    [ST_MSG_NONCE]         = { "store.msg.nonce",         false, s_read_msg_nonce },
     [ST_PM_APPEND]         = { "store.pm.append",         true,  s_read_pm_append },
     [ST_PM_LAST_SEQ]       = { "store.pm.last_seq",       false, s_read_pm_last_seq },
     [ST_PM_HISTORY]        = { "store.pm.history",        false, s_read_pm_history },
     [ST_PM_CONVERSATIONS]  = { "store.pm.conversations",  false, s_read_pm_conversations },
-    [ST_PM_READ]           = { "store.pm.read",           true,  s_read_pm_read }
+    [ST_PM_READ]           = { "store.pm.read",           true,  s_read_pm_read },
+    [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce }
 };
 
 
@@ -300,6 +304,24 @@ s_read_hash (st_request_t *self, const msgpack_object *map, const char *key, st_
     return s_read_string (self, map, key, 1, ST_HASH_MAX, true, text);
 }
 
+//  A nonce (PROTOCOL.md 1.1): 1 to ST_NONCE_MAX characters of
+//  [A-Za-z0-9_-]; absent is an error if required
+static int
+s_read_nonce (st_request_t *self, const msgpack_object *map, bool required, st_text_t *nonce)
+{
+    if (s_read_string (self, map, "nonce", 1, ST_NONCE_MAX, required, nonce))
+        return -1;
+    for (uint32_t index = 0; nonce->data && index < nonce->size; index++) {
+        char c = nonce->data [index];
+        if (!isalnum ((unsigned char) c) && c != '_' && c != '-') {
+            st_request_fail (self, "bad_request", "The field 'nonce' must be 1 to %d letters,"
+                             " digits, '_' or '-'.", ST_NONCE_MAX);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  An unsigned integer of min to max; absent gives fallback unless required
 static int
 s_read_uint (st_request_t *self, const msgpack_object *map, const char *key,
@@ -404,7 +426,8 @@ s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *e
     ||  s_read_time (self, value, "ts", &entry->ts))
         return -1;
     if (st_text_is (kind, "message"))
-        return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text);
+        return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text)
+            || s_read_nonce (self, value, false, &entry->nonce) ? -1 : 0;
     if (!st_text_is (kind, "system")) {
         st_request_fail (self, "bad_request",
                          "The entry's 'kind' must be \"message\" or \"system\".");
@@ -507,7 +530,8 @@ s_read_pm_message (st_request_t *self, const msgpack_object *value, st_pm_messag
     if (s_read_string (self, value, "from", 1, ST_NAME_MAX, true, &from)
     ||  s_read_uint (self, value, "seq", 1, INT64_MAX, true, 0, &message->seq)
     ||  s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &message->text)
-    ||  s_read_time (self, value, "ts", &message->ts))
+    ||  s_read_time (self, value, "ts", &message->ts)
+    ||  s_read_nonce (self, value, false, &message->nonce))
         return -1;
     const st_pm_append_t *append = &self->as.pm_append;
     char key [ST_NAME_MAX + 1];
@@ -779,6 +803,53 @@ s_read_invite_add (st_request_t *self, const msgpack_object *map)
         || s_read_user (self, map, "from", &invite->from) ? -1 : 0;
 }
 
+//  True when two nonces are the same string
+static bool
+s_same_nonce (st_text_t one, st_text_t two)
+{
+    return one.data && two.data && one.size == two.size
+        && memcmp (one.data, two.data, one.size) == 0;
+}
+
+//  A nonce its sender gives twice in one run: the second would be a repeat
+//  of a message that is not stored yet. Returns -1 failed, or 0.
+static int
+s_repeat_in_run (st_request_t *self, const char *key, uint32_t index)
+{
+    st_request_fail (self, "bad_request", "In '%s' [%u]: the sender gave this 'nonce' to an"
+                     " earlier message of the run.", key, index);
+    return -1;
+}
+
+static int
+s_entries_repeat (st_request_t *self, const st_msg_append_t *append)
+{
+    for (uint32_t index = 1; index < append->count; index++)
+        for (uint32_t earlier = 0; earlier < index && append->entries [index].nonce.data;
+             earlier++) {
+            const st_entry_t *one = &append->entries [earlier], *two = &append->entries [index];
+            char key_one [ST_NAME_MAX + 1], key_two [ST_NAME_MAX + 1];
+            if (!s_same_nonce (one->nonce, two->nonce))
+                continue;
+            st_text_lower (one->user, key_one);
+            st_text_lower (two->user, key_two);
+            if (strcmp (key_one, key_two) == 0)
+                return s_repeat_in_run (self, "entries", index);
+        }
+    return 0;
+}
+
+static int
+s_messages_repeat (st_request_t *self, const st_pm_append_t *append)
+{
+    for (uint32_t index = 1; index < append->count; index++)
+        for (uint32_t earlier = 0; earlier < index; earlier++)
+            if (append->messages [earlier].from_peer == append->messages [index].from_peer
+            &&  s_same_nonce (append->messages [earlier].nonce, append->messages [index].nonce))
+                return s_repeat_in_run (self, "messages", index);
+    return 0;
+}
+
 //  msg.append's run: 'entry' (a run of one) or 'entries', not both
 static int
 s_read_msg_append (st_request_t *self, const msgpack_object *map)
@@ -798,7 +869,8 @@ s_read_msg_append (st_request_t *self, const msgpack_object *map)
     }
     if (entries)
         return s_read_run_array (self, entries, "entries", s_entry_element, sizeof (st_entry_t),
-                                 (void **) &append->entries, &append->count);
+                                 (void **) &append->entries, &append->count)
+            || s_entries_repeat (self, append) ? -1 : 0;
     append->entries = (st_entry_t *) calloc (1, sizeof (st_entry_t));
     if (!append->entries) {
         st_request_fail (self, "internal", "The store is out of memory.");
@@ -841,7 +913,8 @@ s_read_pm_run (st_request_t *self, const msgpack_object *map)
     if (messages)
         return s_read_run_array (self, messages, "messages", s_pm_element,
                                  sizeof (st_pm_message_t), (void **) &append->messages,
-                                 &append->count);
+                                 &append->count)
+            || s_messages_repeat (self, append) ? -1 : 0;
     append->messages = (st_pm_message_t *) calloc (1, sizeof (st_pm_message_t));
     if (!append->messages) {
         st_request_fail (self, "internal", "The store is out of memory.");
@@ -895,6 +968,24 @@ s_read_pm_conversations (st_request_t *self, const msgpack_object *map)
     st_pm_conversations_t *list = &self->as.pm_conversations;
     return s_read_user (self, map, "user", &list->user)
         || s_read_limit (self, map, ST_CONVERSATIONS_DEFAULT, &list->limit) ? -1 : 0;
+}
+
+static int
+s_read_msg_nonce (st_request_t *self, const msgpack_object *map)
+{
+    st_msg_nonce_t *lookup = &self->as.msg_nonce;
+    return s_read_room (self, map, "room", &lookup->room)
+        || s_read_user (self, map, "user", &lookup->user)
+        || s_read_nonce (self, map, true, &lookup->nonce) ? -1 : 0;
+}
+
+static int
+s_read_pm_nonce (st_request_t *self, const msgpack_object *map)
+{
+    st_pm_nonce_t *lookup = &self->as.pm_nonce;
+    return s_read_user (self, map, "from", &lookup->from)
+        || s_read_user (self, map, "to", &lookup->to)
+        || s_read_nonce (self, map, true, &lookup->nonce) ? -1 : 0;
 }
 
 static int

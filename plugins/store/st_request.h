@@ -47,6 +47,7 @@ extern "C" {
 #define ST_TEXT_MAX             PL_STORE_TEXT_MAX           //  a message's text, bytes
 #define ST_SEEN_MAX             PL_STORE_SEEN_MAX           //  store.user.seen's users
 #define ST_RUN_MAX              PL_STORE_APPEND_MAX         //  msg.append's entries, pm.append's
+#define ST_NONCE_MAX            PL_NONCE_MAX                //  a nonce's characters
 #define ST_LIST_LIMIT_MAX       PL_STORE_LIST_MAX           //  every list's limit
 #define ST_KEEP_MAX             1000000 //  store.token.trim's keep
 #define ST_TRIM_MAX             1000    //  tokens token.trim deletes in one request
@@ -88,11 +89,13 @@ typedef enum {
     ST_INVITE_ADD,
     ST_MSG_APPEND,
     ST_MSG_HISTORY,
+    ST_MSG_NONCE,
     ST_PM_APPEND,
     ST_PM_LAST_SEQ,
     ST_PM_HISTORY,
     ST_PM_CONVERSATIONS,
     ST_PM_READ,
+    ST_PM_NONCE,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -119,6 +122,8 @@ typedef struct {
     int64_t ts;                     //  milliseconds since 1970
     st_text_t text;                 //  a message's text (may be empty), else data NULL
     st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
+    st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
+                                    //  of [A-Za-z0-9_-]), else data NULL
 } st_entry_t;
 
 //  One private message of store.pm.append
@@ -127,6 +132,7 @@ typedef struct {
     bool from_peer;                 //  sent by 'to', not 'from': a run may go both ways
     int64_t ts;                     //  milliseconds since 1970
     st_text_t text;                 //  may be empty
+    st_text_t nonce;                //  its nonce, or data NULL
 } st_pm_message_t;
 
 //  One element of store.user.seen
@@ -255,6 +261,18 @@ typedef struct {                    //  store.msg.history
     st_page_t page;
 } st_msg_history_t;
 
+typedef struct {                    //  store.msg.nonce
+    st_name_t room;
+    st_name_t user;                 //  the sender
+    st_text_t nonce;
+} st_msg_nonce_t;
+
+typedef struct {                    //  store.pm.nonce
+    st_name_t from;                 //  the sender
+    st_name_t to;
+    st_text_t nonce;
+} st_pm_nonce_t;
+
 typedef struct {                    //  store.pm.append (the single form is a run of one)
     st_name_t from;
     st_name_t to;                   //  not the same user as from
@@ -304,11 +322,13 @@ struct st_request_s {
         st_invite_add_t invite_add;
         st_msg_append_t msg_append;
         st_msg_history_t msg_history;
+        st_msg_nonce_t msg_nonce;
         st_pm_append_t pm_append;
         st_pm_pair_t pm_last_seq;
         st_pm_pair_t pm_history;
         st_pm_conversations_t pm_conversations;
         st_pm_pair_t pm_read;
+        st_pm_nonce_t pm_nonce;
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

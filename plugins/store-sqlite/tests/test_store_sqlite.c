@@ -28,7 +28,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    5
+#define S_SCHEMA_NOW    6
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -389,6 +389,37 @@ static const char *s_version_2_schema =
     "INSERT INTO members VALUES (1, 1, 5);"
     "INSERT INTO entries VALUES (1, 1, 'message', 'Alice', 6, 'before pm', NULL);";
 
+//  A repeat is found by one search of a nonce index, whatever the length of
+//  the timeline (schema version 6)
+static void
+test_nonce_lookups_are_searches_of_their_index_not_scans (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_room (broker, "big", "alice");
+    for (int64_t seq = 1; seq <= 300; seq++)
+        s_append_message (broker, "big", seq);
+    sc_broker_destroy (&broker);
+    s_sql (fixture->path, "ANALYZE");
+    const char *queries [] = {
+        "SELECT seq, ts FROM entries WHERE room_id = 1"
+        " AND user = 'Alice' COLLATE NOCASE AND nonce = 'n-1'",
+        "SELECT entries.seq, entries.ts FROM rooms JOIN entries ON entries.room_id = rooms.id"
+        " WHERE rooms.name_key = 'big' AND entries.user = 'alice' COLLATE NOCASE"
+        " AND entries.nonce = 'n-1'",
+        "SELECT seq, ts FROM pm_entries WHERE conversation_id = 1 AND from_id = 1"
+        " AND nonce = 'n-1'"
+    };
+    for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
+        char *plan = s_query_plan (fixture->path, queries [index]);
+        if (strstr (plan, "SCAN") || !strstr (plan, "_by_nonce"))
+            fail_msg ("'%s' is planned as '%s'", queries [index], plan);
+        free (plan);
+    }
+}
+
 static void
 test_version_2_file_migrated_in_place_keeping_rooms (void **state)
 {
@@ -730,6 +761,7 @@ main (int argc, char *argv [])
         S_TEST (test_version_1_file_migrated_in_place_keeping_accounts),
         S_TEST (test_history_and_counts_are_searches_of_primary_keys_not_scans),
         S_TEST (test_version_2_file_migrated_in_place_keeping_rooms),
+        S_TEST (test_nonce_lookups_are_searches_of_their_index_not_scans),
         S_TEST (test_pm_history_unread_and_conversation_list_never_scan),
         S_TEST (test_missing_folder_refused_naming_the_path),
         S_TEST (test_file_that_is_not_a_database_refused),

@@ -4413,6 +4413,311 @@ test_msg_history_cut_for_its_bytes_keeps_the_entries_next_to_the_cursor (void **
     s_assert_history (fixture, "big", 11, S_NO_CURSOR, 200, 1, 10, false);
 }
 
+//  --------------------------------------------------------------------------
+//  Nonces (schema version 6): kept with the entry, unique per timeline and
+//  sender, a repeat appending nothing and answered with where it is
+
+//  A message entry {seq, kind, user, ts, text, nonce}; nonce NULL for none
+static void
+s_pack_nonce_entry (msgpack_packer *packer, int64_t seq, const char *user, const char *nonce)
+{
+    msgpack_pack_map (packer, nonce ? 6 : 5);
+    sc_pack_kint (packer, "seq", seq);
+    sc_pack_kstr (packer, "kind", "message");
+    sc_pack_kstr (packer, "user", user);
+    sc_pack_kint (packer, "ts", 1700000000000 + seq);
+    sc_pack_kstr (packer, "text", "hello");
+    if (nonce)
+        sc_pack_kstr (packer, "nonce", nonce);
+}
+
+//  store.msg.append of the run from seq first: users [i] with nonces [i]
+static sc_reply_t *
+s_append_nonces (fixture_t *fixture, const char *room, int64_t first, uint32_t count,
+                 const char *const *users, const char *const *nonces)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_str (&body, "entries");
+    msgpack_pack_array (&body.packer, count);
+    for (uint32_t index = 0; index < count; index++)
+        s_pack_nonce_entry (&body.packer, first + index, users [index], nonces [index]);
+    return s_call (fixture, "store.msg.append", &body);
+}
+
+//  Asserts that reply's duplicates are exactly the (index, seq) pairs given
+static void
+s_assert_duplicates (sc_reply_t *reply, uint32_t count, const int64_t *indexes,
+                     const int64_t *seqs)
+{
+    s_assert_ok (reply);
+    assert_null (sc_reply_field (reply, "seq"));
+    const msgpack_object *duplicates = s_array_field (reply, "duplicates");
+    assert_int_equal (duplicates->via.array.size, count);
+    for (uint32_t item = 0; item < count; item++) {
+        const msgpack_object *duplicate = &duplicates->via.array.ptr [item];
+        bool found = false;
+        for (uint32_t other = 0; other < count; other++)
+            if (sc_map_field (duplicate, "index")->via.i64 == indexes [other]) {
+                s_assert_int (sc_map_field (duplicate, "seq"), seqs [other]);
+                s_assert_int (sc_map_field (duplicate, "ts"), 1700000000000 + seqs [other]);
+                found = true;
+            }
+        assert_true (found);
+    }
+}
+
+//  store.msg.nonce or store.pm.nonce, and asserts what it finds (seq 0: none)
+static void
+s_assert_nonce (fixture_t *fixture, const char *type, const char *where, const char *user,
+                const char *nonce, int64_t seq)
+{
+    bool pm = strcmp (type, "store.pm.nonce") == 0;
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, pm ? "to" : "room", where);
+    pl_pack_kstr (&body, pm ? "from" : "user", user);
+    pl_pack_kstr (&body, "nonce", nonce);
+    sc_reply_t *reply = s_call (fixture, type, &body);
+    s_assert_ok (reply);
+    assert_int_equal (s_bool (sc_reply_field (reply, "duplicate")), seq > 0);
+    if (seq > 0) {
+        s_assert_int (sc_reply_field (reply, "seq"), seq);
+        s_assert_int (sc_reply_field (reply, "ts"), 1700000000000 + seq);
+    }
+    else
+        assert_null (sc_reply_field (reply, "seq"));
+    sc_reply_destroy (&reply);
+}
+
+//  The nonce of each entry of a history answer, in order ("" for none)
+static void
+s_assert_history_nonces (sc_reply_t *reply, uint32_t count, const char *const *nonces)
+{
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, count);
+    for (uint32_t index = 0; index < count; index++) {
+        const msgpack_object *nonce = sc_map_field (&messages->via.array.ptr [index], "nonce");
+        if (*nonces [index])
+            s_assert_str (nonce, nonces [index]);
+        else
+            assert_null (nonce);
+    }
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_append_keeps_nonces_and_a_repeat_appends_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    //  One sender's nonce, another sender's same nonce, and no nonce
+    const char *users [] = { "alice", "bob", "alice" };
+    const char *nonces [] = { "n-1", "n-1", NULL };
+    sc_reply_t *reply = s_append_nonces (fixture, "general", 1, 3, users, nonces);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 3);
+    sc_reply_destroy (&reply);
+    const char *stored [] = { "n-1", "n-1", "" };
+    s_assert_history_nonces (s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0),
+                             3, stored);
+    //  A run with a repeat (its sender in another case) appends nothing and
+    //  says which element repeats which entry
+    const char *again_users [] = { "alice", "ALICE", "bob", "bob" };
+    const char *again_nonces [] = { "n-2", "n-1", "n-3", "n-1" };
+    reply = s_append_nonces (fixture, "general", 4, 4, again_users, again_nonces);
+    s_assert_duplicates (reply, 2, (int64_t []) { 1, 3 }, (int64_t []) { 1, 2 });
+    sc_reply_destroy (&reply);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 3, false);
+    //  The single form, too
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "GENERAL");
+    pl_pack_str (&body, "entry");
+    s_pack_nonce_entry (&body.packer, 4, "bob", "n-1");
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_duplicates (reply, 1, (int64_t []) { 0 }, (int64_t []) { 2 });
+    sc_reply_destroy (&reply);
+    //  The rest of the run, numbered anew, goes in
+    const char *rest_users [] = { "alice", "bob" };
+    const char *rest_nonces [] = { "n-2", "n-3" };
+    reply = s_append_nonces (fixture, "general", 4, 2, rest_users, rest_nonces);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 5);
+    sc_reply_destroy (&reply);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 5, false);
+    //  A room made again under the name has none of the old nonces
+    pl_pack_t name;
+    sc_body_init (&name, 1);
+    pl_pack_kstr (&name, "name", "general");
+    reply = s_call (fixture, "store.room.delete", &name);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    reply = s_append_nonces (fixture, "general", 1, 1, users, nonces);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_msg_nonce_finds_a_senders_nonce_in_a_room (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_room_create_ok (fixture, "other", false, 50, "alice");
+    const char *users [] = { "alice", "alice" };
+    const char *nonces [] = { NULL, "abc" };
+    sc_reply_t *reply = s_append_nonces (fixture, "general", 1, 2, users, nonces);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_nonce (fixture, "store.msg.nonce", "general", "alice", "abc", 2);
+    s_assert_nonce (fixture, "store.msg.nonce", "General", "Alice", "abc", 2);
+    s_assert_nonce (fixture, "store.msg.nonce", "general", "alice", "ABC", 0);
+    s_assert_nonce (fixture, "store.msg.nonce", "general", "bob", "abc", 0);
+    s_assert_nonce (fixture, "store.msg.nonce", "other", "alice", "abc", 0);
+    s_assert_nonce (fixture, "store.msg.nonce", "nowhere", "alice", "abc", 0);
+}
+
+static void
+test_bad_nonces_and_a_nonce_twice_in_a_run_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    char longest [66];
+    memset (longest, 'x', 65);
+    longest [65] = 0;
+    const char *bad [] = { "", longest, "a b", "a.b", "caf\xc3\xa9" };
+    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
+        const char *users [] = { "alice" };
+        const char *nonces [] = { bad [index] };
+        sc_reply_t *reply = s_append_nonces (fixture, "general", 1, 1, users, nonces);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+        pl_pack_t body;
+        sc_body_init (&body, 3);
+        pl_pack_kstr (&body, "room", "general");
+        pl_pack_kstr (&body, "user", "alice");
+        pl_pack_kstr (&body, "nonce", bad [index]);
+        reply = s_call (fixture, "store.msg.nonce", &body);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    //  One sender's nonce twice in a run; two senders' is fine
+    const char *users [] = { "alice", "Alice" };
+    const char *nonces [] = { "twice", "twice" };
+    sc_reply_t *reply = s_append_nonces (fixture, "general", 1, 2, users, nonces);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 0, false);
+    const char *two_users [] = { "alice", "bob" };
+    reply = s_append_nonces (fixture, "general", 1, 2, two_users, nonces);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    //  A nonce that is not a string, and store.msg.nonce without one
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
+    msgpack_pack_map (&body.packer, 6);
+    sc_pack_kint (&body.packer, "seq", 3);
+    sc_pack_kstr (&body.packer, "kind", "message");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "ts", 1);
+    sc_pack_kstr (&body.packer, "text", "x");
+    sc_pack_kint (&body.packer, "nonce", 7);
+    reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_kstr (&body, "user", "alice");
+    reply = s_call (fixture, "store.msg.nonce", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+//  store.pm.append from 'from' to 'to' with 'messages' from [i] with nonces [i]
+static sc_reply_t *
+s_pm_append_nonces (fixture_t *fixture, const char *from, const char *to, int64_t first,
+                    uint32_t count, const char *const *senders, const char *const *nonces)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "from", from);
+    pl_pack_kstr (&body, "to", to);
+    pl_pack_str (&body, "messages");
+    msgpack_pack_array (&body.packer, count);
+    for (uint32_t index = 0; index < count; index++) {
+        msgpack_pack_map (&body.packer, nonces [index] ? 5 : 4);
+        sc_pack_kstr (&body.packer, "from", senders [index]);
+        sc_pack_kint (&body.packer, "seq", first + index);
+        sc_pack_kstr (&body.packer, "text", "hi");
+        sc_pack_kint (&body.packer, "ts", 1700000000000 + first + index);
+        if (nonces [index])
+            sc_pack_kstr (&body.packer, "nonce", nonces [index]);
+    }
+    return s_call (fixture, "store.pm.append", &body);
+}
+
+static void
+test_pm_append_keeps_nonces_and_a_repeat_appends_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_user_create_ok (fixture, "carol");
+    const char *senders [] = { "alice", "bob", "alice" };
+    const char *nonces [] = { "p-1", "p-1", NULL };
+    sc_reply_t *reply = s_pm_append_nonces (fixture, "alice", "bob", 1, 3, senders, nonces);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 3);
+    sc_reply_destroy (&reply);
+    const char *stored [] = { "p-1", "p-1", "" };
+    s_assert_history_nonces (s_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 0),
+                             3, stored);
+    //  Sent the other way round, by either side's name in any case
+    const char *again [] = { "ALICE", "bob" };
+    const char *again_nonces [] = { "p-2", "p-1" };
+    reply = s_pm_append_nonces (fixture, "bob", "alice", 4, 2, again, again_nonces);
+    s_assert_duplicates (reply, 1, (int64_t []) { 1 }, (int64_t []) { 2 });
+    sc_reply_destroy (&reply);
+    s_assert_nonce (fixture, "store.pm.nonce", "bob", "alice", "p-1", 1);
+    s_assert_nonce (fixture, "store.pm.nonce", "ALICE", "Bob", "p-1", 2);
+    s_assert_nonce (fixture, "store.pm.nonce", "bob", "alice", "p-2", 0);
+    s_assert_nonce (fixture, "store.pm.nonce", "carol", "alice", "p-1", 0);
+    s_assert_nonce (fixture, "store.pm.nonce", "nobody", "alice", "p-1", 0);
+    //  The single form, and the same nonce in another conversation
+    pl_pack_t body;
+    sc_body_init (&body, 6);
+    pl_pack_kstr (&body, "from", "alice");
+    pl_pack_kstr (&body, "to", "bob");
+    pl_pack_kint (&body, "seq", 4);
+    pl_pack_kstr (&body, "text", "x");
+    pl_pack_kint (&body, "ts", 1);
+    pl_pack_kstr (&body, "nonce", "p-1");
+    reply = s_call (fixture, "store.pm.append", &body);
+    s_assert_duplicates (reply, 1, (int64_t []) { 0 }, (int64_t []) { 1 });
+    sc_reply_destroy (&reply);
+    const char *to_carol [] = { "alice" };
+    const char *same [] = { "p-1" };
+    reply = s_pm_append_nonces (fixture, "alice", "carol", 1, 1, to_carol, same);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    //  A sender's nonce twice in a run
+    const char *twice [] = { "bob", "BOB" };
+    const char *twice_nonces [] = { "t", "t" };
+    reply = s_pm_append_nonces (fixture, "alice", "bob", 4, 2, twice, twice_nonces);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -4520,6 +4825,10 @@ main (int argc, char *argv [])
         S_TEST (test_room_create_quotas_come_after_a_taken_name),
         S_TEST (test_member_add_joined_quota_comes_after_membership),
         S_TEST (test_msg_history_cut_for_its_bytes_keeps_the_entries_next_to_the_cursor),
+        S_TEST (test_msg_append_keeps_nonces_and_a_repeat_appends_nothing),
+        S_TEST (test_msg_nonce_finds_a_senders_nonce_in_a_room),
+        S_TEST (test_bad_nonces_and_a_nonce_twice_in_a_run_get_bad_request),
+        S_TEST (test_pm_append_keeps_nonces_and_a_repeat_appends_nothing),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }
