@@ -27,6 +27,7 @@
 #include "pl_call.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
+#include "pl_nonce.h"
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
@@ -75,6 +76,7 @@ typedef struct {
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     list_t *lists;                  //  pm.conversations in progress, owned
     int64_t idle_ms;                //  idle conversations leave the cache after this
+    uint64_t nonce_cache;           //  nonces each conversation remembers, for the lane
     uint64_t messages;              //  messages stored, for the log at exit
 } pm_t;
 
@@ -144,12 +146,13 @@ s_user_remember (pm_t *self, const char *name)
 //  Messages
 
 //  Packs a message as clients see it: the "pm" event, or an entry of
-//  pm.history and pm.conversations (without type)
+//  pm.history and pm.conversations (without type); with its nonce if any
 static void
 s_pack_message (msgpack_packer *packer, bool event, const char *from, const char *to,
-                uint64_t seq, const char *text, int64_t ts)
+                uint64_t seq, const char *text, int64_t ts, const char *nonce)
 {
-    msgpack_pack_map (packer, event? 6: 5);
+    bool has_nonce = nonce && *nonce;
+    msgpack_pack_map (packer, (event? 6: 5) + has_nonce);
     if (event) {
         pl_body_pack_str (packer, "type");
         pl_body_pack_str (packer, "pm");
@@ -164,19 +167,24 @@ s_pack_message (msgpack_packer *packer, bool event, const char *from, const char
     pl_body_pack_str (packer, text);
     pl_body_pack_str (packer, "ts");
     pl_body_pack_time (packer, ts);
+    if (has_nonce) {
+        pl_body_pack_str (packer, "nonce");
+        pl_body_pack_str (packer, nonce);
+    }
 }
 
 //  Packs one of the store's pm entries as the client's message
 static void
 s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
 {
-    char from [PM_NAME_MAX], to [PM_NAME_MAX];
+    char from [PM_NAME_MAX], to [PM_NAME_MAX], nonce [PL_NONCE_MAX + 1];
     pl_body_copy (entry, "from", from, sizeof from);
     pl_body_copy (entry, "to", to, sizeof to);
+    pl_body_copy (entry, "nonce", nonce, sizeof nonce);
     char *text = NULL;
     pl_body_str (entry, "text", &text);
     s_pack_message (packer, false, from, to, (uint64_t) pl_body_int (entry, "seq"),
-                    text? text: "", pl_body_int (entry, "ts"));
+                    text? text: "", pl_body_int (entry, "ts"), nonce);
     free (text);
 }
 
@@ -363,7 +371,7 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts);
+    s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts, op->nonce);
     const char *users [2] = { from, to };
     self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
@@ -421,6 +429,10 @@ s_pack_store_fields (msgpack_packer *packer, const pl_lane_op_t *op)
     pl_body_pack_str (packer, ((const args_t *) op->args)->text);
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, op->ts);
+    if (op->nonce) {
+        pl_body_pack_str (packer, "nonce");
+        pl_body_pack_str (packer, op->nonce);
+    }
 }
 
 //  The store answered the run's write, for one send of it; not_found: one
@@ -435,6 +447,18 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         s_send_done ((pm_t *) plugin, key, op, body);
 }
 
+//  The lane's class look_up: is op's nonce stored in the conversation?
+static void
+s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pm_t *self = (pm_t *) plugin;
+    pl_pack_t pack;
+    pl_pack_start (&pack, 3, "from", op->user);
+    pl_pack_kstr (&pack, "to", ((const args_t *) op->args)->other);
+    pl_pack_kstr (&pack, "nonce", op->nonce);
+    pl_lane_call (self->lane, key, "store.pm.nonce", &pack, pl_lane_looked_up);
+}
+
 static void
 s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
@@ -446,7 +470,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  it; a run stays under PL_LANE_RUN_BYTES of text (the envelope's limit)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES, NULL);
     pl_pack_t pack;
-    pl_pack_start (&pack, count == 1? 5: 3, "from", op->user);
+    pl_pack_start (&pack, count == 1? 5 + (op->nonce != NULL): 3, "from", op->user);
     pl_pack_kstr (&pack, "to", args->other);
     if (count == 1)
         s_pack_store_fields (&pack.packer, op);
@@ -455,7 +479,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         msgpack_pack_array (&pack.packer, (uint32_t) count);
         pl_lane_op_t *next = op;
         for (size_t index = 0; index < count; index++, next = next->next) {
-            msgpack_pack_map (&pack.packer, 4);
+            msgpack_pack_map (&pack.packer, 4 + (next->nonce != NULL));
             pl_pack_kstr (&pack, "from", next->user);
             s_pack_store_fields (&pack.packer, next);
         }
@@ -652,6 +676,9 @@ s_list_answered (void *state, void *arg, const pl_call_reply_t *reply)
 static bool
 s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
+                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
     int found = pl_body_text (map, "text", &args->text);
     if (found == -2)
         return pl_lane_refuse (intake, "invalid_text", "A message cannot hold a NUL character.");
@@ -787,7 +814,8 @@ static const pl_lane_class_t s_conv_class = {
     .busy = s_busy,
     .args_destroy = s_args_destroy,
     .load = s_conv_load,
-    .service = "private message"
+    .service = "private message",
+    .look_up = s_nonce_look_up
 };
 
 static void s_destroy (void **state_p);
@@ -807,6 +835,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     double rate = pl_options_number (&options, "msg_rate", PM_RATE_DEFAULT, 0, 1e9);
     double burst = pl_options_number (&options, "msg_burst", PM_BURST_DEFAULT, 0, 1e9);
     self->idle_ms = pl_options_int (&options, "idle_ms", PL_LANE_IDLE_MS, 0, INT64_MAX);
+    self->nonce_cache = pl_options_uint (&options, "nonce_cache", PL_NONCE_CACHE_DEFAULT,
+                                         0, 1000000);
     if (pl_options_refused (&options)) {
         s_destroy ((void **) &self);
         return -1;
@@ -823,6 +853,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     zhashx_set_destructor (self->users, (zhashx_destructor_fn *) zstr_free);
     pl_lane_set_rate (self->lane, rate, burst);
     pl_lane_set_idle (self->lane, self->idle_ms);
+    pl_lane_set_nonces (self->lane, (size_t) self->nonce_cache);
     host->log (ctx, PARLEY_LOG_INFO, "ready: pm.send limited to %g a second (burst %g) per user",
                rate, burst < 1? 1: burst);
     *state_p = self;

@@ -30,6 +30,7 @@
 #include "pl_call.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
+#include "pl_nonce.h"
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
@@ -102,6 +103,7 @@ typedef struct {
     double burst;                   //  a user's sends at once, for the lane
     uint32_t list_public;           //  other public rooms room.list gives, for rm_list
     int64_t idle_ms;                //  idle rooms leave the cache after this
+    uint64_t nonce_cache;           //  nonces each room remembers, for the lane
     uint64_t max_owned;             //  rooms a user owns, at most; 0 for no limit
     uint64_t max_joined;            //  rooms a user belongs to, at most; 0 for no limit
     size_t join_members;            //  members room.join lists, at most
@@ -475,10 +477,10 @@ s_system_message (char *message, const char *user, const char *room, bool join)
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
               const char *user, int64_t ts, const char *text, size_t text_size,
-              const char *event)
+              const char *event, const char *nonce)
 {
     if (strcmp (kind, "message") == 0) {
-        msgpack_pack_map (packer, 6);
+        msgpack_pack_map (packer, nonce && *nonce? 7: 6);
         pl_body_pack_str (packer, "type");
         pl_body_pack_str (packer, "message");
         pl_body_pack_str (packer, "room");
@@ -491,6 +493,10 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
         pl_body_pack_str (packer, "ts");
         pl_body_pack_time (packer, ts);
+        if (nonce && *nonce) {
+            pl_body_pack_str (packer, "nonce");
+            pl_body_pack_str (packer, nonce);
+        }
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
@@ -532,14 +538,15 @@ static void
 s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
                               const msgpack_object *entry)
 {
-    char kind [16], user [260], event [16];
+    char kind [16], user [260], event [16], nonce [PL_NONCE_MAX + 1];
     pl_body_copy (entry, "kind", kind, sizeof kind);
     pl_body_copy (entry, "user", user, sizeof user);
     pl_body_copy (entry, "event", event, sizeof event);
+    pl_body_copy (entry, "nonce", nonce, sizeof nonce);
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, text_size, event);
+                  pl_body_int (entry, "ts"), text, text_size, event, nonce);
 }
 
 //  The JSON size of one of the store's entries as the client will get it
@@ -560,6 +567,10 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
     if (strcmp (kind, "message") == 0) {
         size_t text_size;
         const char *text = s_entry_text (entry, &text_size);
+        char nonce [PL_NONCE_MAX + 1];
+        pl_body_copy (entry, "nonce", nonce, sizeof nonce);
+        if (*nonce)         //  a nonce is letters, digits, '_' and '-': no escapes
+            size += 1 + pl_reply_json_member_size ("nonce", strlen (nonce) + 2);
         return size + 3
             + pl_reply_json_member_size ("type", strlen ("\"message\""))
             + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)))
@@ -648,7 +659,7 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
                     const char *event)
 {
     const args_t *args = (const args_t *) op->args;
-    msgpack_pack_map (packer, 5);
+    msgpack_pack_map (packer, op->nonce && !event? 6: 5);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
     pl_body_pack_str (packer, "kind");
@@ -659,6 +670,10 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
     msgpack_pack_int64 (packer, op->ts);
     pl_body_pack_str (packer, event? "event": "text");
     pl_body_pack_str (packer, event? event: args->argument);
+    if (op->nonce && !event) {
+        pl_body_pack_str (packer, "nonce");
+        pl_body_pack_str (packer, op->nonce);
+    }
 }
 
 //  Delivers the entry op wrote (now stored) to the room's members
@@ -672,7 +687,7 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
-                  args->argument? strlen (args->argument): 0, event);
+                  args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1374,13 +1389,31 @@ s_send_joins (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     return s_is_member (room, op->user);
 }
 
+//  The lane's class look_up: is op's nonce stored in the room already?
+static void
+s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    pl_pack_t pack;
+    pl_pack_start (&pack, 3, "room", ((room_t *) pl_lane_state (key))->name);
+    pl_pack_kstr (&pack, "user", op->user);
+    pl_pack_kstr (&pack, "nonce", op->nonce);
+    pl_lane_call (self->lane, key, "store.msg.nonce", &pack, pl_lane_looked_up);
+}
+
 static void
 s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
-    if (!s_member_ready (self, key, op, "; join it first"))
+    if (!s_room_ready (self, key, op))
         return;
+    //  One who left may still repeat a send: a repeat is answered as one
+    if (!s_is_member (room, op->user)) {
+        pl_lane_deny (self->lane, key, op, "not_member", 0, "You are not a member of the room"
+                      " '%s'; join it first.", room->name);
+        return;
+    }
     //  A run stays under PL_LANE_RUN_BYTES of text (the envelope's frame limit)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES,
                                 s_send_joins);
@@ -1448,6 +1481,9 @@ s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intak
 static bool
 s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
+                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
     int found = pl_body_text (map, "text", &args->argument);
     if (found == -2)
         args->text_has_nul = true;      //  a value the server refuses: invalid_text
@@ -1617,7 +1653,8 @@ static const pl_lane_class_t s_room_class = {
     .load = s_room_load,
     .forget = s_room_forget,
     .keep = s_room_keep,
-    .service = "room"
+    .service = "room",
+    .look_up = s_nonce_look_up
 };
 
 //  The options (README.md, "Options"), each in its range. Returns false
@@ -1629,6 +1666,8 @@ s_options (rooms_t *self)
     self->rate = pl_options_number (&options, "msg_rate", ROOMS_RATE_DEFAULT, 0, 1e9);
     self->burst = pl_options_number (&options, "msg_burst", ROOMS_BURST_DEFAULT, 0, 1e9);
     self->idle_ms = pl_options_int (&options, "idle_ms", PL_LANE_IDLE_MS, 0, INT64_MAX);
+    self->nonce_cache = pl_options_uint (&options, "nonce_cache", PL_NONCE_CACHE_DEFAULT,
+                                         0, 1000000);
     self->max_owned = pl_options_uint (&options, "max_owned", ROOMS_MAX_OWNED_DEFAULT,
                                        0, UINT64_MAX);
     self->max_joined = pl_options_uint (&options, "max_joined", ROOMS_MAX_JOINED_DEFAULT,
@@ -1674,6 +1713,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) zstr_free);
     pl_lane_set_rate (self->lane, self->rate, self->burst);
     pl_lane_set_idle (self->lane, self->idle_ms);
+    pl_lane_set_nonces (self->lane, (size_t) self->nonce_cache);
     host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
                " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
