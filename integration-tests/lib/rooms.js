@@ -28,8 +28,9 @@ export function roomsArgs() {
 }
 
 // parley with the rooms plugin; stop() checks a clean exit and no sanitizer report
-export async function startRoomsParley({ dataDir, args = [] } = {}) {
-    const server = await startParley({ dataDir, args: [...roomsArgs(), ...FAST_AUTH, ...args] });
+// port: the port to listen on (a restart on the same data keeps its clients' url)
+export async function startRoomsParley({ dataDir, args = [], port } = {}) {
+    const server = await startParley({ dataDir, port, args: [...roomsArgs(), ...FAST_AUTH, ...args] });
     return {
         ...server,
         async stop() {
