@@ -721,18 +721,27 @@ s_duplicates (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack
     const msgpack_object *list = pl_body_field (body, "duplicates");
     if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
         return false;
+    size_t answered = 0;
     for (uint32_t item = 0; item < list->via.array.size; item++) {
         const msgpack_object *duplicate = &list->via.array.ptr [item];
         int64_t index = pl_body_int (duplicate, "index");
         pl_lane_op_t *op = key->head;
         for (int64_t step = 0; op && step < index && (size_t) step < writing; step++)
             op = op->next;
-        if (op && index >= 0 && (size_t) index < writing && op->request)
+        if (op && index >= 0 && (size_t) index < writing && op->request && op->nonce) {
             s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (duplicate, "seq"),
                                pl_body_int (duplicate, "ts"));
+            answered++;
+        }
     }
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%u repeated nonce(s) in a run of '%s'",
-                     list->via.array.size, key->entry.name);
+    //  A list that names no request of the run would send it again for ever
+    size_t count = answered? 0: writing;
+    for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--)
+        if (op->request)
+            pl_lane_failure (self, key, op, "internal", "the store's duplicates name no"
+                             " request of the run");
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%zu repeated nonce(s) in a run of '%s'",
+                     answered, key->entry.name);
     s_remove_answered (self, key, writing);
     return true;
 }

@@ -787,6 +787,12 @@ test_lane_store_duplicates_answer_them_and_send_the_rest_anew (void **state)
     assert_int_equal (s_reply_count, 4);
     assert_int_equal (s_replies [3].seq, 6);
     assert_int_equal (s_call_count, 4);
+    //  A list that names no request of the run fails it, rather than loop
+    s_write_nonce (5, "alice", "n5");
+    s_store_answers_repeats (4, 1, (int64_t []) { 7 }, (int64_t []) { 1 });
+    assert_int_equal (s_reply_count, 5);
+    assert_string_equal (s_replies [4].code, "internal");
+    assert_int_equal (s_call_count, 5);
 }
 
 static void
