@@ -215,6 +215,14 @@ SEEDS = {
             + answer({"conversations": [{"with": "bob", "last": pm_entry(2, "bob", "alice"),
                                          "unread": 1}]}),
         "unknown": request("pm.nope", {}, user="alice"),
+        # Protocol 1.1: a nonce, repeated (the store finds it), and looked up
+        # before a rate refusal
+        "send-nonce": request("pm.send", {"to": "bob", "text": "hi", "nonce": "n-1"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"duplicates": [{"index": 0, "seq": 2, "ts": NOW}]})
+            + request("pm.send", {"to": "bob", "text": "hi", "nonce": "n-1"}, user="alice")
+            + request("pm.send", {"to": "bob", "text": "hi", "nonce": "n-2"}, user="alice")
+            + answer({"seq": 5, "from": "alice", "to": "bob"})
+            + answer({"duplicate": True, "seq": 3, "ts": NOW}),
     },
 }
 
@@ -263,6 +271,23 @@ STORE = {
         + request("store.pm.history", {"user": "alice", "with": "bob", "after": 1, "limit": 5})
         + request("store.pm.conversations", {"user": "bob", "limit": 10})
         + request("store.pm.read", {"user": "bob", "with": "alice", "seq": 3}) + batch_end(),
+    # Schema version 6: nonces kept with the entries, repeats found, looked up
+    "nonce": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + batch_end()
+        + request("store.msg.append", {"room": "general", "entries": [
+            dict(entry(1), nonce="n-1"), dict(entry(2), nonce="n-2")]})
+        + request("store.msg.append", {"room": "general", "entry": dict(entry(3), nonce="n-1")})
+        + request("store.msg.nonce", {"room": "general", "user": "alice", "nonce": "n-2"})
+        + request("store.msg.history", {"room": "general", "limit": 5})
+        + request("store.pm.append", {"from": "alice", "to": "bob", "seq": 1, "text": "hi",
+                                      "ts": NOW, "nonce": "p-1"})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "messages": [
+            {"from": "alice", "seq": 2, "text": "again", "ts": NOW, "nonce": "p-1"}]})
+        + request("store.pm.nonce", {"from": "alice", "to": "bob", "nonce": "p-1"})
+        + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 5}) + batch_end(),
     "unknown": request("store.nope"),
     "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
 }
