@@ -1,8 +1,9 @@
 // Nothing lost, nothing doubled (PROTOCOL.md 1.1, "Outcomes, retries and
 // idempotency"): three clients send a few hundred messages each with a
 // nonce into one room while a part of the server is killed with SIGKILL and
-// started again on the same data: all of parley; then, in a split
-// deployment, the rooms plugin's process and the store's process. The
+// started again on the same data: all of parley (into a room, and privately
+// to one user); then, in a split deployment, the rooms plugin's process and
+// the store's process. The
 // clients reconnect when they must and send again, with the same nonce,
 // every message they did not hear back about. Afterwards every message is
 // stored exactly once, the timeline has no gap, and every acknowledged
@@ -16,11 +17,17 @@ import {
     tempDir, eventually, sleep,
 } from '../lib/harness.js';
 import { startRoomsParley, connectUser, ok, PASSWORD, FAST_AUTH } from '../lib/rooms.js';
+import { pmArgs } from '../lib/pm.js';
 
 const SENDERS = 3;
 const PER_SENDER = 150;
 const WINDOW = 8;               // sends in flight per client
 const ROOM = 'crash-room';
+const TARGET = 'kp_target';    // whom the private messages go to
+
+// The request that sends item: into the room, or privately to TARGET
+const roomSend = (item) => ({ type: 'msg.send', room: ROOM, text: item.text, nonce: item.nonce });
+const pmSend = (item) => ({ type: 'pm.send', to: TARGET, text: item.text, nonce: item.nonce });
 
 // A sender's messages: each with its nonce, and the ok it got (seq, ts)
 function messagesOf(sender) {
@@ -52,14 +59,13 @@ async function reconnect(url, name, clients) {
 // Sends every message of items (WINDOW at a time) until each has its ok:
 // a reply lost with its connection, or unavailable (the outcome unknown),
 // is sent again with the same nonce. Counts what happened in stats.
-async function sendAll(url, name, items, clients, stats) {
+async function sendAll(url, name, items, clients, stats, send) {
     let client = null;
     while (items.some((item) => !item.ack)) {
         if (!client || client.closeCode !== undefined)
             client = await reconnect(url, name, clients);
         const batch = items.filter((item) => !item.ack).slice(0, WINDOW);
-        const replies = await Promise.allSettled(batch.map((item) => client.request(
-            { type: 'msg.send', room: ROOM, text: item.text, nonce: item.nonce }, 20000)));
+        const replies = await Promise.allSettled(batch.map((item) => client.request(send(item), 20000)));
         let lost = false;
         replies.forEach((settled, index) => {
             const reply = settled.value;
@@ -85,13 +91,14 @@ async function sendAll(url, name, items, clients, stats) {
     client?.ws.terminate();
 }
 
-// The whole timeline of the room, oldest first, by pages after a seq
-async function wholeTimeline(client) {
+// A whole timeline, oldest first, by pages after a seq: the room's, or the
+// conversation with another user
+async function wholeTimeline(client, { with: other } = {}) {
     const entries = [];
     for (;;) {
         const after = entries.length ? entries.at(-1).seq : 0;
-        const page = await ok(client, { type: 'room.history', room: ROOM,
-                                        after, limit: 200 });
+        const page = await ok(client, other ? { type: 'pm.history', with: other, after, limit: 200 }
+                                            : { type: 'room.history', room: ROOM, after, limit: 200 });
         entries.push(...page.messages);
         if (!page.more)
             return entries;
@@ -131,12 +138,31 @@ async function prepare(url, prefix, clients) {
     return senders;
 }
 
-// Runs the senders; when the acknowledged messages pass each of the marks,
-// kill () runs (a part killed and started again) while sends are in flight
-async function sendThrough(url, senders, clients, marks, kill) {
+// Each sender's conversation with TARGET holds its messages once, from seq 1
+// without a gap, each with the seq and ts its ok gave
+async function assertExactlyOncePrivately(target, senders) {
+    for (const { name, items } of senders) {
+        const messages = await wholeTimeline(target, { with: name });
+        assert.deepEqual(messages.map((entry) => entry.seq),
+                         Array.from({ length: PER_SENDER }, (_, index) => index + 1), name);
+        const byNonce = new Map(messages.map((entry) => [entry.nonce, entry]));
+        assert.equal(byNonce.size, PER_SENDER, `${name}: a nonce stored twice`);
+        for (const item of items) {
+            const entry = byNonce.get(item.nonce);
+            assert.ok(entry, `${item.text} was acknowledged but is not stored`);
+            assert.deepEqual([entry.from, entry.to, entry.text, entry.seq, entry.ts],
+                             [name, TARGET, item.text, item.ack.seq, item.ack.ts], item.text);
+        }
+    }
+}
+
+// Runs the senders (send: roomSend or pmSend); when the acknowledged messages
+// pass each of the marks, kill () runs (a part killed and started again)
+// while sends are in flight
+async function sendThrough(url, senders, clients, marks, kill, send = roomSend) {
     const stats = { acked: 0, duplicates: 0, lost: 0, refused: 0 };
     const sending = Promise.all(senders.map(({ name, items }) =>
-        sendAll(url, name, items, clients, stats)));
+        sendAll(url, name, items, clients, stats, send)));
     for (const mark of marks) {
         assert.ok(await eventually(() => stats.acked >= mark, 60000), `stuck at ${stats.acked} acks`);
         await kill ();
@@ -170,6 +196,35 @@ test('parley killed with SIGKILL twice while three clients send: every message s
 
 // Its store process is store-sqlite's: on the store-mongo run it is left to the store-sqlite one
 const splitSkip = process.env.PARLEY_TEST_STORE === 'mongo' ? 'the split deployment runs store-sqlite' : false;
+
+test('parley killed with SIGKILL while three clients send private messages: each conversation holds each once, gap-free', async () => {
+    const data = tempDir('parley-pm-crash-');
+    let server = await startRoomsParley({ dataDir: data, args: [...pmArgs(), '--option', 'pm.msg_rate=0'] });
+    const port = server.port;
+    const url = () => server.url;
+    const clients = [];
+    try {
+        await connectUser(url(), TARGET, clients);
+        const senders = [];
+        for (let index = 0; index < SENDERS; index++) {
+            const name = `kp_s${index}`;
+            await connectUser(url(), name, clients);
+            senders.push({ name, items: messagesOf(name) });
+        }
+        const stats = await sendThrough(url, senders, clients, [200], async () => {
+            server.proc.signal('SIGKILL');
+            await server.proc.exited;
+            server = await startRoomsParley({ dataDir: data, port,
+                                              args: [...pmArgs(), '--option', 'pm.msg_rate=0'] });
+        }, pmSend);
+        console.log(`parley killed under private messages: ${JSON.stringify(stats)}`);
+        await assertExactlyOncePrivately(await connectUser(url(), TARGET, clients), senders);
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+    }
+});
 
 test('split deployment: the rooms process, then the store process, killed with SIGKILL while three clients send: every message stored once, gap-free', { skip: splitSkip }, async () => {
     const data = tempDir('parley-nonce-split-');
