@@ -167,6 +167,7 @@ typedef struct {
     int idle;                       //  --idle N: connections held open through every scenario
     const char *json_path;          //  --json FILE
     bool quiet;                     //  no progress lines
+    bool nonce;                     //  --nonce: each msg.send/pm.send carries a nonce
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -1068,16 +1069,20 @@ s_send_message (bench_t *self, conn_t *conn)
         return;
     }
     conn->inflight++;
+    //  --nonce: unique per run (the prefix) and message, as a client's would be
+    char nonce [128] = "";
+    if (self->nonce)
+        snprintf (nonce, sizeof nonce, ",\"nonce\":\"%s-%" PRIu64 "\"", self->prefix, index);
     if (self->private_messages)
         s_send_json (self, conn,
-            "{\"type\":\"pm.send\",\"id\":%" PRIu64 ",\"to\":\"%s%d\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"}",
-            SEND_ID_BASE + index, self->prefix, conn->user ^ 1, index, now);
+            "{\"type\":\"pm.send\",\"id\":%" PRIu64 ",\"to\":\"%s%d\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"%s}",
+            SEND_ID_BASE + index, self->prefix, conn->user ^ 1, index, now, nonce);
     else {
         char room [96];
         s_room_name (self, conn->group, room, sizeof room);
         s_send_json (self, conn,
-            "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"}",
-            SEND_ID_BASE + index, room, index, now);
+            "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"%s}",
+            SEND_ID_BASE + index, room, index, now, nonce);
     }
 }
 
@@ -2528,6 +2533,8 @@ s_usage (FILE *stream)
 "  --server-pid PID   parley's process, for its RSS (connect)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
+"  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"
+"                     1.1): the send path with the store's nonce index\n"
 "  --quiet            no progress lines on stderr\n"
 "  --help\n"
 "\n"
@@ -2597,6 +2604,7 @@ main (int argc, char **argv)
         { "max-rate", required_argument, NULL, 'X' },
         { "max-steps", required_argument, NULL, 'S' },
         { "quiet", no_argument, NULL, 'q' },
+        { "nonce", no_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -2633,6 +2641,7 @@ main (int argc, char **argv)
             case 'X': self->max_rate = atof (optarg); break;
             case 'S': self->max_steps = atoi (optarg); break;
             case 'q': self->quiet = true; break;
+            case 'N': self->nonce = true; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
