@@ -16,6 +16,9 @@
     users and the request answered, so a failed write never leaves a gap.
     The sends waiting at the head, from either user, go to the store as one
     store.pm.append; a conflict or an unknown outcome reloads the seq.
+    A send's nonce (PROTOCOL.md 1.1) goes with its message; a repeat is
+    answered by the lane (its map, or the store's duplicates), and a send
+    refused for its rate is looked up first (s_nonce_look_up).
 
     Each request type is a row of s_types: its fields, its checks before
     the queue, and its action on the lane.

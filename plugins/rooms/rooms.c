@@ -15,6 +15,10 @@
     delivered and the request answered, so a failed write never leaves a
     gap. The sends waiting at the head go to the store as one
     store.msg.append; a conflict or an unknown outcome reloads the room.
+    A send's nonce (PROTOCOL.md 1.1) goes with its entry; a repeat is
+    answered by the lane (its map, or the store's duplicates), and a send
+    refused for its rate or because its sender is not a member is looked up
+    first (s_nonce_look_up), so that a repeat is never refused.
 
     Each request type is a row of s_types: how its fields are read, what is
     checked before the room's queue, and its action on the lane; an action
