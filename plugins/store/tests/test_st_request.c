@@ -288,6 +288,79 @@ test_msg_append_runs (void **state)
     s_assert_refused (s_parse (ST_MSG_APPEND, &body), "array of 1 to 256");
 }
 
+//  A message entry with a nonce (NULL: none) from user as a value
+static void
+s_nonce_entry (s_body_t *body, uint64_t seq, const char *user, const char *nonce)
+{
+    msgpack_pack_map (&body->packer, nonce ? 6 : 5);
+    s_uint (body, "seq", seq);
+    s_str (body, "kind", "message");
+    s_str (body, "user", user);
+    s_uint (body, "ts", 1000);
+    s_str (body, "text", "hi");
+    if (nonce)
+        s_str (body, "nonce", nonce);
+}
+
+//  store.msg.append of two entries from users with nonces
+static st_request_t *
+s_nonce_run (const char *user1, const char *nonce1, const char *user2, const char *nonce2)
+{
+    s_body_t body;
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_key (&body, "entries");
+    msgpack_pack_array (&body.packer, 2);
+    s_nonce_entry (&body, 1, user1, nonce1);
+    s_nonce_entry (&body, 2, user2, nonce2);
+    return s_parse (ST_MSG_APPEND, &body);
+}
+
+static void
+test_nonces (void **state)
+{
+    st_request_t *request = s_nonce_run ("alice", "n-1", "bob", "n-1");
+    assert_true (st_request_live (request));
+    assert_int_equal (request->as.msg_append.entries [0].nonce.size, 3);
+    assert_memory_equal (request->as.msg_append.entries [0].nonce.data, "n-1", 3);
+    st_request_destroy (&request);
+    request = s_nonce_run ("alice", "n-1", "alice", NULL);
+    assert_true (st_request_live (request));
+    assert_null (request->as.msg_append.entries [1].nonce.data);
+    st_request_destroy (&request);
+    s_assert_refused (s_nonce_run ("alice", "n-1", "ALICE", "n-1"),
+                      "In 'entries' [1]: the sender gave this 'nonce'");
+    s_assert_refused (s_nonce_run ("alice", "a b", "bob", NULL), "'nonce' must be 1 to 64");
+    s_assert_refused (s_nonce_run ("alice", "", "bob", NULL), "'nonce' must have 1 to 64");
+    char longest [66];
+    memset (longest, 'x', 65);
+    longest [65] = 0;
+    s_assert_refused (s_nonce_run ("alice", longest, "bob", NULL), "'nonce'");
+
+    //  store.msg.nonce and store.pm.nonce: every field required
+    s_body_t body;
+    s_begin (&body, 3);
+    s_str (&body, "room", "Lobby");
+    s_str (&body, "user", "Alice");
+    s_str (&body, "nonce", "n-1");
+    request = s_parse (ST_MSG_NONCE, &body);
+    assert_true (st_request_live (request));
+    assert_string_equal (request->as.msg_nonce.room.key, "lobby");
+    assert_string_equal (request->as.msg_nonce.user.key, "alice");
+    st_request_destroy (&request);
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_str (&body, "user", "alice");
+    s_assert_refused (s_parse (ST_MSG_NONCE, &body), "'nonce' is missing");
+    s_begin (&body, 3);
+    s_str (&body, "from", "alice");
+    s_str (&body, "to", "bob");
+    s_uint (&body, "nonce", 7);
+    s_assert_refused (s_parse (ST_PM_NONCE, &body), "'nonce' must be a string");
+    assert_false (st_type_writes (ST_MSG_NONCE));
+    assert_false (st_type_writes (ST_PM_NONCE));
+}
+
 static void
 test_system_entry (void **state)
 {
@@ -490,6 +563,7 @@ main (void)
         cmocka_unit_test (test_text_without_nul),
         cmocka_unit_test (test_room_create),
         cmocka_unit_test (test_msg_append_runs),
+        cmocka_unit_test (test_nonces),
         cmocka_unit_test (test_system_entry),
         cmocka_unit_test (test_pm_append),
         cmocka_unit_test (test_pages),
