@@ -101,3 +101,13 @@ export async function untilServed(client, request) {
     assert.ok(reply, `${JSON.stringify(request)} was never served`);
     return reply;
 }
+
+// Nonces msg.send and pm.send refuse (PROTOCOL.md 1.1: 1 to 64 of [A-Za-z0-9_-])
+export const BAD_NONCES = ['', 'x'.repeat(65), 'a b', 'a.b', 'café', 'semi;colon', 42, true, ['a'],
+                           { a: 1 }];
+
+// Asserts that reply answers a repeat of the send whose ok was first
+export function assertRepeatOf(reply, first) {
+    assert.deepEqual([reply.seq, reply.ts, reply.duplicate], [first.seq, first.ts, true],
+                     JSON.stringify(reply));
+}

@@ -11,7 +11,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tempDir, sleep } from '../lib/harness.js';
-import { startRoomsParley, connectUser, ok, fails, ISO_MS, nextEntry } from '../lib/rooms.js';
+import {
+    startRoomsParley, connectUser, ok, fails, ISO_MS, nextEntry, BAD_NONCES, assertRepeatOf,
+} from '../lib/rooms.js';
 
 let server;
 const clients = [];
@@ -44,7 +46,7 @@ async function messageEvents(client, room) {
 test('a nonce must be 1 to 64 letters, digits, _ or -: anything else is bad_request and stores nothing', async () => {
     const alice = await connect('nb_alice');
     await ok(alice, { type: 'room.create', room: 'nb-room' });
-    for (const nonce of ['', 'x'.repeat(65), 'a b', 'a.b', 'café', 'semi;colon', 42, true, ['a'], { a: 1 }])
+    for (const nonce of BAD_NONCES)
         await fails(alice, { type: 'msg.send', room: 'nb-room', text: 'hi', nonce }, 'bad_request');
     assert.deepEqual(messages(await history(alice, 'nb-room')), []);
     // The longest, and every kind of character, are fine
@@ -89,13 +91,12 @@ test('a repeated nonce answers the first seq and ts with duplicate: true, and no
         // The text does not matter: the nonce says it is the same message
         const repeat = await ok(alice, { type: 'msg.send', room: 'nr-room', text: 'once more',
                                          nonce: 'abc' });
-        assert.deepEqual({ seq: repeat.seq, ts: repeat.ts, duplicate: repeat.duplicate },
-                         { seq: first.seq, ts: first.ts, duplicate: true });
+        assertRepeatOf(repeat, first);
     }
     // From another connection of the same user, too
     const again = await connect('nr_alice');
     const other = await ok(again, { type: 'msg.send', room: 'nr-room', text: 'once', nonce: 'abc' });
-    assert.deepEqual([other.seq, other.ts, other.duplicate], [first.seq, first.ts, true]);
+    assertRepeatOf(other, first);
     assert.deepEqual(messages(await history(bob, 'nr-room')).map((e) => e.text), ['once']);
     assert.equal((await messageEvents(bob, 'nr-room')).length, 1);
     // The next message takes the next seq: no gap, no double
@@ -130,7 +131,7 @@ test('a repeat is answered duplicate after the sender left the room; a new send 
     const first = await ok(bob, { type: 'msg.send', room: 'nl-room', text: 'bye', nonce: 'left-1' });
     await ok(bob, { type: 'room.leave', room: 'nl-room' });
     const repeat = await ok(bob, { type: 'msg.send', room: 'nl-room', text: 'bye', nonce: 'left-1' });
-    assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [first.seq, first.ts, true]);
+    assertRepeatOf(repeat, first);
     await fails(bob, { type: 'msg.send', room: 'nl-room', text: 'new', nonce: 'left-2' }, 'not_member');
     await fails(bob, { type: 'msg.send', room: 'nl-room', text: 'new' }, 'not_member');
     // One who never was a member has no repeat to make
@@ -152,7 +153,7 @@ test('a repeat is answered duplicate while the sender is rate limited; a new sen
         assert.ok(Number.isInteger(refused.retry_after_ms) && refused.retry_after_ms > 0,
                   JSON.stringify(refused));
         const repeat = await ok(alice, { type: 'msg.send', room: 'nt-room', text: '1', nonce: 'r1' });
-        assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [one.seq, one.ts, true]);
+        assertRepeatOf(repeat, one);
         await fails(alice, { type: 'msg.send', room: 'nt-room', text: '3' }, 'rate_limited');
         await fails(alice, { type: 'msg.send', room: 'nt-room', text: '3', nonce: 'r3' }, 'rate_limited');
         assert.deepEqual(messages(await history(alice, 'nt-room')).map((e) => e.text), ['1', '2']);
@@ -180,8 +181,7 @@ test('with no memory of nonces in the rooms plugin, the store finds repeats in a
                                    nonce: `c${index}` }));
         const replies = await Promise.all(sends);
         for (let index = 0; index < 5; index++)
-            assert.deepEqual([replies[index].seq, replies[index].ts, replies[index].duplicate],
-                             [firsts[index].seq, firsts[index].ts, true]);
+            assertRepeatOf(replies[index], firsts[index]);
         const fresh = replies.slice(5);
         for (const reply of fresh)
             assert.equal(reply.duplicate, undefined);
@@ -233,7 +233,7 @@ test('a repeat after a restart is still found: the store keeps the nonce with th
         const alice = await connect('ns_alice', second);
         const repeat = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'kept',
                                          nonce: 'keep-1' });
-        assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [sent.seq, sent.ts, true]);
+        assertRepeatOf(repeat, sent);
         const next = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'new', nonce: 'keep-2' });
         assert.equal(next.seq, sent.seq + 1);
         assert.deepEqual(messages(await history(alice, 'ns-room')).map((e) => [e.text, e.nonce]),

@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tempDir, sleep } from '../lib/harness.js';
-import { connectUser, ok, fails, ISO_MS } from '../lib/rooms.js';
+import { connectUser, ok, fails, ISO_MS, BAD_NONCES, assertRepeatOf } from '../lib/rooms.js';
 import { startPmParley, recordPm, nextPm, plain } from '../lib/pm.js';
 
 let server;
@@ -35,7 +35,7 @@ const history = async (client, other) =>
 test('a nonce must be 1 to 64 letters, digits, _ or -: anything else is bad_request and stores nothing', async () => {
     const alice = await connect('pb_alice');
     await connect('pb_bob');
-    for (const nonce of ['', 'x'.repeat(65), 'a b', 'a.b', 'café', 42, false, ['a'], { a: 1 }])
+    for (const nonce of BAD_NONCES)
         await fails(alice, { type: 'pm.send', to: 'pb_bob', text: 'hi', nonce }, 'bad_request');
     assert.deepEqual(await history(alice, 'pb_bob'), []);
     await ok(alice, { type: 'pm.send', to: 'pb_bob', text: 'a', nonce: 'x'.repeat(64) });
@@ -69,11 +69,11 @@ test('a repeated nonce answers the first seq and ts with duplicate: true; nothin
     await sleep(20);
     for (let again = 0; again < 3; again++) {
         const repeat = await ok(alice, { type: 'pm.send', to: 'PR_BOB', text: 'other text', nonce: 'abc' });
-        assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [first.seq, first.ts, true]);
+        assertRepeatOf(repeat, first);
     }
     const elsewhere = await connect('pr_alice');
     const other = await ok(elsewhere, { type: 'pm.send', to: 'pr_bob', text: 'once', nonce: 'abc' });
-    assert.deepEqual([other.seq, other.ts, other.duplicate], [first.seq, first.ts, true]);
+    assertRepeatOf(other, first);
     await sleep(200);
     assert.equal(bobLog.filter((e) => e.type === 'pm').length, 1);
     assert.deepEqual((await history(bob, 'pr_alice')).map((m) => m.text), ['once']);
@@ -99,7 +99,7 @@ test('a repeat is answered duplicate while the sender is rate limited; a new sen
         assert.ok(Number.isInteger(refused.retry_after_ms) && refused.retry_after_ms > 0,
                   JSON.stringify(refused));
         const repeat = await ok(alice, { type: 'pm.send', to: 'pt_bob', text: '1', nonce: 'r1' });
-        assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [one.seq, one.ts, true]);
+        assertRepeatOf(repeat, one);
         await fails(alice, { type: 'pm.send', to: 'pt_bob', text: '3' }, 'rate_limited');
         assert.deepEqual((await history(alice, 'pt_bob')).map((m) => m.text), ['1', '2']);
     } finally {
@@ -125,8 +125,7 @@ test('with no memory of nonces in the pm plugin, the store finds repeats in a ru
             sends.push(ok(bob, { type: 'pm.send', to: 'pc_alice', text: `b${index}`, nonce: `c${index}` }));
         const replies = await Promise.all(sends);
         for (let index = 0; index < 5; index++)
-            assert.deepEqual([replies[index].seq, replies[index].ts, replies[index].duplicate],
-                             [firsts[index].seq, firsts[index].ts, true]);
+            assertRepeatOf(replies[index], firsts[index]);
         const fresh = replies.slice(5);
         for (const reply of fresh)
             assert.equal(reply.duplicate, undefined);
@@ -174,7 +173,7 @@ test('a repeat after a restart is still found: the store keeps the nonce with th
     try {
         const alice = await connect('ps_alice', second);
         const repeat = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'kept', nonce: 'keep-1' });
-        assert.deepEqual([repeat.seq, repeat.ts, repeat.duplicate], [sent.seq, sent.ts, true]);
+        assertRepeatOf(repeat, sent);
         const next = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'new', nonce: 'keep-2' });
         assert.equal(next.seq, sent.seq + 1);
     } finally {
