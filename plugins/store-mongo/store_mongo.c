@@ -262,7 +262,10 @@ static const st_backend_t s_backend = {
     .description = "the store for clusters: proto/STORE.md on MongoDB, batched writes",
     .open = s_open,
     .close = s_close,
-    .run = s_run
+    .run = s_run,
+    //  MongoDB has its own tools for a consistent copy of a live database
+    .backup_refusal = "store-mongo makes no backups itself: use mongodump (with --oplog on a"
+                      " replica set) and mongorestore; see deploy/README.md, \"Backups\"."
 };
 
 ST_FRONT_DEFINE (s_backend)
