@@ -147,7 +147,12 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    WHERE nonce IS NOT NULL;"
     "ALTER TABLE pm_entries ADD COLUMN nonce TEXT;"
     "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, from_id, nonce)"
-    "    WHERE nonce IS NOT NULL;"
+    "    WHERE nonce IS NOT NULL;",
+
+    //  7: an account's state, set by the operator (parleyctl): a disabled
+    //  one cannot log in, a deleted one is gone but its row stays, so that
+    //  its name stays taken
+    "ALTER TABLE users ADD COLUMN state TEXT NOT NULL DEFAULT 'active';"
 };
 
 
