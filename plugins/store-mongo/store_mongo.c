@@ -106,7 +106,10 @@ static const struct {
     [ST_PM_LAST_SEQ]          = { sm_run_pm_last_seq, NULL },
     [ST_PM_HISTORY]           = { sm_run_pm_history, NULL },
     [ST_PM_CONVERSATIONS]     = { sm_run_pm_conversations, NULL },
-    [ST_PM_READ]              = { sm_run_pm_read, NULL }
+    [ST_PM_READ]              = { sm_run_pm_read, NULL },
+    [ST_USER_SET_STATE]       = { sm_run_user_set_state, NULL },
+    [ST_USER_SET_PASSWORD]    = { sm_run_user_set_password, NULL },
+    [ST_ROOM_ALL]             = { sm_run_room_all, NULL }
 };
 
 
