@@ -34,6 +34,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -137,6 +138,7 @@ typedef struct {
     zpoller_t *poller;          //  pipe and router
     bool inproc_bound;          //  BR_BROKER_INPROC is ours, to unbind at the end
     bool insecure;              //  tcp:// without keys, as the operator asked
+    zcertstore_t *admin_keys;   //  operators' keys (--curve-admin), or NULL
     bool terminated;            //  $TERM received
     uint32_t heartbeat_ms;      //  our interval, sent in welcome
     uint32_t request_timeout_ms;    //  unanswered requests fail after this
@@ -970,6 +972,35 @@ s_refuse (broker_t *self, zframe_t *routing_id, const char *code, const char *me
     s_send_to_routing_id (self, routing_id, &refuse);
 }
 
+//  May this connection say hello as an admin peer? ZeroMQ stamps every
+//  message with its connection's metadata (pl_envelope_peer_user_id): over
+//  CURVE (tcp://) "User-Id" is the peer's public key in Z85 (zauth sets it);
+//  over ipc:// and tcp:// without keys it is empty or missing, and
+//  "Peer-Address" is the numeric IP address for tcp:// only
+//  ("localhost:UID:GID:PID" for ipc://); inproc has no metadata.
+//  The socket file's mode 0600 is the operator's credential over ipc://.
+static bool
+s_admin_allowed (broker_t *self, pl_envelope_t *hello, char *message, size_t size)
+{
+    const char *user_id = pl_envelope_peer_user_id (hello);
+    if (user_id && *user_id) {
+        if (self->admin_keys && zcertstore_lookup (self->admin_keys, user_id))
+            return true;
+        snprintf (message, size, "the key %.40s may not say hello as admin: it is not"
+                  " in the broker's --curve-admin folder", user_id);
+        return false;
+    }
+    const char *address = pl_envelope_peer_address (hello);
+    unsigned char ip [sizeof (struct in6_addr)];
+    if (address && (inet_pton (AF_INET, address, ip) == 1
+                ||  inet_pton (AF_INET6, address, ip) == 1)) {
+        snprintf (message, size, "a peer at %.64s may not say hello as admin over"
+                  " tcp:// without CURVE keys (--insecure-peers); use ipc://", address);
+        return false;
+    }
+    return true;
+}
+
 static void
 s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
 {
@@ -1001,6 +1032,11 @@ s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
     if (!name || !*name) {
         s_refuse (self, routing_id, "bad_request",
                   "a peer said hello without a name");
+        return;
+    }
+    if (peer_kind == PEER_ADMIN && !s_admin_allowed (self, envelope, message,
+                                                     sizeof message)) {
+        s_refuse (self, routing_id, "forbidden", message);
         return;
     }
     if (peer_kind == PEER_PLUGIN) {
@@ -1700,6 +1736,7 @@ s_broker_destroy (broker_t **self_p)
         zhashx_destroy (&self->instances);
         zhashx_destroy (&self->gateways);
         zhashx_destroy (&self->peers);
+        zcertstore_destroy (&self->admin_keys);
         free (self);
         *self_p = NULL;
     }
@@ -1717,6 +1754,16 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     self->request_timeout_ms = config && config->request_timeout_ms
                              ? config->request_timeout_ms : BR_BROKER_REQUEST_TIMEOUT_DEFAULT;
     self->insecure = config && !config->curve && config->insecure_peers;
+    if (config && config->curve_admin) {
+        //  zcertstore rereads the folder when it changes: no restart needed
+        struct stat info;
+        if (stat (config->curve_admin, &info) || !S_ISDIR (info.st_mode)) {
+            zsys_error ("broker: --curve-admin %s is not a folder", config->curve_admin);
+            free (self);
+            return NULL;
+        }
+        self->admin_keys = zcertstore_new (config->curve_admin);
+    }
     self->tick_ms = self->heartbeat_ms / 4;
     if (self->tick_ms < 5)
         self->tick_ms = 5;

@@ -8,7 +8,8 @@
     answers unavailable/unauthenticated/unknown_type itself, keeps the session
     registry fed by gateways, and fans deliveries out one frame per gateway.
     Admin peers (parleyctl) reach only the admin.* routes, and the broker
-    answers admin.online and admin.plugins itself (br_admin).
+    answers admin.online and admin.plugins itself (br_admin). Over tcp://
+    only an operator's CURVE key (curve_admin) may say hello as admin.
 
         br_broker_config_t config = { .endpoints = eps, .endpoint_count = 1 };
         zactor_t *broker = br_broker_start (&config);
@@ -44,6 +45,9 @@ typedef struct {
                                     //  whose public certificates it allows
     bool insecure_peers;            //  without curve, bind tcp:// anyway (logs a warning);
                                     //  otherwise a tcp:// endpoint without keys is refused
+    const char *curve_admin;        //  folder of the operators' public certificates, or
+                                    //  NULL: over tcp:// only these keys may say hello
+                                    //  as kind admin (ipc:// and inproc are not asked)
 } br_broker_config_t;
 
 //  The actor. args is a br_broker_config_t *, copied before the actor signals.

@@ -47,6 +47,7 @@ typedef struct {
     size_t endpoint_count;
     const char *curve_cert;                 //  the broker's certificate, for tcp://
     const char *curve_allow;                //  allowed peer certificates
+    const char *curve_admin;                //  operators' certificates (parleyctl)
     bool insecure_peers;                    //  tcp:// without keys, knowingly
     bool default_plugins;                   //  load default_plugins first
     uint32_t heartbeat_ms;
@@ -80,6 +81,9 @@ s_usage (FILE *out)
         "                          --curve-cert and --curve-allow, or --insecure-peers\n"
         "  --curve-cert FILE       the broker's certificate (parley-keygen FILE)\n"
         "  --curve-allow DIR       the public certificates of the peers allowed in\n"
+        "  --curve-admin DIR       the public certificates of the operators: over tcp://\n"
+        "                          only these keys may use parleyctl (each also in\n"
+        "                          --curve-allow); ipc:// is guarded by its mode 0600\n"
         "  --insecure-peers        let tcp:// take any peer without a key (a warning)\n"
         "  --heartbeat MS          heartbeat between broker and peers (default %d)\n"
         "  --request-timeout MS    a request unanswered this long gets 'unavailable'\n"
@@ -144,7 +148,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
 {
     enum { OPT_LISTEN = 1, OPT_DATA, OPT_WEB, OPT_STORE, OPT_PLUGIN, OPT_NO_DEFAULTS, OPT_OPTION,
            OPT_BIND, OPT_HEARTBEAT, OPT_TIMEOUT, OPT_MAX_FRAME, OPT_SEND_BUFFER, OPT_LIMIT,
-           OPT_VERBOSE, OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_INSECURE_PEERS, OPT_GW_OPS,
+           OPT_VERBOSE, OPT_CURVE_CERT, OPT_CURVE_ALLOW, OPT_CURVE_ADMIN, OPT_INSECURE_PEERS, OPT_GW_OPS,
            OPT_HELP };
     static const struct option long_options [] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -170,6 +174,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
         { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
+        { "curve-admin", required_argument, NULL, OPT_CURVE_ADMIN },
         { "insecure-peers", no_argument, NULL, OPT_INSECURE_PEERS },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
@@ -279,6 +284,9 @@ s_parse (int argc, char **argv, parley_options_t *options)
             case OPT_CURVE_ALLOW:
                 options->curve_allow = optarg;
                 break;
+            case OPT_CURVE_ADMIN:
+                options->curve_admin = optarg;
+                break;
             case OPT_INSECURE_PEERS:
                 options->insecure_peers = true;
                 break;
@@ -366,7 +374,8 @@ main (int argc, char **argv)
         .heartbeat_ms = options.heartbeat_ms,
         .request_timeout_ms = options.request_timeout_ms,
         .curve = curve,
-        .insecure_peers = options.insecure_peers
+        .insecure_peers = options.insecure_peers,
+        .curve_admin = options.curve_admin
     };
     broker = br_broker_start (&broker_config);
     if (!broker) {

@@ -46,6 +46,9 @@ s_usage (FILE *stream)
         "                            endpoint takes only peers with an allowed key\n"
         "  --curve-allow DIR         the folder of the public certificates of the peers\n"
         "                            allowed in (parley-keygen --allow DIR)\n"
+        "  --curve-admin DIR         the public certificates of the operators: over\n"
+        "                            tcp:// only these keys may use parleyctl (each also\n"
+        "                            in --curve-allow); ipc:// is guarded by its mode 0600\n"
         "  --insecure-peers          bind tcp:// without keys: any peer that reaches it\n"
         "                            can act as any user (logs a warning); without it, a\n"
         "                            tcp:// endpoint without keys is refused\n"
@@ -82,6 +85,7 @@ main (int argc, char *argv [])
     uint32_t request_timeout_ms = 0;
     const char *curve_cert = NULL;
     const char *curve_allow = NULL;
+    const char *curve_admin = NULL;
     bool insecure_peers = false;
 
     static const struct option long_options [] = {
@@ -92,6 +96,7 @@ main (int argc, char *argv [])
         { "request-timeout", required_argument, NULL, 'T' },
         { "curve-cert",      required_argument, NULL, 'C' },
         { "curve-allow",     required_argument, NULL, 'A' },
+        { "curve-admin",     required_argument, NULL, 'M' },
         { "insecure-peers",  no_argument,       NULL, 'I' },
         { "help",            no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -146,6 +151,9 @@ main (int argc, char *argv [])
                 break;
             case 'A':
                 curve_allow = optarg;
+                break;
+            case 'M':
+                curve_admin = optarg;
                 break;
             case 'I':
                 insecure_peers = true;
@@ -203,7 +211,8 @@ main (int argc, char *argv [])
         .heartbeat_ms = heartbeat_ms,
         .request_timeout_ms = request_timeout_ms,
         .curve = curve,
-        .insecure_peers = insecure_peers
+        .insecure_peers = insecure_peers,
+        .curve_admin = curve_admin
     };
     zactor_t *broker = br_broker_start (&broker_config);
     if (!broker) {

@@ -22,6 +22,8 @@
 struct _pl_envelope_t {
     pl_op_t op;                 //  what this envelope is
     zframe_t *routing_id;       //  owned: ROUTER routing id, or NULL
+    char *peer_user_id;         //  owned: a received HELLO's "User-Id", or NULL
+    char *peer_address;         //  owned: a received HELLO's "Peer-Address", or NULL
     uint64_t rid;               //  request id, 0 = none
     uint64_t sid;               //  session id, 0 = none
     char *type;                 //  owned: message type
@@ -108,6 +110,8 @@ pl_envelope_destroy (pl_envelope_t **self_p)
     if (!self)
         return;
     zframe_destroy (&self->routing_id);
+    free (self->peer_user_id);
+    free (self->peer_address);
     free (self->type);
     free (self->user);
     free (self->addr);
@@ -725,6 +729,19 @@ s_drain (void *handle)
 //  --------------------------------------------------------------------------
 //  Receive one envelope from a socket. Caller owns return value.
 
+//  A HELLO keeps its connection's metadata, which ZeroMQ puts on every
+//  message frame it received (not always on a ROUTER's routing id frame:
+//  not when the socket was polled before the read), for the broker to tell
+//  who may say hello as what. Only HELLO pays for the copies.
+static void
+s_keep_peer_meta (pl_envelope_t *self, zmq_msg_t *header)
+{
+    const char *user_id = zmq_msg_gets (header, "User-Id");
+    const char *address = zmq_msg_gets (header, "Peer-Address");
+    self->peer_user_id = user_id ? strdup (user_id) : NULL;
+    self->peer_address = address ? strdup (address) : NULL;
+}
+
 pl_envelope_t *
 pl_envelope_recv (void *socket)
 {
@@ -774,6 +791,8 @@ pl_envelope_recv (void *socket)
         if (!self)
             zsys_warning ("pl_envelope: dropped a message: %s", reason);
     }
+    if (self && self->op == PL_OP_HELLO)
+        s_keep_peer_meta (self, &header);
     zmq_msg_close (&header);
     if (self) {
         self->routing_id = routing_id;
@@ -947,6 +966,20 @@ pl_envelope_routing_id (pl_envelope_t *self)
 {
     assert (self);
     return self->routing_id;
+}
+
+const char *
+pl_envelope_peer_user_id (pl_envelope_t *self)
+{
+    assert (self);
+    return self->peer_user_id;
+}
+
+const char *
+pl_envelope_peer_address (pl_envelope_t *self)
+{
+    assert (self);
+    return self->peer_address;
 }
 
 void

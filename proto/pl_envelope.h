@@ -120,6 +120,14 @@ void        pl_envelope_set_op (pl_envelope_t *self, pl_op_t op);
 zframe_t   *pl_envelope_routing_id (pl_envelope_t *self);
 void        pl_envelope_set_routing_id (pl_envelope_t *self, zframe_t *routing_id);
 
+//  For a HELLO read by pl_envelope_recv: its connection's ZeroMQ metadata.
+//  "User-Id": over CURVE (tcp:// with keys) the peer's public key in Z85, as
+//  zauth sets it; empty or NULL without CURVE. "Peer-Address": the numeric
+//  IP address over tcp://, "localhost:UID:GID:PID" over ipc://. Both NULL
+//  over inproc (no metadata) and for every other op. Owned by the envelope.
+const char *pl_envelope_peer_user_id (pl_envelope_t *self);
+const char *pl_envelope_peer_address (pl_envelope_t *self);
+
 //  Request id, chosen by whoever sent the request; 0 = none
 uint64_t    pl_envelope_rid (pl_envelope_t *self);
 void        pl_envelope_set_rid (pl_envelope_t *self, uint64_t rid);

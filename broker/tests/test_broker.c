@@ -979,6 +979,104 @@ s_remove_tree (const char *folder)
     }
 }
 
+//  Says hello as parleyctl does; returns the broker's answer (owned)
+static pl_envelope_t *
+s_admin_hello (zsock_t *dealer, const char *instance)
+{
+    pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+    pl_envelope_set_kind (hello, "admin");
+    pl_envelope_set_name (hello, "parleyctl");
+    pl_envelope_set_instance (hello, instance);
+    pl_envelope_set_heartbeat (hello, TEST_LONG_HEARTBEAT);
+    s_send (dealer, hello);
+    return s_recv (dealer);
+}
+
+static void
+s_expect_admin_refused (zsock_t *dealer, const char *instance, const char *says)
+{
+    pl_envelope_t *answer = s_admin_hello (dealer, instance);
+    assert_int_equal (pl_envelope_op (answer), PL_OP_REFUSE);
+    assert_string_equal (pl_envelope_code (answer), "forbidden");
+    assert_non_null (strstr (pl_envelope_message (answer), says));
+    pl_envelope_destroy (&answer);
+}
+
+static void
+s_expect_admin_welcomed (zsock_t *dealer, const char *instance)
+{
+    pl_envelope_t *answer = s_admin_hello (dealer, instance);
+    assert_int_equal (pl_envelope_op (answer), PL_OP_WELCOME);
+    pl_envelope_destroy (&answer);
+}
+
+//  Over tcp:// only an operator's key (curve_admin) may say hello as admin;
+//  an allowed peer key may not; inproc (and ipc) are not asked; tcp://
+//  without keys takes no admin at all
+static void
+test_admin_hello_needs_an_operator_key (void **state)
+{
+    char folder [] = "/tmp/parley-test-admin-XXXXXX";
+    assert_non_null (mkdtemp (folder));
+    char *allow = zsys_sprintf ("%s/allowed", folder);
+    char *admin = zsys_sprintf ("%s/admin", folder);
+    assert_int_equal (mkdir (allow, 0700), 0);
+    assert_int_equal (mkdir (admin, 0700), 0);
+    char *broker_cert = s_make_cert (folder, "broker");
+    char *operator_cert = s_make_cert (allow, "operator");
+    char *peer_cert = s_make_cert (allow, "peer");
+    zcert_t *cert = zcert_load (operator_cert);
+    char *operator_public = zsys_sprintf ("%s/operator", admin);
+    assert_int_equal (zcert_save_public (cert, operator_public), 0);
+    zcert_destroy (&cert);
+    char error [256];
+    s_keys [0] = pl_curve_broker_new (broker_cert, allow, error, sizeof error);
+    s_keys [1] = pl_curve_peer_new (operator_cert, broker_cert, error, sizeof error);
+    s_keys [2] = pl_curve_peer_new (peer_cert, broker_cert, error, sizeof error);
+    assert_non_null (s_keys [0]);
+    assert_non_null (s_keys [1]);
+    assert_non_null (s_keys [2]);
+
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    const char *endpoints [] = { endpoint };
+    br_broker_config_t config = {
+        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT,
+        .curve = s_keys [0], .curve_admin = "/nonexistent/parley-admin"
+    };
+    assert_null (br_broker_start (&config));        //  a folder that is not there
+    config.curve_admin = admin;
+    s_the_broker = br_broker_start (&config);
+    assert_non_null (s_the_broker);
+
+    s_dealer_keys = s_keys [2];                     //  allowed in, but no operator
+    s_expect_admin_refused (s_dealer (endpoint), "parleyctl@peer:1", "--curve-admin");
+    zsock_t *gateway = s_gateway_at (endpoint, "gw-peer");     //  still a fine gateway
+    assert_non_null (gateway);
+    s_dealer_keys = s_keys [1];
+    s_expect_admin_welcomed (s_dealer (endpoint), "parleyctl@operator:1");
+    s_dealer_keys = NULL;
+    s_expect_admin_welcomed (s_dealer (BR_BROKER_INPROC), "parleyctl@inproc:1");
+    s_stop ();
+
+    //  tcp:// without keys: no admin over it, inproc still
+    br_broker_config_t insecure = {
+        .endpoints = endpoints, .endpoint_count = 1, .heartbeat_ms = TEST_HEARTBEAT,
+        .insecure_peers = true
+    };
+    s_the_broker = br_broker_start (&insecure);
+    assert_non_null (s_the_broker);
+    s_expect_admin_refused (s_dealer (endpoint), "parleyctl@plain:1", "without CURVE keys");
+    s_expect_admin_welcomed (s_dealer (BR_BROKER_INPROC), "parleyctl@inproc:2");
+    s_remove_tree (folder);
+    zstr_free (&operator_public);
+    zstr_free (&peer_cert);
+    zstr_free (&operator_cert);
+    zstr_free (&broker_cert);
+    zstr_free (&admin);
+    zstr_free (&allow);
+}
+
 static void
 test_curve_peers_need_an_allowed_key (void **state)
 {
@@ -1179,6 +1277,7 @@ main (void)
         cmocka_unit_test_teardown (test_bind_failure_returns_null, s_teardown),
         cmocka_unit_test_teardown (test_tcp_without_keys_is_refused, s_teardown),
         cmocka_unit_test_teardown (test_curve_peers_need_an_allowed_key, s_teardown),
+        cmocka_unit_test_teardown (test_admin_hello_needs_an_operator_key, s_teardown),
         cmocka_unit_test_teardown (test_ipc_endpoint_is_owner_only, s_teardown),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
