@@ -8,6 +8,9 @@
         folder of allowed peers (DIR/NAME.cert, DIR made 0700 if missing)
     parley-keygen --allow DIR --add FILE
         copies an existing public certificate into DIR
+    --admin ADMIN_DIR (with --allow) also copies it into the broker's
+        folder of operators (--curve-admin): over tcp:// only those keys
+        may say hello as parleyctl, and they must be allowed peers too
 
     A broker is given its own FILE with --curve-cert and DIR with
     --curve-allow; a peer its own FILE with --curve-cert and the broker's
@@ -27,8 +30,8 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "Usage: parley-keygen [--name NAME] [--allow DIR] [--force] FILE\n"
-        "       parley-keygen --allow DIR --add FILE\n"
+        "Usage: parley-keygen [--name NAME] [--allow DIR [--admin DIR]] [--force] FILE\n"
+        "       parley-keygen --allow DIR [--admin DIR] --add FILE\n"
         "Makes a CURVE key pair for a Parley broker or peer: FILE is the public\n"
         "certificate, FILE_secret holds the secret key too (mode 0600).\n"
         "\n"
@@ -36,6 +39,8 @@ s_usage (FILE *out)
         "                base name); also the file's name in --allow's folder\n"
         "  --allow DIR   also put the public certificate into DIR, the broker's\n"
         "                --curve-allow folder (created, mode 0700, if missing)\n"
+        "  --admin DIR   with --allow, also put it into DIR, the broker's\n"
+        "                --curve-admin folder: an operator's key (parleyctl)\n"
         "  --add FILE    put the existing public certificate FILE into --allow's\n"
         "                folder instead of making a new pair\n"
         "  --force       overwrite FILE and FILE_secret if they exist\n"
@@ -60,7 +65,7 @@ s_base_name (const char *path)
 
 //  Puts cert's public part into dir as NAME.cert. Returns 0 or -1 (logged).
 static int
-s_allow (zcert_t *cert, const char *dir, const char *name)
+s_allow_one (zcert_t *cert, const char *dir, const char *name)
 {
     if (mkdir (dir, 0700) && errno != EEXIST) {
         fprintf (stderr, "parley-keygen: cannot create %s: %s\n", dir, strerror (errno));
@@ -76,9 +81,19 @@ s_allow (zcert_t *cert, const char *dir, const char *name)
     return rc;
 }
 
+//  Puts cert's public part into the allowed folder, and into the operators'
+//  folder when admin is set (an operator's key must pass the handshake too)
+static int
+s_allow (zcert_t *cert, const char *dir, const char *admin, const char *name)
+{
+    if (s_allow_one (cert, dir, name))
+        return -1;
+    return admin ? s_allow_one (cert, admin, name) : 0;
+}
+
 //  Adds an existing public certificate to the folder
 static int
-s_add (const char *file, const char *dir, const char *name)
+s_add (const char *file, const char *dir, const char *admin, const char *name)
 {
     if (!zsys_file_exists (file)) {
         fprintf (stderr, "parley-keygen: %s does not exist\n", file);
@@ -89,14 +104,15 @@ s_add (const char *file, const char *dir, const char *name)
         fprintf (stderr, "parley-keygen: %s is not a certificate parley-keygen wrote\n", file);
         return 1;
     }
-    int rc = s_allow (cert, dir, name) ? 1 : 0;
+    int rc = s_allow (cert, dir, admin, name) ? 1 : 0;
     zcert_destroy (&cert);
     return rc;
 }
 
 //  Makes and writes a new pair. Returns the exit status.
 static int
-s_make (const char *file, const char *dir, const char *name, bool force)
+s_make (const char *file, const char *dir, const char *admin, const char *name,
+        bool force)
 {
     char *secret = zsys_sprintf ("%s_secret", file);
     assert (secret);
@@ -134,7 +150,7 @@ s_make (const char *file, const char *dir, const char *name, bool force)
     }
     else
         printf ("wrote %s and %s (public key %s)\n", file, secret, zcert_public_txt (cert));
-    if (rc == 0 && dir && s_allow (cert, dir, name))
+    if (rc == 0 && dir && s_allow (cert, dir, admin, name))
         rc = 1;
     zcert_destroy (&cert);
     zstr_free (&secret);
@@ -144,22 +160,24 @@ s_make (const char *file, const char *dir, const char *name, bool force)
 int
 main (int argc, char *argv [])
 {
-    enum { OPT_NAME = 1, OPT_ALLOW, OPT_ADD, OPT_FORCE, OPT_HELP };
+    enum { OPT_NAME = 1, OPT_ALLOW, OPT_ADMIN, OPT_ADD, OPT_FORCE, OPT_HELP };
     static const struct option options [] = {
         { "name",  required_argument, NULL, OPT_NAME },
         { "allow", required_argument, NULL, OPT_ALLOW },
+        { "admin", required_argument, NULL, OPT_ADMIN },
         { "add",   required_argument, NULL, OPT_ADD },
         { "force", no_argument,       NULL, OPT_FORCE },
         { "help",  no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
-    const char *name = NULL, *allow = NULL, *add = NULL;
+    const char *name = NULL, *allow = NULL, *admin = NULL, *add = NULL;
     bool force = false;
     int option;
     while ((option = getopt_long (argc, argv, "", options, NULL)) != -1) {
         switch (option) {
             case OPT_NAME:  name = optarg;  break;
             case OPT_ALLOW: allow = optarg; break;
+            case OPT_ADMIN: admin = optarg; break;
             case OPT_ADD:   add = optarg;   break;
             case OPT_FORCE: force = true;   break;
             case OPT_HELP:
@@ -175,6 +193,11 @@ main (int argc, char *argv [])
         s_usage (stderr);
         return 2;
     }
+    if (admin && !allow) {
+        fprintf (stderr, "parley-keygen: --admin goes with --allow: an operator's key must"
+                 " also be an allowed peer key to pass the broker's handshake\n");
+        return 2;
+    }
     if (name && (!*name || strchr (name, '/'))) {
         fprintf (stderr, "parley-keygen: --name '%s' cannot be a file name\n", name);
         return 2;
@@ -182,8 +205,8 @@ main (int argc, char *argv [])
     zsys_init ();
     char *base = s_base_name (file);
     assert (base);
-    int rc = add ? s_add (file, allow, name ? name : base)
-                 : s_make (file, allow, name ? name : base, force);
+    int rc = add ? s_add (file, allow, admin, name ? name : base)
+                 : s_make (file, allow, admin, name ? name : base, force);
     free (base);
     return rc;
 }

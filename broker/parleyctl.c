@@ -7,12 +7,14 @@
 
     It is an admin peer of the broker (proto/ENVELOPE.md, "Admin peers"):
     over tcp:// it proves who it is with its own CURVE certificate, which
-    the operator allows like any peer's (parley-keygen --allow); over
+    the operator allows like any peer's (parley-keygen --allow) and names an
+    operator's (--admin, the broker's --curve-admin folder); over
     ipc:// the socket file's mode 0600 is the credential. It says hello
     with kind "admin", sends admin.* requests (which the broker takes from
     no gateway and no plugin), prints the answers, and says bye.
 
-    Exit codes: 0 done; 1 the server refused (no such user, a bad value);
+    Exit codes: 0 done; 1 the server refused (no such user, a bad value,
+    or over tcp:// a key that is not in the broker's --curve-admin folder);
     2 a usage error; 3 the broker or a service could not be reached, or
     did not answer in time.
     =========================================================================
@@ -92,15 +94,19 @@ s_usage (FILE *out)
         "\n"
         "  --broker ENDPOINT    tcp://HOST:PORT (with keys) or ipc://PATH; default\n"
         "                       $PARLEY_BROKER\n"
-        "  --curve-cert FILE    this tool's certificate (parley-keygen FILE, allowed in the\n"
-        "                       broker's --curve-allow folder)\n"
+        "  --curve-cert FILE    this tool's certificate (parley-keygen --allow DIR --admin\n"
+        "                       DIR FILE: in both the broker's --curve-allow and its\n"
+        "                       --curve-admin folders; an allowed key alone is refused)\n"
         "  --curve-broker FILE  the broker's public certificate\n"
         "  --json               print the answer as one JSON document\n"
         "  --timeout MS         how long to wait for the broker and each answer (%d)\n"
         "  --help               this text\n"
         "\n"
-        "Exit codes: 0 done, 1 refused by the server, 2 usage, 3 broker or service\n"
-        "unreachable or silent.\n", CTL_TIMEOUT_DEFAULT);
+        "Over ipc:// the socket file's mode 0600 is the credential; over tcp:// without\n"
+        "keys (--insecure-peers) the broker refuses parleyctl.\n"
+        "\n"
+        "Exit codes: 0 done, 1 refused by the server (also: not an operator's key),\n"
+        "2 usage, 3 broker or service unreachable or silent.\n", CTL_TIMEOUT_DEFAULT);
 }
 
 
@@ -323,9 +329,14 @@ s_connect (ctl_t *self)
     }
     else
     if (pl_envelope_op (welcome) != PL_OP_WELCOME) {
-        fprintf (stderr, "parleyctl: the broker refused us: %s\n",
-                 pl_envelope_message (welcome) ? pl_envelope_message (welcome) : "(no reason)");
-        rc = CTL_EXIT_UNREACHABLE;
+        //  forbidden: our key is allowed in but is not an operator's
+        const char *code = pl_envelope_code (welcome);
+        bool forbidden = code && streq (code, "forbidden");
+        fprintf (stderr, "parleyctl: the broker refused us: %s%s\n",
+                 pl_envelope_message (welcome) ? pl_envelope_message (welcome) : "(no reason)",
+                 forbidden ? " (over tcp://, this tool's key must be in the broker's"
+                             " --curve-admin folder: parley-keygen --admin)" : "");
+        rc = forbidden ? CTL_EXIT_REFUSED : CTL_EXIT_UNREACHABLE;
     }
     pl_envelope_destroy (&welcome);
     return rc;

@@ -6,7 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -72,14 +72,33 @@ test('who and plugins over ipc: the users online with their sessions, the plugin
     }
 });
 
-test('over tcp parleyctl needs an allowed CURVE key, like any peer', async () => {
-    const broker = await startBroker({ args: ['--plugin', pluginPath('example')] });
+// An operator's key: allowed in (--curve-allow) and in a --curve-admin folder
+function operatorKey() {
+    const keys = testKeys();
+    const dir = tempDir('parley-admin-');
+    const admin = path.join(dir, 'admin');
+    const cert = path.join(dir, 'operator.cert');
+    execFileSync(path.join(binDir, 'parley-keygen'), ['--allow', keys.allow, '--admin', admin, cert]);
+    return { admin, cert };
+}
+
+test('over tcp parleyctl needs an operator key: in --curve-admin it works, an allowed peer key is refused', async () => {
+    const operator = operatorKey();
+    const broker = await startBroker({ args: ['--plugin', pluginPath('example'),
+                                              '--curve-admin', operator.admin] });
     try {
         const keys = testKeys();
-        const allowed = await parleyctl(['--broker', broker.endpoint, '--curve-cert', keys.peer,
+        const allowed = await parleyctl(['--broker', broker.endpoint, '--curve-cert', operator.cert,
                                          '--curve-broker', keys.broker, '--json', 'plugins']);
         assert.equal(allowed.code, 0, allowed.stderr);
         assert.ok(JSON.parse(allowed.stdout).peers.some((peer) => peer.name === 'example'));
+        // A gateway's or plugin's key passes the handshake but is no operator
+        const peer = await parleyctl(['--broker', broker.endpoint, '--curve-cert', keys.peer,
+                                      '--curve-broker', keys.broker, 'who']);
+        assert.equal(peer.code, 1, peer.stderr);
+        assert.match(peer.stderr, /refused us: the key \S+ may not say hello as admin: it is not in the broker's --curve-admin folder/);
+        assert.ok(await broker.proc.waitForOutput(/refused a peer: the key \S+ may not say hello as admin/, 10000),
+                  broker.proc.output);
         const stranger = await parleyctl(['--broker', broker.endpoint, '--curve-cert', keys.stranger,
                                           '--curve-broker', keys.broker, '--timeout', '1500', 'who']);
         assert.equal(stranger.code, 3, stranger.stderr);
@@ -88,6 +107,28 @@ test('over tcp parleyctl needs an allowed CURVE key, like any peer', async () =>
         assert.equal(none.code, 3);
     } finally {
         await broker.stop();
+    }
+});
+
+test('over tcp a broker without --curve-admin takes no operator, and without keys none either', async () => {
+    const keys = testKeys();
+    const keyed = await startBroker({ args: ['--plugin', pluginPath('example')] });
+    try {
+        const peer = await parleyctl(['--broker', keyed.endpoint, '--curve-cert', keys.peer,
+                                      '--curve-broker', keys.broker, 'plugins']);
+        assert.equal(peer.code, 1, peer.stderr);
+        assert.match(peer.stderr, /--curve-admin/);
+    } finally {
+        await keyed.stop();
+    }
+    const insecure = await startBroker({ args: ['--plugin', pluginPath('example')], curve: false });
+    try {
+        const run = await parleyctl(['--broker', insecure.endpoint, 'plugins']);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, /may not say hello as admin over tcp:\/\/ without CURVE keys/);
+        assert.equal(run.stdout, '');
+    } finally {
+        await insecure.stop();
     }
 });
 
