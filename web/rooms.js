@@ -611,13 +611,15 @@ export class RoomsController {
             return;
         const newest = this.timelines.get(roomKey).newest;
         const mark = this.mark(roomKey);
+        // Newer entries exist than those on screen: read once the catch-up brings them
+        if (newest === null || (mark.last !== null && newest < mark.last))
+            return;
         if (mark.unread > 0 || mark.mentions > 0) {
             mark.unread = 0;
             mark.mentions = 0;
             this.renderList();
         }
-        if (!this.markers || newest === null || newest <= (mark.read ?? 0)
-            || newest <= (this.readSent.get(roomKey) ?? 0))
+        if (!this.markers || newest <= (mark.read ?? 0) || newest <= (this.readSent.get(roomKey) ?? 0))
             return;
         this.readSent.set(roomKey, newest);
         const name = this.rooms.get(roomKey)?.name ?? roomKey;

@@ -4,16 +4,21 @@
 // server returns, in a room and in a conversation; a message sent while the
 // server is frozen (its reply never comes, the socket is dropped) is repeated
 // with the same nonce and stored once; a definite refusal shows the message
-// failed with Retry and Discard, and Retry sends it once it can go. The
+// failed with Retry and Discard, and Retry sends it once it can go; in a
+// split deployment whose store stalls, the `unavailable` replies are waited
+// out and the message is stored once when the store answers again. The
 // server's own record (room.history, pm.history over a protocol client) is
 // what says "once".
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, Client, eventually } from '../lib/harness.js';
+import {
+    tempDir, Client, eventually, sleep, startBroker, startGateway, startPluginProcess, pluginPath, sanitizerReports,
+} from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+    FAST_AUTH,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
@@ -246,5 +251,77 @@ describe('the outbox in the browser', () => {
         await fourScreenshots(page, '53-web-outbox-pending');
         await restart();
         await storedIn(page, '#entries', 'waiting for the server to return').waitFor({ timeout: TIMEOUT });
+    });
+});
+
+describe('the outbox when the store stalls (a split deployment)', () => {
+    const data = tempDir('parley-web-stall-');
+    let broker;
+    let store;
+    let gateway;
+    let browser;
+    let alice;
+    let bob;
+    const consoleErrors = [];
+
+    before(async () => {
+        broker = await startBroker({ args: [
+            '--request-timeout', '800', '--plugin', pluginPath('auth'), '--plugin', pluginPath('presence'),
+            '--plugin', pluginPath('rooms'), '--plugin', pluginPath('pm'), ...FAST_AUTH,
+        ] });
+        store = startPluginProcess(broker.endpoint, [pluginPath('store-sqlite')],
+            { args: ['--option', `store-sqlite.path=${data}/parley.db`] });
+        gateway = await startGateway(broker.endpoint);
+        browser = await launchBrowser();
+    });
+
+    after(async () => {
+        store?.signal('SIGCONT');
+        await bob?.close();
+        await browser?.close();
+        await gateway?.stop();
+        await store?.stop();
+        await broker?.stop();
+        assert.deepEqual(sanitizerReports(broker.proc.output), [], broker.proc.output);
+        assert.deepEqual(sanitizerReports(store.output), [], store.output);
+        assert.deepEqual(consoleErrors, []);
+    });
+
+    it('a message sent while the store stalls waits out the unavailable replies and is stored once', async () => {
+        bob = await eventually(async () => {
+            try {
+                return await protocolAs(gateway, 'bob', { registering: true });
+            } catch {
+                return null;
+            }
+        }, TIMEOUT);
+        assert.ok(bob, 'the split deployment serves');
+        alice = await openPage(await newContext(browser, WINDOW), gateway, consoleErrors);
+        await signIn(alice, 'alice', { registering: true });
+        await alice.locator('#room-new').click();
+        await alice.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#room-name').fill('stall');
+        await alice.locator('#create-room-submit').click();
+        await alice.locator('#chat-title', { hasText: 'stall' }).waitFor({ timeout: TIMEOUT });
+        assert.equal((await bob.request({ type: 'room.join', room: 'stall' })).type, 'ok');
+
+        const text = 'sent while the store stalls';
+        store.signal('SIGSTOP');
+        try {
+            await type(alice, '#composer-text', text);
+            await alice.locator('#entries li.pending', { hasText: text }).waitFor({ timeout: TIMEOUT });
+            // Several request timeouts go by: still pending, never failed
+            await sleep(3000);
+            assert.equal(await alice.locator('#entries li.pending:not(.failed)', { hasText: text }).count(), 1);
+            assert.match(await alice.locator('#entries li.pending .pending-status').textContent(), /Sending/);
+        } finally {
+            store.signal('SIGCONT');
+        }
+        await storedIn(alice, '#entries', text).waitFor({ timeout: 45000 });
+        await alice.locator('#entries li.pending').waitFor({ state: 'detached', timeout: TIMEOUT });
+        // Whatever the store did with the requests that timed out, the message is there once
+        await sleep(1000);
+        assert.equal(await countStored(bob, { type: 'room.history', room: 'stall' }, text), 1, 'stored once');
+        assert.equal(await roomMessage(alice, text).count(), 1, 'shown once');
     });
 });
