@@ -6,6 +6,7 @@
 // a ProtocolClient.
 
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
+import { toast } from './toast.js';
 
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
@@ -67,7 +68,14 @@ export class PmController {
                     this.renderTimeline();
             },
             delivered: (item, reply) => this.delivered(item, reply),
-            failed: () => {},
+            failed: (item) => {
+                // Said on screen, or by one toast for a chat elsewhere however many of its messages fail
+                if (item.key === this.current)
+                    this.view.announce(`Not sent: ${item.error}`);
+                else if (outbox.pending('pm', item.key).filter((each) => each.state === 'failed').length === 1)
+                    toast(`Your message to ${item.to} was not sent: ${item.error}`,
+                        { action: 'Open', onAction: () => this.open(item.to) });
+            },
         });
         this.wire();
     }

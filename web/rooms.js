@@ -78,6 +78,12 @@ export class RoomsController {
             },
             delivered: (item, reply) => this.delivered(item, reply),
             failed: (item, error) => {
+                // Said on screen, or by one toast for a chat elsewhere however many of its messages fail
+                if (item.key === this.current)
+                    this.view.announce(`Not sent: ${item.error}`);
+                else if (outbox.pending('room', item.key).filter((each) => each.state === 'failed').length === 1)
+                    this.toast(`Your message in ${item.to} was not sent: ${item.error}`,
+                        { action: 'Open', onAction: () => this.open(item.to) });
                 if (error.code === 'not_member' || error.code === 'no_such_room')
                     this.failed(item.key, error);
             },

@@ -17,8 +17,8 @@ import {
 } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
-    FAST_AUTH,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
+    PASSWORD, TIMEOUT, FAST_AUTH,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
@@ -222,6 +222,7 @@ describe('the outbox in the browser', () => {
         await failed.waitFor({ timeout: TIMEOUT });
         assert.match(await failed.locator('.pending-status').textContent(), /Not sent/);
         await alice.locator('#entries li.pending.failed', { hasText: 'a second one' }).waitFor({ timeout: TIMEOUT });
+        assert.deepEqual(await seriousViolations(alice), []);
         await fourScreenshots(alice, '53-web-outbox-failed');
         assert.equal(await countStored(bob, { type: 'room.history', room: 'ops' }, text), 0);
 

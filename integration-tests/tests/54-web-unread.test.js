@@ -13,10 +13,24 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { tempDir, Client } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
+    PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
+
+// The requests a page sends over its WebSockets, from now on
+function recordRequests(page) {
+    const sent = [];
+    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
+        try {
+            sent.push(JSON.parse(frame.payload));
+        } catch {
+            // not JSON: not a request of the page's
+        }
+    }));
+    return sent;
+}
 
 // A TCP relay between the browser and the server that the test can cut (every
 // connection reset, new ones refused) and mend
@@ -154,7 +168,7 @@ describe('unread counts, read markers and invitations in the browser', () => {
         await closeChat({ browser, server, dataDir: data, consoleErrors });
     });
 
-    it('alice has two tabs on the room front; bob is in front and back', async () => {
+    it('alice has two tabs on the room front, and a conversation with bob; bob is in front and back', async () => {
         bob = await protocolAs(server, 'bob', { registering: true });
         await (await protocolAs(server, 'carol', { registering: true })).close();
         const context = await newContext(browser, WINDOW);
@@ -164,6 +178,11 @@ describe('unread counts, read markers and invitations in the browser', () => {
         await createRoom(tab1, 'front');
         await ok(bob, { type: 'room.join', room: 'back' });
         await ok(bob, { type: 'room.join', room: 'front' });
+        await ok(bob, { type: 'pm.send', to: 'alice', text: 'hi alice' });
+        await tab1.locator('#conversations li[data-with="bob"] button').click();
+        await tab1.locator('#pm-entries li.entry-message', { hasText: 'hi alice' }).waitFor({ timeout: TIMEOUT });
+        await roomItem(tab1, 'front').locator('button.room-item').click();
+        await tab1.locator('#chat-title', { hasText: 'front' }).waitFor({ timeout: TIMEOUT });
         tab2 = await openPage(context, cable, consoleErrors);
         await tab2.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
         await tab2.locator('#chat-title', { hasText: 'front' }).waitFor({ timeout: TIMEOUT });
@@ -172,6 +191,7 @@ describe('unread counts, read markers and invitations in the browser', () => {
     });
 
     it('what bob posts during an outage into a room not on screen shows as unread after the reconnect', async () => {
+        const sent = recordRequests(tab1);
         cable.cut();
         for (const tab of [tab1, tab2])
             await tab.locator('#status', { hasText: /Disconnected|Reconnecting/ }).waitFor({ timeout: TIMEOUT });
@@ -190,6 +210,13 @@ describe('unread counts, read markers and invitations in the browser', () => {
             await tab.locator('#conversations li[data-with="bob"][data-unread="1"]').waitFor({ timeout: TIMEOUT });
             await waitForTitle(tab, '(3) alice · Parley');
         }
+        // Every room and conversation tab1 holds was caught up after its last
+        // seen seq, not only the one on screen
+        const caughtUp = (type, field, name) => sent.some((request) => request.type === type
+            && request[field] === name && Number.isInteger(request.after) && request.after > 0);
+        assert.ok(caughtUp('room.history', 'room', 'back'), JSON.stringify(sent));
+        assert.ok(caughtUp('room.history', 'room', 'front'), JSON.stringify(sent));
+        assert.ok(caughtUp('pm.history', 'with', 'bob'), JSON.stringify(sent));
         await fourScreenshots(tab2, '54-web-unread');
     });
 
@@ -225,6 +252,7 @@ describe('unread counts, read markers and invitations in the browser', () => {
         const invited = carol.locator('#rooms li[data-room="secret"][data-invited="true"]');
         await invited.waitFor({ timeout: TIMEOUT });
         assert.match(await invited.innerText(), /invited/);
+        assert.deepEqual(await seriousViolations(carol), []);
         await fourScreenshots(carol, '54-web-invited');
 
         await invited.locator('.invite-join').click();
