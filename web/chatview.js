@@ -331,7 +331,10 @@ export class ChatView {
 
     messageItem(entry, grouped) {
         const own = entry.from === this.self();
-        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}`);
+        // 1.1: the entry names the members it mentions; one's own name stands out
+        const me = String(this.self() ?? '').toLowerCase();
+        const mentioned = Array.isArray(entry.mentions) && entry.mentions.some((name) => String(name).toLowerCase() === me);
+        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}${mentioned ? ' mentions-me' : ''}`);
         item.dataset.seq = String(entry.seq);
         item.dataset.from = entry.from;
         const body = element('div', 'entry-body');

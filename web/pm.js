@@ -388,6 +388,8 @@ export class PmController {
         try {
             const reply = await this.client.request('pm.read',
                 { with: this.nameOf(conversationKey), seq: newest });
+            if (conversation && Number.isInteger(reply.read_seq))       // 1.1
+                conversation.read_seq = Math.max(conversation.read_seq ?? 0, reply.read_seq);
             // Only the answer to the newest pm.read is current
             if (this.readRequests.get(conversationKey) === number && conversation
                 && Number.isInteger(reply.unread) && this.conversations.get(conversationKey) === conversation) {

@@ -226,6 +226,11 @@ describe('unread counts, read markers and invitations in the browser', () => {
         // The "New messages" line sits right above the first message not read
         const line = tab1.locator('#entries li.new-line + li.entry-message', { hasText: 'while you were away' });
         await line.waitFor({ timeout: TIMEOUT });
+        // The message that names alice stands out
+        await tab1.locator('#entries li.entry-message.mentions-me', { hasText: 'while you were away' })
+            .waitFor({ timeout: TIMEOUT });
+        assert.equal(await tab1.locator('#entries li.entry-message.mentions-me').count(), 1);
+        assert.deepEqual(await seriousViolations(tab1), []);
         await screenshot(tab1, '54-web-unread-new-line');
 
         await waitForBadges(tab2, 'back', { unread: null, mentions: null });
