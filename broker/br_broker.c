@@ -165,6 +165,7 @@ typedef struct {
     uint64_t refused_logged;    //  value of refused at the last summary
     int64_t next_refused_log;   //  monotonic ms before which we stay quiet
     char *refused_at;           //  the endpoint of the last refusal
+    br_bstar_t *bstar;          //  one of a standby pair, or NULL: always serves
 } broker_t;
 
 
@@ -1504,6 +1505,55 @@ s_deliver (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
 
 
 //  --------------------------------------------------------------------------
+//  The standby pair (br_bstar.h): only the active broker serves peers
+
+static int
+s_bstar_start (broker_t *self, const br_broker_config_t *config)
+{
+    br_bstar_config_t bstar = *config->bstar;
+    bstar.heartbeat_ms = self->heartbeat_ms;
+    bstar.curve = config->curve;
+    self->bstar = br_bstar_new (&bstar, zclock_mono ());
+    if (!self->bstar)
+        return -1;
+    zsock_t *socket = br_bstar_socket (self->bstar);
+    return socket ? zpoller_add (self->poller, socket) : 0;
+}
+
+//  A broker that leaves the active state forgets every peer: they go on
+//  hearing nothing from it, and move to the other broker
+static void
+s_bstar_forget_peers (broker_t *self)
+{
+    zlistx_t *peers = zhashx_values (self->peers);
+    if (!peers)
+        return;
+    for (peer_t *peer = (peer_t *) zlistx_first (peers); peer;
+         peer = (peer_t *) zlistx_next (peers))
+        s_peer_remove (self, peer, "left: this broker went passive");
+    zlistx_destroy (&peers);
+}
+
+static void
+s_bstar_input (broker_t *self)
+{
+    if (br_bstar_recv (self->bstar, zclock_mono ()) == BR_BSTAR_WENT_PASSIVE)
+        s_bstar_forget_peers (self);
+}
+
+//  True when the message is to be handled: always without a pair; else
+//  when active, or when a peer's hello makes us so. A passive broker
+//  answers nothing, not even WHO: a peer hears silence and moves on.
+static bool
+s_bstar_admits (broker_t *self, pl_op_t op)
+{
+    if (!self->bstar || br_bstar_active (self->bstar))
+        return true;
+    return op == PL_OP_HELLO && br_bstar_admit (self->bstar, zclock_mono ());
+}
+
+
+//  --------------------------------------------------------------------------
 //  The loop
 
 static void
@@ -1586,6 +1636,8 @@ s_tick (broker_t *self, int64_t now)
     }
     s_log_drops (self, now);
     s_log_refused (self, now);
+    if (self->bstar)
+        br_bstar_tick (self->bstar, now);
 }
 
 static void
@@ -1602,6 +1654,10 @@ s_handle_router (broker_t *self)
     char key [BR_ROUTING_KEY_SIZE];
     s_routing_key (routing_id, key, sizeof key);
     pl_op_t op = pl_envelope_op (envelope);
+    if (!s_bstar_admits (self, op)) {
+        pl_envelope_destroy (&envelope);
+        return;
+    }
     if (op == PL_OP_HELLO) {
         s_hello (self, envelope, key);
         pl_envelope_destroy (&envelope);
@@ -1685,6 +1741,7 @@ s_broker_destroy (broker_t **self_p)
         }
         zstr_free (&self->monitor_endpoint);
         zstr_free (&self->refused_at);
+        br_bstar_destroy (&self->bstar);
         //  Closing a socket frees its inproc name only later, in ZeroMQ's
         //  reaper thread; unbinding frees it now, for the next broker
         if (self->router && self->inproc_bound)
@@ -1878,6 +1935,8 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
     self->poller = zpoller_new (self->pipe, self->router, NULL);
     if (!self->poller || (self->monitor && zpoller_add (self->poller, self->monitor)))
         return -1;
+    if (config && config->bstar && s_bstar_start (self, config))
+        return -1;
     //  Signals are the program's business, not ours: only $TERM ends us
     zpoller_set_nonstop (self->poller, true);
     return 0;
@@ -1929,6 +1988,9 @@ br_broker_actor (zsock_t *pipe, void *args)
         else
         if (which && which == self->monitor)
             s_handle_monitor (self);
+        else
+        if (which && self->bstar && which == br_bstar_socket (self->bstar))
+            s_bstar_input (self);
         else
         if (which == self->router) {
             //  Drain a batch, then look at the clock again

@@ -16,6 +16,7 @@
 
 #include "br_host.h"
 #include "br_broker.h"
+#include "pl_brokers.h"
 #include "pl_envelope.h"
 #include "pl_log.h"
 
@@ -65,6 +66,7 @@ static atomic_uint s_instance_count;
 struct parley_request_s {
     pl_envelope_t *envelope;        //  owned: the REQUEST as received
     void *handle;                   //  in the host's outstanding list
+    uint64_t epoch;                 //  the registration it came through
 };
 
 //  A host->call waiting for its REPLY
@@ -73,6 +75,7 @@ typedef struct {
     void *cookie;                   //  the plugin's, given back in on_reply
     int64_t deadline;               //  zclock_mono; answered unavailable after
     void *handle;                   //  in the host's call list
+    uint64_t epoch;                 //  the registration it was sent in
 } s_call_t;
 
 //  A plugin timer
@@ -97,7 +100,11 @@ struct parley_ctx_s {
     zsock_t *pipe;                  //  actor's pipe
     zsock_t *dealer;                //  to the broker
     char *plugin_path;              //  the .so we loaded
-    char *endpoint;                 //  the broker's
+    pl_brokers_t *brokers;          //  the brokers we know (a standby pair: two)
+    const char *endpoint;           //  the one we talk to now (in brokers)
+    uint64_t epoch;                 //  counts our hellos: a request of an older
+                                    //  registration is answered to nobody
+    int64_t arrived;                //  zclock_mono when we moved to endpoint
     void *library;                  //  dlopen handle
     const parley_plugin_t *plugin;  //  the plugin's descriptor (its memory)
     parley_host_t host;             //  the table the plugin is given
@@ -367,7 +374,6 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     assert (self);
     self->pipe = pipe;
     self->plugin_path = strdup (config->plugin_path);
-    self->endpoint = strdup (config->endpoint);
     self->heartbeat = config->heartbeat_ms ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
     self->verbose = config->verbose;
     self->broker_heartbeat = self->heartbeat;
@@ -382,7 +388,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     self->oversized = zhashx_new ();
     self->asked = zhashx_new ();
     assert (self->asked);
-    assert (self->plugin_path && self->endpoint && self->options && self->requests
+    assert (self->plugin_path && self->options && self->requests
             && self->calls && self->calls_by_rid && self->timers && self->oversized);
     s_host_table_fill (&self->host);
     //  Before init: a plugin may start its threads there
@@ -390,6 +396,13 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     if (s_wake_pipe_open (self->wake_pipe)) {
         snprintf (error, error_size, "plugin %s: cannot make its wake pipe: %s",
                   self->plugin_path, strerror (errno));
+        return self;
+    }
+    char broker_error [256] = "";
+    self->brokers = pl_brokers_new (config->endpoint, broker_error, sizeof broker_error);
+    self->endpoint = self->brokers ? pl_brokers_current (self->brokers) : NULL;
+    if (!self->brokers) {
+        snprintf (error, error_size, "plugin %s: %s", config->plugin_path, broker_error);
         return self;
     }
 
@@ -416,7 +429,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     //  registrations
     zsock_set_immediate (self->dealer, 1);
     pl_curve_apply (config->curve, self->dealer, self->endpoint);
-    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+    if (pl_brokers_connect (self->brokers, self->dealer)) {
         snprintf (error, error_size, "plugin '%s' (%s): cannot connect to broker at %s: %s",
                   self->plugin->name, self->plugin_path, self->endpoint, zmq_strerror (zmq_errno ()));
         return self;
@@ -487,7 +500,7 @@ s_host_destroy (parley_ctx_t **self_p)
         dlclose (self->library);
     free (self->instance);
     free (self->plugin_path);
-    free (self->endpoint);
+    pl_brokers_destroy (&self->brokers);
     free (self);
     *self_p = NULL;
 }
@@ -496,12 +509,39 @@ s_host_destroy (parley_ctx_t **self_p)
 //  --------------------------------------------------------------------------
 //  Talking to the broker
 
+//  A new hello starts a new registration: the broker, or the other one of a
+//  standby pair, answers nothing sent before it. The calls still waiting
+//  get unavailable now rather than at their deadline.
+static void
+s_host_new_epoch (parley_ctx_t *self)
+{
+    self->epoch++;
+    bool answered = false;
+    s_call_t *call;
+    while ((call = (s_call_t *) zlistx_first (self->calls)) && call->epoch != self->epoch) {
+        char key [24];
+        snprintf (key, sizeof key, "%" PRIu64, call->rid);
+        zhashx_delete (self->calls_by_rid, key);
+        zlistx_delete (self->calls, call->handle);
+        void *cookie = call->cookie;
+        s_call_destroy (&call);
+        if (self->plugin->on_reply)
+            self->plugin->on_reply (self->state, cookie, "unavailable",
+                                    "The broker was lost; the call may or may not have"
+                                    " taken effect.", NULL, 0);
+        answered = true;
+    }
+    if (answered && self->plugin->on_batch_end)
+        self->plugin->on_batch_end (self->state);
+}
+
 static void
 s_host_send_hello (parley_ctx_t *self)
 {
     pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
     if (!hello)
         return;
+    s_host_new_epoch (self);
     pl_envelope_set_kind (hello, "plugin");
     pl_envelope_set_name (hello, self->plugin->name);
     pl_envelope_set_instance (hello, self->instance);
@@ -565,6 +605,7 @@ s_host_on_request (parley_ctx_t *self, pl_envelope_t **envelope_p)
     parley_request_t *request = (parley_request_t *) zmalloc (sizeof (parley_request_t));
     assert (request);
     request->envelope = *envelope_p;
+    request->epoch = self->epoch;
     *envelope_p = NULL;
     request->handle = zlistx_add_end (self->requests, request);
     assert (request->handle);
@@ -751,6 +792,18 @@ s_host_run_timers (parley_ctx_t *self, int64_t now)
     }
 }
 
+//  To the next broker of a standby pair (nothing to do with one broker:
+//  ZeroMQ reconnects to a broker that restarts on its endpoint)
+static void
+s_host_move (parley_ctx_t *self, int64_t now)
+{
+    self->arrived = now;
+    if (pl_brokers_move (self->brokers, self->dealer) == 1) {
+        self->endpoint = pl_brokers_current (self->brokers);
+        zsys_warning ("%s: moving to the broker at %s", self->instance, self->endpoint);
+    }
+}
+
 static void
 s_host_keep_alive (parley_ctx_t *self, int64_t now)
 {
@@ -762,11 +815,16 @@ s_host_keep_alive (parley_ctx_t *self, int64_t now)
                           self->instance, self->endpoint, now - self->last_heard);
             self->welcomed = false;
             self->broker_heartbeat = self->heartbeat;
+            s_host_move (self, now);
             s_host_send_hello (self);
         }
         else
-        if (now >= self->next_hello)
+        if (now >= self->next_hello) {
+            //  Not welcomed here in as long: a passive broker ignores us
+            if (now - self->arrived >= s_host_silence_limit (self))
+                s_host_move (self, now);
             s_host_send_hello (self);
+        }
     }
     else
     if (!self->welcomed && self->hello_unsent && now >= self->next_hello)
@@ -833,6 +891,7 @@ s_host_actor (zsock_t *pipe, void *args)
                self->plugin->version ? self->plugin->version : "",
                self->plugin_path, self->endpoint);
     self->last_heard = zclock_mono ();
+    self->arrived = self->last_heard;
     s_host_send_hello (self);
     start = NULL;               //  the caller's stack frame is gone after this
     zsock_signal (pipe, 0);
@@ -1023,6 +1082,13 @@ s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code
     parley_request_t *request = *request_p;
     if (!request)
         return -1;
+    if (request->epoch != self->epoch) {
+        //  Its broker forgot it (it restarted, or we moved to the other of a
+        //  standby pair): its rid may name another request there now
+        zlistx_delete (self->requests, request->handle);
+        s_request_destroy (request_p);
+        return -1;
+    }
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     int rc = -1;
     if (reply) {
@@ -1109,6 +1175,7 @@ s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, voi
     call->rid = rid;
     call->cookie = cookie;
     call->deadline = zclock_mono () + self->call_timeout;
+    call->epoch = self->epoch;
     call->handle = zlistx_add_end (self->calls, call);
     char key [24];
     snprintf (key, sizeof key, "%" PRIu64, rid);

@@ -59,6 +59,7 @@
 #include "gw_limits.h"
 #include "gw_metrics.h"
 #include "gw_web.h"
+#include "pl_brokers.h"
 #include "pl_envelope.h"
 #include "pl_transcode.h"
 
@@ -249,7 +250,9 @@ typedef enum {
 struct _gw_server_t {
     char *listen_host;              //  NULL = all interfaces
     int port;                       //  the real listening port
-    char *broker_endpoint;          //  where the DEALER connects
+    pl_brokers_t *brokers;          //  the brokers we know (a standby pair: two)
+    const char *broker_endpoint;    //  the one the DEALER is connected to (in brokers)
+    int64_t broker_arrived;         //  zclock_mono () when we moved to it
     char *web_root;                 //  folder the UI's files are served from (gw_web)
     size_t max_frame;               //  largest client message
     size_t send_buffer;             //  SO_SNDBUF of client sockets, 0 = kernel's choice
@@ -1158,6 +1161,22 @@ s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p)
     return rc;
 }
 
+//  To the next broker of a standby pair (nothing to do with one broker:
+//  ZeroMQ reconnects to a broker that restarts on its endpoint). The
+//  requests in flight went to the old one and will not be answered: they
+//  get unavailable now, not at their deadline.
+static void
+s_bridge_move (gw_server_t *self, int64_t now)
+{
+    self->broker_arrived = now;
+    if (pl_brokers_move (self->brokers, self->dealer) != 1)
+        return;
+    self->broker_endpoint = pl_brokers_current (self->brokers);
+    zsys_warning ("gateway %s: moving to the broker at %s", self->name, self->broker_endpoint);
+    s_pending_expire (self, INT64_MAX, false);
+    self->last_hello = 0;
+}
+
 static void
 s_bridge_hello (gw_server_t *self)
 {
@@ -1485,8 +1504,13 @@ s_tick (lws_sorted_usec_list_t *sul)
                       "for dead and saying hello again", self->name, now - self->last_heard);
         s_broker_lost (self, GW_BROKER_SILENT);
         self->last_hello = 0;
+        s_bridge_move (self, now);
     }
     if (!self->welcomed) {
+        //  Not welcomed here in as long: a passive broker ignores us
+        if (now - self->broker_arrived > 3 * (int64_t) self->broker_heartbeat_ms
+        &&  now - self->last_heard > 3 * (int64_t) self->broker_heartbeat_ms)
+            s_bridge_move (self, now);
         if (now - self->last_hello >= self->heartbeat_ms)
             s_bridge_hello (self);
     }
@@ -2074,8 +2098,16 @@ gw_server_new (const gw_config_t *config)
         self->listen_host = strdup (streq (config->listen_host, "localhost")?
                                     "127.0.0.1": config->listen_host);
     self->port = config->port;
-    self->broker_endpoint = strdup (config->broker_endpoint? config->broker_endpoint:
-                                    "tcp://127.0.0.1:7700");
+    char brokers_error [256];
+    self->brokers = pl_brokers_new (config->broker_endpoint? config->broker_endpoint:
+                                    "tcp://127.0.0.1:7700", brokers_error,
+                                    sizeof (brokers_error));
+    if (!self->brokers) {
+        zsys_error ("gateway: %s", brokers_error);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    self->broker_endpoint = pl_brokers_current (self->brokers);
     self->web_root = strdup (config->web_root? config->web_root: "web");
     self->max_frame = config->max_frame? config->max_frame: GW_MAX_FRAME_DEFAULT;
     self->send_buffer = config->send_buffer;
@@ -2138,12 +2170,13 @@ gw_server_new (const gw_config_t *config)
     zsock_set_reconnect_ivl_max (self->dealer, 1000);
     zsock_set_linger (self->dealer, 0);
     pl_curve_apply (config->curve, self->dealer, self->broker_endpoint);
-    if (zsock_connect (self->dealer, "%s", self->broker_endpoint)) {
+    if (pl_brokers_connect (self->brokers, self->dealer)) {
         zsys_error ("gateway: cannot connect to the broker at '%s': %s",
                     self->broker_endpoint, zmq_strerror (zmq_errno ()));
         gw_server_destroy (&self);
         return NULL;
     }
+    self->broker_arrived = zclock_mono ();
 
     //  libwebsockets: errors and warnings only, in our log's style
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_emit);
@@ -2287,7 +2320,7 @@ gw_server_destroy (gw_server_t **self_p)
     zhashx_destroy (&self->pending);
     zhashx_destroy (&self->sessions);
     free (self->listen_host);
-    free (self->broker_endpoint);
+    pl_brokers_destroy (&self->brokers);
     free (self->web_root);
     free (self->tls_cert);
     free (self->tls_key);
