@@ -1,0 +1,331 @@
+// The standby broker (Binary Star, proto/ENVELOPE.md "Standby broker"): a
+// primary and a backup parley-broker watching each other over CURVE, a
+// gateway and the plugins as processes (store-sqlite, auth, presence, rooms,
+// pm), each given both brokers. Users logged in send into a room under load;
+// the active broker is killed with SIGKILL: the clients stay connected to the
+// gateway, see a pause (requests in flight answered unavailable), and carry on
+// without logging in again; no acknowledged message is lost (room.history).
+// The killed broker, started again, comes back passive and takes no peer;
+// killing the other fails back to it. Sends repeated with a nonce (after an
+// answer of unknown outcome) are stored once, where the rooms plugin serves
+// nonces (the test probes for it and says when it cannot check).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import {
+    Client, Proc, binDir, eventually, freePort, pluginPath, sanitizerReports, sleep, tempDir,
+    waitForHealth,
+} from '../lib/harness.js';
+import { PASSWORD, ok } from '../lib/rooms.js';
+
+// Beats a little slower than the other tests': a loaded machine must not
+// take a busy broker for a dead one
+const HEARTBEAT = ['--heartbeat', '300'];
+const ROOM = 'standby';
+const USERS = ['ann', 'bob', 'cyd'];
+const WAIT = 60000;
+
+// Keys of our own: the brokers share one pair, allowed in their folder too
+// for the link between them (parley-broker says so if it is missing)
+function makeKeys(dir, { allowBroker = true } = {}) {
+    const keygen = path.join(binDir, 'parley-keygen');
+    const allow = path.join(dir, 'allowed');
+    const broker = path.join(dir, 'broker.cert');
+    const peer = path.join(dir, 'peer.cert');
+    execFileSync(keygen, [broker]);
+    execFileSync(keygen, ['--allow', allow, peer]);
+    if (allowBroker)
+        execFileSync(keygen, ['--allow', allow, '--add', broker]);
+    return { allow, broker, peer };
+}
+
+function startBroker(name, role, ports, keys) {
+    const [mine, theirs] = role === 'primary' ? [ports.a, ports.b] : [ports.b, ports.a];
+    return new Proc(name, path.join(binDir, 'parley-broker'), [
+        '--bind', `tcp://127.0.0.1:${mine.peers}`,
+        '--curve-cert', keys.broker, '--curve-allow', keys.allow,
+        `--bstar-${role}`,
+        '--bstar-bind', `tcp://127.0.0.1:${mine.state}`,
+        '--bstar-peer', `tcp://127.0.0.1:${theirs.state}`,
+        ...HEARTBEAT]);
+}
+
+// A plugin process given both brokers: as a list, or the option twice
+function startPlugin(name, endpoints, keys, options, repeated) {
+    const brokers = repeated ? endpoints.flatMap((endpoint) => ['--broker', endpoint])
+                             : ['--broker', endpoints.join(',')];
+    return new Proc(name, path.join(binDir, 'parley-plugin'), [
+        ...brokers, '--curve-cert', keys.peer, '--curve-broker', keys.broker, ...HEARTBEAT,
+        ...options.flatMap((option) => ['--option', option]), pluginPath(name)]);
+}
+
+const welcomed = (proc, plugin) => proc.output.includes(`welcomed plugin '${plugin}'`);
+const PLUGINS = ['store-sqlite', 'auth', 'presence', 'rooms', 'pm'];
+
+// One user sending into the room as fast as replies come, each message a
+// fresh text (and nonce, when served); a send whose outcome is unknown is
+// repeated with its nonce until acknowledged, or, without nonces, dropped
+class Sender {
+    constructor(client, nonces) {
+        this.client = client;
+        this.nonces = nonces;
+        this.acked = [];            // texts acknowledged, in order
+        this.unknown = [];          // texts answered with an error: maybe stored
+        this.repeats = 0;           // sends repeated with their nonce
+        this.duplicates = 0;        // ... answered duplicate: true
+        this.errors = [];           // error codes seen
+        this.running = true;
+        this.done = this.run();
+    }
+
+    async send(text, nonce) {
+        const fields = { type: 'msg.send', room: ROOM, text };
+        if (nonce)
+            fields.nonce = nonce;
+        try {
+            return await this.client.request(fields, 20000);
+        } catch (error) {
+            return { type: 'error', code: 'no_reply', message: error.message };
+        }
+    }
+
+    async run() {
+        for (let index = 0; this.running; index++) {
+            const text = `${this.client.user}-${index}`;
+            const nonce = this.nonces ? `n-${text}` : null;
+            let reply = await this.send(text, nonce);
+            while (reply.type === 'error' && nonce && this.running) {
+                this.errors.push(reply.code);
+                await sleep(200);
+                this.repeats++;
+                reply = await this.send(text, nonce);
+                if (reply.type === 'ok' && reply.duplicate)
+                    this.duplicates++;
+            }
+            if (reply.type === 'ok')
+                this.acked.push(text);
+            else {
+                this.errors.push(reply.code);
+                this.unknown.push(text);
+                await sleep(100);
+            }
+            await sleep(20);
+        }
+    }
+
+    async stop() {
+        this.running = false;
+        await this.done;
+    }
+}
+
+// Until every sender has count more acknowledgements than it had at marks
+async function untilEachAcks(senders, marks, count, what) {
+    const moved = await eventually(() => senders.every((sender, index) =>
+        sender.acked.length >= marks[index] + count), WAIT, 100);
+    assert.ok(moved, `${what}: ${senders.map((sender) =>
+        `${sender.client.user} ${sender.acked.length} acked, errors ${sender.errors.slice(-5)}`)}`);
+}
+
+// Every message of the room, oldest first, by pages of 200
+async function wholeHistory(client) {
+    const entries = [];
+    let before;
+    for (;;) {
+        const page = await ok(client, { type: 'room.history', room: ROOM, limit: 200,
+                                        ...(before ? { before } : {}) });
+        entries.unshift(...page.messages);
+        if (!page.more || page.messages.length === 0)
+            return entries;
+        before = page.messages[0].seq;
+    }
+}
+
+// msg.send answers a repeated nonce duplicate: true where nonces are served
+async function noncesServed(client) {
+    const first = await ok(client, { type: 'msg.send', room: ROOM, text: 'nonce probe', nonce: 'probe-1' });
+    const again = await ok(client, { type: 'msg.send', room: ROOM, text: 'nonce probe', nonce: 'probe-1' });
+    return again.duplicate === true && again.seq === first.seq;
+}
+
+test('kill -9 of the active broker: clients pause, carry on, lose nothing acknowledged; the pair fails over and back', { timeout: 420000 }, async (t) => {
+    const dir = tempDir('parley-bstar-');
+    const keys = makeKeys(dir);
+    const ports = {
+        a: { peers: await freePort(), state: await freePort() },
+        b: { peers: await freePort(), state: await freePort() },
+    };
+    const endpoints = [`tcp://127.0.0.1:${ports.a.peers}`, `tcp://127.0.0.1:${ports.b.peers}`];
+    const procs = {};
+    const killed = new Set();
+    const clients = [];
+    let senders = [];
+    try {
+        procs.primary = startBroker('primary', 'primary', ports, keys);
+        procs.backup = startBroker('backup', 'backup', ports, keys);
+        assert.ok(await procs.primary.waitForOutput(/standby pair: primary -> active/, WAIT),
+                  `the primary never went active\n${procs.primary.output}`);
+        assert.ok(await procs.backup.waitForOutput(/standby pair: backup -> passive/, WAIT),
+                  `the backup never went passive\n${procs.backup.output}`);
+
+        const options = {
+            'store-sqlite': [`store-sqlite.path=${path.join(dir, 'parley.db')}`],
+            auth: ['auth.register_rate=0', 'auth.ops_limit=1', 'auth.mem_limit=65536'],
+            rooms: ['rooms.msg_rate=0'],
+        };
+        PLUGINS.forEach((name, index) => {
+            procs[name] = startPlugin(name, endpoints, keys, options[name] ?? [], index % 2 === 1);
+        });
+        const gwPort = await freePort();
+        procs.gateway = new Proc('gateway', path.join(binDir, 'parley-gw'), [
+            '--listen', `127.0.0.1:${gwPort}`, '--broker', endpoints.join(','),
+            '--curve-cert', keys.peer, '--curve-broker', keys.broker, ...HEARTBEAT]);
+        await waitForHealth(gwPort, WAIT);
+        assert.ok(await eventually(() => PLUGINS.every((name) => welcomed(procs.primary, name)), WAIT),
+                  `not every plugin reached the primary\n${procs.primary.output}`);
+        assert.ok(!/welcomed/.test(procs.backup.output), `the passive backup took a peer\n${procs.backup.output}`);
+
+        // Users in a room
+        const url = `ws://127.0.0.1:${gwPort}/ws`;
+        for (const username of USERS) {
+            const client = await Client.connect(url);
+            clients.push(client);
+            let reply;
+            await eventually(async () => {
+                reply = await client.request({ type: 'auth.register', username, password: PASSWORD });
+                return reply.type === 'ok' || reply.code !== 'unavailable';
+            }, WAIT, 200);
+            assert.equal(reply.type, 'ok', JSON.stringify(reply));
+            client.user = reply.user;
+        }
+        await ok(clients[0], { type: 'room.create', room: ROOM });
+        for (const client of clients.slice(1))
+            await ok(client, { type: 'room.join', room: ROOM });
+        const nonces = await noncesServed(clients[0]);
+        if (!nonces)
+            t.diagnostic('msg.send does not serve nonces here: the check of repeated sends is skipped');
+
+        // Under load: the active one dies
+        senders = clients.map((client) => new Sender(client, nonces));
+        await untilEachAcks(senders, senders.map(() => 0), 40, 'before the kill');
+        let marks = senders.map((sender) => sender.acked.length);
+        procs.primary.signal('SIGKILL');
+        killed.add('primary');
+        await procs.primary.exited;
+        assert.ok(await procs.backup.waitForOutput(/standby pair: passive -> active/, WAIT),
+                  `the backup never took over\n${procs.backup.output}`);
+        await untilEachAcks(senders, marks, 30, 'after the primary was killed');
+        assert.ok(await procs.gateway.waitForOutput(/moving to the broker at/, 1000), procs.gateway.output);
+        assert.ok(PLUGINS.every((name) => welcomed(procs.backup, name)), procs.backup.output);
+        for (const client of clients)
+            assert.equal(client.closeCode, undefined, `${client.user}'s connection closed`);
+
+        // The killed one comes back passive, and takes no peer
+        procs.primary = startBroker('primary again', 'primary', ports, keys);
+        killed.delete('primary');
+        assert.ok(await procs.primary.waitForOutput(/standby pair: primary -> passive/, WAIT),
+                  `the restarted primary did not come back passive\n${procs.primary.output}`);
+        marks = senders.map((sender) => sender.acked.length);
+        await untilEachAcks(senders, marks, 20, 'with the primary back, passive');
+        assert.ok(!/welcomed/.test(procs.primary.output),
+                  `the passive primary took a peer\n${procs.primary.output}`);
+
+        // The other dies: back to the primary
+        marks = senders.map((sender) => sender.acked.length);
+        procs.backup.signal('SIGKILL');
+        killed.add('backup');
+        await procs.backup.exited;
+        assert.ok(await procs.primary.waitForOutput(/standby pair: passive -> active/, WAIT),
+                  `the primary never took over again\n${procs.primary.output}`);
+        await untilEachAcks(senders, marks, 30, 'after the backup was killed');
+        assert.ok(PLUGINS.every((name) => welcomed(procs.primary, name)), procs.primary.output);
+        for (const client of clients)
+            assert.equal(client.closeCode, undefined, `${client.user}'s connection closed`);
+        await Promise.all(senders.map((sender) => sender.stop()));
+
+        // Nothing acknowledged lost, nothing stored twice
+        const history = await wholeHistory(clients[1]);
+        const stored = new Map();
+        for (const entry of history.filter((each) => each.type === 'message'))
+            stored.set(entry.text, (stored.get(entry.text) ?? 0) + 1);
+        for (const sender of senders) {
+            for (const text of sender.acked)
+                assert.equal(stored.get(text), 1, `${text} acknowledged, stored ${stored.get(text) ?? 0} times`);
+            for (const text of sender.unknown)
+                assert.ok((stored.get(text) ?? 0) <= 1, `${text} stored twice`);
+            t.diagnostic(`${sender.client.user}: ${sender.acked.length} acknowledged, `
+                         + `${sender.unknown.length} of unknown outcome, ${sender.repeats} repeated `
+                         + `(${sender.duplicates} answered duplicate); errors seen: `
+                         + `${[...new Set(sender.errors)].join(', ') || 'none'}`);
+        }
+        if (nonces) {
+            // Every send was repeated until acknowledged: all stored, once
+            assert.ok(senders.every((sender) => sender.unknown.length === 0));
+        }
+        // Sessions stayed bound through both failovers: presence sees everyone
+        const online = await eventually(async () => {
+            const { users } = await ok(clients[0], { type: 'presence.list' });
+            return USERS.every((name) => users.some((entry) => entry.user === name && entry.online));
+        }, WAIT, 200);
+        assert.ok(online, 'presence does not see every user online after the failovers');
+    } finally {
+        for (const sender of senders)
+            sender.running = false;
+        await Promise.all(clients.map((client) => client.close()));
+        for (const name of ['gateway', ...PLUGINS, 'primary', 'backup']) {
+            const proc = procs[name];
+            if (!proc)
+                continue;
+            const status = await proc.stop();
+            assert.deepEqual(sanitizerReports(proc.output), [], `${name}\n${proc.output}`);
+            if (!killed.has(name))
+                assert.equal(status.code, 0, `${name} exited with ${JSON.stringify(status)}\n${proc.output}`);
+        }
+        rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test('a standby broker refuses what cannot work, with a sentence', async () => {
+    const dir = tempDir('parley-bstar-');
+    try {
+        const keys = makeKeys(dir, { allowBroker: false });
+        const broker = path.join(binDir, 'parley-broker');
+        const refused = (args, pattern) => {
+            const proc = new Proc('parley-broker', broker, args);
+            return proc.exited.then((status) => {
+                assert.equal(status.code, 2, `${args.join(' ')}\n${proc.output}`);
+                assert.match(proc.output, pattern);
+            });
+        };
+        const keyArgs = ['--curve-cert', keys.broker, '--curve-allow', keys.allow];
+        const link = ['--bstar-bind', 'tcp://127.0.0.1:1', '--bstar-peer', 'tcp://127.0.0.1:2'];
+        await refused(['--bstar-primary', '--bstar-backup', ...link, ...keyArgs], /exclude each other/);
+        await refused([...link, ...keyArgs], /need --bstar-primary or --bstar-backup/);
+        await refused(['--bstar-backup', '--bstar-bind', 'tcp://127.0.0.1:1', ...keyArgs],
+                      /needs --bstar-bind and --bstar-peer/);
+        await refused(['--bstar-primary', ...link, ...keyArgs, '--plugin', 'example'], /runs no --plugin/);
+        await refused(['--bstar-primary', ...link], /needs the broker's keys/);
+        // The brokers' own key is not in the folder yet
+        await refused(['--bstar-primary', ...link, ...keyArgs], /allow it in the folder too/);
+        // Peers: a broken list of brokers
+        const gateway = new Proc('parley-gw', path.join(binDir, 'parley-gw'),
+                                 ['--broker', 'tcp://127.0.0.1:1,,tcp://127.0.0.1:2']);
+        assert.equal((await gateway.exited).code, 2, gateway.output);
+        assert.match(gateway.output, /empty item/);
+        const plugin = new Proc('parley-plugin', path.join(binDir, 'parley-plugin'),
+                                ['--broker', 'tcp://127.0.0.1:1', '--broker', 'ipc:///tmp/x',
+                                 pluginPath('example')]);
+        assert.equal((await plugin.exited).code, 1, plugin.output);
+        assert.match(plugin.output, /either all are tcp:\/\/ or none/);
+        // --print-config shows the pair's keys as the file would hold them
+        const printed = execFileSync(broker, ['--bstar-backup', ...link, '--insecure-peers',
+                                              '--print-config'], { encoding: 'utf8' });
+        assert.match(printed, /^bstar-backup = true$/m);
+        assert.match(printed, /^bstar-peer = "tcp:\/\/127\.0\.0\.1:2"$/m);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+});
