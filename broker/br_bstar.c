@@ -64,7 +64,8 @@ s_bstar_sockets (br_bstar_t *self, const br_bstar_config_t *config)
     zsock_set_sndhwm (self->publisher, 2);
     zsock_set_linger (self->publisher, 0);
     zsock_set_linger (self->subscriber, 0);
-    zsock_set_maxmsgsize (self->subscriber, 64);
+    //  Bounds the handshake's commands too: CURVE's are a few hundred bytes
+    zsock_set_maxmsgsize (self->subscriber, 4096);
     pl_curve_apply (config->curve, self->publisher, config->bind);
     if (zsock_bind (self->publisher, "%s", config->bind) == -1) {
         zsys_error ("broker: standby pair: could not bind %s: %s", config->bind,

@@ -13,10 +13,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-    Client, Proc, binDir, eventually, freePort, pluginPath, sanitizerReports, sleep, tempDir,
+    Client, Proc, binDir, eventually, freePort, pluginPath, repoRoot, sanitizerReports, sleep, tempDir,
     waitForHealth,
 } from '../lib/harness.js';
 import { PASSWORD, ok } from '../lib/rooms.js';
@@ -326,6 +326,73 @@ test('a standby broker refuses what cannot work, with a sentence', async () => {
         assert.match(printed, /^bstar-backup = true$/m);
         assert.match(printed, /^bstar-peer = "tcp:\/\/127\.0\.0\.1:2"$/m);
     } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+// deploy/standby/NAME.cfg with this test's ports, keys and folders
+function standbyConfig(dir, name, replacements) {
+    let text = readFileSync(path.join(repoRoot, 'deploy', 'standby', `${name}.cfg`), 'utf8');
+    for (const [from, to] of replacements) {
+        assert.ok(text.includes(from), `deploy/standby/${name}.cfg names ${from}`);
+        text = text.split(from).join(to);
+    }
+    assert.ok(!/\/opt\/parley|\/etc\/parley|\/var\/lib|192\.0\.2/.test(text.replace(/^\s*#.*$/gm, '')),
+              `every address and path of ${name}.cfg is one this test replaced`);
+    const file = path.join(dir, `${name}.cfg`);
+    writeFileSync(file, text);
+    return file;
+}
+
+// The unit's ExecStart with this build and file, as 61-deploy runs them
+function startUnit(unit, file) {
+    const text = readFileSync(path.join(repoRoot, 'deploy', 'systemd', unit), 'utf8');
+    const words = /^ExecStart=(.*)$/m.exec(text)[1].trim().split(/\s+/)
+        .map((word) => word.replace('/opt/parley/bin/', `${binDir}/`)
+                           .replace('/etc/parley/parley.cfg', file));
+    return new Proc(`${unit} ${path.basename(file)}`, words[0], words.slice(1));
+}
+
+test('deploy/standby: both brokers start from their files with parley-broker.service, and the gateway follows the live one', { timeout: 180000 }, async () => {
+    const dir = tempDir('parley-bstar-deploy-');
+    const keys = makeKeys(dir);
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const gwPort = await freePort();
+    const replacements = [
+        ['192.0.2.1:7700', `127.0.0.1:${ports[0]}`], ['192.0.2.2:7700', `127.0.0.1:${ports[1]}`],
+        ['192.0.2.1:7701', `127.0.0.1:${ports[2]}`], ['192.0.2.2:7701', `127.0.0.1:${ports[3]}`],
+        ['/etc/parley/keys/broker.cert', keys.broker], ['/etc/parley/keys/allowed', keys.allow],
+        ['/etc/parley/keys/peer.cert', keys.peer], ['/opt/parley/web', path.join(repoRoot, 'web')],
+        ['/var/lib/parley', dir], ['127.0.0.1:8080', `127.0.0.1:${gwPort}`],
+    ];
+    const files = { primary: standbyConfig(dir, 'primary', replacements),
+                    backup: standbyConfig(dir, 'backup', replacements) };
+    const procs = {};
+    try {
+        procs.primary = startUnit('parley-broker.service', files.primary);
+        procs.backup = startUnit('parley-broker.service', files.backup);
+        assert.ok(await procs.primary.waitForOutput(/standby pair: primary -> active/, WAIT), procs.primary.output);
+        assert.ok(await procs.backup.waitForOutput(/standby pair: backup -> passive/, WAIT), procs.backup.output);
+        procs.gateway = startUnit('parley-gw.service', files.primary);
+        await waitForHealth(gwPort, WAIT);
+        assert.ok(await procs.gateway.waitForOutput(new RegExp(`welcomed by the broker at tcp://127.0.0.1:${ports[0]}`), WAIT),
+                  procs.gateway.output);
+        procs.primary.signal('SIGKILL');
+        await procs.primary.exited;
+        assert.ok(await procs.gateway.waitForOutput(new RegExp(`welcomed by the broker at tcp://127.0.0.1:${ports[1]}`), WAIT),
+                  procs.gateway.output);
+        assert.match(procs.backup.output, /standby pair: passive -> active/);
+        await waitForHealth(gwPort, WAIT);
+    } finally {
+        for (const name of ['gateway', 'primary', 'backup']) {
+            const proc = procs[name];
+            if (!proc)
+                continue;
+            const status = await proc.stop();
+            assert.deepEqual(sanitizerReports(proc.output), [], `${name}\n${proc.output}`);
+            if (name !== 'primary')
+                assert.equal(status.code, 0, `${name} exited with ${JSON.stringify(status)}\n${proc.output}`);
+        }
         rmSync(dir, { recursive: true, force: true });
     }
 });
