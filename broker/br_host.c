@@ -592,6 +592,18 @@ s_host_on_refuse (parley_ctx_t *self, pl_envelope_t *envelope)
 {
     const char *code = pl_envelope_code (envelope);
     const char *message = pl_envelope_message (envelope);
+    if (code && streq (code, "duplicate_instance")) {
+        //  Our name holds our pid: the broker still holds the connection we
+        //  left (we moved away from it and back within its liveness). It
+        //  drops that one within 3 heartbeats; we say hello again meanwhile.
+        zsys_warning ("%s: broker at %s still holds this instance's previous connection;"
+                      " saying hello again", self->instance, self->endpoint);
+        self->welcomed = false;
+        self->hello_unsent = true;
+        self->next_hello = zclock_mono () + self->heartbeat;
+        self->arrived = zclock_mono ();
+        return;
+    }
     zsys_error ("%s: broker at %s refused this plugin (%s): %s; it serves nothing until restarted",
                 self->instance, self->endpoint, code ? code : "no code",
                 message ? message : "no reason given");

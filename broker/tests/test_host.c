@@ -576,6 +576,86 @@ test_refused_host_stops_serving (void **state)
     broker_destroy (&broker);
 }
 
+//  A broker that still holds our previous connection refuses our instance
+//  for a while: the host says hello again rather than give up
+static void
+test_duplicate_instance_refusal_is_transient (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = host_start (broker, 100, NULL, 0);
+    pl_envelope_t *hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    pl_envelope_t *refuse = pl_envelope_new (PL_OP_REFUSE);
+    pl_envelope_set_error (refuse, "duplicate_instance", "instance already registered");
+    broker_send (broker, &refuse);
+    hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (broker, PL_OP_WELCOME);
+    broker_send_request (broker, 5, "example.echo", NULL, "still here");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 5);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  A request taken before a new hello belongs to a registration the broker
+//  forgot: its late reply goes nowhere (its rid may name another request)
+static void
+test_reply_of_an_older_registration_is_dropped (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+    broker_send_request (broker, 9, "probe.slow", NULL, "later");
+    zclock_sleep (100);
+    broker_send_op (broker, PL_OP_WHO);
+    pl_envelope_t *hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (broker, PL_OP_WELCOME);
+    //  probe.slow answers a second after: nothing comes
+    broker_expect_silence (broker, 1500);
+    //  A request of the new registration is answered as always
+    broker_send_request (broker, 10, "probe.batches", NULL, "now");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 10);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  Given the two brokers of a standby pair, the host moves to the second
+//  when the first falls silent, and comes back when the second says nothing
+static void
+test_host_moves_between_two_brokers (void **state)
+{
+    broker_t *first = broker_new ();
+    broker_t *second = broker_new ();
+    char endpoints [160];
+    snprintf (endpoints, sizeof endpoints, "%s,%s", first->endpoint, second->endpoint);
+    br_host_config_t config = { .plugin_path = EXAMPLE_PLUGIN, .heartbeat_ms = 100,
+                                .endpoint = endpoints };
+    char error [256];
+    zactor_t *host = br_host_start (&config, error, sizeof error);
+    assert_non_null (host);
+    pl_envelope_t *hello = broker_expect (first, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (first, PL_OP_WELCOME);
+    //  The first says nothing more: 3 heartbeats later the host is at the second
+    hello = broker_expect (second, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    //  The second ignores it (a passive broker): back to the first
+    hello = broker_expect (first, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (first, PL_OP_WELCOME);
+    broker_send_request (first, 3, "example.echo", NULL, "back");
+    pl_envelope_t *reply = broker_expect (first, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 3);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&first);
+    broker_destroy (&second);
+}
+
 static void
 test_destroyed_host_says_bye_promptly (void **state)
 {
@@ -905,6 +985,9 @@ main (void)
         cmocka_unit_test (test_silent_broker_gets_hello_again),
         cmocka_unit_test (test_host_registers_again_with_restarted_broker_over_tcp),
         cmocka_unit_test (test_refused_host_stops_serving),
+        cmocka_unit_test (test_duplicate_instance_refusal_is_transient),
+        cmocka_unit_test (test_reply_of_an_older_registration_is_dropped),
+        cmocka_unit_test (test_host_moves_between_two_brokers),
         cmocka_unit_test (test_destroyed_host_says_bye_promptly),
         cmocka_unit_test (test_call_sends_request_and_reply_reaches_on_reply),
         cmocka_unit_test (test_call_error_reply_passes_code_to_on_reply),
