@@ -189,24 +189,26 @@ s_exchange_until (br_bstar_t *first, br_bstar_t *second, br_bstar_state_t first_
 static void
 test_pair_over_tcp (void **state)
 {
-    br_bstar_config_t config = {
-        .primary = true, .bind = "tcp://127.0.0.1:0", .peer = NULL, .heartbeat_ms = 50
-    };
-    //  Ports: bind a throwaway PUB for each to learn free ones
-    zsock_t *probe_a = zsock_new_pub ("tcp://127.0.0.1:*");
-    zsock_t *probe_b = zsock_new_pub ("tcp://127.0.0.1:*");
-    char *endpoint_a = zsock_last_endpoint (probe_a);
-    char *endpoint_b = zsock_last_endpoint (probe_b);
-    zsock_destroy (&probe_a);
-    zsock_destroy (&probe_b);
-
-    config.bind = endpoint_a;
-    config.peer = endpoint_b;
-    br_bstar_t *primary = br_bstar_new (&config, zclock_mono ());
-    config.primary = false;
-    config.bind = endpoint_b;
-    config.peer = endpoint_a;
-    br_bstar_t *backup = br_bstar_new (&config, zclock_mono ());
+    //  Ports below the kernel's ephemeral range: a SUB connecting to a port
+    //  of that range before its PUB binds may be handed that very port as
+    //  its own, connect to itself, and keep the port from the PUB
+    br_bstar_t *primary = NULL, *backup = NULL;
+    char *endpoint_a = NULL, *endpoint_b = NULL;
+    br_bstar_config_t config = { .heartbeat_ms = 50 };
+    for (int attempt = 0; attempt < 50 && !backup; attempt++) {
+        br_bstar_destroy (&primary);
+        zstr_free (&endpoint_a);
+        zstr_free (&endpoint_b);
+        int port = 20000 + randof (10000);
+        endpoint_a = zsys_sprintf ("tcp://127.0.0.1:%d", port);
+        endpoint_b = zsys_sprintf ("tcp://127.0.0.1:%d", port + 1);
+        config = (br_bstar_config_t) { .primary = true, .bind = endpoint_a,
+                                       .peer = endpoint_b, .heartbeat_ms = 50 };
+        primary = br_bstar_new (&config, zclock_mono ());
+        config = (br_bstar_config_t) { .primary = false, .bind = endpoint_b,
+                                       .peer = endpoint_a, .heartbeat_ms = 50 };
+        backup = primary ? br_bstar_new (&config, zclock_mono ()) : NULL;
+    }
     assert_non_null (primary);
     assert_non_null (backup);
     assert_true (s_exchange_until (primary, backup, BR_BSTAR_ACTIVE, BR_BSTAR_PASSIVE));
