@@ -1528,6 +1528,8 @@ s_bstar_forget_peers (broker_t *self)
     zlistx_t *peers = zhashx_values (self->peers);
     if (!peers)
         return;
+    //  The list comes with the hash's destructor: the hash owns the peers
+    zlistx_set_destructor (peers, NULL);
     for (peer_t *peer = (peer_t *) zlistx_first (peers); peer;
          peer = (peer_t *) zlistx_next (peers))
         s_peer_remove (self, peer, "left: this broker went passive");

@@ -1150,6 +1150,91 @@ test_admin_routes_only_for_admin_peers (void **state)
     pl_envelope_destroy (&reply);
 }
 
+//  The peer broker of a standby pair, played by the test: publishes state
+static void
+s_peer_says (zsock_t *peer, br_bstar_state_t state)
+{
+    byte message [2] = { 1, (byte) state };
+    zframe_t *frame = zframe_new (message, sizeof message);
+    assert_int_equal (zframe_send (&frame, peer, 0), 0);
+}
+
+//  True once the broker publishes state on its state socket
+static bool
+s_broker_says (zsock_t *watch, br_bstar_state_t state)
+{
+    int64_t deadline = zclock_mono () + TEST_WAIT;
+    while (zclock_mono () < deadline) {
+        zframe_t *frame = zframe_recv (watch);
+        bool said = frame && zframe_size (frame) == 2 && zframe_data (frame) [1] == state;
+        zframe_destroy (&frame);
+        if (said)
+            return true;
+    }
+    return false;
+}
+
+static void
+s_plugin_hello (zsock_t *dealer)
+{
+    pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+    pl_envelope_set_kind (hello, "plugin");
+    pl_envelope_set_name (hello, "example");
+    pl_envelope_set_instance (hello, "example@test:1");
+    pl_envelope_set_abi (hello, PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR);
+    pl_envelope_set_heartbeat (hello, TEST_LONG_HEARTBEAT);
+    pl_envelope_add_route (hello, "example.", 0, PARLEY_SHARD_NONE, NULL);
+    s_send (dealer, hello);
+}
+
+//  The backup of a standby pair: passive (no answer, not even WHO) while
+//  its peer is active, active at a hello once the peer is silent, and
+//  passive again, forgetting its peers, when it finds the primary active too
+static void
+test_standby_broker_serves_only_while_active (void **state)
+{
+    zsock_t *peer = zsock_new (ZMQ_PUB);
+    assert_int_equal (zsock_bind (peer, "inproc://test-bstar-peer"), 0);
+    br_bstar_config_t bstar = { .primary = false, .bind = "inproc://test-bstar-broker",
+                                .peer = "inproc://test-bstar-peer" };
+    br_broker_config_t config = { .heartbeat_ms = TEST_HEARTBEAT, .bstar = &bstar };
+    s_the_broker = br_broker_start (&config);
+    assert_non_null (s_the_broker);
+    zsock_t *watch = zsock_new_sub (">inproc://test-bstar-broker", "");
+    zsock_set_rcvtimeo (watch, 100);
+
+    //  The primary is active: our hellos go unanswered
+    zsock_t *dealer = s_dealer (BR_BROKER_INPROC);
+    for (int round = 0; round < 10; round++) {
+        s_peer_says (peer, BR_BSTAR_ACTIVE);
+        s_plugin_hello (dealer);
+        assert_true (s_quiet (dealer, 50));
+    }
+    assert_true (s_broker_says (watch, BR_BSTAR_PASSIVE));
+
+    //  The primary falls silent: the next hello is welcomed
+    zclock_sleep (BR_BSTAR_PEER_LIVENESS * TEST_HEARTBEAT + 100);
+    s_plugin_hello (dealer);
+    pl_envelope_t *welcome = s_recv_op (dealer, PL_OP_WELCOME);
+    pl_envelope_destroy (&welcome);
+    assert_true (s_broker_says (watch, BR_BSTAR_ACTIVE));
+
+    //  The primary is back and active: the backup yields, forgets us, and
+    //  answers nothing
+    s_peer_says (peer, BR_BSTAR_ACTIVE);
+    assert_true (s_broker_says (watch, BR_BSTAR_PASSIVE));
+    pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
+    pl_envelope_set_rid (request, 1);
+    pl_envelope_set_type (request, "example.echo");
+    s_send (dealer, request);
+    for (int round = 0; round < 4; round++) {
+        s_peer_says (peer, BR_BSTAR_ACTIVE);
+        assert_true (s_quiet (dealer, 50));
+    }
+    zsock_destroy (&watch);
+    zsock_destroy (&peer);
+}
+
 int
 main (void)
 {
@@ -1180,6 +1265,7 @@ main (void)
         cmocka_unit_test_teardown (test_tcp_without_keys_is_refused, s_teardown),
         cmocka_unit_test_teardown (test_curve_peers_need_an_allowed_key, s_teardown),
         cmocka_unit_test_teardown (test_ipc_endpoint_is_owner_only, s_teardown),
+        cmocka_unit_test_teardown (test_standby_broker_serves_only_while_active, s_teardown),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     zlist_destroy (&s_dealers);
