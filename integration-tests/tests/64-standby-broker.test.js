@@ -97,7 +97,7 @@ class Sender {
             const text = `${this.client.user}-${index}`;
             const nonce = this.nonces ? `n-${text}` : null;
             let reply = await this.send(text, nonce);
-            while (reply.type === 'error' && nonce && this.running) {
+            for (let attempt = 0; reply.type === 'error' && nonce && attempt < 100; attempt++) {
                 this.errors.push(reply.code);
                 await sleep(200);
                 this.repeats++;
