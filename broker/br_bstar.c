@@ -66,6 +66,11 @@ s_bstar_sockets (br_bstar_t *self, const br_bstar_config_t *config)
     zsock_set_linger (self->subscriber, 0);
     //  Bounds the handshake's commands too: CURVE's are a few hundred bytes
     zsock_set_maxmsgsize (self->subscriber, 4096);
+    if (!config->curve && (pl_curve_endpoint_needs_keys (config->bind)
+                       ||  pl_curve_endpoint_needs_keys (config->peer)))
+        zsys_warning ("broker: INSECURE: the standby pair's link (%s, %s) has no keys:"
+                      " anyone who reaches it can read our state, or play our peer",
+                      config->bind, config->peer);
     pl_curve_apply (config->curve, self->publisher, config->bind);
     if (zsock_bind (self->publisher, "%s", config->bind) == -1) {
         zsys_error ("broker: standby pair: could not bind %s: %s", config->bind,

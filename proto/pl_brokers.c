@@ -110,7 +110,9 @@ pl_brokers_move (pl_brokers_t *self, zsock_t *dealer)
         return 0;
     //  Disconnecting drops what is queued for the old broker: it is either
     //  dead or ignores us, and the new one must start from a hello
-    zsock_disconnect (dealer, "%s", self->endpoints [self->current]);
+    if (zsock_disconnect (dealer, "%s", self->endpoints [self->current]))
+        zsys_warning ("could not disconnect from the broker at %s: %s",
+                      self->endpoints [self->current], zmq_strerror (errno));
     self->current = (self->current + 1) % self->count;
     if (zsock_connect (dealer, "%s", self->endpoints [self->current])) {
         zsys_error ("cannot connect to the broker at %s: %s",
