@@ -75,7 +75,6 @@ typedef struct {
     void *cookie;                   //  the plugin's, given back in on_reply
     int64_t deadline;               //  zclock_mono; answered unavailable after
     void *handle;                   //  in the host's call list
-    uint64_t epoch;                 //  the registration it was sent in
 } s_call_t;
 
 //  A plugin timer
@@ -510,27 +509,34 @@ s_host_destroy (parley_ctx_t **self_p)
 //  Talking to the broker
 
 //  A new hello starts a new registration: the broker, or the other one of a
-//  standby pair, answers nothing sent before it. The calls still waiting
-//  get unavailable now rather than at their deadline.
+//  standby pair, answers nothing sent before it. Every call still waiting
+//  gets unavailable now rather than at its deadline.
 static void
 s_host_new_epoch (parley_ctx_t *self)
 {
     self->epoch++;
-    bool answered = false;
+    //  Taken out first, answered after: an answer may make new calls
+    zlistx_t *stale = zlistx_new ();
+    assert (stale);
     s_call_t *call;
-    while ((call = (s_call_t *) zlistx_first (self->calls)) && call->epoch != self->epoch) {
+    while ((call = (s_call_t *) zlistx_first (self->calls))) {
         char key [24];
         snprintf (key, sizeof key, "%" PRIu64, call->rid);
         zhashx_delete (self->calls_by_rid, key);
         zlistx_delete (self->calls, call->handle);
+        zlistx_add_end (stale, call);
+    }
+    bool answered = zlistx_size (stale) > 0;
+    while ((call = (s_call_t *) zlistx_first (stale))) {
+        zlistx_detach_cur (stale);
         void *cookie = call->cookie;
         s_call_destroy (&call);
         if (self->plugin->on_reply)
             self->plugin->on_reply (self->state, cookie, "unavailable",
                                     "The broker was lost; the call may or may not have"
                                     " taken effect.", NULL, 0);
-        answered = true;
     }
+    zlistx_destroy (&stale);
     if (answered && self->plugin->on_batch_end)
         self->plugin->on_batch_end (self->state);
 }
@@ -1187,7 +1193,6 @@ s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, voi
     call->rid = rid;
     call->cookie = cookie;
     call->deadline = zclock_mono () + self->call_timeout;
-    call->epoch = self->epoch;
     call->handle = zlistx_add_end (self->calls, call);
     char key [24];
     snprintf (key, sizeof key, "%" PRIu64, rid);
