@@ -6,9 +6,9 @@
 // gateway, see a pause (requests in flight answered unavailable), and carry on
 // without logging in again; no acknowledged message is lost (room.history).
 // The killed broker, started again, comes back passive and takes no peer;
-// killing the other fails back to it. Sends repeated with a nonce (after an
-// answer of unknown outcome) are stored once, where the rooms plugin serves
-// nonces (the test probes for it and says when it cannot check).
+// killing the other fails back to it. Every send carries a nonce and is
+// repeated after an error (its outcome unknown) until acknowledged: each is
+// stored exactly once.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,14 +66,13 @@ const welcomed = (proc, plugin) => proc.output.includes(`welcomed plugin '${plug
 const PLUGINS = ['store-sqlite', 'auth', 'presence', 'rooms', 'pm'];
 
 // One user sending into the room as fast as replies come, each message a
-// fresh text (and nonce, when served); a send whose outcome is unknown is
-// repeated with its nonce until acknowledged, or, without nonces, dropped
+// fresh text and nonce; a send answered with an error (its outcome unknown)
+// is repeated with its nonce until acknowledged
 class Sender {
-    constructor(client, nonces) {
+    constructor(client) {
         this.client = client;
-        this.nonces = nonces;
         this.acked = [];            // texts acknowledged, in order
-        this.unknown = [];          // texts answered with an error: maybe stored
+        this.unknown = [];          // texts given up after 100 tries: maybe stored
         this.repeats = 0;           // sends repeated with their nonce
         this.duplicates = 0;        // ... answered duplicate: true
         this.errors = [];           // error codes seen
@@ -82,11 +81,8 @@ class Sender {
     }
 
     async send(text, nonce) {
-        const fields = { type: 'msg.send', room: ROOM, text };
-        if (nonce)
-            fields.nonce = nonce;
         try {
-            return await this.client.request(fields, 20000);
+            return await this.client.request({ type: 'msg.send', room: ROOM, text, nonce }, 20000);
         } catch (error) {
             return { type: 'error', code: 'no_reply', message: error.message };
         }
@@ -95,9 +91,9 @@ class Sender {
     async run() {
         for (let index = 0; this.running; index++) {
             const text = `${this.client.user}-${index}`;
-            const nonce = this.nonces ? `n-${text}` : null;
+            const nonce = `n-${text}`;
             let reply = await this.send(text, nonce);
-            for (let attempt = 0; reply.type === 'error' && nonce && attempt < 100; attempt++) {
+            for (let attempt = 0; reply.type === 'error' && attempt < 100; attempt++) {
                 this.errors.push(reply.code);
                 await sleep(200);
                 this.repeats++;
@@ -144,7 +140,7 @@ async function wholeHistory(client) {
     }
 }
 
-// msg.send answers a repeated nonce duplicate: true where nonces are served
+// msg.send answers a repeated nonce duplicate: true
 async function noncesServed(client) {
     const first = await ok(client, { type: 'msg.send', room: ROOM, text: 'nonce probe', nonce: 'probe-1' });
     const again = await ok(client, { type: 'msg.send', room: ROOM, text: 'nonce probe', nonce: 'probe-1' });
@@ -204,12 +200,10 @@ test('kill -9 of the active broker: clients pause, carry on, lose nothing acknow
         await ok(clients[0], { type: 'room.create', room: ROOM });
         for (const client of clients.slice(1))
             await ok(client, { type: 'room.join', room: ROOM });
-        const nonces = await noncesServed(clients[0]);
-        if (!nonces)
-            t.diagnostic('msg.send does not serve nonces here: the check of repeated sends is skipped');
+        assert.ok(await noncesServed(clients[0]), 'a send repeated with its nonce answers duplicate');
 
         // Under load: the active one dies
-        senders = clients.map((client) => new Sender(client, nonces));
+        senders = clients.map((client) => new Sender(client));
         await untilEachAcks(senders, senders.map(() => 0), 40, 'before the kill');
         let marks = senders.map((sender) => sender.acked.length);
         procs.primary.signal('SIGKILL');
@@ -261,10 +255,9 @@ test('kill -9 of the active broker: clients pause, carry on, lose nothing acknow
                          + `(${sender.duplicates} answered duplicate); errors seen: `
                          + `${[...new Set(sender.errors)].join(', ') || 'none'}`);
         }
-        if (nonces) {
-            // Every send was repeated until acknowledged: all stored, once
-            assert.ok(senders.every((sender) => sender.unknown.length === 0));
-        }
+        // Every send was repeated until acknowledged: all stored, once
+        assert.ok(senders.every((sender) => sender.unknown.length === 0),
+                  'a send was given up after 100 tries');
         // Sessions stayed bound through both failovers: presence sees everyone
         const online = await eventually(async () => {
             const { users } = await ok(clients[0], { type: 'presence.list' });
