@@ -170,6 +170,34 @@ st_reply_nonce (st_request_t *request, bool found, uint64_t seq, int64_t ts)
 }
 
 void
+st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
+                       uint64_t unread, uint64_t read_seq)
+{
+    msgpack_pack_map (packer, 5);
+    pl_body_pack_str (packer, "with");
+    st_reply_text (packer, with);
+    pl_body_pack_str (packer, "last");
+    st_reply_pm_entry (packer, last);
+    pl_body_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, unread);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, read_seq);
+    pl_body_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, last->seq);
+}
+
+void
+st_reply_pm_read (st_request_t *request, uint64_t unread, uint64_t read_seq)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 2);
+    pl_body_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, unread);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, read_seq);
+}
+
+void
 st_reply_info (st_request_t *request, const char *backend, uint32_t schema_version)
 {
     msgpack_packer *packer = st_request_packer (request);

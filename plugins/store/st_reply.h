@@ -94,6 +94,16 @@ void
 void
     st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
 
+//  A conversation of store.pm.conversations: {with, last, unread, read_seq,
+//  last_seq} (the last two from schema version 6; last_seq is last's seq)
+void
+    st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
+                           uint64_t unread, uint64_t read_seq);
+
+//  store.pm.read's answer {unread, read_seq}
+void
+    st_reply_pm_read (st_request_t *request, uint64_t unread, uint64_t read_seq);
+
 //  store.info's answer {backend, schema_version}
 void
     st_reply_info (st_request_t *request, const char *backend, uint32_t schema_version);

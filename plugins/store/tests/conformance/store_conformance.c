@@ -2719,6 +2719,11 @@ s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, siz
         if ((int64_t) unread->via.u64 != rows [index].unread)
             fail_msg ("conversation of %s with %s: unread %" PRIu64 ", expected %" PRId64,
                       user, rows [index].with, unread->via.u64, rows [index].unread);
+        //  Schema 6: the newest entry's seq, and the user's marker
+        s_assert_int (sc_map_field (row, "last_seq"), rows [index].last_seq);
+        const msgpack_object *read_seq = sc_map_field (row, "read_seq");
+        assert_non_null (read_seq);
+        assert_int_equal (read_seq->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     }
     sc_reply_destroy (&reply);
 }
@@ -5032,6 +5037,45 @@ test_read_markers_and_mentions_survive_plugin_restart (void **state)
     s_member_read_ok (fixture, "general", "bob", 1, 2, false);
 }
 
+static void
+test_pm_read_and_conversations_carry_the_read_marker (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    for (int64_t seq = 1; seq <= 4; seq++)
+        s_pm_append_ok (fixture, "bob", "alice", seq, "hi", S_PM_TS (seq));
+    const int64_t reads [][3] = {   //  seq asked, read_seq answered, unread
+        { 2, 2, 2 }, { 1, 2, 2 }, { 4, 4, 0 }, { 3, 4, 0 }
+    };
+    for (size_t index = 0; index < 4; index++) {
+        sc_reply_t *reply = s_pm_read (fixture, "ALICE", "bob", reads [index][0]);
+        s_assert_ok (reply);
+        s_assert_int (sc_reply_field (reply, "read_seq"), reads [index][1]);
+        s_assert_int (sc_reply_field (reply, "unread"), reads [index][2]);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_pm_conversations (fixture, "alice", 0);
+    s_assert_ok (reply);
+    const msgpack_object *row = &s_array_field (reply, "conversations")->via.array.ptr [0];
+    s_assert_int (sc_map_field (row, "read_seq"), 4);
+    s_assert_int (sc_map_field (row, "last_seq"), 4);
+    sc_reply_destroy (&reply);
+    //  bob never read: his marker is 0
+    reply = s_pm_conversations (fixture, "bob", 0);
+    s_assert_ok (reply);
+    row = &s_array_field (reply, "conversations")->via.array.ptr [0];
+    s_assert_int (sc_map_field (row, "read_seq"), 0);
+    s_assert_int (sc_map_field (row, "last_seq"), 4);
+    sc_reply_destroy (&reply);
+    //  Without a conversation: nothing marked, read_seq 0
+    s_user_create_ok (fixture, "carol");
+    reply = s_pm_read (fixture, "carol", "alice", 3);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "read_seq"), 0);
+    sc_reply_destroy (&reply);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -5150,6 +5194,7 @@ main (int argc, char *argv [])
         S_TEST (test_msg_history_naming_a_user_answers_its_read_seq),
         S_TEST (test_room_invited_lists_private_invitations_until_joined),
         S_TEST (test_read_markers_and_mentions_survive_plugin_restart),
+        S_TEST (test_pm_read_and_conversations_carry_the_read_marker),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }
