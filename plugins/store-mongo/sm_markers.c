@@ -43,6 +43,51 @@ sm_marker_get (sm_store_t *self, const char *room_key, const char *user_key, int
     return rc;
 }
 
+//  The rooms of sm_markers_of and where their markers go
+typedef struct {
+    bson_t *const *rooms;
+    uint32_t count;
+    int64_t *markers;
+} s_markers_of_t;
+
+static void
+s_on_marker (void *arg, const bson_t *document)
+{
+    s_markers_of_t *found = (s_markers_of_t *) arg;
+    uint32_t size;
+    const char *room = sm_bson_text (document, "room", &size);
+    for (uint32_t index = 0; index < found->count; index++) {
+        uint32_t key_size;
+        const char *key = sm_bson_text (found->rooms [index], "name_lower", &key_size);
+        if (key_size == size && memcmp (key, room, size) == 0)
+            found->markers [index] = sm_bson_int (document, "read_seq", 0);
+    }
+}
+
+int
+sm_markers_of (sm_store_t *self, const char *user_key, bson_t *const *rooms, uint32_t count,
+               int64_t *markers, bson_error_t *error)
+{
+    for (uint32_t index = 0; index < count; index++)
+        markers [index] = -1;
+    if (count == 0)
+        return 0;
+    bson_t filter, condition, array;
+    sm_in_begin (&filter, "room", &condition, &array);
+    uint32_t keys = 0;
+    for (uint32_t index = 0; index < count; index++) {
+        uint32_t size;
+        const char *key = sm_bson_text (rooms [index], "name_lower", &size);
+        sm_array_append_text (&array, &keys, key, size);
+    }
+    sm_in_end (&filter, &condition, &array);
+    BSON_APPEND_UTF8 (&filter, "user", user_key);
+    s_markers_of_t found = { rooms, count, markers };
+    int rc = sm_find (self, self->markers, &filter, NULL, s_on_marker, &found, error);
+    bson_destroy (&filter);
+    return rc;
+}
+
 int
 sm_markers_drop (sm_store_t *self, const char *room_key, const char *user_key,
                  bson_error_t *error)

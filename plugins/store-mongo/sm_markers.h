@@ -38,6 +38,13 @@ int
     sm_marker_get (sm_store_t *self, const char *room_key, const char *user_key,
                    int64_t *seq_p, bson_error_t *error);
 
+//  The markers of user_key in the rooms of count room documents, in one
+//  find ($in on the unique index): markers [i] gets the one of rooms [i],
+//  -1 where there is none. Returns 0, or -1 with error set.
+int
+    sm_markers_of (sm_store_t *self, const char *user_key, bson_t *const *rooms,
+                   uint32_t count, int64_t *markers, bson_error_t *error);
+
 //  Removes the marker of user_key (a leave), or every marker of the room
 //  when user_key is NULL (a delete, a create over a stale timeline).
 //  Returns 0, or -1 with error set.

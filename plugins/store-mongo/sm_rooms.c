@@ -453,23 +453,24 @@ s_on_room_doc (void *arg, const bson_t *document)
         docs->documents [docs->count++] = bson_copy (document);
 }
 
-//  Packs a joined room with user's read marker and the counts after it (a
-//  member without a marker document has read up to the newest entry).
+//  Packs a joined room with user's read marker (read_seq, -1 for a member
+//  without a marker document, who has read up to the newest entry) and the
+//  counts after it: asked only of a room with entries after the marker.
 //  Returns 0, or -1 with error set.
 static int
 s_pack_joined_room (sm_store_t *self, msgpack_packer *packer, const bson_t *room,
-                    const char *user, const char *user_key, bson_error_t *error)
+                    const char *user, const char *user_key, int64_t read_seq,
+                    bson_error_t *error)
 {
     bool joined = true;
     st_room_t map = s_room_map (room, &joined, -1);
     char room_key [ST_ROOM_MAX + 1];
     sm_copy_bson_str (room, "name_lower", room_key, sizeof room_key);
-    int64_t read_seq = 0, unread = 0, mentions = 0;
-    int rc = sm_marker_get (self, room_key, user_key, &read_seq, error);
-    if (rc == 0)
+    int64_t unread = 0, mentions = 0;
+    if (read_seq < 0)
         read_seq = (int64_t) map.last_seq;
-    if (rc < 0 || sm_marker_counts (self, room_key, user, user_key, read_seq, &unread,
-                                    &mentions, error))
+    if (read_seq < (int64_t) map.last_seq
+    &&  sm_marker_counts (self, room_key, user, user_key, read_seq, &unread, &mentions, error))
         return -1;
     map.has_marker = true;
     map.read_seq = (uint64_t) read_seq;
@@ -496,14 +497,20 @@ s_find_joined_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filte
         sm_fail (pending, "internal", "The store ran out of memory.");
     else
         rc = sm_find (self, self->rooms, filter, opts, s_on_room_doc, &docs, error);
-    for (uint32_t index = 0; rc == 0 && list && index < docs.count; index++) {
+    int64_t *markers = (int64_t *) calloc (docs.capacity, sizeof (int64_t));
+    if (rc == 0 && !markers)
+        sm_fail (pending, "internal", "The store ran out of memory.");
+    if (rc == 0 && markers)
+        rc = sm_markers_of (self, pending->key, docs.documents, docs.count, markers, error);
+    for (uint32_t index = 0; rc == 0 && list && markers && index < docs.count; index++) {
         rc = s_pack_joined_room (self, st_list_packer (list), docs.documents [index], user,
-                                 pending->key, error);
+                                 pending->key, markers [index], error);
         if (rc == 0 && !st_list_push (list))
             break;
     }
-    if (rc == 0 && list && docs.documents)
+    if (rc == 0 && list && docs.documents && markers)
         st_list_answer (list, pending->request, "rooms");
+    free (markers);
     for (uint32_t index = 0; index < docs.count; index++)
         bson_destroy (docs.documents [index]);
     free (docs.documents);
