@@ -4928,8 +4928,22 @@ test_mentions_that_are_not_arrays_of_names_are_bad_request (void **state)
     reply = s_append_mentioning (fixture, "general", 1, "alice", 1, empty_name);
     s_assert_error (reply, "bad_request");
     sc_reply_destroy (&reply);
+    //  At most 10,000 names (the most members a room has)
+    static char names [10001][8];
+    static const char *many [10001];
+    for (int index = 0; index < 10001; index++) {
+        snprintf (names [index], sizeof names [index], "m%05d", index);
+        many [index] = names [index];
+    }
+    reply = s_append_mentioning (fixture, "general", 1, "alice", 10001, many);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
     //  Nothing appended
     s_assert_marker (fixture, "alice", "general", 0, 0, 0, 0);
+    reply = s_append_mentioning (fixture, "general", 1, "alice", 10000, many);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_marker (fixture, "alice", "general", 1, 1, 0, 0);
 }
 
 static void
