@@ -42,7 +42,7 @@ typedef struct {
     uint64_t last_seq;              //  0 for none
     int64_t active_at;
     int joined;                     //  -1 leaves 'joined' out, else 0 or 1
-    //  store.room.joined (schema version 6): the user's read marker and
+    //  store.room.joined (schema version 7): the user's read marker and
     //  its counts; store.room.invited: invited
     bool has_marker;                //  false leaves the three out
     uint64_t read_seq;
@@ -95,7 +95,7 @@ void
     st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
 
 //  A conversation of store.pm.conversations: {with, last, unread, read_seq,
-//  last_seq} (the last two from schema version 6; last_seq is last's seq)
+//  last_seq} (the last two from schema version 7; last_seq is last's seq)
 void
     st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
                            uint64_t unread, uint64_t read_seq);

@@ -127,7 +127,7 @@ typedef struct {
     st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
     st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
                                     //  of [A-Za-z0-9_-]), else data NULL
-    //  The members a message mentions (schema version 6), absent for none:
+    //  The members a message mentions (schema version 7), absent for none:
     //  in a request, a validated array of 1 to ST_MENTIONS_MAX names,
     //  borrowed from its body; in an answer, the array as msgpack bytes
     const msgpack_object *mentions; //  requests: NULL for none

@@ -319,7 +319,7 @@ test_history_and_counts_are_searches_of_primary_keys_not_scans (void **state)
         " WHERE room_id = 1 AND seq > 100 ORDER BY seq ASC LIMIT 51",
         "SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = 1",
         "SELECT count (*) FROM members WHERE room_id = 1",
-        //  Schema 6: a joined room's unread messages and mentions after
+        //  Schema 7: a joined room's unread messages and mentions after
         //  the marker (store.room.joined), and the marker itself
         "SELECT count (*) FROM entries WHERE entries.room_id = 1 AND entries.seq > 250"
         " AND entries.kind = 'message' AND entries.user <> 'bob' COLLATE NOCASE",
@@ -439,7 +439,7 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 3"));
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 4"));
     assert_false (sc_log_says (s_log, fixture->path, "migrated to schema version 2"));
-    //  Schema 6: the member of before starts with everything read
+    //  Schema 7: the member of before starts with everything read
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT read_seq FROM members WHERE room_id = 1"), 1);
     //  The room goes on where it stopped, and private messages can be had
@@ -461,7 +461,7 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
                                  "SELECT last_seq FROM conversations"
                                  " WHERE user_a = 1 AND user_b = 2"), 2);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pm_entries"), 2);
-    //  Schema 6: the member of before starts with everything read (seq 1),
+    //  Schema 7: the member of before starts with everything read (seq 1),
     //  and its own message since moved its marker on
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT read_seq FROM members WHERE room_id = 1"), 2);

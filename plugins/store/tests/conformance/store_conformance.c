@@ -2719,7 +2719,7 @@ s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, siz
         if ((int64_t) unread->via.u64 != rows [index].unread)
             fail_msg ("conversation of %s with %s: unread %" PRIu64 ", expected %" PRId64,
                       user, rows [index].with, unread->via.u64, rows [index].unread);
-        //  Schema 6: the newest entry's seq, and the user's marker
+        //  Schema 7: the newest entry's seq, and the user's marker
         s_assert_int (sc_map_field (row, "last_seq"), rows [index].last_seq);
         const msgpack_object *read_seq = sc_map_field (row, "read_seq");
         assert_non_null (read_seq);
@@ -4724,7 +4724,7 @@ test_pm_append_keeps_nonces_and_a_repeat_appends_nothing (void **state)
 }
 
 //  --------------------------------------------------------------------------
-//  Read markers and mentions (schema version 6)
+//  Read markers and mentions (schema version 7)
 
 //  store.member.read
 static sc_reply_t *
