@@ -28,6 +28,7 @@
 */
 
 #include "br_broker.h"
+#include "br_admin.h"
 #include "parley_plugin.h"
 #include "pl_envelope.h"
 
@@ -62,7 +63,8 @@ typedef struct _pending_t pending_t;
 
 typedef enum {
     PEER_GATEWAY = 1,
-    PEER_PLUGIN = 2
+    PEER_PLUGIN = 2,
+    PEER_ADMIN = 3              //  parleyctl: sends admin.* requests only
 } peer_kind_t;
 
 struct _peer_t {
@@ -920,7 +922,8 @@ s_peer_remove (broker_t *self, peer_t *peer, const char *why)
     size_t sessions = zlistx_size (peer->sessions);
     zsys_info ("broker: %s '%s' (%s) %s; dropped its routes, %zu pending request(s)"
                " answered unavailable, %zu session(s) closed",
-               peer->kind == PEER_GATEWAY ? "gateway" : "plugin", peer->name,
+               peer->kind == PEER_GATEWAY ? "gateway"
+               : peer->kind == PEER_ADMIN ? "admin" : "plugin", peer->name,
                peer->instance ? peer->instance : peer->key, why, failed, sessions);
 
     for (size_t index = 0; index < peer->prefix_count; index++) {
@@ -986,9 +989,12 @@ s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
     else
     if (kind && streq (kind, "plugin"))
         peer_kind = PEER_PLUGIN;
+    else
+    if (kind && streq (kind, "admin"))
+        peer_kind = PEER_ADMIN;
     else {
         snprintf (message, sizeof message, "a peer said hello with kind '%s'; "
-                  "expected 'gateway' or 'plugin'", kind ? kind : "");
+                  "expected 'gateway', 'plugin' or 'admin'", kind ? kind : "");
         s_refuse (self, routing_id, "bad_request", message);
         return;
     }
@@ -1124,6 +1130,111 @@ s_hello (broker_t *self, pl_envelope_t *envelope, const char *key)
 
 
 //  --------------------------------------------------------------------------
+//  Admin peers (parleyctl): admin.* routes only, answered by a plugin or,
+//  for what only the broker knows, here (br_admin). ENVELOPE.md, "Admin".
+
+//  An admin peer reaches only PARLEY_ROUTE_ADMIN routes; nobody else does
+static bool
+s_admin_route_allowed (peer_t *requester, route_t *route)
+{
+    bool admin_route = route && (route->flags & PARLEY_ROUTE_ADMIN);
+    return requester->kind == PEER_ADMIN ? admin_route : !admin_route;
+}
+
+//  Identity is stamped: no user, and "admin:" with the peer's name as the
+//  address, which no gateway session and no plugin call carries
+static void
+s_admin_stamp (peer_t *requester, pl_envelope_t *envelope)
+{
+    char addr [300];
+    snprintf (addr, sizeof addr, "admin:%.250s",
+              requester->instance ? requester->instance : requester->name);
+    pl_envelope_set_user (envelope, NULL);
+    pl_envelope_set_addr (envelope, addr);
+}
+
+static void
+s_admin_answer (broker_t *self, peer_t *requester, uint64_t rid, zframe_t **answer_p)
+{
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    if (!reply) {
+        zframe_destroy (answer_p);
+        return;
+    }
+    pl_envelope_set_rid (reply, rid);
+    pl_envelope_set_body (reply, answer_p);
+    s_send (self, requester, &reply);
+}
+
+//  admin.online: every user with bound sessions, and how many
+static int
+s_admin_online (broker_t *self, zframe_t *body, zframe_t **answer_p, char *message,
+                size_t message_size)
+{
+    size_t count = zhashx_size (self->users);
+    br_admin_user_t *users = (br_admin_user_t *) calloc (count ? count : 1,
+                                                         sizeof (br_admin_user_t));
+    if (!users) {
+        snprintf (message, message_size, "The broker ran out of memory.");
+        return -1;
+    }
+    size_t used = 0;
+    for (user_t *user = (user_t *) zhashx_first (self->users); user && used < count;
+         user = (user_t *) zhashx_next (self->users))
+        users [used++] = (br_admin_user_t) { user->name, zlistx_size (user->sessions) };
+    int rc = br_admin_online (users, used, body ? zframe_data (body) : NULL,
+                              body ? zframe_size (body) : 0, answer_p, message, message_size);
+    free (users);
+    return rc;
+}
+
+//  admin.plugins: every peer, with its routes or sessions
+static int
+s_admin_peers (broker_t *self, zframe_t **answer_p)
+{
+    size_t count = zhashx_size (self->peers);
+    br_admin_peer_t *peers = (br_admin_peer_t *) calloc (count ? count : 1,
+                                                         sizeof (br_admin_peer_t));
+    if (!peers)
+        return -1;
+    size_t used = 0;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer && used < count;
+         peer = (peer_t *) zhashx_next (self->peers))
+        peers [used++] = (br_admin_peer_t) {
+            peer->kind == PEER_GATEWAY ? "gateway" : peer->kind == PEER_ADMIN ? "admin"
+                                                                              : "plugin",
+            peer->name, peer->instance, peer->prefixes, peer->prefix_count,
+            zlistx_size (peer->sessions) };
+    int rc = br_admin_peers (peers, used, answer_p);
+    free (peers);
+    return rc;
+}
+
+//  The admin requests the broker answers itself. Returns true when the
+//  request was one of them (answered), false to route it.
+static bool
+s_admin_request (broker_t *self, peer_t *requester, pl_envelope_t *envelope)
+{
+    const char *type = pl_envelope_type (envelope);
+    bool online = streq (type, "admin.online");
+    if (!online && !streq (type, "admin.plugins"))
+        return false;
+    uint64_t rid = pl_envelope_rid (envelope);
+    zframe_t *answer = NULL;
+    char message [160] = "The broker ran out of memory.";
+    int rc = online ? s_admin_online (self, pl_envelope_body (envelope), &answer, message,
+                                      sizeof message)
+                    : s_admin_peers (self, &answer);
+    if (rc)
+        s_reply_error (self, requester, rid, 0, NULL, 0, online ? "bad_request" : "internal",
+                       message);
+    else
+        s_admin_answer (self, requester, rid, &answer);
+    return true;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Requests, replies, deliveries
 
 static void
@@ -1142,13 +1253,16 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
                        "The request has no type.");
         return;
     }
+    if (requester->kind == PEER_ADMIN && s_admin_request (self, requester, envelope))
+        return;                 //  answered by the broker itself
     route_t *route = s_route_lookup (self, type);
     bool gateway = requester->kind == PEER_GATEWAY;
     //  A type too long to route is unknown whatever its prefix: no plugin
     //  can serve it, so "unavailable" would send the client retrying forever
     bool routable = strlen (type) < BR_MAX_TYPE;
     if ((!route && (!routable || !s_is_protocol_type (type)))
-    ||  (route && gateway && (route->flags & PARLEY_ROUTE_INTERNAL))) {
+    ||  (route && gateway && (route->flags & PARLEY_ROUTE_INTERNAL))
+    ||  !s_admin_route_allowed (requester, route)) {
         snprintf (message, sizeof message, "Unknown message type '%.*s'.",
                   BR_MAX_TYPE, type);
         s_reply_error (self, requester, rid, sid, cid, cid_size, "unknown_type", message);
@@ -1212,6 +1326,8 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_user (envelope, user);
     pl_envelope_set_addr (envelope, session ? session->addr : NULL);
+    if (requester->kind == PEER_ADMIN)
+        s_admin_stamp (requester, envelope);
     if (!gateway)
         pl_envelope_set_sid (envelope, 0);
     s_send (self, target, envelope_p);

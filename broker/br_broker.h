@@ -7,6 +7,8 @@
     requests by type prefix (and shard key), stamps the session's user,
     answers unavailable/unauthenticated/unknown_type itself, keeps the session
     registry fed by gateways, and fans deliveries out one frame per gateway.
+    Admin peers (parleyctl) reach only the admin.* routes, and the broker
+    answers admin.online and admin.plugins itself (br_admin).
 
         br_broker_config_t config = { .endpoints = eps, .endpoint_count = 1 };
         zactor_t *broker = br_broker_start (&config);

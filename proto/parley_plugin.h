@@ -65,6 +65,12 @@ typedef struct {
 #define PARLEY_ROUTE_PUBLIC     (1u << 0)
 //  Only other plugins may send these (store.*); a client gets unknown_type.
 #define PARLEY_ROUTE_INTERNAL   (1u << 1)
+//  Operators' requests (admin.*): only an admin peer (parleyctl, hello kind
+//  "admin") may send them; a gateway and a plugin get unknown_type. Always
+//  set together with PARLEY_ROUTE_INTERNAL, so that a broker older than this
+//  flag still keeps clients out. The broker stamps no user on them and the
+//  address "admin:" followed by the admin peer's name (pl_admin.h).
+#define PARLEY_ROUTE_ADMIN      (1u << 2)
 
 //  How several instances of one plugin split a route's requests
 typedef enum {

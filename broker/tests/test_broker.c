@@ -1099,12 +1099,64 @@ test_ipc_endpoint_is_owner_only (void **state)
     zstr_free (&endpoint);
 }
 
+//  An admin peer (parleyctl) reaches the admin routes and nothing else;
+//  nobody else reaches them; its requests are stamped with no user and the
+//  address admin:INSTANCE; the broker answers admin.online itself
+static void
+test_admin_routes_only_for_admin_peers (void **state)
+{
+    s_broker (0);
+    zsock_t *auth = s_plugin ("auth", "auth.", PARLEY_ROUTE_PUBLIC);
+    zsock_t *users = s_plugin ("users", "admin.users.",
+                               PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN);
+    zsock_t *gateway = s_gateway ("gw-1");
+    s_session_open (gateway, 42, "192.0.2.7");
+    s_login (gateway, auth, 42, "alice");
+    s_request (gateway, 1, 42, "admin.users.delete", "user", "alice");
+    s_expect_error (gateway, 1, 42, "unknown_type");
+    s_request (gateway, 2, 42, "admin.online", NULL, NULL);
+    s_expect_error (gateway, 2, 42, "unknown_type");
+    s_request (auth, 3, 0, "admin.users.list", NULL, NULL);     //  a plugin neither
+    s_expect_error (auth, 3, 0, "unknown_type");
+
+    zsock_t *admin = s_dealer (BR_BROKER_INPROC);
+    pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+    pl_envelope_set_kind (hello, "admin");
+    pl_envelope_set_name (hello, "parleyctl");
+    pl_envelope_set_instance (hello, "parleyctl@test:9");
+    pl_envelope_set_heartbeat (hello, TEST_LONG_HEARTBEAT);
+    s_send (admin, hello);
+    pl_envelope_t *welcome = s_recv_op (admin, PL_OP_WELCOME);
+    pl_envelope_destroy (&welcome);
+    s_request (admin, 4, 0, "auth.login", "user", "alice");     //  not an admin route
+    s_expect_error (admin, 4, 0, "unknown_type");
+    s_request (admin, 5, 0, "admin.users.delete", "user", "alice");
+    pl_envelope_t *request = s_recv_op (users, PL_OP_REQUEST);
+    assert_null (pl_envelope_user (request));
+    assert_string_equal (pl_envelope_addr (request), "admin:parleyctl@test:9");
+    pl_envelope_destroy (&request);
+
+    s_request (admin, 6, 0, "admin.online", NULL, NULL);
+    pl_envelope_t *reply = s_recv_op (admin, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 6);
+    assert_null (pl_envelope_code (reply));
+    zframe_t *body = pl_envelope_body (reply);
+    assert_non_null (body);
+    //  {users: [{name: "alice", sessions: 1}], more: false}
+    bool found = false;
+    for (size_t at = 0; at + 5 <= zframe_size (body) && !found; at++)
+        found = memcmp (zframe_data (body) + at, "alice", 5) == 0;
+    assert_true (found);
+    pl_envelope_destroy (&reply);
+}
+
 int
 main (void)
 {
     zsys_init ();
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_teardown (test_hello_gets_welcome_with_heartbeat, s_teardown),
+        cmocka_unit_test_teardown (test_admin_routes_only_for_admin_peers, s_teardown),
         cmocka_unit_test_teardown (test_plugin_with_other_abi_major_is_refused, s_teardown),
         cmocka_unit_test_teardown (test_duplicate_live_instance_is_refused, s_teardown),
         cmocka_unit_test_teardown (test_unknown_peer_gets_who, s_teardown),

@@ -30,6 +30,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_admin.h"
 #include "pl_body.h"
 #include "pl_call.h"
 #include "pl_lane.h"
@@ -82,6 +83,8 @@ typedef struct {
     uint64_t seq;                   //  read: the seq read up to
     char **mentions;                //  send: the members the text mentions, as
     size_t mention_count;           //  registered, in order; owned (with the names)
+    bool admin;                     //  the operator's (parleyctl): answered with what
+                                    //  was done
 } args_t;
 
 //  A room this instance has touched: the lane's state for its key
@@ -819,7 +822,10 @@ s_deliver_lifecycle (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *
     else
         pl_body_pack_str (&packer, room->name);
     pl_body_pack_str (&packer, "user");
-    pl_body_pack_str (&packer, op->user);
+    if (*op->user)
+        pl_body_pack_str (&packer, op->user);
+    else
+        msgpack_pack_nil (&packer);         //  the operator (parleyctl)
     pl_body_pack_str (&packer, "ts");
     pl_body_pack_time (&packer, op->ts);
     pl_body_pack_str (&packer, "message");
@@ -886,6 +892,30 @@ s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
     else
         return false;
     return true;
+}
+
+
+//  Answers op ok: {} to a member; to the operator (parleyctl), the room
+//  and the user it removed, or the members the deleted room had
+static void
+s_done (rooms_t *self, room_t *room, pl_lane_op_t *op, size_t members)
+{
+    const args_t *args = (const args_t *) op->args;
+    if (!args || !args->admin) {
+        pl_lane_ok (self->lane, op, NULL, 0);
+        return;
+    }
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2, "room", room->name);
+    if (*op->user)
+        pl_pack_kstr (&pack, "user", op->user);
+    else
+        pl_pack_kuint (&pack, "members", members);
+    if (*op->user)
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "the operator removed %s from '%s'",
+                         op->user, room->name);
+    pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
 }
 
 
@@ -1299,7 +1329,7 @@ s_leave_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
         s_deliver_entry (self, room, op, "system", "leave");
         s_member_remove (room, user);
         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s left '%s'", user, room->name);
-        pl_lane_ok (self->lane, op, NULL, 0);
+        s_done (self, room, op, zlistx_size (room->members));
     }
     else
     if (strcmp (code, "not_member") == 0) {
@@ -1330,16 +1360,17 @@ s_delete_done (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
 {
     room_t *room = (room_t *) pl_lane_state (key);
     self->host->log (self->ctx, PARLEY_LOG_INFO, "%s deleted the room '%s'",
-                     op->user, room->name);
+                     *op->user ? op->user : "the operator", room->name);
     const msgpack_object *members = pl_body_field (body, "members");
     if (members && members->type == MSGPACK_OBJECT_ARRAY)
         s_members_add_from (room, members);
     char notice [256];
     snprintf (notice, sizeof notice, "The room %s has been deleted.", room->name);
     s_deliver_lifecycle (self, room, op, "delete", notice);
+    s_done (self, room, op, members && members->type == MSGPACK_OBJECT_ARRAY
+                            ? members->via.array.size : 0);
     pl_lane_forget (self->lane, key);
     pl_lane_loaded (self->lane, key, 0);            //  known not to exist
-    pl_lane_ok (self->lane, op, NULL, 0);
 }
 
 static void
@@ -1842,12 +1873,145 @@ s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *in
                     ((room_t *) pl_lane_state (key))->name);
 }
 
+//  --------------------------------------------------------------------------
+//  The operator's: admin.rooms.* from parleyctl (an admin peer; README.md,
+//  "Operators"): every room listed, a room deleted, a member removed
+
+//  admin.rooms.delete: as room.delete, whoever owns the room
+static void
+s_admin_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    op->ts = pl_time_now ();
+    pl_pack_t pack;
+    pl_pack_start (&pack, 1, "name", room->name);
+    pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
+}
+
+//  admin.rooms.kick: the op's user leaves, with the leave in the timeline
+static void
+s_admin_kick_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op))
+        return;
+    if (!s_is_member (room, op->user))
+        pl_lane_error (self->lane, op, "not_member", "%s is not a member of the room '%s'.",
+                       op->user, room->name);
+    else
+        s_member_write (self, key, op, false);
+}
+
+static void
+s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    rooms_t *self = (rooms_t *) state;
+    parley_request_t *request = (parley_request_t *) arg;
+    if (reply->code) {
+        self->host->reply_error (self->ctx, &request, "unavailable", reply->message
+                                 ? reply->message : "The room service cannot reach its storage.");
+        return;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_object (&packer, *reply->body);
+    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  admin.rooms.list {after?}: the store's page of every room
+static void
+s_admin_list (rooms_t *self, parley_request_t *request, const msgpack_object *map)
+{
+    char *after = NULL;
+    pl_body_str (map, "after", &after);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, after ? 2 : 1);
+    pl_pack_kuint (&pack, "limit", 1000);
+    if (after)
+        pl_pack_kstr (&pack, "after", after);
+    free (after);
+    if (pl_call_send (self->calls, "store.room.all", pack.buffer.data, pack.buffer.size,
+                      s_admin_on_listed, request))
+        self->host->reply_error (self->ctx, &request, "unavailable",
+                                 "The room service cannot reach its storage.");
+    pl_pack_release (&pack);
+}
+
+//  Queues the operator's delete or kick on the room's lane
+static void
+s_admin_submit (rooms_t *self, parley_request_t **request_p, args_t *args, const char *user,
+                pl_lane_action_fn *start)
+{
+    char *name = pl_text_lower_dup (args->room);
+    pl_lane_key_t *key = name ? pl_lane_key (self->lane, name, args) : NULL;
+    free (name);
+    if (!key || pl_lane_full (self->lane, key))
+        self->host->reply_error (self->ctx, request_p, "unavailable",
+                                 "The room is too busy now; try again shortly.");
+    else
+    if (pl_lane_submit (self->lane, key, request_p, user, start, args, 0) == 0)
+        return;                     //  the lane owns args now
+    else
+        self->host->reply_error (self->ctx, request_p, "internal", "Out of memory.");
+    s_args_destroy ((void **) &args);
+}
+
+static void
+s_admin (rooms_t *self, parley_request_t *request, const char *type)
+{
+    if (!pl_admin_check (self->host, self->ctx, &request))
+        return;
+    size_t size;
+    const uint8_t *body = self->host->request_body (request, &size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    const msgpack_object *map = pl_body_unpack (&fields, body, size);
+    bool kick = strcmp (type, "admin.rooms.kick") == 0;
+    args_t *args = s_args_new ();
+    if (args)
+        args->admin = true;
+    if (strcmp (type, "admin.rooms.list") == 0)
+        s_admin_list (self, request, map);
+    else
+    if (!kick && strcmp (type, "admin.rooms.delete") != 0)
+        self->host->reply_error (self->ctx, &request, "unknown_type",
+                                 "rooms serves admin.rooms.list, delete and kick.");
+    else
+    if (!args || !map || pl_body_str (map, "room", &args->room) != 1
+    ||  !s_room_name_valid (args->room))
+        self->host->reply_error (self->ctx, &request, "no_such_room",
+                                 "There is no room with that name.");
+    else
+    if (kick && (pl_body_str (map, "user", &args->argument) != 1
+             ||  !pl_text_username_valid (args->argument)))
+        self->host->reply_error (self->ctx, &request, "no_such_user",
+                                 "There is no user with that name.");
+    else {
+        s_admin_submit (self, &request, args, kick ? args->argument : "",
+                        kick ? s_admin_kick_start : s_admin_delete_start);
+        args = NULL;
+    }
+    s_args_destroy ((void **) &args);
+    msgpack_unpacked_destroy (&fields);
+}
+
 static void
 s_on_request (void *state, parley_request_t *request)
 {
     rooms_t *self = (rooms_t *) state;
     const char *type = self->host->request_type (request);
     type = type? type: "";
+    if (strncmp (type, "admin.rooms.", 12) == 0)
+        s_admin (self, request, type);
+    else
     if (strcmp (type, "room.list") == 0 || strcmp (type, "room.directory") == 0)
         rm_list_request (self->lists, request, type);
     else
@@ -1975,6 +2139,9 @@ s_destroy (void **state_p)
 static const parley_route_t s_routes [] = {
     { .prefix = "room.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
     { .prefix = "msg.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
+    //  The operator's (parleyctl); list has no room: any instance answers it
+    { .prefix = "admin.rooms.", .flags = PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN,
+      .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
     { .prefix = NULL }
 };
 

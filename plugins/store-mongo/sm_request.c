@@ -85,6 +85,14 @@ s_load_users (sm_pending_t *pending, const st_request_t *request)
             pending->users = request->as.user_seen.users;
             pending->user_count = request->as.user_seen.count;
             break;
+        case ST_USER_SET_STATE:
+            s_user (pending, &request->as.user_set_state.name);
+            pending->hash = request->as.user_set_state.state;
+            break;
+        case ST_USER_SET_PASSWORD:
+            s_user (pending, &request->as.user_set_password.name);
+            pending->hash = request->as.user_set_password.password_hash;
+            break;
         default:
             break;
     }
@@ -177,6 +185,7 @@ s_load_rooms (sm_pending_t *pending, const st_request_t *request)
         case ST_ROOM_PUBLIC:
         case ST_ROOM_DIRECTORY:
         case ST_ROOM_INVITED:
+        case ST_ROOM_ALL:
             s_load_room_page (pending, &request->as.room_joined);
             break;
         case ST_MEMBER_ADD:

@@ -390,10 +390,11 @@ s_on_listed_room (void *arg, const bson_t *document)
     s_room_list_t *rooms = (s_room_list_t *) arg;
     if (rooms->full)
         return;
-    bool joined = rooms->user [0]
+    bool joined = rooms->user && rooms->user [0]
                && sm_bson_array_has (document, "users", rooms->user,
                                      (uint32_t) strlen (rooms->user), NULL);
-    st_room_t map = s_room_map (document, &joined, -1);
+    //  No user: the operator's list, without 'joined'
+    st_room_t map = s_room_map (document, rooms->user ? &joined : NULL, -1);
     map.invited = rooms->invited;
     st_reply_room (st_list_packer (rooms->list), &map);
     rooms->full = !st_list_push (rooms->list);
@@ -627,6 +628,20 @@ sm_run_room_directory (sm_store_t *self, sm_pending_t *pending, msgpack_packer *
     int rc = s_find_room_page (self, pending, &filter, sort, user, packer, error);
     bson_destroy (sort);
     bson_destroy (&filter);
+    return rc;
+}
+
+//  store.room.all: every room by lower-cased name after the cursor, for the
+//  operator (parleyctl): the name_lower index
+int
+sm_run_room_all (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                 bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}");
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    int rc = s_find_room_page (self, pending, filter, sort, NULL, packer, error);
+    bson_destroy (sort);
+    bson_destroy (filter);
     return rc;
 }
 

@@ -45,6 +45,11 @@ int
     sm_run_room_directory (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                            bson_error_t *error);
 
+//  store.room.all {after?, limit?}: every room, for the operator
+int
+    sm_run_room_all (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                     bson_error_t *error);
+
 int
     sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                       bson_error_t *error);

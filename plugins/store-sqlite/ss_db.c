@@ -149,7 +149,12 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, from_id, nonce)"
     "    WHERE nonce IS NOT NULL;",
 
-    //  7: read markers and mentions. A member's read marker is a column of
+    //  7: an account's state, set by the operator (parleyctl): a disabled
+    //  one cannot log in, a deleted one is gone but its row stays, so that
+    //  its name stays taken
+    "ALTER TABLE users ADD COLUMN state TEXT NOT NULL DEFAULT 'active';",
+
+    //  8: read markers and mentions. A member's read marker is a column of
     //  its membership; the members of an older file start with everything
     //  read (the room's newest entry). An entry keeps the members it
     //  mentions as the msgpack array it came with, and each member it

@@ -47,6 +47,7 @@ typedef enum {
     S_SQL_MARKER_MOVE,
     S_SQL_MARKER_SEND,
     S_SQL_MENTION_PUT,
+    S_SQL_ROOM_ALL,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -163,6 +164,11 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " AND read_seq < ?3",
     [S_SQL_MENTION_PUT]  = "INSERT OR IGNORE INTO mentions (room_id, user_id, seq)"
                            " SELECT ?1, id, ?3 FROM users WHERE name_key = lower (?2)",
+    //  Every room, public and private, by name (the operator's list): a walk
+    //  of the unique index on name_key; -1 leaves 'joined' out
+    [S_SQL_ROOM_ALL]     = S_ROOM_COLUMNS ", -1"
+                           " FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.name_key > ?1 ORDER BY rooms.name_key LIMIT ?2",
 };
 
 struct ss_rooms_s {
@@ -213,7 +219,8 @@ s_room_of_row (sqlite3_stmt *stmt, bool with_joined)
         .members = (uint64_t) sqlite3_column_int64 (stmt, 7),
         .last_seq = (uint64_t) sqlite3_column_int64 (stmt, 8),
         .active_at = sqlite3_column_int64 (stmt, 10),
-        .joined = with_joined ? sqlite3_column_int (stmt, 11) != 0 : -1
+        .joined = with_joined && sqlite3_column_int (stmt, 11) >= 0
+                ? sqlite3_column_int (stmt, 11) != 0 : -1
     };
 }
 
@@ -578,6 +585,15 @@ s_room_directory (ss_rooms_t *self, st_request_t *request)
     ss_db_bind_key (stmt, 3, &page->prefix);
     sqlite3_bind_text (stmt, 4, end, (int) size + 1, SQLITE_TRANSIENT);
     return s_answer_room_page (request, stmt, 5);
+}
+
+//  store.room.all {after?, limit?}: the operator's list of every room
+static int
+s_room_all (ss_rooms_t *self, st_request_t *request)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_ALL];
+    ss_db_bind_key (stmt, 1, &request->as.room_all.after);
+    return s_answer_room_page (request, stmt, 2);
 }
 
 //  Packs 'members': the member names of a room, sorted, every one at once
@@ -1089,7 +1105,8 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_INVITE_ADD]     = s_invite_add,
     [ST_MSG_APPEND]     = s_msg_append,
     [ST_MSG_HISTORY]    = s_msg_history,
-    [ST_MSG_NONCE]      = s_msg_nonce
+    [ST_MSG_NONCE]      = s_msg_nonce,
+    [ST_ROOM_ALL]       = s_room_all
 };
 
 bool

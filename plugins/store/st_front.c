@@ -9,6 +9,8 @@
 */
 
 #include "st_front.h"
+#include "pl_admin.h"
+#include "pl_body.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,6 +30,8 @@ typedef struct {
 
 const parley_route_t st_front_routes [] = {
     { .prefix = "store.", .flags = PARLEY_ROUTE_INTERNAL, .shard = PARLEY_SHARD_NONE },
+    { .prefix = "admin.store.", .flags = PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN,
+      .shard = PARLEY_SHARD_NONE },
     { .prefix = NULL }
 };
 
@@ -114,6 +118,73 @@ st_front_destroy (void **state_p)
     *state_p = NULL;
 }
 
+//  Answers the backend's backup state
+static void
+s_admin_status (s_front_t *self, parley_request_t **request_p)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    self->backend->backup_status (self->state, &packer);
+    self->host->reply (self->ctx, request_p, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's requests: admin.store.backup {path} starts a backup (every
+//  write acknowledged before is in it), admin.store.backup_status {} says
+//  how it goes
+
+static void
+s_admin_backup (s_front_t *self, parley_request_t *request)
+{
+    size_t size;
+    const uint8_t *body = self->host->request_body (request, &size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    const msgpack_object *map = pl_body_unpack (&fields, body, size);
+    char *path = NULL;
+    if (!map || pl_body_str (map, "path", &path) != 1)
+        self->host->reply_error (self->ctx, &request, "bad_request",
+                                 "admin.store.backup needs 'path', the backup's file.");
+    else {
+        //  The requests queued now are answered first: in the copy too
+        s_flush (self);
+        char message [ST_MESSAGE_MAX + 3000];
+        const char *code = self->backend->backup (self->state, path, message, sizeof message);
+        if (code)
+            self->host->reply_error (self->ctx, &request, code, message);
+        else
+            s_admin_status (self, &request);
+    }
+    free (path);
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_admin (s_front_t *self, parley_request_t *request, const char *name)
+{
+    bool start = strcmp (name, "admin.store.backup") == 0;
+    if (!pl_admin_check (self->host, self->ctx, &request))
+        return;
+    if (!start && strcmp (name, "admin.store.backup_status") != 0)
+        self->host->reply_error (self->ctx, &request, "unknown_type",
+                                 "The store serves admin.store.backup and"
+                                 " admin.store.backup_status.");
+    else
+    if (!self->backend->backup)
+        self->host->reply_error (self->ctx, &request, "not_supported",
+                                 self->backend->backup_refusal ? self->backend->backup_refusal
+                                 : "This store makes no backups.");
+    else
+    if (start)
+        s_admin_backup (self, request);
+    else
+        s_admin_status (self, &request);
+}
+
 void
 st_front_on_request (void *state, parley_request_t *request)
 {
@@ -121,6 +192,10 @@ st_front_on_request (void *state, parley_request_t *request)
     if (self->queued == ST_BATCH_MAX)
         s_flush (self);
     const char *name = self->host->request_type (request);
+    if (name && strncmp (name, "admin.store.", 12) == 0) {
+        s_admin (self, request, name);
+        return;
+    }
     st_type_t type;
     if (st_type_find (name, &type)) {
         char message [160];

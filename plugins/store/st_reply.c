@@ -28,7 +28,7 @@ void
 st_reply_user (msgpack_packer *packer, const st_user_t *user)
 {
     bool with_hash = user->password_hash.data != NULL;
-    msgpack_pack_map (packer, with_hash ? 4 : 3);
+    msgpack_pack_map (packer, with_hash ? 5 : 4);
     pl_body_pack_str (packer, "name");
     st_reply_text (packer, user->name);
     if (with_hash) {
@@ -42,6 +42,11 @@ st_reply_user (msgpack_packer *packer, const st_user_t *user)
         msgpack_pack_int64 (packer, user->last_seen);
     else
         msgpack_pack_nil (packer);
+    pl_body_pack_str (packer, "state");
+    if (user->state.data && user->state.size)
+        st_reply_text (packer, user->state);
+    else
+        pl_body_pack_str (packer, "active");
 }
 
 void

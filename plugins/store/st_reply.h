@@ -28,6 +28,8 @@ typedef struct {
     int64_t created_at;
     bool seen;                      //  false: last_seen is nil
     int64_t last_seen;
+    st_text_t state;                //  "active", "disabled", "deleted"; data NULL
+                                    //  packs "active"
 } st_user_t;
 
 //  A room map (proto/STORE.md, "room map")
@@ -76,7 +78,7 @@ void
 void
     st_reply_bool (msgpack_packer *packer, bool value);
 
-//  {name, [password_hash,] created_at, last_seen}
+//  {name, [password_hash,] created_at, last_seen, state}
 void
     st_reply_user (msgpack_packer *packer, const st_user_t *user);
 

@@ -30,7 +30,8 @@ static s_reader_fn
     s_read_member_add, s_read_member_remove, s_read_member_list, s_read_invite_add,
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
-    s_read_pm_nonce, s_read_room_invited, s_read_member_read;
+    s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
+    s_read_user_set_password, s_read_room_all;
 
 static const struct {
     const char *name;               //  the request type
@@ -70,7 +71,10 @@ static const struct {
     [ST_PM_HISTORY]        = { "store.pm.history",        false, s_read_pm_history },
     [ST_PM_CONVERSATIONS]  = { "store.pm.conversations",  false, s_read_pm_conversations },
     [ST_PM_READ]           = { "store.pm.read",           true,  s_read_pm_read },
-    [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce }
+    [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce },
+    [ST_USER_SET_STATE]    = { "store.user.set_state",    true,  s_read_user_set_state },
+    [ST_USER_SET_PASSWORD] = { "store.user.set_password", true,  s_read_user_set_password },
+    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all }
 };
 
 
@@ -1039,4 +1043,42 @@ s_read_pm_read (st_request_t *self, const msgpack_object *map)
     st_pm_pair_t *pair = &self->as.pm_read;
     return s_read_pair (self, map, pair)
         || s_read_uint (self, map, "seq", 0, INT64_MAX, true, 0, &pair->seq) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's requests (parleyctl, through auth and rooms)
+
+//  user.set_state: name, and a state of the three
+static int
+s_read_user_set_state (st_request_t *self, const msgpack_object *map)
+{
+    st_user_set_state_t *set = &self->as.user_set_state;
+    if (s_read_user (self, map, "name", &set->name)
+    ||  s_read_string (self, map, "state", 1, 16, true, &set->state))
+        return -1;
+    if (!st_text_is (set->state, "active") && !st_text_is (set->state, "disabled")
+    &&  !st_text_is (set->state, "deleted")) {
+        st_request_fail (self, "bad_request",
+                         "The field 'state' must be \"active\", \"disabled\" or \"deleted\".");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_read_user_set_password (st_request_t *self, const msgpack_object *map)
+{
+    st_user_set_password_t *set = &self->as.user_set_password;
+    return s_read_user (self, map, "name", &set->name)
+        || s_read_hash (self, map, "password_hash", &set->password_hash) ? -1 : 0;
+}
+
+//  room.all: after (a room name) and limit, no user
+static int
+s_read_room_all (st_request_t *self, const msgpack_object *map)
+{
+    st_room_page_t *page = &self->as.room_all;
+    return s_read_name (self, map, "after", ST_ROOM_MAX, false, &page->after)
+        || s_read_limit (self, map, ST_ROOM_ALL_DEFAULT, &page->limit) ? -1 : 0;
 }

@@ -60,6 +60,7 @@ extern "C" {
 #define ST_DIRECTORY_DEFAULT    50
 #define ST_HISTORY_DEFAULT      50
 #define ST_CONVERSATIONS_DEFAULT 200
+#define ST_ROOM_ALL_DEFAULT     1000
 //  Room for an error sentence
 #define ST_MESSAGE_MAX          200
 
@@ -99,6 +100,10 @@ typedef enum {
     ST_PM_CONVERSATIONS,
     ST_PM_READ,
     ST_PM_NONCE,
+    //  The operator's (parleyctl, through auth and rooms)
+    ST_USER_SET_STATE,
+    ST_USER_SET_PASSWORD,
+    ST_ROOM_ALL,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -180,6 +185,16 @@ typedef struct {                    //  store.user.list
     st_name_t after;                //  optional: key "" when not given
     uint32_t limit;
 } st_user_list_t;
+
+typedef struct {                    //  store.user.set_state
+    st_name_t name;
+    st_text_t state;                //  "active", "disabled" or "deleted"
+} st_user_set_state_t;
+
+typedef struct {                    //  store.user.set_password
+    st_name_t name;
+    st_text_t password_hash;
+} st_user_set_password_t;
 
 typedef struct {                    //  store.user.seen
     st_seen_t *users;               //  1 to ST_SEEN_MAX, owned by the request
@@ -346,6 +361,9 @@ struct st_request_s {
         st_pm_conversations_t pm_conversations;
         st_pm_pair_t pm_read;
         st_pm_nonce_t pm_nonce;
+        st_user_set_state_t user_set_state;
+        st_user_set_password_t user_set_password;
+        st_room_page_t room_all;    //  after and limit; user unused
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

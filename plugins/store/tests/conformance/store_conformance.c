@@ -4724,7 +4724,7 @@ test_pm_append_keeps_nonces_and_a_repeat_appends_nothing (void **state)
 }
 
 //  --------------------------------------------------------------------------
-//  Read markers and mentions (schema version 7)
+//  Read markers and mentions (schema version 8)
 
 //  store.member.read
 static sc_reply_t *
@@ -5090,6 +5090,191 @@ test_pm_read_and_conversations_carry_the_read_marker (void **state)
     sc_reply_destroy (&reply);
 }
 
+//  --------------------------------------------------------------------------
+//  The operator's: store.user.set_state, store.user.set_password,
+//  store.room.all (parleyctl, through auth and rooms)
+
+static sc_reply_t *
+s_set_state (fixture_t *fixture, const char *name, const char *state)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", name);
+    pl_pack_kstr (&body, "state", state);
+    return s_call (fixture, "store.user.set_state", &body);
+}
+
+static void
+s_assert_state (fixture_t *fixture, const char *name, const char *state)
+{
+    sc_reply_t *reply = s_by_name (fixture, "store.user.get", "name", name);
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "state"), state);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_state_disabled_revokes_tokens_and_refuses_new_ones (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    s_assert_state (fixture, "alice", "active");
+    sc_reply_t *reply = s_token_put (fixture, "alice-token-1", "alice", 9000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    reply = s_set_state (fixture, "ALICE", "disabled");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "Alice");
+    s_assert_str (sc_reply_field (reply, "state"), "disabled");
+    s_assert_int (sc_reply_field (reply, "tokens"), 1);
+    sc_reply_destroy (&reply);
+    s_assert_state (fixture, "alice", "disabled");
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "alice-token-1");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_token_put (fixture, "alice-token-2", "alice", 9000);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+    reply = s_user_list (fixture, NULL, 0);
+    s_assert_ok (reply);
+    s_assert_str (sc_map_field (&s_users (reply)->via.array.ptr [0], "state"), "disabled");
+    sc_reply_destroy (&reply);
+
+    reply = s_set_state (fixture, "alice", "active");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "tokens"), 0);
+    sc_reply_destroy (&reply);
+    reply = s_token_put (fixture, "alice-token-2", "alice", 9000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_deleted_stays_deleted_and_keeps_its_name (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Bob");
+    sc_reply_t *reply = s_set_state (fixture, "bob", "deleted");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "state"), "deleted");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "bob");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "state"), "deleted");
+    s_assert_str (sc_reply_field (reply, "password_hash"), "");
+    sc_reply_destroy (&reply);
+    const char *states [] = { "active", "disabled" };
+    for (size_t index = 0; index < 2; index++) {
+        reply = s_set_state (fixture, "bob", states [index]);
+        s_assert_error (reply, "conflict");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_token_put (fixture, "bob-token", "bob", 9000);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", "bob");
+    pl_pack_kstr (&body, "password_hash", "new-hash");
+    reply = s_call (fixture, "store.user.set_password", &body);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_user_create (fixture, "BOB", "other-hash", 5);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_user_set_password_replaces_the_hash_and_revokes_tokens (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "carol");
+    for (int index = 0; index < 2; index++) {
+        char hash [32];
+        snprintf (hash, sizeof hash, "carol-token-%d", index);
+        sc_reply_t *reply = s_token_put (fixture, hash, "carol", 9000);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", "CAROL");
+    pl_pack_kstr (&body, "password_hash", "carol-new-hash");
+    sc_reply_t *reply = s_call (fixture, "store.user.set_password", &body);
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "carol");
+    s_assert_int (sc_reply_field (reply, "tokens"), 2);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "carol");
+    s_assert_str (sc_reply_field (reply, "password_hash"), "carol-new-hash");
+    s_assert_str (sc_reply_field (reply, "state"), "active");
+    sc_reply_destroy (&reply);
+
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", "nobody");
+    pl_pack_kstr (&body, "password_hash", "h");
+    reply = s_call (fixture, "store.user.set_password", &body);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_set_state (fixture, "nobody", "disabled");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    const char *bad [] = { "", "gone", "Active" };
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_set_state (fixture, "carol", bad [index]);
+        s_assert_error (reply, "bad_request");
+        sc_reply_destroy (&reply);
+    }
+    sc_body_init (&body, 1);
+    pl_pack_kstr (&body, "name", "carol");
+    reply = s_call (fixture, "store.user.set_password", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_assert_state (fixture, "carol", "active");
+}
+
+static void
+test_room_all_lists_every_room_by_name_in_pages (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "owner");
+    const char *names [] = { "delta", "Alpha", "charlie", "Bravo", "echo" };
+    for (size_t index = 0; index < 5; index++)
+        s_room_create_ok (fixture, names [index], index % 2 == 1, 10, "owner");
+    const char *sorted [] = { "Alpha", "Bravo", "charlie", "delta", "echo" };
+    const char *after = NULL;
+    size_t seen = 0;
+    for (int page = 0; page < 3; page++) {
+        pl_pack_t body;
+        sc_body_init (&body, after ? 2 : 1);
+        pl_pack_kint (&body, "limit", 2);
+        if (after)
+            pl_pack_kstr (&body, "after", after);
+        sc_reply_t *reply = s_call (fixture, "store.room.all", &body);
+        s_assert_ok (reply);
+        const msgpack_object *rooms = s_array_field (reply, "rooms");
+        for (uint32_t index = 0; index < rooms->via.array.size; index++) {
+            const msgpack_object *room = &rooms->via.array.ptr [index];
+            assert_true (seen < 5);
+            s_assert_str (sc_map_field (room, "name"), sorted [seen]);
+            assert_null (sc_map_field (room, "joined"));
+            seen++;
+        }
+        assert_int_equal (s_more (reply), seen < 5);
+        after = sorted [seen - 1];
+        sc_reply_destroy (&reply);
+    }
+    assert_int_equal (seen, 5);
+    pl_pack_t body;
+    sc_body_init (&body, 1);
+    pl_pack_kint (&body, "limit", 0);
+    sc_reply_t *reply = s_call (fixture, "store.room.all", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+
 int
 main (int argc, char *argv [])
 {
@@ -5111,6 +5296,10 @@ main (int argc, char *argv [])
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
         S_TEST (test_store_route_is_internal_store_prefix),
+        S_TEST (test_user_state_disabled_revokes_tokens_and_refuses_new_ones),
+        S_TEST (test_user_deleted_stays_deleted_and_keeps_its_name),
+        S_TEST (test_user_set_password_replaces_the_hash_and_revokes_tokens),
+        S_TEST (test_room_all_lists_every_room_by_name_in_pages),
         S_TEST (test_store_info_names_backend_and_schema),
         S_TEST (test_unknown_store_type_gets_unknown_type),
         S_TEST (test_body_not_a_map_gets_bad_request),
