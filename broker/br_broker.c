@@ -16,7 +16,7 @@
         sessions    sid              -> session_t       (owns the sessions)
         users       user name        -> user_t          (the bound sessions of a user)
         pending     broker rid       -> pending_t       (owns the requests in flight)
-        fifo        pending_t in deadline order         (all share one timeout)
+        fifo        pending_t in deadline order         (sorted as they go in)
 
     Every cross reference has a handle in the list it sits in, so that a
     session close, a reply or a peer's death costs only what it touches.
@@ -48,6 +48,11 @@
 #define BR_MAX_TYPE             256         //  longest message type we route
 #define BR_MAX_BATCH            1024        //  messages handled between timer checks
 #define BR_LOG_INTERVAL         5000        //  ms between two "dropped" summaries
+//  A request goes on with its time left less 1/BR_MARGIN_PART of it, so that
+//  the plugin's own unavailable reaches its caller before our backstop does
+#define BR_MARGIN_PART          20
+//  retry_after_ms of our own unavailable: no instance, or no answer in time
+#define BR_RETRY_AFTER_MS       1000
 
 //  The protocol's own prefixes: a type under one of these is never
 //  unknown_type, only unavailable while no plugin serves it
@@ -484,6 +489,9 @@ static int
 s_send (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
 {
     pl_envelope_set_routing_id (*envelope_p, zframe_dup (peer->routing_id));
+    //  Our clock on everything a peer gets: the peer learns from it how
+    //  long a request waited on its way (pl_lag)
+    pl_envelope_set_sent_at (*envelope_p, (uint64_t) zclock_mono ());
     int rc = pl_envelope_send (envelope_p, self->router);
     pl_envelope_destroy (envelope_p);
     if (rc == 0)
@@ -505,19 +513,29 @@ s_send_to_routing_id (broker_t *self, zframe_t *routing_id, pl_envelope_t **enve
     return rc;
 }
 
-//  Answers a request with an error, echoing the requester's rid, sid, cid
-static void
-s_reply_error (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
-               const uint8_t *cid, size_t cid_size, const char *code, const char *message)
+//  An error reply to a requester's rid, sid, cid; the caller sets the error
+static pl_envelope_t *
+s_reply_new (uint64_t rid, uint64_t sid, const uint8_t *cid, size_t cid_size)
 {
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     if (!reply)
-        return;
+        return NULL;
     pl_envelope_set_rid (reply, rid);
     if (sid)
         pl_envelope_set_sid (reply, sid);
     if (cid && cid_size)
         pl_envelope_set_cid (reply, cid, cid_size);
+    return reply;
+}
+
+//  Answers a request with an error, echoing the requester's rid, sid, cid
+static void
+s_reply_error (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
+               const uint8_t *cid, size_t cid_size, const char *code, const char *message)
+{
+    pl_envelope_t *reply = s_reply_new (rid, sid, cid, cid_size);
+    if (!reply)
+        return;
     pl_envelope_set_error (reply, code, message);
     s_send (self, requester, &reply);
 }
@@ -535,16 +553,28 @@ s_service_name (route_t *route, const char *type, char *name, size_t name_size)
     }
 }
 
+//  Answers unavailable with retry_after_ms; with "outcome": "unknown" when
+//  the request reached a plugin that then died or went silent (unknown):
+//  it may have done it (PROTOCOL.md 1.1 "Outcomes")
 static void
 s_reply_unavailable (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
-                     const uint8_t *cid, size_t cid_size, route_t *route, const char *type)
+                     const uint8_t *cid, size_t cid_size, route_t *route, const char *type,
+                     bool unknown)
 {
     char service [128];
     s_service_name (route, type ? type : "", service, sizeof service);
     char message [256];
-    snprintf (message, sizeof message,
-              "The %s service is unavailable; try again later.", service);
-    s_reply_error (self, requester, rid, sid, cid, cid_size, "unavailable", message);
+    snprintf (message, sizeof message, unknown
+              ? "The %s service did not answer in time; the request may or may not have"
+                " taken effect."
+              : "The %s service is unavailable; try again later.", service);
+    pl_envelope_t *reply = s_reply_new (rid, sid, cid, cid_size);
+    if (!reply)
+        return;
+    pl_envelope_set_error_retry (reply, "unavailable", message, BR_RETRY_AFTER_MS);
+    if (unknown)
+        pl_envelope_set_outcome (reply, "unknown");
+    s_send (self, requester, &reply);
     self->unavailable++;
 }
 
@@ -564,15 +594,25 @@ s_pending_remove (broker_t *self, pending_t *pending)
 }
 
 //  Answers the pending request unavailable (if its requester still lives)
-//  and forgets it
+//  and forgets it. Its plugin had it: the outcome is unknown.
 static void
 s_pending_fail (broker_t *self, pending_t *pending)
 {
     if (pending->requester)
         s_reply_unavailable (self, pending->requester, pending->requester_rid,
                              pending->sid, pending->cid, pending->cid_size,
-                             pending->route, pending->route ? pending->route->prefix : "");
+                             pending->route, pending->route ? pending->route->prefix : "",
+                             true);
     s_pending_remove (self, pending);
+}
+
+//  The fifo's order: the earliest deadline first
+static int
+s_pending_compare (const void *item1, const void *item2)
+{
+    int64_t deadline1 = ((const pending_t *) item1)->deadline;
+    int64_t deadline2 = ((const pending_t *) item2)->deadline;
+    return deadline1 < deadline2 ? -1 : deadline1 > deadline2 ? 1 : 0;
 }
 
 static void
@@ -587,8 +627,9 @@ s_pending_expire (broker_t *self, int64_t now)
     }
     self->timed_out += expired;
     if (expired)
-        zsys_warning ("broker: %zu request(s) unanswered after %" PRIu32 " ms; "
-                      "answered unavailable", expired, self->request_timeout_ms);
+        zsys_warning ("broker: %zu request(s) unanswered by their deadline (at most %"
+                      PRIu32 " ms); answered unavailable, outcome unknown", expired,
+                      self->request_timeout_ms);
 }
 
 
@@ -1289,14 +1330,20 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     }
     const char *user = session && session->user ? session->user->name : NULL;
     peer_t *target = route ? s_route_pick (route, user, pl_envelope_body (envelope)) : NULL;
-    if (!target) {
-        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+    //  The time the request has: what its sender gave it, never more than
+    //  our timeout; it goes on with a margin less, or not at all
+    int64_t time_left = pl_envelope_deadline (envelope);
+    if (time_left < 0 || time_left > self->request_timeout_ms)
+        time_left = self->request_timeout_ms;
+    int64_t forward = time_left - time_left / BR_MARGIN_PART;
+    if (!target || forward <= 0) {
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type, false);
         return;
     }
     if (zhashx_size (self->pending) >= BR_MAX_PENDING) {
         zsys_warning ("broker: %d requests in flight; '%s' answered unavailable",
                       BR_MAX_PENDING, type);
-        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type, false);
         return;
     }
     pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
@@ -1317,16 +1364,19 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     pending->route = route;
     pending->requester = requester;
     pending->target = target;
-    pending->deadline = zclock_mono () + self->request_timeout_ms;
+    pending->deadline = zclock_mono () + time_left;
     pending->requester_handle = zlistx_add_end (requester->pending_from, pending);
     pending->target_handle = zlistx_add_end (target->pending_to, pending);
-    pending->fifo_handle = zlistx_add_end (self->fifo, pending);
+    //  Most come with the whole timeout and go last: the search from the
+    //  end stops at once
+    pending->fifo_handle = zlistx_insert (self->fifo, pending, false);
     zhashx_insert (self->pending, &pending->rid, pending);
 
     //  Identity is stamped, never trusted: whatever the gateway sent goes
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_user (envelope, user);
     pl_envelope_set_addr (envelope, session ? session->addr : NULL);
+    pl_envelope_set_deadline (envelope, forward);
     if (requester->kind == PEER_ADMIN)
         s_admin_stamp (requester, envelope);
     if (!gateway)
@@ -1791,6 +1841,8 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     self->pending = s_u64_hash_new ();
     self->fifo = zlistx_new ();
     self->subscribers = zlistx_new ();
+    if (self->fifo)
+        zlistx_set_comparator (self->fifo, s_pending_compare);
     if (!self->peers || !self->instances || !self->gateways || !self->routes || !self->users
     ||  !self->sessions || !self->pending || !self->fifo || !self->subscribers) {
         s_broker_destroy (&self);

@@ -65,6 +65,9 @@
 
 //  A session with this many requests in flight gets rate_limited for more
 #define GW_SESSION_MAX_INFLIGHT     256
+//  retry_after_ms of the gateway's own rate_limited and unavailable, and of
+//  those a plugin sent without one (CLIENT-PROTOCOL.md, "Outcomes")
+#define GW_RETRY_AFTER_MS           1000
 //  A session whose outgoing queue would pass either bound is cut off (1008)
 #define GW_SESSION_MAX_QUEUED       4096
 #define GW_SESSION_MAX_QUEUED_BYTES (16 * 1024 * 1024)
@@ -603,10 +606,37 @@ s_session_push_buffer (gw_session_t *session, uint8_t *buffer, size_t size, bool
     s_frame_unref (&frame);
 }
 
+//  True for the codes that always carry retry_after_ms
+static bool
+s_code_retries (const char *code)
+{
+    return code && (streq (code, "rate_limited") || streq (code, "unavailable"));
+}
+
+//  An error with outcome (NULL, or "unknown"); rate_limited and unavailable
+//  carry retry_after_ms
+static void
+s_session_send_outcome (gw_session_t *session, const uint8_t *id, size_t id_size,
+                        const char *code, const char *message, const char *outcome)
+{
+    size_t size = 0;
+    uint8_t *buffer = pl_transcode_error_retry (id, id_size, code, message, outcome, NULL, 0,
+                                                s_code_retries (code)? GW_RETRY_AFTER_MS: 0,
+                                                LWS_PRE, &size);
+    if (!buffer)
+        zsys_error ("gateway: could not encode a '%s' error for session %016" PRIx64,
+                    code, session->sid);
+    s_session_push_buffer (session, buffer, size, true);
+}
+
 static void
 s_session_send_error (gw_session_t *session, const uint8_t *id, size_t id_size,
                       const char *code, const char *message)
 {
+    if (s_code_retries (code)) {
+        s_session_send_outcome (session, id, id_size, code, message, NULL);
+        return;
+    }
     size_t size = 0;
     uint8_t *buffer = pl_transcode_error (id, id_size, code, message, LWS_PRE, &size);
     if (!buffer)
@@ -802,9 +832,12 @@ s_pending_expire (gw_server_t *self, int64_t now, bool stopping)
                       "reply in %u ms; answering unavailable",
                       pending->rid, session->sid, session->addr,
                       stopping? self->stop_timeout_ms * 3 / 4: self->request_timeout_ms);
-        s_session_send_error (session, pending->cid, pending->cid_size, "unavailable",
-                              stopping? "The server is stopping; try again in a moment.":
-                              "The service did not answer in time; try again later.");
+        //  The request went to the broker and no answer came: it may have
+        //  taken effect (PROTOCOL.md 1.1 "Outcomes")
+        s_session_send_outcome (session, pending->cid, pending->cid_size, "unavailable",
+                                stopping? "The server is stopping; the request may or may not"
+                                " have taken effect.": "The service did not answer in time; the"
+                                " request may or may not have taken effect.", "unknown");
         s_count (self, pending->type, "unavailable", pending->started);
         s_pending_destroy (self, &pending);
     }
@@ -964,9 +997,12 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         return;
     }
     if (streq (request->type, "ping")) {
+        //  {"protocol": "1.1"} in msgpack: the version this server speaks
+        static const char version [] = "\x81\xa8" "protocol" "\xa3" "1.1";
         size_t size = 0;
         uint8_t *buffer = pl_transcode_frame ("ok", request->id, request->id_size,
-                                              NULL, 0, LWS_PRE, &size);
+                                              (const uint8_t *) version, sizeof version - 1,
+                                              LWS_PRE, &size);
         s_session_push_buffer (session, buffer, size, true);
         s_count (self, type, "ok", started);
         return;
@@ -1008,6 +1044,10 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_sid (envelope, session->sid);
     pl_envelope_set_type (envelope, request->type);
+    //  Our timeout is the backstop behind the broker's, twice it: the
+    //  request has half of it, which the broker and each hop after count
+    //  down (ENVELOPE.md, "dl")
+    pl_envelope_set_deadline (envelope, self->request_timeout_ms / 2);
     if (request->id)
         pl_envelope_set_cid (envelope, request->id, request->id_size);
     if (request->body)
@@ -1213,11 +1253,14 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
         //  An error may carry more fields (retry_after_ms) in its body
         const char *message = pl_envelope_message (envelope);
         zframe_t *body = pl_envelope_body (envelope);
-        buffer = pl_transcode_error_body (pending->cid, pending->cid_size, code,
-                                          message? message: code,
-                                          pl_envelope_outcome (envelope),
-                                          body? zframe_data (body): NULL,
-                                          body? zframe_size (body): 0, LWS_PRE, &size);
+        //  rate_limited and unavailable say when to try again, whoever sent them
+        buffer = pl_transcode_error_retry (pending->cid, pending->cid_size, code,
+                                           message? message: code,
+                                           pl_envelope_outcome (envelope),
+                                           body? zframe_data (body): NULL,
+                                           body? zframe_size (body): 0,
+                                           s_code_retries (code)? GW_RETRY_AFTER_MS: 0,
+                                           LWS_PRE, &size);
     }
     else {
         zframe_t *body = pl_envelope_body (envelope);

@@ -375,15 +375,21 @@ export class PmController {
         }
     }
 
-    // Another tab or device of this user read a conversation
+    // Another tab or device of this user read a conversation: the "read"
+    // event {with, seq} (protocol 1.1) gives the marker; read up to the
+    // last message known, nothing is unread, else the server counts
     readElsewhere(event) {
-        if (typeof event.with !== 'string')
+        if (typeof event.with !== 'string' || !Number.isInteger(event.seq))
             return;
         const conversation = this.conversations.get(key(event.with));
-        if (!conversation || !Number.isInteger(event.unread))
+        if (!conversation)
             return;
-        conversation.unread = event.unread;
-        this.renderList();
+        if (conversation.last && event.seq >= conversation.last.seq) {
+            conversation.unread = 0;
+            this.renderList();
+        }
+        else
+            this.refreshList();
     }
 
     // --- scroll-back and gaps -------------------------------------------------
@@ -429,7 +435,7 @@ export class PmController {
 
     wire() {
         this.client.on('pm', (event) => this.receive(event));
-        this.client.on('pm_read', (event) => this.readElsewhere(event));
+        this.client.on('read', (event) => this.readElsewhere(event));
         document.addEventListener('visibilitychange', () => this.markRead());
     }
 

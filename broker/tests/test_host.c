@@ -137,10 +137,11 @@ broker_send_op (broker_t *self, pl_op_t op)
     broker_send (self, &envelope);
 }
 
-//  Sends a REQUEST; user may be NULL. body_json-free: fields is a msgpack map
+//  Sends a REQUEST with a deadline (time_left; -1 for none) and our clock's
+//  stamp (sent_at; 0 for none); user may be NULL. The body is {"text": text}.
 static void
-broker_send_request (broker_t *self, uint64_t rid, const char *type, const char *user,
-                     const char *text)
+broker_send_request_within (broker_t *self, uint64_t rid, const char *type, const char *user,
+                            const char *text, int64_t time_left, uint64_t sent_at)
 {
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -157,9 +158,19 @@ broker_send_request (broker_t *self, uint64_t rid, const char *type, const char 
     pl_envelope_set_addr (request, "127.0.0.1");
     if (user)
         pl_envelope_set_user (request, user);
+    pl_envelope_set_deadline (request, time_left);
+    pl_envelope_set_sent_at (request, sent_at);
     pl_envelope_set_body_copy (request, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
     broker_send (self, &request);
+}
+
+//  Sends a REQUEST without a deadline; user may be NULL
+static void
+broker_send_request (broker_t *self, uint64_t rid, const char *type, const char *user,
+                     const char *text)
+{
+    broker_send_request_within (self, rid, type, user, text, -1, 0);
 }
 
 //  Starts a host for the plugin at path against the broker
@@ -191,10 +202,10 @@ host_start (broker_t *broker, uint32_t heartbeat, const char *const *options,
 //  Starts the probe plugin, welcomed, with a heartbeat long enough that
 //  the tests need not answer heartbeats
 static zactor_t *
-probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
+probe_start_path (broker_t *broker, const char *path, uint32_t call_timeout)
 {
     br_host_config_t config = {
-        .plugin_path = PROBE_PLUGIN,
+        .plugin_path = path,
         .heartbeat_ms = 1000,
         .call_timeout_ms = call_timeout
     };
@@ -203,6 +214,12 @@ probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
     pl_envelope_destroy (&hello);
     broker_send_op (broker, PL_OP_WELCOME);
     return host;
+}
+
+static zactor_t *
+probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
+{
+    return probe_start_path (broker, PROBE_PLUGIN, call_timeout);
 }
 
 //  Starts a host and completes its registration
@@ -738,11 +755,154 @@ test_call_error_reply_passes_code_to_on_reply (void **state)
     msgpack_unpacked outcome;
     unpack_body (reply, &outcome);
     assert_str_object (map_get (&outcome.data, "code"), "no_such_room");
-    assert_int_equal (map_get (&outcome.data, "result")->type, MSGPACK_OBJECT_NIL);
+    //  Minor 3: an error without fields hands on_reply an empty map
+    msgpack_object *result = map_get (&outcome.data, "result");
+    assert_int_equal (result->type, MSGPACK_OBJECT_MAP);
+    assert_int_equal (result->via.map.size, 0);
     msgpack_unpacked_destroy (&outcome);
 
     pl_envelope_destroy (&reply);
     pl_envelope_destroy (&call);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  An error's fields (retry_after_ms) and its outcome reach a minor 3
+//  plugin's on_reply as a map; a minor 2 plugin gets no body, as before
+static void
+test_call_error_fields_and_outcome_reach_minor_3_only (void **state)
+{
+    const char *paths [] = { PROBE_PLUGIN, PROBE_MINOR2_PLUGIN };
+    for (int minor2 = 0; minor2 < 2; minor2++) {
+        broker_t *broker = broker_new ();
+        zactor_t *host = probe_start_path (broker, paths [minor2], 0);
+        broker_send_request (broker, 6, "probe.call", "alice", "x");
+        pl_envelope_t *call = broker_expect (broker, PL_OP_REQUEST);
+        pl_envelope_t *answer = pl_envelope_new (PL_OP_REPLY);
+        pl_envelope_set_rid (answer, pl_envelope_rid (call));
+        pl_envelope_set_error_retry (answer, "unavailable", "Lost.", 750);
+        pl_envelope_set_outcome (answer, "unknown");
+        broker_send (broker, &answer);
+
+        pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+        msgpack_unpacked outcome;
+        unpack_body (reply, &outcome);
+        assert_str_object (map_get (&outcome.data, "code"), "unavailable");
+        msgpack_object *result = map_get (&outcome.data, "result");
+        if (minor2)
+            assert_int_equal (result->type, MSGPACK_OBJECT_NIL);
+        else {
+            assert_int_equal (result->type, MSGPACK_OBJECT_MAP);
+            assert_int_equal (result->via.map.size, 2);
+            assert_int_equal (map_get (result, "retry_after_ms")->via.u64, 750);
+            assert_str_object (map_get (result, "outcome"), "unknown");
+        }
+        msgpack_unpacked_destroy (&outcome);
+        pl_envelope_destroy (&reply);
+        pl_envelope_destroy (&call);
+        zactor_destroy (&host);
+        broker_destroy (&broker);
+    }
+}
+
+//  Asks probe.left with this deadline; returns what the plugin saw
+static int64_t
+s_probe_left (broker_t *broker, uint64_t rid, int64_t time_left)
+{
+    broker_send_request_within (broker, rid, "probe.left", "alice", "x", time_left, 0);
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_null (pl_envelope_code (reply));
+    msgpack_unpacked result;
+    unpack_body (reply, &result);
+    int64_t left = map_get (&result.data, "left")->via.i64;
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+    return left;
+}
+
+//  The time left of the request being handled goes with a call made then
+static int64_t
+s_call_deadline (broker_t *broker, uint64_t rid, const char *type, int64_t time_left)
+{
+    broker_send_request_within (broker, rid, type, "alice", "x", time_left, 0);
+    pl_envelope_t *call = broker_expect (broker, PL_OP_REQUEST);
+    int64_t deadline = pl_envelope_deadline (call);
+    pl_envelope_t *answer = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (answer, pl_envelope_rid (call));
+    broker_send (broker, &answer);
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    pl_envelope_destroy (&reply);
+    pl_envelope_destroy (&call);
+    return deadline;
+}
+
+static void
+test_deadline_reaches_the_plugin_and_its_calls (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    int64_t left = s_probe_left (broker, 1, 3000);
+    assert_true (left > 3000 - WAIT_MS && left <= 3000);
+    assert_int_equal (s_probe_left (broker, 2, -1), -1);
+
+    int64_t inherited = s_call_deadline (broker, 3, "probe.call", 3000);
+    assert_true (inherited > 3000 - WAIT_MS && inherited <= 3000);
+    assert_int_equal (s_call_deadline (broker, 4, "probe.call", -1), -1);
+    assert_int_equal (s_call_deadline (broker, 5, "probe.within", -1), 1234);
+
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  A request that comes with no time left, or that waited on its way
+//  longer than it had, is answered unavailable by the host: the plugin,
+//  which would answer probe.left ok, never sees it
+static void
+s_expect_expired (broker_t *broker, uint64_t rid)
+{
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), rid);
+    assert_string_equal (pl_envelope_code (reply), "unavailable");
+    assert_null (pl_envelope_outcome (reply));
+    msgpack_unpacked result;
+    unpack_body (reply, &result);
+    assert_true (map_get (&result.data, "retry_after_ms")->via.u64 >= 100);
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+}
+
+static void
+test_request_whose_time_is_gone_never_reaches_the_plugin (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    broker_send_request_within (broker, 1, "probe.left", "alice", "x", 0, 0);
+    s_expect_expired (broker, 1);
+
+    //  Our clock on a message teaches the host the quickest trip; a request
+    //  stamped 5 s earlier waited 5 s somewhere, more than its 3 s
+    pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
+    pl_envelope_set_sent_at (heartbeat, (uint64_t) zclock_mono ());
+    broker_send (broker, &heartbeat);
+    broker_send_request_within (broker, 2, "probe.left", "alice", "x", 3000,
+                                (uint64_t) zclock_mono () - 5000);
+    s_expect_expired (broker, 2);
+    //  One stamped now has its time
+    broker_send_request_within (broker, 3, "probe.left", "alice", "x", 3000,
+                                (uint64_t) zclock_mono ());
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_null (pl_envelope_code (reply));
+    pl_envelope_destroy (&reply);
+
+    //  A plugin's "outcome": "unknown" goes into the header
+    broker_send_request (broker, 4, "probe.unknown", "alice", "x");
+    reply = broker_expect (broker, PL_OP_REPLY);
+    assert_string_equal (pl_envelope_code (reply), "unavailable");
+    assert_string_equal (pl_envelope_outcome (reply), "unknown");
+    pl_envelope_destroy (&reply);
+
     zactor_destroy (&host);
     broker_destroy (&broker);
 }
@@ -762,6 +922,8 @@ test_unanswered_call_gets_unavailable (void **state)
     msgpack_unpacked outcome;
     unpack_body (reply, &outcome);
     assert_str_object (map_get (&outcome.data, "code"), "unavailable");
+    //  The call left and nothing came back: it may have been done
+    assert_str_object (map_get (map_get (&outcome.data, "result"), "outcome"), "unknown");
     msgpack_unpacked_destroy (&outcome);
 
     pl_envelope_destroy (&reply);
@@ -991,6 +1153,9 @@ main (void)
         cmocka_unit_test (test_destroyed_host_says_bye_promptly),
         cmocka_unit_test (test_call_sends_request_and_reply_reaches_on_reply),
         cmocka_unit_test (test_call_error_reply_passes_code_to_on_reply),
+        cmocka_unit_test (test_call_error_fields_and_outcome_reach_minor_3_only),
+        cmocka_unit_test (test_deadline_reaches_the_plugin_and_its_calls),
+        cmocka_unit_test (test_request_whose_time_is_gone_never_reaches_the_plugin),
         cmocka_unit_test (test_unanswered_call_gets_unavailable),
         cmocka_unit_test (test_deliver_sends_users_and_sessions),
         cmocka_unit_test (test_plugin_timer_ticks_until_cancelled),

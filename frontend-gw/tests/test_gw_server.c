@@ -441,9 +441,12 @@ test_ping_is_answered_by_gateway_even_before_welcome (void **state)
     int fd = s_ws_connect (fixture->port, "/ws", NULL, NULL);
     assert_true (fd >= 0);
     s_ws_send_text (fd, "{\"type\":\"ping\",\"id\":1}");
-    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":1}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":1,\"protocol\":\"1.1\"}");
+    //  Not ready: unavailable, when to try again, and nothing happened
     s_ws_send_text (fd, "{\"type\":\"example.echo\",\"id\":\"a\",\"text\":\"hi\"}");
-    s_ws_expect_has (fd, "\"code\":\"unavailable\"", "\"id\":\"a\"");
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":\"a\",\"code\":\"unavailable\",\"message\":"
+                     "\"The server is not ready yet; try again in a moment.\","
+                     "\"retry_after_ms\":1000}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -491,6 +494,30 @@ test_request_goes_to_broker_and_reply_comes_back (void **state)
     pl_envelope_destroy (&request);
     pl_envelope_destroy (&second);
 
+    //  The request has half the gateway's timeout (10 s by default) to be
+    //  answered in; a plugin's rate_limited keeps its own retry_after_ms,
+    //  an unavailable without one gets the gateway's, outcome passes on
+    s_ws_send_text (fd, "{\"type\":\"example.fail\",\"id\":4}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    assert_int_equal (pl_envelope_deadline (request), 5000);
+    reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_error_retry (reply, "rate_limited", "Slow down.", 250);
+    s_broker_send (fixture, &reply);
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":4,\"code\":\"rate_limited\","
+                     "\"message\":\"Slow down.\",\"retry_after_ms\":250}");
+    pl_envelope_destroy (&request);
+    s_ws_send_text (fd, "{\"type\":\"example.fail\",\"id\":5}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_error (reply, "unavailable", "Down.");
+    pl_envelope_set_outcome (reply, "unknown");
+    s_broker_send (fixture, &reply);
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":5,\"code\":\"unavailable\","
+                     "\"message\":\"Down.\",\"outcome\":\"unknown\",\"retry_after_ms\":1000}");
+    pl_envelope_destroy (&request);
+
     //  A delivery to this session and to an unknown one
     pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
     uint64_t sids [2] = { sid + 1000, sid };
@@ -520,7 +547,10 @@ test_unanswered_request_gets_unavailable_after_timeout (void **state)
     //  keep the gateway believing in the broker while it waits
     pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
     s_broker_send (fixture, &heartbeat);
-    s_ws_expect_has (fd, "\"code\":\"unavailable\"", "\"id\":\"slow\"");
+    //  The broker had it and said nothing: the outcome is unknown
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":\"slow\",\"code\":\"unavailable\",\"message\":"
+                     "\"The service did not answer in time; the request may or may not have"
+                     " taken effect.\",\"outcome\":\"unknown\",\"retry_after_ms\":1000}");
     //  the late reply is dropped: the next frame is the ping's answer
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     pl_envelope_set_rid (reply, pl_envelope_rid (request));
@@ -528,7 +558,7 @@ test_unanswered_request_gets_unavailable_after_timeout (void **state)
     pl_envelope_destroy (&request);
     zclock_sleep (50);
     s_ws_send_text (fd, "{\"type\":\"ping\"}");
-    s_ws_expect (fd, "{\"type\":\"ok\"}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"protocol\":\"1.1\"}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -559,7 +589,7 @@ test_bad_input_gets_one_error_and_connection_stays_open (void **state)
     //  A message in two fragments is one request
     s_ws_send_frame (fd, 1, false, "{\"type\":\"pi", 11);
     s_ws_send_frame (fd, 0, true, "ng\",\"id\":5}", 11);
-    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":5}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":5,\"protocol\":\"1.1\"}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
