@@ -7,6 +7,8 @@
     requests by type prefix (and shard key), stamps the session's user,
     answers unavailable/unauthenticated/unknown_type itself, keeps the session
     registry fed by gateways, and fans deliveries out one frame per gateway.
+    Admin peers (parleyctl) reach only the admin.* routes, and the broker
+    answers admin.online and admin.plugins itself (br_admin).
 
         br_broker_config_t config = { .endpoints = eps, .endpoint_count = 1 };
         zactor_t *broker = br_broker_start (&config);
@@ -21,6 +23,7 @@
 
 #include <czmq.h>
 #include "pl_curve.h"
+#include "br_bstar.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +45,8 @@ typedef struct {
                                     //  whose public certificates it allows
     bool insecure_peers;            //  without curve, bind tcp:// anyway (logs a warning);
                                     //  otherwise a tcp:// endpoint without keys is refused
+    const br_bstar_config_t *bstar; //  one of a standby pair (br_bstar.h), or NULL;
+                                    //  its heartbeat and keys are the broker's
 } br_broker_config_t;
 
 //  The actor. args is a br_broker_config_t *, copied before the actor signals.

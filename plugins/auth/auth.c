@@ -28,6 +28,7 @@
 */
 
 #include "parley_plugin.h"
+#include "pl_admin.h"
 #include "pl_body.h"
 #include "pl_call.h"
 #include "pl_limits.h"
@@ -54,7 +55,12 @@
 #define AUTH_MAX_FAILURES_ADDRESS   20
 #define AUTH_REGISTER_RATE          30          //  registrations per address per minute
 #define AUTH_REGISTER_WINDOW_MS     60000
-#define AUTH_BUSY_RETRY_MS          1000        //  retry_after_ms of a full pool
+#define AUTH_RETRY_MIN_MS           100         //  least retry_after_ms we say
+#define AUTH_STORE_RESERVE_MS       250         //  time left a new account needs
+                                                //  after its hash: store.user.create
+                                                //  and store.token.put
+#define AUTH_RESERVE_PART           10          //  a hash must be done with a tenth
+                                                //  of the request's time to spare
 #define AUTH_FAILURE_WINDOW_MS      60000
 #define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
 #define AUTH_TOKEN_TTL_DAYS         30
@@ -91,7 +97,7 @@ typedef struct {
     zlistx_t *bindings;             //  binding_t *, not owned
 } token_t;
 
-typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT } op_kind_t;
+typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT, OP_ADMIN } op_kind_t;
 
 //  One request being served, across store calls and pool jobs. Which store
 //  answer it waits for is the handler of its call (pl_call); which job, its
@@ -108,6 +114,8 @@ typedef struct {
     char *password;                 //  owned until a pool job takes a copy
     size_t password_size;           //  bytes in password
     bool unknown_user;              //  login: verifying only to spend the time
+    bool disabled;                  //  login: the account is disabled (parleyctl)
+    bool generated;                 //  admin reset: the password in token was made here
     char token [TOKEN_TEXT + 1];    //  issued or resumed token
     char token_hash [TOKEN_HASH_HEX + 1];
     void *handle;                   //  place in auth_t.ops
@@ -134,6 +142,9 @@ typedef struct {
     zlistx_t *ops;                  //  op_t *, owned: every request in progress
     zhashx_t *bindings;             //  sid_key -> binding_t *, owned
     zhashx_t *tokens;               //  token_hash -> token_t *, owned
+    zhashx_t *online;               //  sid_key -> user (char *, owned): every bound
+                                    //  session the broker told of, for the operator
+                                    //  (parleyctl) to log a user out everywhere
 } auth_t;
 
 
@@ -200,6 +211,18 @@ static int
 s_field_str (const msgpack_object *map, const char *name, const char **text, size_t *size)
 {
     return pl_body_strn (map, name, text, size) == 1 ? 0 : -1;
+}
+
+
+//  True when the store's user map says the account is in state (an older
+//  store says nothing: active)
+static bool
+s_state_is (const msgpack_object *user, const char *state)
+{
+    const char *text;
+    size_t size;
+    return s_field_str (user, "state", &text, &size) == 0 && size == strlen (state)
+        && memcmp (text, state, size) == 0;
 }
 
 
@@ -351,24 +374,56 @@ s_op_fail (auth_t *self, op_t *op, const char *code, const char *message)
     s_op_finish (self, op);
 }
 
-//  The store answered an error we do not expect from it
+//  Answers unavailable: with retry_after_ms, and with "outcome": "unknown"
+//  when the request may have taken effect (unknown)
 static void
-s_op_store_failed (auth_t *self, op_t *op, const char *type, const char *code,
-                   const char *message)
+s_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_ms, bool unknown)
 {
-    self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)", type,
-                     code ? code : "an unreadable body", message ? message : "");
-    s_op_fail (self, op, "unavailable",
-               "The account service is unavailable right now; try again in a moment.");
+    if (retry_ms < AUTH_RETRY_MIN_MS)
+        retry_ms = AUTH_RETRY_MIN_MS;
+    if (unknown)
+        pl_reply_error_unknown (self->host, self->ctx, &op->request, "unavailable", message,
+                                retry_ms);
+    else
+        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable", message,
+                              retry_ms);
+    s_op_finish (self, op);
 }
 
-//  Sends a store request for op; handler reads its answer
+//  The store answered an error we do not expect from it: a lost answer to a
+//  write may have done it (outcome unknown), any other did nothing
+static void
+s_op_store_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)%s", reply->type,
+                     reply->code ? reply->code : "an unreadable body",
+                     reply->message ? reply->message : "",
+                     reply->outcome_unknown ? ", outcome unknown" : "");
+    s_op_unavailable (self, op, reply->outcome_unknown
+                      ? "The account service lost its storage's answer; the request may or may"
+                        " not have taken effect."
+                      : "The account service is unavailable right now; try again in a moment.",
+                      reply->retry_ms, reply->outcome_unknown);
+}
+
+//  The time op's request has left (ABI minor 3), or -1
+static int64_t
+s_op_time_left (auth_t *self, op_t *op)
+{
+    if (self->host->abi_minor < 3 || !self->host->request_time_left || !op->request)
+        return -1;
+    return self->host->request_time_left (op->request);
+}
+
+//  Sends a store request for op with the time its request has left;
+//  handler reads its answer. A request whose time is gone starts nothing.
 static void
 s_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
 {
-    if (pl_call_send (self->calls, type, pack->buffer.data, pack->buffer.size, handler, op))
-        s_op_fail (self, op, "unavailable",
-                   "The account service is unavailable right now; try again in a moment.");
+    if (pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
+                             s_op_time_left (self, op), handler, op))
+        s_op_unavailable (self, op, "The account service is unavailable right now; try again"
+                          " in a moment.", au_pool_hash_ms (self->pool), false);
 }
 
 //  Sends a store request with one string field
@@ -392,12 +447,16 @@ s_op_submit (auth_t *self, op_t *op, au_job_t *job)
         s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
-    if (au_pool_submit (self->pool, &job)) {
+    //  Admitted only when the hash will be done with a tenth of the time
+    //  left to spare (the store's steps after it, the answer's way back)
+    int64_t time_left = s_op_time_left (self, op);
+    if (time_left >= 0)
+        time_left -= time_left / AUTH_RESERVE_PART;
+    int64_t retry_ms = 0;
+    if (au_pool_submit_within (self->pool, &job, time_left, &retry_ms)) {
         au_job_destroy (&job);
-        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable",
-                              "The server is busy checking passwords; try again in a moment.",
-                              AUTH_BUSY_RETRY_MS);
-        s_op_finish (self, op);
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", retry_ms, false);
     }
 }
 
@@ -659,7 +718,7 @@ s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
         s_op_submit (self, op, job);
     }
     else
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
 }
 
 static void
@@ -671,9 +730,9 @@ s_register_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "store.token.put for new user '%s' answered %s (%s)",
                          op->name, reply->code, reply->message ? reply->message : "");
-        s_op_fail (self, op, "unavailable",
-                   "Your account was created, but the session could not be opened; "
-                   "log in in a moment.");
+        //  The request took effect in part: the client checks with a login
+        s_op_unavailable (self, op, "Your account was created, but the session could not be"
+                          " opened; log in in a moment.", reply->retry_ms, true);
     }
     else
         s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
@@ -691,7 +750,7 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
         s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size))
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else {
         char *registered = s_strndup (name, name_size);
         if (!registered) {
@@ -709,6 +768,14 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
 static void
 s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
+    //  No account is begun that could not be finished before the deadline:
+    //  the client is told unavailable, and nothing was created
+    int64_t time_left = s_op_time_left (self, op);
+    if (job->expired || (time_left >= 0 && time_left < AUTH_STORE_RESERVE_MS)) {
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", au_pool_hash_ms (self->pool), false);
+        return;
+    }
     if (!job->ok) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
                          "hashing the password of new user '%s' failed (out of memory?)",
@@ -782,8 +849,15 @@ s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size)
         || s_field_str (reply->body, "password_hash", &hash, &hash_size))
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
+    else
+    if (s_state_is (reply->body, "deleted")) {
+        //  Gone, as far as a login can tell
+        op->unknown_user = true;
+        s_op_verify (self, op, self->dummy_hash);
+    }
     else {
+        op->disabled = s_state_is (reply->body, "disabled");
         char *registered = s_strndup (name, name_size);
         char *encoded = s_strndup (hash, hash_size);
         if (!registered || !encoded) {
@@ -880,8 +954,16 @@ s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 {
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
+    //  The operator disabled or deleted the account while we checked it
+    if (reply->code && streq (reply->code, "forbidden"))
+        s_op_fail (self, op, "account_disabled",
+                   "This account is disabled; ask the server's operator.");
+    else
+    if (reply->code && streq (reply->code, "not_found"))
+        s_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
+    else
     if (reply->code)
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else {
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
                          s_addr (op->address));
@@ -893,6 +975,20 @@ s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 static void
 s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
+    //  Not checked, so not a failure: its time ran out in the queue
+    if (job->expired) {
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", au_pool_hash_ms (self->pool), false);
+        return;
+    }
+    if (job->ok && !op->unknown_user && op->disabled) {
+        //  Told only to whoever knows the password
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "login as disabled '%s' from %s refused",
+                         op->name, s_addr (op->address));
+        s_op_fail (self, op, "account_disabled",
+                   "This account is disabled; ask the server's operator.");
+        return;
+    }
     if (job->ok && !op->unknown_user) {
         au_limiter_clear (self->user_failures, op->name_key);
         if (op->pair_key)
@@ -975,7 +1071,7 @@ s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
     if (reply->code || s_field_str (reply->body, "user", &name, &name_size)
         || pl_body_int64 (reply->body, "expires_at", &expires_at) != 1
         || pl_body_int64 (reply->body, "created_at", &created_at) != 1)
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else
     if (expires_at <= zclock_time ())
         s_op_fail (self, op, "invalid_token",
@@ -1084,7 +1180,7 @@ s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (reply->code && !streq (reply->code, "not_found")) {
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
         return;
     }
     size_t other_count = s_revoke_sessions (self, op->token_hash, op->session);
@@ -1093,6 +1189,246 @@ s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply)
                      op->name, s_addr (op->address), other_count, other_count == 1 ? "" : "s");
     self->host->reply_bind (self->ctx, &op->request, NULL, NULL, 0);
     s_op_finish (self, op);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's: admin.users.* from parleyctl (an admin peer; README.md,
+//  "Operators"). Every bound session is tracked from the broker's events,
+//  whoever bound it, so that a disabled or deleted user is logged out of
+//  all of them.
+
+#define AUTH_GENERATED_BYTES        18          //  a generated password: 24 characters
+
+static void
+s_online_track (auth_t *self, int event, uint64_t session, const char *user)
+{
+    char key [17];
+    snprintf (key, sizeof key, "%016" PRIx64, session);
+    if (event == PARLEY_SESSION_RESET)
+        zhashx_purge (self->online);
+    else
+    if (event == PARLEY_SESSION_BOUND && user) {
+        char *copy = strdup (user);
+        if (copy)
+            zhashx_update (self->online, key, copy);
+    }
+    else
+    if (event == PARLEY_SESSION_CLOSED)
+        zhashx_delete (self->online, key);
+}
+
+//  Every session of user (bound, or being bound by us) hears logged_out and
+//  is unbound. Returns how many.
+static size_t
+s_admin_logout (auth_t *self, const char *user)
+{
+    zhashx_t *found = zhashx_new ();
+    if (!found)
+        return 0;
+    for (char *name = (char *) zhashx_first (self->online); name;
+         name = (char *) zhashx_next (self->online))
+        if (strcasecmp (name, user) == 0)
+            zhashx_update (found, (const char *) zhashx_cursor (self->online), self);
+    for (binding_t *binding = (binding_t *) zhashx_first (self->bindings); binding;
+         binding = (binding_t *) zhashx_next (self->bindings))
+        if (strcasecmp (binding->user, user) == 0)
+            zhashx_update (found, binding->sid_key, self);
+    size_t count = 0;
+    uint64_t *sids = (uint64_t *) calloc (zhashx_size (found) + 1, sizeof (uint64_t));
+    for (void *item = zhashx_first (found); item && sids; item = zhashx_next (found)) {
+        sids [count] = strtoull ((const char *) zhashx_cursor (found), NULL, 16);
+        binding_t *binding = s_binding_lookup (self, sids [count++]);
+        if (binding)
+            s_binding_remove (self, binding);
+    }
+    if (count) {
+        static const uint8_t logged_out [] = "\x81\xa4type\xaalogged_out";
+        self->host->deliver_sessions (self->ctx, sids, count, logged_out,
+                                      sizeof logged_out - 1);
+        self->host->unbind_sessions (self->ctx, sids, count);
+    }
+    free (sids);
+    zhashx_destroy (&found);
+    return count;
+}
+
+//  {user, state?, tokens, sessions, password?}: what was done
+static void
+s_admin_done (auth_t *self, op_t *op, const char *state, int64_t tokens, size_t sessions)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 3 + (state ? 1 : 0) + (op->generated ? 1 : 0));
+    pl_pack_kstr (&pack, "user", op->name);
+    if (state)
+        pl_pack_kstr (&pack, "state", state);
+    pl_pack_kint (&pack, "tokens", tokens);
+    pl_pack_kuint (&pack, "sessions", sessions);
+    if (op->generated)
+        pl_pack_kstr (&pack, "password", op->token);
+    self->host->log (self->ctx, PARLEY_LOG_INFO, "operator %s: '%s' %s; %lld token%s revoked,"
+                     " %zu session%s logged out", s_addr (op->address), op->name,
+                     state ? state : "has a new password", (long long) tokens,
+                     tokens == 1 ? "" : "s", sessions, sessions == 1 ? "" : "s");
+    self->host->reply (self->ctx, &op->request, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
+    s_op_finish (self, op);
+}
+
+//  The store changed the account: its sessions go, unless it is active now
+static void
+s_admin_on_changed (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    char *name = NULL, *account = NULL;
+    if (reply->code && (streq (reply->code, "not_found") || streq (reply->code, "conflict")))
+        s_op_fail (self, op, streq (reply->code, "not_found") ? "no_such_user" : "conflict",
+                   reply->message ? reply->message : "No such user.");
+    else
+    if (reply->code || pl_body_str (reply->body, "name", &name) != 1)
+        s_op_store_failed (self, op, reply);
+    else {
+        pl_body_str (reply->body, "state", &account);
+        free (op->name);
+        op->name = name;
+        name = NULL;
+        bool active = account && streq (account, "active");
+        size_t sessions = active ? 0 : s_admin_logout (self, op->name);
+        s_admin_done (self, op, account, pl_body_int (reply->body, "tokens"), sessions);
+    }
+    free (name);
+    free (account);
+}
+
+//  The new password is hashed: the store takes it and revokes the tokens
+static void
+s_admin_reset_on_job (auth_t *self, op_t *op, au_job_t *job)
+{
+    if (!job->ok) {
+        s_op_fail (self, op, "internal", "The server could not hash the password.");
+        return;
+    }
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2, "name", op->name);
+    pl_pack_kstr (&pack, "password_hash", job->hash);
+    s_op_call (self, op, "store.user.set_password", &pack, s_admin_on_changed);
+    pl_pack_release (&pack);
+}
+
+//  admin.users.reset_password {user, password?}: the password given (8 to
+//  1024 bytes) or one made here, answered once
+static void
+s_admin_reset (auth_t *self, op_t *op, const msgpack_object *fields)
+{
+    const char *given;
+    size_t size;
+    if (s_field_str (fields, "password", &given, &size) == 0) {
+        if (size < PL_PASSWORD_MIN || size > PL_PASSWORD_MAX || memchr (given, 0, size)) {
+            s_op_fail (self, op, "weak_password", "A password has 8 to 1024 bytes.");
+            return;
+        }
+        op->password = s_strndup (given, size);
+        op->password_size = size;
+    }
+    else {
+        uint8_t raw [AUTH_GENERATED_BYTES];
+        randombytes_buf (raw, sizeof raw);
+        sodium_bin2base64 (op->token, sizeof op->token, raw, sizeof raw,
+                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        sodium_memzero (raw, sizeof raw);
+        op->generated = true;
+        op->password_size = strlen (op->token);
+        op->password = s_strndup (op->token, op->password_size);
+    }
+    if (!op->password) {
+        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        return;
+    }
+    au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
+    sodium_memzero (op->password, op->password_size);
+    s_op_submit (self, op, job);
+}
+
+//  admin.users.list {after?}: the store's page, passed on
+static void
+s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    if (reply->code) {
+        s_op_store_failed (self, op, reply);
+        return;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_object (&packer, *reply->body);
+    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    s_op_finish (self, op);
+}
+
+//  Reads the request's user and sends op's store call
+static void
+s_admin_start (auth_t *self, op_t *op, const char *verb, const msgpack_object *fields)
+{
+    const char *after;
+    size_t size;
+    pl_pack_t pack;
+    if (streq (verb, "list")) {
+        bool paged = s_field_str (fields, "after", &after, &size) == 0;
+        op->name = paged ? s_strndup (after, size) : NULL;
+        pl_pack_init (&pack);
+        pl_pack_map (&pack, paged ? 2 : 1);
+        pl_pack_kuint (&pack, "limit", 1000);
+        if (paged)
+            pl_pack_kstr (&pack, "after", op->name ? op->name : "");
+        s_op_call (self, op, "store.user.list", &pack, s_admin_on_listed);
+        pl_pack_release (&pack);
+        return;
+    }
+    const char *user;
+    if (s_field_str (fields, "user", &user, &size) || !size || size > PL_STORE_NAME_MAX
+    ||  !(op->name = s_strndup (user, size))) {
+        s_op_fail (self, op, "bad_request", "The field 'user' must be a user name.");
+        return;
+    }
+    if (streq (verb, "reset_password")) {
+        s_admin_reset (self, op, fields);
+        return;
+    }
+    pl_pack_start (&pack, 2, "name", op->name);
+    pl_pack_kstr (&pack, "state", streq (verb, "disable") ? "disabled"
+                                : streq (verb, "delete") ? "deleted" : "active");
+    s_op_call (self, op, "store.user.set_state", &pack, s_admin_on_changed);
+    pl_pack_release (&pack);
+}
+
+static void
+s_admin (auth_t *self, parley_request_t *request, const char *type)
+{
+    const char *verb = type + strlen ("admin.users.");
+    if (!pl_admin_check (self->host, self->ctx, &request))
+        return;
+    if (!streq (verb, "list") && !streq (verb, "disable") && !streq (verb, "enable")
+    &&  !streq (verb, "delete") && !streq (verb, "reset_password")) {
+        self->host->reply_error (self->ctx, &request, "unknown_type", "auth serves"
+                                 " admin.users.list, disable, enable, delete and reset_password.");
+        return;
+    }
+    msgpack_unpacked fields;
+    if (s_body (self, &request, &fields))
+        return;
+    op_t *op = s_op_new (self, OP_ADMIN, request);
+    if (!op)
+        self->host->reply_error (self->ctx, &request, "internal",
+                                 "The server ran out of memory; try again.");
+    else
+        s_admin_start (self, op, verb, &fields.data);
+    msgpack_unpacked_destroy (&fields);
 }
 
 
@@ -1109,6 +1445,9 @@ s_on_wake (void *state)
         op_t *op = (op_t *) job->cookie;
         if (op->kind == OP_REGISTER)
             s_register_on_job (self, op, job);
+        else
+        if (op->kind == OP_ADMIN)
+            s_admin_reset_on_job (self, op, job);
         else
             s_login_on_job (self, op, job);
         au_job_destroy (&job);
@@ -1245,7 +1584,10 @@ s_parts_new (auth_t *self, const settings_t *set)
     self->ops = zlistx_new ();
     self->bindings = zhashx_new ();
     self->tokens = zhashx_new ();
-    if (!self->calls || !self->pool || !self->pair_failures || !self->user_failures
+    self->online = zhashx_new ();
+    if (self->online)
+        zhashx_set_destructor (self->online, (zhashx_destructor_fn *) zstr_free);
+    if (!self->online || !self->calls || !self->pool || !self->pair_failures || !self->user_failures
         || !self->address_failures || !self->registrations || !self->touched || !self->ops
         || !self->bindings || !self->tokens) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
@@ -1376,6 +1718,7 @@ s_destroy (void **state_p)
         }
         zhashx_destroy (&self->tokens);
     }
+    zhashx_destroy (&self->online);
     free (self);
     *state_p = NULL;
 }
@@ -1396,6 +1739,9 @@ s_on_request (void *state, parley_request_t *request)
     else
     if (type && streq (type, "auth.logout"))
         s_logout (self, request);
+    else
+    if (type && strncmp (type, "admin.users.", 12) == 0)
+        s_admin (self, request, type);
     else {
         char message [160];
         snprintf (message, sizeof message,
@@ -1451,6 +1797,7 @@ static void
 s_on_session (void *state, int event, uint64_t session, const char *user)
 {
     auth_t *self = (auth_t *) state;
+    s_online_track (self, event, session, user);
     if (event == PARLEY_SESSION_RESET) {
         //  Kept, but each must be confirmed by the BOUND snapshot that follows
         int64_t now = zclock_mono ();
@@ -1487,6 +1834,9 @@ static const parley_route_t s_routes [] = {
     //  instance (PARLEY_SHARD_NONE with one instance): the bindings and the
     //  failure counters live in its memory.
     { .prefix = "auth.", .flags = PARLEY_ROUTE_PUBLIC, .shard = PARLEY_SHARD_NONE },
+    //  The operator's (parleyctl): accounts listed, disabled, deleted, reset
+    { .prefix = "admin.users.", .flags = PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN,
+      .shard = PARLEY_SHARD_NONE },
     { .prefix = NULL }
 };
 

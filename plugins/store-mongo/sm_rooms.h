@@ -45,6 +45,11 @@ int
     sm_run_room_directory (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                            bson_error_t *error);
 
+//  store.room.all {after?, limit?}: every room, for the operator
+int
+    sm_run_room_all (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                     bson_error_t *error);
+
 int
     sm_run_room_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                       bson_error_t *error);
@@ -75,5 +80,15 @@ int
 
 int
     sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end);
+
+//  The private rooms a user is invited to (store.room.invited)
+int
+    sm_run_room_invited (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                         bson_error_t *error);
+
+//  Moves a member's read marker (store.member.read)
+int
+    sm_run_member_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                        bson_error_t *error);
 
 #endif

@@ -68,6 +68,58 @@ s_build_token (const sm_pending_t *pending, bson_t *document)
     BSON_APPEND_INT64 (document, "last_used_at", pending->created_at);
 }
 
+//  A run of token.put, and the owners the operator disabled or deleted
+typedef struct {
+    sm_pending_t *first, *end;
+} s_run_t;
+
+static void
+s_on_inactive_owner (void *arg, const bson_t *document)
+{
+    s_run_t *run = (s_run_t *) arg;
+    char key [ST_NAME_MAX + 1], state [16];
+    sm_copy_bson_str (document, "name_lower", key, sizeof key);
+    sm_copy_bson_str (document, "state", state, sizeof state);
+    for (sm_pending_t *pending = run->first; pending < run->end; pending++)
+        if (sm_is_live (pending) && strcmp (pending->key, key) == 0) {
+            if (strcmp (state, "deleted") == 0)
+                sm_fail (pending, "not_found", "No user is named '%.*s'.",
+                         (int) pending->name.size, pending->name.data);
+            else
+                sm_fail (pending, "forbidden", "The account '%s' is %s.", pending->owner, state);
+        }
+}
+
+//  Fails the token.put of owners that are not active: one find for the run
+static int
+s_refuse_inactive (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                   bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, key, keys, state, states;
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "name_lower", &key);
+    BSON_APPEND_ARRAY_BEGIN (&key, "$in", &keys);
+    uint32_t index = 0;
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending)) {
+            char number [16];
+            snprintf (number, sizeof number, "%u", index++);
+            BSON_APPEND_UTF8 (&keys, number, pending->key);
+        }
+    bson_append_array_end (&key, &keys);
+    bson_append_document_end (&filter, &key);
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "state", &state);
+    BSON_APPEND_ARRAY_BEGIN (&state, "$in", &states);
+    BSON_APPEND_UTF8 (&states, "0", "disabled");
+    BSON_APPEND_UTF8 (&states, "1", "deleted");
+    bson_append_array_end (&state, &states);
+    bson_append_document_end (&filter, &state);
+    s_run_t run = { first, end };
+    int rc = index ? sm_find (self, self->users, &filter, NULL, s_on_inactive_owner, &run, error)
+                   : 0;
+    bson_destroy (&filter);
+    return rc;
+}
+
 int
 sm_run_token_put (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
 {
@@ -84,6 +136,11 @@ sm_run_token_put (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         if (sm_is_live (pending) && pending->owner [0] == 0)
             sm_fail (pending, "not_found", "No user is named '%.*s'.",
                      (int) pending->name.size, pending->name.data);
+    if (s_refuse_inactive (self, first, end, &error)) {
+        sm_note_failure (self, "looking up the owners' state", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
 
     sm_match_t taken = { first, end, sm_hash_key_of, "token_hash", "conflict" };
     if (sm_match_run (self, self->tokens, &taken, NULL, &error)) {
@@ -251,6 +308,8 @@ s_user_of (const bson_t *document, bool with_hash, st_user_t *user)
     };
     if (with_hash)
         user->password_hash = sm_bson_st_text (document, "password_hash");
+    //  Absent before the operator first changed it: active
+    user->state = sm_bson_st_text (document, "state");
     user->seen = bson_iter_init_find (&iter, document, "last_seen")
               && (BSON_ITER_HOLDS_INT64 (&iter) || BSON_ITER_HOLDS_INT32 (&iter)
               ||  BSON_ITER_HOLDS_DOUBLE (&iter));
@@ -307,7 +366,8 @@ sm_run_user_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
                              "limit", BCON_INT64 ((int64_t) pending->limit + 1),
                              "projection", "{", "name", BCON_INT32 (1),
                                                 "created_at", BCON_INT32 (1),
-                                                "last_seen", BCON_INT32 (1), "}");
+                                                "last_seen", BCON_INT32 (1),
+                                                "state", BCON_INT32 (1), "}");
     s_user_list_t users = { st_list_new (pending->limit, false), false };
     int rc = users.list ? sm_find (self, self->users, filter, opts, s_on_listed_user, &users,
                                    error) : 0;
@@ -557,4 +617,110 @@ sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
     bson_destroy (&trim.in);
     msgpack_sbuffer_destroy (&trim.hashes);
     return rc < 0 ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's: store.user.set_state, store.user.set_password (the new
+//  value in pending->hash)
+
+//  The user's name as registered and state ("active" when absent); returns
+//  1, 0 (no such user) or -1 with error set
+static int
+s_user_state (sm_store_t *self, sm_pending_t *pending, char *name, char *state, size_t size,
+              bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->key));
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find_one (self, self->users, filter, NULL, &found, error);
+    if (rc == 1) {
+        sm_copy_bson_str (&found, "name", name, ST_NAME_MAX + 1);
+        st_text_t text = sm_bson_st_text (&found, "state");
+        snprintf (state, size, "%.*s", (int) text.size, text.size ? text.data : "active");
+    }
+    bson_destroy (&found);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  Sets fields on the user, deletes its tokens, answers {name, state?, tokens}
+static int
+s_user_change (sm_store_t *self, sm_pending_t *pending, const char *name, bson_t *update,
+               bool revoke, msgpack_packer *packer, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("name_lower", BCON_UTF8 (pending->key));
+    self->round_trips++;
+    bool ok = mongoc_collection_update_one (self->users, filter, update, NULL, NULL, error);
+    bson_destroy (filter);
+    int64_t deleted = 0;
+    if (ok && revoke) {
+        bson_t *tokens = BCON_NEW ("user", BCON_UTF8 (name));
+        bson_t reply;
+        self->round_trips++;
+        ok = mongoc_collection_delete_many (self->tokens, tokens, NULL, &reply, error);
+        bson_iter_t iter;
+        if (ok && bson_iter_init_find (&iter, &reply, "deletedCount"))
+            deleted = bson_iter_as_int64 (&iter);
+        bson_destroy (&reply);
+        bson_destroy (tokens);
+    }
+    if (!ok)
+        return -1;
+    bool with_state = pending->op == ST_USER_SET_STATE;
+    msgpack_pack_map (packer, with_state ? 3 : 2);
+    pl_body_pack_str (packer, "name");
+    pl_body_pack_str (packer, name);
+    if (with_state) {
+        pl_body_pack_str (packer, "state");
+        msgpack_pack_str_with_body (packer, pending->hash.data, pending->hash.size);
+    }
+    pl_body_pack_str (packer, "tokens");
+    msgpack_pack_int64 (packer, deleted);
+    return 0;
+}
+
+int
+sm_run_user_set_state (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                       bson_error_t *error)
+{
+    char name [ST_NAME_MAX + 1], state [16];
+    int rc = s_user_state (self, pending, name, state, sizeof state, error);
+    if (rc <= 0) {
+        if (rc == 0)
+            st_reply_no_user (pending->request, pending->name);
+        return rc;
+    }
+    bool deleting = st_text_is (pending->hash, "deleted");
+    if (strcmp (state, "deleted") == 0 && !deleting) {
+        sm_fail (pending, "conflict", "The account was deleted; it stays so.");
+        return 0;
+    }
+    bson_t *update = deleting
+        ? BCON_NEW ("$set", "{", "state", BCON_UTF8 ("deleted"), "password_hash", BCON_UTF8 (""), "}")
+        : BCON_NEW ("$set", "{", "state", BCON_UTF8 (st_text_is (pending->hash, "active")
+                                                     ? "active" : "disabled"), "}");
+    rc = s_user_change (self, pending, name, update, !st_text_is (pending->hash, "active"),
+                        packer, error);
+    bson_destroy (update);
+    return rc;
+}
+
+int
+sm_run_user_set_password (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                          bson_error_t *error)
+{
+    char name [ST_NAME_MAX + 1], state [16];
+    int rc = s_user_state (self, pending, name, state, sizeof state, error);
+    if (rc <= 0 || strcmp (state, "deleted") == 0) {
+        if (rc >= 0)
+            st_reply_no_user (pending->request, pending->name);
+        return rc < 0 ? -1 : 0;
+    }
+    bson_t update = BSON_INITIALIZER, set;
+    BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
+    bson_append_utf8 (&set, "password_hash", 13, pending->hash.data, (int) pending->hash.size);
+    bson_append_document_end (&update, &set);
+    rc = s_user_change (self, pending, name, &update, true, packer, error);
+    bson_destroy (&update);
+    return rc;
 }

@@ -68,4 +68,13 @@ int
     sm_run_token_trim (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                        bson_error_t *error);
 
-#endif
+#endif//  The operator's (parleyctl, through auth): an account's state, a new
+//  password; both revoke the user's tokens (set_state: unless active)
+int
+    sm_run_user_set_state (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                           bson_error_t *error);
+int
+    sm_run_user_set_password (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                              bson_error_t *error);
+
+

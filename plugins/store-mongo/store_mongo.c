@@ -93,10 +93,12 @@ static const struct {
     [ST_ROOM_JOINED]          = { sm_run_room_joined, NULL },
     [ST_ROOM_PUBLIC]          = { sm_run_room_public, NULL },
     [ST_ROOM_DIRECTORY]       = { sm_run_room_directory, NULL },
+    [ST_ROOM_INVITED]         = { sm_run_room_invited, NULL },
     [ST_ROOM_DELETE]          = { sm_run_room_delete, NULL },
     [ST_MEMBER_ADD]           = { sm_run_member_add, NULL },
     [ST_MEMBER_REMOVE]        = { sm_run_member_remove, NULL },
     [ST_MEMBER_LIST]          = { sm_run_member_list, NULL },
+    [ST_MEMBER_READ]          = { sm_run_member_read, NULL },
     [ST_INVITE_ADD]           = { sm_run_invite_add, NULL },
     [ST_MSG_APPEND]           = { NULL, sm_run_msg_append },
     [ST_MSG_NONCE]            = { sm_run_nonce, NULL },
@@ -106,7 +108,10 @@ static const struct {
     [ST_PM_LAST_SEQ]          = { sm_run_pm_last_seq, NULL },
     [ST_PM_HISTORY]           = { sm_run_pm_history, NULL },
     [ST_PM_CONVERSATIONS]     = { sm_run_pm_conversations, NULL },
-    [ST_PM_READ]              = { sm_run_pm_read, NULL }
+    [ST_PM_READ]              = { sm_run_pm_read, NULL },
+    [ST_USER_SET_STATE]       = { sm_run_user_set_state, NULL },
+    [ST_USER_SET_PASSWORD]    = { sm_run_user_set_password, NULL },
+    [ST_ROOM_ALL]             = { sm_run_room_all, NULL }
 };
 
 
@@ -262,7 +267,10 @@ static const st_backend_t s_backend = {
     .description = "the store for clusters: proto/STORE.md on MongoDB, batched writes",
     .open = s_open,
     .close = s_close,
-    .run = s_run
+    .run = s_run,
+    //  MongoDB has its own tools for a consistent copy of a live database
+    .backup_refusal = "store-mongo makes no backups itself: use mongodump (with --oplog on a"
+                      " replica set) and mongorestore; see deploy/README.md, \"Backups\"."
 };
 
 ST_FRONT_DEFINE (s_backend)

@@ -24,15 +24,18 @@ typedef enum {
     S_TOKEN_PURGE,
     S_TOKEN_TOUCH,
     S_TOKEN_BEYOND,
+    S_USER_SET_STATE,
+    S_USER_SET_PASSWORD,
+    S_TOKEN_DELETE_ID,
     S_SQL_COUNT
 } s_sql_t;
 
 static const char *s_sql_text [S_SQL_COUNT] = {
     [S_USER_INSERT]      = "INSERT INTO users (name, name_key, password_hash, created_at)"
                            " VALUES (?1, ?2, ?3, ?4)",
-    [S_USER_GET]         = "SELECT id, name, password_hash, created_at, last_seen"
+    [S_USER_GET]         = "SELECT id, name, password_hash, created_at, last_seen, state"
                            " FROM users WHERE name_key = ?1",
-    [S_USER_LIST]        = "SELECT name, created_at, last_seen FROM users"
+    [S_USER_LIST]        = "SELECT name, created_at, last_seen, state FROM users"
                            " WHERE name_key > ?1 ORDER BY name_key LIMIT ?2",
     [S_USER_SEEN]        = "UPDATE users SET last_seen = ?2 WHERE name_key = ?1",
     [S_TOKEN_INSERT]     = "INSERT INTO tokens (token_hash, user_id, created_at, expires_at,"
@@ -52,7 +55,13 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_TOKEN_BEYOND]     = "SELECT token_hash FROM tokens WHERE user_id ="
                            " (SELECT id FROM users WHERE name_key = ?1)"
                            " ORDER BY last_used_at DESC, created_at DESC, token_hash DESC"
-                           " LIMIT ?3 OFFSET ?2"
+                           " LIMIT ?3 OFFSET ?2",
+    //  A deleted account keeps its row (its name stays taken), not its hash
+    [S_USER_SET_STATE]   = "UPDATE users SET state = ?2, password_hash = CASE ?2"
+                           " WHEN 'deleted' THEN '' ELSE password_hash END WHERE id = ?1",
+    [S_USER_SET_PASSWORD]
+                         = "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+    [S_TOKEN_DELETE_ID]  = "DELETE FROM tokens WHERE user_id = ?1"
 };
 
 struct ss_users_s {
@@ -101,7 +110,8 @@ ss_users_find (ss_users_t *self, const st_name_t *name, char *registered, int *r
     return id;
 }
 
-//  A user row's columns from first: name, [password_hash,] created_at, last_seen
+//  A user row's columns from first: name, [password_hash,] created_at,
+//  last_seen, state
 static st_user_t
 s_user_of_row (sqlite3_stmt *stmt, int first, bool with_hash)
 {
@@ -112,7 +122,28 @@ s_user_of_row (sqlite3_stmt *stmt, int first, bool with_hash)
     user.created_at = sqlite3_column_int64 (stmt, next);
     user.seen = sqlite3_column_type (stmt, next + 1) != SQLITE_NULL;
     user.last_seen = sqlite3_column_int64 (stmt, next + 1);
+    user.state = ss_db_column_text (stmt, next + 2);
     return user;
+}
+
+//  The user's id, name as registered and state ("" when there is no such
+//  user: id 0). Returns SQLITE_OK or the failure's code.
+static int
+s_user_state (ss_users_t *self, const st_name_t *name, int64_t *id_p, char *registered,
+              char *state, size_t state_size)
+{
+    sqlite3_stmt *stmt = self->sql [S_USER_GET];
+    ss_db_bind_key (stmt, 1, name);
+    int rc = sqlite3_step (stmt);
+    *id_p = 0;
+    *state = 0;
+    if (rc == SQLITE_ROW) {
+        *id_p = sqlite3_column_int64 (stmt, 0);
+        snprintf (registered, ST_NAME_MAX + 1, "%s", (const char *) sqlite3_column_text (stmt, 1));
+        snprintf (state, state_size, "%s", (const char *) sqlite3_column_text (stmt, 5));
+    }
+    ss_db_finish (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
 }
 
 
@@ -224,13 +255,17 @@ s_token_put (ss_users_t *self, st_request_t *request)
     const st_token_put_t *put = &request->as.token_put;
     //  The user first: not_found is the caller's to know, and we answer
     //  with the name as registered
-    char registered [ST_NAME_MAX + 1];
-    int rc;
-    int64_t user_id = ss_users_find (self, &put->user, registered, &rc);
+    char registered [ST_NAME_MAX + 1], state [16];
+    int64_t user_id;
+    int rc = s_user_state (self, &put->user, &user_id, registered, state, sizeof state);
     if (rc != SQLITE_OK)
         return rc;
-    if (!user_id) {
+    if (!user_id || strcmp (state, "deleted") == 0) {
         st_reply_no_user (request, put->user.text);
+        return SQLITE_OK;
+    }
+    if (strcmp (state, "active") != 0) {
+        st_request_fail (request, "forbidden", "The account '%s' is %s.", registered, state);
         return SQLITE_OK;
     }
     sqlite3_stmt *stmt = self->sql [S_TOKEN_INSERT];
@@ -390,6 +425,91 @@ s_token_trim (ss_users_t *self, st_request_t *request)
 
 
 //  --------------------------------------------------------------------------
+//  The operator's: store.user.set_state, store.user.set_password
+
+//  Deletes every token of the user; *count_p says how many
+static int
+s_tokens_revoke (ss_users_t *self, int64_t user_id, int64_t *count_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_TOKEN_DELETE_ID];
+    sqlite3_bind_int64 (stmt, 1, user_id);
+    int rc = ss_db_step_done (stmt);
+    *count_p = rc == SQLITE_OK ? sqlite3_changes (ss_db_handle (self->db)) : 0;
+    return rc;
+}
+
+//  {name, state?, tokens}: the answer of both
+static void
+s_pack_changed (st_request_t *request, const char *registered, st_text_t state, int64_t tokens)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, state.data ? 3 : 2);
+    pl_body_pack_str (packer, "name");
+    pl_body_pack_str (packer, registered);
+    if (state.data) {
+        pl_body_pack_str (packer, "state");
+        st_reply_text (packer, state);
+    }
+    pl_body_pack_str (packer, "tokens");
+    msgpack_pack_int64 (packer, tokens);
+}
+
+//  A deleted account stays deleted; any other state revokes the tokens
+//  unless it is active
+static int
+s_user_set_state (ss_users_t *self, st_request_t *request)
+{
+    const st_user_set_state_t *set = &request->as.user_set_state;
+    char registered [ST_NAME_MAX + 1], state [16];
+    int64_t user_id, tokens = 0;
+    int rc = s_user_state (self, &set->name, &user_id, registered, state, sizeof state);
+    if (rc != SQLITE_OK || !user_id) {
+        if (rc == SQLITE_OK)
+            st_reply_no_user (request, set->name.text);
+        return rc;
+    }
+    if (strcmp (state, "deleted") == 0 && !st_text_is (set->state, "deleted")) {
+        st_request_fail (request, "conflict", "The account '%s' was deleted; it stays so.",
+                         registered);
+        return SQLITE_OK;
+    }
+    sqlite3_stmt *stmt = self->sql [S_USER_SET_STATE];
+    sqlite3_bind_int64 (stmt, 1, user_id);
+    ss_db_bind_text (stmt, 2, set->state);
+    rc = ss_db_step_done (stmt);
+    if (rc == SQLITE_OK && !st_text_is (set->state, "active"))
+        rc = s_tokens_revoke (self, user_id, &tokens);
+    if (rc == SQLITE_OK)
+        s_pack_changed (request, registered, set->state, tokens);
+    return rc;
+}
+
+static int
+s_user_set_password (ss_users_t *self, st_request_t *request)
+{
+    const st_user_set_password_t *set = &request->as.user_set_password;
+    char registered [ST_NAME_MAX + 1], state [16];
+    int64_t user_id, tokens = 0;
+    int rc = s_user_state (self, &set->name, &user_id, registered, state, sizeof state);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!user_id || strcmp (state, "deleted") == 0) {
+        st_reply_no_user (request, set->name.text);
+        return SQLITE_OK;
+    }
+    sqlite3_stmt *stmt = self->sql [S_USER_SET_PASSWORD];
+    sqlite3_bind_int64 (stmt, 1, user_id);
+    ss_db_bind_text (stmt, 2, set->password_hash);
+    rc = ss_db_step_done (stmt);
+    if (rc == SQLITE_OK)
+        rc = s_tokens_revoke (self, user_id, &tokens);
+    if (rc == SQLITE_OK)
+        s_pack_changed (request, registered, (st_text_t) { NULL, 0 }, tokens);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Dispatch
 
 typedef int (s_run_fn) (ss_users_t *self, st_request_t *request);
@@ -405,7 +525,9 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_TOKEN_DELETE_USER] = s_token_delete_counted,
     [ST_TOKEN_PURGE]       = s_token_delete_counted,
     [ST_TOKEN_TOUCH]       = s_token_touch,
-    [ST_TOKEN_TRIM]        = s_token_trim
+    [ST_TOKEN_TRIM]        = s_token_trim,
+    [ST_USER_SET_STATE]    = s_user_set_state,
+    [ST_USER_SET_PASSWORD] = s_user_set_password
 };
 
 bool

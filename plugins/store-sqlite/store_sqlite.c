@@ -21,6 +21,7 @@
 #include "pl_options.h"
 #include "st_front.h"
 #include "st_reply.h"
+#include "ss_backup.h"
 #include "ss_db.h"
 #include "ss_pm.h"
 #include "ss_rooms.h"
@@ -41,6 +42,7 @@ typedef struct {
     ss_users_t *users;              //  users and tokens
     ss_rooms_t *rooms;              //  rooms, members, timelines
     ss_pm_t *pm;                    //  private messages
+    ss_backup_t *backup;            //  parleyctl backup: a copy made on its own thread
     bool group_commit;              //  one transaction per batch (else per request)
     uint64_t batches;               //  transactions committed, for the log
     uint64_t requests;              //  requests run, for the log
@@ -60,6 +62,7 @@ s_close (void **state_p)
         self->host->log (self->ctx, PARLEY_LOG_INFO,
                          "closing %s after %" PRIu64 " requests in %" PRIu64 " transactions",
                          ss_db_path (self->db), self->requests, self->batches);
+    ss_backup_destroy (&self->backup);      //  waits for a copy still running
     ss_pm_destroy (&self->pm);
     ss_rooms_destroy (&self->rooms);
     ss_users_destroy (&self->users);
@@ -87,7 +90,8 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     ||  !(self->db = ss_db_new (path, busy_timeout, ctx, host))
     ||  !(self->users = ss_users_new (self->db))
     ||  !(self->rooms = ss_rooms_new (self->db, self->users))
-    ||  !(self->pm = ss_pm_new (self->db, self->users))) {
+    ||  !(self->pm = ss_pm_new (self->db, self->users))
+    ||  !(self->backup = ss_backup_new (ctx, host))) {
         void *state = self;
         s_close (&state);
         return -1;
@@ -199,13 +203,30 @@ s_run (void *state, st_request_t **requests, size_t count)
             s_run_transaction (self, requests + index, 1);
 }
 
+//  parleyctl backup: a copy of the file with SQLite's online backup API,
+//  on the backup's thread (ss_backup)
+static const char *
+s_backup (void *state, const char *path, char *message, size_t size)
+{
+    s_store_t *self = (s_store_t *) state;
+    return ss_backup_start (self->backup, ss_db_path (self->db), path, message, size);
+}
+
+static void
+s_backup_status (void *state, msgpack_packer *packer)
+{
+    ss_backup_status (((s_store_t *) state)->backup, packer);
+}
+
 static const st_backend_t s_backend = {
     .name = "store-sqlite",
     .version = "1.0.0",
     .description = "the embedded store: proto/STORE.md on one SQLite file, WAL, group commit",
     .open = s_open,
     .close = s_close,
-    .run = s_run
+    .run = s_run,
+    .backup = s_backup,
+    .backup_status = s_backup_status
 };
 
 ST_FRONT_DEFINE (s_backend)

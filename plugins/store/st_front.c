@@ -9,6 +9,11 @@
 */
 
 #include "st_front.h"
+#include "pl_admin.h"
+#include "pl_body.h"
+#include "pl_reply.h"
+#include "pl_service.h"
+#include "pl_time.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,10 +29,14 @@ typedef struct {
     st_request_t **queue;           //  ST_BATCH_MAX slots
     size_t queued;                  //  slots in use
     uint64_t requests;              //  requests answered, for the log
+    uint64_t expired;               //  requests not started: their time was gone
+    pl_service_t batch;             //  a batch's measured time: retry_after_ms
 } s_front_t;
 
 const parley_route_t st_front_routes [] = {
     { .prefix = "store.", .flags = PARLEY_ROUTE_INTERNAL, .shard = PARLEY_SHARD_NONE },
+    { .prefix = "admin.store.", .flags = PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN,
+      .shard = PARLEY_SHARD_NONE },
     { .prefix = NULL }
 };
 
@@ -36,6 +45,13 @@ s_answer (s_front_t *self, st_request_t *request)
 {
     parley_request_t *host_request = (parley_request_t *) st_request_host (request);
     const char *code = st_request_code (request);
+    if (code && strcmp (code, "unavailable") == 0) {
+        int64_t retry_ms = pl_service_ms (&self->batch);
+        pl_reply_error_retry (self->host, self->ctx, &host_request, code,
+                              st_request_message (request), retry_ms > PL_SERVICE_RETRY_MIN_MS
+                              ? retry_ms : PL_SERVICE_RETRY_MIN_MS);
+    }
+    else
     if (code)
         self->host->reply_error (self->ctx, &host_request, code, st_request_message (request));
     else {
@@ -49,13 +65,36 @@ s_answer (s_front_t *self, st_request_t *request)
     self->requests++;
 }
 
+//  Fails the requests whose time is gone (ABI minor 3) before the backend
+//  sees them: their callers have been told unavailable, or are about to
+//  be, so none of them is started, and nothing is written for them later
+static void
+s_expire (s_front_t *self)
+{
+    const parley_host_t *host = self->host;
+    if (host->abi_minor < 3 || !host->request_time_left)
+        return;
+    for (size_t index = 0; index < self->queued; index++) {
+        st_request_t *request = self->queue [index];
+        if (st_request_live (request)
+        &&  host->request_time_left ((parley_request_t *) st_request_host (request)) == 0) {
+            st_request_fail (request, "unavailable", "The store could not start this in time;"
+                             " nothing was done.");
+            self->expired++;
+        }
+    }
+}
+
 //  Runs the queue through the backend and answers it in order
 static void
 s_flush (s_front_t *self)
 {
     if (self->queued == 0)
         return;
+    s_expire (self);
+    int64_t started = pl_time_mono ();
     self->backend->run (self->state, self->queue, self->queued);
+    pl_service_add (&self->batch, pl_time_mono () - started);
     for (size_t index = 0; index < self->queued; index++) {
         s_answer (self, self->queue [index]);
         st_request_destroy (&self->queue [index]);
@@ -108,10 +147,78 @@ st_front_destroy (void **state_p)
         return;
     //  What was queued still gets its run and its answer
     s_flush (self);
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests",
-                     self->requests);
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests, %" PRIu64
+                     " of them not started because their time was gone", self->requests,
+                     self->expired);
     s_front_free (&self);
     *state_p = NULL;
+}
+
+//  Answers the backend's backup state
+static void
+s_admin_status (s_front_t *self, parley_request_t **request_p)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    self->backend->backup_status (self->state, &packer);
+    self->host->reply (self->ctx, request_p, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's requests: admin.store.backup {path} starts a backup (every
+//  write acknowledged before is in it), admin.store.backup_status {} says
+//  how it goes
+
+static void
+s_admin_backup (s_front_t *self, parley_request_t *request)
+{
+    size_t size;
+    const uint8_t *body = self->host->request_body (request, &size);
+    msgpack_unpacked fields;
+    msgpack_unpacked_init (&fields);
+    const msgpack_object *map = pl_body_unpack (&fields, body, size);
+    char *path = NULL;
+    if (!map || pl_body_str (map, "path", &path) != 1)
+        self->host->reply_error (self->ctx, &request, "bad_request",
+                                 "admin.store.backup needs 'path', the backup's file.");
+    else {
+        //  The requests queued now are answered first: in the copy too
+        s_flush (self);
+        char message [ST_MESSAGE_MAX + 3000];
+        const char *code = self->backend->backup (self->state, path, message, sizeof message);
+        if (code)
+            self->host->reply_error (self->ctx, &request, code, message);
+        else
+            s_admin_status (self, &request);
+    }
+    free (path);
+    msgpack_unpacked_destroy (&fields);
+}
+
+static void
+s_admin (s_front_t *self, parley_request_t *request, const char *name)
+{
+    bool start = strcmp (name, "admin.store.backup") == 0;
+    if (!pl_admin_check (self->host, self->ctx, &request))
+        return;
+    if (!start && strcmp (name, "admin.store.backup_status") != 0)
+        self->host->reply_error (self->ctx, &request, "unknown_type",
+                                 "The store serves admin.store.backup and"
+                                 " admin.store.backup_status.");
+    else
+    if (!self->backend->backup)
+        self->host->reply_error (self->ctx, &request, "not_supported",
+                                 self->backend->backup_refusal ? self->backend->backup_refusal
+                                 : "This store makes no backups.");
+    else
+    if (start)
+        s_admin_backup (self, request);
+    else
+        s_admin_status (self, &request);
 }
 
 void
@@ -121,6 +228,10 @@ st_front_on_request (void *state, parley_request_t *request)
     if (self->queued == ST_BATCH_MAX)
         s_flush (self);
     const char *name = self->host->request_type (request);
+    if (name && strncmp (name, "admin.store.", 12) == 0) {
+        s_admin (self, request, name);
+        return;
+    }
     st_type_t type;
     if (st_type_find (name, &type)) {
         char message [160];

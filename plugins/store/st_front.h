@@ -8,7 +8,11 @@
     batch (on_batch_end), or when ST_BATCH_MAX requests wait, hands the
     queue to the backend's run. Then it answers every request in the order
     received: the error set on it, or its ok answer. A backend never
-    replies and never reads msgpack.
+    replies and never reads msgpack. A request whose time is gone when its
+    batch starts (host->request_time_left, ABI minor 3) is answered
+    unavailable and never reaches the backend: no write is started after
+    its caller was told it failed (proto/STORE.md, "Deadlines"). Every
+    unavailable carries retry_after_ms.
 
     A backend's .c file:
 
@@ -64,6 +68,17 @@ typedef struct {
     //  without an answer answers an empty map. Requests already failed
     //  (bad_request at validation) are skipped.
     void (*run) (void *state, st_request_t **requests, size_t count);
+
+    //  parleyctl backup (admin.store.backup, admin.store.backup_status;
+    //  README.md "Backups"). Optional: a backend without them answers
+    //  not_supported with backup_refusal, a sentence that says what to use.
+    //  backup starts a copy of the database to path (absolute) while the
+    //  store serves: NULL when started, or an error code with message.
+    const char *(*backup) (void *state, const char *path, char *message, size_t size);
+    //  Packs the state of the last backup: a map with at least state
+    //  ("idle", "running", "done", "failed"), path and error
+    void (*backup_status) (void *state, msgpack_packer *packer);
+    const char *backup_refusal;
 } st_backend_t;
 
 //  The plugin's callbacks, for ST_FRONT_DEFINE: not called directly
@@ -77,8 +92,9 @@ void
 void
     st_front_on_batch_end (void *state);
 
-//  The route every store serves: internal (only plugins call the store),
-//  not sharded (one instance per database; proto/STORE.md, Ordering)
+//  The routes every store serves: store.* internal (only plugins call the
+//  store), not sharded (one instance per database; proto/STORE.md,
+//  Ordering); admin.store.* for the operator (parleyctl) only
 extern const parley_route_t st_front_routes [];
 
 //  Defines the plugin's descriptor and its exported describe function for

@@ -30,7 +30,8 @@ static s_reader_fn
     s_read_member_add, s_read_member_remove, s_read_member_list, s_read_invite_add,
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
-    s_read_pm_nonce;
+    s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
+    s_read_user_set_password, s_read_room_all;
 
 static const struct {
     const char *name;               //  the request type
@@ -55,10 +56,12 @@ static const struct {
     [ST_ROOM_JOINED]       = { "store.room.joined",       false, s_read_room_joined },
     [ST_ROOM_PUBLIC]       = { "store.room.public",       false, s_read_room_public },
     [ST_ROOM_DIRECTORY]    = { "store.room.directory",    false, s_read_room_directory },
+    [ST_ROOM_INVITED]      = { "store.room.invited",      false, s_read_room_invited },
     [ST_ROOM_DELETE]       = { "store.room.delete",       true,  s_read_room_name },
     [ST_MEMBER_ADD]        = { "store.member.add",        true,  s_read_member_add },
     [ST_MEMBER_REMOVE]     = { "store.member.remove",     true,  s_read_member_remove },
     [ST_MEMBER_LIST]       = { "store.member.list",       false, s_read_member_list },
+    [ST_MEMBER_READ]       = { "store.member.read",       true,  s_read_member_read },
     [ST_INVITE_ADD]        = { "store.invite.add",        true,  s_read_invite_add },
     [ST_MSG_APPEND]        = { "store.msg.append",        true,  s_read_msg_append },
     [ST_MSG_HISTORY]       = { "store.msg.history",       false, s_read_msg_history },
@@ -68,7 +71,10 @@ static const struct {
     [ST_PM_HISTORY]        = { "store.pm.history",        false, s_read_pm_history },
     [ST_PM_CONVERSATIONS]  = { "store.pm.conversations",  false, s_read_pm_conversations },
     [ST_PM_READ]           = { "store.pm.read",           true,  s_read_pm_read },
-    [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce }
+    [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce },
+    [ST_USER_SET_STATE]    = { "store.user.set_state",    true,  s_read_user_set_state },
+    [ST_USER_SET_PASSWORD] = { "store.user.set_password", true,  s_read_user_set_password },
+    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all }
 };
 
 
@@ -410,6 +416,31 @@ s_read_page (st_request_t *self, const msgpack_object *map, st_page_t *page)
 typedef int (s_element_fn) (st_request_t *self, const msgpack_object *value, void *item,
                             uint64_t *seq_p);
 
+//  A message entry's 'mentions' (optional): an array of 1 to
+//  ST_MENTIONS_MAX names, borrowed in place
+static int
+s_read_mentions (st_request_t *self, const msgpack_object *entry_map, st_entry_t *entry)
+{
+    const msgpack_object *value = pl_body_field (entry_map, "mentions");
+    if (!value)
+        return 0;
+    bool valid = value->type == MSGPACK_OBJECT_ARRAY && value->via.array.size >= 1
+              && value->via.array.size <= ST_MENTIONS_MAX;
+    for (uint32_t index = 0; valid && index < value->via.array.size; index++) {
+        const msgpack_object *name = &value->via.array.ptr [index];
+        valid = name->type == MSGPACK_OBJECT_STR && name->via.str.size >= 1
+             && name->via.str.size <= ST_NAME_MAX
+             && !memchr (name->via.str.ptr, 0, name->via.str.size);
+    }
+    if (!valid) {
+        st_request_fail (self, "bad_request", "The field 'mentions' must be an array of 1 to %d"
+                         " names of 1 to %d bytes.", ST_MENTIONS_MAX, ST_NAME_MAX);
+        return -1;
+    }
+    entry->mentions = value;
+    return 0;
+}
+
 //  Reads one timeline entry map into entry
 static int
 s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
@@ -427,7 +458,8 @@ s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *e
         return -1;
     if (st_text_is (kind, "message"))
         return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text)
-            || s_read_nonce (self, value, false, &entry->nonce) ? -1 : 0;
+            || s_read_nonce (self, value, false, &entry->nonce)
+            || s_read_mentions (self, value, entry) ? -1 : 0;
     if (!st_text_is (kind, "system")) {
         st_request_fail (self, "bad_request",
                          "The entry's 'kind' must be \"message\" or \"system\".");
@@ -729,6 +761,12 @@ s_read_room_joined (st_request_t *self, const msgpack_object *map)
     return s_read_room_page (self, map, ST_JOINED_DEFAULT);
 }
 
+static int
+s_read_room_invited (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_room_page (self, map, ST_JOINED_DEFAULT);
+}
+
 //  room.public: the page and its cursor, (after_active, after) both or neither
 static int
 s_read_room_public (st_request_t *self, const msgpack_object *map)
@@ -792,6 +830,16 @@ static int
 s_read_member_list (st_request_t *self, const msgpack_object *map)
 {
     return s_read_room (self, map, "room", &self->as.member_list.name);
+}
+
+//  member.read: room, user, and a seq of 1 or more
+static int
+s_read_member_read (st_request_t *self, const msgpack_object *map)
+{
+    st_member_read_t *read = &self->as.member_read;
+    return s_read_room (self, map, "room", &read->room)
+        || s_read_user (self, map, "user", &read->user)
+        || s_read_uint (self, map, "seq", 1, INT64_MAX, true, 0, &read->seq) ? -1 : 0;
 }
 
 static int
@@ -888,7 +936,8 @@ s_read_msg_history (st_request_t *self, const msgpack_object *map)
 {
     st_msg_history_t *history = &self->as.msg_history;
     return s_read_room (self, map, "room", &history->room)
-        || s_read_page (self, map, &history->page) ? -1 : 0;
+        || s_read_page (self, map, &history->page)
+        || s_read_name (self, map, "user", ST_NAME_MAX, false, &history->user) ? -1 : 0;
 }
 
 //  pm.append's run: one message in the request's own fields (seq, text,
@@ -994,4 +1043,42 @@ s_read_pm_read (st_request_t *self, const msgpack_object *map)
     st_pm_pair_t *pair = &self->as.pm_read;
     return s_read_pair (self, map, pair)
         || s_read_uint (self, map, "seq", 0, INT64_MAX, true, 0, &pair->seq) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  The operator's requests (parleyctl, through auth and rooms)
+
+//  user.set_state: name, and a state of the three
+static int
+s_read_user_set_state (st_request_t *self, const msgpack_object *map)
+{
+    st_user_set_state_t *set = &self->as.user_set_state;
+    if (s_read_user (self, map, "name", &set->name)
+    ||  s_read_string (self, map, "state", 1, 16, true, &set->state))
+        return -1;
+    if (!st_text_is (set->state, "active") && !st_text_is (set->state, "disabled")
+    &&  !st_text_is (set->state, "deleted")) {
+        st_request_fail (self, "bad_request",
+                         "The field 'state' must be \"active\", \"disabled\" or \"deleted\".");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_read_user_set_password (st_request_t *self, const msgpack_object *map)
+{
+    st_user_set_password_t *set = &self->as.user_set_password;
+    return s_read_user (self, map, "name", &set->name)
+        || s_read_hash (self, map, "password_hash", &set->password_hash) ? -1 : 0;
+}
+
+//  room.all: after (a room name) and limit, no user
+static int
+s_read_room_all (st_request_t *self, const msgpack_object *map)
+{
+    st_room_page_t *page = &self->as.room_all;
+    return s_read_name (self, map, "after", ST_ROOM_MAX, false, &page->after)
+        || s_read_limit (self, map, ST_ROOM_ALL_DEFAULT, &page->limit) ? -1 : 0;
 }

@@ -52,6 +52,7 @@ extern "C" {
 #define ST_KEEP_MAX             1000000 //  store.token.trim's keep
 #define ST_TRIM_MAX             1000    //  tokens token.trim deletes in one request
 #define ST_PARTICIPANTS_MAX     UINT32_MAX  //  room.create's max_participants
+#define ST_MENTIONS_MAX         PL_PARTICIPANTS_MAX //  names an entry's 'mentions' holds
 //  The lists' defaults when no limit is given
 #define ST_USER_LIST_DEFAULT    1000
 #define ST_JOINED_DEFAULT       1000
@@ -59,6 +60,7 @@ extern "C" {
 #define ST_DIRECTORY_DEFAULT    50
 #define ST_HISTORY_DEFAULT      50
 #define ST_CONVERSATIONS_DEFAULT 200
+#define ST_ROOM_ALL_DEFAULT     1000
 //  Room for an error sentence
 #define ST_MESSAGE_MAX          200
 
@@ -82,10 +84,12 @@ typedef enum {
     ST_ROOM_JOINED,
     ST_ROOM_PUBLIC,
     ST_ROOM_DIRECTORY,
+    ST_ROOM_INVITED,
     ST_ROOM_DELETE,
     ST_MEMBER_ADD,
     ST_MEMBER_REMOVE,
     ST_MEMBER_LIST,
+    ST_MEMBER_READ,
     ST_INVITE_ADD,
     ST_MSG_APPEND,
     ST_MSG_HISTORY,
@@ -96,6 +100,10 @@ typedef enum {
     ST_PM_CONVERSATIONS,
     ST_PM_READ,
     ST_PM_NONCE,
+    //  The operator's (parleyctl, through auth and rooms)
+    ST_USER_SET_STATE,
+    ST_USER_SET_PASSWORD,
+    ST_ROOM_ALL,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -124,6 +132,11 @@ typedef struct {
     st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
     st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
                                     //  of [A-Za-z0-9_-]), else data NULL
+    //  The members a message mentions (schema version 7), absent for none:
+    //  in a request, a validated array of 1 to ST_MENTIONS_MAX names,
+    //  borrowed from its body; in an answer, the array as msgpack bytes
+    const msgpack_object *mentions; //  requests: NULL for none
+    st_text_t mentions_packed;      //  answers: data NULL for none
 } st_entry_t;
 
 //  One private message of store.pm.append
@@ -172,6 +185,16 @@ typedef struct {                    //  store.user.list
     st_name_t after;                //  optional: key "" when not given
     uint32_t limit;
 } st_user_list_t;
+
+typedef struct {                    //  store.user.set_state
+    st_name_t name;
+    st_text_t state;                //  "active", "disabled" or "deleted"
+} st_user_set_state_t;
+
+typedef struct {                    //  store.user.set_password
+    st_name_t name;
+    st_text_t password_hash;
+} st_user_set_password_t;
 
 typedef struct {                    //  store.user.seen
     st_seen_t *users;               //  1 to ST_SEEN_MAX, owned by the request
@@ -226,7 +249,7 @@ typedef struct {                    //  store.room.list
     st_name_t user;
 } st_room_list_t;
 
-typedef struct {                    //  store.room.joined, .public, .directory
+typedef struct {                    //  store.room.joined, .public, .directory, .invited
     st_name_t user;
     st_name_t after;                //  a room name; key "" when not given
     uint32_t limit;
@@ -244,6 +267,12 @@ typedef struct {                    //  store.member.add, store.member.remove
     uint64_t max_joined;            //  add: 0 for no limit
 } st_member_t;
 
+typedef struct {                    //  store.member.read
+    st_name_t room;
+    st_name_t user;
+    uint64_t seq;                   //  1 or more
+} st_member_read_t;
+
 typedef struct {                    //  store.invite.add
     st_name_t room;
     st_name_t user;
@@ -259,6 +288,7 @@ typedef struct {                    //  store.msg.append ('entry' is a run of on
 typedef struct {                    //  store.msg.history
     st_name_t room;
     st_page_t page;
+    st_name_t user;                 //  optional: answer this member's read_seq too
 } st_msg_history_t;
 
 typedef struct {                    //  store.msg.nonce
@@ -315,10 +345,12 @@ struct st_request_s {
         st_room_page_t room_joined;
         st_room_page_t room_public;
         st_room_page_t room_directory;
+        st_room_page_t room_invited;
         st_room_name_t room_delete;
         st_member_t member_add;
         st_member_t member_remove;
         st_room_name_t member_list;
+        st_member_read_t member_read;
         st_invite_add_t invite_add;
         st_msg_append_t msg_append;
         st_msg_history_t msg_history;
@@ -329,6 +361,9 @@ struct st_request_s {
         st_pm_conversations_t pm_conversations;
         st_pm_pair_t pm_read;
         st_pm_nonce_t pm_nonce;
+        st_user_set_state_t user_set_state;
+        st_user_set_password_t user_set_password;
+        st_room_page_t room_all;    //  after and limit; user unused
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

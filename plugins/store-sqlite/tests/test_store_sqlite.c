@@ -28,7 +28,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    6
+#define S_SCHEMA_NOW    8
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -318,7 +318,14 @@ test_history_and_counts_are_searches_of_primary_keys_not_scans (void **state)
         "SELECT seq, kind, user, ts, text, event FROM entries"
         " WHERE room_id = 1 AND seq > 100 ORDER BY seq ASC LIMIT 51",
         "SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = 1",
-        "SELECT count (*) FROM members WHERE room_id = 1"
+        "SELECT count (*) FROM members WHERE room_id = 1",
+        //  Schema 7: a joined room's unread messages and mentions after
+        //  the marker (store.room.joined), and the marker itself
+        "SELECT count (*) FROM entries WHERE entries.room_id = 1 AND entries.seq > 250"
+        " AND entries.kind = 'message' AND entries.user <> 'bob' COLLATE NOCASE",
+        "SELECT count (*) FROM mentions WHERE mentions.room_id = 1"
+        " AND mentions.user_id = 1 AND mentions.seq > 250",
+        "SELECT read_seq FROM members WHERE room_id = 1 AND user_id = 1"
     };
     for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
         char *plan = s_query_plan (fixture->path, queries [index]);
@@ -432,6 +439,9 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 3"));
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 4"));
     assert_false (sc_log_says (s_log, fixture->path, "migrated to schema version 2"));
+    //  Schema 7: the member of before starts with everything read
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT read_seq FROM members WHERE room_id = 1"), 1);
     //  The room goes on where it stopped, and private messages can be had
     s_append_message (broker, "general", 2);
     s_append_pm (broker, "alice", "BOB", 1);
@@ -451,6 +461,10 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
                                  "SELECT last_seq FROM conversations"
                                  " WHERE user_a = 1 AND user_b = 2"), 2);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pm_entries"), 2);
+    //  Schema 7: the member of before starts with everything read (seq 1),
+    //  and its own message since moved its marker on
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT read_seq FROM members WHERE room_id = 1"), 2);
 
     //  Opened again: nothing more to migrate
     broker = s_start (fixture->option, NULL);
@@ -744,6 +758,118 @@ test_batch_that_cannot_commit_answered_unavailable_and_applied_later (void **sta
 }
 
 
+//  --------------------------------------------------------------------------
+//  parleyctl backup: admin.store.backup and admin.store.backup_status
+
+static sc_reply_t *
+s_backup (sc_broker_t *broker, const char *path)
+{
+    pl_pack_t body;
+    sc_body_init (&body, path ? 1 : 0);
+    if (path)
+        pl_pack_kstr (&body, "path", path);
+    return sc_broker_call_body (broker, "admin.store.backup", &body);
+}
+
+static void
+s_assert_code (sc_reply_t *reply, const char *code)
+{
+    assert_non_null (reply);
+    assert_non_null (reply->code);
+    assert_string_equal (reply->code, code);
+    sc_reply_destroy (&reply);
+}
+
+//  Asks how the backup goes until it is no longer running; returns the
+//  last answer (caller destroys it)
+static sc_reply_t *
+s_backup_end (sc_broker_t *broker)
+{
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        sc_reply_t *reply = sc_broker_call (broker, "admin.store.backup_status", NULL, 0);
+        assert_non_null (reply);
+        assert_null (reply->code);
+        if (!sc_object_streq (sc_reply_field (reply, "state"), "running"))
+            return reply;
+        sc_reply_destroy (&reply);
+        zclock_sleep (10);
+    }
+    fail_msg ("the backup never ended");
+    return NULL;
+}
+
+static void
+test_backup_copies_the_database_whole_while_it_serves (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    for (int index = 0; index < 50; index++) {
+        char name [32];
+        snprintf (name, sizeof name, "user%d", index);
+        s_create_user (broker, name);
+    }
+    sc_broker_set_address (broker, "admin:test");
+    sc_reply_t *reply = sc_broker_call (broker, "admin.store.backup_status", NULL, 0);
+    assert_true (sc_object_streq (sc_reply_field (reply, "state"), "idle"));
+    sc_reply_destroy (&reply);
+
+    char copy [400];
+    snprintf (copy, sizeof copy, "%s/copy.db", fixture->folder);
+    reply = s_backup (broker, copy);
+    assert_non_null (reply);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+    sc_broker_set_address (broker, NULL);
+    s_create_user (broker, "during");           //  the store keeps serving
+    sc_broker_set_address (broker, "admin:test");
+    reply = s_backup_end (broker);
+    assert_true (sc_object_streq (sc_reply_field (reply, "state"), "done"));
+    assert_true (sc_object_streq (sc_reply_field (reply, "integrity"), "ok"));
+    struct stat status;
+    assert_int_equal (stat (copy, &status), 0);
+    assert_int_equal (sc_reply_field (reply, "bytes")->via.i64, status.st_size);
+    sc_reply_destroy (&reply);
+    sc_broker_destroy (&broker);
+
+    //  Every user written before the backup is in the copy, which is a
+    //  database of the newest schema that opens clean
+    assert_true (s_sql_int (copy, "SELECT count (*) FROM users WHERE name LIKE 'user%'") == 50);
+    assert_true (s_sql_int (copy, "SELECT MAX (version) FROM schema_version") == S_SCHEMA_NOW);
+    char partial [420];
+    snprintf (partial, sizeof partial, "%s.partial", copy);
+    assert_int_not_equal (stat (partial, &status), 0);
+}
+
+static void
+test_backup_refuses_bad_paths_and_anyone_but_the_operator (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    char path [400];
+    snprintf (path, sizeof path, "%s/copy.db", fixture->folder);
+    //  A plugin's call, or a client's address: not the operator
+    s_assert_code (s_backup (broker, path), "forbidden");
+    sc_broker_set_address (broker, "192.0.2.7");
+    s_assert_code (s_backup (broker, path), "forbidden");
+    struct stat status;
+    assert_int_not_equal (stat (path, &status), 0);
+
+    sc_broker_set_address (broker, "admin:test");
+    s_assert_code (s_backup (broker, NULL), "bad_request");
+    s_assert_code (s_backup (broker, "copy.db"), "bad_request");
+    s_assert_code (s_backup (broker, fixture->path), "conflict");   //  the live file
+    char missing [400];
+    snprintf (missing, sizeof missing, "%s/no/such/folder/copy.db", fixture->folder);
+    s_assert_code (s_backup (broker, missing), "not_found");
+    s_assert_code (sc_broker_call (broker, "admin.store.nothing", NULL, 0), "unknown_type");
+    sc_broker_destroy (&broker);
+    //  The live file is as it was
+    assert_true (s_sql_int (fixture->path, "SELECT MAX (version) FROM schema_version")
+                 == S_SCHEMA_NOW);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -756,6 +882,8 @@ main (int argc, char *argv [])
 
 #define S_TEST(name) cmocka_unit_test_setup_teardown (name, s_setup, s_teardown)
     const struct CMUnitTest tests [] = {
+        S_TEST (test_backup_copies_the_database_whole_while_it_serves),
+        S_TEST (test_backup_refuses_bad_paths_and_anyone_but_the_operator),
         S_TEST (test_new_database_is_wal_at_the_newest_schema_version),
         S_TEST (test_room_lists_and_quotas_are_index_ranges_not_scans),
         S_TEST (test_version_1_file_migrated_in_place_keeping_accounts),

@@ -23,7 +23,15 @@ struct _sc_broker_t {
     char *route_prefix;             //  its first route, from HELLO
     uint32_t route_flags;
     uint64_t next_rid;              //  last rid sent
+    char *address;                  //  stamped on requests, or NULL
 };
+
+void
+sc_broker_set_address (sc_broker_t *self, const char *address)
+{
+    zstr_free (&self->address);
+    self->address = address ? strdup (address) : NULL;
+}
 
 sc_broker_t *
 sc_broker_new (void)
@@ -53,6 +61,7 @@ sc_broker_destroy (sc_broker_t **self_p)
         zsock_destroy (&self->router);
         zstr_free (&self->endpoint);
         zstr_free (&self->route_prefix);
+        zstr_free (&self->address);
         free (self);
         *self_p = NULL;
     }
@@ -150,6 +159,8 @@ sc_broker_send (sc_broker_t *self, const char *type, const void *body, size_t si
     pl_envelope_set_routing_id (request, zframe_dup (self->peer));
     pl_envelope_set_rid (request, rid);
     pl_envelope_set_type (request, type);
+    if (self->address)
+        pl_envelope_set_addr (request, self->address);
     if (body && size)
         pl_envelope_set_body_copy (request, body, size);
     return pl_envelope_send (&request, zsock_resolve (self->router)) == 0 ? rid : 0;

@@ -80,6 +80,11 @@ uint32_t
 uint64_t
     sc_broker_send (sc_broker_t *self, const char *type, const void *body, size_t size);
 
+//  The address stamped on the requests sent from now on (NULL: none, as
+//  for a plugin's call); "admin:NAME" plays parleyctl (pl_admin.h)
+void
+    sc_broker_set_address (sc_broker_t *self, const char *address);
+
 //  Receives the next REPLY, skipping heartbeats and the like. Returns NULL
 //  after timeout_ms. Caller owns return value.
 sc_reply_t *
