@@ -605,8 +605,13 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
 {
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
-        if (op->request && !op->started && s_too_late (self, op))
+        if (op->request && !op->started && s_too_late (self, op)) {
+            //  Dropped at the head of an idle key for the measure alone:
+            //  only a call that runs renews it (pl_service_refused)
+            if (s_time_left (self, op) > 0)
+                pl_service_refused (&self->call_times [op->kind]);
             s_expire (self, key, op);
+        }
         else
         if (op->request && !s_repeat (self, key, op)) {
             op->started = true;
@@ -1006,13 +1011,17 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
          parley_request_t *request, pl_lane_intake_t *intake)
 {
     //  What ops of its kind cost, once measured enough to judge by
-    const pl_service_t *service = &self->services [type - self->cls->types];
+    pl_service_t *service = &self->services [type - self->cls->types];
     if (service->samples < PL_LANE_ADMIT_SAMPLES)
         return false;
     pl_lane_op_t probe = { .request = request };
     int64_t retry_ms = pl_service_refuse (service, key->queued, 1, s_time_left (self, &probe));
     if (retry_ms == 0)
         return false;
+    //  Refused with nothing queued: the measure alone says no, and only an
+    //  op that runs renews it (pl_service_refused)
+    if (key->queued == 0)
+        pl_service_refused (service);
     pl_lane_refuse (intake, "unavailable", "The %s service has more work for '%.40s' than it"
                     " can do in time; try again shortly.", self->cls->service, key->entry.name);
     intake->retry_ms = retry_ms;

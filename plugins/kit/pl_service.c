@@ -63,3 +63,10 @@ pl_service_refuse (const pl_service_t *self, uint64_t waiting, uint64_t workers,
         retry = one;
     return retry < PL_SERVICE_RETRY_MIN_MS ? PL_SERVICE_RETRY_MIN_MS : retry;
 }
+
+void
+pl_service_refused (pl_service_t *self)
+{
+    assert (self);
+    self->spent_ms *= 1 - PL_SERVICE_WEIGHT;
+}

@@ -66,6 +66,15 @@ int64_t
     pl_service_refuse (const pl_service_t *self, uint64_t waiting, uint64_t workers,
                        int64_t time_left);
 
+//  Says that a job was refused (or dropped) on the measure: decays the time
+//  spent as a sample of no time would, so one job's time falls by
+//  PL_SERVICE_WEIGHT. A measure is renewed only by jobs that run, so
+//  without this one left high by a stall that has ended (a store stopped
+//  for seconds) would refuse every job for ever; with it, each refusal
+//  brings it down until jobs are admitted and measured again.
+void
+    pl_service_refused (pl_service_t *self);
+
 #ifdef __cplusplus
 }
 #endif

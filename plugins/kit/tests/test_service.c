@@ -67,6 +67,28 @@ test_a_job_is_admitted_only_when_the_work_ahead_fits (void **state)
     assert_int_equal (pl_service_refuse (&slow, 10, 1, 4390), 400);
 }
 
+//  A measure left high by a stall that has ended comes down through the
+//  refusals it causes, until a job is admitted again
+static void
+test_refusals_bring_a_stale_measure_down_until_a_job_is_admitted (void **state)
+{
+    (void) state;
+    pl_service_t service = { 0 };
+    for (int index = 0; index < 8; index++)
+        pl_service_add (&service, 10);
+    for (int index = 0; index < 8; index++)
+        pl_service_add (&service, 3000);
+    assert_true (pl_service_ms (&service) > 1000);
+    int refusals = 0;
+    while (pl_service_refuse (&service, 0, 1, 500) > 0) {
+        pl_service_refused (&service);
+        refusals++;
+        assert_true (refusals < 100);
+    }
+    assert_true (refusals > 0);
+    assert_true (pl_service_ms (&service) <= 500);
+}
+
 int
 main (void)
 {
@@ -75,6 +97,7 @@ main (void)
         cmocka_unit_test (test_a_batch_counts_as_its_jobs),
         cmocka_unit_test (test_work_ahead_is_shared_by_the_workers),
         cmocka_unit_test (test_a_job_is_admitted_only_when_the_work_ahead_fits),
+        cmocka_unit_test (test_refusals_bring_a_stale_measure_down_until_a_job_is_admitted),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
