@@ -69,8 +69,8 @@ integration-tests:
 	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js \
 	    tests/14-auth-limits.test.js tests/15-presence-pages.test.js \
 	    tests/20-rooms.test.js tests/23-rooms-limits.test.js tests/24-nonce.test.js \
-	    tests/25-nonce-crash.test.js tests/30-pm.test.js tests/33-pm-limits.test.js \
-	    tests/34-pm-nonce.test.js
+	    tests/25-nonce-crash.test.js tests/25-read-markers.test.js tests/30-pm.test.js \
+	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js
 
 bench: deps build
 	BUILD_DIR=$(abspath $(BUILD_DIR)) bash integration-tests/bench/run-bench.sh
@@ -83,7 +83,7 @@ bench: deps build
 # in $(FUZZ_DIR)/artifacts/.
 FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
                 fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_store_sqlite fuzz_store_mongo \
-                fuzz_example fuzz_gw_web
+                fuzz_example fuzz_gw_web fuzz_mention
 FUZZ_SMOKE_SECONDS ?= 15
 
 fuzz-build:

@@ -16,7 +16,7 @@
         sessions    sid              -> session_t       (owns the sessions)
         users       user name        -> user_t          (the bound sessions of a user)
         pending     broker rid       -> pending_t       (owns the requests in flight)
-        fifo        pending_t in deadline order         (all share one timeout)
+        fifo        pending_t in deadline order         (sorted as they go in)
 
     Every cross reference has a handle in the list it sits in, so that a
     session close, a reply or a peer's death costs only what it touches.
@@ -49,6 +49,11 @@
 #define BR_MAX_TYPE             256         //  longest message type we route
 #define BR_MAX_BATCH            1024        //  messages handled between timer checks
 #define BR_LOG_INTERVAL         5000        //  ms between two "dropped" summaries
+//  A request goes on with its time left less 1/BR_MARGIN_PART of it, so that
+//  the plugin's own unavailable reaches its caller before our backstop does
+#define BR_MARGIN_PART          20
+//  retry_after_ms of our own unavailable: no instance, or no answer in time
+#define BR_RETRY_AFTER_MS       1000
 
 //  The protocol's own prefixes: a type under one of these is never
 //  unknown_type, only unavailable while no plugin serves it
@@ -167,6 +172,7 @@ typedef struct {
     uint64_t refused_logged;    //  value of refused at the last summary
     int64_t next_refused_log;   //  monotonic ms before which we stay quiet
     char *refused_at;           //  the endpoint of the last refusal
+    br_bstar_t *bstar;          //  one of a standby pair, or NULL: always serves
 } broker_t;
 
 
@@ -485,6 +491,9 @@ static int
 s_send (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
 {
     pl_envelope_set_routing_id (*envelope_p, zframe_dup (peer->routing_id));
+    //  Our clock on everything a peer gets: the peer learns from it how
+    //  long a request waited on its way (pl_lag)
+    pl_envelope_set_sent_at (*envelope_p, (uint64_t) zclock_mono ());
     int rc = pl_envelope_send (envelope_p, self->router);
     pl_envelope_destroy (envelope_p);
     if (rc == 0)
@@ -506,19 +515,29 @@ s_send_to_routing_id (broker_t *self, zframe_t *routing_id, pl_envelope_t **enve
     return rc;
 }
 
-//  Answers a request with an error, echoing the requester's rid, sid, cid
-static void
-s_reply_error (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
-               const uint8_t *cid, size_t cid_size, const char *code, const char *message)
+//  An error reply to a requester's rid, sid, cid; the caller sets the error
+static pl_envelope_t *
+s_reply_new (uint64_t rid, uint64_t sid, const uint8_t *cid, size_t cid_size)
 {
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     if (!reply)
-        return;
+        return NULL;
     pl_envelope_set_rid (reply, rid);
     if (sid)
         pl_envelope_set_sid (reply, sid);
     if (cid && cid_size)
         pl_envelope_set_cid (reply, cid, cid_size);
+    return reply;
+}
+
+//  Answers a request with an error, echoing the requester's rid, sid, cid
+static void
+s_reply_error (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
+               const uint8_t *cid, size_t cid_size, const char *code, const char *message)
+{
+    pl_envelope_t *reply = s_reply_new (rid, sid, cid, cid_size);
+    if (!reply)
+        return;
     pl_envelope_set_error (reply, code, message);
     s_send (self, requester, &reply);
 }
@@ -536,16 +555,28 @@ s_service_name (route_t *route, const char *type, char *name, size_t name_size)
     }
 }
 
+//  Answers unavailable with retry_after_ms; with "outcome": "unknown" when
+//  the request reached a plugin that then died or went silent (unknown):
+//  it may have done it (PROTOCOL.md 1.1 "Outcomes")
 static void
 s_reply_unavailable (broker_t *self, peer_t *requester, uint64_t rid, uint64_t sid,
-                     const uint8_t *cid, size_t cid_size, route_t *route, const char *type)
+                     const uint8_t *cid, size_t cid_size, route_t *route, const char *type,
+                     bool unknown)
 {
     char service [128];
     s_service_name (route, type ? type : "", service, sizeof service);
     char message [256];
-    snprintf (message, sizeof message,
-              "The %s service is unavailable; try again later.", service);
-    s_reply_error (self, requester, rid, sid, cid, cid_size, "unavailable", message);
+    snprintf (message, sizeof message, unknown
+              ? "The %s service did not answer in time; the request may or may not have"
+                " taken effect."
+              : "The %s service is unavailable; try again later.", service);
+    pl_envelope_t *reply = s_reply_new (rid, sid, cid, cid_size);
+    if (!reply)
+        return;
+    pl_envelope_set_error_retry (reply, "unavailable", message, BR_RETRY_AFTER_MS);
+    if (unknown)
+        pl_envelope_set_outcome (reply, "unknown");
+    s_send (self, requester, &reply);
     self->unavailable++;
 }
 
@@ -565,15 +596,25 @@ s_pending_remove (broker_t *self, pending_t *pending)
 }
 
 //  Answers the pending request unavailable (if its requester still lives)
-//  and forgets it
+//  and forgets it. Its plugin had it: the outcome is unknown.
 static void
 s_pending_fail (broker_t *self, pending_t *pending)
 {
     if (pending->requester)
         s_reply_unavailable (self, pending->requester, pending->requester_rid,
                              pending->sid, pending->cid, pending->cid_size,
-                             pending->route, pending->route ? pending->route->prefix : "");
+                             pending->route, pending->route ? pending->route->prefix : "",
+                             true);
     s_pending_remove (self, pending);
+}
+
+//  The fifo's order: the earliest deadline first
+static int
+s_pending_compare (const void *item1, const void *item2)
+{
+    int64_t deadline1 = ((const pending_t *) item1)->deadline;
+    int64_t deadline2 = ((const pending_t *) item2)->deadline;
+    return deadline1 < deadline2 ? -1 : deadline1 > deadline2 ? 1 : 0;
 }
 
 static void
@@ -588,8 +629,9 @@ s_pending_expire (broker_t *self, int64_t now)
     }
     self->timed_out += expired;
     if (expired)
-        zsys_warning ("broker: %zu request(s) unanswered after %" PRIu32 " ms; "
-                      "answered unavailable", expired, self->request_timeout_ms);
+        zsys_warning ("broker: %zu request(s) unanswered by their deadline (at most %"
+                      PRIu32 " ms); answered unavailable, outcome unknown", expired,
+                      self->request_timeout_ms);
 }
 
 
@@ -1324,14 +1366,20 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     }
     const char *user = session && session->user ? session->user->name : NULL;
     peer_t *target = route ? s_route_pick (route, user, pl_envelope_body (envelope)) : NULL;
-    if (!target) {
-        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+    //  The time the request has: what its sender gave it, never more than
+    //  our timeout; it goes on with a margin less, or not at all
+    int64_t time_left = pl_envelope_deadline (envelope);
+    if (time_left < 0 || time_left > self->request_timeout_ms)
+        time_left = self->request_timeout_ms;
+    int64_t forward = time_left - time_left / BR_MARGIN_PART;
+    if (!target || forward <= 0) {
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type, false);
         return;
     }
     if (zhashx_size (self->pending) >= BR_MAX_PENDING) {
         zsys_warning ("broker: %d requests in flight; '%s' answered unavailable",
                       BR_MAX_PENDING, type);
-        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type);
+        s_reply_unavailable (self, requester, rid, sid, cid, cid_size, route, type, false);
         return;
     }
     pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
@@ -1352,16 +1400,19 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     pending->route = route;
     pending->requester = requester;
     pending->target = target;
-    pending->deadline = zclock_mono () + self->request_timeout_ms;
+    pending->deadline = zclock_mono () + time_left;
     pending->requester_handle = zlistx_add_end (requester->pending_from, pending);
     pending->target_handle = zlistx_add_end (target->pending_to, pending);
-    pending->fifo_handle = zlistx_add_end (self->fifo, pending);
+    //  Most come with the whole timeout and go last: the search from the
+    //  end stops at once
+    pending->fifo_handle = zlistx_insert (self->fifo, pending, false);
     zhashx_insert (self->pending, &pending->rid, pending);
 
     //  Identity is stamped, never trusted: whatever the gateway sent goes
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_user (envelope, user);
     pl_envelope_set_addr (envelope, session ? session->addr : NULL);
+    pl_envelope_set_deadline (envelope, forward);
     if (requester->kind == PEER_ADMIN)
         s_admin_stamp (requester, envelope);
     if (!gateway)
@@ -1540,6 +1591,57 @@ s_deliver (broker_t *self, peer_t *peer, pl_envelope_t **envelope_p)
 
 
 //  --------------------------------------------------------------------------
+//  The standby pair (br_bstar.h): only the active broker serves peers
+
+static int
+s_bstar_start (broker_t *self, const br_broker_config_t *config)
+{
+    br_bstar_config_t bstar = *config->bstar;
+    bstar.heartbeat_ms = self->heartbeat_ms;
+    bstar.curve = config->curve;
+    self->bstar = br_bstar_new (&bstar, zclock_mono ());
+    if (!self->bstar)
+        return -1;
+    zsock_t *socket = br_bstar_socket (self->bstar);
+    return socket ? zpoller_add (self->poller, socket) : 0;
+}
+
+//  A broker that leaves the active state forgets every peer: they go on
+//  hearing nothing from it, and move to the other broker
+static void
+s_bstar_forget_peers (broker_t *self)
+{
+    zlistx_t *peers = zhashx_values (self->peers);
+    if (!peers)
+        return;
+    //  The list comes with the hash's destructor: the hash owns the peers
+    zlistx_set_destructor (peers, NULL);
+    for (peer_t *peer = (peer_t *) zlistx_first (peers); peer;
+         peer = (peer_t *) zlistx_next (peers))
+        s_peer_remove (self, peer, "left: this broker went passive");
+    zlistx_destroy (&peers);
+}
+
+static void
+s_bstar_input (broker_t *self)
+{
+    if (br_bstar_recv (self->bstar, zclock_mono ()) == BR_BSTAR_WENT_PASSIVE)
+        s_bstar_forget_peers (self);
+}
+
+//  True when the message is to be handled: always without a pair; else
+//  when active, or when a peer's hello makes us so. A passive broker
+//  answers nothing, not even WHO: a peer hears silence and moves on.
+static bool
+s_bstar_admits (broker_t *self, pl_op_t op)
+{
+    if (!self->bstar || br_bstar_active (self->bstar))
+        return true;
+    return op == PL_OP_HELLO && br_bstar_admit (self->bstar, zclock_mono ());
+}
+
+
+//  --------------------------------------------------------------------------
 //  The loop
 
 static void
@@ -1622,6 +1724,8 @@ s_tick (broker_t *self, int64_t now)
     }
     s_log_drops (self, now);
     s_log_refused (self, now);
+    if (self->bstar)
+        br_bstar_tick (self->bstar, now);
 }
 
 static void
@@ -1638,6 +1742,10 @@ s_handle_router (broker_t *self)
     char key [BR_ROUTING_KEY_SIZE];
     s_routing_key (routing_id, key, sizeof key);
     pl_op_t op = pl_envelope_op (envelope);
+    if (!s_bstar_admits (self, op)) {
+        pl_envelope_destroy (&envelope);
+        return;
+    }
     if (op == PL_OP_HELLO) {
         s_hello (self, envelope, key);
         pl_envelope_destroy (&envelope);
@@ -1721,6 +1829,7 @@ s_broker_destroy (broker_t **self_p)
         }
         zstr_free (&self->monitor_endpoint);
         zstr_free (&self->refused_at);
+        br_bstar_destroy (&self->bstar);
         //  Closing a socket frees its inproc name only later, in ZeroMQ's
         //  reaper thread; unbinding frees it now, for the next broker
         if (self->router && self->inproc_bound)
@@ -1779,6 +1888,8 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     self->pending = s_u64_hash_new ();
     self->fifo = zlistx_new ();
     self->subscribers = zlistx_new ();
+    if (self->fifo)
+        zlistx_set_comparator (self->fifo, s_pending_compare);
     if (!self->peers || !self->instances || !self->gateways || !self->routes || !self->users
     ||  !self->sessions || !self->pending || !self->fifo || !self->subscribers) {
         s_broker_destroy (&self);
@@ -1925,6 +2036,8 @@ s_broker_bind (broker_t *self, const br_broker_config_t *config)
     self->poller = zpoller_new (self->pipe, self->router, NULL);
     if (!self->poller || (self->monitor && zpoller_add (self->poller, self->monitor)))
         return -1;
+    if (config && config->bstar && s_bstar_start (self, config))
+        return -1;
     //  Signals are the program's business, not ours: only $TERM ends us
     zpoller_set_nonstop (self->poller, true);
     return 0;
@@ -1976,6 +2089,9 @@ br_broker_actor (zsock_t *pipe, void *args)
         else
         if (which && which == self->monitor)
             s_handle_monitor (self);
+        else
+        if (which && self->bstar && which == br_bstar_socket (self->bstar))
+            s_bstar_input (self);
         else
         if (which == self->router) {
             //  Drain a batch, then look at the clock again

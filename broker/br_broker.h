@@ -24,6 +24,7 @@
 
 #include <czmq.h>
 #include "pl_curve.h"
+#include "br_bstar.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,6 +49,8 @@ typedef struct {
     const char *curve_admin;        //  folder of the operators' public certificates, or
                                     //  NULL: over tcp:// only these keys may say hello
                                     //  as kind admin (ipc:// and inproc are not asked)
+    const br_bstar_config_t *bstar; //  one of a standby pair (br_bstar.h), or NULL;
+                                    //  its heartbeat and keys are the broker's
 } br_broker_config_t;
 
 //  The actor. args is a br_broker_config_t *, copied before the actor signals.

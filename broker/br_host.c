@@ -16,7 +16,9 @@
 
 #include "br_host.h"
 #include "br_broker.h"
+#include "pl_brokers.h"
 #include "pl_envelope.h"
+#include "pl_lag.h"
 #include "pl_log.h"
 
 #include <dlfcn.h>
@@ -54,6 +56,11 @@ const size_t br_host_supported_abi_count
 #define S_HELLO_RETRY_MS        100
 //  The shortest timer interval: a 0 would spin the actor
 #define S_TIMER_MIN_MS          1
+//  retry_after_ms of a request whose time was gone when it came: at least
+//  this, else the time it waited for us (we are that far behind), at most
+//  the ceiling
+#define S_EXPIRED_RETRY_MIN_MS  100
+#define S_EXPIRED_RETRY_MAX_MS  10000
 //  Types whose oversized replies or events were logged, at most: past that
 //  every one is logged again (a bug that varied that much deserves it)
 #define S_OVERSIZED_TYPES_MAX   256
@@ -65,6 +72,8 @@ static atomic_uint s_instance_count;
 struct parley_request_s {
     pl_envelope_t *envelope;        //  owned: the REQUEST as received
     void *handle;                   //  in the host's outstanding list
+    uint64_t epoch;                 //  the registration it came through
+    int64_t expires;                //  zclock_mono when its time is gone; 0 = no deadline
 };
 
 //  A host->call waiting for its REPLY
@@ -97,7 +106,11 @@ struct parley_ctx_s {
     zsock_t *pipe;                  //  actor's pipe
     zsock_t *dealer;                //  to the broker
     char *plugin_path;              //  the .so we loaded
-    char *endpoint;                 //  the broker's
+    pl_brokers_t *brokers;          //  the brokers we know (a standby pair: two)
+    const char *endpoint;           //  the one we talk to now (in brokers)
+    uint64_t epoch;                 //  counts our hellos: a request of an older
+                                    //  registration is answered to nobody
+    int64_t arrived;                //  zclock_mono when we moved to endpoint
     void *library;                  //  dlopen handle
     const parley_plugin_t *plugin;  //  the plugin's descriptor (its memory)
     parley_host_t host;             //  the table the plugin is given
@@ -116,6 +129,9 @@ struct parley_ctx_s {
     bool terminated;                //  $TERM received
     int64_t last_sent;              //  zclock_mono of our last message out
     int64_t last_heard;             //  zclock_mono of the broker's last message
+    pl_lag_t lag;                   //  how long the broker's messages waited for us
+    int64_t handling_expires;       //  while on_request runs: its request's expires,
+                                    //  which the calls it makes inherit
     int64_t next_hello;             //  zclock_mono of the next hello retry
     bool hello_unsent;              //  the last hello found no connection
     zlistx_t *requests;             //  parley_request_t * the plugin holds
@@ -367,7 +383,6 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     assert (self);
     self->pipe = pipe;
     self->plugin_path = strdup (config->plugin_path);
-    self->endpoint = strdup (config->endpoint);
     self->heartbeat = config->heartbeat_ms ? config->heartbeat_ms : BR_BROKER_HEARTBEAT_DEFAULT;
     self->verbose = config->verbose;
     self->broker_heartbeat = self->heartbeat;
@@ -382,7 +397,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     self->oversized = zhashx_new ();
     self->asked = zhashx_new ();
     assert (self->asked);
-    assert (self->plugin_path && self->endpoint && self->options && self->requests
+    assert (self->plugin_path && self->options && self->requests
             && self->calls && self->calls_by_rid && self->timers && self->oversized);
     s_host_table_fill (&self->host);
     //  Before init: a plugin may start its threads there
@@ -390,6 +405,13 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     if (s_wake_pipe_open (self->wake_pipe)) {
         snprintf (error, error_size, "plugin %s: cannot make its wake pipe: %s",
                   self->plugin_path, strerror (errno));
+        return self;
+    }
+    char broker_error [256] = "";
+    self->brokers = pl_brokers_new (config->endpoint, broker_error, sizeof broker_error);
+    self->endpoint = self->brokers ? pl_brokers_current (self->brokers) : NULL;
+    if (!self->brokers) {
+        snprintf (error, error_size, "plugin %s: %s", config->plugin_path, broker_error);
         return self;
     }
 
@@ -416,7 +438,7 @@ s_host_new (zsock_t *pipe, const br_host_config_t *config, char *error, size_t e
     //  registrations
     zsock_set_immediate (self->dealer, 1);
     pl_curve_apply (config->curve, self->dealer, self->endpoint);
-    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+    if (pl_brokers_connect (self->brokers, self->dealer)) {
         snprintf (error, error_size, "plugin '%s' (%s): cannot connect to broker at %s: %s",
                   self->plugin->name, self->plugin_path, self->endpoint, zmq_strerror (zmq_errno ()));
         return self;
@@ -487,7 +509,7 @@ s_host_destroy (parley_ctx_t **self_p)
         dlclose (self->library);
     free (self->instance);
     free (self->plugin_path);
-    free (self->endpoint);
+    pl_brokers_destroy (&self->brokers);
     free (self);
     *self_p = NULL;
 }
@@ -496,12 +518,58 @@ s_host_destroy (parley_ctx_t **self_p)
 //  --------------------------------------------------------------------------
 //  Talking to the broker
 
+//  Answers a call that the broker took and never answered: unavailable,
+//  and for a plugin of minor 3 or later {"outcome": "unknown"}, since the
+//  call may have reached the callee, which may have done it
+static void
+s_call_lost (parley_ctx_t *self, void *cookie, const char *message)
+{
+    static const uint8_t unknown [] = { 0x81, 0xa7, 'o', 'u', 't', 'c', 'o', 'm', 'e',
+                                        0xa7, 'u', 'n', 'k', 'n', 'o', 'w', 'n' };
+    bool fields = self->plugin->abi_minor >= 3;
+    if (self->plugin->on_reply)
+        self->plugin->on_reply (self->state, cookie, "unavailable", message,
+                                fields ? unknown : NULL, fields ? sizeof unknown : 0);
+}
+
+//  A new hello starts a new registration: the broker, or the other one of a
+//  standby pair, answers nothing sent before it. Every call still waiting
+//  gets unavailable now rather than at its deadline.
+static void
+s_host_new_epoch (parley_ctx_t *self)
+{
+    self->epoch++;
+    //  Taken out first, answered after: an answer may make new calls
+    zlistx_t *stale = zlistx_new ();
+    assert (stale);
+    s_call_t *call;
+    while ((call = (s_call_t *) zlistx_first (self->calls))) {
+        char key [24];
+        snprintf (key, sizeof key, "%" PRIu64, call->rid);
+        zhashx_delete (self->calls_by_rid, key);
+        zlistx_delete (self->calls, call->handle);
+        zlistx_add_end (stale, call);
+    }
+    bool answered = zlistx_size (stale) > 0;
+    while ((call = (s_call_t *) zlistx_first (stale))) {
+        zlistx_detach_cur (stale);
+        void *cookie = call->cookie;
+        s_call_destroy (&call);
+        s_call_lost (self, cookie, "The broker was lost; the call may or may not have"
+                                   " taken effect.");
+    }
+    zlistx_destroy (&stale);
+    if (answered && self->plugin->on_batch_end)
+        self->plugin->on_batch_end (self->state);
+}
+
 static void
 s_host_send_hello (parley_ctx_t *self)
 {
     pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
     if (!hello)
         return;
+    s_host_new_epoch (self);
     pl_envelope_set_kind (hello, "plugin");
     pl_envelope_set_name (hello, self->plugin->name);
     pl_envelope_set_instance (hello, self->instance);
@@ -552,6 +620,18 @@ s_host_on_refuse (parley_ctx_t *self, pl_envelope_t *envelope)
 {
     const char *code = pl_envelope_code (envelope);
     const char *message = pl_envelope_message (envelope);
+    if (code && streq (code, "duplicate_instance")) {
+        //  Our name holds our pid: the broker still holds the connection we
+        //  left (we moved away from it and back within its liveness). It
+        //  drops that one within 3 heartbeats; we say hello again meanwhile.
+        zsys_warning ("%s: broker at %s still holds this instance's previous connection;"
+                      " saying hello again", self->instance, self->endpoint);
+        self->welcomed = false;
+        self->hello_unsent = true;
+        self->next_hello = zclock_mono () + self->heartbeat;
+        self->arrived = zclock_mono ();
+        return;
+    }
     zsys_error ("%s: broker at %s refused this plugin (%s): %s; it serves nothing until restarted",
                 self->instance, self->endpoint, code ? code : "no code",
                 message ? message : "no reason given");
@@ -559,16 +639,88 @@ s_host_on_refuse (parley_ctx_t *self, pl_envelope_t *envelope)
     self->refused = true;
 }
 
+//  A request whose time was gone when it came: its caller has been told, or
+//  is about to be, so the plugin never starts it (ENVELOPE.md, "dl")
 static void
-s_host_on_request (parley_ctx_t *self, pl_envelope_t **envelope_p)
+s_host_answer_expired (parley_ctx_t *self, pl_envelope_t *envelope, int64_t waited)
 {
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    if (!reply)
+        return;
+    pl_envelope_set_rid (reply, pl_envelope_rid (envelope));
+    pl_envelope_set_sid (reply, pl_envelope_sid (envelope));
+    int64_t retry_ms = waited < S_EXPIRED_RETRY_MIN_MS ? S_EXPIRED_RETRY_MIN_MS
+                     : waited > S_EXPIRED_RETRY_MAX_MS ? S_EXPIRED_RETRY_MAX_MS : waited;
+    pl_envelope_set_error_retry (reply, "unavailable", "The service is too busy to answer in"
+                                 " time; try again shortly.", retry_ms);
+    s_send (self, &reply);
+    zsys_debug ("%s: '%s' came after its time was gone (it waited %" PRId64 " ms);"
+                " answered unavailable", self->instance, pl_envelope_type (envelope), waited);
+}
+
+//  waited: how long the request waited on its way beyond the quickest trip
+//  (pl_lag), taken off the time it came with
+static void
+s_host_on_request (parley_ctx_t *self, pl_envelope_t **envelope_p, int64_t waited)
+{
+    int64_t time_left = pl_envelope_deadline (*envelope_p);
+    if (time_left >= 0 && time_left - waited <= 0) {
+        s_host_answer_expired (self, *envelope_p, waited);
+        return;
+    }
     parley_request_t *request = (parley_request_t *) zmalloc (sizeof (parley_request_t));
     assert (request);
     request->envelope = *envelope_p;
+    request->epoch = self->epoch;
     *envelope_p = NULL;
+    request->expires = time_left >= 0 ? zclock_mono () + time_left - waited : 0;
     request->handle = zlistx_add_end (self->requests, request);
     assert (request->handle);
+    //  The calls it makes while it has the request carry its deadline; the
+    //  request itself may be answered (and freed) before on_request returns
+    self->handling_expires = request->expires;
     self->plugin->on_request (self->state, request);
+    self->handling_expires = 0;
+}
+
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
+        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
+}
+
+//  Minor 3: an error's fields as on_reply hands them over, a map: the pairs
+//  of the error's body (retry_after_ms), and outcome when it has one
+static void
+s_error_fields (pl_envelope_t *envelope, msgpack_sbuffer *buffer)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    zframe_t *body = pl_envelope_body (envelope);
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    const msgpack_object_map *map = NULL;
+    if (body && msgpack_unpack_next (&result, (const char *) zframe_data (body),
+                                     zframe_size (body), &offset) == MSGPACK_UNPACK_SUCCESS
+    &&  result.data.type == MSGPACK_OBJECT_MAP)
+        map = &result.data.via.map;
+    const char *outcome = pl_envelope_outcome (envelope);
+    uint32_t pairs = 0;
+    for (uint32_t index = 0; map && index < map->size; index++)
+        pairs += !s_key_is (&map->ptr [index].key, "outcome");
+    msgpack_pack_map (&packer, pairs + (outcome != NULL));
+    for (uint32_t index = 0; map && index < map->size; index++)
+        if (!s_key_is (&map->ptr [index].key, "outcome")) {
+            msgpack_pack_object (&packer, map->ptr [index].key);
+            msgpack_pack_object (&packer, map->ptr [index].val);
+        }
+    if (outcome) {
+        msgpack_pack_str_with_body (&packer, "outcome", 7);
+        msgpack_pack_str_with_body (&packer, outcome, strlen (outcome));
+    }
+    msgpack_unpacked_destroy (&result);
 }
 
 static void
@@ -585,14 +737,24 @@ s_host_on_reply (parley_ctx_t *self, pl_envelope_t *envelope)
     s_call_destroy (&call);
 
     const char *code = pl_envelope_code (envelope);
+    if (!self->plugin->on_reply)
+        return;
+    if (code && self->plugin->abi_minor >= 3) {
+        msgpack_sbuffer fields;
+        msgpack_sbuffer_init (&fields);
+        s_error_fields (envelope, &fields);
+        self->plugin->on_reply (self->state, cookie, code, pl_envelope_message (envelope),
+                                (const uint8_t *) fields.data, fields.size);
+        msgpack_sbuffer_destroy (&fields);
+        return;
+    }
     zframe_t *body = pl_envelope_body (envelope);
     static const uint8_t empty_map [] = { 0x80 };
     const uint8_t *data = body ? zframe_data (body) : empty_map;
     size_t size = body ? zframe_size (body) : sizeof empty_map;
-    if (self->plugin->on_reply)
-        self->plugin->on_reply (self->state, cookie, code,
-                                code ? pl_envelope_message (envelope) : NULL,
-                                code ? NULL : data, code ? 0 : size);
+    self->plugin->on_reply (self->state, cookie, code,
+                            code ? pl_envelope_message (envelope) : NULL,
+                            code ? NULL : data, code ? 0 : size);
 }
 
 static void
@@ -636,6 +798,12 @@ s_host_handle_broker (parley_ctx_t *self, pl_envelope_t **envelope_p)
     self->last_heard = zclock_mono ();
     if (self->refused)
         return false;
+    //  A welcome may come from a broker that restarted, elsewhere: its clock
+    //  is another, and its first message is the new quickest trip
+    if (pl_envelope_op (envelope) == PL_OP_WELCOME)
+        pl_lag_reset (&self->lag);
+    int64_t waited = pl_lag_observe (&self->lag, pl_envelope_sent_at (envelope),
+                                     self->last_heard);
 
     bool reached_plugin = false;
     switch (pl_envelope_op (envelope)) {
@@ -654,7 +822,7 @@ s_host_handle_broker (parley_ctx_t *self, pl_envelope_t **envelope_p)
             break;
         case PL_OP_REQUEST:
             if (pl_envelope_type (envelope)) {
-                s_host_on_request (self, envelope_p);
+                s_host_on_request (self, envelope_p, waited);
                 reached_plugin = true;
             }
             else {
@@ -720,9 +888,9 @@ s_host_expire_calls (parley_ctx_t *self, int64_t now)
         zlistx_delete (self->calls, call->handle);
         void *cookie = call->cookie;
         s_call_destroy (&call);
-        if (self->plugin->on_reply)
-            self->plugin->on_reply (self->state, cookie, "unavailable",
-                                    "The service did not answer in time.", NULL, 0);
+        //  The broker took the call and never answered: it may have reached
+        //  the callee, which may have done it
+        s_call_lost (self, cookie, "The service did not answer in time.");
         answered = true;
         call = (s_call_t *) zlistx_first (self->calls);
     }
@@ -751,6 +919,18 @@ s_host_run_timers (parley_ctx_t *self, int64_t now)
     }
 }
 
+//  To the next broker of a standby pair (nothing to do with one broker:
+//  ZeroMQ reconnects to a broker that restarts on its endpoint)
+static void
+s_host_move (parley_ctx_t *self, int64_t now)
+{
+    self->arrived = now;
+    if (pl_brokers_move (self->brokers, self->dealer) == 1) {
+        self->endpoint = pl_brokers_current (self->brokers);
+        zsys_warning ("%s: moving to the broker at %s", self->instance, self->endpoint);
+    }
+}
+
 static void
 s_host_keep_alive (parley_ctx_t *self, int64_t now)
 {
@@ -762,11 +942,16 @@ s_host_keep_alive (parley_ctx_t *self, int64_t now)
                           self->instance, self->endpoint, now - self->last_heard);
             self->welcomed = false;
             self->broker_heartbeat = self->heartbeat;
+            s_host_move (self, now);
             s_host_send_hello (self);
         }
         else
-        if (now >= self->next_hello)
+        if (now >= self->next_hello) {
+            //  Not welcomed here in as long: a passive broker ignores us
+            if (now - self->arrived >= s_host_silence_limit (self))
+                s_host_move (self, now);
             s_host_send_hello (self);
+        }
     }
     else
     if (!self->welcomed && self->hello_unsent && now >= self->next_hello)
@@ -833,6 +1018,7 @@ s_host_actor (zsock_t *pipe, void *args)
                self->plugin->version ? self->plugin->version : "",
                self->plugin_path, self->endpoint);
     self->last_heard = zclock_mono ();
+    self->arrived = self->last_heard;
     s_host_send_hello (self);
     start = NULL;               //  the caller's stack frame is gone after this
     zsock_signal (pipe, 0);
@@ -1012,6 +1198,24 @@ s_event_oversized (parley_ctx_t *self, const void *body, size_t size)
     return s_oversized (self, "an event", type, size, "not sent");
 }
 
+//  True when body is a map with "outcome": "unknown"
+static bool
+s_body_outcome_unknown (const void *body, size_t size)
+{
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    bool unknown = false;
+    if (msgpack_unpack_next (&result, (const char *) body, size, NULL) == MSGPACK_UNPACK_SUCCESS
+    &&  result.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t index = 0; index < result.data.via.map.size; index++) {
+            msgpack_object_kv *pair = &result.data.via.map.ptr [index];
+            if (s_key_is (&pair->key, "outcome") && s_key_is (&pair->val, "unknown"))
+                unknown = true;
+        }
+    msgpack_unpacked_destroy (&result);
+    return unknown;
+}
+
 //  Sends the reply to request, then takes the request back
 static int
 s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code,
@@ -1023,6 +1227,13 @@ s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code
     parley_request_t *request = *request_p;
     if (!request)
         return -1;
+    if (request->epoch != self->epoch) {
+        //  Its broker forgot it (it restarted, or we moved to the other of a
+        //  standby pair): its rid may name another request there now
+        zlistx_delete (self->requests, request->handle);
+        s_request_destroy (request_p);
+        return -1;
+    }
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     int rc = -1;
     if (reply) {
@@ -1039,6 +1250,10 @@ s_reply_send (parley_ctx_t *self, parley_request_t **request_p, const char *code
         else {
             if (code)
                 pl_envelope_set_error (reply, code, message ? message : code);
+            //  Minor 3: an error's "outcome": "unknown" goes in the header,
+            //  where the broker and the gateway look for it
+            if (code && body && size && s_body_outcome_unknown (body, size))
+                pl_envelope_set_outcome (reply, "unknown");
             if (bind)
                 pl_envelope_set_bind (reply, bind);
             if (unbind)
@@ -1085,11 +1300,13 @@ s_reply_bind (parley_ctx_t *self, parley_request_t **request_p,
     return s_reply_send (self, request_p, NULL, NULL, user, user == NULL, body, size);
 }
 
+//  A call with time_left_ms to answer it (< 0: no deadline)
 static int
-s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, void *cookie)
+s_call_send (parley_ctx_t *self, const char *type, const void *body, size_t size,
+             void *cookie, int64_t time_left_ms)
 {
     assert (self);
-    if (!type)
+    if (!type || time_left_ms == 0)
         return -1;
     if (body && s_oversized (self, "a call of", type, size, "not sent"))
         return -1;              //  never sent: no answer will come
@@ -1099,6 +1316,7 @@ s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, voi
     uint64_t rid = ++self->next_rid;
     pl_envelope_set_rid (request, rid);
     pl_envelope_set_type (request, type);
+    pl_envelope_set_deadline (request, time_left_ms);
     if (body && size)
         pl_envelope_set_body_copy (request, body, size);
     if (s_send (self, &request))
@@ -1114,6 +1332,42 @@ s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, voi
     snprintf (key, sizeof key, "%" PRIu64, rid);
     zhashx_insert (self->calls_by_rid, key, call);
     return 0;
+}
+
+//  The deadline of the request on_request has now, as time left: a call
+//  made there inherits it; -1 elsewhere. A request whose time ran out while
+//  on_request runs gets 1 ms rather than none: the plugin was given it.
+static int64_t
+s_inherited (parley_ctx_t *self)
+{
+    if (!self->handling_expires)
+        return -1;
+    int64_t left = self->handling_expires - zclock_mono ();
+    return left > 0 ? left : 1;
+}
+
+static int
+s_call (parley_ctx_t *self, const char *type, const void *body, size_t size, void *cookie)
+{
+    return s_call_send (self, type, body, size, cookie, s_inherited (self));
+}
+
+static int
+s_call_within (parley_ctx_t *self, const char *type, const void *body, size_t size,
+               void *cookie, int64_t time_left_ms)
+{
+    assert (self);
+    return s_call_send (self, type, body, size, cookie,
+                        time_left_ms < 0 ? s_inherited (self) : time_left_ms);
+}
+
+static int64_t
+s_request_time_left (const parley_request_t *request)
+{
+    if (!request->expires)
+        return -1;
+    int64_t left = request->expires - zclock_mono ();
+    return left > 0 ? left : 0;
 }
 
 static int
@@ -1263,4 +1517,6 @@ s_host_table_fill (parley_host_t *host)
     host->unbind_sessions = s_unbind_sessions;
     host->reply_error_body = s_reply_error_body;
     host->wake = s_wake;
+    host->request_time_left = s_request_time_left;
+    host->call_within = s_call_within;
 }

@@ -56,6 +56,13 @@ s_usage (FILE *stream)
         "                            (default %d)\n"
         "  --request-timeout MS      a request unanswered this long is answered\n"
         "                            unavailable (default %d)\n"
+        "  --bstar-primary           one of a standby pair (Binary Star), the primary;\n"
+        "  --bstar-backup            ... or the backup. Only the active one serves\n"
+        "                            peers; the passive one takes over when the active\n"
+        "                            is silent and a peer says hello to it. Both need:\n"
+        "  --bstar-bind ENDPOINT     where this broker publishes its state to the other\n"
+        "                            (tcp://HOST:PORT, CURVE with the broker's keys)\n"
+        "  --bstar-peer ENDPOINT     the other broker's --bstar-bind\n"
         PL_CONFIG_OPTIONS_HELP
         "  --help                    show this help and exit\n",
         BR_BROKER_HEARTBEAT_DEFAULT, BR_BROKER_REQUEST_TIMEOUT_DEFAULT);
@@ -70,6 +77,51 @@ s_parse_ms (const char *text)
     if (!end || *end || value == 0 || value > INT_MAX / 4 || text [0] == '-')
         return 0;
     return (uint32_t) value;
+}
+
+//  The state link carries the brokers' own key: each must allow it
+static int
+s_bstar_key_allowed (const char *cert_path, const char *allow_dir)
+{
+    zcert_t *cert = zcert_load (cert_path);
+    zcertstore_t *store = cert ? zcertstore_new (allow_dir) : NULL;
+    bool allowed = store && zcertstore_lookup (store, zcert_public_txt (cert));
+    zcertstore_destroy (&store);
+    zcert_destroy (&cert);
+    if (!allowed && cert_path)
+        fprintf (stderr, "parley-broker: the standby pair's link is CURVE with the broker's"
+                 " own key pair, shared by both brokers: allow it in the folder too"
+                 " (parley-keygen --allow %s --add %s)\n", allow_dir, cert_path);
+    return allowed ? 0 : -1;
+}
+
+//  The standby pair's options: all or none, and no in-process plugins (each
+//  broker would run its own copy). Returns -1 after saying why.
+static int
+s_bstar_check (const br_bstar_config_t *bstar, int roles, size_t plugin_count,
+               const char *curve_cert, const char *curve_allow, bool insecure)
+{
+    if (!roles && !bstar->bind && !bstar->peer)
+        return 0;
+    const char *problem = roles == 3 ? "--bstar-primary and --bstar-backup exclude each other"
+                        : !roles ? "--bstar-bind and --bstar-peer need --bstar-primary or"
+                                   " --bstar-backup"
+                        : !bstar->bind || !bstar->peer ? "a standby broker needs --bstar-bind"
+                                   " and --bstar-peer (the other broker's --bstar-bind)"
+                        : plugin_count ? "a standby broker runs no --plugin: run the plugins"
+                                   " in parley-plugin processes that know both brokers"
+                        : NULL;
+    if (!problem && !curve_cert && !insecure
+    &&  (pl_curve_endpoint_needs_keys (bstar->bind) || pl_curve_endpoint_needs_keys (bstar->peer)))
+        problem = "a tcp:// standby link needs the broker's keys (--curve-cert,"
+                  " --curve-allow), or --insecure-peers";
+    if (problem) {
+        fprintf (stderr, "parley-broker: %s\n", problem);
+        return -1;
+    }
+    if (curve_cert && pl_curve_endpoint_needs_keys (bstar->bind))
+        return s_bstar_key_allowed (curve_cert, curve_allow);
+    return 0;
 }
 
 int
@@ -87,6 +139,8 @@ main (int argc, char *argv [])
     const char *curve_allow = NULL;
     const char *curve_admin = NULL;
     bool insecure_peers = false;
+    int bstar_roles = 0;                //  --bstar-primary and --bstar-backup seen
+    br_bstar_config_t bstar = { 0 };
 
     static const struct option long_options [] = {
         { "bind",            required_argument, NULL, 'b' },
@@ -98,6 +152,10 @@ main (int argc, char *argv [])
         { "curve-allow",     required_argument, NULL, 'A' },
         { "curve-admin",     required_argument, NULL, 'M' },
         { "insecure-peers",  no_argument,       NULL, 'I' },
+        { "bstar-primary",   no_argument,       NULL, 'P' },
+        { "bstar-backup",    no_argument,       NULL, 'B' },
+        { "bstar-bind",      required_argument, NULL, 'S' },
+        { "bstar-peer",      required_argument, NULL, 'R' },
         { "help",            no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -158,6 +216,17 @@ main (int argc, char *argv [])
             case 'I':
                 insecure_peers = true;
                 break;
+            case 'P':
+            case 'B':
+                bstar.primary = option == 'P';
+                bstar_roles |= option == 'P' ? 1 : 2;
+                break;
+            case 'S':
+                bstar.bind = optarg;
+                break;
+            case 'R':
+                bstar.peer = optarg;
+                break;
             case 'h':
                 s_usage (stdout);
                 return 0;
@@ -177,6 +246,9 @@ main (int argc, char *argv [])
         fprintf (stderr, "parley-broker: --curve-cert and --curve-allow go together\n");
         return 2;
     }
+    if (s_bstar_check (&bstar, bstar_roles, plugin_count, curve_cert, curve_allow,
+                       insecure_peers))
+        return 2;
     if (pl_config_printing (s_config)) {
         pl_config_print (s_config, stdout);
         return 0;
@@ -212,7 +284,8 @@ main (int argc, char *argv [])
         .request_timeout_ms = request_timeout_ms,
         .curve = curve,
         .insecure_peers = insecure_peers,
-        .curve_admin = curve_admin
+        .curve_admin = curve_admin,
+        .bstar = bstar_roles ? &bstar : NULL
     };
     zactor_t *broker = br_broker_start (&broker_config);
     if (!broker) {

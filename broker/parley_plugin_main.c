@@ -11,6 +11,7 @@
 */
 
 #include "br_host.h"
+#include "pl_brokers.h"
 #include "pl_config.h"
 #include "pl_log.h"
 #include "pl_paths.h"
@@ -30,7 +31,9 @@ s_usage (FILE *stream)
         "\n"
         "Runs Parley plugins in this process and connects each to the broker.\n"
         "\n"
-        "  --broker ENDPOINT        the broker's endpoint, tcp://HOST:PORT or ipc://PATH\n"
+        "  --broker ENDPOINT        the broker's endpoint, tcp://HOST:PORT or ipc://PATH;\n"
+        "                           for a standby pair both, A,B or the option twice:\n"
+        "                           the plugins move to the live one\n"
         "  --option NAME.KEY=VALUE  an option for the plugin named NAME (repeatable);\n"
         "                           e.g. --option example.greeting=Hello\n"
         "  --curve-cert FILE        this process's certificate (parley-keygen FILE:\n"
@@ -64,6 +67,8 @@ static const struct option s_options [] = {
 //  The configuration file and the argument list built from it and the
 //  command line, which the options point into: alive until exit
 static pl_config_t *s_config = NULL;
+//  The broker endpoints, every --broker joined: alive until exit too
+static char *s_broker = NULL;
 
 int
 main (int argc, char *argv [])
@@ -74,6 +79,8 @@ main (int argc, char *argv [])
     argc = pl_config_argc (s_config);
     argv = pl_config_argv (s_config);
     const char *endpoint = NULL;
+    const char *brokers [PL_BROKERS_MAX];       //  --broker, each maybe a list
+    size_t broker_count = 0;
     const char *curve_cert = NULL;
     const char *curve_broker = NULL;
     uint32_t heartbeat = 0;
@@ -98,7 +105,13 @@ main (int argc, char *argv [])
             verbose = true;
         else
         if (streq (argument, "--broker") && value) {
-            endpoint = value;
+            if (broker_count == PL_BROKERS_MAX) {
+                fprintf (stderr, "parley-plugin: more than %d --broker options\n",
+                         PL_BROKERS_MAX);
+                rc = 1;
+            }
+            else
+                brokers [broker_count++] = value;
             index++;
         }
         else
@@ -144,6 +157,17 @@ main (int argc, char *argv [])
                 rc = 1;
             }
         }
+    }
+    if (rc == 0 && broker_count) {
+        char error [256];
+        s_broker = pl_brokers_join (brokers, broker_count);
+        pl_brokers_t *checked = pl_brokers_new (s_broker, error, sizeof error);
+        if (!checked) {
+            fprintf (stderr, "parley-plugin: --broker: %s\n", error);
+            rc = 1;
+        }
+        pl_brokers_destroy (&checked);
+        endpoint = s_broker;
     }
     if (rc == 0 && (!endpoint || plugin_count == 0)) {
         fprintf (stderr, "parley-plugin: needs --broker ENDPOINT and at least one plugin"
@@ -222,5 +246,6 @@ main (int argc, char *argv [])
     free (options);
     free (options_taken);
     pl_config_destroy (&s_config);
+    zstr_free (&s_broker);
     return rc == -1 ? 0 : rc;
 }

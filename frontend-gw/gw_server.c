@@ -59,11 +59,15 @@
 #include "gw_limits.h"
 #include "gw_metrics.h"
 #include "gw_web.h"
+#include "pl_brokers.h"
 #include "pl_envelope.h"
 #include "pl_transcode.h"
 
 //  A session with this many requests in flight gets rate_limited for more
 #define GW_SESSION_MAX_INFLIGHT     256
+//  retry_after_ms of the gateway's own rate_limited and unavailable, and of
+//  those a plugin sent without one (CLIENT-PROTOCOL.md, "Outcomes")
+#define GW_RETRY_AFTER_MS           1000
 //  A session whose outgoing queue would pass either bound is cut off (1008)
 #define GW_SESSION_MAX_QUEUED       4096
 #define GW_SESSION_MAX_QUEUED_BYTES (16 * 1024 * 1024)
@@ -249,7 +253,9 @@ typedef enum {
 struct _gw_server_t {
     char *listen_host;              //  NULL = all interfaces
     int port;                       //  the real listening port
-    char *broker_endpoint;          //  where the DEALER connects
+    pl_brokers_t *brokers;          //  the brokers we know (a standby pair: two)
+    const char *broker_endpoint;    //  the one the DEALER is connected to (in brokers)
+    int64_t broker_arrived;         //  zclock_mono () when we moved to it
     char *web_root;                 //  folder the UI's files are served from (gw_web)
     size_t max_frame;               //  largest client message
     size_t send_buffer;             //  SO_SNDBUF of client sockets, 0 = kernel's choice
@@ -600,10 +606,37 @@ s_session_push_buffer (gw_session_t *session, uint8_t *buffer, size_t size, bool
     s_frame_unref (&frame);
 }
 
+//  True for the codes that always carry retry_after_ms
+static bool
+s_code_retries (const char *code)
+{
+    return code && (streq (code, "rate_limited") || streq (code, "unavailable"));
+}
+
+//  An error with outcome (NULL, or "unknown"); rate_limited and unavailable
+//  carry retry_after_ms
+static void
+s_session_send_outcome (gw_session_t *session, const uint8_t *id, size_t id_size,
+                        const char *code, const char *message, const char *outcome)
+{
+    size_t size = 0;
+    uint8_t *buffer = pl_transcode_error_retry (id, id_size, code, message, outcome, NULL, 0,
+                                                s_code_retries (code)? GW_RETRY_AFTER_MS: 0,
+                                                LWS_PRE, &size);
+    if (!buffer)
+        zsys_error ("gateway: could not encode a '%s' error for session %016" PRIx64,
+                    code, session->sid);
+    s_session_push_buffer (session, buffer, size, true);
+}
+
 static void
 s_session_send_error (gw_session_t *session, const uint8_t *id, size_t id_size,
                       const char *code, const char *message)
 {
+    if (s_code_retries (code)) {
+        s_session_send_outcome (session, id, id_size, code, message, NULL);
+        return;
+    }
     size_t size = 0;
     uint8_t *buffer = pl_transcode_error (id, id_size, code, message, LWS_PRE, &size);
     if (!buffer)
@@ -799,9 +832,12 @@ s_pending_expire (gw_server_t *self, int64_t now, bool stopping)
                       "reply in %u ms; answering unavailable",
                       pending->rid, session->sid, session->addr,
                       stopping? self->stop_timeout_ms * 3 / 4: self->request_timeout_ms);
-        s_session_send_error (session, pending->cid, pending->cid_size, "unavailable",
-                              stopping? "The server is stopping; try again in a moment.":
-                              "The service did not answer in time; try again later.");
+        //  The request went to the broker and no answer came: it may have
+        //  taken effect (PROTOCOL.md 1.1 "Outcomes")
+        s_session_send_outcome (session, pending->cid, pending->cid_size, "unavailable",
+                                stopping? "The server is stopping; the request may or may not"
+                                " have taken effect.": "The service did not answer in time; the"
+                                " request may or may not have taken effect.", "unknown");
         s_count (self, pending->type, "unavailable", pending->started);
         s_pending_destroy (self, &pending);
     }
@@ -961,9 +997,12 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         return;
     }
     if (streq (request->type, "ping")) {
+        //  {"protocol": "1.1"} in msgpack: the version this server speaks
+        static const char version [] = "\x81\xa8" "protocol" "\xa3" "1.1";
         size_t size = 0;
         uint8_t *buffer = pl_transcode_frame ("ok", request->id, request->id_size,
-                                              NULL, 0, LWS_PRE, &size);
+                                              (const uint8_t *) version, sizeof version - 1,
+                                              LWS_PRE, &size);
         s_session_push_buffer (session, buffer, size, true);
         s_count (self, type, "ok", started);
         return;
@@ -1005,6 +1044,10 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_sid (envelope, session->sid);
     pl_envelope_set_type (envelope, request->type);
+    //  Our timeout is the backstop behind the broker's, twice it: the
+    //  request has half of it, which the broker and each hop after count
+    //  down (ENVELOPE.md, "dl")
+    pl_envelope_set_deadline (envelope, self->request_timeout_ms / 2);
     if (request->id)
         pl_envelope_set_cid (envelope, request->id, request->id_size);
     if (request->body)
@@ -1158,6 +1201,22 @@ s_bridge_send (gw_server_t *self, pl_envelope_t **envelope_p)
     return rc;
 }
 
+//  To the next broker of a standby pair (nothing to do with one broker:
+//  ZeroMQ reconnects to a broker that restarts on its endpoint). The
+//  requests in flight went to the old one and will not be answered: they
+//  get unavailable now, not at their deadline.
+static void
+s_bridge_move (gw_server_t *self, int64_t now)
+{
+    self->broker_arrived = now;
+    if (pl_brokers_move (self->brokers, self->dealer) != 1)
+        return;
+    self->broker_endpoint = pl_brokers_current (self->brokers);
+    zsys_warning ("gateway %s: moving to the broker at %s", self->name, self->broker_endpoint);
+    s_pending_expire (self, INT64_MAX, false);
+    self->last_hello = 0;
+}
+
 static void
 s_bridge_hello (gw_server_t *self)
 {
@@ -1194,11 +1253,14 @@ s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
         //  An error may carry more fields (retry_after_ms) in its body
         const char *message = pl_envelope_message (envelope);
         zframe_t *body = pl_envelope_body (envelope);
-        buffer = pl_transcode_error_body (pending->cid, pending->cid_size, code,
-                                          message? message: code,
-                                          pl_envelope_outcome (envelope),
-                                          body? zframe_data (body): NULL,
-                                          body? zframe_size (body): 0, LWS_PRE, &size);
+        //  rate_limited and unavailable say when to try again, whoever sent them
+        buffer = pl_transcode_error_retry (pending->cid, pending->cid_size, code,
+                                           message? message: code,
+                                           pl_envelope_outcome (envelope),
+                                           body? zframe_data (body): NULL,
+                                           body? zframe_size (body): 0,
+                                           s_code_retries (code)? GW_RETRY_AFTER_MS: 0,
+                                           LWS_PRE, &size);
     }
     else {
         zframe_t *body = pl_envelope_body (envelope);
@@ -1485,8 +1547,13 @@ s_tick (lws_sorted_usec_list_t *sul)
                       "for dead and saying hello again", self->name, now - self->last_heard);
         s_broker_lost (self, GW_BROKER_SILENT);
         self->last_hello = 0;
+        s_bridge_move (self, now);
     }
     if (!self->welcomed) {
+        //  Not welcomed here in as long: a passive broker ignores us
+        if (now - self->broker_arrived > 3 * (int64_t) self->broker_heartbeat_ms
+        &&  now - self->last_heard > 3 * (int64_t) self->broker_heartbeat_ms)
+            s_bridge_move (self, now);
         if (now - self->last_hello >= self->heartbeat_ms)
             s_bridge_hello (self);
     }
@@ -2074,8 +2141,16 @@ gw_server_new (const gw_config_t *config)
         self->listen_host = strdup (streq (config->listen_host, "localhost")?
                                     "127.0.0.1": config->listen_host);
     self->port = config->port;
-    self->broker_endpoint = strdup (config->broker_endpoint? config->broker_endpoint:
-                                    "tcp://127.0.0.1:7700");
+    char brokers_error [256];
+    self->brokers = pl_brokers_new (config->broker_endpoint? config->broker_endpoint:
+                                    "tcp://127.0.0.1:7700", brokers_error,
+                                    sizeof (brokers_error));
+    if (!self->brokers) {
+        zsys_error ("gateway: %s", brokers_error);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    self->broker_endpoint = pl_brokers_current (self->brokers);
     self->web_root = strdup (config->web_root? config->web_root: "web");
     self->max_frame = config->max_frame? config->max_frame: GW_MAX_FRAME_DEFAULT;
     self->send_buffer = config->send_buffer;
@@ -2138,12 +2213,13 @@ gw_server_new (const gw_config_t *config)
     zsock_set_reconnect_ivl_max (self->dealer, 1000);
     zsock_set_linger (self->dealer, 0);
     pl_curve_apply (config->curve, self->dealer, self->broker_endpoint);
-    if (zsock_connect (self->dealer, "%s", self->broker_endpoint)) {
+    if (pl_brokers_connect (self->brokers, self->dealer)) {
         zsys_error ("gateway: cannot connect to the broker at '%s': %s",
                     self->broker_endpoint, zmq_strerror (zmq_errno ()));
         gw_server_destroy (&self);
         return NULL;
     }
+    self->broker_arrived = zclock_mono ();
 
     //  libwebsockets: errors and warnings only, in our log's style
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_emit);
@@ -2287,7 +2363,7 @@ gw_server_destroy (gw_server_t **self_p)
     zhashx_destroy (&self->pending);
     zhashx_destroy (&self->sessions);
     free (self->listen_host);
-    free (self->broker_endpoint);
+    pl_brokers_destroy (&self->brokers);
     free (self->web_root);
     free (self->tls_cert);
     free (self->tls_key);

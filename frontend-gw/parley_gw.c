@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gw_server.h"
+#include "pl_brokers.h"
 #include "pl_config.h"
 #include "pl_log.h"
 #include "pl_paths.h"
@@ -24,6 +25,8 @@
 //  The configuration file and the argument list built from it and the
 //  command line, which the options point into: alive until exit
 static pl_config_t *s_config = NULL;
+//  The broker endpoints, every --broker joined: alive until exit too
+static char *s_broker = NULL;
 
 static void
 s_usage (FILE *out)
@@ -34,7 +37,9 @@ s_usage (FILE *out)
         "port, and passes requests to a Parley broker.\n"
         "\n"
         "  --listen HOST:PORT      where to listen (default 127.0.0.1:8080; port 0 = any)\n"
-        "  --broker ENDPOINT       the broker's endpoint (default tcp://127.0.0.1:7700)\n"
+        "  --broker ENDPOINT       the broker's endpoint (default tcp://127.0.0.1:7700);\n"
+        "                          for a standby pair both, A,B or the option twice:\n"
+        "                          the gateway moves to the live one\n"
         "  --curve-cert FILE       this gateway's certificate (parley-keygen FILE: FILE\n"
         "                          and FILE_secret), allowed by the broker\n"
         "  --curve-broker FILE     the broker's public certificate (both needed for a\n"
@@ -101,7 +106,8 @@ main (int argc, char *argv [])
     };
     char listen_host [256] = "127.0.0.1";
     int listen_port = 8080;
-    const char *broker = "tcp://127.0.0.1:7700";
+    const char *brokers [PL_BROKERS_MAX];         //  --broker, each maybe a list
+    size_t broker_count = 0;
     const char *web = NULL;
     const char *curve_paths [2] = { NULL, NULL };   //  --curve-cert, --curve-broker
     long long max_frame = 0, send_buffer = 0, heartbeat = 0, request_timeout = 0;
@@ -133,7 +139,12 @@ main (int argc, char *argv [])
                 break;
             }
             case OPT_BROKER:
-                broker = optarg;
+                if (broker_count == PL_BROKERS_MAX) {
+                    fprintf (stderr, "parley-gw: more than %d --broker options\n",
+                             PL_BROKERS_MAX);
+                    return 2;
+                }
+                brokers [broker_count++] = optarg;
                 break;
             case OPT_WEB:
                 web = optarg;
@@ -202,6 +213,14 @@ main (int argc, char *argv [])
         fprintf (stderr, "parley-gw: %s\n", ops_error);
         return 2;
     }
+    s_broker = broker_count? pl_brokers_join (brokers, broker_count)
+                           : strdup ("tcp://127.0.0.1:7700");
+    pl_brokers_t *checked = pl_brokers_new (s_broker, ops_error, sizeof ops_error);
+    if (!checked) {
+        fprintf (stderr, "parley-gw: --broker: %s\n", ops_error);
+        return 2;
+    }
+    pl_brokers_destroy (&checked);
     if (pl_config_printing (s_config)) {
         pl_config_print (s_config, stdout);
         return 0;
@@ -224,7 +243,7 @@ main (int argc, char *argv [])
     gw_config_t config = {
         .listen_host = listen_host,
         .port = listen_port,
-        .broker_endpoint = broker,
+        .broker_endpoint = s_broker,
         .web_root = web_root,
         .max_frame = (size_t) max_frame,
         .send_buffer = (size_t) send_buffer,
@@ -251,6 +270,7 @@ main (int argc, char *argv [])
     gw_server_run (server);
     gw_server_destroy (&server);
     free (web_root);
+    zstr_free (&s_broker);
     pl_config_destroy (&s_config);
     return 0;
 }

@@ -35,8 +35,10 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 2         //  1.1: unbind_sessions, SESSION_RESET,
-                                    //  reply_error_body; 1.2: wake, on_wake
+#define PARLEY_ABI_MINOR 3         //  1.1: unbind_sessions, SESSION_RESET,
+                                    //  reply_error_body; 1.2: wake, on_wake;
+                                    //  1.3: request_time_left, call_within,
+                                    //  an error's fields in on_reply
 
 //  The one symbol a plugin exports
 #define PARLEY_PLUGIN_DESCRIBE_SYMBOL "parley_plugin_describe"
@@ -149,6 +151,8 @@ typedef struct {
     //  Sends a request to another plugin (e.g. "store.user.get"). The answer
     //  arrives later through the descriptor's on_reply with the same cookie;
     //  every call gets exactly one answer (unavailable if nobody serves it).
+    //  A call made inside on_request carries that request's deadline (the
+    //  time it has left); other calls carry none (minor 3: call_within).
     int (*call) (parley_ctx_t *ctx, const char *type,
                  const void *body, size_t size, void *cookie);
 
@@ -200,7 +204,25 @@ typedef struct {
     //  has no on_wake.
     int (*wake) (parley_ctx_t *ctx);
 
-    void *reserved [13];            //  NULL; later minors fill these in order
+    //  Minor 3. The msecs left to answer the request before its caller is
+    //  told it failed (the deadline the request came with, less the time
+    //  it has waited since); 0 once that time is gone; -1 when it came
+    //  without a deadline. A plugin starts no work for a request whose
+    //  time is gone, and refuses work that cannot be done in the time left
+    //  (unavailable with retry_after_ms). Requests whose time was gone when
+    //  they came never reach on_request: the host answers them unavailable.
+    int64_t (*request_time_left) (const parley_request_t *request);
+
+    //  Minor 3. host->call with a deadline: the callee has time_left_ms to
+    //  answer (the time left of the request the call serves, less what the
+    //  caller still has to do after the answer); a negative time_left_ms is
+    //  host->call's rule (the deadline of the request being handled, if
+    //  any). A call whose time is gone (0) is not sent: it is answered
+    //  unavailable at once (returns -1, and on_reply does not run).
+    int (*call_within) (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
+                        void *cookie, int64_t time_left_ms);
+
+    void *reserved [11];            //  NULL; later minors fill these in order
 } parley_host_t;
 
 //  --------------------------------------------------------------------------
@@ -226,6 +248,10 @@ typedef struct {
     void (*on_request) (void *state, parley_request_t *request);
     //  The answer to host->call. code is NULL for ok, else an error code with
     //  message; body is the ok result map. All borrowed for the call only.
+    //  Minor 3: an error has a body too (NULL before): a map of the error's
+    //  further fields, such as "retry_after_ms", and "outcome": "unknown"
+    //  when the call may have taken effect although it failed (the callee
+    //  went silent or died while it had it); an empty map when none.
     void (*on_reply) (void *state, void *cookie, const char *code, const char *message,
                       const uint8_t *body, size_t size);
     //  Called when no more input is waiting, after one or more on_request/

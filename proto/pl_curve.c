@@ -144,6 +144,16 @@ pl_curve_apply (const pl_curve_t *self, zsock_t *socket, const char *endpoint)
         zsock_set_curve_serverkey (socket, self->server_public);
 }
 
+void
+pl_curve_apply_twin (const pl_curve_t *self, zsock_t *socket, const char *endpoint)
+{
+    assert (socket);
+    if (!self || !pl_curve_endpoint_needs_keys (endpoint))
+        return;
+    zcert_apply (self->cert, socket);
+    zsock_set_curve_serverkey (socket, zcert_public_txt (self->cert));
+}
+
 const char *
 pl_curve_public_txt (const pl_curve_t *self)
 {

@@ -75,6 +75,12 @@ void
 void
     pl_curve_apply (const pl_curve_t *self, zsock_t *socket, const char *endpoint);
 
+//  The broker's keys as a CURVE client of a broker with the same key pair:
+//  the SUB of a standby pair's state link (broker/br_bstar.h), for endpoint
+//  when it is tcp://. The other broker's zauth must allow this public key.
+void
+    pl_curve_apply_twin (const pl_curve_t *self, zsock_t *socket, const char *endpoint);
+
 //  True if endpoint is a tcp:// endpoint, the kind that needs keys
 bool
     pl_curve_endpoint_needs_keys (const char *endpoint);

@@ -52,6 +52,9 @@ struct _pl_envelope_t {
     size_t routes_count;        //  how many
     size_t routes_capacity;     //  allocated
     uint32_t heartbeat;         //  heartbeat interval, msecs
+    uint32_t deadline;          //  request: msecs left to answer it
+    bool deadline_set;          //  deadline was set (0 is still written: no time left)
+    uint64_t sent_at;           //  the sender's monotonic msecs when it sent this, 0 = unset
     zframe_t *body;             //  owned: body frame, or NULL
 };
 
@@ -171,7 +174,7 @@ pl_envelope_encode (pl_envelope_t *self, size_t *size_p)
         + (self->sids_count > 0) + (self->users_count > 0) + (self->event != 0)
         + (self->kind != NULL) + (self->name != NULL) + (self->instance != NULL)
         + self->abi_set + (self->flags != 0) + (self->routes_count > 0)
-        + (self->heartbeat != 0);
+        + (self->heartbeat != 0) + self->deadline_set + (self->sent_at != 0);
 
     pl_buf_t buffer = {0};
     msgpack_packer packer;
@@ -285,6 +288,14 @@ pl_envelope_encode (pl_envelope_t *self, size_t *size_p)
     if (self->heartbeat) {
         PACK_KEY (&packer, "hb");
         msgpack_pack_uint32 (&packer, self->heartbeat);
+    }
+    if (self->deadline_set) {
+        PACK_KEY (&packer, "dl");
+        msgpack_pack_uint32 (&packer, self->deadline);
+    }
+    if (self->sent_at) {
+        PACK_KEY (&packer, "at");
+        msgpack_pack_uint64 (&packer, self->sent_at);
     }
     if (buffer.failed) {
         pl_buf_free (&buffer);
@@ -566,6 +577,12 @@ s_read_field (s_decoder_t *decoder, pl_envelope_t *self, const pl_mp_item_t *key
             }
             if (KEY_IS (key, "hb"))
                 return s_read_uint32 (decoder, "hb", &self->heartbeat);
+            if (KEY_IS (key, "dl")) {
+                self->deadline_set = true;
+                return s_read_uint32 (decoder, "dl", &self->deadline);
+            }
+            if (KEY_IS (key, "at"))
+                return s_read_uint (decoder, "at", UINT64_MAX, &self->sent_at);
             break;
         case 3:
             if (KEY_IS (key, "rid"))
@@ -918,6 +935,9 @@ pl_envelope_dup (pl_envelope_t *self)
                                route->shard_field);
     }
     copy->heartbeat = self->heartbeat;
+    copy->deadline = self->deadline;
+    copy->deadline_set = self->deadline_set;
+    copy->sent_at = self->sent_at;
     copy->body = self->body ? zframe_dup (self->body) : NULL;
     return copy;
 }
@@ -1343,6 +1363,52 @@ pl_envelope_set_heartbeat (pl_envelope_t *self, uint32_t msecs)
 {
     assert (self);
     self->heartbeat = msecs;
+}
+
+void
+pl_envelope_set_error_retry (pl_envelope_t *self, const char *code, const char *message,
+                             int64_t retry_ms)
+{
+    assert (self);
+    pl_envelope_set_error (self, code, message);
+    pl_buf_t buffer = {0};
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, pl_buf_packer_write);
+    msgpack_pack_map (&packer, 1);
+    PACK_KEY (&packer, "retry_after_ms");
+    msgpack_pack_uint64 (&packer, retry_ms > 0 ? (uint64_t) retry_ms : 0);
+    if (!buffer.failed)
+        pl_envelope_set_body_copy (self, buffer.data, buffer.size);
+    pl_buf_free (&buffer);
+}
+
+int64_t
+pl_envelope_deadline (pl_envelope_t *self)
+{
+    assert (self);
+    return self->deadline_set ? (int64_t) self->deadline : -1;
+}
+
+void
+pl_envelope_set_deadline (pl_envelope_t *self, int64_t msecs)
+{
+    assert (self);
+    self->deadline_set = msecs >= 0;
+    self->deadline = msecs < 0 ? 0 : msecs > UINT32_MAX ? UINT32_MAX : (uint32_t) msecs;
+}
+
+uint64_t
+pl_envelope_sent_at (pl_envelope_t *self)
+{
+    assert (self);
+    return self->sent_at;
+}
+
+void
+pl_envelope_set_sent_at (pl_envelope_t *self, uint64_t msecs)
+{
+    assert (self);
+    self->sent_at = msecs;
 }
 
 zframe_t *

@@ -41,7 +41,7 @@ typedef enum {
     PL_OP_REFUSE = 3,           //  broker -> peer: HELLO refused (code, message)
     PL_OP_HEARTBEAT = 4,        //  both ways, when idle
     PL_OP_BYE = 5,              //  peer -> broker: leaving now
-    PL_OP_REQUEST = 6,          //  rid, type, [sid], [cid], [user], [addr], body
+    PL_OP_REQUEST = 6,          //  rid, type, [sid], [cid], [user], [addr], [dl], body
     PL_OP_REPLY = 7,            //  rid, [sid], [cid], [code, message, [outcome]] | body,
                                 //  [bind|unbind]
     PL_OP_DELIVER = 8,          //  plugin -> broker: users or sids + body;
@@ -157,6 +157,12 @@ const char *pl_envelope_code (pl_envelope_t *self);
 const char *pl_envelope_message (pl_envelope_t *self);
 void        pl_envelope_set_error (pl_envelope_t *self, const char *code, const char *message);
 
+//  An error that says when to try again: code and message, and as body the
+//  map {"retry_after_ms": retry_ms} (PROTOCOL.md 1.1 "Outcomes"; the
+//  gateway writes it after the message). Replaces any body.
+void        pl_envelope_set_error_retry (pl_envelope_t *self, const char *code,
+                                         const char *message, int64_t retry_ms);
+
 //  Error reply: "unknown" when the request may have taken effect although it
 //  failed (PROTOCOL.md 1.1 Outcomes); the gateway adds it to the client's error
 const char *pl_envelope_outcome (pl_envelope_t *self);
@@ -199,6 +205,19 @@ void        pl_envelope_add_route (pl_envelope_t *self, const char *prefix, uint
 //  Hello/welcome: heartbeat interval in milliseconds
 uint32_t    pl_envelope_heartbeat (pl_envelope_t *self);
 void        pl_envelope_set_heartbeat (pl_envelope_t *self, uint32_t msecs);
+
+//  Request: the time left to answer it, in msecs, relative (peers' clocks
+//  differ): each hop sets what is left when it sends. -1 = none given
+//  (the getter's answer when unset; a negative value clears it); values
+//  past UINT32_MAX are cut to it.
+int64_t     pl_envelope_deadline (pl_envelope_t *self);
+void        pl_envelope_set_deadline (pl_envelope_t *self, int64_t msecs);
+//  The sender's own monotonic clock when it sent this, msecs; 0 = unset.
+//  Only differences between two stamps of one sender mean anything: a
+//  receiver learns from them how long a message waited on the way
+//  (pl_lag.h)
+uint64_t    pl_envelope_sent_at (pl_envelope_t *self);
+void        pl_envelope_set_sent_at (pl_envelope_t *self, uint64_t msecs);
 
 //  Body frame (a msgpack map). Getter borrows; setter takes ownership of
 //  the frame and nullifies the reference; set_body_copy copies bytes.

@@ -1099,3 +1099,52 @@ pl_transcode_error_body (const uint8_t *id, size_t id_size, const char *code,
     pl_buf_append_byte (&output, '}');
     return s_finish (&output, headroom, json_size_p);
 }
+
+
+//  --------------------------------------------------------------------------
+//  An error frame that says when to try again. Caller frees.
+
+//  True when body is a map with a retry_after_ms (a JSON object has each
+//  key once: a plugin's value is its own, kept as it is)
+static bool
+s_has_retry (const uint8_t *body, size_t body_size)
+{
+    if (!body || !body_size)
+        return false;
+    pl_mp_reader_t reader;
+    pl_mp_reader_init (&reader, body, body_size);
+    pl_mp_item_t map;
+    if (pl_mp_next (&reader, &map) || map.kind != PL_MP_MAP)
+        return false;
+    for (uint32_t index = 0; index < map.length; index++) {
+        pl_mp_item_t key;
+        if (pl_mp_next (&reader, &key))
+            return false;
+        if (s_is_key (&key, "retry_after_ms"))
+            return true;
+        if (pl_mp_skip (&reader))
+            return false;
+    }
+    return false;
+}
+
+uint8_t *
+pl_transcode_error_retry (const uint8_t *id, size_t id_size, const char *code,
+                          const char *message, const char *outcome,
+                          const uint8_t *body, size_t body_size, int64_t retry_ms,
+                          size_t headroom, size_t *json_size_p)
+{
+    uint8_t *frame = pl_transcode_error_body (id, id_size, code, message, outcome, body,
+                                              body_size, headroom, json_size_p);
+    if (!frame || retry_ms <= 0 || s_has_retry (body, body_size))
+        return frame;
+    //  Reopen the finished object: its closing brace is the last byte
+    pl_buf_t output = { .data = frame, .size = headroom + *json_size_p,
+                        .capacity = headroom + *json_size_p };
+    output.size--;
+    char field [48];
+    int length = snprintf (field, sizeof field, ",\"retry_after_ms\":%lld}",
+                           (long long) retry_ms);
+    pl_buf_append (&output, field, (size_t) length);
+    return s_finish (&output, headroom, json_size_p);
+}

@@ -96,6 +96,16 @@ uint8_t *
                              const uint8_t *body, size_t body_size,
                              size_t headroom, size_t *json_size_p);
 
+//  The same, and "retry_after_ms": retry_ms after it all when retry_ms > 0
+//  and body has no retry_after_ms of its own: the gateway's
+//  floor under every rate_limited and unavailable (CLIENT-PROTOCOL.md).
+//  Caller frees.
+uint8_t *
+    pl_transcode_error_retry (const uint8_t *id, size_t id_size, const char *code,
+                              const char *message, const char *outcome,
+                              const uint8_t *body, size_t body_size, int64_t retry_ms,
+                              size_t headroom, size_t *json_size_p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@ import { RoomsController } from './rooms.js';
 import { PmController } from './pm.js';
 import { Navigator } from './nav.js';
 import { ConnectionStatus } from './connection.js';
+import { Outbox } from './outbox.js';
 import { toast } from './toast.js';
 
 const RESUME_RETRY_MS = 3000;
@@ -20,20 +21,6 @@ const PASSWORD_MAX_BYTES = 1024;
 
 const $ = (id) => document.getElementById(id);
 
-const client = new ProtocolClient();
-const presence = new PresencePanel({
-    list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
-});
-const nav = new Navigator();
-const rooms = new RoomsController(client, { nav, toast, users: () => [...presence.users.keys()] });
-const pm = new PmController(client, {
-    nav,
-    presenceOf: (name) => presence.users.get(name) ?? [...presence.users.values()]
-        .find((entry) => entry.user.toLowerCase() === name.toLowerCase()),
-});
-nav.attach({ rooms, pm, people: () => [...presence.users.keys()] });
-presence.onMessage = (user) => pm.open(user);
-
 // Where the page is: 'signin', 'resuming' or 'dashboard'
 let view = null;
 let currentUser = null;         // the signed-in user's name, while on the dashboard
@@ -41,6 +28,24 @@ let sessionReady = false;       // this connection is signed in and the dashboar
 let busy = false;               // a sign-in request is in flight
 let loggingOut = false;         // our own auth.logout is in flight
 let resumeTimer = null;
+let baseTitle = document.title; // the tab's title without the unread count ("alice · Parley")
+
+const client = new ProtocolClient();
+const presence = new PresencePanel({
+    list: $('users'), count: $('users-count'), empty: $('users-empty'), panel: $('users-panel'),
+});
+const nav = new Navigator();
+const outbox = new Outbox(client);
+const rooms = new RoomsController(client, {
+    nav, toast, outbox, unreadChanged: renderTitle, users: () => [...presence.users.keys()],
+});
+const pm = new PmController(client, {
+    nav, outbox, unreadChanged: renderTitle,
+    presenceOf: (name) => presence.users.get(name) ?? [...presence.users.values()]
+        .find((entry) => entry.user.toLowerCase() === name.toLowerCase()),
+});
+nav.attach({ rooms, pm, people: () => [...presence.users.keys()] });
+presence.onMessage = (user) => pm.open(user);
 
 const status = new ConnectionStatus(client, { online: (connected) => setOnline(connected && sessionReady) });
 
@@ -65,6 +70,18 @@ function storeToken(token) {
     }
 }
 
+// --- the tab's title: the unread total of rooms and conversations -----------
+
+function renderTitle() {
+    const total = currentUser ? rooms.totalUnread + pm.totalUnread : 0;
+    document.title = total > 0 ? `(${total}) ${baseTitle}` : baseTitle;
+}
+
+function setBaseTitle(text) {
+    baseTitle = text;
+    renderTitle();
+}
+
 // --- connection ---------------------------------------------------------------
 
 // Online: Send enabled, presence believed; offline: the page says it may be old
@@ -84,6 +101,7 @@ client.on(':close', () => {
     clearTimeout(resumeTimer);
     sessionReady = false;
     status.setReady(false);
+    outbox.setReady(false);
     setOnline(false);
 });
 
@@ -112,10 +130,11 @@ function showView(next, { focus = true } = {}) {
 
 // Signed out: the socket closes (an unauthenticated one would be closed by the
 // server after 30 s anyway) and nothing of the last user stays on the page
-function showSignin(notice = null) {
+function showSignin(notice = null, { forgetOutbox = false } = {}) {
     currentUser = null;
     sessionReady = false;
     status.setReady(false);
+    outbox.unload({ forget: forgetOutbox });
     client.stop();
     status.setActive(false);
     nav.leave();
@@ -130,8 +149,9 @@ async function enterDashboard(user, token) {
     currentUser = user;
     storeToken(token);
     $('account-name').textContent = user;
-    pm.setBaseTitle(`${user} · Parley`);
+    setBaseTitle(`${user} · Parley`);
     presence.setSelf(user);
+    outbox.load(user);
     showView('dashboard');
     status.setActive(true);
     showConnectionDetail(null);
@@ -141,6 +161,8 @@ async function enterDashboard(user, token) {
     sessionReady = true;
     status.setReady(true);
     setOnline(true);
+    // Caught up: what the outbox holds is sent (or repeated, with its nonce)
+    outbox.setReady(true);
     await nav.restore(user);
 }
 
@@ -177,7 +199,7 @@ async function resume() {
     } catch (error) {
         if (error.code === 'invalid_token') {
             storeToken(null);
-            pm.setBaseTitle('Parley');
+            setBaseTitle('Parley');
             showSignin('Your session has ended; please log in again.');
         } else if (error.code === 'already_authenticated') {
             // A sign-in on this connection won the race; nothing to do
@@ -319,8 +341,8 @@ async function logout() {
         $('logout').disabled = false;
     }
     storeToken(null);
-    pm.setBaseTitle('Parley');
-    showSignin('You have logged out.');
+    setBaseTitle('Parley');
+    showSignin('You have logged out.', { forgetOutbox: true });
 }
 
 // Another tab or device logged this token out: this session is signed out too
@@ -328,7 +350,7 @@ client.on('logged_out', () => {
     if (loggingOut || view === 'signin')
         return;
     storeToken(null);
-    pm.setBaseTitle('Parley');
+    setBaseTitle('Parley');
     showSignin('You were logged out from another tab or window.');
 });
 

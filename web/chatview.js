@@ -1,10 +1,11 @@
 // The chat view shared by rooms and private conversations: one timeline on
-// screen (messages grouped by author, day separators, a "New messages" line, a
-// "Jump to newest" button when scrolled up, older pages on scrolling to the
-// top) and its composer (grows with the draft, Enter sends, Shift+Enter is a
-// new line, Escape leaves it, counts characters as the server does, Send
-// disabled while offline with the draft kept). What is specific to a room or a
-// conversation (who may write, what to fetch) stays in rooms.js and pm.js.
+// screen (messages grouped by author, day separators, a "New messages" line at
+// the read marker, a "Jump to newest" button when scrolled up, older pages on
+// scrolling to the top, the messages of the outbox still on their way below
+// the rest) and its composer (grows with the draft, Enter sends, Shift+Enter
+// is a new line, Escape leaves it, counts characters as the server does; a
+// message written offline waits in the outbox). What is specific to a room or
+// a conversation (who may write, what to fetch) stays in rooms.js and pm.js.
 
 import { formatMessage } from './format.js';
 
@@ -100,12 +101,17 @@ export class Timeline {
 
     // Adds entries; returns how many were new
     add(entries) {
-        let added = 0;
+        return this.addNew(entries).length;
+    }
+
+    // Adds entries; returns those that were new
+    addNew(entries) {
+        const added = [];
         for (const entry of entries) {
             if (!Number.isInteger(entry?.seq) || this.entries.has(entry.seq))
                 continue;
             this.entries.set(entry.seq, entry);
-            added++;
+            added.push(entry);
         }
         return added;
     }
@@ -131,18 +137,18 @@ export class Timeline {
         }
     }
 
-    // What came after the newest entry, page by page (a gap, or a reconnection);
-    // fetch({ after, limit }) as above. Returns how many entries were new, or
-    // null when a catch-up is already on its way
+    // What came after the newest entry, page by page while `more` (a gap, or a
+    // reconnection); fetch({ after, limit }) as above. Returns the entries that
+    // were new, or null when a catch-up is already on its way
     async catchUp(fetch) {
         if (!this.loaded || this.catchingUp)
             return null;
         this.catchingUp = true;
-        let added = 0;
+        const added = [];
         try {
             for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
                 const reply = await fetch({ after: this.newest ?? 0, limit: CATCH_UP_PAGE });
-                added += this.add(reply.messages ?? []);
+                added.push(...this.addNew(reply.messages ?? []));
                 if (!reply.more)
                     break;
             }
@@ -156,32 +162,42 @@ export class Timeline {
 export class ChatView {
     // ids: the elements' ids (box, entries, top, notice, announcer, form, input,
     // send, error, hint, jump, olderButton); self(): the signed-in user;
-    // send(text): resolves when sent, rejects with a ProtocolError;
-    // loadOlder(): fetch the page before the oldest; beginning: the sentence
-    // at the top of a timeline that has nothing older
-    constructor(ids, { self, send, loadOlder, beginning }) {
+    // send(text): puts the message in the outbox; pending(): the outbox's
+    // messages of the chat shown; retry(nonce) and discard(nonce): the buttons
+    // of a failed one; seen(): the newest entries are in sight (scrolled to the
+    // bottom); loadOlder(): fetch the page before the oldest; beginning: the
+    // sentence at the top of a timeline that has nothing older
+    constructor(ids, { self, send, pending = () => [], retry = () => {}, discard = () => {}, seen = () => {},
+        loadOlder, beginning }) {
         this.el = Object.fromEntries(Object.entries(ids).map(([name, id]) =>
             [name, name === 'olderButton' ? id : document.getElementById(id)]));
         this.self = self;
         this.onSend = send;
+        this.pending = pending;
+        this.onRetry = retry;
+        this.onDiscard = discard;
+        this.onSeen = seen;
         this.onLoadOlder = loadOlder;
         this.beginning = beginning;
         this.timeline = null;
         this.key = null;                // which room or conversation is shown
         this.drafts = new Map();        // key -> the draft left there
         this.unreadOnOpen = 0;          // messages unread when it was opened: the line goes above them
+        this.readOnOpen = null;         // or (1.1) the read marker when it was opened: the line goes after it
         this.newFrom = null;            // seq of the first message that arrived unseen
         this.unseen = 0;                // messages below the visible part
         this.writable = false;
         this.online = true;
-        this.sending = false;
+        this.toBottomNext = false;      // the next render scrolls to the end (a message just written)
         this.wire();
     }
 
     // --- what is shown ----------------------------------------------------------
 
-    // Another room or conversation takes the view (timeline may still be loading)
-    show(key, timeline, { unread = 0 } = {}) {
+    // Another room or conversation takes the view (timeline may still be
+    // loading); unread: how many of the newest are unread (1.0), or readSeq:
+    // the read marker (1.1), for the "New messages" line
+    show(key, timeline, { unread = 0, readSeq = null } = {}) {
         if (key !== this.key) {
             if (this.key !== null)
                 this.drafts.set(this.key, this.el.input.value);
@@ -190,6 +206,7 @@ export class ChatView {
             this.newFrom = null;
             this.unseen = 0;
             this.unreadOnOpen = unread;
+            this.readOnOpen = readSeq;
             this.grow();
         }
         this.key = key;
@@ -221,14 +238,15 @@ export class ChatView {
         const timeline = this.timeline;
         const entries = timeline?.loaded ? timeline.sorted() : [];
         const wasNearBottom = this.nearBottom;
-        if (this.unreadOnOpen > 0 && timeline?.loaded) {
-            this.markUnreadOnOpen(entries);
+        toBottom ||= this.toBottomNext;
+        this.toBottomNext = false;
+        if ((this.unreadOnOpen > 0 || this.readOnOpen !== null) && timeline?.loaded && this.markUnreadOnOpen(entries))
             toBottom = false;
-        }
-        this.el.entries.replaceChildren(...this.items(entries), ...after);
+        const pending = this.key === null ? [] : this.pending().map((item) => this.pendingItem(item));
+        this.el.entries.replaceChildren(...this.items(entries), ...pending, ...after);
 
-        const text = notice ?? (!timeline || !timeline.loaded ? 'Loading…'
-            : entries.length === 0 && after.length === 0 ? 'No messages yet: say hello.' : null);
+        const text = notice ?? (!timeline || !timeline.loaded ? (pending.length ? null : 'Loading…')
+            : entries.length === 0 && after.length === 0 && pending.length === 0 ? 'No messages yet: say hello.' : null);
         this.el.notice.textContent = text ?? '';
         this.el.notice.hidden = !text;
         this.renderTop(timeline, entries.length > 0 && notice === null);
@@ -246,13 +264,17 @@ export class ChatView {
         this.renderJump();
     }
 
-    // The line goes above the last `unreadOnOpen` messages of others
+    // The line goes above the first message of others after the read marker
+    // (1.1), or above the last `unreadOnOpen` of them (1.0); true when placed
     markUnreadOnOpen(entries) {
         const others = entries.filter((entry) => entry.type !== 'system' && entry.from !== this.self());
-        const first = others[Math.max(0, others.length - this.unreadOnOpen)];
+        const first = this.readOnOpen !== null ? others.find((entry) => entry.seq > this.readOnOpen)
+            : others[Math.max(0, others.length - this.unreadOnOpen)];
         this.newFrom = first?.seq ?? null;
         this.unreadOnOpen = 0;
-        this.placeLine = true;
+        this.readOnOpen = null;
+        this.placeLine = this.newFrom !== null;
+        return this.placeLine;
     }
 
     renderTop(timeline, show) {
@@ -309,7 +331,10 @@ export class ChatView {
 
     messageItem(entry, grouped) {
         const own = entry.from === this.self();
-        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}`);
+        // 1.1: the entry names the members it mentions; one's own name stands out
+        const me = String(this.self() ?? '').toLowerCase();
+        const mentioned = Array.isArray(entry.mentions) && entry.mentions.some((name) => String(name).toLowerCase() === me);
+        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}${mentioned ? ' mentions-me' : ''}`);
         item.dataset.seq = String(entry.seq);
         item.dataset.from = entry.from;
         const body = element('div', 'entry-body');
@@ -331,6 +356,39 @@ export class ChatView {
         body.append(text);
         item.append(body);
         return item;
+    }
+
+    // A message of the outbox: sending, waiting for the connection, or failed
+    // with Retry and Discard
+    pendingItem(item) {
+        const failed = item.state === 'failed';
+        const node = element('li', `entry entry-message own pending${failed ? ' failed' : ''}`);
+        node.dataset.nonce = item.nonce;
+        node.dataset.state = item.state;
+        node.append(avatar(this.self() ?? '?'));
+        const body = element('div', 'entry-body');
+        const meta = element('div', 'meta');
+        const status = failed ? `Not sent: ${item.error ?? 'refused.'}`
+            : this.online ? 'Sending…' : 'Waiting for the connection…';
+        meta.append(element('span', 'from', 'You'), document.createTextNode(' '),
+            element('span', `pending-status${failed ? ' text-danger' : ''}`, status));
+        body.append(meta);
+        const text = element('div', 'text');
+        text.append(...formatMessage(item.text));
+        body.append(text);
+        if (failed) {
+            const actions = element('div', 'pending-actions d-flex gap-2 mt-1');
+            const retry = element('button', 'btn btn-sm btn-outline-primary pending-retry', 'Retry');
+            retry.type = 'button';
+            retry.addEventListener('click', () => this.onRetry(item.nonce));
+            const discard = element('button', 'btn btn-sm btn-outline-secondary pending-discard', 'Discard');
+            discard.type = 'button';
+            discard.addEventListener('click', () => this.onDiscard(item.nonce));
+            actions.append(retry, discard);
+            body.append(actions);
+        }
+        node.append(body);
+        return node;
     }
 
     noticeItem(message, className, entry = null) {
@@ -393,12 +451,13 @@ export class ChatView {
         this.renderComposer();
     }
 
-    // The connection: while offline Send is disabled and the draft stays
+    // The connection: while offline what is written waits in the outbox
     setOnline(online) {
+        const changed = this.online !== online;
         this.online = online;
-        if (online && /connect/i.test(this.el.error.textContent))
-            this.el.error.textContent = '';
         this.renderComposer();
+        if (changed && this.key !== null && this.pending().length > 0)
+            this.render();      // "Sending…" or "Waiting for the connection…"
     }
 
     renderComposer() {
@@ -408,17 +467,16 @@ export class ChatView {
         hint.classList.toggle('text-danger', over > 0);
         hint.classList.toggle('text-body-secondary', over <= 0);
         if (!this.online && this.writable)
-            hint.textContent = 'Offline: the draft stays here';
+            hint.textContent = 'Offline: messages are sent when the connection is back';
         else if (over > 0)
             hint.textContent = `${over} character${over === 1 ? '' : 's'} over the limit of ${TEXT_MAX}`;
         else if (count > WARN_FROM)
             hint.textContent = `${count} / ${TEXT_MAX}`;
         else
             hint.textContent = 'Enter sends · Shift+Enter: new line';
-        // Offline, a refused send's note says it all: one note, not two
-        hint.hidden = !this.writable || (!this.online && this.el.error.textContent !== '');
+        hint.hidden = !this.writable;
         this.el.input.setAttribute('aria-invalid', over > 0 ? 'true' : 'false');
-        this.el.send.disabled = !this.writable || !this.online || this.sending || over > 0;
+        this.el.send.disabled = !this.writable || over > 0;
     }
 
     // The composer grows with the draft, up to its CSS max-height
@@ -429,17 +487,14 @@ export class ChatView {
             input.style.height = `${input.scrollHeight + 2}px`;
     }
 
-    async submit() {
+    // The message goes to the outbox, which shows it at once and sends it as
+    // soon as it can (at once when online); the composer is free again
+    submit() {
         const input = this.el.input;
         const text = input.value;
         const error = this.el.error;
-        if (!this.writable || this.sending)
+        if (!this.writable)
             return;
-        if (!this.online) {
-            error.textContent = 'Not connected: not sent yet; the draft stays here.';
-            this.renderComposer();
-            return;
-        }
         if (text.trim().length === 0) {
             error.textContent = 'Write something first.';
             return;
@@ -450,21 +505,13 @@ export class ChatView {
             return;
         }
         error.textContent = '';
-        this.sending = true;
+        input.value = '';
+        this.grow();
+        this.newFrom = null;        // one's own message: everything above is seen
+        this.toBottomNext = true;
+        this.onSend(text);          // the owner renders the timeline with it, at the bottom
         this.renderComposer();
-        try {
-            await this.onSend(text);
-            if (input.value === text)
-                input.value = '';
-            this.grow();
-        } catch (failure) {
-            error.textContent = failure.message;
-        } finally {
-            this.sending = false;
-            this.renderComposer();
-            if (!input.disabled)
-                input.focus();
-        }
+        input.focus();
     }
 
     wire() {
@@ -487,8 +534,10 @@ export class ChatView {
         box.addEventListener('scroll', () => {
             if (box.scrollTop < NEAR_TOP_PX)
                 this.onLoadOlder();
-            if (this.nearBottom)
+            if (this.nearBottom) {
                 this.unseen = 0;
+                this.onSeen();
+            }
             this.renderJump();
         });
         jump.addEventListener('click', () => this.jumpToNewest());

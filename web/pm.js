@@ -1,9 +1,12 @@
 // Private messages: the conversations list (newest first, last message, unread
-// badge), the conversation's chat (through the shared ChatView), read markers
-// while a conversation is on screen, and the unread count in the tab's title
-// (PROTOCOL.md "Private messages"). Speaks through a ProtocolClient.
+// badge), the conversation's chat (through the shared ChatView, messages sent
+// through the outbox), read markers while a conversation is on screen and
+// scrolled to its end, cleared on every tab by `read` events, and the unread
+// count for the tab's title (PROTOCOL.md "Private messages"). Speaks through
+// a ProtocolClient.
 
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
+import { toast } from './toast.js';
 
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
@@ -28,58 +31,80 @@ function isMessage(entry) {
 
 export class PmController {
     // nav: the Navigator (which chat is open, the phone layout);
-    // presenceOf(name): { online, last_seen } or undefined, for the header
-    constructor(client, { nav, presenceOf = () => undefined }) {
+    // presenceOf(name): { online, last_seen } or undefined, for the header;
+    // outbox: the Outbox messages go through; unreadChanged(): the counts
+    // changed (the tab's title follows)
+    constructor(client, { nav, outbox, unreadChanged = () => {}, presenceOf = () => undefined }) {
         this.client = client;
         this.nav = nav;
+        this.outbox = outbox;
+        this.unreadChanged = unreadChanged;
         this.presenceOf = presenceOf;
         this.self = null;
-        this.conversations = new Map();     // key(with) -> { with, last, unread }
+        this.conversations = new Map();     // key(with) -> { with, last, unread, read_seq?, last_seq? }
         this.names = new Map();             // key(with) -> the name as the server spells it
         this.timelines = new Map();         // key(with) -> Timeline, for conversations this page opened
         this.current = null;                // key(with) of the conversation on screen
         this.readSent = new Map();          // key(with) -> the highest seq this page sent pm.read for
         this.readRequests = new Map();      // key(with) -> number of the newest pm.read on its way
-        this.baseTitle = document.title;
+        this.listTimer = null;
         this.view = new ChatView({
             box: 'pm-timeline', entries: 'pm-entries', top: 'pm-top', notice: 'pm-notice',
             announcer: 'pm-announcer', form: 'pm-composer', input: 'pm-text', send: 'pm-send',
             error: 'pm-composer-error', hint: 'pm-hint', jump: 'pm-jump', olderButton: 'pm-load-older',
         }, {
             self: () => this.self,
-            send: (text) => this.client.request('pm.send', { to: this.nameOf(this.current), text }),
+            send: (text) => this.outbox.add('pm', this.nameOf(this.current), text),
+            pending: () => (this.current ? this.outbox.pending('pm', this.current) : []),
+            retry: (nonce) => this.outbox.retry(nonce),
+            discard: (nonce) => this.outbox.discard(nonce),
+            seen: () => this.markRead(),
             loadOlder: () => this.loadOlder(),
             beginning: 'The beginning of the conversation.',
+        });
+        outbox.register('pm', {
+            changed: (conversationKey) => {
+                if (conversationKey === this.current)
+                    this.renderTimeline();
+            },
+            delivered: (item, reply) => this.delivered(item, reply),
+            failed: (item) => {
+                // Said on screen, or by one toast for a chat elsewhere however many of its messages fail
+                if (item.key === this.current)
+                    this.view.announce(`Not sent: ${item.error}`);
+                else if (outbox.pending('pm', item.key).filter((each) => each.state === 'failed').length === 1)
+                    toast(`Your message to ${item.to} was not sent: ${item.error}`,
+                        { action: 'Open', onAction: () => this.open(item.to) });
+            },
         });
         this.wire();
     }
 
     // --- lifecycle, called by app.js ------------------------------------------
 
-    // Signed in (again): the list, and the open conversation caught up
+    // Signed in (again): the list with its counts, and every conversation
+    // this page holds caught up from its last seen seq, not only the open one
     async enter(user) {
         if (this.self !== user) {
             this.self = user;
             this.reset();
-        } else {
-            // Only the open conversation is kept; the others load when opened
-            for (const conversationKey of [...this.timelines.keys()])
-                if (conversationKey !== this.current)
-                    this.timelines.delete(conversationKey);
         }
         this.readSent.clear();
         await this.refreshList();
-        if (this.current) {
-            const timeline = this.timelines.get(this.current);
-            if (timeline?.loaded) {
-                await this.catchUp(this.current);
-            } else {
+        const work = [];
+        for (const [conversationKey, timeline] of [...this.timelines]) {
+            if (timeline.loaded) {
+                work.push(this.catchUp(conversationKey));
+            } else if (conversationKey === this.current) {
                 const fresh = new Timeline();
                 this.timelines.set(this.current, fresh);
                 this.view.show(this.current, fresh);
-                await this.loadNewest(this.current, fresh);
+                work.push(this.loadNewest(this.current, fresh));
+            } else {
+                this.timelines.delete(conversationKey);     // loads when opened
             }
         }
+        await Promise.all(work);
     }
 
     reset() {
@@ -107,12 +132,6 @@ export class PmController {
 
     partners() {
         return [...this.conversations.values()].map((conversation) => conversation.with);
-    }
-
-    // The title without the unread count ("alice · Parley"), set by app.js
-    setBaseTitle(text) {
-        this.baseTitle = text;
-        this.renderTitle();
     }
 
     get isOpen() {
@@ -144,6 +163,9 @@ export class PmController {
                     with: conversation.with,
                     last: isMessage(conversation.last) ? conversation.last : null,
                     unread: Number(conversation.unread) || 0,
+                    // 1.1: the marker and the newest seq; absent from a 1.0 server
+                    read_seq: Number.isInteger(conversation.read_seq) ? conversation.read_seq : null,
+                    last_seq: Number.isInteger(conversation.last_seq) ? conversation.last_seq : null,
                 });
                 this.names.set(conversationKey, conversation.with);
             }
@@ -166,11 +188,6 @@ export class PmController {
         return total;
     }
 
-    renderTitle() {
-        const total = this.self ? this.totalUnread : 0;
-        document.title = total > 0 ? `(${total}) ${this.baseTitle}` : this.baseTitle;
-    }
-
     renderList() {
         const conversations = [...this.conversations.values()]
             .sort((a, b) => timeOf(b.last) - timeOf(a.last) || key(a.with).localeCompare(key(b.with)));
@@ -178,7 +195,7 @@ export class PmController {
         $('conversations-count').textContent = unread > 0 ? `${unread} unread` : '';
         $('conversations-empty').hidden = conversations.length > 0 || !$('conversations-error').hidden;
         $('conversations').replaceChildren(...conversations.map((each) => this.listItem(each)));
-        this.renderTitle();
+        this.unreadChanged();
     }
 
     listItem(conversation) {
@@ -248,8 +265,7 @@ export class PmController {
             timeline = new Timeline();
             this.timelines.set(conversationKey, timeline);
         }
-        this.view.show(conversationKey, timeline,
-            { unread: this.conversations.get(conversationKey)?.unread ?? 0 });
+        this.view.show(conversationKey, timeline, this.lineOnOpen(conversationKey));
         this.renderList();
         this.renderView();
         if (focus)
@@ -260,6 +276,15 @@ export class PmController {
         } else if (fresh) {
             await this.loadNewest(conversationKey, timeline);
         }
+    }
+
+    // Where the "New messages" line goes: after the read marker (1.1), or
+    // above the messages counted unread (1.0)
+    lineOnOpen(conversationKey) {
+        const conversation = this.conversations.get(conversationKey);
+        if (!conversation || conversation.unread === 0)
+            return {};
+        return conversation.read_seq !== null ? { readSeq: conversation.read_seq } : { unread: conversation.unread };
     }
 
     // The main area goes to a room, or back to the list
@@ -277,7 +302,7 @@ export class PmController {
             const reply = await this.history(conversationKey, { limit: HISTORY_PAGE });
             if (this.timelines.get(conversationKey) !== timeline)
                 return;
-            timeline.add(reply.messages ?? []);
+            this.absorb(timeline.addNew(reply.messages ?? []));
             timeline.more = Boolean(reply.more);
             timeline.loaded = true;
             const buffered = timeline.buffered;
@@ -334,11 +359,13 @@ export class PmController {
 
     // --- read markers ---------------------------------------------------------
 
+    // The user sees the newest messages: the conversation is on screen, on a
+    // visible tab, scrolled to its end
     get onScreen() {
-        return this.current !== null && document.visibilityState === 'visible';
+        return this.current !== null && document.visibilityState === 'visible' && this.view.nearBottom;
     }
 
-    // The open conversation, on a visible tab, is read up to its newest message
+    // The open conversation, seen, is read up to its newest message
     async markRead() {
         if (!this.onScreen)
             return;
@@ -361,6 +388,8 @@ export class PmController {
         try {
             const reply = await this.client.request('pm.read',
                 { with: this.nameOf(conversationKey), seq: newest });
+            if (conversation && Number.isInteger(reply.read_seq))       // 1.1
+                conversation.read_seq = Math.max(conversation.read_seq ?? 0, reply.read_seq);
             // Only the answer to the newest pm.read is current
             if (this.readRequests.get(conversationKey) === number && conversation
                 && Number.isInteger(reply.unread) && this.conversations.get(conversationKey) === conversation) {
@@ -375,15 +404,31 @@ export class PmController {
         }
     }
 
-    // Another tab or device of this user read a conversation
+    // Another tab or device of this user read a conversation: `pm_read` with
+    // the count (1.0), or `read` with the marker (1.1)
     readElsewhere(event) {
         if (typeof event.with !== 'string')
             return;
         const conversation = this.conversations.get(key(event.with));
-        if (!conversation || !Number.isInteger(event.unread))
+        if (!conversation)
             return;
-        conversation.unread = event.unread;
+        if (Number.isInteger(event.seq))
+            conversation.read_seq = Math.max(conversation.read_seq ?? 0, event.seq);
+        if (Number.isInteger(event.unread))
+            conversation.unread = event.unread;
+        else if (Number.isInteger(event.seq) && event.seq >= (conversation.last_seq ?? conversation.last?.seq ?? 0))
+            conversation.unread = 0;
+        else if (Number.isInteger(event.seq))
+            this.scheduleListRefresh();
+        else
+            return;
         this.renderList();
+    }
+
+    // The counts from the server, once for a burst of events
+    scheduleListRefresh() {
+        clearTimeout(this.listTimer);
+        this.listTimer = setTimeout(() => this.refreshList(), 300);
     }
 
     // --- scroll-back and gaps -------------------------------------------------
@@ -411,8 +456,10 @@ export class PmController {
         const timeline = this.timelines.get(conversationKey);
         try {
             const added = await timeline?.catchUp((page) => this.history(conversationKey, page));
-            if (conversationKey === this.current && added !== null) {
-                if (added > 0)
+            if (added)
+                this.absorb(added);
+            if (conversationKey === this.current && added) {
+                if (added.length > 0)
                     this.renderTimeline();
                 this.markRead();
             }
@@ -427,9 +474,27 @@ export class PmController {
 
     // --- events ---------------------------------------------------------------
 
+    // Messages of a conversation came in (live, caught up or a page of
+    // history): those of the outbox among them leave it
+    absorb(entries) {
+        for (const entry of entries)
+            if (isMessage(entry))
+                this.outbox.arrived('pm', key(key(entry.from) === key(this.self ?? '') ? entry.to : entry.from), entry);
+    }
+
+    // A message of the outbox was stored: it takes its place at once (its own
+    // event, which may come later, changes nothing then)
+    delivered(item, reply) {
+        if (!Number.isInteger(reply.seq) || !this.self)
+            return;
+        this.receive({ type: 'pm', from: this.self, to: item.to, seq: reply.seq, text: item.text,
+            ts: reply.ts, nonce: item.nonce });
+    }
+
     wire() {
         this.client.on('pm', (event) => this.receive(event));
         this.client.on('pm_read', (event) => this.readElsewhere(event));
+        this.client.on('read', (event) => this.readElsewhere(event));
         document.addEventListener('visibilitychange', () => this.markRead());
     }
 
@@ -441,15 +506,17 @@ export class PmController {
         const other = own ? event.to : event.from;
         const conversationKey = key(other);
         this.names.set(conversationKey, other);
+        this.absorb([event]);
 
         let conversation = this.conversations.get(conversationKey);
         const known = conversation?.last?.seq ?? 0;
         if (!conversation) {
-            conversation = { with: other, last: null, unread: 0 };
+            conversation = { with: other, last: null, unread: 0, read_seq: null, last_seq: null };
             this.conversations.set(conversationKey, conversation);
         }
         if (event.seq > known) {
             conversation.last = event;
+            conversation.last_seq = Math.max(conversation.last_seq ?? 0, event.seq);
             if (!own)
                 conversation.unread += 1;
         }

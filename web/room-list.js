@@ -1,6 +1,7 @@
-// The room list in the sidebar: each room with its description, a padlock when
-// private, "join" when the user is not a member, the unread count and how full
-// it is. Rendering only; the data stays in RoomsController.
+// The room list in the sidebar: the pending invitations first (with Join),
+// then each room with its description, a padlock when private, "join" when
+// the user is not a member, the unread and mention counts and how full it is.
+// Rendering only; the data stays in RoomsController.
 
 import { element } from './chatview.js';
 
@@ -28,29 +29,40 @@ function lockIcon() {
 }
 
 export class RoomList {
-    // pick(name): a room was chosen
-    constructor(list, { pick }) {
+    // pick(name): a room was chosen; join(name): an invitation's Join
+    constructor(list, { pick, join }) {
         this.element = list;
         this.pick = pick;
+        this.join = join;
         this.current = null;
-        this.unread = new Map();
+        this.marks = new Map();
     }
 
-    // rooms: every room listed; current: key of the room open; unread: key -> count
-    render(rooms, current, unread) {
+    // rooms: every room listed; current: key of the room open; marks: key ->
+    // { unread, mentions }
+    render(rooms, current, marks) {
         this.current = current;
-        this.unread = unread;
+        this.marks = marks;
         // A re-render must not take the focus from the room the user is on
-        const focused = this.element.contains(document.activeElement)
-            ? document.activeElement.closest('li')?.dataset.room : null;
-        this.element.replaceChildren(...[...rooms].sort(byName).map((room) => this.item(room)));
-        if (focused)
+        const active = this.element.contains(document.activeElement) ? document.activeElement : null;
+        const focused = active?.closest('li')?.dataset.room;
+        const joinFocused = Boolean(active?.classList.contains('invite-join'));
+        const invited = (room) => Boolean(room.invited && !room.joined);
+        const sorted = [...rooms].sort((a, b) => Number(invited(b)) - Number(invited(a)) || byName(a, b));
+        this.element.replaceChildren(...sorted.map((room) => this.item(room)));
+        if (focused && !(joinFocused && this.focusJoin(focused)))
             this.focus(focused);
+    }
+
+    focusJoin(name) {
+        const button = this.element.querySelector(`li[data-room="${CSS.escape(name)}"] .invite-join`);
+        button?.focus();
+        return Boolean(button);
     }
 
     // The focus on a room's entry; false when it is not listed
     focus(name) {
-        const button = this.element.querySelector(`li[data-room="${CSS.escape(name)}"] button`);
+        const button = this.element.querySelector(`li[data-room="${CSS.escape(name)}"] button.room-item`);
         button?.focus();
         return Boolean(button);
     }
@@ -80,24 +92,46 @@ export class RoomList {
             text.append(element('small', 'd-block text-truncate room-item-description', room.description));
 
         const side = element('span', 'd-flex align-items-center gap-1 flex-none');
-        const unread = this.unread.get(key(room.name)) ?? 0;
-        if (unread > 0 && !selected) {
-            const badge = element('span', 'badge rounded-pill text-bg-primary unread-badge', String(unread));
+        const mark = room.joined ? this.marks.get(key(room.name)) : null;
+        if (mark?.mentions > 0 && !selected) {
+            const badge = element('span', 'badge rounded-pill text-bg-danger mention-badge', `@${mark.mentions}`);
+            badge.title = `${mark.mentions} mention${mark.mentions === 1 ? '' : 's'} of you`;
+            badge.append(element('span', 'visually-hidden', mark.mentions === 1 ? ' mention' : ' mentions'));
+            side.append(badge);
+        }
+        if (mark?.unread > 0 && !selected) {
+            const badge = element('span', 'badge rounded-pill text-bg-primary unread-badge', String(mark.unread));
             badge.append(element('span', 'visually-hidden', ' new'));
             side.append(badge);
         }
+        const invited = Boolean(room.invited && !room.joined);
+        item.dataset.invited = String(invited);
         if (room.joined)
             side.append(element('span', 'visually-hidden joined-badge', ', joined'));
+        else if (invited)
+            side.append(element('span', 'badge text-bg-light border invited-badge', 'invited'));
         else
             side.append(element('span', 'badge text-bg-light border not-joined', 'join'));
-        const count = element('small', 'member-count', `${room.members} / ${room.max_participants}`);
-        count.title = `${room.members} of at most ${room.max_participants} members`;
-        count.append(element('span', 'visually-hidden', ' members'));
-        side.append(count);
+        if (Number.isInteger(room.members)) {
+            const count = element('small', 'member-count', `${room.members} / ${room.max_participants}`);
+            count.title = `${room.members} of at most ${room.max_participants} members`;
+            count.append(element('span', 'visually-hidden', ' members'));
+            side.append(count);
+        }
 
         button.append(hash, text, side);
         button.addEventListener('click', () => this.pick(room.name));
         item.append(button);
+        if (invited) {
+            if (room.from)
+                text.append(element('small', 'd-block text-truncate room-item-description', `invited by ${room.from}`));
+            item.classList.add('d-flex', 'align-items-center');
+            const join = element('button', 'btn btn-sm btn-success invite-join flex-none me-2', 'Join');
+            join.type = 'button';
+            join.setAttribute('aria-label', `Join ${room.name}`);
+            join.addEventListener('click', () => this.join(room.name));
+            item.append(join);
+        }
         return item;
     }
 }

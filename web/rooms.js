@@ -1,7 +1,10 @@
 // Rooms: the room list, join / leave / delete, joining by name ("Create it?"
 // when there is no such room), the room's header and its chat (through the
-// shared ChatView), members and invitations (PROTOCOL.md "Rooms"). The dialogs
-// are in room-dialogs.js, the members panel in members.js.
+// shared ChatView, messages sent through the outbox), members and invitations
+// (PROTOCOL.md "Rooms"), unread and mention counts with read markers (1.1
+// "Read markers, unread counts and mentions"; a 1.0 server gives none, and
+// the counts are then this page's own). The dialogs are in room-dialogs.js,
+// the members panel in members.js.
 
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 import { MembersPanel } from './members.js';
@@ -13,71 +16,119 @@ export { TEXT_MAX } from './chatview.js';
 const LIST_REFRESH_MS = 300;        // membership changes arrive in bursts: one room.list for each
 const LEAVE_GUARD_MS = 500;         // Leave ignores clicks this soon after Join: a double-click's second half
 const LIST_PAGES_MAX = 20;          // room.list pages followed at most (1,200 rooms need ~4)
+const COUNT_PAGE = 200;             // history entries per page when counting what was missed (1.0)
+const COUNT_ROUNDS = 10;            // at most this many pages
 
 const $ = (id) => document.getElementById(id);
 
 // Room names are unique without regard to case
 const key = (name) => String(name).toLowerCase();
 
+// A room's read marker and counts: read (the marker, null when the server
+// keeps none), last (the newest seq known here, null when none), unread and
+// mentions (messages of others after the marker, and those naming the user)
+const blankMark = () => ({ read: null, last: null, unread: 0, mentions: 0 });
+
 export class RoomsController {
-    // nav: the Navigator (which chat is open, the phone layout); toast(text, options)
-    constructor(client, { nav, toast, users = () => [] }) {
+    // nav: the Navigator (which chat is open, the phone layout); toast(text,
+    // options); outbox: the Outbox messages go through; unreadChanged(): the
+    // counts changed (the tab's title follows)
+    constructor(client, { nav, toast, outbox, unreadChanged = () => {}, users = () => [] }) {
         this.client = client;
         this.nav = nav;
         this.toast = toast;
+        this.outbox = outbox;
+        this.unreadChanged = unreadChanged;
         this.self = null;
-        this.rooms = new Map();             // key(name) -> room, with `joined`
+        this.rooms = new Map();             // key(name) -> room, with `joined` (and `invited`)
         this.timelines = new Map();         // key(name) -> Timeline, for rooms this page has opened
-        this.unread = new Map();            // key(name) -> count of messages not seen
+        this.marks = new Map();             // key(name) -> blankMark(), for the rooms joined
+        this.markers = false;               // the server keeps read markers (1.1)
+        this.invitations = new Map();       // key(name) -> room, invitations seen as `invite` events
+        this.readSent = new Map();          // key(name) -> the highest seq this page sent room.read for
         this.current = null;                // key(name) of the room in the chat view
         this.deleted = null;                // the deletion notice when the current room went away
         this.listTimer = null;
         this.joining = false;               // a room.join is on its way
         this.joinedAt = 0;
         this.members = new MembersPanel({ knownUsers: users });
-        this.list = new RoomList($('rooms'), { pick: (name) => this.open(name) });
+        this.list = new RoomList($('rooms'), {
+            pick: (name) => this.open(name), join: (name) => this.joinOutsideView(name),
+        });
         this.view = new ChatView({
             box: 'timeline', entries: 'entries', top: 'timeline-top', notice: 'timeline-notice',
             announcer: 'chat-announcer', form: 'composer', input: 'composer-text', send: 'composer-send',
             error: 'composer-error', hint: 'composer-hint', jump: 'timeline-jump', olderButton: 'load-older',
         }, {
             self: () => this.self,
-            send: (text) => this.client.request('msg.send', { room: this.room.name, text }).catch((failure) => {
-                if (failure.code === 'not_member' || failure.code === 'no_such_room')
-                    this.failed(this.current, failure);
-                throw failure;
-            }),
+            send: (text) => this.outbox.add('room', this.room?.name ?? this.current, text),
+            pending: () => (this.current ? this.outbox.pending('room', this.current) : []),
+            retry: (nonce) => this.outbox.retry(nonce),
+            discard: (nonce) => this.outbox.discard(nonce),
+            seen: () => this.markRead(),
             loadOlder: () => this.loadOlder(),
             beginning: 'The beginning of the room.',
         });
         this.dialog = new CreateRoomDialog(client, { created: (room) => this.created(room) });
         this.confirm = new ConfirmDialog();
+        outbox.register('room', {
+            changed: (roomKey) => {
+                if (roomKey === this.current)
+                    this.renderTimeline();
+            },
+            delivered: (item, reply) => this.delivered(item, reply),
+            failed: (item, error) => {
+                // Said on screen, or by one toast for a chat elsewhere however many of its messages fail
+                if (item.key === this.current)
+                    this.view.announce(`Not sent: ${item.error}`);
+                else if (outbox.pending('room', item.key).filter((each) => each.state === 'failed').length === 1)
+                    this.toast(`Your message in ${item.to} was not sent: ${item.error}`,
+                        { action: 'Open', onAction: () => this.open(item.to) });
+                if (error.code === 'not_member' || error.code === 'no_such_room')
+                    this.failed(item.key, error);
+            },
+        });
         this.wire();
     }
 
     // --- lifecycle, called by app.js ------------------------------------------
 
-    // Signed in (again): the list, and the open room caught up
+    // Signed in (again): the list with its counts, and every joined room this
+    // page follows caught up from its last seen seq, not only the one on screen
     async enter(user) {
         if (this.self !== user) {
             this.self = user;
             this.reset();
         }
+        this.readSent.clear();
         await this.refreshList();
+        const work = [];
+        for (const [roomKey, room] of this.rooms) {
+            if (!room.joined || roomKey === this.current)
+                continue;
+            if (this.timelines.get(roomKey)?.loaded)
+                work.push(this.catchUp(roomKey));
+            else if (!this.markers && Number.isInteger(this.marks.get(roomKey)?.last))
+                work.push(this.countMissed(roomKey));
+        }
         if (this.current) {
             const timeline = this.timelines.get(this.current);
             if (timeline?.loaded && timeline.newest !== null)
-                await Promise.all([this.catchUp(this.current), this.loadMembers(this.current)]);
+                work.push(this.catchUp(this.current), this.loadMembers(this.current));
             else
-                await this.open(this.rooms.get(this.current)?.name ?? this.current, { focus: false });
+                work.push(this.open(this.rooms.get(this.current)?.name ?? this.current, { focus: false }));
         }
+        await Promise.all(work);
     }
 
     // Signed out: nothing of the last user stays on the page
     reset() {
         this.rooms.clear();
         this.timelines.clear();
-        this.unread.clear();
+        this.marks.clear();
+        this.markers = false;
+        this.invitations.clear();
+        this.readSent.clear();
         this.current = null;
         this.members.clear();
         this.deleted = null;
@@ -127,7 +178,7 @@ export class RoomsController {
                 if (!cursor)
                     break;
             }
-            this.rooms = fresh;
+            this.applyList(fresh);
             $('rooms-error').hidden = true;
         } catch (error) {
             if (error.code === 'disconnected')
@@ -138,6 +189,37 @@ export class RoomsController {
         this.renderList();
         if (this.current)
             this.renderHeader();
+        this.markRead();
+    }
+
+    // A fresh room.list: the rooms, and (1.1) each joined room's marker and
+    // counts, unless this page has already seen newer entries than the list
+    applyList(fresh) {
+        const marks = new Map();
+        for (const [roomKey, room] of fresh) {
+            if (room.invited && !room.joined)
+                this.invitations.delete(roomKey);       // the server lists it: no need to keep it here
+            if (!room.joined)
+                continue;
+            const local = this.marks.get(roomKey);
+            if (!Number.isInteger(room.read_seq)) {
+                marks.set(roomKey, local ?? blankMark());
+                continue;
+            }
+            this.markers = true;
+            const last = Number.isInteger(room.last_seq) ? room.last_seq : 0;
+            if (local && local.last !== null && local.last > last)
+                marks.set(roomKey, { ...local, read: Math.max(local.read ?? 0, room.read_seq) });
+            else
+                marks.set(roomKey, { read: room.read_seq, last, unread: Number(room.unread) || 0,
+                    mentions: Number(room.mentions) || 0 });
+        }
+        // An invitation the server does not list (1.0 lists no invited room) stays
+        for (const [roomKey, room] of this.invitations)
+            if (!fresh.has(roomKey))
+                fresh.set(roomKey, room);
+        this.rooms = fresh;
+        this.marks = marks;
     }
 
     // Membership changed somewhere: counts and `joined` from the server, once per burst
@@ -149,7 +231,16 @@ export class RoomsController {
     renderList() {
         $('rooms-count').textContent = this.rooms.size ? `(${this.rooms.size})` : '';
         $('rooms-empty').hidden = this.rooms.size > 0 || !$('rooms-error').hidden;
-        this.list.render([...this.rooms.values()], this.current, this.unread);
+        this.list.render([...this.rooms.values()], this.current, this.marks);
+        this.unreadChanged();
+    }
+
+    // Unread messages in every joined room, for the tab's title
+    get totalUnread() {
+        let total = 0;
+        for (const mark of this.marks.values())
+            total += mark.unread;
+        return total;
     }
 
     focusListItem(name) {
@@ -174,19 +265,27 @@ export class RoomsController {
         this.renderChat();
     }
 
+    // Where the "New messages" line goes when a room opens: after the read
+    // marker (1.1), or above the messages counted unread here (1.0)
+    lineOnOpen(roomKey) {
+        const mark = this.marks.get(roomKey);
+        if (!mark || mark.unread === 0)
+            return {};
+        return this.markers && mark.read !== null ? { readSeq: mark.read } : { unread: mark.unread };
+    }
+
     async open(name, { focus = true } = {}) {
         const roomKey = key(name);
         this.nav.opened('room', this.rooms.get(roomKey)?.name ?? name);
-        const unread = this.unread.get(roomKey) ?? 0;
+        const line = this.lineOnOpen(roomKey);
         this.current = roomKey;
         this.deleted = null;
-        this.unread.delete(roomKey);
         this.members.clear();
         this.showChatError(null);
         const room = this.rooms.get(roomKey);
         if (room?.joined && !this.timelines.get(roomKey)?.loaded)
             this.timelines.set(roomKey, new Timeline());
-        this.view.show(roomKey, this.timelines.get(roomKey) ?? null, { unread });
+        this.view.show(roomKey, this.timelines.get(roomKey) ?? null, line);
         this.renderList();
         this.renderChat();
         if (focus)
@@ -214,7 +313,7 @@ export class RoomsController {
     // The newest page arrived (from room.history or room.join): what came while it
     // was on its way is merged, and any gap after it is filled
     startTimeline(roomKey, timeline, entries, more) {
-        timeline.add(entries);
+        this.absorb(roomKey, timeline.addNew(entries), { count: false });
         timeline.more = more;
         timeline.loaded = true;
         const buffered = timeline.buffered;
@@ -225,6 +324,8 @@ export class RoomsController {
         }
         for (const entry of buffered)
             this.receiveEntry(entry);
+        if (roomKey === this.current)
+            this.markRead();
     }
 
     async loadMembers(roomKey) {
@@ -261,7 +362,9 @@ export class RoomsController {
     forget(roomKey) {
         this.rooms.delete(roomKey);
         this.timelines.delete(roomKey);
-        this.unread.delete(roomKey);
+        this.marks.delete(roomKey);
+        this.invitations.delete(roomKey);
+        this.readSent.delete(roomKey);
         this.renderList();
     }
 
@@ -290,8 +393,12 @@ export class RoomsController {
         const facts = [];
         if (room) {
             facts.push(room.private ? 'Private room' : 'Public room');
-            facts.push(`${room.members} of at most ${room.max_participants} members`);
-            facts.push(room.owner === this.self ? 'you own it' : `owner: ${room.owner}`);
+            if (Number.isInteger(room.members))
+                facts.push(`${room.members} of at most ${room.max_participants} members`);
+            if (room.owner)
+                facts.push(room.owner === this.self ? 'you own it' : `owner: ${room.owner}`);
+            if (room.invited && !room.joined)
+                facts.push('you are invited');
         }
         $('chat-facts').textContent = facts.join(' · ');
         const joined = Boolean(room?.joined);
@@ -314,6 +421,8 @@ export class RoomsController {
             notice = this.timelines.has(this.current) ? null : '';
         else if (!room)
             notice = this.joining ? 'Joining the room…' : 'This room is not in your list.';
+        else if (!room.joined && room.invited)
+            notice = this.joining ? 'Joining the room…' : 'You are invited to this private room: join it to read and write here.';
         else if (!room.joined)
             notice = room.private
                 ? 'This room is private: join it with an invitation to read and write here.'
@@ -348,13 +457,36 @@ export class RoomsController {
             render();
     }
 
-    // Fetches what came after the newest entry this page has
+    // Fetches what came after the newest entry this page has, page by page
     async catchUp(roomKey) {
         const timeline = this.timelines.get(roomKey);
         try {
             const added = await timeline?.catchUp((page) => this.history(roomKey, page));
-            if (added > 0 && roomKey === this.current)
-                this.renderTimeline();
+            if (added?.length) {
+                this.absorb(roomKey, added, { count: true });
+                if (roomKey === this.current)
+                    this.renderTimeline();
+            }
+            if (added && roomKey === this.current)
+                this.markRead();
+        } catch (error) {
+            this.failed(roomKey, error);
+        }
+    }
+
+    // A 1.0 server keeps no counts: what came into a room this page does not
+    // show while it was away is fetched after the last seq seen, and counted
+    async countMissed(roomKey) {
+        try {
+            for (let round = 0; round < COUNT_ROUNDS; round++) {
+                const after = this.marks.get(roomKey)?.last;
+                if (!Number.isInteger(after))
+                    return;
+                const reply = await this.history(roomKey, { after, limit: COUNT_PAGE });
+                this.absorb(roomKey, reply.messages ?? [], { count: true });
+                if (!reply.more)
+                    return;
+            }
         } catch (error) {
             this.failed(roomKey, error);
         }
@@ -377,6 +509,8 @@ export class RoomsController {
                 this.receiveEntry(event);
         });
         this.client.on('invite', (event) => this.invited(event));
+        this.client.on('read', (event) => this.readElsewhere(event));
+        document.addEventListener('visibilitychange', () => this.markRead());
 
         $('room-join').addEventListener('click', () => this.join());
         $('room-leave').addEventListener('click', (event) => {
@@ -404,28 +538,151 @@ export class RoomsController {
         if (!timeline?.loaded) {
             if (timeline)
                 timeline.buffered.push(entry);
-            else if (roomKey !== this.current && entry.type === 'message')
-                this.countUnread(roomKey);
+            else
+                this.absorb(roomKey, [entry], { count: true });
             return;
         }
         const newest = timeline.newest;
         if (timeline.add([entry]) === 0)
             return;
-        if (newest !== null && entry.seq > newest + 1)
+        if (newest !== null && entry.seq > newest + 1) {
             this.catchUp(roomKey);      // a gap: something was missed
+            if (this.markers)
+                this.scheduleListRefresh();     // and the counts of what was missed
+        }
+        this.absorb(roomKey, [entry], { count: true });
         if (roomKey === this.current) {
             this.view.arrived([entry]);
             const own = entry.from === this.self;
             if (!own || entry.type !== 'message')
                 this.view.announce(entry.type === 'system' ? entry.message : `${entry.from}: ${entry.text}`);
-        } else if (entry.type === 'message') {
-            this.countUnread(roomKey);
+            this.markRead();
         }
     }
 
-    countUnread(roomKey) {
-        this.unread.set(roomKey, (this.unread.get(roomKey) ?? 0) + 1);
+    // Entries of a room came in (live, caught up, or a page of history): the
+    // outbox's messages among them leave it, and with count the unread and
+    // mention counts follow those newer than the newest seq known here
+    absorb(roomKey, entries, { count }) {
+        let changed = false;
+        for (const entry of [...entries].sort((a, b) => a.seq - b.seq)) {
+            if (entry.type === 'message')
+                this.outbox.arrived('room', roomKey, entry);
+            if (!this.rooms.get(roomKey)?.joined && !this.marks.has(roomKey))
+                continue;
+            const mark = this.mark(roomKey);
+            if (mark.last !== null && entry.seq <= mark.last)
+                continue;
+            mark.last = entry.seq;
+            if (entry.type !== 'message' || !count)
+                continue;
+            if (key(entry.from ?? '') === key(this.self ?? '')) {
+                // One's own message moves one's marker to it (PROTOCOL.md)
+                Object.assign(mark, { read: this.markers ? entry.seq : mark.read, unread: 0, mentions: 0 });
+            } else if (!this.seeing(roomKey)) {
+                mark.unread += 1;
+                if (this.mentionsSelf(entry))
+                    mark.mentions += 1;
+            }
+            changed = true;
+        }
+        if (changed)
+            this.renderList();
+    }
+
+    mark(roomKey) {
+        if (!this.marks.has(roomKey))
+            this.marks.set(roomKey, blankMark());
+        return this.marks.get(roomKey);
+    }
+
+    mentionsSelf(entry) {
+        return Array.isArray(entry.mentions) && entry.mentions.some((name) => key(name) === key(this.self ?? ''));
+    }
+
+    // --- read markers -----------------------------------------------------------
+
+    // The user sees the newest entries of this room: it is on screen, on a
+    // visible tab, scrolled to the bottom
+    seeing(roomKey) {
+        return roomKey === this.current && !this.deleted && document.visibilityState === 'visible'
+            && Boolean(this.timelines.get(roomKey)?.loaded) && this.view.nearBottom;
+    }
+
+    // The room on screen is read up to its newest entry: the counts clear, and
+    // (1.1) room.read moves the marker, which clears the badge on every tab
+    markRead() {
+        const roomKey = this.current;
+        if (!roomKey || !this.rooms.get(roomKey)?.joined || !this.seeing(roomKey))
+            return;
+        const newest = this.timelines.get(roomKey).newest;
+        const mark = this.mark(roomKey);
+        // Newer entries exist than those on screen: read once the catch-up brings them
+        if (newest === null || (mark.last !== null && newest < mark.last))
+            return;
+        if (mark.unread > 0 || mark.mentions > 0) {
+            mark.unread = 0;
+            mark.mentions = 0;
+            this.renderList();
+        }
+        if (!this.markers || newest <= (mark.read ?? 0) || newest <= (this.readSent.get(roomKey) ?? 0))
+            return;
+        this.readSent.set(roomKey, newest);
+        const name = this.rooms.get(roomKey)?.name ?? roomKey;
+        this.client.request('room.read', { room: name, seq: newest }).then((reply) => {
+            const now = this.marks.get(roomKey);
+            const seq = Number.isInteger(reply.read_seq) ? reply.read_seq : newest;
+            if (now)
+                now.read = Math.max(now.read ?? 0, seq);
+        }, (error) => {
+            if (this.readSent.get(roomKey) === newest)
+                this.readSent.delete(roomKey);
+            if (error.code !== 'disconnected')
+                console.warn('Parley: room.read failed:', error.message);
+        });
+    }
+
+    // A `read` event: this user's marker moved (here, on another tab or device)
+    readElsewhere(event) {
+        if (typeof event.room !== 'string' || !Number.isInteger(event.seq))
+            return;
+        const roomKey = key(event.room);
+        const mark = this.marks.get(roomKey);
+        if (!mark)
+            return;
+        mark.read = Math.max(mark.read ?? 0, event.seq);
+        if (mark.last === null || event.seq >= mark.last) {
+            mark.unread = 0;
+            mark.mentions = 0;
+        } else if (!this.recount(roomKey)) {
+            this.scheduleListRefresh();
+        }
         this.renderList();
+    }
+
+    // The counts from the timeline this page holds, when it reaches back to the
+    // marker; false when it does not (the server is asked instead)
+    recount(roomKey) {
+        const mark = this.marks.get(roomKey);
+        const timeline = this.timelines.get(roomKey);
+        if (!timeline?.loaded || (timeline.more && (timeline.oldest ?? Infinity) > mark.read + 1))
+            return false;
+        const unread = timeline.sorted().filter((entry) => entry.type === 'message' && entry.seq > mark.read
+            && !entry.deleted && key(entry.from ?? '') !== key(this.self ?? ''));
+        mark.unread = unread.length;
+        mark.mentions = unread.filter((entry) => this.mentionsSelf(entry)).length;
+        return true;
+    }
+
+    // A message of the outbox was stored: it takes its place in the timeline
+    // at once (its own event, which may come later, changes nothing then)
+    delivered(item, reply) {
+        if (!Number.isInteger(reply.seq))
+            return;
+        this.receiveEntry({
+            type: 'message', room: item.to, seq: reply.seq, from: this.self, text: item.text,
+            ts: reply.ts, nonce: item.nonce,
+        });
     }
 
     membershipChanged(roomKey, entry) {
@@ -443,6 +700,7 @@ export class RoomsController {
                 room.joined = false;
             if (roomKey !== this.current)
                 this.timelines.delete(roomKey);
+            this.marks.delete(roomKey);
         }
         this.scheduleListRefresh();
     }
@@ -454,6 +712,8 @@ export class RoomsController {
         const roomKey = key(room.name);
         const known = this.rooms.get(roomKey);
         this.rooms.set(roomKey, { ...room, joined: known?.joined ?? room.owner === this.self });
+        if (this.rooms.get(roomKey).joined)
+            this.mark(roomKey);
         this.renderList();
         if (room.owner !== this.self)
             this.view.announce(event.message ?? `The room ${room.name} was created.`);
@@ -484,6 +744,17 @@ export class RoomsController {
         if (!name)
             return;
         const from = event.from ?? 'Someone';
+        const roomKey = key(name);
+        // Listed with its Join until joined (1.1 lists it from the server too)
+        if (!this.rooms.get(roomKey)?.joined) {
+            const room = { ...(this.rooms.get(roomKey) ?? { name, private: true }), joined: false, invited: true, from };
+            this.invitations.set(roomKey, room);
+            this.rooms.set(roomKey, room);
+            this.renderList();
+            if (roomKey === this.current)
+                this.renderChat();
+            this.scheduleListRefresh();
+        }
         this.toast(`${from} invited you to the room ${name}.`, {
             action: 'Join', onAction: () => this.join(name),
         });
@@ -521,7 +792,13 @@ export class RoomsController {
         try {
             const reply = await this.client.request('room.join', { room: name });
             const room = { ...(reply.room ?? this.rooms.get(roomKey) ?? { name }), joined: true };
+            delete room.invited;
             this.rooms.set(roomKey, room);
+            this.invitations.delete(roomKey);
+            // A newcomer starts with nothing unread: its marker is its join entry
+            if (Number.isInteger(reply.read_seq))
+                this.markers = true;
+            this.marks.set(roomKey, { ...blankMark(), read: Number.isInteger(reply.read_seq) ? reply.read_seq : null });
             this.joinedAt = Date.now();
             this.joining = false;
             this.renderList();
@@ -645,6 +922,7 @@ export class RoomsController {
         }
         room.joined = false;
         this.timelines.delete(key(room.name));
+        this.marks.delete(key(room.name));
     }
 
     // Back to the room list, the focus on the room left (a private one is no

@@ -3,7 +3,16 @@
 
     probe.call     calls "store.probe" with the request's body; answers the
                    request with the call's outcome: {"code": str|nil,
-                   "result": <the call's result map>|nil}
+                   "result": <the call's result map>|nil} (an error's
+                   fields, minor 3)
+    probe.left     answers {"left": host->request_time_left} (minor 3)
+    probe.unknown  answers unavailable with {"retry_after_ms": 5, "outcome":
+                   "unknown"} through reply_error_body (minor 3)
+    probe.within   calls "store.probe" with call_within and a time left
+                   of 1234 ms; answered as probe.call is (minor 3)
+
+    Built twice: probe.so for this header's minor, probe-minor2.so for
+    minor 2 (PROBE_ABI_MINOR), as a plugin built before minor 3 was.
     probe.hold     keeps the request and never answers (the host frees it)
     probe.deliver  delivers {"type": "probe.event"} to users ["alice","bob"]
                    and to session 77, then answers ok
@@ -27,6 +36,10 @@
 */
 
 #include "parley_plugin.h"
+
+#ifndef PROBE_ABI_MINOR
+#   define PROBE_ABI_MINOR PARLEY_ABI_MINOR
+#endif
 
 #include <msgpack.h>
 #include <pthread.h>
@@ -145,6 +158,33 @@ s_on_request (void *state, parley_request_t *request)
     const parley_host_t *host = self->host;
     const char *type = host->request_type (request);
 
+#if PROBE_ABI_MINOR >= 3
+    if (strcmp (type, "probe.left") == 0) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 1);
+        msgpack_pack_str_with_body (&packer, "left", 4);
+        msgpack_pack_int64 (&packer, host->request_time_left (request));
+        host->reply (self->ctx, &request, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+        return;
+    }
+    if (strcmp (type, "probe.unknown") == 0) {
+        static const char fields [] = "\x82\xaeretry_after_ms\x05\xa7outcome\xa7unknown";
+        host->reply_error_body (self->ctx, &request, "unavailable", "Lost.", fields,
+                                sizeof fields - 1);
+        return;
+    }
+    if (strcmp (type, "probe.within") == 0) {
+        size_t size;
+        const uint8_t *body = host->request_body (request, &size);
+        if (host->call_within (self->ctx, "store.probe", body, size, request, 1234))
+            host->reply_error (self->ctx, &request, "internal", "call failed");
+        return;
+    }
+#endif
     if (strcmp (type, "probe.call") == 0) {
         size_t size;
         const uint8_t *body = host->request_body (request, &size);
@@ -304,7 +344,7 @@ static const parley_route_t s_routes [] = {
 
 static const parley_plugin_t s_descriptor = {
     .abi_major = PARLEY_ABI_MAJOR,
-    .abi_minor = PARLEY_ABI_MINOR,
+    .abi_minor = PROBE_ABI_MINOR,
     .size = sizeof (parley_plugin_t),
     .flags = PARLEY_PLUGIN_SESSIONS,
     .name = "probe",

@@ -266,6 +266,33 @@ s_expect_reply (zsock_t *gateway, uint64_t rid, uint64_t sid, const char *code)
     return message;
 }
 
+//  Expects the broker's own unavailable: retry_after_ms always, and
+//  "outcome": "unknown" only when the plugin had the request (unknown)
+static void
+s_expect_unavailable (zsock_t *gateway, uint64_t rid, uint64_t sid, bool unknown)
+{
+    pl_envelope_t *reply = s_recv_op (gateway, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), rid);
+    assert_int_equal (pl_envelope_sid (reply), sid);
+    assert_string_equal (pl_envelope_code (reply), "unavailable");
+    if (unknown)
+        assert_string_equal (pl_envelope_outcome (reply), "unknown");
+    else
+        assert_null (pl_envelope_outcome (reply));
+    zframe_t *body = pl_envelope_body (reply);
+    assert_non_null (body);
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    assert_int_equal (msgpack_unpack_next (&result, (const char *) zframe_data (body),
+                                           zframe_size (body), NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal (result.data.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal (result.data.via.map.size, 1);
+    assert_int_equal (result.data.via.map.ptr [0].val.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_true (result.data.via.map.ptr [0].val.via.u64 > 0);
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+}
+
 static void
 s_expect_error (zsock_t *gateway, uint64_t rid, uint64_t sid, const char *code)
 {
@@ -526,16 +553,16 @@ test_request_to_dead_plugin_gets_unavailable (void **state)
     s_request (gateway, 1, 42, "example.echo", NULL, NULL);
     pl_envelope_t *request = s_recv_op (example, PL_OP_REQUEST);
     pl_envelope_destroy (&request);
-    //  The plugin falls silent (it never heartbeats): dead after 3 x 100 ms
+    //  The plugin falls silent (it never heartbeats): dead after 3 x 100 ms.
+    //  It had the request: the outcome is unknown
     int64_t start = zclock_mono ();
-    char *message = s_expect_reply (gateway, 1, 42, "unavailable");
+    s_expect_unavailable (gateway, 1, 42, true);
     assert_true (zclock_mono () - start < TEST_WAIT);
-    assert_string_equal (message, "The example service is unavailable; try again later.");
-    free (message);
 
-    //  Its route is gone with it; the broker forgot it (WHO)
+    //  Its route is gone with it; the broker forgot it (WHO). Nobody had
+    //  this one: nothing happened
     s_request (gateway, 2, 42, "example.echo", NULL, NULL);
-    s_expect_error (gateway, 2, 42, "unavailable");
+    s_expect_unavailable (gateway, 2, 42, false);
     s_send (example, pl_envelope_new (PL_OP_HEARTBEAT));
     pl_envelope_t *who = s_recv_op (example, PL_OP_WHO);
     pl_envelope_destroy (&who);
@@ -552,15 +579,59 @@ test_request_to_silent_live_plugin_times_out_unavailable (void **state)
     pl_envelope_t *request = s_recv_op (example, PL_OP_REQUEST);
     uint64_t broker_rid = pl_envelope_rid (request);
     pl_envelope_destroy (&request);
-    char *message = s_expect_reply (gateway, 1, 42, "unavailable");
-    assert_string_equal (message, "The example service is unavailable; try again later.");
-    free (message);
+    s_expect_unavailable (gateway, 1, 42, true);
 
     //  The late answer is dropped
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     pl_envelope_set_rid (reply, broker_rid);
     s_send (example, reply);
     assert_true (s_quiet (gateway, 300));
+}
+
+//  A request with its own deadline: it goes on with what is left less the
+//  broker's margin, and the backstop answers at its deadline, not at the
+//  broker's timeout; one with no time left goes nowhere
+static void
+test_request_deadline_travels_and_sets_the_backstop (void **state)
+{
+    s_broker (60000);
+    zsock_t *example = s_plugin ("example", "example.", PARLEY_ROUTE_PUBLIC);
+    zsock_t *gateway = s_gateway ("gw-1");
+    s_session_open (gateway, 42, "192.0.2.7");
+
+    pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
+    pl_envelope_set_rid (request, 1);
+    pl_envelope_set_sid (request, 42);
+    pl_envelope_set_type (request, "example.echo");
+    pl_envelope_set_cid (request, s_cid, sizeof s_cid);
+    pl_envelope_set_deadline (request, 400);
+    int64_t start = zclock_mono ();
+    s_send (gateway, request);
+    pl_envelope_t *forwarded = s_recv_op (example, PL_OP_REQUEST);
+    //  400 less 1/20 of it, stamped with the broker's clock
+    assert_int_equal (pl_envelope_deadline (forwarded), 380);
+    assert_true (pl_envelope_sent_at (forwarded) > 0);
+    pl_envelope_destroy (&forwarded);
+    s_expect_unavailable (gateway, 1, 42, true);
+    int64_t waited = zclock_mono () - start;
+    assert_true (waited >= 390 && waited < TEST_WAIT);
+
+    //  Without a deadline of its own it has the broker's timeout
+    s_request (gateway, 2, 42, "example.echo", NULL, NULL);
+    forwarded = s_recv_op (example, PL_OP_REQUEST);
+    assert_int_equal (pl_envelope_deadline (forwarded), 60000 - 60000 / 20);
+    pl_envelope_destroy (&forwarded);
+
+    //  No time left: answered at once, and nothing happened
+    request = pl_envelope_new (PL_OP_REQUEST);
+    pl_envelope_set_rid (request, 3);
+    pl_envelope_set_sid (request, 42);
+    pl_envelope_set_type (request, "example.echo");
+    pl_envelope_set_cid (request, s_cid, sizeof s_cid);
+    pl_envelope_set_deadline (request, 0);
+    s_send (gateway, request);
+    s_expect_unavailable (gateway, 3, 42, false);
+    assert_true (s_quiet (example, 200));
 }
 
 static void
@@ -1250,6 +1321,91 @@ test_admin_routes_only_for_admin_peers (void **state)
     pl_envelope_destroy (&reply);
 }
 
+//  The peer broker of a standby pair, played by the test: publishes state
+static void
+s_peer_says (zsock_t *peer, br_bstar_state_t state)
+{
+    byte message [2] = { 1, (byte) state };
+    zframe_t *frame = zframe_new (message, sizeof message);
+    assert_int_equal (zframe_send (&frame, peer, 0), 0);
+}
+
+//  True once the broker publishes state on its state socket
+static bool
+s_broker_says (zsock_t *watch, br_bstar_state_t state)
+{
+    int64_t deadline = zclock_mono () + TEST_WAIT;
+    while (zclock_mono () < deadline) {
+        zframe_t *frame = zframe_recv (watch);
+        bool said = frame && zframe_size (frame) == 2 && zframe_data (frame) [1] == state;
+        zframe_destroy (&frame);
+        if (said)
+            return true;
+    }
+    return false;
+}
+
+static void
+s_plugin_hello (zsock_t *dealer)
+{
+    pl_envelope_t *hello = pl_envelope_new (PL_OP_HELLO);
+    pl_envelope_set_kind (hello, "plugin");
+    pl_envelope_set_name (hello, "example");
+    pl_envelope_set_instance (hello, "example@test:1");
+    pl_envelope_set_abi (hello, PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR);
+    pl_envelope_set_heartbeat (hello, TEST_LONG_HEARTBEAT);
+    pl_envelope_add_route (hello, "example.", 0, PARLEY_SHARD_NONE, NULL);
+    s_send (dealer, hello);
+}
+
+//  The backup of a standby pair: passive (no answer, not even WHO) while
+//  its peer is active, active at a hello once the peer is silent, and
+//  passive again, forgetting its peers, when it finds the primary active too
+static void
+test_standby_broker_serves_only_while_active (void **state)
+{
+    zsock_t *peer = zsock_new (ZMQ_PUB);
+    assert_int_equal (zsock_bind (peer, "inproc://test-bstar-peer"), 0);
+    br_bstar_config_t bstar = { .primary = false, .bind = "inproc://test-bstar-broker",
+                                .peer = "inproc://test-bstar-peer" };
+    br_broker_config_t config = { .heartbeat_ms = TEST_HEARTBEAT, .bstar = &bstar };
+    s_the_broker = br_broker_start (&config);
+    assert_non_null (s_the_broker);
+    zsock_t *watch = zsock_new_sub (">inproc://test-bstar-broker", "");
+    zsock_set_rcvtimeo (watch, 100);
+
+    //  The primary is active: our hellos go unanswered
+    zsock_t *dealer = s_dealer (BR_BROKER_INPROC);
+    for (int round = 0; round < 10; round++) {
+        s_peer_says (peer, BR_BSTAR_ACTIVE);
+        s_plugin_hello (dealer);
+        assert_true (s_quiet (dealer, 50));
+    }
+    assert_true (s_broker_says (watch, BR_BSTAR_PASSIVE));
+
+    //  The primary falls silent: the next hello is welcomed
+    zclock_sleep (BR_BSTAR_PEER_LIVENESS * TEST_HEARTBEAT + 100);
+    s_plugin_hello (dealer);
+    pl_envelope_t *welcome = s_recv_op (dealer, PL_OP_WELCOME);
+    pl_envelope_destroy (&welcome);
+    assert_true (s_broker_says (watch, BR_BSTAR_ACTIVE));
+
+    //  The primary is back and active: the backup yields, forgets us, and
+    //  answers nothing
+    s_peer_says (peer, BR_BSTAR_ACTIVE);
+    assert_true (s_broker_says (watch, BR_BSTAR_PASSIVE));
+    pl_envelope_t *request = pl_envelope_new (PL_OP_REQUEST);
+    pl_envelope_set_rid (request, 1);
+    pl_envelope_set_type (request, "example.echo");
+    s_send (dealer, request);
+    for (int round = 0; round < 4; round++) {
+        s_peer_says (peer, BR_BSTAR_ACTIVE);
+        assert_true (s_quiet (dealer, 50));
+    }
+    zsock_destroy (&watch);
+    zsock_destroy (&peer);
+}
+
 int
 main (void)
 {
@@ -1266,6 +1422,7 @@ main (void)
         cmocka_unit_test_teardown (test_unavailable_when_no_instance_serves, s_teardown),
         cmocka_unit_test_teardown (test_request_to_dead_plugin_gets_unavailable, s_teardown),
         cmocka_unit_test_teardown (test_request_to_silent_live_plugin_times_out_unavailable, s_teardown),
+        cmocka_unit_test_teardown (test_request_deadline_travels_and_sets_the_backstop, s_teardown),
         cmocka_unit_test_teardown (test_shard_field_splits_keys_and_keeps_each_key_on_one_instance, s_teardown),
         cmocka_unit_test_teardown (test_user_pair_shard_is_symmetric, s_teardown),
         cmocka_unit_test_teardown (test_deliver_to_users_sends_one_frame_per_gateway, s_teardown),
@@ -1281,6 +1438,7 @@ main (void)
         cmocka_unit_test_teardown (test_curve_peers_need_an_allowed_key, s_teardown),
         cmocka_unit_test_teardown (test_admin_hello_needs_an_operator_key, s_teardown),
         cmocka_unit_test_teardown (test_ipc_endpoint_is_owner_only, s_teardown),
+        cmocka_unit_test_teardown (test_standby_broker_serves_only_while_active, s_teardown),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     zlist_destroy (&s_dealers);

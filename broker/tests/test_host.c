@@ -137,10 +137,11 @@ broker_send_op (broker_t *self, pl_op_t op)
     broker_send (self, &envelope);
 }
 
-//  Sends a REQUEST; user may be NULL. body_json-free: fields is a msgpack map
+//  Sends a REQUEST with a deadline (time_left; -1 for none) and our clock's
+//  stamp (sent_at; 0 for none); user may be NULL. The body is {"text": text}.
 static void
-broker_send_request (broker_t *self, uint64_t rid, const char *type, const char *user,
-                     const char *text)
+broker_send_request_within (broker_t *self, uint64_t rid, const char *type, const char *user,
+                            const char *text, int64_t time_left, uint64_t sent_at)
 {
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -157,9 +158,19 @@ broker_send_request (broker_t *self, uint64_t rid, const char *type, const char 
     pl_envelope_set_addr (request, "127.0.0.1");
     if (user)
         pl_envelope_set_user (request, user);
+    pl_envelope_set_deadline (request, time_left);
+    pl_envelope_set_sent_at (request, sent_at);
     pl_envelope_set_body_copy (request, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
     broker_send (self, &request);
+}
+
+//  Sends a REQUEST without a deadline; user may be NULL
+static void
+broker_send_request (broker_t *self, uint64_t rid, const char *type, const char *user,
+                     const char *text)
+{
+    broker_send_request_within (self, rid, type, user, text, -1, 0);
 }
 
 //  Starts a host for the plugin at path against the broker
@@ -191,10 +202,10 @@ host_start (broker_t *broker, uint32_t heartbeat, const char *const *options,
 //  Starts the probe plugin, welcomed, with a heartbeat long enough that
 //  the tests need not answer heartbeats
 static zactor_t *
-probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
+probe_start_path (broker_t *broker, const char *path, uint32_t call_timeout)
 {
     br_host_config_t config = {
-        .plugin_path = PROBE_PLUGIN,
+        .plugin_path = path,
         .heartbeat_ms = 1000,
         .call_timeout_ms = call_timeout
     };
@@ -203,6 +214,12 @@ probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
     pl_envelope_destroy (&hello);
     broker_send_op (broker, PL_OP_WELCOME);
     return host;
+}
+
+static zactor_t *
+probe_start_welcomed (broker_t *broker, uint32_t call_timeout)
+{
+    return probe_start_path (broker, PROBE_PLUGIN, call_timeout);
 }
 
 //  Starts a host and completes its registration
@@ -576,6 +593,86 @@ test_refused_host_stops_serving (void **state)
     broker_destroy (&broker);
 }
 
+//  A broker that still holds our previous connection refuses our instance
+//  for a while: the host says hello again rather than give up
+static void
+test_duplicate_instance_refusal_is_transient (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = host_start (broker, 100, NULL, 0);
+    pl_envelope_t *hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    pl_envelope_t *refuse = pl_envelope_new (PL_OP_REFUSE);
+    pl_envelope_set_error (refuse, "duplicate_instance", "instance already registered");
+    broker_send (broker, &refuse);
+    hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (broker, PL_OP_WELCOME);
+    broker_send_request (broker, 5, "example.echo", NULL, "still here");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 5);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  A request taken before a new hello belongs to a registration the broker
+//  forgot: its late reply goes nowhere (its rid may name another request)
+static void
+test_reply_of_an_older_registration_is_dropped (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+    broker_send_request (broker, 9, "probe.slow", NULL, "later");
+    zclock_sleep (100);
+    broker_send_op (broker, PL_OP_WHO);
+    pl_envelope_t *hello = broker_expect (broker, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (broker, PL_OP_WELCOME);
+    //  probe.slow answers a second after: nothing comes
+    broker_expect_silence (broker, 1500);
+    //  A request of the new registration is answered as always
+    broker_send_request (broker, 10, "probe.batches", NULL, "now");
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 10);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  Given the two brokers of a standby pair, the host moves to the second
+//  when the first falls silent, and comes back when the second says nothing
+static void
+test_host_moves_between_two_brokers (void **state)
+{
+    broker_t *first = broker_new ();
+    broker_t *second = broker_new ();
+    char endpoints [160];
+    snprintf (endpoints, sizeof endpoints, "%s,%s", first->endpoint, second->endpoint);
+    br_host_config_t config = { .plugin_path = EXAMPLE_PLUGIN, .heartbeat_ms = 100,
+                                .endpoint = endpoints };
+    char error [256];
+    zactor_t *host = br_host_start (&config, error, sizeof error);
+    assert_non_null (host);
+    pl_envelope_t *hello = broker_expect (first, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (first, PL_OP_WELCOME);
+    //  The first says nothing more: 3 heartbeats later the host is at the second
+    hello = broker_expect (second, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    //  The second ignores it (a passive broker): back to the first
+    hello = broker_expect (first, PL_OP_HELLO);
+    pl_envelope_destroy (&hello);
+    broker_send_op (first, PL_OP_WELCOME);
+    broker_send_request (first, 3, "example.echo", NULL, "back");
+    pl_envelope_t *reply = broker_expect (first, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), 3);
+    pl_envelope_destroy (&reply);
+    zactor_destroy (&host);
+    broker_destroy (&first);
+    broker_destroy (&second);
+}
+
 static void
 test_destroyed_host_says_bye_promptly (void **state)
 {
@@ -658,11 +755,154 @@ test_call_error_reply_passes_code_to_on_reply (void **state)
     msgpack_unpacked outcome;
     unpack_body (reply, &outcome);
     assert_str_object (map_get (&outcome.data, "code"), "no_such_room");
-    assert_int_equal (map_get (&outcome.data, "result")->type, MSGPACK_OBJECT_NIL);
+    //  Minor 3: an error without fields hands on_reply an empty map
+    msgpack_object *result = map_get (&outcome.data, "result");
+    assert_int_equal (result->type, MSGPACK_OBJECT_MAP);
+    assert_int_equal (result->via.map.size, 0);
     msgpack_unpacked_destroy (&outcome);
 
     pl_envelope_destroy (&reply);
     pl_envelope_destroy (&call);
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  An error's fields (retry_after_ms) and its outcome reach a minor 3
+//  plugin's on_reply as a map; a minor 2 plugin gets no body, as before
+static void
+test_call_error_fields_and_outcome_reach_minor_3_only (void **state)
+{
+    const char *paths [] = { PROBE_PLUGIN, PROBE_MINOR2_PLUGIN };
+    for (int minor2 = 0; minor2 < 2; minor2++) {
+        broker_t *broker = broker_new ();
+        zactor_t *host = probe_start_path (broker, paths [minor2], 0);
+        broker_send_request (broker, 6, "probe.call", "alice", "x");
+        pl_envelope_t *call = broker_expect (broker, PL_OP_REQUEST);
+        pl_envelope_t *answer = pl_envelope_new (PL_OP_REPLY);
+        pl_envelope_set_rid (answer, pl_envelope_rid (call));
+        pl_envelope_set_error_retry (answer, "unavailable", "Lost.", 750);
+        pl_envelope_set_outcome (answer, "unknown");
+        broker_send (broker, &answer);
+
+        pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+        msgpack_unpacked outcome;
+        unpack_body (reply, &outcome);
+        assert_str_object (map_get (&outcome.data, "code"), "unavailable");
+        msgpack_object *result = map_get (&outcome.data, "result");
+        if (minor2)
+            assert_int_equal (result->type, MSGPACK_OBJECT_NIL);
+        else {
+            assert_int_equal (result->type, MSGPACK_OBJECT_MAP);
+            assert_int_equal (result->via.map.size, 2);
+            assert_int_equal (map_get (result, "retry_after_ms")->via.u64, 750);
+            assert_str_object (map_get (result, "outcome"), "unknown");
+        }
+        msgpack_unpacked_destroy (&outcome);
+        pl_envelope_destroy (&reply);
+        pl_envelope_destroy (&call);
+        zactor_destroy (&host);
+        broker_destroy (&broker);
+    }
+}
+
+//  Asks probe.left with this deadline; returns what the plugin saw
+static int64_t
+s_probe_left (broker_t *broker, uint64_t rid, int64_t time_left)
+{
+    broker_send_request_within (broker, rid, "probe.left", "alice", "x", time_left, 0);
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_null (pl_envelope_code (reply));
+    msgpack_unpacked result;
+    unpack_body (reply, &result);
+    int64_t left = map_get (&result.data, "left")->via.i64;
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+    return left;
+}
+
+//  The time left of the request being handled goes with a call made then
+static int64_t
+s_call_deadline (broker_t *broker, uint64_t rid, const char *type, int64_t time_left)
+{
+    broker_send_request_within (broker, rid, type, "alice", "x", time_left, 0);
+    pl_envelope_t *call = broker_expect (broker, PL_OP_REQUEST);
+    int64_t deadline = pl_envelope_deadline (call);
+    pl_envelope_t *answer = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (answer, pl_envelope_rid (call));
+    broker_send (broker, &answer);
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    pl_envelope_destroy (&reply);
+    pl_envelope_destroy (&call);
+    return deadline;
+}
+
+static void
+test_deadline_reaches_the_plugin_and_its_calls (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    int64_t left = s_probe_left (broker, 1, 3000);
+    assert_true (left > 3000 - WAIT_MS && left <= 3000);
+    assert_int_equal (s_probe_left (broker, 2, -1), -1);
+
+    int64_t inherited = s_call_deadline (broker, 3, "probe.call", 3000);
+    assert_true (inherited > 3000 - WAIT_MS && inherited <= 3000);
+    assert_int_equal (s_call_deadline (broker, 4, "probe.call", -1), -1);
+    assert_int_equal (s_call_deadline (broker, 5, "probe.within", -1), 1234);
+
+    zactor_destroy (&host);
+    broker_destroy (&broker);
+}
+
+//  A request that comes with no time left, or that waited on its way
+//  longer than it had, is answered unavailable by the host: the plugin,
+//  which would answer probe.left ok, never sees it
+static void
+s_expect_expired (broker_t *broker, uint64_t rid)
+{
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_int_equal (pl_envelope_rid (reply), rid);
+    assert_string_equal (pl_envelope_code (reply), "unavailable");
+    assert_null (pl_envelope_outcome (reply));
+    msgpack_unpacked result;
+    unpack_body (reply, &result);
+    assert_true (map_get (&result.data, "retry_after_ms")->via.u64 >= 100);
+    msgpack_unpacked_destroy (&result);
+    pl_envelope_destroy (&reply);
+}
+
+static void
+test_request_whose_time_is_gone_never_reaches_the_plugin (void **state)
+{
+    broker_t *broker = broker_new ();
+    zactor_t *host = probe_start_welcomed (broker, 0);
+
+    broker_send_request_within (broker, 1, "probe.left", "alice", "x", 0, 0);
+    s_expect_expired (broker, 1);
+
+    //  Our clock on a message teaches the host the quickest trip; a request
+    //  stamped 5 s earlier waited 5 s somewhere, more than its 3 s
+    pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
+    pl_envelope_set_sent_at (heartbeat, (uint64_t) zclock_mono ());
+    broker_send (broker, &heartbeat);
+    broker_send_request_within (broker, 2, "probe.left", "alice", "x", 3000,
+                                (uint64_t) zclock_mono () - 5000);
+    s_expect_expired (broker, 2);
+    //  One stamped now has its time
+    broker_send_request_within (broker, 3, "probe.left", "alice", "x", 3000,
+                                (uint64_t) zclock_mono ());
+    pl_envelope_t *reply = broker_expect (broker, PL_OP_REPLY);
+    assert_null (pl_envelope_code (reply));
+    pl_envelope_destroy (&reply);
+
+    //  A plugin's "outcome": "unknown" goes into the header
+    broker_send_request (broker, 4, "probe.unknown", "alice", "x");
+    reply = broker_expect (broker, PL_OP_REPLY);
+    assert_string_equal (pl_envelope_code (reply), "unavailable");
+    assert_string_equal (pl_envelope_outcome (reply), "unknown");
+    pl_envelope_destroy (&reply);
+
     zactor_destroy (&host);
     broker_destroy (&broker);
 }
@@ -682,6 +922,8 @@ test_unanswered_call_gets_unavailable (void **state)
     msgpack_unpacked outcome;
     unpack_body (reply, &outcome);
     assert_str_object (map_get (&outcome.data, "code"), "unavailable");
+    //  The call left and nothing came back: it may have been done
+    assert_str_object (map_get (map_get (&outcome.data, "result"), "outcome"), "unknown");
     msgpack_unpacked_destroy (&outcome);
 
     pl_envelope_destroy (&reply);
@@ -905,9 +1147,15 @@ main (void)
         cmocka_unit_test (test_silent_broker_gets_hello_again),
         cmocka_unit_test (test_host_registers_again_with_restarted_broker_over_tcp),
         cmocka_unit_test (test_refused_host_stops_serving),
+        cmocka_unit_test (test_duplicate_instance_refusal_is_transient),
+        cmocka_unit_test (test_reply_of_an_older_registration_is_dropped),
+        cmocka_unit_test (test_host_moves_between_two_brokers),
         cmocka_unit_test (test_destroyed_host_says_bye_promptly),
         cmocka_unit_test (test_call_sends_request_and_reply_reaches_on_reply),
         cmocka_unit_test (test_call_error_reply_passes_code_to_on_reply),
+        cmocka_unit_test (test_call_error_fields_and_outcome_reach_minor_3_only),
+        cmocka_unit_test (test_deadline_reaches_the_plugin_and_its_calls),
+        cmocka_unit_test (test_request_whose_time_is_gone_never_reaches_the_plugin),
         cmocka_unit_test (test_unanswered_call_gets_unavailable),
         cmocka_unit_test (test_deliver_sends_users_and_sessions),
         cmocka_unit_test (test_plugin_timer_ticks_until_cancelled),

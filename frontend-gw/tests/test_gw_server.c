@@ -36,6 +36,8 @@ typedef struct {
     pthread_t thread;               //  runs gw_server_run
     int port;                       //  the gateway's real port
     zframe_t *gateway_id;           //  the gateway's routing id, once it said hello
+    zsock_t *second;                //  the other broker of a standby pair, or NULL
+    char endpoints [160];           //  what the gateway is given: one or both
 } fixture_t;
 
 static void *
@@ -45,8 +47,9 @@ s_run (void *args)
     return NULL;
 }
 
+//  A gateway given one broker, or (pair) the two of a standby pair
 static fixture_t *
-s_fixture_new (size_t max_frame, uint32_t request_timeout_ms)
+s_fixture_new_with (size_t max_frame, uint32_t request_timeout_ms, bool pair)
 {
     static int counter = 0;
     fixture_t *fixture = (fixture_t *) zmalloc (sizeof (fixture_t));
@@ -55,10 +58,18 @@ s_fixture_new (size_t max_frame, uint32_t request_timeout_ms)
     assert_non_null (fixture->broker);
     zsock_set_rcvtimeo (fixture->broker, 3000);
     assert_int_equal (zsock_bind (fixture->broker, "%s", fixture->endpoint), 0);
+    snprintf (fixture->endpoints, sizeof (fixture->endpoints), "%s", fixture->endpoint);
+    if (pair) {
+        fixture->second = zsock_new (ZMQ_ROUTER);
+        zsock_set_rcvtimeo (fixture->second, 3000);
+        assert_int_equal (zsock_bind (fixture->second, "%s-b", fixture->endpoint), 0);
+        snprintf (fixture->endpoints, sizeof (fixture->endpoints), "%s,%s-b",
+                  fixture->endpoint, fixture->endpoint);
+    }
     gw_config_t config = {
         .listen_host = "127.0.0.1",
         .port = 0,
-        .broker_endpoint = fixture->endpoint,
+        .broker_endpoint = fixture->endpoints,
         .web_root = "/nonexistent-web-root",
         .max_frame = max_frame,
         .heartbeat_ms = 100,
@@ -72,6 +83,12 @@ s_fixture_new (size_t max_frame, uint32_t request_timeout_ms)
     return fixture;
 }
 
+static fixture_t *
+s_fixture_new (size_t max_frame, uint32_t request_timeout_ms)
+{
+    return s_fixture_new_with (max_frame, request_timeout_ms, false);
+}
+
 static void
 s_fixture_destroy (fixture_t **fixture_p)
 {
@@ -82,6 +99,7 @@ s_fixture_destroy (fixture_t **fixture_p)
     assert_null (fixture->server);
     zframe_destroy (&fixture->gateway_id);
     zsock_destroy (&fixture->broker);
+    zsock_destroy (&fixture->second);
     free (fixture);
     *fixture_p = NULL;
 }
@@ -423,9 +441,12 @@ test_ping_is_answered_by_gateway_even_before_welcome (void **state)
     int fd = s_ws_connect (fixture->port, "/ws", NULL, NULL);
     assert_true (fd >= 0);
     s_ws_send_text (fd, "{\"type\":\"ping\",\"id\":1}");
-    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":1}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":1,\"protocol\":\"1.1\"}");
+    //  Not ready: unavailable, when to try again, and nothing happened
     s_ws_send_text (fd, "{\"type\":\"example.echo\",\"id\":\"a\",\"text\":\"hi\"}");
-    s_ws_expect_has (fd, "\"code\":\"unavailable\"", "\"id\":\"a\"");
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":\"a\",\"code\":\"unavailable\",\"message\":"
+                     "\"The server is not ready yet; try again in a moment.\","
+                     "\"retry_after_ms\":1000}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -473,6 +494,30 @@ test_request_goes_to_broker_and_reply_comes_back (void **state)
     pl_envelope_destroy (&request);
     pl_envelope_destroy (&second);
 
+    //  The request has half the gateway's timeout (10 s by default) to be
+    //  answered in; a plugin's rate_limited keeps its own retry_after_ms,
+    //  an unavailable without one gets the gateway's, outcome passes on
+    s_ws_send_text (fd, "{\"type\":\"example.fail\",\"id\":4}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    assert_int_equal (pl_envelope_deadline (request), 5000);
+    reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_error_retry (reply, "rate_limited", "Slow down.", 250);
+    s_broker_send (fixture, &reply);
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":4,\"code\":\"rate_limited\","
+                     "\"message\":\"Slow down.\",\"retry_after_ms\":250}");
+    pl_envelope_destroy (&request);
+    s_ws_send_text (fd, "{\"type\":\"example.fail\",\"id\":5}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_error (reply, "unavailable", "Down.");
+    pl_envelope_set_outcome (reply, "unknown");
+    s_broker_send (fixture, &reply);
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":5,\"code\":\"unavailable\","
+                     "\"message\":\"Down.\",\"outcome\":\"unknown\",\"retry_after_ms\":1000}");
+    pl_envelope_destroy (&request);
+
     //  A delivery to this session and to an unknown one
     pl_envelope_t *deliver = pl_envelope_new (PL_OP_DELIVER);
     uint64_t sids [2] = { sid + 1000, sid };
@@ -502,7 +547,10 @@ test_unanswered_request_gets_unavailable_after_timeout (void **state)
     //  keep the gateway believing in the broker while it waits
     pl_envelope_t *heartbeat = pl_envelope_new (PL_OP_HEARTBEAT);
     s_broker_send (fixture, &heartbeat);
-    s_ws_expect_has (fd, "\"code\":\"unavailable\"", "\"id\":\"slow\"");
+    //  The broker had it and said nothing: the outcome is unknown
+    s_ws_expect (fd, "{\"type\":\"error\",\"id\":\"slow\",\"code\":\"unavailable\",\"message\":"
+                     "\"The service did not answer in time; the request may or may not have"
+                     " taken effect.\",\"outcome\":\"unknown\",\"retry_after_ms\":1000}");
     //  the late reply is dropped: the next frame is the ping's answer
     pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
     pl_envelope_set_rid (reply, pl_envelope_rid (request));
@@ -510,7 +558,7 @@ test_unanswered_request_gets_unavailable_after_timeout (void **state)
     pl_envelope_destroy (&request);
     zclock_sleep (50);
     s_ws_send_text (fd, "{\"type\":\"ping\"}");
-    s_ws_expect (fd, "{\"type\":\"ok\"}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"protocol\":\"1.1\"}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -541,7 +589,7 @@ test_bad_input_gets_one_error_and_connection_stays_open (void **state)
     //  A message in two fragments is one request
     s_ws_send_frame (fd, 1, false, "{\"type\":\"pi", 11);
     s_ws_send_frame (fd, 0, true, "ng\",\"id\":5}", 11);
-    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":5}");
+    s_ws_expect (fd, "{\"type\":\"ok\",\"id\":5,\"protocol\":\"1.1\"}");
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -584,6 +632,50 @@ test_sessions_are_announced_again_after_who (void **state)
     pl_envelope_t *open = s_broker_recv (fixture, PL_OP_SESSION_OPEN);
     assert_int_equal (pl_envelope_sid (open), sid);
     pl_envelope_destroy (&open);
+    close (fd);
+    s_fixture_destroy (&fixture);
+}
+
+//  Given a standby pair, the gateway moves to the second broker when the
+//  first falls silent: its request in flight is answered unavailable at
+//  once (not at its 10 s timeout), and its session is announced there with
+//  the user it was bound to
+static void
+test_gateway_moves_to_the_other_broker_of_a_pair (void **state)
+{
+    fixture_t *fixture = s_fixture_new_with (0, 0, true);
+    s_broker_welcome_with (fixture, 100);
+    int fd = s_ws_connect (fixture->port, "/ws", NULL, NULL);
+    assert_true (fd >= 0);
+    uint64_t sid = s_broker_expect_session (fixture);
+    s_ws_send_text (fd, "{\"type\":\"auth.login\",\"id\":1}");
+    pl_envelope_t *request = s_broker_recv (fixture, PL_OP_REQUEST);
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_bind (reply, "alice");
+    s_broker_send (fixture, &reply);
+    pl_envelope_destroy (&request);
+    s_ws_expect_has (fd, "\"type\":\"ok\"", "\"id\":1");
+
+    //  A request the first broker takes, then it says nothing more
+    s_ws_send_text (fd, "{\"type\":\"example.echo\",\"id\":2}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    pl_envelope_destroy (&request);
+    s_ws_expect_has (fd, "\"code\":\"unavailable\"", "\"id\":2");
+
+    //  The second broker hears the hello and the session with its user
+    zsock_t *first = fixture->broker;
+    fixture->broker = fixture->second;
+    fixture->second = first;
+    s_broker_welcome (fixture);
+    pl_envelope_t *open = s_broker_recv (fixture, PL_OP_SESSION_OPEN);
+    assert_int_equal (pl_envelope_sid (open), sid);
+    assert_string_equal (pl_envelope_user (open), "alice");
+    pl_envelope_destroy (&open);
+    s_ws_send_text (fd, "{\"type\":\"example.echo\",\"id\":3}");
+    request = s_broker_recv (fixture, PL_OP_REQUEST);
+    assert_int_equal (pl_envelope_sid (request), sid);
+    pl_envelope_destroy (&request);
     close (fd);
     s_fixture_destroy (&fixture);
 }
@@ -677,6 +769,7 @@ main (void)
         cmocka_unit_test (test_bad_input_gets_one_error_and_connection_stays_open),
         cmocka_unit_test (test_too_large_frame_gets_error_then_close_1009),
         cmocka_unit_test (test_sessions_are_announced_again_after_who),
+        cmocka_unit_test (test_gateway_moves_to_the_other_broker_of_a_pair),
         cmocka_unit_test (test_client_that_does_not_read_is_closed_as_too_slow),
         cmocka_unit_test (test_out_of_descriptors_a_waiting_connection_gets_503_not_a_spin),
     };

@@ -41,13 +41,13 @@ export async function startPmParley({ dataDir, args = [] } = {}) {
     };
 }
 
-// Every pm (and pm_read) event a client receives, in arrival order, kept
+// Every pm (and read) event a client receives, in arrival order, kept
 // apart from the harness's queue
 export function recordPm(client) {
     const log = [];
     client.ws.on('message', (data) => {
         const frame = JSON.parse(data.toString());
-        if (frame.type === 'pm' || frame.type === 'pm_read')
+        if (frame.type === 'pm' || frame.type === 'read')
             log.push(frame);
     });
     return log;

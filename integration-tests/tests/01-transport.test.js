@@ -39,13 +39,14 @@ test('the web page is served on the same port as the websocket', async () => {
     assert.equal(bootstrap.status, 200, 'Bootstrap is served from the project, not a CDN');
 });
 
-test('ping is answered with the id carried back unchanged', async () => {
+test('ping is answered with the id carried back unchanged and the protocol version, 1.1', async () => {
     const client = await Client.connect(server.url);
-    assert.deepEqual(stripMeta(await client.request({ type: 'ping', id: 7 })), { type: 'ok', id: 7 });
+    assert.deepEqual(stripMeta(await client.request({ type: 'ping', id: 7 })),
+        { type: 'ok', id: 7, protocol: '1.1' });
     assert.deepEqual(stripMeta(await client.request({ type: 'ping', id: 'a-string-id' })),
-        { type: 'ok', id: 'a-string-id' });
+        { type: 'ok', id: 'a-string-id', protocol: '1.1' });
     const noId = await client.sendAwaiting(JSON.stringify({ type: 'ping' }), undefined);
-    assert.deepEqual(stripMeta(noId), { type: 'ok' });
+    assert.deepEqual(stripMeta(noId), { type: 'ok', protocol: '1.1' });
     await client.close();
 });
 

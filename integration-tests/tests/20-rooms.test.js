@@ -504,8 +504,13 @@ test('rooms, members, invitations and timelines survive a restart, and seq goes 
             const open = rooms.find((room) => room.name === 'rs-open');
             assert.deepEqual({ ...open, created_at: 'x' }, {
                 name: 'rs-open', description: 'kept', private: false, max_participants: 7,
-                owner: 'rs_alice', created_at: 'x', members: 2, joined: true });
+                owner: 'rs_alice', created_at: 'x', members: 2, joined: true,
+                // 1.1: bob's read marker, moved by his own messages 2 to 6
+                last_seq: 6, read_seq: 6, unread: 0, mentions: 0 });
             assert.equal(rooms.find((room) => room.name === 'rs-secret'), undefined);
+            // 1.1: carol's invitation is listed after the restart
+            const carolRooms = (await ok(carol2, { type: 'room.list' })).rooms;
+            assert.equal(carolRooms.find((room) => room.name === 'rs-secret')?.invited, true);
             const history = (await ok(bob2, { type: 'room.history', room: 'rs-open' })).messages;
             assert.deepEqual(history.map((entry) => entry.seq), [1, 2, 3, 4, 5, 6]);
             assert.equal(history[0].message, 'rs_bob has joined the room rs-open.');

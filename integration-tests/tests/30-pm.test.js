@@ -209,10 +209,12 @@ test('pm.read moves the read marker forward, tells the reader\'s other sessions,
     const tabEvents = recordPm(nedTab);
     const reply = await ok(ned, { type: 'pm.read', with: 'ODA_R', seq: 2 });
     assert.equal(reply.unread, 2);
+    assert.equal(reply.read_seq, 2);
     assert.equal(await unread(), 2);
-    const event = await nedTab.nextEvent((frame) => frame.type === 'pm_read');
-    assert.deepEqual(plain(event), { type: 'pm_read', with: 'oda_r', seq: 2, unread: 2 });
-    assert.ok(tabEvents.some((each) => each.type === 'pm_read'));
+    // 1.1: the "read" event of PROTOCOL.md replaces the project's own pm_read
+    const event = await nedTab.nextEvent((frame) => frame.type === 'read');
+    assert.deepEqual(plain(event), { type: 'read', with: 'oda_r', seq: 2 });
+    assert.ok(tabEvents.some((each) => each.type === 'read'));
 
     // Markers never go back
     await ok(ned, { type: 'pm.read', with: 'oda_r', seq: 1 });

@@ -10,6 +10,8 @@
 */
 
 #include "au_pool.h"
+#include "pl_service.h"
+#include "pl_time.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -35,7 +37,10 @@ struct _au_pool_t {
     pthread_cond_t wake;            //  signalled when a job arrives or at stop
     s_queue_t todo;                 //  submitted, not started
     s_queue_t done;                 //  finished, not collected
+    size_t waiting;                 //  jobs in todo
+    size_t running;                 //  jobs a worker has now
     size_t busy;                    //  submitted and not collected
+    pl_service_t service;           //  the measured time of one job
     size_t queue_max;               //  bound of busy
     bool stopping;                  //  workers leave when set
     unsigned long long opslimit;    //  argon2id time cost
@@ -125,9 +130,18 @@ au_job_destroy (au_job_t **self_p)
     }
 }
 
-static void
+//  Runs the job unless its time ran out while it waited. Returns its time
+//  in msecs, or -1 when it did not run.
+static int64_t
 s_run (au_pool_t *self, au_job_t *job)
 {
+    int64_t started = pl_time_mono ();
+    if (job->deadline && started >= job->deadline) {
+        job->expired = true;
+        job->ok = false;
+        sodium_memzero (job->password, job->password_size);
+        return -1;
+    }
     if (job->kind == AU_JOB_HASH) {
         char hash [crypto_pwhash_STRBYTES];
         job->ok = crypto_pwhash_str (hash, job->password, job->password_size,
@@ -144,6 +158,7 @@ s_run (au_pool_t *self, au_job_t *job)
     //  The password is not needed any more: wipe it now rather than when
     //  the owner gets round to destroying the job
     sodium_memzero (job->password, job->password_size);
+    return pl_time_mono () - started;
 }
 
 static void *
@@ -157,9 +172,14 @@ s_worker (void *argument)
         if (self->stopping)
             break;
         s_link_t *link = s_pop (&self->todo);
+        self->waiting--;
+        self->running++;
         pthread_mutex_unlock (&self->mutex);
-        s_run (self, link->job);
+        int64_t spent = s_run (self, link->job);
         pthread_mutex_lock (&self->mutex);
+        self->running--;
+        if (spent >= 0)
+            pl_service_add (&self->service, spent);
         s_push (&self->done, link);
         //  Told outside the lock: the owner may collect at once
         void (*notify) (void *arg) = self->notify;
@@ -249,20 +269,44 @@ au_pool_set_notify (au_pool_t *self, void (*notify) (void *arg), void *arg)
 int
 au_pool_submit (au_pool_t *self, au_job_t **job_p)
 {
+    return au_pool_submit_within (self, job_p, -1, NULL);
+}
+
+int
+au_pool_submit_within (au_pool_t *self, au_job_t **job_p, int64_t time_left_ms,
+                       int64_t *retry_ms_p)
+{
     assert (self);
     assert (job_p && *job_p);
     s_link_t *link = (s_link_t *) malloc (sizeof (s_link_t));
     if (!link)
         return -1;
     pthread_mutex_lock (&self->mutex);
-    if (self->busy >= self->queue_max) {
+    //  The jobs a worker has now count as whole ones: they may have just begun
+    size_t ahead = self->waiting + self->running;
+    int64_t retry_ms = pl_service_refuse (&self->service, ahead, self->thread_count,
+                                          time_left_ms);
+    //  Refused with nothing ahead: the measure alone says no, and only a job
+    //  that runs renews it (pl_service_refused)
+    if (retry_ms > 0 && ahead == 0)
+        pl_service_refused (&self->service);
+    if (self->busy >= self->queue_max && retry_ms == 0) {
+        retry_ms = pl_service_wait (&self->service, ahead, self->thread_count);
+        if (retry_ms < PL_SERVICE_RETRY_MIN_MS)
+            retry_ms = PL_SERVICE_RETRY_MIN_MS;
+    }
+    if (retry_ms > 0) {
         pthread_mutex_unlock (&self->mutex);
         free (link);
+        if (retry_ms_p)
+            *retry_ms_p = retry_ms;
         return -1;
     }
     link->job = *job_p;
     *job_p = NULL;
+    link->job->deadline = time_left_ms >= 0 ? pl_time_mono () + time_left_ms : 0;
     s_push (&self->todo, link);
+    self->waiting++;
     self->busy++;
     pthread_cond_signal (&self->wake);
     pthread_mutex_unlock (&self->mutex);
@@ -286,6 +330,16 @@ au_pool_done (au_pool_t *self)
     return job;
 }
 
+int64_t
+au_pool_hash_ms (au_pool_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->mutex);
+    int64_t hash_ms = pl_service_ms (&self->service);
+    pthread_mutex_unlock (&self->mutex);
+    return hash_ms;
+}
+
 size_t
 au_pool_busy (au_pool_t *self)
 {
@@ -302,8 +356,12 @@ au_pool_hash_now (au_pool_t *self, const char *password, size_t password_size,
 {
     assert (self);
     char encoded [crypto_pwhash_STRBYTES];
+    int64_t started = pl_time_mono ();
     if (crypto_pwhash_str (encoded, password, password_size, self->opslimit, self->memlimit))
         return -1;
+    pthread_mutex_lock (&self->mutex);
+    pl_service_add (&self->service, pl_time_mono () - started);
+    pthread_mutex_unlock (&self->mutex);
     if (strlen (encoded) >= size)
         return -1;
     strcpy (hash, encoded);

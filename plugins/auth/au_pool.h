@@ -11,10 +11,20 @@
 
     Jobs keep the password in memory of their own and wipe it when destroyed.
 
+    Admission (PROTOCOL.md 1.1 "Outcomes"): the pool measures the time a
+    hash takes (pl_service, seeded by au_pool_hash_now) and
+    au_pool_submit_within takes a job only when the jobs waiting ahead of
+    it, shared by the workers, leave it done within its time left;
+    otherwise it refuses it at once with the retry_after_ms to answer. A
+    job whose time ran out while it waited is not run: a worker hands it
+    back expired, at once.
+
         au_pool_t *pool = au_pool_new (2, 256, 2, 19 << 20);
         au_pool_set_notify (pool, s_wake, self);
         au_job_t *job = au_job_new_hash (password, size, cookie);
-        if (au_pool_submit (pool, &job)) ... busy: job is still ours ...
+        int64_t retry_ms;
+        if (au_pool_submit_within (pool, &job, time_left, &retry_ms))
+            ... refused: job is still ours; unavailable, retry_after_ms ...
         ...
         while ((job = au_pool_done (pool))) { ...; au_job_destroy (&job); }
         au_pool_destroy (&pool);
@@ -26,6 +36,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +53,8 @@ typedef struct {
     size_t password_size;           //  bytes in password (may hold NULs)
     char *hash;                     //  owned: VERIFY's input, HASH's result
     bool ok;                        //  result: HASH succeeded, or VERIFY matched
+    bool expired;                   //  result: not run, its time ran out first
+    int64_t deadline;               //  monotonic ms its time runs out; 0 = none
     void *cookie;                   //  the submitter's, untouched by the pool
 } au_job_t;
 
@@ -87,6 +100,19 @@ void
 int
     au_pool_submit (au_pool_t *self, au_job_t **job_p);
 
+//  The same for a job that must be done within time_left_ms (< 0: no
+//  deadline). Returns 0 and nullifies the reference; or -1 when the pool
+//  is full, or the jobs waiting ahead would not let it be done in time:
+//  the job stays the caller's, and *retry_ms_p (when not NULL) is how long
+//  until the pool has drained enough (retry_after_ms).
+int
+    au_pool_submit_within (au_pool_t *self, au_job_t **job_p, int64_t time_left_ms,
+                           int64_t *retry_ms_p);
+
+//  The measured time of one hash, msecs (0 before the first)
+int64_t
+    au_pool_hash_ms (au_pool_t *self);
+
 //  The next finished job, or NULL if none is finished. Never blocks.
 //  Caller owns return value.
 au_job_t *
@@ -97,8 +123,9 @@ size_t
     au_pool_busy (au_pool_t *self);
 
 //  Hashes password now, on the caller's thread, with the pool's costs (the
-//  plugin's dummy hash at start). Returns 0 and writes a NUL-terminated
-//  string of at most size bytes into hash, or -1.
+//  plugin's dummy hash at start; its time is the pool's first measure).
+//  Returns 0 and writes a NUL-terminated string of at most size bytes into
+//  hash, or -1.
 int
     au_pool_hash_now (au_pool_t *self, const char *password, size_t password_size,
                       char *hash, size_t size);

@@ -55,7 +55,12 @@
 #define AUTH_MAX_FAILURES_ADDRESS   20
 #define AUTH_REGISTER_RATE          30          //  registrations per address per minute
 #define AUTH_REGISTER_WINDOW_MS     60000
-#define AUTH_BUSY_RETRY_MS          1000        //  retry_after_ms of a full pool
+#define AUTH_RETRY_MIN_MS           100         //  least retry_after_ms we say
+#define AUTH_STORE_RESERVE_MS       250         //  time left a new account needs
+                                                //  after its hash: store.user.create
+                                                //  and store.token.put
+#define AUTH_RESERVE_PART           10          //  a hash must be done with a tenth
+                                                //  of the request's time to spare
 #define AUTH_FAILURE_WINDOW_MS      60000
 #define AUTH_LIMITER_KEYS           10000       //  keys kept per limiter
 #define AUTH_TOKEN_TTL_DAYS         30
@@ -369,24 +374,56 @@ s_op_fail (auth_t *self, op_t *op, const char *code, const char *message)
     s_op_finish (self, op);
 }
 
-//  The store answered an error we do not expect from it
+//  Answers unavailable: with retry_after_ms, and with "outcome": "unknown"
+//  when the request may have taken effect (unknown)
 static void
-s_op_store_failed (auth_t *self, op_t *op, const char *type, const char *code,
-                   const char *message)
+s_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_ms, bool unknown)
 {
-    self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)", type,
-                     code ? code : "an unreadable body", message ? message : "");
-    s_op_fail (self, op, "unavailable",
-               "The account service is unavailable right now; try again in a moment.");
+    if (retry_ms < AUTH_RETRY_MIN_MS)
+        retry_ms = AUTH_RETRY_MIN_MS;
+    if (unknown)
+        pl_reply_error_unknown (self->host, self->ctx, &op->request, "unavailable", message,
+                                retry_ms);
+    else
+        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable", message,
+                              retry_ms);
+    s_op_finish (self, op);
 }
 
-//  Sends a store request for op; handler reads its answer
+//  The store answered an error we do not expect from it: a lost answer to a
+//  write may have done it (outcome unknown), any other did nothing
+static void
+s_op_store_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply)
+{
+    self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)%s", reply->type,
+                     reply->code ? reply->code : "an unreadable body",
+                     reply->message ? reply->message : "",
+                     reply->outcome_unknown ? ", outcome unknown" : "");
+    s_op_unavailable (self, op, reply->outcome_unknown
+                      ? "The account service lost its storage's answer; the request may or may"
+                        " not have taken effect."
+                      : "The account service is unavailable right now; try again in a moment.",
+                      reply->retry_ms, reply->outcome_unknown);
+}
+
+//  The time op's request has left (ABI minor 3), or -1
+static int64_t
+s_op_time_left (auth_t *self, op_t *op)
+{
+    if (self->host->abi_minor < 3 || !self->host->request_time_left || !op->request)
+        return -1;
+    return self->host->request_time_left (op->request);
+}
+
+//  Sends a store request for op with the time its request has left;
+//  handler reads its answer. A request whose time is gone starts nothing.
 static void
 s_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
 {
-    if (pl_call_send (self->calls, type, pack->buffer.data, pack->buffer.size, handler, op))
-        s_op_fail (self, op, "unavailable",
-                   "The account service is unavailable right now; try again in a moment.");
+    if (pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
+                             s_op_time_left (self, op), handler, op))
+        s_op_unavailable (self, op, "The account service is unavailable right now; try again"
+                          " in a moment.", au_pool_hash_ms (self->pool), false);
 }
 
 //  Sends a store request with one string field
@@ -410,12 +447,16 @@ s_op_submit (auth_t *self, op_t *op, au_job_t *job)
         s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
-    if (au_pool_submit (self->pool, &job)) {
+    //  Admitted only when the hash will be done with a tenth of the time
+    //  left to spare (the store's steps after it, the answer's way back)
+    int64_t time_left = s_op_time_left (self, op);
+    if (time_left >= 0)
+        time_left -= time_left / AUTH_RESERVE_PART;
+    int64_t retry_ms = 0;
+    if (au_pool_submit_within (self->pool, &job, time_left, &retry_ms)) {
         au_job_destroy (&job);
-        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable",
-                              "The server is busy checking passwords; try again in a moment.",
-                              AUTH_BUSY_RETRY_MS);
-        s_op_finish (self, op);
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", retry_ms, false);
     }
 }
 
@@ -677,7 +718,7 @@ s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
         s_op_submit (self, op, job);
     }
     else
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
 }
 
 static void
@@ -689,9 +730,9 @@ s_register_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "store.token.put for new user '%s' answered %s (%s)",
                          op->name, reply->code, reply->message ? reply->message : "");
-        s_op_fail (self, op, "unavailable",
-                   "Your account was created, but the session could not be opened; "
-                   "log in in a moment.");
+        //  The request took effect in part: the client checks with a login
+        s_op_unavailable (self, op, "Your account was created, but the session could not be"
+                          " opened; log in in a moment.", reply->retry_ms, true);
     }
     else
         s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
@@ -709,7 +750,7 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
         s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size))
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else {
         char *registered = s_strndup (name, name_size);
         if (!registered) {
@@ -727,6 +768,14 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
 static void
 s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
+    //  No account is begun that could not be finished before the deadline:
+    //  the client is told unavailable, and nothing was created
+    int64_t time_left = s_op_time_left (self, op);
+    if (job->expired || (time_left >= 0 && time_left < AUTH_STORE_RESERVE_MS)) {
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", au_pool_hash_ms (self->pool), false);
+        return;
+    }
     if (!job->ok) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
                          "hashing the password of new user '%s' failed (out of memory?)",
@@ -800,7 +849,7 @@ s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size)
         || s_field_str (reply->body, "password_hash", &hash, &hash_size))
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else
     if (s_state_is (reply->body, "deleted")) {
         //  Gone, as far as a login can tell
@@ -914,7 +963,7 @@ s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
         s_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
     else
     if (reply->code)
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else {
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
                          s_addr (op->address));
@@ -926,6 +975,12 @@ s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 static void
 s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
+    //  Not checked, so not a failure: its time ran out in the queue
+    if (job->expired) {
+        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                          " moment.", au_pool_hash_ms (self->pool), false);
+        return;
+    }
     if (job->ok && !op->unknown_user && op->disabled) {
         //  Told only to whoever knows the password
         self->host->log (self->ctx, PARLEY_LOG_INFO, "login as disabled '%s' from %s refused",
@@ -1016,7 +1071,7 @@ s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
     if (reply->code || s_field_str (reply->body, "user", &name, &name_size)
         || pl_body_int64 (reply->body, "expires_at", &expires_at) != 1
         || pl_body_int64 (reply->body, "created_at", &created_at) != 1)
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else
     if (expires_at <= zclock_time ())
         s_op_fail (self, op, "invalid_token",
@@ -1125,7 +1180,7 @@ s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (reply->code && !streq (reply->code, "not_found")) {
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
         return;
     }
     size_t other_count = s_revoke_sessions (self, op->token_hash, op->session);
@@ -1233,7 +1288,7 @@ s_admin_on_changed (void *state, void *arg, const pl_call_reply_t *reply)
                    reply->message ? reply->message : "No such user.");
     else
     if (reply->code || pl_body_str (reply->body, "name", &name) != 1)
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
     else {
         pl_body_str (reply->body, "state", &account);
         free (op->name);
@@ -1303,7 +1358,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (reply->code) {
-        s_op_store_failed (self, op, reply->type, reply->code, reply->message);
+        s_op_store_failed (self, op, reply);
         return;
     }
     msgpack_sbuffer buffer;

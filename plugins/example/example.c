@@ -24,6 +24,7 @@
 #include "pl_limits.h"
 #include "pl_options.h"
 #include "pl_pack.h"
+#include "pl_reply.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -32,6 +33,7 @@
 #include <string.h>
 
 #define EXAMPLE_TICK_MS     60000       //  the stats interval, by default
+#define EXAMPLE_RETRY_MS    1000        //  retry_after_ms of its unavailable
 
 //  Per-instance state. Each instance gets its own (a process may run several
 //  instances of one plugin), so nothing lives in globals.
@@ -114,8 +116,9 @@ s_whois_answered (void *state, void *arg, const pl_call_reply_t *reply)
         //  store's words are for the log
         self->host->log (self->ctx, PARLEY_LOG_WARNING, "store.user.get answered %s (%s)",
                          reply->code ? reply->code : "no body", reply->message ? reply->message : "");
-        self->host->reply_error (self->ctx, &request, "unavailable",
-                                 "The user directory is not answering; try again in a moment.");
+        pl_reply_error_retry (self->host, self->ctx, &request, "unavailable",
+                              "The user directory is not answering; try again in a moment.",
+                              EXAMPLE_RETRY_MS);
         return;
     }
     //  Pick the fields the client may see (the store's answer also holds
@@ -184,8 +187,9 @@ s_whois (example_t *self, parley_request_t *request)
     //  If the call cannot even be sent, no handler will run: answer now.
     if (pl_call_send (self->calls, "store.user.get", pack.buffer.data, pack.buffer.size,
                       s_whois_answered, request))
-        self->host->reply_error (self->ctx, &request, "unavailable",
-                                 "The user directory is not answering; try again in a moment.");
+        pl_reply_error_retry (self->host, self->ctx, &request, "unavailable",
+                              "The user directory is not answering; try again in a moment.",
+                              EXAMPLE_RETRY_MS);
     pl_pack_release (&pack);
 }
 

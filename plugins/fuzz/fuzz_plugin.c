@@ -102,6 +102,7 @@ struct parley_request_s {
     uint8_t *body;
     size_t body_size;
     bool answered;
+    int64_t time_left;              //  request_time_left: -1, 0 or 5000 (flags)
 };
 
 typedef struct {
@@ -261,6 +262,12 @@ s_request_body (const parley_request_t *request, size_t *size_p)
     return request->body;
 }
 
+static int64_t
+s_request_time_left (const parley_request_t *request)
+{
+    return request->time_left;
+}
+
 //  The request a reply takes back, after checking the host lent it and it
 //  is still pending: the ABI's one rule we check hardest
 static parley_request_t *
@@ -346,6 +353,16 @@ s_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size, void
         fprintf (stderr, "%s: calls '%s'\n", FUZZ_PLUGIN, type);
     ctx->progress++;
     return 0;
+}
+
+//  As the host: no time left sends nothing
+static int
+s_call_within (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
+               void *cookie, int64_t time_left_ms)
+{
+    if (time_left_ms == 0)
+        return -1;
+    return s_call (ctx, type, body, size, cookie);
 }
 
 static int
@@ -468,7 +485,9 @@ static const parley_host_t s_host = {
     .timer_add = s_timer_add,
     .timer_cancel = s_timer_cancel,
     .unbind_sessions = s_unbind_sessions,
-    .wake = s_wake
+    .wake = s_wake,
+    .request_time_left = s_request_time_left,
+    .call_within = s_call_within
 };
 
 
@@ -568,6 +587,8 @@ s_op_request (parley_ctx_t *ctx, fuzz_input_t *input)
     request->type = type;
     memcpy (request->body, body, size);
     request->body_size = size;
+    //  Bit 6: its time is gone; bit 7 (alone): it has 5 s
+    request->time_left = (flags & 0x40) ? 0 : (flags & 0x80) ? 5000 : -1;
     if (!(route->flags & PARLEY_ROUTE_INTERNAL)) {
         //  From a client's session; internal routes only hear other plugins
         request->user = user ? s_users [user - 1] : NULL;
@@ -592,8 +613,11 @@ s_answer (parley_ctx_t *ctx, size_t index, const char *code, const char *message
     ctx->progress++;
     if (!s_plugin->on_reply)
         return;
+    //  From minor 3 an error comes with its fields: the input's body
     if (code)
-        s_plugin->on_reply (ctx->state, cookie, code, message, NULL, 0);
+        s_plugin->on_reply (ctx->state, cookie, code, message,
+                            s_plugin->abi_minor >= 3 ? body : NULL,
+                            s_plugin->abi_minor >= 3 ? size : 0);
     else
         s_plugin->on_reply (ctx->state, cookie, NULL, NULL, body, size);
 }

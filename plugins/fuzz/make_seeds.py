@@ -186,7 +186,7 @@ SEEDS = {
             + answer({"rooms": [dict(room_map(), joined=True)], "more": True}),
         "read": request("room.read", {"room": "general", "seq": 3}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]}) + answer({"read_seq": 3, "moved": True}),
         "edit": request("msg.edit", {"room": "general", "seq": 1, "text": "new"}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
             + answer({"members": ["alice", "bob"]}),
@@ -258,6 +258,11 @@ STORE = {
         + request("store.room.public", {"user": "carol", "after_active": NOW, "after": "general"})
         + request("store.room.directory", {"user": "carol", "prefix": "gen", "limit": 10})
         + request("store.member.list", {"room": "general"})
+        + request("store.msg.append", {"room": "general", "entry": dict(
+            entry(5), mentions=["bob", "ghost"])})
+        + request("store.member.read", {"room": "general", "user": "bob", "seq": 3})
+        + request("store.msg.history", {"room": "general", "user": "bob"})
+        + request("store.room.invited", {"user": "carol", "limit": 10})
         + request("store.member.remove", {"room": "general", "user": "bob"})
         + request("store.room.delete", {"name": "general"}) + batch_end(),
     "pm": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})

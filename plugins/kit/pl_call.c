@@ -83,12 +83,32 @@ pl_call_destroy (pl_call_t **self_p)
     *self_p = NULL;
 }
 
+//  host->call_within when the host has it (minor 3), else host->call
+static int
+s_host_call (pl_call_t *self, const char *type, const void *body, size_t size,
+             void *cookie, int64_t time_left_ms)
+{
+    const parley_host_t *host = self->host;
+    if (host->abi_minor >= 3 && host->call_within)
+        return host->call_within (self->ctx, type, body, size, cookie, time_left_ms);
+    return host->call (self->ctx, type, body, size, cookie);
+}
+
 int
 pl_call_send (pl_call_t *self, const char *type, const void *body, size_t size,
               pl_call_fn *handler, void *arg)
 {
+    return pl_call_send_within (self, type, body, size, -1, handler, arg);
+}
+
+int
+pl_call_send_within (pl_call_t *self, const char *type, const void *body, size_t size,
+                     int64_t time_left_ms, pl_call_fn *handler, void *arg)
+{
     assert (self);
     assert (type && handler);
+    if (time_left_ms == 0)
+        return -1;              //  the time is gone: nothing is started
     s_pending_t *pending = (s_pending_t *) calloc (1, sizeof (s_pending_t));
     if (!pending)
         return -1;
@@ -96,7 +116,7 @@ pl_call_send (pl_call_t *self, const char *type, const void *body, size_t size,
     pending->handler = handler;
     pending->arg = arg;
     snprintf (pending->type, sizeof pending->type, "%s", type);
-    if (self->host->call (self->ctx, type, body, size, pending)) {
+    if (s_host_call (self, type, body, size, pending, time_left_ms)) {
         free (pending);         //  never sent: no answer will come
         return -1;
     }
@@ -106,6 +126,20 @@ pl_call_send (pl_call_t *self, const char *type, const void *body, size_t size,
     self->head = pending;
     self->waiting++;
     return 0;
+}
+
+//  An error's fields (ABI minor 3): its outcome and retry_after_ms
+static void
+s_error_fields (const msgpack_object *fields, pl_call_reply_t *reply)
+{
+    const char *outcome;
+    size_t outcome_size;
+    if (pl_body_strn (fields, "outcome", &outcome, &outcome_size) == 1
+    &&  outcome_size == 7 && memcmp (outcome, "unknown", 7) == 0)
+        reply->outcome_unknown = true;
+    uint64_t retry_ms = 0;
+    if (pl_body_uint (fields, "retry_after_ms", &retry_ms) == 1 && retry_ms <= INT64_MAX)
+        reply->retry_ms = (int64_t) retry_ms;
 }
 
 int
@@ -124,10 +158,13 @@ pl_call_reply (pl_call_t *self, void *cookie, const char *code, const char *mess
     if (handler) {
         msgpack_unpacked unpacked;
         msgpack_unpacked_init (&unpacked);
+        const msgpack_object *fields = pl_body_unpack (&unpacked, body, size);
         pl_call_reply_t reply = {
             .type = pending->type, .code = code, .message = message,
-            .body = code ? NULL : pl_body_unpack (&unpacked, body, size)
+            .body = code ? NULL : fields
         };
+        if (code && fields)
+            s_error_fields (fields, &reply);
         handler (self->state, pending->arg, &reply);
         msgpack_unpacked_destroy (&unpacked);
     }

@@ -16,7 +16,8 @@
         static void
         s_on_user (void *state, void *arg, const pl_call_reply_t *reply)
         {
-            if (reply->code) ...        //  an error, or unavailable (timeout)
+            if (reply->code) ...        //  an error, or unavailable (timeout:
+                                        //  reply->outcome_unknown)
             const msgpack_object *name = pl_body_field (reply->body, "name");
         }
         ...
@@ -39,6 +40,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +55,11 @@ typedef struct {
     const char *message;            //  the error's sentence, or NULL
     const msgpack_object *body;     //  ok: the result map; NULL on an error, or
                                     //  when the answer had no body or not a map
+    bool outcome_unknown;           //  an error after which the call may have
+                                    //  taken effect (the callee went silent or
+                                    //  died with it): ABI minor 3. An error
+                                    //  without it changed nothing.
+    int64_t retry_ms;               //  the error's retry_after_ms; 0 if none
 } pl_call_reply_t;
 
 //  Runs once per call with the state given to pl_call_new and the call's arg
@@ -75,6 +82,15 @@ void
 int
     pl_call_send (pl_call_t *self, const char *type, const void *body, size_t size,
                   pl_call_fn *handler, void *arg);
+
+//  The same with a deadline: the callee has time_left_ms to answer
+//  (host->call_within, ABI minor 3; on an older host the call goes without
+//  one). A negative time_left_ms is pl_call_send's rule (a call made while
+//  the host hands the plugin a request inherits that request's deadline);
+//  0 sends nothing and returns -1: the time is gone.
+int
+    pl_call_send_within (pl_call_t *self, const char *type, const void *body, size_t size,
+                         int64_t time_left_ms, pl_call_fn *handler, void *arg);
 
 //  The descriptor's on_reply: the cookie is the call's record (a plugin
 //  that uses pl_call sends every call through it); unpacks the body and

@@ -17,6 +17,7 @@
 #include "pl_hash.h"
 #include "pl_nonce.h"
 #include "pl_reply.h"
+#include "pl_service.h"
 #include "pl_text.h"
 #include "pl_time.h"
 
@@ -56,6 +57,11 @@ struct _pl_lane_key_t {
     size_t queued;                  //  ops in the queue
     int64_t touched;                //  monotonic ms of the last request
     pl_nonce_t *nonces;             //  its recent writes' nonces, owned
+    int64_t call_sent;              //  monotonic ms the call out was sent
+    size_t call_kind;               //  the kind of the ops it was sent for
+    bool unknown;                   //  while an answer is handed over: the call
+                                    //  failed with its outcome unknown
+    int64_t retry_ms;               //  ... and the callee's retry_after_ms
 };
 
 //  A user's allowance, in the lane's buckets
@@ -78,6 +84,11 @@ struct _pl_lane_t {
     int64_t idle_ms;                //  a key unused this long leaves
     size_t nonces_max;              //  nonces a key remembers
     int64_t swept;                  //  monotonic ms of the last sweep
+    pl_service_t service;           //  one op's measured time, every key's
+    pl_service_t *services;         //  owned: the same for each kind of op (a
+                                    //  type of the class's table, then the others)
+    pl_service_t *call_times;       //  owned: a whole store call's time, by kind
+    size_t kinds;                   //  entries in services
 };
 
 //  What a sweep of the keys goes by
@@ -255,7 +266,12 @@ pl_lane_new (parley_ctx_t *ctx, const parley_host_t *host, pl_call_t *calls,
     self->idle_ms = PL_LANE_IDLE_MS;
     self->nonces_max = PL_NONCE_CACHE_DEFAULT;
     self->swept = pl_time_mono ();
-    if (s_table_init (&self->keys) || s_table_init (&self->allowances))
+    while (cls->types [self->kinds].type)
+        self->kinds++;
+    self->kinds++;                  //  the ops of pl_lane_submit's own actions
+    self->services = (pl_service_t *) calloc (self->kinds, sizeof (pl_service_t));
+    self->call_times = (pl_service_t *) calloc (self->kinds, sizeof (pl_service_t));
+    if (!self->services || !self->call_times || s_table_init (&self->keys) || s_table_init (&self->allowances))
         pl_lane_destroy (&self);
     return self;
 }
@@ -272,6 +288,8 @@ pl_lane_destroy (pl_lane_t **self_p)
             s_table_sweep (&self->allowances, self, NULL, s_free_entry);
         free (self->keys.slots);
         free (self->allowances.slots);
+        free (self->services);
+        free (self->call_times);
         free (self);
         *self_p = NULL;
     }
@@ -338,6 +356,31 @@ pl_lane_full (pl_lane_t *self, pl_lane_key_t *key)
 //  --------------------------------------------------------------------------
 //  Answers
 
+//  The request's time left (ABI minor 3); -1 when it has no deadline or the
+//  host cannot say
+static int64_t
+s_time_left (pl_lane_t *self, pl_lane_op_t *op)
+{
+    const parley_host_t *host = self->host;
+    if (!op->request || host->abi_minor < 3 || !host->request_time_left)
+        return -1;
+    return host->request_time_left (op->request);
+}
+
+//  retry_after_ms of the key's refusals: the work its queue holds
+static int64_t
+s_retry_ms (pl_lane_t *self, pl_lane_key_t *key)
+{
+    int64_t wait = pl_service_wait (&self->service, key ? key->queued : 0, 1);
+    return wait > PL_SERVICE_RETRY_MIN_MS ? wait : PL_SERVICE_RETRY_MIN_MS;
+}
+
+static bool
+s_retries (const char *code)
+{
+    return strcmp (code, "unavailable") == 0 || strcmp (code, "rate_limited") == 0;
+}
+
 void
 pl_lane_error (pl_lane_t *self, pl_lane_op_t *op, const char *code, const char *format, ...)
 {
@@ -346,7 +389,21 @@ pl_lane_error (pl_lane_t *self, pl_lane_op_t *op, const char *code, const char *
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    self->host->reply_error (self->ctx, &op->request, code, message);
+    if (s_retries (code))
+        pl_reply_error_retry (self->host, self->ctx, &op->request, code, message,
+                              s_retry_ms (self, NULL));
+    else
+        self->host->reply_error (self->ctx, &op->request, code, message);
+}
+
+//  A request whose time ran out in the queue, before its action started:
+//  its caller has been told, or is about to be; nothing was done
+static void
+s_expire (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable",
+                          "The service could not get to the request in time; try again"
+                          " shortly.", s_retry_ms (self, key));
 }
 
 void
@@ -360,7 +417,19 @@ pl_lane_failure (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const ch
                  const char *message)
 {
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "store refused a request about '%s': %s"
-                     " (%s)", key->entry.name, code, message? message: "");
+                     " (%s)%s", key->entry.name, code, message? message: "",
+                     key->unknown? ", outcome unknown": "");
+    int64_t retry_ms = key->retry_ms > 0? key->retry_ms: s_retry_ms (self, key);
+    char text [256];
+    if (key->unknown) {
+        //  The store had the write and its answer was lost: it may be done
+        snprintf (text, sizeof text, "The %s service lost its storage's answer; the request"
+                  " may or may not have taken effect.", self->cls->service);
+        pl_reply_error_unknown (self->host, self->ctx, &op->request,
+                                strcmp (code, "unavailable") == 0? "unavailable": "internal",
+                                text, retry_ms);
+    }
+    else
     if (strcmp (code, "unavailable") == 0)
         pl_lane_error (self, op, "unavailable", "The %s service cannot reach its storage now;"
                        " try again later.", self->cls->service);
@@ -375,6 +444,8 @@ pl_lane_fail_all (pl_lane_t *self, pl_lane_key_t *key, const char *code)
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not load '%s': %s",
                      key->entry.name, code? code: "malformed answer");
     code = code && strcmp (code, "unavailable") == 0? "unavailable": "internal";
+    //  A load writes nothing: a lost answer leaves nothing unknown for the
+    //  requests that waited for it
     for (pl_lane_op_t *op = key->head; op; op = op->next)
         if (op->request)
             pl_lane_error (self, op, code, "The %s service cannot reach its storage now;"
@@ -500,6 +571,18 @@ s_nonce_waits (pl_lane_key_t *key, pl_lane_op_t *head, pl_lane_op_t *op)
 //  --------------------------------------------------------------------------
 //  Serving the queue
 
+//  True when op's time is gone, or too short for the store call its kind
+//  makes (twice the measured time of one): a call that could not answer
+//  in time is not begun, and would shorten the deadline of its whole run
+static bool
+s_too_late (pl_lane_t *self, pl_lane_op_t *op)
+{
+    int64_t left = s_time_left (self, op);
+    if (left < 0)
+        return false;
+    return left == 0 || left < 2 * pl_service_ms (&self->call_times [op->kind]);
+}
+
 //  Takes the head op off the queue and destroys it (it has been answered)
 static void
 s_pop (pl_lane_t *self, pl_lane_key_t *key)
@@ -522,13 +605,34 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
 {
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
-        if (op->request && !s_repeat (self, key, op))
+        if (op->request && !op->started && s_too_late (self, op)) {
+            //  Dropped at the head of an idle key for the measure alone:
+            //  only a call that runs renews it (pl_service_refused)
+            if (s_time_left (self, op) > 0)
+                pl_service_refused (&self->call_times [op->kind]);
+            s_expire (self, key, op);
+        }
+        else
+        if (op->request && !s_repeat (self, key, op)) {
+            op->started = true;
             op->start (self->plugin, key, op);
+        }
         if (key->head == op && op->request == NULL)
             s_pop (self, key);
     }
     if (!key->head && key->loaded && self->cls->keep && !self->cls->keep (self->plugin, key))
         s_key_remove (self, key);
+}
+
+//  The kind of an op whose action is start: its type's place in the class's
+//  table, or the last kind for an action of the plugin's own
+static size_t
+s_kind (pl_lane_t *self, pl_lane_action_fn *start)
+{
+    size_t kind = 0;
+    while (kind < self->kinds - 1 && self->cls->types [kind].start != start)
+        kind++;
+    return kind;
 }
 
 //  A new op of user whose action is start. Returns it, or NULL if out of
@@ -549,6 +653,7 @@ s_op_new (const char *user, pl_lane_action_fn *start)
 static void
 s_enqueue (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 {
+    op->kind = s_kind (self, op->start);
     if (key->tail)
         key->tail->next = op;
     else
@@ -603,6 +708,25 @@ pl_lane_forget (pl_lane_t *self, pl_lane_key_t *key)
         self->cls->forget (self->plugin, key);
 }
 
+//  The op after prev, when its time is gone before it started: answered
+//  and taken out of the queue, before it is given a seq (a run is stored
+//  whole, with consecutive seqs: nothing leaves it afterwards). Returns
+//  true when it was.
+static bool
+s_drop_expired (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *prev)
+{
+    pl_lane_op_t *op = prev->next;
+    if (!op || op->started || !op->request || !s_too_late (self, op))
+        return false;
+    prev->next = op->next;
+    if (key->tail == op)
+        key->tail = prev;
+    key->queued--;
+    s_expire (self, key, op);
+    s_op_destroy (self, &op);
+    return true;
+}
+
 size_t
 pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_bytes,
              bool (*joins) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op))
@@ -612,8 +736,12 @@ pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_b
     size_t count = 0;
     size_t bytes = 0;
     int64_t now = pl_time_now ();
-    for (pl_lane_op_t *op = head; op && op->start == head->start && count < max_count;
-         op = op->next) {
+    pl_lane_op_t *prev = head;
+    for (pl_lane_op_t *op = head; op && op->start == head->start && count < max_count; ) {
+        if (op != head && s_drop_expired (self, key, prev)) {
+            op = prev->next;
+            continue;
+        }
         if (op != head && ((joins && !joins (self->plugin, key, op))
                         || s_nonce_waits (key, head, op)))
             break;
@@ -622,7 +750,10 @@ pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_b
             break;
         op->seq = key->last_seq + 1 + count;
         op->ts = now;
+        op->started = true;         //  in a run: it goes to the store with it
         count++;
+        prev = op;
+        op = op->next;
     }
     return count;
 }
@@ -633,6 +764,24 @@ pl_lane_run (pl_lane_t *self, pl_lane_key_t *key, size_t max_count, size_t max_b
 
 static void s_answered (void *state, void *arg, const pl_call_reply_t *reply);
 
+//  The deadline of a store call for the count ops at the head: the earliest
+//  of theirs, less a margin for the answer's way back (1/PL_LANE_MARGIN_PART
+//  of it), at least 1 ms; -1 when none of them has one
+static int64_t
+s_call_time_left (pl_lane_t *self, pl_lane_key_t *key, size_t count)
+{
+    int64_t earliest = -1;
+    for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--) {
+        int64_t left = s_time_left (self, op);
+        if (left >= 0 && (earliest < 0 || left < earliest))
+            earliest = left;
+    }
+    if (earliest < 0)
+        return -1;
+    int64_t call = earliest - earliest / PL_LANE_MARGIN_PART;
+    return call > 0? call: 1;
+}
+
 //  Sends the call and releases the pack; when it cannot go, answers the
 //  ops it was for
 static int
@@ -640,11 +789,14 @@ s_send (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
         size_t writing, pl_lane_answer_fn *answer)
 {
     assert (key->head && !key->busy);
+    int64_t time_left = s_call_time_left (self, key, writing? writing: 1);
+    key->call_sent = pl_time_mono ();
+    key->call_kind = key->head->kind;
     key->busy = true;
     key->answer = answer;
     key->writing = writing;
-    int rc = pl_call_send (self->calls, type, pack->buffer.data, pack->buffer.size,
-                           s_answered, key);
+    int rc = pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
+                                  time_left, s_answered, key);
     pl_pack_release (pack);
     if (rc == 0)
         return 0;
@@ -785,6 +937,16 @@ s_answered (void *state, void *arg, const pl_call_reply_t *reply)
     key->busy = false;
     key->writing = 0;
     key->touched = pl_time_mono ();
+    //  The service of the ops of its kind: the store call's time, shared by
+    //  the ops of a run (what the lane does itself is not worth counting)
+    uint64_t served = writing? writing: 1;
+    pl_service_add_batch (&self->service, key->touched - key->call_sent, served);
+    pl_service_add_batch (&self->services [key->call_kind], key->touched - key->call_sent,
+                          served);
+    pl_service_add (&self->call_times [key->call_kind], key->touched - key->call_sent);
+    //  pl_lane_failure tells its callers so while the answer is handed over
+    key->unknown = code && reply->outcome_unknown;
+    key->retry_ms = code? reply->retry_ms: 0;
     if (!key->head)
         ;
     else
@@ -799,6 +961,8 @@ s_answered (void *state, void *arg, const pl_call_reply_t *reply)
         if (key->head == op && !op->request && !key->busy)
             s_pop (self, key);
     }
+    key->unknown = false;
+    key->retry_ms = 0;
     s_kick (self, key);
 }
 
@@ -840,6 +1004,30 @@ s_rate_wait (pl_lane_t *self, const char *user)
     return allowance? pl_bucket_take (&allowance->bucket, self->rate, self->burst, now): 0;
 }
 
+//  Refuses a request the work queued for its key would not let be served
+//  in the time it has left (measured service time). Returns true if so.
+static bool
+s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
+         parley_request_t *request, pl_lane_intake_t *intake)
+{
+    //  What ops of its kind cost, once measured enough to judge by
+    pl_service_t *service = &self->services [type - self->cls->types];
+    if (service->samples < PL_LANE_ADMIT_SAMPLES)
+        return false;
+    pl_lane_op_t probe = { .request = request };
+    int64_t retry_ms = pl_service_refuse (service, key->queued, 1, s_time_left (self, &probe));
+    if (retry_ms == 0)
+        return false;
+    //  Refused with nothing queued: the measure alone says no, and only an
+    //  op that runs renews it (pl_service_refused)
+    if (key->queued == 0)
+        pl_service_refused (service);
+    pl_lane_refuse (intake, "unavailable", "The %s service has more work for '%.40s' than it"
+                    " can do in time; try again shortly.", self->cls->service, key->entry.name);
+    intake->retry_ms = retry_ms;
+    return true;
+}
+
 //  Reads, checks and queues a request of type; sets intake's refusal
 //  when it is refused. Takes the request when it is queued.
 static void
@@ -862,8 +1050,13 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
     if (op && deferred && !(op->denial = strdup (type->rate_limited)))
         s_op_destroy (self, &op);
-    if (key && pl_lane_full (self, key))
+    if (key && pl_lane_full (self, key)) {
         self->cls->busy (self->plugin, key, intake->args, intake);
+        intake->retry_ms = s_retry_ms (self, key);
+    }
+    else
+    if (op && s_admit (self, key, type, *request_p, intake))
+        s_op_destroy (self, &op);   //  refused: it would not be served in time
     else
     if (!op)
         pl_lane_refuse (intake, "internal", "Out of memory; try again.");

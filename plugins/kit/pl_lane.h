@@ -44,6 +44,23 @@
     not_member: pl_lane_deny) first looks the nonce up: in the map, then
     in the store (the class's look_up).
 
+    Deadlines (ABI minor 3, host->request_time_left): a request is admitted
+    only when the work queued for its key (queue length x the measured time
+    of one op of its type, pl_service: the store calls' time shared by the
+    ops they served, once PL_LANE_ADMIT_SAMPLES calls are measured) fits in
+    the time it has left; otherwise it is
+    refused at once, unavailable with retry_after_ms from that measure. A
+    request whose time runs out while it waits, or grows shorter than two
+    store calls of its type take (measured), is answered unavailable
+    (retry_after_ms) before its action starts, and is dropped from a run
+    before the run is numbered, so that a run is stored whole with
+    consecutive seqs. A store call carries the earliest deadline of the
+    requests it is for, less 1/PL_LANE_MARGIN_PART of it. A store answer
+    whose outcome is unknown (the store had the write and went silent)
+    reaches the run's callers as unavailable with "outcome": "unknown"
+    (pl_lane_failure); any unavailable reloads the key before the next
+    write.
+
     Idle keys leave the lane, so that a key that moved to another instance
     and back is loaded fresh: a key idle for idle_ms is loaded again when a
     request comes for it, and the requests coming in sweep the idle keys
@@ -98,6 +115,14 @@ extern "C" {
 //  How often the requests coming in sweep the idle keys out
 #define PL_LANE_SWEEP_MS        5000
 
+//  A store call has the earliest deadline of the requests it is for, less
+//  1/PL_LANE_MARGIN_PART of it: the answer's way back to the client
+#define PL_LANE_MARGIN_PART     10
+
+//  Store calls of a type measured before its requests are refused by the
+//  time they would wait: a lone op's call says little of a run's
+#define PL_LANE_ADMIT_SAMPLES   8
+
 typedef struct _pl_lane_t pl_lane_t;
 typedef struct _pl_lane_key_t pl_lane_key_t;
 typedef struct _pl_lane_op_t pl_lane_op_t;
@@ -120,6 +145,9 @@ struct _pl_lane_op_t {
                                     //  looked up (a literal), else NULL
     char *denial;                   //  its sentence, owned
     int64_t retry_ms;               //  its retry_after_ms (0: none)
+    bool started;                   //  its action has run: no longer dropped
+                                    //  when its time is gone
+    size_t kind;                    //  its type's place in the class's table
 };
 
 //  A request type's action: serves op, the head of key's queue

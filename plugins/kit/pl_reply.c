@@ -149,6 +149,31 @@ pl_reply_json_size_packed (const void *data, size_t size)
     return json;
 }
 
+//  {"retry_after_ms": N} and, when unknown, "outcome": "unknown"
+static int
+s_reply_error_fields (const parley_host_t *host, parley_ctx_t *ctx,
+                      parley_request_t **request_p, const char *code, const char *message,
+                      int64_t retry_after_ms, bool unknown)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, unknown ? 2 : 1);
+    msgpack_pack_str (&packer, 14);
+    msgpack_pack_str_body (&packer, "retry_after_ms", 14);
+    msgpack_pack_int64 (&packer, retry_after_ms > 0 ? retry_after_ms : 1);
+    if (unknown) {
+        msgpack_pack_str (&packer, 7);
+        msgpack_pack_str_body (&packer, "outcome", 7);
+        msgpack_pack_str (&packer, 7);
+        msgpack_pack_str_body (&packer, "unknown", 7);
+    }
+    int rc = host->reply_error_body (ctx, request_p, code, message, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}
+
 int
 pl_reply_error_retry (const parley_host_t *host, parley_ctx_t *ctx,
                       parley_request_t **request_p, const char *code, const char *message,
@@ -156,15 +181,16 @@ pl_reply_error_retry (const parley_host_t *host, parley_ctx_t *ctx,
 {
     if (host->abi_minor < 1 || !host->reply_error_body)
         return host->reply_error (ctx, request_p, code, message);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    msgpack_pack_str (&packer, 14);
-    msgpack_pack_str_body (&packer, "retry_after_ms", 14);
-    msgpack_pack_int64 (&packer, retry_after_ms > 0 ? retry_after_ms : 1);
-    int rc = host->reply_error_body (ctx, request_p, code, message, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
-    return rc;
+    return s_reply_error_fields (host, ctx, request_p, code, message, retry_after_ms, false);
+}
+
+int
+pl_reply_error_unknown (const parley_host_t *host, parley_ctx_t *ctx,
+                        parley_request_t **request_p, const char *code, const char *message,
+                        int64_t retry_after_ms)
+{
+    //  Before minor 3 the host did not pass an outcome on
+    if (host->abi_minor < 3)
+        return pl_reply_error_retry (host, ctx, request_p, code, message, retry_after_ms);
+    return s_reply_error_fields (host, ctx, request_p, code, message, retry_after_ms, true);
 }

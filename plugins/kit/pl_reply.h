@@ -90,6 +90,16 @@ pl_reply_error_retry (const parley_host_t *host, parley_ctx_t *ctx,
                       parley_request_t **request_p, const char *code, const char *message,
                       int64_t retry_after_ms);
 
+//  The same with "outcome": "unknown" (PROTOCOL.md 1.1 "Outcomes"): the
+//  request failed while a part of the server had it, and may or may not
+//  have taken effect (a store write whose answer was lost). Only on a host
+//  of minor 3 or later, which passes the outcome on; before, as
+//  pl_reply_error_retry.
+int
+pl_reply_error_unknown (const parley_host_t *host, parley_ctx_t *ctx,
+                        parley_request_t **request_p, const char *code, const char *message,
+                        int64_t retry_after_ms);
+
 #ifdef __cplusplus
 }
 #endif

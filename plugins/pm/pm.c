@@ -192,6 +192,26 @@ s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
 }
 
 
+//  Packs one of the store's conversations as the client's: {with, last,
+//  unread, read_seq, last_seq} (PROTOCOL.md 1.1)
+static void
+s_pack_conversation (msgpack_packer *packer, const msgpack_object *conversation)
+{
+    char with [PM_NAME_MAX];
+    pl_body_copy (conversation, "with", with, sizeof with);
+    msgpack_pack_map (packer, 5);
+    pl_body_pack_str (packer, "with");
+    pl_body_pack_str (packer, with);
+    pl_body_pack_str (packer, "last");
+    s_pack_store_message (packer, pl_body_field (conversation, "last"));
+    const char *counts [] = { "unread", "read_seq", "last_seq" };
+    for (size_t index = 0; index < sizeof counts / sizeof counts [0]; index++) {
+        int64_t value = pl_body_int (conversation, counts [index]);
+        pl_body_pack_str (packer, counts [index]);
+        msgpack_pack_uint64 (packer, value > 0? (uint64_t) value: 0);
+    }
+}
+
 //  JSON bytes of one store entry as the client will see it
 static size_t
 s_entry_json_size (msgpack_sbuffer *scratch, const msgpack_object *entry,
@@ -200,17 +220,8 @@ s_entry_json_size (msgpack_sbuffer *scratch, const msgpack_object *entry,
     scratch->size = 0;
     msgpack_packer packer;
     msgpack_packer_init (&packer, scratch, msgpack_sbuffer_write);
-    if (conversation) {
-        char with [PM_NAME_MAX];
-        pl_body_copy (conversation, "with", with, sizeof with);
-        msgpack_pack_map (&packer, 3);
-        pl_body_pack_str (&packer, "with");
-        pl_body_pack_str (&packer, with);
-        pl_body_pack_str (&packer, "last");
-        s_pack_store_message (&packer, entry);
-        pl_body_pack_str (&packer, "unread");
-        msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (conversation, "unread"));
-    }
+    if (conversation)
+        s_pack_conversation (&packer, conversation);
     else
         s_pack_store_message (&packer, entry);
     msgpack_unpacked unpacked;
@@ -387,7 +398,8 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
     msgpack_sbuffer_destroy (&buffer);
 }
 
-//  The ok of pm.read, and a "pm_read" event to the reader's sessions, so that
+//  The ok of pm.read {unread, read_seq}, and a "read" event to the reader's
+//  sessions, {"type": "read", "with", "seq"} (PROTOCOL.md 1.1), so that
 //  their other tabs and devices clear the conversation's badge too
 static void
 s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
@@ -395,25 +407,27 @@ s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
     const args_t *args = (const args_t *) op->args;
     const char *with = s_user_known (self, args->other);
     uint64_t unread = (uint64_t) pl_body_int (body, "unread");
+    int64_t marker = pl_body_int (body, "read_seq");
+    uint64_t read_seq = marker > 0? (uint64_t) marker: 0;
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 4);
+    msgpack_pack_map (&packer, 3);
     pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "pm_read");
+    pl_body_pack_str (&packer, "read");
     pl_body_pack_str (&packer, "with");
     pl_body_pack_str (&packer, with? with: args->other);
     pl_body_pack_str (&packer, "seq");
-    msgpack_pack_uint64 (&packer, args->mark);
-    pl_body_pack_str (&packer, "unread");
-    msgpack_pack_uint64 (&packer, unread);
+    msgpack_pack_uint64 (&packer, read_seq);
     const char *users [1] = { op->user };
     self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
-    msgpack_pack_map (&packer, 1);
+    msgpack_pack_map (&packer, 2);
     pl_body_pack_str (&packer, "unread");
     msgpack_pack_uint64 (&packer, unread);
+    pl_body_pack_str (&packer, "read_seq");
+    msgpack_pack_uint64 (&packer, read_seq);
     pl_lane_ok (self->lane, op, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -519,8 +533,9 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (args->mark == 0) {
         //  No message yet: nothing to mark, nothing unread
         pl_pack_init (&pack);
-        pl_pack_map (&pack, 1);
+        pl_pack_map (&pack, 2);
         pl_pack_kuint (&pack, "unread", 0);
+        pl_pack_kuint (&pack, "read_seq", 0);
         pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
         pl_pack_release (&pack);
         return;
@@ -651,18 +666,8 @@ s_list_answered (void *state, void *arg, const pl_call_reply_t *reply)
         msgpack_pack_map (&packer, 2);
         pl_body_pack_str (&packer, "conversations");
         msgpack_pack_array (&packer, count);
-        for (uint32_t index = 0; index < count; index++) {
-            const msgpack_object *conv = &convs->via.array.ptr [index];
-            char with [PM_NAME_MAX];
-            pl_body_copy (conv, "with", with, sizeof with);
-            msgpack_pack_map (&packer, 3);
-            pl_body_pack_str (&packer, "with");
-            pl_body_pack_str (&packer, with);
-            pl_body_pack_str (&packer, "last");
-            s_pack_store_message (&packer, pl_body_field (conv, "last"));
-            pl_body_pack_str (&packer, "unread");
-            msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (conv, "unread"));
-        }
+        for (uint32_t index = 0; index < count; index++)
+            s_pack_conversation (&packer, &convs->via.array.ptr [index]);
         pl_body_pack_str (&packer, "more");
         more? msgpack_pack_true (&packer): msgpack_pack_false (&packer);
         self->host->reply (self->ctx, &list->request, buffer.data, buffer.size);

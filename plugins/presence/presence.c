@@ -51,6 +51,7 @@
 #define PRESENCE_DELIVER_SIDS_MAX   10000       //  sessions in one deliver_sessions call
 #define PRESENCE_WRITES_MAX         8           //  store.user.seen calls in flight
 #define PRESENCE_RETRY_MS           2000        //  after a failed write
+#define PRESENCE_UNAVAILABLE_RETRY_MS 1000      //  retry_after_ms of presence.list's unavailable
 #define PRESENCE_LIST_PAGE          PL_STORE_LIST_MAX   //  store.user.list limit: the largest
 #define PRESENCE_LIST_BUDGET_MIN    64          //  bytes: the list_budget option's least
 #define PRESENCE_OPTION_MS_MAX      (24LL * 3600 * 1000)    //  the options' largest value
@@ -753,7 +754,11 @@ static void
 s_list_fail (presence_t *self, list_t *list, const char *code, const char *message)
 {
     s_list_unlink (self, list);
-    self->host->reply_error (self->ctx, &list->request, code, message);
+    if (strcmp (code, "unavailable") == 0)
+        pl_reply_error_retry (self->host, self->ctx, &list->request, code, message,
+                              PRESENCE_UNAVAILABLE_RETRY_MS);
+    else
+        self->host->reply_error (self->ctx, &list->request, code, message);
     s_list_destroy (&list);
 }
 

@@ -4,14 +4,17 @@
     room.list goes through phases, each a list of the store's:
 
         PHASE_JOINED    the rooms the user is a member of, by lower-cased
-                        name (store.room.joined)
+                        name (store.room.joined), each with its read
+                        marker and the counts after it
+        PHASE_INVITED   then the private rooms the user is invited to,
+                        by lower-cased name (store.room.invited), each
+                        with "invited": true
         PHASE_PUBLIC    then the other public rooms, most recently active
                         first, at most public_max of them over all pages
                         (store.room.public); "more_public": true when the
                         store has more beyond them
 
-    (the rooms the user is invited to, "invited": true, will be a phase
-    between the two.) room.directory is one phase, PHASE_DIRECTORY: public
+    room.directory is one phase, PHASE_DIRECTORY: public
     rooms by lower-cased name from a prefix (store.room.directory).
 
     A page takes the store's rooms while its byte budget lasts; the store
@@ -19,6 +22,7 @@
     full or the list ends. The cursor says where the next page starts:
 
         j.<room>                    after this room of the user's
+        i.<room>                    after this room the user is invited to
         p.<given>.<active>.<room>   public rooms, <given> of them given,
                                     after (<active> ms, <room>)
         d.<room>                    the directory after this room
@@ -42,7 +46,7 @@
 
 #define RM_CURSOR_MAX           128         //  our cursors' bytes, at most
 
-typedef enum { PHASE_JOINED, PHASE_PUBLIC, PHASE_DIRECTORY } phase_t;
+typedef enum { PHASE_JOINED, PHASE_INVITED, PHASE_PUBLIC, PHASE_DIRECTORY } phase_t;
 
 //  One room.list or room.directory in progress
 typedef struct _page_t page_t;
@@ -188,6 +192,10 @@ s_cursor_read (rm_list_t *self, page_t *page, const char *cursor, bool directory
         return strncmp (cursor, "d.", 2) == 0 && s_room_key (cursor + 2, page->after)? 0: -1;
     if (strncmp (cursor, "j.", 2) == 0)
         return s_room_key (cursor + 2, page->after)? 0: -1;
+    if (strncmp (cursor, "i.", 2) == 0) {
+        page->phase = PHASE_INVITED;
+        return s_room_key (cursor + 2, page->after)? 0: -1;
+    }
     if (strcmp (cursor, "p.0") == 0) {
         page->phase = PHASE_PUBLIC;         //  the public rooms from their start
         return 0;
@@ -236,7 +244,7 @@ s_page_call (rm_list_t *self, page_t *page)
     bool after = page->after [0] != 0;
     bool prefix = page->phase == PHASE_DIRECTORY && page->prefix [0];
     bool active = page->phase == PHASE_PUBLIC && page->has_active;
-    page->asked = page->phase == PHASE_JOINED? PL_STORE_LIST_MAX
+    page->asked = page->phase == PHASE_JOINED || page->phase == PHASE_INVITED? PL_STORE_LIST_MAX
                 : page->phase == PHASE_PUBLIC? self->public_max - page->given
                 : page->limit - (uint32_t) page->budget.items;
     msgpack_pack_map (&packer, 2 + after + prefix + active);
@@ -252,6 +260,7 @@ s_page_call (rm_list_t *self, page_t *page)
         msgpack_pack_int64 (&packer, page->active);
     }
     const char *type = page->phase == PHASE_JOINED? "store.room.joined"
+                     : page->phase == PHASE_INVITED? "store.room.invited"
                      : page->phase == PHASE_PUBLIC? "store.room.public": "store.room.directory";
     int rc = pl_call_send (self->calls, type, buffer.data, buffer.size, s_page_answered, page);
     msgpack_sbuffer_destroy (&buffer);
@@ -373,8 +382,22 @@ rm_list_request (rm_list_t *self, parley_request_t *request, const char *type)
 //  --------------------------------------------------------------------------
 //  Answers
 
+//  Packs a joined room's read marker and counts (PROTOCOL.md 1.1, "Read
+//  markers, unread counts and mentions") as the next members of a map
+static void
+s_pack_marker (msgpack_packer *packer, const msgpack_object *room)
+{
+    const char *keys [] = { "last_seq", "read_seq", "unread", "mentions" };
+    for (size_t index = 0; index < sizeof keys / sizeof keys [0]; index++) {
+        pl_body_pack_str (packer, keys [index]);
+        int64_t value = pl_body_int (room, keys [index]);
+        msgpack_pack_uint64 (packer, value > 0? (uint64_t) value: 0);
+    }
+}
+
 //  Packs the client's room map (PROTOCOL.md, Rooms, with joined) from the
-//  store's
+//  store's: a joined room with its marker (the store gives read_seq), an
+//  invited one with invited
 static void
 s_pack_room (msgpack_packer *packer, const msgpack_object *room)
 {
@@ -382,7 +405,9 @@ s_pack_room (msgpack_packer *packer, const msgpack_object *room)
     pl_body_copy (room, "name", name, sizeof name);
     pl_body_copy (room, "description", description, sizeof description);
     pl_body_copy (room, "owner", owner, sizeof owner);
-    msgpack_pack_map (packer, 8);
+    bool marker = pl_body_field (room, "read_seq") != NULL;
+    bool invited = pl_body_bool (room, "invited");
+    msgpack_pack_map (packer, 8 + (marker? 4: 0) + invited);
     s_pack_kstr (packer, "name", name);
     s_pack_kstr (packer, "description", description);
     pl_body_pack_str (packer, "private");
@@ -396,6 +421,12 @@ s_pack_room (msgpack_packer *packer, const msgpack_object *room)
     msgpack_pack_int64 (packer, pl_body_int (room, "members"));
     pl_body_pack_str (packer, "joined");
     pl_body_bool (room, "joined")? msgpack_pack_true (packer): msgpack_pack_false (packer);
+    if (marker)
+        s_pack_marker (packer, room);
+    if (invited) {
+        pl_body_pack_str (packer, "invited");
+        msgpack_pack_true (packer);
+    }
 }
 
 //  Takes the store's rooms into the page while its budget lasts; the last
@@ -441,7 +472,8 @@ s_page_answer (rm_list_t *self, page_t *page, bool follows)
         snprintf (next, sizeof next, "p.%" PRIu32 ".%" PRId64 ".%s", page->given, page->active,
                   page->after);
     else
-        snprintf (next, sizeof next, "%c.%s", page->phase == PHASE_JOINED? 'j': 'd',
+        snprintf (next, sizeof next, "%c.%s", page->phase == PHASE_JOINED? 'j'
+                                            : page->phase == PHASE_INVITED? 'i': 'd',
                   page->after);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -467,7 +499,13 @@ s_page_answer (rm_list_t *self, page_t *page, bool follows)
 static void
 s_page_phase_done (rm_list_t *self, page_t *page)
 {
-    if (page->phase == PHASE_JOINED && self->public_max > 0) {
+    if (page->phase == PHASE_JOINED) {
+        page->phase = PHASE_INVITED;
+        page->after [0] = 0;
+        s_page_call (self, page);
+    }
+    else
+    if (page->phase == PHASE_INVITED && self->public_max > 0) {
         page->phase = PHASE_PUBLIC;
         page->after [0] = 0;
         page->has_active = false;

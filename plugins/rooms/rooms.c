@@ -36,6 +36,7 @@
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
+#include "pl_mention.h"
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
@@ -79,6 +80,9 @@ typedef struct {
     bool is_private;                //  create
     uint32_t max_participants;      //  create
     pl_lane_page_t page;            //  history
+    uint64_t seq;                   //  read: the seq read up to
+    char **mentions;                //  send: the members the text mentions, as
+    size_t mention_count;           //  registered, in order; owned (with the names)
     bool admin;                     //  the operator's (parleyctl): answered with what
                                     //  was done
 } args_t;
@@ -223,6 +227,17 @@ s_deliver_everyone (rooms_t *self, const void *body, size_t size)
 //  Rooms and their members: the lane's state of a key, and the request's
 //  fields it carries
 
+//  Drops what a send found of its mentions (found again on a retry)
+static void
+s_args_forget_mentions (args_t *args)
+{
+    for (size_t index = 0; index < args->mention_count; index++)
+        free (args->mentions [index]);
+    free (args->mentions);
+    args->mentions = NULL;
+    args->mention_count = 0;
+}
+
 static void
 s_args_destroy (void **args_p)
 {
@@ -230,6 +245,7 @@ s_args_destroy (void **args_p)
     if (args) {
         free (args->room);
         free (args->argument);
+        s_args_forget_mentions (args);
         free (args);
         *args_p = NULL;
     }
@@ -350,6 +366,27 @@ s_deliver_members (rooms_t *self, room_t *room, const void *body, size_t size)
     if (names && count)
         self->host->deliver_users (self->ctx, names, count, body, size);
     free (names);
+}
+
+//  Tells every session of user that its read marker of the room moved:
+//  {"type": "read", "room", "seq"}, so that its other tabs clear their badges
+static void
+s_deliver_read (rooms_t *self, room_t *room, const char *user, uint64_t seq)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 3);
+    pl_body_pack_str (&packer, "type");
+    pl_body_pack_str (&packer, "read");
+    pl_body_pack_str (&packer, "room");
+    pl_body_pack_str (&packer, room->name);
+    pl_body_pack_str (&packer, "seq");
+    msgpack_pack_uint64 (&packer, seq);
+    const char *users [1] = { user };
+    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
 }
 
 //  Packs one member, {user, online}, into scratch if the budget takes it
@@ -480,14 +517,65 @@ s_system_message (char *message, const char *user, const char *room, bool join)
               user, room);
 }
 
-//  Packs an entry as clients see it, from its parts
+//  The members a message mentions: as the store gave them (an array of
+//  names) or as a send found them (names); absent when count is 0
+typedef struct {
+    const msgpack_object *array;    //  or NULL
+    char **names;                   //  used when array is NULL
+    size_t count;
+} mentions_t;
+
+static mentions_t
+s_store_mentions (const msgpack_object *entry)
+{
+    const msgpack_object *array = pl_body_field (entry, "mentions");
+    if (!array || array->type != MSGPACK_OBJECT_ARRAY)
+        return (mentions_t) { NULL, NULL, 0 };
+    return (mentions_t) { array, NULL, array->via.array.size };
+}
+
+//  Packs "mentions": [...] as the next member of an open map
+static void
+s_pack_mentions (msgpack_packer *packer, const mentions_t *mentions)
+{
+    pl_body_pack_str (packer, "mentions");
+    if (mentions->array) {
+        msgpack_pack_object (packer, *mentions->array);
+        return;
+    }
+    msgpack_pack_array (packer, (uint32_t) mentions->count);
+    for (size_t index = 0; index < mentions->count; index++)
+        pl_body_pack_str (packer, mentions->names [index]);
+}
+
+//  The JSON size of ,"mentions":[...] (0 when there are none)
+static size_t
+s_mentions_json_size (const mentions_t *mentions)
+{
+    if (mentions->count == 0)
+        return 0;
+    size_t size = 0;
+    if (mentions->array)
+        size = pl_reply_json_size (mentions->array);
+    else {
+        size = 2 + mentions->count - 1;
+        for (size_t index = 0; index < mentions->count; index++)
+            size += pl_reply_json_str_size (mentions->names [index],
+                                            strlen (mentions->names [index]));
+    }
+    return 1 + pl_reply_json_member_size ("mentions", size);
+}
+
+//  Packs an entry as clients see it, from its parts (mentions only for a
+//  message)
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
               const char *user, int64_t ts, const char *text, size_t text_size,
-              const char *event, const char *nonce)
+              const char *event, const char *nonce, const mentions_t *mentions)
 {
     if (strcmp (kind, "message") == 0) {
-        msgpack_pack_map (packer, nonce && *nonce? 7: 6);
+        bool mentioning = mentions && mentions->count > 0;
+        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0));
         pl_body_pack_str (packer, "type");
         pl_body_pack_str (packer, "message");
         pl_body_pack_str (packer, "room");
@@ -504,6 +592,8 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
             pl_body_pack_str (packer, "nonce");
             pl_body_pack_str (packer, nonce);
         }
+        if (mentioning)
+            s_pack_mentions (packer, mentions);
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
@@ -552,8 +642,9 @@ s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
     pl_body_copy (entry, "nonce", nonce, sizeof nonce);
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
+    mentions_t mentions = s_store_mentions (entry);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, text_size, event, nonce);
+                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions);
 }
 
 //  The JSON size of one of the store's entries as the client will get it
@@ -578,7 +669,8 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
         pl_body_copy (entry, "nonce", nonce, sizeof nonce);
         if (*nonce)         //  a nonce is letters, digits, '_' and '-': no escapes
             size += 1 + pl_reply_json_member_size ("nonce", strlen (nonce) + 2);
-        return size + 3
+        mentions_t mentions = s_store_mentions (entry);
+        return size + 3 + s_mentions_json_size (&mentions)
             + pl_reply_json_member_size ("type", strlen ("\"message\""))
             + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)))
             + pl_reply_json_member_size ("text", pl_reply_json_str_size (text? text: "",
@@ -666,7 +758,8 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
                     const char *event)
 {
     const args_t *args = (const args_t *) op->args;
-    msgpack_pack_map (packer, op->nonce && !event? 6: 5);
+    bool mentioning = !event && args->mention_count > 0;
+    msgpack_pack_map (packer, 5 + (op->nonce && !event? 1: 0) + (mentioning? 1: 0));
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
     pl_body_pack_str (packer, "kind");
@@ -681,6 +774,10 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
         pl_body_pack_str (packer, "nonce");
         pl_body_pack_str (packer, op->nonce);
     }
+    if (mentioning) {
+        mentions_t mentions = { NULL, args->mentions, args->mention_count };
+        s_pack_mentions (packer, &mentions);
+    }
 }
 
 //  Delivers the entry op wrote (now stored) to the room's members
@@ -693,8 +790,10 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    mentions_t mentions = { NULL, args->mentions, args->mention_count };
     s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
-                  args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce);
+                  args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce,
+                  &mentions);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1040,16 +1139,20 @@ s_create_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  --------------------------------------------------------------------------
 //  room.history, and the history room.join answers with
 
-//  Asks the store for the op's page of history; answer gets it
+//  Asks the store for the op's page of history; answer gets it (with the
+//  op's user's read_seq when with_marker: room.join's)
 static void
 s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
-                pl_lane_answer_fn *answer)
+                pl_lane_answer_fn *answer, bool with_marker)
 {
     room_t *room = (room_t *) pl_lane_state (key);
     const args_t *args = (const args_t *) op->args;
     pl_pack_t pack;
-    pl_pack_start (&pack, 1 + pl_lane_page_fields (&args->page), "room", room->name);
+    pl_pack_start (&pack, 1 + pl_lane_page_fields (&args->page) + with_marker, "room",
+                   room->name);
     pl_lane_page_pack (&pack, &args->page);
+    if (with_marker)
+        pl_pack_kstr (&pack, "user", op->user);
     pl_lane_call (self->lane, key, "store.msg.history", &pack, answer);
 }
 
@@ -1086,7 +1189,7 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
     rooms_t *self = (rooms_t *) plugin;
     if (s_member_ready (self, key, op, ""))
-        s_history_call (self, key, op, s_history_answer);
+        s_history_call (self, key, op, s_history_answer, false);
 }
 
 
@@ -1115,9 +1218,12 @@ s_join_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, more_members? 4: 3);
+    msgpack_pack_map (&packer, more_members? 5: 4);
     pl_body_pack_str (&packer, "room");
     s_pack_room (&packer, room);
+    //  The member's read marker (its own join entry for a newcomer)
+    pl_body_pack_str (&packer, "read_seq");
+    msgpack_pack_uint64 (&packer, (uint64_t) pl_body_int (body, "read_seq"));
     pl_body_pack_str (&packer, "members");
     msgpack_sbuffer_write (&buffer, members.data, members.size);
     if (more_members) {
@@ -1196,7 +1302,7 @@ s_join_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     if (!s_room_ready (self, key, op))
         return;
     if (s_is_member (room, op->user)) {
-        s_history_call (self, key, op, s_join_answer);
+        s_history_call (self, key, op, s_join_answer, true);
         return;
     }
     if (zlistx_size (room->members) >= room->max_participants) {
@@ -1387,6 +1493,53 @@ s_members_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 
 //  --------------------------------------------------------------------------
+//  room.read: the member's read marker, forward only, never past the newest
+//  entry (the store holds both rules); the user's sessions hear of a move
+
+static void
+s_read_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+               const char *message, const msgpack_object *body)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (code && strcmp (code, "not_member") == 0) {
+        s_member_remove (room, op->user);       //  the store knows better
+        s_not_member (self, room, op);
+        return;
+    }
+    if (code) {
+        s_room_refused (self, key, op, code, message);
+        return;
+    }
+    uint64_t read_seq = (uint64_t) pl_body_int (body, "read_seq");
+    if (pl_body_bool (body, "moved"))
+        s_deliver_read (self, room, op->user, read_seq);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    pl_body_pack_str (&packer, "read_seq");
+    msgpack_pack_uint64 (&packer, read_seq);
+    s_reply_packed (self, op, &buffer);
+}
+
+static void
+s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_member_ready (self, key, op, ""))
+        return;
+    pl_pack_t pack;
+    pl_pack_start (&pack, 3, "room", room->name);
+    pl_pack_kstr (&pack, "user", op->user);
+    pl_pack_kuint (&pack, "seq", ((const args_t *) op->args)->seq);
+    pl_lane_call (self->lane, key, "store.member.read", &pack, s_read_answer);
+}
+
+
+//  --------------------------------------------------------------------------
 //  msg.send: the sends at the head of the room, one store.msg.append
 
 //  The store answered the run's write, for one send of it
@@ -1402,6 +1555,8 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         pl_lane_stored (key, op);
         self->messages++;
         s_deliver_entry (self, room, op, "message", NULL);
+        //  The sender's marker moved to its message, in the same store write
+        s_deliver_read (self, room, op->user, op->seq);
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
         msgpack_packer packer;
@@ -1413,6 +1568,62 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         pl_body_pack_time (&packer, op->ts);
         s_reply_packed (self, op, &buffer);
     }
+}
+
+//  The run's members by lower-cased name, for its mentions: the values are
+//  the strings of the room's list, borrowed for the run. NULL when out of
+//  memory (then nobody is mentioned).
+static zhashx_t *
+s_member_index (room_t *room)
+{
+    zhashx_t *index = zhashx_new ();
+    for (const char *name = (const char *) zlistx_first (room->members); name && index;
+         name = (const char *) zlistx_next (room->members)) {
+        char key [ROOMS_NAME_BYTES];
+        snprintf (key, sizeof key, "%s", name);
+        pl_text_lower (key);
+        zhashx_insert (index, key, (void *) name);
+    }
+    return index;
+}
+
+//  pl_mention's look-up: a candidate name in the run's index
+static const char *
+s_mention_find (void *arg, const char *name, size_t size)
+{
+    char key [PL_USERNAME_MAX + 1];
+    if (size > PL_USERNAME_MAX)
+        return NULL;
+    memcpy (key, name, size);
+    key [size] = 0;
+    pl_text_lower (key);
+    return (const char *) zhashx_lookup ((zhashx_t *) arg, key);
+}
+
+//  Finds the members each send of the run (count ops from op) mentions,
+//  against the room's members now (PROTOCOL.md 1.1): only texts with an
+//  '@' pay for the index, built once for the run
+static void
+s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
+{
+    zhashx_t *index = NULL;
+    for (size_t taken = 0; taken < count; taken++, op = op->next) {
+        args_t *args = (args_t *) op->args;
+        s_args_forget_mentions (args);
+        if (!strchr (args->argument, '@') || (!index && !(index = s_member_index (room))))
+            continue;
+        size_t found;
+        const char **names = pl_mention_scan (args->argument, strlen (args->argument),
+                                              s_mention_find, index, &found);
+        args->mentions = names? (char **) calloc (found, sizeof (char *)): NULL;
+        for (size_t which = 0; args->mentions && which < found; which++) {
+            if (!(args->mentions [which] = strdup (names [which])))
+                break;
+            args->mention_count++;
+        }
+        free ((void *) names);
+    }
+    zhashx_destroy (&index);
 }
 
 //  A send queued behind the head joins its run when it is a member's
@@ -1460,6 +1671,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         pl_body_pack_str (&pack.packer, "entries");
         msgpack_pack_array (&pack.packer, (uint32_t) count);
     }
+    s_find_mentions (room, op, count);
     pl_lane_op_t *next = op;
     for (size_t index = 0; index < count; index++, next = next->next)
         s_pack_store_entry (&pack.packer, next, "message", NULL);
@@ -1494,6 +1706,16 @@ s_read_create (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake
     ||  (args->argument && pl_text_utf8_length (args->argument) > PL_DESCRIPTION_MAX))
         return pl_lane_refuse (intake, "bad_request", "The field 'description' must be a"
                                " text of at most %d characters.", PL_DESCRIPTION_MAX);
+    return true;
+}
+
+//  room.read's seq: a whole number, 1 or more
+static bool
+s_read_read (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (pl_body_uint (map, "seq", &args->seq) != 1 || args->seq < 1 || args->seq > INT64_MAX)
+        return pl_lane_refuse (intake, "bad_request", "The field 'seq' must be a whole number,"
+                               " 1 or more: the seq of the newest entry read.");
     return true;
 }
 
@@ -1581,6 +1803,7 @@ static const fields_t s_invite_fields = { s_read_invite, s_check_invite };
 static const fields_t s_members_fields = { s_read_members, NULL };
 static const fields_t s_history_fields = { s_read_history, NULL };
 static const fields_t s_send_fields = { s_read_send, s_check_send };
+static const fields_t s_read_fields = { s_read_read, NULL };
 
 //  The request types about one room. Sends and invitations count against
 //  the user's message rate (PROTOCOL.md 1.1).
@@ -1593,6 +1816,7 @@ static const pl_lane_type_t s_types [] = {
       "You are sending invitations too fast; wait a moment and try again.", &s_invite_fields },
     { "room.members", s_members_start, NULL, &s_members_fields },
     { "room.history", s_history_start, NULL, &s_history_fields },
+    { "room.read",    s_read_start,    NULL, &s_read_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
     { .type = NULL }

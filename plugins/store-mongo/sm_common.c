@@ -644,7 +644,18 @@ s_answer_page (sm_pending_t *pending, const s_entries_t *entries, bool oldest_fi
         if (!st_list_push (list))
             break;
     }
-    st_list_answer (list, pending->request, "messages");
+    if (pending->with_read_seq) {
+        //  msg.history naming a user: its read marker too
+        msgpack_packer *packer = st_request_packer (pending->request);
+        msgpack_pack_map (packer, 3);
+        st_list_finish (list, packer, "messages");
+        pl_body_pack_str (packer, "more");
+        st_reply_bool (packer, st_list_more (list));
+        pl_body_pack_str (packer, "read_seq");
+        msgpack_pack_uint64 (packer, pending->read_seq);
+    }
+    else
+        st_list_answer (list, pending->request, "messages");
     st_list_destroy (&list);
 }
 

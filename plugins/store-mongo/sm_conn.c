@@ -129,7 +129,8 @@ s_indexes_tokens (void)
 
 //  rooms: the unique lower-cased name;
 //  users: the rooms a user belongs to, by name, for room.list and the
-//  joined quota (multikey); owner: the owned quota; the public rooms
+//  joined quota (multikey); owner: the owned quota; invited: the private
+//  rooms a user is invited to, by name (multikey); the public rooms
 //  by activity (room.list) and by name (room.directory)
 static bson_t *
 s_indexes_rooms (void)
@@ -143,6 +144,8 @@ s_indexes_rooms (void)
             "{", "key", "{", "users", BCON_INT32 (1), "name_lower", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("users_name_lower"), "}",
             "{", "key", "{", "owner", BCON_INT32 (1), "}", "name", BCON_UTF8 ("owner"), "}",
+            "{", "key", "{", "invited", BCON_INT32 (1), "name_lower", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("invited_name_lower"), "}",
             "{", "key", "{", "metadata.settings.is_private", BCON_INT32 (1),
                               "active_at", BCON_INT32 (-1), "name_lower", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 ("public_by_active"), "}",
@@ -152,7 +155,9 @@ s_indexes_rooms (void)
         "]");
 }
 
-//  messages: a room's timeline, (room, seq) unique, and a sender's nonces
+//  messages: a room's timeline, (room, seq) unique, and a sender's nonces;
+//  the members each message mentions, for the mentions after a read marker
+//  (multikey)
 static bson_t *
 s_indexes_messages (void)
 {
@@ -166,6 +171,9 @@ s_indexes_messages (void)
                  "name", BCON_UTF8 (SM_NONCE_INDEX), "unique", BCON_BOOL (true),
                  "partialFilterExpression", "{", "nonce", "{", "$exists", BCON_BOOL (true),
                  "}", "}", "}",
+            "{", "key", "{", "room", BCON_INT32 (1), "mentioned", BCON_INT32 (1),
+                              "seq", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (SM_MENTIONS_INDEX), "}",
         "]");
 }
 
@@ -202,6 +210,18 @@ s_indexes_conversations (void)
         "]");
 }
 
+//  markers: a member's read marker of a room, (room, user) unique
+static bson_t *
+s_indexes_markers (void)
+{
+    return BCON_NEW (
+        "createIndexes", BCON_UTF8 ("markers"),
+        "indexes", "[",
+            "{", "key", "{", "room", BCON_INT32 (1), "user", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("room_user_unique"), "unique", BCON_BOOL (true), "}",
+        "]");
+}
+
 //  Pings the server and creates the indexes, once. Returns 0, or -1 with
 //  error set.
 int
@@ -218,7 +238,8 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
 
     bson_t *(*const indexes []) (void) = {
         s_indexes_users, s_indexes_tokens, s_indexes_rooms,
-        s_indexes_messages, s_indexes_pm_messages, s_indexes_conversations
+        s_indexes_messages, s_indexes_pm_messages, s_indexes_conversations,
+        s_indexes_markers
     };
     mongoc_database_t *database = mongoc_client_get_database (self->client, self->database);
     for (size_t index = 0; ok && index < sizeof indexes / sizeof indexes [0]; index++) {
@@ -232,8 +253,8 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
         return -1;
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
-                     "MongoDB at %s: indexes on users, tokens, rooms, messages, pm_messages "
-                     "and conversations are in place", self->where);
+                     "MongoDB at %s: indexes on users, tokens, rooms, messages, pm_messages, "
+                     "conversations and markers are in place", self->where);
     return 0;
 }
 
@@ -301,6 +322,8 @@ sm_store_destroy (sm_store_t **self_p)
         mongoc_collection_destroy (self->pm_messages);
     if (self->conversations)
         mongoc_collection_destroy (self->conversations);
+    if (self->markers)
+        mongoc_collection_destroy (self->markers);
     if (self->client)
         mongoc_client_destroy (self->client);
     free (self->pending);
@@ -432,6 +455,7 @@ s_client_open (sm_store_t *self, const mongoc_uri_t *uri)
     self->messages = mongoc_client_get_collection (client, database, "messages");
     self->pm_messages = mongoc_client_get_collection (client, database, "pm_messages");
     self->conversations = mongoc_client_get_collection (client, database, "conversations");
+    self->markers = mongoc_client_get_collection (client, database, "markers");
     return 0;
 }
 

@@ -523,7 +523,7 @@ s_count_unread (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
 
 //  Packs {conversations, more}: the newest conversations of list whose
 //  entries fit in ST_LIST_BUDGET (each carries its last message), at least one
-//  Packs one conversation of the list {with, last, unread}
+//  Packs one conversation of the list {with, last, unread, read_seq, last_seq}
 static void
 s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint32_t index)
 {
@@ -538,13 +538,17 @@ s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint
         bson_destroy (&last);
         bson_init_static (&last, data, size);
     }
-    msgpack_pack_map (packer, 3);
-    pl_body_pack_str (packer, "with");
-    sm_pack_bson_text (packer, conversation, first ? "names.1" : "names.0");
-    pl_body_pack_str (packer, "last");
-    s_pack_pm_entry (packer, &last);
-    pl_body_pack_str (packer, "unread");
-    msgpack_pack_uint64 (packer, (uint64_t) list->unread [index]);
+    st_pm_entry_t entry = {
+        .seq = (uint64_t) sm_bson_int (&last, "seq", 0),
+        .from = sm_bson_st_text (&last, "from"),
+        .to = sm_bson_st_text (&last, "to"),
+        .text = sm_bson_st_text (&last, "text"),
+        .ts = sm_bson_int (&last, "ts", 0)
+    };
+    int64_t marker = sm_bson_int (conversation, first ? "read_a" : "read_b", 0);
+    st_reply_conversation (packer, sm_bson_st_text (conversation, first ? "names.1" : "names.0"),
+                           &entry, (uint64_t) list->unread [index],
+                           marker > 0 ? (uint64_t) marker : 0);
     bson_destroy (&last);
 }
 
@@ -656,7 +660,7 @@ s_count_unread_after (sm_store_t *self, const sm_pending_t *pending, const char 
 //  with them): moves the marker, counts what remains unread
 static int64_t
 s_read_conversation (sm_store_t *self, sm_pending_t *pending, const bson_t *conversation,
-                     bson_error_t *error)
+                     int64_t *marker_p, bson_error_t *error)
 {
     bool first = s_is_first_user (conversation, pending->key);
     const char *field = first ? "read_a" : "read_b";
@@ -666,6 +670,7 @@ s_read_conversation (sm_store_t *self, sm_pending_t *pending, const bson_t *conv
             return -1;
         marker = (int64_t) pending->seq;
     }
+    *marker_p = marker;
     if (sm_bson_int (conversation, "last_seq", 0) <= marker)
         return 0;
     uint32_t name_size;
@@ -681,16 +686,16 @@ sm_run_pm_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
     bson_t *filter = BCON_NEW ("conv", BCON_UTF8 (pending->conv));
     bson_t conversation = BSON_INITIALIZER;
     int rc = sm_find_one (self, self->conversations, filter, NULL, &conversation, error);
-    int64_t unread = 0;
+    int64_t unread = 0, marker = 0;
     if (rc == 0)
         rc = s_read_nothing (self, pending, error);
     else
     if (rc == 1) {
-        unread = s_read_conversation (self, pending, &conversation, error);
+        unread = s_read_conversation (self, pending, &conversation, &marker, error);
         rc = unread < 0 ? -1 : 0;
     }
     if (rc == 0 && sm_is_live (pending))
-        st_reply_uint (pending->request, "unread", (uint64_t) unread);
+        st_reply_pm_read (pending->request, (uint64_t) unread, (uint64_t) marker);
     bson_destroy (&conversation);
     bson_destroy (filter);
     return rc;

@@ -184,12 +184,18 @@ s_load_rooms (sm_pending_t *pending, const st_request_t *request)
         case ST_ROOM_JOINED:
         case ST_ROOM_PUBLIC:
         case ST_ROOM_DIRECTORY:
+        case ST_ROOM_INVITED:
         case ST_ROOM_ALL:
             s_load_room_page (pending, &request->as.room_joined);
             break;
         case ST_MEMBER_ADD:
         case ST_MEMBER_REMOVE:
             s_load_member (pending, &request->as.member_add);
+            break;
+        case ST_MEMBER_READ:
+            s_room (pending, &request->as.member_read.room);
+            s_user (pending, &request->as.member_read.user);
+            pending->seq = request->as.member_read.seq;
             break;
         case ST_INVITE_ADD:
             s_room (pending, &request->as.invite_add.room);
@@ -214,6 +220,10 @@ s_load_timelines (sm_pending_t *pending, const st_request_t *request)
         case ST_MSG_HISTORY:
             s_room (pending, &request->as.msg_history.room);
             s_page (pending, &request->as.msg_history.page);
+            if (request->as.msg_history.user.text.data) {
+                s_user (pending, &request->as.msg_history.user);
+                pending->with_read_seq = true;
+            }
             break;
         case ST_MSG_NONCE:
             s_room (pending, &request->as.msg_nonce.room);

@@ -10,6 +10,7 @@
 #include "sm_common.h"
 #include "st_reply.h"
 #include "sm_conn.h"
+#include "sm_markers.h"
 #include "sm_rooms.h"
 #include "sm_users.h"
 
@@ -29,8 +30,10 @@
 //             invited: [names as registered], last_seq}
 //                                  unique index on name_lower; index on users
 //  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
-//             ts (BSON date), text | event}
-//                                  unique index on (room, seq)
+//             ts (BSON date), text | event, mentions?, mentioned?}
+//                                  unique index on (room, seq); index on
+//                                  (room, mentioned, seq)
+//  markers   the members' read markers: sm_markers.h
 //
 //  A membership change is one conditional update of the room's document,
 //  atomic on any server: the filter carries the checks (not a member yet,
@@ -40,10 +43,10 @@
 
 
 
-//  Packs the room map of proto/STORE.md from a room's document; joined is
-//  added when given; last_seq < 0 takes the document's
-static void
-s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int64_t last_seq)
+//  The room map of proto/STORE.md from a room's document (borrowing its
+//  strings); joined is added when given; last_seq < 0 takes the document's
+static st_room_t
+s_room_map (const bson_t *room, const bool *joined, int64_t last_seq)
 {
     if (last_seq < 0)
         last_seq = sm_bson_int (room, "last_seq", 0);
@@ -60,6 +63,13 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
         .active_at = sm_bson_int (room, "active_at", 0),
         .joined = joined ? *joined : -1
     };
+    return map;
+}
+
+static void
+s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int64_t last_seq)
+{
+    st_room_t map = s_room_map (room, joined, last_seq);
     st_reply_room (packer, &map);
 }
 
@@ -67,6 +77,8 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
 static void
 s_pack_entry (msgpack_packer *packer, const bson_t *document)
 {
+    msgpack_sbuffer mentions;
+    msgpack_sbuffer_init (&mentions);
     st_entry_t entry = {
         .seq = (uint64_t) sm_bson_int (document, "seq", 0),
         .user = sm_bson_st_text (document, "user"),
@@ -76,7 +88,9 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .nonce = sm_bson_nonce (document)
     };
     entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
+    sm_entry_mentions_read (document, &mentions, &entry);
     st_reply_entry (packer, &entry);
+    msgpack_sbuffer_destroy (&mentions);
 }
 
 //  The document of a timeline entry of the room whose lower-cased name is
@@ -101,6 +115,7 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
         st_text_lower (entry->user, sender);
         sm_append_nonce (document, sender, entry->nonce);
     }
+    sm_entry_mentions_build (entry, document);
 }
 
 //  The room's document, the seed's shape
@@ -312,12 +327,16 @@ sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     self->round_trips++;
     bool ok = mongoc_collection_delete_many (self->messages, stale, NULL, NULL, error);
     bson_destroy (stale);
-    if (!ok)
+    if (!ok || sm_markers_drop (self, pending->room_key, NULL, error))
         return -1;
     bson_t room = BSON_INITIALIZER;
     s_build_room (pending, owner, &room);
     self->round_trips++;
     ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
+    //  The owner, its first member, has nothing to read yet
+    if (ok && sm_marker_set (self, pending->room_key, pending->key, 0, false, error))
+        ok = false;
+    else
     if (ok) {
         msgpack_pack_map (packer, 1);
         pl_body_pack_str (packer, "room");
@@ -362,6 +381,7 @@ typedef struct {
     st_list_t *list;                //  bounded by its limit and bytes
     const char *user;               //  the user as registered, "" for none
     bool full;                      //  a room was left out: the rest are too
+    bool invited;                   //  room.invited: each room says so
 } s_room_list_t;
 
 static void
@@ -374,7 +394,9 @@ s_on_listed_room (void *arg, const bson_t *document)
                && sm_bson_array_has (document, "users", rooms->user,
                                      (uint32_t) strlen (rooms->user), NULL);
     //  No user: the operator's list, without 'joined'
-    s_pack_room (st_list_packer (rooms->list), document, rooms->user ? &joined : NULL, -1);
+    st_room_t map = s_room_map (document, rooms->user ? &joined : NULL, -1);
+    map.invited = rooms->invited;
+    st_reply_room (st_list_packer (rooms->list), &map);
     rooms->full = !st_list_push (rooms->list);
 }
 
@@ -384,7 +406,8 @@ static int
 s_find_rooms (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
               const bson_t *opts, const char *user, uint32_t limit, bson_error_t *error)
 {
-    s_room_list_t rooms = { st_list_new (limit, false), user, false };
+    s_room_list_t rooms = { st_list_new (limit, false), user, false,
+                            pending->op == ST_ROOM_INVITED };
     if (!rooms.list) {
         sm_fail (pending, "internal", "The store ran out of memory.");
         return 0;
@@ -415,6 +438,88 @@ s_find_room_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
     return rc;
 }
 
+//  The documents of a page of rooms, copied (a find's cursor is done with
+//  before the counts of each room are asked)
+typedef struct {
+    bson_t **documents;             //  owned
+    uint32_t count;
+    uint32_t capacity;
+} s_room_docs_t;
+
+static void
+s_on_room_doc (void *arg, const bson_t *document)
+{
+    s_room_docs_t *docs = (s_room_docs_t *) arg;
+    if (docs->count < docs->capacity)
+        docs->documents [docs->count++] = bson_copy (document);
+}
+
+//  Packs a joined room with user's read marker (read_seq, -1 for a member
+//  without a marker document, who has read up to the newest entry) and the
+//  counts after it: asked only of a room with entries after the marker.
+//  Returns 0, or -1 with error set.
+static int
+s_pack_joined_room (sm_store_t *self, msgpack_packer *packer, const bson_t *room,
+                    const char *user, const char *user_key, int64_t read_seq,
+                    bson_error_t *error)
+{
+    bool joined = true;
+    st_room_t map = s_room_map (room, &joined, -1);
+    char room_key [ST_ROOM_MAX + 1];
+    sm_copy_bson_str (room, "name_lower", room_key, sizeof room_key);
+    int64_t unread = 0, mentions = 0;
+    if (read_seq < 0)
+        read_seq = (int64_t) map.last_seq;
+    if (read_seq < (int64_t) map.last_seq
+    &&  sm_marker_counts (self, room_key, user, user_key, read_seq, &unread, &mentions, error))
+        return -1;
+    map.has_marker = true;
+    map.read_seq = (uint64_t) read_seq;
+    map.unread = (uint64_t) unread;
+    map.mentions = (uint64_t) mentions;
+    st_reply_room (packer, &map);
+    return 0;
+}
+
+//  room.joined's page: as s_find_room_page, each room with the user's
+//  marker and counts
+static int
+s_find_joined_page (sm_store_t *self, sm_pending_t *pending, const bson_t *filter,
+                    const bson_t *sort, const char *user, bson_error_t *error)
+{
+    bson_t *opts = BCON_NEW ("limit", BCON_INT64 ((int64_t) pending->limit + 1),
+                             "projection", "{", "invited", BCON_INT32 (0), "}");
+    BSON_APPEND_DOCUMENT (opts, "sort", sort);
+    s_room_docs_t docs = { .capacity = pending->limit + 1 };
+    docs.documents = (bson_t **) calloc (docs.capacity, sizeof (bson_t *));
+    st_list_t *list = st_list_new (pending->limit, false);
+    int rc = 0;
+    if (!docs.documents || !list)
+        sm_fail (pending, "internal", "The store ran out of memory.");
+    else
+        rc = sm_find (self, self->rooms, filter, opts, s_on_room_doc, &docs, error);
+    int64_t *markers = (int64_t *) calloc (docs.capacity, sizeof (int64_t));
+    if (rc == 0 && !markers)
+        sm_fail (pending, "internal", "The store ran out of memory.");
+    if (rc == 0 && markers)
+        rc = sm_markers_of (self, pending->key, docs.documents, docs.count, markers, error);
+    for (uint32_t index = 0; rc == 0 && list && markers && index < docs.count; index++) {
+        rc = s_pack_joined_room (self, st_list_packer (list), docs.documents [index], user,
+                                 pending->key, markers [index], error);
+        if (rc == 0 && !st_list_push (list))
+            break;
+    }
+    if (rc == 0 && list && docs.documents && markers)
+        st_list_answer (list, pending->request, "rooms");
+    free (markers);
+    for (uint32_t index = 0; index < docs.count; index++)
+        bson_destroy (docs.documents [index]);
+    free (docs.documents);
+    st_list_destroy (&list);
+    bson_destroy (opts);
+    return rc;
+}
+
 //  The rooms the user belongs to, by lower-cased name, after the cursor:
 //  the users_name_lower index
 int
@@ -434,6 +539,27 @@ sm_run_room_joined (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
         return 0;
     }
     bson_t *filter = BCON_NEW ("users", BCON_UTF8 (user),
+                               "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}");
+    bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
+    rc = s_find_joined_page (self, pending, filter, sort, user, error);
+    bson_destroy (sort);
+    bson_destroy (filter);
+    return rc;
+}
+
+//  The private rooms the user is invited to, by lower-cased name, after
+//  the cursor: the invited_name_lower index (an invitation is consumed by
+//  joining, so none of them is the user's)
+int
+sm_run_room_invited (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                     bson_error_t *error)
+{
+    char user [ST_NAME_MAX + 1] = "";
+    int rc = sm_find_user_name (self, pending->key, user, error);
+    if (rc < 0)
+        return -1;
+    bson_t *filter = BCON_NEW ("invited", BCON_UTF8 (rc == 1 ? user : ""),
+                               "metadata.settings.is_private", BCON_BOOL (true),
                                "name_lower", "{", "$gt", BCON_UTF8 (pending->after_key), "}");
     bson_t *sort = BCON_NEW ("name_lower", BCON_INT32 (1));
     rc = s_find_room_page (self, pending, filter, sort, user, packer, error);
@@ -578,6 +704,9 @@ sm_run_room_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
             //  The room is gone, which is what the caller asked: ok stands
             sm_note_failure (self, "deleting a deleted room's timeline", &timeline_error);
         bson_destroy (timeline);
+        //  Its markers too (room.create of the name clears any left behind)
+        if (sm_markers_drop (self, pending->room_key, NULL, &timeline_error))
+            sm_note_failure (self, "deleting a deleted room's read markers", &timeline_error);
     }
     else
     if (ok)
@@ -749,6 +878,19 @@ s_join_notice (sm_store_t *self, sm_pending_t *pending, const char *user, bool c
     return S_JOIN_REFUSED;
 }
 
+//  The new member's read marker: its own join entry, or without one the
+//  room's newest entry (a newcomer starts with nothing unread). Returns 0,
+//  or -1 with error set (the membership stands: a retried join answers
+//  added false, and the member reads from the newest entry).
+static int
+s_join_marker (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
+{
+    int64_t seq = (int64_t) pending->entry.seq;
+    if (!pending->has_entry && s_newest_seq (self, pending->room_key, &seq, error))
+        return -1;
+    return sm_marker_set (self, pending->room_key, pending->key, seq, false, error);
+}
+
 int
 sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                    bson_error_t *error)
@@ -764,6 +906,8 @@ sm_run_member_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
                  (int) pending->room.size, pending->room.data);
     if (outcome == S_JOIN_ADDED && pending->has_entry)
         outcome = s_join_notice (self, pending, user, consumed, error);
+    if (outcome == S_JOIN_ADDED && s_join_marker (self, pending, error))
+        outcome = S_JOIN_FAILED;
     if (outcome == S_JOIN_ADDED || outcome == S_JOIN_MEMBER) {
         msgpack_pack_map (packer, 3);
         pl_body_pack_str (packer, "added");
@@ -862,6 +1006,8 @@ sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *p
         rc = s_leave (self, pending, &room, member, error);
     if (rc == 1 && pending->has_entry)
         rc = s_leave_notice (self, pending, member, error);
+    if (rc == 1 && sm_markers_drop (self, pending->room_key, pending->key, error))
+        rc = -1;
     if (rc == 1)
         st_reply_uint (pending->request, "members", sm_bson_array_count (&room, "users"));
     bson_destroy (&room);
@@ -941,6 +1087,75 @@ sm_run_invite_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
 }
 
 
+//  The read marker of the user msg.history names, 0 when not a member:
+//  its document, or the room's newest entry for a member without one
+static int
+s_history_marker (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
+{
+    int64_t seq = 0;
+    int rc = sm_marker_get (self, pending->room_key, pending->key, &seq, error);
+    if (rc == 0) {
+        bson_t room = BSON_INITIALIZER;
+        rc = s_find_room (self, pending->room_key, &room, error);
+        if (rc == 1 && sm_bson_array_has (&room, "users", pending->name.data,
+                                          pending->name.size, NULL))
+            rc = s_newest_seq (self, pending->room_key, &seq, error);
+        bson_destroy (&room);
+    }
+    pending->read_seq = seq > 0 ? (uint64_t) seq : 0;
+    return rc < 0 ? -1 : 0;
+}
+
+//  member.read's checks: the room (into room) and the membership. Returns
+//  1 to go on, 0 with pending failed, -1 with error set.
+static int
+s_read_judge (sm_store_t *self, sm_pending_t *pending, bson_t *room, bson_error_t *error)
+{
+    int rc = s_find_room (self, pending->room_key, room, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    if (rc == 1 && !sm_bson_array_has (room, "users", pending->name.data, pending->name.size,
+                                       NULL)) {
+        sm_fail (pending, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                 (int) pending->name.size, pending->name.data,
+                 (int) pending->room.size, pending->room.data);
+        rc = 0;
+    }
+    return rc;
+}
+
+//  Moves the member's marker forward to seq, at most to the newest entry
+//  (read from the timeline: the room's copy can lag); {read_seq, moved}
+int
+sm_run_member_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    int rc = s_read_judge (self, pending, &room, error);
+    bson_destroy (&room);
+    int64_t newest = 0, marker = 0;
+    if (rc == 1 && s_newest_seq (self, pending->room_key, &newest, error))
+        rc = -1;
+    int found = rc == 1 ? sm_marker_get (self, pending->room_key, pending->key, &marker, error)
+                        : 0;
+    if (found < 0)
+        rc = -1;
+    if (rc < 1)
+        return rc;
+    if (found == 0)
+        marker = newest;            //  a member of before markers: read it all
+    int64_t target = (int64_t) pending->seq < newest ? (int64_t) pending->seq : newest;
+    bool moved = target > marker;
+    if (moved && sm_marker_set (self, pending->room_key, pending->key, target, true, error))
+        return -1;
+    msgpack_pack_map (packer, 2);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, (uint64_t) (moved ? target : marker));
+    pl_body_pack_str (packer, "moved");
+    st_reply_bool (packer, moved);
+    return 0;
+}
+
 int
 sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
@@ -957,6 +1172,8 @@ sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
             s_fail_no_room (pending);
         return rc;
     }
+    if (pending->with_read_seq && s_history_marker (self, pending, error))
+        return -1;
     return sm_run_page (self, pending, self->messages, "room", pending->room_key,
                         SM_TIMELINE_INDEX, s_pack_entry, packer, error);
 }
@@ -1069,8 +1286,10 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
     }
     sm_settle_overlaps (first, end);
     rc = sm_insert_entries (self, first, end);
-    if (rc == 0)
+    if (rc == 0) {
         s_advance_rooms (self, first, end);
+        sm_markers_advance (self, first, end);
+    }
     for (sm_pending_t *pending = first; pending < end; pending++)
         if (sm_is_live (pending)) {
             msgpack_packer *packer = sm_packer (pending);

@@ -81,4 +81,14 @@ int
 int
     sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end);
 
+//  The private rooms a user is invited to (store.room.invited)
+int
+    sm_run_room_invited (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                         bson_error_t *error);
+
+//  Moves a member's read marker (store.member.read)
+int
+    sm_run_member_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                        bson_error_t *error);
+
 #endif

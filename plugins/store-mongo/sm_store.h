@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define SM_SCHEMA_VERSION        6
+#define SM_SCHEMA_VERSION        8
 //  Most requests run as one batch: the front hands over ST_BATCH_MAX at most
 #define SM_BATCH_MAX             ST_BATCH_MAX
 //  Most user.seen entries sent to the server in one bulk
@@ -43,6 +43,8 @@
 //  conversation: partial, so that entries without a nonce are not in them
 #define SM_NONCE_INDEX           "room_sender_nonce_unique"
 #define SM_PM_NONCE_INDEX        "conv_sender_nonce_unique"
+//  The index that counts the messages mentioning a member after its marker
+#define SM_MENTIONS_INDEX        "room_mentioned_seq"
 //  Defaults for what the URI does not set: a cluster client that answers
 //  unavailable within seconds rather than hang while the server is away.
 //  Each blocking call stays under the 3 s after which the broker declares
@@ -104,6 +106,8 @@ typedef struct {
     st_duplicate_t *duplicates;     //  msg.append, pm.append: its repeated nonces, owned
     uint32_t duplicate_count;       //  until answered
     bool repeated;                  //  answered with its duplicates: no longer live
+    bool with_read_seq;             //  msg.history: a user is named, answer its read_seq
+    uint64_t read_seq;              //  msg.history: that user's marker
 } sm_pending_t;
 
 //  Per-instance state
@@ -118,6 +122,7 @@ typedef struct {
     mongoc_collection_t *messages;  //  the messages collection: every room's timeline
     mongoc_collection_t *pm_messages;   //  every conversation's messages
     mongoc_collection_t *conversations; //  one document per conversation
+    mongoc_collection_t *markers;   //  a member's read marker per room
     char *database;                 //  the database's name
     bool prepared;                  //  indexes created
     bool reachable;                 //  last we knew, for logging changes once

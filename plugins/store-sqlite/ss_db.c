@@ -152,7 +152,25 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     //  7: an account's state, set by the operator (parleyctl): a disabled
     //  one cannot log in, a deleted one is gone but its row stays, so that
     //  its name stays taken
-    "ALTER TABLE users ADD COLUMN state TEXT NOT NULL DEFAULT 'active';"
+    "ALTER TABLE users ADD COLUMN state TEXT NOT NULL DEFAULT 'active';",
+
+    //  8: read markers and mentions. A member's read marker is a column of
+    //  its membership; the members of an older file start with everything
+    //  read (the room's newest entry). An entry keeps the members it
+    //  mentions as the msgpack array it came with, and each member it
+    //  mentions, but its sender, is a row of mentions, clustered on
+    //  (room_id, user_id, seq): the mentions after a marker are one range
+    //  of that key, and the unread messages one range of entries' own.
+    "ALTER TABLE members ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE members SET read_seq = COALESCE ((SELECT MAX (seq) FROM entries"
+    "    WHERE entries.room_id = members.room_id), 0);"
+    "ALTER TABLE entries ADD COLUMN mentions BLOB;"
+    "CREATE TABLE mentions ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id, seq)"
+    ") WITHOUT ROWID;"
 };
 
 

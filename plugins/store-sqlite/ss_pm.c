@@ -55,7 +55,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
 #define S_CONV_ARM(me, other, marker) \
     "SELECT c.id, u.name, c.last_seq, c.last_ts, e.from_id, e.text, e.ts," \
     " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
-    "  AND n.seq > c." marker " AND n.from_id <> c." me ")" \
+    "  AND n.seq > c." marker " AND n.from_id <> c." me "), c." marker \
     " FROM conversations AS c JOIN users AS u ON u.id = c." other \
     " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_seq" \
     " WHERE c." me " = ?1"
@@ -374,7 +374,7 @@ s_pm_history (ss_pm_t *self, st_request_t *request)
 
 //  Packs one conversation of a S_SQL_CONV_LIST row: id, other's name,
 //  last_seq, last_ts, then the newest entry's from_id, text, ts, then the
-//  unread count
+//  unread count and the user's read marker
 static void
 s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
                      const char *me_name)
@@ -390,13 +390,9 @@ s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
         .text = ss_db_column_text (stmt, 5),
         .ts = sqlite3_column_int64 (stmt, 6)
     };
-    msgpack_pack_map (packer, 3);
-    pl_body_pack_str (packer, "with");
-    pl_body_pack_str (packer, peer_name);
-    pl_body_pack_str (packer, "last");
-    st_reply_pm_entry (packer, &last);
-    pl_body_pack_str (packer, "unread");
-    msgpack_pack_uint64 (packer, (uint64_t) sqlite3_column_int64 (stmt, 7));
+    st_reply_conversation (packer, s_text (peer_name), &last,
+                           (uint64_t) sqlite3_column_int64 (stmt, 7),
+                           (uint64_t) sqlite3_column_int64 (stmt, 8));
 }
 
 static int
@@ -438,11 +434,11 @@ s_pm_read (ss_pm_t *self, st_request_t *request)
     int rc = s_pair_find (self, &ask->user, &ask->with, &pair);
     if (rc != SQLITE_OK || s_pair_missing (request, &ask->user, &ask->with, &pair))
         return rc;
-    int64_t unread = 0;
+    int64_t unread = 0, marker = 0;
     //  Without a conversation there is nothing to mark: it exists from its
     //  first message, and a marker alone would not make one
     if (pair.conversation) {
-        int64_t marker = pair.my_marker;
+        marker = pair.my_marker;
         if ((int64_t) ask->seq > marker) {
             sqlite3_stmt *stmt = self->sql [S_SQL_CONV_READ];
             sqlite3_bind_int64 (stmt, 1, pair.conversation);
@@ -455,7 +451,7 @@ s_pm_read (ss_pm_t *self, st_request_t *request)
         if ((rc = s_unread (self, &pair, marker, &unread)) != SQLITE_OK)
             return rc;
     }
-    st_reply_uint (request, "unread", (uint64_t) unread);
+    st_reply_pm_read (request, (uint64_t) unread, (uint64_t) marker);
     return SQLITE_OK;
 }
 

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef enum {
     S_SQL_ROOM_INSERT,
@@ -41,6 +42,11 @@ typedef enum {
     S_SQL_HISTORY_AFTER,
     S_SQL_NONCE_GET,
     S_SQL_NONCE_BY_NAME,
+    S_SQL_ROOM_INVITED,
+    S_SQL_MARKER_GET,
+    S_SQL_MARKER_MOVE,
+    S_SQL_MARKER_SEND,
+    S_SQL_MENTION_PUT,
     S_SQL_ROOM_ALL,
     S_SQL_COUNT
 } s_sql_t;
@@ -67,8 +73,15 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " WHERE rooms.private = 0 OR mine.user_id IS NOT NULL"
                            " ORDER BY rooms.name_key",
     //  The user's rooms: members_by_user, then a sort of at most the
-    //  user's quota of rooms
+    //  user's quota of rooms; with each, the read marker and its counts,
+    //  ranges of entries' primary key and of mentions' (never a scan of
+    //  the timeline)
     [S_SQL_ROOM_JOINED]  = S_ROOM_COLUMNS ", 1"
+                           ", mine.read_seq, (SELECT count (*) FROM entries"
+                           " WHERE entries.room_id = rooms.id AND entries.seq > mine.read_seq"
+                           " AND entries.kind = 'message' AND entries.user <> ?1 COLLATE NOCASE),"
+                           " (SELECT count (*) FROM mentions WHERE mentions.room_id = rooms.id"
+                           " AND mentions.user_id = mine.user_id AND mentions.seq > mine.read_seq)"
                            " FROM members AS mine JOIN rooms ON rooms.id = mine.room_id"
                            " JOIN users ON users.id = rooms.owner_id"
                            " WHERE mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
@@ -101,7 +114,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " WHERE members.room_id = ?1 ORDER BY users.name_key",
     [S_SQL_MEMBER_IS]    = "SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_MEMBER_INSERT]
-                         = "INSERT INTO members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+                         = "INSERT INTO members (room_id, user_id, joined_at, read_seq)"
+                           " VALUES (?1, ?2, ?3, ?4)",
     [S_SQL_MEMBER_DELETE]
                          = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_MEMBER_COUNT] = "SELECT count (*) FROM members WHERE room_id = ?1",
@@ -113,14 +127,14 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_INVITE_DELETE]
                          = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event,"
-                           " nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           " nonce, mentions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     //  Both walk the primary key (room_id, seq) from the cursor: one more
     //  row than asked tells whether more remain
     [S_SQL_HISTORY_BEFORE]
-                         = "SELECT seq, kind, user, ts, text, event, nonce FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_HISTORY_AFTER]
-                         = "SELECT seq, kind, user, ts, text, event, nonce FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
                            " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
     //  A sender's nonce in the room: one search of entries_by_nonce
     [S_SQL_NONCE_GET]    = "SELECT seq, ts FROM entries WHERE room_id = ?1"
@@ -130,6 +144,26 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                          = "SELECT entries.seq, entries.ts FROM rooms JOIN entries"
                            " ON entries.room_id = rooms.id WHERE rooms.name_key = ?1"
                            " AND entries.user = ?2 COLLATE NOCASE AND entries.nonce = ?3",
+    //  The private rooms the user is invited to: invitations_by_user, then a
+    //  sort of those rooms (an invitation is used up by joining)
+    [S_SQL_ROOM_INVITED] = S_ROOM_COLUMNS ", 0"
+                           " FROM invitations AS mine JOIN rooms ON rooms.id = mine.room_id"
+                           " JOIN users ON users.id = rooms.owner_id"
+                           " WHERE mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
+                           " AND rooms.private = 1 AND rooms.name_key > ?2"
+                           " AND NOT EXISTS (SELECT 1 FROM members WHERE members.room_id = rooms.id"
+                           " AND members.user_id = mine.user_id)"
+                           " ORDER BY rooms.name_key LIMIT ?3",
+    [S_SQL_MARKER_GET]   = "SELECT read_seq FROM members WHERE room_id = ?1 AND user_id = ?2",
+    //  Forward only, and never past the newest entry (one key read)
+    [S_SQL_MARKER_MOVE]  = "UPDATE members SET read_seq = ?3 WHERE room_id = ?1 AND user_id = ?2"
+                           " AND read_seq < ?3",
+    //  A member's own message moves its marker, in msg.append's transaction
+    [S_SQL_MARKER_SEND]  = "UPDATE members SET read_seq = ?3 WHERE room_id = ?1"
+                           " AND user_id = (SELECT id FROM users WHERE name_key = lower (?2))"
+                           " AND read_seq < ?3",
+    [S_SQL_MENTION_PUT]  = "INSERT OR IGNORE INTO mentions (room_id, user_id, seq)"
+                           " SELECT ?1, id, ?3 FROM users WHERE name_key = lower (?2)",
     //  Every room, public and private, by name (the operator's list): a walk
     //  of the unique index on name_key; -1 leaves 'joined' out
     [S_SQL_ROOM_ALL]     = S_ROOM_COLUMNS ", -1"
@@ -188,6 +222,19 @@ s_room_of_row (sqlite3_stmt *stmt, bool with_joined)
         .joined = with_joined && sqlite3_column_int (stmt, 11) >= 0
                 ? sqlite3_column_int (stmt, 11) != 0 : -1
     };
+}
+
+//  A row of S_SQL_ROOM_JOINED: the room map with the user's marker and its
+//  counts (columns 12 to 14)
+static st_room_t
+s_joined_room_of_row (sqlite3_stmt *stmt)
+{
+    st_room_t room = s_room_of_row (stmt, true);
+    room.has_marker = true;
+    room.read_seq = (uint64_t) sqlite3_column_int64 (stmt, 12);
+    room.unread = (uint64_t) sqlite3_column_int64 (stmt, 13);
+    room.mentions = (uint64_t) sqlite3_column_int64 (stmt, 14);
+    return room;
 }
 
 //  Looks the room up: its row stays on S_SQL_ROOM_GET for the caller, who
@@ -271,13 +318,23 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
     sqlite3_bind_text (stmt, 3, entry->system ? "system" : "message", -1, SQLITE_STATIC);
     ss_db_bind_text (stmt, 4, entry->user);
     sqlite3_bind_int64 (stmt, 5, entry->ts);
+    msgpack_sbuffer mentions;
+    msgpack_sbuffer_init (&mentions);
     if (entry->system)
         ss_db_bind_text (stmt, 7, entry->event);
     else
         ss_db_bind_text (stmt, 6, entry->text);
     if (entry->nonce.data)
         ss_db_bind_text (stmt, 8, entry->nonce);
+    if (entry->mentions) {
+        //  Kept as the msgpack array it came with, answered as it is
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &mentions, msgpack_sbuffer_write);
+        msgpack_pack_object (&packer, *entry->mentions);
+        sqlite3_bind_blob (stmt, 9, mentions.data, (int) mentions.size, SQLITE_STATIC);
+    }
     int rc = ss_db_step_done (stmt);
+    msgpack_sbuffer_destroy (&mentions);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
                          " already.", (int) room->text.size, room->text.data, entry->seq);
@@ -370,6 +427,7 @@ s_room_insert (ss_rooms_t *self, st_request_t *request, int64_t owner_id)
     sqlite3_bind_int64 (member, 1, sqlite3_last_insert_rowid (ss_db_handle (self->db)));
     sqlite3_bind_int64 (member, 2, owner_id);
     sqlite3_bind_int64 (member, 3, create->created_at);
+    sqlite3_bind_int64 (member, 4, 0);          //  a new room has no entry to read
     return ss_db_step_done (member);
 }
 
@@ -406,8 +464,25 @@ s_room_get (ss_rooms_t *self, st_request_t *request)
 //  Answers {rooms, more} from a bound statement: at most limit rooms, and
 //  fewer, with more, at a whole room before the answer would pass its
 //  bytes. A statement that yields a room past limit says more too.
+typedef st_room_t (s_room_row_fn) (sqlite3_stmt *stmt);
+
+static st_room_t
+s_listed_room_of_row (sqlite3_stmt *stmt)
+{
+    return s_room_of_row (stmt, true);
+}
+
+static st_room_t
+s_invited_room_of_row (sqlite3_stmt *stmt)
+{
+    st_room_t room = s_room_of_row (stmt, true);
+    room.invited = true;
+    return room;
+}
+
 static int
-s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
+s_answer_rooms_by (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit,
+                   s_room_row_fn *row_of)
 {
     st_list_t *rooms = st_list_new (limit, false);
     if (!rooms) {
@@ -416,7 +491,7 @@ s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
     }
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        st_room_t room = s_room_of_row (stmt, true);
+        st_room_t room = row_of (stmt);
         st_reply_room (st_list_packer (rooms), &room);
         if (!st_list_push (rooms))
             break;
@@ -431,6 +506,12 @@ s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
 }
 
 static int
+s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
+{
+    return s_answer_rooms_by (request, stmt, limit, s_listed_room_of_row);
+}
+
+static int
 s_room_list (ss_rooms_t *self, st_request_t *request)
 {
     sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
@@ -442,11 +523,18 @@ s_room_list (ss_rooms_t *self, st_request_t *request)
 //  limit_param (bound here to one more room than asked, to tell whether
 //  more remain)
 static int
-s_answer_room_page (st_request_t *request, sqlite3_stmt *stmt, int limit_param)
+s_answer_room_page_by (st_request_t *request, sqlite3_stmt *stmt, int limit_param,
+                       s_room_row_fn *row_of)
 {
     uint32_t limit = request->as.room_joined.limit;
     sqlite3_bind_int64 (stmt, limit_param, (int64_t) limit + 1);
-    return s_answer_rooms (request, stmt, limit);
+    return s_answer_rooms_by (request, stmt, limit, row_of);
+}
+
+static int
+s_answer_room_page (st_request_t *request, sqlite3_stmt *stmt, int limit_param)
+{
+    return s_answer_room_page_by (request, stmt, limit_param, s_listed_room_of_row);
 }
 
 static int
@@ -456,7 +544,17 @@ s_room_joined (ss_rooms_t *self, st_request_t *request)
     sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_JOINED];
     ss_db_bind_key (stmt, 1, &page->user);
     ss_db_bind_key (stmt, 2, &page->after);
-    return s_answer_room_page (request, stmt, 3);
+    return s_answer_room_page_by (request, stmt, 3, s_joined_room_of_row);
+}
+
+static int
+s_room_invited (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_page_t *page = &request->as.room_invited;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_INVITED];
+    ss_db_bind_key (stmt, 1, &page->user);
+    ss_db_bind_key (stmt, 2, &page->after);
+    return s_answer_room_page_by (request, stmt, 3, s_invited_room_of_row);
 }
 
 static int
@@ -562,6 +660,7 @@ typedef struct {
     int64_t max_participants;
     int64_t members;                //  the count
     int64_t owner_id;
+    int64_t last_seq;               //  the newest entry's seq, 0 for none
 } s_room_row_t;
 
 static int
@@ -575,7 +674,8 @@ s_room_row (ss_rooms_t *self, st_request_t *request, const st_name_t *name, s_ro
             .is_private = sqlite3_column_int (room, 3) != 0,
             .max_participants = sqlite3_column_int64 (room, 4),
             .members = sqlite3_column_int64 (room, 7),
-            .owner_id = sqlite3_column_int64 (room, 9)
+            .owner_id = sqlite3_column_int64 (room, 9),
+            .last_seq = sqlite3_column_int64 (room, 8)
         };
     ss_db_finish (room);
     return rc;
@@ -609,16 +709,19 @@ s_member_may_join (ss_rooms_t *self, st_request_t *request, const s_room_row_t *
     return s_check_quotas (self, request, &add->user, user_id, 0, add->max_joined);
 }
 
-//  Adds the member, consumes the invitation, appends the join notice
+//  Adds the member, its read marker on its own join notice (or the newest
+//  entry without one), consumes the invitation, appends the join notice
 static int
-s_member_join (ss_rooms_t *self, st_request_t *request, int64_t room_id, int64_t user_id,
-               bool invited)
+s_member_join (ss_rooms_t *self, st_request_t *request, const s_room_row_t *room,
+               int64_t user_id, bool invited)
 {
     const st_member_t *add = &request->as.member_add;
+    int64_t room_id = room->id;
     sqlite3_stmt *insert = self->sql [S_SQL_MEMBER_INSERT];
     sqlite3_bind_int64 (insert, 1, room_id);
     sqlite3_bind_int64 (insert, 2, user_id);
     sqlite3_bind_int64 (insert, 3, add->has_entry ? add->entry.ts : pl_time_now ());
+    sqlite3_bind_int64 (insert, 4, add->has_entry ? (int64_t) add->entry.seq : room->last_seq);
     int rc = ss_db_step_done (insert);
     if (rc == SQLITE_OK && invited)
         rc = s_pair_run (self, S_SQL_INVITE_DELETE, room_id, user_id);
@@ -644,7 +747,7 @@ s_member_add (ss_rooms_t *self, st_request_t *request)
     if (!member) {
         if ((rc = s_member_may_join (self, request, &room, user_id, &invited)) != SQLITE_OK
         ||  !st_request_live (request)
-        ||  (rc = s_member_join (self, request, room.id, user_id, invited)) != SQLITE_OK
+        ||  (rc = s_member_join (self, request, &room, user_id, invited)) != SQLITE_OK
         ||  !st_request_live (request))
             return rc;
         room.members++;
@@ -696,6 +799,64 @@ s_member_list (ss_rooms_t *self, st_request_t *request)
         return rc;
     msgpack_pack_map (st_request_packer (request), 1);
     return s_pack_member_names (self, request, room_id);
+}
+
+//  The member's read marker: 0 and *found_p true, or not found
+static int
+s_marker_get (ss_rooms_t *self, int64_t room_id, int64_t user_id, int64_t *seq_p,
+              bool *found_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_MARKER_GET];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    int rc = sqlite3_step (stmt);
+    *found_p = rc == SQLITE_ROW;
+    *seq_p = *found_p ? sqlite3_column_int64 (stmt, 0) : 0;
+    ss_db_finish (stmt);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+}
+
+//  Moves the marker forward to seq, at most to the newest entry; answers
+//  {read_seq, moved}
+static int
+s_member_read (ss_rooms_t *self, st_request_t *request)
+{
+    const st_member_read_t *read = &request->as.member_read;
+    s_room_row_t room;
+    int rc = s_room_row (self, request, &read->room, &room);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    int64_t user_id = ss_users_find (self->users, &read->user, NULL, &rc);
+    int64_t marker = 0;
+    bool found = false;
+    if (rc == SQLITE_OK && user_id)
+        rc = s_marker_get (self, room.id, user_id, &marker, &found);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!found) {
+        st_request_fail (request, "not_member", "'%.*s' is not a member of the room '%.*s'.",
+                         (int) read->user.text.size, read->user.text.data,
+                         (int) read->room.text.size, read->room.text.data);
+        return SQLITE_OK;
+    }
+    int64_t target = (int64_t) read->seq < room.last_seq ? (int64_t) read->seq : room.last_seq;
+    bool moved = target > marker;
+    if (moved) {
+        sqlite3_stmt *stmt = self->sql [S_SQL_MARKER_MOVE];
+        sqlite3_bind_int64 (stmt, 1, room.id);
+        sqlite3_bind_int64 (stmt, 2, user_id);
+        sqlite3_bind_int64 (stmt, 3, target);
+        if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+            return rc;
+        marker = target;
+    }
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 2);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, (uint64_t) marker);
+    pl_body_pack_str (packer, "moved");
+    st_reply_bool (packer, moved);
+    return SQLITE_OK;
 }
 
 static int
@@ -770,6 +931,35 @@ s_msg_nonce (ss_rooms_t *self, st_request_t *request)
     return rc;
 }
 
+//  What a message of the run marks, in its transaction: its sender's read
+//  marker moves to it, and each member it mentions (but its sender) gets a
+//  row of mentions. Names that are no user's are skipped.
+static int
+s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_entry_t *entry)
+{
+    if (entry->system)
+        return SQLITE_OK;
+    sqlite3_stmt *stmt = self->sql [S_SQL_MARKER_SEND];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    ss_db_bind_text (stmt, 2, entry->user);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) entry->seq);
+    int rc = ss_db_step_done (stmt);
+    for (uint32_t index = 0; rc == SQLITE_OK && entry->mentions
+                             && index < entry->mentions->via.array.size; index++) {
+        const msgpack_object *name = &entry->mentions->via.array.ptr [index];
+        st_text_t text = { name->via.str.ptr, name->via.str.size };
+        if (text.size == entry->user.size
+        &&  strncasecmp (text.data, entry->user.data, text.size) == 0)
+            continue;
+        stmt = self->sql [S_SQL_MENTION_PUT];
+        sqlite3_bind_int64 (stmt, 1, room_id);
+        ss_db_bind_text (stmt, 2, text);
+        sqlite3_bind_int64 (stmt, 3, (int64_t) entry->seq);
+        rc = ss_db_step_done (stmt);
+    }
+    return rc;
+}
+
 static int
 s_msg_append (ss_rooms_t *self, st_request_t *request)
 {
@@ -790,6 +980,8 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     //  that none of the run stays (proto/STORE.md, Atomicity)
     for (uint32_t index = 0; index < append->count; index++) {
         rc = s_entry_insert (self, request, &append->room, room_id, &append->entries [index]);
+        if (rc == SQLITE_OK && st_request_live (request))
+            rc = s_entry_marks (self, room_id, &append->entries [index]);
         if (rc != SQLITE_OK || !st_request_live (request))
             return rc;
     }
@@ -804,12 +996,18 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     return rc;
 }
 
-//  A timeline row: seq, kind, user, ts, text, event, nonce
+//  A timeline row: seq, kind, user, ts, text, event, nonce, mentions
 static st_entry_t
 s_entry_of_row (sqlite3_stmt *stmt)
 {
     bool system = sqlite3_column_type (stmt, 4) == SQLITE_NULL;
+    st_text_t mentions = { NULL, 0 };
+    if (sqlite3_column_type (stmt, 7) == SQLITE_BLOB) {
+        mentions.data = (const char *) sqlite3_column_blob (stmt, 7);
+        mentions.size = (uint32_t) sqlite3_column_bytes (stmt, 7);
+    }
     return (st_entry_t) {
+        .mentions_packed = mentions,
         .seq = (uint64_t) sqlite3_column_int64 (stmt, 0),
         .system = system,
         .user = ss_db_column_text (stmt, 2),
@@ -819,6 +1017,35 @@ s_entry_of_row (sqlite3_stmt *stmt)
         .nonce = sqlite3_column_type (stmt, 6) == SQLITE_NULL
                ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 6)
     };
+}
+
+//  Answers {messages, more} and, when the request names a user, that
+//  user's read_seq in the room (0 for one that is not a member)
+static int
+s_answer_history (ss_rooms_t *self, st_request_t *request, int64_t room_id,
+                  st_list_t *entries)
+{
+    const st_name_t *user = &request->as.msg_history.user;
+    if (!user->text.data) {
+        st_list_answer (entries, request, "messages");
+        return SQLITE_OK;
+    }
+    int rc;
+    int64_t user_id = ss_users_find (self->users, user, NULL, &rc);
+    int64_t marker = 0;
+    bool found;
+    if (rc == SQLITE_OK && user_id)
+        rc = s_marker_get (self, room_id, user_id, &marker, &found);
+    if (rc != SQLITE_OK)
+        return rc;
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 3);
+    st_list_finish (entries, packer, "messages");
+    pl_body_pack_str (packer, "more");
+    st_reply_bool (packer, st_list_more (entries));
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, (uint64_t) marker);
+    return SQLITE_OK;
 }
 
 static int
@@ -850,10 +1077,8 @@ s_msg_history (ss_rooms_t *self, st_request_t *request)
             break;
     }
     ss_db_finish (stmt);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
-        st_list_answer (entries, request, "messages");
-        rc = SQLITE_OK;
-    }
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        rc = s_answer_history (self, request, room_id, entries);
     st_list_destroy (&entries);
     return rc;
 }
@@ -871,10 +1096,12 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_ROOM_JOINED]    = s_room_joined,
     [ST_ROOM_PUBLIC]    = s_room_public,
     [ST_ROOM_DIRECTORY] = s_room_directory,
+    [ST_ROOM_INVITED]   = s_room_invited,
     [ST_ROOM_DELETE]    = s_room_delete,
     [ST_MEMBER_ADD]     = s_member_add,
     [ST_MEMBER_REMOVE]  = s_member_remove,
     [ST_MEMBER_LIST]    = s_member_list,
+    [ST_MEMBER_READ]    = s_member_read,
     [ST_INVITE_ADD]     = s_invite_add,
     [ST_MSG_APPEND]     = s_msg_append,
     [ST_MSG_HISTORY]    = s_msg_history,

@@ -11,6 +11,9 @@
 #include "st_front.h"
 #include "pl_admin.h"
 #include "pl_body.h"
+#include "pl_reply.h"
+#include "pl_service.h"
+#include "pl_time.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,6 +29,8 @@ typedef struct {
     st_request_t **queue;           //  ST_BATCH_MAX slots
     size_t queued;                  //  slots in use
     uint64_t requests;              //  requests answered, for the log
+    uint64_t expired;               //  requests not started: their time was gone
+    pl_service_t batch;             //  a batch's measured time: retry_after_ms
 } s_front_t;
 
 const parley_route_t st_front_routes [] = {
@@ -40,6 +45,13 @@ s_answer (s_front_t *self, st_request_t *request)
 {
     parley_request_t *host_request = (parley_request_t *) st_request_host (request);
     const char *code = st_request_code (request);
+    if (code && strcmp (code, "unavailable") == 0) {
+        int64_t retry_ms = pl_service_ms (&self->batch);
+        pl_reply_error_retry (self->host, self->ctx, &host_request, code,
+                              st_request_message (request), retry_ms > PL_SERVICE_RETRY_MIN_MS
+                              ? retry_ms : PL_SERVICE_RETRY_MIN_MS);
+    }
+    else
     if (code)
         self->host->reply_error (self->ctx, &host_request, code, st_request_message (request));
     else {
@@ -53,13 +65,36 @@ s_answer (s_front_t *self, st_request_t *request)
     self->requests++;
 }
 
+//  Fails the requests whose time is gone (ABI minor 3) before the backend
+//  sees them: their callers have been told unavailable, or are about to
+//  be, so none of them is started, and nothing is written for them later
+static void
+s_expire (s_front_t *self)
+{
+    const parley_host_t *host = self->host;
+    if (host->abi_minor < 3 || !host->request_time_left)
+        return;
+    for (size_t index = 0; index < self->queued; index++) {
+        st_request_t *request = self->queue [index];
+        if (st_request_live (request)
+        &&  host->request_time_left ((parley_request_t *) st_request_host (request)) == 0) {
+            st_request_fail (request, "unavailable", "The store could not start this in time;"
+                             " nothing was done.");
+            self->expired++;
+        }
+    }
+}
+
 //  Runs the queue through the backend and answers it in order
 static void
 s_flush (s_front_t *self)
 {
     if (self->queued == 0)
         return;
+    s_expire (self);
+    int64_t started = pl_time_mono ();
     self->backend->run (self->state, self->queue, self->queued);
+    pl_service_add (&self->batch, pl_time_mono () - started);
     for (size_t index = 0; index < self->queued; index++) {
         s_answer (self, self->queue [index]);
         st_request_destroy (&self->queue [index]);
@@ -112,8 +147,9 @@ st_front_destroy (void **state_p)
         return;
     //  What was queued still gets its run and its answer
     s_flush (self);
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests",
-                     self->requests);
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests, %" PRIu64
+                     " of them not started because their time was gone", self->requests,
+                     self->expired);
     s_front_free (&self);
     *state_p = NULL;
 }

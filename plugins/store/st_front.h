@@ -8,7 +8,11 @@
     batch (on_batch_end), or when ST_BATCH_MAX requests wait, hands the
     queue to the backend's run. Then it answers every request in the order
     received: the error set on it, or its ok answer. A backend never
-    replies and never reads msgpack.
+    replies and never reads msgpack. A request whose time is gone when its
+    batch starts (host->request_time_left, ABI minor 3) is answered
+    unavailable and never reaches the backend: no write is started after
+    its caller was told it failed (proto/STORE.md, "Deadlines"). Every
+    unavailable carries retry_after_ms.
 
     A backend's .c file:
 

@@ -52,7 +52,8 @@ st_reply_user (msgpack_packer *packer, const st_user_t *user)
 void
 st_reply_room (msgpack_packer *packer, const st_room_t *room)
 {
-    msgpack_pack_map (packer, room->joined >= 0 ? 10 : 9);
+    msgpack_pack_map (packer, 9 + (room->joined >= 0) + (room->has_marker ? 3 : 0)
+                              + room->invited);
     pl_body_pack_str (packer, "name");
     st_reply_text (packer, room->name);
     pl_body_pack_str (packer, "description");
@@ -75,12 +76,25 @@ st_reply_room (msgpack_packer *packer, const st_room_t *room)
         pl_body_pack_str (packer, "joined");
         st_reply_bool (packer, room->joined != 0);
     }
+    if (room->has_marker) {
+        pl_body_pack_str (packer, "read_seq");
+        msgpack_pack_uint64 (packer, room->read_seq);
+        pl_body_pack_str (packer, "unread");
+        msgpack_pack_uint64 (packer, room->unread);
+        pl_body_pack_str (packer, "mentions");
+        msgpack_pack_uint64 (packer, room->mentions);
+    }
+    if (room->invited) {
+        pl_body_pack_str (packer, "invited");
+        st_reply_bool (packer, true);
+    }
 }
 
 void
 st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 {
-    msgpack_pack_map (packer, entry->nonce.data ? 6 : 5);
+    bool mentions = entry->mentions_packed.data || entry->mentions;
+    msgpack_pack_map (packer, 5 + (entry->nonce.data ? 1 : 0) + (mentions ? 1 : 0));
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
     pl_body_pack_str (packer, "kind");
@@ -95,6 +109,15 @@ st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
         pl_body_pack_str (packer, "nonce");
         st_reply_text (packer, entry->nonce);
     }
+    if (!mentions)
+        return;
+    pl_body_pack_str (packer, "mentions");
+    //  As stored: the msgpack array the request gave
+    if (entry->mentions_packed.data)
+        packer->callback (packer->data, entry->mentions_packed.data,
+                          entry->mentions_packed.size);
+    else
+        msgpack_pack_object (packer, *entry->mentions);
 }
 
 void
@@ -149,6 +172,34 @@ st_reply_nonce (st_request_t *request, bool found, uint64_t seq, int64_t ts)
         pl_body_pack_str (packer, "ts");
         msgpack_pack_int64 (packer, ts);
     }
+}
+
+void
+st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
+                       uint64_t unread, uint64_t read_seq)
+{
+    msgpack_pack_map (packer, 5);
+    pl_body_pack_str (packer, "with");
+    st_reply_text (packer, with);
+    pl_body_pack_str (packer, "last");
+    st_reply_pm_entry (packer, last);
+    pl_body_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, unread);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, read_seq);
+    pl_body_pack_str (packer, "last_seq");
+    msgpack_pack_uint64 (packer, last->seq);
+}
+
+void
+st_reply_pm_read (st_request_t *request, uint64_t unread, uint64_t read_seq)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 2);
+    pl_body_pack_str (packer, "unread");
+    msgpack_pack_uint64 (packer, unread);
+    pl_body_pack_str (packer, "read_seq");
+    msgpack_pack_uint64 (packer, read_seq);
 }
 
 void

@@ -44,6 +44,13 @@ typedef struct {
     uint64_t last_seq;              //  0 for none
     int64_t active_at;
     int joined;                     //  -1 leaves 'joined' out, else 0 or 1
+    //  store.room.joined (schema version 7): the user's read marker and
+    //  its counts; store.room.invited: invited
+    bool has_marker;                //  false leaves the three out
+    uint64_t read_seq;
+    uint64_t unread;                //  messages after read_seq not the user's
+    uint64_t mentions;              //  of those, the ones that mention the user
+    bool invited;                   //  true adds 'invited': true
 } st_room_t;
 
 //  A pm entry as answered (proto/STORE.md, "pm entry")
@@ -75,17 +82,29 @@ void
 void
     st_reply_user (msgpack_packer *packer, const st_user_t *user);
 
-//  The room map, with 'joined' when room->joined >= 0
+//  The room map, with 'joined' when room->joined >= 0, the marker's
+//  read_seq, unread and mentions when has_marker, 'invited' when invited
 void
     st_reply_room (msgpack_packer *packer, const st_room_t *room);
 
-//  A timeline entry {seq, kind, user, ts, text or event, nonce if any}
+//  A timeline entry {seq, kind, user, ts, text or event, nonce if any,
+//  mentions if any}
 void
     st_reply_entry (msgpack_packer *packer, const st_entry_t *entry);
 
 //  A pm entry {seq, from, to, text, ts, nonce if any}
 void
     st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
+
+//  A conversation of store.pm.conversations: {with, last, unread, read_seq,
+//  last_seq} (the last two from schema version 7; last_seq is last's seq)
+void
+    st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
+                           uint64_t unread, uint64_t read_seq);
+
+//  store.pm.read's answer {unread, read_seq}
+void
+    st_reply_pm_read (st_request_t *request, uint64_t unread, uint64_t read_seq);
 
 //  store.info's answer {backend, schema_version}
 void

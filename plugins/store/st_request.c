@@ -30,7 +30,8 @@ static s_reader_fn
     s_read_member_add, s_read_member_remove, s_read_member_list, s_read_invite_add,
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
-    s_read_pm_nonce, s_read_user_set_state, s_read_user_set_password, s_read_room_all;
+    s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
+    s_read_user_set_password, s_read_room_all;
 
 static const struct {
     const char *name;               //  the request type
@@ -55,10 +56,12 @@ static const struct {
     [ST_ROOM_JOINED]       = { "store.room.joined",       false, s_read_room_joined },
     [ST_ROOM_PUBLIC]       = { "store.room.public",       false, s_read_room_public },
     [ST_ROOM_DIRECTORY]    = { "store.room.directory",    false, s_read_room_directory },
+    [ST_ROOM_INVITED]      = { "store.room.invited",      false, s_read_room_invited },
     [ST_ROOM_DELETE]       = { "store.room.delete",       true,  s_read_room_name },
     [ST_MEMBER_ADD]        = { "store.member.add",        true,  s_read_member_add },
     [ST_MEMBER_REMOVE]     = { "store.member.remove",     true,  s_read_member_remove },
     [ST_MEMBER_LIST]       = { "store.member.list",       false, s_read_member_list },
+    [ST_MEMBER_READ]       = { "store.member.read",       true,  s_read_member_read },
     [ST_INVITE_ADD]        = { "store.invite.add",        true,  s_read_invite_add },
     [ST_MSG_APPEND]        = { "store.msg.append",        true,  s_read_msg_append },
     [ST_MSG_HISTORY]       = { "store.msg.history",       false, s_read_msg_history },
@@ -413,6 +416,31 @@ s_read_page (st_request_t *self, const msgpack_object *map, st_page_t *page)
 typedef int (s_element_fn) (st_request_t *self, const msgpack_object *value, void *item,
                             uint64_t *seq_p);
 
+//  A message entry's 'mentions' (optional): an array of 1 to
+//  ST_MENTIONS_MAX names, borrowed in place
+static int
+s_read_mentions (st_request_t *self, const msgpack_object *entry_map, st_entry_t *entry)
+{
+    const msgpack_object *value = pl_body_field (entry_map, "mentions");
+    if (!value)
+        return 0;
+    bool valid = value->type == MSGPACK_OBJECT_ARRAY && value->via.array.size >= 1
+              && value->via.array.size <= ST_MENTIONS_MAX;
+    for (uint32_t index = 0; valid && index < value->via.array.size; index++) {
+        const msgpack_object *name = &value->via.array.ptr [index];
+        valid = name->type == MSGPACK_OBJECT_STR && name->via.str.size >= 1
+             && name->via.str.size <= ST_NAME_MAX
+             && !memchr (name->via.str.ptr, 0, name->via.str.size);
+    }
+    if (!valid) {
+        st_request_fail (self, "bad_request", "The field 'mentions' must be an array of 1 to %d"
+                         " names of 1 to %d bytes.", ST_MENTIONS_MAX, ST_NAME_MAX);
+        return -1;
+    }
+    entry->mentions = value;
+    return 0;
+}
+
 //  Reads one timeline entry map into entry
 static int
 s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
@@ -430,7 +458,8 @@ s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *e
         return -1;
     if (st_text_is (kind, "message"))
         return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text)
-            || s_read_nonce (self, value, false, &entry->nonce) ? -1 : 0;
+            || s_read_nonce (self, value, false, &entry->nonce)
+            || s_read_mentions (self, value, entry) ? -1 : 0;
     if (!st_text_is (kind, "system")) {
         st_request_fail (self, "bad_request",
                          "The entry's 'kind' must be \"message\" or \"system\".");
@@ -732,6 +761,12 @@ s_read_room_joined (st_request_t *self, const msgpack_object *map)
     return s_read_room_page (self, map, ST_JOINED_DEFAULT);
 }
 
+static int
+s_read_room_invited (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_room_page (self, map, ST_JOINED_DEFAULT);
+}
+
 //  room.public: the page and its cursor, (after_active, after) both or neither
 static int
 s_read_room_public (st_request_t *self, const msgpack_object *map)
@@ -795,6 +830,16 @@ static int
 s_read_member_list (st_request_t *self, const msgpack_object *map)
 {
     return s_read_room (self, map, "room", &self->as.member_list.name);
+}
+
+//  member.read: room, user, and a seq of 1 or more
+static int
+s_read_member_read (st_request_t *self, const msgpack_object *map)
+{
+    st_member_read_t *read = &self->as.member_read;
+    return s_read_room (self, map, "room", &read->room)
+        || s_read_user (self, map, "user", &read->user)
+        || s_read_uint (self, map, "seq", 1, INT64_MAX, true, 0, &read->seq) ? -1 : 0;
 }
 
 static int
@@ -891,7 +936,8 @@ s_read_msg_history (st_request_t *self, const msgpack_object *map)
 {
     st_msg_history_t *history = &self->as.msg_history;
     return s_read_room (self, map, "room", &history->room)
-        || s_read_page (self, map, &history->page) ? -1 : 0;
+        || s_read_page (self, map, &history->page)
+        || s_read_name (self, map, "user", ST_NAME_MAX, false, &history->user) ? -1 : 0;
 }
 
 //  pm.append's run: one message in the request's own fields (seq, text,

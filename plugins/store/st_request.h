@@ -52,6 +52,7 @@ extern "C" {
 #define ST_KEEP_MAX             1000000 //  store.token.trim's keep
 #define ST_TRIM_MAX             1000    //  tokens token.trim deletes in one request
 #define ST_PARTICIPANTS_MAX     UINT32_MAX  //  room.create's max_participants
+#define ST_MENTIONS_MAX         PL_PARTICIPANTS_MAX //  names an entry's 'mentions' holds
 //  The lists' defaults when no limit is given
 #define ST_USER_LIST_DEFAULT    1000
 #define ST_JOINED_DEFAULT       1000
@@ -83,10 +84,12 @@ typedef enum {
     ST_ROOM_JOINED,
     ST_ROOM_PUBLIC,
     ST_ROOM_DIRECTORY,
+    ST_ROOM_INVITED,
     ST_ROOM_DELETE,
     ST_MEMBER_ADD,
     ST_MEMBER_REMOVE,
     ST_MEMBER_LIST,
+    ST_MEMBER_READ,
     ST_INVITE_ADD,
     ST_MSG_APPEND,
     ST_MSG_HISTORY,
@@ -129,6 +132,11 @@ typedef struct {
     st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
     st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
                                     //  of [A-Za-z0-9_-]), else data NULL
+    //  The members a message mentions (schema version 7), absent for none:
+    //  in a request, a validated array of 1 to ST_MENTIONS_MAX names,
+    //  borrowed from its body; in an answer, the array as msgpack bytes
+    const msgpack_object *mentions; //  requests: NULL for none
+    st_text_t mentions_packed;      //  answers: data NULL for none
 } st_entry_t;
 
 //  One private message of store.pm.append
@@ -241,7 +249,7 @@ typedef struct {                    //  store.room.list
     st_name_t user;
 } st_room_list_t;
 
-typedef struct {                    //  store.room.joined, .public, .directory
+typedef struct {                    //  store.room.joined, .public, .directory, .invited
     st_name_t user;
     st_name_t after;                //  a room name; key "" when not given
     uint32_t limit;
@@ -259,6 +267,12 @@ typedef struct {                    //  store.member.add, store.member.remove
     uint64_t max_joined;            //  add: 0 for no limit
 } st_member_t;
 
+typedef struct {                    //  store.member.read
+    st_name_t room;
+    st_name_t user;
+    uint64_t seq;                   //  1 or more
+} st_member_read_t;
+
 typedef struct {                    //  store.invite.add
     st_name_t room;
     st_name_t user;
@@ -274,6 +288,7 @@ typedef struct {                    //  store.msg.append ('entry' is a run of on
 typedef struct {                    //  store.msg.history
     st_name_t room;
     st_page_t page;
+    st_name_t user;                 //  optional: answer this member's read_seq too
 } st_msg_history_t;
 
 typedef struct {                    //  store.msg.nonce
@@ -330,10 +345,12 @@ struct st_request_s {
         st_room_page_t room_joined;
         st_room_page_t room_public;
         st_room_page_t room_directory;
+        st_room_page_t room_invited;
         st_room_name_t room_delete;
         st_member_t member_add;
         st_member_t member_remove;
         st_room_name_t member_list;
+        st_member_read_t member_read;
         st_invite_add_t invite_add;
         st_msg_append_t msg_append;
         st_msg_history_t msg_history;

@@ -124,8 +124,16 @@ test_every_field_round_trips (void **state)
     pl_envelope_add_route (envelope, "example.", 1, 0, NULL);
     pl_envelope_add_route (envelope, "room.", 2, 1, "room");
     pl_envelope_set_heartbeat (envelope, 1000);
+    pl_envelope_set_deadline (envelope, 4750);
+    pl_envelope_set_sent_at (envelope, 123456789012ULL);
 
     pl_envelope_t *copy = s_reencode (envelope);
+    assert_int_equal (pl_envelope_deadline (copy), 4750);
+    assert_true (pl_envelope_sent_at (copy) == 123456789012ULL);
+    pl_envelope_t *dup = pl_envelope_dup (copy);
+    assert_int_equal (pl_envelope_deadline (dup), 4750);
+    assert_true (pl_envelope_sent_at (dup) == 123456789012ULL);
+    pl_envelope_destroy (&dup);
     assert_int_equal (pl_envelope_op (copy), PL_OP_HELLO);
     assert_true (pl_envelope_rid (copy) == UINT64_MAX);
     assert_true (pl_envelope_sid (copy) == 0x1234567800000001ULL);
@@ -212,7 +220,21 @@ test_unset_fields_read_as_unset (void **state)
     uint32_t major = 9, minor = 9;
     pl_envelope_abi (copy, &major, &minor);
     assert_int_equal (major + minor, 0);
+    assert_int_equal (pl_envelope_deadline (copy), -1);
+    assert_true (pl_envelope_sent_at (copy) == 0);
     pl_envelope_destroy (&copy);
+    //  No time left is a deadline too, and travels as 0; a negative clears
+    pl_envelope_set_deadline (envelope, 0);
+    copy = s_reencode (envelope);
+    assert_int_equal (pl_envelope_deadline (copy), 0);
+    pl_envelope_destroy (&copy);
+    pl_envelope_set_deadline (envelope, -1);
+    copy = s_reencode (envelope);
+    assert_int_equal (pl_envelope_deadline (copy), -1);
+    pl_envelope_destroy (&copy);
+    pl_envelope_set_deadline (envelope, 1LL << 40);
+    assert_int_equal (pl_envelope_deadline (envelope), UINT32_MAX);
+    pl_envelope_set_deadline (envelope, -1);
     //  Setting NULL clears
     pl_envelope_set_type (envelope, "x");
     pl_envelope_set_type (envelope, NULL);
@@ -372,6 +394,11 @@ static void
 test_fields_of_the_wrong_type_are_refused (void **state)
 {
     s_assert_field_refused ("rid", s_string);
+    s_assert_field_refused ("dl", s_negative);
+    s_assert_field_refused ("dl", s_big);
+    s_assert_field_refused ("dl", s_string);
+    s_assert_field_refused ("at", s_negative);
+    s_assert_field_refused ("at", s_float);
     s_assert_field_refused ("rid", s_negative);
     s_assert_field_refused ("rid", s_float);
     s_assert_field_refused ("sid", s_nil);

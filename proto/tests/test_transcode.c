@@ -695,6 +695,44 @@ test_error_frame_with_a_body_carries_its_fields (void **state)
     free (frame);
 }
 
+//  The gateway's floor: retry_after_ms when the body gives none, the
+//  body's own when it does
+static void
+test_error_frame_with_retry_keeps_a_given_retry_or_adds_one (void **state)
+{
+    size_t size;
+    uint8_t *frame = pl_transcode_error_retry ((const uint8_t *) "\x07", 1, "unavailable",
+                                               "Busy.", NULL, NULL, 0, 1000, 0, &size);
+    const char *expected = "{\"type\":\"error\",\"id\":7,\"code\":\"unavailable\","
+                           "\"message\":\"Busy.\",\"retry_after_ms\":1000}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+    const uint8_t given [] = { 0x82, 0xa1, 'x', 0x01, 0xae, 'r','e','t','r','y','_','a','f','t',
+                               'e','r','_','m','s', 0xcd, 0x05, 0xdc };
+    frame = pl_transcode_error_retry (NULL, 0, "rate_limited", "Slow.", NULL, given,
+                                      sizeof given, 1000, 0, &size);
+    expected = "{\"type\":\"error\",\"code\":\"rate_limited\",\"message\":\"Slow.\","
+               "\"x\":1,\"retry_after_ms\":1500}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+    //  With an outcome; a body that is not a map still gets ours; 0 adds none
+    const uint8_t wrong [] = { 0x91, 0x01 };
+    frame = pl_transcode_error_retry (NULL, 0, "unavailable", "Down.", "unknown", wrong,
+                                      sizeof wrong, 800, 0, &size);
+    expected = "{\"type\":\"error\",\"code\":\"unavailable\",\"message\":\"Down.\","
+               "\"outcome\":\"unknown\",\"retry_after_ms\":800}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+    frame = pl_transcode_error_retry (NULL, 0, "internal", "Oops.", NULL, NULL, 0, 0, 0, &size);
+    expected = "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"Oops.\"}";
+    assert_int_equal (size, strlen (expected));
+    assert_memory_equal (frame, expected, size);
+    free (frame);
+}
+
 static void
 test_body_is_a_msgpack_map_of_the_other_fields (void **state)
 {
@@ -754,6 +792,7 @@ main (void)
         cmocka_unit_test (test_frame_refuses_msgpack_nested_deeper_than_64),
         cmocka_unit_test (test_error_frame_escapes_its_message),
         cmocka_unit_test (test_error_frame_with_a_body_carries_its_fields),
+        cmocka_unit_test (test_error_frame_with_retry_keeps_a_given_retry_or_adds_one),
         cmocka_unit_test (test_body_is_a_msgpack_map_of_the_other_fields),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

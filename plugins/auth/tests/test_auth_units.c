@@ -283,6 +283,56 @@ test_pool_refuses_bad_sizes (void **state)
     assert_null (au_pool_new (1, 0, S_OPS, S_MEM));
 }
 
+//  With one hash measured (au_pool_hash_now), a job is taken only when the
+//  jobs ahead leave it done in its time; a refusal says when to retry
+static void
+test_pool_admits_only_jobs_that_fit_their_time (void **state)
+{
+    au_pool_t *pool = au_pool_new (1, 64, 3, 8u << 20);
+    assert_non_null (pool);
+    char hash [crypto_pwhash_STRBYTES];
+    assert_int_equal (au_pool_hash_now (pool, "password", 8, hash, sizeof hash), 0);
+    assert_true (au_pool_hash_ms (pool) >= 1);
+    for (int index = 0; index < 5; index++) {
+        au_job_t *job = au_job_new_hash ("password", 8, NULL);
+        assert_int_equal (au_pool_submit (pool, &job), 0);
+    }
+    au_job_t *late = au_job_new_hash ("password", 8, NULL);
+    int64_t retry_ms = 0;
+    assert_int_equal (au_pool_submit_within (pool, &late, 1, &retry_ms), -1);
+    assert_non_null (late);                     //  still ours
+    assert_true (retry_ms >= 100);
+    au_job_destroy (&late);
+    au_job_t *patient = au_job_new_hash ("password", 8, NULL);
+    assert_int_equal (au_pool_submit_within (pool, &patient, 600000, &retry_ms), 0);
+    assert_null (patient);
+    for (int index = 0; index < 6; index++) {
+        au_job_t *job = s_wait_done (pool);
+        assert_non_null (job);
+        assert_true (job->ok);
+        assert_false (job->expired);
+        au_job_destroy (&job);
+    }
+    au_pool_destroy (&pool);
+}
+
+//  A job whose time ran out before a worker took it comes back not run
+static void
+test_pool_hands_back_an_expired_job_unrun (void **state)
+{
+    au_pool_t *pool = au_pool_new (1, 4, S_OPS, S_MEM);
+    au_job_t *job = au_job_new_hash ("password", 8, NULL);
+    //  Nothing measured yet: admitted, with no time at all
+    assert_int_equal (au_pool_submit_within (pool, &job, 0, NULL), 0);
+    job = s_wait_done (pool);
+    assert_non_null (job);
+    assert_true (job->expired);
+    assert_false (job->ok);
+    assert_null (job->hash);
+    au_job_destroy (&job);
+    au_pool_destroy (&pool);
+}
+
 int
 main (void)
 {
@@ -299,6 +349,8 @@ main (void)
         cmocka_unit_test (test_pool_refuses_jobs_beyond_queue_bound),
         cmocka_unit_test (test_pool_notifies_each_finished_job),
         cmocka_unit_test (test_pool_refuses_bad_sizes),
+        cmocka_unit_test (test_pool_admits_only_jobs_that_fit_their_time),
+        cmocka_unit_test (test_pool_hands_back_an_expired_job_unrun),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

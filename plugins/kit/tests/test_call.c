@@ -28,6 +28,17 @@ s_host_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
     return 0;
 }
 
+//  The deadline the last call_within was given
+static int64_t s_time_left;
+
+static int
+s_host_call_within (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
+                    void *cookie, int64_t time_left_ms)
+{
+    s_time_left = time_left_ms;
+    return s_host_call (ctx, type, body, size, cookie);
+}
+
 static parley_host_t
 s_host (void)
 {
@@ -35,6 +46,7 @@ s_host (void)
     host.call = s_host_call;
     s_cookie_count = 0;
     s_refuse_calls = false;
+    s_time_left = -99;
     return host;
 }
 
@@ -45,6 +57,8 @@ typedef struct {
     char type [32];
     char code [32];
     char name [32];
+    bool unknown;
+    int64_t retry_ms;
 } seen_t;
 
 static void
@@ -56,6 +70,70 @@ s_handler (void *state, void *arg, const pl_call_reply_t *reply)
     snprintf (seen->type, sizeof seen->type, "%s", reply->type);
     snprintf (seen->code, sizeof seen->code, "%s", reply->code ? reply->code : "");
     pl_body_copy (reply->body, "name", seen->name, sizeof seen->name);
+    seen->unknown = reply->outcome_unknown;
+    seen->retry_ms = reply->retry_ms;
+}
+
+//  A deadline goes through call_within on a host of minor 3, and is left
+//  out on an older one; a deadline that is gone sends nothing
+static void
+test_a_deadline_goes_with_the_call_on_a_host_that_has_them (void **state)
+{
+    parley_host_t host = s_host ();
+    host.abi_minor = 3;
+    host.call_within = s_host_call_within;
+    pl_call_t *calls = pl_call_new (&host, NULL, NULL);
+    seen_t seen = { 0 };
+    assert_int_equal (pl_call_send_within (calls, "store.x", NULL, 0, 1500, s_handler,
+                                           &seen), 0);
+    assert_int_equal (s_time_left, 1500);
+    assert_int_equal (pl_call_send (calls, "store.x", NULL, 0, s_handler, &seen), 0);
+    assert_int_equal (s_time_left, -1);
+    assert_int_equal (pl_call_send_within (calls, "store.x", NULL, 0, 0, s_handler, &seen), -1);
+    assert_int_equal (s_cookie_count, 2);
+    assert_int_equal (pl_call_waiting (calls), 2);
+    pl_call_destroy (&calls);
+
+    host.abi_minor = 2;
+    s_time_left = -99;
+    calls = pl_call_new (&host, NULL, NULL);
+    assert_int_equal (pl_call_send_within (calls, "store.x", NULL, 0, 1500, s_handler,
+                                           &seen), 0);
+    assert_int_equal (s_time_left, -99);        //  host->call, no deadline
+    pl_call_destroy (&calls);
+}
+
+//  An error's fields (minor 3): outcome unknown and retry_after_ms; no body
+//  for the handler all the same
+static void
+test_an_error_says_whether_its_outcome_is_unknown (void **state)
+{
+    parley_host_t host = s_host ();
+    pl_call_t *calls = pl_call_new (&host, NULL, NULL);
+    seen_t lost = { 0 }, refused = { 0 }, old = { 0 };
+    pl_call_send (calls, "store.x", NULL, 0, s_handler, &lost);
+    pl_call_send (calls, "store.x", NULL, 0, s_handler, &refused);
+    pl_call_send (calls, "store.x", NULL, 0, s_handler, &old);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 3);
+    pl_pack_kint (&pack, "retry_after_ms", 700);
+    pl_pack_kstr (&pack, "outcome", "unknown");
+    pl_pack_kstr (&pack, "name", "not for the handler");
+    pl_call_reply (calls, s_cookies [0], "unavailable", "Lost.",
+                   (const uint8_t *) pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
+    assert_true (lost.unknown);
+    assert_int_equal (lost.retry_ms, 700);
+    assert_string_equal (lost.name, "");
+    const uint8_t empty [] = { 0x80 };
+    pl_call_reply (calls, s_cookies [1], "unavailable", "Refused.", empty, 1);
+    assert_false (refused.unknown);
+    assert_int_equal (refused.retry_ms, 0);
+    pl_call_reply (calls, s_cookies [2], "unavailable", "Old host.", NULL, 0);
+    assert_int_equal (old.runs, 1);
+    assert_false (old.unknown);
+    pl_call_destroy (&calls);
 }
 
 static void
@@ -166,6 +244,8 @@ main (void)
         cmocka_unit_test (test_a_refused_call_runs_no_handler_and_says_so),
         cmocka_unit_test (test_a_forgotten_arg_hears_nothing_and_others_still_do),
         cmocka_unit_test (test_destroy_frees_the_calls_still_waiting),
+        cmocka_unit_test (test_a_deadline_goes_with_the_call_on_a_host_that_has_them),
+        cmocka_unit_test (test_an_error_says_whether_its_outcome_is_unknown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  --------------------------------------------------------------------------
 //  A host that records
@@ -28,6 +29,7 @@ typedef struct {
     char type [64];                 //  the call's type
     void *cookie;
     size_t size;                    //  its body's size
+    int64_t time_left;              //  its deadline (call_within), -1 for none
 } call_t;
 
 typedef struct {
@@ -35,6 +37,8 @@ typedef struct {
     char code [32];                 //  "" for ok
     uint64_t seq;                   //  the ok's seq, when it has one
     bool duplicate;                 //  the ok says duplicate: true
+    bool unknown;                   //  an error with "outcome": "unknown"
+    int64_t retry_ms;               //  an error's retry_after_ms, 0 if none
 } reply_t;
 
 static call_t s_calls [CALLS_MAX];
@@ -50,6 +54,7 @@ typedef struct {
     const char *user;
     char body [96];                 //  msgpack
     size_t size;
+    int64_t left;                   //  its time left, -1 for none
 } request_t;
 
 static request_t s_requests [REPLIES_MAX];
@@ -58,6 +63,7 @@ static parley_request_t *
 s_request (int index)
 {
     s_requests [index].index = index;
+    s_requests [index].left = -1;
     return (parley_request_t *) &s_requests [index];
 }
 
@@ -69,6 +75,7 @@ s_request_of (int index, const char *type, const char *user, const char *key,
 {
     request_t *request = &s_requests [index];
     request->index = index;
+    request->left = -1;
     request->type = type;
     request->user = user;
     msgpack_sbuffer buffer;
@@ -127,18 +134,32 @@ s_host_request_body (const parley_request_t *request, size_t *size_p)
     return (const uint8_t *) ((const request_t *) request)->body;
 }
 
+static int64_t
+s_host_request_time_left (const parley_request_t *request)
+{
+    return ((const request_t *) request)->left;
+}
+
 static int
-s_host_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size, void *cookie)
+s_host_call_within (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
+                    void *cookie, int64_t time_left)
 {
     (void) ctx, (void) body;
-    if (s_call_refused)
+    if (s_call_refused || time_left == 0)
         return -1;
     assert_true (s_call_count < CALLS_MAX);
     snprintf (s_calls [s_call_count].type, sizeof s_calls [0].type, "%s", type);
     s_calls [s_call_count].cookie = cookie;
     s_calls [s_call_count].size = size;
+    s_calls [s_call_count].time_left = time_left;
     s_call_count++;
     return 0;
+}
+
+static int
+s_host_call (parley_ctx_t *ctx, const char *type, const void *body, size_t size, void *cookie)
+{
+    return s_host_call_within (ctx, type, body, size, cookie, -1);
 }
 
 static void
@@ -159,6 +180,25 @@ s_host_reply_error (parley_ctx_t *ctx, parley_request_t **request_p, const char 
 {
     (void) ctx, (void) message;
     s_record (request_p, code, 0);
+    return 0;
+}
+
+//  An error with fields: records its outcome and retry_after_ms
+static int
+s_host_reply_error_body (parley_ctx_t *ctx, parley_request_t **request_p, const char *code,
+                         const char *message, const void *body, size_t size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *fields = pl_body_unpack (&unpacked, body, size);
+    assert_non_null (fields);
+    reply_t *reply = &s_replies [s_reply_count];
+    s_host_reply_error (ctx, request_p, code, message);
+    char outcome [16] = "";
+    pl_body_copy (fields, "outcome", outcome, sizeof outcome);
+    reply->unknown = strcmp (outcome, "unknown") == 0;
+    reply->retry_ms = pl_body_int (fields, "retry_after_ms");
+    msgpack_unpacked_destroy (&unpacked);
     return 0;
 }
 
@@ -183,6 +223,7 @@ s_host_reply (parley_ctx_t *ctx, parley_request_t **request_p, const void *body,
 }
 
 static parley_host_t s_host = {
+    .abi_minor = 3,
     .request_type = s_host_request_type,
     .request_user = s_host_request_user,
     .request_body = s_host_request_body,
@@ -190,6 +231,9 @@ static parley_host_t s_host = {
     .call = s_host_call,
     .reply_error = s_host_reply_error,
     .log = s_host_log,
+    .reply_error_body = s_host_reply_error_body,
+    .request_time_left = s_host_request_time_left,
+    .call_within = s_host_call_within,
 };
 
 
@@ -353,15 +397,24 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         s_record (&op->request, "", pl_lane_last_seq (key));
 }
 
+//  Submits request with this time left (-1: none)
 static void
-s_submit (const char *name, int request, pl_lane_action_fn *start, size_t bytes)
+s_submit_within (const char *name, int request, pl_lane_action_fn *start, size_t bytes,
+                 int64_t left)
 {
     pl_lane_key_t *key = pl_lane_key (s_lane, name, NULL);
     assert_non_null (key);
     parley_request_t *held = s_request (request);
+    s_requests [request].left = left;
     assert_int_equal (pl_lane_submit (s_lane, key, &held, "alice", start, malloc (4), bytes),
                       0);
     assert_null (held);
+}
+
+static void
+s_submit (const char *name, int request, pl_lane_action_fn *start, size_t bytes)
+{
+    s_submit_within (name, request, start, bytes, -1);
 }
 
 //  The store answers call; an ok says seq
@@ -374,6 +427,22 @@ s_store_answers (size_t call, const char *code, uint64_t seq)
     pl_pack_kuint (&pack, "seq", seq);
     assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, code,
                                      code? "refused": NULL, (const uint8_t *) pack.buffer.data,
+                                     pack.buffer.size), 0);
+    pl_pack_release (&pack);
+}
+
+//  The store answers call with an error whose fields say its outcome is
+//  unknown (the broker's backstop for a store that went silent)
+static void
+s_store_loses (size_t call)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kint (&pack, "retry_after_ms", 1000);
+    pl_pack_kstr (&pack, "outcome", "unknown");
+    assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, "unavailable",
+                                     "Lost.", (const uint8_t *) pack.buffer.data,
                                      pack.buffer.size), 0);
     pl_pack_release (&pack);
 }
@@ -846,6 +915,128 @@ s_map (msgpack_unpacked *unpacked, msgpack_sbuffer *buffer, const char *key, int
     return &unpacked->data;
 }
 
+//  A request whose time ran out while it waited is answered unavailable
+//  without being run, and takes no seq in a run; the run goes on without it
+static void
+test_lane_drops_requests_whose_time_is_gone_before_they_run (void **state)
+{
+    s_submit ("general", 1, s_read_start, 0);              //  holds the queue: the load
+    s_submit_within ("general", 2, s_write_start, 1, 5000);
+    s_submit_within ("general", 3, s_write_start, 1, 5000);
+    s_submit ("general", 4, s_write_start, 1);
+    s_requests [3].left = 0;                                //  its time ran out
+    s_store_answers (0, NULL, 10);
+    assert_int_equal (s_reply_count, 2);
+    assert_int_equal (s_replies [0].request, 1);
+    assert_int_equal (s_replies [1].request, 3);
+    assert_string_equal (s_replies [1].code, "unavailable");
+    assert_true (s_replies [1].retry_ms > 0);
+    assert_false (s_replies [1].unknown);
+    assert_int_equal (s_calls [1].size, 2);                //  a run of 2 and 4
+    s_store_answers (1, NULL, 0);
+    assert_int_equal (s_replies [2].request, 2);
+    assert_int_equal (s_replies [2].seq, 11);
+    assert_int_equal (s_replies [3].request, 4);
+    assert_int_equal (s_replies [3].seq, 12);
+
+    //  At the head, loaded: answered at once, no store call
+    s_submit_within ("general", 5, s_write_start, 1, 0);
+    assert_int_equal (s_reply_count, 5);
+    assert_int_equal (s_replies [4].request, 5);
+    assert_string_equal (s_replies [4].code, "unavailable");
+    assert_int_equal (s_call_count, 2);
+}
+
+//  A store call has the earliest deadline of its requests less a tenth;
+//  requests without one give it none
+static void
+test_lane_store_call_has_the_earliest_deadline_less_a_margin (void **state)
+{
+    s_submit_within ("general", 1, s_write_start, 1, 3000);
+    assert_int_equal (s_calls [0].time_left, 2700);        //  the load, for request 1
+    s_submit_within ("general", 2, s_write_start, 1, 2000);
+    s_submit ("general", 3, s_write_start, 1);
+    s_store_answers (0, NULL, 0);
+    assert_int_equal (s_calls [1].size, 3);
+    assert_int_equal (s_calls [1].time_left, 1800);
+    s_store_answers (1, NULL, 0);
+    s_submit ("general", 4, s_write_start, 1);
+    assert_int_equal (s_calls [2].time_left, -1);
+}
+
+//  The store had the run and its answer was lost: every request of the run
+//  is told unavailable with "outcome": "unknown"; a store's own unavailable
+//  (it wrote nothing) has no outcome
+static void
+test_lane_lost_store_answer_is_an_unknown_outcome (void **state)
+{
+    s_submit ("general", 1, s_write_start, 1);
+    s_submit ("general", 2, s_write_start, 1);
+    s_store_answers (0, NULL, 5);
+    s_store_loses (1);
+    assert_int_equal (s_reply_count, 2);
+    for (int index = 0; index < 2; index++) {
+        assert_string_equal (s_replies [index].code, "unavailable");
+        assert_true (s_replies [index].unknown);
+        assert_int_equal (s_replies [index].retry_ms, 1000);
+    }
+    s_submit ("general", 3, s_write_start, 1);
+    s_store_answers (2, NULL, 7);                          //  reloaded: it had happened
+    s_store_answers (3, "unavailable", 0);
+    assert_string_equal (s_replies [2].code, "unavailable");
+    assert_false (s_replies [2].unknown);
+    assert_true (s_replies [2].retry_ms > 0);
+}
+
+//  With one op's time measured, a request is admitted only when the work
+//  queued for its key fits its time left; else refused at once
+static void
+test_lane_admits_only_what_can_be_served_in_time (void **state)
+{
+    //  Reads whose load takes 40 ms or more, until enough are measured
+    pl_lane_key_t *key = pl_lane_key (s_lane, "general", NULL);
+    for (int index = 0; index < PL_LANE_ADMIT_SAMPLES; index++) {
+        s_submit ("general", 10, s_read_start, 0);
+        usleep (40 * 1000);
+        s_store_answers (s_call_count - 1, NULL, 0);
+        assert_int_equal (s_reply_count, (size_t) index + 1);
+        assert_string_equal (s_replies [index].code, "");
+        pl_lane_forget (s_lane, key);
+    }
+    //  Three waiting behind a load that has not come back
+    size_t replies = s_reply_count;
+    for (int index = 2; index < 5; index++) {
+        parley_request_t *request = s_request_of (index, "test.read", "alice", "key", "general");
+        assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    }
+    assert_int_equal (s_reply_count, replies);
+    //  (3 + 1) x 40 ms and more is past 60 ms: refused with when to retry
+    parley_request_t *request = s_request_of (5, "test.read", "alice", "key", "general");
+    s_requests [5].left = 60;
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_int_equal (s_reply_count, replies + 1);
+    assert_int_equal (s_replies [replies].request, 5);
+    assert_string_equal (s_replies [replies].code, "unavailable");
+    assert_true (s_replies [replies].retry_ms >= 100);
+    //  One with time enough is queued
+    request = s_request_of (6, "test.read", "alice", "key", "general");
+    s_requests [6].left = 1000000;
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_int_equal (s_reply_count, replies + 1);
+    s_store_answers (s_call_count - 1, NULL, 0);
+    assert_int_equal (s_reply_count, replies + 5);
+
+    //  Loaded again: one whose time left is shorter than two store calls of
+    //  its kind is not begun (a load of 40 ms: not in 60 ms)
+    pl_lane_forget (s_lane, key);
+    size_t calls = s_call_count;
+    s_submit_within ("general", 7, s_read_start, 0, 60);
+    assert_int_equal (s_call_count, calls);
+    assert_int_equal (s_reply_count, replies + 6);
+    assert_int_equal (s_replies [replies + 5].request, 7);
+    assert_string_equal (s_replies [replies + 5].code, "unavailable");
+}
+
 static void
 test_lane_page_reads_limit_and_one_cursor (void **state)
 {
@@ -904,6 +1095,14 @@ main (void)
         cmocka_unit_test_setup_teardown (test_lane_request_full_queue_is_refused_busy,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_rate_limits_the_rated_types_per_user,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_drops_requests_whose_time_is_gone_before_they_run,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_store_call_has_the_earliest_deadline_less_a_margin,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_lost_store_answer_is_an_unknown_outcome,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_admits_only_what_can_be_served_in_time,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_page_reads_limit_and_one_cursor,
                                          s_setup, s_teardown),

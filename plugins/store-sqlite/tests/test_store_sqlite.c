@@ -28,7 +28,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    7
+#define S_SCHEMA_NOW    8
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -318,7 +318,14 @@ test_history_and_counts_are_searches_of_primary_keys_not_scans (void **state)
         "SELECT seq, kind, user, ts, text, event FROM entries"
         " WHERE room_id = 1 AND seq > 100 ORDER BY seq ASC LIMIT 51",
         "SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = 1",
-        "SELECT count (*) FROM members WHERE room_id = 1"
+        "SELECT count (*) FROM members WHERE room_id = 1",
+        //  Schema 7: a joined room's unread messages and mentions after
+        //  the marker (store.room.joined), and the marker itself
+        "SELECT count (*) FROM entries WHERE entries.room_id = 1 AND entries.seq > 250"
+        " AND entries.kind = 'message' AND entries.user <> 'bob' COLLATE NOCASE",
+        "SELECT count (*) FROM mentions WHERE mentions.room_id = 1"
+        " AND mentions.user_id = 1 AND mentions.seq > 250",
+        "SELECT read_seq FROM members WHERE room_id = 1 AND user_id = 1"
     };
     for (size_t index = 0; index < sizeof queries / sizeof queries [0]; index++) {
         char *plan = s_query_plan (fixture->path, queries [index]);
@@ -432,6 +439,9 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 3"));
     assert_true (sc_log_says (s_log, fixture->path, "migrated to schema version 4"));
     assert_false (sc_log_says (s_log, fixture->path, "migrated to schema version 2"));
+    //  Schema 7: the member of before starts with everything read
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT read_seq FROM members WHERE room_id = 1"), 1);
     //  The room goes on where it stopped, and private messages can be had
     s_append_message (broker, "general", 2);
     s_append_pm (broker, "alice", "BOB", 1);
@@ -451,6 +461,10 @@ test_version_2_file_migrated_in_place_keeping_rooms (void **state)
                                  "SELECT last_seq FROM conversations"
                                  " WHERE user_a = 1 AND user_b = 2"), 2);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pm_entries"), 2);
+    //  Schema 7: the member of before starts with everything read (seq 1),
+    //  and its own message since moved its marker on
+    assert_int_equal (s_sql_int (fixture->path,
+                                 "SELECT read_seq FROM members WHERE room_id = 1"), 2);
 
     //  Opened again: nothing more to migrate
     broker = s_start (fixture->option, NULL);

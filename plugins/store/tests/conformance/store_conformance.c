@@ -2719,6 +2719,11 @@ s_assert_conversations (fixture_t *fixture, const char *user, int64_t limit, siz
         if ((int64_t) unread->via.u64 != rows [index].unread)
             fail_msg ("conversation of %s with %s: unread %" PRIu64 ", expected %" PRId64,
                       user, rows [index].with, unread->via.u64, rows [index].unread);
+        //  Schema 7: the newest entry's seq, and the user's marker
+        s_assert_int (sc_map_field (row, "last_seq"), rows [index].last_seq);
+        const msgpack_object *read_seq = sc_map_field (row, "read_seq");
+        assert_non_null (read_seq);
+        assert_int_equal (read_seq->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     }
     sc_reply_destroy (&reply);
 }
@@ -4719,6 +4724,373 @@ test_pm_append_keeps_nonces_and_a_repeat_appends_nothing (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  Read markers and mentions (schema version 8)
+
+//  store.member.read
+static sc_reply_t *
+s_member_read (fixture_t *fixture, const char *room, const char *user, int64_t seq)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kint (&body, "seq", seq);
+    return s_call (fixture, "store.member.read", &body);
+}
+
+static void
+s_member_read_ok (fixture_t *fixture, const char *room, const char *user, int64_t seq,
+                  int64_t read_seq, bool moved)
+{
+    sc_reply_t *reply = s_member_read (fixture, room, user, seq);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "read_seq"), read_seq);
+    assert_int_equal (s_bool (sc_reply_field (reply, "moved")), moved);
+    sc_reply_destroy (&reply);
+}
+
+//  A message from user with the members it mentions (count names)
+static sc_reply_t *
+s_append_mentioning (fixture_t *fixture, const char *room, int64_t seq, const char *user,
+                     uint32_t count, const char *const *names)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_str (&body, "entry");
+    msgpack_pack_map (&body.packer, 6);
+    sc_pack_kint (&body.packer, "seq", seq);
+    sc_pack_kstr (&body.packer, "kind", "message");
+    sc_pack_kstr (&body.packer, "user", user);
+    sc_pack_kint (&body.packer, "ts", 1700000000000 + seq);
+    sc_pack_kstr (&body.packer, "text", "hello @someone");
+    pl_pack_str (&body, "mentions");
+    msgpack_pack_array (&body.packer, count);
+    for (uint32_t index = 0; index < count; index++)
+        pl_pack_str (&body, names [index]);
+    return s_call (fixture, "store.msg.append", &body);
+}
+
+//  The room of store.room.joined's first page named name
+static const msgpack_object *
+s_joined_room (sc_reply_t *reply, const char *name)
+{
+    s_assert_ok (reply);
+    const msgpack_object *rooms = s_array_field (reply, "rooms");
+    for (uint32_t index = 0; index < rooms->via.array.size; index++)
+        if (sc_object_streq (sc_map_field (&rooms->via.array.ptr [index], "name"), name))
+            return &rooms->via.array.ptr [index];
+    fail_msg ("no room '%s' in the page", name);
+    return NULL;
+}
+
+//  Asserts user's marker and counts of room, as store.room.joined gives them
+static void
+s_assert_marker (fixture_t *fixture, const char *user, const char *room, int64_t last_seq,
+                 int64_t read_seq, int64_t unread, int64_t mentions)
+{
+    sc_reply_t *reply = s_room_page (fixture, "store.room.joined", user, NULL, 0, NULL, NULL, -1);
+    const msgpack_object *map = s_joined_room (reply, room);
+    s_assert_int (sc_map_field (map, "last_seq"), last_seq);
+    s_assert_int (sc_map_field (map, "read_seq"), read_seq);
+    s_assert_int (sc_map_field (map, "unread"), unread);
+    s_assert_int (sc_map_field (map, "mentions"), mentions);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_member_marker_starts_at_the_join_and_moves_forward_only (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "General", false, 50, "alice");
+    //  The owner starts at 0 (nothing to read), a joiner at its own entry
+    s_assert_marker (fixture, "alice", "General", 0, 0, 0, 0);
+    s_append_ok (fixture, "general", 1, "alice", "one");
+    s_append_ok (fixture, "general", 2, "alice", "two");
+    s_member_add_ok (fixture, "general", "bob", 3);
+    s_assert_marker (fixture, "BOB", "General", 3, 3, 0, 0);
+    //  alice's own messages moved hers; bob's moves his, not alice's
+    s_assert_marker (fixture, "alice", "General", 3, 2, 0, 0);
+    s_append_ok (fixture, "general", 4, "Bob", "four");
+    s_assert_marker (fixture, "bob", "General", 4, 4, 0, 0);
+    s_assert_marker (fixture, "alice", "General", 4, 2, 1, 0);
+    //  Forward only, never past the newest entry
+    s_member_read_ok (fixture, "GENERAL", "alice", 3, 3, true);
+    s_member_read_ok (fixture, "general", "alice", 3, 3, false);
+    s_member_read_ok (fixture, "general", "alice", 1, 3, false);
+    s_member_read_ok (fixture, "general", "alice", 99, 4, true);
+    s_member_read_ok (fixture, "general", "alice", 99, 4, false);
+    s_assert_marker (fixture, "alice", "General", 4, 4, 0, 0);
+    //  A run moves its sender's marker to its last message
+    s_append_run_ok (fixture, "general", 5, 3);
+    s_assert_marker (fixture, "alice", "General", 7, 7, 0, 0);
+    s_assert_marker (fixture, "bob", "General", 7, 4, 3, 0);
+    //  Leaving drops the marker; joining again starts at the new join
+    sc_reply_t *reply = s_member_remove (fixture, "general", "bob", 8);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "general", 9, "alice", "while away");
+    s_member_add_ok (fixture, "general", "bob", 10);
+    s_assert_marker (fixture, "bob", "General", 10, 10, 0, 0);
+}
+
+static void
+test_member_read_refuses_unknown_rooms_non_members_and_bad_fields (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_append_ok (fixture, "general", 1, "alice", "one");
+    sc_reply_t *reply = s_member_read (fixture, "nowhere", "alice", 1);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_member_read (fixture, "general", "bob", 1);
+    s_assert_error (reply, "not_member");
+    sc_reply_destroy (&reply);
+    reply = s_member_read (fixture, "general", "ghost", 1);
+    s_assert_error (reply, "not_member");
+    sc_reply_destroy (&reply);
+    reply = s_member_read (fixture, "general", "alice", 0);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_kstr (&body, "user", "alice");
+    reply = s_call (fixture, "store.member.read", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  Nothing moved
+    s_assert_marker (fixture, "alice", "general", 1, 1, 0, 0);
+}
+
+static void
+test_mentions_are_kept_with_the_entry_and_counted_after_the_marker (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+    s_member_add_ok (fixture, "general", "carol", 2);
+    const char *bob_and_carol [] = { "Bob", "carol" };
+    const char *alice_self [] = { "alice", "Bob" };
+    const char *ghost [] = { "ghost" };
+    sc_reply_t *reply = s_append_mentioning (fixture, "general", 3, "alice", 2, bob_and_carol);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_append_mentioning (fixture, "general", 4, "alice", 2, alice_self);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_append_mentioning (fixture, "general", 5, "carol", 1, ghost);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "general", 6, "carol", "plain");
+    //  bob: 4 unread, 2 of them mention him; alice mentioned herself only in
+    //  her own message, which is never unread for her
+    s_assert_marker (fixture, "bob", "general", 6, 1, 4, 2);
+    s_assert_marker (fixture, "alice", "general", 6, 4, 2, 0);
+    s_assert_marker (fixture, "carol", "general", 6, 6, 0, 0);
+    s_member_read_ok (fixture, "general", "bob", 3, 3, true);
+    s_assert_marker (fixture, "bob", "general", 6, 3, 3, 1);
+    //  History gives each entry's mentions as sent; none without
+    reply = s_history (fixture, "general", S_NO_CURSOR, 2, 0);
+    s_assert_ok (reply);
+    const msgpack_object *messages = s_array_field (reply, "messages");
+    assert_int_equal (messages->via.array.size, 4);
+    const msgpack_object *mentions = sc_map_field (&messages->via.array.ptr [0], "mentions");
+    assert_non_null (mentions);
+    assert_int_equal (mentions->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal (mentions->via.array.size, 2);
+    s_assert_str (&mentions->via.array.ptr [0], "Bob");
+    s_assert_str (&mentions->via.array.ptr [1], "carol");
+    mentions = sc_map_field (&messages->via.array.ptr [1], "mentions");
+    assert_non_null (mentions);
+    s_assert_str (&mentions->via.array.ptr [0], "alice");
+    assert_null (sc_map_field (&messages->via.array.ptr [3], "mentions"));
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_mentions_that_are_not_arrays_of_names_are_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    const char *empty_name [] = { "" };
+    sc_reply_t *reply = s_append_mentioning (fixture, "general", 1, "alice", 0, NULL);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_append_mentioning (fixture, "general", 1, "alice", 1, empty_name);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  At most 10,000 names (the most members a room has)
+    static char names [10001][8];
+    static const char *many [10001];
+    for (int index = 0; index < 10001; index++) {
+        snprintf (names [index], sizeof names [index], "m%05d", index);
+        many [index] = names [index];
+    }
+    reply = s_append_mentioning (fixture, "general", 1, "alice", 10001, many);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  Nothing appended
+    s_assert_marker (fixture, "alice", "general", 0, 0, 0, 0);
+    reply = s_append_mentioning (fixture, "general", 1, "alice", 10000, many);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_marker (fixture, "alice", "general", 1, 1, 0, 0);
+}
+
+static void
+test_msg_history_naming_a_user_answers_its_read_seq (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_append_ok (fixture, "general", 1, "alice", "one");
+    s_member_add_ok (fixture, "general", "bob", 2);
+    s_append_ok (fixture, "general", 3, "alice", "three");
+    const char *users [] = { "alice", "BOB", "carol", "ghost" };
+    const int64_t read_seqs [] = { 3, 2, 0, 0 };
+    s_user_create_ok (fixture, "carol");
+    for (size_t index = 0; index < 4; index++) {
+        pl_pack_t body;
+        sc_body_init (&body, 2);
+        pl_pack_kstr (&body, "room", "general");
+        pl_pack_kstr (&body, "user", users [index]);
+        sc_reply_t *reply = s_call (fixture, "store.msg.history", &body);
+        s_assert_ok (reply);
+        assert_int_equal (s_array_field (reply, "messages")->via.array.size, 3);
+        s_assert_int (sc_reply_field (reply, "read_seq"), read_seqs [index]);
+        sc_reply_destroy (&reply);
+    }
+    //  Without a user, no read_seq
+    sc_reply_t *reply = s_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0);
+    s_assert_ok (reply);
+    assert_null (sc_reply_field (reply, "read_seq"));
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_invited_lists_private_invitations_until_joined (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "secret", true, 50, "alice");
+    s_room_create_ok (fixture, "Attic", true, 50, "alice");
+    s_room_create_ok (fixture, "quiet", true, 50, "alice");
+    s_room_create_ok (fixture, "lobby", false, 50, "alice");
+    const char *none [] = { NULL };
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "bob", NULL, 0, NULL, NULL,
+                                     -1), none, "", false);
+    sc_reply_t *reply;
+    const char *invited [] = { "secret", "Attic", "lobby" };
+    for (size_t index = 0; index < 3; index++) {
+        reply = s_invite (fixture, invited [index], "BOB", "alice");
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    //  Private rooms only, by lower-cased name, each invited and not joined
+    reply = s_room_page (fixture, "store.room.invited", "Bob", NULL, 0, NULL, NULL, -1);
+    const msgpack_object *rooms = s_array_field (reply, "rooms");
+    assert_int_equal (rooms->via.array.size, 2);
+    assert_true (s_bool (sc_map_field (&rooms->via.array.ptr [0], "invited")));
+    assert_null (sc_map_field (&rooms->via.array.ptr [0], "read_seq"));
+    sc_reply_destroy (&reply);
+    const char *both [] = { "Attic", "secret", NULL };
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "bob", NULL, 0, NULL, NULL,
+                                     -1), both, "nn", false);
+    const char *first [] = { "Attic", NULL };
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "bob", NULL, 1, NULL, NULL,
+                                     -1), first, "n", true);
+    const char *second [] = { "secret", NULL };
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "bob", "attic", 1, NULL,
+                                     NULL, -1), second, "n", false);
+    //  Joining uses the invitation up; others see none
+    s_member_add_ok (fixture, "attic", "bob", 1);
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "bob", NULL, 0, NULL, NULL,
+                                     -1), second, "n", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "ghost", NULL, 0, NULL,
+                                     NULL, -1), none, "", false);
+    s_assert_room_page (s_room_page (fixture, "store.room.invited", "alice", NULL, 0, NULL,
+                                     NULL, -1), none, "", false);
+}
+
+static void
+test_read_markers_and_mentions_survive_plugin_restart (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+    const char *bob [] = { "bob" };
+    sc_reply_t *reply = s_append_mentioning (fixture, "general", 2, "alice", 1, bob);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_append_ok (fixture, "general", 3, "alice", "three");
+    s_member_read_ok (fixture, "general", "bob", 2, 2, true);
+    s_append_ok (fixture, "general", 4, "alice", "four");
+    reply = s_append_mentioning (fixture, "general", 5, "alice", 1, bob);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    sc_broker_stop (fixture->broker);
+    s_fixture_start (fixture);
+
+    s_assert_marker (fixture, "bob", "general", 5, 2, 3, 1);
+    s_assert_marker (fixture, "alice", "general", 5, 5, 0, 0);
+    s_member_read_ok (fixture, "general", "bob", 1, 2, false);
+}
+
+static void
+test_pm_read_and_conversations_carry_the_read_marker (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    for (int64_t seq = 1; seq <= 4; seq++)
+        s_pm_append_ok (fixture, "bob", "alice", seq, "hi", S_PM_TS (seq));
+    const int64_t reads [][3] = {   //  seq asked, read_seq answered, unread
+        { 2, 2, 2 }, { 1, 2, 2 }, { 4, 4, 0 }, { 3, 4, 0 }
+    };
+    for (size_t index = 0; index < 4; index++) {
+        sc_reply_t *reply = s_pm_read (fixture, "ALICE", "bob", reads [index][0]);
+        s_assert_ok (reply);
+        s_assert_int (sc_reply_field (reply, "read_seq"), reads [index][1]);
+        s_assert_int (sc_reply_field (reply, "unread"), reads [index][2]);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_pm_conversations (fixture, "alice", 0);
+    s_assert_ok (reply);
+    const msgpack_object *row = &s_array_field (reply, "conversations")->via.array.ptr [0];
+    s_assert_int (sc_map_field (row, "read_seq"), 4);
+    s_assert_int (sc_map_field (row, "last_seq"), 4);
+    sc_reply_destroy (&reply);
+    //  bob never read: his marker is 0
+    reply = s_pm_conversations (fixture, "bob", 0);
+    s_assert_ok (reply);
+    row = &s_array_field (reply, "conversations")->via.array.ptr [0];
+    s_assert_int (sc_map_field (row, "read_seq"), 0);
+    s_assert_int (sc_map_field (row, "last_seq"), 4);
+    sc_reply_destroy (&reply);
+    //  Without a conversation: nothing marked, read_seq 0
+    s_user_create_ok (fixture, "carol");
+    reply = s_pm_read (fixture, "carol", "alice", 3);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "read_seq"), 0);
+    sc_reply_destroy (&reply);
+}
+
+//  --------------------------------------------------------------------------
 //  The operator's: store.user.set_state, store.user.set_password,
 //  store.room.all (parleyctl, through auth and rooms)
 
@@ -5018,6 +5390,14 @@ main (int argc, char *argv [])
         S_TEST (test_msg_nonce_finds_a_senders_nonce_in_a_room),
         S_TEST (test_bad_nonces_and_a_nonce_twice_in_a_run_get_bad_request),
         S_TEST (test_pm_append_keeps_nonces_and_a_repeat_appends_nothing),
+        S_TEST (test_member_marker_starts_at_the_join_and_moves_forward_only),
+        S_TEST (test_member_read_refuses_unknown_rooms_non_members_and_bad_fields),
+        S_TEST (test_mentions_are_kept_with_the_entry_and_counted_after_the_marker),
+        S_TEST (test_mentions_that_are_not_arrays_of_names_are_bad_request),
+        S_TEST (test_msg_history_naming_a_user_answers_its_read_seq),
+        S_TEST (test_room_invited_lists_private_invitations_until_joined),
+        S_TEST (test_read_markers_and_mentions_survive_plugin_restart),
+        S_TEST (test_pm_read_and_conversations_carry_the_read_marker),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }
