@@ -1028,6 +1028,29 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
     return true;
 }
 
+//  A repeat of a write the key remembers is answered at once, before the
+//  queue's bound and admission (PROTOCOL.md: a repeat is recognised before
+//  any limit). Returns true when request was answered so.
+static bool
+s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
+                 parley_request_t **request_p, const char *user, pl_lane_intake_t *intake)
+{
+    uint64_t seq;
+    int64_t ts;
+    if (!intake->nonce || !pl_nonce_get (key->nonces, user, intake->nonce, &seq, &ts))
+        return false;
+    pl_lane_op_t *op = s_op_new (user, type->start);
+    if (!op)
+        return false;
+    op->request = *request_p;
+    *request_p = NULL;
+    op->nonce = intake->nonce;
+    intake->nonce = NULL;
+    s_reply_duplicate (self, key, op, seq, ts);
+    s_op_destroy (self, &op);
+    return true;
+}
+
 //  Reads, checks and queues a request of type; sets intake's refusal
 //  when it is refused. Takes the request when it is queued.
 static void
@@ -1046,6 +1069,8 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
         return;
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
+    if (key && s_intake_repeat (self, key, type, request_p, user, intake))
+        return;
     pl_lane_op_t *op = key && !pl_lane_full (self, key)
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
     if (op && deferred && !(op->denial = strdup (type->rate_limited)))

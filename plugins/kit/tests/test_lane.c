@@ -806,6 +806,28 @@ test_lane_answers_a_known_nonce_itself (void **state)
     assert_false (s_replies [2].duplicate);
 }
 
+//  A repeat the key remembers is answered duplicate even when its queue is
+//  full: recognised before any limit
+static void
+test_lane_answers_a_known_nonce_past_a_full_queue (void **state)
+{
+    s_write_nonce (1, "alice", "n1");
+    s_store_answers (0, NULL, 10);                 //  the load
+    s_store_answers (1, NULL, 0);                  //  the write: seq 11
+    s_write_nonce (2, "alice", "n2");              //  its store call stays out
+    for (int index = 3; index < 9; index++) {
+        parley_request_t *request = s_request_of (index, "test.read", "bob", "key", "general");
+        pl_lane_request (s_lane, &request);
+    }
+    int refused = s_reply_count;
+    assert_string_equal (s_replies [refused - 1].code, "unavailable");
+    s_write_nonce (9, "alice", "n1");
+    assert_int_equal (s_reply_count, refused + 1);
+    assert_string_equal (s_replies [refused].code, "");
+    assert_int_equal (s_replies [refused].seq, 11);
+    assert_true (s_replies [refused].duplicate);
+}
+
 static void
 test_lane_run_leaves_out_a_nonce_it_carries_already (void **state)
 {
@@ -1107,6 +1129,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_lane_page_reads_limit_and_one_cursor,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_answers_a_known_nonce_itself,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_answers_a_known_nonce_past_a_full_queue,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_run_leaves_out_a_nonce_it_carries_already,
                                          s_setup, s_teardown),
