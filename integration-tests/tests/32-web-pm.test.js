@@ -188,8 +188,12 @@ describe('private messages in the browser', () => {
         await say(alice, 'and from the first');
         await message(bob, 'and from the first').waitFor({ timeout: TIMEOUT });
         await message(alice2, 'and from the first').waitFor({ timeout: TIMEOUT });
-        for (const page of [alice, alice2, bob])
+        // The sender's page shows its message at once from the outbox and
+        // gives it its seq when the entry comes: wait for that, then compare
+        for (const page of [alice, alice2, bob]) {
+            await eventually(async () => (await seqs(page)).length === 5, TIMEOUT, 100);
             assert.deepEqual(await seqs(page), [1, 2, 3, 4, 5]);
+        }
 
         // Read as they arrive: nothing unread anywhere
         await waitForUnread(alice, 'bob', 0);
