@@ -324,6 +324,17 @@ s_reply_error (parley_ctx_t *ctx, parley_request_t **request_p, const char *code
 }
 
 static int
+s_reply_error_body (parley_ctx_t *ctx, parley_request_t **request_p, const char *code,
+                    const char *message, const void *body, size_t size)
+{
+    parley_request_t *request = s_lent (ctx, request_p, "reply_error_body");
+    if (!s_is_map (body, size))
+        s_fail ("reply_error_body to '%s' with fields that are not one msgpack map (%zu bytes)",
+                request->type, size);
+    return s_reply_error (ctx, request_p, code, message);
+}
+
+static int
 s_reply_bind (parley_ctx_t *ctx, parley_request_t **request_p, const char *user,
               const void *body, size_t size)
 {
@@ -476,6 +487,7 @@ static const parley_host_t s_host = {
     .request_body = s_request_body,
     .reply = s_reply,
     .reply_error = s_reply_error,
+    .reply_error_body = s_reply_error_body,
     .reply_bind = s_reply_bind,
     .call = s_call,
     .deliver_users = s_deliver_users,

@@ -189,8 +189,9 @@ pl_reply_error_unknown (const parley_host_t *host, parley_ctx_t *ctx,
                         parley_request_t **request_p, const char *code, const char *message,
                         int64_t retry_after_ms)
 {
-    //  Before minor 3 the host did not pass an outcome on
-    if (host->abi_minor < 3)
+    //  Before minor 3 the host did not pass an outcome on; a host that has
+    //  no reply_error_body (a test host) gets the plain error
+    if (host->abi_minor < 3 || !host->reply_error_body)
         return pl_reply_error_retry (host, ctx, request_p, code, message, retry_after_ms);
     return s_reply_error_fields (host, ctx, request_p, code, message, retry_after_ms, true);
 }
