@@ -606,10 +606,10 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
         if (op->request && !op->started && s_too_late (self, op)) {
-            //  Dropped at the head of an idle key for the measure alone:
-            //  only a call that runs renews it (pl_service_refused)
+            //  Dropped at the head of an idle key, nothing ahead of it: for
+            //  the measure alone, unless its time is gone
             if (s_time_left (self, op) > 0)
-                pl_service_refused (&self->call_times [op->kind]);
+                pl_service_refused (&self->call_times [op->kind], 0);
             s_expire (self, key, op);
         }
         else
@@ -1018,10 +1018,7 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
     int64_t retry_ms = pl_service_refuse (service, key->queued, 1, s_time_left (self, &probe));
     if (retry_ms == 0)
         return false;
-    //  Refused with nothing queued: the measure alone says no, and only an
-    //  op that runs renews it (pl_service_refused)
-    if (key->queued == 0)
-        pl_service_refused (service);
+    pl_service_refused (service, key->queued);
     pl_lane_refuse (intake, "unavailable", "The %s service has more work for '%.40s' than it"
                     " can do in time; try again shortly.", self->cls->service, key->entry.name);
     intake->retry_ms = retry_ms;
