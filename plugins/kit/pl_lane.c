@@ -475,7 +475,8 @@ s_reply_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, uint64
     pl_pack_release (&pack);
 }
 
-//  True when op's nonce is one the key knows: then op is answered
+//  True when op's nonce is one the key knows: then op is answered as the
+//  repeat it is (at the head of the queue, and for a request coming in)
 static bool
 s_repeat (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 {
@@ -1027,24 +1028,18 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
 
 //  A repeat of a write the key remembers is answered at once, before the
 //  queue's bound and admission (PROTOCOL.md: a repeat is recognised before
-//  any limit). Returns true when request was answered so.
+//  any limit), as at the head (s_repeat). Returns true when request was
+//  answered so.
 static bool
-s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
-                 parley_request_t **request_p, const char *user, pl_lane_intake_t *intake)
+s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
+                 const char *user, pl_lane_intake_t *intake)
 {
-    uint64_t seq;
-    int64_t ts;
-    if (!intake->nonce || !pl_nonce_get (key->nonces, user, intake->nonce, &seq, &ts))
+    //  A stand-in op that owns nothing: the request is answered through it
+    pl_lane_op_t probe = { .request = *request_p, .user = (char *) user,
+                           .nonce = intake->nonce };
+    if (!s_repeat (self, key, &probe))
         return false;
-    pl_lane_op_t *op = s_op_new (user, type->start);
-    if (!op)
-        return false;
-    op->request = *request_p;
     *request_p = NULL;
-    op->nonce = intake->nonce;
-    intake->nonce = NULL;
-    s_reply_duplicate (self, key, op, seq, ts);
-    s_op_destroy (self, &op);
     return true;
 }
 
@@ -1066,7 +1061,7 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
         return;
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
-    if (key && s_intake_repeat (self, key, type, request_p, user, intake))
+    if (key && s_intake_repeat (self, key, request_p, user, intake))
         return;
     pl_lane_op_t *op = key && !pl_lane_full (self, key)
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
