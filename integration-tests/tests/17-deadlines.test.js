@@ -34,11 +34,12 @@ const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=6
 // A stalled plugin process is not declared dead while the test waits
 const LONG_HEARTBEAT = ['--heartbeat', '60000'];
 
-// broker (auth and, unless apart, rooms inside), the store in a process of
-// its own, rooms in one of its own when apart, and a gateway
-async function startSplit({ roomsApart }) {
+// broker (auth and, unless apart, rooms inside; pm too when asked), the
+// store in a process of its own, rooms in one of its own when apart, and a
+// gateway
+async function startSplit({ roomsApart, pm = false }) {
     const data = tempDir('parley-deadlines-');
-    const plugins = roomsApart ? ['auth'] : ['auth', 'rooms'];
+    const plugins = [...(roomsApart ? ['auth'] : ['auth', 'rooms']), ...(pm ? ['pm'] : [])];
     const broker = await startBroker({
         args: [...plugins.flatMap((name) => ['--plugin', pluginPath(name)]), ...FAST_AUTH],
     });
@@ -48,7 +49,7 @@ async function startSplit({ roomsApart }) {
     });
     if (roomsApart)
         procs.rooms = startPluginProcess(broker.endpoint, [pluginPath('rooms')], { args: LONG_HEARTBEAT });
-    const names = ['store-sqlite', 'auth', 'rooms'];
+    const names = ['store-sqlite', 'auth', 'rooms', ...(pm ? ['pm'] : [])];
     assert.ok(await eventually(() => names.every((name) =>
         broker.proc.output.includes(`welcomed plugin '${name}'`)), 20000), broker.proc.output);
     const gateway = await startGateway(broker.endpoint);
@@ -151,3 +152,39 @@ test('a plugin that stalls: the broker answers unavailable with outcome unknown 
     }
 });
 
+// Reads refused while the store stalls tell the client when to try again
+// with a figure of the plugin's (CLIENT-PROTOCOL.md, "Deadlines"), not the
+// gateway's default of 1000 ms: the lists the measured time of their store
+// calls (the one that stalled among them), the lanes' reads the store's
+// answer passed on
+test('reads while the store stalls: unavailable with retry_after_ms from the plugin', { timeout: 120000 }, async () => {
+    const split = await startSplit({ roomsApart: false, pm: true });
+    const clients = [];
+    try {
+        const alice = await connectUser(split.url, 'alice', clients);
+        await connectUser(split.url, 'bob', clients);
+        await ok(alice, { type: 'room.create', room: 'reads' });
+        await ok(alice, { type: 'msg.send', room: 'reads', text: 'hello' });
+        await ok(alice, { type: 'pm.send', to: 'bob', text: 'hello' });
+
+        assert.ok(await split.procs.store.pause(), 'the store did not stop');
+        const reads = [{ type: 'room.list' }, { type: 'pm.conversations' },
+                       { type: 'room.history', room: 'reads' }, { type: 'pm.history', with: 'bob' }];
+        const replies = await Promise.all(reads.map((read) => alice.request(read, 3 * REQUEST_TIMEOUT_MS)));
+        split.procs.store.signal('SIGCONT');
+        for (const reply of replies) {
+            assert.equal(reply.code, 'unavailable', JSON.stringify(replies));
+            assert.ok(Number.isInteger(reply.retry_after_ms) && reply.retry_after_ms > 0,
+                      JSON.stringify(replies));
+        }
+        // The lists' store calls were measured for the first time by the
+        // one that stalled: seconds, not the gateway's 1000
+        for (const reply of replies.slice(0, 2))
+            assert.ok(reply.retry_after_ms > 1000, JSON.stringify(replies));
+        // Back in service once the store runs again
+        await untilServed(alice, { type: 'room.list' });
+        await untilServed(alice, { type: 'pm.conversations' });
+    } finally {
+        await stopSplit(split, clients);
+    }
+});

@@ -430,9 +430,14 @@ pl_lane_failure (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const ch
                                 text, retry_ms);
     }
     else
-    if (strcmp (code, "unavailable") == 0)
-        pl_lane_error (self, op, "unavailable", "The %s service cannot reach its storage now;"
-                       " try again later.", self->cls->service);
+    if (strcmp (code, "unavailable") == 0) {
+        //  Nothing was done: when to try again is the store's word, or the
+        //  key's work ahead
+        snprintf (text, sizeof text, "The %s service cannot reach its storage now; try again"
+                  " later.", self->cls->service);
+        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable", text,
+                              retry_ms);
+    }
     else
         pl_lane_error (self, op, "internal", "The %s service failed; try again.",
                        self->cls->service);

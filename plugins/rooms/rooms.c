@@ -1912,8 +1912,9 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
     rooms_t *self = (rooms_t *) state;
     parley_request_t *request = (parley_request_t *) arg;
     if (reply->code) {
-        self->host->reply_error (self->ctx, &request, "unavailable", reply->message
-                                 ? reply->message : "The room service cannot reach its storage.");
+        pl_reply_store_failed (self->host, self->ctx, &request, "unavailable", reply->message
+                               ? reply->message : "The room service cannot reach its storage.",
+                               reply->retry_ms, 0);
         return;
     }
     msgpack_sbuffer buffer;
