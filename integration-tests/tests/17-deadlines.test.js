@@ -156,8 +156,8 @@ test('a plugin that stalls: the broker answers unavailable with outcome unknown 
 // with a figure of the plugin's (CLIENT-PROTOCOL.md, "Deadlines"), not the
 // gateway's default of 1000 ms: the lists the measured time of their store
 // calls (the one that stalled among them), the lanes' reads the store's
-// answer passed on
-test('reads while the store stalls: unavailable with retry_after_ms from the plugin', { timeout: 120000 }, async () => {
+// answer passed on. A read changes nothing: none says "outcome": "unknown".
+test('reads while the store stalls: unavailable with retry_after_ms from the plugin, and no unknown outcome', { timeout: 120000 }, async () => {
     const split = await startSplit({ roomsApart: false, pm: true });
     const clients = [];
     try {
@@ -177,6 +177,10 @@ test('reads while the store stalls: unavailable with retry_after_ms from the plu
             assert.ok(Number.isInteger(reply.retry_after_ms) && reply.retry_after_ms > 0,
                       JSON.stringify(replies));
         }
+        // A read did nothing, whatever became of its store call: no outcome
+        // is unknown
+        for (const reply of replies)
+            assert.equal(reply.outcome, undefined, JSON.stringify(replies));
         // The lists' store calls were measured for the first time by the
         // one that stalled: seconds, not the gateway's 1000
         for (const reply of replies.slice(0, 2))

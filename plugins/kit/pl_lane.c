@@ -59,6 +59,7 @@ struct _pl_lane_key_t {
     pl_nonce_t *nonces;             //  its recent writes' nonces, owned
     int64_t call_sent;              //  monotonic ms the call out was sent
     size_t call_kind;               //  the kind of the ops it was sent for
+    bool reading;                   //  the call out changes nothing (pl_lane_read)
     bool unknown;                   //  while an answer is handed over: the call
                                     //  failed with its outcome unknown
     int64_t retry_ms;               //  ... and the callee's retry_after_ms
@@ -824,6 +825,17 @@ pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *
 }
 
 int
+pl_lane_read (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+              pl_lane_answer_fn *answer)
+{
+    key->reading = true;
+    int rc = s_send (self, key, type, pack, 0, answer);
+    if (rc != 0)
+        key->reading = false;
+    return rc;
+}
+
+int
 pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
                size_t count, pl_lane_answer_fn *answer)
 {
@@ -950,8 +962,10 @@ s_answered (void *state, void *arg, const pl_call_reply_t *reply)
     pl_service_add_batch (&self->services [key->call_kind], key->touched - key->call_sent,
                           served);
     pl_service_add (&self->call_times [key->call_kind], key->touched - key->call_sent);
-    //  pl_lane_failure tells its callers so while the answer is handed over
-    key->unknown = code && reply->outcome_unknown;
+    //  pl_lane_failure tells its callers so while the answer is handed over;
+    //  a read whose answer was lost did nothing all the same
+    key->unknown = code && reply->outcome_unknown && !key->reading;
+    key->reading = false;
     key->retry_ms = code? reply->retry_ms: 0;
     if (!key->head)
         ;

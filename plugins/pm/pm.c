@@ -356,7 +356,7 @@ s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
         return true;
     pl_pack_t pack;
     pl_pack_start (&pack, 1, "name", args->other);
-    pl_lane_call (self->lane, key, "store.user.get", &pack, s_user_answer);
+    pl_lane_read (self->lane, key, "store.user.get", &pack, s_user_answer);
     return false;
 }
 
@@ -477,7 +477,7 @@ s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_start (&pack, 3, "from", op->user);
     pl_pack_kstr (&pack, "to", ((const args_t *) op->args)->other);
     pl_pack_kstr (&pack, "nonce", op->nonce);
-    pl_lane_call (self->lane, key, "store.pm.nonce", &pack, pl_lane_looked_up);
+    pl_lane_read (self->lane, key, "store.pm.nonce", &pack, pl_lane_looked_up);
 }
 
 static void
@@ -594,7 +594,7 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_t pack;
     s_call_pair (&pack, 2 + pl_lane_page_fields (&args->page), op);
     pl_lane_page_pack (&pack, &args->page);
-    pl_lane_call (self->lane, key, "store.pm.history", &pack, s_history_answer);
+    pl_lane_read (self->lane, key, "store.pm.history", &pack, s_history_answer);
 }
 
 

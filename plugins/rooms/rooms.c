@@ -1153,7 +1153,7 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
     pl_lane_page_pack (&pack, &args->page);
     if (with_marker)
         pl_pack_kstr (&pack, "user", op->user);
-    pl_lane_call (self->lane, key, "store.msg.history", &pack, answer);
+    pl_lane_read (self->lane, key, "store.msg.history", &pack, answer);
 }
 
 //  Answers room.history: the store's page, cut further if the client's
@@ -1644,7 +1644,7 @@ s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_start (&pack, 3, "room", ((room_t *) pl_lane_state (key))->name);
     pl_pack_kstr (&pack, "user", op->user);
     pl_pack_kstr (&pack, "nonce", op->nonce);
-    pl_lane_call (self->lane, key, "store.msg.nonce", &pack, pl_lane_looked_up);
+    pl_lane_read (self->lane, key, "store.msg.nonce", &pack, pl_lane_looked_up);
 }
 
 static void
