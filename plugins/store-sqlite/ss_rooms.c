@@ -335,6 +335,9 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
     }
     int rc = ss_db_step_done (stmt);
     msgpack_sbuffer_destroy (&mentions);
+    //  Not the timeline's key: the nonce index (the caller names the repeats)
+    if (rc == SQLITE_CONSTRAINT_UNIQUE && entry->nonce.data)
+        return rc;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
                          " already.", (int) room->text.size, room->text.data, entry->seq);
@@ -990,18 +993,17 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     int64_t room_id = s_room_id (self, request, &append->room, &rc);
     if (!room_id)
         return rc;
-    //  A repeated nonce appends nothing: the answer names the repeats
-    s_run_nonces_t run = { append, room_id };
-    uint32_t repeated = 0;
-    if ((rc = ss_db_nonce_repeats (self->sql [S_SQL_NONCE_GET], request, append->count,
-                                   s_bind_entry_nonce, &run, &repeated)) != SQLITE_OK
-    ||  repeated > 0)
-        return rc;
     //  Every entry of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
-    //  that none of the run stays (proto/STORE.md, Atomicity)
+    //  that none of the run stays (proto/STORE.md, Atomicity). A repeated
+    //  nonce appends nothing: the answer names the repeats, looked up only
+    //  once the nonce index has refused one.
+    s_run_nonces_t run = { append, room_id };
     for (uint32_t index = 0; index < append->count; index++) {
         rc = s_entry_insert (self, request, &append->room, room_id, &append->entries [index]);
+        if (rc == SQLITE_CONSTRAINT_UNIQUE)
+            return ss_db_nonce_undo (self->db, self->sql [S_SQL_NONCE_GET], request,
+                                     append->count, s_bind_entry_nonce, &run, "The room");
         if (rc == SQLITE_OK && st_request_live (request))
             rc = s_entry_marks (self, room_id, append, index);
         if (rc != SQLITE_OK || !st_request_live (request))
