@@ -32,6 +32,7 @@
 #include "br_admin.h"
 #include "parley_plugin.h"
 #include "pl_envelope.h"
+#include "pl_stats.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -94,6 +95,8 @@ struct _peer_t {
     uint64_t *deliver_sids;     //  that pass's sids for this gateway
     size_t deliver_count;       //  sids in deliver_sids
     size_t deliver_size;        //  allocated entries of deliver_sids
+    zframe_t *stats;            //  plugin: its last STATS body, its figures for
+                                //  /metrics (pl_stats), or NULL
 };
 
 struct _route_t {
@@ -178,6 +181,8 @@ typedef struct {
     int64_t next_refused_log;   //  monotonic ms before which we stay quiet
     char *refused_at;           //  the endpoint of the last refusal
     br_bstar_t *bstar;          //  one of a standby pair, or NULL: always serves
+    int64_t stats_asked;        //  monotonic ms we last asked the plugins for
+                                //  their figures (STATS)
 } broker_t;
 
 
@@ -433,6 +438,7 @@ s_peer_destroy (peer_t **self_p)
         zlistx_destroy (&self->pending_to);
         zlistx_destroy (&self->pending_from);
         free (self->deliver_sids);
+        zframe_destroy (&self->stats);
         free (self);
         *self_p = NULL;
     }
@@ -1463,8 +1469,56 @@ s_stats_label (FILE *out, const char *value)
     }
 }
 
-//  STATS from a gateway: the broker's figures, as Prometheus text the
-//  gateway puts on its /metrics page as it is (ENVELOPE.md, "Stats")
+//  The plugins' figures, from the last STATS of each instance alive
+static void
+s_stats_plugins (broker_t *self, FILE *out)
+{
+    size_t count = 0;
+    pl_stats_part_t *parts = (pl_stats_part_t *) calloc (zhashx_size (self->peers) + 1,
+                                                         sizeof (pl_stats_part_t));
+    if (!parts)
+        return;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        if (peer->kind == PEER_PLUGIN && peer->stats && peer->instance)
+            parts [count++] = (pl_stats_part_t) { peer->instance,
+                zframe_data (peer->stats), zframe_size (peer->stats) };
+    pl_stats_render (out, parts, count);
+    free (parts);
+}
+
+//  Asks every plugin instance for its figures, at most about twice a
+//  heartbeat however many gateways ask us: the answers reach the next
+//  page (a plugin of ABI 1.3 or before answers nothing)
+static void
+s_stats_ask_plugins (broker_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now - self->stats_asked < self->heartbeat_ms / 2)
+        return;
+    self->stats_asked = now;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        if (peer->kind == PEER_PLUGIN) {
+            pl_envelope_t *ask = pl_envelope_new (PL_OP_STATS);
+            if (ask)
+                s_send (self, peer, &ask);
+        }
+}
+
+//  STATS from a plugin: its figures, kept for the next page
+static void
+s_stats_keep (peer_t *peer, pl_envelope_t *envelope)
+{
+    zframe_t *body = pl_envelope_body (envelope);
+    zframe_destroy (&peer->stats);
+    if (body)
+        peer->stats = zframe_dup (body);
+}
+
+//  STATS from a gateway: the broker's figures and the plugins', as
+//  Prometheus text the gateway puts on its /metrics page as it is
+//  (ENVELOPE.md, "Stats")
 static void
 s_stats (broker_t *self, peer_t *gateway)
 {
@@ -1499,6 +1553,8 @@ s_stats (broker_t *self, peer_t *gateway)
                   "# HELP parley_broker_sessions Sessions the broker knows, of every gateway.\n"
                   "# TYPE parley_broker_sessions gauge\nparley_broker_sessions %zu\n",
              self->routed, self->unavailable, self->timed_out, zhashx_size (self->sessions));
+    s_stats_plugins (self, out);
+    s_stats_ask_plugins (self);
     if (fclose (out)) {
         free (text);
         return;
@@ -1814,6 +1870,9 @@ s_handle_router (broker_t *self)
         case PL_OP_STATS:
             if (peer->kind == PEER_GATEWAY)
                 s_stats (self, peer);
+            else
+            if (peer->kind == PEER_PLUGIN)
+                s_stats_keep (peer, envelope);
             break;
         case PL_OP_SESSION_CLOSE:
             if (peer->kind == PEER_GATEWAY)

@@ -205,7 +205,7 @@ export function withRegisterRate(args, authRuns) {
 // with a database per data folder, so a restart on the same folder finds its data.
 let mongoTestServer;
 
-async function mongoUriFor(data) {
+export async function mongoUriFor(data) {
     if (!mongoTestServer) {
         const proc = new Proc('mongo-test-server', process.execPath,
             [path.join(repoRoot, 'plugins', 'store-mongo', 'test-server', 'serve.mjs'), '0']);

@@ -132,6 +132,7 @@ typedef struct {
     size_t pending_count;           //  slots in use
     uint64_t requests;              //  requests run, for the log
     uint64_t round_trips;           //  server operations, for the log
+    st_stats_t *stats;              //  the front's figures, lent; NULL before
 } sm_store_t;
 
 #endif
