@@ -68,8 +68,8 @@ export class PasswordDialog {
     }
 
     setError(text) {
-        $('password-error').textContent = text ?? '';
-        $('password-error').hidden = !text;
+        $('password-form-error').textContent = text ?? '';
+        $('password-form-error').hidden = !text;
     }
 
     // The first problem of each field found here, or none

@@ -190,25 +190,26 @@ test('auth.password: wrong current passwords count as failed logins: rate_limite
 });
 
 test('auth.resume renews a token: valid while used within its lifetime, expired when not', async () => {
-    // A 4 s lifetime; the use is recorded at most every 2 s (half of it)
-    await withServer(['token_ttl_ms=4000'], async ({ connect }) => {
+    // A 6 s lifetime; the use is recorded at most every 3 s (half of it), so
+    // a resume within 3 s of the last one always finds the token valid
+    await withServer(['token_ttl_ms=6000'], async ({ connect }) => {
         const { token } = await register(await connect(), 'frank');
         const started = Date.now();
         // Used every ~0.5 s for over twice its lifetime: never expires
-        while (Date.now() - started < 10000) {
+        while (Date.now() - started < 14000) {
             const client = await connect();
             assertOk(await resume(client, token), `resume ${Date.now() - started} ms after issue`);
             client.ws.terminate();
             await sleep(500);
         }
         // Not used for more than its lifetime: expired
-        await sleep(4500);
+        await sleep(6500);
         assertError(await resume(await connect(), token), 'invalid_token', 'unused past its lifetime');
     });
 });
 
 test('auth.resume renewal is recorded to touch_interval_ms: with 0 every resume renews', async () => {
-    await withServer(['token_ttl_ms=3000', 'touch_interval_ms=0'], async ({ connect }) => {
+    await withServer(['token_ttl_ms=4000', 'touch_interval_ms=0'], async ({ connect }) => {
         const { token } = await register(await connect(), 'grace');
         for (let round = 0; round < 4; round++) {
             await sleep(1500);
@@ -216,7 +217,7 @@ test('auth.resume renewal is recorded to touch_interval_ms: with 0 every resume 
             assertOk(await resume(client, token), `round ${round}`);
             client.ws.terminate();
         }
-        await sleep(3500);
+        await sleep(4500);
         assertError(await resume(await connect(), token), 'invalid_token', 'unused past its lifetime');
     });
 });
