@@ -5,7 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startParley, Client, sanitizerReports, sleep } from '../lib/harness.js';
+import { writeFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import {
+    startParley, Client, Proc, sanitizerReports, sleep, tempDir, freePort, binDir,
+} from '../lib/harness.js';
 
 const PASSWORD = 'correct horse';
 
@@ -220,4 +224,32 @@ test('auth.resume renewal is recorded to touch_interval_ms: with 0 every resume 
         await sleep(4500);
         assertError(await resume(await connect(), token), 'invalid_token', 'unused past its lifetime');
     });
+});
+
+test('auth.common_passwords names a list of one\'s own instead of the built-in one; one that cannot serve stops the start', async () => {
+    const dir = tempDir('parley-common-');
+    const list = path.join(dir, 'ours.txt');
+    writeFileSync(list, '# our own list\r\nHunter2Hunter2\r\nsummer-in-paris\n');
+    try {
+        await withServer([`common_passwords=${list}`], async ({ connect }) => {
+            const client = await connect();
+            assertError(await register(client, 'henry', 'hunter2HUNTER2'), 'weak_password', 'in our list');
+            assertError(await register(client, 'henry', 'SUMMER-in-paris'), 'weak_password', 'its last line');
+            assertOk(await register(client, 'henry', '12345678'), 'not in our list: accepted');
+        });
+        for (const [file, reason] of [[path.join(dir, 'missing.txt'), /No such file/],
+                                      [path.join(dir, 'empty.txt'), /holds no password/]]) {
+            writeFileSync(path.join(dir, 'empty.txt'), '# nothing here\n\n');
+            const proc = new Proc('parley', path.join(binDir, 'parley'), [
+                '--listen', `127.0.0.1:${await freePort()}`, '--data', dir,
+                '--option', `auth.common_passwords=${file}`]);
+            const status = await proc.exited;
+            assert.equal(status.code, 1, proc.output);
+            assert.match(proc.output, /auth\.common_passwords: cannot use/);
+            assert.match(proc.output, reason);
+            assert.deepEqual(sanitizerReports(proc.output), [], proc.output);
+        }
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
 });
