@@ -67,6 +67,7 @@ typedef struct {
     st_text_t name;                 //  name, after, user, owner; pm: from or user
     char key [ST_NAME_MAX + 1];     //  name, lower-cased, NUL-terminated
     st_text_t hash;                 //  password_hash or token_hash
+    st_text_t keep_hash;            //  user.set_password: the token kept, or none
     int64_t created_at;             //  time fields
     int64_t expires_at;
     int64_t before;                 //  token.purge; token.touch's at
