@@ -21,6 +21,12 @@ export const testPluginDir = path.join(buildDir, 'tests');
 
 // Short beats so that dead peers are found in well under a second
 export const HEARTBEAT_MS = 200;
+// parley's own heartbeat, for a server in a test that is not about finding
+// dead peers and that loads the machine: with HEARTBEAT_MS a thread kept
+// from the CPU for 600 ms is taken for dead (its peers say hello again and
+// the requests in flight are answered unavailable). Later on the command
+// line than the harness's own, so it wins.
+export const LOAD_HEARTBEAT = ['--heartbeat', '1000'];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export { sleep };
@@ -318,6 +324,15 @@ export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) 
         ['--broker', brokerEndpoint, ...commonArgs,
          ...withPeerArgs(brokerEndpoint, withRegisterRate(args, loadsAuth(plugins, false))),
          ...plugins]);
+}
+
+// Resolves once every one of the plugin processes is registered with its
+// broker (welcomed: its routes are in the broker's table from then on);
+// throws, with their output, if one is not within timeoutMs
+export async function untilRegistered(processes, timeoutMs = 30000) {
+    for (const proc of processes)
+        if (!await proc.waitForOutput(/registered with broker/, timeoutMs))
+            throw new Error(`${proc.name} did not register with its broker\n${proc.output}`);
 }
 
 export function pluginPath(name) {
