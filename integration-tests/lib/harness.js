@@ -1,6 +1,7 @@
 // Real processes on free loopback ports, and a WebSocket client that speaks
 // the client protocol: everything the end-to-end tests share.
 
+import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import https from 'node:https';
@@ -317,6 +318,39 @@ export async function startGateway(brokerEndpoint, { args = [], tls = null } = {
         http: where.http,
         stop: () => proc.stop(),
     };
+}
+
+// server, whose stop() also checks a clean exit and no sanitizer report
+export function stoppedCleanly(server) {
+    return {
+        ...server,
+        async stop() {
+            const status = await server.stop();
+            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
+            assert.equal(status.code, 0,
+                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
+            return status;
+        },
+    };
+}
+
+// Runs body({ server, connect }): connect(localAddress) opens a client of
+// server (from that source address, 127.0.0.x, if given). Then every client
+// it opened is closed and the server stopped, whatever body did.
+export async function withClients(server, body) {
+    const clients = [];
+    const connect = async (localAddress) => {
+        const client = await Client.connect(server.url, localAddress ? { localAddress } : {});
+        clients.push(client);
+        return client;
+    };
+    try {
+        await body({ server, connect });
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+    }
 }
 
 export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {

@@ -1,8 +1,8 @@
 // What the private message tests share: a server with the pm plugin, and a
 // record of the pm events a session receives.
 
-import { startParley } from './harness.js';
-import { FAST_AUTH, roomsArgs, pluginArgs, loadedByDefault, stoppedCleanly } from './rooms.js';
+import { startParley, stoppedCleanly } from './harness.js';
+import { FAST_AUTH, roomsArgs, pluginArgs } from './rooms.js';
 
 export const pmArgs = () => pluginArgs('pm');
 

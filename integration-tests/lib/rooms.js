@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startParley, Client, binDir, sanitizerReports, eventually } from './harness.js';
+import { startParley, Client, binDir, eventually, stoppedCleanly } from './harness.js';
 
 export const PASSWORD = 'correct horse';
 // Quick argon2id: these tests are about rooms, not password hashing
@@ -29,20 +29,6 @@ export function pluginArgs(plugin) {
 }
 
 export const roomsArgs = () => pluginArgs('rooms');
-
-// server, whose stop() also checks a clean exit and no sanitizer report
-export function stoppedCleanly(server) {
-    return {
-        ...server,
-        async stop() {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-            assert.equal(status.code, 0,
-                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-            return status;
-        },
-    };
-}
 
 // parley with the rooms plugin; stop() checks a clean exit and no sanitizer report
 // port: the port to listen on (a restart on the same data keeps its clients' url)
