@@ -16,7 +16,8 @@
         sessions    sid              -> session_t       (owns the sessions)
         users       user name        -> user_t          (the bound sessions of a user)
         pending     broker rid       -> pending_t       (owns the requests in flight)
-        fifo        pending_t in deadline order         (sorted as they go in)
+        fifo        pending_t with the whole timeout    (in deadline order as they come)
+        shorter     pending_t with less time left       (sorted as they go in)
 
     Every cross reference has a handle in the list it sits in, so that a
     session close, a reply or a peer's death costs only what it touches.
@@ -133,7 +134,8 @@ struct _pending_t {
     peer_t *target;             //  who has to answer
     void *requester_handle;     //  handle in requester->pending_from
     void *target_handle;        //  handle in target->pending_to
-    void *fifo_handle;          //  handle in broker->fifo
+    zlistx_t *fifo;             //  broker->fifo or broker->shorter, borrowed
+    void *fifo_handle;          //  handle in that list
     int64_t deadline;           //  monotonic ms when it is answered unavailable
 };
 
@@ -156,7 +158,10 @@ typedef struct {
     zhashx_t *sessions;         //  sid -> session_t (owned)
     zhashx_t *users;            //  user name -> user_t (owned)
     zhashx_t *pending;          //  broker rid -> pending_t (owned)
-    zlistx_t *fifo;             //  pending_t in deadline order
+    zlistx_t *fifo;             //  pending_t with the whole timeout: appended, so in
+                                //  deadline order (the clock only goes forward)
+    zlistx_t *shorter;          //  pending_t with less (a plugin's call for a request
+                                //  that has waited): in deadline order, sorted in
     zlistx_t *subscribers;      //  plugin peer_t with PARLEY_PLUGIN_SESSIONS
     uint64_t next_rid;          //  the broker's next request id
     uint64_t deliver_mark;      //  counter of deliver passes
@@ -591,7 +596,7 @@ s_pending_remove (broker_t *self, pending_t *pending)
         zlistx_detach (pending->requester->pending_from, pending->requester_handle);
     if (pending->target)
         zlistx_detach (pending->target->pending_to, pending->target_handle);
-    zlistx_detach (self->fifo, pending->fifo_handle);
+    zlistx_detach (pending->fifo, pending->fifo_handle);
     zhashx_delete (self->pending, &pending->rid);
 }
 
@@ -617,13 +622,38 @@ s_pending_compare (const void *item1, const void *item2)
     return deadline1 < deadline2 ? -1 : deadline1 > deadline2 ? 1 : 0;
 }
 
+//  The pending request with the earliest deadline, or NULL: the first of
+//  one of the two lists
+static pending_t *
+s_pending_earliest (broker_t *self)
+{
+    pending_t *whole = (pending_t *) zlistx_first (self->fifo);
+    pending_t *shorter = (pending_t *) zlistx_first (self->shorter);
+    if (!whole || (shorter && shorter->deadline < whole->deadline))
+        return shorter;
+    return whole;
+}
+
+//  Keeps a new pending request in deadline order. Most come from gateways
+//  with the whole timeout: appended to fifo, in order at no cost. A
+//  plugin's call carries what its request has left, so those are sorted
+//  into a list of their own, which holds only the calls in flight, not
+//  every client request waiting behind them.
+static void
+s_pending_queue (broker_t *self, pending_t *pending, int64_t time_left)
+{
+    pending->fifo = time_left >= self->request_timeout_ms ? self->fifo : self->shorter;
+    pending->fifo_handle = pending->fifo == self->fifo
+                         ? zlistx_add_end (self->fifo, pending)
+                         : zlistx_insert (self->shorter, pending, false);
+}
+
 static void
 s_pending_expire (broker_t *self, int64_t now)
 {
     size_t expired = 0;
     pending_t *pending;
-    while ((pending = (pending_t *) zlistx_first (self->fifo))
-       &&  pending->deadline <= now) {
+    while ((pending = s_pending_earliest (self)) && pending->deadline <= now) {
         s_pending_fail (self, pending);
         expired++;
     }
@@ -1403,9 +1433,7 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     pending->deadline = zclock_mono () + time_left;
     pending->requester_handle = zlistx_add_end (requester->pending_from, pending);
     pending->target_handle = zlistx_add_end (target->pending_to, pending);
-    //  Most come with the whole timeout and go last: the search from the
-    //  end stops at once
-    pending->fifo_handle = zlistx_insert (self->fifo, pending, false);
+    s_pending_queue (self, pending, time_left);
     zhashx_insert (self->pending, &pending->rid, pending);
 
     //  Identity is stamped, never trusted: whatever the gateway sent goes
@@ -1837,6 +1865,7 @@ s_broker_destroy (broker_t **self_p)
         zsock_destroy (&self->router);
         //  Lists and secondary indexes borrow; the owning hashes free
         zlistx_destroy (&self->fifo);
+        zlistx_destroy (&self->shorter);
         zlistx_destroy (&self->subscribers);
         zhashx_destroy (&self->pending);
         zhashx_destroy (&self->users);
@@ -1887,11 +1916,13 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     self->sessions = s_u64_hash_new ();
     self->pending = s_u64_hash_new ();
     self->fifo = zlistx_new ();
+    self->shorter = zlistx_new ();
     self->subscribers = zlistx_new ();
-    if (self->fifo)
-        zlistx_set_comparator (self->fifo, s_pending_compare);
+    if (self->shorter)
+        zlistx_set_comparator (self->shorter, s_pending_compare);
     if (!self->peers || !self->instances || !self->gateways || !self->routes || !self->users
-    ||  !self->sessions || !self->pending || !self->fifo || !self->subscribers) {
+    ||  !self->sessions || !self->pending || !self->fifo || !self->shorter
+    ||  !self->subscribers) {
         s_broker_destroy (&self);
         return NULL;
     }
@@ -2079,7 +2110,7 @@ br_broker_actor (zsock_t *pipe, void *args)
     while (!self->terminated) {
         int64_t now = zclock_mono ();
         int64_t wake = self->next_tick;
-        pending_t *oldest = (pending_t *) zlistx_first (self->fifo);
+        pending_t *oldest = s_pending_earliest (self);
         if (oldest && oldest->deadline < wake)
             wake = oldest->deadline;
         int timeout = wake > now ? (int) (wake - now) : 0;

@@ -1514,6 +1514,31 @@ s_server_rss_kb (bench_t *self)
     return kb;
 }
 
+//  The server's CPU time so far (user + system, all its threads), in
+//  clock ticks; -1 without --server-pid or when it cannot be read
+static long long
+s_server_cpu_ticks (bench_t *self)
+{
+    if (!self->server_pid)
+        return -1;
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", self->server_pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    bool read = fgets (line, sizeof line, file) != NULL;
+    fclose (file);
+    //  The name (field 2) may hold spaces: count fields after its ')'
+    const char *cursor = read? strrchr (line, ')'): NULL;
+    if (!cursor)
+        return -1;
+    long long utime = -1, stime = -1;
+    for (int field = 2; *cursor && field < 15; cursor++)
+        if (*cursor == ' ' && ++field == 14)
+            sscanf (cursor + 1, "%lld %lld", &utime, &stime);
+    return utime < 0 || stime < 0? -1: utime + stime;
+}
+
 static void
 s_close_range (bench_t *self, int first, int end)
 {
@@ -1580,6 +1605,8 @@ typedef struct {
     double deliveries_per_second;   //  from the first delivery to the last
     percentiles_t ack;              //  send to ok
     percentiles_t delivery;         //  send to each other member's event
+    double server_cpu_us;           //  the server's CPU time per acked message, µs
+                                    //  (--server-pid), -1 unknown
 } tally_t;
 
 static tally_t
@@ -1603,6 +1630,7 @@ s_tally (bench_t *self, double send_seconds)
     tally.deliveries_per_second = span > 0? (double) tally.deliveries / span: 0;
     tally.ack = s_percentiles (&self->reply_latency);
     tally.delivery = s_percentiles (&self->latency);
+    tally.server_cpu_us = -1;
     return tally;
 }
 
@@ -1686,6 +1714,8 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_print_latency ("ack", tally->ack);
     s_print_latency ("delivery", tally->delivery);
     printf (", errors %" PRIu64, self->error_total);
+    if (tally->server_cpu_us >= 0)
+        printf (", server CPU %.1f us/msg", tally->server_cpu_us);
     s_json_begin (self, scenario);
     s_json_number (self, "rate", self->rate);
     s_json_number (self, "inflight", self->rate > 0? 0: self->inflight);
@@ -1695,6 +1725,8 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_json_number (self, "deliveries_per_second", tally->deliveries_per_second);
     s_json_latency (self, "latency", tally->delivery);
     s_json_latency (self, "ack_latency", tally->ack);
+    if (tally->server_cpu_us >= 0)
+        s_json_number (self, "server_cpu_us_per_msg", tally->server_cpu_us);
 }
 
 static int
@@ -1838,6 +1870,9 @@ s_measure (bench_t *self)
     uint64_t total = self->count? self->count: (uint64_t) (self->rate * self->duration);
     s_reset_measure (self, total? total: 1);
     self->measuring = true;
+    long long cpu_before = s_server_cpu_ticks (self);
+    if (!self->quiet)       //  where a profiler attached to the server may start
+        fprintf (stderr, "  measuring: sending\n");
     double seconds;
     if (self->rate > 0)
         seconds = s_send_at_rate (self, self->rate, total? total: 1);
@@ -1845,9 +1880,16 @@ s_measure (bench_t *self)
         //  With --count, the count ends the run; the timeout is only a backstop
         seconds = s_send_closed_loop (self, self->count? self->timeout: self->duration, self->count);
     s_drain (self, 15);
+    long long cpu_after = s_server_cpu_ticks (self);
+    if (!self->quiet)
+        fprintf (stderr, "  measuring: done\n");
     self->measuring = false;
     self->wait_delivery = false;
-    return s_tally (self, seconds);
+    tally_t tally = s_tally (self, seconds);
+    if (cpu_before >= 0 && cpu_after >= cpu_before && tally.acked)
+        tally.server_cpu_us = (double) (cpu_after - cpu_before) * 1e6
+                            / (double) sysconf (_SC_CLK_TCK) / (double) tally.acked;
+    return tally;
 }
 
 //  --max: raise the rate step by step (doubling, then bisecting) while p99
@@ -2530,7 +2572,9 @@ s_usage (FILE *stream)
 "                     or a close fails the scenario it happens in. Summary lines say\n"
 "                     'idle N (O open, F frames)'; the JSON has idle, idle_open and\n"
 "                     idle_frames. A scenario's connections plus N: at most %d\n"
-"  --server-pid PID   parley's process, for its RSS (connect)\n"
+"  --server-pid PID   parley's process: its RSS (connect), and its CPU time per acked\n"
+"                     message over the sending phase and its drain (fanout, rooms, pm,\n"
+"                     latency)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
 "  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"

@@ -4836,6 +4836,38 @@ test_member_marker_starts_at_the_join_and_moves_forward_only (void **state)
     s_assert_marker (fixture, "bob", "General", 10, 10, 0, 0);
 }
 
+//  A run whose senders take turns, the same sender in different cases:
+//  each sender's marker ends at its own last message of the run, whether
+//  or not that is the run's last (seqs from first, users [i] the sender
+//  of the i-th)
+static void
+test_member_markers_of_a_run_of_several_senders (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+    s_member_add_ok (fixture, "general", "carol", 2);
+    const char *users [] = { "alice", "Bob", "ALICE", "carol", "bob", "alice", "carol" };
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
+    msgpack_pack_array (&body.packer, 7);
+    for (int64_t index = 0; index < 7; index++)
+        s_pack_entry (&body.packer, 3 + index, users [index], "turn", NULL);
+    sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 9);
+    sc_reply_destroy (&reply);
+    //  alice's last is 8, bob's 7, carol's 9: the others' after are unread
+    s_assert_marker (fixture, "alice", "general", 9, 8, 1, 0);
+    s_assert_marker (fixture, "bob", "general", 9, 7, 2, 0);
+    s_assert_marker (fixture, "carol", "general", 9, 9, 0, 0);
+}
+
 static void
 test_member_read_refuses_unknown_rooms_non_members_and_bad_fields (void **state)
 {
@@ -5391,6 +5423,7 @@ main (int argc, char *argv [])
         S_TEST (test_bad_nonces_and_a_nonce_twice_in_a_run_get_bad_request),
         S_TEST (test_pm_append_keeps_nonces_and_a_repeat_appends_nothing),
         S_TEST (test_member_marker_starts_at_the_join_and_moves_forward_only),
+        S_TEST (test_member_markers_of_a_run_of_several_senders),
         S_TEST (test_member_read_refuses_unknown_rooms_non_members_and_bad_fields),
         S_TEST (test_mentions_are_kept_with_the_entry_and_counted_after_the_marker),
         S_TEST (test_mentions_that_are_not_arrays_of_names_are_bad_request),
