@@ -1,6 +1,7 @@
 // Real processes on free loopback ports, and a WebSocket client that speaks
 // the client protocol: everything the end-to-end tests share.
 
+import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -21,6 +22,12 @@ export const testPluginDir = path.join(buildDir, 'tests');
 
 // Short beats so that dead peers are found in well under a second
 export const HEARTBEAT_MS = 200;
+// parley's own heartbeat, for a server in a test that is not about finding
+// dead peers and that loads the machine: with HEARTBEAT_MS a thread kept
+// from the CPU for 600 ms is taken for dead (its peers say hello again and
+// the requests in flight are answered unavailable). Later on the command
+// line than the harness's own, so it wins.
+export const LOAD_HEARTBEAT = ['--heartbeat', '1000'];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export { sleep };
@@ -341,11 +348,53 @@ export async function startGateway(brokerEndpoint, { args = [], tls = null } = {
     };
 }
 
+// server, whose stop() also checks a clean exit and no sanitizer report
+export function stoppedCleanly(server) {
+    return {
+        ...server,
+        async stop() {
+            const status = await server.stop();
+            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
+            assert.equal(status.code, 0,
+                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
+            return status;
+        },
+    };
+}
+
+// Runs body({ server, connect }): connect(localAddress) opens a client of
+// server (from that source address, 127.0.0.x, if given). Then every client
+// it opened is closed and the server stopped, whatever body did.
+export async function withClients(server, body) {
+    const clients = [];
+    const connect = async (localAddress) => {
+        const client = await Client.connect(server.url, localAddress ? { localAddress } : {});
+        clients.push(client);
+        return client;
+    };
+    try {
+        await body({ server, connect });
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+    }
+}
+
 export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {
     return new Proc('parley-plugin', bin('parley-plugin'),
         ['--broker', brokerEndpoint, ...commonArgs,
          ...withPeerArgs(brokerEndpoint, withRegisterRate(args, loadsAuth(plugins, false))),
          ...plugins]);
+}
+
+// Resolves once every one of the plugin processes is registered with its
+// broker (welcomed: its routes are in the broker's table from then on);
+// throws, with their output, if one is not within timeoutMs
+export async function untilRegistered(processes, timeoutMs = 30000) {
+    for (const proc of processes)
+        if (!await proc.waitForOutput(/registered with broker/, timeoutMs))
+            throw new Error(`${proc.name} did not register with its broker\n${proc.output}`);
 }
 
 export function pluginPath(name) {

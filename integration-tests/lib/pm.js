@@ -1,44 +1,16 @@
 // What the private message tests share: a server with the pm plugin, and a
 // record of the pm events a session receives.
 
-import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { startParley, binDir, sanitizerReports } from './harness.js';
-import { FAST_AUTH, roomsArgs } from './rooms.js';
+import { startParley, stoppedCleanly } from './harness.js';
+import { FAST_AUTH, roomsArgs, pluginArgs } from './rooms.js';
 
-// parley loads pm by default once the lead adds it there; until then it must
-// be asked for (asking twice would fail: an instance name is unique)
-let pmDefault;
-export function pmLoadedByDefault() {
-    if (pmDefault === undefined) {
-        const help = spawnSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
-        const text = `${help.stdout ?? ''}${help.stderr ?? ''}`;
-        const line = text.split('\n').find((each) => /^Default plugins/i.test(each)) ?? '';
-        pmDefault = /\bpm\b/.test(line);
-    }
-    return pmDefault;
-}
-
-export function pmArgs() {
-    return pmLoadedByDefault() ? [] : ['--plugin', 'pm'];
-}
+export const pmArgs = () => pluginArgs('pm');
 
 // parley with the pm plugin; stop() checks a clean exit and no sanitizer report
 export async function startPmParley({ dataDir, args = [] } = {}) {
-    const server = await startParley({
+    return stoppedCleanly(await startParley({
         dataDir, args: [...roomsArgs(), ...pmArgs(), ...FAST_AUTH, ...args],
-    });
-    return {
-        ...server,
-        async stop() {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-            assert.equal(status.code, 0,
-                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-            return status;
-        },
-    };
+    }));
 }
 
 // Every pm (and read) event a client receives, in arrival order, kept

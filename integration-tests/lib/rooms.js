@@ -4,43 +4,37 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startParley, Client, binDir, sanitizerReports, eventually } from './harness.js';
+import { startParley, Client, binDir, eventually, stoppedCleanly } from './harness.js';
 
 export const PASSWORD = 'correct horse';
 // Quick argon2id: these tests are about rooms, not password hashing
 export const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=65536'];
 
-// parley loads rooms by default once the lead adds it there; until then it
-// must be asked for (asking twice would fail: an instance name is unique)
-let roomsDefault;
-export function roomsLoadedByDefault() {
-    if (roomsDefault === undefined) {
+// parley loads a plugin (rooms, pm) by default once the lead adds it there;
+// until then it must be asked for (asking twice would fail: an instance name
+// is unique)
+const loadedDefault = new Map();
+export function loadedByDefault(plugin) {
+    if (!loadedDefault.has(plugin)) {
         const help = spawnSync(path.join(binDir, 'parley'), ['--help'], { encoding: 'utf8' });
         const text = `${help.stdout ?? ''}${help.stderr ?? ''}`;
         const line = text.split('\n').find((each) => /^Default plugins/i.test(each)) ?? '';
-        roomsDefault = /\brooms\b/.test(line);
+        loadedDefault.set(plugin, new RegExp(`\\b${plugin}\\b`).test(line));
     }
-    return roomsDefault;
+    return loadedDefault.get(plugin);
 }
 
-export function roomsArgs() {
-    return roomsLoadedByDefault() ? [] : ['--plugin', 'rooms'];
+export function pluginArgs(plugin) {
+    return loadedByDefault(plugin) ? [] : ['--plugin', plugin];
 }
+
+export const roomsArgs = () => pluginArgs('rooms');
 
 // parley with the rooms plugin; stop() checks a clean exit and no sanitizer report
 // port: the port to listen on (a restart on the same data keeps its clients' url)
 export async function startRoomsParley({ dataDir, args = [], port } = {}) {
-    const server = await startParley({ dataDir, port, args: [...roomsArgs(), ...FAST_AUTH, ...args] });
-    return {
-        ...server,
-        async stop() {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-            assert.equal(status.code, 0,
-                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-            return status;
-        },
-    };
+    return stoppedCleanly(await startParley({ dataDir, port,
+                                              args: [...roomsArgs(), ...FAST_AUTH, ...args] }));
 }
 
 // A logged-in client: registers the user (or logs in when register says taken)

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import {
-    startParley, Client, sanitizerReports, tempDir, sleep,
+    startParley, Client, sanitizerReports, tempDir, sleep, withClients,
 } from '../lib/harness.js';
 
 // parley with its default plugins (store-sqlite, auth, presence) and
@@ -33,20 +33,7 @@ async function startAuthParley({ dataDir, options = [] } = {}) {
 // Every test gets its own server: failed logins from 127.0.0.1 count
 // against one address, so tests must not share the counters
 async function withServer(options, body) {
-    const server = await startAuthParley({ options });
-    const clients = [];
-    const connect = async () => {
-        const client = await Client.connect(server.url);
-        clients.push(client);
-        return client;
-    };
-    try {
-        await body({ server, connect });
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        await server.stop();
-    }
+    await withClients(await startAuthParley({ options }), body);
 }
 
 const register = (client, username, password = 'correct horse') =>

@@ -10,7 +10,8 @@ import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
     startParley, startBroker, startGateway, startPluginProcess, Client, Proc, binDir,
-    pluginPath, sanitizerReports, tempDir, sleep, eventually, HEARTBEAT_MS,
+    pluginPath, sanitizerReports, tempDir, sleep, eventually, HEARTBEAT_MS, withClients,
+    stoppedCleanly,
 } from '../lib/harness.js';
 
 const PASSWORD = 'correct horse';
@@ -18,17 +19,7 @@ const PASSWORD = 'correct horse';
 const FAST_AUTH = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=65536'];
 
 async function startPresenceParley({ dataDir } = {}) {
-    const server = await startParley({ dataDir, args: FAST_AUTH });
-    return {
-        ...server,
-        async stop() {
-            const status = await server.stop();
-            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-            assert.equal(status.code, 0,
-                         `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-            return status;
-        },
-    };
+    return stoppedCleanly(await startParley({ dataDir, args: FAST_AUTH }));
 }
 
 // Every presence event a client receives, with the time it arrived
@@ -52,20 +43,7 @@ function latestStates(log) {
 }
 
 async function withServer(body, { dataDir } = {}) {
-    const server = await startPresenceParley({ dataDir });
-    const clients = [];
-    const connect = async () => {
-        const client = await Client.connect(server.url);
-        clients.push(client);
-        return client;
-    };
-    try {
-        await body({ server, connect });
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        await server.stop();
-    }
+    await withClients(await startPresenceParley({ dataDir }), body);
 }
 
 async function registered(connect, username) {

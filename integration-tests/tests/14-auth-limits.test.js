@@ -6,31 +6,18 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startParley, Client, sanitizerReports } from '../lib/harness.js';
+import { startParley, withClients, stoppedCleanly, LOAD_HEARTBEAT } from '../lib/harness.js';
 
 const CHEAP = ['--option', 'auth.ops_limit=1', '--option', 'auth.mem_limit=8192'];
 const PASSWORD = 'correct horse';
 
+// These tests are about auth's limits, not dead peers: parley's own
+// heartbeat, so that a loaded machine does not make one of them
 async function withServer({ options = [], authDefaults = false }, body) {
-    const args = [...CHEAP];
+    const args = [...CHEAP, ...LOAD_HEARTBEAT];
     for (const option of options)
         args.push('--option', `auth.${option}`);
-    const server = await startParley({ args, authDefaults });
-    const clients = [];
-    const connect = async (localAddress = '127.0.0.1') => {
-        const client = await Client.connect(server.url, { localAddress });
-        clients.push(client);
-        return client;
-    };
-    try {
-        await body({ server, connect });
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        const status = await server.stop();
-        assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-        assert.equal(status.code, 0, server.proc.output);
-    }
+    await withClients(stoppedCleanly(await startParley({ args, authDefaults })), body);
 }
 
 const register = (client, username, password = PASSWORD) =>

@@ -4,28 +4,16 @@
 // survive a restart with seq going on where it stopped. Real WebSockets
 // through the gateway, the broker, the rooms plugin, auth and the SQLite store.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, tempDir, sleep } from '../lib/harness.js';
+import { Client, sleep } from '../lib/harness.js';
 import {
     startRoomsParley, connectUser, ok, fails, ISO_MS, nextEntry, recordRoomEvents,
 } from '../lib/rooms.js';
+import { chatSuite, acrossRestart } from '../lib/chat.js';
 
-let server;
-const clients = [];
-const connect = (name) => connectUser(server.url, name, clients);
-
-before(async () => {
-    // Generous limits: the rate limit has a test of its own with its own server
-    server = await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
-                                             '--option', 'rooms.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.ws.terminate();
-    await server?.stop();
-});
+const suite = chatSuite('rooms');
+const { connect, clients } = suite;
 
 // A system entry of the room with the given event, as a member session gets it
 const systemEntry = (client, room, event, user) =>
@@ -83,7 +71,7 @@ test('room.create of a public room tells every authenticated session; of a priva
     const alice = await connect('lc_alice');
     const bob = await connect('lc_bob');
     const bobTab = await connect('lc_bob');
-    const anonymous = await Client.connect(server.url);
+    const anonymous = await Client.connect(suite.server.url);
     clients.push(anonymous);
     const anonymousLog = recordRoomEvents(anonymous);
     const bobLog = recordRoomEvents(bob);
@@ -439,7 +427,7 @@ test('msg.send answers seq and ts after storing, and every member session gets t
 });
 
 test('a room request before login is unauthenticated', async () => {
-    const anonymous = await Client.connect(server.url);
+    const anonymous = await Client.connect(suite.server.url);
     clients.push(anonymous);
     for (const type of ['room.create', 'room.list', 'room.join', 'msg.send', 'room.history'])
         await fails(anonymous, { type, room: 'x', text: 'y' }, 'unauthenticated');
@@ -477,29 +465,22 @@ test('msg.send is rate limited per user', async () => {
 });
 
 test('rooms, members, invitations and timelines survive a restart, and seq goes on', async () => {
-    const data = tempDir('parley-rooms-');
-    let first = await startRoomsParley({ dataDir: data });
-    const own = [];
-    try {
-        const alice = await connectUser(first.url, 'rs_alice', own);
-        const bob = await connectUser(first.url, 'rs_bob', own);
-        await connectUser(first.url, 'rs_carol', own);
-        await ok(alice, { type: 'room.create', room: 'rs-open', description: 'kept', max_participants: 7 });
-        await ok(alice, { type: 'room.create', room: 'rs-secret', private: true });
-        await ok(bob, { type: 'room.join', room: 'rs-open' });
-        await ok(alice, { type: 'room.invite', room: 'rs-secret', user: 'rs_carol' });
-        for (let index = 1; index <= 5; index++)
-            await ok(bob, { type: 'msg.send', room: 'rs-open', text: `before ${index}` });
-        for (const client of own.splice(0))
-            client.ws.terminate();
-        await first.stop();
-        first = null;
-
-        const second = await startRoomsParley({ dataDir: data });
-        try {
-            const alice2 = await connectUser(second.url, 'rs_alice', own);
-            const bob2 = await connectUser(second.url, 'rs_bob', own);
-            const carol2 = await connectUser(second.url, 'rs_carol', own);
+    await acrossRestart('rooms', {
+        setup: async (connect) => {
+            const alice = await connect('rs_alice');
+            const bob = await connect('rs_bob');
+            await connect('rs_carol');
+            await ok(alice, { type: 'room.create', room: 'rs-open', description: 'kept', max_participants: 7 });
+            await ok(alice, { type: 'room.create', room: 'rs-secret', private: true });
+            await ok(bob, { type: 'room.join', room: 'rs-open' });
+            await ok(alice, { type: 'room.invite', room: 'rs-secret', user: 'rs_carol' });
+            for (let index = 1; index <= 5; index++)
+                await ok(bob, { type: 'msg.send', room: 'rs-open', text: `before ${index}` });
+        },
+        check: async (connect) => {
+            const alice2 = await connect('rs_alice');
+            const bob2 = await connect('rs_bob');
+            const carol2 = await connect('rs_carol');
             const rooms = (await ok(bob2, { type: 'room.list' })).rooms;
             const open = rooms.find((room) => room.name === 'rs-open');
             assert.deepEqual({ ...open, created_at: 'x' }, {
@@ -525,13 +506,6 @@ test('rooms, members, invitations and timelines survive a restart, and seq goes 
             assert.equal(joined.history[0].message, 'rs_carol has joined the room rs-secret.');
             assert.deepEqual((await ok(alice2, { type: 'room.members', room: 'rs-open' })).members,
                              [{ user: 'rs_alice', online: true }, { user: 'rs_bob', online: true }]);
-        } finally {
-            for (const client of own)
-                client.ws.terminate();
-            await second.stop();
-        }
-    } finally {
-        if (first)
-            await first.stop();
-    }
+        },
+    });
 });

@@ -8,30 +8,15 @@
 // and two sends of one nonce at once. Real parley, real WebSockets; run on
 // store-sqlite and again on store-mongo (PARLEY_TEST_STORE=mongo).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, sleep } from '../lib/harness.js';
+import { sleep } from '../lib/harness.js';
 import {
-    startRoomsParley, connectUser, ok, fails, ISO_MS, nextEntry, BAD_NONCES, assertRepeatOf,
+    startRoomsParley, ok, fails, ISO_MS, nextEntry, BAD_NONCES, assertRepeatOf,
 } from '../lib/rooms.js';
+import { chatSuite, acrossRestart } from '../lib/chat.js';
 
-let server;
-const clients = [];
-const connect = (name, on = server) => connectUser(on.url, name, clients);
-
-before(async () => {
-    server = await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
-                                             '--option', 'rooms.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.ws.terminate();
-    await server?.stop();
-});
-
-const history = async (client, room) =>
-    (await ok(client, { type: 'room.history', room, limit: 200 })).messages;
+const { connect, history } = chatSuite('rooms');
 const messages = (entries) => entries.filter((entry) => entry.type === 'message');
 const seqs = (entries) => entries.map((entry) => entry.seq);
 
@@ -217,30 +202,24 @@ test('two sends of one nonce at once store one message; both answer its seq', as
 });
 
 test('a repeat after a restart is still found: the store keeps the nonce with the entry', async () => {
-    const data = tempDir('parley-nonce-');
-    let first = await startRoomsParley({ dataDir: data });
     let sent;
-    try {
-        const alice = await connect('ns_alice', first);
-        await ok(alice, { type: 'room.create', room: 'ns-room' });
-        sent = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'kept', nonce: 'keep-1' });
-        alice.ws.terminate();
-    } finally {
-        await first.stop();
-    }
-    const second = await startRoomsParley({ dataDir: data });
-    try {
-        const alice = await connect('ns_alice', second);
-        const repeat = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'kept',
-                                         nonce: 'keep-1' });
-        assertRepeatOf(repeat, sent);
-        const next = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'new', nonce: 'keep-2' });
-        assert.equal(next.seq, sent.seq + 1);
-        assert.deepEqual(messages(await history(alice, 'ns-room')).map((e) => [e.text, e.nonce]),
-                         [['kept', 'keep-1'], ['new', 'keep-2']]);
-    } finally {
-        await second.stop();
-    }
+    await acrossRestart('rooms', {
+        setup: async (connect) => {
+            const alice = await connect('ns_alice');
+            await ok(alice, { type: 'room.create', room: 'ns-room' });
+            sent = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'kept', nonce: 'keep-1' });
+        },
+        check: async (connect) => {
+            const alice = await connect('ns_alice');
+            const repeat = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'kept',
+                                             nonce: 'keep-1' });
+            assertRepeatOf(repeat, sent);
+            const next = await ok(alice, { type: 'msg.send', room: 'ns-room', text: 'new', nonce: 'keep-2' });
+            assert.equal(next.seq, sent.seq + 1);
+            assert.deepEqual(messages(await history(alice, 'ns-room')).map((e) => [e.text, e.nonce]),
+                             [['kept', 'keep-1'], ['new', 'keep-2']]);
+        },
+    });
 });
 
 test('a room deleted and made again under its name forgets the old nonces', async () => {

@@ -8,25 +8,12 @@
 // user invited while offline, and all of it after a restart. Runs on
 // store-sqlite, and on store-mongo with PARLEY_TEST_STORE=mongo.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir } from '../lib/harness.js';
-import { startRoomsParley, connectUser, ok, fails, nextEntry } from '../lib/rooms.js';
+import { ok, fails, nextEntry } from '../lib/rooms.js';
+import { chatSuite, acrossRestart } from '../lib/chat.js';
 
-let server;
-const clients = [];
-const connect = (name) => connectUser(server.url, name, clients);
-
-before(async () => {
-    server = await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
-                                             '--option', 'rooms.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.ws.terminate();
-    await server?.stop();
-});
+const { connect } = chatSuite('rooms');
 
 const readEvent = (client, room, seq) =>
     client.nextEvent((frame) => frame.type === 'read' && frame.room === room
@@ -274,31 +261,24 @@ test('room.list lists the private rooms a user was invited to while offline, wit
 });
 
 test('markers, counts, mentions and invitations survive a restart', async () => {
-    const data = tempDir('parley-markers-');
-    let first = await startRoomsParley({ dataDir: data });
-    const own = [];
-    try {
-        const alice = await connectUser(first.url, 'rs_alice', own);
-        const bob = await connectUser(first.url, 'rs_bob', own);
-        await connectUser(first.url, 'rs_carol', own);
-        await ok(alice, { type: 'room.create', room: 'rs-room' });
-        await ok(alice, { type: 'room.create', room: 'rs-secret', private: true });
-        await ok(alice, { type: 'room.invite', room: 'rs-secret', user: 'rs_carol' });
-        await ok(bob, { type: 'room.join', room: 'rs-room' });                     // 1
-        await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'one @rs_bob' }); // 2
-        await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'two' });         // 3
-        await ok(bob, { type: 'room.read', room: 'rs-room', seq: 2 });
-        await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'three @rs_bob' }); // 4
-        for (const client of own.splice(0))
-            client.ws.terminate();
-        await first.stop();
-        first = null;
-
-        const second = await startRoomsParley({ dataDir: data });
-        try {
-            const bob2 = await connectUser(second.url, 'rs_bob', own);
-            const carol2 = await connectUser(second.url, 'rs_carol', own);
-            const alice2 = await connectUser(second.url, 'rs_alice', own);
+    await acrossRestart('rooms', {
+        setup: async (connect) => {
+            const alice = await connect('rs_alice');
+            const bob = await connect('rs_bob');
+            await connect('rs_carol');
+            await ok(alice, { type: 'room.create', room: 'rs-room' });
+            await ok(alice, { type: 'room.create', room: 'rs-secret', private: true });
+            await ok(alice, { type: 'room.invite', room: 'rs-secret', user: 'rs_carol' });
+            await ok(bob, { type: 'room.join', room: 'rs-room' });                     // 1
+            await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'one @rs_bob' }); // 2
+            await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'two' });         // 3
+            await ok(bob, { type: 'room.read', room: 'rs-room', seq: 2 });
+            await ok(alice, { type: 'msg.send', room: 'rs-room', text: 'three @rs_bob' }); // 4
+        },
+        check: async (connect) => {
+            const bob2 = await connect('rs_bob');
+            const carol2 = await connect('rs_carol');
+            const alice2 = await connect('rs_alice');
             assert.deepEqual(counts(await listed(bob2, 'rs-room')),
                              { last_seq: 4, read_seq: 2, unread: 2, mentions: 1 });
             assert.deepEqual(counts(await listed(alice2, 'rs-room')),
@@ -310,14 +290,6 @@ test('markers, counts, mentions and invitations survive a restart', async () => 
             // The marker still never goes back
             assert.equal((await ok(bob2, { type: 'room.read', room: 'rs-room', seq: 1 })).read_seq, 2);
             assert.equal((await ok(bob2, { type: 'room.join', room: 'rs-room' })).read_seq, 2);
-        } finally {
-            for (const client of own.splice(0))
-                client.ws.terminate();
-            await second.stop();
-        }
-    } finally {
-        for (const client of own)
-            client.ws.terminate();
-        await first?.stop();
-    }
+        },
+    });
 });

@@ -4,33 +4,23 @@
 // history cursors, the conversation list, read markers, and unread counts
 // and markers that survive a restart.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, tempDir, sleep } from '../lib/harness.js';
 import { connectUser, ok, fails, ISO_MS, PASSWORD } from '../lib/rooms.js';
 import { startPmParley, recordPm, nextPm, plain } from '../lib/pm.js';
+import { chatSuite } from '../lib/chat.js';
 import { rmSync } from 'node:fs';
 
-let server;
-const clients = [];
-
-before(async () => {
-    server = await startPmParley({ args: ['--option', 'pm.msg_rate=1000',
-                                          '--option', 'pm.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.close();
-    await server?.stop();
-});
+const suite = chatSuite('pm');
+const { connect, clients } = suite;
 
 test('pm.send: ok with seq and ts; the message reaches every session of both users, names as registered', async () => {
-    const alice = await connectUser(server.url, 'Alice_S', clients);
-    const aliceTab = await connectUser(server.url, 'alice_s', clients);
-    const bob = await connectUser(server.url, 'Bob_S', clients);
-    const bobTab = await connectUser(server.url, 'bob_s', clients);
-    const outsider = await connectUser(server.url, 'eve_s', clients);
+    const alice = await connect('Alice_S');
+    const aliceTab = await connect('alice_s');
+    const bob = await connect('Bob_S');
+    const bobTab = await connect('bob_s');
+    const outsider = await connect('eve_s');
     const logs = [alice, aliceTab, bob, bobTab, outsider].map(recordPm);
 
     const reply = await ok(alice, { type: 'pm.send', to: 'BOB_S', text: 'hi bob' });
@@ -61,8 +51,8 @@ test('pm.send: ok with seq and ts; the message reaches every session of both use
 });
 
 test('pm.send refuses bad shapes, oneself, bad text and unknown users, and stores nothing', async () => {
-    const carol = await connectUser(server.url, 'carol_e', clients);
-    const dan = await connectUser(server.url, 'dan_e', clients);
+    const carol = await connect('carol_e');
+    const dan = await connect('dan_e');
     await fails(carol, { type: 'pm.send', text: 'hi' }, 'bad_request');
     await fails(carol, { type: 'pm.send', to: 42, text: 'hi' }, 'bad_request');
     await fails(carol, { type: 'pm.send', to: 'dan_e' }, 'bad_request');
@@ -83,7 +73,7 @@ test('pm.send refuses bad shapes, oneself, bad text and unknown users, and store
     const history = await ok(dan, { type: 'pm.history', with: 'carol_e' });
     assert.equal(history.messages.length, 1);
 
-    const anonymous = await Client.connect(server.url);
+    const anonymous = await Client.connect(suite.server.url);
     clients.push(anonymous);
     for (const type of ['pm.send', 'pm.history', 'pm.conversations', 'pm.read'])
         await fails(anonymous, { type, to: 'dan_e', with: 'dan_e', text: 'hi', seq: 1 },
@@ -91,15 +81,15 @@ test('pm.send refuses bad shapes, oneself, bad text and unknown users, and store
 });
 
 test('a message to an offline user is stored and found at login in pm.conversations and pm.history', async () => {
-    const frank = await connectUser(server.url, 'frank_o', clients);
-    const gina = await connectUser(server.url, 'Gina_O', clients);
+    const frank = await connect('frank_o');
+    const gina = await connect('Gina_O');
     await gina.close();
     const sent = [];
     for (const text of ['are you there?', 'call me', 'bye'])
         sent.push(await ok(frank, { type: 'pm.send', to: 'gina_o', text }));
     assert.deepEqual(sent.map((reply) => reply.seq), [1, 2, 3]);
 
-    const back = await connectUser(server.url, 'gina_o', clients);
+    const back = await connect('gina_o');
     const list = await ok(back, { type: 'pm.conversations' });
     assert.equal(list.conversations.length, 1);
     const [conversation] = list.conversations;
@@ -124,8 +114,8 @@ test('a message to an offline user is stored and found at login in pm.conversati
 });
 
 test('pm.history pages with before, after and limit, oldest first, and says when more exist', async () => {
-    const hal = await connectUser(server.url, 'hal_h', clients);
-    const ida = await connectUser(server.url, 'ida_h', clients);
+    const hal = await connect('hal_h');
+    const ida = await connect('ida_h');
     for (let index = 1; index <= 7; index++)
         await ok(index % 2 ? hal : ida, { type: 'pm.send', to: index % 2 ? 'ida_h' : 'hal_h',
                                           text: `m${index}` });
@@ -171,10 +161,10 @@ test('pm.history pages with before, after and limit, oldest first, and says when
 });
 
 test('pm.conversations lists every conversation newest first with its last message and unread count', async () => {
-    const jim = await connectUser(server.url, 'jim_c', clients);
-    const kim = await connectUser(server.url, 'kim_c', clients);
-    const lee = await connectUser(server.url, 'lee_c', clients);
-    const mia = await connectUser(server.url, 'mia_c', clients);
+    const jim = await connect('jim_c');
+    const kim = await connect('kim_c');
+    const lee = await connect('lee_c');
+    const mia = await connect('mia_c');
     assert.deepEqual((await ok(jim, { type: 'pm.conversations' })).conversations, []);
 
     await ok(kim, { type: 'pm.send', to: 'jim_c', text: 'from kim 1' });
@@ -197,9 +187,9 @@ test('pm.conversations lists every conversation newest first with its last messa
 });
 
 test('pm.read moves the read marker forward, tells the reader\'s other sessions, and never goes back or beyond the last message', async () => {
-    const ned = await connectUser(server.url, 'ned_r', clients);
-    const nedTab = await connectUser(server.url, 'ned_r', clients);
-    const oda = await connectUser(server.url, 'oda_r', clients);
+    const ned = await connect('ned_r');
+    const nedTab = await connect('ned_r');
+    const oda = await connect('oda_r');
     for (let index = 1; index <= 4; index++)
         await ok(oda, { type: 'pm.send', to: 'ned_r', text: `r${index}` });
     const unread = async () => (await ok(ned, { type: 'pm.conversations' }))

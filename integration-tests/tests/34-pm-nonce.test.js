@@ -8,29 +8,14 @@
 // once. Real parley, real WebSockets; run on store-sqlite and again on
 // store-mongo (PARLEY_TEST_STORE=mongo).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, sleep } from '../lib/harness.js';
-import { connectUser, ok, fails, ISO_MS, BAD_NONCES, assertRepeatOf } from '../lib/rooms.js';
+import { sleep } from '../lib/harness.js';
+import { ok, fails, ISO_MS, BAD_NONCES, assertRepeatOf } from '../lib/rooms.js';
 import { startPmParley, recordPm, nextPm, plain } from '../lib/pm.js';
+import { chatSuite, acrossRestart } from '../lib/chat.js';
 
-let server;
-const clients = [];
-const connect = (name, on = server) => connectUser(on.url, name, clients);
-
-before(async () => {
-    server = await startPmParley({ args: ['--option', 'pm.msg_rate=1000',
-                                          '--option', 'pm.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.ws.terminate();
-    await server?.stop();
-});
-
-const history = async (client, other) =>
-    (await ok(client, { type: 'pm.history', with: other, limit: 200 })).messages;
+const { connect, history } = chatSuite('pm');
 
 test('a nonce must be 1 to 64 letters, digits, _ or -: anything else is bad_request and stores nothing', async () => {
     const alice = await connect('pb_alice');
@@ -157,26 +142,19 @@ test('two sends of one nonce at once store one message; all answer its seq', asy
 });
 
 test('a repeat after a restart is still found: the store keeps the nonce with the message', async () => {
-    const data = tempDir('parley-pm-nonce-');
-    const first = await startPmParley({ dataDir: data });
     let sent;
-    try {
-        const alice = await connect('ps_alice', first);
-        await connect('ps_bob', first);
-        sent = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'kept', nonce: 'keep-1' });
-        for (const client of clients.splice(0))
-            client.ws.terminate();
-    } finally {
-        await first.stop();
-    }
-    const second = await startPmParley({ dataDir: data });
-    try {
-        const alice = await connect('ps_alice', second);
-        const repeat = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'kept', nonce: 'keep-1' });
-        assertRepeatOf(repeat, sent);
-        const next = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'new', nonce: 'keep-2' });
-        assert.equal(next.seq, sent.seq + 1);
-    } finally {
-        await second.stop();
-    }
+    await acrossRestart('pm', {
+        setup: async (connect) => {
+            const alice = await connect('ps_alice');
+            await connect('ps_bob');
+            sent = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'kept', nonce: 'keep-1' });
+        },
+        check: async (connect) => {
+            const alice = await connect('ps_alice');
+            const repeat = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'kept', nonce: 'keep-1' });
+            assertRepeatOf(repeat, sent);
+            const next = await ok(alice, { type: 'pm.send', to: 'ps_bob', text: 'new', nonce: 'keep-2' });
+            assert.equal(next.seq, sent.seq + 1);
+        },
+    });
 });

@@ -5,25 +5,13 @@
 // away, and the markers after a restart. Runs on store-sqlite, and on
 // store-mongo with PARLEY_TEST_STORE=mongo.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir } from '../lib/harness.js';
-import { connectUser, ok, fails } from '../lib/rooms.js';
-import { startPmParley, recordPm, plain } from '../lib/pm.js';
+import { ok, fails } from '../lib/rooms.js';
+import { recordPm, plain } from '../lib/pm.js';
+import { chatSuite, acrossRestart } from '../lib/chat.js';
 
-let server;
-const clients = [];
-
-before(async () => {
-    server = await startPmParley({ args: ['--option', 'pm.msg_rate=1000',
-                                          '--option', 'pm.msg_burst=1000'] });
-});
-
-after(async () => {
-    for (const client of clients)
-        client.ws.terminate();
-    await server?.stop();
-});
+const { connect } = chatSuite('pm');
 
 const conversationWith = async (client, name) =>
     (await ok(client, { type: 'pm.conversations' })).conversations
@@ -33,9 +21,9 @@ const markers = (conversation) => conversation && {
     unread: conversation.unread, read_seq: conversation.read_seq, last_seq: conversation.last_seq };
 
 test('pm.read sends {type: read, with, seq} to every session of the reader, and only the reader', async () => {
-    const tab1 = await connectUser(server.url, 'Pr_Reader', clients);
-    const tab2 = await connectUser(server.url, 'pr_reader', clients);
-    const writer = await connectUser(server.url, 'Pr_Writer', clients);
+    const tab1 = await connect('Pr_Reader');
+    const tab2 = await connect('pr_reader');
+    const writer = await connect('Pr_Writer');
     const writerLog = recordPm(writer);
     for (let index = 1; index <= 3; index++)
         await ok(writer, { type: 'pm.send', to: 'pr_reader', text: `w${index}` });
@@ -59,15 +47,15 @@ test('pm.read sends {type: read, with, seq} to every session of the reader, and 
 });
 
 test('pm.conversations carries read_seq and last_seq, counting what arrived while the reader was away', async () => {
-    let reader = await connectUser(server.url, 'pc_reader', clients);
-    const writer = await connectUser(server.url, 'pc_writer', clients);
+    let reader = await connect('pc_reader');
+    const writer = await connect('pc_writer');
     await ok(writer, { type: 'pm.send', to: 'pc_reader', text: 'one' });
     await ok(reader, { type: 'pm.read', with: 'pc_writer', seq: 1 });
     reader.ws.terminate();
     for (let index = 2; index <= 4; index++)
         await ok(writer, { type: 'pm.send', to: 'pc_reader', text: `while away ${index}` });
     await ok(writer, { type: 'pm.read', with: 'pc_reader', seq: 4 });
-    reader = await connectUser(server.url, 'pc_reader', clients);
+    reader = await connect('pc_reader');
     assert.deepEqual(markers(await conversationWith(reader, 'pc_writer')),
                      { unread: 3, read_seq: 1, last_seq: 4 });
     // The writer's own messages are never unread for him; his marker is his
@@ -81,8 +69,8 @@ test('pm.conversations carries read_seq and last_seq, counting what arrived whil
 });
 
 test('pm.read with nobody written to marks nothing and sends no event; bad requests change nothing', async () => {
-    const reader = await connectUser(server.url, 'pn_reader', clients);
-    await connectUser(server.url, 'pn_other', clients);
+    const reader = await connect('pn_reader');
+    await connect('pn_other');
     const reply = await ok(reader, { type: 'pm.read', with: 'pn_other', seq: 3 });
     assert.deepEqual({ unread: reply.unread, read_seq: reply.read_seq }, { unread: 0, read_seq: 0 });
     assert.equal(await conversationWith(reader, 'pn_other'), undefined);
@@ -94,33 +82,19 @@ test('pm.read with nobody written to marks nothing and sends no event; bad reque
 });
 
 test('conversation markers survive a restart', async () => {
-    const data = tempDir('parley-pm-read-');
-    let first = await startPmParley({ dataDir: data });
-    const own = [];
-    try {
-        const reader = await connectUser(first.url, 'ps_reader', own);
-        const writer = await connectUser(first.url, 'ps_writer', own);
-        for (let index = 1; index <= 3; index++)
-            await ok(writer, { type: 'pm.send', to: 'ps_reader', text: `s${index}` });
-        await ok(reader, { type: 'pm.read', with: 'ps_writer', seq: 2 });
-        for (const client of own.splice(0))
-            client.ws.terminate();
-        await first.stop();
-        first = null;
-        const second = await startPmParley({ dataDir: data });
-        try {
-            const reader2 = await connectUser(second.url, 'ps_reader', own);
+    await acrossRestart('pm', {
+        setup: async (connect) => {
+            const reader = await connect('ps_reader');
+            const writer = await connect('ps_writer');
+            for (let index = 1; index <= 3; index++)
+                await ok(writer, { type: 'pm.send', to: 'ps_reader', text: `s${index}` });
+            await ok(reader, { type: 'pm.read', with: 'ps_writer', seq: 2 });
+        },
+        check: async (connect) => {
+            const reader2 = await connect('ps_reader');
             assert.deepEqual(markers(await conversationWith(reader2, 'ps_writer')),
                              { unread: 1, read_seq: 2, last_seq: 3 });
             assert.equal((await ok(reader2, { type: 'pm.read', with: 'ps_writer', seq: 1 })).read_seq, 2);
-        } finally {
-            for (const client of own.splice(0))
-                client.ws.terminate();
-            await second.stop();
-        }
-    } finally {
-        for (const client of own)
-            client.ws.terminate();
-        await first?.stop();
-    }
+        },
+    });
 });

@@ -103,12 +103,15 @@ test('the page parses strictly, has every family, and moves under a small load',
         const refused = await attempt(server.url, '127.0.0.9');
         assert.equal(refused.status, 429);
 
-        // A page whose broker part has seen the sends (it is at most a heartbeat old)
+        // A page whose broker part has seen the sends and the four sessions
+        // (it is at most a heartbeat old, and the gateway tells the broker of
+        // a session after the client sees it open)
         const sent = value(before, 'parley_broker_requests_routed_total') + 9;
         const { families: after, text } = await eventually(async () => {
             const page = await scrape(server.port);
-            return value(page.families, 'parley_broker_requests_routed_total') >= sent ? page : null;
-        }, 15000, 200) ?? await scrape(server.port);
+            return value(page.families, 'parley_broker_requests_routed_total') >= sent
+                && value(page.families, 'parley_broker_sessions') >= 4 ? page : null;
+        }, 30000, 200) ?? await scrape(server.port);
         const moved = (name, labels) => assert.ok(value(after, name, labels) > value(before, name, labels),
             `${name}${JSON.stringify(labels ?? {})} moved: ${value(before, name, labels)} -> ${value(after, name, labels)}`);
         moved('parley_gateway_connections_total');

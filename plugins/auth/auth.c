@@ -1121,8 +1121,8 @@ s_logout (auth_t *self, parley_request_t *request)
     }
 }
 
-//  Every session bound with token_hash but except hears that it is logged
-//  out, then is unbound, and its binding is forgotten. Returns how many.
+//  Every session bound with token_hash but except is unbound, then hears
+//  that it is logged out, and its binding is forgotten. Returns how many.
 static size_t
 s_revoke_sessions (auth_t *self, const char *token_hash, uint64_t except)
 {
@@ -1150,6 +1150,9 @@ s_revoke_sessions (auth_t *self, const char *token_hash, uint64_t except)
         }
     }
     if (other_count) {
+        //  Unbound first, then told: the broker takes them in this order, so
+        //  that a request sent on hearing logged_out is already anonymous
+        self->host->unbind_sessions (self->ctx, others, other_count);
         pl_pack_t pack;
         pl_pack_init (&pack);
         pl_pack_map (&pack, 1);
@@ -1157,7 +1160,6 @@ s_revoke_sessions (auth_t *self, const char *token_hash, uint64_t except)
         self->host->deliver_sessions (self->ctx, others, other_count, pack.buffer.data,
                                       pack.buffer.size);
         pl_pack_release (&pack);
-        self->host->unbind_sessions (self->ctx, others, other_count);
     }
     free (others);
     return other_count;
@@ -1236,10 +1238,11 @@ auth_logout_user (auth_t *self, const char *user, uint64_t except)
             s_binding_remove (self, binding);
     }
     if (count) {
+        //  Unbound first, then told (as s_revoke_sessions)
+        self->host->unbind_sessions (self->ctx, sids, count);
         static const uint8_t logged_out [] = "\x81\xa4type\xaalogged_out";
         self->host->deliver_sessions (self->ctx, sids, count, logged_out,
                                       sizeof logged_out - 1);
-        self->host->unbind_sessions (self->ctx, sids, count);
     }
     free (sids);
     zhashx_destroy (&found);

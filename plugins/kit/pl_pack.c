@@ -95,3 +95,13 @@ pl_pack_ktime (pl_pack_t *self, const char *key, int64_t ms)
     pl_body_pack_str (&self->packer, key);
     pl_body_pack_time (&self->packer, ms);
 }
+
+int
+pl_pack_deliver_user (const pl_pack_t *self, const parley_host_t *host,
+                      parley_ctx_t *ctx, const char *user)
+{
+    if (!host->deliver_users)
+        return -1;
+    const char *users [1] = { user };
+    return host->deliver_users (ctx, users, 1, self->buffer.data, self->buffer.size);
+}

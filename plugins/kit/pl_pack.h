@@ -14,11 +14,17 @@
         pl_pack_kint (&pack, "at", pl_time_now ());
         pl_call_send (calls, "store.token.touch", pack.buffer.data, pack.buffer.size, ...);
         pl_pack_release (&pack);
+
+    An event for one user's sessions (a read marker, an invitation) goes out
+    with pl_pack_deliver_user; an event for many users goes out through the
+    host's deliver_users with the pack's buffer.
     =========================================================================
 */
 
 #ifndef PL_PACK_H_INCLUDED
 #define PL_PACK_H_INCLUDED
+
+#include "parley_plugin.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -75,6 +81,13 @@ void
 //  The time ms as the protocol writes it, "2026-11-25T02:45:51.123Z"
 void
     pl_pack_ktime (pl_pack_t *self, const char *key, int64_t ms);
+
+//  Delivers the packed event (a map with a "type") to every session of
+//  user; the pack stays the caller's. Returns the host's answer, or -1 when
+//  the host has no deliver_users (a test host).
+int
+    pl_pack_deliver_user (const pl_pack_t *self, const parley_host_t *host,
+                          parley_ctx_t *ctx, const char *user);
 
 #ifdef __cplusplus
 }

@@ -413,27 +413,17 @@ s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
     uint64_t unread = (uint64_t) pl_body_int (body, "unread");
     int64_t marker = pl_body_int (body, "read_seq");
     uint64_t read_seq = marker > 0? (uint64_t) marker: 0;
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 3);
-    pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "read");
-    pl_body_pack_str (&packer, "with");
-    pl_body_pack_str (&packer, with? with: args->other);
-    pl_body_pack_str (&packer, "seq");
-    msgpack_pack_uint64 (&packer, read_seq);
-    const char *users [1] = { op->user };
-    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
-    msgpack_sbuffer_clear (&buffer);
-    msgpack_pack_map (&packer, 2);
-    pl_body_pack_str (&packer, "unread");
-    msgpack_pack_uint64 (&packer, unread);
-    pl_body_pack_str (&packer, "read_seq");
-    msgpack_pack_uint64 (&packer, read_seq);
-    pl_lane_ok (self->lane, op, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_start (&pack, 3, "type", "read");
+    pl_pack_kstr (&pack, "with", with? with: args->other);
+    pl_pack_kuint (&pack, "seq", read_seq);
+    pl_pack_deliver_user (&pack, self->host, self->ctx, op->user);
+    pl_pack_clear (&pack);
+    pl_pack_map (&pack, 2);
+    pl_pack_kuint (&pack, "unread", unread);
+    pl_pack_kuint (&pack, "read_seq", read_seq);
+    pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
 }
 
 //  --------------------------------------------------------------------------

@@ -375,20 +375,12 @@ s_deliver_members (rooms_t *self, room_t *room, const void *body, size_t size)
 static void
 s_deliver_read (rooms_t *self, room_t *room, const char *user, uint64_t seq)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 3);
-    pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "read");
-    pl_body_pack_str (&packer, "room");
-    pl_body_pack_str (&packer, room->name);
-    pl_body_pack_str (&packer, "seq");
-    msgpack_pack_uint64 (&packer, seq);
-    const char *users [1] = { user };
-    self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_pack_t pack;
+    pl_pack_start (&pack, 3, "type", "read");
+    pl_pack_kstr (&pack, "room", room->name);
+    pl_pack_kuint (&pack, "seq", seq);
+    pl_pack_deliver_user (&pack, self->host, self->ctx, user);
+    pl_pack_release (&pack);
 }
 
 //  Packs one member, {user, online}, into scratch if the budget takes it
@@ -809,34 +801,23 @@ static void
 s_deliver_lifecycle (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *event,
                      const char *notice)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 6);
-    pl_body_pack_str (&packer, "type");
-    pl_body_pack_str (&packer, "system");
-    pl_body_pack_str (&packer, "event");
-    pl_body_pack_str (&packer, event);
-    pl_body_pack_str (&packer, "room");
+    pl_pack_t pack;
+    pl_pack_start (&pack, 6, "type", "system");
+    pl_pack_kstr (&pack, "event", event);
+    pl_pack_str (&pack, "room");
     if (strcmp (event, "create") == 0)
-        s_pack_room (&packer, room);
+        s_pack_room (&pack.packer, room);
     else
-        pl_body_pack_str (&packer, room->name);
-    pl_body_pack_str (&packer, "user");
-    if (*op->user)
-        pl_body_pack_str (&packer, op->user);
-    else
-        msgpack_pack_nil (&packer);         //  the operator (parleyctl)
-    pl_body_pack_str (&packer, "ts");
-    pl_body_pack_time (&packer, op->ts);
-    pl_body_pack_str (&packer, "message");
-    pl_body_pack_str (&packer, notice);
+        pl_pack_str (&pack, room->name);
+    //  No user: the operator (parleyctl), packed as nil
+    pl_pack_kstr (&pack, "user", *op->user? op->user: NULL);
+    pl_pack_ktime (&pack, "ts", op->ts);
+    pl_pack_kstr (&pack, "message", notice);
     if (room->is_private)
-        s_deliver_members (self, room, buffer.data, buffer.size);
+        s_deliver_members (self, room, pack.buffer.data, pack.buffer.size);
     else
-        s_deliver_everyone (self, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+        s_deliver_everyone (self, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
 }
 
 
@@ -1419,20 +1400,12 @@ s_invite_done (rooms_t *self, room_t *room, pl_lane_op_t *op, const msgpack_obje
     if (!*invitee)
         snprintf (invitee, sizeof invitee, "%s", args->argument);
     if (!pl_body_bool (body, "already_member")) {
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_map (&packer, 3);
-        pl_body_pack_str (&packer, "type");
-        pl_body_pack_str (&packer, "invite");
-        pl_body_pack_str (&packer, "room");
-        pl_body_pack_str (&packer, room->name);
-        pl_body_pack_str (&packer, "from");
-        pl_body_pack_str (&packer, op->user);
-        const char *users [1] = { invitee };
-        self->host->deliver_users (self->ctx, users, 1, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
+        pl_pack_t pack;
+        pl_pack_start (&pack, 3, "type", "invite");
+        pl_pack_kstr (&pack, "room", room->name);
+        pl_pack_kstr (&pack, "from", op->user);
+        pl_pack_deliver_user (&pack, self->host, self->ctx, invitee);
+        pl_pack_release (&pack);
         self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%s invited %s to '%s'",
                          op->user, invitee, room->name);
     }
@@ -1516,14 +1489,11 @@ s_read_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
     uint64_t read_seq = (uint64_t) pl_body_int (body, "read_seq");
     if (pl_body_bool (body, "moved"))
         s_deliver_read (self, room, op->user, read_seq);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    pl_body_pack_str (&packer, "read_seq");
-    msgpack_pack_uint64 (&packer, read_seq);
-    s_reply_packed (self, op, &buffer);
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_kuint (&pack, "read_seq", read_seq);
+    s_reply_packed (self, op, &pack.buffer);
 }
 
 static void

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -113,6 +114,57 @@ test_only_a_map_unpacks_as_a_body (void **state)
     msgpack_unpacked_destroy (&unpacked);
 }
 
+//  What the test host's deliver_users was given
+static struct {
+    int calls;
+    size_t count;
+    char user [16];
+    char type [16];
+} s_delivered;
+
+static int
+s_deliver_users (parley_ctx_t *ctx, const char *const *users, size_t count,
+                 const void *body, size_t size)
+{
+    s_delivered.calls++;
+    s_delivered.count = count;
+    snprintf (s_delivered.user, sizeof s_delivered.user, "%s", users [0]);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = pl_body_unpack (&unpacked, body, size);
+    if (map)
+        pl_body_copy (map, "type", s_delivered.type, sizeof s_delivered.type);
+    msgpack_unpacked_destroy (&unpacked);
+    return 0;
+}
+
+//  pl_pack_deliver_user: the packed event, once, to the one user; a host
+//  without deliver_users gets nothing and the caller hears -1
+static void
+test_an_event_goes_to_one_user (void **state)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 3);
+    pl_pack_kstr (&pack, "type", "read");
+    pl_pack_kstr (&pack, "room", "lobby");
+    pl_pack_kuint (&pack, "seq", 4);
+    parley_host_t host = { .deliver_users = s_deliver_users };
+    memset (&s_delivered, 0, sizeof s_delivered);
+    assert_int_equal (pl_pack_deliver_user (&pack, &host, NULL, "alice"), 0);
+    assert_int_equal (s_delivered.calls, 1);
+    assert_int_equal (s_delivered.count, 1);
+    assert_string_equal (s_delivered.user, "alice");
+    assert_string_equal (s_delivered.type, "read");
+    //  The pack is still the caller's, whole
+    assert_non_null (pack.buffer.data);
+
+    parley_host_t bare = { .deliver_users = NULL };
+    assert_int_equal (pl_pack_deliver_user (&pack, &bare, NULL, "alice"), -1);
+    assert_int_equal (s_delivered.calls, 1);
+    pl_pack_release (&pack);
+}
+
 static void
 test_u64_keys_hash_apart_and_compare_in_order (void **state)
 {
@@ -132,6 +184,7 @@ main (void)
         cmocka_unit_test (test_a_started_body_reads_back_its_first_field),
         cmocka_unit_test (test_an_integer_past_int64_is_refused),
         cmocka_unit_test (test_only_a_map_unpacks_as_a_body),
+        cmocka_unit_test (test_an_event_goes_to_one_user),
         cmocka_unit_test (test_u64_keys_hash_apart_and_compare_in_order),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
