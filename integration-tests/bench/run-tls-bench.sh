@@ -62,8 +62,12 @@ for round in $(seq "$rounds"); do
         if [ "$mode" = plain ]; then pid=${pids[0]} url=ws://127.0.0.1:$port/ws
         else pid=${pids[1]} url=wss://127.0.0.1:$((port + 1))/ws; fi
         before=$(cpu "$pid")
-        "$bench" --quiet --url "$url" --server-pid "$pid" --json "$work/run.json" "${fanout[@]}" \
-            fanout >"$work/run.txt"
+        #  A failed run (a setup refused on a loaded machine) says why, and the rounds go on
+        if ! "$bench" --quiet --url "$url" --server-pid "$pid" --json "$work/run.json" \
+            "${fanout[@]}" fanout >"$work/run.txt" 2>&1; then
+            echo "round $round $mode: failed: $(cat "$work/run.txt")"
+            continue
+        fi
         after=$(cpu "$pid")
         deliveries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scenarios"][0]["deliveries"])' "$work/run.json")
         echo "round $round $mode: $(cat "$work/run.txt")"
