@@ -6,6 +6,7 @@
 // a ProtocolClient.
 
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
+import { ChatController } from './chat-controller.js';
 import { toast } from './toast.js';
 
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
@@ -29,12 +30,13 @@ function isMessage(entry) {
         && typeof entry.from === 'string' && typeof entry.to === 'string';
 }
 
-export class PmController {
+export class PmController extends ChatController {
     // nav: the Navigator (which chat is open, the phone layout);
     // presenceOf(name): { online, last_seen } or undefined, for the header;
     // outbox: the Outbox messages go through; unreadChanged(): the counts
     // changed (the tab's title follows)
     constructor(client, { nav, outbox, unreadChanged = () => {}, presenceOf = () => undefined }) {
+        super();
         this.client = client;
         this.nav = nav;
         this.outbox = outbox;
@@ -302,7 +304,7 @@ export class PmController {
             const reply = await this.history(conversationKey, { limit: HISTORY_PAGE });
             if (this.timelines.get(conversationKey) !== timeline)
                 return;
-            this.absorb(timeline.addNew(reply.messages ?? []));
+            this.absorb(conversationKey, timeline.addNew(reply.messages ?? []));
             timeline.more = Boolean(reply.more);
             timeline.loaded = true;
             const buffered = timeline.buffered;
@@ -433,41 +435,6 @@ export class PmController {
 
     // --- scroll-back and gaps -------------------------------------------------
 
-    async loadOlder() {
-        const conversationKey = this.current;
-        const timeline = conversationKey ? this.timelines.get(conversationKey) : null;
-        if (!timeline?.canLoadOlder)
-            return;
-        const box = $('pm-timeline');
-        const render = () => this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
-        const loading = timeline.loadOlder((page) => this.history(conversationKey, page));
-        render();       // "Loading older messages…"
-        try {
-            await loading;
-        } catch (error) {
-            this.failed(conversationKey, error);
-        }
-        if (conversationKey === this.current && this.timelines.get(conversationKey) === timeline)
-            render();
-    }
-
-    // Fetches what came after the newest message this page has
-    async catchUp(conversationKey) {
-        const timeline = this.timelines.get(conversationKey);
-        try {
-            const added = await timeline?.catchUp((page) => this.history(conversationKey, page));
-            if (added)
-                this.absorb(added);
-            if (conversationKey === this.current && added) {
-                if (added.length > 0)
-                    this.renderTimeline();
-                this.markRead();
-            }
-        } catch (error) {
-            this.failed(conversationKey, error);
-        }
-    }
-
     history(conversationKey, page) {
         return this.client.request('pm.history', { with: this.nameOf(conversationKey), ...page });
     }
@@ -475,8 +442,9 @@ export class PmController {
     // --- events ---------------------------------------------------------------
 
     // Messages of a conversation came in (live, caught up or a page of
-    // history): those of the outbox among them leave it
-    absorb(entries) {
+    // history): those of the outbox among them leave it (each message names
+    // its conversation)
+    absorb(_conversationKey, entries) {
         for (const entry of entries)
             if (isMessage(entry))
                 this.outbox.arrived('pm', key(key(entry.from) === key(this.self ?? '') ? entry.to : entry.from), entry);
@@ -506,7 +474,7 @@ export class PmController {
         const other = own ? event.to : event.from;
         const conversationKey = key(other);
         this.names.set(conversationKey, other);
-        this.absorb([event]);
+        this.absorb(conversationKey, [event]);
 
         let conversation = this.conversations.get(conversationKey);
         const known = conversation?.last?.seq ?? 0;

@@ -7,6 +7,7 @@
 // the members panel in members.js.
 
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
+import { ChatController } from './chat-controller.js';
 import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
 import { RoomList, byName } from './room-list.js';
@@ -29,11 +30,12 @@ const key = (name) => String(name).toLowerCase();
 // mentions (messages of others after the marker, and those naming the user)
 const blankMark = () => ({ read: null, last: null, unread: 0, mentions: 0 });
 
-export class RoomsController {
+export class RoomsController extends ChatController {
     // nav: the Navigator (which chat is open, the phone layout); toast(text,
     // options); outbox: the Outbox messages go through; unreadChanged(): the
     // counts changed (the tab's title follows)
     constructor(client, { nav, toast, outbox, unreadChanged = () => {}, users = () => [] }) {
+        super();
         this.client = client;
         this.nav = nav;
         this.toast = toast;
@@ -438,41 +440,6 @@ export class RoomsController {
     }
 
     // --- scroll-back and gaps -------------------------------------------------
-
-    async loadOlder() {
-        const roomKey = this.current;
-        const timeline = roomKey ? this.timelines.get(roomKey) : null;
-        if (!timeline?.canLoadOlder)
-            return;
-        const box = $('timeline');
-        const render = () => this.renderTimeline({ keepFromBottom: box.scrollHeight - box.scrollTop });
-        const loading = timeline.loadOlder((page) => this.history(roomKey, page));
-        render();       // "Loading older messages…"
-        try {
-            await loading;
-        } catch (error) {
-            this.failed(roomKey, error);
-        }
-        if (roomKey === this.current && this.timelines.get(roomKey) === timeline)
-            render();
-    }
-
-    // Fetches what came after the newest entry this page has, page by page
-    async catchUp(roomKey) {
-        const timeline = this.timelines.get(roomKey);
-        try {
-            const added = await timeline?.catchUp((page) => this.history(roomKey, page));
-            if (added?.length) {
-                this.absorb(roomKey, added, { count: true });
-                if (roomKey === this.current)
-                    this.renderTimeline();
-            }
-            if (added && roomKey === this.current)
-                this.markRead();
-        } catch (error) {
-            this.failed(roomKey, error);
-        }
-    }
 
     // A 1.0 server keeps no counts: what came into a room this page does not
     // show while it was away is fetched after the last seq seen, and counted
