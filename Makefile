@@ -59,18 +59,20 @@ test: deps build
 unit-tests:
 	ctest --test-dir $(TEST_DIR) --output-on-failure
 
-# Everything on the embedded default, then the account, presence, rooms and
-# private-message suites again on store-mongo against its wire-compatible test server
+# Everything on the embedded default, then the account (auth, accounts), presence, rooms and
+# private-message suites, and the metrics' (the store's figures), again on store-mongo
+# against its wire-compatible test server
 integration-tests:
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 \
 	    $(wildcard $(abspath plugins)/*/tests/*.test.js)
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) PARLEY_TEST_STORE=mongo \
-	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js \
+	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js tests/18-accounts.test.js \
 	    tests/14-auth-limits.test.js tests/15-presence-pages.test.js \
 	    tests/20-rooms.test.js tests/23-rooms-limits.test.js tests/24-nonce.test.js \
 	    tests/25-nonce-crash.test.js tests/25-read-markers.test.js tests/30-pm.test.js \
-	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js
+	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js \
+	    tests/73-metrics.test.js
 
 bench: deps build
 	BUILD_DIR=$(abspath $(BUILD_DIR)) bash integration-tests/bench/run-bench.sh

@@ -16,7 +16,8 @@
         sessions    sid              -> session_t       (owns the sessions)
         users       user name        -> user_t          (the bound sessions of a user)
         pending     broker rid       -> pending_t       (owns the requests in flight)
-        fifo        pending_t in deadline order         (sorted as they go in)
+        fifo        pending_t with the whole timeout    (in deadline order as they come)
+        shorter     pending_t with less time left       (sorted as they go in)
 
     Every cross reference has a handle in the list it sits in, so that a
     session close, a reply or a peer's death costs only what it touches.
@@ -31,6 +32,7 @@
 #include "br_admin.h"
 #include "parley_plugin.h"
 #include "pl_envelope.h"
+#include "pl_stats.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -93,6 +95,8 @@ struct _peer_t {
     uint64_t *deliver_sids;     //  that pass's sids for this gateway
     size_t deliver_count;       //  sids in deliver_sids
     size_t deliver_size;        //  allocated entries of deliver_sids
+    zframe_t *stats;            //  plugin: its last STATS body, its figures for
+                                //  /metrics (pl_stats), or NULL
 };
 
 struct _route_t {
@@ -133,7 +137,8 @@ struct _pending_t {
     peer_t *target;             //  who has to answer
     void *requester_handle;     //  handle in requester->pending_from
     void *target_handle;        //  handle in target->pending_to
-    void *fifo_handle;          //  handle in broker->fifo
+    zlistx_t *fifo;             //  broker->fifo or broker->shorter, borrowed
+    void *fifo_handle;          //  handle in that list
     int64_t deadline;           //  monotonic ms when it is answered unavailable
 };
 
@@ -156,7 +161,10 @@ typedef struct {
     zhashx_t *sessions;         //  sid -> session_t (owned)
     zhashx_t *users;            //  user name -> user_t (owned)
     zhashx_t *pending;          //  broker rid -> pending_t (owned)
-    zlistx_t *fifo;             //  pending_t in deadline order
+    zlistx_t *fifo;             //  pending_t with the whole timeout: appended, so in
+                                //  deadline order (the clock only goes forward)
+    zlistx_t *shorter;          //  pending_t with less (a plugin's call for a request
+                                //  that has waited): in deadline order, sorted in
     zlistx_t *subscribers;      //  plugin peer_t with PARLEY_PLUGIN_SESSIONS
     uint64_t next_rid;          //  the broker's next request id
     uint64_t deliver_mark;      //  counter of deliver passes
@@ -173,6 +181,8 @@ typedef struct {
     int64_t next_refused_log;   //  monotonic ms before which we stay quiet
     char *refused_at;           //  the endpoint of the last refusal
     br_bstar_t *bstar;          //  one of a standby pair, or NULL: always serves
+    int64_t stats_asked;        //  monotonic ms we last asked the plugins for
+                                //  their figures (STATS)
 } broker_t;
 
 
@@ -428,6 +438,7 @@ s_peer_destroy (peer_t **self_p)
         zlistx_destroy (&self->pending_to);
         zlistx_destroy (&self->pending_from);
         free (self->deliver_sids);
+        zframe_destroy (&self->stats);
         free (self);
         *self_p = NULL;
     }
@@ -591,7 +602,7 @@ s_pending_remove (broker_t *self, pending_t *pending)
         zlistx_detach (pending->requester->pending_from, pending->requester_handle);
     if (pending->target)
         zlistx_detach (pending->target->pending_to, pending->target_handle);
-    zlistx_detach (self->fifo, pending->fifo_handle);
+    zlistx_detach (pending->fifo, pending->fifo_handle);
     zhashx_delete (self->pending, &pending->rid);
 }
 
@@ -617,13 +628,38 @@ s_pending_compare (const void *item1, const void *item2)
     return deadline1 < deadline2 ? -1 : deadline1 > deadline2 ? 1 : 0;
 }
 
+//  The pending request with the earliest deadline, or NULL: the first of
+//  one of the two lists
+static pending_t *
+s_pending_earliest (broker_t *self)
+{
+    pending_t *whole = (pending_t *) zlistx_first (self->fifo);
+    pending_t *shorter = (pending_t *) zlistx_first (self->shorter);
+    if (!whole || (shorter && shorter->deadline < whole->deadline))
+        return shorter;
+    return whole;
+}
+
+//  Keeps a new pending request in deadline order. Most come from gateways
+//  with the whole timeout: appended to fifo, in order at no cost. A
+//  plugin's call carries what its request has left, so those are sorted
+//  into a list of their own, which holds only the calls in flight, not
+//  every client request waiting behind them.
+static void
+s_pending_queue (broker_t *self, pending_t *pending, int64_t time_left)
+{
+    pending->fifo = time_left >= self->request_timeout_ms ? self->fifo : self->shorter;
+    pending->fifo_handle = pending->fifo == self->fifo
+                         ? zlistx_add_end (self->fifo, pending)
+                         : zlistx_insert (self->shorter, pending, false);
+}
+
 static void
 s_pending_expire (broker_t *self, int64_t now)
 {
     size_t expired = 0;
     pending_t *pending;
-    while ((pending = (pending_t *) zlistx_first (self->fifo))
-       &&  pending->deadline <= now) {
+    while ((pending = s_pending_earliest (self)) && pending->deadline <= now) {
         s_pending_fail (self, pending);
         expired++;
     }
@@ -1403,9 +1439,7 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
     pending->deadline = zclock_mono () + time_left;
     pending->requester_handle = zlistx_add_end (requester->pending_from, pending);
     pending->target_handle = zlistx_add_end (target->pending_to, pending);
-    //  Most come with the whole timeout and go last: the search from the
-    //  end stops at once
-    pending->fifo_handle = zlistx_insert (self->fifo, pending, false);
+    s_pending_queue (self, pending, time_left);
     zhashx_insert (self->pending, &pending->rid, pending);
 
     //  Identity is stamped, never trusted: whatever the gateway sent goes
@@ -1435,8 +1469,56 @@ s_stats_label (FILE *out, const char *value)
     }
 }
 
-//  STATS from a gateway: the broker's figures, as Prometheus text the
-//  gateway puts on its /metrics page as it is (ENVELOPE.md, "Stats")
+//  The plugins' figures, from the last STATS of each instance alive
+static void
+s_stats_plugins (broker_t *self, FILE *out)
+{
+    size_t count = 0;
+    pl_stats_part_t *parts = (pl_stats_part_t *) calloc (zhashx_size (self->peers) + 1,
+                                                         sizeof (pl_stats_part_t));
+    if (!parts)
+        return;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        if (peer->kind == PEER_PLUGIN && peer->stats && peer->instance)
+            parts [count++] = (pl_stats_part_t) { peer->instance,
+                zframe_data (peer->stats), zframe_size (peer->stats) };
+    pl_stats_render (out, parts, count);
+    free (parts);
+}
+
+//  Asks every plugin instance for its figures, at most about twice a
+//  heartbeat however many gateways ask us: the answers reach the next
+//  page (a plugin of ABI 1.3 or before answers nothing)
+static void
+s_stats_ask_plugins (broker_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now - self->stats_asked < self->heartbeat_ms / 2)
+        return;
+    self->stats_asked = now;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        if (peer->kind == PEER_PLUGIN) {
+            pl_envelope_t *ask = pl_envelope_new (PL_OP_STATS);
+            if (ask)
+                s_send (self, peer, &ask);
+        }
+}
+
+//  STATS from a plugin: its figures, kept for the next page
+static void
+s_stats_keep (peer_t *peer, pl_envelope_t *envelope)
+{
+    zframe_t *body = pl_envelope_body (envelope);
+    zframe_destroy (&peer->stats);
+    if (body)
+        peer->stats = zframe_dup (body);
+}
+
+//  STATS from a gateway: the broker's figures and the plugins', as
+//  Prometheus text the gateway puts on its /metrics page as it is
+//  (ENVELOPE.md, "Stats")
 static void
 s_stats (broker_t *self, peer_t *gateway)
 {
@@ -1471,6 +1553,8 @@ s_stats (broker_t *self, peer_t *gateway)
                   "# HELP parley_broker_sessions Sessions the broker knows, of every gateway.\n"
                   "# TYPE parley_broker_sessions gauge\nparley_broker_sessions %zu\n",
              self->routed, self->unavailable, self->timed_out, zhashx_size (self->sessions));
+    s_stats_plugins (self, out);
+    s_stats_ask_plugins (self);
     if (fclose (out)) {
         free (text);
         return;
@@ -1786,6 +1870,9 @@ s_handle_router (broker_t *self)
         case PL_OP_STATS:
             if (peer->kind == PEER_GATEWAY)
                 s_stats (self, peer);
+            else
+            if (peer->kind == PEER_PLUGIN)
+                s_stats_keep (peer, envelope);
             break;
         case PL_OP_SESSION_CLOSE:
             if (peer->kind == PEER_GATEWAY)
@@ -1837,6 +1924,7 @@ s_broker_destroy (broker_t **self_p)
         zsock_destroy (&self->router);
         //  Lists and secondary indexes borrow; the owning hashes free
         zlistx_destroy (&self->fifo);
+        zlistx_destroy (&self->shorter);
         zlistx_destroy (&self->subscribers);
         zhashx_destroy (&self->pending);
         zhashx_destroy (&self->users);
@@ -1887,11 +1975,13 @@ s_broker_new (zsock_t *pipe, const br_broker_config_t *config)
     self->sessions = s_u64_hash_new ();
     self->pending = s_u64_hash_new ();
     self->fifo = zlistx_new ();
+    self->shorter = zlistx_new ();
     self->subscribers = zlistx_new ();
-    if (self->fifo)
-        zlistx_set_comparator (self->fifo, s_pending_compare);
+    if (self->shorter)
+        zlistx_set_comparator (self->shorter, s_pending_compare);
     if (!self->peers || !self->instances || !self->gateways || !self->routes || !self->users
-    ||  !self->sessions || !self->pending || !self->fifo || !self->subscribers) {
+    ||  !self->sessions || !self->pending || !self->fifo || !self->shorter
+    ||  !self->subscribers) {
         s_broker_destroy (&self);
         return NULL;
     }
@@ -2079,7 +2169,7 @@ br_broker_actor (zsock_t *pipe, void *args)
     while (!self->terminated) {
         int64_t now = zclock_mono ();
         int64_t wake = self->next_tick;
-        pending_t *oldest = (pending_t *) zlistx_first (self->fifo);
+        pending_t *oldest = s_pending_earliest (self);
         if (oldest && oldest->deadline < wake)
             wake = oldest->deadline;
         int timeout = wake > now ? (int) (wake - now) : 0;

@@ -20,6 +20,7 @@
 #include "pl_envelope.h"
 #include "pl_lag.h"
 #include "pl_log.h"
+#include "pl_stats.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -140,13 +141,19 @@ struct parley_ctx_s {
     uint64_t next_rid;              //  last rid used by a call
     zlistx_t *timers;               //  s_timer_t *
     int next_timer_id;              //  last id handed out
-    zhashx_t *oversized;            //  types already logged for a body over the limit
+    zhashx_t *oversized;            //  types already logged for a body over the
+                                    //  limit, and metric names refused
     int wake_pipe [2];              //  host->wake writes a byte, the loop reads
     atomic_bool wake_pending;       //  a byte is on its way: later wakes write none
     void (*on_wake) (void *state);  //  the descriptor's, when its minor has it
+    void (*on_metrics) (void *state);   //  the descriptor's, when its minor has it
+    pl_stats_t *stats;              //  while on_metrics runs: what host->metric
+                                    //  collects; NULL otherwise
 };
 
 static void s_host_table_fill (parley_host_t *host);
+static bool s_oversized (parley_ctx_t *self, const char *what, const char *type, size_t size,
+                         const char *consequence);
 
 //  A pipe whose two ends never block and are not inherited by a child.
 //  Returns 0, or -1 (errno set; both ends closed).
@@ -303,6 +310,9 @@ s_host_load (parley_ctx_t *self, char *error, size_t error_size)
     if (plugin->abi_minor >= 2
     &&  plugin->size >= offsetof (parley_plugin_t, on_wake) + sizeof plugin->on_wake)
         self->on_wake = plugin->on_wake;
+    if (plugin->abi_minor >= 4
+    &&  plugin->size >= offsetof (parley_plugin_t, on_metrics) + sizeof plugin->on_metrics)
+        self->on_metrics = plugin->on_metrics;
     return 0;
 }
 
@@ -789,6 +799,31 @@ s_host_on_wake (parley_ctx_t *self)
     }
 }
 
+//  STATS from the broker: the plugin's figures, gathered now through
+//  on_metrics, go back as a STATS of our own (proto/ENVELOPE.md, "Stats").
+//  A plugin without on_metrics (minor 3 or before) answers nothing.
+static void
+s_host_on_stats (parley_ctx_t *self)
+{
+    if (!self->on_metrics || !self->initialized)
+        return;
+    self->stats = pl_stats_new ();
+    if (!self->stats)
+        return;
+    self->on_metrics (self->state);
+    size_t size = 0;
+    uint8_t *body = pl_stats_body (self->stats, &size);
+    pl_stats_destroy (&self->stats);
+    pl_envelope_t *envelope = body && !s_oversized (self, "metrics", "stats", size,
+                                                    "its figures are left off /metrics")
+                            ? pl_envelope_new (PL_OP_STATS) : NULL;
+    if (envelope) {
+        pl_envelope_set_body_copy (envelope, body, size);
+        s_send (self, &envelope);
+    }
+    free (body);
+}
+
 //  Handles one message from the broker. Returns true if it reached the
 //  plugin (so that on_batch_end is owed).
 static bool
@@ -842,6 +877,9 @@ s_host_handle_broker (parley_ctx_t *self, pl_envelope_t **envelope_p)
         case PL_OP_SESSION_EVENT:
             s_host_on_session (self, envelope);
             reached_plugin = true;
+            break;
+        case PL_OP_STATS:
+            s_host_on_stats (self);
             break;
         default:
             zsys_debug ("%s: ignored '%s' from broker", self->instance,
@@ -1361,6 +1399,29 @@ s_call_within (parley_ctx_t *self, const char *type, const void *body, size_t si
                         time_left_ms < 0 ? s_inherited (self) : time_left_ms);
 }
 
+//  One series for the STATS being gathered; a series the ABI refuses is
+//  the plugin's bug, logged once per name
+static int
+s_metric (parley_ctx_t *self, const parley_metric_t *metric)
+{
+    assert (self);
+    char error [256];
+    if (!self->stats)
+        snprintf (error, sizeof error, "host->metric was called outside on_metrics");
+    else
+    if (pl_stats_add (self->stats, metric, error, sizeof error) == 0)
+        return 0;
+    char key [300];
+    snprintf (key, sizeof key, "metric %s", metric && metric->name ? metric->name : "?");
+    if (!zhashx_lookup (self->oversized, key)) {
+        zsys_error ("%s: plugin '%s': %s; left off /metrics (logged once per name)",
+                    self->instance, self->plugin->name, error);
+        if (zhashx_size (self->oversized) < S_OVERSIZED_TYPES_MAX)
+            zhashx_insert (self->oversized, key, (void *) "logged");
+    }
+    return -1;
+}
+
 static int64_t
 s_request_time_left (const parley_request_t *request)
 {
@@ -1519,4 +1580,5 @@ s_host_table_fill (parley_host_t *host)
     host->wake = s_wake;
     host->request_time_left = s_request_time_left;
     host->call_within = s_call_within;
+    host->metric = s_metric;
 }

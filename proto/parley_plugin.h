@@ -35,10 +35,11 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 3         //  1.1: unbind_sessions, SESSION_RESET,
+#define PARLEY_ABI_MINOR 4         //  1.1: unbind_sessions, SESSION_RESET,
                                     //  reply_error_body; 1.2: wake, on_wake;
                                     //  1.3: request_time_left, call_within,
-                                    //  an error's fields in on_reply
+                                    //  an error's fields in on_reply;
+                                    //  1.4: metric, on_metrics
 
 //  The one symbol a plugin exports
 #define PARLEY_PLUGIN_DESCRIBE_SYMBOL "parley_plugin_describe"
@@ -111,6 +112,42 @@ typedef enum {
     PARLEY_LOG_INFO = 2,
     PARLEY_LOG_DEBUG = 3
 } parley_log_level_t;
+
+//  --------------------------------------------------------------------------
+//  Minor 4. Metrics: what a plugin reports for /metrics from on_metrics
+
+typedef enum {
+    PARLEY_METRIC_COUNTER = 1,      //  only goes up; its name ends in _total
+    PARLEY_METRIC_GAUGE = 2,        //  a value now
+    PARLEY_METRIC_HISTOGRAM = 3     //  observations counted into buckets
+} parley_metric_type_t;
+
+//  Most bounds of one histogram (its buckets, without +Inf)
+#define PARLEY_METRIC_BOUNDS_MAX    32
+//  Most labels of one series
+#define PARLEY_METRIC_LABELS_MAX    8
+
+//  One series, as a plugin hands it to host->metric. Borrowed for the call:
+//  the host copies what it keeps. Series of one name share type and help;
+//  the host adds an "instance" label (the plugin instance's name).
+typedef struct {
+    uint32_t size;                  //  sizeof (parley_metric_t) as the plugin built it
+    uint32_t type;                  //  parley_metric_type_t
+    const char *name;               //  "parley_store_commit_seconds": parley_ then
+                                    //  [a-z0-9_]; base units (seconds, bytes)
+    const char *help;               //  one line
+    const char *const *labels;      //  "name", "value", ..., NULL; or NULL. Names
+                                    //  [a-z_][a-z0-9_]*, not "le" nor "instance";
+                                    //  values are fixed words, never user data
+    double value;                   //  a counter's or a gauge's value
+    const double *bounds;           //  a histogram's upper bounds, ascending,
+                                    //  without +Inf; bound_count of them
+    const uint64_t *counts;         //  observations per bucket, not cumulative:
+                                    //  bound_count + 1, the last past the last bound
+    uint32_t bound_count;           //  1 .. PARLEY_METRIC_BOUNDS_MAX
+    double sum;                     //  a histogram's sum of observations
+    const void *reserved [4];       //  zero
+} parley_metric_t;
 
 //  --------------------------------------------------------------------------
 //  The host function table. All functions but wake are called on the plugin
@@ -222,7 +259,13 @@ typedef struct {
     int (*call_within) (parley_ctx_t *ctx, const char *type, const void *body, size_t size,
                         void *cookie, int64_t time_left_ms);
 
-    void *reserved [11];            //  NULL; later minors fill these in order
+    //  Minor 4. Reports one series for /metrics; only from inside the
+    //  descriptor's on_metrics. Returns 0, or -1 (logged) for a series
+    //  the host refuses: a name without parley_, a bad label, bounds not
+    //  ascending, called outside on_metrics.
+    int (*metric) (parley_ctx_t *ctx, const parley_metric_t *metric);
+
+    void *reserved [10];            //  NULL; later minors fill these in order
 } parley_host_t;
 
 //  --------------------------------------------------------------------------
@@ -262,8 +305,13 @@ typedef struct {
     //  Minor 2. After one or more host->wake calls: collect what the
     //  plugin's threads finished. on_batch_end follows. May be NULL.
     void (*on_wake) (void *state);
+    //  Minor 4. The host gathers the plugin's figures for /metrics (when
+    //  the page is read, at most about once a heartbeat): report each
+    //  series with host->metric. Only reads what the hot path counted
+    //  (pl_histogram.h): no I/O, nothing slow. May be NULL.
+    void (*on_metrics) (void *state);
 
-    const void *reserved [7];       //  NULL
+    const void *reserved [6];       //  NULL
 } parley_plugin_t;
 
 //  Every plugin exports this function. The host passes the ABI versions it

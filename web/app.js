@@ -9,21 +9,22 @@ import { Navigator } from './nav.js';
 import { ConnectionStatus } from './connection.js';
 import { Outbox } from './outbox.js';
 import { toast } from './toast.js';
+import { PasswordDialog, passwordProblem } from './account-dialog.js';
 
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
 
 // The server's rules (PROTOCOL.md "Names, limits, times"), checked here first
-// so that a person learns of a typo without a round trip
+// so that a person learns of a typo without a round trip (passwords:
+// account-dialog.js)
 const USERNAME_PATTERN = /^[A-Za-z0-9_.-]{3,32}$/;
-const PASSWORD_MIN_BYTES = 8;
-const PASSWORD_MAX_BYTES = 1024;
 
 const $ = (id) => document.getElementById(id);
 
 // Where the page is: 'signin', 'resuming' or 'dashboard'
 let view = null;
 let currentUser = null;         // the signed-in user's name, while on the dashboard
+let sessionToken = null;        // the token this session was signed in with
 let sessionReady = false;       // this connection is signed in and the dashboard loaded
 let busy = false;               // a sign-in request is in flight
 let loggingOut = false;         // our own auth.logout is in flight
@@ -147,6 +148,7 @@ function showSignin(notice = null, { forgetOutbox = false } = {}) {
 
 async function enterDashboard(user, token) {
     currentUser = user;
+    sessionToken = token;
     storeToken(token);
     $('account-name').textContent = user;
     setBaseTitle(`${user} · Parley`);
@@ -256,17 +258,6 @@ function usernameProblem(name) {
     return null;
 }
 
-function passwordProblem(password) {
-    const bytes = new TextEncoder().encode(password).length;
-    if (bytes === 0)
-        return 'Enter a password.';
-    if (bytes < PASSWORD_MIN_BYTES)
-        return `A password has at least ${PASSWORD_MIN_BYTES} characters.`;
-    if (bytes > PASSWORD_MAX_BYTES)
-        return `A password has at most ${PASSWORD_MAX_BYTES} bytes.`;
-    return null;
-}
-
 // Which field a server error is about, so that the focus goes there
 const ERROR_FIELD = {
     invalid_username: 'username',
@@ -345,13 +336,31 @@ async function logout() {
     showSignin('You have logged out.', { forgetOutbox: true });
 }
 
-// Another tab or device logged this token out: this session is signed out too
+// Another tab or device logged this token out, or changed the password: this
+// session is signed out too. The stored token is forgotten only when it is
+// this session's: a tab of this browser that changed the password keeps its
+// fresh one there, and this tab then joins that session (below).
 client.on('logged_out', () => {
     if (loggingOut || view === 'signin')
         return;
-    storeToken(null);
+    const own = sessionToken;
+    const stored = storedToken();
+    if (stored === own)
+        storeToken(null);
+    sessionToken = null;
     setBaseTitle('Parley');
     showSignin('You were logged out from another tab or window.');
+    if (stored && stored !== own)
+        startSession();
+});
+
+// The password was changed here: this session goes on with its fresh token
+const passwordDialog = new PasswordDialog(client, {
+    user: () => currentUser,
+    changed: (token) => {
+        sessionToken = token;
+        storeToken(token);
+    },
 });
 
 // Another tab of this browser signed in: this one joins that session
@@ -374,6 +383,7 @@ $('signin-form').addEventListener('submit', submitSignin);
 $('mode-login').addEventListener('change', applyMode);
 $('mode-register').addEventListener('change', applyMode);
 $('logout').addEventListener('click', logout);
+$('password-open').addEventListener('click', () => passwordDialog.open());
 for (const input of [$('username'), $('password')]) {
     input.addEventListener('input', () => {
         if (input.classList.contains('is-invalid'))

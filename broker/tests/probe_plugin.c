@@ -27,6 +27,10 @@
     probe.slow     answers {"slow": n} a second after the first of the slow
                    requests waiting (at most 64), n their count: requests
                    in flight for a while, as a graceful stop must answer
+    on_metrics     (minor 4) reports parley_probe_batches_total (on_batch_end
+                   calls), a histogram parley_probe_wait_seconds{kind="a"}
+                   of one observation, and a series the ABI refuses
+                   (no parley_ prefix), which must not spoil the others
     probe.wake     starts PROBE_WAKERS threads that each call host->wake
                    PROBE_WAKES times, then say they are done and wake once
                    more; on_wake answers {"wakers": n, "on_wake": calls}
@@ -337,6 +341,31 @@ s_on_session (void *state, int event, uint64_t session, const char *user)
     ((probe_t *) state)->sessions++;
 }
 
+#if PROBE_ABI_MINOR >= 4
+static void
+s_on_metrics (void *state)
+{
+    probe_t *self = (probe_t *) state;
+    static const double bounds [] = { 0.1, 1 };
+    static const uint64_t counts [] = { 0, 1, 0 };
+    static const char *labels [] = { "kind", "a", NULL };
+    parley_metric_t metric = {
+        .size = sizeof (parley_metric_t), .type = PARLEY_METRIC_COUNTER,
+        .name = "parley_probe_batches_total", .help = "on_batch_end calls.",
+        .value = self->batches
+    };
+    self->host->metric (self->ctx, &metric);
+    metric.name = "probe_unprefixed_total";
+    self->host->metric (self->ctx, &metric);
+    metric = (parley_metric_t) {
+        .size = sizeof (parley_metric_t), .type = PARLEY_METRIC_HISTOGRAM,
+        .name = "parley_probe_wait_seconds", .help = "A wait.", .labels = labels,
+        .bounds = bounds, .counts = counts, .bound_count = 2, .sum = 0.5
+    };
+    self->host->metric (self->ctx, &metric);
+}
+#endif
+
 static const parley_route_t s_routes [] = {
     { .prefix = "probe.", .flags = 0, .shard = PARLEY_SHARD_FIELD, .shard_field = "room" },
     { .prefix = NULL }
@@ -357,7 +386,10 @@ static const parley_plugin_t s_descriptor = {
     .on_reply = s_on_reply,
     .on_batch_end = s_on_batch_end,
     .on_session = s_on_session,
-    .on_wake = s_on_wake
+    .on_wake = s_on_wake,
+#if PROBE_ABI_MINOR >= 4
+    .on_metrics = s_on_metrics
+#endif
 };
 
 PARLEY_PLUGIN_DEFINE (s_descriptor)

@@ -26,6 +26,7 @@
 #include "br_broker.h"
 #include "parley_plugin.h"
 #include "pl_envelope.h"
+#include "pl_stats.h"
 
 #define TEST_HEARTBEAT      100         //  the broker's, ms
 #define TEST_LONG_HEARTBEAT 60000       //  peers that must not die while we wait
@@ -448,6 +449,62 @@ test_request_reaches_plugin_with_stamped_user (void **state)
     pl_envelope_set_rid (reply, broker_rid);
     s_send (example, reply);
     assert_true (s_quiet (gateway, 200));
+}
+
+//  Asks the broker for its figures as a gateway does, until the answer
+//  does (wants) or does not (!wants) hold text; fails past TEST_WAIT
+static void
+s_stats_until (zsock_t *gateway, const char *text, bool wants)
+{
+    int64_t deadline = zclock_mono () + TEST_WAIT;
+    while (true) {
+        s_send (gateway, pl_envelope_new (PL_OP_STATS));
+        pl_envelope_t *answer = s_recv_op (gateway, PL_OP_STATS);
+        zframe_t *body = pl_envelope_body (answer);
+        assert_non_null (body);
+        char *page = zframe_strdup (body);
+        bool holds = strstr (page, text) != NULL;
+        free (page);
+        pl_envelope_destroy (&answer);
+        if (holds == wants)
+            return;
+        if (zclock_mono () > deadline)
+            fail_msg ("the broker's figures %s '%s'", wants ? "never had" : "kept", text);
+        zclock_sleep (20);
+    }
+}
+
+//  A gateway's stats asks the plugins too; a plugin's answer reaches the
+//  next answers, labelled with its instance, until the plugin leaves
+static void
+test_plugins_figures_reach_the_gateway_and_leave_with_the_plugin (void **state)
+{
+    s_broker (0);
+    zsock_t *store = s_plugin ("store", "store.", PARLEY_ROUTE_INTERNAL);
+    zsock_t *gateway = s_gateway ("gw-1");
+    const char *sample = "parley_test_commits_total{instance=\"store@test:1\"} 7\n";
+    s_stats_until (gateway, "parley_broker_sessions 0\n", true);
+    pl_envelope_t *ask = s_recv_op (store, PL_OP_STATS);
+    pl_envelope_destroy (&ask);
+
+    pl_stats_t *stats = pl_stats_new ();
+    char error [256];
+    parley_metric_t metric = { .size = sizeof (parley_metric_t), .type = PARLEY_METRIC_COUNTER,
+                               .name = "parley_test_commits_total", .help = "Commits.",
+                               .value = 7 };
+    assert_int_equal (pl_stats_add (stats, &metric, error, sizeof error), 0);
+    size_t size;
+    uint8_t *data = pl_stats_body (stats, &size);
+    pl_envelope_t *answer = pl_envelope_new (PL_OP_STATS);
+    pl_envelope_set_body_copy (answer, data, size);
+    free (data);
+    pl_stats_destroy (&stats);
+    s_send (store, answer);
+    s_stats_until (gateway, sample, true);
+    s_stats_until (gateway, "# TYPE parley_test_commits_total counter\n", true);
+
+    s_send (store, pl_envelope_new (PL_OP_BYE));
+    s_stats_until (gateway, "parley_test_commits_total", false);
 }
 
 static void
@@ -1425,6 +1482,8 @@ main (void)
         cmocka_unit_test_teardown (test_request_deadline_travels_and_sets_the_backstop, s_teardown),
         cmocka_unit_test_teardown (test_shard_field_splits_keys_and_keeps_each_key_on_one_instance, s_teardown),
         cmocka_unit_test_teardown (test_user_pair_shard_is_symmetric, s_teardown),
+        cmocka_unit_test_teardown (test_plugins_figures_reach_the_gateway_and_leave_with_the_plugin,
+                                   s_teardown),
         cmocka_unit_test_teardown (test_deliver_to_users_sends_one_frame_per_gateway, s_teardown),
         cmocka_unit_test_teardown (test_session_events_reach_sessions_plugin, s_teardown),
         cmocka_unit_test_teardown (test_unbind_reply_unbinds_and_tells_gateway, s_teardown),

@@ -1649,6 +1649,8 @@ typedef struct {
     percentiles_t ack;              //  send to ok
     percentiles_t delivery;         //  send to each other member's event
     cpu_t cpu;                      //  CPU seconds spent over the phase
+    double server_cpu_us;           //  the server's CPU time per acked message, µs
+                                    //  (--server-pid), -1 unknown
 } tally_t;
 
 static tally_t
@@ -1673,6 +1675,7 @@ s_tally (bench_t *self, double send_seconds)
     tally.ack = s_percentiles (&self->reply_latency);
     tally.delivery = s_percentiles (&self->latency);
     tally.cpu.client = tally.cpu.server = tally.cpu.server_main = -1;    //  s_measure's to say
+    tally.server_cpu_us = -1;
     return tally;
 }
 
@@ -1782,6 +1785,8 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_print_latency ("ack", tally->ack);
     s_print_latency ("delivery", tally->delivery);
     printf (", errors %" PRIu64, self->error_total);
+    if (tally->server_cpu_us >= 0)
+        printf (", server CPU %.1f us/msg", tally->server_cpu_us);
     s_print_cpu (tally);
     s_json_begin (self, scenario);
     s_json_number (self, "rate", self->rate);
@@ -1792,6 +1797,8 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_json_number (self, "deliveries_per_second", tally->deliveries_per_second);
     s_json_latency (self, "latency", tally->delivery);
     s_json_latency (self, "ack_latency", tally->ack);
+    if (tally->server_cpu_us >= 0)
+        s_json_number (self, "server_cpu_us_per_msg", tally->server_cpu_us);
     s_json_cpu (self, tally);
 }
 
@@ -1937,6 +1944,8 @@ s_measure (bench_t *self)
     s_reset_measure (self, total? total: 1);
     self->measuring = true;
     cpu_t before = s_cpu_now (self);
+    if (!self->quiet)       //  where a profiler attached to the server may start
+        fprintf (stderr, "  measuring: sending\n");
     double seconds;
     if (self->rate > 0)
         seconds = s_send_at_rate (self, self->rate, total? total: 1);
@@ -1944,10 +1953,15 @@ s_measure (bench_t *self)
         //  With --count, the count ends the run; the timeout is only a backstop
         seconds = s_send_closed_loop (self, self->count? self->timeout: self->duration, self->count);
     s_drain (self, 15);
+    cpu_t spent = s_cpu_since (self, before);
+    if (!self->quiet)
+        fprintf (stderr, "  measuring: done\n");
     self->measuring = false;
     self->wait_delivery = false;
     tally_t tally = s_tally (self, seconds);
-    tally.cpu = s_cpu_since (self, before);
+    tally.cpu = spent;
+    if (spent.server >= 0 && tally.acked)
+        tally.server_cpu_us = spent.server * 1e6 / (double) tally.acked;
     return tally;
 }
 
@@ -2631,8 +2645,10 @@ s_usage (FILE *stream)
 "                     or a close fails the scenario it happens in. Summary lines say\n"
 "                     'idle N (O open, F frames)'; the JSON has idle, idle_open and\n"
 "                     idle_frames. A scenario's connections plus N: at most %d\n"
-"  --server-pid PID   parley's process, for its RSS (connect) and the CPU time it\n"
-"                     and its main thread spend over a measured phase\n"
+"  --server-pid PID   parley's process: its RSS (connect), and its CPU time per acked\n"
+"                     message over the sending phase and its drain (fanout, rooms, pm,\n"
+"                     latency), and per delivery its own, this tool's and its main\n"
+"                     thread's (the gateway's loop)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
 "  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"

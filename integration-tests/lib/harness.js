@@ -2,7 +2,7 @@
 // the client protocol: everything the end-to-end tests share.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
@@ -79,6 +79,34 @@ export class Proc {
     signal(sig) {
         if (this.running)
             this.child.kill(sig);
+    }
+
+    // Whether every thread of the process is stopped now (state T in /proc)
+    stopped() {
+        try {
+            const tasks = `/proc/${this.child.pid}/task`;
+            return readdirSync(tasks).every((task) => {
+                const stat = readFileSync(`${tasks}/${task}/stat`, 'utf8');
+                return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+            });
+        } catch {
+            return false;           // gone, or a thread left while we read
+        }
+    }
+
+    // Stops the process with SIGSTOP and resolves once it is stopped: kill()
+    // returns before every thread is (the kernel stops each as it next
+    // runs, and on a loaded machine the others may serve a request first).
+    // Resolves false if it is not stopped within timeoutMs.
+    async pause(timeoutMs = 10000) {
+        this.signal('SIGSTOP');
+        const deadline = Date.now() + timeoutMs;
+        while (!this.stopped()) {
+            if (!this.running || Date.now() >= deadline)
+                return false;
+            await sleep(1);
+        }
+        return true;
     }
 
     // Ends the process politely and returns its exit status; SIGKILL after a grace period
@@ -177,7 +205,7 @@ export function withRegisterRate(args, authRuns) {
 // with a database per data folder, so a restart on the same folder finds its data.
 let mongoTestServer;
 
-async function mongoUriFor(data) {
+export async function mongoUriFor(data) {
     if (!mongoTestServer) {
         const proc = new Proc('mongo-test-server', process.execPath,
             [path.join(repoRoot, 'plugins', 'store-mongo', 'test-server', 'serve.mjs'), '0']);

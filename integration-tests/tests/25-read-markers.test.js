@@ -122,6 +122,51 @@ test('a marker that moves sends a read event to every session of the user, and o
                      { last_seq: 5, read_seq: 4, unread: 1, mentions: 0 });
 });
 
+test('sends in flight together: each read event follows its message, they only go forward, and the last names the last message', async () => {
+    const alice = await connect('rb_alice');
+    const tab2 = await connect('rb_alice');
+    const bob = await connect('rb_bob');
+    await ok(alice, { type: 'room.create', room: 'rb-room' });
+    await ok(bob, { type: 'room.join', room: 'rb-room' });                     // seq 1
+    // Every frame of the second tab in arrival order, to check the order
+    const frames = [];
+    tab2.ws.on('message', (data) => frames.push(JSON.parse(data.toString())));
+    // Sent at once, so that the room stores them as runs of several, with
+    // bob's among them
+    const sends = [];
+    for (let index = 0; index < 12; index++) {
+        sends.push(ok(alice, { type: 'msg.send', room: 'rb-room', text: `burst ${index}` }));
+        if (index % 4 === 0)
+            sends.push(ok(bob, { type: 'msg.send', room: 'rb-room', text: `between ${index}` }));
+    }
+    const replies = await Promise.all(sends);
+    const mine = new Set();
+    for (let index = 0, at = 0; index < 12; index++, at++) {
+        mine.add(replies[at].seq);
+        if (index % 4 === 0)
+            at++;
+    }
+    const last = Math.max(...mine);
+    await readEvent(tab2, 'rb-room', last);
+    const seen = new Set();
+    let marker = 0;
+    for (const frame of frames) {
+        if (frame.type === 'message' && frame.room === 'rb-room')
+            seen.add(frame.seq);
+        if (frame.type !== 'read')
+            continue;
+        assert.equal(frame.room, 'rb-room');
+        assert.ok(mine.has(frame.seq), `read ${frame.seq} is one of alice's messages`);
+        assert.ok(seen.has(frame.seq), `read ${frame.seq} comes after its message`);
+        assert.ok(frame.seq > marker, `read ${frame.seq} after ${marker}`);
+        marker = frame.seq;
+    }
+    assert.equal(marker, last);
+    assert.equal((await listed(alice, 'rb-room')).read_seq, last);
+    assert.ok(!bob.events.some((frame) => frame.type === 'read' && frame.seq > 1
+                                         && mine.has(frame.seq)), JSON.stringify(bob.events));
+});
+
 test('room.list counts what arrived while the user was away, and mentions among it', async () => {
     const alice = await connect('ru_alice');
     let bob = await connect('ru_bob');

@@ -16,7 +16,8 @@ import {
 // Every path the UI may load: the gateway's allow-list has to match it
 const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon.svg', '/app.js', '/protocol.js',
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
-    '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/vendor/bootstrap/css/bootstrap.min.css',
+    '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
+    '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
 function message(page, text) {

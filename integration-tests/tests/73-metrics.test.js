@@ -1,15 +1,17 @@
 // /metrics: the whole page read by a strict parser of Prometheus' text format,
 // every family the gateway promises present, the ones a small load touches
-// moving, no user data in it, and who may read it (--metrics).
+// moving, no user data in it, and who may read it (--metrics). The store's
+// commits (plugin ABI 1.4) reach it from the store in process and from a
+// parley-plugin process; on store-mongo too (PARLEY_TEST_STORE=mongo).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { Client, Proc, binDir, eventually, httpsGet, pluginPath, startBroker, startGateway, startParley,
-         sanitizerReports } from '../lib/harness.js';
+import { Client, Proc, binDir, eventually, httpsGet, mongoUriFor, pluginPath, startBroker, startGateway,
+         startParley, startPluginProcess, sanitizerReports, tempDir } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
-import { startRoomsParley, connectUser, ok } from '../lib/rooms.js';
+import { startRoomsParley, connectUser, ok, FAST_AUTH } from '../lib/rooms.js';
 import { attempt, get } from '../lib/limits.js';
 import { parseExposition, sampleValue } from '../lib/metrics.js';
 import { TestCa } from '../lib/tls.js';
@@ -45,7 +47,11 @@ const FAMILIES = {
     parley_broker_requests_timed_out_total: 'counter',
     parley_broker_sessions: 'gauge',
 };
-const LABELS = new Set(['reason', 'type', 'code', 'how', 'le', 'name', 'instance']);
+const LABELS = new Set(['reason', 'type', 'code', 'how', 'le', 'name', 'instance', 'store', 'operation']);
+// The store's families (README.md, "Metrics") and what its appends commit as
+const STORE = process.env.PARLEY_TEST_STORE === 'mongo'
+    ? { name: 'mongo', plugin: 'store-mongo', operation: 'msg.append' }
+    : { name: 'sqlite', plugin: 'store-sqlite', operation: 'transaction' };
 
 async function scrape(port, localAddress = '127.0.0.1') {
     const page = await get(port, '/metrics', localAddress);
@@ -222,5 +228,98 @@ test('a gateway of its own counts the broker it lost and the one that welcomed i
         await broker.stop();
         assert.deepEqual(sanitizerReports(gateway.proc.output), []);
         assert.equal(status.code, 0, gateway.proc.output);
+    }
+});
+
+// The sum of a store family's sample (_count or _sum) over every series
+// of this store and operation
+function storeTotal(families, sample) {
+    const base = sample.replace(/_(count|sum)$/, '');
+    return (families.get(base)?.samples ?? [])
+        .filter((each) => each.name === sample && each.labels.store === STORE.name
+                       && each.labels.operation === STORE.operation)
+        .reduce((total, each) => total + each.value, 0);
+}
+
+// A user sends messages; both store families move on the page of the
+// gateway at port, from the store instance named like instancePattern
+async function storeFamiliesMove(port, url, instancePattern) {
+    const clients = [];
+    try {
+        // The plugins' figures come with the broker's answer after the one
+        // that asked them (proto/ENVELOPE.md, "Stats")
+        const before = await eventually(async () => {
+            const { families } = await scrape(port);
+            return families.has('parley_store_commit_seconds') && families.has('parley_store_batch_size')
+                ? families : null;
+        }, 15000, 200);
+        assert.ok(before, 'the store\'s families reach the page');
+        assert.equal(before.get('parley_store_commit_seconds').type, 'histogram');
+        assert.equal(before.get('parley_store_batch_size').type, 'histogram');
+        const writer = await eventually(async () => {
+            try {
+                return await connectUser(url, 'metrics_writer', clients);
+            } catch {
+                return null;            // the split deployment's plugins are still saying hello
+            }
+        }, 15000, 200);
+        assert.ok(writer, 'a user signs up');
+        await ok(writer, { type: 'room.create', room: 'store-metrics' });
+        for (let index = 0; index < 6; index++)
+            await ok(writer, { type: 'msg.send', room: 'store-metrics', text: `stored ${index}` });
+        const counts = (families) => ['parley_store_commit_seconds_count', 'parley_store_batch_size_count']
+            .map((name) => storeTotal(families, name));
+        const [seconds, sizes] = counts(before);
+        const after = await eventually(async () => {
+            const { families } = await scrape(port);
+            const [nowSeconds, nowSizes] = counts(families);
+            return nowSeconds >= seconds + 6 && nowSizes >= sizes + 6 ? families : null;
+        }, 20000, 200);
+        assert.ok(after, `six appends' commits reach the page: ${counts(before)} -> ${counts((await scrape(port)).families)}`);
+        assert.ok(storeTotal(after, 'parley_store_commit_seconds_sum') > storeTotal(before, 'parley_store_commit_seconds_sum'));
+        assert.ok(storeTotal(after, 'parley_store_batch_size_sum') >= storeTotal(before, 'parley_store_batch_size_sum') + 6);
+        for (const family of ['parley_store_commit_seconds', 'parley_store_batch_size']) {
+            const samples = after.get(family).samples.filter((each) => each.labels.store === STORE.name);
+            assert.ok(samples.length > 0, `${family} has ${STORE.name}'s series`);
+            for (const sample of samples)
+                assert.match(sample.labels.instance, instancePattern, `${family} is labelled by its instance`);
+        }
+    } finally {
+        for (const client of clients)
+            await client.close();
+    }
+}
+
+test('the store\'s commit latency and batch sizes reach the page, the store in process', async () => {
+    const server = await startRoomsParley();
+    try {
+        await storeFamiliesMove(server.port, server.url, new RegExp(`^${STORE.plugin}@`));
+    } finally {
+        await server.stop();
+    }
+});
+
+test('the store\'s commit latency and batch sizes reach the page, the store in a parley-plugin process', async () => {
+    const data = tempDir('parley-metrics-split-');
+    const broker = await startBroker({ args: [
+        '--plugin', pluginPath('auth'), '--plugin', pluginPath('rooms'), ...FAST_AUTH,
+    ] });
+    const storeArgs = STORE.name === 'mongo'
+        ? ['--option', `store-mongo.uri=${await mongoUriFor(data)}`]
+        : ['--option', `store-sqlite.path=${path.join(data, 'parley.db')}`];
+    const store = startPluginProcess(broker.endpoint, [pluginPath(STORE.plugin)], { args: storeArgs });
+    let gateway;
+    try {
+        gateway = await startGateway(broker.endpoint);
+        await storeFamiliesMove(gateway.port, gateway.url, new RegExp(`^${STORE.plugin}@`));
+    } finally {
+        const gatewayStatus = await gateway?.stop();
+        const storeStatus = await store.stop();
+        await broker.stop();
+        for (const proc of [gateway?.proc, store, broker.proc].filter(Boolean))
+            assert.deepEqual(sanitizerReports(proc.output), [], proc.output);
+        assert.equal(storeStatus.code, 0, store.output);
+        if (gateway)
+            assert.equal(gatewayStatus.code, 0, gateway.proc.output);
     }
 });

@@ -1,5 +1,6 @@
 // A real Prometheus (Debian's `prometheus` package, deploy/install-deps.sh)
-// scrapes the gateway's /metrics and answers a query for a parley_ series.
+// scrapes the gateway's /metrics and answers a query for a parley_ series,
+// the store plugin's among them.
 // Skipped, saying why, where the prometheus program is not installed.
 
 import { test } from 'node:test';
@@ -61,6 +62,15 @@ test('Prometheus scrapes /metrics and its API answers a parley_ series', {
         assert.equal(up[0]?.value[1], '1', JSON.stringify(up));
         const buckets = await query(port, 'parley_gateway_request_duration_seconds_bucket{type="ping",le="+Inf"}');
         assert.ok(Number(buckets[0]?.value[1]) >= 1, JSON.stringify(buckets));
+        // The store's figures, from its plugin through the broker (plugin ABI
+        // 1.4): Prometheus keeps their instance label as exported_instance
+        const store = await eventually(async () => {
+            const result = await query(port, 'parley_store_batch_size_count{job="parley"}');
+            return result.length ? result : null;
+        }, 60000, 250);
+        assert.ok(store, 'Prometheus has the store\'s batch sizes');
+        assert.match(store[0].metric.exported_instance ?? '', /^store-/, JSON.stringify(store));
+        assert.ok(['sqlite', 'mongo'].includes(store[0].metric.store), JSON.stringify(store));
     } finally {
         await prometheus?.stop();
         rmSync(dir, { recursive: true, force: true });

@@ -286,10 +286,8 @@ au_pool_submit_within (au_pool_t *self, au_job_t **job_p, int64_t time_left_ms,
     size_t ahead = self->waiting + self->running;
     int64_t retry_ms = pl_service_refuse (&self->service, ahead, self->thread_count,
                                           time_left_ms);
-    //  Refused with nothing ahead: the measure alone says no, and only a job
-    //  that runs renews it (pl_service_refused)
-    if (retry_ms > 0 && ahead == 0)
-        pl_service_refused (&self->service);
+    if (retry_ms > 0)
+        pl_service_refused (&self->service, ahead);
     if (self->busy >= self->queue_max && retry_ms == 0) {
         retry_ms = pl_service_wait (&self->service, ahead, self->thread_count);
         if (retry_ms < PL_SERVICE_RETRY_MIN_MS)

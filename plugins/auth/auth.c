@@ -1,6 +1,8 @@
 /*  =========================================================================
     auth - accounts and sessions: auth.register, auth.login, auth.resume,
-    auth.logout (PROTOCOL.md, "Authentication")
+    auth.logout (PROTOCOL.md, "Authentication"); auth.password is served by
+    au_password.c (PROTOCOL.md, "Accounts"), which shares this file's state
+    and helpers through au_plugin.h
 
     Passwords are hashed with argon2id (libsodium) on a small pool of worker
     threads (au_pool), never on this instance's thread; a worker that
@@ -36,8 +38,8 @@
 #include "pl_pack.h"
 #include "pl_reply.h"
 #include "pl_text.h"
-#include "au_limiter.h"
-#include "au_pool.h"
+#include "au_plugin.h"
+#include "au_password.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -70,10 +72,6 @@
 #define AUTH_UNCONFIRMED_MS         30000       //  a binding the broker never confirmed
 #define AUTH_PURGE_EVERY_MS         (3600 * 1000)
 
-#define TOKEN_BYTES                 32
-#define TOKEN_TEXT                  43          //  base64url of 32 bytes, no padding
-#define TOKEN_HASH_HEX              64
-
 #define DAY_MS                      (24LL * 3600 * 1000)
 
 //  --------------------------------------------------------------------------
@@ -97,64 +95,23 @@ typedef struct {
     zlistx_t *bindings;             //  binding_t *, not owned
 } token_t;
 
-typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT, OP_ADMIN } op_kind_t;
-
-//  One request being served, across store calls and pool jobs. Which store
-//  answer it waits for is the handler of its call (pl_call); which job, its
-//  kind (a register hashes, a login verifies).
-typedef struct {
-    op_kind_t kind;                 //  which request
-    parley_request_t *request;      //  lent by the host until we reply
-    uint64_t session;               //  the requesting session
-    char *address;                  //  the client's address, or NULL
-    char *name;                     //  username as given, then as registered
-    char *name_key;                 //  lower-cased username for the limiter, or
-                                    //  NULL when it is not a valid username
-    char *pair_key;                 //  "name_key address" for the limiter, or NULL
-    char *password;                 //  owned until a pool job takes a copy
-    size_t password_size;           //  bytes in password
-    bool unknown_user;              //  login: verifying only to spend the time
-    bool disabled;                  //  login: the account is disabled (parleyctl)
-    bool generated;                 //  admin reset: the password in token was made here
-    char token [TOKEN_TEXT + 1];    //  issued or resumed token
-    char token_hash [TOKEN_HASH_HEX + 1];
-    void *handle;                   //  place in auth_t.ops
-} op_t;
-
-typedef struct {
-    parley_ctx_t *ctx;              //  the host's handle
-    const parley_host_t *host;      //  the host's function table
-    pl_call_t *calls;               //  store calls in flight, each with its handler
-    au_pool_t *pool;                //  argon2id workers
-    au_limiter_t *pair_failures;    //  failed logins per "username address"
-    au_limiter_t *user_failures;    //  failed logins per lower-cased username
-    au_limiter_t *address_failures; //  failed logins per client address
-    au_limiter_t *registrations;    //  registrations per client address
-    au_limiter_t *touched;          //  tokens whose use was recorded within
-                                    //  touch_interval_ms (one "failure" each)
-    int64_t touch_interval_ms;      //  0: every resume records its use
-    char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
-    int64_t token_ttl_ms;           //  validity of a new token
-    uint64_t max_tokens;            //  live tokens per user; the least recently
-                                    //  used go past it
-    int housekeeping_timer;         //  expiry of limiter keys and bindings
-    int64_t next_purge;             //  monotonic ms of the next store.token.purge
-    zlistx_t *ops;                  //  op_t *, owned: every request in progress
-    zhashx_t *bindings;             //  sid_key -> binding_t *, owned
-    zhashx_t *tokens;               //  token_hash -> token_t *, owned
-    zhashx_t *online;               //  sid_key -> user (char *, owned): every bound
-                                    //  session the broker told of, for the operator
-                                    //  (parleyctl) to log a user out everywhere
-} auth_t;
-
 
 //  --------------------------------------------------------------------------
 //  Small helpers
 
-static const char *
-s_addr (const char *address)
+const char *
+auth_addr (const char *address)
 {
     return address ? address : "(no address)";
+}
+
+//  A valid username's bytes (at most PL_USERNAME_MAX) as a C string in text
+static const char *
+s_copy_name (char *text, const char *name, size_t size)
+{
+    memcpy (text, name, size);
+    text [size] = 0;
+    return text;
 }
 
 //  The protocol's username rule (pl_text) for a msgpack string's bytes
@@ -184,8 +141,8 @@ s_token_text_valid (const char *token, size_t size)
 }
 
 //  A NUL-terminated copy of a msgpack string. Caller owns return value.
-static char *
-s_strndup (const char *text, size_t size)
+char *
+auth_strndup (const char *text, size_t size)
 {
     char *copy = (char *) malloc (size + 1);
     if (copy) {
@@ -257,8 +214,8 @@ s_binding_lookup (auth_t *self, uint64_t sid)
 //  Remembers that we are binding session to user with token_hash. Returns
 //  0, or -1 when out of memory (the session then logs out without revoking
 //  the token on its other sessions; logged by the caller).
-static int
-s_binding_record (auth_t *self, uint64_t sid, const char *user, const char *token_hash)
+int
+auth_binding_record (auth_t *self, uint64_t sid, const char *user, const char *token_hash)
 {
     if (!sid)
         return 0;
@@ -321,8 +278,8 @@ s_binding_record (auth_t *self, uint64_t sid, const char *user, const char *toke
 //  --------------------------------------------------------------------------
 //  Operations in progress
 
-static op_t *
-s_op_new (auth_t *self, op_kind_t kind, parley_request_t *request)
+op_t *
+auth_op_new (auth_t *self, op_kind_t kind, parley_request_t *request)
 {
     op_t *op = (op_t *) calloc (1, sizeof (op_t));
     if (!op)
@@ -351,6 +308,11 @@ s_op_free (op_t *op)
         sodium_memzero (op->password, op->password_size);
         free (op->password);
     }
+    if (op->new_password) {
+        sodium_memzero (op->new_password, op->new_password_size);
+        free (op->new_password);
+    }
+    free (op->password_hash);
     free (op->address);
     free (op->name);
     free (op->name_key);
@@ -360,24 +322,24 @@ s_op_free (op_t *op)
 }
 
 //  Forgets an operation whose request has been answered
-static void
-s_op_finish (auth_t *self, op_t *op)
+void
+auth_op_finish (auth_t *self, op_t *op)
 {
     zlistx_delete (self->ops, op->handle);
     s_op_free (op);
 }
 
-static void
-s_op_fail (auth_t *self, op_t *op, const char *code, const char *message)
+void
+auth_op_fail (auth_t *self, op_t *op, const char *code, const char *message)
 {
     self->host->reply_error (self->ctx, &op->request, code, message);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 //  Answers unavailable: with retry_after_ms, and with "outcome": "unknown"
 //  when the request may have taken effect (unknown)
-static void
-s_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_ms, bool unknown)
+void
+auth_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_ms, bool unknown)
 {
     if (retry_ms < AUTH_RETRY_MIN_MS)
         retry_ms = AUTH_RETRY_MIN_MS;
@@ -387,23 +349,23 @@ s_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_ms,
     else
         pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable", message,
                               retry_ms);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 //  The store answered an error we do not expect from it: a lost answer to a
 //  write may have done it (outcome unknown), any other did nothing
-static void
-s_op_store_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply)
+void
+auth_op_store_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply)
 {
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)%s", reply->type,
                      reply->code ? reply->code : "an unreadable body",
                      reply->message ? reply->message : "",
                      reply->outcome_unknown ? ", outcome unknown" : "");
-    s_op_unavailable (self, op, reply->outcome_unknown
-                      ? "The account service lost its storage's answer; the request may or may"
+    auth_op_unavailable (self, op, reply->outcome_unknown
+                         ? "The account service lost its storage's answer; the request may or may"
                         " not have taken effect."
-                      : "The account service is unavailable right now; try again in a moment.",
-                      reply->retry_ms, reply->outcome_unknown);
+                         : "The account service is unavailable right now; try again in a moment.",
+                         reply->retry_ms, reply->outcome_unknown);
 }
 
 //  The time op's request has left (ABI minor 3), or -1
@@ -417,34 +379,34 @@ s_op_time_left (auth_t *self, op_t *op)
 
 //  Sends a store request for op with the time its request has left;
 //  handler reads its answer. A request whose time is gone starts nothing.
-static void
-s_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
+void
+auth_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
 {
     if (pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
                              s_op_time_left (self, op), handler, op))
-        s_op_unavailable (self, op, "The account service is unavailable right now; try again"
-                          " in a moment.", au_pool_hash_ms (self->pool), false);
+        auth_op_unavailable (self, op, "The account service is unavailable right now; try again"
+                             " in a moment.", au_pool_hash_ms (self->pool), false);
 }
 
 //  Sends a store request with one string field
-static void
-s_op_call_one (auth_t *self, op_t *op, const char *type, const char *field, const char *value,
-               pl_call_fn *handler)
+void
+auth_op_call_one (auth_t *self, op_t *op, const char *type, const char *field, const char *value,
+                  pl_call_fn *handler)
 {
     pl_pack_t pack;
     pl_pack_init (&pack);
     pl_pack_map (&pack, 1);
     pl_pack_kstr (&pack, field, value);
-    s_op_call (self, op, type, &pack, handler);
+    auth_op_call (self, op, type, &pack, handler);
     pl_pack_release (&pack);
 }
 
 //  Hands a job to the pool for op; a worker wakes us when it is done
-static void
-s_op_submit (auth_t *self, op_t *op, au_job_t *job)
+void
+auth_op_submit (auth_t *self, op_t *op, au_job_t *job)
 {
     if (!job) {
-        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
     //  Admitted only when the hash will be done with a tenth of the time
@@ -455,15 +417,15 @@ s_op_submit (auth_t *self, op_t *op, au_job_t *job)
     int64_t retry_ms = 0;
     if (au_pool_submit_within (self->pool, &job, time_left, &retry_ms)) {
         au_job_destroy (&job);
-        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
-                          " moment.", retry_ms, false);
+        auth_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                             " moment.", retry_ms, false);
     }
 }
 
 //  Creates a token for op->name and stores its hash; handler reads the
 //  store's answer
-static void
-s_op_issue_token (auth_t *self, op_t *op, pl_call_fn *handler)
+void
+auth_op_issue_token (auth_t *self, op_t *op, pl_call_fn *handler)
 {
     uint8_t raw [TOKEN_BYTES];
     randombytes_buf (raw, sizeof raw);
@@ -480,7 +442,7 @@ s_op_issue_token (auth_t *self, op_t *op, pl_call_fn *handler)
     pl_pack_kstr (&pack, "user", op->name);
     pl_pack_kint (&pack, "created_at", now);
     pl_pack_kint (&pack, "expires_at", now + self->token_ttl_ms);
-    s_op_call (self, op, "store.token.put", &pack, handler);
+    auth_op_call (self, op, "store.token.put", &pack, handler);
     pl_pack_release (&pack);
 }
 
@@ -515,24 +477,31 @@ s_on_touched (void *state, void *arg, const pl_call_reply_t *reply)
                          reply->code, reply->message ? reply->message : "");
 }
 
-//  After a resume: the token's last use is now (store.token.touch), so that
-//  a trim keeps the tokens in use. Recorded to touch_interval_ms: not when
-//  the token was issued or last recorded within it (a write per reconnect
-//  would cost a reconnect storm a store write each)
+//  After a resume: the token's last use is now and it stays valid for its
+//  lifetime from now (store.token.touch with expires_at), so that a trim
+//  keeps the tokens in use and a token used within its lifetime never
+//  expires. Recorded to touch_every_ms: not when the expiry the store holds
+//  is within that of now + lifetime, i.e. the token was issued or its use
+//  recorded that recently (a write per reconnect would cost a reconnect
+//  storm a store write each), nor twice within it from here. touch_every_ms
+//  is at most half the lifetime, so that a recorded expiry is never more
+//  than half a lifetime behind the last use.
 static void
-s_touch_token (auth_t *self, const char *token_hash, int64_t created_at)
+s_touch_token (auth_t *self, const char *token_hash, int64_t expires_at)
 {
     int64_t now = zclock_mono ();
-    if (self->touch_interval_ms
-        && (created_at + self->touch_interval_ms > zclock_time ()
+    int64_t renewed = zclock_time () + self->token_ttl_ms;
+    if (self->touch_every_ms
+        && (expires_at + self->touch_every_ms > renewed
             || au_limiter_check (self->touched, token_hash, now) > 0))
         return;
     au_limiter_fail (self->touched, token_hash, now);
     pl_pack_t pack;
     pl_pack_init (&pack);
-    pl_pack_map (&pack, 2);
+    pl_pack_map (&pack, 3);
     pl_pack_kstr (&pack, "token_hash", token_hash);
     pl_pack_kint (&pack, "at", zclock_time ());
+    pl_pack_kint (&pack, "expires_at", renewed);
     pl_call_send (self->calls, "store.token.touch", pack.buffer.data, pack.buffer.size,
                   s_on_touched, NULL);
     pl_pack_release (&pack);
@@ -542,7 +511,7 @@ s_touch_token (auth_t *self, const char *token_hash, int64_t created_at)
 static void
 s_op_bind (auth_t *self, op_t *op, const char *user)
 {
-    if (s_binding_record (self, op->session, user, op->token_hash))
+    if (auth_binding_record (self, op->session, user, op->token_hash))
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "out of memory: a logout will not find the token of session "
                          "%016" PRIx64 " ('%s')", op->session, user);
@@ -553,7 +522,7 @@ s_op_bind (auth_t *self, op_t *op, const char *user)
     pl_pack_kstr (&pack, "token", op->token);
     self->host->reply_bind (self->ctx, &op->request, user, pack.buffer.data, pack.buffer.size);
     pl_pack_release (&pack);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 
@@ -562,8 +531,8 @@ s_op_bind (auth_t *self, op_t *op, const char *user)
 
 //  Unpacks the request's body into fields; on failure answers bad_request
 //  and returns -1 (the request is then answered)
-static int
-s_body (auth_t *self, parley_request_t **request_p, msgpack_unpacked *fields)
+int
+auth_body (auth_t *self, parley_request_t **request_p, msgpack_unpacked *fields)
 {
     size_t size;
     const uint8_t *body = self->host->request_body (*request_p, &size);
@@ -654,7 +623,7 @@ static void
 s_register (auth_t *self, parley_request_t *request)
 {
     msgpack_unpacked fields;
-    if (s_body (self, &request, &fields))
+    if (auth_body (self, &request, &fields))
         return;
     const char *name, *password;
     size_t name_size, password_size;
@@ -664,16 +633,16 @@ s_register (auth_t *self, parley_request_t *request)
         return;
     }
     const char *user = self->host->request_user (request);
+    char valid_name [PL_USERNAME_MAX + 1];
+    const char *weak = NULL;
     if (!s_username_valid (name, name_size))
         self->host->reply_error (self->ctx, &request, "invalid_username",
                                  "A username has 3 to 32 characters: letters, digits, "
                                  "'_', '.' or '-'.");
     else
-    if (password_size < PL_PASSWORD_MIN || password_size > PL_PASSWORD_MAX)
-        self->host->reply_error (self->ctx, &request, "weak_password",
-                                 password_size < PL_PASSWORD_MIN
-                                 ? "A password has at least 8 bytes."
-                                 : "A password has at most 1024 bytes.");
+    if ((weak = au_common_weak (self->common, s_copy_name (valid_name, name, name_size),
+                                password, password_size)))
+        self->host->reply_error (self->ctx, &request, "weak_password", weak);
     else
     if (user)
         s_already (self, &request, user);
@@ -681,15 +650,15 @@ s_register (auth_t *self, parley_request_t *request)
     if (s_register_limited (self, &request, self->host->request_address (request)))
         ;                       //  answered
     else {
-        op_t *op = s_op_new (self, OP_REGISTER, request);
+        op_t *op = auth_op_new (self, OP_REGISTER, request);
         if (op) {
-            op->name = s_strndup (name, name_size);
-            op->password = s_strndup (password, password_size);
+            op->name = auth_strndup (name, name_size);
+            op->password = auth_strndup (password, password_size);
             op->password_size = password_size;
         }
         if (!op || !op->name || !op->password) {
             if (op)
-                s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+                auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
             else
                 self->host->reply_error (self->ctx, &request, "internal",
                                          "The server ran out of memory; try again.");
@@ -697,8 +666,8 @@ s_register (auth_t *self, parley_request_t *request)
         else
             //  Asking first answers username_taken without spending a hash;
             //  store.user.create's conflict still settles a race
-            s_op_call_one (self, op, "store.user.get", "name", op->name,
-                           s_register_on_user_get);
+            auth_op_call_one (self, op, "store.user.get", "name", op->name,
+                              s_register_on_user_get);
     }
     msgpack_unpacked_destroy (&fields);
 }
@@ -710,15 +679,15 @@ s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (!reply->code)
-        s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+        auth_op_fail (self, op, "username_taken", "This username is taken; choose another.");
     else
     if (streq (reply->code, "not_found")) {
         au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
         sodium_memzero (op->password, op->password_size);
-        s_op_submit (self, op, job);
+        auth_op_submit (self, op, job);
     }
     else
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
 }
 
 static void
@@ -731,8 +700,8 @@ s_register_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
                          "store.token.put for new user '%s' answered %s (%s)",
                          op->name, reply->code, reply->message ? reply->message : "");
         //  The request took effect in part: the client checks with a login
-        s_op_unavailable (self, op, "Your account was created, but the session could not be"
-                          " opened; log in in a moment.", reply->retry_ms, true);
+        auth_op_unavailable (self, op, "Your account was created, but the session could not be"
+                             " opened; log in in a moment.", reply->retry_ms, true);
     }
     else
         s_op_bind (self, op, op->name);     //  a new user's one token: nothing to trim
@@ -747,21 +716,21 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
     const char *name;
     size_t name_size;
     if (reply->code && streq (reply->code, "conflict"))
-        s_op_fail (self, op, "username_taken", "This username is taken; choose another.");
+        auth_op_fail (self, op, "username_taken", "This username is taken; choose another.");
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size))
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
     else {
-        char *registered = s_strndup (name, name_size);
+        char *registered = auth_strndup (name, name_size);
         if (!registered) {
-            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
             return;
         }
         free (op->name);
         op->name = registered;
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' registered from %s",
-                         op->name, s_addr (op->address));
-        s_op_issue_token (self, op, s_register_on_token_put);
+                         op->name, auth_addr (op->address));
+        auth_op_issue_token (self, op, s_register_on_token_put);
     }
 }
 
@@ -772,15 +741,15 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
     //  the client is told unavailable, and nothing was created
     int64_t time_left = s_op_time_left (self, op);
     if (job->expired || (time_left >= 0 && time_left < AUTH_STORE_RESERVE_MS)) {
-        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
-                          " moment.", au_pool_hash_ms (self->pool), false);
+        auth_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                             " moment.", au_pool_hash_ms (self->pool), false);
         return;
     }
     if (!job->ok) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
                          "hashing the password of new user '%s' failed (out of memory?)",
                          op->name);
-        s_op_fail (self, op, "internal", "The server could not store the password; try again.");
+        auth_op_fail (self, op, "internal", "The server could not store the password; try again.");
         return;
     }
     pl_pack_t pack;
@@ -789,7 +758,7 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
     pl_pack_kstr (&pack, "name", op->name);
     pl_pack_kstr (&pack, "password_hash", job->hash);
     pl_pack_kint (&pack, "created_at", zclock_time ());
-    s_op_call (self, op, "store.user.create", &pack, s_register_on_created);
+    auth_op_call (self, op, "store.user.create", &pack, s_register_on_created);
     pl_pack_release (&pack);
 }
 
@@ -801,9 +770,9 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
 //  the address, or (at a much higher threshold) the name has failed too
 //  often lately. pair_key is NULL when the name is not valid or there is
 //  no address.
-static bool
-s_login_limited (auth_t *self, parley_request_t **request_p, const char *address,
-                 const char *name_key, const char *pair_key)
+bool
+auth_login_limited (auth_t *self, parley_request_t **request_p, const char *address,
+                    const char *name_key, const char *pair_key)
 {
     int64_t now = zclock_mono ();
     int64_t wait_ms = 0;
@@ -824,19 +793,19 @@ s_login_limited (auth_t *self, parley_request_t **request_p, const char *address
 
 //  Hands op's password to the pool to check against an encoded hash; op's
 //  own copy is wiped, as the job holds one now
-static void
-s_op_verify (auth_t *self, op_t *op, const char *hash)
+void
+auth_op_verify (auth_t *self, op_t *op, const char *hash)
 {
     au_job_t *job = au_job_new_verify (op->password, op->password_size, hash, op);
     sodium_memzero (op->password, op->password_size);
-    s_op_submit (self, op, job);
+    auth_op_submit (self, op, job);
 }
 
 //  store.user.get: the account's name as registered and its hash to verify
 //  against; an unknown user is verified against the dummy hash, so that it
 //  takes as long as a wrong password does
-static void
-s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
+void
+auth_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
 {
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
@@ -844,31 +813,31 @@ s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
     size_t name_size, hash_size;
     if (reply->code && streq (reply->code, "not_found")) {
         op->unknown_user = true;
-        s_op_verify (self, op, self->dummy_hash);
+        auth_op_verify (self, op, self->dummy_hash);
     }
     else
     if (reply->code || s_field_str (reply->body, "name", &name, &name_size)
         || s_field_str (reply->body, "password_hash", &hash, &hash_size))
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
     else
     if (s_state_is (reply->body, "deleted")) {
         //  Gone, as far as a login can tell
         op->unknown_user = true;
-        s_op_verify (self, op, self->dummy_hash);
+        auth_op_verify (self, op, self->dummy_hash);
     }
     else {
         op->disabled = s_state_is (reply->body, "disabled");
-        char *registered = s_strndup (name, name_size);
-        char *encoded = s_strndup (hash, hash_size);
+        char *registered = auth_strndup (name, name_size);
+        char *encoded = auth_strndup (hash, hash_size);
         if (!registered || !encoded) {
             free (registered);
             free (encoded);
-            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
             return;
         }
         free (op->name);
         op->name = registered;
-        s_op_verify (self, op, encoded);
+        auth_op_verify (self, op, encoded);
         free (encoded);
     }
 }
@@ -876,8 +845,8 @@ s_login_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
 //  Lower-cases a valid name into key (PL_USERNAME_MAX + 1 bytes). Returns
 //  "key address" for the pair limiter (caller owns it; a username holds no
 //  space, so it is unambiguous), or NULL without an address.
-static char *
-s_login_keys (const char *name, size_t name_size, const char *address, char *key)
+char *
+auth_login_keys (const char *name, size_t name_size, const char *address, char *key)
 {
     for (size_t index = 0; index < name_size; index++)
         key [index] = (char) tolower ((unsigned char) name [index]);
@@ -894,17 +863,17 @@ s_login_checked (auth_t *self, parley_request_t *request, const char *name, size
     bool valid = s_username_valid (name, name_size);
     const char *address = self->host->request_address (request);
     char key [PL_USERNAME_MAX + 1] = "";
-    char *pair = valid ? s_login_keys (name, name_size, address, key) : NULL;
-    if (s_login_limited (self, &request, address, valid ? key : NULL, pair)) {
+    char *pair = valid ? auth_login_keys (name, name_size, address, key) : NULL;
+    if (auth_login_limited (self, &request, address, valid ? key : NULL, pair)) {
         zstr_free (&pair);
         return;
     }
-    op_t *op = s_op_new (self, OP_LOGIN, request);
+    op_t *op = auth_op_new (self, OP_LOGIN, request);
     if (op) {
-        op->password = s_strndup (password, password_size);
+        op->password = auth_strndup (password, password_size);
         op->password_size = password_size;
         if (valid) {
-            op->name = s_strndup (name, name_size);
+            op->name = auth_strndup (name, name_size);
             op->name_key = strdup (key);
         }
         op->pair_key = pair;
@@ -913,7 +882,7 @@ s_login_checked (auth_t *self, parley_request_t *request, const char *name, size
     zstr_free (&pair);
     if (!op || !op->password || (valid && (!op->name || !op->name_key))) {
         if (op)
-            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         else
             self->host->reply_error (self->ctx, &request, "internal",
                                      "The server ran out of memory; try again.");
@@ -923,17 +892,17 @@ s_login_checked (auth_t *self, parley_request_t *request, const char *name, size
         //  No such account can exist; answer as for any unknown user,
         //  after the same time
         op->unknown_user = true;
-        s_op_verify (self, op, self->dummy_hash);
+        auth_op_verify (self, op, self->dummy_hash);
     }
     else
-        s_op_call_one (self, op, "store.user.get", "name", op->name, s_login_on_user_get);
+        auth_op_call_one (self, op, "store.user.get", "name", op->name, auth_login_on_user_get);
 }
 
 static void
 s_login (auth_t *self, parley_request_t *request)
 {
     msgpack_unpacked fields;
-    if (s_body (self, &request, &fields))
+    if (auth_body (self, &request, &fields))
         return;
     const char *name, *password;
     size_t name_size, password_size;
@@ -949,53 +918,40 @@ s_login (auth_t *self, parley_request_t *request)
     msgpack_unpacked_destroy (&fields);
 }
 
+bool
+auth_token_put_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply, const char *gone)
+{
+    //  The operator disabled or deleted the account while we checked it
+    if (reply->code && streq (reply->code, "forbidden"))
+        auth_op_fail (self, op, "account_disabled",
+                      "This account is disabled; ask the server's operator.");
+    else
+    if (reply->code && streq (reply->code, "not_found"))
+        auth_op_fail (self, op, "bad_credentials", gone);
+    else
+    if (reply->code)
+        auth_op_store_failed (self, op, reply);
+    return reply->code != NULL;
+}
+
 static void
 s_login_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 {
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
-    //  The operator disabled or deleted the account while we checked it
-    if (reply->code && streq (reply->code, "forbidden"))
-        s_op_fail (self, op, "account_disabled",
-                   "This account is disabled; ask the server's operator.");
-    else
-    if (reply->code && streq (reply->code, "not_found"))
-        s_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
-    else
-    if (reply->code)
-        s_op_store_failed (self, op, reply);
+    if (auth_token_put_failed (self, op, reply, "The username or the password is wrong."))
+        ;                       //  answered
     else {
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' logged in from %s", op->name,
-                         s_addr (op->address));
+                         auth_addr (op->address));
         s_trim_tokens (self, op->name);
         s_op_bind (self, op, op->name);
     }
 }
 
-static void
-s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
+void
+auth_failures_count (auth_t *self, op_t *op)
 {
-    //  Not checked, so not a failure: its time ran out in the queue
-    if (job->expired) {
-        s_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
-                          " moment.", au_pool_hash_ms (self->pool), false);
-        return;
-    }
-    if (job->ok && !op->unknown_user && op->disabled) {
-        //  Told only to whoever knows the password
-        self->host->log (self->ctx, PARLEY_LOG_INFO, "login as disabled '%s' from %s refused",
-                         op->name, s_addr (op->address));
-        s_op_fail (self, op, "account_disabled",
-                   "This account is disabled; ask the server's operator.");
-        return;
-    }
-    if (job->ok && !op->unknown_user) {
-        au_limiter_clear (self->user_failures, op->name_key);
-        if (op->pair_key)
-            au_limiter_clear (self->pair_failures, op->pair_key);
-        s_op_issue_token (self, op, s_login_on_token_put);
-        return;
-    }
     int64_t now = zclock_mono ();
     if (op->address)
         au_limiter_fail (self->address_failures, op->address, now);
@@ -1003,14 +959,48 @@ s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
         au_limiter_fail (self->user_failures, op->name_key, now);
     if (op->pair_key)
         au_limiter_fail (self->pair_failures, op->pair_key, now);
+}
+
+void
+auth_failures_clear (auth_t *self, op_t *op)
+{
+    if (op->name_key)
+        au_limiter_clear (self->user_failures, op->name_key);
+    if (op->pair_key)
+        au_limiter_clear (self->pair_failures, op->pair_key);
+}
+
+static void
+s_login_on_job (auth_t *self, op_t *op, au_job_t *job)
+{
+    //  Not checked, so not a failure: its time ran out in the queue
+    if (job->expired) {
+        auth_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
+                             " moment.", au_pool_hash_ms (self->pool), false);
+        return;
+    }
+    if (job->ok && !op->unknown_user && op->disabled) {
+        //  Told only to whoever knows the password
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "login as disabled '%s' from %s refused",
+                         op->name, auth_addr (op->address));
+        auth_op_fail (self, op, "account_disabled",
+                      "This account is disabled; ask the server's operator.");
+        return;
+    }
+    if (job->ok && !op->unknown_user) {
+        auth_failures_clear (self, op);
+        auth_op_issue_token (self, op, s_login_on_token_put);
+        return;
+    }
+    auth_failures_count (self, op);
     if (op->name)
         self->host->log (self->ctx, PARLEY_LOG_INFO, "failed login as '%s' from %s (%s)",
-                         op->name, s_addr (op->address),
+                         op->name, auth_addr (op->address),
                          op->unknown_user ? "no such user" : "wrong password");
     else
         self->host->log (self->ctx, PARLEY_LOG_INFO,
-                         "failed login from %s (not a valid username)", s_addr (op->address));
-    s_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
+                         "failed login from %s (not a valid username)", auth_addr (op->address));
+    auth_op_fail (self, op, "bad_credentials", "The username or the password is wrong.");
 }
 
 
@@ -1023,7 +1013,7 @@ static void
 s_resume (auth_t *self, parley_request_t *request)
 {
     msgpack_unpacked fields;
-    if (s_body (self, &request, &fields))
+    if (auth_body (self, &request, &fields))
         return;
     const char *token;
     size_t token_size;
@@ -1040,7 +1030,7 @@ s_resume (auth_t *self, parley_request_t *request)
                                  "This token is not valid (unknown, expired or revoked); "
                                  "log in again.");
     else {
-        op_t *op = s_op_new (self, OP_RESUME, request);
+        op_t *op = auth_op_new (self, OP_RESUME, request);
         if (!op)
             self->host->reply_error (self->ctx, &request, "internal",
                                      "The server ran out of memory; try again.");
@@ -1048,8 +1038,8 @@ s_resume (auth_t *self, parley_request_t *request)
             memcpy (op->token, token, token_size);
             op->token [token_size] = 0;
             s_token_hash (op->token, token_size, op->token_hash);
-            s_op_call_one (self, op, "store.token.get", "token_hash", op->token_hash,
-                           s_resume_on_token_get);
+            auth_op_call_one (self, op, "store.token.get", "token_hash", op->token_hash,
+                              s_resume_on_token_get);
         }
     }
     msgpack_unpacked_destroy (&fields);
@@ -1065,26 +1055,26 @@ s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
     size_t name_size;
     int64_t expires_at, created_at;
     if (reply->code && streq (reply->code, "not_found"))
-        s_op_fail (self, op, "invalid_token",
-                   "This token is not valid (unknown, expired or revoked); log in again.");
+        auth_op_fail (self, op, "invalid_token",
+                      "This token is not valid (unknown, expired or revoked); log in again.");
     else
     if (reply->code || s_field_str (reply->body, "user", &name, &name_size)
         || pl_body_int64 (reply->body, "expires_at", &expires_at) != 1
         || pl_body_int64 (reply->body, "created_at", &created_at) != 1)
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
     else
     if (expires_at <= zclock_time ())
-        s_op_fail (self, op, "invalid_token",
-                   "This token has expired; log in again.");
+        auth_op_fail (self, op, "invalid_token",
+                      "This token has expired; log in again.");
     else {
-        op->name = s_strndup (name, name_size);
+        op->name = auth_strndup (name, name_size);
         if (!op->name) {
-            s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+            auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
             return;
         }
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' resumed a session from %s",
-                         op->name, s_addr (op->address));
-        s_touch_token (self, op->token_hash, created_at);
+                         op->name, auth_addr (op->address));
+        s_touch_token (self, op->token_hash, expires_at);
         s_op_bind (self, op, op->name);
     }
 }
@@ -1104,7 +1094,7 @@ s_logout (auth_t *self, parley_request_t *request)
         self->host->reply (self->ctx, &request, NULL, 0);
         return;
     }
-    op_t *op = s_op_new (self, OP_LOGOUT, request);
+    op_t *op = auth_op_new (self, OP_LOGOUT, request);
     if (!op) {
         self->host->reply_error (self->ctx, &request, "internal",
                                  "The server ran out of memory; try again.");
@@ -1112,22 +1102,22 @@ s_logout (auth_t *self, parley_request_t *request)
     }
     op->name = strdup (user);
     if (!op->name) {
-        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
     binding_t *binding = s_binding_lookup (self, op->session);
     if (binding && streq (binding->user, user)) {
         memcpy (op->token_hash, binding->token_hash, sizeof op->token_hash);
-        s_op_call_one (self, op, "store.token.delete", "token_hash", op->token_hash,
-                       s_logout_on_deleted);
+        auth_op_call_one (self, op, "store.token.delete", "token_hash", op->token_hash,
+                          s_logout_on_deleted);
     }
     else {
         //  Bound before this instance knew it (see README): unbind only
         self->host->log (self->ctx, PARLEY_LOG_INFO,
                          "'%s' logged out from %s (token of this session unknown here: "
-                         "only this session is unbound)", user, s_addr (op->address));
+                         "only this session is unbound)", user, auth_addr (op->address));
         self->host->reply_bind (self->ctx, &op->request, NULL, NULL, 0);
-        s_op_finish (self, op);
+        auth_op_finish (self, op);
     }
 }
 
@@ -1180,15 +1170,15 @@ s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (reply->code && !streq (reply->code, "not_found")) {
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
         return;
     }
     size_t other_count = s_revoke_sessions (self, op->token_hash, op->session);
     self->host->log (self->ctx, PARLEY_LOG_INFO,
                      "'%s' logged out from %s; token revoked, %zu other session%s unbound",
-                     op->name, s_addr (op->address), other_count, other_count == 1 ? "" : "s");
+                     op->name, auth_addr (op->address), other_count, other_count == 1 ? "" : "s");
     self->host->reply_bind (self->ctx, &op->request, NULL, NULL, 0);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 
@@ -1218,21 +1208,24 @@ s_online_track (auth_t *self, int event, uint64_t session, const char *user)
         zhashx_delete (self->online, key);
 }
 
-//  Every session of user (bound, or being bound by us) hears logged_out and
-//  is unbound. Returns how many.
-static size_t
-s_admin_logout (auth_t *self, const char *user)
+//  Every session of user (bound, or being bound by us) but except hears
+//  logged_out and is unbound. Returns how many.
+size_t
+auth_logout_user (auth_t *self, const char *user, uint64_t except)
 {
+    char except_key [17];
+    snprintf (except_key, sizeof except_key, "%016" PRIx64, except);
     zhashx_t *found = zhashx_new ();
     if (!found)
         return 0;
     for (char *name = (char *) zhashx_first (self->online); name;
          name = (char *) zhashx_next (self->online))
-        if (strcasecmp (name, user) == 0)
+        if (strcasecmp (name, user) == 0
+            && !streq ((const char *) zhashx_cursor (self->online), except_key))
             zhashx_update (found, (const char *) zhashx_cursor (self->online), self);
     for (binding_t *binding = (binding_t *) zhashx_first (self->bindings); binding;
          binding = (binding_t *) zhashx_next (self->bindings))
-        if (strcasecmp (binding->user, user) == 0)
+        if (strcasecmp (binding->user, user) == 0 && binding->sid != except)
             zhashx_update (found, binding->sid_key, self);
     size_t count = 0;
     uint64_t *sids = (uint64_t *) calloc (zhashx_size (found) + 1, sizeof (uint64_t));
@@ -1268,12 +1261,12 @@ s_admin_done (auth_t *self, op_t *op, const char *state, int64_t tokens, size_t 
     if (op->generated)
         pl_pack_kstr (&pack, "password", op->token);
     self->host->log (self->ctx, PARLEY_LOG_INFO, "operator %s: '%s' %s; %lld token%s revoked,"
-                     " %zu session%s logged out", s_addr (op->address), op->name,
+                     " %zu session%s logged out", auth_addr (op->address), op->name,
                      state ? state : "has a new password", (long long) tokens,
                      tokens == 1 ? "" : "s", sessions, sessions == 1 ? "" : "s");
     self->host->reply (self->ctx, &op->request, pack.buffer.data, pack.buffer.size);
     pl_pack_release (&pack);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 //  The store changed the account: its sessions go, unless it is active now
@@ -1284,18 +1277,18 @@ s_admin_on_changed (void *state, void *arg, const pl_call_reply_t *reply)
     op_t *op = (op_t *) arg;
     char *name = NULL, *account = NULL;
     if (reply->code && (streq (reply->code, "not_found") || streq (reply->code, "conflict")))
-        s_op_fail (self, op, streq (reply->code, "not_found") ? "no_such_user" : "conflict",
-                   reply->message ? reply->message : "No such user.");
+        auth_op_fail (self, op, streq (reply->code, "not_found") ? "no_such_user" : "conflict",
+                      reply->message ? reply->message : "No such user.");
     else
     if (reply->code || pl_body_str (reply->body, "name", &name) != 1)
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
     else {
         pl_body_str (reply->body, "state", &account);
         free (op->name);
         op->name = name;
         name = NULL;
         bool active = account && streq (account, "active");
-        size_t sessions = active ? 0 : s_admin_logout (self, op->name);
+        size_t sessions = active ? 0 : auth_logout_user (self, op->name, 0);
         s_admin_done (self, op, account, pl_body_int (reply->body, "tokens"), sessions);
     }
     free (name);
@@ -1307,13 +1300,13 @@ static void
 s_admin_reset_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
     if (!job->ok) {
-        s_op_fail (self, op, "internal", "The server could not hash the password.");
+        auth_op_fail (self, op, "internal", "The server could not hash the password.");
         return;
     }
     pl_pack_t pack;
     pl_pack_start (&pack, 2, "name", op->name);
     pl_pack_kstr (&pack, "password_hash", job->hash);
-    s_op_call (self, op, "store.user.set_password", &pack, s_admin_on_changed);
+    auth_op_call (self, op, "store.user.set_password", &pack, s_admin_on_changed);
     pl_pack_release (&pack);
 }
 
@@ -1325,11 +1318,13 @@ s_admin_reset (auth_t *self, op_t *op, const msgpack_object *fields)
     const char *given;
     size_t size;
     if (s_field_str (fields, "password", &given, &size) == 0) {
-        if (size < PL_PASSWORD_MIN || size > PL_PASSWORD_MAX || memchr (given, 0, size)) {
-            s_op_fail (self, op, "weak_password", "A password has 8 to 1024 bytes.");
+        const char *weak = memchr (given, 0, size) ? "A password holds no NUL byte."
+                         : au_common_weak (self->common, op->name, given, size);
+        if (weak) {
+            auth_op_fail (self, op, "weak_password", weak);
             return;
         }
-        op->password = s_strndup (given, size);
+        op->password = auth_strndup (given, size);
         op->password_size = size;
     }
     else {
@@ -1340,15 +1335,15 @@ s_admin_reset (auth_t *self, op_t *op, const msgpack_object *fields)
         sodium_memzero (raw, sizeof raw);
         op->generated = true;
         op->password_size = strlen (op->token);
-        op->password = s_strndup (op->token, op->password_size);
+        op->password = auth_strndup (op->token, op->password_size);
     }
     if (!op->password) {
-        s_op_fail (self, op, "internal", "The server ran out of memory; try again.");
+        auth_op_fail (self, op, "internal", "The server ran out of memory; try again.");
         return;
     }
     au_job_t *job = au_job_new_hash (op->password, op->password_size, op);
     sodium_memzero (op->password, op->password_size);
-    s_op_submit (self, op, job);
+    auth_op_submit (self, op, job);
 }
 
 //  admin.users.list {after?}: the store's page, passed on
@@ -1358,7 +1353,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
     if (reply->code) {
-        s_op_store_failed (self, op, reply);
+        auth_op_store_failed (self, op, reply);
         return;
     }
     msgpack_sbuffer buffer;
@@ -1368,7 +1363,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
     msgpack_pack_object (&packer, *reply->body);
     self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
-    s_op_finish (self, op);
+    auth_op_finish (self, op);
 }
 
 //  Reads the request's user and sends op's store call
@@ -1380,20 +1375,20 @@ s_admin_start (auth_t *self, op_t *op, const char *verb, const msgpack_object *f
     pl_pack_t pack;
     if (streq (verb, "list")) {
         bool paged = s_field_str (fields, "after", &after, &size) == 0;
-        op->name = paged ? s_strndup (after, size) : NULL;
+        op->name = paged ? auth_strndup (after, size) : NULL;
         pl_pack_init (&pack);
         pl_pack_map (&pack, paged ? 2 : 1);
         pl_pack_kuint (&pack, "limit", 1000);
         if (paged)
             pl_pack_kstr (&pack, "after", op->name ? op->name : "");
-        s_op_call (self, op, "store.user.list", &pack, s_admin_on_listed);
+        auth_op_call (self, op, "store.user.list", &pack, s_admin_on_listed);
         pl_pack_release (&pack);
         return;
     }
     const char *user;
     if (s_field_str (fields, "user", &user, &size) || !size || size > PL_STORE_NAME_MAX
-    ||  !(op->name = s_strndup (user, size))) {
-        s_op_fail (self, op, "bad_request", "The field 'user' must be a user name.");
+    ||  !(op->name = auth_strndup (user, size))) {
+        auth_op_fail (self, op, "bad_request", "The field 'user' must be a user name.");
         return;
     }
     if (streq (verb, "reset_password")) {
@@ -1403,7 +1398,7 @@ s_admin_start (auth_t *self, op_t *op, const char *verb, const msgpack_object *f
     pl_pack_start (&pack, 2, "name", op->name);
     pl_pack_kstr (&pack, "state", streq (verb, "disable") ? "disabled"
                                 : streq (verb, "delete") ? "deleted" : "active");
-    s_op_call (self, op, "store.user.set_state", &pack, s_admin_on_changed);
+    auth_op_call (self, op, "store.user.set_state", &pack, s_admin_on_changed);
     pl_pack_release (&pack);
 }
 
@@ -1420,9 +1415,9 @@ s_admin (auth_t *self, parley_request_t *request, const char *type)
         return;
     }
     msgpack_unpacked fields;
-    if (s_body (self, &request, &fields))
+    if (auth_body (self, &request, &fields))
         return;
-    op_t *op = s_op_new (self, OP_ADMIN, request);
+    op_t *op = auth_op_new (self, OP_ADMIN, request);
     if (!op)
         self->host->reply_error (self->ctx, &request, "internal",
                                  "The server ran out of memory; try again.");
@@ -1448,6 +1443,9 @@ s_on_wake (void *state)
         else
         if (op->kind == OP_ADMIN)
             s_admin_reset_on_job (self, op, job);
+        else
+        if (op->kind == OP_PASSWORD)
+            au_password_on_job (self, op, job);
         else
             s_login_on_job (self, op, job);
         au_job_destroy (&job);
@@ -1533,6 +1531,7 @@ typedef struct {
     uint64_t workers, queue, ops_limit, mem_limit;
     uint64_t max_pair, max_user, max_address, window_ms, register_rate;
     uint64_t ttl_days, ttl_ms, max_tokens, touch_interval_ms;
+    const char *common_passwords;   //  a list of one's own, or NULL: the built-in one
 } settings_t;
 
 //  Reads every option. Returns 0, or -1 after logging each value refused.
@@ -1561,6 +1560,7 @@ s_settings_read (const parley_host_t *host, parley_ctx_t *ctx, settings_t *set)
                                       1, DAY_MS);
     set->ttl_days = pl_options_uint (&options, "token_ttl_days", AUTH_TOKEN_TTL_DAYS, 1, 3650);
     set->ttl_ms = pl_options_uint (&options, "token_ttl_ms", 0, 0, 3650 * DAY_MS);
+    set->common_passwords = pl_options_str (&options, "common_passwords", NULL);
     return pl_options_refused (&options) ? -1 : 0;
 }
 
@@ -1579,8 +1579,8 @@ s_parts_new (auth_t *self, const settings_t *set)
                                              AUTH_LIMITER_KEYS);
     self->registrations = au_limiter_new (set->register_rate, AUTH_REGISTER_WINDOW_MS,
                                           AUTH_LIMITER_KEYS);
-    self->touched = au_limiter_new (set->touch_interval_ms ? 1 : 0,
-                                    (int64_t) set->touch_interval_ms, AUTH_LIMITER_KEYS);
+    self->touched = au_limiter_new (self->touch_every_ms ? 1 : 0, self->touch_every_ms,
+                                    AUTH_LIMITER_KEYS);
     self->ops = zlistx_new ();
     self->bindings = zhashx_new ();
     self->tokens = zhashx_new ();
@@ -1617,6 +1617,20 @@ s_dummy_hash_make (auth_t *self, const settings_t *set)
     return hashed ? -1 : 0;
 }
 
+//  The common passwords refused: the built-in list, or auth.common_passwords.
+//  Returns 0, or -1 after logging why.
+static int
+s_common_load (auth_t *self, const settings_t *set)
+{
+    char error [160] = "";
+    self->common = au_common_new (set->common_passwords, error, sizeof error);
+    if (!self->common)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "auth.common_passwords: cannot use '%s':"
+                         " %s", set->common_passwords ? set->common_passwords
+                                                      : "(built-in list)", error);
+    return self->common ? 0 : -1;
+}
+
 static void
 s_log_ready (auth_t *self, const settings_t *set)
 {
@@ -1624,7 +1638,8 @@ s_log_ready (auth_t *self, const settings_t *set)
                      "ready: argon2id ops_limit %llu, mem_limit %llu KiB, %llu workers; at most "
                      "%llu failed logins per username and address, %llu per address and %llu "
                      "per username in %llu ms; %llu registrations per address a minute; tokens "
-                     "valid %lld s, %llu per user, their use recorded to %llu ms",
+                     "valid %lld s from their last use, %llu per user, their use recorded to "
+                     "%lld ms; %zu common passwords refused (%s)",
                      (unsigned long long) set->ops_limit,
                      (unsigned long long) (set->mem_limit >> 10),
                      (unsigned long long) set->workers, (unsigned long long) set->max_pair,
@@ -1633,7 +1648,8 @@ s_log_ready (auth_t *self, const settings_t *set)
                      (unsigned long long) set->register_rate,
                      (long long) (self->token_ttl_ms / 1000),
                      (unsigned long long) set->max_tokens,
-                     (unsigned long long) set->touch_interval_ms);
+                     (long long) self->touch_every_ms, au_common_size (self->common),
+                     set->common_passwords ? set->common_passwords : "built-in list");
 }
 
 static void s_destroy (void **state_p);
@@ -1663,8 +1679,12 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->host = host;
     self->token_ttl_ms = set.ttl_ms ? (int64_t) set.ttl_ms : (int64_t) set.ttl_days * DAY_MS;
     self->max_tokens = set.max_tokens;
-    self->touch_interval_ms = (int64_t) set.touch_interval_ms;
-    if (s_parts_new (self, &set) || s_dummy_hash_make (self, &set)) {
+    //  A use recorded at most half a lifetime late (see s_touch_token)
+    self->touch_every_ms = (int64_t) set.touch_interval_ms;
+    if (self->touch_every_ms > self->token_ttl_ms / 2)
+        self->touch_every_ms = self->token_ttl_ms / 2;
+    if (s_parts_new (self, &set) || s_common_load (self, &set)
+        || s_dummy_hash_make (self, &set)) {
         s_destroy ((void **) &self);
         return -1;
     }
@@ -1691,6 +1711,7 @@ s_destroy (void **state_p)
     au_limiter_destroy (&self->address_failures);
     au_limiter_destroy (&self->registrations);
     au_limiter_destroy (&self->touched);
+    au_common_destroy (&self->common);
     if (self->ops) {
         //  Their requests and calls are the host's to drop now
         op_t *op = (op_t *) zlistx_first (self->ops);
@@ -1740,12 +1761,16 @@ s_on_request (void *state, parley_request_t *request)
     if (type && streq (type, "auth.logout"))
         s_logout (self, request);
     else
+    if (type && streq (type, "auth.password"))
+        au_password_request (self, request);
+    else
     if (type && strncmp (type, "admin.users.", 12) == 0)
         s_admin (self, request, type);
     else {
         char message [160];
         snprintf (message, sizeof message,
-                  "auth serves auth.register, auth.login, auth.resume and auth.logout, "
+                  "auth serves auth.register, auth.login, auth.resume, auth.logout and "
+                  "auth.password, "
                   "not '%.64s'.", type ? type : "");
         self->host->reply_error (self->ctx, &request, "unknown_type", message);
     }

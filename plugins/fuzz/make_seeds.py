@@ -129,6 +129,14 @@ SEEDS = {
         "sessions": session("bound", 1, "alice") + session("closed", 1, "alice")
             + session("reset") + timers(),
         "unknown": request("auth.nope", {}),
+        "password": session("bound", 1, "alice")
+            + request("auth.password", {"password": "correct horse",
+                                        "new_password": "a brand new secret"}, user="alice")
+            + answer({"name": "Alice", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + timers() + timers() + answer({"user": "Alice"}, pick=1)
+            + answer({"name": "Alice", "tokens": 2}, pick=1),
+        "password-weak": request("auth.password", {"password": "correct horse",
+                                                   "new_password": "12345678"}, user="alice"),
     },
     "presence": {
         "list": session("bound", 1, "alice") + session("bound", 2, "bob") + timers()

@@ -59,6 +59,7 @@ struct _pl_lane_key_t {
     pl_nonce_t *nonces;             //  its recent writes' nonces, owned
     int64_t call_sent;              //  monotonic ms the call out was sent
     size_t call_kind;               //  the kind of the ops it was sent for
+    bool reading;                   //  the call out changes nothing (pl_lane_read)
     bool unknown;                   //  while an answer is handed over: the call
                                     //  failed with its outcome unknown
     int64_t retry_ms;               //  ... and the callee's retry_after_ms
@@ -430,9 +431,14 @@ pl_lane_failure (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const ch
                                 text, retry_ms);
     }
     else
-    if (strcmp (code, "unavailable") == 0)
-        pl_lane_error (self, op, "unavailable", "The %s service cannot reach its storage now;"
-                       " try again later.", self->cls->service);
+    if (strcmp (code, "unavailable") == 0) {
+        //  Nothing was done: when to try again is the store's word, or the
+        //  key's work ahead
+        snprintf (text, sizeof text, "The %s service cannot reach its storage now; try again"
+                  " later.", self->cls->service);
+        pl_reply_error_retry (self->host, self->ctx, &op->request, "unavailable", text,
+                              retry_ms);
+    }
     else
         pl_lane_error (self, op, "internal", "The %s service failed; try again.",
                        self->cls->service);
@@ -475,7 +481,8 @@ s_reply_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op, uint64
     pl_pack_release (&pack);
 }
 
-//  True when op's nonce is one the key knows: then op is answered
+//  True when op's nonce is one the key knows: then op is answered as the
+//  repeat it is (at the head of the queue, and for a request coming in)
 static bool
 s_repeat (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 {
@@ -606,10 +613,10 @@ s_kick (pl_lane_t *self, pl_lane_key_t *key)
     while (key->head && !key->busy) {
         pl_lane_op_t *op = key->head;
         if (op->request && !op->started && s_too_late (self, op)) {
-            //  Dropped at the head of an idle key for the measure alone:
-            //  only a call that runs renews it (pl_service_refused)
+            //  Dropped at the head of an idle key, nothing ahead of it: for
+            //  the measure alone, unless its time is gone
             if (s_time_left (self, op) > 0)
-                pl_service_refused (&self->call_times [op->kind]);
+                pl_service_refused (&self->call_times [op->kind], 0);
             s_expire (self, key, op);
         }
         else
@@ -818,6 +825,17 @@ pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *
 }
 
 int
+pl_lane_read (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+              pl_lane_answer_fn *answer)
+{
+    key->reading = true;
+    int rc = s_send (self, key, type, pack, 0, answer);
+    if (rc != 0)
+        key->reading = false;
+    return rc;
+}
+
+int
 pl_lane_write (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
                size_t count, pl_lane_answer_fn *answer)
 {
@@ -944,8 +962,10 @@ s_answered (void *state, void *arg, const pl_call_reply_t *reply)
     pl_service_add_batch (&self->services [key->call_kind], key->touched - key->call_sent,
                           served);
     pl_service_add (&self->call_times [key->call_kind], key->touched - key->call_sent);
-    //  pl_lane_failure tells its callers so while the answer is handed over
-    key->unknown = code && reply->outcome_unknown;
+    //  pl_lane_failure tells its callers so while the answer is handed over;
+    //  a read whose answer was lost did nothing all the same
+    key->unknown = code && reply->outcome_unknown && !key->reading;
+    key->reading = false;
     key->retry_ms = code? reply->retry_ms: 0;
     if (!key->head)
         ;
@@ -1018,10 +1038,7 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
     int64_t retry_ms = pl_service_refuse (service, key->queued, 1, s_time_left (self, &probe));
     if (retry_ms == 0)
         return false;
-    //  Refused with nothing queued: the measure alone says no, and only an
-    //  op that runs renews it (pl_service_refused)
-    if (key->queued == 0)
-        pl_service_refused (service);
+    pl_service_refused (service, key->queued);
     pl_lane_refuse (intake, "unavailable", "The %s service has more work for '%.40s' than it"
                     " can do in time; try again shortly.", self->cls->service, key->entry.name);
     intake->retry_ms = retry_ms;
@@ -1030,24 +1047,18 @@ s_admit (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
 
 //  A repeat of a write the key remembers is answered at once, before the
 //  queue's bound and admission (PROTOCOL.md: a repeat is recognised before
-//  any limit). Returns true when request was answered so.
+//  any limit), as at the head (s_repeat). Returns true when request was
+//  answered so.
 static bool
-s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
-                 parley_request_t **request_p, const char *user, pl_lane_intake_t *intake)
+s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request_p,
+                 const char *user, pl_lane_intake_t *intake)
 {
-    uint64_t seq;
-    int64_t ts;
-    if (!intake->nonce || !pl_nonce_get (key->nonces, user, intake->nonce, &seq, &ts))
+    //  A stand-in op that owns nothing: the request is answered through it
+    pl_lane_op_t probe = { .request = *request_p, .user = (char *) user,
+                           .nonce = intake->nonce };
+    if (!s_repeat (self, key, &probe))
         return false;
-    pl_lane_op_t *op = s_op_new (user, type->start);
-    if (!op)
-        return false;
-    op->request = *request_p;
     *request_p = NULL;
-    op->nonce = intake->nonce;
-    intake->nonce = NULL;
-    s_reply_duplicate (self, key, op, seq, ts);
-    s_op_destroy (self, &op);
     return true;
 }
 
@@ -1069,7 +1080,7 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
         return;
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
-    if (key && s_intake_repeat (self, key, type, request_p, user, intake))
+    if (key && s_intake_repeat (self, key, request_p, user, intake))
         return;
     pl_lane_op_t *op = key && !pl_lane_full (self, key)
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;

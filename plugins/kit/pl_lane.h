@@ -348,6 +348,13 @@ int
     pl_lane_call (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
                   pl_lane_answer_fn *answer);
 
+//  The same for a call that changes nothing (a page of history, a nonce
+//  or a user looked up): an answer lost on the way leaves no outcome
+//  unknown, so a failure answers plain unavailable (pl_lane_failure)
+int
+    pl_lane_read (pl_lane_t *self, pl_lane_key_t *key, const char *type, pl_pack_t *pack,
+                  pl_lane_answer_fn *answer);
+
 //  Sends the store write of the count requests at the head (a run, or one
 //  write that changes the key's state): answer is handed each of them in
 //  order and answers each (a write of one may leave its request to run

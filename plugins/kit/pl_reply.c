@@ -4,6 +4,7 @@
 */
 
 #include "pl_reply.h"
+#include "pl_service.h"
 #include "pl_text.h"
 
 #include <inttypes.h>
@@ -194,4 +195,22 @@ pl_reply_error_unknown (const parley_host_t *host, parley_ctx_t *ctx,
     if (host->abi_minor < 3 || !host->reply_error_body)
         return pl_reply_error_retry (host, ctx, request_p, code, message, retry_after_ms);
     return s_reply_error_fields (host, ctx, request_p, code, message, retry_after_ms, true);
+}
+
+int64_t
+pl_reply_retry_ms (int64_t told_ms, int64_t measured_ms)
+{
+    int64_t retry_ms = told_ms > measured_ms? told_ms: measured_ms;
+    return retry_ms > PL_SERVICE_RETRY_MIN_MS? retry_ms: PL_SERVICE_RETRY_MIN_MS;
+}
+
+int
+pl_reply_store_failed (const parley_host_t *host, parley_ctx_t *ctx,
+                       parley_request_t **request_p, const char *code, const char *message,
+                       int64_t told_ms, int64_t measured_ms)
+{
+    if (code && strcmp (code, "unavailable") == 0)
+        return pl_reply_error_retry (host, ctx, request_p, "unavailable", message,
+                                     pl_reply_retry_ms (told_ms, measured_ms));
+    return host->reply_error (ctx, request_p, "internal", message);
 }

@@ -100,6 +100,21 @@ pl_reply_error_unknown (const parley_host_t *host, parley_ctx_t *ctx,
                         parley_request_t **request_p, const char *code, const char *message,
                         int64_t retry_after_ms);
 
+//  retry_after_ms for a request refused because a store call failed: the
+//  larger of what the store's answer said (told_ms; 0 when it said
+//  nothing) and measured_ms (the plugin's own measure of such calls,
+//  pl_service), at least PL_SERVICE_RETRY_MIN_MS
+int64_t
+pl_reply_retry_ms (int64_t told_ms, int64_t measured_ms);
+
+//  Answers a request whose store call failed with code (NULL: a malformed
+//  answer): unavailable with message and pl_reply_retry_ms (told_ms,
+//  measured_ms) when code is unavailable, else internal with message
+int
+pl_reply_store_failed (const parley_host_t *host, parley_ctx_t *ctx,
+                       parley_request_t **request_p, const char *code, const char *message,
+                       int64_t told_ms, int64_t measured_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,8 +65,9 @@ pl_service_refuse (const pl_service_t *self, uint64_t waiting, uint64_t workers,
 }
 
 void
-pl_service_refused (pl_service_t *self)
+pl_service_refused (pl_service_t *self, uint64_t waiting)
 {
     assert (self);
-    self->spent_ms *= 1 - PL_SERVICE_WEIGHT;
+    if (waiting == 0)
+        self->spent_ms *= 1 - PL_SERVICE_WEIGHT;
 }

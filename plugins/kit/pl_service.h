@@ -66,14 +66,17 @@ int64_t
     pl_service_refuse (const pl_service_t *self, uint64_t waiting, uint64_t workers,
                        int64_t time_left);
 
-//  Says that a job was refused (or dropped) on the measure: decays the time
-//  spent as a sample of no time would, so one job's time falls by
+//  Says that a job was refused (or dropped) with waiting jobs ahead of it
+//  (not started yet). With none ahead the measure alone said no: the time
+//  spent decays as a sample of no time would, so one job's time falls by
 //  PL_SERVICE_WEIGHT. A measure is renewed only by jobs that run, so
 //  without this one left high by a stall that has ended (a store stopped
 //  for seconds) would refuse every job for ever; with it, each refusal
-//  brings it down until jobs are admitted and measured again.
+//  brings it down until jobs are admitted and measured again. With jobs
+//  ahead, the work queued said no, and they will renew the measure: it
+//  stays.
 void
-    pl_service_refused (pl_service_t *self);
+    pl_service_refused (pl_service_t *self, uint64_t waiting);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,7 @@
 #include "pl_options.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
+#include "pl_service.h"
 #include "pl_text.h"
 #include "pl_time.h"
 
@@ -67,6 +68,7 @@ typedef struct {
 typedef struct list_s list_t;
 struct list_s {
     parley_request_t *request;      //  lent by the host until we reply
+    int64_t called;                 //  pl_time_mono when its store call went out
     list_t *prev;                   //  neighbours in pm_t.lists
     list_t *next;
 };
@@ -78,6 +80,8 @@ typedef struct {
     pl_lane_t *lane;                //  the conversations, by pair key, owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     list_t *lists;                  //  pm.conversations in progress, owned
+    pl_service_t lists_time;        //  their store calls' measured time: the
+                                    //  retry_after_ms of a failed one
     int64_t idle_ms;                //  idle conversations leave the cache after this
     uint64_t nonce_cache;           //  nonces each conversation remembers, for the lane
     uint64_t messages;              //  messages stored, for the log at exit
@@ -352,7 +356,7 @@ s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
         return true;
     pl_pack_t pack;
     pl_pack_start (&pack, 1, "name", args->other);
-    pl_lane_call (self->lane, key, "store.user.get", &pack, s_user_answer);
+    pl_lane_read (self->lane, key, "store.user.get", &pack, s_user_answer);
     return false;
 }
 
@@ -473,7 +477,7 @@ s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_start (&pack, 3, "from", op->user);
     pl_pack_kstr (&pack, "to", ((const args_t *) op->args)->other);
     pl_pack_kstr (&pack, "nonce", op->nonce);
-    pl_lane_call (self->lane, key, "store.pm.nonce", &pack, pl_lane_looked_up);
+    pl_lane_read (self->lane, key, "store.pm.nonce", &pack, pl_lane_looked_up);
 }
 
 static void
@@ -590,7 +594,7 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_t pack;
     s_call_pair (&pack, 2 + pl_lane_page_fields (&args->page), op);
     pl_lane_page_pack (&pack, &args->page);
-    pl_lane_call (self->lane, key, "store.pm.history", &pack, s_history_answer);
+    pl_lane_read (self->lane, key, "store.pm.history", &pack, s_history_answer);
 }
 
 
@@ -598,6 +602,16 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  pm.conversations: from the store, any instance
 
 static void s_list_answered (void *state, void *arg, const pl_call_reply_t *reply);
+
+//  Answers a pm.conversations whose store call failed with code (the
+//  store's retry_after_ms told_ms, 0: none)
+static void
+s_list_failed (pm_t *self, list_t *list, const char *code, int64_t told_ms)
+{
+    pl_reply_store_failed (self->host, self->ctx, &list->request, code,
+                           "The private message service cannot reach its storage now;"
+                           " try again later.", told_ms, pl_service_ms (&self->lists_time));
+}
 
 static void
 s_list_request (pm_t *self, parley_request_t *request)
@@ -612,13 +626,12 @@ s_list_request (pm_t *self, parley_request_t *request)
     pl_pack_t pack;
     pl_pack_start (&pack, 2, "user", user? user: "");
     pl_pack_kuint (&pack, "limit", PL_STORE_LIST_MAX);
+    list->called = pl_time_mono ();
     int rc = pl_call_send (self->calls, "store.pm.conversations", pack.buffer.data,
                            pack.buffer.size, s_list_answered, list);
     pl_pack_release (&pack);
     if (rc != 0) {
-        self->host->reply_error (self->ctx, &list->request, "unavailable",
-                                 "The private message service cannot reach its storage now; "
-                                 "try again later.");
+        s_list_failed (self, list, "unavailable", 0);
         free (list);
         return;
     }
@@ -645,15 +658,12 @@ s_list_answered (void *state, void *arg, const pl_call_reply_t *reply)
         list->next->prev = list->prev;
 
     const msgpack_object *convs = pl_body_field (body, "conversations");
+    pl_service_add (&self->lists_time, pl_time_mono () - list->called);
     if (code || !convs || convs->type != MSGPACK_OBJECT_ARRAY) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "could not list conversations: %s (%s)",
                          code? code: "malformed answer", message? message: "");
-        self->host->reply_error (self->ctx, &list->request,
-                                 code && strcmp (code, "unavailable") == 0? "unavailable"
-                                                                          : "internal",
-                                 "The private message service cannot reach its storage now; "
-                                 "try again later.");
+        s_list_failed (self, list, code, reply->retry_ms);
     }
     else {
         msgpack_sbuffer buffer;

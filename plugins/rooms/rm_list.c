@@ -35,7 +35,9 @@
 #include "pl_body.h"
 #include "pl_limits.h"
 #include "pl_reply.h"
+#include "pl_service.h"
 #include "pl_text.h"
+#include "pl_time.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -60,6 +62,7 @@ struct _page_t {
     int64_t active;                 //  ms
     uint32_t given;                 //  PHASE_PUBLIC: public rooms given, earlier pages too
     uint32_t asked;                 //  rooms asked of the store in the call out
+    int64_t called;                 //  pl_time_mono when the call went out
     char prefix [PL_ROOM_NAME_MAX + 1];  //  PHASE_DIRECTORY: lower-cased; "" for none
     uint32_t limit;                 //  PHASE_DIRECTORY: rooms per page
     msgpack_sbuffer rooms;          //  the client's room maps, packed
@@ -76,6 +79,8 @@ struct _rm_list_t {
     pl_call_t *calls;               //  the plugin's, borrowed: every store call
     uint32_t public_max;            //  room.list's other public rooms, at most
     page_t *pages;                  //  in flight, owned
+    pl_service_t calls_time;        //  the store calls' measured time: the
+                                    //  retry_after_ms of a failed page
 };
 
 
@@ -107,12 +112,15 @@ s_page_unlink (rm_list_t *self, page_t *page)
     page->prev = page->next = NULL;
 }
 
-//  Answers the page's request with an error and ends the page
+//  Answers the page's request as its store call failed with code (the
+//  store's retry_after_ms told_ms, 0: none) and ends the page
 static void
-s_page_fail (rm_list_t *self, page_t *page, const char *code, const char *message)
+s_page_fail (rm_list_t *self, page_t *page, const char *code, int64_t told_ms)
 {
     s_page_unlink (self, page);
-    self->host->reply_error (self->ctx, &page->request, code, message);
+    pl_reply_store_failed (self->host, self->ctx, &page->request, code,
+                           "The room service cannot reach its storage now; try again later.",
+                           told_ms, pl_service_ms (&self->calls_time));
     s_page_destroy (&page);
 }
 
@@ -262,11 +270,11 @@ s_page_call (rm_list_t *self, page_t *page)
     const char *type = page->phase == PHASE_JOINED? "store.room.joined"
                      : page->phase == PHASE_INVITED? "store.room.invited"
                      : page->phase == PHASE_PUBLIC? "store.room.public": "store.room.directory";
+    page->called = pl_time_mono ();
     int rc = pl_call_send (self->calls, type, buffer.data, buffer.size, s_page_answered, page);
     msgpack_sbuffer_destroy (&buffer);
     if (rc != 0)
-        s_page_fail (self, page, "unavailable",
-                     "The room service cannot reach its storage now; try again later.");
+        s_page_fail (self, page, "unavailable", 0);
     return rc;
 }
 
@@ -527,12 +535,11 @@ s_page_answered (void *state, void *arg, const pl_call_reply_t *reply)
     const char *code = reply->code;
     const msgpack_object *body = reply->body;
     const msgpack_object *rooms = pl_body_field (body, "rooms");
+    pl_service_add (&self->calls_time, pl_time_mono () - page->called);
     if (code || !rooms || rooms->type != MSGPACK_OBJECT_ARRAY) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING, "could not list rooms for '%s': %s",
                          page->user, code? code: "malformed answer");
-        s_page_fail (self, page, code && strcmp (code, "unavailable") == 0? "unavailable"
-                                                                          : "internal",
-                     "The room service cannot reach its storage now; try again later.");
+        s_page_fail (self, page, code, reply->retry_ms);
         return;
     }
     uint32_t taken = s_page_take (page, rooms);

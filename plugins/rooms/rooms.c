@@ -83,6 +83,8 @@ typedef struct {
     uint64_t seq;                   //  read: the seq read up to
     char **mentions;                //  send: the members the text mentions, as
     size_t mention_count;           //  registered, in order; owned (with the names)
+    bool sender_again;              //  send: a later send of its run is its sender's,
+                                    //  which tells the sender where its marker is
     bool admin;                     //  the operator's (parleyctl): answered with what
                                     //  was done
 } args_t;
@@ -1153,7 +1155,7 @@ s_history_call (rooms_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
     pl_lane_page_pack (&pack, &args->page);
     if (with_marker)
         pl_pack_kstr (&pack, "user", op->user);
-    pl_lane_call (self->lane, key, "store.msg.history", &pack, answer);
+    pl_lane_read (self->lane, key, "store.msg.history", &pack, answer);
 }
 
 //  Answers room.history: the store's page, cut further if the client's
@@ -1555,8 +1557,10 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         pl_lane_stored (key, op);
         self->messages++;
         s_deliver_entry (self, room, op, "message", NULL);
-        //  The sender's marker moved to its message, in the same store write
-        s_deliver_read (self, room, op->user, op->seq);
+        //  The sender's marker moved to its message, in the same store write:
+        //  one read event a sender a run, at its last message of the run
+        if (!((const args_t *) op->args)->sender_again)
+            s_deliver_read (self, room, op->user, op->seq);
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
         msgpack_packer packer;
@@ -1626,6 +1630,22 @@ s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
     zhashx_destroy (&index);
 }
 
+//  Marks each send of the run (count ops from op) whose sender has a later
+//  send in the run: the run is stored whole in one transaction, so its
+//  sender's marker moves once, to the last, and one read event says so
+static void
+s_mark_senders (pl_lane_op_t *op, size_t count)
+{
+    for (size_t taken = 0; taken < count; taken++, op = op->next) {
+        args_t *args = (args_t *) op->args;
+        args->sender_again = false;
+        pl_lane_op_t *later = op->next;
+        for (size_t rest = taken + 1; rest < count && !args->sender_again;
+             rest++, later = later->next)
+            args->sender_again = strcmp (later->user, op->user) == 0;
+    }
+}
+
 //  A send queued behind the head joins its run when it is a member's
 static bool
 s_send_joins (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
@@ -1644,7 +1664,7 @@ s_nonce_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_pack_start (&pack, 3, "room", ((room_t *) pl_lane_state (key))->name);
     pl_pack_kstr (&pack, "user", op->user);
     pl_pack_kstr (&pack, "nonce", op->nonce);
-    pl_lane_call (self->lane, key, "store.msg.nonce", &pack, pl_lane_looked_up);
+    pl_lane_read (self->lane, key, "store.msg.nonce", &pack, pl_lane_looked_up);
 }
 
 static void
@@ -1672,6 +1692,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         msgpack_pack_array (&pack.packer, (uint32_t) count);
     }
     s_find_mentions (room, op, count);
+    s_mark_senders (op, count);
     pl_lane_op_t *next = op;
     for (size_t index = 0; index < count; index++, next = next->next)
         s_pack_store_entry (&pack.packer, next, "message", NULL);
@@ -1912,8 +1933,9 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
     rooms_t *self = (rooms_t *) state;
     parley_request_t *request = (parley_request_t *) arg;
     if (reply->code) {
-        self->host->reply_error (self->ctx, &request, "unavailable", reply->message
-                                 ? reply->message : "The room service cannot reach its storage.");
+        pl_reply_store_failed (self->host, self->ctx, &request, "unavailable", reply->message
+                               ? reply->message : "The room service cannot reach its storage.",
+                               reply->retry_ms, 0);
         return;
     }
     msgpack_sbuffer buffer;

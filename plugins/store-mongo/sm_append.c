@@ -403,8 +403,12 @@ sm_insert_entries (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         return 0;
     int rc = 0;
     size_t start = 0;               //  the first document not yet inserted
+    int64_t started = st_stats_now ();
     while (start < docs.count)
         start = s_insert_from (self, collection, what, &docs, start, &rc);
+    if (self->stats && rc == 0 && docs.count > 0)
+        st_stats_commit (self->stats, pm ? ST_COMMIT_PM_APPEND : ST_COMMIT_MSG_APPEND,
+                         started, docs.count);
     sm_docs_destroy (&docs);
     return rc;
 }

@@ -92,6 +92,7 @@ s_load_users (sm_pending_t *pending, const st_request_t *request)
         case ST_USER_SET_PASSWORD:
             s_user (pending, &request->as.user_set_password.name);
             pending->hash = request->as.user_set_password.password_hash;
+            pending->keep_hash = request->as.user_set_password.keep_token;
             break;
         default:
             break;
@@ -121,6 +122,7 @@ s_load_tokens (sm_pending_t *pending, const st_request_t *request)
         case ST_TOKEN_TOUCH:
             pending->hash = request->as.token_touch.token_hash;
             pending->before = request->as.token_touch.at;
+            pending->expires_at = request->as.token_touch.expires_at;
             break;
         case ST_TOKEN_TRIM:
             s_user (pending, &request->as.token_trim.user);

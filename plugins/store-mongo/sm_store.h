@@ -67,6 +67,7 @@ typedef struct {
     st_text_t name;                 //  name, after, user, owner; pm: from or user
     char key [ST_NAME_MAX + 1];     //  name, lower-cased, NUL-terminated
     st_text_t hash;                 //  password_hash or token_hash
+    st_text_t keep_hash;            //  user.set_password: the token kept, or none
     int64_t created_at;             //  time fields
     int64_t expires_at;
     int64_t before;                 //  token.purge; token.touch's at
@@ -132,6 +133,7 @@ typedef struct {
     size_t pending_count;           //  slots in use
     uint64_t requests;              //  requests run, for the log
     uint64_t round_trips;           //  server operations, for the log
+    st_stats_t *stats;              //  the front's figures, lent; NULL before
 } sm_store_t;
 
 #endif

@@ -514,14 +514,18 @@ sm_run_token_purge (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
 }
 
 
-//  store.token.touch {token_hash, at}: the token's last use is at least at
+//  store.token.touch {token_hash, at, expires_at?}: the token's last use is
+//  at least at, and its expiry at least expires_at (absent: 0, unchanged)
 int
 sm_run_token_touch (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER;
     bson_append_utf8 (&filter, "token_hash", 10, pending->hash.data, (int) pending->hash.size);
-    bson_t *update = BCON_NEW ("$max", "{", "last_used_at", BCON_INT64 (pending->before), "}");
+    bson_t *update = pending->expires_at
+        ? BCON_NEW ("$max", "{", "last_used_at", BCON_INT64 (pending->before),
+                    "expires_at", BCON_INT64 (pending->expires_at), "}")
+        : BCON_NEW ("$max", "{", "last_used_at", BCON_INT64 (pending->before), "}");
     bson_t reply;
     self->round_trips++;
     bool ok = mongoc_collection_update_one (self->tokens, &filter, update, NULL, &reply, error);
@@ -643,7 +647,8 @@ s_user_state (sm_store_t *self, sm_pending_t *pending, char *name, char *state, 
     return rc;
 }
 
-//  Sets fields on the user, deletes its tokens, answers {name, state?, tokens}
+//  Sets fields on the user, deletes its tokens (but set_password's kept one),
+//  answers {name, state?, tokens}
 static int
 s_user_change (sm_store_t *self, sm_pending_t *pending, const char *name, bson_t *update,
                bool revoke, msgpack_packer *packer, bson_error_t *error)
@@ -655,6 +660,14 @@ s_user_change (sm_store_t *self, sm_pending_t *pending, const char *name, bson_t
     int64_t deleted = 0;
     if (ok && revoke) {
         bson_t *tokens = BCON_NEW ("user", BCON_UTF8 (name));
+        if (pending->op == ST_USER_SET_PASSWORD && pending->keep_hash.data) {
+            //  Every token of the user but the one kept (auth.password's new one)
+            bson_t not_kept;
+            BSON_APPEND_DOCUMENT_BEGIN (tokens, "token_hash", &not_kept);
+            bson_append_utf8 (&not_kept, "$ne", 3, pending->keep_hash.data,
+                              (int) pending->keep_hash.size);
+            bson_append_document_end (tokens, &not_kept);
+        }
         bson_t reply;
         self->round_trips++;
         ok = mongoc_collection_delete_many (self->tokens, tokens, NULL, &reply, error);

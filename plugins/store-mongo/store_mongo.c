@@ -261,6 +261,14 @@ s_run (void *state, st_request_t **requests, size_t count)
 
 //  The front's route is SHARD_NONE: any instance may serve any request;
 //  per-caller order holds only with one instance (proto/STORE.md, Ordering)
+static void
+s_stats (void *state, st_stats_t *stats)
+{
+    sm_store_t *self = (sm_store_t *) state;
+    st_stats_init (stats, "mongo", 1u << ST_COMMIT_MSG_APPEND | 1u << ST_COMMIT_PM_APPEND);
+    self->stats = stats;
+}
+
 static const st_backend_t s_backend = {
     .name = "store-mongo",
     .version = "1.0.0",
@@ -270,7 +278,8 @@ static const st_backend_t s_backend = {
     .run = s_run,
     //  MongoDB has its own tools for a consistent copy of a live database
     .backup_refusal = "store-mongo makes no backups itself: use mongodump (with --oplog on a"
-                      " replica set) and mongorestore; see deploy/README.md, \"Backups\"."
+                      " replica set) and mongorestore; see deploy/README.md, \"Backups\".",
+    .stats = s_stats
 };
 
 ST_FRONT_DEFINE (s_backend)

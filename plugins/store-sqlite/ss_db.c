@@ -496,6 +496,19 @@ ss_db_nonce_find (sqlite3_stmt *stmt, bool *found_p, st_duplicate_t *duplicate)
 }
 
 int
+ss_db_nonce_undo (ss_db_t *self, sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
+                  ss_db_nonce_bind_fn *bind, void *arg, const char *where)
+{
+    int rc = ss_db_step (self, SS_DB_ROLLBACK_TO);
+    uint32_t repeated = 0;
+    if (rc == SQLITE_OK)
+        rc = ss_db_nonce_repeats (stmt, request, count, bind, arg, &repeated);
+    if (rc == SQLITE_OK && repeated == 0)
+        st_request_fail (request, "conflict", "%s has a nonce twice in one run.", where);
+    return rc;
+}
+
+int
 ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
                      ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p)
 {

@@ -127,6 +127,17 @@ int
     ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
                          ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p);
 
+//  An append's insert failed on its timeline's nonce index (the run is
+//  inserted first, so that a run with no repeat, the common case, pays no
+//  look-up): undoes what the request wrote (back to its savepoint), then
+//  names the repeats as ss_db_nonce_repeats does. With none found (a nonce
+//  twice in the run itself) the request fails with conflict, message
+//  saying where. Returns SQLITE_OK or the error.
+int
+    ss_db_nonce_undo (ss_db_t *self, sqlite3_stmt *stmt, st_request_t *request,
+                      uint32_t count, ss_db_nonce_bind_fn *bind, void *arg,
+                      const char *where);
+
 #ifdef __cplusplus
 }
 #endif

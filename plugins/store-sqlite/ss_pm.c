@@ -222,6 +222,9 @@ s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
     if (message->nonce.data)
         ss_db_bind_text (stmt, 6, message->nonce);
     int rc = ss_db_step_done (stmt);
+    //  Not the timeline's key: the nonce index (the caller names the repeats)
+    if (rc == SQLITE_CONSTRAINT_UNIQUE && message->nonce.data)
+        return rc;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The conversation of '%s' and '%s' has a message"
                          " with seq %" PRIu64 " already.", pair->me_name, pair->peer_name,
@@ -282,21 +285,20 @@ s_pm_append (ss_pm_t *self, st_request_t *request)
     int rc = s_pair_find (self, &append->from, &append->to, &pair);
     if (rc != SQLITE_OK || s_pair_missing (request, &append->from, &append->to, &pair))
         return rc;
-    //  A repeated nonce appends nothing: the answer names the repeats
-    s_run_nonces_t run = { append, &pair };
-    uint32_t repeated = 0;
-    if (pair.conversation
-    &&  ((rc = ss_db_nonce_repeats (self->sql [S_SQL_PM_NONCE], request, append->count,
-                                    s_bind_message_nonce, &run, &repeated)) != SQLITE_OK
-         || repeated > 0))
-        return rc;
     if (!pair.conversation && (rc = s_conversation_start (self, &pair)) != SQLITE_OK)
         return rc;
     //  Every message of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
-    //  that none of the run stays, nor the conversation it started
+    //  that none of the run stays, nor the conversation it started. A
+    //  repeated nonce appends nothing: the answer names the repeats, looked
+    //  up only once the nonce index has refused one.
+    s_run_nonces_t run = { append, &pair };
     for (uint32_t index = 0; index < append->count; index++) {
         rc = s_message_insert (self, request, &pair, &append->messages [index]);
+        if (rc == SQLITE_CONSTRAINT_UNIQUE)
+            return ss_db_nonce_undo (self->db, self->sql [S_SQL_PM_NONCE], request,
+                                     append->count, s_bind_message_nonce, &run,
+                                     "The conversation");
         if (rc != SQLITE_OK || !st_request_live (request))
             return rc;
     }

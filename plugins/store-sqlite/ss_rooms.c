@@ -335,6 +335,9 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
     }
     int rc = ss_db_step_done (stmt);
     msgpack_sbuffer_destroy (&mentions);
+    //  Not the timeline's key: the nonce index (the caller names the repeats)
+    if (rc == SQLITE_CONSTRAINT_UNIQUE && entry->nonce.data)
+        return rc;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         st_request_fail (request, "conflict", "The room '%.*s' has an entry with seq %" PRIu64
                          " already.", (int) room->text.size, room->text.data, entry->seq);
@@ -931,19 +934,41 @@ s_msg_nonce (ss_rooms_t *self, st_request_t *request)
     return rc;
 }
 
-//  What a message of the run marks, in its transaction: its sender's read
-//  marker moves to it, and each member it mentions (but its sender) gets a
-//  row of mentions. Names that are no user's are skipped.
-static int
-s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_entry_t *entry)
+//  Whether a later message of the run has the same sender: then its marker
+//  moves there, and this message need not move it first (the run is one
+//  transaction, so nobody sees the step between)
+static bool
+s_sender_again (const st_msg_append_t *append, uint32_t index)
 {
+    const st_text_t *user = &append->entries [index].user;
+    for (uint32_t later = index + 1; later < append->count; later++) {
+        const st_entry_t *entry = &append->entries [later];
+        if (!entry->system && entry->user.size == user->size
+        &&  strncasecmp (entry->user.data, user->data, user->size) == 0)
+            return true;
+    }
+    return false;
+}
+
+//  What a message of the run marks, in its transaction: its sender's read
+//  marker moves to it (unless a later message of the run is the sender's
+//  too: one UPDATE a sender), and each member it mentions (but its sender)
+//  gets a row of mentions. Names that are no user's are skipped.
+static int
+s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_msg_append_t *append,
+               uint32_t index)
+{
+    const st_entry_t *entry = &append->entries [index];
     if (entry->system)
         return SQLITE_OK;
-    sqlite3_stmt *stmt = self->sql [S_SQL_MARKER_SEND];
-    sqlite3_bind_int64 (stmt, 1, room_id);
-    ss_db_bind_text (stmt, 2, entry->user);
-    sqlite3_bind_int64 (stmt, 3, (int64_t) entry->seq);
-    int rc = ss_db_step_done (stmt);
+    int rc = SQLITE_OK;
+    if (!s_sender_again (append, index)) {
+        sqlite3_stmt *stmt = self->sql [S_SQL_MARKER_SEND];
+        sqlite3_bind_int64 (stmt, 1, room_id);
+        ss_db_bind_text (stmt, 2, entry->user);
+        sqlite3_bind_int64 (stmt, 3, (int64_t) entry->seq);
+        rc = ss_db_step_done (stmt);
+    }
     for (uint32_t index = 0; rc == SQLITE_OK && entry->mentions
                              && index < entry->mentions->via.array.size; index++) {
         const msgpack_object *name = &entry->mentions->via.array.ptr [index];
@@ -951,7 +976,7 @@ s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_entry_t *entry)
         if (text.size == entry->user.size
         &&  strncasecmp (text.data, entry->user.data, text.size) == 0)
             continue;
-        stmt = self->sql [S_SQL_MENTION_PUT];
+        sqlite3_stmt *stmt = self->sql [S_SQL_MENTION_PUT];
         sqlite3_bind_int64 (stmt, 1, room_id);
         ss_db_bind_text (stmt, 2, text);
         sqlite3_bind_int64 (stmt, 3, (int64_t) entry->seq);
@@ -968,20 +993,19 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     int64_t room_id = s_room_id (self, request, &append->room, &rc);
     if (!room_id)
         return rc;
-    //  A repeated nonce appends nothing: the answer names the repeats
-    s_run_nonces_t run = { append, room_id };
-    uint32_t repeated = 0;
-    if ((rc = ss_db_nonce_repeats (self->sql [S_SQL_NONCE_GET], request, append->count,
-                                   s_bind_entry_nonce, &run, &repeated)) != SQLITE_OK
-    ||  repeated > 0)
-        return rc;
     //  Every entry of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
-    //  that none of the run stays (proto/STORE.md, Atomicity)
+    //  that none of the run stays (proto/STORE.md, Atomicity). A repeated
+    //  nonce appends nothing: the answer names the repeats, looked up only
+    //  once the nonce index has refused one.
+    s_run_nonces_t run = { append, room_id };
     for (uint32_t index = 0; index < append->count; index++) {
         rc = s_entry_insert (self, request, &append->room, room_id, &append->entries [index]);
+        if (rc == SQLITE_CONSTRAINT_UNIQUE)
+            return ss_db_nonce_undo (self->db, self->sql [S_SQL_NONCE_GET], request,
+                                     append->count, s_bind_entry_nonce, &run, "The room");
         if (rc == SQLITE_OK && st_request_live (request))
-            rc = s_entry_marks (self, room_id, &append->entries [index]);
+            rc = s_entry_marks (self, room_id, append, index);
         if (rc != SQLITE_OK || !st_request_live (request))
             return rc;
     }

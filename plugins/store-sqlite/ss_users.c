@@ -48,8 +48,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                          = "DELETE FROM tokens WHERE user_id ="
                            " (SELECT id FROM users WHERE name_key = ?1)",
     [S_TOKEN_PURGE]      = "DELETE FROM tokens WHERE expires_at <= ?1",
-    [S_TOKEN_TOUCH]      = "UPDATE tokens SET last_used_at = MAX (last_used_at, ?2)"
-                           " WHERE token_hash = ?1",
+    [S_TOKEN_TOUCH]      = "UPDATE tokens SET last_used_at = MAX (last_used_at, ?2),"
+                           " expires_at = MAX (expires_at, ?3) WHERE token_hash = ?1",
     //  A user's tokens past the keep (?2) most recently used, least
     //  recently used last: one range of tokens_by_use
     [S_TOKEN_BEYOND]     = "SELECT token_hash FROM tokens WHERE user_id ="
@@ -61,7 +61,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " WHEN 'deleted' THEN '' ELSE password_hash END WHERE id = ?1",
     [S_USER_SET_PASSWORD]
                          = "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-    [S_TOKEN_DELETE_ID]  = "DELETE FROM tokens WHERE user_id = ?1"
+    [S_TOKEN_DELETE_ID]  = "DELETE FROM tokens WHERE user_id = ?1 AND token_hash IS NOT ?2"
 };
 
 struct ss_users_s {
@@ -352,7 +352,8 @@ s_token_delete_counted (ss_users_t *self, st_request_t *request)
     return rc;
 }
 
-//  store.token.touch {token_hash, at}: the token's last use is at least at
+//  store.token.touch {token_hash, at, expires_at?}: the token's last use is
+//  at least at, and its expiry at least expires_at (absent: 0, unchanged)
 static int
 s_token_touch (ss_users_t *self, st_request_t *request)
 {
@@ -360,6 +361,7 @@ s_token_touch (ss_users_t *self, st_request_t *request)
     sqlite3_stmt *stmt = self->sql [S_TOKEN_TOUCH];
     ss_db_bind_text (stmt, 1, touch->token_hash);
     sqlite3_bind_int64 (stmt, 2, touch->at);
+    sqlite3_bind_int64 (stmt, 3, touch->expires_at);
     int rc = ss_db_step_done (stmt);
     if (rc != SQLITE_OK)
         return rc;
@@ -427,12 +429,17 @@ s_token_trim (ss_users_t *self, st_request_t *request)
 //  --------------------------------------------------------------------------
 //  The operator's: store.user.set_state, store.user.set_password
 
-//  Deletes every token of the user; *count_p says how many
+//  Deletes every token of the user but keep (a token_hash; data NULL: none);
+//  *count_p says how many
 static int
-s_tokens_revoke (ss_users_t *self, int64_t user_id, int64_t *count_p)
+s_tokens_revoke (ss_users_t *self, int64_t user_id, st_text_t keep, int64_t *count_p)
 {
     sqlite3_stmt *stmt = self->sql [S_TOKEN_DELETE_ID];
     sqlite3_bind_int64 (stmt, 1, user_id);
+    if (keep.data)
+        ss_db_bind_text (stmt, 2, keep);
+    else
+        sqlite3_bind_null (stmt, 2);
     int rc = ss_db_step_done (stmt);
     *count_p = rc == SQLITE_OK ? sqlite3_changes (ss_db_handle (self->db)) : 0;
     return rc;
@@ -478,7 +485,7 @@ s_user_set_state (ss_users_t *self, st_request_t *request)
     ss_db_bind_text (stmt, 2, set->state);
     rc = ss_db_step_done (stmt);
     if (rc == SQLITE_OK && !st_text_is (set->state, "active"))
-        rc = s_tokens_revoke (self, user_id, &tokens);
+        rc = s_tokens_revoke (self, user_id, (st_text_t) { .data = NULL }, &tokens);
     if (rc == SQLITE_OK)
         s_pack_changed (request, registered, set->state, tokens);
     return rc;
@@ -502,7 +509,7 @@ s_user_set_password (ss_users_t *self, st_request_t *request)
     ss_db_bind_text (stmt, 2, set->password_hash);
     rc = ss_db_step_done (stmt);
     if (rc == SQLITE_OK)
-        rc = s_tokens_revoke (self, user_id, &tokens);
+        rc = s_tokens_revoke (self, user_id, set->keep_token, &tokens);
     if (rc == SQLITE_OK)
         s_pack_changed (request, registered, (st_text_t) { NULL, 0 }, tokens);
     return rc;

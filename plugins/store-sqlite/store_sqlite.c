@@ -46,6 +46,7 @@ typedef struct {
     bool group_commit;              //  one transaction per batch (else per request)
     uint64_t batches;               //  transactions committed, for the log
     uint64_t requests;              //  requests run, for the log
+    st_stats_t *stats;              //  the front's figures, lent; NULL before
 } s_store_t;
 
 
@@ -173,11 +174,23 @@ s_fail_batch (s_store_t *self, st_request_t **requests, size_t count, int fatal,
     }
 }
 
+//  The requests a transaction will run: the live ones, before it runs
+static size_t
+s_count_live (st_request_t **requests, size_t count)
+{
+    size_t live = 0;
+    for (size_t index = 0; index < count; index++)
+        live += st_request_live (requests [index]);
+    return live;
+}
+
 //  Runs requests [0 .. count) in one transaction
 static void
 s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
 {
     const char *where = "BEGIN";
+    int64_t started = st_stats_now ();
+    size_t live = s_count_live (requests, count);
     int fatal = ss_db_step (self->db, SS_DB_BEGIN);
     for (size_t index = 0; index < count && fatal == SQLITE_OK; index++)
         if (st_request_live (requests [index]))
@@ -188,8 +201,11 @@ s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
     }
     if (fatal != SQLITE_OK)
         s_fail_batch (self, requests, count, fatal, where);
-    else
+    else {
         self->batches++;
+        if (self->stats)
+            st_stats_commit (self->stats, ST_COMMIT_TRANSACTION, started, live);
+    }
 }
 
 static void
@@ -218,6 +234,14 @@ s_backup_status (void *state, msgpack_packer *packer)
     ss_backup_status (((s_store_t *) state)->backup, packer);
 }
 
+static void
+s_stats (void *state, st_stats_t *stats)
+{
+    s_store_t *self = (s_store_t *) state;
+    st_stats_init (stats, "sqlite", 1u << ST_COMMIT_TRANSACTION);
+    self->stats = stats;
+}
+
 static const st_backend_t s_backend = {
     .name = "store-sqlite",
     .version = "1.0.0",
@@ -226,7 +250,8 @@ static const st_backend_t s_backend = {
     .close = s_close,
     .run = s_run,
     .backup = s_backup,
-    .backup_status = s_backup_status
+    .backup_status = s_backup_status,
+    .stats = s_stats
 };
 
 ST_FRONT_DEFINE (s_backend)

@@ -31,6 +31,8 @@ typedef struct {
     uint64_t requests;              //  requests answered, for the log
     uint64_t expired;               //  requests not started: their time was gone
     pl_service_t batch;             //  a batch's measured time: retry_after_ms
+    st_stats_t stats;               //  the backend's figures, lent to it; its
+                                    //  store is NULL when the backend has none
 } s_front_t;
 
 const parley_route_t st_front_routes [] = {
@@ -135,6 +137,8 @@ st_front_init (const st_backend_t *backend, parley_ctx_t *ctx,
         s_front_free (&self);
         return -1;
     }
+    if (backend->stats)
+        backend->stats (self->state, &self->stats);
     *state_p = self;
     return 0;
 }
@@ -254,4 +258,12 @@ void
 st_front_on_batch_end (void *state)
 {
     s_flush ((s_front_t *) state);
+}
+
+void
+st_front_on_metrics (void *state)
+{
+    s_front_t *self = (s_front_t *) state;
+    if (self->stats.store)
+        st_stats_report (&self->stats, self->host, self->ctx);
 }

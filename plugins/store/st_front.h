@@ -38,6 +38,7 @@
 
 #include "parley_plugin.h"
 #include "st_request.h"
+#include "st_stats.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,6 +80,11 @@ typedef struct {
     //  ("idle", "running", "done", "failed"), path and error
     void (*backup_status) (void *state, msgpack_packer *packer);
     const char *backup_refusal;
+
+    //  The store's figures for /metrics (st_stats.h). Optional: the front
+    //  lends its figures after open; the backend sets them up
+    //  (st_stats_init) and observes each commit into them until close.
+    void (*stats) (void *state, st_stats_t *stats);
 } st_backend_t;
 
 //  The plugin's callbacks, for ST_FRONT_DEFINE: not called directly
@@ -91,6 +97,8 @@ void
     st_front_on_request (void *state, parley_request_t *request);
 void
     st_front_on_batch_end (void *state);
+void
+    st_front_on_metrics (void *state);
 
 //  The routes every store serves: store.* internal (only plugins call the
 //  store), not sharded (one instance per database; proto/STORE.md,
@@ -121,7 +129,8 @@ extern const parley_route_t st_front_routes [];
             .init = s_st_front_init, \
             .destroy = st_front_destroy, \
             .on_request = st_front_on_request, \
-            .on_batch_end = st_front_on_batch_end \
+            .on_batch_end = st_front_on_batch_end, \
+            .on_metrics = st_front_on_metrics \
         }; \
         return &s_st_front_descriptor; \
     }

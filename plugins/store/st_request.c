@@ -700,8 +700,11 @@ static int
 s_read_token_touch (st_request_t *self, const msgpack_object *map)
 {
     st_token_touch_t *touch = &self->as.token_touch;
+    touch->expires_at = 0;
     return s_read_hash (self, map, "token_hash", &touch->token_hash)
-        || s_read_time (self, map, "at", &touch->at) ? -1 : 0;
+        || s_read_time (self, map, "at", &touch->at)
+        || (pl_body_field (map, "expires_at")
+            && s_read_time (self, map, "expires_at", &touch->expires_at)) ? -1 : 0;
 }
 
 static int
@@ -1071,7 +1074,9 @@ s_read_user_set_password (st_request_t *self, const msgpack_object *map)
 {
     st_user_set_password_t *set = &self->as.user_set_password;
     return s_read_user (self, map, "name", &set->name)
-        || s_read_hash (self, map, "password_hash", &set->password_hash) ? -1 : 0;
+        || s_read_hash (self, map, "password_hash", &set->password_hash)
+        || s_read_string (self, map, "keep_token", 1, ST_HASH_MAX, false, &set->keep_token)
+         ? -1 : 0;
 }
 
 //  room.all: after (a room name) and limit, no user

@@ -194,6 +194,7 @@ typedef struct {                    //  store.user.set_state
 typedef struct {                    //  store.user.set_password
     st_name_t name;
     st_text_t password_hash;
+    st_text_t keep_token;           //  a token_hash not to delete; data NULL: none
 } st_user_set_password_t;
 
 typedef struct {                    //  store.user.seen
@@ -223,6 +224,7 @@ typedef struct {                    //  store.token.purge
 typedef struct {                    //  store.token.touch
     st_text_t token_hash;
     int64_t at;
+    int64_t expires_at;             //  the token's new expiry, or 0: unchanged
 } st_token_touch_t;
 
 typedef struct {                    //  store.token.trim

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "pl_reply.h"
+#include "pl_service.h"
 #include "pl_transcode.h"
 
 //  The gateway writes an event body (a map) as it is: its JSON size must be
@@ -139,6 +140,19 @@ test_packed_size_is_the_objects_and_garbage_never_fits (void **state)
     msgpack_sbuffer_destroy (&buffer);
 }
 
+//  A refusal after a failed store call waits the longer of what the store
+//  said and what the plugin measured, never less than the least
+static void
+test_retry_is_the_longer_of_the_stores_and_the_measure (void **state)
+{
+    (void) state;
+    assert_int_equal (pl_reply_retry_ms (1000, 4300), 4300);
+    assert_int_equal (pl_reply_retry_ms (1000, 20), 1000);
+    assert_int_equal (pl_reply_retry_ms (0, 250), 250);
+    assert_int_equal (pl_reply_retry_ms (0, 0), PL_SERVICE_RETRY_MIN_MS);
+    assert_int_equal (pl_reply_retry_ms (-5, 3), PL_SERVICE_RETRY_MIN_MS);
+}
+
 int
 main (void)
 {
@@ -148,6 +162,7 @@ main (void)
         cmocka_unit_test (test_budget_stops_at_a_whole_item),
         cmocka_unit_test (test_string_size_counts_escapes),
         cmocka_unit_test (test_packed_size_is_the_objects_and_garbage_never_fits),
+        cmocka_unit_test (test_retry_is_the_longer_of_the_stores_and_the_measure),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

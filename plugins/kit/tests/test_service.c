@@ -81,12 +81,27 @@ test_refusals_bring_a_stale_measure_down_until_a_job_is_admitted (void **state)
     assert_true (pl_service_ms (&service) > 1000);
     int refusals = 0;
     while (pl_service_refuse (&service, 0, 1, 500) > 0) {
-        pl_service_refused (&service);
+        pl_service_refused (&service, 0);
         refusals++;
         assert_true (refusals < 100);
     }
     assert_true (refusals > 0);
     assert_true (pl_service_ms (&service) <= 500);
+}
+
+//  A refusal with jobs ahead leaves the measure as it is: the work queued
+//  said no, and those jobs will renew it
+static void
+test_a_refusal_with_jobs_ahead_leaves_the_measure (void **state)
+{
+    (void) state;
+    pl_service_t service = { 0 };
+    pl_service_add (&service, 3000);
+    assert_true (pl_service_refuse (&service, 1, 1, 500) > 0);
+    pl_service_refused (&service, 1);
+    assert_int_equal (pl_service_ms (&service), 3000);
+    pl_service_refused (&service, 0);
+    assert_true (pl_service_ms (&service) < 3000);
 }
 
 int
@@ -98,6 +113,7 @@ main (void)
         cmocka_unit_test (test_work_ahead_is_shared_by_the_workers),
         cmocka_unit_test (test_a_job_is_admitted_only_when_the_work_ahead_fits),
         cmocka_unit_test (test_refusals_bring_a_stale_measure_down_until_a_job_is_admitted),
+        cmocka_unit_test (test_a_refusal_with_jobs_ahead_leaves_the_measure),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

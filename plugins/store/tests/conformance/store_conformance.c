@@ -905,6 +905,76 @@ test_token_trim_keeps_the_most_recently_used (void **state)
     s_assert_trim (fixture, "nobody", 1, 0, NULL);
 }
 
+//  store.token.touch {token_hash, at, expires_at}
+static sc_reply_t *
+s_token_renew (fixture_t *fixture, const char *hash, int64_t at, int64_t expires_at)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "token_hash", hash);
+    pl_pack_kint (&body, "at", at);
+    pl_pack_kint (&body, "expires_at", expires_at);
+    return s_call (fixture, "store.token.touch", &body);
+}
+
+static void
+s_assert_expires (fixture_t *fixture, const char *hash, int64_t expires_at)
+{
+    sc_reply_t *reply = s_by_name (fixture, "store.token.get", "token_hash", hash);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "expires_at"), expires_at);
+    sc_reply_destroy (&reply);
+}
+
+//  auth.resume renews a token: a touch with expires_at moves its expiry
+//  later, never earlier; one without leaves it
+static void
+test_token_touch_renews_the_expiry_forward_only (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    sc_reply_t *reply = s_token_put (fixture, "t1", "alice", 5000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_token_put (fixture, "t2", "alice", 5000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_token_renew (fixture, "t1", 3000, 8000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_expires (fixture, "t1", 8000);
+    s_assert_expires (fixture, "t2", 5000);         //  another token is not renewed
+    reply = s_token_renew (fixture, "t1", 3500, 7000);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_assert_expires (fixture, "t1", 8000);         //  never moved back
+    s_token_touch_ok (fixture, "t1", 4000);
+    s_assert_expires (fixture, "t1", 8000);         //  a touch without it leaves it
+    //  Purged by the renewed expiry, not the first one
+    pl_pack_t body;
+    sc_body_init (&body, 1);
+    pl_pack_kint (&body, "before", 6000);
+    reply = s_call (fixture, "store.token.purge", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "deleted"), 1);
+    sc_reply_destroy (&reply);
+    s_assert_expires (fixture, "t1", 8000);
+    reply = s_token_renew (fixture, "t2", 3000, 9000);
+    s_assert_error (reply, "not_found");            //  purged: nothing to renew
+    sc_reply_destroy (&reply);
+    reply = s_token_renew (fixture, "t1", 3000, -1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "token_hash", "t1");
+    pl_pack_kint (&body, "at", 3000);
+    pl_pack_kstr (&body, "expires_at", "later");
+    reply = s_call (fixture, "store.token.touch", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    s_assert_expires (fixture, "t1", 8000);         //  refused: unchanged
+}
+
 static void
 test_token_touch_and_trim_refuse_bad_fields (void **state)
 {
@@ -4836,6 +4906,38 @@ test_member_marker_starts_at_the_join_and_moves_forward_only (void **state)
     s_assert_marker (fixture, "bob", "General", 10, 10, 0, 0);
 }
 
+//  A run whose senders take turns, the same sender in different cases:
+//  each sender's marker ends at its own last message of the run, whether
+//  or not that is the run's last (seqs from first, users [i] the sender
+//  of the i-th)
+static void
+test_member_markers_of_a_run_of_several_senders (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "general", false, 50, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+    s_member_add_ok (fixture, "general", "carol", 2);
+    const char *users [] = { "alice", "Bob", "ALICE", "carol", "bob", "alice", "carol" };
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entries");
+    msgpack_pack_array (&body.packer, 7);
+    for (int64_t index = 0; index < 7; index++)
+        s_pack_entry (&body.packer, 3 + index, users [index], "turn", NULL);
+    sc_reply_t *reply = s_call (fixture, "store.msg.append", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "seq"), 9);
+    sc_reply_destroy (&reply);
+    //  alice's last is 8, bob's 7, carol's 9: the others' after are unread
+    s_assert_marker (fixture, "alice", "general", 9, 8, 1, 0);
+    s_assert_marker (fixture, "bob", "general", 9, 7, 2, 0);
+    s_assert_marker (fixture, "carol", "general", 9, 9, 0, 0);
+}
+
 static void
 test_member_read_refuses_unknown_rooms_non_members_and_bad_fields (void **state)
 {
@@ -5234,6 +5336,66 @@ test_user_set_password_replaces_the_hash_and_revokes_tokens (void **state)
     s_assert_state (fixture, "carol", "active");
 }
 
+//  store.user.set_password {name, password_hash, keep_token}
+static sc_reply_t *
+s_set_password_keeping (fixture_t *fixture, const char *name, const char *hash,
+                        const char *keep)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "name", name);
+    pl_pack_kstr (&body, "password_hash", hash);
+    pl_pack_kstr (&body, "keep_token", keep);
+    return s_call (fixture, "store.user.set_password", &body);
+}
+
+//  auth.password: the new password's token stays, every other one goes
+static void
+test_user_set_password_keeps_the_token_named (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "dora");
+    s_user_create_ok (fixture, "eric");
+    const char *hashes [] = { "dora-1", "dora-2", "dora-3", "eric-1" };
+    for (size_t index = 0; index < 4; index++) {
+        sc_reply_t *reply = s_token_put (fixture, hashes [index], index < 3 ? "dora" : "eric",
+                                         9000);
+        s_assert_ok (reply);
+        sc_reply_destroy (&reply);
+    }
+    sc_reply_t *reply = s_set_password_keeping (fixture, "DORA", "dora-new-hash", "dora-2");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "dora");
+    s_assert_int (sc_reply_field (reply, "tokens"), 2);
+    sc_reply_destroy (&reply);
+    for (size_t index = 0; index < 4; index++) {
+        reply = s_by_name (fixture, "store.token.get", "token_hash", hashes [index]);
+        if (index == 1 || index == 3)
+            s_assert_ok (reply);
+        else
+            s_assert_error (reply, "not_found");
+        sc_reply_destroy (&reply);
+    }
+    reply = s_by_name (fixture, "store.user.get", "name", "dora");
+    s_assert_str (sc_reply_field (reply, "password_hash"), "dora-new-hash");
+    sc_reply_destroy (&reply);
+    //  Another user's token named: not the user's, so every one of the
+    //  user's goes, and the other user's stays
+    reply = s_set_password_keeping (fixture, "dora", "dora-newer-hash", "eric-1");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "tokens"), 1);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.token.get", "token_hash", "eric-1");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_set_password_keeping (fixture, "dora", "dora-newest-hash", "");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.user.get", "name", "dora");
+    s_assert_str (sc_reply_field (reply, "password_hash"), "dora-newer-hash");
+    sc_reply_destroy (&reply);
+}
+
 static void
 test_room_all_lists_every_room_by_name_in_pages (void **state)
 {
@@ -5299,6 +5461,7 @@ main (int argc, char *argv [])
         S_TEST (test_user_state_disabled_revokes_tokens_and_refuses_new_ones),
         S_TEST (test_user_deleted_stays_deleted_and_keeps_its_name),
         S_TEST (test_user_set_password_replaces_the_hash_and_revokes_tokens),
+        S_TEST (test_user_set_password_keeps_the_token_named),
         S_TEST (test_room_all_lists_every_room_by_name_in_pages),
         S_TEST (test_store_info_names_backend_and_schema),
         S_TEST (test_unknown_store_type_gets_unknown_type),
@@ -5321,6 +5484,7 @@ main (int argc, char *argv [])
         S_TEST (test_token_purge_deletes_expired_tokens_only),
         S_TEST (test_token_trim_keeps_the_most_recently_used),
         S_TEST (test_token_touch_and_trim_refuse_bad_fields),
+        S_TEST (test_token_touch_renews_the_expiry_forward_only),
         S_TEST (test_pipelined_requests_applied_and_answered_in_order),
         S_TEST (test_burst_of_writes_all_acknowledged_and_one_failure_spares_the_rest),
         S_TEST (test_acknowledged_writes_survive_plugin_restart),
@@ -5391,6 +5555,7 @@ main (int argc, char *argv [])
         S_TEST (test_bad_nonces_and_a_nonce_twice_in_a_run_get_bad_request),
         S_TEST (test_pm_append_keeps_nonces_and_a_repeat_appends_nothing),
         S_TEST (test_member_marker_starts_at_the_join_and_moves_forward_only),
+        S_TEST (test_member_markers_of_a_run_of_several_senders),
         S_TEST (test_member_read_refuses_unknown_rooms_non_members_and_bad_fields),
         S_TEST (test_mentions_are_kept_with_the_entry_and_counted_after_the_marker),
         S_TEST (test_mentions_that_are_not_arrays_of_names_are_bad_request),
