@@ -695,7 +695,8 @@ s_session_gather (gw_session_t *session, uint8_t *batch, size_t size)
     }
 }
 
-//  The same through the connection's TLS, one SSL_write (partial writes on):
+//  The same through the connection's TLS, one SSL_write (partial writes on;
+//  s_session_send calls it again while the socket takes more):
 //  a frame of a record's size or more straight from its shared buffer, and
 //  smaller ones gathered into one record (a copy, but one write and one
 //  record instead of one per frame). When OpenSSL wants the socket, the
@@ -745,6 +746,49 @@ s_session_send_tls (gw_session_t *session)
     return -1;
 }
 
+//  Takes sent bytes off the front of the queue: the frames written whole
+//  go, and the offset into the next is kept
+static void
+s_session_advance (gw_session_t *session, size_t sent)
+{
+    gw_metrics_t *metrics = session->server->metrics;
+    metrics->bytes_sent += sent;
+    while (sent > 0) {
+        gw_frame_t *frame = session->queue [session->queue_head];
+        size_t rest = frame->wire_size - session->queue_offset;
+        if (sent < rest) {
+            session->queue_offset += sent;
+            break;
+        }
+        sent -= rest;
+        frame = s_session_queue_pop (session);
+        s_frame_unref (&frame);
+        metrics->frames_sent++;
+    }
+}
+
+//  Writes what the connection takes of the queue in this WRITEABLE: plain,
+//  one sendmsg of up to GW_WRITE_BYTES_MAX; with TLS, SSL_writes of a record
+//  each until as much has gone, the queue is empty or OpenSSL wants the
+//  socket. One record per WRITEABLE made a session with more than 16 KiB
+//  queued wait a round of the loop (every other session's writes) for each
+//  further 16 KiB. Returns -1 when the connection failed.
+static int
+s_session_send (gw_session_t *session)
+{
+    size_t total = 0;
+    while (true) {
+        ssize_t sent = session->tls? s_session_send_tls (session): s_session_send_plain (session);
+        if (sent < 0)
+            return -1;
+        s_session_advance (session, (size_t) sent);
+        total += (size_t) sent;
+        if (!session->tls || sent == 0 || session->tls_retry
+        ||  session->queue_count == 0 || total >= GW_WRITE_BYTES_MAX)
+            return 0;
+    }
+}
+
 //  WRITEABLE: writes queued frames, then closes if asked to. Returns -1 to
 //  have lws close the connection.
 //
@@ -769,24 +813,8 @@ s_session_write (gw_session_t *session)
         lws_callback_on_writable (session->wsi);
         return 0;
     }
-    ssize_t sent = session->tls? s_session_send_tls (session): s_session_send_plain (session);
-    if (sent < 0)
+    if (s_session_send (session) < 0)
         return -1;
-    size_t left = (size_t) sent;
-    gw_metrics_t *metrics = session->server->metrics;
-    metrics->bytes_sent += left;
-    while (left > 0) {
-        gw_frame_t *frame = session->queue [session->queue_head];
-        size_t rest = frame->wire_size - session->queue_offset;
-        if (left < rest) {
-            session->queue_offset += left;
-            break;
-        }
-        left -= rest;
-        frame = s_session_queue_pop (session);
-        s_frame_unref (&frame);
-        metrics->frames_sent++;
-    }
     bool half_written = session->queue_offset > 0 || session->tls_retry;
     if (half_written != session->rx_paused) {
         session->rx_paused = half_written;

@@ -1514,31 +1514,6 @@ s_server_rss_kb (bench_t *self)
     return kb;
 }
 
-//  The server's CPU time so far (user + system, all its threads), in
-//  clock ticks; -1 without --server-pid or when it cannot be read
-static long long
-s_server_cpu_ticks (bench_t *self)
-{
-    if (!self->server_pid)
-        return -1;
-    char path [64], line [1024];
-    snprintf (path, sizeof path, "/proc/%d/stat", self->server_pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    bool read = fgets (line, sizeof line, file) != NULL;
-    fclose (file);
-    //  The name (field 2) may hold spaces: count fields after its ')'
-    const char *cursor = read? strrchr (line, ')'): NULL;
-    if (!cursor)
-        return -1;
-    long long utime = -1, stime = -1;
-    for (int field = 2; *cursor && field < 15; cursor++)
-        if (*cursor == ' ' && ++field == 14)
-            sscanf (cursor + 1, "%lld %lld", &utime, &stime);
-    return utime < 0 || stime < 0? -1: utime + stime;
-}
-
 static void
 s_close_range (bench_t *self, int first, int end)
 {
@@ -1588,6 +1563,74 @@ s_new_users (bench_t *self, int count, const char *scenario)
 }
 
 //  ---------------------------------------------------------------------------
+//  CPU time over a measured phase: setup (registrations, joins, TLS
+//  handshakes) left out, so that the cost of a delivery is the cost of a
+//  delivery. Ours, the server's (--server-pid) and its main thread's (in
+//  `parley` and `parley-gw`, the gateway's loop); a figure not known is -1.
+
+typedef struct {
+    double client;                  //  this process, user + system
+    double server;                  //  the server's whole process
+    double server_main;             //  the server's main thread
+} cpu_t;
+
+//  User + system seconds of /proc/<pid>/stat or /proc/<pid>/task/<pid>/stat
+static double
+s_proc_cpu (int pid, bool main_thread)
+{
+    if (!pid)
+        return -1;
+    char path [64], line [1024];
+    if (main_thread)
+        snprintf (path, sizeof path, "/proc/%d/task/%d/stat", pid, pid);
+    else
+        snprintf (path, sizeof path, "/proc/%d/stat", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t size = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [size] = 0;
+    //  Fields after the command's closing parenthesis: state is field 3,
+    //  utime 14 and stime 15
+    const char *rest = strrchr (line, ')');
+    unsigned long long utime, stime;
+    if (!rest || sscanf (rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                         &utime, &stime) != 2)
+        return -1;
+    return (double) (utime + stime) / (double) sysconf (_SC_CLK_TCK);
+}
+
+static cpu_t
+s_cpu_now (bench_t *self)
+{
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    cpu_t now = {
+        .client = (double) usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6
+                + (double) usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6,
+        .server = s_proc_cpu (self->server_pid, false),
+        .server_main = s_proc_cpu (self->server_pid, true)
+    };
+    return now;
+}
+
+//  What was spent since `before`
+static cpu_t
+s_cpu_since (bench_t *self, cpu_t before)
+{
+    cpu_t now = s_cpu_now (self);
+    cpu_t spent = {
+        .client = now.client - before.client,
+        .server = now.server < 0 || before.server < 0? -1: now.server - before.server,
+        .server_main = now.server_main < 0 || before.server_main < 0
+                     ? -1: now.server_main - before.server_main
+    };
+    return spent;
+}
+
+
+//  ---------------------------------------------------------------------------
 //  fanout, rooms, pm, latency, history: messages into rooms or pairs, counted
 
 //  The figures of one measured phase, for the summary line and the JSON
@@ -1605,6 +1648,7 @@ typedef struct {
     double deliveries_per_second;   //  from the first delivery to the last
     percentiles_t ack;              //  send to ok
     percentiles_t delivery;         //  send to each other member's event
+    cpu_t cpu;                      //  CPU seconds spent over the phase
     double server_cpu_us;           //  the server's CPU time per acked message, µs
                                     //  (--server-pid), -1 unknown
 } tally_t;
@@ -1630,6 +1674,7 @@ s_tally (bench_t *self, double send_seconds)
     tally.deliveries_per_second = span > 0? (double) tally.deliveries / span: 0;
     tally.ack = s_percentiles (&self->reply_latency);
     tally.delivery = s_percentiles (&self->latency);
+    tally.cpu.client = tally.cpu.server = tally.cpu.server_main = -1;    //  s_measure's to say
     tally.server_cpu_us = -1;
     return tally;
 }
@@ -1706,6 +1751,32 @@ s_json_counts (bench_t *self, const tally_t *tally)
 //  The shared summary: "LABEL: counts, latencies, errors" and the same
 //  figures as JSON. The caller may print and write more, then calls
 //  s_report_end, which ends the line and says whether the run failed.
+//  CPU per delivery over the measured phase, for the figures known
+static void
+s_print_cpu (const tally_t *tally)
+{
+    if (!tally->deliveries || tally->cpu.client < 0)
+        return;
+    double per = 1e6 / (double) tally->deliveries;
+    printf (", CPU us/delivery client %.2f", tally->cpu.client * per);
+    if (tally->cpu.server >= 0)
+        printf (" server %.2f", tally->cpu.server * per);
+    if (tally->cpu.server_main >= 0)
+        printf (" (main thread %.2f)", tally->cpu.server_main * per);
+}
+
+static void
+s_json_cpu (bench_t *self, const tally_t *tally)
+{
+    if (tally->cpu.client < 0)
+        return;
+    s_json_number (self, "cpu_client_seconds", tally->cpu.client);
+    if (tally->cpu.server >= 0)
+        s_json_number (self, "cpu_server_seconds", tally->cpu.server);
+    if (tally->cpu.server_main >= 0)
+        s_json_number (self, "cpu_server_main_seconds", tally->cpu.server_main);
+}
+
 static void
 s_report_begin (bench_t *self, const char *scenario, const char *label, const tally_t *tally)
 {
@@ -1716,6 +1787,7 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     printf (", errors %" PRIu64, self->error_total);
     if (tally->server_cpu_us >= 0)
         printf (", server CPU %.1f us/msg", tally->server_cpu_us);
+    s_print_cpu (tally);
     s_json_begin (self, scenario);
     s_json_number (self, "rate", self->rate);
     s_json_number (self, "inflight", self->rate > 0? 0: self->inflight);
@@ -1727,6 +1799,7 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_json_latency (self, "ack_latency", tally->ack);
     if (tally->server_cpu_us >= 0)
         s_json_number (self, "server_cpu_us_per_msg", tally->server_cpu_us);
+    s_json_cpu (self, tally);
 }
 
 static int
@@ -1870,7 +1943,7 @@ s_measure (bench_t *self)
     uint64_t total = self->count? self->count: (uint64_t) (self->rate * self->duration);
     s_reset_measure (self, total? total: 1);
     self->measuring = true;
-    long long cpu_before = s_server_cpu_ticks (self);
+    cpu_t before = s_cpu_now (self);
     if (!self->quiet)       //  where a profiler attached to the server may start
         fprintf (stderr, "  measuring: sending\n");
     double seconds;
@@ -1880,15 +1953,15 @@ s_measure (bench_t *self)
         //  With --count, the count ends the run; the timeout is only a backstop
         seconds = s_send_closed_loop (self, self->count? self->timeout: self->duration, self->count);
     s_drain (self, 15);
-    long long cpu_after = s_server_cpu_ticks (self);
+    cpu_t spent = s_cpu_since (self, before);
     if (!self->quiet)
         fprintf (stderr, "  measuring: done\n");
     self->measuring = false;
     self->wait_delivery = false;
     tally_t tally = s_tally (self, seconds);
-    if (cpu_before >= 0 && cpu_after >= cpu_before && tally.acked)
-        tally.server_cpu_us = (double) (cpu_after - cpu_before) * 1e6
-                            / (double) sysconf (_SC_CLK_TCK) / (double) tally.acked;
+    tally.cpu = spent;
+    if (spent.server >= 0 && tally.acked)
+        tally.server_cpu_us = spent.server * 1e6 / (double) tally.acked;
     return tally;
 }
 
@@ -2574,7 +2647,8 @@ s_usage (FILE *stream)
 "                     idle_frames. A scenario's connections plus N: at most %d\n"
 "  --server-pid PID   parley's process: its RSS (connect), and its CPU time per acked\n"
 "                     message over the sending phase and its drain (fanout, rooms, pm,\n"
-"                     latency)\n"
+"                     latency), and per delivery its own, this tool's and its main\n"
+"                     thread's (the gateway's loop)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
 "  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"

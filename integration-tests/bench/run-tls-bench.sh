@@ -2,10 +2,13 @@
 # The cost of TLS, in one sitting: two parley servers of the same build, one
 # plain and one with --tls-cert/--tls-key (a throwaway self-signed certificate),
 # and parley-bench's fanout against each in turn, ROUNDS times (default 2), so
-# that the machine's load falls on both alike. Besides parley-bench's summary,
-# each line gets the server's CPU time over the run (from /proc, user + system)
-# and that per delivery. BUILD_DIR as run-bench.sh; FANOUT overrides the
-# fanout arguments (default: N=1000 S=10 R=100 for 10 s).
+# that the machine's load falls on both alike. Besides parley-bench's summary
+# (which, given --server-pid, ends with the CPU per delivery over the measured
+# phase alone: parley-bench's own, the server's, and the server's main thread's,
+# the gateway's loop), each line gets the server's CPU time over the whole run
+# (setup included: registrations, joins, TLS handshakes). BUILD_DIR as
+# run-bench.sh; FANOUT overrides the fanout arguments (default: N=1000 S=10
+# R=100 for 10 s).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +62,12 @@ for round in $(seq "$rounds"); do
         if [ "$mode" = plain ]; then pid=${pids[0]} url=ws://127.0.0.1:$port/ws
         else pid=${pids[1]} url=wss://127.0.0.1:$((port + 1))/ws; fi
         before=$(cpu "$pid")
-        "$bench" --quiet --url "$url" --json "$work/run.json" "${fanout[@]}" fanout >"$work/run.txt"
+        #  A failed run (a setup refused on a loaded machine) says why, and the rounds go on
+        if ! "$bench" --quiet --url "$url" --server-pid "$pid" --json "$work/run.json" \
+            "${fanout[@]}" fanout >"$work/run.txt" 2>&1; then
+            echo "round $round $mode: failed: $(cat "$work/run.txt")"
+            continue
+        fi
         after=$(cpu "$pid")
         deliveries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scenarios"][0]["deliveries"])' "$work/run.json")
         echo "round $round $mode: $(cat "$work/run.txt")"

@@ -3,9 +3,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { startParley, Client } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
+import { TestCa } from '../lib/tls.js';
 
 let server;
 
@@ -259,9 +261,25 @@ test('pings sent while big replies back up are answered between whole frames, ne
     }
 });
 
-async function pingsBetweenFrames(port) {
-    const socket = net.connect(port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
+test('over TLS too: records of many frames written in one wake-up, cut short by a full socket, carry whole frames with the pongs between them', async () => {
+    // The gateway writes a TLS session's queue record after record until the
+    // socket is full; OpenSSL's partial writes and retries then fall inside
+    // frames, as sendmsg's do above
+    const ca = new TestCa();
+    const small = await startParley({ args: ['--send-buffer', '65536'], tls: ca.issue('parley', '1001') });
+    try {
+        await pingsBetweenFrames(small.port, ca.pem);
+    } finally {
+        await stopCleanly(small);
+        ca.remove();
+    }
+});
+
+// Over TLS (trusting caPem) when it is given, else plain TCP
+async function pingsBetweenFrames(port, caPem = null) {
+    const socket = caPem ? tls.connect({ port, host: '127.0.0.1', ca: caPem, servername: 'localhost' })
+        : net.connect(port, '127.0.0.1');
+    await new Promise((resolve) => socket.once(caPem ? 'secureConnect' : 'connect', resolve));
     socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
     let received = Buffer.alloc(0);
