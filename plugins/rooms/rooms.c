@@ -1367,6 +1367,18 @@ s_delete_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
         s_room_refused (self, key, op, code, message);
 }
 
+//  The room's deletion, stored; room.delete and admin.rooms.delete once
+//  they have checked who asks
+static void
+s_delete_write (rooms_t *self, pl_lane_key_t *key, room_t *room, pl_lane_op_t *op)
+{
+    op->ts = pl_time_now ();
+    pl_pack_t pack;
+    pl_pack_start (&pack, 1, "name", room->name);
+    //  A write of the room's state: an unknown outcome reloads it
+    pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
+}
+
 static void
 s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 {
@@ -1379,11 +1391,7 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
                        " delete it.", room->name, room->owner? room->owner: "");
         return;
     }
-    op->ts = pl_time_now ();
-    pl_pack_t pack;
-    pl_pack_start (&pack, 1, "name", room->name);
-    //  A write of the room's state: an unknown outcome reloads it
-    pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
+    s_delete_write (self, key, room, op);
 }
 
 
@@ -1876,10 +1884,7 @@ s_admin_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     room_t *room = (room_t *) pl_lane_state (key);
     if (!s_room_ready (self, key, op))
         return;
-    op->ts = pl_time_now ();
-    pl_pack_t pack;
-    pl_pack_start (&pack, 1, "name", room->name);
-    pl_lane_write (self->lane, key, "store.room.delete", &pack, 1, s_delete_written);
+    s_delete_write (self, key, room, op);
 }
 
 //  admin.rooms.kick: the op's user leaves, with the leave in the timeline
