@@ -1,0 +1,48 @@
+// What the timeline tests of rooms and conversations share (PROTOCOL.md 1.1,
+// "Replies, edits, deletions and reactions"): the change events a session
+// receives, and the entries of a history by seq.
+
+import assert from 'node:assert/strict';
+import { ISO_MS } from './rooms.js';
+import { plain } from './pm.js';
+
+export const THUMBS = '\u{1F44D}';
+export const PARTY = '\u{1F389}';
+// 20 different emoji, the most one message holds
+export const TWENTY = Array.from({ length: 20 }, (_, index) => String.fromCodePoint(0x1F600 + index));
+
+// The next event of type (edit, delete, reaction, message, pm) a client
+// receives that matches, without the harness's bookkeeping
+export async function nextChange(client, type, match = () => true) {
+    return plain(await client.nextEvent((frame) => frame.type === type && match(frame)));
+}
+
+// The entry of seq in a history
+export function entryAt(messages, seq) {
+    const entry = messages.find((each) => each.seq === seq);
+    assert.ok(entry, `no entry ${seq} in ${JSON.stringify(messages)}`);
+    return entry;
+}
+
+// An ok of a change that was stored: seq and ts
+export function assertStored(reply) {
+    assert.ok(Number.isInteger(reply.seq), JSON.stringify(reply));
+    assert.match(reply.ts, ISO_MS);
+}
+
+// An ok of a reaction that changed nothing: no seq, no ts
+export function assertUnchanged(reply) {
+    assert.equal(reply.type, 'ok', JSON.stringify(reply));
+    assert.equal(reply.seq, undefined, JSON.stringify(reply));
+    assert.equal(reply.ts, undefined, JSON.stringify(reply));
+}
+
+// Seqs that follow one another from first, with nothing missing
+export function assertGapFree(entries, first) {
+    assert.deepEqual(entries.map((each) => each.seq),
+                     entries.map((_, index) => first + index), JSON.stringify(entries));
+}
+
+// Emoji the protocol refuses: empty, white space, a control, 33 bytes, not a string
+export const BAD_EMOJI = ['', ' ', 'a b', '\u00a0', 'x\u0001', 'x\u007f', 'x'.repeat(33),
+                          '\u{1F44D}'.repeat(9), 7, null, true];
