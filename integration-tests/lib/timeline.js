@@ -3,7 +3,7 @@
 // receives, and the entries of a history by seq.
 
 import assert from 'node:assert/strict';
-import { ISO_MS } from './rooms.js';
+import { ISO_MS, connectUser } from './rooms.js';
 import { plain } from './pm.js';
 
 export const THUMBS = '\u{1F44D}';
@@ -46,3 +46,28 @@ export function assertGapFree(entries, first) {
 // Emoji the protocol refuses: empty, white space, a control, 33 bytes, not a string
 export const BAD_EMOJI = ['', ' ', 'a b', '\u00a0', 'x\u0001', 'x\u007f', 'x'.repeat(33),
                           '\u{1F44D}'.repeat(9), 7, null, true];
+
+// On a fresh server of plugin (start, its start function) whose message
+// rate is 1 a second with a burst of 3: burst(connect) sends, at once, a
+// message's changes and then a send, and returns their replies. The first
+// of them passes, at least three are refused with retry_after_ms, the send
+// at the end among them: the changes spent the allowance that sends use.
+export async function assertChangesCountAgainstRate(plugin, start, burst) {
+    const server = await start({ args: ['--option', `${plugin}.msg_rate=1`,
+                                        '--option', `${plugin}.msg_burst=3`] });
+    const clients = [];
+    try {
+        const replies = await burst((name) => connectUser(server.url, name, clients));
+        const limited = replies.filter((reply) => reply.code === 'rate_limited');
+        assert.ok(limited.length >= 3, JSON.stringify(replies));
+        assert.ok(limited.every((reply) => Number.isInteger(reply.retry_after_ms)
+                                         && reply.retry_after_ms >= 1
+                                         && reply.retry_after_ms <= 1000), JSON.stringify(limited));
+        assert.equal(replies.at(-1).code, 'rate_limited', JSON.stringify(replies));
+        assert.equal(replies[0].type, 'ok', JSON.stringify(replies));
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+    }
+}

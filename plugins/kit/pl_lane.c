@@ -894,44 +894,51 @@ s_run_op (pl_lane_key_t *key, size_t writing, int64_t index)
     return op && op->request? op: NULL;
 }
 
-//  Answers the repeats a write's 'duplicates' names ({index, seq, ts}).
-//  Returns how many it answered.
-static size_t
-s_answer_duplicates (pl_lane_t *self, pl_lane_key_t *key, size_t writing,
-                     const msgpack_object *list)
+//  Answers op, named by item of a write's list; returns false when the
+//  item says nothing op can be answered with
+typedef bool (s_listed_fn) (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                            const msgpack_object *item);
+
+//  A repeat named by 'duplicates' ({index, seq, ts}): answered as one
+static bool
+s_listed_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                    const msgpack_object *item)
 {
-    size_t answered = 0;
-    for (uint32_t item = 0; list && item < list->via.array.size; item++) {
-        const msgpack_object *duplicate = &list->via.array.ptr [item];
-        pl_lane_op_t *op = s_run_op (key, writing, pl_body_int (duplicate, "index"));
-        if (op && op->nonce) {
-            s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (duplicate, "seq"),
-                               pl_body_int (duplicate, "ts"));
-            answered++;
-        }
-    }
-    return answered;
+    if (!op->nonce)
+        return false;
+    s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (item, "seq"),
+                       pl_body_int (item, "ts"));
+    return true;
 }
 
-//  Has the class answer the elements a write's 'refused' names ({index,
-//  code}). Returns how many were answered.
+//  An element named by 'refused' ({index, code}): the class answers it
+static bool
+s_listed_refusal (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                  const msgpack_object *item)
+{
+    char code [64];
+    pl_body_copy (item, "code", code, sizeof code);
+    if (!*code)
+        return false;
+    if (self->cls->refused)
+        self->cls->refused (self->plugin, key, op, code);
+    else
+        pl_lane_failure (self, key, op, "internal", code);
+    return true;
+}
+
+//  Answers the requests of the run (of writing) that a list of a write's
+//  answer names by index, each with answer. Returns how many it answered.
 static size_t
-s_answer_refused (pl_lane_t *self, pl_lane_key_t *key, size_t writing,
-                  const msgpack_object *list)
+s_answer_listed (pl_lane_t *self, pl_lane_key_t *key, size_t writing,
+                 const msgpack_object *list, s_listed_fn *answer)
 {
     size_t answered = 0;
     for (uint32_t item = 0; list && item < list->via.array.size; item++) {
-        const msgpack_object *refusal = &list->via.array.ptr [item];
-        pl_lane_op_t *op = s_run_op (key, writing, pl_body_int (refusal, "index"));
-        char code [64];
-        pl_body_copy (refusal, "code", code, sizeof code);
-        if (!op || !*code)
-            continue;
-        if (self->cls->refused)
-            self->cls->refused (self->plugin, key, op, code);
-        else
-            pl_lane_failure (self, key, op, "internal", code);
-        answered++;
+        const msgpack_object *listed = &list->via.array.ptr [item];
+        pl_lane_op_t *op = s_run_op (key, writing, pl_body_int (listed, "index"));
+        if (op && answer (self, key, op, listed))
+            answered++;
     }
     return answered;
 }
@@ -955,8 +962,8 @@ s_not_appended (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpa
     const msgpack_object *refused = s_run_list (body, "refused");
     if (!duplicates && !refused)
         return false;
-    size_t answered = s_answer_duplicates (self, key, writing, duplicates)
-                    + s_answer_refused (self, key, writing, refused);
+    size_t answered = s_answer_listed (self, key, writing, duplicates, s_listed_duplicate)
+                    + s_answer_listed (self, key, writing, refused, s_listed_refusal);
     //  A list that names no request of the run would send it again for ever
     size_t count = answered? 0: writing;
     for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--)

@@ -155,6 +155,18 @@ s_user_remember (pm_t *self, const char *name)
 //  --------------------------------------------------------------------------
 //  Messages
 
+//  Packs from, to and seq: what every entry of a conversation names
+static void
+s_pack_parties (msgpack_packer *packer, const char *from, const char *to, uint64_t seq)
+{
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, from);
+    pl_body_pack_str (packer, "to");
+    pl_body_pack_str (packer, to);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+}
+
 //  Packs a message as clients see it: the "pm" event, or an entry of
 //  pm.history and pm.conversations (without type); with its nonce if any,
 //  its reply_to (change), and as it is now (state: the store's entry:
@@ -171,12 +183,7 @@ s_pack_message (msgpack_packer *packer, bool event, const char *from, const char
         pl_body_pack_str (packer, "type");
         pl_body_pack_str (packer, "pm");
     }
-    pl_body_pack_str (packer, "from");
-    pl_body_pack_str (packer, from);
-    pl_body_pack_str (packer, "to");
-    pl_body_pack_str (packer, to);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
+    s_pack_parties (packer, from, to, seq);
     pl_body_pack_str (packer, "text");
     pl_body_pack_str (packer, text);
     pl_body_pack_str (packer, "ts");
@@ -202,12 +209,7 @@ s_pack_change (msgpack_packer *packer, const char *from, const char *to, uint64_
     msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
     pl_body_pack_str (packer, "type");
     pl_body_pack_str (packer, pl_change_kind_name (change->kind));
-    pl_body_pack_str (packer, "from");
-    pl_body_pack_str (packer, from);
-    pl_body_pack_str (packer, "to");
-    pl_body_pack_str (packer, to);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
+    s_pack_parties (packer, from, to, seq);
     if (edit) {
         pl_body_pack_str (packer, "text");
         pl_body_pack_str (packer, text? text: "");
@@ -783,31 +785,7 @@ s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     if (pl_nonce_read (map, &intake->nonce) < 0)
         return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
                                " letters, digits, '_' or '-'.", PL_NONCE_MAX);
-    //  Its reply_to, then its text
-    return pl_change_read (&args->change, PL_CHANGE_MESSAGE, map, intake)
-        && s_read_text (args, map, intake);
-}
-
-//  pm.edit: the message's seq and its new text
-static bool
-s_read_edit (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_EDIT, map, intake)
-        && s_read_text (args, map, intake);
-}
-
-//  pm.delete: the message's seq
-static bool
-s_read_delete (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_DELETE, map, intake);
-}
-
-//  pm.react: the message's seq, the emoji, on
-static bool
-s_read_react (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_REACTION, map, intake);
+    return s_read_text (args, map, intake);
 }
 
 static bool
@@ -837,19 +815,26 @@ s_check_send (args_t *args, pl_lane_intake_t *intake)
 }
 
 //  A request type's field that names the other user, how its fields are
-//  read (their shape) and checked (their values)
+//  read (their shape: first the timeline change's, pl_change, for a type
+//  that makes one) and checked (their values)
 typedef struct {
     const char *other;              //  "to" or "with"
     bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
     bool (*check) (args_t *args, pl_lane_intake_t *intake);
+    bool changes;                   //  appends to the timeline: a change of kind
+    pl_change_kind_t kind;
 } fields_t;
 
-static const fields_t s_send_fields = { "to", s_read_send, s_check_send };
-static const fields_t s_history_fields = { "with", s_read_history, NULL };
-static const fields_t s_read_fields = { "with", s_read_read, NULL };
-static const fields_t s_edit_fields = { "with", s_read_edit, s_check_send };
-static const fields_t s_delete_fields = { "with", s_read_delete, NULL };
-static const fields_t s_react_fields = { "with", s_read_react, NULL };
+static const fields_t s_send_fields = { .other = "to", .read = s_read_send,
+    .check = s_check_send, .changes = true, .kind = PL_CHANGE_MESSAGE };
+static const fields_t s_history_fields = { .other = "with", .read = s_read_history };
+static const fields_t s_read_fields = { .other = "with", .read = s_read_read };
+static const fields_t s_edit_fields = { .other = "with", .read = s_read_text,
+    .check = s_check_send, .changes = true, .kind = PL_CHANGE_EDIT };
+static const fields_t s_delete_fields = { .other = "with", .changes = true,
+    .kind = PL_CHANGE_DELETE };
+static const fields_t s_react_fields = { .other = "with", .changes = true,
+    .kind = PL_CHANGE_REACTION };
 
 //  The request types about one conversation. Timeline changes are appended
 //  as sends are, in the same runs, and count against the same rate
@@ -883,7 +868,9 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (pl_body_str (map, fields->other, &args->other) != 1)
         return pl_lane_refuse (intake, "bad_request",
                                "The field '%s' must be a string: a user's name.", fields->other);
-    if (!fields->read (args, map, intake))
+    if (fields->changes && !pl_change_read (&args->change, fields->kind, map, intake))
+        return false;
+    if (fields->read && !fields->read (args, map, intake))
         return false;
     if (pl_text_same_name (args->other, user))
         return pl_lane_refuse (intake, "bad_request", "%s", strcmp (fields->other, "to") == 0

@@ -564,6 +564,21 @@ s_mentions_json_size (const mentions_t *mentions)
     return 1 + pl_reply_json_member_size ("mentions", size);
 }
 
+//  Packs type, room, seq and from: what a message and a change begin with
+static void
+s_pack_entry_head (msgpack_packer *packer, const char *type, const char *room, uint64_t seq,
+                   const char *user)
+{
+    pl_body_pack_str (packer, "type");
+    pl_body_pack_str (packer, type);
+    pl_body_pack_str (packer, "room");
+    pl_body_pack_str (packer, room);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, user);
+}
+
 //  Packs an edit, a deletion or a reaction as clients see it (PROTOCOL.md
 //  1.1): type, room, seq, from, the edit's text, ts, and the change's target
 //  (emoji and on of a reaction)
@@ -573,14 +588,7 @@ s_pack_change_entry (msgpack_packer *packer, const char *room, uint64_t seq, con
 {
     bool edit = change->kind == PL_CHANGE_EDIT;
     msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
-    pl_body_pack_str (packer, "type");
-    pl_body_pack_str (packer, pl_change_kind_name (change->kind));
-    pl_body_pack_str (packer, "room");
-    pl_body_pack_str (packer, room);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
-    pl_body_pack_str (packer, "from");
-    pl_body_pack_str (packer, user);
+    s_pack_entry_head (packer, pl_change_kind_name (change->kind), room, seq, user);
     if (edit) {
         pl_body_pack_str (packer, "text");
         msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
@@ -609,14 +617,7 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         uint32_t more = (change? pl_change_fields (change): 0)
                       + (state? pl_change_state_fields (state): 0);
         msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0) + more);
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "message");
-        pl_body_pack_str (packer, "room");
-        pl_body_pack_str (packer, room);
-        pl_body_pack_str (packer, "seq");
-        msgpack_pack_uint64 (packer, seq);
-        pl_body_pack_str (packer, "from");
-        pl_body_pack_str (packer, user);
+        s_pack_entry_head (packer, "message", room, seq, user);
         pl_body_pack_str (packer, "text");
         msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
         pl_body_pack_str (packer, "ts");
@@ -1866,37 +1867,13 @@ s_read_text (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     return true;
 }
 
-//  msg.edit: the message's seq and its new text
-static bool
-s_read_edit (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_EDIT, map, intake)
-        && s_read_text (args, map, intake);
-}
-
-//  msg.delete: the message's seq
-static bool
-s_read_delete (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_DELETE, map, intake);
-}
-
-//  msg.react: the message's seq, the emoji, on
-static bool
-s_read_react (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
-{
-    return pl_change_read (&args->change, PL_CHANGE_REACTION, map, intake);
-}
-
 static bool
 s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
     if (pl_nonce_read (map, &intake->nonce) < 0)
         return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
                                " letters, digits, '_' or '-'.", PL_NONCE_MAX);
-    //  Its reply_to, then its text
-    return pl_change_read (&args->change, PL_CHANGE_MESSAGE, map, intake)
-        && s_read_text (args, map, intake);
+    return s_read_text (args, map, intake);
 }
 
 //  room.members' cursor: "m." and a user name, lower-cased, into
@@ -1940,22 +1917,27 @@ s_check_invite (args_t *args, pl_lane_intake_t *intake)
     return true;
 }
 
-//  How a request type's fields are read (their shape) and checked (their
+//  How a request type's fields are read (their shape: first the timeline
+//  change's, pl_change, for a type that makes one) and checked (their
 //  values, after the room's name); NULL for none
 typedef struct {
     bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
     bool (*check) (args_t *args, pl_lane_intake_t *intake);
+    bool changes;                   //  appends to the timeline: a change of kind
+    pl_change_kind_t kind;
 } fields_t;
 
-static const fields_t s_create_fields = { s_read_create, NULL };
-static const fields_t s_invite_fields = { s_read_invite, s_check_invite };
-static const fields_t s_members_fields = { s_read_members, NULL };
-static const fields_t s_history_fields = { s_read_history, NULL };
-static const fields_t s_send_fields = { s_read_send, s_check_send };
-static const fields_t s_read_fields = { s_read_read, NULL };
-static const fields_t s_edit_fields = { s_read_edit, s_check_send };
-static const fields_t s_delete_fields = { s_read_delete, NULL };
-static const fields_t s_react_fields = { s_read_react, NULL };
+static const fields_t s_create_fields = { .read = s_read_create };
+static const fields_t s_invite_fields = { .read = s_read_invite, .check = s_check_invite };
+static const fields_t s_members_fields = { .read = s_read_members };
+static const fields_t s_history_fields = { .read = s_read_history };
+static const fields_t s_send_fields = { .read = s_read_send, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_MESSAGE };
+static const fields_t s_read_fields = { .read = s_read_read };
+static const fields_t s_edit_fields = { .read = s_read_text, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_EDIT };
+static const fields_t s_delete_fields = { .changes = true, .kind = PL_CHANGE_DELETE };
+static const fields_t s_react_fields = { .changes = true, .kind = PL_CHANGE_REACTION };
 
 //  The request types about one room. Sends, changes and invitations count
 //  against the user's message rate (PROTOCOL.md 1.1).
@@ -2009,7 +1991,9 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (pl_body_str (map, "room", &args->room) != 1)
         return pl_lane_refuse (intake, "bad_request",
                                "The field 'room' must be a string: the room's name.");
-    if (fields && !fields->read (args, map, intake))
+    if (fields && fields->changes && !pl_change_read (&args->change, fields->kind, map, intake))
+        return false;
+    if (fields && fields->read && !fields->read (args, map, intake))
         return false;
     if (!s_room_name_valid (args->room)) {
         if (type->start == s_create_start)
