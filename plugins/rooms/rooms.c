@@ -2058,13 +2058,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
                                reply->retry_ms, 0);
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&packer, *reply->body);
-    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_reply_object (self->host, self->ctx, &request, reply->body);
 }
 
 //  admin.rooms.list {after?}: the store's page of every room
