@@ -220,6 +220,17 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    at INTEGER NOT NULL,"
     "    since INTEGER NOT NULL,"
     "    PRIMARY KEY (conversation_id, seq, emoji, user_key)"
+    ") WITHOUT ROWID;",
+
+    //  10: room administration. A ban is a row per (room, user), gone with
+    //  the room or the user; a member.add or invite.add looks it up on its
+    //  primary key. (A system entry's 'by', a kick's, is schema 9's by_name.)
+    "CREATE TABLE bans ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    banned_by TEXT,"
+    "    banned_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
     ") WITHOUT ROWID;"
 };
 

@@ -34,7 +34,7 @@ static s_reader_fn
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
     s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
-    s_read_user_set_password, s_read_room_all;
+    s_read_user_set_password, s_read_room_all, s_read_room_update, s_read_room_unban;
 
 static const struct {
     const char *name;               //  the request type
@@ -77,7 +77,9 @@ static const struct {
     [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce },
     [ST_USER_SET_STATE]    = { "store.user.set_state",    true,  s_read_user_set_state },
     [ST_USER_SET_PASSWORD] = { "store.user.set_password", true,  s_read_user_set_password },
-    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all }
+    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all },
+    [ST_ROOM_UPDATE]       = { "store.room.update",       true,  s_read_room_update },
+    [ST_ROOM_UNBAN]        = { "store.room.unban",        true,  s_read_room_unban }
 };
 
 
@@ -908,10 +910,14 @@ s_read_member_add (st_request_t *self, const msgpack_object *map)
            ? -1 : 0;
 }
 
+//  member.remove: and 'ban' (optional bool, schema version 10)
 static int
 s_read_member_remove (st_request_t *self, const msgpack_object *map)
 {
-    return s_read_member (self, map, &self->as.member_remove);
+    st_member_t *member = &self->as.member_remove;
+    if (s_read_member (self, map, member))
+        return -1;
+    return pl_body_field (map, "ban") ? s_read_bool (self, map, "ban", &member->ban) : 0;
 }
 
 static int
@@ -1171,4 +1177,41 @@ s_read_room_all (st_request_t *self, const msgpack_object *map)
     st_room_page_t *page = &self->as.room_all;
     return s_read_name (self, map, "after", ST_ROOM_MAX, false, &page->after)
         || s_read_limit (self, map, ST_ROOM_ALL_DEFAULT, &page->limit) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Room administration (schema version 10)
+
+//  room.update: the room's name, at least one setting to change, and the
+//  update notice (optional)
+static int
+s_read_room_update (st_request_t *self, const msgpack_object *map)
+{
+    st_room_update_t *update = &self->as.room_update;
+    uint64_t max_participants = 0;
+    update->has_private = pl_body_field (map, "private") != NULL;
+    if (s_read_room (self, map, "name", &update->name)
+    ||  s_read_string (self, map, "description", 0, ST_DESCRIPTION_MAX, false,
+                       &update->description)
+    ||  (update->has_private && s_read_bool (self, map, "private", &update->is_private))
+    ||  s_read_uint (self, map, "max_participants", 1, ST_PARTICIPANTS_MAX, false, 0,
+                     &max_participants)
+    ||  s_read_entry (self, map, false, &update->has_entry, &update->entry))
+        return -1;
+    update->max_participants = (uint32_t) max_participants;
+    if (!update->description.data && !update->has_private && !update->max_participants) {
+        st_request_fail (self, "bad_request", "Give at least one of 'description', 'private'"
+                         " and 'max_participants'.");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_read_room_unban (st_request_t *self, const msgpack_object *map)
+{
+    st_room_unban_t *unban = &self->as.room_unban;
+    return s_read_room (self, map, "room", &unban->room)
+        || s_read_user (self, map, "user", &unban->user) ? -1 : 0;
 }
