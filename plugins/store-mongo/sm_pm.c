@@ -127,9 +127,11 @@ s_fail_no_pm_user (sm_pending_t *pending, bool me_missing)
              missing->data);
 }
 
-//  Packs a pm entry from a document that holds seq, from, to, text, ts
-static void
-s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
+//  A pm entry of a document that holds seq, from, to, text, ts, and the
+//  change's fields (schema version 9); its reactions into *reactions_p
+//  (the caller destroys them), borrowed from the document
+static st_pm_entry_t
+s_pm_entry_of (const bson_t *document, st_reactions_t **reactions_p)
 {
     st_pm_entry_t entry = {
         .seq = (uint64_t) sm_bson_int (document, "seq", 0),
@@ -139,8 +141,15 @@ s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
         .ts = sm_bson_int (document, "ts", 0),
         .nonce = sm_bson_nonce (document)
     };
+    sm_changes_read (document, entry.seq, &entry.change, reactions_p);
+    return entry;
+}
+
+static void
+s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
+{
     st_reactions_t *reactions;
-    sm_changes_read (document, entry.seq, &entry.change, &reactions);
+    st_pm_entry_t entry = s_pm_entry_of (document, &reactions);
     st_reply_pm_entry (packer, &entry);
     st_reactions_destroy (&reactions);
 }
@@ -653,17 +662,9 @@ s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint
         bson_destroy (&last);
         bson_init_static (&last, data, size);
     }
-    const bson_t *now = list->current [index] ? list->current [index] : &last;
-    st_pm_entry_t entry = {
-        .seq = (uint64_t) sm_bson_int (now, "seq", 0),
-        .from = sm_bson_st_text (now, "from"),
-        .to = sm_bson_st_text (now, "to"),
-        .text = sm_bson_st_text (now, "text"),
-        .ts = sm_bson_int (now, "ts", 0),
-        .nonce = sm_bson_nonce (now)
-    };
     st_reactions_t *reactions;
-    sm_changes_read (now, entry.seq, &entry.change, &reactions);
+    st_pm_entry_t entry = s_pm_entry_of (list->current [index] ? list->current [index] : &last,
+                                         &reactions);
     int64_t marker = sm_bson_int (conversation, first ? "read_a" : "read_b", 0);
     int64_t last_seq = sm_bson_int (conversation, "last_seq", (int64_t) entry.seq);
     st_reply_conversation (packer, sm_bson_st_text (conversation, first ? "names.1" : "names.0"),

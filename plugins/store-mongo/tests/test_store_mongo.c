@@ -816,37 +816,15 @@ test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes (voi
 //  --------------------------------------------------------------------------
 //  Timeline changes (schema version 9): a deleted text leaves the documents
 
-//  store.msg.append of one entry (room) or store.pm.append of one message
-//  from alice to bob (room NULL): a message when target is 0, else an edit
-//  with text, or a deletion when text is NULL; asserts ok
+//  A timeline change from alice (sc_pack_change), asserted ok
 static void
 s_change_ok (sc_broker_t *broker, const char *room, int64_t seq, int64_t target,
              const char *text)
 {
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, room ? 2 : 3);
-    sc_pack_kstr (&packer, room ? "room" : "from", room ? room : "alice");
-    if (room)
-        sc_pack_key (&packer, "entry");
-    else {
-        sc_pack_kstr (&packer, "to", "bob");
-        sc_pack_key (&packer, "messages");
-        msgpack_pack_array (&packer, 1);
-    }
-    msgpack_pack_map (&packer, 4 + (target != 0) + (text != NULL));
-    sc_pack_kint (&packer, "seq", seq);
-    sc_pack_kstr (&packer, "kind", !target ? "message" : text ? "edit" : "delete");
-    sc_pack_kstr (&packer, room ? "user" : "from", "alice");
-    sc_pack_kint (&packer, "ts", 1718454900000 + seq);
-    if (target)
-        sc_pack_kint (&packer, "target", target);
-    if (text)
-        sc_pack_kstr (&packer, "text", text);
-    uint64_t rid = sc_broker_send (broker, room ? "store.msg.append" : "store.pm.append",
-                                   buffer.data, buffer.size);
+    const char *type = sc_pack_change (&buffer, room, seq, target, text, 1718454900000 + seq);
+    uint64_t rid = sc_broker_send (broker, type, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
     assert_true (rid > 0);
     s_expect (broker, rid, NULL);

@@ -311,3 +311,30 @@ sc_pack_kint (msgpack_packer *packer, const char *key, int64_t value)
     sc_pack_key (packer, key);
     msgpack_pack_int64 (packer, value);
 }
+
+const char *
+sc_pack_change (msgpack_sbuffer *buffer, const char *room, int64_t seq, int64_t target,
+                const char *text, int64_t ts)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, room ? 2 : 3);
+    sc_pack_kstr (&packer, room ? "room" : "from", room ? room : "alice");
+    if (room)
+        sc_pack_key (&packer, "entry");
+    else {
+        sc_pack_kstr (&packer, "to", "bob");
+        sc_pack_key (&packer, "messages");
+        msgpack_pack_array (&packer, 1);
+    }
+    msgpack_pack_map (&packer, 4 + (target != 0) + (text != NULL));
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "kind", !target ? "message" : text ? "edit" : "delete");
+    sc_pack_kstr (&packer, room ? "user" : "from", "alice");
+    sc_pack_kint (&packer, "ts", ts);
+    if (target)
+        sc_pack_kint (&packer, "target", target);
+    if (text)
+        sc_pack_kstr (&packer, "text", text);
+    return room ? "store.msg.append" : "store.pm.append";
+}

@@ -131,6 +131,15 @@ void
 void
     sc_pack_key (msgpack_packer *packer, const char *key);
 
+//  The body of a timeline change from alice (schema version 9), for the
+//  stores' own tests: store.msg.append of one entry to room, or with room
+//  NULL store.pm.append of one message to bob; a message when target is 0,
+//  else an edit with text, or a deletion when text is NULL. Returns the
+//  request type; the body goes into buffer (initialized by the caller).
+const char *
+    sc_pack_change (msgpack_sbuffer *buffer, const char *room, int64_t seq, int64_t target,
+                    const char *text, int64_t ts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5696,27 +5696,27 @@ test_timeline_changes_refused_by_the_checks_store_nothing (void **state)
     s_timeline_room (fixture);
     s_append_one_ok (fixture, "general", (s_spec_t) { .seq = 3, .user = "alice",
                                                       .text = "hello", .on = -1 });
-    //  Not a message of the room: a seq without entry, a system entry
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .kind = "edit", .user = "alice", .target = 99, .text = "x", .on = -1 }, 1),
-        0, "no_such_message");
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .user = "bob", .text = "re", .reply_to = 1, .on = -1 }, 1),
-        0, "no_such_message");
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .kind = "reaction", .user = "bob", .target = 2, .emoji = "x", .on = 1 }, 1),
-        0, "no_such_message");
-    //  Not the author: an edit; neither the author nor the owner: a deletion
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .kind = "edit", .user = "bob", .target = 3, .text = "mine", .on = -1 }, 1),
-        0, "forbidden");
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .kind = "delete", .user = "carol", .target = 3, .on = -1 }, 1),
-        0, "forbidden");
-    //  A reaction taken back that was never given
-    s_assert_refused_one (s_append_specs (fixture, "general", &(s_spec_t) {
-        .seq = 4, .kind = "reaction", .user = "bob", .target = 3, .emoji = "x", .on = 0 }, 1),
-        0, "unchanged");
+    //  Not a message of the room (a seq without entry, a system entry);
+    //  not the author of an edit; neither the author nor the owner of a
+    //  deletion; a reaction taken back that was never given
+    const struct {
+        s_spec_t spec;
+        const char *code;
+    } alone [] = {
+        { { .seq = 4, .kind = "edit", .user = "alice", .target = 99, .text = "x", .on = -1 },
+          "no_such_message" },
+        { { .seq = 4, .user = "bob", .text = "re", .reply_to = 1, .on = -1 }, "no_such_message" },
+        { { .seq = 4, .kind = "reaction", .user = "bob", .target = 2, .emoji = "x", .on = 1 },
+          "no_such_message" },
+        { { .seq = 4, .kind = "edit", .user = "bob", .target = 3, .text = "mine", .on = -1 },
+          "forbidden" },
+        { { .seq = 4, .kind = "delete", .user = "carol", .target = 3, .on = -1 }, "forbidden" },
+        { { .seq = 4, .kind = "reaction", .user = "bob", .target = 3, .emoji = "x", .on = 0 },
+          "unchanged" },
+    };
+    for (size_t index = 0; index < sizeof alone / sizeof alone [0]; index++)
+        s_assert_refused_one (s_append_specs (fixture, "general", &alone [index].spec, 1), 0,
+                              alone [index].code);
     //  One refusal in a run stores none of it; the others are named too
     s_spec_t run [] = {
         { .seq = 4, .user = "bob", .text = "fine", .on = -1 },
