@@ -357,6 +357,41 @@ STORE = {
             {"from": "alice", "seq": 2, "text": "again", "ts": NOW, "nonce": "p-1"}]})
         + request("store.pm.nonce", {"from": "alice", "to": "bob", "nonce": "p-1"})
         + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 5}) + batch_end(),
+    # Schema version 9: timeline changes checked and applied inside the
+    # append, refused runs, history as it is now, the pm side
+    "timeline": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + batch_end()
+        + request("store.msg.append", {"room": "general", "entries": [
+            entry(1), dict(entry(2, user="bob"), reply_to=1),
+            {"seq": 3, "kind": "edit", "user": "alice", "ts": NOW, "target": 1, "text": "new"},
+            {"seq": 4, "kind": "reaction", "user": "bob", "ts": NOW, "target": 1, "emoji": "+1",
+             "on": True},
+            {"seq": 5, "kind": "system", "user": "bob", "ts": NOW, "event": "kick", "by": "alice"},
+            {"seq": 6, "kind": "system", "user": "alice", "ts": NOW, "event": "update"}]})
+        + request("store.msg.append", {"room": "general", "entries": [
+            {"seq": 7, "kind": "edit", "user": "bob", "ts": NOW, "target": 1, "text": "mine"},
+            {"seq": 8, "kind": "reaction", "user": "bob", "ts": NOW, "target": 1, "emoji": "+1",
+             "on": True},
+            {"seq": 9, "kind": "delete", "user": "bob", "ts": NOW, "target": 99}]})
+        + request("store.msg.append", {"room": "general", "entry":
+            {"seq": 7, "kind": "delete", "user": "alice", "ts": NOW, "target": 2}})
+        + request("store.msg.history", {"room": "general", "before": 8, "limit": 5})
+        + request("store.msg.history", {"room": "general", "after": 0, "limit": 3})
+        + request("store.room.joined", {"user": "bob"})
+        + request("store.pm.append", {"from": "alice", "to": "bob", "seq": 1, "text": "hi", "ts": NOW})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "messages": [
+            {"from": "bob", "seq": 2, "text": "yo", "ts": NOW, "reply_to": 1},
+            {"from": "alice", "seq": 3, "kind": "edit", "target": 1, "text": "hey", "ts": NOW},
+            {"from": "bob", "seq": 4, "kind": "reaction", "target": 1, "emoji": "ok", "on": True,
+             "ts": NOW},
+            {"from": "bob", "seq": 5, "kind": "delete", "target": 2, "ts": NOW}]})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "seq": 6, "kind": "delete",
+                                      "target": 1, "ts": NOW})
+        + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 10})
+        + request("store.pm.conversations", {"user": "alice"}) + batch_end(),
     "unknown": request("store.nope"),
     "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
 }

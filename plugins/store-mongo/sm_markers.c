@@ -184,6 +184,7 @@ sm_marker_counts (sm_store_t *self, const char *room_key, const char *user,
     bson_t *unread = BCON_NEW ("room", BCON_UTF8 (room_key),
                                "seq", "{", "$gt", BCON_INT64 (read_seq), "}",
                                "kind", BCON_UTF8 ("message"),
+                               "deleted", "{", "$ne", BCON_BOOL (true), "}",
                                "user", "{", "$ne", BCON_UTF8 (user), "}");
     *unread_p = s_count (self, unread, SM_TIMELINE_INDEX, error);
     bson_destroy (unread);

@@ -12,6 +12,8 @@
 #include "sm_conn.h"
 #include "sm_markers.h"
 #include "sm_rooms.h"
+#include "sm_changes.h"
+#include "st_reactions.h"
 #include "sm_users.h"
 
 #include <assert.h>
@@ -30,7 +32,9 @@
 //             invited: [names as registered], last_seq}
 //                                  unique index on name_lower; index on users
 //  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
-//             ts (BSON date), text | event, mentions?, mentioned?}
+//             ts (BSON date), text | event, mentions?, mentioned?, by?,
+//             schema 9: reply_to?, edited?, deleted?, reactions?
+//             [{emoji, user, key, at, since}], target?, emoji?, on?}
 //                                  unique index on (room, seq); index on
 //                                  (room, mentioned, seq)
 //  markers   the members' read markers: sm_markers.h
@@ -87,10 +91,13 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .event = sm_bson_st_text (document, "event"),
         .nonce = sm_bson_nonce (document)
     };
-    entry.change.kind = st_text_is (sm_bson_st_text (document, "kind"), "system")
-                      ? ST_KIND_SYSTEM : ST_KIND_MESSAGE;
+    if (bson_has_field (document, "by"))
+        entry.by = sm_bson_st_text (document, "by");
+    st_reactions_t *reactions;
+    sm_changes_read (document, entry.seq, &entry.change, &reactions);
     sm_entry_mentions_read (document, &mentions, &entry);
     st_reply_entry (packer, &entry);
+    st_reactions_destroy (&reactions);
     msgpack_sbuffer_destroy (&mentions);
 }
 
@@ -110,7 +117,11 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
     if (entry->change.kind == ST_KIND_SYSTEM)
         bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
     else
+    if (entry->text.data)
         bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+    if (entry->by.data)
+        bson_append_utf8 (document, "by", 2, entry->by.data, (int) entry->by.size);
+    sm_changes_build (&entry->change, document);
     if (entry->nonce.data) {
         char sender [ST_NAME_MAX + 1];
         st_text_lower (entry->user, sender);
@@ -1280,13 +1291,20 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         sm_fail_run (self, first, end, &error);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
+    if (sm_check_changes (self, first, end, &error)) {
+        sm_note_failure (self, "checking timeline changes", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
     if (sm_find_seqs_taken (self, first, end, &error)) {
         sm_note_failure (self, "looking for taken seqs", &error);
         sm_fail_run (self, first, end, &error);
+        sm_apply_changes (self, first, end);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
     sm_settle_overlaps (first, end);
     rc = sm_insert_entries (self, first, end);
+    sm_apply_changes (self, first, end);
     if (rc == 0) {
         s_advance_rooms (self, first, end);
         sm_markers_advance (self, first, end);
