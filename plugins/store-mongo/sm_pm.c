@@ -346,15 +346,12 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
     return rc;
 }
 
-//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
-//  messages to one conversation: one find of the users, then as msg.append
-//  (see above, also for a failure part way): one find of the seqs taken,
-//  one ordered insert_many of every message of the run; then
-//  s_advance_conversations
-int
-sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+//  The users of the run's live requests, as registered (from_name,
+//  to_name): one find; a request naming one that does not exist fails.
+//  Returns 0, or -1 with error set (the run failed).
+static int
+s_name_pm_users (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
 {
-    bson_error_t error;
     size_t live = 0;
     for (sm_pending_t *pending = first; pending < end; pending++)
         live += sm_is_live (pending);
@@ -367,7 +364,7 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
                 sm_fail (pending, "internal", "The store ran out of memory.");
         return 0;
     }
-    int rc = s_find_pm_users (self, first, end, &names, &error);
+    int rc = s_find_pm_users (self, first, end, &names, error);
     if (rc == 0)
         for (sm_pending_t *pending = first; pending < end; pending++) {
             if (!sm_is_live (pending))
@@ -383,10 +380,23 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         }
     free (names.users);
     if (rc) {
-        sm_note_failure (self, "looking up the users of private messages", &error);
-        sm_fail_run (self, first, end, &error);
-        return sm_is_unreachable (&error) ? -1 : 0;
+        sm_note_failure (self, "looking up the users of private messages", error);
+        sm_fail_run (self, first, end, error);
     }
+    return rc;
+}
+
+//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
+//  messages to one conversation: one find of the users, then as msg.append
+//  (see above, also for a failure part way): one find of the seqs taken,
+//  one ordered insert_many of every message of the run; then
+//  s_advance_conversations
+int
+sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    bson_error_t error;
+    if (s_name_pm_users (self, first, end, &error))
+        return sm_is_unreachable (&error) ? -1 : 0;
     //  The repeated nonces first (nothing of such a request is appended);
     //  the seqs taken: looked for before inserting, as the test server does
     //  not enforce the unique index. Then the run's own overlaps.
@@ -407,7 +417,7 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         return sm_is_unreachable (&error) ? -1 : 0;
     }
     sm_settle_overlaps (first, end);
-    rc = sm_insert_entries (self, first, end);
+    int rc = sm_insert_entries (self, first, end);
     sm_apply_changes (self, first, end);
     //  The conversation documents: their failure leaves the messages
     //  stored, and their ok stands (README.md)

@@ -1191,13 +1191,15 @@ sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
 }
 
 
-//  The newest ts of a msg.append's run (the entries were validated)
+//  The newest ts of a msg.append's run's messages (the entries were
+//  validated): a change does not make a room active
 static int64_t
 s_newest_ts (const sm_pending_t *pending)
 {
     int64_t newest = 0;
     for (uint32_t index = 0; index < pending->entry_count; index++)
-        if (pending->entries [index].ts > newest)
+        if (pending->entries [index].change.kind == ST_KIND_MESSAGE
+        &&  pending->entries [index].ts > newest)
             newest = pending->entries [index].ts;
     return newest;
 }

@@ -1062,14 +1062,15 @@ s_append_element (void *arg, uint32_t index, const char **code_p)
 {
     s_append_t *run = (s_append_t *) arg;
     const st_entry_t *entry = &run->append->entries [index];
-    char actor [ST_NAME_MAX + 1];
-    st_text_lower (entry->user, actor);
+    bool changes = ss_timeline_changes (&entry->change);
+    char actor [ST_NAME_MAX + 1] = "";
+    if (changes)
+        st_text_lower (entry->user, actor);
     ss_change_t element = {
         .key = run->room_id, .owner_key = run->owner, .actor_key = actor,
         .actor = entry->user, .seq = entry->seq, .ts = entry->ts, .text = entry->text,
         .change = &entry->change
     };
-    bool changes = ss_timeline_changes (&entry->change);
     int rc = SQLITE_OK;
     if (changes && entry->change.kind == ST_KIND_DELETE)
         rc = s_append_owner (run);

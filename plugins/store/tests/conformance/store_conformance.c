@@ -5967,6 +5967,32 @@ test_timeline_change_fields_out_of_range_are_bad_request (void **state)
     s_assert_history (fixture, "general", S_NO_CURSOR, S_NO_CURSOR, 0, 1, 3, false);
 }
 
+//  After test_timeline_changes_in_a_conversation's changes
+static void
+s_assert_conversations_after_changes (fixture_t *fixture)
+{
+    //  The conversation's last is the newest message as it is now (bob's
+    //  reply), last_seq the newest entry; alice's unread: bob's reply
+    sc_reply_t *reply = s_pm_conversations (fixture, "alice", 0);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    assert_int_equal (conversations->via.array.size, 1);
+    const msgpack_object *conversation = &conversations->via.array.ptr [0];
+    const msgpack_object *last = sc_map_field (conversation, "last");
+    s_assert_int (sc_map_field (last, "seq"), 5);
+    s_assert_int (sc_map_field (last, "reply_to"), 1);
+    s_assert_str (sc_map_field (last, "kind"), "message");
+    s_assert_int (sc_map_field (conversation, "last_seq"), 6);
+    s_assert_int (sc_map_field (conversation, "unread"), 1);
+    sc_reply_destroy (&reply);
+    //  bob's unread: alice's two messages, one of them deleted
+    reply = s_pm_conversations (fixture, "bob", 0);
+    s_assert_ok (reply);
+    conversation = &s_array_field (reply, "conversations")->via.array.ptr [0];
+    s_assert_int (sc_map_field (conversation, "unread"), 1);
+    sc_reply_destroy (&reply);
+}
+
 static void
 test_timeline_changes_in_a_conversation (void **state)
 {
@@ -6021,26 +6047,7 @@ test_timeline_changes_in_a_conversation (void **state)
     s_assert_int (sc_map_field (s_entry_of (reply, 5), "reply_to"), 1);
     s_assert_str (sc_map_field (s_entry_of (reply, 6), "kind"), "delete");
     sc_reply_destroy (&reply);
-    //  The conversation's last is the newest message as it is now (bob's
-    //  reply), last_seq the newest entry; alice's unread: bob's reply
-    reply = s_pm_conversations (fixture, "alice", 0);
-    s_assert_ok (reply);
-    const msgpack_object *conversations = s_array_field (reply, "conversations");
-    assert_int_equal (conversations->via.array.size, 1);
-    const msgpack_object *conversation = &conversations->via.array.ptr [0];
-    const msgpack_object *last = sc_map_field (conversation, "last");
-    s_assert_int (sc_map_field (last, "seq"), 5);
-    s_assert_int (sc_map_field (last, "reply_to"), 1);
-    s_assert_str (sc_map_field (last, "kind"), "message");
-    s_assert_int (sc_map_field (conversation, "last_seq"), 6);
-    s_assert_int (sc_map_field (conversation, "unread"), 1);
-    sc_reply_destroy (&reply);
-    //  bob's unread: alice's two messages, one of them deleted
-    reply = s_pm_conversations (fixture, "bob", 0);
-    s_assert_ok (reply);
-    conversation = &s_array_field (reply, "conversations")->via.array.ptr [0];
-    s_assert_int (sc_map_field (conversation, "unread"), 1);
-    sc_reply_destroy (&reply);
+    s_assert_conversations_after_changes (fixture);
 }
 
 
