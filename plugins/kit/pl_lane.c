@@ -881,37 +881,97 @@ s_remove_answered (pl_lane_t *self, pl_lane_key_t *key, size_t count)
     }
 }
 
-//  A write answered ok with 'duplicates' stored nothing: the requests of
-//  the run it names ({index, seq, ts}) are repeats, answered as such; the
-//  others stay at the head, to go again numbered anew. Returns false when
-//  the answer names none (an ordinary ok).
-static bool
-s_duplicates (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack_object *body)
+//  The op of the run at index (of writing), still to be answered; NULL
+//  for an index outside the run
+static pl_lane_op_t *
+s_run_op (pl_lane_key_t *key, size_t writing, int64_t index)
 {
-    const msgpack_object *list = pl_body_field (body, "duplicates");
-    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+    if (index < 0 || (size_t) index >= writing)
+        return NULL;
+    pl_lane_op_t *op = key->head;
+    for (int64_t step = 0; op && step < index; step++)
+        op = op->next;
+    return op && op->request? op: NULL;
+}
+
+//  Answers op, named by item of a write's list; returns false when the
+//  item says nothing op can be answered with
+typedef bool (s_listed_fn) (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                            const msgpack_object *item);
+
+//  A repeat named by 'duplicates' ({index, seq, ts}): answered as one
+static bool
+s_listed_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                    const msgpack_object *item)
+{
+    if (!op->nonce)
         return false;
+    s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (item, "seq"),
+                       pl_body_int (item, "ts"));
+    return true;
+}
+
+//  An element named by 'refused' ({index, code}): the class answers it
+static bool
+s_listed_refusal (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                  const msgpack_object *item)
+{
+    char code [64];
+    pl_body_copy (item, "code", code, sizeof code);
+    if (!*code)
+        return false;
+    if (self->cls->refused)
+        self->cls->refused (self->plugin, key, op, code);
+    else
+        pl_lane_failure (self, key, op, "internal", code);
+    return true;
+}
+
+//  Answers the requests of the run (of writing) that a list of a write's
+//  answer names by index, each with answer. Returns how many it answered.
+static size_t
+s_answer_listed (pl_lane_t *self, pl_lane_key_t *key, size_t writing,
+                 const msgpack_object *list, s_listed_fn *answer)
+{
     size_t answered = 0;
-    for (uint32_t item = 0; item < list->via.array.size; item++) {
-        const msgpack_object *duplicate = &list->via.array.ptr [item];
-        int64_t index = pl_body_int (duplicate, "index");
-        pl_lane_op_t *op = key->head;
-        for (int64_t step = 0; op && step < index && (size_t) step < writing; step++)
-            op = op->next;
-        if (op && index >= 0 && (size_t) index < writing && op->request && op->nonce) {
-            s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (duplicate, "seq"),
-                               pl_body_int (duplicate, "ts"));
+    for (uint32_t item = 0; list && item < list->via.array.size; item++) {
+        const msgpack_object *listed = &list->via.array.ptr [item];
+        pl_lane_op_t *op = s_run_op (key, writing, pl_body_int (listed, "index"));
+        if (op && answer (self, key, op, listed))
             answered++;
-        }
     }
+    return answered;
+}
+
+//  The array field name of an ok answer, when it has elements; else NULL
+static const msgpack_object *
+s_run_list (const msgpack_object *body, const char *name)
+{
+    const msgpack_object *list = pl_body_field (body, name);
+    return list && list->type == MSGPACK_OBJECT_ARRAY && list->via.array.size? list: NULL;
+}
+
+//  A write answered ok with 'duplicates' or 'refused' stored nothing: the
+//  requests of the run they name are answered (repeats; the class's
+//  refusals); the others stay at the head, to go again numbered anew.
+//  Returns false when the answer names none (an ordinary ok).
+static bool
+s_not_appended (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack_object *body)
+{
+    const msgpack_object *duplicates = s_run_list (body, "duplicates");
+    const msgpack_object *refused = s_run_list (body, "refused");
+    if (!duplicates && !refused)
+        return false;
+    size_t answered = s_answer_listed (self, key, writing, duplicates, s_listed_duplicate)
+                    + s_answer_listed (self, key, writing, refused, s_listed_refusal);
     //  A list that names no request of the run would send it again for ever
     size_t count = answered? 0: writing;
     for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--)
         if (op->request)
-            pl_lane_failure (self, key, op, "internal", "the store's duplicates name no"
-                             " request of the run");
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%zu repeated nonce(s) in a run of '%s'",
-                     answered, key->entry.name);
+            pl_lane_failure (self, key, op, "internal", "the store's duplicates or refusals"
+                             " name no request of the run");
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%zu element(s) of a run of '%s' not"
+                     " appended (repeats, refusals)", answered, key->entry.name);
     s_remove_answered (self, key, writing);
     return true;
 }
@@ -926,7 +986,7 @@ s_write_answered (pl_lane_t *self, pl_lane_key_t *key, pl_lane_answer_fn *answer
 {
     if (code && strcmp (code, "unavailable") == 0)
         pl_lane_forget (self, key);       //  the write may have happened
-    if (!code && s_duplicates (self, key, writing, body))
+    if (!code && s_not_appended (self, key, writing, body))
         return;
     while (writing-- && key->head) {
         pl_lane_op_t *op = key->head;
@@ -1062,6 +1122,24 @@ s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request
     return true;
 }
 
+//  A request the class's at_once may answer as it comes in: answered ahead
+//  of the key's queue, its bound and admission (it waits for nothing),
+//  through a stand-in op that owns nothing. Returns true when it was.
+static bool
+s_at_once (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
+           parley_request_t **request_p, const char *user, pl_lane_intake_t *intake)
+{
+    pl_lane_op_t probe = { .request = *request_p, .user = (char *) user,
+                           .args = intake->args, .start = type->start,
+                           .kind = (size_t) (type - self->cls->types) };
+    self->cls->at_once (self->plugin, key, &probe);
+    if (probe.request)
+        return false;               //  it waits its turn
+    *request_p = NULL;
+    key->touched = pl_time_mono ();
+    return true;
+}
+
 //  Reads, checks and queues a request of type; sets intake's refusal
 //  when it is refused. Takes the request when it is queued.
 static void
@@ -1081,6 +1159,9 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
     if (key && s_intake_repeat (self, key, request_p, user, intake))
+        return;
+    if (key && intake->at_once && self->cls->at_once && !deferred
+    &&  s_at_once (self, key, type, request_p, user, intake))
         return;
     pl_lane_op_t *op = key && !pl_lane_full (self, key)
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
@@ -1219,6 +1300,12 @@ size_t
 pl_lane_size (pl_lane_t *self)
 {
     return self->keys.size;
+}
+
+bool
+pl_lane_is_loaded (pl_lane_key_t *key)
+{
+    return key->loaded;
 }
 
 

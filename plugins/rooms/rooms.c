@@ -33,6 +33,7 @@
 #include "pl_admin.h"
 #include "pl_body.h"
 #include "pl_call.h"
+#include "pl_change.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
@@ -41,6 +42,7 @@
 #include "pl_pack.h"
 #include "pl_reply.h"
 #include "pl_text.h"
+#include "pl_throttle.h"
 #include "pl_time.h"
 #include "rm_list.h"
 
@@ -66,6 +68,7 @@
 #define ROOMS_LIST_PUBLIC_DEFAULT   200         //  other public rooms room.list gives
 #define ROOMS_CURSOR_MAX            64          //  a room.members cursor's bytes
 #define ROOMS_NAME_BYTES            260         //  a member's name read from the store
+#define ROOMS_TYPING_MS_DEFAULT     2000        //  one typing per user and room this often
 
 
 //  --------------------------------------------------------------------------
@@ -87,6 +90,9 @@ typedef struct {
                                     //  which tells the sender where its marker is
     bool admin;                     //  the operator's (parleyctl): answered with what
                                     //  was done
+    pl_change_t change;             //  send: its reply_to; edit, delete, react: the
+                                    //  target and the reaction (the edit's text is
+                                    //  argument)
 } args_t;
 
 //  A room this instance has touched: the lane's state for its key
@@ -122,6 +128,8 @@ typedef struct {
     size_t join_members;            //  members room.join lists, at most
     size_t members_page;            //  members per room.members page, at most
     uint64_t messages;              //  messages stored, for the log at exit
+    pl_throttle_t *typing;          //  the typings relayed lately, owned
+    int64_t typing_ms;              //  one typing per user and room this often
 } rooms_t;
 
 //  --------------------------------------------------------------------------
@@ -560,24 +568,60 @@ s_mentions_json_size (const mentions_t *mentions)
     return 1 + pl_reply_json_member_size ("mentions", size);
 }
 
+//  Packs type, room, seq and from: what a message and a change begin with
+static void
+s_pack_entry_head (msgpack_packer *packer, const char *type, const char *room, uint64_t seq,
+                   const char *user)
+{
+    pl_body_pack_str (packer, "type");
+    pl_body_pack_str (packer, type);
+    pl_body_pack_str (packer, "room");
+    pl_body_pack_str (packer, room);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, user);
+}
+
+//  Packs an edit, a deletion or a reaction as clients see it (PROTOCOL.md
+//  1.1): type, room, seq, from, the edit's text, ts, and the change's target
+//  (emoji and on of a reaction)
+static void
+s_pack_change_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *user,
+                     int64_t ts, const char *text, size_t text_size, const pl_change_t *change)
+{
+    bool edit = change->kind == PL_CHANGE_EDIT;
+    msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
+    s_pack_entry_head (packer, pl_change_kind_name (change->kind), room, seq, user);
+    if (edit) {
+        pl_body_pack_str (packer, "text");
+        msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
+    }
+    pl_body_pack_str (packer, "ts");
+    pl_body_pack_time (packer, ts);
+    pl_change_pack (change, packer);
+}
+
 //  Packs an entry as clients see it, from its parts (mentions only for a
-//  message)
+//  message). change: the entry's (NULL for a system entry); state: the
+//  store's entry of a message as it is now (edited, deleted, reactions),
+//  NULL for one just sent.
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
               const char *user, int64_t ts, const char *text, size_t text_size,
-              const char *event, const char *nonce, const mentions_t *mentions)
+              const char *event, const char *nonce, const mentions_t *mentions,
+              const pl_change_t *change, const msgpack_object *state)
 {
+    if (change && change->kind != PL_CHANGE_MESSAGE)
+        s_pack_change_entry (packer, room, seq, user, ts, text, text_size, change);
+    else
     if (strcmp (kind, "message") == 0) {
         bool mentioning = mentions && mentions->count > 0;
-        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0));
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "message");
-        pl_body_pack_str (packer, "room");
-        pl_body_pack_str (packer, room);
-        pl_body_pack_str (packer, "seq");
-        msgpack_pack_uint64 (packer, seq);
-        pl_body_pack_str (packer, "from");
-        pl_body_pack_str (packer, user);
+        //  A plain message sent now adds nothing to what it always packed
+        uint32_t more = (change? pl_change_fields (change): 0)
+                      + (state? pl_change_state_fields (state): 0);
+        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0) + more);
+        s_pack_entry_head (packer, "message", room, seq, user);
         pl_body_pack_str (packer, "text");
         msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
         pl_body_pack_str (packer, "ts");
@@ -588,6 +632,10 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         }
         if (mentioning)
             s_pack_mentions (packer, mentions);
+        if (more && change)
+            pl_change_pack (change, packer);
+        if (more && state)
+            pl_change_pack_state (state, packer);
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
@@ -637,8 +685,28 @@ s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
     mentions_t mentions = s_store_mentions (entry);
+    pl_change_t change;
+    bool changed = pl_change_from_entry (&change, entry);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions);
+                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions,
+                  changed? &change: NULL, entry);
+}
+
+//  The JSON size of what an edit, deletion or reaction adds to the members
+//  every entry has (s_pack_change_entry's)
+static size_t
+s_change_json_size (const char *user, const msgpack_object *entry, const pl_change_t *change)
+{
+    size_t size = 2 + pl_change_json_size (change)
+        + pl_reply_json_member_size ("type", strlen (pl_change_kind_name (change->kind)) + 2)
+        + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)));
+    if (change->kind == PL_CHANGE_EDIT) {
+        size_t text_size;
+        const char *text = s_entry_text (entry, &text_size);
+        size += 1 + pl_reply_json_member_size ("text", pl_reply_json_str_size
+                                               (text? text: "", text? text_size: 0));
+    }
+    return size;
 }
 
 //  The JSON size of one of the store's entries as the client will get it
@@ -656,6 +724,9 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
         + pl_reply_json_member_size ("room", pl_reply_json_str_size (room, strlen (room))) + 1
         + pl_reply_json_member_size ("seq", pl_reply_json_uint_size (seq)) + 1
         + pl_reply_json_member_size ("ts", pl_time_iso8601_length (pl_body_int (entry, "ts")) + 2);
+    pl_change_t change;
+    if (pl_change_from_entry (&change, entry) && change.kind != PL_CHANGE_MESSAGE)
+        return size + s_change_json_size (user, entry, &change);
     if (strcmp (kind, "message") == 0) {
         size_t text_size;
         const char *text = s_entry_text (entry, &text_size);
@@ -665,6 +736,7 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
             size += 1 + pl_reply_json_member_size ("nonce", strlen (nonce) + 2);
         mentions_t mentions = s_store_mentions (entry);
         return size + 3 + s_mentions_json_size (&mentions)
+            + pl_change_json_size (&change) + pl_change_state_json_size (entry)
             + pl_reply_json_member_size ("type", strlen ("\"message\""))
             + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)))
             + pl_reply_json_member_size ("text", pl_reply_json_str_size (text? text: "",
@@ -746,14 +818,43 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
     return taken < count;
 }
 
-//  Packs the store's entry map for the entry op writes
+//  Packs the store's entry map for an edit, deletion or reaction op writes:
+//  seq, kind, user, ts, the edit's text, and the change's fields
+static void
+s_pack_store_change (msgpack_packer *packer, pl_lane_op_t *op)
+{
+    const args_t *args = (const args_t *) op->args;
+    bool edit = args->change.kind == PL_CHANGE_EDIT;
+    msgpack_pack_map (packer, 4 + edit + pl_change_fields (&args->change));
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, pl_change_kind_name (args->change.kind));
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, op->user);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
+    if (edit) {
+        pl_body_pack_str (packer, "text");
+        pl_body_pack_str (packer, args->argument);
+    }
+    pl_change_pack (&args->change, packer);
+}
+
+//  Packs the store's entry map for the entry op writes (a message, a
+//  system entry with event, or a change)
 static void
 s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
                     const char *event)
 {
     const args_t *args = (const args_t *) op->args;
+    if (!event && args->change.kind != PL_CHANGE_MESSAGE) {
+        s_pack_store_change (packer, op);
+        return;
+    }
     bool mentioning = !event && args->mention_count > 0;
-    msgpack_pack_map (packer, 5 + (op->nonce && !event? 1: 0) + (mentioning? 1: 0));
+    uint32_t reply = event? 0: pl_change_fields (&args->change);
+    msgpack_pack_map (packer, 5 + (op->nonce && !event? 1: 0) + (mentioning? 1: 0) + reply);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
     pl_body_pack_str (packer, "kind");
@@ -772,6 +873,8 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
         mentions_t mentions = { NULL, args->mentions, args->mention_count };
         s_pack_mentions (packer, &mentions);
     }
+    if (reply)
+        pl_change_pack (&args->change, packer);
 }
 
 //  Delivers the entry op wrote (now stored) to the room's members
@@ -787,7 +890,7 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     mentions_t mentions = { NULL, args->mentions, args->mention_count };
     s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
                   args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce,
-                  &mentions);
+                  &mentions, event? NULL: &args->change, NULL);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1522,22 +1625,26 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  --------------------------------------------------------------------------
 //  msg.send: the sends at the head of the room, one store.msg.append
 
-//  The store answered the run's write, for one send of it
+//  The store answered the run's write, for one send (or edit, deletion,
+//  reaction: they share the run) of it
 static void
 s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
                 const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
     if (code)
         s_room_refused (self, key, op, code, message);
     else {
         pl_lane_stored (key, op);
-        self->messages++;
-        s_deliver_entry (self, room, op, "message", NULL);
+        bool sent = args->change.kind == PL_CHANGE_MESSAGE;
+        self->messages += sent;
+        s_deliver_entry (self, room, op, pl_change_kind_name (args->change.kind), NULL);
         //  The sender's marker moved to its message, in the same store write:
-        //  one read event a sender a run, at its last message of the run
-        if (!((const args_t *) op->args)->sender_again)
+        //  one read event a sender a run, at its last message of the run (a
+        //  change moves no marker)
+        if (sent && !args->sender_again)
             s_deliver_read (self, room, op->user, op->seq);
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
@@ -1592,7 +1699,9 @@ s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
     for (size_t taken = 0; taken < count; taken++, op = op->next) {
         args_t *args = (args_t *) op->args;
         s_args_forget_mentions (args);
-        if (!strchr (args->argument, '@') || (!index && !(index = s_member_index (room))))
+        //  Mentions are a send's: an edit changes none (PROTOCOL.md 1.1)
+        if (args->change.kind != PL_CHANGE_MESSAGE || !strchr (args->argument, '@')
+        ||  (!index && !(index = s_member_index (room))))
             continue;
         size_t found;
         const char **names = pl_mention_scan (args->argument, strlen (args->argument),
@@ -1610,7 +1719,8 @@ s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
 
 //  Marks each send of the run (count ops from op) whose sender has a later
 //  send in the run: the run is stored whole in one transaction, so its
-//  sender's marker moves once, to the last, and one read event says so
+//  sender's marker moves once, to the last, and one read event says so.
+//  Only messages move markers: an edit later in the run does not count.
 static void
 s_mark_senders (pl_lane_op_t *op, size_t count)
 {
@@ -1620,8 +1730,22 @@ s_mark_senders (pl_lane_op_t *op, size_t count)
         pl_lane_op_t *later = op->next;
         for (size_t rest = taken + 1; rest < count && !args->sender_again;
              rest++, later = later->next)
-            args->sender_again = strcmp (later->user, op->user) == 0;
+            args->sender_again = strcmp (later->user, op->user) == 0
+                && ((const args_t *) later->args)->change.kind == PL_CHANGE_MESSAGE;
     }
+}
+
+//  The lane's class refused: the store refused op, an element of a run
+//  (a reply to, or a change of, a message that is not there; an edit by
+//  another than its author; a reaction that changes nothing)
+static void
+s_change_refused (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    char where [ROOMS_NAME_BYTES];
+    snprintf (where, sizeof where, "the room '%s'", ((room_t *) pl_lane_state (key))->name);
+    pl_change_refused (self->lane, key, op, &((const args_t *) op->args)->change, code, where,
+                       "its author or the owner of the room");
 }
 
 //  A send queued behind the head joins its run when it is a member's
@@ -1675,6 +1799,70 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     for (size_t index = 0; index < count; index++, next = next->next)
         s_pack_store_entry (&pack.packer, next, "message", NULL);
     pl_lane_write (self->lane, key, "store.msg.append", &pack, count, s_send_written);
+}
+
+
+//  --------------------------------------------------------------------------
+//  typing with a room (msg.typing: the gateway's name for it, proto/ENVELOPE.md
+//  "Client types"): relayed to the other members' sessions, at most one per
+//  user and room every typing_ms (the others answered ok); never stored.
+//  Membership is the cached one, which follows what the store acknowledged:
+//  in a loaded room a typing is answered as it comes in (at_once), without
+//  waiting behind the room's writes; else at its turn, once loaded.
+
+//  {"type": "typing", "user", "room"} to every member but the sender
+static void
+s_typing_deliver (rooms_t *self, room_t *room, const char *sender)
+{
+    size_t count, others = 0;
+    const char **names = s_member_array (room, &count);
+    for (size_t index = 0; names && index < count; index++)
+        if (!pl_text_same_name (names [index], sender))
+            names [others++] = names [index];
+    if (others) {
+        pl_pack_t pack;
+        pl_pack_start (&pack, 3, "type", "typing");
+        pl_pack_kstr (&pack, "user", sender);
+        pl_pack_kstr (&pack, "room", room->name);
+        self->host->deliver_users (self->ctx, names, others, pack.buffer.data,
+                                   pack.buffer.size);
+        pl_pack_release (&pack);
+    }
+    free (names);
+}
+
+static void
+s_typing_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    if (!s_member_ready (self, key, op, ""))
+        return;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (pl_throttle_pass (self->typing, op->user, room->name, pl_time_mono ()))
+        s_typing_deliver (self, room, op->user);
+    pl_lane_ok (self->lane, op, NULL, 0);
+}
+
+//  The lane's class at_once (for typings only): a loaded room answers from
+//  its cached members
+static void
+s_typing_at_once (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    if (pl_lane_is_loaded (key))
+        s_typing_start (plugin, key, op);
+}
+
+//  A typing names a room or a user ('to', the pm plugin's), never both; it
+//  may be answered as it comes in
+static bool
+s_read_typing (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    (void) args;
+    if (pl_body_field (map, "to"))
+        return pl_lane_refuse (intake, "bad_request",
+                               "A typing names a 'room' or a user 'to', not both.");
+    intake->at_once = true;
+    return true;
 }
 
 
@@ -1734,12 +1922,10 @@ s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intak
                               intake);
 }
 
+//  A send's and an edit's text, into args->argument
 static bool
-s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+s_read_text (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    if (pl_nonce_read (map, &intake->nonce) < 0)
-        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
-                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
     int found = pl_body_text (map, "text", &args->argument);
     if (found == -2)
         args->text_has_nul = true;      //  a value the server refuses: invalid_text
@@ -1747,6 +1933,15 @@ s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     if (found != 1)
         return pl_lane_refuse (intake, "bad_request", "The field 'text' must be a string.");
     return true;
+}
+
+static bool
+s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
+                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
+    return s_read_text (args, map, intake);
 }
 
 //  room.members' cursor: "m." and a user name, lower-cased, into
@@ -1790,22 +1985,31 @@ s_check_invite (args_t *args, pl_lane_intake_t *intake)
     return true;
 }
 
-//  How a request type's fields are read (their shape) and checked (their
+//  How a request type's fields are read (their shape: first the timeline
+//  change's, pl_change, for a type that makes one) and checked (their
 //  values, after the room's name); NULL for none
 typedef struct {
     bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
     bool (*check) (args_t *args, pl_lane_intake_t *intake);
+    bool changes;                   //  appends to the timeline: a change of kind
+    pl_change_kind_t kind;
 } fields_t;
 
-static const fields_t s_create_fields = { s_read_create, NULL };
-static const fields_t s_invite_fields = { s_read_invite, s_check_invite };
-static const fields_t s_members_fields = { s_read_members, NULL };
-static const fields_t s_history_fields = { s_read_history, NULL };
-static const fields_t s_send_fields = { s_read_send, s_check_send };
-static const fields_t s_read_fields = { s_read_read, NULL };
+static const fields_t s_create_fields = { .read = s_read_create };
+static const fields_t s_invite_fields = { .read = s_read_invite, .check = s_check_invite };
+static const fields_t s_members_fields = { .read = s_read_members };
+static const fields_t s_history_fields = { .read = s_read_history };
+static const fields_t s_send_fields = { .read = s_read_send, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_MESSAGE };
+static const fields_t s_read_fields = { .read = s_read_read };
+static const fields_t s_edit_fields = { .read = s_read_text, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_EDIT };
+static const fields_t s_delete_fields = { .changes = true, .kind = PL_CHANGE_DELETE };
+static const fields_t s_react_fields = { .changes = true, .kind = PL_CHANGE_REACTION };
+static const fields_t s_typing_fields = { .read = s_read_typing };
 
-//  The request types about one room. Sends and invitations count against
-//  the user's message rate (PROTOCOL.md 1.1).
+//  The request types about one room. Sends, changes and invitations count
+//  against the user's message rate (PROTOCOL.md 1.1).
 static const pl_lane_type_t s_types [] = {
     { "room.create",  s_create_start,  NULL, &s_create_fields },
     { "room.join",    s_join_start,    NULL, NULL },
@@ -1818,6 +2022,17 @@ static const pl_lane_type_t s_types [] = {
     { "room.read",    s_read_start,    NULL, &s_read_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    { "msg.typing",   s_typing_start,
+      "You are sending messages and typing notices too fast; wait a moment and try again.",
+      &s_typing_fields },
+    //  Timeline changes are appended as sends are, in the same runs, and
+    //  count against the same rate (PROTOCOL.md 1.1)
+    { "msg.edit",     s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_edit_fields },
+    { "msg.delete",   s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_delete_fields },
+    { "msg.react",    s_send_start,
+      "You are reacting too fast; wait a moment and try again.", &s_react_fields },
     { .type = NULL }
 };
 
@@ -1848,7 +2063,9 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (pl_body_str (map, "room", &args->room) != 1)
         return pl_lane_refuse (intake, "bad_request",
                                "The field 'room' must be a string: the room's name.");
-    if (fields && !fields->read (args, map, intake))
+    if (fields && fields->changes && !pl_change_read (&args->change, fields->kind, map, intake))
+        return false;
+    if (fields && fields->read && !fields->read (args, map, intake))
         return false;
     if (!s_room_name_valid (args->room)) {
         if (type->start == s_create_start)
@@ -1913,13 +2130,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
                                reply->retry_ms, 0);
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&packer, *reply->body);
-    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_reply_object (self->host, self->ctx, &request, reply->body);
 }
 
 //  admin.rooms.list {after?}: the store's page of every room
@@ -2043,7 +2254,9 @@ static const pl_lane_class_t s_room_class = {
     .forget = s_room_forget,
     .keep = s_room_keep,
     .service = "room",
-    .look_up = s_nonce_look_up
+    .look_up = s_nonce_look_up,
+    .at_once = s_typing_at_once,
+    .refused = s_change_refused
 };
 
 //  The options (README.md, "Options"), each in its range. Returns false
@@ -2069,6 +2282,8 @@ s_options (rooms_t *self)
         self->members_page = 1;
     self->list_public = pl_options_uint (&options, "list_public", ROOMS_LIST_PUBLIC_DEFAULT,
                                          0, UINT32_MAX);
+    self->typing_ms = pl_options_int (&options, "typing_interval_ms", ROOMS_TYPING_MS_DEFAULT,
+                                      0, 3600000);
     return pl_options_refused (&options) == 0;
 }
 
@@ -2094,7 +2309,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
     self->lists = rm_list_new (ctx, host, self->calls, self->list_public);
-    if (!self->lane || !self->sessions || !self->online || !self->lists) {
+    self->typing = pl_throttle_new (self->typing_ms, PL_THROTTLE_MAX);
+    if (!self->lane || !self->sessions || !self->online || !self->lists || !self->typing) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -2103,7 +2319,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     pl_lane_set_rate (self->lane, self->rate, self->burst);
     pl_lane_set_idle (self->lane, self->idle_ms);
     pl_lane_set_nonces (self->lane, (size_t) self->nonce_cache);
-    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
+    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send, typing and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
                " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
                self->max_owned, self->max_joined);
@@ -2121,6 +2337,7 @@ s_destroy (void **state_p)
                              self->messages);
         pl_lane_destroy (&self->lane);
         rm_list_destroy (&self->lists);
+        pl_throttle_destroy (&self->typing);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
