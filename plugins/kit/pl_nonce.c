@@ -1,55 +1,77 @@
 /*  =========================================================================
     pl_nonce - the recent nonces of one key (see pl_nonce.h)
 
-    Map of the state: a ring of at most max entries, oldest first from
-    'oldest', and a table of chains into it by the hash of the entry's
-    name ("<lower-cased user> <nonce>": names hold no space). Putting into
-    a full ring reuses the oldest slot, which first leaves its chain. Both
-    are made on the first put.
+    Map of the state: a ring of at most max slots, oldest first from
+    'oldest', and a table of chains into it by the hash of the slot's name
+    ("<lower-cased user> <nonce>": names hold no space). A slot holds its
+    name and its hash itself: a message's put and look-ups allocate
+    nothing, and a chain is walked on the hashes, the names compared only
+    when those agree (the send path of every message with a nonce comes
+    here three times). Putting into a full ring reuses the oldest slot,
+    which first leaves its chain. Both are made on the first put.
     =========================================================================
 */
 
 #include "pl_nonce.h"
 #include "pl_body.h"
-#include "pl_hash.h"
 #include "pl_limits.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_NONE  SIZE_MAX            //  the end of a chain
+#define S_NONE      UINT32_MAX      //  the end of a chain
+//  The longest name a slot holds: a user's name, a space, a nonce. A
+//  longer one (no valid user's) is not remembered: the store still knows.
+#define S_NAME_MAX  (PL_USERNAME_MAX + 1 + PL_NONCE_MAX)
 
 typedef struct {
-    char *name;                     //  "<user lower-cased> <nonce>", owned; NULL: free
+    uint64_t hash;                  //  of the name
     uint64_t seq;
     int64_t ts;
-    size_t chain;                   //  the next slot in the same bucket, or S_NONE
+    uint32_t chain;                 //  the next slot in the same bucket, or S_NONE
+    uint8_t size;                   //  of the name; 0: the slot is free
+    char name [S_NAME_MAX];         //  "<user lower-cased> <nonce>", not terminated
 } s_slot_t;
 
 struct _pl_nonce_t {
     size_t max;                     //  slots in the ring
     s_slot_t *ring;                 //  owned; NULL until the first put
-    size_t *buckets;                //  the first slot of each chain, owned
+    uint32_t *buckets;              //  the first slot of each chain, owned
     size_t bucket_count;            //  a power of two, at least max
     size_t oldest;                  //  the slot the next put takes when full
     size_t size;                    //  slots in use
 };
 
-//  "<user lower-cased> <nonce>". Caller frees it; NULL if out of memory.
-static char *
-s_name (const char *user, const char *nonce)
+//  A name as a slot holds it, with its hash
+typedef struct {
+    char text [S_NAME_MAX];
+    size_t size;
+    uint64_t hash;
+} s_name_t;
+
+//  Makes user's nonce's name (FNV-1a as it goes). False when it is longer
+//  than a slot holds.
+static bool
+s_name (s_name_t *name, const char *user, const char *nonce)
 {
     size_t user_size = strlen (user);
-    size_t size = user_size + 1 + strlen (nonce) + 1;
-    char *name = (char *) malloc (size);
-    if (!name)
-        return NULL;
-    for (size_t index = 0; index < user_size; index++)
-        name [index] = (char) tolower ((unsigned char) user [index]);
-    name [user_size] = ' ';
-    strcpy (name + user_size + 1, nonce);
-    return name;
+    size_t nonce_size = strlen (nonce);
+    if (user_size + 1 + nonce_size > S_NAME_MAX)
+        return false;
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t index = 0; index < user_size; index++) {
+        name->text [index] = (char) tolower ((unsigned char) user [index]);
+        hash = (hash ^ (unsigned char) name->text [index]) * 1099511628211ULL;
+    }
+    name->text [user_size] = ' ';
+    hash = (hash ^ ' ') * 1099511628211ULL;
+    for (size_t index = 0; index < nonce_size; index++)
+        hash = (hash ^ (unsigned char) nonce [index]) * 1099511628211ULL;
+    memcpy (name->text + user_size + 1, nonce, nonce_size);
+    name->size = user_size + 1 + nonce_size;
+    name->hash = hash;
+    return true;
 }
 
 pl_nonce_t *
@@ -57,7 +79,8 @@ pl_nonce_new (size_t max)
 {
     pl_nonce_t *self = (pl_nonce_t *) calloc (1, sizeof (pl_nonce_t));
     if (self)
-        self->max = max;
+        //  Slots are counted by uint32_t links
+        self->max = max < S_NONE? max: S_NONE - 1;
     return self;
 }
 
@@ -66,7 +89,6 @@ pl_nonce_destroy (pl_nonce_t **self_p)
 {
     pl_nonce_t *self = *self_p;
     if (self) {
-        pl_nonce_purge (self);
         free (self->ring);
         free (self->buckets);
         free (self);
@@ -84,7 +106,7 @@ s_ready (pl_nonce_t *self)
     while (count < self->max)
         count *= 2;
     self->ring = (s_slot_t *) calloc (self->max, sizeof (s_slot_t));
-    self->buckets = (size_t *) malloc (count * sizeof (size_t));
+    self->buckets = (uint32_t *) malloc (count * sizeof (uint32_t));
     if (!self->ring || !self->buckets) {
         free (self->ring), self->ring = NULL;
         free (self->buckets), self->buckets = NULL;
@@ -96,13 +118,18 @@ s_ready (pl_nonce_t *self)
     return 0;
 }
 
-//  Where the link to the slot named name is, or the end of its chain
-static size_t *
-s_link (pl_nonce_t *self, const char *name)
+//  Where the link to the slot with this name and hash is, or the end of
+//  its chain
+static uint32_t *
+s_link (pl_nonce_t *self, const char *name, size_t size, uint64_t hash)
 {
-    size_t *link = &self->buckets [pl_hash_name (name) & (self->bucket_count - 1)];
-    while (*link != S_NONE && strcmp (self->ring [*link].name, name) != 0)
+    uint32_t *link = &self->buckets [hash & (self->bucket_count - 1)];
+    while (*link != S_NONE) {
+        const s_slot_t *slot = &self->ring [*link];
+        if (slot->hash == hash && slot->size == size && memcmp (slot->name, name, size) == 0)
+            break;
         link = &self->ring [*link].chain;
+    }
     return link;
 }
 
@@ -111,28 +138,24 @@ static void
 s_drop_oldest (pl_nonce_t *self)
 {
     s_slot_t *slot = &self->ring [self->oldest];
-    size_t *link = s_link (self, slot->name);
+    uint32_t *link = s_link (self, slot->name, slot->size, slot->hash);
     *link = slot->chain;
-    free (slot->name);
-    slot->name = NULL;
+    slot->size = 0;
     self->size--;
 }
 
 int
 pl_nonce_put (pl_nonce_t *self, const char *user, const char *nonce, uint64_t seq, int64_t ts)
 {
-    if (self->max == 0)
+    s_name_t name;
+    if (self->max == 0 || !s_name (&name, user, nonce))
         return 0;
-    char *name = s_name (user, nonce);
-    if (!name || s_ready (self)) {
-        free (name);
+    if (s_ready (self))
         return -1;
-    }
-    size_t *link = s_link (self, name);
+    uint32_t *link = s_link (self, name.text, name.size, name.hash);
     if (*link != S_NONE) {
         self->ring [*link].seq = seq;
         self->ring [*link].ts = ts;
-        free (name);
         return 0;
     }
     size_t index = (self->oldest + self->size) % self->max;
@@ -141,10 +164,16 @@ pl_nonce_put (pl_nonce_t *self, const char *user, const char *nonce, uint64_t se
         s_drop_oldest (self);
         index = self->oldest;
         self->oldest = (self->oldest + 1) % self->max;
-        link = s_link (self, name);     //  its chain may have changed
+        link = s_link (self, name.text, name.size, name.hash);     //  its chain may have changed
     }
-    self->ring [index] = (s_slot_t) { name, seq, ts, S_NONE };
-    *link = index;
+    s_slot_t *slot = &self->ring [index];
+    slot->hash = name.hash;
+    slot->seq = seq;
+    slot->ts = ts;
+    slot->chain = S_NONE;
+    slot->size = (uint8_t) name.size;
+    memcpy (slot->name, name.text, name.size);
+    *link = (uint32_t) index;
     self->size++;
     return 0;
 }
@@ -153,13 +182,10 @@ bool
 pl_nonce_get (pl_nonce_t *self, const char *user, const char *nonce, uint64_t *seq_p,
               int64_t *ts_p)
 {
-    if (!self->ring)
+    s_name_t name;
+    if (!self->ring || !s_name (&name, user, nonce))
         return false;
-    char *name = s_name (user, nonce);
-    if (!name)
-        return false;
-    size_t index = *s_link (self, name);
-    free (name);
+    uint32_t index = *s_link (self, name.text, name.size, name.hash);
     if (index == S_NONE)
         return false;
     *seq_p = self->ring [index].seq;
@@ -172,10 +198,8 @@ pl_nonce_purge (pl_nonce_t *self)
 {
     if (!self->ring)
         return;
-    for (size_t index = 0; index < self->max; index++) {
-        free (self->ring [index].name);
-        self->ring [index].name = NULL;
-    }
+    for (size_t index = 0; index < self->max; index++)
+        self->ring [index].size = 0;
     for (size_t index = 0; index < self->bucket_count; index++)
         self->buckets [index] = S_NONE;
     self->oldest = 0;

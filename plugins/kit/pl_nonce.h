@@ -11,8 +11,11 @@
     store trip. It is bounded: past max entries the oldest one goes (the
     store still knows it). Senders compare without regard to ASCII case.
 
-    Memory is taken on the first put: a key that never sees a nonce costs
-    a pointer. A max of 0 keeps nothing (every lookup misses).
+    Memory is taken on the first put, all of it (128 bytes a slot, the name
+    in the slot): a key that never sees a nonce costs a pointer, and a put
+    or a lookup allocates nothing. A max of 0 keeps nothing (every lookup
+    misses). A user's name longer than PL_USERNAME_MAX (no valid user's)
+    is not remembered: its lookups miss, and the store answers them.
 
     Ownership: the map owns its entries; names and nonces are copied.
 

@@ -231,7 +231,21 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    banned_by TEXT,"
     "    banned_at INTEGER NOT NULL,"
     "    PRIMARY KEY (room_id, user_id)"
-    ") WITHOUT ROWID;"
+    ") WITHOUT ROWID;",
+
+    //  11: the nonce indexes keyed by the nonce before the sender. The same
+    //  uniqueness and the same look-ups (equality on all three), but where a
+    //  new key goes: nonces that grow with time (a time or a counter first,
+    //  as parley-bench's) land at the end of their room's or conversation's
+    //  range, one page for all its senders, where a sender first gave each
+    //  sender of a room a page of its own to write at each commit (a random
+    //  nonce, a UUID, lands anywhere in the range either way).
+    "DROP INDEX entries_by_nonce;"
+    "CREATE UNIQUE INDEX entries_by_nonce ON entries (room_id, nonce, user COLLATE NOCASE)"
+    "    WHERE nonce IS NOT NULL;"
+    "DROP INDEX pm_entries_by_nonce;"
+    "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, nonce, from_id)"
+    "    WHERE nonce IS NOT NULL;"
 };
 
 

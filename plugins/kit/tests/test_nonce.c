@@ -123,6 +123,31 @@ test_a_map_of_nothing_keeps_nothing (void **state)
 }
 
 static void
+test_the_longest_names_are_remembered_and_longer_ones_missed (void **state)
+{
+    pl_nonce_t *nonces = pl_nonce_new (4);
+    char user [PL_USERNAME_MAX + 2];
+    char nonce [PL_NONCE_MAX + 1];
+    memset (user, 'u', PL_USERNAME_MAX);
+    user [PL_USERNAME_MAX] = 0;
+    memset (nonce, 'n', PL_NONCE_MAX);
+    nonce [PL_NONCE_MAX] = 0;
+    uint64_t seq = 0;
+    int64_t ts = 0;
+    assert_int_equal (pl_nonce_put (nonces, user, nonce, 5, 50), 0);
+    assert_true (pl_nonce_get (nonces, user, nonce, &seq, &ts));
+    assert_int_equal (seq, 5);
+    //  One character more than any valid user's: the map does not know it,
+    //  and says so rather than failing (the store is the truth)
+    user [PL_USERNAME_MAX] = 'u';
+    user [PL_USERNAME_MAX + 1] = 0;
+    assert_int_equal (pl_nonce_put (nonces, user, nonce, 6, 60), 0);
+    assert_false (pl_nonce_get (nonces, user, nonce, &seq, &ts));
+    assert_int_equal (pl_nonce_size (nonces), 1);
+    pl_nonce_destroy (&nonces);
+}
+
+static void
 test_the_protocols_nonces_are_valid_and_no_others (void **state)
 {
     char longest [PL_NONCE_MAX + 2];
@@ -193,6 +218,7 @@ main (void)
         cmocka_unit_test (test_many_nonces_in_a_big_map_are_all_found),
         cmocka_unit_test (test_a_put_again_updates_and_purge_forgets_all),
         cmocka_unit_test (test_a_map_of_nothing_keeps_nothing),
+        cmocka_unit_test (test_the_longest_names_are_remembered_and_longer_ones_missed),
         cmocka_unit_test (test_the_protocols_nonces_are_valid_and_no_others),
         cmocka_unit_test (test_a_requests_nonce_is_read_or_refused),
     };
