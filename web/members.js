@@ -10,6 +10,7 @@ export class MembersPanel {
     // knownUsers(): every user the users panel knows, offered for invitations
     constructor({ knownUsers = () => [] } = {}) {
         this.knownUsers = knownUsers;
+        this.actions = () => [];        // (name, room, self) -> buttons beside a member (the owner's Remove)
         this.members = new Map();       // user -> online
         this.known = false;             // the list came from the server
         this.online = new Map();        // user -> online, from presence
@@ -100,6 +101,7 @@ export class MembersPanel {
         // Outside the truncated name, so a long name never hides it
         if (name === room.owner)
             item.append(element('span', 'badge text-bg-secondary flex-shrink-0', 'owner'));
+        item.append(...this.actions(name, room, self));
         return item;
     }
 }

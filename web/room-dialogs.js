@@ -34,10 +34,17 @@ export function participantsProblem(text) {
     return null;
 }
 
-function setFieldError(input, text) {
+export function setFieldError(input, text) {
     input.classList.toggle('is-invalid', Boolean(text));
     input.setAttribute('aria-invalid', text ? 'true' : 'false');
     $(`${input.id}-error`).textContent = text ?? '';
+}
+
+// "12 / 500" under a description, red past the limit
+export function renderDescriptionCount(textarea, counter) {
+    const count = characters(textarea.value);
+    counter.textContent = `${count} / ${DESCRIPTION_MAX}`;
+    counter.classList.toggle('text-danger', count > DESCRIPTION_MAX);
 }
 
 export class CreateRoomDialog {
@@ -98,10 +105,7 @@ export class CreateRoomDialog {
     }
 
     renderCount() {
-        const count = characters($('room-description').value);
-        const counter = $('room-description-count');
-        counter.textContent = `${count} / ${DESCRIPTION_MAX}`;
-        counter.classList.toggle('text-danger', count > DESCRIPTION_MAX);
+        renderDescriptionCount($('room-description'), $('room-description-count'));
     }
 
     setError(text) {
@@ -156,10 +160,12 @@ export class CreateRoomDialog {
     }
 }
 
-// A question with a dangerous answer (delete a room, leave a private one):
-// resolves, once the dialog has closed (so that the focus can move), true when
-// confirmed and the action succeeded, false when cancelled. action() runs on
-// confirming; its error stays shown in the dialog.
+// A question with a dangerous answer (delete a room, leave a private one,
+// remove a member): resolves, once the dialog has closed (so that the focus
+// can move), true when confirmed and the action succeeded, false when
+// cancelled. action(checked) runs on confirming; its error stays shown in the
+// dialog. option: a checkbox under the question ({ label, ok: the button's
+// text while it is ticked }), its state given to action.
 export class ConfirmDialog {
     constructor() {
         this.action = null;
@@ -172,13 +178,19 @@ export class ConfirmDialog {
         });
     }
 
-    ask({ title, text, ok, action, opener = null }) {
+    ask({ title, text, ok, action, opener = null, option = null }) {
         this.resolve?.(false);
         this.done = false;
         $('confirm-title').textContent = title;
         $('confirm-text').textContent = text;
         $('confirm-ok').textContent = ok;
         $('confirm-error').hidden = true;
+        $('confirm-option').hidden = !option;
+        $('confirm-option-check').checked = false;
+        $('confirm-option-label').textContent = option?.label ?? '';
+        $('confirm-option-check').onchange = () => {
+            $('confirm-ok').textContent = $('confirm-option-check').checked ? option.ok : ok;
+        };
         this.action = action;
         modal('confirm-modal').show(opener);
         return new Promise((resolve) => { this.resolve = resolve; });
@@ -188,7 +200,7 @@ export class ConfirmDialog {
         const button = $('confirm-ok');
         button.disabled = true;
         try {
-            await this.action();
+            await this.action($('confirm-option-check').checked);
             this.done = true;
             modal('confirm-modal').hide();
         } catch (error) {

@@ -17,6 +17,7 @@ import {
 const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon.svg', '/app.js', '/protocol.js',
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
     '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
+    '/mentions.js', '/typing.js', '/notifications.js', '/room-settings.js',
     '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
