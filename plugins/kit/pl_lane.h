@@ -172,6 +172,8 @@ typedef struct {
                                     //  owns it. A type with a rate does not refuse
                                     //  a request with a nonce at once: it is
                                     //  looked up first (pl_lane_deny)
+    bool at_once;                   //  the class's at_once may answer it as it
+                                    //  comes in (read sets it; false by default)
 } pl_lane_intake_t;
 
 //  One request type served on the lane
@@ -214,6 +216,13 @@ typedef struct {
     //  Sends the store call that looks op's nonce up, with
     //  pl_lane_looked_up as its answer (NULL: the class has no nonces)
     pl_lane_action_fn *look_up;
+    //  For a request whose read set intake's at_once: may answer op as it
+    //  comes in, ahead of the key's queue, its bound and admission, from
+    //  what is known without a store call (a typing, from a loaded room's
+    //  cached members: it need not wait behind the room's writes). An op it
+    //  leaves unanswered is queued as any other, its start run at its turn.
+    //  op is a stand-in that owns nothing. May be NULL.
+    pl_lane_action_fn *at_once;
 } pl_lane_class_t;
 
 //  Creates a lane. calls (made with the plugin's state), cls and plugin are
@@ -390,6 +399,11 @@ void
 //  The number of keys in the lane
 size_t
     pl_lane_size (pl_lane_t *self);
+
+//  True when the key's state is loaded (pl_lane_loaded) and not forgotten
+//  since: what a type's at_once may answer from
+bool
+    pl_lane_is_loaded (pl_lane_key_t *key);
 
 //  --------------------------------------------------------------------------
 //  A page of a key's timeline, as clients ask for one (room.history,
