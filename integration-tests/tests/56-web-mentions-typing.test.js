@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { tempDir, Client } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    PASSWORD, TIMEOUT,
+    recordRequests, createRoom, setHidden, PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
 
 // Records what the page does with the Notification API, before any page
@@ -41,15 +41,6 @@ const RECORD_NOTIFICATIONS = () => {
 
 function message(page, text) {
     return page.locator('#entries li.entry-message', { hasText: text });
-}
-
-async function createRoom(page, name) {
-    await page.locator('#room-new').click();
-    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
-    await page.locator('#room-name').fill(name);
-    await page.locator('#create-room-submit').click();
-    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
-    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
 }
 
 async function protocolAs(server, username) {
@@ -80,32 +71,6 @@ async function waitForTyping(page, text, line = '#typing') {
     }
 }
 
-// Makes the page believe that its tab is hidden (or visible again)
-async function setHidden(page, hidden) {
-    await page.evaluate((isHidden) => {
-        if (isHidden)
-            Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
-        else
-            delete document.visibilityState;
-        document.dispatchEvent(new Event('visibilitychange'));
-    }, hidden);
-}
-
-// The typing requests a page sends, from now on
-function recordTyping(page) {
-    const sent = [];
-    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
-        try {
-            const request = JSON.parse(frame.payload);
-            if (request.type === 'typing')
-                sent.push({ ...request, at: Date.now() });
-        } catch {
-            // not JSON
-        }
-    }));
-    return sent;
-}
-
 describe('mentions, typing and notifications in the browser', () => {
     const data = tempDir();
     let server;
@@ -114,8 +79,8 @@ describe('mentions, typing and notifications in the browser', () => {
     let bob;
     let carol;
     let dave;
-    let bobTyping;
-    let aliceTyping;
+    let bobSent;                // the requests of bob's page
+    let aliceSent;
     const consoleErrors = [];
 
     before(async () => {
@@ -134,12 +99,12 @@ describe('mentions, typing and notifications in the browser', () => {
         await aliceContext.grantPermissions(['notifications'], { origin: server.http });
         await aliceContext.addInitScript(RECORD_NOTIFICATIONS);
         alice = await openPage(aliceContext, server, consoleErrors);
-        aliceTyping = recordTyping(alice);
+        aliceSent = recordRequests(alice);
         await signIn(alice, 'alice', { registering: true });
         await createRoom(alice, 'team');
         const bobContext = await newContext(browser, { colorScheme: 'dark' });
         bob = await openPage(bobContext, server, consoleErrors);
-        bobTyping = recordTyping(bob);
+        bobSent = recordRequests(bob);
         await signIn(bob, 'bob', { registering: true });
         carol = await protocolAs(server, 'carol');
         dave = await protocolAs(server, 'Dave');
@@ -218,7 +183,7 @@ describe('mentions, typing and notifications in the browser', () => {
 
     it('bob\'s typing shows under alice\'s timeline until his message arrives', async () => {
         const started = Date.now();
-        const before = bobTyping.length;
+        const before = bobSent.length;
         const input = bob.locator('#composer-text');
         await input.focus();
         await input.type('on it, ');
@@ -232,13 +197,13 @@ describe('mentions, typing and notifications in the browser', () => {
         // Typing on and on sends `typing` at most every 3 s
         for (let n = 0; n < 8; n++)
             await input.type('and more ', { delay: 40 });
-        const sent = bobTyping.slice(before);
+        const sent = bobSent.slice(before).filter((request) => request.type === 'typing');
         const elapsed = Date.now() - started;
         assert.ok(sent.length >= 1 && sent.length <= Math.floor(elapsed / 3000) + 1,
             `${sent.length} typing requests in ${elapsed} ms`);
         assert.ok(sent.every((request) => request.room === 'team'), JSON.stringify(sent));
         for (let n = 1; n < sent.length; n++)
-            assert.ok(sent[n].at - sent[n - 1].at >= 2900, JSON.stringify(sent));
+            assert.ok(sent[n].sentAt - sent[n - 1].sentAt >= 2900, JSON.stringify(sent));
 
         await input.press('Enter');
         await message(alice, 'on it, and more').waitFor({ timeout: TIMEOUT });
@@ -257,10 +222,11 @@ describe('mentions, typing and notifications in the browser', () => {
         await bob.locator('#switcher-input').fill('alice');
         await bob.keyboard.press('Enter');
         await bob.locator('#pm-title', { hasText: 'alice' }).waitFor({ timeout: TIMEOUT });
-        const before = aliceTyping.length;
+        const before = aliceSent.length;
         await alice.locator('#pm-text').type('a private word');
         await waitForTyping(bob, 'alice is typing…', '#pm-typing');
-        assert.deepEqual(aliceTyping.slice(before).map((request) => request.to), ['bob']);
+        assert.deepEqual(aliceSent.slice(before).filter((request) => request.type === 'typing')
+            .map((request) => request.to), ['bob']);
         assert.equal(await bob.locator('#typing').isVisible(), false, 'the room view is not on screen');
         await screenshot(bob, '56-web-typing-pm-dark');
         await alice.locator('#pm-text').press('Enter');
