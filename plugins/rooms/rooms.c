@@ -89,6 +89,13 @@ typedef struct {
                                     //  which tells the sender where its marker is
     bool admin;                     //  the operator's (parleyctl): answered with what
                                     //  was done
+    //  Room administration (PROTOCOL.md 1.1): update's settings given (the
+    //  description in argument, has_description), kick's and unban's target
+    //  (argument) and ban, and whether the store knows the target
+    bool has_description;           //  update
+    bool has_private;               //  update: is_private given
+    bool ban;                       //  kick
+    bool target_known;              //  kick: the target is a user, as registered
 } args_t;
 
 //  A room this instance has touched: the lane's state for its key
@@ -504,15 +511,35 @@ s_pack_room (msgpack_packer *packer, room_t *room)
 //  --------------------------------------------------------------------------
 //  Timeline entries
 
-//  The text of a join or leave entry, "ann has joined the room lobby."
-//  (names are at most 64 bytes: the buffer holds any two)
-#define S_SYSTEM_MESSAGE_SIZE 600
-static void
-s_system_message (char *message, const char *user, const char *room, bool join)
+//  The event of a system entry as clients get it: one of the four, a
+//  leave for any other (the store holds only these)
+static const char *
+s_system_event (const char *event)
 {
-    snprintf (message, S_SYSTEM_MESSAGE_SIZE, join? "%.260s has joined the room %.260s."
-                                                   : "%.260s has left the room %.260s.",
-              user, room);
+    static const char *events [] = { "join", "update", "kick" };
+    for (size_t index = 0; event && index < 3; index++)
+        if (strcmp (event, events [index]) == 0)
+            return events [index];
+    return "leave";
+}
+
+//  The text of a system entry, word for word (PROTOCOL.md): "ann has joined
+//  the room lobby.", a kick's with who did it, by (names are at most 260
+//  bytes here: the buffer holds any three)
+#define S_SYSTEM_MESSAGE_SIZE 900
+static void
+s_system_message (char *message, const char *event, const char *user, const char *by,
+                  const char *room)
+{
+    event = s_system_event (event);
+    if (strcmp (event, "kick") == 0)
+        snprintf (message, S_SYSTEM_MESSAGE_SIZE, "%.260s has been removed from the room %.260s"
+                  " by %.260s.", user, room, by? by: "");
+    else
+        snprintf (message, S_SYSTEM_MESSAGE_SIZE, strcmp (event, "join") == 0
+                  ? "%.260s has joined the room %.260s." : strcmp (event, "update") == 0
+                  ? "%.260s has changed the settings of the room %.260s."
+                  : "%.260s has left the room %.260s.", user, room);
 }
 
 //  The members a message mentions: as the store gave them (an array of
@@ -564,6 +591,35 @@ s_mentions_json_size (const mentions_t *mentions)
     return 1 + pl_reply_json_member_size ("mentions", size);
 }
 
+//  Packs a system entry as clients see it: its notice, and by (who did it)
+//  when given
+static void
+s_pack_system_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *event,
+                     const char *user, const char *by, int64_t ts)
+{
+    char message [S_SYSTEM_MESSAGE_SIZE];
+    s_system_message (message, event, user, by, room);
+    msgpack_pack_map (packer, by && *by? 8: 7);
+    pl_body_pack_str (packer, "type");
+    pl_body_pack_str (packer, "system");
+    pl_body_pack_str (packer, "event");
+    pl_body_pack_str (packer, s_system_event (event));
+    pl_body_pack_str (packer, "room");
+    pl_body_pack_str (packer, room);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, user);
+    if (by && *by) {
+        pl_body_pack_str (packer, "by");
+        pl_body_pack_str (packer, by);
+    }
+    pl_body_pack_str (packer, "ts");
+    pl_body_pack_time (packer, ts);
+    pl_body_pack_str (packer, "message");
+    pl_body_pack_str (packer, message);
+}
+
 //  Packs an entry as clients see it, from its parts (mentions only for a
 //  message)
 static void
@@ -593,26 +649,8 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         if (mentioning)
             s_pack_mentions (packer, mentions);
     }
-    else {
-        bool join = event && strcmp (event, "join") == 0;
-        char message [S_SYSTEM_MESSAGE_SIZE];
-        s_system_message (message, user, room, join);
-        msgpack_pack_map (packer, 7);
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "system");
-        pl_body_pack_str (packer, "event");
-        pl_body_pack_str (packer, join? "join": "leave");
-        pl_body_pack_str (packer, "room");
-        pl_body_pack_str (packer, room);
-        pl_body_pack_str (packer, "seq");
-        msgpack_pack_uint64 (packer, seq);
-        pl_body_pack_str (packer, "user");
-        pl_body_pack_str (packer, user);
-        pl_body_pack_str (packer, "ts");
-        pl_body_pack_time (packer, ts);
-        pl_body_pack_str (packer, "message");
-        pl_body_pack_str (packer, message);
-    }
+    else
+        s_pack_system_entry (packer, room, seq, event, user, NULL, ts);
 }
 
 //  The text of one of the store's entries, in place (NULL for none)
@@ -638,12 +676,22 @@ s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
     pl_body_copy (entry, "user", user, sizeof user);
     pl_body_copy (entry, "event", event, sizeof event);
     pl_body_copy (entry, "nonce", nonce, sizeof nonce);
+    if (strcmp (kind, "system") == 0) {
+        char by [260];
+        pl_body_copy (entry, "by", by, sizeof by);
+        s_pack_system_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), event, user,
+                             by, pl_body_int (entry, "ts"));
+        return;
+    }
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
     mentions_t mentions = s_store_mentions (entry);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
                   pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions);
 }
+
+static size_t s_system_json_size (const char *room, const msgpack_object *entry,
+                                  const char *event, const char *user);
 
 //  The JSON size of one of the store's entries as the client will get it
 //  (s_pack_entry's members), added up from its fields: neither packed nor
@@ -674,12 +722,23 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
             + pl_reply_json_member_size ("text", pl_reply_json_str_size (text? text: "",
                                                                          text? text_size: 0));
     }
-    bool join = strcmp (event, "join") == 0;
+    return size + s_system_json_size (room, entry, event, user);
+}
+
+//  The JSON size of a system entry's own members (s_pack_system_entry's
+//  but room, seq and ts), with the commas between them
+static size_t
+s_system_json_size (const char *room, const msgpack_object *entry, const char *event,
+                    const char *user)
+{
+    char by [260];
+    pl_body_copy (entry, "by", by, sizeof by);
     char message [S_SYSTEM_MESSAGE_SIZE];
-    s_system_message (message, user, room, join);
-    return size + 4
+    s_system_message (message, event, user, by, room);
+    return 4 + (*by? 1 + pl_reply_json_member_size ("by", pl_reply_json_str_size (by,
+                                                                              strlen (by))): 0)
         + pl_reply_json_member_size ("type", strlen ("\"system\""))
-        + pl_reply_json_member_size ("event", strlen (join? "\"join\"": "\"leave\""))
+        + pl_reply_json_member_size ("event", strlen (s_system_event (event)) + 2)
         + pl_reply_json_member_size ("user", pl_reply_json_str_size (user, strlen (user)))
         + pl_reply_json_member_size ("message", pl_reply_json_str_size (message,
                                                                        strlen (message)));
@@ -799,24 +858,31 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
 static void s_pack_room (msgpack_packer *packer, room_t *room);
 
 //  A lifecycle event of the room by op's user at op->ts, with its notice
-//  ("create" carries the room's map, "delete" its name): to its members
-//  when it is private, else to every authenticated session
+//  ("create" and "update" carry the room's map, "delete" its name): to its
+//  members when it is private, else to every authenticated session
+static void
+s_pack_lifecycle (pl_pack_t *pack, room_t *room, pl_lane_op_t *op, const char *event,
+                  const char *notice)
+{
+    pl_pack_start (pack, 6, "type", "system");
+    pl_pack_kstr (pack, "event", event);
+    pl_pack_str (pack, "room");
+    if (strcmp (event, "delete") != 0)      //  create, update: the room's map
+        s_pack_room (&pack->packer, room);
+    else
+        pl_pack_str (pack, room->name);
+    //  No user: the operator (parleyctl), packed as nil
+    pl_pack_kstr (pack, "user", *op->user? op->user: NULL);
+    pl_pack_ktime (pack, "ts", op->ts);
+    pl_pack_kstr (pack, "message", notice);
+}
+
 static void
 s_deliver_lifecycle (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *event,
                      const char *notice)
 {
     pl_pack_t pack;
-    pl_pack_start (&pack, 6, "type", "system");
-    pl_pack_kstr (&pack, "event", event);
-    pl_pack_str (&pack, "room");
-    if (strcmp (event, "create") == 0)
-        s_pack_room (&pack.packer, room);
-    else
-        pl_pack_str (&pack, room->name);
-    //  No user: the operator (parleyctl), packed as nil
-    pl_pack_kstr (&pack, "user", *op->user? op->user: NULL);
-    pl_pack_ktime (&pack, "ts", op->ts);
-    pl_pack_kstr (&pack, "message", notice);
+    s_pack_lifecycle (&pack, room, op, event, notice);
     if (room->is_private)
         s_deliver_members (self, room, pack.buffer.data, pack.buffer.size);
     else
@@ -878,6 +944,20 @@ s_quota_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
                        " one user may; leave one first.", self->max_joined);
     else
         return false;
+    return true;
+}
+
+//  Answers forbidden when the store says the user is banned from the room
+//  (room.join, room.invite). Returns true if it answered.
+static bool
+s_banned_reply (rooms_t *self, pl_lane_op_t *op, const char *code)
+{
+    if (strcmp (code, "banned") != 0)
+        return false;
+    const args_t *args = (const args_t *) op->args;
+    bool invite = args && args->argument && strcmp (op->user, args->argument) != 0;
+    pl_lane_error (self->lane, op, "forbidden", "%s banned from the room '%s'.",
+                   invite? "That user is": "You are", args? args->room: "");
     return true;
 }
 
@@ -1248,7 +1328,7 @@ s_join_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
                        "The room '%s' is private: you need an invitation to join it.",
                        room->name);
     else
-    if (s_quota_reply (self, op, code))
+    if (s_quota_reply (self, op, code) || s_banned_reply (self, op, code))
         ;
     else
     if (strcmp (code, "full") == 0)
@@ -1399,6 +1479,343 @@ s_delete_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 }
 
 
+
+static bool s_read_create (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
+
+//  --------------------------------------------------------------------------
+//  Room administration (PROTOCOL.md 1.1): room.update, room.kick (with ban),
+//  room.unban; the owner's alone, never against the owner
+
+//  Answers forbidden unless op's user owns the room. Returns true if it may.
+static bool
+s_owner_only (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *what)
+{
+    if (room->owner && pl_text_same_name (room->owner, op->user))
+        return true;
+    pl_lane_error (self->lane, op, "forbidden", "Only the owner of the room '%s' (%s) can %s.",
+                   room->name, room->owner? room->owner: "", what);
+    return false;
+}
+
+//  The member named user (any case) as registered, or NULL
+static const char *
+s_member_name (room_t *room, const char *user)
+{
+    for (const char *name = (const char *) zlistx_first (room->members); name;
+         name = (const char *) zlistx_next (room->members))
+        if (pl_text_same_name (name, user))
+            return name;
+    return NULL;
+}
+
+//  Packs the store's system entry op writes: event about user, by whom
+static void
+s_pack_admin_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *event,
+                    const char *user, const char *by)
+{
+    msgpack_pack_map (packer, by? 6: 5);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, "system");
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, user);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
+    pl_body_pack_str (packer, "event");
+    pl_body_pack_str (packer, event);
+    if (by) {
+        pl_body_pack_str (packer, "by");
+        pl_body_pack_str (packer, by);
+    }
+}
+
+//  Delivers the system entry op stored to the room's members
+static void
+s_deliver_admin_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *event,
+                       const char *user, const char *by)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    s_pack_system_entry (&pack.packer, room->name, op->seq, event, user, by, op->ts);
+    s_deliver_members (self, room, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
+}
+
+//  Answers op ok with {room}
+static void
+s_room_reply (rooms_t *self, room_t *room, pl_lane_op_t *op)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 1);
+    pl_pack_str (&pack, "room");
+    s_pack_room (&pack.packer, room);
+    s_reply_packed (self, op, &pack.buffer);
+}
+
+//  The settings op's room.update changes: its fields that differ from the
+//  room's (an update to the same values changes nothing)
+typedef struct {
+    const char *description;        //  NULL: unchanged
+    int is_private;                 //  -1: unchanged
+    uint32_t max_participants;      //  0: unchanged
+} changes_t;
+
+static changes_t
+s_update_changes (room_t *room, const args_t *args)
+{
+    changes_t changes = { NULL, -1, 0 };
+    if (args->has_description && strcmp (args->argument, room->description? room->description
+                                                                          : "") != 0)
+        changes.description = args->argument;
+    if (args->has_private && args->is_private != room->is_private)
+        changes.is_private = args->is_private;
+    if (args->max_participants && args->max_participants != room->max_participants)
+        changes.max_participants = args->max_participants;
+    return changes;
+}
+
+//  The room.update lifecycle event, with the room's map as it is now: to
+//  every session that could see the room before or can see it after
+//  (everyone unless it was private and still is)
+static void
+s_deliver_update_event (rooms_t *self, room_t *room, pl_lane_op_t *op, bool was_private)
+{
+    char notice [S_SYSTEM_MESSAGE_SIZE];
+    s_system_message (notice, "update", op->user, NULL, room->name);
+    pl_pack_t pack;
+    s_pack_lifecycle (&pack, room, op, "update", notice);
+    if (was_private && room->is_private)
+        s_deliver_members (self, room, pack.buffer.data, pack.buffer.size);
+    else
+        s_deliver_everyone (self, pack.buffer.data, pack.buffer.size);
+    pl_pack_release (&pack);
+}
+
+static void
+s_update_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                  const char *message, const msgpack_object *body)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    bool was_private = room->is_private;
+    if (code)
+        s_room_refused (self, key, op, code, message);
+    else
+    if (s_room_fill (room, pl_body_field (body, "room")) != 0)
+        pl_lane_failure (self->lane, key, op, "internal", "malformed answer");
+    else {
+        pl_lane_stored (key, op);
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "%s changed the settings of '%s'",
+                         op->user, room->name);
+        s_deliver_admin_entry (self, room, op, "update", op->user, NULL);
+        s_deliver_update_event (self, room, op, was_private);
+        s_room_reply (self, room, op);
+    }
+}
+
+//  room.update: the owner's; what changes goes to the store with its
+//  notice, at the next seq. Nothing to change answers the room as it is.
+static void
+s_update_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op) || !s_owner_only (self, room, op, "change its settings"))
+        return;
+    changes_t changes = s_update_changes (room, (const args_t *) op->args);
+    if (!changes.description && changes.is_private < 0 && !changes.max_participants) {
+        s_room_reply (self, room, op);
+        return;
+    }
+    pl_lane_run (self->lane, key, 1, 0, NULL);      //  the op's seq and ts
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2 + (changes.description != NULL) + (changes.is_private >= 0)
+                          + (changes.max_participants > 0), "name", room->name);
+    if (changes.description)
+        pl_pack_kstr (&pack, "description", changes.description);
+    if (changes.is_private >= 0)
+        pl_pack_kbool (&pack, "private", changes.is_private == 1);
+    if (changes.max_participants)
+        pl_pack_kuint (&pack, "max_participants", changes.max_participants);
+    pl_body_pack_str (&pack.packer, "entry");
+    s_pack_admin_entry (&pack.packer, op, "update", op->user, NULL);
+    pl_lane_write (self->lane, key, "store.room.update", &pack, 1, s_update_written);
+}
+
+//  The store answered the kick: the removed member's sessions get its
+//  entry too, then nothing more of the room
+static void
+s_kick_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    const msgpack_object *removed = pl_body_field (body, "removed");
+    if (code && strcmp (code, "not_member") == 0) {
+        s_member_remove (room, args->argument);     //  the store knows better
+        pl_lane_error (self->lane, op, "not_member", "%s is not a member of the room '%s'.",
+                       args->argument, room->name);
+    }
+    else
+    if (code)
+        s_room_refused (self, key, op, code, message);
+    else {
+        const char *member = s_member_name (room, args->argument);
+        if (op->seq && member && (!removed || pl_body_bool (body, "removed"))) {
+            pl_lane_stored (key, op);
+            s_deliver_admin_entry (self, room, op, "kick", member, op->user);
+        }
+        s_member_remove (room, args->argument);
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "%s removed %s from '%s'%s", op->user,
+                         args->argument, room->name, args->ban? " and banned them": "");
+        pl_lane_ok (self->lane, op, NULL, 0);
+    }
+}
+
+//  Writes the kick: a member leaves with the kick's notice at the next seq;
+//  a non-member (ban only) is banned without one
+static void
+s_kick_write (rooms_t *self, pl_lane_key_t *key, room_t *room, pl_lane_op_t *op,
+              const char *member)
+{
+    const args_t *args = (const args_t *) op->args;
+    if (member)
+        pl_lane_run (self->lane, key, 1, 0, NULL);  //  the op's seq and ts
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2 + args->ban + (member != NULL), "room", room->name);
+    pl_pack_kstr (&pack, "user", args->argument);
+    if (args->ban)
+        pl_pack_kbool (&pack, "ban", true);
+    if (member) {
+        pl_body_pack_str (&pack.packer, "entry");
+        s_pack_admin_entry (&pack.packer, op, "kick", member, op->user);
+    }
+    pl_lane_write (self->lane, key, "store.member.remove", &pack, 1, s_kick_written);
+}
+
+//  The store looked the kick's target up (it is not a member): its name as
+//  registered, and the kick runs again; no such user answers so
+static void
+s_kick_target_found (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                     const char *message, const msgpack_object *body)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    args_t *args = (args_t *) op->args;
+    char *name = NULL;
+    if (code && strcmp (code, "not_found") == 0)
+        pl_lane_error (self->lane, op, "no_such_user", "There is no user named '%s'.",
+                       args->argument);
+    else
+    if (code)
+        pl_lane_failure (self->lane, key, op, code, message);
+    else
+    if (pl_body_str (body, "name", &name) != 1)
+        pl_lane_failure (self->lane, key, op, "internal", "malformed answer");
+    else {
+        free (args->argument);
+        args->argument = name;
+        name = NULL;
+        args->target_known = true;
+    }
+    free (name);
+}
+
+//  room.kick: the owner's, never against the owner; a member is removed
+//  (and banned with ban); a user who is not a member can only be banned
+static void
+s_kick_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
+    if (!s_room_ready (self, key, op) || !s_owner_only (self, room, op, "remove members"))
+        return;
+    const char *member = s_member_name (room, args->argument);
+    if (pl_text_same_name (room->owner, args->argument))
+        pl_lane_error (self->lane, op, "forbidden", "The owner of the room '%s' cannot be"
+                       " removed from it.", room->name);
+    else
+    if (member || (args->target_known && args->ban))
+        s_kick_write (self, key, room, op, member);
+    else
+    if (args->target_known)
+        pl_lane_error (self->lane, op, "not_member", "%s is not a member of the room '%s'.",
+                       args->argument, room->name);
+    else {
+        pl_pack_t pack;
+        pl_pack_start (&pack, 1, "name", args->argument);
+        pl_lane_read (self->lane, key, "store.user.get", &pack, s_kick_target_found);
+    }
+}
+
+static void
+s_unban_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
+                const char *message, const msgpack_object *body)
+{
+    (void) body;
+    rooms_t *self = (rooms_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
+    //  The room is loaded: not_found is the user
+    if (code && strcmp (code, "not_found") == 0)
+        pl_lane_error (self->lane, op, "no_such_user", "There is no user named '%s'.",
+                       args->argument);
+    else
+    if (code)
+        pl_lane_failure (self->lane, key, op, code, message);
+    else {
+        self->host->log (self->ctx, PARLEY_LOG_INFO, "%s lifted the ban of %s from '%s'",
+                         op->user, args->argument, ((room_t *) pl_lane_state (key))->name);
+        pl_lane_ok (self->lane, op, NULL, 0);
+    }
+}
+
+//  room.unban: the owner's; no entry (an unban is not news to the room)
+static void
+s_unban_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (!s_room_ready (self, key, op) || !s_owner_only (self, room, op, "lift a ban"))
+        return;
+    pl_pack_t pack;
+    pl_pack_start (&pack, 2, "room", room->name);
+    pl_pack_kstr (&pack, "user", ((const args_t *) op->args)->argument);
+    pl_lane_call (self->lane, key, "store.room.unban", &pack, s_unban_answer);
+}
+
+//  room.update's fields: description, private and max_participants, each
+//  optional and checked as room.create's
+static bool
+s_read_update (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (!s_read_create (args, map, intake))
+        return false;
+    args->has_description = args->argument != NULL;
+    const msgpack_object *value = pl_body_field (map, "private");
+    args->has_private = value && value->type == MSGPACK_OBJECT_BOOLEAN;
+    uint64_t max;
+    if (pl_body_uint (map, "max_participants", &max) != 1)
+        args->max_participants = 0;
+    return true;
+}
+
+//  room.kick's and room.unban's target ('user'), and kick's ban
+static bool
+s_read_target (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (pl_body_str (map, "user", &args->argument) != 1)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'user' must be a string: the user's name.");
+    const msgpack_object *ban = pl_body_field (map, "ban");
+    if (ban && ban->type != MSGPACK_OBJECT_BOOLEAN && ban->type != MSGPACK_OBJECT_NIL)
+        return pl_lane_refuse (intake, "bad_request", "The field 'ban' must be true or false.");
+    args->ban = ban && ban->type == MSGPACK_OBJECT_BOOLEAN && ban->via.boolean;
+    return true;
+}
+
 //  --------------------------------------------------------------------------
 //  room.invite
 
@@ -1432,6 +1849,9 @@ s_invite_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char 
     if (code && strcmp (code, "not_found") == 0)
         pl_lane_error (self->lane, op, "no_such_user", "There is no user named '%s'.",
                        ((const args_t *) op->args)->argument);
+    else
+    if (code && s_banned_reply (self, op, code))
+        ;
     else
     if (code)
         pl_lane_failure (self->lane, key, op, code, message);
@@ -1872,6 +2292,8 @@ static const fields_t s_history_fields = { s_read_history, NULL };
 static const fields_t s_send_fields = { s_read_send, s_check_send };
 static const fields_t s_read_fields = { s_read_read, NULL };
 static const fields_t s_typing_fields = { s_read_typing, NULL };
+static const fields_t s_update_fields = { s_read_update, NULL };
+static const fields_t s_target_fields = { s_read_target, s_check_invite };
 
 //  The request types about one room. Sends and invitations count against
 //  the user's message rate (PROTOCOL.md 1.1).
@@ -1885,6 +2307,9 @@ static const pl_lane_type_t s_types [] = {
     { "room.members", s_members_start, NULL, &s_members_fields },
     { "room.history", s_history_start, NULL, &s_history_fields },
     { "room.read",    s_read_start,    NULL, &s_read_fields },
+    { "room.update",  s_update_start,  NULL, &s_update_fields },
+    { "room.kick",    s_kick_start,    NULL, &s_target_fields },
+    { "room.unban",   s_unban_start,   NULL, &s_target_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
     { "msg.typing",   s_typing_start,

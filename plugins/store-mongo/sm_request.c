@@ -203,6 +203,15 @@ s_load_rooms (sm_pending_t *pending, const st_request_t *request)
             s_room (pending, &request->as.invite_add.room);
             s_user (pending, &request->as.invite_add.user);
             break;
+        case ST_ROOM_UPDATE:
+            s_room (pending, &request->as.room_update.name);
+            pending->has_entry = request->as.room_update.has_entry;
+            pending->entry = request->as.room_update.entry;
+            break;
+        case ST_ROOM_UNBAN:
+            s_room (pending, &request->as.room_unban.room);
+            s_user (pending, &request->as.room_unban.user);
+            break;
         default:
             break;
     }

@@ -27,10 +27,11 @@
 //  rooms     {_id: ObjectId, name, name_lower, created_at (BSON date),
 //             users: [member names as registered], owner,
 //             metadata: {description, settings: {is_private, max_participants}},
-//             invited: [names as registered], last_seq}
+//             invited: [names as registered], last_seq,
+//             banned: [names as registered] (schema version 10; absent: none)}
 //                                  unique index on name_lower; index on users
 //  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
-//             ts (BSON date), text | event, mentions?, mentioned?}
+//             ts (BSON date), text | event, mentions?, mentioned?, by?}
 //                                  unique index on (room, seq); index on
 //                                  (room, mentioned, seq)
 //  markers   the members' read markers: sm_markers.h
@@ -41,6 +42,12 @@
 //  joins can never exceed the limit. Its timeline entry is a second
 //  document: see README.md for what that means without transactions.
 
+
+
+//  Room administration's (schema version 10), at the end of the file
+static bool s_refuse_banned (sm_pending_t *pending, const bson_t *room, const char *user);
+static int s_member_ban (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                         bson_error_t *error);
 
 
 //  The room map of proto/STORE.md from a room's document (borrowing its
@@ -88,6 +95,8 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .nonce = sm_bson_nonce (document)
     };
     entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
+    if (entry.system && bson_has_field (document, "by"))
+        entry.by = sm_bson_st_text (document, "by");
     sm_entry_mentions_read (document, &mentions, &entry);
     st_reply_entry (packer, &entry);
     msgpack_sbuffer_destroy (&mentions);
@@ -106,6 +115,8 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
     BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
     bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
     BSON_APPEND_DATE_TIME (document, "ts", entry->ts);
+    if (entry->system && entry->by.data)
+        bson_append_utf8 (document, "by", 2, entry->by.data, (int) entry->by.size);
     if (entry->system)
         bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
     else
@@ -761,6 +772,8 @@ s_join_judge (sm_store_t *self, sm_pending_t *pending, const bson_t *room, const
               int attempt, bson_error_t *error)
 {
     uint32_t user_size = (uint32_t) strlen (user);
+    if (s_refuse_banned (pending, room, user))
+        return 1;
     if (s_needs_invitation (room, user)
     &&  !sm_bson_array_has (room, "invited", user, user_size, NULL)) {
         sm_fail (pending, "forbidden", "The room '%.*s' is private and '%s' is not invited.",
@@ -805,6 +818,10 @@ s_join_change (const sm_pending_t *pending, const bson_t *room, const char *user
     bson_append_document_end (query, &condition);
     BSON_APPEND_DOCUMENT_BEGIN (query, full_key, &condition);
     BSON_APPEND_BOOL (&condition, "$exists", false);
+    bson_append_document_end (query, &condition);
+    //  Not banned meanwhile
+    BSON_APPEND_DOCUMENT_BEGIN (query, "banned", &condition);
+    BSON_APPEND_UTF8 (&condition, "$ne", user);
     bson_append_document_end (query, &condition);
     if (s_needs_invitation (room, user))
         BSON_APPEND_UTF8 (query, "invited", user);
@@ -998,7 +1015,8 @@ int
 sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                       bson_error_t *error)
 {
-    (void) packer;
+    if (pending->request->as.member_remove.ban)
+        return s_member_ban (self, pending, packer, error);
     bson_t room = BSON_INITIALIZER;
     char member [ST_NAME_MAX + 1];
     int rc = s_leave_judge (self, pending, &room, member, error);
@@ -1047,6 +1065,8 @@ sm_run_invite_add (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
         if (rc == 0)
             s_fail_no_user (pending);
     }
+    if (rc == 1 && s_refuse_banned (pending, &room, user))
+        rc = 0;
     if (rc == 1) {
         bool already_member
             = sm_bson_array_has (&room, "users", user, (uint32_t) strlen (user), NULL);
@@ -1300,3 +1320,253 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
     return rc;
 }
 
+
+
+//  --------------------------------------------------------------------------
+//  Room administration (schema version 10): settings, bans. Each is one
+//  conditional update of the room's document and, with a notice, its entry
+//  (undone, best effort, when the entry cannot be appended: as a join).
+
+//  Fails pending with banned when user (as registered) is banned from the
+//  room. Returns true if it did.
+static bool
+s_refuse_banned (sm_pending_t *pending, const bson_t *room, const char *user)
+{
+    if (!sm_bson_array_has (room, "banned", user, (uint32_t) strlen (user), NULL))
+        return false;
+    sm_fail (pending, "banned", "'%s' is banned from the room '%.*s'.", user,
+             (int) pending->room.size, pending->room.data);
+    return true;
+}
+
+//  Whether the notice's seq is free: 1, 0 with pending failed (conflict),
+//  or -1 with error set
+static int
+s_seq_free (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
+{
+    int taken = s_seq_taken (self, pending, error);
+    if (taken == 1)
+        sm_fail_conflict (pending);
+    return taken < 0 ? -1 : taken == 0;
+}
+
+//  Reads the room and the user as registered (member.remove with ban,
+//  room.unban). Returns 1, 0 with pending failed, or -1 with error set.
+static int
+s_admin_read (sm_store_t *self, sm_pending_t *pending, bson_t *room, char *user,
+              bson_error_t *error)
+{
+    user [0] = 0;
+    return s_join_read (self, pending, room, user, error);
+}
+
+//  Takes user out of the room if a member (its notice's seq as the room's
+//  last), bans it and drops its invitation, in one update of the room
+static int
+s_ban_change (sm_store_t *self, sm_pending_t *pending, bson_t *room, const char *user,
+              bool removing, bson_error_t *error)
+{
+    bson_t *query = removing
+        ? BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key), "users", BCON_UTF8 (user))
+        : BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *update = BCON_NEW ("$pull", "{", "users", BCON_UTF8 (user),
+                                             "invited", BCON_UTF8 (user), "}",
+                               "$addToSet", "{", "banned", BCON_UTF8 (user), "}");
+    if (removing && pending->has_entry) {
+        bson_t operation;
+        BSON_APPEND_DOCUMENT_BEGIN (update, "$max", &operation);
+        BSON_APPEND_INT64 (&operation, "last_seq", (int64_t) pending->entry.seq);
+        bson_append_document_end (update, &operation);
+    }
+    int rc = s_modify_room (self, query, update, room, error);
+    bson_destroy (query);
+    bson_destroy (update);
+    if (rc == 0)
+        sm_fail (pending, "unavailable", "The room '%.*s' changed meanwhile; try again.",
+                 (int) pending->room.size, pending->room.data);
+    return rc;
+}
+
+//  The kick's notice; if it cannot be appended, the member is let back in
+//  and the ban lifted, so that nothing changed. Returns 1, 0 with pending
+//  failed, or -1 with error set.
+static int
+s_ban_notice (sm_store_t *self, sm_pending_t *pending, const char *user, bson_error_t *error)
+{
+    int inserted = s_insert_entry (self, pending, error);
+    if (inserted == 0)
+        return 1;
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *update = BCON_NEW ("$addToSet", "{", "users", BCON_UTF8 (user), "}",
+                               "$pull", "{", "banned", BCON_UTF8 (user), "}");
+    bson_error_t undo_error;
+    self->round_trips++;
+    if (!mongoc_collection_update_one (self->rooms, query, update, NULL, NULL, &undo_error))
+        sm_note_failure (self, "undoing a kick whose notice failed", &undo_error);
+    bson_destroy (query);
+    bson_destroy (update);
+    if (inserted < 0)
+        return -1;
+    sm_fail_conflict (pending);
+    return 0;
+}
+
+//  member.remove with ban: answers {members, removed}
+static int
+s_member_ban (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+              bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    char user [ST_NAME_MAX + 1];
+    int rc = s_admin_read (self, pending, &room, user, error);
+    bool removing = rc == 1
+                 && sm_bson_array_has (&room, "users", user, (uint32_t) strlen (user), NULL);
+    if (removing && pending->has_entry)
+        rc = s_seq_free (self, pending, error);
+    if (rc == 1)
+        rc = s_ban_change (self, pending, &room, user, removing, error);
+    if (rc == 1 && removing && pending->has_entry)
+        rc = s_ban_notice (self, pending, user, error);
+    if (rc == 1 && removing && sm_markers_drop (self, pending->room_key, pending->key, error))
+        rc = -1;
+    if (rc == 1) {
+        msgpack_pack_map (packer, 2);
+        pl_body_pack_str (packer, "members");
+        msgpack_pack_uint32 (packer, sm_bson_array_count (&room, "users"));
+        pl_body_pack_str (packer, "removed");
+        removing ? msgpack_pack_true (packer) : msgpack_pack_false (packer);
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+//  The $set of room.update: the settings given
+static bson_t *
+s_update_settings (const st_room_update_t *update)
+{
+    bson_t *change = bson_new ();
+    bson_t set;
+    BSON_APPEND_DOCUMENT_BEGIN (change, "$set", &set);
+    if (update->description.data)
+        bson_append_utf8 (&set, "metadata.description", -1, update->description.data,
+                          (int) update->description.size);
+    if (update->has_private)
+        BSON_APPEND_BOOL (&set, "metadata.settings.is_private", update->is_private);
+    if (update->max_participants)
+        BSON_APPEND_INT64 (&set, "metadata.settings.max_participants",
+                           (int64_t) update->max_participants);
+    bson_append_document_end (change, &set);
+    return change;
+}
+
+//  Puts the settings of before (the room as it was) back: best effort,
+//  when room.update's notice could not be appended
+static void
+s_update_undo (sm_store_t *self, sm_pending_t *pending, const bson_t *before)
+{
+    st_room_update_t old = {
+        .description = sm_bson_st_text (before, "metadata.description"),
+        .has_private = true,
+        .is_private = sm_bson_bool (before, "metadata.settings.is_private"),
+        .max_participants = (uint32_t) sm_bson_int (before, "metadata.settings.max_participants",
+                                                    0)
+    };
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *change = s_update_settings (&old);
+    bson_error_t undo_error;
+    self->round_trips++;
+    if (!mongoc_collection_update_one (self->rooms, query, change, NULL, NULL, &undo_error))
+        sm_note_failure (self, "undoing a room update whose notice failed", &undo_error);
+    bson_destroy (query);
+    bson_destroy (change);
+}
+
+//  Changes the settings and moves last_seq to the notice's. Returns 1, 0
+//  with pending failed (the room went), or -1 with error set.
+static int
+s_update_apply (sm_store_t *self, sm_pending_t *pending, bson_t *room, bson_error_t *error)
+{
+    const st_room_update_t *update = &pending->request->as.room_update;
+    bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+    bson_t *change = s_update_settings (update);
+    if (pending->has_entry) {
+        bson_t operation;
+        BSON_APPEND_DOCUMENT_BEGIN (change, "$max", &operation);
+        BSON_APPEND_INT64 (&operation, "last_seq", (int64_t) pending->entry.seq);
+        bson_append_document_end (change, &operation);
+    }
+    int rc = s_modify_room (self, query, change, room, error);
+    bson_destroy (query);
+    bson_destroy (change);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    return rc;
+}
+
+//  Appends room.update's notice; if it cannot be, the settings go back.
+//  Returns 1, 0 with pending failed, or -1 with error set.
+static int
+s_update_notice (sm_store_t *self, sm_pending_t *pending, const bson_t *before,
+                 bson_error_t *error)
+{
+    int inserted = s_insert_entry (self, pending, error);
+    if (inserted == 0)
+        return 1;
+    s_update_undo (self, pending, before);
+    if (inserted < 0)
+        return -1;
+    sm_fail_conflict (pending);
+    return 0;
+}
+
+int
+sm_run_room_update (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                    bson_error_t *error)
+{
+    bson_t before = BSON_INITIALIZER, room = BSON_INITIALIZER;
+    int rc = s_find_room (self, pending->room_key, &before, error);
+    if (rc == 0)
+        s_fail_no_room (pending);
+    if (rc == 1 && pending->has_entry)
+        rc = s_seq_free (self, pending, error);
+    if (rc == 1)
+        rc = s_update_apply (self, pending, &room, error);
+    if (rc == 1 && pending->has_entry)
+        rc = s_update_notice (self, pending, &before, error);
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        pl_body_pack_str (packer, "room");
+        s_pack_room (packer, &room, NULL, -1);
+    }
+    bson_destroy (&before);
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}
+
+//  room.unban: answers {unbanned: whether there was a ban}
+int
+sm_run_room_unban (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                   bson_error_t *error)
+{
+    bson_t room = BSON_INITIALIZER;
+    char user [ST_NAME_MAX + 1];
+    int rc = s_admin_read (self, pending, &room, user, error);
+    bool banned = rc == 1
+               && sm_bson_array_has (&room, "banned", user, (uint32_t) strlen (user), NULL);
+    if (banned) {
+        bson_t *query = BCON_NEW ("name_lower", BCON_UTF8 (pending->room_key));
+        bson_t *update = BCON_NEW ("$pull", "{", "banned", BCON_UTF8 (user), "}");
+        rc = s_modify_room (self, query, update, &room, error);
+        bson_destroy (query);
+        bson_destroy (update);
+        if (rc == 0)
+            s_fail_no_room (pending);
+    }
+    if (rc == 1) {
+        msgpack_pack_map (packer, 1);
+        pl_body_pack_str (packer, "unbanned");
+        banned ? msgpack_pack_true (packer) : msgpack_pack_false (packer);
+    }
+    bson_destroy (&room);
+    return rc < 0 ? -1 : 0;
+}

@@ -66,6 +66,16 @@ int
     sm_run_member_remove (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                           bson_error_t *error);
 
+//  Room administration (schema version 10): room.update changes the
+//  settings given and appends its notice; room.unban lifts a ban
+int
+    sm_run_room_update (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                        bson_error_t *error);
+
+int
+    sm_run_room_unban (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
+                       bson_error_t *error);
+
 int
     sm_run_member_list (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                         bson_error_t *error);

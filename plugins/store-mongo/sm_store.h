@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define SM_SCHEMA_VERSION        8
+#define SM_SCHEMA_VERSION        10
 //  Most requests run as one batch: the front hands over ST_BATCH_MAX at most
 #define SM_BATCH_MAX             ST_BATCH_MAX
 //  Most user.seen entries sent to the server in one bulk

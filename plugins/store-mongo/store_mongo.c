@@ -111,7 +111,9 @@ static const struct {
     [ST_PM_READ]              = { sm_run_pm_read, NULL },
     [ST_USER_SET_STATE]       = { sm_run_user_set_state, NULL },
     [ST_USER_SET_PASSWORD]    = { sm_run_user_set_password, NULL },
-    [ST_ROOM_ALL]             = { sm_run_room_all, NULL }
+    [ST_ROOM_ALL]             = { sm_run_room_all, NULL },
+    [ST_ROOM_UPDATE]          = { sm_run_room_update, NULL },
+    [ST_ROOM_UNBAN]           = { sm_run_room_unban, NULL }
 };
 
 

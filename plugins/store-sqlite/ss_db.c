@@ -170,7 +170,23 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
     "    seq INTEGER NOT NULL,"
     "    PRIMARY KEY (room_id, user_id, seq)"
+    ") WITHOUT ROWID;",
+
+    //  9: the timeline changes' (edits, deletions, reactions). On this
+    //  branch a placeholder that changes nothing: the merge takes its own.
+    "SELECT 1;",
+
+    //  10: room administration. A ban is a row per (room, user), gone with
+    //  the room or the user; a member.add or invite.add looks it up on its
+    //  primary key. A system entry keeps who did it (a kick's 'by').
+    "CREATE TABLE bans ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    banned_by TEXT,"
+    "    banned_at INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, user_id)"
     ") WITHOUT ROWID;"
+    "ALTER TABLE entries ADD COLUMN by_user TEXT;"
 };
 
 

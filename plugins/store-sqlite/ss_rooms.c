@@ -48,6 +48,10 @@ typedef enum {
     S_SQL_MARKER_SEND,
     S_SQL_MENTION_PUT,
     S_SQL_ROOM_ALL,
+    S_SQL_BAN_IS,
+    S_SQL_BAN_PUT,
+    S_SQL_BAN_DELETE,
+    S_SQL_ROOM_UPDATE,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -127,14 +131,17 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_INVITE_DELETE]
                          = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event,"
-                           " nonce, mentions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           " nonce, mentions, by_user)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     //  Both walk the primary key (room_id, seq) from the cursor: one more
     //  row than asked tells whether more remain
     [S_SQL_HISTORY_BEFORE]
-                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions, by_user"
+                           " FROM entries"
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_HISTORY_AFTER]
-                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
+                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions, by_user"
+                           " FROM entries"
                            " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
     //  A sender's nonce in the room: one search of entries_by_nonce
     [S_SQL_NONCE_GET]    = "SELECT seq, ts FROM entries WHERE room_id = ?1"
@@ -169,6 +176,15 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_ROOM_ALL]     = S_ROOM_COLUMNS ", -1"
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " WHERE rooms.name_key > ?1 ORDER BY rooms.name_key LIMIT ?2",
+    //  Bans (schema version 10): one search of the primary key each
+    [S_SQL_BAN_IS]       = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    [S_SQL_BAN_PUT]      = "INSERT INTO bans (room_id, user_id, banned_by, banned_at)"
+                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (room_id, user_id) DO NOTHING",
+    [S_SQL_BAN_DELETE]   = "DELETE FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    //  A setting left NULL stays as it is
+    [S_SQL_ROOM_UPDATE]  = "UPDATE rooms SET description = COALESCE (?2, description),"
+                           " private = COALESCE (?3, private),"
+                           " max_participants = COALESCE (?4, max_participants) WHERE id = ?1",
 };
 
 struct ss_rooms_s {
@@ -200,6 +216,14 @@ ss_rooms_destroy (ss_rooms_t **self_p)
     free (self);
     *self_p = NULL;
 }
+
+
+//  Room administration's (schema version 10), at the end of the file
+static int s_refuse_banned (ss_rooms_t *self, st_request_t *request, int64_t room_id,
+                            int64_t user_id, const st_name_t *room, const st_name_t *user);
+static int s_member_ban (ss_rooms_t *self, st_request_t *request);
+static int s_room_update (ss_rooms_t *self, st_request_t *request);
+static int s_room_unban (ss_rooms_t *self, st_request_t *request);
 
 
 //  --------------------------------------------------------------------------
@@ -326,6 +350,8 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
         ss_db_bind_text (stmt, 6, entry->text);
     if (entry->nonce.data)
         ss_db_bind_text (stmt, 8, entry->nonce);
+    if (entry->system && entry->by.data)
+        ss_db_bind_text (stmt, 10, entry->by);
     if (entry->mentions) {
         //  Kept as the msgpack array it came with, answered as it is
         msgpack_packer packer;
@@ -748,7 +774,9 @@ s_member_add (ss_rooms_t *self, st_request_t *request)
     if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room.id, user_id, &member)) != SQLITE_OK)
         return rc;
     if (!member) {
-        if ((rc = s_member_may_join (self, request, &room, user_id, &invited)) != SQLITE_OK
+        if ((rc = s_refuse_banned (self, request, room.id, user_id, &add->room, &add->user))
+            != SQLITE_OK || !st_request_live (request)
+        ||  (rc = s_member_may_join (self, request, &room, user_id, &invited)) != SQLITE_OK
         ||  !st_request_live (request)
         ||  (rc = s_member_join (self, request, &room, user_id, invited)) != SQLITE_OK
         ||  !st_request_live (request))
@@ -768,6 +796,8 @@ static int
 s_member_remove (ss_rooms_t *self, st_request_t *request)
 {
     const st_member_t *remove = &request->as.member_remove;
+    if (remove->ban)
+        return s_member_ban (self, request);
     int rc;
     int64_t room_id = s_room_id (self, request, &remove->room, &rc);
     if (!room_id)
@@ -875,6 +905,9 @@ s_invite_add (ss_rooms_t *self, st_request_t *request)
     if (!user_id)
         return rc;
     bool member;
+    if ((rc = s_refuse_banned (self, request, room_id, user_id, &invite->room, &invite->user))
+        != SQLITE_OK || !st_request_live (request))
+        return rc;
     if ((rc = s_pair_exists (self, S_SQL_MEMBER_IS, room_id, user_id, &member)) != SQLITE_OK)
         return rc;
     if (!member) {
@@ -1020,7 +1053,7 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     return rc;
 }
 
-//  A timeline row: seq, kind, user, ts, text, event, nonce, mentions
+//  A timeline row: seq, kind, user, ts, text, event, nonce, mentions, by_user
 static st_entry_t
 s_entry_of_row (sqlite3_stmt *stmt)
 {
@@ -1039,7 +1072,9 @@ s_entry_of_row (sqlite3_stmt *stmt)
         .text = system ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 4),
         .event = system ? ss_db_column_text (stmt, 5) : (st_text_t) { NULL, 0 },
         .nonce = sqlite3_column_type (stmt, 6) == SQLITE_NULL
-               ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 6)
+               ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 6),
+        .by = sqlite3_column_type (stmt, 8) == SQLITE_NULL
+            ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 8)
     };
 }
 
@@ -1109,6 +1144,121 @@ s_msg_history (ss_rooms_t *self, st_request_t *request)
 
 
 //  --------------------------------------------------------------------------
+//  Room administration (schema version 10): settings, bans
+
+//  Fails the request with banned when the user is banned from the room
+static int
+s_refuse_banned (ss_rooms_t *self, st_request_t *request, int64_t room_id, int64_t user_id,
+                 const st_name_t *room, const st_name_t *user)
+{
+    bool banned;
+    int rc = s_pair_exists (self, S_SQL_BAN_IS, room_id, user_id, &banned);
+    if (rc == SQLITE_OK && banned)
+        st_request_fail (request, "banned", "'%.*s' is banned from the room '%.*s'.",
+                         (int) user->text.size, user->text.data,
+                         (int) room->text.size, room->text.data);
+    return rc;
+}
+
+//  Records the ban (its author is the entry's 'by', if any) and drops any
+//  invitation: an unbanned user is invited anew
+static int
+s_ban_put (ss_rooms_t *self, const st_member_t *remove, int64_t room_id, int64_t user_id)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_BAN_PUT];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, user_id);
+    if (remove->has_entry && remove->entry.by.data)
+        ss_db_bind_text (stmt, 3, remove->entry.by);
+    sqlite3_bind_int64 (stmt, 4, pl_time_now ());
+    int rc = ss_db_step_done (stmt);
+    return rc == SQLITE_OK ? s_pair_run (self, S_SQL_INVITE_DELETE, room_id, user_id) : rc;
+}
+
+//  member.remove with ban: the user leaves if a member (with the notice),
+//  and is banned either way; a non-member's ban appends nothing.
+//  Answers {members, removed}.
+static int
+s_member_ban (ss_rooms_t *self, st_request_t *request)
+{
+    const st_member_t *remove = &request->as.member_remove;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &remove->room, &rc);
+    if (!room_id)
+        return rc;
+    int64_t user_id = s_user_id (self, request, &remove->user, "", NULL, &rc);
+    if (!user_id)
+        return rc;
+    if ((rc = s_pair_run (self, S_SQL_MEMBER_DELETE, room_id, user_id)) != SQLITE_OK)
+        return rc;
+    bool removed = sqlite3_changes (ss_db_handle (self->db)) > 0;
+    if (removed && remove->has_entry
+    &&  ((rc = s_entry_insert (self, request, &remove->room, room_id, &remove->entry))
+         != SQLITE_OK || !st_request_live (request)))
+        return rc;
+    int64_t members = 0;
+    if ((rc = s_ban_put (self, remove, room_id, user_id)) != SQLITE_OK
+    ||  (rc = s_count_by_id (self, S_SQL_MEMBER_COUNT, room_id, &members)) != SQLITE_OK)
+        return rc;
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 2);
+    pl_body_pack_str (packer, "members");
+    msgpack_pack_uint64 (packer, (uint64_t) members);
+    pl_body_pack_str (packer, "removed");
+    st_reply_bool (packer, removed);
+    return SQLITE_OK;
+}
+
+//  Changes the settings given and appends the notice in the same
+//  transaction; answers {room} as it is after
+static int
+s_room_update (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_update_t *update = &request->as.room_update;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &update->name, &rc);
+    if (!room_id)
+        return rc;
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_UPDATE];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    if (update->description.data)
+        ss_db_bind_text (stmt, 2, update->description);
+    if (update->has_private)
+        sqlite3_bind_int (stmt, 3, update->is_private ? 1 : 0);
+    if (update->max_participants)
+        sqlite3_bind_int64 (stmt, 4, (int64_t) update->max_participants);
+    if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+        return rc;
+    if (update->has_entry
+    &&  ((rc = s_entry_insert (self, request, &update->name, room_id, &update->entry))
+         != SQLITE_OK || !st_request_live (request)))
+        return rc;
+    msgpack_pack_map (st_request_packer (request), 1);
+    return s_pack_room_field (self, request, &update->name);
+}
+
+//  Lifts the user's ban; answers {unbanned: whether there was one}
+static int
+s_room_unban (ss_rooms_t *self, st_request_t *request)
+{
+    const st_room_unban_t *unban = &request->as.room_unban;
+    int rc;
+    int64_t room_id = s_room_id (self, request, &unban->room, &rc);
+    if (!room_id)
+        return rc;
+    int64_t user_id = s_user_id (self, request, &unban->user, "", NULL, &rc);
+    if (!user_id)
+        return rc;
+    if ((rc = s_pair_run (self, S_SQL_BAN_DELETE, room_id, user_id)) != SQLITE_OK)
+        return rc;
+    msgpack_pack_map (st_request_packer (request), 1);
+    pl_body_pack_str (st_request_packer (request), "unbanned");
+    st_reply_bool (st_request_packer (request), sqlite3_changes (ss_db_handle (self->db)) > 0);
+    return SQLITE_OK;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Dispatch
 
 typedef int (s_run_fn) (ss_rooms_t *self, st_request_t *request);
@@ -1130,7 +1280,9 @@ static s_run_fn *s_runs [ST_TYPE_COUNT] = {
     [ST_MSG_APPEND]     = s_msg_append,
     [ST_MSG_HISTORY]    = s_msg_history,
     [ST_MSG_NONCE]      = s_msg_nonce,
-    [ST_ROOM_ALL]       = s_room_all
+    [ST_ROOM_ALL]       = s_room_all,
+    [ST_ROOM_UPDATE]    = s_room_update,
+    [ST_ROOM_UNBAN]     = s_room_unban
 };
 
 bool

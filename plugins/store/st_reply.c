@@ -94,7 +94,8 @@ void
 st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 {
     bool mentions = entry->mentions_packed.data || entry->mentions;
-    msgpack_pack_map (packer, 5 + (entry->nonce.data ? 1 : 0) + (mentions ? 1 : 0));
+    bool by = entry->system && entry->by.data;
+    msgpack_pack_map (packer, 5 + (entry->nonce.data ? 1 : 0) + (mentions ? 1 : 0) + by);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
     pl_body_pack_str (packer, "kind");
@@ -108,6 +109,10 @@ st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
     if (entry->nonce.data) {
         pl_body_pack_str (packer, "nonce");
         st_reply_text (packer, entry->nonce);
+    }
+    if (by) {
+        pl_body_pack_str (packer, "by");
+        st_reply_text (packer, entry->by);
     }
     if (!mentions)
         return;

@@ -88,7 +88,7 @@ void
     st_reply_room (msgpack_packer *packer, const st_room_t *room);
 
 //  A timeline entry {seq, kind, user, ts, text or event, nonce if any,
-//  mentions if any}
+//  mentions if any, by if any (a system entry's)}
 void
     st_reply_entry (msgpack_packer *packer, const st_entry_t *entry);
 

@@ -31,7 +31,7 @@ static s_reader_fn
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
     s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
-    s_read_user_set_password, s_read_room_all;
+    s_read_user_set_password, s_read_room_all, s_read_room_update, s_read_room_unban;
 
 static const struct {
     const char *name;               //  the request type
@@ -74,7 +74,9 @@ static const struct {
     [ST_PM_NONCE]          = { "store.pm.nonce",          false, s_read_pm_nonce },
     [ST_USER_SET_STATE]    = { "store.user.set_state",    true,  s_read_user_set_state },
     [ST_USER_SET_PASSWORD] = { "store.user.set_password", true,  s_read_user_set_password },
-    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all }
+    [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all },
+    [ST_ROOM_UPDATE]       = { "store.room.update",       true,  s_read_room_update },
+    [ST_ROOM_UNBAN]        = { "store.room.unban",        true,  s_read_room_unban }
 };
 
 
@@ -441,6 +443,30 @@ s_read_mentions (st_request_t *self, const msgpack_object *entry_map, st_entry_t
     return 0;
 }
 
+//  A system entry's event, "join", "leave", "update" or "kick" (schema
+//  version 10), and who did it ('by', optional, a name: a kick's)
+static bool
+s_event_valid (st_text_t event)
+{
+    return st_text_is (event, "join") || st_text_is (event, "leave")
+        || st_text_is (event, "update") || st_text_is (event, "kick");
+}
+
+static int
+s_read_system_entry (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
+{
+    entry->system = true;
+    if (s_read_string (self, value, "event", 1, 16, true, &entry->event)
+    ||  s_read_string (self, value, "by", 1, ST_NAME_MAX, false, &entry->by))
+        return -1;
+    if (!s_event_valid (entry->event)) {
+        st_request_fail (self, "bad_request", "The entry's 'event' must be \"join\", \"leave\","
+                         " \"update\" or \"kick\".");
+        return -1;
+    }
+    return 0;
+}
+
 //  Reads one timeline entry map into entry
 static int
 s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
@@ -465,14 +491,7 @@ s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *e
                          "The entry's 'kind' must be \"message\" or \"system\".");
         return -1;
     }
-    entry->system = true;
-    if (s_read_string (self, value, "event", 1, 16, true, &entry->event))
-        return -1;
-    if (!st_text_is (entry->event, "join") && !st_text_is (entry->event, "leave")) {
-        st_request_fail (self, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
-        return -1;
-    }
-    return 0;
+    return s_read_system_entry (self, value, entry);
 }
 
 static int
@@ -823,10 +842,14 @@ s_read_member_add (st_request_t *self, const msgpack_object *map)
            ? -1 : 0;
 }
 
+//  member.remove: and 'ban' (optional bool, schema version 10)
 static int
 s_read_member_remove (st_request_t *self, const msgpack_object *map)
 {
-    return s_read_member (self, map, &self->as.member_remove);
+    st_member_t *member = &self->as.member_remove;
+    if (s_read_member (self, map, member))
+        return -1;
+    return pl_body_field (map, "ban") ? s_read_bool (self, map, "ban", &member->ban) : 0;
 }
 
 static int
@@ -1086,4 +1109,41 @@ s_read_room_all (st_request_t *self, const msgpack_object *map)
     st_room_page_t *page = &self->as.room_all;
     return s_read_name (self, map, "after", ST_ROOM_MAX, false, &page->after)
         || s_read_limit (self, map, ST_ROOM_ALL_DEFAULT, &page->limit) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Room administration (schema version 10)
+
+//  room.update: the room's name, at least one setting to change, and the
+//  update notice (optional)
+static int
+s_read_room_update (st_request_t *self, const msgpack_object *map)
+{
+    st_room_update_t *update = &self->as.room_update;
+    uint64_t max_participants = 0;
+    update->has_private = pl_body_field (map, "private") != NULL;
+    if (s_read_room (self, map, "name", &update->name)
+    ||  s_read_string (self, map, "description", 0, ST_DESCRIPTION_MAX, false,
+                       &update->description)
+    ||  (update->has_private && s_read_bool (self, map, "private", &update->is_private))
+    ||  s_read_uint (self, map, "max_participants", 1, ST_PARTICIPANTS_MAX, false, 0,
+                     &max_participants)
+    ||  s_read_entry (self, map, false, &update->has_entry, &update->entry))
+        return -1;
+    update->max_participants = (uint32_t) max_participants;
+    if (!update->description.data && !update->has_private && !update->max_participants) {
+        st_request_fail (self, "bad_request", "Give at least one of 'description', 'private'"
+                         " and 'max_participants'.");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_read_room_unban (st_request_t *self, const msgpack_object *map)
+{
+    st_room_unban_t *unban = &self->as.room_unban;
+    return s_read_room (self, map, "room", &unban->room)
+        || s_read_user (self, map, "user", &unban->user) ? -1 : 0;
 }

@@ -104,6 +104,9 @@ typedef enum {
     ST_USER_SET_STATE,
     ST_USER_SET_PASSWORD,
     ST_ROOM_ALL,
+    //  Room administration (schema version 10)
+    ST_ROOM_UPDATE,
+    ST_ROOM_UNBAN,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -129,7 +132,10 @@ typedef struct {
     st_text_t user;                 //  the sender, or whom a system entry is about
     int64_t ts;                     //  milliseconds since 1970
     st_text_t text;                 //  a message's text (may be empty), else data NULL
-    st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
+    st_text_t event;                //  a system entry's: "join", "leave", "update" or
+                                    //  "kick", else data NULL
+    st_text_t by;                   //  a system entry's: who did it (a kick's), else
+                                    //  data NULL (schema version 10)
     st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
                                     //  of [A-Za-z0-9_-]), else data NULL
     //  The members a message mentions (schema version 7), absent for none:
@@ -267,7 +273,23 @@ typedef struct {                    //  store.member.add, store.member.remove
     bool has_entry;                 //  the join or leave notice given
     st_entry_t entry;
     uint64_t max_joined;            //  add: 0 for no limit
+    bool ban;                       //  remove: the user is banned too (schema 10)
 } st_member_t;
+
+typedef struct {                    //  store.room.update (schema version 10)
+    st_name_t name;
+    st_text_t description;          //  0 to ST_DESCRIPTION_MAX bytes; data NULL: unchanged
+    bool has_private;               //  private given
+    bool is_private;
+    uint32_t max_participants;      //  1 to ST_PARTICIPANTS_MAX; 0: unchanged
+    bool has_entry;                 //  the update notice given
+    st_entry_t entry;
+} st_room_update_t;
+
+typedef struct {                    //  store.room.unban (schema version 10)
+    st_name_t room;
+    st_name_t user;
+} st_room_unban_t;
 
 typedef struct {                    //  store.member.read
     st_name_t room;
@@ -366,6 +388,8 @@ struct st_request_s {
         st_user_set_state_t user_set_state;
         st_user_set_password_t user_set_password;
         st_room_page_t room_all;    //  after and limit; user unused
+        st_room_update_t room_update;
+        st_room_unban_t room_unban;
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

@@ -375,7 +375,7 @@ test_system_entry (void **state)
     s_str (&body, "user", "bob");
     s_uint (&body, "ts", 1);
     s_str (&body, "event", "dance");
-    s_assert_refused (s_parse (ST_MEMBER_REMOVE, &body), "\"join\" or \"leave\"");
+    s_assert_refused (s_parse (ST_MEMBER_REMOVE, &body), "\"update\" or \"kick\"");
 }
 
 static void

@@ -5437,6 +5437,328 @@ test_room_all_lists_every_room_by_name_in_pages (void **state)
 }
 
 
+
+//  --------------------------------------------------------------------------
+//  Room administration (schema version 10): store.room.update, bans
+
+//  Packs a system entry with its event and, when by is given, its author
+static void
+s_pack_admin_entry (msgpack_packer *packer, int64_t seq, const char *user, const char *event,
+                    const char *by)
+{
+    msgpack_pack_map (packer, by ? 6 : 5);
+    sc_pack_kint (packer, "seq", seq);
+    sc_pack_kstr (packer, "kind", "system");
+    sc_pack_kstr (packer, "user", user);
+    sc_pack_kint (packer, "ts", 1700000000000 + seq);
+    sc_pack_kstr (packer, "event", event);
+    if (by)
+        sc_pack_kstr (packer, "by", by);
+}
+
+//  store.room.update of room: description (NULL: not given), private (-1:
+//  not given), max_participants (0: not given), the notice at seq (0: none)
+static sc_reply_t *
+s_room_update (fixture_t *fixture, const char *room, const char *description, int is_private,
+               int64_t max_participants, int64_t seq)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 1 + (description != NULL) + (is_private >= 0)
+                         + (max_participants > 0) + (seq > 0));
+    pl_pack_kstr (&body, "name", room);
+    if (description)
+        pl_pack_kstr (&body, "description", description);
+    if (is_private >= 0)
+        pl_pack_kbool (&body, "private", is_private == 1);
+    if (max_participants > 0)
+        pl_pack_kint (&body, "max_participants", max_participants);
+    if (seq > 0) {
+        pl_pack_str (&body, "entry");
+        s_pack_admin_entry (&body.packer, seq, "alice", "update", NULL);
+    }
+    return s_call (fixture, "store.room.update", &body);
+}
+
+//  store.member.remove with ban: the kick's notice at seq (0: none)
+static sc_reply_t *
+s_member_ban (fixture_t *fixture, const char *room, const char *user, int64_t seq)
+{
+    pl_pack_t body;
+    sc_body_init (&body, seq ? 4 : 3);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kbool (&body, "ban", true);
+    if (seq) {
+        pl_pack_str (&body, "entry");
+        s_pack_admin_entry (&body.packer, seq, user, "kick", "alice");
+    }
+    return s_call (fixture, "store.member.remove", &body);
+}
+
+static sc_reply_t *
+s_room_unban (fixture_t *fixture, const char *room, const char *user)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", room);
+    pl_pack_kstr (&body, "user", user);
+    return s_call (fixture, "store.room.unban", &body);
+}
+
+//  The newest entry of the room's timeline (the reply stays the caller's)
+static const msgpack_object *
+s_newest_entry (fixture_t *fixture, const char *room, sc_reply_t **reply_p)
+{
+    *reply_p = s_history (fixture, room, S_NO_CURSOR, S_NO_CURSOR, 1);
+    s_assert_ok (*reply_p);
+    const msgpack_object *messages = s_array_field (*reply_p, "messages");
+    assert_int_equal (messages->via.array.size, 1);
+    return &messages->via.array.ptr [0];
+}
+
+static void
+test_room_update_changes_the_settings_given_and_appends_its_notice (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "General", false, 10, "alice");
+    sc_reply_t *reply = s_room_update (fixture, "general", "Our room", -1, 0, 1);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "General", "Our room", false, 10, "alice",
+                   5000, 1, 1);
+    sc_reply_destroy (&reply);
+    const msgpack_object *entry = s_newest_entry (fixture, "general", &reply);
+    s_assert_int (sc_map_field (entry, "seq"), 1);
+    s_assert_str (sc_map_field (entry, "kind"), "system");
+    s_assert_str (sc_map_field (entry, "event"), "update");
+    s_assert_str (sc_map_field (entry, "user"), "alice");
+    assert_null (sc_map_field (entry, "by"));
+    sc_reply_destroy (&reply);
+    //  The others, without a notice; the description stays
+    reply = s_room_update (fixture, "GENERAL", NULL, 1, 3, 0);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "General", "Our room", true, 3, "alice",
+                   5000, 1, 1);
+    sc_reply_destroy (&reply);
+    reply = s_room_update (fixture, "general", "", 0, 0, 0);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "General", "", false, 3, "alice", 5000, 1, 1);
+    sc_reply_destroy (&reply);
+    //  A taken seq changes nothing
+    reply = s_room_update (fixture, "general", "taken", 1, 5, 1);
+    s_assert_error (reply, "conflict");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "general");
+    s_assert_room (sc_reply_field (reply, "room"), "General", "", false, 3, "alice", 5000, 1, 1);
+    sc_reply_destroy (&reply);
+    reply = s_room_update (fixture, "nowhere", "x", -1, 0, 0);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_update_refuses_bad_fields_and_changes_nothing (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    //  Nothing to change
+    sc_reply_t *reply = s_room_update (fixture, "general", NULL, -1, 0, 1);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", "general");
+    pl_pack_kint (&body, "max_participants", 0);
+    reply = s_call (fixture, "store.room.update", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "name", "general");
+    pl_pack_kstr (&body, "private", "yes");
+    reply = s_call (fixture, "store.room.update", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    char description [2002];
+    memset (description, 'd', sizeof description - 1);
+    description [sizeof description - 1] = 0;
+    reply = s_room_update (fixture, "general", description, -1, 0, 0);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  A notice of another event, or whose 'by' is not a name
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "name", "general");
+    pl_pack_kstr (&body, "description", "x");
+    pl_pack_str (&body, "entry");
+    s_pack_admin_entry (&body.packer, 1, "alice", "renamed", NULL);
+    reply = s_call (fixture, "store.room.update", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "name", "general");
+    pl_pack_kstr (&body, "description", "x");
+    pl_pack_str (&body, "entry");
+    s_pack_admin_entry (&body.packer, 1, "alice", "update", "");
+    reply = s_call (fixture, "store.room.update", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.get", "name", "general");
+    s_assert_room (sc_reply_field (reply, "room"), "general", "", false, 10, "alice", 5000, 1, 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_made_smaller_than_its_members_keeps_them_and_takes_no_new_ones (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    const char *users [] = { "alice", "bob", "carol", "dave" };
+    for (size_t index = 0; index < 4; index++)
+        s_user_create_ok (fixture, users [index]);
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_member_add_ok (fixture, "general", "bob", 0);
+    s_member_add_ok (fixture, "general", "carol", 0);
+    sc_reply_t *reply = s_room_update (fixture, "general", NULL, -1, 2, 0);
+    s_assert_ok (reply);
+    s_assert_room (sc_reply_field (reply, "room"), "general", "", false, 2, "alice", 5000, 3, 0);
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "general", "dave", 1);
+    s_assert_error (reply, "full");
+    sc_reply_destroy (&reply);
+    const char *three [] = { "alice", "bob", "carol" };
+    s_assert_members (fixture, "general", 3, three);
+}
+
+static void
+test_member_remove_with_ban_removes_and_bans_with_its_notice (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+    sc_reply_t *reply = s_member_ban (fixture, "GENERAL", "BOB", 2);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "members"), 1);
+    assert_true (s_bool (sc_reply_field (reply, "removed")));
+    sc_reply_destroy (&reply);
+    const msgpack_object *entry = s_newest_entry (fixture, "general", &reply);
+    s_assert_int (sc_map_field (entry, "seq"), 2);
+    s_assert_str (sc_map_field (entry, "event"), "kick");
+    s_assert_str (sc_map_field (entry, "user"), "BOB");
+    s_assert_str (sc_map_field (entry, "by"), "alice");
+    sc_reply_destroy (&reply);
+    //  Neither a join nor an invitation lets a banned user in
+    reply = s_member_add (fixture, "general", "bob", 3);
+    s_assert_error (reply, "banned");
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "general", "bob", "alice");
+    s_assert_error (reply, "banned");
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 2);
+    //  Banned again: nothing to remove, no notice appended
+    reply = s_member_ban (fixture, "general", "bob", 3);
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "removed")));
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "general", 1, 2);
+    //  A kick without a ban is a leave with another notice
+    s_user_create_ok (fixture, "carol");
+    s_member_add_ok (fixture, "general", "carol", 3);
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_kstr (&body, "user", "carol");
+    pl_pack_str (&body, "entry");
+    s_pack_admin_entry (&body.packer, 4, "carol", "kick", "alice");
+    reply = s_call (fixture, "store.member.remove", &body);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "general", "carol", 5);
+    s_assert_room_counts (fixture, "general", 2, 5);
+}
+
+static void
+test_member_remove_with_ban_of_a_non_member_records_it_without_a_notice (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "hideout", true, 10, "alice");
+    sc_reply_t *reply = s_invite (fixture, "hideout", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_ban (fixture, "hideout", "bob", 1);
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "removed")));
+    s_assert_int (sc_reply_field (reply, "members"), 1);
+    sc_reply_destroy (&reply);
+    s_assert_room_counts (fixture, "hideout", 1, 0);
+    reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_error (reply, "banned");
+    sc_reply_destroy (&reply);
+    //  The ban took the invitation: unbanned, bob needs a new one
+    reply = s_room_unban (fixture, "hideout", "BOB");
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_reply_field (reply, "unbanned")));
+    sc_reply_destroy (&reply);
+    reply = s_member_add (fixture, "hideout", "bob", 1);
+    s_assert_error (reply, "forbidden");
+    sc_reply_destroy (&reply);
+    reply = s_member_ban (fixture, "hideout", "ghost", 0);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_member_ban (fixture, "nowhere", "bob", 0);
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "room", "hideout");
+    pl_pack_kstr (&body, "user", "bob");
+    pl_pack_kstr (&body, "ban", "yes");
+    reply = s_call (fixture, "store.member.remove", &body);
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_unban_lifts_a_ban_and_bans_go_with_the_room (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    sc_reply_t *reply = s_member_ban (fixture, "general", "bob", 0);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_room_unban (fixture, "GENERAL", "bob");
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_reply_field (reply, "unbanned")));
+    sc_reply_destroy (&reply);
+    reply = s_room_unban (fixture, "general", "bob");
+    s_assert_ok (reply);
+    assert_false (s_bool (sc_reply_field (reply, "unbanned")));
+    sc_reply_destroy (&reply);
+    s_member_add_ok (fixture, "general", "bob", 1);
+    reply = s_room_unban (fixture, "general", "ghost");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_room_unban (fixture, "nowhere", "bob");
+    s_assert_error (reply, "not_found");
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.unban", "room", "general");
+    s_assert_error (reply, "bad_request");
+    sc_reply_destroy (&reply);
+    //  Banned, then the room deleted and made again: the ban is gone
+    reply = s_member_ban (fixture, "general", "bob", 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_by_name (fixture, "store.room.delete", "name", "general");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_member_add_ok (fixture, "general", "bob", 1);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -5563,6 +5885,12 @@ main (int argc, char *argv [])
         S_TEST (test_room_invited_lists_private_invitations_until_joined),
         S_TEST (test_read_markers_and_mentions_survive_plugin_restart),
         S_TEST (test_pm_read_and_conversations_carry_the_read_marker),
+        S_TEST (test_room_update_changes_the_settings_given_and_appends_its_notice),
+        S_TEST (test_room_update_refuses_bad_fields_and_changes_nothing),
+        S_TEST (test_room_made_smaller_than_its_members_keeps_them_and_takes_no_new_ones),
+        S_TEST (test_member_remove_with_ban_removes_and_bans_with_its_notice),
+        S_TEST (test_member_remove_with_ban_of_a_non_member_records_it_without_a_notice),
+        S_TEST (test_room_unban_lifts_a_ban_and_bans_go_with_the_room),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }
