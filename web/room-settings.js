@@ -198,7 +198,7 @@ export class RoomAdmin {
         const notice = `You have been removed from the room ${entry.room}${by}.`;
         rooms.forget(roomKey);
         if (roomKey === rooms.current)
-            rooms.showGone(notice, 'You are no longer a member of this room.');
+            rooms.showGone(notice, 'You are no longer a member.');
         else
             this.toast(notice);
     }
