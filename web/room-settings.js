@@ -1,7 +1,8 @@
 // The owner's administration of a room (PROTOCOL.md 1.1 "Room
 // administration"): the settings dialog (description, private, most
-// participants: `room.update`), removing a member, and banning them too,
-// from the members panel (`room.kick`, confirmed first); and what everyone
+// participants: `room.update`; and unbanning someone: `room.unban`), removing
+// a member, and banning them too, from the members panel (`room.kick`,
+// confirmed first); and what everyone
 // sees of it: the room's header and list entry follow the lifecycle `update`
 // event, and a user removed from a room loses it from the list with a notice.
 // The `update` and `kick` entries show in the timeline as system notices.
@@ -15,6 +16,7 @@ const $ = (id) => document.getElementById(id);
 const modal = (id) => window.bootstrap.Modal.getOrCreateInstance($(id));
 const key = (name) => String(name).toLowerCase();
 const SVG = 'http://www.w3.org/2000/svg';
+const UNBAN_HINT = 'Someone banned cannot join or be invited until unbanned.';
 
 // A gear (decoration: the button's label says it)
 function gearIcon() {
@@ -58,6 +60,13 @@ export class RoomAdmin {
             if (fields.description.classList.contains('is-invalid'))
                 setFieldError(fields.description, descriptionProblem(fields.description.value));
         });
+        $('settings-unban-submit').addEventListener('click', () => this.unban());
+        $('settings-unban').addEventListener('keydown', (event) => {
+            if (event.key === 'Enter') {
+                event.preventDefault();         // not the dialog's Save
+                this.unban();
+            }
+        });
         fields.max.addEventListener('input', () => {
             if (fields.max.classList.contains('is-invalid'))
                 setFieldError(fields.max, null);
@@ -85,6 +94,8 @@ export class RoomAdmin {
         for (const input of [fields.description, fields.max])
             setFieldError(input, null);
         this.setError(null);
+        $('settings-unban').value = '';
+        this.setUnbanFeedback(UNBAN_HINT);
         renderDescriptionCount(fields.description, $('settings-description-count'));
         modal('room-settings-modal').show($('room-settings'));
     }
@@ -160,6 +171,38 @@ export class RoomAdmin {
         rooms.renderList();
         if (roomKey === rooms.current)
             rooms.renderHeader();
+    }
+
+    setUnbanFeedback(text, kind = null) {
+        const feedback = $('settings-unban-feedback');
+        feedback.textContent = text;
+        feedback.classList.toggle('text-danger', kind === 'error');
+        feedback.classList.toggle('text-success', kind === 'done');
+    }
+
+    // room.unban: the user may join again (a private room needs a new invitation)
+    async unban() {
+        const room = this.editing;
+        const input = $('settings-unban');
+        const user = input.value.trim();
+        if (!room || user === '') {
+            this.setUnbanFeedback('Enter the name of the person to unban.', 'error');
+            input.focus();
+            return;
+        }
+        const button = $('settings-unban-submit');
+        button.disabled = true;
+        try {
+            await this.client.request('room.unban', { room: room.name, user });
+            input.value = '';
+            this.setUnbanFeedback(`${user} is not banned from ${room.name}: they may join again`
+                + `${room.private ? ' once invited' : ''}.`, 'done');
+        } catch (error) {
+            this.setUnbanFeedback(error.message, 'error');
+            input.focus();
+        } finally {
+            button.disabled = false;
+        }
     }
 
     // --- removing members -------------------------------------------------------------

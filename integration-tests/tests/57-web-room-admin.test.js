@@ -137,4 +137,29 @@ describe('room administration in the browser', () => {
         await bob.locator('#join-name-error').filter({ hasText: /\S/ }).waitFor({ timeout: TIMEOUT });
         assert.equal(await roomItem(bob, 'club').count(), 0);
     });
+
+    it('alice unbans bob from the settings dialog and invites him again: he joins', async () => {
+        await alice.locator('#room-settings').click();
+        await alice.locator('#room-settings-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#settings-unban-submit').click();
+        assert.match(await alice.locator('#settings-unban-feedback').textContent(), /Enter the name/);
+        await alice.locator('#settings-unban').fill('bob');
+        await alice.locator('#settings-unban').press('Enter');
+        await alice.locator('#settings-unban-feedback', { hasText: 'bob is not banned from club: they may join again once invited.' })
+            .waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#room-settings-modal').isVisible(), true, 'Enter unbans; the dialog stays');
+        assert.deepEqual(aliceSent.filter((request) => request.type === 'room.unban').map(({ room, user }) => ({ room, user })),
+            [{ room: 'club', user: 'bob' }]);
+        await alice.keyboard.press('Escape');
+        await alice.locator('#room-settings-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+
+        await alice.locator('#invite-user').fill('bob');
+        await alice.locator('#invite-submit').click();
+        await alice.locator('#invite-feedback', { hasText: 'bob is invited' }).waitFor({ timeout: TIMEOUT });
+        const invited = bob.locator('#rooms li[data-room="club"][data-invited="true"]');
+        await invited.waitFor({ timeout: TIMEOUT });
+        await invited.locator('.invite-join').click();
+        await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await alice.locator('#members li[data-user="bob"]').waitFor({ timeout: TIMEOUT });
+    });
 });
