@@ -29,6 +29,10 @@
     refuses them: pl_lane_refuse) and names its key; a type with a rate
     counts against its user's token bucket (rate_limited, with
     retry_after_ms); then the key's queue, or unavailable when it is full.
+    A request whose read sets intake's at_once is first offered to the
+    class's at_once, which may answer it there and then from what is known
+    without a store call (a typing, from a loaded room's members): it then
+    waits behind nothing, neither the key's store call out nor its queue.
 
     Nonces (PROTOCOL.md 1.1, "Outcomes, retries and idempotency"): a
     request may carry one (intake's nonce). Each key remembers the nonces

@@ -2410,13 +2410,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
                                reply->retry_ms, 0);
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&packer, *reply->body);
-    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_reply_object (self->host, self->ctx, &request, reply->body);
 }
 
 //  admin.rooms.list {after?}: the store's page of every room
@@ -2604,7 +2598,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     pl_lane_set_rate (self->lane, self->rate, self->burst);
     pl_lane_set_idle (self->lane, self->idle_ms);
     pl_lane_set_nonces (self->lane, (size_t) self->nonce_cache);
-    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
+    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send, typing and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
                " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
                self->max_owned, self->max_joined);
