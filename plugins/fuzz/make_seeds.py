@@ -221,6 +221,25 @@ SEEDS = {
             + request("msg.typing", {"room": "general"}, user="bob") + answer({"seq": 4}),
         "typing-both": request("msg.typing", {"room": "general", "to": "bob"}, user="alice")
             + request("msg.typing", {}, user="alice"),
+        # Room administration (PROTOCOL.md 1.1): the owner's update, kick (a
+        # member; a non-member banned after its look-up) and unban
+        "update": request("room.update", {"room": "general", "description": "new",
+                                          "private": True, "max_participants": 2}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + answer({"room": dict(room_map(private=True, members=2, last_seq=4),
+                                   max_participants=2)}),
+        "kick": request("room.kick", {"room": "general", "user": "bob", "ban": True}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}) + answer({"members": 1, "removed": True})
+            + request("room.kick", {"room": "general", "user": "carol", "ban": True}, user="alice")
+            + answer({"name": "carol", "password_hash": HASH, "created_at": NOW,
+                      "last_seen": None})
+            + answer({"members": 1, "removed": False})
+            + request("room.kick", {"room": "general", "user": "alice"}, user="bob"),
+        "unban": request("room.unban", {"room": "general", "user": "bob"}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]}) + answer({"unbanned": True}),
     },
     "pm": {
         "send": request("pm.send", {"to": "bob", "text": "hi"}, user="alice")
@@ -323,6 +342,23 @@ STORE = {
             {"from": "alice", "seq": 2, "text": "again", "ts": NOW, "nonce": "p-1"}]})
         + request("store.pm.nonce", {"from": "alice", "to": "bob", "nonce": "p-1"})
         + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 5}) + batch_end(),
+    # Schema version 10: room administration
+    "admin": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + batch_end()
+        + request("store.member.add", {"room": "general", "user": "bob", "entry": entry(1, "system", "bob")})
+        + request("store.room.update", {"name": "general", "description": "new", "private": True,
+                                        "max_participants": 2, "entry": dict(
+            entry(2, "system"), event="update")})
+        + request("store.member.remove", {"room": "general", "user": "bob", "ban": True,
+                                          "entry": dict(entry(3, "system", "bob"), event="kick",
+                                                        by="alice")})
+        + request("store.member.add", {"room": "general", "user": "bob"})
+        + request("store.invite.add", {"room": "general", "user": "bob", "from": "alice"})
+        + request("store.msg.history", {"room": "general", "limit": 5})
+        + request("store.room.unban", {"room": "general", "user": "bob"}) + batch_end(),
     "unknown": request("store.nope"),
     "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
 }
