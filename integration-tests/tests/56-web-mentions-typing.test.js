@@ -12,10 +12,11 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, Client } from '../lib/harness.js';
+import { tempDir } from '../lib/harness.js';
+import { ok } from '../lib/rooms.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    recordRequests, createRoom, setHidden, PASSWORD, TIMEOUT,
+    protocolAs, recordRequests, createRoom, setHidden, TIMEOUT,
 } from '../lib/browser.js';
 
 // Records what the page does with the Notification API, before any page
@@ -41,19 +42,6 @@ const RECORD_NOTIFICATIONS = () => {
 
 function message(page, text) {
     return page.locator('#entries li.entry-message', { hasText: text });
-}
-
-async function protocolAs(server, username) {
-    const client = await Client.connect(server.url);
-    const reply = await client.request({ type: 'auth.register', username, password: PASSWORD });
-    assert.equal(reply.type, 'ok', JSON.stringify(reply));
-    return client;
-}
-
-async function ok(client, fields) {
-    const reply = await client.request(fields);
-    assert.equal(reply.type, 'ok', `${JSON.stringify(fields)} -> ${JSON.stringify(reply)}`);
-    return reply;
 }
 
 // The suggestions the composer's `@` list shows, in order
@@ -106,8 +94,8 @@ describe('mentions, typing and notifications in the browser', () => {
         bob = await openPage(bobContext, server, consoleErrors);
         bobSent = recordRequests(bob);
         await signIn(bob, 'bob', { registering: true });
-        carol = await protocolAs(server, 'carol');
-        dave = await protocolAs(server, 'Dave');
+        carol = await protocolAs(server, 'carol', { registering: true });
+        dave = await protocolAs(server, 'Dave', { registering: true });
         for (const client of [carol, dave])
             await ok(client, { type: 'room.join', room: 'team' });
         await bob.locator('#rooms li[data-room="team"] button').click();
