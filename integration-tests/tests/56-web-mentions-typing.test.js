@@ -16,7 +16,7 @@ import { tempDir } from '../lib/harness.js';
 import { ok } from '../lib/rooms.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    protocolAs, recordRequests, createRoom, setHidden, TIMEOUT,
+    protocolAs, recordRequests, createRoom, setHidden, fourScreenshots, TIMEOUT,
 } from '../lib/browser.js';
 
 // Records what the page does with the Notification API, before any page
@@ -127,7 +127,8 @@ describe('mentions, typing and notifications in the browser', () => {
 
         await input.type('and @B');
         assert.deepEqual(await suggestions(alice), ['bob']);
-        await screenshot(alice, '56-web-mention-list');
+        await fourScreenshots(alice, '56-web-mention-list');
+        assert.deepEqual(await suggestions(alice), ['bob'], 'still open after the screenshots');
         assert.deepEqual(await seriousViolations(alice), [], 'the composer with its list open');
         await input.press('Tab');
         assert.equal(await input.inputValue(), '@carol and @bob ');
@@ -166,7 +167,8 @@ describe('mentions, typing and notifications in the browser', () => {
         const event = await carol.nextEvent((frame) => frame.type === 'message' && /please look/.test(frame.text), TIMEOUT);
         assert.deepEqual(event.mentions, ['bob', 'carol']);
         assert.deepEqual(await seriousViolations(bob), [], 'a highlighted mention in dark mode');
-        await screenshot(bob, '56-web-mention-dark');
+        await fourScreenshots(bob, '56-web-mention');
+        await bob.emulateMedia({ colorScheme: 'dark' });      // bob's own choice again
     });
 
     it('bob\'s typing shows under alice\'s timeline until his message arrives', async () => {
