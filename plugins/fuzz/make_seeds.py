@@ -209,18 +209,6 @@ SEEDS = {
                                            "nonce": "n-1"}, user="bob"),
         "page": request("room.members", {"room": "general", "cursor": "bob"}, user="alice")
             + request("room.list", {"cursor": "general"}, user="alice"),
-        # A client's typing with a room, as the gateway names it: the first
-        # waits for the load, the next are answered at once (one throttled)
-        "typing": request("msg.typing", {"room": "general"}, user="alice")
-            + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]})
-            + request("msg.typing", {"room": "General"}, user="alice")
-            + request("msg.typing", {"room": "general"}, user="bob")
-            + request("msg.typing", {"room": "general"}, user="carol")
-            + request("msg.send", {"room": "general", "text": "hi"}, user="alice")
-            + request("msg.typing", {"room": "general"}, user="bob") + answer({"seq": 4}),
-        "typing-both": request("msg.typing", {"room": "general", "to": "bob"}, user="alice")
-            + request("msg.typing", {}, user="alice"),
         # Room administration (PROTOCOL.md 1.1): the owner's update, kick (a
         # member; a non-member banned after its look-up) and unban
         "update": request("room.update", {"room": "general", "description": "new",
@@ -240,6 +228,18 @@ SEEDS = {
         "unban": request("room.unban", {"room": "general", "user": "bob"}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
             + answer({"members": ["alice", "bob"]}) + answer({"unbanned": True}),
+        # A client's typing with a room, as the gateway names it: the first
+        # waits for the load, the next are answered at once (one throttled)
+        "typing": request("msg.typing", {"room": "general"}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.typing", {"room": "General"}, user="alice")
+            + request("msg.typing", {"room": "general"}, user="bob")
+            + request("msg.typing", {"room": "general"}, user="carol")
+            + request("msg.send", {"room": "general", "text": "hi"}, user="alice")
+            + request("msg.typing", {"room": "general"}, user="bob") + answer({"seq": 4}),
+        "typing-both": request("msg.typing", {"room": "general", "to": "bob"}, user="alice")
+            + request("msg.typing", {}, user="alice"),
     },
     "pm": {
         "send": request("pm.send", {"to": "bob", "text": "hi"}, user="alice")

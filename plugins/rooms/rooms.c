@@ -2291,9 +2291,9 @@ static const fields_t s_members_fields = { s_read_members, NULL };
 static const fields_t s_history_fields = { s_read_history, NULL };
 static const fields_t s_send_fields = { s_read_send, s_check_send };
 static const fields_t s_read_fields = { s_read_read, NULL };
-static const fields_t s_typing_fields = { s_read_typing, NULL };
 static const fields_t s_update_fields = { s_read_update, NULL };
 static const fields_t s_target_fields = { s_read_target, s_check_invite };
+static const fields_t s_typing_fields = { s_read_typing, NULL };
 
 //  The request types about one room. Sends and invitations count against
 //  the user's message rate (PROTOCOL.md 1.1).
