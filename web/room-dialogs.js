@@ -160,12 +160,10 @@ export class CreateRoomDialog {
     }
 }
 
-// A question with a dangerous answer (delete a room, leave a private one,
-// remove a member): resolves, once the dialog has closed (so that the focus
-// can move), true when confirmed and the action succeeded, false when
-// cancelled. action(checked) runs on confirming; its error stays shown in the
-// dialog. option: a checkbox under the question ({ label, ok: the button's
-// text while it is ticked }), its state given to action.
+// A question with a dangerous answer (delete a room, leave a private one):
+// resolves, once the dialog has closed (so that the focus can move), true when
+// confirmed and the action succeeded, false when cancelled. action() runs on
+// confirming; its error stays shown in the dialog.
 export class ConfirmDialog {
     constructor() {
         this.action = null;
@@ -178,6 +176,9 @@ export class ConfirmDialog {
         });
     }
 
+    // option: a checkbox under the question ({ label, ok: the button's text
+    // while it is ticked }; removing a member: "Also ban"), whose state
+    // action(checked) is given
     ask({ title, text, ok, action, opener = null, option = null }) {
         this.resolve?.(false);
         this.done = false;

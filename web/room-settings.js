@@ -229,14 +229,18 @@ export class RoomAdmin {
         });
     }
 
-    // A kick entry: when it is this user's own, the room leaves the list (the
-    // server's list brings back a public room as one to join) and a notice
-    // says so, in the room when it is on screen
+    // A kick entry (already in the timeline): the member leaves the members
+    // panel; when it is this user, the room leaves the list (the server's list
+    // brings back a public room as one to join) and a notice says so, in the
+    // room when it is on screen
     kicked(entry) {
         const rooms = this.rooms;
-        if (key(entry.user ?? '') !== key(rooms.self ?? ''))
+        if (!rooms.self || typeof entry.user !== 'string')
             return;
         const roomKey = key(entry.room);
+        rooms.membershipChanged(roomKey, entry);
+        if (key(entry.user) !== key(rooms.self))
+            return;
         const by = typeof entry.by === 'string' ? ` by ${entry.by}` : '';
         const notice = `You have been removed from the room ${entry.room}${by}.`;
         rooms.forget(roomKey);

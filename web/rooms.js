@@ -501,7 +501,7 @@ export class RoomsController extends ChatController {
         if (typeof entry.room !== 'string' || !this.self)
             return;
         const roomKey = key(entry.room);
-        if (entry.type === 'system' && ['join', 'leave', 'kick'].includes(entry.event))
+        if (entry.type === 'system' && (entry.event === 'join' || entry.event === 'leave'))
             this.membershipChanged(roomKey, entry);
 
         const timeline = this.timelines.get(roomKey);
@@ -655,6 +655,7 @@ export class RoomsController extends ChatController {
         });
     }
 
+    // A join, leave or (room-settings.js) kick entry
     membershipChanged(roomKey, entry) {
         if (roomKey === this.current) {
             if (entry.event === 'join')
