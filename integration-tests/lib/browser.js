@@ -122,6 +122,18 @@ export async function signIn(page, username, { registering = false, password = P
     await page.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
 }
 
+// Creates a room from the dialog (the page then shows it)
+export async function createRoom(page, name, { description = '' } = {}) {
+    await page.locator('#room-new').click();
+    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
+    await page.locator('#room-name').fill(name);
+    if (description)
+        await page.locator('#room-description').fill(description);
+    await page.locator('#create-room-submit').click();
+    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
+}
+
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 // axe-core's WCAG checks on the page as it is; returns the serious and critical
@@ -162,17 +174,6 @@ export function recordRequests(page) {
         }
     }));
     return sent;
-}
-
-// Creates a room with the dialog; the room opens
-export async function createRoom(page, name, { description = '' } = {}) {
-    await page.locator('#room-new').click();
-    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
-    await page.locator('#room-name').fill(name);
-    await page.locator('#room-description').fill(description);
-    await page.locator('#create-room-submit').click();
-    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
-    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
 }
 
 // Screenshots at desktop (1280x800) and phone (390x844) width, light and
