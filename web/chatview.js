@@ -7,8 +7,8 @@
 // message written offline waits in the outbox). What is specific to a room or
 // a conversation (who may write, what to fetch) stays in rooms.js and pm.js.
 
-import { formatMessage } from './format.js';
 import { highlightMentions } from './mentions.js';
+import { formatMessage } from './format.js';
 
 export const TEXT_MAX = 4000;
 export const HISTORY_PAGE = 50;     // entries per history page

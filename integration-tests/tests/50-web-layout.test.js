@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { tempDir, Client, sleep } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    outsideViewport, createRoom, PASSWORD, TIMEOUT,
+    outsideViewport, PASSWORD, TIMEOUT, createRoom,
 } from '../lib/browser.js';
 
 // Every path the UI may load: the gateway's allow-list has to match it
 const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon.svg', '/app.js', '/protocol.js',
+    '/mentions.js', '/typing.js', '/notifications.js', '/room-settings.js',
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
     '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
-    '/mentions.js', '/typing.js', '/notifications.js', '/room-settings.js',
     '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
