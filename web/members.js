@@ -15,7 +15,10 @@ export class MembersPanel {
         this.known = false;             // the list came from the server
         this.online = new Map();        // user -> online, from presence
         $('members-toggle').addEventListener('click', () => this.setOpen($('members-panel').classList.contains('folded')));
-        this.setOpen(window.matchMedia('(min-width: 1200px)').matches);
+        // Beside the chat when there is room for it, folded when the window narrows past that
+        const wide = window.matchMedia('(min-width: 1200px)');
+        this.setOpen(wide.matches);
+        wide.addEventListener('change', () => this.setOpen(wide.matches));
     }
 
     setOpen(open) {
