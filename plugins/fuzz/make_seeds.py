@@ -98,6 +98,16 @@ def entry(seq, kind="message", user="alice", text="hi"):
 def pm_entry(seq, sender="alice", to="bob", text="hi"):
     return {"seq": seq, "from": sender, "to": to, "text": text, "ts": NOW}
 
+# Protocol 1.1 timeline changes (STORE.md schema 9): a message as it is now,
+# and the edit, delete and reaction entries, as the stores answer them
+NOW_STATE = {"edited": NOW, "reply_to": 1,
+             "reactions": [{"emoji": "+1", "count": 21, "users": ["bob", "carol"]}]}
+
+def changes(seq, target=1, **more):
+    return [dict(more, seq=seq, kind="edit", target=target, text="new", ts=NOW),
+            dict(more, seq=seq + 1, kind="reaction", target=target, emoji="+1", on=True, ts=NOW),
+            dict(more, seq=seq + 2, kind="delete", target=target, ts=NOW)]
+
 # ---------------------------------------------------------------------------
 # The seeds, per plugin
 
@@ -197,16 +207,33 @@ SEEDS = {
             + answer({"members": ["alice", "bob"]}) + answer({"read_seq": 3, "moved": True}),
         "edit": request("msg.edit", {"room": "general", "seq": 1, "text": "new"}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]}) + answer({"seq": 4}),
         "delete-message": request("msg.delete", {"room": "general", "seq": 1}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.delete", {"room": "general", "seq": 2}, user="bob")
+            + answer({"refused": [{"index": 1, "code": "forbidden"}]}) + answer({"seq": 4}),
         "react": request("msg.react", {"room": "general", "seq": 1, "emoji": "+1", "on": True},
                          user="bob")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]})
+            + answer({"refused": [{"index": 0, "code": "unchanged"}]})
+            + request("msg.react", {"room": "general", "seq": 1, "emoji": "\u2764", "on": False},
+                      user="alice")
+            + answer({"refused": [{"index": 0, "code": "too_many_reactions"}]}),
         "send-reply": request("msg.send", {"room": "general", "text": "yes", "reply_to": 1,
-                                           "nonce": "n-1"}, user="bob"),
+                                           "nonce": "n-1"}, user="bob")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.edit", {"room": "general", "seq": 9, "text": "x"}, user="alice")
+            + answer({"refused": [{"index": 1, "code": "no_such_message"}],
+                      "duplicates": [{"index": 0, "seq": 2, "ts": NOW}]}),
+        "history-now": request("room.history", {"room": "general", "after": 0}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=6)})
+            + answer({"members": ["alice", "bob"]})
+            + answer({"messages": [dict(entry(1), **NOW_STATE), dict(entry(2), deleted=True, text=""),
+                                   *[dict(change, user="bob") for change in changes(3)]],
+                      "more": False}),
         "page": request("room.members", {"room": "general", "cursor": "bob"}, user="alice")
             + request("room.list", {"cursor": "general"}, user="alice"),
         # Room administration (PROTOCOL.md 1.1): the owner's update, kick (a
@@ -272,6 +299,35 @@ SEEDS = {
         "typing-bad": request("pm.typing", {"to": "alice"}, user="alice")
             + request("pm.typing", {"to": "bob", "room": "general"}, user="alice")
             + request("pm.typing", {}, user="alice"),
+        # Protocol 1.1: replies, edits, deletions and reactions, and what the
+        # store refuses of a run
+        "edit": request("pm.edit", {"with": "bob", "seq": 1, "text": "new"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"seq": 5, "from": "alice", "to": "bob"}),
+        "delete": request("pm.delete", {"with": "alice", "seq": 1}, user="bob")
+            + answer({"last_seq": 4})
+            + request("pm.delete", {"with": "bob", "seq": 2}, user="alice")
+            + answer({"refused": [{"index": 0, "code": "forbidden"}]})
+            + answer({"seq": 5, "from": "alice", "to": "bob"}),
+        "react": request("pm.react", {"with": "bob", "seq": 1, "emoji": "+1"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"refused": [{"index": 0, "code": "unchanged"}]})
+            + request("pm.react", {"with": "bob", "seq": 1, "emoji": "x", "on": False},
+                      user="alice")
+            + answer({"refused": [{"index": 0, "code": "too_many_reactions"}]}),
+        "send-reply": request("pm.send", {"to": "bob", "text": "yes", "reply_to": 3}, user="alice")
+            + answer({"last_seq": 4})
+            + request("pm.edit", {"with": "alice", "seq": 3, "text": "x"}, user="bob")
+            + answer({"refused": [{"index": 0, "code": "no_such_message"},
+                                  {"index": 1, "code": "forbidden"}]}),
+        "history-now": request("pm.history", {"with": "bob", "after": 0}, user="alice")
+            + answer({"name": "bob", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + answer({"messages": [dict(pm_entry(1), kind="message", **NOW_STATE),
+                                   dict(pm_entry(2), kind="message", deleted=True, text=""),
+                                   *[dict(change, **{"from": "bob", "to": "alice"})
+                                     for change in changes(3)]], "more": False}),
+        "conversations-now": request("pm.conversations", {}, user="alice")
+            + answer({"conversations": [{"with": "bob", "unread": 0, "read_seq": 2, "last_seq": 7,
+                                         "last": dict(pm_entry(2), kind="message", **NOW_STATE)}],
+                      "more": False}),
     },
 }
 
@@ -342,6 +398,41 @@ STORE = {
             {"from": "alice", "seq": 2, "text": "again", "ts": NOW, "nonce": "p-1"}]})
         + request("store.pm.nonce", {"from": "alice", "to": "bob", "nonce": "p-1"})
         + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 5}) + batch_end(),
+    # Schema version 9: timeline changes checked and applied inside the
+    # append, refused runs, history as it is now, the pm side
+    "timeline": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + batch_end()
+        + request("store.msg.append", {"room": "general", "entries": [
+            entry(1), dict(entry(2, user="bob"), reply_to=1),
+            {"seq": 3, "kind": "edit", "user": "alice", "ts": NOW, "target": 1, "text": "new"},
+            {"seq": 4, "kind": "reaction", "user": "bob", "ts": NOW, "target": 1, "emoji": "+1",
+             "on": True},
+            {"seq": 5, "kind": "system", "user": "bob", "ts": NOW, "event": "kick", "by": "alice"},
+            {"seq": 6, "kind": "system", "user": "alice", "ts": NOW, "event": "update"}]})
+        + request("store.msg.append", {"room": "general", "entries": [
+            {"seq": 7, "kind": "edit", "user": "bob", "ts": NOW, "target": 1, "text": "mine"},
+            {"seq": 8, "kind": "reaction", "user": "bob", "ts": NOW, "target": 1, "emoji": "+1",
+             "on": True},
+            {"seq": 9, "kind": "delete", "user": "bob", "ts": NOW, "target": 99}]})
+        + request("store.msg.append", {"room": "general", "entry":
+            {"seq": 7, "kind": "delete", "user": "alice", "ts": NOW, "target": 2}})
+        + request("store.msg.history", {"room": "general", "before": 8, "limit": 5})
+        + request("store.msg.history", {"room": "general", "after": 0, "limit": 3})
+        + request("store.room.joined", {"user": "bob"})
+        + request("store.pm.append", {"from": "alice", "to": "bob", "seq": 1, "text": "hi", "ts": NOW})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "messages": [
+            {"from": "bob", "seq": 2, "text": "yo", "ts": NOW, "reply_to": 1},
+            {"from": "alice", "seq": 3, "kind": "edit", "target": 1, "text": "hey", "ts": NOW},
+            {"from": "bob", "seq": 4, "kind": "reaction", "target": 1, "emoji": "ok", "on": True,
+             "ts": NOW},
+            {"from": "bob", "seq": 5, "kind": "delete", "target": 2, "ts": NOW}]})
+        + request("store.pm.append", {"from": "bob", "to": "alice", "seq": 6, "kind": "delete",
+                                      "target": 1, "ts": NOW})
+        + request("store.pm.history", {"user": "alice", "with": "bob", "limit": 10})
+        + request("store.pm.conversations", {"user": "alice"}) + batch_end(),
     # Schema version 10: room administration
     "admin": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
         + request("store.user.create", {"name": "bob", "password_hash": HASH, "created_at": NOW})

@@ -5,6 +5,7 @@
 
 #include "sm_store.h"
 #include "sm_append.h"
+#include "sm_changes.h"
 #include "sm_common.h"
 #include "sm_conn.h"
 #include "sm_pm.h"
@@ -218,12 +219,13 @@ s_repeat_clause (const sm_pending_t *pending, bson_t *clauses, uint32_t at)
     return true;
 }
 
-//  The requests with repeats answer them and leave the run
+//  The requests with repeats answer them and leave the run; one with
+//  changes keeps them for its checks, which answer both (sm_changes.h)
 static void
 s_answer_repeats (sm_pending_t *first, sm_pending_t *end)
 {
     for (sm_pending_t *pending = first; pending < end; pending++) {
-        if (pending->duplicate_count && sm_is_live (pending)) {
+        if (pending->duplicate_count && sm_is_live (pending) && !sm_changes (pending)) {
             st_reply_duplicates (pending->request, pending->duplicates,
                                  pending->duplicate_count);
             pending->repeated = true;
@@ -256,11 +258,42 @@ sm_find_repeats (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_
     }
     bson_destroy (&filter);
     for (sm_pending_t *pending = first; pending < end; pending++) {
+        if (rc == 0 && sm_is_live (pending) && sm_changes (pending))
+            continue;
         free (pending->duplicates);
         pending->duplicates = NULL;
         pending->duplicate_count = 0;
     }
     return rc;
+}
+
+int
+sm_check_changes (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
+{
+    for (sm_pending_t *pending = first; pending < end; pending++)
+        if (sm_is_live (pending) && sm_changes (pending)
+        &&  sm_changes_check (self, pending, error))
+            return -1;
+    return 0;
+}
+
+void
+sm_apply_changes (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    for (sm_pending_t *pending = first; pending < end; pending++) {
+        if (!pending->changes)
+            continue;
+        bson_error_t error;
+        if (!sm_is_live (pending))
+            sm_changes_drop (pending);
+        else
+        if (sm_changes_apply (self, pending, &error)) {
+            //  The entries are stored, their effects maybe not all: the
+            //  outcome is unknown, and a repeat converges
+            sm_note_failure (self, "applying timeline changes", &error);
+            sm_fail_unavailable (self, pending, &error);
+        }
+    }
 }
 
 int

@@ -36,11 +36,23 @@ const char *
 void
     sm_on_room_exists (void *arg, const bson_t *document);
 
+//  Checks the live requests of the run that carry changes (a run of one:
+//  sm_changes.h) and queues their effects; one with refusals or repeats is
+//  answered and leaves the run. Returns 0, or -1 with error set.
+int
+    sm_check_changes (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
+                      bson_error_t *error);
+
+//  Runs the queued effects of the run's requests whose entries are stored
+//  (drops those of the others); a failure answers that request unavailable
+void
+    sm_apply_changes (sm_store_t *self, sm_pending_t *first, sm_pending_t *end);
+
 //  Looks for the nonces of the live requests of the run (msg.append or
 //  pm.append, from first) in their timelines: one find, a range of the
 //  nonce index per request. A request with any answers them
-//  (st_reply_duplicates), appends nothing and is no longer live. Returns 0,
-//  or -1 with error set.
+//  (st_reply_duplicates), appends nothing and is no longer live; one with
+//  changes keeps them for sm_check_changes. Returns 0, or -1 with error set.
 int
     sm_find_repeats (sm_store_t *self, sm_pending_t *first, sm_pending_t *end,
                      bson_error_t *error);

@@ -11,6 +11,8 @@
 #include "st_reply.h"
 #include "sm_conn.h"
 #include "sm_pm.h"
+#include "sm_changes.h"
+#include "st_reactions.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -137,7 +139,10 @@ s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
         .ts = sm_bson_int (document, "ts", 0),
         .nonce = sm_bson_nonce (document)
     };
+    st_reactions_t *reactions;
+    sm_changes_read (document, entry.seq, &entry.change, &reactions);
     st_reply_pm_entry (packer, &entry);
+    st_reactions_destroy (&reactions);
 }
 
 //  A message's fields, as in pm_messages and in a conversation's last: from
@@ -165,6 +170,8 @@ sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "conv", pending->conv);
     s_append_pm_fields (pending, message, document);
+    BSON_APPEND_UTF8 (document, "kind", st_kind_name (message->change.kind));
+    sm_changes_build (&message->change, document);
     if (message->nonce.data)
         sm_append_nonce (document, message->from_peer ? pending->peer_key : pending->key,
                          message->nonce);
@@ -251,16 +258,12 @@ s_conversation_insert (const sm_pending_t *newest, bson_t *update)
     bson_append_document_end (update, &insert);
 }
 
-//  Queues the move of pending's conversation to the newest message of
-//  newest's run. The filter carries the condition: the newest never goes
-//  back. A conversation not found is upserted; if a concurrent writer
-//  created it with a newer entry, the upsert's insert meets the unique
-//  index on conv and changes nothing.
+//  The move to the newest message (the run's newest request's)
 static void
-s_advance_one (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending,
-               const sm_pending_t *newest)
+s_advance_message (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending,
+                   const sm_pending_t *newest, const st_pm_message_t *newest_message)
 {
-    const st_pm_message_t message = newest->messages [newest->entry_count - 1];
+    const st_pm_message_t message = *newest_message;
     bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
                                  "last_seq", "{", "$lt", BCON_INT64 ((int64_t) message.seq),
                                  "}");
@@ -283,6 +286,35 @@ s_advance_one (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending,
     bson_destroy (selector);
 }
 
+//  Queues the move of pending's conversation to the newest message of
+//  newest's run. The filter carries the condition: the newest never goes
+//  back. A conversation not found is upserted; if a concurrent writer
+//  created it with a newer entry, the upsert's insert meets the unique
+//  index on conv and changes nothing.
+static void
+s_advance_one (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending,
+               const sm_pending_t *newest)
+{
+    //  The conversation's last is its newest message (schema version 9:
+    //  not a change), its last_seq the newest entry of any kind
+    const st_pm_message_t *newest_message = NULL;
+    for (uint32_t index = newest->entry_count; index > 0 && !newest_message; index--)
+        if (newest->messages [index - 1].change.kind == ST_KIND_MESSAGE)
+            newest_message = &newest->messages [index - 1];
+    uint64_t last_seq = newest->messages [newest->entry_count - 1].seq;
+    if (newest_message)
+        s_advance_message (bulk, pending, newest, newest_message);
+    if (!newest_message || newest_message->seq < last_seq) {
+        bson_t *selector = BCON_NEW ("conv", BCON_UTF8 (pending->conv),
+                                     "last_seq", "{", "$lt", BCON_INT64 ((int64_t) last_seq), "}");
+        bson_t *update = BCON_NEW ("$set", "{", "last_seq", BCON_INT64 ((int64_t) last_seq), "}");
+        mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, NULL);
+        bson_destroy (update);
+        bson_destroy (selector);
+    }
+}
+
+
 //  Moves the conversation documents of the run's appends to their newest
 //  entry, creating those that do not exist: one find, one bulk. Returns 0,
 //  or -1 with error set.
@@ -293,7 +325,9 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
     int live = s_find_conversations (self, first, end, error);
     if (live <= 0)
         return live;
-    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (false));
+    //  Ordered: a conversation's move to its newest message comes before
+    //  the move of its last_seq past it
+    bson_t *bulk_opts = BCON_NEW ("ordered", BCON_BOOL (true));
     mongoc_bulk_operation_t *bulk
         = mongoc_collection_create_bulk_operation_with_opts (self->conversations, bulk_opts);
     bson_destroy (bulk_opts);
@@ -312,15 +346,12 @@ s_advance_conversations (sm_store_t *self, sm_pending_t *first, sm_pending_t *en
     return rc;
 }
 
-//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
-//  messages to one conversation: one find of the users, then as msg.append
-//  (see above, also for a failure part way): one find of the seqs taken,
-//  one ordered insert_many of every message of the run; then
-//  s_advance_conversations
-int
-sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+//  The users of the run's live requests, as registered (from_name,
+//  to_name): one find; a request naming one that does not exist fails.
+//  Returns 0, or -1 with error set (the run failed).
+static int
+s_name_pm_users (sm_store_t *self, sm_pending_t *first, sm_pending_t *end, bson_error_t *error)
 {
-    bson_error_t error;
     size_t live = 0;
     for (sm_pending_t *pending = first; pending < end; pending++)
         live += sm_is_live (pending);
@@ -333,7 +364,7 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
                 sm_fail (pending, "internal", "The store ran out of memory.");
         return 0;
     }
-    int rc = s_find_pm_users (self, first, end, &names, &error);
+    int rc = s_find_pm_users (self, first, end, &names, error);
     if (rc == 0)
         for (sm_pending_t *pending = first; pending < end; pending++) {
             if (!sm_is_live (pending))
@@ -349,10 +380,23 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         }
     free (names.users);
     if (rc) {
-        sm_note_failure (self, "looking up the users of private messages", &error);
-        sm_fail_run (self, first, end, &error);
-        return sm_is_unreachable (&error) ? -1 : 0;
+        sm_note_failure (self, "looking up the users of private messages", error);
+        sm_fail_run (self, first, end, error);
     }
+    return rc;
+}
+
+//  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
+//  messages to one conversation: one find of the users, then as msg.append
+//  (see above, also for a failure part way): one find of the seqs taken,
+//  one ordered insert_many of every message of the run; then
+//  s_advance_conversations
+int
+sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
+{
+    bson_error_t error;
+    if (s_name_pm_users (self, first, end, &error))
+        return sm_is_unreachable (&error) ? -1 : 0;
     //  The repeated nonces first (nothing of such a request is appended);
     //  the seqs taken: looked for before inserting, as the test server does
     //  not enforce the unique index. Then the run's own overlaps.
@@ -361,13 +405,20 @@ sm_run_pm_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         sm_fail_run (self, first, end, &error);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
-    if (sm_find_seqs_taken (self, first, end, &error)) {
-        sm_note_failure (self, "looking for taken seqs of private messages", &error);
+    if (sm_check_changes (self, first, end, &error)) {
+        sm_note_failure (self, "checking timeline changes of private messages", &error);
         sm_fail_run (self, first, end, &error);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
+    if (sm_find_seqs_taken (self, first, end, &error)) {
+        sm_note_failure (self, "looking for taken seqs of private messages", &error);
+        sm_fail_run (self, first, end, &error);
+        sm_apply_changes (self, first, end);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
     sm_settle_overlaps (first, end);
-    rc = sm_insert_entries (self, first, end);
+    int rc = sm_insert_entries (self, first, end);
+    sm_apply_changes (self, first, end);
     //  The conversation documents: their failure leaves the messages
     //  stored, and their ok stands (README.md)
     if (rc == 0 && s_advance_conversations (self, first, end, &error))
@@ -422,6 +473,8 @@ sm_run_pm_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
 //  their unread counts need
 typedef struct {
     bson_t **documents;             //  owned copies
+    bson_t **current;               //  per document: its last message as it is now
+                                    //  (schema version 9), owned, NULL if not found
     int64_t *unread;                //  per document
     uint32_t count;
     uint32_t capacity;              //  the limit
@@ -443,6 +496,24 @@ s_is_first_user (const bson_t *conversation, const char *key)
     uint32_t size;
     const char *first = sm_bson_text (conversation, "users.0", &size);
     return strlen (key) == size && memcmp (first, key, size) == 0;
+}
+
+//  Only messages count as unread, and not deleted ones (schema version 9;
+//  a message of an older store has no kind)
+static void
+s_unread_only (bson_t *range)
+{
+    bson_t not_in, kinds, deleted;
+    BSON_APPEND_DOCUMENT_BEGIN (range, "kind", &not_in);
+    BSON_APPEND_ARRAY_BEGIN (&not_in, "$nin", &kinds);
+    BSON_APPEND_UTF8 (&kinds, "0", "edit");
+    BSON_APPEND_UTF8 (&kinds, "1", "delete");
+    BSON_APPEND_UTF8 (&kinds, "2", "reaction");
+    bson_append_array_end (&not_in, &kinds);
+    bson_append_document_end (range, &not_in);
+    BSON_APPEND_DOCUMENT_BEGIN (range, "deleted", &deleted);
+    BSON_APPEND_BOOL (&deleted, "$ne", true);
+    bson_append_document_end (range, &deleted);
 }
 
 static void
@@ -491,6 +562,7 @@ s_count_unread (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
         BSON_APPEND_INT64 (&above, "$gt", marker);
         bson_append_document_end (&range, &above);
         bson_append_utf8 (&range, "to", 2, name, (int) name_size);
+        s_unread_only (&range);
         bson_append_document_end (&any, &range);
     }
     bson_append_array_end (&match, &any);
@@ -521,6 +593,49 @@ s_count_unread (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
     return rc;
 }
 
+static void
+s_on_current (void *arg, const bson_t *document)
+{
+    s_conversations_t *list = (s_conversations_t *) arg;
+    uint32_t size;
+    const char *conv = sm_bson_text (document, "conv", &size);
+    int64_t seq = sm_bson_int (document, "seq", 0);
+    for (uint32_t index = 0; index < list->count; index++) {
+        uint32_t other_size;
+        const char *other = sm_bson_text (list->documents [index], "conv", &other_size);
+        if (other_size == size && memcmp (other, conv, size) == 0 && !list->current [index]
+        &&  sm_bson_int (list->documents [index], "last.seq", 0) == seq)
+            list->current [index] = bson_copy (document);
+    }
+}
+
+//  Each conversation's last message as it is now (edited, deleted,
+//  reacted to since it was copied into the conversation): one find, a
+//  search of (conv, seq) per conversation. Returns 0, or -1 with error set.
+static int
+s_find_current (sm_store_t *self, s_conversations_t *list, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, any;
+    BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &any);
+    for (uint32_t index = 0; index < list->count; index++) {
+        char index_key [16];
+        const char *key;
+        size_t key_size = bson_uint32_to_string (index, &key, index_key, sizeof index_key);
+        uint32_t size;
+        const char *conv = sm_bson_text (list->documents [index], "conv", &size);
+        bson_t one;
+        bson_append_document_begin (&any, key, (int) key_size, &one);
+        bson_append_utf8 (&one, "conv", 4, conv, (int) size);
+        BSON_APPEND_INT64 (&one, "seq", sm_bson_int (list->documents [index], "last.seq", 0));
+        bson_append_document_end (&any, &one);
+    }
+    bson_append_array_end (&filter, &any);
+    int rc = list->count ? sm_find (self, self->pm_messages, &filter, NULL, s_on_current, list,
+                                    error) : 0;
+    bson_destroy (&filter);
+    return rc;
+}
+
 //  Packs {conversations, more}: the newest conversations of list whose
 //  entries fit in ST_LIST_BUDGET (each carries its last message), at least one
 //  Packs one conversation of the list {with, last, unread, read_seq, last_seq}
@@ -538,17 +653,23 @@ s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint
         bson_destroy (&last);
         bson_init_static (&last, data, size);
     }
+    const bson_t *now = list->current [index] ? list->current [index] : &last;
     st_pm_entry_t entry = {
-        .seq = (uint64_t) sm_bson_int (&last, "seq", 0),
-        .from = sm_bson_st_text (&last, "from"),
-        .to = sm_bson_st_text (&last, "to"),
-        .text = sm_bson_st_text (&last, "text"),
-        .ts = sm_bson_int (&last, "ts", 0)
+        .seq = (uint64_t) sm_bson_int (now, "seq", 0),
+        .from = sm_bson_st_text (now, "from"),
+        .to = sm_bson_st_text (now, "to"),
+        .text = sm_bson_st_text (now, "text"),
+        .ts = sm_bson_int (now, "ts", 0),
+        .nonce = sm_bson_nonce (now)
     };
+    st_reactions_t *reactions;
+    sm_changes_read (now, entry.seq, &entry.change, &reactions);
     int64_t marker = sm_bson_int (conversation, first ? "read_a" : "read_b", 0);
+    int64_t last_seq = sm_bson_int (conversation, "last_seq", (int64_t) entry.seq);
     st_reply_conversation (packer, sm_bson_st_text (conversation, first ? "names.1" : "names.0"),
                            &entry, (uint64_t) list->unread [index],
-                           marker > 0 ? (uint64_t) marker : 0);
+                           marker > 0 ? (uint64_t) marker : 0, (uint64_t) last_seq);
+    st_reactions_destroy (&reactions);
     bson_destroy (&last);
 }
 
@@ -584,19 +705,26 @@ sm_run_pm_conversations (sm_store_t *self, sm_pending_t *pending, msgpack_packer
                              "hint", BCON_UTF8 (SM_CONVERSATIONS_INDEX));
     s_conversations_t list = { .capacity = pending->limit, .key = pending->key };
     list.documents = (bson_t **) calloc (list.capacity, sizeof (bson_t *));
+    list.current = (bson_t **) calloc (list.capacity, sizeof (bson_t *));
     list.unread = (int64_t *) calloc (list.capacity, sizeof (int64_t));
     int rc = 0;
-    if (!list.documents || !list.unread)
+    if (!list.documents || !list.current || !list.unread)
         sm_fail (pending, "internal", "The store ran out of memory.");
     else {
         rc = sm_find (self, self->conversations, filter, opts, s_on_conversation, &list, error);
         if (rc == 0)
             rc = s_count_unread (self, &list, error);
         if (rc == 0)
+            rc = s_find_current (self, &list, error);
+        if (rc == 0)
             s_answer_conversations (pending, &list);
     }
-    for (uint32_t index = 0; index < list.count; index++)
+    for (uint32_t index = 0; index < list.count; index++) {
         bson_destroy (list.documents [index]);
+        if (list.current [index])
+            bson_destroy (list.current [index]);
+    }
+    free (list.current);
     free (list.documents);
     free (list.unread);
     bson_destroy (opts);
@@ -649,6 +777,7 @@ s_count_unread_after (sm_store_t *self, const sm_pending_t *pending, const char 
     BSON_APPEND_INT64 (&above, "$gt", marker);
     bson_append_document_end (&filter, &above);
     bson_append_utf8 (&filter, "to", 2, name, (int) name_size);
+    s_unread_only (&filter);
     self->round_trips++;
     int64_t unread = mongoc_collection_count_documents (self->pm_messages, &filter, NULL, NULL,
                                                         NULL, error);

@@ -12,6 +12,8 @@
 #include "sm_conn.h"
 #include "sm_markers.h"
 #include "sm_rooms.h"
+#include "sm_changes.h"
+#include "st_reactions.h"
 #include "sm_users.h"
 
 #include <assert.h>
@@ -31,7 +33,9 @@
 //             banned: [names as registered] (schema version 10; absent: none)}
 //                                  unique index on name_lower; index on users
 //  messages  {_id: ObjectId, room (name_lower), seq, kind, user,
-//             ts (BSON date), text | event, mentions?, mentioned?, by?}
+//             ts (BSON date), text | event, mentions?, mentioned?, by?,
+//             schema 9: reply_to?, edited?, deleted?, reactions?
+//             [{emoji, user, key, at, since}], target?, emoji?, on?}
 //                                  unique index on (room, seq); index on
 //                                  (room, mentioned, seq)
 //  markers   the members' read markers: sm_markers.h
@@ -94,11 +98,13 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .event = sm_bson_st_text (document, "event"),
         .nonce = sm_bson_nonce (document)
     };
-    entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
-    if (entry.system && bson_has_field (document, "by"))
+    if (bson_has_field (document, "by"))
         entry.by = sm_bson_st_text (document, "by");
+    st_reactions_t *reactions;
+    sm_changes_read (document, entry.seq, &entry.change, &reactions);
     sm_entry_mentions_read (document, &mentions, &entry);
     st_reply_entry (packer, &entry);
+    st_reactions_destroy (&reactions);
     msgpack_sbuffer_destroy (&mentions);
 }
 
@@ -112,15 +118,17 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "room", room_key);
     BSON_APPEND_INT64 (document, "seq", (int64_t) entry->seq);
-    BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
+    BSON_APPEND_UTF8 (document, "kind", st_kind_name (entry->change.kind));
     bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
     BSON_APPEND_DATE_TIME (document, "ts", entry->ts);
-    if (entry->system && entry->by.data)
-        bson_append_utf8 (document, "by", 2, entry->by.data, (int) entry->by.size);
-    if (entry->system)
+    if (entry->change.kind == ST_KIND_SYSTEM)
         bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
     else
+    if (entry->text.data)
         bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+    if (entry->by.data)
+        bson_append_utf8 (document, "by", 2, entry->by.data, (int) entry->by.size);
+    sm_changes_build (&entry->change, document);
     if (entry->nonce.data) {
         char sender [ST_NAME_MAX + 1];
         st_text_lower (entry->user, sender);
@@ -1199,13 +1207,15 @@ sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
 }
 
 
-//  The newest ts of a msg.append's run (the entries were validated)
+//  The newest ts of a msg.append's run's messages (the entries were
+//  validated): a change does not make a room active
 static int64_t
 s_newest_ts (const sm_pending_t *pending)
 {
     int64_t newest = 0;
     for (uint32_t index = 0; index < pending->entry_count; index++)
-        if (pending->entries [index].ts > newest)
+        if (pending->entries [index].change.kind == ST_KIND_MESSAGE
+        &&  pending->entries [index].ts > newest)
             newest = pending->entries [index].ts;
     return newest;
 }
@@ -1299,13 +1309,20 @@ sm_run_msg_append (sm_store_t *self, sm_pending_t *first, sm_pending_t *end)
         sm_fail_run (self, first, end, &error);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
+    if (sm_check_changes (self, first, end, &error)) {
+        sm_note_failure (self, "checking timeline changes", &error);
+        sm_fail_run (self, first, end, &error);
+        return sm_is_unreachable (&error) ? -1 : 0;
+    }
     if (sm_find_seqs_taken (self, first, end, &error)) {
         sm_note_failure (self, "looking for taken seqs", &error);
         sm_fail_run (self, first, end, &error);
+        sm_apply_changes (self, first, end);
         return sm_is_unreachable (&error) ? -1 : 0;
     }
     sm_settle_overlaps (first, end);
     rc = sm_insert_entries (self, first, end);
+    sm_apply_changes (self, first, end);
     if (rc == 0) {
         s_advance_rooms (self, first, end);
         sm_markers_advance (self, first, end);

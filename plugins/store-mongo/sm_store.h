@@ -107,6 +107,8 @@ typedef struct {
     st_duplicate_t *duplicates;     //  msg.append, pm.append: its repeated nonces, owned
     uint32_t duplicate_count;       //  until answered
     bool repeated;                  //  answered with its duplicates: no longer live
+    void *changes;                  //  msg.append, pm.append: the effects of its
+                                    //  changes, queued (sm_changes.h), or NULL
     bool with_read_seq;             //  msg.history: a user is named, answer its read_seq
     uint64_t read_seq;              //  msg.history: that user's marker
 } sm_pending_t;

@@ -45,6 +45,7 @@
 */
 
 #include "sm_store.h"
+#include "sm_changes.h"
 #include "sm_append.h"
 #include "sm_common.h"
 #include "sm_conn.h"
@@ -161,16 +162,21 @@ s_run_weight (const sm_pending_t *pending, size_t *bound_p)
 
 //  The end of the run that starts at first: requests of the same kind, with
 //  requests refused at validation among them (they touch nothing)
+//  An append that carries changes (edits, deletions, reactions, replies)
+//  is a run of its own: its checks read its targets as the requests before
+//  it left them (sm_changes.h)
 static sm_pending_t *
 s_run_end (sm_pending_t *first, sm_pending_t *limit)
 {
     sm_pending_t *end = first + 1;
     size_t bound;
     size_t weight = s_run_weight (first, &bound);
+    if (sm_changes (first))
+        return end;
     for (; end < limit; end++) {
         if (!sm_is_live (end))
             continue;
-        if (end->op != first->op)
+        if (end->op != first->op || sm_changes (end))
             break;
         weight += s_run_weight (end, &bound);
         if (weight > bound)

@@ -813,6 +813,115 @@ test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes (voi
 }
 
 
+//  --------------------------------------------------------------------------
+//  Timeline changes (schema version 9): a deleted text leaves the documents
+
+//  store.msg.append of one entry (room) or store.pm.append of one message
+//  from alice to bob (room NULL): a message when target is 0, else an edit
+//  with text, or a deletion when text is NULL; asserts ok
+static void
+s_change_ok (sc_broker_t *broker, const char *room, int64_t seq, int64_t target,
+             const char *text)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, room ? 2 : 3);
+    sc_pack_kstr (&packer, room ? "room" : "from", room ? room : "alice");
+    if (room)
+        sc_pack_key (&packer, "entry");
+    else {
+        sc_pack_kstr (&packer, "to", "bob");
+        sc_pack_key (&packer, "messages");
+        msgpack_pack_array (&packer, 1);
+    }
+    msgpack_pack_map (&packer, 4 + (target != 0) + (text != NULL));
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "kind", !target ? "message" : text ? "edit" : "delete");
+    sc_pack_kstr (&packer, room ? "user" : "from", "alice");
+    sc_pack_kint (&packer, "ts", 1718454900000 + seq);
+    if (target)
+        sc_pack_kint (&packer, "target", target);
+    if (text)
+        sc_pack_kstr (&packer, "text", text);
+    uint64_t rid = sc_broker_send (broker, room ? "store.msg.append" : "store.pm.append",
+                                   buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    s_expect (broker, rid, NULL);
+}
+
+//  How many documents of the database's timelines and conversations hold
+//  word, read back as MongoDB keeps them
+static int
+s_documents_holding (mongoc_client_t *client, const char *database, const char *word)
+{
+    const char *names [] = { "messages", "pm_messages", "conversations" };
+    int holding = 0;
+    for (size_t index = 0; index < 3; index++) {
+        mongoc_collection_t *collection
+            = mongoc_client_get_collection (client, database, names [index]);
+        bson_t *filter = bson_new ();
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (collection, filter, NULL,
+                                                                    NULL);
+        const bson_t *document;
+        while (mongoc_cursor_next (cursor, &document)) {
+            char *json = bson_as_relaxed_extended_json (document, NULL);
+            holding += strstr (json, word) != NULL;
+            bson_free (json);
+        }
+        mongoc_cursor_destroy (cursor);
+        bson_destroy (filter);
+        mongoc_collection_destroy (collection);
+    }
+    return holding;
+}
+
+static void
+test_deleted_texts_leave_the_documents (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start (option);
+    assert_non_null (broker);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    s_expect (broker, s_send_user_create (broker, "bob"), NULL);
+    s_expect (broker, s_send_room_create (broker, "general", false, 10, "alice"), NULL);
+    //  A message deleted as sent, and one edited first, in a room and in a
+    //  conversation (whose document copies its last message)
+    const char *words [] = { "zebracornmessage", "quokkaplumeedit", "marmosetpmtext",
+                             "narwhalpmedit" };
+    s_change_ok (broker, "general", 1, 0, words [0]);
+    s_change_ok (broker, "general", 2, 0, "a draft");
+    s_change_ok (broker, "general", 3, 2, words [1]);
+    s_change_ok (broker, NULL, 1, 0, words [2]);
+    s_change_ok (broker, NULL, 2, 0, "a draft");
+    s_change_ok (broker, NULL, 3, 2, words [3]);
+    const char *uri_text = strchr (option, '=') + 1;
+    mongoc_client_t *client = mongoc_client_new (uri_text);
+    assert_non_null (client);
+    const char *database = strrchr (uri_text, '/') + 1;
+    //  Held before (so that the search below can fail): the edits' texts
+    //  by the message and by the edit
+    assert_int_equal (s_documents_holding (client, database, words [0]), 1);
+    assert_int_equal (s_documents_holding (client, database, words [1]), 2);
+    assert_true (s_documents_holding (client, database, words [2]) >= 1);
+    assert_true (s_documents_holding (client, database, words [3]) >= 2);
+    s_change_ok (broker, "general", 4, 1, NULL);
+    s_change_ok (broker, "general", 5, 2, NULL);
+    s_change_ok (broker, NULL, 4, 2, NULL);
+    s_change_ok (broker, NULL, 5, 1, NULL);
+    for (size_t index = 0; index < 4; index++)
+        if (s_documents_holding (client, database, words [index]))
+            fail_msg ("the deleted text '%s' is still in a document", words [index]);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
 int
 main (void)
 {
@@ -830,6 +939,7 @@ main (void)
         cmocka_unit_test (test_joins_from_two_instances_at_once_never_pass_max_participants),
         cmocka_unit_test (test_room_and_timeline_documents_have_the_seed_shape_and_indexes),
         cmocka_unit_test (test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes),
+        cmocka_unit_test (test_deleted_texts_leave_the_documents),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);

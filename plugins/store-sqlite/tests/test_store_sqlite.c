@@ -15,6 +15,8 @@
     =========================================================================
 */
 
+//  memmem
+#define _GNU_SOURCE
 #include "sc_broker.h"
 #include "sc_log.h"
 
@@ -870,6 +872,98 @@ test_backup_refuses_bad_paths_and_anyone_but_the_operator (void **state)
                  == S_SCHEMA_NOW);
 }
 
+//  --------------------------------------------------------------------------
+//  Timeline changes (schema version 9): a deleted text leaves the file
+
+//  store.msg.append of one entry (room) or store.pm.append of one message
+//  from alice to bob (room NULL): a message when target is 0, else an edit
+//  with text, or a deletion when text is NULL
+static void
+s_append_change (sc_broker_t *broker, const char *room, int64_t seq, int64_t target,
+                 const char *text)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, room ? 2 : 3);
+    sc_pack_kstr (&packer, room ? "room" : "from", room ? room : "alice");
+    if (room)
+        sc_pack_key (&packer, "entry");
+    else {
+        sc_pack_kstr (&packer, "to", "bob");
+        sc_pack_key (&packer, "messages");
+        msgpack_pack_array (&packer, 1);
+    }
+    msgpack_pack_map (&packer, 4 + (target != 0) + (text != NULL));
+    sc_pack_kint (&packer, "seq", seq);
+    sc_pack_kstr (&packer, "kind", !target ? "message" : text ? "edit" : "delete");
+    sc_pack_kstr (&packer, room ? "user" : "from", "alice");
+    sc_pack_kint (&packer, "ts", seq);
+    if (target)
+        sc_pack_kint (&packer, "target", target);
+    if (text)
+        sc_pack_kstr (&packer, "text", text);
+    s_call_ok (broker, room ? "store.msg.append" : "store.pm.append", &buffer);
+}
+
+//  True when the file at path (missing: false) holds word: read whole,
+//  the test's files are small
+static bool
+s_file_holds (const char *path, const char *word)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file)
+        return false;
+    struct stat status;
+    assert_int_equal (fstat (fileno (file), &status), 0);
+    char *bytes = (char *) malloc ((size_t) status.st_size + 1);
+    assert_non_null (bytes);
+    size_t size = fread (bytes, 1, (size_t) status.st_size, file);
+    fclose (file);
+    bool found = memmem (bytes, size, word, strlen (word)) != NULL;
+    free (bytes);
+    return found;
+}
+
+static void
+test_deleted_texts_leave_the_file_after_a_checkpoint (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_user (broker, "bob");
+    s_create_room (broker, "general", "alice");
+    //  A message deleted as sent, and one edited first, in a room and in a
+    //  conversation
+    const char *words [] = { "zebracornmessage", "quokkaplumeedit", "marmosetpmtext",
+                             "narwhalpmedit" };
+    s_append_change (broker, "general", 1, 0, words [0]);
+    s_append_change (broker, "general", 2, 0, "a draft");
+    s_append_change (broker, "general", 3, 2, words [1]);
+    s_append_change (broker, NULL, 1, 0, words [2]);
+    s_append_change (broker, NULL, 2, 0, "a draft");
+    s_append_change (broker, NULL, 3, 2, words [3]);
+    char wal [320];
+    snprintf (wal, sizeof wal, "%s-wal", fixture->path);
+    //  Checkpointed by another connection, as an operator's copy would be:
+    //  the texts are in the file (so that the search below can fail)
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    for (size_t index = 0; index < 4; index++)
+        assert_true (s_file_holds (fixture->path, words [index]));
+    s_append_change (broker, "general", 4, 1, NULL);
+    s_append_change (broker, "general", 5, 2, NULL);
+    s_append_change (broker, NULL, 4, 1, NULL);
+    s_append_change (broker, NULL, 5, 2, NULL);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    for (size_t index = 0; index < 4; index++) {
+        if (s_file_holds (fixture->path, words [index]) || s_file_holds (wal, words [index]))
+            fail_msg ("the deleted text '%s' is still in the file", words [index]);
+    }
+    sc_broker_destroy (&broker);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -901,6 +995,7 @@ main (int argc, char *argv [])
         S_TEST (test_group_commit_commits_a_burst_in_few_transactions),
         S_TEST (test_group_commit_off_commits_each_request_alone),
         S_TEST (test_batch_that_cannot_commit_answered_unavailable_and_applied_later),
+        S_TEST (test_deleted_texts_leave_the_file_after_a_checkpoint),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);

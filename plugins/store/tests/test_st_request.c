@@ -266,7 +266,7 @@ test_msg_append_runs (void **state)
     assert_int_equal (request->as.msg_append.count, 3);
     assert_int_equal (request->as.msg_append.entries [2].seq, 9);
     assert_int_equal (request->as.msg_append.entries [2].text.size, 0);
-    assert_false (request->as.msg_append.entries [0].system);
+    assert_int_equal (request->as.msg_append.entries [0].change.kind, ST_KIND_MESSAGE);
     st_request_destroy (&request);
 
     s_begin (&body, 2);
@@ -376,6 +376,107 @@ test_system_entry (void **state)
     s_uint (&body, "ts", 1);
     s_str (&body, "event", "dance");
     s_assert_refused (s_parse (ST_MEMBER_REMOVE, &body), "\"update\" or \"kick\"");
+}
+
+//  Schema version 9: the changes' typed fields, and a field of another
+//  kind ignored
+static void
+test_timeline_changes (void **state)
+{
+    s_body_t body;
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_key (&body, "entries");
+    msgpack_pack_array (&body.packer, 3);
+    msgpack_pack_map (&body.packer, 6);
+    s_uint (&body, "seq", 5);
+    s_str (&body, "kind", "reaction");
+    s_str (&body, "user", "bob");
+    s_uint (&body, "ts", 1);
+    s_uint (&body, "target", 2);
+    s_str (&body, "emoji", "+1");
+    msgpack_pack_map (&body.packer, 7);
+    s_uint (&body, "seq", 6);
+    s_str (&body, "kind", "message");
+    s_str (&body, "user", "bob");
+    s_uint (&body, "ts", 1);
+    s_str (&body, "text", "re");
+    s_uint (&body, "reply_to", 2);
+    s_uint (&body, "target", 3);
+    msgpack_pack_map (&body.packer, 6);
+    s_uint (&body, "seq", 7);
+    s_str (&body, "kind", "system");
+    s_str (&body, "user", "bob");
+    s_uint (&body, "ts", 1);
+    s_str (&body, "event", "kick");
+    s_str (&body, "by", "alice");
+    //  The reaction has no 'on'
+    s_assert_refused (s_parse (ST_MSG_APPEND, &body), "'on'");
+
+    //  A reply (its target ignored: not a message's field) and a kick by
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_key (&body, "entries");
+    msgpack_pack_array (&body.packer, 2);
+    msgpack_pack_map (&body.packer, 7);
+    s_uint (&body, "seq", 6);
+    s_str (&body, "kind", "message");
+    s_str (&body, "user", "bob");
+    s_uint (&body, "ts", 1);
+    s_str (&body, "text", "re");
+    s_uint (&body, "reply_to", 2);
+    s_uint (&body, "target", 3);
+    msgpack_pack_map (&body.packer, 6);
+    s_uint (&body, "seq", 7);
+    s_str (&body, "kind", "system");
+    s_str (&body, "user", "bob");
+    s_uint (&body, "ts", 1);
+    s_str (&body, "event", "kick");
+    s_str (&body, "by", "alice");
+    st_request_t *request = s_parse (ST_MSG_APPEND, &body);
+    assert_true (st_request_live (request));
+    assert_int_equal (request->as.msg_append.entries [0].change.reply_to, 2);
+    assert_int_equal (request->as.msg_append.entries [0].change.target, 0);
+    assert_int_equal (request->as.msg_append.entries [1].change.kind, ST_KIND_SYSTEM);
+    assert_int_equal (request->as.msg_append.entries [1].by.size, 5);
+    st_request_destroy (&request);
+
+    s_begin (&body, 5);
+    s_str (&body, "from", "alice");
+    s_str (&body, "to", "bob");
+    s_uint (&body, "seq", 3);
+    s_uint (&body, "ts", 1);
+    s_str (&body, "kind", "delete");
+    s_assert_refused (s_parse (ST_PM_APPEND, &body), "'target'");
+
+    s_begin (&body, 7);
+    s_str (&body, "from", "alice");
+    s_str (&body, "to", "bob");
+    s_uint (&body, "seq", 3);
+    s_uint (&body, "ts", 1);
+    s_str (&body, "kind", "reaction");
+    s_uint (&body, "target", 2);
+    s_str (&body, "emoji", "ok");
+    s_assert_refused (s_parse (ST_PM_APPEND, &body), "'on'");
+
+    s_begin (&body, 8);
+    s_str (&body, "from", "alice");
+    s_str (&body, "to", "bob");
+    s_uint (&body, "seq", 3);
+    s_uint (&body, "ts", 1);
+    s_str (&body, "kind", "reaction");
+    s_uint (&body, "target", 2);
+    s_str (&body, "emoji", "ok");
+    s_bool (&body, "on", false);
+    request = s_parse (ST_PM_APPEND, &body);
+    assert_true (st_request_live (request));
+    const st_pm_message_t *message = &request->as.pm_append.messages [0];
+    assert_int_equal (message->change.kind, ST_KIND_REACTION);
+    assert_int_equal (message->change.target, 2);
+    assert_int_equal (message->change.emoji.size, 2);
+    assert_false (message->change.on);
+    assert_int_equal (message->text.size, 0);
+    st_request_destroy (&request);
 }
 
 static void
@@ -565,6 +666,7 @@ main (void)
         cmocka_unit_test (test_msg_append_runs),
         cmocka_unit_test (test_nonces),
         cmocka_unit_test (test_system_entry),
+        cmocka_unit_test (test_timeline_changes),
         cmocka_unit_test (test_pm_append),
         cmocka_unit_test (test_pages),
         cmocka_unit_test (test_room_pages),
