@@ -10,6 +10,10 @@ import { ConnectionStatus } from './connection.js';
 import { Outbox } from './outbox.js';
 import { toast } from './toast.js';
 import { PasswordDialog, passwordProblem } from './account-dialog.js';
+import { MentionAutocomplete } from './mentions.js';
+import { TypingSender, TypingIndicator, roomChat, pmChat } from './typing.js';
+import { Notifier } from './notifications.js';
+import { RoomAdmin } from './room-settings.js';
 
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
@@ -47,6 +51,7 @@ const pm = new PmController(client, {
 });
 nav.attach({ rooms, pm, people: () => [...presence.users.keys()] });
 presence.onMessage = (user) => pm.open(user);
+wireConversationFeatures();
 
 const status = new ConnectionStatus(client, { online: (connected) => setOnline(connected && sessionReady) });
 
@@ -376,6 +381,37 @@ client.on('presence', (event) => {
         pm.updatePresence();
     }
 });
+
+// --- mentions, typing, notifications, room administration (1.1) -------------
+
+function wireConversationFeatures() {
+    // `@` offers the members of the room on screen (known from room.join,
+    // room.members and presence), not oneself
+    new MentionAutocomplete($('composer-text'), {
+        candidates: () => [...rooms.members.members].filter(([user]) => user !== currentUser)
+            .map(([user, online]) => ({ user, online })),
+    });
+    const typing = new TypingSender(client);
+    typing.attach($('composer-text'), () => (rooms.room?.joined && !rooms.deleted ? { room: rooms.room.name } : null));
+    typing.attach($('pm-text'), () => (pm.current ? { to: pm.nameOf(pm.current) } : null));
+    new TypingIndicator(client, {
+        self: () => currentUser,
+        views: [
+            { line: $('typing'), current: () => (rooms.current ? roomChat(rooms.current) : null) },
+            { line: $('pm-typing'), current: () => (pm.current ? pmChat(pm.current) : null) },
+        ],
+    });
+    new Notifier(client, {
+        self: () => currentUser,
+        toast,
+        open: (kind, name) => (kind === 'room' ? rooms.open(name) : pm.open(name)),
+        chats: [
+            { button: $('room-mute'), kind: 'room', current: () => rooms.room?.name ?? rooms.current },
+            { button: $('pm-mute'), kind: 'pm', current: () => (pm.current ? pm.nameOf(pm.current) : null) },
+        ],
+    });
+    new RoomAdmin(client, { rooms, toast });
+}
 
 // --- start ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 // message written offline waits in the outbox). What is specific to a room or
 // a conversation (who may write, what to fetch) stays in rooms.js and pm.js.
 
+import { highlightMentions } from './mentions.js';
 import { formatMessage } from './format.js';
 
 export const TEXT_MAX = 4000;
@@ -211,6 +212,7 @@ export class ChatView {
         }
         this.key = key;
         this.timeline = timeline;
+        this.shown();
     }
 
     hide() {
@@ -218,6 +220,13 @@ export class ChatView {
             this.drafts.set(this.key, this.el.input.value);
         this.key = null;
         this.timeline = null;
+        this.shown();
+    }
+
+    // Tells the parts beside the view (typing line, mute button, mention list)
+    // which chat it shows now
+    shown() {
+        this.el.form.dispatchEvent(new CustomEvent('parley:chat', { bubbles: true, detail: { key: this.key } }));
     }
 
     forgetDrafts() {
@@ -353,6 +362,7 @@ export class ChatView {
         }
         const text = element('div', 'text');
         text.append(...formatMessage(entry.text));
+        highlightMentions(text, entry.mentions, this.self());
         body.append(text);
         item.append(body);
         return item;

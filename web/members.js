@@ -10,11 +10,15 @@ export class MembersPanel {
     // knownUsers(): every user the users panel knows, offered for invitations
     constructor({ knownUsers = () => [] } = {}) {
         this.knownUsers = knownUsers;
+        this.actions = () => [];        // (name, room, self) -> buttons beside a member (the owner's Remove)
         this.members = new Map();       // user -> online
         this.known = false;             // the list came from the server
         this.online = new Map();        // user -> online, from presence
         $('members-toggle').addEventListener('click', () => this.setOpen($('members-panel').classList.contains('folded')));
-        this.setOpen(window.matchMedia('(min-width: 1200px)').matches);
+        // Beside the chat when there is room for it, folded when the window narrows past that
+        const wide = window.matchMedia('(min-width: 1200px)');
+        this.setOpen(wide.matches);
+        wide.addEventListener('change', () => this.setOpen(wide.matches));
     }
 
     setOpen(open) {
@@ -100,6 +104,7 @@ export class MembersPanel {
         // Outside the truncated name, so a long name never hides it
         if (name === room.owner)
             item.append(element('span', 'badge text-bg-secondary flex-shrink-0', 'owner'));
+        item.append(...this.actions(name, room, self));
         return item;
     }
 }

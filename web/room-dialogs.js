@@ -34,10 +34,17 @@ export function participantsProblem(text) {
     return null;
 }
 
-function setFieldError(input, text) {
+export function setFieldError(input, text) {
     input.classList.toggle('is-invalid', Boolean(text));
     input.setAttribute('aria-invalid', text ? 'true' : 'false');
     $(`${input.id}-error`).textContent = text ?? '';
+}
+
+// "12 / 500" under a description, red past the limit
+export function renderDescriptionCount(textarea, counter) {
+    const count = characters(textarea.value);
+    counter.textContent = `${count} / ${DESCRIPTION_MAX}`;
+    counter.classList.toggle('text-danger', count > DESCRIPTION_MAX);
 }
 
 export class CreateRoomDialog {
@@ -98,10 +105,7 @@ export class CreateRoomDialog {
     }
 
     renderCount() {
-        const count = characters($('room-description').value);
-        const counter = $('room-description-count');
-        counter.textContent = `${count} / ${DESCRIPTION_MAX}`;
-        counter.classList.toggle('text-danger', count > DESCRIPTION_MAX);
+        renderDescriptionCount($('room-description'), $('room-description-count'));
     }
 
     setError(text) {
@@ -172,13 +176,22 @@ export class ConfirmDialog {
         });
     }
 
-    ask({ title, text, ok, action, opener = null }) {
+    // option: a checkbox under the question ({ label, ok: the button's text
+    // while it is ticked }; removing a member: "Also ban"), whose state
+    // action(checked) is given
+    ask({ title, text, ok, action, opener = null, option = null }) {
         this.resolve?.(false);
         this.done = false;
         $('confirm-title').textContent = title;
         $('confirm-text').textContent = text;
         $('confirm-ok').textContent = ok;
         $('confirm-error').hidden = true;
+        $('confirm-option').hidden = !option;
+        $('confirm-option-check').checked = false;
+        $('confirm-option-label').textContent = option?.label ?? '';
+        $('confirm-option-check').onchange = () => {
+            $('confirm-ok').textContent = $('confirm-option-check').checked ? option.ok : ok;
+        };
         this.action = action;
         modal('confirm-modal').show(opener);
         return new Promise((resolve) => { this.resolve = resolve; });
@@ -188,7 +201,7 @@ export class ConfirmDialog {
         const button = $('confirm-ok');
         button.disabled = true;
         try {
-            await this.action();
+            await this.action($('confirm-option-check').checked);
             this.done = true;
             modal('confirm-modal').hide();
         } catch (error) {

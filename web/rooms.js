@@ -50,6 +50,7 @@ export class RoomsController extends ChatController {
         this.readSent = new Map();          // key(name) -> the highest seq this page sent room.read for
         this.current = null;                // key(name) of the room in the chat view
         this.deleted = null;                // the deletion notice when the current room went away
+        this.goneHint = '';                 // then the composer's placeholder
         this.listTimer = null;
         this.joining = false;               // a room.join is on its way
         this.joinedAt = 0;
@@ -410,10 +411,12 @@ export class RoomsController extends ChatController {
         $('room-join').textContent = this.joining ? 'Joining…' : 'Join';
         $('room-leave').hidden = !joined || gone;
         $('room-delete').hidden = gone || !room || room.owner !== this.self;
+        $('room-settings').hidden = !joined || gone || room.owner !== this.self;
+        $('room-mute').hidden = gone || !room;
         $('room-gone-back').hidden = !gone;
         const canWrite = joined && !gone;
         this.view.setWritable(canWrite, canWrite ? `Message #${name}`
-            : gone ? 'This room no longer exists.' : 'Join the room to write here.');
+            : gone ? this.goneHint : 'Join the room to write here.');
     }
 
     renderTimeline(options = {}) {
@@ -652,6 +655,7 @@ export class RoomsController extends ChatController {
         });
     }
 
+    // A join, leave or (room-settings.js) kick entry
     membershipChanged(roomKey, entry) {
         if (roomKey === this.current) {
             if (entry.event === 'join')
@@ -660,8 +664,8 @@ export class RoomsController extends ChatController {
                 this.members.left(entry.user);
             this.renderMembers();
         }
-        if (entry.user === this.self && entry.event === 'leave') {
-            // Left on another tab: this one stops following the room
+        if (entry.user === this.self && entry.event !== 'join') {
+            // Left on another tab, or removed: this one stops following the room
             const room = this.rooms.get(roomKey);
             if (room)
                 room.joined = false;
@@ -697,13 +701,20 @@ export class RoomsController extends ChatController {
         if (roomKey === this.current && event.user === this.self) {
             this.backToList();      // deleted here or in another tab of this user
         } else if (roomKey === this.current) {
-            this.deleted = message;
-            this.members.clear();
-            this.renderChat();
-            this.view.announce(message);
+            this.showGone(message);
         } else if (wasKnown && event.user !== this.self) {
             this.toast(message);
         }
+    }
+
+    // The room on screen is gone for this user (deleted, or the user was
+    // removed from it): what was there stays readable, the notice below it
+    showGone(message, hint = 'This room no longer exists.') {
+        this.deleted = message;
+        this.goneHint = hint;
+        this.members.clear();
+        this.renderChat();
+        this.view.announce(message);
     }
 
     invited(event) {

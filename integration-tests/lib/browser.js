@@ -122,6 +122,18 @@ export async function signIn(page, username, { registering = false, password = P
     await page.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
 }
 
+// Creates a room from the dialog (the page then shows it)
+export async function createRoom(page, name, { description = '' } = {}) {
+    await page.locator('#room-new').click();
+    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
+    await page.locator('#room-name').fill(name);
+    if (description)
+        await page.locator('#room-description').fill(description);
+    await page.locator('#create-room-submit').click();
+    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
+}
+
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 // axe-core's WCAG checks on the page as it is; returns the serious and critical
@@ -148,4 +160,46 @@ export async function outsideViewport(locator) {
         const box = node.getBoundingClientRect();
         return Math.max(0, -box.top, -box.left, box.bottom - window.innerHeight, box.right - window.innerWidth);
     });
+}
+
+// The requests a page sends over its WebSockets from now on (a socket opened
+// before the call is not seen), each with the time it left (sentAt, ms)
+export function recordRequests(page) {
+    const sent = [];
+    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
+        try {
+            sent.push({ ...JSON.parse(frame.payload), sentAt: Date.now() });
+        } catch {
+            // not JSON: not a request of the page's
+        }
+    }));
+    return sent;
+}
+
+// Screenshots at desktop (1280x800) and phone (390x844) width, light and
+// dark, checking that the page never scrolls sideways; then back to size
+export async function fourScreenshots(page, name, { back = { width: 1280, height: 800 } } = {}) {
+    for (const scheme of ['light', 'dark']) {
+        await page.emulateMedia({ colorScheme: scheme });
+        for (const [width, height, kind] of [[1280, 800, 'desktop'], [390, 844, 'phone']]) {
+            await page.setViewportSize({ width, height });
+            await screenshot(page, `${name}-${kind}-${scheme}`);
+            assert.equal(await page.evaluate(() =>
+                document.documentElement.scrollWidth - document.documentElement.clientWidth), 0,
+            `${name} (${kind}, ${scheme}) scrolls sideways`);
+        }
+    }
+    await page.setViewportSize(back);
+    await page.emulateMedia({ colorScheme: 'light' });
+}
+
+// Makes the page believe that its tab is hidden (or visible again)
+export async function setHidden(page, hidden) {
+    await page.evaluate((isHidden) => {
+        if (isHidden)
+            Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+        else
+            delete document.visibilityState;
+        document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
 }

@@ -8,7 +8,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tempDir, sleep, eventually } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, TIMEOUT,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, setHidden,
+    TIMEOUT,
 } from '../lib/browser.js';
 
 // The window every page opens in (the phone test resizes bob's)
@@ -50,17 +51,6 @@ async function waitForUnread(page, user, count) {
 async function waitForTitle(page, pattern) {
     await page.waitForFunction((source) => new RegExp(source).test(document.title), pattern.source,
         { timeout: TIMEOUT });
-}
-
-// Makes the page believe that its tab is hidden (or visible again)
-async function setHidden(page, hidden) {
-    await page.evaluate((isHidden) => {
-        if (isHidden)
-            Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
-        else
-            delete document.visibilityState;
-        document.dispatchEvent(new Event('visibilitychange'));
-    }, hidden);
 }
 
 async function serverUnread(server, username) {

@@ -15,23 +15,10 @@ import { tempDir } from '../lib/harness.js';
 import { ok } from '../lib/rooms.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, seriousViolations,
-    TIMEOUT,
+    recordRequests, createRoom, fourScreenshots, TIMEOUT,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
-
-// The requests a page sends over its WebSockets, from now on
-function recordRequests(page) {
-    const sent = [];
-    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
-        try {
-            sent.push(JSON.parse(frame.payload));
-        } catch {
-            // not JSON: not a request of the page's
-        }
-    }));
-    return sent;
-}
 
 // A TCP relay between the browser and the server that the test can cut (every
 // connection reset, new ones refused) and mend
@@ -110,28 +97,6 @@ async function waitForTitle(page, title) {
     }
 }
 
-async function createRoom(page, name) {
-    await page.locator('#room-new').click();
-    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
-    await page.locator('#room-name').fill(name);
-    await page.locator('#create-room-submit').click();
-    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
-    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
-}
-
-// Screenshots at desktop and phone width, light and dark
-async function fourScreenshots(page, name) {
-    for (const scheme of ['light', 'dark']) {
-        await page.emulateMedia({ colorScheme: scheme });
-        await page.setViewportSize({ width: 1280, height: 800 });
-        await screenshot(page, `${name}-desktop-${scheme}`);
-        await page.setViewportSize({ width: 390, height: 844 });
-        await screenshot(page, `${name}-phone-${scheme}`);
-    }
-    await page.setViewportSize(WINDOW);
-    await page.emulateMedia({ colorScheme: 'light' });
-}
-
 describe('unread counts, read markers and invitations in the browser', () => {
     const data = tempDir();
     let server;
@@ -203,7 +168,7 @@ describe('unread counts, read markers and invitations in the browser', () => {
         assert.ok(caughtUp('room.history', 'room', 'back'), JSON.stringify(sent));
         assert.ok(caughtUp('room.history', 'room', 'front'), JSON.stringify(sent));
         assert.ok(caughtUp('pm.history', 'with', 'bob'), JSON.stringify(sent));
-        await fourScreenshots(tab2, '54-web-unread');
+        await fourScreenshots(tab2, '54-web-unread', { back: WINDOW });
     });
 
     it('reading in one tab clears the badges in the other, and opens at the read marker', async () => {
@@ -244,7 +209,7 @@ describe('unread counts, read markers and invitations in the browser', () => {
         await invited.waitFor({ timeout: TIMEOUT });
         assert.match(await invited.innerText(), /invited/);
         assert.deepEqual(await seriousViolations(carol), []);
-        await fourScreenshots(carol, '54-web-invited');
+        await fourScreenshots(carol, '54-web-invited', { back: WINDOW });
 
         await invited.locator('.invite-join').click();
         await carol.locator('#chat-title', { hasText: 'secret' }).waitFor({ timeout: TIMEOUT });

@@ -1,0 +1,165 @@
+// Room administration in headless Chromium (PROTOCOL.md 1.1 "Room
+// administration"): alice owns a room that bob has joined and carol only
+// sees. alice's settings dialog (checked on the page first) changes the
+// description, the size and makes the room private: bob's header and list
+// follow, the timeline says so, and the room leaves carol's list. Then alice
+// removes and bans bob from the members panel, after a confirmation: the room
+// leaves bob's list with a notice that says who removed him, and he cannot
+// join it again.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { tempDir } from '../lib/harness.js';
+import {
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
+    recordRequests, createRoom, fourScreenshots, TIMEOUT,
+} from '../lib/browser.js';
+
+const WINDOW = { width: 1280, height: 800 };
+
+function roomItem(page, name) {
+    return page.locator(`#rooms li[data-room="${name}"]`);
+}
+
+function notice(page, text) {
+    return page.locator('#entries li.entry-system', { hasText: text });
+}
+
+describe('room administration in the browser', () => {
+    const data = tempDir();
+    let server;
+    let browser;
+    let alice;
+    let bob;
+    let carol;
+    let aliceSent;              // the requests of alice's page
+    const consoleErrors = [];
+
+    before(async () => {
+        server = await startChatServer({ dataDir: data });
+        browser = await launchBrowser();
+    });
+
+    after(() => closeChat({ browser, server, dataDir: data, consoleErrors }));
+
+    it('alice owns a room that bob joins and carol sees', async () => {
+        alice = await openPage(await newContext(browser, WINDOW), server, consoleErrors);
+        aliceSent = recordRequests(alice);
+        await signIn(alice, 'alice', { registering: true });
+        bob = await openPage(await newContext(browser, WINDOW), server, consoleErrors);
+        await signIn(bob, 'bob', { registering: true });
+        carol = await openPage(await newContext(browser, { width: 390, height: 844 }), server, consoleErrors);
+        await signIn(carol, 'carol', { registering: true });
+        await createRoom(alice, 'club', { description: 'Old rules.' });
+        await roomItem(bob, 'club').locator('button.room-item').click();
+        await bob.locator('#room-join').click();
+        await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await roomItem(carol, 'club').waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#room-settings').isVisible(), true, 'the owner has the settings');
+        assert.equal(await bob.locator('#room-settings').isVisible(), false, 'a member has not');
+        assert.equal(await bob.locator('#members .member-remove').count(), 0, 'nor Remove');
+        await alice.locator('#members li[data-user="bob"] .member-remove').waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#members li[data-user="alice"] .member-remove').count(), 0, 'never the owner');
+    });
+
+    it('the settings dialog checks what it can, then changes the room for everyone', async () => {
+        const updates = () => aliceSent.filter((request) => request.type === 'room.update')
+            .map(({ id, sentAt, ...rest }) => rest);
+        await alice.locator('#room-settings').click();
+        await alice.locator('#room-settings-modal.show').waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#settings-description').inputValue(), 'Old rules.');
+        assert.equal(await alice.locator('#settings-private').isChecked(), false);
+        assert.equal(await alice.locator('#settings-max').inputValue(), '50');
+        assert.equal(await alice.evaluate(() => document.activeElement?.id), 'settings-description');
+        assert.deepEqual(await seriousViolations(alice), [], 'the settings dialog');
+
+        // Too long a description, too small a room: said at the field, nothing sent
+        await alice.locator('#settings-description').fill('x'.repeat(501));
+        await alice.locator('#settings-max').fill('1');
+        await alice.locator('#room-settings-submit').click();
+        assert.match(await alice.locator('#settings-description-error').textContent(), /at most 500/);
+        assert.match(await alice.locator('#settings-max-error').textContent(), /from 2 to 10000/);
+        assert.deepEqual(updates(), []);
+
+        await alice.locator('#settings-description').fill('New rules: be kind.');
+        await alice.locator('#settings-max').fill('20');
+        await alice.locator('#settings-private').check();
+        await fourScreenshots(alice, '57-web-room-settings');
+        await alice.locator('#room-settings-submit').click();
+        await alice.locator('#room-settings-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+        assert.deepEqual(updates(), [
+            { type: 'room.update', room: 'club', description: 'New rules: be kind.', private: true, max_participants: 20 },
+        ]);
+
+        // bob, a member, sees the new header and list entry, and the notice
+        await bob.locator('#chat-description', { hasText: 'New rules: be kind.' }).waitFor({ timeout: TIMEOUT });
+        await bob.locator('#chat-facts', { hasText: 'Private room · 2 of at most 20 members' }).waitFor({ timeout: TIMEOUT });
+        await roomItem(bob, 'club').locator('.room-item-description', { hasText: 'New rules' }).waitFor({ timeout: TIMEOUT });
+        await roomItem(bob, 'club').locator('.lock-icon').waitFor({ timeout: TIMEOUT });
+        for (const page of [alice, bob])
+            await notice(page, 'alice has changed the settings of the room club.').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#chat-description', { hasText: 'New rules: be kind.' }).waitFor({ timeout: TIMEOUT });
+        // carol is no member: the room, private now, leaves her list
+        await roomItem(carol, 'club').waitFor({ state: 'detached', timeout: TIMEOUT });
+    });
+
+    it('alice removes and bans bob after a confirmation: his list loses the room, a notice says who did it', async () => {
+        await alice.locator('#members li[data-user="bob"] .member-remove').click();
+        await alice.locator('#confirm-modal.show').waitFor({ timeout: TIMEOUT });
+        assert.match(await alice.locator('#confirm-title').textContent(), /Remove bob from club\?/);
+        assert.equal(await alice.locator('#confirm-ok').textContent(), 'Remove');
+        await alice.locator('#confirm-option-check').check();
+        assert.equal(await alice.locator('#confirm-ok').textContent(), 'Remove and ban');
+        assert.deepEqual(await seriousViolations(alice), [], 'the remove dialog');
+        await screenshot(alice, '57-web-kick-confirm');
+        await alice.locator('#confirm-ok').click();
+        await alice.locator('#confirm-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+
+        const removed = 'bob has been removed from the room club by alice.';
+        await notice(alice, removed).waitFor({ timeout: TIMEOUT });
+        await alice.locator('#members li[data-user="bob"]').waitFor({ state: 'detached', timeout: TIMEOUT });
+
+        // bob had it open: the entry, then the notice in his own words, and no composer
+        await notice(bob, removed).waitFor({ timeout: TIMEOUT });
+        await bob.locator('#entries li.entry-deleted', { hasText: 'You have been removed from the room club by alice.' })
+            .waitFor({ timeout: TIMEOUT });
+        await roomItem(bob, 'club').waitFor({ state: 'detached', timeout: TIMEOUT });
+        assert.equal(await bob.locator('#composer-text').isDisabled(), true);
+        assert.equal(await bob.locator('#composer-text').getAttribute('placeholder'), 'You are no longer a member.');
+        await bob.locator('#room-gone-back').waitFor({ state: 'visible', timeout: TIMEOUT });
+        assert.deepEqual(await seriousViolations(bob), [], 'removed from the room');
+        await fourScreenshots(bob, '57-web-kicked');
+
+        // Banned: joining by name is refused, and the room stays out of his list
+        await bob.locator('#room-gone-back').click();
+        await bob.locator('#join-name').fill('club');
+        await bob.locator('#join-name-submit').click();
+        await bob.locator('#join-name-error').filter({ hasText: /\S/ }).waitFor({ timeout: TIMEOUT });
+        assert.equal(await roomItem(bob, 'club').count(), 0);
+    });
+
+    it('alice unbans bob from the settings dialog and invites him again: he joins', async () => {
+        await alice.locator('#room-settings').click();
+        await alice.locator('#room-settings-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#settings-unban-submit').click();
+        assert.match(await alice.locator('#settings-unban-feedback').textContent(), /Enter the name/);
+        await alice.locator('#settings-unban').fill('bob');
+        await alice.locator('#settings-unban').press('Enter');
+        await alice.locator('#settings-unban-feedback', { hasText: 'bob is not banned from club: they may join again once invited.' })
+            .waitFor({ timeout: TIMEOUT });
+        assert.equal(await alice.locator('#room-settings-modal').isVisible(), true, 'Enter unbans; the dialog stays');
+        assert.deepEqual(aliceSent.filter((request) => request.type === 'room.unban').map(({ room, user }) => ({ room, user })),
+            [{ room: 'club', user: 'bob' }]);
+        await alice.keyboard.press('Escape');
+        await alice.locator('#room-settings-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+
+        await alice.locator('#invite-user').fill('bob');
+        await alice.locator('#invite-submit').click();
+        await alice.locator('#invite-feedback', { hasText: 'bob is invited' }).waitFor({ timeout: TIMEOUT });
+        const invited = bob.locator('#rooms li[data-room="club"][data-invited="true"]');
+        await invited.waitFor({ timeout: TIMEOUT });
+        await invited.locator('.invite-join').click();
+        await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await alice.locator('#members li[data-user="bob"]').waitFor({ timeout: TIMEOUT });
+    });
+});
