@@ -111,6 +111,18 @@ export async function signIn(page, username, { registering = false, password = P
     await page.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
 }
 
+// Creates a room from the dialog (the page then shows it)
+export async function createRoom(page, name, { description = '' } = {}) {
+    await page.locator('#room-new').click();
+    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
+    await page.locator('#room-name').fill(name);
+    if (description)
+        await page.locator('#room-description').fill(description);
+    await page.locator('#create-room-submit').click();
+    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
+}
+
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 // axe-core's WCAG checks on the page as it is; returns the serious and critical

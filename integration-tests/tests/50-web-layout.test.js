@@ -10,13 +10,14 @@ import assert from 'node:assert/strict';
 import { tempDir, Client, sleep } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    outsideViewport, PASSWORD, TIMEOUT,
+    outsideViewport, PASSWORD, TIMEOUT, createRoom,
 } from '../lib/browser.js';
 
 // Every path the UI may load: the gateway's allow-list has to match it
 const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon.svg', '/app.js', '/protocol.js',
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
     '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
+    '/message-actions.js', '/message-changes.js', '/reactions.js', '/message-actions.css',
     '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
@@ -28,16 +29,6 @@ async function say(page, text, { waitFor = text } = {}) {
     await page.locator('#composer-text').fill(text);
     await page.locator('#composer-text').press('Enter');
     await message(page, waitFor).waitFor({ timeout: TIMEOUT });
-}
-
-async function createRoom(page, name, description = '') {
-    await page.locator('#room-new').click();
-    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
-    await page.locator('#room-name').fill(name);
-    await page.locator('#room-description').fill(description);
-    await page.locator('#create-room-submit').click();
-    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
-    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
 }
 
 async function joinRoom(page, name) {
@@ -75,7 +66,7 @@ describe('the chat layout', () => {
 
     it('fills the window: the composer pinned to the bottom, members on the right', async () => {
         const { alice, bob } = pages;
-        await createRoom(alice, 'lobby', 'Where everyone meets.');
+        await createRoom(alice, 'lobby', { description: 'Where everyone meets.' });
         await joinRoom(bob, 'lobby');
         const layout = await alice.evaluate(() => {
             const box = (id) => document.getElementById(id).getBoundingClientRect();

@@ -14,7 +14,7 @@ import net from 'node:net';
 import { tempDir, Client } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    PASSWORD, TIMEOUT,
+    PASSWORD, TIMEOUT, createRoom,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
@@ -122,15 +122,6 @@ async function waitForTitle(page, title) {
     } catch {
         assert.equal(await page.title(), title);
     }
-}
-
-async function createRoom(page, name) {
-    await page.locator('#room-new').click();
-    await page.locator('#create-room-modal.show').waitFor({ timeout: TIMEOUT });
-    await page.locator('#room-name').fill(name);
-    await page.locator('#create-room-submit').click();
-    await page.locator('#create-room-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
-    await page.locator('#chat-title', { hasText: name }).waitFor({ timeout: TIMEOUT });
 }
 
 // Screenshots at desktop and phone width, light and dark
