@@ -153,16 +153,14 @@ export class MessageActions {
         const quote = element('button', 'reply-quote');
         quote.type = 'button';
         quote.dataset.replyTo = String(seq);
-        if (target && isMessage(target)) {
-            quote.append(element('span', 'reply-from', target.from),
-                element('span', `reply-excerpt${target.deleted ? ' fst-italic' : ''}`,
-                    target.deleted ? 'message deleted' : excerpt(target.text)));
-        } else {
-            quote.append(element('span', 'reply-excerpt fst-italic', 'a message further up'));
-        }
+        const known = target && isMessage(target);
+        const words = !known ? 'a message further up' : target.deleted ? 'message deleted' : excerpt(target.text);
+        if (known)
+            quote.append(element('span', 'reply-from', target.from));
+        quote.append(element('span', `reply-excerpt${known && !target.deleted ? '' : ' fst-italic'}`, words));
         const loaded = Boolean(this.entry(seq));
         quote.title = loaded ? 'Show the message this answers' : 'Scroll up to load the message this answers';
-        quote.setAttribute('aria-label', `In reply to ${target?.from ?? 'a message'}: ${quote.textContent}`);
+        quote.setAttribute('aria-label', known ? `In reply to ${target.from}: ${words}` : `In reply to ${words}`);
         quote.addEventListener('click', () => this.scrollTo(seq));
         return quote;
     }
