@@ -70,8 +70,9 @@ integration-tests:
 	    node --test --test-concurrency=1 tests/10-auth.test.js tests/11-presence.test.js tests/18-accounts.test.js \
 	    tests/14-auth-limits.test.js tests/15-presence-pages.test.js \
 	    tests/20-rooms.test.js tests/23-rooms-limits.test.js tests/24-nonce.test.js \
-	    tests/25-read-markers.test.js tests/26-nonce-crash.test.js tests/30-pm.test.js \
-	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js \
+	    tests/25-read-markers.test.js tests/26-nonce-crash.test.js tests/27-timeline.test.js \
+	    tests/30-pm.test.js tests/33-pm-limits.test.js tests/34-pm-nonce.test.js \
+	    tests/35-pm-read.test.js tests/36-pm-timeline.test.js \
 	    tests/73-metrics.test.js
 
 bench: deps build

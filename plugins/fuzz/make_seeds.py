@@ -98,6 +98,16 @@ def entry(seq, kind="message", user="alice", text="hi"):
 def pm_entry(seq, sender="alice", to="bob", text="hi"):
     return {"seq": seq, "from": sender, "to": to, "text": text, "ts": NOW}
 
+# Protocol 1.1 timeline changes (STORE.md schema 9): a message as it is now,
+# and the edit, delete and reaction entries, as the stores answer them
+NOW_STATE = {"edited": NOW, "reply_to": 1,
+             "reactions": [{"emoji": "+1", "count": 21, "users": ["bob", "carol"]}]}
+
+def changes(seq, target=1, **more):
+    return [dict(more, seq=seq, kind="edit", target=target, text="new", ts=NOW),
+            dict(more, seq=seq + 1, kind="reaction", target=target, emoji="+1", on=True, ts=NOW),
+            dict(more, seq=seq + 2, kind="delete", target=target, ts=NOW)]
+
 # ---------------------------------------------------------------------------
 # The seeds, per plugin
 
@@ -197,16 +207,33 @@ SEEDS = {
             + answer({"members": ["alice", "bob"]}) + answer({"read_seq": 3, "moved": True}),
         "edit": request("msg.edit", {"room": "general", "seq": 1, "text": "new"}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]}) + answer({"seq": 4}),
         "delete-message": request("msg.delete", {"room": "general", "seq": 1}, user="alice")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.delete", {"room": "general", "seq": 2}, user="bob")
+            + answer({"refused": [{"index": 1, "code": "forbidden"}]}) + answer({"seq": 4}),
         "react": request("msg.react", {"room": "general", "seq": 1, "emoji": "+1", "on": True},
                          user="bob")
             + answer({"room": room_map(members=2, last_seq=3)})
-            + answer({"members": ["alice", "bob"]}),
+            + answer({"members": ["alice", "bob"]})
+            + answer({"refused": [{"index": 0, "code": "unchanged"}]})
+            + request("msg.react", {"room": "general", "seq": 1, "emoji": "\u2764", "on": False},
+                      user="alice")
+            + answer({"refused": [{"index": 0, "code": "too_many_reactions"}]}),
         "send-reply": request("msg.send", {"room": "general", "text": "yes", "reply_to": 1,
-                                           "nonce": "n-1"}, user="bob"),
+                                           "nonce": "n-1"}, user="bob")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.edit", {"room": "general", "seq": 9, "text": "x"}, user="alice")
+            + answer({"refused": [{"index": 1, "code": "no_such_message"}],
+                      "duplicates": [{"index": 0, "seq": 2, "ts": NOW}]}),
+        "history-now": request("room.history", {"room": "general", "after": 0}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=6)})
+            + answer({"members": ["alice", "bob"]})
+            + answer({"messages": [dict(entry(1), **NOW_STATE), dict(entry(2), deleted=True, text=""),
+                                   *[dict(change, user="bob") for change in changes(3)]],
+                      "more": False}),
         "page": request("room.members", {"room": "general", "cursor": "bob"}, user="alice")
             + request("room.list", {"cursor": "general"}, user="alice"),
     },
@@ -231,6 +258,35 @@ SEEDS = {
             + request("pm.send", {"to": "bob", "text": "hi", "nonce": "n-2"}, user="alice")
             + answer({"seq": 5, "from": "alice", "to": "bob"})
             + answer({"duplicate": True, "seq": 3, "ts": NOW}),
+        # Protocol 1.1: replies, edits, deletions and reactions, and what the
+        # store refuses of a run
+        "edit": request("pm.edit", {"with": "bob", "seq": 1, "text": "new"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"seq": 5, "from": "alice", "to": "bob"}),
+        "delete": request("pm.delete", {"with": "alice", "seq": 1}, user="bob")
+            + answer({"last_seq": 4})
+            + request("pm.delete", {"with": "bob", "seq": 2}, user="alice")
+            + answer({"refused": [{"index": 0, "code": "forbidden"}]})
+            + answer({"seq": 5, "from": "alice", "to": "bob"}),
+        "react": request("pm.react", {"with": "bob", "seq": 1, "emoji": "+1"}, user="alice")
+            + answer({"last_seq": 4}) + answer({"refused": [{"index": 0, "code": "unchanged"}]})
+            + request("pm.react", {"with": "bob", "seq": 1, "emoji": "x", "on": False},
+                      user="alice")
+            + answer({"refused": [{"index": 0, "code": "too_many_reactions"}]}),
+        "send-reply": request("pm.send", {"to": "bob", "text": "yes", "reply_to": 3}, user="alice")
+            + answer({"last_seq": 4})
+            + request("pm.edit", {"with": "alice", "seq": 3, "text": "x"}, user="bob")
+            + answer({"refused": [{"index": 0, "code": "no_such_message"},
+                                  {"index": 1, "code": "forbidden"}]}),
+        "history-now": request("pm.history", {"with": "bob", "after": 0}, user="alice")
+            + answer({"name": "bob", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + answer({"messages": [dict(pm_entry(1), kind="message", **NOW_STATE),
+                                   dict(pm_entry(2), kind="message", deleted=True, text=""),
+                                   *[dict(change, **{"from": "bob", "to": "alice"})
+                                     for change in changes(3)]], "more": False}),
+        "conversations-now": request("pm.conversations", {}, user="alice")
+            + answer({"conversations": [{"with": "bob", "unread": 0, "read_seq": 2, "last_seq": 7,
+                                         "last": dict(pm_entry(2), kind="message", **NOW_STATE)}],
+                      "more": False}),
     },
 }
 

@@ -881,37 +881,97 @@ s_remove_answered (pl_lane_t *self, pl_lane_key_t *key, size_t count)
     }
 }
 
-//  A write answered ok with 'duplicates' stored nothing: the requests of
-//  the run it names ({index, seq, ts}) are repeats, answered as such; the
-//  others stay at the head, to go again numbered anew. Returns false when
-//  the answer names none (an ordinary ok).
-static bool
-s_duplicates (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack_object *body)
+//  The op of the run at index (of writing), still to be answered; NULL
+//  for an index outside the run
+static pl_lane_op_t *
+s_run_op (pl_lane_key_t *key, size_t writing, int64_t index)
 {
-    const msgpack_object *list = pl_body_field (body, "duplicates");
-    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+    if (index < 0 || (size_t) index >= writing)
+        return NULL;
+    pl_lane_op_t *op = key->head;
+    for (int64_t step = 0; op && step < index; step++)
+        op = op->next;
+    return op && op->request? op: NULL;
+}
+
+//  Answers op, named by item of a write's list; returns false when the
+//  item says nothing op can be answered with
+typedef bool (s_listed_fn) (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                            const msgpack_object *item);
+
+//  A repeat named by 'duplicates' ({index, seq, ts}): answered as one
+static bool
+s_listed_duplicate (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                    const msgpack_object *item)
+{
+    if (!op->nonce)
         return false;
+    s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (item, "seq"),
+                       pl_body_int (item, "ts"));
+    return true;
+}
+
+//  An element named by 'refused' ({index, code}): the class answers it
+static bool
+s_listed_refusal (pl_lane_t *self, pl_lane_key_t *key, pl_lane_op_t *op,
+                  const msgpack_object *item)
+{
+    char code [64];
+    pl_body_copy (item, "code", code, sizeof code);
+    if (!*code)
+        return false;
+    if (self->cls->refused)
+        self->cls->refused (self->plugin, key, op, code);
+    else
+        pl_lane_failure (self, key, op, "internal", code);
+    return true;
+}
+
+//  Answers the requests of the run (of writing) that a list of a write's
+//  answer names by index, each with answer. Returns how many it answered.
+static size_t
+s_answer_listed (pl_lane_t *self, pl_lane_key_t *key, size_t writing,
+                 const msgpack_object *list, s_listed_fn *answer)
+{
     size_t answered = 0;
-    for (uint32_t item = 0; item < list->via.array.size; item++) {
-        const msgpack_object *duplicate = &list->via.array.ptr [item];
-        int64_t index = pl_body_int (duplicate, "index");
-        pl_lane_op_t *op = key->head;
-        for (int64_t step = 0; op && step < index && (size_t) step < writing; step++)
-            op = op->next;
-        if (op && index >= 0 && (size_t) index < writing && op->request && op->nonce) {
-            s_reply_duplicate (self, key, op, (uint64_t) pl_body_int (duplicate, "seq"),
-                               pl_body_int (duplicate, "ts"));
+    for (uint32_t item = 0; list && item < list->via.array.size; item++) {
+        const msgpack_object *listed = &list->via.array.ptr [item];
+        pl_lane_op_t *op = s_run_op (key, writing, pl_body_int (listed, "index"));
+        if (op && answer (self, key, op, listed))
             answered++;
-        }
     }
+    return answered;
+}
+
+//  The array field name of an ok answer, when it has elements; else NULL
+static const msgpack_object *
+s_run_list (const msgpack_object *body, const char *name)
+{
+    const msgpack_object *list = pl_body_field (body, name);
+    return list && list->type == MSGPACK_OBJECT_ARRAY && list->via.array.size? list: NULL;
+}
+
+//  A write answered ok with 'duplicates' or 'refused' stored nothing: the
+//  requests of the run they name are answered (repeats; the class's
+//  refusals); the others stay at the head, to go again numbered anew.
+//  Returns false when the answer names none (an ordinary ok).
+static bool
+s_not_appended (pl_lane_t *self, pl_lane_key_t *key, size_t writing, const msgpack_object *body)
+{
+    const msgpack_object *duplicates = s_run_list (body, "duplicates");
+    const msgpack_object *refused = s_run_list (body, "refused");
+    if (!duplicates && !refused)
+        return false;
+    size_t answered = s_answer_listed (self, key, writing, duplicates, s_listed_duplicate)
+                    + s_answer_listed (self, key, writing, refused, s_listed_refusal);
     //  A list that names no request of the run would send it again for ever
     size_t count = answered? 0: writing;
     for (pl_lane_op_t *op = key->head; op && count; op = op->next, count--)
         if (op->request)
-            pl_lane_failure (self, key, op, "internal", "the store's duplicates name no"
-                             " request of the run");
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%zu repeated nonce(s) in a run of '%s'",
-                     answered, key->entry.name);
+            pl_lane_failure (self, key, op, "internal", "the store's duplicates or refusals"
+                             " name no request of the run");
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "%zu element(s) of a run of '%s' not"
+                     " appended (repeats, refusals)", answered, key->entry.name);
     s_remove_answered (self, key, writing);
     return true;
 }
@@ -926,7 +986,7 @@ s_write_answered (pl_lane_t *self, pl_lane_key_t *key, pl_lane_answer_fn *answer
 {
     if (code && strcmp (code, "unavailable") == 0)
         pl_lane_forget (self, key);       //  the write may have happened
-    if (!code && s_duplicates (self, key, writing, body))
+    if (!code && s_not_appended (self, key, writing, body))
         return;
     while (writing-- && key->head) {
         pl_lane_op_t *op = key->head;

@@ -40,7 +40,11 @@
     restart the map is cold and the store finds the repeat: a write's ok
     answer with 'duplicates' ([{index, seq, ts}], nothing stored) answers
     those requests as repeats and sends the rest of the run again,
-    numbered anew. A refusal that a repeat must not get (rate_limited,
+    numbered anew. The store may refuse elements of a run the same way
+    (timeline changes: an edit of a message that is not there): an ok
+    answer with 'refused' ([{index, code}], nothing stored) has the class
+    answer those (its refused) and sends the rest again, numbered anew,
+    'duplicates' and 'refused' alike. A refusal that a repeat must not get (rate_limited,
     not_member: pl_lane_deny) first looks the nonce up: in the map, then
     in the store (the class's look_up).
 
@@ -214,6 +218,10 @@ typedef struct {
     //  Sends the store call that looks op's nonce up, with
     //  pl_lane_looked_up as its answer (NULL: the class has no nonces)
     pl_lane_action_fn *look_up;
+    //  Answers op, an element of a run the store refused (its answer's
+    //  'refused': code is the store's, e.g. no_such_message, forbidden,
+    //  unchanged, too_many_reactions); NULL: answered internal
+    void (*refused) (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code);
 } pl_lane_class_t;
 
 //  Creates a lane. calls (made with the plugin's state), cls and plugin are

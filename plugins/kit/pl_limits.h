@@ -29,6 +29,8 @@
 #define PL_PARTICIPANTS_DEFAULT     50
 #define PL_ID_MAX                   64          //  bytes of a request's string id
 #define PL_NONCE_MAX                64          //  characters of [A-Za-z0-9_-], at least 1
+#define PL_EMOJI_MAX                32          //  bytes of a reaction's emoji, at least 1
+#define PL_REACTIONS_MAX            20          //  different emoji on one message
 
 //  Pages: a history, the room directory
 #define PL_HISTORY_DEFAULT          50          //  room.history, pm.history: limit

@@ -78,6 +78,17 @@ pl_text_utf8_sequence (const uint8_t *bytes, size_t remaining)
     return 0;
 }
 
+//  True for white space: ASCII and the Unicode space characters (one rule
+//  for a message's "not only white space" and an emoji's "none at all")
+static bool
+s_is_space (uint32_t code)
+{
+    return code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
+        || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
+        || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
+        || code == 0x3000 || code == 0xFEFF;
+}
+
 //  True when the text holds something other than white space (ASCII and
 //  the Unicode space characters)
 bool
@@ -92,14 +103,40 @@ pl_text_has_content (const char *text)
         cursor++;
         for (int index = 0; index < extra && *cursor; index++, cursor++)
             code = (code << 6) | (*cursor & 0x3F);
-        bool space = code == ' ' || (code >= 0x09 && code <= 0x0D) || code == 0x85
-                  || code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200B)
-                  || code == 0x2028 || code == 0x2029 || code == 0x202F || code == 0x205F
-                  || code == 0x3000 || code == 0xFEFF;
-        if (!space)
+        if (!s_is_space (code))
             return true;
     }
     return false;
+}
+
+//  The code point of the valid sequence of length bytes at bytes
+static uint32_t
+s_code_point (const uint8_t *bytes, size_t length)
+{
+    uint32_t code = length == 1? bytes [0]: bytes [0] & (0x7F >> length);
+    for (size_t index = 1; index < length; index++)
+        code = (code << 6) | (bytes [index] & 0x3F);
+    return code;
+}
+
+bool
+pl_text_emoji_valid (const char *bytes, size_t size)
+{
+    if (size < 1 || size > PL_EMOJI_MAX)
+        return false;
+    const uint8_t *cursor = (const uint8_t *) bytes;
+    const uint8_t *end = cursor + size;
+    while (cursor < end) {
+        size_t length = pl_text_utf8_sequence (cursor, (size_t) (end - cursor));
+        if (length == 0)
+            return false;
+        uint32_t code = s_code_point (cursor, length);
+        //  C0 and C1 controls, DEL: nothing a reaction shows
+        if (code < 0x20 || (code >= 0x7F && code <= 0x9F) || s_is_space (code))
+            return false;
+        cursor += length;
+    }
+    return true;
 }
 
 bool

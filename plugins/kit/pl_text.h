@@ -42,6 +42,14 @@ pl_text_utf8_sequence (const uint8_t *bytes, size_t remaining);
 bool
 pl_text_has_content (const char *text);
 
+//  True for a reaction's emoji (PROTOCOL.md 1.1, "Replies, edits, deletions
+//  and reactions"): size bytes of valid UTF-8, 1 to PL_EMOJI_MAX, holding no
+//  white space (pl_text_has_content's) and no control character (C0, DEL,
+//  C1). Any other character passes: a server cannot follow every emoji
+//  sequence Unicode will define.
+bool
+pl_text_emoji_valid (const char *bytes, size_t size);
+
 //  True for a username of PROTOCOL.md: ^[A-Za-z0-9_.-]{3,32}$
 bool
 pl_text_username_valid (const char *name);

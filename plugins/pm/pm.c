@@ -28,6 +28,7 @@
 #include "parley_plugin.h"
 #include "pl_body.h"
 #include "pl_call.h"
+#include "pl_change.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
@@ -59,9 +60,11 @@
 //  queue
 typedef struct {
     char *other;                    //  "to" or "with", as the client wrote it
-    char *text;                     //  send: the message
+    char *text;                     //  send: the message; edit: its new text
     pl_lane_page_t page;            //  history
     uint64_t mark;                  //  read: the newest message read
+    pl_change_t change;             //  send: its reply_to; edit, delete, react: the
+                                    //  target and the reaction
 } args_t;
 
 //  A pm.conversations in progress
@@ -152,24 +155,35 @@ s_user_remember (pm_t *self, const char *name)
 //  --------------------------------------------------------------------------
 //  Messages
 
-//  Packs a message as clients see it: the "pm" event, or an entry of
-//  pm.history and pm.conversations (without type); with its nonce if any
+//  Packs from, to and seq: what every entry of a conversation names
 static void
-s_pack_message (msgpack_packer *packer, bool event, const char *from, const char *to,
-                uint64_t seq, const char *text, int64_t ts, const char *nonce)
+s_pack_parties (msgpack_packer *packer, const char *from, const char *to, uint64_t seq)
 {
-    bool has_nonce = nonce && *nonce;
-    msgpack_pack_map (packer, (event? 6: 5) + has_nonce);
-    if (event) {
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "pm");
-    }
     pl_body_pack_str (packer, "from");
     pl_body_pack_str (packer, from);
     pl_body_pack_str (packer, "to");
     pl_body_pack_str (packer, to);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, seq);
+}
+
+//  Packs a message as clients see it: the "pm" event, or an entry of
+//  pm.history and pm.conversations (without type); with its nonce if any,
+//  its reply_to (change), and as it is now (state: the store's entry:
+//  edited, deleted, reactions; NULL for one just sent)
+static void
+s_pack_message (msgpack_packer *packer, bool event, const char *from, const char *to,
+                uint64_t seq, const char *text, int64_t ts, const char *nonce,
+                const pl_change_t *change, const msgpack_object *state)
+{
+    bool has_nonce = nonce && *nonce;
+    msgpack_pack_map (packer, (event? 6: 5) + has_nonce + pl_change_fields (change)
+                              + (state? pl_change_state_fields (state): 0));
+    if (event) {
+        pl_body_pack_str (packer, "type");
+        pl_body_pack_str (packer, "pm");
+    }
+    s_pack_parties (packer, from, to, seq);
     pl_body_pack_str (packer, "text");
     pl_body_pack_str (packer, text);
     pl_body_pack_str (packer, "ts");
@@ -178,9 +192,35 @@ s_pack_message (msgpack_packer *packer, bool event, const char *from, const char
         pl_body_pack_str (packer, "nonce");
         pl_body_pack_str (packer, nonce);
     }
+    pl_change_pack (change, packer);
+    if (state)
+        pl_change_pack_state (state, packer);
 }
 
-//  Packs one of the store's pm entries as the client's message
+//  Packs an edit, a deletion or a reaction as clients see it, live and in
+//  pm.history alike (CLIENT-PROTOCOL.md): type, from (who made it), to (the
+//  other party), seq, the edit's text, ts, and the change's target (emoji
+//  and on of a reaction)
+static void
+s_pack_change (msgpack_packer *packer, const char *from, const char *to, uint64_t seq,
+               const char *text, int64_t ts, const pl_change_t *change)
+{
+    bool edit = change->kind == PL_CHANGE_EDIT;
+    msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
+    pl_body_pack_str (packer, "type");
+    pl_body_pack_str (packer, pl_change_kind_name (change->kind));
+    s_pack_parties (packer, from, to, seq);
+    if (edit) {
+        pl_body_pack_str (packer, "text");
+        pl_body_pack_str (packer, text? text: "");
+    }
+    pl_body_pack_str (packer, "ts");
+    pl_body_pack_time (packer, ts);
+    pl_change_pack (change, packer);
+}
+
+//  Packs one of the store's pm entries as the client's: a message as it is
+//  now, or a change
 static void
 s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
 {
@@ -190,8 +230,15 @@ s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
     pl_body_copy (entry, "nonce", nonce, sizeof nonce);
     char *text = NULL;
     pl_body_str (entry, "text", &text);
-    s_pack_message (packer, false, from, to, (uint64_t) pl_body_int (entry, "seq"),
-                    text? text: "", pl_body_int (entry, "ts"), nonce);
+    uint64_t seq = (uint64_t) pl_body_int (entry, "seq");
+    int64_t ts = pl_body_int (entry, "ts");
+    pl_change_t change;
+    if (!pl_change_from_entry (&change, entry))
+        change = (pl_change_t) { .kind = PL_CHANGE_MESSAGE };
+    if (change.kind == PL_CHANGE_MESSAGE)
+        s_pack_message (packer, false, from, to, seq, text? text: "", ts, nonce, &change, entry);
+    else
+        s_pack_change (packer, from, to, seq, text, ts, &change);
     free (text);
 }
 
@@ -361,7 +408,8 @@ s_user_ready (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op)
 }
 
 
-//  The "pm" event to every session of both users, then the sender's ok.
+//  The "pm" event (or the change's entry) to every session of both users,
+//  then the sender's ok.
 //  The store's answer names the run's pair as registered, 'from' being the
 //  sender of its first message: a send the other way swaps them.
 static void
@@ -383,13 +431,18 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
         snprintf (to, sizeof to, "%s", args->other);
     s_user_remember (self, to);
     pl_lane_stored (key, op);
-    self->messages++;
+    bool sent = args->change.kind == PL_CHANGE_MESSAGE;
+    self->messages += sent;
 
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts, op->nonce);
+    if (sent)
+        s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts, op->nonce,
+                        &args->change, NULL);
+    else
+        s_pack_change (&packer, from, to, op->seq, args->text, op->ts, &args->change);
     const char *users [2] = { from, to };
     self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
@@ -429,21 +482,40 @@ s_read_done (pm_t *self, pl_lane_op_t *op, const msgpack_object *body)
 //  --------------------------------------------------------------------------
 //  pm.send: the sends at the head of the conversation, one store.pm.append
 
+//  The fields s_pack_store_fields packs for op
+static uint32_t
+s_store_fields (const pl_lane_op_t *op)
+{
+    const pl_change_t *change = &((const args_t *) op->args)->change;
+    bool message = change->kind == PL_CHANGE_MESSAGE;
+    return 2 + (message || change->kind == PL_CHANGE_EDIT) + (op->nonce != NULL) + !message
+         + pl_change_fields (change);
+}
+
 //  Packs a send's seq, text and ts, as store.pm.append has them: in its own
-//  fields for one message, in each element of 'messages' for a run
+//  fields for one message, in each element of 'messages' for a run; a
+//  change's kind and fields (a deletion and a reaction have no text)
 static void
 s_pack_store_fields (msgpack_packer *packer, const pl_lane_op_t *op)
 {
+    const args_t *args = (const args_t *) op->args;
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
-    pl_body_pack_str (packer, "text");
-    pl_body_pack_str (packer, ((const args_t *) op->args)->text);
+    if (args->text) {
+        pl_body_pack_str (packer, "text");
+        pl_body_pack_str (packer, args->text);
+    }
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, op->ts);
     if (op->nonce) {
         pl_body_pack_str (packer, "nonce");
         pl_body_pack_str (packer, op->nonce);
     }
+    if (args->change.kind != PL_CHANGE_MESSAGE) {
+        pl_body_pack_str (packer, "kind");
+        pl_body_pack_str (packer, pl_change_kind_name (args->change.kind));
+    }
+    pl_change_pack (&args->change, packer);
 }
 
 //  The store answered the run's write, for one send of it; not_found: one
@@ -456,6 +528,20 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         s_answer_or_no_user ((pm_t *) plugin, key, op, code, message);
     else
         s_send_done ((pm_t *) plugin, key, op, body);
+}
+
+//  The lane's class refused: the store refused op, an element of a run (a
+//  reply to, or a change of, a message that is not there; a change by the
+//  other party; a reaction that changes nothing)
+static void
+s_change_refused (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code)
+{
+    pm_t *self = (pm_t *) plugin;
+    const args_t *args = (const args_t *) op->args;
+    const char *with = s_user_known (self, args->other);
+    char where [PM_NAME_MAX + 32];
+    snprintf (where, sizeof where, "your conversation with '%s'", with? with: args->other);
+    pl_change_refused (self->lane, key, op, &args->change, code, where, "its author");
 }
 
 //  The lane's class look_up: is op's nonce stored in the conversation?
@@ -481,7 +567,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     //  it; a run stays under PL_LANE_RUN_BYTES of text (the envelope's limit)
     size_t count = pl_lane_run (self->lane, key, PL_STORE_APPEND_MAX, PL_LANE_RUN_BYTES, NULL);
     pl_pack_t pack;
-    pl_pack_start (&pack, count == 1? 5 + (op->nonce != NULL): 3, "from", op->user);
+    pl_pack_start (&pack, count == 1? 2 + s_store_fields (op): 3, "from", op->user);
     pl_pack_kstr (&pack, "to", args->other);
     if (count == 1)
         s_pack_store_fields (&pack.packer, op);
@@ -490,7 +576,7 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
         msgpack_pack_array (&pack.packer, (uint32_t) count);
         pl_lane_op_t *next = op;
         for (size_t index = 0; index < count; index++, next = next->next) {
-            msgpack_pack_map (&pack.packer, 4 + (next->nonce != NULL));
+            msgpack_pack_map (&pack.packer, 1 + s_store_fields (next));
             pl_pack_kstr (&pack, "from", next->user);
             s_pack_store_fields (&pack.packer, next);
         }
@@ -681,18 +767,25 @@ s_list_answered (void *state, void *arg, const pl_call_reply_t *reply)
 //  Requests: each type's fields and checks, then the conversation's queue
 //  (the lane's intake)
 
+//  A send's and an edit's text
 static bool
-s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+s_read_text (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    if (pl_nonce_read (map, &intake->nonce) < 0)
-        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
-                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
     int found = pl_body_text (map, "text", &args->text);
     if (found == -2)
         return pl_lane_refuse (intake, "invalid_text", "A message cannot hold a NUL character.");
     if (found != 1)
         return pl_lane_refuse (intake, "bad_request", "The field 'text' must be a string.");
     return true;
+}
+
+static bool
+s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
+                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
+    return s_read_text (args, map, intake);
 }
 
 static bool
@@ -722,21 +815,39 @@ s_check_send (args_t *args, pl_lane_intake_t *intake)
 }
 
 //  A request type's field that names the other user, how its fields are
-//  read (their shape) and checked (their values)
+//  read (their shape: first the timeline change's, pl_change, for a type
+//  that makes one) and checked (their values)
 typedef struct {
     const char *other;              //  "to" or "with"
     bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
     bool (*check) (args_t *args, pl_lane_intake_t *intake);
+    bool changes;                   //  appends to the timeline: a change of kind
+    pl_change_kind_t kind;
 } fields_t;
 
-static const fields_t s_send_fields = { "to", s_read_send, s_check_send };
-static const fields_t s_history_fields = { "with", s_read_history, NULL };
-static const fields_t s_read_fields = { "with", s_read_read, NULL };
+static const fields_t s_send_fields = { .other = "to", .read = s_read_send,
+    .check = s_check_send, .changes = true, .kind = PL_CHANGE_MESSAGE };
+static const fields_t s_history_fields = { .other = "with", .read = s_read_history };
+static const fields_t s_read_fields = { .other = "with", .read = s_read_read };
+static const fields_t s_edit_fields = { .other = "with", .read = s_read_text,
+    .check = s_check_send, .changes = true, .kind = PL_CHANGE_EDIT };
+static const fields_t s_delete_fields = { .other = "with", .changes = true,
+    .kind = PL_CHANGE_DELETE };
+static const fields_t s_react_fields = { .other = "with", .changes = true,
+    .kind = PL_CHANGE_REACTION };
 
-//  The request types about one conversation
+//  The request types about one conversation. Timeline changes are appended
+//  as sends are, in the same runs, and count against the same rate
+//  (PROTOCOL.md 1.1).
 static const pl_lane_type_t s_types [] = {
     { "pm.send",    s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    { "pm.edit",    s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_edit_fields },
+    { "pm.delete",  s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_delete_fields },
+    { "pm.react",   s_send_start,
+      "You are reacting too fast; wait a moment and try again.", &s_react_fields },
     { "pm.history", s_history_start, NULL, &s_history_fields },
     { "pm.read",    s_read_start,    NULL, &s_read_fields },
     { .type = NULL }
@@ -757,10 +868,12 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (pl_body_str (map, fields->other, &args->other) != 1)
         return pl_lane_refuse (intake, "bad_request",
                                "The field '%s' must be a string: a user's name.", fields->other);
-    if (!fields->read (args, map, intake))
+    if (fields->changes && !pl_change_read (&args->change, fields->kind, map, intake))
+        return false;
+    if (fields->read && !fields->read (args, map, intake))
         return false;
     if (pl_text_same_name (args->other, user))
-        return pl_lane_refuse (intake, "bad_request", "%s", type->start == s_send_start
+        return pl_lane_refuse (intake, "bad_request", "%s", strcmp (fields->other, "to") == 0
                                ? "You cannot send a private message to yourself."
                                : "There is no conversation with yourself.");
     if (fields->check && !fields->check (args, intake))
@@ -823,7 +936,8 @@ static const pl_lane_class_t s_conv_class = {
     .args_destroy = s_args_destroy,
     .load = s_conv_load,
     .service = "private message",
-    .look_up = s_nonce_look_up
+    .look_up = s_nonce_look_up,
+    .refused = s_change_refused
 };
 
 static void s_destroy (void **state_p);
@@ -893,7 +1007,8 @@ s_destroy (void **state_p)
 
 //  --------------------------------------------------------------------------
 //  The descriptor. The broker shards a route by one field, and the pair's
-//  other name is "to" in pm.send but "with" in pm.history and pm.read: so
+//  other name is "to" in pm.send but "with" in the others (pm.history,
+//  pm.read, pm.edit, pm.delete, pm.react): so
 //  one route per type (the longest prefix wins). Both fields hash the same
 //  sorted pair, so one conversation lands on one instance whichever type
 //  asks. "pm." catches other pm.* types, answered unknown_type here.
@@ -903,6 +1018,10 @@ static const parley_route_t s_routes [] = {
     { .prefix = "pm.history", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR,
       .shard_field = "with" },
     { .prefix = "pm.read", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "with" },
+    { .prefix = "pm.edit", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "with" },
+    { .prefix = "pm.delete", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR,
+      .shard_field = "with" },
+    { .prefix = "pm.react", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "with" },
     { .prefix = "pm.", .flags = 0, .shard = PARLEY_SHARD_NONE, .shard_field = NULL },
     { .prefix = NULL }
 };

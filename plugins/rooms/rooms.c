@@ -33,6 +33,7 @@
 #include "pl_admin.h"
 #include "pl_body.h"
 #include "pl_call.h"
+#include "pl_change.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
@@ -87,6 +88,9 @@ typedef struct {
                                     //  which tells the sender where its marker is
     bool admin;                     //  the operator's (parleyctl): answered with what
                                     //  was done
+    pl_change_t change;             //  send: its reply_to; edit, delete, react: the
+                                    //  target and the reaction (the edit's text is
+                                    //  argument)
 } args_t;
 
 //  A room this instance has touched: the lane's state for its key
@@ -560,24 +564,60 @@ s_mentions_json_size (const mentions_t *mentions)
     return 1 + pl_reply_json_member_size ("mentions", size);
 }
 
+//  Packs type, room, seq and from: what a message and a change begin with
+static void
+s_pack_entry_head (msgpack_packer *packer, const char *type, const char *room, uint64_t seq,
+                   const char *user)
+{
+    pl_body_pack_str (packer, "type");
+    pl_body_pack_str (packer, type);
+    pl_body_pack_str (packer, "room");
+    pl_body_pack_str (packer, room);
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, seq);
+    pl_body_pack_str (packer, "from");
+    pl_body_pack_str (packer, user);
+}
+
+//  Packs an edit, a deletion or a reaction as clients see it (PROTOCOL.md
+//  1.1): type, room, seq, from, the edit's text, ts, and the change's target
+//  (emoji and on of a reaction)
+static void
+s_pack_change_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *user,
+                     int64_t ts, const char *text, size_t text_size, const pl_change_t *change)
+{
+    bool edit = change->kind == PL_CHANGE_EDIT;
+    msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
+    s_pack_entry_head (packer, pl_change_kind_name (change->kind), room, seq, user);
+    if (edit) {
+        pl_body_pack_str (packer, "text");
+        msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
+    }
+    pl_body_pack_str (packer, "ts");
+    pl_body_pack_time (packer, ts);
+    pl_change_pack (change, packer);
+}
+
 //  Packs an entry as clients see it, from its parts (mentions only for a
-//  message)
+//  message). change: the entry's (NULL for a system entry); state: the
+//  store's entry of a message as it is now (edited, deleted, reactions),
+//  NULL for one just sent.
 static void
 s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
               const char *user, int64_t ts, const char *text, size_t text_size,
-              const char *event, const char *nonce, const mentions_t *mentions)
+              const char *event, const char *nonce, const mentions_t *mentions,
+              const pl_change_t *change, const msgpack_object *state)
 {
+    if (change && change->kind != PL_CHANGE_MESSAGE)
+        s_pack_change_entry (packer, room, seq, user, ts, text, text_size, change);
+    else
     if (strcmp (kind, "message") == 0) {
         bool mentioning = mentions && mentions->count > 0;
-        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0));
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "message");
-        pl_body_pack_str (packer, "room");
-        pl_body_pack_str (packer, room);
-        pl_body_pack_str (packer, "seq");
-        msgpack_pack_uint64 (packer, seq);
-        pl_body_pack_str (packer, "from");
-        pl_body_pack_str (packer, user);
+        //  A plain message sent now adds nothing to what it always packed
+        uint32_t more = (change? pl_change_fields (change): 0)
+                      + (state? pl_change_state_fields (state): 0);
+        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0) + more);
+        s_pack_entry_head (packer, "message", room, seq, user);
         pl_body_pack_str (packer, "text");
         msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
         pl_body_pack_str (packer, "ts");
@@ -588,6 +628,10 @@ s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char
         }
         if (mentioning)
             s_pack_mentions (packer, mentions);
+        if (more && change)
+            pl_change_pack (change, packer);
+        if (more && state)
+            pl_change_pack_state (state, packer);
     }
     else {
         bool join = event && strcmp (event, "join") == 0;
@@ -637,8 +681,28 @@ s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
     size_t text_size;
     const char *text = s_entry_text (entry, &text_size);
     mentions_t mentions = s_store_mentions (entry);
+    pl_change_t change;
+    bool changed = pl_change_from_entry (&change, entry);
     s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions);
+                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions,
+                  changed? &change: NULL, entry);
+}
+
+//  The JSON size of what an edit, deletion or reaction adds to the members
+//  every entry has (s_pack_change_entry's)
+static size_t
+s_change_json_size (const char *user, const msgpack_object *entry, const pl_change_t *change)
+{
+    size_t size = 2 + pl_change_json_size (change)
+        + pl_reply_json_member_size ("type", strlen (pl_change_kind_name (change->kind)) + 2)
+        + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)));
+    if (change->kind == PL_CHANGE_EDIT) {
+        size_t text_size;
+        const char *text = s_entry_text (entry, &text_size);
+        size += 1 + pl_reply_json_member_size ("text", pl_reply_json_str_size
+                                               (text? text: "", text? text_size: 0));
+    }
+    return size;
 }
 
 //  The JSON size of one of the store's entries as the client will get it
@@ -656,6 +720,9 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
         + pl_reply_json_member_size ("room", pl_reply_json_str_size (room, strlen (room))) + 1
         + pl_reply_json_member_size ("seq", pl_reply_json_uint_size (seq)) + 1
         + pl_reply_json_member_size ("ts", pl_time_iso8601_length (pl_body_int (entry, "ts")) + 2);
+    pl_change_t change;
+    if (pl_change_from_entry (&change, entry) && change.kind != PL_CHANGE_MESSAGE)
+        return size + s_change_json_size (user, entry, &change);
     if (strcmp (kind, "message") == 0) {
         size_t text_size;
         const char *text = s_entry_text (entry, &text_size);
@@ -665,6 +732,7 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
             size += 1 + pl_reply_json_member_size ("nonce", strlen (nonce) + 2);
         mentions_t mentions = s_store_mentions (entry);
         return size + 3 + s_mentions_json_size (&mentions)
+            + pl_change_json_size (&change) + pl_change_state_json_size (entry)
             + pl_reply_json_member_size ("type", strlen ("\"message\""))
             + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)))
             + pl_reply_json_member_size ("text", pl_reply_json_str_size (text? text: "",
@@ -746,14 +814,43 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
     return taken < count;
 }
 
-//  Packs the store's entry map for the entry op writes
+//  Packs the store's entry map for an edit, deletion or reaction op writes:
+//  seq, kind, user, ts, the edit's text, and the change's fields
+static void
+s_pack_store_change (msgpack_packer *packer, pl_lane_op_t *op)
+{
+    const args_t *args = (const args_t *) op->args;
+    bool edit = args->change.kind == PL_CHANGE_EDIT;
+    msgpack_pack_map (packer, 4 + edit + pl_change_fields (&args->change));
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, op->seq);
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, pl_change_kind_name (args->change.kind));
+    pl_body_pack_str (packer, "user");
+    pl_body_pack_str (packer, op->user);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, op->ts);
+    if (edit) {
+        pl_body_pack_str (packer, "text");
+        pl_body_pack_str (packer, args->argument);
+    }
+    pl_change_pack (&args->change, packer);
+}
+
+//  Packs the store's entry map for the entry op writes (a message, a
+//  system entry with event, or a change)
 static void
 s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
                     const char *event)
 {
     const args_t *args = (const args_t *) op->args;
+    if (!event && args->change.kind != PL_CHANGE_MESSAGE) {
+        s_pack_store_change (packer, op);
+        return;
+    }
     bool mentioning = !event && args->mention_count > 0;
-    msgpack_pack_map (packer, 5 + (op->nonce && !event? 1: 0) + (mentioning? 1: 0));
+    uint32_t reply = event? 0: pl_change_fields (&args->change);
+    msgpack_pack_map (packer, 5 + (op->nonce && !event? 1: 0) + (mentioning? 1: 0) + reply);
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, op->seq);
     pl_body_pack_str (packer, "kind");
@@ -772,6 +869,8 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
         mentions_t mentions = { NULL, args->mentions, args->mention_count };
         s_pack_mentions (packer, &mentions);
     }
+    if (reply)
+        pl_change_pack (&args->change, packer);
 }
 
 //  Delivers the entry op wrote (now stored) to the room's members
@@ -787,7 +886,7 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     mentions_t mentions = { NULL, args->mentions, args->mention_count };
     s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
                   args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce,
-                  &mentions);
+                  &mentions, event? NULL: &args->change, NULL);
     s_deliver_members (self, room, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1522,22 +1621,26 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 //  --------------------------------------------------------------------------
 //  msg.send: the sends at the head of the room, one store.msg.append
 
-//  The store answered the run's write, for one send of it
+//  The store answered the run's write, for one send (or edit, deletion,
+//  reaction: they share the run) of it
 static void
 s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code,
                 const char *message, const msgpack_object *body)
 {
     rooms_t *self = (rooms_t *) plugin;
     room_t *room = (room_t *) pl_lane_state (key);
+    const args_t *args = (const args_t *) op->args;
     if (code)
         s_room_refused (self, key, op, code, message);
     else {
         pl_lane_stored (key, op);
-        self->messages++;
-        s_deliver_entry (self, room, op, "message", NULL);
+        bool sent = args->change.kind == PL_CHANGE_MESSAGE;
+        self->messages += sent;
+        s_deliver_entry (self, room, op, pl_change_kind_name (args->change.kind), NULL);
         //  The sender's marker moved to its message, in the same store write:
-        //  one read event a sender a run, at its last message of the run
-        if (!((const args_t *) op->args)->sender_again)
+        //  one read event a sender a run, at its last message of the run (a
+        //  change moves no marker)
+        if (sent && !args->sender_again)
             s_deliver_read (self, room, op->user, op->seq);
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
@@ -1592,7 +1695,9 @@ s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
     for (size_t taken = 0; taken < count; taken++, op = op->next) {
         args_t *args = (args_t *) op->args;
         s_args_forget_mentions (args);
-        if (!strchr (args->argument, '@') || (!index && !(index = s_member_index (room))))
+        //  Mentions are a send's: an edit changes none (PROTOCOL.md 1.1)
+        if (args->change.kind != PL_CHANGE_MESSAGE || !strchr (args->argument, '@')
+        ||  (!index && !(index = s_member_index (room))))
             continue;
         size_t found;
         const char **names = pl_mention_scan (args->argument, strlen (args->argument),
@@ -1610,7 +1715,8 @@ s_find_mentions (room_t *room, pl_lane_op_t *op, size_t count)
 
 //  Marks each send of the run (count ops from op) whose sender has a later
 //  send in the run: the run is stored whole in one transaction, so its
-//  sender's marker moves once, to the last, and one read event says so
+//  sender's marker moves once, to the last, and one read event says so.
+//  Only messages move markers: an edit later in the run does not count.
 static void
 s_mark_senders (pl_lane_op_t *op, size_t count)
 {
@@ -1620,8 +1726,22 @@ s_mark_senders (pl_lane_op_t *op, size_t count)
         pl_lane_op_t *later = op->next;
         for (size_t rest = taken + 1; rest < count && !args->sender_again;
              rest++, later = later->next)
-            args->sender_again = strcmp (later->user, op->user) == 0;
+            args->sender_again = strcmp (later->user, op->user) == 0
+                && ((const args_t *) later->args)->change.kind == PL_CHANGE_MESSAGE;
     }
+}
+
+//  The lane's class refused: the store refused op, an element of a run
+//  (a reply to, or a change of, a message that is not there; an edit by
+//  another than its author; a reaction that changes nothing)
+static void
+s_change_refused (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    char where [ROOMS_NAME_BYTES];
+    snprintf (where, sizeof where, "the room '%s'", ((room_t *) pl_lane_state (key))->name);
+    pl_change_refused (self->lane, key, op, &((const args_t *) op->args)->change, code, where,
+                       "its author or the owner of the room");
 }
 
 //  A send queued behind the head joins its run when it is a member's
@@ -1734,12 +1854,10 @@ s_read_history (args_t *args, const msgpack_object *map, pl_lane_intake_t *intak
                               intake);
 }
 
+//  A send's and an edit's text, into args->argument
 static bool
-s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+s_read_text (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
 {
-    if (pl_nonce_read (map, &intake->nonce) < 0)
-        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
-                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
     int found = pl_body_text (map, "text", &args->argument);
     if (found == -2)
         args->text_has_nul = true;      //  a value the server refuses: invalid_text
@@ -1747,6 +1865,15 @@ s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     if (found != 1)
         return pl_lane_refuse (intake, "bad_request", "The field 'text' must be a string.");
     return true;
+}
+
+static bool
+s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (pl_nonce_read (map, &intake->nonce) < 0)
+        return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
+                               " letters, digits, '_' or '-'.", PL_NONCE_MAX);
+    return s_read_text (args, map, intake);
 }
 
 //  room.members' cursor: "m." and a user name, lower-cased, into
@@ -1790,22 +1917,30 @@ s_check_invite (args_t *args, pl_lane_intake_t *intake)
     return true;
 }
 
-//  How a request type's fields are read (their shape) and checked (their
+//  How a request type's fields are read (their shape: first the timeline
+//  change's, pl_change, for a type that makes one) and checked (their
 //  values, after the room's name); NULL for none
 typedef struct {
     bool (*read) (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake);
     bool (*check) (args_t *args, pl_lane_intake_t *intake);
+    bool changes;                   //  appends to the timeline: a change of kind
+    pl_change_kind_t kind;
 } fields_t;
 
-static const fields_t s_create_fields = { s_read_create, NULL };
-static const fields_t s_invite_fields = { s_read_invite, s_check_invite };
-static const fields_t s_members_fields = { s_read_members, NULL };
-static const fields_t s_history_fields = { s_read_history, NULL };
-static const fields_t s_send_fields = { s_read_send, s_check_send };
-static const fields_t s_read_fields = { s_read_read, NULL };
+static const fields_t s_create_fields = { .read = s_read_create };
+static const fields_t s_invite_fields = { .read = s_read_invite, .check = s_check_invite };
+static const fields_t s_members_fields = { .read = s_read_members };
+static const fields_t s_history_fields = { .read = s_read_history };
+static const fields_t s_send_fields = { .read = s_read_send, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_MESSAGE };
+static const fields_t s_read_fields = { .read = s_read_read };
+static const fields_t s_edit_fields = { .read = s_read_text, .check = s_check_send,
+    .changes = true, .kind = PL_CHANGE_EDIT };
+static const fields_t s_delete_fields = { .changes = true, .kind = PL_CHANGE_DELETE };
+static const fields_t s_react_fields = { .changes = true, .kind = PL_CHANGE_REACTION };
 
-//  The request types about one room. Sends and invitations count against
-//  the user's message rate (PROTOCOL.md 1.1).
+//  The request types about one room. Sends, changes and invitations count
+//  against the user's message rate (PROTOCOL.md 1.1).
 static const pl_lane_type_t s_types [] = {
     { "room.create",  s_create_start,  NULL, &s_create_fields },
     { "room.join",    s_join_start,    NULL, NULL },
@@ -1818,6 +1953,14 @@ static const pl_lane_type_t s_types [] = {
     { "room.read",    s_read_start,    NULL, &s_read_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    //  Timeline changes are appended as sends are, in the same runs, and
+    //  count against the same rate (PROTOCOL.md 1.1)
+    { "msg.edit",     s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_edit_fields },
+    { "msg.delete",   s_send_start,
+      "You are changing messages too fast; wait a moment and try again.", &s_delete_fields },
+    { "msg.react",    s_send_start,
+      "You are reacting too fast; wait a moment and try again.", &s_react_fields },
     { .type = NULL }
 };
 
@@ -1848,7 +1991,9 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
     if (pl_body_str (map, "room", &args->room) != 1)
         return pl_lane_refuse (intake, "bad_request",
                                "The field 'room' must be a string: the room's name.");
-    if (fields && !fields->read (args, map, intake))
+    if (fields && fields->changes && !pl_change_read (&args->change, fields->kind, map, intake))
+        return false;
+    if (fields && fields->read && !fields->read (args, map, intake))
         return false;
     if (!s_room_name_valid (args->room)) {
         if (type->start == s_create_start)
@@ -2043,7 +2188,8 @@ static const pl_lane_class_t s_room_class = {
     .forget = s_room_forget,
     .keep = s_room_keep,
     .service = "room",
-    .look_up = s_nonce_look_up
+    .look_up = s_nonce_look_up,
+    .refused = s_change_refused
 };
 
 //  The options (README.md, "Options"), each in its range. Returns false

@@ -109,7 +109,7 @@ s_sender_sends_again (const sm_pending_t *pending, uint32_t index)
     const st_entry_t *entry = &pending->entries [index];
     for (uint32_t later = index + 1; later < pending->entry_count; later++) {
         const st_entry_t *other = &pending->entries [later];
-        if (!other->system && sm_same_name (other->user.data, other->user.size,
+        if (other->change.kind == ST_KIND_MESSAGE && sm_same_name (other->user.data, other->user.size,
                                             entry->user.data, entry->user.size))
             return true;
     }
@@ -123,7 +123,7 @@ s_advance_request (mongoc_bulk_operation_t *bulk, const sm_pending_t *pending)
     size_t updates = 0;
     for (uint32_t index = 0; index < pending->entry_count; index++) {
         const st_entry_t *entry = &pending->entries [index];
-        if (entry->system || entry->user.size > ST_NAME_MAX
+        if (entry->change.kind != ST_KIND_MESSAGE || entry->user.size > ST_NAME_MAX
         ||  s_sender_sends_again (pending, index))
             continue;
         char user_key [ST_NAME_MAX + 1];

@@ -548,7 +548,7 @@ s_pack_conversation (msgpack_packer *packer, const s_conversations_t *list, uint
     int64_t marker = sm_bson_int (conversation, first ? "read_a" : "read_b", 0);
     st_reply_conversation (packer, sm_bson_st_text (conversation, first ? "names.1" : "names.0"),
                            &entry, (uint64_t) list->unread [index],
-                           marker > 0 ? (uint64_t) marker : 0);
+                           marker > 0 ? (uint64_t) marker : 0, entry.seq);
     bson_destroy (&last);
 }
 

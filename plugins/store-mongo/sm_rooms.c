@@ -87,7 +87,8 @@ s_pack_entry (msgpack_packer *packer, const bson_t *document)
         .event = sm_bson_st_text (document, "event"),
         .nonce = sm_bson_nonce (document)
     };
-    entry.system = st_text_is (sm_bson_st_text (document, "kind"), "system");
+    entry.change.kind = st_text_is (sm_bson_st_text (document, "kind"), "system")
+                      ? ST_KIND_SYSTEM : ST_KIND_MESSAGE;
     sm_entry_mentions_read (document, &mentions, &entry);
     st_reply_entry (packer, &entry);
     msgpack_sbuffer_destroy (&mentions);
@@ -103,10 +104,10 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
     BSON_APPEND_OID (document, "_id", &oid);
     BSON_APPEND_UTF8 (document, "room", room_key);
     BSON_APPEND_INT64 (document, "seq", (int64_t) entry->seq);
-    BSON_APPEND_UTF8 (document, "kind", entry->system ? "system" : "message");
+    BSON_APPEND_UTF8 (document, "kind", st_kind_name (entry->change.kind));
     bson_append_utf8 (document, "user", 4, entry->user.data, (int) entry->user.size);
     BSON_APPEND_DATE_TIME (document, "ts", entry->ts);
-    if (entry->system)
+    if (entry->change.kind == ST_KIND_SYSTEM)
         bson_append_utf8 (document, "event", 5, entry->event.data, (int) entry->event.size);
     else
         bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);

@@ -170,6 +170,56 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
     "    seq INTEGER NOT NULL,"
     "    PRIMARY KEY (room_id, user_id, seq)"
+    ") WITHOUT ROWID;",
+
+    //  9: timeline changes (edits, deletions, reactions, replies). A
+    //  message's row holds it as it is now (text, edited, deleted), so that
+    //  a history page stays one range; a change's row names its target. A
+    //  message's edits are found by the partial index *_by_target (plain
+    //  messages are not in it). Reactions are rows clustered on (timeline,
+    //  seq, emoji, user): a page's reactions are one range of that key, a
+    //  user's reaction one search; since is the seq at which the emoji went
+    //  from none to one on the message (the order they are answered in). A
+    //  conversation's last_message is its newest message entry (its `last`
+    //  in pm.conversations), last_ts that message's ts.
+    "ALTER TABLE entries ADD COLUMN reply_to INTEGER;"
+    "ALTER TABLE entries ADD COLUMN edited INTEGER;"
+    "ALTER TABLE entries ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE entries ADD COLUMN target INTEGER;"
+    "ALTER TABLE entries ADD COLUMN emoji TEXT;"
+    "ALTER TABLE entries ADD COLUMN on_ INTEGER;"
+    "ALTER TABLE entries ADD COLUMN by_name TEXT;"
+    "CREATE INDEX entries_by_target ON entries (room_id, target) WHERE target IS NOT NULL;"
+    "ALTER TABLE pm_entries ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';"
+    "ALTER TABLE pm_entries ADD COLUMN reply_to INTEGER;"
+    "ALTER TABLE pm_entries ADD COLUMN edited INTEGER;"
+    "ALTER TABLE pm_entries ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE pm_entries ADD COLUMN target INTEGER;"
+    "ALTER TABLE pm_entries ADD COLUMN emoji TEXT;"
+    "ALTER TABLE pm_entries ADD COLUMN on_ INTEGER;"
+    "CREATE INDEX pm_entries_by_target ON pm_entries (conversation_id, target)"
+    "    WHERE target IS NOT NULL;"
+    "ALTER TABLE conversations ADD COLUMN last_message INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE conversations SET last_message = last_seq;"
+    "CREATE TABLE reactions ("
+    "    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    emoji TEXT NOT NULL,"
+    "    user_key TEXT NOT NULL,"
+    "    user TEXT NOT NULL,"
+    "    at INTEGER NOT NULL,"
+    "    since INTEGER NOT NULL,"
+    "    PRIMARY KEY (room_id, seq, emoji, user_key)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE pm_reactions ("
+    "    conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,"
+    "    seq INTEGER NOT NULL,"
+    "    emoji TEXT NOT NULL,"
+    "    user_key TEXT NOT NULL,"
+    "    user TEXT NOT NULL,"
+    "    at INTEGER NOT NULL,"
+    "    since INTEGER NOT NULL,"
+    "    PRIMARY KEY (conversation_id, seq, emoji, user_key)"
     ") WITHOUT ROWID;"
 };
 
@@ -320,6 +370,9 @@ s_open (ss_db_t *self, int busy_timeout_ms)
     //  an acknowledged write must survive (proto/STORE.md)
     if (s_exec (self, "PRAGMA synchronous = FULL", "cannot set synchronous")
     ||  s_exec (self, "PRAGMA foreign_keys = ON", "cannot enable foreign keys")
+    //  A deleted message's text must leave the file (proto/STORE.md,
+    //  "Timeline changes"): freed bytes are overwritten with zeros
+    ||  s_exec (self, "PRAGMA secure_delete = ON", "cannot enable secure_delete")
     ||  s_migrate (self))
         return -1;
     //  Checks the file's pages once: a damaged database is refused at start
@@ -497,22 +550,22 @@ ss_db_nonce_find (sqlite3_stmt *stmt, bool *found_p, st_duplicate_t *duplicate)
 
 int
 ss_db_nonce_undo (ss_db_t *self, sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
-                  ss_db_nonce_bind_fn *bind, void *arg, const char *where)
+                  ss_db_nonce_bind_fn *bind, void *arg, const char *where,
+                  st_duplicate_t *duplicates, uint32_t *repeated_p)
 {
     int rc = ss_db_step (self, SS_DB_ROLLBACK_TO);
-    uint32_t repeated = 0;
+    *repeated_p = 0;
     if (rc == SQLITE_OK)
-        rc = ss_db_nonce_repeats (stmt, request, count, bind, arg, &repeated);
-    if (rc == SQLITE_OK && repeated == 0)
+        rc = ss_db_nonce_repeats (stmt, count, bind, arg, duplicates, repeated_p);
+    if (rc == SQLITE_OK && *repeated_p == 0)
         st_request_fail (request, "conflict", "%s has a nonce twice in one run.", where);
     return rc;
 }
 
 int
-ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
-                     ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p)
+ss_db_nonce_repeats (sqlite3_stmt *stmt, uint32_t count, ss_db_nonce_bind_fn *bind, void *arg,
+                     st_duplicate_t *duplicates, uint32_t *repeated_p)
 {
-    st_duplicate_t duplicates [ST_RUN_MAX];
     uint32_t repeated = 0;
     for (uint32_t index = 0; index < count && index < ST_RUN_MAX; index++) {
         bool found = false;
@@ -524,8 +577,6 @@ ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
         if (found)
             duplicates [repeated++].index = index;
     }
-    if (repeated)
-        st_reply_duplicates (request, duplicates, repeated);
     *repeated_p = repeated;
     return SQLITE_OK;
 }

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 //  The newest schema this code knows (proto/STORE.md, Options of store-sqlite)
-#define SS_DB_SCHEMA_VERSION    8
+#define SS_DB_SCHEMA_VERSION    9
 
 typedef struct ss_db_s ss_db_t;
 
@@ -120,23 +120,24 @@ typedef bool (ss_db_nonce_bind_fn) (void *arg, uint32_t index, sqlite3_stmt *stm
 int
     ss_db_nonce_find (sqlite3_stmt *stmt, bool *found_p, st_duplicate_t *duplicate);
 
-//  Looks up the nonces of the count elements of an append's run (bind);
-//  when any is stored, answers the request with them (st_reply_duplicates).
-//  *repeated_p: how many. Returns SQLITE_OK or the error.
+//  Looks up the nonces of the count elements of an append's run (bind):
+//  the stored ones into duplicates (ST_RUN_MAX of room), *repeated_p of
+//  them. Returns SQLITE_OK or the error.
 int
-    ss_db_nonce_repeats (sqlite3_stmt *stmt, st_request_t *request, uint32_t count,
-                         ss_db_nonce_bind_fn *bind, void *arg, uint32_t *repeated_p);
+    ss_db_nonce_repeats (sqlite3_stmt *stmt, uint32_t count, ss_db_nonce_bind_fn *bind,
+                         void *arg, st_duplicate_t *duplicates, uint32_t *repeated_p);
 
 //  An append's insert failed on its timeline's nonce index (the run is
 //  inserted first, so that a run with no repeat, the common case, pays no
 //  look-up): undoes what the request wrote (back to its savepoint), then
-//  names the repeats as ss_db_nonce_repeats does. With none found (a nonce
+//  names the repeats as ss_db_nonce_repeats does; the caller answers them
+//  (with the run's refusals, schema version 9). With none found (a nonce
 //  twice in the run itself) the request fails with conflict, message
 //  saying where. Returns SQLITE_OK or the error.
 int
     ss_db_nonce_undo (ss_db_t *self, sqlite3_stmt *stmt, st_request_t *request,
                       uint32_t count, ss_db_nonce_bind_fn *bind, void *arg,
-                      const char *where);
+                      const char *where, st_duplicate_t *duplicates, uint32_t *repeated_p);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
 */
 
 #include "ss_pm.h"
+#include "ss_timeline.h"
 #include "st_list.h"
 #include "st_reply.h"
 #include "pl_body.h"
@@ -39,9 +40,11 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_CONV_INSERT]  = "INSERT INTO conversations (user_a, user_b, last_seq, last_ts,"
                            " read_a, read_b) VALUES (?1, ?2, 0, 0, 0, 0)",
     //  An append below last_seq (the pm plugin filling a seq it skipped)
-    //  leaves the newest as it is
-    [S_SQL_CONV_ADVANCE] = "UPDATE conversations SET last_seq = ?2, last_ts = ?3"
-                           " WHERE id = ?1 AND last_seq < ?2",
+    //  leaves the newest as it is. last_message and last_ts follow the
+    //  run's last message (?4, its ts ?3; 0 for a run of changes only)
+    [S_SQL_CONV_ADVANCE] = "UPDATE conversations SET last_seq = MAX (last_seq, ?2),"
+                           " last_ts = CASE WHEN ?4 > last_message THEN ?3 ELSE last_ts END,"
+                           " last_message = MAX (last_message, ?4) WHERE id = ?1",
     //  Markers never go back: MAX of the old and the new
     [S_SQL_CONV_READ]    = "UPDATE conversations"
                            " SET read_a = CASE WHEN user_a = ?2 THEN MAX (read_a, ?3) ELSE read_a END,"
@@ -50,28 +53,36 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     //  The user's conversations, newest first: the two arms walk
     //  conversations_by_a and conversations_by_b from their newest end and
     //  SQLite merges them, so the LIMIT stops both early (no sort, no scan
-    //  of the user's messages). Per row: the other's name, the newest entry
-    //  and the unread count are searches of primary keys.
+    //  of the user's messages). Per row: the other's name, the newest
+    //  message as it is now (last_message) and the unread count are searches
+    //  of primary keys.
 #define S_CONV_ARM(me, other, marker) \
-    "SELECT c.id, u.name, c.last_seq, c.last_ts, e.from_id, e.text, e.ts," \
+    "SELECT c.id, u.name, c.last_message, c.last_ts, e.from_id, e.text, e.ts," \
     " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
-    "  AND n.seq > c." marker " AND n.from_id <> c." me "), c." marker \
+    "  AND n.seq > c." marker " AND n.from_id <> c." me \
+    "  AND n.kind = 'message' AND n.deleted = 0), c." marker ", c.last_seq," \
+    " e.reply_to, e.edited, e.deleted, e.target, e.emoji, e.on_" \
     " FROM conversations AS c JOIN users AS u ON u.id = c." other \
-    " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_seq" \
+    " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_message" \
     " WHERE c." me " = ?1"
     [S_SQL_CONV_LIST]    = S_CONV_ARM ("user_a", "user_b", "read_a")
                            " UNION ALL "
                            S_CONV_ARM ("user_b", "user_a", "read_b")
                            " ORDER BY 4 DESC, 1 DESC LIMIT ?2",
     [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text,"
-                           " nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_SQL_PM_BEFORE]    = "SELECT seq, from_id, ts, text, nonce FROM pm_entries"
+                           " nonce, kind, reply_to, target, emoji, on_)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    //  The columns s_pm_entry_of_row reads, then kind and the change's
+#define S_PM_COLUMNS "SELECT seq, from_id, ts, text, nonce, kind, " SS_TIMELINE_COLUMNS
+    [S_SQL_PM_BEFORE]    = S_PM_COLUMNS " FROM pm_entries"
                            " WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-    [S_SQL_PM_AFTER]     = "SELECT seq, from_id, ts, text, nonce FROM pm_entries"
+    [S_SQL_PM_AFTER]     = S_PM_COLUMNS " FROM pm_entries"
                            " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
-    //  Messages to ?3's user above the marker ?2: a range of the primary key
+    //  Messages to ?3's user above the marker ?2, not deleted: a range of
+    //  the primary key
     [S_SQL_PM_UNREAD]    = "SELECT count (*) FROM pm_entries"
-                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3",
+                           " WHERE conversation_id = ?1 AND seq > ?2 AND from_id <> ?3"
+                           " AND kind = 'message' AND deleted = 0",
     //  A sender's nonce in the conversation: one search of pm_entries_by_nonce
     [S_SQL_PM_NONCE]     = "SELECT seq, ts FROM pm_entries"
                            " WHERE conversation_id = ?1 AND from_id = ?2 AND nonce = ?3"
@@ -80,7 +91,15 @@ static const char *s_sql_text [S_SQL_COUNT] = {
 struct ss_pm_s {
     ss_db_t *db;                    //  borrowed
     ss_users_t *users;              //  borrowed: looks users up
+    ss_timeline_t *timeline;        //  the conversations' changes (schema version 9)
     sqlite3_stmt *sql [S_SQL_COUNT];
+};
+
+//  The conversations' timeline tables, for ss_timeline: an entry's author
+//  is its sender's name key
+static const ss_timeline_tables_t s_tables = {
+    .entries = "pm_entries", .reactions = "pm_reactions", .key = "conversation_id",
+    .author = "(SELECT name_key FROM users WHERE users.id = from_id)"
 };
 
 //  The two sides of a private-message request, looked up
@@ -102,7 +121,8 @@ ss_pm_new (ss_db_t *db, ss_users_t *users)
         return NULL;
     self->db = db;
     self->users = users;
-    if (ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
+    self->timeline = ss_timeline_new (db, &s_tables);
+    if (!self->timeline || ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
         ss_pm_destroy (&self);
     return self;
 }
@@ -114,6 +134,7 @@ ss_pm_destroy (ss_pm_t **self_p)
     if (!self)
         return;
     ss_db_finalize (self->sql, S_SQL_COUNT);
+    ss_timeline_destroy (&self->timeline);
     free (self);
     *self_p = NULL;
 }
@@ -173,22 +194,25 @@ s_unread (ss_pm_t *self, const s_pair_t *pair, int64_t marker, int64_t *unread_p
     return ss_db_count (stmt, unread_p);
 }
 
-//  A pm entry of a row: seq, from_id, ts and text at columns first.., and
-//  the nonce after them when with_nonce
+//  A pm entry of a S_PM_COLUMNS row: seq, from_id, ts, text, nonce, kind,
+//  then the change's columns
 static st_pm_entry_t
-s_pm_entry_of_row (sqlite3_stmt *stmt, int first, int64_t me_id, const char *me_name,
-                   const char *peer_name, bool with_nonce)
+s_pm_entry_of_row (sqlite3_stmt *stmt, int64_t me_id, const char *me_name,
+                   const char *peer_name)
 {
-    bool from_me = sqlite3_column_int64 (stmt, first + 1) == me_id;
-    bool nonce = with_nonce && sqlite3_column_type (stmt, first + 4) != SQLITE_NULL;
-    return (st_pm_entry_t) {
-        .seq = (uint64_t) sqlite3_column_int64 (stmt, first),
+    bool from_me = sqlite3_column_int64 (stmt, 1) == me_id;
+    bool nonce = sqlite3_column_type (stmt, 4) != SQLITE_NULL;
+    st_pm_entry_t entry = {
+        .seq = (uint64_t) sqlite3_column_int64 (stmt, 0),
         .from = s_text (from_me ? me_name : peer_name),
         .to = s_text (from_me ? peer_name : me_name),
-        .text = ss_db_column_text (stmt, first + 3),
-        .ts = sqlite3_column_int64 (stmt, first + 2),
-        .nonce = nonce ? ss_db_column_text (stmt, first + 4) : (st_text_t) { NULL, 0 }
+        .text = ss_db_column_text (stmt, 3),
+        .ts = sqlite3_column_int64 (stmt, 2),
+        .nonce = nonce ? ss_db_column_text (stmt, 4) : (st_text_t) { NULL, 0 }
     };
+    entry.change.kind = ss_timeline_kind (stmt, 5);
+    ss_timeline_change_of_row (stmt, 6, &entry.change);
+    return entry;
 }
 
 
@@ -221,6 +245,16 @@ s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
     ss_db_bind_text (stmt, 5, message->text);
     if (message->nonce.data)
         ss_db_bind_text (stmt, 6, message->nonce);
+    const st_change_t *change = &message->change;
+    sqlite3_bind_text (stmt, 7, st_kind_name (change->kind), -1, SQLITE_STATIC);
+    if (change->reply_to)
+        sqlite3_bind_int64 (stmt, 8, (int64_t) change->reply_to);
+    if (change->target)
+        sqlite3_bind_int64 (stmt, 9, (int64_t) change->target);
+    if (change->kind == ST_KIND_REACTION) {
+        ss_db_bind_text (stmt, 10, change->emoji);
+        sqlite3_bind_int (stmt, 11, change->on ? 1 : 0);
+    }
     int rc = ss_db_step_done (stmt);
     //  Not the timeline's key: the nonce index (the caller names the repeats)
     if (rc == SQLITE_CONSTRAINT_UNIQUE && message->nonce.data)
@@ -277,6 +311,59 @@ s_pm_nonce (ss_pm_t *self, st_request_t *request)
     return rc;
 }
 
+//  A pm.append's run, as its elements need it
+typedef struct {
+    ss_pm_t *self;
+    st_request_t *request;
+    const st_pm_append_t *append;
+    const s_pair_t *pair;
+} s_append_t;
+
+//  One message of the run (ss_run_t's element): a change or a reply is
+//  checked first and applied once its entry is in; only its author
+//  deletes a message of a conversation
+static int
+s_append_element (void *arg, uint32_t index, const char **code_p)
+{
+    s_append_t *run = (s_append_t *) arg;
+    const st_pm_message_t *message = &run->append->messages [index];
+    const char *actor = message->from_peer ? run->pair->peer_name : run->pair->me_name;
+    char actor_key [ST_NAME_MAX + 1];
+    st_text_lower (s_text (actor), actor_key);
+    ss_change_t element = {
+        .key = run->pair->conversation, .owner_key = NULL, .actor_key = actor_key,
+        .actor = s_text (actor), .seq = message->seq, .ts = message->ts,
+        .text = message->text, .change = &message->change
+    };
+    bool changes = ss_timeline_changes (&message->change);
+    int rc = changes ? ss_timeline_check (run->self->timeline, &element, code_p) : SQLITE_OK;
+    if (rc != SQLITE_OK || *code_p)
+        return rc;
+    rc = s_message_insert (run->self, run->request, run->pair, message);
+    if (rc == SQLITE_OK && st_request_live (run->request) && changes)
+        rc = ss_timeline_apply (run->self->timeline, &element);
+    return rc;
+}
+
+//  The run's seqs rise, so its last is the newest and its last message the
+//  newest message: one advance leaves what one per message would (the
+//  unread counts are counted from pm_entries, each row with its sender)
+static int
+s_conversation_advance (ss_pm_t *self, const st_pm_append_t *append, int64_t conversation)
+{
+    const st_pm_message_t *last = &append->messages [append->count - 1];
+    const st_pm_message_t *message = NULL;
+    for (uint32_t index = append->count; index > 0 && !message; index--)
+        if (append->messages [index - 1].change.kind == ST_KIND_MESSAGE)
+            message = &append->messages [index - 1];
+    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_ADVANCE];
+    sqlite3_bind_int64 (stmt, 1, conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) last->seq);
+    sqlite3_bind_int64 (stmt, 3, message ? message->ts : 0);
+    sqlite3_bind_int64 (stmt, 4, message ? (int64_t) message->seq : 0);
+    return ss_db_step_done (stmt);
+}
+
 static int
 s_pm_append (ss_pm_t *self, st_request_t *request)
 {
@@ -290,32 +377,24 @@ s_pm_append (ss_pm_t *self, st_request_t *request)
     //  Every message of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
     //  that none of the run stays, nor the conversation it started. A
-    //  repeated nonce appends nothing: the answer names the repeats, looked
-    //  up only once the nonce index has refused one.
-    s_run_nonces_t run = { append, &pair };
-    for (uint32_t index = 0; index < append->count; index++) {
-        rc = s_message_insert (self, request, &pair, &append->messages [index]);
-        if (rc == SQLITE_CONSTRAINT_UNIQUE)
-            return ss_db_nonce_undo (self->db, self->sql [S_SQL_PM_NONCE], request,
-                                     append->count, s_bind_message_nonce, &run,
-                                     "The conversation");
-        if (rc != SQLITE_OK || !st_request_live (request))
-            return rc;
-    }
-    //  The run's seqs rise, so its last is the newest: one advance leaves
-    //  what one per message would (the unread counts are counted from
-    //  pm_entries, each row with its sender)
-    const st_pm_message_t *last = &append->messages [append->count - 1];
-    sqlite3_stmt *stmt = self->sql [S_SQL_CONV_ADVANCE];
-    sqlite3_bind_int64 (stmt, 1, pair.conversation);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) last->seq);
-    sqlite3_bind_int64 (stmt, 3, last->ts);
-    if ((rc = ss_db_step_done (stmt)) != SQLITE_OK)
+    //  refused change or a repeated nonce appends nothing: the answer names
+    //  them.
+    s_append_t run = { self, request, append, &pair };
+    s_run_nonces_t nonces = { append, &pair };
+    ss_run_t steps = {
+        .count = append->count, .element = s_append_element, .arg = &run,
+        .bind_nonce = s_bind_message_nonce, .nonce_arg = &nonces,
+        .nonce_stmt = self->sql [S_SQL_PM_NONCE], .where = "The conversation"
+    };
+    bool stored;
+    rc = ss_timeline_run (self->timeline, request, &steps, &stored);
+    if (rc != SQLITE_OK || !stored
+    ||  (rc = s_conversation_advance (self, append, pair.conversation)) != SQLITE_OK)
         return rc;
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 3);
     pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, last->seq);
+    msgpack_pack_uint64 (packer, append->messages [append->count - 1].seq);
     pl_body_pack_str (packer, "from");
     pl_body_pack_str (packer, pair.me_name);
     pl_body_pack_str (packer, "to");
@@ -358,14 +437,25 @@ s_pm_history (ss_pm_t *self, st_request_t *request)
     sqlite3_bind_int64 (stmt, 3, (int64_t) ask->page.limit + 1);
     //  Rows come nearest the cursor first, so a page cut for its bytes
     //  keeps the entries next to its cursor
-    while (pair.conversation && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        st_pm_entry_t entry = s_pm_entry_of_row (stmt, 0, pair.me, pair.me_name,
-                                                 pair.peer_name, true);
+    st_reactions_t *reactions = ss_timeline_walk (self->timeline, pair.conversation, forward,
+        ask->page.cursor != ST_CURSOR_NONE ? ask->page.seq : INT64_MAX);
+    while (reactions && pair.conversation && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        st_pm_entry_t entry = s_pm_entry_of_row (stmt, pair.me, pair.me_name, pair.peer_name);
+        if (entry.change.kind == ST_KIND_MESSAGE && !entry.change.deleted) {
+            if (st_reactions_load (reactions, entry.seq)) {
+                rc = SQLITE_NOMEM;  //  or the walk's failure, below
+                break;
+            }
+            entry.change.reactions = reactions;
+        }
         st_reply_pm_entry (st_list_packer (messages), &entry);
         if (!st_list_push (messages))
             break;
     }
     ss_db_finish (stmt);
+    int walked = reactions ? ss_timeline_walk_end (self->timeline, &reactions) : SQLITE_NOMEM;
+    if (walked != SQLITE_OK)
+        rc = walked;
     if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) {
         st_list_answer (messages, request, "messages");
         rc = SQLITE_OK;
@@ -375,10 +465,11 @@ s_pm_history (ss_pm_t *self, st_request_t *request)
 }
 
 //  Packs one conversation of a S_SQL_CONV_LIST row: id, other's name,
-//  last_seq, last_ts, then the newest entry's from_id, text, ts, then the
-//  unread count and the user's read marker
-static void
-s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
+//  last_message, last_ts, then the newest message's from_id, text, ts,
+//  then the unread count, the user's read marker, the newest entry's seq,
+//  and the message's change columns; its reactions from one walk
+static int
+s_pack_conversation (ss_pm_t *self, msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
                      const char *me_name)
 {
     const char *peer_name = (const char *) sqlite3_column_text (stmt, 1);
@@ -392,9 +483,16 @@ s_pack_conversation (msgpack_packer *packer, sqlite3_stmt *stmt, int64_t me,
         .text = ss_db_column_text (stmt, 5),
         .ts = sqlite3_column_int64 (stmt, 6)
     };
+    ss_timeline_change_of_row (stmt, 10, &last.change);
+    st_reactions_t *reactions = last.change.deleted ? NULL
+        : ss_timeline_walk_one (self->timeline, sqlite3_column_int64 (stmt, 0), last.seq);
+    if (reactions && st_reactions_load (reactions, last.seq) == 0)
+        last.change.reactions = reactions;
     st_reply_conversation (packer, s_text (peer_name), &last,
                            (uint64_t) sqlite3_column_int64 (stmt, 7),
-                           (uint64_t) sqlite3_column_int64 (stmt, 8));
+                           (uint64_t) sqlite3_column_int64 (stmt, 8),
+                           (uint64_t) sqlite3_column_int64 (stmt, 9));
+    return reactions ? ss_timeline_walk_end (self->timeline, &reactions) : SQLITE_OK;
 }
 
 static int
@@ -415,7 +513,11 @@ s_pm_conversations (ss_pm_t *self, st_request_t *request)
     sqlite3_bind_int64 (stmt, 2, ask->limit);
     //  No such user: no conversations
     while (me && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        s_pack_conversation (st_list_packer (list), stmt, me, me_name);
+        int packed = s_pack_conversation (self, st_list_packer (list), stmt, me, me_name);
+        if (packed != SQLITE_OK) {
+            rc = packed;
+            break;
+        }
         if (!st_list_push (list))
             break;
     }

@@ -8,6 +8,7 @@
 */
 
 #include "ss_rooms.h"
+#include "ss_timeline.h"
 #include "st_list.h"
 #include "st_reply.h"
 #include "pl_body.h"
@@ -48,6 +49,7 @@ typedef enum {
     S_SQL_MARKER_SEND,
     S_SQL_MENTION_PUT,
     S_SQL_ROOM_ALL,
+    S_SQL_ROOM_OWNER,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -79,9 +81,12 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_ROOM_JOINED]  = S_ROOM_COLUMNS ", 1"
                            ", mine.read_seq, (SELECT count (*) FROM entries"
                            " WHERE entries.room_id = rooms.id AND entries.seq > mine.read_seq"
-                           " AND entries.kind = 'message' AND entries.user <> ?1 COLLATE NOCASE),"
-                           " (SELECT count (*) FROM mentions WHERE mentions.room_id = rooms.id"
-                           " AND mentions.user_id = mine.user_id AND mentions.seq > mine.read_seq)"
+                           " AND entries.kind = 'message' AND entries.deleted = 0"
+                           " AND entries.user <> ?1 COLLATE NOCASE),"
+                           " (SELECT count (*) FROM mentions JOIN entries AS e"
+                           " ON e.room_id = mentions.room_id AND e.seq = mentions.seq"
+                           " WHERE mentions.room_id = rooms.id AND mentions.user_id = mine.user_id"
+                           " AND mentions.seq > mine.read_seq AND e.deleted = 0)"
                            " FROM members AS mine JOIN rooms ON rooms.id = mine.room_id"
                            " JOIN users ON users.id = rooms.owner_id"
                            " WHERE mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
@@ -127,14 +132,18 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_INVITE_DELETE]
                          = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event,"
-                           " nonce, mentions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           " nonce, mentions, reply_to, target, emoji, on_, by_name)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     //  Both walk the primary key (room_id, seq) from the cursor: one more
-    //  row than asked tells whether more remain
+    //  row than asked tells whether more remain. The columns s_entry_of_row
+    //  reads: a message as it is now, a change's fields (schema version 9)
+#define S_ENTRY_COLUMNS \
+    "SELECT seq, kind, user, ts, text, event, nonce, mentions, by_name, " SS_TIMELINE_COLUMNS
     [S_SQL_HISTORY_BEFORE]
-                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
+                         = S_ENTRY_COLUMNS " FROM entries"
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_HISTORY_AFTER]
-                         = "SELECT seq, kind, user, ts, text, event, nonce, mentions FROM entries"
+                         = S_ENTRY_COLUMNS " FROM entries"
                            " WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
     //  A sender's nonce in the room: one search of entries_by_nonce
     [S_SQL_NONCE_GET]    = "SELECT seq, ts FROM entries WHERE room_id = ?1"
@@ -169,12 +178,21 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_ROOM_ALL]     = S_ROOM_COLUMNS ", -1"
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " WHERE rooms.name_key > ?1 ORDER BY rooms.name_key LIMIT ?2",
+    //  Who may delete others' messages (msg.append's deletions)
+    [S_SQL_ROOM_OWNER]   = "SELECT users.name_key FROM rooms JOIN users ON users.id = rooms.owner_id"
+                           " WHERE rooms.id = ?1",
 };
 
 struct ss_rooms_s {
     ss_db_t *db;                    //  borrowed
     ss_users_t *users;              //  borrowed: looks users up
+    ss_timeline_t *timeline;        //  the rooms' changes (schema version 9)
     sqlite3_stmt *sql [S_SQL_COUNT];
+};
+
+//  The rooms' timeline tables, for ss_timeline
+static const ss_timeline_tables_t s_tables = {
+    .entries = "entries", .reactions = "reactions", .key = "room_id", .author = "lower (user)"
 };
 
 ss_rooms_t *
@@ -185,7 +203,8 @@ ss_rooms_new (ss_db_t *db, ss_users_t *users)
         return NULL;
     self->db = db;
     self->users = users;
-    if (ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
+    self->timeline = ss_timeline_new (db, &s_tables);
+    if (!self->timeline || ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
         ss_rooms_destroy (&self);
     return self;
 }
@@ -197,6 +216,7 @@ ss_rooms_destroy (ss_rooms_t **self_p)
     if (!self)
         return;
     ss_db_finalize (self->sql, S_SQL_COUNT);
+    ss_timeline_destroy (&self->timeline);
     free (self);
     *self_p = NULL;
 }
@@ -307,6 +327,31 @@ s_count_by_id (ss_rooms_t *self, s_sql_t sql, int64_t id, int64_t *count_p)
     return ss_db_count (stmt, count_p);
 }
 
+//  Binds the columns an entry's kind has: a system entry's event and by,
+//  a message's or an edit's text, a change's target, emoji and on, a reply's
+//  reply_to; the others stay NULL
+static void
+s_bind_kind_fields (sqlite3_stmt *stmt, const st_entry_t *entry)
+{
+    const st_change_t *change = &entry->change;
+    if (change->kind == ST_KIND_SYSTEM) {
+        ss_db_bind_text (stmt, 7, entry->event);
+        if (entry->by.data)
+            ss_db_bind_text (stmt, 14, entry->by);
+        return;
+    }
+    if (entry->text.data)
+        ss_db_bind_text (stmt, 6, entry->text);
+    if (change->reply_to)
+        sqlite3_bind_int64 (stmt, 10, (int64_t) change->reply_to);
+    if (change->target)
+        sqlite3_bind_int64 (stmt, 11, (int64_t) change->target);
+    if (change->kind == ST_KIND_REACTION) {
+        ss_db_bind_text (stmt, 12, change->emoji);
+        sqlite3_bind_int (stmt, 13, change->on ? 1 : 0);
+    }
+}
+
 //  Appends an entry to the room; a taken seq fails the request with conflict
 static int
 s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
@@ -315,15 +360,12 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
     sqlite3_stmt *stmt = self->sql [S_SQL_ENTRY_INSERT];
     sqlite3_bind_int64 (stmt, 1, room_id);
     sqlite3_bind_int64 (stmt, 2, (int64_t) entry->seq);
-    sqlite3_bind_text (stmt, 3, entry->system ? "system" : "message", -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, st_kind_name (entry->change.kind), -1, SQLITE_STATIC);
     ss_db_bind_text (stmt, 4, entry->user);
     sqlite3_bind_int64 (stmt, 5, entry->ts);
     msgpack_sbuffer mentions;
     msgpack_sbuffer_init (&mentions);
-    if (entry->system)
-        ss_db_bind_text (stmt, 7, entry->event);
-    else
-        ss_db_bind_text (stmt, 6, entry->text);
+    s_bind_kind_fields (stmt, entry);
     if (entry->nonce.data)
         ss_db_bind_text (stmt, 8, entry->nonce);
     if (entry->mentions) {
@@ -943,7 +985,7 @@ s_sender_again (const st_msg_append_t *append, uint32_t index)
     const st_text_t *user = &append->entries [index].user;
     for (uint32_t later = index + 1; later < append->count; later++) {
         const st_entry_t *entry = &append->entries [later];
-        if (!entry->system && entry->user.size == user->size
+        if (entry->change.kind == ST_KIND_MESSAGE && entry->user.size == user->size
         &&  strncasecmp (entry->user.data, user->data, user->size) == 0)
             return true;
     }
@@ -959,7 +1001,7 @@ s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_msg_append_t *append,
                uint32_t index)
 {
     const st_entry_t *entry = &append->entries [index];
-    if (entry->system)
+    if (entry->change.kind != ST_KIND_MESSAGE)
         return SQLITE_OK;
     int rc = SQLITE_OK;
     if (!s_sender_again (append, index)) {
@@ -985,6 +1027,74 @@ s_entry_marks (ss_rooms_t *self, int64_t room_id, const st_msg_append_t *append,
     return rc;
 }
 
+//  A msg.append's run, as its elements need it
+typedef struct {
+    ss_rooms_t *self;
+    st_request_t *request;
+    const st_msg_append_t *append;
+    int64_t room_id;
+    char owner [ST_NAME_MAX + 1];   //  the room's owner, lower-cased; "" until asked
+} s_append_t;
+
+//  The room's owner, asked once a run (only a deletion needs it)
+static int
+s_append_owner (s_append_t *run)
+{
+    if (*run->owner)
+        return SQLITE_OK;
+    sqlite3_stmt *stmt = run->self->sql [S_SQL_ROOM_OWNER];
+    sqlite3_bind_int64 (stmt, 1, run->room_id);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        const char *key = (const char *) sqlite3_column_text (stmt, 0);
+        snprintf (run->owner, sizeof run->owner, "%s", key ? key : "");
+        rc = SQLITE_DONE;
+    }
+    ss_db_finish (stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+//  One element of the run (ss_run_t's element): a change or a reply is
+//  checked first and applied once its entry is in; a plain message is
+//  only inserted, as before schema version 9
+static int
+s_append_element (void *arg, uint32_t index, const char **code_p)
+{
+    s_append_t *run = (s_append_t *) arg;
+    const st_entry_t *entry = &run->append->entries [index];
+    char actor [ST_NAME_MAX + 1];
+    st_text_lower (entry->user, actor);
+    ss_change_t element = {
+        .key = run->room_id, .owner_key = run->owner, .actor_key = actor,
+        .actor = entry->user, .seq = entry->seq, .ts = entry->ts, .text = entry->text,
+        .change = &entry->change
+    };
+    bool changes = ss_timeline_changes (&entry->change);
+    int rc = SQLITE_OK;
+    if (changes && entry->change.kind == ST_KIND_DELETE)
+        rc = s_append_owner (run);
+    if (rc == SQLITE_OK && changes)
+        rc = ss_timeline_check (run->self->timeline, &element, code_p);
+    if (rc != SQLITE_OK || *code_p)
+        return rc;
+    rc = s_entry_insert (run->self, run->request, &run->append->room, run->room_id, entry);
+    if (rc == SQLITE_OK && st_request_live (run->request) && changes)
+        rc = ss_timeline_apply (run->self->timeline, &element);
+    if (rc == SQLITE_OK && st_request_live (run->request))
+        rc = s_entry_marks (run->self, run->room_id, run->append, index);
+    return rc;
+}
+
+//  The run's last message moves the room's activity (a change does not)
+static const st_entry_t *
+s_last_message (const st_msg_append_t *append)
+{
+    for (uint32_t index = append->count; index > 0; index--)
+        if (append->entries [index - 1].change.kind == ST_KIND_MESSAGE)
+            return &append->entries [index - 1];
+    return NULL;
+}
+
 static int
 s_msg_append (ss_rooms_t *self, st_request_t *request)
 {
@@ -995,52 +1105,64 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
         return rc;
     //  Every entry of the run inside the request's savepoint: a taken seq
     //  fails the request, and the batch then rolls the savepoint back, so
-    //  that none of the run stays (proto/STORE.md, Atomicity). A repeated
-    //  nonce appends nothing: the answer names the repeats, looked up only
-    //  once the nonce index has refused one.
-    s_run_nonces_t run = { append, room_id };
-    for (uint32_t index = 0; index < append->count; index++) {
-        rc = s_entry_insert (self, request, &append->room, room_id, &append->entries [index]);
-        if (rc == SQLITE_CONSTRAINT_UNIQUE)
-            return ss_db_nonce_undo (self->db, self->sql [S_SQL_NONCE_GET], request,
-                                     append->count, s_bind_entry_nonce, &run, "The room");
-        if (rc == SQLITE_OK && st_request_live (request))
-            rc = s_entry_marks (self, room_id, append, index);
-        if (rc != SQLITE_OK || !st_request_live (request))
-            return rc;
-    }
+    //  that none of the run stays (proto/STORE.md, Atomicity). A refused
+    //  change or a repeated nonce appends nothing: the answer names them.
+    s_append_t run = { self, request, append, room_id, "" };
+    s_run_nonces_t nonces = { append, room_id };
+    ss_run_t steps = {
+        .count = append->count, .element = s_append_element, .arg = &run,
+        .bind_nonce = s_bind_entry_nonce, .nonce_arg = &nonces,
+        .nonce_stmt = self->sql [S_SQL_NONCE_GET], .where = "The room"
+    };
+    bool stored;
+    rc = ss_timeline_run (self->timeline, request, &steps, &stored);
+    if (rc != SQLITE_OK || !stored)
+        return rc;
     //  The room's activity, for the public rooms' order: one row, in the
     //  same transaction (no round trip of its own)
-    const st_entry_t *last = &append->entries [append->count - 1];
-    sqlite3_stmt *active = self->sql [S_SQL_ROOM_ACTIVE];
-    sqlite3_bind_int64 (active, 1, room_id);
-    sqlite3_bind_int64 (active, 2, last->ts);
-    if ((rc = ss_db_step_done (active)) == SQLITE_OK)
-        st_reply_uint (request, "seq", last->seq);
+    const st_entry_t *message = s_last_message (append);
+    if (message) {
+        sqlite3_stmt *active = self->sql [S_SQL_ROOM_ACTIVE];
+        sqlite3_bind_int64 (active, 1, room_id);
+        sqlite3_bind_int64 (active, 2, message->ts);
+        rc = ss_db_step_done (active);
+    }
+    if (rc == SQLITE_OK)
+        st_reply_uint (request, "seq", append->entries [append->count - 1].seq);
     return rc;
 }
 
-//  A timeline row: seq, kind, user, ts, text, event, nonce, mentions
+//  A text column, or data NULL for a NULL one (a field the entry has not)
+static st_text_t
+s_column_or_none (sqlite3_stmt *stmt, int column)
+{
+    return sqlite3_column_type (stmt, column) == SQLITE_NULL ? (st_text_t) { NULL, 0 }
+                                                             : ss_db_column_text (stmt, column);
+}
+
+//  A timeline row of S_ENTRY_COLUMNS: seq, kind, user, ts, text, event,
+//  nonce, mentions, by_name, then the change's columns
 static st_entry_t
 s_entry_of_row (sqlite3_stmt *stmt)
 {
-    bool system = sqlite3_column_type (stmt, 4) == SQLITE_NULL;
     st_text_t mentions = { NULL, 0 };
     if (sqlite3_column_type (stmt, 7) == SQLITE_BLOB) {
         mentions.data = (const char *) sqlite3_column_blob (stmt, 7);
         mentions.size = (uint32_t) sqlite3_column_bytes (stmt, 7);
     }
-    return (st_entry_t) {
+    st_entry_t entry = {
         .mentions_packed = mentions,
         .seq = (uint64_t) sqlite3_column_int64 (stmt, 0),
-        .system = system,
         .user = ss_db_column_text (stmt, 2),
-        .ts = sqlite3_column_int64 (stmt, 3),
-        .text = system ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 4),
-        .event = system ? ss_db_column_text (stmt, 5) : (st_text_t) { NULL, 0 },
-        .nonce = sqlite3_column_type (stmt, 6) == SQLITE_NULL
-               ? (st_text_t) { NULL, 0 } : ss_db_column_text (stmt, 6)
+        .ts = sqlite3_column_int64 (stmt, 3)
     };
+    entry.change.kind = ss_timeline_kind (stmt, 1);
+    ss_timeline_change_of_row (stmt, 9, &entry.change);
+    entry.text = s_column_or_none (stmt, 4);
+    entry.event = s_column_or_none (stmt, 5);
+    entry.nonce = s_column_or_none (stmt, 6);
+    entry.by = s_column_or_none (stmt, 8);
+    return entry;
 }
 
 //  Answers {messages, more} and, when the request names a user, that
@@ -1094,13 +1216,27 @@ s_msg_history (ss_rooms_t *self, st_request_t *request)
         ss_db_finish (stmt);
         return SQLITE_NOMEM;
     }
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+    //  The page's reactions: one range of reactions, walked beside the
+    //  entries from the same cursor
+    st_reactions_t *reactions = ss_timeline_walk (self->timeline, room_id, forward,
+        history->page.cursor != ST_CURSOR_NONE ? history->page.seq : INT64_MAX);
+    while (reactions && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         st_entry_t entry = s_entry_of_row (stmt);
+        if (entry.change.kind == ST_KIND_MESSAGE && !entry.change.deleted) {
+            if (st_reactions_load (reactions, entry.seq)) {
+                rc = SQLITE_NOMEM;  //  or the walk's failure, below
+                break;
+            }
+            entry.change.reactions = reactions;
+        }
         st_reply_entry (st_list_packer (entries), &entry);
         if (!st_list_push (entries))
             break;
     }
     ss_db_finish (stmt);
+    int walked = reactions ? ss_timeline_walk_end (self->timeline, &reactions) : SQLITE_NOMEM;
+    if (walked != SQLITE_OK)
+        rc = walked;
     if (rc == SQLITE_DONE || rc == SQLITE_ROW)
         rc = s_answer_history (self, request, room_id, entries);
     st_list_destroy (&entries);

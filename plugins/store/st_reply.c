@@ -5,6 +5,7 @@
 */
 
 #include "st_reply.h"
+#include "st_reactions.h"
 #include "pl_body.h"
 
 #include <string.h>
@@ -90,29 +91,86 @@ st_reply_room (msgpack_packer *packer, const st_room_t *room)
     }
 }
 
-void
-st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
+//  How many fields a message's reply_to and state take
+static uint32_t
+s_state_fields (const st_change_t *change)
 {
-    bool mentions = entry->mentions_packed.data || entry->mentions;
-    msgpack_pack_map (packer, 5 + (entry->nonce.data ? 1 : 0) + (mentions ? 1 : 0));
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, entry->seq);
-    pl_body_pack_str (packer, "kind");
-    pl_body_pack_str (packer, entry->system ? "system" : "message");
-    pl_body_pack_str (packer, "user");
-    st_reply_text (packer, entry->user);
-    pl_body_pack_str (packer, "ts");
-    msgpack_pack_int64 (packer, entry->ts);
-    pl_body_pack_str (packer, entry->system ? "event" : "text");
-    st_reply_text (packer, entry->system ? entry->event : entry->text);
-    if (entry->nonce.data) {
-        pl_body_pack_str (packer, "nonce");
-        st_reply_text (packer, entry->nonce);
+    return (change->reply_to ? 1 : 0) + (change->edited ? 1 : 0) + (change->deleted ? 1 : 0)
+         + (st_reactions_any (change->reactions) ? 1 : 0);
+}
+
+//  A message's reply_to and its state now: what s_state_fields counted
+static void
+s_pack_state (msgpack_packer *packer, const st_change_t *change)
+{
+    if (change->reply_to) {
+        pl_body_pack_str (packer, "reply_to");
+        msgpack_pack_uint64 (packer, change->reply_to);
     }
-    if (!mentions)
+    if (change->edited) {
+        pl_body_pack_str (packer, "edited");
+        msgpack_pack_int64 (packer, change->edited_at);
+    }
+    if (change->deleted) {
+        pl_body_pack_str (packer, "deleted");
+        st_reply_bool (packer, true);
+    }
+    if (st_reactions_any (change->reactions)) {
+        pl_body_pack_str (packer, "reactions");
+        st_reactions_pack (change->reactions, packer);
+    }
+}
+
+//  How many fields a change takes beside its text: target, emoji, on
+static uint32_t
+s_change_fields (const st_change_t *change)
+{
+    if (change->kind == ST_KIND_MESSAGE || change->kind == ST_KIND_SYSTEM)
+        return 0;
+    return change->kind == ST_KIND_REACTION ? 3 : 1;
+}
+
+static void
+s_pack_change (msgpack_packer *packer, const st_change_t *change)
+{
+    if (s_change_fields (change) == 0)
+        return;
+    pl_body_pack_str (packer, "target");
+    msgpack_pack_uint64 (packer, change->target);
+    if (change->kind != ST_KIND_REACTION)
+        return;
+    pl_body_pack_str (packer, "emoji");
+    st_reply_text (packer, change->emoji);
+    pl_body_pack_str (packer, "on");
+    st_reply_bool (packer, change->on);
+}
+
+//  An entry's own fields after the four every entry has, by its kind
+static uint32_t
+s_entry_fields (const st_entry_t *entry)
+{
+    const st_change_t *change = &entry->change;
+    switch (change->kind) {
+        case ST_KIND_MESSAGE:
+            return 1 + (entry->nonce.data ? 1 : 0)
+                 + (entry->mentions_packed.data || entry->mentions ? 1 : 0)
+                 + s_state_fields (change);
+        case ST_KIND_SYSTEM:
+            return 1 + (entry->by.data ? 1 : 0);
+        case ST_KIND_EDIT:
+            return 1 + s_change_fields (change);
+        default:
+            return s_change_fields (change);
+    }
+}
+
+//  A message's mentions as stored: the msgpack array the request gave
+static void
+s_pack_mentions (msgpack_packer *packer, const st_entry_t *entry)
+{
+    if (!entry->mentions_packed.data && !entry->mentions)
         return;
     pl_body_pack_str (packer, "mentions");
-    //  As stored: the msgpack array the request gave
     if (entry->mentions_packed.data)
         packer->callback (packer->data, entry->mentions_packed.data,
                           entry->mentions_packed.size);
@@ -121,11 +179,54 @@ st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 }
 
 void
-st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
+st_reply_entry (msgpack_packer *packer, const st_entry_t *entry)
 {
-    msgpack_pack_map (packer, entry->nonce.data ? 6 : 5);
+    const st_change_t *change = &entry->change;
+    msgpack_pack_map (packer, 4 + s_entry_fields (entry));
     pl_body_pack_str (packer, "seq");
     msgpack_pack_uint64 (packer, entry->seq);
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, st_kind_name (change->kind));
+    pl_body_pack_str (packer, "user");
+    st_reply_text (packer, entry->user);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, entry->ts);
+    if (change->kind == ST_KIND_SYSTEM) {
+        pl_body_pack_str (packer, "event");
+        st_reply_text (packer, entry->event);
+        if (entry->by.data) {
+            pl_body_pack_str (packer, "by");
+            st_reply_text (packer, entry->by);
+        }
+        return;
+    }
+    if (change->kind == ST_KIND_MESSAGE || change->kind == ST_KIND_EDIT) {
+        pl_body_pack_str (packer, "text");
+        st_reply_text (packer, entry->text);
+    }
+    s_pack_change (packer, change);
+    if (change->kind != ST_KIND_MESSAGE)
+        return;
+    if (entry->nonce.data) {
+        pl_body_pack_str (packer, "nonce");
+        st_reply_text (packer, entry->nonce);
+    }
+    s_pack_mentions (packer, entry);
+    s_pack_state (packer, change);
+}
+
+void
+st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
+{
+    const st_change_t *change = &entry->change;
+    bool message = change->kind == ST_KIND_MESSAGE;
+    msgpack_pack_map (packer, 6 + s_change_fields (change)
+                              + (message ? (entry->nonce.data ? 1 : 0) + s_state_fields (change)
+                                         : 0));
+    pl_body_pack_str (packer, "seq");
+    msgpack_pack_uint64 (packer, entry->seq);
+    pl_body_pack_str (packer, "kind");
+    pl_body_pack_str (packer, st_kind_name (change->kind));
     pl_body_pack_str (packer, "from");
     st_reply_text (packer, entry->from);
     pl_body_pack_str (packer, "to");
@@ -134,18 +235,42 @@ st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry)
     st_reply_text (packer, entry->text);
     pl_body_pack_str (packer, "ts");
     msgpack_pack_int64 (packer, entry->ts);
+    s_pack_change (packer, change);
+    if (!message)
+        return;
     if (entry->nonce.data) {
         pl_body_pack_str (packer, "nonce");
         st_reply_text (packer, entry->nonce);
     }
+    s_pack_state (packer, change);
 }
 
 void
 st_reply_duplicates (st_request_t *request, const st_duplicate_t *duplicates, uint32_t count)
 {
+    st_reply_refused (request, NULL, 0, duplicates, count);
+}
+
+void
+st_reply_refused (st_request_t *request, const st_refusal_t *refused, uint32_t refused_count,
+                  const st_duplicate_t *duplicates, uint32_t count)
+{
     st_request_clear (request);
     msgpack_packer *packer = st_request_packer (request);
-    msgpack_pack_map (packer, 1);
+    msgpack_pack_map (packer, (refused_count ? 1 : 0) + (count ? 1 : 0));
+    if (refused_count) {
+        pl_body_pack_str (packer, "refused");
+        msgpack_pack_array (packer, refused_count);
+    }
+    for (uint32_t item = 0; item < refused_count; item++) {
+        msgpack_pack_map (packer, 2);
+        pl_body_pack_str (packer, "index");
+        msgpack_pack_uint32 (packer, refused [item].index);
+        pl_body_pack_str (packer, "code");
+        pl_body_pack_str (packer, refused [item].code);
+    }
+    if (!count)
+        return;
     pl_body_pack_str (packer, "duplicates");
     msgpack_pack_array (packer, count);
     for (uint32_t item = 0; item < count; item++) {
@@ -176,7 +301,7 @@ st_reply_nonce (st_request_t *request, bool found, uint64_t seq, int64_t ts)
 
 void
 st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
-                       uint64_t unread, uint64_t read_seq)
+                       uint64_t unread, uint64_t read_seq, uint64_t last_seq)
 {
     msgpack_pack_map (packer, 5);
     pl_body_pack_str (packer, "with");
@@ -188,7 +313,7 @@ st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry
     pl_body_pack_str (packer, "read_seq");
     msgpack_pack_uint64 (packer, read_seq);
     pl_body_pack_str (packer, "last_seq");
-    msgpack_pack_uint64 (packer, last->seq);
+    msgpack_pack_uint64 (packer, last_seq);
 }
 
 void

@@ -61,7 +61,21 @@ typedef struct {
     st_text_t text;
     int64_t ts;
     st_text_t nonce;                //  data NULL: none
+    st_change_t change;             //  its kind, a change's fields, a message's state
 } st_pm_entry_t;
+
+//  An element of an append's run that the checks refused (schema version
+//  9, "Timeline changes"): the run's element at index and why, one of the
+//  codes below
+typedef struct {
+    uint32_t index;
+    const char *code;
+} st_refusal_t;
+
+#define ST_NO_SUCH_MESSAGE      "no_such_message"
+#define ST_FORBIDDEN            "forbidden"
+#define ST_UNCHANGED            "unchanged"
+#define ST_TOO_MANY_REACTIONS   "too_many_reactions"
 
 //  A repeated nonce of an append's run: the run's element at index, and
 //  the seq and ts its nonce was first stored with
@@ -87,20 +101,24 @@ void
 void
     st_reply_room (msgpack_packer *packer, const st_room_t *room);
 
-//  A timeline entry {seq, kind, user, ts, text or event, nonce if any,
-//  mentions if any}
+//  A timeline entry {seq, kind, user, ts, then by kind: a message's text,
+//  nonce, mentions, reply_to and its state now (edited, deleted,
+//  reactions), a system entry's event and by, a change's target, an
+//  edit's text, a reaction's emoji and on}; what is not given is left out
 void
     st_reply_entry (msgpack_packer *packer, const st_entry_t *entry);
 
-//  A pm entry {seq, from, to, text, ts, nonce if any}
+//  A pm entry {seq, kind, from, to, text, ts, then a message's nonce,
+//  reply_to and state now, a change's target, a reaction's emoji and on}
 void
     st_reply_pm_entry (msgpack_packer *packer, const st_pm_entry_t *entry);
 
 //  A conversation of store.pm.conversations: {with, last, unread, read_seq,
-//  last_seq} (the last two from schema version 7; last_seq is last's seq)
+//  last_seq} (the last two from schema version 7; last is the newest
+//  message, last_seq the newest entry's seq from schema version 9)
 void
     st_reply_conversation (msgpack_packer *packer, st_text_t with, const st_pm_entry_t *last,
-                           uint64_t unread, uint64_t read_seq);
+                           uint64_t unread, uint64_t read_seq, uint64_t last_seq);
 
 //  store.pm.read's answer {unread, read_seq}
 void
@@ -121,6 +139,13 @@ void
 void
     st_reply_duplicates (st_request_t *request, const st_duplicate_t *duplicates,
                          uint32_t count);
+
+//  An append that stored nothing for its refused elements and repeated
+//  nonces: {refused: [{index, code}], duplicates: [{index, seq, ts}]},
+//  each only when it has elements (clears what was packed before)
+void
+    st_reply_refused (st_request_t *request, const st_refusal_t *refused, uint32_t count,
+                      const st_duplicate_t *duplicates, uint32_t duplicate_count);
 
 //  store.msg.nonce's and store.pm.nonce's answer: {duplicate, seq, ts}
 //  when found, {duplicate: false} when not

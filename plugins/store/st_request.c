@@ -20,6 +20,9 @@
 #include <ctype.h>
 #include <string.h>
 
+//  The kinds by name, in st_kind_t's order
+static const char *s_kind_names [] = { "message", "system", "edit", "delete", "reaction" };
+
 typedef int (s_reader_fn) (st_request_t *self, const msgpack_object *map);
 
 static s_reader_fn
@@ -102,6 +105,12 @@ bool
 st_type_writes (st_type_t type)
 {
     return type < ST_TYPE_COUNT && s_types [type].writes;
+}
+
+const char *
+st_kind_name (st_kind_t kind)
+{
+    return kind <= ST_KIND_REACTION ? s_kind_names [kind] : "message";
 }
 
 
@@ -441,6 +450,76 @@ s_read_mentions (st_request_t *self, const msgpack_object *entry_map, st_entry_t
     return 0;
 }
 
+//  The field 'kind': one of s_kind_names; system only when with_system (a
+//  conversation has no system entries). Absent is an error if required,
+//  else a message.
+static int
+s_read_kind (st_request_t *self, const msgpack_object *map, bool required, bool with_system,
+             st_kind_t *kind_p)
+{
+    st_text_t kind = { NULL, 0 };
+    *kind_p = ST_KIND_MESSAGE;
+    if (s_read_string (self, map, "kind", 1, 16, required, &kind))
+        return -1;
+    if (!kind.data)
+        return 0;                   //  optional and not given: a message
+    for (int index = 0; index <= ST_KIND_REACTION; index++)
+        if (st_text_is (kind, s_kind_names [index])
+        &&  (with_system || index != ST_KIND_SYSTEM)) {
+            *kind_p = (st_kind_t) index;
+            return 0;
+        }
+    st_request_fail (self, "bad_request", "The field 'kind' must be %s\"message\", \"edit\","
+                     " \"delete\" or \"reaction\".", with_system ? "\"system\", " : "");
+    return -1;
+}
+
+//  The fields of a change (schema version 9) that its kind takes: a
+//  message's reply_to (optional), the target of an edit, a delete or a
+//  reaction, a reaction's emoji and on. A field of another kind is ignored.
+static int
+s_read_change (st_request_t *self, const msgpack_object *map, st_change_t *change)
+{
+    if (change->kind == ST_KIND_MESSAGE)
+        return s_read_uint (self, map, "reply_to", 1, INT64_MAX, false, 0, &change->reply_to);
+    if (change->kind == ST_KIND_SYSTEM)
+        return 0;
+    if (s_read_uint (self, map, "target", 1, INT64_MAX, true, 0, &change->target))
+        return -1;
+    if (change->kind != ST_KIND_REACTION)
+        return 0;
+    return s_read_string (self, map, "emoji", 1, ST_EMOJI_MAX, true, &change->emoji)
+        || s_read_bool (self, map, "on", &change->on) ? -1 : 0;
+}
+
+//  The text a kind takes: a message's (may be empty), an edit's (1 byte
+//  or more); a delete and a reaction have none (text stays as it is)
+static int
+s_read_change_text (st_request_t *self, const msgpack_object *map, st_kind_t kind,
+                    st_text_t *text)
+{
+    if (kind == ST_KIND_MESSAGE || kind == ST_KIND_EDIT)
+        return s_read_string (self, map, "text", kind == ST_KIND_EDIT ? 1 : 0, ST_TEXT_MAX,
+                              true, text);
+    return 0;
+}
+
+//  A system entry's event and, optionally, who did it
+static int
+s_read_system (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
+{
+    if (s_read_string (self, value, "event", 1, 16, true, &entry->event)
+    ||  s_read_string (self, value, "by", 1, ST_NAME_MAX, false, &entry->by))
+        return -1;
+    if (!st_text_is (entry->event, "join") && !st_text_is (entry->event, "leave")
+    &&  !st_text_is (entry->event, "update") && !st_text_is (entry->event, "kick")) {
+        st_request_fail (self, "bad_request", "The entry's 'event' must be \"join\", \"leave\","
+                         " \"update\" or \"kick\".");
+        return -1;
+    }
+    return 0;
+}
+
 //  Reads one timeline entry map into entry
 static int
 s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *entry)
@@ -450,29 +529,21 @@ s_read_entry_map (st_request_t *self, const msgpack_object *value, st_entry_t *e
         st_request_fail (self, "bad_request", "The entry must be a map.");
         return -1;
     }
-    st_text_t kind = { NULL, 0 };
+    st_change_t *change = &entry->change;
     if (s_read_uint (self, value, "seq", 1, INT64_MAX, true, 0, &entry->seq)
-    ||  s_read_string (self, value, "kind", 1, 16, true, &kind)
+    ||  s_read_kind (self, value, true, true, &change->kind)
     ||  s_read_string (self, value, "user", 1, ST_NAME_MAX, true, &entry->user)
     ||  s_read_time (self, value, "ts", &entry->ts))
         return -1;
-    if (st_text_is (kind, "message"))
-        return s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &entry->text)
-            || s_read_nonce (self, value, false, &entry->nonce)
-            || s_read_mentions (self, value, entry) ? -1 : 0;
-    if (!st_text_is (kind, "system")) {
-        st_request_fail (self, "bad_request",
-                         "The entry's 'kind' must be \"message\" or \"system\".");
+    if (change->kind == ST_KIND_SYSTEM)
+        return s_read_system (self, value, entry);
+    if (s_read_change_text (self, value, change->kind, &entry->text)
+    ||  s_read_change (self, value, change))
         return -1;
-    }
-    entry->system = true;
-    if (s_read_string (self, value, "event", 1, 16, true, &entry->event))
-        return -1;
-    if (!st_text_is (entry->event, "join") && !st_text_is (entry->event, "leave")) {
-        st_request_fail (self, "bad_request", "The entry's 'event' must be \"join\" or \"leave\".");
-        return -1;
-    }
-    return 0;
+    if (change->kind != ST_KIND_MESSAGE)
+        return 0;
+    return s_read_nonce (self, value, false, &entry->nonce)
+        || s_read_mentions (self, value, entry) ? -1 : 0;
 }
 
 static int
@@ -559,11 +630,15 @@ s_read_pm_message (st_request_t *self, const msgpack_object *value, st_pm_messag
         return -1;
     }
     st_text_t from = { NULL, 0 };
+    st_change_t *change = &message->change;
+    message->text = (st_text_t) { "", 0 };  //  a delete's or a reaction's
     if (s_read_string (self, value, "from", 1, ST_NAME_MAX, true, &from)
     ||  s_read_uint (self, value, "seq", 1, INT64_MAX, true, 0, &message->seq)
-    ||  s_read_string (self, value, "text", 0, ST_TEXT_MAX, true, &message->text)
+    ||  s_read_kind (self, value, false, false, &change->kind)
+    ||  s_read_change_text (self, value, change->kind, &message->text)
     ||  s_read_time (self, value, "ts", &message->ts)
-    ||  s_read_nonce (self, value, false, &message->nonce))
+    ||  s_read_change (self, value, change)
+    ||  (change->kind == ST_KIND_MESSAGE && s_read_nonce (self, value, false, &message->nonce)))
         return -1;
     const st_pm_append_t *append = &self->as.pm_append;
     char key [ST_NAME_MAX + 1];
@@ -806,12 +881,22 @@ s_read_room_directory (st_request_t *self, const msgpack_object *map)
     return 0;
 }
 
+//  member.add/remove: a notice is a message or a system entry; a change
+//  to a message goes through msg.append, where the store checks it
 static int
 s_read_member (st_request_t *self, const msgpack_object *map, st_member_t *member)
 {
-    return s_read_room (self, map, "room", &member->room)
-        || s_read_user (self, map, "user", &member->user)
-        || s_read_entry (self, map, false, &member->has_entry, &member->entry) ? -1 : 0;
+    if (s_read_room (self, map, "room", &member->room)
+    ||  s_read_user (self, map, "user", &member->user)
+    ||  s_read_entry (self, map, false, &member->has_entry, &member->entry))
+        return -1;
+    if (member->has_entry && member->entry.change.kind != ST_KIND_MESSAGE
+    &&  member->entry.change.kind != ST_KIND_SYSTEM) {
+        st_request_fail (self, "bad_request", "In 'entry': the field 'kind' must be"
+                         " \"message\" or \"system\" here.");
+        return -1;
+    }
+    return 0;
 }
 
 static int

@@ -122,14 +122,49 @@ typedef struct {
     char key [ST_NAME_MAX + 1];
 } st_name_t;
 
+//  An entry's kind (proto/STORE.md, entry; edit, delete and reaction from
+//  schema version 9, "Timeline changes")
+typedef enum {
+    ST_KIND_MESSAGE,
+    ST_KIND_SYSTEM,
+    ST_KIND_EDIT,
+    ST_KIND_DELETE,
+    ST_KIND_REACTION
+} st_kind_t;
+
+//  The bounds of a change (schema version 9)
+#define ST_EMOJI_MAX            32      //  a reaction's emoji, bytes
+#define ST_REACTIONS_MAX        20      //  different emoji on one message; users
+                                        //  an answer names per emoji
+
+typedef struct st_reactions_s st_reactions_t;  //  st_reactions.h
+
+//  What schema version 9 adds to a room entry and to a private message:
+//  the change it makes, and in answers the message's state now
+typedef struct {
+    st_kind_t kind;
+    uint64_t target;                //  edit, delete, reaction: the message's seq
+    uint64_t reply_to;              //  a message's: the seq it answers, 0 for none
+    st_text_t emoji;                //  a reaction's (1 to ST_EMOJI_MAX bytes), else data NULL
+    bool on;                        //  a reaction's: true adds it, false takes it back
+    //  Answers only: a message as it is now
+    bool edited;                    //  edited at least once: edited_at is the last edit's ts
+    int64_t edited_at;
+    bool deleted;
+    st_reactions_t *reactions;      //  its reactions (st_reactions_any), or NULL: none
+} st_change_t;
+
 //  A timeline entry (proto/STORE.md, entry)
 typedef struct {
     uint64_t seq;                   //  1 or more
-    bool system;                    //  kind "system", else "message"
+    st_change_t change;             //  change.kind: what the entry is
     st_text_t user;                 //  the sender, or whom a system entry is about
     int64_t ts;                     //  milliseconds since 1970
-    st_text_t text;                 //  a message's text (may be empty), else data NULL
-    st_text_t event;                //  a system entry's: "join" or "leave", else data NULL
+    st_text_t text;                 //  a message's text (may be empty), an edit's new text
+                                    //  (1 or more bytes), else data NULL
+    st_text_t event;                //  a system entry's: "join", "leave", "update" or
+                                    //  "kick", else data NULL
+    st_text_t by;                   //  a system entry's who did it (optional), else data NULL
     st_text_t nonce;                //  a message's nonce (1 to PL_NONCE_MAX characters
                                     //  of [A-Za-z0-9_-]), else data NULL
     //  The members a message mentions (schema version 7), absent for none:
@@ -144,8 +179,10 @@ typedef struct {
     uint64_t seq;                   //  1 or more
     bool from_peer;                 //  sent by 'to', not 'from': a run may go both ways
     int64_t ts;                     //  milliseconds since 1970
-    st_text_t text;                 //  may be empty
-    st_text_t nonce;                //  its nonce, or data NULL
+    st_text_t text;                 //  a message's (may be empty), an edit's (1 or more
+                                    //  bytes); "" for a delete or a reaction
+    st_text_t nonce;                //  a message's nonce, or data NULL
+    st_change_t change;             //  kind (message when not given), target, emoji, on
 } st_pm_message_t;
 
 //  One element of store.user.seen
@@ -388,6 +425,10 @@ int
 //  "store.user.get" for ST_USER_GET
 const char *
     st_type_name (st_type_t type);
+
+//  "message", "system", "edit", "delete" or "reaction"
+const char *
+    st_kind_name (st_kind_t kind);
 
 //  True for the types that write (a backend gives each its own savepoint)
 bool

@@ -346,6 +346,15 @@ s_look_up (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     pl_lane_call (s_lane, key, "store.nonce", &pack, pl_lane_looked_up);
 }
 
+//  The class's refused: answers the element with the store's code
+static void
+s_refused (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *code)
+{
+    (void) key;
+    (void) plugin;
+    pl_lane_error (s_lane, op, code, "refused");
+}
+
 static const pl_lane_class_t s_class = {
     .types = s_types,
     .read = s_read,
@@ -356,7 +365,8 @@ static const pl_lane_class_t s_class = {
     .load = s_load,
     .forget = s_forget,
     .service = "test",
-    .look_up = s_look_up
+    .look_up = s_look_up,
+    .refused = s_refused
 };
 
 static void
@@ -886,6 +896,72 @@ test_lane_store_duplicates_answer_them_and_send_the_rest_anew (void **state)
     assert_int_equal (s_call_count, 5);
 }
 
+//  The store answers a write ok with refused: {index, code} for each of
+//  count indexes, and duplicates: {index: duplicate, seq 2} when duplicate
+//  is 0 or more
+static void
+s_store_answers_refused (size_t call, uint32_t count, const int64_t *indexes,
+                         const char *code, int64_t duplicate)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, duplicate >= 0? 2: 1);
+    pl_pack_str (&pack, "refused");
+    msgpack_pack_array (&pack.packer, count);
+    for (uint32_t item = 0; item < count; item++) {
+        pl_pack_map (&pack, 2);
+        pl_pack_kint (&pack, "index", indexes [item]);
+        pl_pack_kstr (&pack, "code", code);
+    }
+    if (duplicate >= 0) {
+        pl_pack_str (&pack, "duplicates");
+        msgpack_pack_array (&pack.packer, 1);
+        pl_pack_map (&pack, 3);
+        pl_pack_kint (&pack, "index", duplicate);
+        pl_pack_kint (&pack, "seq", 2);
+        pl_pack_kint (&pack, "ts", 1002);
+    }
+    assert_int_equal (pl_call_reply (s_calls_made, s_calls [call].cookie, NULL, NULL,
+                                     (const uint8_t *) pack.buffer.data, pack.buffer.size), 0);
+    pl_pack_release (&pack);
+}
+
+//  Elements the store refuses inside a run (an edit of a message that is
+//  not there) are answered by the class; the rest go again, numbered anew
+static void
+test_lane_store_refusals_answer_them_and_send_the_rest_anew (void **state)
+{
+    pl_lane_set_nonces (s_lane, 0);
+    s_write_nonce (1, "alice", "n1");
+    s_write_nonce (2, "alice", "n2");
+    s_write_nonce (3, "alice", "n3");
+    s_store_answers (0, NULL, 5);
+    assert_int_equal (s_calls [1].size, 3);        //  seqs 6 to 8
+    //  2 refused, 3 a repeat stored at 2, in one answer
+    s_store_answers_refused (1, 1, (int64_t []) { 1 }, "no_such_message", 2);
+    assert_int_equal (s_reply_count, 2);
+    assert_int_equal (s_replies [0].request, 3);
+    assert_true (s_replies [0].duplicate);
+    assert_int_equal (s_replies [1].request, 2);
+    assert_string_equal (s_replies [1].code, "no_such_message");
+    assert_int_equal (s_call_count, 3);
+    assert_int_equal (s_calls [2].size, 1);        //  1 again, as 6
+    s_store_answers (2, NULL, 0);
+    assert_int_equal (s_reply_count, 3);
+    assert_int_equal (s_replies [2].request, 1);
+    assert_int_equal (s_replies [2].seq, 6);
+    //  A run refused whole leaves nothing to send; an index outside the run
+    //  fails it rather than loop
+    s_write_nonce (5, "alice", "n5");
+    s_store_answers_refused (3, 1, (int64_t []) { 0 }, "forbidden", -1);
+    assert_string_equal (s_replies [3].code, "forbidden");
+    assert_int_equal (s_call_count, 4);
+    s_write_nonce (6, "alice", "n6");
+    s_store_answers_refused (4, 1, (int64_t []) { 3 }, "forbidden", -1);
+    assert_string_equal (s_replies [4].code, "internal");
+    assert_int_equal (s_call_count, 5);
+}
+
 static void
 test_lane_looks_a_nonce_up_before_refusing_its_rate (void **state)
 {
@@ -1133,6 +1209,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_lane_answers_a_known_nonce_past_a_full_queue,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_run_leaves_out_a_nonce_it_carries_already,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_store_refusals_answer_them_and_send_the_rest_anew,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_store_duplicates_answer_them_and_send_the_rest_anew,
                                          s_setup, s_teardown),

@@ -9,6 +9,7 @@
 
 #include "pl_body.h"
 #include "pl_text.h"
+#include "pl_limits.h"
 
 static void
 test_usernames_follow_the_protocol_pattern (void **state)
@@ -30,6 +31,36 @@ test_text_of_only_white_space_has_no_content (void **state)
     assert_false (pl_text_has_content ("\xc2\xa0\xe3\x80\x80"));    //  NBSP, ideographic space
     assert_true (pl_text_has_content ("  hi  "));
     assert_true (pl_text_has_content ("\xf0\x9f\x98\x80"));         //  an emoji
+}
+
+//  PROTOCOL.md 1.1: an emoji is 1 to 32 bytes without white space or
+//  control characters
+static void
+test_emoji_are_short_without_space_or_controls (void **state)
+{
+    (void) state;
+    const char *thumbs = "\xf0\x9f\x91\x8d";
+    assert_true (pl_text_emoji_valid (thumbs, strlen (thumbs)));
+    assert_true (pl_text_emoji_valid ("+1", 2));
+    //  A family: people joined by ZERO WIDTH JOINERs, 25 bytes
+    const char *family = "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d"
+                         "\xf0\x9f\x91\xa7\xe2\x80\x8d\xf0\x9f\x91\xa6";
+    assert_true (pl_text_emoji_valid (family, strlen (family)));
+    char longest [PL_EMOJI_MAX + 1];
+    memset (longest, 'x', sizeof longest);
+    assert_true (pl_text_emoji_valid (longest, PL_EMOJI_MAX));
+    assert_false (pl_text_emoji_valid (longest, PL_EMOJI_MAX + 1));
+    assert_false (pl_text_emoji_valid ("", 0));
+    assert_false (pl_text_emoji_valid ("a b", 3));
+    assert_false (pl_text_emoji_valid ("a\tb", 3));
+    assert_false (pl_text_emoji_valid ("\xc2\xa0", 2));           //  NO-BREAK SPACE
+    assert_false (pl_text_emoji_valid ("\xe3\x80\x80", 3));       //  IDEOGRAPHIC SPACE
+    assert_false (pl_text_emoji_valid ("a\x01", 2));
+    assert_false (pl_text_emoji_valid ("a\x7f", 2));
+    assert_false (pl_text_emoji_valid ("\xc2\x85", 2));           //  a C1 control (NEL)
+    assert_false (pl_text_emoji_valid ("a\0b", 3));
+    assert_false (pl_text_emoji_valid ("\xf0\x9f\x91", 3));       //  cut short
+    assert_false (pl_text_emoji_valid ("\xed\xa0\x80", 3));       //  a surrogate
 }
 
 static void
@@ -135,6 +166,7 @@ main (void)
         cmocka_unit_test (test_usernames_follow_the_protocol_pattern),
         cmocka_unit_test (test_text_of_only_white_space_has_no_content),
         cmocka_unit_test (test_text_length_counts_unicode_characters),
+        cmocka_unit_test (test_emoji_are_short_without_space_or_controls),
         cmocka_unit_test (test_names_compare_without_case),
         cmocka_unit_test (test_body_fields_are_read_with_their_types_checked),
         cmocka_unit_test (test_body_text_tells_a_nul_apart_from_a_wrong_type),

@@ -28,7 +28,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    8
+#define S_SCHEMA_NOW    9
 
 static sc_log_t *s_log;             //  every log line of this process
 

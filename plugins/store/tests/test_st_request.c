@@ -266,7 +266,7 @@ test_msg_append_runs (void **state)
     assert_int_equal (request->as.msg_append.count, 3);
     assert_int_equal (request->as.msg_append.entries [2].seq, 9);
     assert_int_equal (request->as.msg_append.entries [2].text.size, 0);
-    assert_false (request->as.msg_append.entries [0].system);
+    assert_int_equal (request->as.msg_append.entries [0].change.kind, ST_KIND_MESSAGE);
     st_request_destroy (&request);
 
     s_begin (&body, 2);
@@ -375,7 +375,7 @@ test_system_entry (void **state)
     s_str (&body, "user", "bob");
     s_uint (&body, "ts", 1);
     s_str (&body, "event", "dance");
-    s_assert_refused (s_parse (ST_MEMBER_REMOVE, &body), "\"join\" or \"leave\"");
+    s_assert_refused (s_parse (ST_MEMBER_REMOVE, &body), "\"update\" or \"kick\"");
 }
 
 static void
