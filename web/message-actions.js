@@ -122,10 +122,12 @@ export class MessageActions {
         if (!this.view.writable || editing)
             return;
         item.append(this.toolbar(entry));
-        if (this.isOn(this.picking, entry.seq))
+        if (this.isOn(this.picking, entry.seq)) {
             body.append(this.picker(entry));
-        if (this.isOn(this.opened, entry.seq) || this.isOn(this.picking, entry.seq))
+            item.classList.add('actions-open', 'picking');
+        } else if (this.isOn(this.opened, entry.seq)) {
             item.classList.add('actions-open');
+        }
     }
 
     // A reply still in the outbox shows what it answers too
@@ -155,12 +157,12 @@ export class MessageActions {
         quote.dataset.replyTo = String(seq);
         const known = target && isMessage(target);
         const words = !known ? 'a message further up' : target.deleted ? 'message deleted' : excerpt(target.text);
+        quote.append(element('span', 'visually-hidden', 'In reply to '));
         if (known)
-            quote.append(element('span', 'reply-from', target.from));
+            quote.append(element('span', 'reply-from', target.from), element('span', 'visually-hidden', ': '));
         quote.append(element('span', `reply-excerpt${known && !target.deleted ? '' : ' fst-italic'}`, words));
         const loaded = Boolean(this.entry(seq));
         quote.title = loaded ? 'Show the message this answers' : 'Scroll up to load the message this answers';
-        quote.setAttribute('aria-label', known ? `In reply to ${target.from}: ${words}` : `In reply to ${words}`);
         quote.addEventListener('click', () => this.scrollTo(seq));
         return quote;
     }
@@ -445,7 +447,7 @@ export class MessageActions {
         for (const node of this.view.el.entries.querySelectorAll('.reaction-picker'))
             node.remove();
         for (const node of this.view.el.entries.querySelectorAll('li.actions-open'))
-            node.classList.remove('actions-open');
+            node.classList.remove('actions-open', 'picking');
     }
 
     // --- keeping the focus across renders ---------------------------------------------
@@ -518,22 +520,26 @@ export class MessageActions {
         });
     }
 
-    // A finger held on a message shows its actions (phones have no hover)
+    // A finger held on a message shows its actions (phones have no hover).
+    // The click that ends that press would land on the toolbar just shown
+    // under the finger: it is swallowed
     wireLongPress(entries) {
         let timer = null;
         let start = null;
-        let fired = false;
+        let fired = false;          // this press opened the actions
+        let swallow = false;        // the click ending it is on its way
         const stop = () => {
             clearTimeout(timer);
             timer = null;
         };
         entries.addEventListener('pointerdown', (event) => {
+            fired = false;
+            swallow = false;
             if (event.pointerType !== 'touch' || event.target.closest('.msg-actions, .reaction-picker, .message-editor'))
                 return;
             const item = event.target.closest('li.entry-message[data-seq]:not(.pending):not(.deleted)');
             if (!item || !this.view.writable)
                 return;
-            fired = false;
             start = { x: event.clientX, y: event.clientY };
             stop();
             timer = setTimeout(() => {
@@ -542,25 +548,32 @@ export class MessageActions {
                 this.closeActions();
                 this.opened = { key: this.view.key, seq: Number(item.dataset.seq) };
                 item.classList.add('actions-open');
+                item.querySelector('.msg-actions')?.scrollIntoView({ block: 'nearest' });
                 navigator.vibrate?.(10);
             }, LONG_PRESS_MS);
-        });
+        }, true);
         entries.addEventListener('pointermove', (event) => {
             if (timer && start && Math.hypot(event.clientX - start.x, event.clientY - start.y) > LONG_PRESS_SLOP_PX)
                 stop();
         });
-        for (const type of ['pointerup', 'pointercancel', 'pointerleave'])
+        entries.addEventListener('pointerup', () => {
+            stop();
+            swallow = fired;        // until the next pointerdown: a tap after it is a tap
+            fired = false;
+        });
+        for (const type of ['pointercancel', 'pointerleave'])
             entries.addEventListener(type, stop);
-        // The browser's own long-press menu (and the click that ends the press) would hide the actions
+        // The browser's own long-press menu would hide the actions
         entries.addEventListener('contextmenu', (event) => {
             if (fired || timer)
                 event.preventDefault();
         });
         entries.addEventListener('click', (event) => {
-            if (fired && !event.target.closest('.msg-actions')) {
-                fired = false;
-                event.preventDefault();
-            }
+            if (!swallow)
+                return;
+            swallow = false;
+            event.preventDefault();
+            event.stopPropagation();
         }, true);
     }
 }
