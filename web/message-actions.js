@@ -121,13 +121,29 @@ export class MessageActions {
             }));
         if (!this.view.writable || editing)
             return;
-        item.append(this.toolbar(entry));
+        // The toolbar is made when the message is pointed at or focused (a
+        // timeline re-renders whole with each entry: hundreds of toolbars
+        // made for nothing would slow it down); Tab reaches each message
+        item.classList.add('has-actions');
+        item.tabIndex = 0;
+        item.dataset.focusKey = 'message';
         if (this.isOn(this.picking, entry.seq)) {
             body.append(this.picker(entry));
             item.classList.add('actions-open', 'picking');
+            this.ensureToolbar(item);
         } else if (this.isOn(this.opened, entry.seq)) {
             item.classList.add('actions-open');
+            this.ensureToolbar(item);
         }
+    }
+
+    // The message's toolbar, made now if it has none yet
+    ensureToolbar(item) {
+        if (!item?.classList.contains('has-actions') || item.querySelector(':scope > .msg-actions'))
+            return;
+        const entry = this.entry(Number(item.dataset.seq));
+        if (entry && !entry.deleted)
+            item.append(this.toolbar(entry));
     }
 
     // A reply still in the outbox shows what it answers too
@@ -486,7 +502,9 @@ export class MessageActions {
         const memo = this.focusMemo;
         if (!memo?.seq)
             return;
-        const target = [...entries.querySelectorAll(`li[data-seq="${memo.seq}"] [data-focus-key]`)]
+        this.ensureToolbar(entries.querySelector(`li.has-actions[data-seq="${memo.seq}"]`));
+        const item = entries.querySelector(`li[data-seq="${memo.seq}"]`);
+        const target = item && [item, ...item.querySelectorAll('[data-focus-key]')]
             .find((node) => node.dataset.focusKey === memo.focusKey);
         if (!target)
             return;
@@ -514,6 +532,8 @@ export class MessageActions {
             }
         }, true);
         this.wireLongPress(entries);
+        for (const type of ['pointerover', 'focusin'])
+            entries.addEventListener(type, (event) => this.ensureToolbar(event.target.closest?.('li.has-actions')));
         document.addEventListener('pointerdown', (event) => {
             if ((this.opened || this.picking) && !event.target.closest?.('li.actions-open'))
                 this.closeActions();
@@ -547,6 +567,7 @@ export class MessageActions {
                 fired = true;
                 this.closeActions();
                 this.opened = { key: this.view.key, seq: Number(item.dataset.seq) };
+                this.ensureToolbar(item);
                 item.classList.add('actions-open');
                 item.querySelector('.msg-actions')?.scrollIntoView({ block: 'nearest' });
                 navigator.vibrate?.(10);
