@@ -129,7 +129,12 @@ describe('message actions in the web UI', () => {
         await bob.locator('#composer .reply-bar').waitFor({ state: 'hidden', timeout: TIMEOUT });
         assert.equal(await bob.evaluate(() => document.activeElement.id), 'composer-text', 'the first Escape only cancels');
 
-        await act(message(bob, 'Lunch at noon?'), 'reply');
+        // By keyboard: Tab reaches the message, then its actions
+        await message(bob, 'Lunch at noon?').focus();
+        await bob.keyboard.press('Tab');
+        assert.equal(await bob.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Reply');
+        await bob.keyboard.press('Enter');
+        await bob.locator('#composer .reply-bar', { hasText: 'Replying to alice' }).waitFor({ timeout: TIMEOUT });
         await say(bob, 'Yes, at the usual place');
         await bob.locator('#composer .reply-bar').waitFor({ state: 'hidden', timeout: TIMEOUT });
         for (const page of [alice, bob]) {
