@@ -71,8 +71,8 @@ integration-tests:
 	    tests/14-auth-limits.test.js tests/15-presence-pages.test.js \
 	    tests/20-rooms.test.js tests/23-rooms-limits.test.js tests/24-nonce.test.js \
 	    tests/25-read-markers.test.js tests/26-nonce-crash.test.js tests/27-timeline.test.js \
-	    tests/30-pm.test.js tests/33-pm-limits.test.js tests/34-pm-nonce.test.js \
-	    tests/35-pm-read.test.js tests/36-pm-timeline.test.js \
+	    tests/29-typing.test.js tests/30-pm.test.js tests/33-pm-limits.test.js \
+	    tests/34-pm-nonce.test.js tests/35-pm-read.test.js tests/36-pm-timeline.test.js \
 	    tests/73-metrics.test.js
 
 bench: deps build

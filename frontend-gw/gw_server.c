@@ -1024,6 +1024,16 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
         s_request_refuse (self, session, request, type, started, "unknown_type", message);
         return;
     }
+    //  The name the broker routes it by: a typing goes to the plugin of the
+    //  field it has (ENVELOPE.md, "Client types")
+    const char *route_type = pl_transcode_route_type (request->type, request->body,
+                                                      request->body_size);
+    if (!route_type) {
+        char message [128];
+        snprintf (message, sizeof message, "Unknown message type '%s'.", request->type);
+        s_request_refuse (self, session, request, type, started, "unknown_type", message);
+        return;
+    }
     if (streq (request->type, "ping")) {
         //  {"protocol": "1.1"} in msgpack: the version this server speaks
         static const char version [] = "\x81\xa8" "protocol" "\xa3" "1.1";
@@ -1071,7 +1081,7 @@ s_session_request (gw_server_t *self, gw_session_t *session, pl_request_t *reque
     pl_envelope_t *envelope = pl_envelope_new (PL_OP_REQUEST);
     pl_envelope_set_rid (envelope, pending->rid);
     pl_envelope_set_sid (envelope, session->sid);
-    pl_envelope_set_type (envelope, request->type);
+    pl_envelope_set_type (envelope, route_type);
     //  Our timeout is the backstop behind the broker's, twice it: the
     //  request has half of it, which the broker and each hop after count
     //  down (ENVELOPE.md, "dl")

@@ -1104,10 +1104,9 @@ pl_transcode_error_body (const uint8_t *id, size_t id_size, const char *code,
 //  --------------------------------------------------------------------------
 //  An error frame that says when to try again. Caller frees.
 
-//  True when body is a map with a retry_after_ms (a JSON object has each
-//  key once: a plugin's value is its own, kept as it is)
+//  True when body is a map with the key name (whatever its value)
 static bool
-s_has_retry (const uint8_t *body, size_t body_size)
+s_has_key (const uint8_t *body, size_t body_size, const char *name)
 {
     if (!body || !body_size)
         return false;
@@ -1120,7 +1119,7 @@ s_has_retry (const uint8_t *body, size_t body_size)
         pl_mp_item_t key;
         if (pl_mp_next (&reader, &key))
             return false;
-        if (s_is_key (&key, "retry_after_ms"))
+        if (s_is_key (&key, name))
             return true;
         if (pl_mp_skip (&reader))
             return false;
@@ -1136,7 +1135,9 @@ pl_transcode_error_retry (const uint8_t *id, size_t id_size, const char *code,
 {
     uint8_t *frame = pl_transcode_error_body (id, id_size, code, message, outcome, body,
                                               body_size, headroom, json_size_p);
-    if (!frame || retry_ms <= 0 || s_has_retry (body, body_size))
+    //  A JSON object has each key once: a plugin's retry_after_ms is its
+    //  own, kept as it is
+    if (!frame || retry_ms <= 0 || s_has_key (body, body_size, "retry_after_ms"))
         return frame;
     //  Reopen the finished object: its closing brace is the last byte
     pl_buf_t output = { .data = frame, .size = headroom + *json_size_p,
@@ -1147,4 +1148,21 @@ pl_transcode_error_retry (const uint8_t *id, size_t id_size, const char *code,
                            (long long) retry_ms);
     pl_buf_append (&output, field, (size_t) length);
     return s_finish (&output, headroom, json_size_p);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The type a client's request travels under (proto/ENVELOPE.md, "Client
+//  types"): the broker routes by type and shards by one field, and a typing
+//  belongs to the rooms plugin or the pm plugin by the field it has
+
+const char *
+pl_transcode_route_type (const char *type, const uint8_t *body, size_t body_size)
+{
+    if (strcmp (type, "typing") == 0)
+        return s_has_key (body, body_size, "to") && !s_has_key (body, body_size, "room")
+               ? "pm.typing": "msg.typing";
+    if (strcmp (type, "msg.typing") == 0 || strcmp (type, "pm.typing") == 0)
+        return NULL;                //  the server's own names, not a client's
+    return type;
 }

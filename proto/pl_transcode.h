@@ -55,6 +55,15 @@ pl_transcode_status_t
     pl_transcode_request (const char *json, size_t size, size_t max_size, int max_depth,
                           pl_request_t *request);
 
+//  The type a client's request goes to the broker as (proto/ENVELOPE.md,
+//  "Client types"): its own, but for typing, which goes as "pm.typing" when
+//  body has a 'to' and no 'room', else as "msg.typing" (the rooms plugin
+//  then answers a typing with both or neither bad_request). NULL for
+//  "msg.typing" and "pm.typing" sent by a client: those names are the
+//  server's, answered unknown_type. Returns type or a literal (borrowed).
+const char *
+    pl_transcode_route_type (const char *type, const uint8_t *body, size_t body_size);
+
 //  Free what a request owns and reset it; safe to call twice
 void
     pl_request_reset (pl_request_t *request);

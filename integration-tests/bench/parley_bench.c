@@ -52,6 +52,7 @@
 #define MAX_CONNS        19000      //  the process may hold 20,000 descriptors
 #define SEND_ID_BASE     1000000000 //  msg.send/pm.send ids: SEND_ID_BASE + message index
 #define HISTORY_PAGE     200        //  room.history's largest limit (PROTOCOL.md)
+#define DECORATE_EMOJI   3          //  history --decorate: emoji among the reactions
 #define MAX_INFLIGHT     256        //  a session may have 256 requests in flight
 #define TOKEN_MAX        64
 #define ERROR_KINDS      16
@@ -168,6 +169,8 @@ typedef struct {
     const char *json_path;          //  --json FILE
     bool quiet;                     //  no progress lines
     bool nonce;                     //  --nonce: each msg.send/pm.send carries a nonce
+    int page;                       //  history: entries a page (--page, default 200)
+    int decorate;                   //  history: D oldest messages edited and reacted to
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -203,6 +206,7 @@ typedef struct {
     uint16_t *delivered;            //  per message: members that got it
     uint32_t *message_sender;       //  per message: sending user + 1, 0 none (baseline)
     uint64_t *message_sent_ns;      //  per message: when msg.send was written
+    int64_t *message_seq;           //  per message: the seq its ok carried, 0 none
     size_t message_cap;             //  size of the per-message arrays
     samples_t latency;              //  send to each other member's delivery
     samples_t reply_latency;        //  send to ok (a page's request to its reply)
@@ -226,6 +230,7 @@ typedef struct {
     uint64_t bad_pages;             //  pages with a wrong count, order or cursor
     uint64_t passes;                //  full walks from the newest entry to seq 1
     uint64_t fill_acked;            //  messages stored by the fill
+    int64_t decorated_first;        //  --decorate: the seq of the first decorated message
     //  Errors, all kinds
     error_kind_t errors [ERROR_KINDS];  //  by name
     uint64_t error_total;           //  sum
@@ -1015,7 +1020,9 @@ s_reserve_messages (bench_t *self, size_t needed)
     self->delivered = realloc (self->delivered, new_cap * sizeof (uint16_t));
     self->message_sender = realloc (self->message_sender, new_cap * sizeof (uint32_t));
     self->message_sent_ns = realloc (self->message_sent_ns, new_cap * sizeof (uint64_t));
-    if (!self->acked || !self->delivered || !self->message_sender || !self->message_sent_ns) {
+    self->message_seq = realloc (self->message_seq, new_cap * sizeof (int64_t));
+    if (!self->acked || !self->delivered || !self->message_sender || !self->message_sent_ns
+    ||  !self->message_seq) {
         fprintf (stderr, "parley-bench: out of memory (%zu messages)\n", new_cap);
         exit (2);
     }
@@ -1024,6 +1031,7 @@ s_reserve_messages (bench_t *self, size_t needed)
     memset (self->delivered + old_cap, 0, added * sizeof (uint16_t));
     memset (self->message_sender + old_cap, 0, added * sizeof (uint32_t));
     memset (self->message_sent_ns + old_cap, 0, added * sizeof (uint64_t));
+    memset (self->message_seq + old_cap, 0, added * sizeof (int64_t));
     self->message_cap = new_cap;
 }
 
@@ -1127,6 +1135,7 @@ s_on_ack (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, s
     self->last_ack_ns = now;
     s_add_sample (&self->reply_latency, self->message_sent_ns [id], now);
     int64_t seq = s_integer (reply->seq);
+    self->message_seq [id] = seq;
     if (seq > self->max_acked_seq)
         self->max_acked_seq = seq;
     s_settle_if_done (self, (uint64_t) id);
@@ -1215,14 +1224,67 @@ s_request_page (bench_t *self, conn_t *conn)
     conn->page_id = ++self->page_ids;
     conn->page_pending = true;
     conn->page_sent_ns = s_now_ns ();
+    if (self->decorate)
+        s_send_json (self, conn,
+            "{\"type\":\"room.history\",\"id\":%" PRId64 ",\"room\":\"%s\",\"limit\":%d,\"after\":%" PRId64 "}",
+            conn->page_id, room, self->decorate, self->decorated_first - 1);
+    else
     if (conn->page_before)
         s_send_json (self, conn,
             "{\"type\":\"room.history\",\"id\":%" PRId64 ",\"room\":\"%s\",\"limit\":%d,\"before\":%" PRId64 "}",
-            conn->page_id, room, HISTORY_PAGE, conn->page_before);
+            conn->page_id, room, self->page, conn->page_before);
     else
         s_send_json (self, conn,
             "{\"type\":\"room.history\",\"id\":%" PRId64 ",\"room\":\"%s\",\"limit\":%d}",
-            conn->page_id, room, HISTORY_PAGE);
+            conn->page_id, room, self->page);
+}
+
+//  Times text occurs in field
+static int64_t
+s_occurrences (field_t field, const char *text)
+{
+    int64_t count = 0;
+    size_t length = strlen (text);
+    for (const char *at = field.ptr; at && at + length <= field.ptr + field.size; at++) {
+        at = memmem (at, (size_t) (field.ptr + field.size - at), text, length);
+        if (!at)
+            break;
+        count++;
+    }
+    return count;
+}
+
+//  --decorate: a page is the D decorated messages, from the first, each
+//  shown as it is now (edited, with reactions), newer entries after them
+static const char *
+s_check_decorated_page (bench_t *self, const reply_t *reply, int64_t *first_seq, int64_t *entries)
+{
+    if (reply->messages.size < 2 || reply->messages.ptr [0] != '[')
+        return "no messages array";
+    const char *cursor = s_skip_space (reply->messages.ptr + 1, reply->messages.ptr + reply->messages.size);
+    const char *end = reply->messages.ptr + reply->messages.size;
+    int64_t count = 0;
+    *first_seq = *entries = 0;
+    while (cursor < end && *cursor != ']') {
+        const char *entry_end = s_skip_value (cursor, end);
+        reply_t entry;
+        if (!entry_end || s_scan (cursor, (size_t) (entry_end - cursor), &entry))
+            return "an unreadable entry";
+        if (s_integer (entry.seq) != self->decorated_first + count || !s_is (entry.type, "message"))
+            return "not the decorated messages";
+        count++;
+        cursor = s_skip_space (entry_end, end);
+        if (cursor < end && *cursor == ',')
+            cursor = s_skip_space (cursor + 1, end);
+    }
+    if (count != self->decorate || !s_is (reply->more, "true"))
+        return "wrong number of entries, or 'more'";
+    if (s_occurrences (reply->messages, "\"edited\"") != count
+    ||  s_occurrences (reply->messages, "\"reactions\"") != count)
+        return "a message without its edit or its reactions";
+    *first_seq = self->decorated_first;
+    *entries = count;
+    return NULL;
 }
 
 //  Checks one page: the right count, seqs consecutive and ending just below
@@ -1233,8 +1295,10 @@ s_request_page (bench_t *self, conn_t *conn)
 static const char *
 s_check_page (bench_t *self, conn_t *conn, const reply_t *reply, int64_t *first_seq, int64_t *entries)
 {
+    if (self->decorate)
+        return s_check_decorated_page (self, reply, first_seq, entries);
     int64_t expected_last = conn->page_before? conn->page_before - 1: self->max_acked_seq;
-    int64_t expected_count = expected_last < HISTORY_PAGE? expected_last: HISTORY_PAGE;
+    int64_t expected_count = expected_last < self->page? expected_last: self->page;
     if (reply->messages.size < 2 || reply->messages.ptr [0] != '[')
         return "no messages array";
     const char *cursor = reply->messages.ptr + 1;
@@ -1415,10 +1479,12 @@ s_reset_measure (bench_t *self, size_t message_cap)
     free (self->delivered);
     free (self->message_sender);
     free (self->message_sent_ns);
+    free (self->message_seq);
     self->acked = NULL;
     self->delivered = NULL;
     self->message_sender = NULL;
     self->message_sent_ns = NULL;
+    self->message_seq = NULL;
     self->message_cap = 0;
     s_reserve_messages (self, message_cap);
     self->messages_sent = self->messages_acked = self->messages_failed = self->deliveries = 0;
@@ -2190,6 +2256,80 @@ s_latency (bench_t *self)
 //  ---------------------------------------------------------------------------
 //  history: a room of H entries, filled fast, then paged backwards by C readers
 
+//  One request of the measured phase other than a send (body: its fields
+//  after the id, as JSON), answered and counted as a send is
+static void
+s_send_tracked (bench_t *self, conn_t *conn, const char *body)
+{
+    uint64_t index = self->messages_sent++;
+    s_reserve_messages (self, index + 1);
+    self->message_sender [index] = (uint32_t) conn->user + 1;
+    self->message_sent_ns [index] = s_now_ns ();
+    conn->inflight++;
+    s_send_json (self, conn, "{\"id\":%" PRIu64 ",%s}", SEND_ID_BASE + index, body);
+}
+
+//  The authors (users) of the D oldest messages the fill stored; false
+//  unless the fill stored D messages with consecutive seqs
+static bool
+s_decorated_authors (bench_t *self, int *authors)
+{
+    int64_t first = 0;
+    for (uint64_t index = 0; index < self->messages_sent; index++)
+        if (self->acked [index] == 1 && (!first || self->message_seq [index] < first))
+            first = self->message_seq [index];
+    int found = 0;
+    for (uint64_t index = 0; index < self->messages_sent; index++) {
+        int64_t offset = self->message_seq [index] - first;
+        if (self->acked [index] == 1 && offset < self->decorate) {
+            authors [offset] = (int) self->message_sender [index] - 1;
+            found++;
+        }
+    }
+    self->decorated_first = first;
+    return first > 0 && found == self->decorate;
+}
+
+//  --decorate D: the D oldest messages each get an edit by their author and
+//  a reaction from every filler (DECORATE_EMOJI emoji among them), so that a
+//  page of D messages carries both. Returns -1 when one was refused.
+static int
+s_decorate (bench_t *self, int fillers)
+{
+    static const char *emoji [DECORATE_EMOJI] = {
+        "\xf0\x9f\x91\x8d", "\xe2\x9d\xa4\xef\xb8\x8f", "\xf0\x9f\x8e\x89"
+    };
+    int *authors = s_alloc (sizeof (int) * (size_t) self->decorate);
+    if (!s_decorated_authors (self, authors)) {
+        free (authors);
+        return -1;
+    }
+    char room [96], body [512];
+    s_room_name (self, 0, room, sizeof room);
+    s_reset_measure (self, (size_t) self->decorate * (size_t) (fillers + 1));
+    self->recipients = 0;
+    self->measuring = true;
+    for (int offset = 0; offset < self->decorate; offset++) {
+        int64_t target = self->decorated_first + offset;
+        snprintf (body, sizeof body, "\"type\":\"msg.edit\",\"room\":\"%s\",\"seq\":%" PRId64
+                  ",\"text\":\"pb edited %" PRId64 "\"", room, target, target);
+        s_send_tracked (self, &self->conns [authors [offset]], body);
+        for (int user = 0; user < fillers; user++) {
+            snprintf (body, sizeof body, "\"type\":\"msg.react\",\"room\":\"%s\",\"seq\":%" PRId64
+                      ",\"emoji\":\"%s\"", room, target, emoji [user % DECORATE_EMOJI]);
+            s_send_tracked (self, &self->conns [user], body);
+        }
+    }
+    free (authors);
+    s_drain (self, 30);
+    self->measuring = false;
+    if (!self->quiet)
+        fprintf (stderr, "history: decorated %d messages from seq %" PRId64 ": %" PRIu64
+                 " changes acked, %" PRIu64 " refused\n", self->decorate, self->decorated_first,
+                 self->messages_acked, self->messages_failed);
+    return self->messages_acked == self->messages_sent? 0: -1;
+}
+
 static int
 s_history (bench_t *self)
 {
@@ -2217,6 +2357,8 @@ s_history (bench_t *self)
     if (!self->quiet)
         fprintf (stderr, "history: filled %" PRIu64 " entries at %.0f/s, last seq %" PRId64 "\n",
                  fill.acked, fill.acked_per_second, self->max_acked_seq);
+    if (self->decorate && s_decorate (self, fillers))
+        return s_setup_failed (self, "history --decorate");
     //  2. Page: each reader walks from the newest entry to seq 1, again and
     //  again, for the duration; every page is checked
     if (s_run_phase (self, attach, fillers, users, "attach readers") < 0)
@@ -2238,8 +2380,13 @@ s_history (bench_t *self)
     s_drain (self, 15);
     self->measuring = self->paging = false;
     percentiles_t page = s_percentiles (&self->reply_latency);
-    printf ("history H=%d F=%d C=%d %.1fs: fill %" PRIu64 " of %d acked (%.0f/s), ", self->entries,
-            fillers, readers, seconds, fill.acked, self->entries, fill.acked_per_second);
+    printf ("history H=%d F=%d C=%d page %d", self->entries, fillers, readers,
+            self->decorate? self->decorate: self->page);
+    if (self->decorate)
+        printf (" (the %d oldest messages, each edited and reacted to by %d)", self->decorate,
+                fillers);
+    printf (" %.1fs: fill %" PRIu64 " of %d acked (%.0f/s), ", seconds, fill.acked, self->entries,
+            fill.acked_per_second);
     s_print_counts (&fill, true);
     s_print_latency ("fill ack", fill.ack);
     printf ("; pages %" PRIu64 " (%.0f/s), entries %" PRIu64 " (%.0f/s), page us p50 %.0f p99 %.0f"
@@ -2250,6 +2397,8 @@ s_history (bench_t *self)
     s_json_number (self, "entries", self->entries);
     s_json_number (self, "fillers", fillers);
     s_json_number (self, "readers", readers);
+    s_json_number (self, "page", self->decorate? self->decorate: self->page);
+    s_json_number (self, "decorated", self->decorate);
     s_json_number (self, "inflight", self->inflight);
     s_json_counts (self, &fill);
     s_json_number (self, "fill_per_second", fill.acked_per_second);
@@ -2629,6 +2778,12 @@ s_usage (FILE *stream)
 "  --pairs P          pm: pairs of users (default 100)\n"
 "  --entries H        history: entries to fill the room with (default 100000)\n"
 "  --readers C        history: clients that page (default 10)\n"
+"  --page N           history: entries a page, 1..200 (default 200)\n"
+"  --decorate D       history: after the fill, the D oldest messages are each edited\n"
+"                     by their author and reacted to by every filler (3 emoji); the\n"
+"                     readers then ask for the page of those D messages again and\n"
+"                     again, checking that each comes as it is now (edited, with\n"
+"                     its reactions): room.history of messages with their changes\n"
 "  --max              fanout: search the highest rate that holds (see fanout)\n"
 "  --p99-bound MS     --max: a step holds while delivery p99 <= MS (default 50)\n"
 "  --step SEC         --max: seconds of sending per step (default 3)\n"
@@ -2692,7 +2847,7 @@ main (int argc, char **argv)
     bench_t bench = {
         .members = 100, .senders = 10, .rate = 100, .duration = 10, .window = 200,
         .timeout = 300, .epoll_fd = -1, .inflight = 4, .rooms = 100, .room_members = 5,
-        .pairs = 100, .entries = 100000, .readers = 10, .p99_bound_ms = 50, .step_seconds = 3,
+        .pairs = 100, .entries = 100000, .readers = 10, .page = HISTORY_PAGE, .p99_bound_ms = 50, .step_seconds = 3,
         .max_rate = 1e6, .max_steps = 12
     };
     bench_t *self = &bench;
@@ -2723,6 +2878,8 @@ main (int argc, char **argv)
         { "max-steps", required_argument, NULL, 'S' },
         { "quiet", no_argument, NULL, 'q' },
         { "nonce", no_argument, NULL, 'N' },
+        { "page", required_argument, NULL, 'G' },
+        { "decorate", required_argument, NULL, 'D' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -2760,6 +2917,8 @@ main (int argc, char **argv)
             case 'S': self->max_steps = atoi (optarg); break;
             case 'q': self->quiet = true; break;
             case 'N': self->nonce = true; break;
+            case 'G': self->page = atoi (optarg); break;
+            case 'D': self->decorate = atoi (optarg); break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -2774,12 +2933,13 @@ main (int argc, char **argv)
     ||  self->room_members < 2 || self->room_members > 10000 || self->pairs < 1
     ||  self->entries < 1 || self->readers < 1 || self->p99_bound_ms <= 0
     ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1
-    ||  self->idle < 0 || self->idle > MAX_CONNS) {
+    ||  self->idle < 0 || self->idle > MAX_CONNS || self->page < 1 || self->page > HISTORY_PAGE
+    ||  self->decorate < 0 || self->decorate > HISTORY_PAGE || self->decorate > self->entries) {
         fprintf (stderr, "parley-bench: --members 1..%d, --senders >= 1, --rate >= 0, --duration > 0,"
                          " --window >= 1, --sources 0..250, --inflight 1..%d, --rooms >= 1,"
                          " --room-members 2..10000, --pairs >= 1, --entries >= 1, --readers >= 1,"
                          " --p99-bound > 0, --step > 0, --max-rate >= 1, --max-steps >= 1,"
-                         " --idle 0..%d\n",
+                         " --idle 0..%d, --page 1..200, --decorate 0..200 and at most --entries\n",
                  MAX_CONNS, MAX_INFLIGHT, MAX_CONNS);
         return 2;
     }
@@ -2878,6 +3038,7 @@ main (int argc, char **argv)
     free (self->delivered);
     free (self->message_sender);
     free (self->message_sent_ns);
+    free (self->message_seq);
     free (self->latency.values);
     free (self->reply_latency.values);
     SSL_CTX_free (self->tls);

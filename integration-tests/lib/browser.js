@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { repoRoot, binDir, startParley } from './harness.js';
+import { repoRoot, binDir, startParley, Client } from './harness.js';
 import { stopCleanly } from './clean-stop.js';
 
 export const screenshotDir = path.join(repoRoot, 'integration-tests', 'screenshots');
@@ -99,6 +99,17 @@ export async function openPage(context, server, consoleErrors) {
     await page.locator('#signin-view:visible, #dashboard-view:visible, #resuming-view:visible')
         .first().waitFor({ timeout: TIMEOUT });
     return page;
+}
+
+// A protocol client beside the browser, signed in as a user (registered
+// first when asked): the other side of a browser test
+export async function protocolAs(server, username, { registering = false } = {}) {
+    const client = await Client.connect(server.url);
+    const reply = await client.request({
+        type: registering ? 'auth.register' : 'auth.login', username, password: PASSWORD,
+    });
+    assert.equal(reply.type, 'ok', JSON.stringify(reply));
+    return client;
 }
 
 export async function signIn(page, username, { registering = false, password = PASSWORD } = {}) {

@@ -5,56 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { startParley, Client, sanitizerReports, tempDir, sleep } from '../lib/harness.js';
 import {
-    startParley, Client, sanitizerReports, tempDir, sleep, withClients,
-} from '../lib/harness.js';
+    startAuthParley, withAuthServer, register, login, resume, logout, whoAmI, assertOk,
+    assertError,
+} from '../lib/auth.js';
 
-// parley with its default plugins (store-sqlite, auth, presence) and
-// auth.* options
-async function startAuthParley({ dataDir, options = [] } = {}) {
-    const data = dataDir ?? tempDir('parley-auth-');
-    const args = [];
-    for (const option of options)
-        args.push('--option', `auth.${option}`);
-    const server = await startParley({ dataDir: data, args });
-    return {
-        ...server,
-        async stop({ keepData = false } = {}) {
-            const status = await server.stop();
-            if (!dataDir && !keepData)
-                rmSync(data, { recursive: true, force: true });
-            assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-            assert.equal(status.code, 0, `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-            return status;
-        },
-    };
-}
-
-// Every test gets its own server: failed logins from 127.0.0.1 count
-// against one address, so tests must not share the counters
-async function withServer(options, body) {
-    await withClients(await startAuthParley({ options }), body);
-}
-
-const register = (client, username, password = 'correct horse') =>
-    client.request({ type: 'auth.register', username, password });
-const login = (client, username, password = 'correct horse') =>
-    client.request({ type: 'auth.login', username, password });
-const resume = (client, token) => client.request({ type: 'auth.resume', token });
-const logout = (client) => client.request({ type: 'auth.logout' });
-// The example plugin answers with the user the broker stamped: who this session is now
-const whoAmI = async (client) => (await client.request({ type: 'example.echo' })).user;
-
-function assertOk(reply, what) {
-    assert.equal(reply.type, 'ok', `${what}: ${JSON.stringify(reply)}`);
-}
-
-function assertError(reply, code, what = code) {
-    assert.equal(reply.type, 'error', `${what}: ${JSON.stringify(reply)}`);
-    assert.equal(reply.code, code, `${what}: ${JSON.stringify(reply)}`);
-    assert.ok(typeof reply.message === 'string' && reply.message.length > 10,
-        `${what}: an error says what happened in a sentence`);
-}
+// Every test gets its own server (lib/auth.js says why)
+const withServer = withAuthServer;
 
 // A token carries at least 128 bits: 22 or more base64url characters
 function assertToken(token) {

@@ -7,56 +7,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { Proc, sanitizerReports, sleep, tempDir, freePort, binDir } from '../lib/harness.js';
 import {
-    startParley, Client, Proc, sanitizerReports, sleep, tempDir, freePort, binDir,
-} from '../lib/harness.js';
+    PASSWORD, withAuthServer, register, login, resume, whoAmI, assertOk, assertError,
+} from '../lib/auth.js';
 
-const PASSWORD = 'correct horse';
+// Every test gets its own server (lib/auth.js says why)
+const withServer = withAuthServer;
 
-// Every test gets its own server: failed attempts from 127.0.0.1 count
-// against one address, so tests must not share the counters
-async function withServer(options, body) {
-    const args = [];
-    for (const option of options)
-        args.push('--option', `auth.${option}`);
-    const server = await startParley({ args });
-    const clients = [];
-    const connect = async () => {
-        const client = await Client.connect(server.url);
-        clients.push(client);
-        return client;
-    };
-    try {
-        await body({ server, connect });
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        const status = await server.stop();
-        assert.deepEqual(sanitizerReports(server.proc.output), [], server.proc.output);
-        assert.equal(status.code, 0, `parley exited with ${JSON.stringify(status)}\n${server.proc.output}`);
-    }
-}
-
-const register = (client, username, password = PASSWORD) =>
-    client.request({ type: 'auth.register', username, password });
-const login = (client, username, password = PASSWORD) =>
-    client.request({ type: 'auth.login', username, password });
-const resume = (client, token) => client.request({ type: 'auth.resume', token });
 const change = (client, password, newPassword) =>
     client.request({ type: 'auth.password', password, new_password: newPassword });
-// The example plugin answers with the user the broker stamped: who this session is now
-const whoAmI = async (client) => (await client.request({ type: 'example.echo' })).user;
-
-function assertOk(reply, what) {
-    assert.equal(reply.type, 'ok', `${what}: ${JSON.stringify(reply)}`);
-}
-
-function assertError(reply, code, what = code) {
-    assert.equal(reply.type, 'error', `${what}: ${JSON.stringify(reply)}`);
-    assert.equal(reply.code, code, `${what}: ${JSON.stringify(reply)}`);
-    assert.ok(typeof reply.message === 'string' && reply.message.length > 10,
-        `${what}: an error says what happened in a sentence`);
-}
 
 test('auth.password: a fresh token here; every other session of the user is logged out and its token revoked', async () => {
     await withServer([], async ({ connect }) => {

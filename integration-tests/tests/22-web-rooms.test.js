@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startParley, tempDir, Client, sleep } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, chatPluginArgs, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+    launchBrowser, screenshot, chatPluginArgs, closeChat, newContext, openPage, signIn, protocolAs, PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
 
 // rooms alone (loaded by name on a build from before it was a default plugin)
@@ -58,14 +58,6 @@ async function say(page, text) {
 }
 
 // A protocol client signed in as an existing user, for setting up what the UI
-// need not do by hand and for the server's own sentences
-async function protocolAs(server, username) {
-    const client = await Client.connect(server.url);
-    const reply = await client.request({ type: 'auth.login', username, password: PASSWORD });
-    assert.equal(reply.type, 'ok', JSON.stringify(reply));
-    return client;
-}
-
 describe('the rooms dashboard', () => {
     const data = tempDir();
     let server;

@@ -235,7 +235,7 @@ test('a store that stalls past the request timeout leaves no gap and no repeated
             await ok(alice, { type: 'pm.send', to: 'pst_bob', text: `before ${index}` });
 
         // The store stops answering: the requests in flight get unavailable
-        store.signal('SIGSTOP');
+        assert.ok(await store.pause(), 'the process stopped');
         const stalled = await Promise.all(Array.from({ length: 3 }, (_, index) =>
             alice.request({ type: 'pm.send', to: 'pst_bob', text: `stalled ${index}` })));
         assert.ok(stalled.every((reply) => reply.type === 'error' && reply.code === 'unavailable'),

@@ -6,9 +6,9 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, Client, sleep, eventually } from '../lib/harness.js';
+import { tempDir, sleep, eventually } from '../lib/harness.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, PASSWORD, TIMEOUT,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, TIMEOUT,
 } from '../lib/browser.js';
 
 // The window every page opens in (the phone test resizes bob's)
@@ -61,16 +61,6 @@ async function setHidden(page, hidden) {
             delete document.visibilityState;
         document.dispatchEvent(new Event('visibilitychange'));
     }, hidden);
-}
-
-// A protocol client signed in as a user (registered first when asked)
-async function protocolAs(server, username, { registering = false } = {}) {
-    const client = await Client.connect(server.url);
-    const reply = await client.request({
-        type: registering ? 'auth.register' : 'auth.login', username, password: PASSWORD,
-    });
-    assert.equal(reply.type, 'ok', JSON.stringify(reply));
-    return client;
 }
 
 async function serverUnread(server, username) {

@@ -149,7 +149,7 @@ describe('the connection in the browser', () => {
     });
 
     it('a ping that is not answered closes the socket, and it reconnects once the server answers', async () => {
-        server.proc.signal('SIGSTOP');
+        assert.ok(await server.proc.pause(), 'the process stopped');
         try {
             // The tab coming back into view checks the connection with a ping
             await alice.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));

@@ -13,12 +13,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    tempDir, Client, eventually, sleep, startBroker, startGateway, startPluginProcess, pluginPath, sanitizerReports,
+    tempDir, eventually, sleep, startBroker, startGateway, startPluginProcess, pluginPath, sanitizerReports,
 } from '../lib/harness.js';
 import { stopCleanly } from '../lib/clean-stop.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    PASSWORD, TIMEOUT, FAST_AUTH,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, seriousViolations,
+    TIMEOUT, FAST_AUTH,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
@@ -52,16 +52,6 @@ async function fourScreenshots(page, name) {
 async function type(page, input, text) {
     await page.locator(input).fill(text);
     await page.locator(input).press('Enter');
-}
-
-// A protocol client signed in as a user (registered first when asked)
-async function protocolAs(server, username, { registering = false } = {}) {
-    const client = await Client.connect(server.url);
-    const reply = await client.request({
-        type: registering ? 'auth.register' : 'auth.login', username, password: PASSWORD,
-    });
-    assert.equal(reply.type, 'ok', JSON.stringify(reply));
-    return client;
 }
 
 // Every message entry of a room or conversation, as the server keeps it
@@ -176,7 +166,7 @@ describe('the outbox in the browser', () => {
 
     it('a message whose reply never came (the server frozen, the socket dropped) is repeated and stored once', async () => {
         const text = 'sent into a frozen server';
-        server.proc.signal('SIGSTOP');
+        assert.ok(await server.proc.pause(), 'the process stopped');
         try {
             await type(alice, '#composer-text', text);
             await alice.locator('#entries li.pending', { hasText: text }).waitFor({ timeout: TIMEOUT });
@@ -307,7 +297,7 @@ describe('the outbox when the store stalls (a split deployment)', () => {
         assert.equal((await bob.request({ type: 'room.join', room: 'stall' })).type, 'ok');
 
         const text = 'sent while the store stalls';
-        store.signal('SIGSTOP');
+        assert.ok(await store.pause(), 'the process stopped');
         try {
             await type(alice, '#composer-text', text);
             await alice.locator('#entries li.pending', { hasText: text }).waitFor({ timeout: TIMEOUT });

@@ -11,10 +11,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { tempDir, Client } from '../lib/harness.js';
+import { tempDir } from '../lib/harness.js';
+import { ok } from '../lib/rooms.js';
 import {
-    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    PASSWORD, TIMEOUT, createRoom,
+    launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, protocolAs, seriousViolations,
+    TIMEOUT, createRoom,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1100, height: 760 };
@@ -77,21 +78,6 @@ class Cable {
         this.cut();
         return new Promise((resolve) => this.server.close(resolve));
     }
-}
-
-async function protocolAs(server, username, { registering = false } = {}) {
-    const client = await Client.connect(server.url);
-    const reply = await client.request({
-        type: registering ? 'auth.register' : 'auth.login', username, password: PASSWORD,
-    });
-    assert.equal(reply.type, 'ok', JSON.stringify(reply));
-    return client;
-}
-
-async function ok(client, fields) {
-    const reply = await client.request(fields);
-    assert.equal(reply.type, 'ok', `${JSON.stringify(fields)} -> ${JSON.stringify(reply)}`);
-    return reply;
 }
 
 function roomItem(page, name) {

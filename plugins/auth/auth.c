@@ -1359,13 +1359,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
         auth_op_store_failed (self, op, reply);
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&packer, *reply->body);
-    self->host->reply (self->ctx, &op->request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_reply_object (self->host, self->ctx, &op->request, reply->body);
     auth_op_finish (self, op);
 }
 

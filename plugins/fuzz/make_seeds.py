@@ -236,6 +236,18 @@ SEEDS = {
                       "more": False}),
         "page": request("room.members", {"room": "general", "cursor": "bob"}, user="alice")
             + request("room.list", {"cursor": "general"}, user="alice"),
+        # A client's typing with a room, as the gateway names it: the first
+        # waits for the load, the next are answered at once (one throttled)
+        "typing": request("msg.typing", {"room": "general"}, user="alice")
+            + answer({"room": room_map(members=2, last_seq=3)})
+            + answer({"members": ["alice", "bob"]})
+            + request("msg.typing", {"room": "General"}, user="alice")
+            + request("msg.typing", {"room": "general"}, user="bob")
+            + request("msg.typing", {"room": "general"}, user="carol")
+            + request("msg.send", {"room": "general", "text": "hi"}, user="alice")
+            + request("msg.typing", {"room": "general"}, user="bob") + answer({"seq": 4}),
+        "typing-both": request("msg.typing", {"room": "general", "to": "bob"}, user="alice")
+            + request("msg.typing", {}, user="alice"),
     },
     "pm": {
         "send": request("pm.send", {"to": "bob", "text": "hi"}, user="alice")
@@ -258,6 +270,16 @@ SEEDS = {
             + request("pm.send", {"to": "bob", "text": "hi", "nonce": "n-2"}, user="alice")
             + answer({"seq": 5, "from": "alice", "to": "bob"})
             + answer({"duplicate": True, "seq": 3, "ts": NOW}),
+        # A client's typing with 'to', as the gateway names it: the first asks
+        # the store for the user, the next are answered at once (one throttled)
+        "typing": request("pm.typing", {"to": "Bob"}, user="alice")
+            + answer({"name": "bob", "password_hash": HASH, "created_at": NOW, "last_seen": None})
+            + request("pm.typing", {"to": "bob"}, user="alice")
+            + request("pm.typing", {"to": "carol"}, user="alice")
+            + answer(code="not_found", message="No such user."),
+        "typing-bad": request("pm.typing", {"to": "alice"}, user="alice")
+            + request("pm.typing", {"to": "bob", "room": "general"}, user="alice")
+            + request("pm.typing", {}, user="alice"),
         # Protocol 1.1: replies, edits, deletions and reactions, and what the
         # store refuses of a run
         "edit": request("pm.edit", {"with": "bob", "seq": 1, "text": "new"}, user="alice")

@@ -1122,6 +1122,24 @@ s_intake_repeat (pl_lane_t *self, pl_lane_key_t *key, parley_request_t **request
     return true;
 }
 
+//  A request the class's at_once may answer as it comes in: answered ahead
+//  of the key's queue, its bound and admission (it waits for nothing),
+//  through a stand-in op that owns nothing. Returns true when it was.
+static bool
+s_at_once (pl_lane_t *self, pl_lane_key_t *key, const pl_lane_type_t *type,
+           parley_request_t **request_p, const char *user, pl_lane_intake_t *intake)
+{
+    pl_lane_op_t probe = { .request = *request_p, .user = (char *) user,
+                           .args = intake->args, .start = type->start,
+                           .kind = (size_t) (type - self->cls->types) };
+    self->cls->at_once (self->plugin, key, &probe);
+    if (probe.request)
+        return false;               //  it waits its turn
+    *request_p = NULL;
+    key->touched = pl_time_mono ();
+    return true;
+}
+
 //  Reads, checks and queues a request of type; sets intake's refusal
 //  when it is refused. Takes the request when it is queued.
 static void
@@ -1141,6 +1159,9 @@ s_intake (pl_lane_t *self, const pl_lane_type_t *type, parley_request_t **reques
     }
     pl_lane_key_t *key = pl_lane_key (self, intake->key, intake->args);
     if (key && s_intake_repeat (self, key, request_p, user, intake))
+        return;
+    if (key && intake->at_once && self->cls->at_once && !deferred
+    &&  s_at_once (self, key, type, request_p, user, intake))
         return;
     pl_lane_op_t *op = key && !pl_lane_full (self, key)
                      ? s_op_new (user, deferred? s_deferred_start: type->start): NULL;
@@ -1279,6 +1300,12 @@ size_t
 pl_lane_size (pl_lane_t *self)
 {
     return self->keys.size;
+}
+
+bool
+pl_lane_is_loaded (pl_lane_key_t *key)
+{
+    return key->loaded;
 }
 
 

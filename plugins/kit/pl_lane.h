@@ -29,6 +29,10 @@
     refuses them: pl_lane_refuse) and names its key; a type with a rate
     counts against its user's token bucket (rate_limited, with
     retry_after_ms); then the key's queue, or unavailable when it is full.
+    A request whose read sets intake's at_once is first offered to the
+    class's at_once, which may answer it there and then from what is known
+    without a store call (a typing, from a loaded room's members): it then
+    waits behind nothing, neither the key's store call out nor its queue.
 
     Nonces (PROTOCOL.md 1.1, "Outcomes, retries and idempotency"): a
     request may carry one (intake's nonce). Each key remembers the nonces
@@ -176,6 +180,8 @@ typedef struct {
                                     //  owns it. A type with a rate does not refuse
                                     //  a request with a nonce at once: it is
                                     //  looked up first (pl_lane_deny)
+    bool at_once;                   //  the class's at_once may answer it as it
+                                    //  comes in (read sets it; false by default)
 } pl_lane_intake_t;
 
 //  One request type served on the lane
@@ -218,6 +224,13 @@ typedef struct {
     //  Sends the store call that looks op's nonce up, with
     //  pl_lane_looked_up as its answer (NULL: the class has no nonces)
     pl_lane_action_fn *look_up;
+    //  For a request whose read set intake's at_once: may answer op as it
+    //  comes in, ahead of the key's queue, its bound and admission, from
+    //  what is known without a store call (a typing, from a loaded room's
+    //  cached members: it need not wait behind the room's writes). An op it
+    //  leaves unanswered is queued as any other, its start run at its turn.
+    //  op is a stand-in that owns nothing. May be NULL.
+    pl_lane_action_fn *at_once;
     //  Answers op, an element of a run the store refused (its answer's
     //  'refused': code is the store's, e.g. no_such_message, forbidden,
     //  unchanged, too_many_reactions); NULL: answered internal
@@ -398,6 +411,11 @@ void
 //  The number of keys in the lane
 size_t
     pl_lane_size (pl_lane_t *self);
+
+//  True when the key's state is loaded (pl_lane_loaded) and not forgotten
+//  since: what a type's at_once may answer from
+bool
+    pl_lane_is_loaded (pl_lane_key_t *key);
 
 //  --------------------------------------------------------------------------
 //  A page of a key's timeline, as clients ask for one (room.history,

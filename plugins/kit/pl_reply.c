@@ -214,3 +214,17 @@ pl_reply_store_failed (const parley_host_t *host, parley_ctx_t *ctx,
                                      pl_reply_retry_ms (told_ms, measured_ms));
     return host->reply_error (ctx, request_p, "internal", message);
 }
+
+int
+pl_reply_object (const parley_host_t *host, parley_ctx_t *ctx,
+                 parley_request_t **request_p, const msgpack_object *body)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_object (&packer, *body);
+    int rc = host->reply (ctx, request_p, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}

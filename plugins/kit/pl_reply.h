@@ -115,6 +115,13 @@ pl_reply_store_failed (const parley_host_t *host, parley_ctx_t *ctx,
                        parley_request_t **request_p, const char *code, const char *message,
                        int64_t told_ms, int64_t measured_ms);
 
+//  Answers ok with body, a msgpack map passed on as it is (an answer of
+//  another service, such as a store's page for the operator). Takes the
+//  request back as reply does; returns what the host returned.
+int
+pl_reply_object (const parley_host_t *host, parley_ctx_t *ctx,
+                 parley_request_t **request_p, const msgpack_object *body);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,7 @@
 #include "pl_reply.h"
 #include "pl_service.h"
 #include "pl_text.h"
+#include "pl_throttle.h"
 #include "pl_time.h"
 
 #include <czmq.h>
@@ -51,6 +52,7 @@
 #define PM_RATE_DEFAULT         20.0        //  pm.send per user per second
 #define PM_BURST_DEFAULT        40.0        //  pm.send burst per user
 #define PM_NAME_MAX             260         //  bytes of a name read from the store
+#define PM_TYPING_MS_DEFAULT    2000        //  one typing per user and recipient this often
 
 
 //  --------------------------------------------------------------------------
@@ -88,6 +90,7 @@ typedef struct {
     int64_t idle_ms;                //  idle conversations leave the cache after this
     uint64_t nonce_cache;           //  nonces each conversation remembers, for the lane
     uint64_t messages;              //  messages stored, for the log at exit
+    pl_throttle_t *typing;          //  the typings relayed lately, owned
 } pm_t;
 
 
@@ -675,6 +678,55 @@ s_history_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 
 //  --------------------------------------------------------------------------
+//  typing with a recipient (pm.typing: the gateway's name for it,
+//  proto/ENVELOPE.md "Client types"): relayed to the recipient's sessions,
+//  at most one per user and recipient every pm.typing_interval_ms (the
+//  others answered ok); never stored. A recipient known to exist is
+//  answered as it comes in (at_once), without waiting behind the
+//  conversation's writes; else at its turn, once the store named it.
+
+static void
+s_typing_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    pm_t *self = (pm_t *) plugin;
+    if (!s_user_ready (self, key, op))
+        return;
+    const char *to = s_user_known (self, ((const args_t *) op->args)->other);
+    if (pl_throttle_pass (self->typing, op->user, to, pl_time_mono ())) {
+        pl_pack_t pack;
+        pl_pack_start (&pack, 3, "type", "typing");
+        pl_pack_kstr (&pack, "user", op->user);
+        pl_pack_kstr (&pack, "to", to);
+        pl_pack_deliver_user (&pack, self->host, self->ctx, to);
+        pl_pack_release (&pack);
+    }
+    pl_lane_ok (self->lane, op, NULL, 0);
+}
+
+//  The lane's class at_once (for typings only): a recipient known to exist
+//  needs no store call
+static void
+s_typing_at_once (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    if (s_user_known ((pm_t *) plugin, ((const args_t *) op->args)->other))
+        s_typing_start (plugin, key, op);
+}
+
+//  A typing names a user or a room (the rooms plugin's), never both; it
+//  may be answered as it comes in
+static bool
+s_read_typing (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    (void) args;
+    if (pl_body_field (map, "room"))
+        return pl_lane_refuse (intake, "bad_request",
+                               "A typing names a 'room' or a user 'to', not both.");
+    intake->at_once = true;
+    return true;
+}
+
+
+//  --------------------------------------------------------------------------
 //  pm.conversations: from the store, any instance
 
 static void s_list_answered (void *state, void *arg, const pl_call_reply_t *reply);
@@ -835,6 +887,7 @@ static const fields_t s_delete_fields = { .other = "with", .changes = true,
     .kind = PL_CHANGE_DELETE };
 static const fields_t s_react_fields = { .other = "with", .changes = true,
     .kind = PL_CHANGE_REACTION };
+static const fields_t s_typing_fields = { .other = "to", .read = s_read_typing };
 
 //  The request types about one conversation. Timeline changes are appended
 //  as sends are, in the same runs, and count against the same rate
@@ -850,6 +903,9 @@ static const pl_lane_type_t s_types [] = {
       "You are reacting too fast; wait a moment and try again.", &s_react_fields },
     { "pm.history", s_history_start, NULL, &s_history_fields },
     { "pm.read",    s_read_start,    NULL, &s_read_fields },
+    { "pm.typing",  s_typing_start,
+      "You are sending messages and typing notices too fast; wait a moment and try again.",
+      &s_typing_fields },
     { .type = NULL }
 };
 
@@ -937,6 +993,7 @@ static const pl_lane_class_t s_conv_class = {
     .load = s_conv_load,
     .service = "private message",
     .look_up = s_nonce_look_up,
+    .at_once = s_typing_at_once,
     .refused = s_change_refused
 };
 
@@ -959,6 +1016,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->idle_ms = pl_options_int (&options, "idle_ms", PL_LANE_IDLE_MS, 0, INT64_MAX);
     self->nonce_cache = pl_options_uint (&options, "nonce_cache", PL_NONCE_CACHE_DEFAULT,
                                          0, 1000000);
+    int64_t typing_ms = pl_options_int (&options, "typing_interval_ms", PM_TYPING_MS_DEFAULT,
+                                        0, 3600000);
     if (pl_options_refused (&options)) {
         s_destroy ((void **) &self);
         return -1;
@@ -967,7 +1026,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->lane = self->calls? pl_lane_new (ctx, host, self->calls, &s_conv_class, self,
                                            PL_LANE_QUEUE_MAX): NULL;
     self->users = zhashx_new ();
-    if (!self->lane || !self->users) {
+    self->typing = pl_throttle_new (typing_ms, PL_THROTTLE_MAX);
+    if (!self->lane || !self->users || !self->typing) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -993,6 +1053,7 @@ s_destroy (void **state_p)
         pl_lane_destroy (&self->lane);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->users);
+        pl_throttle_destroy (&self->typing);
         //  Requests still held belong to the host after destroy
         while (self->lists) {
             list_t *next = self->lists->next;
@@ -1022,6 +1083,8 @@ static const parley_route_t s_routes [] = {
     { .prefix = "pm.delete", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR,
       .shard_field = "with" },
     { .prefix = "pm.react", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "with" },
+    //  A client's typing with 'to' (the gateway names it so)
+    { .prefix = "pm.typing", .flags = 0, .shard = PARLEY_SHARD_USER_PAIR, .shard_field = "to" },
     { .prefix = "pm.", .flags = 0, .shard = PARLEY_SHARD_NONE, .shard_field = NULL },
     { .prefix = NULL }
 };

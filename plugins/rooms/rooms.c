@@ -42,6 +42,7 @@
 #include "pl_pack.h"
 #include "pl_reply.h"
 #include "pl_text.h"
+#include "pl_throttle.h"
 #include "pl_time.h"
 #include "rm_list.h"
 
@@ -67,6 +68,7 @@
 #define ROOMS_LIST_PUBLIC_DEFAULT   200         //  other public rooms room.list gives
 #define ROOMS_CURSOR_MAX            64          //  a room.members cursor's bytes
 #define ROOMS_NAME_BYTES            260         //  a member's name read from the store
+#define ROOMS_TYPING_MS_DEFAULT     2000        //  one typing per user and room this often
 
 
 //  --------------------------------------------------------------------------
@@ -126,6 +128,8 @@ typedef struct {
     size_t join_members;            //  members room.join lists, at most
     size_t members_page;            //  members per room.members page, at most
     uint64_t messages;              //  messages stored, for the log at exit
+    pl_throttle_t *typing;          //  the typings relayed lately, owned
+    int64_t typing_ms;              //  one typing per user and room this often
 } rooms_t;
 
 //  --------------------------------------------------------------------------
@@ -1799,6 +1803,70 @@ s_send_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
 
 
 //  --------------------------------------------------------------------------
+//  typing with a room (msg.typing: the gateway's name for it, proto/ENVELOPE.md
+//  "Client types"): relayed to the other members' sessions, at most one per
+//  user and room every typing_ms (the others answered ok); never stored.
+//  Membership is the cached one, which follows what the store acknowledged:
+//  in a loaded room a typing is answered as it comes in (at_once), without
+//  waiting behind the room's writes; else at its turn, once loaded.
+
+//  {"type": "typing", "user", "room"} to every member but the sender
+static void
+s_typing_deliver (rooms_t *self, room_t *room, const char *sender)
+{
+    size_t count, others = 0;
+    const char **names = s_member_array (room, &count);
+    for (size_t index = 0; names && index < count; index++)
+        if (!pl_text_same_name (names [index], sender))
+            names [others++] = names [index];
+    if (others) {
+        pl_pack_t pack;
+        pl_pack_start (&pack, 3, "type", "typing");
+        pl_pack_kstr (&pack, "user", sender);
+        pl_pack_kstr (&pack, "room", room->name);
+        self->host->deliver_users (self->ctx, names, others, pack.buffer.data,
+                                   pack.buffer.size);
+        pl_pack_release (&pack);
+    }
+    free (names);
+}
+
+static void
+s_typing_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    if (!s_member_ready (self, key, op, ""))
+        return;
+    room_t *room = (room_t *) pl_lane_state (key);
+    if (pl_throttle_pass (self->typing, op->user, room->name, pl_time_mono ()))
+        s_typing_deliver (self, room, op->user);
+    pl_lane_ok (self->lane, op, NULL, 0);
+}
+
+//  The lane's class at_once (for typings only): a loaded room answers from
+//  its cached members
+static void
+s_typing_at_once (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    if (pl_lane_is_loaded (key))
+        s_typing_start (plugin, key, op);
+}
+
+//  A typing names a room or a user ('to', the pm plugin's), never both; it
+//  may be answered as it comes in
+static bool
+s_read_typing (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    (void) args;
+    if (pl_body_field (map, "to"))
+        return pl_lane_refuse (intake, "bad_request",
+                               "A typing names a 'room' or a user 'to', not both.");
+    intake->at_once = true;
+    return true;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Requests: each type's fields and checks, then the room's queue (the
 //  lane's intake)
 
@@ -1938,6 +2006,7 @@ static const fields_t s_edit_fields = { .read = s_read_text, .check = s_check_se
     .changes = true, .kind = PL_CHANGE_EDIT };
 static const fields_t s_delete_fields = { .changes = true, .kind = PL_CHANGE_DELETE };
 static const fields_t s_react_fields = { .changes = true, .kind = PL_CHANGE_REACTION };
+static const fields_t s_typing_fields = { .read = s_read_typing };
 
 //  The request types about one room. Sends, changes and invitations count
 //  against the user's message rate (PROTOCOL.md 1.1).
@@ -1953,6 +2022,9 @@ static const pl_lane_type_t s_types [] = {
     { "room.read",    s_read_start,    NULL, &s_read_fields },
     { "msg.send",     s_send_start,
       "You are sending messages too fast; wait a moment and try again.", &s_send_fields },
+    { "msg.typing",   s_typing_start,
+      "You are sending messages and typing notices too fast; wait a moment and try again.",
+      &s_typing_fields },
     //  Timeline changes are appended as sends are, in the same runs, and
     //  count against the same rate (PROTOCOL.md 1.1)
     { "msg.edit",     s_send_start,
@@ -2058,13 +2130,7 @@ s_admin_on_listed (void *state, void *arg, const pl_call_reply_t *reply)
                                reply->retry_ms, 0);
         return;
     }
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&packer, *reply->body);
-    self->host->reply (self->ctx, &request, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    pl_reply_object (self->host, self->ctx, &request, reply->body);
 }
 
 //  admin.rooms.list {after?}: the store's page of every room
@@ -2189,6 +2255,7 @@ static const pl_lane_class_t s_room_class = {
     .keep = s_room_keep,
     .service = "room",
     .look_up = s_nonce_look_up,
+    .at_once = s_typing_at_once,
     .refused = s_change_refused
 };
 
@@ -2215,6 +2282,8 @@ s_options (rooms_t *self)
         self->members_page = 1;
     self->list_public = pl_options_uint (&options, "list_public", ROOMS_LIST_PUBLIC_DEFAULT,
                                          0, UINT32_MAX);
+    self->typing_ms = pl_options_int (&options, "typing_interval_ms", ROOMS_TYPING_MS_DEFAULT,
+                                      0, 3600000);
     return pl_options_refused (&options) == 0;
 }
 
@@ -2240,7 +2309,8 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
     self->lists = rm_list_new (ctx, host, self->calls, self->list_public);
-    if (!self->lane || !self->sessions || !self->online || !self->lists) {
+    self->typing = pl_throttle_new (self->typing_ms, PL_THROTTLE_MAX);
+    if (!self->lane || !self->sessions || !self->online || !self->lists || !self->typing) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -2249,7 +2319,7 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     pl_lane_set_rate (self->lane, self->rate, self->burst);
     pl_lane_set_idle (self->lane, self->idle_ms);
     pl_lane_set_nonces (self->lane, (size_t) self->nonce_cache);
-    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send and room.invite limited to %g a second"
+    host->log (ctx, PARLEY_LOG_INFO, "ready: msg.send, typing and room.invite limited to %g a second"
                " (burst %g) per user; a user owns at most %" PRIu64 " rooms and belongs to at"
                " most %" PRIu64 " (0: no limit)", self->rate, self->burst < 1? 1: self->burst,
                self->max_owned, self->max_joined);
@@ -2267,6 +2337,7 @@ s_destroy (void **state_p)
                              self->messages);
         pl_lane_destroy (&self->lane);
         rm_list_destroy (&self->lists);
+        pl_throttle_destroy (&self->typing);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);

@@ -759,6 +759,43 @@ test_body_is_a_msgpack_map_of_the_other_fields (void **state)
     pl_request_reset (&request);
 }
 
+//  The route type of a frame's request (NULL: refused)
+static const char *
+s_route_type (const char *json)
+{
+    pl_request_t request;
+    assert_int_equal (s_parse (json, &request), PL_TRANSCODE_OK);
+    const char *type = pl_transcode_route_type (request.type, request.body,
+                                                request.body_size);
+    //  A literal, or NULL: the request can go
+    pl_request_reset (&request);
+    return type;
+}
+
+static void
+test_a_typing_goes_to_the_plugin_of_its_field (void **state)
+{
+    assert_string_equal (s_route_type ("{\"type\":\"typing\",\"room\":\"general\"}"),
+                         "msg.typing");
+    assert_string_equal (s_route_type ("{\"type\":\"typing\",\"to\":\"bob\"}"),
+                         "pm.typing");
+    //  Both or neither: the rooms plugin answers bad_request
+    assert_string_equal (s_route_type ("{\"type\":\"typing\",\"to\":\"bob\","
+                                       "\"room\":\"general\"}"), "msg.typing");
+    assert_string_equal (s_route_type ("{\"type\":\"typing\"}"), "msg.typing");
+    assert_string_equal (s_route_type ("{\"type\":\"typing\",\"to\":null}"), "pm.typing");
+    //  The server's own names are not a client's
+    assert_null (s_route_type ("{\"type\":\"msg.typing\",\"room\":\"general\"}"));
+    assert_null (s_route_type ("{\"type\":\"pm.typing\",\"to\":\"bob\"}"));
+    //  Anything else goes as it came
+    pl_request_t request;
+    assert_int_equal (s_parse ("{\"type\":\"msg.send\",\"to\":1}", &request),
+                      PL_TRANSCODE_OK);
+    assert_ptr_equal (pl_transcode_route_type (request.type, request.body, request.body_size),
+                      request.type);
+    pl_request_reset (&request);
+}
+
 int
 main (void)
 {
@@ -794,6 +831,7 @@ main (void)
         cmocka_unit_test (test_error_frame_with_a_body_carries_its_fields),
         cmocka_unit_test (test_error_frame_with_retry_keeps_a_given_retry_or_adds_one),
         cmocka_unit_test (test_body_is_a_msgpack_map_of_the_other_fields),
+        cmocka_unit_test (test_a_typing_goes_to_the_plugin_of_its_field),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -304,11 +304,14 @@ s_forget (void *plugin, pl_lane_key_t *key)
 
 static void s_write_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
 static void s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
+static void s_peek_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
+static void s_peek_at_once (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op);
 
 //  The test's requests: write and read, whose body names the key
 static const pl_lane_type_t s_types [] = {
     { "test.write", s_write_start, "Too fast.", NULL },
     { "test.read", s_read_start, NULL, NULL },
+    { "test.peek", s_peek_start, "Too fast.", NULL },    //  a read that may go at once
     { NULL }
 };
 
@@ -324,6 +327,7 @@ s_read (void *plugin, const pl_lane_type_t *type, const char *user,
         return pl_lane_refuse (intake, "bad_request", "The nonce must be a good one.");
     intake->args = malloc (4);
     intake->bytes = 1;
+    intake->at_once = type->start == s_peek_start;
     return intake->args != NULL;
 }
 
@@ -366,6 +370,7 @@ static const pl_lane_class_t s_class = {
     .forget = s_forget,
     .service = "test",
     .look_up = s_look_up,
+    .at_once = s_peek_at_once,
     .refused = s_refused
 };
 
@@ -405,6 +410,20 @@ s_read_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
     (void) plugin;
     if (pl_lane_ready (s_lane, key))
         s_record (&op->request, "", pl_lane_last_seq (key));
+}
+
+//  A peek: a read, answered as it comes in when the key is loaded
+static void
+s_peek_start (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    s_read_start (plugin, key, op);
+}
+
+static void
+s_peek_at_once (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op)
+{
+    if (pl_lane_is_loaded (key))
+        s_peek_start (plugin, key, op);
 }
 
 //  Submits request with this time left (-1: none)
@@ -702,6 +721,64 @@ test_lane_request_is_queued_under_its_key (void **state)
     s_store_answers (0, NULL, 3);
     assert_int_equal (s_reply_count, 1);
     assert_int_equal (s_replies [0].seq, 3);
+}
+
+static void
+test_lane_at_once_answers_ahead_of_the_queue_once_loaded (void **state)
+{
+    //  Not loaded: it waits its turn, the load
+    parley_request_t *request = s_request_of (1, "test.peek", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_int_equal (s_reply_count, 0);
+    s_store_answers (0, NULL, 5);
+    assert_int_equal (s_reply_count, 1);
+    assert_int_equal (s_replies [0].seq, 5);
+    //  A write out and the queue full (5): a peek goes past them at once
+    for (int index = 2; index < 7; index++) {
+        request = s_request_of (index, "test.write", "alice", "key", "general");
+        assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    }
+    assert_int_equal (s_call_count, 2);
+    assert_string_equal (s_calls [1].type, "store.write");
+    request = s_request_of (7, "test.peek", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_null (request);
+    assert_int_equal (s_reply_count, 2);
+    assert_int_equal (s_replies [1].request, 7);
+    assert_int_equal (s_replies [1].seq, 5);       //  the write is not stored yet
+    //  A read is no peek: the full queue refuses it
+    request = s_request_of (8, "test.read", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_string_equal (s_replies [2].code, "unavailable");
+    s_store_answers (1, NULL, 0);                  //  the first write alone: 6
+    s_store_answers (2, NULL, 0);                  //  a run of three: 7, 8, 9
+    s_store_answers (3, NULL, 0);                  //  the last: 10
+    assert_int_equal (s_reply_count, 8);
+    assert_int_equal (s_replies [7].seq, 10);
+    //  Forgotten (as after an unknown outcome): the next peek waits for the reload
+    pl_lane_forget (s_lane, pl_lane_key (s_lane, "general", NULL));
+    request = s_request_of (9, "test.peek", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    size_t replies = s_reply_count;
+    assert_string_equal (s_calls [s_call_count - 1].type, "store.load");
+    s_store_answers (s_call_count - 1, NULL, 12);
+    assert_int_equal (s_reply_count, replies + 1);
+    assert_int_equal (s_replies [replies].seq, 12);
+}
+
+static void
+test_lane_at_once_counts_against_the_rate (void **state)
+{
+    pl_lane_set_rate (s_lane, 0.001, 1);
+    parley_request_t *request = s_request_of (1, "test.peek", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    s_store_answers (0, NULL, 5);
+    request = s_request_of (2, "test.peek", "alice", "key", "general");
+    assert_int_equal (pl_lane_request (s_lane, &request), 0);
+    assert_int_equal (s_reply_count, 2);
+    assert_string_equal (s_replies [0].code, "");
+    assert_string_equal (s_replies [1].code, "rate_limited");
+    assert_true (s_replies [1].retry_ms > 0);
 }
 
 static void
@@ -1168,6 +1245,10 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_lane_loads_a_key_once_then_serves_its_requests,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_at_once_answers_ahead_of_the_queue_once_loaded,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_lane_at_once_counts_against_the_rate,
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lane_batches_the_writes_at_the_head_into_one_run,
                                          s_setup, s_teardown),

@@ -1,4 +1,5 @@
-/*  test_reply - a reply's JSON size, measured as the gateway writes it */
+/*  test_reply - a reply's JSON size, measured as the gateway writes it, and
+    the replies the kit packs */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -153,6 +154,49 @@ test_retry_is_the_longer_of_the_stores_and_the_measure (void **state)
     assert_int_equal (pl_reply_retry_ms (-5, 3), PL_SERVICE_RETRY_MIN_MS);
 }
 
+//  A fake host's reply: keeps the bytes answered and takes the request
+static msgpack_sbuffer s_answered;
+
+static int
+s_reply (parley_ctx_t *ctx, parley_request_t **request_p, const void *body, size_t size)
+{
+    (void) ctx;
+    msgpack_sbuffer_write (&s_answered, (const char *) body, size);
+    *request_p = NULL;
+    return 0;
+}
+
+//  Another service's answer is passed on byte for byte as it was packed
+static void
+test_object_is_answered_as_packed (void **state)
+{
+    (void) state;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 2);
+    s_pack_str (&packer, "rooms", 5);
+    msgpack_pack_array (&packer, 1);
+    s_pack_str (&packer, "general", 7);
+    s_pack_str (&packer, "more", 4);
+    msgpack_pack_true (&packer);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    assert_int_equal (msgpack_unpack_next (&unpacked, buffer.data, buffer.size, NULL),
+                      MSGPACK_UNPACK_SUCCESS);
+    msgpack_sbuffer_init (&s_answered);
+    parley_host_t host = { .reply = s_reply };
+    parley_request_t *request = (parley_request_t *) &host;     //  opaque: never read
+    assert_int_equal (pl_reply_object (&host, NULL, &request, &unpacked.data), 0);
+    assert_null (request);
+    assert_int_equal (s_answered.size, buffer.size);
+    assert_memory_equal (s_answered.data, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&s_answered);
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
 int
 main (void)
 {
@@ -163,6 +207,7 @@ main (void)
         cmocka_unit_test (test_string_size_counts_escapes),
         cmocka_unit_test (test_packed_size_is_the_objects_and_garbage_never_fits),
         cmocka_unit_test (test_retry_is_the_longer_of_the_stores_and_the_measure),
+        cmocka_unit_test (test_object_is_answered_as_packed),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
