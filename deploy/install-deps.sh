@@ -12,7 +12,7 @@ packages=(
     libmongoc-dev libbson-dev
     libcmocka-dev
     clang libclang-rt-14-dev
-    chromium
+    chromium fonts-noto-color-emoji
     curl procps
     prometheus
 )

@@ -9,6 +9,7 @@
 
 import { highlightMentions } from './mentions.js';
 import { formatMessage } from './format.js';
+import { applyChanges, isChange, isMessage } from './message-changes.js';
 
 export const TEXT_MAX = 4000;
 export const HISTORY_PAGE = 50;     // entries per history page
@@ -105,7 +106,8 @@ export class Timeline {
         return this.addNew(entries).length;
     }
 
-    // Adds entries; returns those that were new
+    // Adds entries; returns those that were new. Edits, deletions and
+    // reactions among them change the messages held before them
     addNew(entries) {
         const added = [];
         for (const entry of entries) {
@@ -114,6 +116,7 @@ export class Timeline {
             this.entries.set(entry.seq, entry);
             added.push(entry);
         }
+        applyChanges(this.entries, added, new Set(added.map((entry) => entry.seq)));
         return added;
     }
 
@@ -138,6 +141,14 @@ export class Timeline {
         }
     }
 
+    // The seq after which entries are missing: before the first hole in the
+    // seqs (a live entry that came past a gap is already in), else the newest
+    get caughtUpTo() {
+        const seqs = [...this.entries.keys()].sort((a, b) => a - b);
+        const hole = seqs.findIndex((seq, index) => index > 0 && seq !== seqs[index - 1] + 1);
+        return hole > 0 ? seqs[hole - 1] : seqs.at(-1) ?? 0;
+    }
+
     // What came after the newest entry, page by page while `more` (a gap, or a
     // reconnection); fetch({ after, limit }) as above. Returns the entries that
     // were new, or null when a catch-up is already on its way
@@ -147,11 +158,15 @@ export class Timeline {
         this.catchingUp = true;
         const added = [];
         try {
+            let after = this.caughtUpTo;
             for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
-                const reply = await fetch({ after: this.newest ?? 0, limit: CATCH_UP_PAGE });
-                added.push(...this.addNew(reply.messages ?? []));
-                if (!reply.more)
+                const reply = await fetch({ after, limit: CATCH_UP_PAGE });
+                const page = reply.messages ?? [];
+                added.push(...this.addNew(page));
+                const last = page.at(-1)?.seq;
+                if (!reply.more || !Number.isInteger(last) || last <= after)
                     break;
+                after = last;
             }
         } finally {
             this.catchingUp = false;
@@ -190,6 +205,7 @@ export class ChatView {
         this.writable = false;
         this.online = true;
         this.toBottomNext = false;      // the next render scrolls to the end (a message just written)
+        this.decorator = null;          // MessageActions: replies, edits, deletions, reactions (message-actions.js)
         this.wire();
     }
 
@@ -243,6 +259,7 @@ export class ChatView {
     // notice: a sentence instead of the timeline's own ("Join this room…"), or
     // null; after: nodes shown after the entries (a deletion notice)
     render({ toBottom = false, keepFromBottom = null, notice = null, after = [] } = {}) {
+        this.decorator?.beforeRender();
         const box = this.el.box;
         const timeline = this.timeline;
         const entries = timeline?.loaded ? timeline.sorted() : [];
@@ -271,12 +288,13 @@ export class ChatView {
         if (this.nearBottom)
             this.unseen = 0;
         this.renderJump();
+        this.decorator?.afterRender();
     }
 
     // The line goes above the first message of others after the read marker
     // (1.1), or above the last `unreadOnOpen` of them (1.0); true when placed
     markUnreadOnOpen(entries) {
-        const others = entries.filter((entry) => entry.type !== 'system' && entry.from !== this.self());
+        const others = entries.filter((entry) => isMessage(entry) && entry.from !== this.self());
         const first = this.readOnOpen !== null ? others.find((entry) => entry.seq > this.readOnOpen)
             : others[Math.max(0, others.length - this.unreadOnOpen)];
         this.newFrom = first?.seq ?? null;
@@ -309,6 +327,8 @@ export class ChatView {
         const items = [];
         let previous = null;
         for (const entry of entries) {
+            if (isChange(entry))
+                continue;       // shown in the message it changes
             const date = dateOf(entry.ts);
             const prevDate = dateOf(previous?.ts);
             const newDay = date && (!prevDate || date.toDateString() !== prevDate.toDateString());
@@ -365,6 +385,7 @@ export class ChatView {
         highlightMentions(text, entry.mentions, this.self());
         body.append(text);
         item.append(body);
+        this.decorator?.message(item, entry, body, text);
         return item;
     }
 
@@ -386,6 +407,7 @@ export class ChatView {
         const text = element('div', 'text');
         text.append(...formatMessage(item.text));
         body.append(text);
+        this.decorator?.pending(item, body, text);
         if (failed) {
             const actions = element('div', 'pending-actions d-flex gap-2 mt-1');
             const retry = element('button', 'btn btn-sm btn-outline-primary pending-retry', 'Retry');
@@ -415,8 +437,8 @@ export class ChatView {
 
     // Live entries were added to the timeline on screen
     arrived(entries) {
-        const fromOthers = entries.filter((entry) => entry.type !== 'system' && entry.from !== this.self());
-        const own = entries.some((entry) => entry.type !== 'system' && entry.from === this.self());
+        const fromOthers = entries.filter((entry) => isMessage(entry) && entry.from !== this.self());
+        const own = entries.some((entry) => isMessage(entry) && entry.from === this.self());
         const away = !this.nearBottom || document.visibilityState !== 'visible';
         if (own) {
             this.newFrom = null;        // one's own message: everything above is seen
@@ -519,7 +541,7 @@ export class ChatView {
         this.grow();
         this.newFrom = null;        // one's own message: everything above is seen
         this.toBottomNext = true;
-        this.onSend(text);          // the owner renders the timeline with it, at the bottom
+        this.onSend(text, this.decorator?.sendFields() ?? {});     // the owner renders it, at the bottom
         this.renderComposer();
         input.focus();
     }

@@ -77,7 +77,8 @@ export class Outbox {
             if (Array.isArray(saved))
                 this.items = saved.filter((item) => typeof item?.nonce === 'string' && typeof item.text === 'string'
                     && (item.kind === 'room' || item.kind === 'pm') && typeof item.to === 'string')
-                    .map((item) => ({ ...item, key: key(item.to), state: item.state === 'failed' ? 'failed' : 'queued', notBefore: 0 }));
+                    .map((item) => ({ ...item, key: key(item.to), state: item.state === 'failed' ? 'failed' : 'queued', notBefore: 0,
+                        reply_to: Number.isInteger(item.reply_to) ? item.reply_to : undefined }));
         } catch {
             this.items = [];        // storage disabled or spoilt: nothing to restore
         }
@@ -104,7 +105,8 @@ export class Outbox {
                 sessionStorage.removeItem(this.storageKey);
             else
                 sessionStorage.setItem(this.storageKey, JSON.stringify(items.map(
-                    ({ nonce, kind, to, text, state, error, created, tries }) => ({ nonce, kind, to, text, state, error, created, tries }))));
+                    ({ nonce, kind, to, text, state, error, created, tries, reply_to }) =>
+                        ({ nonce, kind, to, text, state, error, created, tries, reply_to }))));
         } catch {
             // storage full or disabled: the outbox lasts as long as the page
         }
@@ -117,11 +119,12 @@ export class Outbox {
         return this.items.filter((item) => item.kind === kind && item.key === itemKey);
     }
 
-    // A message written: shown pending at once, sent as soon as it can be
-    add(kind, to, text) {
+    // A message written: shown pending at once, sent as soon as it can be;
+    // reply_to (1.1): the seq of the message it answers
+    add(kind, to, text, { reply_to: replyTo } = {}) {
         const item = {
             nonce: newNonce(), kind, to, key: key(to), text, state: 'queued', error: null,
-            created: Date.now(), tries: 0, notBefore: 0,
+            created: Date.now(), tries: 0, notBefore: 0, reply_to: Number.isInteger(replyTo) ? replyTo : undefined,
         };
         this.items.push(item);
         this.touched(item);
@@ -239,6 +242,8 @@ export class Outbox {
         const [type, fields] = item.kind === 'room'
             ? ['msg.send', { room: item.to, text: item.text, nonce: item.nonce }]
             : ['pm.send', { to: item.to, text: item.text, nonce: item.nonce }];
+        if (Number.isInteger(item.reply_to))
+            fields.reply_to = item.reply_to;
         let reply;
         try {
             reply = await this.client.request(type, fields);

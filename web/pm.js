@@ -8,6 +8,8 @@
 import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 import { ChatController } from './chat-controller.js';
 import { toast } from './toast.js';
+import { MessageActions } from './message-actions.js';
+import { changedMessage, describeChange, isChange } from './message-changes.js';
 
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
@@ -56,13 +58,19 @@ export class PmController extends ChatController {
             error: 'pm-composer-error', hint: 'pm-hint', jump: 'pm-jump', olderButton: 'pm-load-older',
         }, {
             self: () => this.self,
-            send: (text) => this.outbox.add('pm', this.nameOf(this.current), text),
+            send: (text, fields) => this.outbox.add('pm', this.nameOf(this.current), text, fields),
             pending: () => (this.current ? this.outbox.pending('pm', this.current) : []),
             retry: (nonce) => this.outbox.retry(nonce),
             discard: (nonce) => this.outbox.discard(nonce),
             seen: () => this.markRead(),
             loadOlder: () => this.loadOlder(),
             beginning: 'The beginning of the conversation.',
+        });
+        this.actions = new MessageActions(client, this.view, 'pm', {
+            self: () => this.self, name: () => this.nameOf(this.current),
+            timeline: () => this.timelines.get(this.current), canDeleteAny: () => false,
+            receive: (entry) => this.receive(entry), render: () => this.renderTimeline(),
+            history: (page) => this.history(this.current, page),
         });
         outbox.register('pm', {
             changed: (conversationKey) => {
@@ -222,7 +230,7 @@ export class PmController extends ChatController {
             const body = last.text.length > PREVIEW_MAX ? `${last.text.slice(0, PREVIEW_MAX)}…` : last.text;
             if (key(last.from) === key(this.self ?? ''))
                 preview.append(element('span', 'text-body-secondary', 'You: '));
-            preview.append(document.createTextNode(body));
+            preview.append(last.deleted ? element('em', null, 'message deleted') : document.createTextNode(body));
             text.append(preview);
         }
 
@@ -446,7 +454,7 @@ export class PmController extends ChatController {
     // its conversation)
     absorb(_conversationKey, entries) {
         for (const entry of entries)
-            if (isMessage(entry))
+            if (isMessage(entry) && !isChange(entry))
                 this.outbox.arrived('pm', key(key(entry.from) === key(this.self ?? '') ? entry.to : entry.from), entry);
     }
 
@@ -456,7 +464,7 @@ export class PmController extends ChatController {
         if (!Number.isInteger(reply.seq) || !this.self)
             return;
         this.receive({ type: 'pm', from: this.self, to: item.to, seq: reply.seq, text: item.text,
-            ts: reply.ts, nonce: item.nonce });
+            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to });
     }
 
     wire() {
@@ -470,6 +478,10 @@ export class PmController extends ChatController {
     receive(event) {
         if (!this.self || !isMessage(event))
             return;
+        if (isChange(event)) {
+            this.receiveChange(event);
+            return;
+        }
         const own = key(event.from) === key(this.self);
         const other = own ? event.to : event.from;
         const conversationKey = key(other);
@@ -489,6 +501,36 @@ export class PmController extends ChatController {
                 conversation.unread += 1;
         }
 
+        this.intoTimeline(conversationKey, event, own ? null : `${event.from}: ${event.text}`);
+        if (!own && conversationKey !== this.current && event.seq > known)
+            this.view.announce(`New message from ${event.from}.`);
+        this.renderList();
+        if (conversationKey === this.current)
+            this.markRead();
+    }
+
+    // An edit, deletion or reaction (1.1), by either party: the message
+    // changes in place (in the timeline, and in the list when it is the last)
+    receiveChange(event) {
+        const own = key(event.from) === key(this.self);
+        const conversationKey = key(own ? event.to : event.from);
+        const conversation = this.conversations.get(conversationKey);
+        if (conversation) {
+            conversation.last_seq = Math.max(conversation.last_seq ?? 0, event.seq);
+            if (conversation.last?.seq === event.target)
+                conversation.last = changedMessage(conversation.last, event) ?? conversation.last;
+            if (event.type === 'delete' && !own)
+                this.scheduleListRefresh();     // an unread message may be gone: the server's count
+        }
+        this.intoTimeline(conversationKey, event, own ? null : describeChange(event));
+        this.renderList();
+        if (conversationKey === this.current)
+            this.markRead();
+    }
+
+    // A live entry into its conversation's timeline, if this page holds one
+    // (kept aside while its first page loads); said aloud when on screen
+    intoTimeline(conversationKey, event, spoken) {
         const timeline = this.timelines.get(conversationKey);
         if (timeline && !timeline.loaded) {
             timeline.buffered.push(event);
@@ -499,15 +541,10 @@ export class PmController extends ChatController {
                     this.catchUp(conversationKey);      // a gap: something was missed
                 if (conversationKey === this.current) {
                     this.view.arrived([event]);
-                    if (!own)
-                        this.view.announce(`${event.from}: ${event.text}`);
+                    if (spoken)
+                        this.view.announce(spoken);
                 }
             }
         }
-        if (!own && conversationKey !== this.current && event.seq > known)
-            this.view.announce(`New message from ${event.from}.`);
-        this.renderList();
-        if (conversationKey === this.current)
-            this.markRead();
     }
 }

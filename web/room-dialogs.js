@@ -163,9 +163,15 @@ export class CreateRoomDialog {
 // A question with a dangerous answer (delete a room, leave a private one):
 // resolves, once the dialog has closed (so that the focus can move), true when
 // confirmed and the action succeeded, false when cancelled. action() runs on
-// confirming; its error stays shown in the dialog.
+// confirming; its error stays shown in the dialog. There is one dialog on the
+// page: every `new ConfirmDialog()` is the same one.
 export class ConfirmDialog {
+    static shared = null;
+
     constructor() {
+        if (ConfirmDialog.shared)
+            return ConfirmDialog.shared;
+        ConfirmDialog.shared = this;
         this.action = null;
         this.resolve = null;
         this.done = false;

@@ -11,6 +11,8 @@ import { ChatController } from './chat-controller.js';
 import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
 import { RoomList, byName } from './room-list.js';
+import { MessageActions } from './message-actions.js';
+import { describeChange, isChange } from './message-changes.js';
 
 export { TEXT_MAX } from './chatview.js';
 
@@ -64,7 +66,7 @@ export class RoomsController extends ChatController {
             error: 'composer-error', hint: 'composer-hint', jump: 'timeline-jump', olderButton: 'load-older',
         }, {
             self: () => this.self,
-            send: (text) => this.outbox.add('room', this.room?.name ?? this.current, text),
+            send: (text, fields) => this.outbox.add('room', this.room?.name ?? this.current, text, fields),
             pending: () => (this.current ? this.outbox.pending('room', this.current) : []),
             retry: (nonce) => this.outbox.retry(nonce),
             discard: (nonce) => this.outbox.discard(nonce),
@@ -74,6 +76,12 @@ export class RoomsController extends ChatController {
         });
         this.dialog = new CreateRoomDialog(client, { created: (room) => this.created(room) });
         this.confirm = new ConfirmDialog();
+        this.actions = new MessageActions(client, this.view, 'room', {
+            self: () => this.self, name: () => this.room?.name ?? this.current,
+            timeline: () => this.timelines.get(this.current), canDeleteAny: () => this.room?.owner === this.self,
+            receive: (entry) => this.receiveEntry(entry), render: () => this.renderTimeline(),
+            history: (page) => this.history(this.current, page),
+        });
         outbox.register('room', {
             changed: (roomKey) => {
                 if (roomKey === this.current)
@@ -503,6 +511,8 @@ export class RoomsController extends ChatController {
         const roomKey = key(entry.room);
         if (entry.type === 'system' && (entry.event === 'join' || entry.event === 'leave'))
             this.membershipChanged(roomKey, entry);
+        if (entry.type === 'delete' && this.markers && !this.seeing(roomKey))
+            this.scheduleListRefresh();     // an unread message may be gone: the server's counts
 
         const timeline = this.timelines.get(roomKey);
         if (!timeline?.loaded) {
@@ -524,8 +534,9 @@ export class RoomsController extends ChatController {
         if (roomKey === this.current) {
             this.view.arrived([entry]);
             const own = entry.from === this.self;
-            if (!own || entry.type !== 'message')
-                this.view.announce(entry.type === 'system' ? entry.message : `${entry.from}: ${entry.text}`);
+            if (!own || entry.type === 'system')
+                this.view.announce(entry.type === 'system' ? entry.message
+                    : isChange(entry) ? describeChange(entry) : `${entry.from}: ${entry.text}`);
             this.markRead();
         }
     }
@@ -651,7 +662,7 @@ export class RoomsController extends ChatController {
             return;
         this.receiveEntry({
             type: 'message', room: item.to, seq: reply.seq, from: this.self, text: item.text,
-            ts: reply.ts, nonce: item.nonce,
+            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to,
         });
     }
 
