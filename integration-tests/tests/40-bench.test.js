@@ -219,6 +219,28 @@ test('history: every page of a 500-entry room is checked and walks reach seq 1',
     }
 });
 
+test('history --decorate: the oldest messages are edited and reacted to, and every page of them comes as it is now', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const fillers = 3, readers = 2, entries = 120, decorated = 20;
+        const { code, output, result } = await benchJson(['--url', server.url, '--entries', String(entries),
+            '--senders', String(fillers), '--readers', String(readers), '--decorate', String(decorated),
+            '--duration', '1', 'history']);
+        assert.equal(code, 0, output);
+        const [history] = result.scenarios;
+        assertCounted(history, fillers);
+        assert.equal(history.decorated, decorated);
+        assert.equal(history.page, decorated);
+        // After the fill, each decorated message took an edit and a reaction from every filler
+        assert.equal(history.last_seq, entries + fillers + readers - 1 + decorated * (1 + fillers));
+        assert.ok(history.pages > 0);
+        assert.equal(history.bad_pages, 0);
+        assert.equal(history.page_entries, history.pages * decorated);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('latency: 50 messages one at a time, each delivered to both members', async () => {
     const server = await startParley({ args: CHEAP, withExample: false });
     try {
