@@ -26,17 +26,15 @@ const MAX_AGE_MS = 23 * 3600 * 1000; // the server remembers a nonce for 24 h: n
 // Refusals that changed nothing and ask the client to come back later
 const COME_BACK = new Set(['rate_limited', 'unavailable', 'timeout', 'disconnected']);
 
-// A nonce as PROTOCOL.md asks ([A-Za-z0-9_-], 1 to 64): a UUID. randomUUID
-// exists only in secure contexts (https, localhost); a server on a LAN over
-// plain http still gets 122 random bits from getRandomValues.
+// A nonce as PROTOCOL.md asks ([A-Za-z0-9_-], 1 to 64): the time in base 36,
+// then 96 random bits from getRandomValues (there in every context, plain
+// http on a LAN included). The time first because the server's nonce index is
+// kept per room and conversation in nonce order: nonces that grow with time
+// are written at its end, fewer pages a commit than a UUID's anywhere.
 export function newNonce() {
-    if (typeof crypto.randomUUID === 'function')
-        return crypto.randomUUID();
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, '0')).join('');
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    const random = crypto.getRandomValues(new Uint8Array(12));
+    const hex = [...random].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+    return `${Date.now().toString(36).padStart(9, '0')}-${hex}`;
 }
 
 // Room and user names are unique without regard to case
