@@ -47,6 +47,8 @@ typedef struct {
     size_t password_size;           //  bytes in password
     bool unknown_user;              //  login: verifying only to spend the time
     bool disabled;                  //  login: the account is disabled (parleyctl)
+    bool created;                   //  register: the account is stored; what fails
+                                    //  after it has an unknown outcome for the client
     bool generated;                 //  admin reset: the password in token was made here
     bool verified;                  //  auth.password: the current password matched;
                                     //  its pool job now hashes new_password

@@ -382,8 +382,17 @@ s_op_time_left (auth_t *self, op_t *op)
 void
 auth_op_call (auth_t *self, op_t *op, const char *type, pl_pack_t *pack, pl_call_fn *handler)
 {
-    if (pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
-                             s_op_time_left (self, op), handler, op))
+    if (!pl_call_send_within (self->calls, type, pack->buffer.data, pack->buffer.size,
+                              s_op_time_left (self, op), handler, op))
+        return;
+    //  Not sent (its time is gone): nothing of this step was done, but a
+    //  registration's account may already be stored, which the client must
+    //  learn by logging in (PROTOCOL.md 1.1 "Outcomes")
+    if (op->created)
+        auth_op_unavailable (self, op, "Your account was created, but the session could not be"
+                             " opened in time; log in in a moment.", au_pool_hash_ms (self->pool),
+                             true);
+    else
         auth_op_unavailable (self, op, "The account service is unavailable right now; try again"
                              " in a moment.", au_pool_hash_ms (self->pool), false);
 }
@@ -728,6 +737,7 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
         }
         free (op->name);
         op->name = registered;
+        op->created = true;
         self->host->log (self->ctx, PARLEY_LOG_INFO, "'%s' registered from %s",
                          op->name, auth_addr (op->address));
         auth_op_issue_token (self, op, s_register_on_token_put);
