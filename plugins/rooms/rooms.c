@@ -332,14 +332,21 @@ s_member_compare (const void *one, const void *two)
     return strcasecmp ((const char *) one, (const char *) two);
 }
 
-static bool
-s_is_member (room_t *room, const char *user)
+//  The member named user (any case) as registered, or NULL
+static const char *
+s_member_name (room_t *room, const char *user)
 {
     for (const char *name = (const char *) zlistx_first (room->members); name;
          name = (const char *) zlistx_next (room->members))
         if (pl_text_same_name (name, user))
-            return true;
-    return false;
+            return name;
+    return NULL;
+}
+
+static bool
+s_is_member (room_t *room, const char *user)
+{
+    return s_member_name (room, user) != NULL;
 }
 
 static void
@@ -1594,17 +1601,6 @@ s_owner_only (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *what)
     pl_lane_error (self->lane, op, "forbidden", "Only the owner of the room '%s' (%s) can %s.",
                    room->name, room->owner? room->owner: "", what);
     return false;
-}
-
-//  The member named user (any case) as registered, or NULL
-static const char *
-s_member_name (room_t *room, const char *user)
-{
-    for (const char *name = (const char *) zlistx_first (room->members); name;
-         name = (const char *) zlistx_next (room->members))
-        if (pl_text_same_name (name, user))
-            return name;
-    return NULL;
 }
 
 //  Packs the store's system entry op writes: event about user, by whom
