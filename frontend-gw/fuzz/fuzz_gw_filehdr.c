@@ -26,8 +26,9 @@ s_check_name (const char *name, int size)
     }
     char out [GW_FILEHDR_DISPOSITION_MAX];
     size_t length = gw_filehdr_disposition ("image/png", name, (size_t) size, out);
-    if (length != strlen (out) || length >= GW_FILEHDR_DISPOSITION_MAX
-    ||  strpbrk (out, "\r\n\" "))
+    const char *encoded = strstr (out, "''");
+    if (length != strlen (out) || length >= GW_FILEHDR_DISPOSITION_MAX || !encoded
+    ||  strpbrk (out, "\r\n\"") || strpbrk (encoded + 2, " ;,'"))
         abort ();           //  nothing that could end or split the header
 }
 
