@@ -1292,7 +1292,8 @@ s_word_seen (const char *word, size_t size, void *arg)
 //  A word as the search plugin sends it: one word of pl_words, already
 //  normalized (splitting it again gives itself), then an optional '*'
 static int
-s_read_word (st_request_t *self, const msgpack_object *value, uint32_t index, st_word_t *word)
+s_read_search_word (st_request_t *self, const msgpack_object *value, uint32_t index,
+                    st_word_t *word)
 {
     if (value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0
     ||  value->via.str.size > ST_SEARCH_WORD_MAX + 1) {
@@ -1331,7 +1332,8 @@ s_read_words (st_request_t *self, const msgpack_object *map, st_search_t *search
         return -1;
     }
     for (uint32_t index = 0; index < words->via.array.size; index++)
-        if (s_read_word (self, &words->via.array.ptr [index], index, &search->words [index]))
+        if (s_read_search_word (self, &words->via.array.ptr [index], index,
+                                &search->words [index]))
             return -1;
     search->count = words->via.array.size;
     return 0;
@@ -1356,6 +1358,9 @@ s_read_search (st_request_t *self, const msgpack_object *map)
     }
     search->limit = (uint32_t) limit;
     return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Files (schema version 13)
 
 static int

@@ -1038,7 +1038,19 @@ test_version_11_file_migrated_indexes_its_messages (void **state)
                           "DROP TRIGGER search_entries_delete; DROP TRIGGER search_pm_entries_insert;"
                           "DROP TRIGGER search_pm_entries_update;"
                           "DROP TRIGGER search_pm_entries_delete; DROP TABLE search;"
-                          "DROP TABLE search_docs; DELETE FROM schema_version WHERE version = 12");
+                          "DROP TABLE search_docs;"
+                          //  and schema 13's files, which came after it
+                          "DROP TABLE files; DROP INDEX entries_by_file;"
+                          "DROP INDEX pm_entries_by_file;"
+                          "ALTER TABLE entries DROP COLUMN file_id;"
+                          "ALTER TABLE entries DROP COLUMN file_name;"
+                          "ALTER TABLE entries DROP COLUMN file_size;"
+                          "ALTER TABLE entries DROP COLUMN file_type;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_id;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_name;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_size;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_type;"
+                          "DELETE FROM schema_version WHERE version >= 12");
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     assert_true (sc_log_says (s_log, "migrated to schema version 12", NULL));
