@@ -73,7 +73,7 @@ integration-tests:
 	    tests/25-read-markers.test.js tests/26-nonce-crash.test.js tests/27-timeline.test.js \
 	    tests/28-room-admin.test.js tests/29-typing.test.js tests/30-pm.test.js \
 	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js \
-	    tests/36-pm-timeline.test.js \
+	    tests/36-pm-timeline.test.js tests/37-search.test.js \
 	    tests/73-metrics.test.js
 
 bench: deps build
