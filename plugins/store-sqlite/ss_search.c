@@ -44,8 +44,12 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " OR d.conversation_id IN (SELECT id FROM conversations"
                            " WHERE user_a = ?3 UNION ALL SELECT id FROM conversations"
                            " WHERE user_b = ?3))" S_SEARCH_ORDER,
-    [S_SQL_ROOM]         = S_SEARCH_FROM "d.room_id = ?3" S_SEARCH_ORDER,
-    [S_SQL_WITH]         = S_SEARCH_FROM "d.conversation_id = ?3" S_SEARCH_ORDER,
+    [S_SQL_ROOM]         = S_SEARCH_FROM
+                           "d.room_id = ?3"
+                           S_SEARCH_ORDER,
+    [S_SQL_WITH]         = S_SEARCH_FROM
+                           "d.conversation_id = ?3"
+                           S_SEARCH_ORDER,
     //  A room by name and whether the user is a member
     [S_SQL_ROOM_MEMBER]  = "SELECT rooms.id, EXISTS (SELECT 1 FROM members WHERE"
                            " members.room_id = rooms.id AND members.user_id = ?2)"
