@@ -172,6 +172,7 @@ typedef struct {
     int page;                       //  history: entries a page (--page, default 200)
     int decorate;                   //  history: D oldest messages edited and reacted to
     int member_of;                  //  search: rooms of the M the searcher is in (--member-of)
+    const char *prepared;           //  search: a store filled by search-store.py, its prefix
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -1065,8 +1066,8 @@ s_may_send (bench_t *self)
         && (!self->send_limit || self->messages_sent < self->send_limit);
 }
 
-//  search: every second message holds the common word, a hundredth of a
-//  percent (at least 100 messages in all) the rare one
+//  search: every second message holds the common word, one in H/100 (about
+//  100 messages in all, at least one in 10) the rare one
 #define SEARCH_COMMON           "pbcommon"
 #define SEARCH_RARE             "pbrare"
 
@@ -1083,10 +1084,12 @@ s_search_is_common (uint64_t index)
     return index % 2 == 0;
 }
 
+//  Spread by a multiplicative hash, so that the rare messages fall in every
+//  room and not in the one that index % M would give them all
 static bool
 s_search_is_rare (const bench_t *self, uint64_t index)
 {
-    return index % s_search_rare_every (self) == 7;
+    return ((index * 0x9E3779B97F4A7C15ull) >> 32) % s_search_rare_every (self) == 7;
 }
 
 //  The words a message's text ends with in the search scenario ("" else)
@@ -2523,7 +2526,14 @@ s_search_expected (bench_t *self, uint64_t *common_p, uint64_t *rare_p)
     for (int index = 0; joined && index < self->member_of; index++)
         joined [s_search_room (self, index)] = true;
     *common_p = *rare_p = 0;
-    for (uint64_t index = 0; joined && index < self->messages_sent; index++) {
+    //  A prepared store: message i is in room i % M (search-store.py)
+    for (uint64_t index = 0; joined && self->prepared && index < (uint64_t) self->entries;
+         index++)
+        if (joined [index % (uint64_t) self->rooms]) {
+            *common_p += s_search_is_common (index);
+            *rare_p += s_search_is_rare (self, index);
+        }
+    for (uint64_t index = 0; joined && !self->prepared && index < self->messages_sent; index++) {
         uint32_t sender = self->message_sender [index];
         if (self->acked [index] != 1 || !sender || !joined [self->conns [sender - 1].group])
             continue;
@@ -2533,13 +2543,10 @@ s_search_expected (bench_t *self, uint64_t *common_p, uint64_t *rare_p)
     free (joined);
 }
 
-//  Sets up the rooms, the searcher's joins and the fill; the fill's tally
+//  The searcher (user searcher) registers and joins its K rooms
 static int
-s_search_fill (bench_t *self, tally_t *fill)
+s_search_join (bench_t *self, int searcher)
 {
-    int rooms = self->rooms, searcher = rooms;
-    if (s_enroll_rooms (self, rooms, 1))
-        return -1;
     static const action_t stay [] = { ACT_REGISTER, ACT_STAY };
     if (s_run_phase (self, stay, searcher, searcher + 1, "searcher") < 0 || self->error_total)
         return -1;
@@ -2552,6 +2559,18 @@ s_search_fill (bench_t *self, tally_t *fill)
             return -1;
     }
     self->searching = false;
+    return 0;
+}
+
+//  Sets up the rooms, the searcher's joins and the fill; the fill's tally
+static int
+s_search_fill (bench_t *self, tally_t *fill)
+{
+    int rooms = self->rooms, searcher = rooms;
+    if (s_enroll_rooms (self, rooms, 1))
+        return -1;
+    if (s_search_join (self, searcher))
+        return -1;
     //  Offline during the fill: each message goes to its creator alone
     s_close (self, &self->conns [searcher]);
     static const action_t attach [] = { ACT_RESUME, ACT_STAY };
@@ -2578,9 +2597,17 @@ s_search_fill (bench_t *self, tally_t *fill)
 static int
 s_search (bench_t *self)
 {
-    int rooms = self->rooms, searcher = rooms;
-    s_new_users (self, rooms + 1, "search");
-    tally_t fill;
+    int rooms = self->rooms, searcher = self->prepared? 0: rooms;
+    s_new_users (self, searcher + 1, "search");
+    tally_t fill = { 0 };
+    if (self->prepared) {
+        //  The rooms and messages are in the store already (search-store.py)
+        snprintf (self->room, sizeof self->room, "%sroom", self->prepared);
+        if (s_search_join (self, searcher))
+            return s_setup_failed (self, "search");
+        fill.acked = (uint64_t) self->entries;
+    }
+    else
     if (s_search_fill (self, &fill))
         return s_setup_failed (self, "search");
     uint64_t common, rare;
@@ -2611,10 +2638,11 @@ s_search (bench_t *self)
     percentiles_t common_us = s_percentiles (&latency [0]), rare_us = s_percentiles (&latency [1]);
     free (latency [0].values);
     free (latency [1].values);
-    printf ("search M=%d H=%d K=%d %.1fs: fill %" PRIu64 " of %d acked (%.0f/s); searcher's matches"
+    printf ("search M=%d H=%d K=%d%s %.1fs: fill %" PRIu64 " of %d acked (%.0f/s); searcher's matches"
             " common %" PRIu64 ", rare %" PRIu64 "; search us common p50 %.0f p99 %.0f (%" PRIu64
             "), rare p50 %.0f p99 %.0f (%" PRIu64 "), wrong %" PRIu64 ", errors %" PRIu64,
-            rooms, self->entries, self->member_of, seconds, fill.acked, self->entries,
+            rooms, self->entries, self->member_of, self->prepared? " prepared": "", seconds,
+            fill.acked, self->entries,
             fill.acked_per_second, common, rare, common_us.p50, common_us.p99, searches [0],
             rare_us.p50, rare_us.p99, searches [1], wrong, self->error_total);
     s_print_line_end (self);
@@ -2971,6 +2999,12 @@ s_usage (FILE *stream)
 "            consecutive and contiguous with the previous page, 'more', and each\n"
 "            walk to seq 1 must have read every entry. Reports pages/s,\n"
 "            entries/s, page latency, walks, bad pages.\n"
+"  search    M rooms (--rooms) of one creator each, a searcher in K of them\n"
+"            (--member-of); the creators fill them with H messages (--entries)\n"
+"            by msg.send, closed loop (or --prepared: the store holds them\n"
+"            already); then the searcher searches a common and a rare word by\n"
+"            turns for --duration, each first page checked against the\n"
+"            matches. Reports the fill rate and each word's p50/p99.\n"
 "  latency   Two members of a room on an idle server; one sends a msg.send, waits\n"
 "            for the other's delivery and its own ok, then sends the next, for\n"
 "            --duration (or --count messages). Reports send-to-delivery and\n"
@@ -3003,6 +3037,10 @@ s_usage (FILE *stream)
 "                     readers then ask for the page of those D messages again and\n"
 "                     again, checking that each comes as it is now (edited, with\n"
 "                     its reactions): room.history of messages with their changes\n"
+"  --member-of K      search: the searcher joins K of the M rooms (default 50)\n"
+"  --prepared PREFIX  search: the M rooms and H messages are in the store already\n"
+"                     (integration-tests/bench/search-store.py --prefix PREFIX): no\n"
+"                     fill, the searcher joins PREFIXroom<g> and searches\n"
 "  --max              fanout: search the highest rate that holds (see fanout)\n"
 "  --p99-bound MS     --max: a step holds while delivery p99 <= MS (default 50)\n"
 "  --step SEC         --max: seconds of sending per step (default 3)\n"
@@ -3100,6 +3138,7 @@ main (int argc, char **argv)
         { "page", required_argument, NULL, 'G' },
         { "decorate", required_argument, NULL, 'D' },
         { "member-of", required_argument, NULL, 'O' },
+        { "prepared", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -3140,6 +3179,7 @@ main (int argc, char **argv)
             case 'G': self->page = atoi (optarg); break;
             case 'D': self->decorate = atoi (optarg); break;
             case 'O': self->member_of = atoi (optarg); break;
+            case 'R': self->prepared = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -3176,7 +3216,7 @@ main (int argc, char **argv)
                       streq (name, "rooms")? (long) self->rooms * self->room_members:
                       streq (name, "pm")? (long) self->pairs * 2:
                       streq (name, "history")? (long) self->senders + self->readers:
-                      streq (name, "search")? (long) self->rooms + 1:
+                      streq (name, "search")? (self->prepared? 1: (long) self->rooms + 1):
                       streq (name, "latency")? 2: -1;
         if (needed < 0) {
             fprintf (stderr, "parley-bench: unknown scenario '%s' (baseline, fanout, rooms, pm,"
