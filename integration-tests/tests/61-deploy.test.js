@@ -109,7 +109,7 @@ test('the split units start with the example configuration, serve together, and 
     try {
         assert.ok(await broker.waitForOutput(/running with/, 15000), broker.output);
         // The store first: the others call it as they start
-        for (const name of ['store-sqlite', 'auth', 'presence', 'rooms', 'pm', 'files']) {
+        for (const name of ['store-sqlite', 'auth', 'presence', 'rooms', 'pm', 'search', 'files']) {
             const plugin = startUnit('parley-plugin@.service', config, name);
             plugins.push(plugin);
             assert.ok(await plugin.waitForOutput(/hosting/, 15000), plugin.output);
@@ -118,6 +118,9 @@ test('the split units start with the example configuration, serve together, and 
         await waitForHealth(config.port, 30000);
         const bob = await connectUser(`ws://127.0.0.1:${config.port}/ws`, 'deploy_bob', clients);
         await ok(bob, { type: 'room.create', room: 'deploy-two' });
+        await ok(bob, { type: 'msg.send', room: 'deploy-two', text: 'Déploiement réussi' });
+        const found = await ok(bob, { type: 'search', query: 'deploiement' });
+        assert.deepEqual(found.results.map((entry) => entry.text), ['Déploiement réussi']);
         bob.ws.terminate();
     } finally {
         if (gateway)

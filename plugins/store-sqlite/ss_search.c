@@ -36,23 +36,29 @@ typedef enum {
     " WHERE search MATCH ?1 AND search.rowid < ?2 AND "
 #define S_SEARCH_ORDER " ORDER BY search.rowid DESC LIMIT ?4"
 
+//  (Each text in parentheses: clang takes a concatenation in an array of
+//  strings for a missing comma otherwise)
 static const char *s_sql_text [S_SQL_COUNT] = {
     //  The user's rooms now (members_by_user) and conversations (the two
     //  indexes by user), each read once into a list the walk looks up
-    [S_SQL_ALL]          = S_SEARCH_FROM
+    [S_SQL_ALL]          = (S_SEARCH_FROM
                            "(d.room_id IN (SELECT room_id FROM members WHERE user_id = ?3)"
                            " OR d.conversation_id IN (SELECT id FROM conversations"
                            " WHERE user_a = ?3 UNION ALL SELECT id FROM conversations"
-                           " WHERE user_b = ?3))" S_SEARCH_ORDER,
-    [S_SQL_ROOM]         = S_SEARCH_FROM "d.room_id = ?3" S_SEARCH_ORDER,
-    [S_SQL_WITH]         = S_SEARCH_FROM "d.conversation_id = ?3" S_SEARCH_ORDER,
+                           " WHERE user_b = ?3))" S_SEARCH_ORDER),
+    [S_SQL_ROOM]         = (S_SEARCH_FROM
+                           "d.room_id = ?3"
+                           S_SEARCH_ORDER),
+    [S_SQL_WITH]         = (S_SEARCH_FROM
+                           "d.conversation_id = ?3"
+                           S_SEARCH_ORDER),
     //  A room by name and whether the user is a member
-    [S_SQL_ROOM_MEMBER]  = "SELECT rooms.id, EXISTS (SELECT 1 FROM members WHERE"
+    [S_SQL_ROOM_MEMBER]  = ("SELECT rooms.id, EXISTS (SELECT 1 FROM members WHERE"
                            " members.room_id = rooms.id AND members.user_id = ?2)"
-                           " FROM rooms WHERE name_key = ?1",
+                           " FROM rooms WHERE name_key = ?1"),
     //  A pair's conversation (the lower id first), if any
-    [S_SQL_CONVERSATION] = "SELECT id FROM conversations WHERE user_a = MIN (?1, ?2)"
-                           " AND user_b = MAX (?1, ?2)",
+    [S_SQL_CONVERSATION] = ("SELECT id FROM conversations WHERE user_a = MIN (?1, ?2)"
+                           " AND user_b = MAX (?1, ?2)"),
     [S_SQL_OPTIMIZE]     = "INSERT INTO search (search) VALUES ('optimize')"
 };
 

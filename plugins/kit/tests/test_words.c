@@ -179,7 +179,7 @@ test_the_words_are_sqlite_fts5_unicode61_remove_diacritics_2s (void **state)
         "CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance');", NULL, NULL, NULL), SQLITE_OK);
     uint32_t seed = 15;
     char text [24 * 4 + 1];
-    for (int round = 0; round < 2000; round++) {
+    for (int round = 0; round < 500; round++) {
         size_t size = s_random_text (&seed, text);
         s_found_t ours = { .count = 0 }, theirs;
         pl_words_each (text, size, s_collect, &ours);
