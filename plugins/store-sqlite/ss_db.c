@@ -245,6 +245,22 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    WHERE nonce IS NOT NULL;"
     "DROP INDEX pm_entries_by_nonce;"
     "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, nonce, from_id)"
+    "    WHERE nonce IS NOT NULL;",
+
+    //  12: the nonce indexes keyed by the nonce first, before the room or
+    //  the conversation. The same uniqueness and look-ups (equality on all
+    //  three columns); but nonces that grow with time (the web client's
+    //  begin with the time) now land at the end of one range shared by
+    //  every room, so a commit carrying the runs of many rooms writes one
+    //  or two index pages, where version 11's gave each room in it a page
+    //  of its own (the end of its range) to write to the WAL at each
+    //  commit and again at the checkpoint. A random nonce lands anywhere
+    //  either way.
+    "DROP INDEX entries_by_nonce;"
+    "CREATE UNIQUE INDEX entries_by_nonce ON entries (nonce, room_id, user COLLATE NOCASE)"
+    "    WHERE nonce IS NOT NULL;"
+    "DROP INDEX pm_entries_by_nonce;"
+    "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (nonce, conversation_id, from_id)"
     "    WHERE nonce IS NOT NULL;"
 };
 
