@@ -66,6 +66,9 @@
 #define PASSWORD         "bench-password"
 #define streq(a, b)      (strcmp ((a), (b)) == 0)
 
+//  --nonce's shapes (s_nonce)
+enum { S_NONCE_NONE, S_NONCE_TIME, S_NONCE_RANDOM, S_NONCE_COUNTER };
+
 typedef enum {
     CONN_FREE,                      //  no socket
     CONN_CONNECTING,                //  connect () in progress
@@ -173,7 +176,8 @@ typedef struct {
     int idle;                       //  --idle N: connections held open through every scenario
     const char *json_path;          //  --json FILE
     bool quiet;                     //  no progress lines
-    bool nonce;                     //  --nonce: each msg.send/pm.send carries a nonce
+    int nonce;                      //  --nonce: each msg.send/pm.send carries a nonce,
+                                    //  shaped as S_NONCE_TIME, _RANDOM or _COUNTER
     int page;                       //  history: entries a page (--page, default 200)
     int decorate;                   //  history: D oldest messages edited and reacted to
     size_t file_size;               //  files: bytes of each file (--file-size)
@@ -197,6 +201,7 @@ typedef struct {
     int *sender_list;               //  users that send, round-robin at a rate
     int sender_count;               //  entries in sender_list
     uint32_t rng;                   //  xorshift state (mask keys)
+    uint32_t nonce_salt;            //  --nonce: this run's, so that its nonces are its own
     //  Current phase
     const action_t *script;         //  what each connection does
     int phase_first;                //  first user of the phase
@@ -1111,6 +1116,34 @@ s_search_text (const bench_t *self, uint64_t index)
            common? " words " SEARCH_COMMON " and more": rare? " words " SEARCH_RARE: " words";
 }
 
+//  --nonce's field for message index, unique per run and message, or ""
+//  without --nonce. time: as the web client makes them (outbox.js: the
+//  wall clock's ms in base 36, 9 digits, '-', 24 hex digits), so that they
+//  grow with time; random: 32 hex digits, as a UUID would land in an index;
+//  counter: the run's prefix and the index in decimal (before 2026-12-06).
+static void
+s_nonce (bench_t *self, uint64_t index, char *field, size_t size)
+{
+    if (self->nonce == S_NONCE_COUNTER)
+        snprintf (field, size, ",\"nonce\":\"%s-%" PRIu64 "\"", self->prefix, index);
+    else
+    if (self->nonce == S_NONCE_RANDOM)
+        snprintf (field, size, ",\"nonce\":\"%08x%08x%016" PRIx64 "\"", s_random (self),
+                  self->nonce_salt, index);
+    else
+    if (self->nonce == S_NONCE_TIME) {
+        struct timespec now;
+        clock_gettime (CLOCK_REALTIME, &now);
+        uint64_t ms = (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_nsec / 1000000;
+        char digits [10];
+        for (int place = 8; place >= 0; place--, ms /= 36)
+            digits [place] = "0123456789abcdefghijklmnopqrstuvwxyz" [ms % 36];
+        digits [9] = 0;
+        snprintf (field, size, ",\"nonce\":\"%s-%08x%016" PRIx64 "\"", digits,
+                  self->nonce_salt, index);
+    }
+}
+
 //  One msg.send into the sender's room, or one pm.send to its partner. The
 //  text carries the message's index and the send time, so that each delivery
 //  names its message and its latency.
@@ -1131,10 +1164,8 @@ s_send_message (bench_t *self, conn_t *conn)
         return;
     }
     conn->inflight++;
-    //  --nonce: unique per run (the prefix) and message, as a client's would be
     char nonce [128] = "";
-    if (self->nonce)
-        snprintf (nonce, sizeof nonce, ",\"nonce\":\"%s-%" PRIu64 "\"", self->prefix, index);
+    s_nonce (self, index, nonce, sizeof nonce);
     if (self->private_messages)
         s_send_json (self, conn,
             "{\"type\":\"pm.send\",\"id\":%" PRIu64 ",\"to\":\"%s%d\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"%s}",
@@ -3077,8 +3108,11 @@ s_usage (FILE *stream)
 "                     --server-pid the gateway's process, its RSS is read every 10 ms\n"
 "                     (run parley-gw apart from parley to see the gateway's own)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
-"  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"
-"                     1.1): the send path with the store's nonce index\n"
+"  --nonce[=SHAPE]    each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"
+"                     1.1): the send path with the store's nonce index. SHAPE: time\n"
+"                     (default: the web client's, the time in base 36 first), random\n"
+"                     (32 hex digits, as a UUID), counter (the run's prefix and the\n"
+"                     message's number in decimal)\n"
 "  --quiet            no progress lines on stderr\n"
 "  --help\n"
 "\n"
@@ -3165,7 +3199,7 @@ main (int argc, char **argv)
         { "max-rate", required_argument, NULL, 'X' },
         { "max-steps", required_argument, NULL, 'S' },
         { "quiet", no_argument, NULL, 'q' },
-        { "nonce", no_argument, NULL, 'N' },
+        { "nonce", optional_argument, NULL, 'N' },
         { "page", required_argument, NULL, 'G' },
         { "decorate", required_argument, NULL, 'D' },
         { "file-size", required_argument, NULL, 'F' },
@@ -3209,7 +3243,15 @@ main (int argc, char **argv)
             case 'X': self->max_rate = atof (optarg); break;
             case 'S': self->max_steps = atoi (optarg); break;
             case 'q': self->quiet = true; break;
-            case 'N': self->nonce = true; break;
+            case 'N':
+                self->nonce = !optarg || streq (optarg, "time")? S_NONCE_TIME
+                            : streq (optarg, "random")? S_NONCE_RANDOM
+                            : streq (optarg, "counter")? S_NONCE_COUNTER: -1;
+                if (self->nonce < 0) {
+                    fprintf (stderr, "parley-bench: --nonce is time, random or counter\n");
+                    return 2;
+                }
+                break;
             case 'G': self->page = atoi (optarg); break;
             case 'D': self->decorate = atoi (optarg); break;
             case 'F': self->file_size = strtoull (optarg, NULL, 10); break;
@@ -3295,6 +3337,7 @@ main (int argc, char **argv)
     signal (SIGPIPE, SIG_IGN);
     signal (SIGINT, s_on_signal);
     self->rng = (uint32_t) (s_now_ns () ^ (uint64_t) getpid () << 16) | 1;
+    self->nonce_salt = s_random (self);
     self->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
     self->capacity = self->idle_first = capacity;
     self->conns = s_alloc (sizeof (conn_t) * (size_t) connections);

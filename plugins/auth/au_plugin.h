@@ -16,6 +16,7 @@
 #include "parley_plugin.h"
 #include "pl_call.h"
 #include "pl_pack.h"
+#include "pl_service.h"
 #include "au_common.h"
 #include "au_limiter.h"
 #include "au_pool.h"
@@ -50,6 +51,7 @@ typedef struct {
     bool disabled;                  //  login: the account is disabled (parleyctl)
     bool created;                   //  register: the account is stored; what fails
                                     //  after it has an unknown outcome for the client
+    int64_t store_started;          //  register: monotonic ms its write was sent
     bool generated;                 //  admin reset: the password in token was made here
     bool verified;                  //  auth.password: the current password matched;
                                     //  its pool job now hashes new_password
@@ -76,6 +78,7 @@ typedef struct {
                                     //  lifetime; 0: every resume records its use
     au_common_t *common;            //  the passwords refused (weak_password)
     char dummy_hash [crypto_pwhash_STRBYTES];  //  verified for unknown users
+    pl_service_t store_service;     //  a registration's two writes, measured
     int64_t token_ttl_ms;           //  validity of a new token
     uint64_t max_tokens;            //  live tokens per user; the least recently
                                     //  used go past it

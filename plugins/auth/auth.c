@@ -58,9 +58,13 @@
 #define AUTH_REGISTER_RATE          30          //  registrations per address per minute
 #define AUTH_REGISTER_WINDOW_MS     60000
 #define AUTH_RETRY_MIN_MS           100         //  least retry_after_ms we say
-#define AUTH_STORE_RESERVE_MS       250         //  time left a new account needs
-                                                //  after its hash: store.user.create
-                                                //  and store.token.put
+#define AUTH_STORE_RESERVE_CALLS    4           //  time left a new account needs after
+                                                //  its hash: this many times what one
+                                                //  of its writes took lately (two to
+                                                //  come: store.user.create and
+                                                //  store.token.put, each kept twice)
+#define AUTH_STORE_RESERVE_MIN_MS   250         //  and at least this (all of it until
+                                                //  a call has been measured)
 #define AUTH_RESERVE_PART           10          //  a hash must be done with a tenth
                                                 //  of the request's time to spare
 #define AUTH_FAILURE_WINDOW_MS      60000
@@ -352,20 +356,32 @@ auth_op_unavailable (auth_t *self, op_t *op, const char *message, int64_t retry_
     auth_op_finish (self, op);
 }
 
+//  True for the store calls that only read
+static bool
+s_store_reads (const char *type)
+{
+    return streq (type, "store.user.get") || streq (type, "store.token.get")
+        || streq (type, "store.user.list");
+}
+
 //  The store answered an error we do not expect from it: a lost answer to a
-//  write may have done it (outcome unknown), any other did nothing
+//  write may have done it (outcome unknown), any other did nothing. A lost
+//  answer to a read did nothing either, unless the request had already
+//  written (a registration's account): a storm's look-ups that the store
+//  could not answer in time are refused as load, without an outcome.
 void
 auth_op_store_failed (auth_t *self, op_t *op, const pl_call_reply_t *reply)
 {
+    bool unknown = reply->outcome_unknown && (op->created || !s_store_reads (reply->type));
     self->host->log (self->ctx, PARLEY_LOG_WARNING, "%s answered %s (%s)%s", reply->type,
                      reply->code ? reply->code : "an unreadable body",
                      reply->message ? reply->message : "",
-                     reply->outcome_unknown ? ", outcome unknown" : "");
-    auth_op_unavailable (self, op, reply->outcome_unknown
+                     unknown ? ", outcome unknown" : "");
+    auth_op_unavailable (self, op, unknown
                          ? "The account service lost its storage's answer; the request may or may"
                         " not have taken effect."
                          : "The account service is unavailable right now; try again in a moment.",
-                         reply->retry_ms, reply->outcome_unknown);
+                         reply->retry_ms, unknown);
 }
 
 //  The time op's request has left (ABI minor 3), or -1
@@ -681,6 +697,20 @@ s_register (auth_t *self, parley_request_t *request)
     msgpack_unpacked_destroy (&fields);
 }
 
+//  A registration's write answered (store.user.create, store.token.put):
+//  what it took, queues included, is a sample of the reserve the next
+//  registrations keep in hand for their two writes after the hash
+//  (s_register_on_job). A create that came back too late counts too. The
+//  look-up before the hash does not: a storm's look-ups all queue at once
+//  at its start, and would say the writes after it take that long.
+static void
+s_register_store_answered (auth_t *self, op_t *op)
+{
+    int64_t now = zclock_mono ();
+    pl_service_add (&self->store_service, now - op->store_started);
+    op->store_started = now;
+}
+
 //  store.user.get: an answer means the name is taken; not_found, hash
 static void
 s_register_on_user_get (void *state, void *arg, const pl_call_reply_t *reply)
@@ -704,6 +734,7 @@ s_register_on_token_put (void *state, void *arg, const pl_call_reply_t *reply)
 {
     auth_t *self = (auth_t *) state;
     op_t *op = (op_t *) arg;
+    s_register_store_answered (self, op);
     if (reply->code) {
         self->host->log (self->ctx, PARLEY_LOG_WARNING,
                          "store.token.put for new user '%s' answered %s (%s)",
@@ -724,6 +755,7 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
     op_t *op = (op_t *) arg;
     const char *name;
     size_t name_size;
+    s_register_store_answered (self, op);
     if (reply->code && streq (reply->code, "conflict"))
         auth_op_fail (self, op, "username_taken", "This username is taken; choose another.");
     else
@@ -747,10 +779,18 @@ s_register_on_created (void *state, void *arg, const pl_call_reply_t *reply)
 static void
 s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
 {
-    //  No account is begun that could not be finished before the deadline:
-    //  the client is told unavailable, and nothing was created
+    //  No account is begun that could not be finished before the deadline
+    //  (the store's two calls, as long as they have taken lately, with a
+    //  margin): the client is told unavailable, and nothing was created
     int64_t time_left = s_op_time_left (self, op);
-    if (job->expired || (time_left >= 0 && time_left < AUTH_STORE_RESERVE_MS)) {
+    int64_t reserve = pl_service_reserve (&self->store_service, AUTH_STORE_RESERVE_CALLS,
+                                          AUTH_STORE_RESERVE_MIN_MS);
+    if (job->expired || (time_left >= 0 && time_left < reserve)) {
+        //  Refused by the measure: it falls a step, as a lane's does, so
+        //  that one left high by a stall that has ended does not refuse
+        //  every registration for ever (only accounts made renew it)
+        if (!job->expired)
+            pl_service_refused (&self->store_service, 0);
         auth_op_unavailable (self, op, "The server is busy checking passwords; try again in a"
                              " moment.", au_pool_hash_ms (self->pool), false);
         return;
@@ -768,6 +808,7 @@ s_register_on_job (auth_t *self, op_t *op, au_job_t *job)
     pl_pack_kstr (&pack, "name", op->name);
     pl_pack_kstr (&pack, "password_hash", job->hash);
     pl_pack_kint (&pack, "created_at", zclock_time ());
+    op->store_started = zclock_mono ();
     auth_op_call (self, op, "store.user.create", &pack, s_register_on_created);
     pl_pack_release (&pack);
 }

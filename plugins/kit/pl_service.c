@@ -40,6 +40,14 @@ pl_service_ms (const pl_service_t *self)
 }
 
 int64_t
+pl_service_reserve (const pl_service_t *self, uint64_t factor, int64_t least_ms)
+{
+    assert (self);
+    int64_t reserve = (int64_t) ceil (s_average (self) * (double) factor);
+    return reserve > least_ms ? reserve : least_ms;
+}
+
+int64_t
 pl_service_wait (const pl_service_t *self, uint64_t waiting, uint64_t workers)
 {
     assert (self);

@@ -58,6 +58,14 @@ int64_t
 int64_t
     pl_service_wait (const pl_service_t *self, uint64_t waiting, uint64_t workers);
 
+//  The time to keep in hand for a job that must not start unless it can
+//  finish: factor times its measured time, at least least_ms (until jobs
+//  are measured, least_ms). A mean is not a bound: a job takes longer than
+//  its average about half the time, so a caller that must not run out
+//  keeps a multiple of it.
+int64_t
+    pl_service_reserve (const pl_service_t *self, uint64_t factor, int64_t least_ms);
+
 //  Whether a job with time_left msecs (< 0: no deadline) is admitted
 //  behind waiting jobs: 0 when it is (or nothing is measured yet), else
 //  the retry_after_ms to refuse it with: the time until the queue has

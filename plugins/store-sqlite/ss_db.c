@@ -348,6 +348,22 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "ALTER TABLE pm_entries ADD COLUMN file_size INTEGER;"
     "ALTER TABLE pm_entries ADD COLUMN file_type TEXT;"
     "CREATE INDEX pm_entries_by_file ON pm_entries (file_id) WHERE file_id IS NOT NULL;"
+
+    //  14: the nonce indexes keyed by the nonce first, before the room or
+    //  the conversation. The same uniqueness and look-ups (equality on all
+    //  three columns); but nonces that grow with time (the web client's
+    //  begin with the time) now land at the end of one range shared by
+    //  every room, so a commit carrying the runs of many rooms writes one
+    //  or two index pages, where version 11's gave each room in it a page
+    //  of its own (the end of its range) to write to the WAL at each
+    //  commit and again at the checkpoint. A random nonce lands anywhere
+    //  either way.
+    "DROP INDEX entries_by_nonce;"
+    "CREATE UNIQUE INDEX entries_by_nonce ON entries (nonce, room_id, user COLLATE NOCASE)"
+    "    WHERE nonce IS NOT NULL;"
+    "DROP INDEX pm_entries_by_nonce;"
+    "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (nonce, conversation_id, from_id)"
+    "    WHERE nonce IS NOT NULL;"
 };
 
 

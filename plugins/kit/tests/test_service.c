@@ -38,6 +38,21 @@ test_a_batch_counts_as_its_jobs (void **state)
     assert_int_equal (service.samples, 2);
 }
 
+//  What a caller keeps in hand: a multiple of the measure, never less than
+//  its least (which is all there is before the first sample)
+static void
+test_a_reserve_is_a_multiple_of_the_measure_and_at_least_its_least (void **state)
+{
+    pl_service_t service = { 0 };
+    assert_int_equal (pl_service_reserve (&service, 3, 250), 250);
+    pl_service_add (&service, 2);
+    assert_int_equal (pl_service_reserve (&service, 3, 50), 50);
+    pl_service_add (&service, 400);                 //  (2 x 7/8 + 400) / (7/8 + 1)
+    assert_int_equal (pl_service_ms (&service), 215);
+    assert_int_equal (pl_service_reserve (&service, 3, 50), 643);  //  3 x 214.27, rounded up
+    assert_int_equal (pl_service_reserve (&service, 0, 50), 50);
+}
+
 static void
 test_work_ahead_is_shared_by_the_workers (void **state)
 {
@@ -110,6 +125,7 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_the_average_starts_at_the_first_sample_and_follows_slowly),
         cmocka_unit_test (test_a_batch_counts_as_its_jobs),
+        cmocka_unit_test (test_a_reserve_is_a_multiple_of_the_measure_and_at_least_its_least),
         cmocka_unit_test (test_work_ahead_is_shared_by_the_workers),
         cmocka_unit_test (test_a_job_is_admitted_only_when_the_work_ahead_fits),
         cmocka_unit_test (test_refusals_bring_a_stale_measure_down_until_a_job_is_admitted),

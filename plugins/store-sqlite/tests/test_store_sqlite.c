@@ -30,7 +30,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    13
+#define S_SCHEMA_NOW    14
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -272,6 +272,11 @@ test_version_1_file_migrated_in_place_keeping_accounts (void **state)
                                  "SELECT count (*) FROM members JOIN rooms ON rooms.id = room_id"
                                  " WHERE rooms.name = 'general' AND user_id = 1"), 1);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"), 1);
+    //  Version 14: both nonce indexes keyed by the nonce first
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pragma_index_info"
+                                 " ('entries_by_nonce') WHERE seqno = 0 AND name = 'nonce'"), 1);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM pragma_index_info"
+                                 " ('pm_entries_by_nonce') WHERE seqno = 0 AND name = 'nonce'"), 1);
 
     //  Opened again: nothing more to migrate
     sc_log_clear (s_log);
