@@ -2,8 +2,9 @@
     sm_files - uploaded files on MongoDB (see sm_files.h)
 
     Without transactions the order of the writes keeps a failure part way
-    safe: a piece's chunk is written (an upsert on (file, offset), so a
-    repeat converges) before the file's `written` moves past it; a file's
+    safe: a piece's chunk is written (after deleting what an earlier
+    attempt left at or after its offset, so that a repeat converges)
+    before the file's `written` moves past it; a file's
     chunks are deleted before its document, and a read that finds bytes
     missing answers not_found, as for a file that is gone; a release
     first unmarks the files as referenced, so that the sweep looks at them
@@ -418,27 +419,36 @@ sm_run_file_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
 //  --------------------------------------------------------------------------
 //  store.file.write, .commit
 
-//  The piece's chunk: an upsert on (file, offset), so that a repeat after
-//  a failure before `written` moved writes the same document again
+//  The piece's chunk. Anything stored at or after its offset is from an
+//  attempt whose `written` never moved (a failure between the two writes):
+//  deleted first, so that a repeat converges on one chunk per piece. (Not
+//  an upsert with $set: the test server stores a binary given to $set as
+//  a document of its own making.)
 static int
 s_write_chunk (sm_store_t *self, const st_file_write_t *write, bson_error_t *error)
 {
-    bson_t selector = BSON_INITIALIZER;
-    bson_append_utf8 (&selector, "file", 4, write->id.data, (int) write->id.size);
-    BSON_APPEND_INT64 (&selector, "offset", (int64_t) write->offset);
-    bson_t update = BSON_INITIALIZER, set;
-    BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
-    BSON_APPEND_INT64 (&set, "end", (int64_t) (write->offset + write->data.size));
-    bson_append_binary (&set, "data", 4, BSON_SUBTYPE_BINARY,
-                        (const uint8_t *) write->data.data, write->data.size);
-    bson_append_document_end (&update, &set);
-    bson_t *opts = BCON_NEW ("upsert", BCON_BOOL (true));
+    bson_t stale = BSON_INITIALIZER, from;
+    bson_append_utf8 (&stale, "file", 4, write->id.data, (int) write->id.size);
+    BSON_APPEND_DOCUMENT_BEGIN (&stale, "offset", &from);
+    BSON_APPEND_INT64 (&from, "$gte", (int64_t) write->offset);
+    bson_append_document_end (&stale, &from);
     self->round_trips++;
-    bool ok = mongoc_collection_update_one (self->file_chunks, &selector, &update, opts, NULL,
-                                            error);
-    bson_destroy (opts);
-    bson_destroy (&update);
-    bson_destroy (&selector);
+    bool ok = mongoc_collection_delete_many (self->file_chunks, &stale, NULL, NULL, error);
+    bson_destroy (&stale);
+    if (!ok)
+        return -1;
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    bson_t chunk = BSON_INITIALIZER;
+    BSON_APPEND_OID (&chunk, "_id", &oid);
+    bson_append_utf8 (&chunk, "file", 4, write->id.data, (int) write->id.size);
+    BSON_APPEND_INT64 (&chunk, "offset", (int64_t) write->offset);
+    BSON_APPEND_INT64 (&chunk, "end", (int64_t) (write->offset + write->data.size));
+    bson_append_binary (&chunk, "data", 4, BSON_SUBTYPE_BINARY,
+                        (const uint8_t *) write->data.data, write->data.size);
+    self->round_trips++;
+    ok = mongoc_collection_insert_one (self->file_chunks, &chunk, NULL, NULL, error);
+    bson_destroy (&chunk);
     return ok ? 0 : -1;
 }
 
