@@ -17,6 +17,7 @@
         sm_changes   edits, deletions, reactions, replies: checks, effects
         sm_markers   read markers and mentions
         sm_words     the words of a message's document (schema 12)
+        sm_search    store.search (schema 12)
         sm_files     files, their chunks and references (schema 13)
         sm_common    finds, BSON readers, runs of inserts, timeline pages
 
@@ -57,6 +58,7 @@
 #include "sm_rooms.h"
 #include "sm_request.h"
 #include "sm_users.h"
+#include "sm_search.h"
 #include "sm_files.h"
 
 #include <assert.h>
@@ -120,6 +122,7 @@ static const struct {
     [ST_ROOM_ALL]             = { sm_run_room_all, NULL },
     [ST_ROOM_UPDATE]          = { sm_run_room_update, NULL },
     [ST_ROOM_UNBAN]           = { sm_run_room_unban, NULL },
+    [ST_SEARCH]               = { sm_run_search, NULL },
     [ST_FILE_CREATE]          = { sm_run_file_create, NULL },
     [ST_FILE_WRITE]           = { sm_run_file_write, NULL },
     [ST_FILE_COMMIT]          = { sm_run_file_commit, NULL },
