@@ -303,7 +303,7 @@ int
 sm_files_of_room (sm_store_t *self, const char *room_key, sm_file_id_t **ids_p,
                   uint32_t *count_p, bson_error_t *error)
 {
-    s_gathered_t gathered = { 0 };
+    s_gathered_t gathered = { .ids = NULL };
     bson_t *filter = BCON_NEW ("room", BCON_UTF8 (room_key),
                                "file.id", "{", "$exists", BCON_BOOL (true), "}");
     bson_t *opts = BCON_NEW ("projection", "{", "_id", BCON_INT32 (0),

@@ -471,8 +471,8 @@ sm_run_search (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
         sm_fail (pending, "bad_request", "cursor is not one this store gave");
         return 0;
     }
-    s_scope_t rooms = { 0 }, conversations = { 0 };
-    s_found_t room_found = { 0 }, pm_found = { 0 };
+    s_scope_t rooms = { .count = 0 }, conversations = { .count = 0 };
+    s_found_t room_found = { .count = 0 }, pm_found = { .count = 0 };
     int rc = s_scope (self, pending, &query, &rooms, &conversations, error);
     if (rc == 0 && sm_is_live (pending) && (rooms.failed || conversations.failed))
         sm_fail (pending, "internal", "The store ran out of memory.");

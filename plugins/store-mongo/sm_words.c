@@ -53,7 +53,7 @@ s_compare_words (const void *left, const void *right)
 void
 sm_words_append (bson_t *document, const char *key, const char *text, size_t size)
 {
-    s_gathered_t gathered = { 0 };
+    s_gathered_t gathered = { .bytes = NULL };
     if (text && size > 0)
         pl_words_each (text, size, s_gather, &gathered);
     const char **words = gathered.count
