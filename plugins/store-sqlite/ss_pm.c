@@ -78,6 +78,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " ?14, ?15)",
     //  The columns s_pm_entry_of_row reads, then kind and the change's
 #define S_PM_COLUMNS "SELECT seq, from_id, ts, text, nonce, kind, " SS_TIMELINE_COLUMNS
+//  The column after them (S_SQL_PM_FOUND's pair)
+#define S_PM_COLUMN_COUNT       (6 + SS_TIMELINE_COLUMN_COUNT)
     [S_SQL_PM_BEFORE]    = S_PM_COLUMNS " FROM pm_entries"
                            " WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
     [S_SQL_PM_AFTER]     = S_PM_COLUMNS " FROM pm_entries"
@@ -616,9 +618,10 @@ ss_pm_pack_found (ss_pm_t *self, msgpack_packer *packer, int64_t conversation, u
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     //  Read from user_a's side: from and to come out right either way
-    st_pm_entry_t entry = s_pm_entry_of_row (stmt, sqlite3_column_int64 (stmt, 12),
-                                             (const char *) sqlite3_column_text (stmt, 13),
-                                             (const char *) sqlite3_column_text (stmt, 14));
+    st_pm_entry_t entry = s_pm_entry_of_row (
+        stmt, sqlite3_column_int64 (stmt, S_PM_COLUMN_COUNT),
+        (const char *) sqlite3_column_text (stmt, S_PM_COLUMN_COUNT + 1),
+        (const char *) sqlite3_column_text (stmt, S_PM_COLUMN_COUNT + 2));
     st_reactions_t *reactions = ss_timeline_walk_one (self->timeline, conversation, seq);
     rc = reactions ? SQLITE_OK : SQLITE_NOMEM;
     if (reactions && st_reactions_load (reactions, seq))

@@ -146,6 +146,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     //  reads: a message as it is now, a change's fields (schema version 9)
 #define S_ENTRY_COLUMNS \
     "SELECT seq, kind, user, ts, text, event, nonce, mentions, by_name, " SS_TIMELINE_COLUMNS
+//  The column after them (S_SQL_ENTRY_FOUND's room name)
+#define S_ENTRY_COLUMN_COUNT    (9 + SS_TIMELINE_COLUMN_COUNT)
     [S_SQL_HISTORY_BEFORE]
                          = S_ENTRY_COLUMNS " FROM entries"
                            " WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
@@ -1469,7 +1471,7 @@ ss_rooms_pack_found (ss_rooms_t *self, msgpack_packer *packer, int64_t room_id, 
         entry.change.reactions = reactions;
         msgpack_pack_map (packer, 2);
         pl_body_pack_str (packer, "room");
-        st_reply_text (packer, ss_db_column_text (stmt, 15));
+        st_reply_text (packer, ss_db_column_text (stmt, S_ENTRY_COLUMN_COUNT));
         pl_body_pack_str (packer, "entry");
         st_reply_entry (packer, &entry);
     }
