@@ -1007,6 +1007,25 @@ test_words_follow_the_text_and_the_migration_fills_them (void **state)
         assert_non_null (broker);
         assert_true (s_await_service (broker, 15000));
     }
+    //  And store.search finds the filled words, a prefix's too
+    const char *searches [][2] = { { "ecole", "1" }, { "caf*", "1" }, { "привет", "1" },
+                                   { "gone", "0" } };
+    for (size_t index = 0; index < 4; index++) {
+        pl_pack_t body;
+        sc_body_init (&body, 3);
+        pl_pack_kstr (&body, "user", "ALICE");
+        pl_pack_str (&body, "words");
+        msgpack_pack_array (&body.packer, 1);
+        pl_pack_str (&body, searches [index][0]);
+        pl_pack_kuint (&body, "limit", 10);
+        sc_reply_t *reply = sc_broker_call_body (broker, "store.search", &body);
+        assert_non_null (reply);
+        assert_null (reply->code);
+        const msgpack_object *results = sc_reply_field (reply, "results");
+        assert_non_null (results);
+        assert_int_equal (results->via.array.size, atoi (searches [index][1]));
+        sc_reply_destroy (&reply);
+    }
     assert_true (s_has_index (messages, "{ \"words\" : 1, \"room\" : 1, \"ts\" : -1 }", false));
     assert_true (s_has_index (pm, "{ \"words\" : 1, \"conv\" : 1, \"ts\" : -1 }", false));
     sc_reply_t *info = s_info (broker);
