@@ -24,6 +24,7 @@ const WINDOW = { width: 1280, height: 800 };
 const FILLER = 60;                  // alice's messages after the old one: it is two pages back
 const NEWS = 60;                    // bob's after hers: unread for alice
 const ZEBRAS = 25;                  // matches of one word: more than a page of results
+const PM_NEWS = 60;                 // bob's private messages after the one searched for
 
 // Waits until fn() holds, and fails the test when it never does
 async function until(fn, what, timeoutMs = TIMEOUT, stepMs = 50) {
@@ -94,7 +95,8 @@ describe('search in the browser', () => {
     const consoleErrors = [];
 
     before(async () => {
-        server = await startChatServer({ dataDir: data, args: [...chatPluginArgs(['search']), '--option', 'rooms.msg_rate=0'] });
+        server = await startChatServer({ dataDir: data, args: [...chatPluginArgs(['search']), '--option', 'rooms.msg_rate=0',
+            '--option', 'pm.msg_rate=0'] });
         browser = await launchBrowser();
     });
 
@@ -127,6 +129,8 @@ describe('search in the browser', () => {
         for (let index = 1; index <= ZEBRAS; index++)
             await ok(alicePc, { type: 'msg.send', room: 'zoo', text: `zebra number ${index}` });
         await ok(bobPc, { type: 'pm.send', to: 'alice', text: 'See you in ZURICH tomorrow' });
+        for (let index = 1; index <= PM_NEWS; index++)
+            await ok(bobPc, { type: 'pm.send', to: 'alice', text: `pm news ${index}` });
     });
 
     it('Ctrl+/ opens the search: results grouped, the matched words highlighted, nothing of a room left', async () => {
@@ -199,11 +203,11 @@ describe('search in the browser', () => {
         assert.equal(await page.locator('#timeline-jump').isVisible(), true);
         await page.waitForTimeout(500);
         assert.deepEqual(roomReads(sent, 'history'), [], 'nothing marked read from the past');
-        assert.equal(await totalUnread(page), NEWS + 1 + 1, 'the news and the private message still unread');
+        assert.equal(await totalUnread(page), NEWS + 1 + 1 + PM_NEWS, 'the news and the private messages still unread');
 
         // A message arriving now is counted, not put after the window
         lastSeq = (await ok(bobPc, { type: 'msg.send', room: 'history', text: 'news while away' })).seq;
-        await until(async () => await totalUnread(page) === NEWS + 2 + 1, 'the message that came counted');
+        await until(async () => await totalUnread(page) === NEWS + 2 + 1 + PM_NEWS, 'the message that came counted');
         assert.equal(await page.locator('#entries li', { hasText: 'news while away' }).count(), 0);
 
         // Changes of a message the window shows apply at once
@@ -216,7 +220,7 @@ describe('search in the browser', () => {
         await target.locator('.reaction-chip[data-emoji="👍"] .reaction-count', { hasText: /^1$/ })
             .waitFor({ timeout: TIMEOUT });
         assert.deepEqual(roomReads(sent, 'history'), []);
-        assert.equal(await totalUnread(page), NEWS + 2 + 1);
+        assert.equal(await totalUnread(page), NEWS + 2 + 1 + PM_NEWS);
     });
 
     it('scrolling down loads the newer pages up to the present, without a hole, then the room is read and live', async () => {
@@ -233,7 +237,7 @@ describe('search in the browser', () => {
         assert.equal(await old.locator('.reaction-chip[data-emoji="👍"] .reaction-count').textContent(), '1');
         assert.match(await old.locator('.text').textContent(), /new wiki/);
         await until(async () => roomReads(sent, 'history').includes(lastSeq), 'room.read of the newest');
-        await until(async () => await totalUnread(page) === 1, 'the room read (the private message is not)');
+        await until(async () => await totalUnread(page) === 1 + PM_NEWS, 'the room read (the private messages are not)');
 
         lastSeq = (await ok(bobPc, { type: 'msg.send', room: 'history', text: 'live again' })).seq;
         await page.locator('#entries li.entry-message', { hasText: 'live again' }).waitFor({ timeout: TIMEOUT });
@@ -281,7 +285,7 @@ describe('search in the browser', () => {
         assert.equal(await page.locator('#timeline-jump').isVisible(), false);
     });
 
-    it('a result of a conversation opens it at the message', async () => {
+    it('a result of a conversation opens it at the message, not read until its newest messages are shown', async () => {
         await openSearch(page);
         await searchFor(page, 'zurich tomorrow', 1);
         const seq = Number(await results(page).first().getAttribute('data-seq'));
@@ -289,6 +293,17 @@ describe('search in the browser', () => {
         await page.locator('#pm-view').waitFor({ state: 'visible', timeout: TIMEOUT });
         await page.locator('#pm-title', { hasText: 'bob' }).waitFor({ timeout: TIMEOUT });
         await page.locator(`#pm-entries li.entry-message.flash[data-seq="${seq}"]`).waitFor({ timeout: TIMEOUT });
+        await page.locator('#pm-entries li.timeline-newer').waitFor({ timeout: TIMEOUT });
+        await page.waitForTimeout(500);
+        const pmReads = () => sent.filter((request) => request.type === 'pm.read');
+        assert.deepEqual(pmReads(), [], 'nothing marked read from the past');
+        assert.equal(await totalUnread(page), 1 + PM_NEWS);
+
+        await page.locator('#pm-jump').click();
+        await page.locator('#pm-entries li.entry-message', { hasText: `pm news ${PM_NEWS}` }).waitFor({ timeout: TIMEOUT });
+        await until(async () => pmReads().length === 1, 'pm.read of the newest');
+        assert.equal(pmReads()[0].seq, seq + PM_NEWS);
+        await until(async () => await totalUnread(page) === 0, 'the conversation read');
     });
 
     it('on a phone the search box is an icon in the header; screenshots light and dark', async () => {
