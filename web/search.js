@@ -19,6 +19,7 @@ const TYPING_MS = 300;              // a pause in typing this long searches
 const QUERY_MAX = 200;              // characters of a query (PROTOCOL.md)
 const EXCERPT = 220;                // characters of a long message shown around its first hit
 const LEAD = 60;                    // of them, before the hit
+const WORD_BYTES = 64;              // the server cuts a longer word there (and searches it as a prefix)
 
 const key = (name) => String(name ?? '').toLowerCase();
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -28,27 +29,39 @@ const full = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 
 const WORD = /[\p{L}\p{N}\p{M}]+/gu;
 const QUERY_WORD = /([\p{L}\p{N}\p{M}]+)(\*?)/gu;
 
+const encoder = new TextEncoder();
+
 // A word as the server compares it: Latin letters without their accents,
-// lower case (one character at a time, as the server folds: no final sigma)
-export function foldWord(word) {
+// lower case (one character at a time, as the server folds: no final sigma),
+// at most WORD_BYTES bytes of UTF-8 (cut: true when it was longer)
+function fold(word) {
     let folded = '';
+    let bytes = 0;
     for (const char of word.normalize('NFC')) {
         const code = char.codePointAt(0);
+        let next = '';
         if ((code >= 0xC0 && code <= 0x24F) || (code >= 0x1E00 && code <= 0x1EFF))
-            folded += char.normalize('NFD')[0].toLowerCase();
+            next = char.normalize('NFD')[0].toLowerCase();
         else if (code < 0x300 || code > 0x36F)      // a combining accent left alone is dropped
-            folded += char.toLowerCase();
+            next = char.toLowerCase();
+        bytes += encoder.encode(next).length;
+        if (bytes > WORD_BYTES)
+            return { folded, cut: true };
+        folded += next;
     }
-    return folded;
+    return { folded, cut: false };
 }
+
+export const foldWord = (word) => fold(word).folded;
 
 // The query's words, folded, each { word, prefix } (a trailing `*`: prefix)
 export function queryWords(query) {
     const words = [];
     for (const [, word, star] of String(query).matchAll(QUERY_WORD)) {
-        const folded = foldWord(word);
+        const { folded, cut } = fold(word);
+        // A word cut to its first bytes is searched as a prefix
         if (folded)
-            words.push({ word: folded, prefix: star === '*' });
+            words.push({ word: folded, prefix: star === '*' || cut });
     }
     return words;
 }

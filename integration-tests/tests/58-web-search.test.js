@@ -128,6 +128,7 @@ describe('search in the browser', () => {
         await ok(alicePc, { type: 'room.create', room: 'zoo' });
         for (let index = 1; index <= ZEBRAS; index++)
             await ok(alicePc, { type: 'msg.send', room: 'zoo', text: `zebra number ${index}` });
+        await ok(alicePc, { type: 'msg.send', room: 'zoo', text: 'Привет! École, ÉCOLE, ecoles and 東京タワー' });
         await ok(bobPc, { type: 'pm.send', to: 'alice', text: 'See you in ZURICH tomorrow' });
         for (let index = 1; index <= PM_NEWS; index++)
             await ok(bobPc, { type: 'pm.send', to: 'alice', text: `pm news ${index}` });
@@ -162,6 +163,10 @@ describe('search in the browser', () => {
         assert.deepEqual(await page.locator('#search-results mark').allTextContents(), ['meeting']);
         await searchFor(page, 'meet', 0);
         assert.match(await page.locator('#search-status').textContent(), /No messages match “meet”/);
+        // Other scripts, and the same words the server matched: not "ecoles"
+        await searchFor(page, 'привет ecole 東京タワー', 1);
+        assert.deepEqual(await page.locator('#search-results mark').allTextContents(),
+            ['Привет', 'École', 'ÉCOLE', '東京タワー']);
 
         // A query with no word is said here, not sent
         const before = sent.filter((request) => request.type === 'search').length;
