@@ -122,20 +122,20 @@ function resultOf(raw, self) {
     return { kind: 'pm', name: other, chat: `pm:${key(other)}`, entry };
 }
 
-// The sentence said for an error of `search`
+// What is said for an error of `search`, and whether trying again may help
 function problem(error) {
     switch (error.code) {
     case 'unknown_type':
-        return 'This server does not offer search.';
+        return { text: 'This server does not offer search.', retry: false };
     case 'disconnected':
-        return 'Offline: search works again once the connection is back.';
+        return { text: 'Offline: search works again once the connection is back.', retry: true };
     case 'timeout':
     case 'unavailable':
     case 'rate_limited':
     case 'internal':
-        return `Search failed: ${error.message || 'the server did not answer.'} Try again.`;
+        return { text: `Search failed: ${error.message || 'the server did not answer.'}`, retry: true };
     default:
-        return error.message || 'Search failed.';
+        return { text: error.message || 'Search failed.', retry: false };
     }
 }
 
@@ -271,7 +271,8 @@ export class SearchPanel {
                 return;
             this.busy = false;
             this.failed = first;
-            this.setStatus(problem(error), { error: true, retry: true });
+            const { text, retry } = problem(error);
+            this.setStatus(text, { error: true, retry });
             this.renderMore();
         }
     }
