@@ -58,9 +58,10 @@
 #define BR_RETRY_AFTER_MS       1000
 
 //  The protocol's own prefixes: a type under one of these is never
-//  unknown_type, only unavailable while no plugin serves it
+//  unknown_type, only unavailable while no plugin serves it (one without
+//  a final '.' is a whole type: search)
 static const char *s_protocol_prefixes [] = {
-    "auth.", "room.", "msg.", "pm.", "presence.", NULL
+    "auth.", "room.", "msg.", "pm.", "presence.", "search", NULL
 };
 
 typedef struct _peer_t peer_t;
@@ -874,10 +875,13 @@ s_route_lookup (broker_t *self, const char *type)
 static bool
 s_is_protocol_type (const char *type)
 {
-    for (int index = 0; s_protocol_prefixes [index]; index++)
-        if (strncmp (type, s_protocol_prefixes [index],
-                     strlen (s_protocol_prefixes [index])) == 0)
+    for (int index = 0; s_protocol_prefixes [index]; index++) {
+        const char *prefix = s_protocol_prefixes [index];
+        size_t length = strlen (prefix);
+        if (strncmp (type, prefix, length) == 0
+        &&  (prefix [length - 1] == '.' || type [length] == 0))
             return true;
+    }
     return false;
 }
 

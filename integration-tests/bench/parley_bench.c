@@ -171,6 +171,8 @@ typedef struct {
     bool nonce;                     //  --nonce: each msg.send/pm.send carries a nonce
     int page;                       //  history: entries a page (--page, default 200)
     int decorate;                   //  history: D oldest messages edited and reacted to
+    int member_of;                  //  search: rooms of the M the searcher is in (--member-of)
+    const char *prepared;           //  search: a store filled by search-store.py, its prefix
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -231,6 +233,13 @@ typedef struct {
     uint64_t passes;                //  full walks from the newest entry to seq 1
     uint64_t fill_acked;            //  messages stored by the fill
     int64_t decorated_first;        //  --decorate: the seq of the first decorated message
+    //  Search: messages carry words; the searcher's one request at a time
+    bool search_words;              //  message texts carry the common and the rare word
+    bool searching;                 //  replies are the searcher's
+    int64_t search_id;              //  the request waited for, 0 none
+    bool search_ok;                 //  its reply was ok
+    int search_results;             //  results in it
+    bool search_next;               //  it gave next
     //  Errors, all kinds
     error_kind_t errors [ERROR_KINDS];  //  by name
     uint64_t error_total;           //  sum
@@ -1057,6 +1066,43 @@ s_may_send (bench_t *self)
         && (!self->send_limit || self->messages_sent < self->send_limit);
 }
 
+//  search: every second message holds the common word, one in H/100 (about
+//  100 messages in all, at least one in 10) the rare one
+#define SEARCH_COMMON           "pbcommon"
+#define SEARCH_RARE             "pbrare"
+
+static uint64_t
+s_search_rare_every (const bench_t *self)
+{
+    uint64_t every = (uint64_t) self->entries / 100;
+    return every < 10? 10: every;
+}
+
+static bool
+s_search_is_common (uint64_t index)
+{
+    return index % 2 == 0;
+}
+
+//  Spread by a multiplicative hash, so that the rare messages fall in every
+//  room and not in the one that index % M would give them all
+static bool
+s_search_is_rare (const bench_t *self, uint64_t index)
+{
+    return ((index * 0x9E3779B97F4A7C15ull) >> 32) % s_search_rare_every (self) == 7;
+}
+
+//  The words a message's text ends with in the search scenario ("" else)
+static const char *
+s_search_text (const bench_t *self, uint64_t index)
+{
+    if (!self->search_words)
+        return "";
+    bool common = s_search_is_common (index), rare = s_search_is_rare (self, index);
+    return common && rare? " words " SEARCH_COMMON " and " SEARCH_RARE:
+           common? " words " SEARCH_COMMON " and more": rare? " words " SEARCH_RARE: " words";
+}
+
 //  One msg.send into the sender's room, or one pm.send to its partner. The
 //  text carries the message's index and the send time, so that each delivery
 //  names its message and its latency.
@@ -1089,8 +1135,8 @@ s_send_message (bench_t *self, conn_t *conn)
         char room [96];
         s_room_name (self, conn->group, room, sizeof room);
         s_send_json (self, conn,
-            "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "\"%s}",
-            SEND_ID_BASE + index, room, index, now, nonce);
+            "{\"type\":\"msg.send\",\"id\":%" PRIu64 ",\"room\":\"%s\",\"text\":\"pb %" PRIu64 " %" PRIu64 "%s\"%s}",
+            SEND_ID_BASE + index, room, index, now, s_search_text (self, index), nonce);
     }
 }
 
@@ -1373,6 +1419,29 @@ s_on_page (bench_t *self, conn_t *conn, const reply_t *reply, const char *text, 
         s_request_page (self, conn);
 }
 
+//  search: the searcher's reply (a join's or a search's); events between
+//  are not counted
+static void
+s_on_search_reply (bench_t *self, const reply_t *reply, const char *text, size_t size)
+{
+    if (!s_is (reply->type, "ok") && !s_is (reply->type, "error"))
+        return;
+    if (s_integer (reply->id) != self->search_id) {
+        s_error (self, "wrong_id", text, size);
+        return;
+    }
+    self->search_id = 0;
+    self->search_ok = s_is (reply->type, "ok");
+    if (!self->search_ok)
+        s_count_refusal (self, "search_", reply, text, size);
+    //  Every result is an entry with one seq (a reply's is reply_to)
+    self->search_results = 0;
+    for (const char *at = text; (at = memmem (at, size - (size_t) (at - text), "\"seq\":", 6));
+         at += 6)
+        self->search_results++;
+    self->search_next = memmem (text, size, "\"next\":", 7) != NULL;
+}
+
 //  An idle connection only listens: the presence events it gets as the
 //  scenarios' users come and go are counted, not checked; an error is one
 static void
@@ -1397,6 +1466,10 @@ s_on_text (bench_t *self, conn_t *conn, const char *text, size_t size)
     }
     if (s_is_idle (self, conn)) {
         s_on_idle_event (self, &reply, text, size);
+        return;
+    }
+    if (self->searching) {
+        s_on_search_reply (self, &reply, text, size);
         return;
     }
     if (!self->measuring)
@@ -2420,6 +2493,180 @@ s_history (bench_t *self)
 }
 
 //  ---------------------------------------------------------------------------
+//  search: M rooms (one creator each) filled with H messages through the
+//  server's own msg.send at full speed, a searcher in K of them; then the
+//  searcher's searches for a common word and a rare one, one at a time
+
+//  Sends the searcher's request (a JSON object after its id) and waits for
+//  its reply; returns 0 when it came, -1 when it did not in time
+static int
+s_search_call (bench_t *self, conn_t *conn, const char *fields)
+{
+    self->search_id = ++self->page_ids;
+    s_send_json (self, conn, "{\"id\":%" PRId64 ",%s}", self->search_id, fields);
+    uint64_t started = s_now_ns ();
+    while (self->search_id && conn->fd >= 0 && !s_interrupted
+    &&     s_seconds_since (started) < self->timeout)
+        s_poll (self, 5);
+    return self->search_id? -1: 0;
+}
+
+//  The rooms the searcher is in: K spread over the M
+static int
+s_search_room (bench_t *self, int index)
+{
+    return (int) ((int64_t) index * self->rooms / self->member_of);
+}
+
+//  The messages of the fill in the searcher's rooms that hold a word
+static void
+s_search_expected (bench_t *self, uint64_t *common_p, uint64_t *rare_p)
+{
+    bool *joined = (bool *) calloc ((size_t) self->rooms, sizeof (bool));
+    for (int index = 0; joined && index < self->member_of; index++)
+        joined [s_search_room (self, index)] = true;
+    *common_p = *rare_p = 0;
+    //  A prepared store: message i is in room i % M (search-store.py)
+    for (uint64_t index = 0; joined && self->prepared && index < (uint64_t) self->entries;
+         index++)
+        if (joined [index % (uint64_t) self->rooms]) {
+            *common_p += s_search_is_common (index);
+            *rare_p += s_search_is_rare (self, index);
+        }
+    for (uint64_t index = 0; joined && !self->prepared && index < self->messages_sent; index++) {
+        uint32_t sender = self->message_sender [index];
+        if (self->acked [index] != 1 || !sender || !joined [self->conns [sender - 1].group])
+            continue;
+        *common_p += s_search_is_common (index);
+        *rare_p += s_search_is_rare (self, index);
+    }
+    free (joined);
+}
+
+//  The searcher (user searcher) registers and joins its K rooms
+static int
+s_search_join (bench_t *self, int searcher)
+{
+    static const action_t stay [] = { ACT_REGISTER, ACT_STAY };
+    if (s_run_phase (self, stay, searcher, searcher + 1, "searcher") < 0 || self->error_total)
+        return -1;
+    self->searching = true;
+    for (int index = 0; index < self->member_of; index++) {
+        char room [96], fields [160];
+        s_room_name (self, s_search_room (self, index), room, sizeof room);
+        snprintf (fields, sizeof fields, "\"type\":\"room.join\",\"room\":\"%s\"", room);
+        if (s_search_call (self, &self->conns [searcher], fields) || !self->search_ok)
+            return -1;
+    }
+    self->searching = false;
+    return 0;
+}
+
+//  Sets up the rooms, the searcher's joins and the fill; the fill's tally
+static int
+s_search_fill (bench_t *self, tally_t *fill)
+{
+    int rooms = self->rooms, searcher = rooms;
+    if (s_enroll_rooms (self, rooms, 1))
+        return -1;
+    if (s_search_join (self, searcher))
+        return -1;
+    //  Offline during the fill: each message goes to its creator alone
+    s_close (self, &self->conns [searcher]);
+    static const action_t attach [] = { ACT_RESUME, ACT_STAY };
+    if (s_run_phase (self, attach, 0, rooms, "attach creators") < 0 || self->error_total)
+        return -1;
+    s_pick_room_senders (self, rooms, 1, 1);
+    s_settle (self, 0.5);
+    self->recipients = 1;
+    self->search_words = true;
+    s_reset_measure (self, (size_t) self->entries);
+    self->measuring = true;
+    double window = s_send_closed_loop (self, self->timeout, (uint64_t) self->entries);
+    s_drain (self, 15);
+    self->measuring = self->search_words = false;
+    *fill = s_tally (self, window);
+    s_close_range (self, 0, rooms);
+    if (s_run_phase (self, attach, searcher, searcher + 1, "attach searcher") < 0)
+        return -1;
+    return 0;
+}
+
+//  The searcher's searches, common and rare by turns, for the duration:
+//  each one's latency, and its results checked against what the fill stored
+static int
+s_search (bench_t *self)
+{
+    int rooms = self->rooms, searcher = self->prepared? 0: rooms;
+    s_new_users (self, searcher + 1, "search");
+    tally_t fill = { 0 };
+    if (self->prepared) {
+        //  The rooms and messages are in the store already (search-store.py)
+        snprintf (self->room, sizeof self->room, "%sroom", self->prepared);
+        if (s_search_join (self, searcher))
+            return s_setup_failed (self, "search");
+        fill.acked = (uint64_t) self->entries;
+    }
+    else
+    if (s_search_fill (self, &fill))
+        return s_setup_failed (self, "search");
+    uint64_t common, rare;
+    s_search_expected (self, &common, &rare);
+    samples_t latency [2] = { { 0 } };
+    uint64_t searches [2] = { 0, 0 }, wrong = 0;
+    const char *word [2] = { SEARCH_COMMON, SEARCH_RARE };
+    uint64_t expected [2] = { common, rare };
+    self->searching = true;
+    uint64_t started = s_now_ns ();
+    for (int turn = 0; s_seconds_since (started) < self->duration && !s_interrupted; turn ^= 1) {
+        char fields [160];
+        snprintf (fields, sizeof fields, "\"type\":\"search\",\"query\":\"%s\",\"limit\":20",
+                  word [turn]);
+        uint64_t sent = s_now_ns ();
+        if (s_search_call (self, &self->conns [searcher], fields))
+            break;
+        s_add_sample (&latency [turn], sent, s_now_ns ());
+        searches [turn]++;
+        //  The first page: every match up to 20, and next when more exist
+        uint64_t want = expected [turn] < 20? expected [turn]: 20;
+        if (!self->search_ok || (uint64_t) self->search_results != want
+        ||  self->search_next != (expected [turn] > 20))
+            wrong++;
+    }
+    self->searching = false;
+    double seconds = s_seconds_since (started);
+    percentiles_t common_us = s_percentiles (&latency [0]), rare_us = s_percentiles (&latency [1]);
+    free (latency [0].values);
+    free (latency [1].values);
+    printf ("search M=%d H=%d K=%d%s %.1fs: fill %" PRIu64 " of %d acked (%.0f/s); searcher's matches"
+            " common %" PRIu64 ", rare %" PRIu64 "; search us common p50 %.0f p99 %.0f (%" PRIu64
+            "), rare p50 %.0f p99 %.0f (%" PRIu64 "), wrong %" PRIu64 ", errors %" PRIu64,
+            rooms, self->entries, self->member_of, self->prepared? " prepared": "", seconds,
+            fill.acked, self->entries,
+            fill.acked_per_second, common, rare, common_us.p50, common_us.p99, searches [0],
+            rare_us.p50, rare_us.p99, searches [1], wrong, self->error_total);
+    s_print_line_end (self);
+    s_print_errors (self);
+    s_json_begin (self, "search");
+    s_json_number (self, "rooms", rooms);
+    s_json_number (self, "entries", self->entries);
+    s_json_number (self, "member_of", self->member_of);
+    s_json_counts (self, &fill);
+    s_json_number (self, "fill_per_second", fill.acked_per_second);
+    s_json_number (self, "common_matches", (double) common);
+    s_json_number (self, "rare_matches", (double) rare);
+    s_json_number (self, "common_searches", (double) searches [0]);
+    s_json_number (self, "rare_searches", (double) searches [1]);
+    s_json_latency (self, "common", common_us);
+    s_json_latency (self, "rare", rare_us);
+    s_json_number (self, "wrong", (double) wrong);
+    s_json_end (self);
+    s_close_all (self);
+    return fill.acked != (uint64_t) self->entries || wrong || !searches [0] || !searches [1]
+        || self->error_total? -1: 0;
+}
+
+//  ---------------------------------------------------------------------------
 //  connect: N connections that register and stay, then N that resume
 
 static int
@@ -2752,6 +2999,12 @@ s_usage (FILE *stream)
 "            consecutive and contiguous with the previous page, 'more', and each\n"
 "            walk to seq 1 must have read every entry. Reports pages/s,\n"
 "            entries/s, page latency, walks, bad pages.\n"
+"  search    M rooms (--rooms) of one creator each, a searcher in K of them\n"
+"            (--member-of); the creators fill them with H messages (--entries)\n"
+"            by msg.send, closed loop (or --prepared: the store holds them\n"
+"            already); then the searcher searches a common and a rare word by\n"
+"            turns for --duration, each first page checked against the\n"
+"            matches. Reports the fill rate and each word's p50/p99.\n"
 "  latency   Two members of a room on an idle server; one sends a msg.send, waits\n"
 "            for the other's delivery and its own ok, then sends the next, for\n"
 "            --duration (or --count messages). Reports send-to-delivery and\n"
@@ -2784,6 +3037,10 @@ s_usage (FILE *stream)
 "                     readers then ask for the page of those D messages again and\n"
 "                     again, checking that each comes as it is now (edited, with\n"
 "                     its reactions): room.history of messages with their changes\n"
+"  --member-of K      search: the searcher joins K of the M rooms (default 50)\n"
+"  --prepared PREFIX  search: the M rooms and H messages are in the store already\n"
+"                     (integration-tests/bench/search-store.py --prefix PREFIX): no\n"
+"                     fill, the searcher joins PREFIXroom<g> and searches\n"
 "  --max              fanout: search the highest rate that holds (see fanout)\n"
 "  --p99-bound MS     --max: a step holds while delivery p99 <= MS (default 50)\n"
 "  --step SEC         --max: seconds of sending per step (default 3)\n"
@@ -2848,7 +3105,7 @@ main (int argc, char **argv)
         .members = 100, .senders = 10, .rate = 100, .duration = 10, .window = 200,
         .timeout = 300, .epoll_fd = -1, .inflight = 4, .rooms = 100, .room_members = 5,
         .pairs = 100, .entries = 100000, .readers = 10, .page = HISTORY_PAGE, .p99_bound_ms = 50, .step_seconds = 3,
-        .max_rate = 1e6, .max_steps = 12
+        .max_rate = 1e6, .max_steps = 12, .member_of = 50
     };
     bench_t *self = &bench;
     s_parse_url (self, "ws://127.0.0.1:8080/ws");
@@ -2880,6 +3137,8 @@ main (int argc, char **argv)
         { "nonce", no_argument, NULL, 'N' },
         { "page", required_argument, NULL, 'G' },
         { "decorate", required_argument, NULL, 'D' },
+        { "member-of", required_argument, NULL, 'O' },
+        { "prepared", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -2919,6 +3178,8 @@ main (int argc, char **argv)
             case 'N': self->nonce = true; break;
             case 'G': self->page = atoi (optarg); break;
             case 'D': self->decorate = atoi (optarg); break;
+            case 'O': self->member_of = atoi (optarg); break;
+            case 'R': self->prepared = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -2932,6 +3193,7 @@ main (int argc, char **argv)
     ||  self->inflight < 1 || self->inflight > MAX_INFLIGHT || self->rooms < 1
     ||  self->room_members < 2 || self->room_members > 10000 || self->pairs < 1
     ||  self->entries < 1 || self->readers < 1 || self->p99_bound_ms <= 0
+    ||  self->member_of < 1 || self->member_of > self->rooms
     ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1
     ||  self->idle < 0 || self->idle > MAX_CONNS || self->page < 1 || self->page > HISTORY_PAGE
     ||  self->decorate < 0 || self->decorate > HISTORY_PAGE || self->decorate > self->entries) {
@@ -2954,10 +3216,11 @@ main (int argc, char **argv)
                       streq (name, "rooms")? (long) self->rooms * self->room_members:
                       streq (name, "pm")? (long) self->pairs * 2:
                       streq (name, "history")? (long) self->senders + self->readers:
+                      streq (name, "search")? (self->prepared? 1: (long) self->rooms + 1):
                       streq (name, "latency")? 2: -1;
         if (needed < 0) {
             fprintf (stderr, "parley-bench: unknown scenario '%s' (baseline, fanout, rooms, pm,"
-                             " history, latency, connect)\n", name);
+                             " history, search, latency, connect)\n", name);
             return 2;
         }
         if (needed + self->idle > MAX_CONNS) {
@@ -3021,6 +3284,7 @@ main (int argc, char **argv)
                  streq (name, "rooms")? s_rooms (self):
                  streq (name, "pm")? s_pm (self):
                  streq (name, "history")? s_history (self):
+                 streq (name, "search")? s_search (self):
                  streq (name, "latency")? s_latency (self): s_connect_storm (self);
         if (rc)
             failures++;

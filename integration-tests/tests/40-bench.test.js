@@ -241,6 +241,30 @@ test('history --decorate: the oldest messages are edited and reacted to, and eve
     }
 });
 
+test('search: 20 rooms filled with 2,000 messages, a searcher in 5; every first page holds exactly its matches', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--rooms', '20',
+            '--entries', '2000', '--member-of', '5', '--inflight', '4', '--duration', '2', 'search']);
+        assert.equal(code, 0, output);
+        const [search] = result.scenarios;
+        assert.equal(search.scenario, 'search');
+        assert.equal(search.acked, 2000);
+        assert.equal(search.failed_sends, 0);
+        assert.equal(search.errors, 0, search.first_error);
+        // The common word is in every second message, the rare one in 1 of 20:
+        // a quarter of the rooms are the searcher's
+        assert.ok(search.common_matches > 20, JSON.stringify(search));
+        assert.ok(search.rare_matches > 0 && search.rare_matches < search.common_matches);
+        assert.ok(search.common_searches > 0 && search.rare_searches > 0);
+        assert.equal(search.wrong, 0);
+        assert.ok(search.common_p50_us <= search.common_max_us);
+        assert.ok(search.rare_p50_us <= search.rare_max_us);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('latency: 50 messages one at a time, each delivered to both members', async () => {
     const server = await startParley({ args: CHEAP, withExample: false });
     try {

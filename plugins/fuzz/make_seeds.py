@@ -329,6 +329,32 @@ SEEDS = {
                                          "last": dict(pm_entry(2), kind="message", **NOW_STATE)}],
                       "more": False}),
     },
+    # Protocol 1.1 search: the query split into words, the store's results
+    # (a room's entry and a conversation's) as history gives them, next,
+    # and each refusal the store may answer
+    "search": {
+        "rooms-and-pm": request("search", {"query": "Café* ÉCOLE", "limit": 5}, user="alice")
+            + answer({"results": [{"room": "general", "entry": dict(entry(3), **NOW_STATE)},
+                                  {"from": "bob", "to": "alice", "entry": pm_entry(2, "bob", "alice")}],
+                      "next": "123456"}),
+        "filters": request("search", {"query": "hi", "room": "general", "cursor": "99"}, user="alice")
+            + answer(code="not_member", message="Not a member.")
+            + request("search", {"query": "hi", "with": "bob"}, user="alice")
+            + answer(code="not_found", message="No user.")
+            + request("search", {"query": "hi", "room": "nowhere"}, user="alice")
+            + answer(code="not_found", message="No room.")
+            + request("search", {"query": "hi"}, user="alice")
+            + answer(code="unavailable", message="Down."),
+        "bad": request("search", {"query": ""}, user="alice")
+            + request("search", {"query": "!!! ***"}, user="alice")
+            + request("search", {"query": " ".join(["w"] * 17)}, user="alice")
+            + request("search", {"query": "hi", "limit": 0}, user="alice")
+            + request("search", {"query": "hi", "room": "a", "with": "b"}, user="alice")
+            + request("search", {"query": "hi"})
+            + request("searches", {"query": "hi"}, user="alice"),
+        "long-words": request("search", {"query": "x" * 70 + "* 東京タワー*"}, user="alice")
+            + answer({"results": []}),
+    },
 }
 
 STORE = {
@@ -453,7 +479,17 @@ STORE = {
     "unknown": request("store.nope"),
     "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
 }
-SEEDS["store-sqlite"] = STORE
+# store.search (schema 12): store-sqlite's; store-mongo gains it with its schema 12
+SEEDS["store-sqlite"] = dict(STORE, search=request("store.user.create", {
+        "name": "alice", "password_hash": HASH, "created_at": NOW})
+    + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                    "max_participants": 50, "owner": "alice", "created_at": NOW})
+    + request("store.msg.append", {"room": "general", "entry": dict(entry(1), text="Café au lait")})
+    + request("store.search", {"user": "alice", "words": ["cafe", "au*"], "limit": 5})
+    + request("store.search", {"user": "alice", "words": ["lait"], "room": "general", "limit": 1,
+                               "cursor": "999999999999"})
+    + request("store.search", {"user": "alice", "words": ["x"], "with": "bob", "limit": 100})
+    + request("store.search", {"user": "alice", "words": ["Bad"], "limit": 5}) + batch_end())
 SEEDS["store-mongo"] = STORE
 
 

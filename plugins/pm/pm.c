@@ -28,6 +28,7 @@
 #include "parley_plugin.h"
 #include "pl_body.h"
 #include "pl_call.h"
+#include "pl_entry.h"
 #include "pl_change.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
@@ -158,92 +159,6 @@ s_user_remember (pm_t *self, const char *name)
 //  --------------------------------------------------------------------------
 //  Messages
 
-//  Packs from, to and seq: what every entry of a conversation names
-static void
-s_pack_parties (msgpack_packer *packer, const char *from, const char *to, uint64_t seq)
-{
-    pl_body_pack_str (packer, "from");
-    pl_body_pack_str (packer, from);
-    pl_body_pack_str (packer, "to");
-    pl_body_pack_str (packer, to);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
-}
-
-//  Packs a message as clients see it: the "pm" event, or an entry of
-//  pm.history and pm.conversations (without type); with its nonce if any,
-//  its reply_to (change), and as it is now (state: the store's entry:
-//  edited, deleted, reactions; NULL for one just sent)
-static void
-s_pack_message (msgpack_packer *packer, bool event, const char *from, const char *to,
-                uint64_t seq, const char *text, int64_t ts, const char *nonce,
-                const pl_change_t *change, const msgpack_object *state)
-{
-    bool has_nonce = nonce && *nonce;
-    msgpack_pack_map (packer, (event? 6: 5) + has_nonce + pl_change_fields (change)
-                              + (state? pl_change_state_fields (state): 0));
-    if (event) {
-        pl_body_pack_str (packer, "type");
-        pl_body_pack_str (packer, "pm");
-    }
-    s_pack_parties (packer, from, to, seq);
-    pl_body_pack_str (packer, "text");
-    pl_body_pack_str (packer, text);
-    pl_body_pack_str (packer, "ts");
-    pl_body_pack_time (packer, ts);
-    if (has_nonce) {
-        pl_body_pack_str (packer, "nonce");
-        pl_body_pack_str (packer, nonce);
-    }
-    pl_change_pack (change, packer);
-    if (state)
-        pl_change_pack_state (state, packer);
-}
-
-//  Packs an edit, a deletion or a reaction as clients see it, live and in
-//  pm.history alike (CLIENT-PROTOCOL.md): type, from (who made it), to (the
-//  other party), seq, the edit's text, ts, and the change's target (emoji
-//  and on of a reaction)
-static void
-s_pack_change (msgpack_packer *packer, const char *from, const char *to, uint64_t seq,
-               const char *text, int64_t ts, const pl_change_t *change)
-{
-    bool edit = change->kind == PL_CHANGE_EDIT;
-    msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
-    pl_body_pack_str (packer, "type");
-    pl_body_pack_str (packer, pl_change_kind_name (change->kind));
-    s_pack_parties (packer, from, to, seq);
-    if (edit) {
-        pl_body_pack_str (packer, "text");
-        pl_body_pack_str (packer, text? text: "");
-    }
-    pl_body_pack_str (packer, "ts");
-    pl_body_pack_time (packer, ts);
-    pl_change_pack (change, packer);
-}
-
-//  Packs one of the store's pm entries as the client's: a message as it is
-//  now, or a change
-static void
-s_pack_store_message (msgpack_packer *packer, const msgpack_object *entry)
-{
-    char from [PM_NAME_MAX], to [PM_NAME_MAX], nonce [PL_NONCE_MAX + 1];
-    pl_body_copy (entry, "from", from, sizeof from);
-    pl_body_copy (entry, "to", to, sizeof to);
-    pl_body_copy (entry, "nonce", nonce, sizeof nonce);
-    char *text = NULL;
-    pl_body_str (entry, "text", &text);
-    uint64_t seq = (uint64_t) pl_body_int (entry, "seq");
-    int64_t ts = pl_body_int (entry, "ts");
-    pl_change_t change;
-    if (!pl_change_from_entry (&change, entry))
-        change = (pl_change_t) { .kind = PL_CHANGE_MESSAGE };
-    if (change.kind == PL_CHANGE_MESSAGE)
-        s_pack_message (packer, false, from, to, seq, text? text: "", ts, nonce, &change, entry);
-    else
-        s_pack_change (packer, from, to, seq, text, ts, &change);
-    free (text);
-}
 
 
 //  Packs one of the store's conversations as the client's: {with, last,
@@ -257,7 +172,7 @@ s_pack_conversation (msgpack_packer *packer, const msgpack_object *conversation)
     pl_body_pack_str (packer, "with");
     pl_body_pack_str (packer, with);
     pl_body_pack_str (packer, "last");
-    s_pack_store_message (packer, pl_body_field (conversation, "last"));
+    pl_entry_pack_pm (packer, pl_body_field (conversation, "last"));
     const char *counts [] = { "unread", "read_seq", "last_seq" };
     for (size_t index = 0; index < sizeof counts / sizeof counts [0]; index++) {
         int64_t value = pl_body_int (conversation, counts [index]);
@@ -277,7 +192,7 @@ s_entry_json_size (msgpack_sbuffer *scratch, const msgpack_object *entry,
     if (conversation)
         s_pack_conversation (&packer, conversation);
     else
-        s_pack_store_message (&packer, entry);
+        pl_entry_pack_pm (&packer, entry);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
@@ -442,10 +357,10 @@ s_send_done (pm_t *self, pl_lane_key_t *key, pl_lane_op_t *op, const msgpack_obj
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
     if (sent)
-        s_pack_message (&packer, true, from, to, op->seq, args->text, op->ts, op->nonce,
+        pl_entry_pack_pm_message (&packer, true, from, to, op->seq, args->text, op->ts, op->nonce,
                         &args->change, NULL);
     else
-        s_pack_change (&packer, from, to, op->seq, args->text, op->ts, &args->change);
+        pl_entry_pack_pm_change (&packer, from, to, op->seq, args->text, op->ts, &args->change);
     const char *users [2] = { from, to };
     self->host->deliver_users (self->ctx, users, 2, buffer.data, buffer.size);
     msgpack_sbuffer_clear (&buffer);
@@ -657,7 +572,7 @@ s_history_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char
     pl_pack_str (&pack, "messages");
     msgpack_pack_array (&pack.packer, fit);
     for (uint32_t index = first; index < first + fit; index++)
-        s_pack_store_message (&pack.packer, &messages->via.array.ptr [index]);
+        pl_entry_pack_pm (&pack.packer, &messages->via.array.ptr [index]);
     pl_pack_kbool (&pack, "more", more);
     pl_lane_ok (self->lane, op, pack.buffer.data, pack.buffer.size);
     pl_pack_release (&pack);

@@ -33,6 +33,7 @@
 #include "pl_admin.h"
 #include "pl_body.h"
 #include "pl_call.h"
+#include "pl_entry.h"
 #include "pl_change.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
@@ -522,71 +523,9 @@ s_pack_room (msgpack_packer *packer, room_t *room)
 //  --------------------------------------------------------------------------
 //  Timeline entries
 
-//  The event of a system entry as clients get it: one of the four, a
-//  leave for any other (the store holds only these)
-static const char *
-s_system_event (const char *event)
-{
-    static const char *events [] = { "join", "update", "kick" };
-    for (size_t index = 0; event && index < 3; index++)
-        if (strcmp (event, events [index]) == 0)
-            return events [index];
-    return "leave";
-}
-
-//  The text of a system entry, word for word (PROTOCOL.md): "ann has joined
-//  the room lobby.", a kick's with who did it, by (names are at most 260
-//  bytes here: the buffer holds any three)
-#define S_SYSTEM_MESSAGE_SIZE 900
-static void
-s_system_message (char *message, const char *event, const char *user, const char *by,
-                  const char *room)
-{
-    event = s_system_event (event);
-    if (strcmp (event, "kick") == 0)
-        snprintf (message, S_SYSTEM_MESSAGE_SIZE, "%.260s has been removed from the room %.260s"
-                  " by %.260s.", user, room, by? by: "");
-    else
-        snprintf (message, S_SYSTEM_MESSAGE_SIZE, strcmp (event, "join") == 0
-                  ? "%.260s has joined the room %.260s." : strcmp (event, "update") == 0
-                  ? "%.260s has changed the settings of the room %.260s."
-                  : "%.260s has left the room %.260s.", user, room);
-}
-
-//  The members a message mentions: as the store gave them (an array of
-//  names) or as a send found them (names); absent when count is 0
-typedef struct {
-    const msgpack_object *array;    //  or NULL
-    char **names;                   //  used when array is NULL
-    size_t count;
-} mentions_t;
-
-static mentions_t
-s_store_mentions (const msgpack_object *entry)
-{
-    const msgpack_object *array = pl_body_field (entry, "mentions");
-    if (!array || array->type != MSGPACK_OBJECT_ARRAY)
-        return (mentions_t) { NULL, NULL, 0 };
-    return (mentions_t) { array, NULL, array->via.array.size };
-}
-
-//  Packs "mentions": [...] as the next member of an open map
-static void
-s_pack_mentions (msgpack_packer *packer, const mentions_t *mentions)
-{
-    pl_body_pack_str (packer, "mentions");
-    if (mentions->array) {
-        msgpack_pack_object (packer, *mentions->array);
-        return;
-    }
-    msgpack_pack_array (packer, (uint32_t) mentions->count);
-    for (size_t index = 0; index < mentions->count; index++)
-        pl_body_pack_str (packer, mentions->names [index]);
-}
-
 //  The JSON size of ,"mentions":[...] (0 when there are none)
 static size_t
-s_mentions_json_size (const mentions_t *mentions)
+s_mentions_json_size (const pl_entry_mentions_t *mentions)
 {
     if (mentions->count == 0)
         return 0;
@@ -602,150 +541,8 @@ s_mentions_json_size (const mentions_t *mentions)
     return 1 + pl_reply_json_member_size ("mentions", size);
 }
 
-//  Packs type, room, seq and from: what a message and a change begin with
-static void
-s_pack_entry_head (msgpack_packer *packer, const char *type, const char *room, uint64_t seq,
-                   const char *user)
-{
-    pl_body_pack_str (packer, "type");
-    pl_body_pack_str (packer, type);
-    pl_body_pack_str (packer, "room");
-    pl_body_pack_str (packer, room);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
-    pl_body_pack_str (packer, "from");
-    pl_body_pack_str (packer, user);
-}
-
-//  Packs an edit, a deletion or a reaction as clients see it (PROTOCOL.md
-//  1.1): type, room, seq, from, the edit's text, ts, and the change's target
-//  (emoji and on of a reaction)
-static void
-s_pack_change_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *user,
-                     int64_t ts, const char *text, size_t text_size, const pl_change_t *change)
-{
-    bool edit = change->kind == PL_CHANGE_EDIT;
-    msgpack_pack_map (packer, 5 + edit + pl_change_fields (change));
-    s_pack_entry_head (packer, pl_change_kind_name (change->kind), room, seq, user);
-    if (edit) {
-        pl_body_pack_str (packer, "text");
-        msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
-    }
-    pl_body_pack_str (packer, "ts");
-    pl_body_pack_time (packer, ts);
-    pl_change_pack (change, packer);
-}
-
-//  Packs a system entry as clients see it: its notice, and by (who did it)
-//  when given
-static void
-s_pack_system_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *event,
-                     const char *user, const char *by, int64_t ts)
-{
-    char message [S_SYSTEM_MESSAGE_SIZE];
-    s_system_message (message, event, user, by, room);
-    msgpack_pack_map (packer, by && *by? 8: 7);
-    pl_body_pack_str (packer, "type");
-    pl_body_pack_str (packer, "system");
-    pl_body_pack_str (packer, "event");
-    pl_body_pack_str (packer, s_system_event (event));
-    pl_body_pack_str (packer, "room");
-    pl_body_pack_str (packer, room);
-    pl_body_pack_str (packer, "seq");
-    msgpack_pack_uint64 (packer, seq);
-    pl_body_pack_str (packer, "user");
-    pl_body_pack_str (packer, user);
-    if (by && *by) {
-        pl_body_pack_str (packer, "by");
-        pl_body_pack_str (packer, by);
-    }
-    pl_body_pack_str (packer, "ts");
-    pl_body_pack_time (packer, ts);
-    pl_body_pack_str (packer, "message");
-    pl_body_pack_str (packer, message);
-}
-
-//  Packs an entry as clients see it, from its parts (mentions only for a
-//  message). change: the entry's (NULL for a system entry); state: the
-//  store's entry of a message as it is now (edited, deleted, reactions),
-//  NULL for one just sent.
-static void
-s_pack_entry (msgpack_packer *packer, const char *room, uint64_t seq, const char *kind,
-              const char *user, int64_t ts, const char *text, size_t text_size,
-              const char *event, const char *nonce, const mentions_t *mentions,
-              const pl_change_t *change, const msgpack_object *state)
-{
-    if (change && change->kind != PL_CHANGE_MESSAGE)
-        s_pack_change_entry (packer, room, seq, user, ts, text, text_size, change);
-    else
-    if (strcmp (kind, "message") == 0) {
-        bool mentioning = mentions && mentions->count > 0;
-        //  A plain message sent now adds nothing to what it always packed
-        uint32_t more = (change? pl_change_fields (change): 0)
-                      + (state? pl_change_state_fields (state): 0);
-        msgpack_pack_map (packer, 6 + (nonce && *nonce? 1: 0) + (mentioning? 1: 0) + more);
-        s_pack_entry_head (packer, "message", room, seq, user);
-        pl_body_pack_str (packer, "text");
-        msgpack_pack_str_with_body (packer, text? text: "", text? text_size: 0);
-        pl_body_pack_str (packer, "ts");
-        pl_body_pack_time (packer, ts);
-        if (nonce && *nonce) {
-            pl_body_pack_str (packer, "nonce");
-            pl_body_pack_str (packer, nonce);
-        }
-        if (mentioning)
-            s_pack_mentions (packer, mentions);
-        if (more && change)
-            pl_change_pack (change, packer);
-        if (more && state)
-            pl_change_pack_state (state, packer);
-    }
-    else
-        s_pack_system_entry (packer, room, seq, event, user, NULL, ts);
-}
-
-//  The text of one of the store's entries, in place (NULL for none)
-static const char *
-s_entry_text (const msgpack_object *entry, size_t *size_p)
-{
-    const msgpack_object *text = pl_body_field (entry, "text");
-    if (!text || text->type != MSGPACK_OBJECT_STR) {
-        *size_p = 0;
-        return NULL;
-    }
-    *size_p = text->via.str.size;
-    return text->via.str.ptr;
-}
-
-//  Packs one of the store's entries as the client's entry
-static void
-s_pack_store_entry_as_client (msgpack_packer *packer, const char *room,
-                              const msgpack_object *entry)
-{
-    char kind [16], user [260], event [16], nonce [PL_NONCE_MAX + 1];
-    pl_body_copy (entry, "kind", kind, sizeof kind);
-    pl_body_copy (entry, "user", user, sizeof user);
-    pl_body_copy (entry, "event", event, sizeof event);
-    pl_body_copy (entry, "nonce", nonce, sizeof nonce);
-    if (strcmp (kind, "system") == 0) {
-        char by [260];
-        pl_body_copy (entry, "by", by, sizeof by);
-        s_pack_system_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), event, user,
-                             by, pl_body_int (entry, "ts"));
-        return;
-    }
-    size_t text_size;
-    const char *text = s_entry_text (entry, &text_size);
-    mentions_t mentions = s_store_mentions (entry);
-    pl_change_t change;
-    bool changed = pl_change_from_entry (&change, entry);
-    s_pack_entry (packer, room, (uint64_t) pl_body_int (entry, "seq"), kind, user,
-                  pl_body_int (entry, "ts"), text, text_size, event, nonce, &mentions,
-                  changed? &change: NULL, entry);
-}
-
 //  The JSON size of what an edit, deletion or reaction adds to the members
-//  every entry has (s_pack_change_entry's)
+//  every entry has (pl_entry_pack_change's)
 static size_t
 s_change_json_size (const char *user, const msgpack_object *entry, const pl_change_t *change)
 {
@@ -754,7 +551,7 @@ s_change_json_size (const char *user, const msgpack_object *entry, const pl_chan
         + pl_reply_json_member_size ("from", pl_reply_json_str_size (user, strlen (user)));
     if (change->kind == PL_CHANGE_EDIT) {
         size_t text_size;
-        const char *text = s_entry_text (entry, &text_size);
+        const char *text = pl_entry_text (entry, &text_size);
         size += 1 + pl_reply_json_member_size ("text", pl_reply_json_str_size
                                                (text? text: "", text? text_size: 0));
     }
@@ -765,7 +562,7 @@ static size_t s_system_json_size (const char *room, const msgpack_object *entry,
                                   const char *event, const char *user);
 
 //  The JSON size of one of the store's entries as the client will get it
-//  (s_pack_entry's members), added up from its fields: neither packed nor
+//  (pl_entry_pack's members), added up from its fields: neither packed nor
 //  formatted, so that measuring a page costs little next to sending it
 static size_t
 s_entry_json_size (const char *room, const msgpack_object *entry)
@@ -784,12 +581,12 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
         return size + s_change_json_size (user, entry, &change);
     if (strcmp (kind, "message") == 0) {
         size_t text_size;
-        const char *text = s_entry_text (entry, &text_size);
+        const char *text = pl_entry_text (entry, &text_size);
         char nonce [PL_NONCE_MAX + 1];
         pl_body_copy (entry, "nonce", nonce, sizeof nonce);
         if (*nonce)         //  a nonce is letters, digits, '_' and '-': no escapes
             size += 1 + pl_reply_json_member_size ("nonce", strlen (nonce) + 2);
-        mentions_t mentions = s_store_mentions (entry);
+        pl_entry_mentions_t mentions = pl_entry_store_mentions (entry);
         return size + 3 + s_mentions_json_size (&mentions)
             + pl_change_json_size (&change) + pl_change_state_json_size (entry)
             + pl_reply_json_member_size ("type", strlen ("\"message\""))
@@ -800,7 +597,7 @@ s_entry_json_size (const char *room, const msgpack_object *entry)
     return size + s_system_json_size (room, entry, event, user);
 }
 
-//  The JSON size of a system entry's own members (s_pack_system_entry's
+//  The JSON size of a system entry's own members (pl_entry_pack_system's
 //  but room, seq and ts), with the commas between them
 static size_t
 s_system_json_size (const char *room, const msgpack_object *entry, const char *event,
@@ -808,12 +605,12 @@ s_system_json_size (const char *room, const msgpack_object *entry, const char *e
 {
     char by [260];
     pl_body_copy (entry, "by", by, sizeof by);
-    char message [S_SYSTEM_MESSAGE_SIZE];
-    s_system_message (message, event, user, by, room);
+    char message [PL_ENTRY_SYSTEM_MESSAGE_SIZE];
+    pl_entry_system_message (message, event, user, by, room);
     return 4 + (*by? 1 + pl_reply_json_member_size ("by", pl_reply_json_str_size (by,
                                                                               strlen (by))): 0)
         + pl_reply_json_member_size ("type", strlen ("\"system\""))
-        + pl_reply_json_member_size ("event", strlen (s_system_event (event)) + 2)
+        + pl_reply_json_member_size ("event", strlen (pl_entry_system_event (event)) + 2)
         + pl_reply_json_member_size ("user", pl_reply_json_str_size (user, strlen (user)))
         + pl_reply_json_member_size ("message", pl_reply_json_str_size (message,
                                                                        strlen (message)));
@@ -829,7 +626,7 @@ s_entry_json_size_packed (const char *room, const msgpack_object *entry)
     msgpack_sbuffer_init (&scratch);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &scratch, msgpack_sbuffer_write);
-    s_pack_store_entry_as_client (&packer, room, entry);
+    pl_entry_pack_room (&packer, room, entry);
     size_t size = pl_reply_json_size_packed (scratch.data, scratch.size);
     msgpack_sbuffer_destroy (&scratch);
     return size;
@@ -880,7 +677,7 @@ s_pack_store_entries (msgpack_sbuffer *buffer, const char *room, const msgpack_o
     msgpack_pack_array (&packer, taken);
     for (uint32_t index = newest_side? count - taken: 0;
          index < (newest_side? count: taken); index++)
-        s_pack_store_entry_as_client (&packer, room, &array->via.array.ptr [index]);
+        pl_entry_pack_room (&packer, room, &array->via.array.ptr [index]);
     return taken < count;
 }
 
@@ -936,8 +733,8 @@ s_pack_store_entry (msgpack_packer *packer, pl_lane_op_t *op, const char *kind,
         pl_body_pack_str (packer, op->nonce);
     }
     if (mentioning) {
-        mentions_t mentions = { NULL, args->mentions, args->mention_count };
-        s_pack_mentions (packer, &mentions);
+        pl_entry_mentions_t mentions = { NULL, args->mentions, args->mention_count };
+        pl_entry_pack_mentions (packer, &mentions);
     }
     if (reply)
         pl_change_pack (&args->change, packer);
@@ -953,8 +750,8 @@ s_deliver_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char *kind
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    mentions_t mentions = { NULL, args->mentions, args->mention_count };
-    s_pack_entry (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
+    pl_entry_mentions_t mentions = { NULL, args->mentions, args->mention_count };
+    pl_entry_pack (&packer, room->name, op->seq, kind, op->user, op->ts, args->argument,
                   args->argument? strlen (args->argument): 0, event, event? NULL: op->nonce,
                   &mentions, event? NULL: &args->change, NULL);
     s_deliver_members (self, room, buffer.data, buffer.size);
@@ -1632,7 +1429,7 @@ s_deliver_admin_entry (rooms_t *self, room_t *room, pl_lane_op_t *op, const char
 {
     pl_pack_t pack;
     pl_pack_init (&pack);
-    s_pack_system_entry (&pack.packer, room->name, op->seq, event, user, by, op->ts);
+    pl_entry_pack_system (&pack.packer, room->name, op->seq, event, user, by, op->ts);
     s_deliver_members (self, room, pack.buffer.data, pack.buffer.size);
     pl_pack_release (&pack);
 }
@@ -1677,8 +1474,8 @@ s_update_changes (room_t *room, const args_t *args)
 static void
 s_deliver_update_event (rooms_t *self, room_t *room, pl_lane_op_t *op, bool was_private)
 {
-    char notice [S_SYSTEM_MESSAGE_SIZE];
-    s_system_message (notice, "update", op->user, NULL, room->name);
+    char notice [PL_ENTRY_SYSTEM_MESSAGE_SIZE];
+    pl_entry_system_message (notice, "update", op->user, NULL, room->name);
     pl_pack_t pack;
     s_pack_lifecycle (&pack, room, op, "update", notice);
     if (was_private && room->is_private)

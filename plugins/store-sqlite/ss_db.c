@@ -28,6 +28,40 @@ static const char *s_step_text [SS_DB_STEP_COUNT] = {
     [SS_DB_ROLLBACK_TO] = "ROLLBACK TO request"
 };
 
+//  Schema 12's triggers on a timeline table (T, its key column K): a
+//  message with text enters the index at its place in time (the next free
+//  rowid of its millisecond: 65536 messages of one millisecond in one store
+//  would be one too many, and the write would fail); an edit gives the old
+//  text back ('delete') and the new one under the same rowid; a deletion
+//  (deleted set, or the row gone with its room) gives the text back and
+//  drops the row of search_docs
+#define SS_DB_SEARCH_TRIGGERS(T, K) \
+    "CREATE TRIGGER search_" T "_insert AFTER INSERT ON " T \
+    "    WHEN new.kind = 'message' AND new.deleted = 0 AND new.text <> '' BEGIN" \
+    "    INSERT INTO search_docs (id, " K ", seq) VALUES (COALESCE ((SELECT MAX (id) + 1" \
+    "        FROM search_docs WHERE id >= new.ts * 65536 AND id < (new.ts + 1) * 65536)," \
+    "        new.ts * 65536), new." K ", new.seq);" \
+    "    INSERT INTO search (rowid, text) VALUES (last_insert_rowid (), new.text);" \
+    "END;" \
+    "CREATE TRIGGER search_" T "_update AFTER UPDATE OF text, deleted ON " T \
+    "    WHEN old.kind = 'message' BEGIN" \
+    "    INSERT INTO search (search, rowid, text) SELECT 'delete', id, old.text" \
+    "        FROM search_docs WHERE " K " = old." K " AND seq = old.seq;" \
+    "    DELETE FROM search_docs WHERE (new.deleted <> 0 OR new.text = '')" \
+    "        AND " K " = old." K " AND seq = old.seq;" \
+    "    INSERT OR IGNORE INTO search_docs (id, " K ", seq) SELECT COALESCE ((SELECT MAX (id) + 1" \
+    "        FROM search_docs WHERE id >= new.ts * 65536 AND id < (new.ts + 1) * 65536)," \
+    "        new.ts * 65536), new." K ", new.seq WHERE new.deleted = 0 AND new.text <> '';" \
+    "    INSERT INTO search (rowid, text) SELECT id, new.text FROM search_docs" \
+    "        WHERE " K " = new." K " AND seq = new.seq;" \
+    "END;" \
+    "CREATE TRIGGER search_" T "_delete AFTER DELETE ON " T \
+    "    WHEN old.kind = 'message' BEGIN" \
+    "    INSERT INTO search (search, rowid, text) SELECT 'delete', id, old.text" \
+    "        FROM search_docs WHERE " K " = old." K " AND seq = old.seq;" \
+    "    DELETE FROM search_docs WHERE " K " = old." K " AND seq = old.seq;" \
+    "END;"
+
 //  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
 //  to n. Never edit a released one; add the next.
 static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
@@ -245,7 +279,47 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    WHERE nonce IS NOT NULL;"
     "DROP INDEX pm_entries_by_nonce;"
     "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (conversation_id, nonce, from_id)"
-    "    WHERE nonce IS NOT NULL;"
+    "    WHERE nonce IS NOT NULL;",
+
+    //  12: search (proto/STORE.md, "Search"). An FTS5 index of the message
+    //  entries that are not deleted, contentless (the texts stay in their
+    //  tables only) and without positions (a search ANDs single words). A
+    //  message's rowid in it is its place in time: ts * 65536 plus its rank
+    //  among the messages of that millisecond, so that walking the index
+    //  by rowid from its end is newest first, and a page stops early.
+    //  search_docs maps that rowid to the timeline and seq, and back (its
+    //  two partial indexes). Triggers keep both in step in the statement
+    //  that appends, edits, deletes or cascades: every write path is
+    //  covered, none can forget. A contentless index forgets a text by
+    //  being given it again ('delete'), which the row's old text is.
+    "CREATE TABLE search_docs ("
+    "    id INTEGER PRIMARY KEY,"
+    "    room_id INTEGER,"
+    "    conversation_id INTEGER,"
+    "    seq INTEGER NOT NULL"
+    ");"
+    "CREATE UNIQUE INDEX search_docs_by_room ON search_docs (room_id, seq)"
+    "    WHERE room_id IS NOT NULL;"
+    "CREATE UNIQUE INDEX search_docs_by_conversation ON search_docs (conversation_id, seq)"
+    "    WHERE conversation_id IS NOT NULL;"
+    "CREATE VIRTUAL TABLE search USING fts5 (text, content = '', detail = none,"
+    "    tokenize = 'unicode61 remove_diacritics 2');"
+    //  The messages of an older file, each millisecond's in timeline order
+    "INSERT INTO search_docs (id, room_id, conversation_id, seq)"
+    "    SELECT ts * 65536 + row_number () OVER (PARTITION BY ts ORDER BY room_id,"
+    "        conversation_id, seq) - 1, room_id, conversation_id, seq FROM ("
+    "        SELECT ts, room_id, NULL AS conversation_id, seq FROM entries"
+    "            WHERE kind = 'message' AND deleted = 0 AND text <> ''"
+    "        UNION ALL SELECT ts, NULL, conversation_id, seq FROM pm_entries"
+    "            WHERE kind = 'message' AND deleted = 0 AND text <> '');"
+    "INSERT INTO search (rowid, text)"
+    "    SELECT d.id, e.text FROM search_docs AS d JOIN entries AS e"
+    "        ON e.room_id = d.room_id AND e.seq = d.seq WHERE d.room_id IS NOT NULL"
+    "    UNION ALL SELECT d.id, e.text FROM search_docs AS d JOIN pm_entries AS e"
+    "        ON e.conversation_id = d.conversation_id AND e.seq = d.seq"
+    "        WHERE d.conversation_id IS NOT NULL;"
+    SS_DB_SEARCH_TRIGGERS ("entries", "room_id")
+    SS_DB_SEARCH_TRIGGERS ("pm_entries", "conversation_id")
 };
 
 

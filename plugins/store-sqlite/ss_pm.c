@@ -30,6 +30,7 @@ typedef enum {
     S_SQL_PM_AFTER,
     S_SQL_PM_UNREAD,
     S_SQL_PM_NONCE,
+    S_SQL_PM_FOUND,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -85,7 +86,13 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " AND kind = 'message' AND deleted = 0",
     //  A sender's nonce in the conversation: one search of pm_entries_by_nonce
     [S_SQL_PM_NONCE]     = "SELECT seq, ts FROM pm_entries"
-                           " WHERE conversation_id = ?1 AND from_id = ?2 AND nonce = ?3"
+                           " WHERE conversation_id = ?1 AND from_id = ?2 AND nonce = ?3",
+    //  A search's result (schema version 12): one entry and its pair's ids
+    //  and names
+    [S_SQL_PM_FOUND]     = S_PM_COLUMNS ", a.id, a.name, b.name FROM pm_entries"
+                           " JOIN conversations AS c ON c.id = pm_entries.conversation_id"
+                           " JOIN users AS a ON a.id = c.user_a JOIN users AS b ON b.id = c.user_b"
+                           " WHERE conversation_id = ?1 AND seq = ?2"
 };
 
 struct ss_pm_s {
@@ -585,4 +592,44 @@ ss_pm_run (ss_pm_t *self, st_request_t *request)
 {
     return ss_pm_serves (request->type) ? s_runs [request->type] (self, request)
                                         : SQLITE_INTERNAL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  A search's result (schema version 12)
+
+int
+ss_pm_pack_found (ss_pm_t *self, msgpack_packer *packer, int64_t conversation, uint64_t seq,
+                  bool *found_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_PM_FOUND];
+    sqlite3_bind_int64 (stmt, 1, conversation);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) seq);
+    int rc = sqlite3_step (stmt);
+    *found_p = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW) {
+        ss_db_finish (stmt);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    //  Read from user_a's side: from and to come out right either way
+    st_pm_entry_t entry = s_pm_entry_of_row (stmt, sqlite3_column_int64 (stmt, 12),
+                                             (const char *) sqlite3_column_text (stmt, 13),
+                                             (const char *) sqlite3_column_text (stmt, 14));
+    st_reactions_t *reactions = ss_timeline_walk_one (self->timeline, conversation, seq);
+    rc = reactions ? SQLITE_OK : SQLITE_NOMEM;
+    if (reactions && st_reactions_load (reactions, seq))
+        rc = SQLITE_NOMEM;          //  or the walk's failure, below
+    if (rc == SQLITE_OK) {
+        entry.change.reactions = reactions;
+        msgpack_pack_map (packer, 3);
+        pl_body_pack_str (packer, "from");
+        st_reply_text (packer, entry.from);
+        pl_body_pack_str (packer, "to");
+        st_reply_text (packer, entry.to);
+        pl_body_pack_str (packer, "entry");
+        st_reply_pm_entry (packer, &entry);
+    }
+    int walked = reactions ? ss_timeline_walk_end (self->timeline, &reactions) : SQLITE_OK;
+    ss_db_finish (stmt);
+    return rc == SQLITE_OK ? walked : rc;
 }

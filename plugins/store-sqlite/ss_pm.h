@@ -35,6 +35,14 @@ bool
 int
     ss_pm_run (ss_pm_t *self, st_request_t *request);
 
+//  Packs a search's result (schema version 12) into packer: {from, to,
+//  entry}, the entry (conversation, seq) as store.pm.history answers it,
+//  its reactions included. *found_p is false (nothing packed) when there is
+//  no such entry. Returns SQLITE_OK or the failure's code.
+int
+    ss_pm_pack_found (ss_pm_t *self, msgpack_packer *packer, int64_t conversation,
+                      uint64_t seq, bool *found_p);
+
 #ifdef __cplusplus
 }
 #endif

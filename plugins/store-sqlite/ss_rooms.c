@@ -54,6 +54,7 @@ typedef enum {
     S_SQL_BAN_PUT,
     S_SQL_BAN_DELETE,
     S_SQL_ROOM_UPDATE,
+    S_SQL_ENTRY_FOUND,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -194,6 +195,9 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_ROOM_UPDATE]  = "UPDATE rooms SET description = COALESCE (?2, description),"
                            " private = COALESCE (?3, private),"
                            " max_participants = COALESCE (?4, max_participants) WHERE id = ?1",
+    //  A search's result (schema version 12): one entry and its room's name
+    [S_SQL_ENTRY_FOUND]  = S_ENTRY_COLUMNS ", rooms.name FROM entries JOIN rooms"
+                           " ON rooms.id = entries.room_id WHERE room_id = ?1 AND seq = ?2",
 };
 
 struct ss_rooms_s {
@@ -1426,4 +1430,39 @@ ss_rooms_run (ss_rooms_t *self, st_request_t *request)
 {
     return ss_rooms_serves (request->type) ? s_runs [request->type] (self, request)
                                            : SQLITE_INTERNAL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  A search's result (schema version 12)
+
+int
+ss_rooms_pack_found (ss_rooms_t *self, msgpack_packer *packer, int64_t room_id, uint64_t seq,
+                     bool *found_p)
+{
+    sqlite3_stmt *stmt = self->sql [S_SQL_ENTRY_FOUND];
+    sqlite3_bind_int64 (stmt, 1, room_id);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) seq);
+    int rc = sqlite3_step (stmt);
+    *found_p = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW) {
+        ss_db_finish (stmt);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    st_entry_t entry = s_entry_of_row (stmt);
+    st_reactions_t *reactions = ss_timeline_walk_one (self->timeline, room_id, seq);
+    rc = reactions ? SQLITE_OK : SQLITE_NOMEM;
+    if (reactions && st_reactions_load (reactions, seq))
+        rc = SQLITE_NOMEM;          //  or the walk's failure, below
+    if (rc == SQLITE_OK) {
+        entry.change.reactions = reactions;
+        msgpack_pack_map (packer, 2);
+        pl_body_pack_str (packer, "room");
+        st_reply_text (packer, ss_db_column_text (stmt, 15));
+        pl_body_pack_str (packer, "entry");
+        st_reply_entry (packer, &entry);
+    }
+    int walked = reactions ? ss_timeline_walk_end (self->timeline, &reactions) : SQLITE_OK;
+    ss_db_finish (stmt);
+    return rc == SQLITE_OK ? walked : rc;
 }

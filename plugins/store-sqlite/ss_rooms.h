@@ -36,6 +36,14 @@ bool
 int
     ss_rooms_run (ss_rooms_t *self, st_request_t *request);
 
+//  Packs a search's result (schema version 12) into packer: {room, entry},
+//  the entry (room_id, seq) as store.msg.history answers it, its reactions
+//  included. *found_p is false (nothing packed) when there is no such
+//  entry. Returns SQLITE_OK or the failure's code.
+int
+    ss_rooms_pack_found (ss_rooms_t *self, msgpack_packer *packer, int64_t room_id,
+                         uint64_t seq, bool *found_p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,7 +25,9 @@
 #include "ss_db.h"
 #include "ss_pm.h"
 #include "ss_rooms.h"
+#include "ss_search.h"
 #include "ss_users.h"
+#include "pl_time.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -33,6 +35,10 @@
 
 #define S_BUSY_TIMEOUT_DEFAULT  5000
 #define S_BUSY_TIMEOUT_MAX      600000
+//  The search index's compaction: at most this long after a deletion its
+//  words leave the file (proto/STORE.md, "Search"); at most an hour
+#define S_SEARCH_COMPACT_DEFAULT 1800
+#define S_SEARCH_COMPACT_MAX    3600
 
 //  Per-instance state
 typedef struct {
@@ -42,6 +48,10 @@ typedef struct {
     ss_users_t *users;              //  users and tokens
     ss_rooms_t *rooms;              //  rooms, members, timelines
     ss_pm_t *pm;                    //  private messages
+    ss_search_t *search;            //  store.search and the index's compaction
+    int64_t compact_ms;             //  store-sqlite.search_compact_s, in ms
+    int64_t compacted_at;           //  monotonic ms of the last compaction (or the start)
+    bool words_left;                //  an edit or deletion committed since then
     ss_backup_t *backup;            //  parleyctl backup: a copy made on its own thread
     bool group_commit;              //  one transaction per batch (else per request)
     uint64_t batches;               //  transactions committed, for the log
@@ -64,6 +74,7 @@ s_close (void **state_p)
                          "closing %s after %" PRIu64 " requests in %" PRIu64 " transactions",
                          ss_db_path (self->db), self->requests, self->batches);
     ss_backup_destroy (&self->backup);      //  waits for a copy still running
+    ss_search_destroy (&self->search);
     ss_pm_destroy (&self->pm);
     ss_rooms_destroy (&self->rooms);
     ss_users_destroy (&self->users);
@@ -87,11 +98,16 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->group_commit = pl_options_bool (&options, "group_commit", true);
     int busy_timeout = (int) pl_options_uint (&options, "busy_timeout_ms",
                                               S_BUSY_TIMEOUT_DEFAULT, 0, S_BUSY_TIMEOUT_MAX);
+    self->compact_ms = 1000 * (int64_t) pl_options_uint (&options, "search_compact_s",
+                                                         S_SEARCH_COMPACT_DEFAULT, 1,
+                                                         S_SEARCH_COMPACT_MAX);
+    self->compacted_at = pl_time_mono ();
     if (pl_options_refused (&options)
     ||  !(self->db = ss_db_new (path, busy_timeout, ctx, host))
     ||  !(self->users = ss_users_new (self->db))
     ||  !(self->rooms = ss_rooms_new (self->db, self->users))
     ||  !(self->pm = ss_pm_new (self->db, self->users))
+    ||  !(self->search = ss_search_new (self->db, self->users, self->rooms, self->pm))
     ||  !(self->backup = ss_backup_new (ctx, host))) {
         void *state = self;
         s_close (&state);
@@ -117,6 +133,8 @@ s_run_one (s_store_t *self, st_request_t *request)
         return ss_users_run (self->users, request);
     if (ss_rooms_serves (request->type))
         return ss_rooms_run (self->rooms, request);
+    if (request->type == ST_SEARCH)
+        return ss_search_run (self->search, request);
     return ss_pm_run (self->pm, request);
 }
 
@@ -203,6 +221,9 @@ s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
         s_fail_batch (self, requests, count, fatal, where);
     else {
         self->batches++;
+        for (size_t index = 0; index < count && !self->words_left; index++)
+            self->words_left = !st_request_code (requests [index])
+                            && ss_search_leaves_words (requests [index]);
         if (self->stats)
             st_stats_commit (self->stats, ST_COMMIT_TRANSACTION, started, live);
     }
@@ -242,6 +263,31 @@ s_stats (void *state, st_stats_t *stats)
     self->stats = stats;
 }
 
+//  The search index's compaction, when an edit or a deletion left words in
+//  it and its time has come (proto/STORE.md, "Search"): between batches,
+//  outside any transaction
+static void
+s_tick (void *state)
+{
+    s_store_t *self = (s_store_t *) state;
+    int64_t now = pl_time_mono ();
+    if (!self->words_left || now - self->compacted_at < self->compact_ms)
+        return;
+    int rc = ss_search_compact (self->search);
+    if (rc != SQLITE_OK) {
+        //  Tried again in a minute (a backup reading the file holds the
+        //  checkpoint back)
+        self->host->log (self->ctx, PARLEY_LOG_WARNING, "search compaction of %s: %s; again"
+                         " in a minute", ss_db_path (self->db), sqlite3_errstr (rc));
+        self->compacted_at = now - self->compact_ms + 60000;
+        return;
+    }
+    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "search index of %s compacted in %" PRId64
+                     " ms", ss_db_path (self->db), pl_time_mono () - now);
+    self->words_left = false;
+    self->compacted_at = now;
+}
+
 static const st_backend_t s_backend = {
     .name = "store-sqlite",
     .version = "1.0.0",
@@ -251,7 +297,8 @@ static const st_backend_t s_backend = {
     .run = s_run,
     .backup = s_backup,
     .backup_status = s_backup_status,
-    .stats = s_stats
+    .stats = s_stats,
+    .tick = s_tick
 };
 
 ST_FRONT_DEFINE (s_backend)

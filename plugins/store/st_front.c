@@ -33,6 +33,7 @@ typedef struct {
     pl_service_t batch;             //  a batch's measured time: retry_after_ms
     st_stats_t stats;               //  the backend's figures, lent to it; its
                                     //  store is NULL when the backend has none
+    int tick_timer;                 //  the backend's tick, 0 for none
 } s_front_t;
 
 const parley_route_t st_front_routes [] = {
@@ -104,6 +105,15 @@ s_flush (s_front_t *self)
     self->queued = 0;
 }
 
+//  The backend's housekeeping, after what is queued has run
+static void
+s_tick (void *state)
+{
+    s_front_t *self = (s_front_t *) state;
+    s_flush (self);
+    self->backend->tick (self->state);
+}
+
 static void
 s_front_free (s_front_t **self_p)
 {
@@ -139,6 +149,9 @@ st_front_init (const st_backend_t *backend, parley_ctx_t *ctx,
     }
     if (backend->stats)
         backend->stats (self->state, &self->stats);
+    //  A host without timers (the fuzz host may have none) runs no tick
+    if (backend->tick && host->timer_add)
+        self->tick_timer = host->timer_add (ctx, ST_FRONT_TICK_MS, s_tick);
     *state_p = self;
     return 0;
 }
@@ -151,6 +164,8 @@ st_front_destroy (void **state_p)
         return;
     //  What was queued still gets its run and its answer
     s_flush (self);
+    if (self->tick_timer > 0 && self->host->timer_cancel)
+        self->host->timer_cancel (self->ctx, self->tick_timer);
     self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests, %" PRIu64
                      " of them not started because their time was gone", self->requests,
                      self->expired);

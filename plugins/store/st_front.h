@@ -85,7 +85,14 @@ typedef struct {
     //  lends its figures after open; the backend sets them up
     //  (st_stats_init) and observes each commit into them until close.
     void (*stats) (void *state, st_stats_t *stats);
+    //  Housekeeping. Optional: called every ST_FRONT_TICK_MS on the
+    //  instance's thread, between batches (store-sqlite compacts its search
+    //  index there when its own option says it is time)
+    void (*tick) (void *state);
 } st_backend_t;
+
+//  How often a backend's tick runs
+#define ST_FRONT_TICK_MS        1000
 
 //  The plugin's callbacks, for ST_FRONT_DEFINE: not called directly
 int

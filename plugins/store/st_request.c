@@ -13,6 +13,7 @@
 #include "st_request.h"
 #include "pl_body.h"
 #include "pl_text.h"
+#include "pl_words.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,7 +35,8 @@ static s_reader_fn
     s_read_msg_append, s_read_msg_history, s_read_pm_append, s_read_pm_last_seq,
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
     s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
-    s_read_user_set_password, s_read_room_all, s_read_room_update, s_read_room_unban;
+    s_read_user_set_password, s_read_room_all, s_read_room_update, s_read_room_unban,
+    s_read_search;
 
 static const struct {
     const char *name;               //  the request type
@@ -79,7 +81,8 @@ static const struct {
     [ST_USER_SET_PASSWORD] = { "store.user.set_password", true,  s_read_user_set_password },
     [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all },
     [ST_ROOM_UPDATE]       = { "store.room.update",       true,  s_read_room_update },
-    [ST_ROOM_UNBAN]        = { "store.room.unban",        true,  s_read_room_unban }
+    [ST_ROOM_UNBAN]        = { "store.room.unban",        true,  s_read_room_unban },
+    [ST_SEARCH]            = { "store.search",            false, s_read_search }
 };
 
 
@@ -1214,4 +1217,94 @@ s_read_room_unban (st_request_t *self, const msgpack_object *map)
     st_room_unban_t *unban = &self->as.room_unban;
     return s_read_room (self, map, "room", &unban->room)
         || s_read_user (self, map, "user", &unban->user) ? -1 : 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Search (schema version 12)
+
+//  Whether pl_words finds exactly one word in a text, and that word is
+//  the text itself
+typedef struct {
+    const char *text;
+    size_t size;
+    size_t count;                   //  words found
+    bool same;                      //  the first is text itself
+} s_word_check_t;
+
+static void
+s_word_seen (const char *word, size_t size, void *arg)
+{
+    s_word_check_t *check = (s_word_check_t *) arg;
+    if (check->count++ == 0)
+        check->same = size == check->size && memcmp (word, check->text, size) == 0;
+}
+
+//  A word as the search plugin sends it: one word of pl_words, already
+//  normalized (splitting it again gives itself), then an optional '*'
+static int
+s_read_word (st_request_t *self, const msgpack_object *value, uint32_t index, st_word_t *word)
+{
+    if (value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0
+    ||  value->via.str.size > ST_SEARCH_WORD_MAX + 1) {
+        st_request_fail (self, "bad_request", "In 'words' [%u]: a word must be a string of 1"
+                         " to %d bytes and an optional '*'.", index, ST_SEARCH_WORD_MAX);
+        return -1;
+    }
+    const char *text = value->via.str.ptr;
+    uint32_t size = value->via.str.size;
+    word->prefix = text [size - 1] == '*';
+    if (word->prefix)
+        size--;
+    s_word_check_t check = { .text = text, .size = size };
+    if (size > 0 && size <= ST_SEARCH_WORD_MAX)
+        pl_words_each (text, size, s_word_seen, &check);
+    if (check.count != 1 || !check.same) {
+        st_request_fail (self, "bad_request", "In 'words' [%u]: not one normalized word"
+                         " (lower case, no accent, letters and digits only).", index);
+        return -1;
+    }
+    word->text.data = text;
+    word->text.size = size;
+    return 0;
+}
+
+static int
+s_read_words (st_request_t *self, const msgpack_object *map, st_search_t *search)
+{
+    const msgpack_object *words = pl_body_field (map, "words");
+    if (!words)
+        return s_missing (self, "words");
+    if (words->type != MSGPACK_OBJECT_ARRAY || words->via.array.size == 0
+    ||  words->via.array.size > ST_SEARCH_WORDS_MAX) {
+        st_request_fail (self, "bad_request", "The field 'words' must be an array of 1 to %d"
+                         " words.", ST_SEARCH_WORDS_MAX);
+        return -1;
+    }
+    for (uint32_t index = 0; index < words->via.array.size; index++)
+        if (s_read_word (self, &words->via.array.ptr [index], index, &search->words [index]))
+            return -1;
+    search->count = words->via.array.size;
+    return 0;
+}
+
+//  store.search: user, words, room or with (not both), limit, cursor
+static int
+s_read_search (st_request_t *self, const msgpack_object *map)
+{
+    st_search_t *search = &self->as.search;
+    uint64_t limit;
+    if (s_read_user (self, map, "user", &search->user)
+    ||  s_read_words (self, map, search)
+    ||  s_read_name (self, map, "room", ST_ROOM_MAX, false, &search->room)
+    ||  s_read_name (self, map, "with", ST_NAME_MAX, false, &search->with)
+    ||  s_read_uint (self, map, "limit", 1, ST_SEARCH_LIMIT_MAX, true, 0, &limit)
+    ||  s_read_string (self, map, "cursor", 1, ST_SEARCH_CURSOR_MAX, false, &search->cursor))
+        return -1;
+    if (search->room.text.data && search->with.text.data) {
+        st_request_fail (self, "bad_request", "Give 'room' or 'with', not both.");
+        return -1;
+    }
+    search->limit = (uint32_t) limit;
+    return 0;
 }

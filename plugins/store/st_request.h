@@ -107,6 +107,8 @@ typedef enum {
     //  Room administration (schema version 10)
     ST_ROOM_UPDATE,
     ST_ROOM_UNBAN,
+    //  Search (schema version 12)
+    ST_SEARCH,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -380,6 +382,28 @@ typedef struct {                    //  store.pm.conversations
     uint32_t limit;
 } st_pm_conversations_t;
 
+//  store.search's bounds (schema version 12; PROTOCOL.md 1.1, "Search")
+#define ST_SEARCH_WORDS_MAX     16      //  words of one search
+#define ST_SEARCH_WORD_MAX      64      //  bytes of a normalized word (PL_WORDS_MAX_BYTES)
+#define ST_SEARCH_LIMIT_MAX     100     //  results of one page
+#define ST_SEARCH_CURSOR_MAX    256     //  bytes of a cursor
+
+//  One word of a search: normalized (pl_words), and whether it is a prefix
+typedef struct {
+    st_text_t text;                 //  1 to ST_SEARCH_WORD_MAX bytes, without the '*'
+    bool prefix;                    //  given with a trailing '*'
+} st_word_t;
+
+typedef struct {                    //  store.search (schema version 12)
+    st_name_t user;                 //  whose rooms and conversations
+    st_word_t words [ST_SEARCH_WORDS_MAX];
+    uint32_t count;                 //  1 to ST_SEARCH_WORDS_MAX
+    st_name_t room;                 //  optional (key "" when not given): that room only
+    st_name_t with;                 //  optional, not with room: that conversation only
+    uint32_t limit;                 //  1 to ST_SEARCH_LIMIT_MAX
+    st_text_t cursor;               //  optional (data NULL): a 'next' the store gave
+} st_search_t;
+
 //  One request. The typed fields are read-only for a backend; the answer
 //  is set through the functions below.
 typedef struct st_request_s st_request_t;
@@ -424,6 +448,7 @@ struct st_request_s {
         st_room_page_t room_all;    //  after and limit; user unused
         st_room_update_t room_update;
         st_room_unban_t room_unban;
+        st_search_t search;
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

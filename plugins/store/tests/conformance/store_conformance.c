@@ -6373,6 +6373,9 @@ test_room_unban_lifts_a_ban_and_bans_go_with_the_room (void **state)
     s_member_add_ok (fixture, "general", "bob", 1);
 }
 
+//  Search (schema version 12)
+#include "sc_search.inc"
+
 int
 main (int argc, char *argv [])
 {
@@ -6518,6 +6521,8 @@ main (int argc, char *argv [])
         S_TEST (test_member_remove_with_ban_removes_and_bans_with_its_notice),
         S_TEST (test_member_remove_with_ban_of_a_non_member_records_it_without_a_notice),
         S_TEST (test_room_unban_lifts_a_ban_and_bans_go_with_the_room),
+        //  Search (schema version 12)
+        SC_SEARCH_TESTS,
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }

@@ -1,0 +1,226 @@
+// Search (PROTOCOL.md 1.1, "Search"; proto/CLIENT-PROTOCOL.md, "Search"):
+// over real processes, every rule: the scope (the rooms the user is a
+// member of now, never a room it left or was kicked from, never another
+// pair's conversation), case, accents, prefixes, every word, deletions,
+// edits (old words stop matching, new ones match), paging with next and
+// cursor (no result twice, none skipped), the room and with filters and
+// their errors, and bad queries (empty, only punctuation, too long, too
+// many words, a bad limit or cursor) answered bad_request with the
+// connection still usable. Results are entries exactly as room.history and
+// pm.history give them. Runs on store-sqlite, and on store-mongo with
+// PARLEY_TEST_STORE=mongo. The search plugin also runs as a separate
+// process (parley-plugin search.so), the same .so.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ok, fails, FAST_AUTH, connectUser } from '../lib/rooms.js';
+import { chatSuite } from '../lib/chat.js';
+import { rmSync } from 'node:fs';
+import { startBroker, startGateway, startPluginProcess, untilRegistered, pluginPath, tempDir,
+         sanitizerReports, LOAD_HEARTBEAT } from '../lib/harness.js';
+
+const suite = chatSuite('rooms');
+const { connect } = suite;
+
+const search = (client, query, more = {}) => ok(client, { type: 'search', query, ...more });
+const say = (client, room, text) => ok(client, { type: 'msg.send', room, text });
+
+// A room of its owner and the members, every one joined
+async function roomOf(owner, room, ...members) {
+    await ok(owner, { type: 'room.create', room });
+    for (const member of members)
+        await ok(member, { type: 'room.join', room });
+}
+
+// The texts of a search's results, newest first
+const texts = (reply) => reply.results.map((entry) => entry.text);
+
+// The entry of seq in a room's or conversation's history
+async function historyEntry(client, fields, seq) {
+    const reply = await ok(client, { limit: 200, ...fields });
+    return reply.messages.find((entry) => entry.seq === seq);
+}
+
+test('every word must match, without regard to case or accents, whole words unless a prefix*; results newest first as history gives them', async () => {
+    const alice = await connect('sw_alice');
+    const bob = await connect('sw_bob');
+    await roomOf(alice, 'sw-room', bob);
+    const sent = [];
+    for (const text of ['Café au lait', 'ÉCOLE normale', 'Die Straße', 'Привет, мир!',
+                        '東京タワー に行く', 'the cafe is open', 'swrare Zebra'])
+        sent.push(await say(alice, 'sw-room', text));
+    assert.deepEqual(texts(await search(bob, 'CAFE')), ['the cafe is open', 'Café au lait']);
+    assert.deepEqual(texts(await search(bob, 'café')), ['the cafe is open', 'Café au lait']);
+    assert.deepEqual(texts(await search(bob, 'ecole')), ['ÉCOLE normale']);
+    assert.deepEqual(texts(await search(bob, 'STRASSE')), [], 'ß is its own letter');
+    assert.deepEqual(texts(await search(bob, 'straße')), ['Die Straße']);
+    assert.deepEqual(texts(await search(bob, 'ПРИВЕТ')), ['Привет, мир!']);
+    assert.deepEqual(texts(await search(bob, '東京タワー')), ['東京タワー に行く']);
+    assert.deepEqual(texts(await search(bob, 'cafe open')), ['the cafe is open']);
+    assert.deepEqual(texts(await search(bob, 'cafe, normale!')), [], 'every word must match');
+    assert.deepEqual(texts(await search(bob, 'caf')), [], 'whole words');
+    assert.deepEqual(texts(await search(bob, 'caf* LAI*')), ['Café au lait']);
+    assert.deepEqual(texts(await search(bob, 'zeb*')), ['swrare Zebra']);
+    // A result is the entry as room.history gives it
+    const found = (await search(bob, 'swrare')).results[0];
+    assert.deepEqual(found, await historyEntry(bob, { type: 'room.history', room: 'sw-room' },
+                                               sent[6].seq));
+    assert.equal(found.room, 'sw-room');
+    assert.equal(found.type, 'message');
+});
+
+test('scope: only the rooms the user is a member of now, never after leaving or a kick; room narrows it; no_such_room and not_member', async () => {
+    const alice = await connect('ss_alice');
+    const bob = await connect('ss_bob');
+    const carol = await connect('ss_carol');
+    await roomOf(alice, 'ss-room', bob, carol);
+    await roomOf(carol, 'ss-other');
+    await say(alice, 'ss-room', 'ssplan for the room');
+    await say(carol, 'ss-other', 'ssplan of carol');
+    assert.deepEqual(texts(await search(bob, 'ssplan')), ['ssplan for the room']);
+    assert.deepEqual(texts(await search(carol, 'ssplan')),
+                     ['ssplan of carol', 'ssplan for the room']);
+    assert.deepEqual(texts(await search(carol, 'ssplan', { room: 'SS-OTHER' })), ['ssplan of carol']);
+    await fails(bob, { type: 'search', query: 'ssplan', room: 'ss-other' }, 'not_member');
+    await fails(bob, { type: 'search', query: 'ssplan', room: 'ss-nowhere' }, 'no_such_room');
+    // Leaving: nothing of the room any more
+    await ok(bob, { type: 'room.leave', room: 'ss-room' });
+    assert.deepEqual(texts(await search(bob, 'ssplan')), []);
+    await fails(bob, { type: 'search', query: 'ssplan', room: 'ss-room' }, 'not_member');
+    // Kicked: the same
+    await ok(alice, { type: 'room.kick', room: 'ss-room', user: 'ss_carol' });
+    assert.deepEqual(texts(await search(carol, 'ssplan')), ['ssplan of carol']);
+    // Back in: found again
+    await ok(bob, { type: 'room.join', room: 'ss-room' });
+    assert.deepEqual(texts(await search(bob, 'ssplan')), ['ssplan for the room']);
+});
+
+test('scope: the user\'s own conversations, never another pair\'s; with narrows it; no_such_user; pm results as pm.history gives them', async () => {
+    const alice = await connect('sp_alice');
+    const bob = await connect('sp_bob');
+    const carol = await connect('sp_carol');
+    const dave = await connect('sp_dave');
+    const first = await ok(alice, { type: 'pm.send', to: 'sp_bob', text: 'splunch tomorrow?' });
+    await ok(bob, { type: 'pm.send', to: 'sp_alice', text: 'Splunch, yes' });
+    await ok(carol, { type: 'pm.send', to: 'sp_dave', text: 'splunch alone' });
+    await ok(alice, { type: 'pm.send', to: 'sp_carol', text: 'splunch with carol' });
+    assert.deepEqual(texts(await search(alice, 'splunch')),
+                     ['splunch with carol', 'Splunch, yes', 'splunch tomorrow?']);
+    assert.deepEqual(texts(await search(bob, 'splunch')), ['Splunch, yes', 'splunch tomorrow?']);
+    assert.deepEqual(texts(await search(dave, 'splunch')), ['splunch alone']);
+    assert.deepEqual(texts(await search(alice, 'splunch', { with: 'SP_BOB' })),
+                     ['Splunch, yes', 'splunch tomorrow?']);
+    assert.deepEqual(texts(await search(bob, 'splunch', { with: 'sp_carol' })), []);
+    await fails(alice, { type: 'search', query: 'splunch', with: 'sp_nobody' }, 'no_such_user');
+    const found = (await search(bob, 'tomorrow')).results[0];
+    assert.deepEqual(found, await historyEntry(bob, { type: 'pm.history', with: 'sp_alice' },
+                                               first.seq));
+    assert.equal(found.from, 'sp_alice');
+    assert.equal(found.to, 'sp_bob');
+    assert.equal(found.room, undefined);
+});
+
+test('edits and deletions: the old words stop matching, the new ones match, a deleted message never does', async () => {
+    const alice = await connect('se_alice');
+    const bob = await connect('se_bob');
+    await roomOf(alice, 'se-room', bob);
+    const sent = await say(alice, 'se-room', 'meet at senoon');
+    const other = await say(alice, 'se-room', 'bring the senoon papers');
+    await ok(alice, { type: 'msg.edit', room: 'se-room', seq: sent.seq, text: 'meet at sedusk' });
+    assert.deepEqual(texts(await search(bob, 'senoon')), ['bring the senoon papers']);
+    const edited = (await search(bob, 'sedusk')).results;
+    assert.deepEqual(texts({ results: edited }), ['meet at sedusk']);
+    assert.equal(edited[0].seq, sent.seq);
+    assert.ok(edited[0].edited, 'the result is the message as it is now');
+    await ok(alice, { type: 'msg.delete', room: 'se-room', seq: other.seq });
+    assert.deepEqual(texts(await search(bob, 'senoon')), []);
+    assert.deepEqual(texts(await search(bob, 'papers')), []);
+    // The same in a conversation
+    const pm = await ok(alice, { type: 'pm.send', to: 'se_bob', text: 'seold words' });
+    await ok(alice, { type: 'pm.edit', with: 'se_bob', seq: pm.seq, text: 'senew words' });
+    assert.deepEqual(texts(await search(bob, 'seold')), []);
+    assert.deepEqual(texts(await search(bob, 'senew words')), ['senew words']);
+    await ok(alice, { type: 'pm.delete', with: 'se_bob', seq: pm.seq });
+    assert.deepEqual(texts(await search(bob, 'senew')), []);
+});
+
+test('paging: next and cursor walk every result once, newest first, with no gap', async () => {
+    const alice = await connect('sg_alice');
+    const bob = await connect('sg_bob');
+    await roomOf(alice, 'sg-room', bob);
+    const seqs = [];
+    for (let index = 0; index < 45; index++)
+        seqs.push((await say(alice, 'sg-room', `sgpage number ${index}`)).seq);
+    for (let index = 0; index < 5; index++)
+        await say(alice, 'sg-room', `other number ${index}`);
+    const seen = [];
+    let reply = await search(bob, 'sgpage');
+    assert.equal(reply.results.length, 20, 'the default limit is 20');
+    seen.push(...reply.results.map((entry) => entry.seq));
+    while (reply.next !== undefined) {
+        assert.equal(typeof reply.next, 'string');
+        reply = await search(bob, 'sgpage', { cursor: reply.next, limit: 20 });
+        seen.push(...reply.results.map((entry) => entry.seq));
+    }
+    assert.deepEqual(seen, [...seqs].reverse());
+    // A page of exactly what is left has no next
+    const last = await search(bob, 'other', { limit: 5 });
+    assert.equal(last.results.length, 5);
+    assert.equal(last.next, undefined);
+    assert.equal((await search(bob, 'sgpage', { limit: 100 })).results.length, 45);
+});
+
+test('bad queries and fields are bad_request, and the connection stays usable', async () => {
+    const alice = await connect('sb_alice');
+    await roomOf(alice, 'sb-room');
+    await say(alice, 'sb-room', 'sbfine words');
+    const bad = [
+        { query: '' }, { query: '   ' }, { query: ' ,.;!? *** ' }, { query: 'x'.repeat(201) },
+        { query: Array.from({ length: 17 }, (_, index) => `w${index}`).join(' ') },
+        { query: 42 }, {}, { query: 'sbfine', limit: 0 }, { query: 'sbfine', limit: 101 },
+        { query: 'sbfine', limit: 'ten' }, { query: 'sbfine', limit: 2.5 },
+        { query: 'sbfine', room: 'sb-room', with: 'sb_alice' }, { query: 'sbfine', cursor: 7 },
+        { query: 'sbfine', cursor: 'not a cursor' }, { query: 'sbfine', cursor: 'x'.repeat(257) },
+        { query: 'sbfine', room: 42 },
+    ];
+    for (const fields of bad) {
+        await fails(alice, { type: 'search', ...fields }, 'bad_request');
+        assert.deepEqual(texts(await search(alice, 'sbfine')), ['sbfine words']);
+    }
+    // At the bounds: 200 characters, 16 words, limit 1 and 100
+    assert.deepEqual(texts(await search(alice, `sbfine ${'é'.repeat(193)}`)), []);
+    const sixteen = ['sbfine', ...Array.from({ length: 15 }, () => 'words')].join(' ');
+    assert.deepEqual(texts(await search(alice, sixteen)), ['sbfine words']);
+    assert.deepEqual(texts(await search(alice, 'SBFINE', { limit: 1 })), ['sbfine words']);
+    assert.deepEqual(texts(await search(alice, 'sbfine', { limit: 100 })), ['sbfine words']);
+});
+
+test('the search plugin as a separate process (parley-plugin search.so) answers as in-process', async () => {
+    const data = tempDir('parley-search-split-');
+    const broker = await startBroker({ args: [
+        '--plugin', pluginPath('store-sqlite'), '--plugin', pluginPath('auth'),
+        '--plugin', pluginPath('rooms'), '--option', `store-sqlite.path=${data}/parley.db`,
+        ...FAST_AUTH, ...LOAD_HEARTBEAT,
+    ] });
+    const plugin = startPluginProcess(broker.endpoint, [pluginPath('search')],
+                                      { args: LOAD_HEARTBEAT });
+    let gateway;
+    const clients = [];
+    try {
+        await untilRegistered([plugin]);
+        gateway = await startGateway(broker.endpoint, { args: LOAD_HEARTBEAT });
+        const alice = await connectUser(gateway.url, 'sx_alice', clients);
+        await ok(alice, { type: 'room.create', room: 'sx-room' });
+        await say(alice, 'sx-room', 'Séparé process');
+        assert.deepEqual(texts(await search(alice, 'SEPARE')), ['Séparé process']);
+        await fails(alice, { type: 'search', query: '!!' }, 'bad_request');
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await gateway?.stop();
+        await plugin.stop();
+        await broker.stop();
+        assert.deepEqual(sanitizerReports(plugin.output), [], plugin.output);
+        rmSync(data, { recursive: true, force: true });
+    }
+});
