@@ -14,6 +14,7 @@ import { MentionAutocomplete } from './mentions.js';
 import { TypingSender, TypingIndicator, roomChat, pmChat } from './typing.js';
 import { Notifier } from './notifications.js';
 import { RoomAdmin } from './room-settings.js';
+import { SearchPanel } from './search.js';
 
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
@@ -50,6 +51,7 @@ const pm = new PmController(client, {
         .find((entry) => entry.user.toLowerCase() === name.toLowerCase()),
 });
 nav.attach({ rooms, pm, people: () => [...presence.users.keys()] });
+const search = new SearchPanel(client, { rooms, pm, self: () => currentUser });
 presence.onMessage = (user) => pm.open(user);
 wireConversationFeatures();
 
@@ -147,6 +149,7 @@ function showSignin(notice = null, { forgetOutbox = false } = {}) {
     presence.clear();
     rooms.leaveDashboard();
     pm.leaveDashboard();
+    search.clear();
     setNotice(notice);
     showView('signin');
 }

@@ -18,6 +18,7 @@ const CATCH_UP_ROUNDS = 20;         // at most this many pages to fill one gap
 const NEAR_BOTTOM_PX = 80;          // closer than this to the end, new entries scroll into view
 const NEAR_TOP_PX = 40;             // closer than this to the top, older entries are fetched
 const GROUP_MS = 5 * 60 * 1000;     // a message this close to the one before by the same author joins its group
+const FLASH_MS = 2000;              // how long a message opened at (a search result) stays highlighted
 const WARN_FROM = TEXT_MAX - 500;   // the count shows from this many characters
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
@@ -81,7 +82,11 @@ export class Timeline {
         this.loaded = false;            // the newest page has arrived
         this.buffered = [];             // entries that arrived while the first page was on its way
         this.more = false;              // older entries exist before oldest
+        this.newer = false;             // a window into the past (opened at a message): newer entries
+                                        // exist after newest, fetched by loadNewer, not caught up
         this.loadingOlder = false;
+        this.loadingNewer = false;
+        this.appliedLive = new Set();   // seqs of the live changes a window applied (not again from a page)
         this.catchingUp = false;
     }
 
@@ -116,8 +121,19 @@ export class Timeline {
             this.entries.set(entry.seq, entry);
             added.push(entry);
         }
-        applyChanges(this.entries, added, new Set(added.map((entry) => entry.seq)));
+        applyChanges(this.entries, added.filter((entry) => !this.appliedLive.has(entry.seq)),
+            new Set(added.map((entry) => entry.seq)));
         return added;
+    }
+
+    // A live entry of a window into the past, which holds no entry after its
+    // newest: an edit, deletion or reaction of a message it shows changes it
+    // now (once, and not again when the page that has it comes); true then
+    applyLive(entry) {
+        if (!isChange(entry) || this.entries.has(entry.seq) || this.appliedLive.has(entry.seq))
+            return false;
+        this.appliedLive.add(entry.seq);
+        return applyChanges(this.entries, [entry], new Set()).length > 0;
     }
 
     sorted() {
@@ -141,6 +157,25 @@ export class Timeline {
         }
     }
 
+    get canLoadNewer() {
+        return this.loaded && this.newer && !this.loadingNewer && this.newest !== null;
+    }
+
+    // The page after the newest entry of a window into the past; returns the
+    // entries that were new. Once a page says nothing newer exists, the
+    // window has met the present and is an ordinary timeline again
+    async loadNewer(fetch, limit = HISTORY_PAGE) {
+        this.loadingNewer = true;
+        try {
+            const reply = await fetch({ after: this.newest, limit });
+            const added = this.addNew(reply.messages ?? []);
+            this.newer = Boolean(reply.more);
+            return added;
+        } finally {
+            this.loadingNewer = false;
+        }
+    }
+
     // The seq after which entries are missing: before the first hole in the
     // seqs (a live entry that came past a gap is already in), else the newest
     get caughtUpTo() {
@@ -153,7 +188,8 @@ export class Timeline {
     // reconnection); fetch({ after, limit }) as above. Returns the entries that
     // were new, or null when a catch-up is already on its way
     async catchUp(fetch) {
-        if (!this.loaded || this.catchingUp)
+        // A window into the past is not caught up: its newer pages come as the reader scrolls down
+        if (!this.loaded || this.catchingUp || this.newer)
             return null;
         this.catchingUp = true;
         const added = [];
@@ -181,10 +217,12 @@ export class ChatView {
     // send(text): puts the message in the outbox; pending(): the outbox's
     // messages of the chat shown; retry(nonce) and discard(nonce): the buttons
     // of a failed one; seen(): the newest entries are in sight (scrolled to the
-    // bottom); loadOlder(): fetch the page before the oldest; beginning: the
-    // sentence at the top of a timeline that has nothing older
+    // bottom); loadOlder(): fetch the page before the oldest; loadNewer() and
+    // present(): in a window into the past, the page after the newest, and
+    // back to the newest entries; beginning: the sentence at the top of a
+    // timeline that has nothing older
     constructor(ids, { self, send, pending = () => [], retry = () => {}, discard = () => {}, seen = () => {},
-        loadOlder, beginning }) {
+        loadOlder, loadNewer = () => {}, present = () => {}, beginning }) {
         this.el = Object.fromEntries(Object.entries(ids).map(([name, id]) =>
             [name, name === 'olderButton' ? id : document.getElementById(id)]));
         this.self = self;
@@ -194,6 +232,8 @@ export class ChatView {
         this.onDiscard = discard;
         this.onSeen = seen;
         this.onLoadOlder = loadOlder;
+        this.onLoadNewer = loadNewer;
+        this.onPresent = present;
         this.beginning = beginning;
         this.timeline = null;
         this.key = null;                // which room or conversation is shown
@@ -206,6 +246,8 @@ export class ChatView {
         this.online = true;
         this.toBottomNext = false;      // the next render scrolls to the end (a message just written)
         this.decorator = null;          // MessageActions: replies, edits, deletions, reactions (message-actions.js)
+        this.flashSeq = null;           // the message opened at, highlighted for a moment
+        this.flashTimer = null;
         this.wire();
     }
 
@@ -222,6 +264,7 @@ export class ChatView {
             this.el.error.textContent = '';
             this.newFrom = null;
             this.unseen = 0;
+            this.flashSeq = null;
             this.unreadOnOpen = unread;
             this.readOnOpen = readSeq;
             this.grow();
@@ -268,8 +311,10 @@ export class ChatView {
         this.toBottomNext = false;
         if ((this.unreadOnOpen > 0 || this.readOnOpen !== null) && timeline?.loaded && this.markUnreadOnOpen(entries))
             toBottom = false;
-        const pending = this.key === null ? [] : this.pending().map((item) => this.pendingItem(item));
-        this.el.entries.replaceChildren(...this.items(entries), ...pending, ...after);
+        // The outbox's messages go after the newest entries, not after a window into the past
+        const pending = this.key === null || timeline?.newer ? [] : this.pending().map((item) => this.pendingItem(item));
+        const newer = timeline?.loaded && timeline.newer ? [this.newerItem(timeline)] : [];
+        this.el.entries.replaceChildren(...this.items(entries), ...newer, ...pending, ...after);
 
         const text = notice ?? (!timeline || !timeline.loaded ? (pending.length ? null : 'Loading…')
             : entries.length === 0 && after.length === 0 && pending.length === 0 ? 'No messages yet: say hello.' : null);
@@ -280,7 +325,7 @@ export class ChatView {
         const line = this.el.entries.querySelector('.new-line');
         if (keepFromBottom !== null)
             box.scrollTop = box.scrollHeight - keepFromBottom;
-        else if (toBottom || wasNearBottom)
+        else if (toBottom || (wasNearBottom && !timeline?.newer))
             box.scrollTop = box.scrollHeight;
         else if (line && this.placeLine)
             box.scrollTop = Math.max(0, line.offsetTop - 8);
@@ -346,6 +391,37 @@ export class ChatView {
         return items;
     }
 
+    // The end of a window into the past: newer messages load on scrolling down
+    newerItem(timeline) {
+        const item = element('li', 'timeline-newer small text-body-secondary text-center my-2');
+        if (timeline.loadingNewer) {
+            item.textContent = 'Loading newer messages…';
+            return item;
+        }
+        const button = element('button', 'btn btn-link btn-sm', 'Load newer messages');
+        button.type = 'button';
+        button.addEventListener('click', () => this.onLoadNewer());
+        item.append(button);
+        return item;
+    }
+
+    // The message seq in the middle of the view, highlighted for a moment
+    // (a search result opened); false when it is not on screen
+    reveal(seq) {
+        const node = this.el.entries.querySelector(`li.entry[data-seq="${seq}"]`);
+        if (!node)
+            return false;
+        clearTimeout(this.flashTimer);
+        this.flashSeq = seq;
+        node.classList.add('flash');
+        node.scrollIntoView({ block: 'center' });
+        this.flashTimer = setTimeout(() => {
+            this.flashSeq = null;
+            this.el.entries.querySelector(`li.entry[data-seq="${seq}"]`)?.classList.remove('flash');
+        }, FLASH_MS);
+        return true;
+    }
+
     dayItem(date) {
         const item = element('li', 'day-separator');
         item.append(element('span', 'day-label', dayLabel(date)));
@@ -363,7 +439,7 @@ export class ChatView {
         // 1.1: the entry names the members it mentions; one's own name stands out
         const me = String(this.self() ?? '').toLowerCase();
         const mentioned = Array.isArray(entry.mentions) && entry.mentions.some((name) => String(name).toLowerCase() === me);
-        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}${mentioned ? ' mentions-me' : ''}`);
+        const item = element('li', `entry entry-message${own ? ' own' : ''}${grouped ? ' grouped' : ''}${mentioned ? ' mentions-me' : ''}${entry.seq === this.flashSeq ? ' flash' : ''}`);
         item.dataset.seq = String(entry.seq);
         item.dataset.from = entry.from;
         const body = element('div', 'entry-body');
@@ -452,8 +528,8 @@ export class ChatView {
 
     renderJump() {
         const jump = this.el.jump;
-        const show = Boolean(this.timeline?.loaded) && this.el.box.scrollHeight - this.el.box.scrollTop
-            - this.el.box.clientHeight > this.el.box.clientHeight / 2;
+        const show = Boolean(this.timeline?.loaded) && (this.timeline.newer || this.el.box.scrollHeight
+            - this.el.box.scrollTop - this.el.box.clientHeight > this.el.box.clientHeight / 2);
         jump.hidden = !show;
         jump.textContent = this.unseen > 0
             ? `${this.unseen} new message${this.unseen === 1 ? '' : 's'} below` : 'Jump to newest';
@@ -541,6 +617,8 @@ export class ChatView {
         this.grow();
         this.newFrom = null;        // one's own message: everything above is seen
         this.toBottomNext = true;
+        if (this.timeline?.newer)
+            this.onPresent();       // written in a window into the past: back to the newest first
         this.onSend(text, this.decorator?.sendFields() ?? {});     // the owner renders it, at the bottom
         this.renderComposer();
         input.focus();
@@ -566,12 +644,14 @@ export class ChatView {
         box.addEventListener('scroll', () => {
             if (box.scrollTop < NEAR_TOP_PX)
                 this.onLoadOlder();
-            if (this.nearBottom) {
+            if (this.nearBottom && this.timeline?.newer) {
+                this.onLoadNewer();
+            } else if (this.nearBottom) {
                 this.unseen = 0;
                 this.onSeen();
             }
             this.renderJump();
         });
-        jump.addEventListener('click', () => this.jumpToNewest());
+        jump.addEventListener('click', () => (this.timeline?.newer ? this.onPresent() : this.jumpToNewest()));
     }
 }

@@ -64,6 +64,8 @@ export class PmController extends ChatController {
             discard: (nonce) => this.outbox.discard(nonce),
             seen: () => this.markRead(),
             loadOlder: () => this.loadOlder(),
+            loadNewer: () => this.loadNewer(),
+            present: () => this.backToPresent(),
             beginning: 'The beginning of the conversation.',
         });
         this.actions = new MessageActions(client, this.view, 'pm', {
@@ -262,7 +264,8 @@ export class PmController extends ChatController {
 
     // --- the conversation view ------------------------------------------------
 
-    async open(name, { focus = true } = {}) {
+    // at: the seq of a message to open the conversation at (a search result)
+    async open(name, { focus = true, at = null } = {}) {
         const conversationKey = key(name);
         if (!this.names.has(conversationKey))
             this.names.set(conversationKey, name);
@@ -270,12 +273,14 @@ export class PmController extends ChatController {
         this.current = conversationKey;
         this.showError(null);
         let timeline = this.timelines.get(conversationKey);
-        const fresh = !timeline;
+        // A window into the past is not what the conversation opens at otherwise
+        const fresh = !timeline || (at !== null ? !this.serves(timeline, at) : timeline.loaded && timeline.newer);
+        const around = fresh && at !== null;
         if (fresh) {
             timeline = new Timeline();
             this.timelines.set(conversationKey, timeline);
         }
-        this.view.show(conversationKey, timeline, this.lineOnOpen(conversationKey));
+        this.view.show(conversationKey, timeline, around ? {} : this.lineOnOpen(conversationKey));
         this.renderList();
         this.renderView();
         if (focus)
@@ -283,6 +288,10 @@ export class PmController extends ChatController {
         if (timeline.loaded) {
             this.markRead();
             await this.catchUp(conversationKey);
+            if (at !== null && conversationKey === this.current)
+                this.view.reveal(at);
+        } else if (around) {
+            await this.loadAround(conversationKey, timeline, at);
         } else if (fresh) {
             await this.loadNewest(conversationKey, timeline);
         }
@@ -312,21 +321,26 @@ export class PmController extends ChatController {
             const reply = await this.history(conversationKey, { limit: HISTORY_PAGE });
             if (this.timelines.get(conversationKey) !== timeline)
                 return;
-            this.absorb(conversationKey, timeline.addNew(reply.messages ?? []));
-            timeline.more = Boolean(reply.more);
-            timeline.loaded = true;
-            const buffered = timeline.buffered;
-            timeline.buffered = [];
-            if (conversationKey === this.current)
-                this.renderTimeline({ toBottom: true });
-            for (const entry of buffered)
-                this.receive(entry);
-            this.markRead();
+            this.startTimeline(conversationKey, timeline, reply.messages ?? [], Boolean(reply.more));
         } catch (error) {
             if (this.timelines.get(conversationKey) === timeline)
                 this.timelines.delete(conversationKey);
             this.failed(conversationKey, error);
         }
+    }
+
+    // The first page arrived: what came while it was on its way is merged
+    startTimeline(conversationKey, timeline, entries, more) {
+        this.absorb(conversationKey, timeline.addNew(entries));
+        timeline.more = more;
+        timeline.loaded = true;
+        const buffered = timeline.buffered;
+        timeline.buffered = [];
+        if (conversationKey === this.current)
+            this.renderTimeline({ toBottom: true });
+        for (const entry of buffered)
+            this.receive(entry);
+        this.markRead();
     }
 
     failed(conversationKey, error) {
@@ -372,7 +386,8 @@ export class PmController extends ChatController {
     // The user sees the newest messages: the conversation is on screen, on a
     // visible tab, scrolled to its end
     get onScreen() {
-        return this.current !== null && document.visibilityState === 'visible' && this.view.nearBottom;
+        return this.current !== null && document.visibilityState === 'visible' && this.view.nearBottom
+            && !this.timelines.get(this.current)?.newer;
     }
 
     // The open conversation, seen, is read up to its newest message
@@ -534,6 +549,14 @@ export class PmController extends ChatController {
         const timeline = this.timelines.get(conversationKey);
         if (timeline && !timeline.loaded) {
             timeline.buffered.push(event);
+        } else if (timeline?.newer) {
+            // A window into the past (chat-controller.js) takes no live entry: it comes with
+            // the pages below; a change of a message it shows applies
+            const changed = timeline.applyLive(event);
+            if (changed && conversationKey === this.current)
+                this.renderTimeline();
+            else if (conversationKey === this.current)
+                this.view.renderJump();
         } else if (timeline) {
             const newest = timeline.newest;
             if (timeline.add([event]) > 0) {

@@ -72,6 +72,8 @@ export class RoomsController extends ChatController {
             discard: (nonce) => this.outbox.discard(nonce),
             seen: () => this.markRead(),
             loadOlder: () => this.loadOlder(),
+            loadNewer: () => this.loadNewer(),
+            present: () => this.backToPresent(),
             beginning: 'The beginning of the room.',
         });
         this.dialog = new CreateRoomDialog(client, { created: (room) => this.created(room) });
@@ -285,16 +287,19 @@ export class RoomsController extends ChatController {
         return this.markers && mark.read !== null ? { readSeq: mark.read } : { unread: mark.unread };
     }
 
-    async open(name, { focus = true } = {}) {
+    // at: the seq of a message to open the room at (a search result)
+    async open(name, { focus = true, at = null } = {}) {
         const roomKey = key(name);
         this.nav.opened('room', this.rooms.get(roomKey)?.name ?? name);
-        const line = this.lineOnOpen(roomKey);
+        const room = this.rooms.get(roomKey);
+        const around = room?.joined && at !== null && !this.serves(this.timelines.get(roomKey), at);
+        // The "New messages" line belongs to the newest entries, not to a window into the past
+        const line = around ? {} : this.lineOnOpen(roomKey);
         this.current = roomKey;
         this.deleted = null;
         this.members.clear();
         this.showChatError(null);
-        const room = this.rooms.get(roomKey);
-        if (room?.joined && !this.timelines.get(roomKey)?.loaded)
+        if (room?.joined && !this.serves(this.timelines.get(roomKey), at))
             this.timelines.set(roomKey, new Timeline());
         this.view.show(roomKey, this.timelines.get(roomKey) ?? null, line);
         this.renderList();
@@ -303,8 +308,11 @@ export class RoomsController extends ChatController {
             (room?.joined ? $('composer-text') : $('chat-title')).focus();
         if (room?.joined) {
             const timeline = this.timelines.get(roomKey);
-            await Promise.all([timeline.loaded ? this.catchUp(roomKey) : this.loadNewest(roomKey, timeline),
-                this.loadMembers(roomKey)]);
+            await Promise.all([timeline.loaded ? this.catchUp(roomKey)
+                : around ? this.loadAround(roomKey, timeline, at) : this.loadNewest(roomKey, timeline),
+            this.loadMembers(roomKey)]);
+            if (at !== null && !around && roomKey === this.current)
+                this.view.reveal(at);
         }
     }
 
@@ -522,6 +530,17 @@ export class RoomsController extends ChatController {
                 this.absorb(roomKey, [entry], { count: true });
             return;
         }
+        if (timeline.newer) {
+            // A window into the past (chat-controller.js) takes no live entry: it is counted
+            // now and shown with the pages below; a change of a message it shows applies
+            this.absorb(roomKey, [entry], { count: true });
+            const changed = timeline.applyLive(entry);
+            if (changed && roomKey === this.current)
+                this.renderTimeline();
+            else if (roomKey === this.current)
+                this.view.renderJump();
+            return;
+        }
         const newest = timeline.newest;
         if (timeline.add([entry]) === 0)
             return;
@@ -586,8 +605,9 @@ export class RoomsController extends ChatController {
     // The user sees the newest entries of this room: it is on screen, on a
     // visible tab, scrolled to the bottom
     seeing(roomKey) {
+        const timeline = this.timelines.get(roomKey);
         return roomKey === this.current && !this.deleted && document.visibilityState === 'visible'
-            && Boolean(this.timelines.get(roomKey)?.loaded) && this.view.nearBottom;
+            && Boolean(timeline?.loaded) && !timeline.newer && this.view.nearBottom;
     }
 
     // The room on screen is read up to its newest entry: the counts clear, and
@@ -646,7 +666,7 @@ export class RoomsController extends ChatController {
     recount(roomKey) {
         const mark = this.marks.get(roomKey);
         const timeline = this.timelines.get(roomKey);
-        if (!timeline?.loaded || (timeline.more && (timeline.oldest ?? Infinity) > mark.read + 1))
+        if (!timeline?.loaded || timeline.newer || (timeline.more && (timeline.oldest ?? Infinity) > mark.read + 1))
             return false;
         const unread = timeline.sorted().filter((entry) => entry.type === 'message' && entry.seq > mark.read
             && !entry.deleted && key(entry.from ?? '') !== key(this.self ?? ''));
