@@ -29,7 +29,7 @@ const COME_BACK = new Set(['rate_limited', 'unavailable', 'timeout', 'disconnect
 // A nonce as PROTOCOL.md asks ([A-Za-z0-9_-], 1 to 64): the time in base 36,
 // then 96 random bits from getRandomValues (there in every context, plain
 // http on a LAN included). The time first because the server's nonce index is
-// kept in nonce order (store-sqlite schema 12: the nonce before the room or
+// kept in nonce order (store-sqlite schema 14: the nonce before the room or
 // conversation): nonces that grow with time are written at its end, the same
 // few pages a commit for every room, where a UUID's land anywhere.
 export function newNonce() {
