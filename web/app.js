@@ -14,6 +14,7 @@ import { MentionAutocomplete } from './mentions.js';
 import { TypingSender, TypingIndicator, roomChat, pmChat } from './typing.js';
 import { Notifier } from './notifications.js';
 import { RoomAdmin } from './room-settings.js';
+import { Attachments } from './attachments.js';
 
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
@@ -382,7 +383,7 @@ client.on('presence', (event) => {
     }
 });
 
-// --- mentions, typing, notifications, room administration (1.1) -------------
+// --- mentions, typing, notifications, room administration, files (1.1) ------
 
 function wireConversationFeatures() {
     // `@` offers the members of the room on screen (known from room.join,
@@ -411,6 +412,9 @@ function wireConversationFeatures() {
         ],
     });
     new RoomAdmin(client, { rooms, toast });
+    // Files: uploaded over HTTP with this session's token
+    for (const chatView of [rooms.view, pm.view])
+        new Attachments(chatView, { token: () => sessionToken });
 }
 
 // --- start ------------------------------------------------------------------
