@@ -224,7 +224,7 @@ class ImageViewer {
         this.title = element('h2', 'modal-title h6 text-truncate me-auto');
         this.title.id = 'image-viewer-title';
         this.download = element('a', 'btn btn-sm btn-outline-secondary image-viewer-download', 'Download');
-        const close = element('button', 'btn-close');
+        const close = element('button', 'btn-close ms-0');
         close.type = 'button';
         close.dataset.bsDismiss = 'modal';
         close.setAttribute('aria-label', 'Close');
