@@ -141,15 +141,14 @@ describe('files in the browser', () => {
         await alice.locator('#composer-text').press('Enter');
         await alice.locator('#composer-upload').waitFor({ state: 'hidden', timeout: TIMEOUT });
 
+        const item = message(bob, 'look at this');
+        await item.waitFor({ timeout: TIMEOUT });
         const sends = aliceSent.filter((request) => request.type === 'msg.send' && request.file);
         assert.equal(sends.length, 1, 'one msg.send with a file');
         assert.equal(sends[0].text, 'look at this');
         assert.equal(sends[0].room, 'files');
         assert.match(sends[0].nonce, /^[A-Za-z0-9_-]{1,64}$/, 'a nonce protects the send');
         assert.match(sends[0].file, /^[A-Za-z0-9_-]{22,}$/);
-
-        const item = message(bob, 'look at this');
-        await item.waitFor({ timeout: TIMEOUT });
         const image = item.locator('img.attachment-img');
         await image.waitFor({ state: 'attached', timeout: TIMEOUT });
         imageUrl = new URL(await image.getAttribute('src'), server.http).href;
@@ -274,12 +273,12 @@ describe('files in the browser', () => {
         await uploadReady(alice, '#pm-composer-upload');
         await alice.locator('#pm-text').fill('for you only');
         await alice.locator('#pm-text').press('Enter');
-        const sends = aliceSent.filter((request) => request.type === 'pm.send' && request.file);
-        assert.equal(sends.length, 1);
-        assert.equal(sends[0].to, 'bob');
         await bob.locator('#conversations li[data-with="alice"] button').first().click();
         const item = message(bob, 'for you only', '#pm-entries');
         await item.waitFor({ timeout: TIMEOUT });
+        const sends = aliceSent.filter((request) => request.type === 'pm.send' && request.file);
+        assert.equal(sends.length, 1);
+        assert.equal(sends[0].to, 'bob');
         assert.equal(await item.locator('a.attachment-file .attachment-name').textContent(), 'notes.txt');
         await openRoom(alice, 'files');
         await openRoom(bob, 'files');
