@@ -87,7 +87,7 @@ bench: deps build
 # in $(FUZZ_DIR)/artifacts/.
 FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
                 fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_store_sqlite fuzz_store_mongo \
-                fuzz_example fuzz_gw_web fuzz_mention
+                fuzz_example fuzz_gw_web fuzz_gw_filehdr fuzz_mention
 FUZZ_SMOKE_SECONDS ?= 15
 
 fuzz-build:
