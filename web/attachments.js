@@ -102,6 +102,8 @@ function uploadError(status, body) {
         return new UploadError('unauthenticated', 'The server did not accept your session for the upload: log in again, then attach the file again.');
     if (status === 400)
         return new UploadError('bad_request', `The server refused this file: ${typeof body?.message === 'string' && body.message ? body.message : 'its name is not valid.'}`);
+    if (status === 404 || status === 405)
+        return new UploadError('unsupported', 'This server does not take files.');
     if (status === 503 || status === 502 || status === 504)
         return new UploadError('unavailable', 'The server cannot take files right now: try again in a moment.', { retry: true });
     return new UploadError('http', `The upload failed (the server answered ${status}): try again.`, { retry: true });
