@@ -269,6 +269,24 @@ const viewer = new ImageViewer();
 
 // --- the composer's attachment -----------------------------------------------------
 
+const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes('Files');
+let guarded = false;
+
+// A file dropped anywhere else on the page (or where one may not write) is
+// refused, rather than opened by the browser in place of the app
+function guardPage() {
+    if (guarded)
+        return;
+    guarded = true;
+    for (const type of ['dragover', 'drop'])
+        document.addEventListener(type, (event) => {
+            if (!carriesFiles(event) || event.defaultPrevented)
+                return;
+            event.preventDefault();
+            event.dataTransfer.dropEffect = 'none';
+        });
+}
+
 export class Attachments {
     // view: the ChatView (its composer gets the paper clip, its timeline takes
     // drops); token(): the session's token; writable(): whether one may write
@@ -546,7 +564,7 @@ export class Attachments {
     }
 
     wireDrop(area) {
-        const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes('Files');
+        guardPage();
         let depth = 0;          // dragenter and dragleave come for every child crossed
         const show = (on) => {
             this.dropHint.hidden = !on;
