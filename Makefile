@@ -86,7 +86,7 @@ bench: deps build
 # repository. A crash, a leak or a 30 s hang fails the run and leaves its input
 # in $(FUZZ_DIR)/artifacts/.
 FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
-                fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_store_sqlite fuzz_store_mongo \
+                fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_files fuzz_store_sqlite fuzz_store_mongo \
                 fuzz_example fuzz_gw_web fuzz_gw_filehdr fuzz_mention
 FUZZ_SMOKE_SECONDS ?= 15
 

@@ -60,7 +60,7 @@
 //  The protocol's own prefixes: a type under one of these is never
 //  unknown_type, only unavailable while no plugin serves it
 static const char *s_protocol_prefixes [] = {
-    "auth.", "room.", "msg.", "pm.", "presence.", NULL
+    "auth.", "room.", "msg.", "pm.", "presence.", "files.", NULL
 };
 
 typedef struct _peer_t peer_t;

@@ -25,7 +25,7 @@
 
 //  What `parley` loads when no --no-default-plugins is given, by name, after
 //  the store that --store chooses
-static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", NULL };
+static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", "files", NULL };
 
 #define MAX_LIST 64
 

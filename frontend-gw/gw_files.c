@@ -258,7 +258,8 @@ s_answer_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
                                                  &cursor, end))
     ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
         return -1;
-    if (conn->answer
+    //  HEAD: the headers say how long the answer is, and no body follows
+    if (conn->answer && !conn->head
     &&  lws_write (wsi, conn->answer + LWS_PRE, conn->answer_size, LWS_WRITE_HTTP_FINAL)
         < (int) conn->answer_size)
         return -1;

@@ -14,7 +14,8 @@
 
     The file, its schema and transactions are ss_db's; what it keeps is
     served by ss_users (users, tokens), ss_rooms (rooms, members,
-    invitations, timelines) and ss_pm (private messages).
+    invitations, timelines), ss_pm (private messages) and ss_files (files,
+    their bytes in a second file attached to the same connection).
     =========================================================================
 */
 
@@ -23,6 +24,7 @@
 #include "st_reply.h"
 #include "ss_backup.h"
 #include "ss_db.h"
+#include "ss_files.h"
 #include "ss_pm.h"
 #include "ss_rooms.h"
 #include "ss_users.h"
@@ -42,6 +44,7 @@ typedef struct {
     ss_users_t *users;              //  users and tokens
     ss_rooms_t *rooms;              //  rooms, members, timelines
     ss_pm_t *pm;                    //  private messages
+    ss_files_t *files;              //  files (schema version 13)
     ss_backup_t *backup;            //  parleyctl backup: a copy made on its own thread
     bool group_commit;              //  one transaction per batch (else per request)
     uint64_t batches;               //  transactions committed, for the log
@@ -64,6 +67,7 @@ s_close (void **state_p)
                          "closing %s after %" PRIu64 " requests in %" PRIu64 " transactions",
                          ss_db_path (self->db), self->requests, self->batches);
     ss_backup_destroy (&self->backup);      //  waits for a copy still running
+    ss_files_destroy (&self->files);
     ss_pm_destroy (&self->pm);
     ss_rooms_destroy (&self->rooms);
     ss_users_destroy (&self->users);
@@ -92,6 +96,7 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     ||  !(self->users = ss_users_new (self->db))
     ||  !(self->rooms = ss_rooms_new (self->db, self->users))
     ||  !(self->pm = ss_pm_new (self->db, self->users))
+    ||  !(self->files = ss_files_new (self->db, self->users))
     ||  !(self->backup = ss_backup_new (ctx, host))) {
         void *state = self;
         s_close (&state);
@@ -117,6 +122,8 @@ s_run_one (s_store_t *self, st_request_t *request)
         return ss_users_run (self->users, request);
     if (ss_rooms_serves (request->type))
         return ss_rooms_run (self->rooms, request);
+    if (ss_files_serves (request->type))
+        return ss_files_run (self->files, request);
     return ss_pm_run (self->pm, request);
 }
 
