@@ -399,6 +399,7 @@ export class Attachments {
         });
         state.abort = upload.abort;
         this.render();
+        this.view.renderComposer();     // Send waits
         upload.done.then((uploaded) => {
             Object.assign(state, { status: 'ready', uploaded, abort: null, loaded: state.total });
             this.settled(key, state, `${uploaded.name} is uploaded: press Send to share it.`);
