@@ -5,8 +5,9 @@
 // chosen with the paper clip is a download link for bob whose bytes are the
 // file's, whatever its name holds; a file dropped on a conversation; the
 // upload's progress (on a throttled network) with Cancel, and the errors of a
-// file too large for the server and of a server out of reach; an edited
-// message keeps its file, a deleted one loses it (and the server the file).
+// file too large for the server, of a full quota and of a server out of
+// reach; an edited message keeps its file, a deleted one loses it (and the
+// server the file).
 // Screenshots at desktop and phone width, light and dark.
 
 import { describe, it, before, after } from 'node:test';
@@ -21,6 +22,7 @@ import {
 
 const WINDOW = { width: 1280, height: 800 };
 const MAX_UPLOAD = 1048576;         // files.max_upload for this server: 1 MiB
+const QUOTA = 2621440;              // files.quota: 2.5 MiB a user (alice's uploads here come to about 2 MiB)
 
 // A message by its own text (not the text it quotes)
 function message(page, text, entries = '#entries') {
@@ -102,7 +104,8 @@ describe('files in the browser', () => {
 
     before(async () => {
         server = await startChatServer({
-            dataDir: data, args: [...chatPluginArgs(['files']), '--option', `files.max_upload=${MAX_UPLOAD}`],
+            dataDir: data, args: [...chatPluginArgs(['files']), '--option', `files.max_upload=${MAX_UPLOAD}`,
+                '--option', `files.quota=${QUOTA}`],
         });
         browser = await launchBrowser();
     });
@@ -264,6 +267,23 @@ describe('files in the browser', () => {
         await uploadReady(alice);
         await alice.locator('#composer-upload .upload-cancel').click();
         await alice.locator('#composer-text').fill('');
+    });
+
+    it('past the storage quota the upload says so', async () => {
+        // Two uploads of 1 MiB fit in bob's 2.5 MiB; the third does not
+        for (const index of [1, 2]) {
+            await chooseFile(bob, { name: `part${index}.bin`, type: 'application/octet-stream', bytes: randomBytes(MAX_UPLOAD) });
+            await uploadReady(bob);
+            await bob.locator('#composer-upload .upload-cancel').click();
+        }
+        await chooseFile(bob, { name: 'part3.bin', type: 'application/octet-stream', bytes: randomBytes(MAX_UPLOAD) });
+        await bob.locator('#composer-upload[data-status="failed"]').waitFor({ timeout: TIMEOUT });
+        assert.match(await bob.locator('#composer-upload .upload-detail').textContent(), /storage on the server is full/);
+        const refused = consoleErrors.findIndex((text) => /status of 413/.test(text));
+        assert.ok(refused >= 0, 'the 413 was the server\'s answer');
+        consoleErrors.splice(refused, 1);
+        await bob.locator('#composer-upload .upload-cancel').click();
+        await bob.locator('#composer-upload').waitFor({ state: 'hidden', timeout: TIMEOUT });
     });
 
     it('a file dropped on a conversation reaches the other person', async () => {
