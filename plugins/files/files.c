@@ -471,8 +471,11 @@ s_upload (files_t *self, parley_request_t *request)
         s_op_destroy (&op);
         return;
     }
-    if (!(op->upload = s_piece_upload (op, handle, handle_size)))
+    //  A refused piece is answered there, its op freed
+    fl_upload_t *upload = s_piece_upload (op, handle, handle_size);
+    if (!upload)
         return;
+    op->upload = upload;
     if (op->upload->id [0])
         s_upload_next (op, offset);
     else
