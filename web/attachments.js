@@ -317,7 +317,8 @@ export class Attachments {
         if (state?.status === 'uploading')
             return 'Wait for the upload to finish, or cancel it.';
         if (state?.status === 'failed')
-            return 'The file was not uploaded: try again or remove it.';
+            return state.error?.retry ? 'The file was not uploaded: try again, or remove it to send without it.'
+                : 'The file was not uploaded: remove it to send without it.';
         return null;
     }
 
@@ -469,6 +470,14 @@ export class Attachments {
 
     // The tray over the composer: the file, its progress, what went wrong
     render() {
+        // The tray takes height from the timeline: one read to the end stays there
+        const atEnd = this.view.key !== null && this.view.nearBottom;
+        this.renderTray();
+        if (atEnd)
+            this.view.el.box.scrollTop = this.view.el.box.scrollHeight;
+    }
+
+    renderTray() {
         const state = this.state;
         const tray = this.tray;
         this.composerRendered();

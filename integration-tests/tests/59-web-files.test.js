@@ -222,6 +222,7 @@ describe('files in the browser', () => {
         await alice.locator('#composer-text').fill('not yet');
         await alice.locator('#composer-text').press('Enter');
         assert.match(await alice.locator('#composer-error').textContent(), /Wait for the upload to finish/);
+        await alice.mouse.move(0, 0);
         await screenshot(alice, '59-web-files-progress');
         await alice.locator('#composer-upload .upload-cancel').click();
         await alice.locator('#composer-upload').waitFor({ state: 'hidden', timeout: TIMEOUT });
@@ -244,6 +245,10 @@ describe('files in the browser', () => {
         await chooseFile(alice, { name: 'huge.bin', type: 'application/octet-stream', bytes: randomBytes(MAX_UPLOAD + 200 * 1024) });
         await alice.locator('#composer-upload[data-status="failed"]').waitFor({ timeout: TIMEOUT });
         assert.match(await alice.locator('#composer-upload .upload-detail').textContent(), /larger than the server accepts/);
+        assert.ok(await alice.evaluate(() => {
+            const box = document.getElementById('timeline');
+            return box.scrollHeight - box.scrollTop - box.clientHeight < 2;
+        }), 'the timeline stays at its end while the upload shows over the composer');
         assert.equal(await alice.locator('#composer-upload .upload-retry').count(), 0, 'trying again would not help');
         await alice.locator('#composer-text').fill('with the huge one');
         await alice.locator('#composer-text').press('Enter');
@@ -253,6 +258,7 @@ describe('files in the browser', () => {
         const refused = consoleErrors.findIndex((text) => /status of 413/.test(text));
         assert.ok(refused >= 0, 'the 413 was the server\'s answer');
         consoleErrors.splice(refused, 1);
+        await alice.mouse.move(0, 0);      // no button drawn hovered
         await fourScreenshots(alice, '59-web-files');
         await alice.locator('#composer-upload .upload-cancel').click();
         await alice.locator('#composer-upload').waitFor({ state: 'hidden', timeout: TIMEOUT });
