@@ -356,7 +356,8 @@ export class Attachments {
 
     // --- attaching ------------------------------------------------------------------
 
-    // file: a File; from: what to say when several came at once
+    // files: the Files chosen, dropped or pasted; the first is attached to
+    // the message being written in the chat on screen (replacing one there)
     attach(files) {
         const list = [...files].filter((file) => file instanceof Blob);
         if (list.length === 0 || !this.view.writable || this.view.key === null)
@@ -403,6 +404,8 @@ export class Attachments {
         this.view.renderComposer();     // Send waits
         upload.done.then((uploaded) => {
             Object.assign(state, { status: 'ready', uploaded, abort: null, loaded: state.total });
+            if (this.state === state)
+                this.view.el.error.textContent = '';    // "Wait for the upload…" no longer holds
             this.settled(key, state, `${uploaded.name} is uploaded: press Send to share it.`);
         }, (error) => {
             if (error.code === 'aborted')
