@@ -206,6 +206,16 @@ test('a file goes with the last message that refers to it: deleted messages, a d
     // A deleted file cannot be sent again
     await fails(alice, { type: 'msg.send', room: 'fd-room', text: 'x', file: alone.id },
                 'bad_request');
+    // Nor one whose last message is being deleted while the send comes: the
+    // look-up or the store's check in the append refuses it
+    const racing = await uploaded(server, alice, bytesOf(10));
+    const first = await ok(alice, { type: 'msg.send', room: 'fd-room', text: '', file: racing.id });
+    const [deleted, again] = await Promise.all([
+        alice.request({ type: 'msg.delete', room: 'fd-room', seq: first.seq }),
+        alice.request({ type: 'msg.send', room: 'fd-room', text: 'again', file: racing.id })]);
+    assert.equal(deleted.type, 'ok', JSON.stringify(deleted));
+    assert.deepEqual([again.type, again.code], ['error', 'bad_request'], JSON.stringify(again));
+    assert.equal((await download(server, racing.id)).status, 404);
 
     // The room's files go with the room; one also sent in a conversation stays
     const inRoom = await uploaded(server, alice, bytesOf(10));

@@ -527,21 +527,6 @@ s_on_read (void *state, void *arg, const pl_call_reply_t *reply)
         pl_reply_object (self->host, self->ctx, &request, reply->body);
 }
 
-//  A file's id as the store takes it: 1 to 64 of [A-Za-z0-9_-]
-static bool
-s_id_valid (const char *id, size_t size)
-{
-    if (size < 1 || size > PL_FILE_ID_MAX)
-        return false;
-    for (size_t index = 0; index < size; index++) {
-        char c = id [index];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static void
 s_get (files_t *self, parley_request_t *request)
 {
@@ -553,7 +538,7 @@ s_get (files_t *self, parley_request_t *request)
     const char *id = NULL;
     size_t id_size = 0;
     uint64_t offset = 0, length = 0;
-    if (!map || pl_body_strn (map, "file", &id, &id_size) != 1 || !s_id_valid (id, id_size))
+    if (!map || pl_body_strn (map, "file", &id, &id_size) != 1 || !pl_text_word_valid (id, id_size, 1, PL_FILE_ID_MAX))
         self->host->reply_error (self->ctx, &request, "not_found", "No such file.");
     else
     if (pl_body_uint (map, "offset", &offset) != 1 || pl_body_uint (map, "length", &length) != 1

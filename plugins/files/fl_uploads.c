@@ -4,6 +4,7 @@
 */
 
 #include "fl_uploads.h"
+#include "pl_text.h"
 
 #include <czmq.h>
 
@@ -112,13 +113,5 @@ fl_uploads_size (fl_uploads_t *self)
 bool
 fl_uploads_handle_valid (const char *text, size_t size)
 {
-    if (size < FL_HANDLE_MIN || size > FL_HANDLE_MAX)
-        return false;
-    for (size_t index = 0; index < size; index++) {
-        char c = text [index];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return pl_text_word_valid (text, size, FL_HANDLE_MIN, FL_HANDLE_MAX);
 }

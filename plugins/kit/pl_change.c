@@ -264,5 +264,9 @@ pl_change_refused (pl_lane_t *lane, pl_lane_key_t *key, pl_lane_op_t *op,
                        " reactions already, the most one message holds.", seq, where,
                        PL_REACTIONS_MAX);
     else
+    //  The file went between pl_file's look-up and the append (schema 13)
+    if (strcmp (code, "no_such_file") == 0)
+        pl_lane_error (lane, op, "bad_request", "The field 'file' is not one of your uploads.");
+    else
         pl_lane_failure (lane, key, op, "internal", code);
 }

@@ -107,7 +107,8 @@ size_t
     pl_change_state_json_size (const msgpack_object *entry);
 
 //  Answers op, an element of a run the store refused with code (pl_lane's
-//  refused): where names the timeline ("the room 'general'"), deleters
+//  refused; no_such_file, a send's file gone since pl_file found it, is
+//  bad_request): where names the timeline ("the room 'general'"), deleters
 //  who may delete a message ("its author or the room's owner"). An unknown
 //  code is a failure (internal).
 void

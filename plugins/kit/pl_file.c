@@ -8,6 +8,7 @@
 #include "pl_body.h"
 #include "pl_pack.h"
 #include "pl_reply.h"
+#include "pl_text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -128,19 +129,6 @@ s_on_file (void *state, void *arg, const pl_call_reply_t *reply)
     }
 }
 
-//  A file's id as uploads have them: 1 to PL_FILE_ID_MAX of [A-Za-z0-9_-]
-static bool
-s_id_valid (const char *id, size_t size)
-{
-    bool valid = size >= 1 && size <= PL_FILE_ID_MAX;
-    for (size_t index = 0; valid && index < size; index++) {
-        char c = id [index];
-        valid = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-             || c == '_' || c == '-';
-    }
-    return valid;
-}
-
 //  Sends store.file.get for the request (0), or -1 when it cannot go
 static int
 s_ask (pl_file_check_t *self, parley_request_t *request, const char *id, size_t size)
@@ -179,7 +167,7 @@ pl_file_check_request (pl_file_check_t *self, parley_request_t **request_p)
     if (!map || !pl_file_named (map))
         rc = -1;
     else
-    if (pl_body_strn (map, "file", &id, &id_size) != 1 || !s_id_valid (id, id_size))
+    if (pl_body_strn (map, "file", &id, &id_size) != 1 || !pl_text_word_valid (id, id_size, 1, PL_FILE_ID_MAX))
         self->host->reply_error (self->ctx, request_p, "bad_request",
                                  "The field 'file' is not one of your uploads.");
     else
