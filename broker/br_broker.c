@@ -1388,9 +1388,12 @@ s_request (broker_t *self, peer_t *requester, pl_envelope_t **envelope_p)
         if (session && session->gateway != requester)
             session = NULL;
         //  With no route registered yet, PROTOCOL.md decides: only auth.*
-        //  is served before login
+        //  is served before login, and files.* (the gateway's HTTP side,
+        //  which a token authenticates) never needs a session: without
+        //  the files plugin they are unavailable, not unauthenticated
         bool public_route = route ? (route->flags & PARLEY_ROUTE_PUBLIC) != 0
-                                  : strncmp (type, "auth.", 5) == 0;
+                                  : strncmp (type, "auth.", 5) == 0
+                                    || strncmp (type, "files.", 6) == 0;
         if (!public_route && !(session && session->user)) {
             snprintf (message, sizeof message,
                       "Log in first: '%.*s' needs an authenticated session.",

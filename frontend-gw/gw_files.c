@@ -452,6 +452,8 @@ s_upload_body (gw_files_t *self, gw_files_conn_t *conn, const uint8_t *data, siz
 {
     if (conn->status)
         return 0;               //  answered already: thrown away
+    if (size == 0)
+        return s_upload_pump (self, conn);
     if (conn->buffered + size > conn->capacity) {
         //  A whole chunk and what one read brings past it (rx flow control
         //  stops the reads that would follow)
@@ -498,17 +500,20 @@ s_upload_pump (gw_files_t *self, gw_files_conn_t *conn)
             msgpack_pack_true (&packer);
         else
             msgpack_pack_false (&packer);
-        int rc = s_send (self, conn, "files.upload", &buffer);
-        msgpack_sbuffer_destroy (&buffer);
-        if (rc) {
-            s_answer_error (conn, 503, "unavailable",
-                            "The server is busy or reconnecting; try again later.");
-            return 0;
-        }
+        //  The piece is in the request: taken off before the send, which
+        //  drains the broker's socket, where its answer may already be and
+        //  pump the next one
         conn->sent += piece;
         conn->last_sent = last;
         conn->buffered -= piece;
         memmove (conn->buffer, conn->buffer + piece, conn->buffered);
+        int rc = s_send (self, conn, "files.upload", &buffer);
+        msgpack_sbuffer_destroy (&buffer);
+        if (rc)
+            s_answer_error (conn, 503, "unavailable",
+                            "The server is busy or reconnecting; try again later.");
+        if (conn->status)
+            return 0;
     }
     bool pause = conn->buffered >= self->chunk;
     if (pause != conn->paused) {

@@ -1464,8 +1464,10 @@ s_bridge_drain (gw_server_t *self)
 static void
 s_stop_step (gw_server_t *self, int64_t now)
 {
+    //  Uploads and downloads running are requests in flight too
     if (self->phase == GW_DRAINING
-    && (zhashx_size (self->pending) == 0 || now >= self->drain_deadline)) {
+    && ((zhashx_size (self->pending) == 0 && gw_files_running (self->files) == 0)
+        || now >= self->drain_deadline)) {
         s_pending_expire (self, now, true);
         self->phase = GW_CLOSING;
         zsys_info ("gateway %s: stopping: closing %zu sessions (1001)", self->name,

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "gw_server.h"
+#include "pl_body.h"
 #include "pl_envelope.h"
 
 typedef struct {
@@ -757,6 +758,277 @@ test_out_of_descriptors_a_waiting_connection_gets_503_not_a_spin (void **state)
     assert_int_equal (setrlimit (RLIMIT_NOFILE, &saved), 0);
 }
 
+
+//  ---------------------------------------------------------------------
+//  Files over HTTP (gw_files): what goes to the files plugin and back
+
+#define FILE_CHUNK  (256 * 1024)
+
+//  The next files.* request the gateway sends, its body unpacked into
+//  unpacked (the caller destroys both); fails on another type
+static pl_envelope_t *
+s_files_request (fixture_t *fixture, const char *type, msgpack_unpacked *unpacked,
+                 const msgpack_object **map_p)
+{
+    pl_envelope_t *request = s_broker_recv (fixture, PL_OP_REQUEST);
+    assert_string_equal (pl_envelope_type (request), type);
+    assert_int_equal (pl_envelope_sid (request), 0);        //  no session
+    zframe_t *body = pl_envelope_body (request);
+    assert_non_null (body);
+    msgpack_unpacked_init (unpacked);
+    *map_p = pl_body_unpack (unpacked, zframe_data (body), zframe_size (body));
+    assert_non_null (*map_p);
+    return request;
+}
+
+//  Answers request with the msgpack body in buffer (NULL: an empty map)
+static void
+s_files_answer (fixture_t *fixture, pl_envelope_t **request_p, msgpack_sbuffer *buffer)
+{
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (*request_p));
+    pl_envelope_set_body_copy (reply, buffer? buffer->data: "\x80", buffer? buffer->size: 1);
+    s_broker_send (fixture, &reply);
+    pl_envelope_destroy (request_p);
+}
+
+//  Checks a piece: offset, data size and last; returns the data
+static const msgpack_object *
+s_files_piece (const msgpack_object *map, const char *upload, uint64_t offset, size_t size,
+               bool last)
+{
+    uint64_t value = 99;
+    assert_int_equal (pl_body_uint (map, "offset", &value), 1);
+    assert_int_equal (value, offset);
+    const msgpack_object *data = pl_body_field (map, "data");
+    assert_non_null (data);
+    assert_int_equal (data->type, MSGPACK_OBJECT_BIN);
+    assert_int_equal (data->via.bin.size, size);
+    assert_int_equal (pl_body_bool (map, "last"), last);
+    char handle [80];
+    pl_body_copy (map, "upload", handle, sizeof handle);
+    assert_string_equal (handle, upload);
+    return data;
+}
+
+//  True when the gateway sends the broker nothing but heartbeats for ms
+static bool
+s_broker_quiet (fixture_t *fixture, int ms)
+{
+    int64_t until = zclock_mono () + ms;
+    zsock_set_rcvtimeo (fixture->broker, 50);
+    bool quiet = true;
+    while (quiet && zclock_mono () < until) {
+        pl_envelope_t *envelope = pl_envelope_recv (zsock_resolve (fixture->broker));
+        quiet = !envelope || pl_envelope_op (envelope) != PL_OP_REQUEST;
+        pl_envelope_destroy (&envelope);
+    }
+    zsock_set_rcvtimeo (fixture->broker, 3000);
+    return quiet;
+}
+
+//  Reads an HTTP answer whole (Connection: close); returns the status
+static int
+s_http_answer (int fd, char *answer, size_t size)
+{
+    size_t got = 0;
+    ssize_t rc;
+    while (got < size - 1 && (rc = recv (fd, answer + got, size - 1 - got, 0)) > 0)
+        got += (size_t) rc;
+    answer [got] = 0;
+    int status = 0;
+    sscanf (answer, "HTTP/1.1 %d", &status);
+    return status;
+}
+
+static void
+test_upload_goes_to_the_plugin_a_piece_at_a_time (void **state)
+{
+    fixture_t *fixture = s_fixture_new (0, 0);
+    s_broker_welcome (fixture);
+    size_t size = 2 * FILE_CHUNK + 1000;
+    uint8_t *file = (uint8_t *) malloc (size);
+    for (size_t index = 0; index < size; index++)
+        file [index] = (uint8_t) (index * 7);
+    int fd = s_tcp_connect (fixture->port);
+    char head [512];
+    snprintf (head, sizeof head, "POST /files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              "Authorization: Bearer tok3n\r\nX-Filename: caf%%C3%%A9.png\r\n"
+              "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n", size);
+    s_write_all (fd, head, strlen (head));
+    //  The first piece: what the plugin checks, and no data
+    msgpack_unpacked unpacked;
+    const msgpack_object *map;
+    pl_envelope_t *request = s_files_request (fixture, "files.upload", &unpacked, &map);
+    char upload [80], text [80];
+    pl_body_copy (map, "upload", upload, sizeof upload);
+    assert_int_equal (strlen (upload), 22);
+    s_files_piece (map, upload, 0, 0, false);
+    pl_body_copy (map, "token", text, sizeof text);
+    assert_string_equal (text, "tok3n");
+    pl_body_copy (map, "name", text, sizeof text);
+    assert_string_equal (text, "caf\xc3\xa9.png");
+    pl_body_copy (map, "type", text, sizeof text);
+    assert_string_equal (text, "image/png");
+    uint64_t declared = 0;
+    assert_int_equal (pl_body_uint (map, "size", &declared), 1);
+    assert_int_equal (declared, size);
+    msgpack_unpacked_destroy (&unpacked);
+    s_write_all (fd, file, size);
+    //  Nothing more until the first is answered: one in flight
+    assert_true (s_broker_quiet (fixture, 300));
+    s_files_answer (fixture, &request, NULL);
+    size_t offset = 0;
+    while (offset < size) {
+        size_t piece = size - offset < FILE_CHUNK? size - offset: FILE_CHUNK;
+        request = s_files_request (fixture, "files.upload", &unpacked, &map);
+        const msgpack_object *data = s_files_piece (map, upload, offset, piece,
+                                                    offset + piece == size);
+        assert_memory_equal (data->via.bin.ptr, file + offset, piece);
+        msgpack_unpacked_destroy (&unpacked);
+        offset += piece;
+        if (offset < size) {
+            assert_true (s_broker_quiet (fixture, 200));
+            s_files_answer (fixture, &request, NULL);
+        }
+    }
+    //  The last answer is the client's 201, as the plugin said it
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    msgpack_pack_str_with_body (&packer, "file", 4);
+    msgpack_pack_map (&packer, 1);
+    msgpack_pack_str_with_body (&packer, "id", 2);
+    msgpack_pack_str_with_body (&packer, "AAAAAAAAAAAAAAAAAAAAAA", 22);
+    s_files_answer (fixture, &request, &buffer);
+    msgpack_sbuffer_destroy (&buffer);
+    char answer [4096];
+    assert_int_equal (s_http_answer (fd, answer, sizeof answer), 201);
+    assert_non_null (strstr (answer, "\r\n\r\n{\"file\":{\"id\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}"));
+    close (fd);
+    free (file);
+    s_fixture_destroy (&fixture);
+}
+
+static void
+test_upload_refused_or_left_is_aborted (void **state)
+{
+    fixture_t *fixture = s_fixture_new (0, 0);
+    s_broker_welcome (fixture);
+    //  Past the plugin's limit: 413 before the body, and the upload aborted
+    int fd = s_tcp_connect (fixture->port);
+    const char *head = "POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                       "X-Filename: big\r\nContent-Length: 99999999\r\n\r\n";
+    s_write_all (fd, head, strlen (head));
+    msgpack_unpacked unpacked;
+    const msgpack_object *map;
+    pl_envelope_t *request = s_files_request (fixture, "files.upload", &unpacked, &map);
+    char upload [80];
+    pl_body_copy (map, "upload", upload, sizeof upload);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_envelope_t *reply = pl_envelope_new (PL_OP_REPLY);
+    pl_envelope_set_rid (reply, pl_envelope_rid (request));
+    pl_envelope_set_error (reply, "too_large", "At most 10485760 bytes.");
+    s_broker_send (fixture, &reply);
+    pl_envelope_destroy (&request);
+    char answer [4096];
+    assert_int_equal (s_http_answer (fd, answer, sizeof answer), 413);
+    assert_non_null (strstr (answer, "{\"error\":\"too_large\",\"message\":\"At most 10485760 bytes.\"}"));
+    assert_non_null (strstr (answer, "connection: close"));
+    close (fd);
+    request = s_files_request (fixture, "files.abort", &unpacked, &map);
+    char aborted [80];
+    pl_body_copy (map, "upload", aborted, sizeof aborted);
+    assert_string_equal (aborted, upload);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_envelope_destroy (&request);
+
+    //  A client that goes away mid-upload: files.abort
+    fd = s_tcp_connect (fixture->port);
+    head = "POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+           "X-Filename: gone\r\nContent-Length: 1000\r\n\r\nhalf";
+    s_write_all (fd, head, strlen (head));
+    request = s_files_request (fixture, "files.upload", &unpacked, &map);
+    pl_body_copy (map, "upload", upload, sizeof upload);
+    msgpack_unpacked_destroy (&unpacked);
+    s_files_answer (fixture, &request, NULL);
+    close (fd);
+    request = s_files_request (fixture, "files.abort", &unpacked, &map);
+    pl_body_copy (map, "upload", aborted, sizeof aborted);
+    assert_string_equal (aborted, upload);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_envelope_destroy (&request);
+    s_fixture_destroy (&fixture);
+}
+
+static void
+test_download_asks_a_chunk_at_a_time (void **state)
+{
+    fixture_t *fixture = s_fixture_new (0, 0);
+    s_broker_welcome (fixture);
+    //  A malformed id is 404 without asking
+    char body [512];
+    assert_int_equal (s_http_get (fixture->port, "/files/not-an-id", body, sizeof body), 404);
+    assert_string_equal (body, "{\"error\":\"not_found\",\"message\":\"No such file.\"}");
+    assert_true (s_broker_quiet (fixture, 200));
+    size_t size = FILE_CHUNK + 5000;
+    uint8_t *file = (uint8_t *) malloc (size);
+    for (size_t index = 0; index < size; index++)
+        file [index] = (uint8_t) (index * 13);
+    int fd = s_tcp_connect (fixture->port);
+    const char *get = "GET /files/AbCdEfGhIjKlMnOpQrStU_ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    s_write_all (fd, get, strlen (get));
+    size_t offset = 0;
+    while (offset < size) {
+        msgpack_unpacked unpacked;
+        const msgpack_object *map;
+        pl_envelope_t *request = s_files_request (fixture, "files.get", &unpacked, &map);
+        char id [64];
+        pl_body_copy (map, "file", id, sizeof id);
+        assert_string_equal (id, "AbCdEfGhIjKlMnOpQrStU_");
+        uint64_t asked = 0, length = 0;
+        assert_int_equal (pl_body_uint (map, "offset", &asked), 1);
+        assert_int_equal (asked, offset);
+        assert_int_equal (pl_body_uint (map, "length", &length), 1);
+        size_t piece = size - offset < FILE_CHUNK? size - offset: FILE_CHUNK;
+        assert_int_equal (length, piece);
+        msgpack_unpacked_destroy (&unpacked);
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 4);
+        msgpack_pack_str_with_body (&packer, "name", 4);
+        msgpack_pack_str_with_body (&packer, "a b.txt", 7);
+        msgpack_pack_str_with_body (&packer, "type", 4);
+        msgpack_pack_str_with_body (&packer, "text/plain", 10);
+        msgpack_pack_str_with_body (&packer, "size", 4);
+        msgpack_pack_uint64 (&packer, size);
+        msgpack_pack_str_with_body (&packer, "data", 4);
+        msgpack_pack_bin_with_body (&packer, file + offset, piece);
+        s_files_answer (fixture, &request, &buffer);
+        msgpack_sbuffer_destroy (&buffer);
+        offset += piece;
+    }
+    char *answer = (char *) malloc (size + 4096);
+    assert_int_equal (s_http_answer (fd, answer, size + 4096), 200);
+    close (fd);
+    assert_non_null (strstr (answer, "content-type: text/plain\r\n"));
+    assert_non_null (strstr (answer, "x-content-type-options: nosniff\r\n"));
+    assert_non_null (strstr (answer, "content-disposition: attachment; filename*=UTF-8''a%20b.txt\r\n"));
+    assert_non_null (strstr (answer, "content-security-policy: sandbox\r\n"));
+    char length [64];
+    snprintf (length, sizeof length, "content-length: %zu\r\n", size);
+    assert_non_null (strstr (answer, length));
+    const char *start = strstr (answer, "\r\n\r\n") + 4;
+    assert_memory_equal (start, file, size);
+    free (answer);
+    free (file);
+    s_fixture_destroy (&fixture);
+}
+
 int
 main (void)
 {
@@ -774,6 +1046,9 @@ main (void)
         cmocka_unit_test (test_gateway_moves_to_the_other_broker_of_a_pair),
         cmocka_unit_test (test_client_that_does_not_read_is_closed_as_too_slow),
         cmocka_unit_test (test_out_of_descriptors_a_waiting_connection_gets_503_not_a_spin),
+        cmocka_unit_test (test_upload_goes_to_the_plugin_a_piece_at_a_time),
+        cmocka_unit_test (test_upload_refused_or_left_is_aborted),
+        cmocka_unit_test (test_download_asks_a_chunk_at_a_time),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -328,12 +328,13 @@ export async function startBroker({ args = [], curve = true } = {}) {
     return { proc, endpoint, stop: () => proc.stop() };
 }
 
-export async function startGateway(brokerEndpoint, { args = [], tls = null } = {}) {
+// env: more environment for the gateway's process (e.g. ASAN_OPTIONS)
+export async function startGateway(brokerEndpoint, { args = [], tls = null, env } = {}) {
     const port = await freePort();
     const where = served(port, tls);
     const proc = new Proc('parley-gw', bin('parley-gw'),
         ['--listen', `127.0.0.1:${port}`, '--broker', brokerEndpoint, ...commonArgs,
-            ...where.args, ...withPeerArgs(brokerEndpoint, args)]);
+            ...where.args, ...withPeerArgs(brokerEndpoint, args)], { env });
     try {
         await waitForHealth(port, 15000, tls);
     } catch (error) {
