@@ -15,6 +15,7 @@ import { TypingSender, TypingIndicator, roomChat, pmChat } from './typing.js';
 import { Notifier } from './notifications.js';
 import { RoomAdmin } from './room-settings.js';
 import { SearchPanel } from './search.js';
+import { Attachments } from './attachments.js';
 
 const RESUME_RETRY_MS = 3000;
 const TOKEN_KEY = 'parley.token';
@@ -385,7 +386,7 @@ client.on('presence', (event) => {
     }
 });
 
-// --- mentions, typing, notifications, room administration (1.1) -------------
+// --- mentions, typing, notifications, room administration, files (1.1) ------
 
 function wireConversationFeatures() {
     // `@` offers the members of the room on screen (known from room.join,
@@ -414,6 +415,9 @@ function wireConversationFeatures() {
         ],
     });
     new RoomAdmin(client, { rooms, toast });
+    // Files: uploaded over HTTP with this session's token
+    for (const chatView of [rooms.view, pm.view])
+        new Attachments(chatView, { token: () => sessionToken });
 }
 
 // --- start ------------------------------------------------------------------

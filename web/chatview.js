@@ -248,6 +248,7 @@ export class ChatView {
         this.decorator = null;          // MessageActions: replies, edits, deletions, reactions (message-actions.js)
         this.flashSeq = null;           // the message opened at, highlighted for a moment
         this.flashTimer = null;
+        this.attachments = null;        // Attachments: the file of a message, the composer's upload (attachments.js)
         this.wire();
     }
 
@@ -290,6 +291,7 @@ export class ChatView {
 
     forgetDrafts() {
         this.drafts.clear();
+        this.attachments?.forget();
         this.el.input.value = '';
         this.grow();
     }
@@ -461,6 +463,7 @@ export class ChatView {
         highlightMentions(text, entry.mentions, this.self());
         body.append(text);
         item.append(body);
+        this.attachments?.message(item, entry, body, text);
         this.decorator?.message(item, entry, body, text);
         return item;
     }
@@ -483,6 +486,7 @@ export class ChatView {
         const text = element('div', 'text');
         text.append(...formatMessage(item.text));
         body.append(text);
+        this.attachments?.message(node, item, body, text);
         this.decorator?.pending(item, body, text);
         if (failed) {
             const actions = element('div', 'pending-actions d-flex gap-2 mt-1');
@@ -584,7 +588,8 @@ export class ChatView {
             hint.textContent = 'Enter sends · Shift+Enter: new line';
         hint.hidden = !this.writable;
         this.el.input.setAttribute('aria-invalid', over > 0 ? 'true' : 'false');
-        this.el.send.disabled = !this.writable || over > 0;
+        this.el.send.disabled = !this.writable || over > 0 || Boolean(this.attachments?.busy);
+        this.attachments?.composerRendered();
     }
 
     // The composer grows with the draft, up to its CSS max-height
@@ -603,7 +608,14 @@ export class ChatView {
         const error = this.el.error;
         if (!this.writable)
             return;
-        if (text.trim().length === 0) {
+        // A file may go without words (1.1); one still uploading holds the message
+        const problem = this.attachments?.problem();
+        if (problem) {
+            error.textContent = problem;
+            return;
+        }
+        const withFile = Boolean(this.attachments?.ready);
+        if (text.trim().length === 0 && !withFile) {
             error.textContent = 'Write something first.';
             return;
         }
@@ -619,7 +631,8 @@ export class ChatView {
         this.toBottomNext = true;
         if (this.timeline?.newer)
             this.onPresent();       // written in a window into the past: back to the newest first
-        this.onSend(text, this.decorator?.sendFields() ?? {});     // the owner renders it, at the bottom
+        const fields = { ...this.decorator?.sendFields(), ...this.attachments?.sendFields() };
+        this.onSend(text.trim().length === 0 ? '' : text, fields);     // the owner renders it, at the bottom
         this.renderComposer();
         input.focus();
     }

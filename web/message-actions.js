@@ -8,7 +8,7 @@
 // (message-changes.js), so that history, live events and catch-up agree.
 
 import { element, characters, TEXT_MAX } from './chatview.js';
-import { CHANGE_TYPES, excerpt, isMessage } from './message-changes.js';
+import { CHANGE_TYPES, excerpt, isMessage, messageText } from './message-changes.js';
 import { reactionChips, reactionPicker, reacted } from './reactions.js';
 import { ConfirmDialog } from './room-dialogs.js';
 import { toast } from './toast.js';
@@ -172,7 +172,7 @@ export class MessageActions {
         quote.type = 'button';
         quote.dataset.replyTo = String(seq);
         const known = target && isMessage(target);
-        const words = !known ? 'a message further up' : target.deleted ? 'message deleted' : excerpt(target.text);
+        const words = !known ? 'a message further up' : target.deleted ? 'message deleted' : excerpt(messageText(target));
         quote.append(element('span', 'visually-hidden', 'In reply to '));
         if (known)
             quote.append(element('span', 'reply-from', target.from), element('span', 'visually-hidden', ': '));
@@ -267,7 +267,7 @@ export class MessageActions {
         text.append(document.createTextNode('Replying to '), element('strong', null, target?.from ?? 'a message'));
         if (target)
             text.append(document.createTextNode(': '), element('span', 'reply-bar-excerpt',
-                target.deleted ? 'message deleted' : excerpt(target.text, 120)));
+                target.deleted ? 'message deleted' : excerpt(messageText(target), 120)));
         const cancel = element('button', 'btn-close reply-cancel');
         cancel.type = 'button';
         cancel.title = 'Cancel the reply (Escape)';
@@ -403,7 +403,7 @@ export class MessageActions {
     async askDelete(entry, opener) {
         this.closeActions();
         const own = this.own(entry);
-        const words = excerpt(entry.text, 60);
+        const words = excerpt(messageText(entry), 60);
         const deleted = await this.confirm.ask({
             title: 'Delete this message?',
             text: `${own ? 'Your message' : `The message of ${entry.from}`} “${words}” will show as “message deleted” for everyone. This cannot be undone.`,

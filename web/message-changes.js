@@ -73,6 +73,7 @@ export function changedMessage(message, change) {
     case 'delete': {
         const gone = { ...message, text: '', deleted: true };
         delete gone.reactions;
+        delete gone.file;       // the server deletes it with its last message
         return gone;
     }
     case 'reaction':
@@ -113,6 +114,14 @@ export function describeChange(change) {
     default:
         return '';
     }
+}
+
+// What a message says in a line: its text, or the name of the file it
+// carries alone (1.1)
+export function messageText(entry) {
+    if (entry?.text)
+        return entry.text;
+    return typeof entry?.file?.name === 'string' ? `📎 ${entry.file.name}` : '';
 }
 
 // The first characters of a message, on one line

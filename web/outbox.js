@@ -18,6 +18,8 @@
 // nonces, where a repeat would store it a second time) to a conversation that
 // has moved on.
 
+import { validFile } from './attachments.js';
+
 const STORE_PREFIX = 'parley.outbox.';
 const RETRY_FIRST_MS = 1000;        // without retry_after_ms: 1 s, doubling...
 const RETRY_MAX_MS = 30000;         // ...up to this
@@ -40,6 +42,9 @@ export function newNonce() {
 
 // Room and user names are unique without regard to case
 const key = (name) => String(name).toLowerCase();
+
+// The file a message carries, as the upload answered it; undefined when none
+const fileOf = (file) => (validFile(file) ? { id: file.id, name: file.name, size: file.size, type: file.type } : undefined);
 
 export class Outbox {
     constructor(client) {
@@ -77,7 +82,7 @@ export class Outbox {
                 this.items = saved.filter((item) => typeof item?.nonce === 'string' && typeof item.text === 'string'
                     && (item.kind === 'room' || item.kind === 'pm') && typeof item.to === 'string')
                     .map((item) => ({ ...item, key: key(item.to), state: item.state === 'failed' ? 'failed' : 'queued', notBefore: 0,
-                        reply_to: Number.isInteger(item.reply_to) ? item.reply_to : undefined }));
+                        reply_to: Number.isInteger(item.reply_to) ? item.reply_to : undefined, file: fileOf(item.file) }));
         } catch {
             this.items = [];        // storage disabled or spoilt: nothing to restore
         }
@@ -104,8 +109,8 @@ export class Outbox {
                 sessionStorage.removeItem(this.storageKey);
             else
                 sessionStorage.setItem(this.storageKey, JSON.stringify(items.map(
-                    ({ nonce, kind, to, text, state, error, created, tries, reply_to }) =>
-                        ({ nonce, kind, to, text, state, error, created, tries, reply_to }))));
+                    ({ nonce, kind, to, text, state, error, created, tries, reply_to, file }) =>
+                        ({ nonce, kind, to, text, state, error, created, tries, reply_to, file }))));
         } catch {
             // storage full or disabled: the outbox lasts as long as the page
         }
@@ -119,11 +124,13 @@ export class Outbox {
     }
 
     // A message written: shown pending at once, sent as soon as it can be;
-    // reply_to (1.1): the seq of the message it answers
-    add(kind, to, text, { reply_to: replyTo } = {}) {
+    // reply_to (1.1): the seq of the message it answers; file (1.1): the
+    // {id, name, size, type} of an upload of the user's (attachments.js)
+    add(kind, to, text, { reply_to: replyTo, file } = {}) {
         const item = {
             nonce: newNonce(), kind, to, key: key(to), text, state: 'queued', error: null,
             created: Date.now(), tries: 0, notBefore: 0, reply_to: Number.isInteger(replyTo) ? replyTo : undefined,
+            file: fileOf(file),
         };
         this.items.push(item);
         this.touched(item);
@@ -243,6 +250,8 @@ export class Outbox {
             : ['pm.send', { to: item.to, text: item.text, nonce: item.nonce }];
         if (Number.isInteger(item.reply_to))
             fields.reply_to = item.reply_to;
+        if (item.file)
+            fields.file = item.file.id;
         let reply;
         try {
             reply = await this.client.request(type, fields);

@@ -9,7 +9,7 @@ import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 import { ChatController } from './chat-controller.js';
 import { toast } from './toast.js';
 import { MessageActions } from './message-actions.js';
-import { changedMessage, describeChange, isChange } from './message-changes.js';
+import { changedMessage, describeChange, isChange, messageText } from './message-changes.js';
 
 const PREVIEW_MAX = 80;             // characters of the last message shown in the list
 
@@ -229,7 +229,8 @@ export class PmController extends ChatController {
         const last = conversation.last;
         if (last) {
             const preview = element('small', 'd-block text-truncate conversation-preview');
-            const body = last.text.length > PREVIEW_MAX ? `${last.text.slice(0, PREVIEW_MAX)}…` : last.text;
+            const said = messageText(last);
+            const body = said.length > PREVIEW_MAX ? `${said.slice(0, PREVIEW_MAX)}…` : said;
             if (key(last.from) === key(this.self ?? ''))
                 preview.append(element('span', 'text-body-secondary', 'You: '));
             preview.append(last.deleted ? element('em', null, 'message deleted') : document.createTextNode(body));
@@ -479,7 +480,7 @@ export class PmController extends ChatController {
         if (!Number.isInteger(reply.seq) || !this.self)
             return;
         this.receive({ type: 'pm', from: this.self, to: item.to, seq: reply.seq, text: item.text,
-            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to });
+            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to, file: item.file });
     }
 
     wire() {
@@ -516,7 +517,7 @@ export class PmController extends ChatController {
                 conversation.unread += 1;
         }
 
-        this.intoTimeline(conversationKey, event, own ? null : `${event.from}: ${event.text}`);
+        this.intoTimeline(conversationKey, event, own ? null : `${event.from}: ${messageText(event)}`);
         if (!own && conversationKey !== this.current && event.seq > known)
             this.view.announce(`New message from ${event.from}.`);
         this.renderList();

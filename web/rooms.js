@@ -12,7 +12,7 @@ import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
 import { RoomList, byName } from './room-list.js';
 import { MessageActions } from './message-actions.js';
-import { describeChange, isChange } from './message-changes.js';
+import { describeChange, isChange, messageText } from './message-changes.js';
 
 export { TEXT_MAX } from './chatview.js';
 
@@ -555,7 +555,7 @@ export class RoomsController extends ChatController {
             const own = entry.from === this.self;
             if (!own || entry.type === 'system')
                 this.view.announce(entry.type === 'system' ? entry.message
-                    : isChange(entry) ? describeChange(entry) : `${entry.from}: ${entry.text}`);
+                    : isChange(entry) ? describeChange(entry) : `${entry.from}: ${messageText(entry)}`);
             this.markRead();
         }
     }
@@ -682,7 +682,7 @@ export class RoomsController extends ChatController {
             return;
         this.receiveEntry({
             type: 'message', room: item.to, seq: reply.seq, from: this.self, text: item.text,
-            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to,
+            ts: reply.ts, nonce: item.nonce, reply_to: item.reply_to, file: item.file,
         });
     }
 

@@ -18,7 +18,8 @@ const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon
     '/mentions.js', '/typing.js', '/notifications.js', '/room-settings.js',
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
     '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
-    '/message-actions.js', '/message-changes.js', '/reactions.js', '/message-actions.css', '/search.js', '/search.css',
+    '/message-actions.js', '/message-changes.js', '/reactions.js', '/message-actions.css',
+    '/search.js', '/search.css', '/attachments.js', '/attachments.css',
     '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
