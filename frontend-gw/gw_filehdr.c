@@ -86,21 +86,14 @@ gw_filehdr_filename (const char *value, size_t length, char *name, char *error)
     return size;
 }
 
-static bool
-s_base64url (char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-        || c == '-' || c == '_';
-}
-
 bool
 gw_filehdr_file_path (const char *path, size_t length, char *id)
 {
-    if (length != 7 + GW_FILEHDR_ID_SIZE || memcmp (path, "/files/", 7) != 0)
+    //  The kit's check, as the files plugin's of the same id
+    if (length != 7 + GW_FILEHDR_ID_SIZE || memcmp (path, "/files/", 7) != 0
+    ||  !pl_text_word_valid (path + 7, GW_FILEHDR_ID_SIZE, GW_FILEHDR_ID_SIZE,
+                             GW_FILEHDR_ID_SIZE))
         return false;
-    for (size_t index = 7; index < length; index++)
-        if (!s_base64url (path [index]))
-            return false;
     memcpy (id, path + 7, GW_FILEHDR_ID_SIZE);
     id [GW_FILEHDR_ID_SIZE] = 0;
     return true;
