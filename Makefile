@@ -59,8 +59,8 @@ test: deps build
 unit-tests:
 	ctest --test-dir $(TEST_DIR) --output-on-failure
 
-# Everything on the embedded default, then the account (auth, accounts), presence, rooms and
-# private-message suites, and the metrics' (the store's figures), again on store-mongo
+# Everything on the embedded default, then the account (auth, accounts), presence, rooms,
+# private-message and files suites, and the metrics' (the store's figures), again on store-mongo
 # against its wire-compatible test server
 integration-tests:
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
@@ -73,7 +73,7 @@ integration-tests:
 	    tests/25-read-markers.test.js tests/26-nonce-crash.test.js tests/27-timeline.test.js \
 	    tests/28-room-admin.test.js tests/29-typing.test.js tests/30-pm.test.js \
 	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js \
-	    tests/36-pm-timeline.test.js tests/37-search.test.js \
+	    tests/36-pm-timeline.test.js tests/37-search.test.js tests/38-files.test.js \
 	    tests/73-metrics.test.js
 
 bench: deps build
@@ -86,8 +86,8 @@ bench: deps build
 # repository. A crash, a leak or a 30 s hang fails the run and leaves its input
 # in $(FUZZ_DIR)/artifacts/.
 FUZZ_TARGETS ?= fuzz_transcode fuzz_envelope \
-                fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_search fuzz_store_sqlite fuzz_store_mongo \
-                fuzz_example fuzz_gw_web fuzz_mention fuzz_words
+                fuzz_auth fuzz_presence fuzz_rooms fuzz_pm fuzz_search fuzz_files fuzz_store_sqlite \
+                fuzz_store_mongo fuzz_example fuzz_gw_web fuzz_gw_filehdr fuzz_mention fuzz_words
 FUZZ_SMOKE_SECONDS ?= 15
 
 fuzz-build:

@@ -61,7 +61,7 @@
 //  unknown_type, only unavailable while no plugin serves it (one without
 //  a final '.' is a whole type: search)
 static const char *s_protocol_prefixes [] = {
-    "auth.", "room.", "msg.", "pm.", "presence.", "search", NULL
+    "auth.", "room.", "msg.", "pm.", "presence.", "search", "files.", NULL
 };
 
 typedef struct _peer_t peer_t;

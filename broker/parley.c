@@ -25,7 +25,7 @@
 
 //  What `parley` loads when no --no-default-plugins is given, by name, after
 //  the store that --store chooses
-static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", "search", NULL };
+static const char *default_plugins [] = { "auth", "presence", "rooms", "pm", "search", "files", NULL };
 
 #define MAX_LIST 64
 
@@ -171,6 +171,7 @@ s_parse (int argc, char **argv, parley_options_t *options)
         { "tls-key", required_argument, NULL, OPT_GW_OPS },
         { "stop-timeout", required_argument, NULL, OPT_GW_OPS },
         { "metrics", required_argument, NULL, OPT_GW_OPS },
+        { "file-chunk", required_argument, NULL, OPT_GW_OPS },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "curve-cert", required_argument, NULL, OPT_CURVE_CERT },
         { "curve-allow", required_argument, NULL, OPT_CURVE_ALLOW },
@@ -454,6 +455,7 @@ main (int argc, char **argv)
         .tls_key = options.gateway_ops.tls_key,
         .stop_timeout_ms = options.gateway_ops.stop_timeout_ms,
         .metrics = options.gateway_ops.metrics,
+        .file_chunk = options.gateway_ops.file_chunk,
     };
     gateway = gw_server_new (&gateway_config);
     if (!gateway) {

@@ -56,6 +56,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "gw_filehdr.h"
+#include "gw_files.h"
 #include "gw_limits.h"
 #include "gw_metrics.h"
 #include "gw_web.h"
@@ -233,8 +235,9 @@ struct _gw_session_t {
     const char *close_reason;       //  static string
 };
 
-//  Per-session data of the HTTP protocol (/healthz, /metrics)
+//  Per-session data of the HTTP protocol (/healthz, /metrics, /files)
 typedef struct {
+    gw_files_conn_t *files;         //  an upload or download running (gw_files')
     bool healthy;                   //  what the headers said, for the body
     char *page;                     //  /metrics: LWS_PRE, then the text; owned
     size_t page_size;               //  the text's length
@@ -273,6 +276,7 @@ struct _gw_server_t {
     gw_throttle_t refused_address;
     //  Counters, for /metrics
     gw_metrics_t *metrics;          //  touched by the loop's thread only
+    gw_files_t *files;              //  POST /files, GET /files/<id>
     char *metrics_policy;           //  who may read /metrics (gw_metrics_allowed)
     zframe_t *broker_stats;         //  the broker's last STATS answer (text), or NULL
     int64_t stats_until;            //  zclock_mono () until which STATS is asked for
@@ -1270,6 +1274,8 @@ s_bridge_hello (gw_server_t *self)
 static void
 s_bridge_reply (gw_server_t *self, pl_envelope_t *envelope)
 {
+    if (gw_files_reply (self->files, envelope))
+        return;                 //  an upload's or a download's
     uint64_t rid = pl_envelope_rid (envelope);
     gw_pending_t *pending = (gw_pending_t *) zhashx_lookup (self->pending, &rid);
     if (!pending) {
@@ -1601,6 +1607,7 @@ s_tick (lws_sorted_usec_list_t *sul)
         s_bridge_send (self, &envelope);
     }
     s_pending_expire (self, now, false);
+    gw_files_tick (self->files, now);
     s_sessions_expire (self, now);
     s_stats_ask (self, now, false);
     s_bridge_drain (self);
@@ -1831,6 +1838,43 @@ s_http_body (struct lws *wsi, gw_http_t *http)
     return 0;
 }
 
+//  POST /files, GET /files/<id>: gw_files serves them while the broker is
+//  there and the gateway is not stopping
+static int
+s_http_files (gw_server_t *self, struct lws *wsi, gw_http_t *http)
+{
+    const char *refusal =
+        gw_limits_health_only ((gw_limits_conn_t *) lws_get_opaque_user_data (wsi))?
+            "The server is full; try again later.":
+        self->phase != GW_SERVING? "The server is stopping; try again in a moment.":
+        !self->welcomed? "The server is not ready yet; try again in a moment.": NULL;
+    return gw_files_request (self->files, wsi, &http->files, refusal);
+}
+
+//  Sends a request of gw_files to the broker
+static int
+s_files_send (void *arg, pl_envelope_t **envelope_p)
+{
+    return s_bridge_send ((gw_server_t *) arg, envelope_p);
+}
+
+//  The path of an HTTP request of any method, for the files' dispatch
+static bool
+s_http_is_files (struct lws *wsi)
+{
+    static const enum lws_token_indexes methods [] = {
+        WSI_TOKEN_GET_URI, WSI_TOKEN_POST_URI, WSI_TOKEN_HEAD_URI, WSI_TOKEN_PUT_URI,
+        WSI_TOKEN_DELETE_URI, WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI
+    };
+    char path [256];
+    for (size_t index = 0; index < sizeof methods / sizeof methods [0]; index++) {
+        int length = lws_hdr_copy (wsi, path, sizeof path, methods [index]);
+        if (length > 0)
+            return gw_filehdr_files_path (path, (size_t) length);
+    }
+    return false;
+}
+
 //  Serves a file of the UI, or answers an error and closes
 static int
 s_http_request (gw_server_t *self, struct lws *wsi, gw_http_t *http)
@@ -1937,11 +1981,21 @@ s_http_callback (struct lws *wsi, enum lws_callback_reasons reason,
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             return -1;          //  not a WebSocket protocol
         case LWS_CALLBACK_HTTP:
+            if (s_http_is_files (wsi))
+                return s_http_files (self, wsi, http);
             return s_http_request (self, wsi, http);
+        case LWS_CALLBACK_HTTP_BODY:
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            return http && http->files?
+                gw_files_callback (self->files, wsi, &http->files, reason, in, len): 0;
         case LWS_CALLBACK_HTTP_WRITEABLE:
+            if (http && http->files)
+                return gw_files_callback (self->files, wsi, &http->files, reason, in, len);
             return s_http_body (wsi, http);
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         case LWS_CALLBACK_CLOSED_HTTP:
+            if (http && http->files)
+                gw_files_callback (self->files, wsi, &http->files, reason, in, len);
             if (http) {
                 free (http->page);
                 http->page = NULL;
@@ -2129,6 +2183,19 @@ gw_config_set_ops (gw_config_t *config, const char *name, const char *value,
         config->metrics = value;
     }
     else
+    if (streq (name, "file-chunk")) {
+        char *end = NULL;
+        errno = 0;
+        long long number = strtoll (value, &end, 10);
+        if (errno || end == value || *end || number < GW_FILE_CHUNK_MIN
+        ||  number > GW_FILE_CHUNK_MAX) {
+            snprintf (error, error_size, "--file-chunk wants %d to %d bytes, not '%s'",
+                      GW_FILE_CHUNK_MIN, GW_FILE_CHUNK_MAX, value);
+            return -1;
+        }
+        config->file_chunk = (size_t) number;
+    }
+    else
     if (streq (name, "stop-timeout")) {
         char *end = NULL;
         errno = 0;
@@ -2213,6 +2280,8 @@ gw_server_new (const gw_config_t *config)
     atomic_init (&self->reload, false);
     self->metrics = gw_metrics_new ();
     assert (self->metrics);
+    self->files = gw_files_new (config->file_chunk, self->request_timeout_ms,
+                                s_files_send, self);
     char error [512];
     if (gw_config_check (config, error, sizeof error)) {
         zsys_error ("gateway: %s", error);
@@ -2381,6 +2450,8 @@ gw_server_destroy (gw_server_t **self_p)
     }
     if (s_log_server == self)
         s_log_server = NULL;
+    //  After the context: closing its connections aborted their uploads
+    gw_files_destroy (&self->files);
     if (self->loop)
         ev_loop_destroy (self->loop);
     if (self->limits)

@@ -73,6 +73,8 @@ typedef struct {
     uint32_t stop_timeout_ms;       //  0 = GW_STOP_TIMEOUT_DEFAULT
     const char *metrics;            //  who may read /metrics: "local" (NULL),
                                     //  "off", "any", or IP addresses a,b,...
+    size_t file_chunk;              //  bytes per files.upload/files.get piece;
+                                    //  0 = GW_FILE_CHUNK_DEFAULT (gw_files.h)
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;
@@ -91,8 +93,8 @@ typedef struct _gw_server_t gw_server_t;
     "  --auth-timeout MS       a session not signed in this long is closed with\n" \
     "                          1008 'authenticate first' (default 30000)\n"
 
-//  TLS, stopping and metrics, the same in parley-gw and parley: --tls-cert,
-//  --tls-key, --stop-timeout, --metrics
+//  TLS, stopping, metrics and files, the same in parley-gw and parley:
+//  --tls-cert, --tls-key, --stop-timeout, --metrics, --file-chunk
 #define GW_OPS_OPTIONS_HELP \
     "  --tls-cert FILE         serve https and wss (only) with this PEM certificate\n" \
     "                          chain; SIGHUP reloads it for new connections\n" \
@@ -100,7 +102,9 @@ typedef struct _gw_server_t gw_server_t;
     "  --stop-timeout MS       on SIGTERM, at most this long to answer the requests\n" \
     "                          in flight and close sessions with 1001 (default 5000)\n" \
     "  --metrics WHO           who may read /metrics: local (loopback, the default),\n" \
-    "                          off, any, or IP addresses separated by commas\n"
+    "                          off, any, or IP addresses separated by commas\n" \
+    "  --file-chunk BYTES      bytes of an upload or download passed to the files\n" \
+    "                          plugin at a time (4096 to 983040, default 262144)\n"
 
 //  Sets the option name (one of GW_OPS_OPTIONS_HELP's, without "--") from
 //  its value, which must outlive config. Returns 0, or -1 with a sentence

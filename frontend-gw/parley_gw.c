@@ -101,6 +101,7 @@ main (int argc, char *argv [])
         { "tls-key",         required_argument, NULL, OPT_OPS },
         { "stop-timeout",    required_argument, NULL, OPT_OPS },
         { "metrics",         required_argument, NULL, OPT_OPS },
+        { "file-chunk",      required_argument, NULL, OPT_OPS },
         { "help",            no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -258,6 +259,7 @@ main (int argc, char *argv [])
         .tls_key = ops.tls_key,
         .stop_timeout_ms = ops.stop_timeout_ms,
         .metrics = ops.metrics,
+        .file_chunk = ops.file_chunk,
     };
     gw_server_t *server = gw_server_new (&config);
     pl_curve_destroy (&curve);

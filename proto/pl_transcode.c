@@ -1164,5 +1164,7 @@ pl_transcode_route_type (const char *type, const uint8_t *body, size_t body_size
                ? "pm.typing": "msg.typing";
     if (strcmp (type, "msg.typing") == 0 || strcmp (type, "pm.typing") == 0)
         return NULL;                //  the server's own names, not a client's
+    if (strncmp (type, "files.", 6) == 0)
+        return NULL;                //  the HTTP side's (POST /files, GET /files/<id>)
     return type;
 }

@@ -60,7 +60,8 @@ pl_transcode_status_t
 //  body has a 'to' and no 'room', else as "msg.typing" (the rooms plugin
 //  then answers a typing with both or neither bad_request). NULL for
 //  "msg.typing" and "pm.typing" sent by a client: those names are the
-//  server's, answered unknown_type. Returns type or a literal (borrowed).
+//  server's, answered unknown_type; NULL too for any "files." type, which
+//  only the gateway's HTTP side sends (POST /files, GET /files/<id>). Returns type or a literal (borrowed).
 const char *
     pl_transcode_route_type (const char *type, const uint8_t *body, size_t body_size);
 

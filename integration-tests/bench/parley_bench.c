@@ -17,6 +17,9 @@
       history   a room of H entries paged backwards by C clients, every page checked
       latency   one message at a time through the whole path of an idle server
       connect   a storm of N connections that register, then N that resume
+      files     POST /files and GET /files/<id>: upload and download throughput
+                of one file, and U uploads at once with the gateway's RSS
+                (bench_files.c)
 
     With --idle N, N more users register before the scenarios and stay online
     and quiet through all of them: the other users of a real server.
@@ -48,6 +51,8 @@
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "bench_files.h"
 
 #define MAX_CONNS        19000      //  the process may hold 20,000 descriptors
 #define SEND_ID_BASE     1000000000 //  msg.send/pm.send ids: SEND_ID_BASE + message index
@@ -173,6 +178,9 @@ typedef struct {
     int decorate;                   //  history: D oldest messages edited and reacted to
     int member_of;                  //  search: rooms of the M the searcher is in (--member-of)
     const char *prepared;           //  search: a store filled by search-store.py, its prefix
+    size_t file_size;               //  files: bytes of each file (--file-size)
+    int file_repeat;                //  files: uploads and downloads one by one (--repeat)
+    int file_uploads;               //  files: uploads at once (--uploads)
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -3062,6 +3070,12 @@ s_usage (FILE *stream)
 "                     latency), and per delivery its own, this tool's and its main\n"
 "                     thread's (the gateway's loop)\n"
 "  --timeout SEC      a setup phase (or a --count run) may take this long (default 300)\n"
+"  --file-size BYTES  files: bytes of each file (default 10485760, the upload limit)\n"
+"  --repeat N         files: uploads, then downloads, one at a time (default 5; the\n"
+"                     median is reported)\n"
+"  --uploads U        files: uploads at once, one thread each (default 20); with\n"
+"                     --server-pid the gateway's process, its RSS is read every 10 ms\n"
+"                     (run parley-gw apart from parley to see the gateway's own)\n"
 "  --json FILE        write every scenario's figures to FILE\n"
 "  --nonce            each msg.send and pm.send carries a nonce of its own (PROTOCOL.md\n"
 "                     1.1): the send path with the store's nonce index\n"
@@ -3098,6 +3112,22 @@ s_parse_url (bench_t *self, const char *url)
     return self->port > 0 && self->port < 65536 && inet_pton (AF_INET, self->host, &probe) == 1? 0: -1;
 }
 
+//  files: POST /files and GET /files/<id> (bench_files.c), plain HTTP only
+static int
+s_files (bench_t *self)
+{
+    if (self->tls) {
+        fprintf (stderr, "parley-bench: files: plain ws:// only\n");
+        return -1;
+    }
+    bench_files_t files = {
+        .host = self->host, .port = self->port, .ws_path = self->path,
+        .size = self->file_size, .repeat = self->file_repeat, .uploads = self->file_uploads,
+        .gateway_pid = self->server_pid, .json = self->json, .json_count = &self->json_count
+    };
+    return bench_files_run (&files);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -3105,7 +3135,8 @@ main (int argc, char **argv)
         .members = 100, .senders = 10, .rate = 100, .duration = 10, .window = 200,
         .timeout = 300, .epoll_fd = -1, .inflight = 4, .rooms = 100, .room_members = 5,
         .pairs = 100, .entries = 100000, .readers = 10, .page = HISTORY_PAGE, .p99_bound_ms = 50, .step_seconds = 3,
-        .max_rate = 1e6, .max_steps = 12, .member_of = 50
+        .max_rate = 1e6, .max_steps = 12, .member_of = 50, .file_size = 10 * 1024 * 1024,
+        .file_repeat = 5, .file_uploads = 20
     };
     bench_t *self = &bench;
     s_parse_url (self, "ws://127.0.0.1:8080/ws");
@@ -3138,7 +3169,10 @@ main (int argc, char **argv)
         { "page", required_argument, NULL, 'G' },
         { "decorate", required_argument, NULL, 'D' },
         { "member-of", required_argument, NULL, 'O' },
-        { "prepared", required_argument, NULL, 'R' },
+        { "prepared", required_argument, NULL, 'Q' },
+        { "file-size", required_argument, NULL, 'F' },
+        { "repeat", required_argument, NULL, 'R' },
+        { "uploads", required_argument, NULL, 'U' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -3179,7 +3213,10 @@ main (int argc, char **argv)
             case 'G': self->page = atoi (optarg); break;
             case 'D': self->decorate = atoi (optarg); break;
             case 'O': self->member_of = atoi (optarg); break;
-            case 'R': self->prepared = optarg; break;
+            case 'Q': self->prepared = optarg; break;
+            case 'F': self->file_size = strtoull (optarg, NULL, 10); break;
+            case 'R': self->file_repeat = atoi (optarg); break;
+            case 'U': self->file_uploads = atoi (optarg); break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }
@@ -3217,10 +3254,11 @@ main (int argc, char **argv)
                       streq (name, "pm")? (long) self->pairs * 2:
                       streq (name, "history")? (long) self->senders + self->readers:
                       streq (name, "search")? (self->prepared? 1: (long) self->rooms + 1):
-                      streq (name, "latency")? 2: -1;
+                      streq (name, "latency")? 2:
+                      streq (name, "files")? 0: -1;
         if (needed < 0) {
             fprintf (stderr, "parley-bench: unknown scenario '%s' (baseline, fanout, rooms, pm,"
-                             " history, search, latency, connect)\n", name);
+                             " history, search, latency, connect, files)\n", name);
             return 2;
         }
         if (needed + self->idle > MAX_CONNS) {
@@ -3285,7 +3323,8 @@ main (int argc, char **argv)
                  streq (name, "pm")? s_pm (self):
                  streq (name, "history")? s_history (self):
                  streq (name, "search")? s_search (self):
-                 streq (name, "latency")? s_latency (self): s_connect_storm (self);
+                 streq (name, "latency")? s_latency (self):
+                 streq (name, "files")? s_files (self): s_connect_storm (self);
         if (rc)
             failures++;
         fflush (stdout);

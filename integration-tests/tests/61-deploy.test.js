@@ -109,7 +109,7 @@ test('the split units start with the example configuration, serve together, and 
     try {
         assert.ok(await broker.waitForOutput(/running with/, 15000), broker.output);
         // The store first: the others call it as they start
-        for (const name of ['store-sqlite', 'auth', 'presence', 'rooms', 'pm', 'search']) {
+        for (const name of ['store-sqlite', 'auth', 'presence', 'rooms', 'pm', 'search', 'files']) {
             const plugin = startUnit('parley-plugin@.service', config, name);
             plugins.push(plugin);
             assert.ok(await plugin.waitForOutput(/hosting/, 15000), plugin.output);

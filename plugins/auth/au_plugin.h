@@ -29,7 +29,8 @@
 #define TOKEN_HASH_HEX              64
 
 
-typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT, OP_ADMIN, OP_PASSWORD } op_kind_t;
+typedef enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_LOGOUT, OP_ADMIN, OP_PASSWORD,
+               OP_CHECK } op_kind_t;
 
 //  One request being served, across store calls and pool jobs. Which store
 //  answer it waits for is the handler of its call (pl_call); which job, its

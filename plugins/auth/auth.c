@@ -1091,6 +1091,75 @@ s_resume_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
 
 
 //  --------------------------------------------------------------------------
+//  auth.check {token} -> {user}: whose valid token this is, for another
+//  plugin (the files plugin's uploads arrive over HTTP, without a session).
+//  One store.token.get: no password hash, no renewal, no binding.
+
+static void s_check_on_token_get (void *state, void *arg, const pl_call_reply_t *reply);
+
+#define S_INVALID_TOKEN "This token is not valid (unknown, expired or revoked); log in again."
+
+static void
+s_check (auth_t *self, parley_request_t *request)
+{
+    msgpack_unpacked fields;
+    if (auth_body (self, &request, &fields))
+        return;
+    const char *token;
+    size_t token_size;
+    op_t *op = NULL;
+    if (s_field_str (&fields.data, "token", &token, &token_size))
+        self->host->reply_error (self->ctx, &request, "bad_request",
+                                 "auth.check needs the field 'token', a string.");
+    else
+    if (!s_token_text_valid (token, token_size))
+        self->host->reply_error (self->ctx, &request, "invalid_token", S_INVALID_TOKEN);
+    else
+    if (!(op = auth_op_new (self, OP_CHECK, request)))
+        self->host->reply_error (self->ctx, &request, "internal",
+                                 "The server ran out of memory; try again.");
+    else {
+        s_token_hash (token, token_size, op->token_hash);
+        auth_op_call_one (self, op, "store.token.get", "token_hash", op->token_hash,
+                          s_check_on_token_get);
+    }
+    msgpack_unpacked_destroy (&fields);
+}
+
+//  store.token.get: a token of a disabled or deleted account is revoked
+//  with it (store.user.set_state), so a stored, unexpired token is valid
+static void
+s_check_on_token_get (void *state, void *arg, const pl_call_reply_t *reply)
+{
+    auth_t *self = (auth_t *) state;
+    op_t *op = (op_t *) arg;
+    const char *name;
+    size_t name_size;
+    int64_t expires_at;
+    if (reply->code && streq (reply->code, "not_found"))
+        auth_op_fail (self, op, "invalid_token", S_INVALID_TOKEN);
+    else
+    if (reply->code || s_field_str (reply->body, "user", &name, &name_size)
+        || pl_body_int64 (reply->body, "expires_at", &expires_at) != 1)
+        auth_op_store_failed (self, op, reply);
+    else
+    if (expires_at <= zclock_time ())
+        auth_op_fail (self, op, "invalid_token", "This token has expired; log in again.");
+    else {
+        pl_pack_t pack;
+        pl_pack_init (&pack);
+        pl_pack_map (&pack, 1);
+        pl_pack_str (&pack, "user");
+        pl_pack_strn (&pack, name, name_size);
+        self->host->reply (self->ctx, &op->request, (const uint8_t *) pack.buffer.data,
+                           pack.buffer.size);
+        pl_pack_release (&pack);
+        auth_op_finish (self, op);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
 //  auth.logout -> {}: revokes the session's token on every session using it
 
 static void s_logout_on_deleted (void *state, void *arg, const pl_call_reply_t *reply);
@@ -1771,6 +1840,9 @@ s_on_request (void *state, parley_request_t *request)
     if (type && streq (type, "auth.password"))
         au_password_request (self, request);
     else
+    if (type && streq (type, "auth.check"))
+        s_check (self, request);
+    else
     if (type && strncmp (type, "admin.users.", 12) == 0)
         s_admin (self, request, type);
     else {
@@ -1866,6 +1938,8 @@ static const parley_route_t s_routes [] = {
     //  instance (PARLEY_SHARD_NONE with one instance): the bindings and the
     //  failure counters live in its memory.
     { .prefix = "auth.", .flags = PARLEY_ROUTE_PUBLIC, .shard = PARLEY_SHARD_NONE },
+    //  Another plugin's: whose token this is (the files plugin's uploads)
+    { .prefix = "auth.check", .flags = PARLEY_ROUTE_INTERNAL, .shard = PARLEY_SHARD_NONE },
     //  The operator's (parleyctl): accounts listed, disabled, deleted, reset
     { .prefix = "admin.users.", .flags = PARLEY_ROUTE_INTERNAL | PARLEY_ROUTE_ADMIN,
       .shard = PARLEY_SHARD_NONE },

@@ -75,6 +75,8 @@ static const fuzz_setup_t s_setups [] = {
     { "rooms", { NULL } },
     { "pm", { NULL } },
     { "search", { NULL } },
+    //  Idle uploads forgotten and sweeps sent at every timer round
+    { "files", { "upload_idle_s=1", "sweep_s=1", NULL } },
     { "store-sqlite", { "path=@TMPDIR@/fuzz.db", NULL } },
     //  A Unix socket nobody listens on: the driver's connect fails at once,
     //  without a network, and every request is validated, then answered

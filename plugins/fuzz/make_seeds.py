@@ -30,6 +30,10 @@ def mp(value):
         if value >= 0:
             return b"\xcf" + struct.pack(">Q", value)
         return b"\xd3" + struct.pack(">q", value)
+    if isinstance(value, bytes):
+        if len(value) < 256:
+            return b"\xc4" + bytes([len(value)]) + value
+        return b"\xc6" + struct.pack(">I", len(value)) + value
     if isinstance(value, str):
         data = value.encode()
         if len(data) < 32:
@@ -82,6 +86,8 @@ NOW = 1764000000000
 HASH = "$argon2id$v=19$m=8,t=1,p=1$FJbgZZdsWm5sunCcWce3lw$1NwohQihWeivu32Fu/Yi5oSS2mEkPENzoYTklUW7VjU"
 TOKEN = "NeXRORhV5AkrZyPMeeZR8WG7EfWn7z0vLmpTwA6Cr0k"
 TOKEN_HASH = "ab" * 32
+UPLOAD = "u" * 22
+FILE_ID = "AAAAAAAAAAAAAAAAAAAAAA"
 
 def room_map(name="general", private=False, members=1, last_seq=0, owner="alice"):
     return {"name": name, "description": "talk", "private": private, "max_participants": 50,
@@ -147,6 +153,43 @@ SEEDS = {
             + answer({"name": "Alice", "tokens": 2}, pick=1),
         "password-weak": request("auth.password", {"password": "correct horse",
                                                    "new_password": "12345678"}, user="alice"),
+        "check": request("auth.check", {"token": TOKEN}, session=0)
+            + answer({"token_hash": TOKEN_HASH, "user": "Alice", "created_at": NOW,
+                      "expires_at": NOW + 10 ** 12}),
+    },
+    # Schema version 13: an upload in pieces (auth.check, store.file.create,
+    # .write, .commit answered), a download, an abort
+    "files": {
+        "upload": request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"", "last": False,
+                                           "token": TOKEN, "name": "cat.png", "type": "image/png",
+                                           "size": 6}, session=0)
+            + answer({"user": "Alice"})
+            + answer({"file": {"id": FILE_ID, "name": "cat.png", "size": 6, "type": "image/png"}})
+            + request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"abc",
+                                       "last": False}, session=0)
+            + answer({"written": 3})
+            + request("files.upload", {"upload": UPLOAD, "offset": 3, "data": b"def",
+                                       "last": True}, session=0)
+            + answer({"written": 6})
+            + answer({"file": {"id": FILE_ID, "name": "cat.png", "size": 6, "type": "image/png"}}),
+        "refused": request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"", "last": True,
+                                            "token": TOKEN, "name": "a/b", "type": "x",
+                                            "size": 0}, session=0)
+            + request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"", "last": False,
+                                       "token": TOKEN, "name": "big", "type": "x",
+                                       "size": 10 ** 12}, session=0)
+            + request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"", "last": False,
+                                       "token": TOKEN, "name": "q", "type": "x", "size": 5},
+                      session=0)
+            + answer(code="invalid_token", message="no"),
+        "get": request("files.get", {"file": FILE_ID, "offset": 0, "length": 65536}, session=0)
+            + answer({"name": "cat.png", "type": "image/png", "size": 6, "data": b"abcdef"}),
+        "abort": request("files.upload", {"upload": UPLOAD, "offset": 0, "data": b"", "last": False,
+                                          "token": TOKEN, "name": "n", "type": "t", "size": 4},
+                         session=0)
+            + request("files.abort", {"upload": UPLOAD}, session=0) + answer({"user": "bob"})
+            + timers(),
+        "unknown": request("files.nope", {}, session=0),
     },
     "presence": {
         "list": session("bound", 1, "alice") + session("bound", 2, "bob") + timers()
@@ -476,10 +519,27 @@ STORE = {
         + request("store.invite.add", {"room": "general", "user": "bob", "from": "alice"})
         + request("store.msg.history", {"room": "general", "limit": 5})
         + request("store.room.unban", {"room": "general", "user": "bob"}) + batch_end(),
+    # Schema version 13: files, references from messages, the sweep
+    "files": request("store.user.create", {"name": "alice", "password_hash": HASH, "created_at": NOW})
+        + request("store.room.create", {"name": "general", "description": "", "private": False,
+                                        "max_participants": 50, "owner": "alice", "created_at": NOW})
+        + request("store.file.create", {"id": FILE_ID, "user": "alice", "name": "a.txt",
+                                        "type": "text/plain", "size": 6, "ts": NOW, "quota": 100})
+        + batch_end()
+        + request("store.file.write", {"id": FILE_ID, "offset": 0, "data": b"abc"})
+        + request("store.file.write", {"id": FILE_ID, "offset": 3, "data": b"def"})
+        + request("store.file.commit", {"id": FILE_ID})
+        + request("store.file.get", {"id": FILE_ID})
+        + request("store.file.read", {"id": FILE_ID, "offset": 2, "length": 3})
+        + request("store.msg.append", {"room": "general", "entries": [
+            dict(entry(1), file={"id": FILE_ID, "name": "a.txt", "size": 6, "type": "text/plain"}),
+            {"seq": 2, "kind": "delete", "user": "alice", "ts": NOW, "target": 1}]})
+        + request("store.file.sweep", {"before": NOW + 1})
+        + request("store.room.delete", {"name": "general"}) + batch_end(),
     "unknown": request("store.nope"),
     "not-a-map": b"\x00\x00" + str8("store.user.get") + bin16(mp(["name"])),
 }
-# store.search (schema 12): store-sqlite's; store-mongo gains it with its schema 12
+# store.search (schema 12): both stores serve it
 SEEDS["store-sqlite"] = dict(STORE, search=request("store.user.create", {
         "name": "alice", "password_hash": HASH, "created_at": NOW})
     + request("store.room.create", {"name": "general", "description": "", "private": False,
@@ -490,7 +550,7 @@ SEEDS["store-sqlite"] = dict(STORE, search=request("store.user.create", {
                                "cursor": "999999999999"})
     + request("store.search", {"user": "alice", "words": ["x"], "with": "bob", "limit": 100})
     + request("store.search", {"user": "alice", "words": ["Bad"], "limit": 5}) + batch_end())
-SEEDS["store-mongo"] = STORE
+SEEDS["store-mongo"] = SEEDS["store-sqlite"]
 
 
 def main():

@@ -49,6 +49,24 @@ s_read_reaction (pl_change_t *self, const msgpack_object *map, pl_lane_intake_t 
     return true;
 }
 
+//  A send's file: the one pl_file checked for this request (a 'file' that
+//  did not go through pl_file is not one of the sender's uploads)
+static bool
+s_read_file (pl_change_t *self, const msgpack_object *map, pl_lane_intake_t *intake)
+{
+    if (!pl_file_named (map))
+        return true;
+    const pl_file_t *checked = pl_file_checked ();
+    const char *id = NULL;
+    size_t size = 0;
+    if (!checked || pl_body_strn (map, "file", &id, &size) != 1 || size != strlen (checked->id)
+    ||  memcmp (id, checked->id, size) != 0)
+        return pl_lane_refuse (intake, "bad_request",
+                               "The field 'file' is not one of your uploads.");
+    self->file = *checked;
+    return true;
+}
+
 bool
 pl_change_read (pl_change_t *self, pl_change_kind_t kind, const msgpack_object *map,
                 pl_lane_intake_t *intake)
@@ -59,7 +77,7 @@ pl_change_read (pl_change_t *self, pl_change_kind_t kind, const msgpack_object *
         if (s_seq (map, "reply_to", &self->reply_to) < 0)
             return pl_lane_refuse (intake, "bad_request", "The field 'reply_to' must be a"
                                    " seq (a whole number from 1): the message replied to.");
-        return true;
+        return s_read_file (self, map, intake);
     }
     if (s_seq (map, "seq", &self->target) != 1)
         return pl_lane_refuse (intake, "bad_request", "The field 'seq' must be a seq (a whole"
@@ -96,7 +114,7 @@ uint32_t
 pl_change_fields (const pl_change_t *self)
 {
     if (self->kind == PL_CHANGE_MESSAGE)
-        return self->reply_to? 1: 0;
+        return (self->reply_to? 1: 0) + (self->file.id [0]? 1: 0);
     return self->kind == PL_CHANGE_REACTION? 3: 1;
 }
 
@@ -107,6 +125,10 @@ pl_change_pack (const pl_change_t *self, msgpack_packer *packer)
         if (self->reply_to) {
             pl_body_pack_str (packer, "reply_to");
             msgpack_pack_uint64 (packer, self->reply_to);
+        }
+        if (self->file.id [0]) {
+            pl_body_pack_str (packer, "file");
+            pl_file_pack (&self->file, packer);
         }
         return;
     }
@@ -124,8 +146,10 @@ size_t
 pl_change_json_size (const pl_change_t *self)
 {
     if (self->kind == PL_CHANGE_MESSAGE)
-        return self->reply_to? 1 + pl_reply_json_member_size
-                                   ("reply_to", pl_reply_json_uint_size (self->reply_to)): 0;
+        return (self->reply_to? 1 + pl_reply_json_member_size
+                                    ("reply_to", pl_reply_json_uint_size (self->reply_to)): 0)
+             + (self->file.id [0]? 1 + pl_reply_json_member_size
+                                       ("file", pl_file_json_size (&self->file)): 0);
     size_t size = 1 + pl_reply_json_member_size ("target", pl_reply_json_uint_size (self->target));
     if (self->kind == PL_CHANGE_REACTION)
         size += 2 + pl_reply_json_member_size ("emoji", pl_reply_json_str_size
@@ -150,11 +174,19 @@ s_reactions (const msgpack_object *entry)
         && reactions->via.array.size? reactions: NULL;
 }
 
+//  A message's file as the store answers it (schema version 13): a map
+static const msgpack_object *
+s_file (const msgpack_object *entry)
+{
+    const msgpack_object *file = pl_body_field (entry, "file");
+    return file && file->type == MSGPACK_OBJECT_MAP? file: NULL;
+}
+
 uint32_t
 pl_change_state_fields (const msgpack_object *entry)
 {
     return (s_edited (entry) > 0) + pl_body_bool (entry, "deleted")
-         + (s_reactions (entry) != NULL);
+         + (s_reactions (entry) != NULL) + (s_file (entry) != NULL);
 }
 
 void
@@ -174,6 +206,11 @@ pl_change_pack_state (const msgpack_object *entry, msgpack_packer *packer)
         pl_body_pack_str (packer, "reactions");
         msgpack_pack_object (packer, *reactions);
     }
+    const msgpack_object *file = s_file (entry);
+    if (file) {
+        pl_body_pack_str (packer, "file");
+        msgpack_pack_object (packer, *file);
+    }
 }
 
 size_t
@@ -188,6 +225,9 @@ pl_change_state_json_size (const msgpack_object *entry)
     const msgpack_object *reactions = s_reactions (entry);
     if (reactions)
         size += 1 + pl_reply_json_member_size ("reactions", pl_reply_json_size (reactions));
+    const msgpack_object *file = s_file (entry);
+    if (file)
+        size += 1 + pl_reply_json_member_size ("file", pl_reply_json_size (file));
     return size;
 }
 

@@ -30,6 +30,7 @@
 #ifndef PL_CHANGE_H_INCLUDED
 #define PL_CHANGE_H_INCLUDED
 
+#include "pl_file.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 
@@ -56,6 +57,8 @@ typedef struct {
     uint64_t reply_to;              //  message: the seq it replies to; 0: none
     char emoji [PL_EMOJI_MAX + 1];  //  reaction
     bool on;                        //  reaction: added (true) or taken back
+    pl_file_t file;                 //  message: the file it carries (PROTOCOL.md 1.1,
+                                    //  "Files", checked by pl_file); id "": none
 } pl_change_t;
 
 //  The kind's name as entries carry it: "message", "edit", "delete",
@@ -63,7 +66,8 @@ typedef struct {
 const char *
     pl_change_kind_name (pl_change_kind_t kind);
 
-//  Reads the fields a request of kind names, from its map: reply_to? for a
+//  Reads the fields a request of kind names, from its map: reply_to? and
+//  file? (the file pl_file_checked has, for a send pl_file checked) for a
 //  message; seq for the others, emoji and on? for a reaction. Returns
 //  true, or false with intake's refusal (bad_request). The text is the
 //  plugin's to read.
@@ -77,7 +81,7 @@ bool
     pl_change_from_entry (pl_change_t *self, const msgpack_object *entry);
 
 //  The fields pl_change_pack adds to an open map: target, emoji, on,
-//  reply_to, those the kind has (0 for a message that is no reply)
+//  reply_to, file, those the kind has (0 for a plain message)
 uint32_t
     pl_change_fields (const pl_change_t *self);
 
@@ -91,7 +95,7 @@ size_t
 //  A message as the store has it now (PROTOCOL.md: "as it is now"): the
 //  fields pl_change_pack_state adds to an open map: edited (a time), deleted
 //  (true), reactions ([{emoji, count, users}], as the store orders them),
-//  those the entry has
+//  file ({id, name, size, type}, schema version 13), those the entry has
 uint32_t
     pl_change_state_fields (const msgpack_object *entry);
 

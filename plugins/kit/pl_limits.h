@@ -48,5 +48,10 @@
 #define PL_STORE_APPEND_MAX         256         //  entries in one store.msg/pm.append
 #define PL_STORE_DESCRIPTION_MAX    2000        //  bytes of a stored description
 #define PL_STORE_TEXT_MAX           16000       //  bytes of a stored message text
+//  Files (schema version 13)
+#define PL_FILE_ID_MAX              64          //  characters of [A-Za-z0-9_-] of a file's id
+#define PL_FILE_NAME_MAX            255         //  bytes of a file's name
+#define PL_FILE_TYPE_MAX            255         //  bytes of a file's type
+#define PL_FILE_CHUNK_MAX           (1024 * 1024 - 64 * 1024)   //  bytes of one piece
 
 #endif

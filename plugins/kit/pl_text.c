@@ -153,6 +153,17 @@ pl_text_username_valid (const char *name)
 }
 
 bool
+pl_text_word_valid (const char *text, size_t size, size_t min, size_t max)
+{
+    if (size < min || size > max)
+        return false;
+    for (size_t index = 0; index < size; index++)
+        if (!isalnum ((unsigned char) text [index]) && text [index] != '_' && text [index] != '-')
+            return false;
+    return true;
+}
+
+bool
 pl_text_same_name (const char *one, const char *two)
 {
     return strcasecmp (one, two) == 0;

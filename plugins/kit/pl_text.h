@@ -54,6 +54,11 @@ pl_text_emoji_valid (const char *bytes, size_t size);
 bool
 pl_text_username_valid (const char *name);
 
+//  True when text (size bytes) is min to max characters of [A-Za-z0-9_-]
+//  (base64url: a file's id, an upload's handle)
+bool
+pl_text_word_valid (const char *text, size_t size, size_t min, size_t max);
+
 //  True when two names are the same without regard to ASCII case
 bool
 pl_text_same_name (const char *one, const char *two);

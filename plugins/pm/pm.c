@@ -30,6 +30,7 @@
 #include "pl_call.h"
 #include "pl_entry.h"
 #include "pl_change.h"
+#include "pl_file.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
@@ -84,6 +85,8 @@ typedef struct {
     const parley_host_t *host;      //  the host's function table
     pl_call_t *calls;               //  every store call, owned
     pl_lane_t *lane;                //  the conversations, by pair key, owned
+    pl_file_check_t *files;         //  sends with a file, looked up first (PROTOCOL.md
+                                    //  1.1 "Files"), owned
     zhashx_t *users;                //  lower-cased name -> name as registered, owned
     list_t *lists;                  //  pm.conversations in progress, owned
     pl_service_t lists_time;        //  their store calls' measured time: the
@@ -752,6 +755,10 @@ s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     if (pl_nonce_read (map, &intake->nonce) < 0)
         return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
                                " letters, digits, '_' or '-'.", PL_NONCE_MAX);
+    //  With a file (PROTOCOL.md 1.1, "Files") the text may be left out
+    if (args->change.file.id [0] && !pl_body_field (map, "text"))
+        return (args->text = strdup ("")) != NULL
+            || pl_lane_refuse (intake, "internal", "The server ran out of memory.");
     return s_read_text (args, map, intake);
 }
 
@@ -775,6 +782,9 @@ static bool
 s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
     size_t length = pl_text_utf8_length (args->text);
+    //  A message with a file may have no text (PROTOCOL.md 1.1, "Files")
+    if (length == 0 && args->change.file.id [0])
+        return true;
     if (length < 1 || length > PL_TEXT_MAX || !pl_text_has_content (args->text))
         return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
                                " not only white space.", PL_TEXT_MAX);
@@ -866,6 +876,16 @@ s_busy (void *plugin, pl_lane_key_t *key, const void *args, pl_lane_intake_t *in
                     " try again shortly.", ((const args_t *) args)->other);
 }
 
+//  A send whose file was checked (pl_file) goes to the lane as any other
+static void
+s_submit (void *plugin, parley_request_t **request_p)
+{
+    pm_t *self = (pm_t *) plugin;
+    if (pl_lane_request (self->lane, request_p) != 0)
+        self->host->reply_error (self->ctx, request_p, "internal",
+                                 "The private message service failed.");
+}
+
 static void
 s_on_request (void *state, parley_request_t *request)
 {
@@ -873,6 +893,9 @@ s_on_request (void *state, parley_request_t *request)
     const parley_host_t *host = self->host;
     const char *type = host->request_type (request);
     type = type? type: "";
+    //  A send with a file: the store looks the file up before the lane
+    if (strcmp (type, "pm.send") == 0 && pl_file_check_request (self->files, &request) == 0)
+        return;
     if (pl_lane_request (self->lane, &request) == 0)
         return;
     if (strcmp (type, "pm.conversations") != 0) {
@@ -940,9 +963,10 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->calls = pl_call_new (host, ctx, self);
     self->lane = self->calls? pl_lane_new (ctx, host, self->calls, &s_conv_class, self,
                                            PL_LANE_QUEUE_MAX): NULL;
+    self->files = self->calls? pl_file_check_new (host, ctx, self->calls, s_submit, self): NULL;
     self->users = zhashx_new ();
     self->typing = pl_throttle_new (typing_ms, PL_THROTTLE_MAX);
-    if (!self->lane || !self->users || !self->typing) {
+    if (!self->lane || !self->files || !self->users || !self->typing) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -965,6 +989,7 @@ s_destroy (void **state_p)
         if (self->lane)
             self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
                              self->messages);
+        pl_file_check_destroy (&self->files);
         pl_lane_destroy (&self->lane);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->users);

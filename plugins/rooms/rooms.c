@@ -35,6 +35,7 @@
 #include "pl_call.h"
 #include "pl_entry.h"
 #include "pl_change.h"
+#include "pl_file.h"
 #include "pl_lane.h"
 #include "pl_limits.h"
 #include "pl_nonce.h"
@@ -122,6 +123,8 @@ typedef struct {
     const parley_host_t *host;      //  the host's function table
     pl_call_t *calls;               //  every store call, owned
     pl_lane_t *lane;                //  the rooms, by lower-cased name, owned
+    pl_file_check_t *files;         //  sends with a file, looked up first (PROTOCOL.md
+                                    //  1.1 "Files"), owned
     zhashx_t *sessions;             //  "sid" -> user name (char *), owned
     zhashx_t *online;               //  lower-cased user -> session count (as a pointer)
     rm_list_t *lists;               //  room.list and room.directory, owned
@@ -2154,6 +2157,10 @@ s_read_send (args_t *args, const msgpack_object *map, pl_lane_intake_t *intake)
     if (pl_nonce_read (map, &intake->nonce) < 0)
         return pl_lane_refuse (intake, "bad_request", "The field 'nonce' must be 1 to %d"
                                " letters, digits, '_' or '-'.", PL_NONCE_MAX);
+    //  With a file (PROTOCOL.md 1.1, "Files") the text may be left out
+    if (args->change.file.id [0] && !pl_body_field (map, "text"))
+        return (args->argument = strdup ("")) != NULL
+            || pl_lane_refuse (intake, "internal", "The server ran out of memory.");
     return s_read_text (args, map, intake);
 }
 
@@ -2183,6 +2190,9 @@ static bool
 s_check_send (args_t *args, pl_lane_intake_t *intake)
 {
     size_t length = args->text_has_nul? 0: pl_text_utf8_length (args->argument);
+    //  A message with a file may have no text (PROTOCOL.md 1.1, "Files")
+    if (length == 0 && !args->text_has_nul && args->change.file.id [0])
+        return true;
     if (length < 1 || length > PL_TEXT_MAX || !pl_text_has_content (args->argument))
         return pl_lane_refuse (intake, "invalid_text", "A message is 1 to %d characters and"
                                " not only white space.", PL_TEXT_MAX);
@@ -2429,12 +2439,24 @@ s_admin (rooms_t *self, parley_request_t *request, const char *type)
     msgpack_unpacked_destroy (&fields);
 }
 
+//  A send whose file was checked (pl_file) goes to the lane as any other
+static void
+s_submit (void *plugin, parley_request_t **request_p)
+{
+    rooms_t *self = (rooms_t *) plugin;
+    if (pl_lane_request (self->lane, request_p) != 0)
+        self->host->reply_error (self->ctx, request_p, "internal", "The room service failed.");
+}
+
 static void
 s_on_request (void *state, parley_request_t *request)
 {
     rooms_t *self = (rooms_t *) state;
     const char *type = self->host->request_type (request);
     type = type? type: "";
+    //  A send with a file: the store looks the file up before the lane
+    if (strcmp (type, "msg.send") == 0 && pl_file_check_request (self->files, &request) == 0)
+        return;
     if (strncmp (type, "admin.rooms.", 12) == 0)
         s_admin (self, request, type);
     else
@@ -2524,11 +2546,13 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->calls = pl_call_new (host, ctx, self);
     self->lane = self->calls? pl_lane_new (ctx, host, self->calls, &s_room_class, self,
                                            PL_LANE_QUEUE_MAX): NULL;
+    self->files = self->calls? pl_file_check_new (host, ctx, self->calls, s_submit, self): NULL;
     self->sessions = zhashx_new ();
     self->online = zhashx_new ();
     self->lists = rm_list_new (ctx, host, self->calls, self->list_public);
     self->typing = pl_throttle_new (self->typing_ms, PL_THROTTLE_MAX);
-    if (!self->lane || !self->sessions || !self->online || !self->lists || !self->typing) {
+    if (!self->lane || !self->files || !self->sessions || !self->online || !self->lists
+    ||  !self->typing) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -2553,6 +2577,7 @@ s_destroy (void **state_p)
         if (self->lane)
             self->host->log (self->ctx, PARLEY_LOG_INFO, "stopping after %" PRIu64 " messages",
                              self->messages);
+        pl_file_check_destroy (&self->files);
         pl_lane_destroy (&self->lane);
         rm_list_destroy (&self->lists);
         pl_throttle_destroy (&self->typing);

@@ -15,6 +15,9 @@
 #include "sm_common.h"
 #include "st_reactions.h"
 #include "pl_text.h"
+#include "sm_words.h"
+#include "sm_files.h"
+#include "sm_conn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,7 @@ typedef struct {
     uint64_t seq;
     bool message;                   //  a message entry, not deleted
     char author [ST_NAME_MAX + 1];  //  lower-cased
+    sm_file_id_t file;              //  the file it refers to, "" for none (schema 13)
     s_row_t *rows;
     uint32_t count;
     uint32_t capacity;
@@ -45,6 +49,10 @@ typedef struct {
     uint32_t queued;                //  how many (an empty bulk is not run)
     uint64_t deleted [ST_RUN_MAX];  //  a conversation's deleted messages, whose
     uint32_t deleted_count;         //  copy as the conversation's last is blanked first
+    sm_file_id_t referenced [ST_RUN_MAX];   //  the files its messages refer to
+    uint32_t referenced_count;
+    sm_file_id_t released [ST_RUN_MAX];     //  the files of the messages it deletes
+    uint32_t released_count;
 } s_effects_t;
 
 //  One request's check
@@ -57,6 +65,8 @@ typedef struct {
     s_effects_t *effects;           //  queued
     st_refusal_t refused [ST_RUN_MAX];
     uint32_t refused_count;
+    sm_file_state_t *files;         //  the files the run's messages name (schema 13)
+    uint32_t file_count;
 } s_check_t;
 
 //  An element of the run, whatever its request
@@ -92,7 +102,7 @@ s_checked (const st_change_t *change)
 {
     return change->kind == ST_KIND_EDIT || change->kind == ST_KIND_DELETE
         || change->kind == ST_KIND_REACTION
-        || (change->kind == ST_KIND_MESSAGE && change->reply_to);
+        || (change->kind == ST_KIND_MESSAGE && (change->reply_to || change->file.id.data));
 }
 
 bool
@@ -192,8 +202,10 @@ s_on_target (void *arg, const bson_t *document)
     st_text_t author = sm_bson_st_text (document, s_pm (check->pending) ? "from" : "user");
     s_target_t *target = s_target_add (check, (uint64_t) sm_bson_int (document, "seq", 0),
                                        message, author);
-    if (target)
+    if (target) {
         s_read_rows (document, target);
+        sm_copy_bson_str (document, "file.id", target->file, sizeof target->file);
+    }
 }
 
 //  The targets the run names, in one find of its timeline
@@ -220,12 +232,36 @@ s_find_targets (sm_store_t *self, s_check_t *check, bson_error_t *error)
     bson_append_document_end (&filter, &condition);
     bson_t *opts = BCON_NEW ("projection", "{", "seq", BCON_INT32 (1), "kind", BCON_INT32 (1),
                              "user", BCON_INT32 (1), "from", BCON_INT32 (1),
-                             "deleted", BCON_INT32 (1), "reactions", BCON_INT32 (1), "}");
-    int rc = sm_find (self, s_collection (self, pending), &filter, opts, s_on_target, check,
-                      error);
+                             "deleted", BCON_INT32 (1), "reactions", BCON_INT32 (1),
+                             "file.id", BCON_INT32 (1), "}");
+    int rc = count == 0 ? 0 : sm_find (self, s_collection (self, pending), &filter, opts,
+                                       s_on_target, check, error);
     bson_destroy (opts);
     bson_destroy (&filter);
     return rc;
+}
+
+//  The files the run's messages name, in one find (schema version 13)
+static int
+s_find_files (sm_store_t *self, s_check_t *check, bson_error_t *error)
+{
+    const sm_pending_t *pending = check->pending;
+    sm_file_id_t ids [ST_RUN_MAX];
+    uint32_t count = 0;
+    for (uint32_t index = 0; index < pending->entry_count && count < ST_RUN_MAX; index++) {
+        const st_change_t *change = s_element_at (pending, index).change;
+        if (change->kind == ST_KIND_MESSAGE && change->file.id.data)
+            snprintf (ids [count++], sizeof (sm_file_id_t), "%.*s", (int) change->file.id.size,
+                      change->file.id.data);
+    }
+    if (count == 0)
+        return 0;
+    check->files = (sm_file_state_t *) calloc (count, sizeof (sm_file_state_t));
+    if (!check->files) {
+        sm_fail (check->pending, "internal", "The store ran out of memory.");
+        return 0;
+    }
+    return sm_files_states (self, ids, count, check->files, &check->file_count, error);
 }
 
 //  The room's owner, lower-cased, for a run that deletes
@@ -268,6 +304,8 @@ s_queue_edit (s_check_t *check, const s_element_t *element)
     BSON_APPEND_DOCUMENT_BEGIN (&update, "$set", &set);
     bson_append_utf8 (&set, "text", 4, element->text.data, (int) element->text.size);
     BSON_APPEND_DATE_TIME (&set, "edited", element->ts);
+    //  Searched by its text as it is now (schema version 12)
+    sm_words_append (&set, "words", element->text.data, element->text.size);
     bson_append_document_end (&update, &set);
     mongoc_bulk_operation_update_one_with_opts (check->effects->bulk, selector, &update, NULL, NULL);
     check->effects->queued++;
@@ -288,7 +326,9 @@ s_queue_delete (s_check_t *check, uint64_t target)
     bson_t *selector = s_selector (pending, target, false);
     bson_t *update = BCON_NEW ("$set", "{", "text", BCON_UTF8 (""), "deleted", BCON_BOOL (true), "}",
                                "$unset", "{", "reactions", BCON_UTF8 (""),
-                                              "mentioned", BCON_UTF8 (""), "}");
+                                              "mentioned", BCON_UTF8 (""),
+                                              "words", BCON_UTF8 (""),
+                                              "file", BCON_UTF8 (""), "}");
     mongoc_bulk_operation_update_one_with_opts (check->effects->bulk, selector, update, NULL, NULL);
     check->effects->queued += 2;
     if (s_pm (pending) && check->effects->deleted_count < ST_RUN_MAX)
@@ -387,15 +427,64 @@ s_apply_reaction (s_check_t *check, s_target_t *target, const s_element_t *eleme
 }
 
 //  Checks one element against the targets; NULL when it passes
+//  A message's file: it exists, is complete and is its sender's (key,
+//  lower-cased). Returns no_such_file, or NULL when it is or none is named.
+static const char *
+s_check_file (const s_check_t *check, const st_file_ref_t *file, const char *key)
+{
+    if (!file->id.data)
+        return NULL;
+    for (uint32_t index = 0; index < check->file_count; index++) {
+        const sm_file_state_t *state = &check->files [index];
+        if (strlen (state->id) == file->id.size
+        &&  memcmp (state->id, file->id.data, file->id.size) == 0)
+            return state->complete && strcmp (state->user_key, key) == 0
+                   ? NULL : ST_NO_SUCH_FILE;
+    }
+    return ST_NO_SUCH_FILE;
+}
+
+//  A message of the run, stored: a target for the elements after it, and
+//  its file referred to
+static void
+s_add_message (s_check_t *check, const s_element_t *element)
+{
+    s_target_t *target = s_target_add (check, element->seq, true, element->actor);
+    const st_file_ref_t *file = &element->change->file;
+    if (!file->id.data)
+        return;
+    s_effects_t *effects = check->effects;
+    if (target)
+        snprintf (target->file, sizeof target->file, "%.*s", (int) file->id.size, file->id.data);
+    if (effects->referenced_count < ST_RUN_MAX)
+        snprintf (effects->referenced [effects->referenced_count++], sizeof (sm_file_id_t),
+                  "%.*s", (int) file->id.size, file->id.data);
+}
+
+//  A deleted message's file: released once the deletion is applied
+static void
+s_release_file (s_check_t *check, s_target_t *target)
+{
+    s_effects_t *effects = check->effects;
+    if (target->file [0] && effects->released_count < ST_RUN_MAX)
+        memcpy (effects->released [effects->released_count++], target->file,
+                sizeof (sm_file_id_t));
+    target->file [0] = 0;
+}
+
 static const char *
 s_judge (s_check_t *check, const s_element_t *element, const char *key, s_target_t **target_p,
          int64_t *since_p)
 {
     const st_change_t *change = element->change;
     uint64_t seq = change->kind == ST_KIND_MESSAGE ? change->reply_to : change->target;
-    s_target_t *target = *target_p = s_target_find (check, seq);
+    s_target_t *target = *target_p = seq ? s_target_find (check, seq) : NULL;
+    if (change->kind == ST_KIND_MESSAGE && !seq)
+        return s_check_file (check, &change->file, key);
     if (!target || !target->message)
         return ST_NO_SUCH_MESSAGE;
+    if (change->kind == ST_KIND_MESSAGE)
+        return s_check_file (check, &change->file, key);
     if (change->kind == ST_KIND_EDIT && strcmp (target->author, key) != 0)
         return ST_FORBIDDEN;
     if (change->kind == ST_KIND_DELETE && strcmp (target->author, key) != 0
@@ -425,7 +514,7 @@ s_check_element (s_check_t *check, uint32_t index)
         return;
     }
     if (change->kind == ST_KIND_MESSAGE)
-        s_target_add (check, element.seq, true, element.actor);
+        s_add_message (check, &element);
     else
     if (change->kind == ST_KIND_EDIT)
         s_queue_edit (check, &element);
@@ -434,6 +523,7 @@ s_check_element (s_check_t *check, uint32_t index)
         target->message = false;
         target->count = 0;
         s_queue_delete (check, target->seq);
+        s_release_file (check, target);
     }
     else
     if (change->kind == ST_KIND_REACTION)
@@ -481,7 +571,8 @@ s_check_run (sm_store_t *self, s_check_t *check)
     if (check->refused_count || pending->duplicate_count)
         s_answer_refused (check);
     pending->changes = check->effects;
-    if (!check->effects->queued || !sm_is_live (pending))
+    if ((!check->effects->queued && !check->effects->referenced_count)
+    ||  !sm_is_live (pending))
         sm_changes_drop (pending);
 }
 
@@ -491,6 +582,7 @@ s_check_free (s_check_t *check)
     for (uint32_t index = 0; index < check->count; index++)
         free (check->targets [index].rows);
     free (check->targets);
+    free (check->files);
 }
 
 int
@@ -503,6 +595,8 @@ sm_changes_check (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
         sm_fail (pending, "internal", "The store ran out of memory.");
     if (rc == 0 && check.targets && !s_pm (pending))
         rc = s_find_owner (self, &check, error);
+    if (rc == 0 && check.targets)
+        rc = s_find_files (self, &check, error);
     if (rc == 0 && sm_is_live (pending))
         s_check_run (self, &check);
     s_check_free (&check);
@@ -549,13 +643,22 @@ sm_changes_apply (sm_store_t *self, sm_pending_t *pending, bson_error_t *error)
     if (!effects)
         return 0;
     int rc = s_blank_last (self, pending, effects, error);
-    if (rc == 0) {
+    if (rc == 0 && effects->queued) {
         bson_t reply;
         self->round_trips++;
         if (!mongoc_bulk_operation_execute (effects->bulk, &reply, error))
             rc = -1;
         bson_destroy (&reply);
     }
+    //  The files: those referred to now marked, those released deleted
+    //  when nothing refers to them any longer. A failure here leaves
+    //  them to store.file.sweep; the messages' ok stands.
+    bson_error_t files_error;
+    if (rc == 0
+    &&  (sm_files_mark_referenced (self, effects->referenced, effects->referenced_count,
+                                   &files_error)
+    ||   sm_files_release (self, effects->released, effects->released_count, &files_error)))
+        sm_note_failure (self, "settling the files of timeline changes", &files_error);
     sm_changes_drop (pending);
     return rc;
 }
@@ -578,6 +681,8 @@ sm_changes_drop (sm_pending_t *pending)
 void
 sm_changes_build (const st_change_t *change, bson_t *document)
 {
+    if (change->kind == ST_KIND_MESSAGE)
+        sm_file_ref_build (&change->file, document);
     if (change->reply_to)
         BSON_APPEND_INT64 (document, "reply_to", (int64_t) change->reply_to);
     if (change->target)
@@ -647,6 +752,8 @@ sm_changes_read (const bson_t *document, uint64_t seq, st_change_t *change,
     change->edited_at = sm_bson_int (document, "edited", -1);
     change->edited = change->edited_at >= 0;
     change->deleted = sm_bson_bool (document, "deleted");
+    if (change->kind == ST_KIND_MESSAGE && !change->deleted)
+        sm_file_ref_read (document, &change->file);
     if (change->kind == ST_KIND_REACTION) {
         change->emoji = sm_bson_st_text (document, "emoji");
         change->on = sm_bson_bool (document, "on");

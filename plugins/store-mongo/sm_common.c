@@ -69,14 +69,15 @@ sm_pack_bson_time (msgpack_packer *packer, const bson_t *document, const char *k
         msgpack_pack_nil (packer);
 }
 
-//  Copies a string field of a document into buffer (size bytes); "" if absent
+//  Copies a string field of a document (key may be a dotted path) into
+//  buffer (size bytes); "" if absent
 void
 sm_copy_bson_str (const bson_t *document, const char *key, char *buffer, size_t size)
 {
     bson_iter_t iter;
     uint32_t length = 0;
     const char *string = NULL;
-    if (bson_iter_init_find (&iter, document, key) && BSON_ITER_HOLDS_UTF8 (&iter))
+    if (sm_bson_at (document, key, &iter) && BSON_ITER_HOLDS_UTF8 (&iter))
         string = bson_iter_utf8 (&iter, &length);
     snprintf (buffer, size, "%.*s", string ? (int) length : 0, string ? string : "");
 }
@@ -677,7 +678,8 @@ sm_run_page (sm_store_t *self, sm_pending_t *pending, mongoc_collection_t *colle
     bson_t *opts = BCON_NEW ("sort", "{", "seq", BCON_INT32 (oldest_first ? 1 : -1), "}",
                              "limit", BCON_INT64 ((int64_t) pending->limit + 1),
                              "hint", BCON_UTF8 (hint),
-                             "projection", "{", "_id", BCON_INT32 (0), "}");
+                             "projection", "{", "_id", BCON_INT32 (0),
+                                                "words", BCON_INT32 (0), "}");
     s_entries_t entries = { .capacity = pending->limit + 1 };
     entries.documents = (bson_t **) calloc (entries.capacity, sizeof (bson_t *));
     int rc = 0;

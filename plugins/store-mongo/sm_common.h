@@ -63,7 +63,8 @@ void
 void
     sm_pack_bson_time (msgpack_packer *packer, const bson_t *document, const char *key);
 
-//  Copies a string field of a document into buffer (size bytes); "" if absent
+//  Copies a string field of a document (key may be a dotted path) into
+//  buffer (size bytes); "" if absent
 void
     sm_copy_bson_str (const bson_t *document, const char *key, char *buffer, size_t size);
 

@@ -7,6 +7,7 @@
 #include "sm_common.h"
 #include "st_reply.h"
 #include "sm_conn.h"
+#include "sm_words.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -174,6 +175,13 @@ s_indexes_messages (void)
             "{", "key", "{", "room", BCON_INT32 (1), "mentioned", BCON_INT32 (1),
                               "seq", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 (SM_MENTIONS_INDEX), "}",
+            "{", "key", "{", "words", BCON_INT32 (1), "room", BCON_INT32 (1),
+                              "ts", BCON_INT32 (-1), "}",
+                 "name", BCON_UTF8 (SM_WORDS_INDEX), "}",
+            "{", "key", "{", "file.id", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (SM_FILE_REF_INDEX),
+                 "partialFilterExpression", "{", "file.id", "{", "$exists", BCON_BOOL (true),
+                 "}", "}", "}",
         "]");
 }
 
@@ -190,6 +198,13 @@ s_indexes_pm_messages (void)
                               "nonce", BCON_INT32 (1), "}",
                  "name", BCON_UTF8 (SM_PM_NONCE_INDEX), "unique", BCON_BOOL (true),
                  "partialFilterExpression", "{", "nonce", "{", "$exists", BCON_BOOL (true),
+                 "}", "}", "}",
+            "{", "key", "{", "words", BCON_INT32 (1), "conv", BCON_INT32 (1),
+                              "ts", BCON_INT32 (-1), "}",
+                 "name", BCON_UTF8 (SM_PM_WORDS_INDEX), "}",
+            "{", "key", "{", "file.id", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 (SM_FILE_REF_INDEX),
+                 "partialFilterExpression", "{", "file.id", "{", "$exists", BCON_BOOL (true),
                  "}", "}", "}",
         "]");
 }
@@ -222,6 +237,90 @@ s_indexes_markers (void)
         "]");
 }
 
+//  meta: one document per key (the schema version's is "schema")
+static bson_t *
+s_indexes_meta (void)
+{
+    return BCON_NEW (
+        "createIndexes", BCON_UTF8 ("meta"),
+        "indexes", "[",
+            "{", "key", "{", "key", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("key_unique"), "unique", BCON_BOOL (true), "}",
+        "]");
+}
+
+//  files: the unique id; a user's files (the quota); by creation (the
+//  sweep); file_chunks: a file's pieces by offset, unique
+static bson_t *
+s_indexes_files (void)
+{
+    return BCON_NEW (
+        "createIndexes", BCON_UTF8 ("files"),
+        "indexes", "[",
+            "{", "key", "{", "id", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("id_unique"), "unique", BCON_BOOL (true), "}",
+            "{", "key", "{", "user_key", BCON_INT32 (1), "}", "name", BCON_UTF8 ("user_key"), "}",
+            "{", "key", "{", "ts", BCON_INT32 (1), "}", "name", BCON_UTF8 ("ts"), "}",
+        "]");
+}
+
+static bson_t *
+s_indexes_file_chunks (void)
+{
+    return BCON_NEW (
+        "createIndexes", BCON_UTF8 ("file_chunks"),
+        "indexes", "[",
+            "{", "key", "{", "file", BCON_INT32 (1), "offset", BCON_INT32 (1), "}",
+                 "name", BCON_UTF8 ("file_offset_unique"), "unique", BCON_BOOL (true), "}",
+        "]");
+}
+
+//  The schema version the database is at (0 for one that never said),
+//  into *version_p. Returns 0, or -1 with error set.
+static int
+s_schema_read (sm_store_t *self, int64_t *version_p, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("key", BCON_UTF8 ("schema"));
+    bson_t found = BSON_INITIALIZER;
+    int rc = sm_find_one (self, self->meta, filter, NULL, &found, error);
+    *version_p = rc == 1 ? sm_bson_int (&found, "version", 0) : 0;
+    bson_destroy (&found);
+    bson_destroy (filter);
+    return rc < 0 ? -1 : 0;
+}
+
+//  The migrations that fill documents, after the indexes: 12, the words of
+//  the messages stored before. Versions before 12 kept no record (their
+//  fields are read with defaults), so a database without one runs them
+//  all. A database of a newer version is refused. Returns 0, or -1 with
+//  error set (then the next batch tries again).
+static int
+s_migrate (sm_store_t *self, bson_error_t *error)
+{
+    int64_t version;
+    if (s_schema_read (self, &version, error))
+        return -1;
+    if (version > SM_SCHEMA_VERSION) {
+        bson_set_error (error, MONGOC_ERROR_COMMAND, MONGOC_ERROR_COMMAND_INVALID_ARG,
+                        "the database is at schema version %lld; this store-mongo knows "
+                        "up to %d", (long long) version, SM_SCHEMA_VERSION);
+        return -1;
+    }
+    if (version == SM_SCHEMA_VERSION)
+        return 0;
+    if (version < 12 && sm_words_fill (self, error))
+        return -1;
+    bson_t *selector = BCON_NEW ("key", BCON_UTF8 ("schema"));
+    bson_t *update = BCON_NEW ("$set", "{", "version", BCON_INT64 (SM_SCHEMA_VERSION), "}");
+    bson_t *opts = BCON_NEW ("upsert", BCON_BOOL (true));
+    self->round_trips++;
+    bool ok = mongoc_collection_update_one (self->meta, selector, update, opts, NULL, error);
+    bson_destroy (opts);
+    bson_destroy (update);
+    bson_destroy (selector);
+    return ok ? 0 : -1;
+}
+
 //  Pings the server and creates the indexes, once. Returns 0, or -1 with
 //  error set.
 int
@@ -239,7 +338,7 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
     bson_t *(*const indexes []) (void) = {
         s_indexes_users, s_indexes_tokens, s_indexes_rooms,
         s_indexes_messages, s_indexes_pm_messages, s_indexes_conversations,
-        s_indexes_markers
+        s_indexes_markers, s_indexes_meta, s_indexes_files, s_indexes_file_chunks
     };
     mongoc_database_t *database = mongoc_client_get_database (self->client, self->database);
     for (size_t index = 0; ok && index < sizeof indexes / sizeof indexes [0]; index++) {
@@ -249,12 +348,13 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
         bson_destroy (command);
     }
     mongoc_database_destroy (database);
-    if (!ok || s_prepare_active_at (self, error))
+    if (!ok || s_prepare_active_at (self, error) || s_migrate (self, error))
         return -1;
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
                      "MongoDB at %s: indexes on users, tokens, rooms, messages, pm_messages, "
-                     "conversations and markers are in place", self->where);
+                     "conversations, markers, meta, files and file_chunks are in place "
+                     "(schema version %d)", self->where, SM_SCHEMA_VERSION);
     return 0;
 }
 
@@ -324,6 +424,12 @@ sm_store_destroy (sm_store_t **self_p)
         mongoc_collection_destroy (self->conversations);
     if (self->markers)
         mongoc_collection_destroy (self->markers);
+    if (self->meta)
+        mongoc_collection_destroy (self->meta);
+    if (self->files)
+        mongoc_collection_destroy (self->files);
+    if (self->file_chunks)
+        mongoc_collection_destroy (self->file_chunks);
     if (self->client)
         mongoc_client_destroy (self->client);
     free (self->pending);
@@ -456,6 +562,9 @@ s_client_open (sm_store_t *self, const mongoc_uri_t *uri)
     self->pm_messages = mongoc_client_get_collection (client, database, "pm_messages");
     self->conversations = mongoc_client_get_collection (client, database, "conversations");
     self->markers = mongoc_client_get_collection (client, database, "markers");
+    self->meta = mongoc_client_get_collection (client, database, "meta");
+    self->files = mongoc_client_get_collection (client, database, "files");
+    self->file_chunks = mongoc_client_get_collection (client, database, "file_chunks");
     return 0;
 }
 

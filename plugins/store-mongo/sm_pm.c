@@ -13,6 +13,7 @@
 #include "sm_pm.h"
 #include "sm_changes.h"
 #include "st_reactions.h"
+#include "sm_words.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -145,8 +146,8 @@ s_pm_entry_of (const bson_t *document, st_reactions_t **reactions_p)
     return entry;
 }
 
-static void
-s_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
+void
+sm_pack_pm_entry (msgpack_packer *packer, const bson_t *document)
 {
     st_reactions_t *reactions;
     st_pm_entry_t entry = s_pm_entry_of (document, &reactions);
@@ -180,6 +181,9 @@ sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message
     BSON_APPEND_UTF8 (document, "conv", pending->conv);
     s_append_pm_fields (pending, message, document);
     BSON_APPEND_UTF8 (document, "kind", st_kind_name (message->change.kind));
+    //  A message is searched by its words (schema version 12)
+    if (message->change.kind == ST_KIND_MESSAGE)
+        sm_words_append (document, "words", message->text.data, message->text.size);
     sm_changes_build (&message->change, document);
     if (message->nonce.data)
         sm_append_nonce (document, message->from_peer ? pending->peer_key : pending->key,
@@ -475,7 +479,7 @@ sm_run_pm_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
 {
     //  Names as registered are in the entries: no look-up of the users
     return sm_run_page (self, pending, self->pm_messages, "conv", pending->conv, SM_PM_INDEX,
-                        s_pack_pm_entry, packer, error);
+                        sm_pack_pm_entry, packer, error);
 }
 
 //  The conversations of pm.conversations, in the order found, and what

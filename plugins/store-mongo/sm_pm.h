@@ -16,6 +16,10 @@ void
     sm_build_pm_message (const sm_pending_t *pending, const st_pm_message_t *message,
                          bson_t *document);
 
+//  Packs a pm entry (proto/STORE.md) from its document, as it is now
+void
+    sm_pack_pm_entry (msgpack_packer *packer, const bson_t *document);
+
 //  pm.append, a run of requests, each appending a run of 1 to ST_RUN_MAX
 //  messages to one conversation: one find of the users, then as msg.append
 //  (see above, also for a failure part way): one find of the seqs taken,

@@ -15,6 +15,8 @@
 #include "sm_changes.h"
 #include "st_reactions.h"
 #include "sm_users.h"
+#include "sm_words.h"
+#include "sm_files.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -85,8 +87,8 @@ s_pack_room (msgpack_packer *packer, const bson_t *room, const bool *joined, int
 }
 
 //  Packs a timeline entry from its document
-static void
-s_pack_entry (msgpack_packer *packer, const bson_t *document)
+void
+sm_pack_entry (msgpack_packer *packer, const bson_t *document)
 {
     msgpack_sbuffer mentions;
     msgpack_sbuffer_init (&mentions);
@@ -126,6 +128,9 @@ sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document)
     else
     if (entry->text.data)
         bson_append_utf8 (document, "text", 4, entry->text.data, (int) entry->text.size);
+    //  A message is searched by its words (schema version 12)
+    if (entry->change.kind == ST_KIND_MESSAGE)
+        sm_words_append (document, "words", entry->text.data, entry->text.size);
     if (entry->by.data)
         bson_append_utf8 (document, "by", 2, entry->by.data, (int) entry->by.size);
     sm_changes_build (&entry->change, document);
@@ -313,6 +318,28 @@ s_check_quotas (sm_store_t *self, sm_pending_t *pending, const char *user, bson_
     return 0;
 }
 
+//  A room's timeline, and the files nothing refers to after it (schema
+//  version 13): a deleted room's, or one that an interrupted deletion
+//  left behind. Returns 0, or -1 with error set when the timeline is not
+//  deleted; files it could not settle are left to store.file.sweep.
+static int
+s_delete_timeline (sm_store_t *self, const char *room_key, bson_error_t *error)
+{
+    sm_file_id_t *files = NULL;
+    uint32_t file_count = 0;
+    bson_error_t files_error;
+    if (sm_files_of_room (self, room_key, &files, &file_count, &files_error))
+        sm_note_failure (self, "finding a room's files", &files_error);
+    bson_t *timeline = BCON_NEW ("room", BCON_UTF8 (room_key));
+    self->round_trips++;
+    bool ok = mongoc_collection_delete_many (self->messages, timeline, NULL, NULL, error);
+    bson_destroy (timeline);
+    if (ok && sm_files_release (self, files, file_count, &files_error))
+        sm_note_failure (self, "deleting a room's files", &files_error);
+    free (files);
+    return ok ? 0 : -1;
+}
+
 int
 sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                     bson_error_t *error)
@@ -342,16 +369,13 @@ sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
         return 0;
     //  A timeline that a delete interrupted midway left behind is not this
     //  room's: cleared first (one index range, usually empty)
-    bson_t *stale = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
-    self->round_trips++;
-    bool ok = mongoc_collection_delete_many (self->messages, stale, NULL, NULL, error);
-    bson_destroy (stale);
-    if (!ok || sm_markers_drop (self, pending->room_key, NULL, error))
+    if (s_delete_timeline (self, pending->room_key, error)
+    ||  sm_markers_drop (self, pending->room_key, NULL, error))
         return -1;
     bson_t room = BSON_INITIALIZER;
     s_build_room (pending, owner, &room);
     self->round_trips++;
-    ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
+    bool ok = mongoc_collection_insert_one (self->rooms, &room, NULL, NULL, error);
     //  The owner, its first member, has nothing to read yet
     if (ok && sm_marker_set (self, pending->room_key, pending->key, 0, false, error))
         ok = false;
@@ -715,14 +739,10 @@ sm_run_room_delete (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
             pl_body_pack_str (packer, "members");
             sm_pack_sorted_names (packer, &removed, "users");
         }
-        bson_t *timeline = BCON_NEW ("room", BCON_UTF8 (pending->room_key));
+        //  The room is gone, which is what the caller asked: ok stands
         bson_error_t timeline_error;
-        self->round_trips++;
-        if (!mongoc_collection_delete_many (self->messages, timeline, NULL, NULL,
-                                            &timeline_error))
-            //  The room is gone, which is what the caller asked: ok stands
+        if (s_delete_timeline (self, pending->room_key, &timeline_error))
             sm_note_failure (self, "deleting a deleted room's timeline", &timeline_error);
-        bson_destroy (timeline);
         //  Its markers too (room.create of the name clears any left behind)
         if (sm_markers_drop (self, pending->room_key, NULL, &timeline_error))
             sm_note_failure (self, "deleting a deleted room's read markers", &timeline_error);
@@ -1203,7 +1223,7 @@ sm_run_msg_history (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     if (pending->with_read_seq && s_history_marker (self, pending, error))
         return -1;
     return sm_run_page (self, pending, self->messages, "room", pending->room_key,
-                        SM_TIMELINE_INDEX, s_pack_entry, packer, error);
+                        SM_TIMELINE_INDEX, sm_pack_entry, packer, error);
 }
 
 

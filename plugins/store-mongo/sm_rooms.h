@@ -18,6 +18,10 @@
 void
     sm_build_entry (const char *room_key, const st_entry_t *entry, bson_t *document);
 
+//  Packs a timeline entry (proto/STORE.md) from its document, as it is now
+void
+    sm_pack_entry (msgpack_packer *packer, const bson_t *document);
+
 int
     sm_run_room_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                         bson_error_t *error);

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define SM_SCHEMA_VERSION        10
+#define SM_SCHEMA_VERSION        13
 //  Most requests run as one batch: the front hands over ST_BATCH_MAX at most
 #define SM_BATCH_MAX             ST_BATCH_MAX
 //  Most user.seen entries sent to the server in one bulk
@@ -45,6 +45,12 @@
 #define SM_PM_NONCE_INDEX        "conv_sender_nonce_unique"
 //  The index that counts the messages mentioning a member after its marker
 #define SM_MENTIONS_INDEX        "room_mentioned_seq"
+//  The multikey indexes of the messages' words (schema version 12)
+#define SM_WORDS_INDEX           "words_room_ts"
+#define SM_PM_WORDS_INDEX        "words_conv_ts"
+//  The indexes of the messages that refer to a file (schema version 13):
+//  partial, so that messages without a file are not in them
+#define SM_FILE_REF_INDEX        "file_id"
 //  Defaults for what the URI does not set: a cluster client that answers
 //  unavailable within seconds rather than hang while the server is away.
 //  Each blocking call stays under the 3 s after which the broker declares
@@ -126,6 +132,9 @@ typedef struct {
     mongoc_collection_t *pm_messages;   //  every conversation's messages
     mongoc_collection_t *conversations; //  one document per conversation
     mongoc_collection_t *markers;   //  a member's read marker per room
+    mongoc_collection_t *meta;      //  the schema version the database is at
+    mongoc_collection_t *files;     //  an uploaded file's metadata (schema 13)
+    mongoc_collection_t *file_chunks;   //  its bytes, one document per piece
     char *database;                 //  the database's name
     bool prepared;                  //  indexes created
     bool reachable;                 //  last we knew, for logging changes once

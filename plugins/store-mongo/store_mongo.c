@@ -1,7 +1,7 @@
 /*  =========================================================================
     store-mongo - the store for clusters: proto/STORE.md on MongoDB
 
-    Serves the store.* requests of proto/STORE.md from six collections of
+    Serves the store.* requests of proto/STORE.md from the collections of
     one MongoDB database, through one mongoc_client_t used only on this
     instance's own thread (calls block that thread, which exists for it).
     It is a backend of the store front (plugins/store), which validates
@@ -14,6 +14,11 @@
         sm_rooms     rooms, messages (a room's members, invitations, timeline)
         sm_pm        pm_messages, conversations
         sm_append    the insert of a run of msg.append or pm.append
+        sm_changes   edits, deletions, reactions, replies: checks, effects
+        sm_markers   read markers and mentions
+        sm_words     the words of a message's document (schema 12)
+        sm_search    store.search (schema 12)
+        sm_files     files, their chunks and references (schema 13)
         sm_common    finds, BSON readers, runs of inserts, timeline pages
 
     Batching: the front queues the validated requests and hands the batch
@@ -53,6 +58,8 @@
 #include "sm_rooms.h"
 #include "sm_request.h"
 #include "sm_users.h"
+#include "sm_search.h"
+#include "sm_files.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -114,7 +121,14 @@ static const struct {
     [ST_USER_SET_PASSWORD]    = { sm_run_user_set_password, NULL },
     [ST_ROOM_ALL]             = { sm_run_room_all, NULL },
     [ST_ROOM_UPDATE]          = { sm_run_room_update, NULL },
-    [ST_ROOM_UNBAN]           = { sm_run_room_unban, NULL }
+    [ST_ROOM_UNBAN]           = { sm_run_room_unban, NULL },
+    [ST_SEARCH]               = { sm_run_search, NULL },
+    [ST_FILE_CREATE]          = { sm_run_file_create, NULL },
+    [ST_FILE_WRITE]           = { sm_run_file_write, NULL },
+    [ST_FILE_COMMIT]          = { sm_run_file_commit, NULL },
+    [ST_FILE_GET]             = { sm_run_file_get, NULL },
+    [ST_FILE_READ]            = { sm_run_file_read, NULL },
+    [ST_FILE_SWEEP]           = { sm_run_file_sweep, NULL }
 };
 
 

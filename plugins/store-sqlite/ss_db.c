@@ -319,7 +319,35 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "        ON e.conversation_id = d.conversation_id AND e.seq = d.seq"
     "        WHERE d.conversation_id IS NOT NULL;"
     SS_DB_SEARCH_TRIGGERS ("entries", "room_id")
-    SS_DB_SEARCH_TRIGGERS ("pm_entries", "conversation_id")
+    SS_DB_SEARCH_TRIGGERS ("pm_entries", "conversation_id"),
+
+    //  13: files. A file's row is in the main database, its bytes in the
+    //  chunk file (blobs.chunks, created at each open: ss_db_attach). A
+    //  message keeps the file it refers to in its own row (the id and the
+    //  map it was sent with); the partial indexes find a file's
+    //  references, files_by_ts the sweep's old files.
+    "CREATE TABLE files ("
+    "    id TEXT PRIMARY KEY,"
+    "    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "    name TEXT NOT NULL,"
+    "    type TEXT NOT NULL,"
+    "    size INTEGER NOT NULL,"
+    "    ts INTEGER NOT NULL,"
+    "    written INTEGER NOT NULL DEFAULT 0,"
+    "    complete INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX files_by_user ON files (user_id);"
+    "CREATE INDEX files_by_ts ON files (ts);"
+    "ALTER TABLE entries ADD COLUMN file_id TEXT;"
+    "ALTER TABLE entries ADD COLUMN file_name TEXT;"
+    "ALTER TABLE entries ADD COLUMN file_size INTEGER;"
+    "ALTER TABLE entries ADD COLUMN file_type TEXT;"
+    "CREATE INDEX entries_by_file ON entries (file_id) WHERE file_id IS NOT NULL;"
+    "ALTER TABLE pm_entries ADD COLUMN file_id TEXT;"
+    "ALTER TABLE pm_entries ADD COLUMN file_name TEXT;"
+    "ALTER TABLE pm_entries ADD COLUMN file_size INTEGER;"
+    "ALTER TABLE pm_entries ADD COLUMN file_type TEXT;"
+    "CREATE INDEX pm_entries_by_file ON pm_entries (file_id) WHERE file_id IS NOT NULL;"
 };
 
 
@@ -458,6 +486,47 @@ s_pragma_is (ss_db_t *self, const char *pragma, const char *expected, const char
     return as_expected ? 0 : -1;
 }
 
+//  The chunk file's path: the main file's with ".files.db" for its ".db"
+//  (or after it), so that two databases in one folder never share one
+static char *
+s_chunk_path (const char *path)
+{
+    size_t size = strlen (path);
+    if (size > 3 && strcmp (path + size - 3, ".db") == 0)
+        size -= 3;
+    char *chunks = (char *) malloc (size + sizeof ".files.db");
+    if (chunks) {
+        memcpy (chunks, path, size);
+        strcpy (chunks + size, ".files.db");
+    }
+    return chunks;
+}
+
+//  Attaches the chunk file as 'blobs' (schema version 13), in WAL mode
+//  with synchronous=FULL and secure_delete as the main file, and makes
+//  its table when it has none (a new file, or one an operator removed)
+static int
+s_attach (ss_db_t *self)
+{
+    char *chunks = s_chunk_path (self->path);
+    char *sql = chunks ? sqlite3_mprintf ("ATTACH DATABASE %Q AS blobs", chunks) : NULL;
+    int rc = sql ? s_exec (self, sql, "cannot attach the file of the files' bytes") : -1;
+    sqlite3_free (sql);
+    free (chunks);
+    if (rc)
+        return -1;
+    return s_pragma_is (self, "PRAGMA blobs.journal_mode = WAL", "wal",
+                        "cannot open %s's chunk file: cannot switch it to WAL mode (%s)")
+        || s_exec (self, "PRAGMA blobs.synchronous = FULL", "cannot set synchronous")
+        || s_exec (self, "PRAGMA blobs.secure_delete = ON", "cannot enable secure_delete")
+        || s_exec (self, "CREATE TABLE IF NOT EXISTS blobs.chunks ("
+                         "    file_id TEXT NOT NULL,"
+                         "    offset INTEGER NOT NULL,"
+                         "    data BLOB NOT NULL,"
+                         "    PRIMARY KEY (file_id, offset)"
+                         ")", "cannot create the chunks table") ? -1 : 0;
+}
+
 static int
 s_open (ss_db_t *self, int busy_timeout_ms)
 {
@@ -472,6 +541,7 @@ s_open (ss_db_t *self, int busy_timeout_ms)
     //  A deleted message's text must leave the file (proto/STORE.md,
     //  "Timeline changes"): freed bytes are overwritten with zeros
     ||  s_exec (self, "PRAGMA secure_delete = ON", "cannot enable secure_delete")
+    ||  s_attach (self)
     ||  s_migrate (self))
         return -1;
     //  Checks the file's pages once: a damaged database is refused at start

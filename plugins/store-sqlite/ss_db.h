@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 //  The newest schema this code knows (proto/STORE.md, Options of store-sqlite)
-#define SS_DB_SCHEMA_VERSION    12
+#define SS_DB_SCHEMA_VERSION    13
 
 typedef struct ss_db_s ss_db_t;
 

@@ -62,7 +62,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     " (SELECT count (*) FROM pm_entries AS n WHERE n.conversation_id = c.id" \
     "  AND n.seq > c." marker " AND n.from_id <> c." me \
     "  AND n.kind = 'message' AND n.deleted = 0), c." marker ", c.last_seq," \
-    " e.reply_to, e.edited, e.deleted, e.target, e.emoji, e.on_" \
+    " e.reply_to, e.edited, e.deleted, e.target, e.emoji, e.on_," \
+    " e.file_id, e.file_name, e.file_size, e.file_type" \
     " FROM conversations AS c JOIN users AS u ON u.id = c." other \
     " JOIN pm_entries AS e ON e.conversation_id = c.id AND e.seq = c.last_message" \
     " WHERE c." me " = ?1"
@@ -71,8 +72,10 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            S_CONV_ARM ("user_b", "user_a", "read_b")
                            " ORDER BY 4 DESC, 1 DESC LIMIT ?2",
     [S_SQL_PM_INSERT]    = "INSERT INTO pm_entries (conversation_id, seq, from_id, ts, text,"
-                           " nonce, kind, reply_to, target, emoji, on_)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                           " nonce, kind, reply_to, target, emoji, on_, file_id, file_name,"
+                           " file_size, file_type)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+                           " ?14, ?15)",
     //  The columns s_pm_entry_of_row reads, then kind and the change's
 #define S_PM_COLUMNS "SELECT seq, from_id, ts, text, nonce, kind, " SS_TIMELINE_COLUMNS
     [S_SQL_PM_BEFORE]    = S_PM_COLUMNS " FROM pm_entries"
@@ -262,6 +265,7 @@ s_message_insert (ss_pm_t *self, st_request_t *request, const s_pair_t *pair,
         ss_db_bind_text (stmt, 10, change->emoji);
         sqlite3_bind_int (stmt, 11, change->on ? 1 : 0);
     }
+    ss_timeline_bind_file (stmt, 12, change);
     int rc = ss_db_step_done (stmt);
     //  Not the timeline's key: the nonce index (the caller names the repeats)
     if (rc == SQLITE_CONSTRAINT_UNIQUE && message->nonce.data)

@@ -137,8 +137,10 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_INVITE_DELETE]
                          = "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
     [S_SQL_ENTRY_INSERT] = "INSERT INTO entries (room_id, seq, kind, user, ts, text, event,"
-                           " nonce, mentions, reply_to, target, emoji, on_, by_name)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           " nonce, mentions, reply_to, target, emoji, on_, by_name, file_id,"
+                           " file_name, file_size, file_type)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                           " ?15, ?16, ?17, ?18)",
     //  Both walk the primary key (room_id, seq) from the cursor: one more
     //  row than asked tells whether more remain. The columns s_entry_of_row
     //  reads: a message as it is now, a change's fields (schema version 9)
@@ -391,6 +393,7 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
     msgpack_sbuffer mentions;
     msgpack_sbuffer_init (&mentions);
     s_bind_kind_fields (stmt, entry);
+    ss_timeline_bind_file (stmt, 15, &entry->change);
     if (entry->nonce.data)
         ss_db_bind_text (stmt, 8, entry->nonce);
     if (entry->mentions) {
@@ -695,6 +698,13 @@ s_pack_member_names (ss_rooms_t *self, st_request_t *request, int64_t room_id)
     return rc;
 }
 
+//  Deletes the room of the bound statement (ss_timeline_drop_fn)
+static int
+s_room_drop (void *stmt)
+{
+    return ss_db_step_done ((sqlite3_stmt *) stmt);
+}
+
 static int
 s_room_delete (ss_rooms_t *self, st_request_t *request)
 {
@@ -713,10 +723,11 @@ s_room_delete (ss_rooms_t *self, st_request_t *request)
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
     if ((rc = s_pack_member_names (self, request, room_id)) != SQLITE_OK)
         return rc;
-    //  Members, invitations and the timeline go by ON DELETE CASCADE
+    //  Members, invitations and the timeline go by ON DELETE CASCADE, and
+    //  the files no other room or conversation refers to with them
     sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_DELETE];
     sqlite3_bind_int64 (stmt, 1, room_id);
-    return ss_db_step_done (stmt);
+    return ss_timeline_drop_files (self->timeline, room_id, s_room_drop, stmt);
 }
 
 

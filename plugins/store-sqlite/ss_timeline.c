@@ -5,6 +5,7 @@
 */
 
 #include "ss_timeline.h"
+#include "ss_files.h"
 #include "st_reply.h"
 
 #include <stdio.h>
@@ -25,6 +26,8 @@ typedef enum {
     S_SQL_WALK_DOWN,
     S_SQL_WALK_UP,
     S_SQL_WALK_ONE,
+    S_SQL_FILE_OF,
+    S_SQL_FILES_OF_KEY,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -36,7 +39,9 @@ static const char *s_sql_template [S_SQL_COUNT] = {
     [S_SQL_EDIT]        = "UPDATE @E SET text = ?3, edited = ?4 WHERE @K = ?1 AND seq = ?2",
     [S_SQL_BLANK_EDITS] = "UPDATE @E SET text = '' WHERE @K = ?1 AND target = ?2"
                           " AND kind = 'edit'",
-    [S_SQL_DELETE]      = "UPDATE @E SET text = '', deleted = 1 WHERE @K = ?1 AND seq = ?2",
+    [S_SQL_DELETE]      = "UPDATE @E SET text = '', deleted = 1, file_id = NULL,"
+                          " file_name = NULL, file_size = NULL, file_type = NULL"
+                          " WHERE @K = ?1 AND seq = ?2",
     [S_SQL_DROP_ALL]    = "DELETE FROM @R WHERE @K = ?1 AND seq = ?2",
     [S_SQL_HAS]         = "SELECT 1 FROM @R WHERE @K = ?1 AND seq = ?2 AND emoji = ?3"
                           " AND user_key = ?4",
@@ -52,11 +57,19 @@ static const char *s_sql_template [S_SQL_COUNT] = {
     [S_SQL_WALK_UP]     = "SELECT seq, emoji, user, at, since FROM @R WHERE @K = ?1"
                           " AND seq > ?2 ORDER BY seq ASC",
     [S_SQL_WALK_ONE]    = "SELECT seq, emoji, user, at, since FROM @R WHERE @K = ?1"
-                          " AND seq = ?2"
+                          " AND seq = ?2",
+    //  Files (schema version 13): a message's, and a whole timeline's (a
+    //  room being deleted: a range of the primary key, as the deletion)
+    [S_SQL_FILE_OF]     = "SELECT file_id FROM @E WHERE @K = ?1 AND seq = ?2"
+                          " AND file_id IS NOT NULL",
+    [S_SQL_FILES_OF_KEY]
+                        = "SELECT DISTINCT file_id FROM @E WHERE @K = ?1"
+                          " AND file_id IS NOT NULL"
 };
 
 struct ss_timeline_s {
     ss_db_t *db;                    //  lent
+    ss_files_t *files;              //  the files messages refer to (checks, releases)
     sqlite3_stmt *sql [S_SQL_COUNT];
     sqlite3_stmt *walk;             //  the walk under way, NULL for none
     int walk_rc;                    //  what it met: SQLITE_OK or a failure
@@ -98,7 +111,8 @@ ss_timeline_new (ss_db_t *db, const ss_timeline_tables_t *tables)
         text_of [index] = texts [index];
     }
     //  Prepared at once: the texts need not outlive this call
-    if (ss_db_prepare (db, text_of, S_SQL_COUNT, self->sql))
+    if (ss_db_prepare (db, text_of, S_SQL_COUNT, self->sql)
+    ||  !(self->files = ss_files_new (db, NULL)))
         ss_timeline_destroy (&self);
     return self;
 }
@@ -110,6 +124,7 @@ ss_timeline_destroy (ss_timeline_t **self_p)
     if (!self)
         return;
     ss_db_finalize (self->sql, S_SQL_COUNT);
+    ss_files_destroy (&self->files);
     free (self);
     *self_p = NULL;
 }
@@ -119,7 +134,7 @@ ss_timeline_changes (const st_change_t *change)
 {
     return change->kind == ST_KIND_EDIT || change->kind == ST_KIND_DELETE
         || change->kind == ST_KIND_REACTION
-        || (change->kind == ST_KIND_MESSAGE && change->reply_to);
+        || (change->kind == ST_KIND_MESSAGE && (change->reply_to || change->file.id.data));
 }
 
 st_kind_t
@@ -143,6 +158,23 @@ ss_timeline_change_of_row (sqlite3_stmt *stmt, int first, st_change_t *change)
     if (sqlite3_column_type (stmt, first + 4) != SQLITE_NULL)
         change->emoji = ss_db_column_text (stmt, first + 4);
     change->on = sqlite3_column_int (stmt, first + 5) != 0;
+    if (sqlite3_column_type (stmt, first + 6) != SQLITE_NULL) {
+        change->file.id = ss_db_column_text (stmt, first + 6);
+        change->file.name = ss_db_column_text (stmt, first + 7);
+        change->file.size = (uint64_t) sqlite3_column_int64 (stmt, first + 8);
+        change->file.type = ss_db_column_text (stmt, first + 9);
+    }
+}
+
+void
+ss_timeline_bind_file (sqlite3_stmt *stmt, int first, const st_change_t *change)
+{
+    if (change->kind != ST_KIND_MESSAGE || !change->file.id.data)
+        return;
+    ss_db_bind_text (stmt, first, change->file.id);
+    ss_db_bind_text (stmt, first + 1, change->file.name);
+    sqlite3_bind_int64 (stmt, first + 2, (int64_t) change->file.size);
+    ss_db_bind_text (stmt, first + 3, change->file.type);
 }
 
 
@@ -233,6 +265,11 @@ ss_timeline_check (ss_timeline_t *self, const ss_change_t *element, const char *
 {
     const st_change_t *change = element->change;
     *code_p = NULL;
+    if (change->kind == ST_KIND_MESSAGE && change->file.id.data) {
+        int rc = ss_files_check (self->files, &change->file, element->actor_key, code_p);
+        if (rc != SQLITE_OK || *code_p || !change->reply_to)
+            return rc;
+    }
     bool found;
     char author [ST_NAME_MAX + 1] = "";
     uint64_t seq = change->kind == ST_KIND_MESSAGE ? change->reply_to : change->target;
@@ -264,11 +301,22 @@ static int
 s_apply_delete (ss_timeline_t *self, const ss_change_t *element)
 {
     uint64_t target = element->change->target;
-    int rc = ss_db_step_done (s_bound (self, S_SQL_BLANK_EDITS, element, target));
+    char file_id [ST_FILE_ID_MAX + 1] = "";
+    sqlite3_stmt *stmt = s_bound (self, S_SQL_FILE_OF, element, target);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW)
+        snprintf (file_id, sizeof file_id, "%s", (const char *) sqlite3_column_text (stmt, 0));
+    ss_db_finish (stmt);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (rc == SQLITE_OK)
+        rc = ss_db_step_done (s_bound (self, S_SQL_BLANK_EDITS, element, target));
     if (rc == SQLITE_OK)
         rc = ss_db_step_done (s_bound (self, S_SQL_DELETE, element, target));
     if (rc == SQLITE_OK)
         rc = ss_db_step_done (s_bound (self, S_SQL_DROP_ALL, element, target));
+    //  Its file goes with its last reference (schema version 13)
+    if (rc == SQLITE_OK && *file_id)
+        rc = ss_files_release (self->files, file_id);
     return rc;
 }
 
@@ -443,5 +491,45 @@ ss_timeline_run (ss_timeline_t *self, st_request_t *request, const ss_run_t *run
     rc = ss_db_step (self->db, SS_DB_ROLLBACK_TO);
     if (rc == SQLITE_OK)
         st_reply_refused (request, refusals.refused, refusals.count, duplicates, repeated);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  A timeline deleted whole (schema version 13): its files' references
+
+int
+ss_timeline_drop_files (ss_timeline_t *self, int64_t key, ss_timeline_drop_fn *drop, void *arg)
+{
+    //  The ids first: the rows that hold them go with the drop
+    size_t count = 0, allocated = 0;
+    char **ids = NULL;
+    sqlite3_stmt *stmt = self->sql [S_SQL_FILES_OF_KEY];
+    sqlite3_bind_int64 (stmt, 1, key);
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (count == allocated) {
+            allocated = allocated ? allocated * 2 : 16;
+            char **grown = (char **) realloc (ids, allocated * sizeof (char *));
+            if (!grown) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            ids = grown;
+        }
+        if (!(ids [count] = strdup ((const char *) sqlite3_column_text (stmt, 0)))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        count++;
+    }
+    ss_db_finish (stmt);
+    rc = rc == SQLITE_DONE ? drop (arg) : rc;
+    for (size_t index = 0; index < count; index++) {
+        if (rc == SQLITE_OK)
+            rc = ss_files_release (self->files, ids [index]);
+        free (ids [index]);
+    }
+    free (ids);
     return rc;
 }

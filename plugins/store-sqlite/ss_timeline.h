@@ -106,11 +106,29 @@ st_kind_t
     ss_timeline_kind (sqlite3_stmt *stmt, int column);
 
 //  Reads a row's change columns from first on, in this order: reply_to,
-//  edited, deleted, target, emoji, on_ (SS_TIMELINE_COLUMNS), into change
-//  (its kind set already); borrowed until the next step
-#define SS_TIMELINE_COLUMNS     "reply_to, edited, deleted, target, emoji, on_"
+//  edited, deleted, target, emoji, on_, then a message's file (schema
+//  version 13: file_id, file_name, file_size, file_type)
+//  (SS_TIMELINE_COLUMNS), into change (its kind set already); borrowed
+//  until the next step
+#define SS_TIMELINE_COLUMNS     "reply_to, edited, deleted, target, emoji, on_," \
+                                " file_id, file_name, file_size, file_type"
 void
     ss_timeline_change_of_row (sqlite3_stmt *stmt, int first, st_change_t *change);
+
+//  Binds a message's file (schema version 13) to an insert's parameters
+//  first to first + 3 (file_id, file_name, file_size, file_type); binds
+//  nothing for no file (NULLs once the statement was reset)
+void
+    ss_timeline_bind_file (sqlite3_stmt *stmt, int first, const st_change_t *change);
+
+//  Deletes a whole timeline (a room) with its files' references: reads
+//  the ids of the files its entries refer to, calls drop (arg) (which
+//  deletes the rows), then deletes each file no other entry refers to.
+//  SQLITE_OK, or the failure's code (drop's included).
+typedef int (ss_timeline_drop_fn) (void *arg);
+int
+    ss_timeline_drop_files (ss_timeline_t *self, int64_t key, ss_timeline_drop_fn *drop,
+                            void *arg);
 
 //  Starts a walk of a timeline's reactions from a page's cursor: seqs
 //  below from going down, or above it going up (forward). Returns the

@@ -14,7 +14,8 @@
 
     The file, its schema and transactions are ss_db's; what it keeps is
     served by ss_users (users, tokens), ss_rooms (rooms, members,
-    invitations, timelines) and ss_pm (private messages).
+    invitations, timelines), ss_pm (private messages) and ss_files (files,
+    their bytes in a second file attached to the same connection).
     =========================================================================
 */
 
@@ -23,6 +24,7 @@
 #include "st_reply.h"
 #include "ss_backup.h"
 #include "ss_db.h"
+#include "ss_files.h"
 #include "ss_pm.h"
 #include "ss_rooms.h"
 #include "ss_search.h"
@@ -52,6 +54,7 @@ typedef struct {
     int64_t compact_ms;             //  store-sqlite.search_compact_s, in ms
     int64_t compacted_at;           //  monotonic ms of the last compaction (or the start)
     bool words_left;                //  an edit or deletion committed since then
+    ss_files_t *files;              //  files (schema version 13)
     ss_backup_t *backup;            //  parleyctl backup: a copy made on its own thread
     bool group_commit;              //  one transaction per batch (else per request)
     uint64_t batches;               //  transactions committed, for the log
@@ -75,6 +78,7 @@ s_close (void **state_p)
                          ss_db_path (self->db), self->requests, self->batches);
     ss_backup_destroy (&self->backup);      //  waits for a copy still running
     ss_search_destroy (&self->search);
+    ss_files_destroy (&self->files);
     ss_pm_destroy (&self->pm);
     ss_rooms_destroy (&self->rooms);
     ss_users_destroy (&self->users);
@@ -108,6 +112,7 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     ||  !(self->rooms = ss_rooms_new (self->db, self->users))
     ||  !(self->pm = ss_pm_new (self->db, self->users))
     ||  !(self->search = ss_search_new (self->db, self->users, self->rooms, self->pm))
+    ||  !(self->files = ss_files_new (self->db, self->users))
     ||  !(self->backup = ss_backup_new (ctx, host))) {
         void *state = self;
         s_close (&state);
@@ -135,6 +140,8 @@ s_run_one (s_store_t *self, st_request_t *request)
         return ss_rooms_run (self->rooms, request);
     if (request->type == ST_SEARCH)
         return ss_search_run (self->search, request);
+    if (ss_files_serves (request->type))
+        return ss_files_run (self->files, request);
     return ss_pm_run (self->pm, request);
 }
 

@@ -96,7 +96,7 @@ static uint32_t
 s_state_fields (const st_change_t *change)
 {
     return (change->reply_to ? 1 : 0) + (change->edited ? 1 : 0) + (change->deleted ? 1 : 0)
-         + (st_reactions_any (change->reactions) ? 1 : 0);
+         + (st_reactions_any (change->reactions) ? 1 : 0) + (change->file.id.data ? 1 : 0);
 }
 
 //  A message's reply_to and its state now: what s_state_fields counted
@@ -118,6 +118,10 @@ s_pack_state (msgpack_packer *packer, const st_change_t *change)
     if (st_reactions_any (change->reactions)) {
         pl_body_pack_str (packer, "reactions");
         st_reactions_pack (change->reactions, packer);
+    }
+    if (change->file.id.data) {
+        pl_body_pack_str (packer, "file");
+        st_reply_file_ref (packer, &change->file);
     }
 }
 
@@ -374,4 +378,76 @@ void
 st_reply_no_token (st_request_t *request)
 {
     st_request_fail (request, "not_found", "No such token.");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Files (schema version 13)
+
+void
+st_reply_file_ref (msgpack_packer *packer, const st_file_ref_t *file)
+{
+    msgpack_pack_map (packer, 4);
+    pl_body_pack_str (packer, "id");
+    st_reply_text (packer, file->id);
+    pl_body_pack_str (packer, "name");
+    st_reply_text (packer, file->name);
+    pl_body_pack_str (packer, "size");
+    msgpack_pack_uint64 (packer, file->size);
+    pl_body_pack_str (packer, "type");
+    st_reply_text (packer, file->type);
+}
+
+void
+st_reply_file (st_request_t *request, const st_file_ref_t *file)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 1);
+    pl_body_pack_str (packer, "file");
+    st_reply_file_ref (packer, file);
+}
+
+void
+st_reply_file_get (st_request_t *request, const st_file_ref_t *file, st_text_t user,
+                   int64_t ts, bool complete)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 7);
+    pl_body_pack_str (packer, "id");
+    st_reply_text (packer, file->id);
+    pl_body_pack_str (packer, "user");
+    st_reply_text (packer, user);
+    pl_body_pack_str (packer, "name");
+    st_reply_text (packer, file->name);
+    pl_body_pack_str (packer, "type");
+    st_reply_text (packer, file->type);
+    pl_body_pack_str (packer, "size");
+    msgpack_pack_uint64 (packer, file->size);
+    pl_body_pack_str (packer, "ts");
+    msgpack_pack_int64 (packer, ts);
+    pl_body_pack_str (packer, "complete");
+    st_reply_bool (packer, complete);
+}
+
+void
+st_reply_file_data (st_request_t *request, const st_file_ref_t *file, const void *data,
+                    size_t size)
+{
+    msgpack_packer *packer = st_request_packer (request);
+    msgpack_pack_map (packer, 4);
+    pl_body_pack_str (packer, "name");
+    st_reply_text (packer, file->name);
+    pl_body_pack_str (packer, "type");
+    st_reply_text (packer, file->type);
+    pl_body_pack_str (packer, "size");
+    msgpack_pack_uint64 (packer, file->size);
+    pl_body_pack_str (packer, "data");
+    msgpack_pack_bin (packer, size);
+    msgpack_pack_bin_body (packer, data, size);
+}
+
+void
+st_reply_no_file (st_request_t *request)
+{
+    st_request_fail (request, "not_found", "No such file.");
 }

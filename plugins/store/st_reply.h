@@ -76,6 +76,7 @@ typedef struct {
 #define ST_FORBIDDEN            "forbidden"
 #define ST_UNCHANGED            "unchanged"
 #define ST_TOO_MANY_REACTIONS   "too_many_reactions"
+#define ST_NO_SUCH_FILE         "no_such_file"      //  schema version 13
 
 //  A repeated nonce of an append's run: the run's element at index, and
 //  the seq and ts its nonce was first stored with
@@ -159,6 +160,32 @@ void
     st_reply_no_room (st_request_t *request, st_text_t name);
 void
     st_reply_no_token (st_request_t *request);
+
+//  --------------------------------------------------------------------------
+//  Files (schema version 13)
+
+//  A file map {id, name, size, type}: a message's 'file', file.commit's
+void
+    st_reply_file_ref (msgpack_packer *packer, const st_file_ref_t *file);
+
+//  store.file.create's and store.file.commit's answer: {file: {id, name,
+//  size, type}}
+void
+    st_reply_file (st_request_t *request, const st_file_ref_t *file);
+
+//  store.file.get's answer: {id, user, name, type, size, ts, complete}
+void
+    st_reply_file_get (st_request_t *request, const st_file_ref_t *file, st_text_t user,
+                       int64_t ts, bool complete);
+
+//  store.file.read's answer: {name, type, size, data (a bin of size bytes)}
+void
+    st_reply_file_data (st_request_t *request, const st_file_ref_t *file, const void *data,
+                        size_t size);
+
+//  not_found: "No such file."
+void
+    st_reply_no_file (st_request_t *request);
 
 #ifdef __cplusplus
 }

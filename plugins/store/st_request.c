@@ -36,7 +36,9 @@ static s_reader_fn
     s_read_pm_history, s_read_pm_conversations, s_read_pm_read, s_read_msg_nonce,
     s_read_pm_nonce, s_read_room_invited, s_read_member_read, s_read_user_set_state,
     s_read_user_set_password, s_read_room_all, s_read_room_update, s_read_room_unban,
-    s_read_search;
+    s_read_search,
+    s_read_file_create, s_read_file_write, s_read_file_id, s_read_file_read,
+    s_read_file_sweep;
 
 static const struct {
     const char *name;               //  the request type
@@ -82,7 +84,13 @@ static const struct {
     [ST_ROOM_ALL]          = { "store.room.all",          false, s_read_room_all },
     [ST_ROOM_UPDATE]       = { "store.room.update",       true,  s_read_room_update },
     [ST_ROOM_UNBAN]        = { "store.room.unban",        true,  s_read_room_unban },
-    [ST_SEARCH]            = { "store.search",            false, s_read_search }
+    [ST_SEARCH]            = { "store.search",            false, s_read_search },
+    [ST_FILE_CREATE]       = { "store.file.create",       true,  s_read_file_create },
+    [ST_FILE_WRITE]        = { "store.file.write",        true,  s_read_file_write },
+    [ST_FILE_COMMIT]       = { "store.file.commit",       true,  s_read_file_id },
+    [ST_FILE_GET]          = { "store.file.get",          false, s_read_file_id },
+    [ST_FILE_READ]         = { "store.file.read",         false, s_read_file_read },
+    [ST_FILE_SWEEP]        = { "store.file.sweep",        true,  s_read_file_sweep }
 };
 
 
@@ -324,22 +332,38 @@ s_read_hash (st_request_t *self, const msgpack_object *map, const char *key, st_
     return s_read_string (self, map, key, 1, ST_HASH_MAX, true, text);
 }
 
+//  A string of 1 to max characters of [A-Za-z0-9_-] (a nonce, a file's
+//  id); absent is an error if required
+static int
+s_read_word (st_request_t *self, const msgpack_object *map, const char *key, uint32_t max,
+             bool required, st_text_t *word)
+{
+    if (s_read_string (self, map, key, 1, max, required, word))
+        return -1;
+    for (uint32_t index = 0; word->data && index < word->size; index++) {
+        char c = word->data [index];
+        if (!isalnum ((unsigned char) c) && c != '_' && c != '-') {
+            st_request_fail (self, "bad_request", "The field '%s' must be 1 to %u letters,"
+                             " digits, '_' or '-'.", key, max);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  A nonce (PROTOCOL.md 1.1): 1 to ST_NONCE_MAX characters of
 //  [A-Za-z0-9_-]; absent is an error if required
 static int
 s_read_nonce (st_request_t *self, const msgpack_object *map, bool required, st_text_t *nonce)
 {
-    if (s_read_string (self, map, "nonce", 1, ST_NONCE_MAX, required, nonce))
-        return -1;
-    for (uint32_t index = 0; nonce->data && index < nonce->size; index++) {
-        char c = nonce->data [index];
-        if (!isalnum ((unsigned char) c) && c != '_' && c != '-') {
-            st_request_fail (self, "bad_request", "The field 'nonce' must be 1 to %d letters,"
-                             " digits, '_' or '-'.", ST_NONCE_MAX);
-            return -1;
-        }
-    }
-    return 0;
+    return s_read_word (self, map, "nonce", ST_NONCE_MAX, required, nonce);
+}
+
+//  A file's id (schema version 13), always required
+static int
+s_read_file_key (st_request_t *self, const msgpack_object *map, const char *key, st_text_t *id)
+{
+    return s_read_word (self, map, key, ST_FILE_ID_MAX, true, id);
 }
 
 //  An unsigned integer of min to max; absent gives fallback unless required
@@ -479,6 +503,30 @@ s_read_kind (st_request_t *self, const msgpack_object *map, bool required, bool 
     return -1;
 }
 
+//  A message's 'file' (optional, schema version 13): a map {id, name,
+//  size, type}
+static int
+s_read_file_ref (st_request_t *self, const msgpack_object *map, st_file_ref_t *file)
+{
+    const msgpack_object *value = pl_body_field (map, "file");
+    if (!value)
+        return 0;
+    if (value->type != MSGPACK_OBJECT_MAP) {
+        st_request_fail (self, "bad_request", "The field 'file' must be a map {id, name, size,"
+                         " type}.");
+        return -1;
+    }
+    if (s_read_file_key (self, value, "id", &file->id)
+    ||  s_read_string (self, value, "name", 1, ST_FILE_NAME_MAX, true, &file->name)
+    ||  s_read_uint (self, value, "size", 0, INT64_MAX, true, 0, &file->size)
+    ||  s_read_string (self, value, "type", 1, ST_FILE_TYPE_MAX, true, &file->type)) {
+        file->id = (st_text_t) { NULL, 0 };
+        s_fail_where (self, "In 'file'");
+        return -1;
+    }
+    return 0;
+}
+
 //  The fields of a change (schema version 9) that its kind takes: a
 //  message's reply_to (optional), the target of an edit, a delete or a
 //  reaction, a reaction's emoji and on. A field of another kind is ignored.
@@ -486,7 +534,8 @@ static int
 s_read_change (st_request_t *self, const msgpack_object *map, st_change_t *change)
 {
     if (change->kind == ST_KIND_MESSAGE)
-        return s_read_uint (self, map, "reply_to", 1, INT64_MAX, false, 0, &change->reply_to);
+        return s_read_uint (self, map, "reply_to", 1, INT64_MAX, false, 0, &change->reply_to)
+            || s_read_file_ref (self, map, &change->file) ? -1 : 0;
     if (change->kind == ST_KIND_SYSTEM)
         return 0;
     if (s_read_uint (self, map, "target", 1, INT64_MAX, true, 0, &change->target))
@@ -1221,6 +1270,67 @@ s_read_room_unban (st_request_t *self, const msgpack_object *map)
 
 
 //  --------------------------------------------------------------------------
+//  Files (schema version 13)
+
+static int
+s_read_file_create (st_request_t *self, const msgpack_object *map)
+{
+    st_file_create_t *create = &self->as.file_create;
+    return s_read_file_key (self, map, "id", &create->id)
+        || s_read_user (self, map, "user", &create->user)
+        || s_read_string (self, map, "name", 1, ST_FILE_NAME_MAX, true, &create->name)
+        || s_read_string (self, map, "type", 1, ST_FILE_TYPE_MAX, true, &create->type)
+        || s_read_uint (self, map, "size", 0, INT64_MAX, true, 0, &create->size)
+        || s_read_time (self, map, "ts", &create->ts)
+        || s_read_uint (self, map, "quota", 0, INT64_MAX, true, 0, &create->quota) ? -1 : 0;
+}
+
+//  file.write: id, offset, and data: a bin of 0 to ST_FILE_CHUNK_MAX bytes
+static int
+s_read_file_write (st_request_t *self, const msgpack_object *map)
+{
+    st_file_write_t *write = &self->as.file_write;
+    if (s_read_file_key (self, map, "id", &write->id)
+    ||  s_read_uint (self, map, "offset", 0, INT64_MAX, true, 0, &write->offset))
+        return -1;
+    const msgpack_object *data = pl_body_field (map, "data");
+    if (!data)
+        return s_missing (self, "data");
+    if (data->type != MSGPACK_OBJECT_BIN || data->via.bin.size > ST_FILE_CHUNK_MAX) {
+        st_request_fail (self, "bad_request", "The field 'data' must be a bin of 0 to %d bytes.",
+                         ST_FILE_CHUNK_MAX);
+        return -1;
+    }
+    write->data.data = data->via.bin.size ? data->via.bin.ptr : "";
+    write->data.size = data->via.bin.size;
+    return 0;
+}
+
+//  file.commit and file.get share their struct
+static int
+s_read_file_id (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_file_key (self, map, "id", &self->as.file_get.id);
+}
+
+static int
+s_read_file_read (st_request_t *self, const msgpack_object *map)
+{
+    st_file_read_t *read = &self->as.file_read;
+    return s_read_file_key (self, map, "id", &read->id)
+        || s_read_uint (self, map, "offset", 0, INT64_MAX, true, 0, &read->offset)
+        || s_read_uint (self, map, "length", 1, ST_FILE_CHUNK_MAX, true, 0, &read->length)
+         ? -1 : 0;
+}
+
+static int
+s_read_file_sweep (st_request_t *self, const msgpack_object *map)
+{
+    return s_read_time (self, map, "before", &self->as.file_sweep.before);
+}
+
+
+//  --------------------------------------------------------------------------
 //  Search (schema version 12)
 
 //  Whether pl_words finds exactly one word in a text, and that word is
@@ -1243,7 +1353,8 @@ s_word_seen (const char *word, size_t size, void *arg)
 //  A word as the search plugin sends it: one word of pl_words, already
 //  normalized (splitting it again gives itself), then an optional '*'
 static int
-s_read_word (st_request_t *self, const msgpack_object *value, uint32_t index, st_word_t *word)
+s_read_search_word (st_request_t *self, const msgpack_object *value, uint32_t index,
+                    st_word_t *word)
 {
     if (value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0
     ||  value->via.str.size > ST_SEARCH_WORD_MAX + 1) {
@@ -1282,7 +1393,7 @@ s_read_words (st_request_t *self, const msgpack_object *map, st_search_t *search
         return -1;
     }
     for (uint32_t index = 0; index < words->via.array.size; index++)
-        if (s_read_word (self, &words->via.array.ptr [index], index, &search->words [index]))
+        if (s_read_search_word (self, &words->via.array.ptr [index], index, &search->words [index]))
             return -1;
     search->count = words->via.array.size;
     return 0;

@@ -109,6 +109,13 @@ typedef enum {
     ST_ROOM_UNBAN,
     //  Search (schema version 12)
     ST_SEARCH,
+    //  Files (schema version 13)
+    ST_FILE_CREATE,
+    ST_FILE_WRITE,
+    ST_FILE_COMMIT,
+    ST_FILE_GET,
+    ST_FILE_READ,
+    ST_FILE_SWEEP,
     ST_TYPE_COUNT
 } st_type_t;
 
@@ -144,12 +151,28 @@ typedef enum {
 
 typedef struct st_reactions_s st_reactions_t;  //  st_reactions.h
 
+//  The bounds of a file (schema version 13)
+#define ST_FILE_ID_MAX          PL_FILE_ID_MAX      //  an id's characters of [A-Za-z0-9_-]
+#define ST_FILE_NAME_MAX        PL_FILE_NAME_MAX    //  a name's bytes
+#define ST_FILE_TYPE_MAX        PL_FILE_TYPE_MAX    //  a type's bytes
+#define ST_FILE_CHUNK_MAX       PL_FILE_CHUNK_MAX   //  file.write's data, file.read's length
+
+//  The file a message refers to (schema version 13): in requests as the
+//  entry gives it, in answers as the store keeps it. id.data NULL: none.
+typedef struct {
+    st_text_t id;
+    st_text_t name;
+    uint64_t size;
+    st_text_t type;
+} st_file_ref_t;
+
 //  What schema version 9 adds to a room entry and to a private message:
 //  the change it makes, and in answers the message's state now
 typedef struct {
     st_kind_t kind;
     uint64_t target;                //  edit, delete, reaction: the message's seq
     uint64_t reply_to;              //  a message's: the seq it answers, 0 for none
+    st_file_ref_t file;             //  a message's file (schema 13), id.data NULL: none
     st_text_t emoji;                //  a reaction's (1 to ST_EMOJI_MAX bytes), else data NULL
     bool on;                        //  a reaction's: true adds it, false takes it back
     //  Answers only: a message as it is now
@@ -404,6 +427,36 @@ typedef struct {                    //  store.search (schema version 12)
     st_text_t cursor;               //  optional (data NULL): a 'next' the store gave
 } st_search_t;
 
+typedef struct {                    //  store.file.create (schema version 13)
+    st_text_t id;                   //  1 to ST_FILE_ID_MAX characters of [A-Za-z0-9_-]
+    st_name_t user;
+    st_text_t name;                 //  1 to ST_FILE_NAME_MAX bytes
+    st_text_t type;                 //  1 to ST_FILE_TYPE_MAX bytes
+    uint64_t size;                  //  the whole length, 0 or more
+    int64_t ts;
+    uint64_t quota;                 //  the user's files' sizes at most; 0: no limit
+} st_file_create_t;
+
+typedef struct {                    //  store.file.write
+    st_text_t id;
+    uint64_t offset;                //  the bytes written so far
+    st_text_t data;                 //  0 to ST_FILE_CHUNK_MAX bytes (a bin; may hold NUL)
+} st_file_write_t;
+
+typedef struct {                    //  store.file.commit, store.file.get
+    st_text_t id;
+} st_file_id_t;
+
+typedef struct {                    //  store.file.read
+    st_text_t id;
+    uint64_t offset;                //  at most the file's size
+    uint64_t length;                //  1 to ST_FILE_CHUNK_MAX
+} st_file_read_t;
+
+typedef struct {                    //  store.file.sweep
+    int64_t before;
+} st_file_sweep_t;
+
 //  One request. The typed fields are read-only for a backend; the answer
 //  is set through the functions below.
 typedef struct st_request_s st_request_t;
@@ -449,6 +502,12 @@ struct st_request_s {
         st_room_update_t room_update;
         st_room_unban_t room_unban;
         st_search_t search;
+        st_file_create_t file_create;
+        st_file_write_t file_write;
+        st_file_id_t file_commit;
+        st_file_id_t file_get;
+        st_file_read_t file_read;
+        st_file_sweep_t file_sweep;
     } as;
     //  Private to st_request.c: use the functions below
     void *host_request;             //  the host's parley_request_t, lent

@@ -787,6 +787,11 @@ test_a_typing_goes_to_the_plugin_of_its_field (void **state)
     //  The server's own names are not a client's
     assert_null (s_route_type ("{\"type\":\"msg.typing\",\"room\":\"general\"}"));
     assert_null (s_route_type ("{\"type\":\"pm.typing\",\"to\":\"bob\"}"));
+    //  Nor the files plugin's, which only the gateway's HTTP side sends
+    assert_null (s_route_type ("{\"type\":\"files.upload\",\"upload\":\"x\"}"));
+    assert_null (s_route_type ("{\"type\":\"files.get\",\"file\":\"x\"}"));
+    assert_null (s_route_type ("{\"type\":\"files.\"}"));
+    assert_string_equal (pl_transcode_route_type ("filesx", NULL, 0), "filesx");
     //  Anything else goes as it came
     pl_request_t request;
     assert_int_equal (s_parse ("{\"type\":\"msg.send\",\"to\":1}", &request),

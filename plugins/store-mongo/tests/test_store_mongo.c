@@ -900,6 +900,258 @@ test_deleted_texts_leave_the_documents (void **state)
     zstr_free (&option);
 }
 
+
+//  --------------------------------------------------------------------------
+//  Search (schema version 12): the words of the documents
+
+//  The words array of the one document of collection at (field: key,
+//  seq), joined with commas; "(none)" when it has none
+static void
+s_words_of (mongoc_collection_t *collection, const char *field, const char *key, int64_t seq,
+            char *joined, size_t size)
+{
+    bson_t *filter = BCON_NEW (field, BCON_UTF8 (key), "seq", BCON_INT64 (seq));
+    bson_t document = BSON_INITIALIZER;
+    char *json = s_only_document (collection, filter, &document);
+    bson_free (json);
+    bson_iter_t iter, words;
+    snprintf (joined, size, "(none)");
+    if (bson_iter_init_find (&iter, &document, "words") && BSON_ITER_HOLDS_ARRAY (&iter)
+    &&  bson_iter_recurse (&iter, &words)) {
+        size_t used = 0;
+        joined [0] = 0;
+        while (bson_iter_next (&words) && BSON_ITER_HOLDS_UTF8 (&words))
+            used += (size_t) snprintf (joined + used, size - used, "%s%s", used ? "," : "",
+                                       bson_iter_utf8 (&words, NULL));
+    }
+    bson_destroy (&document);
+    bson_destroy (filter);
+}
+
+//  Makes the database look as schema version 11 left it: no words on any
+//  message, no kind on an old private message, the meta document at 11
+static void
+s_make_schema_11 (mongoc_database_t *database)
+{
+    const char *names [] = { "messages", "pm_messages" };
+    bson_t *all = bson_new ();
+    bson_t *unset = BCON_NEW ("$unset", "{", "words", BCON_UTF8 (""), "}");
+    for (size_t index = 0; index < 2; index++) {
+        mongoc_collection_t *collection = mongoc_database_get_collection (database, names [index]);
+        assert_true (mongoc_collection_update_many (collection, all, unset, NULL, NULL, NULL));
+        mongoc_collection_destroy (collection);
+    }
+    mongoc_collection_t *pm = mongoc_database_get_collection (database, "pm_messages");
+    bson_t *unkind = BCON_NEW ("$unset", "{", "kind", BCON_UTF8 (""), "}");
+    assert_true (mongoc_collection_update_many (pm, all, unkind, NULL, NULL, NULL));
+    mongoc_collection_destroy (pm);
+    mongoc_collection_t *meta = mongoc_database_get_collection (database, "meta");
+    bson_t *key = BCON_NEW ("key", BCON_UTF8 ("schema"));
+    bson_t *eleven = BCON_NEW ("$set", "{", "version", BCON_INT64 (11), "}");
+    assert_true (mongoc_collection_update_one (meta, key, eleven, NULL, NULL, NULL));
+    mongoc_collection_destroy (meta);
+    bson_destroy (eleven);
+    bson_destroy (key);
+    bson_destroy (unkind);
+    bson_destroy (unset);
+    bson_destroy (all);
+}
+
+static void
+test_words_follow_the_text_and_the_migration_fills_them (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start (option);
+    assert_non_null (broker);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    s_expect (broker, s_send_user_create (broker, "bob"), NULL);
+    s_expect (broker, s_send_room_create (broker, "general", false, 10, "alice"), NULL);
+    s_change_ok (broker, "general", 1, 0, "Hello Café, hello!");
+    s_change_ok (broker, "general", 2, 0, "a draft");
+    s_change_ok (broker, "general", 3, 2, "ÉCOLE straße 42");
+    s_change_ok (broker, "general", 4, 0, "gone soon");
+    s_change_ok (broker, "general", 5, 4, NULL);
+    s_change_ok (broker, NULL, 1, 0, "Привет, мир");
+    const char *uri_text = strchr (option, '=') + 1;
+    mongoc_client_t *client = mongoc_client_new (uri_text);
+    assert_non_null (client);
+    mongoc_database_t *database = mongoc_client_get_database (client,
+                                                              strrchr (uri_text, '/') + 1);
+    mongoc_collection_t *messages = mongoc_database_get_collection (database, "messages");
+    mongoc_collection_t *pm = mongoc_database_get_collection (database, "pm_messages");
+    //  Distinct, normalized, sorted; an edit recomputes them, a deletion
+    //  removes them, the changes' own entries have none
+    char words [256];
+    const char *expected [][3] = {
+        { "general", "1", "cafe,hello" }, { "general", "2", "42,ecole,straße" },
+        { "general", "3", "(none)" }, { "general", "4", "(none)" }
+    };
+    for (int round = 0; round < 2; round++) {
+        for (size_t index = 0; index < 4; index++) {
+            s_words_of (messages, "room", expected [index][0], atoll (expected [index][1]),
+                        words, sizeof words);
+            assert_string_equal (words, expected [index][2]);
+        }
+        s_words_of (pm, "conv", "alice\nbob", 1, words, sizeof words);
+        assert_string_equal (words, "мир,привет");
+        if (round == 1)
+            break;
+        //  As schema 11 left the database: the next start fills the words
+        sc_broker_destroy (&broker);
+        s_make_schema_11 (database);
+        s_words_of (messages, "room", "general", 1, words, sizeof words);
+        assert_string_equal (words, "(none)");
+        broker = s_start (option);
+        assert_non_null (broker);
+        assert_true (s_await_service (broker, 15000));
+    }
+    assert_true (s_has_index (messages, "{ \"words\" : 1, \"room\" : 1, \"ts\" : -1 }", false));
+    assert_true (s_has_index (pm, "{ \"words\" : 1, \"conv\" : 1, \"ts\" : -1 }", false));
+    sc_reply_t *info = s_info (broker);
+    assert_non_null (info);
+    assert_null (info->code);
+    assert_int_equal (sc_reply_field (info, "schema_version")->via.u64, 13);
+    sc_reply_destroy (&info);
+    mongoc_collection_destroy (pm);
+    mongoc_collection_destroy (messages);
+    mongoc_database_destroy (database);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Files (schema version 13): chunks, references
+
+#define S_FILE_ID "QUJDREVGR0hJSktMTU5PUA"
+
+//  store.file.write of text at offset, asserted ok
+static void
+s_file_write (sc_broker_t *broker, uint64_t offset, const char *text)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", S_FILE_ID);
+    pl_pack_kuint (&body, "offset", offset);
+    pl_pack_str (&body, "data");
+    msgpack_pack_bin (&body.packer, strlen (text));
+    msgpack_pack_bin_body (&body.packer, text, strlen (text));
+    s_expect (broker, sc_broker_send_body (broker, "store.file.write", &body), NULL);
+}
+
+//  A message from alice in general that refers to the file
+static void
+s_file_message (sc_broker_t *broker, int64_t seq)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
+    pl_pack_map (&body, 6);
+    pl_pack_kint (&body, "seq", seq);
+    pl_pack_kstr (&body, "kind", "message");
+    pl_pack_kstr (&body, "user", "Alice");
+    pl_pack_kint (&body, "ts", 1718454900000 + seq);
+    pl_pack_kstr (&body, "text", "");
+    pl_pack_str (&body, "file");
+    pl_pack_map (&body, 4);
+    pl_pack_kstr (&body, "id", S_FILE_ID);
+    pl_pack_kstr (&body, "name", "notes.txt");
+    pl_pack_kuint (&body, "size", 6);
+    pl_pack_kstr (&body, "type", "text/plain");
+    sc_reply_t *reply = sc_broker_call_body (broker, "store.msg.append", &body);
+    assert_non_null (reply);
+    assert_null (reply->code);
+    assert_null (sc_reply_field (reply, "refused"));
+    sc_reply_destroy (&reply);
+}
+
+static int64_t
+s_count (mongoc_database_t *database, const char *name, const bson_t *filter)
+{
+    mongoc_collection_t *collection = mongoc_database_get_collection (database, name);
+    int64_t count = mongoc_collection_count_documents (collection, filter, NULL, NULL, NULL,
+                                                       NULL);
+    mongoc_collection_destroy (collection);
+    return count;
+}
+
+static void
+test_a_files_chunks_go_with_its_last_reference (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start (option);
+    assert_non_null (broker);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    s_expect (broker, s_send_room_create (broker, "general", false, 10, "alice"), NULL);
+    pl_pack_t body;
+    sc_body_init (&body, 7);
+    pl_pack_kstr (&body, "id", S_FILE_ID);
+    pl_pack_kstr (&body, "user", "ALICE");
+    pl_pack_kstr (&body, "name", "notes.txt");
+    pl_pack_kstr (&body, "type", "text/plain");
+    pl_pack_kuint (&body, "size", 6);
+    pl_pack_kint (&body, "ts", 1718454900000);
+    pl_pack_kuint (&body, "quota", 0);
+    s_expect (broker, sc_broker_send_body (broker, "store.file.create", &body), NULL);
+    s_file_write (broker, 0, "abc");
+    s_file_write (broker, 3, "def");
+    sc_body_init (&body, 1);
+    pl_pack_kstr (&body, "id", S_FILE_ID);
+    s_expect (broker, sc_broker_send_body (broker, "store.file.commit", &body), NULL);
+    //  Two messages refer to it
+    s_file_message (broker, 1);
+    s_file_message (broker, 2);
+
+    const char *uri_text = strchr (option, '=') + 1;
+    mongoc_client_t *client = mongoc_client_new (uri_text);
+    mongoc_database_t *database = mongoc_client_get_database (client,
+                                                              strrchr (uri_text, '/') + 1);
+    bson_t *of_file = BCON_NEW ("file", BCON_UTF8 (S_FILE_ID));
+    bson_t *the_file = BCON_NEW ("id", BCON_UTF8 (S_FILE_ID));
+    bson_t *referring = BCON_NEW ("file.id", BCON_UTF8 (S_FILE_ID));
+    //  One chunk document per piece, the metadata as registered, complete
+    assert_int_equal (s_count (database, "file_chunks", of_file), 2);
+    mongoc_collection_t *files = mongoc_database_get_collection (database, "files");
+    bson_t file = BSON_INITIALIZER;
+    char *json = s_only_document (files, the_file, &file);
+    bson_free (json);
+    bson_iter_t field;
+    assert_true (bson_iter_init_find (&field, &file, "user"));
+    assert_string_equal (bson_iter_utf8 (&field, NULL), "alice");
+    assert_true (bson_iter_init_find (&field, &file, "complete") && bson_iter_as_bool (&field));
+    assert_true (bson_iter_init_find (&field, &file, "referenced") && bson_iter_as_bool (&field));
+    s_assert_bson_type (&file, "ts", BSON_TYPE_DATE_TIME);
+    bson_destroy (&file);
+    assert_int_equal (s_count (database, "messages", referring), 2);
+    assert_true (s_has_index (files, "{ \"id\" : 1 }", true));
+    mongoc_collection_destroy (files);
+
+    //  The first deletion leaves the file to the other message; the second
+    //  takes it, its metadata and its chunks
+    s_change_ok (broker, "general", 3, 1, NULL);
+    assert_int_equal (s_count (database, "messages", referring), 1);
+    assert_int_equal (s_count (database, "file_chunks", of_file), 2);
+    s_change_ok (broker, "general", 4, 2, NULL);
+    assert_int_equal (s_count (database, "messages", referring), 0);
+    assert_int_equal (s_count (database, "files", the_file), 0);
+    assert_int_equal (s_count (database, "file_chunks", of_file), 0);
+    bson_destroy (referring);
+    bson_destroy (the_file);
+    bson_destroy (of_file);
+    mongoc_database_destroy (database);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
 int
 main (void)
 {
@@ -918,6 +1170,8 @@ main (void)
         cmocka_unit_test (test_room_and_timeline_documents_have_the_seed_shape_and_indexes),
         cmocka_unit_test (test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes),
         cmocka_unit_test (test_deleted_texts_leave_the_documents),
+        cmocka_unit_test (test_words_follow_the_text_and_the_migration_fills_them),
+        cmocka_unit_test (test_a_files_chunks_go_with_its_last_reference),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);

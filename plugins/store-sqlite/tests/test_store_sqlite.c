@@ -30,7 +30,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    12
+#define S_SCHEMA_NOW    13
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -160,6 +160,12 @@ test_new_database_is_wal_at_the_newest_schema_version (void **state)
     assert_int_equal (s_sql_int (fixture->path,
                                  "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
     assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM users"), 1);
+    //  The files' bytes have a file of their own beside it, in WAL mode too
+    char chunks [sizeof fixture->path + 16];
+    snprintf (chunks, sizeof chunks, "%s/parley.files.db", fixture->folder);
+    assert_int_equal (s_sql_int (chunks, "SELECT count (*) FROM chunks"), 0);
+    assert_int_equal (s_sql_int (chunks,
+                                 "SELECT count (*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 }
 
 //  Sends one request with a body built by the caller; asserts ok

@@ -652,6 +652,103 @@ test_names (void **state)
     assert_string_equal (key, "alice");
 }
 
+//  store.file.* (schema version 13): ids, names, the data's bin and
+//  bounds, a message's file map
+static void
+s_file_create (s_body_t *body, const char *id, const char *name, uint64_t size)
+{
+    s_begin (body, 7);
+    s_str (body, "id", id);
+    s_str (body, "user", "Alice");
+    s_str (body, "name", name);
+    s_str (body, "type", "image/png");
+    s_uint (body, "size", size);
+    s_uint (body, "ts", 1000);
+    s_uint (body, "quota", 0);
+}
+
+static void
+test_files (void **state)
+{
+    s_body_t body;
+    s_file_create (&body, "AbC_-0123456789abcdefgh", "cat.png", 10);
+    st_request_t *request = s_parse (ST_FILE_CREATE, &body);
+    assert_true (st_request_live (request));
+    assert_int_equal (request->as.file_create.size, 10);
+    assert_string_equal (request->as.file_create.user.key, "alice");
+    st_request_destroy (&request);
+    s_file_create (&body, "a/b", "cat.png", 10);
+    s_assert_refused (s_parse (ST_FILE_CREATE, &body), "'id'");
+    s_file_create (&body, "abc", "", 10);
+    s_assert_refused (s_parse (ST_FILE_CREATE, &body), "'name'");
+    //  data is a bin, not a string, and at most ST_FILE_CHUNK_MAX bytes
+    s_begin (&body, 3);
+    s_str (&body, "id", "abc");
+    s_uint (&body, "offset", 0);
+    s_str (&body, "data", "text");
+    s_assert_refused (s_parse (ST_FILE_WRITE, &body), "'data'");
+    char *big = (char *) calloc (1, ST_FILE_CHUNK_MAX + 1);
+    for (size_t size = ST_FILE_CHUNK_MAX; size <= ST_FILE_CHUNK_MAX + 1; size++) {
+        s_begin (&body, 3);
+        s_str (&body, "id", "abc");
+        s_uint (&body, "offset", 0);
+        s_key (&body, "data");
+        msgpack_pack_bin_with_body (&body.packer, big, size);
+        request = s_parse (ST_FILE_WRITE, &body);
+        if (size > ST_FILE_CHUNK_MAX)
+            s_assert_refused (request, "'data'");
+        else {
+            assert_true (st_request_live (request));
+            assert_int_equal (request->as.file_write.data.size, size);
+            st_request_destroy (&request);
+        }
+    }
+    free (big);
+    s_begin (&body, 3);
+    s_str (&body, "id", "abc");
+    s_uint (&body, "offset", 0);
+    s_uint (&body, "length", 0);
+    s_assert_refused (s_parse (ST_FILE_READ, &body), "'length'");
+}
+
+static void
+test_file_ref (void **state)
+{
+    s_body_t body;
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_key (&body, "entry");
+    msgpack_pack_map (&body.packer, 6);
+    s_uint (&body, "seq", 1);
+    s_str (&body, "kind", "message");
+    s_str (&body, "user", "Alice");
+    s_uint (&body, "ts", 1000);
+    s_str (&body, "text", "");
+    s_key (&body, "file");
+    msgpack_pack_map (&body.packer, 4);
+    s_str (&body, "id", "abc");
+    s_str (&body, "name", "cat.png");
+    s_uint (&body, "size", 3);
+    s_str (&body, "type", "image/png");
+    st_request_t *request = s_parse (ST_MSG_APPEND, &body);
+    assert_true (st_request_live (request));
+    const st_file_ref_t *file = &request->as.msg_append.entries [0].change.file;
+    assert_int_equal (file->id.size, 3);
+    assert_int_equal (file->size, 3);
+    st_request_destroy (&request);
+    s_begin (&body, 2);
+    s_str (&body, "room", "lobby");
+    s_key (&body, "entry");
+    msgpack_pack_map (&body.packer, 6);
+    s_uint (&body, "seq", 1);
+    s_str (&body, "kind", "message");
+    s_str (&body, "user", "Alice");
+    s_uint (&body, "ts", 1000);
+    s_str (&body, "text", "");
+    s_str (&body, "file", "abc");
+    s_assert_refused (s_parse (ST_MSG_APPEND, &body), "'file'");
+}
+
 int
 main (void)
 {
@@ -672,7 +769,9 @@ main (void)
         cmocka_unit_test (test_room_pages),
         cmocka_unit_test (test_user_seen),
         cmocka_unit_test (test_answer),
-        cmocka_unit_test (test_names)
+        cmocka_unit_test (test_names),
+        cmocka_unit_test (test_files),
+        cmocka_unit_test (test_file_ref)
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

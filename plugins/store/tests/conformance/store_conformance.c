@@ -5456,6 +5456,8 @@ typedef struct {
     const char *event;              //  a system entry's
     const char *by;
     const char *nonce;
+    const char *file;               //  a message's file id (schema version 13): the map
+                                    //  {id, name "notes.txt", size 10, type "text/plain"}
 } s_spec_t;
 
 #define S_TL_TS(seq) (1720000000000 + (seq) * 1000)
@@ -5467,7 +5469,8 @@ s_pack_spec (msgpack_packer *packer, const s_spec_t *spec, bool pm)
     const char *kind = spec->kind ? spec->kind : "message";
     uint32_t fields = 3 + (!pm || spec->kind) + (spec->text != NULL) + (spec->target != 0)
                     + (spec->reply_to != 0) + (spec->emoji != NULL) + (spec->on >= 0)
-                    + (spec->event != NULL) + (spec->by != NULL) + (spec->nonce != NULL);
+                    + (spec->event != NULL) + (spec->by != NULL) + (spec->nonce != NULL)
+                    + (spec->file != NULL);
     msgpack_pack_map (packer, fields);
     sc_pack_kint (packer, "seq", spec->seq);
     if (!pm || spec->kind)
@@ -5495,6 +5498,14 @@ s_pack_spec (msgpack_packer *packer, const s_spec_t *spec, bool pm)
         sc_pack_kstr (packer, "by", spec->by);
     if (spec->nonce)
         sc_pack_kstr (packer, "nonce", spec->nonce);
+    if (spec->file) {
+        sc_pack_key (packer, "file");
+        msgpack_pack_map (packer, 4);
+        sc_pack_kstr (packer, "id", spec->file);
+        sc_pack_kstr (packer, "name", "notes.txt");
+        sc_pack_kint (packer, "size", 10);
+        sc_pack_kstr (packer, "type", "text/plain");
+    }
 }
 
 //  store.msg.append of the specs as 'entries'
@@ -6053,6 +6064,391 @@ test_timeline_changes_in_a_conversation (void **state)
 
 
 //  --------------------------------------------------------------------------
+//  Files (schema version 13)
+
+static sc_reply_t *
+s_file_create (fixture_t *fixture, const char *id, const char *user, int64_t size, int64_t ts,
+               int64_t quota)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 7);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kstr (&body, "user", user);
+    pl_pack_kstr (&body, "name", "notes.txt");
+    pl_pack_kstr (&body, "type", "text/plain");
+    pl_pack_kint (&body, "size", size);
+    pl_pack_kint (&body, "ts", ts);
+    pl_pack_kint (&body, "quota", quota);
+    return s_call (fixture, "store.file.create", &body);
+}
+
+static sc_reply_t *
+s_file_write (fixture_t *fixture, const char *id, int64_t offset, const char *data)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kint (&body, "offset", offset);
+    pl_pack_str (&body, "data");
+    msgpack_pack_bin_with_body (&body.packer, data, strlen (data));
+    return s_call (fixture, "store.file.write", &body);
+}
+
+static sc_reply_t *
+s_file_read (fixture_t *fixture, const char *id, int64_t offset, int64_t length)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kint (&body, "offset", offset);
+    pl_pack_kint (&body, "length", length);
+    return s_call (fixture, "store.file.read", &body);
+}
+
+//  Asserts a store.file.read answer: the file's fields and data
+static void
+s_assert_read (fixture_t *fixture, const char *id, int64_t offset, int64_t length,
+               const char *data)
+{
+    sc_reply_t *reply = s_file_read (fixture, id, offset, length);
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "name"), "notes.txt");
+    s_assert_str (sc_reply_field (reply, "type"), "text/plain");
+    s_assert_int (sc_reply_field (reply, "size"), 10);
+    const msgpack_object *bytes = sc_reply_field (reply, "data");
+    assert_non_null (bytes);
+    assert_int_equal (bytes->type, MSGPACK_OBJECT_BIN);
+    assert_int_equal (bytes->via.bin.size, strlen (data));
+    assert_memory_equal (bytes->via.bin.ptr, data, strlen (data));
+    sc_reply_destroy (&reply);
+}
+
+//  Asserts a file map {id, name, size, type} of s_file_create's file
+static void
+s_assert_file_map (const msgpack_object *file, const char *id)
+{
+    assert_non_null (file);
+    assert_int_equal (file->type, MSGPACK_OBJECT_MAP);
+    s_assert_str (sc_map_field (file, "id"), id);
+    s_assert_str (sc_map_field (file, "name"), "notes.txt");
+    s_assert_int (sc_map_field (file, "size"), 10);
+    s_assert_str (sc_map_field (file, "type"), "text/plain");
+}
+
+//  A request on one file id ({id}: commit, get) answering code (NULL: ok)
+static sc_reply_t *
+s_file_id (fixture_t *fixture, const char *type, const char *id)
+{
+    return s_by_name (fixture, type, "id", id);
+}
+
+static void
+s_assert_file_code (sc_reply_t *reply, const char *code)
+{
+    if (code)
+        s_assert_error (reply, code);
+    else
+        s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+}
+
+//  A complete file of 10 bytes, "0123456789", of user, created at ts
+static void
+s_file_upload (fixture_t *fixture, const char *id, const char *user, int64_t ts)
+{
+    s_assert_file_code (s_file_create (fixture, id, user, 10, ts, 0), NULL);
+    s_assert_file_code (s_file_write (fixture, id, 0, "0123456789"), NULL);
+    s_assert_file_code (s_file_id (fixture, "store.file.commit", id), NULL);
+}
+
+//  Whether store.file.get finds the file
+static bool
+s_file_exists (fixture_t *fixture, const char *id)
+{
+    sc_reply_t *reply = s_file_id (fixture, "store.file.get", id);
+    bool found = reply->code == NULL;
+    if (!found)
+        assert_string_equal (reply->code, "not_found");
+    sc_reply_destroy (&reply);
+    return found;
+}
+
+static void
+test_file_written_in_pieces_committed_then_read (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "Alice");
+    sc_reply_t *reply = s_file_create (fixture, "f-1_A", "alice", 10, 1000, 0);
+    s_assert_ok (reply);
+    s_assert_file_map (sc_reply_field (reply, "file"), "f-1_A");
+    sc_reply_destroy (&reply);
+    //  Incomplete: found, not readable
+    reply = s_file_id (fixture, "store.file.get", "f-1_A");
+    s_assert_ok (reply);
+    s_assert_str (sc_reply_field (reply, "user"), "Alice");
+    s_assert_int (sc_reply_field (reply, "ts"), 1000);
+    assert_false (s_bool (sc_reply_field (reply, "complete")));
+    sc_reply_destroy (&reply);
+    s_assert_file_code (s_file_read (fixture, "f-1_A", 0, 10), "not_found");
+    reply = s_file_write (fixture, "f-1_A", 0, "01234");
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "written"), 5);
+    sc_reply_destroy (&reply);
+    //  Not at the bytes written; past the size; committed too early
+    s_assert_file_code (s_file_write (fixture, "f-1_A", 3, "34"), "conflict");
+    s_assert_file_code (s_file_write (fixture, "f-1_A", 5, "567890"), "bad_request");
+    s_assert_file_code (s_file_id (fixture, "store.file.commit", "f-1_A"), "bad_request");
+    s_assert_file_code (s_file_write (fixture, "f-1_A", 5, ""), NULL);
+    s_assert_file_code (s_file_write (fixture, "f-1_A", 5, "56789"), NULL);
+    reply = s_file_id (fixture, "store.file.commit", "f-1_A");
+    s_assert_ok (reply);
+    s_assert_file_map (sc_reply_field (reply, "file"), "f-1_A");
+    sc_reply_destroy (&reply);
+    reply = s_file_id (fixture, "store.file.get", "f-1_A");
+    assert_true (s_bool (sc_reply_field (reply, "complete")));
+    s_assert_int (sc_reply_field (reply, "size"), 10);
+    sc_reply_destroy (&reply);
+    s_assert_read (fixture, "f-1_A", 0, 10, "0123456789");
+    s_assert_read (fixture, "f-1_A", 3, 4, "3456");
+    s_assert_read (fixture, "f-1_A", 8, 100, "89");
+    s_assert_read (fixture, "f-1_A", 10, 5, "");
+    s_assert_file_code (s_file_read (fixture, "f-1_A", 11, 5), "bad_request");
+    //  Complete: no more writes nor commits; ids are unique and case matters
+    s_assert_file_code (s_file_write (fixture, "f-1_A", 10, ""), "not_found");
+    s_assert_file_code (s_file_id (fixture, "store.file.commit", "f-1_A"), "not_found");
+    s_assert_file_code (s_file_create (fixture, "f-1_A", "alice", 3, 1000, 0), "conflict");
+    assert_false (s_file_exists (fixture, "f-1_a"));
+    s_assert_file_code (s_file_create (fixture, "f2", "nobody", 3, 1000, 0), "not_found");
+    s_assert_file_code (s_file_write (fixture, "f2", 0, "abc"), "not_found");
+    s_assert_file_code (s_file_read (fixture, "f2", 0, 3), "not_found");
+}
+
+static void
+test_file_create_within_the_users_quota (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "bob");
+    s_assert_file_code (s_file_create (fixture, "a", "alice", 10, 1000, 15), NULL);
+    //  Incomplete files count; another user's do not
+    s_assert_file_code (s_file_create (fixture, "b", "ALICE", 6, 1000, 15), "quota_exceeded");
+    assert_false (s_file_exists (fixture, "b"));
+    s_assert_file_code (s_file_create (fixture, "b", "bob", 15, 1000, 15), NULL);
+    s_assert_file_code (s_file_create (fixture, "c", "alice", 5, 1000, 15), NULL);
+    s_assert_file_code (s_file_create (fixture, "d", "alice", 1, 1000, 15), "quota_exceeded");
+    s_assert_file_code (s_file_create (fixture, "d", "alice", 1, 1000, 0), NULL);
+}
+
+static void
+test_file_bad_fields_get_bad_request (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_assert_file_code (s_file_create (fixture, "a/b", "alice", 10, 1000, 0), "bad_request");
+    s_assert_file_code (s_file_create (fixture, "", "alice", 10, 1000, 0), "bad_request");
+    s_assert_file_code (s_file_read (fixture, "a", 0, 0), "bad_request");
+    s_assert_file_code (s_file_read (fixture, "a", 0, 983041), "bad_request");
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", "a");
+    pl_pack_kint (&body, "offset", 0);
+    pl_pack_kstr (&body, "data", "not a bin");
+    s_assert_file_code (s_call (fixture, "store.file.write", &body), "bad_request");
+    sc_body_init (&body, 0);
+    s_assert_file_code (s_call (fixture, "store.file.sweep", &body), "bad_request");
+    //  A message's file map without its name
+    s_file_upload (fixture, "f", "alice", 1000);
+    sc_body_init (&body, 2);
+    pl_pack_kstr (&body, "room", "general");
+    pl_pack_str (&body, "entry");
+    msgpack_pack_map (&body.packer, 6);
+    sc_pack_kint (&body.packer, "seq", 3);
+    sc_pack_kstr (&body.packer, "kind", "message");
+    sc_pack_kstr (&body.packer, "user", "alice");
+    sc_pack_kint (&body.packer, "ts", 1000);
+    sc_pack_kstr (&body.packer, "text", "");
+    sc_pack_key (&body.packer, "file");
+    msgpack_pack_map (&body.packer, 3);
+    sc_pack_kstr (&body.packer, "id", "f");
+    sc_pack_kint (&body.packer, "size", 10);
+    sc_pack_kstr (&body.packer, "type", "text/plain");
+    s_assert_file_code (s_call (fixture, "store.msg.append", &body), "bad_request");
+    sc_reply_t *reply = s_whole_history (fixture, "general");
+    assert_int_equal (s_array_field (reply, "messages")->via.array.size, 2);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_file_references_are_checked_in_run_order (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_file_upload (fixture, "mine", "alice", 1000);
+    s_file_upload (fixture, "bobs", "Bob", 1000);
+    s_assert_file_code (s_file_create (fixture, "half", "alice", 10, 1000, 0), NULL);
+    //  Another's file, an incomplete one, an unknown one: nothing stored
+    s_spec_t run [] = {
+        { .seq = 3, .user = "alice", .text = "", .on = -1, .file = "mine" },
+        { .seq = 4, .user = "alice", .text = "x", .on = -1, .file = "bobs" },
+        { .seq = 5, .user = "alice", .text = "x", .on = -1, .file = "half" },
+        { .seq = 6, .user = "alice", .text = "x", .on = -1, .file = "none" },
+    };
+    const uint32_t indexes [] = { 1, 2, 3 };
+    const char *codes [] = { "no_such_file", "no_such_file", "no_such_file" };
+    s_assert_refused (s_append_specs (fixture, "general", run, 4), 3, indexes, codes);
+    //  The sender's own complete file, in any case of the name
+    run [0].user = "ALICE";
+    s_append_one_ok (fixture, "general", run [0]);
+    s_append_one_ok (fixture, "general", (s_spec_t) { .seq = 4, .user = "Bob", .text = "y",
+                                                      .on = -1, .file = "bobs" });
+    sc_reply_t *reply = s_whole_history (fixture, "general");
+    s_assert_file_map (sc_map_field (s_entry_of (reply, 3), "file"), "mine");
+    s_assert_str (sc_map_field (s_entry_of (reply, 3), "text"), "");
+    s_assert_file_map (sc_map_field (s_entry_of (reply, 4), "file"), "bobs");
+    assert_null (sc_map_field (s_entry_of (reply, 1), "file"));
+    sc_reply_destroy (&reply);
+    //  In a conversation the same
+    s_assert_refused_one (s_pm_specs (fixture, "alice", "bob", (s_spec_t []) {
+        { .seq = 1, .user = "alice", .text = "x", .on = -1, .file = "bobs" } }, 1),
+        0, "no_such_file");
+    s_pm_one_ok (fixture, "alice", "bob", (s_spec_t) { .seq = 1, .user = "alice", .text = "",
+                                                       .on = -1, .file = "mine" });
+    reply = s_pm_history (fixture, "bob", "alice", S_NO_CURSOR, S_NO_CURSOR, 10);
+    s_assert_ok (reply);
+    s_assert_file_map (sc_map_field (s_entry_of (reply, 1), "file"), "mine");
+    sc_reply_destroy (&reply);
+    reply = s_pm_conversations (fixture, "bob", 10);
+    s_assert_ok (reply);
+    const msgpack_object *conversations = s_array_field (reply, "conversations");
+    s_assert_file_map (sc_map_field (sc_map_field (&conversations->via.array.ptr [0], "last"),
+                                     "file"), "mine");
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_file_goes_with_the_deletion_of_its_last_message (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_file_upload (fixture, "shared", "alice", 1000);
+    s_file_upload (fixture, "alone", "alice", 1000);
+    s_spec_t run [] = {
+        { .seq = 3, .user = "alice", .text = "one", .on = -1, .file = "shared" },
+        { .seq = 4, .user = "alice", .text = "two", .on = -1, .file = "alone" },
+        { .seq = 5, .kind = "edit", .user = "alice", .target = 3, .text = "one, edited",
+          .on = -1 },
+    };
+    s_assert_stored (s_append_specs (fixture, "general", run, 3), 5);
+    s_pm_one_ok (fixture, "alice", "carol", (s_spec_t) { .seq = 1, .user = "alice",
+                                                         .text = "", .on = -1,
+                                                         .file = "shared" });
+    //  An edit keeps the file
+    sc_reply_t *reply = s_whole_history (fixture, "general");
+    s_assert_file_map (sc_map_field (s_entry_of (reply, 3), "file"), "shared");
+    sc_reply_destroy (&reply);
+    //  The owner deletes both room messages: 'alone' goes, 'shared' stays
+    //  for the conversation's message
+    s_spec_t deletions [] = {
+        { .seq = 6, .kind = "delete", .user = "alice", .target = 3, .on = -1 },
+        { .seq = 7, .kind = "delete", .user = "alice", .target = 4, .on = -1 },
+    };
+    s_assert_stored (s_append_specs (fixture, "general", deletions, 2), 7);
+    reply = s_whole_history (fixture, "general");
+    assert_null (sc_map_field (s_entry_of (reply, 3), "file"));
+    assert_null (sc_map_field (s_entry_of (reply, 4), "file"));
+    sc_reply_destroy (&reply);
+    assert_false (s_file_exists (fixture, "alone"));
+    s_assert_file_code (s_file_read (fixture, "alone", 0, 10), "not_found");
+    assert_true (s_file_exists (fixture, "shared"));
+    s_assert_read (fixture, "shared", 0, 10, "0123456789");
+    //  A deleted file cannot be referred to again
+    s_assert_refused_one (s_append_specs (fixture, "general", (s_spec_t []) {
+        { .seq = 8, .user = "alice", .text = "x", .on = -1, .file = "alone" } }, 1),
+        0, "no_such_file");
+    s_pm_one_ok (fixture, "alice", "carol", (s_spec_t) { .seq = 2, .kind = "delete",
+                                                         .user = "alice", .target = 1,
+                                                         .on = -1 });
+    assert_false (s_file_exists (fixture, "shared"));
+}
+
+static void
+test_file_goes_with_its_room_unless_referred_elsewhere (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_room_create_ok (fixture, "other", false, 50, "alice");
+    s_file_upload (fixture, "here", "alice", 1000);
+    s_file_upload (fixture, "both", "alice", 1000);
+    s_file_upload (fixture, "unsent", "alice", 1000);
+    s_spec_t run [] = {
+        { .seq = 3, .user = "alice", .text = "", .on = -1, .file = "here" },
+        { .seq = 4, .user = "alice", .text = "", .on = -1, .file = "here" },
+        { .seq = 5, .user = "alice", .text = "", .on = -1, .file = "both" },
+    };
+    s_assert_stored (s_append_specs (fixture, "general", run, 3), 5);
+    s_append_one_ok (fixture, "other", (s_spec_t) { .seq = 1, .user = "alice", .text = "",
+                                                    .on = -1, .file = "both" });
+    sc_reply_t *reply = s_by_name (fixture, "store.room.delete", "name", "GENERAL");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    assert_false (s_file_exists (fixture, "here"));
+    assert_true (s_file_exists (fixture, "both"));
+    assert_true (s_file_exists (fixture, "unsent"));
+    reply = s_by_name (fixture, "store.room.delete", "name", "other");
+    sc_reply_destroy (&reply);
+    assert_false (s_file_exists (fixture, "both"));
+}
+
+static void
+test_file_sweep_deletes_old_files_no_message_refers_to (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_file_upload (fixture, "old", "alice", 1000);
+    s_assert_file_code (s_file_create (fixture, "old-half", "alice", 10, 1000, 0), NULL);
+    s_assert_file_code (s_file_write (fixture, "old-half", 0, "01"), NULL);
+    s_file_upload (fixture, "old-sent", "alice", 1000);
+    s_file_upload (fixture, "new", "alice", 5000);
+    s_append_one_ok (fixture, "general", (s_spec_t) { .seq = 3, .user = "alice", .text = "",
+                                                      .on = -1, .file = "old-sent" });
+    pl_pack_t body;
+    sc_body_init (&body, 1);
+    pl_pack_kint (&body, "before", 2000);
+    sc_reply_t *reply = s_call (fixture, "store.file.sweep", &body);
+    s_assert_ok (reply);
+    s_assert_int (sc_reply_field (reply, "deleted"), 2);
+    sc_reply_destroy (&reply);
+    assert_false (s_file_exists (fixture, "old"));
+    assert_false (s_file_exists (fixture, "old-half"));
+    assert_true (s_file_exists (fixture, "old-sent"));
+    assert_true (s_file_exists (fixture, "new"));
+    s_assert_read (fixture, "old-sent", 0, 10, "0123456789");
+    sc_body_init (&body, 1);
+    pl_pack_kint (&body, "before", 2000);
+    reply = s_call (fixture, "store.file.sweep", &body);
+    s_assert_int (sc_reply_field (reply, "deleted"), 0);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_files_and_references_survive_plugin_restart (void **state)
+{
+    REAL_DB ();
+    fixture_t *fixture = (fixture_t *) *state;
+    s_timeline_room (fixture);
+    s_file_upload (fixture, "kept", "alice", 1000);
+    s_append_one_ok (fixture, "general", (s_spec_t) { .seq = 3, .user = "alice", .text = "",
+                                                      .on = -1, .file = "kept" });
+    sc_broker_stop (fixture->broker);
+    s_fixture_start (fixture);
+    s_assert_read (fixture, "kept", 2, 3, "234");
+    sc_reply_t *reply = s_whole_history (fixture, "general");
+    s_assert_file_map (sc_map_field (s_entry_of (reply, 3), "file"), "kept");
+    sc_reply_destroy (&reply);
+}
+
+
+//  --------------------------------------------------------------------------
 //  Room administration (schema version 10): store.room.update, bans
 
 //  Packs a system entry with its event and, when by is given, its author
@@ -6523,6 +6919,15 @@ main (int argc, char *argv [])
         S_TEST (test_room_unban_lifts_a_ban_and_bans_go_with_the_room),
         //  Search (schema version 12)
         SC_SEARCH_TESTS,
+        //  Files (schema version 13)
+        S_TEST (test_file_written_in_pieces_committed_then_read),
+        S_TEST (test_file_create_within_the_users_quota),
+        S_TEST (test_file_bad_fields_get_bad_request),
+        S_TEST (test_file_references_are_checked_in_run_order),
+        S_TEST (test_file_goes_with_the_deletion_of_its_last_message),
+        S_TEST (test_file_goes_with_its_room_unless_referred_elsewhere),
+        S_TEST (test_file_sweep_deletes_old_files_no_message_refers_to),
+        S_TEST (test_files_and_references_survive_plugin_restart),
     };
     return cmocka_run_group_tests_name (s_plugin_path, tests, NULL, NULL);
 }
