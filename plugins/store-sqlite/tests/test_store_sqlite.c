@@ -1033,12 +1033,23 @@ test_version_11_file_migrated_indexes_its_messages (void **state)
     s_append_change (broker, "general", 3, 2, NULL);
     s_append_change (broker, NULL, 1, 0, "older private");
     sc_broker_destroy (&broker);
-    //  Back to schema 11, as a file of the version before would be
+    //  Back to schema 11, as a file of the version before would be: 13's
+    //  files and file columns go too, so that 12 and 13 both run again
     s_sql (fixture->path, "DROP TRIGGER search_entries_insert; DROP TRIGGER search_entries_update;"
                           "DROP TRIGGER search_entries_delete; DROP TRIGGER search_pm_entries_insert;"
                           "DROP TRIGGER search_pm_entries_update;"
                           "DROP TRIGGER search_pm_entries_delete; DROP TABLE search;"
-                          "DROP TABLE search_docs; DELETE FROM schema_version WHERE version = 12");
+                          "DROP TABLE search_docs; DROP INDEX entries_by_file;"
+                          "DROP INDEX pm_entries_by_file; DROP TABLE files;"
+                          "ALTER TABLE entries DROP COLUMN file_id;"
+                          "ALTER TABLE entries DROP COLUMN file_name;"
+                          "ALTER TABLE entries DROP COLUMN file_size;"
+                          "ALTER TABLE entries DROP COLUMN file_type;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_id;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_name;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_size;"
+                          "ALTER TABLE pm_entries DROP COLUMN file_type;"
+                          "DELETE FROM schema_version WHERE version >= 12");
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     assert_true (sc_log_says (s_log, "migrated to schema version 12", NULL));
