@@ -180,11 +180,11 @@ typedef struct {
                                     //  shaped as S_NONCE_TIME, _RANDOM or _COUNTER
     int page;                       //  history: entries a page (--page, default 200)
     int decorate;                   //  history: D oldest messages edited and reacted to
+    int member_of;                  //  search: rooms of the M the searcher is in (--member-of)
+    const char *prepared;           //  search: a store filled by search-store.py, its prefix
     size_t file_size;               //  files: bytes of each file (--file-size)
     int file_repeat;                //  files: uploads and downloads one by one (--repeat)
     int file_uploads;               //  files: uploads at once (--uploads)
-    int member_of;                  //  search: rooms of the M the searcher is in (--member-of)
-    const char *prepared;           //  search: a store filled by search-store.py, its prefix
     //  Run state
     int epoll_fd;                   //  the one loop
     conn_t *conns;                  //  one per user, then one per idle connection
@@ -3202,11 +3202,11 @@ main (int argc, char **argv)
         { "nonce", optional_argument, NULL, 'N' },
         { "page", required_argument, NULL, 'G' },
         { "decorate", required_argument, NULL, 'D' },
+        { "member-of", required_argument, NULL, 'O' },
+        { "prepared", required_argument, NULL, 'Q' },
         { "file-size", required_argument, NULL, 'F' },
         { "repeat", required_argument, NULL, 'R' },
         { "uploads", required_argument, NULL, 'U' },
-        { "member-of", required_argument, NULL, 'O' },
-        { "prepared", required_argument, NULL, 'Y' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -3254,11 +3254,11 @@ main (int argc, char **argv)
                 break;
             case 'G': self->page = atoi (optarg); break;
             case 'D': self->decorate = atoi (optarg); break;
+            case 'O': self->member_of = atoi (optarg); break;
+            case 'Q': self->prepared = optarg; break;
             case 'F': self->file_size = strtoull (optarg, NULL, 10); break;
             case 'R': self->file_repeat = atoi (optarg); break;
             case 'U': self->file_uploads = atoi (optarg); break;
-            case 'O': self->member_of = atoi (optarg); break;
-            case 'Y': self->prepared = optarg; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
         }

@@ -209,7 +209,18 @@ test('the search plugin as a separate process (parley-plugin search.so) answers 
     try {
         await untilRegistered([plugin]);
         gateway = await startGateway(broker.endpoint, { args: LOAD_HEARTBEAT });
-        const alice = await connectUser(gateway.url, 'sx_alice', clients);
+        // The in-broker plugins may still be starting on a loaded machine:
+        // a register answered unavailable is tried again
+        let alice;
+        for (let attempt = 0; !alice; attempt++) {
+            try {
+                alice = await connectUser(gateway.url, 'sx_alice', clients);
+            } catch (error) {
+                if (attempt >= 20 || !/unavailable/.test(error.message))
+                    throw error;
+                await new Promise((resolve) => setTimeout(resolve, 1000));
+            }
+        }
         await ok(alice, { type: 'room.create', room: 'sx-room' });
         await say(alice, 'sx-room', 'Séparé process');
         assert.deepEqual(texts(await search(alice, 'SEPARE')), ['Séparé process']);

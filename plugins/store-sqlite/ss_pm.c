@@ -615,12 +615,12 @@ ss_pm_pack_found (ss_pm_t *self, msgpack_packer *packer, int64_t conversation, u
         ss_db_finish (stmt);
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    //  Read from user_a's side: from and to come out right either way
-    //  after S_PM_COLUMNS' six and the timeline's: user_a, its name, user_b's
-    int after = 6 + SS_TIMELINE_COLUMN_COUNT;
-    st_pm_entry_t entry = s_pm_entry_of_row (stmt, sqlite3_column_int64 (stmt, after),
-                                             (const char *) sqlite3_column_text (stmt, after + 1),
-                                             (const char *) sqlite3_column_text (stmt, after + 2));
+    //  Read from user_a's side: from and to come out right either way. The
+    //  pair's three columns are the last, after S_PM_COLUMNS'
+    int pair = sqlite3_column_count (stmt) - 3;
+    st_pm_entry_t entry = s_pm_entry_of_row (stmt, sqlite3_column_int64 (stmt, pair),
+                                             (const char *) sqlite3_column_text (stmt, pair + 1),
+                                             (const char *) sqlite3_column_text (stmt, pair + 2));
     st_reactions_t *reactions = ss_timeline_walk_one (self->timeline, conversation, seq);
     rc = reactions ? SQLITE_OK : SQLITE_NOMEM;
     if (reactions && st_reactions_load (reactions, seq))

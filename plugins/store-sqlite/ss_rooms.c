@@ -1469,8 +1469,8 @@ ss_rooms_pack_found (ss_rooms_t *self, msgpack_packer *packer, int64_t room_id, 
         entry.change.reactions = reactions;
         msgpack_pack_map (packer, 2);
         pl_body_pack_str (packer, "room");
-        //  After S_ENTRY_COLUMNS' nine and the timeline's: the room's name
-        st_reply_text (packer, ss_db_column_text (stmt, 9 + SS_TIMELINE_COLUMN_COUNT));
+        //  The room's name is the last column, after S_ENTRY_COLUMNS'
+        st_reply_text (packer, ss_db_column_text (stmt, sqlite3_column_count (stmt) - 1));
         pl_body_pack_str (packer, "entry");
         st_reply_entry (packer, &entry);
     }

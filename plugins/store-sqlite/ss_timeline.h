@@ -112,9 +112,6 @@ st_kind_t
 //  until the next step
 #define SS_TIMELINE_COLUMNS     "reply_to, edited, deleted, target, emoji, on_," \
                                 " file_id, file_name, file_size, file_type"
-//  How many columns SS_TIMELINE_COLUMNS names (a statement's columns after
-//  them are counted from here)
-#define SS_TIMELINE_COLUMN_COUNT    10
 void
     ss_timeline_change_of_row (sqlite3_stmt *stmt, int first, st_change_t *change);
 

@@ -1038,7 +1038,8 @@ test_version_11_file_migrated_indexes_its_messages (void **state)
     s_append_change (broker, "general", 3, 2, NULL);
     s_append_change (broker, NULL, 1, 0, "older private");
     sc_broker_destroy (&broker);
-    //  Back to schema 11, as a file of the version before would be
+    //  Back to schema 11, as a file of the version before would be: 13's
+    //  files and file columns go too, so that 12 and 13 both run again
     s_sql (fixture->path, "DROP TRIGGER search_entries_insert; DROP TRIGGER search_entries_update;"
                           "DROP TRIGGER search_entries_delete; DROP TRIGGER search_pm_entries_insert;"
                           "DROP TRIGGER search_pm_entries_update;"
