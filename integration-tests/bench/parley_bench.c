@@ -3076,7 +3076,7 @@ s_usage (FILE *stream)
 "                     readers then ask for the page of those D messages again and\n"
 "                     again, checking that each comes as it is now (edited, with\n"
 "                     its reactions): room.history of messages with their changes\n"
-"  --member-of K      search: the searcher joins K of the M rooms (default 50)\n"
+"  --member-of K      search: the searcher joins K of the M rooms (default 50, or M when fewer)\n"
 "  --prepared PREFIX  search: the M rooms and H messages are in the store already\n"
 "                     (integration-tests/bench/search-store.py --prefix PREFIX): no\n"
 "                     fill, the searcher joins PREFIXroom<g> and searches\n"
@@ -3170,7 +3170,7 @@ main (int argc, char **argv)
         .timeout = 300, .epoll_fd = -1, .inflight = 4, .rooms = 100, .room_members = 5,
         .pairs = 100, .entries = 100000, .readers = 10, .page = HISTORY_PAGE, .p99_bound_ms = 50, .step_seconds = 3,
         .max_rate = 1e6, .max_steps = 12, .file_size = 10 * 1024 * 1024, .file_repeat = 5,
-        .file_uploads = 20, .member_of = 50
+        .file_uploads = 20, .member_of = 0
     };
     bench_t *self = &bench;
     s_parse_url (self, "ws://127.0.0.1:8080/ws");
@@ -3272,7 +3272,7 @@ main (int argc, char **argv)
     ||  self->inflight < 1 || self->inflight > MAX_INFLIGHT || self->rooms < 1
     ||  self->room_members < 2 || self->room_members > 10000 || self->pairs < 1
     ||  self->entries < 1 || self->readers < 1 || self->p99_bound_ms <= 0
-    ||  self->member_of < 1 || self->member_of > self->rooms
+    ||  self->member_of < 0 || self->member_of > self->rooms
     ||  self->step_seconds <= 0 || self->max_rate < 1 || self->max_steps < 1
     ||  self->idle < 0 || self->idle > MAX_CONNS || self->page < 1 || self->page > HISTORY_PAGE
     ||  self->decorate < 0 || self->decorate > HISTORY_PAGE || self->decorate > self->entries) {
@@ -3280,10 +3280,15 @@ main (int argc, char **argv)
                          " --window >= 1, --sources 0..250, --inflight 1..%d, --rooms >= 1,"
                          " --room-members 2..10000, --pairs >= 1, --entries >= 1, --readers >= 1,"
                          " --p99-bound > 0, --step > 0, --max-rate >= 1, --max-steps >= 1,"
-                         " --idle 0..%d, --page 1..200, --decorate 0..200 and at most --entries\n",
+                         " --idle 0..%d, --page 1..200, --decorate 0..200 and at most --entries,"
+                         " --member-of at most --rooms\n",
                  MAX_CONNS, MAX_INFLIGHT, MAX_CONNS);
         return 2;
     }
+    //  --member-of defaults to 50, or every room when there are fewer, so that
+    //  a scenario other than search never trips on it
+    if (self->member_of == 0)
+        self->member_of = self->rooms < 50? self->rooms: 50;
     //  Connections each scenario needs: the largest sizes the arrays. The
     //  idle connections are held through every scenario, so each one's
     //  connections and the idle ones must fit together.
