@@ -8,6 +8,8 @@
 #include "st_reply.h"
 #include "sm_conn.h"
 #include "sm_words.h"
+#include "sm_gridfs.h"
+#include "pl_options.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -250,7 +252,7 @@ s_indexes_meta (void)
 }
 
 //  files: the unique id; a user's files (the quota); by creation (the
-//  sweep); file_chunks: a file's pieces by offset, unique
+//  sweep). Their bytes are in the GridFS bucket (sm_gridfs.h).
 static bson_t *
 s_indexes_files (void)
 {
@@ -261,17 +263,6 @@ s_indexes_files (void)
                  "name", BCON_UTF8 ("id_unique"), "unique", BCON_BOOL (true), "}",
             "{", "key", "{", "user_key", BCON_INT32 (1), "}", "name", BCON_UTF8 ("user_key"), "}",
             "{", "key", "{", "ts", BCON_INT32 (1), "}", "name", BCON_UTF8 ("ts"), "}",
-        "]");
-}
-
-static bson_t *
-s_indexes_file_chunks (void)
-{
-    return BCON_NEW (
-        "createIndexes", BCON_UTF8 ("file_chunks"),
-        "indexes", "[",
-            "{", "key", "{", "file", BCON_INT32 (1), "offset", BCON_INT32 (1), "}",
-                 "name", BCON_UTF8 ("file_offset_unique"), "unique", BCON_BOOL (true), "}",
         "]");
 }
 
@@ -290,9 +281,10 @@ s_schema_read (sm_store_t *self, int64_t *version_p, bson_error_t *error)
 }
 
 //  The migrations that fill documents, after the indexes: 12, the words of
-//  the messages stored before. Versions before 12 kept no record (their
-//  fields are read with defaults), so a database without one runs them
-//  all. A database of a newer version is refused. Returns 0, or -1 with
+//  the messages stored before; 15, the files' bytes from schema 13's
+//  file_chunks into the GridFS bucket (14 is store-sqlite's alone).
+//  Versions before 12 kept no record (their fields are read with
+//  defaults), so a database without one runs them all. A database of a newer version is refused. Returns 0, or -1 with
 //  error set (then the next batch tries again).
 static int
 s_migrate (sm_store_t *self, bson_error_t *error)
@@ -309,6 +301,8 @@ s_migrate (sm_store_t *self, bson_error_t *error)
     if (version == SM_SCHEMA_VERSION)
         return 0;
     if (version < 12 && sm_words_fill (self, error))
+        return -1;
+    if (version < 15 && sm_gridfs_migrate (self, error))
         return -1;
     bson_t *selector = BCON_NEW ("key", BCON_UTF8 ("schema"));
     bson_t *update = BCON_NEW ("$set", "{", "version", BCON_INT64 (SM_SCHEMA_VERSION), "}");
@@ -338,7 +332,8 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
     bson_t *(*const indexes []) (void) = {
         s_indexes_users, s_indexes_tokens, s_indexes_rooms,
         s_indexes_messages, s_indexes_pm_messages, s_indexes_conversations,
-        s_indexes_markers, s_indexes_meta, s_indexes_files, s_indexes_file_chunks
+        s_indexes_markers, s_indexes_meta, s_indexes_files,
+        sm_gridfs_files_indexes, sm_gridfs_chunks_indexes
     };
     mongoc_database_t *database = mongoc_client_get_database (self->client, self->database);
     for (size_t index = 0; ok && index < sizeof indexes / sizeof indexes [0]; index++) {
@@ -353,7 +348,7 @@ sm_prepare (sm_store_t *self, bson_error_t *error)
     self->prepared = true;
     self->host->log (self->ctx, PARLEY_LOG_INFO,
                      "MongoDB at %s: indexes on users, tokens, rooms, messages, pm_messages, "
-                     "conversations, markers, meta, files and file_chunks are in place "
+                     "conversations, markers, meta, files, fs.files and fs.chunks are in place "
                      "(schema version %d)", self->where, SM_SCHEMA_VERSION);
     return 0;
 }
@@ -428,6 +423,10 @@ sm_store_destroy (sm_store_t **self_p)
         mongoc_collection_destroy (self->meta);
     if (self->files)
         mongoc_collection_destroy (self->files);
+    if (self->fs_files)
+        mongoc_collection_destroy (self->fs_files);
+    if (self->fs_chunks)
+        mongoc_collection_destroy (self->fs_chunks);
     if (self->file_chunks)
         mongoc_collection_destroy (self->file_chunks);
     if (self->client)
@@ -564,6 +563,8 @@ s_client_open (sm_store_t *self, const mongoc_uri_t *uri)
     self->markers = mongoc_client_get_collection (client, database, "markers");
     self->meta = mongoc_client_get_collection (client, database, "meta");
     self->files = mongoc_client_get_collection (client, database, "files");
+    self->fs_files = mongoc_client_get_collection (client, database, SM_GRIDFS_FILES);
+    self->fs_chunks = mongoc_client_get_collection (client, database, SM_GRIDFS_CHUNKS);
     self->file_chunks = mongoc_client_get_collection (client, database, "file_chunks");
     return 0;
 }
@@ -616,6 +617,14 @@ sm_store_new (parley_ctx_t *ctx, const parley_host_t *host)
         sm_store_destroy (&self);
         return NULL;
     }
+    pl_options_t options = pl_options (host, ctx, "store-mongo");
+    self->chunk_size = (int32_t) pl_options_uint (&options, "file_chunk_size",
+                                                  SM_CHUNK_SIZE_DEFAULT, SM_CHUNK_SIZE_MIN,
+                                                  SM_CHUNK_SIZE_MAX);
+    if (pl_options_refused (&options)) {
+        sm_store_destroy (&self);
+        return NULL;
+    }
     char concern [48];
     mongoc_uri_t *uri = s_uri_open (self, concern, sizeof concern);
     int32_t selection_ms = uri ? mongoc_uri_get_option_as_int32 (
@@ -629,6 +638,7 @@ sm_store_new (parley_ctx_t *ctx, const parley_host_t *host)
     }
     host->log (ctx, PARLEY_LOG_INFO,
                "serving %s (schema version %d, write concern %s, server selection timeout %"
-               PRId32 " ms)", self->where, SM_SCHEMA_VERSION, concern, selection_ms);
+               PRId32 " ms, file chunks of %" PRId32 " bytes)", self->where, SM_SCHEMA_VERSION,
+               concern, selection_ms, self->chunk_size);
     return self;
 }

@@ -2,19 +2,21 @@
     sm_files - uploaded files on MongoDB (see sm_files.h)
 
     Without transactions the order of the writes keeps a failure part way
-    safe: a piece's chunk is written (after deleting what an earlier
-    attempt left at or after its offset, so that a repeat converges)
-    before the file's `written` moves past it; a file's
-    chunks are deleted before its document, and a read that finds bytes
-    missing answers not_found, as for a file that is gone; a release
-    first unmarks the files as referenced, so that the sweep looks at them
-    again if it stops before it has decided.
+    safe: a piece's chunks are written (sm_gridfs: what an earlier attempt
+    left at or after its offset is replaced, so that a repeat converges)
+    before the file's `written` moves past it; the bucket's fs.files
+    document is written before the file is marked complete; a file's bytes
+    are deleted before its document, and a read that finds bytes missing
+    answers not_found, as for a file that is gone; a release first unmarks
+    the files as referenced, so that the sweep looks at them again if it
+    stops before it has decided.
     =========================================================================
 */
 
 #include "sm_files.h"
 #include "sm_common.h"
 #include "sm_conn.h"
+#include "sm_gridfs.h"
 #include "sm_users.h"
 #include "pl_body.h"
 #include "st_reply.h"
@@ -64,6 +66,18 @@ s_find_file (sm_store_t *self, st_text_t id, const bson_t *extra, bson_t *found,
     int rc = sm_find_one (self, self->files, &filter, NULL, found, error);
     bson_destroy (&filter);
     return rc;
+}
+
+//  Where the bytes of a file (its document) are in the bucket. Returns
+//  false, with error set, for a document without them.
+static bool
+s_bucket_file (const bson_t *document, sm_gridfs_file_t *bucket, bson_error_t *error)
+{
+    if (sm_gridfs_file_of (document, bucket))
+        return true;
+    bson_set_error (error, MONGOC_ERROR_GRIDFS, MONGOC_ERROR_GRIDFS_CORRUPT,
+                    "a file's document has no _id or chunk_size (schema 15 not run?)");
+    return false;
 }
 
 
@@ -190,26 +204,50 @@ s_find_references (sm_store_t *self, s_refs_t *refs, bson_error_t *error)
     return rc;
 }
 
-//  Deletes the files, their chunks first. Returns 0 or -1.
+//  The _ids of files found, gathered
+typedef struct {
+    bson_oid_t *ids;                //  count slots
+    uint32_t count;
+    uint32_t found;
+} s_oids_t;
+
+static void
+s_on_oid (void *arg, const bson_t *document)
+{
+    s_oids_t *oids = (s_oids_t *) arg;
+    bson_iter_t iter;
+    if (oids->found < oids->count && bson_iter_init_find (&iter, document, "_id")
+    &&  BSON_ITER_HOLDS_OID (&iter))
+        bson_oid_copy (bson_iter_oid (&iter), &oids->ids [oids->found++]);
+}
+
+//  Deletes the files, their bytes first (the bucket's fs.files document,
+//  then its chunks), found by their _ids. Returns 0 or -1.
 static int
 s_delete_files (sm_store_t *self, const sm_file_id_t *ids, uint32_t count,
                 bson_error_t *error)
 {
     if (count == 0)
         return 0;
-    bson_t chunks;
-    s_ids_filter (&chunks, "file", ids, count);
+    s_oids_t oids = { (bson_oid_t *) calloc (count, sizeof (bson_oid_t)), count, 0 };
+    if (!oids.ids) {
+        bson_set_error (error, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_NO_ACCEPTABLE_PEER,
+                        "out of memory");
+        return -1;
+    }
     bson_t files;
     s_ids_filter (&files, "id", ids, count);
-    self->round_trips++;
-    bool ok = mongoc_collection_delete_many (self->file_chunks, &chunks, NULL, NULL, error);
-    if (ok) {
-        self->round_trips++;
-        ok = mongoc_collection_delete_many (self->files, &files, NULL, NULL, error);
-    }
+    bson_t *opts = BCON_NEW ("projection", "{", "_id", BCON_INT32 (1), "}");
+    int rc = sm_find (self, self->files, &files, opts, s_on_oid, &oids, error);
+    if (rc == 0)
+        rc = sm_gridfs_delete (self, oids.ids, oids.found, error);
+    self->round_trips += rc == 0;
+    if (rc == 0 && !mongoc_collection_delete_many (self->files, &files, NULL, NULL, error))
+        rc = -1;
+    bson_destroy (opts);
     bson_destroy (&files);
-    bson_destroy (&chunks);
-    return ok ? 0 : -1;
+    free (oids.ids);
+    return rc;
 }
 
 //  Of ids, deletes those no message refers to and marks the others
@@ -344,7 +382,8 @@ s_used_bytes (sm_store_t *self, const char *user_key, int64_t *used_p, bson_erro
 
 //  The new file's document
 static void
-s_build_file (const st_file_create_t *create, const char *user, bson_t *document)
+s_build_file (const st_file_create_t *create, const char *user, int32_t chunk_size,
+              bson_t *document)
 {
     bson_oid_t oid;
     bson_oid_init (&oid, NULL);
@@ -358,6 +397,8 @@ s_build_file (const st_file_create_t *create, const char *user, bson_t *document
     BSON_APPEND_DATE_TIME (document, "ts", create->ts);
     BSON_APPEND_INT64 (document, "written", 0);
     BSON_APPEND_BOOL (document, "complete", false);
+    //  Its chunks' size, for its life (the option may change meanwhile)
+    BSON_APPEND_INT32 (document, "chunk_size", chunk_size);
 }
 
 //  The checks before the insert: the user, the id, the quota. Returns 1
@@ -400,7 +441,7 @@ sm_run_file_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
     if (rc != 1)
         return rc;
     bson_t document = BSON_INITIALIZER;
-    s_build_file (create, user, &document);
+    s_build_file (create, user, self->chunk_size, &document);
     self->round_trips++;
     bool ok = mongoc_collection_insert_one (self->files, &document, NULL, NULL, error);
     bson_destroy (&document);
@@ -418,39 +459,6 @@ sm_run_file_create (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
 
 //  --------------------------------------------------------------------------
 //  store.file.write, .commit
-
-//  The piece's chunk. Anything stored at or after its offset is from an
-//  attempt whose `written` never moved (a failure between the two writes):
-//  deleted first, so that a repeat converges on one chunk per piece. (Not
-//  an upsert with $set: the test server stores a binary given to $set as
-//  a document of its own making.)
-static int
-s_write_chunk (sm_store_t *self, const st_file_write_t *write, bson_error_t *error)
-{
-    bson_t stale = BSON_INITIALIZER, from;
-    bson_append_utf8 (&stale, "file", 4, write->id.data, (int) write->id.size);
-    BSON_APPEND_DOCUMENT_BEGIN (&stale, "offset", &from);
-    BSON_APPEND_INT64 (&from, "$gte", (int64_t) write->offset);
-    bson_append_document_end (&stale, &from);
-    self->round_trips++;
-    bool ok = mongoc_collection_delete_many (self->file_chunks, &stale, NULL, NULL, error);
-    bson_destroy (&stale);
-    if (!ok)
-        return -1;
-    bson_oid_t oid;
-    bson_oid_init (&oid, NULL);
-    bson_t chunk = BSON_INITIALIZER;
-    BSON_APPEND_OID (&chunk, "_id", &oid);
-    bson_append_utf8 (&chunk, "file", 4, write->id.data, (int) write->id.size);
-    BSON_APPEND_INT64 (&chunk, "offset", (int64_t) write->offset);
-    BSON_APPEND_INT64 (&chunk, "end", (int64_t) (write->offset + write->data.size));
-    bson_append_binary (&chunk, "data", 4, BSON_SUBTYPE_BINARY,
-                        (const uint8_t *) write->data.data, write->data.size);
-    self->round_trips++;
-    ok = mongoc_collection_insert_one (self->file_chunks, &chunk, NULL, NULL, error);
-    bson_destroy (&chunk);
-    return ok ? 0 : -1;
-}
 
 //  Moves `written` from the piece's offset past it, if no one else did.
 //  Returns 1 when it moved, 0 when not, -1 with error set.
@@ -483,6 +491,9 @@ sm_run_file_write (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
     int rc = s_find_file (self, write->id, incomplete, &file, error);
     int64_t written = sm_bson_int (&file, "written", 0);
     int64_t size = sm_bson_int (&file, "size", 0);
+    sm_gridfs_file_t bucket;
+    if (rc == 1 && !s_bucket_file (&file, &bucket, error))
+        rc = -1;
     bson_destroy (&file);
     bson_destroy (incomplete);
     if (rc == 0)
@@ -499,7 +510,9 @@ sm_run_file_write (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
                  (long long) size);
         return 0;
     }
-    if (write->data.size > 0 && s_write_chunk (self, write, error))
+    if (write->data.size > 0
+    &&  sm_gridfs_write (self, &bucket, write->offset, (const uint8_t *) write->data.data,
+                         write->data.size, error))
         return -1;
     rc = write->data.size > 0 ? s_advance_written (self, write, error) : 1;
     if (rc == 0)
@@ -510,6 +523,25 @@ sm_run_file_write (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pack
         msgpack_pack_uint64 (packer, write->offset + write->data.size);
     }
     return rc < 0 ? -1 : 0;
+}
+
+//  The bucket's fs.files document of the complete file, then the file
+//  marked complete (a failure between them leaves it incomplete: the
+//  commit's repeat writes the same document again). Returns 1 or -1.
+static int
+s_commit (sm_store_t *self, st_text_t id, const bson_t *file, bson_error_t *error)
+{
+    sm_gridfs_file_t bucket;
+    if (!s_bucket_file (file, &bucket, error) || sm_gridfs_publish (self, &bucket, file, error))
+        return -1;
+    bson_t selector = BSON_INITIALIZER;
+    bson_append_utf8 (&selector, "id", 2, id.data, (int) id.size);
+    bson_t *update = BCON_NEW ("$set", "{", "complete", BCON_BOOL (true), "}");
+    self->round_trips++;
+    bool ok = mongoc_collection_update_one (self->files, &selector, update, NULL, NULL, error);
+    bson_destroy (update);
+    bson_destroy (&selector);
+    return ok ? 1 : -1;
 }
 
 int
@@ -530,18 +562,11 @@ sm_run_file_commit (sm_store_t *self, sm_pending_t *pending, msgpack_packer *pac
                  (long long) sm_bson_int (&file, "written", 0),
                  (long long) sm_bson_int (&file, "size", 0));
     else
+    if (rc == 1)
+        rc = s_commit (self, id, &file, error);
     if (rc == 1) {
-        bson_t selector = BSON_INITIALIZER;
-        bson_append_utf8 (&selector, "id", 2, id.data, (int) id.size);
-        bson_t *update = BCON_NEW ("$set", "{", "complete", BCON_BOOL (true), "}");
-        self->round_trips++;
-        rc = mongoc_collection_update_one (self->files, &selector, update, NULL, NULL, error)
-           ? 1 : -1;
-        bson_destroy (update);
-        bson_destroy (&selector);
         st_file_ref_t map = s_file_map (&file);
-        if (rc == 1)
-            st_reply_file (pending->request, &map);
+        st_reply_file (pending->request, &map);
     }
     bson_destroy (&file);
     return rc < 0 ? -1 : 0;
@@ -569,58 +594,6 @@ sm_run_file_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
     return rc < 0 ? -1 : 0;
 }
 
-//  The bytes [from, to) of a file, gathered from its chunks
-typedef struct {
-    uint8_t *bytes;
-    uint64_t from;
-    uint64_t to;
-    uint64_t covered;               //  bytes filled, in order from 'from'
-} s_range_t;
-
-static void
-s_on_chunk (void *arg, const bson_t *document)
-{
-    s_range_t *range = (s_range_t *) arg;
-    int64_t offset = sm_bson_int (document, "offset", -1);
-    bson_iter_t iter;
-    if (offset < 0 || !bson_iter_init_find (&iter, document, "data")
-    ||  !BSON_ITER_HOLDS_BINARY (&iter))
-        return;
-    bson_subtype_t subtype;
-    uint32_t size;
-    const uint8_t *data;
-    bson_iter_binary (&iter, &subtype, &size, &data);
-    uint64_t start = (uint64_t) offset, end = start + size;
-    //  Chunks come in order of offset; one that leaves a gap ends the cover
-    if (start > range->from + range->covered || end <= range->from + range->covered)
-        return;
-    uint64_t at = range->from + range->covered;
-    uint64_t until = end < range->to ? end : range->to;
-    memcpy (range->bytes + range->covered, data + (at - start), until - at);
-    range->covered += until - at;
-}
-
-//  Reads [range->from, range->to) from the chunks that overlap it: one
-//  range of file_offset_unique
-static int
-s_read_chunks (sm_store_t *self, st_text_t id, s_range_t *range, bson_error_t *error)
-{
-    bson_t filter = BSON_INITIALIZER, offset, end;
-    bson_append_utf8 (&filter, "file", 4, id.data, (int) id.size);
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "offset", &offset);
-    BSON_APPEND_INT64 (&offset, "$lt", (int64_t) range->to);
-    bson_append_document_end (&filter, &offset);
-    BSON_APPEND_DOCUMENT_BEGIN (&filter, "end", &end);
-    BSON_APPEND_INT64 (&end, "$gt", (int64_t) range->from);
-    bson_append_document_end (&filter, &end);
-    bson_t *opts = BCON_NEW ("sort", "{", "offset", BCON_INT32 (1), "}",
-                             "hint", BCON_UTF8 ("file_offset_unique"));
-    int rc = sm_find (self, self->file_chunks, &filter, opts, s_on_chunk, range, error);
-    bson_destroy (opts);
-    bson_destroy (&filter);
-    return rc;
-}
-
 int
 sm_run_file_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer,
                   bson_error_t *error)
@@ -632,7 +605,11 @@ sm_run_file_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
     int rc = s_find_file (self, read->id, complete, &file, error);
     bson_destroy (complete);
     uint64_t size = (uint64_t) sm_bson_int (&file, "size", 0);
-    s_range_t range = { .from = read->offset };
+    uint64_t from = read->offset, to = 0, covered = 0;
+    uint8_t *bytes = NULL;
+    sm_gridfs_file_t bucket;
+    if (rc == 1 && !s_bucket_file (&file, &bucket, error))
+        rc = -1;
     if (rc == 0)
         st_reply_no_file (pending->request);
     else
@@ -641,23 +618,23 @@ sm_run_file_read (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packe
                  (unsigned long long) size);
     else
     if (rc == 1) {
-        range.to = size - read->offset < read->length ? size : read->offset + read->length;
-        range.bytes = (uint8_t *) malloc (range.to > range.from ? range.to - range.from : 1);
-        if (!range.bytes)
+        to = size - from < read->length ? size : from + read->length;
+        bytes = (uint8_t *) malloc (to > from ? to - from : 1);
+        if (!bytes)
             sm_fail (pending, "internal", "The store ran out of memory.");
         else
-        if (range.to > range.from && s_read_chunks (self, read->id, &range, error))
+        if (sm_gridfs_read (self, &bucket, from, to, bytes, &covered, error))
             rc = -1;
         else
-        if (range.covered != range.to - range.from)
+        if (covered != to - from)
             //  Its bytes are gone: the file is being deleted
             st_reply_no_file (pending->request);
         else {
             st_file_ref_t map = s_file_map (&file);
-            st_reply_file_data (pending->request, &map, range.bytes, range.covered);
+            st_reply_file_data (pending->request, &map, bytes, covered);
         }
     }
-    free (range.bytes);
+    free (bytes);
     bson_destroy (&file);
     return rc < 0 ? -1 : 0;
 }

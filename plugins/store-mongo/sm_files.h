@@ -1,19 +1,18 @@
 /*  =========================================================================
-    sm_files - uploaded files on MongoDB (schema version 13)
+    sm_files - uploaded files on MongoDB (schema versions 13 and 15)
 
     files        {_id: ObjectId, id, user (as registered), user_key
                   (lower-cased), name, type, size, ts (BSON date), written,
-                  complete, referenced}
+                  complete, referenced, chunk_size (schema 15)}
                       unique index id_unique {id: 1}; user_key {user_key: 1}
                       (the quota); ts {ts: 1} (the sweep)
-    file_chunks  {_id: ObjectId, file (the id), offset, end, data (binary)}
-                      unique index file_offset_unique {file: 1, offset: 1}
 
-    A piece of store.file.write is one chunk document (at most 1 MiB less
-    64 KiB: under MongoDB's 16 MB document limit); a read takes the
-    chunks that overlap its range, one range of file_offset_unique. Not
-    GridFS: see README.md. A message refers to a file by its own `file`
-    map ({id, name, size, type}), found through the partial index
+    Parley's own record of a file, from its creation: its owner, its state
+    (written, complete, referenced) and its chunk size. Its bytes are in
+    the GridFS bucket `fs` under the same _id (sm_gridfs.h), the bucket's
+    fs.files document written by the commit. A message refers to a file
+    by its own `file` map ({id, name, size, type}), found through the
+    partial index
     SM_FILE_REF_INDEX on `file.id` of messages and pm_messages: the
     reference is written with the message and dropped by the update that
     deletes it. When the last goes, sm_files_release deletes the file.

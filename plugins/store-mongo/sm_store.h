@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 //  store.info's schema_version: the collections and indexes above
-#define SM_SCHEMA_VERSION        13
+#define SM_SCHEMA_VERSION        15
 //  Most requests run as one batch: the front hands over ST_BATCH_MAX at most
 #define SM_BATCH_MAX             ST_BATCH_MAX
 //  Most user.seen entries sent to the server in one bulk
@@ -61,6 +61,11 @@
 #define SM_SERVER_SELECTION_MS   2000
 #define SM_CONNECT_MS            2000
 #define SM_SOCKET_MS             2500
+//  A new file's GridFS chunk size (option file_chunk_size): the GridFS
+//  spec's default, 255 KiB; the bounds of the option
+#define SM_CHUNK_SIZE_DEFAULT    (255 * 1024)
+#define SM_CHUNK_SIZE_MIN        1
+#define SM_CHUNK_SIZE_MAX        (4 * 1024 * 1024)
 //  MongoDB's duplicate key errors
 #define SM_DUPLICATE_KEY         11000
 #define SM_DUPLICATE_KEY_OLD     11001
@@ -134,7 +139,10 @@ typedef struct {
     mongoc_collection_t *markers;   //  a member's read marker per room
     mongoc_collection_t *meta;      //  the schema version the database is at
     mongoc_collection_t *files;     //  an uploaded file's metadata (schema 13)
-    mongoc_collection_t *file_chunks;   //  its bytes, one document per piece
+    mongoc_collection_t *fs_files;  //  the GridFS bucket of their bytes (schema 15):
+    mongoc_collection_t *fs_chunks; //  a complete file's document, and every chunk
+    mongoc_collection_t *file_chunks;   //  schema 13's bytes, read by the migration
+    int32_t chunk_size;             //  a new file's GridFS chunk size
     char *database;                 //  the database's name
     bool prepared;                  //  indexes created
     bool reachable;                 //  last we knew, for logging changes once

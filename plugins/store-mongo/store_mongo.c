@@ -18,7 +18,8 @@
         sm_markers   read markers and mentions
         sm_words     the words of a message's document (schema 12)
         sm_search    store.search (schema 12)
-        sm_files     files, their chunks and references (schema 13)
+        sm_files     files, their state and references (schema 13)
+        sm_gridfs    their bytes, in a GridFS bucket (schema 15)
         sm_common    finds, BSON readers, runs of inserts, timeline pages
 
     Batching: the front queues the validated requests and hands the batch

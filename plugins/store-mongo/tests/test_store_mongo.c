@@ -250,6 +250,41 @@ test_malformed_uri_refused_at_start_with_the_reason (void **state)
     }
 }
 
+//  The GridFS chunk size is 1 to 4 MiB: outside, or not a number, the
+//  plugin does not start and says which option
+static void
+test_chunk_size_out_of_range_refused_at_start (void **state)
+{
+    const char *bad [] = { "0", "4194305", "255k", "-1" };
+    char *uri = s_uri_option (s_closed_port ());
+    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
+        char option [64];
+        snprintf (option, sizeof option, "store-mongo.file_chunk_size=%s", bad [index]);
+        const char *options [] = { uri, option };
+        sc_log_clear (s_log);
+        sc_broker_t *broker = sc_broker_new ();
+        char error [512];
+        if (sc_broker_start (broker, STORE_MONGO_PLUGIN, options, 2, error, sizeof error) == 0)
+            fail_msg ("store-mongo started with %s", option);
+        sc_broker_destroy (&broker);
+        if (!sc_log_says (s_log, "file_chunk_size", "from 1 to 4194304"))
+            fail_msg ("no log line says why %s was refused", option);
+    }
+    //  Its bounds are taken
+    const char *good [] = { "1", "4194304" };
+    for (size_t index = 0; index < 2; index++) {
+        char option [64];
+        snprintf (option, sizeof option, "store-mongo.file_chunk_size=%s", good [index]);
+        const char *options [] = { uri, option };
+        sc_broker_t *broker = sc_broker_new ();
+        char error [512];
+        if (sc_broker_start (broker, STORE_MONGO_PLUGIN, options, 2, error, sizeof error))
+            fail_msg ("store-mongo refused %s: %s", option, error);
+        sc_broker_destroy (&broker);
+    }
+    zstr_free (&uri);
+}
+
 static void
 test_unreachable_server_starts_and_answers_unavailable_within_seconds (void **state)
 {
@@ -1031,7 +1066,7 @@ test_words_follow_the_text_and_the_migration_fills_them (void **state)
     sc_reply_t *info = s_info (broker);
     assert_non_null (info);
     assert_null (info->code);
-    assert_int_equal (sc_reply_field (info, "schema_version")->via.u64, 13);
+    assert_int_equal (sc_reply_field (info, "schema_version")->via.u64, 15);
     sc_reply_destroy (&info);
     mongoc_collection_destroy (pm);
     mongoc_collection_destroy (messages);
@@ -1093,14 +1128,15 @@ static int64_t
 s_count (mongoc_database_t *database, const char *name, const bson_t *filter)
 {
     mongoc_collection_t *collection = mongoc_database_get_collection (database, name);
-    int64_t count = mongoc_collection_count_documents (collection, filter, NULL, NULL, NULL,
-                                                       NULL);
+    bson_t all = BSON_INITIALIZER;
+    int64_t count = mongoc_collection_count_documents (collection, filter ? filter : &all,
+                                                       NULL, NULL, NULL, NULL);
     mongoc_collection_destroy (collection);
     return count;
 }
 
 static void
-test_a_files_chunks_go_with_its_last_reference (void **state)
+test_a_files_bytes_go_with_its_last_reference (void **state)
 {
     s_server_t server = { 0 };
     s_server_start (&server, 0);
@@ -1132,16 +1168,21 @@ test_a_files_chunks_go_with_its_last_reference (void **state)
     mongoc_client_t *client = mongoc_client_new (uri_text);
     mongoc_database_t *database = mongoc_client_get_database (client,
                                                               strrchr (uri_text, '/') + 1);
-    bson_t *of_file = BCON_NEW ("file", BCON_UTF8 (S_FILE_ID));
     bson_t *the_file = BCON_NEW ("id", BCON_UTF8 (S_FILE_ID));
     bson_t *referring = BCON_NEW ("file.id", BCON_UTF8 (S_FILE_ID));
-    //  One chunk document per piece, the metadata as registered, complete
-    assert_int_equal (s_count (database, "file_chunks", of_file), 2);
+    //  The metadata as registered, complete; its bytes in the bucket under
+    //  the same _id: one chunk of the default size holds both pieces
     mongoc_collection_t *files = mongoc_database_get_collection (database, "files");
     bson_t file = BSON_INITIALIZER;
     char *json = s_only_document (files, the_file, &file);
     bson_free (json);
     bson_iter_t field;
+    assert_true (bson_iter_init_find (&field, &file, "_id") && BSON_ITER_HOLDS_OID (&field));
+    bson_t *of_file = BCON_NEW ("files_id", BCON_OID (bson_iter_oid (&field)));
+    bson_t *bucket_file = BCON_NEW ("_id", BCON_OID (bson_iter_oid (&field)));
+    assert_int_equal (s_count (database, "fs.chunks", of_file), 1);
+    assert_int_equal (s_count (database, "fs.files", bucket_file), 1);
+    assert_int_equal (s_count (database, "file_chunks", NULL), 0);
     assert_true (bson_iter_init_find (&field, &file, "user"));
     assert_string_equal (bson_iter_utf8 (&field, NULL), "alice");
     assert_true (bson_iter_init_find (&field, &file, "complete") && bson_iter_as_bool (&field));
@@ -1156,14 +1197,382 @@ test_a_files_chunks_go_with_its_last_reference (void **state)
     //  takes it, its metadata and its chunks
     s_change_ok (broker, "general", 3, 1, NULL);
     assert_int_equal (s_count (database, "messages", referring), 1);
-    assert_int_equal (s_count (database, "file_chunks", of_file), 2);
+    assert_int_equal (s_count (database, "fs.chunks", of_file), 1);
     s_change_ok (broker, "general", 4, 2, NULL);
     assert_int_equal (s_count (database, "messages", referring), 0);
     assert_int_equal (s_count (database, "files", the_file), 0);
-    assert_int_equal (s_count (database, "file_chunks", of_file), 0);
+    assert_int_equal (s_count (database, "fs.files", bucket_file), 0);
+    assert_int_equal (s_count (database, "fs.chunks", of_file), 0);
+    bson_destroy (bucket_file);
     bson_destroy (referring);
     bson_destroy (the_file);
     bson_destroy (of_file);
+    mongoc_database_destroy (database);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Files in a GridFS bucket (schema version 15)
+
+#define S_BLOB_SIZE 10000
+
+//  size bytes that repeat at no chunk size used here
+static uint8_t *
+s_pattern (size_t size, uint32_t seed)
+{
+    uint8_t *bytes = (uint8_t *) malloc (size);
+    assert_non_null (bytes);
+    for (size_t index = 0; index < size; index++) {
+        seed = seed * 1103515245u + 12345u;
+        bytes [index] = (uint8_t) (seed >> 16);
+    }
+    return bytes;
+}
+
+//  Starts the plugin on a database with GridFS chunks of chunk_size bytes
+//  (0: the default)
+static sc_broker_t *
+s_start_chunked (const char *uri_option, int chunk_size)
+{
+    char chunk_option [64];
+    snprintf (chunk_option, sizeof chunk_option, "store-mongo.file_chunk_size=%d", chunk_size);
+    const char *options [] = { uri_option, chunk_option };
+    sc_broker_t *broker = sc_broker_new ();
+    char error [512];
+    if (sc_broker_start (broker, STORE_MONGO_PLUGIN, options, chunk_size ? 2 : 1,
+                         error, sizeof error))
+        fail_msg ("the plugin did not start: %s", error);
+    return broker;
+}
+
+//  alice's file id of size bytes, "blob.bin"
+static void
+s_blob_create (sc_broker_t *broker, const char *id, uint64_t size)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 7);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kstr (&body, "user", "Alice");
+    pl_pack_kstr (&body, "name", "blob.bin");
+    pl_pack_kstr (&body, "type", "application/octet-stream");
+    pl_pack_kuint (&body, "size", size);
+    pl_pack_kint (&body, "ts", 1718454900000);
+    pl_pack_kuint (&body, "quota", 0);
+    s_expect (broker, sc_broker_send_body (broker, "store.file.create", &body), NULL);
+}
+
+static void
+s_blob_write (sc_broker_t *broker, const char *id, uint64_t offset, const uint8_t *data,
+              size_t size)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kuint (&body, "offset", offset);
+    pl_pack_str (&body, "data");
+    msgpack_pack_bin_with_body (&body.packer, data, size);
+    s_expect (broker, sc_broker_send_body (broker, "store.file.write", &body), NULL);
+}
+
+static void
+s_blob_commit (sc_broker_t *broker, const char *id)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 1);
+    pl_pack_kstr (&body, "id", id);
+    s_expect (broker, sc_broker_send_body (broker, "store.file.commit", &body), NULL);
+}
+
+//  Asserts that store.file.read of [offset, offset + length) gives expected
+static void
+s_blob_read_equals (sc_broker_t *broker, const char *id, uint64_t offset, uint64_t length,
+                    const uint8_t *expected)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "id", id);
+    pl_pack_kuint (&body, "offset", offset);
+    pl_pack_kuint (&body, "length", length);
+    sc_reply_t *reply = sc_broker_call_body (broker, "store.file.read", &body);
+    assert_non_null (reply);
+    if (reply->code)
+        fail_msg ("store.file.read answered %s: %s", reply->code, reply->message);
+    const msgpack_object *data = sc_reply_field (reply, "data");
+    assert_non_null (data);
+    assert_int_equal (data->type, MSGPACK_OBJECT_BIN);
+    assert_int_equal (data->via.bin.size, length);
+    assert_memory_equal (data->via.bin.ptr, expected, length);
+    sc_reply_destroy (&reply);
+}
+
+//  The _id of parley's files document of id, which the bucket shares
+static void
+s_file_oid (mongoc_database_t *database, const char *id, bson_oid_t *oid)
+{
+    mongoc_collection_t *files = mongoc_database_get_collection (database, "files");
+    bson_t *filter = BCON_NEW ("id", BCON_UTF8 (id));
+    bson_t file = BSON_INITIALIZER;
+    bson_free (s_only_document (files, filter, &file));
+    bson_iter_t iter;
+    assert_true (bson_iter_init_find (&iter, &file, "_id") && BSON_ITER_HOLDS_OID (&iter));
+    bson_oid_copy (bson_iter_oid (&iter), oid);
+    bson_destroy (&file);
+    bson_destroy (filter);
+    mongoc_collection_destroy (files);
+}
+
+//  The file's bytes as libmongoc's GridFS bucket reads them, through its
+//  download stream (it checks every chunk's n and size against the
+//  fs.files document); NULL when the driver cannot open the file
+static uint8_t *
+s_gridfs_download (mongoc_database_t *database, const char *id, size_t *size_p)
+{
+    bson_value_t file_id = { .value_type = BSON_TYPE_OID };
+    s_file_oid (database, id, &file_id.value.v_oid);
+    bson_error_t error;
+    mongoc_gridfs_bucket_t *bucket = mongoc_gridfs_bucket_new (database, NULL, NULL, &error);
+    assert_non_null (bucket);
+    mongoc_stream_t *stream = mongoc_gridfs_bucket_open_download_stream (bucket, &file_id,
+                                                                          &error);
+    *size_p = 0;
+    uint8_t *bytes = NULL;
+    if (stream) {
+        bytes = (uint8_t *) malloc (S_BLOB_SIZE + 1);
+        assert_non_null (bytes);
+        ssize_t got;
+        while ((got = mongoc_stream_read (stream, bytes + *size_p, S_BLOB_SIZE + 1 - *size_p,
+                                          0, 0)) > 0)
+            *size_p += (size_t) got;
+        if (got < 0) {
+            assert_true (mongoc_gridfs_bucket_stream_error (stream, &error));
+            fail_msg ("the GridFS download stream failed: %s", error.message);
+        }
+        mongoc_stream_destroy (stream);
+    }
+    mongoc_gridfs_bucket_destroy (bucket);
+    return bytes;
+}
+
+//  Asserts that the driver reads the file as expected (size bytes)
+static void
+s_gridfs_equals (mongoc_database_t *database, const char *id, const uint8_t *expected,
+                 size_t size)
+{
+    size_t got = 0;
+    uint8_t *bytes = s_gridfs_download (database, id, &got);
+    if (!bytes)
+        fail_msg ("libmongoc's GridFS bucket cannot open the file %s", id);
+    assert_int_equal (got, size);
+    assert_memory_equal (bytes, expected, size);
+    free (bytes);
+}
+
+//  The client and database of the plugin's uri option
+static mongoc_database_t *
+s_database_of (const char *option, mongoc_client_t **client_p)
+{
+    const char *uri_text = strchr (option, '=') + 1;
+    *client_p = mongoc_client_new (uri_text);
+    assert_non_null (*client_p);
+    return mongoc_client_get_database (*client_p, strrchr (uri_text, '/') + 1);
+}
+
+//  The fs.files document of id: the GridFS spec's fields, as libmongoc's
+//  own upload writes them
+static void
+s_assert_bucket_document (mongoc_database_t *database, const char *id, int64_t length,
+                          int32_t chunk_size)
+{
+    bson_oid_t oid;
+    s_file_oid (database, id, &oid);
+    mongoc_collection_t *fs_files = mongoc_database_get_collection (database, "fs.files");
+    bson_t *filter = BCON_NEW ("_id", BCON_OID (&oid));
+    bson_t document = BSON_INITIALIZER;
+    bson_free (s_only_document (fs_files, filter, &document));
+    bson_iter_t field;
+    //  length is written as an int64; the stand-in gives numbers back in
+    //  the smallest type that holds them (libmongoc reads any)
+    assert_true (bson_iter_init_find (&field, &document, "length")
+                 && BSON_ITER_HOLDS_NUMBER (&field));
+    assert_int_equal (bson_iter_as_int64 (&field), length);
+    assert_true (bson_iter_init_find (&field, &document, "chunkSize")
+                 && BSON_ITER_HOLDS_INT32 (&field));
+    assert_int_equal (bson_iter_int32 (&field), chunk_size);
+    s_assert_bson_type (&document, "uploadDate", BSON_TYPE_DATE_TIME);
+    assert_true (bson_iter_init_find (&field, &document, "filename"));
+    assert_string_equal (bson_iter_utf8 (&field, NULL), "blob.bin");
+    bson_iter_t user;
+    assert_true (bson_iter_init (&field, &document)
+                 && bson_iter_find_descendant (&field, "metadata.user", &user));
+    assert_string_equal (bson_iter_utf8 (&user, NULL), "alice");
+    bson_destroy (&document);
+    bson_destroy (filter);
+    mongoc_collection_destroy (fs_files);
+}
+
+static void
+test_files_are_a_gridfs_bucket_that_libmongoc_reads (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start_chunked (option, 1000);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    uint8_t *blob = s_pattern (S_BLOB_SIZE, 7);
+    s_blob_create (broker, "blob", S_BLOB_SIZE);
+    //  Pieces that start and end inside chunks, and one of three bytes
+    const size_t pieces [] = { 777, 1500, 3, 2720, 4000, 1000 };
+    size_t offset = 0;
+    mongoc_client_t *client;
+    mongoc_database_t *database = s_database_of (option, &client);
+    for (size_t index = 0; index < sizeof pieces / sizeof pieces [0]; index++) {
+        s_blob_write (broker, "blob", offset, blob + offset, pieces [index]);
+        offset += pieces [index];
+        //  Not committed: GridFS readers see no file
+        size_t got;
+        assert_null (s_gridfs_download (database, "blob", &got));
+    }
+    assert_int_equal (offset, S_BLOB_SIZE);
+    s_blob_commit (broker, "blob");
+    s_gridfs_equals (database, "blob", blob, S_BLOB_SIZE);
+    s_assert_bucket_document (database, "blob", S_BLOB_SIZE, 1000);
+    bson_oid_t oid;
+    s_file_oid (database, "blob", &oid);
+    bson_t *of_blob = BCON_NEW ("files_id", BCON_OID (&oid));
+    assert_int_equal (s_count (database, "fs.chunks", of_blob), 10);
+    bson_destroy (of_blob);
+    mongoc_collection_t *chunks = mongoc_database_get_collection (database, "fs.chunks");
+    assert_true (s_has_index (chunks, "{ \"files_id\" : 1, \"n\" : 1 }", true));
+    mongoc_collection_destroy (chunks);
+    mongoc_collection_t *fs_files = mongoc_database_get_collection (database, "fs.files");
+    assert_true (s_has_index (fs_files, "{ \"filename\" : 1, \"uploadDate\" : 1 }", false));
+    mongoc_collection_destroy (fs_files);
+    //  Parley reads ranges across chunk boundaries; after a restart with
+    //  the default chunk size the file keeps its own, and a new file of
+    //  the default size (one chunk) is read by the driver too
+    s_blob_read_equals (broker, "blob", 999, 1002, blob + 999);
+    sc_broker_destroy (&broker);
+    broker = s_start_chunked (option, 0);
+    s_blob_read_equals (broker, "blob", 0, S_BLOB_SIZE, blob);
+    s_blob_read_equals (broker, "blob", 9999, 1, blob + 9999);
+    s_blob_create (broker, "small", 5000);
+    s_blob_write (broker, "small", 0, blob, 2500);
+    s_blob_write (broker, "small", 2500, blob + 2500, 2500);
+    s_blob_commit (broker, "small");
+    s_gridfs_equals (database, "small", blob, 5000);
+    s_assert_bucket_document (database, "small", 5000, 255 * 1024);
+    free (blob);
+    mongoc_database_destroy (database);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
+//  Inserts a document of schema 13's files: alice's blob.bin, id, of size
+//  bytes, written of them
+static void
+s_insert_v13_file (mongoc_database_t *database, const char *id, int64_t size, int64_t written)
+{
+    mongoc_collection_t *files = mongoc_database_get_collection (database, "files");
+    bson_oid_t oid;
+    bson_oid_init (&oid, NULL);
+    bson_t *document = BCON_NEW ("_id", BCON_OID (&oid), "id", BCON_UTF8 (id),
+                                 "user", BCON_UTF8 ("alice"), "user_key", BCON_UTF8 ("alice"),
+                                 "name", BCON_UTF8 ("blob.bin"),
+                                 "type", BCON_UTF8 ("application/octet-stream"),
+                                 "size", BCON_INT64 (size), "ts", BCON_DATE_TIME (1718454900000),
+                                 "written", BCON_INT64 (written),
+                                 "complete", BCON_BOOL (written == size));
+    assert_true (mongoc_collection_insert_one (files, document, NULL, NULL, NULL));
+    bson_destroy (document);
+    mongoc_collection_destroy (files);
+}
+
+//  Inserts a chunk of schema 13's file_chunks: bytes [from, to) of data
+static void
+s_insert_v13_chunk (mongoc_database_t *database, const char *id, const uint8_t *data,
+                    int64_t from, int64_t to)
+{
+    mongoc_collection_t *chunks = mongoc_database_get_collection (database, "file_chunks");
+    bson_t *chunk = BCON_NEW ("file", BCON_UTF8 (id), "offset", BCON_INT64 (from),
+                              "end", BCON_INT64 (to),
+                              "data", BCON_BIN (BSON_SUBTYPE_BINARY, data + from,
+                                                (uint32_t) (to - from)));
+    assert_true (mongoc_collection_insert_one (chunks, chunk, NULL, NULL, NULL));
+    bson_destroy (chunk);
+    mongoc_collection_destroy (chunks);
+}
+
+static void
+s_set_schema (mongoc_database_t *database, int64_t version)
+{
+    mongoc_collection_t *meta = mongoc_database_get_collection (database, "meta");
+    bson_t *key = BCON_NEW ("key", BCON_UTF8 ("schema"));
+    bson_t *update = BCON_NEW ("$set", "{", "version", BCON_INT64 (version), "}");
+    assert_true (mongoc_collection_update_one (meta, key, update, NULL, NULL, NULL));
+    bson_destroy (update);
+    bson_destroy (key);
+    mongoc_collection_destroy (meta);
+}
+
+static void
+test_schema_15_moves_file_chunks_into_the_bucket (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start_chunked (option, 0);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    sc_broker_destroy (&broker);
+    //  As schema 13 left it: a complete file in two pieces; an upload
+    //  stopped at 1200 of 3000 bytes, with a piece after it that an attempt
+    //  left before its `written` moved
+    mongoc_client_t *client;
+    mongoc_database_t *database = s_database_of (option, &client);
+    uint8_t *blob = s_pattern (S_BLOB_SIZE, 13);
+    s_insert_v13_file (database, "done", 2500, 2500);
+    s_insert_v13_chunk (database, "done", blob, 0, 1100);
+    s_insert_v13_chunk (database, "done", blob, 1100, 2500);
+    s_insert_v13_file (database, "half", 3000, 1200);
+    s_insert_v13_chunk (database, "half", blob, 0, 700);
+    s_insert_v13_chunk (database, "half", blob, 700, 1200);
+    s_insert_v13_chunk (database, "half", blob, 1200, 1500);
+    s_set_schema (database, 13);
+    assert_int_equal (s_count (database, "file_chunks", NULL), 5);
+
+    sc_log_clear (s_log);
+    broker = s_start_chunked (option, 1000);
+    assert_true (s_await_service (broker, 15000));
+    assert_true (sc_log_says (s_log, "schema 15: 2 files", "(3700 bytes)"));
+    sc_reply_t *info = s_info (broker);
+    assert_non_null (info);
+    assert_int_equal (sc_reply_field (info, "schema_version")->via.u64, 15);
+    sc_reply_destroy (&info);
+    assert_int_equal (s_count (database, "file_chunks", NULL), 0);
+    //  The complete file: in the bucket, read by the driver and by parley
+    s_gridfs_equals (database, "done", blob, 2500);
+    s_assert_bucket_document (database, "done", 2500, 1000);
+    s_blob_read_equals (broker, "done", 0, 2500, blob);
+    //  The stopped upload: not in GridFS until committed; it goes on from
+    //  its 1200 bytes
+    size_t got;
+    assert_null (s_gridfs_download (database, "half", &got));
+    s_blob_write (broker, "half", 1200, blob + 1200, 1800);
+    s_blob_commit (broker, "half");
+    s_gridfs_equals (database, "half", blob, 3000);
+    s_blob_read_equals (broker, "half", 0, 3000, blob);
+    //  Once done, a restart moves nothing
+    sc_broker_destroy (&broker);
+    sc_log_clear (s_log);
+    broker = s_start_chunked (option, 1000);
+    assert_false (sc_log_says (s_log, "schema 15", "moved"));
+    s_gridfs_equals (database, "done", blob, 2500);
+    free (blob);
     mongoc_database_destroy (database);
     mongoc_client_destroy (client);
     sc_broker_destroy (&broker);
@@ -1181,6 +1590,7 @@ main (void)
     assert (s_log);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_malformed_uri_refused_at_start_with_the_reason),
+        cmocka_unit_test (test_chunk_size_out_of_range_refused_at_start),
         cmocka_unit_test (test_unreachable_server_starts_and_answers_unavailable_within_seconds),
         cmocka_unit_test (test_server_that_comes_up_later_is_served),
         cmocka_unit_test (test_server_that_stops_is_answered_unavailable_then_served_again),
@@ -1190,7 +1600,9 @@ main (void)
         cmocka_unit_test (test_pm_batch_settles_duplicates_and_documents_have_their_shape_and_indexes),
         cmocka_unit_test (test_deleted_texts_leave_the_documents),
         cmocka_unit_test (test_words_follow_the_text_and_the_migration_fills_them),
-        cmocka_unit_test (test_a_files_chunks_go_with_its_last_reference),
+        cmocka_unit_test (test_a_files_bytes_go_with_its_last_reference),
+        cmocka_unit_test (test_files_are_a_gridfs_bucket_that_libmongoc_reads),
+        cmocka_unit_test (test_schema_15_moves_file_chunks_into_the_bucket),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);
