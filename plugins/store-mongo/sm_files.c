@@ -419,6 +419,12 @@ s_create_judge (sm_store_t *self, sm_pending_t *pending, char *user, bson_error_
         sm_fail (pending, "conflict", "A file with this id exists.");
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    //  A chunk's n is an int32 (GridFS): a file of more chunks cannot be kept
+    if (create->size > (uint64_t) INT32_MAX * (uint64_t) self->chunk_size) {
+        sm_fail (pending, "bad_request", "size needs more than 2^31 - 1 GridFS chunks of %d "
+                 "bytes (store-mongo.file_chunk_size)", (int) self->chunk_size);
+        return 0;
+    }
     int64_t used = 0;
     if (create->quota && s_used_bytes (self, create->user.key, &used, error))
         return -1;

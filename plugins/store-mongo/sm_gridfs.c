@@ -222,6 +222,17 @@ s_delete_from (sm_store_t *self, const sm_gridfs_file_t *file, int32_t n, bson_e
     return ok ? 0 : -1;
 }
 
+//  A chunk's data (binary), into *data_p and *size_p; false if it has none
+static bool
+s_chunk_data (const bson_t *document, const uint8_t **data_p, uint32_t *size_p)
+{
+    bson_iter_t iter;
+    if (!bson_iter_init_find (&iter, document, "data") || !BSON_ITER_HOLDS_BINARY (&iter))
+        return false;
+    bson_iter_binary (&iter, NULL, size_p, data_p);
+    return true;
+}
+
 //  The first size bytes of chunk n, which exists, into bytes
 static int
 s_read_prefix (sm_store_t *self, const sm_gridfs_file_t *file, int32_t n, uint8_t *bytes,
@@ -230,12 +241,9 @@ s_read_prefix (sm_store_t *self, const sm_gridfs_file_t *file, int32_t n, uint8_
     bson_t *filter = s_chunk_filter (file, NULL, n);
     bson_t found = BSON_INITIALIZER;
     int rc = sm_find_one (self, self->fs_chunks, filter, NULL, &found, error);
-    bson_iter_t iter;
     uint32_t length = 0;
     const uint8_t *data = NULL;
-    if (rc == 1 && bson_iter_init_find (&iter, &found, "data") && BSON_ITER_HOLDS_BINARY (&iter))
-        bson_iter_binary (&iter, NULL, &length, &data);
-    if (rc == 1 && data && length >= size)
+    if (rc == 1 && s_chunk_data (&found, &data, &length) && length >= size)
         memcpy (bytes, data, size);
     else
     if (rc >= 0) {
@@ -289,17 +297,6 @@ typedef struct {
     uint64_t covered;               //  bytes filled, in order from 'from'
     bool gap;                       //  a chunk missing: the cover ends
 } s_range_t;
-
-//  A chunk's data (binary), into *data_p and *size_p; false if it has none
-static bool
-s_chunk_data (const bson_t *document, const uint8_t **data_p, uint32_t *size_p)
-{
-    bson_iter_t iter;
-    if (!bson_iter_init_find (&iter, document, "data") || !BSON_ITER_HOLDS_BINARY (&iter))
-        return false;
-    bson_iter_binary (&iter, NULL, size_p, data_p);
-    return true;
-}
 
 //  Of a chunk holding the file's bytes [start, start + size), the part that
 //  goes on from byte at, up to limit: its length (0 for none), its first

@@ -1580,6 +1580,43 @@ test_schema_15_moves_file_chunks_into_the_bucket (void **state)
     zstr_free (&option);
 }
 
+//  A chunk's n is an int32: with chunks of 1 byte, a file of 2^31 - 1
+//  bytes can be created, one more byte is bad_request
+static void
+test_a_file_of_more_chunks_than_gridfs_numbers_is_refused (void **state)
+{
+    s_server_t server = { 0 };
+    s_server_start (&server, 0);
+    char *option = s_uri_option (server.port);
+    sc_broker_t *broker = s_start_chunked (option, 1);
+    s_expect (broker, s_send_user_create (broker, "alice"), NULL);
+    const uint64_t sizes [] = { 2147483648u, 2147483647u };
+    const char *ids [] = { "too-big", "just-fits" };
+    const char *codes [] = { "bad_request", NULL };
+    for (size_t index = 0; index < 2; index++) {
+        pl_pack_t body;
+        sc_body_init (&body, 7);
+        pl_pack_kstr (&body, "id", ids [index]);
+        pl_pack_kstr (&body, "user", "alice");
+        pl_pack_kstr (&body, "name", "big.bin");
+        pl_pack_kstr (&body, "type", "application/octet-stream");
+        pl_pack_kuint (&body, "size", sizes [index]);
+        pl_pack_kint (&body, "ts", 1718454900000);
+        pl_pack_kuint (&body, "quota", 0);
+        s_expect (broker, sc_broker_send_body (broker, "store.file.create", &body), codes [index]);
+    }
+    mongoc_client_t *client;
+    mongoc_database_t *database = s_database_of (option, &client);
+    bson_t *refused = BCON_NEW ("id", BCON_UTF8 ("too-big"));
+    assert_int_equal (s_count (database, "files", refused), 0);
+    bson_destroy (refused);
+    mongoc_database_destroy (database);
+    mongoc_client_destroy (client);
+    sc_broker_destroy (&broker);
+    s_server_stop (&server);
+    zstr_free (&option);
+}
+
 int
 main (void)
 {
@@ -1603,6 +1640,7 @@ main (void)
         cmocka_unit_test (test_a_files_bytes_go_with_its_last_reference),
         cmocka_unit_test (test_files_are_a_gridfs_bucket_that_libmongoc_reads),
         cmocka_unit_test (test_schema_15_moves_file_chunks_into_the_bucket),
+        cmocka_unit_test (test_a_file_of_more_chunks_than_gridfs_numbers_is_refused),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);
