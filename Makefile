@@ -60,8 +60,8 @@ unit-tests:
 	ctest --test-dir $(TEST_DIR) --output-on-failure
 
 # Everything on the embedded default, then the account (auth, accounts), presence, rooms,
-# private-message and files suites, and the metrics' (the store's figures), again on store-mongo
-# against its wire-compatible test server
+# private-message and files suites (over the protocol and over HTTP), and the metrics' (the
+# store's figures), again on store-mongo against its wire-compatible test server
 integration-tests:
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 tests/
 	cd integration-tests && PARLEY_BUILD=$(abspath $(TEST_DIR)) node --test --test-concurrency=1 \
@@ -74,6 +74,7 @@ integration-tests:
 	    tests/28-room-admin.test.js tests/29-typing.test.js tests/30-pm.test.js \
 	    tests/33-pm-limits.test.js tests/34-pm-nonce.test.js tests/35-pm-read.test.js \
 	    tests/36-pm-timeline.test.js tests/37-search.test.js tests/38-files.test.js \
+	    tests/39-files-http.test.js \
 	    tests/73-metrics.test.js
 
 bench: deps build
