@@ -16,7 +16,6 @@ import { describeChange, isChange, messageText } from './message-changes.js';
 
 export { TEXT_MAX } from './chatview.js';
 
-const LIST_ATTEMPTS = 3;            // a room.list overtaken by local changes is asked again, at most so often
 const LIST_REFRESH_MS = 300;        // membership changes arrive in bursts: one room.list for each
 const LEAVE_GUARD_MS = 500;         // Leave ignores clicks this soon after Join: a double-click's second half
 const LIST_PAGES_MAX = 20;          // room.list pages followed at most (1,200 rooms need ~4)
@@ -55,7 +54,6 @@ export class RoomsController extends ChatController {
         this.deleted = null;                // the deletion notice when the current room went away
         this.goneHint = '';                 // then the composer's placeholder
         this.listTimer = null;
-        this.changes = 0;                   // local changes to this.rooms, for a room.list in flight
         this.joining = false;               // a room.join is on its way
         this.joinedAt = 0;
         this.members = new MembersPanel({ knownUsers: users });
@@ -182,17 +180,7 @@ export class RoomsController extends ChatController {
 
     async refreshList() {
         try {
-            // A list the server made before a change this page has since seen
-            // (a room deleted or left while it was on its way) would bring the
-            // room back: such a list is asked for again
-            let fresh;
-            for (let attempt = 0; attempt < LIST_ATTEMPTS; attempt++) {
-                const changes = this.changes;
-                fresh = await this.fetchList();
-                if (this.changes === changes)
-                    break;
-            }
-            this.applyList(fresh);
+            this.applyList(await this.settledList(() => this.fetchList()));
             $('rooms-error').hidden = true;
         } catch (error) {
             if (error.code === 'disconnected')
@@ -395,7 +383,7 @@ export class RoomsController extends ChatController {
     }
 
     forget(roomKey) {
-        this.changes++;
+        this.listChanges++;
         this.rooms.delete(roomKey);
         this.timelines.delete(roomKey);
         this.marks.delete(roomKey);
@@ -705,7 +693,7 @@ export class RoomsController extends ChatController {
 
     // A join, leave or (room-settings.js) kick entry
     membershipChanged(roomKey, entry) {
-        this.changes++;
+        this.listChanges++;
         if (roomKey === this.current) {
             if (entry.event === 'join')
                 this.members.joined(entry.user);
@@ -731,7 +719,7 @@ export class RoomsController extends ChatController {
             return;
         const roomKey = key(room.name);
         const known = this.rooms.get(roomKey);
-        this.changes++;
+        this.listChanges++;
         this.rooms.set(roomKey, { ...room, joined: known?.joined ?? room.owner === this.self });
         if (this.rooms.get(roomKey).joined)
             this.mark(roomKey);
@@ -777,7 +765,7 @@ export class RoomsController extends ChatController {
         if (!this.rooms.get(roomKey)?.joined) {
             const room = { ...(this.rooms.get(roomKey) ?? { name, private: true }), joined: false, invited: true, from };
             this.invitations.set(roomKey, room);
-            this.changes++;
+            this.listChanges++;
             this.rooms.set(roomKey, room);
             this.renderList();
             if (roomKey === this.current)
@@ -822,7 +810,7 @@ export class RoomsController extends ChatController {
             const reply = await this.client.request('room.join', { room: name });
             const room = { ...(reply.room ?? this.rooms.get(roomKey) ?? { name }), joined: true };
             delete room.invited;
-            this.changes++;
+            this.listChanges++;
             this.rooms.set(roomKey, room);
             this.invitations.delete(roomKey);
             // A newcomer starts with nothing unread: its marker is its join entry
@@ -950,7 +938,7 @@ export class RoomsController extends ChatController {
             this.failed(key(room.name), error);
             throw error;
         }
-        this.changes++;
+        this.listChanges++;
         room.joined = false;
         this.timelines.delete(key(room.name));
         this.marks.delete(key(room.name));
