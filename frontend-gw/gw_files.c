@@ -15,6 +15,7 @@
 #include <czmq.h>
 #include <inttypes.h>
 #include <msgpack.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
@@ -64,6 +65,7 @@ struct _gw_files_conn_t {
     bool last_sent;                 //  the last piece is on its way
     bool paused;                    //  lws reads no more for now
     bool aborted;                   //  files.abort sent (or not needed)
+    bool continue_due;              //  Expect: 100-continue, and no 100 written yet
     //  A download
     char id [GW_FILEHDR_ID_SIZE + 1];
     bool head;                      //  HEAD: the headers only
@@ -425,6 +427,32 @@ s_upload_headers (gw_files_conn_t *conn, struct lws *wsi, char *token_value, con
     return token_size;
 }
 
+//  True when the client waits for "100 Continue" before its body (curl
+//  does for a body over 1 MiB): it is written once the plugin accepted
+//  the first piece, so that a refusal (401, 413) comes before any byte of
+//  the body is sent, and an accepted upload does not wait for the
+//  client's own timeout (RFC 9110, 10.1.1)
+static bool
+s_expects_continue (struct lws *wsi)
+{
+    char value [32];
+    int length = s_header (wsi, WSI_TOKEN_HTTP_EXPECT, NULL, value, sizeof value);
+    return length > 0 && strcasecmp (value, "100-continue") == 0;
+}
+
+//  HTTP_WRITEABLE with the first piece accepted: the interim answer, on
+//  its own before the final one (HTTP/1.1 only: the gateway offers no h2)
+static int
+s_continue_write (struct lws *wsi, gw_files_conn_t *conn)
+{
+    static const char interim [] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uint8_t buffer [LWS_PRE + sizeof interim];
+    memcpy (buffer + LWS_PRE, interim, sizeof interim - 1);
+    conn->continue_due = false;
+    return lws_write (wsi, buffer + LWS_PRE, sizeof interim - 1, LWS_WRITE_HTTP)
+           < (int) (sizeof interim - 1)? -1: 0;
+}
+
 //  POST /files: checks the headers, then asks the plugin with the first piece
 static int
 s_upload_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn)
@@ -437,6 +465,7 @@ s_upload_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn)
     int token_size = s_upload_headers (conn, wsi, token_value, &token, name, type);
     if (token_size < 0)
         return 0;               //  answered: the body is discarded
+    conn->continue_due = conn->size > 0 && s_expects_continue (wsi);
     conn->aborted = false;
     if (s_upload_first (self, conn, token, (size_t) token_size, name, type)) {
         conn->aborted = true;
@@ -540,6 +569,11 @@ s_upload_reply (gw_files_t *self, gw_files_conn_t *conn, pl_envelope_t *envelope
         return;
     }
     conn->started = true;
+    //  A client that already began its body needs no "100 Continue"
+    if (conn->continue_due && conn->buffered == 0 && !conn->body_done)
+        lws_callback_on_writable (conn->wsi);
+    else
+        conn->continue_due = false;
     s_upload_pump (self, conn);
 }
 
@@ -810,6 +844,8 @@ gw_files_callback (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p,
                 return s_answer_write (self, wsi, conn_p);
             if (conn->status < 0)
                 return -1;
+            if (conn->continue_due)
+                return s_continue_write (wsi, conn);
             return conn->download? s_download_write (self, wsi, conn_p): 0;
         case LWS_CALLBACK_CLOSED_HTTP:
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

@@ -232,6 +232,61 @@ test('a bad name is 400, no token or a wrong one 401, past the limit 413 at once
     assert.equal(json(sent).error, 'too_large');
 });
 
+// Expect: 100-continue as curl sends it for a body over 1 MiB: the headers
+// alone, the body only after "100 Continue". Resolves with what came before
+// the body was sent (the interim answer, or the final one) and, when the
+// interim came, the final answer after the body.
+function expectContinue(port, headers, body) {
+    return new Promise((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let data = Buffer.alloc(0);
+        let interim = null;
+        socket.on('connect', () => socket.write(`${headers}Expect: 100-continue\r\n\r\n`));
+        socket.on('data', (chunk) => {
+            data = Buffer.concat([data, chunk]);
+            const end = data.indexOf('\r\n\r\n');
+            if (end < 0)
+                return;
+            const head = data.subarray(0, end).toString();
+            const status = Number(head.split(' ')[1]);
+            if (status === 100 && interim === null) {
+                interim = head;
+                data = data.subarray(end + 4);
+                socket.write(body);
+                return;
+            }
+            const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+            if (data.length >= end + 4 + length) {
+                socket.destroy();
+                resolve({ interim, status, body: data.subarray(end + 4, end + 4 + length).toString() });
+            }
+        });
+        socket.on('error', reject);
+        socket.setTimeout(20000, () => { socket.destroy(); reject(new Error('no answer')); });
+    });
+}
+
+test('Expect: 100-continue: "100 Continue" once the upload is accepted, a refusal before the body', async () => {
+    const data = crypto.randomBytes(2 * MiB);
+    const head = (bearer, length) => 'POST /files HTTP/1.1\r\nHost: x\r\n' +
+        `Authorization: Bearer ${bearer}\r\nX-Filename: expect.bin\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${length}\r\n`;
+    const accepted = await expectContinue(server.port, head(token, data.length), data);
+    assert.match(accepted.interim ?? '', /^HTTP\/1\.1 100 Continue$/);
+    assert.equal(accepted.status, 201, accepted.body);
+    const id = JSON.parse(accepted.body).file.id;
+    const back = await request(server.http, { path: `/files/${id}` });
+    assert.equal(sha(back.body), sha(data));
+
+    // Refused from the headers: the final answer, never "100 Continue"
+    const wrong = await expectContinue(server.port, head('A'.repeat(43), data.length), data);
+    assert.equal(wrong.interim, null);
+    assert.equal(wrong.status, 401);
+    const over = await expectContinue(server.port, head(token, LIMIT + 1), data);
+    assert.equal(over.interim, null);
+    assert.equal(over.status, 413);
+});
+
 test('a body needs a Content-Length: none or chunked is 411, a bad one 400', async () => {
     const head = `POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
                  'X-Filename: a.txt\r\n';
