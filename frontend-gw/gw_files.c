@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "gw_filehdr.h"
+#include "gw_metrics.h"
 #include "pl_body.h"
 #include "pl_transcode.h"
 
@@ -37,6 +38,7 @@ struct _gw_files_t {
     uint32_t request_timeout_ms;    //  a request unanswered this long: unavailable
     gw_files_send_fn *send_fn;      //  to the broker
     void *send_arg;
+    gw_metrics_t *metrics;          //  the gateway's counters, borrowed
     uint64_t rid_counter;           //  our request ids (with GW_FILES_RID_BIT)
     zhashx_t *pending;              //  "rid" -> gw_files_conn_t * (not owned)
     zlistx_t *conns;                //  every gw_files_conn_t (owned)
@@ -260,6 +262,8 @@ s_answer_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
                                                  &cursor, end))
     ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
         return -1;
+    gw_metrics_file (self->metrics, conn->download? GW_FILE_DOWNLOAD: GW_FILE_UPLOAD,
+                     conn->status);
     //  HEAD: the headers say how long the answer is, and no body follows
     if (conn->answer && !conn->head
     &&  lws_write (wsi, conn->answer + LWS_PRE, conn->answer_size, LWS_WRITE_HTTP_FINAL)
@@ -533,6 +537,7 @@ s_upload_pump (gw_files_t *self, gw_files_conn_t *conn)
         //  drains the broker's socket, where its answer may already be and
         //  pump the next one
         conn->sent += piece;
+        self->metrics->file_bytes [GW_FILE_UPLOAD] += piece;
         conn->last_sent = last;
         conn->buffered -= piece;
         memmove (conn->buffer, conn->buffer + piece, conn->buffered);
@@ -715,6 +720,7 @@ s_download_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
             return 0;           //  not answered yet
         if (s_download_headers (wsi, conn))
             return -1;
+        gw_metrics_file (self->metrics, GW_FILE_DOWNLOAD, 200);
         if (conn->head || conn->file_size == 0) {
             s_conn_destroy (self, conn_p);
             return lws_http_transaction_completed (wsi)? -1: 0;
@@ -734,6 +740,7 @@ s_download_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
         return -1;
     conn->data_offset += slice;
     conn->written += slice;
+    self->metrics->file_bytes [GW_FILE_DOWNLOAD] += slice;
     if (last) {
         s_conn_destroy (self, conn_p);
         return lws_http_transaction_completed (wsi)? -1: 0;
@@ -767,14 +774,16 @@ s_download_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn,
 
 gw_files_t *
 gw_files_new (size_t chunk, uint32_t request_timeout_ms, gw_files_send_fn *send_fn,
-              void *send_arg)
+              void *send_arg, gw_metrics_t *metrics)
 {
     assert (send_fn);
+    assert (metrics);
     gw_files_t *self = (gw_files_t *) zmalloc (sizeof (gw_files_t));
     self->chunk = chunk? chunk: GW_FILE_CHUNK_DEFAULT;
     self->request_timeout_ms = request_timeout_ms? request_timeout_ms: 10000;
     self->send_fn = send_fn;
     self->send_arg = send_arg;
+    self->metrics = metrics;
     self->pending = zhashx_new ();
     self->conns = zlistx_new ();
     assert (self->pending && self->conns);
@@ -811,6 +820,7 @@ gw_files_request (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p,
                                head? WSI_TOKEN_HEAD_URI: WSI_TOKEN_GET_URI);
     bool upload = post && length == 6;
     if (!upload && !get && !head) {
+        gw_metrics_file (self->metrics, post? GW_FILE_UPLOAD: GW_FILE_DOWNLOAD, 405);
         lws_return_http_status (wsi, HTTP_STATUS_METHOD_NOT_ALLOWED,
                                 "POST /files uploads, GET /files/ID downloads.");
         return -1;
