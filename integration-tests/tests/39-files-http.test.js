@@ -104,11 +104,13 @@ const json = (reply) => JSON.parse(reply.body.toString());
 const sha = (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 // Raw request text over TCP: what Node's http client will not send (no
-// Content-Length at all, a bad one, headers without their body)
-function rawRequest(port, text) {
+// Content-Length at all, a bad one, headers without their body). afterContinue:
+// a body sent only when an interim "100 Continue" comes (then in `interim`).
+function rawRequest(port, text, { afterContinue } = {}) {
     return new Promise((resolve, reject) => {
         const socket = net.connect(port, '127.0.0.1');
         let data = Buffer.alloc(0);
+        let interim = null;
         socket.on('connect', () => socket.write(text));
         socket.on('data', (chunk) => {
             data = Buffer.concat([data, chunk]);
@@ -116,10 +118,17 @@ function rawRequest(port, text) {
             if (end < 0)
                 return;
             const head = data.subarray(0, end).toString();
+            const status = Number(head.split(' ')[1]);
+            if (status === 100 && afterContinue && interim === null) {
+                interim = head;
+                data = data.subarray(end + 4);
+                socket.write(afterContinue);
+                return;
+            }
             const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
             if (data.length >= end + 4 + length) {
                 socket.destroy();
-                resolve({ status: Number(head.split(' ')[1]), head,
+                resolve({ status, head, interim,
                           body: data.subarray(end + 4, end + 4 + length).toString() });
             }
         });
@@ -233,38 +242,9 @@ test('a bad name is 400, no token or a wrong one 401, past the limit 413 at once
 });
 
 // Expect: 100-continue as curl sends it for a body over 1 MiB: the headers
-// alone, the body only after "100 Continue". Resolves with what came before
-// the body was sent (the interim answer, or the final one) and, when the
-// interim came, the final answer after the body.
-function expectContinue(port, headers, body) {
-    return new Promise((resolve, reject) => {
-        const socket = net.connect(port, '127.0.0.1');
-        let data = Buffer.alloc(0);
-        let interim = null;
-        socket.on('connect', () => socket.write(`${headers}Expect: 100-continue\r\n\r\n`));
-        socket.on('data', (chunk) => {
-            data = Buffer.concat([data, chunk]);
-            const end = data.indexOf('\r\n\r\n');
-            if (end < 0)
-                return;
-            const head = data.subarray(0, end).toString();
-            const status = Number(head.split(' ')[1]);
-            if (status === 100 && interim === null) {
-                interim = head;
-                data = data.subarray(end + 4);
-                socket.write(body);
-                return;
-            }
-            const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-            if (data.length >= end + 4 + length) {
-                socket.destroy();
-                resolve({ interim, status, body: data.subarray(end + 4, end + 4 + length).toString() });
-            }
-        });
-        socket.on('error', reject);
-        socket.setTimeout(20000, () => { socket.destroy(); reject(new Error('no answer')); });
-    });
-}
+// alone, the body only after "100 Continue"
+const expectContinue = (port, headers, body) =>
+    rawRequest(port, `${headers}Expect: 100-continue\r\n\r\n`, { afterContinue: body });
 
 test('Expect: 100-continue: "100 Continue" once the upload is accepted, a refusal before the body', async () => {
     const data = crypto.randomBytes(2 * MiB);
