@@ -26,6 +26,12 @@
 //  reconciles every timeline instead (bounds memory, never loses one)
 #define S_TOUCHED_MAX           65536
 
+//  Work that no search waits for lingers this long (or until this many
+//  timelines wait), so that a pass takes many commits' messages at once:
+//  one FTS5 segment and one fsync for them all, not one a commit
+#define S_LINGER_MS             100
+#define S_LINGER_TIMELINES      4096
+
 static const char *s_layout =
     "CREATE VIRTUAL TABLE search USING fts5 (text, content = '', detail = none,"
     "    tokenize = 'unicode61 remove_diacritics 2');"
@@ -48,9 +54,13 @@ static const char *s_layout =
     "CREATE TABLE search_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "PRAGMA user_version = 1;";
 
-//  What one pass reads and has seen, in memory (temp_store = MEMORY)
+//  What one pass reads (known: at or below the timeline's progress, so
+//  perhaps indexed already: a seq filled below it; or changed, so indexed
+//  again by the changes) and has seen changed, in memory (temp_store =
+//  MEMORY)
 static const char *s_temp =
-    "CREATE TEMP TABLE pass (ts INTEGER, kind INTEGER, key INTEGER, seq INTEGER, text TEXT);"
+    "CREATE TEMP TABLE pass (ts INTEGER, kind INTEGER, key INTEGER, seq INTEGER, text TEXT,"
+    "    known INTEGER);"
     "CREATE TEMP TABLE done (kind INTEGER, key INTEGER, seq INTEGER,"
     "    PRIMARY KEY (kind, key, seq)) WITHOUT ROWID;";
 
@@ -67,10 +77,12 @@ typedef enum {
 #define S_KIND_SQL(T, K, N, P, LAST) { \
     /*  The entries after a seq (?2), each with its text when it is in the \
         index (a message, not deleted, with text), NULL when not */ \
-    [S_KIND_FETCH]    = "INSERT INTO temp.pass (ts, kind, key, seq, text) SELECT ts, " N ", " K \
-                        ", seq, CASE WHEN kind = 'message' AND deleted = 0 AND text <> ''" \
-                        " THEN text END FROM m." T " WHERE " K " = ?1 AND seq > ?2" \
-                        " ORDER BY seq LIMIT ?3", \
+    [S_KIND_FETCH]    = "INSERT INTO temp.pass (ts, kind, key, seq, text, known)" \
+                        " SELECT ts, " N ", " K ", seq, CASE WHEN kind = 'message'" \
+                        " AND deleted = 0 AND text <> '' THEN text END, seq <= ?4 OR EXISTS" \
+                        " (SELECT 1 FROM temp.done AS d WHERE d.kind = " N " AND d.key = " K \
+                        " AND d.seq = " T ".seq)" \
+                        " FROM m." T " WHERE " K " = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3", \
     [S_KIND_CURRENT]  = "SELECT ts, text FROM m." T " WHERE " K " = ?1 AND seq = ?2" \
                         " AND kind = 'message' AND deleted = 0 AND text <> ''", \
     [S_KIND_DOC_GET]  = "SELECT id FROM search_docs WHERE " K " = ?1 AND seq = ?2", \
@@ -120,8 +132,8 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_COMMIT]        = "COMMIT",
     [S_SQL_ROLLBACK]      = "ROLLBACK",
     //  The pass's entries in time order, across timelines
-    [S_SQL_PASS_WALK]     = "SELECT ts, kind, key, seq, text FROM temp.pass WHERE text IS NOT NULL"
-                            " ORDER BY ts, kind, key, seq",
+    [S_SQL_PASS_WALK]     = "SELECT ts, kind, key, seq, text, known FROM temp.pass"
+                            " WHERE text IS NOT NULL ORDER BY ts, kind, key, seq",
     [S_SQL_PASS_LAST]     = "SELECT MAX (seq) FROM temp.pass WHERE kind = ?1 AND key = ?2",
     [S_SQL_PASS_CLEAR]    = "DELETE FROM temp.pass",
     [S_SQL_DONE_PUT]      = "INSERT OR IGNORE INTO temp.done (kind, key, seq) VALUES (?1, ?2, ?3)",
@@ -169,6 +181,7 @@ struct ss_indexer_s {
     sqlite3_stmt *sql [S_SQL_COUNT];
     sqlite3_stmt *kind_sql [2][S_KIND_COUNT];
     s_timelines_t pending;          //  touched in the store's open transaction
+    int64_t last_ts, last_doc;      //  the thread's: the rowid given last, and its ts
     s_timelines_t dirty;            //  the thread's: still to read
     pthread_t thread;
     bool started;
@@ -179,6 +192,7 @@ struct ss_indexer_s {
     bool reconcile;                 //  every timeline is to be checked
     bool rebuilding;                //  the first reconcile has not ended
     bool stop;
+    int waiters;                    //  searches waiting for a pass
     bool compact, compacted;        //  asked, done
     uint64_t commits;               //  ss_indexer_commit calls
     uint64_t indexed;               //  the commits every pass has passed
@@ -256,8 +270,8 @@ static void
 s_say (ss_indexer_t *self, const char *what, int rc)
 {
     pthread_mutex_lock (&self->lock);
-    snprintf (self->said, sizeof self->said, "search index %s: %s: %s", self->path, what,
-              rc == SQLITE_OK ? "ok" : sqlite3_errmsg (self->db));
+    snprintf (self->said, sizeof self->said, "search index %s: %s: %s (%s)", self->path, what,
+              sqlite3_errstr (rc), sqlite3_errmsg (self->db));
     pthread_mutex_unlock (&self->lock);
 }
 
@@ -282,17 +296,33 @@ s_doc_get (ss_indexer_t *self, int kind, int64_t key, int64_t seq, int64_t *doc_
     return s_int (stmt, 0, doc_p);
 }
 
-//  Puts one message in the index (unless it is there), at its place in time
+//  The next free rowid of a millisecond: the one after the last given
+//  when it was of the same ts (a pass walks in time order), else looked up
+static int
+s_next_doc (ss_indexer_t *self, int64_t ts, int64_t *doc_p)
+{
+    if (self->last_doc && ts == self->last_ts) {
+        *doc_p = ++self->last_doc;
+        return SQLITE_OK;
+    }
+    sqlite3_bind_int64 (self->sql [S_SQL_NEXT_ID], 1, ts);
+    int rc = s_int (self->sql [S_SQL_NEXT_ID], 0, doc_p);
+    self->last_ts = ts;
+    self->last_doc = rc == SQLITE_OK ? *doc_p : 0;
+    return rc;
+}
+
+//  Puts one message in the index at its place in time; when it may be
+//  there already (known), unless it is
 static int
 s_index_one (ss_indexer_t *self, int kind, int64_t key, int64_t seq, int64_t ts,
-             sqlite3_value *text)
+             sqlite3_value *text, bool known)
 {
-    int64_t doc;
-    int rc = s_doc_get (self, kind, key, seq, &doc);
+    int64_t doc = 0;
+    int rc = known ? s_doc_get (self, kind, key, seq, &doc) : SQLITE_OK;
     if (rc != SQLITE_OK || doc)
         return rc;
-    sqlite3_bind_int64 (self->sql [S_SQL_NEXT_ID], 1, ts);
-    if ((rc = s_int (self->sql [S_SQL_NEXT_ID], 0, &doc)) != SQLITE_OK)
+    if ((rc = s_next_doc (self, ts, &doc)) != SQLITE_OK)
         return rc;
     sqlite3_stmt *put = self->kind_sql [kind][S_KIND_DOC_PUT];
     sqlite3_bind_int64 (put, 1, key);
@@ -324,6 +354,7 @@ s_unindex (ss_indexer_t *self, int kind, int64_t key, int64_t seq, sqlite3_value
             return rc;
     }
     sqlite3_bind_int64 (self->sql [S_SQL_DOC_DELETE], 1, doc);
+    self->last_doc = 0;             //  the rowids of its millisecond changed
     return ss_db_step_done (self->sql [S_SQL_DOC_DELETE]);
 }
 
@@ -399,16 +430,14 @@ s_reindex_changed (ss_indexer_t *self, const s_timelines_t *gone)
         int found = sqlite3_step (current);
         rc = found == SQLITE_ROW
            ? s_index_one (self, kind, key, seq, sqlite3_column_int64 (current, 0),
-                         sqlite3_column_value (current, 1))
+                         sqlite3_column_value (current, 1), true)
            : found == SQLITE_DONE ? SQLITE_OK : found;
         ss_db_finish (current);
         if (rc != SQLITE_OK)
             break;
     }
     ss_db_finish (walk);
-    if (rc == SQLITE_DONE)
-        rc = ss_db_step_done (self->sql [S_SQL_DONE_CLEAR]);
-    return rc;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 //  The changes queued since the watermark, applied; the new watermark
@@ -453,6 +482,7 @@ s_fetch (ss_indexer_t *self, s_timeline_t *timeline, int64_t *budget_p, bool *fi
     sqlite3_bind_int64 (fetch, 1, timeline->key);
     sqlite3_bind_int64 (fetch, 2, after);
     sqlite3_bind_int64 (fetch, 3, *budget_p);
+    sqlite3_bind_int64 (fetch, 4, progress);
     if ((rc = ss_db_step_done (fetch)) != SQLITE_OK)
         return rc;
     int64_t read = sqlite3_changes (self->db);
@@ -480,7 +510,8 @@ s_index_pass (ss_indexer_t *self)
         if ((rc = s_index_one (self, sqlite3_column_int (walk, 1),
                                sqlite3_column_int64 (walk, 2), sqlite3_column_int64 (walk, 3),
                                sqlite3_column_int64 (walk, 0),
-                               sqlite3_column_value (walk, 4))) != SQLITE_OK)
+                               sqlite3_column_value (walk, 4),
+                               sqlite3_column_int (walk, 5) != 0)) != SQLITE_OK)
             break;
     ss_db_finish (walk);
     return rc == SQLITE_DONE ? ss_db_step_done (self->sql [S_SQL_PASS_CLEAR]) : rc;
@@ -537,8 +568,12 @@ s_pass (ss_indexer_t *self, bool reconcile, int64_t *watermark_p)
     if (rc == SQLITE_OK)
         rc = s_index_pass (self);
     if (rc == SQLITE_OK)
+        rc = ss_db_step_done (self->sql [S_SQL_DONE_CLEAR]);
+    if (rc == SQLITE_OK)
         rc = ss_db_step_done (self->sql [S_SQL_COMMIT]);
     if (rc != SQLITE_OK) {
+        s_say (self, "pass failed; again in a second", rc);
+        self->last_doc = 0;
         if (!sqlite3_get_autocommit (self->db))
             ss_db_step_done (self->sql [S_SQL_ROLLBACK]);
         sqlite3_exec (self->db, "DELETE FROM temp.pass; DELETE FROM temp.done", NULL, NULL,
@@ -568,6 +603,21 @@ s_optimize (ss_indexer_t *self)
 //  --------------------------------------------------------------------------
 //  The thread
 
+//  The time ms from now, for pthread_cond_timedwait
+static struct timespec
+s_deadline (int64_t ms)
+{
+    struct timespec until;
+    clock_gettime (CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    return until;
+}
+
 //  Under the lock: waits for work; takes it. False when told to stop.
 static bool
 s_take_work (ss_indexer_t *self, uint64_t *commits_p, bool *reconcile_p, bool *compact_p)
@@ -575,6 +625,12 @@ s_take_work (ss_indexer_t *self, uint64_t *commits_p, bool *reconcile_p, bool *c
     while (!self->stop && self->dirty.count == 0 && !self->reconcile && !self->compact
     &&     self->indexed == self->commits)
         pthread_cond_wait (&self->wake, &self->lock);
+    //  New commits alone, that no search waits for: more may come
+    struct timespec until = s_deadline (S_LINGER_MS);
+    while (!self->stop && self->dirty.count == 0 && !self->reconcile && !self->compact
+    &&     self->waiters == 0 && self->touched.count < S_LINGER_TIMELINES)
+        if (pthread_cond_timedwait (&self->wake, &self->lock, &until) == ETIMEDOUT)
+            break;
     if (self->stop)
         return false;
     *commits_p = self->commits;
@@ -621,10 +677,10 @@ s_run (void *arg)
         if (rc == SQLITE_OK && compact && self->dirty.count == 0) {
             rc = s_optimize (self);
             compacted = rc == SQLITE_OK;
+            if (rc != SQLITE_OK)
+                s_say (self, "compaction failed; again in a second", rc);
         }
         if (rc != SQLITE_OK) {
-            s_say (self, compact ? "pass or compaction failed; again in a second"
-                                 : "pass failed; again in a second", rc);
             struct timespec second = { 1, 0 };
             nanosleep (&second, NULL);
         }
@@ -660,9 +716,19 @@ s_query (ss_indexer_t *self, const char *sql, int64_t otherwise, int64_t *value_
     return rc;
 }
 
-//  True when the index is ahead of the main file: a timeline's progress
-//  past its last seq, or a change applied that the main file never made
-//  (the main file restored from a backup beside a newer index)
+//  A timeline of the progress p that the main file does not hold, and
+//  whose going (a mark) is not waiting to be applied
+#define S_UNKNOWN(N, P, K) \
+    " OR EXISTS (SELECT 1 FROM search_progress AS p WHERE p.kind = " N \
+    " AND NOT EXISTS (SELECT 1 FROM m." P " WHERE id = p.key)" \
+    " AND NOT EXISTS (SELECT 1 FROM m.search_changes AS c WHERE c." K " = p.key" \
+    " AND c.seq = 0 AND c.id > " S_WATERMARK "))"
+#define S_WATERMARK "COALESCE ((SELECT value FROM search_state WHERE name = 'changes'), 0)"
+
+//  True when the index is ahead of the main file (the main file restored
+//  from a copy beside a newer index): a timeline's progress past its last
+//  seq, a timeline the main file never had, or a change applied that the
+//  main file never made
 static bool
 s_ahead (ss_indexer_t *self)
 {
@@ -670,9 +736,10 @@ s_ahead (ss_indexer_t *self)
     s_query (self, "SELECT EXISTS (SELECT 1 FROM search_progress AS p"
                    " JOIN m.rooms AS t ON p.kind = 0 AND t.id = p.key WHERE p.seq > " S_ROOM_LAST
                    ") OR EXISTS (SELECT 1 FROM search_progress AS p JOIN m.conversations AS t"
-                   " ON p.kind = 1 AND t.id = p.key WHERE p.seq > " S_CONVERSATION_LAST
-                   ") OR COALESCE ((SELECT value FROM search_state WHERE name = 'changes'), 0)"
-                   " > COALESCE ((SELECT seq FROM m.sqlite_sequence"
+                   " ON p.kind = 1 AND t.id = p.key WHERE p.seq > " S_CONVERSATION_LAST ")"
+                   S_UNKNOWN ("0", "rooms", "room_id")
+                   S_UNKNOWN ("1", "conversations", "conversation_id")
+                   " OR " S_WATERMARK " > COALESCE ((SELECT seq FROM m.sqlite_sequence"
                    " WHERE name = 'search_changes'), 0)", 1, &ahead);
     return ahead != 0;
 }
@@ -887,17 +954,14 @@ ss_indexer_wait (ss_indexer_t *self, int64_t timeout_ms)
     uint64_t target = self->commits;
     if (self->rebuilding && timeout_ms > SS_INDEXER_REBUILD_WAIT_MS)
         timeout_ms = SS_INDEXER_REBUILD_WAIT_MS;
-    struct timespec until;
-    clock_gettime (CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = s_deadline (timeout_ms);
+    //  A waiter ends the thread's lingering
+    self->waiters++;
+    pthread_cond_signal (&self->wake);
     int rc = 0;
     while (self->indexed < target && rc == 0)
         rc = pthread_cond_timedwait (&self->passed, &self->lock, &until);
+    self->waiters--;
     bool passed = self->indexed >= target;
     pthread_mutex_unlock (&self->lock);
     return passed ? 0 : -1;

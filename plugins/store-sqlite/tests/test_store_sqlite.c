@@ -960,6 +960,8 @@ s_file_holds_any (const fixture_t *fixture)
     return false;
 }
 
+static uint32_t s_search_count (sc_broker_t *broker, const char *word);
+
 //  A message deleted as sent, and one edited first, in a room and in a
 //  conversation: their texts are in the file first (so that the checks
 //  after can fail), then deleted
@@ -979,6 +981,13 @@ s_write_then_delete (fixture_t *fixture, sc_broker_t *broker)
     s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
     for (size_t index = 0; index < 4; index++)
         assert_true (s_file_holds (fixture->path, s_deleted_words [index]));
+    //  A search waits for the indexer: the words are in the index file (its
+    //  WAL) before they are deleted, not only in its memory
+    assert_int_equal (s_search_count (broker, s_deleted_words [0]), 1);
+    char index_wal [340];
+    snprintf (index_wal, sizeof index_wal, "%s-wal", fixture->index);
+    assert_true (s_file_holds (fixture->index, "marmosetpmtext")
+              || s_file_holds (index_wal, "marmosetpmtext"));
     s_append_change (broker, "general", 4, 1, NULL);
     s_append_change (broker, "general", 5, 2, NULL);
     s_append_change (broker, NULL, 4, 1, NULL);
