@@ -15,10 +15,12 @@
 #include <czmq.h>
 #include <inttypes.h>
 #include <msgpack.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
 #include "gw_filehdr.h"
+#include "gw_metrics.h"
 #include "pl_body.h"
 #include "pl_transcode.h"
 
@@ -36,6 +38,7 @@ struct _gw_files_t {
     uint32_t request_timeout_ms;    //  a request unanswered this long: unavailable
     gw_files_send_fn *send_fn;      //  to the broker
     void *send_arg;
+    gw_metrics_t *metrics;          //  the gateway's counters, borrowed
     uint64_t rid_counter;           //  our request ids (with GW_FILES_RID_BIT)
     zhashx_t *pending;              //  "rid" -> gw_files_conn_t * (not owned)
     zlistx_t *conns;                //  every gw_files_conn_t (owned)
@@ -64,6 +67,7 @@ struct _gw_files_conn_t {
     bool last_sent;                 //  the last piece is on its way
     bool paused;                    //  lws reads no more for now
     bool aborted;                   //  files.abort sent (or not needed)
+    bool continue_due;              //  Expect: 100-continue, and no 100 written yet
     //  A download
     char id [GW_FILEHDR_ID_SIZE + 1];
     bool head;                      //  HEAD: the headers only
@@ -258,6 +262,8 @@ s_answer_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
                                                  &cursor, end))
     ||  lws_finalize_write_http_header (wsi, start, &cursor, end))
         return -1;
+    gw_metrics_file (self->metrics, conn->download? GW_FILE_DOWNLOAD: GW_FILE_UPLOAD,
+                     conn->status);
     //  HEAD: the headers say how long the answer is, and no body follows
     if (conn->answer && !conn->head
     &&  lws_write (wsi, conn->answer + LWS_PRE, conn->answer_size, LWS_WRITE_HTTP_FINAL)
@@ -425,6 +431,32 @@ s_upload_headers (gw_files_conn_t *conn, struct lws *wsi, char *token_value, con
     return token_size;
 }
 
+//  True when the client waits for "100 Continue" before its body (curl
+//  does for a body over 1 MiB): it is written once the plugin accepted
+//  the first piece, so that a refusal (401, 413) comes before any byte of
+//  the body is sent, and an accepted upload does not wait for the
+//  client's own timeout (RFC 9110, 10.1.1)
+static bool
+s_expects_continue (struct lws *wsi)
+{
+    char value [32];
+    int length = s_header (wsi, WSI_TOKEN_HTTP_EXPECT, NULL, value, sizeof value);
+    return length > 0 && strcasecmp (value, "100-continue") == 0;
+}
+
+//  HTTP_WRITEABLE with the first piece accepted: the interim answer, on
+//  its own before the final one (HTTP/1.1 only: the gateway offers no h2)
+static int
+s_continue_write (struct lws *wsi, gw_files_conn_t *conn)
+{
+    static const char interim [] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uint8_t buffer [LWS_PRE + sizeof interim];
+    memcpy (buffer + LWS_PRE, interim, sizeof interim - 1);
+    conn->continue_due = false;
+    return lws_write (wsi, buffer + LWS_PRE, sizeof interim - 1, LWS_WRITE_HTTP)
+           < (int) (sizeof interim - 1)? -1: 0;
+}
+
 //  POST /files: checks the headers, then asks the plugin with the first piece
 static int
 s_upload_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn)
@@ -437,6 +469,7 @@ s_upload_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn)
     int token_size = s_upload_headers (conn, wsi, token_value, &token, name, type);
     if (token_size < 0)
         return 0;               //  answered: the body is discarded
+    conn->continue_due = conn->size > 0 && s_expects_continue (wsi);
     conn->aborted = false;
     if (s_upload_first (self, conn, token, (size_t) token_size, name, type)) {
         conn->aborted = true;
@@ -504,6 +537,7 @@ s_upload_pump (gw_files_t *self, gw_files_conn_t *conn)
         //  drains the broker's socket, where its answer may already be and
         //  pump the next one
         conn->sent += piece;
+        self->metrics->file_bytes [GW_FILE_UPLOAD] += piece;
         conn->last_sent = last;
         conn->buffered -= piece;
         memmove (conn->buffer, conn->buffer + piece, conn->buffered);
@@ -540,6 +574,11 @@ s_upload_reply (gw_files_t *self, gw_files_conn_t *conn, pl_envelope_t *envelope
         return;
     }
     conn->started = true;
+    //  A client that already began its body needs no "100 Continue"
+    if (conn->continue_due && conn->buffered == 0 && !conn->body_done)
+        lws_callback_on_writable (conn->wsi);
+    else
+        conn->continue_due = false;
     s_upload_pump (self, conn);
 }
 
@@ -681,6 +720,7 @@ s_download_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
             return 0;           //  not answered yet
         if (s_download_headers (wsi, conn))
             return -1;
+        gw_metrics_file (self->metrics, GW_FILE_DOWNLOAD, 200);
         if (conn->head || conn->file_size == 0) {
             s_conn_destroy (self, conn_p);
             return lws_http_transaction_completed (wsi)? -1: 0;
@@ -700,6 +740,7 @@ s_download_write (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p)
         return -1;
     conn->data_offset += slice;
     conn->written += slice;
+    self->metrics->file_bytes [GW_FILE_DOWNLOAD] += slice;
     if (last) {
         s_conn_destroy (self, conn_p);
         return lws_http_transaction_completed (wsi)? -1: 0;
@@ -733,14 +774,16 @@ s_download_start (gw_files_t *self, struct lws *wsi, gw_files_conn_t *conn,
 
 gw_files_t *
 gw_files_new (size_t chunk, uint32_t request_timeout_ms, gw_files_send_fn *send_fn,
-              void *send_arg)
+              void *send_arg, gw_metrics_t *metrics)
 {
     assert (send_fn);
+    assert (metrics);
     gw_files_t *self = (gw_files_t *) zmalloc (sizeof (gw_files_t));
     self->chunk = chunk? chunk: GW_FILE_CHUNK_DEFAULT;
     self->request_timeout_ms = request_timeout_ms? request_timeout_ms: 10000;
     self->send_fn = send_fn;
     self->send_arg = send_arg;
+    self->metrics = metrics;
     self->pending = zhashx_new ();
     self->conns = zlistx_new ();
     assert (self->pending && self->conns);
@@ -777,6 +820,7 @@ gw_files_request (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p,
                                head? WSI_TOKEN_HEAD_URI: WSI_TOKEN_GET_URI);
     bool upload = post && length == 6;
     if (!upload && !get && !head) {
+        gw_metrics_file (self->metrics, post? GW_FILE_UPLOAD: GW_FILE_DOWNLOAD, 405);
         lws_return_http_status (wsi, HTTP_STATUS_METHOD_NOT_ALLOWED,
                                 "POST /files uploads, GET /files/ID downloads.");
         return -1;
@@ -810,6 +854,8 @@ gw_files_callback (gw_files_t *self, struct lws *wsi, gw_files_conn_t **conn_p,
                 return s_answer_write (self, wsi, conn_p);
             if (conn->status < 0)
                 return -1;
+            if (conn->continue_due)
+                return s_continue_write (wsi, conn);
             return conn->download? s_download_write (self, wsi, conn_p): 0;
         case LWS_CALLBACK_CLOSED_HTTP:
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "gw_metrics.h"
 #include "pl_envelope.h"
 
 #ifdef __cplusplus
@@ -49,10 +50,11 @@ typedef int (gw_files_send_fn) (void *arg, pl_envelope_t **envelope_p);
 
 //  Creates the files side: pieces of chunk bytes (0 = the default),
 //  requests answered unavailable after request_timeout_ms without a reply,
-//  sent with send_fn (send_arg its argument). Caller owns return value.
+//  sent with send_fn (send_arg its argument), counted in metrics (borrowed:
+//  it outlives this). Caller owns return value.
 gw_files_t *
     gw_files_new (size_t chunk, uint32_t request_timeout_ms, gw_files_send_fn *send_fn,
-                  void *send_arg);
+                  void *send_arg, gw_metrics_t *metrics);
 
 //  Destroys it and every request state left; nullifies the reference.
 void

@@ -54,6 +54,11 @@ static const char *s_refused [GW_REFUSED_REASONS] = {
     "per_address", "unauthenticated", "cap", "stopping"
 };
 static const char *s_broker_lost [GW_BROKER_WAYS] = { "silent", "restarted" };
+static const char *s_file_ways [GW_FILE_WAYS] = { "upload", "download" };
+//  What gw_files answers with (CLIENT-PROTOCOL.md, "Files over HTTP")
+static const int s_file_statuses [GW_METRICS_FILE_STATUSES - 1] = {
+    200, 201, 400, 401, 404, 405, 411, 413, 500, 503
+};
 
 gw_metrics_t *
 gw_metrics_new (void)
@@ -102,6 +107,16 @@ gw_metrics_request (gw_metrics_t *self, int type, const char *code, int64_t usec
         bucket++;
     self->latency [type][bucket]++;
     self->latency_us [type] += (uint64_t) usecs;
+}
+
+void
+gw_metrics_file (gw_metrics_t *self, gw_file_way_t way, int status)
+{
+    assert (way >= 0 && way < GW_FILE_WAYS);
+    int index = 0;
+    while (index < GW_METRICS_FILE_STATUSES - 1 && s_file_statuses [index] != status)
+        index++;
+    self->file_answers [way][index]++;
 }
 
 static void
@@ -180,6 +195,28 @@ s_render_requests (gw_metrics_t *self, const gw_metrics_gauges_t *gauges, FILE *
 }
 
 static void
+s_render_files (gw_metrics_t *self, FILE *out)
+{
+    s_family (out, "parley_gateway_file_requests_total", "counter",
+              "Files requests over HTTP (POST /files, GET and HEAD /files/<id>), by HTTP status.");
+    for (int way = 0; way < GW_FILE_WAYS; way++)
+        for (int index = 0; index < GW_METRICS_FILE_STATUSES; index++) {
+            char status [16];
+            if (index < GW_METRICS_FILE_STATUSES - 1)
+                snprintf (status, sizeof status, "%d", s_file_statuses [index]);
+            else
+                snprintf (status, sizeof status, "other");
+            fprintf (out, "parley_gateway_file_requests_total{way=\"%s\",status=\"%s\"} %"
+                     PRIu64 "\n", s_file_ways [way], status, self->file_answers [way][index]);
+        }
+    s_family (out, "parley_gateway_file_bytes_total", "counter",
+              "File bytes uploaded (passed to the server) and downloaded (written, before TLS).");
+    for (int way = 0; way < GW_FILE_WAYS; way++)
+        fprintf (out, "parley_gateway_file_bytes_total{way=\"%s\"} %" PRIu64 "\n",
+                 s_file_ways [way], self->file_bytes [way]);
+}
+
+static void
 s_render_output (gw_metrics_t *self, const gw_metrics_gauges_t *gauges, FILE *out)
 {
     s_single (out, "parley_gateway_events_total", "counter",
@@ -237,6 +274,7 @@ gw_metrics_render (gw_metrics_t *self, const gw_metrics_gauges_t *gauges,
     s_render_requests (self, gauges, out);
     s_render_output (self, gauges, out);
     s_render_broker (self, gauges, out);
+    s_render_files (self, out);
     //  Whole lines only: a page that ended inside a sample would not parse
     if (broker && broker_size && broker [broker_size - 1] == '\n')
         fwrite (broker, 1, broker_size, out);

@@ -55,6 +55,16 @@ typedef enum {
     GW_BROKER_WAYS
 } gw_broker_lost_t;
 
+//  A files request over HTTP (gw_files): POST /files or GET/HEAD /files/<id>
+typedef enum {
+    GW_FILE_UPLOAD = 0,
+    GW_FILE_DOWNLOAD,
+    GW_FILE_WAYS
+} gw_file_way_t;
+
+//  The HTTP statuses files requests are answered with, plus "other" (last)
+#define GW_METRICS_FILE_STATUSES 11
+
 typedef struct {
     uint64_t connections;           //  client connections admitted at accept
     uint64_t refused [GW_REFUSED_REASONS];
@@ -71,6 +81,9 @@ typedef struct {
     uint64_t slow_consumers;        //  sessions cut off as too slow (1008)
     uint64_t broker_lost [GW_BROKER_WAYS];
     uint64_t broker_welcomes;       //  WELCOMEs that (re)connected us
+    uint64_t file_answers [GW_FILE_WAYS][GW_METRICS_FILE_STATUSES];
+    uint64_t file_bytes [GW_FILE_WAYS];     //  uploaded: passed to the server;
+                                    //  downloaded: handed to lws (before TLS)
 } gw_metrics_t;
 
 //  What the server reads when the page is asked for
@@ -103,6 +116,11 @@ int
 //  or an error code; others count as "other") after usecs microseconds.
 void
     gw_metrics_request (gw_metrics_t *self, int type, const char *code, int64_t usecs);
+
+//  Counts one files request of way answered with an HTTP status (a status
+//  the files side does not answer with counts as "other").
+void
+    gw_metrics_file (gw_metrics_t *self, gw_file_way_t way, int status);
 
 //  The page in Prometheus' text format 0.0.4, after headroom free bytes
 //  (LWS_PRE, for lws_write), ending with broker_size bytes of broker

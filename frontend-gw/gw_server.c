@@ -2283,7 +2283,7 @@ gw_server_new (const gw_config_t *config)
     self->metrics = gw_metrics_new ();
     assert (self->metrics);
     self->files = gw_files_new (config->file_chunk, self->request_timeout_ms,
-                                s_files_send, self);
+                                s_files_send, self, self->metrics);
     char error [512];
     if (gw_config_check (config, error, sizeof error)) {
         zsys_error ("gateway: %s", error);

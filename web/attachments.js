@@ -179,11 +179,6 @@ function imageNode(file, open) {
     image.loading = 'lazy';
     image.decoding = 'async';
     image.src = fileUrl(file);
-    image.addEventListener('error', () => {
-        figure.classList.add('broken');
-        button.disabled = true;
-        button.replaceChildren(element('span', 'attachment-missing small', 'Image unavailable'));
-    }, { once: true });
     button.append(image);
     button.addEventListener('click', () => open(file, button));
     const caption = element('figcaption', 'attachment-caption small text-body-secondary');
@@ -192,7 +187,31 @@ function imageNode(file, open) {
     link.download = file.name;
     caption.append(link, element('span', 'attachment-size', ` · ${formatSize(file.size)}`));
     figure.append(button, caption);
+    image.addEventListener('error', () => brokenImage(figure, button, image));
     return figure;
+}
+
+// An image that did not load (the server out of reach, the file gone): said
+// in its box, with a way to ask for it again without reloading the page
+function brokenImage(figure, button, image) {
+    if (figure.classList.contains('broken'))
+        return;
+    figure.classList.add('broken');
+    button.disabled = true;
+    const retry = element('button', 'btn btn-link btn-sm attachment-retry', 'Try again');
+    retry.type = 'button';
+    retry.addEventListener('click', () => {
+        retry.remove();
+        figure.classList.remove('broken');
+        button.disabled = false;
+        button.replaceChildren(image);
+        // The same URL again: a load that failed is not cached
+        const url = image.src;
+        image.removeAttribute('src');
+        image.src = url;
+    }, { once: true });
+    button.replaceChildren(element('span', 'attachment-missing small', 'Image unavailable.'));
+    button.after(retry);
 }
 
 function linkNode(file) {

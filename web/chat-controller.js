@@ -7,13 +7,34 @@
 // history(key, page) (the request for a page), renderTimeline(options),
 // startTimeline(key, timeline, entries, more) (a first page arrived),
 // loadNewest(key, timeline), absorb(key, entries, { count }) (entries that
-// were new to the page), markRead() and failed(key, error).
+// were new to the page), markRead() and failed(key, error). Each counts
+// its local changes to its list in `listChanges` (settledList).
 
 import { Timeline, HISTORY_PAGE } from './chatview.js';
 
 const AROUND = 25;                  // entries before the message opened at, in its first page
+const LIST_ATTEMPTS = 3;            // a list overtaken by local changes is asked again, at most so often
 
 export class ChatController {
+    constructor() {
+        this.listChanges = 0;           // local changes to the list, for settledList
+    }
+
+    // The server's list (rooms, conversations) by fetch(), asked again while
+    // this page changed its own copy during the request: a list the server
+    // made before a change the page has already seen (a room deleted or
+    // left, a message received) would undo it
+    async settledList(fetch) {
+        let list;
+        for (let attempt = 0; attempt < LIST_ATTEMPTS; attempt++) {
+            const changes = this.listChanges;
+            list = await fetch();
+            if (this.listChanges === changes)
+                break;
+        }
+        return list;
+    }
+
     // The page before the oldest entry of the chat on screen, keeping what
     // the reader sees in place
     async loadOlder() {

@@ -298,9 +298,12 @@ export class MessageActions {
     }
 
     // The Up arrow in an empty composer: one's last message
+    // Up in an empty composer edits one's newest message; in a window into
+    // the past (opened at a search result) the newest is not on screen, and
+    // an older one of one's own must not be taken for it: Up does nothing there
     editLast() {
         const timeline = this.spec.timeline();
-        if (!timeline?.loaded)
+        if (!timeline?.loaded || timeline.newer)
             return false;
         const last = timeline.sorted().reverse().find((entry) => isMessage(entry) && this.own(entry) && !entry.deleted);
         if (!last)

@@ -165,7 +165,7 @@ export class PmController extends ChatController {
 
     async refreshList() {
         try {
-            const reply = await this.client.request('pm.conversations');
+            const reply = await this.settledList(() => this.client.request('pm.conversations'));
             const fresh = new Map();
             for (const conversation of reply.conversations ?? []) {
                 if (typeof conversation?.with !== 'string')
@@ -405,6 +405,7 @@ export class PmController extends ChatController {
         if (conversation?.unread === 0 && key(timeline.entries.get(newest).from) === key(this.self))
             return;
         this.readSent.set(conversationKey, newest);
+        this.listChanges++;
         if (conversation && conversation.unread > 0) {
             conversation.unread = 0;
             this.renderList();
@@ -438,6 +439,7 @@ export class PmController extends ChatController {
         const conversation = this.conversations.get(key(event.with));
         if (!conversation)
             return;
+        this.listChanges++;
         if (Number.isInteger(event.seq))
             conversation.read_seq = Math.max(conversation.read_seq ?? 0, event.seq);
         if (Number.isInteger(event.unread))
@@ -506,6 +508,7 @@ export class PmController extends ChatController {
 
         let conversation = this.conversations.get(conversationKey);
         const known = conversation?.last?.seq ?? 0;
+        this.listChanges++;
         if (!conversation) {
             conversation = { with: other, last: null, unread: 0, read_seq: null, last_seq: null };
             this.conversations.set(conversationKey, conversation);
@@ -531,6 +534,7 @@ export class PmController extends ChatController {
         const own = key(event.from) === key(this.self);
         const conversationKey = key(own ? event.to : event.from);
         const conversation = this.conversations.get(conversationKey);
+        this.listChanges++;
         if (conversation) {
             conversation.last_seq = Math.max(conversation.last_seq ?? 0, event.seq);
             if (conversation.last?.seq === event.target)

@@ -180,18 +180,7 @@ export class RoomsController extends ChatController {
 
     async refreshList() {
         try {
-            // 1.1: the list comes in pages when long; follow next to its end
-            const fresh = new Map();
-            let cursor;
-            for (let page = 0; page < LIST_PAGES_MAX; page++) {
-                const reply = await this.client.request('room.list', cursor ? { cursor } : {});
-                for (const room of reply.rooms ?? [])
-                    fresh.set(key(room.name), room);
-                cursor = reply.next;
-                if (!cursor)
-                    break;
-            }
-            this.applyList(fresh);
+            this.applyList(await this.settledList(() => this.fetchList()));
             $('rooms-error').hidden = true;
         } catch (error) {
             if (error.code === 'disconnected')
@@ -203,6 +192,21 @@ export class RoomsController extends ChatController {
         if (this.current)
             this.renderHeader();
         this.markRead();
+    }
+
+    // 1.1: the list comes in pages when long; follow next to its end
+    async fetchList() {
+        const fresh = new Map();
+        let cursor;
+        for (let page = 0; page < LIST_PAGES_MAX; page++) {
+            const reply = await this.client.request('room.list', cursor ? { cursor } : {});
+            for (const room of reply.rooms ?? [])
+                fresh.set(key(room.name), room);
+            cursor = reply.next;
+            if (!cursor)
+                break;
+        }
+        return fresh;
     }
 
     // A fresh room.list: the rooms, and (1.1) each joined room's marker and
@@ -379,6 +383,7 @@ export class RoomsController extends ChatController {
     }
 
     forget(roomKey) {
+        this.listChanges++;
         this.rooms.delete(roomKey);
         this.timelines.delete(roomKey);
         this.marks.delete(roomKey);
@@ -688,6 +693,7 @@ export class RoomsController extends ChatController {
 
     // A join, leave or (room-settings.js) kick entry
     membershipChanged(roomKey, entry) {
+        this.listChanges++;
         if (roomKey === this.current) {
             if (entry.event === 'join')
                 this.members.joined(entry.user);
@@ -713,6 +719,7 @@ export class RoomsController extends ChatController {
             return;
         const roomKey = key(room.name);
         const known = this.rooms.get(roomKey);
+        this.listChanges++;
         this.rooms.set(roomKey, { ...room, joined: known?.joined ?? room.owner === this.self });
         if (this.rooms.get(roomKey).joined)
             this.mark(roomKey);
@@ -758,6 +765,7 @@ export class RoomsController extends ChatController {
         if (!this.rooms.get(roomKey)?.joined) {
             const room = { ...(this.rooms.get(roomKey) ?? { name, private: true }), joined: false, invited: true, from };
             this.invitations.set(roomKey, room);
+            this.listChanges++;
             this.rooms.set(roomKey, room);
             this.renderList();
             if (roomKey === this.current)
@@ -802,6 +810,7 @@ export class RoomsController extends ChatController {
             const reply = await this.client.request('room.join', { room: name });
             const room = { ...(reply.room ?? this.rooms.get(roomKey) ?? { name }), joined: true };
             delete room.invited;
+            this.listChanges++;
             this.rooms.set(roomKey, room);
             this.invitations.delete(roomKey);
             // A newcomer starts with nothing unread: its marker is its join entry
@@ -929,6 +938,7 @@ export class RoomsController extends ChatController {
             this.failed(key(room.name), error);
             throw error;
         }
+        this.listChanges++;
         room.joined = false;
         this.timelines.delete(key(room.name));
         this.marks.delete(key(room.name));

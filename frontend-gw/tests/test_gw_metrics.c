@@ -28,6 +28,31 @@ test_types_and_codes_are_bounded (void **state)
 }
 
 static void
+test_file_statuses_are_bounded (void **state)
+{
+    gw_metrics_t *metrics = gw_metrics_new ();
+    gw_metrics_file (metrics, GW_FILE_UPLOAD, 201);
+    gw_metrics_file (metrics, GW_FILE_UPLOAD, 418);         //  not one of ours: other
+    gw_metrics_file (metrics, GW_FILE_DOWNLOAD, 200);
+    gw_metrics_file (metrics, GW_FILE_DOWNLOAD, 200);
+    metrics->file_bytes [GW_FILE_DOWNLOAD] += 12345;
+    gw_metrics_gauges_t gauges = { 0 };
+    size_t size = 0;
+    char *page = gw_metrics_render (metrics, &gauges, NULL, 0, 0, &size);
+    assert_non_null (page);
+    char *text = strndup (page, size);
+    assert_non_null (strstr (text, "parley_gateway_file_requests_total{way=\"upload\",status=\"201\"} 1\n"));
+    assert_non_null (strstr (text, "parley_gateway_file_requests_total{way=\"upload\",status=\"other\"} 1\n"));
+    assert_non_null (strstr (text, "parley_gateway_file_requests_total{way=\"download\",status=\"200\"} 2\n"));
+    assert_non_null (strstr (text, "parley_gateway_file_requests_total{way=\"download\",status=\"404\"} 0\n"));
+    assert_non_null (strstr (text, "parley_gateway_file_bytes_total{way=\"download\"} 12345\n"));
+    assert_null (strstr (text, "418"));
+    free (text);
+    free (page);
+    gw_metrics_destroy (&metrics);
+}
+
+static void
 test_page_has_cumulative_buckets_and_no_user_text (void **state)
 {
     gw_metrics_t *metrics = gw_metrics_new ();
@@ -97,6 +122,7 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_types_and_codes_are_bounded),
+        cmocka_unit_test (test_file_statuses_are_bounded),
         cmocka_unit_test (test_page_has_cumulative_buckets_and_no_user_text),
         cmocka_unit_test (test_policy_says_who_reads),
     };

@@ -5,7 +5,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startParley, tempDir, Client, sleep } from '../lib/harness.js';
+import { startParley, tempDir, Client, sleep, eventually } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, chatPluginArgs, closeChat, newContext, openPage, signIn, protocolAs, PASSWORD, TIMEOUT,
 } from '../lib/browser.js';
@@ -308,5 +308,51 @@ describe('the rooms dashboard', () => {
         await bob.locator('#chat-back').click();
         await bob.locator('#rooms').waitFor({ state: 'visible', timeout: TIMEOUT });
         await screenshot(bob, '22-web-rooms-phone-list');
+    });
+    it('a room list the server made before a deletion does not bring the room back', async () => {
+        // erin's page holds back the answers to room.list while asked, as a
+        // slow network would: a list from before the deletion arrives after it
+        const context = await newContext(browser);
+        const held = [];
+        let holding = false;
+        await context.routeWebSocket(/\/ws$/, (route) => {
+            const server = route.connectToServer();
+            const lists = new Set();
+            route.onMessage((text) => {
+                const frame = JSON.parse(text);
+                if (frame.type === 'room.list')
+                    lists.add(frame.id);
+                server.send(text);
+            });
+            server.onMessage((text) => {
+                const frame = JSON.parse(text);
+                if (holding && lists.has(frame.id))
+                    held.push(() => route.send(text));
+                else
+                    route.send(text);
+            });
+        });
+        const erin = await openPage(context, server, consoleErrors);
+        await signIn(erin, 'erin', { registering: true });
+        await createRoom(erin, { name: 'fleeting' });
+
+        // dave joins: erin's page asks for the list again, and the answer waits
+        holding = true;
+        const dave = await protocolAs(server, 'dave');
+        assert.equal((await dave.request({ type: 'room.join', room: 'fleeting' })).type, 'ok');
+        assert.ok(await eventually(async () => held.length > 0, TIMEOUT), 'no room.list was asked');
+        await erin.locator('#room-delete').click();
+        await erin.locator('#confirm-ok').click();
+        await roomItem(erin, 'fleeting').waitFor({ state: 'detached', timeout: TIMEOUT });
+        holding = false;
+        for (const release of held.splice(0))
+            release();
+        // The old list is answered, then a newer one: the room stays gone
+        await dave.request({ type: 'room.create', room: 'afterwards' });
+        await roomItem(erin, 'afterwards').waitFor({ timeout: TIMEOUT });
+        await sleep(1000);
+        assert.equal(await roomItem(erin, 'fleeting').count(), 0);
+        await dave.close();
+        await context.close();
     });
 });

@@ -104,11 +104,13 @@ const json = (reply) => JSON.parse(reply.body.toString());
 const sha = (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 // Raw request text over TCP: what Node's http client will not send (no
-// Content-Length at all, a bad one, headers without their body)
-function rawRequest(port, text) {
+// Content-Length at all, a bad one, headers without their body). afterContinue:
+// a body sent only when an interim "100 Continue" comes (then in `interim`).
+function rawRequest(port, text, { afterContinue } = {}) {
     return new Promise((resolve, reject) => {
         const socket = net.connect(port, '127.0.0.1');
         let data = Buffer.alloc(0);
+        let interim = null;
         socket.on('connect', () => socket.write(text));
         socket.on('data', (chunk) => {
             data = Buffer.concat([data, chunk]);
@@ -116,10 +118,17 @@ function rawRequest(port, text) {
             if (end < 0)
                 return;
             const head = data.subarray(0, end).toString();
+            const status = Number(head.split(' ')[1]);
+            if (status === 100 && afterContinue && interim === null) {
+                interim = head;
+                data = data.subarray(end + 4);
+                socket.write(afterContinue);
+                return;
+            }
             const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
             if (data.length >= end + 4 + length) {
                 socket.destroy();
-                resolve({ status: Number(head.split(' ')[1]), head,
+                resolve({ status, head, interim,
                           body: data.subarray(end + 4, end + 4 + length).toString() });
             }
         });
@@ -230,6 +239,32 @@ test('a bad name is 400, no token or a wrong one 401, past the limit 413 at once
     const sent = await upload(server.http, token, 'big', null, Buffer.alloc(LIMIT + 1));
     assert.equal(sent.status, 413);
     assert.equal(json(sent).error, 'too_large');
+});
+
+// Expect: 100-continue as curl sends it for a body over 1 MiB: the headers
+// alone, the body only after "100 Continue"
+const expectContinue = (port, headers, body) =>
+    rawRequest(port, `${headers}Expect: 100-continue\r\n\r\n`, { afterContinue: body });
+
+test('Expect: 100-continue: "100 Continue" once the upload is accepted, a refusal before the body', async () => {
+    const data = crypto.randomBytes(2 * MiB);
+    const head = (bearer, length) => 'POST /files HTTP/1.1\r\nHost: x\r\n' +
+        `Authorization: Bearer ${bearer}\r\nX-Filename: expect.bin\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${length}\r\n`;
+    const accepted = await expectContinue(server.port, head(token, data.length), data);
+    assert.match(accepted.interim ?? '', /^HTTP\/1\.1 100 Continue$/);
+    assert.equal(accepted.status, 201, accepted.body);
+    const id = JSON.parse(accepted.body).file.id;
+    const back = await request(server.http, { path: `/files/${id}` });
+    assert.equal(sha(back.body), sha(data));
+
+    // Refused from the headers: the final answer, never "100 Continue"
+    const wrong = await expectContinue(server.port, head('A'.repeat(43), data.length), data);
+    assert.equal(wrong.interim, null);
+    assert.equal(wrong.status, 401);
+    const over = await expectContinue(server.port, head(token, LIMIT + 1), data);
+    assert.equal(over.interim, null);
+    assert.equal(over.status, 413);
 });
 
 test('a body needs a Content-Length: none or chunked is 411, a bad one 400', async () => {

@@ -229,6 +229,13 @@ describe('search in the browser', () => {
             .waitFor({ timeout: TIMEOUT });
         assert.deepEqual(roomReads(sent, 'history'), []);
         assert.equal(await totalUnread(page), NEWS + 2 + 1 + PM_NEWS);
+
+        // Up in the composer edits one's newest message, which a window does not
+        // show: the old message of one's own on screen is not taken for it
+        await page.locator('#composer-text').focus();
+        await page.keyboard.press('ArrowUp');
+        await page.waitForTimeout(300);
+        assert.equal(await page.locator('#entries .message-editor').count(), 0, 'no editor opened in the past');
     });
 
     it('scrolling down loads the newer pages up to the present, without a hole, then the room is read and live', async () => {

@@ -185,6 +185,39 @@ describe('files in the browser', () => {
         await bob.locator('#image-viewer').waitFor({ state: 'hidden', timeout: TIMEOUT });
     });
 
+    it('an image that did not load says so, and comes with Try again', async () => {
+        // bob's browser cannot reach the file at first
+        await bob.route('**/files/*', (route) => route.abort());
+        await alice.locator('#composer-text').fill('second look');
+        await pasteImage(alice, { width: 320, height: 240 });
+        await uploadReady(alice);
+        await alice.locator('#composer-text').press('Enter');
+        const item = message(bob, 'second look');
+        await item.locator('.attachment-image.broken .attachment-missing', { hasText: 'Image unavailable' })
+            .waitFor({ timeout: TIMEOUT });
+        await item.scrollIntoViewIfNeeded();
+        await screenshot(bob, '59-web-files-image-unavailable');
+        await bob.unroute('**/files/*');
+        // The browser's own line for the load that failed, and that one only
+        const failed = consoleErrors.findIndex((text) => /ERR_FAILED/.test(text));
+        assert.ok(failed >= 0, consoleErrors.join('\n'));
+        consoleErrors.splice(failed, 1);
+        await item.locator('.attachment-retry').click();
+        await item.locator('.attachment-image.broken').waitFor({ state: 'detached', timeout: TIMEOUT });
+        await bob.waitForFunction(() => [...document.querySelectorAll('#entries img.attachment-img')]
+            .some((image) => image.naturalWidth === 320), null, { timeout: TIMEOUT });
+        assert.equal(await item.locator('.attachment-retry').count(), 0);
+
+        // Gone again, so that the one image of the room is the first one
+        const mine = message(alice, 'second look');
+        await mine.hover();
+        await mine.locator('.msg-delete').click();
+        await alice.locator('#confirm-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#confirm-ok').click();
+        await bob.locator('#entries li.entry-message.deleted').first().waitFor({ timeout: TIMEOUT });
+        await eventually(async () => await item.locator('img.attachment-img').count() === 0, TIMEOUT);
+    });
+
     it('a file chosen with the paper clip is a download link whose bytes are the file', async () => {
         await chooseFile(alice, { name: reportName, type: 'application/octet-stream', bytes: report });
         await uploadReady(alice);

@@ -54,9 +54,12 @@ test('parley with --tls-cert and --tls-key serves the UI over https and the prot
         const big = 'x'.repeat(60000);
         const large = await client.request({ type: 'example.echo', text: big });
         assert.equal(large.echo.text, big);
-        const replies = await Promise.all(Array.from({ length: 300 }, (_, n) =>
+        // (at most 256 in flight on a session, CLIENT-PROTOCOL.md: a slow
+        // machine could have more than that unanswered at once)
+        const replies = await Promise.all(Array.from({ length: 250 }, (_, n) =>
             client.request({ type: 'example.echo', n })));
-        assert.deepEqual(replies.map((reply) => reply.echo.n), Array.from({ length: 300 }, (_, n) => n));
+        assert.deepEqual(replies.map((reply) => reply.echo?.n ?? JSON.stringify(reply)),
+                         Array.from({ length: 250 }, (_, n) => n));
         await client.close();
     } finally {
         await stopCleanly(server);

@@ -40,6 +40,8 @@ const FAMILIES = {
     parley_gateway_broker_lost_total: 'counter',
     parley_gateway_broker_welcomes_total: 'counter',
     parley_gateway_stopping: 'gauge',
+    parley_gateway_file_requests_total: 'counter',
+    parley_gateway_file_bytes_total: 'counter',
     // The broker's, from its STATS answer (proto/ENVELOPE.md)
     parley_broker_plugin_up: 'gauge',
     parley_broker_requests_routed_total: 'counter',
@@ -47,7 +49,8 @@ const FAMILIES = {
     parley_broker_requests_timed_out_total: 'counter',
     parley_broker_sessions: 'gauge',
 };
-const LABELS = new Set(['reason', 'type', 'code', 'how', 'le', 'name', 'instance', 'store', 'operation']);
+const LABELS = new Set(['reason', 'type', 'code', 'how', 'le', 'name', 'instance', 'store', 'operation',
+                        'way', 'status']);
 // The store's families (README.md, "Metrics") and what its appends commit as
 const STORE = process.env.PARLEY_TEST_STORE === 'mongo'
     ? { name: 'mongo', plugin: 'store-mongo', operation: 'msg.append' }
@@ -193,6 +196,43 @@ test('--metrics off serves the page to nobody; with TLS the page is served over 
         }
     } finally {
         ca.remove();
+    }
+});
+
+test('files over HTTP count by way and status, and their bytes', async () => {
+    const server = await startParley();
+    try {
+        const client = await Client.connect(server.url);
+        const registered = await client.request({ type: 'auth.register', username: 'filer',
+                                                  password: 'correct horse battery' });
+        assert.equal(registered.type, 'ok', JSON.stringify(registered));
+        await client.close();
+        const before = (await scrape(server.port)).families;
+        const data = Buffer.alloc(300000, 7);
+        const upload = (token) => fetch(`${server.http}/files`, {
+            method: 'POST', body: data,
+            headers: { Authorization: `Bearer ${token}`, 'X-Filename': 'counted.bin' } });
+        const created = await upload(registered.token);
+        assert.equal(created.status, 201);
+        const { file } = await created.json();
+        assert.equal((await upload('A'.repeat(43))).status, 401);
+        const download = await fetch(`${server.http}/files/${file.id}`);
+        assert.equal(download.status, 200);
+        assert.equal((await download.arrayBuffer()).byteLength, data.length);
+        assert.equal((await fetch(`${server.http}/files/${'B'.repeat(22)}`)).status, 404);
+
+        const { families: after, text } = await scrape(server.port);
+        const moved = (name, labels, by) => assert.equal(value(after, name, labels) - value(before, name, labels), by,
+            `${name}${JSON.stringify(labels)}`);
+        moved('parley_gateway_file_requests_total', { way: 'upload', status: '201' }, 1);
+        moved('parley_gateway_file_requests_total', { way: 'upload', status: '401' }, 1);
+        moved('parley_gateway_file_requests_total', { way: 'download', status: '200' }, 1);
+        moved('parley_gateway_file_requests_total', { way: 'download', status: '404' }, 1);
+        moved('parley_gateway_file_bytes_total', { way: 'upload' }, data.length);
+        moved('parley_gateway_file_bytes_total', { way: 'download' }, data.length);
+        assert.ok(!text.includes(file.id) && !text.includes('counted.bin'), 'no file id or name on the page');
+    } finally {
+        await stopCleanly(server);
     }
 });
 
