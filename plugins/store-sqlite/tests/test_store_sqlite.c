@@ -1224,6 +1224,47 @@ test_search_index_ahead_of_a_restored_file_is_built_again (void **state)
     sc_broker_destroy (&broker);
 }
 
+//  The same when the only thing after the copy is a new room: the index
+//  names a room the restored file never had, whose id the next room
+//  takes; without the rebuild that room's search would give the old
+//  room's words for its own entries
+static void
+test_search_index_naming_a_room_a_restored_file_lacks_is_built_again (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_room (broker, "general", "alice");
+    s_append_change (broker, "general", 1, 0, "kept words");
+    sc_broker_destroy (&broker);
+    char copy [340];
+    snprintf (copy, sizeof copy, "%s.copy", fixture->path);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    char *command = zsys_sprintf ("cp '%s' '%s'", fixture->path, copy);
+    assert_int_equal (system (command), 0);
+    zstr_free (&command);
+
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_room (broker, "later", "alice");
+    s_append_change (broker, "later", 1, 0, "stale marmot");
+    assert_int_equal (s_search_count (broker, "marmot"), 1);
+    sc_broker_destroy (&broker);
+
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_int_equal (rename (copy, fixture->path), 0);
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (sc_log_says (s_log, fixture->index, "ahead of the main file"));
+    s_create_room (broker, "again", "alice");
+    s_append_change (broker, "again", 1, 0, "fresh words");
+    assert_int_equal (s_search_count (broker, "marmot"), 0);
+    assert_int_equal (s_search_count (broker, "fresh"), 1);
+    assert_int_equal (s_search_count (broker, "kept"), 1);
+    sc_broker_destroy (&broker);
+}
+
 //  A room deleted takes its messages out of the index, and a room made
 //  after it with the same id (SQLite reuses the highest) is indexed from
 //  its first message
@@ -1289,6 +1330,7 @@ main (int argc, char *argv [])
         S_TEST (test_search_index_removed_or_damaged_is_built_again),
         S_TEST (test_search_index_ahead_of_a_restored_file_is_built_again),
         S_TEST (test_search_follows_a_room_deleted_and_its_id_reused),
+        S_TEST (test_search_index_naming_a_room_a_restored_file_lacks_is_built_again),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);
