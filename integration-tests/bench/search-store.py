@@ -5,8 +5,11 @@ user PREFIXowner, and H messages written straight into the tables with SQL
 (not through the server: a million sends through it take longer than a
 sitting), message i in room i % M at seq i // M + 1, one millisecond apart,
 its text the scenario's (every second one holds 'pbcommon', one in H/100
-'pbrare'). The store's own schema-12 triggers index every message as it is
-inserted, exactly as they do for a send. The file must exist at schema 12:
+'pbrare'). At schema 12 to 14 the store's own triggers index every message
+as it is inserted, exactly as they do for a send; from schema 15 the index
+is a file of its own (parley.search.db) that the store's indexer thread
+builds at the next start, in the background (its log says when it is
+built and how long it took). The file must exist at schema 12 or later:
 start parley on its folder once and stop it first.
 
     build/bin/parley --data DIR ... & sleep 2; kill %1

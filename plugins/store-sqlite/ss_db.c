@@ -6,6 +6,7 @@
 
 #include "ss_db.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,44 @@ static const char *s_step_text [SS_DB_STEP_COUNT] = {
     "    INSERT INTO search (search, rowid, text) SELECT 'delete', id, old.text" \
     "        FROM search_docs WHERE " K " = old." K " AND seq = old.seq;" \
     "    DELETE FROM search_docs WHERE " K " = old." K " AND seq = old.seq;" \
+    "END;"
+
+//  Schema 15's change table: id never reused (AUTOINCREMENT), so that
+//  the indexer's watermark (the last id it applied) stays true after the
+//  store removed the rows up to it. text is the text the message had in
+//  the index before the change (NULL when it had none: deleted, empty,
+//  not a message); seq 0 says the whole timeline went (its room or
+//  conversation deleted: the id may come back for another).
+#define SS_DB_CHANGE_TABLE \
+    "CREATE TABLE search_changes (" \
+    "    id INTEGER PRIMARY KEY AUTOINCREMENT," \
+    "    room_id INTEGER," \
+    "    conversation_id INTEGER," \
+    "    seq INTEGER NOT NULL," \
+    "    text TEXT" \
+    ");"
+
+//  Schema 15's triggers on a timeline table (T, its key column K, the
+//  table P of its timelines): a message's edit or deletion, or its row
+//  gone, appends its old indexed text; the timeline's own row gone
+//  appends the mark (seq 0), after the rows its cascade removed. An
+//  append fires none of them.
+#define SS_DB_CHANGE_OLD_TEXT \
+    " CASE WHEN old.deleted = 0 AND old.text <> '' THEN old.text END"
+#define SS_DB_CHANGE_TRIGGERS(T, K, P) \
+    "CREATE TRIGGER search_" T "_update AFTER UPDATE OF text, deleted ON " T \
+    "    WHEN old.kind = 'message' AND (old.text IS NOT new.text" \
+    "        OR old.deleted IS NOT new.deleted) BEGIN" \
+    "    INSERT INTO search_changes (" K ", seq, text)" \
+    "        VALUES (old." K ", old.seq," SS_DB_CHANGE_OLD_TEXT ");" \
+    "END;" \
+    "CREATE TRIGGER search_" T "_delete AFTER DELETE ON " T \
+    "    WHEN old.kind = 'message' BEGIN" \
+    "    INSERT INTO search_changes (" K ", seq, text)" \
+    "        VALUES (old." K ", old.seq," SS_DB_CHANGE_OLD_TEXT ");" \
+    "END;" \
+    "CREATE TRIGGER search_" P "_delete AFTER DELETE ON " P " BEGIN" \
+    "    INSERT INTO search_changes (" K ", seq) VALUES (old.id, 0);" \
     "END;"
 
 //  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
@@ -363,7 +402,24 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "    WHERE nonce IS NOT NULL;"
     "DROP INDEX pm_entries_by_nonce;"
     "CREATE UNIQUE INDEX pm_entries_by_nonce ON pm_entries (nonce, conversation_id, from_id)"
-    "    WHERE nonce IS NOT NULL;"
+    "    WHERE nonce IS NOT NULL;",
+
+    //  15: the search index leaves the store's transactions (proto/STORE.md,
+    //  "Search"). Schema 12's FTS5 table, its map and its triggers go: the
+    //  index now lives in its own file (parley.search.db), written by the
+    //  indexer's thread (ss_indexer), which finds new messages by itself
+    //  (an append writes nothing for it). Only what it cannot see by
+    //  reading the timelines stays here: search_changes, the texts that
+    //  leave the index (an edit's or deletion's old text, a message gone
+    //  with its room), appended by the triggers below and removed by the
+    //  store once the indexer has consumed them.
+    "DROP TRIGGER search_entries_insert; DROP TRIGGER search_entries_update;"
+    "DROP TRIGGER search_entries_delete; DROP TRIGGER search_pm_entries_insert;"
+    "DROP TRIGGER search_pm_entries_update; DROP TRIGGER search_pm_entries_delete;"
+    "DROP TABLE search; DROP TABLE search_docs;"
+    SS_DB_CHANGE_TABLE
+    SS_DB_CHANGE_TRIGGERS ("entries", "room_id", "rooms")
+    SS_DB_CHANGE_TRIGGERS ("pm_entries", "conversation_id", "conversations")
 };
 
 
@@ -460,7 +516,7 @@ static int
 s_open_file (ss_db_t *self, int busy_timeout_ms)
 {
     int rc = sqlite3_open_v2 (self->path, &self->db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL);
     if (rc != SQLITE_OK) {
         self->host->log (self->ctx, PARLEY_LOG_ERROR,
                          "cannot open %s: %s (does its folder exist and is it writable?)",
@@ -502,20 +558,44 @@ s_pragma_is (ss_db_t *self, const char *pragma, const char *expected, const char
     return as_expected ? 0 : -1;
 }
 
-//  The chunk file's path: the main file's with ".files.db" for its ".db"
-//  (or after it), so that two databases in one folder never share one
-static char *
-s_chunk_path (const char *path)
+char *
+ss_db_sibling (const char *path, const char *suffix)
 {
     size_t size = strlen (path);
     if (size > 3 && strcmp (path + size - 3, ".db") == 0)
         size -= 3;
-    char *chunks = (char *) malloc (size + sizeof ".files.db");
-    if (chunks) {
-        memcpy (chunks, path, size);
-        strcpy (chunks + size, ".files.db");
+    char *sibling = (char *) malloc (size + strlen (suffix) + 1);
+    if (sibling) {
+        memcpy (sibling, path, size);
+        strcpy (sibling + size, suffix);
     }
-    return chunks;
+    return sibling;
+}
+
+int
+ss_db_attach_read_only (sqlite3 *db, const char *path, const char *schema)
+{
+    //  A URI (SQLite is built with URI names on Debian; SQLITE_OPEN_URI
+    //  on our connections makes it so elsewhere): every byte of the path
+    //  that is not plain percent-encoded
+    size_t size = strlen (path);
+    char *uri = (char *) malloc (3 * size + sizeof "file:?mode=ro");
+    if (!uri)
+        return SQLITE_NOMEM;
+    char *next = uri + sprintf (uri, "file:");
+    for (size_t index = 0; index < size; index++) {
+        unsigned char c = (unsigned char) path [index];
+        if (isalnum (c) || strchr ("/._-~", c))
+            *next++ = (char) c;
+        else
+            next += sprintf (next, "%%%02X", c);
+    }
+    strcpy (next, "?mode=ro");
+    char *sql = sqlite3_mprintf ("ATTACH DATABASE %Q AS %s", uri, schema);
+    int rc = sql ? sqlite3_exec (db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+    sqlite3_free (sql);
+    free (uri);
+    return rc;
 }
 
 //  Attaches the chunk file as 'blobs' (schema version 13), in WAL mode
@@ -524,7 +604,7 @@ s_chunk_path (const char *path)
 static int
 s_attach (ss_db_t *self)
 {
-    char *chunks = s_chunk_path (self->path);
+    char *chunks = ss_db_sibling (self->path, ".files.db");
     char *sql = chunks ? sqlite3_mprintf ("ATTACH DATABASE %Q AS blobs", chunks) : NULL;
     int rc = sql ? s_exec (self, sql, "cannot attach the file of the files' bytes") : -1;
     sqlite3_free (sql);

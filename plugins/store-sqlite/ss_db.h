@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 //  The newest schema this code knows (proto/STORE.md, Options of store-sqlite)
-#define SS_DB_SCHEMA_VERSION    14
+#define SS_DB_SCHEMA_VERSION    15
 
 typedef struct ss_db_s ss_db_t;
 
@@ -50,6 +50,18 @@ sqlite3 *
     ss_db_handle (ss_db_t *self);
 const char *
     ss_db_path (ss_db_t *self);
+
+//  A file beside path: path with suffix for its ".db" (or after it), as
+//  ".files.db" (the files' bytes) and ".search.db" (the search index), so
+//  that two databases in one folder never share one. Freed by the caller;
+//  NULL when out of memory.
+char *
+    ss_db_sibling (const char *path, const char *suffix);
+
+//  Attaches the file at path to db as schema, read-only (a URI with
+//  mode=ro). Returns SQLITE_OK or the failure's code.
+int
+    ss_db_attach_read_only (sqlite3 *db, const char *path, const char *schema);
 
 //  Prepares count statements from texts into stmts (persistent). Returns
 //  0, or -1 after logging which one failed.

@@ -101,6 +101,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
 struct ss_pm_s {
     ss_db_t *db;                    //  borrowed
     ss_users_t *users;              //  borrowed: looks users up
+    ss_indexer_t *indexer;          //  borrowed: told of each append (schema version 15)
     ss_timeline_t *timeline;        //  the conversations' changes (schema version 9)
     sqlite3_stmt *sql [S_SQL_COUNT];
 };
@@ -124,13 +125,14 @@ typedef struct {
 } s_pair_t;
 
 ss_pm_t *
-ss_pm_new (ss_db_t *db, ss_users_t *users)
+ss_pm_new (ss_db_t *db, ss_users_t *users, ss_indexer_t *indexer)
 {
     ss_pm_t *self = (ss_pm_t *) calloc (1, sizeof (ss_pm_t));
     if (!self)
         return NULL;
     self->db = db;
     self->users = users;
+    self->indexer = indexer;
     self->timeline = ss_timeline_new (db, &s_tables);
     if (!self->timeline || ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
         ss_pm_destroy (&self);
@@ -402,6 +404,9 @@ s_pm_append (ss_pm_t *self, st_request_t *request)
     if (rc != SQLITE_OK || !stored
     ||  (rc = s_conversation_advance (self, append, pair.conversation)) != SQLITE_OK)
         return rc;
+    //  The search index reads the new entries after the commit
+    ss_indexer_touch (self->indexer, SS_INDEXER_CONVERSATION, pair.conversation,
+                      append->messages [0].seq);
     msgpack_packer *packer = st_request_packer (request);
     msgpack_pack_map (packer, 3);
     pl_body_pack_str (packer, "seq");

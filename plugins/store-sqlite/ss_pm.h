@@ -12,6 +12,7 @@
 #define SS_PM_H_INCLUDED
 
 #include "ss_db.h"
+#include "ss_indexer.h"
 #include "ss_users.h"
 
 #ifdef __cplusplus
@@ -22,7 +23,7 @@ typedef struct ss_pm_s ss_pm_t;
 
 //  Prepares the statements on db. Returns NULL after logging why not.
 ss_pm_t *
-    ss_pm_new (ss_db_t *db, ss_users_t *users);
+    ss_pm_new (ss_db_t *db, ss_users_t *users, ss_indexer_t *indexer);
 
 void
     ss_pm_destroy (ss_pm_t **self_p);

@@ -205,6 +205,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
 struct ss_rooms_s {
     ss_db_t *db;                    //  borrowed
     ss_users_t *users;              //  borrowed: looks users up
+    ss_indexer_t *indexer;          //  borrowed: told of each append (schema version 15)
     ss_timeline_t *timeline;        //  the rooms' changes (schema version 9)
     sqlite3_stmt *sql [S_SQL_COUNT];
 };
@@ -215,13 +216,14 @@ static const ss_timeline_tables_t s_tables = {
 };
 
 ss_rooms_t *
-ss_rooms_new (ss_db_t *db, ss_users_t *users)
+ss_rooms_new (ss_db_t *db, ss_users_t *users, ss_indexer_t *indexer)
 {
     ss_rooms_t *self = (ss_rooms_t *) calloc (1, sizeof (ss_rooms_t));
     if (!self)
         return NULL;
     self->db = db;
     self->users = users;
+    self->indexer = indexer;
     self->timeline = ss_timeline_new (db, &s_tables);
     if (!self->timeline || ss_db_prepare (db, s_sql_text, S_SQL_COUNT, self->sql))
         ss_rooms_destroy (&self);
@@ -1162,6 +1164,8 @@ s_msg_append (ss_rooms_t *self, st_request_t *request)
     rc = ss_timeline_run (self->timeline, request, &steps, &stored);
     if (rc != SQLITE_OK || !stored)
         return rc;
+    //  The search index reads the new entries after the commit
+    ss_indexer_touch (self->indexer, SS_INDEXER_ROOM, room_id, append->entries [0].seq);
     //  The room's activity, for the public rooms' order: one row, in the
     //  same transaction (no round trip of its own)
     const st_entry_t *message = s_last_message (append);

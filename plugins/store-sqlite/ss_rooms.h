@@ -13,6 +13,7 @@
 #define SS_ROOMS_H_INCLUDED
 
 #include "ss_db.h"
+#include "ss_indexer.h"
 #include "ss_users.h"
 
 #ifdef __cplusplus
@@ -23,7 +24,7 @@ typedef struct ss_rooms_s ss_rooms_t;
 
 //  Prepares the statements on db. Returns NULL after logging why not.
 ss_rooms_t *
-    ss_rooms_new (ss_db_t *db, ss_users_t *users);
+    ss_rooms_new (ss_db_t *db, ss_users_t *users, ss_indexer_t *indexer);
 
 void
     ss_rooms_destroy (ss_rooms_t **self_p);

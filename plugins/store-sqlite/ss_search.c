@@ -1,6 +1,5 @@
 /*  =========================================================================
-    ss_search - store-sqlite's search: store.search and the index's
-    compaction
+    ss_search - store-sqlite's search: store.search over the index file
     =========================================================================
 */
 
@@ -22,7 +21,6 @@ typedef enum {
     S_SQL_WITH,
     S_SQL_ROOM_MEMBER,
     S_SQL_CONVERSATION,
-    S_SQL_OPTIMIZE,
     S_SQL_COUNT
 } s_sql_t;
 
@@ -31,8 +29,8 @@ typedef enum {
 //  in scope, and stops after ?4 of them: the scope is part of the same
 //  statement, never a filter of a page afterwards. ?1 is the FTS5 query.
 #define S_SEARCH_FROM \
-    "SELECT d.id, d.room_id, d.conversation_id, d.seq FROM search" \
-    " JOIN search_docs AS d ON d.id = search.rowid" \
+    "SELECT d.id, d.room_id, d.conversation_id, d.seq FROM idx.search" \
+    " JOIN idx.search_docs AS d ON d.id = search.rowid" \
     " WHERE search MATCH ?1 AND search.rowid < ?2 AND "
 #define S_SEARCH_ORDER " ORDER BY search.rowid DESC LIMIT ?4"
 
@@ -58,8 +56,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " FROM rooms WHERE name_key = ?1"),
     //  A pair's conversation (the lower id first), if any
     [S_SQL_CONVERSATION] = ("SELECT id FROM conversations WHERE user_a = MIN (?1, ?2)"
-                           " AND user_b = MAX (?1, ?2)"),
-    [S_SQL_OPTIMIZE]     = "INSERT INTO search (search) VALUES ('optimize')"
+                           " AND user_b = MAX (?1, ?2)")
 };
 
 struct ss_search_s {
@@ -220,8 +217,9 @@ s_pack_row (ss_search_t *self, sqlite3_stmt *stmt, st_list_t *results, bool *tak
                                   sqlite3_column_int64 (stmt, 1), seq, &found)
            : ss_pm_pack_found (self->pm, st_list_packer (results),
                                sqlite3_column_int64 (stmt, 2), seq, &found);
-    //  The index and the timelines change in one statement: a row without
-    //  its entry cannot be; it is skipped rather than answered half
+    //  The index follows the timelines after their commits: a row whose
+    //  entry went since (a room deleted in this batch) is skipped rather
+    //  than answered half
     *taken_p = rc != SQLITE_OK || !found || st_list_push (results);
     return rc;
 }
@@ -324,14 +322,4 @@ ss_search_leaves_words (const st_request_t *request)
                 return true;
     }
     return false;
-}
-
-int
-ss_search_compact (ss_search_t *self)
-{
-    int rc = ss_db_step_done (self->sql [S_SQL_OPTIMIZE]);
-    if (rc != SQLITE_OK)
-        return rc;
-    return sqlite3_wal_checkpoint_v2 (ss_db_handle (self->db), NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                      NULL, NULL);
 }

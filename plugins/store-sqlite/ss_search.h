@@ -1,12 +1,14 @@
 /*  =========================================================================
     ss_search - store-sqlite's search (proto/STORE.md, "Search", schema
-    version 12): store.search over the FTS5 index that schema 12's
-    triggers keep in step, and the index's compaction
+    version 15): store.search over the FTS5 index of the index file
 
-    The index (the FTS5 table search and the map search_docs) is written by
-    triggers on entries and pm_entries (ss_db.c), never here: this class
-    reads it, and merges its segments (FTS5 'optimize', then a checkpoint)
-    so that the words of deleted and edited messages leave the file.
+    The index (the FTS5 table search and the map search_docs) lives in its
+    own file, written by ss_indexer's thread only and attached read-only
+    to the store's connection as 'idx': a search walks it and reads the
+    scope (members, conversations) and the entries from the main file in
+    the same statement. The store waits for the indexer before a batch
+    with a search (ss_indexer_wait), so the index holds every message
+    committed before it.
 
     Ownership: ss_search_new returns an object the caller owns, destroyed
     with ss_search_destroy before the database, users, rooms and pm it was
@@ -45,13 +47,6 @@ int
 //  room's deletion): the next compaction has work
 bool
     ss_search_leaves_words (const st_request_t *request);
-
-//  Merges the index's segments into one (dropping the words of deleted
-//  and edited messages) and checkpoints the WAL into the file, truncating
-//  it; with secure_delete on, the freed pages are overwritten. Runs
-//  outside any transaction. Returns SQLITE_OK or the failure's code.
-int
-    ss_search_compact (ss_search_t *self);
 
 #ifdef __cplusplus
 }

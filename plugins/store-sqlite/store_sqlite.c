@@ -15,7 +15,9 @@
     The file, its schema and transactions are ss_db's; what it keeps is
     served by ss_users (users, tokens), ss_rooms (rooms, members,
     invitations, timelines), ss_pm (private messages) and ss_files (files,
-    their bytes in a second file attached to the same connection).
+    their bytes in a second file attached to the same connection). The
+    search index is a third file, written by ss_indexer's thread after the
+    commits and attached read-only for store.search (ss_search).
     =========================================================================
 */
 
@@ -25,6 +27,7 @@
 #include "ss_backup.h"
 #include "ss_db.h"
 #include "ss_files.h"
+#include "ss_indexer.h"
 #include "ss_pm.h"
 #include "ss_rooms.h"
 #include "ss_search.h"
@@ -32,6 +35,7 @@
 #include "pl_time.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +45,10 @@
 //  words leave the file (proto/STORE.md, "Search"); at most an hour
 #define S_SEARCH_COMPACT_DEFAULT 1800
 #define S_SEARCH_COMPACT_MAX    3600
+//  How long a search waits for the indexer to pass the commits before it
+//  (proto/STORE.md, "Search"); then it answers unavailable
+#define S_SEARCH_WAIT_DEFAULT   2000
+#define S_SEARCH_WAIT_MAX       60000
 
 //  Per-instance state
 typedef struct {
@@ -50,10 +58,14 @@ typedef struct {
     ss_users_t *users;              //  users and tokens
     ss_rooms_t *rooms;              //  rooms, members, timelines
     ss_pm_t *pm;                    //  private messages
-    ss_search_t *search;            //  store.search and the index's compaction
+    ss_indexer_t *indexer;          //  the search index's file and thread (schema 15)
+    ss_search_t *search;            //  store.search
+    int64_t search_wait_ms;         //  store-sqlite.search_wait_ms
     int64_t compact_ms;             //  store-sqlite.search_compact_s, in ms
     int64_t compacted_at;           //  monotonic ms of the last compaction (or the start)
     bool words_left;                //  an edit or deletion committed since then
+    bool compacting;                //  the indexer was asked to compact
+    int64_t changes_removed;        //  search_changes rows removed up to this id
     ss_files_t *files;              //  files (schema version 13)
     ss_backup_t *backup;            //  parleyctl backup: a copy made on its own thread
     bool group_commit;              //  one transaction per batch (else per request)
@@ -81,10 +93,26 @@ s_close (void **state_p)
     ss_files_destroy (&self->files);
     ss_pm_destroy (&self->pm);
     ss_rooms_destroy (&self->rooms);
+    ss_indexer_destroy (&self->indexer);    //  stops its thread
     ss_users_destroy (&self->users);
     ss_db_destroy (&self->db);
     free (self);
     *state_p = NULL;
+}
+
+//  The index file, read-only on the store's connection as 'idx': the
+//  store's BEGIN IMMEDIATE takes no lock on it (only a read), so that the
+//  indexer's thread writes it while the store writes the main file
+static int
+s_attach_index (s_store_t *self)
+{
+    int rc = ss_db_attach_read_only (ss_db_handle (self->db), ss_indexer_path (self->indexer),
+                                     "idx");
+    if (rc != SQLITE_OK)
+        self->host->log (self->ctx, PARLEY_LOG_ERROR, "cannot attach the search index %s: %s",
+                         ss_indexer_path (self->indexer),
+                         sqlite3_errmsg (ss_db_handle (self->db)));
+    return rc == SQLITE_OK ? 0 : -1;
 }
 
 static int
@@ -105,12 +133,17 @@ s_open (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->compact_ms = 1000 * (int64_t) pl_options_uint (&options, "search_compact_s",
                                                          S_SEARCH_COMPACT_DEFAULT, 1,
                                                          S_SEARCH_COMPACT_MAX);
+    self->search_wait_ms = (int64_t) pl_options_uint (&options, "search_wait_ms",
+                                                      S_SEARCH_WAIT_DEFAULT, 0,
+                                                      S_SEARCH_WAIT_MAX);
     self->compacted_at = pl_time_mono ();
     if (pl_options_refused (&options)
     ||  !(self->db = ss_db_new (path, busy_timeout, ctx, host))
+    ||  !(self->indexer = ss_indexer_new (ss_db_path (self->db), ctx, host))
+    ||  s_attach_index (self)
     ||  !(self->users = ss_users_new (self->db))
-    ||  !(self->rooms = ss_rooms_new (self->db, self->users))
-    ||  !(self->pm = ss_pm_new (self->db, self->users))
+    ||  !(self->rooms = ss_rooms_new (self->db, self->users, self->indexer))
+    ||  !(self->pm = ss_pm_new (self->db, self->users, self->indexer))
     ||  !(self->search = ss_search_new (self->db, self->users, self->rooms, self->pm))
     ||  !(self->files = ss_files_new (self->db, self->users))
     ||  !(self->backup = ss_backup_new (ctx, host))) {
@@ -209,11 +242,30 @@ s_count_live (st_request_t **requests, size_t count)
     return live;
 }
 
+//  Read your writes (proto/STORE.md, "Search"): before a transaction with
+//  a search, the indexer must have passed every commit before it (the
+//  transaction's read of the index file starts at its BEGIN); when it has
+//  not within store-sqlite.search_wait_ms, the searches answer unavailable
+static void
+s_wait_for_index (s_store_t *self, st_request_t **requests, size_t count)
+{
+    bool searches = false;
+    for (size_t index = 0; index < count && !searches; index++)
+        searches = st_request_live (requests [index]) && requests [index]->type == ST_SEARCH;
+    if (!searches || ss_indexer_wait (self->indexer, self->search_wait_ms) == 0)
+        return;
+    for (size_t index = 0; index < count; index++)
+        if (st_request_live (requests [index]) && requests [index]->type == ST_SEARCH)
+            st_request_fail (requests [index], "unavailable", "The search index is behind the"
+                             " messages (being built); try again.");
+}
+
 //  Runs requests [0 .. count) in one transaction
 static void
 s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
 {
     const char *where = "BEGIN";
+    s_wait_for_index (self, requests, count);
     int64_t started = st_stats_now ();
     size_t live = s_count_live (requests, count);
     int fatal = ss_db_step (self->db, SS_DB_BEGIN);
@@ -224,6 +276,9 @@ s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
         where = "COMMIT";
         fatal = ss_db_step (self->db, SS_DB_COMMIT);
     }
+    //  What the transaction appended goes to the indexer (a batch that
+    //  failed costs it a look at timelines with nothing new)
+    ss_indexer_commit (self->indexer);
     if (fatal != SQLITE_OK)
         s_fail_batch (self, requests, count, fatal, where);
     else {
@@ -270,27 +325,54 @@ s_stats (void *state, st_stats_t *stats)
     self->stats = stats;
 }
 
+//  The changes the indexer has applied leave the main file (secure_delete:
+//  their texts with them), outside any transaction
+static void
+s_remove_changes (s_store_t *self)
+{
+    int64_t watermark = ss_indexer_watermark (self->indexer);
+    if (watermark <= self->changes_removed)
+        return;
+    char sql [96];
+    snprintf (sql, sizeof sql, "DELETE FROM search_changes WHERE id <= %" PRId64, watermark);
+    int rc = sqlite3_exec (ss_db_handle (self->db), sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        self->changes_removed = watermark;
+}
+
 //  The search index's compaction, when an edit or a deletion left words in
-//  it and its time has come (proto/STORE.md, "Search"): between batches,
-//  outside any transaction
+//  it and its time has come (proto/STORE.md, "Search"): the indexer's
+//  thread compacts the index file; when it has, the changes it applied
+//  leave the main file and the main file's WAL is checkpointed (between
+//  batches, outside any transaction)
 static void
 s_tick (void *state)
 {
     s_store_t *self = (s_store_t *) state;
     int64_t now = pl_time_mono ();
-    if (!self->words_left || now - self->compacted_at < self->compact_ms)
-        return;
-    int rc = ss_search_compact (self->search);
-    if (rc != SQLITE_OK) {
-        //  Tried again in a minute (a backup reading the file holds the
-        //  checkpoint back)
-        self->host->log (self->ctx, PARLEY_LOG_WARNING, "search compaction of %s: %s; again"
-                         " in a minute", ss_db_path (self->db), sqlite3_errstr (rc));
-        self->compacted_at = now - self->compact_ms + 60000;
-        return;
+    ss_indexer_report (self->indexer);
+    s_remove_changes (self);
+    if (self->compacting && ss_indexer_compacted (self->indexer)) {
+        s_remove_changes (self);
+        int rc = sqlite3_wal_checkpoint_v2 (ss_db_handle (self->db), "main",
+                                            SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        self->compacting = false;
+        if (rc != SQLITE_OK) {
+            //  Tried again in a minute (a backup reading the file holds the
+            //  checkpoint back)
+            self->host->log (self->ctx, PARLEY_LOG_WARNING, "search compaction of %s: %s;"
+                             " again in a minute", ss_db_path (self->db), sqlite3_errstr (rc));
+            self->words_left = true;
+            self->compacted_at = now - self->compact_ms + 60000;
+            return;
+        }
+        self->host->log (self->ctx, PARLEY_LOG_DEBUG, "search index of %s compacted",
+                         ss_db_path (self->db));
     }
-    self->host->log (self->ctx, PARLEY_LOG_DEBUG, "search index of %s compacted in %" PRId64
-                     " ms", ss_db_path (self->db), pl_time_mono () - now);
+    if (!self->words_left || self->compacting || now - self->compacted_at < self->compact_ms)
+        return;
+    ss_indexer_compact (self->indexer);
+    self->compacting = true;
     self->words_left = false;
     self->compacted_at = now;
 }

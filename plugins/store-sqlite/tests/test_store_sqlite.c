@@ -30,7 +30,7 @@
 
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
-#define S_SCHEMA_NOW    14
+#define S_SCHEMA_NOW    15
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -38,6 +38,7 @@ static sc_log_t *s_log;             //  every log line of this process
 typedef struct {
     char folder [256];              //  the temporary folder
     char path [300];                //  folder/parley.db
+    char index [320];               //  folder/parley.search.db, the search index
     char option [340];              //  store-sqlite.path=...
 } fixture_t;
 
@@ -49,6 +50,7 @@ s_setup (void **state)
     if (!mkdtemp (fixture->folder))
         return -1;
     snprintf (fixture->path, sizeof fixture->path, "%s/parley.db", fixture->folder);
+    snprintf (fixture->index, sizeof fixture->index, "%s/parley.search.db", fixture->folder);
     snprintf (fixture->option, sizeof fixture->option, "store-sqlite.path=%s", fixture->path);
     *state = fixture;
     return 0;
@@ -196,6 +198,29 @@ s_create_room (sc_broker_t *broker, const char *name, const char *owner)
     sc_pack_kstr (&packer, "owner", owner);
     sc_pack_kint (&packer, "created_at", 1);
     s_call_ok (broker, "store.room.create", &buffer);
+}
+
+static void
+s_delete_room (sc_broker_t *broker, const char *name)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    sc_pack_kstr (&packer, "name", name);
+    s_call_ok (broker, "store.room.delete", &buffer);
+}
+
+//  Removes the search index's file (schema version 15), its WAL and shared
+//  memory, as an operator would while the store is stopped
+static void
+s_remove_index (const fixture_t *fixture)
+{
+    char *command = zsys_sprintf ("rm -f '%s' '%s-wal' '%s-shm'", fixture->index,
+                                  fixture->index, fixture->index);
+    assert_int_equal (system (command), 0);
+    zstr_free (&command);
 }
 
 static void
@@ -916,21 +941,26 @@ s_file_holds (const char *path, const char *word)
     return found;
 }
 
-//  The deleted words, and whether the file (or its WAL) holds any of them
+//  The deleted words, and whether the file, the search index's file
+//  (schema version 15) or their WALs hold any of them
 static const char *s_deleted_words [] = { "zebracornmessage", "quokkaplumeedit",
                                           "marmosetpmtext", "narwhalpmedit" };
 
 static bool
 s_file_holds_any (const fixture_t *fixture)
 {
-    char wal [320];
+    char wal [320], index_wal [340];
     snprintf (wal, sizeof wal, "%s-wal", fixture->path);
+    snprintf (index_wal, sizeof index_wal, "%s-wal", fixture->index);
+    const char *paths [] = { fixture->path, wal, fixture->index, index_wal };
     for (size_t index = 0; index < 4; index++)
-        if (s_file_holds (fixture->path, s_deleted_words [index])
-        ||  s_file_holds (wal, s_deleted_words [index]))
-            return true;
+        for (size_t file = 0; file < 4; file++)
+            if (s_file_holds (paths [file], s_deleted_words [index]))
+                return true;
     return false;
 }
+
+static uint32_t s_search_count (sc_broker_t *broker, const char *word);
 
 //  A message deleted as sent, and one edited first, in a room and in a
 //  conversation: their texts are in the file first (so that the checks
@@ -951,6 +981,13 @@ s_write_then_delete (fixture_t *fixture, sc_broker_t *broker)
     s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
     for (size_t index = 0; index < 4; index++)
         assert_true (s_file_holds (fixture->path, s_deleted_words [index]));
+    //  A search waits for the indexer: the words are in the index file (its
+    //  WAL) before they are deleted, not only in its memory
+    assert_int_equal (s_search_count (broker, s_deleted_words [0]), 1);
+    char index_wal [340];
+    snprintf (index_wal, sizeof index_wal, "%s-wal", fixture->index);
+    assert_true (s_file_holds (fixture->index, "marmosetpmtext")
+              || s_file_holds (index_wal, "marmosetpmtext"));
     s_append_change (broker, "general", 4, 1, NULL);
     s_append_change (broker, "general", 5, 2, NULL);
     s_append_change (broker, NULL, 4, 1, NULL);
@@ -1000,9 +1037,9 @@ test_deleted_words_stay_in_the_search_index_until_its_compaction (void **state)
     sc_broker_destroy (&broker);
 }
 
-//  store.search for alice's word, the number of results
-static uint32_t
-s_search_count (sc_broker_t *broker, const char *word)
+//  store.search for alice's word, the reply
+static sc_reply_t *
+s_search (sc_broker_t *broker, const char *word)
 {
     pl_pack_t body;
     sc_body_init (&body, 3);
@@ -1013,6 +1050,21 @@ s_search_count (sc_broker_t *broker, const char *word)
     pl_pack_kint (&body, "limit", 100);
     sc_reply_t *reply = sc_broker_call_body (broker, "store.search", &body);
     assert_non_null (reply);
+    return reply;
+}
+
+//  The same, the number of results; unavailable while the index is being
+//  built (at the start) is asked again, for a while
+static uint32_t
+s_search_count (sc_broker_t *broker, const char *word)
+{
+    sc_reply_t *reply = s_search (broker, word);
+    for (int attempt = 0; attempt < 300 && reply->code
+                          && strcmp (reply->code, "unavailable") == 0; attempt++) {
+        sc_reply_destroy (&reply);
+        zclock_sleep (100);
+        reply = s_search (broker, word);
+    }
     if (reply->code)
         fail_msg ("store.search: %s: %s", reply->code, reply->message);
     const msgpack_object *results = sc_reply_field (reply, "results");
@@ -1038,13 +1090,16 @@ test_version_11_file_migrated_indexes_its_messages (void **state)
     s_append_change (broker, "general", 3, 2, NULL);
     s_append_change (broker, NULL, 1, 0, "older private");
     sc_broker_destroy (&broker);
-    //  Back to schema 11, as a file of the version before would be: 13's
-    //  files and file columns go too, so that 12 and 13 both run again
-    s_sql (fixture->path, "DROP TRIGGER search_entries_insert; DROP TRIGGER search_entries_update;"
-                          "DROP TRIGGER search_entries_delete; DROP TRIGGER search_pm_entries_insert;"
+    //  Back to schema 11, as a file of the version before would be: 15's
+    //  change table and triggers go, and 13's files and file columns, so
+    //  that 12 to 15 all run again (12 makes its index in the main file,
+    //  15 drops it); such a file had no index file beside it
+    s_sql (fixture->path, "DROP TRIGGER search_entries_update; DROP TRIGGER search_entries_delete;"
+                          "DROP TRIGGER search_rooms_delete;"
                           "DROP TRIGGER search_pm_entries_update;"
-                          "DROP TRIGGER search_pm_entries_delete; DROP TABLE search;"
-                          "DROP TABLE search_docs;"
+                          "DROP TRIGGER search_pm_entries_delete;"
+                          "DROP TRIGGER search_conversations_delete;"
+                          "DROP TABLE search_changes;"
                           //  and schema 13's files, which came after it
                           "DROP TABLE files; DROP INDEX entries_by_file;"
                           "DROP INDEX pm_entries_by_file;"
@@ -1057,15 +1112,185 @@ test_version_11_file_migrated_indexes_its_messages (void **state)
                           "ALTER TABLE pm_entries DROP COLUMN file_size;"
                           "ALTER TABLE pm_entries DROP COLUMN file_type;"
                           "DELETE FROM schema_version WHERE version >= 12");
+    s_remove_index (fixture);
     broker = s_start (fixture->option, NULL);
     assert_non_null (broker);
     assert_true (sc_log_says (s_log, "migrated to schema version 12", NULL));
+    assert_true (sc_log_says (s_log, "migrated to schema version 15", NULL));
+    //  15 took schema 12's index out of the main file
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM sqlite_schema"
+                                 " WHERE name LIKE 'search%' AND name <> 'search_changes'"
+                                 " AND type <> 'trigger'"), 0);
+    //  The indexer built the index file from the messages
     assert_int_equal (s_search_count (broker, "older"), 2);
     assert_int_equal (s_search_count (broker, "gone"), 0);
-    //  And the triggers follow what comes after
+    //  And follows what comes after
     s_append_change (broker, "general", 4, 0, "older still");
     assert_int_equal (s_search_count (broker, "older"), 3);
     sc_broker_destroy (&broker);
+}
+
+//  A room's and a conversation's messages, one deleted and one edited
+static void
+s_write_searchable (sc_broker_t *broker)
+{
+    s_create_user (broker, "alice");
+    s_create_user (broker, "bob");
+    s_create_room (broker, "general", "alice");
+    s_append_change (broker, "general", 1, 0, "kept words");
+    s_append_change (broker, "general", 2, 0, "kept gone");
+    s_append_change (broker, "general", 3, 2, NULL);
+    s_append_change (broker, NULL, 1, 0, "kept draft");
+    s_append_change (broker, NULL, 2, 1, "kept private");
+}
+
+static void
+s_assert_searchable (sc_broker_t *broker)
+{
+    assert_int_equal (s_search_count (broker, "kept"), 2);
+    assert_int_equal (s_search_count (broker, "gone"), 0);
+    assert_int_equal (s_search_count (broker, "draft"), 0);
+    assert_int_equal (s_search_count (broker, "private"), 1);
+}
+
+//  The index file is derived data (schema version 15): removed while the
+//  store is stopped, or damaged, it is built again from the messages at
+//  the start, and then follows them
+static void
+test_search_index_removed_or_damaged_is_built_again (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_write_searchable (broker);
+    s_assert_searchable (broker);
+    sc_broker_destroy (&broker);
+
+    s_remove_index (fixture);
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_assert_searchable (broker);
+    sc_broker_destroy (&broker);
+    assert_true (s_sql_int (fixture->index, "SELECT count (*) FROM search_docs") == 2);
+
+    //  Not a database any more
+    FILE *file = fopen (fixture->index, "r+b");
+    assert_non_null (file);
+    assert_int_equal (fwrite ("garbage, not SQLite", 1, 19, file), 19);
+    fclose (file);
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (sc_log_says (s_log, fixture->index, "built again"));
+    s_assert_searchable (broker);
+    s_append_change (broker, "general", 4, 0, "kept still");
+    assert_int_equal (s_search_count (broker, "kept"), 3);
+    sc_broker_destroy (&broker);
+}
+
+//  A main file restored from a copy beside a newer index (parleyctl backup
+//  copies the main file only): the index is ahead of it, so it is built
+//  again, and finds what the restored file holds, not what came after
+static void
+test_search_index_ahead_of_a_restored_file_is_built_again (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_write_searchable (broker);
+    sc_broker_destroy (&broker);
+    char copy [340];
+    snprintf (copy, sizeof copy, "%s.copy", fixture->path);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    char *command = zsys_sprintf ("cp '%s' '%s'", fixture->path, copy);
+    assert_int_equal (system (command), 0);
+    zstr_free (&command);
+
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_append_change (broker, "general", 4, 0, "kept later");
+    s_append_change (broker, "general", 5, 1, NULL);
+    assert_int_equal (s_search_count (broker, "kept"), 2);
+    assert_int_equal (s_search_count (broker, "later"), 1);
+    sc_broker_destroy (&broker);
+
+    //  The copy back in place, the newer index beside it
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_int_equal (rename (copy, fixture->path), 0);
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (sc_log_says (s_log, fixture->index, "built again"));
+    s_assert_searchable (broker);
+    assert_int_equal (s_search_count (broker, "later"), 0);
+    sc_broker_destroy (&broker);
+}
+
+//  The same when the only thing after the copy is a new room: the index
+//  names a room the restored file never had, whose id the next room
+//  takes; without the rebuild that room's search would give the old
+//  room's words for its own entries
+static void
+test_search_index_naming_a_room_a_restored_file_lacks_is_built_again (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_room (broker, "general", "alice");
+    s_append_change (broker, "general", 1, 0, "kept words");
+    sc_broker_destroy (&broker);
+    char copy [340];
+    snprintf (copy, sizeof copy, "%s.copy", fixture->path);
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    char *command = zsys_sprintf ("cp '%s' '%s'", fixture->path, copy);
+    assert_int_equal (system (command), 0);
+    zstr_free (&command);
+
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_room (broker, "later", "alice");
+    s_append_change (broker, "later", 1, 0, "stale marmot");
+    assert_int_equal (s_search_count (broker, "marmot"), 1);
+    sc_broker_destroy (&broker);
+
+    s_sql (fixture->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_int_equal (rename (copy, fixture->path), 0);
+    broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    assert_true (sc_log_says (s_log, fixture->index, "ahead of the main file"));
+    s_create_room (broker, "again", "alice");
+    s_append_change (broker, "again", 1, 0, "fresh words");
+    assert_int_equal (s_search_count (broker, "marmot"), 0);
+    assert_int_equal (s_search_count (broker, "fresh"), 1);
+    assert_int_equal (s_search_count (broker, "kept"), 1);
+    sc_broker_destroy (&broker);
+}
+
+//  A room deleted takes its messages out of the index, and a room made
+//  after it with the same id (SQLite reuses the highest) is indexed from
+//  its first message
+static void
+test_search_follows_a_room_deleted_and_its_id_reused (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    s_create_user (broker, "alice");
+    s_create_room (broker, "first", "alice");
+    s_append_change (broker, "first", 1, 0, "older alpha");
+    s_append_change (broker, "first", 2, 0, "older beta");
+    assert_int_equal (s_search_count (broker, "older"), 2);
+    int64_t first_id = s_sql_int (fixture->path, "SELECT id FROM rooms WHERE name_key = 'first'");
+    s_delete_room (broker, "first");
+    s_create_room (broker, "second", "alice");
+    assert_int_equal (s_sql_int (fixture->path, "SELECT id FROM rooms WHERE name_key = 'second'"),
+                      first_id);
+    s_append_change (broker, "second", 1, 0, "newer gamma");
+    assert_int_equal (s_search_count (broker, "older"), 0);
+    assert_int_equal (s_search_count (broker, "newer"), 1);
+    assert_int_equal (s_search_count (broker, "alpha"), 0);
+    sc_broker_destroy (&broker);
+    //  The changes the indexer applied left the main file
+    assert_int_equal (s_sql_int (fixture->index, "SELECT count (*) FROM search_docs"), 1);
 }
 
 int
@@ -1102,6 +1327,10 @@ main (int argc, char *argv [])
         S_TEST (test_deleted_texts_leave_the_file_after_the_search_compaction),
         S_TEST (test_deleted_words_stay_in_the_search_index_until_its_compaction),
         S_TEST (test_version_11_file_migrated_indexes_its_messages),
+        S_TEST (test_search_index_removed_or_damaged_is_built_again),
+        S_TEST (test_search_index_ahead_of_a_restored_file_is_built_again),
+        S_TEST (test_search_follows_a_room_deleted_and_its_id_reused),
+        S_TEST (test_search_index_naming_a_room_a_restored_file_lacks_is_built_again),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);
