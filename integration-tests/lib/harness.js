@@ -321,7 +321,9 @@ export async function startBroker({ args = [], curve = true } = {}) {
     const proc = new Proc('parley-broker', bin('parley-broker'),
         ['--bind', endpoint, ...keyArgs, ...commonArgs,
          ...withRegisterRate(args, loadsAuth(args, false))]);
-    if (!await proc.waitForOutput(/listening|bound|ready/i, 10000)) {
+    // "running with": every plugin given is loaded and welcomed ("listening"
+    // comes before them, and a request sent then would find no route)
+    if (!await proc.waitForOutput(/running with \d+ plugin/, 20000)) {
         await proc.stop();
         throw new Error(`parley-broker did not start\n${proc.output}`);
     }
