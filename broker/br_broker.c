@@ -30,6 +30,7 @@
 
 #include "br_broker.h"
 #include "br_admin.h"
+#include "pl_thread.h"
 #include "parley_plugin.h"
 #include "pl_envelope.h"
 #include "pl_stats.h"
@@ -2163,6 +2164,7 @@ void
 br_broker_actor (zsock_t *pipe, void *args)
 {
     const br_broker_config_t *config = (const br_broker_config_t *) args;
+    pl_thread_name ("broker");
     broker_t *self = s_broker_new (pipe, config);
     if (!self || s_broker_bind (self, config)) {
         s_broker_destroy (&self);

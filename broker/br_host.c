@@ -21,6 +21,7 @@
 #include "pl_lag.h"
 #include "pl_log.h"
 #include "pl_stats.h"
+#include "pl_thread.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -1051,6 +1052,7 @@ s_host_actor (zsock_t *pipe, void *args)
         return;
     }
     start->started = true;
+    pl_thread_name (self->instance);
     zsys_info ("%s: plugin '%s' %s loaded from %s, connecting to broker at %s",
                self->instance, self->plugin->name,
                self->plugin->version ? self->plugin->version : "",

@@ -11,6 +11,7 @@
 
 #include "au_pool.h"
 #include "pl_service.h"
+#include "pl_thread.h"
 #include "pl_time.h"
 
 #include <assert.h>
@@ -165,6 +166,7 @@ static void *
 s_worker (void *argument)
 {
     au_pool_t *self = (au_pool_t *) argument;
+    pl_thread_name ("auth-hash");
     pthread_mutex_lock (&self->mutex);
     while (true) {
         while (!self->stopping && !self->todo.front)

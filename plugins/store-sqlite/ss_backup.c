@@ -6,6 +6,7 @@
 
 #include "ss_backup.h"
 #include "pl_body.h"
+#include "pl_thread.h"
 #include "pl_time.h"
 
 #include <errno.h>
@@ -188,6 +189,7 @@ static void *
 s_thread (void *arg)
 {
     ss_backup_t *self = (ss_backup_t *) arg;
+    pl_thread_name ("sqlite-backup");
     size_t size = strlen (self->path) + sizeof ".partial";
     char *partial = (char *) malloc (size);
     if (!partial)
