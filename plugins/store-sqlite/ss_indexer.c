@@ -6,6 +6,7 @@
 
 #include "ss_indexer.h"
 #include "ss_db.h"
+#include "pl_thread.h"
 #include "pl_time.h"
 
 #include <errno.h>
@@ -54,13 +55,10 @@ static const char *s_layout =
     "CREATE TABLE search_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "PRAGMA user_version = 1;";
 
-//  What one pass reads (known: at or below the timeline's progress, so
-//  perhaps indexed already: a seq filled below it; or changed, so indexed
-//  again by the changes) and has seen changed, in memory (temp_store =
-//  MEMORY)
+//  What one pass has seen changed, in memory (temp_store = MEMORY). What
+//  it reads is in an array (s_entries_t): a temporary table of it cost
+//  more than the index itself (an insert, a sort and a delete a message)
 static const char *s_temp =
-    "CREATE TEMP TABLE pass (ts INTEGER, kind INTEGER, key INTEGER, seq INTEGER, text TEXT,"
-    "    known INTEGER);"
     "CREATE TEMP TABLE done (kind INTEGER, key INTEGER, seq INTEGER,"
     "    PRIMARY KEY (kind, key, seq)) WITHOUT ROWID;";
 
@@ -76,9 +74,11 @@ typedef enum {
 
 #define S_KIND_SQL(T, K, N, P, LAST) { \
     /*  The entries after a seq (?2), each with its text when it is in the \
-        index (a message, not deleted, with text), NULL when not */ \
-    [S_KIND_FETCH]    = "INSERT INTO temp.pass (ts, kind, key, seq, text, known)" \
-                        " SELECT ts, " N ", " K ", seq, CASE WHEN kind = 'message'" \
+        index (a message, not deleted, with text), NULL when not, and \
+        whether it may be in the index already (known: at or below the \
+        timeline's progress ?4, a seq filled below it; or changed, so \
+        indexed again by the changes) */ \
+    [S_KIND_FETCH]    = "SELECT ts, seq, CASE WHEN kind = 'message'" \
                         " AND deleted = 0 AND text <> '' THEN text END, seq <= ?4 OR EXISTS" \
                         " (SELECT 1 FROM temp.done AS d WHERE d.kind = " N " AND d.key = " K \
                         " AND d.seq = " T ".seq)" \
@@ -107,9 +107,6 @@ typedef enum {
     S_SQL_BEGIN,
     S_SQL_COMMIT,
     S_SQL_ROLLBACK,
-    S_SQL_PASS_WALK,
-    S_SQL_PASS_LAST,
-    S_SQL_PASS_CLEAR,
     S_SQL_DONE_PUT,
     S_SQL_DONE_WALK,
     S_SQL_DONE_CLEAR,
@@ -131,11 +128,6 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_BEGIN]         = "BEGIN IMMEDIATE",
     [S_SQL_COMMIT]        = "COMMIT",
     [S_SQL_ROLLBACK]      = "ROLLBACK",
-    //  The pass's entries in time order, across timelines
-    [S_SQL_PASS_WALK]     = "SELECT ts, kind, key, seq, text, known FROM temp.pass"
-                            " WHERE text IS NOT NULL ORDER BY ts, kind, key, seq",
-    [S_SQL_PASS_LAST]     = "SELECT MAX (seq) FROM temp.pass WHERE kind = ?1 AND key = ?2",
-    [S_SQL_PASS_CLEAR]    = "DELETE FROM temp.pass",
     [S_SQL_DONE_PUT]      = "INSERT OR IGNORE INTO temp.done (kind, key, seq) VALUES (?1, ?2, ?3)",
     [S_SQL_DONE_WALK]     = "SELECT kind, key, seq FROM temp.done",
     [S_SQL_DONE_CLEAR]    = "DELETE FROM temp.done",
@@ -172,6 +164,23 @@ typedef struct {
     size_t count, size;
 } s_timelines_t;
 
+//  A message a pass read, to be put in the index
+typedef struct {
+    int64_t ts;
+    int kind;
+    int64_t key;
+    int64_t seq;
+    bool known;                     //  it may be there already
+    char *text;                     //  owned
+    int size;
+} s_entry_t;
+
+//  What a pass read, indexed in time order across its timelines
+typedef struct {
+    s_entry_t *items;
+    size_t count, size;
+} s_entries_t;
+
 struct ss_indexer_s {
     parley_ctx_t *ctx;              //  the host's handle, for the log
     const parley_host_t *host;
@@ -183,6 +192,7 @@ struct ss_indexer_s {
     s_timelines_t pending;          //  touched in the store's open transaction
     int64_t last_ts, last_doc;      //  the thread's: the rowid given last, and its ts
     s_timelines_t dirty;            //  the thread's: still to read
+    s_entries_t pass;               //  the thread's: read by the pass, not indexed yet
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;           //  guards what follows
@@ -263,6 +273,52 @@ s_timelines_take (s_timelines_t *self, s_timelines_t *from)
 }
 
 
+//  Copies a message the pass read into the array; -1 when out of memory
+static int
+s_entries_add (s_entries_t *self, const s_entry_t *entry, const unsigned char *text)
+{
+    if (self->count == self->size) {
+        size_t size = self->size ? self->size * 2 : 256;
+        s_entry_t *items = (s_entry_t *) realloc (self->items, size * sizeof *items);
+        if (!items)
+            return -1;
+        self->items = items;
+        self->size = size;
+    }
+    char *copy = (char *) malloc ((size_t) entry->size + 1);
+    if (!copy)
+        return -1;
+    memcpy (copy, text, (size_t) entry->size);
+    copy [entry->size] = 0;
+    s_entry_t *item = &self->items [self->count++];
+    *item = *entry;
+    item->text = copy;
+    return 0;
+}
+
+static void
+s_entries_clear (s_entries_t *self)
+{
+    for (size_t index = 0; index < self->count; index++)
+        free (self->items [index].text);
+    self->count = 0;
+}
+
+//  Time order, then timeline and seq: the order of their rowids
+static int
+s_entry_cmp (const void *a, const void *b)
+{
+    const s_entry_t *x = (const s_entry_t *) a, *y = (const s_entry_t *) b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+
 //  --------------------------------------------------------------------------
 //  One pass, on the thread
 
@@ -316,7 +372,7 @@ s_next_doc (ss_indexer_t *self, int64_t ts, int64_t *doc_p)
 //  there already (known), unless it is
 static int
 s_index_one (ss_indexer_t *self, int kind, int64_t key, int64_t seq, int64_t ts,
-             sqlite3_value *text, bool known)
+             const char *text, int size, bool known)
 {
     int64_t doc = 0;
     int rc = known ? s_doc_get (self, kind, key, seq, &doc) : SQLITE_OK;
@@ -332,7 +388,7 @@ s_index_one (ss_indexer_t *self, int kind, int64_t key, int64_t seq, int64_t ts,
         return rc;
     sqlite3_stmt *fts = self->sql [S_SQL_FTS_PUT];
     sqlite3_bind_int64 (fts, 1, doc);
-    sqlite3_bind_value (fts, 2, text);
+    sqlite3_bind_text (fts, 2, text, size, SQLITE_STATIC);
     self->indexed_count++;
     return ss_db_step_done (fts);
 }
@@ -430,7 +486,8 @@ s_reindex_changed (ss_indexer_t *self, const s_timelines_t *gone)
         int found = sqlite3_step (current);
         rc = found == SQLITE_ROW
            ? s_index_one (self, kind, key, seq, sqlite3_column_int64 (current, 0),
-                         sqlite3_column_value (current, 1), true)
+                         (const char *) sqlite3_column_text (current, 1),
+                         sqlite3_column_bytes (current, 1), true)
            : found == SQLITE_DONE ? SQLITE_OK : found;
         ss_db_finish (current);
         if (rc != SQLITE_OK)
@@ -483,18 +540,27 @@ s_fetch (ss_indexer_t *self, s_timeline_t *timeline, int64_t *budget_p, bool *fi
     sqlite3_bind_int64 (fetch, 2, after);
     sqlite3_bind_int64 (fetch, 3, *budget_p);
     sqlite3_bind_int64 (fetch, 4, progress);
-    if ((rc = ss_db_step_done (fetch)) != SQLITE_OK)
+    int64_t read = 0, last = 0;
+    while ((rc = sqlite3_step (fetch)) == SQLITE_ROW) {
+        read++;
+        last = sqlite3_column_int64 (fetch, 1);
+        if (sqlite3_column_type (fetch, 2) == SQLITE_NULL)
+            continue;               //  not in the index: only its seq counts
+        s_entry_t entry = { sqlite3_column_int64 (fetch, 0), timeline->kind, timeline->key,
+                            last, sqlite3_column_int (fetch, 3) != 0, NULL,
+                            sqlite3_column_bytes (fetch, 2) };
+        if (s_entries_add (&self->pass, &entry, sqlite3_column_text (fetch, 2))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    ss_db_finish (fetch);
+    if (rc != SQLITE_DONE)
         return rc;
-    int64_t read = sqlite3_changes (self->db);
     *budget_p -= read;
     *finished_p = *budget_p > 0;
     if (read == 0)
         return SQLITE_OK;
-    int64_t last;
-    sqlite3_bind_int (self->sql [S_SQL_PASS_LAST], 1, timeline->kind);
-    sqlite3_bind_int64 (self->sql [S_SQL_PASS_LAST], 2, timeline->key);
-    if ((rc = s_int (self->sql [S_SQL_PASS_LAST], 0, &last)) != SQLITE_OK)
-        return rc;
     timeline->first = last + 1;
     return last > progress ? s_progress (self, S_SQL_PROGRESS_PUT, timeline->kind,
                                          timeline->key, last) : SQLITE_OK;
@@ -504,17 +570,17 @@ s_fetch (ss_indexer_t *self, s_timeline_t *timeline, int64_t *budget_p, bool *fi
 static int
 s_index_pass (ss_indexer_t *self)
 {
-    sqlite3_stmt *walk = self->sql [S_SQL_PASS_WALK];
-    int rc;
-    while ((rc = sqlite3_step (walk)) == SQLITE_ROW)
-        if ((rc = s_index_one (self, sqlite3_column_int (walk, 1),
-                               sqlite3_column_int64 (walk, 2), sqlite3_column_int64 (walk, 3),
-                               sqlite3_column_int64 (walk, 0),
-                               sqlite3_column_value (walk, 4),
-                               sqlite3_column_int (walk, 5) != 0)) != SQLITE_OK)
-            break;
-    ss_db_finish (walk);
-    return rc == SQLITE_DONE ? ss_db_step_done (self->sql [S_SQL_PASS_CLEAR]) : rc;
+    s_entries_t *pass = &self->pass;
+    if (pass->count > 1)
+        qsort (pass->items, pass->count, sizeof *pass->items, s_entry_cmp);
+    int rc = SQLITE_OK;
+    for (size_t index = 0; index < pass->count && rc == SQLITE_OK; index++) {
+        const s_entry_t *entry = &pass->items [index];
+        rc = s_index_one (self, entry->kind, entry->key, entry->seq, entry->ts, entry->text,
+                          entry->size, entry->known);
+    }
+    s_entries_clear (pass);
+    return rc;
 }
 
 //  Every timeline whose last seq is past its progress, into dirty
@@ -576,8 +642,8 @@ s_pass (ss_indexer_t *self, bool reconcile, int64_t *watermark_p)
         self->last_doc = 0;
         if (!sqlite3_get_autocommit (self->db))
             ss_db_step_done (self->sql [S_SQL_ROLLBACK]);
-        sqlite3_exec (self->db, "DELETE FROM temp.pass; DELETE FROM temp.done", NULL, NULL,
-                      NULL);
+        s_entries_clear (&self->pass);
+        sqlite3_exec (self->db, "DELETE FROM temp.done", NULL, NULL, NULL);
         self->dirty.count = 0;
         s_timelines_take (&self->dirty, &before);
         free (before.items);
@@ -666,6 +732,7 @@ static void *
 s_run (void *arg)
 {
     ss_indexer_t *self = (ss_indexer_t *) arg;
+    pl_thread_name ("search-index");
     int64_t watermark = self->watermark;
     pthread_mutex_lock (&self->lock);
     uint64_t commits;
@@ -899,6 +966,8 @@ ss_indexer_destroy (ss_indexer_t **self_p)
     pthread_mutex_destroy (&self->lock);
     free (self->pending.items);
     free (self->dirty.items);
+    s_entries_clear (&self->pass);
+    free (self->pass.items);
     free (self->touched.items);
     free (self->main_path);
     free (self->path);
