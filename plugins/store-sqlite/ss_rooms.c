@@ -22,6 +22,7 @@
 typedef enum {
     S_SQL_ROOM_INSERT,
     S_SQL_ROOM_GET,
+    S_SQL_ROOM_ID,
     S_SQL_ROOM_LIST,
     S_SQL_ROOM_JOINED,
     S_SQL_ROOM_PUBLIC,
@@ -73,6 +74,9 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     [S_SQL_ROOM_GET]     = S_ROOM_COLUMNS
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " WHERE rooms.name_key = ?1",
+    //  The id alone: ROOM_GET's counts read every member and a sent
+    //  message needs none of them
+    [S_SQL_ROOM_ID]      = "SELECT id FROM rooms WHERE name_key = ?1",
     [S_SQL_ROOM_LIST]    = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
@@ -305,9 +309,13 @@ s_room_find (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
 static int64_t
 s_room_id (ss_rooms_t *self, st_request_t *request, const st_name_t *room, int *rc_p)
 {
-    int rc = s_room_find (self, request, room);
-    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64 (self->sql [S_SQL_ROOM_GET], 0) : 0;
-    ss_db_finish (self->sql [S_SQL_ROOM_GET]);
+    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_ID];
+    ss_db_bind_key (stmt, 1, room);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_DONE)
+        st_reply_no_room (request, room->text);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64 (stmt, 0) : 0;
+    ss_db_finish (stmt);
     *rc_p = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
     return id;
 }
