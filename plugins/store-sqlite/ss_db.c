@@ -102,8 +102,10 @@ static const char *s_step_text [SS_DB_STEP_COUNT] = {
     "END;"
 
 //  Schema migrations: s_migrations [n - 1] takes a database from version n - 1
-//  to n. Never edit a released one; add the next.
-static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
+//  to n. Never edit a released one; add the next. Each ends with a comma:
+//  without one C joins it to the next, and the array's size (checked
+//  below) no longer says the schema version.
+static const char *s_migrations [] = {
     //  1: accounts. name_key is the ASCII-lower-cased name: unique without
     //  regard to case, and the sort order of store.user.list.
     "CREATE TABLE users ("
@@ -358,7 +360,7 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "        ON e.conversation_id = d.conversation_id AND e.seq = d.seq"
     "        WHERE d.conversation_id IS NOT NULL;"
     SS_DB_SEARCH_TRIGGERS ("entries", "room_id")
-    SS_DB_SEARCH_TRIGGERS ("pm_entries", "conversation_id")
+    SS_DB_SEARCH_TRIGGERS ("pm_entries", "conversation_id"),
 
     //  13: files. A file's row is in the main database, its bytes in the
     //  chunk file (blobs.chunks, created at each open: ss_db_attach). A
@@ -386,7 +388,7 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     "ALTER TABLE pm_entries ADD COLUMN file_name TEXT;"
     "ALTER TABLE pm_entries ADD COLUMN file_size INTEGER;"
     "ALTER TABLE pm_entries ADD COLUMN file_type TEXT;"
-    "CREATE INDEX pm_entries_by_file ON pm_entries (file_id) WHERE file_id IS NOT NULL;"
+    "CREATE INDEX pm_entries_by_file ON pm_entries (file_id) WHERE file_id IS NOT NULL;",
 
     //  14: the nonce indexes keyed by the nonce first, before the room or
     //  the conversation. The same uniqueness and look-ups (equality on all
@@ -421,6 +423,14 @@ static const char *s_migrations [SS_DB_SCHEMA_VERSION] = {
     SS_DB_CHANGE_TRIGGERS ("entries", "room_id", "rooms")
     SS_DB_CHANGE_TRIGGERS ("pm_entries", "conversation_id", "conversations")
 };
+_Static_assert (sizeof s_migrations / sizeof s_migrations [0] == SS_DB_SCHEMA_VERSION,
+                "one migration per schema version: is a comma missing between two?");
+
+const char *
+ss_db_migration_sql (int version)
+{
+    return version >= 1 && version <= SS_DB_SCHEMA_VERSION ? s_migrations [version - 1] : NULL;
+}
 
 
 //  --------------------------------------------------------------------------
@@ -462,6 +472,21 @@ s_query_int (ss_db_t *self, const char *sql, int64_t *value_p, const char *why)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+//  Runs sql, then record when not NULL, in one transaction; rolled back
+//  and -1 after logging why on failure
+static int
+s_exec_in_transaction (ss_db_t *self, const char *sql, const char *record, const char *why)
+{
+    if (s_exec (self, "BEGIN IMMEDIATE", why))
+        return -1;
+    if (s_exec (self, sql, why) || (record && s_exec (self, record, why))
+    ||  s_exec (self, "COMMIT", why)) {
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 //  Runs migration next in its own transaction, recorded in schema_version
 static int
 s_migrate_to (ss_db_t *self, int64_t next)
@@ -473,13 +498,8 @@ s_migrate_to (ss_db_t *self, int64_t next)
               "INSERT INTO schema_version (version, applied_at)"
               " VALUES (%" PRId64 ", CAST ((julianday ('now') - 2440587.5) * 86400000 AS INTEGER))",
               next);
-    if (s_exec (self, "BEGIN IMMEDIATE", why))
+    if (s_exec_in_transaction (self, s_migrations [next - 1], record, why))
         return -1;
-    if (s_exec (self, s_migrations [next - 1], why) || s_exec (self, record, why)
-    ||  s_exec (self, "COMMIT", why)) {
-        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
     self->host->log (self->ctx, PARLEY_LOG_INFO, "%s: migrated to schema version %" PRId64,
                      self->path, next);
     return 0;
@@ -507,6 +527,65 @@ s_migrate (ss_db_t *self)
     for (int64_t next = version + 1; next <= SS_DB_SCHEMA_VERSION; next++)
         if (s_migrate_to (self, next))
             return -1;
+    return 0;
+}
+
+//  Why s_repair exists: from the merge of schemas 12 and 13 until this
+//  repair, s_migrations lacked the comma after migration 12, and from
+//  schema 14 on the one after 13 too. C joined them into one element, the
+//  ones after it moved down, and the last were NULL, which sqlite3_exec
+//  runs as nothing, yet s_migrate_to recorded the version. A new file, or
+//  one at version 11 or before, came out right; a file such a build took
+//  from version 12, 13 or 14 was recorded at its newest version with 13,
+//  14 or 15 never run (and a version-12 file given 15's text in 13's
+//  place by the builds of schema 15, which then refused to start on any
+//  of them: a table their statements need was missing). Each of these migrations makes an
+//  object no other one does; a file recorded at or past the migration
+//  without it gets the migration's text again, in order: 13 and 14 only
+//  add to what 15 leaves alone, and 15 finds the search triggers of 12
+//  that it drops (a file given 15's text already has search_changes). A
+//  later migration that drops or reshapes one of these objects must bound
+//  its check with the versions recorded.
+typedef struct {
+    int version;                    //  the migration run again
+    const char *present;            //  counts its object in the file
+} s_repair_t;
+
+static const s_repair_t s_repairs [] = {
+    { 13, "SELECT count (*) FROM sqlite_schema WHERE type = 'table' AND name = 'files'" },
+    { 14, "SELECT count (*) FROM sqlite_schema WHERE type = 'index'"
+          " AND name = 'entries_by_nonce' AND instr (sql, '(nonce, room_id') > 0" },
+    { 15, "SELECT count (*) FROM sqlite_schema WHERE type = 'table'"
+          " AND name = 'search_changes'" }
+};
+
+//  Runs again each migration of s_repairs the file is recorded at but
+//  lacks, each in its own transaction; -1 after logging why on failure
+static int
+s_repair (ss_db_t *self)
+{
+    int64_t version = 0;
+    if (s_query_int (self, "SELECT COALESCE (MAX (version), 0) FROM schema_version",
+                     &version, "cannot read the schema version"))
+        return -1;
+    for (size_t index = 0; index < sizeof s_repairs / sizeof s_repairs [0]; index++) {
+        const s_repair_t *repair = &s_repairs [index];
+        if (version < repair->version)
+            continue;
+        char why [64];
+        snprintf (why, sizeof why, "repair of schema version %d", repair->version);
+        int64_t present = 0;
+        if (s_query_int (self, repair->present, &present, why))
+            return -1;
+        if (present)
+            continue;
+        if (s_exec_in_transaction (self, s_migrations [repair->version - 1], NULL, why))
+            return -1;
+        self->host->log (self->ctx, PARLEY_LOG_WARNING,
+                         "%s: repaired schema version %d: it was recorded, but an earlier "
+                         "build had skipped its migration; ran it now", self->path,
+                         repair->version);
+    }
     return 0;
 }
 
@@ -638,7 +717,8 @@ s_open (ss_db_t *self, int busy_timeout_ms)
     //  "Timeline changes"): freed bytes are overwritten with zeros
     ||  s_exec (self, "PRAGMA secure_delete = ON", "cannot enable secure_delete")
     ||  s_attach (self)
-    ||  s_migrate (self))
+    ||  s_migrate (self)
+    ||  s_repair (self))
         return -1;
     //  Checks the file's pages once: a damaged database is refused at start
     //  rather than half-served. Cheap for accounts; revisit when messages

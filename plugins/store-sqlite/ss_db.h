@@ -4,9 +4,11 @@
 
     Opens the file in WAL mode with synchronous=FULL (an ok answer is a
     committed, fsync'ed write: proto/STORE.md, Durability), migrates it to
-    SS_DB_SCHEMA_VERSION, and refuses, with a log line that names the file,
-    anything it could not serve: a folder it cannot write, a read-only or
-    corrupt file, a file that is not a database, a newer schema.
+    SS_DB_SCHEMA_VERSION (then runs again any of migrations 13 to 15 that
+    an earlier build recorded without running: ss_db.c, s_repair), and
+    refuses, with a log line that names the file, anything it could not
+    serve: a folder it cannot write, a read-only or corrupt file, a file
+    that is not a database, a newer schema.
 
     Ownership: ss_db_new returns a database the caller owns, closed by
     ss_db_destroy. Statements made by ss_db_prepare are the caller's, to be
@@ -44,6 +46,13 @@ ss_db_t *
 
 void
     ss_db_destroy (ss_db_t **self_p);
+
+//  The text of the migration that takes a file from version - 1 to
+//  version (borrowed, static), or NULL outside 1 to SS_DB_SCHEMA_VERSION.
+//  For tests and tools that build a file of an older version; the store
+//  runs them itself.
+const char *
+    ss_db_migration_sql (int version);
 
 //  The open connection and the file's path (borrowed)
 sqlite3 *

@@ -4,7 +4,9 @@
     The shared suite (plugins/store/tests/conformance) checks the contract; these
     tests check the SQLite side of it: the file it creates (WAL, schema
     version S_SCHEMA_NOW), the migrations of version-1 and version-2 files in
-    place, history pages served by primary keys, the conversation list and
+    place, a file of every older version migrated to a new file's schema, the
+    files earlier builds recorded without running their migrations repaired,
+    history pages served by primary keys, the conversation list and
     the room lists and quotas served by indexes, the files it refuses at start and what it says about them,
     group commit versus one transaction per request, and a batch that cannot
     commit answered unavailable as a whole.
@@ -19,6 +21,7 @@
 #define _GNU_SOURCE
 #include "sc_broker.h"
 #include "sc_log.h"
+#include "ss_db.h"
 
 #include <setjmp.h>
 #include <sqlite3.h>
@@ -31,6 +34,7 @@
 #define S_LOG_ENDPOINT "inproc://test-store-sqlite-log"
 //  The newest schema version store_sqlite.c knows
 #define S_SCHEMA_NOW    15
+_Static_assert (S_SCHEMA_NOW == SS_DB_SCHEMA_VERSION, "a new schema version: test it here");
 
 static sc_log_t *s_log;             //  every log line of this process
 
@@ -1293,6 +1297,228 @@ test_search_follows_a_room_deleted_and_its_id_reused (void **state)
     assert_int_equal (s_sql_int (fixture->index, "SELECT count (*) FROM search_docs"), 1);
 }
 
+//  --------------------------------------------------------------------------
+//  Files of every older version, built with the migrations' own texts
+//  (ss_db_migration_sql), and the files the builds whose migration list
+//  lacked two commas recorded as migrated without running the migrations
+
+//  The file's schema, one line per object (type, name, table, sql) but
+//  SQLite's own. ALTER TABLE ADD COLUMN rewrites a table's sql the same way
+//  on every path, so that a file migrated in steps compares equal to a new
+//  one. Freed by the caller.
+static char *
+s_schema_of (const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    assert_int_equal (sqlite3_prepare_v2 (db, "SELECT type, name, tbl_name, sql FROM sqlite_master"
+                                          " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+                                          -1, &stmt, NULL), SQLITE_OK);
+    char *schema = strdup ("");
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
+        char *next = zsys_sprintf ("%s%s | %s | %s | %s\n", schema,
+                                   (const char *) sqlite3_column_text (stmt, 0),
+                                   (const char *) sqlite3_column_text (stmt, 1),
+                                   (const char *) sqlite3_column_text (stmt, 2),
+                                   sqlite3_column_text (stmt, 3)
+                                   ? (const char *) sqlite3_column_text (stmt, 3) : "");
+        free (schema);
+        schema = next;
+    }
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+    return schema;
+}
+
+//  Fails naming the first line where the schema of what differs from the
+//  new file's
+static void
+s_assert_schema_is (const char *expected, const char *path, const char *what)
+{
+    char *schema = s_schema_of (path);
+    size_t line = 0;
+    for (size_t index = 0; expected [index] == schema [index]; index++) {
+        if (!expected [index]) {
+            free (schema);
+            return;
+        }
+        if (expected [index] == '\n')
+            line = index + 1;
+    }
+    fail_msg ("%s: its schema differs from a new file's at\n  new: %.300s\n  its: %.300s",
+              what, expected + line, schema + line);
+}
+
+//  The schema of a new file (the fixture's), made by the store
+static char *
+s_new_schema (const fixture_t *fixture)
+{
+    sc_broker_t *broker = s_start (fixture->option, NULL);
+    assert_non_null (broker);
+    sc_broker_destroy (&broker);
+    return s_schema_of (fixture->path);
+}
+
+//  Runs sql on an open file; fails with SQLite's error
+static void
+s_exec_ok (sqlite3 *db, const char *sql)
+{
+    char *error = NULL;
+    if (sqlite3_exec (db, sql, NULL, NULL, &error) != SQLITE_OK)
+        fail_msg ("%.200s: %s", sql, error);
+}
+
+//  Runs migration version's text on db unless version is 0, and records
+//  recorded unless 0
+static void
+s_run_migration (sqlite3 *db, int version, int recorded)
+{
+    if (version) {
+        const char *sql = ss_db_migration_sql (version);
+        assert_non_null (sql);
+        s_exec_ok (db, sql);
+    }
+    if (recorded) {
+        char *record = zsys_sprintf ("INSERT INTO schema_version VALUES (%d, 0)", recorded);
+        s_exec_ok (db, record);
+        zstr_free (&record);
+    }
+}
+
+//  Builds at path the file a build with one migration per version left at
+//  version ran (migrations 1 to ran, each recorded), with alice, and from
+//  version 2 her room general and its message "older words". Then, as a
+//  build whose migration list lacked two commas did with it, runs
+//  misplaced's text (unless 0) and records versions ran + 1 to recorded.
+static void
+s_build_file (const char *path, int ran, int misplaced, int recorded)
+{
+    sqlite3 *db;
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    //  As s_migrate makes it, so that its sql compares equal
+    s_exec_ok (db, "CREATE TABLE IF NOT EXISTS schema_version ("
+                   "    version INTEGER PRIMARY KEY,"
+                   "    applied_at INTEGER NOT NULL)");
+    for (int version = 1; version <= ran; version++)
+        s_run_migration (db, version, version);
+    s_exec_ok (db, "INSERT INTO users (id, name, name_key, password_hash, created_at)"
+                   "    VALUES (1, 'alice', 'alice', 'h', 1)");
+    if (ran >= 2)
+        s_exec_ok (db, "INSERT INTO rooms (id, name, name_key, description, private,"
+                       "    max_participants, owner_id, created_at)"
+                       "    VALUES (1, 'general', 'general', '', 0, 50, 1, 1);"
+                       "INSERT INTO members (room_id, user_id, joined_at) VALUES (1, 1, 1);"
+                       "INSERT INTO entries (room_id, seq, kind, user, ts, text)"
+                       "    VALUES (1, 1, 'message', 'alice', 1, 'older words')");
+    s_run_migration (db, misplaced, 0);
+    for (int version = ran + 1; version <= recorded; version++)
+        s_run_migration (db, 0, version);
+    sqlite3_close (db);
+}
+
+//  Opens the file at path with the store, and closes it
+static void
+s_open_file (const char *path)
+{
+    char *option = zsys_sprintf ("store-sqlite.path=%s", path);
+    sc_broker_t *broker = s_start (option, NULL);
+    if (!broker)
+        fail_msg ("the store refused %s", path);
+    sc_broker_destroy (&broker);
+    zstr_free (&option);
+}
+
+//  A file of each version before the newest, migrated at the start, has
+//  the schema of a new file: no migration is skipped or run twice
+static void
+test_file_of_every_older_version_migrated_to_a_new_files_schema (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char *expected = s_new_schema (fixture);
+    sc_log_clear (s_log);
+    for (int version = 1; version < S_SCHEMA_NOW; version++) {
+        char path [320];
+        snprintf (path, sizeof path, "%s/version-%d.db", fixture->folder, version);
+        s_build_file (path, version, 0, version);
+        s_open_file (path);
+        char what [64];
+        snprintf (what, sizeof what, "a version-%d file migrated", version);
+        s_assert_schema_is (expected, path, what);
+        assert_int_equal (s_sql_int (path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
+        assert_int_equal (s_sql_int (path, "SELECT count (*) FROM users"), 1);
+    }
+    //  Every migration ran in its turn: nothing to repair
+    assert_false (sc_log_says (s_log, "repaired", NULL));
+    free (expected);
+}
+
+//  The builds of schemas 13 to 15 whose migration list lacked the commas
+//  after migrations 12 and 13 recorded a file of version 12, 13 or 14 at
+//  their newest version without running what came after (or, for a
+//  version-12 file, ran 15's text in 13's place). At the start the store
+//  runs the missing migrations again: the file has a new file's schema,
+//  keeps its messages, and search finds them and follows what comes after.
+static void
+test_files_recorded_without_their_migrations_are_repaired (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char *expected = s_new_schema (fixture);
+    struct {
+        int ran;                    //  the version the file was at
+        int misplaced;              //  the text a build ran in its place, or 0
+        const char *repaired [3];   //  the versions run again, in order
+    } shapes [] = {
+        //  A version-14 file opened by a build of schema 15: 15 skipped
+        { 14, 0,  { "repaired schema version 15" } },
+        //  A version-13 file opened by it: 14 and 15 skipped
+        { 13, 0,  { "repaired schema version 14", "repaired schema version 15" } },
+        //  A version-12 file opened by it: 15's text as 13, then nothing
+        { 12, 15, { "repaired schema version 13", "repaired schema version 14" } },
+        //  A version-12 file opened by the builds of schemas 13, 14 and 15
+        //  in turn: each recorded its version and ran nothing
+        { 12, 0,  { "repaired schema version 13", "repaired schema version 14",
+                    "repaired schema version 15" } }
+    };
+    size_t count = sizeof shapes / sizeof shapes [0];
+    for (size_t index = 0; index < count; index++) {
+        char path [320];
+        snprintf (path, sizeof path, "%s/broken-%zu.db", fixture->folder, index);
+        s_build_file (path, shapes [index].ran, shapes [index].misplaced, S_SCHEMA_NOW);
+        sc_log_clear (s_log);
+        char *option = zsys_sprintf ("store-sqlite.path=%s", path);
+        sc_broker_t *broker = s_start (option, NULL);
+        if (!broker)
+            fail_msg ("the store refused %s", path);
+        for (size_t repaired = 0; repaired < 3 && shapes [index].repaired [repaired]; repaired++)
+            if (!sc_log_says (s_log, path, shapes [index].repaired [repaired]))
+                fail_msg ("%s: no \"%s\" logged", path, shapes [index].repaired [repaired]);
+        //  Its message is found, and so is one appended since; an edit
+        //  (schema 15's triggers) takes the old words out
+        assert_int_equal (s_search_count (broker, "older"), 1);
+        s_append_change (broker, "general", 2, 0, "fresh words");
+        assert_int_equal (s_search_count (broker, "fresh"), 1);
+        s_append_change (broker, "general", 3, 1, "edited text");
+        assert_int_equal (s_search_count (broker, "older"), 0);
+        assert_int_equal (s_search_count (broker, "edited"), 1);
+        sc_broker_destroy (&broker);
+        zstr_free (&option);
+        char what [64];
+        snprintf (what, sizeof what, "the repaired file %zu", index);
+        s_assert_schema_is (expected, path, what);
+        assert_int_equal (s_sql_int (path, "SELECT count (*) FROM schema_version"), S_SCHEMA_NOW);
+    }
+    //  Opened again, there is nothing more to repair
+    sc_log_clear (s_log);
+    for (size_t index = 0; index < count; index++) {
+        char path [320];
+        snprintf (path, sizeof path, "%s/broken-%zu.db", fixture->folder, index);
+        s_open_file (path);
+    }
+    assert_false (sc_log_says (s_log, "repaired", NULL));
+    free (expected);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -1331,6 +1557,8 @@ main (int argc, char *argv [])
         S_TEST (test_search_index_ahead_of_a_restored_file_is_built_again),
         S_TEST (test_search_follows_a_room_deleted_and_its_id_reused),
         S_TEST (test_search_index_naming_a_room_a_restored_file_lacks_is_built_again),
+        S_TEST (test_file_of_every_older_version_migrated_to_a_new_files_schema),
+        S_TEST (test_files_recorded_without_their_migrations_are_repaired),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     sc_log_destroy (&s_log);
