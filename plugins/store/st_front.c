@@ -4,7 +4,9 @@
     on_request validates and queues; on_batch_end (or a full queue) hands
     the queue to the backend and answers it in order. A request refused at
     validation waits in the queue all the same, so that answers keep the
-    order the requests came in (proto/STORE.md, Ordering).
+    order the requests came in (proto/STORE.md, Ordering). A request the
+    backend set aside stays at the head of the queue, unanswered, and runs
+    again with what comes after it (st_front.h).
     =========================================================================
 */
 
@@ -26,8 +28,10 @@ typedef struct {
     const parley_host_t *host;      //  the host's function table
     const st_backend_t *backend;    //  the backend's table
     void *state;                    //  the backend's state
-    st_request_t **queue;           //  ST_BATCH_MAX slots
+    st_request_t **queue;           //  ST_ASIDE_MAX + ST_BATCH_MAX slots
     size_t queued;                  //  slots in use
+    size_t aside;                   //  the first of them: set aside by the backend
+    int aside_timer;                //  runs them again while there are any, 0 for none
     uint64_t requests;              //  requests answered, for the log
     uint64_t expired;               //  requests not started: their time was gone
     pl_service_t batch;             //  a batch's measured time: retry_after_ms
@@ -88,21 +92,87 @@ s_expire (s_front_t *self)
     }
 }
 
-//  Runs the queue through the backend and answers it in order
+static void s_flush (s_front_t *self);
+
+//  The timer while requests are set aside: nothing else may come to run
+//  them again (an idle store), and their give-up and deadlines pass
+static void
+s_run_aside (void *state)
+{
+    s_flush ((s_front_t *) state);
+}
+
+//  Arms the timer when requests are set aside, cancels it when none is
+static void
+s_watch_aside (s_front_t *self)
+{
+    const parley_host_t *host = self->host;
+    if (self->aside && !self->aside_timer && host->timer_add) {
+        int timer = host->timer_add (self->ctx, ST_FRONT_ASIDE_MS, s_run_aside);
+        self->aside_timer = timer > 0 ? timer : 0;
+    }
+    else
+    if (!self->aside && self->aside_timer) {
+        if (host->timer_cancel)
+            host->timer_cancel (self->ctx, self->aside_timer);
+        self->aside_timer = 0;
+    }
+}
+
+//  Answers the requests of the queue in order, but those the backend set
+//  aside: they move to its head, in order, ST_ASIDE_MAX at most
+static void
+s_answer_queue (s_front_t *self)
+{
+    size_t kept = 0;
+    for (size_t index = 0; index < self->queued; index++) {
+        st_request_t *request = self->queue [index];
+        if (st_request_is_aside (request) && kept == ST_ASIDE_MAX)
+            st_request_fail (request, "unavailable", "Too many requests wait in the store;"
+                             " try again.");
+        if (st_request_is_aside (request))
+            self->queue [kept++] = request;
+        else {
+            s_answer (self, request);
+            st_request_destroy (&request);
+        }
+    }
+    self->queued = self->aside = kept;
+}
+
+//  Runs the queue through the backend and answers it in order; what was
+//  set aside before runs again first (it came first)
 static void
 s_flush (s_front_t *self)
 {
     if (self->queued == 0)
         return;
+    for (size_t index = 0; index < self->aside; index++)
+        st_request_resume (self->queue [index]);
     s_expire (self);
+    //  A run of what was set aside alone is a look, not a batch: it would
+    //  lower the measured batch time that retry_after_ms tells
+    bool fresh = self->queued > self->aside;
     int64_t started = pl_time_mono ();
     self->backend->run (self->state, self->queue, self->queued);
-    pl_service_add (&self->batch, pl_time_mono () - started);
+    if (fresh)
+        pl_service_add (&self->batch, pl_time_mono () - started);
+    s_answer_queue (self);
+    s_watch_aside (self);
+}
+
+//  On destroy: what is still set aside answers unavailable
+static void
+s_release_aside (s_front_t *self)
+{
     for (size_t index = 0; index < self->queued; index++) {
+        st_request_fail (self->queue [index], "unavailable", "The store is stopping; try"
+                         " again.");
         s_answer (self, self->queue [index]);
         st_request_destroy (&self->queue [index]);
     }
-    self->queued = 0;
+    self->queued = self->aside = 0;
+    s_watch_aside (self);
 }
 
 //  The backend's housekeeping, after what is queued has run
@@ -133,7 +203,8 @@ st_front_init (const st_backend_t *backend, parley_ctx_t *ctx,
 {
     s_front_t *self = (s_front_t *) calloc (1, sizeof (s_front_t));
     if (self)
-        self->queue = (st_request_t **) calloc (ST_BATCH_MAX, sizeof (st_request_t *));
+        self->queue = (st_request_t **) calloc (ST_ASIDE_MAX + ST_BATCH_MAX,
+                                                sizeof (st_request_t *));
     if (!self || !self->queue) {
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         s_front_free (&self);
@@ -164,6 +235,7 @@ st_front_destroy (void **state_p)
         return;
     //  What was queued still gets its run and its answer
     s_flush (self);
+    s_release_aside (self);
     if (self->tick_timer > 0 && self->host->timer_cancel)
         self->host->timer_cancel (self->ctx, self->tick_timer);
     self->host->log (self->ctx, PARLEY_LOG_DEBUG, "answered %" PRIu64 " requests, %" PRIu64
@@ -244,7 +316,7 @@ void
 st_front_on_request (void *state, parley_request_t *request)
 {
     s_front_t *self = (s_front_t *) state;
-    if (self->queued == ST_BATCH_MAX)
+    if (self->queued - self->aside == ST_BATCH_MAX)
         s_flush (self);
     const char *name = self->host->request_type (request);
     if (name && strncmp (name, "admin.store.", 12) == 0) {
@@ -271,6 +343,14 @@ st_front_on_request (void *state, parley_request_t *request)
 
 void
 st_front_on_batch_end (void *state)
+{
+    s_flush ((s_front_t *) state);
+}
+
+//  A backend's thread woke the instance (store-sqlite's indexer passed a
+//  commit that a search set aside waits for): what is set aside runs again
+void
+st_front_on_wake (void *state)
 {
     s_flush ((s_front_t *) state);
 }

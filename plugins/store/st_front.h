@@ -14,6 +14,16 @@
     its caller was told it failed (proto/STORE.md, "Deadlines"). Every
     unavailable carries retry_after_ms.
 
+    A backend may set a request aside (st_request_set_aside) when it cannot
+    answer it without waiting (store-sqlite: a search whose index is behind
+    the commits before it): the rest of the batch runs and is answered at
+    once. The front keeps what was set aside and hands it to the backend's
+    run again, first in the queue, with the next batch, after a host->wake
+    (on_wake) and every ST_FRONT_ASIDE_MS until the backend answers it;
+    the deadline check above applies to it at each of those runs. At most
+    ST_ASIDE_MAX are kept (the rest answer unavailable); on destroy, what
+    is still set aside answers unavailable.
+
     A backend's .c file:
 
         static const st_backend_t s_backend = {
@@ -26,9 +36,10 @@
         };
         ST_FRONT_DEFINE (s_backend)
 
-    Ownership: the front owns its queue and every request in it; a
-    backend's run borrows the requests for the call only (it may keep
-    per-request state of its own in an array parallel to the batch). The
+    Ownership: the front owns its queue and every request in it, those set
+    aside included; a backend's run borrows the requests for the call only
+    (it may keep per-request state of its own in an array parallel to the
+    batch, or in the request's aside mark across runs). The
     backend's state is the backend's: made by open, destroyed by close.
     =========================================================================
 */
@@ -47,6 +58,8 @@ extern "C" {
 //  Most requests queued before the front runs them without waiting for
 //  the end of the host's batch: bounds memory and latency
 #define ST_BATCH_MAX            1024
+//  Most requests kept set aside between batches (beyond: unavailable)
+#define ST_ASIDE_MAX            1024
 
 typedef struct {
     const char *name;               //  the plugin's name, "store-sqlite"
@@ -67,7 +80,10 @@ typedef struct {
     //  (st_request_live) the backend sets an answer: st_request_fail, or
     //  an ok map packed into st_request_packer. A live request left
     //  without an answer answers an empty map. Requests already failed
-    //  (bad_request at validation) are skipped.
+    //  (bad_request at validation) are skipped. A live request may be set
+    //  aside instead (st_request_set_aside): it comes back, live, first
+    //  in a later run. A run may hold only such requests: it then has
+    //  nothing else to do than look at them again.
     void (*run) (void *state, st_request_t **requests, size_t count);
 
     //  parleyctl backup (admin.store.backup, admin.store.backup_status;
@@ -93,6 +109,9 @@ typedef struct {
 
 //  How often a backend's tick runs
 #define ST_FRONT_TICK_MS        1000
+//  How often requests set aside are run again when nothing else (a batch,
+//  a wake) brings them back: how late their give-up and deadline may be
+#define ST_FRONT_ASIDE_MS       50
 
 //  The plugin's callbacks, for ST_FRONT_DEFINE: not called directly
 int
@@ -106,6 +125,8 @@ void
     st_front_on_batch_end (void *state);
 void
     st_front_on_metrics (void *state);
+void
+    st_front_on_wake (void *state);
 
 //  The routes every store serves: store.* internal (only plugins call the
 //  store), not sharded (one instance per database; proto/STORE.md,
@@ -137,6 +158,7 @@ extern const parley_route_t st_front_routes [];
             .destroy = st_front_destroy, \
             .on_request = st_front_on_request, \
             .on_batch_end = st_front_on_batch_end, \
+            .on_wake = st_front_on_wake, \
             .on_metrics = st_front_on_metrics \
         }; \
         return &s_st_front_descriptor; \

@@ -13,6 +13,7 @@
 #include "st_request.h"
 #include "pl_body.h"
 #include "pl_text.h"
+#include "pl_time.h"
 #include "pl_words.h"
 
 #include <inttypes.h>
@@ -206,13 +207,49 @@ st_request_destroy (st_request_t **self_p)
 bool
 st_request_live (const st_request_t *self)
 {
-    return self->code == NULL;
+    return self->code == NULL && !self->aside;
+}
+
+void
+st_request_set_aside (st_request_t *self, uint64_t mark)
+{
+    self->aside = true;
+    self->aside_mark = mark;
+    if (!self->aside_since) {
+        int64_t now = pl_time_mono ();
+        self->aside_since = now > 0 ? now : 1;
+    }
+}
+
+bool
+st_request_is_aside (const st_request_t *self)
+{
+    return self->aside;
+}
+
+void
+st_request_resume (st_request_t *self)
+{
+    self->aside = false;
+}
+
+uint64_t
+st_request_aside_mark (const st_request_t *self)
+{
+    return self->aside_mark;
+}
+
+int64_t
+st_request_aside_since (const st_request_t *self)
+{
+    return self->aside_since;
 }
 
 void
 st_request_fail (st_request_t *self, const char *code, const char *format, ...)
 {
     self->code = code;
+    self->aside = false;
     va_list args;
     va_start (args, format);
     vsnprintf (self->message, sizeof self->message, format, args);

@@ -514,6 +514,9 @@ struct st_request_s {
     msgpack_unpacked body;          //  unpacked from raw: what the st_text_t above borrow
     const char *code;               //  error code, NULL for ok
     char message [ST_MESSAGE_MAX];  //  error sentence
+    bool aside;                     //  set aside in this run (st_request_set_aside)
+    uint64_t aside_mark;            //  the backend's mark, 0 never set aside
+    int64_t aside_since;            //  monotonic ms it was first set aside, 0 never
     msgpack_sbuffer result;         //  the ok answer, a msgpack map
     msgpack_packer packer;          //  writes into result
 };
@@ -552,12 +555,40 @@ st_request_t *
 void
     st_request_destroy (st_request_t **self_p);
 
-//  True while the request has no answer set: a backend runs only these
+//  True while the request has no answer set and is not set aside: a
+//  backend runs only these
 bool
     st_request_live (const st_request_t *self);
 
+//  Sets a live request aside: the backend cannot answer it in this run
+//  without waiting (store-sqlite: a search whose index is behind the
+//  commits before it), and the rest of the batch must not wait for it.
+//  It is not live for the rest of this run; the front keeps it unanswered
+//  and hands it to the backend's run again with a later batch (st_front.h),
+//  where it is live again. mark is the backend's (store-sqlite: the commit
+//  the search waits for), kept with the request. A later fail answers it.
+void
+    st_request_set_aside (st_request_t *self, uint64_t mark);
+
+//  True when the request was set aside in this run (the front's question)
+bool
+    st_request_is_aside (const st_request_t *self);
+
+//  The front's, before a run: a request set aside is live again
+void
+    st_request_resume (st_request_t *self);
+
+//  The mark given when it was last set aside, 0 when it never was
+uint64_t
+    st_request_aside_mark (const st_request_t *self);
+
+//  The monotonic ms (pl_time_mono) it was first set aside, 0 when it never was
+int64_t
+    st_request_aside_since (const st_request_t *self);
+
 //  Fails the request with code (a proto/STORE.md error code) and a
-//  sentence; clears any ok answer packed so far. A later fail replaces it.
+//  sentence; clears any ok answer packed so far, and ends its being set
+//  aside. A later fail replaces it.
 void
     st_request_fail (st_request_t *self, const char *code, const char *format, ...)
 #if defined(__GNUC__)

@@ -1,7 +1,10 @@
 /*  test_st_front - the store front against a host and a backend of the
     test's own: a request whose time is gone when its batch starts is
     answered unavailable (with retry_after_ms) and never reaches the
-    backend; the others run and are answered in order */
+    backend; the others run and are answered in order. A request the
+    backend sets aside is kept unanswered while the others are answered,
+    runs again with the next batch, a wake or the front's timer, and is
+    answered unavailable when its time is gone or the store stops */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +17,7 @@
 #include "st_front.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 //  A request as the test's host lends it
@@ -35,6 +39,8 @@ static request_t s_requests [8];
 static answer_t s_answers [8];
 static size_t s_answer_count;
 static size_t s_ran;                //  live requests the backend was given
+static bool s_hold [8];             //  the backend sets these requests aside
+static int s_timers;                //  timers the front has armed now
 
 static const char *
 s_request_type (const parley_request_t *request)
@@ -103,6 +109,21 @@ s_log (parley_ctx_t *ctx, int level, const char *format, ...)
     (void) ctx, (void) level, (void) format;
 }
 
+static int
+s_timer_add (parley_ctx_t *ctx, uint32_t interval_ms, void (*handler) (void *state))
+{
+    (void) ctx, (void) interval_ms, (void) handler;
+    return ++s_timers;
+}
+
+static int
+s_timer_cancel (parley_ctx_t *ctx, int timer_id)
+{
+    (void) ctx, (void) timer_id;
+    s_timers--;
+    return 0;
+}
+
 static const parley_host_t s_host = {
     .abi_major = 1, .abi_minor = 3, .size = sizeof (parley_host_t),
     .request_type = s_request_type,
@@ -112,6 +133,8 @@ static const parley_host_t s_host = {
     .reply_error_body = s_reply_error_body,
     .log = s_log,
     .request_time_left = s_request_time_left,
+    .timer_add = s_timer_add,
+    .timer_cancel = s_timer_cancel,
 };
 
 //  The backend: counts what it is given to run, answers each ok
@@ -133,9 +156,16 @@ static void
 s_run (void *state, st_request_t **requests, size_t count)
 {
     (void) state;
-    for (size_t index = 0; index < count; index++)
-        if (st_request_live (requests [index]))
-            s_ran++;
+    for (size_t index = 0; index < count; index++) {
+        st_request_t *request = requests [index];
+        if (!st_request_live (request))
+            continue;
+        s_ran++;
+        //  "userN": the test's request N
+        int number = atoi (request->as.user_create.name.key + 4);
+        if (s_hold [number])
+            st_request_set_aside (request, (uint64_t) number + 100);
+    }
 }
 
 static const st_backend_t s_backend = {
@@ -187,11 +217,64 @@ test_a_write_whose_time_is_gone_is_not_started (void **state)
     st_front_destroy (&front);
 }
 
+static void
+test_a_request_set_aside_waits_while_the_others_are_answered (void **state)
+{
+    (void) state;
+    s_answer_count = s_ran = 0;
+    void *front = NULL;
+    assert_int_equal (st_front_init (&s_backend, NULL, &s_host, &front), 0);
+    s_hold [1] = s_hold [4] = s_hold [5] = true;
+    st_front_on_request (front, s_request (0, -1));
+    st_front_on_request (front, s_request (1, -1));
+    st_front_on_request (front, s_request (2, -1));
+    st_front_on_batch_end (front);
+    //  0 and 2 answered in order, 1 kept, a timer to bring it back
+    assert_int_equal (s_answer_count, 2);
+    assert_int_equal (s_answers [0].index, 0);
+    assert_int_equal (s_answers [1].index, 2);
+    assert_int_equal (s_timers, 1);
+    //  It runs again, first, with the next batch: still held, still kept
+    st_front_on_request (front, s_request (3, -1));
+    st_front_on_batch_end (front);
+    assert_int_equal (s_ran, 5);
+    assert_int_equal (s_answer_count, 3);
+    assert_int_equal (s_answers [2].index, 3);
+    //  The backend let go (a wake): answered ok, the timer gone
+    s_hold [1] = false;
+    st_front_on_wake (front);
+    assert_int_equal (s_answer_count, 4);
+    assert_int_equal (s_answers [3].index, 1);
+    assert_string_equal (s_answers [3].code, "");
+    assert_int_equal (s_timers, 0);
+    //  One whose time runs out while set aside: unavailable, not run again
+    st_front_on_request (front, s_request (4, 3000));
+    st_front_on_batch_end (front);
+    s_requests [4].left = 0;
+    size_t ran = s_ran;
+    st_front_on_batch_end (front);
+    assert_int_equal (s_ran, ran);
+    assert_int_equal (s_answer_count, 5);
+    assert_int_equal (s_answers [4].index, 4);
+    assert_string_equal (s_answers [4].code, "unavailable");
+    //  One still set aside when the store stops: unavailable
+    st_front_on_request (front, s_request (5, -1));
+    st_front_on_batch_end (front);
+    assert_int_equal (s_answer_count, 5);
+    st_front_destroy (&front);
+    assert_int_equal (s_answer_count, 6);
+    assert_int_equal (s_answers [5].index, 5);
+    assert_string_equal (s_answers [5].code, "unavailable");
+    assert_int_equal (s_timers, 0);
+    s_hold [4] = s_hold [5] = false;
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_a_write_whose_time_is_gone_is_not_started),
+        cmocka_unit_test (test_a_request_set_aside_waits_while_the_others_are_answered),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
