@@ -15,14 +15,16 @@
 // written by a thread after the commits (proto/STORE.md, "Search"): a
 // search right after its sends sees them (several clients at once), every
 // acknowledged message is found after parley is killed with SIGKILL while
-// it indexes, and an index file removed while parley is stopped is built
-// again (those two on store-sqlite only).
+// it indexes, an index file removed while parley is stopped is built
+// again, and a search waiting for an index held by another writer never
+// holds a room message back (those three on store-sqlite only).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ok, fails, FAST_AUTH, connectUser, startRoomsParley } from '../lib/rooms.js';
+import { ok, fails, FAST_AUTH, connectUser, startRoomsParley, nextEntry } from '../lib/rooms.js';
 import { chatSuite } from '../lib/chat.js';
 import { rmSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { startBroker, startGateway, startPluginProcess, untilRegistered, pluginPath, tempDir,
          sanitizerReports, LOAD_HEARTBEAT, sleep } from '../lib/harness.js';
 
@@ -361,6 +363,68 @@ test('the index file removed while parley is stopped is built again at the start
                          ['srword in private', 'srword in the room']);
         assert.ok(existsSync(index), 'built again');
     } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+        rmSync(data, { recursive: true, force: true });
+    }
+});
+
+// Holds a SQLite file as another writer would: the sqlite3 shell in an
+// open write transaction. Resolves with the function that lets it go.
+async function holdFile(path) {
+    const shell = spawn('sqlite3', [path], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let said = '';
+    await new Promise((resolve, reject) => {
+        shell.stdout.on('data', (chunk) => {
+            said += chunk;
+            if (said.includes('held'))
+                resolve();
+        });
+        shell.once('exit', (code) => reject(new Error(`sqlite3 ended (${code}) before holding ${path}`)));
+        shell.stdin.write(".timeout 20000\nBEGIN IMMEDIATE;\nSELECT 'held';\n");
+    });
+    return async () => {
+        const ended = new Promise((resolve) => shell.once('exit', resolve));
+        shell.stdin.end('ROLLBACK;\n.quit\n');
+        await ended;
+    };
+}
+
+test('a room message sent while a search waits for a held index gets its ok and is delivered; the search answers after, with what was acknowledged before it (store-sqlite)', { skip: sqliteOnly }, async () => {
+    const data = tempDir('parley-search-held-');
+    const server = await startRoomsParley({ dataDir: data,
+                                            args: ['--option', 'store-sqlite.search_wait_ms=60000'] });
+    const clients = [];
+    let release = null;
+    try {
+        const alice = await connectUser(server.url, 'sh_alice', clients);
+        const bob = await connectUser(server.url, 'sh_bob', clients);
+        await roomOf(alice, 'sh-room', bob);
+        await say(alice, 'sh-room', 'shword before');
+        assert.deepEqual(texts(await searchWhenBuilt(alice, 'shword')), ['shword before']);
+        // The index file held: the indexer cannot pass the commits from now on
+        release = await holdFile(`${data}/parley.search.db`);
+        await say(alice, 'sh-room', 'shword while held');
+        let searchAnswered = false;
+        const searching = alice.request({ type: 'search', query: 'shword' }, 60000)
+            .then((reply) => { searchAnswered = true; return reply; });
+        // Time for the search to reach the store before the message does
+        await sleep(300);
+        const delivered = nextEntry(bob, 'sh-room', (entry) => entry.text === 'a message meanwhile',
+                                    30000);
+        await say(alice, 'sh-room', 'a message meanwhile');
+        await delivered;
+        assert.equal(searchAnswered, false, 'the search cannot answer while its index is held');
+        // The index let go: the search answers with every message acknowledged before it
+        await release();
+        release = null;
+        const reply = await searching;
+        assert.equal(reply.type, 'ok', JSON.stringify(reply));
+        assert.deepEqual(texts(reply), ['shword while held', 'shword before']);
+    } finally {
+        if (release)
+            await release();
         for (const client of clients)
             client.ws.terminate();
         await server.stop();

@@ -197,12 +197,12 @@ struct ss_indexer_s {
     bool started;
     pthread_mutex_t lock;           //  guards what follows
     pthread_cond_t wake;            //  for the thread: work, or stop
-    pthread_cond_t passed;          //  for the store: a pass committed
     s_timelines_t touched;          //  handed over, not taken yet
     bool reconcile;                 //  every timeline is to be checked
     bool rebuilding;                //  the first reconcile has not ended
     bool stop;
-    int waiters;                    //  searches waiting for a pass
+    uint64_t wanted;                //  the commit set-aside searches wait for: while
+                                    //  indexed is below it, no lingering
     bool compact, compacted;        //  asked, done
     uint64_t commits;               //  ss_indexer_commit calls
     uint64_t indexed;               //  the commits every pass has passed
@@ -694,7 +694,7 @@ s_take_work (ss_indexer_t *self, uint64_t *commits_p, bool *reconcile_p, bool *c
     //  New commits alone, that no search waits for: more may come
     struct timespec until = s_deadline (S_LINGER_MS);
     while (!self->stop && self->dirty.count == 0 && !self->reconcile && !self->compact
-    &&     self->waiters == 0 && self->touched.count < S_LINGER_TIMELINES)
+    &&     self->wanted <= self->indexed && self->touched.count < S_LINGER_TIMELINES)
         if (pthread_cond_timedwait (&self->wake, &self->lock, &until) == ETIMEDOUT)
             break;
     if (self->stop)
@@ -708,10 +708,12 @@ s_take_work (ss_indexer_t *self, uint64_t *commits_p, bool *reconcile_p, bool *c
     return true;
 }
 
-//  Under the lock: what a pass that committed tells the store
-static void
+//  Under the lock: what a pass that committed tells the store. True when
+//  the store is to be woken: it passed commits a search set aside waits for
+static bool
 s_passed (ss_indexer_t *self, uint64_t commits, int64_t watermark, bool compacted)
 {
+    uint64_t before = self->indexed;
     self->watermark = watermark;
     if (self->dirty.count == 0) {
         self->indexed = commits;
@@ -725,7 +727,18 @@ s_passed (ss_indexer_t *self, uint64_t commits, int64_t watermark, bool compacte
         self->compact = false;
         self->compacted = true;
     }
-    pthread_cond_broadcast (&self->passed);
+    return self->indexed > before && self->wanted > before;
+}
+
+//  Wakes the store's thread (plugin ABI 1.2: host->wake is the one host
+//  function this thread may call; it never blocks): its front runs the
+//  searches set aside again. An older host has none: the front's timer
+//  brings them back all the same.
+static void
+s_wake_store (ss_indexer_t *self)
+{
+    if (self->host->abi_minor >= 2 && self->host->wake)
+        self->host->wake (self->ctx);
 }
 
 static void *
@@ -755,7 +768,11 @@ s_run (void *arg)
         if (rc != SQLITE_OK)
             self->reconcile = self->reconcile || reconcile;
         else
-            s_passed (self, commits, watermark, compacted);
+        if (s_passed (self, commits, watermark, compacted)) {
+            pthread_mutex_unlock (&self->lock);
+            s_wake_store (self);
+            pthread_mutex_lock (&self->lock);
+        }
     }
     pthread_mutex_unlock (&self->lock);
     return NULL;
@@ -926,7 +943,6 @@ ss_indexer_new (const char *main_path, parley_ctx_t *ctx, const parley_host_t *h
     self->host = host;
     pthread_mutex_init (&self->lock, NULL);
     pthread_cond_init (&self->wake, NULL);
-    pthread_cond_init (&self->passed, NULL);
     self->main_path = strdup (main_path);
     self->path = ss_db_sibling (main_path, ".search.db");
     //  At the start every timeline is checked: a crash loses nothing. The
@@ -961,7 +977,6 @@ ss_indexer_destroy (ss_indexer_t **self_p)
     for (int kind = 0; kind < 2; kind++)
         ss_db_finalize (self->kind_sql [kind], S_KIND_COUNT);
     sqlite3_close (self->db);
-    pthread_cond_destroy (&self->passed);
     pthread_cond_destroy (&self->wake);
     pthread_mutex_destroy (&self->lock);
     free (self->pending.items);
@@ -1016,24 +1031,37 @@ ss_indexer_commit (ss_indexer_t *self)
     pthread_mutex_unlock (&self->lock);
 }
 
-int
-ss_indexer_wait (ss_indexer_t *self, int64_t timeout_ms)
+uint64_t
+ss_indexer_target (ss_indexer_t *self)
 {
     pthread_mutex_lock (&self->lock);
-    uint64_t target = self->commits;
-    if (self->rebuilding && timeout_ms > SS_INDEXER_REBUILD_WAIT_MS)
-        timeout_ms = SS_INDEXER_REBUILD_WAIT_MS;
-    struct timespec until = s_deadline (timeout_ms);
-    //  A waiter ends the thread's lingering
-    self->waiters++;
-    pthread_cond_signal (&self->wake);
-    int rc = 0;
-    while (self->indexed < target && rc == 0)
-        rc = pthread_cond_timedwait (&self->passed, &self->lock, &until);
-    self->waiters--;
-    bool passed = self->indexed >= target;
+    uint64_t commits = self->commits;
     pthread_mutex_unlock (&self->lock);
-    return passed ? 0 : -1;
+    return commits;
+}
+
+bool
+ss_indexer_passed (ss_indexer_t *self, uint64_t target)
+{
+    pthread_mutex_lock (&self->lock);
+    bool passed = self->indexed >= target;
+    if (!passed && target > self->wanted) {
+        //  A search waits: the thread ends its lingering, and wakes the
+        //  store once it passes
+        self->wanted = target;
+        pthread_cond_signal (&self->wake);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return passed;
+}
+
+bool
+ss_indexer_rebuilding (ss_indexer_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    bool rebuilding = self->rebuilding;
+    pthread_mutex_unlock (&self->lock);
+    return rebuilding;
 }
 
 void

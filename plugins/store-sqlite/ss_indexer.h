@@ -23,9 +23,13 @@
     reads at most SS_INDEXER_PASS_MAX entries; the rest is the next's.
 
     The store's thread tells it what it appended (ss_indexer_touch in the
-    transaction, ss_indexer_commit after it) and, before a search, waits
-    until the thread has passed every commit before it (ss_indexer_wait):
-    a search sees every message acknowledged before it was asked.
+    transaction, ss_indexer_commit after it). A search runs only once the
+    thread has passed every commit before it (ss_indexer_target when it
+    comes, ss_indexer_passed): a search sees every message acknowledged
+    before it was asked. The store never waits for it: a search whose
+    index is behind is set aside, and ss_indexer_passed tells the thread
+    so; the thread then stops lingering, and wakes the store's thread
+    (host->wake) after each pass that moves it on.
 
     A file that is missing, unreadable, corrupt, of another layout or
     ahead of the main file (a backup restored beside a newer index) is
@@ -33,8 +37,9 @@
 
     Ownership: ss_indexer_new returns an object the caller owns;
     ss_indexer_destroy stops and joins the thread. ctx and host are
-    borrowed, used on the store's thread only (the thread keeps what it
-    has to say for ss_indexer_report).
+    borrowed, used on the store's thread only but for host->wake, the one
+    host function the thread calls (it keeps what it has to say for
+    ss_indexer_report).
     =========================================================================
 */
 
@@ -86,13 +91,24 @@ void
 void
     ss_indexer_commit (ss_indexer_t *self);
 
-//  On the store's thread: waits until the thread has passed every commit
-//  so far, at most timeout_ms (while the index is being built from
-//  nothing, at most SS_INDEXER_REBUILD_WAIT_MS). Returns 0, or -1 when the
-//  index is still behind.
+//  On the store's thread: the commits so far, the target a search that
+//  comes now waits for (every commit before it)
+uint64_t
+    ss_indexer_target (ss_indexer_t *self);
+
+//  On the store's thread, never waits: true when the thread has passed
+//  every commit up to target (from ss_indexer_target). When not, a search
+//  waits for it: the thread ends its lingering, and wakes the store's
+//  thread (host->wake) after each pass that moves it on.
+bool
+    ss_indexer_passed (ss_indexer_t *self, uint64_t target);
+
+//  True while the index is being built from nothing (the first start
+//  after the migration, a missing or damaged file): a search then waits
+//  for it at most SS_INDEXER_REBUILD_WAIT_MS
 #define SS_INDEXER_REBUILD_WAIT_MS  250
-int
-    ss_indexer_wait (ss_indexer_t *self, int64_t timeout_ms);
+bool
+    ss_indexer_rebuilding (ss_indexer_t *self);
 
 //  Asks the thread to compact the index after its next pass: FTS5
 //  'optimize' (the words of edited and deleted messages leave its

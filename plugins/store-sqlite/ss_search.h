@@ -6,9 +6,10 @@
     own file, written by ss_indexer's thread only and attached read-only
     to the store's connection as 'idx': a search walks it and reads the
     scope (members, conversations) and the entries from the main file in
-    the same statement. The store waits for the indexer before a batch
-    with a search (ss_indexer_wait), so the index holds every message
-    committed before it.
+    the same statement. A search runs only in a transaction that begins
+    after the indexer passed every commit before the search came (the
+    store sets it aside until then: ss_indexer_passed), so the index
+    holds every message committed before it.
 
     Ownership: ss_search_new returns an object the caller owns, destroyed
     with ss_search_destroy before the database, users, rooms and pm it was

@@ -45,7 +45,7 @@
 //  words leave the file (proto/STORE.md, "Search"); at most an hour
 #define S_SEARCH_COMPACT_DEFAULT 1800
 #define S_SEARCH_COMPACT_MAX    3600
-//  How long a search waits for the indexer to pass the commits before it
+//  How long a search waits aside for the indexer to pass the commits before it
 //  (proto/STORE.md, "Search"); then it answers unavailable
 #define S_SEARCH_WAIT_DEFAULT   2000
 #define S_SEARCH_WAIT_MAX       60000
@@ -213,7 +213,8 @@ s_run_saved (s_store_t *self, st_request_t *request, const char **where_p)
 }
 
 //  The batch could not commit: nothing of it stays, and every request that
-//  ran answers unavailable (one refused at validation keeps its answer)
+//  ran answers unavailable (one refused at validation keeps its answer, a
+//  search set aside did not run and keeps waiting)
 static void
 s_fail_batch (s_store_t *self, st_request_t **requests, size_t count, int fatal,
               const char *where)
@@ -225,7 +226,7 @@ s_fail_batch (s_store_t *self, st_request_t **requests, size_t count, int fatal,
         ss_db_step (self->db, SS_DB_ROLLBACK);
     for (size_t index = 0; index < count; index++) {
         const char *code = st_request_code (requests [index]);
-        if (code && strcmp (code, "bad_request") == 0)
+        if ((code && strcmp (code, "bad_request") == 0) || st_request_is_aside (requests [index]))
             continue;
         st_request_fail (requests [index], "unavailable", "The store could not commit: %s.",
                          sqlite3_errstr (fatal));
@@ -242,22 +243,44 @@ s_count_live (st_request_t **requests, size_t count)
     return live;
 }
 
-//  Read your writes (proto/STORE.md, "Search"): before a transaction with
-//  a search, the indexer must have passed every commit before it (the
-//  transaction's read of the index file starts at its BEGIN); when it has
-//  not within store-sqlite.search_wait_ms, the searches answer unavailable
-static void
-s_wait_for_index (s_store_t *self, st_request_t **requests, size_t count)
+//  How long a search may wait for the indexer: store-sqlite.search_wait_ms,
+//  SS_INDEXER_REBUILD_WAIT_MS at most while the index is built from nothing
+static int64_t
+s_search_wait_ms (s_store_t *self)
 {
-    bool searches = false;
-    for (size_t index = 0; index < count && !searches; index++)
-        searches = st_request_live (requests [index]) && requests [index]->type == ST_SEARCH;
-    if (!searches || ss_indexer_wait (self->indexer, self->search_wait_ms) == 0)
-        return;
-    for (size_t index = 0; index < count; index++)
-        if (st_request_live (requests [index]) && requests [index]->type == ST_SEARCH)
-            st_request_fail (requests [index], "unavailable", "The search index is behind the"
+    if (self->search_wait_ms > SS_INDEXER_REBUILD_WAIT_MS
+    &&  ss_indexer_rebuilding (self->indexer))
+        return SS_INDEXER_REBUILD_WAIT_MS;
+    return self->search_wait_ms;
+}
+
+//  Read your writes (proto/STORE.md, "Search"): a search runs in a
+//  transaction that begins after the indexer passed every commit before
+//  the search came (its read of the index file starts at BEGIN). One
+//  whose index is behind is set aside, marked with that commit, and the
+//  rest of the batch runs without it: a write never waits for a search.
+//  The front runs it again later (on the indexer's wake, the next batch,
+//  its timer); past its wait it answers unavailable.
+static void
+s_set_aside_searches (s_store_t *self, st_request_t **requests, size_t count)
+{
+    int64_t now = 0;
+    for (size_t index = 0; index < count; index++) {
+        st_request_t *request = requests [index];
+        if (!st_request_live (request) || request->type != ST_SEARCH)
+            continue;
+        int64_t since = st_request_aside_since (request);
+        uint64_t target = since ? st_request_aside_mark (request)
+                                : ss_indexer_target (self->indexer);
+        if (ss_indexer_passed (self->indexer, target))
+            continue;
+        now = now ? now : pl_time_mono ();
+        if ((since ? now - since : 0) >= s_search_wait_ms (self))
+            st_request_fail (request, "unavailable", "The search index is behind the"
                              " messages (being built); try again.");
+        else
+            st_request_set_aside (request, target);
+    }
 }
 
 //  Runs requests [0 .. count) in one transaction
@@ -265,9 +288,13 @@ static void
 s_run_transaction (s_store_t *self, st_request_t **requests, size_t count)
 {
     const char *where = "BEGIN";
-    s_wait_for_index (self, requests, count);
-    int64_t started = st_stats_now ();
+    s_set_aside_searches (self, requests, count);
     size_t live = s_count_live (requests, count);
+    //  Nothing to run (searches set aside, requests refused): no transaction,
+    //  and no commit for the indexer to pass
+    if (live == 0)
+        return;
+    int64_t started = st_stats_now ();
     int fatal = ss_db_step (self->db, SS_DB_BEGIN);
     for (size_t index = 0; index < count && fatal == SQLITE_OK; index++)
         if (st_request_live (requests [index]))

@@ -8,8 +8,9 @@
     files earlier builds recorded without running their migrations repaired,
     history pages served by primary keys, the conversation list and
     the room lists and quotas served by indexes, the files it refuses at start and what it says about them,
-    group commit versus one transaction per request, and a batch that cannot
-    commit answered unavailable as a whole.
+    group commit versus one transaction per request, a batch that cannot
+    commit answered unavailable as a whole, and a search whose index is
+    behind set aside while the writes after it are answered.
 
     Read-only files do not stop root, and these tests may run as root: the
     read-only cases then run in a child process that drops to nobody first
@@ -1298,6 +1299,161 @@ test_search_follows_a_room_deleted_and_its_id_reused (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  A search never holds the writes (proto/STORE.md, "Search"): one whose
+//  index is behind is set aside while the rest of its batch, and what
+//  comes after, runs and is answered
+
+//  Holds the search index's file as another writer would: the indexer's
+//  passes wait for it, then fail and are tried again, so that the index
+//  cannot pass the commits made from now on
+static sqlite3 *
+s_hold_index (const fixture_t *fixture)
+{
+    sqlite3 *db;
+    assert_int_equal (sqlite3_open (fixture->index, &db), SQLITE_OK);
+    sqlite3_busy_timeout (db, 10000);
+    assert_int_equal (sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+static void
+s_release_index (sqlite3 **db_p)
+{
+    assert_int_equal (sqlite3_exec (*db_p, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close (*db_p);
+    *db_p = NULL;
+}
+
+//  Sends store.search for alice's word without waiting; the rid
+static uint64_t
+s_send_search (sc_broker_t *broker, const char *word)
+{
+    pl_pack_t body;
+    sc_body_init (&body, 3);
+    pl_pack_kstr (&body, "user", "alice");
+    pl_pack_str (&body, "words");
+    msgpack_pack_array (&body.packer, 1);
+    pl_pack_str (&body, word);
+    pl_pack_kint (&body, "limit", 100);
+    uint64_t rid = sc_broker_send_body (broker, "store.search", &body);
+    assert_true (rid > 0);
+    return rid;
+}
+
+//  Sends a message of alice's to room without waiting; the rid
+static uint64_t
+s_send_message (sc_broker_t *broker, const char *room, int64_t seq, const char *text)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    const char *type = sc_pack_change (&buffer, room, seq, 0, text, seq);
+    uint64_t rid = sc_broker_send (broker, type, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    assert_true (rid > 0);
+    return rid;
+}
+
+//  The next reply, which must answer rid; asserts it came
+static sc_reply_t *
+s_recv_for (sc_broker_t *broker, uint64_t rid)
+{
+    sc_reply_t *reply = sc_broker_recv (broker, 30000);
+    assert_non_null (reply);
+    assert_int_equal (reply->rid, rid);
+    return reply;
+}
+
+//  A room with one message the index holds (its first build over, so a
+//  search's wait is search_wait_ms), then the index held and a message
+//  it cannot pass: a search for "numbat" must see it
+static sqlite3 *
+s_index_held_behind_a_message (const fixture_t *fixture, sc_broker_t *broker)
+{
+    s_create_user (broker, "alice");
+    s_create_room (broker, "general", "alice");
+    s_append_change (broker, "general", 1, 0, "wombat first");
+    assert_int_equal (s_search_count (broker, "wombat"), 1);
+    sqlite3 *held = s_hold_index (fixture);
+    s_append_change (broker, "general", 2, 0, "numbat second");
+    return held;
+}
+
+static void
+test_search_waiting_for_the_index_is_set_aside_and_writes_go_on (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, "store-sqlite.search_wait_ms=60000");
+    assert_non_null (broker);
+    sqlite3 *held = s_index_held_behind_a_message (fixture, broker);
+    //  The search comes first, the message after it: the message is answered,
+    //  and is in the file, while the search waits for the index
+    uint64_t search = s_send_search (broker, "numbat");
+    uint64_t append = s_send_message (broker, "general", 3, "quoll third");
+    sc_reply_t *reply = s_recv_for (broker, append);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"
+                                 " WHERE text = 'quoll third'"), 1);
+    //  ... and so are writes that come later still
+    s_append_change (broker, "general", 4, 0, "dingo fourth");
+    //  The index free again, the search answers, with the message acknowledged
+    //  before it was asked
+    s_release_index (&held);
+    reply = s_recv_for (broker, search);
+    if (reply->code)
+        fail_msg ("store.search: %s: %s", reply->code, reply->message);
+    const msgpack_object *results = sc_reply_field (reply, "results");
+    assert_non_null (results);
+    assert_int_equal (results->via.array.size, 1);
+    const msgpack_object *entry = sc_map_field (&results->via.array.ptr [0], "entry");
+    assert_non_null (entry);
+    const msgpack_object *seq = sc_map_field (entry, "seq");
+    assert_non_null (seq);
+    assert_int_equal (seq->via.u64, 2);
+    sc_reply_destroy (&reply);
+    sc_broker_destroy (&broker);
+}
+
+static void
+test_search_set_aside_past_its_wait_answers_unavailable_and_writes_go_on (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    sc_broker_t *broker = s_start (fixture->option, "store-sqlite.search_wait_ms=200");
+    assert_non_null (broker);
+    sqlite3 *held = s_index_held_behind_a_message (fixture, broker);
+    uint64_t search = s_send_search (broker, "numbat");
+    uint64_t append = s_send_message (broker, "general", 3, "quoll third");
+    //  The message first: it never waits for the search
+    sc_reply_t *reply = s_recv_for (broker, append);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+    //  The search, once its wait is over: unavailable, with when to retry
+    reply = s_recv_for (broker, search);
+    assert_non_null (reply->code);
+    assert_string_equal (reply->code, "unavailable");
+    const msgpack_object *retry = sc_reply_field (reply, "retry_after_ms");
+    assert_non_null (retry);
+    assert_true (retry->via.u64 >= 100);
+    sc_reply_destroy (&reply);
+    assert_int_equal (s_sql_int (fixture->path, "SELECT count (*) FROM entries"
+                                 " WHERE text = 'quoll third'"), 1);
+    //  A search still set aside when the store stops is answered unavailable
+    //  (the sanitizers check that nothing of it is left behind)
+    search = s_send_search (broker, "numbat");
+    append = s_send_message (broker, "general", 4, "dingo fourth");
+    reply = s_recv_for (broker, append);
+    assert_null (reply->code);
+    sc_reply_destroy (&reply);
+    sc_broker_stop (broker);
+    reply = s_recv_for (broker, search);
+    assert_non_null (reply->code);
+    assert_string_equal (reply->code, "unavailable");
+    sc_reply_destroy (&reply);
+    s_release_index (&held);
+    sc_broker_destroy (&broker);
+}
+
+//  --------------------------------------------------------------------------
 //  Files of every older version, built with the migrations' own texts
 //  (ss_db_migration_sql), and the files the builds whose migration list
 //  lacked two commas recorded as migrated without running the migrations
@@ -1556,6 +1712,8 @@ main (int argc, char *argv [])
         S_TEST (test_search_index_removed_or_damaged_is_built_again),
         S_TEST (test_search_index_ahead_of_a_restored_file_is_built_again),
         S_TEST (test_search_follows_a_room_deleted_and_its_id_reused),
+        S_TEST (test_search_waiting_for_the_index_is_set_aside_and_writes_go_on),
+        S_TEST (test_search_set_aside_past_its_wait_answers_unavailable_and_writes_go_on),
         S_TEST (test_search_index_naming_a_room_a_restored_file_lacks_is_built_again),
         S_TEST (test_file_of_every_older_version_migrated_to_a_new_files_schema),
         S_TEST (test_files_recorded_without_their_migrations_are_repaired),
