@@ -290,13 +290,14 @@ s_joined_room_of_row (sqlite3_stmt *stmt)
     return room;
 }
 
-//  Looks the room up: its row stays on S_SQL_ROOM_GET for the caller, who
+//  Looks the room up with the statement which (S_SQL_ROOM_GET, its row;
+//  S_SQL_ROOM_ID, its id alone): the row stays on it for the caller, who
 //  must finish it. Returns SQLITE_ROW, or SQLITE_DONE after failing the
 //  request with not_found, or a fatal code.
 static int
-s_room_find (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
+s_room_find (ss_rooms_t *self, st_request_t *request, const st_name_t *room, s_sql_t which)
 {
-    sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_GET];
+    sqlite3_stmt *stmt = self->sql [which];
     ss_db_bind_key (stmt, 1, room);
     int rc = sqlite3_step (stmt);
     if (rc == SQLITE_DONE)
@@ -309,11 +310,8 @@ s_room_find (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
 static int64_t
 s_room_id (ss_rooms_t *self, st_request_t *request, const st_name_t *room, int *rc_p)
 {
+    int rc = s_room_find (self, request, room, S_SQL_ROOM_ID);
     sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_ID];
-    ss_db_bind_key (stmt, 1, room);
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_DONE)
-        st_reply_no_room (request, room->text);
     int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64 (stmt, 0) : 0;
     ss_db_finish (stmt);
     *rc_p = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
@@ -430,7 +428,7 @@ s_entry_insert (ss_rooms_t *self, st_request_t *request, const st_name_t *room,
 static int
 s_pack_room_field (ss_rooms_t *self, st_request_t *request, const st_name_t *room)
 {
-    int rc = s_room_find (self, request, room);
+    int rc = s_room_find (self, request, room, S_SQL_ROOM_GET);
     if (rc == SQLITE_ROW) {
         st_room_t map = s_room_of_row (self->sql [S_SQL_ROOM_GET], false);
         pl_body_pack_str (st_request_packer (request), "room");
@@ -719,7 +717,7 @@ static int
 s_room_delete (ss_rooms_t *self, st_request_t *request)
 {
     const st_name_t *name = &request->as.room_delete.name;
-    int rc = s_room_find (self, request, name);
+    int rc = s_room_find (self, request, name, S_SQL_ROOM_GET);
     sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
     int64_t room_id = rc == SQLITE_ROW ? sqlite3_column_int64 (room, 0) : 0;
     if (rc == SQLITE_ROW) {
@@ -757,7 +755,7 @@ typedef struct {
 static int
 s_room_row (ss_rooms_t *self, st_request_t *request, const st_name_t *name, s_room_row_t *row)
 {
-    int rc = s_room_find (self, request, name);
+    int rc = s_room_find (self, request, name, S_SQL_ROOM_GET);
     sqlite3_stmt *room = self->sql [S_SQL_ROOM_GET];
     if (rc == SQLITE_ROW)
         *row = (s_room_row_t) {
