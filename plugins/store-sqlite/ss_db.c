@@ -559,19 +559,15 @@ static const s_repair_t s_repairs [] = {
           " AND name = 'search_changes'" }
 };
 
-//  Runs again each migration of s_repairs the file is recorded at but
-//  lacks, each in its own transaction; -1 after logging why on failure
+//  Runs again each migration of s_repairs the file lacks, each in its own
+//  transaction; -1 after logging why on failure. Called after s_migrate,
+//  which leaves every file recorded at SS_DB_SCHEMA_VERSION: each of them
+//  is recorded, so only its object is checked.
 static int
 s_repair (ss_db_t *self)
 {
-    int64_t version = 0;
-    if (s_query_int (self, "SELECT COALESCE (MAX (version), 0) FROM schema_version",
-                     &version, "cannot read the schema version"))
-        return -1;
     for (size_t index = 0; index < sizeof s_repairs / sizeof s_repairs [0]; index++) {
         const s_repair_t *repair = &s_repairs [index];
-        if (version < repair->version)
-            continue;
         char why [64];
         snprintf (why, sizeof why, "repair of schema version %d", repair->version);
         int64_t present = 0;
