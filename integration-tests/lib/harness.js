@@ -385,19 +385,40 @@ export async function withClients(server, body) {
 }
 
 export function startPluginProcess(brokerEndpoint, plugins, { args = [] } = {}) {
-    return new Proc('parley-plugin', bin('parley-plugin'),
+    const proc = new Proc('parley-plugin', bin('parley-plugin'),
         ['--broker', brokerEndpoint, ...commonArgs,
          ...withPeerArgs(brokerEndpoint, withRegisterRate(args, loadsAuth(plugins, false))),
          ...plugins]);
+    proc.plugins = plugins;         // for untilRegistered: how many instances it hosts
+    return proc;
+}
+
+// The instances of a plugin process that said "NAME@HOST:PID:N: registered
+// with broker" (in text or inside a json line), each once however often it
+// says it again after its broker came back
+function registeredInstances(output) {
+    return new Set([...output.matchAll(/([\w.-]+@[^\s"]+:\d+:\d+): registered with broker/g)]
+        .map((match) => match[1]));
 }
 
 // Resolves once every one of the plugin processes is registered with its
-// broker (welcomed: its routes are in the broker's table from then on);
-// throws, with their output, if one is not within timeoutMs
+// broker (welcomed: its routes are in the broker's table from then on), each
+// of the plugins it hosts (proc.plugins, from startPluginProcess; one plugin
+// for a process started otherwise). Not "hosting": parley-plugin says that
+// once it has started its plugins, before the broker has welcomed them.
+// Throws, with their output, if one is not within timeoutMs.
 export async function untilRegistered(processes, timeoutMs = 30000) {
-    for (const proc of processes)
-        if (!await proc.waitForOutput(/registered with broker/, timeoutMs))
-            throw new Error(`${proc.name} did not register with its broker\n${proc.output}`);
+    for (const proc of processes) {
+        const deadline = Date.now() + timeoutMs;
+        const wanted = proc.plugins?.length ?? 1;
+        const registered = () => registeredInstances(proc.output).size >= wanted;
+        while (!registered()) {
+            if (!proc.running || Date.now() >= deadline)
+                throw new Error(`${proc.name} did not register ${wanted} plugin instance(s) ` +
+                                `with its broker\n${proc.output}`);
+            await sleep(25);
+        }
+    }
 }
 
 export function pluginPath(name) {

@@ -11,7 +11,7 @@ import { readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
     Proc, repoRoot, binDir, pluginDir, tempDir, freePort, waitForHealth, testKeys,
-    sanitizerReports,
+    sanitizerReports, untilRegistered,
 } from '../lib/harness.js';
 import { connectUser, ok } from '../lib/rooms.js';
 
@@ -112,7 +112,9 @@ test('the split units start with the example configuration, serve together, and 
         for (const name of ['store-sqlite', 'auth', 'presence', 'rooms', 'pm', 'search', 'files']) {
             const plugin = startUnit('parley-plugin@.service', config, name);
             plugins.push(plugin);
-            assert.ok(await plugin.waitForOutput(/hosting/, 15000), plugin.output);
+            // Registered with the broker, its routes in the broker's table
+            // ("hosting" comes before that)
+            await untilRegistered([plugin]);
         }
         gateway = startUnit('parley-gw.service', config);
         await waitForHealth(config.port, 30000);

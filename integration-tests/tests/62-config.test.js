@@ -11,7 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
-    binDir, tempDir, freePort, startBroker, startGateway, startPluginProcess, sanitizerReports,
+    binDir, tempDir, freePort, startBroker, startGateway, startPluginProcess, untilRegistered,
+    sanitizerReports,
 } from '../lib/harness.js';
 import { startRoomsParley, connectUser, ok, fails, FAST_AUTH } from '../lib/rooms.js';
 
@@ -220,7 +221,9 @@ test('log-format = json from the file: the broker, a plugin process and a gatewa
                  ...FAST_AUTH] });
     let gateway;
     try {
-        assert.ok(await plugins.waitForOutput(/hosting/, 15000), plugins.output);
+        // Registered, not just "hosting": that comes before the broker has
+        // welcomed store-sqlite and auth, and a register sent then finds auth unavailable
+        await untilRegistered([plugins]);
         gateway = await startGateway(broker.endpoint, { args: ['--config', file] });
         await connectUser(gateway.url, 'json_bob', clients);
     } finally {
