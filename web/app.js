@@ -31,6 +31,11 @@ const $ = (id) => document.getElementById(id);
 let view = null;
 let currentUser = null;         // the signed-in user's name, while on the dashboard
 let sessionToken = null;        // the token this session was signed in with
+let boundToken = null;          // the token this connection is signed in with, until it closes
+// Tokens whose session ended in this page (logged out here or from elsewhere,
+// replaced by a password change here, refused on resume): when another tab
+// stores one of them, this page does not follow it (the 'storage' listener)
+const endedTokens = new Set();
 let sessionReady = false;       // this connection is signed in and the dashboard loaded
 let busy = false;               // a sign-in request is in flight
 let loggingOut = false;         // our own auth.logout is in flight
@@ -102,11 +107,11 @@ function setOnline(online) {
 
 client.on(':open', () => {
     // A new connection is a new, unauthenticated session: sign it in again
-    if (storedToken())
-        resume();
+    resume();
 });
 
 client.on(':close', () => {
+    boundToken = null;
     clearTimeout(resumeTimer);
     sessionReady = false;
     status.setReady(false);
@@ -141,6 +146,7 @@ function showView(next, { focus = true } = {}) {
 // server after 30 s anyway) and nothing of the last user stays on the page
 function showSignin(notice = null, { forgetOutbox = false } = {}) {
     currentUser = null;
+    boundToken = null;
     sessionReady = false;
     status.setReady(false);
     outbox.unload({ forget: forgetOutbox });
@@ -158,6 +164,7 @@ function showSignin(notice = null, { forgetOutbox = false } = {}) {
 async function enterDashboard(user, token) {
     currentUser = user;
     sessionToken = token;
+    boundToken = token;
     storeToken(token);
     $('account-name').textContent = user;
     setBaseTitle(`${user} · Parley`);
@@ -196,11 +203,24 @@ async function refreshPresence() {
     }
 }
 
+// The token to resume with: the stored one; or, while this page shows the
+// dashboard, this session's own when none is stored (another tab removed it,
+// see keepToken; or storage is disabled). The server says whether it is
+// still good, and enterDashboard stores one that is.
+function resumeToken() {
+    return storedToken() ?? (view === 'dashboard' ? sessionToken : null);
+}
+
 // Signs a fresh connection in again with the stored token
 async function resume() {
-    const token = storedToken();
-    if (!token)
+    const token = resumeToken();
+    if (!token) {
+        // The token this page set out to resume with is gone: another tab
+        // forgot it before this connection opened
+        if (view === 'resuming')
+            showSignin();
         return;
+    }
     clearTimeout(resumeTimer);
     if (view !== 'dashboard')
         showView('resuming');
@@ -209,6 +229,7 @@ async function resume() {
         await enterDashboard(reply.user, reply.token ?? token);
     } catch (error) {
         if (error.code === 'invalid_token') {
+            endedTokens.add(token);
             storeToken(null);
             setBaseTitle('Parley');
             showSignin('Your session has ended; please log in again.');
@@ -340,6 +361,7 @@ async function logout() {
         loggingOut = false;
         $('logout').disabled = false;
     }
+    endedTokens.add(sessionToken);
     storeToken(null);
     setBaseTitle('Parley');
     showSignin('You have logged out.', { forgetOutbox: true });
@@ -353,29 +375,67 @@ client.on('logged_out', () => {
     if (loggingOut || view === 'signin')
         return;
     const own = sessionToken;
+    // localStorage is only eventually consistent between a browser's
+    // processes: this may read the old token after the tab that changed the
+    // password stored its fresh one, and so remove the fresh one. That tab
+    // stores it again (keepToken), and this one joins it then.
     const stored = storedToken();
     if (stored === own)
         storeToken(null);
+    endedTokens.add(own);
     sessionToken = null;
     setBaseTitle('Parley');
     showSignin('You were logged out from another tab or window.');
-    if (stored && stored !== own)
+    if (stored && stored !== own && !endedTokens.has(stored))
         startSession();
 });
 
 // The password was changed here: this session goes on with its fresh token
+// (the old one is revoked with every other)
 const passwordDialog = new PasswordDialog(client, {
     user: () => currentUser,
     changed: (token) => {
+        endedTokens.add(sessionToken);
         sessionToken = token;
+        boundToken = token;
         storeToken(token);
     },
 });
 
-// Another tab of this browser signed in: this one joins that session
+// Another tab removed the stored token while this connection is signed in.
+// It may have removed a token that this page has since replaced: a tab logged
+// out by this page's password change can read its old token after this page
+// stored the fresh one (above), and remove the fresh one. So this page stores
+// its token again, once a ping on its own connection is answered with the
+// session still signed in: had the token been logged out (Log out in another
+// tab signed in with the same token), the server would have sent logged_out to
+// this session before that answer (auth tells the other sessions before it
+// answers the one that logged out), and the handler above has signed this page
+// out. Disconnected, the next ':open' resumes with this session's token
+// (resumeToken), and enterDashboard stores it if it is still good.
+async function keepToken() {
+    const token = boundToken;
+    if (!token || loggingOut)
+        return;
+    try {
+        await client.request('ping');
+    } catch {
+        return;         // the connection is lost: see above
+    }
+    if (boundToken === token && !loggingOut && storedToken() === null)
+        storeToken(token);
+}
+
 window.addEventListener('storage', (event) => {
-    if (event.key === TOKEN_KEY && event.newValue && view === 'signin' && !busy)
+    if (event.key !== TOKEN_KEY)
+        return;
+    // Another tab of this browser signed in: this one joins that session
+    // (unless that session is one that ended here, stored again by a tab that
+    // does not know it yet)
+    if (event.newValue && view === 'signin' && !busy && !endedTokens.has(event.newValue))
         startSession();
+    else if (event.newValue === null)
+        keepToken();
 });
 
 client.on('presence', (event) => {
