@@ -1116,6 +1116,14 @@ s_search_text (const bench_t *self, uint64_t index)
            common? " words " SEARCH_COMMON " and more": rare? " words " SEARCH_RARE: " words";
 }
 
+//  --nonce's shape as the command line names it, or NULL without --nonce
+static const char *
+s_nonce_name (const bench_t *self)
+{
+    return self->nonce == S_NONCE_TIME? "time": self->nonce == S_NONCE_RANDOM? "random"
+         : self->nonce == S_NONCE_COUNTER? "counter": NULL;
+}
+
 //  --nonce's field for message index, unique per run and message, or ""
 //  without --nonce. time: as the web client makes them (outbox.js: the
 //  wall clock's ms in base 36, 9 digits, '-', 24 hex digits), so that they
@@ -1969,6 +1977,8 @@ s_report_begin (bench_t *self, const char *scenario, const char *label, const ta
     s_json_begin (self, scenario);
     s_json_number (self, "rate", self->rate);
     s_json_number (self, "inflight", self->rate > 0? 0: self->inflight);
+    if (s_nonce_name (self) && self->json)
+        fprintf (self->json, ", \"nonce\": \"%s\"", s_nonce_name (self));
     s_json_number (self, "send_seconds", tally->send_seconds);
     s_json_counts (self, tally);
     s_json_number (self, "acked_per_second", tally->acked_per_second);
@@ -2012,14 +2022,18 @@ s_settle (bench_t *self, double seconds)
         s_poll (self, 20);
 }
 
-//  "R=100/s" or "closed loop W=4"
+//  "R=100/s" or "closed loop W=4", and " nonce=time" with --nonce: the
+//  sends with a nonce are another path through the server (its index)
 static void
 s_mode_label (bench_t *self, char *label, size_t size)
 {
+    const char *nonce = s_nonce_name (self);
     if (self->rate > 0)
-        snprintf (label, size, "R=%.0f/s", self->rate);
+        snprintf (label, size, "R=%.0f/s%s%s", self->rate, nonce? " nonce=": "",
+                  nonce? nonce: "");
     else
-        snprintf (label, size, "closed loop W=%d", self->inflight);
+        snprintf (label, size, "closed loop W=%d%s%s", self->inflight, nonce? " nonce=": "",
+                  nonce? nonce: "");
 }
 
 //  Users 0..rooms-1 each create room G = user; the others join room

@@ -6,6 +6,8 @@
 #   baseline N=1000, fanout N=1000 R=100 for 10 s, connect N=2000,
 #   latency 5 s, history H=20000 C=10 for 5 s,
 #   rooms M=100 K=5 and pm P=100, closed loop W=4, 10 s each,
+#   the same with --nonce=time (as the web client sends: its own path through
+#   the server, the store's nonce index),
 #   baseline and fanout --max N=1000 S=10 (2 s steps, at most 6)
 # and writes the summary lines, the JSON and the machine's description to
 # OUT (default BUILD_DIR/bench-results/bench-YYYYmmdd-HHMMSS.txt and .json).
@@ -83,6 +85,8 @@ run --members 1000 --senders 10 --rate 100 --duration 10 baseline fanout
 run --members 2000 connect
 run --duration 5 --entries 20000 --senders 10 --readers 10 latency history
 run --rooms 100 --room-members 5 --pairs 100 --rate 0 --inflight 4 --duration 10 rooms pm
+run --rooms 100 --room-members 5 --pairs 100 --rate 0 --inflight 4 --duration 10 --nonce=time \
+    rooms pm
 # --max after a short baseline, so that its ceiling is a fraction of baseline's
 run --members 1000 --senders 10 --rate 100 --duration 3 --max --step 2 --max-steps 6 \
     --p99-bound 50 baseline fanout

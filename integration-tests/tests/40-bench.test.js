@@ -197,6 +197,22 @@ test('pm: both users of each pair get every message once, in order', async () =>
     }
 });
 
+test('pm with --nonce: every message once, and the line and the JSON say the nonce', async () => {
+    const server = await startParley({ args: CHEAP, withExample: false });
+    try {
+        const { code, output, result } = await benchJson(['--url', server.url, '--pairs', '2',
+            '--rate', '0', '--inflight', '2', '--count', '100', '--nonce=time', 'pm']);
+        assert.equal(code, 0, output);
+        assert.match(output, /pm P=2 closed loop W=2 nonce=time /);
+        const [pm] = result.scenarios;
+        assert.equal(pm.nonce, 'time');
+        assert.equal(pm.messages, 100);
+        assertCounted(pm, 2);
+    } finally {
+        await server.stop();
+    }
+});
+
 test('history: every page of a 500-entry room is checked and walks reach seq 1', async () => {
     const server = await startParley({ args: CHEAP, withExample: false });
     try {
