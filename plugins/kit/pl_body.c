@@ -149,14 +149,35 @@ pl_body_int64 (const msgpack_object *map, const char *name, int64_t *value_p)
     return 1;
 }
 
+//  The first chunk of an unpacked body's zone. msgpack_unpack_next takes
+//  8 KiB for every body (MSGPACK_ZONE_CHUNK_SIZE): past glibc's per-thread
+//  cache, so each request paid malloc's slow path and, freed, a
+//  consolidation of the thread's small chunks. A body's objects (its
+//  strings stay in the body) take a few hundred bytes; a larger one grows
+//  the zone by chunks of its own.
+#define PL_BODY_ZONE_CHUNK  960
+
+const msgpack_object *
+pl_body_unpack_any (msgpack_unpacked *unpacked, const void *data, size_t size)
+{
+    if (unpacked->zone)
+        msgpack_zone_free (unpacked->zone);
+    unpacked->zone = NULL;
+    if (!data || !size || !(unpacked->zone = msgpack_zone_new (PL_BODY_ZONE_CHUNK)))
+        return NULL;
+    //  msgpack_unpack ("obsolete" in msgpack-c 4, still exported) is
+    //  msgpack_unpack_next with the caller's zone; EXTRA_BYTES: the first
+    //  object, as msgpack_unpack_next answers it
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack ((const char *) data, size, &offset,
+                                               unpacked->zone, &unpacked->data);
+    return rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES
+         ? &unpacked->data : NULL;
+}
+
 const msgpack_object *
 pl_body_unpack (msgpack_unpacked *unpacked, const void *data, size_t size)
 {
-    size_t offset = 0;
-    if (!data || !size
-    ||  msgpack_unpack_next (unpacked, (const char *) data, size, &offset)
-        != MSGPACK_UNPACK_SUCCESS
-    ||  unpacked->data.type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    return &unpacked->data;
+    const msgpack_object *object = pl_body_unpack_any (unpacked, data, size);
+    return object && object->type == MSGPACK_OBJECT_MAP ? object : NULL;
 }

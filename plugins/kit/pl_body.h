@@ -71,9 +71,15 @@ pl_body_int64 (const msgpack_object *map, const char *name, int64_t *value_p);
 
 //  Unpacks a body (a request's, an answer's) into unpacked, which the
 //  caller initialized with msgpack_unpacked_init and destroys. Returns the
-//  map, or NULL when data is not one msgpack map.
+//  map, or NULL when data is not one msgpack map. Bytes after the map are
+//  left. Every unpacking of a body goes through here (or _any): its zone
+//  starts small, where msgpack_unpack_next's takes 8 KiB a time.
 const msgpack_object *
 pl_body_unpack (msgpack_unpacked *unpacked, const void *data, size_t size);
+
+//  The same for one msgpack object of any type
+const msgpack_object *
+pl_body_unpack_any (msgpack_unpacked *unpacked, const void *data, size_t size);
 
 #ifdef __cplusplus
 }

@@ -1216,16 +1216,15 @@ pl_lane_request (pl_lane_t *self, parley_request_t **request_p)
     const uint8_t *body = host->request_body (*request_p, &size);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
     pl_lane_intake_t intake = { .code = NULL };
+    const msgpack_object *fields = NULL;
     if (!user)
         pl_lane_refuse (&intake, "unauthenticated", "Log in first.");
     else
-    if (msgpack_unpack_next (&unpacked, (const char *) body, size, &offset)
-            != MSGPACK_UNPACK_SUCCESS || unpacked.data.type != MSGPACK_OBJECT_MAP)
+    if (!(fields = pl_body_unpack (&unpacked, body, size)))
         pl_lane_refuse (&intake, "bad_request", "The request's fields are not a map.");
     else
-        s_intake (self, type, request_p, user, &unpacked.data, &intake);
+        s_intake (self, type, request_p, user, fields, &intake);
     if (intake.code && intake.retry_ms > 0)
         pl_reply_error_retry (host, self->ctx, request_p, intake.code, intake.message,
                               intake.retry_ms);

@@ -4,6 +4,7 @@
 */
 
 #include "pl_reply.h"
+#include "pl_body.h"
 #include "pl_service.h"
 #include "pl_text.h"
 
@@ -142,10 +143,8 @@ pl_reply_json_size_packed (const void *data, size_t size)
 {
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    size_t json = SIZE_MAX;
-    if (msgpack_unpack_next (&unpacked, (const char *) data, size, NULL)
-            == MSGPACK_UNPACK_SUCCESS)
-        json = pl_reply_json_size (&unpacked.data);
+    const msgpack_object *object = pl_body_unpack_any (&unpacked, data, size);
+    size_t json = object ? pl_reply_json_size (object) : SIZE_MAX;
     msgpack_unpacked_destroy (&unpacked);
     return json;
 }

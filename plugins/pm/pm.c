@@ -196,15 +196,8 @@ s_entry_json_size (msgpack_sbuffer *scratch, const msgpack_object *entry,
         s_pack_conversation (&packer, conversation);
     else
         pl_entry_pack_pm (&packer, entry);
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    size_t size = PL_REPLY_MAX;
-    if (msgpack_unpack_next (&unpacked, scratch->data, scratch->size, &offset)
-        == MSGPACK_UNPACK_SUCCESS)
-        size = pl_reply_json_size (&unpacked.data);
-    msgpack_unpacked_destroy (&unpacked);
-    return size;
+    size_t size = pl_reply_json_size_packed (scratch->data, scratch->size);
+    return size == SIZE_MAX ? PL_REPLY_MAX : size;
 }
 
 //  How many items of a store array fit the reply, counted from its start

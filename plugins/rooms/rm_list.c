@@ -354,11 +354,11 @@ s_page_new (rm_list_t *self, parley_request_t *request, bool directory,
     msgpack_unpacked fields;
     msgpack_unpacked_init (&fields);
     int rc = -1;
-    if (msgpack_unpack_next (&fields, (const char *) body, body_size, NULL)
-            != MSGPACK_UNPACK_SUCCESS || fields.data.type != MSGPACK_OBJECT_MAP)
+    const msgpack_object *map = pl_body_unpack (&fields, body, body_size);
+    if (!map)
         snprintf (message, size, "The request's fields are not a map.");
     else
-        rc = s_page_read (self, page, &fields.data, directory, message, size);
+        rc = s_page_read (self, page, map, directory, message, size);
     msgpack_unpacked_destroy (&fields);
     if (rc) {
         *code_p = "bad_request";

@@ -114,6 +114,37 @@ test_only_a_map_unpacks_as_a_body (void **state)
     msgpack_unpacked_destroy (&unpacked);
 }
 
+//  A body whose objects pass the zone's first chunk (PL_BODY_ZONE_CHUNK)
+//  unpacks whole; and bytes after the map are left, as before
+static void
+test_a_large_body_unpacks_whole_and_trailing_bytes_are_left (void **state)
+{
+    pl_pack_t pack;
+    pl_pack_init (&pack);
+    pl_pack_map (&pack, 300);
+    char key [16];
+    for (int index = 0; index < 300; index++) {
+        snprintf (key, sizeof key, "k%d", index);
+        pl_pack_kuint (&pack, key, (uint64_t) index * 3);
+    }
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *map = pl_body_unpack (&unpacked, pack.buffer.data, pack.buffer.size);
+    assert_non_null (map);
+    assert_int_equal (map->via.map.size, 300);
+    int64_t number = 0;
+    assert_int_equal (pl_body_int64 (map, "k299", &number), 1);
+    assert_int_equal (number, 897);
+    //  The same map again into the same unpacked, with a byte after it
+    msgpack_sbuffer_write (&pack.buffer, "\xc0", 1);
+    map = pl_body_unpack (&unpacked, pack.buffer.data, pack.buffer.size);
+    assert_non_null (map);
+    assert_int_equal (pl_body_int64 (map, "k0", &number), 1);
+    assert_int_equal (number, 0);
+    msgpack_unpacked_destroy (&unpacked);
+    pl_pack_release (&pack);
+}
+
 //  What the test host's deliver_users was given
 static struct {
     int calls;
@@ -184,6 +215,7 @@ main (void)
         cmocka_unit_test (test_a_started_body_reads_back_its_first_field),
         cmocka_unit_test (test_an_integer_past_int64_is_refused),
         cmocka_unit_test (test_only_a_map_unpacks_as_a_body),
+        cmocka_unit_test (test_a_large_body_unpacks_whole_and_trailing_bytes_are_left),
         cmocka_unit_test (test_an_event_goes_to_one_user),
         cmocka_unit_test (test_u64_keys_hash_apart_and_compare_in_order),
     };
