@@ -73,7 +73,8 @@ export class MembersPanel {
         if (!room?.joined || !this.known) {
             list.replaceChildren();
             $('members-count').textContent = room ? `(${room.members})` : '';
-            note.textContent = room?.joined ? 'Loading…' : 'Join the room to see who is here.';
+            note.textContent = room?.joined ? 'Loading…'
+                : room?.banned ? 'Only members see who is here.' : 'Join the room to see who is here.';
             note.hidden = deleted;
             return;
         }

@@ -1,6 +1,7 @@
 // The room list in the sidebar: the pending invitations first (with Join),
 // then each room with its description, a padlock when private, "join" when
-// the user is not a member, the unread and mention counts and how full it is.
+// the user is not a member ("Banned" instead when the user is banned from
+// it), the unread and mention counts and how full it is.
 // Rendering only; the data stays in RoomsController.
 
 import { element } from './chatview.js';
@@ -26,6 +27,20 @@ function lockIcon() {
     path.setAttribute('fill', 'currentColor');
     svg.append(path);
     return svg;
+}
+
+// A public room the user is banned from (room.list's `"banned": true`): it
+// cannot be joined until its owner lifts the ban
+export const BANNED_TITLE = 'You were banned from this room';
+export const isBanned = (room) => Boolean(room?.banned && !room.joined);
+
+// "Banned" in place of "join", the reason in its tooltip and, for a screen
+// reader, in words (a title alone is not read everywhere)
+export function bannedBadge() {
+    const badge = element('span', 'badge text-bg-light border banned-badge', 'Banned');
+    badge.title = BANNED_TITLE;
+    badge.append(element('span', 'visually-hidden', `: ${BANNED_TITLE.toLowerCase()}`));
+    return badge;
 }
 
 export class RoomList {
@@ -106,10 +121,13 @@ export class RoomList {
         }
         const invited = Boolean(room.invited && !room.joined);
         item.dataset.invited = String(invited);
+        item.dataset.banned = String(isBanned(room));
         if (room.joined)
             side.append(element('span', 'visually-hidden joined-badge', ', joined'));
         else if (invited)
             side.append(element('span', 'badge text-bg-light border invited-badge', 'invited'));
+        else if (isBanned(room))
+            side.append(bannedBadge());
         else
             side.append(element('span', 'badge text-bg-light border not-joined', 'join'));
         if (Number.isInteger(room.members)) {

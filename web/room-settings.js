@@ -231,8 +231,8 @@ export class RoomAdmin {
 
     // A kick entry (already in the timeline): the member leaves the members
     // panel; when it is this user, the room leaves the list (the server's list
-    // brings back a public room as one to join) and a notice says so, in the
-    // room when it is on screen
+    // brings back a public room as one to join, or "Banned" after a ban) and a
+    // notice says so, in the room when it is on screen
     kicked(entry) {
         const rooms = this.rooms;
         if (!rooms.self || typeof entry.user !== 'string')

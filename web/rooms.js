@@ -10,7 +10,7 @@ import { ChatView, Timeline, element, HISTORY_PAGE } from './chatview.js';
 import { ChatController } from './chat-controller.js';
 import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
-import { RoomList, byName } from './room-list.js';
+import { RoomList, byName, isBanned } from './room-list.js';
 import { MessageActions } from './message-actions.js';
 import { describeChange, isChange, messageText } from './message-changes.js';
 
@@ -189,8 +189,12 @@ export class RoomsController extends ChatController {
             $('rooms-error').hidden = false;
         }
         this.renderList();
-        if (this.current)
+        // A room on screen that is not joined shows only what the list says of
+        // it (a ban the list brought, say): its notice and members note too
+        if (this.current && this.room?.joined)
             this.renderHeader();
+        else if (this.current)
+            this.renderChat();
         this.markRead();
     }
 
@@ -423,11 +427,16 @@ export class RoomsController extends ChatController {
                 facts.push(room.owner === this.self ? 'you own it' : `owner: ${room.owner}`);
             if (room.invited && !room.joined)
                 facts.push('you are invited');
+            if (isBanned(room))
+                facts.push('you were banned from it');
         }
         $('chat-facts').textContent = facts.join(' · ');
         const joined = Boolean(room?.joined);
         const gone = Boolean(this.deleted);
-        $('room-join').hidden = joined || gone || !room;
+        const banned = isBanned(room) && !gone;
+        // Banned: the badge stands where Join would, which would only be refused
+        $('room-join').hidden = joined || gone || !room || banned;
+        $('room-banned').hidden = !banned;
         $('room-join').disabled = this.joining;
         $('room-join').textContent = this.joining ? 'Joining…' : 'Join';
         $('room-leave').hidden = !joined || gone;
@@ -437,7 +446,7 @@ export class RoomsController extends ChatController {
         $('room-gone-back').hidden = !gone;
         const canWrite = joined && !gone;
         this.view.setWritable(canWrite, canWrite ? `Message #${name}`
-            : gone ? this.goneHint : 'Join the room to write here.');
+            : gone ? this.goneHint : banned ? 'You were banned from this room.' : 'Join the room to write here.');
     }
 
     renderTimeline(options = {}) {
@@ -449,6 +458,8 @@ export class RoomsController extends ChatController {
             notice = this.joining ? 'Joining the room…' : 'This room is not in your list.';
         else if (!room.joined && room.invited)
             notice = this.joining ? 'Joining the room…' : 'You are invited to this private room: join it to read and write here.';
+        else if (isBanned(room))
+            notice = 'You were banned from this room: you cannot join it unless its owner lifts the ban.';
         else if (!room.joined)
             notice = room.private
                 ? 'This room is private: join it with an invitation to read and write here.'
@@ -810,6 +821,7 @@ export class RoomsController extends ChatController {
             const reply = await this.client.request('room.join', { room: name });
             const room = { ...(reply.room ?? this.rooms.get(roomKey) ?? { name }), joined: true };
             delete room.invited;
+            delete room.banned;
             this.listChanges++;
             this.rooms.set(roomKey, room);
             this.invitations.delete(roomKey);
@@ -837,7 +849,7 @@ export class RoomsController extends ChatController {
             if (error.code === 'no_such_room')
                 this.forget(roomKey);
             else
-                this.scheduleListRefresh();     // a full room: its count here may be old
+                this.scheduleListRefresh();     // a full room: its count here may be old; banned: the list says so
             if (roomKey === this.current) {
                 this.showChatError(error.message);
                 this.renderChat();

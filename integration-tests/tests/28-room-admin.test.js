@@ -3,7 +3,9 @@
 // room.kick with and without ban, room.unban, each row and error code, the
 // notices word for word, the removed member's sessions hearing the kick and
 // then nothing more of the room, a ban through room.join and room.invite
-// until room.unban, a room made smaller than its members, the update's
+// until room.unban, room.list and room.directory marking a public room
+// "banned" for the banned user only (proto/CLIENT-PROTOCOL.md, "Rooms"), a
+// room made smaller than its members, the update's
 // lifecycle event to non-members when a room turns public or private, and
 // bans across a restart. Runs on store-sqlite, and on store-mongo with
 // PARLEY_TEST_STORE=mongo.
@@ -255,6 +257,90 @@ test('a ban of a non-member stores no entry, tells nobody, and shuts a private r
     await ok(dave, { type: 'room.join', room: 'rn-room' });
 });
 
+// Every room of room.list (all its pages) or of room.directory (query, all
+// its pages), by name
+async function listed(client, type, fields = {}) {
+    const rooms = new Map();
+    let cursor;
+    do {
+        const reply = await ok(client, { type, ...fields, ...(cursor ? { cursor } : {}) });
+        for (const room of reply.rooms)
+            rooms.set(room.name, room);
+        cursor = reply.next;
+    } while (cursor);
+    return rooms;
+}
+
+// Asserts that rooms (a listed() map) hold each room of banned with
+// "banned": true and "joined": false, each of others without banned, and
+// none of absent
+function assertBans(rooms, { banned = [], others = [], absent = [] }, what) {
+    for (const name of banned) {
+        const room = rooms.get(name);
+        assert.ok(room, `${what}: ${name} is listed`);
+        assert.deepEqual([room.joined, room.banned, 'invited' in room], [false, true, false],
+                         `${what}: ${name} ${JSON.stringify(room)}`);
+    }
+    for (const name of others) {
+        assert.ok(rooms.get(name), `${what}: ${name} is listed`);
+        assert.equal('banned' in rooms.get(name), false, `${what}: ${name} ${JSON.stringify(rooms.get(name))}`);
+    }
+    for (const name of absent)
+        assert.equal(rooms.has(name), false, `${what}: ${name} is not listed`);
+}
+
+test('room.list and room.directory mark a public room "banned" for the banned user only, until room.unban; a private one stays unlisted', async () => {
+    const alice = await connect('rl_alice');
+    const bob = await connect('rl_bob');
+    const carol = await connect('rl_carol');
+    await ok(alice, { type: 'room.create', room: 'rl-room', description: 'kicked and banned' });
+    await ok(alice, { type: 'room.create', room: 'rl-far' });
+    await ok(alice, { type: 'room.create', room: 'rl-open' });
+    await ok(alice, { type: 'room.create', room: 'rl-hidden', private: true });
+    await ok(bob, { type: 'room.join', room: 'rl-room' });
+    await ok(alice, { type: 'room.invite', room: 'rl-hidden', user: 'rl_bob' });
+    // A member kicked with a ban, a non-member banned, an invitee banned
+    await ok(alice, { type: 'room.kick', room: 'rl-room', user: 'rl_bob', ban: true });
+    await ok(alice, { type: 'room.kick', room: 'rl-far', user: 'RL_BOB', ban: true });
+    await ok(alice, { type: 'room.kick', room: 'rl-hidden', user: 'rl_bob', ban: true });
+
+    const all = ['rl-room', 'rl-far', 'rl-open'];
+    const bans = { banned: ['rl-room', 'rl-far'], others: ['rl-open'], absent: ['rl-hidden'] };
+    assertBans(await listed(bob, 'room.list'), bans, 'bob\'s room.list');
+    assertBans(await listed(bob, 'room.directory', { query: 'RL-' }), bans, 'bob\'s room.directory');
+    assertBans(await listed(bob, 'room.directory', { query: 'rl-f' }), { banned: ['rl-far'], absent: ['rl-room'] },
+               'bob\'s room.directory of a prefix');
+    // The whole map of a banned room: the room's, joined false, banned true
+    const room = (await listed(bob, 'room.directory', { query: 'rl-room' })).get('rl-room');
+    assert.deepEqual({ ...room, created_at: undefined },
+                     { name: 'rl-room', description: 'kicked and banned', private: false,
+                       max_participants: 50, owner: 'rl_alice', created_at: undefined, members: 1,
+                       joined: false, banned: true });
+    // Nobody else sees bob's bans, the owner neither
+    for (const [client, name] of [[carol, 'carol'], [alice, 'alice']]) {
+        assertBans(await listed(client, 'room.list'), { others: all }, `${name}'s room.list`);
+        assertBans(await listed(client, 'room.directory', { query: 'rl-' }), { others: all },
+                   `${name}'s room.directory`);
+    }
+    // The mark says what room.join answers
+    const refused = await fails(bob, { type: 'room.join', room: 'rl-room' }, 'forbidden');
+    assert.match(refused.message, /banned/);
+
+    // Unbanned from rl-room: listed as any other; still banned from rl-far
+    await ok(alice, { type: 'room.unban', room: 'rl-room', user: 'rl_bob' });
+    const after = { banned: ['rl-far'], others: ['rl-room', 'rl-open'], absent: ['rl-hidden'] };
+    assertBans(await listed(bob, 'room.list'), after, 'bob\'s room.list after room.unban');
+    assertBans(await listed(bob, 'room.directory', { query: 'rl-' }), after,
+               'bob\'s room.directory after room.unban');
+    await ok(bob, { type: 'room.join', room: 'rl-room' });
+    const joined = (await listed(bob, 'room.list')).get('rl-room');
+    assert.deepEqual([joined.joined, 'banned' in joined], [true, false]);
+    // Unbanned from the private room: still not listed without a new invitation
+    await ok(alice, { type: 'room.unban', room: 'rl-hidden', user: 'rl_bob' });
+    assertBans(await listed(bob, 'room.list'), { others: ['rl-open'], banned: ['rl-far'], absent: ['rl-hidden'] },
+               'bob\'s room.list after the private room\'s unban');
+});
+
 test('a room made smaller than its members keeps them and takes no new ones', async () => {
     const alice = await connect('rs_alice');
     const bob = await connect('rs_bob');
@@ -289,6 +375,8 @@ test('bans and settings survive a restart', async () => {
         check: async (connect) => {
             const bob = await connect('rr_bob');
             await fails(bob, { type: 'room.join', room: 'rr-room' }, 'forbidden');
+            const [listed] = (await ok(bob, { type: 'room.directory', query: 'rr-room' })).rooms;
+            assert.deepEqual([listed.name, listed.joined, listed.banned], ['rr-room', false, true]);
             const alice = await connect('rr_alice');
             const history = (await ok(alice, { type: 'room.history', room: 'rr-room' })).messages;
             assert.deepEqual(history.map((entry) => [entry.event, entry.user, entry.by]),

@@ -5,14 +5,17 @@
 // follow, the timeline says so, and the room leaves carol's list. Then alice
 // removes and bans bob from the members panel, after a confirmation: the room
 // leaves bob's list with a notice that says who removed him, and he cannot
-// join it again.
+// join it again. Banned from a public room, bob sees it listed "Banned" (its
+// reason in the title and in words) in place of "join", and opened without
+// Join; a ban he was not told of makes his Join fail with the server's
+// sentence, then the room is marked; unbanned, it is a room to join again.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tempDir } from '../lib/harness.js';
 import {
     launchBrowser, screenshot, startChatServer, closeChat, newContext, openPage, signIn, seriousViolations,
-    recordRequests, createRoom, fourScreenshots, TIMEOUT,
+    recordRequests, createRoom, fourScreenshots, protocolAs, TIMEOUT,
 } from '../lib/browser.js';
 
 const WINDOW = { width: 1280, height: 800 };
@@ -161,5 +164,92 @@ describe('room administration in the browser', () => {
         await invited.locator('.invite-join').click();
         await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
         await alice.locator('#members li[data-user="bob"]').waitFor({ timeout: TIMEOUT });
+    });
+    it('bob, banned from a public room, sees it marked Banned instead of join, and no Join button in it', async () => {
+        const BANNED = 'You were banned from this room';
+        await createRoom(alice, 'plaza');
+        await roomItem(bob, 'plaza').locator('button.room-item').click();
+        await bob.locator('#room-join').click();
+        await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        await alice.locator('#members li[data-user="bob"] .member-remove').click();
+        await alice.locator('#confirm-modal.show').waitFor({ timeout: TIMEOUT });
+        await alice.locator('#confirm-option-check').check();
+        await alice.locator('#confirm-ok').click();
+        await alice.locator('#confirm-modal').waitFor({ state: 'hidden', timeout: TIMEOUT });
+
+        // The room comes back to bob's list, public: Banned where "join" was, with its reason
+        await bob.locator('#entries li.entry-deleted', { hasText: 'You have been removed from the room plaza by alice.' })
+            .waitFor({ timeout: TIMEOUT });
+        const item = roomItem(bob, 'plaza');
+        await item.locator('.banned-badge').waitFor({ timeout: TIMEOUT });
+        assert.equal(await item.getAttribute('data-banned'), 'true');
+        assert.equal(await item.locator('.banned-badge').getAttribute('title'), BANNED);
+        assert.equal(await item.locator('.not-joined').count(), 0, 'no "join"');
+        assert.equal(await item.locator('.invite-join').count(), 0, 'no Join button');
+        // A screen reader hears why, not only "Banned"
+        assert.match(await item.locator('button.room-item').textContent(), /Banned: you were banned from this room/);
+
+        // Opened from the keyboard: the badge stands where Join would, and the room says why
+        await bob.locator('#room-gone-back').click();
+        await item.locator('button.room-item').focus();
+        await bob.keyboard.press('Enter');
+        await bob.locator('#room-banned').waitFor({ state: 'visible', timeout: TIMEOUT });
+        assert.equal(await bob.locator('#room-join').isVisible(), false, 'no Join');
+        assert.equal(await bob.locator('#room-banned').getAttribute('title'), BANNED);
+        assert.match(await bob.locator('#timeline-notice').textContent(), /You were banned from this room/);
+        assert.match(await bob.locator('#chat-facts').textContent(), /you were banned from it/);
+        assert.equal(await bob.locator('#composer-text').isDisabled(), true);
+        assert.equal(await bob.locator('#composer-text').getAttribute('placeholder'), 'You were banned from this room.');
+        assert.equal(await bob.locator('#members-note').textContent(), 'Only members see who is here.', 'no "Join the room"');
+        assert.deepEqual(await seriousViolations(bob), [], 'a room one is banned from');
+        await fourScreenshots(bob, '57-web-banned');
+
+        // Nobody else sees bob's ban: carol may join
+        const other = roomItem(carol, 'plaza');
+        await other.locator('.not-joined').waitFor({ timeout: TIMEOUT });
+        assert.equal(await other.locator('.banned-badge').count(), 0);
+        assert.equal(await other.getAttribute('data-banned'), 'false');
+
+        // Joining by name: the server's sentence, as before
+        await bob.locator('#join-name').fill('plaza');
+        await bob.locator('#join-name-submit').click();
+        await bob.locator('#join-name-error', { hasText: "You are banned from the room 'plaza'." }).waitFor({ timeout: TIMEOUT });
+    });
+
+    it('a ban bob was not told of: his Join is refused with the reason, then the room is marked; unbanned, he may join', async () => {
+        const admin = await protocolAs(server, 'alice');
+        try {
+            assert.equal((await admin.request({ type: 'room.create', room: 'yard' })).type, 'ok');
+            const item = roomItem(bob, 'yard');
+            await item.locator('.not-joined').waitFor({ timeout: TIMEOUT });
+            // A ban of a non-member tells nobody: bob's list still offers the room
+            assert.equal((await admin.request({ type: 'room.kick', room: 'yard', user: 'bob', ban: true })).type, 'ok');
+            await item.locator('button.room-item').click();
+            await bob.locator('#room-join').click();
+            const refused = bob.locator('#chat-error', { hasText: "You are banned from the room 'yard'." });
+            await refused.waitFor({ timeout: TIMEOUT });
+            // The list asked again marks it; the sentence stays until bob moves on
+            await item.locator('.banned-badge').waitFor({ timeout: TIMEOUT });
+            await bob.locator('#room-banned').waitFor({ state: 'visible', timeout: TIMEOUT });
+            await bob.locator('#timeline-notice', { hasText: 'You were banned from this room' }).waitFor({ timeout: TIMEOUT });
+            assert.equal(await bob.locator('#members-note').textContent(), 'Only members see who is here.');
+            assert.equal(await bob.locator('#room-join').isVisible(), false);
+            assert.equal(await refused.isVisible(), true);
+            await screenshot(bob, '57-web-banned-join-refused');
+
+            // Unbanned: nobody is told either; the next list shows a room to join
+            assert.equal((await admin.request({ type: 'room.unban', room: 'yard', user: 'bob' })).type, 'ok');
+            await bob.reload();
+            await bob.locator('#status', { hasText: /^Connected/ }).waitFor({ timeout: TIMEOUT });
+            await item.locator('.not-joined').waitFor({ timeout: TIMEOUT });
+            assert.equal(await item.locator('.banned-badge').count(), 0);
+            assert.equal(await item.getAttribute('data-banned'), 'false');
+            assert.equal(await roomItem(bob, 'plaza').locator('.banned-badge').count(), 1, 'still banned from plaza');
+            await item.locator('button.room-item').click();
+            await bob.locator('#room-join').click();
+            await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        } finally {
+            await admin.close();
+        }
     });
 });

@@ -12,10 +12,12 @@
         PHASE_PUBLIC    then the other public rooms, most recently active
                         first, at most public_max of them over all pages
                         (store.room.public); "more_public": true when the
-                        store has more beyond them
+                        store has more beyond them; a room the user is
+                        banned from with "banned": true
 
     room.directory is one phase, PHASE_DIRECTORY: public
-    rooms by lower-cased name from a prefix (store.room.directory).
+    rooms by lower-cased name from a prefix (store.room.directory), a room
+    the user is banned from with "banned": true.
 
     A page takes the store's rooms while its byte budget lasts; the store
     asked again (its own answer cut, or the next phase) until the page is
@@ -405,7 +407,8 @@ s_pack_marker (msgpack_packer *packer, const msgpack_object *room)
 
 //  Packs the client's room map (PROTOCOL.md, Rooms, with joined) from the
 //  store's: a joined room with its marker (the store gives read_seq), an
-//  invited one with invited
+//  invited one with invited, a public one the user is banned from with
+//  banned (proto/CLIENT-PROTOCOL.md, "Rooms")
 static void
 s_pack_room (msgpack_packer *packer, const msgpack_object *room)
 {
@@ -415,7 +418,9 @@ s_pack_room (msgpack_packer *packer, const msgpack_object *room)
     pl_body_copy (room, "owner", owner, sizeof owner);
     bool marker = pl_body_field (room, "read_seq") != NULL;
     bool invited = pl_body_bool (room, "invited");
-    msgpack_pack_map (packer, 8 + (marker? 4: 0) + invited);
+    bool joined = pl_body_bool (room, "joined");
+    bool banned = !joined && pl_body_bool (room, "banned");
+    msgpack_pack_map (packer, 8 + (marker? 4: 0) + invited + banned);
     s_pack_kstr (packer, "name", name);
     s_pack_kstr (packer, "description", description);
     pl_body_pack_str (packer, "private");
@@ -428,11 +433,15 @@ s_pack_room (msgpack_packer *packer, const msgpack_object *room)
     pl_body_pack_str (packer, "members");
     msgpack_pack_int64 (packer, pl_body_int (room, "members"));
     pl_body_pack_str (packer, "joined");
-    pl_body_bool (room, "joined")? msgpack_pack_true (packer): msgpack_pack_false (packer);
+    joined? msgpack_pack_true (packer): msgpack_pack_false (packer);
     if (marker)
         s_pack_marker (packer, room);
     if (invited) {
         pl_body_pack_str (packer, "invited");
+        msgpack_pack_true (packer);
+    }
+    if (banned) {
+        pl_body_pack_str (packer, "banned");
         msgpack_pack_true (packer);
     }
 }

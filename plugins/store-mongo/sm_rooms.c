@@ -419,7 +419,8 @@ sm_run_room_get (sm_store_t *self, sm_pending_t *pending, msgpack_packer *packer
     return rc < 0 ? -1 : 0;
 }
 
-//  A list of rooms being read: each with joined for user
+//  A list of rooms being read: each with joined for user, and banned when
+//  the user is banned from it
 typedef struct {
     st_list_t *list;                //  bounded by its limit and bytes
     const char *user;               //  the user as registered, "" for none
@@ -439,6 +440,11 @@ s_on_listed_room (void *arg, const bson_t *document)
     //  No user: the operator's list, without 'joined'
     st_room_t map = s_room_map (document, rooms->user ? &joined : NULL, -1);
     map.invited = rooms->invited;
+    //  A room the user is banned from: the document's own array, read with
+    //  it (no query of its own); a ban makes no member
+    map.banned = !joined && rooms->user && rooms->user [0]
+              && sm_bson_array_has (document, "banned", rooms->user,
+                                    (uint32_t) strlen (rooms->user), NULL);
     st_reply_room (st_list_packer (rooms->list), &map);
     rooms->full = !st_list_push (rooms->list);
 }

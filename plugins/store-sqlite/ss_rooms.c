@@ -68,6 +68,11 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     " (SELECT count (*) FROM members WHERE members.room_id = rooms.id)," \
     " (SELECT COALESCE (MAX (seq), 0) FROM entries WHERE entries.room_id = rooms.id)," \
     " rooms.owner_id, rooms.active_at"
+    //  Column 12 of the lists of public rooms: the user ?1 is banned from
+    //  the room, one search of the bans' primary key (room_id, user_id)
+#define S_BANNED_COLUMN \
+    "EXISTS (SELECT 1 FROM bans WHERE bans.room_id = rooms.id" \
+    " AND bans.user_id = (SELECT id FROM users WHERE name_key = ?1))"
     [S_SQL_ROOM_INSERT]  = "INSERT INTO rooms (name, name_key, description, private,"
                            " max_participants, owner_id, created_at, active_at)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
@@ -77,7 +82,7 @@ static const char *s_sql_text [S_SQL_COUNT] = {
     //  The id alone: ROOM_GET's counts read every member and a sent
     //  message needs none of them
     [S_SQL_ROOM_ID]      = "SELECT id FROM rooms WHERE name_key = ?1",
-    [S_SQL_ROOM_LIST]    = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+    [S_SQL_ROOM_LIST]    = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL, " S_BANNED_COLUMN
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
                            " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
@@ -102,17 +107,18 @@ static const char *s_sql_text [S_SQL_COUNT] = {
                            " AND rooms.name_key > ?2 ORDER BY rooms.name_key LIMIT ?3",
     //  Public rooms, most recently active first: a walk of
     //  rooms_public_by_active from the cursor (?2, ?3), skipping the user's
-    //  own rooms (a primary-key search each)
-    [S_SQL_ROOM_PUBLIC]  = S_ROOM_COLUMNS ", 0"
+    //  own rooms (a primary-key search each), with the user's bans (another)
+    [S_SQL_ROOM_PUBLIC]  = S_ROOM_COLUMNS ", 0, " S_BANNED_COLUMN
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " WHERE rooms.private = 0 AND (rooms.active_at < ?2"
                            " OR (rooms.active_at = ?2 AND rooms.name_key > ?3))"
                            " AND NOT EXISTS (SELECT 1 FROM members WHERE members.room_id = rooms.id"
                            " AND members.user_id = (SELECT id FROM users WHERE name_key = ?1))"
                            " ORDER BY rooms.active_at DESC, rooms.name_key LIMIT ?4",
-    //  Public rooms by name, from a prefix: one range of rooms_public_by_name
+    //  Public rooms by name, from a prefix: one range of rooms_public_by_name,
+    //  with the user's membership and ban (a primary-key search each)
     [S_SQL_ROOM_DIRECTORY]
-                         = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL"
+                         = S_ROOM_COLUMNS ", mine.user_id IS NOT NULL, " S_BANNED_COLUMN
                            " FROM rooms JOIN users ON users.id = rooms.owner_id"
                            " LEFT JOIN members AS mine ON mine.room_id = rooms.id"
                            " AND mine.user_id = (SELECT id FROM users WHERE name_key = ?1)"
@@ -553,6 +559,17 @@ s_listed_room_of_row (sqlite3_stmt *stmt)
     return s_room_of_row (stmt, true);
 }
 
+//  A row of the lists of public rooms (S_SQL_ROOM_PUBLIC, _DIRECTORY,
+//  _LIST): the room map with joined, and banned (column 12) for a room the
+//  user is not a member of
+static st_room_t
+s_public_room_of_row (sqlite3_stmt *stmt)
+{
+    st_room_t room = s_room_of_row (stmt, true);
+    room.banned = room.joined == 0 && sqlite3_column_int (stmt, 12) != 0;
+    return room;
+}
+
 static st_room_t
 s_invited_room_of_row (sqlite3_stmt *stmt)
 {
@@ -587,17 +604,11 @@ s_answer_rooms_by (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit,
 }
 
 static int
-s_answer_rooms (st_request_t *request, sqlite3_stmt *stmt, uint32_t limit)
-{
-    return s_answer_rooms_by (request, stmt, limit, s_listed_room_of_row);
-}
-
-static int
 s_room_list (ss_rooms_t *self, st_request_t *request)
 {
     sqlite3_stmt *stmt = self->sql [S_SQL_ROOM_LIST];
     ss_db_bind_key (stmt, 1, &request->as.room_list.user);
-    return s_answer_rooms (request, stmt, UINT32_MAX);
+    return s_answer_rooms_by (request, stmt, UINT32_MAX, s_public_room_of_row);
 }
 
 //  A page of rooms from a statement bound but for its LIMIT, the parameter
@@ -646,7 +657,7 @@ s_room_public (ss_rooms_t *self, st_request_t *request)
     ss_db_bind_key (stmt, 1, &page->user);
     sqlite3_bind_int64 (stmt, 2, page->has_after_active ? page->after_active : INT64_MAX);
     ss_db_bind_key (stmt, 3, &page->after);
-    return s_answer_room_page (request, stmt, 4);
+    return s_answer_room_page_by (request, stmt, 4, s_public_room_of_row);
 }
 
 static int
@@ -665,7 +676,7 @@ s_room_directory (ss_rooms_t *self, st_request_t *request)
     ss_db_bind_key (stmt, 2, &page->after);
     ss_db_bind_key (stmt, 3, &page->prefix);
     sqlite3_bind_text (stmt, 4, end, (int) size + 1, SQLITE_TRANSIENT);
-    return s_answer_room_page (request, stmt, 5);
+    return s_answer_room_page_by (request, stmt, 5, s_public_room_of_row);
 }
 
 //  store.room.all {after?, limit?}: the operator's list of every room

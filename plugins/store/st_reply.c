@@ -54,7 +54,7 @@ void
 st_reply_room (msgpack_packer *packer, const st_room_t *room)
 {
     msgpack_pack_map (packer, 9 + (room->joined >= 0) + (room->has_marker ? 3 : 0)
-                              + room->invited);
+                              + room->invited + room->banned);
     pl_body_pack_str (packer, "name");
     st_reply_text (packer, room->name);
     pl_body_pack_str (packer, "description");
@@ -87,6 +87,10 @@ st_reply_room (msgpack_packer *packer, const st_room_t *room)
     }
     if (room->invited) {
         pl_body_pack_str (packer, "invited");
+        st_reply_bool (packer, true);
+    }
+    if (room->banned) {
+        pl_body_pack_str (packer, "banned");
         st_reply_bool (packer, true);
     }
 }

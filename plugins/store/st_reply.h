@@ -51,6 +51,9 @@ typedef struct {
     uint64_t unread;                //  messages after read_seq not the user's
     uint64_t mentions;              //  of those, the ones that mention the user
     bool invited;                   //  true adds 'invited': true
+    //  store.room.public, .directory, .list: the user is banned from this
+    //  public room (a ban makes no member, so never with joined)
+    bool banned;                    //  true adds 'banned': true
 } st_room_t;
 
 //  A pm entry as answered (proto/STORE.md, "pm entry")
@@ -98,7 +101,8 @@ void
     st_reply_user (msgpack_packer *packer, const st_user_t *user);
 
 //  The room map, with 'joined' when room->joined >= 0, the marker's
-//  read_seq, unread and mentions when has_marker, 'invited' when invited
+//  read_seq, unread and mentions when has_marker, 'invited' when invited,
+//  'banned' when banned
 void
     st_reply_room (msgpack_packer *packer, const st_room_t *room);
 

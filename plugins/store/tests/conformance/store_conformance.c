@@ -6792,6 +6792,123 @@ test_room_unban_lifts_a_ban_and_bans_go_with_the_room (void **state)
     s_member_add_ok (fixture, "general", "bob", 1);
 }
 
+//  The room of a list answer named name (as created), or NULL
+static const msgpack_object *
+s_listed_room (sc_reply_t *reply, const char *name)
+{
+    const msgpack_object *rooms = s_array_field (reply, "rooms");
+    for (uint32_t index = 0; index < rooms->via.array.size; index++) {
+        const msgpack_object *room = &rooms->via.array.ptr [index];
+        const msgpack_object *field = sc_map_field (room, "name");
+        if (field && field->type == MSGPACK_OBJECT_STR
+        &&  field->via.str.size == strlen (name)
+        &&  memcmp (field->via.str.ptr, name, field->via.str.size) == 0)
+            return room;
+    }
+    return NULL;
+}
+
+//  Asserts a list answer: the rooms of banned listed with banned: true (and
+//  joined: false), those of others listed without banned, those of absent
+//  not listed; each array ends with NULL. Destroys the reply.
+static void
+s_assert_bans_listed (sc_reply_t *reply, const char *const *banned, const char *const *others,
+                      const char *const *absent)
+{
+    s_assert_ok (reply);
+    for (; *banned; banned++) {
+        const msgpack_object *room = s_listed_room (reply, *banned);
+        if (!room)
+            fail_msg ("'%s' is not listed", *banned);
+        assert_true (s_bool (sc_map_field (room, "banned")));
+        assert_false (s_bool (sc_map_field (room, "joined")));
+    }
+    for (; *others; others++) {
+        const msgpack_object *room = s_listed_room (reply, *others);
+        if (!room)
+            fail_msg ("'%s' is not listed", *others);
+        if (sc_map_field (room, "banned"))
+            fail_msg ("'%s' says banned", *others);
+    }
+    for (; *absent; absent++)
+        if (s_listed_room (reply, *absent))
+            fail_msg ("'%s' is listed", *absent);
+    sc_reply_destroy (&reply);
+}
+
+static void
+test_room_lists_mark_the_public_rooms_the_user_is_banned_from (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_user_create_ok (fixture, "alice");
+    s_user_create_ok (fixture, "Bob");
+    s_user_create_ok (fixture, "carol");
+    s_room_create_ok (fixture, "general", false, 10, "alice");
+    s_room_create_ok (fixture, "Lounge", false, 10, "alice");
+    s_room_create_ok (fixture, "open", false, 10, "alice");
+    s_room_create_ok (fixture, "hideout", true, 10, "alice");
+    //  bob: kicked and banned from general, banned from Lounge without
+    //  having been in it, invited to hideout and banned from it
+    s_member_add_ok (fixture, "general", "bob", 1);
+    sc_reply_t *reply = s_member_ban (fixture, "general", "BOB", 2);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_ban (fixture, "LOUNGE", "bob", 0);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_invite (fixture, "hideout", "bob", "alice");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    reply = s_member_ban (fixture, "hideout", "bob", 0);
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+
+    const char *const none [] = { NULL };
+    const char *const bans [] = { "general", "Lounge", NULL };
+    const char *const open [] = { "open", NULL };
+    const char *const hideout [] = { "hideout", NULL };
+    const char *const all_public [] = { "general", "Lounge", "open", NULL };
+    s_assert_bans_listed (s_room_page (fixture, "store.room.public", "BOB", NULL, 0, NULL, NULL,
+                                       -1), bans, open, hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.directory", "bob", NULL, 0, NULL,
+                                       NULL, -1), bans, open, hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.directory", "bob", NULL, 0, "prefix",
+                                       "LO", -1), (const char *[]) { "Lounge", NULL }, none,
+                          (const char *[]) { "general", "open", NULL });
+    s_assert_bans_listed (s_by_name (fixture, "store.room.list", "user", "bob"), bans, open,
+                          hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.invited", "bob", NULL, 0, NULL, NULL,
+                                       -1), none, none, hideout);
+    //  Nobody else's ban shows: not to carol, not to the owner
+    s_assert_bans_listed (s_room_page (fixture, "store.room.public", "carol", NULL, 0, NULL, NULL,
+                                       -1), none, all_public, hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.directory", "carol", NULL, 0, NULL,
+                                       NULL, -1), none, all_public, hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.directory", "alice", NULL, 0, NULL,
+                                       NULL, -1), none, all_public, hideout);
+    s_assert_bans_listed (s_by_name (fixture, "store.room.list", "user", "carol"), none,
+                          all_public, hideout);
+
+    //  Unbanned from general: listed as any other room, and joined once joined
+    reply = s_room_unban (fixture, "general", "bob");
+    s_assert_ok (reply);
+    sc_reply_destroy (&reply);
+    const char *const lounge [] = { "Lounge", NULL };
+    const char *const general_open [] = { "general", "open", NULL };
+    s_assert_bans_listed (s_room_page (fixture, "store.room.public", "bob", NULL, 0, NULL, NULL,
+                                       -1), lounge, general_open, hideout);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.directory", "bob", NULL, 0, NULL,
+                                       NULL, -1), lounge, general_open, hideout);
+    s_member_add_ok (fixture, "general", "bob", 3);
+    reply = s_room_page (fixture, "store.room.directory", "bob", NULL, 0, NULL, NULL, -1);
+    s_assert_ok (reply);
+    assert_true (s_bool (sc_map_field (s_listed_room (reply, "general"), "joined")));
+    sc_reply_destroy (&reply);
+    s_assert_bans_listed (s_room_page (fixture, "store.room.public", "bob", NULL, 0, NULL, NULL,
+                                       -1), lounge, open, (const char *[]) { "general", "hideout",
+                                                                            NULL });
+}
+
 //  Search (schema version 12)
 #include "sc_search.inc"
 
@@ -6940,6 +7057,7 @@ main (int argc, char *argv [])
         S_TEST (test_member_remove_with_ban_removes_and_bans_with_its_notice),
         S_TEST (test_member_remove_with_ban_of_a_non_member_records_it_without_a_notice),
         S_TEST (test_room_unban_lifts_a_ban_and_bans_go_with_the_room),
+        S_TEST (test_room_lists_mark_the_public_rooms_the_user_is_banned_from),
         //  Search (schema version 12)
         SC_SEARCH_TESTS,
         //  Files (schema version 13)
