@@ -49,6 +49,7 @@ export class RoomsController extends ChatController {
         this.marks = new Map();             // key(name) -> blankMark(), for the rooms joined
         this.markers = false;               // the server keeps read markers (1.1)
         this.invitations = new Map();       // key(name) -> room, invitations seen as `invite` events
+        this.inviteToasts = new Map();      // key(name) -> the invitation's toast ({ hide }), until joined
         this.readSent = new Map();          // key(name) -> the highest seq this page sent room.read for
         this.current = null;                // key(name) of the room in the chat view
         this.deleted = null;                // the deletion notice when the current room went away
@@ -250,6 +251,10 @@ export class RoomsController extends ChatController {
     }
 
     renderList() {
+        // An invitation joined in another tab: this one learns it from the list
+        for (const roomKey of [...this.inviteToasts.keys()])
+            if (this.rooms.get(roomKey)?.joined)
+                this.settleJoined(roomKey);
         $('rooms-count').textContent = this.rooms.size ? `(${this.rooms.size})` : '';
         $('rooms-empty').hidden = this.rooms.size > 0 || !$('rooms-error').hidden;
         this.list.render([...this.rooms.values()], this.current, this.marks);
@@ -783,9 +788,23 @@ export class RoomsController extends ChatController {
                 this.renderChat();
             this.scheduleListRefresh();
         }
-        this.toast(`${from} invited you to the room ${name}.`, {
+        this.inviteToasts.get(roomKey)?.hide();
+        const shown = this.toast(`${from} invited you to the room ${name}.`, {
             action: 'Join', onAction: () => this.join(name),
         });
+        if (shown)
+            this.inviteToasts.set(roomKey, shown);
+    }
+
+    // A room joined (here, or in another tab: the list says so): its
+    // invitation's toast is moot, and so is a refusal of it by name
+    settleJoined(roomKey) {
+        this.inviteToasts.get(roomKey)?.hide();
+        this.inviteToasts.delete(roomKey);
+        if (key($('join-name').value.trim()) === roomKey) {
+            $('join-name').value = '';
+            this.setJoinError(null);
+        }
     }
 
     // --- actions --------------------------------------------------------------
@@ -825,6 +844,7 @@ export class RoomsController extends ChatController {
             this.listChanges++;
             this.rooms.set(roomKey, room);
             this.invitations.delete(roomKey);
+            this.settleJoined(roomKey);
             // A newcomer starts with nothing unread: its marker is its join entry
             if (Number.isInteger(reply.read_seq))
                 this.markers = true;

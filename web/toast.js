@@ -1,5 +1,7 @@
 // A Bootstrap toast in #toasts: a sentence, and optionally one action button
-// (an invitation's Join). Hides by itself unless it has an action.
+// (an invitation's Join). Hides by itself unless it has an action. Returns
+// { hide }, for a toast that the page makes moot (an invitation to a room
+// joined some other way).
 
 import { element } from './chatview.js';
 
@@ -30,4 +32,12 @@ export function toast(text, { action = null, onAction = null } = {}) {
         window.bootstrap.Toast.getOrCreateInstance(box, { autohide: !action, delay: 8000 }).show();
     else
         box.classList.add('show');
+    return {
+        hide: () => {
+            if (window.bootstrap)
+                window.bootstrap.Toast.getOrCreateInstance(box).hide();
+            else
+                box.remove();
+        },
+    };
 }

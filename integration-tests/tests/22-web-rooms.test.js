@@ -239,6 +239,9 @@ describe('the rooms dashboard', () => {
         await screenshot(carol, '22-web-rooms-invited');
         await toast.locator('.toast-action').click();
         await carol.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
+        // The refusal of her join by name (above) went with the join
+        assert.equal(await carol.locator('#join-name-error').textContent(), '');
+        assert.equal(await carol.locator('#join-name').inputValue(), '');
         await notice(carol, 'carol has joined the room secret.').waitFor({ timeout: TIMEOUT });
         await notice(alice, 'carol has joined the room secret.').waitFor({ timeout: TIMEOUT });
         await roomItem(carol, 'secret').locator('.joined-badge').waitFor({ timeout: TIMEOUT });

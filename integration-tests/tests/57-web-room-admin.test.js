@@ -161,9 +161,16 @@ describe('room administration in the browser', () => {
         await alice.locator('#invite-feedback', { hasText: 'bob is invited' }).waitFor({ timeout: TIMEOUT });
         const invited = bob.locator('#rooms li[data-room="club"][data-invited="true"]');
         await invited.waitFor({ timeout: TIMEOUT });
+        const toast = bob.locator('#toasts .toast', { hasText: 'alice invited you to the room club.' });
+        await toast.waitFor({ state: 'visible', timeout: TIMEOUT });
         await invited.locator('.invite-join').click();
         await bob.locator('#room-leave').waitFor({ state: 'visible', timeout: TIMEOUT });
         await alice.locator('#members li[data-user="bob"]').waitFor({ timeout: TIMEOUT });
+        // Joined from the list: the invitation's toast and the refusal of his
+        // join by name (above) are moot, and go
+        await toast.waitFor({ state: 'detached', timeout: TIMEOUT });
+        assert.equal(await bob.locator('#join-name-error').textContent(), '');
+        assert.equal(await bob.locator('#join-name').inputValue(), '');
     });
     it('bob, banned from a public room, sees it marked Banned instead of join, and no Join button in it', async () => {
         const BANNED = 'You were banned from this room';
