@@ -21,6 +21,14 @@ export function roomNameProblem(name) {
     return null;
 }
 
+// The start of a room name, as room.directory takes it (0 to 64 of the
+// characters a name has; "" asks for every public room)
+export function roomPrefixProblem(prefix) {
+    if (prefix.length === 0 || ROOM_NAME_PATTERN.test(prefix))
+        return null;
+    return 'Room names have only letters, digits, dashes or underscores (at most 64).';
+}
+
 export function descriptionProblem(text) {
     const count = characters(text);
     return count > DESCRIPTION_MAX

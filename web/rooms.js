@@ -11,6 +11,7 @@ import { ChatController } from './chat-controller.js';
 import { MembersPanel } from './members.js';
 import { CreateRoomDialog, ConfirmDialog, roomNameProblem } from './room-dialogs.js';
 import { RoomList, byName, isBanned } from './room-list.js';
+import { RoomDirectory } from './room-directory.js';
 import { MessageActions } from './message-actions.js';
 import { describeChange, isChange, messageText } from './message-changes.js';
 
@@ -55,6 +56,7 @@ export class RoomsController extends ChatController {
         this.deleted = null;                // the deletion notice when the current room went away
         this.goneHint = '';                 // then the composer's placeholder
         this.listTimer = null;
+        this.morePublic = false;            // room.list said more public rooms exist (1.1)
         this.joining = false;               // a room.join is on its way
         this.joinedAt = 0;
         this.members = new MembersPanel({ knownUsers: users });
@@ -79,6 +81,7 @@ export class RoomsController extends ChatController {
         });
         this.dialog = new CreateRoomDialog(client, { created: (room) => this.created(room) });
         this.confirm = new ConfirmDialog();
+        this.directory = new RoomDirectory(client, { rooms: this });
         this.actions = new MessageActions(client, this.view, 'room', {
             self: () => this.self, name: () => this.room?.name ?? this.current,
             timeline: () => this.timelines.get(this.current), canDeleteAny: () => this.room?.owner === this.self,
@@ -138,6 +141,8 @@ export class RoomsController extends ChatController {
     // Signed out: nothing of the last user stays on the page
     reset() {
         this.rooms.clear();
+        this.morePublic = false;
+        this.directory?.clear();
         this.timelines.clear();
         this.marks.clear();
         this.markers = false;
@@ -202,15 +207,19 @@ export class RoomsController extends ChatController {
     // 1.1: the list comes in pages when long; follow next to its end
     async fetchList() {
         const fresh = new Map();
+        let morePublic = false;
         let cursor;
         for (let page = 0; page < LIST_PAGES_MAX; page++) {
             const reply = await this.client.request('room.list', cursor ? { cursor } : {});
             for (const room of reply.rooms ?? [])
                 fresh.set(key(room.name), room);
+            morePublic ||= reply.more_public === true;
             cursor = reply.next;
             if (!cursor)
                 break;
         }
+        // 1.1: public rooms beyond the 200 listed; the directory has them
+        this.morePublic = morePublic;
         return fresh;
     }
 
@@ -257,6 +266,7 @@ export class RoomsController extends ChatController {
                 this.settleJoined(roomKey);
         $('rooms-count').textContent = this.rooms.size ? `(${this.rooms.size})` : '';
         $('rooms-empty').hidden = this.rooms.size > 0 || !$('rooms-error').hidden;
+        $('rooms-more').hidden = !this.morePublic;
         this.list.render([...this.rooms.values()], this.current, this.marks);
         this.unreadChanged();
     }
