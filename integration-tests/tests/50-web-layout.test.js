@@ -19,7 +19,7 @@ const UI_PATHS = new Set(['/', '/index.html', '/app.css', '/theme.js', '/favicon
     '/connection.js', '/nav.js', '/chatview.js', '/format.js', '/rooms.js', '/room-dialogs.js', '/members.js',
     '/room-list.js', '/pm.js', '/presence.js', '/toast.js', '/outbox.js', '/account-dialog.js', '/chat-controller.js',
     '/message-actions.js', '/message-changes.js', '/reactions.js', '/message-actions.css',
-    '/search.js', '/search.css', '/attachments.js', '/attachments.css',
+    '/search.js', '/search.css', '/attachments.js', '/attachments.css', '/room-directory.js',
     '/vendor/bootstrap/css/bootstrap.min.css',
     '/vendor/bootstrap/js/bootstrap.bundle.min.js']);
 
