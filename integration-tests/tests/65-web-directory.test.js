@@ -130,6 +130,14 @@ describe('browsing the public rooms in the browser', () => {
         await dana.locator('#directory-status', { hasText: 'No public room starts with “nowhere”.' }).waitFor({ timeout: TIMEOUT });
         assert.equal(await dana.locator('#directory-input').getAttribute('aria-invalid'), 'false');
 
+        // rate_limited says when to try again (from retry_after_ms)
+        const said = await dana.evaluate(async () => {
+            const { directoryProblem } = await import('/room-directory.js');
+            return [directoryProblem({ code: 'rate_limited', message: 'Slow down.', frame: { retry_after_ms: 2500 } }),
+                directoryProblem({ code: 'rate_limited', message: 'Slow down.', frame: {} })];
+        });
+        assert.deepEqual(said, ['Too many requests: try again in 3 seconds.', 'Too many requests: try again in a moment.']);
+
         await typeQuery(dana, 'hall-b');
         await waitForNames(dana, ['hall-banned']);
         assert.deepEqual(await seriousViolations(dana), [], 'a banned room in the dialog');
