@@ -745,7 +745,6 @@ s_drain (parley_ctx_t *ctx)
                     ctx->request_count, ctx->call_count);
 }
 
-//  Empties the instance's folder between inputs (store-sqlite's database)
 //  Removes every file of folder
 static void
 s_folder_empty (const char *folder)
@@ -763,6 +762,7 @@ s_folder_empty (const char *folder)
     closedir (dir);
 }
 
+//  Empties the instance's folder between inputs (store-sqlite's database)
 static void
 s_tmpdir_empty (void)
 {
@@ -816,28 +816,6 @@ s_template_remove (void)
     rmdir (s_template);
 }
 
-//  One init and destroy with no input, whose files every input then starts
-//  from (a plugin whose first start is slow: a store migrating its schema)
-static void
-s_template_make (void)
-{
-    parley_ctx_t ctx = { .plugin = s_plugin };
-    if (s_plugin->init (&ctx, &s_host, &ctx.state) != 0)
-        s_fail ("init refused to start (FUZZ_VERBOSE=1 shows its log)");
-    s_drain (&ctx);
-    if (s_plugin->destroy)
-        s_plugin->destroy (&ctx.state);
-    free (ctx.requests);
-    free (ctx.calls);
-    free (ctx.timers);
-    snprintf (s_template, sizeof s_template, "%s-template", s_tmpdir);
-    if (mkdir (s_template, 0700) != 0)
-        s_fail ("cannot make %s", s_template);
-    atexit (s_template_remove);
-    s_copy_files (s_tmpdir, s_template);
-    s_tmpdir_empty ();
-}
-
 
 //  --------------------------------------------------------------------------
 //  libFuzzer's entry points
@@ -850,6 +828,60 @@ const char *
 __asan_default_options (void)
 {
     return "allocator_may_return_null=1:quarantine_size_mb=16";
+}
+
+//  One instance from init to destroy, driven by data (none: started and
+//  stopped), its files left in @TMPDIR@
+static void
+s_instance_run (const uint8_t *data, size_t size)
+{
+    parley_ctx_t ctx = { .plugin = s_plugin };
+    if (s_plugin->init (&ctx, &s_host, &ctx.state) != 0)
+        s_fail ("init refused to start (FUZZ_VERBOSE=1 shows its log)");
+    fuzz_input_t input = { data, size, 0 };
+    while (input.at < input.size) {
+        switch (s_u8 (&input) % 6) {
+            case 0: s_op_request (&ctx, &input); break;
+            case 1: s_op_answer (&ctx, &input);  break;
+            case 2: s_op_timers (&ctx, &input);  break;
+            case 3: s_op_session (&ctx, &input); break;
+            case 4: s_batch_end (&ctx);          break;
+            case 5: {
+                uint8_t which = s_u8 (&input);
+                ctx.fail_call = which & 1;
+                ctx.fail_reply = (which & 2) != 0;
+                break;
+            }
+        }
+    }
+    s_drain (&ctx);
+    if (s_plugin->destroy)
+        s_plugin->destroy (&ctx.state);
+    if (ctx.state)
+        s_fail ("destroy did not nullify the state");
+
+    for (size_t index = 0; index < ctx.request_count; index++) {
+        free (ctx.requests [index]->type);
+        free (ctx.requests [index]->body);
+        free (ctx.requests [index]);
+    }
+    free (ctx.requests);
+    free (ctx.calls);
+    free (ctx.timers);
+}
+
+//  One instance without input, whose files every input then starts from
+//  (a plugin whose first start is slow: a store migrating its schema)
+static void
+s_template_make (void)
+{
+    s_instance_run (NULL, 0);
+    snprintf (s_template, sizeof s_template, "%s-template", s_tmpdir);
+    if (mkdir (s_template, 0700) != 0)
+        s_fail ("cannot make %s", s_template);
+    atexit (s_template_remove);
+    s_copy_files (s_tmpdir, s_template);
+    s_tmpdir_empty ();
 }
 
 int
@@ -891,39 +923,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     if (*s_template)
         s_copy_files (s_template, s_tmpdir);
-    parley_ctx_t ctx = { .plugin = s_plugin };
-    if (s_plugin->init (&ctx, &s_host, &ctx.state) != 0)
-        s_fail ("init refused to start (FUZZ_VERBOSE=1 shows its log)");
-    fuzz_input_t input = { data, size, 0 };
-    while (input.at < input.size) {
-        switch (s_u8 (&input) % 6) {
-            case 0: s_op_request (&ctx, &input); break;
-            case 1: s_op_answer (&ctx, &input);  break;
-            case 2: s_op_timers (&ctx, &input);  break;
-            case 3: s_op_session (&ctx, &input); break;
-            case 4: s_batch_end (&ctx);          break;
-            case 5: {
-                uint8_t which = s_u8 (&input);
-                ctx.fail_call = which & 1;
-                ctx.fail_reply = (which & 2) != 0;
-                break;
-            }
-        }
-    }
-    s_drain (&ctx);
-    if (s_plugin->destroy)
-        s_plugin->destroy (&ctx.state);
-    if (ctx.state)
-        s_fail ("destroy did not nullify the state");
-
-    for (size_t index = 0; index < ctx.request_count; index++) {
-        free (ctx.requests [index]->type);
-        free (ctx.requests [index]->body);
-        free (ctx.requests [index]);
-    }
-    free (ctx.requests);
-    free (ctx.calls);
-    free (ctx.timers);
+    s_instance_run (data, size);
     s_tmpdir_empty ();
     return 0;
 }
