@@ -9,7 +9,7 @@
 
 import { element } from './chatview.js';
 import { roomPrefixProblem, setFieldError } from './room-dialogs.js';
-import { bannedBadge, isBanned } from './room-list.js';
+import { bannedBadge, isBanned, memberCount } from './room-list.js';
 
 const $ = (id) => document.getElementById(id);
 const key = (name) => String(name).toLowerCase();
@@ -255,13 +255,8 @@ export class RoomDirectory {
         if (room.description)
             text.append(element('small', 'd-block text-truncate room-item-description', room.description));
         const side = element('span', 'd-flex align-items-center gap-2 flex-none');
-        if (Number.isInteger(room.members)) {
-            const max = Number.isInteger(room.max_participants) ? ` / ${room.max_participants}` : '';
-            const count = element('small', 'member-count', `${room.members}${max}`);
-            count.title = max ? `${room.members} of at most ${room.max_participants} members` : `${room.members} members`;
-            count.append(element('span', 'visually-hidden', ' members'));
-            side.append(count);
-        }
+        if (Number.isInteger(room.members))
+            side.append(memberCount(room));
         if (joined) {
             side.append(element('span', 'badge rounded-pill text-bg-success directory-joined', 'joined'));
             side.append(this.button('Open', room.name, 'btn-outline-secondary directory-open', () => this.openRoom(room.name)));

@@ -43,6 +43,16 @@ export function bannedBadge() {
     return badge;
 }
 
+// How full a room is ("3 / 50", the whole in its title and for a screen
+// reader); "3" with no max known
+export function memberCount(room) {
+    const max = Number.isInteger(room.max_participants) ? ` / ${room.max_participants}` : '';
+    const count = element('small', 'member-count', `${room.members}${max}`);
+    count.title = max ? `${room.members} of at most ${room.max_participants} members` : `${room.members} members`;
+    count.append(element('span', 'visually-hidden', ' members'));
+    return count;
+}
+
 export class RoomList {
     // pick(name): a room was chosen; join(name): an invitation's Join
     constructor(list, { pick, join }) {
@@ -130,12 +140,8 @@ export class RoomList {
             side.append(bannedBadge());
         else
             side.append(element('span', 'badge text-bg-light border not-joined', 'join'));
-        if (Number.isInteger(room.members)) {
-            const count = element('small', 'member-count', `${room.members} / ${room.max_participants}`);
-            count.title = `${room.members} of at most ${room.max_participants} members`;
-            count.append(element('span', 'visually-hidden', ' members'));
-            side.append(count);
-        }
+        if (Number.isInteger(room.members))
+            side.append(memberCount(room));
 
         button.append(hash, text, side);
         button.addEventListener('click', () => this.pick(room.name));
