@@ -2027,13 +2027,11 @@ s_settle (bench_t *self, double seconds)
 static void
 s_mode_label (bench_t *self, char *label, size_t size)
 {
+    int used = self->rate > 0? snprintf (label, size, "R=%.0f/s", self->rate)
+                             : snprintf (label, size, "closed loop W=%d", self->inflight);
     const char *nonce = s_nonce_name (self);
-    if (self->rate > 0)
-        snprintf (label, size, "R=%.0f/s%s%s", self->rate, nonce? " nonce=": "",
-                  nonce? nonce: "");
-    else
-        snprintf (label, size, "closed loop W=%d%s%s", self->inflight, nonce? " nonce=": "",
-                  nonce? nonce: "");
+    if (nonce && used >= 0 && (size_t) used < size)
+        snprintf (label + used, size - used, " nonce=%s", nonce);
 }
 
 //  Users 0..rooms-1 each create room G = user; the others join room
