@@ -6,7 +6,8 @@
     ("<who lower-cased>\n<where lower-cased>": names hold no newline), and
     the same entries in one list by the time they passed, oldest first.
     An entry is only ever put at the newest end (one that passes again
-    was dropped as expired first), so the list stays in time order and
+    was dropped as expired first, or handed its held value over and was
+    moved there as passed now), so the list stays in time order and
     expiry is a walk from its head.
     =========================================================================
 */
@@ -26,6 +27,11 @@ struct s_entry_s {
     int64_t passed;                 //  monotonic ms it last passed
     s_entry_t *chain;               //  next entry in the same slot
     s_entry_t *newer;               //  next in the list by time
+    //  A held value (pl_throttle_hold), with the names as given: owned,
+    //  both NULL when nothing is held
+    char *who;
+    char *where;
+    uint64_t value;
 };
 
 struct _pl_throttle_t {
@@ -36,6 +42,7 @@ struct _pl_throttle_t {
     size_t size;                    //  entries
     s_entry_t *oldest;              //  the list's head: the first to expire
     s_entry_t *newest;              //  its tail
+    size_t held;                    //  entries that hold a value
 };
 
 //  "<who>\n<where>", lower-cased. Caller frees it; NULL if out of memory.
@@ -53,6 +60,17 @@ s_name (const char *who, const char *where)
     for (char *cursor = name; *cursor; cursor++)
         *cursor = (char) tolower ((unsigned char) *cursor);
     return name;
+}
+
+static void
+s_entry_destroy (s_entry_t **entry_p)
+{
+    s_entry_t *entry = *entry_p;
+    free (entry->name);
+    free (entry->who);
+    free (entry->where);
+    free (entry);
+    *entry_p = NULL;
 }
 
 pl_throttle_t *
@@ -74,8 +92,7 @@ pl_throttle_destroy (pl_throttle_t **self_p)
         while (self->oldest) {
             s_entry_t *entry = self->oldest;
             self->oldest = entry->newer;
-            free (entry->name);
-            free (entry);
+            s_entry_destroy (&entry);
         }
         free (self->slots);
         free (self);
@@ -93,9 +110,10 @@ s_link (pl_throttle_t *self, const char *name)
     return link;
 }
 
-//  Drops the oldest entry: out of its chain and off the list's head
-static void
-s_drop_oldest (pl_throttle_t *self)
+//  Takes the oldest entry out of its chain and off the list's head.
+//  Caller owns it.
+static s_entry_t *
+s_unlink_oldest (pl_throttle_t *self)
 {
     s_entry_t *entry = self->oldest;
     s_entry_t **link = s_link (self, entry->name);
@@ -103,9 +121,67 @@ s_drop_oldest (pl_throttle_t *self)
     self->oldest = entry->newer;
     if (!self->oldest)
         self->newest = NULL;
+    entry->chain = entry->newer = NULL;
     self->size--;
-    free (entry->name);
-    free (entry);
+    return entry;
+}
+
+//  Puts entry at the list's newest end and into its chain
+static void
+s_link_newest (pl_throttle_t *self, s_entry_t *entry)
+{
+    s_entry_t **link = s_link (self, entry->name);
+    *link = entry;
+    if (self->newest)
+        self->newest->newer = entry;
+    else
+        self->oldest = entry;
+    self->newest = entry;
+    self->size++;
+}
+
+//  Hands entry's held value to due and forgets it; the names are freed
+//  after the call, once the throttle is whole again (due may call in)
+static void
+s_hand_over (pl_throttle_t *self, s_entry_t *entry, pl_throttle_due_fn *due, void *arg)
+{
+    char *who = entry->who;
+    char *where = entry->where;
+    entry->who = entry->where = NULL;
+    self->held--;
+    if (due)
+        due (arg, who, where, entry->value);
+    free (who);
+    free (where);
+}
+
+//  Drops the oldest entry, handing over what it holds first: the bound
+//  may deliver early, never lose
+static void
+s_drop_oldest (pl_throttle_t *self, pl_throttle_due_fn *due, void *arg)
+{
+    s_entry_t *entry = s_unlink_oldest (self);
+    if (entry->who)
+        s_hand_over (self, entry, due, arg);
+    s_entry_destroy (&entry);
+}
+
+//  Walks the entries whose interval is over at now, oldest first: one that
+//  holds a value hands it over and passes again at now (to the newest
+//  end); the others are dropped
+static void
+s_expire (pl_throttle_t *self, int64_t now, pl_throttle_due_fn *due, void *arg)
+{
+    while (self->oldest && now - self->oldest->passed >= self->interval_ms) {
+        if (self->oldest->who && due) {
+            s_entry_t *entry = s_unlink_oldest (self);
+            entry->passed = now;
+            s_link_newest (self, entry);
+            s_hand_over (self, entry, due, arg);
+        }
+        else
+            s_drop_oldest (self, due, arg);
+    }
 }
 
 //  Makes the table on first need, and doubles it when it holds as many
@@ -136,46 +212,103 @@ s_table_ready (pl_throttle_t *self)
     return 0;
 }
 
-//  Remembers name (taken) as passed at now, at the list's newest end
-static void
+//  Remembers name (taken) as passed at now, at the list's newest end.
+//  Returns the entry, or NULL when out of memory (name is freed).
+static s_entry_t *
 s_put (pl_throttle_t *self, char *name, int64_t now)
 {
     s_entry_t *entry = (s_entry_t *) calloc (1, sizeof (s_entry_t));
     if (!entry || s_table_ready (self) != 0) {
         free (entry);
         free (name);
-        return;
+        return NULL;
     }
     entry->name = name;
     entry->passed = now;
-    s_entry_t **link = s_link (self, name);
-    *link = entry;
-    if (self->newest)
-        self->newest->newer = entry;
-    else
-        self->oldest = entry;
-    self->newest = entry;
-    self->size++;
+    s_link_newest (self, entry);
+    return entry;
 }
 
 bool
 pl_throttle_pass (pl_throttle_t *self, const char *who, const char *where, int64_t now)
 {
+    return pl_throttle_hold (self, who, where, 0, now, NULL, NULL);
+}
+
+//  The entry of name, or NULL
+static s_entry_t *
+s_find (pl_throttle_t *self, const char *name)
+{
+    return self->slots? *s_link (self, name): NULL;
+}
+
+//  Keeps value for entry, the largest of those held; false when out of
+//  memory (nothing is held then)
+static bool
+s_keep (pl_throttle_t *self, s_entry_t *entry, const char *who, const char *where,
+        uint64_t value)
+{
+    if (entry->who) {
+        if (value > entry->value)
+            entry->value = value;
+        return true;
+    }
+    entry->who = strdup (who);
+    entry->where = strdup (where);
+    if (!entry->who || !entry->where) {
+        free (entry->who);
+        free (entry->where);
+        entry->who = entry->where = NULL;
+        return false;
+    }
+    entry->value = value;
+    self->held++;
+    return true;
+}
+
+bool
+pl_throttle_hold (pl_throttle_t *self, const char *who, const char *where,
+                  uint64_t value, int64_t now, pl_throttle_due_fn *due, void *arg)
+{
     if (self->interval_ms == 0)
         return true;
-    while (self->oldest && now - self->oldest->passed >= self->interval_ms)
-        s_drop_oldest (self);
+    s_expire (self, now, due, arg);
     char *name = s_name (who, where);
     if (!name)
         return true;
-    if (self->slots && *s_link (self, name)) {
+    s_entry_t *entry = s_find (self, name);
+    if (entry) {
         free (name);                //  passed within the interval
-        return false;
+        //  A throttle that passes (no due) swallows; one that holds keeps
+        //  the value, or lets it pass when it cannot
+        return due? !s_keep (self, entry, who, where, value): false;
     }
     while (self->size >= self->max)
-        s_drop_oldest (self);
+        s_drop_oldest (self, due, arg);
     s_put (self, name, now);
     return true;
+}
+
+void
+pl_throttle_due (pl_throttle_t *self, int64_t now, pl_throttle_due_fn *due, void *arg)
+{
+    s_expire (self, now, due, arg);
+}
+
+void
+pl_throttle_settle (pl_throttle_t *self, const char *who, const char *where, uint64_t value)
+{
+    char *name = s_name (who, where);
+    s_entry_t *entry = name? s_find (self, name): NULL;
+    free (name);
+    if (entry && entry->who && entry->value <= value)
+        s_hand_over (self, entry, NULL, NULL);
+}
+
+size_t
+pl_throttle_held (pl_throttle_t *self)
+{
+    return self->held;
 }
 
 size_t
