@@ -5,12 +5,13 @@
 // the marker moved by one's own message, last_seq/read_seq/unread/mentions
 // in room.list counting what arrived while a user was away, read_seq in
 // room.join, the mention rule on real messages, invitations listed for a
-// user invited while offline, and all of it after a restart. Runs on
+// user invited while offline, and all of it after a restart; a fast
+// sender's read events held back and summed up (rooms.read_event_ms). Runs on
 // store-sqlite, and on store-mongo with PARLEY_TEST_STORE=mongo.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ok, fails, nextEntry } from '../lib/rooms.js';
+import { ok, fails, nextEntry, startRoomsParley, connectUser } from '../lib/rooms.js';
 import { chatSuite, acrossRestart } from '../lib/chat.js';
 
 const { connect } = chatSuite('rooms');
@@ -152,6 +153,109 @@ test('sends in flight together: each read event follows its message, they only g
     assert.equal((await listed(alice, 'rb-room')).read_seq, last);
     assert.ok(!bob.events.some((frame) => frame.type === 'read' && frame.seq > 1
                                          && mine.has(frame.seq)), JSON.stringify(bob.events));
+});
+
+// Every frame of a client in arrival order
+function recordFrames(client) {
+    const frames = [];
+    client.ws.on('message', (data) => frames.push(JSON.parse(data.toString())));
+    return frames;
+}
+
+// The read events of room among frames, checked as a client relies on them:
+// each names one of the user's messages (mine), comes after that message's
+// own event, and moves forward
+function checkedReads(frames, room, mine) {
+    const seen = new Set();
+    const reads = [];
+    for (const frame of frames) {
+        if (frame.type === 'message' && frame.room === room)
+            seen.add(frame.seq);
+        if (frame.type !== 'read' || frame.room !== room)
+            continue;
+        assert.ok(mine.has(frame.seq), `read ${frame.seq} is one of the sender's messages`);
+        assert.ok(seen.has(frame.seq), `read ${frame.seq} comes after its message`);
+        assert.ok(reads.length === 0 || frame.seq > reads.at(-1), `read ${frame.seq} after ${reads.at(-1)}`);
+        reads.push(frame.seq);
+    }
+    return reads;
+}
+
+async function withServer(args, body) {
+    const server = await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
+                                                   '--option', 'rooms.msg_burst=1000', ...args] });
+    const clients = [];
+    try {
+        await body((name) => connectUser(server.url, name, clients));
+    } finally {
+        for (const client of clients)
+            client.ws.terminate();
+        await server.stop();
+    }
+}
+
+test('a fast sender: the first read event at once, the newest held back and sent once the interval is over (read_event_ms=1000)', async () => {
+    await withServer(['--option', 'rooms.read_event_ms=1000'], async (connect) => {
+        const tab1 = await connect('rh_alice');
+        const tab2 = await connect('rh_alice');
+        const bob = await connect('rh_bob');
+        await ok(tab1, { type: 'room.create', room: 'rh-room' });
+        await ok(bob, { type: 'room.join', room: 'rh-room' });                 // seq 1
+        const frames = recordFrames(tab2);
+        // One after the other, each answered before the next: runs of one
+        const mine = [];
+        for (let index = 0; index < 6; index++)
+            mine.push((await ok(tab1, { type: 'msg.send', room: 'rh-room', text: `quick ${index}` })).seq);
+        // The marker itself moved with the last send, held event or not
+        assert.equal((await listed(tab1, 'rh-room')).read_seq, mine.at(-1));
+        await readEvent(tab2, 'rh-room', mine.at(-1));
+        const reads = checkedReads(frames, 'rh-room', new Set(mine));
+        assert.equal(reads[0], mine[0], 'the first send is told of at once');
+        assert.equal(reads.at(-1), mine.at(-1), 'the newest is told of last');
+        assert.ok(reads.length < mine.length, `summed up: ${reads} for ${mine}`);
+        // bob's own event stream has none of alice's markers
+        assert.ok(!bob.events.some((frame) => frame.type === 'read' && mine.includes(frame.seq)));
+    });
+});
+
+test('a room.read that tells more than the held read event settles it: no event goes backward (read_event_ms=1000)', async () => {
+    await withServer(['--option', 'rooms.read_event_ms=1000'], async (connect) => {
+        const tab1 = await connect('rs_alice');
+        const tab2 = await connect('rs_alice');
+        const bob = await connect('rs_bob');
+        await ok(tab1, { type: 'room.create', room: 'rs-room' });
+        await ok(bob, { type: 'room.join', room: 'rs-room' });                 // seq 1
+        const frames = recordFrames(tab2);
+        const first = (await ok(tab1, { type: 'msg.send', room: 'rs-room', text: 'one' })).seq;
+        const second = (await ok(tab1, { type: 'msg.send', room: 'rs-room', text: 'two' })).seq;
+        const bobs = (await ok(bob, { type: 'msg.send', room: 'rs-room', text: 'three' })).seq;
+        await nextEntry(tab1, 'rs-room', (entry) => entry.seq === bobs);
+        assert.equal((await ok(tab1, { type: 'room.read', room: 'rs-room', seq: bobs })).read_seq, bobs);
+        await readEvent(tab2, 'rs-room', bobs);
+        // Past the interval and a half, when a held event would have gone
+        // (waiting longer can only let a late one pass unseen, never fail)
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        const reads = frames.filter((frame) => frame.type === 'read' && frame.room === 'rs-room')
+                            .map((frame) => frame.seq);
+        assert.equal(reads[0], first);
+        assert.equal(reads.at(-1), bobs, `nothing after ${bobs}: ${reads}`);
+        assert.ok(reads.every((seq, index) => index === 0 || seq > reads[index - 1]), `${reads}`);
+        assert.ok(second > first && bobs > second);
+    });
+});
+
+test('read_event_ms=0: one read event for each run of sends, as before', async () => {
+    await withServer(['--option', 'rooms.read_event_ms=0'], async (connect) => {
+        const tab1 = await connect('r0_alice');
+        const tab2 = await connect('r0_alice');
+        await ok(tab1, { type: 'room.create', room: 'r0-room' });
+        const frames = recordFrames(tab2);
+        const mine = [];
+        for (let index = 0; index < 4; index++)
+            mine.push((await ok(tab1, { type: 'msg.send', room: 'r0-room', text: `each ${index}` })).seq);
+        await readEvent(tab2, 'r0-room', mine.at(-1));
+        assert.deepEqual(checkedReads(frames, 'r0-room', new Set(mine)), mine);
+    });
 });
 
 test('room.list counts what arrived while the user was away, and mentions among it', async () => {

@@ -71,6 +71,8 @@
 #define ROOMS_CURSOR_MAX            64          //  a room.members cursor's bytes
 #define ROOMS_NAME_BYTES            260         //  a member's name read from the store
 #define ROOMS_TYPING_MS_DEFAULT     2000        //  one typing per user and room this often
+#define ROOMS_READ_EVENT_MS_DEFAULT 250         //  one read event per sender and room this
+                                                //  often for its own sends
 
 
 //  --------------------------------------------------------------------------
@@ -141,6 +143,10 @@ typedef struct {
     uint64_t messages;              //  messages stored, for the log at exit
     pl_throttle_t *typing;          //  the typings relayed lately, owned
     int64_t typing_ms;              //  one typing per user and room this often
+    pl_throttle_t *reads;           //  read events of own sends lately, and the
+                                    //  newest seqs held back, owned
+    int64_t read_event_ms;          //  one such read event per user and room this often
+    int read_timer;                 //  hands the held ones over; 0 when none is held
 } rooms_t;
 
 //  --------------------------------------------------------------------------
@@ -399,14 +405,61 @@ s_deliver_members (rooms_t *self, room_t *room, const void *body, size_t size)
 //  Tells every session of user that its read marker of the room moved:
 //  {"type": "read", "room", "seq"}, so that its other tabs clear their badges
 static void
-s_deliver_read (rooms_t *self, room_t *room, const char *user, uint64_t seq)
+s_deliver_read (rooms_t *self, const char *room, const char *user, uint64_t seq)
 {
     pl_pack_t pack;
     pl_pack_start (&pack, 3, "type", "read");
-    pl_pack_kstr (&pack, "room", room->name);
+    pl_pack_kstr (&pack, "room", room);
     pl_pack_kuint (&pack, "seq", seq);
     pl_pack_deliver_user (&pack, self->host, self->ctx, user);
     pl_pack_release (&pack);
+}
+
+//  pl_throttle's hand-over: a read event held back is due
+static void
+s_read_due (void *arg, const char *user, const char *room, uint64_t seq)
+{
+    s_deliver_read ((rooms_t *) arg, room, user, seq);
+}
+
+static void s_read_tick (void *state);
+
+//  Runs the timer while read events are held back, and only then
+static void
+s_read_timer_watch (rooms_t *self)
+{
+    if (pl_throttle_held (self->reads) && !self->read_timer) {
+        //  Half the interval: a held event waits 1 to 1.5 intervals
+        int timer = self->host->timer_add (self->ctx, (uint32_t) (self->read_event_ms / 2),
+                                           s_read_tick);
+        self->read_timer = timer > 0? timer: 0;
+    }
+    else
+    if (!pl_throttle_held (self->reads) && self->read_timer) {
+        self->host->timer_cancel (self->ctx, self->read_timer);
+        self->read_timer = 0;
+    }
+}
+
+static void
+s_read_tick (void *state)
+{
+    rooms_t *self = (rooms_t *) state;
+    pl_throttle_due (self->reads, pl_time_mono (), s_read_due, self);
+    s_read_timer_watch (self);
+}
+
+//  One's own send moved one's marker to seq: the read event goes at once
+//  when none went for the room lately, else the newest is held back and
+//  goes read_event_ms after the last one (CLIENT-PROTOCOL.md, "Rooms"): a
+//  fast sender's sessions hear of each move within that time, at a few
+//  events a second instead of one a message
+static void
+s_read_moved_by_send (rooms_t *self, room_t *room, const char *user, uint64_t seq)
+{
+    if (pl_throttle_hold (self->reads, user, room->name, seq, pl_time_mono (), s_read_due, self))
+        s_deliver_read (self, room->name, user, seq);
+    s_read_timer_watch (self);
 }
 
 //  Packs one member, {user, online}, into scratch if the budget takes it
@@ -1814,8 +1867,12 @@ s_read_answer (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *c
         return;
     }
     uint64_t read_seq = (uint64_t) pl_body_int (body, "read_seq");
-    if (pl_body_bool (body, "moved"))
-        s_deliver_read (self, room, op->user, read_seq);
+    if (pl_body_bool (body, "moved")) {
+        s_deliver_read (self, room->name, op->user, read_seq);
+        //  A send's event held back says no more than this one
+        pl_throttle_settle (self->reads, op->user, room->name, read_seq);
+        s_read_timer_watch (self);
+    }
     pl_pack_t pack;
     pl_pack_init (&pack);
     pl_pack_map (&pack, 1);
@@ -1858,10 +1915,10 @@ s_send_written (void *plugin, pl_lane_key_t *key, pl_lane_op_t *op, const char *
         self->messages += sent;
         s_deliver_entry (self, room, op, pl_change_kind_name (args->change.kind), NULL);
         //  The sender's marker moved to its message, in the same store write:
-        //  one read event a sender a run, at its last message of the run (a
-        //  change moves no marker)
+        //  one read event a sender a run at most, at its last message of the
+        //  run (a change moves no marker)
         if (sent && !args->sender_again)
-            s_deliver_read (self, room, op->user, op->seq);
+            s_read_moved_by_send (self, room, op->user, op->seq);
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
         msgpack_packer packer;
@@ -2524,6 +2581,8 @@ s_options (rooms_t *self)
                                          0, UINT32_MAX);
     self->typing_ms = pl_options_int (&options, "typing_interval_ms", ROOMS_TYPING_MS_DEFAULT,
                                       0, 3600000);
+    self->read_event_ms = pl_options_int (&options, "read_event_ms", ROOMS_READ_EVENT_MS_DEFAULT,
+                                          0, 60000);
     return pl_options_refused (&options) == 0;
 }
 
@@ -2551,8 +2610,9 @@ s_init (parley_ctx_t *ctx, const parley_host_t *host, void **state_p)
     self->online = zhashx_new ();
     self->lists = rm_list_new (ctx, host, self->calls, self->list_public);
     self->typing = pl_throttle_new (self->typing_ms, PL_THROTTLE_MAX);
+    self->reads = pl_throttle_new (self->read_event_ms, PL_THROTTLE_MAX);
     if (!self->lane || !self->files || !self->sessions || !self->online || !self->lists
-    ||  !self->typing) {
+    ||  !self->typing || !self->reads) {
         s_destroy ((void **) &self);
         host->log (ctx, PARLEY_LOG_ERROR, "out of memory");
         return -1;
@@ -2581,6 +2641,7 @@ s_destroy (void **state_p)
         pl_lane_destroy (&self->lane);
         rm_list_destroy (&self->lists);
         pl_throttle_destroy (&self->typing);
+        pl_throttle_destroy (&self->reads);
         pl_call_destroy (&self->calls);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->online);
