@@ -46,6 +46,7 @@
 #include "pl_text.h"
 #include "pl_throttle.h"
 #include "pl_time.h"
+#include "pl_timer.h"
 #include "rm_list.h"
 
 #include <assert.h>
@@ -424,21 +425,13 @@ s_read_due (void *arg, const char *user, const char *room, uint64_t seq)
 
 static void s_read_tick (void *state);
 
-//  Runs the timer while read events are held back, and only then
+//  Runs the timer while read events are held back, and only then: half the
+//  interval, so that a held event waits 1 to 1.5 intervals
 static void
 s_read_timer_watch (rooms_t *self)
 {
-    if (pl_throttle_held (self->reads) && !self->read_timer) {
-        //  Half the interval: a held event waits 1 to 1.5 intervals
-        int timer = self->host->timer_add (self->ctx, (uint32_t) (self->read_event_ms / 2),
-                                           s_read_tick);
-        self->read_timer = timer > 0? timer: 0;
-    }
-    else
-    if (!pl_throttle_held (self->reads) && self->read_timer) {
-        self->host->timer_cancel (self->ctx, self->read_timer);
-        self->read_timer = 0;
-    }
+    pl_timer_while (self->host, self->ctx, &self->read_timer, pl_throttle_held (self->reads) > 0,
+                    (uint32_t) (self->read_event_ms / 2), s_read_tick);
 }
 
 static void

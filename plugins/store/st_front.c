@@ -16,6 +16,7 @@
 #include "pl_reply.h"
 #include "pl_service.h"
 #include "pl_time.h"
+#include "pl_timer.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -106,17 +107,8 @@ s_run_aside (void *state)
 static void
 s_watch_aside (s_front_t *self)
 {
-    const parley_host_t *host = self->host;
-    if (self->aside && !self->aside_timer && host->timer_add) {
-        int timer = host->timer_add (self->ctx, ST_FRONT_ASIDE_MS, s_run_aside);
-        self->aside_timer = timer > 0 ? timer : 0;
-    }
-    else
-    if (!self->aside && self->aside_timer) {
-        if (host->timer_cancel)
-            host->timer_cancel (self->ctx, self->aside_timer);
-        self->aside_timer = 0;
-    }
+    pl_timer_while (self->host, self->ctx, &self->aside_timer, self->aside > 0,
+                    ST_FRONT_ASIDE_MS, s_run_aside);
 }
 
 //  Answers the requests of the queue in order, but those the backend set
