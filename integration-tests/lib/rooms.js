@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startParley, Client, binDir, eventually, stoppedCleanly } from './harness.js';
+import { startParley, Client, binDir, eventually, stoppedCleanly, withClients } from './harness.js';
 
 export const PASSWORD = 'correct horse';
 // Quick argon2id: these tests are about rooms, not password hashing
@@ -41,6 +41,17 @@ export async function startRoomsParley({ dataDir, args = [], port } = {}) {
 export async function connectUser(url, username, clients) {
     const client = await Client.connect(url);
     clients?.push(client);
+    return logInAs(client, username);
+}
+
+// Runs body(connect) against server, connect(name) giving a logged-in client
+// of it; then every client is closed and the server stopped (withClients)
+export async function withUsers(server, body) {
+    await withClients(server, ({ connect }) =>
+        body(async (username) => logInAs(await connect(), username)));
+}
+
+async function logInAs(client, username) {
     let reply = await client.request({ type: 'auth.register', username, password: PASSWORD });
     if (reply.type === 'error' && reply.code === 'username_taken')
         reply = await client.request({ type: 'auth.login', username, password: PASSWORD });

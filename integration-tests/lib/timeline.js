@@ -3,7 +3,7 @@
 // receives, and the entries of a history by seq.
 
 import assert from 'node:assert/strict';
-import { ISO_MS, connectUser } from './rooms.js';
+import { ISO_MS, withUsers } from './rooms.js';
 import { plain } from './pm.js';
 
 export const THUMBS = '\u{1F44D}';
@@ -55,9 +55,8 @@ export const BAD_EMOJI = ['', ' ', 'a b', '\u00a0', 'x\u0001', 'x\u007f', 'x'.re
 export async function assertChangesCountAgainstRate(plugin, start, burst) {
     const server = await start({ args: ['--option', `${plugin}.msg_rate=1`,
                                         '--option', `${plugin}.msg_burst=3`] });
-    const clients = [];
-    try {
-        const replies = await burst((name) => connectUser(server.url, name, clients));
+    await withUsers(server, async (connect) => {
+        const replies = await burst(connect);
         const limited = replies.filter((reply) => reply.code === 'rate_limited');
         assert.ok(limited.length >= 3, JSON.stringify(replies));
         assert.ok(limited.every((reply) => Number.isInteger(reply.retry_after_ms)
@@ -65,9 +64,5 @@ export async function assertChangesCountAgainstRate(plugin, start, burst) {
                                          && reply.retry_after_ms <= 1000), JSON.stringify(limited));
         assert.equal(replies.at(-1).code, 'rate_limited', JSON.stringify(replies));
         assert.equal(replies[0].type, 'ok', JSON.stringify(replies));
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        await server.stop();
-    }
+    });
 }

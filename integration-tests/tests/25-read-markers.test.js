@@ -11,7 +11,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ok, fails, nextEntry, startRoomsParley, connectUser } from '../lib/rooms.js';
+import { ok, fails, nextEntry, startRoomsParley, withUsers } from '../lib/rooms.js';
 import { chatSuite, acrossRestart } from '../lib/chat.js';
 
 const { connect } = chatSuite('rooms');
@@ -110,51 +110,6 @@ test('a marker that moves sends a read event to every session of the user, and o
                      { last_seq: 5, read_seq: 4, unread: 1, mentions: 0 });
 });
 
-test('sends in flight together: each read event follows its message, they only go forward, and the last names the last message', async () => {
-    const alice = await connect('rb_alice');
-    const tab2 = await connect('rb_alice');
-    const bob = await connect('rb_bob');
-    await ok(alice, { type: 'room.create', room: 'rb-room' });
-    await ok(bob, { type: 'room.join', room: 'rb-room' });                     // seq 1
-    // Every frame of the second tab in arrival order, to check the order
-    const frames = [];
-    tab2.ws.on('message', (data) => frames.push(JSON.parse(data.toString())));
-    // Sent at once, so that the room stores them as runs of several, with
-    // bob's among them
-    const sends = [];
-    for (let index = 0; index < 12; index++) {
-        sends.push(ok(alice, { type: 'msg.send', room: 'rb-room', text: `burst ${index}` }));
-        if (index % 4 === 0)
-            sends.push(ok(bob, { type: 'msg.send', room: 'rb-room', text: `between ${index}` }));
-    }
-    const replies = await Promise.all(sends);
-    const mine = new Set();
-    for (let index = 0, at = 0; index < 12; index++, at++) {
-        mine.add(replies[at].seq);
-        if (index % 4 === 0)
-            at++;
-    }
-    const last = Math.max(...mine);
-    await readEvent(tab2, 'rb-room', last);
-    const seen = new Set();
-    let marker = 0;
-    for (const frame of frames) {
-        if (frame.type === 'message' && frame.room === 'rb-room')
-            seen.add(frame.seq);
-        if (frame.type !== 'read')
-            continue;
-        assert.equal(frame.room, 'rb-room');
-        assert.ok(mine.has(frame.seq), `read ${frame.seq} is one of alice's messages`);
-        assert.ok(seen.has(frame.seq), `read ${frame.seq} comes after its message`);
-        assert.ok(frame.seq > marker, `read ${frame.seq} after ${marker}`);
-        marker = frame.seq;
-    }
-    assert.equal(marker, last);
-    assert.equal((await listed(alice, 'rb-room')).read_seq, last);
-    assert.ok(!bob.events.some((frame) => frame.type === 'read' && frame.seq > 1
-                                         && mine.has(frame.seq)), JSON.stringify(bob.events));
-});
-
 // Every frame of a client in arrival order
 function recordFrames(client) {
     const frames = [];
@@ -182,26 +137,57 @@ function checkedReads(frames, room, mine) {
 }
 
 async function withServer(args, body) {
-    const server = await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
-                                                   '--option', 'rooms.msg_burst=1000', ...args] });
-    const clients = [];
-    try {
-        await body((name) => connectUser(server.url, name, clients));
-    } finally {
-        for (const client of clients)
-            client.ws.terminate();
-        await server.stop();
-    }
+    await withUsers(await startRoomsParley({ args: ['--option', 'rooms.msg_rate=1000',
+                                                    '--option', 'rooms.msg_burst=1000', ...args] }),
+                    body);
 }
+
+// alice in two tabs, whose first creates room, and bob in it (seq 1); the
+// second tab's frames recorded from then on
+async function twoTabsAndBob(connect, prefix, room) {
+    const tab1 = await connect(`${prefix}_alice`);
+    const tab2 = await connect(`${prefix}_alice`);
+    const bob = await connect(`${prefix}_bob`);
+    await ok(tab1, { type: 'room.create', room });
+    await ok(bob, { type: 'room.join', room });
+    return { tab1, tab2, bob, frames: recordFrames(tab2) };
+}
+
+test('sends in flight together: each read event follows its message, they only go forward, and the last names the last message', async () => {
+    const alice = await connect('rb_alice');
+    const tab2 = await connect('rb_alice');
+    const bob = await connect('rb_bob');
+    await ok(alice, { type: 'room.create', room: 'rb-room' });
+    await ok(bob, { type: 'room.join', room: 'rb-room' });                     // seq 1
+    // Every frame of the second tab in arrival order, to check the order
+    const frames = recordFrames(tab2);
+    // Sent at once, so that the room stores them as runs of several, with
+    // bob's among them
+    const sends = [];
+    for (let index = 0; index < 12; index++) {
+        sends.push(ok(alice, { type: 'msg.send', room: 'rb-room', text: `burst ${index}` }));
+        if (index % 4 === 0)
+            sends.push(ok(bob, { type: 'msg.send', room: 'rb-room', text: `between ${index}` }));
+    }
+    const replies = await Promise.all(sends);
+    const mine = new Set();
+    for (let index = 0, at = 0; index < 12; index++, at++) {
+        mine.add(replies[at].seq);
+        if (index % 4 === 0)
+            at++;
+    }
+    const last = Math.max(...mine);
+    await readEvent(tab2, 'rb-room', last);
+    assert.ok(frames.every((frame) => frame.type !== 'read' || frame.room === 'rb-room'));
+    assert.equal(checkedReads(frames, 'rb-room', mine).at(-1), last);
+    assert.equal((await listed(alice, 'rb-room')).read_seq, last);
+    assert.ok(!bob.events.some((frame) => frame.type === 'read' && frame.seq > 1
+                                         && mine.has(frame.seq)), JSON.stringify(bob.events));
+});
 
 test('a fast sender: the first read event at once, the newest held back and sent once the interval is over (read_event_ms=1000)', async () => {
     await withServer(['--option', 'rooms.read_event_ms=1000'], async (connect) => {
-        const tab1 = await connect('rh_alice');
-        const tab2 = await connect('rh_alice');
-        const bob = await connect('rh_bob');
-        await ok(tab1, { type: 'room.create', room: 'rh-room' });
-        await ok(bob, { type: 'room.join', room: 'rh-room' });                 // seq 1
-        const frames = recordFrames(tab2);
+        const { tab1, tab2, bob, frames } = await twoTabsAndBob(connect, 'rh', 'rh-room');
         // One after the other, each answered before the next: runs of one
         const mine = [];
         for (let index = 0; index < 6; index++)
@@ -220,12 +206,7 @@ test('a fast sender: the first read event at once, the newest held back and sent
 
 test('a room.read that tells more than the held read event settles it: no event goes backward (read_event_ms=1000)', async () => {
     await withServer(['--option', 'rooms.read_event_ms=1000'], async (connect) => {
-        const tab1 = await connect('rs_alice');
-        const tab2 = await connect('rs_alice');
-        const bob = await connect('rs_bob');
-        await ok(tab1, { type: 'room.create', room: 'rs-room' });
-        await ok(bob, { type: 'room.join', room: 'rs-room' });                 // seq 1
-        const frames = recordFrames(tab2);
+        const { tab1, tab2, bob, frames } = await twoTabsAndBob(connect, 'rs', 'rs-room');
         const first = (await ok(tab1, { type: 'msg.send', room: 'rs-room', text: 'one' })).seq;
         const second = (await ok(tab1, { type: 'msg.send', room: 'rs-room', text: 'two' })).seq;
         const bobs = (await ok(bob, { type: 'msg.send', room: 'rs-room', text: 'three' })).seq;
